@@ -1,0 +1,1 @@
+"""The OgPgy framework: DI, gRPC platform, persistence, resilience. Knows nothing about banking."""

@@ -1,0 +1,28 @@
+"""Time as a dependency, so rules that depend on today (age, business dates) can be tested."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+from common.di import og_component
+
+
+@og_component()
+class Clock:
+    """The wall clock in UTC. Tests override it with a FixedClock."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def today(self) -> date:
+        return self.now().date()
+
+
+class FixedClock(Clock):
+    """A clock that always answers the same instant."""
+
+    def __init__(self, instant: datetime) -> None:
+        self._instant = instant
+
+    def now(self) -> datetime:
+        return self._instant

@@ -1,0 +1,20 @@
+"""Process settings. Supplied to the infrastructure context by whoever starts the process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where data lives and where contexts listen.
+
+    `addresses` maps a context name to the gRPC target that reaches it; in embedded mode every
+    context maps to the one local server.
+    """
+
+    data_dir: Path = Path("var")
+    host: str = "127.0.0.1"
+    port: int = 50051
+    addresses: dict[str, str] = field(default_factory=dict)

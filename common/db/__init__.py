@@ -1,0 +1,1 @@
+"""Databases: pools that never block the event loop, versioned migrations, idempotency keys."""

@@ -1,0 +1,37 @@
+"""OpusGenie-style dependency injection: contexts, components, imports and exports."""
+
+from common.di.builder import ContextModuleBuilder, RemoteImports
+from common.di.component import BaseComponent, Scope, og_component
+from common.di.context import BuiltContexts, Context, ContextSpec, ModuleContextImport, context_spec, og_context
+from common.di.errors import (
+    CycleError,
+    DIError,
+    DuplicateProviderError,
+    LifecycleError,
+    MissingProviderError,
+    NotExportedError,
+    NotImportedError,
+    UnknownContextError,
+)
+
+__all__ = [
+    "BaseComponent",
+    "BuiltContexts",
+    "Context",
+    "ContextModuleBuilder",
+    "ContextSpec",
+    "CycleError",
+    "DIError",
+    "DuplicateProviderError",
+    "LifecycleError",
+    "MissingProviderError",
+    "ModuleContextImport",
+    "NotExportedError",
+    "NotImportedError",
+    "RemoteImports",
+    "Scope",
+    "UnknownContextError",
+    "context_spec",
+    "og_component",
+    "og_context",
+]

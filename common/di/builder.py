@@ -1,0 +1,364 @@
+"""ContextModuleBuilder: turns context declarations into built, initialised contexts.
+
+The builder enforces the boundary at build time: a context sees another context's component only
+if the other exports it and this one imports it. Everything is constructed eagerly, so that no
+resolution happens while serving requests.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from common.di.component import Scope, component_spec
+from common.di.context import BuiltContexts, Context, ContextSpec, ModuleContextImport, context_spec
+from common.di.errors import (
+    CycleError,
+    DuplicateProviderError,
+    LifecycleError,
+    MissingProviderError,
+    NotExportedError,
+    NotImportedError,
+    UnknownContextError,
+)
+
+
+class RemoteImports(Protocol):
+    """Satisfies imports that cross a process boundary (gRPC stubs) instead of sharing objects.
+
+    The DI core knows nothing of gRPC; common.grpc provides the implementation.
+    """
+
+    def serves(self, exported: type, wanted: type) -> bool:
+        """Whether an exported type (a servicer) answers imports of `wanted` (its stub)."""
+
+    def bind(self, wanted: type, context: str) -> object:
+        """The object injected for `wanted` imported from `context` (a stub on a channel)."""
+
+    async def close(self) -> None:
+        """Releases what `bind` opened."""
+
+
+def _name(t: object) -> str:
+    return getattr(t, "__qualname__", repr(t))
+
+
+@dataclass
+class _Replacement:
+    """A test double or a supplied value standing in for a type."""
+
+    value: Any
+    context: str | None
+
+    @property
+    def is_class(self) -> bool:
+        return isinstance(self.value, type)
+
+
+@dataclass
+class _Build:
+    """State of one build_contexts call."""
+
+    specs: dict[str, ContextSpec]
+    remote: dict[str, ContextSpec]
+    contexts: dict[str, Context] = field(default_factory=dict)
+    lifecycle: list[tuple[str, Any]] = field(default_factory=list)
+    made: set[int] = field(default_factory=set)
+
+
+class ContextModuleBuilder:
+    """Builds contexts from @og_context modules.
+
+    Test contexts: `override(T, double)` replaces the provider of T (in one context or in all)
+    with a class or an instance; `supply(obj, context=...)` adds a ready-made value as a provider.
+    State lives on the builder, so nothing leaks into the next build.
+    """
+
+    def __init__(self, remote_imports: RemoteImports | None = None) -> None:
+        self._remote_imports = remote_imports
+        self._overrides: dict[type, list[_Replacement]] = {}
+        self._supplied: dict[str, list[Any]] = {}
+        self._built: _Build | None = None
+
+    def override(self, wanted: type, replacement: Any, *, context: str | None = None) -> "ContextModuleBuilder":
+        """Replaces whatever provides `wanted` (in `context`, or everywhere) by `replacement`."""
+        self._overrides.setdefault(wanted, []).append(_Replacement(replacement, context))
+        return self
+
+    def supply(self, value: Any, *, context: str) -> "ContextModuleBuilder":
+        """Adds a ready-made instance as a provider of its own type in `context`."""
+        self._supplied.setdefault(context, []).append(value)
+        return self
+
+    async def build_contexts(self, *modules: type, remote: Iterable[type] = ()) -> BuiltContexts:
+        """Builds and initialises the contexts of `modules`.
+
+        `remote` modules are declarations of contexts served elsewhere: importing their exported
+        services is allowed (through RemoteImports), and their names count as known contexts.
+        """
+        build = _Build(specs=self._declared(modules), remote=self._declared(remote))
+        self._check_imports(build)
+        for name in self._context_order(build):
+            self._build_context(build, build.specs[name])
+        self._built = build
+        await self._initialize(build)
+        return BuiltContexts(build.contexts, self.shutdown)
+
+    # --- declarations -------------------------------------------------------------------------
+
+    @staticmethod
+    def _declared(modules: Iterable[type]) -> dict[str, ContextSpec]:
+        specs: dict[str, ContextSpec] = {}
+        for module in modules:
+            spec = context_spec(module)
+            if spec.name in specs:
+                raise DuplicateProviderError(
+                    f"context '{spec.name}' is declared twice ({_name(specs[spec.name].module)} and "
+                    f"{_name(module)}). Fix: give each @og_context a unique name."
+                )
+            seen: set[type] = set()
+            for provider in spec.providers:
+                if provider in seen:
+                    raise DuplicateProviderError(
+                        f"context '{spec.name}' lists {_name(provider)} twice in providers. "
+                        "Fix: list each provider once."
+                    )
+                seen.add(provider)
+            specs[spec.name] = spec
+        return specs
+
+    def _check_imports(self, build: _Build) -> None:
+        known = {**build.remote, **build.specs}
+        for spec in build.specs.values():
+            for imp in spec.imports:
+                source = known.get(imp.from_context)
+                if source is None:
+                    raise UnknownContextError(
+                        f"context '{spec.name}' imports {_name(imp.type)} from '{imp.from_context}', "
+                        f"which is not a known context (known: {', '.join(sorted(known))}). "
+                        f"Fix: correct the name, or build the '{imp.from_context}' module too."
+                    )
+                if not self._exports(source, imp.type):
+                    exported = ", ".join(_name(e) for e in source.exports) or "nothing"
+                    raise NotExportedError(
+                        f"context '{spec.name}' imports {_name(imp.type)} from '{source.name}', but "
+                        f"'{source.name}' does not export it (it exports: {exported}). Fix: import "
+                        f"one of its exports, or add {_name(imp.type)} to the exports of '{source.name}'."
+                    )
+                if source.name in build.remote and not self._is_remote_service(source, imp.type):
+                    raise NotExportedError(
+                        f"context '{spec.name}' imports {_name(imp.type)} from '{source.name}', which "
+                        "runs in another process: only its exported gRPC services can cross. "
+                        f"Fix: import the service's generated stub, or build '{source.name}' here."
+                    )
+
+    def _exports(self, source: ContextSpec, wanted: type) -> bool:
+        return any(
+            wanted in export.__mro__ or self._is_remote_service_of(export, wanted) for export in source.exports
+        )
+
+    def _is_remote_service(self, source: ContextSpec, wanted: type) -> bool:
+        return any(self._is_remote_service_of(export, wanted) for export in source.exports)
+
+    def _is_remote_service_of(self, export: type, wanted: type) -> bool:
+        return self._remote_imports is not None and self._remote_imports.serves(export, wanted)
+
+    @staticmethod
+    def _context_order(build: _Build) -> list[str]:
+        """Contexts in dependency order (imported before importer); CycleError on a loop."""
+        order: list[str] = []
+        state: dict[str, str] = {}
+
+        def visit(name: str, path: list[str]) -> None:
+            if state.get(name) == "done":
+                return
+            if state.get(name) == "visiting":
+                cycle = path[path.index(name):] + [name]
+                raise CycleError(
+                    "context import",
+                    cycle,
+                    "contexts may not import each other in a loop; let one side react to the "
+                    "other's events (pattern 3) or move the shared part into a third context.",
+                )
+            state[name] = "visiting"
+            for imp in build.specs[name].imports:
+                if imp.from_context in build.specs:
+                    visit(imp.from_context, path + [name])
+            state[name] = "done"
+            order.append(name)
+
+        for name in build.specs:
+            visit(name, [])
+        return order
+
+    # --- construction -------------------------------------------------------------------------
+
+    def _build_context(self, build: _Build, spec: ContextSpec) -> None:
+        context = Context(spec)
+        build.contexts[spec.name] = context
+        for value in self._supplied.get(spec.name, []):
+            context._register(type(value), value)
+        for provider in spec.providers:
+            self._instance_for(build, context, provider, [provider])
+
+    def _replacement(self, context: str, wanted: type) -> _Replacement | None:
+        candidates = self._overrides.get(wanted, [])
+        scoped = [r for r in candidates if r.context == context]
+        return (scoped or [r for r in candidates if r.context is None] or [None])[-1]
+
+    def _instance_for(self, build: _Build, context: Context, wanted: type, path: list[type]) -> Any:
+        """The instance of `context` that answers `wanted`, constructing it on first need."""
+        replacement = self._replacement(context.name, wanted)
+        if replacement is not None and not replacement.is_class:
+            context._register(wanted, replacement.value)
+            return replacement.value
+        existing = context._lookup(wanted)
+        if existing is not None and component_spec(type(existing)).scope is Scope.SINGLETON:
+            return existing
+        provider = replacement.value if replacement else self._provider(context.spec, wanted, path)
+        if provider is not None:
+            return self._construct(build, context, wanted, provider, path)
+        return self._imported(build, context.spec, wanted, path)
+
+    def _provider(self, spec: ContextSpec, wanted: type, path: list[type]) -> type | None:
+        matches = [p for p in spec.providers if wanted in p.__mro__]
+        if len(matches) > 1:
+            raise DuplicateProviderError(
+                f"context '{spec.name}': {_name(wanted)} is provided by both "
+                f"{' and '.join(_name(m) for m in matches)} (needed by {self._path(path)}). "
+                "Fix: keep one of them in providers, or override the choice in a test context."
+            )
+        return matches[0] if matches else None
+
+    def _construct(self, build: _Build, context: Context, wanted: type, provider: type, path: list[type]) -> Any:
+        kwargs = {}
+        for param, annotation in self._dependencies(provider):
+            if annotation in path:
+                cycle = [_name(p) for p in path[path.index(annotation):]] + [_name(annotation)]
+                raise CycleError(
+                    f"context '{context.name}': component",
+                    cycle,
+                    "components may not need each other in a loop; extract the shared part "
+                    "into a third component.",
+                )
+            kwargs[param] = self._instance_for(build, context, annotation, path + [annotation])
+        instance = provider(**kwargs)
+        context._register(provider, instance)
+        if wanted is not provider:
+            context._register(wanted, instance)
+        if id(instance) not in build.made:
+            build.made.add(id(instance))
+            build.lifecycle.append((f"{context.name}.{_name(provider)}", instance))
+        return instance
+
+    @staticmethod
+    def _dependencies(provider: type) -> list[tuple[str, type]]:
+        """(parameter, type) pairs of the constructor, from its type hints."""
+        init = provider.__init__  # type: ignore[misc]
+        if init is object.__init__:
+            return []
+        hints = typing.get_type_hints(init)
+        deps = []
+        for param in list(inspect.signature(init).parameters.values())[1:]:
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            annotation = hints.get(param.name)
+            if isinstance(annotation, type) and param.default is param.empty:
+                deps.append((param.name, annotation))
+            elif param.default is param.empty:
+                raise MissingProviderError(
+                    f"{_name(provider)}.__init__ parameter '{param.name}' has no class annotation. "
+                    "Fix: annotate it with the type to inject, or give it a default."
+                )
+        return deps
+
+    def _imported(self, build: _Build, spec: ContextSpec, wanted: type, path: list[type]) -> Any:
+        imp = spec.imported_from(wanted)
+        if imp is None:
+            self._raise_unresolved(build, spec, wanted, path)
+        source = build.contexts.get(imp.from_context)
+        if source is not None and self._provided_locally(source.spec, wanted):
+            instance = source.resolve(wanted)
+        else:
+            instance = self._bind_remote(spec, imp)
+        build.contexts[spec.name]._register(wanted, instance)
+        return instance
+
+    def _bind_remote(self, spec: ContextSpec, imp: ModuleContextImport) -> Any:
+        wanted = imp.type
+        if self._remote_imports is None:
+            raise MissingProviderError(
+                f"context '{spec.name}' imports {_name(wanted)} from '{imp.from_context}', which "
+                "can only be reached over gRPC, but the builder has no RemoteImports. "
+                "Fix: pass remote_imports= to ContextModuleBuilder."
+            )
+        return self._remote_imports.bind(wanted, imp.from_context)
+
+    @staticmethod
+    def _provided_locally(spec: ContextSpec, wanted: type) -> bool:
+        return any(wanted in export.__mro__ for export in spec.exports)
+
+    def _raise_unresolved(self, build: _Build, spec: ContextSpec, wanted: type, path: list[type]) -> typing.NoReturn:
+        exporters = [
+            other.name for other in {**build.remote, **build.specs}.values() if self._exports(other, wanted)
+        ]
+        if exporters:
+            raise NotImportedError(
+                f"context '{spec.name}': {self._path(path)} needs {_name(wanted)}, which "
+                f"'{exporters[0]}' exports, but '{spec.name}' does not import it. Fix: add "
+                f"ModuleContextImport({_name(wanted)}, from_context='{exporters[0]}') to the "
+                f"imports of '{spec.name}'."
+            )
+        raise MissingProviderError(
+            f"context '{spec.name}': no provider for {_name(wanted)} (needed by {self._path(path)}). "
+            f"Fix: add an implementation of {_name(wanted)} to the providers of '{spec.name}', "
+            "or import it from the context that exports it."
+        )
+
+    @staticmethod
+    def _path(path: list[type]) -> str:
+        return " -> ".join(_name(p) for p in path)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def _initialize(self, build: _Build) -> None:
+        started: list[tuple[str, Any]] = []
+        for who, instance in build.lifecycle:
+            init = getattr(instance, "initialize", None)
+            if init is None:
+                continue
+            try:
+                await init()
+            except Exception as exc:  # noqa: BLE001 - reported with every shutdown failure
+                build.lifecycle = started
+                errors = [(who, exc)] + await self._shutdown_all(build)
+                raise LifecycleError("initialize", errors) from exc
+            started.append((who, instance))
+        build.lifecycle = started
+
+    async def shutdown(self) -> None:
+        """Shuts down what the last build started, newest first, every one even if some fail."""
+        build, self._built = self._built, None
+        if build is None:
+            return
+        errors = await self._shutdown_all(build)
+        if errors:
+            raise LifecycleError("shutdown", errors)
+
+    async def _shutdown_all(self, build: _Build) -> list[tuple[str, BaseException]]:
+        errors: list[tuple[str, BaseException]] = []
+        for who, instance in reversed(build.lifecycle):
+            try:
+                await instance.shutdown()
+            except Exception as exc:  # noqa: BLE001 - collected, then raised together
+                errors.append((who, exc))
+        build.lifecycle = []
+        if self._remote_imports is not None:
+            try:
+                await self._remote_imports.close()
+            except Exception as exc:  # noqa: BLE001
+                errors.append(("remote imports", exc))
+        return errors

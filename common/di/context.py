@@ -1,0 +1,136 @@
+"""Context declarations (@og_context) and the built Context that resolves components."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+from common.di.errors import MissingProviderError
+
+T = TypeVar("T")
+C = TypeVar("C", bound=type)
+
+
+@dataclass(frozen=True)
+class ModuleContextImport:
+    """Declares that a context uses `type` exported by `from_context`."""
+
+    type: type
+    from_context: str
+
+
+@dataclass(frozen=True)
+class ContextSpec:
+    """The declaration of a bounded context: what it builds, what it shows, what it needs."""
+
+    name: str
+    description: str = ""
+    business_owner: str = ""
+    providers: tuple[type, ...] = ()
+    exports: tuple[type, ...] = ()
+    imports: tuple[ModuleContextImport, ...] = ()
+    module: type | None = field(default=None, compare=False)
+
+    def imported_from(self, wanted: type) -> ModuleContextImport | None:
+        """The import declaration that brings `wanted` into this context, if any."""
+        return next((imp for imp in self.imports if imp.type is wanted), None)
+
+
+_SPEC_ATTR = "__og_context__"
+
+
+def og_context(
+    name: str,
+    description: str = "",
+    business_owner: str = "",
+    providers: list[type] | tuple[type, ...] = (),
+    exports: list[type] | tuple[type, ...] = (),
+    imports: list[ModuleContextImport] | tuple[ModuleContextImport, ...] = (),
+) -> Callable[[C], C]:
+    """Declares a bounded context on a module class. Declaration only: nothing is built here."""
+
+    def declare(module: C) -> C:
+        spec = ContextSpec(
+            name=name,
+            description=description,
+            business_owner=business_owner,
+            providers=tuple(providers),
+            exports=tuple(exports),
+            imports=tuple(imports),
+            module=module,
+        )
+        setattr(module, _SPEC_ATTR, spec)
+        return module
+
+    return declare
+
+
+def context_spec(module: type) -> ContextSpec:
+    """The declaration of a module class; TypeError for classes without @og_context."""
+    spec = module.__dict__.get(_SPEC_ATTR)
+    if not isinstance(spec, ContextSpec):
+        raise TypeError(f"{module.__qualname__} is not decorated with @og_context")
+    return spec
+
+
+class Context:
+    """A built context: every component already constructed (no resolution on the hot path)."""
+
+    def __init__(self, spec: ContextSpec) -> None:
+        self.spec = spec
+        self._instances: dict[type, Any] = {}
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def _register(self, key: type, instance: Any) -> None:
+        self._instances[key] = instance
+
+    def _lookup(self, wanted: type) -> Any | None:
+        """The instance registered for `wanted`, or one whose class derives from it."""
+        if wanted in self._instances:
+            return self._instances[wanted]
+        return next((obj for key, obj in self._instances.items() if wanted in key.__mro__), None)
+
+    def resolve(self, wanted: type[T]) -> T:
+        """The component of this context that provides `wanted` (a class or a Protocol)."""
+        found = self._lookup(wanted)
+        if found is None:
+            raise MissingProviderError(
+                f"context '{self.name}': nothing provides {wanted.__qualname__}. "
+                f"Fix: add it to the providers of '{self.name}' or to its imports."
+            )
+        return found  # type: ignore[no-any-return]
+
+    def exported_instances(self) -> list[Any]:
+        """The instances of this context's exports, in declaration order."""
+        return [self.resolve(export) for export in self.spec.exports]
+
+
+class BuiltContexts(Mapping[str, Context]):
+    """{name: context} plus the lifecycle handle that shuts them down in reverse order."""
+
+    def __init__(self, contexts: dict[str, Context], shutdown: Callable[[], Any]) -> None:
+        self._contexts = contexts
+        self._shutdown = shutdown
+
+    def __getitem__(self, name: str) -> Context:
+        return self._contexts[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._contexts)
+
+    def __len__(self) -> int:
+        return len(self._contexts)
+
+    async def shutdown(self) -> None:
+        """Shuts down every component in reverse init order; raises LifecycleError after all ran."""
+        await self._shutdown()
+
+    async def __aenter__(self) -> "BuiltContexts":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()

@@ -1,0 +1,38 @@
+"""Conversions between protobuf well-known types and Python values, shared by every api.py."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date, datetime, timezone
+
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from common.idempotency import IdempotencyKey
+
+
+def timestamp(value: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(value.astimezone(timezone.utc))
+    return ts
+
+
+def fingerprint(request: Message) -> str:
+    """Digest of a request without its request_id: what 'the same content' means for a retry."""
+    copy = type(request)()
+    copy.CopyFrom(request)
+    if "request_id" in copy.DESCRIPTOR.fields_by_name:
+        copy.ClearField("request_id")  # type: ignore[arg-type]
+    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
+
+
+def idempotency_key(request: Message, operation: str) -> IdempotencyKey:
+    return IdempotencyKey(getattr(request, "request_id"), operation, fingerprint(request))
+
+
+def calendar_date(year: int, month: int, day: int) -> date | None:
+    """A date from its parts, None when unset (all zero) or impossible (validation reports it)."""
+    try:
+        return date(year, month, day)
+    except ValueError:
+        return None

@@ -1,0 +1,128 @@
+"""Server and client interceptors of the platform.
+
+Server side: sets the call context (request id, deadline) and maps AppError to statuses with rich
+details; anything else is a bug, logged with its traceback and answered INTERNAL without internals.
+Client side: propagates the request id and the remaining deadline to the next hop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from common.errors import AppError
+from common.grpc.call_context import REQUEST_ID_HEADER, deadline_var, request_id_var
+from common.grpc.status import internal_status, to_grpc_status
+
+log = logging.getLogger("ogpgy.grpc")
+
+
+def _request_id_of(context: aio.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_HEADER and isinstance(value, str) and 0 < len(value) <= 128:
+            return value
+    return uuid.uuid4().hex
+
+
+def _enter_call(context: aio.ServicerContext) -> None:
+    request_id_var.set(_request_id_of(context))
+    remaining = context.time_remaining()
+    deadline_var.set(None if remaining is None else time.monotonic() + remaining)
+
+
+async def _abort_for(exc: Exception, context: aio.ServicerContext, method: str) -> None:
+    if isinstance(exc, AppError):
+        await context.abort_with_status(to_grpc_status(exc))
+    log.exception("unhandled error in %s (request id %s)", method, request_id_var.get())
+    await context.abort_with_status(internal_status())
+
+
+def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+    async def handle(request: Any, context: aio.ServicerContext) -> Any:
+        _enter_call(context)
+        try:
+            return await behavior(request, context)
+        except aio.AbortError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped to a status, bugs logged
+            await _abort_for(exc, context, method)
+
+    return handle
+
+
+def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
+    async def handle(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+        _enter_call(context)
+        try:
+            async for response in behavior(request, context):
+                yield response
+        except aio.AbortError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            await _abort_for(exc, context, method)
+
+    return handle
+
+
+class ServerCallInterceptor(aio.ServerInterceptor):
+    """Wraps every handler once per method (cached), not once per call."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None:
+            return cached
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        wrapped = self._wrap(handler, method)
+        self._wrapped[method] = wrapped
+        return wrapped
+
+    @staticmethod
+    def _wrap(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        common = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(_wrap_unary(handler.unary_unary, method), **common)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream, method), **common)
+        return handler  # client-streaming methods are not part of any contract yet
+
+
+def _outgoing_details(details: aio.ClientCallDetails) -> aio.ClientCallDetails:
+    metadata = aio.Metadata(*(details.metadata or ()))
+    request_id = request_id_var.get()
+    if request_id and REQUEST_ID_HEADER not in metadata:
+        metadata.add(REQUEST_ID_HEADER, request_id)
+    timeout = details.timeout
+    deadline = deadline_var.get()
+    if deadline is not None:
+        remaining = max(deadline - time.monotonic(), 0.0)
+        timeout = remaining if timeout is None else min(timeout, remaining)
+    return aio.ClientCallDetails(details.method, timeout, metadata, details.credentials, details.wait_for_ready)
+
+
+class OutgoingContextInterceptor(aio.UnaryUnaryClientInterceptor, aio.UnaryStreamClientInterceptor):
+    """Puts the caller's request id and remaining deadline on every outgoing call."""
+
+    async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        return await continuation(_outgoing_details(client_call_details), request)
+
+    async def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        return await continuation(_outgoing_details(client_call_details), request)

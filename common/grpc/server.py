@@ -1,0 +1,107 @@
+"""One way to serve any set of contexts: grpc.aio with health, reflection and interceptors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from common.di import BuiltContexts
+from common.grpc.interceptors import ServerCallInterceptor
+from common.grpc.services import services_of_servicer
+
+log = logging.getLogger("ogpgy.grpc.server")
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class GrpcServer:
+    """A grpc.aio server for the exported servicers of some contexts.
+
+    Lifecycle: `bind()` first (so the port is known before contexts build their channels),
+    then `add_contexts()`, `start()`, and `stop()`, which turns every service NOT_SERVING before
+    draining in-flight calls for `grace` seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        interceptors: Sequence[aio.ServerInterceptor] = (),
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        self._server = aio.server(interceptors=[ServerCallInterceptor(), *interceptors], options=list(options))
+        self._health = health.aio.HealthServicer()
+        self._service_names: list[str] = []
+        self._port: int | None = None
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("bind() the server first")
+        return self._port
+
+    @property
+    def service_names(self) -> list[str]:
+        return list(self._service_names)
+
+    def bind(self, address: str) -> int:
+        """Listens on `address` ("127.0.0.1:0" picks a free port); returns the port."""
+        self._port = self._server.add_insecure_port(address)
+        if self._port == 0:
+            raise OSError(f"cannot listen on {address}")
+        return self._port
+
+    def add_servicer(self, servicer: Any) -> list[str]:
+        """Registers a servicer under every proto service it implements."""
+        bindings = services_of_servicer(type(servicer))
+        if not bindings:
+            raise TypeError(f"{type(servicer).__qualname__} implements no generated gRPC servicer")
+        for binding in bindings:
+            binding.add_to_server(servicer, self._server)
+            self._service_names.append(binding.full_name)
+        return [b.full_name for b in bindings]
+
+    def add_contexts(self, contexts: BuiltContexts | Iterable[Any]) -> None:
+        """Serves every exported servicer of the given contexts."""
+        instances = contexts.values() if isinstance(contexts, BuiltContexts) else contexts
+        for context in instances:
+            for exported in context.exported_instances():
+                if services_of_servicer(type(exported)):
+                    self.add_servicer(exported)
+
+    async def start(self) -> None:
+        reflection.enable_server_reflection(
+            [*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server
+        )
+        await self._server.start()
+        for name in ["", *self._service_names]:
+            await self._health.set(name, SERVING)
+        log.info("serving %s on port %s", ", ".join(self._service_names) or "nothing", self._port)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self._health.enter_graceful_shutdown()
+        await self._server.stop(grace)
+
+    async def wait_for_termination(self) -> None:
+        await self._server.wait_for_termination()
+
+
+async def wait_for_stop_signal() -> signal.Signals:
+    """Returns the first SIGINT or SIGTERM received: the cue for a graceful shutdown."""
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[signal.Signals] = loop.create_future()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda s=sig: received.done() or received.set_result(s))
+    try:
+        return await received
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,75 @@
+"""Mapping of AppError to canonical gRPC status codes with google.rpc rich details."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from common.errors import (
+    Aborted,
+    AlreadyExists,
+    AppError,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    ReasonedError,
+    Unauthenticated,
+    Unavailable,
+    ValidationFailed,
+)
+
+ERROR_DOMAIN = "ogpgy.bank"
+
+_CODES: list[tuple[type[AppError], int]] = [
+    (ValidationFailed, code_pb2.INVALID_ARGUMENT),
+    (NotFound, code_pb2.NOT_FOUND),
+    (PreconditionFailed, code_pb2.FAILED_PRECONDITION),
+    (AlreadyExists, code_pb2.ALREADY_EXISTS),
+    (Aborted, code_pb2.ABORTED),
+    (Unauthenticated, code_pb2.UNAUTHENTICATED),
+    (PermissionDenied, code_pb2.PERMISSION_DENIED),
+    (Unavailable, code_pb2.UNAVAILABLE),
+]
+
+
+def _pack(message: object) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed
+
+
+def _details(error: AppError) -> list[any_pb2.Any]:
+    if isinstance(error, ValidationFailed):
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                for v in error.violations
+            ]
+        )
+        return [_pack(bad)]
+    if isinstance(error, NotFound):
+        info = error_details_pb2.ResourceInfo(
+            resource_type=error.resource_type, resource_name=error.resource_id, description=error.message
+        )
+        return [_pack(info)]
+    if isinstance(error, ReasonedError):
+        info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
+        return [_pack(info)]
+    return []
+
+
+def code_of(error: AppError) -> int:
+    return next(code for kind, code in _CODES if isinstance(error, kind))
+
+
+def to_grpc_status(error: AppError) -> grpc.Status:
+    """The status (code, message, details) a client receives for `error`."""
+    status = status_pb2.Status(code=code_of(error), message=error.message, details=_details(error))
+    return rpc_status.to_status(status)
+
+
+def internal_status(message: str = "internal error; it has been logged") -> grpc.Status:
+    """What a client sees for a bug: no internals leak."""
+    return rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message=message))

@@ -1,0 +1,69 @@
+"""Collecting every bad field of a request at once, so a client can fix them all in one go."""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+from common.errors import FieldViolation, ValidationFailed
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+MAX_PAGE_SIZE = 500
+DEFAULT_PAGE_SIZE = 50
+
+
+class Violations:
+    """Accumulates field violations; `raise_if_any` ends validation."""
+
+    def __init__(self) -> None:
+        self._items: list[FieldViolation] = []
+
+    def add(self, field: str, description: str) -> None:
+        self._items.append(FieldViolation(field, description))
+
+    def check(self, ok: bool, field: str, description: str) -> bool:
+        """Records a violation unless `ok`; returns `ok` so callers can skip dependent checks."""
+        if not ok:
+            self.add(field, description)
+        return ok
+
+    def guard(self, field: str, parse: Callable[[], object]) -> object | None:
+        """Runs a parser, turning its ValueError into a violation of `field`."""
+        try:
+            return parse()
+        except ValueError as exc:
+            self.add(field, str(exc))
+            return None
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def raise_if_any(self) -> None:
+        if self._items:
+            raise ValidationFailed(self._items)
+
+
+def check_request_id(v: Violations, value: str, field: str = "request_id") -> None:
+    """Every state-changing request carries a client-chosen idempotency key."""
+    v.check(bool(REQUEST_ID.fullmatch(value)), field, "required: 1..64 characters of [A-Za-z0-9_-]")
+
+
+def check_text(v: Violations, value: str, field: str, *, max_len: int, required: bool = True) -> None:
+    """Free text: bounded, no control characters, not blank when required."""
+    if not value.strip():
+        v.check(not required, field, "required")
+        return
+    v.check(len(value) <= max_len, field, f"at most {max_len} characters")
+    v.check(value.isprintable(), field, "must not contain control characters")
+
+
+def check_id(v: Violations, value: str, field: str, prefix: str) -> None:
+    """Server-assigned ids have a known prefix; a malformed one is bad input, not NOT_FOUND."""
+    ok = value.startswith(f"{prefix}_") and len(value) <= 64 and value.isascii() and value.isprintable()
+    v.check(ok, field, f"required: an id starting with '{prefix}_'")
+
+
+def page_size(v: Violations, value: int, field: str = "page_size") -> int:
+    """0 means the default; negative or too large is bad input."""
+    v.check(0 <= value <= MAX_PAGE_SIZE, field, f"must be between 0 and {MAX_PAGE_SIZE}")
+    return value or DEFAULT_PAGE_SIZE

@@ -1,0 +1,66 @@
+"""Embedded mode: every context in one process behind one gRPC server, SQLite under data_dir."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from common.config import Settings
+from common.di import BuiltContexts, ContextModuleBuilder, context_spec
+from common.grpc.channels import ChannelPool
+from common.grpc.server import GrpcServer
+from common.infrastructure import InfrastructureModule
+from services.customer.module import CustomerModule
+
+log = logging.getLogger("ogpgy.mesh")
+
+# Business contexts in the order they were built; each later issue adds its module here.
+BUSINESS_MODULES: tuple[type, ...] = (CustomerModule,)
+
+
+@dataclass
+class RunningBank:
+    """A started embedded bank: its server, its contexts, and where to reach it."""
+
+    server: GrpcServer
+    contexts: BuiltContexts
+    target: str
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stops taking calls (NOT_SERVING, drain), then shuts every component down."""
+        await self.server.stop(grace)
+        await self.contexts.shutdown()
+
+
+def _local_target(host: str, port: int) -> str:
+    """How this process reaches its own server (a wildcard bind is reached on loopback)."""
+    return f"127.0.0.1:{port}" if host in ("0.0.0.0", "", "::", "[::]") else f"{host}:{port}"
+
+
+async def start_embedded(
+    settings: Settings,
+    *,
+    modules: Sequence[type] = BUSINESS_MODULES,
+    customize: Callable[[ContextModuleBuilder], object] | None = None,
+) -> RunningBank:
+    """Binds the server first so that every context's stub can target it, then builds, then serves.
+
+    `customize` may add test overrides to the builder before the contexts are built.
+    """
+    server = GrpcServer()
+    port = server.bind(f"{settings.host}:{settings.port}")
+    target = _local_target(settings.host, port)
+    addresses = {context_spec(m).name: target for m in modules} | dict(settings.addresses)
+    builder = ContextModuleBuilder(ChannelPool(addresses))
+    builder.supply(settings, context="infrastructure")
+    if customize is not None:
+        customize(builder)
+    contexts = await builder.build_contexts(InfrastructureModule, *modules)
+    try:
+        server.add_contexts(contexts)
+        await server.start()
+    except BaseException:
+        await contexts.shutdown()
+        raise
+    return RunningBank(server, contexts, target)

@@ -1,0 +1,1 @@
+"""The bounded contexts of OgPgy Bank. A context never imports another: stubs only."""

@@ -1,0 +1,1 @@
+"""Customer context: onboarding with KYC, customer reads and updates."""

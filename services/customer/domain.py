@@ -1,0 +1,266 @@
+"""Customers and the KYC rules. Pure: no I/O, no gRPC, no clock (today is passed in)."""
+
+from __future__ import annotations
+
+import enum
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+
+from common.validation import Violations, check_text
+
+LEGAL_AGE = 18
+_DOCUMENT = re.compile(r"[A-Z]{2}[0-9]{7}")
+_COUNTRY = re.compile(r"[A-Z]{2}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+_PHONE = re.compile(r"\+[1-9][0-9]{6,14}")
+_ICAO_WEIGHTS = (7, 3, 1)
+UPDATABLE_FIELDS = frozenset({"email", "phone", "address"})
+
+
+class KycStatus(enum.Enum):
+    VERIFIED = "VERIFIED"
+    REJECTED = "REJECTED"
+
+
+class KycReason(enum.Enum):
+    UNDERAGE = "UNDERAGE"
+    DOCUMENT_CHECK_DIGIT_MISMATCH = "DOCUMENT_CHECK_DIGIT_MISMATCH"
+    SANCTIONS_LIST_MATCH = "SANCTIONS_LIST_MATCH"
+
+
+class DocumentType(enum.Enum):
+    PASSPORT = "PASSPORT"
+    NATIONAL_ID = "NATIONAL_ID"
+
+
+@dataclass(frozen=True)
+class IdentityDocument:
+    type: DocumentType | None
+    number: str
+    issuing_country_code: str
+
+
+@dataclass(frozen=True)
+class Address:
+    lines: tuple[str, ...]
+    city: str
+    postal_code: str
+    country_code: str
+
+
+@dataclass(frozen=True)
+class Kyc:
+    status: KycStatus
+    reasons: tuple[KycReason, ...]
+    checked_at: datetime
+
+
+@dataclass(frozen=True)
+class SanctionsEntry:
+    """One listed person; a missing birth date matches any birth date."""
+
+    full_name: str
+    date_of_birth: date | None = None
+
+
+@dataclass(frozen=True)
+class Application:
+    """A validated onboarding application."""
+
+    given_name: str
+    family_name: str
+    email: str
+    phone: str
+    date_of_birth: date | None
+    document: IdentityDocument | None
+    address: Address | None
+
+
+@dataclass(frozen=True)
+class ContactChange:
+    """A validated change of contact data; only the fields in `fields` apply."""
+
+    fields: frozenset[str]
+    email: str = ""
+    phone: str = ""
+    address: Address | None = None
+
+
+@dataclass(frozen=True)
+class Customer:
+    customer_id: str
+    given_name: str
+    family_name: str
+    email: str
+    phone: str
+    date_of_birth: date
+    document: IdentityDocument
+    address: Address
+    kyc: Kyc
+    created_at: datetime
+    updated_at: datetime
+    version: int = 1
+
+    @classmethod
+    def onboard(cls, customer_id: str, application: Application, kyc: Kyc) -> "Customer":
+        birth, document, address = _complete(application)
+        return cls(
+            customer_id=customer_id,
+            given_name=application.given_name,
+            family_name=application.family_name,
+            email=application.email,
+            phone=application.phone,
+            date_of_birth=birth,
+            document=document,
+            address=address,
+            kyc=kyc,
+            created_at=kyc.checked_at,
+            updated_at=kyc.checked_at,
+        )
+
+    def with_contact(self, change: ContactChange, at: datetime) -> "Customer":
+        """The customer after `change`, one version later."""
+        return replace(
+            self,
+            email=change.email if "email" in change.fields else self.email,
+            phone=change.phone if "phone" in change.fields else self.phone,
+            address=change.address if "address" in change.fields and change.address else self.address,
+            updated_at=at,
+            version=self.version + 1,
+        )
+
+
+def _complete(app: Application) -> tuple[date, IdentityDocument, Address]:
+    """The parts validation guarantees; calling rules on an unvalidated application is a bug."""
+    if app.date_of_birth is None or app.document is None or app.address is None:
+        raise ValueError("application used before validate_application")
+    return app.date_of_birth, app.document, app.address
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+def validate_email(v: Violations, value: str, field: str = "email") -> None:
+    v.check(len(value) <= 254 and bool(_EMAIL.fullmatch(value)), field, "required: an email address like name@example.com")
+
+
+def validate_phone(v: Violations, value: str, field: str = "phone") -> None:
+    if value:
+        v.check(bool(_PHONE.fullmatch(value)), field, "must be in E.164 form, e.g. +4915112345678")
+
+
+def validate_birth_date(v: Violations, value: date | None, today: date, field: str = "date_of_birth") -> None:
+    if value is None:
+        v.add(field, "required: a valid calendar date")
+        return
+    v.check(date(1900, 1, 1) <= value <= today, field, "must be between 1900-01-01 and today")
+
+
+def validate_document(v: Violations, doc: IdentityDocument | None, field: str = "document") -> None:
+    if doc is None:
+        v.add(field, "required")
+        return
+    v.check(doc.type is not None, f"{field}.type", "required: PASSPORT or NATIONAL_ID")
+    v.check(
+        bool(_DOCUMENT.fullmatch(doc.number)),
+        f"{field}.number",
+        "must be two capital letters and seven digits (the last is the check digit), e.g. AB1234564",
+    )
+    v.check(bool(_COUNTRY.fullmatch(doc.issuing_country_code)), f"{field}.issuing_country_code", "required: ISO 3166-1 alpha-2 code, e.g. DE")
+
+
+def validate_address(v: Violations, address: Address | None, field: str = "address") -> None:
+    if address is None:
+        v.add(field, "required")
+        return
+    v.check(1 <= len(address.lines) <= 3, f"{field}.lines", "1 to 3 lines required")
+    for i, line in enumerate(address.lines):
+        check_text(v, line, f"{field}.lines[{i}]", max_len=100)
+    check_text(v, address.city, f"{field}.city", max_len=100)
+    check_text(v, address.postal_code, f"{field}.postal_code", max_len=16)
+    v.check(bool(_COUNTRY.fullmatch(address.country_code)), f"{field}.country_code", "required: ISO 3166-1 alpha-2 code, e.g. DE")
+
+
+def validate_application(v: Violations, app: Application, today: date) -> None:
+    check_text(v, app.given_name, "given_name", max_len=100)
+    check_text(v, app.family_name, "family_name", max_len=100)
+    validate_email(v, app.email)
+    validate_phone(v, app.phone)
+    validate_birth_date(v, app.date_of_birth, today)
+    validate_document(v, app.document)
+    validate_address(v, app.address)
+
+
+def validate_contact_change(v: Violations, change: ContactChange, field: str = "customer") -> None:
+    unknown = change.fields - UPDATABLE_FIELDS
+    v.check(bool(change.fields), "update_mask", f"required: one or more of {', '.join(sorted(UPDATABLE_FIELDS))}")
+    v.check(not unknown, "update_mask", f"not updatable: {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(UPDATABLE_FIELDS))}")
+    if "email" in change.fields:
+        validate_email(v, change.email, f"{field}.email")
+    if "phone" in change.fields:
+        validate_phone(v, change.phone, f"{field}.phone")
+    if "address" in change.fields:
+        validate_address(v, change.address, f"{field}.address")
+
+
+# --- KYC rules --------------------------------------------------------------------------------
+
+
+def age_on(birth: date, day: date) -> int:
+    """Completed years; someone born on 29 February comes of age on 1 March in common years."""
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+def _icao_value(char: str) -> int:
+    return int(char) if char.isdigit() else ord(char) - ord("A") + 10
+
+
+def check_digit(body: str) -> int:
+    """ICAO 9303 check digit: weights 7, 3, 1 repeating, sum modulo 10."""
+    return sum(_icao_value(c) * _ICAO_WEIGHTS[i % 3] for i, c in enumerate(body)) % 10
+
+
+def has_valid_check_digit(number: str) -> bool:
+    return check_digit(number[:-1]) == int(number[-1])
+
+
+def normalize_name(name: str) -> str:
+    """Case, accents, hyphens and spacing do not hide a sanctioned name."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    letters = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(letters.casefold().replace("-", " ").split())
+
+
+@dataclass(frozen=True)
+class SanctionsList:
+    """The sanctions list indexed by normalised name."""
+
+    entries: dict[str, tuple[SanctionsEntry, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, entries: Iterable[SanctionsEntry]) -> "SanctionsList":
+        index: dict[str, list[SanctionsEntry]] = {}
+        for entry in entries:
+            index.setdefault(normalize_name(entry.full_name), []).append(entry)
+        return cls({name: tuple(found) for name, found in index.items()})
+
+    def matches(self, given_name: str, family_name: str, birth: date) -> bool:
+        candidates = self.entries.get(normalize_name(f"{given_name} {family_name}"), ())
+        return any(entry.date_of_birth in (None, birth) for entry in candidates)
+
+
+def run_kyc(app: Application, sanctions: SanctionsList, now: datetime) -> Kyc:
+    """Every rule runs, so a rejection lists all its reasons."""
+    birth, document, _ = _complete(app)
+    reasons = []
+    if age_on(birth, now.date()) < LEGAL_AGE:
+        reasons.append(KycReason.UNDERAGE)
+    if not has_valid_check_digit(document.number):
+        reasons.append(KycReason.DOCUMENT_CHECK_DIGIT_MISMATCH)
+    if sanctions.matches(app.given_name, app.family_name, birth):
+        reasons.append(KycReason.SANCTIONS_LIST_MATCH)
+    status = KycStatus.REJECTED if reasons else KycStatus.VERIFIED
+    return Kyc(status=status, reasons=tuple(reasons), checked_at=now)

@@ -1,0 +1,25 @@
+"""The customer bounded context."""
+
+from __future__ import annotations
+
+from common.clock import Clock
+from common.di import ModuleContextImport, og_context
+from common.infrastructure import Databases
+from services.customer.api import CustomerApi
+from services.customer.repository import CsvSanctionsSource, SqliteCustomerRepository
+from services.customer.service import CustomerApplicationService
+
+
+@og_context(
+    name="customer",
+    description="Customer registration, KYC verification, customer reads and contact changes",
+    business_owner="Customer Experience Team",
+    imports=[
+        ModuleContextImport(Databases, from_context="infrastructure"),
+        ModuleContextImport(Clock, from_context="infrastructure"),
+    ],
+    providers=[SqliteCustomerRepository, CsvSanctionsSource, CustomerApplicationService, CustomerApi],
+    exports=[CustomerApi],
+)
+class CustomerModule:
+    """Exports only its gRPC service: other contexts reach it through CustomerServiceStub."""

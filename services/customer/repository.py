@@ -1,0 +1,202 @@
+"""Persistence of customers: the Protocol the service needs, and its SQLite implementation."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Protocol
+
+from common.db.idempotency import remember, replayed_resource
+from common.db.migrations import load_migrations
+from common.di import BaseComponent, og_component
+from common.errors import Aborted, AlreadyExists
+from common.idempotency import IdempotencyKey
+from common.infrastructure import Databases
+from services.customer.domain import (
+    Address,
+    Customer,
+    DocumentType,
+    IdentityDocument,
+    Kyc,
+    KycReason,
+    KycStatus,
+    SanctionsEntry,
+    SanctionsList,
+)
+
+SANCTIONS_FILE = Path(__file__).parent / "data" / "sanctions.csv"
+
+
+@dataclass(frozen=True)
+class CustomerPage:
+    customers: list[Customer]
+    next_after: int | None
+
+
+class CustomerRepository(Protocol):
+    async def add(self, customer: Customer, key: IdempotencyKey) -> Customer:
+        """Stores a new customer with its idempotency key; a replayed key returns the stored one."""
+
+    async def get(self, customer_id: str) -> Customer | None: ...
+
+    async def replay(self, key: IdempotencyKey) -> Customer | None:
+        """The customer an earlier request with this key produced, if any."""
+
+    async def save(self, customer: Customer, expected_version: int, key: IdempotencyKey) -> Customer:
+        """Stores a change if the stored version is still `expected_version` (else Aborted)."""
+
+    async def page(self, after: int, limit: int, status: KycStatus | None) -> CustomerPage: ...
+
+
+class SanctionsSource(Protocol):
+    def load(self) -> SanctionsList: ...
+
+
+@og_component()
+class CsvSanctionsSource(SanctionsSource):
+    """The sanctions list shipped with the context as a data file."""
+
+    def __init__(self) -> None:
+        self.path = SANCTIONS_FILE
+
+    def load(self) -> SanctionsList:
+        with self.path.open(encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        return SanctionsList.of(
+            SanctionsEntry(
+                full_name=row["full_name"],
+                date_of_birth=date.fromisoformat(row["date_of_birth"]) if row["date_of_birth"] else None,
+            )
+            for row in rows
+        )
+
+
+_COLUMNS = (
+    "customer_id, given_name, family_name, email, phone, date_of_birth, document_type, document_number,"
+    " document_country, address_json, kyc_status, kyc_reasons, kyc_checked_at, created_at, updated_at, version"
+)
+
+
+def _row(c: Customer) -> tuple[object, ...]:
+    address = {"lines": list(c.address.lines), "city": c.address.city, "postal_code": c.address.postal_code,
+               "country_code": c.address.country_code}
+    return (
+        c.customer_id, c.given_name, c.family_name, c.email, c.phone, c.date_of_birth.isoformat(),
+        c.document.type.value if c.document.type else "", c.document.number, c.document.issuing_country_code, json.dumps(address),
+        c.kyc.status.value, ",".join(r.value for r in c.kyc.reasons), c.kyc.checked_at.isoformat(),
+        c.created_at.isoformat(), c.updated_at.isoformat(), c.version,
+    )  # fmt: skip
+
+
+def _customer(row: sqlite3.Row) -> Customer:
+    address = json.loads(row["address_json"])
+    return Customer(
+        customer_id=row["customer_id"],
+        given_name=row["given_name"],
+        family_name=row["family_name"],
+        email=row["email"],
+        phone=row["phone"],
+        date_of_birth=date.fromisoformat(row["date_of_birth"]),
+        document=IdentityDocument(DocumentType(row["document_type"]), row["document_number"], row["document_country"]),
+        address=Address(tuple(address["lines"]), address["city"], address["postal_code"], address["country_code"]),
+        kyc=Kyc(
+            status=KycStatus(row["kyc_status"]),
+            reasons=tuple(KycReason(r) for r in row["kyc_reasons"].split(",") if r),
+            checked_at=datetime.fromisoformat(row["kyc_checked_at"]),
+        ),
+        created_at=datetime.fromisoformat(row["created_at"]),
+        updated_at=datetime.fromisoformat(row["updated_at"]),
+        version=row["version"],
+    )
+
+
+def _select(conn: sqlite3.Connection, customer_id: str) -> Customer | None:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM customers WHERE customer_id = ?", (customer_id,)).fetchone()
+    return _customer(row) if row else None
+
+
+def _insert(conn: sqlite3.Connection, customer: Customer, key: IdempotencyKey) -> Customer:
+    replayed = replayed_resource(conn, key)
+    if replayed is not None:
+        return _select(conn, replayed)  # type: ignore[return-value]
+    doc = customer.document
+    holder = conn.execute(
+        "SELECT customer_id FROM customers WHERE document_country = ? AND document_type = ? AND document_number = ?",
+        (doc.issuing_country_code, doc.type.value if doc.type else "", doc.number),
+    ).fetchone()
+    if holder is not None:
+        raise AlreadyExists(
+            "CUSTOMER_ALREADY_EXISTS",
+            "a customer with this identity document is already onboarded",
+            {"customer_id": holder[0]},
+        )
+    conn.execute(f"INSERT INTO customers ({_COLUMNS}) VALUES ({', '.join('?' * 16)})", _row(customer))
+    remember(conn, key, customer.customer_id)
+    return customer
+
+
+def _update(conn: sqlite3.Connection, customer: Customer, expected_version: int, key: IdempotencyKey) -> Customer:
+    replayed = replayed_resource(conn, key)
+    if replayed is not None:
+        return _select(conn, replayed)  # type: ignore[return-value]
+    row = _row(customer)
+    changed = conn.execute(
+        "UPDATE customers SET email = ?, phone = ?, address_json = ?, updated_at = ?, version = ?"
+        " WHERE customer_id = ? AND version = ?",
+        (row[3], row[4], row[9], row[14], customer.version, customer.customer_id, expected_version),
+    ).rowcount
+    if changed != 1:
+        raise Aborted("CONCURRENT_MODIFICATION", "the customer changed meanwhile; read it again and retry",
+                      {"customer_id": customer.customer_id})  # fmt: skip
+    remember(conn, key, customer.customer_id)
+    return customer
+
+
+def _replay(conn: sqlite3.Connection, key: IdempotencyKey) -> Customer | None:
+    replayed = replayed_resource(conn, key)
+    return _select(conn, replayed) if replayed else None
+
+
+def _page(conn: sqlite3.Connection, after: int, limit: int, status: KycStatus | None) -> CustomerPage:
+    where, args = "seq > ?", [after]
+    if status is not None:
+        where, args = where + " AND kyc_status = ?", args + [status.value]
+    rows = conn.execute(
+        f"SELECT seq, {_COLUMNS} FROM customers WHERE {where} ORDER BY seq LIMIT ?", (*args, limit + 1)
+    ).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return CustomerPage([_customer(r) for r in rows], rows[-1]["seq"] if more else None)
+
+
+@og_component()
+class SqliteCustomerRepository(BaseComponent, CustomerRepository):
+    """Customers in `<data_dir>/customer.db`."""
+
+    def __init__(self, databases: Databases) -> None:
+        self._db = databases.sqlite("customer")
+
+    async def initialize(self) -> None:
+        await self._db.open(load_migrations("services.customer", "sqlite"))
+
+    async def shutdown(self) -> None:
+        await self._db.close()
+
+    async def add(self, customer: Customer, key: IdempotencyKey) -> Customer:
+        return await self._db.write(_insert, customer, key)
+
+    async def get(self, customer_id: str) -> Customer | None:
+        return await self._db.read(_select, customer_id)
+
+    async def replay(self, key: IdempotencyKey) -> Customer | None:
+        return await self._db.read(_replay, key)
+
+    async def save(self, customer: Customer, expected_version: int, key: IdempotencyKey) -> Customer:
+        return await self._db.write(_update, customer, expected_version, key)
+
+    async def page(self, after: int, limit: int, status: KycStatus | None) -> CustomerPage:
+        return await self._db.read(_page, after, limit, status)

@@ -1,0 +1,97 @@
+"""Use cases of the customer context."""
+
+from __future__ import annotations
+
+from common.clock import Clock
+from common.di import BaseComponent, og_component
+from common.errors import Aborted, NotFound, PreconditionFailed
+from common.ids import new_id
+from common.idempotency import IdempotencyKey
+from common.pagination import decode_page_token, encode_page_token
+from common.validation import Violations, check_id, check_request_id, page_size
+from services.customer.domain import (
+    Application,
+    ContactChange,
+    Customer,
+    KycStatus,
+    SanctionsList,
+    run_kyc,
+    validate_application,
+    validate_contact_change,
+)
+from services.customer.repository import CustomerRepository, SanctionsSource
+
+CUSTOMER_ID_PREFIX = "cus"
+_OPTIMISTIC_RETRIES = 3
+
+
+@og_component()
+class CustomerApplicationService(BaseComponent):
+    """Onboarding, reads and contact changes; every write idempotent by request_id."""
+
+    def __init__(self, repository: CustomerRepository, sanctions_source: SanctionsSource, clock: Clock) -> None:
+        self._repository = repository
+        self._sanctions_source = sanctions_source
+        self._clock = clock
+        self._sanctions = SanctionsList()
+
+    async def initialize(self) -> None:
+        self._sanctions = self._sanctions_source.load()
+        self.logger.info("sanctions list loaded: %d names", len(self._sanctions.entries))
+
+    async def onboard(self, application: Application, key: IdempotencyKey) -> Customer:
+        """Registers the applicant and runs KYC; a rejected applicant is stored too (audit)."""
+        v = Violations()
+        check_request_id(v, key.request_id)
+        validate_application(v, application, self._clock.today())
+        v.raise_if_any()
+        kyc = run_kyc(application, self._sanctions, self._clock.now())
+        customer = Customer.onboard(new_id(CUSTOMER_ID_PREFIX), application, kyc)
+        return await self._repository.add(customer, key)
+
+    async def get(self, customer_id: str) -> Customer:
+        v = Violations()
+        check_id(v, customer_id, "customer_id", CUSTOMER_ID_PREFIX)
+        v.raise_if_any()
+        customer = await self._repository.get(customer_id)
+        if customer is None:
+            raise NotFound("customer", customer_id)
+        return customer
+
+    async def list(self, size: int, token: str, status: KycStatus | None) -> tuple[list[Customer], str]:
+        v = Violations()
+        limit = page_size(v, size)
+        after = decode_page_token(v, token, ("customers", status))
+        v.raise_if_any()
+        page = await self._repository.page(after, limit, status)
+        next_token = encode_page_token(page.next_after, ("customers", status)) if page.next_after else ""
+        return page.customers, next_token
+
+    async def update_contact(
+        self, customer_id: str, change: ContactChange, expected_version: int, key: IdempotencyKey
+    ) -> Customer:
+        """Read-modify-write with optimistic concurrency; retried internally unless the caller
+        pinned a version, in which case a stale version is the caller's to resolve."""
+        v = Violations()
+        check_request_id(v, key.request_id)
+        check_id(v, customer_id, "customer_id", CUSTOMER_ID_PREFIX)
+        validate_contact_change(v, change)
+        v.check(expected_version >= 0, "expected_version", "must not be negative")
+        v.raise_if_any()
+        replayed = await self._repository.replay(key)
+        if replayed is not None:
+            return replayed
+        for attempt in range(_OPTIMISTIC_RETRIES):
+            current = await self.get(customer_id)
+            if expected_version and current.version != expected_version:
+                raise PreconditionFailed(
+                    "VERSION_MISMATCH",
+                    f"customer is at version {current.version}, not {expected_version}",
+                    {"customer_id": customer_id, "current_version": str(current.version)},
+                )
+            try:
+                return await self._repository.save(current.with_contact(change, self._clock.now()), current.version, key)
+            except Aborted:
+                if expected_version or attempt == _OPTIMISTIC_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
