@@ -202,12 +202,18 @@ class ContextModuleBuilder:
         for value in self._supplied.get(spec.name, []):
             context._register(type(value), value)
         for provider in spec.providers:
-            self._instance_for(build, context, provider, [provider])
+            role = self._overridden_role(spec.name, provider) or provider
+            self._instance_for(build, context, role, [role])
 
     def _replacement(self, context: str, wanted: type) -> _Replacement | None:
         candidates = self._overrides.get(wanted, [])
         scoped = [r for r in candidates if r.context == context]
         return (scoped or [r for r in candidates if r.context is None] or [None])[-1]
+
+    def _overridden_role(self, context: str, provider: type) -> type | None:
+        """The type (the provider or one of its bases) whose role a test double took, if any:
+        the double is built in the provider's place and the provider is not built at all."""
+        return next((base for base in provider.__mro__[:-1] if self._replacement(context, base) is not None), None)
 
     def _instance_for(self, build: _Build, context: Context, wanted: type, path: list[type]) -> Any:
         """The instance of `context` that answers `wanted`, constructing it on first need."""
@@ -215,10 +221,10 @@ class ContextModuleBuilder:
         if replacement is not None and not replacement.is_class:
             context._register(wanted, replacement.value)
             return replacement.value
-        existing = context._lookup(wanted)
+        provider = replacement.value if replacement else self._provider(context.spec, wanted, path)
+        existing = context._instances.get(provider) if provider else context._lookup(wanted)
         if existing is not None and component_spec(type(existing)).scope is Scope.SINGLETON:
             return existing
-        provider = replacement.value if replacement else self._provider(context.spec, wanted, path)
         if provider is not None:
             return self._construct(build, context, wanted, provider, path)
         return self._imported(build, context.spec, wanted, path)
@@ -260,7 +266,13 @@ class ContextModuleBuilder:
         init = provider.__init__  # type: ignore[misc]
         if init is object.__init__:
             return []
-        hints = typing.get_type_hints(init)
+        try:
+            hints = typing.get_type_hints(init)
+        except NameError as exc:
+            raise MissingProviderError(
+                f"{_name(provider)}.__init__ has an annotation that cannot be resolved ({exc}). "
+                "Fix: define the annotated class at module level and import it outside TYPE_CHECKING."
+            ) from exc
         deps = []
         for param in list(inspect.signature(init).parameters.values())[1:]:
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):

@@ -7,6 +7,7 @@ Client side: propagates the request id and the remaining deadline to the next ho
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 import uuid
@@ -56,7 +57,12 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callabl
     return handle
 
 
-def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
+def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+    """Server-streaming handlers come in two styles: async generators, and coroutines that
+    write with context.write() (the health Watch); each is wrapped in its own style."""
+    if not inspect.isasyncgenfunction(behavior):
+        return _wrap_unary(behavior, method)
+
     async def handle(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
         _enter_call(context)
         try:

@@ -69,6 +69,10 @@ class GrpcServer:
             self._service_names.append(binding.full_name)
         return [b.full_name for b in bindings]
 
+    def add_handlers(self, *handlers: Any) -> None:
+        """Serves raw generic handlers (grpc.method_handlers_generic_handler) beside the contexts."""
+        self._server.add_generic_rpc_handlers(handlers)
+
     def add_contexts(self, contexts: BuiltContexts | Iterable[Any]) -> None:
         """Serves every exported servicer of the given contexts."""
         instances = contexts.values() if isinstance(contexts, BuiltContexts) else contexts

@@ -73,3 +73,21 @@ def to_grpc_status(error: AppError) -> grpc.Status:
 def internal_status(message: str = "internal error; it has been logged") -> grpc.Status:
     """What a client sees for a bug: no internals leak."""
     return rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message=message))
+
+
+def rich_status(error: grpc.RpcError) -> status_pb2.Status | None:
+    """The google.rpc.Status a server attached to a failed call (works for grpc.aio errors too)."""
+    for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
+        if key == "grpc-status-details-bin":
+            return status_pb2.Status.FromString(value)
+    return None
+
+
+def unpack_detail(status: status_pb2.Status, kind: type) -> object | None:
+    """The first detail of type `kind` (BadRequest, ErrorInfo, ...) in a rich status."""
+    for detail in status.details:
+        if detail.Is(kind.DESCRIPTOR):  # type: ignore[attr-defined]
+            message = kind()
+            detail.Unpack(message)
+            return message
+    return None

@@ -111,7 +111,7 @@ class IdentityDocument(_message.Message):
     type: Global___DocumentType.ValueType
     """Kind of document."""
     number: _builtins.str
-    """Two capital letters, six digits and a check digit (ICAO 9303 7-3-1 weights), e.g. "AB1234563"."""
+    """Two capital letters, six digits and a check digit (ICAO 9303 7-3-1 weights), e.g. "AB1234564"."""
     issuing_country_code: _builtins.str
     """ISO 3166-1 alpha-2 code of the issuing country."""
     def __init__(

@@ -1,0 +1,66 @@
+"""Shared fixtures: a real embedded bank on a free loopback port, and its stubs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from grpc import aio
+from ogpgy.customer.v1 import customer_service_pb2 as customer_pb
+from ogpgy.customer.v1 import customer_service_pb2_grpc as customer_grpc
+from ogpgy.type.v1 import address_pb2, date_pb2
+
+from common.clock import Clock, FixedClock
+from common.config import Settings
+from common.di import ContextModuleBuilder
+from mesh.embedded import RunningBank, start_embedded
+
+# "Today" for every test that builds the bank: rules that depend on the date stay reproducible.
+TODAY = datetime(2026, 6, 15, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+async def bank(tmp_path: Path) -> AsyncIterator[RunningBank]:
+    def fixed_clock(builder: ContextModuleBuilder) -> None:
+        builder.override(Clock, FixedClock(TODAY))
+
+    running = await start_embedded(Settings(data_dir=tmp_path, port=0), customize=fixed_clock)
+    yield running
+    await running.stop(grace=1)
+
+
+@pytest.fixture
+async def channel(bank: RunningBank) -> AsyncIterator[aio.Channel]:
+    async with aio.insecure_channel(bank.target) as ch:
+        yield ch
+
+
+@pytest.fixture
+def customers(channel: aio.Channel) -> customer_grpc.CustomerServiceStub:
+    return customer_grpc.CustomerServiceStub(channel)
+
+
+def onboarding(request_id: str, **overrides: object) -> customer_pb.OnboardCustomerRequest:
+    """A valid onboarding request of an adult with a correct document; override any field."""
+    fields: dict[str, object] = {
+        "request_id": request_id,
+        "given_name": "Ada",
+        "family_name": "Lovelace",
+        "email": "ada@example.com",
+        "phone": "+442071234567",
+        "date_of_birth": date_pb2.Date(year=1990, month=12, day=10),
+        "document": customer_pb.IdentityDocument(
+            type=customer_pb.DOCUMENT_TYPE_PASSPORT, number="AB1234564", issuing_country_code="GB"
+        ),
+        "address": address_pb2.PostalAddress(
+            lines=["12 St James Sq"], city="London", postal_code="SW1Y 4JH", country_code="GB"
+        ),
+    }
+    fields.update(overrides)
+    return customer_pb.OnboardCustomerRequest(**fields)  # type: ignore[arg-type]
+
+
+def document(number: str) -> customer_pb.IdentityDocument:
+    return customer_pb.IdentityDocument(type=customer_pb.DOCUMENT_TYPE_PASSPORT, number=number, issuing_country_code="GB")

@@ -1,0 +1,82 @@
+"""Boundaries checked statically: import contracts (import-linter) and the protobuf contracts (buf)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "lint-imports"), str(ROOT / ".importlinter"), "--no-cache"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(cwd), "PATH": str(BIN)},
+        timeout=120,
+    )
+
+
+def test_import_contracts_hold_for_the_code_base() -> None:
+    result = _lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 kept, 0 broken" in result.stdout
+
+
+def test_import_contracts_catch_each_kind_of_violation(tmp_path: Path) -> None:
+    files = {
+        "common/__init__.py": "",
+        "common/helpers.py": "import services.alpha.service\n",
+        "common/grpc/__init__.py": "",
+        "common/db/__init__.py": "",
+        "common/infrastructure.py": "",
+        "mesh/__init__.py": "",
+        "services/__init__.py": "",
+        "services/alpha/__init__.py": "",
+        "services/alpha/service.py": "import services.beta.service\n",
+        "services/alpha/domain.py": "import grpc\nimport sqlite3\n",
+        "services/alpha/repository.py": "",
+        "services/alpha/api.py": "",
+        "services/alpha/module.py": "",
+        "services/beta/__init__.py": "",
+        "services/beta/service.py": "",
+        "services/beta/domain.py": "",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    result = _lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert "0 kept, 3 broken" in result.stdout, result.stdout
+    assert "services.alpha.service -> services.beta.service" in result.stdout
+    assert "services.alpha.domain -> grpc" in result.stdout
+
+
+def _buf() -> str:
+    buf = ROOT / "node_modules" / ".bin" / "buf"
+    if not buf.exists():
+        pytest.fail("buf is missing: run scripts/bootstrap (it installs @bufbuild/buf from npm)")
+    return str(buf)
+
+
+def test_buf_lint_standard_passes() -> None:
+    result = subprocess.run([_buf(), "lint"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_buf_lint_rejects_a_nonstandard_contract(tmp_path: Path) -> None:
+    (tmp_path / "protos" / "bad" / "v1").mkdir(parents=True)
+    (tmp_path / "protos" / "bad" / "v1" / "bad.proto").write_text(
+        'syntax = "proto3";\npackage bad.v1;\nservice Things { rpc Get(Thing) returns (Thing); }\nmessage Thing { string ID = 1; }\n'
+    )
+    shutil.copy(ROOT / "buf.yaml", tmp_path / "buf.yaml")
+    result = subprocess.run([_buf(), "lint"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "SERVICE_SUFFIX" in result.stdout or 'should be suffixed with "Service"' in result.stdout, result.stdout

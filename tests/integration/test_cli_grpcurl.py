@@ -1,0 +1,109 @@
+"""`ogpgy up` as a user runs it (a subprocess), explored with the real grpcurl binary."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[2]
+ONBOARD = {
+    "request_id": "cli-1",
+    "given_name": "Grace",
+    "family_name": "Hopper",
+    "email": "grace@example.com",
+    "date_of_birth": {"year": 1986, "month": 12, "day": 9},
+    "document": {"type": "DOCUMENT_TYPE_PASSPORT", "number": "AB1234564", "issuing_country_code": "US"},
+    "address": {"lines": ["1 Navy Way"], "city": "Arlington", "postal_code": "22202", "country_code": "US"},
+}
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """Starts `ogpgy up` on a free port; yields its target once it printed where it listens."""
+    proc = subprocess.Popen(
+        [str(BIN / "ogpgy"), "up", "--port", "0", "--data-dir", str(tmp_path / "var")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
+    target = _wait_for_target(proc, deadline=time.monotonic() + 30)
+    yield target, proc
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+
+
+def _wait_for_target(proc: subprocess.Popen[str], deadline: float) -> str:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        found = re.search(r"serving .* on (127\.0\.0\.1:\d+)", line)
+        if found:
+            return found.group(1)
+        if time.monotonic() > deadline:
+            break
+    proc.kill()
+    pytest.fail(f"ogpgy up did not report its address (exit {proc.poll()})")
+
+
+def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "grpcurl"), "-plaintext", *args], capture_output=True, text=True, timeout=30)
+
+
+def test_grpcurl_walkthrough(served: tuple[str, subprocess.Popen[str]]) -> None:
+    target, _ = served
+    listed = grpcurl(target, "list")
+    assert listed.returncode == 0, listed.stderr
+    assert set(listed.stdout.split()) >= {"ogpgy.customer.v1.CustomerService", "grpc.health.v1.Health"}
+
+    described = grpcurl(target, "describe", "ogpgy.customer.v1.CustomerService")
+    assert "rpc OnboardCustomer ( .ogpgy.customer.v1.OnboardCustomerRequest )" in described.stdout
+
+    onboarded = grpcurl("-d", json.dumps(ONBOARD), target, "ogpgy.customer.v1.CustomerService/OnboardCustomer")
+    assert onboarded.returncode == 0, onboarded.stderr
+    customer = json.loads(onboarded.stdout)["customer"]
+    assert customer["kyc"]["status"] == "KYC_STATUS_VERIFIED"
+
+    get = json.dumps({"customer_id": customer["customer_id"]})
+    fetched = grpcurl("-d", get, target, "ogpgy.customer.v1.CustomerService/GetCustomer")
+    assert fetched.returncode == 0 and "Grace" in fetched.stdout
+
+    invalid = grpcurl("-d", json.dumps({**ONBOARD, "request_id": "cli-2", "email": "nope"}), target,
+                      "ogpgy.customer.v1.CustomerService/OnboardCustomer")  # fmt: skip
+    assert invalid.returncode != 0
+    assert "InvalidArgument" in invalid.stderr and '"field":"email"' in invalid.stderr.replace(" ", "")
+
+    health = grpcurl("-d", '{"service":"ogpgy.customer.v1.CustomerService"}', target, "grpc.health.v1.Health/Check")
+    assert json.loads(health.stdout) == {"status": "SERVING"}
+
+
+def test_sigterm_shuts_down_gracefully(served: tuple[str, subprocess.Popen[str]]) -> None:
+    _, proc = served
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
+    assert proc.stdout is not None
+    assert "SIGTERM received: shutting down" in proc.stdout.read()
+
+
+def test_help_is_useful() -> None:
+    result = subprocess.run([str(BIN / "ogpgy"), "up", "--help"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0
+    for option in ("--port", "--data-dir", "--host", "50051"):
+        assert option in result.stdout
+
+
+def test_readme_commands_are_the_ones_that_work() -> None:
+    top = (ROOT / "README.md").read_text().split("\n## ")[0]
+    assert "scripts/ogpgy up" in top and "scripts/test" in top
+    assert os.access(ROOT / "scripts" / "ogpgy", os.X_OK) and os.access(ROOT / "scripts" / "test", os.X_OK)
+    assert (ROOT / ".ci" / "run").read_text().strip().endswith("exec scripts/test")

@@ -1,0 +1,310 @@
+"""The DI framework: resolution, boundaries, every error with its fix, lifecycle, test contexts."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import pytest
+
+from common.di import (
+    BaseComponent,
+    ContextModuleBuilder,
+    CycleError,
+    DuplicateProviderError,
+    LifecycleError,
+    MissingProviderError,
+    ModuleContextImport,
+    NotExportedError,
+    NotImportedError,
+    Scope,
+    UnknownContextError,
+    og_component,
+    og_context,
+)
+
+# --- a small world of components ------------------------------------------------------------
+
+
+class Greeter(Protocol):
+    def greet(self, name: str) -> str: ...
+
+
+@og_component()
+class PoliteGreeter(Greeter):
+    def greet(self, name: str) -> str:
+        return f"Good day, {name}"
+
+
+@og_component()
+class Config:
+    currency = "EUR"
+
+
+@og_component()
+class Welcome:
+    def __init__(self, greeter: Greeter, config: Config) -> None:
+        self.greeter = greeter
+        self.config = config
+
+
+@og_context(name="shared", providers=[Config], exports=[Config])
+class SharedModule: ...
+
+
+@og_context(
+    name="front",
+    imports=[ModuleContextImport(Config, from_context="shared")],
+    providers=[PoliteGreeter, Welcome],
+    exports=[Welcome],
+)
+class FrontModule: ...
+
+
+async def test_constructor_injection_binds_protocol_and_import() -> None:
+    contexts = await ContextModuleBuilder().build_contexts(SharedModule, FrontModule)
+    welcome = contexts["front"].resolve(Welcome)
+    assert welcome.greeter.greet("Ada") == "Good day, Ada"
+    assert welcome.config is contexts["shared"].resolve(Config), "an import is the exporter's instance"
+    assert contexts["front"].resolve(Greeter) is welcome.greeter, "a Protocol resolves to its implementation"
+    assert set(contexts) == {"shared", "front"}
+    await contexts.shutdown()
+
+
+@og_component(scope=Scope.TRANSIENT)
+class Scratch: ...
+
+
+@og_component()
+class UserA:
+    def __init__(self, scratch: Scratch, config: Config) -> None:
+        self.scratch, self.config = scratch, config
+
+
+@og_component()
+class UserB:
+    def __init__(self, scratch: Scratch, config: Config) -> None:
+        self.scratch, self.config = scratch, config
+
+
+class CurtGreeter(Greeter):
+    def greet(self, name: str) -> str:
+        return name
+
+
+class Chicken:
+    def __init__(self, egg: Egg) -> None: ...
+
+
+class Egg:
+    def __init__(self, chicken: Chicken) -> None: ...
+
+
+async def test_one_instance_per_context_by_default_and_transient_on_request() -> None:
+    @og_context(name="solo", providers=[Config, Scratch, UserA, UserB])
+    class Solo: ...
+
+    contexts = await ContextModuleBuilder().build_contexts(Solo)
+    a, b = contexts["solo"].resolve(UserA), contexts["solo"].resolve(UserB)
+    assert a.config is b.config
+    assert a.scratch is not b.scratch
+
+
+# --- errors, each with the context path and the fix -----------------------------------------
+
+
+async def test_missing_provider_names_the_path_and_the_fix() -> None:
+    @og_context(name="broken", providers=[Welcome, Config])
+    class Broken: ...
+
+    with pytest.raises(MissingProviderError) as err:
+        await ContextModuleBuilder().build_contexts(Broken)
+    message = str(err.value)
+    assert "context 'broken'" in message and "Greeter" in message
+    assert "Welcome -> Greeter" in message
+    assert "Fix: add an implementation of Greeter to the providers of 'broken'" in message
+
+
+async def test_not_exported_is_refused() -> None:
+    @og_context(name="private", providers=[Config])
+    class Private: ...
+
+    @og_context(name="nosy", imports=[ModuleContextImport(Config, from_context="private")], providers=[PoliteGreeter])
+    class Nosy: ...
+
+    with pytest.raises(NotExportedError) as err:
+        await ContextModuleBuilder().build_contexts(Private, Nosy)
+    message = str(err.value)
+    assert "'nosy' imports Config from 'private', but 'private' does not export it" in message
+    assert "Fix:" in message and "add Config to the exports of 'private'" in message
+
+
+async def test_not_imported_says_which_import_to_add() -> None:
+    @og_context(name="front2", providers=[PoliteGreeter, Welcome])
+    class Front2: ...
+
+    with pytest.raises(NotImportedError) as err:
+        await ContextModuleBuilder().build_contexts(SharedModule, Front2)
+    assert "ModuleContextImport(Config, from_context='shared') to the imports of 'front2'" in str(err.value)
+
+
+async def test_unknown_context_lists_the_known_ones() -> None:
+    @og_context(name="lost", imports=[ModuleContextImport(Config, from_context="shraed")])
+    class Lost: ...
+
+    with pytest.raises(UnknownContextError) as err:
+        await ContextModuleBuilder().build_contexts(SharedModule, Lost)
+    assert "'shraed', which is not a known context (known: lost, shared)" in str(err.value)
+
+
+async def test_duplicate_provider_listed_twice() -> None:
+    @og_context(name="twice", providers=[Config, Config])
+    class Twice: ...
+
+    with pytest.raises(DuplicateProviderError, match="lists Config twice"):
+        await ContextModuleBuilder().build_contexts(Twice)
+
+
+async def test_two_providers_for_one_type_are_ambiguous() -> None:
+    @og_context(name="ambiguous", providers=[PoliteGreeter, CurtGreeter, Config, Welcome])
+    class Ambiguous: ...
+
+    with pytest.raises(DuplicateProviderError, match="Greeter is provided by both PoliteGreeter and CurtGreeter"):
+        await ContextModuleBuilder().build_contexts(Ambiguous)
+
+
+async def test_context_import_cycle_prints_the_whole_cycle() -> None:
+    @og_context(name="account", imports=[ModuleContextImport(Welcome, from_context="customer")], exports=[Config], providers=[Config])
+    class Account: ...
+
+    @og_context(name="customer", imports=[ModuleContextImport(Config, from_context="account")], exports=[Welcome], providers=[PoliteGreeter, Welcome])
+    class Customer: ...
+
+    with pytest.raises(CycleError) as err:
+        await ContextModuleBuilder().build_contexts(Account, Customer)
+    assert "account -> customer -> account" in str(err.value)
+    assert err.value.cycle == ["account", "customer", "account"]
+    assert "Fix:" in str(err.value)
+
+
+async def test_component_cycle_inside_a_context() -> None:
+    @og_context(name="farm", providers=[Chicken, Egg])
+    class Farm: ...
+
+    with pytest.raises(CycleError, match="Chicken -> Egg -> Chicken"):
+        await ContextModuleBuilder().build_contexts(Farm)
+
+
+# --- lifecycle --------------------------------------------------------------------------------
+
+
+class Recorded(BaseComponent):
+    """Writes its lifecycle into a shared journal; fails where told to."""
+
+    name = ""
+    journal: list[str] = []
+    fail_init: set[str] = set()
+    fail_shutdown: set[str] = set()
+
+    async def initialize(self) -> None:
+        self.journal.append(f"init {self.name}")
+        if self.name in self.fail_init:
+            raise RuntimeError(f"{self.name} cannot start")
+
+    async def shutdown(self) -> None:
+        self.journal.append(f"stop {self.name}")
+        if self.name in self.fail_shutdown:
+            raise RuntimeError(f"{self.name} cannot stop")
+
+
+class Pool(Recorded):
+    name = "pool"
+
+
+class Repo(Recorded):
+    name = "repo"
+
+    def __init__(self, pool: Pool) -> None: ...
+
+
+class Api(Recorded):
+    name = "api"
+
+    def __init__(self, repo: Repo) -> None: ...
+
+
+class Reporter(Recorded):
+    name = "reporter"
+
+    def __init__(self, api: Api) -> None: ...
+
+
+@og_context(name="infra", providers=[Pool], exports=[Pool])
+class Infra: ...
+
+
+@og_context(name="biz", imports=[ModuleContextImport(Pool, from_context="infra")], providers=[Api, Repo], exports=[Api])
+class Biz: ...
+
+
+@og_context(name="report", imports=[ModuleContextImport(Api, from_context="biz")], providers=[Reporter])
+class Report: ...
+
+
+def _lifecycle_world(journal: list[str], fail_shutdown: set[str] = set(), fail_init: set[str] = set()) -> tuple[type, ...]:
+    Recorded.journal, Recorded.fail_init, Recorded.fail_shutdown = journal, fail_init, fail_shutdown
+    return Infra, Biz, Report
+
+
+async def test_initialise_in_dependency_order_and_shut_down_in_reverse() -> None:
+    journal: list[str] = []
+    modules = _lifecycle_world(journal)
+    contexts = await ContextModuleBuilder().build_contexts(*reversed(modules))
+    assert journal == ["init pool", "init repo", "init api", "init reporter"]
+    journal.clear()
+    await contexts.shutdown()
+    assert journal == ["stop reporter", "stop api", "stop repo", "stop pool"]
+
+
+async def test_shutdown_continues_past_failures_and_reports_all() -> None:
+    journal: list[str] = []
+    contexts = await ContextModuleBuilder().build_contexts(*_lifecycle_world(journal, fail_shutdown={"api", "pool"}))
+    journal.clear()
+    with pytest.raises(LifecycleError) as err:
+        await contexts.shutdown()
+    assert journal == ["stop reporter", "stop api", "stop repo", "stop pool"]
+    assert [who for who, _ in err.value.errors] == ["biz.Api", "infra.Pool"]
+    assert "api cannot stop" in str(err.value) and "pool cannot stop" in str(err.value)
+
+
+async def test_failed_initialise_shuts_down_what_started() -> None:
+    journal: list[str] = []
+    with pytest.raises(LifecycleError, match="repo cannot start"):
+        await ContextModuleBuilder().build_contexts(*_lifecycle_world(journal, fail_init={"repo"}))
+    assert journal == ["init pool", "init repo", "stop pool"]
+
+
+# --- test contexts ----------------------------------------------------------------------------
+
+
+class EchoGreeter(Greeter):
+    def greet(self, name: str) -> str:
+        return f"echo {name}"
+
+
+async def test_test_context_swaps_a_provider_for_a_double() -> None:
+    builder = ContextModuleBuilder().override(Greeter, EchoGreeter)
+    contexts = await builder.build_contexts(SharedModule, FrontModule)
+    assert contexts["front"].resolve(Welcome).greeter.greet("Ada") == "echo Ada"
+
+
+async def test_an_instance_double_scoped_to_one_context() -> None:
+    double = EchoGreeter()
+    contexts = await ContextModuleBuilder().override(Greeter, double, context="front").build_contexts(SharedModule, FrontModule)
+    assert contexts["front"].resolve(Welcome).greeter is double
+
+
+async def test_the_next_build_is_unaffected_by_an_earlier_override() -> None:
+    await ContextModuleBuilder().override(Greeter, EchoGreeter).build_contexts(SharedModule, FrontModule)
+    contexts = await ContextModuleBuilder().build_contexts(SharedModule, FrontModule)
+    assert contexts["front"].resolve(Welcome).greeter.greet("Ada") == "Good day, Ada"
+    assert isinstance(contexts["front"].resolve(Greeter), PoliteGreeter)
