@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from common.config import Settings
-from common.grpc.server import wait_for_stop_signal
+from common.grpc.server import stop_signal
 from mesh.embedded import start_embedded
 
 DEFAULT_PORT = 50051
@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 
 async def _up(args: argparse.Namespace) -> int:
     settings = Settings(data_dir=args.data_dir, host=args.host, port=args.port)
+    stop = stop_signal()
     bank = await start_embedded(settings)
     print(
         _TRY_NEXT.format(
@@ -60,7 +61,7 @@ async def _up(args: argparse.Namespace) -> int:
         ),
         flush=True,
     )
-    received = await wait_for_stop_signal()
+    received = await stop
     logging.getLogger("ogpgy.mesh").info("%s received: shutting down", received.name)
     await bank.stop()
     return 0

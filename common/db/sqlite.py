@@ -1,9 +1,14 @@
-"""SQLite that never blocks the event loop.
+"""SQLite that never blocks the event loop, at one thread hop per batch of work.
 
-Each unit of work is one synchronous function run on a database thread: writes on a single writer
-thread inside BEGIN IMMEDIATE ... COMMIT (SQLite has one writer anyway), reads on a small pool of
-reader threads (WAL lets them run beside the writer). One thread hop per unit of work, not one per
-statement, keeps the cost per RPC low.
+Each unit of work is a synchronous function `fn(conn, *args)`. Units submitted in the same loop
+iteration are coalesced and sent to a database thread together:
+- writes run on the single writer thread (SQLite has one writer anyway) as a group commit: one
+  BEGIN IMMEDIATE ... COMMIT around the batch, a SAVEPOINT around each unit, so a failing unit
+  rolls back alone and the others still commit; no caller hears "done" before the COMMIT;
+- reads run on a small pool of reader threads (WAL lets them run beside the writer), a batch
+  sharing one read snapshot.
+Coalescing matters in Python: under load a thread hop costs far more than a short query, because
+the database thread waits for the GIL.
 """
 
 from __future__ import annotations
@@ -11,25 +16,123 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, ParamSpec, TypeVar
+from typing import Any, Callable, TypeVar
 
 from common.db.idempotency import FRAMEWORK_SQL
 from common.db.migrations import Migration, apply_migrations
 
-FRAMEWORK_MIGRATIONS = [Migration(1, "0001_idempotency_keys.sql", FRAMEWORK_SQL)]
-
 R = TypeVar("R")
-P = ParamSpec("P")
+FRAMEWORK_MIGRATIONS = [Migration(1, "0001_idempotency_keys.sql", FRAMEWORK_SQL)]
+MAX_BATCH = 128
 
 _PRAGMAS = (
     "PRAGMA journal_mode=WAL",
-    "PRAGMA synchronous=NORMAL",  # durable across process crashes in WAL mode
+    "PRAGMA synchronous=NORMAL",  # in WAL mode: durable across process crashes, fsync at checkpoints
     "PRAGMA foreign_keys=ON",
     "PRAGMA busy_timeout=5000",
 )
+
+
+@dataclass
+class _Unit:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    future: asyncio.Future[Any]
+    outcome: tuple[bool, Any] = (False, None)
+
+
+def _run_reads(conn: sqlite3.Connection, units: list[_Unit]) -> None:
+    conn.execute("BEGIN")
+    try:
+        for unit in units:
+            try:
+                unit.outcome = (True, unit.fn(conn, *unit.args))
+            except Exception as exc:  # noqa: BLE001 - handed to the caller's future
+                unit.outcome = (False, exc)
+    finally:
+        conn.execute("COMMIT")
+
+
+def _run_writes(conn: sqlite3.Connection, units: list[_Unit]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for unit in units:
+            conn.execute("SAVEPOINT unit")
+            try:
+                unit.outcome = (True, unit.fn(conn, *unit.args))
+                conn.execute("RELEASE unit")
+            except Exception as exc:  # noqa: BLE001 - this unit alone is rolled back
+                conn.execute("ROLLBACK TO unit")
+                conn.execute("RELEASE unit")
+                unit.outcome = (False, exc)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+class _Batcher:
+    """Sends units to `pool` in batches, at most `capacity` batches in flight.
+
+    While every thread is busy, new units wait and join the next batch: under load batches grow
+    by themselves (group commit), at low load a unit goes out at once.
+    """
+
+    def __init__(self, pool: ThreadPoolExecutor, capacity: int, connection: Callable[[], sqlite3.Connection],
+                 runner: Callable[[sqlite3.Connection, list[_Unit]], None]) -> None:  # fmt: skip
+        self._pool = pool
+        self._capacity = capacity
+        self._connection = connection
+        self._runner = runner
+        self._pending: list[_Unit] = []
+        self._in_flight = 0
+        self._flush_scheduled = False
+
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        unit = _Unit(fn, args, loop.create_future())
+        self._pending.append(unit)
+        if self._in_flight < self._capacity and not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush, loop)
+        return unit.future
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._flush_scheduled = False
+        while self._pending and self._in_flight < self._capacity:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            self._in_flight += 1
+            done = self._pool.submit(self._run, batch)
+            done.add_done_callback(lambda f, b=batch: loop.call_soon_threadsafe(self._finished, loop, b, f))  # type: ignore[misc]
+
+    def _run(self, batch: list[_Unit]) -> None:
+        """On the database thread: the thread's own connection runs the whole batch."""
+        self._runner(self._connection(), batch)
+
+    def _finished(self, loop: asyncio.AbstractEventLoop, batch: list[_Unit], done: Future[None]) -> None:
+        self._in_flight -= 1
+        _settle(batch, done)
+        if self._pending:
+            self._flush(loop)
+
+
+def _settle(batch: list[_Unit], done: Future[None]) -> None:
+    """Hands each caller its own outcome; a batch-level failure (COMMIT failed) fails them all."""
+    failure = done.exception()
+    for unit in batch:
+        if unit.future.done():  # the caller was cancelled meanwhile
+            continue
+        if failure is not None:
+            unit.future.set_exception(failure)
+        elif unit.outcome[0]:
+            unit.future.set_result(unit.outcome[1])
+        else:
+            unit.future.set_exception(unit.outcome[1])
 
 
 class SqliteDatabase:
@@ -40,6 +143,8 @@ class SqliteDatabase:
         self._readers = readers
         self._writer_pool: ThreadPoolExecutor | None = None
         self._reader_pool: ThreadPoolExecutor | None = None
+        self._writes: _Batcher | None = None
+        self._reads: _Batcher | None = None
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -64,47 +169,34 @@ class SqliteDatabase:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite-w-{self.path.stem}")
         self._reader_pool = ThreadPoolExecutor(self._readers, thread_name_prefix=f"sqlite-r-{self.path.stem}")
-        await self._run(self._writer_pool, partial(apply_migrations, scope="framework", migrations=FRAMEWORK_MIGRATIONS))
-        await self._run(self._writer_pool, partial(apply_migrations, scope="context", migrations=migrations))
+        self._writes = _Batcher(self._writer_pool, 1, self._thread_connection, _run_writes)
+        self._reads = _Batcher(self._reader_pool, self._readers, self._thread_connection, _run_reads)
+        loop = asyncio.get_running_loop()
+        for scope, found in (("framework", FRAMEWORK_MIGRATIONS), ("context", migrations)):
+            migrate = partial(apply_migrations, scope=scope, migrations=found)
+            await loop.run_in_executor(self._writer_pool, lambda m=migrate: m(self._thread_connection()))  # type: ignore[misc]
 
     async def close(self) -> None:
+        loop = asyncio.get_running_loop()
         for pool in (self._writer_pool, self._reader_pool):
             if pool is not None:
-                await asyncio.get_running_loop().run_in_executor(None, partial(pool.shutdown, wait=True))
+                await loop.run_in_executor(None, partial(pool.shutdown, wait=True))
         self._writer_pool = self._reader_pool = None
+        self._writes = self._reads = None
         with self._lock:
             connections, self._connections = self._connections, []
         for conn in connections:
             conn.close()
 
-    async def _run(self, pool: ThreadPoolExecutor | None, fn: Callable[[sqlite3.Connection], R]) -> R:
-        if pool is None:
+    def _batcher(self, batcher: _Batcher | None) -> _Batcher:
+        if batcher is None:
             raise RuntimeError(f"database {self.path} is not open")
-        return await asyncio.get_running_loop().run_in_executor(pool, lambda: fn(self._thread_connection()))
+        return batcher
 
-    async def read(self, fn: Callable[..., R], *args: object) -> R:
-        """Runs `fn(conn, *args)` on a reader thread (a consistent snapshot for its duration)."""
-        return await self._run(self._reader_pool, lambda conn: _in_read_transaction(conn, fn, args))
+    async def read(self, fn: Callable[..., R], *args: Any) -> R:
+        """Runs `fn(conn, *args)` on a reader thread, inside a read snapshot."""
+        return await self._batcher(self._reads).submit(fn, args)  # type: ignore[no-any-return]
 
-    async def write(self, fn: Callable[..., R], *args: object) -> R:
-        """Runs `fn(conn, *args)` in one write transaction; any exception rolls it all back."""
-        return await self._run(self._writer_pool, lambda conn: _in_write_transaction(conn, fn, args))
-
-
-def _in_read_transaction(conn: sqlite3.Connection, fn: Callable[..., R], args: tuple[object, ...]) -> R:
-    conn.execute("BEGIN")
-    try:
-        return fn(conn, *args)
-    finally:
-        conn.execute("COMMIT")
-
-
-def _in_write_transaction(conn: sqlite3.Connection, fn: Callable[..., R], args: tuple[object, ...]) -> R:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = fn(conn, *args)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result
+    async def write(self, fn: Callable[..., R], *args: Any) -> R:
+        """Runs `fn(conn, *args)` atomically: all its changes commit, or (on exception) none do."""
+        return await self._batcher(self._writes).submit(fn, args)  # type: ignore[no-any-return]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import calendar
 import hashlib
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -12,9 +13,9 @@ from common.idempotency import IdempotencyKey
 
 
 def timestamp(value: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(value.astimezone(timezone.utc))
-    return ts
+    """An aware datetime as a Timestamp (Timestamp.FromDatetime is several times slower)."""
+    seconds = calendar.timegm(value.utctimetuple())
+    return Timestamp(seconds=seconds, nanos=value.microsecond * 1000)
 
 
 def fingerprint(request: Message) -> str:

@@ -13,7 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from common.di import BuiltContexts
-from common.grpc.interceptors import ServerCallInterceptor
+from common.grpc.interceptors import InterceptingRegistrar
 from common.grpc.services import services_of_servicer
 
 log = logging.getLogger("ogpgy.grpc.server")
@@ -36,7 +36,8 @@ class GrpcServer:
         interceptors: Sequence[aio.ServerInterceptor] = (),
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
-        self._server = aio.server(interceptors=[ServerCallInterceptor(), *interceptors], options=list(options))
+        self._server = aio.server(interceptors=list(interceptors), options=list(options))
+        self._registrar = InterceptingRegistrar(self._server)
         self._health = health.aio.HealthServicer()
         self._service_names: list[str] = []
         self._port: int | None = None
@@ -65,13 +66,13 @@ class GrpcServer:
         if not bindings:
             raise TypeError(f"{type(servicer).__qualname__} implements no generated gRPC servicer")
         for binding in bindings:
-            binding.add_to_server(servicer, self._server)
+            binding.add_to_server(servicer, self._registrar)
             self._service_names.append(binding.full_name)
         return [b.full_name for b in bindings]
 
     def add_handlers(self, *handlers: Any) -> None:
         """Serves raw generic handlers (grpc.method_handlers_generic_handler) beside the contexts."""
-        self._server.add_generic_rpc_handlers(handlers)
+        self._registrar.add_generic_rpc_handlers(handlers)
 
     def add_contexts(self, contexts: BuiltContexts | Iterable[Any]) -> None:
         """Serves every exported servicer of the given contexts."""
@@ -98,14 +99,21 @@ class GrpcServer:
         await self._server.wait_for_termination()
 
 
-async def wait_for_stop_signal() -> signal.Signals:
-    """Returns the first SIGINT or SIGTERM received: the cue for a graceful shutdown."""
+def stop_signal() -> asyncio.Future[signal.Signals]:
+    """A future resolved by the first SIGINT or SIGTERM: the cue for a graceful shutdown.
+
+    Installed before the process announces it is ready, so that a signal sent right after the
+    announcement is never lost to the default handler.
+    """
     loop = asyncio.get_running_loop()
     received: asyncio.Future[signal.Signals] = loop.create_future()
+
+    def on_signal(sig: signal.Signals) -> None:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(s)
+        if not received.done():
+            received.set_result(sig)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda s=sig: received.done() or received.set_result(s))
-    try:
-        return await received
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        loop.add_signal_handler(sig, on_signal, sig)
+    return received

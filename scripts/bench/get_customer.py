@@ -1,0 +1,86 @@
+"""GetCustomer QPS and p50/p99 at 1 and 64 calls in flight, beside a bare grpc.aio echo server.
+
+Usage: .venv/bin/python scripts/bench/get_customer.py [--seconds 5] [--rounds 3] [--customers 1000]
+Each server runs in its own process (the bank as `ogpgy up`), the load from this one. Rounds
+alternate echo and bank so that drift of the machine hits both; each row is the median round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+from grpc import aio
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parents[2] / "gen")]
+
+from ogpgy.customer.v1 import customer_service_pb2 as pb  # noqa: E402
+from ogpgy.customer.v1 import customer_service_pb2_grpc as pb_grpc  # noqa: E402
+from ogpgy.type.v1 import address_pb2, date_pb2  # noqa: E402
+
+from scripts.bench.harness import PYTHON, ROOT, Result, closed_loop, median_rows, print_table, server_process  # noqa: E402
+from services.customer.domain import check_digit  # noqa: E402
+
+IN_FLIGHT = (1, 64)
+ECHO_PAYLOAD = b"x" * 200  # about the size of a GetCustomer exchange
+
+
+def _onboarding(i: int) -> pb.OnboardCustomerRequest:
+    body = f"BK{i:06d}"
+    return pb.OnboardCustomerRequest(
+        request_id=f"bench-{i}",
+        given_name="Bench",
+        family_name=f"Customer{i}",
+        email=f"bench{i}@example.com",
+        date_of_birth=date_pb2.Date(year=1980, month=1, day=1),
+        document=pb.IdentityDocument(type=pb.DOCUMENT_TYPE_PASSPORT, number=f"{body}{check_digit(body)}", issuing_country_code="DE"),
+        address=address_pb2.PostalAddress(lines=["Hauptstr. 1"], city="Berlin", postal_code="10115", country_code="DE"),
+    )
+
+
+async def _echo(target: str, seconds: float) -> list[Result]:
+    async with aio.insecure_channel(target) as channel:
+        call = channel.unary_unary("/bench.Echo/Echo")
+        return [await closed_loop("bare grpc.aio echo", lambda i: call(ECHO_PAYLOAD), n, seconds) for n in IN_FLIGHT]
+
+
+async def _get_customer(target: str, seconds: float, customers: int) -> list[Result]:
+    async with aio.insecure_channel(target) as channel:
+        stub = pb_grpc.CustomerServiceStub(channel)
+        ids = []
+        for start in range(0, customers, 100):
+            made = await asyncio.gather(*(stub.OnboardCustomer(_onboarding(i)) for i in range(start, min(start + 100, customers))))
+            ids += [m.customer.customer_id for m in made]
+        requests = [pb.GetCustomerRequest(customer_id=c) for c in ids]
+        rng = random.Random(7)
+        return [
+            await closed_loop("GetCustomer (embedded)", lambda i: stub.GetCustomer(rng.choice(requests)), n, seconds)
+            for n in IN_FLIGHT
+        ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per row (default 5)")
+    parser.add_argument("--customers", type=int, default=1000, help="customers onboarded before reading (default 1000)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; rows show the median (default 3)")
+    args = parser.parse_args()
+    echo_rounds, bank_rounds = [], []
+    for _ in range(args.rounds):
+        with server_process([PYTHON, str(ROOT / "scripts/bench/echo_server.py")], r"on (127\.0\.0\.1:\d+)") as target:
+            echo_rounds.append(asyncio.run(_echo(target, args.seconds)))
+        with tempfile.TemporaryDirectory() as data_dir, server_process(
+            [PYTHON, "-m", "mesh.cli", "--log-level", "WARNING", "up", "--port", "0", "--data-dir", data_dir],
+            r"serving .* on (127\.0\.0\.1:\d+)",
+        ) as target:
+            bank_rounds.append(asyncio.run(_get_customer(target, args.seconds, args.customers)))
+    echo, bank = median_rows(echo_rounds), median_rows(bank_rounds)
+    print_table(echo + bank, {r.in_flight: r for r in echo})
+
+
+if __name__ == "__main__":
+    main()

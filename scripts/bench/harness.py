@@ -1,0 +1,111 @@
+"""Shared pieces of the benchmark scripts: servers in subprocesses, a closed-loop load, a table.
+
+Servers run in their own processes so the load generator does not steal their event loop; every
+figure is printed beside a bare grpc.aio echo server measured in the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+
+
+@dataclass
+class Result:
+    name: str
+    in_flight: int
+    calls: int
+    seconds: float
+    latencies_ms: list[float]
+    errors: int
+
+    @property
+    def qps(self) -> float:
+        return self.calls / self.seconds
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else float("nan")
+
+
+async def closed_loop(name: str, call: Callable[[int], Awaitable[object]], in_flight: int, seconds: float, warmup: float = 1.0) -> Result:
+    """`in_flight` workers each issue calls back to back for `seconds` (after a warm-up)."""
+    latencies: list[float] = []
+    errors = 0
+    recording = False
+    stop_at = time.perf_counter() + warmup + seconds
+
+    async def worker(worker_id: int) -> int:
+        nonlocal errors
+        done, i = 0, 0
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            try:
+                await call(worker_id * 1_000_000 + i)
+            except Exception:  # noqa: BLE001 - counted, reported in the table
+                errors += 1
+            i += 1
+            if recording:
+                latencies.append((time.perf_counter() - started) * 1000)
+                done += 1
+        return done
+
+    async def start_recording() -> None:
+        nonlocal recording
+        await asyncio.sleep(warmup)
+        recording = True
+
+    recorder = asyncio.ensure_future(start_recording())
+    counts = await asyncio.gather(*(worker(w) for w in range(in_flight)))
+    await recorder
+    return Result(name, in_flight, sum(counts), seconds, latencies, errors)
+
+
+def median_rows(rounds: list[list[Result]]) -> list[Result]:
+    """Row by row, the round with the median QPS (rounds list the same rows in the same order)."""
+    return [sorted(column, key=lambda r: r.qps)[len(column) // 2] for column in zip(*rounds)]
+
+
+def print_table(results: list[Result], baseline: dict[int, Result]) -> None:
+    header = f"{'target':<28} {'in flight':>9} {'QPS':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs echo':>8}"
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        ratio = r.qps / baseline[r.in_flight].qps if r.in_flight in baseline else float("nan")
+        print(f"{r.name:<28} {r.in_flight:>9} {r.qps:>9.0f} {r.percentile(0.5):>8.2f} {r.percentile(0.99):>8.2f} {r.errors:>7} {ratio:>7.0%}")
+
+
+@contextmanager
+def server_process(args: list[str], ready_pattern: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Starts a server subprocess; yields the target it printed; stops it by its PID."""
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env={**os.environ, **(env or {})}
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            found = re.search(ready_pattern, line)
+            if found:
+                target = found.group(1)
+                break
+        else:
+            raise RuntimeError(f"{args} exited with {proc.wait()} before it was ready")
+        yield target
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
