@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,17 +16,45 @@ from common.clock import Clock, FixedClock
 from common.config import Settings
 from common.di import ContextModuleBuilder
 from mesh.embedded import RunningBank, start_embedded
+from tests.servers import PostgresServer, RedisServer
 
 # "Today" for every test that builds the bank: rules that depend on the date stay reproducible.
 TODAY = datetime(2026, 6, 15, 12, 0, tzinfo=timezone.utc)
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One throw-away PostgreSQL cluster for the session; each test takes a fresh database."""
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+    server.remove()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Embedded settings on each database engine: the same tests run on SQLite and PostgreSQL."""
+    if request.param == "postgres":
+        dsn = request.getfixturevalue("postgres").new_database()
+        return Settings(data_dir=tmp_path, port=0, database="postgres", postgres_dsn=dsn)
+    return Settings(data_dir=tmp_path, port=0)
+
+
 @pytest.fixture
-async def bank(tmp_path: Path) -> AsyncIterator[RunningBank]:
+async def bank(settings: Settings) -> AsyncIterator[RunningBank]:
     def fixed_clock(builder: ContextModuleBuilder) -> None:
         builder.override(Clock, FixedClock(TODAY))
 
-    running = await start_embedded(Settings(data_dir=tmp_path, port=0), customize=fixed_clock)
+    running = await start_embedded(settings, customize=fixed_clock)
     yield running
     await running.stop(grace=1)
 

@@ -1,23 +1,26 @@
-"""Versioned SQL migrations, one directory of numbered files per context and dialect.
+"""Versioned SQL migrations, one directory of numbered files per package and dialect.
 
-Files are named `NNNN_description.sql`; each is applied once, in order, inside a transaction,
-and recorded in `schema_migrations` under its scope ("framework" for the tables common/ owns,
-"context" for the context's own), so the two numberings never collide.
+Files are named `NNNN_description.sql` under `<package>/sql/<dialect>/`; each is applied once, in
+order, in its own transaction, and recorded in `schema_migrations` under its scope (the package),
+so the framework's tables and a context's tables are numbered independently.
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
 from dataclasses import dataclass
 from importlib import resources
-from importlib.resources.abc import Traversable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from common.db.base import Database, Tx
 
 _NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 
 
 @dataclass(frozen=True)
 class Migration:
+    scope: str
     version: int
     name: str
     sql: str
@@ -25,12 +28,12 @@ class Migration:
 
 def load_migrations(package: str, dialect: str) -> list[Migration]:
     """Migrations shipped in `<package>/sql/<dialect>/`, sorted by version."""
-    folder: Traversable = resources.files(package) / "sql" / dialect
-    found = []
-    for entry in folder.iterdir():
-        match = _NAME.fullmatch(entry.name)
-        if match:
-            found.append(Migration(int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    folder = resources.files(package) / "sql" / dialect
+    found = [
+        Migration(package, int(match.group(1)), entry.name, entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if (match := _NAME.fullmatch(entry.name))
+    ]
     found.sort(key=lambda m: m.version)
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
@@ -38,33 +41,40 @@ def load_migrations(package: str, dialect: str) -> list[Migration]:
     return found
 
 
-def apply_migrations(conn: sqlite3.Connection, *, scope: str, migrations: list[Migration]) -> list[str]:
-    """Applies the pending migrations of `scope` on an SQLite connection; returns their names."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (scope TEXT NOT NULL, version INTEGER NOT NULL,"
-        " name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (scope, version))"
-    )
-    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations WHERE scope = ?", (scope,))}
+_LEDGER = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations (scope TEXT NOT NULL, version INTEGER NOT NULL,"
+    " name TEXT NOT NULL, PRIMARY KEY (scope, version))"
+)
+
+
+async def _ensure_ledger(tx: Tx) -> None:
+    await tx.execute(_LEDGER)
+
+
+async def _pending(tx: Tx, migrations: list[Migration]) -> list[Migration]:
+    done = {(row["scope"], row["version"]) for row in await tx.fetchall("SELECT scope, version FROM schema_migrations")}
+    return [m for m in migrations if (m.scope, m.version) not in done]
+
+
+async def _apply(tx: Tx, migration: Migration) -> None:
+    for statement in split_statements(migration.sql):
+        await tx.execute(statement)
+    await tx.execute(
+        "INSERT INTO schema_migrations (scope, version, name) VALUES (?, ?, ?)",
+        migration.scope, migration.version, migration.name,
+    )  # fmt: skip
+
+
+async def apply_migrations(db: Database, migrations: list[Migration]) -> list[str]:
+    """Applies what is pending, each migration in its own transaction; returns their names."""
+    await db.write(_ensure_ledger)
     applied = []
-    for migration in migrations:
-        if migration.version in done:
-            continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _statements(migration.sql):
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_migrations (scope, version, name) VALUES (?, ?, ?)",
-                (scope, migration.version, migration.name),
-            )
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        applied.append(migration.name)
+    for migration in await db.read(_pending, migrations):
+        await db.write(_apply, migration)
+        applied.append(f"{migration.scope}:{migration.name}")
     return applied
 
 
-def _statements(sql: str) -> list[str]:
-    """Splits a migration file on semicolons at line ends (no procedural SQL in our migrations)."""
+def split_statements(sql: str) -> list[str]:
+    """Splits a migration on semicolons at line ends (no procedural SQL in our migrations)."""
     return [s.strip() for s in re.split(r";\s*\n", sql + "\n") if s.strip()]

@@ -1,7 +1,8 @@
 """SQLite that never blocks the event loop, at one thread hop per batch of work.
 
-Each unit of work is a synchronous function `fn(conn, *args)`. Units submitted in the same loop
-iteration are coalesced and sent to a database thread together:
+Each unit of work is `async def fn(tx, *args)` (common.db.base); on the database thread it is
+driven synchronously, since an SqliteTx never suspends. Units are coalesced and sent to a database
+thread together:
 - writes run on the single writer thread (SQLite has one writer anyway) as a group commit: one
   BEGIN IMMEDIATE ... COMMIT around the batch, a SAVEPOINT around each unit, so a failing unit
   rolls back alone and the others still commit; no caller hears "done" before the COMMIT;
@@ -22,11 +23,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from common.db.idempotency import FRAMEWORK_SQL
-from common.db.migrations import Migration, apply_migrations
+from common.db.base import Row, UnitOfWork
+from common.db.migrations import Migration, apply_migrations, load_migrations
 
 R = TypeVar("R")
-FRAMEWORK_MIGRATIONS = [Migration(1, "0001_idempotency_keys.sql", FRAMEWORK_SQL)]
 MAX_BATCH = 128
 
 _PRAGMAS = (
@@ -35,6 +35,36 @@ _PRAGMAS = (
     "PRAGMA foreign_keys=ON",
     "PRAGMA busy_timeout=5000",
 )
+
+
+class SqliteTx:
+    """A Tx over an SQLite connection; its coroutines complete without suspending."""
+
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *params: Any) -> int:
+        return self._conn.execute(sql, params).rowcount
+
+    async def fetchone(self, sql: str, *params: Any) -> Row | None:
+        row: Row | None = self._conn.execute(sql, params).fetchone()
+        return row
+
+    async def fetchall(self, sql: str, *params: Any) -> list[Row]:
+        return self._conn.execute(sql, params).fetchall()
+
+
+def _drive(unit: "_Unit", conn: sqlite3.Connection) -> Any:
+    """Runs a unit of work's coroutine to completion on this thread."""
+    coro = unit.fn(SqliteTx(conn), *unit.args)
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError(f"{unit.fn.__qualname__} awaited something other than its transaction")
 
 
 @dataclass
@@ -50,7 +80,7 @@ def _run_reads(conn: sqlite3.Connection, units: list[_Unit]) -> None:
     try:
         for unit in units:
             try:
-                unit.outcome = (True, unit.fn(conn, *unit.args))
+                unit.outcome = (True, _drive(unit, conn))
             except Exception as exc:  # noqa: BLE001 - handed to the caller's future
                 unit.outcome = (False, exc)
     finally:
@@ -63,7 +93,7 @@ def _run_writes(conn: sqlite3.Connection, units: list[_Unit]) -> None:
         for unit in units:
             conn.execute("SAVEPOINT unit")
             try:
-                unit.outcome = (True, unit.fn(conn, *unit.args))
+                unit.outcome = (True, _drive(unit, conn))
                 conn.execute("RELEASE unit")
             except Exception as exc:  # noqa: BLE001 - this unit alone is rolled back
                 conn.execute("ROLLBACK TO unit")
@@ -138,6 +168,8 @@ def _settle(batch: list[_Unit], done: Future[None]) -> None:
 class SqliteDatabase:
     """One SQLite file with a writer thread and `readers` reader threads."""
 
+    dialect = "sqlite"
+
     def __init__(self, path: Path, *, readers: int = 2) -> None:
         self.path = path
         self._readers = readers
@@ -171,10 +203,7 @@ class SqliteDatabase:
         self._reader_pool = ThreadPoolExecutor(self._readers, thread_name_prefix=f"sqlite-r-{self.path.stem}")
         self._writes = _Batcher(self._writer_pool, 1, self._thread_connection, _run_writes)
         self._reads = _Batcher(self._reader_pool, self._readers, self._thread_connection, _run_reads)
-        loop = asyncio.get_running_loop()
-        for scope, found in (("framework", FRAMEWORK_MIGRATIONS), ("context", migrations)):
-            migrate = partial(apply_migrations, scope=scope, migrations=found)
-            await loop.run_in_executor(self._writer_pool, lambda m=migrate: m(self._thread_connection()))  # type: ignore[misc]
+        await apply_migrations(self, load_migrations("common.db", self.dialect) + list(migrations))
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
@@ -193,10 +222,10 @@ class SqliteDatabase:
             raise RuntimeError(f"database {self.path} is not open")
         return batcher
 
-    async def read(self, fn: Callable[..., R], *args: Any) -> R:
-        """Runs `fn(conn, *args)` on a reader thread, inside a read snapshot."""
+    async def read(self, fn: UnitOfWork[R], *args: Any) -> R:
+        """Runs `fn(tx, *args)` on a reader thread, inside a read snapshot."""
         return await self._batcher(self._reads).submit(fn, args)  # type: ignore[no-any-return]
 
-    async def write(self, fn: Callable[..., R], *args: Any) -> R:
-        """Runs `fn(conn, *args)` atomically: all its changes commit, or (on exception) none do."""
+    async def write(self, fn: UnitOfWork[R], *args: Any) -> R:
+        """Runs `fn(tx, *args)` atomically: all its changes commit, or (on exception) none do."""
         return await self._batcher(self._writes).submit(fn, args)  # type: ignore[no-any-return]

@@ -6,7 +6,7 @@ from common.clock import Clock
 from common.di import ModuleContextImport, og_context
 from common.infrastructure import Databases
 from services.customer.api import CustomerApi
-from services.customer.repository import CsvSanctionsSource, SqliteCustomerRepository
+from services.customer.repository import CsvSanctionsSource, CustomerDatabase, SqlCustomerRepository
 from services.customer.service import CustomerApplicationService
 
 
@@ -18,7 +18,7 @@ from services.customer.service import CustomerApplicationService
         ModuleContextImport(Databases, from_context="infrastructure"),
         ModuleContextImport(Clock, from_context="infrastructure"),
     ],
-    providers=[SqliteCustomerRepository, CsvSanctionsSource, CustomerApplicationService, CustomerApi],
+    providers=[CustomerDatabase, SqlCustomerRepository, CsvSanctionsSource, CustomerApplicationService, CustomerApi],
     exports=[CustomerApi],
 )
 class CustomerModule:

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Protocol
 
+from common.db.base import Row, Tx
 from common.db.idempotency import remember, replayed_resource
-from common.db.migrations import load_migrations
 from common.di import BaseComponent, og_component
 from common.errors import Aborted, AlreadyExists
 from common.idempotency import IdempotencyKey
-from common.infrastructure import Databases
+from common.infrastructure import ContextDatabase
 from services.customer.domain import (
     Address,
     Customer,
@@ -92,7 +91,7 @@ def _row(c: Customer) -> tuple[object, ...]:
     )  # fmt: skip
 
 
-def _customer(row: sqlite3.Row) -> Customer:
+def _customer(row: Row) -> Customer:
     address = json.loads(row["address_json"])
     return Customer(
         customer_id=row["customer_id"],
@@ -114,77 +113,75 @@ def _customer(row: sqlite3.Row) -> Customer:
     )
 
 
-def _select(conn: sqlite3.Connection, customer_id: str) -> Customer | None:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM customers WHERE customer_id = ?", (customer_id,)).fetchone()
+async def _select(tx: Tx, customer_id: str) -> Customer | None:
+    row = await tx.fetchone(f"SELECT {_COLUMNS} FROM customers WHERE customer_id = ?", customer_id)
     return _customer(row) if row else None
 
 
-def _insert(conn: sqlite3.Connection, customer: Customer, key: IdempotencyKey) -> Customer:
-    replayed = replayed_resource(conn, key)
+async def _insert(tx: Tx, customer: Customer, key: IdempotencyKey) -> Customer:
+    replayed = await replayed_resource(tx, key)
     if replayed is not None:
-        return _select(conn, replayed)  # type: ignore[return-value]
+        return await _select(tx, replayed)  # type: ignore[return-value]
     doc = customer.document
-    holder = conn.execute(
+    holder = await tx.fetchone(
         "SELECT customer_id FROM customers WHERE document_country = ? AND document_type = ? AND document_number = ?",
-        (doc.issuing_country_code, doc.type.value if doc.type else "", doc.number),
-    ).fetchone()
+        doc.issuing_country_code, doc.type.value if doc.type else "", doc.number,
+    )  # fmt: skip
     if holder is not None:
         raise AlreadyExists(
             "CUSTOMER_ALREADY_EXISTS",
             "a customer with this identity document is already onboarded",
-            {"customer_id": holder[0]},
+            {"customer_id": holder["customer_id"]},
         )
-    conn.execute(f"INSERT INTO customers ({_COLUMNS}) VALUES ({', '.join('?' * 16)})", _row(customer))
-    remember(conn, key, customer.customer_id)
+    await tx.execute(f"INSERT INTO customers ({_COLUMNS}) VALUES ({', '.join('?' * 16)})", *_row(customer))
+    await remember(tx, key, customer.customer_id)
     return customer
 
 
-def _update(conn: sqlite3.Connection, customer: Customer, expected_version: int, key: IdempotencyKey) -> Customer:
-    replayed = replayed_resource(conn, key)
+async def _update(tx: Tx, customer: Customer, expected_version: int, key: IdempotencyKey) -> Customer:
+    replayed = await replayed_resource(tx, key)
     if replayed is not None:
-        return _select(conn, replayed)  # type: ignore[return-value]
+        return await _select(tx, replayed)  # type: ignore[return-value]
     row = _row(customer)
-    changed = conn.execute(
+    changed = await tx.execute(
         "UPDATE customers SET email = ?, phone = ?, address_json = ?, updated_at = ?, version = ?"
         " WHERE customer_id = ? AND version = ?",
-        (row[3], row[4], row[9], row[14], customer.version, customer.customer_id, expected_version),
-    ).rowcount
+        row[3], row[4], row[9], row[14], customer.version, customer.customer_id, expected_version,
+    )  # fmt: skip
     if changed != 1:
         raise Aborted("CONCURRENT_MODIFICATION", "the customer changed meanwhile; read it again and retry",
                       {"customer_id": customer.customer_id})  # fmt: skip
-    remember(conn, key, customer.customer_id)
+    await remember(tx, key, customer.customer_id)
     return customer
 
 
-def _replay(conn: sqlite3.Connection, key: IdempotencyKey) -> Customer | None:
-    replayed = replayed_resource(conn, key)
-    return _select(conn, replayed) if replayed else None
+async def _replay(tx: Tx, key: IdempotencyKey) -> Customer | None:
+    replayed = await replayed_resource(tx, key)
+    return await _select(tx, replayed) if replayed else None
 
 
-def _page(conn: sqlite3.Connection, after: int, limit: int, status: KycStatus | None) -> CustomerPage:
+async def _page(tx: Tx, after: int, limit: int, status: KycStatus | None) -> CustomerPage:
     where, args = "seq > ?", [after]
     if status is not None:
         where, args = where + " AND kyc_status = ?", args + [status.value]
-    rows = conn.execute(
-        f"SELECT seq, {_COLUMNS} FROM customers WHERE {where} ORDER BY seq LIMIT ?", (*args, limit + 1)
-    ).fetchall()
+    rows = await tx.fetchall(f"SELECT seq, {_COLUMNS} FROM customers WHERE {where} ORDER BY seq LIMIT ?", *args, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     return CustomerPage([_customer(r) for r in rows], rows[-1]["seq"] if more else None)
 
 
 @og_component()
-class SqliteCustomerRepository(BaseComponent, CustomerRepository):
-    """Customers in `<data_dir>/customer.db`."""
+class CustomerDatabase(ContextDatabase):
+    context = "customer"
+    migrations_package = "services.customer"
 
-    def __init__(self, databases: Databases) -> None:
-        self._db = databases.sqlite("customer")
 
-    async def initialize(self) -> None:
-        await self._db.open(load_migrations("services.customer", "sqlite"))
+@og_component()
+class SqlCustomerRepository(BaseComponent, CustomerRepository):
+    """Customers in the context's own database (SQLite file or PostgreSQL schema)."""
 
-    async def shutdown(self) -> None:
-        await self._db.close()
+    def __init__(self, db: CustomerDatabase) -> None:
+        self._db = db
 
     async def add(self, customer: Customer, key: IdempotencyKey) -> Customer:
         return await self._db.write(_insert, customer, key)

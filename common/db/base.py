@@ -1,0 +1,47 @@
+"""One unit-of-work API for every database, so a repository is written once.
+
+A unit of work is `async def fn(tx, *args)`. SQLite runs it on its database thread, driving the
+coroutine synchronously (its Tx never really suspends), so there is no thread hop per statement;
+PostgreSQL runs it on a psycopg async pool. SQL is written once with `?` placeholders in the
+dialect both engines share (ON CONFLICT, RETURNING); each Tx adapts placeholders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar
+
+from common.db.migrations import Migration
+
+R = TypeVar("R")
+Row = Mapping[str, Any]
+
+
+class Tx(Protocol):
+    """A transaction: statements of one unit of work, committed together or not at all."""
+
+    dialect: str
+
+    async def execute(self, sql: str, *params: Any) -> int:
+        """Runs a statement; returns the number of rows it changed."""
+
+    async def fetchone(self, sql: str, *params: Any) -> Row | None: ...
+
+    async def fetchall(self, sql: str, *params: Any) -> list[Row]: ...
+
+
+UnitOfWork = Callable[..., Awaitable[R]]
+
+
+class Database(Protocol):
+    """A context's database. `write` units are atomic; `read` units see one snapshot."""
+
+    dialect: str
+
+    async def open(self, migrations: list[Migration]) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def read(self, fn: UnitOfWork[R], *args: Any) -> R: ...
+
+    async def write(self, fn: UnitOfWork[R], *args: Any) -> R: ...

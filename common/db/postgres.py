@@ -1,0 +1,95 @@
+"""PostgreSQL through a psycopg 3 async pool; one schema per context."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from functools import lru_cache
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import sql as pgsql
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from common.db.base import Row, UnitOfWork
+from common.db.migrations import Migration, apply_migrations, load_migrations
+
+R = TypeVar("R")
+# A unique violation is retried too: it means a concurrent unit inserted the same key first, and
+# the re-run sees the winner (an idempotent replay) instead of failing.
+_RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected, psycopg.errors.UniqueViolation)
+_ATTEMPTS = 5
+_SCHEMA = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+@lru_cache(maxsize=1024)
+def _placeholders(sql: str) -> str:
+    """`?` placeholders as psycopg's `%s` (our SQL never contains a literal `?` or `%`)."""
+    return sql.replace("?", "%s")
+
+
+class PostgresTx:
+    dialect = "postgres"
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *params: Any) -> int:
+        cursor = await self._conn.execute(_placeholders(sql), params or None)
+        return cursor.rowcount
+
+    async def fetchone(self, sql: str, *params: Any) -> Row | None:
+        cursor = await self._conn.execute(_placeholders(sql), params or None)
+        return await cursor.fetchone()  # type: ignore[return-value]
+
+    async def fetchall(self, sql: str, *params: Any) -> list[Row]:
+        cursor = await self._conn.execute(_placeholders(sql), params or None)
+        return await cursor.fetchall()  # type: ignore[return-value]
+
+
+class PostgresDatabase:
+    """A context's schema in a PostgreSQL database. Writes that lose a serialization or deadlock
+    race are retried whole (units of work are written to be re-runnable)."""
+
+    dialect = "postgres"
+
+    def __init__(self, dsn: str, schema: str, *, max_size: int = 8) -> None:
+        if not _SCHEMA.fullmatch(schema):
+            raise ValueError(f"invalid schema name {schema!r}")
+        self.schema = schema
+        self._dsn = dsn
+        self._pool = AsyncConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=max_size,
+            open=False,
+            kwargs={"row_factory": dict_row, "options": f"-c search_path={schema}"},
+        )
+
+    async def open(self, migrations: list[Migration]) -> None:
+        async with await psycopg.AsyncConnection.connect(self._dsn, autocommit=True) as conn:
+            await conn.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pgsql.Identifier(self.schema)))
+        await self._pool.open(wait=True, timeout=30)
+        await apply_migrations(self, load_migrations("common.db", self.dialect) + list(migrations))
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def _run(self, fn: UnitOfWork[R], args: tuple[Any, ...]) -> R:
+        for attempt in range(_ATTEMPTS):
+            try:
+                async with self._pool.connection() as conn, conn.transaction():
+                    return await fn(PostgresTx(conn), *args)
+            except _RETRYABLE:
+                if attempt == _ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    async def read(self, fn: UnitOfWork[R], *args: Any) -> R:
+        return await self._run(fn, args)
+
+    async def write(self, fn: UnitOfWork[R], *args: Any) -> R:
+        return await self._run(fn, args)

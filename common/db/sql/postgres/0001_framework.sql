@@ -1,0 +1,21 @@
+CREATE TABLE idempotency_keys (
+    request_id  TEXT PRIMARY KEY,
+    operation   TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    resource_id TEXT NOT NULL
+);
+CREATE TABLE outbox (
+    seq          BIGSERIAL PRIMARY KEY,
+    event_id     TEXT NOT NULL UNIQUE,
+    event_type   TEXT NOT NULL,
+    payload      BYTEA NOT NULL,
+    headers      TEXT NOT NULL,
+    occurred_at  TEXT NOT NULL,
+    published_at TEXT
+);
+CREATE INDEX outbox_unpublished ON outbox (published_at, seq);
+CREATE TABLE inbox (
+    consumer    TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    PRIMARY KEY (consumer, event_id)
+);
