@@ -12,6 +12,7 @@ from common.db.migrations import load_migrations
 from common.db.postgres import PostgresDatabase
 from common.db.sqlite import SqliteDatabase
 from common.di import BaseComponent, og_component, og_context
+from common.events.bus import EventBus
 
 R = TypeVar("R")
 
@@ -65,10 +66,10 @@ class ContextDatabase(BaseComponent):
 
 @og_context(
     name="infrastructure",
-    description="Shared technical services: settings, clock, databases",
+    description="Shared technical services: settings, clock, databases, event bus",
     business_owner="Platform Team",
-    providers=[Clock, Databases],
-    exports=[Settings, Clock, Databases],
+    providers=[Clock, Databases, EventBus],
+    exports=[Settings, Clock, Databases, EventBus],
 )
 class InfrastructureModule:
     """Settings are supplied by the process (ContextModuleBuilder.supply)."""

@@ -11,12 +11,13 @@ from common.di import BuiltContexts, ContextModuleBuilder, context_spec
 from common.grpc.channels import ChannelPool
 from common.grpc.server import GrpcServer
 from common.infrastructure import InfrastructureModule
+from services.account.module import AccountModule
 from services.customer.module import CustomerModule
 
 log = logging.getLogger("ogpgy.mesh")
 
 # Business contexts in the order they were built; each later issue adds its module here.
-BUSINESS_MODULES: tuple[type, ...] = (CustomerModule,)
+BUSINESS_MODULES: tuple[type, ...] = (CustomerModule, AccountModule)
 
 
 @dataclass

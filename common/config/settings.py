@@ -21,3 +21,4 @@ class Settings:
     database: str = "sqlite"  # or "postgres": one schema per context in postgres_dsn
     postgres_dsn: str = ""
     redis_url: str = ""  # empty: in-memory event bus (embedded); set: Redis Streams
+    event_redelivery_ms: int = 5000  # Redis: an unacked event is redelivered after this idle time

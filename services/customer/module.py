@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from common.clock import Clock
 from common.di import ModuleContextImport, og_context
+from common.events.bus import EventBus
+from common.events.outbox import OutboxRelay
 from common.infrastructure import Databases
 from services.customer.api import CustomerApi
 from services.customer.repository import CsvSanctionsSource, CustomerDatabase, SqlCustomerRepository
@@ -17,8 +19,16 @@ from services.customer.service import CustomerApplicationService
     imports=[
         ModuleContextImport(Databases, from_context="infrastructure"),
         ModuleContextImport(Clock, from_context="infrastructure"),
+        ModuleContextImport(EventBus, from_context="infrastructure"),
     ],
-    providers=[CustomerDatabase, SqlCustomerRepository, CsvSanctionsSource, CustomerApplicationService, CustomerApi],
+    providers=[
+        CustomerDatabase,
+        SqlCustomerRepository,
+        OutboxRelay,
+        CsvSanctionsSource,
+        CustomerApplicationService,
+        CustomerApi,
+    ],
     exports=[CustomerApi],
 )
 class CustomerModule:

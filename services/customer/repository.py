@@ -11,6 +11,8 @@ from typing import Protocol
 
 from common.db.base import Row, Tx
 from common.db.idempotency import remember, replayed_resource
+from common.events.outbox import append_event
+from google.protobuf.message import Message
 from common.di import BaseComponent, og_component
 from common.errors import Aborted, AlreadyExists
 from common.idempotency import IdempotencyKey
@@ -37,16 +39,16 @@ class CustomerPage:
 
 
 class CustomerRepository(Protocol):
-    async def add(self, customer: Customer, key: IdempotencyKey) -> Customer:
-        """Stores a new customer with its idempotency key; a replayed key returns the stored one."""
+    async def add(self, customer: Customer, key: IdempotencyKey, events: list[Message]) -> Customer:
+        """Stores a new customer, its key and its events at once; a replayed key returns the stored one."""
 
     async def get(self, customer_id: str) -> Customer | None: ...
 
     async def replay(self, key: IdempotencyKey) -> Customer | None:
         """The customer an earlier request with this key produced, if any."""
 
-    async def save(self, customer: Customer, expected_version: int, key: IdempotencyKey) -> Customer:
-        """Stores a change if the stored version is still `expected_version` (else Aborted)."""
+    async def save(self, customer: Customer, expected_version: int, key: IdempotencyKey, events: list[Message]) -> Customer:
+        """Stores a change and its events if the stored version is still `expected_version` (else Aborted)."""
 
     async def page(self, after: int, limit: int, status: KycStatus | None) -> CustomerPage: ...
 
@@ -118,7 +120,7 @@ async def _select(tx: Tx, customer_id: str) -> Customer | None:
     return _customer(row) if row else None
 
 
-async def _insert(tx: Tx, customer: Customer, key: IdempotencyKey) -> Customer:
+async def _insert(tx: Tx, customer: Customer, key: IdempotencyKey, events: list[Message]) -> Customer:
     replayed = await replayed_resource(tx, key)
     if replayed is not None:
         return await _select(tx, replayed)  # type: ignore[return-value]
@@ -135,10 +137,12 @@ async def _insert(tx: Tx, customer: Customer, key: IdempotencyKey) -> Customer:
         )
     await tx.execute(f"INSERT INTO customers ({_COLUMNS}) VALUES ({', '.join('?' * 16)})", *_row(customer))
     await remember(tx, key, customer.customer_id)
+    for event in events:
+        await append_event(tx, event)
     return customer
 
 
-async def _update(tx: Tx, customer: Customer, expected_version: int, key: IdempotencyKey) -> Customer:
+async def _update(tx: Tx, customer: Customer, expected_version: int, key: IdempotencyKey, events: list[Message]) -> Customer:
     replayed = await replayed_resource(tx, key)
     if replayed is not None:
         return await _select(tx, replayed)  # type: ignore[return-value]
@@ -152,6 +156,8 @@ async def _update(tx: Tx, customer: Customer, expected_version: int, key: Idempo
         raise Aborted("CONCURRENT_MODIFICATION", "the customer changed meanwhile; read it again and retry",
                       {"customer_id": customer.customer_id})  # fmt: skip
     await remember(tx, key, customer.customer_id)
+    for event in events:
+        await append_event(tx, event)
     return customer
 
 
@@ -183,8 +189,8 @@ class SqlCustomerRepository(BaseComponent, CustomerRepository):
     def __init__(self, db: CustomerDatabase) -> None:
         self._db = db
 
-    async def add(self, customer: Customer, key: IdempotencyKey) -> Customer:
-        return await self._db.write(_insert, customer, key)
+    async def add(self, customer: Customer, key: IdempotencyKey, events: list[Message]) -> Customer:
+        return await self._db.write(_insert, customer, key, events)
 
     async def get(self, customer_id: str) -> Customer | None:
         return await self._db.read(_select, customer_id)
@@ -192,8 +198,8 @@ class SqlCustomerRepository(BaseComponent, CustomerRepository):
     async def replay(self, key: IdempotencyKey) -> Customer | None:
         return await self._db.read(_replay, key)
 
-    async def save(self, customer: Customer, expected_version: int, key: IdempotencyKey) -> Customer:
-        return await self._db.write(_update, customer, expected_version, key)
+    async def save(self, customer: Customer, expected_version: int, key: IdempotencyKey, events: list[Message]) -> Customer:
+        return await self._db.write(_update, customer, expected_version, key, events)
 
     async def page(self, after: int, limit: int, status: KycStatus | None) -> CustomerPage:
         return await self._db.read(_page, after, limit, status)

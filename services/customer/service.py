@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from ogpgy.customer.v1 import customer_service_pb2 as pb
+from ogpgy.customer.v1 import events_pb2
+
 from common.clock import Clock
+from common.events.outbox import OutboxRelay
+from common.grpc.convert import timestamp
 from common.di import BaseComponent, og_component
 from common.errors import Aborted, NotFound, PreconditionFailed
 from common.ids import new_id
@@ -29,8 +34,10 @@ _OPTIMISTIC_RETRIES = 3
 class CustomerApplicationService(BaseComponent):
     """Onboarding, reads and contact changes; every write idempotent by request_id."""
 
-    def __init__(self, repository: CustomerRepository, sanctions_source: SanctionsSource, clock: Clock) -> None:
+    def __init__(self, repository: CustomerRepository, sanctions_source: SanctionsSource, clock: Clock,
+                 relay: OutboxRelay) -> None:  # fmt: skip
         self._repository = repository
+        self._relay = relay
         self._sanctions_source = sanctions_source
         self._clock = clock
         self._sanctions = SanctionsList()
@@ -47,7 +54,14 @@ class CustomerApplicationService(BaseComponent):
         v.raise_if_any()
         kyc = run_kyc(application, self._sanctions, self._clock.now())
         customer = Customer.onboard(new_id(CUSTOMER_ID_PREFIX), application, kyc)
-        return await self._repository.add(customer, key)
+        onboarded = events_pb2.CustomerOnboarded(
+            customer_id=customer.customer_id,
+            kyc_status=pb.KYC_STATUS_VERIFIED if kyc.status is KycStatus.VERIFIED else pb.KYC_STATUS_REJECTED,
+            onboard_time=timestamp(kyc.checked_at),
+        )
+        stored = await self._repository.add(customer, key, [onboarded])
+        self._relay.nudge()
+        return stored
 
     async def get(self, customer_id: str) -> Customer:
         v = Violations()
@@ -89,8 +103,17 @@ class CustomerApplicationService(BaseComponent):
                     f"customer is at version {current.version}, not {expected_version}",
                     {"customer_id": customer_id, "current_version": str(current.version)},
                 )
+            changed = current.with_contact(change, self._clock.now())
+            updated = events_pb2.CustomerUpdated(
+                customer_id=customer_id,
+                version=changed.version,
+                changed_fields=sorted(change.fields),
+                update_time=timestamp(changed.updated_at),
+            )
             try:
-                return await self._repository.save(current.with_contact(change, self._clock.now()), current.version, key)
+                stored = await self._repository.save(changed, current.version, key, [updated])
+                self._relay.nudge()
+                return stored
             except Aborted:
                 if expected_version or attempt == _OPTIMISTIC_RETRIES - 1:
                     raise

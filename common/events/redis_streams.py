@@ -1,0 +1,163 @@
+"""Redis Streams bus: one stream per event type, one consumer group per subscribing context.
+
+A consumer acks (XACK) only after its handler succeeded. An entry left pending (the handler
+failed, or its consumer crashed) is taken over with XAUTOCLAIM once idle for `redelivery_ms`, by
+any consumer of the group; after MAX_ATTEMPTS deliveries it goes to the group's dead-letter stream
+and is acked, so the rest keep flowing. Streams are trimmed to about `max_len` entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from common.events.bus import MAX_ATTEMPTS, Handler, log
+from common.events.envelope import Envelope
+
+STREAM_PREFIX = "ogpgy:events:"
+DLQ_PREFIX = "ogpgy:dead-letters:"
+_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+_names = itertools.count(1)
+
+
+def stream_of(event_type: str) -> str:
+    return f"{STREAM_PREFIX}{event_type}"
+
+
+def _fields(envelope: Envelope) -> dict[str, bytes | str]:
+    return {
+        "event_id": envelope.event_id,
+        "event_type": envelope.event_type,
+        "payload": envelope.payload,
+        "occurred_at": envelope.occurred_at,
+        "headers": envelope.headers_json(),
+    }
+
+
+def _envelope(fields: dict[bytes, bytes]) -> Envelope:
+    return Envelope(
+        event_id=fields[b"event_id"].decode(),
+        event_type=fields[b"event_type"].decode(),
+        payload=fields[b"payload"],
+        occurred_at=fields[b"occurred_at"].decode(),
+        headers=json.loads(fields[b"headers"]),
+    )
+
+
+@dataclass
+class _StreamSubscription:
+    backend: "RedisStreamsBackend"
+    event_types: list[str]
+    group: str
+    handler: Handler
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{next(_names)}")
+    task: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+            self.task = None
+
+
+class RedisStreamsBackend:
+    def __init__(self, url: str, *, redelivery_ms: int = 5000, max_len: int = 100_000, block_ms: int = 200) -> None:
+        self._redis = aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self.redelivery_ms = redelivery_ms
+        self._max_len = max_len
+        self._block_ms = block_ms
+        self._subscriptions: list[_StreamSubscription] = []
+        self._dead: dict[str, list[Envelope]] = {}
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        for subscription in list(self._subscriptions):
+            await subscription.close()
+        await self._redis.aclose()
+
+    async def publish(self, envelope: Envelope) -> None:
+        await self._redis.xadd(stream_of(envelope.event_type), _fields(envelope), maxlen=self._max_len, approximate=True)  # type: ignore[arg-type]
+
+    async def subscribe(self, event_types: list[str], consumer: str, handler: Handler) -> _StreamSubscription:
+        subscription = _StreamSubscription(self, event_types, consumer, handler)
+        for event_type in event_types:
+            await self._ensure_group(stream_of(event_type), consumer)
+        subscription.task = asyncio.create_task(self._consume(subscription), name=f"consumer-{consumer}")
+        self._subscriptions.append(subscription)
+        return subscription
+
+    def dead_letters(self, consumer: str) -> list[Envelope]:
+        return list(self._dead.get(consumer, []))
+
+    async def _ensure_group(self, stream: str, group: str) -> None:
+        try:
+            await self._redis.xgroup_create(stream, group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _consume(self, sub: _StreamSubscription) -> None:
+        streams = {stream_of(t): ">" for t in sub.event_types}
+        next_claim = 0.0
+        while True:
+            try:
+                if time.monotonic() >= next_claim:
+                    await self._reclaim(sub)
+                    next_claim = time.monotonic() + self.redelivery_ms / 2000
+                answer = await self._redis.xreadgroup(sub.group, sub.name, streams, count=64, block=self._block_ms)  # type: ignore[arg-type]
+                for stream, messages in answer or []:
+                    for message_id, fields in messages:
+                        await self._handle(sub, stream.decode(), message_id, fields)
+            except asyncio.CancelledError:
+                raise
+            except _REDIS_DOWN:
+                log.warning("redis unreachable; consumer %s retries", sub.group)
+                await asyncio.sleep(0.5)
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):  # the stream was deleted (e.g. Redis restarted empty)
+                    for event_type in sub.event_types:
+                        await self._ensure_group(stream_of(event_type), sub.group)
+                else:
+                    raise
+
+    async def _handle(self, sub: _StreamSubscription, stream: str, message_id: bytes, fields: dict[bytes, bytes]) -> None:
+        envelope = _envelope(fields)
+        try:
+            await sub.handler(envelope)
+        except Exception:  # noqa: BLE001 - left pending: XAUTOCLAIM redelivers it later
+            log.exception("%s failed on %s; it stays pending", sub.group, envelope.event_id)
+            return
+        await self._redis.xack(stream, sub.group, message_id)
+
+    async def _reclaim(self, sub: _StreamSubscription) -> None:
+        for event_type in sub.event_types:
+            stream = stream_of(event_type)
+            _, claimed, _ = await self._redis.xautoclaim(stream, sub.group, sub.name, self.redelivery_ms, "0-0", count=64)
+            for message_id, fields in claimed:
+                if fields is None:
+                    continue
+                pending = await self._redis.xpending_range(stream, sub.group, message_id, message_id, 1)
+                if pending and pending[0]["times_delivered"] > MAX_ATTEMPTS:
+                    await self._dead_letter(sub, stream, message_id, fields)
+                else:
+                    await self._handle(sub, stream, message_id, fields)
+
+    async def _dead_letter(self, sub: _StreamSubscription, stream: str, message_id: bytes, fields: dict[bytes, bytes]) -> None:
+        envelope = _envelope(fields)
+        await self._redis.xadd(f"{DLQ_PREFIX}{sub.group}", {**fields, b"stream": stream, b"message_id": message_id},
+                               maxlen=self._max_len, approximate=True)  # type: ignore[dict-item]  # fmt: skip
+        await self._redis.xack(stream, sub.group, message_id)
+        self._dead.setdefault(sub.group, []).append(envelope)
+        log.error("%s dead-lettered %s %s after %d attempts", sub.group, envelope.event_type, envelope.event_id, MAX_ATTEMPTS)

@@ -1,0 +1,1 @@
+"""Account context: accounts, the double-entry ledger, holds and statements."""

@@ -1,0 +1,201 @@
+"""gRPC servicer of the account context: proto <-> domain (with input validation), nothing else."""
+
+from __future__ import annotations
+
+from grpc import aio
+from ogpgy.account.v1 import account_service_pb2 as pb
+from ogpgy.account.v1 import account_service_pb2_grpc as pb_grpc
+from ogpgy.type.v1 import money_pb2
+
+from common.di import og_component
+from common.grpc.convert import idempotency_key, timestamp
+from common.money import CURRENCY_EXPONENTS, Money, parse_money
+from common.validation import Violations, check_id, check_request_id, check_text
+from services.account.domain import CUSTOMER_TYPES, Account, AccountType, Entry, Hold, Transfer, TransferOrder
+from services.account.service import AccountApplicationService
+
+_TYPES = {pb.AccountType.Value(f"ACCOUNT_TYPE_{t.value}"): t for t in AccountType}
+
+
+def money_pb(money: Money) -> money_pb2.Money:
+    return money_pb2.Money(currency_code=money.currency, amount=money.amount)
+
+
+def account_pb(a: Account) -> pb.Account:
+    f = a.features
+    return pb.Account(
+        account_id=a.account_id,
+        customer_id=a.customer_id,
+        type=pb.AccountType.Value(f"ACCOUNT_TYPE_{a.type.value}"),
+        status=pb.AccountStatus.Value(f"ACCOUNT_STATUS_{a.status.value}"),
+        balance=money_pb(a.money(a.balance)),
+        available_balance=money_pb(a.money(a.available)),
+        features=pb.AccountFeatures(
+            interest_bearing=f.interest_bearing,
+            annual_interest_rate=str(f.annual_interest_rate),
+            minimum_balance=money_pb(a.money(f.minimum_balance)),
+            monthly_fee=money_pb(a.money(f.monthly_fee)),
+            overdraft_protection=f.overdraft_protection,
+            overdraft_limit=money_pb(a.money(f.overdraft_limit)),
+            free_transactions_per_month=f.free_transactions_per_month,
+        ),
+        open_time=timestamp(a.opened_at),
+    )
+
+
+def transfer_pb(t: Transfer) -> pb.Transfer:
+    return pb.Transfer(
+        transfer_id=t.transfer_id,
+        debit_account_id=t.debit_account_id,
+        credit_account_id=t.credit_account_id,
+        amount=money_pb(t.amount),
+        description=t.description,
+        reverses_transfer_id=t.reverses_transfer_id,
+        hold_id=t.hold_id,
+        post_time=timestamp(t.posted_at),
+    )
+
+
+def hold_pb(h: Hold) -> pb.Hold:
+    return pb.Hold(
+        hold_id=h.hold_id,
+        debit_account_id=h.debit_account_id,
+        credit_account_id=h.credit_account_id,
+        amount=money_pb(h.amount),
+        status=pb.HoldStatus.Value(f"HOLD_STATUS_{h.status.value}"),
+        captured_amount=money_pb(h.captured) if h.captured else None,
+        transfer_id=h.transfer_id,
+    )
+
+
+def entry_pb(e: Entry) -> pb.Entry:
+    return pb.Entry(
+        transfer_id=e.transfer_id,
+        amount=money_pb(e.amount),
+        balance_after=money_pb(e.balance_after),
+        counterparty_account_id=e.counterparty_account_id,
+        description=e.description,
+        post_time=timestamp(e.posted_at),
+    )
+
+
+def _amount(v: Violations, msg: money_pb2.Money, field: str) -> Money | None:
+    return parse_money(v, msg.currency_code, msg.amount, field)
+
+
+def _order(v: Violations, debit: str, credit: str, amount: money_pb2.Money, description: str,
+           debit_field: str = "debit_account_id", credit_field: str = "credit_account_id") -> TransferOrder | None:  # fmt: skip
+    """Validates the parts of any movement; None (with violations) when something is wrong."""
+    check_id(v, debit, debit_field, "acc")
+    check_id(v, credit, credit_field, "acc")
+    v.check(debit != credit or not debit, credit_field, "must differ from the debited account")
+    money = _amount(v, amount, "amount")
+    check_text(v, description, "description", max_len=140, required=False)
+    return TransferOrder(debit, credit, money, description) if money else None
+
+
+def _validated(v: Violations, request: object) -> None:
+    check_request_id(v, getattr(request, "request_id"))
+    v.raise_if_any()
+
+
+@og_component()
+class AccountApi(pb_grpc.AccountServiceServicer):
+    """ogpgy.account.v1.AccountService."""
+
+    def __init__(self, service: AccountApplicationService) -> None:
+        self._service = service
+
+    async def OpenAccount(self, request: pb.OpenAccountRequest, context: aio.ServicerContext) -> pb.OpenAccountResponse:
+        v = Violations()
+        check_id(v, request.customer_id, "customer_id", "cus")
+        type_ = _TYPES.get(request.type)
+        v.check(type_ in CUSTOMER_TYPES, "type", f"required: one of {', '.join(sorted(t.value for t in CUSTOMER_TYPES))}")
+        v.check(request.currency_code in CURRENCY_EXPONENTS, "currency_code", f"required: one of {', '.join(sorted(CURRENCY_EXPONENTS))}")
+        _validated(v, request)
+        account = await self._service.open_account(request.customer_id, type_, request.currency_code,
+                                                   idempotency_key(request, "OpenAccount"))  # fmt: skip
+        return pb.OpenAccountResponse(account=account_pb(account))
+
+    async def GetAccount(self, request: pb.GetAccountRequest, context: aio.ServicerContext) -> pb.GetAccountResponse:
+        v = Violations()
+        check_id(v, request.account_id, "account_id", "acc")
+        v.raise_if_any()
+        return pb.GetAccountResponse(account=account_pb(await self._service.get_account(request.account_id)))
+
+    async def ListAccounts(self, request: pb.ListAccountsRequest, context: aio.ServicerContext) -> pb.ListAccountsResponse:
+        accounts, token = await self._service.list_accounts(request.customer_id, request.page_size, request.page_token)
+        return pb.ListAccountsResponse(accounts=[account_pb(a) for a in accounts], next_page_token=token)
+
+    async def CloseAccount(self, request: pb.CloseAccountRequest, context: aio.ServicerContext) -> pb.CloseAccountResponse:
+        v = Violations()
+        check_id(v, request.account_id, "account_id", "acc")
+        _validated(v, request)
+        account = await self._service.close_account(request.account_id, idempotency_key(request, "CloseAccount"))
+        return pb.CloseAccountResponse(account=account_pb(account))
+
+    async def Deposit(self, request: pb.DepositRequest, context: aio.ServicerContext) -> pb.DepositResponse:
+        v = Violations()
+        cash = f"acc_CASH_{request.amount.currency_code}"
+        order = _order(v, cash, request.account_id, request.amount, request.description, credit_field="account_id")
+        _validated(v, request)
+        transfer = await self._service.transfer(order, idempotency_key(request, "Deposit"))  # type: ignore[arg-type]
+        return pb.DepositResponse(transfer=transfer_pb(transfer))
+
+    async def Withdraw(self, request: pb.WithdrawRequest, context: aio.ServicerContext) -> pb.WithdrawResponse:
+        v = Violations()
+        cash = f"acc_CASH_{request.amount.currency_code}"
+        order = _order(v, request.account_id, cash, request.amount, request.description, debit_field="account_id")
+        _validated(v, request)
+        transfer = await self._service.transfer(order, idempotency_key(request, "Withdraw"))  # type: ignore[arg-type]
+        return pb.WithdrawResponse(transfer=transfer_pb(transfer))
+
+    async def Transfer(self, request: pb.TransferRequest, context: aio.ServicerContext) -> pb.TransferResponse:
+        v = Violations()
+        order = _order(v, request.debit_account_id, request.credit_account_id, request.amount, request.description)
+        _validated(v, request)
+        transfer = await self._service.transfer(order, idempotency_key(request, "Transfer"))  # type: ignore[arg-type]
+        return pb.TransferResponse(transfer=transfer_pb(transfer))
+
+    async def GetTransfer(self, request: pb.GetTransferRequest, context: aio.ServicerContext) -> pb.GetTransferResponse:
+        v = Violations()
+        check_id(v, request.transfer_id, "transfer_id", "trf")
+        v.raise_if_any()
+        return pb.GetTransferResponse(transfer=transfer_pb(await self._service.get_transfer(request.transfer_id)))
+
+    async def ReverseTransfer(self, request: pb.ReverseTransferRequest, context: aio.ServicerContext) -> pb.ReverseTransferResponse:
+        v = Violations()
+        check_id(v, request.transfer_id, "transfer_id", "trf")
+        check_text(v, request.reason, "reason", max_len=140, required=False)
+        _validated(v, request)
+        reversal = await self._service.reverse(request.transfer_id, request.reason, idempotency_key(request, "ReverseTransfer"))
+        return pb.ReverseTransferResponse(transfer=transfer_pb(reversal))
+
+    async def PlaceHold(self, request: pb.PlaceHoldRequest, context: aio.ServicerContext) -> pb.PlaceHoldResponse:
+        v = Violations()
+        order = _order(v, request.debit_account_id, request.credit_account_id, request.amount, request.description)
+        _validated(v, request)
+        hold = await self._service.place_hold(order, idempotency_key(request, "PlaceHold"))  # type: ignore[arg-type]
+        return pb.PlaceHoldResponse(hold=hold_pb(hold))
+
+    async def CaptureHold(self, request: pb.CaptureHoldRequest, context: aio.ServicerContext) -> pb.CaptureHoldResponse:
+        v = Violations()
+        check_id(v, request.hold_id, "hold_id", "hld")
+        amount = _amount(v, request.amount, "amount") if request.HasField("amount") else None
+        _validated(v, request)
+        hold, transfer = await self._service.capture_hold(request.hold_id, amount, idempotency_key(request, "CaptureHold"))
+        return pb.CaptureHoldResponse(hold=hold_pb(hold), transfer=transfer_pb(transfer))
+
+    async def ReleaseHold(self, request: pb.ReleaseHoldRequest, context: aio.ServicerContext) -> pb.ReleaseHoldResponse:
+        v = Violations()
+        check_id(v, request.hold_id, "hold_id", "hld")
+        _validated(v, request)
+        hold = await self._service.release_hold(request.hold_id, idempotency_key(request, "ReleaseHold"))
+        return pb.ReleaseHoldResponse(hold=hold_pb(hold))
+
+    async def ListEntries(self, request: pb.ListEntriesRequest, context: aio.ServicerContext) -> pb.ListEntriesResponse:
+        v = Violations()
+        check_id(v, request.account_id, "account_id", "acc")
+        v.raise_if_any()
+        entries, token = await self._service.entries(request.account_id, request.page_size, request.page_token)
+        return pb.ListEntriesResponse(entries=[entry_pb(e) for e in entries], next_page_token=token)

@@ -1,0 +1,146 @@
+"""Accounts and the ledger's rules. Pure: no I/O, no gRPC.
+
+Sign convention: an account's balance is its credits minus its debits, for customer and
+bank-internal accounts alike. Every transfer debits one account and credits another by the same
+amount, so the balances of all accounts always sum to zero: total debits equal total credits.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from common.money import Money
+
+
+class AccountType(enum.Enum):
+    PERSONAL_SAVINGS = "PERSONAL_SAVINGS"
+    PERSONAL_CHECKING = "PERSONAL_CHECKING"
+    BUSINESS_CHECKING = "BUSINESS_CHECKING"
+    PREMIUM_CHECKING = "PREMIUM_CHECKING"
+    INTERNAL = "INTERNAL"
+
+
+CUSTOMER_TYPES = frozenset(t for t in AccountType if t is not AccountType.INTERNAL)
+
+
+class AccountStatus(enum.Enum):
+    OPEN = "OPEN"
+    CLOSED = "CLOSED"
+
+
+class HoldStatus(enum.Enum):
+    PLACED = "PLACED"
+    CAPTURED = "CAPTURED"
+    RELEASED = "RELEASED"
+
+
+class InternalAccount(enum.Enum):
+    """The bank's own accounts; one per currency. They have no floor."""
+
+    CASH = "CASH"  # cash in and out (deposits, withdrawals)
+    TREASURY = "TREASURY"  # the bank's funds (loans are paid from here)
+    INTEREST_EXPENSE = "INTEREST_EXPENSE"  # interest paid to customers
+    CLEARING = "CLEARING"  # money on its way to and from other banks
+
+    def account_id(self, currency: str) -> str:
+        return f"acc_{self.value}_{currency}"
+
+
+@dataclass(frozen=True)
+class AccountFeatures:
+    """What a product offers; amounts in the account's currency."""
+
+    interest_bearing: bool = False
+    annual_interest_rate: Decimal = Decimal("0")
+    minimum_balance: int = 0  # minor units
+    monthly_fee: int = 0
+    overdraft_protection: bool = False
+    overdraft_limit: int = 0
+    free_transactions_per_month: int = 0
+
+
+@dataclass(frozen=True)
+class Account:
+    account_id: str
+    customer_id: str
+    type: AccountType
+    status: AccountStatus
+    currency: str
+    features: AccountFeatures
+    balance: int  # minor units: credits minus debits
+    held: int  # minor units reserved by open holds
+    opened_at: datetime
+
+    @property
+    def floor(self) -> int | None:
+        """Lowest balance the account may reach after holds; None for bank-internal accounts."""
+        if self.type is AccountType.INTERNAL:
+            return None
+        return -self.features.overdraft_limit if self.features.overdraft_protection else 0
+
+    @property
+    def available(self) -> int:
+        """What may still be spent: balance minus holds, down to the floor."""
+        floor = self.floor
+        return self.balance - self.held - (floor if floor is not None else 0)
+
+    def money(self, minor: int) -> Money:
+        return Money(self.currency, minor)
+
+
+def floor_of(type_: AccountType, features: AccountFeatures) -> int | None:
+    """The floor stored with an account, so SQL can check it without the product catalogue."""
+    if type_ is AccountType.INTERNAL:
+        return None
+    return -features.overdraft_limit if features.overdraft_protection else 0
+
+
+@dataclass(frozen=True)
+class Transfer:
+    transfer_id: str
+    debit_account_id: str
+    credit_account_id: str
+    amount: Money
+    description: str
+    posted_at: datetime
+    reverses_transfer_id: str = ""
+    hold_id: str = ""
+
+
+@dataclass(frozen=True)
+class Hold:
+    hold_id: str
+    debit_account_id: str
+    credit_account_id: str
+    amount: Money
+    status: HoldStatus
+    description: str
+    captured: Money | None = None
+    transfer_id: str = ""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of a statement: a signed movement and the balance after it."""
+
+    transfer_id: str
+    amount: Money
+    balance_after: Money
+    counterparty_account_id: str
+    description: str
+    posted_at: datetime
+
+
+@dataclass(frozen=True)
+class TransferOrder:
+    """A validated request to move money."""
+
+    debit_account_id: str
+    credit_account_id: str
+    amount: Money
+    description: str
+    reverses_transfer_id: str = ""
+    hold_id: str = ""

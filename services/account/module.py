@@ -1,0 +1,40 @@
+"""The account bounded context: accounts and the double-entry ledger."""
+
+from __future__ import annotations
+
+from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
+
+from common.clock import Clock
+from common.di import ModuleContextImport, og_context
+from common.events.bus import EventBus
+from common.events.outbox import OutboxRelay
+from common.infrastructure import Databases
+from services.account.api import AccountApi
+from services.account.events import CustomerEventsHandler
+from services.account.repository import AccountDatabase, SqlLedgerRepository
+from services.account.service import AccountApplicationService, AccountFactory
+
+
+@og_context(
+    name="account",
+    description="Accounts (factory of products), the double-entry ledger, holds and statements",
+    business_owner="Core Banking Team",
+    imports=[
+        ModuleContextImport(CustomerServiceStub, from_context="customer"),
+        ModuleContextImport(Databases, from_context="infrastructure"),
+        ModuleContextImport(Clock, from_context="infrastructure"),
+        ModuleContextImport(EventBus, from_context="infrastructure"),
+    ],
+    providers=[
+        AccountDatabase,
+        SqlLedgerRepository,
+        OutboxRelay,
+        AccountFactory,
+        AccountApplicationService,
+        AccountApi,
+        CustomerEventsHandler,
+    ],
+    exports=[AccountApi],
+)
+class AccountModule:
+    """Exports only its gRPC service; learns about customers from CustomerServiceStub and events."""

@@ -1,0 +1,531 @@
+"""The ledger in SQL, written once for SQLite and PostgreSQL.
+
+Every movement is one unit of work: the idempotency key, both balance updates (each a conditional
+UPDATE that refuses to cross the account's floor), the transfer, its two entries and its event
+commit together or not at all. Accounts are updated in id order so concurrent transfers on
+PostgreSQL cannot deadlock each other.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from google.protobuf.message import Message
+from ogpgy.account.v1 import events_pb2
+from ogpgy.type.v1 import money_pb2
+
+from common.db.base import Row, Tx
+from common.db.idempotency import remember, replayed_resource
+from common.di import BaseComponent, og_component
+from common.errors import NotFound, PreconditionFailed
+from common.events.inbox import first_delivery
+from common.events.outbox import append_event
+from common.idempotency import IdempotencyKey
+from common.infrastructure import ContextDatabase
+from common.money import Money
+from services.account.domain import (
+    Account,
+    AccountFeatures,
+    AccountStatus,
+    AccountType,
+    Entry,
+    Hold,
+    HoldStatus,
+    InternalAccount,
+    Transfer,
+    TransferOrder,
+    floor_of,
+)
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list
+    next_after: int | None
+
+
+class LedgerRepository(Protocol):
+    async def open_account(self, account: Account, key: IdempotencyKey, events: list[Message]) -> Account: ...
+
+    async def open_account_once(self, account: Account, consumer: str, event_id: str, events: list[Message]) -> bool:
+        """Opens `account` unless `consumer` already handled `event_id` (the inbox)."""
+
+    async def ensure_internal_accounts(self, currencies: list[str], at: datetime) -> None: ...
+
+    async def get_account(self, account_id: str) -> Account | None: ...
+
+    async def accounts_of(self, customer_id: str, after: int, limit: int) -> Page: ...
+
+    async def close_account(self, account_id: str, key: IdempotencyKey, at: datetime, events: list[Message]) -> Account: ...
+
+    async def replay_account(self, key: IdempotencyKey) -> Account | None: ...
+
+    async def transfer(self, order: TransferOrder, transfer_id: str, key: IdempotencyKey, at: datetime) -> Transfer: ...
+
+    async def get_transfer(self, transfer_id: str) -> Transfer | None: ...
+
+    async def reverse(self, transfer_id: str, reason: str, new_id: str, key: IdempotencyKey, at: datetime) -> Transfer: ...
+
+    async def place_hold(self, order: TransferOrder, hold_id: str, key: IdempotencyKey, at: datetime) -> Hold: ...
+
+    async def capture_hold(self, hold_id: str, amount: Money | None, transfer_id: str, key: IdempotencyKey, at: datetime) -> tuple[Hold, Transfer]: ...
+
+    async def release_hold(self, hold_id: str, key: IdempotencyKey) -> Hold: ...
+
+    async def entries(self, account_id: str, after: int, limit: int) -> Page: ...
+
+    async def totals(self) -> tuple[int, int, int]:
+        """(sum of debits, sum of credits, sum of balances) over the whole ledger."""
+
+
+# --- rows <-> domain ------------------------------------------------------------------------
+
+_ACCOUNT_COLUMNS = (
+    "account_id, customer_id, type, status, currency, features_json, balance_minor, held_minor, floor_minor, opened_at"
+)
+_TRANSFER_COLUMNS = (
+    "transfer_id, debit_account_id, credit_account_id, amount_minor, currency, description,"
+    " reverses_transfer_id, hold_id, posted_at"
+)
+_HOLD_COLUMNS = (
+    "hold_id, debit_account_id, credit_account_id, amount_minor, currency, status, description, captured_minor, transfer_id"
+)
+
+
+def _features_json(features: AccountFeatures) -> str:
+    data = asdict(features)
+    data["annual_interest_rate"] = str(features.annual_interest_rate)
+    return json.dumps(data, sort_keys=True)
+
+
+def _features(text: str) -> AccountFeatures:
+    data = json.loads(text)
+    data["annual_interest_rate"] = Decimal(data["annual_interest_rate"])
+    return AccountFeatures(**data)
+
+
+def _account(row: Row) -> Account:
+    return Account(
+        account_id=row["account_id"],
+        customer_id=row["customer_id"],
+        type=AccountType(row["type"]),
+        status=AccountStatus(row["status"]),
+        currency=row["currency"],
+        features=_features(row["features_json"]),
+        balance=row["balance_minor"],
+        held=row["held_minor"],
+        opened_at=datetime.fromisoformat(row["opened_at"]),
+    )
+
+
+def _transfer_row(row: Row) -> Transfer:
+    return Transfer(
+        transfer_id=row["transfer_id"],
+        debit_account_id=row["debit_account_id"],
+        credit_account_id=row["credit_account_id"],
+        amount=Money(row["currency"], row["amount_minor"]),
+        description=row["description"],
+        posted_at=datetime.fromisoformat(row["posted_at"]),
+        reverses_transfer_id=row["reverses_transfer_id"] or "",
+        hold_id=row["hold_id"] or "",
+    )
+
+
+def _hold(row: Row) -> Hold:
+    captured = row["captured_minor"]
+    return Hold(
+        hold_id=row["hold_id"],
+        debit_account_id=row["debit_account_id"],
+        credit_account_id=row["credit_account_id"],
+        amount=Money(row["currency"], row["amount_minor"]),
+        status=HoldStatus(row["status"]),
+        description=row["description"],
+        captured=Money(row["currency"], captured) if captured is not None else None,
+        transfer_id=row["transfer_id"] or "",
+    )
+
+
+def _transfer_posted(t: Transfer) -> events_pb2.TransferPosted:
+    return events_pb2.TransferPosted(
+        transfer_id=t.transfer_id,
+        debit_account_id=t.debit_account_id,
+        credit_account_id=t.credit_account_id,
+        amount=money_pb2.Money(currency_code=t.amount.currency, amount=t.amount.amount),
+        reverses_transfer_id=t.reverses_transfer_id,
+        post_time={"seconds": int(t.posted_at.timestamp()), "nanos": t.posted_at.microsecond * 1000},
+    )
+
+
+# --- reads ----------------------------------------------------------------------------------
+
+
+async def _select_account(tx: Tx, account_id: str) -> Account | None:
+    row = await tx.fetchone(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE account_id = ?", account_id)
+    return _account(row) if row else None
+
+
+async def _require_account(tx: Tx, account_id: str) -> Account:
+    account = await _select_account(tx, account_id)
+    if account is None:
+        raise NotFound("account", account_id)
+    return account
+
+
+async def _select_transfer(tx: Tx, transfer_id: str) -> Transfer | None:
+    row = await tx.fetchone(f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE transfer_id = ?", transfer_id)
+    return _transfer_row(row) if row else None
+
+
+async def _select_hold(tx: Tx, hold_id: str) -> Hold | None:
+    row = await tx.fetchone(f"SELECT {_HOLD_COLUMNS} FROM holds WHERE hold_id = ?", hold_id)
+    return _hold(row) if row else None
+
+
+async def _accounts_of(tx: Tx, customer_id: str, after: int, limit: int) -> Page:
+    rows = await tx.fetchall(
+        f"SELECT seq, {_ACCOUNT_COLUMNS} FROM accounts WHERE customer_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        customer_id, after, limit + 1,
+    )  # fmt: skip
+    return _page(rows, limit, _account)
+
+
+async def _entries(tx: Tx, account_id: str, after: int, limit: int) -> Page:
+    rows = await tx.fetchall(
+        "SELECT e.seq, e.transfer_id, e.amount_minor, e.balance_after_minor, e.counterparty_account_id,"
+        " e.description, e.posted_at, a.currency FROM entries e JOIN accounts a ON a.account_id = e.account_id"
+        " WHERE e.account_id = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
+        account_id, after, limit + 1,
+    )  # fmt: skip
+    return _page(rows, limit, lambda r: Entry(
+        transfer_id=r["transfer_id"],
+        amount=Money(r["currency"], r["amount_minor"]),
+        balance_after=Money(r["currency"], r["balance_after_minor"]),
+        counterparty_account_id=r["counterparty_account_id"],
+        description=r["description"],
+        posted_at=datetime.fromisoformat(r["posted_at"]),
+    ))  # fmt: skip
+
+
+def _page(rows: list[Row], limit: int, convert) -> Page:  # type: ignore[no-untyped-def]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page([convert(r) for r in rows], rows[-1]["seq"] if more else None)
+
+
+async def _totals(tx: Tx) -> tuple[int, int, int]:
+    row = await tx.fetchone(
+        "SELECT COALESCE(SUM(CASE WHEN amount_minor < 0 THEN -amount_minor ELSE 0 END), 0) AS debits,"
+        " COALESCE(SUM(CASE WHEN amount_minor > 0 THEN amount_minor ELSE 0 END), 0) AS credits FROM entries"
+    )
+    balances = await tx.fetchone("SELECT COALESCE(SUM(balance_minor), 0) AS total FROM accounts")
+    assert row is not None and balances is not None
+    return int(row["debits"]), int(row["credits"]), int(balances["total"])
+
+
+# --- accounts -------------------------------------------------------------------------------
+
+
+async def _insert_account(tx: Tx, account: Account) -> None:
+    await tx.execute(
+        f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        account.account_id, account.customer_id, account.type.value, account.status.value, account.currency,
+        _features_json(account.features), account.balance, account.held, floor_of(account.type, account.features),
+        account.opened_at.isoformat(),
+    )  # fmt: skip
+
+
+async def _open_account(tx: Tx, account: Account, key: IdempotencyKey, events: list[Message]) -> Account:
+    replayed = await replayed_resource(tx, key)
+    if replayed is not None:
+        return await _require_account(tx, replayed)
+    await _insert_account(tx, account)
+    await remember(tx, key, account.account_id)
+    for event in events:
+        await append_event(tx, event)
+    return account
+
+
+async def _open_account_once(tx: Tx, account: Account, consumer: str, event_id: str, events: list[Message]) -> bool:
+    if not await first_delivery(tx, consumer, event_id):
+        return False
+    await _insert_account(tx, account)
+    for event in events:
+        await append_event(tx, event)
+    return True
+
+
+async def _ensure_internal(tx: Tx, currencies: list[str], at: datetime) -> None:
+    for currency in currencies:
+        for internal in InternalAccount:
+            await tx.execute(
+                f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}) VALUES (?, '', ?, ?, ?, ?, 0, 0, NULL, ?)"
+                " ON CONFLICT (account_id) DO NOTHING",
+                internal.account_id(currency), AccountType.INTERNAL.value, AccountStatus.OPEN.value, currency,
+                _features_json(AccountFeatures()), at.isoformat(),
+            )  # fmt: skip
+
+
+async def _close_account(tx: Tx, account_id: str, key: IdempotencyKey, at: datetime, events: list[Message]) -> Account:
+    replayed = await replayed_resource(tx, key)
+    if replayed is not None:
+        return await _require_account(tx, replayed)
+    account = await _require_account(tx, account_id)
+    if account.type is AccountType.INTERNAL:
+        raise PreconditionFailed("INTERNAL_ACCOUNT", "bank-internal accounts cannot be closed", {"account_id": account_id})
+    if account.status is AccountStatus.CLOSED:
+        raise PreconditionFailed("ACCOUNT_CLOSED", "the account is already closed", {"account_id": account_id})
+    closed = await tx.execute(
+        "UPDATE accounts SET status = ?, closed_at = ? WHERE account_id = ? AND status = ?"
+        " AND balance_minor = 0 AND held_minor = 0",
+        AccountStatus.CLOSED.value, at.isoformat(), account_id, AccountStatus.OPEN.value,
+    )  # fmt: skip
+    if closed != 1:
+        reason = "ACCOUNT_HAS_OPEN_HOLDS" if account.held else "ACCOUNT_BALANCE_NOT_ZERO"
+        raise PreconditionFailed(reason, f"only an account at zero balance without holds can be closed (balance "
+                                 f"{account.money(account.balance)}, held {account.money(account.held)})",
+                                 {"account_id": account_id})  # fmt: skip
+    await remember(tx, key, account_id)
+    for event in events:
+        await append_event(tx, event)
+    return await _require_account(tx, account_id)
+
+
+async def _replay_account(tx: Tx, key: IdempotencyKey) -> Account | None:
+    replayed = await replayed_resource(tx, key)
+    return await _select_account(tx, replayed) if replayed else None
+
+
+# --- movements ------------------------------------------------------------------------------
+
+
+async def _why_refused(tx: Tx, account_id: str, currency: str) -> Exception:
+    """After a conditional UPDATE matched nothing: the reason, in the caller's terms."""
+    account = await _require_account(tx, account_id)
+    if account.status is AccountStatus.CLOSED:
+        return PreconditionFailed("ACCOUNT_CLOSED", f"account {account_id} is closed", {"account_id": account_id})
+    if account.currency != currency:
+        return PreconditionFailed(
+            "CURRENCY_MISMATCH", f"account {account_id} is in {account.currency}, not {currency}",
+            {"account_id": account_id, "account_currency": account.currency},
+        )  # fmt: skip
+    return PreconditionFailed(
+        "INSUFFICIENT_FUNDS",
+        f"account {account_id} has {account.money(account.available)} available",
+        {"account_id": account_id, "available": account.money(account.available).amount},
+    )
+
+
+async def _debit(tx: Tx, account_id: str, amount: Money, *, release: int = 0) -> int:
+    """Debits within the floor (after releasing `release` from held); the new balance."""
+    row = await tx.fetchone(
+        "UPDATE accounts SET balance_minor = balance_minor - ?, held_minor = held_minor - ?"
+        " WHERE account_id = ? AND status = 'OPEN' AND currency = ?"
+        " AND (floor_minor IS NULL OR balance_minor - (held_minor - ?) - ? >= floor_minor)"
+        " RETURNING balance_minor",
+        amount.minor, release, account_id, amount.currency, release, amount.minor,
+    )  # fmt: skip
+    if row is None:
+        raise await _why_refused(tx, account_id, amount.currency)
+    return int(row["balance_minor"])
+
+
+async def _credit(tx: Tx, account_id: str, amount: Money) -> int:
+    row = await tx.fetchone(
+        "UPDATE accounts SET balance_minor = balance_minor + ? WHERE account_id = ? AND status = 'OPEN'"
+        " AND currency = ? RETURNING balance_minor",
+        amount.minor, account_id, amount.currency,
+    )  # fmt: skip
+    if row is None:
+        raise await _why_refused(tx, account_id, amount.currency)
+    return int(row["balance_minor"])
+
+
+async def _post(tx: Tx, order: TransferOrder, transfer_id: str, at: datetime, *, release: int = 0) -> Transfer:
+    """Posts a transfer: both balances, the transfer, two entries, the event. No idempotency here."""
+    balances: dict[str, int] = {}
+    for account_id in sorted((order.debit_account_id, order.credit_account_id)):
+        if account_id == order.debit_account_id:
+            balances[account_id] = await _debit(tx, account_id, order.amount, release=release)
+        else:
+            balances[account_id] = await _credit(tx, account_id, order.amount)
+    transfer = Transfer(transfer_id, order.debit_account_id, order.credit_account_id, order.amount,
+                        order.description, at, order.reverses_transfer_id, order.hold_id)  # fmt: skip
+    await tx.execute(
+        f"INSERT INTO transfers ({_TRANSFER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        transfer_id, order.debit_account_id, order.credit_account_id, order.amount.minor, order.amount.currency,
+        order.description, order.reverses_transfer_id or None, order.hold_id or None, at.isoformat(),
+    )  # fmt: skip
+    for account_id, sign, other in ((order.debit_account_id, -1, order.credit_account_id),
+                                    (order.credit_account_id, 1, order.debit_account_id)):  # fmt: skip
+        await tx.execute(
+            "INSERT INTO entries (account_id, transfer_id, amount_minor, balance_after_minor,"
+            " counterparty_account_id, description, posted_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            account_id, transfer_id, sign * order.amount.minor, balances[account_id], other, order.description,
+            at.isoformat(),
+        )  # fmt: skip
+    await append_event(tx, _transfer_posted(transfer))
+    return transfer
+
+
+async def _transfer(tx: Tx, order: TransferOrder, transfer_id: str, key: IdempotencyKey, at: datetime) -> Transfer:
+    replayed = await replayed_resource(tx, key)
+    if replayed is not None:
+        return await _select_transfer(tx, replayed)  # type: ignore[return-value]
+    transfer = await _post(tx, order, transfer_id, at)
+    await remember(tx, key, transfer_id)
+    return transfer
+
+
+async def _reverse(tx: Tx, transfer_id: str, reason: str, new_id: str, key: IdempotencyKey, at: datetime) -> Transfer:
+    replayed = await replayed_resource(tx, key)
+    if replayed is not None:
+        return await _select_transfer(tx, replayed)  # type: ignore[return-value]
+    original = await _select_transfer(tx, transfer_id)
+    if original is None:
+        raise NotFound("transfer", transfer_id)
+    if original.reverses_transfer_id:
+        raise PreconditionFailed("TRANSFER_IS_A_REVERSAL", "a reversal cannot be reversed; make a new transfer",
+                                 {"transfer_id": transfer_id})  # fmt: skip
+    claimed = await tx.execute(
+        "UPDATE transfers SET reversed_by = ? WHERE transfer_id = ? AND reversed_by IS NULL", new_id, transfer_id
+    )
+    if claimed != 1:
+        raise PreconditionFailed("TRANSFER_ALREADY_REVERSED", "the transfer was already reversed",
+                                 {"transfer_id": transfer_id})  # fmt: skip
+    order = TransferOrder(original.credit_account_id, original.debit_account_id, original.amount,
+                          reason or f"reversal of {transfer_id}", reverses_transfer_id=transfer_id)  # fmt: skip
+    reversal = await _post(tx, order, new_id, at)
+    await remember(tx, key, new_id)
+    return reversal
+
+
+async def _place_hold(tx: Tx, order: TransferOrder, hold_id: str, key: IdempotencyKey, at: datetime) -> Hold:
+    replayed = await replayed_resource(tx, key)
+    if replayed is not None:
+        return await _select_hold(tx, replayed)  # type: ignore[return-value]
+    row = await tx.fetchone(
+        "UPDATE accounts SET held_minor = held_minor + ? WHERE account_id = ? AND status = 'OPEN' AND currency = ?"
+        " AND (floor_minor IS NULL OR balance_minor - held_minor - ? >= floor_minor) RETURNING held_minor",
+        order.amount.minor, order.debit_account_id, order.amount.currency, order.amount.minor,
+    )  # fmt: skip
+    if row is None:
+        raise await _why_refused(tx, order.debit_account_id, order.amount.currency)
+    creditor = await _require_account(tx, order.credit_account_id)
+    if creditor.status is not AccountStatus.OPEN or creditor.currency != order.amount.currency:
+        raise await _why_refused(tx, order.credit_account_id, order.amount.currency)
+    await tx.execute(
+        f"INSERT INTO holds ({_HOLD_COLUMNS}, placed_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
+        hold_id, order.debit_account_id, order.credit_account_id, order.amount.minor, order.amount.currency,
+        HoldStatus.PLACED.value, order.description, at.isoformat(),
+    )  # fmt: skip
+    await remember(tx, key, hold_id)
+    return await _select_hold(tx, hold_id)  # type: ignore[return-value]
+
+
+async def _resolve_hold(tx: Tx, hold_id: str, status: HoldStatus, captured: int | None, transfer_id: str | None) -> Hold:
+    """Moves a PLACED hold to its final state; a hold resolves at most once."""
+    hold = await _select_hold(tx, hold_id)
+    if hold is None:
+        raise NotFound("hold", hold_id)
+    resolved = await tx.execute(
+        "UPDATE holds SET status = ?, captured_minor = ?, transfer_id = ? WHERE hold_id = ? AND status = ?",
+        status.value, captured, transfer_id, hold_id, HoldStatus.PLACED.value,
+    )  # fmt: skip
+    if resolved != 1:
+        raise PreconditionFailed("HOLD_ALREADY_RESOLVED", f"the hold is already {hold.status.value}",
+                                 {"hold_id": hold_id, "status": hold.status.value})  # fmt: skip
+    return hold
+
+
+async def _capture_hold(tx: Tx, hold_id: str, amount: Money | None, transfer_id: str, key: IdempotencyKey,
+                        at: datetime) -> tuple[Hold, Transfer]:  # fmt: skip
+    replayed = await replayed_resource(tx, key)
+    if replayed is not None:
+        hold = await _select_hold(tx, replayed)
+        return hold, await _select_transfer(tx, hold.transfer_id)  # type: ignore[union-attr,return-value]
+    hold = await _select_hold(tx, hold_id)
+    if hold is None:
+        raise NotFound("hold", hold_id)
+    captured = amount or hold.amount
+    if captured.currency != hold.amount.currency or captured.minor > hold.amount.minor:
+        raise PreconditionFailed("CAPTURE_EXCEEDS_HOLD", f"at most {hold.amount} can be captured",
+                                 {"hold_id": hold_id, "held": hold.amount.amount})  # fmt: skip
+    await _resolve_hold(tx, hold_id, HoldStatus.CAPTURED, captured.minor, transfer_id)
+    order = TransferOrder(hold.debit_account_id, hold.credit_account_id, captured, hold.description, hold_id=hold_id)
+    transfer = await _post(tx, order, transfer_id, at, release=hold.amount.minor)
+    await remember(tx, key, hold_id)
+    return await _select_hold(tx, hold_id), transfer  # type: ignore[return-value]
+
+
+async def _release_hold(tx: Tx, hold_id: str, key: IdempotencyKey) -> Hold:
+    replayed = await replayed_resource(tx, key)
+    if replayed is not None:
+        return await _select_hold(tx, replayed)  # type: ignore[return-value]
+    hold = await _resolve_hold(tx, hold_id, HoldStatus.RELEASED, None, None)
+    await tx.execute("UPDATE accounts SET held_minor = held_minor - ? WHERE account_id = ?", hold.amount.minor, hold.debit_account_id)
+    await remember(tx, key, hold_id)
+    return await _select_hold(tx, hold_id)  # type: ignore[return-value]
+
+
+@og_component()
+class AccountDatabase(ContextDatabase):
+    context = "account"
+    migrations_package = "services.account"
+
+
+@og_component()
+class SqlLedgerRepository(BaseComponent, LedgerRepository):
+    """The ledger in the context's own database (SQLite file or PostgreSQL schema)."""
+
+    def __init__(self, db: AccountDatabase) -> None:
+        self._db = db
+
+    async def open_account(self, account: Account, key: IdempotencyKey, events: list[Message]) -> Account:
+        return await self._db.write(_open_account, account, key, events)
+
+    async def open_account_once(self, account: Account, consumer: str, event_id: str, events: list[Message]) -> bool:
+        return await self._db.write(_open_account_once, account, consumer, event_id, events)
+
+    async def ensure_internal_accounts(self, currencies: list[str], at: datetime) -> None:
+        await self._db.write(_ensure_internal, currencies, at)
+
+    async def get_account(self, account_id: str) -> Account | None:
+        return await self._db.read(_select_account, account_id)
+
+    async def accounts_of(self, customer_id: str, after: int, limit: int) -> Page:
+        return await self._db.read(_accounts_of, customer_id, after, limit)
+
+    async def close_account(self, account_id: str, key: IdempotencyKey, at: datetime, events: list[Message]) -> Account:
+        return await self._db.write(_close_account, account_id, key, at, events)
+
+    async def replay_account(self, key: IdempotencyKey) -> Account | None:
+        return await self._db.read(_replay_account, key)
+
+    async def transfer(self, order: TransferOrder, transfer_id: str, key: IdempotencyKey, at: datetime) -> Transfer:
+        return await self._db.write(_transfer, order, transfer_id, key, at)
+
+    async def get_transfer(self, transfer_id: str) -> Transfer | None:
+        return await self._db.read(_select_transfer, transfer_id)
+
+    async def reverse(self, transfer_id: str, reason: str, new_id: str, key: IdempotencyKey, at: datetime) -> Transfer:
+        return await self._db.write(_reverse, transfer_id, reason, new_id, key, at)
+
+    async def place_hold(self, order: TransferOrder, hold_id: str, key: IdempotencyKey, at: datetime) -> Hold:
+        return await self._db.write(_place_hold, order, hold_id, key, at)
+
+    async def capture_hold(self, hold_id: str, amount: Money | None, transfer_id: str, key: IdempotencyKey,
+                           at: datetime) -> tuple[Hold, Transfer]:  # fmt: skip
+        return await self._db.write(_capture_hold, hold_id, amount, transfer_id, key, at)
+
+    async def release_hold(self, hold_id: str, key: IdempotencyKey) -> Hold:
+        return await self._db.write(_release_hold, hold_id, key)
+
+    async def entries(self, account_id: str, after: int, limit: int) -> Page:
+        return await self._db.read(_entries, account_id, after, limit)
+
+    async def totals(self) -> tuple[int, int, int]:
+        return await self._db.read(_totals)

@@ -1,0 +1,204 @@
+"""Use cases of the account context: opening and closing accounts, moving money, statements."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+import grpc
+from ogpgy.account.v1 import account_service_pb2 as pb
+from ogpgy.account.v1 import events_pb2
+from ogpgy.customer.v1 import customer_service_pb2 as customer_pb
+from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
+
+from common.clock import Clock
+from common.di import BaseComponent, og_component
+from common.errors import FieldViolation, NotFound, PreconditionFailed, Unavailable, ValidationFailed
+from common.events.outbox import OutboxRelay
+from common.grpc.convert import timestamp
+from common.ids import new_id
+from common.idempotency import IdempotencyKey
+from common.money import CURRENCY_EXPONENTS, Money
+from common.pagination import decode_page_token, encode_page_token
+from common.validation import Violations, check_id, page_size
+from services.account.domain import (
+    Account,
+    AccountFeatures,
+    AccountStatus,
+    AccountType,
+    Entry,
+    Hold,
+    Transfer,
+    TransferOrder,
+)
+from services.account.repository import LedgerRepository
+
+PRODUCTS_FILE = Path(__file__).parent / "products.toml"
+ACCOUNT_PREFIX = "acc"
+CUSTOMER_CALL_TIMEOUT = 5.0
+DEFAULT_ACCOUNT = (AccountType.PERSONAL_CHECKING, "EUR")
+CONSUMER = "account"
+
+
+@og_component()
+class AccountFactory(BaseComponent):
+    """Pattern 7: builds accounts of each product with the features configured for it."""
+
+    def __init__(self) -> None:
+        self._products: dict[str, dict[str, object]] = {}
+
+    async def initialize(self) -> None:
+        self._products = tomllib.loads(PRODUCTS_FILE.read_text(encoding="utf-8"))
+
+    def features(self, type_: AccountType, currency: str) -> AccountFeatures:
+        product = self._products.get(type_.value)
+        if product is None:
+            raise ValidationFailed([FieldViolation("type", f"unsupported account type {type_.value}")])
+
+        def minor(name: str) -> int:
+            return Money.parse(currency, str(product[name])).minor
+
+        return AccountFeatures(
+            interest_bearing=bool(product["interest_bearing"]),
+            annual_interest_rate=Decimal(str(product["annual_interest_rate"])),
+            minimum_balance=minor("minimum_balance"),
+            monthly_fee=minor("monthly_fee"),
+            overdraft_protection=bool(product["overdraft_protection"]),
+            overdraft_limit=minor("overdraft_limit"),
+            free_transactions_per_month=int(product["free_transactions_per_month"]),  # type: ignore[call-overload]
+        )
+
+    def create(self, customer_id: str, type_: AccountType, currency: str, at: datetime) -> Account:
+        return Account(
+            account_id=new_id(ACCOUNT_PREFIX),
+            customer_id=customer_id,
+            type=type_,
+            status=AccountStatus.OPEN,
+            currency=currency,
+            features=self.features(type_, currency),
+            balance=0,
+            held=0,
+            opened_at=at,
+        )
+
+
+def account_opened(account: Account) -> events_pb2.AccountOpened:
+    return events_pb2.AccountOpened(
+        account_id=account.account_id,
+        customer_id=account.customer_id,
+        type=pb.AccountType.Value(f"ACCOUNT_TYPE_{account.type.value}"),
+        open_time=timestamp(account.opened_at),
+    )
+
+
+@og_component()
+class AccountApplicationService(BaseComponent):
+    """Accounts and the ledger's use cases. Every write is idempotent by request_id."""
+
+    def __init__(self, repository: LedgerRepository, factory: AccountFactory, customers: CustomerServiceStub,
+                 clock: Clock, relay: OutboxRelay) -> None:  # fmt: skip
+        self._repository = repository
+        self._factory = factory
+        self._customers = customers
+        self._clock = clock
+        self._relay = relay
+
+    async def initialize(self) -> None:
+        await self._repository.ensure_internal_accounts(sorted(CURRENCY_EXPONENTS), self._clock.now())
+
+    # --- accounts -----------------------------------------------------------------------------
+
+    async def open_account(self, customer_id: str, type_: AccountType | None, currency: str, key: IdempotencyKey) -> Account:
+        replayed = await self._repository.replay_account(key)
+        if replayed is not None:
+            return replayed
+        await self._require_verified(customer_id)
+        account = self._factory.create(customer_id, type_, currency, self._clock.now())  # type: ignore[arg-type]
+        opened = await self._repository.open_account(account, key, [account_opened(account)])
+        self._relay.nudge()
+        return opened
+
+    async def open_default_account(self, customer_id: str, event_id: str) -> bool:
+        """Reaction to CustomerOnboarded (VERIFIED): exactly one default account per event."""
+        type_, currency = DEFAULT_ACCOUNT
+        account = self._factory.create(customer_id, type_, currency, self._clock.now())
+        opened = await self._repository.open_account_once(account, CONSUMER, event_id, [account_opened(account)])
+        self._relay.nudge()
+        return opened
+
+    async def _require_verified(self, customer_id: str) -> None:
+        try:
+            answer = await self._customers.GetCustomer(
+                customer_pb.GetCustomerRequest(customer_id=customer_id), timeout=CUSTOMER_CALL_TIMEOUT
+            )
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound("customer", customer_id) from err
+            if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise ValidationFailed([FieldViolation("customer_id", "not a customer id")]) from err
+            raise Unavailable("CUSTOMER_CONTEXT_UNAVAILABLE", f"cannot check the customer: {err.code().name}") from err
+        if answer.customer.kyc.status != customer_pb.KYC_STATUS_VERIFIED:
+            raise PreconditionFailed("CUSTOMER_NOT_VERIFIED", "only customers with verified KYC may open accounts",
+                                     {"customer_id": customer_id})  # fmt: skip
+
+    async def get_account(self, account_id: str) -> Account:
+        account = await self._repository.get_account(account_id)
+        if account is None:
+            raise NotFound("account", account_id)
+        return account
+
+    async def list_accounts(self, customer_id: str, size: int, token: str) -> tuple[list[Account], str]:
+        v = Violations()
+        check_id(v, customer_id, "customer_id", "cus")
+        limit = page_size(v, size)
+        after = decode_page_token(v, token, ("accounts", customer_id))
+        v.raise_if_any()
+        page = await self._repository.accounts_of(customer_id, after, limit)
+        return page.items, encode_page_token(page.next_after, ("accounts", customer_id)) if page.next_after else ""
+
+    async def close_account(self, account_id: str, key: IdempotencyKey) -> Account:
+        account = await self.get_account(account_id)
+        closed = events_pb2.AccountClosed(account_id=account_id, customer_id=account.customer_id,
+                                          close_time=timestamp(self._clock.now()))  # fmt: skip
+        result = await self._repository.close_account(account_id, key, self._clock.now(), [closed])
+        self._relay.nudge()
+        return result
+
+    # --- movements ----------------------------------------------------------------------------
+
+    async def _moved(self, result: object) -> object:
+        self._relay.nudge()
+        return result
+
+    async def transfer(self, order: TransferOrder, key: IdempotencyKey) -> Transfer:
+        return await self._moved(await self._repository.transfer(order, new_id("trf"), key, self._clock.now()))  # type: ignore[return-value]
+
+    async def get_transfer(self, transfer_id: str) -> Transfer:
+        transfer = await self._repository.get_transfer(transfer_id)
+        if transfer is None:
+            raise NotFound("transfer", transfer_id)
+        return transfer
+
+    async def reverse(self, transfer_id: str, reason: str, key: IdempotencyKey) -> Transfer:
+        return await self._moved(await self._repository.reverse(transfer_id, reason, new_id("trf"), key, self._clock.now()))  # type: ignore[return-value]
+
+    async def place_hold(self, order: TransferOrder, key: IdempotencyKey) -> Hold:
+        return await self._repository.place_hold(order, new_id("hld"), key, self._clock.now())
+
+    async def capture_hold(self, hold_id: str, amount: Money | None, key: IdempotencyKey) -> tuple[Hold, Transfer]:
+        return await self._moved(await self._repository.capture_hold(hold_id, amount, new_id("trf"), key, self._clock.now()))  # type: ignore[return-value]
+
+    async def release_hold(self, hold_id: str, key: IdempotencyKey) -> Hold:
+        return await self._repository.release_hold(hold_id, key)
+
+    async def entries(self, account_id: str, size: int, token: str) -> tuple[list[Entry], str]:
+        v = Violations()
+        limit = page_size(v, size)
+        after = decode_page_token(v, token, ("entries", account_id))
+        v.raise_if_any()
+        await self.get_account(account_id)
+        page = await self._repository.entries(account_id, after, limit)
+        return page.items, encode_page_token(page.next_after, ("entries", account_id)) if page.next_after else ""
+

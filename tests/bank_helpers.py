@@ -1,0 +1,60 @@
+"""Helpers for tests that drive the bank over gRPC: stubs, money, a verified customer's account."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+from grpc import aio
+from ogpgy.account.v1 import account_service_pb2 as apb
+from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
+from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc
+from ogpgy.type.v1.money_pb2 import Money
+
+from services.customer.domain import check_digit
+from tests.conftest import document, onboarding
+
+_documents = itertools.count(1)
+
+
+def eur(amount: str) -> Money:
+    return Money(currency_code="EUR", amount=amount)
+
+
+def fresh_document() -> str:
+    body = f"TT{next(_documents):06d}"
+    return f"{body}{check_digit(body)}"
+
+
+class Bank:
+    """The stubs a client of the bank uses."""
+
+    def __init__(self, channel: aio.Channel) -> None:
+        self.customers = cgrpc.CustomerServiceStub(channel)
+        self.accounts = agrpc.AccountServiceStub(channel)
+
+    async def verified_customer(self, tag: str) -> str:
+        request = onboarding(f"cus-{tag}", document=document(fresh_document()))
+        return (await self.customers.OnboardCustomer(request)).customer.customer_id
+
+    async def default_account(self, customer_id: str, timeout: float = 10.0) -> apb.Account:
+        """The account opened by the CustomerOnboarded reaction (waits for the event to flow)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            listed = await self.accounts.ListAccounts(apb.ListAccountsRequest(customer_id=customer_id))
+            if listed.accounts:
+                return listed.accounts[0]
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"no default account for {customer_id} within {timeout}s")
+            await asyncio.sleep(0.02)
+
+    async def open(self, customer_id: str, tag: str, type_: int = apb.ACCOUNT_TYPE_PERSONAL_SAVINGS) -> str:
+        request = apb.OpenAccountRequest(request_id=f"open-{tag}", customer_id=customer_id, type=type_, currency_code="EUR")  # type: ignore[arg-type]
+        return (await self.accounts.OpenAccount(request)).account.account_id
+
+    async def deposit(self, account_id: str, amount: str, tag: str) -> None:
+        await self.accounts.Deposit(apb.DepositRequest(request_id=f"dep-{tag}", account_id=account_id, amount=eur(amount)))
+
+    async def balance(self, account_id: str) -> tuple[str, str]:
+        account = (await self.accounts.GetAccount(apb.GetAccountRequest(account_id=account_id))).account
+        return account.balance.amount, account.available_balance.amount
