@@ -16,7 +16,7 @@ DEFAULT_PORT = 50051
 DEFAULT_DATA_DIR = Path("var")
 
 _TRY_NEXT = """\
-OgPgy Bank is serving {services} on {target} (data in {data_dir}).
+OgPgy Bank is serving {services} on {target} ({data}).
 
 Try it (grpcurl is installed in .venv/bin by scripts/bootstrap):
   .venv/bin/grpcurl -plaintext {target} list
@@ -48,16 +48,29 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     up.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on; 0 picks a free one (default: %(default)s)")
     up.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="where the SQLite files live (default: %(default)s)")
+    up.add_argument("--postgres-dsn", default="", help="use PostgreSQL (one schema per context) instead of SQLite")
+    up.add_argument("--redis-url", default="", help="use Redis Streams for events instead of the in-memory bus")
+    up.add_argument("--event-redelivery-ms", type=int, default=5000, help="Redis: redeliver an unacked event after this idle time (default: %(default)s)")
     return parser
 
 
 async def _up(args: argparse.Namespace) -> int:
-    settings = Settings(data_dir=args.data_dir, host=args.host, port=args.port)
+    settings = Settings(
+        data_dir=args.data_dir,
+        host=args.host,
+        port=args.port,
+        database="postgres" if args.postgres_dsn else "sqlite",
+        postgres_dsn=args.postgres_dsn,
+        redis_url=args.redis_url,
+        event_redelivery_ms=args.event_redelivery_ms,
+    )
     stop = stop_signal()
     bank = await start_embedded(settings)
     print(
         _TRY_NEXT.format(
-            services=", ".join(bank.server.service_names), target=bank.target, data_dir=settings.data_dir
+            services=", ".join(bank.server.service_names),
+            target=bank.target,
+            data="PostgreSQL" if settings.postgres_dsn else f"data in {settings.data_dir}",
         ),
         flush=True,
     )

@@ -350,6 +350,15 @@ class ContextModuleBuilder:
                 raise LifecycleError("initialize", errors) from exc
             started.append((who, instance))
         build.lifecycle = started
+        for who, instance in started:
+            start = getattr(instance, "start", None)
+            if start is None:
+                continue
+            try:
+                await start()
+            except Exception as exc:  # noqa: BLE001
+                errors = [(who, exc)] + await self._shutdown_all(build)
+                raise LifecycleError("start", errors) from exc
 
     async def shutdown(self) -> None:
         """Shuts down what the last build started, newest first, every one even if some fail."""

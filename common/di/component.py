@@ -48,9 +48,12 @@ def component_spec(cls: type) -> ComponentSpec:
 class BaseComponent:
     """Base of components with a lifecycle.
 
-    The builder calls `initialize` in dependency order after constructing everything, and
-    `shutdown` in the reverse order; both are async because components own connections, tasks
-    and servers that must be opened and closed on the running event loop.
+    The builder calls `initialize` in dependency order after constructing everything, then
+    `start` in the same order once every component is initialised, and `shutdown` in the reverse
+    order. `initialize` acquires resources and registers (e.g. event subscriptions); `start` begins
+    background work that may reach other components (e.g. an outbox relay), so that no work starts
+    before everyone it may reach is ready. All are async: components own connections, tasks and
+    servers that must be opened and closed on the running event loop.
     """
 
     @property
@@ -60,6 +63,9 @@ class BaseComponent:
 
     async def initialize(self) -> None:
         """Acquire resources. Dependencies are already initialised."""
+
+    async def start(self) -> None:
+        """Begin background work. Every component of the build is initialised."""
 
     async def shutdown(self) -> None:
         """Release resources. Dependants are already shut down."""

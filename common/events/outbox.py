@@ -14,6 +14,7 @@ from common.db.base import Tx
 from common.di import BaseComponent, og_component
 from common.events.bus import EventBus
 from common.events.envelope import Envelope
+from common.faults import crash_point
 from common.grpc.call_context import request_id_var
 from common.ids import new_id
 from common.infrastructure import ContextDatabase
@@ -75,7 +76,8 @@ class OutboxRelay(BaseComponent):
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    async def initialize(self) -> None:
+    async def start(self) -> None:
+        """After every context subscribed: nothing is published to a bus nobody listens to yet."""
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._db.context}")
 
     async def shutdown(self) -> None:
@@ -94,6 +96,7 @@ class OutboxRelay(BaseComponent):
         while True:
             batch = await self._db.read(_unpublished, BATCH)
             for seq, envelope in batch:
+                crash_point("relay.before_publish")
                 await self._bus.publish(envelope)
                 await self._db.write(_mark_published, seq, datetime.now(timezone.utc).isoformat())
                 sent += 1

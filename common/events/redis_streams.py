@@ -23,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from common.events.bus import MAX_ATTEMPTS, Handler, log
 from common.events.envelope import Envelope
+from common.faults import crash_point
 
 STREAM_PREFIX = "ogpgy:events:"
 DLQ_PREFIX = "ogpgy:dead-letters:"
@@ -139,6 +140,7 @@ class RedisStreamsBackend:
         except Exception:  # noqa: BLE001 - left pending: XAUTOCLAIM redelivers it later
             log.exception("%s failed on %s; it stays pending", sub.group, envelope.event_id)
             return
+        crash_point("consumer.before_ack")
         await self._redis.xack(stream, sub.group, message_id)
 
     async def _reclaim(self, sub: _StreamSubscription) -> None:

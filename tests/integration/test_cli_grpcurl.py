@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-BIN = Path(sys.executable).parent
+from tests.processes import BIN, BankProcess
+
 ROOT = Path(__file__).resolve().parents[2]
 ONBOARD = {
     "request_id": "cli-1",
@@ -28,40 +25,20 @@ ONBOARD = {
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """Starts `ogpgy up` on a free port; yields its target once it printed where it listens."""
-    proc = subprocess.Popen(
-        [str(BIN / "ogpgy"), "up", "--port", "0", "--data-dir", str(tmp_path / "var")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp_path,
-    )
-    target = _wait_for_target(proc, deadline=time.monotonic() + 30)
-    yield target, proc
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
-
-
-def _wait_for_target(proc: subprocess.Popen[str], deadline: float) -> str:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        found = re.search(r"serving .* on (127\.0\.0\.1:\d+)", line)
-        if found:
-            return found.group(1)
-        if time.monotonic() > deadline:
-            break
-    proc.kill()
-    pytest.fail(f"ogpgy up did not report its address (exit {proc.poll()})")
+def served(tmp_path: Path) -> Iterator[BankProcess]:
+    """`ogpgy up` on a free port, as a user starts it."""
+    bank = BankProcess(tmp_path / "var").start()
+    yield bank
+    if bank.proc is not None and bank.proc.poll() is None:
+        bank.stop()
 
 
 def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(BIN / "grpcurl"), "-plaintext", *args], capture_output=True, text=True, timeout=30)
 
 
-def test_grpcurl_walkthrough(served: tuple[str, subprocess.Popen[str]]) -> None:
-    target, _ = served
+def test_grpcurl_walkthrough(served: BankProcess) -> None:
+    target = served.target
     listed = grpcurl(target, "list")
     assert listed.returncode == 0, listed.stderr
     assert set(listed.stdout.split()) >= {"ogpgy.customer.v1.CustomerService", "grpc.health.v1.Health"}
@@ -87,12 +64,9 @@ def test_grpcurl_walkthrough(served: tuple[str, subprocess.Popen[str]]) -> None:
     assert json.loads(health.stdout) == {"status": "SERVING"}
 
 
-def test_sigterm_shuts_down_gracefully(served: tuple[str, subprocess.Popen[str]]) -> None:
-    _, proc = served
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=15) == 0
-    assert proc.stdout is not None
-    assert "SIGTERM received: shutting down" in proc.stdout.read()
+def test_sigterm_shuts_down_gracefully(served: BankProcess) -> None:
+    assert served.stop() == 0
+    assert "SIGTERM received: shutting down" in served.log
 
 
 def test_help_is_useful() -> None:

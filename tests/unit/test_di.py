@@ -210,6 +210,9 @@ class Recorded(BaseComponent):
         if self.name in self.fail_init:
             raise RuntimeError(f"{self.name} cannot start")
 
+    async def start(self) -> None:
+        self.journal.append(f"start {self.name}")
+
     async def shutdown(self) -> None:
         self.journal.append(f"stop {self.name}")
         if self.name in self.fail_shutdown:
@@ -259,7 +262,8 @@ async def test_initialise_in_dependency_order_and_shut_down_in_reverse() -> None
     journal: list[str] = []
     modules = _lifecycle_world(journal)
     contexts = await ContextModuleBuilder().build_contexts(*reversed(modules))
-    assert journal == ["init pool", "init repo", "init api", "init reporter"]
+    assert journal == ["init pool", "init repo", "init api", "init reporter",
+                       "start pool", "start repo", "start api", "start reporter"], "start only once all are initialised"
     journal.clear()
     await contexts.shutdown()
     assert journal == ["stop reporter", "stop api", "stop repo", "stop pool"]
@@ -280,7 +284,7 @@ async def test_failed_initialise_shuts_down_what_started() -> None:
     journal: list[str] = []
     with pytest.raises(LifecycleError, match="repo cannot start"):
         await ContextModuleBuilder().build_contexts(*_lifecycle_world(journal, fail_init={"repo"}))
-    assert journal == ["init pool", "init repo", "stop pool"]
+    assert journal == ["init pool", "init repo", "stop pool"], "nothing starts when initialisation failed"
 
 
 # --- test contexts ----------------------------------------------------------------------------

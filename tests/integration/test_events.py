@@ -1,0 +1,158 @@
+"""Events under faults: outbox survives a crash, redelivery applies once, poison is dead-lettered.
+
+Real parts only: the bank as a subprocess killed at exact points, a real redis-server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from grpc import aio
+from ogpgy.account.v1 import account_service_pb2 as apb
+from ogpgy.customer.v1 import customer_service_pb2 as cpb
+
+from common.config import Settings
+from common.events.envelope import Envelope
+from common.events.memory import InMemoryBackend
+from common.events.redis_streams import DLQ_PREFIX, RedisStreamsBackend, stream_of
+from common.ids import new_id
+from mesh.embedded import start_embedded
+from tests.bank_helpers import Bank
+from tests.processes import BankProcess
+from tests.servers import RedisServer
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15, what: str = "condition") -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+async def _accounts_of(target: str, customer_id: str) -> list[apb.Account]:
+    async with aio.insecure_channel(target) as channel:
+        return list((await Bank(channel).accounts.ListAccounts(apb.ListAccountsRequest(customer_id=customer_id))).accounts)
+
+
+async def _onboard_expecting_crash(target: str) -> None:
+    """Onboards one customer; the server may die before or after answering."""
+    async with aio.insecure_channel(target) as channel:
+        try:
+            await Bank(channel).verified_customer("crash")
+        except aio.AioRpcError:
+            pass
+
+
+async def _only_customer(target: str) -> str:
+    async with aio.insecure_channel(target) as channel:
+        customers = (await Bank(channel).customers.ListCustomers(cpb.ListCustomersRequest())).customers
+    assert len(customers) == 1, "onboarding was committed before the crash"
+    return customers[0].customer_id
+
+
+async def test_event_committed_before_a_crash_is_delivered_after_restart(tmp_path: Path) -> None:
+    crashing = BankProcess(tmp_path, faults="relay.before_publish").start()
+    await _onboard_expecting_crash(crashing.target)
+    assert crashing.wait_exit(timeout=20) == 137, crashing.log
+    assert "crashing at relay.before_publish" in crashing.log
+    restarted = BankProcess(tmp_path).start()
+    try:
+        customer = await _only_customer(restarted.target)
+        await _eventually(lambda: _has_accounts(restarted.target, customer), what="default account after restart")
+        await asyncio.sleep(0.3)
+        assert len(await _accounts_of(restarted.target, customer)) == 1
+    finally:
+        restarted.stop()
+
+
+async def _has_accounts(target: str, customer_id: str) -> bool:
+    return bool(await _accounts_of(target, customer_id))
+
+
+async def test_consumer_crash_before_ack_is_redelivered_and_applied_once(tmp_path: Path, redis_server: RedisServer) -> None:
+    redis_args = ("--redis-url", redis_server.url, "--event-redelivery-ms", "300")
+    crashing = BankProcess(tmp_path, *redis_args, faults="consumer.before_ack").start()
+    await _onboard_expecting_crash(crashing.target)
+    assert crashing.wait_exit(timeout=20) == 137, crashing.log
+    restarted = BankProcess(tmp_path, *redis_args).start()
+    try:
+        customer = await _only_customer(restarted.target)
+        assert len(await _accounts_of(restarted.target, customer)) == 1, "handled (and committed) before the crash"
+        client = aioredis.from_url(redis_server.url)
+        stream = stream_of("ogpgy.customer.v1.CustomerOnboarded")
+
+        async def acked() -> bool:
+            return (await client.xpending(stream, "account"))["pending"] == 0
+
+        await _eventually(acked, what="redelivered event acked")
+        await client.aclose()
+        assert len(await _accounts_of(restarted.target, customer)) == 1, "redelivery changed nothing"
+    finally:
+        restarted.stop()
+
+
+def _envelope(payload: bytes) -> Envelope:
+    return Envelope(new_id("evt"), "test.v1.Thing", payload, "2026-01-01T00:00:00+00:00", {})
+
+
+async def _poison_run(backend: RedisStreamsBackend | InMemoryBackend) -> tuple[list[bytes], list[Envelope]]:
+    handled: list[bytes] = []
+
+    async def handler(envelope: Envelope) -> None:
+        if envelope.payload == b"poison":
+            raise ValueError("cannot digest this")
+        handled.append(envelope.payload)
+
+    await backend.start()
+    await backend.subscribe(["test.v1.Thing"], "digest", handler)
+    for payload in [b"a", b"poison", b"b", b"c"]:
+        await backend.publish(_envelope(payload))
+
+    async def done() -> bool:
+        return len(handled) == 3 and len(backend.dead_letters("digest")) == 1
+
+    await _eventually(done, what="good events handled and poison dead-lettered")
+    return handled, backend.dead_letters("digest")
+
+
+async def test_poison_event_is_dead_lettered_on_redis_and_the_rest_flow(redis_server: RedisServer) -> None:
+    backend = RedisStreamsBackend(redis_server.url, redelivery_ms=100)
+    try:
+        handled, dead = await _poison_run(backend)
+        assert handled == [b"a", b"b", b"c"] and dead[0].payload == b"poison"
+        client = aioredis.from_url(redis_server.url)
+        assert await client.xlen(f"{DLQ_PREFIX}digest") == 1
+        assert (await client.xpending(stream_of("test.v1.Thing"), "digest"))["pending"] == 0
+        await client.delete(stream_of("test.v1.Thing"), f"{DLQ_PREFIX}digest")
+        await client.aclose()
+    finally:
+        await backend.stop()
+
+
+async def test_poison_event_is_dead_lettered_in_memory() -> None:
+    handled, dead = await _poison_run(InMemoryBackend())
+    assert handled == [b"a", b"b", b"c"] and dead[0].payload == b"poison"
+
+
+@pytest.fixture
+async def redis_bank(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[str]:
+    settings = Settings(data_dir=tmp_path, port=0, redis_url=redis_server.url, event_redelivery_ms=300)
+    bank = await start_embedded(settings)
+    yield bank.target
+    await bank.stop(grace=1)
+
+
+async def test_onboarding_opens_one_default_account_each_over_redis_streams(redis_bank: str) -> None:
+    async with aio.insecure_channel(redis_bank) as channel:
+        client = Bank(channel)
+        customers = await asyncio.gather(*(client.verified_customer(f"rs-{i}") for i in range(10)))
+        accounts = await asyncio.gather(*(client.default_account(c) for c in customers))
+        assert len({a.account_id for a in accounts}) == 10
+    await asyncio.sleep(0.3)
+    for customer in customers:
+        assert len(await _accounts_of(redis_bank, customer)) == 1
