@@ -130,6 +130,11 @@ async def _insert(tx: Tx, customer: Customer, key: IdempotencyKey, events: list[
         doc.issuing_country_code, doc.type.value if doc.type else "", doc.number,
     )  # fmt: skip
     if holder is not None:
+        # Under READ COMMITTED a concurrent twin of this very request may have committed since
+        # the key check: then this is a retry, answered with the first result.
+        twin = await replayed_resource(tx, key)
+        if twin is not None:
+            return await _select(tx, twin)  # type: ignore[return-value]
         raise AlreadyExists(
             "CUSTOMER_ALREADY_EXISTS",
             "a customer with this identity document is already onboarded",
