@@ -1,8 +1,9 @@
 """Versioned SQL migrations, one directory of numbered files per package and dialect.
 
-Files are named `NNNN_description.sql` under `<package>/sql/<dialect>/`; each is applied once, in
-order, in its own transaction, and recorded in `schema_migrations` under its scope (the package),
-so the framework's tables and a context's tables are numbered independently.
+Files are named `NNNN_description.sql` under `<package>/sql/`, written once for every engine: the
+few words that differ are tokens (`{serial_pk}`, `{bytes}`) replaced per dialect. Each migration is
+applied once, in order, in its own transaction, and recorded in `schema_migrations` under its scope
+(the package), so the framework's tables and a context's tables are numbered independently.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ if TYPE_CHECKING:
     from common.db.base import Database, Tx
 
 _NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
+DIALECT_TOKENS: dict[str, dict[str, str]] = {
+    "sqlite": {"serial_pk": "INTEGER PRIMARY KEY AUTOINCREMENT", "bytes": "BLOB"},
+    "postgres": {"serial_pk": "BIGSERIAL PRIMARY KEY", "bytes": "BYTEA"},
+}
 
 
 @dataclass(frozen=True)
@@ -27,10 +32,11 @@ class Migration:
 
 
 def load_migrations(package: str, dialect: str) -> list[Migration]:
-    """Migrations shipped in `<package>/sql/<dialect>/`, sorted by version."""
-    folder = resources.files(package) / "sql" / dialect
+    """Migrations shipped in `<package>/sql/`, in `dialect`, sorted by version."""
+    folder = resources.files(package) / "sql"
+    tokens = DIALECT_TOKENS[dialect]
     found = [
-        Migration(package, int(match.group(1)), entry.name, entry.read_text(encoding="utf-8"))
+        Migration(package, int(match.group(1)), entry.name, entry.read_text(encoding="utf-8").format(**tokens))
         for entry in folder.iterdir()
         if (match := _NAME.fullmatch(entry.name))
     ]

@@ -52,8 +52,8 @@ async def _unpublished(tx: Tx, limit: int) -> list[tuple[int, Envelope]]:
     ]
 
 
-async def _mark_published(tx: Tx, seq: int, at: str) -> None:
-    await tx.execute("UPDATE outbox SET published_at = ? WHERE seq = ?", at, seq)
+async def _mark_published(tx: Tx, up_to_seq: int, at: str) -> None:
+    await tx.execute("UPDATE outbox SET published_at = ? WHERE seq <= ? AND published_at IS NULL", at, up_to_seq)
 
 
 async def outbox_lag(tx: Tx) -> int:
@@ -91,15 +91,24 @@ class OutboxRelay(BaseComponent):
         self._wake.set()
 
     async def drain(self) -> int:
-        """Publishes everything committed so far; returns how many events went out."""
+        """Publishes everything committed so far, in order; returns how many events went out.
+
+        A batch is marked in one statement after its events were published, and what was
+        published before a failure is marked before the failure propagates.
+        """
         sent = 0
         while True:
             batch = await self._db.read(_unpublished, BATCH)
-            for seq, envelope in batch:
-                crash_point("relay.before_publish")
-                await self._bus.publish(envelope)
-                await self._db.write(_mark_published, seq, datetime.now(timezone.utc).isoformat())
-                sent += 1
+            published = None
+            try:
+                for seq, envelope in batch:
+                    crash_point("relay.before_publish")
+                    await self._bus.publish(envelope)
+                    published = seq
+                    sent += 1
+            finally:
+                if published is not None:
+                    await self._db.write(_mark_published, published, datetime.now(timezone.utc).isoformat())
             if len(batch) < BATCH:
                 return sent
 

@@ -19,12 +19,12 @@ def timestamp(value: datetime) -> Timestamp:
 
 
 def fingerprint(request: Message) -> str:
-    """Digest of a request without its request_id: what 'the same content' means for a retry."""
-    copy = type(request)()
-    copy.CopyFrom(request)
-    if "request_id" in copy.DESCRIPTOR.fields_by_name:
-        copy.ClearField("request_id")  # type: ignore[arg-type]
-    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
+    """Digest of a request: what 'the same content' means for a retry.
+
+    The request_id is part of the digest, which changes nothing: fingerprints are only ever
+    compared between requests that carry the same request_id.
+    """
+    return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
 
 
 def idempotency_key(request: Message, operation: str) -> IdempotencyKey:

@@ -1,5 +1,5 @@
 CREATE TABLE accounts (
-    seq             BIGSERIAL PRIMARY KEY,
+    seq             {serial_pk},
     account_id      TEXT NOT NULL UNIQUE,
     customer_id     TEXT NOT NULL,
     type            TEXT NOT NULL,
@@ -15,7 +15,7 @@ CREATE TABLE accounts (
 );
 CREATE INDEX accounts_customer ON accounts (customer_id, seq);
 CREATE TABLE transfers (
-    seq                  BIGSERIAL PRIMARY KEY,
+    seq                  {serial_pk},
     transfer_id          TEXT NOT NULL UNIQUE,
     debit_account_id     TEXT NOT NULL REFERENCES accounts (account_id),
     credit_account_id    TEXT NOT NULL REFERENCES accounts (account_id),
@@ -30,7 +30,7 @@ CREATE TABLE transfers (
 );
 CREATE UNIQUE INDEX transfers_reversal ON transfers (reverses_transfer_id);
 CREATE TABLE entries (
-    seq                     BIGSERIAL PRIMARY KEY,
+    seq                     {serial_pk},
     account_id              TEXT NOT NULL REFERENCES accounts (account_id),
     transfer_id             TEXT NOT NULL REFERENCES transfers (transfer_id),
     amount_minor            BIGINT NOT NULL,

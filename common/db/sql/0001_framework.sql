@@ -5,10 +5,10 @@ CREATE TABLE idempotency_keys (
     resource_id TEXT NOT NULL
 );
 CREATE TABLE outbox (
-    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq          {serial_pk},
     event_id     TEXT NOT NULL UNIQUE,
     event_type   TEXT NOT NULL,
-    payload      BLOB NOT NULL,
+    payload      {bytes} NOT NULL,
     headers      TEXT NOT NULL,
     occurred_at  TEXT NOT NULL,
     published_at TEXT

@@ -1,5 +1,5 @@
 CREATE TABLE customers (
-    seq                  BIGSERIAL PRIMARY KEY,
+    seq                  {serial_pk},
     customer_id          TEXT NOT NULL UNIQUE,
     given_name           TEXT NOT NULL,
     family_name          TEXT NOT NULL,
