@@ -26,3 +26,18 @@ async def remember(tx: Tx, key: IdempotencyKey, resource_id: str) -> None:
         "INSERT INTO idempotency_keys (request_id, operation, fingerprint, resource_id) VALUES (?, ?, ?, ?)",
         key.request_id, key.operation, key.fingerprint, resource_id,
     )  # fmt: skip
+
+
+async def claim(tx: Tx, key: IdempotencyKey, resource_id: str) -> str | None:
+    """Claims `key` for `resource_id` in one statement: None when the claim is new (go on and
+    make the resource), else the resource an earlier request made (a replay: answer with it).
+
+    Cheaper than replayed_resource + remember on the hot path; a failure later in the same unit
+    of work rolls the claim back with everything else.
+    """
+    claimed = await tx.execute(
+        "INSERT INTO idempotency_keys (request_id, operation, fingerprint, resource_id) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (request_id) DO NOTHING",
+        key.request_id, key.operation, key.fingerprint, resource_id,
+    )  # fmt: skip
+    return None if claimed == 1 else await replayed_resource(tx, key)

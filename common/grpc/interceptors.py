@@ -11,7 +11,6 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -19,6 +18,7 @@ import grpc
 from grpc import aio
 
 from common.errors import AppError
+from common.ids import random_bytes
 from common.grpc.call_context import REQUEST_ID_HEADER, deadline_var, request_id_var
 from common.grpc.status import internal_status, to_grpc_status
 
@@ -29,7 +29,7 @@ def _request_id_of(context: aio.ServicerContext) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_HEADER and isinstance(value, str) and 0 < len(value) <= 128:
             return value
-    return uuid.uuid4().hex
+    return random_bytes(16).hex()
 
 
 def _enter_call(context: aio.ServicerContext) -> None:

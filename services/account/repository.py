@@ -19,7 +19,7 @@ from ogpgy.account.v1 import events_pb2
 from ogpgy.type.v1 import money_pb2
 
 from common.db.base import Row, Tx
-from common.db.idempotency import remember, replayed_resource
+from common.db.idempotency import claim, remember, replayed_resource
 from common.di import BaseComponent, og_component
 from common.errors import NotFound, PreconditionFailed
 from common.events.inbox import first_delivery
@@ -359,25 +359,23 @@ async def _post(tx: Tx, order: TransferOrder, transfer_id: str, at: datetime, *,
         transfer_id, order.debit_account_id, order.credit_account_id, order.amount.minor, order.amount.currency,
         order.description, order.reverses_transfer_id or None, order.hold_id or None, at.isoformat(),
     )  # fmt: skip
-    for account_id, sign, other in ((order.debit_account_id, -1, order.credit_account_id),
-                                    (order.credit_account_id, 1, order.debit_account_id)):  # fmt: skip
-        await tx.execute(
-            "INSERT INTO entries (account_id, transfer_id, amount_minor, balance_after_minor,"
-            " counterparty_account_id, description, posted_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            account_id, transfer_id, sign * order.amount.minor, balances[account_id], other, order.description,
-            at.isoformat(),
-        )  # fmt: skip
+    posted = at.isoformat()
+    debit, credit = order.debit_account_id, order.credit_account_id
+    await tx.execute(
+        "INSERT INTO entries (account_id, transfer_id, amount_minor, balance_after_minor,"
+        " counterparty_account_id, description, posted_at) VALUES (?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?)",
+        debit, transfer_id, -order.amount.minor, balances[debit], credit, order.description, posted,
+        credit, transfer_id, order.amount.minor, balances[credit], debit, order.description, posted,
+    )  # fmt: skip
     await append_event(tx, _transfer_posted(transfer))
     return transfer
 
 
 async def _transfer(tx: Tx, order: TransferOrder, transfer_id: str, key: IdempotencyKey, at: datetime) -> Transfer:
-    replayed = await replayed_resource(tx, key)
+    replayed = await claim(tx, key, transfer_id)
     if replayed is not None:
         return await _select_transfer(tx, replayed)  # type: ignore[return-value]
-    transfer = await _post(tx, order, transfer_id, at)
-    await remember(tx, key, transfer_id)
-    return transfer
+    return await _post(tx, order, transfer_id, at)
 
 
 async def _reverse(tx: Tx, transfer_id: str, reason: str, new_id: str, key: IdempotencyKey, at: datetime) -> Transfer:

@@ -36,3 +36,17 @@ def test_impossible_or_unset_dates_are_none() -> None:
     assert calendar_date(2001, 2, 29) is None
     assert calendar_date(0, 0, 0) is None
     assert calendar_date(2000, 2, 29) is not None
+
+
+def test_ids_are_ulids_sortable_by_time() -> None:
+    import re
+    import time
+
+    from common.ids import new_id
+
+    first = new_id("acc")
+    time.sleep(0.002)
+    second = new_id("acc")
+    assert re.fullmatch(r"acc_[0-9A-HJKMNP-TV-Z]{26}", first)
+    assert first < second
+    assert len({new_id("x") for _ in range(1000)}) == 1000

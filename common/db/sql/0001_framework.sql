@@ -6,14 +6,14 @@ CREATE TABLE idempotency_keys (
 );
 CREATE TABLE outbox (
     seq          {serial_pk},
-    event_id     TEXT NOT NULL UNIQUE,
+    event_id     TEXT NOT NULL,
     event_type   TEXT NOT NULL,
     payload      {bytes} NOT NULL,
     headers      TEXT NOT NULL,
     occurred_at  TEXT NOT NULL,
     published_at TEXT
 );
-CREATE INDEX outbox_unpublished ON outbox (published_at, seq);
+CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;
 CREATE TABLE inbox (
     consumer    TEXT NOT NULL,
     event_id    TEXT NOT NULL,
