@@ -79,12 +79,12 @@ def median_rows(rounds: list[list[Result]]) -> list[Result]:
 
 
 def print_table(results: list[Result], baseline: dict[int, Result]) -> None:
-    header = f"{'target':<28} {'in flight':>9} {'QPS':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs echo':>8}"
+    header = f"{'target':<32} {'in flight':>9} {'QPS':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs echo':>8}"
     print(header)
     print("-" * len(header))
     for r in results:
-        ratio = r.qps / baseline[r.in_flight].qps if r.in_flight in baseline else float("nan")
-        print(f"{r.name:<28} {r.in_flight:>9} {r.qps:>9.0f} {r.percentile(0.5):>8.2f} {r.percentile(0.99):>8.2f} {r.errors:>7} {ratio:>7.0%}")
+        ratio = f"{r.qps / baseline[r.in_flight].qps:.0%}" if r.in_flight in baseline else "-"
+        print(f"{r.name:<32} {r.in_flight:>9} {r.qps:>9.0f} {r.percentile(0.5):>8.2f} {r.percentile(0.99):>8.2f} {r.errors:>7} {ratio:>8}")
 
 
 @contextmanager
