@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from common.cache.registry import Caches
 from common.clock import Clock
 from common.config import Settings
 from common.db.base import Database, UnitOfWork
@@ -66,10 +67,10 @@ class ContextDatabase(BaseComponent):
 
 @og_context(
     name="infrastructure",
-    description="Shared technical services: settings, clock, databases, event bus",
+    description="Shared technical services: settings, clock, databases, event bus, caches",
     business_owner="Platform Team",
-    providers=[Clock, Databases, EventBus],
-    exports=[Settings, Clock, Databases, EventBus],
+    providers=[Clock, Databases, EventBus, Caches],
+    exports=[Settings, Clock, Databases, EventBus, Caches],
 )
 class InfrastructureModule:
     """Settings are supplied by the process (ContextModuleBuilder.supply)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from common.cache.registry import Caches
 from common.clock import Clock
 from common.di import ModuleContextImport, og_context
 from common.events.bus import EventBus
@@ -20,6 +21,7 @@ from services.customer.service import CustomerApplicationService
         ModuleContextImport(Databases, from_context="infrastructure"),
         ModuleContextImport(Clock, from_context="infrastructure"),
         ModuleContextImport(EventBus, from_context="infrastructure"),
+        ModuleContextImport(Caches, from_context="infrastructure"),
     ],
     providers=[
         CustomerDatabase,

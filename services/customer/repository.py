@@ -93,6 +93,16 @@ def _row(c: Customer) -> tuple[object, ...]:
     )  # fmt: skip
 
 
+class CustomerCodec:
+    """Customers as JSON of their stored row: what the shared (L2) cache holds."""
+
+    def encode(self, customer: Customer) -> bytes:
+        return json.dumps(dict(zip(_COLUMNS.split(", "), _row(customer)))).encode()
+
+    def decode(self, data: bytes) -> Customer:
+        return _customer(json.loads(data))
+
+
 def _customer(row: Row) -> Customer:
     address = json.loads(row["address_json"])
     return Customer(

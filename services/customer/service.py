@@ -5,6 +5,7 @@ from __future__ import annotations
 from ogpgy.customer.v1 import customer_service_pb2 as pb
 from ogpgy.customer.v1 import events_pb2
 
+from common.cache.registry import Caches
 from common.clock import Clock
 from common.events.outbox import OutboxRelay
 from common.grpc.convert import timestamp
@@ -24,7 +25,7 @@ from services.customer.domain import (
     validate_application,
     validate_contact_change,
 )
-from services.customer.repository import CustomerRepository, SanctionsSource
+from services.customer.repository import CustomerCodec, CustomerRepository, SanctionsSource
 
 CUSTOMER_ID_PREFIX = "cus"
 _OPTIMISTIC_RETRIES = 3
@@ -35,9 +36,10 @@ class CustomerApplicationService(BaseComponent):
     """Onboarding, reads and contact changes; every write idempotent by request_id."""
 
     def __init__(self, repository: CustomerRepository, sanctions_source: SanctionsSource, clock: Clock,
-                 relay: OutboxRelay) -> None:  # fmt: skip
+                 relay: OutboxRelay, caches: Caches) -> None:  # fmt: skip
         self._repository = repository
         self._relay = relay
+        self._cache = caches.create("customer", CustomerCodec())
         self._sanctions_source = sanctions_source
         self._clock = clock
         self._sanctions = SanctionsList()
@@ -67,7 +69,7 @@ class CustomerApplicationService(BaseComponent):
         v = Violations()
         check_id(v, customer_id, "customer_id", CUSTOMER_ID_PREFIX)
         v.raise_if_any()
-        customer = await self._repository.get(customer_id)
+        customer = await self._cache.get(customer_id, lambda: self._repository.get(customer_id))
         if customer is None:
             raise NotFound("customer", customer_id)
         return customer
@@ -112,6 +114,7 @@ class CustomerApplicationService(BaseComponent):
             )
             try:
                 stored = await self._repository.save(changed, current.version, key, [updated])
+                await self._cache.invalidate(customer_id)
                 self._relay.nudge()
                 return stored
             except Aborted:

@@ -1,0 +1,1 @@
+"""Multi-level cache: L1 in process (cachetools), L2 shared (Redis), invalidation over pub/sub."""
