@@ -14,6 +14,7 @@ from common.db.postgres import PostgresDatabase
 from common.db.sqlite import SqliteDatabase
 from common.di import BaseComponent, og_component, og_context
 from common.events.bus import EventBus
+from common.security.component import Security
 
 R = TypeVar("R")
 
@@ -67,10 +68,10 @@ class ContextDatabase(BaseComponent):
 
 @og_context(
     name="infrastructure",
-    description="Shared technical services: settings, clock, databases, event bus, caches",
+    description="Shared technical services: settings, clock, databases, event bus, caches, security",
     business_owner="Platform Team",
-    providers=[Clock, Databases, EventBus, Caches],
-    exports=[Settings, Clock, Databases, EventBus, Caches],
+    providers=[Clock, Databases, EventBus, Caches, Security],
+    exports=[Settings, Clock, Databases, EventBus, Caches, Security],
 )
 class InfrastructureModule:
     """Settings are supplied by the process (ContextModuleBuilder.supply)."""

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
+
+import grpc
+from grpc import aio
 
 from common.config import Settings
 from common.grpc.server import stop_signal
@@ -18,10 +22,12 @@ DEFAULT_DATA_DIR = Path("var")
 _TRY_NEXT = """\
 OgPgy Bank is serving {services} on {target} ({data}).
 
+Every call needs a token (the first admin's password is in {password_source}):
+  TOKEN=$(scripts/ogpgy token --target {target})
 Try it (grpcurl is installed in .venv/bin by scripts/bootstrap):
   .venv/bin/grpcurl -plaintext {target} list
   .venv/bin/grpcurl -plaintext {target} describe ogpgy.customer.v1.CustomerService
-  .venv/bin/grpcurl -plaintext -d '{{"request_id":"demo-1","given_name":"Ada","family_name":"Lovelace",\
+  .venv/bin/grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{{"request_id":"demo-1","given_name":"Ada","family_name":"Lovelace",\
 "email":"ada@example.com","date_of_birth":{{"year":1990,"month":12,"day":10}},\
 "document":{{"type":"DOCUMENT_TYPE_PASSPORT","number":"AB1234564","issuing_country_code":"GB"}},\
 "address":{{"lines":["12 St James Sq"],"city":"London","postal_code":"SW1Y 4JH","country_code":"GB"}}}}' \
@@ -51,7 +57,32 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--postgres-dsn", default="", help="use PostgreSQL (one schema per context) instead of SQLite")
     up.add_argument("--redis-url", default="", help="use Redis Streams for events instead of the in-memory bus")
     up.add_argument("--event-redelivery-ms", type=int, default=5000, help="Redis: redeliver an unacked event after this idle time (default: %(default)s)")
+    up.add_argument("--admin-password", default=os.environ.get("OGPGY_ADMIN_PASSWORD", ""),
+                    help="password of the first admin (env OGPGY_ADMIN_PASSWORD); default: generated on first "
+                    "start and written to <data-dir>/admin-password")  # fmt: skip
+    token = commands.add_parser(
+        "token",
+        help="print an access token (for grpcurl: -H \"authorization: Bearer $(ogpgy token)\")",
+        description="Ask the identity context for a token and print it.",
+    )
+    token.add_argument("--target", default=f"127.0.0.1:{DEFAULT_PORT}", help="where the bank listens (default: %(default)s)")
+    token.add_argument("--username", default="admin", help="(default: %(default)s)")
+    token.add_argument("--password", default="", help="default: the content of <data-dir>/admin-password")
+    token.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="(default: %(default)s)")
     return parser
+
+
+async def _token(args: argparse.Namespace) -> int:
+    from ogpgy.identity.v1 import identity_service_pb2 as pb
+    from ogpgy.identity.v1 import identity_service_pb2_grpc as pb_grpc
+
+    password = args.password or (args.data_dir / "admin-password").read_text().strip()
+    async with aio.insecure_channel(args.target) as channel:
+        answer = await pb_grpc.IdentityServiceStub(channel).IssueToken(
+            pb.IssueTokenRequest(username=args.username, password=password), timeout=10
+        )
+    print(answer.access_token)
+    return 0
 
 
 async def _up(args: argparse.Namespace) -> int:
@@ -63,6 +94,7 @@ async def _up(args: argparse.Namespace) -> int:
         postgres_dsn=args.postgres_dsn,
         redis_url=args.redis_url,
         event_redelivery_ms=args.event_redelivery_ms,
+        admin_password=args.admin_password,
     )
     stop = stop_signal()
     bank = await start_embedded(settings)
@@ -71,6 +103,7 @@ async def _up(args: argparse.Namespace) -> int:
             services=", ".join(bank.server.service_names),
             target=bank.target,
             data="PostgreSQL" if settings.postgres_dsn else f"data in {settings.data_dir}",
+            password_source="--admin-password" if settings.admin_password else settings.data_dir / "admin-password",
         ),
         flush=True,
     )
@@ -88,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_up(args))
         except OSError as exc:
             print(f"ogpgy: cannot start: {exc}", file=sys.stderr)
+            return 1
+    if args.command == "token":
+        try:
+            return asyncio.run(_token(args))
+        except (OSError, grpc.RpcError) as exc:
+            print(f"ogpgy: no token: {exc}", file=sys.stderr)
             return 1
     return 2
 

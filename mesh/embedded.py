@@ -11,13 +11,16 @@ from common.di import BuiltContexts, ContextModuleBuilder, context_spec
 from common.grpc.channels import ChannelPool
 from common.grpc.server import GrpcServer
 from common.infrastructure import InfrastructureModule
+from common.grpc.interceptors import BearerAuthenticator
+from common.security.component import Security
 from services.account.module import AccountModule
 from services.customer.module import CustomerModule
+from services.identity.module import IdentityModule
 
 log = logging.getLogger("ogpgy.mesh")
 
 # Business contexts in the order they were built; each later issue adds its module here.
-BUSINESS_MODULES: tuple[type, ...] = (CustomerModule, AccountModule)
+BUSINESS_MODULES: tuple[type, ...] = (IdentityModule, CustomerModule, AccountModule)
 
 
 @dataclass
@@ -59,6 +62,7 @@ async def start_embedded(
         customize(builder)
     contexts = await builder.build_contexts(InfrastructureModule, *modules)
     try:
+        server.require_authentication(BearerAuthenticator(contexts["infrastructure"].resolve(Security).verifier))
         server.add_contexts(contexts)
         await server.start()
     except BaseException:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from grpc import aio
 from ogpgy.account.v1 import account_service_pb2 as apb
@@ -11,10 +13,18 @@ from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
 from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc
 from ogpgy.type.v1.money_pb2 import Money
 
+from common.grpc.client import bearer_channel
 from services.customer.domain import check_digit
-from tests.conftest import document, onboarding
+from tests.conftest import document, issue_token, onboarding
 
 _documents = itertools.count(1)
+
+
+@asynccontextmanager
+async def admin_channel(target: str) -> AsyncIterator[aio.Channel]:
+    """A channel to a running bank, as its first admin."""
+    async with bearer_channel(target, await issue_token(target)) as channel:
+        yield channel
 
 
 def eur(amount: str) -> Money:

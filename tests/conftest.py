@@ -9,17 +9,21 @@ from pathlib import Path
 import pytest
 from grpc import aio
 from ogpgy.customer.v1 import customer_service_pb2 as customer_pb
+from ogpgy.identity.v1 import identity_service_pb2 as identity_pb
+from ogpgy.identity.v1 import identity_service_pb2_grpc as identity_grpc
 from ogpgy.customer.v1 import customer_service_pb2_grpc as customer_grpc
 from ogpgy.type.v1 import address_pb2, date_pb2
 
 from common.clock import Clock, FixedClock
 from common.config import Settings
 from common.di import ContextModuleBuilder
+from common.grpc.client import bearer_channel
 from mesh.embedded import RunningBank, start_embedded
 from tests.servers import PostgresServer, RedisServer
 
 # "Today" for every test that builds the bank: rules that depend on the date stay reproducible.
 TODAY = datetime(2026, 6, 15, 12, 0, tzinfo=timezone.utc)
+ADMIN_PASSWORD = "admin-password-for-tests"
 
 
 @pytest.fixture(scope="session")
@@ -45,8 +49,8 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """Embedded settings on each database engine: the same tests run on SQLite and PostgreSQL."""
     if request.param == "postgres":
         dsn = request.getfixturevalue("postgres").new_database()
-        return Settings(data_dir=tmp_path, port=0, database="postgres", postgres_dsn=dsn)
-    return Settings(data_dir=tmp_path, port=0)
+        return Settings(data_dir=tmp_path, port=0, database="postgres", postgres_dsn=dsn, admin_password=ADMIN_PASSWORD)
+    return Settings(data_dir=tmp_path, port=0, admin_password=ADMIN_PASSWORD)
 
 
 @pytest.fixture
@@ -59,9 +63,21 @@ async def bank(settings: Settings) -> AsyncIterator[RunningBank]:
     await running.stop(grace=1)
 
 
+async def issue_token(target: str, username: str = "admin", password: str = ADMIN_PASSWORD, audience: str = "") -> str:
+    async with aio.insecure_channel(target) as ch:
+        request = identity_pb.IssueTokenRequest(username=username, password=password, audience=audience)
+        return (await identity_grpc.IdentityServiceStub(ch).IssueToken(request)).access_token
+
+
 @pytest.fixture
-async def channel(bank: RunningBank) -> AsyncIterator[aio.Channel]:
-    async with aio.insecure_channel(bank.target) as ch:
+async def admin_token(bank: RunningBank) -> str:
+    return await issue_token(bank.target)
+
+
+@pytest.fixture
+async def channel(bank: RunningBank, admin_token: str) -> AsyncIterator[aio.Channel]:
+    """A channel that calls the bank as its first admin."""
+    async with bearer_channel(bank.target, admin_token) as ch:
         yield ch
 
 

@@ -11,13 +11,15 @@ import time
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+ADMIN_PASSWORD = "admin-password-for-tests"
 
 
 class BankProcess:
     """One `ogpgy up` process. `target` is where it listens once started."""
 
     def __init__(self, data_dir: Path, *args: str, faults: str = "", port: int = 0) -> None:
-        self.command = [str(BIN / "ogpgy"), "up", "--port", str(port), "--data-dir", str(data_dir), *args]
+        self.command = [str(BIN / "ogpgy"), "up", "--port", str(port), "--data-dir", str(data_dir),
+                        "--admin-password", ADMIN_PASSWORD, *args]  # fmt: skip
         self.env = {**os.environ, "OGPGY_FAULTS": faults}
         self.proc: subprocess.Popen[str] | None = None
         self.target = ""

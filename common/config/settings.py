@@ -22,3 +22,12 @@ class Settings:
     postgres_dsn: str = ""
     redis_url: str = ""  # empty: in-memory event bus (embedded); set: Redis Streams
     event_redelivery_ms: int = 5000  # Redis: an unacked event is redelivered after this idle time
+    signing_key_path: Path | None = None  # Ed25519 PEM; default <data_dir>/identity-signing-key.pem (made on first start)
+    jwt_audience: str = "ogpgy-bank"
+    jwt_issuer: str = "ogpgy-identity"
+    token_ttl_seconds: int = 3600
+    admin_username: str = "admin"
+    admin_password: str = ""  # empty: generated on first start and written to <data_dir>/admin-password
+
+    def key_path(self) -> Path:
+        return self.signing_key_path or Path(self.data_dir) / "identity-signing-key.pem"

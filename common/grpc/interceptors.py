@@ -11,18 +11,21 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 import grpc
 from grpc import aio
 
-from common.errors import AppError
+from common.errors import AppError, Unauthenticated
 from common.ids import random_bytes
+from common.security.context import SecurityContext, caller_var
+from common.security.tokens import TokenVerifier
 from common.grpc.call_context import REQUEST_ID_HEADER, deadline_var, request_id_var
 from common.grpc.status import internal_status, to_grpc_status
 
 log = logging.getLogger("ogpgy.grpc")
+AUTHORIZATION = "authorization"
 
 
 def _request_id_of(context: aio.ServicerContext) -> str:
@@ -32,10 +35,32 @@ def _request_id_of(context: aio.ServicerContext) -> str:
     return random_bytes(16).hex()
 
 
-def _enter_call(context: aio.ServicerContext) -> None:
+class Authenticator(Protocol):
+    def authenticate(self, metadata: Sequence[tuple[str, str | bytes]]) -> SecurityContext:
+        """The caller, or Unauthenticated."""
+
+
+class BearerAuthenticator:
+    """`authorization: Bearer <token>` checked by a TokenVerifier."""
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self._verifier = verifier
+
+    def authenticate(self, metadata: Sequence[tuple[str, str | bytes]]) -> SecurityContext:
+        for key, value in metadata:
+            if key == AUTHORIZATION and isinstance(value, str):
+                scheme, _, token = value.partition(" ")
+                if scheme.lower() == "bearer" and token:
+                    return self._verifier.verify(token.strip())
+                raise Unauthenticated("TOKEN_INVALID", "authorization must be 'Bearer <token>'")
+        raise Unauthenticated("TOKEN_MISSING", "this call needs 'authorization: Bearer <token>' (see IssueToken)")
+
+
+def _enter_call(context: aio.ServicerContext, authenticator: Authenticator | None) -> None:
     request_id_var.set(_request_id_of(context))
     remaining = context.time_remaining()
     deadline_var.set(None if remaining is None else time.monotonic() + remaining)
+    caller_var.set(authenticator.authenticate(context.invocation_metadata() or ()) if authenticator else None)
 
 
 async def _abort_for(exc: Exception, context: aio.ServicerContext, method: str) -> None:
@@ -45,10 +70,10 @@ async def _abort_for(exc: Exception, context: aio.ServicerContext, method: str) 
     await context.abort_with_status(internal_status())
 
 
-def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str, auth: Authenticator | None = None) -> Callable[..., Awaitable[Any]]:
     async def handle(request: Any, context: aio.ServicerContext) -> Any:
-        _enter_call(context)
         try:
+            _enter_call(context, auth)
             return await behavior(request, context)
         except aio.AbortError:
             raise
@@ -58,15 +83,15 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callabl
     return handle
 
 
-def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+def _wrap_stream(behavior: Callable[..., Any], method: str, auth: Authenticator | None = None) -> Callable[..., Any]:
     """Server-streaming handlers come in two styles: async generators, and coroutines that
     write with context.write() (the health Watch); each is wrapped in its own style."""
     if not inspect.isasyncgenfunction(behavior):
-        return _wrap_unary(behavior, method)
+        return _wrap_unary(behavior, method, auth)
 
     async def handle(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
-        _enter_call(context)
         try:
+            _enter_call(context, auth)
             async for response in behavior(request, context):
                 yield response
         except aio.AbortError:
@@ -77,29 +102,31 @@ def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., Any
     return handle
 
 
-def intercept_handler(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-    """The handler with the call context set and AppError mapped to rich statuses."""
+def intercept_handler(handler: grpc.RpcMethodHandler, method: str, auth: Authenticator | None = None) -> grpc.RpcMethodHandler:
+    """The handler with the call context (and caller, when `auth`) set and AppError mapped to
+    rich statuses."""
     common = {
         "request_deserializer": handler.request_deserializer,
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(_wrap_unary(handler.unary_unary, method), **common)
+        return grpc.unary_unary_rpc_method_handler(_wrap_unary(handler.unary_unary, method, auth), **common)
     if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream, method), **common)
+        return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream, method, auth), **common)
     return handler  # client-streaming methods are not part of any contract yet
 
 
 class _InterceptedGenericHandler(grpc.GenericRpcHandler):
-    def __init__(self, inner: grpc.GenericRpcHandler) -> None:
+    def __init__(self, inner: grpc.GenericRpcHandler, auth: Authenticator | None) -> None:
         self._inner = inner
+        self._auth = auth
         self._wrapped: dict[str, grpc.RpcMethodHandler | None] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         method = handler_call_details.method
         if method not in self._wrapped:
             handler = self._inner.service(handler_call_details)
-            self._wrapped[method] = intercept_handler(handler, method) if handler else None
+            self._wrapped[method] = intercept_handler(handler, method, self._auth) if handler else None
         return self._wrapped[method]
 
 
@@ -114,12 +141,17 @@ class InterceptingRegistrar:
 
     def __init__(self, server: aio.Server) -> None:
         self._server = server
+        self.authenticator: Authenticator | None = None
+        self.public_methods: frozenset[str] = frozenset()  # method names that need no token
+
+    def _auth_for(self, name: str) -> Authenticator | None:
+        return None if name in self.public_methods else self.authenticator
 
     def add_generic_rpc_handlers(self, handlers: tuple[grpc.GenericRpcHandler, ...]) -> None:
-        self._server.add_generic_rpc_handlers(tuple(_InterceptedGenericHandler(h) for h in handlers))
+        self._server.add_generic_rpc_handlers(tuple(_InterceptedGenericHandler(h, self.authenticator) for h in handlers))
 
     def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
-        wrapped = {name: intercept_handler(h, f"/{service}/{name}") for name, h in handlers.items()}
+        wrapped = {name: intercept_handler(h, f"/{service}/{name}", self._auth_for(name)) for name, h in handlers.items()}
         self._server.add_registered_method_handlers(service, wrapped)
 
 
@@ -128,6 +160,9 @@ def _outgoing_details(details: aio.ClientCallDetails) -> aio.ClientCallDetails:
     request_id = request_id_var.get()
     if request_id and REQUEST_ID_HEADER not in metadata:
         metadata.add(REQUEST_ID_HEADER, request_id)
+    caller = caller_var.get()
+    if caller is not None and caller.token and AUTHORIZATION not in metadata:
+        metadata.add(AUTHORIZATION, f"Bearer {caller.token}")  # the caller's identity travels on
     timeout = details.timeout
     deadline = deadline_var.get()
     if deadline is not None:

@@ -13,7 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from common.di import BuiltContexts
-from common.grpc.interceptors import InterceptingRegistrar
+from common.grpc.interceptors import Authenticator, InterceptingRegistrar
 from common.grpc.services import services_of_servicer
 
 log = logging.getLogger("ogpgy.grpc.server")
@@ -60,11 +60,17 @@ class GrpcServer:
             raise OSError(f"cannot listen on {address}")
         return self._port
 
+    def require_authentication(self, authenticator: Authenticator) -> None:
+        """Every RPC added from now on needs a valid token, except health, reflection and the
+        methods a servicer lists in its PUBLIC_METHODS (e.g. IssueToken)."""
+        self._registrar.authenticator = authenticator
+
     def add_servicer(self, servicer: Any) -> list[str]:
         """Registers a servicer under every proto service it implements."""
         bindings = services_of_servicer(type(servicer))
         if not bindings:
             raise TypeError(f"{type(servicer).__qualname__} implements no generated gRPC servicer")
+        self._registrar.public_methods = frozenset(getattr(servicer, "PUBLIC_METHODS", ()))
         for binding in bindings:
             binding.add_to_server(servicer, self._registrar)
             self._service_names.append(binding.full_name)

@@ -19,16 +19,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 
 import redis.asyncio as aioredis  # noqa: E402
 
+from common.cache.codecs import TextCodec  # noqa: E402
 from common.cache.multilevel import CachePolicy, MultiLevelCache  # noqa: E402
 from tests.servers import RedisServer  # noqa: E402
-
-
-class Text:
-    def encode(self, value: str) -> bytes:
-        return value.encode()
-
-    def decode(self, data: bytes) -> str:
-        return data.decode()
 
 
 def pct(values: list[float], p: float) -> float:
@@ -37,7 +30,7 @@ def pct(values: list[float], p: float) -> float:
 
 
 async def l1_hit_ns(samples: int) -> float:
-    cache = MultiLevelCache("bench-l1", Text())
+    cache = MultiLevelCache("bench-l1", TextCodec())
     await cache.get("k", lambda: asyncio.sleep(0, "v"))
     rounds = samples * 20
     started = time.perf_counter_ns()
@@ -52,7 +45,7 @@ async def _never() -> str:
 
 async def l2_and_raw(url: str, samples: int) -> tuple[list[float], list[float]]:
     """L2 hit = a get that misses L1 (TTL ~0) and finds the value in Redis."""
-    cache = MultiLevelCache("bench-l2", Text(), redis_url=url, policy=CachePolicy(l1_size=1, l1_ttl=1e-9, jitter=0))
+    cache = MultiLevelCache("bench-l2", TextCodec(), redis_url=url, policy=CachePolicy(l1_size=1, l1_ttl=1e-9, jitter=0))
     await cache.get("warm", lambda: asyncio.sleep(0, "v"))
     raw = aioredis.from_url(url)
     await raw.set("raw-key", "v")
@@ -71,8 +64,8 @@ async def l2_and_raw(url: str, samples: int) -> tuple[list[float], list[float]]:
 
 async def invalidation_ms(url: str, samples: int) -> list[float]:
     """Instance A invalidates; how long until instance B has dropped its L1 copy."""
-    a = MultiLevelCache("bench-inv", Text(), redis_url=url)
-    b = MultiLevelCache("bench-inv", Text(), redis_url=url)
+    a = MultiLevelCache("bench-inv", TextCodec(), redis_url=url)
+    b = MultiLevelCache("bench-inv", TextCodec(), redis_url=url)
     await a.start()
     await b.start()
     await asyncio.sleep(0.3)

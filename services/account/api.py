@@ -139,7 +139,7 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         cash = f"acc_CASH_{request.amount.currency_code}"
         order = _order(v, cash, request.account_id, request.amount, request.description, credit_field="account_id")
         _validated(v, request)
-        transfer = await self._service.transfer(order, idempotency_key(request, "Deposit"))  # type: ignore[arg-type]
+        transfer = await self._service.deposit(order, idempotency_key(request, "Deposit"))  # type: ignore[arg-type]
         return pb.DepositResponse(transfer=transfer_pb(transfer))
 
     async def Withdraw(self, request: pb.WithdrawRequest, context: aio.ServicerContext) -> pb.WithdrawResponse:

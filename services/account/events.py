@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ogpgy.customer.v1 import customer_service_pb2 as customer_pb
-from ogpgy.customer.v1.events_pb2 import CustomerOnboarded
+from ogpgy.customer.v1.events_pb2 import CustomerOnboarded, CustomerUpdated
 
 from common.di import BaseComponent, og_component
 from common.events.bus import EventBus, Subscription
@@ -22,13 +22,18 @@ class CustomerEventsHandler(BaseComponent):
         self._subscription: Subscription | None = None
 
     async def initialize(self) -> None:
-        self._subscription = await self._bus.subscribe([CustomerOnboarded], CONSUMER, self.on_event)
+        self._subscription = await self._bus.subscribe([CustomerOnboarded, CustomerUpdated], CONSUMER, self.on_event)
 
     async def shutdown(self) -> None:
         if self._subscription is not None:
             await self._subscription.close()
 
     async def on_event(self, envelope: Envelope) -> None:
+        if envelope.event_type == CustomerUpdated.DESCRIPTOR.full_name:
+            updated = envelope.decode(CustomerUpdated)
+            if "relationship_manager_id" in updated.changed_fields:
+                await self._service.forget_manager(updated.customer_id)  # access follows the assignment
+            return
         event = envelope.decode(CustomerOnboarded)
         if event.kyc_status == customer_pb.KYC_STATUS_VERIFIED:
             opened = await self._service.open_default_account(event.customer_id, envelope.event_id)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 
+from common.cache.registry import Caches
 from common.clock import Clock
+from common.security.component import Security
 from common.di import ModuleContextImport, og_context
 from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
@@ -24,6 +26,8 @@ from services.account.service import AccountApplicationService, AccountFactory
         ModuleContextImport(Databases, from_context="infrastructure"),
         ModuleContextImport(Clock, from_context="infrastructure"),
         ModuleContextImport(EventBus, from_context="infrastructure"),
+        ModuleContextImport(Caches, from_context="infrastructure"),
+        ModuleContextImport(Security, from_context="infrastructure"),
     ],
     providers=[
         AccountDatabase,

@@ -78,6 +78,8 @@ class LedgerRepository(Protocol):
 
     async def entries(self, account_id: str, after: int, limit: int) -> Page: ...
 
+    async def get_hold(self, hold_id: str) -> Hold | None: ...
+
     async def totals(self) -> tuple[int, int, int]:
         """(sum of debits, sum of credits, sum of balances) over the whole ledger."""
 
@@ -527,3 +529,6 @@ class SqlLedgerRepository(BaseComponent, LedgerRepository):
 
     async def totals(self) -> tuple[int, int, int]:
         return await self._db.read(_totals)
+
+    async def get_hold(self, hold_id: str) -> Hold | None:
+        return await self._db.read(_select_hold, hold_id)

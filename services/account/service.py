@@ -13,9 +13,14 @@ from ogpgy.account.v1 import events_pb2
 from ogpgy.customer.v1 import customer_service_pb2 as customer_pb
 from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 
+from common.cache.codecs import TextCodec
+from common.cache.registry import Caches
 from common.clock import Clock
+from common.security.component import Security
+from common.security.context import ADMIN, SERVICE, SecurityContext, current_caller
+from common.security.policy import denied, require_customer_access, require_role
 from common.di import BaseComponent, og_component
-from common.errors import FieldViolation, NotFound, PreconditionFailed, Unavailable, ValidationFailed
+from common.errors import FieldViolation, NotFound, PermissionDenied, PreconditionFailed, Unavailable, ValidationFailed
 from common.events.outbox import OutboxRelay
 from common.grpc.convert import timestamp
 from common.ids import new_id
@@ -98,12 +103,52 @@ class AccountApplicationService(BaseComponent):
     """Accounts and the ledger's use cases. Every write is idempotent by request_id."""
 
     def __init__(self, repository: LedgerRepository, factory: AccountFactory, customers: CustomerServiceStub,
-                 clock: Clock, relay: OutboxRelay) -> None:  # fmt: skip
+                 clock: Clock, relay: OutboxRelay, caches: Caches, security: Security) -> None:  # fmt: skip
         self._repository = repository
         self._factory = factory
         self._customers = customers
         self._clock = clock
         self._relay = relay
+        self._security = security
+        self._owners = caches.create("account-owner", TextCodec())  # account -> customer: never changes
+        self._managers = caches.create("customer-manager", TextCodec())  # customer -> RM: invalidated by event
+
+    # --- access (pattern 13) ------------------------------------------------------------------
+
+    async def _assigned(self, caller: SecurityContext, customer_id: str) -> bool:
+        """Whether `caller` manages `customer_id`, asked of the customer context (which owns the
+        assignment) under this context's own service identity, and cached."""
+        manager = await self._managers.get(customer_id, lambda: self._fetch_manager(customer_id))
+        return bool(manager) and manager == caller.user_id
+
+    async def _fetch_manager(self, customer_id: str) -> str | None:
+        token = self._security.service_token(CONSUMER)
+        try:
+            answer = await self._customers.GetCustomer(
+                customer_pb.GetCustomerRequest(customer_id=customer_id), timeout=CUSTOMER_CALL_TIMEOUT,
+                metadata=(("authorization", f"Bearer {token}"),),
+            )  # fmt: skip
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise Unavailable("CUSTOMER_CONTEXT_UNAVAILABLE", f"cannot check the assignment: {err.code().name}") from err
+        return answer.customer.relationship_manager_id
+
+    async def forget_manager(self, customer_id: str) -> None:
+        await self._managers.invalidate(customer_id)
+
+    async def _owner(self, account_id: str) -> str:
+        async def load() -> str | None:
+            account = await self._repository.get_account(account_id)
+            return None if account is None else account.customer_id
+
+        owner = await self._owners.get(account_id, load)
+        if owner is None:
+            raise NotFound("account", account_id)
+        return owner
+
+    async def _require_account(self, account_id: str, *, write: bool, action: str) -> None:
+        await require_customer_access(await self._owner(account_id), assigned=self._assigned, write=write, action=action)
 
     async def initialize(self) -> None:
         await self._repository.ensure_internal_accounts(sorted(CURRENCY_EXPONENTS), self._clock.now())
@@ -111,6 +156,7 @@ class AccountApplicationService(BaseComponent):
     # --- accounts -----------------------------------------------------------------------------
 
     async def open_account(self, customer_id: str, type_: AccountType | None, currency: str, key: IdempotencyKey) -> Account:
+        await require_customer_access(customer_id, assigned=self._assigned, write=True, action="open accounts for this customer")
         replayed = await self._repository.replay_account(key)
         if replayed is not None:
             return replayed
@@ -144,6 +190,7 @@ class AccountApplicationService(BaseComponent):
                                      {"customer_id": customer_id})  # fmt: skip
 
     async def get_account(self, account_id: str) -> Account:
+        await self._require_account(account_id, write=False, action="read this account")
         account = await self._repository.get_account(account_id)
         if account is None:
             raise NotFound("account", account_id)
@@ -155,10 +202,12 @@ class AccountApplicationService(BaseComponent):
         limit = page_size(v, size)
         after = decode_page_token(v, token, ("accounts", customer_id))
         v.raise_if_any()
+        await require_customer_access(customer_id, assigned=self._assigned, action="list this customer's accounts")
         page = await self._repository.accounts_of(customer_id, after, limit)
         return page.items, encode_page_token(page.next_after, ("accounts", customer_id)) if page.next_after else ""
 
     async def close_account(self, account_id: str, key: IdempotencyKey) -> Account:
+        await self._require_account(account_id, write=True, action="close this account")
         account = await self.get_account(account_id)
         closed = events_pb2.AccountClosed(account_id=account_id, customer_id=account.customer_id,
                                           close_time=timestamp(self._clock.now()))  # fmt: skip
@@ -172,25 +221,51 @@ class AccountApplicationService(BaseComponent):
         self._relay.nudge()
         return result
 
+    async def deposit(self, order: TransferOrder, key: IdempotencyKey) -> Transfer:
+        """Cash in is handled by the bank (admins and services), not by account holders."""
+        require_role(ADMIN, SERVICE, action="take cash deposits")
+        return await self._post(order, key)
+
     async def transfer(self, order: TransferOrder, key: IdempotencyKey) -> Transfer:
+        """Withdrawals and transfers: whoever may spend from the debited account."""
+        await self._require_account(order.debit_account_id, write=True, action="move money from this account")
+        return await self._post(order, key)
+
+    async def _post(self, order: TransferOrder, key: IdempotencyKey) -> Transfer:
         return await self._moved(await self._repository.transfer(order, new_id("trf"), key, self._clock.now()))  # type: ignore[return-value]
 
     async def get_transfer(self, transfer_id: str) -> Transfer:
         transfer = await self._repository.get_transfer(transfer_id)
         if transfer is None:
             raise NotFound("transfer", transfer_id)
-        return transfer
+        for side in (transfer.debit_account_id, transfer.credit_account_id):
+            try:
+                await self._require_account(side, write=False, action="read this transfer")
+                return transfer
+            except PermissionDenied:
+                continue
+        raise denied("read this transfer")
 
     async def reverse(self, transfer_id: str, reason: str, key: IdempotencyKey) -> Transfer:
+        require_role(ADMIN, action="reverse transfers")
         return await self._moved(await self._repository.reverse(transfer_id, reason, new_id("trf"), key, self._clock.now()))  # type: ignore[return-value]
 
     async def place_hold(self, order: TransferOrder, key: IdempotencyKey) -> Hold:
+        await self._require_account(order.debit_account_id, write=True, action="reserve funds of this account")
         return await self._repository.place_hold(order, new_id("hld"), key, self._clock.now())
 
+    async def _require_hold(self, hold_id: str) -> None:
+        hold = await self._repository.get_hold(hold_id)
+        if hold is None:
+            raise NotFound("hold", hold_id)
+        await self._require_account(hold.debit_account_id, write=True, action="resolve this hold")
+
     async def capture_hold(self, hold_id: str, amount: Money | None, key: IdempotencyKey) -> tuple[Hold, Transfer]:
+        await self._require_hold(hold_id)
         return await self._moved(await self._repository.capture_hold(hold_id, amount, new_id("trf"), key, self._clock.now()))  # type: ignore[return-value]
 
     async def release_hold(self, hold_id: str, key: IdempotencyKey) -> Hold:
+        await self._require_hold(hold_id)
         return await self._repository.release_hold(hold_id, key)
 
     async def entries(self, account_id: str, size: int, token: str) -> tuple[list[Entry], str]:
@@ -198,7 +273,7 @@ class AccountApplicationService(BaseComponent):
         limit = page_size(v, size)
         after = decode_page_token(v, token, ("entries", account_id))
         v.raise_if_any()
-        await self.get_account(account_id)
+        await self.get_account(account_id)  # exists, and the caller may read it
         page = await self._repository.entries(account_id, after, limit)
         return page.items, encode_page_token(page.next_after, ("entries", account_id)) if page.next_after else ""
 

@@ -67,7 +67,9 @@ def customer_pb(c: Customer) -> pb.Customer:
         family_name=c.family_name,
         email=c.email,
         phone=c.phone,
-        date_of_birth=date_pb2.Date(year=c.date_of_birth.year, month=c.date_of_birth.month, day=c.date_of_birth.day),
+        date_of_birth=date_pb2.Date(year=c.date_of_birth.year, month=c.date_of_birth.month, day=c.date_of_birth.day)
+        if c.date_of_birth.year > 1
+        else None,  # masked
         document=pb.IdentityDocument(
             type=_DOCUMENT_TYPES_PB.get(c.document.type, pb.DOCUMENT_TYPE_UNSPECIFIED),  # type: ignore[arg-type]
             number=c.document.number,
@@ -87,6 +89,7 @@ def customer_pb(c: Customer) -> pb.Customer:
         create_time=timestamp(c.created_at),
         update_time=timestamp(c.updated_at),
         version=c.version,
+        relationship_manager_id=c.relationship_manager_id,
     )
 
 
@@ -118,3 +121,11 @@ class CustomerApi(pb_grpc.CustomerServiceServicer):
             idempotency_key(request, "UpdateCustomer"),
         )
         return pb.UpdateCustomerResponse(customer=customer_pb(customer))
+
+    async def AssignRelationshipManager(
+        self, request: pb.AssignRelationshipManagerRequest, context: aio.ServicerContext
+    ) -> pb.AssignRelationshipManagerResponse:
+        customer = await self._service.assign_relationship_manager(
+            request.customer_id, request.relationship_manager_id, idempotency_key(request, "AssignRelationshipManager")
+        )
+        return pb.AssignRelationshipManagerResponse(customer=customer_pb(customer))

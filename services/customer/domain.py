@@ -103,6 +103,7 @@ class Customer:
     created_at: datetime
     updated_at: datetime
     version: int = 1
+    relationship_manager_id: str = ""
 
     @classmethod
     def onboard(cls, customer_id: str, application: Application, kyc: Kyc) -> "Customer":
@@ -119,6 +120,18 @@ class Customer:
             kyc=kyc,
             created_at=kyc.checked_at,
             updated_at=kyc.checked_at,
+        )
+
+    def with_relationship_manager(self, user_id: str, at: datetime) -> "Customer":
+        return replace(self, relationship_manager_id=user_id, updated_at=at, version=self.version + 1)
+
+    def masked(self) -> "Customer":
+        """The customer as seen by someone who may not read personal data."""
+        return replace(
+            self,
+            date_of_birth=date(1, 1, 1),
+            document=replace(self.document, number=mask(self.document.number)),
+            address=Address(("***",), "***", "***", self.address.country_code),
         )
 
     def with_contact(self, change: ContactChange, at: datetime) -> "Customer":
@@ -138,6 +151,11 @@ def _complete(app: Application) -> tuple[date, IdentityDocument, Address]:
     if app.date_of_birth is None or app.document is None or app.address is None:
         raise ValueError("application used before validate_application")
     return app.date_of_birth, app.document, app.address
+
+
+def mask(value: str, visible: int = 2) -> str:
+    """All but the last `visible` characters hidden."""
+    return "*" * max(len(value) - visible, 0) + value[-visible:]
 
 
 # --- validation -------------------------------------------------------------------------------

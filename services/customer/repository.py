@@ -50,7 +50,7 @@ class CustomerRepository(Protocol):
     async def save(self, customer: Customer, expected_version: int, key: IdempotencyKey, events: list[Message]) -> Customer:
         """Stores a change and its events if the stored version is still `expected_version` (else Aborted)."""
 
-    async def page(self, after: int, limit: int, status: KycStatus | None) -> CustomerPage: ...
+    async def page(self, after: int, limit: int, only: "CustomerFilter") -> CustomerPage: ...
 
 
 class SanctionsSource(Protocol):
@@ -78,7 +78,8 @@ class CsvSanctionsSource(SanctionsSource):
 
 _COLUMNS = (
     "customer_id, given_name, family_name, email, phone, date_of_birth, document_type, document_number,"
-    " document_country, address_json, kyc_status, kyc_reasons, kyc_checked_at, created_at, updated_at, version"
+    " document_country, address_json, kyc_status, kyc_reasons, kyc_checked_at, created_at, updated_at, version,"
+    " relationship_manager_id"
 )
 
 
@@ -89,7 +90,7 @@ def _row(c: Customer) -> tuple[object, ...]:
         c.customer_id, c.given_name, c.family_name, c.email, c.phone, c.date_of_birth.isoformat(),
         c.document.type.value if c.document.type else "", c.document.number, c.document.issuing_country_code, json.dumps(address),
         c.kyc.status.value, ",".join(r.value for r in c.kyc.reasons), c.kyc.checked_at.isoformat(),
-        c.created_at.isoformat(), c.updated_at.isoformat(), c.version,
+        c.created_at.isoformat(), c.updated_at.isoformat(), c.version, c.relationship_manager_id,
     )  # fmt: skip
 
 
@@ -122,6 +123,7 @@ def _customer(row: Row) -> Customer:
         created_at=datetime.fromisoformat(row["created_at"]),
         updated_at=datetime.fromisoformat(row["updated_at"]),
         version=row["version"],
+        relationship_manager_id=row["relationship_manager_id"],
     )
 
 
@@ -150,7 +152,7 @@ async def _insert(tx: Tx, customer: Customer, key: IdempotencyKey, events: list[
             "a customer with this identity document is already onboarded",
             {"customer_id": holder["customer_id"]},
         )
-    await tx.execute(f"INSERT INTO customers ({_COLUMNS}) VALUES ({', '.join('?' * 16)})", *_row(customer))
+    await tx.execute(f"INSERT INTO customers ({_COLUMNS}) VALUES ({', '.join('?' * 17)})", *_row(customer))
     await remember(tx, key, customer.customer_id)
     for event in events:
         await append_event(tx, event)
@@ -163,9 +165,10 @@ async def _update(tx: Tx, customer: Customer, expected_version: int, key: Idempo
         return await _select(tx, replayed)  # type: ignore[return-value]
     row = _row(customer)
     changed = await tx.execute(
-        "UPDATE customers SET email = ?, phone = ?, address_json = ?, updated_at = ?, version = ?"
-        " WHERE customer_id = ? AND version = ?",
-        row[3], row[4], row[9], row[14], customer.version, customer.customer_id, expected_version,
+        "UPDATE customers SET email = ?, phone = ?, address_json = ?, updated_at = ?, version = ?,"
+        " relationship_manager_id = ? WHERE customer_id = ? AND version = ?",
+        row[3], row[4], row[9], row[14], customer.version, customer.relationship_manager_id, customer.customer_id,
+        expected_version,
     )  # fmt: skip
     if changed != 1:
         raise Aborted("CONCURRENT_MODIFICATION", "the customer changed meanwhile; read it again and retry",
@@ -181,10 +184,22 @@ async def _replay(tx: Tx, key: IdempotencyKey) -> Customer | None:
     return await _select(tx, replayed) if replayed else None
 
 
-async def _page(tx: Tx, after: int, limit: int, status: KycStatus | None) -> CustomerPage:
+@dataclass(frozen=True)
+class CustomerFilter:
+    """Which customers a listing may show: by KYC status, and narrowed to what the caller may see."""
+
+    status: KycStatus | None = None
+    relationship_manager_id: str | None = None
+    customer_id: str | None = None
+
+
+async def _page(tx: Tx, after: int, limit: int, only: CustomerFilter) -> CustomerPage:
     where, args = "seq > ?", [after]
-    if status is not None:
-        where, args = where + " AND kyc_status = ?", args + [status.value]
+    for column, value in (("kyc_status", only.status.value if only.status else None),
+                          ("relationship_manager_id", only.relationship_manager_id),
+                          ("customer_id", only.customer_id)):  # fmt: skip
+        if value is not None:
+            where, args = f"{where} AND {column} = ?", [*args, value]
     rows = await tx.fetchall(f"SELECT seq, {_COLUMNS} FROM customers WHERE {where} ORDER BY seq LIMIT ?", *args, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
@@ -216,5 +231,5 @@ class SqlCustomerRepository(BaseComponent, CustomerRepository):
     async def save(self, customer: Customer, expected_version: int, key: IdempotencyKey, events: list[Message]) -> Customer:
         return await self._db.write(_update, customer, expected_version, key, events)
 
-    async def page(self, after: int, limit: int, status: KycStatus | None) -> CustomerPage:
-        return await self._db.read(_page, after, limit, status)
+    async def page(self, after: int, limit: int, only: CustomerFilter) -> CustomerPage:
+        return await self._db.read(_page, after, limit, only)

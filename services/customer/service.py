@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ogpgy.customer.v1 import customer_service_pb2 as pb
 from ogpgy.customer.v1 import events_pb2
 
@@ -14,6 +16,8 @@ from common.errors import Aborted, NotFound, PreconditionFailed
 from common.ids import new_id
 from common.idempotency import IdempotencyKey
 from common.pagination import decode_page_token, encode_page_token
+from common.security.context import ADMIN, CUSTOMER, RELATIONSHIP_MANAGER, SERVICE, SecurityContext, current_caller
+from common.security.policy import may_read_pii, require_customer_access, require_role
 from common.validation import Violations, check_id, check_request_id, page_size
 from services.customer.domain import (
     Application,
@@ -25,7 +29,7 @@ from services.customer.domain import (
     validate_application,
     validate_contact_change,
 )
-from services.customer.repository import CustomerCodec, CustomerRepository, SanctionsSource
+from services.customer.repository import CustomerCodec, CustomerFilter, CustomerRepository, SanctionsSource
 
 CUSTOMER_ID_PREFIX = "cus"
 _OPTIMISTIC_RETRIES = 3
@@ -49,7 +53,9 @@ class CustomerApplicationService(BaseComponent):
         self.logger.info("sanctions list loaded: %d names", len(self._sanctions.entries))
 
     async def onboard(self, application: Application, key: IdempotencyKey) -> Customer:
-        """Registers the applicant and runs KYC; a rejected applicant is stored too (audit)."""
+        """Registers the applicant and runs KYC; a rejected applicant is stored too (audit).
+        Bank staff onboard customers (admins and relationship managers)."""
+        require_role(ADMIN, RELATIONSHIP_MANAGER, SERVICE, action="onboard customers")
         v = Violations()
         check_request_id(v, key.request_id)
         validate_application(v, application, self._clock.today())
@@ -65,7 +71,11 @@ class CustomerApplicationService(BaseComponent):
         self._relay.nudge()
         return stored
 
-    async def get(self, customer_id: str) -> Customer:
+    async def _assigned(self, caller: SecurityContext, customer_id: str) -> bool:
+        customer = await self._load(customer_id)
+        return customer.relationship_manager_id == caller.user_id
+
+    async def _load(self, customer_id: str) -> Customer:
         v = Violations()
         check_id(v, customer_id, "customer_id", CUSTOMER_ID_PREFIX)
         v.raise_if_any()
@@ -74,14 +84,47 @@ class CustomerApplicationService(BaseComponent):
             raise NotFound("customer", customer_id)
         return customer
 
+    async def get(self, customer_id: str) -> Customer:
+        """The customer, if the caller may see them; personal data masked unless they may read it."""
+        customer = await self._load(customer_id)
+        caller = await require_customer_access(customer_id, assigned=self._assigned)
+        return customer if may_read_pii(caller, customer_id) else customer.masked()
+
+    def visible(self, customers: list[Customer]) -> list[Customer]:
+        caller = current_caller()
+        return [c if may_read_pii(caller, c.customer_id) else c.masked() for c in customers]
+
     async def list(self, size: int, token: str, status: KycStatus | None) -> tuple[list[Customer], str]:
+        """Admins and services list everyone; a relationship manager their customers; a customer
+        themself."""
+        only = self._listing_filter(current_caller(), status)
         v = Violations()
         limit = page_size(v, size)
-        after = decode_page_token(v, token, ("customers", status))
+        after = decode_page_token(v, token, ("customers", only))
         v.raise_if_any()
-        page = await self._repository.page(after, limit, status)
-        next_token = encode_page_token(page.next_after, ("customers", status)) if page.next_after else ""
-        return page.customers, next_token
+        page = await self._repository.page(after, limit, only)
+        next_token = encode_page_token(page.next_after, ("customers", only)) if page.next_after else ""
+        return self.visible(page.customers), next_token
+
+    @staticmethod
+    def _listing_filter(caller: SecurityContext, status: KycStatus | None) -> CustomerFilter:
+        if caller.has_role(ADMIN) or caller.has_role(SERVICE):
+            return CustomerFilter(status)
+        if caller.has_role(RELATIONSHIP_MANAGER):
+            return CustomerFilter(status, relationship_manager_id=caller.user_id)
+        if caller.has_role(CUSTOMER):
+            return CustomerFilter(status, customer_id=caller.customer_id)
+        return CustomerFilter(status, customer_id="")
+
+    async def assign_relationship_manager(self, customer_id: str, manager_id: str, key: IdempotencyKey) -> Customer:
+        require_role(ADMIN, action="assign relationship managers")
+        v = Violations()
+        check_request_id(v, key.request_id)
+        if manager_id:
+            check_id(v, manager_id, "relationship_manager_id", "usr")
+        v.raise_if_any()
+        return await self._change(customer_id, lambda c: c.with_relationship_manager(manager_id, self._clock.now()),
+                                  ["relationship_manager_id"], 0, key)  # fmt: skip
 
     async def update_contact(
         self, customer_id: str, change: ContactChange, expected_version: int, key: IdempotencyKey
@@ -94,22 +137,31 @@ class CustomerApplicationService(BaseComponent):
         validate_contact_change(v, change)
         v.check(expected_version >= 0, "expected_version", "must not be negative")
         v.raise_if_any()
+        await require_customer_access(customer_id, assigned=self._assigned, write=True, action="change this customer")
+        changed = await self._change(customer_id, lambda c: c.with_contact(change, self._clock.now()),
+                                     sorted(change.fields), expected_version, key)  # fmt: skip
+        return changed if may_read_pii(current_caller(), customer_id) else changed.masked()
+
+    async def _change(self, customer_id: str, apply: Callable[[Customer], Customer], fields: list[str],
+                      expected_version: int, key: IdempotencyKey) -> Customer:  # fmt: skip
         replayed = await self._repository.replay(key)
         if replayed is not None:
             return replayed
         for attempt in range(_OPTIMISTIC_RETRIES):
-            current = await self.get(customer_id)
+            current = await self._repository.get(customer_id)
+            if current is None:
+                raise NotFound("customer", customer_id)
             if expected_version and current.version != expected_version:
                 raise PreconditionFailed(
                     "VERSION_MISMATCH",
                     f"customer is at version {current.version}, not {expected_version}",
                     {"customer_id": customer_id, "current_version": str(current.version)},
                 )
-            changed = current.with_contact(change, self._clock.now())
+            changed = apply(current)
             updated = events_pb2.CustomerUpdated(
                 customer_id=customer_id,
                 version=changed.version,
-                changed_fields=sorted(change.fields),
+                changed_fields=fields,
                 update_time=timestamp(changed.updated_at),
             )
             try:

@@ -16,9 +16,8 @@ from tests.grpc_assert import error_reason, field_violations, rpc_error
 
 
 @pytest.fixture
-async def client(bank: RunningBank) -> AsyncIterator[Bank]:
-    async with aio.insecure_channel(bank.target) as channel:
-        yield Bank(channel)
+def client(channel: aio.Channel) -> Bank:
+    return Bank(channel)
 
 
 async def test_verified_customer_gets_a_default_account_by_event(client: Bank) -> None:

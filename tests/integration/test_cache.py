@@ -14,19 +14,13 @@ from grpc import aio
 from ogpgy.customer.v1 import customer_service_pb2 as pb
 from ogpgy.customer.v1 import customer_service_pb2_grpc as pb_grpc
 
+from common.cache.codecs import TextCodec
 from common.cache.multilevel import CachePolicy, MultiLevelCache
 from common.config import Settings
 from mesh.embedded import RunningBank, start_embedded
-from tests.conftest import onboarding
+from tests.bank_helpers import admin_channel
+from tests.conftest import ADMIN_PASSWORD, onboarding
 from tests.servers import PostgresServer, RedisServer
-
-
-class Text:
-    def encode(self, value: str) -> bytes:
-        return value.encode()
-
-    def decode(self, data: bytes) -> str:
-        return data.decode()
 
 
 class Source:
@@ -52,7 +46,7 @@ def own_redis() -> Iterator[RedisServer]:
 
 
 async def test_concurrent_misses_on_one_key_make_one_source_call(redis_server: RedisServer) -> None:
-    cache = MultiLevelCache("sf", Text(), redis_url=redis_server.url)
+    cache = MultiLevelCache("sf", TextCodec(), redis_url=redis_server.url)
     source = Source({"k": "v"})
     answers = await asyncio.gather(*(cache.get("k", lambda: source.load("k")) for _ in range(100)))
     assert answers == ["v"] * 100 and source.calls == 1
@@ -63,11 +57,11 @@ async def test_concurrent_misses_on_one_key_make_one_source_call(redis_server: R
 
 
 async def test_absent_values_are_cached_too(redis_server: RedisServer) -> None:
-    cache = MultiLevelCache("neg", Text(), redis_url=redis_server.url)
+    cache = MultiLevelCache("neg", TextCodec(), redis_url=redis_server.url)
     source = Source({})
     assert await cache.get("ghost", lambda: source.load("ghost")) is None
     assert await cache.get("ghost", lambda: source.load("ghost")) is None
-    other = MultiLevelCache("neg", Text(), redis_url=redis_server.url)
+    other = MultiLevelCache("neg", TextCodec(), redis_url=redis_server.url)
     assert await other.get("ghost", lambda: source.load("ghost")) is None
     assert source.calls == 1 and other.stats.l2_hits == 1, "the negative entry is shared through L2"
     await cache.stop()
@@ -75,7 +69,7 @@ async def test_absent_values_are_cached_too(redis_server: RedisServer) -> None:
 
 
 async def test_l1_only_without_redis() -> None:
-    cache = MultiLevelCache("local", Text(), policy=CachePolicy(l1_ttl=0.05, jitter=0))
+    cache = MultiLevelCache("local", TextCodec(), policy=CachePolicy(l1_ttl=0.05, jitter=0))
     source = Source({"k": "v"})
     await cache.get("k", lambda: source.load("k"))
     await cache.get("k", lambda: source.load("k"))
@@ -86,7 +80,7 @@ async def test_l1_only_without_redis() -> None:
 
 async def test_reads_survive_redis_stopping_and_recover(own_redis: RedisServer) -> None:
     policy = CachePolicy(l1_ttl=0.02, jitter=0, breaker_reset_timeout=0.3)
-    cache = MultiLevelCache("outage", Text(), redis_url=own_redis.url, policy=policy)
+    cache = MultiLevelCache("outage", TextCodec(), redis_url=own_redis.url, policy=policy)
     await cache.start()
     source = Source({f"k{i}": f"v{i}" for i in range(20)})
     failures, reads = 0, 0
@@ -121,7 +115,8 @@ async def test_reads_survive_redis_stopping_and_recover(own_redis: RedisServer) 
 async def two_banks(tmp_path: Path, postgres: PostgresServer, redis_server: RedisServer) -> AsyncIterator[tuple[RunningBank, RunningBank]]:
     """Two instances of the bank on one database and one Redis (as two replicas would be)."""
     dsn = postgres.new_database()
-    settings = [Settings(data_dir=tmp_path / n, port=0, database="postgres", postgres_dsn=dsn, redis_url=redis_server.url)
+    settings = [Settings(data_dir=tmp_path / n, port=0, database="postgres", postgres_dsn=dsn, redis_url=redis_server.url,
+                         admin_password=ADMIN_PASSWORD, signing_key_path=tmp_path / "key.pem")
                 for n in ("a", "b")]  # fmt: skip
     first = await start_embedded(settings[0])
     second = await start_embedded(settings[1])
@@ -132,7 +127,7 @@ async def two_banks(tmp_path: Path, postgres: PostgresServer, redis_server: Redi
 
 async def test_an_update_through_one_instance_is_seen_by_the_other(two_banks: tuple[RunningBank, RunningBank]) -> None:
     a, b = two_banks
-    async with aio.insecure_channel(a.target) as ca, aio.insecure_channel(b.target) as cb:
+    async with admin_channel(a.target) as ca, admin_channel(b.target) as cb:
         via_a, via_b = pb_grpc.CustomerServiceStub(ca), pb_grpc.CustomerServiceStub(cb)
         made = (await via_a.OnboardCustomer(onboarding("two-1"))).customer
         get = pb.GetCustomerRequest(customer_id=made.customer_id)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import BIN, BankProcess
+from tests.processes import ADMIN_PASSWORD, BIN, BankProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 ONBOARD = {
@@ -46,16 +46,22 @@ def test_grpcurl_walkthrough(served: BankProcess) -> None:
     described = grpcurl(target, "describe", "ogpgy.customer.v1.CustomerService")
     assert "rpc OnboardCustomer ( .ogpgy.customer.v1.OnboardCustomerRequest )" in described.stdout
 
-    onboarded = grpcurl("-d", json.dumps(ONBOARD), target, "ogpgy.customer.v1.CustomerService/OnboardCustomer")
+    unauthenticated = grpcurl("-d", json.dumps(ONBOARD), target, "ogpgy.customer.v1.CustomerService/OnboardCustomer")
+    assert unauthenticated.returncode != 0 and "Unauthenticated" in unauthenticated.stderr
+    token = subprocess.run([str(BIN / "ogpgy"), "token", "--target", target, "--password", ADMIN_PASSWORD],
+                           capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert token.returncode == 0, token.stderr
+    auth = ("-H", f"authorization: Bearer {token.stdout.strip()}")
+    onboarded = grpcurl(*auth, "-d", json.dumps(ONBOARD), target, "ogpgy.customer.v1.CustomerService/OnboardCustomer")
     assert onboarded.returncode == 0, onboarded.stderr
     customer = json.loads(onboarded.stdout)["customer"]
     assert customer["kyc"]["status"] == "KYC_STATUS_VERIFIED"
 
     get = json.dumps({"customer_id": customer["customer_id"]})
-    fetched = grpcurl("-d", get, target, "ogpgy.customer.v1.CustomerService/GetCustomer")
+    fetched = grpcurl(*auth, "-d", get, target, "ogpgy.customer.v1.CustomerService/GetCustomer")
     assert fetched.returncode == 0 and "Grace" in fetched.stdout
 
-    invalid = grpcurl("-d", json.dumps({**ONBOARD, "request_id": "cli-2", "email": "nope"}), target,
+    invalid = grpcurl(*auth, "-d", json.dumps({**ONBOARD, "request_id": "cli-2", "email": "nope"}), target,
                       "ogpgy.customer.v1.CustomerService/OnboardCustomer")  # fmt: skip
     assert invalid.returncode != 0
     assert "InvalidArgument" in invalid.stderr and '"field":"email"' in invalid.stderr.replace(" ", "")

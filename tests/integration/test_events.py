@@ -21,7 +21,8 @@ from common.events.memory import InMemoryBackend
 from common.events.redis_streams import DLQ_PREFIX, RedisStreamsBackend, stream_of
 from common.ids import new_id
 from mesh.embedded import start_embedded
-from tests.bank_helpers import Bank
+from tests.bank_helpers import Bank, admin_channel
+from tests.conftest import ADMIN_PASSWORD
 from tests.processes import BankProcess
 from tests.servers import RedisServer
 
@@ -35,13 +36,13 @@ async def _eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15,
 
 
 async def _accounts_of(target: str, customer_id: str) -> list[apb.Account]:
-    async with aio.insecure_channel(target) as channel:
+    async with admin_channel(target) as channel:
         return list((await Bank(channel).accounts.ListAccounts(apb.ListAccountsRequest(customer_id=customer_id))).accounts)
 
 
 async def _onboard_expecting_crash(target: str) -> None:
     """Onboards one customer; the server may die before or after answering."""
-    async with aio.insecure_channel(target) as channel:
+    async with admin_channel(target) as channel:
         try:
             await Bank(channel).verified_customer("crash")
         except aio.AioRpcError:
@@ -49,7 +50,7 @@ async def _onboard_expecting_crash(target: str) -> None:
 
 
 async def _only_customer(target: str) -> str:
-    async with aio.insecure_channel(target) as channel:
+    async with admin_channel(target) as channel:
         customers = (await Bank(channel).customers.ListCustomers(cpb.ListCustomersRequest())).customers
     assert len(customers) == 1, "onboarding was committed before the crash"
     return customers[0].customer_id
@@ -141,14 +142,15 @@ async def test_poison_event_is_dead_lettered_in_memory() -> None:
 
 @pytest.fixture
 async def redis_bank(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[str]:
-    settings = Settings(data_dir=tmp_path, port=0, redis_url=redis_server.url, event_redelivery_ms=300)
+    settings = Settings(data_dir=tmp_path, port=0, redis_url=redis_server.url, event_redelivery_ms=300,
+                        admin_password=ADMIN_PASSWORD)  # fmt: skip
     bank = await start_embedded(settings)
     yield bank.target
     await bank.stop(grace=1)
 
 
 async def test_onboarding_opens_one_default_account_each_over_redis_streams(redis_bank: str) -> None:
-    async with aio.insecure_channel(redis_bank) as channel:
+    async with admin_channel(redis_bank) as channel:
         client = Bank(channel)
         customers = await asyncio.gather(*(client.verified_customer(f"rs-{i}") for i in range(10)))
         accounts = await asyncio.gather(*(client.default_account(c) for c in customers))

@@ -16,6 +16,7 @@ from ogpgy.account.v1 import account_service_pb2 as apb
 from google.rpc import error_details_pb2
 
 from common.db.base import Tx
+from common.grpc.client import bearer_channel
 from common.grpc.status import rich_status, unpack_detail
 from mesh.embedded import RunningBank
 from services.account.repository import AccountDatabase, LedgerRepository
@@ -122,10 +123,10 @@ async def _ledger_facts(tx: Tx) -> dict[str, object]:
 
 
 @pytest.mark.slow
-async def test_random_concurrent_movements_keep_the_ledger_exact(bank: RunningBank) -> None:
+async def test_random_concurrent_movements_keep_the_ledger_exact(bank: RunningBank, admin_token: str) -> None:
     rng = random.Random(20261128)
     journal, sent = Journal(), []  # type: ignore[var-annotated]
-    async with aio.insecure_channel(bank.target) as channel:
+    async with bearer_channel(bank.target, admin_token) as channel:
         client = Bank(channel)
         accounts = []
         for n in range(8):

@@ -13,6 +13,7 @@ from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from common.config import Settings
 from common.di import ContextModuleBuilder, ModuleContextImport, NotExportedError, og_component, og_context
 from common.grpc.channels import ChannelPool
+from common.security.component import Security
 from mesh.embedded import start_embedded
 from services.customer.api import CustomerApi
 from services.customer.module import CustomerModule
@@ -40,11 +41,12 @@ async def test_an_imported_stub_calls_the_exporting_context_over_grpc(tmp_path: 
     try:
         concierge = bank.contexts["concierge"].resolve(Concierge)
         assert isinstance(concierge.customers, CustomerServiceStub)
-        made = await concierge.customers.OnboardCustomer(onboarding("via-stub"))
-        got = await concierge.customers.GetCustomer(pb.GetCustomerRequest(customer_id=made.customer.customer_id))
-        assert got.customer == made.customer
+        as_service = (("authorization", f"Bearer {bank.contexts['infrastructure'].resolve(Security).service_token('concierge')}"),)
+        made = await concierge.customers.OnboardCustomer(onboarding("via-stub"), metadata=as_service)
+        got = await concierge.customers.GetCustomer(pb.GetCustomerRequest(customer_id=made.customer.customer_id), metadata=as_service)
+        assert got.customer.customer_id == made.customer.customer_id
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await concierge.customers.GetCustomer(pb.GetCustomerRequest(customer_id="cus_X"))
+            await concierge.customers.GetCustomer(pb.GetCustomerRequest(customer_id="cus_X"), metadata=as_service)
         assert err.value.code() == grpc.StatusCode.NOT_FOUND, "status codes cross the boundary intact"
     finally:
         await bank.stop(grace=1)

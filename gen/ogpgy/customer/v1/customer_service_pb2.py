@@ -28,41 +28,45 @@ from ogpgy.type.v1 import address_pb2 as ogpgy_dot_type_dot_v1_dot_address__pb2
 from ogpgy.type.v1 import date_pb2 as ogpgy_dot_type_dot_v1_dot_date__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(ogpgy/customer/v1/customer_service.proto\x12\x11ogpgy.customer.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bogpgy/type/v1/address.proto\x1a\x18ogpgy/type/v1/date.proto\"o\n\x10IdentityDocument\x12-\n\x04type\x18\x01 \x01(\x0e\x32\x1f.ogpgy.customer.v1.DocumentType\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x1c\n\x14issuing_country_code\x18\x03 \x01(\t\"\x9b\x01\n\x03Kyc\x12,\n\x06status\x18\x01 \x01(\x0e\x32\x1c.ogpgy.customer.v1.KycStatus\x12\x36\n\x07reasons\x18\x02 \x03(\x0e\x32%.ogpgy.customer.v1.KycRejectionReason\x12.\n\ncheck_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x90\x03\n\x08\x43ustomer\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x12\n\ngiven_name\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\r\n\x05phone\x18\x05 \x01(\t\x12*\n\rdate_of_birth\x18\x06 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12\x35\n\x08\x64ocument\x18\x07 \x01(\x0b\x32#.ogpgy.customer.v1.IdentityDocument\x12-\n\x07\x61\x64\x64ress\x18\x08 \x01(\x0b\x32\x1c.ogpgy.type.v1.PostalAddress\x12#\n\x03kyc\x18\t \x01(\x0b\x32\x16.ogpgy.customer.v1.Kyc\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x0c \x01(\x03\"\x85\x02\n\x16OnboardCustomerRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\ngiven_name\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\r\n\x05phone\x18\x05 \x01(\t\x12*\n\rdate_of_birth\x18\x06 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12\x35\n\x08\x64ocument\x18\x07 \x01(\x0b\x32#.ogpgy.customer.v1.IdentityDocument\x12-\n\x07\x61\x64\x64ress\x18\x08 \x01(\x0b\x32\x1c.ogpgy.type.v1.PostalAddress\"H\n\x17OnboardCustomerResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.ogpgy.customer.v1.Customer\")\n\x12GetCustomerRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\"D\n\x13GetCustomerResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.ogpgy.customer.v1.Customer\"o\n\x14ListCustomersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x30\n\nkyc_status\x18\x03 \x01(\x0e\x32\x1c.ogpgy.customer.v1.KycStatus\"`\n\x15ListCustomersResponse\x12.\n\tcustomers\x18\x01 \x03(\x0b\x32\x1b.ogpgy.customer.v1.Customer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xba\x01\n\x15UpdateCustomerRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12-\n\x08\x63ustomer\x18\x03 \x01(\x0b\x32\x1b.ogpgy.customer.v1.Customer\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x18\n\x10\x65xpected_version\x18\x05 \x01(\x03\"G\n\x16UpdateCustomerResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.ogpgy.customer.v1.Customer*Y\n\tKycStatus\x12\x1a\n\x16KYC_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13KYC_STATUS_VERIFIED\x10\x01\x12\x17\n\x13KYC_STATUS_REJECTED\x10\x02*\xc4\x01\n\x12KycRejectionReason\x12$\n KYC_REJECTION_REASON_UNSPECIFIED\x10\x00\x12!\n\x1dKYC_REJECTION_REASON_UNDERAGE\x10\x01\x12\x36\n2KYC_REJECTION_REASON_DOCUMENT_CHECK_DIGIT_MISMATCH\x10\x02\x12-\n)KYC_REJECTION_REASON_SANCTIONS_LIST_MATCH\x10\x03*h\n\x0c\x44ocumentType\x12\x1d\n\x19\x44OCUMENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44OCUMENT_TYPE_PASSPORT\x10\x01\x12\x1d\n\x19\x44OCUMENT_TYPE_NATIONAL_ID\x10\x02\x32\xa4\x03\n\x0f\x43ustomerService\x12h\n\x0fOnboardCustomer\x12).ogpgy.customer.v1.OnboardCustomerRequest\x1a*.ogpgy.customer.v1.OnboardCustomerResponse\x12\\\n\x0bGetCustomer\x12%.ogpgy.customer.v1.GetCustomerRequest\x1a&.ogpgy.customer.v1.GetCustomerResponse\x12\x62\n\rListCustomers\x12\'.ogpgy.customer.v1.ListCustomersRequest\x1a(.ogpgy.customer.v1.ListCustomersResponse\x12\x65\n\x0eUpdateCustomer\x12(.ogpgy.customer.v1.UpdateCustomerRequest\x1a).ogpgy.customer.v1.UpdateCustomerResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(ogpgy/customer/v1/customer_service.proto\x12\x11ogpgy.customer.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bogpgy/type/v1/address.proto\x1a\x18ogpgy/type/v1/date.proto\"o\n\x10IdentityDocument\x12-\n\x04type\x18\x01 \x01(\x0e\x32\x1f.ogpgy.customer.v1.DocumentType\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x1c\n\x14issuing_country_code\x18\x03 \x01(\t\"\x9b\x01\n\x03Kyc\x12,\n\x06status\x18\x01 \x01(\x0e\x32\x1c.ogpgy.customer.v1.KycStatus\x12\x36\n\x07reasons\x18\x02 \x03(\x0e\x32%.ogpgy.customer.v1.KycRejectionReason\x12.\n\ncheck_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb1\x03\n\x08\x43ustomer\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x12\n\ngiven_name\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\r\n\x05phone\x18\x05 \x01(\t\x12*\n\rdate_of_birth\x18\x06 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12\x35\n\x08\x64ocument\x18\x07 \x01(\x0b\x32#.ogpgy.customer.v1.IdentityDocument\x12-\n\x07\x61\x64\x64ress\x18\x08 \x01(\x0b\x32\x1c.ogpgy.type.v1.PostalAddress\x12#\n\x03kyc\x18\t \x01(\x0b\x32\x16.ogpgy.customer.v1.Kyc\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x0c \x01(\x03\x12\x1f\n\x17relationship_manager_id\x18\r \x01(\t\"\x85\x02\n\x16OnboardCustomerRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\ngiven_name\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\r\n\x05phone\x18\x05 \x01(\t\x12*\n\rdate_of_birth\x18\x06 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12\x35\n\x08\x64ocument\x18\x07 \x01(\x0b\x32#.ogpgy.customer.v1.IdentityDocument\x12-\n\x07\x61\x64\x64ress\x18\x08 \x01(\x0b\x32\x1c.ogpgy.type.v1.PostalAddress\"H\n\x17OnboardCustomerResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.ogpgy.customer.v1.Customer\")\n\x12GetCustomerRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\"D\n\x13GetCustomerResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.ogpgy.customer.v1.Customer\"o\n\x14ListCustomersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x30\n\nkyc_status\x18\x03 \x01(\x0e\x32\x1c.ogpgy.customer.v1.KycStatus\"`\n\x15ListCustomersResponse\x12.\n\tcustomers\x18\x01 \x03(\x0b\x32\x1b.ogpgy.customer.v1.Customer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xba\x01\n\x15UpdateCustomerRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12-\n\x08\x63ustomer\x18\x03 \x01(\x0b\x32\x1b.ogpgy.customer.v1.Customer\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x18\n\x10\x65xpected_version\x18\x05 \x01(\x03\"G\n\x16UpdateCustomerResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.ogpgy.customer.v1.Customer\"l\n AssignRelationshipManagerRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x1f\n\x17relationship_manager_id\x18\x03 \x01(\t\"R\n!AssignRelationshipManagerResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.ogpgy.customer.v1.Customer*Y\n\tKycStatus\x12\x1a\n\x16KYC_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13KYC_STATUS_VERIFIED\x10\x01\x12\x17\n\x13KYC_STATUS_REJECTED\x10\x02*\xc4\x01\n\x12KycRejectionReason\x12$\n KYC_REJECTION_REASON_UNSPECIFIED\x10\x00\x12!\n\x1dKYC_REJECTION_REASON_UNDERAGE\x10\x01\x12\x36\n2KYC_REJECTION_REASON_DOCUMENT_CHECK_DIGIT_MISMATCH\x10\x02\x12-\n)KYC_REJECTION_REASON_SANCTIONS_LIST_MATCH\x10\x03*h\n\x0c\x44ocumentType\x12\x1d\n\x19\x44OCUMENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44OCUMENT_TYPE_PASSPORT\x10\x01\x12\x1d\n\x19\x44OCUMENT_TYPE_NATIONAL_ID\x10\x02\x32\xad\x04\n\x0f\x43ustomerService\x12h\n\x0fOnboardCustomer\x12).ogpgy.customer.v1.OnboardCustomerRequest\x1a*.ogpgy.customer.v1.OnboardCustomerResponse\x12\\\n\x0bGetCustomer\x12%.ogpgy.customer.v1.GetCustomerRequest\x1a&.ogpgy.customer.v1.GetCustomerResponse\x12\x62\n\rListCustomers\x12\'.ogpgy.customer.v1.ListCustomersRequest\x1a(.ogpgy.customer.v1.ListCustomersResponse\x12\x65\n\x0eUpdateCustomer\x12(.ogpgy.customer.v1.UpdateCustomerRequest\x1a).ogpgy.customer.v1.UpdateCustomerResponse\x12\x86\x01\n\x19\x41ssignRelationshipManager\x12\x33.ogpgy.customer.v1.AssignRelationshipManagerRequest\x1a\x34.ogpgy.customer.v1.AssignRelationshipManagerResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ogpgy.customer.v1.customer_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_KYCSTATUS']._serialized_start=1783
-  _globals['_KYCSTATUS']._serialized_end=1872
-  _globals['_KYCREJECTIONREASON']._serialized_start=1875
-  _globals['_KYCREJECTIONREASON']._serialized_end=2071
-  _globals['_DOCUMENTTYPE']._serialized_start=2073
-  _globals['_DOCUMENTTYPE']._serialized_end=2177
+  _globals['_KYCSTATUS']._serialized_start=2010
+  _globals['_KYCSTATUS']._serialized_end=2099
+  _globals['_KYCREJECTIONREASON']._serialized_start=2102
+  _globals['_KYCREJECTIONREASON']._serialized_end=2298
+  _globals['_DOCUMENTTYPE']._serialized_start=2300
+  _globals['_DOCUMENTTYPE']._serialized_end=2404
   _globals['_IDENTITYDOCUMENT']._serialized_start=185
   _globals['_IDENTITYDOCUMENT']._serialized_end=296
   _globals['_KYC']._serialized_start=299
   _globals['_KYC']._serialized_end=454
   _globals['_CUSTOMER']._serialized_start=457
-  _globals['_CUSTOMER']._serialized_end=857
-  _globals['_ONBOARDCUSTOMERREQUEST']._serialized_start=860
-  _globals['_ONBOARDCUSTOMERREQUEST']._serialized_end=1121
-  _globals['_ONBOARDCUSTOMERRESPONSE']._serialized_start=1123
-  _globals['_ONBOARDCUSTOMERRESPONSE']._serialized_end=1195
-  _globals['_GETCUSTOMERREQUEST']._serialized_start=1197
-  _globals['_GETCUSTOMERREQUEST']._serialized_end=1238
-  _globals['_GETCUSTOMERRESPONSE']._serialized_start=1240
-  _globals['_GETCUSTOMERRESPONSE']._serialized_end=1308
-  _globals['_LISTCUSTOMERSREQUEST']._serialized_start=1310
-  _globals['_LISTCUSTOMERSREQUEST']._serialized_end=1421
-  _globals['_LISTCUSTOMERSRESPONSE']._serialized_start=1423
-  _globals['_LISTCUSTOMERSRESPONSE']._serialized_end=1519
-  _globals['_UPDATECUSTOMERREQUEST']._serialized_start=1522
-  _globals['_UPDATECUSTOMERREQUEST']._serialized_end=1708
-  _globals['_UPDATECUSTOMERRESPONSE']._serialized_start=1710
-  _globals['_UPDATECUSTOMERRESPONSE']._serialized_end=1781
-  _globals['_CUSTOMERSERVICE']._serialized_start=2180
-  _globals['_CUSTOMERSERVICE']._serialized_end=2600
+  _globals['_CUSTOMER']._serialized_end=890
+  _globals['_ONBOARDCUSTOMERREQUEST']._serialized_start=893
+  _globals['_ONBOARDCUSTOMERREQUEST']._serialized_end=1154
+  _globals['_ONBOARDCUSTOMERRESPONSE']._serialized_start=1156
+  _globals['_ONBOARDCUSTOMERRESPONSE']._serialized_end=1228
+  _globals['_GETCUSTOMERREQUEST']._serialized_start=1230
+  _globals['_GETCUSTOMERREQUEST']._serialized_end=1271
+  _globals['_GETCUSTOMERRESPONSE']._serialized_start=1273
+  _globals['_GETCUSTOMERRESPONSE']._serialized_end=1341
+  _globals['_LISTCUSTOMERSREQUEST']._serialized_start=1343
+  _globals['_LISTCUSTOMERSREQUEST']._serialized_end=1454
+  _globals['_LISTCUSTOMERSRESPONSE']._serialized_start=1456
+  _globals['_LISTCUSTOMERSRESPONSE']._serialized_end=1552
+  _globals['_UPDATECUSTOMERREQUEST']._serialized_start=1555
+  _globals['_UPDATECUSTOMERREQUEST']._serialized_end=1741
+  _globals['_UPDATECUSTOMERRESPONSE']._serialized_start=1743
+  _globals['_UPDATECUSTOMERRESPONSE']._serialized_end=1814
+  _globals['_ASSIGNRELATIONSHIPMANAGERREQUEST']._serialized_start=1816
+  _globals['_ASSIGNRELATIONSHIPMANAGERREQUEST']._serialized_end=1924
+  _globals['_ASSIGNRELATIONSHIPMANAGERRESPONSE']._serialized_start=1926
+  _globals['_ASSIGNRELATIONSHIPMANAGERRESPONSE']._serialized_end=2008
+  _globals['_CUSTOMERSERVICE']._serialized_start=2407
+  _globals['_CUSTOMERSERVICE']._serialized_end=2964
 # @@protoc_insertion_point(module_scope)

@@ -181,6 +181,7 @@ class Customer(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    RELATIONSHIP_MANAGER_ID_FIELD_NUMBER: _builtins.int
     customer_id: _builtins.str
     """Server-assigned id, "cus_" followed by 26 characters."""
     given_name: _builtins.str
@@ -193,6 +194,8 @@ class Customer(_message.Message):
     """Contact phone in E.164 form, e.g. "+4915112345678"; may be empty."""
     version: _builtins.int
     """Incremented by every change; usable for optimistic concurrency."""
+    relationship_manager_id: _builtins.str
+    """User id of the relationship manager who looks after the customer; empty when none."""
     @_builtins.property
     def date_of_birth(self) -> _date_pb2.Date:
         """Personal data: masked for callers who may not see it."""
@@ -232,10 +235,11 @@ class Customer(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         version: _builtins.int = ...,
+        relationship_manager_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "create_time", b"create_time", "date_of_birth", b"date_of_birth", "document", b"document", "kyc", b"kyc", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "create_time", b"create_time", "customer_id", b"customer_id", "date_of_birth", b"date_of_birth", "document", b"document", "email", b"email", "family_name", b"family_name", "given_name", b"given_name", "kyc", b"kyc", "phone", b"phone", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "create_time", b"create_time", "customer_id", b"customer_id", "date_of_birth", b"date_of_birth", "document", b"document", "email", b"email", "family_name", b"family_name", "given_name", b"given_name", "kyc", b"kyc", "phone", b"phone", "relationship_manager_id", b"relationship_manager_id", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -490,3 +494,57 @@ class UpdateCustomerResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateCustomerResponse: _TypeAlias = UpdateCustomerResponse  # noqa: Y015
+
+@_typing.final
+class AssignRelationshipManagerRequest(_message.Message):
+    """Request of AssignRelationshipManager."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    RELATIONSHIP_MANAGER_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Client-chosen idempotency key."""
+    customer_id: _builtins.str
+    """Id of the customer."""
+    relationship_manager_id: _builtins.str
+    """User id of a relationship manager ("usr_..."); empty removes the assignment."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+        relationship_manager_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "relationship_manager_id", b"relationship_manager_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AssignRelationshipManagerRequest: _TypeAlias = AssignRelationshipManagerRequest  # noqa: Y015
+
+@_typing.final
+class AssignRelationshipManagerResponse(_message.Message):
+    """Response of AssignRelationshipManager."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def customer(self) -> Global___Customer:
+        """The customer after the change."""
+
+    def __init__(
+        self,
+        *,
+        customer: Global___Customer | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AssignRelationshipManagerResponse: _TypeAlias = AssignRelationshipManagerResponse  # noqa: Y015

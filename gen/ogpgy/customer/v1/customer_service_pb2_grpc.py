@@ -55,6 +55,11 @@ class CustomerServiceStub:
                 request_serializer=ogpgy_dot_customer_dot_v1_dot_customer__service__pb2.UpdateCustomerRequest.SerializeToString,
                 response_deserializer=ogpgy_dot_customer_dot_v1_dot_customer__service__pb2.UpdateCustomerResponse.FromString,
                 _registered_method=True)
+        self.AssignRelationshipManager = channel.unary_unary(
+                '/ogpgy.customer.v1.CustomerService/AssignRelationshipManager',
+                request_serializer=ogpgy_dot_customer_dot_v1_dot_customer__service__pb2.AssignRelationshipManagerRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_customer_dot_v1_dot_customer__service__pb2.AssignRelationshipManagerResponse.FromString,
+                _registered_method=True)
 
 
 class CustomerServiceServicer:
@@ -90,6 +95,13 @@ class CustomerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AssignRelationshipManager(self, request, context):
+        """Assigns (or, with an empty id, unassigns) the customer's relationship manager. Admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CustomerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +124,11 @@ def add_CustomerServiceServicer_to_server(servicer, server):
                     servicer.UpdateCustomer,
                     request_deserializer=ogpgy_dot_customer_dot_v1_dot_customer__service__pb2.UpdateCustomerRequest.FromString,
                     response_serializer=ogpgy_dot_customer_dot_v1_dot_customer__service__pb2.UpdateCustomerResponse.SerializeToString,
+            ),
+            'AssignRelationshipManager': grpc.unary_unary_rpc_method_handler(
+                    servicer.AssignRelationshipManager,
+                    request_deserializer=ogpgy_dot_customer_dot_v1_dot_customer__service__pb2.AssignRelationshipManagerRequest.FromString,
+                    response_serializer=ogpgy_dot_customer_dot_v1_dot_customer__service__pb2.AssignRelationshipManagerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -223,6 +240,33 @@ class CustomerService:
             '/ogpgy.customer.v1.CustomerService/UpdateCustomer',
             ogpgy_dot_customer_dot_v1_dot_customer__service__pb2.UpdateCustomerRequest.SerializeToString,
             ogpgy_dot_customer_dot_v1_dot_customer__service__pb2.UpdateCustomerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AssignRelationshipManager(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.customer.v1.CustomerService/AssignRelationshipManager',
+            ogpgy_dot_customer_dot_v1_dot_customer__service__pb2.AssignRelationshipManagerRequest.SerializeToString,
+            ogpgy_dot_customer_dot_v1_dot_customer__service__pb2.AssignRelationshipManagerResponse.FromString,
             options,
             channel_credentials,
             insecure,

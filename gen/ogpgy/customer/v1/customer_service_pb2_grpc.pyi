@@ -43,6 +43,8 @@ class CustomerServiceStub:
     """Lists customers in onboarding order, newest last, one page at a time."""
     UpdateCustomer: _grpc.UnaryUnaryMultiCallable[_customer_service_pb2.UpdateCustomerRequest, _customer_service_pb2.UpdateCustomerResponse]
     """Changes the contact data named in update_mask (email, phone, address). Idempotent by request_id."""
+    AssignRelationshipManager: _grpc.UnaryUnaryMultiCallable[_customer_service_pb2.AssignRelationshipManagerRequest, _customer_service_pb2.AssignRelationshipManagerResponse]
+    """Assigns (or, with an empty id, unassigns) the customer's relationship manager. Admins only."""
 
 @_typing.type_check_only
 class CustomerServiceAsyncStub(CustomerServiceStub):
@@ -59,6 +61,8 @@ class CustomerServiceAsyncStub(CustomerServiceStub):
     """Lists customers in onboarding order, newest last, one page at a time."""
     UpdateCustomer: _aio.UnaryUnaryMultiCallable[_customer_service_pb2.UpdateCustomerRequest, _customer_service_pb2.UpdateCustomerResponse]  # type: ignore[assignment]
     """Changes the contact data named in update_mask (email, phone, address). Idempotent by request_id."""
+    AssignRelationshipManager: _aio.UnaryUnaryMultiCallable[_customer_service_pb2.AssignRelationshipManagerRequest, _customer_service_pb2.AssignRelationshipManagerResponse]  # type: ignore[assignment]
+    """Assigns (or, with an empty id, unassigns) the customer's relationship manager. Admins only."""
 
 class CustomerServiceServicer(metaclass=_abc_1.ABCMeta):
     """Customers and their know-your-customer (KYC) verification."""
@@ -96,5 +100,13 @@ class CustomerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_customer_service_pb2.UpdateCustomerResponse, _abc.Awaitable[_customer_service_pb2.UpdateCustomerResponse]]:
         """Changes the contact data named in update_mask (email, phone, address). Idempotent by request_id."""
+
+    @_abc_1.abstractmethod
+    def AssignRelationshipManager(
+        self,
+        request: _customer_service_pb2.AssignRelationshipManagerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_customer_service_pb2.AssignRelationshipManagerResponse, _abc.Awaitable[_customer_service_pb2.AssignRelationshipManagerResponse]]:
+        """Assigns (or, with an empty id, unassigns) the customer's relationship manager. Admins only."""
 
 def add_CustomerServiceServicer_to_server(servicer: CustomerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,57 @@
+"""Pattern 13's rules: admin sees all; a customer only their own data; a relationship manager only
+the customers assigned to them; service accounts act for contexts. Personal data is masked for
+callers who may not read it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from common.errors import PermissionDenied
+from common.security.context import ADMIN, CUSTOMER, RELATIONSHIP_MANAGER, SERVICE, SecurityContext, current_caller
+
+AssignmentLookup = Callable[[SecurityContext, str], Awaitable[bool]]
+MASK = "***"
+
+
+def denied(action: str) -> PermissionDenied:
+    caller = current_caller()
+    return PermissionDenied("ACCESS_DENIED", f"{', '.join(caller.roles) or 'this caller'} may not {action}",
+                            {"user_id": caller.user_id})  # fmt: skip
+
+
+def require_role(*roles: str, action: str) -> SecurityContext:
+    """The caller, if they hold one of `roles`; PERMISSION_DENIED otherwise."""
+    caller = current_caller()
+    if not any(caller.has_role(role) for role in roles):
+        raise denied(action)
+    return caller
+
+
+async def may_access_customer(caller: SecurityContext, customer_id: str, *, assigned: AssignmentLookup, write: bool = False) -> bool:
+    """Whether `caller` may read (or, with write, change) the data of `customer_id`.
+
+    Relationship managers read their assigned customers and change nothing; bank-internal data
+    (no customer) is for admins and services only.
+    """
+    if caller.has_role(ADMIN) or caller.has_role(SERVICE):
+        return True
+    if not customer_id:
+        return False
+    if caller.has_role(CUSTOMER) and caller.customer_id == customer_id:
+        return True
+    if caller.has_role(RELATIONSHIP_MANAGER) and not write:
+        return await assigned(caller, customer_id)
+    return False
+
+
+async def require_customer_access(customer_id: str, *, assigned: AssignmentLookup, write: bool = False,
+                                  action: str = "access this customer's data") -> SecurityContext:  # fmt: skip
+    caller = current_caller()
+    if not await may_access_customer(caller, customer_id, assigned=assigned, write=write):
+        raise denied(action)
+    return caller
+
+
+def may_read_pii(caller: SecurityContext, customer_id: str) -> bool:
+    """Document number, birth date and address: the customer themself and admins only."""
+    return caller.can("pii:read") or (caller.has_role(CUSTOMER) and caller.customer_id == customer_id)

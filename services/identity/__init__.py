@@ -1,0 +1,1 @@
+"""Identity context: users, roles, passwords and signed access tokens."""

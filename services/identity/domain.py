@@ -1,0 +1,57 @@
+"""Users and their credentials. Pure: hashing is computation, run off the loop by the service."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from common.security.context import CUSTOMER, ROLES
+from common.validation import Violations
+
+_USERNAME = re.compile(r"[a-z0-9._-]{3,64}")
+MIN_PASSWORD = 12
+# scrypt, memory-hard: 2^15 x 8 x 128 bytes = 32 MiB per hash.
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**15, 8, 1
+_SCRYPT_MAXMEM = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class User:
+    user_id: str
+    username: str
+    roles: tuple[str, ...]
+    customer_id: str
+    password_hash: str
+    created_at: datetime
+
+
+def validate_new_user(v: Violations, username: str, password: str, roles: tuple[str, ...], customer_id: str) -> None:
+    v.check(bool(_USERNAME.fullmatch(username)), "username", "required: 3..64 characters of [a-z0-9._-]")
+    v.check(len(password) >= MIN_PASSWORD, "password", f"at least {MIN_PASSWORD} characters")
+    v.check(bool(roles) and all(r in ROLES for r in roles), "roles", f"one or more of {', '.join(ROLES)}")
+    if CUSTOMER in roles:
+        v.check(customer_id.startswith("cus_"), "customer_id", "required with the customer role: the customer's id")
+    else:
+        v.check(not customer_id, "customer_id", "only users with the customer role are linked to a customer")
+
+
+def hash_password(password: str, salt: bytes) -> str:
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, maxmem=_SCRYPT_MAXMEM)
+    encoded = base64.b64encode
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${encoded(salt).decode()}${encoded(digest).decode()}"
+
+
+def password_matches(password: str, stored: str) -> bool:
+    """Constant-time comparison against a stored scrypt hash (its own parameters)."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    candidate = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p), maxmem=_SCRYPT_MAXMEM)
+    return hmac.compare_digest(candidate, base64.b64decode(digest))

@@ -1,0 +1,29 @@
+"""The identity bounded context."""
+
+from __future__ import annotations
+
+from common.clock import Clock
+from common.config import Settings
+from common.di import ModuleContextImport, og_context
+from common.infrastructure import Databases
+from common.security.component import Security
+from services.identity.api import IdentityApi
+from services.identity.repository import IdentityDatabase, SqlUserRepository
+from services.identity.service import IdentityService
+
+
+@og_context(
+    name="identity",
+    description="Users, roles, password checks and signed access tokens",
+    business_owner="Security Team",
+    imports=[
+        ModuleContextImport(Databases, from_context="infrastructure"),
+        ModuleContextImport(Clock, from_context="infrastructure"),
+        ModuleContextImport(Settings, from_context="infrastructure"),
+        ModuleContextImport(Security, from_context="infrastructure"),
+    ],
+    providers=[IdentityDatabase, SqlUserRepository, IdentityService, IdentityApi],
+    exports=[IdentityApi],
+)
+class IdentityModule:
+    """The only context that signs tokens; every server verifies them with the public key."""

@@ -1,0 +1,99 @@
+"""Use cases of the identity context: users, the first admin, and token issue."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from pathlib import Path
+
+from common.clock import Clock
+from common.config import Settings
+from common.di import BaseComponent, og_component
+from common.errors import NotFound, Unauthenticated
+from common.ids import new_id
+from common.idempotency import IdempotencyKey
+from common.pagination import decode_page_token, encode_page_token
+from common.security.component import Security
+from common.security.context import ADMIN, SecurityContext
+from common.security.tokens import issue, jwks
+from common.validation import Violations, check_request_id, page_size
+from services.identity.domain import User, hash_password, password_matches, validate_new_user
+from services.identity.repository import UserRepository
+
+_DUMMY_HASH = "scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+
+
+def admin_password_file(settings: Settings) -> Path:
+    return Path(settings.data_dir) / "admin-password"
+
+
+@og_component()
+class IdentityService(BaseComponent):
+    def __init__(self, users: UserRepository, security: Security, settings: Settings, clock: Clock) -> None:
+        self._users = users
+        self._security = security
+        self._settings = settings
+        self._clock = clock
+
+    async def initialize(self) -> None:
+        await self._bootstrap_admin()
+
+    async def _bootstrap_admin(self) -> None:
+        """The first admin comes from configuration; without a configured password one is
+        generated once and written (mode 0600) beside the data, for the operator to read."""
+        if await self._users.by_username(self._settings.admin_username) is not None:
+            return
+        password = self._settings.admin_password or self._generated_admin_password()
+        await self._create(self._settings.admin_username, password, (ADMIN,), "", None)
+        self.logger.info("bootstrapped admin user '%s'", self._settings.admin_username)
+
+    def _generated_admin_password(self) -> str:
+        path = admin_password_file(self._settings)
+        if path.exists():
+            return path.read_text().strip()
+        password = secrets.token_urlsafe(18)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+            handle.write(password + "\n")
+        return password
+
+    async def _create(self, username: str, password: str, roles: tuple[str, ...], customer_id: str,
+                      key: IdempotencyKey | None) -> User:  # fmt: skip
+        password_hash = await asyncio.to_thread(hash_password, password, secrets.token_bytes(16))
+        user = User(new_id("usr"), username, roles, customer_id, password_hash, self._clock.now())
+        return await self._users.add(user, key)
+
+    async def create_user(self, username: str, password: str, roles: tuple[str, ...], customer_id: str,
+                          key: IdempotencyKey) -> User:  # fmt: skip
+        v = Violations()
+        check_request_id(v, key.request_id)
+        validate_new_user(v, username, password, roles, customer_id)
+        v.raise_if_any()
+        return await self._create(username, password, roles, customer_id, key)
+
+    async def get(self, user_id: str) -> User:
+        user = await self._users.get(user_id)
+        if user is None:
+            raise NotFound("user", user_id)
+        return user
+
+    async def list(self, size: int, token: str) -> tuple[list[User], str]:
+        v = Violations()
+        limit = page_size(v, size)
+        after = decode_page_token(v, token, ("users",))
+        v.raise_if_any()
+        users, next_after = await self._users.page(after, limit)
+        return users, encode_page_token(next_after, ("users",)) if next_after else ""
+
+    async def issue_token(self, username: str, password: str, audience: str) -> tuple[str, int]:
+        """Same answer and about the same time for an unknown user and a wrong password."""
+        user = await self._users.by_username(username)
+        matches = await asyncio.to_thread(password_matches, password, user.password_hash if user else _DUMMY_HASH)
+        if user is None or not matches:
+            raise Unauthenticated("INVALID_CREDENTIALS", "unknown username or wrong password")
+        caller = SecurityContext(user.user_id, user.username, user.roles, user.customer_id)
+        return issue(self._security.private_key, self._security.token_settings, caller, audience)
+
+    def signing_keys(self) -> str:
+        return jwks(self._security.private_key.public_key())
