@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--admin-password", default=os.environ.get("OGPGY_ADMIN_PASSWORD", ""),
                     help="password of the first admin (env OGPGY_ADMIN_PASSWORD); default: generated on first "
                     "start and written to <data-dir>/admin-password")  # fmt: skip
+    up.add_argument("--no-cache", action="store_true", help="read through to the databases (benchmarks, diagnosis)")
     token = commands.add_parser(
         "token",
         help="print an access token (for grpcurl: -H \"authorization: Bearer $(ogpgy token)\")",
@@ -95,6 +96,7 @@ async def _up(args: argparse.Namespace) -> int:
         redis_url=args.redis_url,
         event_redelivery_ms=args.event_redelivery_ms,
         admin_password=args.admin_password,
+        cache_enabled=not args.no_cache,
     )
     stop = stop_signal()
     bank = await start_embedded(settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TypeVar
 
 from common.cache.multilevel import CachePolicy, Codec, MultiLevelCache
@@ -20,6 +21,8 @@ class Caches(BaseComponent):
         self._caches: list[MultiLevelCache[object]] = []
 
     def create(self, namespace: str, codec: Codec[V], policy: CachePolicy = CachePolicy()) -> MultiLevelCache[V]:
+        if not self._settings.cache_enabled:
+            policy = replace(policy, enabled=False)
         cache: MultiLevelCache[V] = MultiLevelCache(namespace, codec, redis_url=self._settings.redis_url, policy=policy)
         self._caches.append(cache)  # type: ignore[arg-type]
         return cache

@@ -28,6 +28,7 @@ class Settings:
     token_ttl_seconds: int = 3600
     admin_username: str = "admin"
     admin_password: str = ""  # empty: generated on first start and written to <data_dir>/admin-password
+    cache_enabled: bool = True
 
     def key_path(self) -> Path:
         return self.signing_key_path or Path(self.data_dir) / "identity-signing-key.pem"

@@ -24,6 +24,8 @@ from ogpgy.type.v1 import address_pb2, date_pb2  # noqa: E402
 
 from scripts.bench.harness import PYTHON, ROOT, Result, closed_loop, median_rows, print_table, server_process  # noqa: E402
 from services.customer.domain import check_digit  # noqa: E402
+from tests.bank_helpers import admin_channel  # noqa: E402
+from tests.conftest import ADMIN_PASSWORD  # noqa: E402
 
 IN_FLIGHT = (1, 64)
 ECHO_PAYLOAD = b"x" * 200  # about the size of a GetCustomer exchange
@@ -48,8 +50,8 @@ async def _echo(target: str, seconds: float) -> list[Result]:
         return [await closed_loop("bare grpc.aio echo", lambda i: call(ECHO_PAYLOAD), n, seconds) for n in IN_FLIGHT]
 
 
-async def _get_customer(target: str, seconds: float, customers: int) -> list[Result]:
-    async with aio.insecure_channel(target) as channel:
+async def _get_customer(target: str, seconds: float, customers: int, name: str) -> list[Result]:
+    async with admin_channel(target) as channel:
         stub = pb_grpc.CustomerServiceStub(channel)
         ids = []
         for start in range(0, customers, 100):
@@ -58,7 +60,7 @@ async def _get_customer(target: str, seconds: float, customers: int) -> list[Res
         requests = [pb.GetCustomerRequest(customer_id=c) for c in ids]
         rng = random.Random(7)
         return [
-            await closed_loop("GetCustomer (embedded)", lambda i: stub.GetCustomer(rng.choice(requests)), n, seconds)
+            await closed_loop(name, lambda i: stub.GetCustomer(rng.choice(requests)), n, seconds)
             for n in IN_FLIGHT
         ]
 
@@ -69,17 +71,22 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1000, help="customers onboarded before reading (default 1000)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; rows show the median (default 3)")
     args = parser.parse_args()
-    echo_rounds, bank_rounds = [], []
+    variants = {"GetCustomer, auth + cache": (), "GetCustomer, auth, no cache": ("--no-cache",)}
+    echo_rounds: list[list[Result]] = []
+    bank_rounds: dict[str, list[list[Result]]] = {name: [] for name in variants}
     for _ in range(args.rounds):
         with server_process([PYTHON, str(ROOT / "scripts/bench/echo_server.py")], r"on (127\.0\.0\.1:\d+)") as target:
             echo_rounds.append(asyncio.run(_echo(target, args.seconds)))
-        with tempfile.TemporaryDirectory() as data_dir, server_process(
-            [PYTHON, "-m", "mesh.cli", "--log-level", "WARNING", "up", "--port", "0", "--data-dir", data_dir],
-            r"serving .* on (127\.0\.0\.1:\d+)",
-        ) as target:
-            bank_rounds.append(asyncio.run(_get_customer(target, args.seconds, args.customers)))
-    echo, bank = median_rows(echo_rounds), median_rows(bank_rounds)
-    print_table(echo + bank, {r.in_flight: r for r in echo})
+        for name, extra in variants.items():
+            with tempfile.TemporaryDirectory() as data_dir, server_process(
+                [PYTHON, "-m", "mesh.cli", "--log-level", "WARNING", "up", "--port", "0", "--data-dir", data_dir,
+                 "--admin-password", ADMIN_PASSWORD, *extra],
+                r"serving .* on (127\.0\.0\.1:\d+)",
+            ) as target:  # fmt: skip
+                bank_rounds[name].append(asyncio.run(_get_customer(target, args.seconds, args.customers, name)))
+    echo = median_rows(echo_rounds)
+    rows = echo + [row for rounds in bank_rounds.values() for row in median_rows(rounds)]
+    print_table(rows, {r.in_flight: r for r in echo})
 
 
 if __name__ == "__main__":

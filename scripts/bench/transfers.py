@@ -25,7 +25,8 @@ import psycopg  # noqa: E402
 from ogpgy.account.v1 import account_service_pb2 as apb  # noqa: E402
 
 from scripts.bench.harness import PYTHON, Result, closed_loop, print_table, server_process  # noqa: E402
-from tests.bank_helpers import Bank, eur  # noqa: E402
+from tests.bank_helpers import Bank, admin_channel, eur  # noqa: E402
+from tests.conftest import ADMIN_PASSWORD  # noqa: E402
 from tests.servers import PostgresServer  # noqa: E402
 
 ACCOUNTS = 64
@@ -98,7 +99,7 @@ async def echo(target: str, seconds: float, in_flight: int) -> Result:
 
 
 async def transfers(target: str, name: str, seconds: float, in_flight: int) -> Result:
-    async with aio.insecure_channel(target) as channel:
+    async with admin_channel(target) as channel:
         client = Bank(channel)
         accounts = []
         for i in range(ACCOUNTS // 4):
@@ -117,7 +118,8 @@ async def transfers(target: str, name: str, seconds: float, in_flight: int) -> R
 
 def bank_process(data_dir: str, *extra: str):  # type: ignore[no-untyped-def]
     return server_process(
-        [PYTHON, "-m", "mesh.cli", "--log-level", "WARNING", "up", "--port", "0", "--data-dir", data_dir, *extra],
+        [PYTHON, "-m", "mesh.cli", "--log-level", "WARNING", "up", "--port", "0", "--data-dir", data_dir,
+         "--admin-password", ADMIN_PASSWORD, *extra],
         r"serving .* on (127\.0\.0\.1:\d+)",
     )
 

@@ -1,0 +1,253 @@
+"""Access control on every RPC family of every context, bad tokens, and PII masking."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import jwt
+import pytest
+from google.protobuf import field_mask_pb2
+from grpc import aio
+from ogpgy.account.v1 import account_service_pb2 as apb
+from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
+from ogpgy.customer.v1 import customer_service_pb2 as cpb
+from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc
+from ogpgy.identity.v1 import identity_service_pb2 as ipb
+from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
+
+from common.config import Settings
+from common.grpc.client import bearer_channel
+from common.security.component import Security
+from common.security.context import SecurityContext
+from common.security.tokens import TokenSettings, issue
+from mesh.embedded import RunningBank
+from tests.bank_helpers import Bank, eur, fresh_document
+from tests.conftest import ADMIN_PASSWORD, document, issue_token, onboarding
+from tests.grpc_assert import rpc_error
+
+ROLES = ("admin", "rm", "customer", "other_customer", "service")
+PASSWORD = "password-of-test-users"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """The matrix runs on SQLite only: access control does not depend on the engine."""
+    return Settings(data_dir=tmp_path, port=0, admin_password=ADMIN_PASSWORD)
+
+
+@dataclass
+class World:
+    target: str
+    tokens: dict[str, str]
+    users: dict[str, str]
+    alice: str
+    bob: str
+    alice_account: str
+    bob_account: str
+    admin: Bank
+
+    def stubs(self, channel: aio.Channel) -> tuple[cgrpc.CustomerServiceStub, agrpc.AccountServiceStub, igrpc.IdentityServiceStub]:
+        return cgrpc.CustomerServiceStub(channel), agrpc.AccountServiceStub(channel), igrpc.IdentityServiceStub(channel)
+
+
+async def _create_user(identity: igrpc.IdentityServiceStub, name: str, role: int, customer_id: str = "") -> str:
+    request = ipb.CreateUserRequest(request_id=f"user-{name.replace('.', '-')}", username=name, password=PASSWORD, roles=[role], customer_id=customer_id)  # type: ignore[list-item]
+    return (await identity.CreateUser(request)).user.user_id
+
+
+@pytest.fixture
+async def world(bank: RunningBank, admin_token: str) -> AsyncIterator[World]:
+    async with bearer_channel(bank.target, admin_token) as channel:
+        admin = Bank(channel)
+        identity = igrpc.IdentityServiceStub(channel)
+        alice, bob = await admin.verified_customer("alice"), await admin.verified_customer("bob")
+        alice_account = (await admin.default_account(alice)).account_id
+        bob_account = (await admin.default_account(bob)).account_id
+        await admin.deposit(alice_account, "100.00", "alice")
+        await admin.deposit(bob_account, "100.00", "bob")
+        users = {
+            "rm": await _create_user(identity, "rita.rm", ipb.ROLE_RELATIONSHIP_MANAGER),
+            "customer": await _create_user(identity, "alice", ipb.ROLE_CUSTOMER, alice),
+            "other_customer": await _create_user(identity, "bob", ipb.ROLE_CUSTOMER, bob),
+            "service": await _create_user(identity, "svc.payments", ipb.ROLE_SERVICE),
+        }
+        await admin.customers.AssignRelationshipManager(
+            cpb.AssignRelationshipManagerRequest(request_id="assign", customer_id=alice, relationship_manager_id=users["rm"])
+        )
+        names = {"rm": "rita.rm", "customer": "alice", "other_customer": "bob", "service": "svc.payments"}
+        tokens = {"admin": admin_token} | {role: await issue_token(bank.target, name, PASSWORD) for role, name in names.items()}
+        yield World(bank.target, tokens, users, alice, bob, alice_account, bob_account, admin)
+
+
+Call = Callable[[World, aio.Channel, str], Awaitable[object]]
+
+
+def _customer_calls() -> dict[str, tuple[Call, set[str]]]:
+    def stubs(w: World, ch: aio.Channel):  # type: ignore[no-untyped-def]
+        return w.stubs(ch)
+
+    return {
+        "OnboardCustomer": (lambda w, ch, r: stubs(w, ch)[0].OnboardCustomer(onboarding(f"on-{r}", document=document(fresh_document()))),
+                            {"admin", "rm", "service"}),
+        "GetCustomer": (lambda w, ch, r: stubs(w, ch)[0].GetCustomer(cpb.GetCustomerRequest(customer_id=w.alice)),
+                        {"admin", "rm", "customer", "service"}),
+        "UpdateCustomer": (lambda w, ch, r: stubs(w, ch)[0].UpdateCustomer(cpb.UpdateCustomerRequest(
+            request_id=f"up-{r}", customer_id=w.alice, customer=cpb.Customer(phone="+4915112345678"),
+            update_mask=field_mask_pb2.FieldMask(paths=["phone"]))), {"admin", "customer", "service"}),
+        "AssignRelationshipManager": (lambda w, ch, r: stubs(w, ch)[0].AssignRelationshipManager(
+            cpb.AssignRelationshipManagerRequest(request_id=f"as-{r}", customer_id=w.bob, relationship_manager_id="")), {"admin"}),
+    }  # fmt: skip
+
+
+def _account_calls() -> dict[str, tuple[Call, set[str]]]:
+    readers = {"admin", "rm", "customer", "service"}
+    spenders = {"admin", "customer", "service"}
+    return {
+        "GetAccount": (lambda w, ch, r: w.stubs(ch)[1].GetAccount(apb.GetAccountRequest(account_id=w.alice_account)), readers),
+        "ListAccounts": (lambda w, ch, r: w.stubs(ch)[1].ListAccounts(apb.ListAccountsRequest(customer_id=w.alice)), readers),
+        "ListEntries": (lambda w, ch, r: w.stubs(ch)[1].ListEntries(apb.ListEntriesRequest(account_id=w.alice_account)), readers),
+        "OpenAccount": (lambda w, ch, r: w.stubs(ch)[1].OpenAccount(apb.OpenAccountRequest(
+            request_id=f"op-{r}", customer_id=w.alice, type=apb.ACCOUNT_TYPE_PERSONAL_SAVINGS, currency_code="EUR")), spenders),
+        "Deposit": (lambda w, ch, r: w.stubs(ch)[1].Deposit(apb.DepositRequest(
+            request_id=f"dp-{r}", account_id=w.alice_account, amount=eur("1.00"))), {"admin", "service"}),
+        "Withdraw": (lambda w, ch, r: w.stubs(ch)[1].Withdraw(apb.WithdrawRequest(
+            request_id=f"wd-{r}", account_id=w.alice_account, amount=eur("1.00"))), spenders),
+        "Transfer": (lambda w, ch, r: w.stubs(ch)[1].Transfer(apb.TransferRequest(
+            request_id=f"tr-{r}", debit_account_id=w.alice_account, credit_account_id=w.bob_account, amount=eur("1.00"))), spenders),
+        "PlaceHold": (lambda w, ch, r: w.stubs(ch)[1].PlaceHold(apb.PlaceHoldRequest(
+            request_id=f"ph-{r}", debit_account_id=w.alice_account, credit_account_id=w.bob_account, amount=eur("1.00"))), spenders),
+        "ReverseTransfer": (_reverse_fresh_transfer, {"admin"}),
+        "CloseAccount": (lambda w, ch, r: w.stubs(ch)[1].CloseAccount(apb.CloseAccountRequest(
+            request_id=f"cl-{r}", account_id=w.bob_account)), {"admin", "other_customer", "service"}),
+    }  # fmt: skip
+
+
+async def _reverse_fresh_transfer(w: World, ch: aio.Channel, role: str) -> object:
+    moved = await w.admin.accounts.Transfer(apb.TransferRequest(
+        request_id=f"rv-src-{role}", debit_account_id=w.alice_account, credit_account_id=w.bob_account, amount=eur("0.50")))  # fmt: skip
+    return await w.stubs(ch)[1].ReverseTransfer(apb.ReverseTransferRequest(request_id=f"rv-{role}", transfer_id=moved.transfer.transfer_id))
+
+
+def _identity_calls() -> dict[str, tuple[Call, set[str]]]:
+    return {
+        "CreateUser": (lambda w, ch, r: w.stubs(ch)[2].CreateUser(ipb.CreateUserRequest(
+            request_id=f"cu-{r}", username=f"new.{r}", password=PASSWORD, roles=[ipb.ROLE_CUSTOMER], customer_id=w.bob)), {"admin"}),
+        "ListUsers": (lambda w, ch, r: w.stubs(ch)[2].ListUsers(ipb.ListUsersRequest()), {"admin"}),
+        "GetUser(other)": (lambda w, ch, r: w.stubs(ch)[2].GetUser(ipb.GetUserRequest(user_id=w.users["other_customer"])),
+                           {"admin", "other_customer"}),
+    }  # fmt: skip
+
+
+MATRIX = {f"customer.{k}": v for k, v in _customer_calls().items()} | \
+         {f"account.{k}": v for k, v in _account_calls().items()} | \
+         {f"identity.{k}": v for k, v in _identity_calls().items()}  # fmt: skip
+
+
+async def test_access_matrix(world: World) -> None:
+    """Each role x each RPC family: allowed calls are not refused, the others are PERMISSION_DENIED."""
+    outcomes: dict[tuple[str, str], str] = {}
+    for family, (call, allowed) in MATRIX.items():
+        for role in ROLES:
+            async with bearer_channel(world.target, world.tokens[role]) as channel:
+                try:
+                    await call(world, channel, role)
+                    outcomes[(family, role)] = "allowed"
+                except grpc.aio.AioRpcError as err:
+                    if err.code() == grpc.StatusCode.PERMISSION_DENIED:
+                        outcomes[(family, role)] = "denied"
+                    elif err.code() == grpc.StatusCode.FAILED_PRECONDITION:  # past the access check, refused by a rule
+                        outcomes[(family, role)] = "allowed"
+                    else:
+                        outcomes[(family, role)] = f"{err.code().name}: {err.details()}"
+    wrong = {key: got for key, got in outcomes.items() if got != ("allowed" if key[1] in MATRIX[key[0]][1] else "denied")}
+    assert not wrong, f"unexpected outcomes: {wrong}"
+
+
+async def test_listings_show_only_what_the_caller_may_see(world: World) -> None:
+    async def listed(role: str) -> set[str]:
+        async with bearer_channel(world.target, world.tokens[role]) as channel:
+            return {c.customer_id for c in (await cgrpc.CustomerServiceStub(channel).ListCustomers(cpb.ListCustomersRequest())).customers}
+
+    assert await listed("admin") >= {world.alice, world.bob}
+    assert await listed("rm") == {world.alice}
+    assert await listed("customer") == {world.alice}
+    assert await listed("other_customer") == {world.bob}
+
+
+async def test_personal_data_is_masked_for_callers_who_may_not_read_it(world: World) -> None:
+    async def seen_by(role: str) -> cpb.Customer:
+        async with bearer_channel(world.target, world.tokens[role]) as channel:
+            return (await cgrpc.CustomerServiceStub(channel).GetCustomer(cpb.GetCustomerRequest(customer_id=world.alice))).customer
+
+    full = await seen_by("admin")
+    assert full.document.number.isalnum() and full.date_of_birth.year == 1990 and full.address.city == "London"
+    assert await seen_by("customer") == full
+    for role in ("rm", "service"):
+        masked = await seen_by(role)
+        assert masked.document.number == "*******" + full.document.number[-2:]
+        assert not masked.HasField("date_of_birth") and masked.address.city == "***"
+        assert masked.email == full.email and masked.kyc == full.kyc, "what they need stays visible"
+
+
+async def test_unassigning_the_manager_revokes_access_in_every_context(world: World) -> None:
+    await world.admin.customers.AssignRelationshipManager(
+        cpb.AssignRelationshipManagerRequest(request_id="unassign", customer_id=world.alice, relationship_manager_id=""))
+    async with bearer_channel(world.target, world.tokens["rm"]) as channel:
+        await rpc_error(cgrpc.CustomerServiceStub(channel).GetCustomer(cpb.GetCustomerRequest(customer_id=world.alice)),
+                        grpc.StatusCode.PERMISSION_DENIED)  # fmt: skip
+        deadline = time.monotonic() + 5
+        while True:  # the account context learns it from CustomerUpdated
+            try:
+                await agrpc.AccountServiceStub(channel).GetAccount(apb.GetAccountRequest(account_id=world.alice_account))
+            except grpc.aio.AioRpcError as err:
+                assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+                break
+            assert time.monotonic() < deadline, "the account context kept the stale assignment"
+
+
+def _forged(bank: RunningBank, **overrides: object) -> str:
+    security = bank.contexts["infrastructure"].resolve(Security)
+    settings = TokenSettings(**{**security.token_settings.__dict__, **overrides})  # type: ignore[arg-type]
+    return issue(security.private_key, settings, SecurityContext("usr_x", "x", ("admin",)))[0]
+
+
+async def test_bad_tokens_are_unauthenticated(bank: RunningBank, admin_token: str) -> None:
+    header, payload, signature = admin_token.split(".")
+    claims = jwt.decode(admin_token, options={"verify_signature": False})
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    bad = {
+        "missing": None,
+        "expired": _forged(bank, ttl_seconds=-60),
+        "tampered": f"{header}.{payload[:-4]}AAAA.{signature}",
+        "wrong audience": await issue_token(bank.target, audience="somebody-else"),
+        "alg none": jwt.encode(claims, None, algorithm="none"),
+        "other key": jwt.encode(claims, Ed25519PrivateKey.generate(), algorithm="EdDSA"),
+        "not bearer": f"Basic {admin_token}",
+    }
+    for name, token in bad.items():
+        metadata = () if token is None else (("authorization", token if token.startswith("Basic") else f"Bearer {token}"),)
+        async with aio.insecure_channel(bank.target) as channel:
+            err = await rpc_error(cgrpc.CustomerServiceStub(channel).ListCustomers(cpb.ListCustomersRequest(), metadata=metadata),
+                                  grpc.StatusCode.UNAUTHENTICATED)  # fmt: skip
+            assert err.code() == grpc.StatusCode.UNAUTHENTICATED, name
+    async with aio.insecure_channel(bank.target) as channel:
+        wrong = ipb.IssueTokenRequest(username="admin", password="not-the-password")
+        await rpc_error(igrpc.IdentityServiceStub(channel).IssueToken(wrong), grpc.StatusCode.UNAUTHENTICATED)
+
+
+async def test_tokens_and_personal_data_never_reach_the_logs(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with bearer_channel(world.target, world.tokens["customer"]) as channel:
+        customer = (await cgrpc.CustomerServiceStub(channel).GetCustomer(cpb.GetCustomerRequest(customer_id=world.alice))).customer
+        await rpc_error(agrpc.AccountServiceStub(channel).GetAccount(apb.GetAccountRequest(account_id=world.bob_account)),
+                        grpc.StatusCode.PERMISSION_DENIED)  # fmt: skip
+    text = caplog.text
+    assert text, "something was logged"
+    for secret in [*world.tokens.values(), customer.document.number, PASSWORD, ADMIN_PASSWORD]:
+        assert secret not in text
