@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--admin-password", default=os.environ.get("OGPGY_ADMIN_PASSWORD", ""),
                     help="password of the first admin (env OGPGY_ADMIN_PASSWORD); default: generated on first "
                     "start and written to <data-dir>/admin-password")  # fmt: skip
+    up.add_argument("--signing-key", type=Path, default=None,
+                    help="Ed25519 PEM that signs tokens (default: <data-dir>/identity-signing-key.pem, made on first start)")  # fmt: skip
     up.add_argument("--no-cache", action="store_true", help="read through to the databases (benchmarks, diagnosis)")
     token = commands.add_parser(
         "token",
@@ -97,6 +99,7 @@ async def _up(args: argparse.Namespace) -> int:
         event_redelivery_ms=args.event_redelivery_ms,
         admin_password=args.admin_password,
         cache_enabled=not args.no_cache,
+        signing_key_path=args.signing_key,
     )
     stop = stop_signal()
     bank = await start_embedded(settings)
