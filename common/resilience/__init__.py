@@ -1,0 +1,1 @@
+"""Resilience: circuit breakers (pybreaker underneath, made correct for asyncio) and retries."""
