@@ -16,11 +16,15 @@ from common.security.component import Security
 from services.account.module import AccountModule
 from services.customer.module import CustomerModule
 from services.identity.module import IdentityModule
+from services.payment.module import PaymentModule
+from services.velocitypay.module import VelocityPayModule
 
 log = logging.getLogger("ogpgy.mesh")
 
 # Business contexts in the order they were built; each later issue adds its module here.
-BUSINESS_MODULES: tuple[type, ...] = (IdentityModule, CustomerModule, AccountModule)
+BUSINESS_MODULES: tuple[type, ...] = (IdentityModule, CustomerModule, AccountModule, PaymentModule)
+# The outside world: served beside the bank in embedded mode unless an address is configured.
+EXTERNAL_MODULES: tuple[type, ...] = (VelocityPayModule,)
 
 
 @dataclass
@@ -55,12 +59,14 @@ async def start_embedded(
     server = GrpcServer()
     port = server.bind(f"{settings.host}:{settings.port}")
     target = _local_target(settings.host, port)
-    addresses = {context_spec(m).name: target for m in modules} | dict(settings.addresses)
+    external = [m for m in EXTERNAL_MODULES if context_spec(m).name in settings.addresses]
+    local = [*modules, *(m for m in EXTERNAL_MODULES if m not in external)]
+    addresses = {context_spec(m).name: target for m in local} | dict(settings.addresses)
     builder = ContextModuleBuilder(ChannelPool(addresses))
     builder.supply(settings, context="infrastructure")
     if customize is not None:
         customize(builder)
-    contexts = await builder.build_contexts(InfrastructureModule, *modules)
+    contexts = await builder.build_contexts(InfrastructureModule, *local, remote=external)
     try:
         server.require_authentication(BearerAuthenticator(contexts["infrastructure"].resolve(Security).verifier))
         server.add_contexts(contexts)

@@ -29,6 +29,10 @@ class Settings:
     admin_username: str = "admin"
     admin_password: str = ""  # empty: generated on first start and written to <data_dir>/admin-password
     cache_enabled: bool = True
+    breaker_fail_max: int = 5  # calls to an outside dependency (VelocityPay) failing in a row
+    breaker_reset_seconds: float = 10.0
+    network_timeout_seconds: float = 2.0
+    queue_poll_seconds: float = 0.2
 
     def key_path(self) -> Path:
         return self.signing_key_path or Path(self.data_dir) / "identity-signing-key.pem"

@@ -1,0 +1,1 @@
+"""Payment context: internal and external payments, fraud screening, store-and-forward."""

@@ -1,0 +1,53 @@
+"""The payment bounded context."""
+
+from __future__ import annotations
+
+from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
+from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
+
+from common.clock import Clock
+from common.config import Settings
+from common.di import ModuleContextImport, og_context
+from common.events.bus import EventBus
+from common.events.outbox import OutboxRelay
+from common.infrastructure import Databases
+from common.security.component import Security
+from services.payment.api import PaymentApi
+from services.payment.repository import PaymentDatabase, SqlPaymentRepository
+from services.payment.service import (
+    FraudScreening,
+    PaymentApplicationService,
+    PaymentProcessor,
+    StoreAndForward,
+    VelocityPayGateway,
+)
+
+
+@og_context(
+    name="payment",
+    description="Payments to accounts of this bank and, through VelocityPay, to other banks; fraud screening",
+    business_owner="Payments Team",
+    imports=[
+        ModuleContextImport(AccountServiceStub, from_context="account"),
+        ModuleContextImport(PaymentNetworkServiceStub, from_context="velocitypay"),
+        ModuleContextImport(Databases, from_context="infrastructure"),
+        ModuleContextImport(Clock, from_context="infrastructure"),
+        ModuleContextImport(Settings, from_context="infrastructure"),
+        ModuleContextImport(EventBus, from_context="infrastructure"),
+        ModuleContextImport(Security, from_context="infrastructure"),
+    ],
+    providers=[
+        PaymentDatabase,
+        SqlPaymentRepository,
+        OutboxRelay,
+        FraudScreening,
+        VelocityPayGateway,
+        PaymentProcessor,
+        PaymentApplicationService,
+        StoreAndForward,
+        PaymentApi,
+    ],
+    exports=[PaymentApi],
+)
+class PaymentModule:
+    """Money moves only through the account context's stub; the network only through a breaker."""

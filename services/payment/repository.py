@@ -1,0 +1,158 @@
+"""Payments in the payment context's own database; the store-and-forward queue is this table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from google.protobuf.message import Message
+
+from common.db.base import Row, Tx
+from common.db.idempotency import claim
+from common.di import BaseComponent, og_component
+from common.errors import Aborted
+from common.events.outbox import append_event
+from common.idempotency import IdempotencyKey
+from common.infrastructure import ContextDatabase
+from common.money import Money
+from services.payment.domain import Beneficiary, FraudRules, Payment, PaymentStatus, screen
+
+_COLUMNS = (
+    "payment_id, debtor_account_id, beneficiary_account_id, beneficiary_iban, beneficiary_name, amount_minor,"
+    " currency, reference, status, failure_reason, hold_id, transfer_id, created_epoch, created_at, updated_at"
+)
+COUNTED = (PaymentStatus.PENDING.value, PaymentStatus.QUEUED.value, PaymentStatus.COMPLETED.value)
+
+
+def _payment(row: Row) -> Payment:
+    return Payment(
+        payment_id=row["payment_id"],
+        debtor_account_id=row["debtor_account_id"],
+        beneficiary=Beneficiary(row["beneficiary_account_id"], row["beneficiary_iban"], row["beneficiary_name"]),
+        amount=Money(row["currency"], row["amount_minor"]),
+        reference=row["reference"],
+        status=PaymentStatus(row["status"]),
+        created_at=datetime.fromisoformat(row["created_at"]),
+        updated_at=datetime.fromisoformat(row["updated_at"]),
+        failure_reason=row["failure_reason"],
+        hold_id=row["hold_id"],
+        transfer_id=row["transfer_id"],
+    )
+
+
+def _values(p: Payment) -> tuple[object, ...]:
+    b = p.beneficiary
+    return (p.payment_id, p.debtor_account_id, b.account_id, b.iban, b.name, p.amount.minor, p.amount.currency,
+            p.reference, p.status.value, p.failure_reason, p.hold_id, p.transfer_id, p.created_at.timestamp(),
+            p.created_at.isoformat(), p.updated_at.isoformat())  # fmt: skip
+
+
+async def _select(tx: Tx, payment_id: str) -> Payment | None:
+    row = await tx.fetchone(f"SELECT {_COLUMNS} FROM payments WHERE payment_id = ?", payment_id)
+    return _payment(row) if row else None
+
+
+@dataclass(frozen=True)
+class Created:
+    payment: Payment
+    replayed: bool
+
+
+async def _create(tx: Tx, payment: Payment, key: IdempotencyKey, rules: FraudRules,
+                  events_for: "EventsFor") -> Created:  # fmt: skip
+    """Claims the key, screens against the debtor's window and stores the payment, atomically."""
+    replayed = await claim(tx, key, payment.payment_id)
+    if replayed is not None:
+        return Created(await _select(tx, replayed), True)  # type: ignore[arg-type]
+    since = payment.created_at.timestamp() - rules.window_seconds
+    window = await tx.fetchone(
+        "SELECT COUNT(*) AS n, COALESCE(SUM(amount_minor), 0) AS total FROM payments"
+        f" WHERE debtor_account_id = ? AND currency = ? AND created_epoch >= ? AND status IN ({', '.join('?' * len(COUNTED))})",
+        payment.debtor_account_id, payment.amount.currency, since, *COUNTED,
+    )  # fmt: skip
+    assert window is not None
+    reason = screen(payment.amount, int(window["n"]), int(window["total"]), rules)
+    if reason:
+        payment = payment.moved_to(PaymentStatus.REJECTED, payment.created_at, failure_reason=reason)
+    await tx.execute(f"INSERT INTO payments ({_COLUMNS}) VALUES ({', '.join('?' * 15)})", *_values(payment))
+    for event in events_for(payment):
+        await append_event(tx, event)
+    return Created(payment, False)
+
+
+class EventsFor(Protocol):
+    def __call__(self, payment: Payment) -> list[Message]: ...
+
+
+async def _advance(tx: Tx, payment: Payment, expected: PaymentStatus, events: list[Message]) -> Payment:
+    """Moves a payment on only from the state the caller saw (two workers never both move it)."""
+    changed = await tx.execute(
+        "UPDATE payments SET status = ?, failure_reason = ?, hold_id = ?, transfer_id = ?, updated_at = ?"
+        " WHERE payment_id = ? AND status = ?",
+        payment.status.value, payment.failure_reason, payment.hold_id, payment.transfer_id,
+        payment.updated_at.isoformat(), payment.payment_id, expected.value,
+    )  # fmt: skip
+    if changed != 1:
+        raise Aborted("PAYMENT_MOVED_ON", "the payment changed meanwhile", {"payment_id": payment.payment_id})
+    for event in events:
+        await append_event(tx, event)
+    return payment
+
+
+async def _page(tx: Tx, debtor: str, after: int, limit: int) -> tuple[list[Payment], int | None]:
+    rows = await tx.fetchall(
+        f"SELECT seq, {_COLUMNS} FROM payments WHERE debtor_account_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        debtor, after, limit + 1,
+    )  # fmt: skip
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [_payment(r) for r in rows], rows[-1]["seq"] if more else None
+
+
+async def _due(tx: Tx, stale_before: str, limit: int) -> list[Payment]:
+    """Queued payments, and pending ones left behind by a crash, oldest first."""
+    rows = await tx.fetchall(
+        f"SELECT {_COLUMNS} FROM payments WHERE status = ? OR (status = ? AND updated_at < ?) ORDER BY seq LIMIT ?",
+        PaymentStatus.QUEUED.value, PaymentStatus.PENDING.value, stale_before, limit,
+    )  # fmt: skip
+    return [_payment(r) for r in rows]
+
+
+class PaymentRepository(Protocol):
+    async def create(self, payment: Payment, key: IdempotencyKey, rules: FraudRules, events_for: EventsFor) -> Created: ...
+
+    async def advance(self, payment: Payment, expected: PaymentStatus, events: list[Message]) -> Payment: ...
+
+    async def get(self, payment_id: str) -> Payment | None: ...
+
+    async def page(self, debtor: str, after: int, limit: int) -> tuple[list[Payment], int | None]: ...
+
+    async def due(self, stale_before: datetime, limit: int) -> list[Payment]: ...
+
+
+@og_component()
+class PaymentDatabase(ContextDatabase):
+    context = "payment"
+    migrations_package = "services.payment"
+
+
+@og_component()
+class SqlPaymentRepository(BaseComponent, PaymentRepository):
+    def __init__(self, db: PaymentDatabase) -> None:
+        self._db = db
+
+    async def create(self, payment: Payment, key: IdempotencyKey, rules: FraudRules, events_for: EventsFor) -> Created:
+        return await self._db.write(_create, payment, key, rules, events_for)
+
+    async def advance(self, payment: Payment, expected: PaymentStatus, events: list[Message]) -> Payment:
+        return await self._db.write(_advance, payment, expected, events)
+
+    async def get(self, payment_id: str) -> Payment | None:
+        return await self._db.read(_select, payment_id)
+
+    async def page(self, debtor: str, after: int, limit: int) -> tuple[list[Payment], int | None]:
+        return await self._db.read(_page, debtor, after, limit)
+
+    async def due(self, stale_before: datetime, limit: int) -> list[Payment]:
+        return await self._db.read(_due, stale_before.isoformat(), limit)

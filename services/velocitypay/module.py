@@ -1,0 +1,18 @@
+"""VelocityPay as a context declaration: embedded mode serves the simulator beside the bank; in
+other modes it is a remote declaration whose services are reached at the configured address."""
+
+from __future__ import annotations
+
+from common.di import og_context
+from services.velocitypay.simulator import NetworkState, PaymentNetworkApi, SimulatorControlApi
+
+
+@og_context(
+    name="velocitypay",
+    description="Simulator of the external VelocityPay payment network (not ours)",
+    business_owner="Payments Team (test double of an outside party)",
+    providers=[NetworkState, PaymentNetworkApi, SimulatorControlApi],
+    exports=[PaymentNetworkApi, SimulatorControlApi],
+)
+class VelocityPayModule:
+    """The outside world: fault injection and counters for tests and demos."""
