@@ -19,6 +19,8 @@ from ogpgy.customer.v1 import customer_service_pb2 as cpb
 from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc
 from ogpgy.identity.v1 import identity_service_pb2 as ipb
 from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
+from ogpgy.payment.v1 import payment_service_pb2 as ppb
+from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
 
 from common.config import Settings
 from common.grpc.client import bearer_channel
@@ -143,7 +145,21 @@ def _identity_calls() -> dict[str, tuple[Call, set[str]]]:
     }  # fmt: skip
 
 
-MATRIX = {f"customer.{k}": v for k, v in _customer_calls().items()} | \
+def _payment_calls() -> dict[str, tuple[Call, set[str]]]:
+    def payments(ch: aio.Channel) -> pgrpc.PaymentServiceStub:
+        return pgrpc.PaymentServiceStub(ch)
+
+    return {
+        "CreatePayment": (lambda w, ch, r: payments(ch).CreatePayment(ppb.CreatePaymentRequest(
+            request_id=f"pay-{r}", debtor_account_id=w.alice_account, amount=eur("1.00"),
+            internal=ppb.InternalBeneficiary(account_id=w.bob_account))), {"admin", "customer", "service"}),
+        "ListPayments": (lambda w, ch, r: payments(ch).ListPayments(ppb.ListPaymentsRequest(debtor_account_id=w.alice_account)),
+                         {"admin", "rm", "customer", "service"}),
+    }  # fmt: skip
+
+
+MATRIX = {f"payment.{k}": v for k, v in _payment_calls().items()} | \
+         {f"customer.{k}": v for k, v in _customer_calls().items()} | \
          {f"account.{k}": v for k, v in _account_calls().items()} | \
          {f"identity.{k}": v for k, v in _identity_calls().items()}  # fmt: skip
 

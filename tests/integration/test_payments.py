@@ -1,0 +1,208 @@
+"""Payments against a VelocityPay simulator served on its own port, with injected faults."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc import aio
+from ogpgy.account.v1 import account_service_pb2 as apb
+from ogpgy.payment.v1 import payment_service_pb2 as ppb
+from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
+from velocitypay.v1 import network_pb2 as vpb
+from velocitypay.v1 import network_pb2_grpc as vgrpc
+
+from common.config import Settings
+from common.di import ContextModuleBuilder
+from common.grpc.server import GrpcServer
+from common.resilience.breaker import OPEN
+from mesh.embedded import RunningBank, start_embedded
+from services.account.repository import LedgerRepository
+from services.payment.service import VelocityPayGateway
+from services.velocitypay.module import VelocityPayModule
+from services.velocitypay.simulator import faults_pb
+from tests.bank_helpers import Bank, admin_channel, eur
+from tests.conftest import ADMIN_PASSWORD
+from tests.grpc_assert import field_violations
+from tests.servers import PostgresServer, RedisServer
+
+GOOD_IBAN = "DE89370400440532013000"
+FAIL_MAX = 3
+
+
+@pytest.fixture
+async def network() -> AsyncIterator[str]:
+    """The simulator as the outside world: its own server and port."""
+    contexts = await ContextModuleBuilder().build_contexts(VelocityPayModule)
+    server = GrpcServer()
+    port = server.bind("127.0.0.1:0")
+    server.add_contexts(contexts)
+    await server.start()
+    yield f"127.0.0.1:{port}"
+    await server.stop(0)
+    await contexts.shutdown()
+
+
+def _settings(tmp_path: Path, network: str, **extra: object) -> Settings:
+    return Settings(data_dir=tmp_path, port=0, admin_password=ADMIN_PASSWORD, addresses={"velocitypay": network},
+                    breaker_fail_max=FAIL_MAX, breaker_reset_seconds=1.5, network_timeout_seconds=0.3,
+                    queue_poll_seconds=0.05, **extra)  # type: ignore[arg-type]  # fmt: skip
+
+
+@dataclass
+class Setup:
+    bank: RunningBank
+    client: Bank
+    payments: pgrpc.PaymentServiceStub
+    control: vgrpc.SimulatorControlServiceStub
+    accounts: list[str]
+
+    async def stats(self) -> vpb.GetStatsResponse:
+        return await self.control.GetStats(vpb.GetStatsRequest())
+
+    async def pay_out(self, rid: str, account: str, amount: str = "10.00") -> ppb.Payment:
+        request = ppb.CreatePaymentRequest(request_id=rid, debtor_account_id=account, amount=eur(amount),
+                                           external=ppb.ExternalBeneficiary(iban=GOOD_IBAN, name="Max Muster"))  # fmt: skip
+        return (await self.payments.CreatePayment(request)).payment
+
+
+@pytest.fixture
+async def setup(tmp_path: Path, network: str) -> AsyncIterator[Setup]:
+    bank = await start_embedded(_settings(tmp_path, network))
+    async with admin_channel(bank.target) as channel, aio.insecure_channel(network) as net:
+        client = Bank(channel)
+        accounts = []
+        for i in range(3):
+            accounts.append((await client.default_account(await client.verified_customer(f"pay-{i}"))).account_id)
+            await client.deposit(accounts[-1], "1000.00", f"pay-{i}")
+        yield Setup(bank, client, pgrpc.PaymentServiceStub(channel), vgrpc.SimulatorControlServiceStub(net), accounts)
+    await bank.stop(grace=1)
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, f"{what} not reached within {timeout}s"
+        await asyncio.sleep(0.05)
+
+
+async def test_outage_queues_payments_then_the_queue_drains_once(setup: Setup) -> None:
+    await setup.control.SetFaults(vpb.SetFaultsRequest(faults=faults_pb(outage=True)))
+    gateway = setup.bank.contexts["payment"].resolve(VelocityPayGateway)
+    made = [await setup.pay_out(f"out-{i}", setup.accounts[i % 3]) for i in range(FAIL_MAX)]
+    assert gateway.breaker.state == OPEN, "opened after fail_max failures"
+    seen_when_opened = (await setup.stats()).calls_received
+    made += [await setup.pay_out(f"out-{i}", setup.accounts[i % 3]) for i in range(FAIL_MAX, 9)]
+    assert {p.status for p in made} == {ppb.PAYMENT_STATUS_QUEUED}
+    assert (await setup.stats()).calls_received == seen_when_opened, "while open, no call reaches the network"
+    for account in setup.accounts:
+        assert (await setup.client.balance(account)) == ("1000.00", "1470.00"), "funds are held, not lost"
+
+    await setup.control.SetFaults(vpb.SetFaultsRequest(faults=faults_pb()))  # recovery
+
+    async def drained() -> bool:
+        statuses = [(await setup.payments.GetPayment(ppb.GetPaymentRequest(payment_id=p.payment_id))).payment.status for p in made]
+        return all(s == ppb.PAYMENT_STATUS_COMPLETED for s in statuses)
+
+    await _eventually(drained, 15, "every queued payment completed")
+    stats = await setup.stats()
+    assert stats.payments_accepted == 9 and stats.duplicate_submissions == 0, "the network saw each payment once"
+    for account in setup.accounts:
+        assert (await setup.client.balance(account)) == ("970.00", "1470.00"), "each paid exactly once, nothing held"
+    clearing = (await setup.client.accounts.GetAccount(apb.GetAccountRequest(account_id="acc_CLEARING_EUR"))).account
+    assert clearing.balance.amount == "90.00"
+    debits, credits, total = await setup.bank.contexts["account"].resolve(LedgerRepository).totals()
+    assert debits == credits and total == 0
+
+
+async def test_timeouts_count_as_failures(setup: Setup) -> None:
+    await setup.control.SetFaults(vpb.SetFaultsRequest(faults=faults_pb(timeout_rate="1")))
+    breaker = setup.bank.contexts["payment"].resolve(VelocityPayGateway).breaker
+    made = [await setup.pay_out(f"slow-{i}", setup.accounts[0]) for i in range(FAIL_MAX)]
+    assert all(p.status == ppb.PAYMENT_STATUS_QUEUED for p in made), "a timeout leaves the outcome open: queued"
+    assert breaker.state == OPEN, "deadline-exceeded calls counted as failures"
+    stats = await setup.stats()
+    assert stats.faulted_calls == stats.calls_received >= FAIL_MAX
+
+
+async def test_retries_and_duplicates_never_pay_twice(setup: Setup) -> None:
+    first = await setup.pay_out("same", setup.accounts[1], "25.00")
+    again = await setup.pay_out("same", setup.accounts[1], "25.00")
+    assert first == again and first.status == ppb.PAYMENT_STATUS_COMPLETED
+    stats = await setup.stats()
+    assert stats.payments_accepted == 1 and stats.calls_received == 1, "one submission to the network"
+    assert (await setup.client.balance(setup.accounts[1]))[0] == "975.00", "one hold, one capture"
+
+
+async def test_internal_payment_and_refused_network_payment(setup: Setup) -> None:
+    internal = ppb.CreatePaymentRequest(request_id="in-1", debtor_account_id=setup.accounts[0], amount=eur("40.00"),
+                                        internal=ppb.InternalBeneficiary(account_id=setup.accounts[1]))  # fmt: skip
+    done = (await setup.payments.CreatePayment(internal)).payment
+    assert done.status == ppb.PAYMENT_STATUS_COMPLETED and done.transfer_id.startswith("trf_")
+    assert (await setup.client.balance(setup.accounts[1]))[0] == "1040.00"
+    refused = ppb.CreatePaymentRequest(request_id="bad-iban", debtor_account_id=setup.accounts[2], amount=eur("5.00"),
+                                       external=ppb.ExternalBeneficiary(iban="DE89370400440532013001", name="Nobody"))  # fmt: skip
+    failed = (await setup.payments.CreatePayment(refused)).payment
+    assert failed.status == ppb.PAYMENT_STATUS_FAILED and failed.failure_reason == "INVALID_IBAN"
+    assert await setup.client.balance(setup.accounts[2]) == ("1000.00", "1500.00"), "the hold was released"
+    broke = ppb.CreatePaymentRequest(request_id="broke", debtor_account_id=setup.accounts[2], amount=eur("1600.00"),
+                                     internal=ppb.InternalBeneficiary(account_id=setup.accounts[0]))  # fmt: skip
+    assert (await setup.payments.CreatePayment(broke)).payment.failure_reason == "INSUFFICIENT_FUNDS"
+
+
+async def test_fraud_rules_reject_with_the_reason(setup: Setup) -> None:
+    account = setup.accounts[0]
+    over = await setup.pay_out("big", account, "10000.01")
+    assert over.status == ppb.PAYMENT_STATUS_REJECTED and over.failure_reason == "AMOUNT_LIMIT_EXCEEDED"
+    for i in range(10):
+        assert (await setup.pay_out(f"v-{i}", account, "1.00")).status == ppb.PAYMENT_STATUS_COMPLETED
+    eleventh = await setup.pay_out("v-10", account, "1.00")
+    assert eleventh.status == ppb.PAYMENT_STATUS_REJECTED and eleventh.failure_reason == "VELOCITY_COUNT_EXCEEDED"
+    assert (await setup.client.balance(account))[0] == "990.00", "rejected payments moved nothing"
+
+
+async def test_bad_input_is_invalid_argument(setup: Setup) -> None:
+    bad = ppb.CreatePaymentRequest(debtor_account_id="x", amount=eur("-1"), reference="r" * 141)
+    assert set(await field_violations(setup.payments.CreatePayment(bad))) == {
+        "request_id", "debtor_account_id", "beneficiary", "amount.amount", "reference"}
+    iban = ppb.CreatePaymentRequest(request_id="i", debtor_account_id=setup.accounts[0], amount=eur("1"),
+                                    external=ppb.ExternalBeneficiary(iban="de 89", name=""))  # fmt: skip
+    assert set(await field_violations(setup.payments.CreatePayment(iban))) == {"external.iban", "external.name"}
+    assert set(await field_violations(setup.payments.GetPayment(ppb.GetPaymentRequest(payment_id="p")))) == {"payment_id"}
+    assert set(await field_violations(setup.payments.ListPayments(ppb.ListPaymentsRequest(debtor_account_id="a", page_size=-2)))) == {
+        "debtor_account_id", "page_size"}
+
+
+async def test_two_instances_share_the_breaker_through_redis(tmp_path: Path, network: str, redis_server: RedisServer,
+                                                           postgres: PostgresServer) -> None:  # fmt: skip
+    """Two replicas of the bank: one database, one Redis, one simulator."""
+    shared = {"redis_url": redis_server.url, "signing_key_path": tmp_path / "k.pem", "database": "postgres",
+              "postgres_dsn": postgres.new_database()}  # fmt: skip
+    first = await start_embedded(_settings(tmp_path / "a", network, **shared))
+    second = await start_embedded(_settings(tmp_path / "b", network, **shared))
+    try:
+        async with admin_channel(first.target) as channel, aio.insecure_channel(network) as net:
+            client, control = Bank(channel), vgrpc.SimulatorControlServiceStub(net)
+            account = (await client.default_account(await client.verified_customer("shared"))).account_id
+            await client.deposit(account, "100.00", "shared")
+            await control.SetFaults(vpb.SetFaultsRequest(faults=faults_pb(outage=True)))
+            payments = pgrpc.PaymentServiceStub(channel)
+            for i in range(FAIL_MAX):
+                request = ppb.CreatePaymentRequest(request_id=f"sh-{i}", debtor_account_id=account, amount=eur("1.00"),
+                                                   external=ppb.ExternalBeneficiary(iban=GOOD_IBAN, name="Max"))  # fmt: skip
+                await payments.CreatePayment(request)
+            other = second.contexts["payment"].resolve(VelocityPayGateway).breaker
+
+            async def tripped_there() -> bool:
+                return other.state == OPEN
+
+            await _eventually(tripped_there, 2, "the second instance sees the circuit open")
+            await control.SetFaults(vpb.SetFaultsRequest(faults=faults_pb()))
+    finally:
+        await second.stop(grace=1)
+        await first.stop(grace=1)
