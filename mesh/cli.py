@@ -62,7 +62,23 @@ def _parser() -> argparse.ArgumentParser:
                     "start and written to <data-dir>/admin-password")  # fmt: skip
     up.add_argument("--signing-key", type=Path, default=None,
                     help="Ed25519 PEM that signs tokens (default: <data-dir>/identity-signing-key.pem, made on first start)")  # fmt: skip
+    up.add_argument("--fraud-rules", type=Path, default=None,
+                    help="TOML of fraud rules (default: services/payment/fraud.toml)")  # fmt: skip
+    up.add_argument("--velocitypay", default="", metavar="TARGET",
+                    help="reach the VelocityPay network at TARGET (default: serve the simulator beside the bank)")  # fmt: skip
     up.add_argument("--no-cache", action="store_true", help="read through to the databases (benchmarks, diagnosis)")
+    network = commands.add_parser(
+        "velocitypay",
+        help="serve the VelocityPay network simulator alone (the outside world, for tests and demos)",
+        description="Serve the VelocityPay simulator with injected faults; change them later with "
+        "velocitypay.v1.SimulatorControlService/SetFaults.",
+    )
+    network.add_argument("--host", default="127.0.0.1")
+    network.add_argument("--port", type=int, default=50061, help="(default: %(default)s)")
+    network.add_argument("--latency-ms", type=int, default=0, help="added to every call")
+    network.add_argument("--error-rate", type=float, default=0.0, help="share of calls answered UNAVAILABLE (0..1)")
+    network.add_argument("--timeout-rate", type=float, default=0.0, help="share of calls never answered in time (0..1)")
+    network.add_argument("--outage", action="store_true", help="answer every call UNAVAILABLE")
     token = commands.add_parser(
         "token",
         help="print an access token (for grpcurl: -H \"authorization: Bearer $(ogpgy token)\")",
@@ -73,6 +89,28 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--password", default="", help="default: the content of <data-dir>/admin-password")
     token.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="(default: %(default)s)")
     return parser
+
+
+async def _velocitypay(args: argparse.Namespace) -> int:
+    from common.di import ContextModuleBuilder
+    from common.grpc.server import GrpcServer
+    from services.velocitypay.module import VelocityPayModule
+    from services.velocitypay.simulator import Faults, NetworkState
+
+    stop = stop_signal()
+    contexts = await ContextModuleBuilder().build_contexts(VelocityPayModule)
+    contexts["velocitypay"].resolve(NetworkState).faults = Faults(
+        latency=args.latency_ms / 1000, error_rate=args.error_rate, timeout_rate=args.timeout_rate, outage=args.outage
+    )
+    server = GrpcServer()
+    port = server.bind(f"{args.host}:{args.port}")
+    server.add_contexts(contexts)
+    await server.start()
+    print(f"VelocityPay simulator serving on {args.host}:{port}", flush=True)
+    await stop
+    await server.stop(2)
+    await contexts.shutdown()
+    return 0
 
 
 async def _token(args: argparse.Namespace) -> int:
@@ -100,6 +138,8 @@ async def _up(args: argparse.Namespace) -> int:
         admin_password=args.admin_password,
         cache_enabled=not args.no_cache,
         signing_key_path=args.signing_key,
+        fraud_rules_path=args.fraud_rules,
+        addresses={"velocitypay": args.velocitypay} if args.velocitypay else {},
     )
     stop = stop_signal()
     bank = await start_embedded(settings)
@@ -127,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             print(f"ogpgy: cannot start: {exc}", file=sys.stderr)
             return 1
+    if args.command == "velocitypay":
+        return asyncio.run(_velocitypay(args))
     if args.command == "token":
         try:
             return asyncio.run(_token(args))

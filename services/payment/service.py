@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import tomllib
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -77,11 +78,14 @@ def events_for(p: Payment) -> list[Message]:
 
 @og_component()
 class FraudScreening(BaseComponent):
-    def __init__(self) -> None:
+    """Rules from configuration (`fraud_rules_path`, else the shipped fraud.toml)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._path = settings.fraud_rules_path or FRAUD_FILE
         self._config: dict[str, object] = {}
 
     async def initialize(self) -> None:
-        self._config = tomllib.loads(FRAUD_FILE.read_text(encoding="utf-8"))
+        self._config = tomllib.loads(self._path.read_text(encoding="utf-8"))
 
     def rules(self, currency: str) -> FraudRules:
         c = self._config
@@ -176,7 +180,9 @@ class PaymentProcessor(BaseComponent):
                 await self._move(p, PaymentStatus.FAILED, failure_reason="ACCOUNTS_UNAVAILABLE")
                 raise Unavailable("ACCOUNTS_UNAVAILABLE", "the account context is unavailable; retry with a new request_id") from err
             return await self._move(p, PaymentStatus.FAILED, failure_reason=reason)
-        return await self._move(p, p.status, hold_id=hold.hold.hold_id)
+        # Not stored yet: PlaceHold is idempotent by a request id derived from the payment, so
+        # after a crash the worker places it again and gets this same hold back.
+        return replace(p, hold_id=hold.hold.hold_id)
 
     async def _capture(self, p: Payment, metadata: Metadata) -> Payment:
         captured = await self._accounts.CaptureHold(
