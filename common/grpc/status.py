@@ -91,3 +91,10 @@ def unpack_detail(status: status_pb2.Status, kind: type) -> object | None:
             detail.Unpack(message)
             return message
     return None
+
+
+def reason_of(error: grpc.RpcError) -> str:
+    """The ErrorInfo reason a server attached to a failed call; "" when there is none."""
+    status = rich_status(error)
+    info = unpack_detail(status, error_details_pb2.ErrorInfo) if status else None
+    return info.reason if isinstance(info, error_details_pb2.ErrorInfo) else ""

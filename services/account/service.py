@@ -247,7 +247,7 @@ class AccountApplicationService(BaseComponent):
         raise denied("read this transfer")
 
     async def reverse(self, transfer_id: str, reason: str, key: IdempotencyKey) -> Transfer:
-        require_role(ADMIN, action="reverse transfers")
+        require_role(ADMIN, SERVICE, action="reverse transfers")
         return await self._moved(await self._repository.reverse(transfer_id, reason, new_id("trf"), key, self._clock.now()))  # type: ignore[return-value]
 
     async def place_hold(self, order: TransferOrder, key: IdempotencyKey) -> Hold:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import grpc
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
 from ogpgy.payment.v1 import events_pb2
@@ -32,7 +31,7 @@ from common.clock import Clock
 from common.config import Settings
 from common.di import BaseComponent, og_component
 from common.errors import NotFound, PermissionDenied, Unavailable
-from common.grpc.status import rich_status, unpack_detail
+from common.grpc.status import reason_of
 from common.events.outbox import OutboxRelay
 from common.grpc.convert import timestamp
 from common.ids import new_id
@@ -202,9 +201,7 @@ def _reason(err: grpc.aio.AioRpcError) -> str | None:
     if err.code() == grpc.StatusCode.NOT_FOUND:
         return "ACCOUNT_NOT_FOUND"
     if err.code() == grpc.StatusCode.FAILED_PRECONDITION:
-        status = rich_status(err)
-        info = unpack_detail(status, error_details_pb2.ErrorInfo) if status else None
-        return info.reason if isinstance(info, error_details_pb2.ErrorInfo) else "REFUSED_BY_ACCOUNTS"
+        return reason_of(err) or "REFUSED_BY_ACCOUNTS"
     return None
 
 

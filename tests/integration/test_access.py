@@ -123,7 +123,7 @@ def _account_calls() -> dict[str, tuple[Call, set[str]]]:
             request_id=f"tr-{r}", debit_account_id=w.alice_account, credit_account_id=w.bob_account, amount=eur("1.00"))), spenders),
         "PlaceHold": (lambda w, ch, r: w.stubs(ch)[1].PlaceHold(apb.PlaceHoldRequest(
             request_id=f"ph-{r}", debit_account_id=w.alice_account, credit_account_id=w.bob_account, amount=eur("1.00"))), spenders),
-        "ReverseTransfer": (_reverse_fresh_transfer, {"admin"}),
+        "ReverseTransfer": (_reverse_fresh_transfer, {"admin", "service"}),
         "CloseAccount": (lambda w, ch, r: w.stubs(ch)[1].CloseAccount(apb.CloseAccountRequest(
             request_id=f"cl-{r}", account_id=w.bob_account)), {"admin", "other_customer", "service"}),
     }  # fmt: skip

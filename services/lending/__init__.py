@@ -1,0 +1,1 @@
+"""Lending context: loan applications, approval and the disbursement saga."""

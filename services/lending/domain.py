@@ -1,0 +1,51 @@
+"""Loans. Pure."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+from common.money import Money
+from common.validation import Violations
+
+MAX_PRINCIPAL_MINOR = 100_000_000  # 1,000,000.00 in two-digit currencies
+
+
+class LoanStatus(enum.Enum):
+    APPLIED = "APPLIED"
+    APPROVED = "APPROVED"
+    DISBURSING = "DISBURSING"
+    DISBURSED = "DISBURSED"
+    DISBURSEMENT_FAILED = "DISBURSEMENT_FAILED"
+
+
+@dataclass(frozen=True)
+class Loan:
+    loan_id: str
+    customer_id: str
+    account_id: str
+    principal: Money
+    term_months: int
+    annual_rate: str
+    status: LoanStatus
+    saga_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+def validate_terms(v: Violations, principal: Money | None, term_months: int) -> None:
+    if principal is not None:
+        v.check(principal.minor <= MAX_PRINCIPAL_MINOR, "principal.amount", "at most 1000000.00")
+    v.check(1 <= term_months <= 480, "term_months", "between 1 and 480")
+
+
+def parse_rate(v: Violations, rate: str, field: str = "annual_interest_rate") -> str:
+    """An annual rate as a decimal fraction strictly between 0 and 1, e.g. "0.059"."""
+    try:
+        value = Decimal(rate)
+    except InvalidOperation:
+        value = Decimal(-1)
+    v.check(Decimal(0) < value < Decimal(1) and len(rate) <= 12, field, "a decimal fraction between 0 and 1, e.g. 0.059")
+    return rate

@@ -1,0 +1,34 @@
+"""The lending bounded context."""
+
+from __future__ import annotations
+
+from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
+
+from common.clock import Clock
+from common.di import ModuleContextImport, og_context
+from common.events.bus import EventBus
+from common.events.outbox import OutboxRelay
+from common.infrastructure import Databases
+from common.saga.runner import SagaRunner
+from common.security.component import Security
+from services.lending.api import LendingApi
+from services.lending.repository import LendingDatabase, SqlLoanRepository
+from services.lending.service import LendingService
+
+
+@og_context(
+    name="lending",
+    description="Loan applications, approval, and disbursement through a durable compensating saga",
+    business_owner="Lending Team",
+    imports=[
+        ModuleContextImport(AccountServiceStub, from_context="account"),
+        ModuleContextImport(Databases, from_context="infrastructure"),
+        ModuleContextImport(Clock, from_context="infrastructure"),
+        ModuleContextImport(EventBus, from_context="infrastructure"),
+        ModuleContextImport(Security, from_context="infrastructure"),
+    ],
+    providers=[LendingDatabase, SqlLoanRepository, OutboxRelay, SagaRunner, LendingService, LendingApi],
+    exports=[LendingApi],
+)
+class LendingModule:
+    """Money moves only through the account context's stub, step by step from the saga log."""

@@ -1,0 +1,140 @@
+"""Loans and the durable disbursement saga: completion, compensation, an operator's case, and the
+process killed at every step and restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from grpc import aio
+from ogpgy.account.v1 import account_service_pb2 as apb
+from ogpgy.lending.v1 import lending_service_pb2 as lpb
+from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
+
+from common import faults
+from common.config import Settings
+from mesh.embedded import RunningBank
+from services.account.repository import LedgerRepository
+from tests.bank_helpers import Bank, admin_channel, eur
+from tests.conftest import ADMIN_PASSWORD
+from tests.grpc_assert import field_violations
+from tests.processes import BankProcess
+
+STEPS = ("reserve_funds", "create_disbursement", "transfer_funds", "mark_disbursed")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path, port=0, admin_password=ADMIN_PASSWORD)
+
+
+async def _approved_loan(channel: aio.Channel, tag: str, amount: str = "2500.00") -> tuple[str, str]:
+    client, loans = Bank(channel), lgrpc.LendingServiceStub(channel)
+    customer = await client.verified_customer(tag)
+    account = (await client.default_account(customer)).account_id
+    applied = await loans.ApplyForLoan(lpb.ApplyForLoanRequest(request_id=f"apply-{tag}", customer_id=customer,
+                                                               account_id=account, principal=eur(amount), term_months=24))  # fmt: skip
+    await loans.ApproveLoan(lpb.ApproveLoanRequest(request_id=f"approve-{tag}", loan_id=applied.loan.loan_id, annual_interest_rate="0.059"))
+    return applied.loan.loan_id, account
+
+
+async def _money(channel: aio.Channel, account: str) -> tuple[Decimal, Decimal, Decimal]:
+    """(customer balance, treasury balance, treasury held)."""
+    client = Bank(channel)
+    balance = Decimal((await client.balance(account))[0])
+    t_balance, t_available = (Decimal(x) for x in await client.balance("acc_TREASURY_EUR"))
+    return balance, t_balance, t_balance - t_available
+
+
+@pytest.fixture
+async def lending(bank: RunningBank, channel: aio.Channel) -> AsyncIterator[lgrpc.LendingServiceStub]:
+    yield lgrpc.LendingServiceStub(channel)
+    faults.disarm()
+
+
+async def test_disbursement_completes_and_moves_the_money_once(bank: RunningBank, channel: aio.Channel,
+                                                               lending: lgrpc.LendingServiceStub) -> None:  # fmt: skip
+    loan_id, account = await _approved_loan(channel, "ok")
+    loan = (await lending.DisburseLoan(lpb.DisburseLoanRequest(request_id="d-ok", loan_id=loan_id))).loan
+    assert loan.status == lpb.LOAN_STATUS_DISBURSED and loan.saga_status == lpb.SAGA_STATUS_COMPLETED
+    assert [(s.name, s.state) for s in loan.saga_steps] == [(name, "DONE") for name in STEPS]
+    again = (await lending.DisburseLoan(lpb.DisburseLoanRequest(request_id="d-ok-2", loan_id=loan_id))).loan
+    assert again.status == lpb.LOAN_STATUS_DISBURSED
+    assert await _money(channel, account) == (Decimal("2500.00"), Decimal("-2500.00"), Decimal("0.00"))
+    debits, credits, total = await bank.contexts["account"].resolve(LedgerRepository).totals()
+    assert debits == credits and total == 0
+
+
+async def test_a_failing_step_is_compensated_in_reverse(channel: aio.Channel, lending: lgrpc.LendingServiceStub) -> None:
+    loan_id, account = await _approved_loan(channel, "comp")
+    faults.arm("lending.mark_disbursed")
+    loan = (await lending.DisburseLoan(lpb.DisburseLoanRequest(request_id="d-comp", loan_id=loan_id))).loan
+    assert loan.status == lpb.LOAN_STATUS_DISBURSEMENT_FAILED and loan.saga_status == lpb.SAGA_STATUS_COMPENSATED
+    assert [s.state for s in loan.saga_steps] == ["COMPENSATED", "COMPENSATED", "COMPENSATED", "FAILED"]
+    assert loan.saga_steps[3].attempts == 3, "the step was retried before giving up"
+    assert await _money(channel, account) == (Decimal("0.00"), Decimal("0.00"), Decimal("0.00")), "nothing created, lost or held"
+
+
+async def test_a_compensation_that_keeps_failing_needs_an_operator(channel: aio.Channel, lending: lgrpc.LendingServiceStub) -> None:
+    loan_id, account = await _approved_loan(channel, "op")
+    faults.arm("lending.mark_disbursed", "lending.reverse")
+    loan = (await lending.DisburseLoan(lpb.DisburseLoanRequest(request_id="d-op", loan_id=loan_id))).loan
+    assert loan.saga_status == lpb.SAGA_STATUS_FAILED_NEEDS_OPERATOR and loan.status == lpb.LOAN_STATUS_DISBURSEMENT_FAILED
+    transfer = next(s for s in loan.saga_steps if s.name == "transfer_funds")
+    assert transfer.state == "DONE" and "fault injected at lending.reverse" in transfer.last_error
+    seen = (await lending.GetLoan(lpb.GetLoanRequest(loan_id=loan_id))).loan
+    assert seen.saga_status == lpb.SAGA_STATUS_FAILED_NEEDS_OPERATOR, "visible through the API"
+    balance, treasury, held = await _money(channel, account)
+    assert balance == -treasury == Decimal("2500.00") and held == 0, "the money is where the log says; nothing leaked"
+
+
+async def test_bad_input_and_rules(channel: aio.Channel, lending: lgrpc.LendingServiceStub) -> None:
+    bad = lpb.ApplyForLoanRequest(customer_id="c", account_id="a", principal=eur("0"), term_months=0)
+    assert set(await field_violations(lending.ApplyForLoan(bad))) == {"request_id", "customer_id", "account_id", "principal.amount", "term_months"}
+    loan_id, _ = await _approved_loan(channel, "rules")
+    rate = lpb.ApproveLoanRequest(request_id="r", loan_id=loan_id, annual_interest_rate="1.5")
+    assert set(await field_violations(lending.ApproveLoan(rate))) == {"annual_interest_rate"}
+
+
+CRASH_POINTS = [f"saga.{step}.{moment}" for step in STEPS for moment in ("before", "after")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("crash_at", [*CRASH_POINTS, "saga.transfer_funds.compensate"])
+async def test_killed_at_every_step_then_restarted(tmp_path: Path, crash_at: str) -> None:
+    armed = crash_at + (",lending.mark_disbursed" if crash_at.endswith("compensate") else "")
+    first = BankProcess(tmp_path).start()
+    try:
+        async with admin_channel(first.target) as channel:
+            loan_id, account = await _approved_loan(channel, "crash")
+    finally:
+        first.stop()
+    crashing = BankProcess(tmp_path, faults=armed).start()
+    async with admin_channel(crashing.target) as channel:
+        try:
+            await lgrpc.LendingServiceStub(channel).DisburseLoan(lpb.DisburseLoanRequest(request_id="d", loan_id=loan_id))
+        except aio.AioRpcError:
+            pass
+    assert crashing.wait_exit(timeout=30) == 137, crashing.log[-2000:]
+    restarted = BankProcess(tmp_path).start()  # resumes unfinished sagas on start
+    try:
+        async with admin_channel(restarted.target) as channel:
+            lending = lgrpc.LendingServiceStub(channel)
+            deadline = time.monotonic() + 20
+            while (loan := (await lending.GetLoan(lpb.GetLoanRequest(loan_id=loan_id))).loan).saga_status not in (
+                lpb.SAGA_STATUS_COMPLETED, lpb.SAGA_STATUS_COMPENSATED):  # fmt: skip
+                assert time.monotonic() < deadline, f"saga stuck in {lpb.SagaStatus.Name(loan.saga_status)}"
+                await asyncio.sleep(0.1)
+            balance, treasury, held = await _money(channel, account)
+            assert held == 0, "the treasury hold never leaks"
+            assert balance == -treasury, "no money created or lost"
+            if loan.saga_status == lpb.SAGA_STATUS_COMPLETED:
+                assert loan.status == lpb.LOAN_STATUS_DISBURSED and balance == Decimal("2500.00")
+            else:
+                assert loan.status == lpb.LOAN_STATUS_DISBURSEMENT_FAILED and balance == 0
+    finally:
+        restarted.stop()
