@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+from datetime import date
 from pathlib import Path
 
 import grpc
@@ -66,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="TOML of fraud rules (default: services/payment/fraud.toml)")  # fmt: skip
     up.add_argument("--velocitypay", default="", metavar="TARGET",
                     help="reach the VelocityPay network at TARGET (default: serve the simulator beside the bank)")  # fmt: skip
+    up.add_argument("--interest-chunk", type=int, default=1000, help="accounts per interest chunk (default: %(default)s)")
     up.add_argument("--no-cache", action="store_true", help="read through to the databases (benchmarks, diagnosis)")
     network = commands.add_parser(
         "velocitypay",
@@ -79,16 +81,64 @@ def _parser() -> argparse.ArgumentParser:
     network.add_argument("--error-rate", type=float, default=0.0, help="share of calls answered UNAVAILABLE (0..1)")
     network.add_argument("--timeout-rate", type=float, default=0.0, help="share of calls never answered in time (0..1)")
     network.add_argument("--outage", action="store_true", help="answer every call UNAVAILABLE")
+    interest = commands.add_parser("interest", help="daily interest runs").add_subparsers(dest="action", required=True)
+    run = interest.add_parser("run", help="run (or resume) the interest of a business date, with a progress bar")
+    run.add_argument("--date", required=True, type=date.fromisoformat, help="business date, YYYY-MM-DD")
+    _client_arguments(run)
     token = commands.add_parser(
         "token",
         help="print an access token (for grpcurl: -H \"authorization: Bearer $(ogpgy token)\")",
         description="Ask the identity context for a token and print it.",
     )
-    token.add_argument("--target", default=f"127.0.0.1:{DEFAULT_PORT}", help="where the bank listens (default: %(default)s)")
-    token.add_argument("--username", default="admin", help="(default: %(default)s)")
-    token.add_argument("--password", default="", help="default: the content of <data-dir>/admin-password")
-    token.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="(default: %(default)s)")
+    _client_arguments(token)
     return parser
+
+
+def _client_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", default=f"127.0.0.1:{DEFAULT_PORT}", help="where the bank listens (default: %(default)s)")
+    parser.add_argument("--username", default="admin", help="(default: %(default)s)")
+    parser.add_argument("--password", default="", help="default: the content of <data-dir>/admin-password")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="(default: %(default)s)")
+
+
+async def _issue_token(args: argparse.Namespace) -> str:
+    from ogpgy.identity.v1 import identity_service_pb2 as pb
+    from ogpgy.identity.v1 import identity_service_pb2_grpc as pb_grpc
+
+    password = args.password or (args.data_dir / "admin-password").read_text().strip()
+    async with aio.insecure_channel(args.target) as channel:
+        answer = await pb_grpc.IdentityServiceStub(channel).IssueToken(
+            pb.IssueTokenRequest(username=args.username, password=password), timeout=10
+        )
+    return answer.access_token
+
+
+def _bar(done: int, total: int, width: int = 30) -> str:
+    share = done / total if total else 1.0
+    filled = int(share * width)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {share:4.0%}"
+
+
+async def _interest_run(args: argparse.Namespace) -> int:
+    from ogpgy.interest.v1 import interest_service_pb2 as pb
+    from ogpgy.interest.v1 import interest_service_pb2_grpc as pb_grpc
+    from ogpgy.type.v1 import date_pb2
+
+    from common.grpc.client import bearer_channel
+
+    day = date_pb2.Date(year=args.date.year, month=args.date.month, day=args.date.day)
+    async with bearer_channel(args.target, await _issue_token(args)) as channel:
+        last = None
+        async for answer in pb_grpc.InterestServiceStub(channel).RunDailyInterest(pb.RunDailyInterestRequest(request_id=f"cli-{args.date}", business_date=day)):
+            last = answer.run
+            line = f"{_bar(last.processed, last.total)} {last.processed}/{last.total} accounts, {last.total_interest.amount} {last.total_interest.currency_code}"
+            print(f"\r{line}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    if last is not None:
+        seconds = last.duration.seconds + last.duration.nanos / 1e9
+        print(f"{args.date}: {pb.InterestRunStatus.Name(last.status)}, {last.processed} accounts, "
+              f"{last.total_interest.amount} {last.total_interest.currency_code} posted, {last.errors} errors, {seconds:.1f} s")  # fmt: skip
+    return 0
 
 
 async def _velocitypay(args: argparse.Namespace) -> int:
@@ -114,15 +164,7 @@ async def _velocitypay(args: argparse.Namespace) -> int:
 
 
 async def _token(args: argparse.Namespace) -> int:
-    from ogpgy.identity.v1 import identity_service_pb2 as pb
-    from ogpgy.identity.v1 import identity_service_pb2_grpc as pb_grpc
-
-    password = args.password or (args.data_dir / "admin-password").read_text().strip()
-    async with aio.insecure_channel(args.target) as channel:
-        answer = await pb_grpc.IdentityServiceStub(channel).IssueToken(
-            pb.IssueTokenRequest(username=args.username, password=password), timeout=10
-        )
-    print(answer.access_token)
+    print(await _issue_token(args))
     return 0
 
 
@@ -140,6 +182,7 @@ async def _up(args: argparse.Namespace) -> int:
         signing_key_path=args.signing_key,
         fraud_rules_path=args.fraud_rules,
         addresses={"velocitypay": args.velocitypay} if args.velocitypay else {},
+        interest_chunk_size=args.interest_chunk,
     )
     stop = stop_signal()
     bank = await start_embedded(settings)
@@ -169,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     if args.command == "velocitypay":
         return asyncio.run(_velocitypay(args))
+    if args.command == "interest":
+        try:
+            return asyncio.run(_interest_run(args))
+        except grpc.RpcError as exc:
+            print(f"\nogpgy: interest run refused: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+            return 1
     if args.command == "token":
         try:
             return asyncio.run(_token(args))

@@ -16,6 +16,7 @@ from common.security.component import Security
 from services.account.module import AccountModule
 from services.customer.module import CustomerModule
 from services.identity.module import IdentityModule
+from services.interest.module import InterestModule
 from services.lending.module import LendingModule
 from services.payment.module import PaymentModule
 from services.velocitypay.module import VelocityPayModule
@@ -23,7 +24,14 @@ from services.velocitypay.module import VelocityPayModule
 log = logging.getLogger("ogpgy.mesh")
 
 # Business contexts in the order they were built; each later issue adds its module here.
-BUSINESS_MODULES: tuple[type, ...] = (IdentityModule, CustomerModule, AccountModule, PaymentModule, LendingModule)
+BUSINESS_MODULES: tuple[type, ...] = (
+    IdentityModule,
+    CustomerModule,
+    AccountModule,
+    PaymentModule,
+    LendingModule,
+    InterestModule,
+)
 # The outside world: served beside the bank in embedded mode unless an address is configured.
 EXTERNAL_MODULES: tuple[type, ...] = (VelocityPayModule,)
 

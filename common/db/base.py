@@ -29,6 +29,9 @@ class Tx(Protocol):
 
     async def fetchall(self, sql: str, *params: Any) -> list[Row]: ...
 
+    async def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """One statement for many rows: the set-based path of bulk work."""
+
 
 UnitOfWork = Callable[..., Awaitable[R]]
 

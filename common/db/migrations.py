@@ -34,6 +34,8 @@ class Migration:
 def load_migrations(package: str, dialect: str) -> list[Migration]:
     """Migrations shipped in `<package>/sql/`, in `dialect`, sorted by version."""
     folder = resources.files(package) / "sql"
+    if not folder.is_dir():
+        return []  # a context with no tables of its own (only the framework's)
     tokens = DIALECT_TOKENS[dialect]
     found = [
         Migration(package, int(match.group(1)), entry.name, entry.read_text(encoding="utf-8").format(**tokens))

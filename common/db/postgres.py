@@ -48,6 +48,10 @@ class PostgresTx:
         cursor = await self._conn.execute(_placeholders(sql), params or None)
         return await cursor.fetchall()  # type: ignore[return-value]
 
+    async def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        async with self._conn.cursor() as cursor:
+            await cursor.executemany(_placeholders(sql), rows)
+
 
 class PostgresDatabase:
     """A context's schema in a PostgreSQL database. Writes that lose a serialization or deadlock

@@ -55,6 +55,9 @@ class SqliteTx:
     async def fetchall(self, sql: str, *params: Any) -> list[Row]:
         return self._conn.execute(sql, params).fetchall()
 
+    async def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        self._conn.executemany(sql, rows)
+
 
 def _drive(unit: "_Unit", conn: sqlite3.Connection) -> Any:
     """Runs a unit of work's coroutine to completion on this thread."""

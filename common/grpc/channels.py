@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from grpc import aio
 
-from common.grpc.interceptors import OutgoingContextInterceptor
+from common.grpc.interceptors import outgoing_context_interceptors
 from common.grpc.services import service_of_stub, services_of_servicer
 
 # Keepalive and message limits that suit a service mesh on a LAN.
@@ -40,7 +40,7 @@ class ChannelPool:
         options: Sequence[tuple[str, object]] = DEFAULT_CHANNEL_OPTIONS,
     ) -> None:
         self._addresses = dict(addresses)
-        self._interceptors = list(interceptors) if interceptors is not None else [OutgoingContextInterceptor()]
+        self._interceptors = list(interceptors) if interceptors is not None else outgoing_context_interceptors()
         self._options = list(options)
         self._channels: dict[str, aio.Channel] = {}
         self._stubs: dict[tuple[type, str], object] = {}

@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from grpc import aio
 
-from common.grpc.interceptors import AUTHORIZATION
+from common.grpc.interceptors import AUTHORIZATION, call_details_interceptors
 
 
-class BearerToken(aio.UnaryUnaryClientInterceptor, aio.UnaryStreamClientInterceptor):
-    """Adds `authorization: Bearer <token>` unless the call brings its own."""
+def bearer_interceptors(token: str) -> list[aio.ClientInterceptor]:
+    """Adds `authorization: Bearer <token>` to unary and streaming calls, unless a call brings its own."""
+    header = f"Bearer {token}"
 
-    def __init__(self, token: str) -> None:
-        self._header = f"Bearer {token}"
-
-    def _with_token(self, details: aio.ClientCallDetails) -> aio.ClientCallDetails:
+    def with_token(details: aio.ClientCallDetails) -> aio.ClientCallDetails:
         metadata = aio.Metadata(*(details.metadata or ()))
         if AUTHORIZATION not in metadata:
-            metadata.add(AUTHORIZATION, self._header)
+            metadata.add(AUTHORIZATION, header)
         return aio.ClientCallDetails(details.method, details.timeout, metadata, details.credentials, details.wait_for_ready)
 
-    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        return await continuation(self._with_token(client_call_details), request)
-
-    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        return await continuation(self._with_token(client_call_details), request)
+    return call_details_interceptors(with_token)
 
 
 def bearer_channel(target: str, token: str) -> aio.Channel:
     """An insecure (loopback/mesh) channel whose every call carries `token`."""
-    return aio.insecure_channel(target, interceptors=[BearerToken(token)])
+    return aio.insecure_channel(target, interceptors=bearer_interceptors(token))

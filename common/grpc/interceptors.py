@@ -171,11 +171,31 @@ def _outgoing_details(details: aio.ClientCallDetails) -> aio.ClientCallDetails:
     return aio.ClientCallDetails(details.method, timeout, metadata, details.credentials, details.wait_for_ready)
 
 
-class OutgoingContextInterceptor(aio.UnaryUnaryClientInterceptor, aio.UnaryStreamClientInterceptor):
-    """Puts the caller's request id and remaining deadline on every outgoing call."""
+class _UnaryUnaryDetails(aio.UnaryUnaryClientInterceptor):
+    def __init__(self, rewrite: Callable[[aio.ClientCallDetails], aio.ClientCallDetails]) -> None:
+        self._rewrite = rewrite
 
     async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
-        return await continuation(_outgoing_details(client_call_details), request)
+        return await continuation(self._rewrite(client_call_details), request)
+
+
+class _UnaryStreamDetails(aio.UnaryStreamClientInterceptor):
+    def __init__(self, rewrite: Callable[[aio.ClientCallDetails], aio.ClientCallDetails]) -> None:
+        self._rewrite = rewrite
 
     async def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
-        return await continuation(_outgoing_details(client_call_details), request)
+        return await continuation(self._rewrite(client_call_details), request)
+
+
+def call_details_interceptors(rewrite: Callable[[aio.ClientCallDetails], aio.ClientCallDetails]) -> list[aio.ClientInterceptor]:
+    """Client interceptors applying `rewrite` to unary and server-streaming calls alike.
+
+    grpc.aio files each interceptor under the first call kind it implements (an if/elif chain),
+    so one object cannot serve both kinds: each kind gets its own.
+    """
+    return [_UnaryUnaryDetails(rewrite), _UnaryStreamDetails(rewrite)]
+
+
+def outgoing_context_interceptors() -> list[aio.ClientInterceptor]:
+    """Put the caller's request id, remaining deadline and identity on every outgoing call."""
+    return call_details_interceptors(_outgoing_details)

@@ -8,10 +8,12 @@ from ogpgy.account.v1 import account_service_pb2_grpc as pb_grpc
 from ogpgy.type.v1 import money_pb2
 
 from common.di import og_component
-from common.grpc.convert import idempotency_key, timestamp
+from decimal import Decimal, InvalidOperation
+
+from common.grpc.convert import calendar_date, idempotency_key, timestamp
 from common.money import CURRENCY_EXPONENTS, Money, parse_money
 from common.validation import Violations, check_id, check_request_id, check_text
-from services.account.domain import CUSTOMER_TYPES, Account, AccountType, Entry, Hold, Transfer, TransferOrder
+from services.account.domain import CUSTOMER_TYPES, Account, AccountType, Entry, Hold, InterestTier, Transfer, TransferOrder
 from services.account.service import AccountApplicationService
 
 _TYPES = {pb.AccountType.Value(f"ACCOUNT_TYPE_{t.value}"): t for t in AccountType}
@@ -193,9 +195,48 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         hold = await self._service.release_hold(request.hold_id, idempotency_key(request, "ReleaseHold"))
         return pb.ReleaseHoldResponse(hold=hold_pb(hold))
 
+    async def AccrueInterest(self, request: pb.AccrueInterestRequest, context: aio.ServicerContext) -> pb.AccrueInterestResponse:
+        v = Violations()
+        check_request_id(v, request.request_id)
+        d = request.business_date
+        day = calendar_date(d.year, d.month, d.day)
+        v.check(day is not None, "business_date", "required: a valid calendar date")
+        v.check(request.currency_code in CURRENCY_EXPONENTS, "currency_code", "required: a supported currency")
+        v.check(1 <= request.limit <= 10_000, "limit", "between 1 and 10000")
+        if request.after_account_id:
+            check_id(v, request.after_account_id, "after_account_id", "acc")
+        tiers = _tiers(v, request)
+        v.raise_if_any()
+        chunk = await self._service.accrue_interest(day.isoformat(), request.currency_code, tiers,  # type: ignore[union-attr]
+                                                    request.after_account_id, request.limit)  # fmt: skip
+        posted = Money(request.currency_code, chunk.posted_minor)
+        return pb.AccrueInterestResponse(processed=chunk.processed, interest_posted=money_pb(posted),
+                                         last_account_id=chunk.last_account_id, done=chunk.done, eligible=chunk.eligible)  # fmt: skip
+
     async def ListEntries(self, request: pb.ListEntriesRequest, context: aio.ServicerContext) -> pb.ListEntriesResponse:
         v = Violations()
         check_id(v, request.account_id, "account_id", "acc")
         v.raise_if_any()
         entries, token = await self._service.entries(request.account_id, request.page_size, request.page_token)
         return pb.ListEntriesResponse(entries=[entry_pb(e) for e in entries], next_page_token=token)
+
+
+def _tiers(v: Violations, request: pb.AccrueInterestRequest) -> tuple[InterestTier, ...]:
+    """Ascending bounds, the last tier unbounded, rates between 0 and 1."""
+    tiers: list[InterestTier] = []
+    for i, tier in enumerate(request.tiers):
+        field = f"tiers[{i}]"
+        try:
+            rate = Decimal(tier.annual_rate)
+        except InvalidOperation:
+            rate = Decimal(-1)
+        v.check(Decimal(0) <= rate < Decimal(1), f"{field}.annual_rate", "a decimal fraction between 0 and 1")
+        bound = None
+        if tier.HasField("up_to"):
+            money = parse_money(v, tier.up_to.currency_code, tier.up_to.amount, f"{field}.up_to")
+            bound = money.minor if money else None
+            v.check(not tiers or (tiers[-1].up_to_minor or 0) < (bound or 0), f"{field}.up_to", "bounds must ascend")
+        tiers.append(InterestTier(bound, rate))
+    v.check(bool(tiers) and tiers[-1].up_to_minor is None and all(t.up_to_minor is not None for t in tiers[:-1]),
+            "tiers", "one or more tiers, only the last without up_to")  # fmt: skip
+    return tuple(tiers)

@@ -37,9 +37,12 @@ from services.account.domain import (
     HoldStatus,
     InternalAccount,
     Transfer,
+    InterestTier,
     TransferOrder,
+    daily_interest,
     floor_of,
 )
+from common.ids import new_id
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,9 @@ class LedgerRepository(Protocol):
     async def entries(self, account_id: str, after: int, limit: int) -> Page: ...
 
     async def get_hold(self, hold_id: str) -> Hold | None: ...
+
+    async def accrue_interest(self, business_date: str, currency: str, tiers: tuple["InterestTier", ...], after: str,
+                              limit: int, at: datetime) -> "AccrualChunk": ...  # fmt: skip
 
     async def totals(self) -> tuple[int, int, int]:
         """(sum of debits, sum of credits, sum of balances) over the whole ledger."""
@@ -233,10 +239,10 @@ async def _totals(tx: Tx) -> tuple[int, int, int]:
 
 async def _insert_account(tx: Tx, account: Account) -> None:
     await tx.execute(
-        f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}, interest_bearing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         account.account_id, account.customer_id, account.type.value, account.status.value, account.currency,
         _features_json(account.features), account.balance, account.held, floor_of(account.type, account.features),
-        account.opened_at.isoformat(),
+        account.opened_at.isoformat(), int(account.features.interest_bearing),
     )  # fmt: skip
 
 
@@ -532,3 +538,85 @@ class SqlLedgerRepository(BaseComponent, LedgerRepository):
 
     async def get_hold(self, hold_id: str) -> Hold | None:
         return await self._db.read(_select_hold, hold_id)
+
+    async def accrue_interest(self, business_date: str, currency: str, tiers: tuple[InterestTier, ...], after: str,
+                              limit: int, at: datetime) -> AccrualChunk:  # fmt: skip
+        return await self._db.write(_accrue_interest, business_date, currency, tiers, after, limit, at)
+
+
+# --- interest (bulk, set-based) --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccrualChunk:
+    processed: int
+    posted_minor: int
+    last_account_id: str
+    done: bool
+    eligible: int
+
+
+async def _accrue_interest(tx: Tx, business_date: str, currency: str, tiers: tuple[InterestTier, ...],
+                           after: str, limit: int, at: datetime) -> AccrualChunk:  # fmt: skip
+    """One chunk: a few statements for the whole chunk, never one per account. Accounts already
+    posted for the date are skipped, and the chunk reports what is posted now or before."""
+    eligible = 0
+    if not after:
+        counted = await tx.fetchone(
+            "SELECT COUNT(*) AS n FROM accounts WHERE interest_bearing = 1 AND status = 'OPEN' AND currency = ?", currency
+        )
+        eligible = int(counted["n"]) if counted else 0
+    rows = await tx.fetchall(
+        "SELECT a.account_id, a.balance_minor, p.account_id AS posted FROM accounts a"
+        " LEFT JOIN interest_postings p ON p.account_id = a.account_id AND p.business_date = ?"
+        " WHERE a.interest_bearing = 1 AND a.status = 'OPEN' AND a.currency = ? AND a.account_id > ?"
+        " ORDER BY a.account_id LIMIT ?",
+        business_date, currency, after, limit,
+    )  # fmt: skip
+    if not rows:
+        return AccrualChunk(0, 0, after, True, eligible)
+    exponent = Money.zero(currency).exponent
+    expense = InternalAccount.INTEREST_EXPENSE.account_id(currency)
+    credits = [(r["account_id"], r["balance_minor"], daily_interest(r["balance_minor"], exponent, tiers))
+               for r in rows if r["posted"] is None]  # fmt: skip
+    paying = [(account_id, balance, interest) for account_id, balance, interest in credits if interest > 0]
+    postings = [(account_id, business_date, "", 0) for account_id, _, interest in credits if interest == 0]
+    if paying:
+        await _post_interest(tx, paying, business_date, expense, currency, at, postings)
+    if postings:
+        await tx.executemany(
+            "INSERT INTO interest_postings (account_id, business_date, transfer_id, amount_minor) VALUES (?, ?, ?, ?)", postings
+        )
+    ids = [r["account_id"] for r in rows]
+    total = await tx.fetchone(
+        f"SELECT COALESCE(SUM(amount_minor), 0) AS total FROM interest_postings WHERE business_date = ?"
+        f" AND account_id IN ({', '.join('?' * len(ids))})",
+        business_date, *ids,
+    )  # fmt: skip
+    return AccrualChunk(len(rows), int(total["total"]) if total else 0, ids[-1], len(rows) < limit, eligible)
+
+
+async def _post_interest(tx: Tx, paying: list[tuple[str, int, int]], business_date: str, expense: str, currency: str,
+                         at: datetime, postings: list[tuple[str, str, str, int]]) -> None:  # fmt: skip
+    posted, description = at.isoformat(), f"interest {business_date}"
+    transfer_ids = [new_id("trf") for _ in paying]
+    total = sum(interest for _, _, interest in paying)
+    row = await tx.fetchone(
+        "UPDATE accounts SET balance_minor = balance_minor - ? WHERE account_id = ? RETURNING balance_minor", total, expense
+    )
+    expense_balance = int(row["balance_minor"]) + total if row else 0
+    transfers, entries, balances = [], [], []
+    for transfer_id, (account_id, balance, interest) in zip(transfer_ids, paying):
+        expense_balance -= interest
+        transfers.append((transfer_id, expense, account_id, interest, currency, description, None, None, posted))
+        entries.append((expense, transfer_id, -interest, expense_balance, account_id, description, posted))
+        entries.append((account_id, transfer_id, interest, balance + interest, expense, description, posted))
+        balances.append((interest, account_id))
+        postings.append((account_id, business_date, transfer_id, interest))
+    await tx.executemany("UPDATE accounts SET balance_minor = balance_minor + ? WHERE account_id = ?", balances)
+    await tx.executemany(f"INSERT INTO transfers ({_TRANSFER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", transfers)
+    await tx.executemany(
+        "INSERT INTO entries (account_id, transfer_id, amount_minor, balance_after_minor, counterparty_account_id,"
+        " description, posted_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        entries,
+    )

@@ -35,10 +35,11 @@ from services.account.domain import (
     AccountType,
     Entry,
     Hold,
+    InterestTier,
     Transfer,
     TransferOrder,
 )
-from services.account.repository import LedgerRepository
+from services.account.repository import AccrualChunk, LedgerRepository
 
 PRODUCTS_FILE = Path(__file__).parent / "products.toml"
 ACCOUNT_PREFIX = "acc"
@@ -267,6 +268,12 @@ class AccountApplicationService(BaseComponent):
     async def release_hold(self, hold_id: str, key: IdempotencyKey) -> Hold:
         await self._require_hold(hold_id)
         return await self._repository.release_hold(hold_id, key)
+
+    async def accrue_interest(self, business_date: str, currency: str, tiers: tuple[InterestTier, ...], after: str,
+                              limit: int) -> AccrualChunk:  # fmt: skip
+        """Bulk interest posting, driven by the interest context's batch (or an admin)."""
+        require_role(ADMIN, SERVICE, action="post interest")
+        return await self._repository.accrue_interest(business_date, currency, tiers, after, limit, self._clock.now())
 
     async def entries(self, account_id: str, size: int, token: str) -> tuple[list[Entry], str]:
         v = Violations()

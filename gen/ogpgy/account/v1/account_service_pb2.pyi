@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from ogpgy.type.v1 import date_pb2 as _date_pb2
 from ogpgy.type.v1 import money_pb2 as _money_pb2
 import builtins as _builtins
 import sys
@@ -1100,3 +1101,119 @@ class ListEntriesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListEntriesResponse: _TypeAlias = ListEntriesResponse  # noqa: Y015
+
+@_typing.final
+class InterestTier(_message.Message):
+    """A balance band and its annual rate: the whole balance earns the rate of the first tier whose
+    upper bound it does not exceed.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UP_TO_FIELD_NUMBER: _builtins.int
+    ANNUAL_RATE_FIELD_NUMBER: _builtins.int
+    annual_rate: _builtins.str
+    """Annual rate as a decimal string, e.g. "0.015"."""
+    @_builtins.property
+    def up_to(self) -> _money_pb2.Money:
+        """Inclusive upper bound of the balance; unset for the last, unbounded tier."""
+
+    def __init__(
+        self,
+        *,
+        up_to: _money_pb2.Money | None = ...,
+        annual_rate: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["up_to", b"up_to"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["annual_rate", b"annual_rate", "up_to", b"up_to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InterestTier: _TypeAlias = InterestTier  # noqa: Y015
+
+@_typing.final
+class AccrueInterestRequest(_message.Message):
+    """Request of AccrueInterest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    BUSINESS_DATE_FIELD_NUMBER: _builtins.int
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    TIERS_FIELD_NUMBER: _builtins.int
+    AFTER_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Client-chosen idempotency key (the posting is also unique per account and date)."""
+    currency_code: _builtins.str
+    """Only accounts in this currency."""
+    after_account_id: _builtins.str
+    """Accounts with ids after this one (empty: from the first)."""
+    limit: _builtins.int
+    """Chunk size, 1..10000."""
+    @_builtins.property
+    def business_date(self) -> _date_pb2.Date:
+        """Business date whose interest is posted."""
+
+    @_builtins.property
+    def tiers(self) -> _containers.RepeatedCompositeFieldContainer[Global___InterestTier]:
+        """Tiers, ascending; the last one unbounded."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        business_date: _date_pb2.Date | None = ...,
+        currency_code: _builtins.str = ...,
+        tiers: _abc.Iterable[Global___InterestTier] | None = ...,
+        after_account_id: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["business_date", b"business_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_account_id", b"after_account_id", "business_date", b"business_date", "currency_code", b"currency_code", "limit", b"limit", "request_id", b"request_id", "tiers", b"tiers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccrueInterestRequest: _TypeAlias = AccrueInterestRequest  # noqa: Y015
+
+@_typing.final
+class AccrueInterestResponse(_message.Message):
+    """Response of AccrueInterest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROCESSED_FIELD_NUMBER: _builtins.int
+    INTEREST_POSTED_FIELD_NUMBER: _builtins.int
+    LAST_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    ELIGIBLE_FIELD_NUMBER: _builtins.int
+    processed: _builtins.int
+    """Eligible accounts in the chunk."""
+    last_account_id: _builtins.str
+    """Last account id of the chunk; the next chunk starts after it."""
+    done: _builtins.bool
+    """No eligible account after this chunk."""
+    eligible: _builtins.int
+    """Eligible accounts in total (only when after_account_id was empty)."""
+    @_builtins.property
+    def interest_posted(self) -> _money_pb2.Money:
+        """Interest posted for the chunk's accounts on that date (now or before)."""
+
+    def __init__(
+        self,
+        *,
+        processed: _builtins.int = ...,
+        interest_posted: _money_pb2.Money | None = ...,
+        last_account_id: _builtins.str = ...,
+        done: _builtins.bool = ...,
+        eligible: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["interest_posted", b"interest_posted"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "eligible", b"eligible", "interest_posted", b"interest_posted", "last_account_id", b"last_account_id", "processed", b"processed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccrueInterestResponse: _TypeAlias = AccrueInterestResponse  # noqa: Y015

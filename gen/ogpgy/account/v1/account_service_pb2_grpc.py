@@ -101,6 +101,11 @@ class AccountServiceStub:
                 request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ListEntriesRequest.SerializeToString,
                 response_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ListEntriesResponse.FromString,
                 _registered_method=True)
+        self.AccrueInterest = channel.unary_unary(
+                '/ogpgy.account.v1.AccountService/AccrueInterest',
+                request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.AccrueInterestRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.AccrueInterestResponse.FromString,
+                _registered_method=True)
 
 
 class AccountServiceServicer:
@@ -199,6 +204,15 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AccrueInterest(self, request, context):
+        """Posts one business date's interest to a chunk of interest-bearing accounts (set-based), from
+        the interest expense account. At most once per (account, date); a repeated chunk reports what
+        is posted without posting again. Admins and services only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -266,6 +280,11 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.ListEntries,
                     request_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ListEntriesRequest.FromString,
                     response_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ListEntriesResponse.SerializeToString,
+            ),
+            'AccrueInterest': grpc.unary_unary_rpc_method_handler(
+                    servicer.AccrueInterest,
+                    request_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.AccrueInterestRequest.FromString,
+                    response_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.AccrueInterestResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -621,6 +640,33 @@ class AccountService:
             '/ogpgy.account.v1.AccountService/ListEntries',
             ogpgy_dot_account_dot_v1_dot_account__service__pb2.ListEntriesRequest.SerializeToString,
             ogpgy_dot_account_dot_v1_dot_account__service__pb2.ListEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AccrueInterest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.account.v1.AccountService/AccrueInterest',
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.AccrueInterestRequest.SerializeToString,
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.AccrueInterestResponse.FromString,
             options,
             channel_credentials,
             insecure,

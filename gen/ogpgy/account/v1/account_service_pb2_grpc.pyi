@@ -61,6 +61,11 @@ class AccountServiceStub:
     """Voids a hold without moving money."""
     ListEntries: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ListEntriesRequest, _account_service_pb2.ListEntriesResponse]
     """Statement: the entries of one account, oldest first."""
+    AccrueInterest: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.AccrueInterestRequest, _account_service_pb2.AccrueInterestResponse]
+    """Posts one business date's interest to a chunk of interest-bearing accounts (set-based), from
+    the interest expense account. At most once per (account, date); a repeated chunk reports what
+    is posted without posting again. Admins and services only.
+    """
 
 @_typing.type_check_only
 class AccountServiceAsyncStub(AccountServiceStub):
@@ -95,6 +100,11 @@ class AccountServiceAsyncStub(AccountServiceStub):
     """Voids a hold without moving money."""
     ListEntries: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ListEntriesRequest, _account_service_pb2.ListEntriesResponse]  # type: ignore[assignment]
     """Statement: the entries of one account, oldest first."""
+    AccrueInterest: _aio.UnaryUnaryMultiCallable[_account_service_pb2.AccrueInterestRequest, _account_service_pb2.AccrueInterestResponse]  # type: ignore[assignment]
+    """Posts one business date's interest to a chunk of interest-bearing accounts (set-based), from
+    the interest expense account. At most once per (account, date); a repeated chunk reports what
+    is posted without posting again. Admins and services only.
+    """
 
 class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
     """Accounts and the double-entry ledger. Every movement of money is a transfer that debits one
@@ -204,5 +214,16 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.ListEntriesResponse, _abc.Awaitable[_account_service_pb2.ListEntriesResponse]]:
         """Statement: the entries of one account, oldest first."""
+
+    @_abc_1.abstractmethod
+    def AccrueInterest(
+        self,
+        request: _account_service_pb2.AccrueInterestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.AccrueInterestResponse, _abc.Awaitable[_account_service_pb2.AccrueInterestResponse]]:
+        """Posts one business date's interest to a chunk of interest-bearing accounts (set-based), from
+        the interest expense account. At most once per (account, date); a repeated chunk reports what
+        is posted without posting again. Admins and services only.
+        """
 
 def add_AccountServiceServicer_to_server(servicer: AccountServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,22 @@
+"""The interest run's rules. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from common.validation import Violations
+
+JOB = "daily-interest"
+
+
+@dataclass(frozen=True)
+class Tier:
+    up_to: str | None  # decimal string in the run's currency; None for the last tier
+    annual_rate: str
+
+
+def business_date(v: Violations, value: date | None, field: str = "business_date") -> str:
+    """The run key: an ISO date (29 February included: Actual/365 Fixed accrues every day)."""
+    v.check(value is not None, field, "required: a valid calendar date")
+    return value.isoformat() if value else ""

@@ -1,0 +1,31 @@
+"""The interest bounded context."""
+
+from __future__ import annotations
+
+from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
+
+from common.batch.runner import BatchRunner
+from common.config import Settings
+from common.di import ModuleContextImport, og_context
+from common.events.bus import EventBus
+from common.events.outbox import OutboxRelay
+from common.infrastructure import Databases
+from services.interest.api import InterestApi
+from services.interest.repository import InterestDatabase
+from services.interest.service import InterestService
+
+@og_context(
+    name="interest",
+    description="Daily interest accrual for a business date, as a restartable batch with streamed progress",
+    business_owner="Treasury Team",
+    imports=[
+        ModuleContextImport(AccountServiceStub, from_context="account"),
+        ModuleContextImport(Databases, from_context="infrastructure"),
+        ModuleContextImport(Settings, from_context="infrastructure"),
+        ModuleContextImport(EventBus, from_context="infrastructure"),
+    ],
+    providers=[InterestDatabase, OutboxRelay, BatchRunner, InterestService, InterestApi],
+    exports=[InterestApi],
+)
+class InterestModule:
+    """Posts interest through the account context's contract, a chunk of accounts per call."""

@@ -1,0 +1,111 @@
+"""The daily interest run over gRPC: exact tiered values, once per date, resumable after a kill."""
+
+from __future__ import annotations
+
+import subprocess
+from decimal import Decimal
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc import aio
+from ogpgy.account.v1 import account_service_pb2 as apb
+from ogpgy.interest.v1 import interest_service_pb2 as ipb
+from ogpgy.interest.v1 import interest_service_pb2_grpc as igrpc
+from ogpgy.type.v1 import date_pb2
+
+from common.config import Settings
+from mesh.embedded import RunningBank
+from services.account.repository import LedgerRepository
+from tests.bank_helpers import Bank, admin_channel, eur
+from tests.conftest import ADMIN_PASSWORD
+from tests.grpc_assert import error_reason, field_violations
+from tests.processes import BIN, BankProcess
+
+# balance -> one day's interest, computed by hand in tests/unit/test_interest_rules.py
+EDGES = {"1000.00": "1000.01", "1000.01": "1000.05", "10000.00": "10000.41", "10000.01": "10000.69"}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path, port=0, admin_password=ADMIN_PASSWORD, interest_chunk_size=2)
+
+
+async def _accounts_at_edges(channel: aio.Channel) -> dict[str, str]:
+    """Savings accounts at the tier edges, an empty one, and an overdrawn business account."""
+    client = Bank(channel)
+    opened = {}
+    customer = await client.verified_customer("interest")
+    for i, balance in enumerate([*EDGES, "0"]):
+        account = await client.open(customer, f"sav-{i}")
+        if balance != "0":
+            await client.deposit(account, balance, f"int-{i}")
+        opened[account] = balance
+    business = await client.open(customer, "biz", apb.ACCOUNT_TYPE_BUSINESS_CHECKING)
+    await client.accounts.Withdraw(apb.WithdrawRequest(request_id="overdraw", account_id=business, amount=eur("50.00")))
+    opened[business] = "-50.00"
+    return opened
+
+
+def _day(iso: str) -> date_pb2.Date:
+    y, m, d = (int(x) for x in iso.split("-"))
+    return date_pb2.Date(year=y, month=m, day=d)
+
+
+async def _run(channel: aio.Channel, iso: str) -> list[ipb.InterestRun]:
+    stream = igrpc.InterestServiceStub(channel).RunDailyInterest(ipb.RunDailyInterestRequest(request_id=f"r-{iso}", business_date=_day(iso)))
+    return [answer.run async for answer in stream]
+
+
+async def test_exact_tiered_interest_once_per_date(bank: RunningBank, channel: aio.Channel) -> None:
+    opened = await _accounts_at_edges(channel)
+    progress = await _run(channel, "2026-06-15")
+    final = progress[-1]
+    assert final.status == ipb.INTEREST_RUN_STATUS_COMPLETED and len(progress) >= 4, "progress streamed chunk by chunk"
+    assert final.total == final.processed == 6
+    assert final.total_interest.amount == "1.14"  # 0.01 + 0.04 + 0.41 + 0.68 + 0 + 0
+    client = Bank(channel)
+    for account, balance in opened.items():
+        expected = EDGES.get(balance, balance if balance != "0" else "0.00")
+        assert (await client.balance(account))[0] == expected
+    info = await error_reason(igrpc.InterestServiceStub(channel).RunDailyInterest(
+        ipb.RunDailyInterestRequest(request_id="again", business_date=_day("2026-06-15"))).read(), grpc.StatusCode.FAILED_PRECONDITION)  # fmt: skip
+    assert info.reason == "INTEREST_RUN_ALREADY_COMPLETED"
+    leap = (await _run(channel, "2028-02-29"))[-1]
+    assert leap.status == ipb.INTEREST_RUN_STATUS_COMPLETED, "29 February accrues (Actual/365 Fixed)"
+    got = (await igrpc.InterestServiceStub(channel).GetInterestRun(ipb.GetInterestRunRequest(business_date=_day("2026-06-15")))).run
+    assert got.processed == 6 and got.total_interest.amount == "1.14"
+    debits, credits, total = await bank.contexts["account"].resolve(LedgerRepository).totals()
+    assert debits == credits and total == 0
+    bad = ipb.RunDailyInterestRequest(business_date=date_pb2.Date(year=2026, month=2, day=30))
+    assert "business_date" in await field_violations(igrpc.InterestServiceStub(channel).RunDailyInterest(bad).read())
+
+
+@pytest.mark.slow
+async def test_a_run_killed_midway_resumes_with_identical_totals(tmp_path: Path) -> None:
+    first = BankProcess(tmp_path, "--interest-chunk", "2").start()
+    try:
+        async with admin_channel(first.target) as channel:
+            opened = await _accounts_at_edges(channel)
+    finally:
+        first.stop()
+    crashing = BankProcess(tmp_path, "--interest-chunk", "2", faults="batch.after_chunk").start()
+    async with admin_channel(crashing.target) as channel:
+        with pytest.raises(aio.AioRpcError):
+            await _run(channel, "2026-06-15")
+    assert crashing.wait_exit(timeout=30) == 137
+    resumed = BankProcess(tmp_path, "--interest-chunk", "2").start()
+    try:
+        cli = subprocess.run([str(BIN / "ogpgy"), "interest", "run", "--date", "2026-06-15", "--target", resumed.target,
+                              "--password", ADMIN_PASSWORD], capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert cli.returncode == 0, cli.stderr
+        assert "COMPLETED, 6 accounts, 1.14 EUR posted" in cli.stdout and "100%" in cli.stderr
+        async with admin_channel(resumed.target) as channel:
+            client = Bank(channel)
+            for account, balance in opened.items():
+                expected = EDGES.get(balance, balance if balance != "0" else "0.00")
+                assert (await client.balance(account))[0] == expected, "each account credited exactly once"
+            expense = Decimal((await client.balance("acc_INTEREST_EXPENSE_EUR"))[0])
+            assert expense == Decimal("-1.14")
+    finally:
+        resumed.stop()

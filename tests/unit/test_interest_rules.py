@@ -1,0 +1,36 @@
+"""Daily interest computed by hand: tier edges, half-even rounding, zero and overdrawn, leap day."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from services.account.domain import InterestTier, daily_interest
+
+TIERS = (InterestTier(100_000, Decimal("0.005")), InterestTier(1_000_000, Decimal("0.015")), InterestTier(None, Decimal("0.025")))
+
+
+@pytest.mark.parametrize(
+    ("balance_minor", "expected_minor", "worked"),
+    [
+        (100_000, 1, "1,000.00 x 0.5 % / 365 = 0.013698 -> 0.01"),
+        (100_001, 4, "1,000.01 x 1.5 % / 365 = 0.041096 -> 0.04"),
+        (1_000_000, 41, "10,000.00 x 1.5 % / 365 = 0.410959 -> 0.41"),
+        (1_000_001, 68, "10,000.01 x 2.5 % / 365 = 0.684932 -> 0.68"),
+        (36_500, 0, "365.00 x 0.5 % / 365 = 0.005 exactly -> half-even 0.00"),
+        (109_500, 4, "1,095.00 x 1.5 % / 365 = 0.045 exactly -> half-even 0.04"),
+        (255_500, 10, "2,555.00 x 1.5 % / 365 = 0.105 exactly -> half-even 0.10"),
+        (0, 0, "zero earns nothing"),
+        (-5_000, 0, "overdrawn earns nothing"),
+    ],
+)
+def test_daily_interest_by_hand(balance_minor: int, expected_minor: int, worked: str) -> None:
+    assert daily_interest(balance_minor, 2, TIERS) == expected_minor, worked
+
+
+def test_a_leap_year_has_366_accruals_of_a_365th_each() -> None:
+    """Actual/365 Fixed: 29 February accrues like any day, so a leap year pays 366/365 of the rate."""
+    days_2028 = 366
+    daily = daily_interest(10_000_000, 2, TIERS)  # 100,000.00 x 2.5 % / 365 = 6.849315 -> 6.85
+    assert daily == 685 and daily * days_2028 == 250_710
