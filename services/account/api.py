@@ -230,7 +230,8 @@ def _tiers(v: Violations, request: pb.AccrueInterestRequest) -> tuple[InterestTi
             rate = Decimal(tier.annual_rate)
         except InvalidOperation:
             rate = Decimal(-1)
-        v.check(Decimal(0) <= rate < Decimal(1), f"{field}.annual_rate", "a decimal fraction between 0 and 1")
+        v.check(Decimal(0) <= rate < Decimal(1) and (rate * 1_000_000) % 1 == 0, f"{field}.annual_rate",
+                "a decimal fraction between 0 and 1 with at most 6 decimals")  # fmt: skip
         bound = None
         if tier.HasField("up_to"):
             money = parse_money(v, tier.up_to.currency_code, tier.up_to.amount, f"{field}.up_to")

@@ -39,7 +39,6 @@ from services.account.domain import (
     Transfer,
     InterestTier,
     TransferOrder,
-    daily_interest,
     floor_of,
 )
 from common.ids import new_id
@@ -556,67 +555,94 @@ class AccrualChunk:
     eligible: int
 
 
+PPM = 1_000_000
+
+
+def interest_sql(tiers: tuple[InterestTier, ...], balance: str = "balance_minor") -> str:
+    """daily_interest (domain) as one integer SQL expression, for set-based posting.
+
+    The rate is chosen by the tiers (rates in parts per million), and the division by 365 is
+    rounded half-even with integer arithmetic, so SQLite and PostgreSQL agree with the Decimal
+    reference exactly. tests/unit/test_interest_rules.py cross-checks them.
+    """
+    cases = " ".join(f"WHEN {balance} <= {t.up_to_minor} THEN {int(t.annual_rate * PPM)}" for t in tiers if t.up_to_minor is not None)
+    rate = f"(CASE {cases} ELSE {int(tiers[-1].annual_rate * PPM)} END)"
+    den = 365 * PPM
+    num = f"({balance} * {rate})"
+    # Remainders as a - (a / b) * b: no '%' (a placeholder to psycopg), integer division on both engines.
+    quotient = f"({num} / {den})"
+    remainder = f"({num} - {quotient} * {den})"
+    parity = f"({quotient} - ({quotient} / 2) * 2)"
+    return (f"(CASE WHEN {balance} <= 0 THEN 0 ELSE {quotient} + CASE WHEN 2 * {remainder} > {den} THEN 1"
+            f" WHEN 2 * {remainder} = {den} THEN {parity} ELSE 0 END END)")  # fmt: skip
+
+
+_ELIGIBLE = "interest_bearing = 1 AND status = 'OPEN' AND currency = ?"
+
+
 async def _accrue_interest(tx: Tx, business_date: str, currency: str, tiers: tuple[InterestTier, ...],
                            after: str, limit: int, at: datetime) -> AccrualChunk:  # fmt: skip
-    """One chunk: a few statements for the whole chunk, never one per account. Accounts already
-    posted for the date are skipped, and the chunk reports what is posted now or before."""
+    """One chunk in seven set-based statements, whatever its size. Accounts already posted for
+    the date are skipped; the chunk reports what is posted for its accounts, now or before."""
     eligible = 0
     if not after:
-        counted = await tx.fetchone(
-            "SELECT COUNT(*) AS n FROM accounts WHERE interest_bearing = 1 AND status = 'OPEN' AND currency = ?", currency
-        )
+        counted = await tx.fetchone(f"SELECT COUNT(*) AS n FROM accounts WHERE {_ELIGIBLE}", currency)
         eligible = int(counted["n"]) if counted else 0
-    rows = await tx.fetchall(
-        "SELECT a.account_id, a.balance_minor, p.account_id AS posted FROM accounts a"
-        " LEFT JOIN interest_postings p ON p.account_id = a.account_id AND p.business_date = ?"
-        " WHERE a.interest_bearing = 1 AND a.status = 'OPEN' AND a.currency = ? AND a.account_id > ?"
-        " ORDER BY a.account_id LIMIT ?",
-        business_date, currency, after, limit,
+    edge = await tx.fetchone(
+        f"SELECT MAX(account_id) AS last, COUNT(*) AS n FROM (SELECT account_id FROM accounts WHERE {_ELIGIBLE}"
+        " AND account_id > ? ORDER BY account_id LIMIT ?) chunk",
+        currency, after, limit,
     )  # fmt: skip
-    if not rows:
+    if edge is None or not edge["n"]:
         return AccrualChunk(0, 0, after, True, eligible)
-    exponent = Money.zero(currency).exponent
+    last, count = str(edge["last"]), int(edge["n"])
+    token, posted, description = new_id("chk"), at.isoformat(), f"interest {business_date}"
     expense = InternalAccount.INTEREST_EXPENSE.account_id(currency)
-    credits = [(r["account_id"], r["balance_minor"], daily_interest(r["balance_minor"], exponent, tiers))
-               for r in rows if r["posted"] is None]  # fmt: skip
-    paying = [(account_id, balance, interest) for account_id, balance, interest in credits if interest > 0]
-    postings = [(account_id, business_date, "", 0) for account_id, _, interest in credits if interest == 0]
-    if paying:
-        await _post_interest(tx, paying, business_date, expense, currency, at, postings)
-    if postings:
-        await tx.executemany(
-            "INSERT INTO interest_postings (account_id, business_date, transfer_id, amount_minor) VALUES (?, ?, ?, ?)", postings
-        )
-    ids = [r["account_id"] for r in rows]
-    total = await tx.fetchone(
-        f"SELECT COALESCE(SUM(amount_minor), 0) AS total FROM interest_postings WHERE business_date = ?"
-        f" AND account_id IN ({', '.join('?' * len(ids))})",
-        business_date, *ids,
+    stamp = business_date.replace("-", "")
+    await tx.execute(
+        "INSERT INTO interest_postings (account_id, business_date, transfer_id, amount_minor, chunk_token)"
+        f" SELECT account_id, ?, CASE WHEN interest > 0 THEN 'trf_INT' || ? || substr(account_id, 5) ELSE '' END, interest, ?"
+        f" FROM (SELECT account_id, {interest_sql(tiers)} AS interest FROM accounts"
+        f" WHERE {_ELIGIBLE} AND account_id > ? AND account_id <= ?) chunk WHERE true"
+        " ON CONFLICT (account_id, business_date) DO NOTHING",
+        business_date, stamp, token, currency, after, last,
     )  # fmt: skip
-    return AccrualChunk(len(rows), int(total["total"]) if total else 0, ids[-1], len(rows) < limit, eligible)
-
-
-async def _post_interest(tx: Tx, paying: list[tuple[str, int, int]], business_date: str, expense: str, currency: str,
-                         at: datetime, postings: list[tuple[str, str, str, int]]) -> None:  # fmt: skip
-    posted, description = at.isoformat(), f"interest {business_date}"
-    transfer_ids = [new_id("trf") for _ in paying]
-    total = sum(interest for _, _, interest in paying)
-    row = await tx.fetchone(
-        "UPDATE accounts SET balance_minor = balance_minor - ? WHERE account_id = ? RETURNING balance_minor", total, expense
-    )
-    expense_balance = int(row["balance_minor"]) + total if row else 0
-    transfers, entries, balances = [], [], []
-    for transfer_id, (account_id, balance, interest) in zip(transfer_ids, paying):
-        expense_balance -= interest
-        transfers.append((transfer_id, expense, account_id, interest, currency, description, None, None, posted))
-        entries.append((expense, transfer_id, -interest, expense_balance, account_id, description, posted))
-        entries.append((account_id, transfer_id, interest, balance + interest, expense, description, posted))
-        balances.append((interest, account_id))
-        postings.append((account_id, business_date, transfer_id, interest))
-    await tx.executemany("UPDATE accounts SET balance_minor = balance_minor + ? WHERE account_id = ?", balances)
-    await tx.executemany(f"INSERT INTO transfers ({_TRANSFER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", transfers)
-    await tx.executemany(
-        "INSERT INTO entries (account_id, transfer_id, amount_minor, balance_after_minor, counterparty_account_id,"
-        " description, posted_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        entries,
-    )
+    fresh = "FROM interest_postings p WHERE p.chunk_token = ? AND p.amount_minor > 0"
+    total_row = await tx.fetchone(f"SELECT COALESCE(SUM(p.amount_minor), 0) AS total {fresh}", token)
+    total = int(total_row["total"]) if total_row else 0
+    if total:
+        expense_row = await tx.fetchone(
+            "UPDATE accounts SET balance_minor = balance_minor - ? WHERE account_id = ? RETURNING balance_minor", total, expense
+        )
+        expense_start = (int(expense_row["balance_minor"]) if expense_row else 0) + total
+        await tx.execute(
+            f"INSERT INTO transfers ({_TRANSFER_COLUMNS}) SELECT p.transfer_id, ?, p.account_id, p.amount_minor, ?, ?,"
+            f" NULL, NULL, ? {fresh}",
+            expense, currency, description, posted, token,
+        )  # fmt: skip
+        await tx.execute(
+            "UPDATE accounts SET balance_minor = balance_minor + (SELECT p.amount_minor FROM interest_postings p"
+            " WHERE p.account_id = accounts.account_id AND p.business_date = ?)"  # a primary-key lookup
+            " WHERE account_id > ? AND account_id <= ?"  # the range lets the index drive the update
+            " AND account_id IN (SELECT p.account_id FROM interest_postings p WHERE p.chunk_token = ? AND p.amount_minor > 0)",
+            business_date, after, last, token,
+        )  # fmt: skip
+        await tx.execute(
+            "INSERT INTO entries (account_id, transfer_id, amount_minor, balance_after_minor, counterparty_account_id,"
+            f" description, posted_at) SELECT p.account_id, p.transfer_id, p.amount_minor, a.balance_minor, ?, ?, ?"
+            f" FROM interest_postings p JOIN accounts a ON a.account_id = p.account_id WHERE p.chunk_token = ?"
+            " AND p.amount_minor > 0",
+            expense, description, posted, token,
+        )  # fmt: skip
+        await tx.execute(
+            "INSERT INTO entries (account_id, transfer_id, amount_minor, balance_after_minor, counterparty_account_id,"
+            " description, posted_at) SELECT ?, p.transfer_id, -p.amount_minor,"
+            f" ? - SUM(p.amount_minor) OVER (ORDER BY p.account_id ROWS UNBOUNDED PRECEDING), p.account_id, ?, ? {fresh}",
+            expense, expense_start, description, posted, token,
+        )  # fmt: skip
+    reported = await tx.fetchone(
+        "SELECT COALESCE(SUM(amount_minor), 0) AS total FROM interest_postings WHERE business_date = ?"
+        " AND account_id > ? AND account_id <= ?",
+        business_date, after, last,
+    )  # fmt: skip
+    return AccrualChunk(count, int(reported["total"]) if reported else 0, last, count < limit, eligible)

@@ -26,9 +26,13 @@ from tests.processes import BIN, BankProcess
 EDGES = {"1000.00": "1000.01", "1000.01": "1000.05", "10000.00": "10000.41", "10000.01": "10000.69"}
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, port=0, admin_password=ADMIN_PASSWORD, interest_chunk_size=2)
+@pytest.fixture(params=["sqlite", "postgres"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Small chunks, so a run takes several; the set-based SQL runs on both engines."""
+    engine = {}
+    if request.param == "postgres":
+        engine = {"database": "postgres", "postgres_dsn": request.getfixturevalue("postgres").new_database()}
+    return Settings(data_dir=tmp_path, port=0, admin_password=ADMIN_PASSWORD, interest_chunk_size=2, **engine)  # type: ignore[arg-type]
 
 
 async def _accounts_at_edges(channel: aio.Channel) -> dict[str, str]:

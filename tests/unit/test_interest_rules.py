@@ -34,3 +34,21 @@ def test_a_leap_year_has_366_accruals_of_a_365th_each() -> None:
     days_2028 = 366
     daily = daily_interest(10_000_000, 2, TIERS)  # 100,000.00 x 2.5 % / 365 = 6.849315 -> 6.85
     assert daily == 685 and daily * days_2028 == 250_710
+
+
+def test_the_set_based_sql_agrees_with_the_decimal_rule() -> None:
+    """The SQL that posts interest in bulk must give exactly daily_interest, rounding included."""
+    import random
+    import sqlite3
+
+    from services.account.repository import interest_sql
+
+    rng = random.Random(5)
+    balances = [0, -1, 36_500, 109_500, 255_500, 100_000, 100_001, 1_000_000, 1_000_001]
+    balances += [rng.randint(-10_000, 10**12) for _ in range(20_000)]
+    balances += [365 * k for k in range(1, 2_000)]  # exact halves are frequent at multiples of 365
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE accounts (balance_minor BIGINT)")
+    conn.executemany("INSERT INTO accounts VALUES (?)", [(b,) for b in balances])
+    computed = [row[0] for row in conn.execute(f"SELECT {interest_sql(TIERS)} FROM accounts ORDER BY rowid")]
+    assert computed == [daily_interest(b, 2, TIERS) for b in balances]
