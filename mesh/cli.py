@@ -131,6 +131,8 @@ async def _interest_run(args: argparse.Namespace) -> int:
         last = None
         async for answer in pb_grpc.InterestServiceStub(channel).RunDailyInterest(pb.RunDailyInterestRequest(request_id=f"cli-{args.date}", business_date=day)):
             last = answer.run
+            if not last.total and not last.processed:
+                continue  # the run's opening state, before the first chunk
             line = f"{_bar(last.processed, last.total)} {last.processed}/{last.total} accounts, {last.total_interest.amount} {last.total_interest.currency_code}"
             print(f"\r{line}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
