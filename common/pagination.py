@@ -9,8 +9,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from dataclasses import dataclass
 
-from common.validation import Violations
+from common.validation import Violations, page_size
 
 
 def _query_tag(query: object) -> str:
@@ -35,3 +36,21 @@ def decode_page_token(v: Violations, token: str, query: object, field: str = "pa
     except (ValueError, KeyError, TypeError):
         v.add(field, "not a page token of this query: pass next_page_token unchanged, with the same filters")
         return 0
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """A validated page request: where the page starts, how long it is, and its query."""
+
+    after: int
+    limit: int
+    query: object
+
+    def next_token(self, next_after: int | None) -> str:
+        """The next_page_token of a page that ended at `next_after` (None: the last page)."""
+        return encode_page_token(next_after, self.query) if next_after else ""
+
+
+def page_request(v: Violations, size: int, token: str, query: object) -> PageRequest:
+    """Validates page_size and page_token together (violations go to `v`)."""
+    return PageRequest(decode_page_token(v, token, query), page_size(v, size), query)

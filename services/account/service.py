@@ -26,8 +26,8 @@ from common.grpc.convert import timestamp
 from common.ids import new_id
 from common.idempotency import IdempotencyKey
 from common.money import CURRENCY_EXPONENTS, Money
-from common.pagination import decode_page_token, encode_page_token
-from common.validation import Violations, check_id, page_size
+from common.pagination import page_request
+from common.validation import Violations, check_id
 from services.account.domain import (
     Account,
     AccountFeatures,
@@ -200,12 +200,11 @@ class AccountApplicationService(BaseComponent):
     async def list_accounts(self, customer_id: str, size: int, token: str) -> tuple[list[Account], str]:
         v = Violations()
         check_id(v, customer_id, "customer_id", "cus")
-        limit = page_size(v, size)
-        after = decode_page_token(v, token, ("accounts", customer_id))
+        request = page_request(v, size, token, ("accounts", customer_id))
         v.raise_if_any()
         await require_customer_access(customer_id, assigned=self._assigned, action="list this customer's accounts")
-        page = await self._repository.accounts_of(customer_id, after, limit)
-        return page.items, encode_page_token(page.next_after, ("accounts", customer_id)) if page.next_after else ""
+        page = await self._repository.accounts_of(customer_id, request.after, request.limit)
+        return page.items, request.next_token(page.next_after)
 
     async def close_account(self, account_id: str, key: IdempotencyKey) -> Account:
         await self._require_account(account_id, write=True, action="close this account")
@@ -277,10 +276,9 @@ class AccountApplicationService(BaseComponent):
 
     async def entries(self, account_id: str, size: int, token: str) -> tuple[list[Entry], str]:
         v = Violations()
-        limit = page_size(v, size)
-        after = decode_page_token(v, token, ("entries", account_id))
+        request = page_request(v, size, token, ("entries", account_id))
         v.raise_if_any()
         await self.get_account(account_id)  # exists, and the caller may read it
-        page = await self._repository.entries(account_id, after, limit)
-        return page.items, encode_page_token(page.next_after, ("entries", account_id)) if page.next_after else ""
+        page = await self._repository.entries(account_id, request.after, request.limit)
+        return page.items, request.next_token(page.next_after)
 

@@ -15,10 +15,10 @@ from common.di import BaseComponent, og_component
 from common.errors import Aborted, NotFound, PreconditionFailed
 from common.ids import new_id
 from common.idempotency import IdempotencyKey
-from common.pagination import decode_page_token, encode_page_token
+from common.pagination import page_request
 from common.security.context import ADMIN, CUSTOMER, RELATIONSHIP_MANAGER, SERVICE, SecurityContext, current_caller
 from common.security.policy import may_read_pii, require_customer_access, require_role
-from common.validation import Violations, check_id, check_request_id, page_size
+from common.validation import Violations, check_id, check_request_id
 from services.customer.domain import (
     Application,
     ContactChange,
@@ -99,12 +99,10 @@ class CustomerApplicationService(BaseComponent):
         themself."""
         only = self._listing_filter(current_caller(), status)
         v = Violations()
-        limit = page_size(v, size)
-        after = decode_page_token(v, token, ("customers", only))
+        request = page_request(v, size, token, ("customers", only))
         v.raise_if_any()
-        page = await self._repository.page(after, limit, only)
-        next_token = encode_page_token(page.next_after, ("customers", only)) if page.next_after else ""
-        return self.visible(page.customers), next_token
+        page = await self._repository.page(request.after, request.limit, only)
+        return self.visible(page.customers), request.next_token(page.next_after)
 
     @staticmethod
     def _listing_filter(caller: SecurityContext, status: KycStatus | None) -> CustomerFilter:

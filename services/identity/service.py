@@ -13,11 +13,11 @@ from common.di import BaseComponent, og_component
 from common.errors import NotFound, Unauthenticated
 from common.ids import new_id
 from common.idempotency import IdempotencyKey
-from common.pagination import decode_page_token, encode_page_token
+from common.pagination import page_request
 from common.security.component import Security
 from common.security.context import ADMIN, SecurityContext
 from common.security.tokens import issue, jwks
-from common.validation import Violations, check_request_id, page_size
+from common.validation import Violations, check_request_id
 from services.identity.domain import User, hash_password, password_matches, validate_new_user
 from services.identity.repository import UserRepository
 
@@ -80,11 +80,10 @@ class IdentityService(BaseComponent):
 
     async def list(self, size: int, token: str) -> tuple[list[User], str]:
         v = Violations()
-        limit = page_size(v, size)
-        after = decode_page_token(v, token, ("users",))
+        request = page_request(v, size, token, ("users",))
         v.raise_if_any()
-        users, next_after = await self._users.page(after, limit)
-        return users, encode_page_token(next_after, ("users",)) if next_after else ""
+        users, next_after = await self._users.page(request.after, request.limit)
+        return users, request.next_token(next_after)
 
     async def issue_token(self, username: str, password: str, audience: str) -> tuple[str, int]:
         """Same answer and about the same time for an unknown user and a wrong password."""

@@ -22,13 +22,13 @@ from common.grpc.status import reason_of
 from common.ids import new_id
 from common.idempotency import IdempotencyKey
 from common.money import Money
-from common.pagination import decode_page_token, encode_page_token
+from common.pagination import page_request
 from common.saga.log import COMPLETED, SagaRecord
 from common.saga.runner import SagaContext, SagaDefinition, SagaRunner, Step, StepRefused
 from common.security.component import Security
 from common.security.context import ADMIN
 from common.security.policy import require_customer_access, require_role
-from common.validation import Violations, check_id, check_request_id, page_size
+from common.validation import Violations, check_id, check_request_id
 from services.lending.domain import Loan, LoanStatus, parse_rate, validate_terms
 from services.lending.repository import LoanRepository
 
@@ -127,13 +127,11 @@ class LendingService(BaseComponent):
     async def list(self, customer_id: str, size: int, token: str) -> tuple[list[tuple[Loan, SagaRecord | None]], str]:
         v = Violations()
         check_id(v, customer_id, "customer_id", "cus")
-        limit = page_size(v, size)
-        after = decode_page_token(v, token, ("loans", customer_id))
+        request = page_request(v, size, token, ("loans", customer_id))
         v.raise_if_any()
         await require_customer_access(customer_id, assigned=_never, action="list this customer's loans")
-        loans, next_after = await self._loans.page(customer_id, after, limit)
-        return ([(loan, await self._sagas.record(loan.saga_id)) for loan in loans],
-                encode_page_token(next_after, ("loans", customer_id)) if next_after else "")  # fmt: skip
+        loans, next_after = await self._loans.page(customer_id, request.after, request.limit)
+        return [(loan, await self._sagas.record(loan.saga_id)) for loan in loans], request.next_token(next_after)
 
     # --- saga steps (idempotent by ctx.key) ----------------------------------------------------
 

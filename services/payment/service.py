@@ -37,11 +37,11 @@ from common.grpc.convert import timestamp
 from common.ids import new_id
 from common.idempotency import IdempotencyKey
 from common.money import Money
-from common.pagination import decode_page_token, encode_page_token
+from common.pagination import page_request
 from common.resilience.breaker import BreakerPolicy, CircuitBreaker, CircuitOpenError
 from common.resilience.shared import SharedBreakerState
 from common.security.component import Security
-from common.validation import Violations, check_id, check_request_id, check_text, page_size
+from common.validation import Violations, check_id, check_request_id, check_text
 from services.payment.domain import FINAL, Beneficiary, FraudRules, Payment, PaymentStatus, validate_beneficiary
 from services.payment.repository import PaymentRepository
 
@@ -256,12 +256,11 @@ class PaymentApplicationService(BaseComponent):
     async def list(self, debtor: str, size: int, token: str) -> tuple[list[Payment], str]:
         v = Violations()
         check_id(v, debtor, "debtor_account_id", "acc")
-        limit = page_size(v, size)
-        after = decode_page_token(v, token, ("payments", debtor))
+        request = page_request(v, size, token, ("payments", debtor))
         v.raise_if_any()
         await self._require_debtor_access(debtor)
-        payments, next_after = await self._repository.page(debtor, after, limit)
-        return payments, encode_page_token(next_after, ("payments", debtor)) if next_after else ""
+        payments, next_after = await self._repository.page(debtor, request.after, request.limit)
+        return payments, request.next_token(next_after)
 
 
 @og_component()
