@@ -96,6 +96,7 @@ class MultiLevelCache(Generic[V]):
             fail_max=policy.breaker_fail_max, reset_timeout=policy.breaker_reset_timeout, name=f"redis-cache-{namespace}"
         )
         self._listener: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -104,6 +105,7 @@ class MultiLevelCache(Generic[V]):
             self._listener = asyncio.create_task(self._listen(), name=f"cache-invalidations-{self.namespace}")
 
     async def stop(self) -> None:
+        self._stopping = True  # redis-py may turn the cancel below into a connection error
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
@@ -213,12 +215,12 @@ class MultiLevelCache(Generic[V]):
         """Applies other instances' invalidations; clears L1 after any gap in the subscription."""
         assert self._subscriber is not None
         channel = f"{CHANNEL_PREFIX}{self.namespace}"
-        while True:
+        while not self._stopping:
             try:
                 async with self._subscriber.pubsub() as pubsub:
                     await pubsub.subscribe(channel)
                     self._l1.clear()  # (re)subscribed: what was missed meanwhile is unknown
-                    while True:
+                    while not self._stopping:
                         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                         if message is not None:
                             self._on_invalidation(message["data"])

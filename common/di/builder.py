@@ -7,6 +7,7 @@ resolution happens while serving requests.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import typing
 from collections.abc import Iterable
@@ -77,8 +78,9 @@ class ContextModuleBuilder:
     State lives on the builder, so nothing leaks into the next build.
     """
 
-    def __init__(self, remote_imports: RemoteImports | None = None) -> None:
+    def __init__(self, remote_imports: RemoteImports | None = None, *, shutdown_timeout: float = 10.0) -> None:
         self._remote_imports = remote_imports
+        self.shutdown_timeout = shutdown_timeout
         self._overrides: dict[type, list[_Replacement]] = {}
         self._supplied: dict[str, list[Any]] = {}
         self._built: _Build | None = None
@@ -373,7 +375,8 @@ class ContextModuleBuilder:
         errors: list[tuple[str, BaseException]] = []
         for who, instance in reversed(build.lifecycle):
             try:
-                await instance.shutdown()
+                # A component that hangs must not keep the others from shutting down.
+                await asyncio.wait_for(instance.shutdown(), self.shutdown_timeout)
             except Exception as exc:  # noqa: BLE001 - collected, then raised together
                 errors.append((who, exc))
         build.lifecycle = []

@@ -63,8 +63,12 @@ class _StreamSubscription:
     handler: Handler
     name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{next(_names)}")
     task: asyncio.Task[None] | None = None
+    closing: bool = False
 
     async def close(self) -> None:
+        # The flag, not only the cancel: redis-py can turn a cancelled read into a connection
+        # error, which the consumer would otherwise treat as "Redis is down, retry".
+        self.closing = True
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
@@ -112,7 +116,7 @@ class RedisStreamsBackend:
     async def _consume(self, sub: _StreamSubscription) -> None:
         streams = {stream_of(t): ">" for t in sub.event_types}
         next_claim = 0.0
-        while True:
+        while not sub.closing:
             try:
                 if time.monotonic() >= next_claim:
                     await self._reclaim(sub)

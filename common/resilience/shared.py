@@ -30,6 +30,7 @@ class SharedBreakerState:
         self._applying = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._listener: asyncio.Task[None] | None = None
+        self._stopping = False
         self._key = f"{PREFIX}{breaker.name}"
         breaker.listeners.append(self._on_local_change)
 
@@ -43,6 +44,7 @@ class SharedBreakerState:
         self._listener = asyncio.create_task(self._listen(), name=f"breaker-{self._breaker.name}")
 
     async def stop(self) -> None:
+        self._stopping = True  # redis-py may turn the cancel below into a connection error
         for task in [*self._tasks, *([self._listener] if self._listener else [])]:
             task.cancel()
         await asyncio.gather(*self._tasks, *([self._listener] if self._listener else []), return_exceptions=True)
@@ -76,11 +78,11 @@ class SharedBreakerState:
             self._applying = False
 
     async def _listen(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 async with self._redis.pubsub() as pubsub:
                     await pubsub.subscribe(self._key)
-                    while True:
+                    while not self._stopping:
                         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                         if message is not None:
                             data = json.loads(message["data"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 import pytest
@@ -312,3 +313,36 @@ async def test_the_next_build_is_unaffected_by_an_earlier_override() -> None:
     contexts = await ContextModuleBuilder().build_contexts(SharedModule, FrontModule)
     assert contexts["front"].resolve(Welcome).greeter.greet("Ada") == "Good day, Ada"
     assert isinstance(contexts["front"].resolve(Greeter), PoliteGreeter)
+
+
+class Hangs(BaseComponent):
+    async def shutdown(self) -> None:
+        await asyncio.Event().wait()
+
+
+class StopsFine(BaseComponent):
+    stopped = False
+
+    def __init__(self, hangs: Hangs) -> None: ...
+
+    async def shutdown(self) -> None:
+        StopsFine.stopped = True
+
+
+class AfterHang(BaseComponent):
+    stopped = False
+
+    async def shutdown(self) -> None:
+        AfterHang.stopped = True
+
+
+async def test_a_hanging_shutdown_is_cut_off_and_the_rest_still_stop() -> None:
+    @og_context(name="hang", providers=[AfterHang, Hangs, StopsFine])
+    class Hang: ...
+
+    builder = ContextModuleBuilder(shutdown_timeout=0.05)
+    contexts = await builder.build_contexts(Hang)
+    with pytest.raises(LifecycleError) as err:
+        await contexts.shutdown()
+    assert [who for who, _ in err.value.errors] == ["hang.Hangs"]
+    assert StopsFine.stopped and AfterHang.stopped
