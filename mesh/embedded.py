@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from common.config import Settings
 from common.di import BuiltContexts, ContextModuleBuilder, context_spec
 from common.grpc.channels import ChannelPool
+from common.grpc.interceptors import BearerAuthenticator
 from common.grpc.server import GrpcServer
 from common.infrastructure import InfrastructureModule
-from common.grpc.interceptors import BearerAuthenticator
 from common.security.component import Security
 from services.account.module import AccountModule
 from services.customer.module import CustomerModule

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from grpc import aio
 from ogpgy.customer.v1 import customer_service_pb2 as customer_pb
+from ogpgy.customer.v1 import customer_service_pb2_grpc as customer_grpc
 from ogpgy.identity.v1 import identity_service_pb2 as identity_pb
 from ogpgy.identity.v1 import identity_service_pb2_grpc as identity_grpc
-from ogpgy.customer.v1 import customer_service_pb2_grpc as customer_grpc
 from ogpgy.type.v1 import address_pb2, date_pb2
 
 from common.clock import Clock, FixedClock

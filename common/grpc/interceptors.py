@@ -18,11 +18,11 @@ import grpc
 from grpc import aio
 
 from common.errors import AppError, Unauthenticated
+from common.grpc.call_context import REQUEST_ID_HEADER, deadline_var, request_id_var
+from common.grpc.status import internal_status, to_grpc_status
 from common.ids import random_bytes
 from common.security.context import SecurityContext, caller_var
 from common.security.tokens import TokenVerifier
-from common.grpc.call_context import REQUEST_ID_HEADER, deadline_var, request_id_var
-from common.grpc.status import internal_status, to_grpc_status
 
 log = logging.getLogger("ogpgy.grpc")
 AUTHORIZATION = "authorization"

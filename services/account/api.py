@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
+
 from grpc import aio
 from ogpgy.account.v1 import account_service_pb2 as pb
 from ogpgy.account.v1 import account_service_pb2_grpc as pb_grpc
 from ogpgy.type.v1 import money_pb2
 
 from common.di import og_component
-from decimal import Decimal, InvalidOperation
-
 from common.grpc.convert import calendar_date, idempotency_key, timestamp
 from common.money import CURRENCY_EXPONENTS, Money, parse_money
 from common.validation import Violations, check_id, check_request_id, check_text

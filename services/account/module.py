@@ -6,11 +6,11 @@ from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 
 from common.cache.registry import Caches
 from common.clock import Clock
-from common.security.component import Security
 from common.di import ModuleContextImport, og_context
 from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.infrastructure import Databases
+from common.security.component import Security
 from services.account.api import AccountApi
 from services.account.events import CustomerEventsHandler
 from services.account.repository import AccountDatabase, SqlLedgerRepository

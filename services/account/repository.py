@@ -25,6 +25,7 @@ from common.errors import NotFound, PreconditionFailed
 from common.events.inbox import first_delivery
 from common.events.outbox import append_event
 from common.idempotency import IdempotencyKey
+from common.ids import new_id
 from common.infrastructure import ContextDatabase
 from common.money import Money
 from services.account.domain import (
@@ -35,13 +36,12 @@ from services.account.domain import (
     Entry,
     Hold,
     HoldStatus,
+    InterestTier,
     InternalAccount,
     Transfer,
-    InterestTier,
     TransferOrder,
     floor_of,
 )
-from common.ids import new_id
 
 
 @dataclass(frozen=True)

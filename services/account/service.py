@@ -16,17 +16,17 @@ from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from common.cache.codecs import TextCodec
 from common.cache.registry import Caches
 from common.clock import Clock
-from common.security.component import Security
-from common.security.context import ADMIN, SERVICE, SecurityContext, current_caller
-from common.security.policy import denied, require_customer_access, require_role
 from common.di import BaseComponent, og_component
 from common.errors import FieldViolation, NotFound, PermissionDenied, PreconditionFailed, Unavailable, ValidationFailed
 from common.events.outbox import OutboxRelay
 from common.grpc.convert import timestamp
-from common.ids import new_id
 from common.idempotency import IdempotencyKey
+from common.ids import new_id
 from common.money import CURRENCY_EXPONENTS, Money
 from common.pagination import page_request
+from common.security.component import Security
+from common.security.context import ADMIN, SERVICE, SecurityContext
+from common.security.policy import denied, require_customer_access, require_role
 from common.validation import Violations, check_id
 from services.account.domain import (
     Account,

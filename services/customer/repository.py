@@ -9,12 +9,13 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Protocol
 
+from google.protobuf.message import Message
+
 from common.db.base import Row, Tx
 from common.db.idempotency import remember, replayed_resource
-from common.events.outbox import append_event
-from google.protobuf.message import Message
 from common.di import BaseComponent, og_component
 from common.errors import Aborted, AlreadyExists
+from common.events.outbox import append_event
 from common.idempotency import IdempotencyKey
 from common.infrastructure import ContextDatabase
 from services.customer.domain import (

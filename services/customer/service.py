@@ -9,12 +9,12 @@ from ogpgy.customer.v1 import events_pb2
 
 from common.cache.registry import Caches
 from common.clock import Clock
-from common.events.outbox import OutboxRelay
-from common.grpc.convert import timestamp
 from common.di import BaseComponent, og_component
 from common.errors import Aborted, NotFound, PreconditionFailed
-from common.ids import new_id
+from common.events.outbox import OutboxRelay
+from common.grpc.convert import timestamp
 from common.idempotency import IdempotencyKey
+from common.ids import new_id
 from common.pagination import page_request
 from common.security.context import ADMIN, CUSTOMER, RELATIONSHIP_MANAGER, SERVICE, SecurityContext, current_caller
 from common.security.policy import may_read_pii, require_customer_access, require_role

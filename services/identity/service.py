@@ -11,8 +11,8 @@ from common.clock import Clock
 from common.config import Settings
 from common.di import BaseComponent, og_component
 from common.errors import NotFound, Unauthenticated
-from common.ids import new_id
 from common.idempotency import IdempotencyKey
+from common.ids import new_id
 from common.pagination import page_request
 from common.security.component import Security
 from common.security.context import ADMIN, SecurityContext

@@ -14,6 +14,7 @@ from services.interest.api import InterestApi
 from services.interest.repository import InterestDatabase
 from services.interest.service import InterestService
 
+
 @og_context(
     name="interest",
     description="Daily interest accrual for a business date, as a restartable batch with streamed progress",

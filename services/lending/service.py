@@ -19,8 +19,8 @@ from common.events.outbox import OutboxRelay
 from common.faults import fail_point
 from common.grpc.convert import timestamp
 from common.grpc.status import reason_of
-from common.ids import new_id
 from common.idempotency import IdempotencyKey
+from common.ids import new_id
 from common.money import Money
 from common.pagination import page_request
 from common.saga.log import COMPLETED, SagaRecord

@@ -31,11 +31,11 @@ from common.clock import Clock
 from common.config import Settings
 from common.di import BaseComponent, og_component
 from common.errors import NotFound, PermissionDenied, Unavailable
-from common.grpc.status import reason_of
 from common.events.outbox import OutboxRelay
 from common.grpc.convert import timestamp
-from common.ids import new_id
+from common.grpc.status import reason_of
 from common.idempotency import IdempotencyKey
+from common.ids import new_id
 from common.money import Money
 from common.pagination import page_request
 from common.resilience.breaker import BreakerPolicy, CircuitBreaker, CircuitOpenError

@@ -19,7 +19,7 @@ from velocitypay.v1 import network_pb2 as pb
 from velocitypay.v1 import network_pb2_grpc as pb_grpc
 
 from common.di import og_component
-from common.errors import NotFound, Unavailable, ValidationFailed, FieldViolation
+from common.errors import FieldViolation, NotFound, Unavailable, ValidationFailed
 from common.ids import new_id
 
 _IBAN = re.compile(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}")

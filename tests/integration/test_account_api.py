@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import grpc
 import pytest
 from grpc import aio
 from ogpgy.account.v1 import account_service_pb2 as apb
 
-from mesh.embedded import RunningBank
 from tests.bank_helpers import Bank, eur
 from tests.conftest import document, onboarding
 from tests.grpc_assert import error_reason, field_violations, rpc_error

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from google.protobuf import field_mask_pb2
-from grpc import aio
 from ogpgy.customer.v1 import customer_service_pb2 as pb
 from ogpgy.customer.v1 import customer_service_pb2_grpc as pb_grpc
 

@@ -77,6 +77,26 @@ async def test_request_id_and_deadline_reach_the_next_hop(relay: str, probe: tup
     assert without["remaining"] is None, "no deadline is invented"
 
 
+async def test_streaming_calls_carry_the_token_request_id_and_deadline(relay: str, probe: tuple[str, list[dict[str, object]]]) -> None:
+    """grpc.aio files a client interceptor under one call kind only: streams need their own."""
+    from common.grpc.client import bearer_channel
+
+    async def stream(request: bytes, context: aio.ServicerContext):  # type: ignore[no-untyped-def]
+        metadata = dict(context.invocation_metadata() or ())
+        yield f"{metadata.get('authorization')}|{metadata.get(REQUEST_ID_HEADER)}|{context.time_remaining() is not None}".encode()
+
+    server = GrpcServer()
+    port = server.bind("127.0.0.1:0")
+    server.add_handlers(grpc.method_handlers_generic_handler("test.Stream", {"Echo": grpc.unary_stream_rpc_method_handler(stream)}))
+    await server.start()
+    try:
+        async with bearer_channel(f"127.0.0.1:{port}", "tok") as channel:
+            call = channel.unary_stream("/test.Stream/Echo")(b"", timeout=5, metadata=((REQUEST_ID_HEADER, "corr-9"),))
+            assert [m async for m in call] == [b"Bearer tok|corr-9|True"]
+    finally:
+        await server.stop(0)
+
+
 async def test_app_errors_map_to_status_and_bugs_leak_nothing(relay: str) -> None:
     async with aio.insecure_channel(relay) as channel:
         fail = channel.unary_unary("/test.Relay/Fail")

@@ -10,10 +10,8 @@ from dataclasses import dataclass, field
 
 import grpc
 import pytest
-from grpc import aio
-from ogpgy.account.v1 import account_service_pb2 as apb
-
 from google.rpc import error_details_pb2
+from ogpgy.account.v1 import account_service_pb2 as apb
 
 from common.db.base import Tx
 from common.grpc.client import bearer_channel

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from grpc import aio
-from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.lending.v1 import lending_service_pb2 as lpb
 from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
 

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import pytest
 from grpc import aio
 from ogpgy.account.v1 import account_service_pb2 as apb
