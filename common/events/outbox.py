@@ -56,12 +56,6 @@ async def _mark_published(tx: Tx, up_to_seq: int, at: str) -> None:
     await tx.execute("UPDATE outbox SET published_at = ? WHERE seq <= ? AND published_at IS NULL", at, up_to_seq)
 
 
-async def outbox_lag(tx: Tx) -> int:
-    """Committed events not yet on the bus."""
-    row = await tx.fetchone("SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL")
-    return int(row["n"]) if row else 0
-
-
 @og_component()
 class OutboxRelay(BaseComponent):
     """Moves a context's committed events to the bus, in commit order, one at a time.

@@ -88,10 +88,6 @@ class CircuitBreaker:
     def state(self) -> str:
         return str(self._cb.current_state)
 
-    @property
-    def pybreaker(self) -> pybreaker.CircuitBreaker:
-        return self._cb
-
     def counts_as_failure(self, exc: BaseException) -> bool:
         if isinstance(exc, asyncio.CancelledError):
             return False  # the caller went away; says nothing about the dependency

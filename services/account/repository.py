@@ -24,6 +24,7 @@ from common.di import BaseComponent, og_component
 from common.errors import NotFound, PreconditionFailed
 from common.events.inbox import first_delivery
 from common.events.outbox import append_event
+from common.grpc.convert import timestamp
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.infrastructure import ContextDatabase
@@ -163,7 +164,7 @@ def _transfer_posted(t: Transfer) -> events_pb2.TransferPosted:
         credit_account_id=t.credit_account_id,
         amount=money_pb2.Money(currency_code=t.amount.currency, amount=t.amount.amount),
         reverses_transfer_id=t.reverses_transfer_id,
-        post_time={"seconds": int(t.posted_at.timestamp()), "nanos": t.posted_at.microsecond * 1000},
+        post_time=timestamp(t.posted_at),
     )
 
 

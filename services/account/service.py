@@ -208,7 +208,9 @@ class AccountApplicationService(BaseComponent):
 
     async def close_account(self, account_id: str, key: IdempotencyKey) -> Account:
         await self._require_account(account_id, write=True, action="close this account")
-        account = await self.get_account(account_id)
+        account = await self._repository.get_account(account_id)
+        if account is None:
+            raise NotFound("account", account_id)
         closed = events_pb2.AccountClosed(account_id=account_id, customer_id=account.customer_id,
                                           close_time=timestamp(self._clock.now()))  # fmt: skip
         result = await self._repository.close_account(account_id, key, self._clock.now(), [closed])
