@@ -579,71 +579,132 @@ def interest_sql(tiers: tuple[InterestTier, ...], balance: str = "balance_minor"
 
 
 _ELIGIBLE = "interest_bearing = 1 AND status = 'OPEN' AND currency = ?"
+# The chunk's postings, computed once and read by every statement after it: a table private to
+# the connection on both engines, emptied before every chunk.
+_ROWS_DDL = {
+    "sqlite": "CREATE TEMP TABLE IF NOT EXISTS accrual_rows (account_id TEXT PRIMARY KEY, transfer_id TEXT NOT NULL,"
+              " amount_minor BIGINT NOT NULL)",
+    "postgres": "CREATE TEMP TABLE IF NOT EXISTS accrual_rows (account_id TEXT PRIMARY KEY, transfer_id TEXT NOT NULL,"
+                " amount_minor BIGINT NOT NULL) ON COMMIT DELETE ROWS",
+}  # fmt: skip
+_ENTRY_COLUMNS = "account_id, transfer_id, amount_minor, balance_after_minor, counterparty_account_id, description, posted_at"
+
+
+@dataclass(frozen=True)
+class _Span:
+    """The eligible accounts with after < account_id <= last, for one business date."""
+
+    business_date: str
+    currency: str
+    after: str
+    last: str
+
+    def transfer_id_sql(self, account_id: str = "account_id") -> str:
+        """The deterministic transfer id of an account's interest for the date: a second posting collides."""
+        return f"'trf_INT' || '{self.business_date.replace('-', '')}' || substr({account_id}, 5)"
 
 
 async def _accrue_interest(tx: Tx, business_date: str, currency: str, tiers: tuple[InterestTier, ...],
                            after: str, limit: int, at: datetime) -> AccrualChunk:  # fmt: skip
-    """One chunk in seven set-based statements, whatever its size. Accounts already posted for
-    the date are skipped; the chunk reports what is posted for its accounts, now or before."""
-    eligible = 0
-    if not after:
-        counted = await tx.fetchone(f"SELECT COUNT(*) AS n FROM accounts WHERE {_ELIGIBLE}", currency)
-        eligible = int(counted["n"]) if counted else 0
+    """One chunk of the day's accrual, in a fixed number of set-based statements whatever its
+    size. A posted chunk is recorded as the range (after, last] it covered, zero-interest accounts
+    included, so a chunk asked for again (a run resumed) answers from that record and posts
+    nothing; the deterministic transfer id per (account, date) is the last guard."""
+    eligible = await _count_eligible(tx, currency) if not after else 0
+    recorded = await _recorded_chunk(tx, business_date, currency, after)
+    if recorded is not None:
+        return AccrualChunk(recorded.processed, recorded.posted_minor, recorded.last_account_id, False, eligible)
+    ceiling = await _next_recorded_start(tx, business_date, after)
     edge = await tx.fetchone(
         f"SELECT MAX(account_id) AS last, COUNT(*) AS n FROM (SELECT account_id FROM accounts WHERE {_ELIGIBLE}"
-        " AND account_id > ? ORDER BY account_id LIMIT ?) chunk",
-        currency, after, limit,
+        " AND account_id > ? AND (? = '' OR account_id <= ?) ORDER BY account_id LIMIT ?) chunk",
+        currency, after, ceiling, ceiling, limit,
     )  # fmt: skip
-    if edge is None or not edge["n"]:
-        return AccrualChunk(0, 0, after, True, eligible)
-    last, count = str(edge["last"]), int(edge["n"])
-    token, posted, description = new_id("chk"), at.isoformat(), f"interest {business_date}"
-    expense = InternalAccount.INTEREST_EXPENSE.account_id(currency)
-    stamp = business_date.replace("-", "")
+    count = int(edge["n"]) if edge else 0
+    if not count:
+        return AccrualChunk(0, 0, ceiling or after, not ceiling, eligible)
+    span = _Span(business_date, currency, after, str(edge["last"]))  # type: ignore[index]
+    posted = await _post_span(tx, span, tiers, at)
     await tx.execute(
-        "INSERT INTO interest_postings (account_id, business_date, transfer_id, amount_minor, chunk_token)"
-        f" SELECT account_id, ?, CASE WHEN interest > 0 THEN 'trf_INT' || ? || substr(account_id, 5) ELSE '' END, interest, ?"
-        f" FROM (SELECT account_id, {interest_sql(tiers)} AS interest FROM accounts"
-        f" WHERE {_ELIGIBLE} AND account_id > ? AND account_id <= ?) chunk WHERE true"
-        " ON CONFLICT (account_id, business_date) DO NOTHING",
-        business_date, stamp, token, currency, after, last,
+        "INSERT INTO interest_chunks (business_date, after_account_id, last_account_id, processed, posted_minor)"
+        " VALUES (?, ?, ?, ?, ?)", business_date, after, span.last, count, posted)  # fmt: skip
+    return AccrualChunk(count, posted, span.last, count < limit and not ceiling, eligible)
+
+
+async def _count_eligible(tx: Tx, currency: str) -> int:
+    counted = await tx.fetchone(f"SELECT COUNT(*) AS n FROM accounts WHERE {_ELIGIBLE}", currency)
+    return int(counted["n"]) if counted else 0
+
+
+async def _recorded_chunk(tx: Tx, business_date: str, currency: str, after: str) -> AccrualChunk | None:
+    """The recorded chunk that covers the account after `after`, if any, as done from `after` on."""
+    row = await tx.fetchone(
+        "SELECT after_account_id, last_account_id, processed, posted_minor FROM interest_chunks"
+        " WHERE business_date = ? AND after_account_id <= ? AND last_account_id > ?",
+        business_date, after, after,
     )  # fmt: skip
-    fresh = "FROM interest_postings p WHERE p.chunk_token = ? AND p.amount_minor > 0"
-    total_row = await tx.fetchone(f"SELECT COALESCE(SUM(p.amount_minor), 0) AS total {fresh}", token)
-    total = int(total_row["total"]) if total_row else 0
-    if total:
-        expense_row = await tx.fetchone(
-            "UPDATE accounts SET balance_minor = balance_minor - ? WHERE account_id = ? RETURNING balance_minor", total, expense
-        )
-        expense_start = (int(expense_row["balance_minor"]) if expense_row else 0) + total
-        await tx.execute(
-            f"INSERT INTO transfers ({_TRANSFER_COLUMNS}) SELECT p.transfer_id, ?, p.account_id, p.amount_minor, ?, ?,"
-            f" NULL, NULL, ? {fresh}",
-            expense, currency, description, posted, token,
-        )  # fmt: skip
-        await tx.execute(
-            "UPDATE accounts SET balance_minor = balance_minor + (SELECT p.amount_minor FROM interest_postings p"
-            " WHERE p.account_id = accounts.account_id AND p.business_date = ?)"  # a primary-key lookup
-            " WHERE account_id > ? AND account_id <= ?"  # the range lets the index drive the update
-            " AND account_id IN (SELECT p.account_id FROM interest_postings p WHERE p.chunk_token = ? AND p.amount_minor > 0)",
-            business_date, after, last, token,
-        )  # fmt: skip
-        await tx.execute(
-            "INSERT INTO entries (account_id, transfer_id, amount_minor, balance_after_minor, counterparty_account_id,"
-            f" description, posted_at) SELECT p.account_id, p.transfer_id, p.amount_minor, a.balance_minor, ?, ?, ?"
-            f" FROM interest_postings p JOIN accounts a ON a.account_id = p.account_id WHERE p.chunk_token = ?"
-            " AND p.amount_minor > 0",
-            expense, description, posted, token,
-        )  # fmt: skip
-        await tx.execute(
-            "INSERT INTO entries (account_id, transfer_id, amount_minor, balance_after_minor, counterparty_account_id,"
-            " description, posted_at) SELECT ?, p.transfer_id, -p.amount_minor,"
-            f" ? - SUM(p.amount_minor) OVER (ORDER BY p.account_id ROWS UNBOUNDED PRECEDING), p.account_id, ?, ? {fresh}",
-            expense, expense_start, description, posted, token,
-        )  # fmt: skip
-    reported = await tx.fetchone(
-        "SELECT COALESCE(SUM(amount_minor), 0) AS total FROM interest_postings WHERE business_date = ?"
-        " AND account_id > ? AND account_id <= ?",
-        business_date, after, last,
+    if row is None:
+        return None
+    if row["after_account_id"] == after:
+        return AccrualChunk(int(row["processed"]), int(row["posted_minor"]), str(row["last_account_id"]), False, 0)
+    # A cursor inside a recorded chunk (the batch runner's never is): count what is done after it.
+    span = _Span(business_date, currency, after, str(row["last_account_id"]))
+    done = await tx.fetchone(
+        f"SELECT COUNT(*) AS n, COALESCE(SUM(t.amount_minor), 0) AS posted FROM accounts a LEFT JOIN transfers t"
+        f" ON t.transfer_id = {span.transfer_id_sql('a.account_id')} WHERE a.{_ELIGIBLE.replace(' AND ', ' AND a.')}"
+        " AND a.account_id > ? AND a.account_id <= ?",
+        currency, after, span.last,
     )  # fmt: skip
-    return AccrualChunk(count, int(reported["total"]) if reported else 0, last, count < limit, eligible)
+    return AccrualChunk(int(done["n"]), int(done["posted"]), span.last, False, 0)  # type: ignore[index]
+
+
+async def _next_recorded_start(tx: Tx, business_date: str, after: str) -> str:
+    """Where the next recorded chunk begins ('' if none): a new chunk must stop there."""
+    row = await tx.fetchone(
+        "SELECT MIN(after_account_id) AS start FROM interest_chunks WHERE business_date = ? AND after_account_id > ?",
+        business_date, after,
+    )  # fmt: skip
+    return str(row["start"]) if row and row["start"] is not None else ""
+
+
+async def _post_span(tx: Tx, span: _Span, tiers: tuple[InterestTier, ...], at: datetime) -> int:
+    """Posts the span's interest as one transfer per account from the interest expense account:
+    the transfers, both entries of each, and both balances. Returns the total posted."""
+    await tx.execute(_ROWS_DDL[tx.dialect])
+    await tx.execute("DELETE FROM accrual_rows")
+    await tx.execute(
+        f"INSERT INTO accrual_rows (account_id, transfer_id, amount_minor) SELECT account_id, {span.transfer_id_sql()},"
+        f" interest FROM (SELECT account_id, {interest_sql(tiers)} AS interest FROM accounts WHERE {_ELIGIBLE}"
+        " AND account_id > ? AND account_id <= ?) chunk WHERE interest > 0",
+        span.currency, span.after, span.last,
+    )  # fmt: skip
+    summed = await tx.fetchone("SELECT COALESCE(SUM(amount_minor), 0) AS total FROM accrual_rows")
+    total = int(summed["total"]) if summed else 0
+    if not total:
+        return 0
+    posted, description = at.isoformat(), f"interest {span.business_date}"
+    expense = InternalAccount.INTEREST_EXPENSE.account_id(span.currency)
+    expense_row = await tx.fetchone(
+        "UPDATE accounts SET balance_minor = balance_minor - ? WHERE account_id = ? RETURNING balance_minor", total, expense
+    )
+    expense_start = (int(expense_row["balance_minor"]) if expense_row else 0) + total
+    await tx.execute(
+        f"INSERT INTO transfers ({_TRANSFER_COLUMNS}) SELECT transfer_id, ?, account_id, amount_minor, ?, ?,"
+        " NULL, NULL, ? FROM accrual_rows",
+        expense, span.currency, description, posted,
+    )  # fmt: skip
+    await tx.execute(
+        "UPDATE accounts SET balance_minor = accounts.balance_minor + r.amount_minor FROM accrual_rows r"
+        " WHERE accounts.account_id = r.account_id"
+    )
+    await tx.execute(
+        f"INSERT INTO entries ({_ENTRY_COLUMNS}) SELECT r.account_id, r.transfer_id, r.amount_minor, a.balance_minor,"
+        " ?, ?, ? FROM accrual_rows r JOIN accounts a ON a.account_id = r.account_id",
+        expense, description, posted,
+    )  # fmt: skip
+    await tx.execute(
+        f"INSERT INTO entries ({_ENTRY_COLUMNS}) SELECT ?, transfer_id, -amount_minor,"
+        " ? - SUM(amount_minor) OVER (ORDER BY account_id ROWS UNBOUNDED PRECEDING), account_id, ?, ? FROM accrual_rows",
+        expense, expense_start, description, posted,
+    )  # fmt: skip
+    return total

@@ -10,6 +10,7 @@ import grpc
 import pytest
 from grpc import aio
 from ogpgy.account.v1 import account_service_pb2 as apb
+from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
 from ogpgy.interest.v1 import interest_service_pb2 as ipb
 from ogpgy.interest.v1 import interest_service_pb2_grpc as igrpc
 from ogpgy.type.v1 import date_pb2
@@ -85,6 +86,35 @@ async def test_exact_tiered_interest_once_per_date(bank: RunningBank, channel: a
     assert "business_date" in await field_violations(igrpc.InterestServiceStub(channel).RunDailyInterest(bad).read())
 
 
+async def test_a_chunk_asked_again_reports_what_is_posted_without_posting(bank: RunningBank, channel: aio.Channel) -> None:
+    """AccrueInterest asked again for a posted range, from its start or from inside it, posts nothing."""
+    opened = await _accounts_at_edges(channel)
+    interest = {a: Decimal(EDGES.get(b, b)) - Decimal(b) for a, b in opened.items()}
+    ids = sorted(opened)
+    tiers = [apb.InterestTier(up_to=eur("1000.00"), annual_rate="0.005"), apb.InterestTier(up_to=eur("10000.00"), annual_rate="0.015"),
+             apb.InterestTier(annual_rate="0.025")]  # fmt: skip
+
+    async def accrue(after: str, limit: int) -> apb.AccrueInterestResponse:
+        return await agrpc.AccountServiceStub(channel).AccrueInterest(apb.AccrueInterestRequest(
+            request_id=f"accrue-{after or 'start'}-{limit}", business_date=_day("2026-06-15"), currency_code="EUR",
+            tiers=tiers, after_account_id=after, limit=limit))  # fmt: skip
+
+    first = await accrue("", 4)
+    assert (first.processed, first.last_account_id, first.eligible) == (4, ids[3], 6)
+    assert Decimal(first.interest_posted.amount) == sum(interest[a] for a in ids[:4])
+    again = await accrue("", 10)
+    assert (again.processed, again.last_account_id, again.interest_posted.amount) == (4, ids[3], first.interest_posted.amount)
+    inside = await accrue(ids[1], 10)
+    assert (inside.processed, inside.last_account_id, inside.done) == (2, ids[3], False)
+    assert Decimal(inside.interest_posted.amount) == interest[ids[2]] + interest[ids[3]]
+    rest = await accrue(ids[3], 10)
+    assert (rest.processed, rest.done) == (2, True)
+    assert Decimal(first.interest_posted.amount) + Decimal(rest.interest_posted.amount) == Decimal("1.14")
+    client = Bank(channel)
+    for account, balance in opened.items():
+        assert Decimal((await client.balance(account))[0]) == Decimal(balance) + interest[account], "credited exactly once"
+
+
 @pytest.mark.slow
 async def test_a_run_killed_midway_resumes_with_identical_totals(tmp_path: Path) -> None:
     first = BankProcess(tmp_path, "--interest-chunk", "2").start()
@@ -98,7 +128,7 @@ async def test_a_run_killed_midway_resumes_with_identical_totals(tmp_path: Path)
         with pytest.raises(aio.AioRpcError):
             await _run(channel, "2026-06-15")
     assert crashing.wait_exit(timeout=30) == 137
-    resumed = BankProcess(tmp_path, "--interest-chunk", "2").start()
+    resumed = BankProcess(tmp_path, "--interest-chunk", "3").start()  # another chunk size: the recorded chunk still counts
     try:
         cli = subprocess.run([str(BIN / "ogpgy"), "interest", "run", "--date", "2026-06-15", "--target", resumed.target,
                               "--password", ADMIN_PASSWORD], capture_output=True, text=True, timeout=60)  # fmt: skip
