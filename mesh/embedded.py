@@ -71,7 +71,8 @@ async def start_embedded(
     external = [m for m in EXTERNAL_MODULES if context_spec(m).name in settings.addresses]
     local = [*modules, *(m for m in EXTERNAL_MODULES if m not in external)]
     addresses = {context_spec(m).name: target for m in local} | dict(settings.addresses)
-    builder = ContextModuleBuilder(ChannelPool(addresses))
+    colocated = [context_spec(m).name for m in local] if settings.colocated_calls else []
+    builder = ContextModuleBuilder(ChannelPool(addresses, local=server.local_handlers, colocated=colocated))
     builder.supply(settings, context="infrastructure")
     if customize is not None:
         customize(builder)

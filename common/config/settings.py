@@ -18,6 +18,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 50051
     addresses: dict[str, str] = field(default_factory=dict)
+    colocated_calls: bool = True  # contexts of this process call each other in-process (no socket)
     database: str = "sqlite"  # or "postgres": one schema per context in postgres_dsn
     postgres_dsn: str = ""
     redis_url: str = ""  # empty: in-memory event bus (embedded); set: Redis Streams

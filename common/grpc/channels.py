@@ -7,10 +7,11 @@ call.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from grpc import aio
 
+from common.grpc.inprocess import InProcessChannel, LocalHandlers
 from common.grpc.interceptors import outgoing_context_interceptors
 from common.grpc.services import service_of_stub, services_of_servicer
 
@@ -22,6 +23,9 @@ DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, object], ...] = (
 )
 
 
+_IN_PROCESS = "inprocess:"  # the key of the one in-process channel among the pool's channels
+
+
 class UnknownAddressError(LookupError):
     """No address is configured for a context that code wants to call."""
 
@@ -30,6 +34,8 @@ class ChannelPool:
     """Implements common.di.RemoteImports over gRPC channels.
 
     `addresses` maps a context name to a gRPC target ("127.0.0.1:50051", "dns:///account:7000").
+    Contexts named in `colocated` run in this process: their stubs get an in-process channel to
+    `local` (the handlers of this process's server) instead of a socket.
     """
 
     def __init__(
@@ -38,11 +44,15 @@ class ChannelPool:
         *,
         interceptors: Sequence[aio.ClientInterceptor] | None = None,
         options: Sequence[tuple[str, object]] = DEFAULT_CHANNEL_OPTIONS,
+        local: LocalHandlers | None = None,
+        colocated: Iterable[str] = (),
     ) -> None:
         self._addresses = dict(addresses)
+        self._colocated = frozenset(colocated) if local is not None else frozenset()
+        self._local = local
         self._interceptors = list(interceptors) if interceptors is not None else outgoing_context_interceptors()
         self._options = list(options)
-        self._channels: dict[str, aio.Channel] = {}
+        self._channels: dict[str, aio.Channel | InProcessChannel] = {}
         self._stubs: dict[tuple[type, str], object] = {}
 
     def serves(self, exported: type, wanted: type) -> bool:
@@ -51,7 +61,9 @@ class ChannelPool:
             binding.full_name == stub_service.full_name for binding in services_of_servicer(exported)
         )
 
-    def channel(self, context: str) -> aio.Channel:
+    def channel(self, context: str) -> aio.Channel | InProcessChannel:
+        if context in self._colocated:
+            return self._in_process()
         target = self._addresses.get(context)
         if target is None:
             raise UnknownAddressError(
@@ -63,6 +75,13 @@ class ChannelPool:
             channel = aio.insecure_channel(target, options=self._options, interceptors=self._interceptors)
             self._channels[target] = channel
         return channel
+
+    def _in_process(self) -> InProcessChannel:
+        channel = self._channels.get(_IN_PROCESS)
+        if channel is None:
+            assert self._local is not None
+            channel = self._channels[_IN_PROCESS] = InProcessChannel(self._local, self._interceptors)  # type: ignore[assignment]
+        return channel  # type: ignore[return-value]
 
     def bind(self, wanted: type, context: str) -> object:
         key = (wanted, context)

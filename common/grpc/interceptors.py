@@ -19,6 +19,7 @@ from grpc import aio
 
 from common.errors import AppError, Unauthenticated
 from common.grpc.call_context import REQUEST_ID_HEADER, deadline_var, request_id_var
+from common.grpc.inprocess import LocalHandlers
 from common.grpc.status import internal_status, to_grpc_status
 from common.ids import random_bytes
 from common.security.context import SecurityContext, caller_var
@@ -139,8 +140,9 @@ class InterceptingRegistrar:
     fifth of a bare server's throughput (scripts/bench); the behaviour is the same.
     """
 
-    def __init__(self, server: aio.Server) -> None:
+    def __init__(self, server: aio.Server, local: LocalHandlers | None = None) -> None:
         self._server = server
+        self._local = local  # the same wrapped handlers, for colocated callers
         self.authenticator: Authenticator | None = None
         self.public_methods: frozenset[str] = frozenset()  # method names that need no token
 
@@ -153,6 +155,9 @@ class InterceptingRegistrar:
     def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
         wrapped = {name: intercept_handler(h, f"/{service}/{name}", self._auth_for(name)) for name, h in handlers.items()}
         self._server.add_registered_method_handlers(service, wrapped)
+        if self._local is not None:
+            for name, handler in wrapped.items():
+                self._local.add(f"/{service}/{name}", handler)
 
 
 def _outgoing_details(details: aio.ClientCallDetails) -> aio.ClientCallDetails:

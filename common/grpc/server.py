@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from common.di import BuiltContexts
+from common.grpc.inprocess import LocalHandlers
 from common.grpc.interceptors import Authenticator, InterceptingRegistrar
 from common.grpc.services import services_of_servicer
 
@@ -37,7 +38,8 @@ class GrpcServer:
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         self._server = aio.server(interceptors=list(interceptors), options=list(options))
-        self._registrar = InterceptingRegistrar(self._server)
+        self.local_handlers = LocalHandlers()  # what colocated callers reach without a socket
+        self._registrar = InterceptingRegistrar(self._server, self.local_handlers)
         self._health = health.aio.HealthServicer()
         self._service_names: list[str] = []
         self._port: int | None = None
@@ -93,12 +95,14 @@ class GrpcServer:
             [*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server
         )
         await self._server.start()
+        self.local_handlers.open()
         for name in ["", *self._service_names]:
             await self._health.set(name, SERVING)
         log.info("serving %s on port %s", ", ".join(self._service_names) or "nothing", self._port)
 
     async def stop(self, grace: float = 5.0) -> None:
         await self._health.enter_graceful_shutdown()
+        self.local_handlers.close()
         await self._server.stop(grace)
 
     async def wait_for_termination(self) -> None:

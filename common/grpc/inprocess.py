@@ -1,0 +1,390 @@
+"""Colocated calls: the generated stub, an in-process channel, no socket, gRPC's semantics.
+
+When the caller and the callee run in one process, `InProcessChannel` stands in for an
+`aio.Channel`: the stub is the same generated class, and the call goes to the very handler the
+server registered (so the server interceptors run: request id, deadline, caller, error mapping).
+What gRPC would guarantee over the wire is kept:
+- every message is copied through its serializer both ways, so contexts never share objects;
+- metadata travels as metadata, and the client interceptors (request id, deadline, token) run;
+- a deadline is enforced on the caller's side and is visible to the handler (time_remaining);
+  when it passes, the handler is cancelled and the caller gets DEADLINE_EXCEEDED;
+- an abort reaches the caller as an AioRpcError with its code, details and trailing metadata
+  (rich error details included);
+- the handler runs in its own task with an empty contextvars context, as it would in a server:
+  nothing of the caller's context leaks in, and nothing of the handler's leaks out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import grpc
+from grpc import aio
+
+Serializer = Callable[[Any], bytes] | None
+Deserializer = Callable[[bytes], Any] | None
+_END = object()
+_STREAM_BUFFER = 16  # messages a server stream may run ahead of its reader (flow control)
+
+
+class LocalHandlers:
+    """The handlers a server registered, by full method name, for in-process callers.
+
+    Calls are answered only while the server is serving (between `open` and `close`), as a
+    socket would only connect then.
+    """
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self.serving = False
+
+    def add(self, method: str, handler: grpc.RpcMethodHandler) -> None:
+        self._handlers[method] = handler
+
+    def open(self) -> None:
+        self.serving = True
+
+    def close(self) -> None:
+        self.serving = False
+
+    def lookup(self, method: str) -> grpc.RpcMethodHandler:
+        if not self.serving:
+            raise _error(grpc.StatusCode.UNAVAILABLE, "the colocated server is not serving")
+        handler = self._handlers.get(method)
+        if handler is None:
+            raise _error(grpc.StatusCode.UNIMPLEMENTED, f"Method not found: {method}")
+        return handler
+
+
+def _error(code: grpc.StatusCode, details: str, trailing: aio.Metadata | None = None) -> aio.AioRpcError:
+    return aio.AioRpcError(code, aio.Metadata(), trailing or aio.Metadata(), details)
+
+
+def _copy(serialize: Serializer, deserialize: Deserializer, message: Any) -> Any:
+    data = serialize(message) if serialize else message
+    return deserialize(data) if deserialize else data
+
+
+class _ServicerContext:
+    """What a handler sees of its call (the subset of aio.ServicerContext a handler may use)."""
+
+    def __init__(self, metadata: aio.Metadata, deadline: float | None, stream: asyncio.Queue[Any] | None = None,
+                 serialize: Serializer = None, deserialize: Deserializer = None) -> None:  # fmt: skip
+        self._metadata = tuple(metadata)
+        self._deadline = deadline
+        self._stream = stream
+        self._serialize, self._deserialize = serialize, deserialize
+        self._code: grpc.StatusCode | None = None
+        self._details: str | None = None
+        self._trailing: tuple[tuple[str, str | bytes], ...] = ()
+
+    def invocation_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
+        return self._metadata
+
+    def time_remaining(self) -> float | None:
+        return None if self._deadline is None else max(self._deadline - time.monotonic(), 0.0)
+
+    def peer(self) -> str:
+        return "inprocess"
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Sequence[tuple[str, Any]] = ()) -> None:
+        self._code, self._details, self._trailing = code, details, tuple(trailing_metadata)
+        raise aio.AbortError()
+
+    async def abort_with_status(self, status: grpc.Status) -> None:
+        await self.abort(status.code, status.details, status.trailing_metadata)
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        self._code = code
+
+    def set_details(self, details: str) -> None:
+        self._details = details
+
+    def set_trailing_metadata(self, trailing_metadata: Sequence[tuple[str, Any]]) -> None:
+        self._trailing = tuple(trailing_metadata)
+
+    def trailing_metadata(self) -> tuple[tuple[str, Any], ...]:
+        return self._trailing
+
+    def code(self) -> grpc.StatusCode | None:
+        return self._code
+
+    def details(self) -> str | None:
+        return self._details
+
+    async def send_initial_metadata(self, initial_metadata: Sequence[tuple[str, Any]]) -> None:
+        return None
+
+    async def write(self, message: Any) -> None:
+        if self._stream is None:
+            raise RuntimeError("write() on a unary call")
+        await self._stream.put(_copy(self._serialize, self._deserialize, message))
+
+    def cancelled(self) -> bool:
+        return False
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {}
+
+    def set_compression(self, compression: grpc.Compression) -> None:
+        return None
+
+    def disable_next_message_compression(self) -> None:
+        return None
+
+    def status_error(self) -> aio.AioRpcError | None:
+        """The caller's error for the status the handler set, or None when it is OK."""
+        if self._code is None or self._code == grpc.StatusCode.OK:
+            return None
+        return _error(self._code, self._details or "", aio.Metadata(*self._trailing))
+
+
+def _deadline_of(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _spawn(coro: Any) -> asyncio.Task[Any]:
+    """The handler's task, with a context of its own, as a server would give it."""
+    return asyncio.get_running_loop().create_task(coro, context=contextvars.Context())
+
+
+class _Call:
+    """The parts of an aio.Call a caller may ask of a colocated call."""
+
+    def __init__(self) -> None:
+        self._error: aio.AioRpcError | None = None
+        self._finished = False
+
+    def code(self) -> grpc.StatusCode:
+        return self._error.code() if self._error else grpc.StatusCode.OK  # type: ignore[return-value]
+
+    def details(self) -> str:
+        return self._error.details() or "" if self._error else ""
+
+    async def initial_metadata(self) -> aio.Metadata:
+        return aio.Metadata()
+
+    async def trailing_metadata(self) -> aio.Metadata:
+        return self._error.trailing_metadata() if self._error else aio.Metadata()  # type: ignore[return-value]
+
+    def done(self) -> bool:
+        return self._finished
+
+    def cancelled(self) -> bool:
+        return bool(self._error and self._error.code() == grpc.StatusCode.CANCELLED)
+
+    async def wait_for_connection(self) -> None:
+        return None
+
+    def _fail(self, error: aio.AioRpcError) -> aio.AioRpcError:
+        self._error, self._finished = error, True
+        return error
+
+
+class _UnaryUnaryCall(_Call):
+    def __init__(self, handlers: LocalHandlers, method: str, request: Any, details: aio.ClientCallDetails,
+                 serialize: Serializer, deserialize: Deserializer) -> None:  # fmt: skip
+        super().__init__()
+        self._task = asyncio.get_running_loop().create_task(self._run(handlers, method, request, details, serialize, deserialize))
+
+    async def _run(self, handlers: LocalHandlers, method: str, request: Any, details: aio.ClientCallDetails,
+                   serialize: Serializer, deserialize: Deserializer) -> Any:  # fmt: skip
+        try:
+            handler = handlers.lookup(method)
+        except aio.AioRpcError as error:
+            raise self._fail(error) from None
+        context = _ServicerContext(aio.Metadata(*(details.metadata or ())), _deadline_of(details.timeout))
+        served = _spawn(handler.unary_unary(_copy(serialize, handler.request_deserializer, request), context))
+        try:
+            response = await asyncio.wait_for(served, details.timeout)
+        except TimeoutError:
+            raise self._fail(_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")) from None
+        except aio.AbortError:
+            raise self._fail(context.status_error() or _error(grpc.StatusCode.UNKNOWN, "aborted")) from None
+        except asyncio.CancelledError:
+            served.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - what a server answers for an unexpected error
+            raise self._fail(_error(grpc.StatusCode.UNKNOWN, f"Unexpected {type(exc).__name__}")) from None
+        failed = context.status_error()
+        if failed is not None:
+            raise self._fail(failed)
+        self._finished = True
+        return _copy(handler.response_serializer, deserialize, response)
+
+    def __await__(self) -> Any:
+        return self._task.__await__()
+
+    def cancel(self) -> bool:
+        self._fail(_error(grpc.StatusCode.CANCELLED, "Locally cancelled by application!"))
+        return self._task.cancel()
+
+
+class _UnaryStreamCall(_Call):
+    def __init__(self, handlers: LocalHandlers, method: str, request: Any, details: aio.ClientCallDetails,
+                 serialize: Serializer, deserialize: Deserializer) -> None:  # fmt: skip
+        super().__init__()
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(_STREAM_BUFFER)
+        self._deadline = _deadline_of(details.timeout)
+        self._context: _ServicerContext | None = None
+        self._served: asyncio.Task[Any] | None = None
+        try:
+            handler = handlers.lookup(method)
+        except aio.AioRpcError as error:
+            self._fail(error)
+            return
+        self._context = _ServicerContext(aio.Metadata(*(details.metadata or ())), self._deadline, self._queue,
+                                         handler.response_serializer, deserialize)  # fmt: skip
+        self._served = _spawn(self._serve(handler, _copy(serialize, handler.request_deserializer, request), self._context))
+
+    async def _serve(self, handler: grpc.RpcMethodHandler, request: Any, context: _ServicerContext) -> None:
+        """Runs the handler, in either server-streaming style, and ends the stream with its status."""
+        try:
+            produced = handler.unary_stream(request, context)
+            if hasattr(produced, "__aiter__"):
+                async for message in produced:
+                    await context.write(message)
+            else:
+                await produced
+            await self._queue.put(context.status_error() or _END)
+        except aio.AbortError:
+            await self._queue.put(context.status_error() or _error(grpc.StatusCode.UNKNOWN, "aborted"))
+        except Exception as exc:  # noqa: BLE001 - what a server answers for an unexpected error
+            await self._queue.put(_error(grpc.StatusCode.UNKNOWN, f"Unexpected {type(exc).__name__}"))
+
+    async def read(self) -> Any:
+        """The next message, or grpc.aio.EOF at the end."""
+        if self._error is not None:
+            raise self._error
+        if self._finished:
+            return aio.EOF
+        try:
+            remaining = None if self._deadline is None else max(self._deadline - time.monotonic(), 0.0)
+            item = await asyncio.wait_for(self._queue.get(), remaining)
+        except TimeoutError:
+            self._stop()
+            raise self._fail(_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")) from None
+        except asyncio.CancelledError:
+            self._stop()
+            raise
+        if item is _END:
+            self._finished = True
+            return aio.EOF
+        if isinstance(item, aio.AioRpcError):
+            raise self._fail(item)
+        return item
+
+    async def _messages(self) -> AsyncIterator[Any]:
+        while (message := await self.read()) is not aio.EOF:
+            yield message
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._messages()
+
+    def _stop(self) -> None:
+        if self._served is not None:
+            self._served.cancel()
+
+    def cancel(self) -> bool:
+        self._stop()
+        self._fail(_error(grpc.StatusCode.CANCELLED, "Locally cancelled by application!"))
+        return True
+
+
+class _MultiCallable:
+    """One method of the channel; applies the channel's client interceptors of its kind."""
+
+    def __init__(self, channel: "InProcessChannel", method: str, kind: str, serialize: Serializer, deserialize: Deserializer) -> None:
+        self._channel = channel
+        self._method = method
+        self._kind = kind
+        self._serialize, self._deserialize = serialize, deserialize
+
+    def _terminal(self, details: aio.ClientCallDetails, request: Any) -> _Call:
+        call_type = _UnaryUnaryCall if self._kind == "unary_unary" else _UnaryStreamCall
+        return call_type(self._channel.handlers, self._method, request, details, self._serialize, self._deserialize)
+
+    def __call__(self, request: Any, *, timeout: float | None = None, metadata: Sequence[tuple[str, Any]] | None = None,
+                 credentials: Any = None, wait_for_ready: bool | None = None, compression: Any = None) -> Any:  # fmt: skip
+        details = aio.ClientCallDetails(self._method, timeout, aio.Metadata(*(metadata or ())), credentials, wait_for_ready)
+        chain = [i for i in self._channel.interceptors if hasattr(i, f"intercept_{self._kind}")]
+        if not chain:
+            return self._terminal(details, request)
+        return _Intercepted(self._kind, chain, self._terminal, details, request)
+
+
+class _Intercepted:
+    """A call passed through client interceptors first (each may rewrite the call details)."""
+
+    def __init__(self, kind: str, chain: list[Any], terminal: Callable[[aio.ClientCallDetails, Any], _Call],
+                 details: aio.ClientCallDetails, request: Any) -> None:  # fmt: skip
+        self._kind = kind
+        self._call: asyncio.Task[Any] = asyncio.get_running_loop().create_task(self._through(chain, terminal, details, request))
+
+    async def _through(self, chain: list[Any], terminal: Callable[[aio.ClientCallDetails, Any], _Call],
+                       details: aio.ClientCallDetails, request: Any) -> Any:  # fmt: skip
+        async def at(index: int, details: aio.ClientCallDetails, request: Any) -> Any:
+            if index == len(chain):
+                return terminal(details, request)
+            return await getattr(chain[index], f"intercept_{self._kind}")(functools.partial(at, index + 1), details, request)
+
+        return await at(0, details, request)
+
+    async def _response(self) -> Any:
+        outcome = await self._call
+        return await outcome if isinstance(outcome, _UnaryUnaryCall) else outcome
+
+    def __await__(self) -> Any:
+        return self._response().__await__()
+
+    async def _messages(self) -> AsyncIterator[Any]:
+        async for message in await self._call:
+            yield message
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._messages()
+
+    async def read(self) -> Any:
+        return await (await self._call).read()
+
+
+class InProcessChannel:
+    """An aio.Channel look-alike whose calls are answered by handlers in this process."""
+
+    def __init__(self, handlers: LocalHandlers, interceptors: Sequence[Any] = ()) -> None:
+        self.handlers = handlers
+        self.interceptors = list(interceptors)
+
+    def unary_unary(self, method: str, request_serializer: Serializer = None, response_deserializer: Deserializer = None,
+                    _registered_method: bool | None = False) -> _MultiCallable:  # fmt: skip
+        return _MultiCallable(self, method, "unary_unary", request_serializer, response_deserializer)
+
+    def unary_stream(self, method: str, request_serializer: Serializer = None, response_deserializer: Deserializer = None,
+                     _registered_method: bool | None = False) -> _MultiCallable:  # fmt: skip
+        return _MultiCallable(self, method, "unary_stream", request_serializer, response_deserializer)
+
+    def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("client-streaming methods are not part of any contract")
+
+    def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("bidirectional methods are not part of any contract")
+
+    async def channel_ready(self) -> None:
+        return None
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        return grpc.ChannelConnectivity.READY if self.handlers.serving else grpc.ChannelConnectivity.IDLE
+
+    async def close(self, grace: float | None = None) -> None:
+        return None
+
+    async def __aenter__(self) -> "InProcessChannel":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None

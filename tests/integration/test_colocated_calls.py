@@ -1,0 +1,145 @@
+"""Colocated calls keep gRPC's semantics: the same stub and the same assertions pass over a
+loopback socket and over the in-process channel (deadlines, errors with details, the caller's
+identity, metadata, copies of messages, server streams)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from grpc import aio
+from ogpgy.account.v1 import account_service_pb2 as apb
+from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
+from ogpgy.interest.v1 import interest_service_pb2 as ipb
+from ogpgy.interest.v1 import interest_service_pb2_grpc as igrpc
+
+from common.errors import NotFound, PermissionDenied
+from common.grpc.call_context import REQUEST_ID_HEADER, remaining_time, request_id_var
+from common.grpc.channels import ChannelPool
+from common.grpc.interceptors import BearerAuthenticator
+from common.grpc.server import GrpcServer
+from common.security.context import ADMIN, CUSTOMER, SecurityContext, caller_var, current_caller
+from common.security.tokens import TokenSettings, TokenVerifier, issue
+from tests.grpc_assert import error_reason
+
+SETTINGS = TokenSettings(audience="test", issuer="test")
+
+
+class Probe(agrpc.AccountServiceServicer, igrpc.InterestServiceServicer):  # type: ignore[misc]
+    """Records what each handler saw of its call."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+        self.returned: list[object] = []
+        self.cancelled = asyncio.Event()
+
+    async def GetAccount(self, request: apb.GetAccountRequest, context: aio.ServicerContext) -> apb.GetAccountResponse:
+        self.seen.append({"request": request, "caller": current_caller(), "request_id": request_id_var.get(),
+                          "remaining": remaining_time(), "peer_caller": caller_var.get()})  # fmt: skip
+        if request.account_id == "acc_MISSING":
+            raise NotFound("account", request.account_id)
+        if request.account_id == "acc_FORBIDDEN":
+            raise PermissionDenied("NOT_YOURS", "this account belongs to someone else", {"account_id": request.account_id})
+        if request.account_id == "acc_SLOW":
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                self.cancelled.set()
+                raise
+        response = apb.GetAccountResponse(account=apb.Account(account_id=request.account_id))
+        self.returned.append(response)
+        return response
+
+    async def ListInterestRuns(self, request: ipb.ListInterestRunsRequest, context: aio.ServicerContext) -> ipb.ListInterestRunsResponse:
+        raise NotImplementedError
+
+    async def RunDailyInterest(self, request: ipb.RunDailyInterestRequest, context: aio.ServicerContext) -> AsyncIterator[ipb.RunDailyInterestResponse]:
+        for processed in range(3):
+            yield ipb.RunDailyInterestResponse(run=ipb.InterestRun(processed=processed))
+        raise PermissionDenied("STREAM_REFUSED", "refused after three messages", {})
+
+
+@pytest.fixture(params=["loopback", "colocated"])
+async def mesh(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Probe, ChannelPool, Ed25519PrivateKey]]:
+    key = Ed25519PrivateKey.generate()
+    probe = Probe()
+    server = GrpcServer()
+    port = server.bind("127.0.0.1:0")
+    server.require_authentication(BearerAuthenticator(TokenVerifier(key.public_key(), SETTINGS)))
+    server.add_servicer(probe)
+    await server.start()
+    colocated = ["account", "interest"] if request.param == "colocated" else []
+    pool = ChannelPool({"account": f"127.0.0.1:{port}", "interest": f"127.0.0.1:{port}"}, local=server.local_handlers, colocated=colocated)
+    yield probe, pool, key
+    await pool.close()
+    await server.stop(0)
+
+
+def _as(key: Ed25519PrivateKey, roles: tuple[str, ...], customer_id: str = "") -> SecurityContext:
+    """Makes the current task act for a caller, as the server interceptor does for an incoming call."""
+    caller = SecurityContext("usr_1", "someone", roles, customer_id)
+    token, _ = issue(key, SETTINGS, caller)
+    caller = SecurityContext(caller.user_id, caller.username, roles, customer_id, token)
+    caller_var.set(caller)
+    return caller
+
+
+async def test_the_callers_identity_request_id_and_deadline_travel(mesh: tuple[Probe, ChannelPool, Ed25519PrivateKey]) -> None:
+    probe, pool, key = mesh
+    _as(key, (CUSTOMER,), "cus_1")
+    request_id_var.set("req-colocated-1")
+    stub = pool.bind(agrpc.AccountServiceStub, "account")
+    request = apb.GetAccountRequest(account_id="acc_1")
+    response = await stub.GetAccount(request, timeout=5)  # type: ignore[attr-defined]
+    seen = probe.seen[-1]
+    assert seen["caller"].user_id == "usr_1" and seen["caller"].customer_id == "cus_1" and seen["caller"].roles == (CUSTOMER,)
+    assert seen["request_id"] == "req-colocated-1"
+    assert 0 < seen["remaining"] <= 5
+    assert seen["request"] == request and seen["request"] is not request, "the handler gets a copy"
+    assert response == probe.returned[-1] and response is not probe.returned[-1], "the caller gets a copy"
+    assert caller_var.get().customer_id == "cus_1", "nothing of the handler's context leaks back"  # type: ignore[union-attr]
+
+
+async def test_no_token_is_unauthenticated(mesh: tuple[Probe, ChannelPool, Ed25519PrivateKey]) -> None:
+    _, pool, _ = mesh
+    stub = pool.bind(agrpc.AccountServiceStub, "account")
+    info = await error_reason(stub.GetAccount(apb.GetAccountRequest(account_id="acc_1")), grpc.StatusCode.UNAUTHENTICATED)  # type: ignore[attr-defined]
+    assert info.reason == "TOKEN_MISSING"
+
+
+async def test_errors_keep_their_code_and_rich_details(mesh: tuple[Probe, ChannelPool, Ed25519PrivateKey]) -> None:
+    _, pool, key = mesh
+    _as(key, (ADMIN,))
+    stub = pool.bind(agrpc.AccountServiceStub, "account")
+    with pytest.raises(aio.AioRpcError) as missing:
+        await stub.GetAccount(apb.GetAccountRequest(account_id="acc_MISSING"))  # type: ignore[attr-defined]
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    assert any(k == "grpc-status-details-bin" for k, _ in missing.value.trailing_metadata())  # type: ignore[union-attr]
+    info = await error_reason(stub.GetAccount(apb.GetAccountRequest(account_id="acc_FORBIDDEN")), grpc.StatusCode.PERMISSION_DENIED)  # type: ignore[attr-defined]
+    assert info.reason == "NOT_YOURS" and info.metadata["account_id"] == "acc_FORBIDDEN"
+
+
+async def test_a_passed_deadline_is_deadline_exceeded_and_cancels_the_handler(mesh: tuple[Probe, ChannelPool, Ed25519PrivateKey]) -> None:
+    probe, pool, key = mesh
+    _as(key, (ADMIN,))
+    stub = pool.bind(agrpc.AccountServiceStub, "account")
+    with pytest.raises(aio.AioRpcError) as late:
+        await stub.GetAccount(apb.GetAccountRequest(account_id="acc_SLOW"), timeout=0.2)  # type: ignore[attr-defined]
+    assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    await asyncio.wait_for(probe.cancelled.wait(), 5)
+
+
+async def test_server_streams_deliver_messages_then_the_status(mesh: tuple[Probe, ChannelPool, Ed25519PrivateKey]) -> None:
+    _, pool, key = mesh
+    _as(key, (ADMIN,))
+    stub = pool.bind(igrpc.InterestServiceStub, "interest")
+    got = []
+    with pytest.raises(aio.AioRpcError) as refused:
+        async for answer in stub.RunDailyInterest(ipb.RunDailyInterestRequest(request_id="r"), metadata=((REQUEST_ID_HEADER, "s-1"),)):  # type: ignore[attr-defined]
+            got.append(answer.run.processed)
+    assert got == [0, 1, 2]
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
