@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from datetime import date
 from pathlib import Path
@@ -15,7 +16,10 @@ from grpc import aio
 
 from common.config import Settings
 from common.grpc.server import stop_signal
-from mesh.embedded import start_embedded
+from mesh.config import DEFAULT_CONFIG, MeshConfigError, load_mesh_config
+from mesh.distributed import Mesh, check_serving, serve_settings
+from mesh.embedded import CONTEXT_NAMES, module_named, start_embedded, start_process
+from mesh.local_servers import LocalServerError
 
 DEFAULT_PORT = 50051
 DEFAULT_DATA_DIR = Path("var")
@@ -69,6 +73,22 @@ def _parser() -> argparse.ArgumentParser:
                     help="reach the VelocityPay network at TARGET (default: serve the simulator beside the bank)")  # fmt: skip
     up.add_argument("--interest-chunk", type=int, default=1000, help="accounts per interest chunk (default: %(default)s)")
     up.add_argument("--no-cache", action="store_true", help="read through to the databases (benchmarks, diagnosis)")
+    up.add_argument("--loopback-calls", action="store_true",
+                    help="contexts call each other through the server's socket instead of in-process (benchmarks)")  # fmt: skip
+    up.add_argument("--distributed", action="store_true",
+                    help="one process per context (and replica) of the mesh configuration, with Redis and PostgreSQL")  # fmt: skip
+    up.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="mesh configuration for --distributed (default: %(default)s)")
+    serve = commands.add_parser(
+        "serve",
+        help="serve one process of a distributed mesh (a context, or the contexts the configuration groups)",
+        description="Serve one process kind of the mesh configuration; its contexts call each other in-process, "
+        "every other context at its configured address(es).",
+    )
+    serve.add_argument("process", help="process name in the mesh configuration (by default, one per context)")
+    serve.add_argument("--replica", type=int, default=0, help="which of the process's addresses to listen on (default: %(default)s)")
+    serve.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="(default: %(default)s)")
+    status = commands.add_parser("status", help="every context of a mesh: its addresses and health")
+    status.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="(default: %(default)s)")
     network = commands.add_parser(
         "velocitypay",
         help="serve the VelocityPay network simulator alone (the outside world, for tests and demos)",
@@ -170,6 +190,52 @@ async def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _serve(args: argparse.Namespace) -> int:
+    config = load_mesh_config(args.config, known_contexts=CONTEXT_NAMES)
+    spec = config.process(args.process)
+    settings = serve_settings(config, args.process, args.replica, os.environ.get("OGPGY_ADMIN_PASSWORD", ""))
+    stop = stop_signal()
+    node = await start_process(settings, [module_named(c) for c in spec.contexts])
+    print(f"{args.process}[{args.replica}] serving {', '.join(node.server.service_names)} on {node.target}", flush=True)
+    received = await stop
+    logging.getLogger("ogpgy.mesh").info("%s received: shutting down", received.name)
+    await node.stop()
+    return 0
+
+
+def _up_distributed(args: argparse.Namespace) -> int:
+    config = load_mesh_config(args.config, known_contexts=CONTEXT_NAMES)
+    mesh = Mesh(args.config, config, admin_password=args.admin_password, log_level=args.log_level)
+    received: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda number, _frame: received.append(number))
+    mesh.start()
+    print(f"OgPgy Bank mesh is up in {mesh.started_in:.1f} s ({len(mesh.replicas)} processes, logs in {config.data_dir / 'logs'}):")
+    for replica in mesh.replicas:
+        contexts = ", ".join(config.process(replica.process).contexts)
+        print(f"  {replica.process}[{replica.index}]  {replica.address:<22} pid {replica.proc.pid:<8} {contexts}")
+    print(f"Token: scripts/ogpgy token --target {config.target('identity')} --data-dir {config.data_dir}")
+    print("Status: scripts/ogpgy status; stop with Ctrl-C.", flush=True)
+    while not received:
+        signal.pause()
+    print("stopping the mesh...", file=sys.stderr, flush=True)
+    mesh.stop()
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    config = load_mesh_config(args.config, known_contexts=CONTEXT_NAMES)
+    print(f"{'context':<13} {'process':<13} {'address':<22} health")
+    healthy = True
+    for spec in config.processes:
+        for index, address in enumerate(spec.addresses):
+            serving = check_serving(address)
+            healthy &= serving
+            for context in spec.contexts:
+                print(f"{context:<13} {f'{spec.name}[{index}]':<13} {address:<22} {'SERVING' if serving else 'DOWN'}")
+    return 0 if healthy else 1
+
+
 async def _up(args: argparse.Namespace) -> int:
     settings = Settings(
         data_dir=args.data_dir,
@@ -185,6 +251,7 @@ async def _up(args: argparse.Namespace) -> int:
         fraud_rules_path=args.fraud_rules,
         addresses={"velocitypay": args.velocitypay} if args.velocitypay else {},
         interest_chunk_size=args.interest_chunk,
+        colocated_calls=not args.loopback_calls,
     )
     stop = stop_signal()
     bank = await start_embedded(settings)
@@ -206,12 +273,16 @@ async def _up(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if args.command == "up":
-        try:
-            return asyncio.run(_up(args))
-        except OSError as exc:
-            print(f"ogpgy: cannot start: {exc}", file=sys.stderr)
-            return 1
+    try:
+        if args.command == "up":
+            return _up_distributed(args) if args.distributed else asyncio.run(_up(args))
+        if args.command == "serve":
+            return asyncio.run(_serve(args))
+        if args.command == "status":
+            return _status(args)
+    except (OSError, MeshConfigError, LocalServerError, RuntimeError) as exc:
+        print(f"ogpgy: cannot start: {exc}", file=sys.stderr)
+        return 1
     if args.command == "velocitypay":
         return asyncio.run(_velocitypay(args))
     if args.command == "interest":

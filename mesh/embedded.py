@@ -1,4 +1,8 @@
-"""Embedded mode: every context in one process behind one gRPC server, SQLite under data_dir."""
+"""One process of the bank: some contexts behind one gRPC server, the others reached remotely.
+
+Embedded mode is the process that serves every context (SQLite under data_dir, in-memory bus);
+a distributed mesh (mesh/distributed.py) runs several, each serving its share of the contexts.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +38,8 @@ BUSINESS_MODULES: tuple[type, ...] = (
 )
 # The outside world: served beside the bank in embedded mode unless an address is configured.
 EXTERNAL_MODULES: tuple[type, ...] = (VelocityPayModule,)
+ALL_MODULES: tuple[type, ...] = (*BUSINESS_MODULES, *EXTERNAL_MODULES)
+CONTEXT_NAMES: tuple[str, ...] = tuple(context_spec(m).name for m in ALL_MODULES)
 
 
 @dataclass
@@ -61,22 +67,38 @@ async def start_embedded(
     modules: Sequence[type] = BUSINESS_MODULES,
     customize: Callable[[ContextModuleBuilder], object] | None = None,
 ) -> RunningBank:
-    """Binds the server first so that every context's stub can target it, then builds, then serves.
+    """Every context in this process; the outside world beside it unless an address is configured.
 
     `customize` may add test overrides to the builder before the contexts are built.
+    """
+    local = [*modules, *(m for m in EXTERNAL_MODULES if context_spec(m).name not in settings.addresses)]
+    return await start_process(settings, local, customize=customize)
+
+
+async def start_process(
+    settings: Settings,
+    modules: Sequence[type],
+    *,
+    customize: Callable[[ContextModuleBuilder], object] | None = None,
+) -> RunningBank:
+    """Serves `modules` in this process; every other context is reached at settings.addresses.
+
+    Binds the server first so that every context's stub can target it, then builds, then serves.
+    The contexts served here call each other in-process (colocated) unless
+    settings.colocated_calls is off, in which case they call through this server's socket.
     """
     server = GrpcServer()
     port = server.bind(f"{settings.host}:{settings.port}")
     target = _local_target(settings.host, port)
-    external = [m for m in EXTERNAL_MODULES if context_spec(m).name in settings.addresses]
-    local = [*modules, *(m for m in EXTERNAL_MODULES if m not in external)]
-    addresses = {context_spec(m).name: target for m in local} | dict(settings.addresses)
-    colocated = [context_spec(m).name for m in local] if settings.colocated_calls else []
+    names = [context_spec(m).name for m in modules]
+    addresses = dict(settings.addresses) | {name: target for name in names}
+    colocated = names if settings.colocated_calls else []
     builder = ContextModuleBuilder(ChannelPool(addresses, local=server.local_handlers, colocated=colocated))
     builder.supply(settings, context="infrastructure")
     if customize is not None:
         customize(builder)
-    contexts = await builder.build_contexts(InfrastructureModule, *local, remote=external)
+    remote = [m for m in ALL_MODULES if m not in modules]
+    contexts = await builder.build_contexts(InfrastructureModule, *modules, remote=remote)
     try:
         server.require_authentication(BearerAuthenticator(contexts["infrastructure"].resolve(Security).verifier))
         server.add_contexts(contexts)
@@ -85,3 +107,11 @@ async def start_embedded(
         await contexts.shutdown()
         raise
     return RunningBank(server, contexts, target)
+
+
+def module_named(name: str) -> type:
+    """The module of context `name`, for configuration that names contexts."""
+    for module in ALL_MODULES:
+        if context_spec(module).name == name:
+            return module
+    raise LookupError(f"no context '{name}' (contexts: {', '.join(CONTEXT_NAMES)})")

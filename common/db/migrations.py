@@ -73,14 +73,20 @@ async def _apply(tx: Tx, migration: Migration) -> None:
     )  # fmt: skip
 
 
-async def apply_migrations(db: Database, migrations: list[Migration]) -> list[str]:
-    """Applies what is pending, each migration in its own transaction; returns their names."""
-    await db.write(_ensure_ledger)
+async def _migrate(tx: Tx, migrations: list[Migration]) -> list[str]:
+    if tx.dialect == "postgres":  # replicas of a context start together: one migrates, the others wait
+        await tx.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
+    await _ensure_ledger(tx)
     applied = []
-    for migration in await db.read(_pending, migrations):
-        await db.write(_apply, migration)
+    for migration in await _pending(tx, migrations):
+        await _apply(tx, migration)
         applied.append(f"{migration.scope}:{migration.name}")
     return applied
+
+
+async def apply_migrations(db: Database, migrations: list[Migration]) -> list[str]:
+    """Applies what is pending, all or nothing, in one transaction; returns their names."""
+    return await db.write(_migrate, migrations)
 
 
 def split_statements(sql: str) -> list[str]:

@@ -74,7 +74,10 @@ class PostgresDatabase:
 
     async def open(self, migrations: list[Migration]) -> None:
         async with await psycopg.AsyncConnection.connect(self._dsn, autocommit=True) as conn:
-            await conn.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pgsql.Identifier(self.schema)))
+            try:
+                await conn.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pgsql.Identifier(self.schema)))
+            except psycopg.errors.UniqueViolation:
+                pass  # a replica starting at the same moment created it
         await self._pool.open(wait=True, timeout=30)
         await apply_migrations(self, load_migrations("common.db", self.dialect) + list(migrations))
 

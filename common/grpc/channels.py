@@ -7,6 +7,7 @@ call.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 
 from grpc import aio
@@ -15,11 +16,22 @@ from common.grpc.inprocess import InProcessChannel, LocalHandlers
 from common.grpc.interceptors import outgoing_context_interceptors
 from common.grpc.services import service_of_stub, services_of_servicer
 
-# Keepalive and message limits that suit a service mesh on a LAN.
+# Round robin over the addresses of a target (the replicas of a context); an address whose health
+# is not SERVING is skipped; a call that failed with UNAVAILABLE (a replica went away) is retried,
+# on another replica. Retrying is safe for callers whose every state change is idempotent.
+SERVICE_CONFIG = json.dumps({
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "healthCheckConfig": {"serviceName": ""},
+    "methodConfig": [{"name": [{}], "retryPolicy": {
+        "maxAttempts": 4, "initialBackoff": "0.05s", "maxBackoff": "0.5s", "backoffMultiplier": 2,
+        "retryableStatusCodes": ["UNAVAILABLE"]}}],
+})  # fmt: skip
+# Keepalive and message limits that suit a service mesh on a LAN, and the policy above.
 DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, object], ...] = (
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.service_config", SERVICE_CONFIG),
 )
 
 

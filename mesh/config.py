@@ -1,0 +1,141 @@
+"""The mesh configuration: which contexts share a process, and where each process listens.
+
+A TOML file (mesh.toml at the repository root is the default: one process per context on
+loopback, two replicas of the customer context):
+
+    [mesh]
+    data_dir = "var/mesh"   # signing key, admin password, local Redis and PostgreSQL data
+    redis = "local"         # "local": started for you; or redis://host:port/db
+    postgres = "local"      # "local": a cluster under data_dir, started for you; or a DSN
+
+    [process.core]          # contexts named together share a process: their calls are colocated
+    contexts = ["account", "payment"]
+    addresses = ["127.0.0.1:7102", "127.0.0.1:7112"]   # one per replica
+
+Environment overrides, for deployments that keep one file for every host: OGPGY_DATA_DIR,
+OGPGY_REDIS_URL, OGPGY_POSTGRES_DSN, and OGPGY_<PROCESS>_ADDRESSES (comma-separated).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+LOCAL = "local"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "mesh.toml"
+
+class MeshConfigError(ValueError):
+    """The mesh configuration is wrong; the message says where and how to fix it."""
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """A kind of process: the contexts it serves, and one listening address per replica."""
+
+    name: str
+    contexts: tuple[str, ...]
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    data_dir: Path
+    redis: str
+    postgres: str
+    processes: tuple[ProcessSpec, ...]
+
+    def process(self, name: str) -> ProcessSpec:
+        for spec in self.processes:
+            if spec.name == name:
+                return spec
+        raise MeshConfigError(f"no process '{name}' in the mesh configuration (processes: {', '.join(self.process_names())})")
+
+    def process_names(self) -> list[str]:
+        return [p.name for p in self.processes]
+
+    def process_of(self, context: str) -> ProcessSpec:
+        for spec in self.processes:
+            if context in spec.contexts:
+                return spec
+        raise MeshConfigError(f"context '{context}' is in no process of the mesh configuration")
+
+    def target(self, context: str) -> str:
+        """The gRPC target that reaches every replica of `context`'s process."""
+        return target_of(self.process_of(context).addresses)
+
+    def targets(self) -> dict[str, str]:
+        return {context: target_of(p.addresses) for p in self.processes for context in p.contexts}
+
+
+def target_of(addresses: tuple[str, ...]) -> str:
+    """One address as is; several as an ipv4:/ipv6: list, which round_robin balances over."""
+    if len(addresses) == 1:
+        return addresses[0]
+    hosts = [a.rsplit(":", 1)[0].strip("[]") for a in addresses]
+    try:
+        versions = {ipaddress.ip_address(h).version for h in hosts}
+    except ValueError:
+        raise MeshConfigError(
+            f"replicas {', '.join(addresses)}: give IP addresses, or one DNS name that resolves to every replica"
+        ) from None
+    if len(versions) != 1:
+        raise MeshConfigError(f"replicas {', '.join(addresses)} mix IPv4 and IPv6")
+    return f"ipv{versions.pop()}:{','.join(addresses)}"
+
+
+def load_mesh_config(path: Path = DEFAULT_CONFIG, environ: Mapping[str, str] = os.environ,
+                     known_contexts: tuple[str, ...] = ()) -> MeshConfig:  # fmt: skip
+    """Reads and checks the file, then applies the environment overrides."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MeshConfigError(f"{path}: no such mesh configuration file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise MeshConfigError(f"{path}: {exc}") from None
+    mesh = raw.get("mesh", {})
+    base = path.parent
+    data_dir = Path(environ.get("OGPGY_DATA_DIR") or mesh.get("data_dir", "var/mesh"))
+    processes = tuple(_process(path, name, body, environ) for name, body in raw.get("process", {}).items())
+    config = MeshConfig(
+        data_dir=data_dir if data_dir.is_absolute() else base / data_dir,
+        redis=environ.get("OGPGY_REDIS_URL") or str(mesh.get("redis", LOCAL)),
+        postgres=environ.get("OGPGY_POSTGRES_DSN") or str(mesh.get("postgres", LOCAL)),
+        processes=processes,
+    )
+    _check(path, config, known_contexts)
+    return config
+
+
+def _process(path: Path, name: str, body: Mapping[str, object], environ: Mapping[str, str]) -> ProcessSpec:
+    contexts = body.get("contexts", [name])
+    override = environ.get(f"OGPGY_{name.upper().replace('-', '_')}_ADDRESSES")
+    addresses = override.split(",") if override else body.get("addresses", [])
+    if not isinstance(contexts, list) or not contexts or not all(isinstance(c, str) for c in contexts):
+        raise MeshConfigError(f"{path}: [process.{name}] contexts must be a non-empty list of context names")
+    if not isinstance(addresses, list) or not addresses or not all(isinstance(a, str) and ":" in a for a in addresses):
+        raise MeshConfigError(f"{path}: [process.{name}] addresses must be a non-empty list of host:port, one per replica")
+    return ProcessSpec(name, tuple(contexts), tuple(a.strip() for a in addresses))
+
+
+def _check(path: Path, config: MeshConfig, known_contexts: tuple[str, ...]) -> None:
+    placed = [c for p in config.processes for c in p.contexts]
+    doubled = sorted({c for c in placed if placed.count(c) > 1})
+    if doubled:
+        raise MeshConfigError(f"{path}: {', '.join(doubled)} placed in more than one process; name each context once")
+    if known_contexts:
+        unknown = sorted(set(placed) - set(known_contexts))
+        missing = sorted(set(known_contexts) - set(placed))
+        if unknown:
+            raise MeshConfigError(f"{path}: unknown context(s) {', '.join(unknown)} (known: {', '.join(known_contexts)})")
+        if missing:
+            raise MeshConfigError(f"{path}: context(s) {', '.join(missing)} are in no process; add them to one")
+    addresses = [a for p in config.processes for a in p.addresses]
+    shared = sorted({a for a in addresses if addresses.count(a) > 1})
+    if shared:
+        raise MeshConfigError(f"{path}: address(es) {', '.join(shared)} used twice; each replica listens on its own")
+    for spec in config.processes:
+        target_of(spec.addresses)  # replicas must be balanceable

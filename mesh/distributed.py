@@ -1,0 +1,183 @@
+"""Distributed mode: one process per process kind and replica of the mesh configuration.
+
+`serve_settings` turns the configuration into the Settings of one process (`ogpgy serve`);
+`Mesh` is what `ogpgy up --distributed` runs: the local Redis and PostgreSQL when the
+configuration says "local", the secrets every process shares (signing key, first admin's
+password), then every process, each checked SERVING through gRPC health before the mesh is
+declared up. Stopping the mesh sends SIGTERM to every process (each drains gracefully), then
+stops the local servers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from common.config import Settings
+from common.security.tokens import load_or_create_private_key
+from mesh.config import LOCAL, MeshConfig, MeshConfigError
+from mesh.local_servers import PostgresServer, RedisServer
+
+log = logging.getLogger("ogpgy.mesh")
+DATABASE = "ogpgy"
+PASSWORD_FILE = "admin-password"
+
+
+def serve_settings(config: MeshConfig, process: str, replica: int, admin_password: str = "") -> Settings:
+    """The Settings of replica `replica` of `process`: its own address, everyone else's targets."""
+    spec = config.process(process)
+    if not 0 <= replica < len(spec.addresses):
+        raise MeshConfigError(f"process '{process}' has replicas 0..{len(spec.addresses) - 1}, not {replica}")
+    for what, value in (("redis", config.redis), ("postgres", config.postgres)):
+        if value == LOCAL:
+            raise MeshConfigError(f"{what} = \"local\" is started by 'ogpgy up --distributed'; to serve a process on its own, "
+                                  f"set OGPGY_{'REDIS_URL' if what == 'redis' else 'POSTGRES_DSN'} or give an address in the file")  # fmt: skip
+    host, port = spec.addresses[replica].rsplit(":", 1)
+    return Settings(
+        data_dir=config.data_dir,
+        host=host.strip("[]"),
+        port=int(port),
+        addresses=config.targets(),
+        database="postgres",
+        postgres_dsn=config.postgres,
+        redis_url=config.redis,
+        admin_password=admin_password or _read_password(config.data_dir),
+    )
+
+
+def _read_password(data_dir: Path) -> str:
+    path = data_dir / PASSWORD_FILE
+    return path.read_text(encoding="utf-8").strip() if path.exists() else ""
+
+
+def ensure_shared_secrets(data_dir: Path, admin_password: str = "") -> str:
+    """The signing key and the first admin's password, made once before any process starts (each
+    process would otherwise race to make its own)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    load_or_create_private_key(data_dir / "identity-signing-key.pem")
+    path = data_dir / PASSWORD_FILE
+    if admin_password:
+        return admin_password
+    if not path.exists():
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(18) + "\n")
+    return path.read_text(encoding="utf-8").strip()
+
+
+def check_serving(address: str, timeout: float = 1.0) -> bool:
+    """Whether the process at `address` answers health SERVING (its every service is ready)."""
+    try:
+        with grpc.insecure_channel(address) as channel:
+            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
+    except grpc.RpcError:
+        return False
+
+
+@dataclass
+class Replica:
+    process: str
+    index: int
+    address: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+
+@dataclass
+class Mesh:
+    """A whole mesh on this machine, started and stopped by this object (and only what it started)."""
+
+    config_path: Path
+    config: MeshConfig
+    admin_password: str = ""
+    log_level: str = "INFO"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    replicas: list[Replica] = field(default_factory=list)
+    redis: RedisServer | None = None
+    postgres: PostgresServer | None = None
+    started_in: float = 0.0
+
+    def start(self, timeout: float = 90.0) -> None:
+        began = time.monotonic()
+        env = self._infrastructure()
+        try:
+            for spec in self.config.processes:
+                for index, address in enumerate(spec.addresses):
+                    self.replicas.append(self._spawn(spec.name, index, address, env))
+            self._wait_serving(began + timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.started_in = time.monotonic() - began
+
+    def _infrastructure(self) -> dict[str, str]:
+        """Starts what the configuration says is local; the environment every process gets."""
+        data_dir = self.config.data_dir
+        self.admin_password = ensure_shared_secrets(data_dir, self.admin_password)
+        redis_url, dsn = self.config.redis, self.config.postgres
+        if redis_url == LOCAL:
+            self.redis = RedisServer(data_dir / "redis")
+            self.redis.start()
+            redis_url = self.redis.url
+        if dsn == LOCAL:
+            self.postgres = PostgresServer(data_dir / "postgres")
+            self.postgres.start()
+            dsn = self.postgres.database(DATABASE)
+        return {**os.environ, **self.extra_env, "OGPGY_REDIS_URL": redis_url, "OGPGY_POSTGRES_DSN": dsn,
+                "OGPGY_DATA_DIR": str(data_dir), "OGPGY_ADMIN_PASSWORD": self.admin_password}  # fmt: skip
+
+    def _spawn(self, process: str, index: int, address: str, env: dict[str, str]) -> Replica:
+        logs = self.config.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log_path = logs / f"{process}-{index}.log"
+        command = [sys.executable, "-m", "mesh.cli", "--log-level", self.log_level, "serve", process,
+                   "--replica", str(index), "--config", str(self.config_path)]  # fmt: skip
+        with log_path.open("ab") as output:
+            proc = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        return Replica(process, index, address, proc, log_path)
+
+    def _wait_serving(self, deadline: float) -> None:
+        waiting = list(self.replicas)
+        while waiting:
+            for replica in list(waiting):
+                if replica.proc.poll() is not None:
+                    tail = replica.log_path.read_text(errors="replace")[-1500:]
+                    raise RuntimeError(f"{replica.process}[{replica.index}] exited with {replica.proc.returncode}:\n{tail}")
+                if check_serving(replica.address, timeout=0.5):
+                    waiting.remove(replica)
+            if waiting and time.monotonic() > deadline:
+                raise TimeoutError(f"not SERVING in time: {', '.join(f'{r.process}[{r.index}]' for r in waiting)}")
+            time.sleep(0.05)
+
+    def replica(self, process: str, index: int = 0) -> Replica:
+        return next(r for r in self.replicas if r.process == process and r.index == index)
+
+    def stop(self, grace: float = 20.0) -> None:
+        """SIGTERM to every process, SIGKILL to any still running after `grace`; then the local servers."""
+        for replica in self.replicas:
+            if replica.proc.poll() is None:
+                replica.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for replica in self.replicas:
+            try:
+                replica.proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                log.warning("%s[%d] did not stop in %.0f s: killed", replica.process, replica.index, grace)
+                replica.proc.kill()
+                replica.proc.wait(timeout=10)
+        self.replicas.clear()
+        for server in (self.redis, self.postgres):
+            if server is not None:
+                server.stop()
+        self.redis = self.postgres = None

@@ -1,0 +1,132 @@
+"""Local servers for a mesh on one machine and for the tests: started and stopped by their owner.
+
+Redis: `redis-server` on a loopback port. PostgreSQL: a cluster made with initdb and run with
+pg_ctl, as an unprivileged user when started by root (PostgreSQL refuses to run as root).
+scripts/bootstrap installs both from Debian when they are missing.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+class LocalServerError(RuntimeError):
+    """A local server cannot be started (its binaries are missing, or it did not come up)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_port(port: int, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise LocalServerError(f"{what} did not listen on port {port} within {timeout}s")
+
+
+class RedisServer:
+    """One redis-server process; stop() and start() again keep the port (for outage tests).
+
+    With `data_dir` it keeps an append-only file there (a local mesh's events survive a
+    restart); without, nothing is persisted (tests).
+    """
+
+    def __init__(self, data_dir: Path | None = None, port: int = 0) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise LocalServerError("redis-server is missing: run scripts/bootstrap (it installs it from Debian)")
+        self.binary = binary
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.data_dir = data_dir
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        persistence = ["--save", "", "--appendonly", "no"]
+        if self.data_dir is not None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            persistence = ["--save", "", "--appendonly", "yes", "--dir", str(self.data_dir)]
+        self._proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", *persistence],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_for_port(self.port, 10, "redis-server")
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(timeout=10)
+            self._proc = None
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+    if found is None:
+        raise LocalServerError(f"{name} is missing: run scripts/bootstrap (it installs PostgreSQL from Debian)")
+    return found
+
+
+class PostgresServer:
+    """A PostgreSQL cluster on a loopback port, trust auth: throw-away with fsync off (tests), or
+    kept under `root` and durable (a local mesh). As root it runs as `nobody`, since PostgreSQL
+    refuses to run as root."""
+
+    def __init__(self, root: Path | None = None, port: int = 0) -> None:
+        self.port = port or free_port()
+        self.durable = root is not None
+        self.root = root.resolve() if root is not None else Path(tempfile.mkdtemp(prefix="ogpgy-pg-"))
+        self.data = self.root / "data"
+        self.dsn_base = f"postgresql://postgres@127.0.0.1:{self.port}"
+        self._user = "nobody" if os.geteuid() == 0 else None
+        self._databases = 0
+
+    def _run(self, *args: str) -> None:
+        command = ["runuser", "-u", self._user, "--", *args] if self._user else list(args)
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if self._user:
+            user = pwd.getpwnam(self._user)
+            os.chown(self.root, user.pw_uid, user.pw_gid)
+        if not self.data.exists():
+            self._run(_pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8")
+        fsync = "" if self.durable else " -c fsync=off"
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1{fsync} -c max_connections=300"
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
+
+    def stop(self) -> None:
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def new_database(self) -> str:
+        """A fresh, empty database; its DSN."""
+        self._databases += 1
+        return self.database(f"test_{os.getpid()}_{self._databases}")
+
+    def database(self, name: str) -> str:
+        """The DSN of database `name`, created when missing."""
+        import psycopg
+
+        with psycopg.connect(f"{self.dsn_base}/postgres", autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                conn.execute(f'CREATE DATABASE "{name}"')
+        return f"{self.dsn_base}/{name}"
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,160 @@
+"""One codebase, three deployments: the same story passes embedded (contexts call each other over
+the server's socket), colocated (in-process calls) and distributed (one process per context, a
+replicated context, Redis and PostgreSQL started by the mesh itself); and a replica killed under
+load does not fail the calls."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from grpc import aio
+from ogpgy.customer.v1 import customer_service_pb2 as cpb
+from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc
+from ogpgy.interest.v1 import interest_service_pb2 as ipb
+from ogpgy.interest.v1 import interest_service_pb2_grpc as igrpc
+from ogpgy.lending.v1 import lending_service_pb2 as lpb
+from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
+from ogpgy.payment.v1 import payment_service_pb2 as ppb
+from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
+from ogpgy.type.v1 import date_pb2
+
+from common.config import Settings
+from common.grpc.channels import DEFAULT_CHANNEL_OPTIONS
+from common.grpc.client import bearer_interceptors
+from mesh.config import load_mesh_config
+from mesh.distributed import Mesh
+from mesh.embedded import CONTEXT_NAMES, start_embedded
+from tests.bank_helpers import Bank, eur
+from tests.conftest import ADMIN_PASSWORD, issue_token
+from tests.servers import free_port
+
+CONTEXTS = ("identity", "customer", "account", "payment", "lending", "interest")
+
+
+@asynccontextmanager
+async def mesh_client(targets: Mapping[str, str]) -> AsyncIterator[dict[str, aio.Channel]]:
+    """A channel per context, as the first admin; replicas are balanced round robin."""
+    token = await issue_token(targets["identity"])
+    channels: dict[str, aio.Channel] = {}
+    opened = {t: aio.insecure_channel(t, options=DEFAULT_CHANNEL_OPTIONS, interceptors=bearer_interceptors(token))
+              for t in set(targets.values())}  # fmt: skip
+    try:
+        channels = {context: opened[target] for context, target in targets.items()}
+        yield channels
+    finally:
+        for channel in opened.values():
+            await channel.close()
+
+
+def mesh_bank(ch: Mapping[str, aio.Channel]) -> Bank:
+    bank = Bank(ch["account"])
+    bank.customers = cgrpc.CustomerServiceStub(ch["customer"])
+    return bank
+
+
+async def the_story(targets: Mapping[str, str]) -> None:
+    """Onboard -> default account -> deposit -> pay -> loan -> interest, each context at its target."""
+    async with mesh_client(targets) as ch:
+        bank = mesh_bank(ch)
+        alice, bob = await bank.verified_customer("alice"), await bank.verified_customer("bob")
+        alice_account = (await bank.default_account(alice, timeout=30)).account_id
+        bob_account = (await bank.default_account(bob, timeout=30)).account_id
+        await bank.deposit(alice_account, "500.00", "alice")
+        paid = await pgrpc.PaymentServiceStub(ch["payment"]).CreatePayment(ppb.CreatePaymentRequest(
+            request_id="pay-1", debtor_account_id=alice_account, internal=ppb.InternalBeneficiary(account_id=bob_account),
+            amount=eur("120.00")))  # fmt: skip
+        assert paid.payment.status == ppb.PAYMENT_STATUS_COMPLETED
+        loans = lgrpc.LendingServiceStub(ch["lending"])
+        applied = await loans.ApplyForLoan(lpb.ApplyForLoanRequest(request_id="apply-1", customer_id=alice,
+                                                                   account_id=alice_account, principal=eur("2500.00"), term_months=24))  # fmt: skip
+        await loans.ApproveLoan(lpb.ApproveLoanRequest(request_id="approve-1", loan_id=applied.loan.loan_id, annual_interest_rate="0.059"))
+        loan = (await loans.DisburseLoan(lpb.DisburseLoanRequest(request_id="disburse-1", loan_id=applied.loan.loan_id))).loan
+        assert loan.status == lpb.LOAN_STATUS_DISBURSED and loan.saga_status == lpb.SAGA_STATUS_COMPLETED
+        savings = await bank.open(alice, "savings")
+        await bank.deposit(savings, "10000.00", "savings")
+        runs = [a.run async for a in igrpc.InterestServiceStub(ch["interest"]).RunDailyInterest(
+            ipb.RunDailyInterestRequest(request_id="interest-1", business_date=date_pb2.Date(year=2026, month=6, day=15)))]  # fmt: skip
+        assert runs[-1].status == ipb.INTEREST_RUN_STATUS_COMPLETED
+        assert (await bank.balance(alice_account))[0] == "2880.00"  # 500 - 120 + 2500
+        assert (await bank.balance(bob_account))[0] == "120.00"
+        assert (await bank.balance(savings))[0] == "10000.41"
+
+
+@pytest.mark.parametrize("colocated", [False, True], ids=["embedded-loopback", "colocated"])
+async def test_the_story_in_one_process(tmp_path: Path, colocated: bool) -> None:
+    bank = await start_embedded(Settings(data_dir=tmp_path, port=0, admin_password=ADMIN_PASSWORD, colocated_calls=colocated))
+    try:
+        await the_story({context: bank.target for context in CONTEXTS})
+    finally:
+        await bank.stop()
+
+
+def _mesh_file(root: Path) -> Path:
+    """One process per context on free ports, two customer replicas, local Redis and PostgreSQL."""
+    lines = [f'[mesh]\ndata_dir = "{root / "data"}"\nredis = "local"\npostgres = "local"\n']
+    for context in CONTEXT_NAMES:
+        replicas = 2 if context == "customer" else 1
+        addresses = ", ".join(f'"127.0.0.1:{free_port()}"' for _ in range(replicas))
+        lines.append(f"[process.{context}]\naddresses = [{addresses}]\n")
+    path = root / "mesh.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+@dataclass
+class RunningMesh:
+    mesh: Mesh
+    targets: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def distributed() -> Iterator[RunningMesh]:
+    root = Path(tempfile.mkdtemp(prefix="ogpgy-mesh-"))
+    root.chmod(0o755)  # the local PostgreSQL runs as nobody when the tests run as root
+    path = _mesh_file(root)
+    config = load_mesh_config(path, known_contexts=CONTEXT_NAMES)
+    mesh = Mesh(path, config, admin_password=ADMIN_PASSWORD)
+    mesh.start()
+    try:
+        yield RunningMesh(mesh, {c: config.target(c) for c in CONTEXTS})
+    finally:
+        mesh.stop()
+
+
+async def test_the_story_distributed(distributed: RunningMesh) -> None:
+    assert len(distributed.mesh.replicas) == len(CONTEXT_NAMES) + 1, "a process per context, two customer replicas"
+    await the_story(distributed.targets)
+
+
+async def test_killing_a_replica_under_load_fails_no_call(distributed: RunningMesh) -> None:
+    async with mesh_client(distributed.targets) as ch:
+        customers = cgrpc.CustomerServiceStub(ch["customer"])
+        customer = await mesh_bank(ch).verified_customer("load")
+        results: list[bool] = []
+        stop = asyncio.Event()
+
+        async def reader() -> None:
+            while not stop.is_set():
+                try:
+                    await customers.GetCustomer(cpb.GetCustomerRequest(customer_id=customer), timeout=5)
+                    results.append(True)
+                except aio.AioRpcError as error:
+                    results.append(False)
+                    print("failed:", error.code(), error.details())
+
+        workers = [asyncio.create_task(reader()) for _ in range(8)]
+        await asyncio.sleep(1.0)
+        before = len(results)
+        victim = distributed.mesh.replica("customer", 1)
+        victim.proc.kill()
+        await asyncio.sleep(2.0)
+        stop.set()
+        await asyncio.gather(*workers)
+    assert before > 0 and len(results) > before, "calls went on after the kill"
+    assert all(results), f"{results.count(False)} of {len(results)} calls failed"
