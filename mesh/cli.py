@@ -16,6 +16,8 @@ from grpc import aio
 
 from common.config import Settings
 from common.grpc.server import stop_signal
+from common.observability.logs import RPC_LOGGER, JsonFormatter
+from common.observability.metrics import serve_metrics
 from mesh.config import DEFAULT_CONFIG, MeshConfigError, load_mesh_config
 from mesh.distributed import Mesh, check_serving, serve_settings
 from mesh.embedded import CONTEXT_NAMES, module_named, start_embedded, start_process
@@ -49,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Run 'ogpgy up' and explore with grpcurl; see README.md for a walk-through.",
     )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="json: one JSON object per line, with request id and trace id (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (0 picks a free port)")  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up = commands.add_parser(
         "up",
@@ -270,9 +276,24 @@ async def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _setup_logging(level: str, form: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if form == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
+    if form == "text":  # a line per call is for JSON logs, which machines read; people read the rest
+        logging.getLogger(RPC_LOGGER).setLevel(logging.WARNING)
+        logging.getLogger("ogpgy.events.consumed").setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    _setup_logging(args.log_level, args.log_format)
+    if args.metrics_port is not None:
+        port = serve_metrics(args.metrics_port)
+        logging.getLogger("ogpgy.mesh").info("metrics on http://127.0.0.1:%d/metrics", port)
     try:
         if args.command == "up":
             return _up_distributed(args) if args.distributed else asyncio.run(_up(args))

@@ -16,6 +16,7 @@ from common.grpc.channels import ChannelPool
 from common.grpc.interceptors import BearerAuthenticator
 from common.grpc.server import GrpcServer
 from common.infrastructure import InfrastructureModule
+from common.observability.tracing import setup_tracing
 from common.security.component import Security
 from services.account.module import AccountModule
 from services.customer.module import CustomerModule
@@ -87,10 +88,11 @@ async def start_process(
     The contexts served here call each other in-process (colocated) unless
     settings.colocated_calls is off, in which case they call through this server's socket.
     """
+    names = [context_spec(m).name for m in modules]
+    setup_tracing("ogpgy-" + "+".join(names) if len(names) < len(ALL_MODULES) else "ogpgy")
     server = GrpcServer()
     port = server.bind(f"{settings.host}:{settings.port}")
     target = _local_target(settings.host, port)
-    names = [context_spec(m).name for m in modules]
     addresses = dict(settings.addresses) | {name: target for name in names}
     colocated = names if settings.colocated_calls else []
     builder = ContextModuleBuilder(ChannelPool(addresses, local=server.local_handlers, colocated=colocated))

@@ -7,13 +7,18 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from google.protobuf.message import Message
+from opentelemetry.trace import SpanKind
 
 from common.config import Settings
 from common.di import BaseComponent, og_component
 from common.events.envelope import Envelope, event_type_of
+from common.grpc.call_context import request_id_var
+from common.observability.logs import log_fields
+from common.observability.tracing import span
 
 Handler = Callable[[Envelope], Awaitable[None]]
 log = logging.getLogger("ogpgy.events")
+event_log = logging.getLogger("ogpgy.events.consumed")
 
 MAX_ATTEMPTS = 5
 
@@ -65,7 +70,25 @@ class EventBus(BaseComponent):
 
     async def subscribe(self, kinds: list[type[Message]], consumer: str, handler: Handler) -> Subscription:
         """Delivers events of `kinds` to `handler`; `consumer` names the group (one per context)."""
-        return await self._backend.subscribe([event_type_of(k) for k in kinds], consumer, handler)
+        return await self._backend.subscribe([event_type_of(k) for k in kinds], consumer, _traced(consumer, handler))
+
+
+def _traced(consumer: str, handler: Handler) -> Handler:
+    """The handler inside a consumer span continuing the publisher's trace, with the publisher's
+    request id, and one log line per delivery."""
+
+    async def handle(envelope: Envelope) -> None:
+        with span(f"consume {envelope.event_type}", envelope.headers, SpanKind.CONSUMER):
+            request_id_var.set(envelope.headers.get("request_id"))
+            outcome = "failed"
+            try:
+                await handler(envelope)
+                outcome = "handled"
+            finally:
+                log_fields(event_log, "event", consumer=consumer, event_type=envelope.event_type, event_id=envelope.event_id,
+                           outcome=outcome, request_id=envelope.headers.get("request_id"))  # fmt: skip
+
+    return handle
 
     def dead_letters(self, consumer: str) -> list[Envelope]:
         """Events `consumer` gave up on after MAX_ATTEMPTS (for operators and tests)."""

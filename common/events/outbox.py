@@ -17,6 +17,7 @@ from common.events.envelope import Envelope
 from common.faults import crash_point
 from common.grpc.call_context import request_id_var
 from common.ids import new_id
+from common.observability.tracing import inject
 from common.infrastructure import ContextDatabase
 
 POLL_SECONDS = 0.05
@@ -26,12 +27,14 @@ BATCH = 100
 async def append_event(tx: Tx, event: Message) -> str:
     """Adds `event` to the outbox inside the caller's transaction; returns its event id."""
     request_id = request_id_var.get()
+    headers = {"request_id": request_id} if request_id else {}
+    inject(headers)  # the trace goes on through the event to its consumers
     envelope = Envelope(
         event_id=new_id("evt"),
         event_type=event.DESCRIPTOR.full_name,
         payload=event.SerializeToString(),
         occurred_at=datetime.now(timezone.utc).isoformat(),
-        headers={"request_id": request_id} if request_id else {},
+        headers=headers,
     )
     await tx.execute(
         "INSERT INTO outbox (event_id, event_type, payload, headers, occurred_at) VALUES (?, ?, ?, ?, ?)",

@@ -3,29 +3,39 @@
 Server side: sets the call context (request id, deadline) and maps AppError to statuses with rich
 details; anything else is a bug, logged with its traceback and answered INTERNAL without internals.
 It is applied to each handler once, when the handler is registered (InterceptingRegistrar).
-Client side: propagates the request id and the remaining deadline to the next hop.
+Every call has a server span (continuing the caller's trace), Prometheus metrics, and one JSON log
+line with its request id and trace id.
+Client side: propagates the request id, the remaining deadline, the caller's identity and the
+trace context to the next hop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import grpc
 from grpc import aio
+from opentelemetry.trace import SpanKind
 
 from common.errors import AppError, Unauthenticated
 from common.grpc.call_context import REQUEST_ID_HEADER, deadline_var, request_id_var
 from common.grpc.inprocess import LocalHandlers
 from common.grpc.status import internal_status, to_grpc_status
 from common.ids import random_bytes
+from common.observability.logs import RPC_LOGGER, log_fields
+from common.observability.metrics import observe_rpc
+from common.observability.tracing import inject, metadata_carrier, span
 from common.security.context import SecurityContext, caller_var
 from common.security.tokens import TokenVerifier
 
 log = logging.getLogger("ogpgy.grpc")
+rpc_log = logging.getLogger(RPC_LOGGER)
 AUTHORIZATION = "authorization"
 
 
@@ -64,22 +74,56 @@ def _enter_call(context: aio.ServicerContext, authenticator: Authenticator | Non
     caller_var.set(authenticator.authenticate(context.invocation_metadata() or ()) if authenticator else None)
 
 
-async def _abort_for(exc: Exception, context: aio.ServicerContext, method: str) -> None:
+class _Outcome:
+    code = "UNKNOWN"
+
+
+@contextmanager
+def _observed(method: str, context: aio.ServicerContext) -> Iterator[_Outcome]:
+    """The call's server span (continuing the caller's trace), its metrics and its log line."""
+    outcome = _Outcome()
+    started = time.perf_counter()
+    with span(method, metadata_carrier(context.invocation_metadata() or ()), SpanKind.SERVER):
+        try:
+            yield outcome
+        except asyncio.CancelledError:
+            outcome.code = "CANCELLED"
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            observe_rpc(method, outcome.code, elapsed)
+            log_fields(rpc_log, "rpc", method=method, code=outcome.code, duration_ms=round(elapsed * 1000, 3),
+                       request_id=request_id_var.get(), peer=context.peer())  # fmt: skip
+
+
+def _code_of(context: aio.ServicerContext) -> str:
+    code = context.code() if hasattr(context, "code") else None
+    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+
+
+async def _abort_for(exc: Exception, context: aio.ServicerContext, method: str, outcome: _Outcome) -> None:
     if isinstance(exc, AppError):
-        await context.abort_with_status(to_grpc_status(exc))
-    log.exception("unhandled error in %s (request id %s)", method, request_id_var.get())
-    await context.abort_with_status(internal_status())
+        status = to_grpc_status(exc)
+    else:
+        log.exception("unhandled error in %s (request id %s)", method, request_id_var.get())
+        status = internal_status()
+    outcome.code = status.code.name
+    await context.abort_with_status(status)
 
 
 def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str, auth: Authenticator | None = None) -> Callable[..., Awaitable[Any]]:
     async def handle(request: Any, context: aio.ServicerContext) -> Any:
-        try:
-            _enter_call(context, auth)
-            return await behavior(request, context)
-        except aio.AbortError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - mapped to a status, bugs logged
-            await _abort_for(exc, context, method)
+        with _observed(method, context) as outcome:
+            try:
+                _enter_call(context, auth)
+                response = await behavior(request, context)
+                outcome.code = "OK"
+                return response
+            except aio.AbortError:
+                outcome.code = _code_of(context)
+                raise
+            except Exception as exc:  # noqa: BLE001 - mapped to a status, bugs logged
+                await _abort_for(exc, context, method, outcome)
 
     return handle
 
@@ -91,14 +135,17 @@ def _wrap_stream(behavior: Callable[..., Any], method: str, auth: Authenticator 
         return _wrap_unary(behavior, method, auth)
 
     async def handle(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
-        try:
-            _enter_call(context, auth)
-            async for response in behavior(request, context):
-                yield response
-        except aio.AbortError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            await _abort_for(exc, context, method)
+        with _observed(method, context) as outcome:
+            try:
+                _enter_call(context, auth)
+                async for response in behavior(request, context):
+                    yield response
+                outcome.code = "OK"
+            except aio.AbortError:
+                outcome.code = _code_of(context)
+                raise
+            except Exception as exc:  # noqa: BLE001
+                await _abort_for(exc, context, method, outcome)
 
     return handle
 
@@ -169,6 +216,11 @@ def _outgoing_details(details: aio.ClientCallDetails) -> aio.ClientCallDetails:
     if caller is not None and caller.token and AUTHORIZATION not in metadata:
         metadata.add(AUTHORIZATION, f"Bearer {caller.token}")  # the caller's identity travels on
     timeout = details.timeout
+    carrier: dict[str, str] = {}
+    inject(carrier)  # the trace goes on with the next hop
+    for key, value in carrier.items():
+        if key not in metadata:
+            metadata.add(key, value)
     deadline = deadline_var.get()
     if deadline is not None:
         remaining = max(deadline - time.monotonic(), 0.0)

@@ -6,7 +6,10 @@ load does not fail the calls."""
 from __future__ import annotations
 
 import asyncio
+import json
+import secrets
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,8 +33,8 @@ from common.grpc.client import bearer_interceptors
 from mesh.config import load_mesh_config
 from mesh.distributed import Mesh
 from mesh.embedded import CONTEXT_NAMES, start_embedded
-from tests.bank_helpers import Bank, eur
-from tests.conftest import ADMIN_PASSWORD, issue_token
+from tests.bank_helpers import Bank, eur, fresh_document
+from tests.conftest import ADMIN_PASSWORD, document, issue_token, onboarding
 from tests.servers import free_port
 
 CONTEXTS = ("identity", "customer", "account", "payment", "lending", "interest")
@@ -158,3 +161,35 @@ async def test_killing_a_replica_under_load_fails_no_call(distributed: RunningMe
         await asyncio.gather(*workers)
     assert before > 0 and len(results) > before, "calls went on after the kill"
     assert all(results), f"{results.count(False)} of {len(results)} calls failed"
+    for replica in (0, 1):
+        log = distributed.mesh.replica("customer", replica).log_path.read_text(errors="replace")
+        assert "CustomerService/GetCustomer" in log, f"round robin sent calls to customer[{replica}] too"
+
+
+def _contexts_logging(mesh: Mesh, trace_id: str) -> set[str]:
+    """The processes whose JSON log lines carry `trace_id`."""
+    seen = set()
+    for replica in mesh.replicas:
+        for line in replica.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{") and json.loads(line).get("trace_id") == trace_id:
+                seen.add(replica.process)
+    return seen
+
+
+async def test_a_trace_started_by_the_first_call_is_in_the_logs_of_every_context_on_its_path(distributed: RunningMesh) -> None:
+    trace_id = secrets.token_hex(16)
+    traced = (("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01"),)
+    async with mesh_client(distributed.targets) as ch:
+        bank = mesh_bank(ch)
+        payer = await bank.verified_customer("trace-payer")
+        payer_account = (await bank.default_account(payer, timeout=30)).account_id
+        await bank.deposit(payer_account, "50.00", "trace")
+        onboarded = await bank.customers.OnboardCustomer(onboarding("trace-onboard", document=document(fresh_document())), metadata=traced)
+        payee_account = (await bank.default_account(onboarded.customer.customer_id, timeout=30)).account_id  # via the event
+        await pgrpc.PaymentServiceStub(ch["payment"]).CreatePayment(ppb.CreatePaymentRequest(
+            request_id="trace-pay", debtor_account_id=payer_account, internal=ppb.InternalBeneficiary(account_id=payee_account),
+            amount=eur("5.00")), metadata=traced)  # fmt: skip
+    deadline = time.monotonic() + 10
+    while (seen := _contexts_logging(distributed.mesh, trace_id)) != {"customer", "account", "payment"} and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)  # log lines are flushed as they are written; the event may still be in flight
+    assert seen == {"customer", "account", "payment"}, "customer (RPC), account (event, then RPC from payment), payment (RPC)"

@@ -1,0 +1,1 @@
+"""Traces (OpenTelemetry), metrics (Prometheus) and JSON logs; nothing here knows about banking."""

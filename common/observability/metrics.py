@@ -1,0 +1,37 @@
+"""Prometheus metrics of every server, served on /metrics by `serve_metrics`.
+
+Names follow the conventions of go-grpc-prometheus, which dashboards expect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+HANDLED = Counter("grpc_server_handled_total", "RPCs completed on the server, by status code",
+                  ["grpc_service", "grpc_method", "grpc_code"])  # fmt: skip
+HANDLING = Histogram("grpc_server_handling_seconds", "Time to handle an RPC on the server", ["grpc_service", "grpc_method"],
+                     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))  # fmt: skip
+CACHE_LOOKUPS = Counter("ogpgy_cache_lookups_total", "Cache lookups, by cache, level and outcome", ["cache", "level", "outcome"])
+BREAKER_STATE = Gauge("ogpgy_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open", ["breaker"])
+OUTBOX_LAG = Gauge("ogpgy_outbox_lag_events", "Events in a context's outbox not yet published", ["context"])
+CONSUMER_LAG = Gauge("ogpgy_event_consumer_lag_events", "Events delivered to a consumer group and not yet acknowledged",
+                     ["consumer"])  # fmt: skip
+
+
+def observe_rpc(method: str, code: str, seconds: float) -> None:
+    service, _, name = method.lstrip("/").partition("/")
+    HANDLED.labels(service, name, code).inc()
+    HANDLING.labels(service, name).observe(seconds)
+
+
+def gauge_from(gauge: Gauge, label: str, read: Callable[[], float]) -> None:
+    """Reads the gauge's value at scrape time (no bookkeeping on the hot path)."""
+    gauge.labels(label).set_function(read)
+
+
+def serve_metrics(port: int, host: str = "127.0.0.1") -> int:
+    """Serves /metrics on a thread of its own; returns the port."""
+    server, _ = start_http_server(port, addr=host)
+    return int(server.server_port)
