@@ -20,7 +20,7 @@ from common.observability.logs import RPC_LOGGER, JsonFormatter
 from common.observability.metrics import serve_metrics
 from mesh.config import DEFAULT_CONFIG, MeshConfigError, load_mesh_config
 from mesh.distributed import Mesh, check_serving, serve_settings
-from mesh.embedded import CONTEXT_NAMES, module_named, start_embedded, start_process
+from mesh.embedded import ALL_MODULES, CONTEXT_NAMES, module_named, start_embedded, start_process
 from mesh.local_servers import LocalServerError
 
 DEFAULT_PORT = 50051
@@ -93,6 +93,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("process", help="process name in the mesh configuration (by default, one per context)")
     serve.add_argument("--replica", type=int, default=0, help="which of the process's addresses to listen on (default: %(default)s)")
     serve.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="(default: %(default)s)")
+    graph = commands.add_parser(
+        "graph",
+        help="the context map drawn from the DI declarations: Mermaid, DOT or SVG",
+        description="Contexts and their exported services; solid arrows are calls through imported stubs, "
+        "dotted arrows are events from publisher to consumer.",
+    )
+    graph.add_argument("--format", choices=["mermaid", "dot", "svg"], default="mermaid", help="(default: %(default)s)")
+    graph.add_argument("--output", type=Path, default=None, help="write to this file (default: standard output)")
     status = commands.add_parser("status", help="every context of a mesh: its addresses and health")
     status.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="(default: %(default)s)")
     network = commands.add_parser(
@@ -229,6 +237,17 @@ def _up_distributed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _graph(args: argparse.Namespace) -> int:
+    from mesh import graph
+
+    drawn = {"mermaid": graph.mermaid, "dot": graph.dot, "svg": graph.svg}[args.format](ALL_MODULES)
+    if args.output is None:
+        print(drawn, end="")
+    else:
+        args.output.write_text(drawn, encoding="utf-8")
+    return 0
+
+
 def _status(args: argparse.Namespace) -> int:
     config = load_mesh_config(args.config, known_contexts=CONTEXT_NAMES)
     print(f"{'context':<13} {'process':<13} {'address':<22} health")
@@ -301,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_serve(args))
         if args.command == "status":
             return _status(args)
+        if args.command == "graph":
+            return _graph(args)
     except (OSError, MeshConfigError, LocalServerError, RuntimeError) as exc:
         print(f"ogpgy: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -30,6 +30,8 @@ class ContextSpec:
     providers: tuple[type, ...] = ()
     exports: tuple[type, ...] = ()
     imports: tuple[ModuleContextImport, ...] = ()
+    publishes: tuple[type, ...] = ()  # event messages this context puts in its outbox
+    consumes: tuple[type, ...] = ()  # event messages of other contexts it subscribes to
     module: type | None = field(default=None, compare=False)
 
     def imported_from(self, wanted: type) -> ModuleContextImport | None:
@@ -47,6 +49,8 @@ def og_context(
     providers: list[type] | tuple[type, ...] = (),
     exports: list[type] | tuple[type, ...] = (),
     imports: list[ModuleContextImport] | tuple[ModuleContextImport, ...] = (),
+    publishes: list[type] | tuple[type, ...] = (),
+    consumes: list[type] | tuple[type, ...] = (),
 ) -> Callable[[C], C]:
     """Declares a bounded context on a module class. Declaration only: nothing is built here."""
 
@@ -58,6 +62,8 @@ def og_context(
             providers=tuple(providers),
             exports=tuple(exports),
             imports=tuple(imports),
+            publishes=tuple(publishes),
+            consumes=tuple(consumes),
             module=module,
         )
         setattr(module, _SPEC_ATTR, spec)

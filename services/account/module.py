@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
+from ogpgy.account.v1 import events_pb2 as account_events
+from ogpgy.customer.v1 import events_pb2 as customer_events
 
 from common.cache.registry import Caches
 from common.clock import Clock
@@ -39,6 +41,8 @@ from services.account.service import AccountApplicationService, AccountFactory
         CustomerEventsHandler,
     ],
     exports=[AccountApi],
+    publishes=[account_events.AccountOpened, account_events.AccountClosed, account_events.TransferPosted],
+    consumes=[customer_events.CustomerOnboarded, customer_events.CustomerUpdated],
 )
 class AccountModule:
     """Exports only its gRPC service; learns about customers from CustomerServiceStub and events."""

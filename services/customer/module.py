@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ogpgy.customer.v1 import events_pb2 as customer_events
+
 from common.cache.registry import Caches
 from common.clock import Clock
 from common.di import ModuleContextImport, og_context
@@ -32,6 +34,7 @@ from services.customer.service import CustomerApplicationService
         CustomerApi,
     ],
     exports=[CustomerApi],
+    publishes=[customer_events.CustomerOnboarded, customer_events.CustomerUpdated],
 )
 class CustomerModule:
     """Exports only its gRPC service: other contexts reach it through CustomerServiceStub."""

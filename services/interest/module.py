@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
+from ogpgy.interest.v1 import events_pb2 as interest_events
 
 from common.batch.runner import BatchRunner
 from common.config import Settings
@@ -27,6 +28,7 @@ from services.interest.service import InterestService
     ],
     providers=[InterestDatabase, OutboxRelay, BatchRunner, InterestService, InterestApi],
     exports=[InterestApi],
+    publishes=[interest_events.InterestPosted],
 )
 class InterestModule:
     """Posts interest through the account context's contract, a chunk of accounts per call."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
+from ogpgy.lending.v1 import events_pb2 as lending_events
 
 from common.clock import Clock
 from common.di import ModuleContextImport, og_context
@@ -29,6 +30,7 @@ from services.lending.service import LendingService
     ],
     providers=[LendingDatabase, SqlLoanRepository, OutboxRelay, SagaRunner, LendingService, LendingApi],
     exports=[LendingApi],
+    publishes=[lending_events.LoanDisbursed, lending_events.LoanDisbursementFailed],
 )
 class LendingModule:
     """Money moves only through the account context's stub, step by step from the saga log."""

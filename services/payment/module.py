@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
 from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
+from ogpgy.payment.v1 import events_pb2 as payment_events
 
 from common.clock import Clock
 from common.config import Settings
@@ -48,6 +49,7 @@ from services.payment.service import (
         PaymentApi,
     ],
     exports=[PaymentApi],
+    publishes=[payment_events.PaymentQueued, payment_events.PaymentCompleted, payment_events.PaymentFailed],
 )
 class PaymentModule:
     """Money moves only through the account context's stub; the network only through a breaker."""
