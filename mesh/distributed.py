@@ -52,6 +52,7 @@ def serve_settings(config: MeshConfig, process: str, replica: int, admin_passwor
         postgres_dsn=config.postgres,
         redis_url=config.redis,
         admin_password=admin_password or _read_password(config.data_dir),
+        fraud_rules_path=Path(os.environ["OGPGY_FRAUD_RULES"]) if os.environ.get("OGPGY_FRAUD_RULES") else None,
     )
 
 
