@@ -1,7 +1,8 @@
 """OpenTelemetry tracing across hops: W3C trace context in gRPC metadata and in event headers.
 
-Spans are recorded by the SDK's tracer provider (so every call has a real trace id, logged with
-it); they are exported only when OGPGY_TRACES=console asks for it, since no collector is assumed.
+Every call gets a real trace id from the SDK's tracer provider (logged with it, propagated to the
+next hop). Spans are recorded and exported only when OGPGY_TRACES=console asks for it, since no
+collector is assumed; otherwise they are sampled out, which keeps the ids and costs far less.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 from opentelemetry.trace import Span, SpanKind
 
 _tracer = trace.get_tracer("ogpgy")
@@ -24,8 +26,10 @@ def setup_tracing(service_name: str) -> None:
     """Installs the process's tracer provider (once; later calls keep the first)."""
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-    if os.environ.get("OGPGY_TRACES") == "console":
+    exporting = os.environ.get("OGPGY_TRACES") == "console"
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}),
+                              sampler=ParentBased(ALWAYS_ON if exporting else ALWAYS_OFF))  # fmt: skip
+    if exporting:
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
     trace.set_tracer_provider(provider)
 

@@ -1,7 +1,8 @@
 """Internal payments per second and latency in each deployment of the same code, in one run:
 embedded with colocated (in-process) calls, embedded with calls over the server's socket, and
 distributed (one process per context, Redis, PostgreSQL); and each mode's time from start to
-every process SERVING. Every mode uses PostgreSQL, so only the deployment differs.
+every process SERVING. The embedded rows use PostgreSQL like the distributed one, so that only the
+deployment differs, and once more with embedded mode's defaults (SQLite, in-memory bus).
 
 Usage: .venv/bin/python scripts/bench/modes.py [--seconds 5] [--in-flight 16]
 """
@@ -66,10 +67,10 @@ async def internal_payments(targets: dict[str, str], seconds: float, in_flight: 
 
 def embedded(dsn: str, rules: Path, colocated: bool, seconds: float, in_flight: int) -> tuple[float, Result]:
     with tempfile.TemporaryDirectory() as data_dir:
-        extra = [] if colocated else ["--loopback-calls"]
+        extra = ([] if colocated else ["--loopback-calls"]) + (["--postgres-dsn", dsn] if dsn else [])
         started = time.monotonic()
         proc = subprocess.Popen([PYTHON, "-m", "mesh.cli", "--log-level", "WARNING", "up", "--port", "0", "--data-dir", data_dir,
-                                 "--admin-password", ADMIN_PASSWORD, "--postgres-dsn", dsn, "--fraud-rules", str(rules), *extra],
+                                 "--admin-password", ADMIN_PASSWORD, "--fraud-rules", str(rules), *extra],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)  # fmt: skip
         try:
             assert proc.stdout is not None
@@ -107,7 +108,8 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as folder:
             rules = _generous_rules(Path(folder))
-            rows = [("embedded, colocated calls", *embedded(postgres.new_database(), rules, True, args.seconds, args.in_flight)),
+            rows = [("embedded (SQLite), colocated", *embedded("", rules, True, args.seconds, args.in_flight)),
+                    ("embedded, colocated calls", *embedded(postgres.new_database(), rules, True, args.seconds, args.in_flight)),
                     ("embedded, loopback calls", *embedded(postgres.new_database(), rules, False, args.seconds, args.in_flight)),
                     ("distributed (8 processes)", *distributed(postgres.new_database(), rules, args.seconds, args.in_flight))]  # fmt: skip
     finally:
