@@ -19,7 +19,8 @@ from common.grpc.server import stop_signal
 from common.observability.logs import RPC_LOGGER, JsonFormatter
 from common.observability.metrics import serve_metrics
 from mesh.config import DEFAULT_CONFIG, MeshConfigError, load_mesh_config
-from mesh.distributed import Mesh, check_serving, serve_settings
+from mesh.distributed import Mesh, serve_settings
+from mesh.status import mesh_status
 from mesh.embedded import ALL_MODULES, CONTEXT_NAMES, module_named, start_embedded, start_process
 from mesh.local_servers import LocalServerError
 
@@ -208,6 +209,9 @@ async def _serve(args: argparse.Namespace) -> int:
     config = load_mesh_config(args.config, known_contexts=CONTEXT_NAMES)
     spec = config.process(args.process)
     settings = serve_settings(config, args.process, args.replica, os.environ.get("OGPGY_ADMIN_PASSWORD", ""))
+    if spec.metrics:
+        host, port = spec.metrics[args.replica].rsplit(":", 1)
+        serve_metrics(int(port), host)
     stop = stop_signal()
     node = await start_process(settings, [module_named(c) for c in spec.contexts])
     print(f"{args.process}[{args.replica}] serving {', '.join(node.server.service_names)} on {node.target}", flush=True)
@@ -250,15 +254,12 @@ def _graph(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     config = load_mesh_config(args.config, known_contexts=CONTEXT_NAMES)
-    print(f"{'context':<13} {'process':<13} {'address':<22} health")
-    healthy = True
-    for spec in config.processes:
-        for index, address in enumerate(spec.addresses):
-            serving = check_serving(address)
-            healthy &= serving
-            for context in spec.contexts:
-                print(f"{context:<13} {f'{spec.name}[{index}]':<13} {address:<22} {'SERVING' if serving else 'DOWN'}")
-    return 0 if healthy else 1
+    rows = mesh_status(config)
+    print(f"{'process':<15} {'address':<21} {'health':<8} {'contexts':<22} {'breakers':<28} {'outbox lag':<20} consumer lag")
+    for row in rows:
+        print(f"{row.process:<15} {row.address:<21} {row.health:<8} {', '.join(row.contexts):<22} {row.breakers or '-':<28} "
+              f"{row.outbox_lag or '-':<20} {row.consumer_lag or '-'}")  # fmt: skip
+    return 0 if all(row.health == "SERVING" for row in rows) else 1
 
 
 async def _up(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ loopback, two replicas of the customer context):
     [process.core]          # contexts named together share a process: their calls are colocated
     contexts = ["account", "payment"]
     addresses = ["127.0.0.1:7102", "127.0.0.1:7112"]   # one per replica
+    metrics = ["127.0.0.1:9102", "127.0.0.1:9112"]     # optional: each replica's Prometheus /metrics
 
 Environment overrides, for deployments that keep one file for every host: OGPGY_DATA_DIR,
 OGPGY_REDIS_URL, OGPGY_POSTGRES_DSN, and OGPGY_<PROCESS>_ADDRESSES (comma-separated).
@@ -39,6 +40,7 @@ class ProcessSpec:
     name: str
     contexts: tuple[str, ...]
     addresses: tuple[str, ...]
+    metrics: tuple[str, ...] = ()  # host:port of each replica's /metrics, when it serves them
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,10 @@ def _process(path: Path, name: str, body: Mapping[str, object], environ: Mapping
         raise MeshConfigError(f"{path}: [process.{name}] contexts must be a non-empty list of context names")
     if not isinstance(addresses, list) or not addresses or not all(isinstance(a, str) and ":" in a for a in addresses):
         raise MeshConfigError(f"{path}: [process.{name}] addresses must be a non-empty list of host:port, one per replica")
-    return ProcessSpec(name, tuple(contexts), tuple(a.strip() for a in addresses))
+    metrics = body.get("metrics", [])
+    if not isinstance(metrics, list) or (metrics and len(metrics) != len(addresses)):
+        raise MeshConfigError(f"{path}: [process.{name}] metrics must list one host:port per replica, like addresses")
+    return ProcessSpec(name, tuple(contexts), tuple(a.strip() for a in addresses), tuple(str(m).strip() for m in metrics))
 
 
 def _check(path: Path, config: MeshConfig, known_contexts: tuple[str, ...]) -> None:
@@ -133,7 +138,7 @@ def _check(path: Path, config: MeshConfig, known_contexts: tuple[str, ...]) -> N
             raise MeshConfigError(f"{path}: unknown context(s) {', '.join(unknown)} (known: {', '.join(known_contexts)})")
         if missing:
             raise MeshConfigError(f"{path}: context(s) {', '.join(missing)} are in no process; add them to one")
-    addresses = [a for p in config.processes for a in p.addresses]
+    addresses = [a for p in config.processes for a in (*p.addresses, *p.metrics)]
     shared = sorted({a for a in addresses if addresses.count(a) > 1})
     if shared:
         raise MeshConfigError(f"{path}: address(es) {', '.join(shared)} used twice; each replica listens on its own")

@@ -142,7 +142,7 @@ class Mesh:
         logs = self.config.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log_path = logs / f"{process}-{index}.log"
-        command = [sys.executable, "-m", "mesh.cli", "--log-level", self.log_level, "--log-format", "json", "--metrics-port", "0", "serve", process,
+        command = [sys.executable, "-m", "mesh.cli", "--log-level", self.log_level, "--log-format", "json", "serve", process,
                    "--replica", str(index), "--config", str(self.config_path)]  # fmt: skip
         with log_path.open("ab") as output:
             proc = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True)

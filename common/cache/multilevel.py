@@ -23,6 +23,7 @@ from cachetools import TLRUCache
 from redis.exceptions import RedisError
 
 from common.ids import random_bytes
+from common.observability.metrics import track_cache
 
 V = TypeVar("V")
 log = logging.getLogger("ogpgy.cache")
@@ -80,6 +81,7 @@ class MultiLevelCache(Generic[V]):
         self.namespace = namespace
         self.policy = policy
         self.stats = CacheStats()
+        track_cache(self)
         self._codec = codec
         self._l1: TLRUCache[str, object] = TLRUCache(maxsize=policy.l1_size, ttu=self._l1_expiry, timer=time.monotonic)
         self._inflight: dict[str, asyncio.Future[object]] = {}

@@ -17,8 +17,9 @@ from common.events.envelope import Envelope
 from common.faults import crash_point
 from common.grpc.call_context import request_id_var
 from common.ids import new_id
-from common.observability.tracing import inject
 from common.infrastructure import ContextDatabase
+from common.observability.metrics import OUTBOX_LAG
+from common.observability.tracing import inject
 
 POLL_SECONDS = 0.05
 BATCH = 100
@@ -59,6 +60,11 @@ async def _mark_published(tx: Tx, up_to_seq: int, at: str) -> None:
     await tx.execute("UPDATE outbox SET published_at = ? WHERE seq <= ? AND published_at IS NULL", at, up_to_seq)
 
 
+async def _count_unpublished(tx: Tx) -> int:
+    row = await tx.fetchone("SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL")
+    return int(row["n"]) if row else 0
+
+
 @og_component()
 class OutboxRelay(BaseComponent):
     """Moves a context's committed events to the bus, in commit order, one at a time.
@@ -82,6 +88,12 @@ class OutboxRelay(BaseComponent):
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+
+    async def _unpublished_count(self) -> int:
+        try:
+            return await self._db.read(_count_unpublished)
+        except Exception:  # noqa: BLE001 - the database itself is down: the lag is unknown
+            return -1
 
     def nudge(self) -> None:
         """Something was committed to the outbox: relay it now rather than at the next poll."""
@@ -110,13 +122,16 @@ class OutboxRelay(BaseComponent):
                 return sent
 
     async def _run(self) -> None:
+        lag = OUTBOX_LAG.labels(self._db.context)
         while True:
             try:
                 await self.drain()
+                lag.set(0)  # everything committed before this pass is out
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the bus or the database is down: retry later
                 self.logger.exception("outbox relay of %s failed; retrying", self._db.context)
+                lag.set(await self._unpublished_count())
                 await asyncio.sleep(0.5)
             try:
                 await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)

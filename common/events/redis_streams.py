@@ -24,6 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from common.events.bus import MAX_ATTEMPTS, Handler, log
 from common.events.envelope import Envelope
 from common.faults import crash_point
+from common.observability.metrics import CONSUMER_LAG
 
 STREAM_PREFIX = "ogpgy:events:"
 DLQ_PREFIX = "ogpgy:dead-letters:"
@@ -120,6 +121,7 @@ class RedisStreamsBackend:
             try:
                 if time.monotonic() >= next_claim:
                     await self._reclaim(sub)
+                    await self._measure_lag(sub)
                     next_claim = time.monotonic() + self.redelivery_ms / 2000
                 answer = await self._redis.xreadgroup(sub.group, sub.name, streams, count=64, block=self._block_ms)  # type: ignore[arg-type]
                 for stream, messages in answer or []:
@@ -146,6 +148,16 @@ class RedisStreamsBackend:
             return
         crash_point("consumer.before_ack")
         await self._redis.xack(stream, sub.group, message_id)
+
+    async def _measure_lag(self, sub: _StreamSubscription) -> None:
+        """Entries of the group's streams not yet delivered, plus those delivered and not acked."""
+        behind = 0
+        for event_type in sub.event_types:
+            for group in await self._redis.xinfo_groups(stream_of(event_type)):
+                name = group["name"]
+                if (name.decode() if isinstance(name, bytes) else name) == sub.group:
+                    behind += int(group.get("lag") or 0) + int(group.get("pending") or 0)
+        CONSUMER_LAG.labels(sub.group).set(behind)
 
     async def _reclaim(self, sub: _StreamSubscription) -> None:
         for event_type in sub.event_types:

@@ -22,6 +22,7 @@ import grpc
 import pybreaker
 
 from common.errors import Unavailable
+from common.observability.metrics import BREAKER_STATE, gauge_from
 
 T = TypeVar("T")
 log = logging.getLogger("ogpgy.breaker")
@@ -66,6 +67,9 @@ class _Notifier(pybreaker.CircuitBreakerListener):
             listener(self._breaker.name, old, new_state.name)
 
 
+_STATE_CODES = {"closed": 0, "half-open": 1, "open": 2}
+
+
 @dataclass
 class CircuitBreaker:
     name: str
@@ -83,6 +87,7 @@ class CircuitBreaker:
             name=self.name,
             throw_new_error_on_trip=False,
         )
+        gauge_from(BREAKER_STATE, self.name, lambda: _STATE_CODES.get(str(self._cb.current_state), -1))
 
     @property
     def state(self) -> str:

@@ -30,9 +30,10 @@ from ogpgy.type.v1 import date_pb2
 from common.config import Settings
 from common.grpc.channels import DEFAULT_CHANNEL_OPTIONS
 from common.grpc.client import bearer_interceptors
-from mesh.config import load_mesh_config
+from mesh.config import MeshConfig, load_mesh_config
 from mesh.distributed import Mesh
 from mesh.embedded import CONTEXT_NAMES, start_embedded
+from mesh.status import mesh_status, scrape
 from tests.bank_helpers import Bank, eur, fresh_document
 from tests.conftest import ADMIN_PASSWORD, document, issue_token, onboarding
 from tests.servers import free_port
@@ -104,7 +105,8 @@ def _mesh_file(root: Path) -> Path:
     for context in CONTEXT_NAMES:
         replicas = 2 if context == "customer" else 1
         addresses = ", ".join(f'"127.0.0.1:{free_port()}"' for _ in range(replicas))
-        lines.append(f"[process.{context}]\naddresses = [{addresses}]\n")
+        metrics = ", ".join(f'"127.0.0.1:{free_port()}"' for _ in range(replicas))
+        lines.append(f"[process.{context}]\naddresses = [{addresses}]\nmetrics = [{metrics}]\n")
     path = root / "mesh.toml"
     path.write_text("\n".join(lines))
     return path
@@ -114,6 +116,7 @@ def _mesh_file(root: Path) -> Path:
 class RunningMesh:
     mesh: Mesh
     targets: dict[str, str]
+    config: MeshConfig
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +128,7 @@ def distributed() -> Iterator[RunningMesh]:
     mesh = Mesh(path, config, admin_password=ADMIN_PASSWORD)
     mesh.start()
     try:
-        yield RunningMesh(mesh, {c: config.target(c) for c in CONTEXTS})
+        yield RunningMesh(mesh, {c: config.target(c) for c in CONTEXTS}, config)
     finally:
         mesh.stop()
 
@@ -193,3 +196,17 @@ async def test_a_trace_started_by_the_first_call_is_in_the_logs_of_every_context
     while (seen := _contexts_logging(distributed.mesh, trace_id)) != {"customer", "account", "payment"} and time.monotonic() < deadline:
         await asyncio.sleep(0.2)  # log lines are flushed as they are written; the event may still be in flight
     assert seen == {"customer", "account", "payment"}, "customer (RPC), account (event, then RPC from payment), payment (RPC)"
+
+
+async def test_status_shows_health_breakers_lags_and_metrics(distributed: RunningMesh) -> None:
+    """Runs last: the replica killed above is reported DOWN, everything else SERVING."""
+    rows = {row.process: row for row in mesh_status(distributed.config)}
+    assert rows["customer[1]"].health == "DOWN"
+    assert all(row.health == "SERVING" for name, row in rows.items() if name != "customer[1]")
+    assert rows["payment[0]"].breakers == "velocitypay=closed"
+    assert rows["payment[0]"].outbox_lag == "payment=0" and rows["account[0]"].consumer_lag == "account=0"
+    customer = scrape(distributed.config.process("customer").metrics[0])
+    handled = {(s["grpc_method"], s["grpc_code"]) for s, _ in customer["grpc_server_handled_total"]}
+    assert ("GetCustomer", "OK") in handled and ("OnboardCustomer", "OK") in handled
+    assert any(s["outcome"] == "l1_hit" and v > 0 for s, v in customer["ogpgy_cache_lookups_total"]), "GetCustomer under load hit L1"
+    assert customer["grpc_server_handling_seconds_count"]

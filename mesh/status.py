@@ -1,0 +1,58 @@
+"""`ogpgy status`: every replica of the mesh, its health (gRPC health) and, from its Prometheus
+metrics, its circuit breakers and its outbox and event consumer lags."""
+
+from __future__ import annotations
+
+import urllib.request
+from dataclasses import dataclass
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from mesh.config import MeshConfig
+from mesh.distributed import check_serving
+
+_BREAKER_STATES = {0: "closed", 1: "half-open", 2: "open"}
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    process: str
+    address: str
+    contexts: tuple[str, ...]
+    health: str
+    breakers: str = ""
+    outbox_lag: str = ""
+    consumer_lag: str = ""
+
+
+def scrape(address: str, timeout: float = 1.0) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """The samples at http://address/metrics by metric name; empty when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout) as answer:  # noqa: S310 - a configured mesh address
+            text = answer.read().decode()
+    except OSError:
+        return {}
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
+def _joined(samples: list[tuple[dict[str, str], float]], label: str, show: type = int) -> str:
+    return ", ".join(f"{labels[label]}={_BREAKER_STATES.get(int(v), '?') if show is str else int(v)}" for labels, v in samples)
+
+
+def mesh_status(config: MeshConfig) -> list[ReplicaStatus]:
+    rows = []
+    for spec in config.processes:
+        for index, address in enumerate(spec.addresses):
+            health = "SERVING" if check_serving(address) else "DOWN"
+            metrics = scrape(spec.metrics[index]) if spec.metrics else {}
+            rows.append(ReplicaStatus(
+                process=f"{spec.name}[{index}]", address=address, contexts=spec.contexts, health=health,
+                breakers=_joined(metrics.get("ogpgy_breaker_state", []), "breaker", str),
+                outbox_lag=_joined(metrics.get("ogpgy_outbox_lag_events", []), "context"),
+                consumer_lag=_joined(metrics.get("ogpgy_event_consumer_lag_events", []), "consumer"),
+            ))  # fmt: skip
+    return rows
