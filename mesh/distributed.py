@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,6 +105,8 @@ class Mesh:
     admin_password: str = ""
     log_level: str = "INFO"
     extra_env: dict[str, str] = field(default_factory=dict)
+    # What a replica's command runs under, e.g. ["ip", "netns", "exec", "host1"] (a host per namespace).
+    wrap: Callable[[str, int], list[str]] = lambda process, index: []
     replicas: list[Replica] = field(default_factory=list)
     redis: RedisServer | None = None
     postgres: PostgresServer | None = None
@@ -142,7 +145,7 @@ class Mesh:
         logs = self.config.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log_path = logs / f"{process}-{index}.log"
-        command = [sys.executable, "-m", "mesh.cli", "--log-level", self.log_level, "--log-format", "json", "serve", process,
+        command = [*self.wrap(process, index), sys.executable, "-m", "mesh.cli", "--log-level", self.log_level, "--log-format", "json", "serve", process,
                    "--replica", str(index), "--config", str(self.config_path)]  # fmt: skip
         with log_path.open("ab") as output:
             proc = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True)

@@ -28,11 +28,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_for_port(port: int, timeout: float, what: str) -> None:
+def _wait_for_port(port: int, timeout: float, what: str, host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            with socket.create_connection((host, port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.05)
@@ -46,13 +46,14 @@ class RedisServer:
     restart); without, nothing is persisted (tests).
     """
 
-    def __init__(self, data_dir: Path | None = None, port: int = 0) -> None:
+    def __init__(self, data_dir: Path | None = None, port: int = 0, host: str = "127.0.0.1") -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise LocalServerError("redis-server is missing: run scripts/bootstrap (it installs it from Debian)")
         self.binary = binary
+        self.host = host
         self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.url = f"redis://{host}:{self.port}/0"
         self.data_dir = data_dir
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -62,11 +63,11 @@ class RedisServer:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             persistence = ["--save", "", "--appendonly", "yes", "--dir", str(self.data_dir)]
         self._proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", *persistence],
+            [self.binary, "--port", str(self.port), "--bind", self.host, "--protected-mode", "no", *persistence],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait_for_port(self.port, 10, "redis-server")
+        _wait_for_port(self.port, 10, "redis-server", self.host)
 
     def stop(self) -> None:
         if self._proc is not None:
@@ -87,12 +88,14 @@ class PostgresServer:
     kept under `root` and durable (a local mesh). As root it runs as `nobody`, since PostgreSQL
     refuses to run as root."""
 
-    def __init__(self, root: Path | None = None, port: int = 0) -> None:
+    def __init__(self, root: Path | None = None, port: int = 0, host: str = "127.0.0.1", trusted_network: str = "") -> None:
+        self.host = host
+        self.trusted_network = trusted_network  # e.g. "10.77.0.0/24": clients there connect without a password
         self.port = port or free_port()
         self.durable = root is not None
         self.root = root.resolve() if root is not None else Path(tempfile.mkdtemp(prefix="ogpgy-pg-"))
         self.data = self.root / "data"
-        self.dsn_base = f"postgresql://postgres@127.0.0.1:{self.port}"
+        self.dsn_base = f"postgresql://postgres@{host}:{self.port}"
         self._user = "nobody" if os.geteuid() == 0 else None
         self._databases = 0
 
@@ -107,8 +110,11 @@ class PostgresServer:
             os.chown(self.root, user.pw_uid, user.pw_gid)
         if not self.data.exists():
             self._run(_pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8")
+            if self.trusted_network:
+                with (self.data / "pg_hba.conf").open("a") as hba:
+                    hba.write(f"host all all {self.trusted_network} trust\n")
         fsync = "" if self.durable else " -c fsync=off"
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1{fsync} -c max_connections=300"
+        options = f"-p {self.port} -k {self.root} -c listen_addresses={self.host}{fsync} -c max_connections=300"
         self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
 
     def stop(self) -> None:
