@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -22,10 +23,33 @@ class LocalServerError(RuntimeError):
     """A local server cannot be started (its binaries are missing, or it did not come up)."""
 
 
+_handed_out: set[int] = set()  # never the same port twice in one process
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free now, chosen below the kernel's ephemeral range: a port the kernel itself hands
+    out could be taken by some outgoing connection before the server that was told it binds it."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randint(max(low - 12_000, 1024), low - 1)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            _handed_out.add(port)
+            return port
+    raise LocalServerError("no free port below the ephemeral range")
 
 
 def _wait_for_port(port: int, timeout: float, what: str, host: str = "127.0.0.1") -> None:
