@@ -80,3 +80,24 @@ def test_buf_lint_rejects_a_nonstandard_contract(tmp_path: Path) -> None:
     result = subprocess.run([_buf(), "lint"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "SERVICE_SUFFIX" in result.stdout or 'should be suffixed with "Service"' in result.stdout, result.stdout
+
+
+def test_no_breaking_change_against_the_committed_baseline() -> None:
+    """contracts/baseline.binpb is the released contract (scripts/contracts-baseline); a break needs
+    a new package version instead."""
+    result = subprocess.run([_buf(), "breaking", "--against", "contracts/baseline.binpb"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_buf_breaking_catches_a_removed_field(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "protos", tmp_path / "protos")
+    shutil.copy(ROOT / "buf.yaml", tmp_path / "buf.yaml")
+    account = tmp_path / "protos" / "ogpgy" / "account" / "v1" / "account_service.proto"
+    text = account.read_text()
+    assert "  int32 limit = 6;\n" in text
+    account.write_text(text.replace("  int32 limit = 6;\n", ""))
+    result = subprocess.run([_buf(), "breaking", "--against", str(ROOT / "contracts" / "baseline.binpb")], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode != 0
+    assert "limit" in result.stdout and "deleted" in result.stdout, result.stdout
