@@ -1,0 +1,80 @@
+"""What each importing context expects of its providers: golden requests (proto3 JSON, with
+{placeholders} the provider state fills in), the status it expects, and the response fields (or
+the error reason) its code relies on. test_consumer_contracts.py replays them against the real
+provider server, and checks that every provider RPC a consumer's code calls has an interaction.
+
+When a consumer starts relying on another field or another RPC, add it here: the provider's
+change that would break it then fails the provider's build, not the consumer in production.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Interaction:
+    consumer: str
+    provider: str
+    method: str  # "<Service>/<Rpc>" of the provider
+    given: str  # the provider state the replay sets up first
+    request: dict[str, object]
+    expect: str = "OK"  # the status code name
+    relies_on: tuple[str, ...] = ()  # dotted response fields that must be set (OK answers)
+    reason: str = ""  # the google.rpc.ErrorInfo reason it branches on (error answers)
+
+
+INTERACTIONS: tuple[Interaction, ...] = (
+    # account -> customer: KYC status to open accounts; the relationship manager for access checks
+    Interaction("account", "customer", "CustomerService/GetCustomer", "a verified customer", {"customer_id": "{customer_id}"},
+                relies_on=("customer.kyc.status", "customer.customer_id")),
+    Interaction("account", "customer", "CustomerService/GetCustomer", "a verified customer", {"customer_id": "cus_00000000000000000000000000"},
+                expect="NOT_FOUND"),
+    Interaction("account", "customer", "CustomerService/GetCustomer", "a verified customer", {"customer_id": "not-an-id"},
+                expect="INVALID_ARGUMENT"),
+    # payment -> account: holds for every payment; GetAccount decides who may read a payment
+    Interaction("payment", "account", "AccountService/GetAccount", "a funded account", {"account_id": "{account_id}"},
+                relies_on=("account.account_id",)),
+    Interaction("payment", "account", "AccountService/GetAccount", "a funded account", {"account_id": "acc_00000000000000000000000000"},
+                expect="NOT_FOUND"),
+    Interaction("payment", "account", "AccountService/PlaceHold", "a funded account",
+                {"request_id": "{key}-hold", "debit_account_id": "{account_id}", "credit_account_id": "acc_CLEARING_EUR",
+                 "amount": {"currency_code": "EUR", "amount": "10.00"}, "description": "payment"},
+                relies_on=("hold.hold_id",)),
+    Interaction("payment", "account", "AccountService/PlaceHold", "a funded account",
+                {"request_id": "{key}-big", "debit_account_id": "{account_id}", "credit_account_id": "acc_CLEARING_EUR",
+                 "amount": {"currency_code": "EUR", "amount": "1000000.00"}, "description": "payment"},
+                expect="FAILED_PRECONDITION", reason="INSUFFICIENT_FUNDS"),
+    Interaction("payment", "account", "AccountService/CaptureHold", "a hold", {"request_id": "{key}-capture", "hold_id": "{hold_id}"},
+                relies_on=("transfer.transfer_id",)),
+    Interaction("payment", "account", "AccountService/ReleaseHold", "a hold", {"request_id": "{key}-release", "hold_id": "{hold_id}"},
+                relies_on=("hold.hold_id",)),
+    # lending -> account: the disbursement saga (hold on treasury, capture, release to compensate)
+    Interaction("lending", "account", "AccountService/GetAccount", "a funded account", {"account_id": "{account_id}"},
+                relies_on=("account.customer_id", "account.balance.currency_code")),
+    Interaction("lending", "account", "AccountService/PlaceHold", "a funded account",
+                {"request_id": "{key}-reserve", "debit_account_id": "acc_TREASURY_EUR", "credit_account_id": "{account_id}",
+                 "amount": {"currency_code": "EUR", "amount": "250.00"}, "description": "loan"},
+                relies_on=("hold.hold_id",)),
+    Interaction("lending", "account", "AccountService/CaptureHold", "a hold", {"request_id": "{key}-transfer", "hold_id": "{hold_id}"},
+                relies_on=("transfer.transfer_id",)),
+    Interaction("lending", "account", "AccountService/ReleaseHold", "a released hold", {"request_id": "{key}-undo", "hold_id": "{hold_id}"},
+                expect="FAILED_PRECONDITION", reason="HOLD_ALREADY_RESOLVED"),
+    Interaction("lending", "account", "AccountService/ReverseTransfer", "a captured hold",
+                {"request_id": "{key}-reverse", "transfer_id": "{transfer_id}", "reason": "loan disbursement compensated"},
+                relies_on=("transfer.transfer_id",)),
+    Interaction("lending", "account", "AccountService/ReverseTransfer", "a reversed transfer",
+                {"request_id": "{key}-reverse-again", "transfer_id": "{transfer_id}", "reason": "again"},
+                expect="FAILED_PRECONDITION", reason="TRANSFER_ALREADY_REVERSED"),
+    # interest -> account: one chunk of the day's accrual
+    Interaction("interest", "account", "AccountService/AccrueInterest", "a funded savings account",
+                {"request_id": "{key}-accrue", "business_date": {"year": 2026, "month": 6, "day": 15}, "currency_code": "EUR",
+                 "tiers": [{"up_to": {"currency_code": "EUR", "amount": "1000.00"}, "annual_rate": "0.005"}, {"annual_rate": "0.025"}],
+                 "limit": 100},
+                relies_on=("processed", "interest_posted.amount", "last_account_id", "done", "eligible")),
+    # payment -> velocitypay (the outside world's contract, served by the simulator)
+    Interaction("payment", "velocitypay", "PaymentNetworkService/SubmitPayment", "nothing",
+                {"payment_id": "{key}-pay", "beneficiary_iban": "DE89370400440532013000", "beneficiary_name": "Max Muster",
+                 "currency_code": "EUR", "amount": "10.00", "reference": "r"},
+                relies_on=("status",)),
+)  # fmt: skip

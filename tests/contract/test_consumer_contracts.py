@@ -1,0 +1,138 @@
+"""Consumer contracts (tests/contract/consumer_contracts.py) replayed against the real providers,
+and checked to cover every provider RPC the consumers' code calls."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from grpc import aio
+from ogpgy.account.v1 import account_service_pb2 as apb
+
+from common.config import Settings
+from common.di import context_spec
+from common.grpc.client import bearer_channel
+from common.grpc.services import service_of_stub
+from mesh.embedded import ALL_MODULES, RunningBank
+from tests.bank_helpers import Bank, eur
+from tests.conftest import ADMIN_PASSWORD, issue_token
+from tests.contract.consumer_contracts import INTERACTIONS, Interaction
+from tests.grpc_assert import error_reason, rpc_error
+from tests.rpc_catalog import Rpc, served_rpcs
+
+ROOT = Path(__file__).resolve().parents[2]
+_keys = itertools.count()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path, port=0, admin_password=ADMIN_PASSWORD)
+
+
+async def _given(state: str, bank: Bank, key: str) -> dict[str, str]:
+    """Sets up a provider state through the provider's own API; returns the placeholders."""
+    if state == "nothing":
+        return {}
+    customer = await bank.verified_customer(key)
+    if state == "a verified customer":
+        return {"customer_id": customer}
+    if state == "a funded savings account":
+        savings = await bank.open(customer, key)
+        await bank.deposit(savings, "5000.00", key)
+        return {"account_id": savings}
+    account = (await bank.default_account(customer)).account_id
+    await bank.deposit(account, "500.00", key)
+    if state == "a funded account":
+        return {"account_id": account}
+    hold = (await bank.accounts.PlaceHold(apb.PlaceHoldRequest(request_id=f"{key}-given", debit_account_id=account,
+            credit_account_id="acc_CLEARING_EUR", amount=eur("10.00"), description="given"))).hold.hold_id  # fmt: skip
+    if state == "a released hold":
+        await bank.accounts.ReleaseHold(apb.ReleaseHoldRequest(request_id=f"{key}-given-release", hold_id=hold))
+    if state in ("a captured hold", "a reversed transfer"):
+        transfer = (await bank.accounts.CaptureHold(apb.CaptureHoldRequest(request_id=f"{key}-given-capture", hold_id=hold))).transfer
+        if state == "a reversed transfer":
+            await bank.accounts.ReverseTransfer(apb.ReverseTransferRequest(request_id=f"{key}-given-reverse",
+                                                                           transfer_id=transfer.transfer_id, reason="given"))  # fmt: skip
+        return {"account_id": account, "hold_id": hold, "transfer_id": transfer.transfer_id}
+    return {"account_id": account, "hold_id": hold}
+
+
+def _filled(template: object, values: dict[str, str]) -> Any:
+    text = json.dumps(template)
+    for name, value in values.items():
+        text = text.replace("{" + name + "}", value)
+    assert not re.search(r"\{[a-z_]+\}", text), f"unfilled placeholder in {text}"
+    return json.loads(text)
+
+
+def _relied_on_field_is_set(message: Message, path: str) -> bool:
+    """The field exists in the provider's schema; a message or string field is also set."""
+    for part in path.split("."):
+        field = message.DESCRIPTOR.fields_by_name.get(part)
+        if field is None:
+            return False
+        value = getattr(message, part)
+        if field.type == field.TYPE_MESSAGE:
+            if not message.HasField(part):
+                return False
+            message = value
+        elif field.type == field.TYPE_STRING:
+            return bool(value)
+    return True
+
+
+async def _replay(channel: aio.Channel, rpc: Rpc, interaction: Interaction, values: dict[str, str]) -> None:
+    request = json_format.ParseDict(_filled(interaction.request, values), rpc.request())
+    call = channel.unary_unary(rpc.path, request_serializer=rpc.request.SerializeToString, response_deserializer=rpc.response.FromString)
+    if interaction.reason:
+        info = await error_reason(call(request), grpc.StatusCode[interaction.expect])
+        assert info.reason == interaction.reason, (interaction, info.reason)
+        return
+    if interaction.expect != "OK":
+        await rpc_error(call(request), grpc.StatusCode[interaction.expect])
+        return
+    response = await call(request)
+    missing = [path for path in interaction.relies_on if not _relied_on_field_is_set(response, path)]
+    assert not missing, f"{interaction.consumer} relies on {missing} of {interaction.method}"
+
+
+async def test_every_interaction_holds_against_the_real_provider(bank: RunningBank) -> None:
+    rpcs = {rpc.path: rpc for rpc in await asyncio.to_thread(served_rpcs, bank.target)}
+    token = await issue_token(bank.target)
+    async with bearer_channel(bank.target, token) as channel:
+        client = Bank(channel)
+        for interaction in INTERACTIONS:
+            key = f"cc{next(_keys)}"
+            rpc = next(r for path, r in rpcs.items() if path.endswith(f".{interaction.method}") or path.endswith(f"/{interaction.method}"))
+            await _replay(channel, rpc, interaction, {"key": key, **await _given(interaction.given, client, key)})
+
+
+def _called_methods(consumer: str) -> set[tuple[str, str]]:
+    """(provider, Service/Rpc) for every RPC of an imported stub that the consumer's code calls."""
+    spec = next(context_spec(m) for m in ALL_MODULES if context_spec(m).name == consumer)
+    source = "\n".join(p.read_text() for p in (ROOT / "services" / consumer).glob("*.py"))
+    called = set()
+    for imported in spec.imports:
+        service = service_of_stub(imported.type)
+        if service is None:
+            continue
+        for method in service.descriptor.methods:
+            if re.search(rf"\.{method.name}\b", source):
+                called.add((imported.from_context, f"{service.descriptor.name}/{method.name}"))
+    return called
+
+
+def test_every_provider_rpc_a_consumer_calls_has_a_contract() -> None:
+    declared = {(i.consumer, i.provider, i.method) for i in INTERACTIONS}
+    for module in ALL_MODULES:
+        consumer = context_spec(module).name
+        for provider, method in _called_methods(consumer):
+            assert (consumer, provider, method) in declared, f"{consumer} calls {provider} {method} without a consumer contract"
