@@ -23,7 +23,7 @@ import grpc
 from grpc import aio
 from opentelemetry.trace import SpanKind
 
-from common.errors import AppError, Unauthenticated
+from common.errors import AppError, FieldViolation, Unauthenticated, ValidationFailed
 from common.grpc.call_context import REQUEST_ID_HEADER, deadline_var, request_id_var
 from common.grpc.inprocess import LocalHandlers
 from common.grpc.status import internal_status, to_grpc_status
@@ -65,6 +65,33 @@ class BearerAuthenticator:
                     return self._verifier.verify(token.strip())
                 raise Unauthenticated("TOKEN_INVALID", "authorization must be 'Bearer <token>'")
         raise Unauthenticated("TOKEN_MISSING", "this call needs 'authorization: Bearer <token>' (see IssueToken)")
+
+
+class _Malformed:
+    """Stands for request bytes that are not a message of the method's type."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """grpc answers UNKNOWN when a deserializer raises; a malformed request is the caller's error,
+    so the handler receives a marker and answers INVALID_ARGUMENT."""
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # noqa: BLE001 - DecodeError and whatever a parser raises on garbage
+            return _Malformed(exc)
+
+    return parse
+
+
+def _refuse_malformed(request: Any) -> None:
+    if isinstance(request, _Malformed):
+        raise ValidationFailed([FieldViolation("request", "the request bytes are not a valid message of this method's type")])
 
 
 def _enter_call(context: aio.ServicerContext, authenticator: Authenticator | None) -> None:
@@ -116,6 +143,7 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str, auth: Auth
         with _observed(method, context) as outcome:
             try:
                 _enter_call(context, auth)
+                _refuse_malformed(request)
                 response = await behavior(request, context)
                 outcome.code = "OK"
                 return response
@@ -138,6 +166,7 @@ def _wrap_stream(behavior: Callable[..., Any], method: str, auth: Authenticator 
         with _observed(method, context) as outcome:
             try:
                 _enter_call(context, auth)
+                _refuse_malformed(request)
                 async for response in behavior(request, context):
                     yield response
                 outcome.code = "OK"
@@ -154,7 +183,7 @@ def intercept_handler(handler: grpc.RpcMethodHandler, method: str, auth: Authent
     """The handler with the call context (and caller, when `auth`) set and AppError mapped to
     rich statuses."""
     common = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": _tolerant(handler.request_deserializer),
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary:
