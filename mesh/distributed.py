@@ -111,10 +111,11 @@ class Mesh:
     redis: RedisServer | None = None
     postgres: PostgresServer | None = None
     started_in: float = 0.0
+    _env: dict[str, str] = field(default_factory=dict, repr=False)
 
     def start(self, timeout: float = 90.0) -> None:
         began = time.monotonic()
-        env = self._infrastructure()
+        env = self._env = self._infrastructure()
         try:
             for spec in self.config.processes:
                 for index, address in enumerate(spec.addresses):
@@ -151,8 +152,8 @@ class Mesh:
             proc = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         return Replica(process, index, address, proc, log_path)
 
-    def _wait_serving(self, deadline: float) -> None:
-        waiting = list(self.replicas)
+    def _wait_serving(self, deadline: float, replicas: list[Replica] | None = None) -> None:
+        waiting = list(self.replicas if replicas is None else replicas)
         while waiting:
             for replica in list(waiting):
                 if replica.proc.poll() is not None:
@@ -163,6 +164,16 @@ class Mesh:
             if waiting and time.monotonic() > deadline:
                 raise TimeoutError(f"not SERVING in time: {', '.join(f'{r.process}[{r.index}]' for r in waiting)}")
             time.sleep(0.05)
+
+    def restart(self, process: str, index: int = 0, *, kill: bool = True, timeout: float = 60.0) -> None:
+        """kill -9 (or SIGTERM) one replica and start it again on its address; waits until SERVING."""
+        old = self.replica(process, index)
+        if old.proc.poll() is None:
+            old.proc.kill() if kill else old.proc.terminate()
+            old.proc.wait(timeout=30)
+        new = self._spawn(process, index, old.address, self._env)
+        self.replicas[self.replicas.index(old)] = new
+        self._wait_serving(time.monotonic() + timeout, [new])
 
     def replica(self, process: str, index: int = 0) -> Replica:
         return next(r for r in self.replicas if r.process == process and r.index == index)

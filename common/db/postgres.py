@@ -11,16 +11,18 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import sql as pgsql
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from common.db.base import Row, UnitOfWork
 from common.db.migrations import Migration, apply_migrations, load_migrations
+from common.errors import Unavailable
 
 R = TypeVar("R")
 # A unique violation is retried too: it means a concurrent unit inserted the same key first, and
 # the re-run sees the winner (an idempotent replay) instead of failing.
 _RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected, psycopg.errors.UniqueViolation)
 _ATTEMPTS = 5
+_RECONNECTS = 6  # about 6 s of backoff before a unit gives up on an unreachable server
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]*")
 
 
@@ -68,6 +70,7 @@ class PostgresDatabase:
             dsn,
             min_size=1,
             max_size=max_size,
+            timeout=5,  # waiting longer for a connection only piles calls up behind an outage
             open=False,
             kwargs={"row_factory": dict_row, "options": f"-c search_path={schema}"},
         )
@@ -85,15 +88,25 @@ class PostgresDatabase:
         await self._pool.close()
 
     async def _run(self, fn: UnitOfWork[R], args: tuple[Any, ...]) -> R:
-        for attempt in range(_ATTEMPTS):
+        lost = 0
+        attempt = 0
+        while True:
             try:
                 async with self._pool.connection() as conn, conn.transaction():
                     return await fn(PostgresTx(conn), *args)
             except _RETRYABLE:
-                if attempt == _ATTEMPTS - 1:
+                attempt += 1
+                if attempt == _ATTEMPTS:
                     raise
                 await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
-        raise AssertionError("unreachable")
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                # The server went away (restart, failover) or is unreachable. The pool drops the
+                # broken connection; the unit runs again on a new one (units are re-runnable, and
+                # state changes are idempotent by key, so a lost COMMIT answer is safe to repeat).
+                lost += 1
+                if lost > _RECONNECTS:
+                    raise Unavailable("DATABASE_UNAVAILABLE", f"the {self.schema} database is unreachable; retry later") from exc
+                await asyncio.sleep(min(0.1 * 2**lost, 2.0))
 
     async def read(self, fn: UnitOfWork[R], *args: Any) -> R:
         return await self._run(fn, args)

@@ -56,8 +56,12 @@ async def _unpublished(tx: Tx, limit: int) -> list[tuple[int, Envelope]]:
     ]
 
 
-async def _mark_published(tx: Tx, up_to_seq: int, at: str) -> None:
-    await tx.execute("UPDATE outbox SET published_at = ? WHERE seq <= ? AND published_at IS NULL", at, up_to_seq)
+async def _mark_published(tx: Tx, seqs: list[int], at: str) -> None:
+    """Marks exactly the events that went out. Not "every seq up to the last one": on PostgreSQL a
+    transaction can commit a lower seq after a higher one was read, and marking by range would
+    mark that event published without it ever having been sent (found by tests/faults)."""
+    placeholders = ", ".join("?" for _ in seqs)
+    await tx.execute(f"UPDATE outbox SET published_at = ? WHERE seq IN ({placeholders})", at, *seqs)
 
 
 async def _count_unpublished(tx: Tx) -> int:
@@ -108,15 +112,15 @@ class OutboxRelay(BaseComponent):
         sent = 0
         while True:
             batch = await self._db.read(_unpublished, BATCH)
-            published = None
+            published: list[int] = []
             try:
                 for seq, envelope in batch:
                     crash_point("relay.before_publish")
                     await self._bus.publish(envelope)
-                    published = seq
+                    published.append(seq)
                     sent += 1
             finally:
-                if published is not None:
+                if published:
                     await self._db.write(_mark_published, published, datetime.now(timezone.utc).isoformat())
             if len(batch) < BATCH:
                 return sent

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -175,25 +176,45 @@ class PaymentProcessor(BaseComponent):
                 raise PermissionDenied("ACCESS_DENIED", "the caller may not spend from the debtor account",
                                        {"payment_id": p.payment_id}) from err  # fmt: skip
             reason = _reason(err)
-            if reason is None:  # the account context is unreachable: nothing moved, say so now
-                await self._move(p, PaymentStatus.FAILED, failure_reason="ACCOUNTS_UNAVAILABLE")
-                raise Unavailable("ACCOUNTS_UNAVAILABLE", "the account context is unavailable; retry with a new request_id") from err
+            if reason is None:
+                # No answer: the hold may or may not have been placed (found by tests/faults: a
+                # payment failed here once left its hold placed). The payment stays PENDING; the
+                # worker asks again with the same key, gets the hold if it exists, and goes on.
+                raise _kept(p) from err
             return await self._move(p, PaymentStatus.FAILED, failure_reason=reason)
         # Not stored yet: PlaceHold is idempotent by a request id derived from the payment, so
         # after a crash the worker places it again and gets this same hold back.
         return replace(p, hold_id=hold.hold.hold_id)
 
     async def _capture(self, p: Payment, metadata: Metadata) -> Payment:
-        captured = await self._accounts.CaptureHold(
-            apb.CaptureHoldRequest(request_id=f"{p.payment_id}-capture", hold_id=p.hold_id), timeout=ACCOUNT_CALL_TIMEOUT,
-            metadata=metadata,
-        )  # fmt: skip
+        request = apb.CaptureHoldRequest(request_id=f"{p.payment_id}-capture", hold_id=p.hold_id)
+        with _kept_if_accounts_unavailable(p):
+            captured = await self._accounts.CaptureHold(request, timeout=ACCOUNT_CALL_TIMEOUT, metadata=metadata)
         return await self._move(p, PaymentStatus.COMPLETED, transfer_id=captured.transfer.transfer_id)
 
     async def _release(self, p: Payment, metadata: Metadata, reason: str) -> Payment:
-        await self._accounts.ReleaseHold(apb.ReleaseHoldRequest(request_id=f"{p.payment_id}-release", hold_id=p.hold_id),
-                                         timeout=ACCOUNT_CALL_TIMEOUT, metadata=metadata)  # fmt: skip
+        request = apb.ReleaseHoldRequest(request_id=f"{p.payment_id}-release", hold_id=p.hold_id)
+        with _kept_if_accounts_unavailable(p):
+            await self._accounts.ReleaseHold(request, timeout=ACCOUNT_CALL_TIMEOUT, metadata=metadata)
         return await self._move(p, PaymentStatus.FAILED, failure_reason=reason)
+
+
+@contextmanager
+def _kept_if_accounts_unavailable(p: Payment) -> Iterator[None]:
+    """The hold is placed and the payment stored: when the account context cannot answer now,
+    the store-and-forward worker finishes the payment later. The caller hears UNAVAILABLE with
+    the payment's id, not an internal error."""
+    try:
+        yield
+    except grpc.aio.AioRpcError as err:
+        if err.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            raise
+        raise _kept(p) from err
+
+
+def _kept(p: Payment) -> Unavailable:
+    return Unavailable("ACCOUNTS_UNAVAILABLE", "the account context did not answer; the payment is kept and completes by itself "
+                       "(GetPayment shows it)", {"payment_id": p.payment_id})  # fmt: skip
 
 
 def _reason(err: grpc.aio.AioRpcError) -> str | None:
