@@ -10,37 +10,28 @@ must hold afterwards is checked in the databases themselves:
 from __future__ import annotations
 
 import asyncio
-import collections
-import random
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import psycopg
 import pytest
 from grpc import aio
-from ogpgy.customer.v1 import customer_service_pb2 as cpb
 from ogpgy.interest.v1 import interest_service_pb2 as ipb
 from ogpgy.interest.v1 import interest_service_pb2_grpc as igrpc
-from ogpgy.lending.v1 import lending_service_pb2 as lpb
-from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
-from ogpgy.payment.v1 import payment_service_pb2 as ppb
-from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
 from ogpgy.type.v1 import date_pb2
 
 from mesh.config import load_mesh_config
 from mesh.distributed import DATABASE, Mesh
 from mesh.embedded import CONTEXT_NAMES
-from tests.bank_helpers import eur
 from tests.conftest import ADMIN_PASSWORD
-from tests.integration.test_mesh_modes import CONTEXTS, mesh_bank, mesh_client
+from tests.integration.test_mesh_modes import CONTEXTS, mesh_client
+from tests.mixed_load import Load, generous_rules, setup_accounts
 from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
 WORKERS = 6
-CALL_TIMEOUT = 8.0
 
 
 @pytest.fixture(scope="module")
@@ -52,81 +43,10 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     (root / "mesh.toml").write_text("\n".join(lines))
     running = Mesh(root / "mesh.toml", load_mesh_config(root / "mesh.toml", known_contexts=CONTEXT_NAMES),
                    admin_password=ADMIN_PASSWORD, log_level="WARNING",
-                   extra_env={"OGPGY_FRAUD_RULES": str(_generous_rules(root))})  # fmt: skip
+                   extra_env={"OGPGY_FRAUD_RULES": str(generous_rules(root))})  # fmt: skip
     running.start()
     yield running
     running.stop()
-
-
-def _generous_rules(root: Path) -> Path:
-    path = root / "fraud.toml"
-    path.write_text('max_amount = "10000.00"\nwindow_seconds = 60\nmax_payments_per_window = 1000000\n'
-                    'max_amount_per_window = "100000000.00"\n')  # fmt: skip
-    return path
-
-
-class Load:
-    """Mixed work from several workers until told to stop; outcomes counted by status code."""
-
-    def __init__(self, ch: dict[str, aio.Channel], accounts: list[tuple[str, str]]) -> None:
-        self.bank = mesh_bank(ch)
-        self.payments = pgrpc.PaymentServiceStub(ch["payment"])
-        self.loans = lgrpc.LendingServiceStub(ch["lending"])
-        self.interest = igrpc.InterestServiceStub(ch["interest"])
-        self.accounts = accounts  # (customer, account)
-        self.outcomes: collections.Counter[str] = collections.Counter()
-        self.dates: list[date_pb2.Date] = []
-        self.stop = asyncio.Event()
-        self.rng = random.Random(17)
-        self.bugs: list[str] = []
-        self.seq = 0
-
-    def _key(self, kind: str) -> str:
-        self.seq += 1
-        return f"{kind}-{self.seq}"
-
-    async def _one(self) -> None:
-        (customer, debtor), (_, creditor) = self.rng.sample(self.accounts, 2)
-        kind = self.rng.choice(["internal", "internal", "external", "onboard", "loan", "read", "interest"])
-        if kind == "internal":
-            await self.payments.CreatePayment(ppb.CreatePaymentRequest(request_id=self._key("pay"), debtor_account_id=debtor,
-                                              internal=ppb.InternalBeneficiary(account_id=creditor), amount=eur("1.00")), timeout=CALL_TIMEOUT)  # fmt: skip
-        elif kind == "external":
-            await self.payments.CreatePayment(ppb.CreatePaymentRequest(request_id=self._key("ext"), debtor_account_id=debtor,
-                                              external=ppb.ExternalBeneficiary(iban="DE89370400440532013000", name="Max Muster"),
-                                              amount=eur("1.00")), timeout=CALL_TIMEOUT)  # fmt: skip
-        elif kind == "onboard":
-            await self.bank.verified_customer(self._key("onboard"))
-        elif kind == "loan":
-            key = self._key("loan")
-            applied = await self.loans.ApplyForLoan(lpb.ApplyForLoanRequest(request_id=f"{key}-a", customer_id=customer, account_id=debtor,
-                                                                            principal=eur("100.00"), term_months=12), timeout=CALL_TIMEOUT)  # fmt: skip
-            await self.loans.ApproveLoan(lpb.ApproveLoanRequest(request_id=f"{key}-b", loan_id=applied.loan.loan_id, annual_interest_rate="0.05"),
-                                         timeout=CALL_TIMEOUT)  # fmt: skip
-            await self.loans.DisburseLoan(lpb.DisburseLoanRequest(request_id=f"{key}-c", loan_id=applied.loan.loan_id), timeout=CALL_TIMEOUT)
-        elif kind == "read":
-            await self.bank.customers.GetCustomer(cpb.GetCustomerRequest(customer_id=customer), timeout=CALL_TIMEOUT)
-        else:
-            if len(self.dates) >= 5:
-                kind = "interest read"
-                await self.interest.ListInterestRuns(ipb.ListInterestRunsRequest(page_size=10), timeout=CALL_TIMEOUT)
-            else:
-                day = date_pb2.Date(year=2027, month=1, day=1 + len(self.dates))
-                self.dates.append(day)
-                async for _ in self.interest.RunDailyInterest(ipb.RunDailyInterestRequest(request_id=self._key("int"), business_date=day),
-                                                              timeout=CALL_TIMEOUT * 3):  # fmt: skip
-                    pass
-        self.outcomes[f"{kind} OK"] += 1
-
-    async def worker(self) -> None:
-        while not self.stop.is_set():
-            try:
-                await self._one()
-            except aio.AioRpcError as error:
-                self.outcomes[f"error {error.code().name}"] += 1
-                if error.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
-                    self.bugs.append(f"{error.code().name}: {error.details()}")
-                await asyncio.sleep(0.05)
 
 
 def _faults(mesh: Mesh) -> list[str]:
@@ -144,17 +64,6 @@ def _faults(mesh: Mesh) -> list[str]:
         server.start()
         done.append(f"restart {name}")
     return done
-
-
-async def _setup_accounts(ch: dict[str, aio.Channel]) -> list[tuple[str, str]]:
-    bank = mesh_bank(ch)
-    accounts = []
-    for i in range(6):
-        customer = await bank.verified_customer(f"fault-{i}")
-        account = (await bank.default_account(customer, timeout=30)).account_id
-        await bank.deposit(account, "100000.00", f"fault-{i}")
-        accounts.append((customer, account))
-    return accounts
 
 
 def _query(dsn: str, sql: str) -> list[tuple[object, ...]]:
@@ -191,7 +100,7 @@ async def test_kills_and_restarts_under_load_leave_the_bank_consistent(mesh: Mes
     dsn = mesh.postgres.database(DATABASE)
     targets = {c: mesh.config.target(c) for c in CONTEXTS}
     async with mesh_client(targets) as ch:
-        load = Load(ch, await _setup_accounts(ch))
+        load = Load(ch, await setup_accounts(ch))
         workers = [asyncio.create_task(load.worker()) for _ in range(WORKERS)]
         done = await asyncio.to_thread(_faults, mesh)
         await asyncio.sleep(2)
