@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Callable
 
 from common.errors import FieldViolation, ValidationFailed
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+PLAIN_DECIMAL = re.compile(r"[0-9]{1,6}(\.[0-9]{1,18})?")  # no sign, exponent, NaN or Infinity
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
 
@@ -67,3 +69,16 @@ def page_size(v: Violations, value: int, field: str = "page_size") -> int:
     """0 means the default; negative or too large is bad input."""
     v.check(0 <= value <= MAX_PAGE_SIZE, field, f"must be between 0 and {MAX_PAGE_SIZE}")
     return value or DEFAULT_PAGE_SIZE
+
+
+def decimal_fraction(v: Violations, text: str, field: str, *, max_places: int, zero_allowed: bool) -> Decimal | None:
+    """A rate as a plain decimal string below 1 (and above 0, unless zero_allowed).
+
+    Only digits and a point are accepted: Decimal itself would take "NaN" or "1e-3", and a NaN
+    raises on comparison, which a handler would turn into an internal error (found by fuzzing).
+    """
+    value = Decimal(text) if PLAIN_DECIMAL.fullmatch(text) else None
+    ok = (value is not None and (value >= 0 if zero_allowed else value > 0) and value < 1
+          and -int(value.as_tuple().exponent) <= max_places)  # fmt: skip
+    v.check(ok, field, f"a decimal fraction between 0 and 1 with at most {max_places} decimals, e.g. 0.059")
+    return value if ok else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from grpc import aio
 from ogpgy.account.v1 import account_service_pb2 as pb
@@ -12,7 +12,7 @@ from ogpgy.type.v1 import money_pb2
 from common.di import og_component
 from common.grpc.convert import calendar_date, idempotency_key, timestamp
 from common.money import CURRENCY_EXPONENTS, Money, parse_money
-from common.validation import Violations, check_id, check_request_id, check_text
+from common.validation import Violations, check_id, check_request_id, check_text, decimal_fraction
 from services.account.domain import CUSTOMER_TYPES, Account, AccountType, Entry, Hold, InterestTier, Transfer, TransferOrder
 from services.account.service import AccountApplicationService
 
@@ -226,18 +226,13 @@ def _tiers(v: Violations, request: pb.AccrueInterestRequest) -> tuple[InterestTi
     tiers: list[InterestTier] = []
     for i, tier in enumerate(request.tiers):
         field = f"tiers[{i}]"
-        try:
-            rate = Decimal(tier.annual_rate)
-        except InvalidOperation:
-            rate = Decimal(-1)
-        v.check(Decimal(0) <= rate < Decimal(1) and (rate * 1_000_000) % 1 == 0, f"{field}.annual_rate",
-                "a decimal fraction between 0 and 1 with at most 6 decimals")  # fmt: skip
+        rate = decimal_fraction(v, tier.annual_rate, f"{field}.annual_rate", max_places=6, zero_allowed=True)
         bound = None
         if tier.HasField("up_to"):
             money = parse_money(v, tier.up_to.currency_code, tier.up_to.amount, f"{field}.up_to")
             bound = money.minor if money else None
             v.check(not tiers or (tiers[-1].up_to_minor or 0) < (bound or 0), f"{field}.up_to", "bounds must ascend")
-        tiers.append(InterestTier(bound, rate))
+        tiers.append(InterestTier(bound, rate if rate is not None else Decimal(0)))  # invalid: refused below
     v.check(bool(tiers) and tiers[-1].up_to_minor is None and all(t.up_to_minor is not None for t in tiers[:-1]),
             "tiers", "one or more tiers, only the last without up_to")  # fmt: skip
     return tuple(tiers)

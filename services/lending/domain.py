@@ -5,10 +5,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 
 from common.money import Money
-from common.validation import Violations
+from common.validation import Violations, decimal_fraction
 
 MAX_PRINCIPAL_MINOR = 100_000_000  # 1,000,000.00 in two-digit currencies
 
@@ -43,9 +42,5 @@ def validate_terms(v: Violations, principal: Money | None, term_months: int) -> 
 
 def parse_rate(v: Violations, rate: str, field: str = "annual_interest_rate") -> str:
     """An annual rate as a decimal fraction strictly between 0 and 1, e.g. "0.059"."""
-    try:
-        value = Decimal(rate)
-    except InvalidOperation:
-        value = Decimal(-1)
-    v.check(Decimal(0) < value < Decimal(1) and len(rate) <= 12, field, "a decimal fraction between 0 and 1, e.g. 0.059")
+    decimal_fraction(v, rate, field, max_places=10, zero_allowed=False)
     return rate

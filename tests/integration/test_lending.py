@@ -95,8 +95,9 @@ async def test_bad_input_and_rules(channel: aio.Channel, lending: lgrpc.LendingS
     bad = lpb.ApplyForLoanRequest(customer_id="c", account_id="a", principal=eur("0"), term_months=0)
     assert set(await field_violations(lending.ApplyForLoan(bad))) == {"request_id", "customer_id", "account_id", "principal.amount", "term_months"}
     loan_id, _ = await _approved_loan(channel, "rules")
-    rate = lpb.ApproveLoanRequest(request_id="r", loan_id=loan_id, annual_interest_rate="1.5")
-    assert set(await field_violations(lending.ApproveLoan(rate))) == {"annual_interest_rate"}
+    for bad_rate in ("1.5", "NaN", "sNaN", "Infinity", "1e-3", "-0.01", "0"):  # NaN was INTERNAL once (found by fuzzing)
+        rate = lpb.ApproveLoanRequest(request_id="r", loan_id=loan_id, annual_interest_rate=bad_rate)
+        assert set(await field_violations(lending.ApproveLoan(rate))) == {"annual_interest_rate"}, bad_rate
 
 
 CRASH_POINTS = [f"saga.{step}.{moment}" for step in STEPS for moment in ("before", "after")]
