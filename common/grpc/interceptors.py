@@ -21,7 +21,6 @@ from typing import Any, Protocol
 
 import grpc
 from grpc import aio
-from opentelemetry.trace import SpanKind
 
 from common.errors import AppError, FieldViolation, Unauthenticated, ValidationFailed
 from common.grpc.call_context import REQUEST_ID_HEADER, deadline_var, request_id_var
@@ -29,8 +28,8 @@ from common.grpc.inprocess import LocalHandlers
 from common.grpc.status import internal_status, to_grpc_status
 from common.ids import random_bytes
 from common.observability.logs import RPC_LOGGER, log_fields
-from common.observability.metrics import observe_rpc
-from common.observability.tracing import inject, metadata_carrier, span
+from common.observability.metrics import RpcMetrics
+from common.observability.tracing import ServerSpan, inject
 from common.security.context import SecurityContext, caller_var
 from common.security.tokens import TokenVerifier
 
@@ -106,21 +105,23 @@ class _Outcome:
 
 
 @contextmanager
-def _observed(method: str, context: aio.ServicerContext) -> Iterator[_Outcome]:
+def _observed(method: str, metrics: RpcMetrics, context: aio.ServicerContext) -> Iterator[_Outcome]:
     """The call's server span (continuing the caller's trace), its metrics and its log line."""
     outcome = _Outcome()
     started = time.perf_counter()
-    with span(method, metadata_carrier(context.invocation_metadata() or ()), SpanKind.SERVER):
-        try:
-            yield outcome
-        except asyncio.CancelledError:
-            outcome.code = "CANCELLED"
-            raise
-        finally:
-            elapsed = time.perf_counter() - started
-            observe_rpc(method, outcome.code, elapsed)
+    current = ServerSpan(method, context.invocation_metadata() or ())
+    try:
+        yield outcome
+    except asyncio.CancelledError:
+        outcome.code = "CANCELLED"
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        metrics.observe(outcome.code, elapsed)
+        if rpc_log.isEnabledFor(logging.INFO):
             log_fields(rpc_log, "rpc", method=method, code=outcome.code, duration_ms=round(elapsed * 1000, 3),
                        request_id=request_id_var.get(), peer=context.peer())  # fmt: skip
+        current.end()
 
 
 def _code_of(context: aio.ServicerContext) -> str:
@@ -139,8 +140,10 @@ async def _abort_for(exc: Exception, context: aio.ServicerContext, method: str, 
 
 
 def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str, auth: Authenticator | None = None) -> Callable[..., Awaitable[Any]]:
+    metrics = RpcMetrics(method)
+
     async def handle(request: Any, context: aio.ServicerContext) -> Any:
-        with _observed(method, context) as outcome:
+        with _observed(method, metrics, context) as outcome:
             try:
                 _enter_call(context, auth)
                 _refuse_malformed(request)
@@ -161,9 +164,10 @@ def _wrap_stream(behavior: Callable[..., Any], method: str, auth: Authenticator 
     write with context.write() (the health Watch); each is wrapped in its own style."""
     if not inspect.isasyncgenfunction(behavior):
         return _wrap_unary(behavior, method, auth)
+    metrics = RpcMetrics(method)
 
     async def handle(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
-        with _observed(method, context) as outcome:
+        with _observed(method, metrics, context) as outcome:
             try:
                 _enter_call(context, auth)
                 _refuse_malformed(request)
