@@ -65,6 +65,9 @@ class ContextDatabase(BaseComponent):
     async def write(self, fn: UnitOfWork[R], *args: Any) -> R:
         return await self._db.write(fn, *args)
 
+    async def lead(self, role: str) -> bool:
+        return await self._db.lead(role)
+
 
 @og_context(
     name="infrastructure",

@@ -48,3 +48,8 @@ class Database(Protocol):
     async def read(self, fn: UnitOfWork[R], *args: Any) -> R: ...
 
     async def write(self, fn: UnitOfWork[R], *args: Any) -> R: ...
+
+    async def lead(self, role: str) -> bool:
+        """Whether this process holds `role` (e.g. "outbox") for this database: at most one of
+        the processes sharing the database holds it at a time, and another takes it over when
+        the holder dies. Background work that must run once, not once per replica, asks first."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import time
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ R = TypeVar("R")
 # the re-run sees the winner (an idempotent replay) instead of failing.
 _RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected, psycopg.errors.UniqueViolation)
 _ATTEMPTS = 5
+_LEASE_CHECK_SECONDS = 2.0  # a lock holder re-checks its connection this often
 _RECONNECTS = 6  # about 6 s of backoff before a unit gives up on an unreachable server
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]*")
 
@@ -66,6 +68,7 @@ class PostgresDatabase:
             raise ValueError(f"invalid schema name {schema!r}")
         self.schema = schema
         self._dsn = dsn
+        self._leases: dict[str, tuple[psycopg.AsyncConnection[Any] | None, float]] = {}
         self._pool = AsyncConnectionPool(
             dsn,
             min_size=1,
@@ -84,7 +87,35 @@ class PostgresDatabase:
         await self._pool.open(wait=True, timeout=30)
         await apply_migrations(self, load_migrations("common.db", self.dialect) + list(migrations))
 
+    async def lead(self, role: str) -> bool:
+        """A session advisory lock per (schema, role), held on a connection of its own: it is
+        released when this process (or its connection) dies, and another replica takes it. The
+        holder re-checks its connection now and then, since a server restart drops the lock."""
+        conn, checked = self._leases.get(role, (None, 0.0))
+        now = time.monotonic()
+        try:
+            if conn is None or conn.closed:
+                conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
+                self._leases[role] = (conn, 0.0)
+            elif checked and now - checked < _LEASE_CHECK_SECONDS:
+                return True
+            cursor = await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (f"{self.schema}:{role}",))
+            row = await cursor.fetchone()
+            held = bool(row and row[0])
+        except psycopg.Error:
+            await self._drop_lease(role)
+            return False
+        self._leases[role] = (conn, now if held else 0.0)
+        return held
+
+    async def _drop_lease(self, role: str) -> None:
+        conn, _ = self._leases.pop(role, (None, 0.0))
+        if conn is not None:
+            await conn.close()
+
     async def close(self) -> None:
+        for role in list(self._leases):
+            await self._drop_lease(role)
         await self._pool.close()
 
     async def _run(self, fn: UnitOfWork[R], args: tuple[Any, ...]) -> R:

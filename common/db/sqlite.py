@@ -208,6 +208,9 @@ class SqliteDatabase:
         self._reads = _Batcher(self._reader_pool, self._readers, self._thread_connection, _run_reads)
         await apply_migrations(self, load_migrations("common.db", self.dialect) + list(migrations))
 
+    async def lead(self, role: str) -> bool:
+        return True  # one process owns an SQLite file (embedded mode)
+
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
         for pool in (self._writer_pool, self._reader_pool):

@@ -22,6 +22,7 @@ from common.observability.metrics import OUTBOX_LAG
 from common.observability.tracing import inject
 
 POLL_SECONDS = 0.05
+FOLLOWER_SECONDS = 1.0  # a replica that does not hold the outbox asks again this often
 BATCH = 100
 
 
@@ -93,6 +94,13 @@ class OutboxRelay(BaseComponent):
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
+    async def _leading(self) -> bool:
+        """One relay per context, whatever its replicas: two would publish the same events twice."""
+        try:
+            return await self._db.lead("outbox")
+        except Exception:  # noqa: BLE001 - the database is down: nobody relays until it is back
+            return False
+
     async def _unpublished_count(self) -> int:
         try:
             return await self._db.read(_count_unpublished)
@@ -128,6 +136,9 @@ class OutboxRelay(BaseComponent):
     async def _run(self) -> None:
         lag = OUTBOX_LAG.labels(self._db.context)
         while True:
+            if not await self._leading():
+                await asyncio.sleep(FOLLOWER_SECONDS)
+                continue
             try:
                 await self.drain()
                 lag.set(0)  # everything committed before this pass is out

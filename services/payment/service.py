@@ -44,7 +44,7 @@ from common.resilience.shared import SharedBreakerState
 from common.security.component import Security
 from common.validation import Violations, check_id, check_request_id, check_text
 from services.payment.domain import FINAL, Beneficiary, FraudRules, Payment, PaymentStatus, validate_beneficiary
-from services.payment.repository import PaymentRepository
+from services.payment.repository import PaymentDatabase, PaymentRepository
 
 FRAUD_FILE = Path(__file__).parent / "fraud.toml"
 CONTEXT = "payment"
@@ -287,14 +287,16 @@ class PaymentApplicationService(BaseComponent):
 @og_component()
 class StoreAndForward(BaseComponent):
     """Forwards QUEUED payments (and PENDING ones a crash left behind) once the circuit lets calls
-    through, under the payment context's own service identity."""
+    through, under the payment context's own service identity. With replicas, one forwards (the
+    holder of the "payment-queue" lease): each step is idempotent, but two would double the calls."""
 
     STALE = timedelta(seconds=5)
     BATCH = 50
 
     def __init__(self, repository: PaymentRepository, processor: PaymentProcessor, gateway: VelocityPayGateway,
-                 security: Security, settings: Settings, clock: Clock) -> None:  # fmt: skip
+                 security: Security, settings: Settings, clock: Clock, database: PaymentDatabase) -> None:  # fmt: skip
         self._repository = repository
+        self._database = database
         self._processor = processor
         self._gateway = gateway
         self._security = security
@@ -330,7 +332,8 @@ class StoreAndForward(BaseComponent):
     async def _run(self) -> None:
         while True:
             try:
-                await self.forward_once()
+                if await self._database.lead("payment-queue"):
+                    await self.forward_once()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - logged; the loop must outlive a bad pass

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
 from grpc import aio
 from ogpgy.customer.v1 import customer_service_pb2 as cpb
 from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc
@@ -25,9 +26,11 @@ from ogpgy.lending.v1 import lending_service_pb2 as lpb
 from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
 from ogpgy.payment.v1 import payment_service_pb2 as ppb
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
+from ogpgy.customer.v1.events_pb2 import CustomerOnboarded
 from ogpgy.type.v1 import date_pb2
 
 from common.config import Settings
+from common.events.redis_streams import stream_of
 from common.grpc.channels import DEFAULT_CHANNEL_OPTIONS
 from common.grpc.client import bearer_interceptors
 from mesh.config import MeshConfig, load_mesh_config
@@ -136,6 +139,28 @@ def distributed() -> Iterator[RunningMesh]:
 async def test_the_story_distributed(distributed: RunningMesh) -> None:
     assert len(distributed.mesh.replicas) == len(CONTEXT_NAMES) + 1, "a process per context, two customer replicas"
     await the_story(distributed.targets)
+
+
+async def test_each_event_is_published_once_though_its_context_has_two_replicas(distributed: RunningMesh) -> None:
+    """Both customer replicas run an outbox relay over one schema; only the holder of the outbox
+    lease publishes, so the stream holds each event once."""
+    assert distributed.mesh.redis is not None
+    client = redis.Redis.from_url(distributed.mesh.redis.url)
+    stream = stream_of(CustomerOnboarded.DESCRIPTOR.full_name)
+    try:
+        before = client.xlen(stream)
+        async with mesh_client(distributed.targets) as ch:
+            bank = mesh_bank(ch)
+            await asyncio.gather(*(bank.verified_customer(f"once-{i}") for i in range(20)))
+        deadline = time.monotonic() + 10
+        while True:  # the replica that wrote an event may not be the one that relays it: allow a poll
+            events = [fields[b"event_id"] for _, fields in client.xrange(stream)]
+            if len(set(events)) >= before + 20 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        client.close()
+    assert len(set(events)) == before + 20 and len(events) == len(set(events)), "every event once"
 
 
 async def test_killing_a_replica_under_load_fails_no_call(distributed: RunningMesh) -> None:
