@@ -49,6 +49,7 @@ def serve_settings(config: MeshConfig, process: str, replica: int, admin_passwor
         host=host.strip("[]"),
         port=int(port),
         addresses=config.targets(),
+        instance_name=f"{process}[{replica}]",
         database="postgres",
         postgres_dsn=config.postgres,
         redis_url=config.redis,

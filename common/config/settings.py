@@ -18,6 +18,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 50051
     addresses: dict[str, str] = field(default_factory=dict)
+    instance_name: str = "embedded"  # this process among the replicas: the owner of what it leases
     colocated_calls: bool = True  # contexts of this process call each other in-process (no socket)
     database: str = "sqlite"  # or "postgres": one schema per context in postgres_dsn
     postgres_dsn: str = ""

@@ -14,6 +14,21 @@ COMPLETED, COMPENSATED, FAILED_NEEDS_OPERATOR = "COMPLETED", "COMPENSATED", "FAI
 PENDING, DONE, FAILED, UNDONE = "PENDING", "DONE", "FAILED", "COMPENSATED"
 
 
+TERMINAL = (COMPLETED, COMPENSATED, FAILED_NEEDS_OPERATOR)
+
+
+class LeaseLost(Exception):
+    """Another process took the saga over (this one was too slow to renew): stop driving it."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who drives, and for how long a write keeps the right to (renewed by every write)."""
+
+    owner: str
+    seconds: float
+
+
 @dataclass
 class StepRecord:
     name: str
@@ -57,12 +72,34 @@ async def load(tx: Tx, saga_id: str) -> SagaRecord | None:
     return SagaRecord(run["saga_id"], run["saga_type"], run["status"], json.loads(run["payload"]), run["error"], steps)
 
 
-async def unfinished(tx: Tx) -> list[str]:
-    rows = await tx.fetchall("SELECT saga_id FROM saga_runs WHERE status IN (?, ?) ORDER BY created_at", RUNNING, COMPENSATING)
+async def unfinished(tx: Tx, owner: str, now: float) -> list[str]:
+    """Unfinished sagas this owner may drive: its own, nobody's, or ones whose lease ran out."""
+    rows = await tx.fetchall(
+        "SELECT saga_id FROM saga_runs WHERE status IN (?, ?) AND (owner = ? OR owner = '' OR lease_until < ?) ORDER BY created_at",
+        RUNNING, COMPENSATING, owner, now,
+    )  # fmt: skip
     return [r["saga_id"] for r in rows]
 
 
-async def write_step(tx: Tx, saga_id: str, index: int, step: StepRecord) -> None:
+async def claim(tx: Tx, saga_id: str, lease: Lease, now: float) -> bool:
+    """Takes (or renews) the right to drive an unfinished saga; False while another holds it."""
+    moved = await tx.execute(
+        "UPDATE saga_runs SET owner = ?, lease_until = ? WHERE saga_id = ? AND status IN (?, ?)"
+        " AND (owner = ? OR owner = '' OR lease_until < ?)",
+        lease.owner, now + lease.seconds, saga_id, RUNNING, COMPENSATING, lease.owner, now,
+    )  # fmt: skip
+    return moved == 1
+
+
+async def _fence(tx: Tx, saga_id: str, lease: Lease, now: float) -> None:
+    """Every write renews the lease, and is refused once another owner holds it."""
+    moved = await tx.execute("UPDATE saga_runs SET lease_until = ? WHERE saga_id = ? AND owner = ?", now + lease.seconds, saga_id, lease.owner)
+    if moved != 1:
+        raise LeaseLost(saga_id)
+
+
+async def write_step(tx: Tx, saga_id: str, index: int, step: StepRecord, lease: Lease, now: float) -> None:
+    await _fence(tx, saga_id, lease, now)
     await tx.execute(
         "INSERT INTO saga_steps (saga_id, step_index, name, state, attempts, result, last_error) VALUES (?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (saga_id, step_index) DO UPDATE SET state = excluded.state, attempts = excluded.attempts,"
@@ -71,5 +108,8 @@ async def write_step(tx: Tx, saga_id: str, index: int, step: StepRecord) -> None
     )  # fmt: skip
 
 
-async def set_status(tx: Tx, saga_id: str, status: str, error: str = "") -> None:
-    await tx.execute("UPDATE saga_runs SET status = ?, error = ?, updated_at = ? WHERE saga_id = ?", status, error[:500], _now(), saga_id)
+async def set_status(tx: Tx, saga_id: str, status: str, error: str, lease: Lease, now: float) -> None:
+    await _fence(tx, saga_id, lease, now)
+    owner = "" if status in TERMINAL else lease.owner  # a finished saga belongs to nobody
+    await tx.execute("UPDATE saga_runs SET status = ?, error = ?, updated_at = ?, owner = ? WHERE saga_id = ?",
+                     status, error[:500], _now(), owner, saga_id)  # fmt: skip

@@ -6,6 +6,11 @@ idempotency key (saga id + step), so a step re-run after a crash never acts twic
 compensations of the steps that ran (or may have run) execute in reverse order, each retried with
 backoff; one that keeps failing leaves the saga FAILED_NEEDS_OPERATOR. A process killed at any
 point resumes where the log says, forward or backward, when it starts again.
+
+With replicas, one process drives a saga at a time: it claims a lease on the saga's log row,
+every write renews it and is refused once another owner took it over (fencing); a caller on
+another replica waits for the result. A saga whose driver died is taken over when its lease runs
+out, by whichever replica holds the "sagas" lease and looks every few seconds.
 """
 
 from __future__ import annotations
@@ -13,17 +18,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from common.config import Settings
 from common.di import BaseComponent, og_component
 from common.faults import crash_point
 from common.infrastructure import ContextDatabase
 from common.saga import log as sagalog
-from common.saga.log import COMPENSATED, COMPENSATING, COMPLETED, DONE, FAILED, FAILED_NEEDS_OPERATOR, PENDING, RUNNING, UNDONE
+from common.saga.log import (
+    COMPENSATED,
+    COMPENSATING,
+    COMPLETED,
+    DONE,
+    FAILED,
+    FAILED_NEEDS_OPERATOR,
+    PENDING,
+    RUNNING,
+    TERMINAL,
+    UNDONE,
+    Lease,
+    LeaseLost,
+)
 
 Result = dict[str, str]
 logger = logging.getLogger("ogpgy.saga")
+LEASE_SECONDS = 15.0  # longer than any step with its retries; a dead driver's sagas wait this long
+RESUME_SECONDS = 5.0  # how often the holder of the "sagas" lease looks for sagas nobody drives
+WAIT_SECONDS = 0.2  # how often a caller whose saga another replica drives reads the log
 
 
 class StepRefused(Exception):
@@ -70,8 +93,9 @@ class RetryPolicy:
 class SagaRunner(BaseComponent):
     """One per context database; contexts register their saga definitions at initialise."""
 
-    def __init__(self, db: ContextDatabase) -> None:
+    def __init__(self, db: ContextDatabase, settings: Settings) -> None:
         self._db = db
+        self._lease = Lease(settings.instance_name, LEASE_SECONDS)
         self._definitions: dict[str, SagaDefinition] = {}
         self._running: dict[str, asyncio.Future[sagalog.SagaRecord]] = {}
         self._resumer: asyncio.Task[None] | None = None
@@ -81,16 +105,27 @@ class SagaRunner(BaseComponent):
         self._definitions[definition.saga_type] = definition
 
     async def start(self) -> None:
-        """Resumes what a previous process left unfinished."""
-        self._resumer = asyncio.create_task(self._resume_all(), name="saga-resume")
+        """Resumes what a previous process left unfinished, then keeps looking (see the module doc)."""
+        self._resumer = asyncio.create_task(self._resume_forever(), name="saga-resume")
 
     async def shutdown(self) -> None:
         if self._resumer is not None:
             self._resumer.cancel()
             await asyncio.gather(self._resumer, return_exceptions=True)
 
+    async def _resume_forever(self) -> None:
+        while True:
+            try:
+                if await self._db.lead("sagas"):
+                    await self._resume_all()
+            except Exception:  # noqa: BLE001 - logged; the next look tries again
+                logger.exception("looking for sagas to resume failed")
+            await asyncio.sleep(RESUME_SECONDS)
+
     async def _resume_all(self) -> None:
-        for saga_id in await self._db.read(sagalog.unfinished):
+        for saga_id in await self._db.read(sagalog.unfinished, self._lease.owner, time.time()):
+            if saga_id in self._running:
+                continue
             try:
                 await self.run(saga_id)
             except Exception:  # noqa: BLE001 - logged; other sagas still resume
@@ -113,9 +148,23 @@ class SagaRunner(BaseComponent):
         return await asyncio.shield(running)
 
     async def _drive(self, saga_id: str) -> sagalog.SagaRecord:
+        """Drives the saga while this process holds its lease; else waits for whoever does."""
+        while True:
+            record = await self._db.read(sagalog.load, saga_id)
+            if record is None:
+                raise KeyError(saga_id)
+            if record.status in TERMINAL:
+                return record
+            if await self._db.write(sagalog.claim, saga_id, self._lease, time.time()):
+                try:
+                    return await self._drive_claimed(saga_id)
+                except LeaseLost:
+                    logger.warning("saga %s was taken over by another process; waiting for it", saga_id)
+            await asyncio.sleep(WAIT_SECONDS)
+
+    async def _drive_claimed(self, saga_id: str) -> sagalog.SagaRecord:
         record = await self._db.read(sagalog.load, saga_id)
-        if record is None:
-            raise KeyError(saga_id)
+        assert record is not None
         definition = self._definitions[record.saga_type]
         ctx = SagaContext(saga_id, record.payload, {s.name: s.result for s in record.steps.values() if s.state == DONE})
         if record.status == RUNNING:
@@ -133,11 +182,11 @@ class SagaRunner(BaseComponent):
         await self._status(record, status, error)
 
     async def _save(self, record: sagalog.SagaRecord, index: int) -> None:
-        await self._db.write(sagalog.write_step, record.saga_id, index, record.steps[index])
+        await self._db.write(sagalog.write_step, record.saga_id, index, record.steps[index], self._lease, time.time())
 
     async def _status(self, record: sagalog.SagaRecord, status: str, error: str = "") -> None:
         record.status, record.error = status, error or record.error
-        await self._db.write(sagalog.set_status, record.saga_id, status, record.error)
+        await self._db.write(sagalog.set_status, record.saga_id, status, record.error, self._lease, time.time())
 
     async def _forward(self, definition: SagaDefinition, record: sagalog.SagaRecord, ctx: SagaContext) -> None:
         for index, step in enumerate(definition.steps):

@@ -6,6 +6,7 @@ from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
 from ogpgy.lending.v1 import events_pb2 as lending_events
 
 from common.clock import Clock
+from common.config import Settings
 from common.di import ModuleContextImport, og_context
 from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
@@ -26,6 +27,7 @@ from services.lending.service import LendingService
         ModuleContextImport(Databases, from_context="infrastructure"),
         ModuleContextImport(Clock, from_context="infrastructure"),
         ModuleContextImport(EventBus, from_context="infrastructure"),
+        ModuleContextImport(Settings, from_context="infrastructure"),
         ModuleContextImport(Security, from_context="infrastructure"),
     ],
     providers=[LendingDatabase, SqlLoanRepository, OutboxRelay, SagaRunner, LendingService, LendingApi],
