@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
+import time
+from datetime import datetime, timedelta, timezone
 
 from google.protobuf.message import Message
 
@@ -23,6 +24,9 @@ from common.observability.tracing import inject
 
 POLL_SECONDS = 0.05
 FOLLOWER_SECONDS = 1.0  # a replica that does not hold the outbox asks again this often
+RETENTION = timedelta(days=7)  # published events are kept this long (for diagnosis), then purged
+PURGE_EVERY_SECONDS = 600.0
+PURGE_BATCH = 1000
 BATCH = 100
 
 
@@ -65,6 +69,14 @@ async def _mark_published(tx: Tx, seqs: list[int], at: str) -> None:
     await tx.execute(f"UPDATE outbox SET published_at = ? WHERE seq IN ({placeholders})", at, *seqs)
 
 
+async def _purge_batch(tx: Tx, cutoff: str, limit: int) -> int:
+    return await tx.execute(
+        "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE published_at IS NOT NULL AND published_at < ?"
+        " ORDER BY seq LIMIT ?)",
+        cutoff, limit,
+    )  # fmt: skip
+
+
 async def _count_unpublished(tx: Tx) -> int:
     row = await tx.fetchone("SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL")
     return int(row["n"]) if row else 0
@@ -83,6 +95,7 @@ class OutboxRelay(BaseComponent):
         self._bus = bus
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._purged_at = float("-inf")
 
     async def start(self) -> None:
         """After every context subscribed: nothing is published to a bus nobody listens to yet."""
@@ -93,6 +106,20 @@ class OutboxRelay(BaseComponent):
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+
+    async def purge(self, older_than: datetime) -> int:
+        """Deletes events published before `older_than`, a batch per transaction (the outbox is
+        a relay, not an archive: the bus and the consumers' inboxes keep what they need)."""
+        cutoff, purged = older_than.isoformat(), 0
+        while (deleted := await self._db.write(_purge_batch, cutoff, PURGE_BATCH)) > 0:
+            purged += deleted
+        return purged
+
+    async def _purge_when_due(self) -> None:
+        now = time.monotonic()
+        if now - self._purged_at >= PURGE_EVERY_SECONDS:
+            self._purged_at = now
+            await self.purge(datetime.now(timezone.utc) - RETENTION)
 
     async def _leading(self) -> bool:
         """One relay per context, whatever its replicas: two would publish the same events twice."""
@@ -142,6 +169,7 @@ class OutboxRelay(BaseComponent):
             try:
                 await self.drain()
                 lag.set(0)  # everything committed before this pass is out
+                await self._purge_when_due()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the bus or the database is down: retry later
