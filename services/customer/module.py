@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ogpgy.customer.v1 import events_pb2 as customer_events
+from ogpgy.identity.v1.identity_service_pb2_grpc import IdentityServiceStub
 
 from common.cache.registry import Caches
 from common.clock import Clock
@@ -20,6 +21,7 @@ from services.customer.service import CustomerApplicationService
     description="Customer registration, KYC verification, customer reads and contact changes",
     business_owner="Customer Experience Team",
     imports=[
+        ModuleContextImport(IdentityServiceStub, from_context="identity"),
         ModuleContextImport(Databases, from_context="infrastructure"),
         ModuleContextImport(Clock, from_context="infrastructure"),
         ModuleContextImport(EventBus, from_context="infrastructure"),

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import grpc
 from ogpgy.customer.v1 import customer_service_pb2 as pb
 from ogpgy.customer.v1 import events_pb2
+from ogpgy.identity.v1 import identity_service_pb2 as ipb
+from ogpgy.identity.v1.identity_service_pb2_grpc import IdentityServiceStub
 
 from common.cache.registry import Caches
 from common.clock import Clock
 from common.di import BaseComponent, og_component
-from common.errors import Aborted, NotFound, PreconditionFailed
+from common.errors import Aborted, NotFound, PreconditionFailed, Unavailable
 from common.events.outbox import OutboxRelay
 from common.grpc.convert import timestamp
 from common.idempotency import IdempotencyKey
@@ -35,13 +38,16 @@ CUSTOMER_ID_PREFIX = "cus"
 _OPTIMISTIC_RETRIES = 3
 
 
+IDENTITY_CALL_TIMEOUT = 5.0
+
 @og_component()
 class CustomerApplicationService(BaseComponent):
     """Onboarding, reads and contact changes; every write idempotent by request_id."""
 
     def __init__(self, repository: CustomerRepository, sanctions_source: SanctionsSource, clock: Clock,
-                 relay: OutboxRelay, caches: Caches) -> None:  # fmt: skip
+                 relay: OutboxRelay, caches: Caches, identity: IdentityServiceStub) -> None:  # fmt: skip
         self._repository = repository
+        self._identity = identity
         self._relay = relay
         self._cache = caches.create("customer", CustomerCodec())
         self._sanctions_source = sanctions_source
@@ -121,8 +127,22 @@ class CustomerApplicationService(BaseComponent):
         if manager_id:
             check_id(v, manager_id, "relationship_manager_id", "usr")
         v.raise_if_any()
+        if manager_id:
+            await self._require_relationship_manager(manager_id)
         return await self._change(customer_id, lambda c: c.with_relationship_manager(manager_id, self._clock.now()),
                                   ["relationship_manager_id"], 0, key)  # fmt: skip
+
+    async def _require_relationship_manager(self, user_id: str) -> None:
+        """Only a user with the relationship-manager role may be assigned (the identity context says)."""
+        try:
+            answer = await self._identity.GetUser(ipb.GetUserRequest(user_id=user_id), timeout=IDENTITY_CALL_TIMEOUT)
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.NOT_FOUND:
+                raise PreconditionFailed("USER_NOT_FOUND", f"no user {user_id}", {"relationship_manager_id": user_id}) from err
+            raise Unavailable("IDENTITY_UNAVAILABLE", f"cannot check the user: {err.code().name}") from err
+        if ipb.ROLE_RELATIONSHIP_MANAGER not in answer.user.roles:
+            raise PreconditionFailed("NOT_A_RELATIONSHIP_MANAGER", f"user {user_id} is not a relationship manager",
+                                     {"relationship_manager_id": user_id})  # fmt: skip
 
     async def update_contact(
         self, customer_id: str, change: ContactChange, expected_version: int, key: IdempotencyKey

@@ -32,6 +32,11 @@ INTERACTIONS: tuple[Interaction, ...] = (
                 expect="NOT_FOUND"),
     Interaction("account", "customer", "CustomerService/GetCustomer", "a verified customer", {"customer_id": "not-an-id"},
                 expect="INVALID_ARGUMENT"),
+    # customer -> identity: only a relationship manager may be assigned to a customer
+    Interaction("customer", "identity", "IdentityService/GetUser", "a relationship manager", {"user_id": "{user_id}"},
+                relies_on=("user.user_id", "user.roles")),
+    Interaction("customer", "identity", "IdentityService/GetUser", "nothing", {"user_id": "usr_00000000000000000000000000"},
+                expect="NOT_FOUND"),
     # payment -> account: holds for every payment; GetAccount decides who may read a payment
     Interaction("payment", "account", "AccountService/GetAccount", "a funded account", {"account_id": "{account_id}"},
                 relies_on=("account.account_id",)),

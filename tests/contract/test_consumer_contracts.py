@@ -16,6 +16,8 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from grpc import aio
 from ogpgy.account.v1 import account_service_pb2 as apb
+from ogpgy.identity.v1 import identity_service_pb2 as ipb
+from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
 
 from common.config import Settings
 from common.di import context_spec
@@ -37,10 +39,15 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path, port=0, admin_password=ADMIN_PASSWORD)
 
 
-async def _given(state: str, bank: Bank, key: str) -> dict[str, str]:
+async def _given(state: str, channel: aio.Channel, key: str) -> dict[str, str]:
     """Sets up a provider state through the provider's own API; returns the placeholders."""
+    bank = Bank(channel)
     if state == "nothing":
         return {}
+    if state == "a relationship manager":
+        user = await igrpc.IdentityServiceStub(channel).CreateUser(ipb.CreateUserRequest(
+            request_id=f"{key}-user", username=f"rm-{key}", password="a-long-password-1", roles=[ipb.ROLE_RELATIONSHIP_MANAGER]))  # fmt: skip
+        return {"user_id": user.user.user_id}
     customer = await bank.verified_customer(key)
     if state == "a verified customer":
         return {"customer_id": customer}
@@ -108,11 +115,10 @@ async def test_every_interaction_holds_against_the_real_provider(bank: RunningBa
     rpcs = {rpc.path: rpc for rpc in await asyncio.to_thread(served_rpcs, bank.target)}
     token = await issue_token(bank.target)
     async with bearer_channel(bank.target, token) as channel:
-        client = Bank(channel)
         for interaction in INTERACTIONS:
             key = f"cc{next(_keys)}"
             rpc = next(r for path, r in rpcs.items() if path.endswith(f".{interaction.method}") or path.endswith(f"/{interaction.method}"))
-            await _replay(channel, rpc, interaction, {"key": key, **await _given(interaction.given, client, key)})
+            await _replay(channel, rpc, interaction, {"key": key, **await _given(interaction.given, channel, key)})
 
 
 def _called_methods(consumer: str) -> set[tuple[str, str]]:

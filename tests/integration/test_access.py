@@ -30,7 +30,7 @@ from common.security.tokens import TokenSettings, issue
 from mesh.embedded import RunningBank
 from tests.bank_helpers import Bank, eur, fresh_document
 from tests.conftest import ADMIN_PASSWORD, document, issue_token, onboarding
-from tests.grpc_assert import rpc_error
+from tests.grpc_assert import error_reason, rpc_error
 
 ROLES = ("admin", "rm", "customer", "other_customer", "service")
 PASSWORD = "password-of-test-users"
@@ -208,6 +208,18 @@ async def test_personal_data_is_masked_for_callers_who_may_not_read_it(world: Wo
         assert masked.document.number == "*******" + full.document.number[-2:]
         assert not masked.HasField("date_of_birth") and masked.address.city == "***"
         assert masked.email == full.email and masked.kyc == full.kyc, "what they need stays visible"
+
+
+async def test_only_a_relationship_manager_may_be_assigned(world: World) -> None:
+    assign = world.admin.customers.AssignRelationshipManager
+    not_rm = await error_reason(assign(cpb.AssignRelationshipManagerRequest(
+        request_id="assign-customer-user", customer_id=world.bob, relationship_manager_id=world.users["customer"])),
+        grpc.StatusCode.FAILED_PRECONDITION)  # fmt: skip
+    assert not_rm.reason == "NOT_A_RELATIONSHIP_MANAGER"
+    unknown = await error_reason(assign(cpb.AssignRelationshipManagerRequest(
+        request_id="assign-nobody", customer_id=world.bob, relationship_manager_id="usr_00000000000000000000000000")),
+        grpc.StatusCode.FAILED_PRECONDITION)  # fmt: skip
+    assert unknown.reason == "USER_NOT_FOUND"
 
 
 async def test_unassigning_the_manager_revokes_access_in_every_context(world: World) -> None:
