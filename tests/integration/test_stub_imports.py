@@ -17,6 +17,7 @@ from common.security.component import Security
 from mesh.embedded import start_embedded
 from services.customer.api import CustomerApi
 from services.customer.module import CustomerModule
+from services.identity.module import IdentityModule
 from tests.conftest import onboarding
 
 
@@ -37,7 +38,7 @@ class ConciergeModule: ...
 
 
 async def test_an_imported_stub_calls_the_exporting_context_over_grpc(tmp_path: Path) -> None:
-    bank = await start_embedded(Settings(data_dir=tmp_path, port=0), modules=[CustomerModule, ConciergeModule])
+    bank = await start_embedded(Settings(data_dir=tmp_path, port=0), modules=[IdentityModule, CustomerModule, ConciergeModule])
     try:
         concierge = bank.contexts["concierge"].resolve(Concierge)
         assert isinstance(concierge.customers, CustomerServiceStub)
