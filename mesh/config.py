@@ -89,6 +89,21 @@ def target_of(addresses: tuple[str, ...]) -> str:
     return f"ipv{versions.pop()}:{','.join(addresses)}"
 
 
+def mesh_toml(data_dir: Path, redis: str, postgres: str, processes: list[ProcessSpec]) -> str:
+    """The text of a mesh configuration, in the format load_mesh_config reads."""
+
+    def listed(values: tuple[str, ...]) -> str:
+        return "[" + ", ".join(f'"{v}"' for v in values) + "]"
+
+    lines = [f'[mesh]\ndata_dir = "{data_dir}"\nredis = "{redis}"\npostgres = "{postgres}"\n']
+    for spec in processes:
+        lines.append(f"[process.{spec.name}]\ncontexts = {listed(spec.contexts)}\naddresses = {listed(spec.addresses)}")
+        if spec.metrics:
+            lines.append(f"metrics = {listed(spec.metrics)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def load_mesh_config(path: Path = DEFAULT_CONFIG, environ: Mapping[str, str] = os.environ,
                      known_contexts: tuple[str, ...] = ()) -> MeshConfig:  # fmt: skip
     """Reads and checks the file, then applies the environment overrides."""

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,13 +19,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 
-from mesh.config import load_mesh_config  # noqa: E402
 from mesh.distributed import Mesh  # noqa: E402
-from mesh.embedded import CONTEXT_NAMES  # noqa: E402
-from mesh.local_servers import PostgresServer, free_port  # noqa: E402
-from tests.conftest import ADMIN_PASSWORD  # noqa: E402
+from mesh.local_servers import PostgresServer  # noqa: E402
 from tests.integration.test_mesh_modes import CONTEXTS, mesh_client  # noqa: E402
-from tests.mixed_load import Load, generous_rules, setup_accounts  # noqa: E402
+from tests.local_mesh import loopback_mesh  # noqa: E402
+from tests.mixed_load import Load, setup_accounts  # noqa: E402
 
 
 @dataclass
@@ -63,15 +60,6 @@ def _percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else float("nan")
 
 
-def _mesh(root: Path, dsn: str) -> Mesh:
-    lines = [f'[mesh]\ndata_dir = "{root / "data"}"\nredis = "local"\npostgres = "{dsn}"\n']
-    lines += [f'[process.{c}]\naddresses = ["127.0.0.1:{free_port()}"]\n' for c in CONTEXT_NAMES]
-    (root / "mesh.toml").write_text("\n".join(lines))
-    config = load_mesh_config(root / "mesh.toml", known_contexts=CONTEXT_NAMES)
-    return Mesh(root / "mesh.toml", config, admin_password=ADMIN_PASSWORD, log_level="WARNING",
-                extra_env={"OGPGY_FRAUD_RULES": str(generous_rules(root))})  # fmt: skip
-
-
 async def _soak(mesh: Mesh, seconds: float, interval: float, workers: int, echo: bool) -> Report:
     report = Report(seconds)
     async with mesh_client({c: mesh.config.target(c) for c in CONTEXTS}) as ch:
@@ -105,12 +93,10 @@ def _print_interval(row: Interval, first: bool) -> None:
 
 
 def run_soak(seconds: float, interval: float, workers: int = 6, echo: bool = True) -> Report:
-    root = Path(tempfile.mkdtemp(prefix="ogpgy-soak-"))
-    root.chmod(0o755)
     postgres = PostgresServer()
     postgres.start()
     try:
-        mesh = _mesh(root, postgres.new_database())
+        mesh = loopback_mesh("ogpgy-soak-", postgres=postgres.new_database(), log_level="WARNING")
         mesh.start()
         try:
             return asyncio.run(_soak(mesh, seconds, interval, workers, echo))

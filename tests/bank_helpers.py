@@ -6,6 +6,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from grpc import aio
 from ogpgy.account.v1 import account_service_pb2 as apb
@@ -34,6 +35,14 @@ def eur(amount: str) -> Money:
 def fresh_document() -> str:
     body = f"TT{next(_documents):06d}"
     return f"{body}{check_digit(body)}"
+
+
+def generous_fraud_rules(folder: Path) -> Path:
+    """Fraud limits a load test does not hit (the shipped rules allow 10 payments an hour)."""
+    path = folder / "fraud.toml"
+    path.write_text('max_amount = "10000.00"\nwindow_seconds = 60\nmax_payments_per_window = 1000000\n'
+                    'max_amount_per_window = "100000000.00"\n')  # fmt: skip
+    return path
 
 
 class Bank:

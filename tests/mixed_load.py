@@ -7,7 +7,6 @@ import asyncio
 import collections
 import random
 import time
-from pathlib import Path
 
 import grpc
 from grpc import aio
@@ -24,13 +23,6 @@ from tests.bank_helpers import eur
 from tests.integration.test_mesh_modes import mesh_bank
 
 CALL_TIMEOUT = 8.0
-
-
-def generous_rules(root: Path) -> Path:
-    path = root / "fraud.toml"
-    path.write_text('max_amount = "10000.00"\nwindow_seconds = 60\nmax_payments_per_window = 1000000\n'
-                    'max_amount_per_window = "100000000.00"\n')  # fmt: skip
-    return path
 
 
 class Load:

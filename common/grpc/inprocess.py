@@ -304,6 +304,7 @@ class _MultiCallable:
         self._method = method
         self._kind = kind
         self._serialize, self._deserialize = serialize, deserialize
+        self._chain = [i for i in channel.interceptors if hasattr(i, f"intercept_{kind}")]  # once, not per call
 
     def _terminal(self, details: aio.ClientCallDetails, request: Any) -> _Call:
         call_type = _UnaryUnaryCall if self._kind == "unary_unary" else _UnaryStreamCall
@@ -312,10 +313,9 @@ class _MultiCallable:
     def __call__(self, request: Any, *, timeout: float | None = None, metadata: Sequence[tuple[str, Any]] | None = None,
                  credentials: Any = None, wait_for_ready: bool | None = None, compression: Any = None) -> Any:  # fmt: skip
         details = aio.ClientCallDetails(self._method, timeout, aio.Metadata(*(metadata or ())), credentials, wait_for_ready)
-        chain = [i for i in self._channel.interceptors if hasattr(i, f"intercept_{self._kind}")]
-        if not chain:
+        if not self._chain:
             return self._terminal(details, request)
-        return _Intercepted(self._kind, chain, self._terminal, details, request)
+        return _Intercepted(self._kind, self._chain, self._terminal, details, request)
 
 
 class _Intercepted:

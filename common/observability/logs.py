@@ -32,5 +32,5 @@ class JsonFormatter(logging.Formatter):
 
 
 def log_fields(logger: logging.Logger, message: str, **fields: Any) -> None:
-    if logger.isEnabledFor(logging.INFO):
-        logger.info(message, extra={"fields": fields})
+    """An INFO line whose `fields` the JSON formatter merges into the object."""
+    logger.info(message, extra={"fields": fields})

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
@@ -35,14 +34,10 @@ def setup_tracing(service_name: str) -> None:
     trace.set_tracer_provider(provider)
 
 
-def _parent(carrier: Mapping[str, str]) -> Context:
-    return propagate.extract(carrier)
-
-
 @contextmanager
 def span(name: str, carrier: Mapping[str, str], kind: SpanKind) -> Iterator[Span]:
     """A span continuing the trace found in `carrier` (or a new trace)."""
-    with _tracer.start_as_current_span(name, context=_parent(carrier), kind=kind) as current:
+    with _tracer.start_as_current_span(name, context=propagate.extract(carrier), kind=kind) as current:
         yield current
 
 

@@ -29,6 +29,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 
 from scripts.bench import cache, di, get_customer, interest, modes, payments  # noqa: E402
 from scripts.bench.harness import PYTHON, server_process  # noqa: E402
+from tests.bank_helpers import generous_fraud_rules  # noqa: E402
 from tests.conftest import ADMIN_PASSWORD  # noqa: E402
 from tests.servers import PostgresServer, RedisServer  # noqa: E402
 
@@ -66,7 +67,7 @@ def grpc_rows(seconds: float) -> list[Row]:
         cached = asyncio.run(get_customer._get_customer(target, seconds, 1000, "GetCustomer"))[-1]
     rows.append(Row("grpc", "GetCustomer (auth + cache), 64 in flight", cached.qps, "calls/s", "bare echo, 64 in flight", echo64.qps))
     rows.append(Row("grpc", "GetCustomer p99, 64 in flight", cached.percentile(0.99), "ms"))
-    with tempfile.TemporaryDirectory() as data_dir, _bank(data_dir, "--fraud-rules", str(payments._generous_rules(Path(data_dir)))) as target:  # type: ignore[attr-defined]
+    with tempfile.TemporaryDirectory() as data_dir, _bank(data_dir, "--fraud-rules", str(generous_fraud_rules(Path(data_dir)))) as target:  # type: ignore[attr-defined]
         internal, external = asyncio.run(payments.payments(target, seconds, 16))
     for result in (internal, external):
         rows.append(Row("payments", f"{result.name.split(' ')[0]} payments, 16 in flight", result.qps, "payments/s",
@@ -87,10 +88,10 @@ def modes_rows(seconds: float) -> list[Row]:
     postgres.start()
     try:
         with tempfile.TemporaryDirectory() as folder:
-            rules = payments._generous_rules(Path(folder))
+            rules = generous_fraud_rules(Path(folder))
             ready_c, colocated = modes.embedded("", rules, True, seconds, 16)
             ready_pg, colocated_pg = modes.embedded(postgres.new_database(), rules, True, seconds, 16)
-            ready_d, distributed = modes.distributed(postgres.new_database(), rules, seconds, 16)
+            ready_d, distributed = modes.distributed(postgres.new_database(), seconds, 16)
     finally:
         postgres.stop()
         postgres.remove()

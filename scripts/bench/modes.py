@@ -29,14 +29,12 @@ from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc  # noqa: E402
 
 from common.grpc.channels import DEFAULT_CHANNEL_OPTIONS  # noqa: E402
 from common.grpc.client import bearer_interceptors  # noqa: E402
-from mesh.config import load_mesh_config  # noqa: E402
-from mesh.distributed import Mesh  # noqa: E402
 from mesh.embedded import CONTEXT_NAMES  # noqa: E402
 from scripts.bench.harness import PYTHON, Result, closed_loop  # noqa: E402
-from scripts.bench.payments import _generous_rules  # noqa: E402
-from tests.bank_helpers import Bank, eur  # noqa: E402
+from tests.bank_helpers import Bank, eur, generous_fraud_rules  # noqa: E402
 from tests.conftest import ADMIN_PASSWORD, issue_token  # noqa: E402
-from tests.servers import PostgresServer, free_port  # noqa: E402
+from tests.local_mesh import loopback_mesh  # noqa: E402
+from tests.servers import PostgresServer  # noqa: E402
 
 
 async def internal_payments(targets: dict[str, str], seconds: float, in_flight: int) -> Result:
@@ -82,18 +80,11 @@ def embedded(dsn: str, rules: Path, colocated: bool, seconds: float, in_flight: 
             proc.wait(timeout=30)
 
 
-def distributed(dsn: str, rules: Path, seconds: float, in_flight: int) -> tuple[float, Result]:
-    root = Path(tempfile.mkdtemp(prefix="ogpgy-bench-mesh-"))
-    root.chmod(0o755)
-    lines = [f'[mesh]\ndata_dir = "{root / "data"}"\nredis = "local"\npostgres = "{dsn}"\n']
-    lines += [f'[process.{c}]\naddresses = ["127.0.0.1:{free_port()}"]\n' for c in CONTEXT_NAMES]
-    (root / "mesh.toml").write_text("\n".join(lines))
-    config = load_mesh_config(root / "mesh.toml", known_contexts=CONTEXT_NAMES)
-    mesh = Mesh(root / "mesh.toml", config, admin_password=ADMIN_PASSWORD, log_level="WARNING",
-                extra_env={"OGPGY_FRAUD_RULES": str(rules)})  # fmt: skip
+def distributed(dsn: str, seconds: float, in_flight: int) -> tuple[float, Result]:
+    mesh = loopback_mesh("ogpgy-bench-mesh-", postgres=dsn, log_level="WARNING")
     mesh.start()
     try:
-        return mesh.started_in, asyncio.run(internal_payments(config.targets(), seconds, in_flight))
+        return mesh.started_in, asyncio.run(internal_payments(mesh.config.targets(), seconds, in_flight))
     finally:
         mesh.stop()
 
@@ -107,11 +98,11 @@ def main() -> None:
     postgres.start()
     try:
         with tempfile.TemporaryDirectory() as folder:
-            rules = _generous_rules(Path(folder))
+            rules = generous_fraud_rules(Path(folder))
             rows = [("embedded (SQLite), colocated", *embedded("", rules, True, args.seconds, args.in_flight)),
                     ("embedded, colocated calls", *embedded(postgres.new_database(), rules, True, args.seconds, args.in_flight)),
                     ("embedded, loopback calls", *embedded(postgres.new_database(), rules, False, args.seconds, args.in_flight)),
-                    ("distributed (8 processes)", *distributed(postgres.new_database(), rules, args.seconds, args.in_flight))]  # fmt: skip
+                    ("distributed (8 processes)", *distributed(postgres.new_database(), args.seconds, args.in_flight))]  # fmt: skip
     finally:
         postgres.stop()
         postgres.remove()

@@ -25,7 +25,7 @@ from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc  # noqa: E402
 
 from common.resilience.breaker import CircuitBreaker  # noqa: E402
 from scripts.bench.harness import PYTHON, Result, closed_loop, print_table, server_process  # noqa: E402
-from tests.bank_helpers import Bank, admin_channel, eur  # noqa: E402
+from tests.bank_helpers import Bank, admin_channel, eur, generous_fraud_rules  # noqa: E402
 from tests.conftest import ADMIN_PASSWORD  # noqa: E402
 
 CALLS = 200_000
@@ -91,14 +91,6 @@ async def payments(target: str, seconds: float, in_flight: int) -> list[Result]:
         return rows
 
 
-def _generous_rules(folder: Path) -> Path:
-    """Fraud limits a load test does not hit (the shipped rules allow 10 payments an hour)."""
-    path = folder / "fraud.toml"
-    path.write_text('max_amount = "10000.00"\nwindow_seconds = 60\nmax_payments_per_window = 1000000\n'
-                    'max_amount_per_window = "100000000.00"\n')  # fmt: skip
-    return path
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -113,7 +105,7 @@ def main() -> None:
         rows = [asyncio.run(echo(target, args.seconds, args.in_flight))]
     with tempfile.TemporaryDirectory() as data_dir, server_process(
         [PYTHON, "-m", "mesh.cli", "--log-level", "WARNING", "up", "--port", "0", "--data-dir", data_dir,
-         "--admin-password", ADMIN_PASSWORD, "--fraud-rules", str(_generous_rules(Path(data_dir)))],
+         "--admin-password", ADMIN_PASSWORD, "--fraud-rules", str(generous_fraud_rules(Path(data_dir)))],
         r"serving .* on (127\.0\.0\.1:\d+)",
     ) as target:  # fmt: skip
         rows += asyncio.run(payments(target, args.seconds, args.in_flight))

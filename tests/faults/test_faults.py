@@ -10,10 +10,8 @@ must hold afterwards is checked in the databases themselves:
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -22,28 +20,19 @@ from ogpgy.interest.v1 import interest_service_pb2 as ipb
 from ogpgy.interest.v1 import interest_service_pb2_grpc as igrpc
 from ogpgy.type.v1 import date_pb2
 
-from mesh.config import load_mesh_config
 from mesh.distributed import DATABASE, Mesh
-from mesh.embedded import CONTEXT_NAMES
-from tests.conftest import ADMIN_PASSWORD
 from tests.integration.test_mesh_modes import CONTEXTS, mesh_client
-from tests.mixed_load import Load, generous_rules, setup_accounts
-from tests.servers import free_port
+from tests.ledger_checks import ledger_checks
+from tests.local_mesh import loopback_mesh
+from tests.mixed_load import Load, setup_accounts
 
 pytestmark = pytest.mark.slow
 WORKERS = 6
 
 
 @pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    root = Path(tempfile.mkdtemp(prefix="ogpgy-faults-"))
-    root.chmod(0o755)
-    lines = [f'[mesh]\ndata_dir = "{root / "data"}"\nredis = "local"\npostgres = "local"\n']
-    lines += [f'[process.{c}]\naddresses = ["127.0.0.1:{free_port()}"]\n' for c in CONTEXT_NAMES]
-    (root / "mesh.toml").write_text("\n".join(lines))
-    running = Mesh(root / "mesh.toml", load_mesh_config(root / "mesh.toml", known_contexts=CONTEXT_NAMES),
-                   admin_password=ADMIN_PASSWORD, log_level="WARNING",
-                   extra_env={"OGPGY_FRAUD_RULES": str(generous_rules(root))})  # fmt: skip
+def mesh() -> Iterator[Mesh]:
+    running = loopback_mesh("ogpgy-faults-", log_level="WARNING")  # local Redis (AOF) and PostgreSQL, restarted below
     running.start()
     yield running
     running.stop()
@@ -79,16 +68,7 @@ UNSETTLED = {
         "SELECT c.customer_id, COUNT(a.account_id) FROM customer.customers c LEFT JOIN account.accounts a"
         " ON a.customer_id = c.customer_id WHERE c.kyc_status = 'VERIFIED' GROUP BY c.customer_id HAVING COUNT(a.account_id) != 1"),
 }  # fmt: skip
-LEDGER = {
-    "currencies not summing to zero": "SELECT currency, SUM(balance_minor) FROM account.accounts GROUP BY currency HAVING SUM(balance_minor) != 0",
-    "transfers without two balanced entries": (
-        "SELECT transfer_id FROM account.entries GROUP BY transfer_id HAVING SUM(amount_minor) != 0 OR COUNT(*) != 2"),
-    "balances differing from their entries": (
-        "SELECT a.account_id FROM account.accounts a LEFT JOIN (SELECT account_id, SUM(amount_minor) AS s FROM account.entries"
-        " GROUP BY account_id) e ON e.account_id = a.account_id WHERE a.balance_minor != COALESCE(e.s, 0)"),
-    "held amounts differing from placed holds": (
-        "SELECT a.account_id FROM account.accounts a LEFT JOIN (SELECT debit_account_id, SUM(amount_minor) AS s FROM account.holds"
-        " WHERE status = 'PLACED' GROUP BY debit_account_id) h ON h.debit_account_id = a.account_id WHERE a.held_minor != COALESCE(h.s, 0)"),
+LEDGER = ledger_checks("account") | {
     "completed payments without their transfer": (
         "SELECT p.payment_id FROM payment.payments p LEFT JOIN account.transfers t ON t.transfer_id = p.transfer_id"
         " WHERE p.status = 'COMPLETED' AND t.transfer_id IS NULL"),

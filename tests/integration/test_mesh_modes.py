@@ -8,12 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import redis
@@ -33,13 +31,13 @@ from common.config import Settings
 from common.events.redis_streams import stream_of
 from common.grpc.channels import DEFAULT_CHANNEL_OPTIONS
 from common.grpc.client import bearer_interceptors
-from mesh.config import MeshConfig, load_mesh_config
+from mesh.config import MeshConfig
 from mesh.distributed import Mesh
 from mesh.embedded import CONTEXT_NAMES, start_embedded
 from mesh.status import mesh_status, scrape
 from tests.bank_helpers import Bank, eur, fresh_document
 from tests.conftest import ADMIN_PASSWORD, document, issue_token, onboarding
-from tests.servers import free_port
+from tests.local_mesh import loopback_mesh
 
 CONTEXTS = ("identity", "customer", "account", "payment", "lending", "interest")
 
@@ -102,19 +100,6 @@ async def test_the_story_in_one_process(tmp_path: Path, colocated: bool) -> None
         await bank.stop()
 
 
-def _mesh_file(root: Path) -> Path:
-    """One process per context on free ports, two customer replicas, local Redis and PostgreSQL."""
-    lines = [f'[mesh]\ndata_dir = "{root / "data"}"\nredis = "local"\npostgres = "local"\n']
-    for context in CONTEXT_NAMES:
-        replicas = 2 if context == "customer" else 1
-        addresses = ", ".join(f'"127.0.0.1:{free_port()}"' for _ in range(replicas))
-        metrics = ", ".join(f'"127.0.0.1:{free_port()}"' for _ in range(replicas))
-        lines.append(f"[process.{context}]\naddresses = [{addresses}]\nmetrics = [{metrics}]\n")
-    path = root / "mesh.toml"
-    path.write_text("\n".join(lines))
-    return path
-
-
 @dataclass
 class RunningMesh:
     mesh: Mesh
@@ -124,14 +109,10 @@ class RunningMesh:
 
 @pytest.fixture(scope="module")
 def distributed() -> Iterator[RunningMesh]:
-    root = Path(tempfile.mkdtemp(prefix="ogpgy-mesh-"))
-    root.chmod(0o755)  # the local PostgreSQL runs as nobody when the tests run as root
-    path = _mesh_file(root)
-    config = load_mesh_config(path, known_contexts=CONTEXT_NAMES)
-    mesh = Mesh(path, config, admin_password=ADMIN_PASSWORD)
+    mesh = loopback_mesh("ogpgy-mesh-", replicas={"customer": 2}, metrics=True)  # local Redis and PostgreSQL
     mesh.start()
     try:
-        yield RunningMesh(mesh, {c: config.target(c) for c in CONTEXTS}, config)
+        yield RunningMesh(mesh, {c: mesh.config.target(c) for c in CONTEXTS}, mesh.config)
     finally:
         mesh.stop()
 

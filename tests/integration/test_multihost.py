@@ -4,16 +4,15 @@ Where namespaces are not allowed, the test says so and runs the same topology on
 
 from __future__ import annotations
 
-import tempfile
 import warnings
-from pathlib import Path
 
-from mesh.config import load_mesh_config
+from mesh.config import ProcessSpec, load_mesh_config
 from mesh.distributed import Mesh
 from mesh.embedded import CONTEXT_NAMES
 from mesh.local_servers import PostgresServer, RedisServer
 from tests.conftest import ADMIN_PASSWORD
 from tests.integration.test_mesh_modes import CONTEXTS, the_story
+from tests.local_mesh import mesh_root, write_mesh
 from tests.netns import NetnsHosts
 from tests.servers import free_port
 
@@ -25,15 +24,9 @@ HOSTS = [
 ]
 
 
-def _config(root: Path, addresses: list[str], redis_url: str, dsn: str) -> Path:
-    lines = [f'[mesh]\ndata_dir = "{root / "data"}"\nredis = "{redis_url}"\npostgres = "{dsn}"\n']
-    for host, processes in enumerate(HOSTS):
-        for name, contexts in processes.items():
-            listed = ", ".join(f'"{c}"' for c in contexts)
-            lines.append(f'[process.{name}]\ncontexts = [{listed}]\naddresses = ["{addresses[host]}:{free_port()}"]\n')
-    path = root / "mesh.toml"
-    path.write_text("\n".join(lines))
-    return path
+def _processes(addresses: list[str]) -> list[ProcessSpec]:
+    return [ProcessSpec(name, tuple(contexts), (f"{addresses[host]}:{free_port()}",))
+            for host, processes in enumerate(HOSTS) for name, contexts in processes.items()]  # fmt: skip
 
 
 async def test_the_story_across_hosts() -> None:
@@ -43,15 +36,14 @@ async def test_the_story_across_hosts() -> None:
         warnings.warn(f"{why_not}: running the same topology as separate processes on loopback", stacklevel=1)
     gateway = "127.0.0.1" if why_not else hosts.gateway
     addresses = ["127.0.0.1"] * len(HOSTS) if why_not else hosts.addresses
-    root = Path(tempfile.mkdtemp(prefix="ogpgy-hosts-"))
-    root.chmod(0o755)
+    root = mesh_root("ogpgy-hosts-")
     redis = RedisServer(host=gateway)
     postgres = PostgresServer(host=gateway, trusted_network="" if why_not else hosts.network)
     mesh = None
     try:
         redis.start()
         postgres.start()
-        path = _config(root, addresses, redis.url, postgres.new_database())
+        path = write_mesh(root, _processes(addresses), redis=redis.url, postgres=postgres.new_database())
         config = load_mesh_config(path, known_contexts=CONTEXT_NAMES)
         host_of = {name: host for host, processes in enumerate(HOSTS) for name in processes}
         mesh = Mesh(path, config, admin_password=ADMIN_PASSWORD,

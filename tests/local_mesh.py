@@ -1,0 +1,47 @@
+"""A distributed mesh on loopback for the tests and the scripts: one process per context (or the
+grouping given), free ports, its own data directory; local Redis and PostgreSQL unless given."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from mesh.config import ProcessSpec, load_mesh_config, mesh_toml
+from mesh.distributed import Mesh
+from mesh.embedded import CONTEXT_NAMES
+from mesh.local_servers import free_port
+from tests.bank_helpers import generous_fraud_rules
+from tests.conftest import ADMIN_PASSWORD
+
+
+def mesh_root(prefix: str = "ogpgy-mesh-") -> Path:
+    """A data directory PostgreSQL can use when the tests run as root (it runs as nobody then)."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)
+    return root
+
+
+def write_mesh(root: Path, processes: list[ProcessSpec], *, redis: str = "local", postgres: str = "local") -> Path:
+    path = root / "mesh.toml"
+    path.write_text(mesh_toml(root / "data", redis, postgres, processes))
+    return path
+
+
+def loopback_processes(replicas: Mapping[str, int] | None = None, *, metrics: bool = False) -> list[ProcessSpec]:
+    """One process per context on free loopback ports, `replicas` of some."""
+    specs = []
+    for context in CONTEXT_NAMES:
+        count = (replicas or {}).get(context, 1)
+        addresses = tuple(f"127.0.0.1:{free_port()}" for _ in range(count))
+        specs.append(ProcessSpec(context, (context,), addresses, tuple(f"127.0.0.1:{free_port()}" for _ in range(count)) if metrics else ()))
+    return specs
+
+
+def loopback_mesh(prefix: str, *, replicas: Mapping[str, int] | None = None, metrics: bool = False, postgres: str = "local",
+                  log_level: str = "INFO") -> Mesh:  # fmt: skip
+    """A Mesh (not started) over loopback_processes, with fraud limits a load does not hit."""
+    root = mesh_root(prefix)
+    path = write_mesh(root, loopback_processes(replicas, metrics=metrics), postgres=postgres)
+    return Mesh(path, load_mesh_config(path, known_contexts=CONTEXT_NAMES), admin_password=ADMIN_PASSWORD, log_level=log_level,
+                extra_env={"OGPGY_FRAUD_RULES": str(generous_fraud_rules(root))})  # fmt: skip
