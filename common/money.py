@@ -15,7 +15,10 @@ from common.validation import Violations
 # Minor digits of the currencies the bank keeps accounts in.
 CURRENCY_EXPONENTS: dict[str, int] = {"EUR": 2, "USD": 2, "GBP": 2, "CHF": 2, "SEK": 2, "JPY": 0}
 _AMOUNT = re.compile(r"-?(0|[1-9][0-9]{0,14})(\.[0-9]{1,4})?")
-MAX_MINOR = 10**17  # far above any real amount, far below int64 overflow in SQL sums
+# The ledger's limit, in minor units, for any amount and any balance (positive or negative):
+# 9,999,999,999,999.99 EUR, 999,999,999,999,999 JPY. Every SQL computation on minor units stays
+# exact in 64-bit integers below it, with room for sums over thousands of accounts at the limit.
+MAX_MINOR = 999_999_999_999_999
 
 
 @dataclass(frozen=True, order=True)
@@ -35,8 +38,8 @@ class Money:
         minor = value.scaleb(exponent)
         if minor != minor.to_integral_value():
             raise ValueError(f"{currency} has {exponent} minor digits")
-        if abs(minor) >= MAX_MINOR:
-            raise ValueError("amount too large")
+        if abs(minor) > MAX_MINOR:
+            raise ValueError(f"at most {Money(currency, MAX_MINOR).amount} {currency} (the ledger's limit)")
         return cls(currency, int(minor))
 
     @classmethod

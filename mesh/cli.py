@@ -116,6 +116,8 @@ def _parser() -> argparse.ArgumentParser:
     network.add_argument("--error-rate", type=float, default=0.0, help="share of calls answered UNAVAILABLE (0..1)")
     network.add_argument("--timeout-rate", type=float, default=0.0, help="share of calls never answered in time (0..1)")
     network.add_argument("--outage", action="store_true", help="answer every call UNAVAILABLE")
+    network.add_argument("--data-dir", type=Path, default=Path("var/velocitypay"), help="where the network keeps what it "
+                         "settled (default: %(default)s)")  # fmt: skip
     interest = commands.add_parser("interest", help="daily interest runs").add_subparsers(dest="action", required=True)
     run = interest.add_parser("run", help="run (or resume) the interest of a business date, with a progress bar")
     run.add_argument("--date", required=True, type=date.fromisoformat, help="business date, YYYY-MM-DD")
@@ -179,24 +181,17 @@ async def _interest_run(args: argparse.Namespace) -> int:
 
 
 async def _velocitypay(args: argparse.Namespace) -> int:
-    from common.di import ContextModuleBuilder
-    from common.grpc.server import GrpcServer
     from services.velocitypay.module import VelocityPayModule
     from services.velocitypay.simulator import Faults, NetworkState
 
     stop = stop_signal()
-    contexts = await ContextModuleBuilder().build_contexts(VelocityPayModule)
-    contexts["velocitypay"].resolve(NetworkState).faults = Faults(
+    network = await start_process(Settings(data_dir=args.data_dir, host=args.host, port=args.port), [VelocityPayModule])
+    network.contexts["velocitypay"].resolve(NetworkState).faults = Faults(
         latency=args.latency_ms / 1000, error_rate=args.error_rate, timeout_rate=args.timeout_rate, outage=args.outage
     )
-    server = GrpcServer()
-    port = server.bind(f"{args.host}:{args.port}")
-    server.add_contexts(contexts)
-    await server.start()
-    print(f"VelocityPay simulator serving on {args.host}:{port}", flush=True)
+    print(f"VelocityPay simulator serving on {args.host}:{network.server.port} (its ledger in {args.data_dir})", flush=True)
     await stop
-    await server.stop(2)
-    await contexts.shutdown()
+    await network.stop(2)
     return 0
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from common.config import Settings
 from common.di import BuiltContexts, ContextModuleBuilder, context_spec
 from common.grpc.channels import ChannelPool
-from common.grpc.interceptors import BearerAuthenticator
+from common.grpc.identity import BearerAuthenticator, allowed_importers
 from common.grpc.server import GrpcServer
 from common.infrastructure import InfrastructureModule
 from common.observability.tracing import setup_tracing
@@ -95,14 +95,18 @@ async def start_process(
     target = _local_target(settings.host, port)
     addresses = dict(settings.addresses) | {name: target for name in names}
     colocated = names if settings.colocated_calls else []
-    builder = ContextModuleBuilder(ChannelPool(addresses, local=server.local_handlers, colocated=colocated))
+    security = Security(settings)  # before the build: every context's calls carry its identity
+    pool = ChannelPool(addresses, local=server.local_handlers, colocated=colocated, credentials=security.service_token)
+    builder = ContextModuleBuilder(pool)
     builder.supply(settings, context="infrastructure")
+    builder.supply(security, context="infrastructure")
     if customize is not None:
         customize(builder)
     remote = [m for m in ALL_MODULES if m not in modules]
     contexts = await builder.build_contexts(InfrastructureModule, *modules, remote=remote)
     try:
-        server.require_authentication(BearerAuthenticator(contexts["infrastructure"].resolve(Security).verifier))
+        server.require_authentication(BearerAuthenticator(security.verifier))
+        server.allow_importers(allowed_importers(context_spec(m) for m in {*ALL_MODULES, *modules}))
         server.add_contexts(contexts)
         await server.start()
     except BaseException:

@@ -35,6 +35,7 @@ class Settings:
     breaker_reset_seconds: float = 10.0
     network_timeout_seconds: float = 2.0
     queue_poll_seconds: float = 0.2
+    payment_stale_seconds: float = 10.0  # a PENDING payment untouched this long is the worker's (a lost answer, a crash)
     interest_chunk_size: int = 1000
     fraud_rules_path: Path | None = None  # TOML like services/payment/fraud.toml; default: that file
 

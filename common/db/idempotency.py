@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 from common.db.base import Tx
-from common.idempotency import IdempotencyKey, key_reused
+from common.idempotency import IdempotencyKey, key_reused, key_voided
+
+VOID = "void"  # the fingerprint of a key closed by `void`: it never makes anything
 
 
 async def replayed_resource(tx: Tx, key: IdempotencyKey) -> str | None:
     """The resource made by an earlier request with this key, None for a new key.
 
-    Raises AlreadyExists (IDEMPOTENCY_KEY_REUSED) when the key was used for other content.
+    Raises AlreadyExists (IDEMPOTENCY_KEY_REUSED) when the key was used for other content, and
+    FAILED_PRECONDITION (REQUEST_VOIDED) when it was closed by `void`.
     """
     row = await tx.fetchone(
-        "SELECT operation, fingerprint, resource_id FROM idempotency_keys WHERE request_id = ?", key.request_id
-    )
+        "SELECT operation, fingerprint, resource_id FROM idempotency_keys WHERE scope = ? AND request_id = ?",
+        key.scope, key.request_id,
+    )  # fmt: skip
     if row is None:
         return None
+    if row["operation"] == key.operation and row["fingerprint"] == VOID:
+        raise key_voided(key)
     if row["operation"] != key.operation or row["fingerprint"] != key.fingerprint:
         raise key_reused(key)
     return str(row["resource_id"])
@@ -23,8 +29,8 @@ async def replayed_resource(tx: Tx, key: IdempotencyKey) -> str | None:
 
 async def remember(tx: Tx, key: IdempotencyKey, resource_id: str) -> None:
     await tx.execute(
-        "INSERT INTO idempotency_keys (request_id, operation, fingerprint, resource_id) VALUES (?, ?, ?, ?)",
-        key.request_id, key.operation, key.fingerprint, resource_id,
+        "INSERT INTO idempotency_keys (scope, request_id, operation, fingerprint, resource_id) VALUES (?, ?, ?, ?, ?)",
+        key.scope, key.request_id, key.operation, key.fingerprint, resource_id,
     )  # fmt: skip
 
 
@@ -36,8 +42,30 @@ async def claim(tx: Tx, key: IdempotencyKey, resource_id: str) -> str | None:
     of work rolls the claim back with everything else.
     """
     claimed = await tx.execute(
-        "INSERT INTO idempotency_keys (request_id, operation, fingerprint, resource_id) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (request_id) DO NOTHING",
-        key.request_id, key.operation, key.fingerprint, resource_id,
+        "INSERT INTO idempotency_keys (scope, request_id, operation, fingerprint, resource_id) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (scope, request_id) DO NOTHING",
+        key.scope, key.request_id, key.operation, key.fingerprint, resource_id,
     )  # fmt: skip
     return None if claimed == 1 else await replayed_resource(tx, key)
+
+
+async def resource_or_void(tx: Tx, scope: str, request_id: str, operation: str) -> str | None:
+    """What the principal's `operation` with this request_id made; when it made nothing, the
+    key is closed for good (a later request with it is refused) and None is returned.
+
+    The operation claims its key in its own transaction (`claim`), so the answer is definite:
+    either the operation committed first (its resource is returned) or it never will."""
+    closed = await tx.execute(
+        "INSERT INTO idempotency_keys (scope, request_id, operation, fingerprint, resource_id) VALUES (?, ?, ?, ?, '')"
+        " ON CONFLICT (scope, request_id) DO NOTHING",
+        scope, request_id, operation, VOID,
+    )  # fmt: skip
+    if closed == 1:
+        return None
+    row = await tx.fetchone(
+        "SELECT operation, fingerprint, resource_id FROM idempotency_keys WHERE scope = ? AND request_id = ?",
+        scope, request_id,
+    )  # fmt: skip
+    if row is None or row["operation"] != operation or row["fingerprint"] == VOID:
+        return None
+    return str(row["resource_id"])

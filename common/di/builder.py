@@ -19,6 +19,7 @@ from common.di.context import BuiltContexts, Context, ContextSpec, ModuleContext
 from common.di.errors import (
     CycleError,
     DuplicateProviderError,
+    ImportDeclarationError,
     LifecycleError,
     MissingProviderError,
     NotExportedError,
@@ -36,8 +37,13 @@ class RemoteImports(Protocol):
     def serves(self, exported: type, wanted: type) -> bool:
         """Whether an exported type (a servicer) answers imports of `wanted` (its stub)."""
 
-    def bind(self, wanted: type, context: str) -> object:
-        """The object injected for `wanted` imported from `context` (a stub on a channel)."""
+    def methods_of(self, wanted: type) -> tuple[str, ...] | None:
+        """The RPCs of the service `wanted` calls (a stub); None for types that are no stub."""
+
+    def bind(self, imported: ModuleContextImport, importer: str, *, external: bool) -> object:
+        """The object injected for an import of another context's service into `importer`: a
+        stub offering only the imported methods, whose calls carry the importer's identity
+        (none to an `external` context)."""
 
     async def close(self) -> None:
         """Releases what `bind` opened."""
@@ -156,6 +162,29 @@ class ContextModuleBuilder:
                         "runs in another process: only its exported gRPC services can cross. "
                         f"Fix: import the service's generated stub, or build '{source.name}' here."
                     )
+                self._check_methods(spec, imp)
+
+    def _check_methods(self, spec: ContextSpec, imp: ModuleContextImport) -> None:
+        """A service import names the RPCs it calls, each one an RPC of that service."""
+        offered = self._remote_imports.methods_of(imp.type) if self._remote_imports is not None else None
+        if offered is None:
+            if imp.methods:
+                raise ImportDeclarationError(
+                    f"context '{spec.name}' imports {_name(imp.type)} from '{imp.from_context}' with methods=, "
+                    "but it is no gRPC service. Fix: remove methods= (it applies to service stubs only)."
+                )
+            return
+        if not imp.methods:
+            raise ImportDeclarationError(
+                f"context '{spec.name}' imports {_name(imp.type)} from '{imp.from_context}' without naming the "
+                f"RPCs it calls. Fix: add methods=[...] with some of: {', '.join(offered)}."
+            )
+        unknown = [m for m in imp.methods if m not in offered]
+        if unknown:
+            raise ImportDeclarationError(
+                f"context '{spec.name}' imports {', '.join(unknown)} of {_name(imp.type)} from "
+                f"'{imp.from_context}', which has no such RPC. Fix: use some of: {', '.join(offered)}."
+            )
 
     def _exports(self, source: ContextSpec, wanted: type) -> bool:
         return any(
@@ -297,19 +326,19 @@ class ContextModuleBuilder:
         if source is not None and self._provided_locally(source.spec, wanted):
             instance = source.resolve(wanted)
         else:
-            instance = self._bind_remote(spec, imp)
+            instance = self._bind_remote(build, spec, imp)
         build.contexts[spec.name]._register(wanted, instance)
         return instance
 
-    def _bind_remote(self, spec: ContextSpec, imp: ModuleContextImport) -> Any:
-        wanted = imp.type
+    def _bind_remote(self, build: _Build, spec: ContextSpec, imp: ModuleContextImport) -> Any:
         if self._remote_imports is None:
             raise MissingProviderError(
-                f"context '{spec.name}' imports {_name(wanted)} from '{imp.from_context}', which "
+                f"context '{spec.name}' imports {_name(imp.type)} from '{imp.from_context}', which "
                 "can only be reached over gRPC, but the builder has no RemoteImports. "
                 "Fix: pass remote_imports= to ContextModuleBuilder."
             )
-        return self._remote_imports.bind(wanted, imp.from_context)
+        source = build.specs.get(imp.from_context) or build.remote[imp.from_context]
+        return self._remote_imports.bind(imp, spec.name, external=source.external)
 
     @staticmethod
     def _provided_locally(spec: ContextSpec, wanted: type) -> bool:

@@ -14,10 +14,19 @@ C = TypeVar("C", bound=type)
 
 @dataclass(frozen=True)
 class ModuleContextImport:
-    """Declares that a context uses `type` exported by `from_context`."""
+    """Declares that a context uses `type` exported by `from_context`.
+
+    For another context's service (its generated stub), `methods` names the RPCs this context
+    calls: the bound stub offers only those, the callee refuses the others from this context's
+    identity, and the context map shows them. One declaration, three enforcements.
+    """
 
     type: type
     from_context: str
+    methods: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "methods", tuple(self.methods))
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,7 @@ class ContextSpec:
     imports: tuple[ModuleContextImport, ...] = ()
     publishes: tuple[type, ...] = ()  # event messages this context puts in its outbox
     consumes: tuple[type, ...] = ()  # event messages of other contexts it subscribes to
+    external: bool = False  # outside the bank's trust domain: callers send it no identity
     module: type | None = field(default=None, compare=False)
 
     def imported_from(self, wanted: type) -> ModuleContextImport | None:
@@ -51,6 +61,7 @@ def og_context(
     imports: list[ModuleContextImport] | tuple[ModuleContextImport, ...] = (),
     publishes: list[type] | tuple[type, ...] = (),
     consumes: list[type] | tuple[type, ...] = (),
+    external: bool = False,
 ) -> Callable[[C], C]:
     """Declares a bounded context on a module class. Declaration only: nothing is built here."""
 
@@ -64,6 +75,7 @@ def og_context(
             imports=tuple(imports),
             publishes=tuple(publishes),
             consumes=tuple(consumes),
+            external=external,
             module=module,
         )
         setattr(module, _SPEC_ATTR, spec)

@@ -19,6 +19,10 @@ class NotImportedError(DIError):
     """A component needs another context's export without declaring the import."""
 
 
+class ImportDeclarationError(DIError):
+    """An import of another context's service names no RPC, or one that service does not have."""
+
+
 class MissingProviderError(DIError):
     """Nothing in the context, its imports or the whole build provides a needed type."""
 

@@ -8,10 +8,12 @@ call.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from grpc import aio
 
+from common.di import ModuleContextImport
+from common.grpc.identity import bind_stub
 from common.grpc.inprocess import InProcessChannel, LocalHandlers
 from common.grpc.interceptors import outgoing_context_interceptors
 from common.grpc.services import service_of_stub, services_of_servicer
@@ -47,7 +49,8 @@ class ChannelPool:
 
     `addresses` maps a context name to a gRPC target ("127.0.0.1:50051", "dns:///account:7000").
     Contexts named in `colocated` run in this process: their stubs get an in-process channel to
-    `local` (the handlers of this process's server) instead of a socket.
+    `local` (the handlers of this process's server) instead of a socket. `credentials` gives the
+    token of an importing context's service identity, which its calls carry.
     """
 
     def __init__(
@@ -58,20 +61,26 @@ class ChannelPool:
         options: Sequence[tuple[str, object]] = DEFAULT_CHANNEL_OPTIONS,
         local: LocalHandlers | None = None,
         colocated: Iterable[str] = (),
+        credentials: Callable[[str], str] | None = None,
     ) -> None:
         self._addresses = dict(addresses)
         self._colocated = frozenset(colocated) if local is not None else frozenset()
         self._local = local
         self._interceptors = list(interceptors) if interceptors is not None else outgoing_context_interceptors()
         self._options = list(options)
+        self._credentials = credentials
         self._channels: dict[str, aio.Channel | InProcessChannel] = {}
-        self._stubs: dict[tuple[type, str], object] = {}
+        self._stubs: dict[tuple[type, str, str], object] = {}
 
     def serves(self, exported: type, wanted: type) -> bool:
         stub_service = service_of_stub(wanted)
         return stub_service is not None and any(
             binding.full_name == stub_service.full_name for binding in services_of_servicer(exported)
         )
+
+    def methods_of(self, wanted: type) -> tuple[str, ...] | None:
+        binding = service_of_stub(wanted)
+        return None if binding is None else tuple(m.name for m in binding.descriptor.methods)
 
     def channel(self, context: str) -> aio.Channel | InProcessChannel:
         if context in self._colocated:
@@ -95,11 +104,16 @@ class ChannelPool:
             channel = self._channels[_IN_PROCESS] = InProcessChannel(self._local, self._interceptors)  # type: ignore[assignment]
         return channel  # type: ignore[return-value]
 
-    def bind(self, wanted: type, context: str) -> object:
-        key = (wanted, context)
+    def bind(self, imported: ModuleContextImport, importer: str, *, external: bool = False) -> object:
+        """The stub `importer` imported: once per (stub, target, importer), on the shared channel."""
+        key = (imported.type, imported.from_context, importer)
         stub = self._stubs.get(key)
         if stub is None:
-            stub = wanted(self.channel(context))
+            token: Callable[[], str] | None = None
+            if not external and self._credentials is not None:
+                credentials = self._credentials
+                token = lambda: credentials(importer)  # noqa: E731 - bound once, called per call
+            stub = bind_stub(imported.type, self.channel(imported.from_context), imported.methods, importer, token)
             self._stubs[key] = stub
         return stub
 

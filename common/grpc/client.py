@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from grpc import aio
 
-from common.grpc.interceptors import AUTHORIZATION, call_details_interceptors
+from common.grpc.identity import AUTHORIZATION
+from common.grpc.interceptors import call_details_interceptors
 
 
 def bearer_interceptors(token: str) -> list[aio.ClientInterceptor]:

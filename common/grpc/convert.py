@@ -10,6 +10,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from common.idempotency import IdempotencyKey
+from common.security.context import caller_var
 
 
 def timestamp(value: datetime) -> Timestamp:
@@ -28,7 +29,10 @@ def fingerprint(request: Message) -> str:
 
 
 def idempotency_key(request: Message, operation: str) -> IdempotencyKey:
-    return IdempotencyKey(getattr(request, "request_id"), operation, fingerprint(request))
+    """The request's key, in the scope of the principal making this call (no caller: "anonymous")."""
+    caller = caller_var.get()
+    scope = caller.principal if caller is not None else "anonymous"
+    return IdempotencyKey(getattr(request, "request_id"), operation, fingerprint(request), scope)
 
 
 def calendar_date(year: int, month: int, day: int) -> date | None:

@@ -5,8 +5,8 @@ details; anything else is a bug, logged with its traceback and answered INTERNAL
 It is applied to each handler once, when the handler is registered (InterceptingRegistrar).
 Every call has a server span (continuing the caller's trace), Prometheus metrics, and one JSON log
 line with its request id and trace id.
-Client side: propagates the request id, the remaining deadline, the caller's identity and the
-trace context to the next hop.
+Client side: propagates the request id, the remaining deadline and the trace context to the next
+hop (identity is the imported stub's part: common.grpc.identity).
 """
 
 from __future__ import annotations
@@ -15,15 +15,17 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
 from grpc import aio
 
-from common.errors import AppError, FieldViolation, Unauthenticated, ValidationFailed
+from common.errors import AppError, FieldViolation, ValidationFailed
 from common.grpc.call_context import REQUEST_ID_HEADER, deadline_var, request_id_var
+from common.grpc.identity import check_importer
 from common.grpc.inprocess import LocalHandlers
 from common.grpc.status import internal_status, to_grpc_status
 from common.ids import random_bytes
@@ -31,11 +33,9 @@ from common.observability.logs import RPC_LOGGER, log_fields
 from common.observability.metrics import RpcMetrics
 from common.observability.tracing import ServerSpan, inject
 from common.security.context import SecurityContext, caller_var
-from common.security.tokens import TokenVerifier
 
 log = logging.getLogger("ogpgy.grpc")
 rpc_log = logging.getLogger(RPC_LOGGER)
-AUTHORIZATION = "authorization"
 
 
 def _request_id_of(context: aio.ServicerContext) -> str:
@@ -48,22 +48,6 @@ def _request_id_of(context: aio.ServicerContext) -> str:
 class Authenticator(Protocol):
     def authenticate(self, metadata: Sequence[tuple[str, str | bytes]]) -> SecurityContext:
         """The caller, or Unauthenticated."""
-
-
-class BearerAuthenticator:
-    """`authorization: Bearer <token>` checked by a TokenVerifier."""
-
-    def __init__(self, verifier: TokenVerifier) -> None:
-        self._verifier = verifier
-
-    def authenticate(self, metadata: Sequence[tuple[str, str | bytes]]) -> SecurityContext:
-        for key, value in metadata:
-            if key == AUTHORIZATION and isinstance(value, str):
-                scheme, _, token = value.partition(" ")
-                if scheme.lower() == "bearer" and token:
-                    return self._verifier.verify(token.strip())
-                raise Unauthenticated("TOKEN_INVALID", "authorization must be 'Bearer <token>'")
-        raise Unauthenticated("TOKEN_MISSING", "this call needs 'authorization: Bearer <token>' (see IssueToken)")
 
 
 class _Malformed:
@@ -93,11 +77,22 @@ def _refuse_malformed(request: Any) -> None:
         raise ValidationFailed([FieldViolation("request", "the request bytes are not a valid message of this method's type")])
 
 
-def _enter_call(context: aio.ServicerContext, authenticator: Authenticator | None) -> None:
+@dataclass(frozen=True)
+class Guard:
+    """What a method asks of its callers: a valid token (unless public), and, from a context,
+    that it imported the method."""
+
+    authenticator: Authenticator | None = None
+    importers: frozenset[str] = frozenset()
+
+
+def _enter_call(context: aio.ServicerContext, method: str, guard: Guard) -> None:
     request_id_var.set(_request_id_of(context))
     remaining = context.time_remaining()
     deadline_var.set(None if remaining is None else time.monotonic() + remaining)
-    caller_var.set(authenticator.authenticate(context.invocation_metadata() or ()) if authenticator else None)
+    caller = guard.authenticator.authenticate(context.invocation_metadata() or ()) if guard.authenticator else None
+    check_importer(caller, method, guard.importers)
+    caller_var.set(caller)
 
 
 class _Outcome:
@@ -139,13 +134,13 @@ async def _abort_for(exc: Exception, context: aio.ServicerContext, method: str, 
     await context.abort_with_status(status)
 
 
-def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str, auth: Authenticator | None = None) -> Callable[..., Awaitable[Any]]:
+def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str, guard: Guard) -> Callable[..., Awaitable[Any]]:
     metrics = RpcMetrics(method)
 
     async def handle(request: Any, context: aio.ServicerContext) -> Any:
         with _observed(method, metrics, context) as outcome:
             try:
-                _enter_call(context, auth)
+                _enter_call(context, method, guard)
                 _refuse_malformed(request)
                 response = await behavior(request, context)
                 outcome.code = "OK"
@@ -159,17 +154,17 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str, auth: Auth
     return handle
 
 
-def _wrap_stream(behavior: Callable[..., Any], method: str, auth: Authenticator | None = None) -> Callable[..., Any]:
+def _wrap_stream(behavior: Callable[..., Any], method: str, guard: Guard) -> Callable[..., Any]:
     """Server-streaming handlers come in two styles: async generators, and coroutines that
     write with context.write() (the health Watch); each is wrapped in its own style."""
     if not inspect.isasyncgenfunction(behavior):
-        return _wrap_unary(behavior, method, auth)
+        return _wrap_unary(behavior, method, guard)
     metrics = RpcMetrics(method)
 
     async def handle(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
         with _observed(method, metrics, context) as outcome:
             try:
-                _enter_call(context, auth)
+                _enter_call(context, method, guard)
                 _refuse_malformed(request)
                 async for response in behavior(request, context):
                     yield response
@@ -183,31 +178,31 @@ def _wrap_stream(behavior: Callable[..., Any], method: str, auth: Authenticator 
     return handle
 
 
-def intercept_handler(handler: grpc.RpcMethodHandler, method: str, auth: Authenticator | None = None) -> grpc.RpcMethodHandler:
-    """The handler with the call context (and caller, when `auth`) set and AppError mapped to
+def intercept_handler(handler: grpc.RpcMethodHandler, method: str, guard: Guard = Guard()) -> grpc.RpcMethodHandler:
+    """The handler with the call context (and caller, when guarded) set and AppError mapped to
     rich statuses."""
     common = {
         "request_deserializer": _tolerant(handler.request_deserializer),
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(_wrap_unary(handler.unary_unary, method, auth), **common)
+        return grpc.unary_unary_rpc_method_handler(_wrap_unary(handler.unary_unary, method, guard), **common)
     if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream, method, auth), **common)
+        return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream, method, guard), **common)
     return handler  # client-streaming methods are not part of any contract yet
 
 
 class _InterceptedGenericHandler(grpc.GenericRpcHandler):
-    def __init__(self, inner: grpc.GenericRpcHandler, auth: Authenticator | None) -> None:
+    def __init__(self, inner: grpc.GenericRpcHandler, registrar: "InterceptingRegistrar") -> None:
         self._inner = inner
-        self._auth = auth
+        self._registrar = registrar
         self._wrapped: dict[str, grpc.RpcMethodHandler | None] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         method = handler_call_details.method
         if method not in self._wrapped:
             handler = self._inner.service(handler_call_details)
-            self._wrapped[method] = intercept_handler(handler, method, self._auth) if handler else None
+            self._wrapped[method] = intercept_handler(handler, method, self._registrar.guard(method)) if handler else None
         return self._wrapped[method]
 
 
@@ -225,15 +220,17 @@ class InterceptingRegistrar:
         self._local = local  # the same wrapped handlers, for colocated callers
         self.authenticator: Authenticator | None = None
         self.public_methods: frozenset[str] = frozenset()  # method names that need no token
+        self.importers: Mapping[str, frozenset[str]] = {}  # method path -> contexts that imported it
 
-    def _auth_for(self, name: str) -> Authenticator | None:
-        return None if name in self.public_methods else self.authenticator
+    def guard(self, method: str, public: bool = False) -> Guard:
+        return Guard(None if public else self.authenticator, self.importers.get(method, frozenset()))
 
     def add_generic_rpc_handlers(self, handlers: tuple[grpc.GenericRpcHandler, ...]) -> None:
-        self._server.add_generic_rpc_handlers(tuple(_InterceptedGenericHandler(h, self.authenticator) for h in handlers))
+        self._server.add_generic_rpc_handlers(tuple(_InterceptedGenericHandler(h, self) for h in handlers))
 
     def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
-        wrapped = {name: intercept_handler(h, f"/{service}/{name}", self._auth_for(name)) for name, h in handlers.items()}
+        wrapped = {name: intercept_handler(h, f"/{service}/{name}", self.guard(f"/{service}/{name}", name in self.public_methods))
+                   for name, h in handlers.items()}  # fmt: skip
         self._server.add_registered_method_handlers(service, wrapped)
         if self._local is not None:
             for name, handler in wrapped.items():
@@ -245,9 +242,6 @@ def _outgoing_details(details: aio.ClientCallDetails) -> aio.ClientCallDetails:
     request_id = request_id_var.get()
     if request_id and REQUEST_ID_HEADER not in metadata:
         metadata.add(REQUEST_ID_HEADER, request_id)
-    caller = caller_var.get()
-    if caller is not None and caller.token and AUTHORIZATION not in metadata:
-        metadata.add(AUTHORIZATION, f"Bearer {caller.token}")  # the caller's identity travels on
     timeout = details.timeout
     carrier: dict[str, str] = {}
     inject(carrier)  # the trace goes on with the next hop
@@ -287,5 +281,5 @@ def call_details_interceptors(rewrite: Callable[[aio.ClientCallDetails], aio.Cli
 
 
 def outgoing_context_interceptors() -> list[aio.ClientInterceptor]:
-    """Put the caller's request id, remaining deadline and identity on every outgoing call."""
+    """Put the caller's request id and remaining deadline on every outgoing call."""
     return call_details_interceptors(_outgoing_details)

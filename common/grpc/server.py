@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from grpc import aio
@@ -66,6 +66,10 @@ class GrpcServer:
         """Every RPC added from now on needs a valid token, except health, reflection and the
         methods a servicer lists in its PUBLIC_METHODS (e.g. IssueToken)."""
         self._registrar.authenticator = authenticator
+
+    def allow_importers(self, importers: Mapping[str, frozenset[str]]) -> None:
+        """From now on, a context's identity may call only the RPCs it imported (common.grpc.identity)."""
+        self._registrar.importers = importers
 
     def add_servicer(self, servicer: Any) -> list[str]:
         """Registers a servicer under every proto service it implements."""

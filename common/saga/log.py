@@ -10,8 +10,9 @@ from common.db.base import Tx
 
 RUNNING, COMPENSATING = "RUNNING", "COMPENSATING"
 COMPLETED, COMPENSATED, FAILED_NEEDS_OPERATOR = "COMPLETED", "COMPENSATED", "FAILED_NEEDS_OPERATOR"
-# Step states
-PENDING, DONE, FAILED, UNDONE = "PENDING", "DONE", "FAILED", "COMPENSATED"
+# Step states. REFUSED: the step was refused for good and did nothing, so there is nothing to undo
+# (FAILED: it kept failing for passing reasons, and may have acted).
+PENDING, DONE, FAILED, REFUSED, UNDONE = "PENDING", "DONE", "FAILED", "REFUSED", "COMPENSATED"
 
 
 TERMINAL = (COMPLETED, COMPENSATED, FAILED_NEEDS_OPERATOR)

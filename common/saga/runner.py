@@ -35,6 +35,7 @@ from common.saga.log import (
     FAILED,
     FAILED_NEEDS_OPERATOR,
     PENDING,
+    REFUSED,
     RUNNING,
     TERMINAL,
     UNDONE,
@@ -50,7 +51,7 @@ WAIT_SECONDS = 0.2  # how often a caller whose saga another replica drives reads
 
 
 class StepRefused(Exception):
-    """A definite failure: retrying will not help, compensate now."""
+    """A definite failure that did nothing: retrying will not help, compensate the steps before."""
 
 
 @dataclass
@@ -209,7 +210,7 @@ class SagaRunner(BaseComponent):
             try:
                 result = await step.action(ctx)
             except StepRefused as refused:
-                stored.state, stored.last_error = FAILED, str(refused)
+                stored.state, stored.last_error = REFUSED, str(refused)
                 await self._save(record, index)
                 return str(refused)
             except Exception as exc:  # noqa: BLE001 - transient until retries run out
@@ -231,8 +232,9 @@ class SagaRunner(BaseComponent):
     async def _backward(self, definition: SagaDefinition, record: sagalog.SagaRecord, ctx: SagaContext) -> None:
         for index in sorted(record.steps, reverse=True):
             stored, step = record.steps[index], definition.steps[index]
-            # PENDING or FAILED may have acted before the crash or refusal: compensations tolerate "nothing to undo".
-            if stored.state in (UNDONE, "") or step.compensation is None:
+            # PENDING or FAILED may have acted before the crash: compensations tolerate "nothing to undo".
+            # A REFUSED step did nothing: a saga refused at its first step ends COMPENSATED at once.
+            if stored.state in (UNDONE, REFUSED, "") or step.compensation is None:
                 continue
             if not await self._compensate(record, index, step, ctx):
                 error = f"compensation of {step.name} keeps failing: {stored.last_error}"

@@ -1,13 +1,14 @@
 """Pattern 13's rules: admin sees all; a customer only their own data; a relationship manager only
-the customers assigned to them; service accounts act for contexts. Personal data is masked for
-callers who may not read it."""
+the customers assigned to them. A context relaying a call is judged by the user it acts for; a
+context acting alone may read what its imports allow and change nothing of a customer's. Personal
+data is masked for callers who may not read it."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from common.errors import PermissionDenied
-from common.security.context import ADMIN, CUSTOMER, RELATIONSHIP_MANAGER, SERVICE, SecurityContext, current_caller
+from common.errors import NotFound, PermissionDenied
+from common.security.context import ADMIN, CUSTOMER, RELATIONSHIP_MANAGER, SecurityContext, current_caller
 
 AssignmentLookup = Callable[[SecurityContext, str], Awaitable[bool]]
 MASK = "***"
@@ -17,6 +18,15 @@ def denied(action: str) -> PermissionDenied:
     caller = current_caller()
     return PermissionDenied("ACCESS_DENIED", f"{', '.join(caller.roles) or 'this caller'} may not {action}",
                             {"user_id": caller.user_id})  # fmt: skip
+
+
+def unknown(resource_type: str, resource_id: str, action: str) -> NotFound | PermissionDenied:
+    """The answer for a resource that does not exist: NOT_FOUND to a caller who may read every
+    such resource, and to anyone else exactly what a resource of somebody else's answers, so that
+    ids cannot be probed."""
+    if current_caller().can("all:read"):
+        return NotFound(resource_type, resource_id)
+    return denied(action)
 
 
 def require_role(*roles: str, action: str) -> SecurityContext:
@@ -31,9 +41,11 @@ async def may_access_customer(caller: SecurityContext, customer_id: str, *, assi
     """Whether `caller` may read (or, with write, change) the data of `customer_id`.
 
     Relationship managers read their assigned customers and change nothing; bank-internal data
-    (no customer) is for admins and services only.
+    (no customer) is for admins only. A context acting alone (no user) may read, never write.
     """
-    if caller.has_role(ADMIN) or caller.has_role(SERVICE):
+    if not caller.has_subject:
+        return bool(caller.service) and not write
+    if caller.has_role(ADMIN):
         return True
     if not customer_id:
         return False

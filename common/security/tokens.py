@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from common.errors import Unauthenticated
-from common.security.context import SecurityContext
+from common.security.context import USER_ROLES, SecurityContext, service_identity
 
 ALGORITHM = "EdDSA"
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "aud", "iss"]
@@ -59,22 +59,24 @@ def jwks(key: Ed25519PublicKey) -> str:
     return json.dumps({"keys": [{**jwk, "use": "sig", "alg": ALGORITHM}]})
 
 
-def issue(key: Ed25519PrivateKey, settings: TokenSettings, caller: SecurityContext, audience: str = "") -> tuple[str, int]:
-    """A signed token for `caller`; returns it with its expiry (epoch seconds)."""
+def _sign(key: Ed25519PrivateKey, settings: TokenSettings, claims: dict[str, object], audience: str = "") -> tuple[str, int]:
     now = int(time.time())
     expires = now + settings.ttl_seconds
-    claims = {
-        "sub": caller.user_id,
-        "name": caller.username,
-        "roles": list(caller.roles),
-        "cid": caller.customer_id,
-        "aud": audience or settings.audience,
-        "iss": settings.issuer,
-        "iat": now,
-        "exp": expires,
-        "jti": hashlib.sha256(os.urandom(16)).hexdigest()[:16],
-    }
+    claims |= {"aud": audience or settings.audience, "iss": settings.issuer, "iat": now, "exp": expires,
+               "jti": hashlib.sha256(os.urandom(16)).hexdigest()[:16]}  # fmt: skip
     return jwt.encode(claims, key, algorithm=ALGORITHM), expires
+
+
+def issue(key: Ed25519PrivateKey, settings: TokenSettings, caller: SecurityContext, audience: str = "") -> tuple[str, int]:
+    """A signed token for the user `caller`; returns it with its expiry (epoch seconds)."""
+    claims: dict[str, object] = {"sub": caller.user_id, "name": caller.username, "roles": list(caller.roles), "cid": caller.customer_id}
+    return _sign(key, settings, claims, audience)
+
+
+def issue_service(key: Ed25519PrivateKey, settings: TokenSettings, context: str) -> tuple[str, int]:
+    """A token of the service identity of `context` (claim `ctx`): it names the calling context
+    and carries no role; what it may call is the context's import declaration."""
+    return _sign(key, settings, {"sub": f"svc_{context}", "name": f"service-{context}", "roles": [], "ctx": context})
 
 
 class TokenVerifier:
@@ -102,12 +104,27 @@ class TokenVerifier:
             raise Unauthenticated("TOKEN_EXPIRED", "the access token has expired; request a new one") from exc
         except jwt.InvalidTokenError as exc:
             raise Unauthenticated("TOKEN_INVALID", "the access token is not valid for this bank") from exc
-        caller = SecurityContext(
-            user_id=str(claims["sub"]),
-            username=str(claims.get("name", "")),
-            roles=tuple(str(r) for r in claims.get("roles", [])),
-            customer_id=str(claims.get("cid", "")),
-            token=token,
-        )
+        caller = _caller(claims, token)
         self._verified[token] = (float(claims["exp"]), caller)
         return caller
+
+    def verify_subject(self, token: str) -> SecurityContext:
+        """The end user a context relays a call for: a user's token, never a service's."""
+        subject = self.verify(token)
+        if subject.service:
+            raise Unauthenticated("SUBJECT_INVALID", "the subject of a relayed call must be a user's token")
+        return subject
+
+
+def _caller(claims: dict[str, object], token: str) -> SecurityContext:
+    context = claims.get("ctx")
+    if isinstance(context, str) and context:
+        return service_identity(context)
+    roles = claims.get("roles", [])
+    return SecurityContext(
+        user_id=str(claims["sub"]),
+        username=str(claims.get("name", "")),
+        roles=tuple(str(r) for r in roles if r in USER_ROLES) if isinstance(roles, list) else (),
+        customer_id=str(claims.get("cid", "")),
+        token=token,
+    )

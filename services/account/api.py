@@ -17,6 +17,7 @@ from services.account.domain import CUSTOMER_TYPES, Account, AccountType, Entry,
 from services.account.service import AccountApplicationService
 
 _TYPES = {pb.AccountType.Value(f"ACCOUNT_TYPE_{t.value}"): t for t in AccountType}
+_ACCESS = {pb.ACCOUNT_ACCESS_READ: False, pb.ACCOUNT_ACCESS_DEBIT: True}  # -> debit?
 
 
 def money_pb(money: Money) -> money_pb2.Money:
@@ -67,6 +68,8 @@ def hold_pb(h: Hold) -> pb.Hold:
         status=pb.HoldStatus.Value(f"HOLD_STATUS_{h.status.value}"),
         captured_amount=money_pb(h.captured) if h.captured else None,
         transfer_id=h.transfer_id,
+        owner_context=h.owner_context,
+        place_time=timestamp(h.placed_at) if h.placed_at else None,
     )
 
 
@@ -194,6 +197,33 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         _validated(v, request)
         hold = await self._service.release_hold(request.hold_id, idempotency_key(request, "ReleaseHold"))
         return pb.ReleaseHoldResponse(hold=hold_pb(hold))
+
+    async def GetHold(self, request: pb.GetHoldRequest, context: aio.ServicerContext) -> pb.GetHoldResponse:
+        v = Violations()
+        check_id(v, request.hold_id, "hold_id", "hld")
+        v.raise_if_any()
+        return pb.GetHoldResponse(hold=hold_pb(await self._service.get_hold(request.hold_id)))
+
+    async def ListHolds(self, request: pb.ListHoldsRequest, context: aio.ServicerContext) -> pb.ListHoldsResponse:
+        v = Violations()
+        check_id(v, request.account_id, "account_id", "acc")
+        v.raise_if_any()
+        holds, token = await self._service.holds(request.account_id, request.page_size, request.page_token)
+        return pb.ListHoldsResponse(holds=[hold_pb(h) for h in holds], next_page_token=token)
+
+    async def LookupHold(self, request: pb.LookupHoldRequest, context: aio.ServicerContext) -> pb.LookupHoldResponse:
+        v = Violations()
+        check_request_id(v, request.request_id)
+        v.raise_if_any()
+        return pb.LookupHoldResponse(hold=hold_pb(await self._service.lookup_hold(request.request_id)))
+
+    async def CheckAccountAccess(self, request: pb.CheckAccountAccessRequest, context: aio.ServicerContext) -> pb.CheckAccountAccessResponse:
+        v = Violations()
+        check_id(v, request.account_id, "account_id", "acc")
+        v.check(request.access in _ACCESS, "access", "required: ACCOUNT_ACCESS_READ or ACCOUNT_ACCESS_DEBIT")
+        v.raise_if_any()
+        account = await self._service.check_access(request.account_id, debit=_ACCESS[request.access])
+        return pb.CheckAccountAccessResponse(account_id=account.account_id, currency_code=account.currency)
 
     async def AccrueInterest(self, request: pb.AccrueInterestRequest, context: aio.ServicerContext) -> pb.AccrueInterestResponse:
         v = Violations()

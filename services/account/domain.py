@@ -120,6 +120,14 @@ class Hold:
     description: str
     captured: Money | None = None
     transfer_id: str = ""
+    owner_context: str = ""  # the context that placed it for a user; "" when placed directly
+    placed_by: str = ""  # the authority it was placed on (SecurityContext.chain)
+    placed_at: datetime | None = None
+
+    def resolved_only_by_owner(self) -> bool:
+        """A hold a context placed for its own process (a payment, a loan) is captured or
+        released by that context alone: the account holder sees it but cannot take it back."""
+        return bool(self.owner_context)
 
 
 @dataclass(frozen=True)

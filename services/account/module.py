@@ -12,7 +12,6 @@ from common.di import ModuleContextImport, og_context
 from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.infrastructure import Databases
-from common.security.component import Security
 from services.account.api import AccountApi
 from services.account.events import CustomerEventsHandler
 from services.account.repository import AccountDatabase, SqlLedgerRepository
@@ -24,12 +23,11 @@ from services.account.service import AccountApplicationService, AccountFactory
     description="Accounts (factory of products), the double-entry ledger, holds and statements",
     business_owner="Core Banking Team",
     imports=[
-        ModuleContextImport(CustomerServiceStub, from_context="customer"),
+        ModuleContextImport(CustomerServiceStub, from_context="customer", methods=["GetCustomer"]),
         ModuleContextImport(Databases, from_context="infrastructure"),
         ModuleContextImport(Clock, from_context="infrastructure"),
         ModuleContextImport(EventBus, from_context="infrastructure"),
         ModuleContextImport(Caches, from_context="infrastructure"),
-        ModuleContextImport(Security, from_context="infrastructure"),
     ],
     providers=[
         AccountDatabase,

@@ -19,7 +19,7 @@ from ogpgy.account.v1 import events_pb2
 from ogpgy.type.v1 import money_pb2
 
 from common.db.base import Row, Tx
-from common.db.idempotency import claim, remember, replayed_resource
+from common.db.idempotency import claim, resource_or_void
 from common.di import BaseComponent, og_component
 from common.errors import NotFound, PreconditionFailed
 from common.events.inbox import first_delivery
@@ -28,7 +28,7 @@ from common.grpc.convert import timestamp
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.infrastructure import ContextDatabase
-from common.money import Money
+from common.money import MAX_MINOR, Money
 from services.account.domain import (
     Account,
     AccountFeatures,
@@ -65,15 +65,19 @@ class LedgerRepository(Protocol):
 
     async def close_account(self, account_id: str, key: IdempotencyKey, at: datetime, events: list[Message]) -> Account: ...
 
-    async def replay_account(self, key: IdempotencyKey) -> Account | None: ...
-
     async def transfer(self, order: TransferOrder, transfer_id: str, key: IdempotencyKey, at: datetime) -> Transfer: ...
 
     async def get_transfer(self, transfer_id: str) -> Transfer | None: ...
 
     async def reverse(self, transfer_id: str, reason: str, new_id: str, key: IdempotencyKey, at: datetime) -> Transfer: ...
 
-    async def place_hold(self, order: TransferOrder, hold_id: str, key: IdempotencyKey, at: datetime) -> Hold: ...
+    async def place_hold(self, order: TransferOrder, hold_id: str, key: IdempotencyKey, at: datetime, owner: str,
+                         placed_by: str) -> Hold: ...  # fmt: skip
+
+    async def lookup_hold(self, scope: str, request_id: str) -> Hold | None:
+        """The hold `scope`'s PlaceHold with `request_id` placed; None (and the id closed) if none."""
+
+    async def holds_of(self, account_id: str, after: int, limit: int) -> Page: ...
 
     async def capture_hold(self, hold_id: str, amount: Money | None, transfer_id: str, key: IdempotencyKey, at: datetime) -> tuple[Hold, Transfer]: ...
 
@@ -100,7 +104,8 @@ _TRANSFER_COLUMNS = (
     " reverses_transfer_id, hold_id, posted_at"
 )
 _HOLD_COLUMNS = (
-    "hold_id, debit_account_id, credit_account_id, amount_minor, currency, status, description, captured_minor, transfer_id"
+    "hold_id, debit_account_id, credit_account_id, amount_minor, currency, status, description, captured_minor, transfer_id,"
+    " owner_context, placed_by, placed_at"
 )
 
 
@@ -154,6 +159,9 @@ def _hold(row: Row) -> Hold:
         description=row["description"],
         captured=Money(row["currency"], captured) if captured is not None else None,
         transfer_id=row["transfer_id"] or "",
+        owner_context=row["owner_context"],
+        placed_by=row["placed_by"],
+        placed_at=datetime.fromisoformat(row["placed_at"]),
     )
 
 
@@ -199,6 +207,19 @@ async def _accounts_of(tx: Tx, customer_id: str, after: int, limit: int) -> Page
         customer_id, after, limit + 1,
     )  # fmt: skip
     return _page(rows, limit, _account)
+
+
+async def _holds_of(tx: Tx, account_id: str, after: int, limit: int) -> Page:
+    rows = await tx.fetchall(
+        f"SELECT seq, {_HOLD_COLUMNS} FROM holds WHERE debit_account_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        account_id, after, limit + 1,
+    )  # fmt: skip
+    return _page(rows, limit, _hold)
+
+
+async def _lookup_hold(tx: Tx, scope: str, request_id: str) -> Hold | None:
+    hold_id = await resource_or_void(tx, scope, request_id, "PlaceHold")
+    return await _select_hold(tx, hold_id) if hold_id else None
 
 
 async def _entries(tx: Tx, account_id: str, after: int, limit: int) -> Page:
@@ -247,11 +268,10 @@ async def _insert_account(tx: Tx, account: Account) -> None:
 
 
 async def _open_account(tx: Tx, account: Account, key: IdempotencyKey, events: list[Message]) -> Account:
-    replayed = await replayed_resource(tx, key)
+    replayed = await claim(tx, key, account.account_id)
     if replayed is not None:
         return await _require_account(tx, replayed)
     await _insert_account(tx, account)
-    await remember(tx, key, account.account_id)
     for event in events:
         await append_event(tx, event)
     return account
@@ -278,7 +298,7 @@ async def _ensure_internal(tx: Tx, currencies: list[str], at: datetime) -> None:
 
 
 async def _close_account(tx: Tx, account_id: str, key: IdempotencyKey, at: datetime, events: list[Message]) -> Account:
-    replayed = await replayed_resource(tx, key)
+    replayed = await claim(tx, key, account_id)
     if replayed is not None:
         return await _require_account(tx, replayed)
     account = await _require_account(tx, account_id)
@@ -296,22 +316,17 @@ async def _close_account(tx: Tx, account_id: str, key: IdempotencyKey, at: datet
         raise PreconditionFailed(reason, f"only an account at zero balance without holds can be closed (balance "
                                  f"{account.money(account.balance)}, held {account.money(account.held)})",
                                  {"account_id": account_id})  # fmt: skip
-    await remember(tx, key, account_id)
     for event in events:
         await append_event(tx, event)
     return await _require_account(tx, account_id)
 
 
-async def _replay_account(tx: Tx, key: IdempotencyKey) -> Account | None:
-    replayed = await replayed_resource(tx, key)
-    return await _select_account(tx, replayed) if replayed else None
-
-
 # --- movements ------------------------------------------------------------------------------
 
 
-async def _why_refused(tx: Tx, account_id: str, currency: str) -> Exception:
-    """After a conditional UPDATE matched nothing: the reason, in the caller's terms."""
+async def _why_refused(tx: Tx, account_id: str, currency: str, change: int = 0) -> Exception:
+    """After a conditional UPDATE matched nothing: the reason, in the caller's terms (`change`:
+    the signed amount the balance was to move by)."""
     account = await _require_account(tx, account_id)
     if account.status is AccountStatus.CLOSED:
         return PreconditionFailed("ACCOUNT_CLOSED", f"account {account_id} is closed", {"account_id": account_id})
@@ -320,6 +335,8 @@ async def _why_refused(tx: Tx, account_id: str, currency: str) -> Exception:
             "CURRENCY_MISMATCH", f"account {account_id} is in {account.currency}, not {currency}",
             {"account_id": account_id, "account_currency": account.currency},
         )  # fmt: skip
+    if abs(account.balance + change) > MAX_MINOR or account.held - min(change, 0) > MAX_MINOR:
+        return balance_limit(account_id)
     return PreconditionFailed(
         "INSUFFICIENT_FUNDS",
         f"account {account_id} has {account.money(account.available)} available",
@@ -327,28 +344,38 @@ async def _why_refused(tx: Tx, account_id: str, currency: str) -> Exception:
     )
 
 
+def balance_limit(account_id: str) -> PreconditionFailed:
+    return PreconditionFailed(
+        "BALANCE_LIMIT_EXCEEDED",
+        f"the balance of account {account_id} would pass the ledger's limit of {MAX_MINOR} minor units",
+        {"account_id": account_id, "limit_minor": str(MAX_MINOR)},
+    )
+
+
 async def _debit(tx: Tx, account_id: str, amount: Money, *, release: int = 0) -> int:
-    """Debits within the floor (after releasing `release` from held); the new balance."""
+    """Debits within the floor and the ledger's limit (after releasing `release` from held);
+    the new balance."""
     row = await tx.fetchone(
         "UPDATE accounts SET balance_minor = balance_minor - ?, held_minor = held_minor - ?"
-        " WHERE account_id = ? AND status = 'OPEN' AND currency = ?"
+        " WHERE account_id = ? AND status = 'OPEN' AND currency = ? AND balance_minor - ? >= ?"
         " AND (floor_minor IS NULL OR balance_minor - (held_minor - ?) - ? >= floor_minor)"
         " RETURNING balance_minor",
-        amount.minor, release, account_id, amount.currency, release, amount.minor,
+        amount.minor, release, account_id, amount.currency, amount.minor, -MAX_MINOR, release, amount.minor,
     )  # fmt: skip
     if row is None:
-        raise await _why_refused(tx, account_id, amount.currency)
+        raise await _why_refused(tx, account_id, amount.currency, -amount.minor)
     return int(row["balance_minor"])
 
 
 async def _credit(tx: Tx, account_id: str, amount: Money) -> int:
+    """Credits within the ledger's limit; the new balance."""
     row = await tx.fetchone(
         "UPDATE accounts SET balance_minor = balance_minor + ? WHERE account_id = ? AND status = 'OPEN'"
-        " AND currency = ? RETURNING balance_minor",
-        amount.minor, account_id, amount.currency,
+        " AND currency = ? AND balance_minor + ? <= ? RETURNING balance_minor",
+        amount.minor, account_id, amount.currency, amount.minor, MAX_MINOR,
     )  # fmt: skip
     if row is None:
-        raise await _why_refused(tx, account_id, amount.currency)
+        raise await _why_refused(tx, account_id, amount.currency, amount.minor)
     return int(row["balance_minor"])
 
 
@@ -387,7 +414,7 @@ async def _transfer(tx: Tx, order: TransferOrder, transfer_id: str, key: Idempot
 
 
 async def _reverse(tx: Tx, transfer_id: str, reason: str, new_id: str, key: IdempotencyKey, at: datetime) -> Transfer:
-    replayed = await replayed_resource(tx, key)
+    replayed = await claim(tx, key, new_id)
     if replayed is not None:
         return await _select_transfer(tx, replayed)  # type: ignore[return-value]
     original = await _select_transfer(tx, transfer_id)
@@ -404,31 +431,29 @@ async def _reverse(tx: Tx, transfer_id: str, reason: str, new_id: str, key: Idem
                                  {"transfer_id": transfer_id})  # fmt: skip
     order = TransferOrder(original.credit_account_id, original.debit_account_id, original.amount,
                           reason or f"reversal of {transfer_id}", reverses_transfer_id=transfer_id)  # fmt: skip
-    reversal = await _post(tx, order, new_id, at)
-    await remember(tx, key, new_id)
-    return reversal
+    return await _post(tx, order, new_id, at)
 
 
-async def _place_hold(tx: Tx, order: TransferOrder, hold_id: str, key: IdempotencyKey, at: datetime) -> Hold:
-    replayed = await replayed_resource(tx, key)
+async def _place_hold(tx: Tx, order: TransferOrder, hold_id: str, key: IdempotencyKey, at: datetime, owner: str,
+                      placed_by: str) -> Hold:  # fmt: skip
+    replayed = await claim(tx, key, hold_id)
     if replayed is not None:
         return await _select_hold(tx, replayed)  # type: ignore[return-value]
     row = await tx.fetchone(
         "UPDATE accounts SET held_minor = held_minor + ? WHERE account_id = ? AND status = 'OPEN' AND currency = ?"
-        " AND (floor_minor IS NULL OR balance_minor - held_minor - ? >= floor_minor) RETURNING held_minor",
-        order.amount.minor, order.debit_account_id, order.amount.currency, order.amount.minor,
+        " AND held_minor + ? <= ? AND (floor_minor IS NULL OR balance_minor - held_minor - ? >= floor_minor) RETURNING held_minor",
+        order.amount.minor, order.debit_account_id, order.amount.currency, order.amount.minor, MAX_MINOR, order.amount.minor,
     )  # fmt: skip
     if row is None:
-        raise await _why_refused(tx, order.debit_account_id, order.amount.currency)
+        raise await _why_refused(tx, order.debit_account_id, order.amount.currency, -order.amount.minor)
     creditor = await _require_account(tx, order.credit_account_id)
     if creditor.status is not AccountStatus.OPEN or creditor.currency != order.amount.currency:
         raise await _why_refused(tx, order.credit_account_id, order.amount.currency)
     await tx.execute(
-        f"INSERT INTO holds ({_HOLD_COLUMNS}, placed_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
+        f"INSERT INTO holds ({_HOLD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?)",
         hold_id, order.debit_account_id, order.credit_account_id, order.amount.minor, order.amount.currency,
-        HoldStatus.PLACED.value, order.description, at.isoformat(),
+        HoldStatus.PLACED.value, order.description, owner, placed_by, at.isoformat(),
     )  # fmt: skip
-    await remember(tx, key, hold_id)
     return await _select_hold(tx, hold_id)  # type: ignore[return-value]
 
 
@@ -449,7 +474,7 @@ async def _resolve_hold(tx: Tx, hold_id: str, status: HoldStatus, captured: int 
 
 async def _capture_hold(tx: Tx, hold_id: str, amount: Money | None, transfer_id: str, key: IdempotencyKey,
                         at: datetime) -> tuple[Hold, Transfer]:  # fmt: skip
-    replayed = await replayed_resource(tx, key)
+    replayed = await claim(tx, key, hold_id)
     if replayed is not None:
         hold = await _select_hold(tx, replayed)
         return hold, await _select_transfer(tx, hold.transfer_id)  # type: ignore[union-attr,return-value]
@@ -463,17 +488,15 @@ async def _capture_hold(tx: Tx, hold_id: str, amount: Money | None, transfer_id:
     await _resolve_hold(tx, hold_id, HoldStatus.CAPTURED, captured.minor, transfer_id)
     order = TransferOrder(hold.debit_account_id, hold.credit_account_id, captured, hold.description, hold_id=hold_id)
     transfer = await _post(tx, order, transfer_id, at, release=hold.amount.minor)
-    await remember(tx, key, hold_id)
     return await _select_hold(tx, hold_id), transfer  # type: ignore[return-value]
 
 
 async def _release_hold(tx: Tx, hold_id: str, key: IdempotencyKey) -> Hold:
-    replayed = await replayed_resource(tx, key)
+    replayed = await claim(tx, key, hold_id)
     if replayed is not None:
         return await _select_hold(tx, replayed)  # type: ignore[return-value]
     hold = await _resolve_hold(tx, hold_id, HoldStatus.RELEASED, None, None)
     await tx.execute("UPDATE accounts SET held_minor = held_minor - ? WHERE account_id = ?", hold.amount.minor, hold.debit_account_id)
-    await remember(tx, key, hold_id)
     return await _select_hold(tx, hold_id)  # type: ignore[return-value]
 
 
@@ -508,9 +531,6 @@ class SqlLedgerRepository(BaseComponent, LedgerRepository):
     async def close_account(self, account_id: str, key: IdempotencyKey, at: datetime, events: list[Message]) -> Account:
         return await self._db.write(_close_account, account_id, key, at, events)
 
-    async def replay_account(self, key: IdempotencyKey) -> Account | None:
-        return await self._db.read(_replay_account, key)
-
     async def transfer(self, order: TransferOrder, transfer_id: str, key: IdempotencyKey, at: datetime) -> Transfer:
         return await self._db.write(_transfer, order, transfer_id, key, at)
 
@@ -520,8 +540,15 @@ class SqlLedgerRepository(BaseComponent, LedgerRepository):
     async def reverse(self, transfer_id: str, reason: str, new_id: str, key: IdempotencyKey, at: datetime) -> Transfer:
         return await self._db.write(_reverse, transfer_id, reason, new_id, key, at)
 
-    async def place_hold(self, order: TransferOrder, hold_id: str, key: IdempotencyKey, at: datetime) -> Hold:
-        return await self._db.write(_place_hold, order, hold_id, key, at)
+    async def place_hold(self, order: TransferOrder, hold_id: str, key: IdempotencyKey, at: datetime, owner: str,
+                         placed_by: str) -> Hold:  # fmt: skip
+        return await self._db.write(_place_hold, order, hold_id, key, at, owner, placed_by)
+
+    async def lookup_hold(self, scope: str, request_id: str) -> Hold | None:
+        return await self._db.write(_lookup_hold, scope, request_id)
+
+    async def holds_of(self, account_id: str, after: int, limit: int) -> Page:
+        return await self._db.read(_holds_of, account_id, after, limit)
 
     async def capture_hold(self, hold_id: str, amount: Money | None, transfer_id: str, key: IdempotencyKey,
                            at: datetime) -> tuple[Hold, Transfer]:  # fmt: skip
@@ -562,17 +589,25 @@ PPM = 1_000_000
 def interest_sql(tiers: tuple[InterestTier, ...], balance: str = "balance_minor") -> str:
     """daily_interest (domain) as one integer SQL expression, for set-based posting.
 
-    The rate is chosen by the tiers (rates in parts per million), and the division by 365 is
+    The rate is chosen by the tiers (rates in parts per million), and balance * rate / 365 is
     rounded half-even with integer arithmetic, so SQLite and PostgreSQL agree with the Decimal
-    reference exactly. tests/unit/test_interest_rules.py cross-checks them.
+    reference exactly (tests/unit/test_interest_rules.py cross-checks them). No intermediate
+    leaves 64 bits for any balance up to MAX_MINOR and any rate below 1: the balance is split as
+    hi * 10^6 + lo, so that balance * rate = (hi * rate) * 10^6 + lo * rate, and
+    hi * rate = 365 * qa + ra gives balance * rate = qa * (365 * 10^6) + (ra * 10^6 + lo * rate),
+    where every product stays below 10^16. (A plain balance * rate overflows: SQLite would turn
+    it into a float, PostgreSQL would fail.)
     """
     cases = " ".join(f"WHEN {balance} <= {t.up_to_minor} THEN {int(t.annual_rate * PPM)}" for t in tiers if t.up_to_minor is not None)
     rate = f"(CASE {cases} ELSE {int(tiers[-1].annual_rate * PPM)} END)"
     den = 365 * PPM
-    num = f"({balance} * {rate})"
+    hi, lo = f"({balance} / {PPM})", f"({balance} - ({balance} / {PPM}) * {PPM})"
+    high = f"({hi} * {rate})"
+    qa, ra = f"({high} / 365)", f"({high} - ({high} / 365) * 365)"
+    rest = f"({ra} * {PPM} + {lo} * {rate})"
     # Remainders as a - (a / b) * b: no '%' (a placeholder to psycopg), integer division on both engines.
-    quotient = f"({num} / {den})"
-    remainder = f"({num} - {quotient} * {den})"
+    quotient = f"({qa} + {rest} / {den})"
+    remainder = f"({rest} - ({rest} / {den}) * {den})"
     parity = f"({quotient} - ({quotient} / 2) * 2)"
     return (f"(CASE WHEN {balance} <= 0 THEN 0 ELSE {quotient} + CASE WHEN 2 * {remainder} > {den} THEN 1"
             f" WHEN 2 * {remainder} = {den} THEN {parity} ELSE 0 END END)")  # fmt: skip
@@ -667,6 +702,17 @@ async def _next_recorded_start(tx: Tx, business_date: str, after: str) -> str:
     return str(row["start"]) if row and row["start"] is not None else ""
 
 
+async def _refuse_past_limit(tx: Tx) -> None:
+    """A chunk that would take an account past the ledger's limit is refused whole: posting the
+    others and skipping one would pay interest unevenly without anyone noticing."""
+    over = await tx.fetchone(
+        "SELECT r.account_id FROM accrual_rows r JOIN accounts a ON a.account_id = r.account_id"
+        " WHERE a.balance_minor > ? - r.amount_minor ORDER BY r.account_id LIMIT 1", MAX_MINOR,
+    )  # fmt: skip
+    if over is not None:
+        raise balance_limit(str(over["account_id"]))
+
+
 async def _post_span(tx: Tx, span: _Span, tiers: tuple[InterestTier, ...], at: datetime) -> int:
     """Posts the span's interest as one transfer per account from the interest expense account:
     the transfers, both entries of each, and both balances. Returns the total posted."""
@@ -682,12 +728,16 @@ async def _post_span(tx: Tx, span: _Span, tiers: tuple[InterestTier, ...], at: d
     total = int(summed["total"]) if summed else 0
     if not total:
         return 0
+    await _refuse_past_limit(tx)
     posted, description = at.isoformat(), f"interest {span.business_date}"
     expense = InternalAccount.INTEREST_EXPENSE.account_id(span.currency)
     expense_row = await tx.fetchone(
-        "UPDATE accounts SET balance_minor = balance_minor - ? WHERE account_id = ? RETURNING balance_minor", total, expense
-    )
-    expense_start = (int(expense_row["balance_minor"]) if expense_row else 0) + total
+        "UPDATE accounts SET balance_minor = balance_minor - ? WHERE account_id = ? AND balance_minor - ? >= ? RETURNING balance_minor",
+        total, expense, total, -MAX_MINOR,
+    )  # fmt: skip
+    if expense_row is None:
+        raise balance_limit(expense)
+    expense_start = int(expense_row["balance_minor"]) + total
     await tx.execute(
         f"INSERT INTO transfers ({_TRANSFER_COLUMNS}) SELECT transfer_id, ?, account_id, amount_minor, ?, ?,"
         " NULL, NULL, ? FROM accrual_rows",

@@ -6,6 +6,7 @@ import tomllib
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 from ogpgy.account.v1 import account_service_pb2 as pb
@@ -24,9 +25,8 @@ from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.money import CURRENCY_EXPONENTS, Money
 from common.pagination import page_request
-from common.security.component import Security
-from common.security.context import ADMIN, SERVICE, SecurityContext
-from common.security.policy import denied, require_customer_access, require_role
+from common.security.context import ADMIN, SecurityContext, as_itself, current_caller
+from common.security.policy import denied, require_customer_access, require_role, unknown
 from common.validation import Violations, check_id
 from services.account.domain import (
     Account,
@@ -46,6 +46,7 @@ ACCOUNT_PREFIX = "acc"
 CUSTOMER_CALL_TIMEOUT = 5.0
 DEFAULT_ACCOUNT = (AccountType.PERSONAL_CHECKING, "EUR")
 CONSUMER = "account"
+R = TypeVar("R")
 
 
 @og_component()
@@ -101,16 +102,16 @@ def account_opened(account: Account) -> events_pb2.AccountOpened:
 
 @og_component()
 class AccountApplicationService(BaseComponent):
-    """Accounts and the ledger's use cases. Every write is idempotent by request_id."""
+    """Accounts and the ledger's use cases. Every write is authorized first, then idempotent by
+    request_id (in the caller's scope)."""
 
     def __init__(self, repository: LedgerRepository, factory: AccountFactory, customers: CustomerServiceStub,
-                 clock: Clock, relay: OutboxRelay, caches: Caches, security: Security) -> None:  # fmt: skip
+                 clock: Clock, relay: OutboxRelay, caches: Caches) -> None:  # fmt: skip
         self._repository = repository
         self._factory = factory
         self._customers = customers
         self._clock = clock
         self._relay = relay
-        self._security = security
         self._owners = caches.create("account-owner", TextCodec())  # account -> customer: never changes
         self._managers = caches.create("customer-manager", TextCodec())  # customer -> RM: invalidated by event
 
@@ -118,17 +119,15 @@ class AccountApplicationService(BaseComponent):
 
     async def _assigned(self, caller: SecurityContext, customer_id: str) -> bool:
         """Whether `caller` manages `customer_id`, asked of the customer context (which owns the
-        assignment) under this context's own service identity, and cached."""
+        assignment) under this context's own identity, and cached."""
         manager = await self._managers.get(customer_id, lambda: self._fetch_manager(customer_id))
         return bool(manager) and manager == caller.user_id
 
     async def _fetch_manager(self, customer_id: str) -> str | None:
-        token = self._security.service_token(CONSUMER)
         try:
-            answer = await self._customers.GetCustomer(
-                customer_pb.GetCustomerRequest(customer_id=customer_id), timeout=CUSTOMER_CALL_TIMEOUT,
-                metadata=(("authorization", f"Bearer {token}"),),
-            )  # fmt: skip
+            with as_itself():
+                answer = await self._customers.GetCustomer(customer_pb.GetCustomerRequest(customer_id=customer_id),
+                                                           timeout=CUSTOMER_CALL_TIMEOUT)  # fmt: skip
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.NOT_FOUND:
                 return None
@@ -138,29 +137,36 @@ class AccountApplicationService(BaseComponent):
     async def forget_manager(self, customer_id: str) -> None:
         await self._managers.invalidate(customer_id)
 
-    async def _owner(self, account_id: str) -> str:
+    async def _owner(self, account_id: str) -> str | None:
         async def load() -> str | None:
             account = await self._repository.get_account(account_id)
             return None if account is None else account.customer_id
 
-        owner = await self._owners.get(account_id, load)
-        if owner is None:
-            raise NotFound("account", account_id)
-        return owner
+        return await self._owners.get(account_id, load)
 
     async def _require_account(self, account_id: str, *, write: bool, action: str) -> None:
-        await require_customer_access(await self._owner(account_id), assigned=self._assigned, write=write, action=action)
+        """The caller may read (write: debit or change) the account. An unknown account answers a
+        caller who may not read every account exactly as somebody else's does."""
+        owner = await self._owner(account_id)
+        if owner is None:
+            raise unknown("account", account_id, action)
+        await require_customer_access(owner, assigned=self._assigned, write=write, action=action)
 
     async def initialize(self) -> None:
         await self._repository.ensure_internal_accounts(sorted(CURRENCY_EXPONENTS), self._clock.now())
+
+    async def check_access(self, account_id: str, debit: bool) -> Account:
+        """Side-effect free: whether the caller may read (or debit) the account."""
+        await self._require_account(account_id, write=debit, action="move money from this account" if debit else "read this account")
+        account = await self._repository.get_account(account_id)
+        if account is None:
+            raise NotFound("account", account_id)
+        return account
 
     # --- accounts -----------------------------------------------------------------------------
 
     async def open_account(self, customer_id: str, type_: AccountType | None, currency: str, key: IdempotencyKey) -> Account:
         await require_customer_access(customer_id, assigned=self._assigned, write=True, action="open accounts for this customer")
-        replayed = await self._repository.replay_account(key)
-        if replayed is not None:
-            return replayed
         await self._require_verified(customer_id)
         account = self._factory.create(customer_id, type_, currency, self._clock.now())  # type: ignore[arg-type]
         opened = await self._repository.open_account(account, key, [account_opened(account)])
@@ -185,6 +191,8 @@ class AccountApplicationService(BaseComponent):
                 raise NotFound("customer", customer_id) from err
             if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 raise ValidationFailed([FieldViolation("customer_id", "not a customer id")]) from err
+            if err.code() == grpc.StatusCode.PERMISSION_DENIED:
+                raise denied("open accounts for this customer") from err
             raise Unavailable("CUSTOMER_CONTEXT_UNAVAILABLE", f"cannot check the customer: {err.code().name}") from err
         if answer.customer.kyc.status != customer_pb.KYC_STATUS_VERIFIED:
             raise PreconditionFailed("CUSTOMER_NOT_VERIFIED", "only customers with verified KYC may open accounts",
@@ -208,10 +216,7 @@ class AccountApplicationService(BaseComponent):
 
     async def close_account(self, account_id: str, key: IdempotencyKey) -> Account:
         await self._require_account(account_id, write=True, action="close this account")
-        account = await self._repository.get_account(account_id)
-        if account is None:
-            raise NotFound("account", account_id)
-        closed = events_pb2.AccountClosed(account_id=account_id, customer_id=account.customer_id,
+        closed = events_pb2.AccountClosed(account_id=account_id, customer_id=await self._owner(account_id) or "",
                                           close_time=timestamp(self._clock.now()))  # fmt: skip
         result = await self._repository.close_account(account_id, key, self._clock.now(), [closed])
         self._relay.nudge()
@@ -219,13 +224,13 @@ class AccountApplicationService(BaseComponent):
 
     # --- movements ----------------------------------------------------------------------------
 
-    async def _moved(self, result: object) -> object:
+    async def _moved(self, result: R) -> R:
         self._relay.nudge()
         return result
 
     async def deposit(self, order: TransferOrder, key: IdempotencyKey) -> Transfer:
-        """Cash in is handled by the bank (admins and services), not by account holders."""
-        require_role(ADMIN, SERVICE, action="take cash deposits")
+        """Cash in is handled by the bank (admins), not by account holders nor by any context."""
+        require_role(ADMIN, action="take cash deposits")
         return await self._post(order, key)
 
     async def transfer(self, order: TransferOrder, key: IdempotencyKey) -> Transfer:
@@ -234,12 +239,12 @@ class AccountApplicationService(BaseComponent):
         return await self._post(order, key)
 
     async def _post(self, order: TransferOrder, key: IdempotencyKey) -> Transfer:
-        return await self._moved(await self._repository.transfer(order, new_id("trf"), key, self._clock.now()))  # type: ignore[return-value]
+        return await self._moved(await self._repository.transfer(order, new_id("trf"), key, self._clock.now()))
 
     async def get_transfer(self, transfer_id: str) -> Transfer:
         transfer = await self._repository.get_transfer(transfer_id)
         if transfer is None:
-            raise NotFound("transfer", transfer_id)
+            raise unknown("transfer", transfer_id, "read this transfer")
         for side in (transfer.debit_account_id, transfer.credit_account_id):
             try:
                 await self._require_account(side, write=False, action="read this transfer")
@@ -249,38 +254,82 @@ class AccountApplicationService(BaseComponent):
         raise denied("read this transfer")
 
     async def reverse(self, transfer_id: str, reason: str, key: IdempotencyKey) -> Transfer:
-        require_role(ADMIN, SERVICE, action="reverse transfers")
-        return await self._moved(await self._repository.reverse(transfer_id, reason, new_id("trf"), key, self._clock.now()))  # type: ignore[return-value]
+        """Admins reverse any transfer; a context reverses only the capture of its own hold (it
+        undoes what it did, e.g. a loan disbursement compensated)."""
+        caller = current_caller()
+        if not caller.has_role(ADMIN):
+            transfer = await self._repository.get_transfer(transfer_id)
+            hold = await self._repository.get_hold(transfer.hold_id) if transfer and transfer.hold_id else None
+            if hold is None or not caller.service or hold.owner_context != caller.service:
+                raise denied("reverse this transfer")
+        return await self._moved(await self._repository.reverse(transfer_id, reason, new_id("trf"), key, self._clock.now()))
+
+    # --- holds --------------------------------------------------------------------------------
 
     async def place_hold(self, order: TransferOrder, key: IdempotencyKey) -> Hold:
+        """Reserves funds with the authority of whoever may debit the account. A context placing
+        it for a user owns it: only that context resolves it."""
         await self._require_account(order.debit_account_id, write=True, action="reserve funds of this account")
-        return await self._repository.place_hold(order, new_id("hld"), key, self._clock.now())
+        caller = current_caller()
+        return await self._repository.place_hold(order, new_id("hld"), key, self._clock.now(), caller.service, caller.chain)
 
-    async def _require_hold(self, hold_id: str) -> None:
+    async def _hold_for(self, hold_id: str, *, resolve: bool) -> Hold:
+        """The hold, if the caller may see it (resolve: and capture or release it)."""
+        action = "resolve this hold" if resolve else "read this hold"
         hold = await self._repository.get_hold(hold_id)
         if hold is None:
-            raise NotFound("hold", hold_id)
-        await self._require_account(hold.debit_account_id, write=True, action="resolve this hold")
+            raise unknown("hold", hold_id, action)
+        caller = current_caller()
+        if hold.resolved_only_by_owner() and caller.service == hold.owner_context:
+            return hold
+        await self._require_account(hold.debit_account_id, write=resolve and not hold.resolved_only_by_owner(), action=action)
+        if resolve and hold.resolved_only_by_owner():
+            raise PermissionDenied("HOLD_OWNED_BY_CONTEXT", f"the {hold.owner_context} context placed this hold; only it "
+                                   "captures or releases it", {"hold_id": hold_id, "owner_context": hold.owner_context})  # fmt: skip
+        return hold
+
+    async def get_hold(self, hold_id: str) -> Hold:
+        return await self._hold_for(hold_id, resolve=False)
 
     async def capture_hold(self, hold_id: str, amount: Money | None, key: IdempotencyKey) -> tuple[Hold, Transfer]:
-        await self._require_hold(hold_id)
-        return await self._moved(await self._repository.capture_hold(hold_id, amount, new_id("trf"), key, self._clock.now()))  # type: ignore[return-value]
+        await self._hold_for(hold_id, resolve=True)
+        return await self._moved(await self._repository.capture_hold(hold_id, amount, new_id("trf"), key, self._clock.now()))
 
     async def release_hold(self, hold_id: str, key: IdempotencyKey) -> Hold:
-        await self._require_hold(hold_id)
+        await self._hold_for(hold_id, resolve=True)
         return await self._repository.release_hold(hold_id, key)
+
+    async def lookup_hold(self, request_id: str) -> Hold:
+        """For a context that lost PlaceHold's answer: the hold its request placed, or a definite
+        "none, and never" (the request id is closed). Users retry PlaceHold itself instead."""
+        caller = current_caller()
+        if not caller.service:
+            raise denied("look up holds by request id (contexts only; retry PlaceHold with the same request_id)")
+        hold = await self._repository.lookup_hold(caller.principal, request_id)
+        if hold is None:
+            raise NotFound("hold request", request_id)
+        return hold
+
+    async def holds(self, account_id: str, size: int, token: str) -> tuple[list[Hold], str]:
+        v = Violations()
+        request = page_request(v, size, token, ("holds", account_id))
+        v.raise_if_any()
+        await self._require_account(account_id, write=False, action="read this account's holds")
+        page = await self._repository.holds_of(account_id, request.after, request.limit)
+        return page.items, request.next_token(page.next_after)
+
+    # --- interest and statements --------------------------------------------------------------
 
     async def accrue_interest(self, business_date: str, currency: str, tiers: tuple[InterestTier, ...], after: str,
                               limit: int) -> AccrualChunk:  # fmt: skip
-        """Bulk interest posting, driven by the interest context's batch (or an admin)."""
-        require_role(ADMIN, SERVICE, action="post interest")
+        """Bulk interest posting: an admin's (directly, or relayed by the interest context's batch)."""
+        require_role(ADMIN, action="post interest")
         return await self._repository.accrue_interest(business_date, currency, tiers, after, limit, self._clock.now())
 
     async def entries(self, account_id: str, size: int, token: str) -> tuple[list[Entry], str]:
         v = Violations()
         request = page_request(v, size, token, ("entries", account_id))
         v.raise_if_any()
-        await self.get_account(account_id)  # exists, and the caller may read it
+        await self._require_account(account_id, write=False, action="read this account")
         page = await self._repository.entries(account_id, request.after, request.limit)
         return page.items, request.next_token(page.next_after)
-

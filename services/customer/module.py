@@ -21,7 +21,7 @@ from services.customer.service import CustomerApplicationService
     description="Customer registration, KYC verification, customer reads and contact changes",
     business_owner="Customer Experience Team",
     imports=[
-        ModuleContextImport(IdentityServiceStub, from_context="identity"),
+        ModuleContextImport(IdentityServiceStub, from_context="identity", methods=["GetUser"]),
         ModuleContextImport(Databases, from_context="infrastructure"),
         ModuleContextImport(Clock, from_context="infrastructure"),
         ModuleContextImport(EventBus, from_context="infrastructure"),

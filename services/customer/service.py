@@ -19,7 +19,7 @@ from common.grpc.convert import timestamp
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.pagination import page_request
-from common.security.context import ADMIN, CUSTOMER, RELATIONSHIP_MANAGER, SERVICE, SecurityContext, current_caller
+from common.security.context import ADMIN, CUSTOMER, RELATIONSHIP_MANAGER, SecurityContext, current_caller
 from common.security.policy import may_read_pii, require_customer_access, require_role
 from common.validation import Violations, check_id, check_request_id
 from services.customer.domain import (
@@ -39,6 +39,7 @@ _OPTIMISTIC_RETRIES = 3
 
 
 IDENTITY_CALL_TIMEOUT = 5.0
+
 
 @og_component()
 class CustomerApplicationService(BaseComponent):
@@ -60,8 +61,8 @@ class CustomerApplicationService(BaseComponent):
 
     async def onboard(self, application: Application, key: IdempotencyKey) -> Customer:
         """Registers the applicant and runs KYC; a rejected applicant is stored too (audit).
-        Bank staff onboard customers (admins and relationship managers)."""
-        require_role(ADMIN, RELATIONSHIP_MANAGER, SERVICE, action="onboard customers")
+        Admins onboard customers (relationship managers read, they change nothing)."""
+        require_role(ADMIN, action="onboard customers")
         v = Violations()
         check_request_id(v, key.request_id)
         validate_application(v, application, self._clock.today())
@@ -101,8 +102,7 @@ class CustomerApplicationService(BaseComponent):
         return [c if may_read_pii(caller, c.customer_id) else c.masked() for c in customers]
 
     async def list(self, size: int, token: str, status: KycStatus | None) -> tuple[list[Customer], str]:
-        """Admins and services list everyone; a relationship manager their customers; a customer
-        themself."""
+        """Admins list everyone; a relationship manager their customers; a customer themself."""
         only = self._listing_filter(current_caller(), status)
         v = Violations()
         request = page_request(v, size, token, ("customers", only))
@@ -112,7 +112,7 @@ class CustomerApplicationService(BaseComponent):
 
     @staticmethod
     def _listing_filter(caller: SecurityContext, status: KycStatus | None) -> CustomerFilter:
-        if caller.has_role(ADMIN) or caller.has_role(SERVICE):
+        if caller.has_role(ADMIN):
             return CustomerFilter(status)
         if caller.has_role(RELATIONSHIP_MANAGER):
             return CustomerFilter(status, relationship_manager_id=caller.user_id)

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from common.security.context import CUSTOMER, ROLES
+from common.security.context import CUSTOMER, USER_ROLES
 from common.validation import Violations
 
 _USERNAME = re.compile(r"[a-z0-9._-]{3,64}")
@@ -32,7 +32,8 @@ class User:
 def validate_new_user(v: Violations, username: str, password: str, roles: tuple[str, ...], customer_id: str) -> None:
     v.check(bool(_USERNAME.fullmatch(username)), "username", "required: 3..64 characters of [a-z0-9._-]")
     v.check(len(password) >= MIN_PASSWORD, "password", f"at least {MIN_PASSWORD} characters")
-    v.check(bool(roles) and all(r in ROLES for r in roles), "roles", f"one or more of {', '.join(ROLES)}")
+    v.check(bool(roles) and all(r in USER_ROLES for r in roles), "roles",
+            f"one or more of {', '.join(USER_ROLES)} (service identities belong to contexts, not to users)")  # fmt: skip
     if CUSTOMER in roles:
         v.check(customer_id.startswith("cus_"), "customer_id", "required with the customer role: the customer's id")
     else:

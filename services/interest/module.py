@@ -21,7 +21,7 @@ from services.interest.service import InterestService
     description="Daily interest accrual for a business date, as a restartable batch with streamed progress",
     business_owner="Treasury Team",
     imports=[
-        ModuleContextImport(AccountServiceStub, from_context="account"),
+        ModuleContextImport(AccountServiceStub, from_context="account", methods=["AccrueInterest"]),
         ModuleContextImport(Databases, from_context="infrastructure"),
         ModuleContextImport(Settings, from_context="infrastructure"),
         ModuleContextImport(EventBus, from_context="infrastructure"),

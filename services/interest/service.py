@@ -18,7 +18,7 @@ from common.db.base import Tx
 from common.di import BaseComponent, og_component
 from common.events.outbox import OutboxRelay, append_event
 from common.money import Money
-from common.security.context import ADMIN, SERVICE
+from common.security.context import ADMIN
 from common.security.policy import require_role
 from services.interest.domain import JOB, Tier
 
@@ -46,7 +46,7 @@ class InterestService(BaseComponent):
 
     async def run(self, day: str) -> AsyncIterator[BatchProgress]:
         """Runs or resumes the accrual of `day`; a completed day is refused."""
-        require_role(ADMIN, SERVICE, action="run the daily interest")
+        require_role(ADMIN, action="run the daily interest")
         year, month, dom = (int(x) for x in day.split("-"))
         tiers = self._tiers_pb()
 
@@ -70,9 +70,9 @@ class InterestService(BaseComponent):
         self._relay.nudge()
 
     async def get(self, day: str) -> BatchProgress | None:
-        require_role(ADMIN, SERVICE, action="read interest runs")
+        require_role(ADMIN, action="read interest runs")
         return await self._batches.get(JOB, day)
 
     async def page(self, before: str, limit: int) -> list[BatchProgress]:
-        require_role(ADMIN, SERVICE, action="read interest runs")
+        require_role(ADMIN, action="read interest runs")
         return await self._batches.page(JOB, before, limit)

@@ -12,7 +12,6 @@ from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.infrastructure import Databases
 from common.saga.runner import SagaRunner
-from common.security.component import Security
 from services.lending.api import LendingApi
 from services.lending.repository import LendingDatabase, SqlLoanRepository
 from services.lending.service import LendingService
@@ -23,12 +22,12 @@ from services.lending.service import LendingService
     description="Loan applications, approval, and disbursement through a durable compensating saga",
     business_owner="Lending Team",
     imports=[
-        ModuleContextImport(AccountServiceStub, from_context="account"),
+        ModuleContextImport(AccountServiceStub, from_context="account", methods=[
+            "GetAccount", "PlaceHold", "LookupHold", "GetHold", "CaptureHold", "ReleaseHold", "ReverseTransfer"]),
         ModuleContextImport(Databases, from_context="infrastructure"),
         ModuleContextImport(Clock, from_context="infrastructure"),
         ModuleContextImport(EventBus, from_context="infrastructure"),
         ModuleContextImport(Settings, from_context="infrastructure"),
-        ModuleContextImport(Security, from_context="infrastructure"),
     ],
     providers=[LendingDatabase, SqlLoanRepository, OutboxRelay, SagaRunner, LendingService, LendingApi],
     exports=[LendingApi],

@@ -1,10 +1,18 @@
 """Use cases of the lending context, and the loan disbursement saga (pattern 9):
 reserve funds on the treasury with a hold -> record the disbursement -> move the money (capture)
--> mark the loan disbursed; compensated in reverse (release, cancel, reverse the transfer)."""
+-> mark the loan disbursed; compensated in reverse (release, cancel, reverse the transfer).
+
+The saga's authority is the admin's who asked for the disbursement: the hold on the treasury is
+placed with it, relayed to the account context (which makes this context the hold's owner). A saga
+resumed in the background acts as this context alone: it captures, releases or reverses what its
+own hold did, and where the hold's answer was lost it looks the hold up (closing the request id if
+none was placed) instead of placing one: a saga that never reserved anything compensates.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 from ogpgy.account.v1 import account_service_pb2 as apb
@@ -14,7 +22,7 @@ from ogpgy.type.v1 import money_pb2
 
 from common.clock import Clock
 from common.di import BaseComponent, og_component
-from common.errors import NotFound, PermissionDenied, PreconditionFailed, Unavailable
+from common.errors import PermissionDenied, PreconditionFailed, Unavailable
 from common.events.outbox import OutboxRelay
 from common.faults import fail_point
 from common.grpc.convert import timestamp
@@ -25,14 +33,12 @@ from common.money import Money
 from common.pagination import page_request
 from common.saga.log import COMPLETED, SagaRecord
 from common.saga.runner import SagaContext, SagaDefinition, SagaRunner, Step, StepRefused
-from common.security.component import Security
-from common.security.context import ADMIN
-from common.security.policy import require_customer_access, require_role
+from common.security.context import ADMIN, caller_var, current_caller
+from common.security.policy import require_customer_access, require_role, unknown
 from common.validation import Violations, check_id, check_request_id
 from services.lending.domain import Loan, LoanStatus, parse_rate, validate_terms
 from services.lending.repository import LoanRepository
 
-CONTEXT = "lending"
 SAGA = "loan-disbursement"
 CALL_TIMEOUT = 5.0
 
@@ -45,12 +51,11 @@ def treasury(currency: str) -> str:
 @og_component()
 class LendingService(BaseComponent):
     def __init__(self, loans: LoanRepository, accounts: AccountServiceStub, sagas: SagaRunner, clock: Clock,
-                 security: Security, relay: OutboxRelay) -> None:  # fmt: skip
+                 relay: OutboxRelay) -> None:  # fmt: skip
         self._loans = loans
         self._accounts = accounts
         self._sagas = sagas
         self._clock = clock
-        self._security = security
         self._relay = relay
 
     async def initialize(self) -> None:
@@ -72,7 +77,7 @@ class LendingService(BaseComponent):
         v.raise_if_any()
         assert principal is not None
         await require_customer_access(customer_id, assigned=_never, write=True, action="apply for loans for this customer")
-        account = await self._call(self._accounts.GetAccount, apb.GetAccountRequest(account_id=account_id), as_caller=True)
+        account = await self._call(self._accounts.GetAccount, apb.GetAccountRequest(account_id=account_id))
         if account.account.customer_id != customer_id or account.account.balance.currency_code != principal.currency:
             raise PreconditionFailed("ACCOUNT_NOT_ELIGIBLE", "the account must be the customer's, in the loan's currency",
                                      {"account_id": account_id})  # fmt: skip
@@ -106,7 +111,8 @@ class LendingService(BaseComponent):
         elif loan.status not in (LoanStatus.DISBURSING, LoanStatus.DISBURSED, LoanStatus.DISBURSEMENT_FAILED):
             raise PreconditionFailed("LOAN_NOT_APPROVED", f"the loan is {loan.status.value}", {"loan_id": loan_id})
         payload = {"loan_id": loan.loan_id, "account_id": loan.account_id, "currency": loan.principal.currency,
-                   "amount": loan.principal.amount, "customer_id": loan.customer_id}  # fmt: skip
+                   "amount": loan.principal.amount, "customer_id": loan.customer_id,
+                   "authorized_by": current_caller().chain}  # fmt: skip
         await self._sagas.begin(SAGA, loan.saga_id, payload)
         return await self.get_with_saga(loan_id)
 
@@ -116,7 +122,7 @@ class LendingService(BaseComponent):
         v.raise_if_any()
         loan = await self._loans.get(loan_id)
         if loan is None:
-            raise NotFound("loan", loan_id)
+            raise unknown("loan", loan_id, "read this loan")
         await require_customer_access(loan.customer_id, assigned=_never, action="read this loan")
         return loan
 
@@ -135,11 +141,11 @@ class LendingService(BaseComponent):
 
     # --- saga steps (idempotent by ctx.key) ----------------------------------------------------
 
-    async def _call(self, method: Callable[..., Awaitable[object]], request: object, *, as_caller: bool = False) -> object:
-        """A call to the account context; the saga acts under the lending context's identity."""
-        metadata = None if as_caller else (("authorization", f"Bearer {self._security.service_token(CONTEXT)}"),)
+    async def _call(self, method: Callable[..., Awaitable[object]], request: object) -> Any:
+        """A call to the account context, with whatever authority this task carries: the admin's on
+        the request path, this context's own when a saga is resumed in the background."""
         try:
-            return await method(request, timeout=CALL_TIMEOUT, metadata=metadata)
+            return await method(request, timeout=CALL_TIMEOUT)
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.PERMISSION_DENIED:
                 raise PermissionDenied("ACCESS_DENIED", "not allowed by the account context") from err
@@ -151,17 +157,31 @@ class LendingService(BaseComponent):
     def _amount(ctx: SagaContext) -> money_pb2.Money:
         return money_pb2.Money(currency_code=ctx.payload["currency"], amount=ctx.payload["amount"])
 
-    async def _place_hold(self, ctx: SagaContext) -> str:
-        hold = await self._call(self._accounts.PlaceHold, apb.PlaceHoldRequest(
+    async def _reserve(self, ctx: SagaContext) -> dict[str, str]:
+        """On the request path: the hold, with the admin's authority. Resumed in the background:
+        only the hold that request may have placed (a lost answer), never a new one."""
+        if not current_caller_has_subject():
+            hold = await self._placed_hold(ctx)
+            if hold is None:
+                raise StepRefused("HOLD_NOT_PLACED")
+            return {"hold_id": hold.hold_id}
+        placed = await self._call(self._accounts.PlaceHold, apb.PlaceHoldRequest(
             request_id=ctx.key("reserve_funds"), debit_account_id=treasury(ctx.payload["currency"]),
             credit_account_id=ctx.payload["account_id"], amount=self._amount(ctx), description=f"loan {ctx.payload['loan_id']}"))  # fmt: skip
-        return hold.hold.hold_id  # type: ignore[attr-defined]
+        return {"hold_id": placed.hold.hold_id}
 
-    async def _reserve(self, ctx: SagaContext) -> dict[str, str]:
-        return {"hold_id": await self._place_hold(ctx)}
+    async def _placed_hold(self, ctx: SagaContext) -> apb.Hold | None:
+        """The hold the reserve step placed, if it did (LookupHold makes "no" final)."""
+        try:
+            found = await self._call(self._accounts.LookupHold, apb.LookupHoldRequest(request_id=ctx.key("reserve_funds")))
+        except StepRefused:
+            return None
+        return found.hold  # type: ignore[no-any-return]
 
     async def _unreserve(self, ctx: SagaContext, result: dict[str, str]) -> None:
-        hold_id = result.get("hold_id") or await self._place_hold(ctx)  # the same key answers the same hold
+        hold_id = result.get("hold_id") or getattr(await self._placed_hold(ctx), "hold_id", "")
+        if not hold_id:
+            return  # nothing was reserved
         try:
             await self._call(self._accounts.ReleaseHold, apb.ReleaseHoldRequest(request_id=ctx.key("reserve_funds", "undo"), hold_id=hold_id))
         except StepRefused as refused:
@@ -178,25 +198,30 @@ class LendingService(BaseComponent):
     async def _capture(self, ctx: SagaContext) -> str:
         hold_id = ctx.results["reserve_funds"]["hold_id"]
         captured = await self._call(self._accounts.CaptureHold, apb.CaptureHoldRequest(request_id=ctx.key("transfer_funds"), hold_id=hold_id))
-        return captured.transfer.transfer_id  # type: ignore[attr-defined]
+        return captured.transfer.transfer_id  # type: ignore[no-any-return]
 
     async def _transfer(self, ctx: SagaContext) -> dict[str, str]:
         return {"transfer_id": await self._capture(ctx)}
 
     async def _reverse(self, ctx: SagaContext, result: dict[str, str]) -> None:
         fail_point("lending.reverse")
-        transfer_id = result.get("transfer_id")
+        transfer_id = result.get("transfer_id") or await self._captured_transfer(ctx)
         if not transfer_id:
-            try:
-                transfer_id = await self._capture(ctx)  # replay of the same key tells whether it happened
-            except StepRefused:
-                return  # the hold was never captured: nothing to reverse
+            return  # the hold was never captured: nothing to reverse
         try:
             await self._call(self._accounts.ReverseTransfer, apb.ReverseTransferRequest(
                 request_id=ctx.key("transfer_funds", "undo"), transfer_id=transfer_id, reason="loan disbursement compensated"))  # fmt: skip
         except StepRefused as refused:
             if str(refused) != "TRANSFER_ALREADY_REVERSED":
                 raise
+
+    async def _captured_transfer(self, ctx: SagaContext) -> str:
+        """The transfer that captured the saga's hold, if the capture happened (read, not redone)."""
+        hold_id = ctx.results.get("reserve_funds", {}).get("hold_id")
+        if not hold_id:
+            return ""
+        found = await self._call(self._accounts.GetHold, apb.GetHoldRequest(hold_id=hold_id))
+        return found.hold.transfer_id if found.hold.status == apb.HOLD_STATUS_CAPTURED else ""  # type: ignore[no-any-return]
 
     async def _mark_disbursed(self, ctx: SagaContext) -> dict[str, str]:
         """Idempotent: only a DISBURSING loan moves (and announces LoanDisbursed)."""
@@ -217,6 +242,12 @@ class LendingService(BaseComponent):
                                                   fail_time=timestamp(now))  # fmt: skip
         await self._loans.move(p["loan_id"], LoanStatus.DISBURSING, LoanStatus.DISBURSEMENT_FAILED, now, events=[event])
         self._relay.nudge()
+
+
+def current_caller_has_subject() -> bool:
+    """Whether this task acts for a user (the request path) or as this context alone."""
+    caller = caller_var.get()
+    return caller is not None and caller.has_subject
 
 
 async def _never(caller: object, customer_id: str) -> bool:

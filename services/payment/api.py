@@ -9,9 +9,9 @@ from ogpgy.type.v1 import money_pb2
 
 from common.di import og_component
 from common.grpc.convert import idempotency_key, timestamp
-from common.money import parse_money
+from common.money import CURRENCY_EXPONENTS, parse_money
 from common.validation import Violations
-from services.payment.domain import Beneficiary, Payment
+from services.payment.domain import Beneficiary, Payment, Reconciliation
 from services.payment.service import PaymentApplicationService
 
 
@@ -32,6 +32,15 @@ def payment_pb(p: Payment) -> pb.Payment:
     else:
         message.internal.CopyFrom(pb.InternalBeneficiary(account_id=p.beneficiary.account_id))
     return message
+
+
+def reconciliation_pb(r: Reconciliation) -> pb.ReconcileNetworkResponse:
+    return pb.ReconcileNetworkResponse(
+        network_settled=r.network_settled, booked_transfers=r.booked_transfers, matched=r.matched, in_flight=r.in_flight,
+        discrepancies=[pb.Discrepancy(kind=d.kind, payment_id=d.payment_id, transfer_id=d.transfer_id, detail=d.detail)
+                       for d in r.discrepancies],
+        truncated=r.truncated,
+    )  # fmt: skip
 
 
 def _beneficiary(request: pb.CreatePaymentRequest) -> Beneficiary:
@@ -63,3 +72,10 @@ class PaymentApi(pb_grpc.PaymentServiceServicer):
     async def ListPayments(self, request: pb.ListPaymentsRequest, context: aio.ServicerContext) -> pb.ListPaymentsResponse:
         payments, token = await self._service.list(request.debtor_account_id, request.page_size, request.page_token)
         return pb.ListPaymentsResponse(payments=[payment_pb(p) for p in payments], next_page_token=token)
+
+    async def ReconcileNetwork(self, request: pb.ReconcileNetworkRequest, context: aio.ServicerContext) -> pb.ReconcileNetworkResponse:
+        v = Violations()
+        v.check(not request.currency_code or request.currency_code in CURRENCY_EXPONENTS, "currency_code",
+                f"empty (every currency) or one of {', '.join(sorted(CURRENCY_EXPONENTS))}")  # fmt: skip
+        v.raise_if_any()
+        return reconciliation_pb(await self._service.reconcile(request.currency_code))

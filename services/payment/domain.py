@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 from common.money import Money
 from common.validation import Violations, check_id, check_text
@@ -19,9 +19,12 @@ class PaymentStatus(enum.Enum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     REJECTED = "REJECTED"
+    NEEDS_OPERATOR = "NEEDS_OPERATOR"  # stopped where only a person can go on; never retried
 
 
-FINAL = frozenset({PaymentStatus.COMPLETED, PaymentStatus.FAILED, PaymentStatus.REJECTED})
+FINAL = frozenset({PaymentStatus.COMPLETED, PaymentStatus.FAILED, PaymentStatus.REJECTED, PaymentStatus.NEEDS_OPERATOR})
+RETRY_BASE = timedelta(seconds=0.2)
+RETRY_MAX = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -48,9 +51,18 @@ class Payment:
     failure_reason: str = ""
     hold_id: str = ""
     transfer_id: str = ""
+    authorized_by: str = ""  # the authority verified when the request was handled ("usr_1 via ...")
+    attempts: int = 0  # background attempts that failed for a passing reason
+    next_attempt_at: datetime | None = None  # None: due now
 
     def moved_to(self, status: PaymentStatus, at: datetime, **changes: str) -> "Payment":
         return replace(self, status=status, updated_at=at, **changes)
+
+    def retried_later(self, at: datetime) -> "Payment":
+        """After a passing failure in the background: due again later, a little later each time,
+        so that one payment that keeps failing never holds up the ones behind it."""
+        delay = min(RETRY_MAX, RETRY_BASE * 2 ** min(self.attempts, 16))
+        return replace(self, attempts=self.attempts + 1, next_attempt_at=at + delay)
 
 
 @dataclass(frozen=True)
@@ -81,3 +93,99 @@ def validate_beneficiary(v: Violations, b: Beneficiary, debtor_account_id: str) 
         v.check(b.account_id != debtor_account_id, "internal.account_id", "must differ from the debtor account")
     else:
         v.add("beneficiary", "required: internal (an account of this bank) or external (an IBAN)")
+
+
+# --- reconciliation with the payment network ---------------------------------------------------
+
+MAX_DISCREPANCIES = 1000
+
+
+@dataclass(frozen=True)
+class NetworkSettlement:
+    """A payment the network accepted: settled (money left the bank) or rejected."""
+
+    payment_id: str
+    settled: bool
+    amount: Money
+
+
+@dataclass(frozen=True)
+class BookedTransfer:
+    """A credit of the clearing account in the ledger: money booked as gone to the network."""
+
+    transfer_id: str
+    amount: Money
+
+
+@dataclass(frozen=True)
+class Discrepancy:
+    kind: str
+    payment_id: str = ""
+    transfer_id: str = ""
+    detail: str = ""
+
+
+@dataclass
+class Reconciliation:
+    network_settled: int = 0
+    booked_transfers: int = 0
+    matched: int = 0
+    in_flight: int = 0
+    discrepancies: list[Discrepancy] = field(default_factory=list)
+    truncated: bool = False
+
+    def found(self, discrepancy: Discrepancy) -> None:
+        if len(self.discrepancies) < MAX_DISCREPANCIES:
+            self.discrepancies.append(discrepancy)
+        else:
+            self.truncated = True
+
+
+IN_FLIGHT = frozenset({PaymentStatus.PENDING, PaymentStatus.QUEUED})
+
+
+def reconcile(network: list[NetworkSettlement], payments: list[Payment], booked: list[BookedTransfer]) -> Reconciliation:
+    """Every settled network payment booked exactly once for its amount, every booked transfer
+    settled; a payment an operator must finish is listed too."""
+    result = Reconciliation(network_settled=sum(s.settled for s in network), booked_transfers=len(booked))
+    by_id = {p.payment_id: p for p in payments}
+    bookings: dict[str, list[BookedTransfer]] = {}
+    for b in booked:
+        bookings.setdefault(b.transfer_id, []).append(b)
+    known = {s.payment_id for s in network}
+    for s in network:
+        payment = by_id.get(s.payment_id)
+        if s.settled:
+            _check_settled(result, s, payment, bookings)
+        elif payment is not None and payment.status is PaymentStatus.COMPLETED:
+            result.found(Discrepancy("BOOKED_NOT_SETTLED", payment.payment_id, payment.transfer_id, "the network rejected it"))
+    paid = {p.transfer_id: p for p in payments if p.status is PaymentStatus.COMPLETED and p.transfer_id}
+    for transfer_id in bookings:
+        payment = paid.get(transfer_id)
+        if payment is None:
+            result.found(Discrepancy("BOOKED_WITHOUT_PAYMENT", transfer_id=transfer_id, detail="a clearing credit no payment made"))
+        elif payment.payment_id not in known:
+            result.found(Discrepancy("BOOKED_NOT_SETTLED", payment.payment_id, transfer_id, "the network has no record of it"))
+    for p in payments:
+        if p.status is PaymentStatus.NEEDS_OPERATOR:
+            result.found(Discrepancy("NEEDS_OPERATOR", p.payment_id, p.transfer_id, p.failure_reason))
+    return result
+
+
+def _check_settled(result: Reconciliation, s: NetworkSettlement, payment: Payment | None,
+                   bookings: dict[str, list[BookedTransfer]]) -> None:  # fmt: skip
+    if payment is None:
+        result.found(Discrepancy("SETTLED_UNKNOWN_PAYMENT", s.payment_id, detail=f"the network settled {s.amount}"))
+    elif payment.status in IN_FLIGHT:
+        result.in_flight += 1
+    elif payment.status is not PaymentStatus.COMPLETED:
+        result.found(Discrepancy("SETTLED_NOT_BOOKED", payment.payment_id, detail=f"settled, but the payment is {payment.status.value}"))
+    elif not bookings.get(payment.transfer_id):
+        result.found(Discrepancy("TRANSFER_MISSING", payment.payment_id, payment.transfer_id, "no such clearing credit"))
+    elif len(bookings[payment.transfer_id]) > 1:
+        result.found(Discrepancy("BOOKED_TWICE", payment.payment_id, payment.transfer_id, "booked more than once"))
+    elif bookings[payment.transfer_id][0].amount != s.amount or payment.amount != s.amount:
+        result.found(Discrepancy("AMOUNT_MISMATCH", payment.payment_id, payment.transfer_id,
+                                 f"network {s.amount}, ledger {bookings[payment.transfer_id][0].amount}"))  # fmt: skip
+    else:
+        result.matched += 1

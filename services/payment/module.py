@@ -12,7 +12,6 @@ from common.di import ModuleContextImport, og_context
 from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.infrastructure import Databases
-from common.security.component import Security
 from services.payment.api import PaymentApi
 from services.payment.repository import PaymentDatabase, SqlPaymentRepository
 from services.payment.service import (
@@ -29,13 +28,13 @@ from services.payment.service import (
     description="Payments to accounts of this bank and, through VelocityPay, to other banks; fraud screening",
     business_owner="Payments Team",
     imports=[
-        ModuleContextImport(AccountServiceStub, from_context="account"),
-        ModuleContextImport(PaymentNetworkServiceStub, from_context="velocitypay"),
+        ModuleContextImport(AccountServiceStub, from_context="account", methods=[
+            "CheckAccountAccess", "PlaceHold", "LookupHold", "CaptureHold", "ReleaseHold", "ListEntries"]),
+        ModuleContextImport(PaymentNetworkServiceStub, from_context="velocitypay", methods=["SubmitPayment", "ListSettlements"]),
         ModuleContextImport(Databases, from_context="infrastructure"),
         ModuleContextImport(Clock, from_context="infrastructure"),
         ModuleContextImport(Settings, from_context="infrastructure"),
         ModuleContextImport(EventBus, from_context="infrastructure"),
-        ModuleContextImport(Security, from_context="infrastructure"),
     ],
     providers=[
         PaymentDatabase,

@@ -9,7 +9,7 @@ from typing import Protocol
 from google.protobuf.message import Message
 
 from common.db.base import Row, Tx
-from common.db.idempotency import claim
+from common.db.idempotency import claim, replayed_resource
 from common.di import BaseComponent, og_component
 from common.errors import Aborted
 from common.events.outbox import append_event
@@ -20,7 +20,8 @@ from services.payment.domain import Beneficiary, FraudRules, Payment, PaymentSta
 
 _COLUMNS = (
     "payment_id, debtor_account_id, beneficiary_account_id, beneficiary_iban, beneficiary_name, amount_minor,"
-    " currency, reference, status, failure_reason, hold_id, transfer_id, created_epoch, created_at, updated_at"
+    " currency, reference, status, failure_reason, hold_id, transfer_id, created_epoch, created_at, updated_at,"
+    " authorized_by, attempts, next_attempt_at"
 )
 COUNTED = (PaymentStatus.PENDING.value, PaymentStatus.QUEUED.value, PaymentStatus.COMPLETED.value)
 
@@ -38,14 +39,21 @@ def _payment(row: Row) -> Payment:
         failure_reason=row["failure_reason"],
         hold_id=row["hold_id"],
         transfer_id=row["transfer_id"],
+        authorized_by=row["authorized_by"],
+        attempts=row["attempts"],
+        next_attempt_at=datetime.fromisoformat(row["next_attempt_at"]) if row["next_attempt_at"] else None,
     )
+
+
+def _when(at: datetime | None) -> str:
+    return at.isoformat() if at else ""
 
 
 def _values(p: Payment) -> tuple[object, ...]:
     b = p.beneficiary
     return (p.payment_id, p.debtor_account_id, b.account_id, b.iban, b.name, p.amount.minor, p.amount.currency,
             p.reference, p.status.value, p.failure_reason, p.hold_id, p.transfer_id, p.created_at.timestamp(),
-            p.created_at.isoformat(), p.updated_at.isoformat())  # fmt: skip
+            p.created_at.isoformat(), p.updated_at.isoformat(), p.authorized_by, p.attempts, _when(p.next_attempt_at))  # fmt: skip
 
 
 async def _select(tx: Tx, payment_id: str) -> Payment | None:
@@ -75,7 +83,7 @@ async def _create(tx: Tx, payment: Payment, key: IdempotencyKey, rules: FraudRul
     reason = screen(payment.amount, int(window["n"]), int(window["total"]), rules)
     if reason:
         payment = payment.moved_to(PaymentStatus.REJECTED, payment.created_at, failure_reason=reason)
-    await tx.execute(f"INSERT INTO payments ({_COLUMNS}) VALUES ({', '.join('?' * 15)})", *_values(payment))
+    await tx.execute(f"INSERT INTO payments ({_COLUMNS}) VALUES ({', '.join('?' * 18)})", *_values(payment))
     for event in events_for(payment):
         await append_event(tx, event)
     return Created(payment, False)
@@ -88,10 +96,10 @@ class EventsFor(Protocol):
 async def _advance(tx: Tx, payment: Payment, expected: PaymentStatus, events: list[Message]) -> Payment:
     """Moves a payment on only from the state the caller saw (two workers never both move it)."""
     changed = await tx.execute(
-        "UPDATE payments SET status = ?, failure_reason = ?, hold_id = ?, transfer_id = ?, updated_at = ?"
-        " WHERE payment_id = ? AND status = ?",
-        payment.status.value, payment.failure_reason, payment.hold_id, payment.transfer_id,
-        payment.updated_at.isoformat(), payment.payment_id, expected.value,
+        "UPDATE payments SET status = ?, failure_reason = ?, hold_id = ?, transfer_id = ?, updated_at = ?, attempts = ?,"
+        " next_attempt_at = ? WHERE payment_id = ? AND status = ?",
+        payment.status.value, payment.failure_reason, payment.hold_id, payment.transfer_id, payment.updated_at.isoformat(),
+        payment.attempts, _when(payment.next_attempt_at), payment.payment_id, expected.value,
     )  # fmt: skip
     if changed != 1:
         raise Aborted("PAYMENT_MOVED_ON", "the payment changed meanwhile", {"payment_id": payment.payment_id})
@@ -110,11 +118,27 @@ async def _page(tx: Tx, debtor: str, after: int, limit: int) -> tuple[list[Payme
     return [_payment(r) for r in rows], rows[-1]["seq"] if more else None
 
 
-async def _due(tx: Tx, stale_before: str, limit: int) -> list[Payment]:
-    """Queued payments, and pending ones left behind by a crash, oldest first."""
+async def _due(tx: Tx, stale_before: str, now: str, external: bool, limit: int) -> list[Payment]:
+    """Queued payments (unless `external` is off: the network is not being called), and pending
+    ones a crash or a lost answer left behind; those retried soonest first."""
     rows = await tx.fetchall(
-        f"SELECT {_COLUMNS} FROM payments WHERE status = ? OR (status = ? AND updated_at < ?) ORDER BY seq LIMIT ?",
-        PaymentStatus.QUEUED.value, PaymentStatus.PENDING.value, stale_before, limit,
+        f"SELECT {_COLUMNS} FROM payments WHERE ((status = ? AND ?) OR (status = ? AND updated_at < ?))"
+        " AND next_attempt_at <= ? ORDER BY next_attempt_at, seq LIMIT ?",
+        PaymentStatus.QUEUED.value, external, PaymentStatus.PENDING.value, stale_before, now, limit,
+    )  # fmt: skip
+    return [_payment(r) for r in rows]
+
+
+async def _replay(tx: Tx, key: IdempotencyKey) -> Payment | None:
+    payment_id = await replayed_resource(tx, key)
+    return await _select(tx, payment_id) if payment_id else None
+
+
+async def _external(tx: Tx, currency: str) -> list[Payment]:
+    """Every external payment (in `currency`, if given): what the reconciliation compares."""
+    rows = await tx.fetchall(
+        f"SELECT {_COLUMNS} FROM payments WHERE beneficiary_iban <> '' AND (? = '' OR currency = ?) ORDER BY seq",
+        currency, currency,
     )  # fmt: skip
     return [_payment(r) for r in rows]
 
@@ -128,7 +152,12 @@ class PaymentRepository(Protocol):
 
     async def page(self, debtor: str, after: int, limit: int) -> tuple[list[Payment], int | None]: ...
 
-    async def due(self, stale_before: datetime, limit: int) -> list[Payment]: ...
+    async def due(self, stale_before: datetime, now: datetime, external: bool, limit: int) -> list[Payment]: ...
+
+    async def replay(self, key: IdempotencyKey) -> Payment | None:
+        """The payment an earlier request with this key (same principal) made, if any."""
+
+    async def external(self, currency: str) -> list[Payment]: ...
 
 
 @og_component()
@@ -154,5 +183,11 @@ class SqlPaymentRepository(BaseComponent, PaymentRepository):
     async def page(self, debtor: str, after: int, limit: int) -> tuple[list[Payment], int | None]:
         return await self._db.read(_page, debtor, after, limit)
 
-    async def due(self, stale_before: datetime, limit: int) -> list[Payment]:
-        return await self._db.read(_due, stale_before.isoformat(), limit)
+    async def due(self, stale_before: datetime, now: datetime, external: bool, limit: int) -> list[Payment]:
+        return await self._db.read(_due, stale_before.isoformat(), now.isoformat(), external, limit)
+
+    async def replay(self, key: IdempotencyKey) -> Payment | None:
+        return await self._db.read(_replay, key)
+
+    async def external(self, currency: str) -> list[Payment]:
+        return await self._db.read(_external, currency)

@@ -1,19 +1,27 @@
 """Use cases of the payment context.
 
-A payment reserves the debtor's funds first (a hold, placed with the caller's identity, so the
-account context decides whether the caller may spend), then: internal payments capture the hold
-to the beneficiary's account; external ones go to VelocityPay through a circuit breaker and are
-captured to the clearing account when settled, released when the network refuses them, and kept
-QUEUED (funds still held) while the network cannot be reached. A worker forwards the queue when
-the circuit lets calls through. Every step is idempotent (request ids derived from the payment
-id), so a retry or a restart never pays twice.
+Authority comes first. Before anything is written, the account context says (side-effect free)
+whether the caller may debit the debtor account; a caller who may not leaves no trace. The
+payment is then stored with the authority that was verified, screened for fraud, and the debtor's
+funds are reserved by a hold placed under the caller's authority (relayed: the account context
+judges the user, and records this context as the hold's owner, so that only it can capture or
+release it). Internal payments capture the hold to the beneficiary; external ones go to
+VelocityPay through a circuit breaker, are captured to the clearing account when settled,
+released when refused, and kept QUEUED (funds still held) while the network cannot be reached.
+
+Background work never gains authority. The store-and-forward worker acts as this context alone:
+it completes or undoes what a request started (captures or releases the payment's own hold), and
+when a request lost PlaceHold's answer it only looks the hold up (LookupHold closes the request
+id when no hold was placed): it never places one. Every step is idempotent (request ids derived
+from the payment id); a step refused for good stops the payment in a state an operator sees
+instead of retrying it forever, and a passing failure pushes that one payment back, not the queue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
@@ -31,7 +39,7 @@ from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
 from common.clock import Clock
 from common.config import Settings
 from common.di import BaseComponent, og_component
-from common.errors import NotFound, PermissionDenied, Unavailable
+from common.errors import AppError, NotFound, PermissionDenied, Unavailable
 from common.events.outbox import OutboxRelay
 from common.grpc.convert import timestamp
 from common.grpc.status import reason_of
@@ -41,15 +49,27 @@ from common.money import Money
 from common.pagination import page_request
 from common.resilience.breaker import BreakerPolicy, CircuitBreaker, CircuitOpenError
 from common.resilience.shared import SharedBreakerState
-from common.security.component import Security
+from common.security.context import ADMIN, current_caller
+from common.security.policy import denied, require_role, unknown
 from common.validation import Violations, check_id, check_request_id, check_text
-from services.payment.domain import FINAL, Beneficiary, FraudRules, Payment, PaymentStatus, validate_beneficiary
+from services.payment.domain import (
+    FINAL,
+    Beneficiary,
+    BookedTransfer,
+    FraudRules,
+    NetworkSettlement,
+    Payment,
+    PaymentStatus,
+    Reconciliation,
+    reconcile,
+    validate_beneficiary,
+)
 from services.payment.repository import PaymentDatabase, PaymentRepository
 
 FRAUD_FILE = Path(__file__).parent / "fraud.toml"
-CONTEXT = "payment"
 ACCOUNT_CALL_TIMEOUT = 5.0
-Metadata = Sequence[tuple[str, str]] | None
+DEFINITE = frozenset({grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED,
+                      grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS})  # fmt: skip
 
 
 def clearing_account(currency: str) -> str:
@@ -62,7 +82,7 @@ def _money_pb(m: Money) -> money_pb2.Money:
 
 
 def events_for(p: Payment) -> list[Message]:
-    """The event a payment's state announces (none while it is pending)."""
+    """The event a payment's state announces (none while it is pending, nor for an operator)."""
     amount, at = _money_pb(p.amount), timestamp(p.updated_at)
     if p.status is PaymentStatus.COMPLETED:
         return [events_pb2.PaymentCompleted(payment_id=p.payment_id, debtor_account_id=p.debtor_account_id, amount=amount,
@@ -124,6 +144,42 @@ class VelocityPayGateway(BaseComponent):
         )  # fmt: skip
         return await self.breaker.call(self._network.SubmitPayment, request, timeout=self._timeout)
 
+    async def settlements(self) -> list[vpb.Settlement]:
+        """The network's whole settlement report (page by page; not through the breaker: an
+        operator's read should say that the network is down, not that our circuit is open)."""
+        found: list[vpb.Settlement] = []
+        token = ""
+        while True:
+            page = await self._network.ListSettlements(vpb.ListSettlementsRequest(page_size=1000, page_token=token),
+                                                       timeout=self._timeout * 5)  # fmt: skip
+            found.extend(page.settlements)
+            token = page.next_page_token
+            if not token:
+                return found
+
+
+class _Refused(Exception):
+    """The account context refused a step for good (not a passing failure)."""
+
+    def __init__(self, err: grpc.aio.AioRpcError) -> None:
+        super().__init__(reason_of(err) or err.code().name)
+        self.code = err.code()
+        self.reason = str(self)
+
+
+@contextmanager
+def _account_call(p: Payment) -> Iterator[None]:
+    """A call to the account context for `p`: a definite refusal is _Refused; no answer (down,
+    deadline, cancelled on its side) is UNAVAILABLE with the payment's id: the payment is kept
+    and the worker completes it."""
+    try:
+        yield
+    except grpc.aio.AioRpcError as err:
+        if err.code() in DEFINITE:
+            raise _Refused(err) from err
+        raise Unavailable("ACCOUNTS_UNAVAILABLE", "the account context did not answer; the payment is kept and completes "
+                          "by itself (GetPayment shows it)", {"payment_id": p.payment_id}) from err  # fmt: skip
+
 
 @og_component()
 class PaymentProcessor(BaseComponent):
@@ -138,102 +194,104 @@ class PaymentProcessor(BaseComponent):
         self._relay = relay
 
     async def _move(self, p: Payment, status: PaymentStatus, **changes: str) -> Payment:
-        moved = p.moved_to(status, self._clock.now(), **changes)
+        moved = replace(p.moved_to(status, self._clock.now(), **changes), next_attempt_at=None)
         stored = await self._repository.advance(moved, p.status, events_for(moved))
         self._relay.nudge()
         return stored
 
-    async def process(self, p: Payment, metadata: Metadata = None) -> Payment:
-        """`metadata` None: the caller's identity travels on (the request path); the worker passes
-        the payment context's own service identity."""
+    async def process(self, p: Payment, *, live: bool) -> Payment:
+        """`live`: on the request path, with the caller's authority, which may reserve the funds;
+        otherwise the worker, which may only find the hold the request placed."""
         if p.status in FINAL:
             return p
         if not p.hold_id:
-            p = await self._hold(p, metadata)
+            p = await (self._hold(p) if live else self._find_hold(p))
             if p.status in FINAL:
                 return p
         if not p.beneficiary.external:
-            return await self._capture(p, metadata)
+            return await self._capture(p)
         try:
             answer = await self._gateway.submit(p)
         except (CircuitOpenError, grpc.aio.AioRpcError) as err:
             if isinstance(err, grpc.aio.AioRpcError) and not self._gateway.breaker.counts_as_failure(err):
-                return await self._release(p, metadata, f"NETWORK_REFUSED_{err.code().name}")
-            return p if p.status is PaymentStatus.QUEUED else await self._move(p, PaymentStatus.QUEUED)
+                return await self._release(p, f"NETWORK_REFUSED_{err.code().name}")
+            return p if p.status is PaymentStatus.QUEUED else await self._move(p, PaymentStatus.QUEUED, hold_id=p.hold_id)
         if answer.status == vpb.NETWORK_PAYMENT_STATUS_SETTLED:
-            return await self._capture(p, metadata)
-        return await self._release(p, metadata, answer.reject_reason or "NETWORK_REJECTED")
+            return await self._capture(p, settled=True)
+        return await self._release(p, answer.reject_reason or "NETWORK_REJECTED")
 
-    async def _hold(self, p: Payment, metadata: Metadata) -> Payment:
+    def _hold_request_id(self, p: Payment) -> str:
+        return f"{p.payment_id}-hold"
+
+    async def _hold(self, p: Payment) -> Payment:
+        """Reserves the funds with the caller's authority (the account context judges it)."""
         credit = p.beneficiary.iban and clearing_account(p.amount.currency) or p.beneficiary.account_id
-        request = apb.PlaceHoldRequest(request_id=f"{p.payment_id}-hold", debit_account_id=p.debtor_account_id,
+        request = apb.PlaceHoldRequest(request_id=self._hold_request_id(p), debit_account_id=p.debtor_account_id,
                                        credit_account_id=credit, amount=_money_pb(p.amount), description=p.reference)  # fmt: skip
         try:
-            hold = await self._accounts.PlaceHold(request, timeout=ACCOUNT_CALL_TIMEOUT, metadata=metadata)
-        except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.PERMISSION_DENIED:
+            with _account_call(p):
+                hold = await self._accounts.PlaceHold(request, timeout=ACCOUNT_CALL_TIMEOUT)
+        except _Refused as refused:
+            if refused.code == grpc.StatusCode.PERMISSION_DENIED:  # revoked since the check: nothing reserved
                 await self._move(p, PaymentStatus.FAILED, failure_reason="ACCESS_DENIED")
                 raise PermissionDenied("ACCESS_DENIED", "the caller may not spend from the debtor account",
-                                       {"payment_id": p.payment_id}) from err  # fmt: skip
-            reason = _reason(err)
-            if reason is None:
-                # No answer: the hold may or may not have been placed (found by tests/faults: a
-                # payment failed here once left its hold placed). The payment stays PENDING; the
-                # worker asks again with the same key, gets the hold if it exists, and goes on.
-                raise _kept(p) from err
+                                       {"payment_id": p.payment_id}) from refused  # fmt: skip
+            reason = "ACCOUNT_NOT_FOUND" if refused.code == grpc.StatusCode.NOT_FOUND else refused.reason
             return await self._move(p, PaymentStatus.FAILED, failure_reason=reason)
-        # Not stored yet: PlaceHold is idempotent by a request id derived from the payment, so
-        # after a crash the worker places it again and gets this same hold back.
+        # Not stored yet: if this process dies now, the worker finds the hold by its request id.
         return replace(p, hold_id=hold.hold.hold_id)
 
-    async def _capture(self, p: Payment, metadata: Metadata) -> Payment:
+    async def _find_hold(self, p: Payment) -> Payment:
+        """The hold the request placed, if it placed one; never a new one (LookupHold closes the
+        request id when there is none, so the answer is final)."""
+        try:
+            with _account_call(p):
+                found = await self._accounts.LookupHold(apb.LookupHoldRequest(request_id=self._hold_request_id(p)),
+                                                        timeout=ACCOUNT_CALL_TIMEOUT)  # fmt: skip
+        except _Refused as refused:
+            if refused.code != grpc.StatusCode.NOT_FOUND:
+                return await self._move(p, PaymentStatus.NEEDS_OPERATOR, failure_reason=f"HOLD_LOOKUP_REFUSED_{refused.reason}")
+            return await self._move(p, PaymentStatus.FAILED, failure_reason="HOLD_NOT_PLACED")
+        hold = found.hold
+        if hold.status == apb.HOLD_STATUS_RELEASED:
+            return await self._move(p, PaymentStatus.FAILED, failure_reason=p.failure_reason or "HOLD_RELEASED", hold_id=hold.hold_id)
+        return replace(p, hold_id=hold.hold_id)
+
+    async def _capture(self, p: Payment, *, settled: bool = False) -> Payment:
+        """Posts the held funds. Refused for good: an internal payment is undone (release); an
+        external one the network settled is left to an operator, funds still held."""
         request = apb.CaptureHoldRequest(request_id=f"{p.payment_id}-capture", hold_id=p.hold_id)
-        with _kept_if_accounts_unavailable(p):
-            captured = await self._accounts.CaptureHold(request, timeout=ACCOUNT_CALL_TIMEOUT, metadata=metadata)
-        return await self._move(p, PaymentStatus.COMPLETED, transfer_id=captured.transfer.transfer_id)
+        try:
+            with _account_call(p):
+                captured = await self._accounts.CaptureHold(request, timeout=ACCOUNT_CALL_TIMEOUT)
+        except _Refused as refused:
+            if settled:
+                return await self._move(p, PaymentStatus.NEEDS_OPERATOR, failure_reason=f"SETTLED_CAPTURE_REFUSED_{refused.reason}",
+                                        hold_id=p.hold_id)  # fmt: skip
+            return await self._release(p, f"CAPTURE_REFUSED_{refused.reason}")
+        return await self._move(p, PaymentStatus.COMPLETED, transfer_id=captured.transfer.transfer_id, hold_id=p.hold_id,
+                                failure_reason="")  # fmt: skip
 
-    async def _release(self, p: Payment, metadata: Metadata, reason: str) -> Payment:
+    async def _release(self, p: Payment, reason: str) -> Payment:
         request = apb.ReleaseHoldRequest(request_id=f"{p.payment_id}-release", hold_id=p.hold_id)
-        with _kept_if_accounts_unavailable(p):
-            await self._accounts.ReleaseHold(request, timeout=ACCOUNT_CALL_TIMEOUT, metadata=metadata)
-        return await self._move(p, PaymentStatus.FAILED, failure_reason=reason)
-
-
-@contextmanager
-def _kept_if_accounts_unavailable(p: Payment) -> Iterator[None]:
-    """The hold is placed and the payment stored: when the account context cannot answer now,
-    the store-and-forward worker finishes the payment later. The caller hears UNAVAILABLE with
-    the payment's id, not an internal error."""
-    try:
-        yield
-    except grpc.aio.AioRpcError as err:
-        if err.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            raise
-        raise _kept(p) from err
-
-
-def _kept(p: Payment) -> Unavailable:
-    return Unavailable("ACCOUNTS_UNAVAILABLE", "the account context did not answer; the payment is kept and completes by itself "
-                       "(GetPayment shows it)", {"payment_id": p.payment_id})  # fmt: skip
-
-
-def _reason(err: grpc.aio.AioRpcError) -> str | None:
-    """The business reason of a refused hold, None when the account context could not answer."""
-    if err.code() == grpc.StatusCode.NOT_FOUND:
-        return "ACCOUNT_NOT_FOUND"
-    if err.code() == grpc.StatusCode.FAILED_PRECONDITION:
-        return reason_of(err) or "REFUSED_BY_ACCOUNTS"
-    return None
+        try:
+            with _account_call(p):
+                await self._accounts.ReleaseHold(request, timeout=ACCOUNT_CALL_TIMEOUT)
+        except _Refused as refused:
+            return await self._move(p, PaymentStatus.NEEDS_OPERATOR, failure_reason=f"{reason}; RELEASE_REFUSED_{refused.reason}",
+                                    hold_id=p.hold_id)  # fmt: skip
+        return await self._move(p, PaymentStatus.FAILED, failure_reason=reason, hold_id=p.hold_id)
 
 
 @og_component()
 class PaymentApplicationService(BaseComponent):
     def __init__(self, repository: PaymentRepository, processor: PaymentProcessor, fraud: FraudScreening,
-                 accounts: AccountServiceStub, clock: Clock, relay: OutboxRelay) -> None:  # fmt: skip
+                 accounts: AccountServiceStub, gateway: VelocityPayGateway, clock: Clock, relay: OutboxRelay) -> None:  # fmt: skip
         self._repository = repository
         self._processor = processor
         self._fraud = fraud
         self._accounts = accounts
+        self._gateway = gateway
         self._clock = clock
         self._relay = relay
 
@@ -245,24 +303,31 @@ class PaymentApplicationService(BaseComponent):
         check_text(v, reference, "reference", max_len=140, required=False)
         v.raise_if_any()
         assert amount is not None
+        replayed = await self._repository.replay(key)  # this principal's own earlier request
+        if replayed is not None:
+            return replayed
+        await self._require_debtor_access(debtor, debit=True, action="spend from this account")
         now = self._clock.now()
-        payment = Payment(new_id("pay"), debtor, beneficiary, amount, reference, PaymentStatus.PENDING, now, now)
+        payment = Payment(new_id("pay"), debtor, beneficiary, amount, reference, PaymentStatus.PENDING, now, now,
+                          authorized_by=current_caller().chain)  # fmt: skip
         created = await self._repository.create(payment, key, self._fraud.rules(amount.currency), events_for)
         self._relay.nudge()
         if created.replayed or created.payment.status in FINAL:
             return created.payment
-        return await self._processor.process(created.payment)
+        return await self._processor.process(created.payment, live=True)
 
-    async def _require_debtor_access(self, account_id: str) -> None:
-        """Reading a payment needs reading its debtor account: the account context decides."""
+    async def _require_debtor_access(self, account_id: str, *, debit: bool, action: str) -> None:
+        """The account context decides, for the caller (a user, or an admin), and changes nothing."""
+        access = apb.ACCOUNT_ACCESS_DEBIT if debit else apb.ACCOUNT_ACCESS_READ
         try:
-            await self._accounts.GetAccount(apb.GetAccountRequest(account_id=account_id), timeout=ACCOUNT_CALL_TIMEOUT)
+            await self._accounts.CheckAccountAccess(apb.CheckAccountAccessRequest(account_id=account_id, access=access),
+                                                    timeout=ACCOUNT_CALL_TIMEOUT)  # fmt: skip
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.PERMISSION_DENIED:
-                raise PermissionDenied("ACCESS_DENIED", "the caller may not read this account's payments") from err
+                raise denied(action) from err
             if err.code() == grpc.StatusCode.NOT_FOUND:
                 raise NotFound("account", account_id) from err
-            raise Unavailable("ACCOUNTS_UNAVAILABLE", f"cannot check access: {err.code().name}") from err
+            raise Unavailable("ACCOUNTS_UNAVAILABLE", f"cannot check access to the account: {err.code().name}") from err
 
     async def get(self, payment_id: str) -> Payment:
         v = Violations()
@@ -270,8 +335,8 @@ class PaymentApplicationService(BaseComponent):
         v.raise_if_any()
         payment = await self._repository.get(payment_id)
         if payment is None:
-            raise NotFound("payment", payment_id)
-        await self._require_debtor_access(payment.debtor_account_id)
+            raise unknown("payment", payment_id, "read this payment")
+        await self._require_debtor_access(payment.debtor_account_id, debit=False, action="read this payment")
         return payment
 
     async def list(self, debtor: str, size: int, token: str) -> tuple[list[Payment], str]:
@@ -279,28 +344,58 @@ class PaymentApplicationService(BaseComponent):
         check_id(v, debtor, "debtor_account_id", "acc")
         request = page_request(v, size, token, ("payments", debtor))
         v.raise_if_any()
-        await self._require_debtor_access(debtor)
+        await self._require_debtor_access(debtor, debit=False, action="read this account's payments")
         payments, next_after = await self._repository.page(debtor, request.after, request.limit)
         return payments, request.next_token(next_after)
+
+    async def reconcile(self, currency: str) -> Reconciliation:
+        """What the network settled against what the ledger booked (admins; reads only)."""
+        require_role(ADMIN, action="reconcile with the payment network")
+        try:
+            settlements = await self._gateway.settlements()
+        except grpc.aio.AioRpcError as err:
+            raise Unavailable("NETWORK_UNAVAILABLE", f"cannot read the network's settlements: {err.code().name}") from err
+        network = [NetworkSettlement(s.payment_id, s.status == vpb.NETWORK_PAYMENT_STATUS_SETTLED, Money.parse(s.currency_code, s.amount))
+                   for s in settlements if not currency or s.currency_code == currency]  # fmt: skip
+        payments = await self._repository.external(currency)
+        currencies = [currency] if currency else sorted({p.amount.currency for p in payments} | {s.amount.currency for s in network})
+        booked = [credit for c in currencies for credit in await self._clearing_credits(c)]
+        return reconcile(network, payments, booked)
+
+    async def _clearing_credits(self, currency: str) -> list[BookedTransfer]:
+        """What the ledger booked into the clearing account: the money that left for the network."""
+        found: list[BookedTransfer] = []
+        token = ""
+        while True:
+            try:
+                page = await self._accounts.ListEntries(apb.ListEntriesRequest(account_id=clearing_account(currency), page_size=500,
+                                                                               page_token=token), timeout=ACCOUNT_CALL_TIMEOUT)  # fmt: skip
+            except grpc.aio.AioRpcError as err:
+                raise Unavailable("ACCOUNTS_UNAVAILABLE", f"cannot read the clearing account: {err.code().name}") from err
+            found.extend(BookedTransfer(e.transfer_id, Money.parse(currency, e.amount.amount)) for e in page.entries
+                         if not e.amount.amount.startswith("-"))  # fmt: skip
+            token = page.next_page_token
+            if not token:
+                return found
 
 
 @og_component()
 class StoreAndForward(BaseComponent):
-    """Forwards QUEUED payments (and PENDING ones a crash left behind) once the circuit lets calls
-    through, under the payment context's own service identity. With replicas, one forwards (the
-    holder of the "payment-queue" lease): each step is idempotent, but two would double the calls."""
+    """Completes what requests started and could not finish (QUEUED payments once the circuit lets
+    calls through; PENDING ones a crash or a lost answer left behind), as this context alone.
+    With replicas, one forwards (the holder of the "payment-queue" lease): each step is
+    idempotent, but two would double the calls."""
 
-    STALE = timedelta(seconds=5)
     BATCH = 50
 
     def __init__(self, repository: PaymentRepository, processor: PaymentProcessor, gateway: VelocityPayGateway,
-                 security: Security, settings: Settings, clock: Clock, database: PaymentDatabase) -> None:  # fmt: skip
+                 settings: Settings, clock: Clock, database: PaymentDatabase) -> None:  # fmt: skip
         self._repository = repository
         self._database = database
         self._processor = processor
         self._gateway = gateway
-        self._security = security
         self._poll = settings.queue_poll_seconds
+        self._stale = timedelta(seconds=settings.payment_stale_seconds)
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
 
@@ -314,20 +409,29 @@ class StoreAndForward(BaseComponent):
 
     async def forward_once(self) -> int:
         """One pass over what is due; returns how many payments reached a final state."""
-        if not self._gateway.breaker.allows_calls():
-            return 0
-        metadata = (("authorization", f"Bearer {self._security.service_token(CONTEXT)}"),)
+        now = self._clock.now()
         finished = 0
-        for payment in await self._repository.due(self._clock.now() - self.STALE, self.BATCH):
-            try:
-                done = await self._processor.process(payment, metadata)
-            except Exception:  # noqa: BLE001 - stays due; the next pass tries again
-                self.logger.exception("forwarding %s failed", payment.payment_id)
-                continue
-            finished += done.status in FINAL
-            if not self._gateway.breaker.allows_calls():
-                break
+        for payment in await self._repository.due(now - self._stale, now, self._gateway.breaker.allows_calls(), self.BATCH):
+            finished += await self._forward(payment)
         return finished
+
+    async def _forward(self, payment: Payment) -> int:
+        try:
+            done = await self._processor.process(payment, live=False)
+        except (AppError, grpc.aio.AioRpcError) as passing:  # no answer now: this one waits, the others go on
+            self.logger.info("payment %s waits: %s", payment.payment_id, passing)
+            await self._later(payment)
+            return 0
+        except Exception:  # noqa: BLE001 - a bug: logged once per attempt, then it waits longer each time
+            self.logger.exception("forwarding %s failed", payment.payment_id)
+            await self._later(payment)
+            return 0
+        return int(done.status in FINAL)
+
+    async def _later(self, payment: Payment) -> None:
+        current = await self._repository.get(payment.payment_id)
+        if current is not None and current.status not in FINAL:
+            await self._repository.advance(current.retried_later(self._clock.now()), current.status, [])
 
     async def _run(self) -> None:
         while True:

@@ -3,16 +3,19 @@ other modes it is a remote declaration whose services are reached at the configu
 
 from __future__ import annotations
 
-from common.di import og_context
-from services.velocitypay.simulator import NetworkState, PaymentNetworkApi, SimulatorControlApi
+from common.di import ModuleContextImport, og_context
+from common.infrastructure import Databases
+from services.velocitypay.simulator import NetworkLedger, NetworkState, PaymentNetworkApi, SimulatorControlApi
 
 
 @og_context(
     name="velocitypay",
     description="Simulator of the external VelocityPay payment network (not ours)",
     business_owner="Payments Team (test double of an outside party)",
-    providers=[NetworkState, PaymentNetworkApi, SimulatorControlApi],
+    imports=[ModuleContextImport(Databases, from_context="infrastructure")],
+    providers=[NetworkLedger, NetworkState, PaymentNetworkApi, SimulatorControlApi],
     exports=[PaymentNetworkApi, SimulatorControlApi],
+    external=True,  # the outside world: the bank's contexts send it no identity of theirs
 )
 class VelocityPayModule:
     """The outside world: fault injection and counters for tests and demos."""

@@ -2,7 +2,8 @@
 
 Faults (added latency, error rate, timeout rate, full outage) are set by SetFaults or by flags of
 `ogpgy velocitypay`; GetStats counts what arrived, so tests can prove that an open circuit sent
-nothing and that each payment was seen once.
+nothing and that each payment was seen once. What it accepted is kept in its own database (a
+real network does not forget a settlement when it restarts); ListSettlements reports it.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from grpc import aio
 from velocitypay.v1 import network_pb2 as pb
 from velocitypay.v1 import network_pb2_grpc as pb_grpc
 
-from common.di import og_component
+from common.db.base import Row, Tx
+from common.di import BaseComponent, og_component
 from common.errors import FieldViolation, NotFound, Unavailable, ValidationFailed
 from common.ids import new_id
+from common.infrastructure import ContextDatabase
+from common.validation import Violations
 
 _IBAN = re.compile(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}")
 
@@ -41,16 +45,78 @@ class Faults:
     outage: bool = False
 
 
+_COLUMNS = "payment_id, network_reference, status, reject_reason, currency, amount"
+
+
+def _settlement(row: Row) -> pb.Settlement:
+    return pb.Settlement(payment_id=row["payment_id"], network_reference=row["network_reference"],
+                         status=pb.NetworkPaymentStatus.Value(row["status"]), currency_code=row["currency"], amount=row["amount"])  # fmt: skip
+
+
+def _answer(row: Row) -> pb.SubmitPaymentResponse:
+    return pb.SubmitPaymentResponse(network_reference=row["network_reference"], status=pb.NetworkPaymentStatus.Value(row["status"]),
+                                    reject_reason=row["reject_reason"])  # fmt: skip
+
+
+async def _accept(tx: Tx, request: pb.SubmitPaymentRequest, answer: pb.SubmitPaymentResponse) -> tuple[pb.SubmitPaymentResponse, bool]:
+    """Records the payment once; returns what is recorded and whether it was new."""
+    added = await tx.execute(
+        f"INSERT INTO settlements ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (payment_id) DO NOTHING",
+        request.payment_id, answer.network_reference, pb.NetworkPaymentStatus.Name(answer.status), answer.reject_reason,
+        request.currency_code, request.amount,
+    )  # fmt: skip
+    row = await tx.fetchone(f"SELECT {_COLUMNS} FROM settlements WHERE payment_id = ?", request.payment_id)
+    assert row is not None
+    return _answer(row), added == 1
+
+
+async def _known(tx: Tx, payment_id: str) -> pb.SubmitPaymentResponse | None:
+    row = await tx.fetchone(f"SELECT {_COLUMNS} FROM settlements WHERE payment_id = ?", payment_id)
+    return _answer(row) if row else None
+
+
+async def _page(tx: Tx, after: int, limit: int) -> tuple[list[pb.Settlement], int | None]:
+    rows = await tx.fetchall(f"SELECT seq, {_COLUMNS} FROM settlements WHERE seq > ? ORDER BY seq LIMIT ?", after, limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [_settlement(r) for r in rows], (int(rows[-1]["seq"]) if more else None)
+
+
+async def _count(tx: Tx) -> int:
+    row = await tx.fetchone("SELECT COUNT(*) AS n FROM settlements")
+    return int(row["n"]) if row else 0
+
+
+@og_component()
+class NetworkLedger(ContextDatabase):
+    context = "velocitypay"
+    migrations_package = "services.velocitypay"
+
+
 @og_component()
 @dataclass
-class NetworkState:
-    """What the network has settled and what it has seen (in memory: a simulator)."""
+class NetworkState(BaseComponent):
+    """What the network has accepted (in its ledger) and what it has seen (counters, in memory)."""
 
+    ledger: NetworkLedger
     faults: Faults = field(default_factory=Faults)
-    settled: dict[str, pb.SubmitPaymentResponse] = field(default_factory=dict)
     calls_received: int = 0
     duplicate_submissions: int = 0
     faulted_calls: int = 0
+
+    async def accept(self, request: pb.SubmitPaymentRequest, answer: pb.SubmitPaymentResponse) -> pb.SubmitPaymentResponse:
+        recorded, new = await self.ledger.write(_accept, request, answer)
+        self.duplicate_submissions += not new
+        return recorded
+
+    async def known(self, payment_id: str) -> pb.SubmitPaymentResponse | None:
+        return await self.ledger.read(_known, payment_id)
+
+    async def page(self, after: int, limit: int) -> tuple[list[pb.Settlement], int | None]:
+        return await self.ledger.read(_page, after, limit)
+
+    async def accepted(self) -> int:
+        return await self.ledger.read(_count)
 
     async def misbehave(self, context: aio.ServicerContext) -> None:
         """Applies the configured faults to one call."""
@@ -81,33 +147,38 @@ class PaymentNetworkApi(pb_grpc.PaymentNetworkServiceServicer):
     """velocitypay.v1.PaymentNetworkService. The network checks its members its own way: our
     bank tokens mean nothing to it."""
 
-    PUBLIC_METHODS = ("SubmitPayment", "GetPaymentStatus")
+    PUBLIC_METHODS = ("SubmitPayment", "GetPaymentStatus", "ListSettlements")
 
     def __init__(self, state: NetworkState) -> None:
         self._state = state
 
     async def SubmitPayment(self, request: pb.SubmitPaymentRequest, context: aio.ServicerContext) -> pb.SubmitPaymentResponse:
         await self._state.misbehave(context)
-        if not request.payment_id:
-            raise ValidationFailed([FieldViolation("payment_id", "required")])
-        known = self._state.settled.get(request.payment_id)
-        if known is not None:
-            self._state.duplicate_submissions += 1
-            return known
+        if not request.payment_id or len(request.payment_id) > 64:
+            raise ValidationFailed([FieldViolation("payment_id", "required, at most 64 characters")])
         if iban_is_valid(request.beneficiary_iban):
             answer = pb.SubmitPaymentResponse(network_reference=new_id("vp"), status=pb.NETWORK_PAYMENT_STATUS_SETTLED)
         else:
             answer = pb.SubmitPaymentResponse(network_reference=new_id("vp"), status=pb.NETWORK_PAYMENT_STATUS_REJECTED,
                                               reject_reason="INVALID_IBAN")  # fmt: skip
-        self._state.settled[request.payment_id] = answer
-        return answer
+        return await self._state.accept(request, answer)
 
     async def GetPaymentStatus(self, request: pb.GetPaymentStatusRequest, context: aio.ServicerContext) -> pb.GetPaymentStatusResponse:
         await self._state.misbehave(context)
-        known = self._state.settled.get(request.payment_id)
+        known = await self._state.known(request.payment_id)
         if known is None:
             raise NotFound("payment", request.payment_id)
         return pb.GetPaymentStatusResponse(network_reference=known.network_reference, status=known.status)
+
+    async def ListSettlements(self, request: pb.ListSettlementsRequest, context: aio.ServicerContext) -> pb.ListSettlementsResponse:
+        await self._state.misbehave(context)
+        v = Violations()
+        v.check(0 <= request.page_size <= 1000, "page_size", "must be between 0 and 1000")
+        after = int(request.page_token) if request.page_token.isdigit() and len(request.page_token) < 19 else 0
+        v.check(not request.page_token or after > 0, "page_token", "pass next_page_token unchanged")
+        v.raise_if_any()
+        settlements, next_after = await self._state.page(after, request.page_size or 500)
+        return pb.ListSettlementsResponse(settlements=settlements, next_page_token=str(next_after) if next_after else "")
 
 
 @og_component()
@@ -131,7 +202,7 @@ class SimulatorControlApi(pb_grpc.SimulatorControlServiceServicer):
 
     async def GetStats(self, request: pb.GetStatsRequest, context: aio.ServicerContext) -> pb.GetStatsResponse:
         s = self._state
-        return pb.GetStatsResponse(calls_received=s.calls_received, payments_accepted=len(s.settled),
+        return pb.GetStatsResponse(calls_received=s.calls_received, payments_accepted=await s.accepted(),
                                    duplicate_submissions=s.duplicate_submissions, faulted_calls=s.faulted_calls)  # fmt: skip
 
 

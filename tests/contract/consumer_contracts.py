@@ -1,7 +1,8 @@
 """What each importing context expects of its providers: golden requests (proto3 JSON, with
 {placeholders} the provider state fills in), the status it expects, and the response fields (or
 the error reason) its code relies on. test_consumer_contracts.py replays them against the real
-provider server, and checks that every provider RPC a consumer's code calls has an interaction.
+provider server, as the consumer calls (its own identity, acting for an admin), and checks that
+every provider RPC a consumer imports has an interaction.
 
 When a consumer starts relying on another field or another RPC, add it here: the provider's
 change that would break it then fails the provider's build, not the consumer in production.
@@ -37,11 +38,13 @@ INTERACTIONS: tuple[Interaction, ...] = (
                 relies_on=("user.user_id", "user.roles")),
     Interaction("customer", "identity", "IdentityService/GetUser", "nothing", {"user_id": "usr_00000000000000000000000000"},
                 expect="NOT_FOUND"),
-    # payment -> account: holds for every payment; GetAccount decides who may read a payment
-    Interaction("payment", "account", "AccountService/GetAccount", "a funded account", {"account_id": "{account_id}"},
-                relies_on=("account.account_id",)),
-    Interaction("payment", "account", "AccountService/GetAccount", "a funded account", {"account_id": "acc_00000000000000000000000000"},
-                expect="NOT_FOUND"),
+    # payment -> account: whether the caller may debit (or read) the debtor account, before anything is written;
+    # holds for every payment; a lost PlaceHold answer found (or closed) by request id; the clearing account's
+    # entries for the reconciliation with the network
+    Interaction("payment", "account", "AccountService/CheckAccountAccess", "a funded account",
+                {"account_id": "{account_id}", "access": "ACCOUNT_ACCESS_DEBIT"}, relies_on=("account_id", "currency_code")),
+    Interaction("payment", "account", "AccountService/CheckAccountAccess", "a funded account",
+                {"account_id": "acc_00000000000000000000000000", "access": "ACCOUNT_ACCESS_READ"}, expect="NOT_FOUND"),
     Interaction("payment", "account", "AccountService/PlaceHold", "a funded account",
                 {"request_id": "{key}-hold", "debit_account_id": "{account_id}", "credit_account_id": "acc_CLEARING_EUR",
                  "amount": {"currency_code": "EUR", "amount": "10.00"}, "description": "payment"},
@@ -54,6 +57,12 @@ INTERACTIONS: tuple[Interaction, ...] = (
                 relies_on=("transfer.transfer_id",)),
     Interaction("payment", "account", "AccountService/ReleaseHold", "a hold", {"request_id": "{key}-release", "hold_id": "{hold_id}"},
                 relies_on=("hold.hold_id",)),
+    Interaction("payment", "account", "AccountService/LookupHold", "a hold", {"request_id": "{key}-given"},
+                relies_on=("hold.hold_id", "hold.status")),
+    Interaction("payment", "account", "AccountService/LookupHold", "nothing", {"request_id": "{key}-never-placed"},
+                expect="NOT_FOUND"),
+    Interaction("payment", "account", "AccountService/ListEntries", "a captured hold", {"account_id": "acc_CLEARING_EUR", "page_size": 500},
+                relies_on=("entries.transfer_id", "entries.amount.amount")),
     # lending -> account: the disbursement saga (hold on treasury, capture, release to compensate)
     Interaction("lending", "account", "AccountService/GetAccount", "a funded account", {"account_id": "{account_id}"},
                 relies_on=("account.customer_id", "account.balance.currency_code")),
@@ -61,6 +70,12 @@ INTERACTIONS: tuple[Interaction, ...] = (
                 {"request_id": "{key}-reserve", "debit_account_id": "acc_TREASURY_EUR", "credit_account_id": "{account_id}",
                  "amount": {"currency_code": "EUR", "amount": "250.00"}, "description": "loan"},
                 relies_on=("hold.hold_id",)),
+    Interaction("lending", "account", "AccountService/LookupHold", "a hold", {"request_id": "{key}-given"},
+                relies_on=("hold.hold_id",)),
+    Interaction("lending", "account", "AccountService/LookupHold", "nothing", {"request_id": "{key}-never-reserved"},
+                expect="NOT_FOUND"),
+    Interaction("lending", "account", "AccountService/GetHold", "a captured hold", {"hold_id": "{hold_id}"},
+                relies_on=("hold.status", "hold.transfer_id")),
     Interaction("lending", "account", "AccountService/CaptureHold", "a hold", {"request_id": "{key}-transfer", "hold_id": "{hold_id}"},
                 relies_on=("transfer.transfer_id",)),
     Interaction("lending", "account", "AccountService/ReleaseHold", "a released hold", {"request_id": "{key}-undo", "hold_id": "{hold_id}"},
@@ -82,4 +97,6 @@ INTERACTIONS: tuple[Interaction, ...] = (
                 {"payment_id": "{key}-pay", "beneficiary_iban": "DE89370400440532013000", "beneficiary_name": "Max Muster",
                  "currency_code": "EUR", "amount": "10.00", "reference": "r"},
                 relies_on=("status",)),
+    Interaction("payment", "velocitypay", "PaymentNetworkService/ListSettlements", "a network settlement", {"page_size": 1000},
+                relies_on=("settlements.payment_id", "settlements.status", "settlements.currency_code", "settlements.amount")),
 )  # fmt: skip

@@ -30,9 +30,9 @@ from common.security.tokens import TokenSettings, issue
 from mesh.embedded import RunningBank
 from tests.bank_helpers import Bank, eur, fresh_document
 from tests.conftest import ADMIN_PASSWORD, document, issue_token, onboarding
-from tests.grpc_assert import error_reason, rpc_error
+from tests.grpc_assert import error_reason, field_violations, rpc_error
 
-ROLES = ("admin", "rm", "customer", "other_customer", "service")
+ROLES = ("admin", "rm", "customer", "other_customer")
 PASSWORD = "password-of-test-users"
 
 
@@ -52,6 +52,7 @@ class World:
     alice_account: str
     bob_account: str
     admin: Bank
+    admin_security: Security
 
     def stubs(self, channel: aio.Channel) -> tuple[cgrpc.CustomerServiceStub, agrpc.AccountServiceStub, igrpc.IdentityServiceStub]:
         return cgrpc.CustomerServiceStub(channel), agrpc.AccountServiceStub(channel), igrpc.IdentityServiceStub(channel)
@@ -76,14 +77,14 @@ async def world(bank: RunningBank, admin_token: str) -> AsyncIterator[World]:
             "rm": await _create_user(identity, "rita.rm", ipb.ROLE_RELATIONSHIP_MANAGER),
             "customer": await _create_user(identity, "alice", ipb.ROLE_CUSTOMER, alice),
             "other_customer": await _create_user(identity, "bob", ipb.ROLE_CUSTOMER, bob),
-            "service": await _create_user(identity, "svc.payments", ipb.ROLE_SERVICE),
         }
         await admin.customers.AssignRelationshipManager(
             cpb.AssignRelationshipManagerRequest(request_id="assign", customer_id=alice, relationship_manager_id=users["rm"])
         )
-        names = {"rm": "rita.rm", "customer": "alice", "other_customer": "bob", "service": "svc.payments"}
+        names = {"rm": "rita.rm", "customer": "alice", "other_customer": "bob"}
         tokens = {"admin": admin_token} | {role: await issue_token(bank.target, name, PASSWORD) for role, name in names.items()}
-        yield World(bank.target, tokens, users, alice, bob, alice_account, bob_account, admin)
+        yield World(bank.target, tokens, users, alice, bob, alice_account, bob_account, admin,
+                    bank.contexts["infrastructure"].resolve(Security))  # fmt: skip
 
 
 Call = Callable[[World, aio.Channel, str], Awaitable[object]]
@@ -95,20 +96,20 @@ def _customer_calls() -> dict[str, tuple[Call, set[str]]]:
 
     return {
         "OnboardCustomer": (lambda w, ch, r: stubs(w, ch)[0].OnboardCustomer(onboarding(f"on-{r}", document=document(fresh_document()))),
-                            {"admin", "rm", "service"}),
+                            {"admin"}),
         "GetCustomer": (lambda w, ch, r: stubs(w, ch)[0].GetCustomer(cpb.GetCustomerRequest(customer_id=w.alice)),
-                        {"admin", "rm", "customer", "service"}),
+                        {"admin", "rm", "customer"}),
         "UpdateCustomer": (lambda w, ch, r: stubs(w, ch)[0].UpdateCustomer(cpb.UpdateCustomerRequest(
             request_id=f"up-{r}", customer_id=w.alice, customer=cpb.Customer(phone="+4915112345678"),
-            update_mask=field_mask_pb2.FieldMask(paths=["phone"]))), {"admin", "customer", "service"}),
+            update_mask=field_mask_pb2.FieldMask(paths=["phone"]))), {"admin", "customer"}),
         "AssignRelationshipManager": (lambda w, ch, r: stubs(w, ch)[0].AssignRelationshipManager(
             cpb.AssignRelationshipManagerRequest(request_id=f"as-{r}", customer_id=w.bob, relationship_manager_id="")), {"admin"}),
     }  # fmt: skip
 
 
 def _account_calls() -> dict[str, tuple[Call, set[str]]]:
-    readers = {"admin", "rm", "customer", "service"}
-    spenders = {"admin", "customer", "service"}
+    readers = {"admin", "rm", "customer"}
+    spenders = {"admin", "customer"}
     return {
         "GetAccount": (lambda w, ch, r: w.stubs(ch)[1].GetAccount(apb.GetAccountRequest(account_id=w.alice_account)), readers),
         "ListAccounts": (lambda w, ch, r: w.stubs(ch)[1].ListAccounts(apb.ListAccountsRequest(customer_id=w.alice)), readers),
@@ -116,16 +117,16 @@ def _account_calls() -> dict[str, tuple[Call, set[str]]]:
         "OpenAccount": (lambda w, ch, r: w.stubs(ch)[1].OpenAccount(apb.OpenAccountRequest(
             request_id=f"op-{r}", customer_id=w.alice, type=apb.ACCOUNT_TYPE_PERSONAL_SAVINGS, currency_code="EUR")), spenders),
         "Deposit": (lambda w, ch, r: w.stubs(ch)[1].Deposit(apb.DepositRequest(
-            request_id=f"dp-{r}", account_id=w.alice_account, amount=eur("1.00"))), {"admin", "service"}),
+            request_id=f"dp-{r}", account_id=w.alice_account, amount=eur("1.00"))), {"admin"}),
         "Withdraw": (lambda w, ch, r: w.stubs(ch)[1].Withdraw(apb.WithdrawRequest(
             request_id=f"wd-{r}", account_id=w.alice_account, amount=eur("1.00"))), spenders),
         "Transfer": (lambda w, ch, r: w.stubs(ch)[1].Transfer(apb.TransferRequest(
             request_id=f"tr-{r}", debit_account_id=w.alice_account, credit_account_id=w.bob_account, amount=eur("1.00"))), spenders),
         "PlaceHold": (lambda w, ch, r: w.stubs(ch)[1].PlaceHold(apb.PlaceHoldRequest(
             request_id=f"ph-{r}", debit_account_id=w.alice_account, credit_account_id=w.bob_account, amount=eur("1.00"))), spenders),
-        "ReverseTransfer": (_reverse_fresh_transfer, {"admin", "service"}),
+        "ReverseTransfer": (_reverse_fresh_transfer, {"admin"}),
         "CloseAccount": (lambda w, ch, r: w.stubs(ch)[1].CloseAccount(apb.CloseAccountRequest(
-            request_id=f"cl-{r}", account_id=w.bob_account)), {"admin", "other_customer", "service"}),
+            request_id=f"cl-{r}", account_id=w.bob_account)), {"admin", "other_customer"}),
     }  # fmt: skip
 
 
@@ -152,9 +153,9 @@ def _payment_calls() -> dict[str, tuple[Call, set[str]]]:
     return {
         "CreatePayment": (lambda w, ch, r: payments(ch).CreatePayment(ppb.CreatePaymentRequest(
             request_id=f"pay-{r}", debtor_account_id=w.alice_account, amount=eur("1.00"),
-            internal=ppb.InternalBeneficiary(account_id=w.bob_account))), {"admin", "customer", "service"}),
+            internal=ppb.InternalBeneficiary(account_id=w.bob_account))), {"admin", "customer"}),
         "ListPayments": (lambda w, ch, r: payments(ch).ListPayments(ppb.ListPaymentsRequest(debtor_account_id=w.alice_account)),
-                         {"admin", "rm", "customer", "service"}),
+                         {"admin", "rm", "customer"}),
     }  # fmt: skip
 
 
@@ -203,11 +204,19 @@ async def test_personal_data_is_masked_for_callers_who_may_not_read_it(world: Wo
     full = await seen_by("admin")
     assert full.document.number.isalnum() and full.date_of_birth.year == 1990 and full.address.city == "London"
     assert await seen_by("customer") == full
-    for role in ("rm", "service"):
+    world.tokens["account context"] = world.admin_security.service_token("account")  # imports GetCustomer, acts alone
+    for role in ("rm", "account context"):
         masked = await seen_by(role)
         assert masked.document.number == "*******" + full.document.number[-2:]
         assert not masked.HasField("date_of_birth") and masked.address.city == "***"
         assert masked.email == full.email and masked.kyc == full.kyc, "what they need stays visible"
+
+
+async def test_no_user_may_hold_the_service_role(world: World) -> None:
+    request = ipb.CreateUserRequest(request_id="user-svc", username="svc.payments", password=PASSWORD, roles=[ipb.ROLE_SERVICE])
+    async with bearer_channel(world.target, world.tokens["admin"]) as channel:
+        violations = await field_violations(igrpc.IdentityServiceStub(channel).CreateUser(request))
+    assert "roles" in violations
 
 
 async def test_only_a_relationship_manager_may_be_assigned(world: World) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 import pytest
@@ -17,13 +17,14 @@ from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
 from ogpgy.interest.v1 import interest_service_pb2 as ipb
 from ogpgy.interest.v1 import interest_service_pb2_grpc as igrpc
 
+from common.di import ModuleContextImport
 from common.errors import NotFound, PermissionDenied
 from common.grpc.call_context import REQUEST_ID_HEADER, remaining_time, request_id_var
 from common.grpc.channels import ChannelPool
-from common.grpc.interceptors import BearerAuthenticator
+from common.grpc.identity import BearerAuthenticator
 from common.grpc.server import GrpcServer
 from common.security.context import ADMIN, CUSTOMER, SecurityContext, caller_var, current_caller
-from common.security.tokens import TokenSettings, TokenVerifier, issue
+from common.security.tokens import TokenSettings, TokenVerifier, issue, issue_service
 from tests.grpc_assert import error_reason
 
 SETTINGS = TokenSettings(audience="test", issuer="test")
@@ -63,18 +64,37 @@ class Probe(agrpc.AccountServiceServicer, igrpc.InterestServiceServicer):  # typ
         raise PermissionDenied("STREAM_REFUSED", "refused after three messages", {})
 
 
+class Wired(NamedTuple):
+    probe: Probe
+    pool: ChannelPool  # the channels of the context 'tester', with its identity
+    key: Ed25519PrivateKey
+    anonymous: ChannelPool  # channels that send no identity at all
+
+
+IMPORTER = "tester"
+ACCOUNT = ModuleContextImport(agrpc.AccountServiceStub, from_context="account", methods=["GetAccount"])
+INTEREST = ModuleContextImport(igrpc.InterestServiceStub, from_context="interest", methods=["RunDailyInterest"])
+
+
 @pytest.fixture(params=["loopback", "colocated"])
-async def mesh(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Probe, ChannelPool, Ed25519PrivateKey]]:
+async def mesh(request: pytest.FixtureRequest) -> AsyncIterator[Wired]:
+    """A server of the probe, and the channels of a context 'tester' that imported GetAccount and
+    RunDailyInterest (with its identity), over a socket or in-process."""
     key = Ed25519PrivateKey.generate()
     probe = Probe()
     server = GrpcServer()
     port = server.bind("127.0.0.1:0")
     server.require_authentication(BearerAuthenticator(TokenVerifier(key.public_key(), SETTINGS)))
+    server.allow_importers({"/ogpgy.account.v1.AccountService/GetAccount": frozenset({IMPORTER}),
+                            "/ogpgy.interest.v1.InterestService/RunDailyInterest": frozenset({IMPORTER})})  # fmt: skip
     server.add_servicer(probe)
     await server.start()
     colocated = ["account", "interest"] if request.param == "colocated" else []
-    pool = ChannelPool({"account": f"127.0.0.1:{port}", "interest": f"127.0.0.1:{port}"}, local=server.local_handlers, colocated=colocated)
-    yield probe, pool, key
+    pool = ChannelPool({"account": f"127.0.0.1:{port}", "interest": f"127.0.0.1:{port}"}, local=server.local_handlers,
+                       colocated=colocated, credentials=lambda context: issue_service(key, SETTINGS, context)[0])  # fmt: skip
+    anonymous = ChannelPool({"account": f"127.0.0.1:{port}"}, local=server.local_handlers, colocated=colocated)
+    yield Wired(probe, pool, key, anonymous)
+    await anonymous.close()
     await pool.close()
     await server.stop(0)
 
@@ -88,15 +108,16 @@ def _as(key: Ed25519PrivateKey, roles: tuple[str, ...], customer_id: str = "") -
     return caller
 
 
-async def test_the_callers_identity_request_id_and_deadline_travel(mesh: tuple[Probe, ChannelPool, Ed25519PrivateKey]) -> None:
-    probe, pool, key = mesh
+async def test_the_callers_identity_request_id_and_deadline_travel(mesh: Wired) -> None:
+    probe, pool, key, _ = mesh
     _as(key, (CUSTOMER,), "cus_1")
     request_id_var.set("req-colocated-1")
-    stub = pool.bind(agrpc.AccountServiceStub, "account")
+    stub = pool.bind(ACCOUNT, IMPORTER)
     request = apb.GetAccountRequest(account_id="acc_1")
     response = await stub.GetAccount(request, timeout=5)  # type: ignore[attr-defined]
     seen = probe.seen[-1]
     assert seen["caller"].user_id == "usr_1" and seen["caller"].customer_id == "cus_1" and seen["caller"].roles == (CUSTOMER,)
+    assert seen["caller"].service == IMPORTER and seen["caller"].via == (IMPORTER,), "the relaying context is known"
     assert seen["request_id"] == "req-colocated-1"
     assert 0 < seen["remaining"] <= 5
     assert seen["request"] == request and seen["request"] is not request, "the handler gets a copy"
@@ -104,17 +125,33 @@ async def test_the_callers_identity_request_id_and_deadline_travel(mesh: tuple[P
     assert caller_var.get().customer_id == "cus_1", "nothing of the handler's context leaks back"  # type: ignore[union-attr]
 
 
-async def test_no_token_is_unauthenticated(mesh: tuple[Probe, ChannelPool, Ed25519PrivateKey]) -> None:
-    _, pool, _ = mesh
-    stub = pool.bind(agrpc.AccountServiceStub, "account")
+async def test_no_token_is_unauthenticated(mesh: Wired) -> None:
+    stub = mesh.anonymous.bind(ACCOUNT, IMPORTER)
     info = await error_reason(stub.GetAccount(apb.GetAccountRequest(account_id="acc_1")), grpc.StatusCode.UNAUTHENTICATED)  # type: ignore[attr-defined]
     assert info.reason == "TOKEN_MISSING"
 
 
-async def test_errors_keep_their_code_and_rich_details(mesh: tuple[Probe, ChannelPool, Ed25519PrivateKey]) -> None:
-    _, pool, key = mesh
+async def test_a_context_acting_alone_carries_no_subject(mesh: Wired) -> None:
+    probe, pool, _, _ = mesh
+    await pool.bind(ACCOUNT, IMPORTER).GetAccount(apb.GetAccountRequest(account_id="acc_1"))  # type: ignore[attr-defined]
+    caller = probe.seen[-1]["caller"]
+    assert caller.service == IMPORTER and not caller.has_subject and caller.roles == ()
+
+
+async def test_an_rpc_the_context_did_not_import_is_refused(mesh: Wired) -> None:
+    probe, pool, key, _ = mesh
     _as(key, (ADMIN,))
-    stub = pool.bind(agrpc.AccountServiceStub, "account")
+    stub = pool.bind(ModuleContextImport(agrpc.AccountServiceStub, from_context="account", methods=["GetAccount"]), "intruder")
+    info = await error_reason(stub.GetAccount(apb.GetAccountRequest(account_id="acc_1")), grpc.StatusCode.PERMISSION_DENIED)  # type: ignore[attr-defined]
+    assert info.reason == "RPC_NOT_IMPORTED" and not probe.seen, "refused before the handler ran, whoever the subject"
+    with pytest.raises(AttributeError, match="did not import AccountServiceStub.Deposit"):
+        pool.bind(ACCOUNT, IMPORTER).Deposit  # noqa: B018 - the bound stub offers only what was imported
+
+
+async def test_errors_keep_their_code_and_rich_details(mesh: Wired) -> None:
+    _, pool, key, _ = mesh
+    _as(key, (ADMIN,))
+    stub = pool.bind(ACCOUNT, IMPORTER)
     with pytest.raises(aio.AioRpcError) as missing:
         await stub.GetAccount(apb.GetAccountRequest(account_id="acc_MISSING"))  # type: ignore[attr-defined]
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
@@ -123,20 +160,20 @@ async def test_errors_keep_their_code_and_rich_details(mesh: tuple[Probe, Channe
     assert info.reason == "NOT_YOURS" and info.metadata["account_id"] == "acc_FORBIDDEN"
 
 
-async def test_a_passed_deadline_is_deadline_exceeded_and_cancels_the_handler(mesh: tuple[Probe, ChannelPool, Ed25519PrivateKey]) -> None:
-    probe, pool, key = mesh
+async def test_a_passed_deadline_is_deadline_exceeded_and_cancels_the_handler(mesh: Wired) -> None:
+    probe, pool, key, _ = mesh
     _as(key, (ADMIN,))
-    stub = pool.bind(agrpc.AccountServiceStub, "account")
+    stub = pool.bind(ACCOUNT, IMPORTER)
     with pytest.raises(aio.AioRpcError) as late:
         await stub.GetAccount(apb.GetAccountRequest(account_id="acc_SLOW"), timeout=0.2)  # type: ignore[attr-defined]
     assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     await asyncio.wait_for(probe.cancelled.wait(), 5)
 
 
-async def test_server_streams_deliver_messages_then_the_status(mesh: tuple[Probe, ChannelPool, Ed25519PrivateKey]) -> None:
-    _, pool, key = mesh
+async def test_server_streams_deliver_messages_then_the_status(mesh: Wired) -> None:
+    _, pool, key, _ = mesh
     _as(key, (ADMIN,))
-    stub = pool.bind(igrpc.InterestServiceStub, "interest")
+    stub = pool.bind(INTEREST, IMPORTER)
     got = []
     with pytest.raises(aio.AioRpcError) as refused:
         async for answer in stub.RunDailyInterest(ipb.RunDailyInterestRequest(request_id="r"), metadata=((REQUEST_ID_HEADER, "s-1"),)):  # type: ignore[attr-defined]

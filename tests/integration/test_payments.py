@@ -17,10 +17,8 @@ from velocitypay.v1 import network_pb2 as vpb
 from velocitypay.v1 import network_pb2_grpc as vgrpc
 
 from common.config import Settings
-from common.di import ContextModuleBuilder
-from common.grpc.server import GrpcServer
 from common.resilience.breaker import OPEN
-from mesh.embedded import RunningBank, start_embedded
+from mesh.embedded import RunningBank, start_embedded, start_process
 from services.account.repository import LedgerRepository
 from services.payment.service import VelocityPayGateway
 from services.velocitypay.module import VelocityPayModule
@@ -35,16 +33,11 @@ FAIL_MAX = 3
 
 
 @pytest.fixture
-async def network() -> AsyncIterator[str]:
-    """The simulator as the outside world: its own server and port."""
-    contexts = await ContextModuleBuilder().build_contexts(VelocityPayModule)
-    server = GrpcServer()
-    port = server.bind("127.0.0.1:0")
-    server.add_contexts(contexts)
-    await server.start()
-    yield f"127.0.0.1:{port}"
-    await server.stop(0)
-    await contexts.shutdown()
+async def network(tmp_path: Path) -> AsyncIterator[str]:
+    """The simulator as the outside world: its own process's server, port and ledger."""
+    running = await start_process(Settings(data_dir=tmp_path / "network", port=0), [VelocityPayModule])
+    yield running.target
+    await running.stop(0)
 
 
 def _settings(tmp_path: Path, network: str, **extra: object) -> Settings:

@@ -11,14 +11,16 @@ from ogpgy.customer.v1 import customer_service_pb2 as pb
 from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 
 from common.config import Settings
-from common.di import ContextModuleBuilder, ModuleContextImport, NotExportedError, og_component, og_context
+from common.di import ContextModuleBuilder, ImportDeclarationError, ModuleContextImport, NotExportedError, og_component, og_context
 from common.grpc.channels import ChannelPool
 from common.security.component import Security
+from common.security.context import caller_var
 from mesh.embedded import start_embedded
 from services.customer.api import CustomerApi
 from services.customer.module import CustomerModule
 from services.identity.module import IdentityModule
-from tests.conftest import onboarding
+from tests.conftest import ADMIN_PASSWORD, issue_token, onboarding
+from tests.grpc_assert import error_reason
 
 
 @og_component()
@@ -31,26 +33,45 @@ class Concierge:
 
 @og_context(
     name="concierge",
-    imports=[ModuleContextImport(CustomerServiceStub, from_context="customer")],
+    imports=[ModuleContextImport(CustomerServiceStub, from_context="customer", methods=["OnboardCustomer", "GetCustomer"])],
     providers=[Concierge],
 )
 class ConciergeModule: ...
 
 
 async def test_an_imported_stub_calls_the_exporting_context_over_grpc(tmp_path: Path) -> None:
-    bank = await start_embedded(Settings(data_dir=tmp_path, port=0), modules=[IdentityModule, CustomerModule, ConciergeModule])
+    bank = await start_embedded(Settings(data_dir=tmp_path, port=0, admin_password=ADMIN_PASSWORD),
+                                modules=[IdentityModule, CustomerModule, ConciergeModule])  # fmt: skip
     try:
         concierge = bank.contexts["concierge"].resolve(Concierge)
         assert isinstance(concierge.customers, CustomerServiceStub)
-        as_service = (("authorization", f"Bearer {bank.contexts['infrastructure'].resolve(Security).service_token('concierge')}"),)
-        made = await concierge.customers.OnboardCustomer(onboarding("via-stub"), metadata=as_service)
-        got = await concierge.customers.GetCustomer(pb.GetCustomerRequest(customer_id=made.customer.customer_id), metadata=as_service)
+        verifier = bank.contexts["infrastructure"].resolve(Security).verifier
+        caller_var.set(verifier.verify(await issue_token(bank.target)))  # as a handler serving the admin would
+        made = await concierge.customers.OnboardCustomer(onboarding("via-stub"))
+        got = await concierge.customers.GetCustomer(pb.GetCustomerRequest(customer_id=made.customer.customer_id))
         assert got.customer.customer_id == made.customer.customer_id
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await concierge.customers.GetCustomer(pb.GetCustomerRequest(customer_id="cus_X"), metadata=as_service)
+            await concierge.customers.GetCustomer(pb.GetCustomerRequest(customer_id="cus_X"))
         assert err.value.code() == grpc.StatusCode.NOT_FOUND, "status codes cross the boundary intact"
+        caller_var.set(None)  # the concierge alone: it may read, never onboard
+        denied = await error_reason(concierge.customers.OnboardCustomer(onboarding("alone")), grpc.StatusCode.PERMISSION_DENIED)
+        assert denied.reason == "ACCESS_DENIED"
+        with pytest.raises(AttributeError, match="did not import CustomerServiceStub.UpdateCustomer"):
+            concierge.customers.UpdateCustomer  # noqa: B018 - only the imported RPCs are offered
     finally:
         await bank.stop(grace=1)
+
+
+async def test_an_import_names_real_rpcs_of_the_service() -> None:
+    @og_context(name="vague", imports=[ModuleContextImport(CustomerServiceStub, from_context="customer")])
+    class Vague: ...
+
+    @og_context(name="wrong", imports=[ModuleContextImport(CustomerServiceStub, from_context="customer", methods=["Deposit"])])
+    class Wrong: ...
+
+    for module, message in ((Vague, "without naming the RPCs it calls"), (Wrong, "imports Deposit of CustomerServiceStub")):
+        with pytest.raises(ImportDeclarationError, match=message):
+            await ContextModuleBuilder(ChannelPool({"customer": "127.0.0.1:1"})).build_contexts(module, remote=[CustomerModule])
 
 
 async def test_a_stub_of_a_service_the_context_does_not_export_is_refused() -> None:

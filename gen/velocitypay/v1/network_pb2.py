@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cvelocitypay/v1/network.proto\x12\x0evelocitypay.v1\x1a\x1egoogle/protobuf/duration.proto\"\x98\x01\n\x14SubmitPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x18\n\x10\x62\x65neficiary_iban\x18\x02 \x01(\t\x12\x18\n\x10\x62\x65neficiary_name\x18\x03 \x01(\t\x12\x15\n\rcurrency_code\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\t\x12\x11\n\treference\x18\x06 \x01(\t\"\x7f\n\x15SubmitPaymentResponse\x12\x19\n\x11network_reference\x18\x01 \x01(\t\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.velocitypay.v1.NetworkPaymentStatus\x12\x15\n\rreject_reason\x18\x03 \x01(\t\"-\n\x17GetPaymentStatusRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"k\n\x18GetPaymentStatusResponse\x12\x19\n\x11network_reference\x18\x01 \x01(\t\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.velocitypay.v1.NetworkPaymentStatus\"t\n\x06\x46\x61ults\x12\x30\n\radded_latency\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nerror_rate\x18\x02 \x01(\t\x12\x14\n\x0ctimeout_rate\x18\x03 \x01(\t\x12\x0e\n\x06outage\x18\x04 \x01(\x08\":\n\x10SetFaultsRequest\x12&\n\x06\x66\x61ults\x18\x01 \x01(\x0b\x32\x16.velocitypay.v1.Faults\";\n\x11SetFaultsResponse\x12&\n\x06\x66\x61ults\x18\x01 \x01(\x0b\x32\x16.velocitypay.v1.Faults\"\x11\n\x0fGetStatsRequest\"{\n\x10GetStatsResponse\x12\x16\n\x0e\x63\x61lls_received\x18\x01 \x01(\x03\x12\x19\n\x11payments_accepted\x18\x02 \x01(\x03\x12\x1d\n\x15\x64uplicate_submissions\x18\x03 \x01(\x03\x12\x15\n\rfaulted_calls\x18\x04 \x01(\x03*\x87\x01\n\x14NetworkPaymentStatus\x12&\n\"NETWORK_PAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\"\n\x1eNETWORK_PAYMENT_STATUS_SETTLED\x10\x01\x12#\n\x1fNETWORK_PAYMENT_STATUS_REJECTED\x10\x02\x32\xdc\x01\n\x15PaymentNetworkService\x12\\\n\rSubmitPayment\x12$.velocitypay.v1.SubmitPaymentRequest\x1a%.velocitypay.v1.SubmitPaymentResponse\x12\x65\n\x10GetPaymentStatus\x12\'.velocitypay.v1.GetPaymentStatusRequest\x1a(.velocitypay.v1.GetPaymentStatusResponse2\xba\x01\n\x17SimulatorControlService\x12P\n\tSetFaults\x12 .velocitypay.v1.SetFaultsRequest\x1a!.velocitypay.v1.SetFaultsResponse\x12M\n\x08GetStats\x12\x1f.velocitypay.v1.GetStatsRequest\x1a .velocitypay.v1.GetStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cvelocitypay/v1/network.proto\x12\x0evelocitypay.v1\x1a\x1egoogle/protobuf/duration.proto\"\x98\x01\n\x14SubmitPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x18\n\x10\x62\x65neficiary_iban\x18\x02 \x01(\t\x12\x18\n\x10\x62\x65neficiary_name\x18\x03 \x01(\t\x12\x15\n\rcurrency_code\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\t\x12\x11\n\treference\x18\x06 \x01(\t\"\x7f\n\x15SubmitPaymentResponse\x12\x19\n\x11network_reference\x18\x01 \x01(\t\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.velocitypay.v1.NetworkPaymentStatus\x12\x15\n\rreject_reason\x18\x03 \x01(\t\"-\n\x17GetPaymentStatusRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"k\n\x18GetPaymentStatusResponse\x12\x19\n\x11network_reference\x18\x01 \x01(\t\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.velocitypay.v1.NetworkPaymentStatus\"?\n\x16ListSettlementsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\x98\x01\n\nSettlement\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x19\n\x11network_reference\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.velocitypay.v1.NetworkPaymentStatus\x12\x15\n\rcurrency_code\x18\x04 \x01(\t\x12\x0e\n\x06\x61mount\x18\x05 \x01(\t\"c\n\x17ListSettlementsResponse\x12/\n\x0bsettlements\x18\x01 \x03(\x0b\x32\x1a.velocitypay.v1.Settlement\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"t\n\x06\x46\x61ults\x12\x30\n\radded_latency\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nerror_rate\x18\x02 \x01(\t\x12\x14\n\x0ctimeout_rate\x18\x03 \x01(\t\x12\x0e\n\x06outage\x18\x04 \x01(\x08\":\n\x10SetFaultsRequest\x12&\n\x06\x66\x61ults\x18\x01 \x01(\x0b\x32\x16.velocitypay.v1.Faults\";\n\x11SetFaultsResponse\x12&\n\x06\x66\x61ults\x18\x01 \x01(\x0b\x32\x16.velocitypay.v1.Faults\"\x11\n\x0fGetStatsRequest\"{\n\x10GetStatsResponse\x12\x16\n\x0e\x63\x61lls_received\x18\x01 \x01(\x03\x12\x19\n\x11payments_accepted\x18\x02 \x01(\x03\x12\x1d\n\x15\x64uplicate_submissions\x18\x03 \x01(\x03\x12\x15\n\rfaulted_calls\x18\x04 \x01(\x03*\x87\x01\n\x14NetworkPaymentStatus\x12&\n\"NETWORK_PAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\"\n\x1eNETWORK_PAYMENT_STATUS_SETTLED\x10\x01\x12#\n\x1fNETWORK_PAYMENT_STATUS_REJECTED\x10\x02\x32\xc0\x02\n\x15PaymentNetworkService\x12\\\n\rSubmitPayment\x12$.velocitypay.v1.SubmitPaymentRequest\x1a%.velocitypay.v1.SubmitPaymentResponse\x12\x65\n\x10GetPaymentStatus\x12\'.velocitypay.v1.GetPaymentStatusRequest\x1a(.velocitypay.v1.GetPaymentStatusResponse\x12\x62\n\x0fListSettlements\x12&.velocitypay.v1.ListSettlementsRequest\x1a\'.velocitypay.v1.ListSettlementsResponse2\xba\x01\n\x17SimulatorControlService\x12P\n\tSetFaults\x12 .velocitypay.v1.SetFaultsRequest\x1a!.velocitypay.v1.SetFaultsResponse\x12M\n\x08GetStats\x12\x1f.velocitypay.v1.GetStatsRequest\x1a .velocitypay.v1.GetStatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'velocitypay.v1.network_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_NETWORKPAYMENTSTATUS']._serialized_start=904
-  _globals['_NETWORKPAYMENTSTATUS']._serialized_end=1039
+  _globals['_NETWORKPAYMENTSTATUS']._serialized_start=1225
+  _globals['_NETWORKPAYMENTSTATUS']._serialized_end=1360
   _globals['_SUBMITPAYMENTREQUEST']._serialized_start=81
   _globals['_SUBMITPAYMENTREQUEST']._serialized_end=233
   _globals['_SUBMITPAYMENTRESPONSE']._serialized_start=235
@@ -42,18 +42,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETPAYMENTSTATUSREQUEST']._serialized_end=409
   _globals['_GETPAYMENTSTATUSRESPONSE']._serialized_start=411
   _globals['_GETPAYMENTSTATUSRESPONSE']._serialized_end=518
-  _globals['_FAULTS']._serialized_start=520
-  _globals['_FAULTS']._serialized_end=636
-  _globals['_SETFAULTSREQUEST']._serialized_start=638
-  _globals['_SETFAULTSREQUEST']._serialized_end=696
-  _globals['_SETFAULTSRESPONSE']._serialized_start=698
-  _globals['_SETFAULTSRESPONSE']._serialized_end=757
-  _globals['_GETSTATSREQUEST']._serialized_start=759
-  _globals['_GETSTATSREQUEST']._serialized_end=776
-  _globals['_GETSTATSRESPONSE']._serialized_start=778
-  _globals['_GETSTATSRESPONSE']._serialized_end=901
-  _globals['_PAYMENTNETWORKSERVICE']._serialized_start=1042
-  _globals['_PAYMENTNETWORKSERVICE']._serialized_end=1262
-  _globals['_SIMULATORCONTROLSERVICE']._serialized_start=1265
-  _globals['_SIMULATORCONTROLSERVICE']._serialized_end=1451
+  _globals['_LISTSETTLEMENTSREQUEST']._serialized_start=520
+  _globals['_LISTSETTLEMENTSREQUEST']._serialized_end=583
+  _globals['_SETTLEMENT']._serialized_start=586
+  _globals['_SETTLEMENT']._serialized_end=738
+  _globals['_LISTSETTLEMENTSRESPONSE']._serialized_start=740
+  _globals['_LISTSETTLEMENTSRESPONSE']._serialized_end=839
+  _globals['_FAULTS']._serialized_start=841
+  _globals['_FAULTS']._serialized_end=957
+  _globals['_SETFAULTSREQUEST']._serialized_start=959
+  _globals['_SETFAULTSREQUEST']._serialized_end=1017
+  _globals['_SETFAULTSRESPONSE']._serialized_start=1019
+  _globals['_SETFAULTSRESPONSE']._serialized_end=1078
+  _globals['_GETSTATSREQUEST']._serialized_start=1080
+  _globals['_GETSTATSREQUEST']._serialized_end=1097
+  _globals['_GETSTATSRESPONSE']._serialized_start=1099
+  _globals['_GETSTATSRESPONSE']._serialized_end=1222
+  _globals['_PAYMENTNETWORKSERVICE']._serialized_start=1363
+  _globals['_PAYMENTNETWORKSERVICE']._serialized_end=1683
+  _globals['_SIMULATORCONTROLSERVICE']._serialized_start=1686
+  _globals['_SIMULATORCONTROLSERVICE']._serialized_end=1872
 # @@protoc_insertion_point(module_scope)

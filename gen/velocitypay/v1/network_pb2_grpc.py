@@ -46,6 +46,11 @@ class PaymentNetworkServiceStub:
                 request_serializer=velocitypay_dot_v1_dot_network__pb2.GetPaymentStatusRequest.SerializeToString,
                 response_deserializer=velocitypay_dot_v1_dot_network__pb2.GetPaymentStatusResponse.FromString,
                 _registered_method=True)
+        self.ListSettlements = channel.unary_unary(
+                '/velocitypay.v1.PaymentNetworkService/ListSettlements',
+                request_serializer=velocitypay_dot_v1_dot_network__pb2.ListSettlementsRequest.SerializeToString,
+                response_deserializer=velocitypay_dot_v1_dot_network__pb2.ListSettlementsResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentNetworkServiceServicer:
@@ -68,6 +73,14 @@ class PaymentNetworkServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSettlements(self, request, context):
+        """The network's settlement report: every payment it accepted (settled or rejected), in the
+        order it accepted them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentNetworkServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -80,6 +93,11 @@ def add_PaymentNetworkServiceServicer_to_server(servicer, server):
                     servicer.GetPaymentStatus,
                     request_deserializer=velocitypay_dot_v1_dot_network__pb2.GetPaymentStatusRequest.FromString,
                     response_serializer=velocitypay_dot_v1_dot_network__pb2.GetPaymentStatusResponse.SerializeToString,
+            ),
+            'ListSettlements': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSettlements,
+                    request_deserializer=velocitypay_dot_v1_dot_network__pb2.ListSettlementsRequest.FromString,
+                    response_serializer=velocitypay_dot_v1_dot_network__pb2.ListSettlementsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -138,6 +156,33 @@ class PaymentNetworkService:
             '/velocitypay.v1.PaymentNetworkService/GetPaymentStatus',
             velocitypay_dot_v1_dot_network__pb2.GetPaymentStatusRequest.SerializeToString,
             velocitypay_dot_v1_dot_network__pb2.GetPaymentStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSettlements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/velocitypay.v1.PaymentNetworkService/ListSettlements',
+            velocitypay_dot_v1_dot_network__pb2.ListSettlementsRequest.SerializeToString,
+            velocitypay_dot_v1_dot_network__pb2.ListSettlementsResponse.FromString,
             options,
             channel_credentials,
             insecure,

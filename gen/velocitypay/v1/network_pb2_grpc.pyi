@@ -41,6 +41,10 @@ class PaymentNetworkServiceStub:
     """
     GetPaymentStatus: _grpc.UnaryUnaryMultiCallable[_network_pb2.GetPaymentStatusRequest, _network_pb2.GetPaymentStatusResponse]
     """Status of a submitted payment."""
+    ListSettlements: _grpc.UnaryUnaryMultiCallable[_network_pb2.ListSettlementsRequest, _network_pb2.ListSettlementsResponse]
+    """The network's settlement report: every payment it accepted (settled or rejected), in the
+    order it accepted them.
+    """
 
 @_typing.type_check_only
 class PaymentNetworkServiceAsyncStub(PaymentNetworkServiceStub):
@@ -55,6 +59,10 @@ class PaymentNetworkServiceAsyncStub(PaymentNetworkServiceStub):
     """
     GetPaymentStatus: _aio.UnaryUnaryMultiCallable[_network_pb2.GetPaymentStatusRequest, _network_pb2.GetPaymentStatusResponse]  # type: ignore[assignment]
     """Status of a submitted payment."""
+    ListSettlements: _aio.UnaryUnaryMultiCallable[_network_pb2.ListSettlementsRequest, _network_pb2.ListSettlementsResponse]  # type: ignore[assignment]
+    """The network's settlement report: every payment it accepted (settled or rejected), in the
+    order it accepted them.
+    """
 
 class PaymentNetworkServiceServicer(metaclass=_abc_1.ABCMeta):
     """The VelocityPay payment network as seen by a member bank. Not ours: this is the contract of the
@@ -78,6 +86,16 @@ class PaymentNetworkServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_network_pb2.GetPaymentStatusResponse, _abc.Awaitable[_network_pb2.GetPaymentStatusResponse]]:
         """Status of a submitted payment."""
+
+    @_abc_1.abstractmethod
+    def ListSettlements(
+        self,
+        request: _network_pb2.ListSettlementsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_network_pb2.ListSettlementsResponse, _abc.Awaitable[_network_pb2.ListSettlementsResponse]]:
+        """The network's settlement report: every payment it accepted (settled or rejected), in the
+        order it accepted them.
+        """
 
 def add_PaymentNetworkServiceServicer_to_server(servicer: PaymentNetworkServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

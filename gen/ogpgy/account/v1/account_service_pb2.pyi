@@ -110,6 +110,30 @@ HOLD_STATUS_RELEASED: HoldStatus.ValueType  # 3
 """Voided without moving money."""
 Global___HoldStatus: _TypeAlias = HoldStatus  # noqa: Y015
 
+class _AccountAccess:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AccountAccessEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AccountAccess.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ACCOUNT_ACCESS_UNSPECIFIED: _AccountAccess.ValueType  # 0
+    """Never valid in a request."""
+    ACCOUNT_ACCESS_READ: _AccountAccess.ValueType  # 1
+    """Read the account, its statement and its holds."""
+    ACCOUNT_ACCESS_DEBIT: _AccountAccess.ValueType  # 2
+    """Move money out of it (transfers, withdrawals, holds, payments)."""
+
+class AccountAccess(_AccountAccess, metaclass=_AccountAccessEnumTypeWrapper):
+    """What a caller wants to do with an account."""
+
+ACCOUNT_ACCESS_UNSPECIFIED: AccountAccess.ValueType  # 0
+"""Never valid in a request."""
+ACCOUNT_ACCESS_READ: AccountAccess.ValueType  # 1
+"""Read the account, its statement and its holds."""
+ACCOUNT_ACCESS_DEBIT: AccountAccess.ValueType  # 2
+"""Move money out of it (transfers, withdrawals, holds, payments)."""
+Global___AccountAccess: _TypeAlias = AccountAccess  # noqa: Y015
+
 @_typing.final
 class AccountFeatures(_message.Message):
     """Features of an account's product."""
@@ -287,6 +311,8 @@ class Hold(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     CAPTURED_AMOUNT_FIELD_NUMBER: _builtins.int
     TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    OWNER_CONTEXT_FIELD_NUMBER: _builtins.int
+    PLACE_TIME_FIELD_NUMBER: _builtins.int
     hold_id: _builtins.str
     """Server-assigned id, "hld_" followed by 26 characters."""
     debit_account_id: _builtins.str
@@ -297,6 +323,10 @@ class Hold(_message.Message):
     """State."""
     transfer_id: _builtins.str
     """Transfer made by the capture."""
+    owner_context: _builtins.str
+    """The context that placed the hold for a user (e.g. "payment", "lending"): only it captures or
+    releases the hold. Empty when the account holder or an admin placed it directly.
+    """
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
         """Amount reserved."""
@@ -304,6 +334,10 @@ class Hold(_message.Message):
     @_builtins.property
     def captured_amount(self) -> _money_pb2.Money:
         """Amount posted by the capture."""
+
+    @_builtins.property
+    def place_time(self) -> _timestamp_pb2.Timestamp:
+        """When the hold was placed."""
 
     def __init__(
         self,
@@ -315,10 +349,12 @@ class Hold(_message.Message):
         status: Global___HoldStatus.ValueType = ...,
         captured_amount: _money_pb2.Money | None = ...,
         transfer_id: _builtins.str = ...,
+        owner_context: _builtins.str = ...,
+        place_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured_amount", b"captured_amount"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured_amount", b"captured_amount", "place_time", b"place_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured_amount", b"captured_amount", "credit_account_id", b"credit_account_id", "debit_account_id", b"debit_account_id", "hold_id", b"hold_id", "status", b"status", "transfer_id", b"transfer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured_amount", b"captured_amount", "credit_account_id", b"credit_account_id", "debit_account_id", b"debit_account_id", "hold_id", b"hold_id", "owner_context", b"owner_context", "place_time", b"place_time", "status", b"status", "transfer_id", b"transfer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1045,6 +1081,208 @@ class ReleaseHoldResponse(_message.Message):
 Global___ReleaseHoldResponse: _TypeAlias = ReleaseHoldResponse  # noqa: Y015
 
 @_typing.final
+class GetHoldRequest(_message.Message):
+    """Request of GetHold."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_ID_FIELD_NUMBER: _builtins.int
+    hold_id: _builtins.str
+    """Id of the hold."""
+    def __init__(
+        self,
+        *,
+        hold_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hold_id", b"hold_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetHoldRequest: _TypeAlias = GetHoldRequest  # noqa: Y015
+
+@_typing.final
+class GetHoldResponse(_message.Message):
+    """Response of GetHold."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def hold(self) -> Global___Hold:
+        """The hold."""
+
+    def __init__(
+        self,
+        *,
+        hold: Global___Hold | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hold", b"hold"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hold", b"hold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetHoldResponse: _TypeAlias = GetHoldResponse  # noqa: Y015
+
+@_typing.final
+class ListHoldsRequest(_message.Message):
+    """Request of ListHolds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """Account whose holds (on its funds) to list."""
+    page_size: _builtins.int
+    """1..500; 0 means 50."""
+    page_token: _builtins.str
+    """next_page_token of the previous page."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListHoldsRequest: _TypeAlias = ListHoldsRequest  # noqa: Y015
+
+@_typing.final
+class ListHoldsResponse(_message.Message):
+    """Response of ListHolds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLDS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def holds(self) -> _containers.RepeatedCompositeFieldContainer[Global___Hold]:
+        """One page of holds, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        holds: _abc.Iterable[Global___Hold] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["holds", b"holds", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListHoldsResponse: _TypeAlias = ListHoldsResponse  # noqa: Y015
+
+@_typing.final
+class LookupHoldRequest(_message.Message):
+    """Request of LookupHold."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """The request_id of the caller's own PlaceHold."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupHoldRequest: _TypeAlias = LookupHoldRequest  # noqa: Y015
+
+@_typing.final
+class LookupHoldResponse(_message.Message):
+    """Response of LookupHold."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def hold(self) -> Global___Hold:
+        """The hold that request placed (in its current state)."""
+
+    def __init__(
+        self,
+        *,
+        hold: Global___Hold | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hold", b"hold"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hold", b"hold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupHoldResponse: _TypeAlias = LookupHoldResponse  # noqa: Y015
+
+@_typing.final
+class CheckAccountAccessRequest(_message.Message):
+    """Request of CheckAccountAccess."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    ACCESS_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """Account to check."""
+    access: Global___AccountAccess.ValueType
+    """What the caller wants to do."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        access: Global___AccountAccess.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "account_id", b"account_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckAccountAccessRequest: _TypeAlias = CheckAccountAccessRequest  # noqa: Y015
+
+@_typing.final
+class CheckAccountAccessResponse(_message.Message):
+    """Response of CheckAccountAccess."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account checked."""
+    currency_code: _builtins.str
+    """Its currency."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        currency_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "currency_code", b"currency_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckAccountAccessResponse: _TypeAlias = CheckAccountAccessResponse  # noqa: Y015
+
+@_typing.final
 class ListEntriesRequest(_message.Message):
     """Request of ListEntries."""
 
@@ -1113,7 +1351,7 @@ class InterestTier(_message.Message):
     UP_TO_FIELD_NUMBER: _builtins.int
     ANNUAL_RATE_FIELD_NUMBER: _builtins.int
     annual_rate: _builtins.str
-    """Annual rate as a decimal string, e.g. "0.015"."""
+    """Annual rate as a decimal string below 1 with at most 6 decimals, e.g. "0.015"."""
     @_builtins.property
     def up_to(self) -> _money_pb2.Money:
         """Inclusive upper bound of the balance; unset for the last, unbounded tier."""

@@ -96,6 +96,26 @@ class AccountServiceStub:
                 request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ReleaseHoldRequest.SerializeToString,
                 response_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ReleaseHoldResponse.FromString,
                 _registered_method=True)
+        self.GetHold = channel.unary_unary(
+                '/ogpgy.account.v1.AccountService/GetHold',
+                request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetHoldRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetHoldResponse.FromString,
+                _registered_method=True)
+        self.ListHolds = channel.unary_unary(
+                '/ogpgy.account.v1.AccountService/ListHolds',
+                request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ListHoldsRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ListHoldsResponse.FromString,
+                _registered_method=True)
+        self.LookupHold = channel.unary_unary(
+                '/ogpgy.account.v1.AccountService/LookupHold',
+                request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.LookupHoldRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.LookupHoldResponse.FromString,
+                _registered_method=True)
+        self.CheckAccountAccess = channel.unary_unary(
+                '/ogpgy.account.v1.AccountService/CheckAccountAccess',
+                request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.CheckAccountAccessRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.CheckAccountAccessResponse.FromString,
+                _registered_method=True)
         self.ListEntries = channel.unary_unary(
                 '/ogpgy.account.v1.AccountService/ListEntries',
                 request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ListEntriesRequest.SerializeToString,
@@ -184,14 +204,49 @@ class AccountServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CaptureHold(self, request, context):
-        """Posts all or part of a hold as a transfer and resolves it.
+        """Posts all or part of a hold as a transfer and resolves it. A hold placed by a context (see
+        Hold.owner_context) is captured only by that context.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReleaseHold(self, request, context):
-        """Voids a hold without moving money.
+        """Voids a hold without moving money. A hold placed by a context is released only by it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHold(self, request, context):
+        """Reads one hold: whoever may read its debit account, and the context that placed it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListHolds(self, request, context):
+        """Lists the holds on one account, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LookupHold(self, request, context):
+        """The hold that the caller's own PlaceHold with this request_id placed. When none was placed,
+        the request_id is closed for good (a late or repeated PlaceHold with it is refused with
+        REQUEST_VOIDED) and the answer is NOT_FOUND: a definite answer for a caller that lost
+        PlaceHold's answer, which never places a hold.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckAccountAccess(self, request, context):
+        """Answers OK when the caller may do `access` on the account, and changes nothing. For a
+        relaying context, the end user it acts for is judged. An account the caller may not use
+        answers PERMISSION_DENIED, and so does one that does not exist unless the caller may read
+        every account (then NOT_FOUND): account ids cannot be probed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -275,6 +330,26 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.ReleaseHold,
                     request_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ReleaseHoldRequest.FromString,
                     response_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ReleaseHoldResponse.SerializeToString,
+            ),
+            'GetHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHold,
+                    request_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetHoldRequest.FromString,
+                    response_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetHoldResponse.SerializeToString,
+            ),
+            'ListHolds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHolds,
+                    request_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ListHoldsRequest.FromString,
+                    response_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ListHoldsResponse.SerializeToString,
+            ),
+            'LookupHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.LookupHold,
+                    request_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.LookupHoldRequest.FromString,
+                    response_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.LookupHoldResponse.SerializeToString,
+            ),
+            'CheckAccountAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckAccountAccess,
+                    request_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.CheckAccountAccessRequest.FromString,
+                    response_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.CheckAccountAccessResponse.SerializeToString,
             ),
             'ListEntries': grpc.unary_unary_rpc_method_handler(
                     servicer.ListEntries,
@@ -613,6 +688,114 @@ class AccountService:
             '/ogpgy.account.v1.AccountService/ReleaseHold',
             ogpgy_dot_account_dot_v1_dot_account__service__pb2.ReleaseHoldRequest.SerializeToString,
             ogpgy_dot_account_dot_v1_dot_account__service__pb2.ReleaseHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.account.v1.AccountService/GetHold',
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetHoldRequest.SerializeToString,
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHolds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.account.v1.AccountService/ListHolds',
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.ListHoldsRequest.SerializeToString,
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.ListHoldsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LookupHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.account.v1.AccountService/LookupHold',
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.LookupHoldRequest.SerializeToString,
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.LookupHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckAccountAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.account.v1.AccountService/CheckAccountAccess',
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.CheckAccountAccessRequest.SerializeToString,
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.CheckAccountAccessResponse.FromString,
             options,
             channel_credentials,
             insecure,

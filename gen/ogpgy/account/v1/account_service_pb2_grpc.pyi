@@ -56,9 +56,27 @@ class AccountServiceStub:
     PlaceHold: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.PlaceHoldRequest, _account_service_pb2.PlaceHoldResponse]
     """Reserves funds (phase one of a two-phase transfer)."""
     CaptureHold: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.CaptureHoldRequest, _account_service_pb2.CaptureHoldResponse]
-    """Posts all or part of a hold as a transfer and resolves it."""
+    """Posts all or part of a hold as a transfer and resolves it. A hold placed by a context (see
+    Hold.owner_context) is captured only by that context.
+    """
     ReleaseHold: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ReleaseHoldRequest, _account_service_pb2.ReleaseHoldResponse]
-    """Voids a hold without moving money."""
+    """Voids a hold without moving money. A hold placed by a context is released only by it."""
+    GetHold: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.GetHoldRequest, _account_service_pb2.GetHoldResponse]
+    """Reads one hold: whoever may read its debit account, and the context that placed it."""
+    ListHolds: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ListHoldsRequest, _account_service_pb2.ListHoldsResponse]
+    """Lists the holds on one account, oldest first."""
+    LookupHold: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.LookupHoldRequest, _account_service_pb2.LookupHoldResponse]
+    """The hold that the caller's own PlaceHold with this request_id placed. When none was placed,
+    the request_id is closed for good (a late or repeated PlaceHold with it is refused with
+    REQUEST_VOIDED) and the answer is NOT_FOUND: a definite answer for a caller that lost
+    PlaceHold's answer, which never places a hold.
+    """
+    CheckAccountAccess: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.CheckAccountAccessRequest, _account_service_pb2.CheckAccountAccessResponse]
+    """Answers OK when the caller may do `access` on the account, and changes nothing. For a
+    relaying context, the end user it acts for is judged. An account the caller may not use
+    answers PERMISSION_DENIED, and so does one that does not exist unless the caller may read
+    every account (then NOT_FOUND): account ids cannot be probed.
+    """
     ListEntries: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ListEntriesRequest, _account_service_pb2.ListEntriesResponse]
     """Statement: the entries of one account, oldest first."""
     AccrueInterest: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.AccrueInterestRequest, _account_service_pb2.AccrueInterestResponse]
@@ -95,9 +113,27 @@ class AccountServiceAsyncStub(AccountServiceStub):
     PlaceHold: _aio.UnaryUnaryMultiCallable[_account_service_pb2.PlaceHoldRequest, _account_service_pb2.PlaceHoldResponse]  # type: ignore[assignment]
     """Reserves funds (phase one of a two-phase transfer)."""
     CaptureHold: _aio.UnaryUnaryMultiCallable[_account_service_pb2.CaptureHoldRequest, _account_service_pb2.CaptureHoldResponse]  # type: ignore[assignment]
-    """Posts all or part of a hold as a transfer and resolves it."""
+    """Posts all or part of a hold as a transfer and resolves it. A hold placed by a context (see
+    Hold.owner_context) is captured only by that context.
+    """
     ReleaseHold: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ReleaseHoldRequest, _account_service_pb2.ReleaseHoldResponse]  # type: ignore[assignment]
-    """Voids a hold without moving money."""
+    """Voids a hold without moving money. A hold placed by a context is released only by it."""
+    GetHold: _aio.UnaryUnaryMultiCallable[_account_service_pb2.GetHoldRequest, _account_service_pb2.GetHoldResponse]  # type: ignore[assignment]
+    """Reads one hold: whoever may read its debit account, and the context that placed it."""
+    ListHolds: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ListHoldsRequest, _account_service_pb2.ListHoldsResponse]  # type: ignore[assignment]
+    """Lists the holds on one account, oldest first."""
+    LookupHold: _aio.UnaryUnaryMultiCallable[_account_service_pb2.LookupHoldRequest, _account_service_pb2.LookupHoldResponse]  # type: ignore[assignment]
+    """The hold that the caller's own PlaceHold with this request_id placed. When none was placed,
+    the request_id is closed for good (a late or repeated PlaceHold with it is refused with
+    REQUEST_VOIDED) and the answer is NOT_FOUND: a definite answer for a caller that lost
+    PlaceHold's answer, which never places a hold.
+    """
+    CheckAccountAccess: _aio.UnaryUnaryMultiCallable[_account_service_pb2.CheckAccountAccessRequest, _account_service_pb2.CheckAccountAccessResponse]  # type: ignore[assignment]
+    """Answers OK when the caller may do `access` on the account, and changes nothing. For a
+    relaying context, the end user it acts for is judged. An account the caller may not use
+    answers PERMISSION_DENIED, and so does one that does not exist unless the caller may read
+    every account (then NOT_FOUND): account ids cannot be probed.
+    """
     ListEntries: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ListEntriesRequest, _account_service_pb2.ListEntriesResponse]  # type: ignore[assignment]
     """Statement: the entries of one account, oldest first."""
     AccrueInterest: _aio.UnaryUnaryMultiCallable[_account_service_pb2.AccrueInterestRequest, _account_service_pb2.AccrueInterestResponse]  # type: ignore[assignment]
@@ -197,7 +233,9 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _account_service_pb2.CaptureHoldRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.CaptureHoldResponse, _abc.Awaitable[_account_service_pb2.CaptureHoldResponse]]:
-        """Posts all or part of a hold as a transfer and resolves it."""
+        """Posts all or part of a hold as a transfer and resolves it. A hold placed by a context (see
+        Hold.owner_context) is captured only by that context.
+        """
 
     @_abc_1.abstractmethod
     def ReleaseHold(
@@ -205,7 +243,47 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _account_service_pb2.ReleaseHoldRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.ReleaseHoldResponse, _abc.Awaitable[_account_service_pb2.ReleaseHoldResponse]]:
-        """Voids a hold without moving money."""
+        """Voids a hold without moving money. A hold placed by a context is released only by it."""
+
+    @_abc_1.abstractmethod
+    def GetHold(
+        self,
+        request: _account_service_pb2.GetHoldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.GetHoldResponse, _abc.Awaitable[_account_service_pb2.GetHoldResponse]]:
+        """Reads one hold: whoever may read its debit account, and the context that placed it."""
+
+    @_abc_1.abstractmethod
+    def ListHolds(
+        self,
+        request: _account_service_pb2.ListHoldsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.ListHoldsResponse, _abc.Awaitable[_account_service_pb2.ListHoldsResponse]]:
+        """Lists the holds on one account, oldest first."""
+
+    @_abc_1.abstractmethod
+    def LookupHold(
+        self,
+        request: _account_service_pb2.LookupHoldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.LookupHoldResponse, _abc.Awaitable[_account_service_pb2.LookupHoldResponse]]:
+        """The hold that the caller's own PlaceHold with this request_id placed. When none was placed,
+        the request_id is closed for good (a late or repeated PlaceHold with it is refused with
+        REQUEST_VOIDED) and the answer is NOT_FOUND: a definite answer for a caller that lost
+        PlaceHold's answer, which never places a hold.
+        """
+
+    @_abc_1.abstractmethod
+    def CheckAccountAccess(
+        self,
+        request: _account_service_pb2.CheckAccountAccessRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.CheckAccountAccessResponse, _abc.Awaitable[_account_service_pb2.CheckAccountAccessResponse]]:
+        """Answers OK when the caller may do `access` on the account, and changes nothing. For a
+        relaying context, the end user it acts for is judged. An account the caller may not use
+        answers PERMISSION_DENIED, and so does one that does not exist unless the caller may read
+        every account (then NOT_FOUND): account ids cannot be probed.
+        """
 
     @_abc_1.abstractmethod
     def ListEntries(

@@ -106,7 +106,9 @@ class SagaStep(_message.Message):
     name: _builtins.str
     """Step name, e.g. "reserve_funds"."""
     state: _builtins.str
-    """"PENDING", "DONE", "COMPENSATED", "FAILED"."""
+    """"PENDING", "DONE", "COMPENSATED", "FAILED" (kept failing; may have acted) or "REFUSED"
+    (refused for good; did nothing, so nothing is undone).
+    """
     attempts: _builtins.int
     """Attempts made."""
     last_error: _builtins.str

@@ -39,6 +39,10 @@ class _PaymentStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Payment
     """Definitely not paid; held funds released."""
     PAYMENT_STATUS_REJECTED: _PaymentStatus.ValueType  # 5
     """Refused by fraud screening; no money moved."""
+    PAYMENT_STATUS_NEEDS_OPERATOR: _PaymentStatus.ValueType  # 6
+    """Stopped where only an operator can go on (failure_reason says why, e.g. the network settled
+    but the ledger refused the capture); final for the bank's workers, listed by ReconcileNetwork.
+    """
 
 class PaymentStatus(_PaymentStatus, metaclass=_PaymentStatusEnumTypeWrapper):
     """Lifecycle of a payment."""
@@ -55,6 +59,10 @@ PAYMENT_STATUS_FAILED: PaymentStatus.ValueType  # 4
 """Definitely not paid; held funds released."""
 PAYMENT_STATUS_REJECTED: PaymentStatus.ValueType  # 5
 """Refused by fraud screening; no money moved."""
+PAYMENT_STATUS_NEEDS_OPERATOR: PaymentStatus.ValueType  # 6
+"""Stopped where only an operator can go on (failure_reason says why, e.g. the network settled
+but the ledger refused the capture); final for the bank's workers, listed by ReconcileNetwork.
+"""
 Global___PaymentStatus: _TypeAlias = PaymentStatus  # noqa: Y015
 
 @_typing.final
@@ -131,7 +139,7 @@ class Payment(_message.Message):
     status: Global___PaymentStatus.ValueType
     """Lifecycle state."""
     failure_reason: _builtins.str
-    """UPPER_SNAKE reason when FAILED or REJECTED."""
+    """UPPER_SNAKE reason when FAILED, REJECTED or NEEDS_OPERATOR."""
     transfer_id: _builtins.str
     """Ledger transfer that moved the money, when COMPLETED."""
     @_builtins.property
@@ -356,3 +364,105 @@ class ListPaymentsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListPaymentsResponse: _TypeAlias = ListPaymentsResponse  # noqa: Y015
+
+@_typing.final
+class ReconcileNetworkRequest(_message.Message):
+    """Request of ReconcileNetwork."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    currency_code: _builtins.str
+    """Only this currency's clearing account and payments; empty: every currency."""
+    def __init__(
+        self,
+        *,
+        currency_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency_code", b"currency_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReconcileNetworkRequest: _TypeAlias = ReconcileNetworkRequest  # noqa: Y015
+
+@_typing.final
+class Discrepancy(_message.Message):
+    """One thing that does not match between the network and the ledger."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    TRANSFER_ID_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """UPPER_SNAKE kind: SETTLED_NOT_BOOKED, SETTLED_UNKNOWN_PAYMENT, BOOKED_NOT_SETTLED,
+    BOOKED_WITHOUT_PAYMENT, BOOKED_TWICE, AMOUNT_MISMATCH, TRANSFER_MISSING, NEEDS_OPERATOR.
+    """
+    payment_id: _builtins.str
+    """The payment concerned, when known."""
+    transfer_id: _builtins.str
+    """The ledger transfer concerned, when known."""
+    detail: _builtins.str
+    """What was found, in words."""
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+        transfer_id: _builtins.str = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "kind", b"kind", "payment_id", b"payment_id", "transfer_id", b"transfer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Discrepancy: _TypeAlias = Discrepancy  # noqa: Y015
+
+@_typing.final
+class ReconcileNetworkResponse(_message.Message):
+    """Response of ReconcileNetwork."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NETWORK_SETTLED_FIELD_NUMBER: _builtins.int
+    BOOKED_TRANSFERS_FIELD_NUMBER: _builtins.int
+    MATCHED_FIELD_NUMBER: _builtins.int
+    IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    DISCREPANCIES_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    network_settled: _builtins.int
+    """Payments the network reports as settled."""
+    booked_transfers: _builtins.int
+    """Transfers booked to the clearing accounts."""
+    matched: _builtins.int
+    """Settled and booked exactly once, for the same amount."""
+    in_flight: _builtins.int
+    """Settled, and the bank is still completing the payment (its capture is due): not a fault."""
+    truncated: _builtins.bool
+    """More discrepancies were found than listed."""
+    @_builtins.property
+    def discrepancies(self) -> _containers.RepeatedCompositeFieldContainer[Global___Discrepancy]:
+        """What does not match; at most 1000, the first ones found."""
+
+    def __init__(
+        self,
+        *,
+        network_settled: _builtins.int = ...,
+        booked_transfers: _builtins.int = ...,
+        matched: _builtins.int = ...,
+        in_flight: _builtins.int = ...,
+        discrepancies: _abc.Iterable[Global___Discrepancy] | None = ...,
+        truncated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booked_transfers", b"booked_transfers", "discrepancies", b"discrepancies", "in_flight", b"in_flight", "matched", b"matched", "network_settled", b"network_settled", "truncated", b"truncated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReconcileNetworkResponse: _TypeAlias = ReconcileNetworkResponse  # noqa: Y015

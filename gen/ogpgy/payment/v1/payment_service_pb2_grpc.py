@@ -51,6 +51,11 @@ class PaymentServiceStub:
                 request_serializer=ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.ListPaymentsRequest.SerializeToString,
                 response_deserializer=ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.ListPaymentsResponse.FromString,
                 _registered_method=True)
+        self.ReconcileNetwork = channel.unary_unary(
+                '/ogpgy.payment.v1.PaymentService/ReconcileNetwork',
+                request_serializer=ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.ReconcileNetworkRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.ReconcileNetworkResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
@@ -79,6 +84,15 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReconcileNetwork(self, request, context):
+        """Compares what the VelocityPay network settled with what the ledger booked: every settled
+        network payment must have exactly one booked transfer to the clearing account, and every
+        such transfer a settlement. Admins only; reads, changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +110,11 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.ListPayments,
                     request_deserializer=ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.ListPaymentsRequest.FromString,
                     response_serializer=ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.ListPaymentsResponse.SerializeToString,
+            ),
+            'ReconcileNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReconcileNetwork,
+                    request_deserializer=ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.ReconcileNetworkRequest.FromString,
+                    response_serializer=ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.ReconcileNetworkResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -181,6 +200,33 @@ class PaymentService:
             '/ogpgy.payment.v1.PaymentService/ListPayments',
             ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.ListPaymentsRequest.SerializeToString,
             ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.ListPaymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReconcileNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.payment.v1.PaymentService/ReconcileNetwork',
+            ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.ReconcileNetworkRequest.SerializeToString,
+            ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.ReconcileNetworkResponse.FromString,
             options,
             channel_credentials,
             insecure,

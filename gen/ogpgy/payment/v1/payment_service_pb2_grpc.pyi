@@ -41,6 +41,11 @@ class PaymentServiceStub:
     """Reads one payment."""
     ListPayments: _grpc.UnaryUnaryMultiCallable[_payment_service_pb2.ListPaymentsRequest, _payment_service_pb2.ListPaymentsResponse]
     """Lists the payments of one debtor account, newest last."""
+    ReconcileNetwork: _grpc.UnaryUnaryMultiCallable[_payment_service_pb2.ReconcileNetworkRequest, _payment_service_pb2.ReconcileNetworkResponse]
+    """Compares what the VelocityPay network settled with what the ledger booked: every settled
+    network payment must have exactly one booked transfer to the clearing account, and every
+    such transfer a settlement. Admins only; reads, changes nothing.
+    """
 
 @_typing.type_check_only
 class PaymentServiceAsyncStub(PaymentServiceStub):
@@ -55,6 +60,11 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     """Reads one payment."""
     ListPayments: _aio.UnaryUnaryMultiCallable[_payment_service_pb2.ListPaymentsRequest, _payment_service_pb2.ListPaymentsResponse]  # type: ignore[assignment]
     """Lists the payments of one debtor account, newest last."""
+    ReconcileNetwork: _aio.UnaryUnaryMultiCallable[_payment_service_pb2.ReconcileNetworkRequest, _payment_service_pb2.ReconcileNetworkResponse]  # type: ignore[assignment]
+    """Compares what the VelocityPay network settled with what the ledger booked: every settled
+    network payment must have exactly one booked transfer to the clearing account, and every
+    such transfer a settlement. Admins only; reads, changes nothing.
+    """
 
 class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
     """Payments to accounts of this bank (internal) and to beneficiaries on the VelocityPay network
@@ -84,5 +94,16 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_payment_service_pb2.ListPaymentsResponse, _abc.Awaitable[_payment_service_pb2.ListPaymentsResponse]]:
         """Lists the payments of one debtor account, newest last."""
+
+    @_abc_1.abstractmethod
+    def ReconcileNetwork(
+        self,
+        request: _payment_service_pb2.ReconcileNetworkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_service_pb2.ReconcileNetworkResponse, _abc.Awaitable[_payment_service_pb2.ReconcileNetworkResponse]]:
+        """Compares what the VelocityPay network settled with what the ledger booked: every settled
+        network payment must have exactly one booked transfer to the clearing account, and every
+        such transfer a settlement. Admins only; reads, changes nothing.
+        """
 
 def add_PaymentServiceServicer_to_server(servicer: PaymentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,152 @@
+"""How authority crosses the wire between contexts, and how a server reads it.
+
+A call from one context to another carries three things:
+- `authorization: Bearer <token of the calling context's service identity>`: who makes the hop;
+- `x-ogpgy-subject: <the end user's token>`, when the call acts for a user: whose authority it is;
+- `x-ogpgy-via: a,b`, the contexts the call came through before the calling one.
+The callee authenticates both tokens, appends the calling context to the chain, checks the RPC
+against what the calling context imported (the allow-list), and lets the use case judge the
+subject's right to the resource. A context acting alone (a worker) sends no subject and so holds
+no user's authority. A user calling directly sends only their own token.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from common.di import ContextSpec
+from common.errors import PermissionDenied, Unauthenticated
+from common.grpc.services import service_of_stub
+from common.security.context import SecurityContext, caller_var
+from common.security.tokens import TokenVerifier
+
+AUTHORIZATION = "authorization"
+SUBJECT_HEADER = "x-ogpgy-subject"
+VIA_HEADER = "x-ogpgy-via"
+_CONTEXT_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+MAX_VIA = 8
+Metadata = Sequence[tuple[str, str | bytes]]
+
+
+def _header(metadata: Metadata, name: str) -> str | None:
+    for key, value in metadata:
+        if key == name and isinstance(value, str):
+            return value
+    return None
+
+
+def _bearer(metadata: Metadata) -> str:
+    value = _header(metadata, AUTHORIZATION)
+    if value is None:
+        raise Unauthenticated("TOKEN_MISSING", "this call needs 'authorization: Bearer <token>' (see IssueToken)")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("TOKEN_INVALID", "authorization must be 'Bearer <token>'")
+    return token.strip()
+
+
+def _via(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    chain = tuple(value.split(","))
+    if len(chain) >= MAX_VIA or not all(_CONTEXT_NAME.fullmatch(c) for c in chain):
+        raise Unauthenticated("VIA_INVALID", f"{VIA_HEADER} must list at most {MAX_VIA - 1} context names")
+    return chain
+
+
+class BearerAuthenticator:
+    """The caller of a call: a user with their token, or a context with its service token and,
+    when it relays, the user it acts for."""
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self._verifier = verifier
+
+    def authenticate(self, metadata: Metadata) -> SecurityContext:
+        caller = self._verifier.verify(_bearer(metadata))
+        subject, via = _header(metadata, SUBJECT_HEADER), _header(metadata, VIA_HEADER)
+        if not caller.service:
+            if subject is not None or via is not None:
+                raise PermissionDenied("RELAY_NOT_ALLOWED", "only a context may act on behalf of a user")
+            return caller
+        chain = (*_via(via), caller.service)
+        if subject is None:
+            return replace(caller, via=chain)
+        return replace(self._verifier.verify_subject(subject), service=caller.service, via=chain)
+
+
+def check_importer(caller: SecurityContext | None, method: str, importers: frozenset[str]) -> None:
+    """A context may call only the RPCs it imported (its identity names it; users are judged by
+    the use cases)."""
+    if caller is not None and caller.service and caller.service not in importers:
+        raise PermissionDenied("RPC_NOT_IMPORTED", f"context '{caller.service}' does not import {method}",
+                               {"context": caller.service, "method": method})  # fmt: skip
+
+
+def identity_metadata(token: str, metadata: Metadata | None) -> tuple[tuple[str, str | bytes], ...]:
+    """The headers of a call a context makes: its identity, and the subject and chain of the
+    call it is serving (none when it acts alone)."""
+    headers: list[tuple[str, str | bytes]] = [(k, v) for k, v in metadata or () if k not in (AUTHORIZATION, SUBJECT_HEADER, VIA_HEADER)]
+    headers.append((AUTHORIZATION, f"Bearer {token}"))
+    caller = caller_var.get()
+    if caller is not None:
+        if caller.has_subject and caller.token:
+            headers.append((SUBJECT_HEADER, caller.token))
+        if caller.via:
+            headers.append((VIA_HEADER, ",".join(caller.via)))
+    return tuple(headers)
+
+
+class _Identified:
+    """One imported RPC of a stub: each call carries the importing context's identity."""
+
+    def __init__(self, call: Callable[..., Any], token: Callable[[], str]) -> None:
+        self._call = call
+        self._token = token
+
+    def __call__(self, request: Any, *, metadata: Metadata | None = None, **kwargs: Any) -> Any:
+        return self._call(request, metadata=identity_metadata(self._token(), metadata), **kwargs)
+
+
+def _not_imported(stub_type: type, importer: str, methods: Iterable[str]) -> type:
+    """A subclass of the generated stub whose missing methods say how to import them."""
+
+    def missing(self: Any, name: str) -> Any:
+        raise AttributeError(
+            f"context '{importer}' did not import {stub_type.__name__}.{name} (it imports: {', '.join(methods)}). "
+            f"Fix: add '{name}' to methods=[...] of its ModuleContextImport."
+        )
+
+    return type(stub_type.__name__, (stub_type,), {"__getattr__": missing, "__module__": stub_type.__module__})
+
+
+_RESTRICTED: dict[tuple[type, str, tuple[str, ...]], type] = {}
+
+
+def bind_stub(stub_type: type, channel: Any, methods: Sequence[str], importer: str, token: Callable[[], str] | None) -> Any:
+    """The stub a context imported: only `methods` (when named), each call carrying the
+    importer's identity (when `token` is given; never to a context outside the bank)."""
+    stub = stub_type(channel)
+    if not methods:
+        return stub
+    key = (stub_type, importer, tuple(methods))
+    cls = _RESTRICTED.get(key) or _RESTRICTED.setdefault(key, _not_imported(stub_type, importer, methods))
+    bound = object.__new__(cls)
+    for name in methods:
+        call = getattr(stub, name)
+        setattr(bound, name, call if token is None else _Identified(call, token))
+    return bound
+
+
+def allowed_importers(specs: Iterable[ContextSpec]) -> Mapping[str, frozenset[str]]:
+    """{"/pkg.Service/Method": contexts that import it}, from the contexts' import declarations:
+    the wire allow-list is the same declaration the builder enforces."""
+    allowed: dict[str, set[str]] = {}
+    for spec in specs:
+        for imported in spec.imports:
+            binding = service_of_stub(imported.type)
+            for method in imported.methods if binding is not None else ():
+                allowed.setdefault(f"/{binding.full_name}/{method}", set()).add(spec.name)  # type: ignore[union-attr]
+    return {path: frozenset(contexts) for path, contexts in allowed.items()}
