@@ -80,3 +80,8 @@ class PermissionDenied(ReasonedError):
 
 class Unavailable(ReasonedError):
     """A dependency is down; retrying later may succeed: UNAVAILABLE."""
+
+
+class DeadlineExceeded(ReasonedError):
+    """The caller's deadline ran out before the answer: DEADLINE_EXCEEDED. What was under way may
+    or may not have happened; a retry with the same request_id tells."""

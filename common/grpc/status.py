@@ -11,6 +11,7 @@ from common.errors import (
     Aborted,
     AlreadyExists,
     AppError,
+    DeadlineExceeded,
     NotFound,
     PermissionDenied,
     PreconditionFailed,
@@ -19,6 +20,7 @@ from common.errors import (
     Unavailable,
     ValidationFailed,
 )
+from common.grpc.call_context import remaining_time
 
 ERROR_DOMAIN = "ogpgy.bank"
 
@@ -31,6 +33,7 @@ _CODES: list[tuple[type[AppError], int]] = [
     (Unauthenticated, code_pb2.UNAUTHENTICATED),
     (PermissionDenied, code_pb2.PERMISSION_DENIED),
     (Unavailable, code_pb2.UNAVAILABLE),
+    (DeadlineExceeded, code_pb2.DEADLINE_EXCEEDED),
 ]
 
 
@@ -98,3 +101,14 @@ def reason_of(error: grpc.RpcError) -> str:
     status = rich_status(error)
     info = unpack_detail(status, error_details_pb2.ErrorInfo) if status else None
     return info.reason if isinstance(info, error_details_pb2.ErrorInfo) else ""
+
+
+def no_answer(error: grpc.RpcError, reason: str, message: str, metadata: dict[str, str] | None = None) -> AppError:
+    """What to answer when a dependency gave no answer: DEADLINE_EXCEEDED when it is the caller's
+    own deadline that ran out on the way (never an internal error, never "try later" for what may
+    have happened), UNAVAILABLE when the dependency is down or slower than its own timeout."""
+    left = remaining_time()
+    if left is not None and left <= 0:
+        return DeadlineExceeded("DEADLINE_EXCEEDED", "the deadline ran out before the answer; retry with the same request_id "
+                                "to learn what happened", dict(metadata or {}))  # fmt: skip
+    return Unavailable(reason, f"{message}: {error.code().name}", metadata)  # type: ignore[attr-defined]

@@ -63,6 +63,12 @@ class SecurityContext:
             return self.principal
         return f"{self.user_id} via {'>'.join(self.via)}" if self.via else self.user_id
 
+    @property
+    def reads_everything(self) -> bool:
+        """An admin, or a context acting alone (it may read what it imports; its writes are
+        judged resource by resource)."""
+        return self.can("all:read") or not self.has_subject
+
     def has_role(self, role: str) -> bool:
         return role in self.roles
 

@@ -24,7 +24,7 @@ def unknown(resource_type: str, resource_id: str, action: str) -> NotFound | Per
     """The answer for a resource that does not exist: NOT_FOUND to a caller who may read every
     such resource, and to anyone else exactly what a resource of somebody else's answers, so that
     ids cannot be probed."""
-    if current_caller().can("all:read"):
+    if current_caller().reads_everything:
         return NotFound(resource_type, resource_id)
     return denied(action)
 

@@ -26,7 +26,6 @@ from common.events.inbox import first_delivery
 from common.events.outbox import append_event
 from common.grpc.convert import timestamp
 from common.idempotency import IdempotencyKey
-from common.ids import new_id
 from common.infrastructure import ContextDatabase
 from common.money import MAX_MINOR, Money
 from services.account.domain import (

@@ -18,9 +18,10 @@ from common.cache.codecs import TextCodec
 from common.cache.registry import Caches
 from common.clock import Clock
 from common.di import BaseComponent, og_component
-from common.errors import FieldViolation, NotFound, PermissionDenied, PreconditionFailed, Unavailable, ValidationFailed
+from common.errors import FieldViolation, NotFound, PermissionDenied, PreconditionFailed, ValidationFailed
 from common.events.outbox import OutboxRelay
 from common.grpc.convert import timestamp
+from common.grpc.status import no_answer
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.money import CURRENCY_EXPONENTS, Money
@@ -131,7 +132,7 @@ class AccountApplicationService(BaseComponent):
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.NOT_FOUND:
                 return None
-            raise Unavailable("CUSTOMER_CONTEXT_UNAVAILABLE", f"cannot check the assignment: {err.code().name}") from err
+            raise no_answer(err, "CUSTOMER_CONTEXT_UNAVAILABLE", "cannot check the assignment") from err
         return answer.customer.relationship_manager_id
 
     async def forget_manager(self, customer_id: str) -> None:
@@ -193,7 +194,7 @@ class AccountApplicationService(BaseComponent):
                 raise ValidationFailed([FieldViolation("customer_id", "not a customer id")]) from err
             if err.code() == grpc.StatusCode.PERMISSION_DENIED:
                 raise denied("open accounts for this customer") from err
-            raise Unavailable("CUSTOMER_CONTEXT_UNAVAILABLE", f"cannot check the customer: {err.code().name}") from err
+            raise no_answer(err, "CUSTOMER_CONTEXT_UNAVAILABLE", "cannot check the customer") from err
         if answer.customer.kyc.status != customer_pb.KYC_STATUS_VERIFIED:
             raise PreconditionFailed("CUSTOMER_NOT_VERIFIED", "only customers with verified KYC may open accounts",
                                      {"customer_id": customer_id})  # fmt: skip

@@ -13,14 +13,15 @@ from ogpgy.identity.v1.identity_service_pb2_grpc import IdentityServiceStub
 from common.cache.registry import Caches
 from common.clock import Clock
 from common.di import BaseComponent, og_component
-from common.errors import Aborted, NotFound, PreconditionFailed, Unavailable
+from common.errors import Aborted, NotFound, PreconditionFailed
 from common.events.outbox import OutboxRelay
 from common.grpc.convert import timestamp
+from common.grpc.status import no_answer
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.pagination import page_request
 from common.security.context import ADMIN, CUSTOMER, RELATIONSHIP_MANAGER, SecurityContext, current_caller
-from common.security.policy import may_read_pii, require_customer_access, require_role
+from common.security.policy import may_read_pii, require_customer_access, require_role, unknown
 from common.validation import Violations, check_id, check_request_id
 from services.customer.domain import (
     Application,
@@ -39,6 +40,7 @@ _OPTIMISTIC_RETRIES = 3
 
 
 IDENTITY_CALL_TIMEOUT = 5.0
+READ = "access this customer's data"
 
 
 @og_component()
@@ -88,13 +90,14 @@ class CustomerApplicationService(BaseComponent):
         v.raise_if_any()
         customer = await self._cache.get(customer_id, lambda: self._repository.get(customer_id))
         if customer is None:
-            raise NotFound("customer", customer_id)
+            raise unknown("customer", customer_id, READ)
         return customer
 
     async def get(self, customer_id: str) -> Customer:
-        """The customer, if the caller may see them; personal data masked unless they may read it."""
+        """The customer, if the caller may see them; personal data masked unless they may read it.
+        An unknown customer answers a caller who may not read everyone as somebody else's does."""
         customer = await self._load(customer_id)
-        caller = await require_customer_access(customer_id, assigned=self._assigned)
+        caller = await require_customer_access(customer_id, assigned=self._assigned, action=READ)
         return customer if may_read_pii(caller, customer_id) else customer.masked()
 
     def visible(self, customers: list[Customer]) -> list[Customer]:
@@ -139,7 +142,7 @@ class CustomerApplicationService(BaseComponent):
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.NOT_FOUND:
                 raise PreconditionFailed("USER_NOT_FOUND", f"no user {user_id}", {"relationship_manager_id": user_id}) from err
-            raise Unavailable("IDENTITY_UNAVAILABLE", f"cannot check the user: {err.code().name}") from err
+            raise no_answer(err, "IDENTITY_UNAVAILABLE", "cannot check the user") from err
         if ipb.ROLE_RELATIONSHIP_MANAGER not in answer.user.roles:
             raise PreconditionFailed("NOT_A_RELATIONSHIP_MANAGER", f"user {user_id} is not a relationship manager",
                                      {"relationship_manager_id": user_id})  # fmt: skip

@@ -22,11 +22,11 @@ from ogpgy.type.v1 import money_pb2
 
 from common.clock import Clock
 from common.di import BaseComponent, og_component
-from common.errors import PermissionDenied, PreconditionFailed, Unavailable
+from common.errors import PermissionDenied, PreconditionFailed
 from common.events.outbox import OutboxRelay
 from common.faults import fail_point
 from common.grpc.convert import timestamp
-from common.grpc.status import reason_of
+from common.grpc.status import no_answer, reason_of
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.money import Money
@@ -151,7 +151,7 @@ class LendingService(BaseComponent):
                 raise PermissionDenied("ACCESS_DENIED", "not allowed by the account context") from err
             if err.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
                 raise StepRefused(reason_of(err) or err.code().name) from err
-            raise Unavailable("ACCOUNTS_UNAVAILABLE", f"account context: {err.code().name}") from err
+            raise no_answer(err, "ACCOUNTS_UNAVAILABLE", "the account context did not answer") from err
 
     @staticmethod
     def _amount(ctx: SagaContext) -> money_pb2.Money:

@@ -39,10 +39,10 @@ from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
 from common.clock import Clock
 from common.config import Settings
 from common.di import BaseComponent, og_component
-from common.errors import AppError, NotFound, PermissionDenied, Unavailable
+from common.errors import AppError, NotFound, PermissionDenied
 from common.events.outbox import OutboxRelay
 from common.grpc.convert import timestamp
-from common.grpc.status import reason_of
+from common.grpc.status import no_answer, reason_of
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.money import Money
@@ -177,8 +177,8 @@ def _account_call(p: Payment) -> Iterator[None]:
     except grpc.aio.AioRpcError as err:
         if err.code() in DEFINITE:
             raise _Refused(err) from err
-        raise Unavailable("ACCOUNTS_UNAVAILABLE", "the account context did not answer; the payment is kept and completes "
-                          "by itself (GetPayment shows it)", {"payment_id": p.payment_id}) from err  # fmt: skip
+        raise no_answer(err, "ACCOUNTS_UNAVAILABLE", "the account context did not answer; the payment is kept and completes "
+                        "by itself (GetPayment shows it)", {"payment_id": p.payment_id}) from err  # fmt: skip
 
 
 @og_component()
@@ -327,7 +327,7 @@ class PaymentApplicationService(BaseComponent):
                 raise denied(action) from err
             if err.code() == grpc.StatusCode.NOT_FOUND:
                 raise NotFound("account", account_id) from err
-            raise Unavailable("ACCOUNTS_UNAVAILABLE", f"cannot check access to the account: {err.code().name}") from err
+            raise no_answer(err, "ACCOUNTS_UNAVAILABLE", "cannot check access to the account") from err
 
     async def get(self, payment_id: str) -> Payment:
         v = Violations()
@@ -354,7 +354,7 @@ class PaymentApplicationService(BaseComponent):
         try:
             settlements = await self._gateway.settlements()
         except grpc.aio.AioRpcError as err:
-            raise Unavailable("NETWORK_UNAVAILABLE", f"cannot read the network's settlements: {err.code().name}") from err
+            raise no_answer(err, "NETWORK_UNAVAILABLE", "cannot read the network's settlements") from err
         network = [NetworkSettlement(s.payment_id, s.status == vpb.NETWORK_PAYMENT_STATUS_SETTLED, Money.parse(s.currency_code, s.amount))
                    for s in settlements if not currency or s.currency_code == currency]  # fmt: skip
         payments = await self._repository.external(currency)
@@ -371,7 +371,7 @@ class PaymentApplicationService(BaseComponent):
                 page = await self._accounts.ListEntries(apb.ListEntriesRequest(account_id=clearing_account(currency), page_size=500,
                                                                                page_token=token), timeout=ACCOUNT_CALL_TIMEOUT)  # fmt: skip
             except grpc.aio.AioRpcError as err:
-                raise Unavailable("ACCOUNTS_UNAVAILABLE", f"cannot read the clearing account: {err.code().name}") from err
+                raise no_answer(err, "ACCOUNTS_UNAVAILABLE", "cannot read the clearing account") from err
             found.extend(BookedTransfer(e.transfer_id, Money.parse(currency, e.amount.amount)) for e in page.entries
                          if not e.amount.amount.startswith("-"))  # fmt: skip
             token = page.next_page_token

@@ -1,0 +1,199 @@
+"""The attacks that moved real money, as regression tests (each failed on the code before the fix),
+and the classes they belong to: requests replayed by another principal, refusals that leave a
+trace, ids that can be probed. On both engines where storage matters."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc import aio
+from ogpgy.account.v1 import account_service_pb2 as apb
+from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
+from ogpgy.customer.v1 import customer_service_pb2 as cpb
+from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc
+from ogpgy.lending.v1 import lending_service_pb2 as lpb
+from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
+from ogpgy.payment.v1 import payment_service_pb2 as ppb
+from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
+from velocitypay.v1 import network_pb2 as vpb
+from velocitypay.v1 import network_pb2_grpc as vgrpc
+
+from common.grpc.client import bearer_channel
+from services.velocitypay.simulator import faults_pb
+from tests.adversarial.snapshot import differences, snapshot
+from tests.adversarial.world import EXTERNAL_IBAN, World, build_world, eventually, quiet, running_bank, settings_for
+from tests.bank_helpers import eur
+from tests.grpc_assert import error_reason, rpc_error
+from tests.ledger_checks import ledger_checks
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
+    engine = {"database": "postgres", "postgres_dsn": request.getfixturevalue("postgres").new_database()} if request.param == "postgres" else {}
+    settings = settings_for(tmp_path, **engine)
+    async with running_bank(settings) as bank:
+        world = await build_world(bank, settings)
+        await quiet(world)
+        yield world
+
+
+def _bearer(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+async def _balance(world: World, account: str) -> tuple[str, str]:
+    async with bearer_channel(world.bank.target, world.admin_token) as channel:
+        got = (await agrpc.AccountServiceStub(channel).GetAccount(apb.GetAccountRequest(account_id=account))).account
+    return got.balance.amount, got.available_balance.amount
+
+
+async def test_a_tiny_deadline_never_debits_someone_elses_account(world: World) -> None:
+    """Attack 1: Bob (and relationship managers, assigned or not) pay from Alice's account with a
+    deadline of 0.2-4 ms, to an account of the bank and to an external IBAN. Before the fix, some
+    answered UNAVAILABLE and the worker paid them seconds later under the payment context's own
+    identity. Now: nothing of hers moves, no row is written, also once the workers have run."""
+    before, alice_before = await snapshot(world.settings), await _balance(world, world.victim.account)
+    rng = random.Random(3)
+    answers: dict[str, int] = {}
+    async with aio.insecure_channel(world.bank.target) as channel:
+        payments = pgrpc.PaymentServiceStub(channel)
+        for who in world.principals:
+            for i in range(40):
+                beneficiary = {"internal": ppb.InternalBeneficiary(account_id=world.bob_account)} if i % 2 else \
+                              {"external": ppb.ExternalBeneficiary(iban=EXTERNAL_IBAN, name="Bob")}  # fmt: skip
+                request = ppb.CreatePaymentRequest(request_id=f"steal-{who.name[:8].replace(' ', '-')}-{i}",
+                                                   debtor_account_id=world.victim.account, amount=eur("1.00"), **beneficiary)  # type: ignore[arg-type]  # fmt: skip
+                try:
+                    await payments.CreatePayment(request, metadata=who.metadata, timeout=rng.uniform(0.0002, 0.004))
+                    answers["OK"] = answers.get("OK", 0) + 1
+                except aio.AioRpcError as error:
+                    answers[error.code().name] = answers.get(error.code().name, 0) + 1
+    assert set(answers) <= {"PERMISSION_DENIED", "DEADLINE_EXCEEDED"}, answers
+    await asyncio.sleep(2.5)  # the store-and-forward worker takes pending payments over after 0.5 s
+    await quiet(world)
+    assert await _balance(world, world.victim.account) == alice_before
+    assert not differences(before, await snapshot(world.settings)), "a refused payment left something behind"
+
+
+async def test_a_payment_the_network_settled_cannot_be_taken_back(world: World) -> None:
+    """Attack 2: during an outage Alice's external payment is QUEUED with a hold. She replays the
+    payment's PlaceHold (its request id derives from the payment id) and releases what she gets.
+    Before the fix that was the payment's hold: she spent the money, the network settled anyway,
+    and the payment stayed QUEUED forever. Now her replay is her own request (a hold of her own),
+    the payment's hold is the payment context's, and the network's settlement is booked once."""
+    v = world.victim
+    async with bearer_channel(world.bank.target, world.alice_token) as channel, aio.insecure_channel(world.bank.target) as network:
+        accounts = agrpc.AccountServiceStub(channel)
+        replayed = (await accounts.PlaceHold(apb.PlaceHoldRequest(request_id=v.payment_hold_request, debit_account_id=v.account,
+                    credit_account_id="acc_CLEARING_EUR", amount=eur("20.00")))).hold  # fmt: skip
+        assert replayed.hold_id != v.payment_hold and replayed.owner_context == "", "her replay made a hold of her own"
+        await accounts.ReleaseHold(apb.ReleaseHoldRequest(request_id="alice-releases-her-own", hold_id=replayed.hold_id))
+        seen = (await accounts.GetHold(apb.GetHoldRequest(hold_id=v.payment_hold))).hold
+        assert seen.owner_context == "payment" and seen.status == apb.HOLD_STATUS_PLACED, "she sees the payment's hold"
+        for take_back in (accounts.ReleaseHold(apb.ReleaseHoldRequest(request_id="alice-takes-it-back", hold_id=v.payment_hold)),
+                          accounts.CaptureHold(apb.CaptureHoldRequest(request_id="alice-captures-it", hold_id=v.payment_hold))):  # fmt: skip
+            assert (await error_reason(take_back, grpc.StatusCode.PERMISSION_DENIED)).reason == "HOLD_OWNED_BY_CONTEXT"
+        balance, available = await _balance(world, v.account)
+        await vgrpc.SimulatorControlServiceStub(network).SetFaults(vpb.SetFaultsRequest(faults=faults_pb()))  # the network is back
+
+        async def completed() -> bool:
+            got = await pgrpc.PaymentServiceStub(channel).GetPayment(ppb.GetPaymentRequest(payment_id=v.payment_id))
+            return got.payment.status == ppb.PAYMENT_STATUS_COMPLETED
+
+        await eventually(completed, 15, "the queued payment completed")
+    assert await _balance(world, v.account) == (f"{float(balance) - 20:.2f}", available), "paid once, from the held funds"
+    async with bearer_channel(world.bank.target, world.admin_token) as channel:
+        report = await pgrpc.PaymentServiceStub(channel).ReconcileNetwork(ppb.ReconcileNetworkRequest())
+    assert (report.network_settled, report.matched, report.in_flight, list(report.discrepancies)) == (1, 1, 0, [])
+    assert not await _ledger_breaks(world)
+
+
+async def _ledger_breaks(world: World) -> dict[str, list[object]]:
+    import psycopg
+    import sqlite3
+
+    def run() -> dict[str, list[object]]:
+        if world.settings.database == "postgres":
+            with psycopg.connect(world.settings.postgres_dsn) as conn:
+                return {k: rows for k, q in ledger_checks("account").items() if (rows := conn.execute(q).fetchall())}
+        with sqlite3.connect(Path(world.settings.data_dir) / "account.db") as conn:
+            return {k: rows for k, q in ledger_checks().items() if (rows := conn.execute(q).fetchall())}
+
+    return await asyncio.to_thread(run)
+
+
+async def test_a_request_id_belongs_to_the_principal_that_used_it(world: World) -> None:
+    """Bob resending Alice's exact request got her payment back (the answer came before any access
+    check); a request id Alice used was taken for everyone."""
+    v = world.victim
+    request = ppb.CreatePaymentRequest(request_id="lunch", debtor_account_id=v.account, amount=eur("12.50"),
+                                       internal=ppb.InternalBeneficiary(account_id=world.bob_account), reference="lunch")  # fmt: skip
+    async with aio.insecure_channel(world.bank.target) as channel:
+        payments = pgrpc.PaymentServiceStub(channel)
+        first = (await payments.CreatePayment(request, metadata=_bearer(world.alice_token))).payment
+        assert first.status == ppb.PAYMENT_STATUS_COMPLETED
+        assert (await payments.CreatePayment(request, metadata=_bearer(world.alice_token))).payment == first, "her retry: her answer"
+        bob = world.principals[0].metadata
+        await rpc_error(payments.CreatePayment(request, metadata=bob), grpc.StatusCode.PERMISSION_DENIED)
+        own = ppb.CreatePaymentRequest(request_id="lunch", debtor_account_id=world.bob_account, amount=eur("3.00"),
+                                       internal=ppb.InternalBeneficiary(account_id=v.account))  # fmt: skip
+        assert (await payments.CreatePayment(own, metadata=bob)).payment.payment_id != first.payment_id, "his own key, his own payment"
+        changed = ppb.CreatePaymentRequest(request_id="lunch", debtor_account_id=v.account, amount=eur("99.00"),
+                                           internal=ppb.InternalBeneficiary(account_id=world.bob_account))  # fmt: skip
+        reused = await error_reason(payments.CreatePayment(changed, metadata=_bearer(world.alice_token)), grpc.StatusCode.ALREADY_EXISTS)
+        assert reused.reason == "IDEMPOTENCY_KEY_REUSED"
+
+
+async def test_a_refused_payment_leaves_no_trace_in_the_victims_history(world: World) -> None:
+    """A refused CreatePayment used to leave a row in the victim's history (FAILED ACCESS_DENIED,
+    or REJECTED AMOUNT_LIMIT_EXCEEDED when screening ran first) with the attacker's text."""
+    async with aio.insecure_channel(world.bank.target) as channel:
+        payments = pgrpc.PaymentServiceStub(channel)
+        for amount in ("1.00", "50000.00"):  # the second one is above the fraud limit
+            request = ppb.CreatePaymentRequest(request_id=f"graffiti-{amount.replace('.', '-')}", debtor_account_id=world.victim.account,
+                                               amount=eur(amount), reference="Bob was here",
+                                               internal=ppb.InternalBeneficiary(account_id=world.bob_account))  # fmt: skip
+            await rpc_error(payments.CreatePayment(request, metadata=world.principals[0].metadata), grpc.StatusCode.PERMISSION_DENIED)
+        history = await payments.ListPayments(ppb.ListPaymentsRequest(debtor_account_id=world.victim.account),
+                                              metadata=_bearer(world.alice_token))  # fmt: skip
+    assert [p.reference for p in history.payments if p.reference == "Bob was here"] == []
+
+
+async def test_unknown_and_foreign_ids_answer_a_non_owner_alike(world: World) -> None:
+    """Nothing tells Bob whether an id he does not own exists."""
+    v, unknown_id = world.victim, "00000000000000000000000000"
+    bob_token = world.principals[0].metadata[0][1].removeprefix("Bearer ")
+    async with bearer_channel(world.bank.target, bob_token) as channel:
+        accounts, payments = agrpc.AccountServiceStub(channel), pgrpc.PaymentServiceStub(channel)
+        loans, customers = lgrpc.LendingServiceStub(channel), cgrpc.CustomerServiceStub(channel)
+        pairs = [
+            (lambda i: accounts.GetAccount(apb.GetAccountRequest(account_id=i)), v.account, f"acc_{unknown_id}"),
+            (lambda i: accounts.ListEntries(apb.ListEntriesRequest(account_id=i)), v.account, f"acc_{unknown_id}"),
+            (lambda i: accounts.ListHolds(apb.ListHoldsRequest(account_id=i)), v.account, f"acc_{unknown_id}"),
+            (lambda i: accounts.CheckAccountAccess(apb.CheckAccountAccessRequest(account_id=i, access=apb.ACCOUNT_ACCESS_READ)), v.account, f"acc_{unknown_id}"),
+            (lambda i: accounts.GetHold(apb.GetHoldRequest(hold_id=i)), v.own_hold, f"hld_{unknown_id}"),
+            (lambda i: accounts.ReleaseHold(apb.ReleaseHoldRequest(request_id="probe", hold_id=i)), v.payment_hold, f"hld_{unknown_id}"),
+            (lambda i: accounts.GetTransfer(apb.GetTransferRequest(transfer_id=i)), v.transfer, f"trf_{unknown_id}"),
+            (lambda i: accounts.ReverseTransfer(apb.ReverseTransferRequest(request_id="probe", transfer_id=i)), v.transfer, f"trf_{unknown_id}"),
+            (lambda i: payments.GetPayment(ppb.GetPaymentRequest(payment_id=i)), v.payment_id, f"pay_{unknown_id}"),
+            (lambda i: payments.ListPayments(ppb.ListPaymentsRequest(debtor_account_id=i)), v.account, f"acc_{unknown_id}"),
+            (lambda i: loans.GetLoan(lpb.GetLoanRequest(loan_id=i)), v.loan, f"lon_{unknown_id}"),
+            (lambda i: customers.GetCustomer(cpb.GetCustomerRequest(customer_id=i)), v.customer, f"cus_{unknown_id}"),
+        ]  # fmt: skip
+        for call, hers, nobodys in pairs:
+            foreign = await _refusal(call(hers))
+            unknown = await _refusal(call(nobodys))
+            assert foreign == unknown and foreign[0] == "PERMISSION_DENIED", (foreign, unknown)
+
+
+async def _refusal(call: object) -> tuple[str, str]:
+    try:
+        await call  # type: ignore[misc]
+    except aio.AioRpcError as error:
+        return error.code().name, error.details() or ""
+    return "OK", ""
