@@ -598,7 +598,8 @@ def interest_sql(tiers: tuple[InterestTier, ...], balance: str = "balance_minor"
     it into a float, PostgreSQL would fail.)
     """
     cases = " ".join(f"WHEN {balance} <= {t.up_to_minor} THEN {int(t.annual_rate * PPM)}" for t in tiers if t.up_to_minor is not None)
-    rate = f"(CASE {cases} ELSE {int(tiers[-1].annual_rate * PPM)} END)"
+    last = int(tiers[-1].annual_rate * PPM)
+    rate = f"(CASE {cases} ELSE {last} END)" if cases else str(last)
     den = 365 * PPM
     hi, lo = f"({balance} / {PPM})", f"({balance} - ({balance} / {PPM}) * {PPM})"
     high = f"({hi} * {rate})"

@@ -28,16 +28,15 @@ from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
 from velocitypay.v1 import network_pb2 as vpb
 from velocitypay.v1 import network_pb2_grpc as vgrpc
 
-from common.clock import Clock, FixedClock
 from common.config import Settings
-from common.di import ContextModuleBuilder, context_spec
+from common.di import context_spec
 from common.grpc.client import bearer_channel
 from common.grpc.identity import SUBJECT_HEADER, allowed_importers
 from common.security.component import Security
 from mesh.embedded import ALL_MODULES, RunningBank, start_embedded
 from services.velocitypay.simulator import faults_pb
 from tests.bank_helpers import Bank, eur
-from tests.conftest import ADMIN_PASSWORD, TODAY, issue_token
+from tests.conftest import ADMIN_PASSWORD, issue_token
 from tests.adversarial.snapshot import snapshot
 
 PASSWORD = "password-of-the-world"
@@ -56,10 +55,8 @@ def settings_for(tmp_path: Path, **engine: object) -> Settings:
 
 @asynccontextmanager
 async def running_bank(settings: Settings) -> AsyncIterator[RunningBank]:
-    def fixed_clock(builder: ContextModuleBuilder) -> None:
-        builder.override(Clock, FixedClock(TODAY))
-
-    bank = await start_embedded(settings, customize=fixed_clock)
+    """The bank on the real clock: its workers judge what is stale by it."""
+    bank = await start_embedded(settings)
     try:
         yield bank
     finally:

@@ -4,7 +4,9 @@ must hold afterwards is checked in the databases themselves:
 - the ledger balances (per currency, per transfer, per account, holds);
 - no event lost or applied twice: every verified customer has exactly one default account;
 - every payment is COMPLETED, FAILED or REJECTED, every saga terminal, no hold left placed;
-- every interest run that was started completes when run again, once per account and date.
+- every interest run that was started completes when run again, once per account and date;
+- the network and the ledger reconcile: every payment the network settled is booked exactly once
+  (and nothing booked went unsettled), whatever was killed while it was on its way.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import pytest
 from grpc import aio
 from ogpgy.interest.v1 import interest_service_pb2 as ipb
 from ogpgy.interest.v1 import interest_service_pb2_grpc as igrpc
+from ogpgy.payment.v1 import payment_service_pb2 as ppb
+from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
 from ogpgy.type.v1 import date_pb2
 
 from mesh.distributed import DATABASE, Mesh
@@ -100,6 +104,11 @@ async def test_kills_and_restarts_under_load_leave_the_bank_consistent(mesh: Mes
     assert not left, f"still unsettled after 90 s: {left}"
     broken = {name: rows for name, sql in LEDGER.items() if (rows := _query(dsn, sql))}
     assert not broken, broken
+    async with mesh_client(targets) as ch:
+        report = await pgrpc.PaymentServiceStub(ch["payment"]).ReconcileNetwork(ppb.ReconcileNetworkRequest())
+    print("reconciliation:", report.network_settled, "settled,", report.matched, "matched,", len(report.discrepancies), "discrepancies")
+    assert report.network_settled == report.matched > 0 and report.in_flight == 0, report
+    assert not report.discrepancies, list(report.discrepancies)
 
 
 async def _completed(interest: igrpc.InterestServiceStub, day: date_pb2.Date) -> bool:

@@ -19,6 +19,7 @@ from velocitypay.v1 import network_pb2_grpc as vgrpc
 from common.config import Settings
 from common.resilience.breaker import OPEN
 from mesh.embedded import RunningBank, start_embedded, start_process
+from common.idempotency import IdempotencyKey
 from services.account.repository import LedgerRepository
 from services.payment.service import VelocityPayGateway
 from services.velocitypay.module import VelocityPayModule
@@ -120,6 +121,34 @@ async def test_timeouts_count_as_failures(setup: Setup) -> None:
     assert breaker.state == OPEN, "deadline-exceeded calls counted as failures"
     stats = await setup.stats()
     assert stats.faulted_calls == stats.calls_received >= FAIL_MAX
+
+
+async def test_a_settled_payment_the_ledger_refuses_stops_for_an_operator_and_blocks_nobody(setup: Setup) -> None:
+    """The network settled, but the payment's hold was resolved behind its back (here: straight in
+    the ledger, as a faulty migration would): the capture is refused for good. The payment stops
+    as NEEDS_OPERATOR with the reason, the reconciliation lists it, and the payments queued behind
+    it complete."""
+    await setup.control.SetFaults(vpb.SetFaultsRequest(faults=faults_pb(outage=True)))
+    queued = [await setup.pay_out(f"q-{i}", setup.accounts[i]) for i in range(3)]
+    assert {p.status for p in queued} == {ppb.PAYMENT_STATUS_QUEUED}
+    ledger = setup.bank.contexts["account"].resolve(LedgerRepository)
+    holds = (await setup.client.accounts.ListHolds(apb.ListHoldsRequest(account_id=setup.accounts[0]))).holds
+    bad_hold = next(h.hold_id for h in holds if h.owner_context == "payment")
+    await ledger.release_hold(bad_hold, IdempotencyKey("behind-its-back", "ReleaseHold", "-", "usr:operator"))
+    await setup.control.SetFaults(vpb.SetFaultsRequest(faults=faults_pb()))
+
+    async def all_final() -> bool:
+        got = [(await setup.payments.GetPayment(ppb.GetPaymentRequest(payment_id=p.payment_id))).payment for p in queued]
+        return all(p.status not in (ppb.PAYMENT_STATUS_QUEUED, ppb.PAYMENT_STATUS_PENDING) for p in got)
+
+    await _eventually(all_final, 15, "every queued payment final")
+    final = [(await setup.payments.GetPayment(ppb.GetPaymentRequest(payment_id=p.payment_id))).payment for p in queued]
+    assert (final[0].status, final[0].failure_reason) == (ppb.PAYMENT_STATUS_NEEDS_OPERATOR, "SETTLED_CAPTURE_REFUSED_HOLD_ALREADY_RESOLVED")
+    assert [p.status for p in final[1:]] == [ppb.PAYMENT_STATUS_COMPLETED] * 2
+    report = await setup.payments.ReconcileNetwork(ppb.ReconcileNetworkRequest(currency_code="EUR"))
+    assert (report.network_settled, report.matched) == (3, 2)
+    assert sorted((d.kind, d.payment_id) for d in report.discrepancies) == [
+        ("NEEDS_OPERATOR", queued[0].payment_id), ("SETTLED_NOT_BOOKED", queued[0].payment_id)]
 
 
 async def test_retries_and_duplicates_never_pay_twice(setup: Setup) -> None:
