@@ -122,6 +122,14 @@ def _parser() -> argparse.ArgumentParser:
     run = interest.add_parser("run", help="run (or resume) the interest of a business date, with a progress bar")
     run.add_argument("--date", required=True, type=date.fromisoformat, help="business date, YYYY-MM-DD")
     _client_arguments(run)
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="compare what the VelocityPay network settled with what the ledger booked (admins)",
+        description="Every payment the network settled must be booked exactly once in the clearing account, for its "
+        "amount, and every booking there must be a settlement. Prints the counts and every discrepancy; exits 1 if any.",
+    )
+    reconcile.add_argument("--currency", default="", help="one currency (default: every currency)")
+    _client_arguments(reconcile)
     token = commands.add_parser(
         "token",
         help="print an access token (for grpcurl: -H \"authorization: Bearer $(ogpgy token)\")",
@@ -178,6 +186,22 @@ async def _interest_run(args: argparse.Namespace) -> int:
         print(f"{args.date}: {pb.InterestRunStatus.Name(last.status)}, {last.processed} accounts, "
               f"{last.total_interest.amount} {last.total_interest.currency_code} posted, {last.errors} errors, {seconds:.1f} s")  # fmt: skip
     return 0
+
+
+async def _reconcile(args: argparse.Namespace) -> int:
+    from ogpgy.payment.v1 import payment_service_pb2 as pb
+    from ogpgy.payment.v1 import payment_service_pb2_grpc as pb_grpc
+
+    from common.grpc.client import bearer_channel
+
+    async with bearer_channel(args.target, await _issue_token(args)) as channel:
+        report = await pb_grpc.PaymentServiceStub(channel).ReconcileNetwork(pb.ReconcileNetworkRequest(currency_code=args.currency),
+                                                                            timeout=120)  # fmt: skip
+    print(f"network settled {report.network_settled}, booked to clearing {report.booked_transfers}, matched {report.matched}, "
+          f"still completing {report.in_flight}, discrepancies {len(report.discrepancies)}{' (more not listed)' if report.truncated else ''}")  # fmt: skip
+    for d in report.discrepancies:
+        print(f"  {d.kind:<24} payment {d.payment_id or '-':<30} transfer {d.transfer_id or '-':<30} {d.detail}")
+    return 1 if report.discrepancies else 0
 
 
 async def _velocitypay(args: argparse.Namespace) -> int:
@@ -328,6 +352,13 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_interest_run(args))
         except grpc.RpcError as exc:
             print(f"\nogpgy: interest run refused: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+            return 1
+    if args.command == "reconcile":
+        try:
+            return asyncio.run(_reconcile(args))
+        except (OSError, grpc.RpcError) as exc:
+            detail = exc.details() if isinstance(exc, grpc.RpcError) else exc  # type: ignore[attr-defined]
+            print(f"ogpgy: reconciliation failed: {detail}", file=sys.stderr)
             return 1
     if args.command == "token":
         try:

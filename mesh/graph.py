@@ -1,8 +1,9 @@
 """The context map, drawn from the DI declarations (never by hand, so it cannot drift).
 
 Nodes are contexts with the gRPC services they export; a solid arrow is an imported stub (a
-call), labelled with the service; a dotted arrow goes from the publisher of an event to each
-context that consumes it. The infrastructure context, which every context imports, is left out.
+call), labelled with the service and the RPCs the import names (the same list the callee allows
+from that context); a dotted arrow goes from the publisher of an event to each context that
+consumes it. The infrastructure context, which every context imports, is left out.
 Mermaid for documents that render it; DOT, rendered to SVG by graphviz's `dot`, for a picture.
 """
 
@@ -33,6 +34,11 @@ class Edge:
     target: str
     label: str
     kind: str  # "call" or "event"
+    methods: tuple[str, ...] = ()  # of a call: the imported RPCs
+
+
+def _wrapped(methods: tuple[str, ...], per_line: int = 3) -> list[str]:
+    return [", ".join(methods[i:i + per_line]) for i in range(0, len(methods), per_line)]
 
 
 def context_map(modules: Sequence[type]) -> tuple[list[Node], list[Edge]]:
@@ -44,7 +50,7 @@ def context_map(modules: Sequence[type]) -> tuple[list[Node], list[Edge]]:
         for imported in spec.imports:
             service = service_of_stub(imported.type)
             if imported.from_context != INFRASTRUCTURE and service is not None:
-                edges.append(Edge(spec.name, imported.from_context, service.full_name.rsplit(".", 1)[-1], "call"))
+                edges.append(Edge(spec.name, imported.from_context, service.full_name.rsplit(".", 1)[-1], "call", tuple(imported.methods)))
     publishers = {event: spec.name for spec in specs for event in spec.publishes}
     for spec in specs:
         for event in spec.consumes:
@@ -62,7 +68,8 @@ def mermaid(modules: Sequence[type]) -> str:
         lines.append(f'  {node.name}["<b>{node.name}</b><br/>{services}{events}"]')
     for edge in edges:
         arrow = "-->" if edge.kind == "call" else "-.->"
-        lines.append(f"  {edge.source} {arrow}|{edge.label}| {edge.target}")
+        label = "<br/>".join([edge.label, *_wrapped(edge.methods)])
+        lines.append(f"  {edge.source} {arrow}|{label}| {edge.target}")
     return "\n".join(lines) + "\n"
 
 
@@ -76,7 +83,8 @@ def dot(modules: Sequence[type]) -> str:
         lines.append(f'  "{node.name}" [label="{node.name}\\n{services}{events}", tooltip="{node.description}"];')
     for edge in edges:
         style = "solid" if edge.kind == "call" else "dashed"
-        lines.append(f'  "{edge.source}" -> "{edge.target}" [label="{edge.label}", style={style}];')
+        label = "\\n".join([edge.label, *_wrapped(edge.methods)])
+        lines.append(f'  "{edge.source}" -> "{edge.target}" [label="{label}", style={style}];')
     lines.append("}")
     return "\n".join(lines) + "\n"
 

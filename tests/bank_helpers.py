@@ -12,6 +12,8 @@ from grpc import aio
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
 from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc
+from ogpgy.identity.v1 import identity_service_pb2 as ipb
+from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
 from ogpgy.type.v1.money_pb2 import Money
 
 from common.grpc.client import bearer_channel
@@ -35,6 +37,13 @@ def eur(amount: str) -> Money:
 def fresh_document() -> str:
     body = f"TT{next(_documents):06d}"
     return f"{body}{check_digit(body)}"
+
+
+async def create_user(identity: igrpc.IdentityServiceStub, name: str, role: int, password: str, customer_id: str = "") -> str:
+    """A user of the bank (made by an admin's identity stub); its id."""
+    request = ipb.CreateUserRequest(request_id=f"user-{name.replace('.', '-')}", username=name, password=password,
+                                    roles=[role], customer_id=customer_id)  # type: ignore[list-item]  # fmt: skip
+    return (await identity.CreateUser(request)).user.user_id
 
 
 def generous_fraud_rules(folder: Path) -> Path:

@@ -3,6 +3,21 @@ read straight from the account context's tables after fuzzing, faults or load.""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from common.config import Settings
+
+# SQLite stores whatever a computation gives: a balance that overflowed 64 bits would be a float.
+INTEGERS_ONLY = {
+    "balances not stored as integers": "SELECT account_id FROM accounts WHERE typeof(balance_minor) != 'integer'",
+    "entries not stored as integers": "SELECT seq FROM entries WHERE typeof(balance_after_minor) != 'integer'",
+}
+
 
 def ledger_checks(schema: str = "") -> dict[str, str]:
     """`schema`: the account context's PostgreSQL schema; empty for its own SQLite file."""
@@ -19,3 +34,17 @@ def ledger_checks(schema: str = "") -> dict[str, str]:
             " WHERE status = 'PLACED' GROUP BY debit_account_id) h ON h.debit_account_id = a.account_id"
             " WHERE a.held_minor != COALESCE(h.s, 0)"),
     }  # fmt: skip
+
+
+async def broken_ledger(settings: Settings) -> dict[str, list[Any]]:
+    """The invariants that do not hold in an embedded bank's ledger (on SQLite, also that every
+    balance is an integer), read from its database; empty when the ledger is sound."""
+
+    def check() -> dict[str, list[Any]]:
+        if settings.database == "postgres":
+            with psycopg.connect(settings.postgres_dsn) as conn:
+                return {k: rows for k, q in ledger_checks("account").items() if (rows := conn.execute(q).fetchall())}
+        with sqlite3.connect(Path(settings.data_dir) / "account.db") as conn:
+            return {k: rows for k, q in (ledger_checks() | INTEGERS_ONLY).items() if (rows := conn.execute(q).fetchall())}
+
+    return await asyncio.to_thread(check)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
@@ -23,10 +23,10 @@ class ModuleContextImport:
 
     type: type
     from_context: str
-    methods: tuple[str, ...] = ()
+    methods: Sequence[str] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "methods", tuple(self.methods))
+        object.__setattr__(self, "methods", tuple(self.methods))  # hashable, and a list cannot change under us
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,7 @@ def bind_stub(stub_type: type, channel: Any, methods: Sequence[str], importer: s
         return stub
     key = (stub_type, importer, tuple(methods))
     cls = _RESTRICTED.get(key) or _RESTRICTED.setdefault(key, _not_imported(stub_type, importer, methods))
-    bound = object.__new__(cls)
+    bound: Any = object.__new__(cls)
     for name in methods:
         call = getattr(stub, name)
         setattr(bound, name, call if token is None else _Identified(call, token))

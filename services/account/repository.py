@@ -200,20 +200,20 @@ async def _select_hold(tx: Tx, hold_id: str) -> Hold | None:
     return _hold(row) if row else None
 
 
+async def _rows_after(tx: Tx, table: str, columns: str, column: str, value: str, after: int, limit: int) -> list[Row]:
+    """Keyset page: the rows of `table` whose `column` is `value`, after seq `after` (one extra,
+    which tells whether there is a next page)."""
+    return await tx.fetchall(
+        f"SELECT seq, {columns} FROM {table} WHERE {column} = ? AND seq > ? ORDER BY seq LIMIT ?", value, after, limit + 1
+    )
+
+
 async def _accounts_of(tx: Tx, customer_id: str, after: int, limit: int) -> Page:
-    rows = await tx.fetchall(
-        f"SELECT seq, {_ACCOUNT_COLUMNS} FROM accounts WHERE customer_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-        customer_id, after, limit + 1,
-    )  # fmt: skip
-    return _page(rows, limit, _account)
+    return _page(await _rows_after(tx, "accounts", _ACCOUNT_COLUMNS, "customer_id", customer_id, after, limit), limit, _account)
 
 
 async def _holds_of(tx: Tx, account_id: str, after: int, limit: int) -> Page:
-    rows = await tx.fetchall(
-        f"SELECT seq, {_HOLD_COLUMNS} FROM holds WHERE debit_account_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-        account_id, after, limit + 1,
-    )  # fmt: skip
-    return _page(rows, limit, _hold)
+    return _page(await _rows_after(tx, "holds", _HOLD_COLUMNS, "debit_account_id", account_id, after, limit), limit, _hold)
 
 
 async def _lookup_hold(tx: Tx, scope: str, request_id: str) -> Hold | None:

@@ -6,7 +6,8 @@ import tomllib
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 from ogpgy.account.v1 import account_service_pb2 as pb
@@ -40,7 +41,7 @@ from services.account.domain import (
     Transfer,
     TransferOrder,
 )
-from services.account.repository import AccrualChunk, LedgerRepository
+from services.account.repository import AccrualChunk, LedgerRepository, Page
 
 PRODUCTS_FILE = Path(__file__).parent / "products.toml"
 ACCOUNT_PREFIX = "acc"
@@ -312,12 +313,7 @@ class AccountApplicationService(BaseComponent):
         return hold
 
     async def holds(self, account_id: str, size: int, token: str) -> tuple[list[Hold], str]:
-        v = Violations()
-        request = page_request(v, size, token, ("holds", account_id))
-        v.raise_if_any()
-        await self._require_account(account_id, write=False, action="read this account's holds")
-        page = await self._repository.holds_of(account_id, request.after, request.limit)
-        return page.items, request.next_token(page.next_after)
+        return await self._account_page("holds", account_id, size, token, self._repository.holds_of)
 
     # --- interest and statements --------------------------------------------------------------
 
@@ -328,9 +324,14 @@ class AccountApplicationService(BaseComponent):
         return await self._repository.accrue_interest(business_date, currency, tiers, after, limit, self._clock.now())
 
     async def entries(self, account_id: str, size: int, token: str) -> tuple[list[Entry], str]:
+        return await self._account_page("entries", account_id, size, token, self._repository.entries)
+
+    async def _account_page(self, kind: str, account_id: str, size: int, token: str,
+                            fetch: Callable[[str, int, int], Awaitable[Page]]) -> tuple[list[Any], str]:  # fmt: skip
+        """One page of what belongs to an account (its entries, its holds): for whoever may read it."""
         v = Violations()
-        request = page_request(v, size, token, ("entries", account_id))
+        request = page_request(v, size, token, (kind, account_id))
         v.raise_if_any()
         await self._require_account(account_id, write=False, action="read this account")
-        page = await self._repository.entries(account_id, request.after, request.limit)
+        page = await fetch(account_id, request.after, request.limit)
         return page.items, request.next_token(page.next_after)

@@ -70,7 +70,7 @@ class PaymentApi(pb_grpc.PaymentServiceServicer):
         return pb.GetPaymentResponse(payment=payment_pb(await self._service.get(request.payment_id)))
 
     async def ListPayments(self, request: pb.ListPaymentsRequest, context: aio.ServicerContext) -> pb.ListPaymentsResponse:
-        payments, token = await self._service.list(request.debtor_account_id, request.page_size, request.page_token)
+        payments, token = await self._service.payments_of(request.debtor_account_id, request.page_size, request.page_token)
         return pb.ListPaymentsResponse(payments=[payment_pb(p) for p in payments], next_page_token=token)
 
     async def ReconcileNetwork(self, request: pb.ReconcileNetworkRequest, context: aio.ServicerContext) -> pb.ReconcileNetworkResponse:

@@ -339,7 +339,7 @@ class PaymentApplicationService(BaseComponent):
         await self._require_debtor_access(payment.debtor_account_id, debit=False, action="read this payment")
         return payment
 
-    async def list(self, debtor: str, size: int, token: str) -> tuple[list[Payment], str]:
+    async def payments_of(self, debtor: str, size: int, token: str) -> tuple[list[Payment], str]:
         v = Violations()
         check_id(v, debtor, "debtor_account_id", "acc")
         request = page_request(v, size, token, ("payments", debtor))

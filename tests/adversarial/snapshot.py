@@ -43,7 +43,7 @@ async def snapshot(settings: Settings) -> Snapshot:
     return await asyncio.to_thread(_sqlite, Path(settings.data_dir))
 
 
-def differences(before: Snapshot, after: Snapshot) -> dict[str, tuple[list[object], list[object]]]:
+def differences(before: Snapshot, after: Snapshot) -> dict[str, tuple[list[tuple[object, ...]], list[tuple[object, ...]]]]:
     """{table: (rows gone, rows new)} for every table that changed."""
     changed = {}
     for table in sorted(set(before) | set(after)):

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import grpc
-import pytest
 from grpc import aio
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
@@ -26,20 +23,10 @@ from velocitypay.v1 import network_pb2_grpc as vgrpc
 from common.grpc.client import bearer_channel
 from services.velocitypay.simulator import faults_pb
 from tests.adversarial.snapshot import differences, snapshot
-from tests.adversarial.world import EXTERNAL_IBAN, World, build_world, eventually, quiet, running_bank, settings_for
+from tests.adversarial.world import EXTERNAL_IBAN, World, eventually, quiet
 from tests.bank_helpers import eur
 from tests.grpc_assert import error_reason, rpc_error
-from tests.ledger_checks import ledger_checks
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
-    engine = {"database": "postgres", "postgres_dsn": request.getfixturevalue("postgres").new_database()} if request.param == "postgres" else {}
-    settings = settings_for(tmp_path, **engine)
-    async with running_bank(settings) as bank:
-        world = await build_world(bank, settings)
-        await quiet(world)
-        yield world
+from tests.ledger_checks import broken_ledger
 
 
 def _bearer(token: str) -> tuple[tuple[str, str], ...]:
@@ -110,21 +97,7 @@ async def test_a_payment_the_network_settled_cannot_be_taken_back(world: World) 
     async with bearer_channel(world.bank.target, world.admin_token) as channel:
         report = await pgrpc.PaymentServiceStub(channel).ReconcileNetwork(ppb.ReconcileNetworkRequest())
     assert (report.network_settled, report.matched, report.in_flight, list(report.discrepancies)) == (1, 1, 0, [])
-    assert not await _ledger_breaks(world)
-
-
-async def _ledger_breaks(world: World) -> dict[str, list[object]]:
-    import psycopg
-    import sqlite3
-
-    def run() -> dict[str, list[object]]:
-        if world.settings.database == "postgres":
-            with psycopg.connect(world.settings.postgres_dsn) as conn:
-                return {k: rows for k, q in ledger_checks("account").items() if (rows := conn.execute(q).fetchall())}
-        with sqlite3.connect(Path(world.settings.data_dir) / "account.db") as conn:
-            return {k: rows for k, q in ledger_checks().items() if (rows := conn.execute(q).fetchall())}
-
-    return await asyncio.to_thread(run)
+    assert not await broken_ledger(world.settings)
 
 
 async def test_a_request_id_belongs_to_the_principal_that_used_it(world: World) -> None:

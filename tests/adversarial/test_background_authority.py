@@ -6,12 +6,9 @@ its hold up instead of placing one; a saga refused at its first step has nothing
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import grpc
-import pytest
 from grpc import aio
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
@@ -35,19 +32,9 @@ from services.lending.service import SAGA
 from services.payment.domain import Beneficiary, Payment, PaymentStatus
 from services.payment.repository import PaymentRepository
 from services.payment.service import FraudScreening, events_for
-from tests.adversarial.world import World, build_world, eventually, quiet, running_bank, settings_for
+from tests.adversarial.world import World, eventually
 from tests.bank_helpers import eur
 from tests.grpc_assert import error_reason
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
-    engine = {"database": "postgres", "postgres_dsn": request.getfixturevalue("postgres").new_database()} if request.param == "postgres" else {}
-    settings = settings_for(tmp_path, **engine)
-    async with running_bank(settings) as bank:
-        world = await build_world(bank, settings)
-        await quiet(world)
-        yield world
 
 
 def _as(world: World, context: str) -> tuple[tuple[str, str], ...]:

@@ -35,7 +35,7 @@ from common.grpc.identity import SUBJECT_HEADER, allowed_importers
 from common.security.component import Security
 from mesh.embedded import ALL_MODULES, RunningBank, start_embedded
 from services.velocitypay.simulator import faults_pb
-from tests.bank_helpers import Bank, eur
+from tests.bank_helpers import Bank, create_user, eur
 from tests.conftest import ADMIN_PASSWORD, issue_token
 from tests.adversarial.snapshot import snapshot
 
@@ -117,11 +117,6 @@ class World:
         return found
 
 
-async def _user(identity: igrpc.IdentityServiceStub, name: str, role: int, customer: str = "") -> str:
-    request = ipb.CreateUserRequest(request_id=f"user-{name}", username=name, password=PASSWORD, roles=[role], customer_id=customer)  # type: ignore[list-item]
-    return (await identity.CreateUser(request)).user.user_id
-
-
 async def eventually(check: Callable[[], object], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not await check():  # type: ignore[misc]
@@ -140,10 +135,10 @@ async def build_world(bank: RunningBank, settings: Settings) -> World:
         await admin.deposit(alice_account, "1000.00", "alice")
         await admin.deposit(bob_account, "100.00", "bob")
         users = {
-            "alice": await _user(identity, "alice", ipb.ROLE_CUSTOMER, alice),
-            "bob": await _user(identity, "bob", ipb.ROLE_CUSTOMER, bob),
-            "rita": await _user(identity, "rita", ipb.ROLE_RELATIONSHIP_MANAGER),
-            "ron": await _user(identity, "ron", ipb.ROLE_RELATIONSHIP_MANAGER),
+            "alice": await create_user(identity, "alice", ipb.ROLE_CUSTOMER, PASSWORD, alice),
+            "bob": await create_user(identity, "bob", ipb.ROLE_CUSTOMER, PASSWORD, bob),
+            "rita": await create_user(identity, "rita", ipb.ROLE_RELATIONSHIP_MANAGER, PASSWORD),
+            "ron": await create_user(identity, "ron", ipb.ROLE_RELATIONSHIP_MANAGER, PASSWORD),
         }
         await admin.customers.AssignRelationshipManager(cpb.AssignRelationshipManagerRequest(
             request_id="assign-rita", customer_id=alice, relationship_manager_id=users["rita"]))  # fmt: skip

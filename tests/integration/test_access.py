@@ -28,7 +28,7 @@ from common.security.component import Security
 from common.security.context import SecurityContext
 from common.security.tokens import TokenSettings, issue
 from mesh.embedded import RunningBank
-from tests.bank_helpers import Bank, eur, fresh_document
+from tests.bank_helpers import Bank, create_user, eur, fresh_document
 from tests.conftest import ADMIN_PASSWORD, document, issue_token, onboarding
 from tests.grpc_assert import error_reason, field_violations, rpc_error
 
@@ -58,11 +58,6 @@ class World:
         return cgrpc.CustomerServiceStub(channel), agrpc.AccountServiceStub(channel), igrpc.IdentityServiceStub(channel)
 
 
-async def _create_user(identity: igrpc.IdentityServiceStub, name: str, role: int, customer_id: str = "") -> str:
-    request = ipb.CreateUserRequest(request_id=f"user-{name.replace('.', '-')}", username=name, password=PASSWORD, roles=[role], customer_id=customer_id)  # type: ignore[list-item]
-    return (await identity.CreateUser(request)).user.user_id
-
-
 @pytest.fixture
 async def world(bank: RunningBank, admin_token: str) -> AsyncIterator[World]:
     async with bearer_channel(bank.target, admin_token) as channel:
@@ -74,9 +69,9 @@ async def world(bank: RunningBank, admin_token: str) -> AsyncIterator[World]:
         await admin.deposit(alice_account, "100.00", "alice")
         await admin.deposit(bob_account, "100.00", "bob")
         users = {
-            "rm": await _create_user(identity, "rita.rm", ipb.ROLE_RELATIONSHIP_MANAGER),
-            "customer": await _create_user(identity, "alice", ipb.ROLE_CUSTOMER, alice),
-            "other_customer": await _create_user(identity, "bob", ipb.ROLE_CUSTOMER, bob),
+            "rm": await create_user(identity, "rita.rm", ipb.ROLE_RELATIONSHIP_MANAGER, PASSWORD),
+            "customer": await create_user(identity, "alice", ipb.ROLE_CUSTOMER, PASSWORD, alice),
+            "other_customer": await create_user(identity, "bob", ipb.ROLE_CUSTOMER, PASSWORD, bob),
         }
         await admin.customers.AssignRelationshipManager(
             cpb.AssignRelationshipManagerRequest(request_id="assign", customer_id=alice, relationship_manager_id=users["rm"])

@@ -69,6 +69,11 @@ def test_grpcurl_walkthrough(served: BankProcess) -> None:
     health = grpcurl("-d", '{"service":"ogpgy.customer.v1.CustomerService"}', target, "grpc.health.v1.Health/Check")
     assert json.loads(health.stdout) == {"status": "SERVING"}
 
+    reconciled = subprocess.run([str(BIN / "ogpgy"), "reconcile", "--target", target, "--password", ADMIN_PASSWORD],
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert reconciled.returncode == 0, reconciled.stderr
+    assert "network settled 0, booked to clearing 0, matched 0, still completing 0, discrepancies 0" in reconciled.stdout
+
 
 def test_sigterm_shuts_down_gracefully(served: BankProcess) -> None:
     assert served.stop() == 0

@@ -5,13 +5,9 @@ the euro balances summed to 4, not 0); on PostgreSQL the same answered INTERNAL.
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
 from decimal import Decimal
-from pathlib import Path
 
 import grpc
-import psycopg
 from grpc import aio
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
@@ -22,7 +18,7 @@ from common.money import MAX_MINOR, Money
 from services.account.domain import InterestTier, daily_interest
 from tests.bank_helpers import Bank, eur
 from tests.grpc_assert import error_reason, field_violations
-from tests.ledger_checks import ledger_checks
+from tests.ledger_checks import broken_ledger
 
 LIMIT = Money("EUR", MAX_MINOR).amount  # "9999999999999.99"
 RATE = "0.999999"  # the highest rate a tier may have (below 1, six decimals)
@@ -31,22 +27,6 @@ RATE = "0.999999"  # the highest rate a tier may have (below 1, six decimals)
 def _accrue(request_id: str) -> apb.AccrueInterestRequest:
     return apb.AccrueInterestRequest(request_id=request_id, business_date=date_pb2.Date(year=2026, month=6, day=14),
                                      currency_code="EUR", tiers=[apb.InterestTier(annual_rate=RATE)], limit=1000)  # fmt: skip
-
-
-async def _broken_ledger(settings: Settings) -> dict[str, object]:
-    """The ledger's invariants, and that no balance or amount is stored as anything but an integer."""
-
-    def check() -> dict[str, object]:
-        if settings.database == "postgres":
-            with psycopg.connect(settings.postgres_dsn) as conn:
-                return {k: rows for k, q in ledger_checks("account").items() if (rows := conn.execute(q).fetchall())}
-        with sqlite3.connect(Path(settings.data_dir) / "account.db") as conn:
-            queries = ledger_checks() | {
-                "balances not stored as integers": "SELECT account_id FROM accounts WHERE typeof(balance_minor) != 'integer'",
-                "entries not stored as integers": "SELECT seq FROM entries WHERE typeof(balance_after_minor) != 'integer'"}  # fmt: skip
-            return {k: rows for k, q in queries.items() if (rows := conn.execute(q).fetchall())}
-
-    return await asyncio.to_thread(check)
 
 
 async def test_an_amount_above_the_limit_is_bad_input(channel: aio.Channel) -> None:
@@ -70,7 +50,7 @@ async def test_no_balance_passes_the_limit(channel: aio.Channel, settings: Setti
     assert (await client.balance(rich))[0] == LIMIT
     past = await error_reason(client.accounts.AccrueInterest(_accrue("past-the-limit")), grpc.StatusCode.FAILED_PRECONDITION)
     assert (past.reason, past.metadata["account_id"]) == ("BALANCE_LIMIT_EXCEEDED", rich), "interest would pass it: refused, whole"
-    assert (await client.balance(rich))[0] == LIMIT and not await _broken_ledger(settings)
+    assert (await client.balance(rich))[0] == LIMIT and not await broken_ledger(settings)
 
 
 async def test_interest_near_the_limit_is_exact(channel: aio.Channel, settings: Settings) -> None:
@@ -82,6 +62,6 @@ async def test_interest_near_the_limit_is_exact(channel: aio.Channel, settings: 
     expected = daily_interest(900_000_000_000_000, 2, (InterestTier(None, Decimal(RATE)),))
     assert posted.interest_posted.amount == Money("EUR", expected).amount == "24657509589.04"
     assert (await client.balance(account))[0] == Money("EUR", 900_000_000_000_000 + expected).amount
-    assert not await _broken_ledger(settings)
+    assert not await broken_ledger(settings)
     statement = await agrpc.AccountServiceStub(channel).ListEntries(apb.ListEntriesRequest(account_id=account))
     assert [e.amount.amount for e in statement.entries] == ["9000000000000.00", "24657509589.04"]
