@@ -222,8 +222,8 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         check_id(v, request.account_id, "account_id", "acc")
         v.check(request.access in _ACCESS, "access", "required: ACCOUNT_ACCESS_READ or ACCOUNT_ACCESS_DEBIT")
         v.raise_if_any()
-        account = await self._service.check_access(request.account_id, debit=_ACCESS[request.access])
-        return pb.CheckAccountAccessResponse(account_id=account.account_id, currency_code=account.currency)
+        currency = await self._service.check_access(request.account_id, debit=_ACCESS[request.access])
+        return pb.CheckAccountAccessResponse(account_id=request.account_id, currency_code=currency)
 
     async def AccrueInterest(self, request: pb.AccrueInterestRequest, context: aio.ServicerContext) -> pb.AccrueInterestResponse:
         v = Violations()

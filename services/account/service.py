@@ -114,7 +114,7 @@ class AccountApplicationService(BaseComponent):
         self._customers = customers
         self._clock = clock
         self._relay = relay
-        self._owners = caches.create("account-owner", TextCodec())  # account -> customer: never changes
+        self._owners = caches.create("account-ownership", TextCodec())  # account -> "customer currency": never changes
         self._managers = caches.create("customer-manager", TextCodec())  # customer -> RM: invalidated by event
 
     # --- access (pattern 13) ------------------------------------------------------------------
@@ -139,31 +139,35 @@ class AccountApplicationService(BaseComponent):
     async def forget_manager(self, customer_id: str) -> None:
         await self._managers.invalidate(customer_id)
 
-    async def _owner(self, account_id: str) -> str | None:
+    async def _ownership(self, account_id: str) -> tuple[str, str] | None:
+        """(customer, currency) of an account (neither ever changes), cached; None if unknown."""
+
         async def load() -> str | None:
             account = await self._repository.get_account(account_id)
-            return None if account is None else account.customer_id
+            return None if account is None else f"{account.customer_id} {account.currency}"
 
-        return await self._owners.get(account_id, load)
+        found = await self._owners.get(account_id, load)
+        if found is None:
+            return None
+        customer, _, currency = found.partition(" ")
+        return customer, currency
 
-    async def _require_account(self, account_id: str, *, write: bool, action: str) -> None:
-        """The caller may read (write: debit or change) the account. An unknown account answers a
-        caller who may not read every account exactly as somebody else's does."""
-        owner = await self._owner(account_id)
-        if owner is None:
+    async def _require_account(self, account_id: str, *, write: bool, action: str) -> tuple[str, str]:
+        """The caller may read (write: debit or change) the account; its (customer, currency). An
+        unknown account answers a caller who may not read every account exactly as somebody else's does."""
+        ownership = await self._ownership(account_id)
+        if ownership is None:
             raise unknown("account", account_id, action)
-        await require_customer_access(owner, assigned=self._assigned, write=write, action=action)
+        await require_customer_access(ownership[0], assigned=self._assigned, write=write, action=action)
+        return ownership
 
     async def initialize(self) -> None:
         await self._repository.ensure_internal_accounts(sorted(CURRENCY_EXPONENTS), self._clock.now())
 
-    async def check_access(self, account_id: str, debit: bool) -> Account:
-        """Side-effect free: whether the caller may read (or debit) the account."""
-        await self._require_account(account_id, write=debit, action="move money from this account" if debit else "read this account")
-        account = await self._repository.get_account(account_id)
-        if account is None:
-            raise NotFound("account", account_id)
-        return account
+    async def check_access(self, account_id: str, debit: bool) -> str:
+        """Side-effect free: whether the caller may read (or debit) the account; its currency."""
+        action = "move money from this account" if debit else "read this account"
+        return (await self._require_account(account_id, write=debit, action=action))[1]
 
     # --- accounts -----------------------------------------------------------------------------
 
@@ -217,9 +221,8 @@ class AccountApplicationService(BaseComponent):
         return page.items, request.next_token(page.next_after)
 
     async def close_account(self, account_id: str, key: IdempotencyKey) -> Account:
-        await self._require_account(account_id, write=True, action="close this account")
-        closed = events_pb2.AccountClosed(account_id=account_id, customer_id=await self._owner(account_id) or "",
-                                          close_time=timestamp(self._clock.now()))  # fmt: skip
+        owner, _ = await self._require_account(account_id, write=True, action="close this account")
+        closed = events_pb2.AccountClosed(account_id=account_id, customer_id=owner, close_time=timestamp(self._clock.now()))
         result = await self._repository.close_account(account_id, key, self._clock.now(), [closed])
         self._relay.nudge()
         return result

@@ -9,7 +9,7 @@ from typing import Protocol
 from google.protobuf.message import Message
 
 from common.db.base import Row, Tx
-from common.db.idempotency import claim, replayed_resource
+from common.db.idempotency import claim
 from common.di import BaseComponent, og_component
 from common.errors import Aborted
 from common.events.outbox import append_event
@@ -129,11 +129,6 @@ async def _due(tx: Tx, stale_before: str, now: str, external: bool, limit: int) 
     return [_payment(r) for r in rows]
 
 
-async def _replay(tx: Tx, key: IdempotencyKey) -> Payment | None:
-    payment_id = await replayed_resource(tx, key)
-    return await _select(tx, payment_id) if payment_id else None
-
-
 async def _external(tx: Tx, currency: str) -> list[Payment]:
     """Every external payment (in `currency`, if given): what the reconciliation compares."""
     rows = await tx.fetchall(
@@ -153,9 +148,6 @@ class PaymentRepository(Protocol):
     async def page(self, debtor: str, after: int, limit: int) -> tuple[list[Payment], int | None]: ...
 
     async def due(self, stale_before: datetime, now: datetime, external: bool, limit: int) -> list[Payment]: ...
-
-    async def replay(self, key: IdempotencyKey) -> Payment | None:
-        """The payment an earlier request with this key (same principal) made, if any."""
 
     async def external(self, currency: str) -> list[Payment]: ...
 
@@ -185,9 +177,6 @@ class SqlPaymentRepository(BaseComponent, PaymentRepository):
 
     async def due(self, stale_before: datetime, now: datetime, external: bool, limit: int) -> list[Payment]:
         return await self._db.read(_due, stale_before.isoformat(), now.isoformat(), external, limit)
-
-    async def replay(self, key: IdempotencyKey) -> Payment | None:
-        return await self._db.read(_replay, key)
 
     async def external(self, currency: str) -> list[Payment]:
         return await self._db.read(_external, currency)

@@ -303,9 +303,6 @@ class PaymentApplicationService(BaseComponent):
         check_text(v, reference, "reference", max_len=140, required=False)
         v.raise_if_any()
         assert amount is not None
-        replayed = await self._repository.replay(key)  # this principal's own earlier request
-        if replayed is not None:
-            return replayed
         await self._require_debtor_access(debtor, debit=True, action="spend from this account")
         now = self._clock.now()
         payment = Payment(new_id("pay"), debtor, beneficiary, amount, reference, PaymentStatus.PENDING, now, now,

@@ -6,6 +6,7 @@ its hold up instead of placing one; a saga refused at its first step has nothing
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 import grpc
@@ -42,9 +43,10 @@ def _as(world: World, context: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {world.service_token(context)}"), (SUBJECT_HEADER, world.admin_token))
 
 
-async def _pending_payment(world: World, payment_id: str) -> Payment:
-    """A payment as its request stored it (authorized, screened) before PlaceHold's answer was lost."""
-    at = world.bank.contexts["payment"].resolve(Clock).now() - timedelta(minutes=1)
+async def _pending_payment(world: World, payment_id: str, age: timedelta = timedelta(minutes=1)) -> Payment:
+    """A payment as its request stored it (authorized, screened) `age` ago, before PlaceHold's
+    answer was lost (a negative age: one the worker does not see yet)."""
+    at = world.bank.contexts["payment"].resolve(Clock).now() - age
     payment = Payment(payment_id, world.victim.account, Beneficiary(account_id=world.bob_account), Money.parse("EUR", "7.00"),
                       "lost answer", PaymentStatus.PENDING, at, at, authorized_by=world.users["alice"])  # fmt: skip
     key = IdempotencyKey(f"lost-{payment_id}", "CreatePayment", "fingerprint", f"usr:{world.users['alice']}")
@@ -161,3 +163,17 @@ async def test_a_saga_refused_at_its_first_step_ends_compensated(world: World) -
         done = (await lending.DisburseLoan(lpb.DisburseLoanRequest(request_id="disburse-savings", loan_id=loan.loan_id))).loan
     assert (done.status, done.saga_status) == (lpb.LOAN_STATUS_DISBURSEMENT_FAILED, lpb.SAGA_STATUS_COMPENSATED)
     assert [(s.name, s.state) for s in done.saga_steps] == [("reserve_funds", "REFUSED")]
+
+
+async def test_a_payment_that_keeps_failing_waits_and_holds_up_nobody(world: World) -> None:
+    """A passing failure pushes that payment's next attempt back, longer each time (capped at a
+    minute); the ones behind it stay due. (Stored in the future, so the live worker leaves them.)"""
+    repository = world.bank.contexts["payment"].resolve(PaymentRepository)
+    stuck, behind = [await _pending_payment(world, new_id("pay"), -timedelta(hours=1)) for _ in range(2)]
+    now = world.bank.contexts["payment"].resolve(Clock).now()
+    waiting = stuck.retried_later(now).retried_later(now).retried_later(now)
+    assert waiting.attempts == 3 and waiting.next_attempt_at == now + timedelta(seconds=0.8)
+    assert replace(stuck, attempts=40).retried_later(now).next_attempt_at == now + timedelta(seconds=60)
+    await repository.advance(waiting, PaymentStatus.PENDING, [])
+    due = {p.payment_id for p in await repository.due(now + timedelta(hours=2), now, True, 50)}
+    assert behind.payment_id in due and stuck.payment_id not in due
