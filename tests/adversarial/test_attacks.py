@@ -170,3 +170,14 @@ async def _refusal(call: object) -> tuple[str, str]:
     except aio.AioRpcError as error:
         return error.code().name, error.details() or ""
     return "OK", ""
+
+
+async def test_only_a_context_may_relay_for_a_user(world: World) -> None:
+    """A user's token with a subject or a chain of contexts of its own making is refused before
+    anything runs: acting for someone else is what a context does, with its own identity."""
+    bob = world.principals[0].metadata
+    async with aio.insecure_channel(world.bank.target) as channel:
+        accounts = agrpc.AccountServiceStub(channel)
+        for extra in ((("x-ogpgy-subject", world.alice_token),), (("x-ogpgy-via", "payment"),)):
+            call = accounts.GetAccount(apb.GetAccountRequest(account_id=world.victim.account), metadata=bob + extra)
+            assert (await error_reason(call, grpc.StatusCode.PERMISSION_DENIED)).reason == "RELAY_NOT_ALLOWED"
