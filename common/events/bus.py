@@ -72,6 +72,10 @@ class EventBus(BaseComponent):
         """Delivers events of `kinds` to `handler`; `consumer` names the group (one per context)."""
         return await self._backend.subscribe([event_type_of(k) for k in kinds], consumer, _traced(consumer, handler))
 
+    def dead_letters(self, consumer: str) -> list[Envelope]:
+        """Events `consumer` gave up on after MAX_ATTEMPTS (for operators and tests)."""
+        return self._backend.dead_letters(consumer)
+
 
 def _traced(consumer: str, handler: Handler) -> Handler:
     """The handler inside a consumer span continuing the publisher's trace, with the publisher's
@@ -89,7 +93,3 @@ def _traced(consumer: str, handler: Handler) -> Handler:
                            outcome=outcome, request_id=envelope.headers.get("request_id"))  # fmt: skip
 
     return handle
-
-    def dead_letters(self, consumer: str) -> list[Envelope]:
-        """Events `consumer` gave up on after MAX_ATTEMPTS (for operators and tests)."""
-        return self._backend.dead_letters(consumer)

@@ -72,6 +72,29 @@ def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], A
     return parse
 
 
+async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        _refuse_malformed(request)
+        yield request
+
+
+def _checking_requests(behavior: Callable[..., Any]) -> Callable[..., Any]:
+    """A client-streaming handler whose requests are refused one by one when malformed (each
+    request of a stream is parsed on its own)."""
+    if inspect.isasyncgenfunction(behavior):
+
+        async def streamed(requests: AsyncIterator[Any], context: aio.ServicerContext) -> AsyncIterator[Any]:
+            async for response in behavior(_checked(requests), context):
+                yield response
+
+        return streamed
+
+    async def answered(requests: AsyncIterator[Any], context: aio.ServicerContext) -> Any:
+        return await behavior(_checked(requests), context)
+
+    return answered
+
+
 def _refuse_malformed(request: Any) -> None:
     if isinstance(request, _Malformed):
         raise ValidationFailed([FieldViolation("request", "the request bytes are not a valid message of this method's type")])
@@ -189,7 +212,11 @@ def intercept_handler(handler: grpc.RpcMethodHandler, method: str, guard: Guard 
         return grpc.unary_unary_rpc_method_handler(_wrap_unary(handler.unary_unary, method, guard), **common)
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream, method, guard), **common)
-    return handler  # client-streaming methods are not part of any contract yet
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(_wrap_unary(_checking_requests(handler.stream_unary), method, guard), **common)
+    if handler.stream_stream:
+        return grpc.stream_stream_rpc_method_handler(_wrap_stream(_checking_requests(handler.stream_stream), method, guard), **common)
+    raise TypeError(f"{method}: a handler of no known kind cannot be served guarded")
 
 
 class _InterceptedGenericHandler(grpc.GenericRpcHandler):

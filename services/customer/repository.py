@@ -12,7 +12,7 @@ from typing import Protocol
 from google.protobuf.message import Message
 
 from common.db.base import Row, Tx
-from common.db.idempotency import remember, replayed_resource
+from common.db.idempotency import claim, replayed_resource
 from common.di import BaseComponent, og_component
 from common.errors import Aborted, AlreadyExists
 from common.events.outbox import append_event
@@ -134,7 +134,9 @@ async def _select(tx: Tx, customer_id: str) -> Customer | None:
 
 
 async def _insert(tx: Tx, customer: Customer, key: IdempotencyKey, events: list[Message]) -> Customer:
-    replayed = await replayed_resource(tx, key)
+    """Claims the key first: a concurrent twin of this very request waits for it, then replays
+    the first result; a refusal raises, so the claim rolls back with it."""
+    replayed = await claim(tx, key, customer.customer_id)
     if replayed is not None:
         return await _select(tx, replayed)  # type: ignore[return-value]
     doc = customer.document
@@ -143,25 +145,19 @@ async def _insert(tx: Tx, customer: Customer, key: IdempotencyKey, events: list[
         doc.issuing_country_code, doc.type.value if doc.type else "", doc.number,
     )  # fmt: skip
     if holder is not None:
-        # Under READ COMMITTED a concurrent twin of this very request may have committed since
-        # the key check: then this is a retry, answered with the first result.
-        twin = await replayed_resource(tx, key)
-        if twin is not None:
-            return await _select(tx, twin)  # type: ignore[return-value]
         raise AlreadyExists(
             "CUSTOMER_ALREADY_EXISTS",
             "a customer with this identity document is already onboarded",
             {"customer_id": holder["customer_id"]},
         )
     await tx.execute(f"INSERT INTO customers ({_COLUMNS}) VALUES ({', '.join('?' * 17)})", *_row(customer))
-    await remember(tx, key, customer.customer_id)
     for event in events:
         await append_event(tx, event)
     return customer
 
 
 async def _update(tx: Tx, customer: Customer, expected_version: int, key: IdempotencyKey, events: list[Message]) -> Customer:
-    replayed = await replayed_resource(tx, key)
+    replayed = await claim(tx, key, customer.customer_id)
     if replayed is not None:
         return await _select(tx, replayed)  # type: ignore[return-value]
     row = _row(customer)
@@ -174,7 +170,6 @@ async def _update(tx: Tx, customer: Customer, expected_version: int, key: Idempo
     if changed != 1:
         raise Aborted("CONCURRENT_MODIFICATION", "the customer changed meanwhile; read it again and retry",
                       {"customer_id": customer.customer_id})  # fmt: skip
-    await remember(tx, key, customer.customer_id)
     for event in events:
         await append_event(tx, event)
     return customer

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Protocol
 
 from common.db.base import Row, Tx
-from common.db.idempotency import claim, replayed_resource
+from common.db.idempotency import claim
 from common.di import BaseComponent, og_component
 from common.errors import AlreadyExists
 from common.idempotency import IdempotencyKey
@@ -35,16 +35,16 @@ async def _by_username(tx: Tx, username: str) -> User | None:
 
 
 async def _insert(tx: Tx, user: User, key: IdempotencyKey | None) -> User:
+    """Claims the key first (a concurrent twin of this request waits for it, then replays); a
+    refusal raises, so the claim rolls back with it and the request_id stays free."""
     if key is not None and (replayed := await claim(tx, key, user.user_id)) is not None:
         return await _by_id(tx, replayed)  # type: ignore[return-value]
-    if await _by_username(tx, user.username) is not None:
-        if key is not None and (twin := await replayed_resource(tx, key)) is not None:
-            return await _by_id(tx, twin)  # type: ignore[return-value]
-        raise AlreadyExists("USERNAME_TAKEN", f"username '{user.username}' is taken", {"username": user.username})
-    await tx.execute(
-        f"INSERT INTO users ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+    added = await tx.execute(
+        f"INSERT INTO users ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (username) DO NOTHING",
         user.user_id, user.username, user.password_hash, ",".join(user.roles), user.customer_id, user.created_at.isoformat(),
     )  # fmt: skip
+    if added != 1:
+        raise AlreadyExists("USERNAME_TAKEN", f"username '{user.username}' is taken", {"username": user.username})
     return user
 
 

@@ -3,6 +3,7 @@ other modes it is a remote declaration whose services are reached at the configu
 
 from __future__ import annotations
 
+from common.config import Settings
 from common.di import ModuleContextImport, og_context
 from common.infrastructure import Databases
 from services.velocitypay.simulator import NetworkLedger, NetworkState, PaymentNetworkApi, SimulatorControlApi
@@ -12,7 +13,7 @@ from services.velocitypay.simulator import NetworkLedger, NetworkState, PaymentN
     name="velocitypay",
     description="Simulator of the external VelocityPay payment network (not ours)",
     business_owner="Payments Team (test double of an outside party)",
-    imports=[ModuleContextImport(Databases, from_context="infrastructure")],
+    imports=[ModuleContextImport(Databases, from_context="infrastructure"), ModuleContextImport(Settings, from_context="infrastructure")],
     providers=[NetworkLedger, NetworkState, PaymentNetworkApi, SimulatorControlApi],
     exports=[PaymentNetworkApi, SimulatorControlApi],
     external=True,  # the outside world: the bank's contexts send it no identity of theirs

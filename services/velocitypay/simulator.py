@@ -19,11 +19,14 @@ from grpc import aio
 from velocitypay.v1 import network_pb2 as pb
 from velocitypay.v1 import network_pb2_grpc as pb_grpc
 
+from common.config import Settings
 from common.db.base import Row, Tx
 from common.di import BaseComponent, og_component
 from common.errors import FieldViolation, NotFound, Unavailable, ValidationFailed
 from common.ids import new_id
 from common.infrastructure import ContextDatabase
+from common.security.context import ADMIN
+from common.security.policy import require_role
 from common.validation import Violations
 
 _IBAN = re.compile(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}")
@@ -183,14 +186,20 @@ class PaymentNetworkApi(pb_grpc.PaymentNetworkServiceServicer):
 
 @og_component()
 class SimulatorControlApi(pb_grpc.SimulatorControlServiceServicer):
-    """velocitypay.v1.SimulatorControlService: the operator's knobs (loopback only)."""
+    """velocitypay.v1.SimulatorControlService: the operator's knobs. Beside the bank (on its port)
+    they are the bank's admins'; served alone, on a port of its own, they are open."""
 
-    PUBLIC_METHODS = ("SetFaults", "GetStats")
-
-    def __init__(self, state: NetworkState) -> None:
+    def __init__(self, state: NetworkState, settings: Settings) -> None:
         self._state = state
+        self._open = settings.control_plane_open
+        self.PUBLIC_METHODS = ("SetFaults", "GetStats") if self._open else ()
+
+    def _require_operator(self) -> None:
+        if not self._open:
+            require_role(ADMIN, action="control the network simulator")
 
     async def SetFaults(self, request: pb.SetFaultsRequest, context: aio.ServicerContext) -> pb.SetFaultsResponse:
+        self._require_operator()
         f = request.faults
         self._state.faults = Faults(
             latency=f.added_latency.ToTimedelta().total_seconds(),
@@ -201,6 +210,7 @@ class SimulatorControlApi(pb_grpc.SimulatorControlServiceServicer):
         return pb.SetFaultsResponse(faults=request.faults)
 
     async def GetStats(self, request: pb.GetStatsRequest, context: aio.ServicerContext) -> pb.GetStatsResponse:
+        self._require_operator()
         s = self._state
         return pb.GetStatsResponse(calls_received=s.calls_received, payments_accepted=await s.accepted(),
                                    duplicate_submissions=s.duplicate_submissions, faulted_calls=s.faulted_calls)  # fmt: skip

@@ -74,7 +74,7 @@ async def test_a_payment_the_network_settled_cannot_be_taken_back(world: World) 
     and the payment stayed QUEUED forever. Now her replay is her own request (a hold of her own),
     the payment's hold is the payment context's, and the network's settlement is booked once."""
     v = world.victim
-    async with bearer_channel(world.bank.target, world.alice_token) as channel, aio.insecure_channel(world.bank.target) as network:
+    async with bearer_channel(world.bank.target, world.alice_token) as channel, bearer_channel(world.bank.target, world.admin_token) as network:
         accounts = agrpc.AccountServiceStub(channel)
         replayed = (await accounts.PlaceHold(apb.PlaceHoldRequest(request_id=v.payment_hold_request, debit_account_id=v.account,
                     credit_account_id="acc_CLEARING_EUR", amount=eur("20.00")))).hold  # fmt: skip

@@ -143,7 +143,7 @@ async def build_world(bank: RunningBank, settings: Settings) -> World:
         await admin.customers.AssignRelationshipManager(cpb.AssignRelationshipManagerRequest(
             request_id="assign-rita", customer_id=alice, relationship_manager_id=users["rita"]))  # fmt: skip
         alice_token = await issue_token(bank.target, "alice", PASSWORD)
-        victim = await _alice_does_her_banking(bank.target, alice_token, alice, alice_account, bob_account)
+        victim = await _alice_does_her_banking(bank.target, alice_token, alice, alice_account, bob_account, admin_token)
         loans = lgrpc.LendingServiceStub(admin_channel)
         await loans.ApproveLoan(lpb.ApproveLoanRequest(request_id="approve-alice", loan_id=victim.loan, annual_interest_rate="0.05"))
     tokens = {name: await issue_token(bank.target, name, PASSWORD) for name in ("bob", "rita", "ron")}
@@ -154,8 +154,8 @@ async def build_world(bank: RunningBank, settings: Settings) -> World:
     return World(bank, settings, admin_token, alice_token, victim, bob, bob_account, users, principals, importers)
 
 
-async def _alice_does_her_banking(target: str, token: str, alice: str, account: str, bob_account: str) -> Victim:
-    async with bearer_channel(target, token) as channel, aio.insecure_channel(target) as network:
+async def _alice_does_her_banking(target: str, token: str, alice: str, account: str, bob_account: str, admin: str) -> Victim:
+    async with bearer_channel(target, token) as channel, bearer_channel(target, admin) as network:
         accounts = agrpc.AccountServiceStub(channel)
         savings = (await accounts.OpenAccount(apb.OpenAccountRequest(request_id="alice-savings", customer_id=alice,
                    type=apb.ACCOUNT_TYPE_PERSONAL_SAVINGS, currency_code="EUR"))).account.account_id  # fmt: skip

@@ -141,3 +141,39 @@ async def test_an_update_through_one_instance_is_seen_by_the_other(two_banks: tu
         while (await via_b.GetCustomer(get)).customer.email != "new@example.com":
             assert time.monotonic() - updated_at < 0.25, "b still serves the old value after the bound"
             await asyncio.sleep(0.005)
+
+
+async def test_invalidations_leave_nothing_behind_per_key() -> None:
+    """A counter per invalidated key grew without bound (100k keys -> 100k counters while L1 held
+    10k); now only loads under way are tracked. And a load raced by an invalidation is answered
+    but not stored."""
+    import tracemalloc
+
+    cache = MultiLevelCache("churn", TextCodec(), policy=CachePolicy(l1_size=100))
+    await cache.start()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(100_000):
+        await cache.invalidate(f"customer-{i}")
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert grown < 200_000, f"{grown} bytes kept for 100,000 invalidated keys"
+
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow() -> str:
+        started.set()
+        await release.wait()
+        return "stale"
+
+    reading = asyncio.create_task(cache.get("k", slow))
+    await started.wait()
+    await cache.invalidate("k")  # while the load is under way
+    release.set()
+    assert await reading == "stale", "the reader still gets its answer"
+    assert await cache.get("k", lambda: _value("fresh")) == "fresh", "but it was not kept"
+    await cache.stop()
+
+
+async def _value(text: str) -> str:
+    return text

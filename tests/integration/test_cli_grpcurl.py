@@ -92,3 +92,20 @@ def test_readme_commands_are_the_ones_that_work() -> None:
     assert "scripts/ogpgy up" in top and "scripts/test" in top
     assert os.access(ROOT / "scripts" / "ogpgy", os.X_OK) and os.access(ROOT / "scripts" / "test", os.X_OK)
     assert (ROOT / ".ci" / "run").read_text().strip().endswith("exec scripts/test")
+
+
+def test_the_printed_token_hint_works_as_printed(tmp_path: Path) -> None:
+    """`ogpgy up --data-dir D` prints how to get a token; that very command must work (it once
+    left out --data-dir and failed)."""
+    data = tmp_path / "elsewhere"
+    proc = subprocess.Popen([str(BIN / "ogpgy"), "up", "--port", "0", "--data-dir", str(data)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        hint = next(line for line in proc.stdout if "TOKEN=$(" in line)
+        command = hint.strip().removeprefix("TOKEN=$(").removesuffix(")").replace("scripts/ogpgy", str(BIN / "ogpgy"), 1)
+        token = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=30, cwd=tmp_path)  # noqa: S602 - the hint is a shell line
+        assert token.returncode == 0 and token.stdout.count(".") == 2, token.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

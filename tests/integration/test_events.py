@@ -14,9 +14,11 @@ import redis.asyncio as aioredis
 from grpc import aio
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.customer.v1 import customer_service_pb2 as cpb
+from ogpgy.customer.v1.events_pb2 import CustomerUpdated
 
 from common.config import Settings
-from common.events.envelope import Envelope
+from common.events.bus import EventBus
+from common.events.envelope import Envelope, event_type_of
 from common.events.memory import InMemoryBackend
 from common.events.redis_streams import DLQ_PREFIX, RedisStreamsBackend, stream_of
 from common.ids import new_id
@@ -158,3 +160,17 @@ async def test_onboarding_opens_one_default_account_each_over_redis_streams(redi
     await asyncio.sleep(0.3)
     for customer in customers:
         assert len(await _accounts_of(redis_bank, customer)) == 1
+
+
+async def test_operators_reach_dead_letters_through_the_bus(tmp_path: Path) -> None:
+    """EventBus.dead_letters sat after a return statement (unreachable); operators and tests use it."""
+    bus = EventBus(Settings(data_dir=tmp_path))
+    await bus.initialize()
+
+    async def refuse(envelope: Envelope) -> None:
+        raise ValueError("cannot digest this")
+
+    await bus.subscribe([CustomerUpdated], "digest", refuse)
+    await bus.publish(Envelope(new_id("evt"), event_type_of(CustomerUpdated), b"", "2026-01-01T00:00:00+00:00", {}))
+    assert [e.event_type for e in bus.dead_letters("digest")] == [event_type_of(CustomerUpdated)]
+    await bus.shutdown()

@@ -122,3 +122,53 @@ async def test_health_turns_not_serving_when_shutdown_starts(probe: tuple[str, l
         assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
         assert await in_flight == b"z", "in-flight calls finish during the grace period"
         await stopping
+
+
+async def test_client_and_bidi_streams_are_guarded_like_the_rest() -> None:
+    """The registration-time interceptor returned client-streaming and bidi handlers unwrapped: no
+    token was asked for (fail-open). They are authenticated, observed and mapped now."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from common.grpc.identity import BearerAuthenticator
+    from common.security.context import ADMIN, SecurityContext, current_caller
+    from common.security.tokens import TokenSettings, TokenVerifier, issue
+
+    async def total(requests: AsyncIterator[bytes], context: aio.ServicerContext) -> bytes:
+        assert current_caller().has_role(ADMIN)
+        return str(sum([len(r) async for r in requests])).encode()
+
+    async def echo(requests: AsyncIterator[bytes], context: aio.ServicerContext) -> AsyncIterator[bytes]:
+        async for request in requests:
+            if request == b"refuse":
+                raise PreconditionFailed("REFUSED", "refused mid-stream")
+            yield request
+
+    key, settings = Ed25519PrivateKey.generate(), TokenSettings("test", "test")
+    server = GrpcServer()
+    port = server.bind("127.0.0.1:0")
+    server.require_authentication(BearerAuthenticator(TokenVerifier(key.public_key(), settings)))
+    server.add_handlers(grpc.method_handlers_generic_handler("test.Streams", {
+        "Total": grpc.stream_unary_rpc_method_handler(total), "Echo": grpc.stream_stream_rpc_method_handler(echo)}))  # fmt: skip
+    await server.start()
+    token = issue(key, settings, SecurityContext("usr_1", "admin", (ADMIN,)))[0]
+    try:
+        async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            summed, echoed = channel.stream_unary("/test.Streams/Total"), channel.stream_stream("/test.Streams/Echo")
+            await rpc_error(summed(iter([b"ab"])), grpc.StatusCode.UNAUTHENTICATED)
+            with pytest.raises(aio.AioRpcError) as anonymous:
+                async for _ in echoed(iter([b"x"])):
+                    pass
+            assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            authorized = (("authorization", f"Bearer {token}"),)
+            assert await summed(iter([b"ab", b"cde"]), metadata=authorized) == b"5"
+            got = []
+            with pytest.raises(aio.AioRpcError) as refused:
+                async for answer in echoed(iter([b"one", b"refuse", b"never"]), metadata=authorized):
+                    got.append(answer)
+            assert got == [b"one"] and (await error_reason(_raise(refused.value), grpc.StatusCode.FAILED_PRECONDITION)).reason == "REFUSED"
+    finally:
+        await server.stop(0)
+
+
+async def _raise(error: Exception) -> None:
+    raise error

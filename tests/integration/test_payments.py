@@ -8,15 +8,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
 from grpc import aio
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.payment.v1 import payment_service_pb2 as ppb
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
+from ogpgy.identity.v1 import identity_service_pb2 as ipb
+from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
 from velocitypay.v1 import network_pb2 as vpb
 from velocitypay.v1 import network_pb2_grpc as vgrpc
 
 from common.config import Settings
+from common.grpc.client import bearer_channel
 from common.resilience.breaker import OPEN
 from mesh.embedded import RunningBank, start_embedded, start_process
 from common.idempotency import IdempotencyKey
@@ -25,8 +29,8 @@ from services.payment.service import VelocityPayGateway
 from services.velocitypay.module import VelocityPayModule
 from services.velocitypay.simulator import faults_pb
 from tests.bank_helpers import Bank, admin_channel, eur
-from tests.conftest import ADMIN_PASSWORD
-from tests.grpc_assert import field_violations
+from tests.conftest import ADMIN_PASSWORD, issue_token
+from tests.grpc_assert import field_violations, rpc_error
 from tests.servers import PostgresServer, RedisServer
 
 GOOD_IBAN = "DE89370400440532013000"
@@ -227,3 +231,23 @@ async def test_two_instances_share_the_breaker_through_redis(tmp_path: Path, net
     finally:
         await second.stop(grace=1)
         await first.stop(grace=1)
+
+
+async def test_the_simulators_controls_are_for_admins_beside_the_bank_and_open_on_their_own_port(setup: Setup, tmp_path: Path) -> None:
+    """Anyone who reached the bank's port could put the payment network into outage."""
+    assert (await setup.stats()).calls_received >= 0, "served alone (the fixture's own process): open"
+    beside = await start_embedded(Settings(data_dir=tmp_path / "beside", port=0, admin_password=ADMIN_PASSWORD))
+    try:
+        async with aio.insecure_channel(beside.target) as anonymous, admin_channel(beside.target) as admin:
+            outage = vpb.SetFaultsRequest(faults=faults_pb(outage=True))
+            await rpc_error(vgrpc.SimulatorControlServiceStub(anonymous).SetFaults(outage), grpc.StatusCode.UNAUTHENTICATED)
+            await rpc_error(vgrpc.SimulatorControlServiceStub(anonymous).GetStats(vpb.GetStatsRequest()), grpc.StatusCode.UNAUTHENTICATED)
+            client = Bank(admin)
+            customer = await client.verified_customer("control")
+            await igrpc.IdentityServiceStub(admin).CreateUser(ipb.CreateUserRequest(
+                request_id="control-user", username="carla", password="password-of-carla", roles=[ipb.ROLE_CUSTOMER], customer_id=customer))  # fmt: skip
+            async with bearer_channel(beside.target, await issue_token(beside.target, "carla", "password-of-carla")) as carla:
+                await rpc_error(vgrpc.SimulatorControlServiceStub(carla).SetFaults(outage), grpc.StatusCode.PERMISSION_DENIED)
+            await vgrpc.SimulatorControlServiceStub(admin).SetFaults(vpb.SetFaultsRequest(faults=faults_pb()))
+    finally:
+        await beside.stop(grace=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timezone
 
 import pytest
@@ -115,3 +116,25 @@ def test_validation_reports_every_bad_field_with_its_path() -> None:
         "address.city",
         "address.country_code",
     ]
+
+
+@pytest.mark.parametrize("poison", ["\u202e", "\x07", "\u200b"], ids=["bidi override", "bell", "zero width space"])
+def test_no_text_field_takes_invisible_or_control_characters(poison: str) -> None:
+    """Every text an applicant types, the e-mail address included (a pattern once let U+202E and
+    BEL through), is refused with its own path when it hides such a character."""
+    base = application()
+    assert base.address is not None
+    variants = {
+        "given_name": replace(base, given_name=f"Ada{poison}"),
+        "family_name": replace(base, family_name=f"Love{poison}lace"),
+        "email": replace(base, email=f"ada{poison}@example.com"),
+        "address.lines[0]": replace(base, address=replace(base.address, lines=(f"12 St{poison} James Sq",))),
+        "address.city": replace(base, address=replace(base.address, city=f"Lon{poison}don")),
+        "address.postal_code": replace(base, address=replace(base.address, postal_code=f"SW1Y{poison}")),
+    }
+    for path, poisoned in variants.items():
+        v = Violations()
+        validate_application(v, poisoned, date(2026, 6, 15))
+        with pytest.raises(ValidationFailed) as refused:
+            v.raise_if_any()
+        assert [violation.field for violation in refused.value.violations] == [path]
