@@ -27,7 +27,7 @@ from common.errors import AppError, FieldViolation, ValidationFailed
 from common.grpc.call_context import REQUEST_ID_HEADER, deadline_var, request_id_var
 from common.grpc.identity import check_importer
 from common.grpc.inprocess import LocalHandlers
-from common.grpc.status import internal_status, to_grpc_status
+from common.grpc.status import internal_status, no_answer, to_grpc_status
 from common.ids import random_bytes
 from common.observability.logs import RPC_LOGGER, log_fields
 from common.observability.metrics import RpcMetrics
@@ -147,9 +147,24 @@ def _code_of(context: aio.ServicerContext) -> str:
     return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
 
 
-async def _abort_for(exc: Exception, context: aio.ServicerContext, method: str, outcome: _Outcome) -> None:
+def _answer_for(exc: Exception, method: str) -> AppError | None:
+    """The AppError a failure stands for; None for a bug. A call to another context that a use
+    case let through unmapped still answers what happened: the caller's deadline ran out on the
+    way (DEADLINE_EXCEEDED, as the contract promises), or the dependency is down (UNAVAILABLE)."""
     if isinstance(exc, AppError):
-        status = to_grpc_status(exc)
+        return exc
+    if isinstance(exc, grpc.aio.AioRpcError) and exc.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE,
+                                                                 grpc.StatusCode.CANCELLED):  # fmt: skip
+        level = logging.WARNING if exc.code() == grpc.StatusCode.UNAVAILABLE else logging.DEBUG  # a deadline is the caller's choice
+        log.log(level, "%s: a dependency answered %s (request id %s)", method, exc.code().name, request_id_var.get())
+        return no_answer(exc, "DEPENDENCY_UNAVAILABLE", "a context this call needs did not answer")
+    return None
+
+
+async def _abort_for(exc: Exception, context: aio.ServicerContext, method: str, outcome: _Outcome) -> None:
+    error = _answer_for(exc, method)
+    if error is not None:
+        status = to_grpc_status(error)
     else:
         log.exception("unhandled error in %s (request id %s)", method, request_id_var.get())
         status = internal_status()

@@ -23,6 +23,7 @@ from common.errors import (
 from common.grpc.call_context import remaining_time
 
 ERROR_DOMAIN = "ogpgy.bank"
+DEADLINE_SLACK = 0.01  # seconds: a hop's deadline is the caller's, and its timer may fire a hair before the caller's
 
 _CODES: list[tuple[type[AppError], int]] = [
     (ValidationFailed, code_pb2.INVALID_ARGUMENT),
@@ -108,7 +109,8 @@ def no_answer(error: grpc.RpcError, reason: str, message: str, metadata: dict[st
     own deadline that ran out on the way (never an internal error, never "try later" for what may
     have happened), UNAVAILABLE when the dependency is down or slower than its own timeout."""
     left = remaining_time()
-    if left is not None and left <= 0:
+    late = error.code() == grpc.StatusCode.DEADLINE_EXCEEDED  # type: ignore[attr-defined]
+    if left is not None and (left <= 0 or (late and left < DEADLINE_SLACK)):
         return DeadlineExceeded("DEADLINE_EXCEEDED", "the deadline ran out before the answer; retry with the same request_id "
                                 "to learn what happened", dict(metadata or {}))  # fmt: skip
     return Unavailable(reason, f"{message}: {error.code().name}", metadata)  # type: ignore[attr-defined]

@@ -48,7 +48,7 @@ class ServerSpan:
     call, so its cost shows in every figure (about a third of the generic path's).
     """
 
-    __slots__ = ("_span", "_token")
+    __slots__ = ("_context", "_span", "_token")
 
     def __init__(self, name: str, metadata: Sequence[tuple[str, str | bytes]]) -> None:
         parent = None
@@ -57,10 +57,16 @@ class ServerSpan:
                 parent = propagate.extract({k: v for k, v in metadata if isinstance(v, str)})
                 break
         self._span = _tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
-        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        self._context = trace.set_span_in_context(self._span)
+        self._token = otel_context.attach(self._context)
 
     def end(self) -> None:
-        otel_context.detach(self._token)
+        """Ends the span; restores the context only where it was attached. A streaming handler
+        abandoned by its caller is closed later by asyncio's finalizer, in another context: there
+        the token cannot be reset (OpenTelemetry logged "Failed to detach context"), and need not
+        be, since every call runs in a task of its own whose context ends with it."""
+        if otel_context.get_current() is self._context:
+            otel_context.detach(self._token)
         self._span.end()
 
 
