@@ -14,6 +14,7 @@ from common.db.postgres import PostgresDatabase
 from common.db.sqlite import SqliteDatabase
 from common.di import BaseComponent, og_component, og_context
 from common.events.bus import EventBus
+from common.pagination import PageTokens
 from common.security.component import Security
 
 R = TypeVar("R")
@@ -69,12 +70,21 @@ class ContextDatabase(BaseComponent):
         return await self._db.lead(role)
 
 
+@og_component()
+class ServerPageTokens(PageTokens):
+    """Page tokens signed with a key derived from the bank's signing key: every replica of every
+    context reads the tokens of every other."""
+
+    def __init__(self, security: Security) -> None:
+        super().__init__(security.derived_key("ogpgy page tokens v1"))
+
+
 @og_context(
     name="infrastructure",
-    description="Shared technical services: settings, clock, databases, event bus, caches, security",
+    description="Shared technical services: settings, clock, databases, event bus, caches, security, page tokens",
     business_owner="Platform Team",
-    providers=[Clock, Databases, EventBus, Caches, Security],
-    exports=[Settings, Clock, Databases, EventBus, Caches, Security],
+    providers=[Clock, Databases, EventBus, Caches, Security, ServerPageTokens],
+    exports=[Settings, Clock, Databases, EventBus, Caches, Security, ServerPageTokens],
 )
 class InfrastructureModule:
     """Settings are supplied by the process (ContextModuleBuilder.supply)."""

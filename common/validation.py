@@ -65,12 +65,6 @@ def check_id(v: Violations, value: str, field: str, prefix: str) -> None:
     v.check(ok, field, f"required: an id starting with '{prefix}_'")
 
 
-def page_size(v: Violations, value: int, field: str = "page_size") -> int:
-    """0 means the default; negative or too large is bad input."""
-    v.check(0 <= value <= MAX_PAGE_SIZE, field, f"must be between 0 and {MAX_PAGE_SIZE}")
-    return value or DEFAULT_PAGE_SIZE
-
-
 def decimal_fraction(v: Violations, text: str, field: str, *, max_places: int, zero_allowed: bool) -> Decimal | None:
     """A rate as a plain decimal string below 1 (and above 0, unless zero_allowed).
 

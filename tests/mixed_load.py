@@ -7,6 +7,7 @@ import asyncio
 import collections
 import random
 import time
+from datetime import datetime, timedelta, timezone
 
 import grpc
 from grpc import aio
@@ -72,7 +73,8 @@ class Load:
                 kind = "interest read"
                 await self.interest.ListInterestRuns(ipb.ListInterestRunsRequest(page_size=10), timeout=CALL_TIMEOUT)
             else:
-                day = date_pb2.Date(year=2027, month=1, day=1 + len(self.dates))
+                run = datetime.now(timezone.utc).date() - timedelta(days=len(self.dates))  # a day accrues once it has begun
+                day = date_pb2.Date(year=run.year, month=run.month, day=run.day)
                 self.dates.append(day)
                 async for _ in self.interest.RunDailyInterest(ipb.RunDailyInterestRequest(request_id=self._key("int"), business_date=day),
                                                               timeout=CALL_TIMEOUT * 3):  # fmt: skip

@@ -3,9 +3,12 @@ service identities of the contexts a process serves."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from common.config import Settings
 from common.di import BaseComponent, og_component
@@ -42,6 +45,12 @@ class Security(BaseComponent):
         if self._verifier is None:
             self._verifier = TokenVerifier(self.private_key.public_key(), self.token_settings)
         return self._verifier
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A key for `purpose` (e.g. signing page tokens), the same in every process of the bank
+        and useless for anything else: an HMAC of the purpose under the signing key."""
+        secret = self.private_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        return hmac.new(secret, purpose.encode(), hashlib.sha256).digest()
 
     def service_token(self, context: str) -> str:
         """The token of `context`'s service identity: it names the context and holds no role.

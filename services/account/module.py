@@ -12,6 +12,7 @@ from common.di import ModuleContextImport, og_context
 from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.infrastructure import Databases
+from common.pagination import PageTokens
 from services.account.api import AccountApi
 from services.account.events import CustomerEventsHandler
 from services.account.repository import AccountDatabase, SqlLedgerRepository
@@ -25,6 +26,7 @@ from services.account.service import AccountApplicationService, AccountFactory
     imports=[
         ModuleContextImport(CustomerServiceStub, from_context="customer", methods=["GetCustomer"]),
         ModuleContextImport(Databases, from_context="infrastructure"),
+        ModuleContextImport(PageTokens, from_context="infrastructure"),
         ModuleContextImport(Clock, from_context="infrastructure"),
         ModuleContextImport(EventBus, from_context="infrastructure"),
         ModuleContextImport(Caches, from_context="infrastructure"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
@@ -613,7 +613,14 @@ def interest_sql(tiers: tuple[InterestTier, ...], balance: str = "balance_minor"
             f" WHEN 2 * {remainder} = {den} THEN {parity} ELSE 0 END END)")  # fmt: skip
 
 
-_ELIGIBLE = "interest_bearing = 1 AND status = 'OPEN' AND currency = ?"
+# Interest of a business date goes to the interest-bearing open accounts of the currency that were
+# opened on or before that date (an account opened today earns nothing for last June): the two
+# parameters are the currency and the first instant after the date (opened_at is ISO text in UTC).
+_ELIGIBLE = "interest_bearing = 1 AND status = 'OPEN' AND currency = ? AND opened_at < ?"
+
+
+def _day_after(business_date: str) -> str:
+    return f"{date.fromisoformat(business_date) + timedelta(days=1)}T00:00:00+00:00"
 # The chunk's postings, computed once and read by every statement after it: a table private to
 # the connection on both engines, emptied before every chunk.
 _ROWS_DDL = {
@@ -645,7 +652,7 @@ async def _accrue_interest(tx: Tx, business_date: str, currency: str, tiers: tup
     size. A posted chunk is recorded as the range (after, last] it covered, zero-interest accounts
     included, so a chunk asked for again (a run resumed) answers from that record and posts
     nothing; the deterministic transfer id per (account, date) is the last guard."""
-    eligible = await _count_eligible(tx, currency) if not after else 0
+    eligible = await _count_eligible(tx, currency, business_date) if not after else 0
     recorded = await _recorded_chunk(tx, business_date, currency, after)
     if recorded is not None:
         return AccrualChunk(recorded.processed, recorded.posted_minor, recorded.last_account_id, False, eligible)
@@ -653,7 +660,7 @@ async def _accrue_interest(tx: Tx, business_date: str, currency: str, tiers: tup
     edge = await tx.fetchone(
         f"SELECT MAX(account_id) AS last, COUNT(*) AS n FROM (SELECT account_id FROM accounts WHERE {_ELIGIBLE}"
         " AND account_id > ? AND (? = '' OR account_id <= ?) ORDER BY account_id LIMIT ?) chunk",
-        currency, after, ceiling, ceiling, limit,
+        currency, _day_after(business_date), after, ceiling, ceiling, limit,
     )  # fmt: skip
     count = int(edge["n"]) if edge else 0
     if not count:
@@ -666,8 +673,8 @@ async def _accrue_interest(tx: Tx, business_date: str, currency: str, tiers: tup
     return AccrualChunk(count, posted, span.last, count < limit and not ceiling, eligible)
 
 
-async def _count_eligible(tx: Tx, currency: str) -> int:
-    counted = await tx.fetchone(f"SELECT COUNT(*) AS n FROM accounts WHERE {_ELIGIBLE}", currency)
+async def _count_eligible(tx: Tx, currency: str, business_date: str) -> int:
+    counted = await tx.fetchone(f"SELECT COUNT(*) AS n FROM accounts WHERE {_ELIGIBLE}", currency, _day_after(business_date))
     return int(counted["n"]) if counted else 0
 
 
@@ -688,7 +695,7 @@ async def _recorded_chunk(tx: Tx, business_date: str, currency: str, after: str)
         f"SELECT COUNT(*) AS n, COALESCE(SUM(t.amount_minor), 0) AS posted FROM accounts a LEFT JOIN transfers t"
         f" ON t.transfer_id = {span.transfer_id_sql('a.account_id')} WHERE a.{_ELIGIBLE.replace(' AND ', ' AND a.')}"
         " AND a.account_id > ? AND a.account_id <= ?",
-        currency, after, span.last,
+        currency, _day_after(business_date), after, span.last,
     )  # fmt: skip
     return AccrualChunk(int(done["n"]), int(done["posted"]), span.last, False, 0)  # type: ignore[index]
 
@@ -722,7 +729,7 @@ async def _post_span(tx: Tx, span: _Span, tiers: tuple[InterestTier, ...], at: d
         f"INSERT INTO accrual_rows (account_id, transfer_id, amount_minor) SELECT account_id, {span.transfer_id_sql()},"
         f" interest FROM (SELECT account_id, {interest_sql(tiers)} AS interest FROM accounts WHERE {_ELIGIBLE}"
         " AND account_id > ? AND account_id <= ?) chunk WHERE interest > 0",
-        span.currency, span.after, span.last,
+        span.currency, _day_after(span.business_date), span.after, span.last,
     )  # fmt: skip
     summed = await tx.fetchone("SELECT COALESCE(SUM(amount_minor), 0) AS total FROM accrual_rows")
     total = int(summed["total"]) if summed else 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from collections.abc import Awaitable, Callable
@@ -26,7 +26,7 @@ from common.grpc.status import no_answer
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.money import CURRENCY_EXPONENTS, Money
-from common.pagination import page_request
+from common.pagination import PageTokens
 from common.security.context import ADMIN, SecurityContext, as_itself, current_caller
 from common.security.policy import denied, require_customer_access, require_role, unknown
 from common.validation import Violations, check_id
@@ -108,12 +108,13 @@ class AccountApplicationService(BaseComponent):
     request_id (in the caller's scope)."""
 
     def __init__(self, repository: LedgerRepository, factory: AccountFactory, customers: CustomerServiceStub,
-                 clock: Clock, relay: OutboxRelay, caches: Caches) -> None:  # fmt: skip
+                 clock: Clock, relay: OutboxRelay, caches: Caches, pages: PageTokens) -> None:  # fmt: skip
         self._repository = repository
         self._factory = factory
         self._customers = customers
         self._clock = clock
         self._relay = relay
+        self._pages = pages
         self._owners = caches.create("account-ownership", TextCodec())  # account -> "customer currency": never changes
         self._managers = caches.create("customer-manager", TextCodec())  # customer -> RM: invalidated by event
 
@@ -214,10 +215,12 @@ class AccountApplicationService(BaseComponent):
     async def list_accounts(self, customer_id: str, size: int, token: str) -> tuple[list[Account], str]:
         v = Violations()
         check_id(v, customer_id, "customer_id", "cus")
-        request = page_request(v, size, token, ("accounts", customer_id))
+        request = self._pages.request(v, size, token, ("accounts", customer_id))
         v.raise_if_any()
         await require_customer_access(customer_id, assigned=self._assigned, action="list this customer's accounts")
-        page = await self._repository.accounts_of(customer_id, request.after, request.limit)
+        page = await self._repository.accounts_of(customer_id, request.after_seq, request.limit)
+        if not page.items and request.after is None and await self._managers.get(customer_id, lambda: self._fetch_manager(customer_id)) is None:
+            raise NotFound("customer", customer_id)  # an empty list of a customer nobody knows would hide a typo
         return page.items, request.next_token(page.next_after)
 
     async def close_account(self, account_id: str, key: IdempotencyKey) -> Account:
@@ -322,8 +325,12 @@ class AccountApplicationService(BaseComponent):
 
     async def accrue_interest(self, business_date: str, currency: str, tiers: tuple[InterestTier, ...], after: str,
                               limit: int) -> AccrualChunk:  # fmt: skip
-        """Bulk interest posting: an admin's (directly, or relayed by the interest context's batch)."""
+        """Bulk interest posting: an admin's (directly, or relayed by the interest context's batch),
+        for a day that has begun, to the accounts opened on or before it."""
         require_role(ADMIN, action="post interest")
+        if date.fromisoformat(business_date) > self._clock.today():
+            raise ValidationFailed([FieldViolation("business_date", f"must not be after today ({self._clock.today()}): a day is "
+                                                   "accrued once it has begun")])  # fmt: skip
         return await self._repository.accrue_interest(business_date, currency, tiers, after, limit, self._clock.now())
 
     async def entries(self, account_id: str, size: int, token: str) -> tuple[list[Entry], str]:
@@ -333,8 +340,8 @@ class AccountApplicationService(BaseComponent):
                             fetch: Callable[[str, int, int], Awaitable[Page]]) -> tuple[list[Any], str]:  # fmt: skip
         """One page of what belongs to an account (its entries, its holds): for whoever may read it."""
         v = Violations()
-        request = page_request(v, size, token, (kind, account_id))
+        request = self._pages.request(v, size, token, (kind, account_id))
         v.raise_if_any()
         await self._require_account(account_id, write=False, action="read this account")
-        page = await fetch(account_id, request.after, request.limit)
+        page = await fetch(account_id, request.after_seq, request.limit)
         return page.items, request.next_token(page.next_after)

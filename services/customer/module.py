@@ -11,6 +11,7 @@ from common.di import ModuleContextImport, og_context
 from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.infrastructure import Databases
+from common.pagination import PageTokens
 from services.customer.api import CustomerApi
 from services.customer.repository import CsvSanctionsSource, CustomerDatabase, SqlCustomerRepository
 from services.customer.service import CustomerApplicationService
@@ -23,6 +24,7 @@ from services.customer.service import CustomerApplicationService
     imports=[
         ModuleContextImport(IdentityServiceStub, from_context="identity", methods=["GetUser"]),
         ModuleContextImport(Databases, from_context="infrastructure"),
+        ModuleContextImport(PageTokens, from_context="infrastructure"),
         ModuleContextImport(Clock, from_context="infrastructure"),
         ModuleContextImport(EventBus, from_context="infrastructure"),
         ModuleContextImport(Caches, from_context="infrastructure"),

@@ -19,7 +19,7 @@ from common.grpc.convert import timestamp
 from common.grpc.status import no_answer
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
-from common.pagination import page_request
+from common.pagination import PageTokens
 from common.security.context import ADMIN, CUSTOMER, RELATIONSHIP_MANAGER, SecurityContext, current_caller
 from common.security.policy import may_read_pii, require_customer_access, require_role, unknown
 from common.validation import Violations, check_id, check_request_id
@@ -48,13 +48,14 @@ class CustomerApplicationService(BaseComponent):
     """Onboarding, reads and contact changes; every write idempotent by request_id."""
 
     def __init__(self, repository: CustomerRepository, sanctions_source: SanctionsSource, clock: Clock,
-                 relay: OutboxRelay, caches: Caches, identity: IdentityServiceStub) -> None:  # fmt: skip
+                 relay: OutboxRelay, caches: Caches, identity: IdentityServiceStub, pages: PageTokens) -> None:  # fmt: skip
         self._repository = repository
         self._identity = identity
         self._relay = relay
         self._cache = caches.create("customer", CustomerCodec())
         self._sanctions_source = sanctions_source
         self._clock = clock
+        self._pages = pages
         self._sanctions = SanctionsList()
 
     async def initialize(self) -> None:
@@ -108,9 +109,9 @@ class CustomerApplicationService(BaseComponent):
         """Admins list everyone; a relationship manager their customers; a customer themself."""
         only = self._listing_filter(current_caller(), status)
         v = Violations()
-        request = page_request(v, size, token, ("customers", only))
+        request = self._pages.request(v, size, token, ("customers", only))
         v.raise_if_any()
-        page = await self._repository.page(request.after, request.limit, only)
+        page = await self._repository.page(request.after_seq, request.limit, only)
         return self.visible(page.customers), request.next_token(page.next_after)
 
     @staticmethod

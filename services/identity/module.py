@@ -6,6 +6,7 @@ from common.clock import Clock
 from common.config import Settings
 from common.di import ModuleContextImport, og_context
 from common.infrastructure import Databases
+from common.pagination import PageTokens
 from common.security.component import Security
 from services.identity.api import IdentityApi
 from services.identity.repository import IdentityDatabase, SqlUserRepository
@@ -18,6 +19,7 @@ from services.identity.service import IdentityService
     business_owner="Security Team",
     imports=[
         ModuleContextImport(Databases, from_context="infrastructure"),
+        ModuleContextImport(PageTokens, from_context="infrastructure"),
         ModuleContextImport(Clock, from_context="infrastructure"),
         ModuleContextImport(Settings, from_context="infrastructure"),
         ModuleContextImport(Security, from_context="infrastructure"),

@@ -13,7 +13,7 @@ from common.di import BaseComponent, og_component
 from common.errors import NotFound, Unauthenticated
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
-from common.pagination import page_request
+from common.pagination import PageTokens
 from common.security.component import Security
 from common.security.context import ADMIN, SecurityContext
 from common.security.tokens import issue, jwks
@@ -30,11 +30,12 @@ def admin_password_file(settings: Settings) -> Path:
 
 @og_component()
 class IdentityService(BaseComponent):
-    def __init__(self, users: UserRepository, security: Security, settings: Settings, clock: Clock) -> None:
+    def __init__(self, users: UserRepository, security: Security, settings: Settings, clock: Clock, pages: PageTokens) -> None:
         self._users = users
         self._security = security
         self._settings = settings
         self._clock = clock
+        self._pages = pages
 
     async def initialize(self) -> None:
         await self._bootstrap_admin()
@@ -80,9 +81,9 @@ class IdentityService(BaseComponent):
 
     async def list(self, size: int, token: str) -> tuple[list[User], str]:
         v = Violations()
-        request = page_request(v, size, token, ("users",))
+        request = self._pages.request(v, size, token, ("users",))
         v.raise_if_any()
-        users, next_after = await self._users.page(request.after, request.limit)
+        users, next_after = await self._users.page(request.after_seq, request.limit)
         return users, request.next_token(next_after)
 
     async def issue_token(self, username: str, password: str, audience: str) -> tuple[str, int]:

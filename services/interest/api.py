@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import date
 
 from google.protobuf import duration_pb2
 from grpc import aio
@@ -15,8 +16,7 @@ from common.di import og_component
 from common.errors import NotFound
 from common.grpc.convert import calendar_date, timestamp
 from common.money import Money
-from common.pagination import decode_page_token, encode_page_token
-from common.validation import Violations, page_size
+from common.validation import Violations
 from services.interest.domain import business_date
 from services.interest.service import InterestService
 
@@ -34,12 +34,13 @@ def run_pb(p: BatchProgress, currency: str) -> pb.InterestRun:
     )  # fmt: skip
 
 
-def _day(request: pb.RunDailyInterestRequest | pb.GetInterestRunRequest) -> str:
+def _day(request: pb.RunDailyInterestRequest | pb.GetInterestRunRequest) -> date:
     v = Violations()
     d = request.business_date
-    day = business_date(v, calendar_date(d.year, d.month, d.day))
+    day = calendar_date(d.year, d.month, d.day)
+    business_date(v, day)
     v.raise_if_any()
-    return day
+    return day  # type: ignore[return-value]  # checked: a date
 
 
 @og_component()
@@ -55,19 +56,12 @@ class InterestApi(pb_grpc.InterestServiceServicer):
             yield pb.RunDailyInterestResponse(run=run_pb(progress, self._service.currency))
 
     async def GetInterestRun(self, request: pb.GetInterestRunRequest, context: aio.ServicerContext) -> pb.GetInterestRunResponse:
-        day = _day(request)
+        day = _day(request).isoformat()
         progress = await self._service.get(day)
         if progress is None:
             raise NotFound("interest run", day)
         return pb.GetInterestRunResponse(run=run_pb(progress, self._service.currency))
 
     async def ListInterestRuns(self, request: pb.ListInterestRunsRequest, context: aio.ServicerContext) -> pb.ListInterestRunsResponse:
-        v = Violations()
-        limit = page_size(v, request.page_size)
-        before = decode_page_token(v, request.page_token, ("interest-runs",))
-        v.raise_if_any()
-        runs = await self._service.page(str(before) if before else "", limit + 1)
-        more = len(runs) > limit
-        runs = runs[:limit]
-        token = encode_page_token(int(runs[-1].run_key.replace("-", "")), ("interest-runs",)) if more else ""
+        runs, token = await self._service.runs(request.page_size, request.page_token)
         return pb.ListInterestRunsResponse(runs=[run_pb(r, self._service.currency) for r in runs], next_page_token=token)

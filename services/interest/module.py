@@ -6,11 +6,13 @@ from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
 from ogpgy.interest.v1 import events_pb2 as interest_events
 
 from common.batch.runner import BatchRunner
+from common.clock import Clock
 from common.config import Settings
 from common.di import ModuleContextImport, og_context
 from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.infrastructure import Databases
+from common.pagination import PageTokens
 from services.interest.api import InterestApi
 from services.interest.repository import InterestDatabase
 from services.interest.service import InterestService
@@ -23,7 +25,9 @@ from services.interest.service import InterestService
     imports=[
         ModuleContextImport(AccountServiceStub, from_context="account", methods=["AccrueInterest"]),
         ModuleContextImport(Databases, from_context="infrastructure"),
+        ModuleContextImport(PageTokens, from_context="infrastructure"),
         ModuleContextImport(Settings, from_context="infrastructure"),
+        ModuleContextImport(Clock, from_context="infrastructure"),
         ModuleContextImport(EventBus, from_context="infrastructure"),
     ],
     providers=[InterestDatabase, OutboxRelay, BatchRunner, InterestService, InterestApi],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import AsyncIterator
+from datetime import date
 from pathlib import Path
 
 from ogpgy.account.v1 import account_service_pb2 as apb
@@ -13,21 +14,27 @@ from ogpgy.interest.v1 import events_pb2
 from ogpgy.type.v1 import date_pb2, money_pb2
 
 from common.batch.runner import BatchProgress, BatchRunner, ChunkResult
+from common.clock import Clock
 from common.config import Settings
 from common.db.base import Tx
 from common.di import BaseComponent, og_component
 from common.events.outbox import OutboxRelay, append_event
 from common.money import Money
+from common.pagination import PageTokens
 from common.security.context import ADMIN
 from common.security.policy import require_role
-from services.interest.domain import JOB, Tier
+from common.validation import Violations
+from services.interest.domain import JOB, Tier, business_date
 
 TIERS_FILE = Path(__file__).parent / "tiers.toml"
 
 
 @og_component()
 class InterestService(BaseComponent):
-    def __init__(self, accounts: AccountServiceStub, batches: BatchRunner, settings: Settings, relay: OutboxRelay) -> None:
+    def __init__(self, accounts: AccountServiceStub, batches: BatchRunner, settings: Settings, relay: OutboxRelay,
+                 pages: PageTokens, clock: Clock) -> None:  # fmt: skip
+        self._pages = pages
+        self._clock = clock
         self._accounts = accounts
         self._batches = batches
         self._chunk = settings.interest_chunk_size
@@ -44,15 +51,18 @@ class InterestService(BaseComponent):
         return [apb.InterestTier(up_to=money_pb2.Money(currency_code=self.currency, amount=t.up_to) if t.up_to else None,
                                  annual_rate=t.annual_rate) for t in self._tiers]  # fmt: skip
 
-    async def run(self, day: str) -> AsyncIterator[BatchProgress]:
-        """Runs or resumes the accrual of `day`; a completed day is refused."""
+    async def run(self, day: date) -> AsyncIterator[BatchProgress]:
+        """Runs or resumes the accrual of `day` (not a day ahead); a completed day is refused."""
+        v = Violations()
+        business_date(v, day, self._clock.today())
+        v.raise_if_any()
         require_role(ADMIN, action="run the daily interest")
-        year, month, dom = (int(x) for x in day.split("-"))
+        year, month, dom = day.year, day.month, day.day
         tiers = self._tiers_pb()
 
         async def chunk(cursor: str) -> ChunkResult:
             answer = await self._accounts.AccrueInterest(apb.AccrueInterestRequest(
-                request_id=f"interest-{day}-{cursor or 'start'}"[:64].replace("_", "-"),
+                request_id=f"interest-{day.isoformat()}-{cursor or 'start'}"[:64].replace("_", "-"),
                 business_date=date_pb2.Date(year=year, month=month, day=dom), currency_code=self.currency,
                 tiers=tiers, after_account_id=cursor, limit=self._chunk), timeout=120)  # fmt: skip
             posted = Money.parse(self.currency, answer.interest_posted.amount)
@@ -65,7 +75,7 @@ class InterestService(BaseComponent):
                 business_date=date_pb2.Date(year=year, month=month, day=dom), accounts=done.processed,
                 total_interest=money_pb2.Money(currency_code=total.currency, amount=total.amount)))  # fmt: skip
 
-        async for progress in self._batches.run(JOB, day, chunk, announce, already_completed="INTEREST_RUN_ALREADY_COMPLETED"):
+        async for progress in self._batches.run(JOB, day.isoformat(), chunk, announce, already_completed="INTEREST_RUN_ALREADY_COMPLETED"):
             yield progress
         self._relay.nudge()
 
@@ -73,6 +83,14 @@ class InterestService(BaseComponent):
         require_role(ADMIN, action="read interest runs")
         return await self._batches.get(JOB, day)
 
-    async def page(self, before: str, limit: int) -> list[BatchProgress]:
+    async def runs(self, size: int, token: str) -> tuple[list[BatchProgress], str]:
+        """Newest business date first; the token holds the last date shown (a text key: the dates
+        of two runs never compare as numbers)."""
+        v = Violations()
+        request = self._pages.request(v, size, token, ("interest-runs",))
+        v.raise_if_any()
         require_role(ADMIN, action="read interest runs")
-        return await self._batches.page(JOB, before, limit)
+        runs = await self._batches.page(JOB, request.after_key, request.limit + 1)
+        more = len(runs) > request.limit
+        runs = runs[: request.limit]
+        return runs, request.next_token(runs[-1].run_key if more else None)

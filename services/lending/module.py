@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
+from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from ogpgy.lending.v1 import events_pb2 as lending_events
 
 from common.clock import Clock
@@ -11,6 +12,7 @@ from common.di import ModuleContextImport, og_context
 from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.infrastructure import Databases
+from common.pagination import PageTokens
 from common.saga.runner import SagaRunner
 from services.lending.api import LendingApi
 from services.lending.repository import LendingDatabase, SqlLoanRepository
@@ -24,7 +26,9 @@ from services.lending.service import LendingService
     imports=[
         ModuleContextImport(AccountServiceStub, from_context="account", methods=[
             "GetAccount", "PlaceHold", "LookupHold", "GetHold", "CaptureHold", "ReleaseHold", "ReverseTransfer"]),
+        ModuleContextImport(CustomerServiceStub, from_context="customer", methods=["GetCustomer"]),
         ModuleContextImport(Databases, from_context="infrastructure"),
+        ModuleContextImport(PageTokens, from_context="infrastructure"),
         ModuleContextImport(Clock, from_context="infrastructure"),
         ModuleContextImport(EventBus, from_context="infrastructure"),
         ModuleContextImport(Settings, from_context="infrastructure"),

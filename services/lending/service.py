@@ -17,12 +17,14 @@ from typing import Any
 import grpc
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
+from ogpgy.customer.v1 import customer_service_pb2 as cpb
+from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from ogpgy.lending.v1 import events_pb2
 from ogpgy.type.v1 import money_pb2
 
 from common.clock import Clock
 from common.di import BaseComponent, og_component
-from common.errors import PermissionDenied, PreconditionFailed
+from common.errors import NotFound, PermissionDenied, PreconditionFailed
 from common.events.outbox import OutboxRelay
 from common.faults import fail_point
 from common.grpc.convert import timestamp
@@ -30,10 +32,10 @@ from common.grpc.status import no_answer, reason_of
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.money import Money
-from common.pagination import page_request
+from common.pagination import PageTokens
 from common.saga.log import COMPLETED, SagaRecord
 from common.saga.runner import SagaContext, SagaDefinition, SagaRunner, Step, StepRefused
-from common.security.context import ADMIN, caller_var, current_caller
+from common.security.context import ADMIN, as_itself, caller_var, current_caller
 from common.security.policy import require_customer_access, require_role, unknown
 from common.validation import Violations, check_id, check_request_id
 from services.lending.domain import Loan, LoanStatus, parse_rate, validate_terms
@@ -50,13 +52,15 @@ def treasury(currency: str) -> str:
 
 @og_component()
 class LendingService(BaseComponent):
-    def __init__(self, loans: LoanRepository, accounts: AccountServiceStub, sagas: SagaRunner, clock: Clock,
-                 relay: OutboxRelay) -> None:  # fmt: skip
+    def __init__(self, loans: LoanRepository, accounts: AccountServiceStub, customers: CustomerServiceStub, sagas: SagaRunner,
+                 clock: Clock, relay: OutboxRelay, pages: PageTokens) -> None:  # fmt: skip
+        self._customers = customers
         self._loans = loans
         self._accounts = accounts
         self._sagas = sagas
         self._clock = clock
         self._relay = relay
+        self._pages = pages
 
     async def initialize(self) -> None:
         self._sagas.register(SagaDefinition(SAGA, (
@@ -133,11 +137,24 @@ class LendingService(BaseComponent):
     async def list(self, customer_id: str, size: int, token: str) -> tuple[list[tuple[Loan, SagaRecord | None]], str]:
         v = Violations()
         check_id(v, customer_id, "customer_id", "cus")
-        request = page_request(v, size, token, ("loans", customer_id))
+        request = self._pages.request(v, size, token, ("loans", customer_id))
         v.raise_if_any()
         await require_customer_access(customer_id, assigned=_never, action="list this customer's loans")
-        loans, next_after = await self._loans.page(customer_id, request.after, request.limit)
+        loans, next_after = await self._loans.page(customer_id, request.after_seq, request.limit)
+        if not loans and request.after is None and not await self._customer_known(customer_id):
+            raise NotFound("customer", customer_id)  # an empty list of a customer nobody knows would hide a typo
         return [(loan, await self._sagas.record(loan.saga_id)) for loan in loans], request.next_token(next_after)
+
+    async def _customer_known(self, customer_id: str) -> bool:
+        """Asked of the customer context as this context itself (a read it imports)."""
+        try:
+            with as_itself():
+                await self._customers.GetCustomer(cpb.GetCustomerRequest(customer_id=customer_id), timeout=CALL_TIMEOUT)
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.NOT_FOUND:
+                return False
+            raise no_answer(err, "CUSTOMER_CONTEXT_UNAVAILABLE", "cannot check the customer") from err
+        return True
 
     # --- saga steps (idempotent by ctx.key) ----------------------------------------------------
 

@@ -12,6 +12,7 @@ from common.di import ModuleContextImport, og_context
 from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.infrastructure import Databases
+from common.pagination import PageTokens
 from services.payment.api import PaymentApi
 from services.payment.repository import PaymentDatabase, SqlPaymentRepository
 from services.payment.service import (
@@ -32,6 +33,7 @@ from services.payment.service import (
             "CheckAccountAccess", "PlaceHold", "LookupHold", "CaptureHold", "ReleaseHold", "ListEntries"]),
         ModuleContextImport(PaymentNetworkServiceStub, from_context="velocitypay", methods=["SubmitPayment", "ListSettlements"]),
         ModuleContextImport(Databases, from_context="infrastructure"),
+        ModuleContextImport(PageTokens, from_context="infrastructure"),
         ModuleContextImport(Clock, from_context="infrastructure"),
         ModuleContextImport(Settings, from_context="infrastructure"),
         ModuleContextImport(EventBus, from_context="infrastructure"),

@@ -46,7 +46,7 @@ from common.grpc.status import no_answer, reason_of
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.money import Money
-from common.pagination import page_request
+from common.pagination import PageTokens
 from common.resilience.breaker import BreakerPolicy, CircuitBreaker, CircuitOpenError
 from common.resilience.shared import SharedBreakerState
 from common.security.context import ADMIN, current_caller
@@ -286,7 +286,8 @@ class PaymentProcessor(BaseComponent):
 @og_component()
 class PaymentApplicationService(BaseComponent):
     def __init__(self, repository: PaymentRepository, processor: PaymentProcessor, fraud: FraudScreening,
-                 accounts: AccountServiceStub, gateway: VelocityPayGateway, clock: Clock, relay: OutboxRelay) -> None:  # fmt: skip
+                 accounts: AccountServiceStub, gateway: VelocityPayGateway, clock: Clock, relay: OutboxRelay,
+                 pages: PageTokens) -> None:  # fmt: skip
         self._repository = repository
         self._processor = processor
         self._fraud = fraud
@@ -294,6 +295,7 @@ class PaymentApplicationService(BaseComponent):
         self._gateway = gateway
         self._clock = clock
         self._relay = relay
+        self._pages = pages
 
     async def create(self, debtor: str, beneficiary: Beneficiary, amount: Money | None, reference: str,
                      v: Violations, key: IdempotencyKey) -> Payment:  # fmt: skip
@@ -339,10 +341,10 @@ class PaymentApplicationService(BaseComponent):
     async def payments_of(self, debtor: str, size: int, token: str) -> tuple[list[Payment], str]:
         v = Violations()
         check_id(v, debtor, "debtor_account_id", "acc")
-        request = page_request(v, size, token, ("payments", debtor))
+        request = self._pages.request(v, size, token, ("payments", debtor))
         v.raise_if_any()
         await self._require_debtor_access(debtor, debit=False, action="read this account's payments")
-        payments, next_after = await self._repository.page(debtor, request.after, request.limit)
+        payments, next_after = await self._repository.page(debtor, request.after_seq, request.limit)
         return payments, request.next_token(next_after)
 
     async def reconcile(self, currency: str) -> Reconciliation:

@@ -86,6 +86,11 @@ INTERACTIONS: tuple[Interaction, ...] = (
     Interaction("lending", "account", "AccountService/ReverseTransfer", "a reversed transfer",
                 {"request_id": "{key}-reverse-again", "transfer_id": "{transfer_id}", "reason": "again"},
                 expect="FAILED_PRECONDITION", reason="TRANSFER_ALREADY_REVERSED"),
+    # lending -> customer: whether a customer whose loans are listed exists at all
+    Interaction("lending", "customer", "CustomerService/GetCustomer", "a verified customer", {"customer_id": "{customer_id}"},
+                relies_on=("customer.customer_id",)),
+    Interaction("lending", "customer", "CustomerService/GetCustomer", "nothing", {"customer_id": "cus_00000000000000000000000000"},
+                expect="NOT_FOUND"),
     # interest -> account: one chunk of the day's accrual
     Interaction("interest", "account", "AccountService/AccrueInterest", "a funded savings account",
                 {"request_id": "{key}-accrue", "business_date": {"year": 2026, "month": 6, "day": 15}, "currency_code": "EUR",

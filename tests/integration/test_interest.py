@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -76,14 +77,32 @@ async def test_exact_tiered_interest_once_per_date(bank: RunningBank, channel: a
     info = await error_reason(igrpc.InterestServiceStub(channel).RunDailyInterest(
         ipb.RunDailyInterestRequest(request_id="again", business_date=_day("2026-06-15"))).read(), grpc.StatusCode.FAILED_PRECONDITION)  # fmt: skip
     assert info.reason == "INTEREST_RUN_ALREADY_COMPLETED"
-    leap = (await _run(channel, "2028-02-29"))[-1]
-    assert leap.status == ipb.INTEREST_RUN_STATUS_COMPLETED, "29 February accrues (Actual/365 Fixed)"
+    leap = (await _run(channel, "2024-02-29"))[-1]
+    assert leap.status == ipb.INTEREST_RUN_STATUS_COMPLETED, "29 February is a business date (Actual/365 Fixed)"
     got = (await igrpc.InterestServiceStub(channel).GetInterestRun(ipb.GetInterestRunRequest(business_date=_day("2026-06-15")))).run
     assert got.processed == 6 and got.total_interest.amount == "1.14"
     debits, credits, total = await bank.contexts["account"].resolve(LedgerRepository).totals()
     assert debits == credits and total == 0
     bad = ipb.RunDailyInterestRequest(business_date=date_pb2.Date(year=2026, month=2, day=30))
     assert "business_date" in await field_violations(igrpc.InterestServiceStub(channel).RunDailyInterest(bad).read())
+
+
+async def test_a_day_accrues_once_it_has_begun_for_the_accounts_open_by_then(bank: RunningBank, channel: aio.Channel) -> None:
+    """Interest was accepted for any future date (2858), and an account opened today earned
+    interest for last June. Now: no day ahead of today; each account from the day it was opened."""
+    opened = await _accounts_at_edges(channel)  # today, 2026-06-15 (the tests' clock)
+    interest, accounts = igrpc.InterestServiceStub(channel), agrpc.AccountServiceStub(channel)
+    for iso in ("2026-06-16", "2858-01-01"):
+        ahead = ipb.RunDailyInterestRequest(request_id=f"ahead-{iso}", business_date=_day(iso))
+        assert "business_date" in await field_violations(interest.RunDailyInterest(ahead).read())
+        direct = apb.AccrueInterestRequest(request_id=f"direct-{iso}", business_date=_day(iso), currency_code="EUR", limit=10,
+                                           tiers=[apb.InterestTier(annual_rate="0.01")])  # fmt: skip
+        assert "business_date" in await field_violations(accounts.AccrueInterest(direct))
+    before = (await _run(channel, "2026-06-14"))[-1]
+    assert (before.processed, before.total_interest.amount) == (0, "0.00"), "opened the day after: nothing for that day"
+    balances = {a: (await Bank(channel).balance(a))[0] for a in opened}
+    assert balances == {a: b if b != "0" else "0.00" for a, b in opened.items()}
+    assert (await _run(channel, "2026-06-15"))[-1].processed == 6, "their first day earns"
 
 
 async def test_a_chunk_asked_again_reports_what_is_posted_without_posting(bank: RunningBank, channel: aio.Channel) -> None:
@@ -123,14 +142,15 @@ async def test_a_run_killed_midway_resumes_with_identical_totals(tmp_path: Path)
             opened = await _accounts_at_edges(channel)
     finally:
         first.stop()
+    today = datetime.now(timezone.utc).date().isoformat()  # a process on the real clock: its accounts opened today
     crashing = BankProcess(tmp_path, "--interest-chunk", "2", faults="batch.after_chunk").start()
     async with admin_channel(crashing.target) as channel:
         with pytest.raises(aio.AioRpcError):
-            await _run(channel, "2026-06-15")
+            await _run(channel, today)
     assert crashing.wait_exit(timeout=30) == 137
     resumed = BankProcess(tmp_path, "--interest-chunk", "3").start()  # another chunk size: the recorded chunk still counts
     try:
-        cli = subprocess.run([str(BIN / "ogpgy"), "interest", "run", "--date", "2026-06-15", "--target", resumed.target,
+        cli = subprocess.run([str(BIN / "ogpgy"), "interest", "run", "--date", today, "--target", resumed.target,
                               "--password", ADMIN_PASSWORD], capture_output=True, text=True, timeout=60)  # fmt: skip
         assert cli.returncode == 0, cli.stderr
         assert "COMPLETED, 6 accounts, 1.14 EUR posted" in cli.stdout and "100%" in cli.stderr

@@ -25,7 +25,7 @@ RATE = "0.999999"  # the highest rate a tier may have (below 1, six decimals)
 
 
 def _accrue(request_id: str) -> apb.AccrueInterestRequest:
-    return apb.AccrueInterestRequest(request_id=request_id, business_date=date_pb2.Date(year=2026, month=6, day=14),
+    return apb.AccrueInterestRequest(request_id=request_id, business_date=date_pb2.Date(year=2026, month=6, day=15),
                                      currency_code="EUR", tiers=[apb.InterestTier(annual_rate=RATE)], limit=1000)  # fmt: skip
 
 

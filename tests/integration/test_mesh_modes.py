@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,12 @@ def mesh_bank(ch: Mapping[str, aio.Channel]) -> Bank:
     return bank
 
 
+def _today() -> date_pb2.Date:
+    """The savings account was opened today: today is the first day it earns interest for."""
+    today = datetime.now(timezone.utc).date()
+    return date_pb2.Date(year=today.year, month=today.month, day=today.day)
+
+
 async def the_story(targets: Mapping[str, str]) -> None:
     """Onboard -> default account -> deposit -> pay -> loan -> interest, each context at its target."""
     async with mesh_client(targets) as ch:
@@ -85,7 +92,7 @@ async def the_story(targets: Mapping[str, str]) -> None:
         savings = await bank.open(alice, "savings")
         await bank.deposit(savings, "10000.00", "savings")
         runs = [a.run async for a in igrpc.InterestServiceStub(ch["interest"]).RunDailyInterest(
-            ipb.RunDailyInterestRequest(request_id="interest-1", business_date=date_pb2.Date(year=2026, month=6, day=15)))]  # fmt: skip
+            ipb.RunDailyInterestRequest(request_id="interest-1", business_date=_today()))]  # fmt: skip
         assert runs[-1].status == ipb.INTEREST_RUN_STATUS_COMPLETED
         assert (await bank.balance(alice_account))[0] == "2880.00"  # 500 - 120 + 2500
         assert (await bank.balance(bob_account))[0] == "120.00"

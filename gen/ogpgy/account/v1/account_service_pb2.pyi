@@ -524,9 +524,11 @@ class ListAccountsRequest(_message.Message):
     customer_id: _builtins.str
     """Owner whose accounts to list."""
     page_size: _builtins.int
-    """1..500; 0 means 50."""
+    """Items per page: 0 means 50, more than 500 means 500, negative is INVALID_ARGUMENT."""
     page_token: _builtins.str
-    """next_page_token of the previous page."""
+    """next_page_token of the previous page, unchanged and with the same other fields (empty: the first page);
+    opaque and signed: an edited, foreign or day-old token is INVALID_ARGUMENT.
+    """
     def __init__(
         self,
         *,
@@ -1138,9 +1140,11 @@ class ListHoldsRequest(_message.Message):
     account_id: _builtins.str
     """Account whose holds (on its funds) to list."""
     page_size: _builtins.int
-    """1..500; 0 means 50."""
+    """Items per page: 0 means 50, more than 500 means 500, negative is INVALID_ARGUMENT."""
     page_token: _builtins.str
-    """next_page_token of the previous page."""
+    """next_page_token of the previous page, unchanged and with the same other fields (empty: the first page);
+    opaque and signed: an edited, foreign or day-old token is INVALID_ARGUMENT.
+    """
     def __init__(
         self,
         *,
@@ -1294,9 +1298,11 @@ class ListEntriesRequest(_message.Message):
     account_id: _builtins.str
     """Account whose statement to list."""
     page_size: _builtins.int
-    """1..500; 0 means 50."""
+    """Items per page: 0 means 50, more than 500 means 500, negative is INVALID_ARGUMENT."""
     page_token: _builtins.str
-    """next_page_token of the previous page."""
+    """next_page_token of the previous page, unchanged and with the same other fields (empty: the first page);
+    opaque and signed: an edited, foreign or day-old token is INVALID_ARGUMENT.
+    """
     def __init__(
         self,
         *,

@@ -381,9 +381,12 @@ class ListCustomersRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     KYC_STATUS_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
-    """1..500; 0 means the default of 50."""
+    """Items per page: 0 means 50, more than 500 means 500, negative is INVALID_ARGUMENT."""
     page_token: _builtins.str
-    """next_page_token of the previous page; empty for the first page."""
+    """next_page_token of the previous page, unchanged and with the same other fields (empty: the first page);
+    opaque and signed: an edited, foreign or day-old token is INVALID_ARGUMENT. unchanged and with the same other fields (empty: the first page);
+    opaque and signed: an edited, foreign or day-old token is INVALID_ARGUMENT.
+    """
     kyc_status: Global___KycStatus.ValueType
     """Only customers with this KYC status; UNSPECIFIED lists all."""
     def __init__(

@@ -213,9 +213,11 @@ class ListUsersRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
-    """1..500; 0 means 50."""
+    """Items per page: 0 means 50, more than 500 means 500, negative is INVALID_ARGUMENT."""
     page_token: _builtins.str
-    """next_page_token of the previous page."""
+    """next_page_token of the previous page, unchanged and with the same other fields (empty: the first page);
+    opaque and signed: an edited, foreign or day-old token is INVALID_ARGUMENT.
+    """
     def __init__(
         self,
         *,

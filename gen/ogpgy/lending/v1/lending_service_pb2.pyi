@@ -419,9 +419,11 @@ class ListLoansRequest(_message.Message):
     customer_id: _builtins.str
     """Borrower whose loans to list."""
     page_size: _builtins.int
-    """1..500; 0 means 50."""
+    """Items per page: 0 means 50, more than 500 means 500, negative is INVALID_ARGUMENT."""
     page_token: _builtins.str
-    """next_page_token of the previous page."""
+    """next_page_token of the previous page, unchanged and with the same other fields (empty: the first page);
+    opaque and signed: an edited, foreign or day-old token is INVALID_ARGUMENT.
+    """
     def __init__(
         self,
         *,
