@@ -19,10 +19,13 @@ class Clock:
 
 
 class FixedClock(Clock):
-    """A clock that always answers the same instant."""
+    """A clock that answers the same instant until a test moves it (to make a month pass)."""
 
     def __init__(self, instant: datetime) -> None:
         self._instant = instant
 
     def now(self) -> datetime:
         return self._instant
+
+    def move_to(self, instant: datetime) -> None:
+        self._instant = instant

@@ -9,8 +9,11 @@ import os
 import shlex
 import signal
 import sys
+from collections.abc import Coroutine
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc import aio
@@ -123,6 +126,14 @@ def _parser() -> argparse.ArgumentParser:
     run = interest.add_parser("run", help="run (or resume) the interest of a business date, with a progress bar")
     run.add_argument("--date", required=True, type=date.fromisoformat, help="business date, YYYY-MM-DD")
     _client_arguments(run)
+    fees = commands.add_parser("fees", help="monthly maintenance fees").add_subparsers(dest="action", required=True)
+    charge = fees.add_parser("charge", help="charge a month's maintenance fees (admins; a month that has ended)",
+                             description="Charges every account's monthly_fee for the month, waived where the balance never "
+                             "fell below the account's minimum_balance; at most once per account and month.")  # fmt: skip
+    charge.add_argument("--month", required=True, type=lambda text: date.fromisoformat(f"{text}-01"), help="YYYY-MM")
+    charge.add_argument("--currency", default="EUR", help="(default: %(default)s)")
+    charge.add_argument("--chunk", type=int, default=1000, help="accounts per call (default: %(default)s)")
+    _client_arguments(charge)
     reconcile = commands.add_parser(
         "reconcile",
         help="compare what the VelocityPay network settled with what the ledger booked (admins)",
@@ -186,6 +197,32 @@ async def _interest_run(args: argparse.Namespace) -> int:
         seconds = last.duration.seconds + last.duration.nanos / 1e9
         print(f"{args.date}: {pb.InterestRunStatus.Name(last.status)}, {last.processed} accounts, "
               f"{last.total_interest.amount} {last.total_interest.currency_code} posted, {last.errors} errors, {seconds:.1f} s")  # fmt: skip
+    return 0
+
+
+async def _charge_fees(args: argparse.Namespace) -> int:
+    from ogpgy.account.v1 import account_service_pb2 as pb
+    from ogpgy.account.v1 import account_service_pb2_grpc as pb_grpc
+    from ogpgy.type.v1 import date_pb2
+
+    from common.grpc.client import bearer_channel
+
+    month = date_pb2.Date(year=args.month.year, month=args.month.month, day=1)
+    processed = charged = unpaid = 0
+    total = Decimal(0)
+    async with bearer_channel(args.target, await _issue_token(args)) as channel:
+        accounts, after = pb_grpc.AccountServiceStub(channel), ""
+        while True:
+            chunk = await accounts.ChargeMonthlyFees(pb.ChargeMonthlyFeesRequest(
+                request_id=f"cli-fees-{args.month:%Y%m}-{after or 'start'}"[:64].replace("_", "-"), month=month,
+                currency_code=args.currency, after_account_id=after, limit=args.chunk), timeout=120)  # fmt: skip
+            processed, charged, unpaid = processed + chunk.processed, charged + chunk.charged, unpaid + chunk.unpaid
+            total += Decimal(chunk.fees_charged.amount)
+            if chunk.done:
+                break
+            after = chunk.last_account_id
+    print(f"{args.month:%Y-%m}: {processed} accounts with a fee, {charged} charged ({total} {args.currency}), "
+          f"{processed - charged - unpaid} waived, {unpaid} unpaid")  # fmt: skip
     return 0
 
 
@@ -337,6 +374,16 @@ def _setup_logging(level: str, form: str) -> None:
         logging.getLogger("ogpgy.events.consumed").setLevel(logging.WARNING)
 
 
+def _as_client(command: Coroutine[Any, Any, int], failure: str) -> int:
+    """Runs a command that calls the bank; a refusal or an unreachable bank is one line, exit 1."""
+    try:
+        return asyncio.run(command)
+    except (OSError, grpc.RpcError) as exc:
+        detail = f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.RpcError) else str(exc)  # type: ignore[attr-defined]
+        print(f"\nogpgy: {failure}: {detail}", file=sys.stderr)
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging(args.log_level, args.log_format)
@@ -357,25 +404,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.command == "velocitypay":
         return asyncio.run(_velocitypay(args))
-    if args.command == "interest":
-        try:
-            return asyncio.run(_interest_run(args))
-        except grpc.RpcError as exc:
-            print(f"\nogpgy: interest run refused: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
-            return 1
-    if args.command == "reconcile":
-        try:
-            return asyncio.run(_reconcile(args))
-        except (OSError, grpc.RpcError) as exc:
-            detail = exc.details() if isinstance(exc, grpc.RpcError) else exc  # type: ignore[attr-defined]
-            print(f"ogpgy: reconciliation failed: {detail}", file=sys.stderr)
-            return 1
-    if args.command == "token":
-        try:
-            return asyncio.run(_token(args))
-        except (OSError, grpc.RpcError) as exc:
-            print(f"ogpgy: no token: {exc}", file=sys.stderr)
-            return 1
+    clients = {"interest": (_interest_run, "interest run refused"), "fees": (_charge_fees, "fees not charged"),
+               "reconcile": (_reconcile, "reconciliation failed"), "token": (_token, "no token")}  # fmt: skip
+    if args.command in clients:
+        command, failure = clients[args.command]
+        return _as_client(command(args), failure)
     return 2
 
 

@@ -243,6 +243,21 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         return pb.AccrueInterestResponse(processed=chunk.processed, interest_posted=money_pb(posted),
                                          last_account_id=chunk.last_account_id, done=chunk.done, eligible=chunk.eligible)  # fmt: skip
 
+    async def ChargeMonthlyFees(self, request: pb.ChargeMonthlyFeesRequest, context: aio.ServicerContext) -> pb.ChargeMonthlyFeesResponse:
+        v = Violations()
+        check_request_id(v, request.request_id)
+        month = calendar_date(request.month.year, request.month.month, 1)
+        v.check(month is not None, "month", "required: a year and a month")
+        v.check(request.currency_code in CURRENCY_EXPONENTS, "currency_code", "required: a supported currency")
+        v.check(1 <= request.limit <= 10_000, "limit", "between 1 and 10000")
+        if request.after_account_id:
+            check_id(v, request.after_account_id, "after_account_id", "acc")
+        v.raise_if_any()
+        chunk = await self._service.charge_monthly_fees(month, request.currency_code, request.after_account_id, request.limit)  # type: ignore[arg-type]  # checked
+        return pb.ChargeMonthlyFeesResponse(processed=chunk.processed, charged=chunk.charged, unpaid=chunk.unpaid,
+                                            fees_charged=money_pb(Money(request.currency_code, chunk.charged_minor)),
+                                            last_account_id=chunk.last_account_id, done=chunk.done)  # fmt: skip
+
     async def ListEntries(self, request: pb.ListEntriesRequest, context: aio.ServicerContext) -> pb.ListEntriesResponse:
         v = Violations()
         check_id(v, request.account_id, "account_id", "acc")

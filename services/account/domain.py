@@ -44,6 +44,7 @@ class InternalAccount(enum.Enum):
     TREASURY = "TREASURY"  # the bank's funds (loans are paid from here)
     INTEREST_EXPENSE = "INTEREST_EXPENSE"  # interest paid to customers
     CLEARING = "CLEARING"  # money on its way to and from other banks
+    FEE_INCOME = "FEE_INCOME"  # maintenance fees charged to customers
 
     def account_id(self, currency: str) -> str:
         return f"acc_{self.value}_{currency}"
@@ -55,7 +56,7 @@ class AccountFeatures:
 
     interest_bearing: bool = False
     annual_interest_rate: Decimal = Decimal("0")
-    minimum_balance: int = 0  # minor units
+    minimum_balance: int = 0  # minor units: the monthly fee is waived for a month the balance never fell below it
     monthly_fee: int = 0
     overdraft_protection: bool = False
     overdraft_limit: int = 0
@@ -173,3 +174,10 @@ def daily_interest(balance_minor: int, exponent: int, tiers: tuple[InterestTier,
     rate = next(t.annual_rate for t in tiers if t.up_to_minor is None or balance_minor <= t.up_to_minor)
     exact = Decimal(balance_minor) * rate / DAY_COUNT
     return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def fee_due(monthly_fee: int, minimum_balance: int, lowest_balance: int) -> bool:
+    """Whether a month's maintenance fee is charged: a fee is set, and the lowest balance of the
+    month (carried in, and after every posting in it) fell below the minimum balance. The minimum
+    balance never refuses a movement: it only decides the fee."""
+    return monthly_fee > 0 and lowest_balance < minimum_balance

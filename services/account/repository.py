@@ -21,7 +21,7 @@ from ogpgy.type.v1 import money_pb2
 from common.db.base import Row, Tx
 from common.db.idempotency import claim, resource_or_void
 from common.di import BaseComponent, og_component
-from common.errors import NotFound, PreconditionFailed
+from common.errors import Aborted, NotFound, PreconditionFailed
 from common.events.inbox import first_delivery
 from common.events.outbox import append_event
 from common.grpc.convert import timestamp
@@ -88,6 +88,8 @@ class LedgerRepository(Protocol):
 
     async def accrue_interest(self, business_date: str, currency: str, tiers: tuple["InterestTier", ...], after: str,
                               limit: int, at: datetime) -> "AccrualChunk": ...  # fmt: skip
+
+    async def charge_fees(self, first_day: date, currency: str, after: str, limit: int, at: datetime) -> "FeeChunk": ...
 
     async def totals(self) -> tuple[int, int, int]:
         """(sum of debits, sum of credits, sum of balances) over the whole ledger."""
@@ -569,6 +571,9 @@ class SqlLedgerRepository(BaseComponent, LedgerRepository):
                               limit: int, at: datetime) -> AccrualChunk:  # fmt: skip
         return await self._db.write(_accrue_interest, business_date, currency, tiers, after, limit, at)
 
+    async def charge_fees(self, first_day: date, currency: str, after: str, limit: int, at: datetime) -> "FeeChunk":
+        return await self._db.write(_charge_fees, first_day, currency, after, limit, at)
+
 
 # --- interest (bulk, set-based) --------------------------------------------------------------
 
@@ -736,32 +741,141 @@ async def _post_span(tx: Tx, span: _Span, tiers: tuple[InterestTier, ...], at: d
     if not total:
         return 0
     await _refuse_past_limit(tx)
-    posted, description = at.isoformat(), f"interest {span.business_date}"
-    expense = InternalAccount.INTEREST_EXPENSE.account_id(span.currency)
-    expense_row = await tx.fetchone(
-        "UPDATE accounts SET balance_minor = balance_minor - ? WHERE account_id = ? AND balance_minor - ? >= ? RETURNING balance_minor",
-        total, expense, total, -MAX_MINOR,
-    )  # fmt: skip
-    if expense_row is None:
-        raise balance_limit(expense)
-    expense_start = int(expense_row["balance_minor"]) + total
-    await tx.execute(
-        f"INSERT INTO transfers ({_TRANSFER_COLUMNS}) SELECT transfer_id, ?, account_id, amount_minor, ?, ?,"
-        " NULL, NULL, ? FROM accrual_rows",
-        expense, span.currency, description, posted,
-    )  # fmt: skip
-    await tx.execute(
-        "UPDATE accounts SET balance_minor = accounts.balance_minor + r.amount_minor FROM accrual_rows r"
-        " WHERE accounts.account_id = r.account_id"
-    )
-    await tx.execute(
-        f"INSERT INTO entries ({_ENTRY_COLUMNS}) SELECT r.account_id, r.transfer_id, r.amount_minor, a.balance_minor,"
-        " ?, ?, ? FROM accrual_rows r JOIN accounts a ON a.account_id = r.account_id",
-        expense, description, posted,
-    )  # fmt: skip
-    await tx.execute(
-        f"INSERT INTO entries ({_ENTRY_COLUMNS}) SELECT ?, transfer_id, -amount_minor,"
-        " ? - SUM(amount_minor) OVER (ORDER BY account_id ROWS UNBOUNDED PRECEDING), account_id, ?, ? FROM accrual_rows",
-        expense, expense_start, description, posted,
-    )  # fmt: skip
+    await _post_rows(tx, InternalAccount.INTEREST_EXPENSE.account_id(span.currency), span.currency, total,
+                     f"interest {span.business_date}", at, to_rows=True)  # fmt: skip
     return total
+
+
+async def _post_rows(tx: Tx, internal: str, currency: str, total: int, description: str, at: datetime, *, to_rows: bool) -> None:
+    """Posts one transfer per row of accrual_rows between the row's account and a bank-internal
+    account (to the rows: interest; from them: fees), set-based: the transfers, both entries of
+    each (the internal account's with its running balance) and every balance."""
+    sign = 1 if to_rows else -1
+    internal_row = await tx.fetchone(
+        "UPDATE accounts SET balance_minor = balance_minor - ? WHERE account_id = ? AND ABS(balance_minor - ?) <= ? RETURNING balance_minor",
+        sign * total, internal, sign * total, MAX_MINOR,
+    )  # fmt: skip
+    if internal_row is None:
+        raise balance_limit(internal)
+    internal_start = int(internal_row["balance_minor"]) + sign * total
+    debit, credit = ("?", "account_id") if to_rows else ("account_id", "?")
+    posted = at.isoformat()
+    await tx.execute(
+        f"INSERT INTO transfers ({_TRANSFER_COLUMNS}) SELECT transfer_id, {debit}, {credit}, amount_minor, ?, ?,"
+        " NULL, NULL, ? FROM accrual_rows",
+        internal, currency, description, posted,
+    )  # fmt: skip
+    moved = await tx.execute(
+        f"UPDATE accounts SET balance_minor = accounts.balance_minor + {sign} * r.amount_minor FROM accrual_rows r"
+        f" WHERE accounts.account_id = r.account_id AND (accounts.floor_minor IS NULL"
+        f" OR accounts.balance_minor - accounts.held_minor + {sign} * r.amount_minor >= accounts.floor_minor)"
+    )
+    rows = await tx.fetchone("SELECT COUNT(*) AS n FROM accrual_rows")
+    if rows is None or moved != int(rows["n"]):  # a movement meanwhile left too little for a fee: nothing of the chunk stays
+        raise Aborted("CONCURRENT_MOVEMENT", "an account moved while the chunk was posted; ask for the chunk again", {})
+    await tx.execute(
+        f"INSERT INTO entries ({_ENTRY_COLUMNS}) SELECT r.account_id, r.transfer_id, {sign} * r.amount_minor, a.balance_minor,"
+        " ?, ?, ? FROM accrual_rows r JOIN accounts a ON a.account_id = r.account_id",
+        internal, description, posted,
+    )  # fmt: skip
+    await tx.execute(
+        f"INSERT INTO entries ({_ENTRY_COLUMNS}) SELECT ?, transfer_id, {-sign} * amount_minor,"
+        f" ? - {sign} * SUM(amount_minor) OVER (ORDER BY account_id ROWS UNBOUNDED PRECEDING), account_id, ?, ? FROM accrual_rows",
+        internal, internal_start, description, posted,
+    )  # fmt: skip
+
+
+# --- monthly maintenance fees (bulk, set-based) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeeChunk:
+    processed: int  # accounts with a fee examined in the chunk
+    charged: int
+    charged_minor: int
+    unpaid: int  # due, but the account could not cover it within its floor: not charged
+    last_account_id: str
+    done: bool
+
+
+# The features are stored as JSON with each account (what its product offered when it opened).
+_FEATURE = {
+    "sqlite": "CAST(json_extract(a.features_json, '$.{name}') AS INTEGER)",
+    "postgres": "CAST(a.features_json::jsonb ->> '{name}' AS BIGINT)",
+}
+_WITH_FEE = "a.type <> 'INTERNAL' AND a.status = 'OPEN' AND a.currency = ? AND a.opened_at < ? AND {fee} > 0"
+
+
+@dataclass(frozen=True)
+class _Month:
+    """A calendar month, as the text bounds that posted_at and opened_at compare with."""
+
+    first_day: date
+
+    @property
+    def start(self) -> str:
+        return f"{self.first_day}T00:00:00+00:00"
+
+    @property
+    def end(self) -> str:
+        after = (self.first_day + timedelta(days=32)).replace(day=1)
+        return f"{after}T00:00:00+00:00"
+
+    @property
+    def key(self) -> str:
+        return self.first_day.strftime("%Y-%m")
+
+
+def _due_rows_sql(dialect: str, month: _Month) -> str:
+    """The accounts of a span whose fee is due, with what they can pay: fee_due (domain) in SQL."""
+    fee, minimum = (_FEATURE[dialect].format(name=n) for n in ("monthly_fee", "minimum_balance"))
+    lowest = ("CASE WHEN low IS NULL THEN COALESCE(carried, 0) WHEN carried IS NULL OR low < carried THEN low ELSE carried END")
+    return (
+        f"SELECT account_id, 'trf_FEE' || '{month.key.replace('-', '')}' || substr(account_id, 5) AS transfer_id, fee,"
+        " (floor_minor IS NULL OR balance_minor - held_minor - fee >= floor_minor) AS covered FROM ("
+        f"SELECT a.account_id, a.balance_minor, a.held_minor, a.floor_minor, {fee} AS fee, {minimum} AS minimum,"
+        " (SELECT MIN(e.balance_after_minor) FROM entries e WHERE e.account_id = a.account_id AND e.posted_at >= ?"
+        " AND e.posted_at < ?) AS low,"
+        " CASE WHEN a.opened_at < ? THEN COALESCE((SELECT e.balance_after_minor FROM entries e WHERE e.account_id = a.account_id"
+        " AND e.posted_at < ? ORDER BY e.seq DESC LIMIT 1), 0) END AS carried"
+        f" FROM accounts a WHERE {_WITH_FEE.format(fee=fee)} AND a.account_id > ? AND a.account_id <= ?) x"
+        f" WHERE {lowest} < minimum"
+    )
+
+
+async def _charge_fees(tx: Tx, first_day: date, currency: str, after: str, limit: int, at: datetime) -> FeeChunk:
+    """One chunk of a month's fees: recorded once, answered from the record when asked again."""
+    month = _Month(first_day)
+    recorded = await tx.fetchone(
+        "SELECT last_account_id, processed, charged, charged_minor, unpaid FROM fee_chunks WHERE month = ? AND currency = ?"
+        " AND after_account_id = ?", month.key, currency, after,
+    )  # fmt: skip
+    if recorded is not None:
+        return FeeChunk(int(recorded["processed"]), int(recorded["charged"]), int(recorded["charged_minor"]),
+                        int(recorded["unpaid"]), str(recorded["last_account_id"]), False)  # fmt: skip
+    fee = _FEATURE[tx.dialect].format(name="monthly_fee")
+    edge = await tx.fetchone(
+        f"SELECT MAX(account_id) AS last, COUNT(*) AS n FROM (SELECT a.account_id FROM accounts a WHERE {_WITH_FEE.format(fee=fee)}"
+        " AND a.account_id > ? ORDER BY a.account_id LIMIT ?) chunk", currency, month.end, after, limit,
+    )  # fmt: skip
+    count = int(edge["n"]) if edge else 0
+    if not count:
+        return FeeChunk(0, 0, 0, 0, after, True)
+    last = str(edge["last"])  # type: ignore[index]
+    await tx.execute(_ROWS_DDL[tx.dialect])
+    await tx.execute("DELETE FROM accrual_rows")
+    due = await tx.fetchall(_due_rows_sql(tx.dialect, month), month.start, month.end, month.start, month.start, currency, month.end,
+                            after, last)  # fmt: skip
+    payable = [(r["account_id"], r["transfer_id"], r["fee"]) for r in due if r["covered"]]
+    if payable:
+        await tx.executemany("INSERT INTO accrual_rows (account_id, transfer_id, amount_minor) VALUES (?, ?, ?)", payable)
+        total = sum(int(r[2]) for r in payable)
+        await _post_rows(tx, InternalAccount.FEE_INCOME.account_id(currency), currency, total, f"monthly fee {month.key}", at,
+                         to_rows=False)  # fmt: skip
+    chunk = FeeChunk(count, len(payable), sum(int(r[2]) for r in payable), len(due) - len(payable), last, count < limit)
+    await tx.execute(
+        "INSERT INTO fee_chunks (month, currency, after_account_id, last_account_id, processed, charged, charged_minor, unpaid)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", month.key, currency, after, last, chunk.processed, chunk.charged, chunk.charged_minor,
+        chunk.unpaid,
+    )  # fmt: skip
+    return chunk

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from collections.abc import Awaitable, Callable
@@ -41,7 +41,7 @@ from services.account.domain import (
     Transfer,
     TransferOrder,
 )
-from services.account.repository import AccrualChunk, LedgerRepository, Page
+from services.account.repository import AccrualChunk, FeeChunk, LedgerRepository, Page
 
 PRODUCTS_FILE = Path(__file__).parent / "products.toml"
 ACCOUNT_PREFIX = "acc"
@@ -332,6 +332,14 @@ class AccountApplicationService(BaseComponent):
             raise ValidationFailed([FieldViolation("business_date", f"must not be after today ({self._clock.today()}): a day is "
                                                    "accrued once it has begun")])  # fmt: skip
         return await self._repository.accrue_interest(business_date, currency, tiers, after, limit, self._clock.now())
+
+    async def charge_monthly_fees(self, month: date, currency: str, after: str, limit: int) -> FeeChunk:
+        """One chunk of a month's maintenance fees (admins; a month that has ended)."""
+        require_role(ADMIN, action="charge fees")
+        first_day = month.replace(day=1)
+        if (first_day + timedelta(days=32)).replace(day=1) > self._clock.today():
+            raise ValidationFailed([FieldViolation("month", f"must have ended (today is {self._clock.today()})")])
+        return await self._moved(await self._repository.charge_fees(first_day, currency, after, limit, self._clock.now()))
 
     async def entries(self, account_id: str, size: int, token: str) -> tuple[list[Entry], str]:
         return await self._account_page("entries", account_id, size, token, self._repository.entries)

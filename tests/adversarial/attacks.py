@@ -76,6 +76,8 @@ def _account_attacks() -> list[Attack]:
                lambda v, w, t: apb.ReleaseHoldRequest(request_id=f"adv-rp-{t}", hold_id=v.payment_hold), exempt=("payment",)),
         Attack("reverse her transfer", f"{ACCOUNT}/ReverseTransfer", lambda v, w, t: apb.ReverseTransferRequest(
             request_id=f"adv-rv-{t}", transfer_id=v.transfer, reason="mine now")),
+        Attack("charge fees", f"{ACCOUNT}/ChargeMonthlyFees", lambda v, w, t: apb.ChargeMonthlyFeesRequest(
+            request_id=f"adv-fee-{t}", month=date_pb2.Date(year=2026, month=1, day=1), currency_code="EUR", limit=100)),
         Attack("post interest", f"{ACCOUNT}/AccrueInterest", lambda v, w, t: apb.AccrueInterestRequest(
             request_id=f"adv-ai-{t}", business_date=DAY, currency_code="EUR", limit=100,
             tiers=[apb.InterestTier(annual_rate="0.5")])),

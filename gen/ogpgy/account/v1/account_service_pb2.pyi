@@ -157,11 +157,15 @@ class AccountFeatures(_message.Message):
     """Transactions per month without a fee."""
     @_builtins.property
     def minimum_balance(self) -> _money_pb2.Money:
-        """Balance below which a fee may apply."""
+        """The monthly_fee is waived for a calendar month in which the balance (carried into the month,
+        and after every posting in it) never fell below this amount. It never refuses a movement.
+        """
 
     @_builtins.property
     def monthly_fee(self) -> _money_pb2.Money:
-        """Monthly maintenance fee."""
+        """Maintenance fee, charged once per calendar month unless waived (see minimum_balance and
+        ChargeMonthlyFees).
+        """
 
     @_builtins.property
     def overdraft_limit(self) -> _money_pb2.Money:
@@ -1461,3 +1465,87 @@ class AccrueInterestResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AccrueInterestResponse: _TypeAlias = AccrueInterestResponse  # noqa: Y015
+
+@_typing.final
+class ChargeMonthlyFeesRequest(_message.Message):
+    """Request of ChargeMonthlyFees."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    MONTH_FIELD_NUMBER: _builtins.int
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    AFTER_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Client-chosen idempotency key (the fee is also unique per account and month)."""
+    currency_code: _builtins.str
+    """Only accounts in this currency."""
+    after_account_id: _builtins.str
+    """Accounts with ids after this one (empty: from the first)."""
+    limit: _builtins.int
+    """Chunk size, 1..10000."""
+    @_builtins.property
+    def month(self) -> _date_pb2.Date:
+        """The month: its year and month (day is ignored); it must have ended."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        month: _date_pb2.Date | None = ...,
+        currency_code: _builtins.str = ...,
+        after_account_id: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["month", b"month"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_account_id", b"after_account_id", "currency_code", b"currency_code", "limit", b"limit", "month", b"month", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChargeMonthlyFeesRequest: _TypeAlias = ChargeMonthlyFeesRequest  # noqa: Y015
+
+@_typing.final
+class ChargeMonthlyFeesResponse(_message.Message):
+    """Response of ChargeMonthlyFees."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROCESSED_FIELD_NUMBER: _builtins.int
+    CHARGED_FIELD_NUMBER: _builtins.int
+    FEES_CHARGED_FIELD_NUMBER: _builtins.int
+    UNPAID_FIELD_NUMBER: _builtins.int
+    LAST_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    processed: _builtins.int
+    """Accounts with a fee in the chunk."""
+    charged: _builtins.int
+    """Accounts charged (their balance fell below the minimum, and they could pay)."""
+    unpaid: _builtins.int
+    """Accounts whose fee was due but not covered by their available funds: not charged."""
+    last_account_id: _builtins.str
+    """Last account id of the chunk; the next chunk starts after it."""
+    done: _builtins.bool
+    """No account with a fee after this chunk."""
+    @_builtins.property
+    def fees_charged(self) -> _money_pb2.Money:
+        """Fees charged in the chunk (now or before)."""
+
+    def __init__(
+        self,
+        *,
+        processed: _builtins.int = ...,
+        charged: _builtins.int = ...,
+        fees_charged: _money_pb2.Money | None = ...,
+        unpaid: _builtins.int = ...,
+        last_account_id: _builtins.str = ...,
+        done: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fees_charged", b"fees_charged"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["charged", b"charged", "done", b"done", "fees_charged", b"fees_charged", "last_account_id", b"last_account_id", "processed", b"processed", "unpaid", b"unpaid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChargeMonthlyFeesResponse: _TypeAlias = ChargeMonthlyFeesResponse  # noqa: Y015

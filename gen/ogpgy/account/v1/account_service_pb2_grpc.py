@@ -126,6 +126,11 @@ class AccountServiceStub:
                 request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.AccrueInterestRequest.SerializeToString,
                 response_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.AccrueInterestResponse.FromString,
                 _registered_method=True)
+        self.ChargeMonthlyFees = channel.unary_unary(
+                '/ogpgy.account.v1.AccountService/ChargeMonthlyFees',
+                request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ChargeMonthlyFeesRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ChargeMonthlyFeesResponse.FromString,
+                _registered_method=True)
 
 
 class AccountServiceServicer:
@@ -268,6 +273,18 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ChargeMonthlyFees(self, request, context):
+        """Charges one calendar month's maintenance fee (AccountFeatures.monthly_fee) to a chunk of
+        accounts, set-based, into the bank's fee income account. The fee is waived for an account
+        whose balance never fell below its minimum_balance in that month; an account that cannot pay
+        it within its floor is not charged (counted as unpaid). At most once per (account, month): a
+        chunk asked again reports what it charged without charging again. Admins only; only for a
+        month that has ended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -360,6 +377,11 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.AccrueInterest,
                     request_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.AccrueInterestRequest.FromString,
                     response_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.AccrueInterestResponse.SerializeToString,
+            ),
+            'ChargeMonthlyFees': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChargeMonthlyFees,
+                    request_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ChargeMonthlyFeesRequest.FromString,
+                    response_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ChargeMonthlyFeesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -850,6 +872,33 @@ class AccountService:
             '/ogpgy.account.v1.AccountService/AccrueInterest',
             ogpgy_dot_account_dot_v1_dot_account__service__pb2.AccrueInterestRequest.SerializeToString,
             ogpgy_dot_account_dot_v1_dot_account__service__pb2.AccrueInterestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChargeMonthlyFees(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.account.v1.AccountService/ChargeMonthlyFees',
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.ChargeMonthlyFeesRequest.SerializeToString,
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.ChargeMonthlyFeesResponse.FromString,
             options,
             channel_credentials,
             insecure,

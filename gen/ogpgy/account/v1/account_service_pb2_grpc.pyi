@@ -84,6 +84,14 @@ class AccountServiceStub:
     the interest expense account. At most once per (account, date); a repeated chunk reports what
     is posted without posting again. Admins and services only.
     """
+    ChargeMonthlyFees: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ChargeMonthlyFeesRequest, _account_service_pb2.ChargeMonthlyFeesResponse]
+    """Charges one calendar month's maintenance fee (AccountFeatures.monthly_fee) to a chunk of
+    accounts, set-based, into the bank's fee income account. The fee is waived for an account
+    whose balance never fell below its minimum_balance in that month; an account that cannot pay
+    it within its floor is not charged (counted as unpaid). At most once per (account, month): a
+    chunk asked again reports what it charged without charging again. Admins only; only for a
+    month that has ended.
+    """
 
 @_typing.type_check_only
 class AccountServiceAsyncStub(AccountServiceStub):
@@ -140,6 +148,14 @@ class AccountServiceAsyncStub(AccountServiceStub):
     """Posts one business date's interest to a chunk of interest-bearing accounts (set-based), from
     the interest expense account. At most once per (account, date); a repeated chunk reports what
     is posted without posting again. Admins and services only.
+    """
+    ChargeMonthlyFees: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ChargeMonthlyFeesRequest, _account_service_pb2.ChargeMonthlyFeesResponse]  # type: ignore[assignment]
+    """Charges one calendar month's maintenance fee (AccountFeatures.monthly_fee) to a chunk of
+    accounts, set-based, into the bank's fee income account. The fee is waived for an account
+    whose balance never fell below its minimum_balance in that month; an account that cannot pay
+    it within its floor is not charged (counted as unpaid). At most once per (account, month): a
+    chunk asked again reports what it charged without charging again. Admins only; only for a
+    month that has ended.
     """
 
 class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -302,6 +318,20 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         """Posts one business date's interest to a chunk of interest-bearing accounts (set-based), from
         the interest expense account. At most once per (account, date); a repeated chunk reports what
         is posted without posting again. Admins and services only.
+        """
+
+    @_abc_1.abstractmethod
+    def ChargeMonthlyFees(
+        self,
+        request: _account_service_pb2.ChargeMonthlyFeesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.ChargeMonthlyFeesResponse, _abc.Awaitable[_account_service_pb2.ChargeMonthlyFeesResponse]]:
+        """Charges one calendar month's maintenance fee (AccountFeatures.monthly_fee) to a chunk of
+        accounts, set-based, into the bank's fee income account. The fee is waived for an account
+        whose balance never fell below its minimum_balance in that month; an account that cannot pay
+        it within its floor is not charged (counted as unpaid). At most once per (account, month): a
+        chunk asked again reports what it charged without charging again. Admins only; only for a
+        month that has ended.
         """
 
 def add_AccountServiceServicer_to_server(servicer: AccountServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
