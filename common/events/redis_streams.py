@@ -3,7 +3,14 @@
 A consumer acks (XACK) only after its handler succeeded. An entry left pending (the handler
 failed, or its consumer crashed) is taken over with XAUTOCLAIM once idle for `redelivery_ms`, by
 any consumer of the group; after MAX_ATTEMPTS deliveries it goes to the group's dead-letter stream
-and is acked, so the rest keep flowing. Streams are trimmed to about `max_len` entries.
+and is acked, so the rest keep flowing.
+
+A stream is never trimmed past what a group has not acknowledged: every few seconds a publisher
+trims it by MINID below the slowest group (its oldest pending entry, else the last one it was
+delivered). Only a stream that no group reads is cut to about `max_len` entries. (XADD MAXLEN
+deleted entries a slow or stopped group had not read yet, after the outbox had marked them
+published: events lost, and the lag metric read 0. ACK-aware trimming needs Redis 8.2.) A group
+more than `lag_alarm` entries behind is logged as an error at every measure.
 """
 
 from __future__ import annotations
@@ -76,14 +83,31 @@ class _StreamSubscription:
             self.task = None
 
 
+TRIM_EVERY_SECONDS = 5.0
+
+
+def _after(entry_id: bytes | str) -> str:
+    """The smallest stream id after `entry_id` ("ms-seq")."""
+    ms, _, seq = (entry_id.decode() if isinstance(entry_id, bytes) else entry_id).partition("-")
+    return f"{ms}-{int(seq or 0) + 1}"
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 class RedisStreamsBackend:
-    def __init__(self, url: str, *, redelivery_ms: int = 5000, max_len: int = 100_000, block_ms: int = 200) -> None:
+    def __init__(self, url: str, *, redelivery_ms: int = 5000, max_len: int = 100_000, block_ms: int = 200,
+                 lag_alarm: int = 10_000) -> None:  # fmt: skip
         self._redis = aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
         self.redelivery_ms = redelivery_ms
         self._max_len = max_len
         self._block_ms = block_ms
+        self._lag_alarm = lag_alarm
         self._subscriptions: list[_StreamSubscription] = []
         self._dead: dict[str, list[Envelope]] = {}
+        self._trimmed_at: dict[str, float] = {}
 
     async def start(self) -> None:
         return None
@@ -94,7 +118,30 @@ class RedisStreamsBackend:
         await self._redis.aclose()
 
     async def publish(self, envelope: Envelope) -> None:
-        await self._redis.xadd(stream_of(envelope.event_type), _fields(envelope), maxlen=self._max_len, approximate=True)  # type: ignore[arg-type]
+        stream = stream_of(envelope.event_type)
+        await self._redis.xadd(stream, _fields(envelope))  # type: ignore[arg-type]
+        if time.monotonic() - self._trimmed_at.get(stream, 0.0) >= TRIM_EVERY_SECONDS:
+            self._trimmed_at[stream] = time.monotonic()
+            await self.trim(stream)
+
+    async def trim(self, stream: str) -> int:
+        """Drops what every group has acknowledged (by MINID below the slowest group); a stream no
+        group reads keeps about max_len entries. Returns how many entries went."""
+        groups = await self._redis.xinfo_groups(stream)
+        if not groups:
+            return int(await self._redis.xtrim(stream, maxlen=self._max_len, approximate=False))
+        safe = min([await self._oldest_unacked(stream, group) for group in groups], key=_id_key)
+        return int(await self._redis.xtrim(stream, minid=safe, approximate=False))
+
+    async def _oldest_unacked(self, stream: str, group: dict[str, object]) -> str:
+        """The first id a group still needs: its oldest pending entry, else the one after the last
+        delivered to it (everything up to that one is acknowledged)."""
+        name = group["name"]
+        if int(group.get("pending") or 0):  # type: ignore[call-overload]
+            pending = await self._redis.xpending(stream, name)  # type: ignore[arg-type]
+            oldest = pending["min"]
+            return oldest.decode() if isinstance(oldest, bytes) else str(oldest)
+        return _after(group["last-delivered-id"])  # type: ignore[arg-type]
 
     async def subscribe(self, event_types: list[str], consumer: str, handler: Handler) -> _StreamSubscription:
         subscription = _StreamSubscription(self, event_types, consumer, handler)
@@ -158,6 +205,9 @@ class RedisStreamsBackend:
                 if (name.decode() if isinstance(name, bytes) else name) == sub.group:
                     behind += int(group.get("lag") or 0) + int(group.get("pending") or 0)
         CONSUMER_LAG.labels(sub.group).set(behind)
+        if behind > self._lag_alarm:
+            log.error("consumer group %s is %d events behind on %s; its streams are kept until it catches up",
+                      sub.group, behind, ", ".join(sub.event_types))  # fmt: skip
 
     async def _reclaim(self, sub: _StreamSubscription) -> None:
         for event_type in sub.event_types:

@@ -6,6 +6,7 @@ Real parts only: the bank as a subprocess killed at exact points, a real redis-s
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -174,3 +175,37 @@ async def test_operators_reach_dead_letters_through_the_bus(tmp_path: Path) -> N
     await bus.publish(Envelope(new_id("evt"), event_type_of(CustomerUpdated), b"", "2026-01-01T00:00:00+00:00", {}))
     assert [e.event_type for e in bus.dead_letters("digest")] == [event_type_of(CustomerUpdated)]
     await bus.shutdown()
+
+
+async def test_trimming_never_drops_what_a_group_has_not_acknowledged(redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    """XADD MAXLEN cut entries a slow or stopped group had not read (after the outbox had marked
+    them published): events lost. A stream is now trimmed only below its slowest group."""
+    backend = RedisStreamsBackend(redis_server.url, max_len=10, lag_alarm=100)
+    client = aioredis.from_url(redis_server.url)
+    read, unread = stream_of("test.v1.Slow"), stream_of("test.v1.Unread")
+    await client.delete(read, unread)
+    await client.xgroup_create(read, "slow", id="0", mkstream=True)  # a group that has read nothing yet
+    for i in range(500):
+        for event_type in ("test.v1.Slow", "test.v1.Unread"):
+            await backend.publish(Envelope(new_id("evt"), event_type, str(i).encode(), "2026-01-01T00:00:00+00:00", {}))
+    await backend.trim(read)
+    await backend.trim(unread)
+    assert await client.xlen(read) == 500, "nothing the group has not acknowledged is gone"
+    assert await client.xlen(unread) == 10, "a stream nobody reads keeps max_len"
+    first = (await client.xreadgroup("slow", "c1", {read: ">"}, count=300))[0][1]
+    await client.xack(read, "slow", *[message_id for message_id, _ in first])
+    await client.xreadgroup("slow", "c1", {read: ">"}, count=50)  # delivered, not acknowledged: pending
+    await backend.trim(read)
+    assert await client.xlen(read) == 200, "acknowledged entries go, pending and unread ones stay"
+    caplog.set_level(logging.ERROR)
+    subscription = await backend.subscribe(["test.v1.Slow"], "slow", _ignore)
+    await backend._measure_lag(subscription)  # noqa: SLF001 - what the consumer loop runs every few seconds
+    assert any("is 200 events behind" in r.getMessage() for r in caplog.records), "a group far behind is an alarm"
+    await subscription.close()
+    await client.delete(read, unread)
+    await client.aclose()
+    await backend.stop()
+
+
+async def _ignore(envelope: Envelope) -> None:
+    await asyncio.sleep(3600)
