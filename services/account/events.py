@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ogpgy.customer.v1 import customer_service_pb2 as customer_pb
-from ogpgy.customer.v1.events_pb2 import CustomerOnboarded, CustomerUpdated
+from ogpgy.customer.v1.events_pb2 import CustomerKycReviewed, CustomerOnboarded, CustomerUpdated
 
 from common.di import BaseComponent, og_component
 from common.events.bus import EventBus, Subscription
@@ -13,8 +13,9 @@ from services.account.service import CONSUMER, AccountApplicationService
 
 @og_component()
 class CustomerEventsHandler(BaseComponent):
-    """Pattern 3: CustomerOnboarded (VERIFIED) -> a default account. Redelivery changes nothing:
-    the account and the inbox record of the event are written in one transaction."""
+    """Pattern 3: CustomerOnboarded (VERIFIED), or CustomerKycReviewed (cleared) -> a default
+    account; a customer is verified by one of them, once. Redelivery changes nothing: the account
+    and the inbox record of the event are written in one transaction."""
 
     def __init__(self, bus: EventBus, service: AccountApplicationService) -> None:
         self._bus = bus
@@ -22,7 +23,7 @@ class CustomerEventsHandler(BaseComponent):
         self._subscription: Subscription | None = None
 
     async def initialize(self) -> None:
-        self._subscription = await self._bus.subscribe([CustomerOnboarded, CustomerUpdated], CONSUMER, self.on_event)
+        self._subscription = await self._bus.subscribe([CustomerOnboarded, CustomerKycReviewed, CustomerUpdated], CONSUMER, self.on_event)
 
     async def shutdown(self) -> None:
         if self._subscription is not None:
@@ -34,8 +35,9 @@ class CustomerEventsHandler(BaseComponent):
             if "relationship_manager_id" in updated.changed_fields:
                 await self._service.forget_manager(updated.customer_id)  # access follows the assignment
             return
-        event = envelope.decode(CustomerOnboarded)
-        if event.kyc_status == customer_pb.KYC_STATUS_VERIFIED:
+        kind = CustomerKycReviewed if envelope.event_type == CustomerKycReviewed.DESCRIPTOR.full_name else CustomerOnboarded
+        event = envelope.decode(kind)
+        if event.kyc_status == customer_pb.KYC_STATUS_VERIFIED:  # onboarded verified, or cleared on review
             opened = await self._service.open_default_account(event.customer_id, envelope.event_id)
             if opened:
                 self.logger.info("default account opened for %s", event.customer_id)

@@ -42,7 +42,7 @@ from services.account.service import AccountApplicationService, AccountFactory
     ],
     exports=[AccountApi],
     publishes=[account_events.AccountOpened, account_events.AccountClosed, account_events.TransferPosted],
-    consumes=[customer_events.CustomerOnboarded, customer_events.CustomerUpdated],
+    consumes=[customer_events.CustomerOnboarded, customer_events.CustomerKycReviewed, customer_events.CustomerUpdated],
 )
 class AccountModule:
     """Exports only its gRPC service; learns about customers from CustomerServiceStub and events."""

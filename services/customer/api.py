@@ -16,17 +16,16 @@ from services.customer.domain import (
     Customer,
     DocumentType,
     IdentityDocument,
-    KycStatus,
 )
-from services.customer.service import CustomerApplicationService
+from services.customer.service import KYC_STATUS_PB, CustomerApplicationService
 
 _DOCUMENT_TYPES = {
     pb.DOCUMENT_TYPE_PASSPORT: DocumentType.PASSPORT,
     pb.DOCUMENT_TYPE_NATIONAL_ID: DocumentType.NATIONAL_ID,
 }
 _DOCUMENT_TYPES_PB = {v: k for k, v in _DOCUMENT_TYPES.items()}
-_KYC_STATUS = {pb.KYC_STATUS_VERIFIED: KycStatus.VERIFIED, pb.KYC_STATUS_REJECTED: KycStatus.REJECTED}
-_KYC_STATUS_PB = {v: k for k, v in _KYC_STATUS.items()}
+_KYC_STATUS = {v: k for k, v in KYC_STATUS_PB.items()}
+_DECISIONS = {pb.KYC_DECISION_CLEAR: True, pb.KYC_DECISION_REJECT: False}  # -> clear?
 
 
 def _address(msg: address_pb2.PostalAddress) -> Address:
@@ -82,7 +81,7 @@ def customer_pb(c: Customer) -> pb.Customer:
             country_code=c.address.country_code,
         ),
         kyc=pb.Kyc(
-            status=_KYC_STATUS_PB[c.kyc.status],
+            status=KYC_STATUS_PB[c.kyc.status],
             reasons=[pb.KycRejectionReason.Value(f"KYC_REJECTION_REASON_{r.value}") for r in c.kyc.reasons],
             check_time=timestamp(c.kyc.checked_at),
         ),
@@ -129,3 +128,7 @@ class CustomerApi(pb_grpc.CustomerServiceServicer):
             request.customer_id, request.relationship_manager_id, idempotency_key(request, "AssignRelationshipManager")
         )
         return pb.AssignRelationshipManagerResponse(customer=customer_pb(customer))
+
+    async def ReviewKyc(self, request: pb.ReviewKycRequest, context: aio.ServicerContext) -> pb.ReviewKycResponse:
+        customer = await self._service.review_kyc(request.customer_id, _DECISIONS.get(request.decision), idempotency_key(request, "ReviewKyc"))
+        return pb.ReviewKycResponse(customer=customer_pb(customer))

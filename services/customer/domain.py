@@ -9,9 +9,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
+from confusable_homoglyphs import confusables
 from email_validator import EmailNotValidError
+from rapidfuzz import fuzz
 from email_validator import validate_email as validate_email_address
 
+from common.errors import PreconditionFailed
 from common.validation import Violations, check_text
 
 LEGAL_AGE = 18
@@ -25,12 +28,15 @@ UPDATABLE_FIELDS = frozenset({"email", "phone", "address"})
 class KycStatus(enum.Enum):
     VERIFIED = "VERIFIED"
     REJECTED = "REJECTED"
+    REVIEW = "REVIEW"  # a possible sanctions match: an admin clears or rejects it
 
 
 class KycReason(enum.Enum):
     UNDERAGE = "UNDERAGE"
     DOCUMENT_CHECK_DIGIT_MISMATCH = "DOCUMENT_CHECK_DIGIT_MISMATCH"
     SANCTIONS_LIST_MATCH = "SANCTIONS_LIST_MATCH"
+    SANCTIONS_POSSIBLE_MATCH = "SANCTIONS_POSSIBLE_MATCH"
+    REJECTED_ON_REVIEW = "REJECTED_ON_REVIEW"
 
 
 class DocumentType(enum.Enum):
@@ -123,6 +129,14 @@ class Customer:
             created_at=kyc.checked_at,
             updated_at=kyc.checked_at,
         )
+
+    def reviewed(self, clear: bool, at: datetime) -> "Customer":
+        """The customer once an admin decided their KYC in review: verified, or rejected."""
+        if self.kyc.status is not KycStatus.REVIEW:
+            raise PreconditionFailed("KYC_NOT_IN_REVIEW", f"the KYC is {self.kyc.status.value}, not in review",
+                                     {"customer_id": self.customer_id, "kyc_status": self.kyc.status.value})  # fmt: skip
+        kyc = Kyc(KycStatus.VERIFIED, (), at) if clear else Kyc(KycStatus.REJECTED, (*self.kyc.reasons, KycReason.REJECTED_ON_REVIEW), at)
+        return replace(self, kyc=kyc, updated_at=at, version=self.version + 1)
 
     def with_relationship_manager(self, user_id: str, at: datetime) -> "Customer":
         return replace(self, relationship_manager_id=user_id, updated_at=at, version=self.version + 1)
@@ -252,16 +266,62 @@ def has_valid_check_digit(number: str) -> bool:
     return check_digit(number[:-1]) == int(number[-1])
 
 
-def normalize_name(name: str) -> str:
-    """Case, accents, hyphens and spacing do not hide a sanctioned name."""
-    decomposed = unicodedata.normalize("NFKD", name)
-    letters = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(letters.casefold().replace("-", " ").split())
+def _latin_lookalike(char: str) -> str:
+    """The Latin letter `char` is drawn like (Cyrillic В or а, Greek Ι, dotless ı), of the same
+    case, from Unicode's confusables data (UTS #39) as confusable_homoglyphs ships it; `char`
+    itself when there is none. A capital with no Latin capital twin is looked at as a small letter
+    (Greek Ι is drawn like l among the small letters, like i once folded)."""
+    if char.isascii():
+        return _ASCII_LOOKALIKES.get(char, char)
+    latin = [g for g in (str(x["c"]) for x in confusables.confusables_data.get(char, ())) if g.isascii() and g.isalpha()]
+    if char.isupper():
+        capitals = [g for g in latin if g.isupper()]
+        return capitals[0] if capitals else _latin_lookalike(char.lower()) if char.lower() != char else char
+    return ([g for g in latin if g.islower()] or [g.lower() for g in latin] or [char])[0]
+
+
+_ASCII_LOOKALIKES = {"0": "o", "1": "l", "|": "l"}  # UTS #39 prototypes within ASCII itself
+
+
+def name_skeleton(name: str) -> str:
+    """A name as it looks, for comparing with the sanctions list (the skeleton of UTS #39, and
+    more forgiving): compatibility forms, accents and case dropped, letters of other scripts that
+    look Latin made Latin, punctuation inside or around a word dropped ("Black-wood",
+    "Blackwood."), words separated by single spaces."""
+    bare = "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
+    latin = unicodedata.normalize("NFKD", "".join(_latin_lookalike(c) for c in bare)).casefold()
+    return " ".join("".join(c for c in word if c.isalnum()) for word in latin.split() if any(c.isalnum() for c in word))
+
+
+normalize_name = name_skeleton  # the name the list is indexed by
+
+
+class SanctionsHit(enum.Enum):
+    NONE = 0
+    POSSIBLE = 1  # a near match: a person decides
+    EXACT = 2
+
+
+NEAR = 88  # rapidfuzz score (0..100) from which two names are taken for possibly the same person
+
+
+def _similarity(applicant: str, listed: str) -> SanctionsHit:
+    """EXACT when the skeletons have the same words in any order (swapped given and family names)
+    or the same letters; POSSIBLE when they are alike (a typo, a middle initial, a suffix, a dropped
+    patronymic: the listed family name and one more listed word are found among the applicant's)."""
+    words, listed_words = applicant.split(), listed.split()
+    if sorted(words) == sorted(listed_words) or applicant.replace(" ", "") == listed.replace(" ", ""):
+        return SanctionsHit.EXACT
+    if fuzz.token_sort_ratio(applicant, listed) >= NEAR:
+        return SanctionsHit.POSSIBLE
+    found = [w for w in listed_words if any(fuzz.ratio(w, mine) >= NEAR for mine in words)]
+    enough = len(found) >= min(2, len(listed_words)) and listed_words[-1] in found
+    return SanctionsHit.POSSIBLE if enough else SanctionsHit.NONE
 
 
 @dataclass(frozen=True)
 class SanctionsList:
-    """The sanctions list indexed by normalised name."""
+    """The sanctions list, by the skeleton of each listed name."""
 
     entries: dict[str, tuple[SanctionsEntry, ...]] = field(default_factory=dict)
 
@@ -269,12 +329,20 @@ class SanctionsList:
     def of(cls, entries: Iterable[SanctionsEntry]) -> "SanctionsList":
         index: dict[str, list[SanctionsEntry]] = {}
         for entry in entries:
-            index.setdefault(normalize_name(entry.full_name), []).append(entry)
+            index.setdefault(name_skeleton(entry.full_name), []).append(entry)
         return cls({name: tuple(found) for name, found in index.items()})
 
+    def screen(self, given_name: str, family_name: str, birth: date) -> SanctionsHit:
+        """The strongest hit among the listed people born that day (or with no birth date listed)."""
+        applicant = name_skeleton(f"{given_name} {family_name}")
+        best = SanctionsHit.NONE
+        for listed, people in self.entries.items():
+            if any(entry.date_of_birth in (None, birth) for entry in people):
+                best = max(best, _similarity(applicant, listed), key=lambda hit: hit.value)
+        return best
+
     def matches(self, given_name: str, family_name: str, birth: date) -> bool:
-        candidates = self.entries.get(normalize_name(f"{given_name} {family_name}"), ())
-        return any(entry.date_of_birth in (None, birth) for entry in candidates)
+        return self.screen(given_name, family_name, birth) is SanctionsHit.EXACT
 
 
 def run_kyc(app: Application, sanctions: SanctionsList, now: datetime) -> Kyc:
@@ -285,7 +353,11 @@ def run_kyc(app: Application, sanctions: SanctionsList, now: datetime) -> Kyc:
         reasons.append(KycReason.UNDERAGE)
     if not has_valid_check_digit(document.number):
         reasons.append(KycReason.DOCUMENT_CHECK_DIGIT_MISMATCH)
-    if sanctions.matches(app.given_name, app.family_name, birth):
+    hit = sanctions.screen(app.given_name, app.family_name, birth)
+    if hit is SanctionsHit.EXACT:
         reasons.append(KycReason.SANCTIONS_LIST_MATCH)
-    status = KycStatus.REJECTED if reasons else KycStatus.VERIFIED
-    return Kyc(status=status, reasons=tuple(reasons), checked_at=now)
+    if reasons:
+        return Kyc(status=KycStatus.REJECTED, reasons=tuple(reasons), checked_at=now)
+    if hit is SanctionsHit.POSSIBLE:  # never a silent VERIFIED: a person looks at it
+        return Kyc(status=KycStatus.REVIEW, reasons=(KycReason.SANCTIONS_POSSIBLE_MATCH,), checked_at=now)
+    return Kyc(status=KycStatus.VERIFIED, reasons=(), checked_at=now)

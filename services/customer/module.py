@@ -38,7 +38,7 @@ from services.customer.service import CustomerApplicationService
         CustomerApi,
     ],
     exports=[CustomerApi],
-    publishes=[customer_events.CustomerOnboarded, customer_events.CustomerUpdated],
+    publishes=[customer_events.CustomerOnboarded, customer_events.CustomerUpdated, customer_events.CustomerKycReviewed],
 )
 class CustomerModule:
     """Exports only its gRPC service: other contexts reach it through CustomerServiceStub."""

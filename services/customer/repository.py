@@ -162,10 +162,10 @@ async def _update(tx: Tx, customer: Customer, expected_version: int, key: Idempo
         return await _select(tx, replayed)  # type: ignore[return-value]
     row = _row(customer)
     changed = await tx.execute(
-        "UPDATE customers SET email = ?, phone = ?, address_json = ?, updated_at = ?, version = ?,"
-        " relationship_manager_id = ? WHERE customer_id = ? AND version = ?",
-        row[3], row[4], row[9], row[14], customer.version, customer.relationship_manager_id, customer.customer_id,
-        expected_version,
+        "UPDATE customers SET email = ?, phone = ?, address_json = ?, kyc_status = ?, kyc_reasons = ?, kyc_checked_at = ?,"
+        " updated_at = ?, version = ?, relationship_manager_id = ? WHERE customer_id = ? AND version = ?",
+        row[3], row[4], row[9], row[10], row[11], row[12], row[14], customer.version, customer.relationship_manager_id,
+        customer.customer_id, expected_version,
     )  # fmt: skip
     if changed != 1:
         raise Aborted("CONCURRENT_MODIFICATION", "the customer changed meanwhile; read it again and retry",

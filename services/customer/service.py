@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from google.protobuf.message import Message
+
 import grpc
 from ogpgy.customer.v1 import customer_service_pb2 as pb
 from ogpgy.customer.v1 import events_pb2
@@ -36,6 +38,8 @@ from services.customer.domain import (
 from services.customer.repository import CustomerCodec, CustomerFilter, CustomerRepository, SanctionsSource
 
 CUSTOMER_ID_PREFIX = "cus"
+KYC_STATUS_PB = {KycStatus.VERIFIED: pb.KYC_STATUS_VERIFIED, KycStatus.REJECTED: pb.KYC_STATUS_REJECTED,
+                 KycStatus.REVIEW: pb.KYC_STATUS_REVIEW}  # fmt: skip
 _OPTIMISTIC_RETRIES = 3
 
 
@@ -72,11 +76,8 @@ class CustomerApplicationService(BaseComponent):
         v.raise_if_any()
         kyc = run_kyc(application, self._sanctions, self._clock.now())
         customer = Customer.onboard(new_id(CUSTOMER_ID_PREFIX), application, kyc)
-        onboarded = events_pb2.CustomerOnboarded(
-            customer_id=customer.customer_id,
-            kyc_status=pb.KYC_STATUS_VERIFIED if kyc.status is KycStatus.VERIFIED else pb.KYC_STATUS_REJECTED,
-            onboard_time=timestamp(kyc.checked_at),
-        )
+        onboarded = events_pb2.CustomerOnboarded(customer_id=customer.customer_id, kyc_status=KYC_STATUS_PB[kyc.status],
+                                                  onboard_time=timestamp(kyc.checked_at))  # fmt: skip
         stored = await self._repository.add(customer, key, [onboarded])
         self._relay.nudge()
         return stored
@@ -164,8 +165,24 @@ class CustomerApplicationService(BaseComponent):
                                      sorted(change.fields), expected_version, key)  # fmt: skip
         return changed if may_read_pii(current_caller(), customer_id) else changed.masked()
 
+    async def review_kyc(self, customer_id: str, clear: bool | None, key: IdempotencyKey) -> Customer:
+        """An admin's decision on a KYC in review (a possible sanctions match)."""
+        require_role(ADMIN, action="decide KYC reviews")
+        v = Violations()
+        check_request_id(v, key.request_id)
+        check_id(v, customer_id, "customer_id", CUSTOMER_ID_PREFIX)
+        v.check(clear is not None, "decision", "required: KYC_DECISION_CLEAR or KYC_DECISION_REJECT")
+        v.raise_if_any()
+
+        def reviewed(c: Customer) -> list[Message]:
+            return [events_pb2.CustomerKycReviewed(customer_id=c.customer_id, kyc_status=KYC_STATUS_PB[c.kyc.status],
+                                                   review_time=timestamp(c.kyc.checked_at))]  # fmt: skip
+
+        return await self._change(customer_id, lambda c: c.reviewed(bool(clear), self._clock.now()), ["kyc"], 0, key, reviewed)
+
     async def _change(self, customer_id: str, apply: Callable[[Customer], Customer], fields: list[str],
-                      expected_version: int, key: IdempotencyKey) -> Customer:  # fmt: skip
+                      expected_version: int, key: IdempotencyKey,
+                      announce: Callable[[Customer], list[Message]] = lambda _: []) -> Customer:  # fmt: skip
         replayed = await self._repository.replay(key)
         if replayed is not None:
             return replayed
@@ -187,7 +204,7 @@ class CustomerApplicationService(BaseComponent):
                 update_time=timestamp(changed.updated_at),
             )
             try:
-                stored = await self._repository.save(changed, current.version, key, [updated])
+                stored = await self._repository.save(changed, current.version, key, [updated, *announce(changed)])
                 await self._cache.invalidate(customer_id)
                 self._relay.nudge()
                 return stored

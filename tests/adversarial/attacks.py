@@ -47,6 +47,8 @@ def _customer_attacks() -> list[Attack]:
             update_mask=field_mask_pb2.FieldMask(paths=["email"]))),
         Attack("assign her another manager", f"{CUSTOMER}/AssignRelationshipManager", lambda v, w, t: cpb.AssignRelationshipManagerRequest(
             request_id=f"adv-as-{t}", customer_id=v.customer, relationship_manager_id=w.users["ron"])),
+        Attack("decide her KYC", f"{CUSTOMER}/ReviewKyc", lambda v, w, t: cpb.ReviewKycRequest(
+            request_id=f"adv-kyc-{t}", customer_id=v.customer, decision=cpb.KYC_DECISION_REJECT)),
         Attack("make a login for her", f"{IDENTITY}/CreateUser", lambda v, w, t: ipb.CreateUserRequest(
             request_id=f"adv-cu-{t}", username=f"mallory-{t}".lower()[:60], password="password-of-mallory",
             roles=[ipb.ROLE_CUSTOMER], customer_id=v.customer)),

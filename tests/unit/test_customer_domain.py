@@ -7,11 +7,12 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from common.errors import ValidationFailed
+from common.errors import PreconditionFailed, ValidationFailed
 from common.validation import Violations
 from services.customer.domain import (
     Address,
     Application,
+    Customer,
     DocumentType,
     IdentityDocument,
     KycReason,
@@ -138,3 +139,52 @@ def test_no_text_field_takes_invisible_or_control_characters(poison: str) -> Non
         with pytest.raises(ValidationFailed) as refused:
             v.raise_if_any()
         assert [violation.field for violation in refused.value.violations] == [path]
+
+
+SANCTIONED = date(1961, 4, 12)
+
+
+@pytest.mark.parametrize(("given", "family", "why"), [
+    ("Viktor", "Вlackwood", "Cyrillic capital ve for B"),
+    ("Vіktor", "Blаckwood", "Cyrillic small i and a"),
+    ("Vıktor", "Blackwood", "dotless i"),
+    ("Ｖｉｋｔｏｒ", "Blackwood", "fullwidth letters"),
+    ("Viktor", "Black-wood", "a hyphen inside the name"),
+    ("Viktor", "Blackwood.", "trailing punctuation"),
+    ("Blackwood", "Viktor", "given and family names swapped"),
+    ("Ιvan Petrovich", "Ѕidorov", "Greek capital iota and Cyrillic dze"),
+])
+def test_look_alike_names_are_the_listed_name(given: str, family: str, why: str) -> None:
+    """Each evaded the screening before (a homoglyph, a hyphen, punctuation, the order of names)."""
+    assert run_kyc(application(given_name=given, family_name=family, date_of_birth=SANCTIONED), SANCTIONS, NOW).reasons == (
+        KycReason.SANCTIONS_LIST_MATCH,), why
+
+
+@pytest.mark.parametrize(("given", "family", "why"), [
+    ("Viktor J.", "Blackwood", "a middle initial"),
+    ("Viktor", "Blackwood Jr", "a suffix"),
+    ("Victor", "Blackwood", "one letter off"),
+    ("Ivan", "Sidorov", "the patronymic left out"),
+])
+def test_near_names_are_left_to_a_person_never_verified(given: str, family: str, why: str) -> None:
+    kyc = run_kyc(application(given_name=given, family_name=family, date_of_birth=SANCTIONED), SANCTIONS, NOW)
+    assert (kyc.status, kyc.reasons) == (KycStatus.REVIEW, (KycReason.SANCTIONS_POSSIBLE_MATCH,)), why
+
+
+@pytest.mark.parametrize(("given", "family"), [("Victoria", "Black"), ("Viktor", "Blackburn"), ("Maria", "Smith"), ("Ada", "Lovelace")])
+def test_other_names_pass(given: str, family: str) -> None:
+    assert run_kyc(application(given_name=given, family_name=family, date_of_birth=SANCTIONED), SANCTIONS, NOW).status is KycStatus.VERIFIED
+
+
+def test_a_review_is_decided_once() -> None:
+    kyc = run_kyc(application(given_name="Viktor J.", family_name="Blackwood"), SANCTIONS, NOW)
+    customer = Customer.onboard("cus_1", application(given_name="Viktor J.", family_name="Blackwood"), kyc)
+    assert customer.reviewed(True, NOW).kyc.status is KycStatus.VERIFIED
+    rejected = customer.reviewed(False, NOW).kyc
+    assert (rejected.status, rejected.reasons[-1]) == (KycStatus.REJECTED, KycReason.REJECTED_ON_REVIEW)
+    with pytest.raises(PreconditionFailed):
+        customer.reviewed(True, NOW).reviewed(False, NOW)
+
+
+SANCTIONS = SanctionsList.of([SanctionsEntry("Viktor Blackwood"), SanctionsEntry("Ivan Petrovich Sidorov", SANCTIONED),
+                              SanctionsEntry("Maria Elena Contreras", date(1975, 9, 30))])  # fmt: skip

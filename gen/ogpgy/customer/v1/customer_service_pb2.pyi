@@ -35,6 +35,10 @@ class _KycStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KycStatus.V
     """Every check passed: the customer may open accounts."""
     KYC_STATUS_REJECTED: _KycStatus.ValueType  # 2
     """At least one check failed; see Kyc.reasons."""
+    KYC_STATUS_REVIEW: _KycStatus.ValueType  # 3
+    """The name is close to one on the sanctions list (a possible match): an admin decides with
+    ReviewKyc. Such a customer may not open accounts yet.
+    """
 
 class KycStatus(_KycStatus, metaclass=_KycStatusEnumTypeWrapper):
     """Outcome of the KYC checks."""
@@ -45,6 +49,10 @@ KYC_STATUS_VERIFIED: KycStatus.ValueType  # 1
 """Every check passed: the customer may open accounts."""
 KYC_STATUS_REJECTED: KycStatus.ValueType  # 2
 """At least one check failed; see Kyc.reasons."""
+KYC_STATUS_REVIEW: KycStatus.ValueType  # 3
+"""The name is close to one on the sanctions list (a possible match): an admin decides with
+ReviewKyc. Such a customer may not open accounts yet.
+"""
 Global___KycStatus: _TypeAlias = KycStatus  # noqa: Y015
 
 class _KycRejectionReason:
@@ -60,7 +68,15 @@ class _KycRejectionReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Ky
     KYC_REJECTION_REASON_DOCUMENT_CHECK_DIGIT_MISMATCH: _KycRejectionReason.ValueType  # 2
     """The document number's check digit does not match its other characters."""
     KYC_REJECTION_REASON_SANCTIONS_LIST_MATCH: _KycRejectionReason.ValueType  # 3
-    """The name and date of birth match an entry of the sanctions list."""
+    """The name (as it looks: other scripts' look-alike letters, accents, case, punctuation and the
+    order of the names do not count) and date of birth match an entry of the sanctions list.
+    """
+    KYC_REJECTION_REASON_SANCTIONS_POSSIBLE_MATCH: _KycRejectionReason.ValueType  # 4
+    """The name is close to a listed one (a typo, a middle initial, a suffix, a dropped name): the
+    reason of a KYC_STATUS_REVIEW.
+    """
+    KYC_REJECTION_REASON_REJECTED_ON_REVIEW: _KycRejectionReason.ValueType  # 5
+    """An admin rejected the KYC on review."""
 
 class KycRejectionReason(_KycRejectionReason, metaclass=_KycRejectionReasonEnumTypeWrapper):
     """Why KYC rejected a customer."""
@@ -72,8 +88,40 @@ KYC_REJECTION_REASON_UNDERAGE: KycRejectionReason.ValueType  # 1
 KYC_REJECTION_REASON_DOCUMENT_CHECK_DIGIT_MISMATCH: KycRejectionReason.ValueType  # 2
 """The document number's check digit does not match its other characters."""
 KYC_REJECTION_REASON_SANCTIONS_LIST_MATCH: KycRejectionReason.ValueType  # 3
-"""The name and date of birth match an entry of the sanctions list."""
+"""The name (as it looks: other scripts' look-alike letters, accents, case, punctuation and the
+order of the names do not count) and date of birth match an entry of the sanctions list.
+"""
+KYC_REJECTION_REASON_SANCTIONS_POSSIBLE_MATCH: KycRejectionReason.ValueType  # 4
+"""The name is close to a listed one (a typo, a middle initial, a suffix, a dropped name): the
+reason of a KYC_STATUS_REVIEW.
+"""
+KYC_REJECTION_REASON_REJECTED_ON_REVIEW: KycRejectionReason.ValueType  # 5
+"""An admin rejected the KYC on review."""
 Global___KycRejectionReason: _TypeAlias = KycRejectionReason  # noqa: Y015
+
+class _KycDecision:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _KycDecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KycDecision.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    KYC_DECISION_UNSPECIFIED: _KycDecision.ValueType  # 0
+    """Never valid in a request."""
+    KYC_DECISION_CLEAR: _KycDecision.ValueType  # 1
+    """Not the listed person: the customer is verified."""
+    KYC_DECISION_REJECT: _KycDecision.ValueType  # 2
+    """The listed person, or not enough to tell: the customer is rejected."""
+
+class KycDecision(_KycDecision, metaclass=_KycDecisionEnumTypeWrapper):
+    """What an admin decides about a KYC in review."""
+
+KYC_DECISION_UNSPECIFIED: KycDecision.ValueType  # 0
+"""Never valid in a request."""
+KYC_DECISION_CLEAR: KycDecision.ValueType  # 1
+"""Not the listed person: the customer is verified."""
+KYC_DECISION_REJECT: KycDecision.ValueType  # 2
+"""The listed person, or not enough to tell: the customer is rejected."""
+Global___KycDecision: _TypeAlias = KycDecision  # noqa: Y015
 
 class _DocumentType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -139,10 +187,10 @@ class Kyc(_message.Message):
     REASONS_FIELD_NUMBER: _builtins.int
     CHECK_TIME_FIELD_NUMBER: _builtins.int
     status: Global___KycStatus.ValueType
-    """VERIFIED or REJECTED."""
+    """VERIFIED, REJECTED or REVIEW."""
     @_builtins.property
     def reasons(self) -> _containers.RepeatedScalarFieldContainer[Global___KycRejectionReason.ValueType]:
-        """Empty when verified."""
+        """Empty when verified; why it was rejected, or is in review."""
 
     @_builtins.property
     def check_time(self) -> _timestamp_pb2.Timestamp:
@@ -551,3 +599,57 @@ class AssignRelationshipManagerResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AssignRelationshipManagerResponse: _TypeAlias = AssignRelationshipManagerResponse  # noqa: Y015
+
+@_typing.final
+class ReviewKycRequest(_message.Message):
+    """Request of ReviewKyc."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Client-chosen idempotency key."""
+    customer_id: _builtins.str
+    """The customer whose KYC is in review."""
+    decision: Global___KycDecision.ValueType
+    """The decision."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+        decision: Global___KycDecision.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "decision", b"decision", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewKycRequest: _TypeAlias = ReviewKycRequest  # noqa: Y015
+
+@_typing.final
+class ReviewKycResponse(_message.Message):
+    """Response of ReviewKyc."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def customer(self) -> Global___Customer:
+        """The customer with the decided KYC."""
+
+    def __init__(
+        self,
+        *,
+        customer: Global___Customer | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewKycResponse: _TypeAlias = ReviewKycResponse  # noqa: Y015

@@ -60,6 +60,11 @@ class CustomerServiceStub:
                 request_serializer=ogpgy_dot_customer_dot_v1_dot_customer__service__pb2.AssignRelationshipManagerRequest.SerializeToString,
                 response_deserializer=ogpgy_dot_customer_dot_v1_dot_customer__service__pb2.AssignRelationshipManagerResponse.FromString,
                 _registered_method=True)
+        self.ReviewKyc = channel.unary_unary(
+                '/ogpgy.customer.v1.CustomerService/ReviewKyc',
+                request_serializer=ogpgy_dot_customer_dot_v1_dot_customer__service__pb2.ReviewKycRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_customer_dot_v1_dot_customer__service__pb2.ReviewKycResponse.FromString,
+                _registered_method=True)
 
 
 class CustomerServiceServicer:
@@ -102,6 +107,15 @@ class CustomerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReviewKyc(self, request, context):
+        """Decides a KYC left for review (a possible sanctions match): clears it (VERIFIED, and the
+        customer gets a default account) or rejects it. Admins only; FAILED_PRECONDITION
+        KYC_NOT_IN_REVIEW for a customer whose KYC is decided. Idempotent by request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CustomerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +143,11 @@ def add_CustomerServiceServicer_to_server(servicer, server):
                     servicer.AssignRelationshipManager,
                     request_deserializer=ogpgy_dot_customer_dot_v1_dot_customer__service__pb2.AssignRelationshipManagerRequest.FromString,
                     response_serializer=ogpgy_dot_customer_dot_v1_dot_customer__service__pb2.AssignRelationshipManagerResponse.SerializeToString,
+            ),
+            'ReviewKyc': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReviewKyc,
+                    request_deserializer=ogpgy_dot_customer_dot_v1_dot_customer__service__pb2.ReviewKycRequest.FromString,
+                    response_serializer=ogpgy_dot_customer_dot_v1_dot_customer__service__pb2.ReviewKycResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -267,6 +286,33 @@ class CustomerService:
             '/ogpgy.customer.v1.CustomerService/AssignRelationshipManager',
             ogpgy_dot_customer_dot_v1_dot_customer__service__pb2.AssignRelationshipManagerRequest.SerializeToString,
             ogpgy_dot_customer_dot_v1_dot_customer__service__pb2.AssignRelationshipManagerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReviewKyc(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.customer.v1.CustomerService/ReviewKyc',
+            ogpgy_dot_customer_dot_v1_dot_customer__service__pb2.ReviewKycRequest.SerializeToString,
+            ogpgy_dot_customer_dot_v1_dot_customer__service__pb2.ReviewKycResponse.FromString,
             options,
             channel_credentials,
             insecure,

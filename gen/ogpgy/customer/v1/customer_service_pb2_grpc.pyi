@@ -45,6 +45,11 @@ class CustomerServiceStub:
     """Changes the contact data named in update_mask (email, phone, address). Idempotent by request_id."""
     AssignRelationshipManager: _grpc.UnaryUnaryMultiCallable[_customer_service_pb2.AssignRelationshipManagerRequest, _customer_service_pb2.AssignRelationshipManagerResponse]
     """Assigns (or, with an empty id, unassigns) the customer's relationship manager. Admins only."""
+    ReviewKyc: _grpc.UnaryUnaryMultiCallable[_customer_service_pb2.ReviewKycRequest, _customer_service_pb2.ReviewKycResponse]
+    """Decides a KYC left for review (a possible sanctions match): clears it (VERIFIED, and the
+    customer gets a default account) or rejects it. Admins only; FAILED_PRECONDITION
+    KYC_NOT_IN_REVIEW for a customer whose KYC is decided. Idempotent by request_id.
+    """
 
 @_typing.type_check_only
 class CustomerServiceAsyncStub(CustomerServiceStub):
@@ -63,6 +68,11 @@ class CustomerServiceAsyncStub(CustomerServiceStub):
     """Changes the contact data named in update_mask (email, phone, address). Idempotent by request_id."""
     AssignRelationshipManager: _aio.UnaryUnaryMultiCallable[_customer_service_pb2.AssignRelationshipManagerRequest, _customer_service_pb2.AssignRelationshipManagerResponse]  # type: ignore[assignment]
     """Assigns (or, with an empty id, unassigns) the customer's relationship manager. Admins only."""
+    ReviewKyc: _aio.UnaryUnaryMultiCallable[_customer_service_pb2.ReviewKycRequest, _customer_service_pb2.ReviewKycResponse]  # type: ignore[assignment]
+    """Decides a KYC left for review (a possible sanctions match): clears it (VERIFIED, and the
+    customer gets a default account) or rejects it. Admins only; FAILED_PRECONDITION
+    KYC_NOT_IN_REVIEW for a customer whose KYC is decided. Idempotent by request_id.
+    """
 
 class CustomerServiceServicer(metaclass=_abc_1.ABCMeta):
     """Customers and their know-your-customer (KYC) verification."""
@@ -108,5 +118,16 @@ class CustomerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_customer_service_pb2.AssignRelationshipManagerResponse, _abc.Awaitable[_customer_service_pb2.AssignRelationshipManagerResponse]]:
         """Assigns (or, with an empty id, unassigns) the customer's relationship manager. Admins only."""
+
+    @_abc_1.abstractmethod
+    def ReviewKyc(
+        self,
+        request: _customer_service_pb2.ReviewKycRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_customer_service_pb2.ReviewKycResponse, _abc.Awaitable[_customer_service_pb2.ReviewKycResponse]]:
+        """Decides a KYC left for review (a possible sanctions match): clears it (VERIFIED, and the
+        customer gets a default account) or rejects it. Admins only; FAILED_PRECONDITION
+        KYC_NOT_IN_REVIEW for a customer whose KYC is decided. Idempotent by request_id.
+        """
 
 def add_CustomerServiceServicer_to_server(servicer: CustomerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

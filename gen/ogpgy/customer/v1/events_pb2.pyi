@@ -32,7 +32,7 @@ class CustomerOnboarded(_message.Message):
     customer_id: _builtins.str
     """The new customer."""
     kyc_status: _customer_service_pb2.KycStatus.ValueType
-    """Outcome of KYC; only VERIFIED customers get a default account."""
+    """Outcome of KYC; only VERIFIED customers get a default account (REVIEW ones once cleared)."""
     @_builtins.property
     def onboard_time(self) -> _timestamp_pb2.Timestamp:
         """When onboarding completed."""
@@ -89,3 +89,35 @@ class CustomerUpdated(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CustomerUpdated: _TypeAlias = CustomerUpdated  # noqa: Y015
+
+@_typing.final
+class CustomerKycReviewed(_message.Message):
+    """Published when an admin decided a KYC in review (ReviewKyc)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    KYC_STATUS_FIELD_NUMBER: _builtins.int
+    REVIEW_TIME_FIELD_NUMBER: _builtins.int
+    customer_id: _builtins.str
+    """The customer."""
+    kyc_status: _customer_service_pb2.KycStatus.ValueType
+    """VERIFIED (cleared: the customer gets a default account) or REJECTED."""
+    @_builtins.property
+    def review_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was decided."""
+
+    def __init__(
+        self,
+        *,
+        customer_id: _builtins.str = ...,
+        kyc_status: _customer_service_pb2.KycStatus.ValueType = ...,
+        review_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["review_time", b"review_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "kyc_status", b"kyc_status", "review_time", b"review_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CustomerKycReviewed: _TypeAlias = CustomerKycReviewed  # noqa: Y015
