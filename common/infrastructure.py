@@ -1,4 +1,4 @@
-"""The infrastructure context (pattern 4): shared technical services, no business logic."""
+"""The infrastructure context: shared technical services, no business logic."""
 
 from __future__ import annotations
 

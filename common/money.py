@@ -27,7 +27,7 @@ class Money:
     minor: int
 
     @classmethod
-    def parse(cls, currency: str, amount: str) -> "Money":
+    def parse(cls, currency: str, amount: str) -> Money:
         """From the contract's decimal string; ValueError says what is wrong."""
         if currency not in CURRENCY_EXPONENTS:
             raise ValueError(f"unsupported currency {currency!r}; supported: {', '.join(sorted(CURRENCY_EXPONENTS))}")
@@ -43,7 +43,7 @@ class Money:
         return cls(currency, int(minor))
 
     @classmethod
-    def zero(cls, currency: str) -> "Money":
+    def zero(cls, currency: str) -> Money:
         return cls(currency, 0)
 
     @property
@@ -55,18 +55,18 @@ class Money:
         """The decimal string of the contract, e.g. "1250.75", "-3.10", "0.00"."""
         return f"{Decimal(self.minor).scaleb(-self.exponent):.{self.exponent}f}"
 
-    def __add__(self, other: "Money") -> "Money":
+    def __add__(self, other: Money) -> Money:
         self._same(other)
         return Money(self.currency, self.minor + other.minor)
 
-    def __sub__(self, other: "Money") -> "Money":
+    def __sub__(self, other: Money) -> Money:
         self._same(other)
         return Money(self.currency, self.minor - other.minor)
 
-    def __neg__(self) -> "Money":
+    def __neg__(self) -> Money:
         return Money(self.currency, -self.minor)
 
-    def _same(self, other: "Money") -> None:
+    def _same(self, other: Money) -> None:
         if other.currency != self.currency:
             raise ValueError(f"cannot combine {self.currency} and {other.currency}")
 

@@ -16,6 +16,7 @@ import hmac
 import json
 import time
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from common.validation import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Violations
 
@@ -39,7 +40,7 @@ def _query_tag(query: object) -> str:
     return hashlib.sha256(repr(query).encode()).hexdigest()[:16]
 
 
-def _valid_position(position: object) -> bool:
+def _valid_position(position: object) -> TypeGuard[Position]:
     if isinstance(position, bool):
         return False
     if isinstance(position, int):
@@ -92,13 +93,15 @@ class PageTokens:
         if not token:
             return None
         data = self._verified(token)
-        if data is None or data.get("q") != _query_tag(query) or not _valid_position(data.get("p")):
+        position = data.get("p") if data is not None else None
+        if data is None or data.get("q") != _query_tag(query) or not _valid_position(position):
             v.add(field, _INVALID)
             return None
-        if not isinstance(data.get("e"), int) or data["e"] < time.time():
+        expires = data.get("e")
+        if not isinstance(expires, int) or expires < time.time():
             v.add(field, "expired: start again from the first page (without page_token)")
             return None
-        return data["p"]  # type: ignore[no-any-return]  # checked by _valid_position
+        return position
 
     def _verified(self, token: str) -> dict[str, object] | None:
         if len(token) > 1024 or token.count(".") != 1:

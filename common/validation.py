@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Callable
+from typing import TypeVar
 
 from common.errors import FieldViolation, ValidationFailed
+
+T = TypeVar("T")
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 PLAIN_DECIMAL = re.compile(r"[0-9]{1,6}(\.[0-9]{1,18})?")  # no sign, exponent, NaN or Infinity
@@ -44,6 +47,14 @@ class Violations:
         if self._items:
             raise ValidationFailed(self._items)
 
+    def valid(self, value: T | None) -> T:
+        """`value` once validation is over: raises what was found. A parser answers None only
+        with a violation, so None without one is a bug in the validation, not the caller's."""
+        self.raise_if_any()
+        if value is None:
+            raise RuntimeError("a validated value is missing, yet no violation was reported")
+        return value
+
 
 def check_request_id(v: Violations, value: str, field: str = "request_id") -> None:
     """Every state-changing request carries a client-chosen idempotency key."""
@@ -72,7 +83,11 @@ def decimal_fraction(v: Violations, text: str, field: str, *, max_places: int, z
     raises on comparison, which a handler would turn into an internal error (found by fuzzing).
     """
     value = Decimal(text) if PLAIN_DECIMAL.fullmatch(text) else None
-    ok = (value is not None and (value >= 0 if zero_allowed else value > 0) and value < 1
-          and -int(value.as_tuple().exponent) <= max_places)  # fmt: skip
+    ok = (
+        value is not None
+        and (value >= 0 if zero_allowed else value > 0)
+        and value < 1
+        and -int(value.as_tuple().exponent) <= max_places
+    )
     v.check(ok, field, f"a decimal fraction between 0 and 1 with at most {max_places} decimals, e.g. 0.059")
     return value if ok else None

@@ -24,9 +24,9 @@ from common.observability.logs import RPC_LOGGER, JsonFormatter
 from common.observability.metrics import serve_metrics
 from mesh.config import DEFAULT_CONFIG, MeshConfigError, load_mesh_config
 from mesh.distributed import Mesh, serve_settings
-from mesh.status import mesh_status
 from mesh.embedded import ALL_MODULES, CONTEXT_NAMES, module_named, start_embedded, start_process
 from mesh.local_servers import LocalServerError
+from mesh.status import mesh_status
 
 DEFAULT_PORT = 50051
 DEFAULT_DATA_DIR = Path("var")
@@ -56,10 +56,15 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Run 'ogpgy up' and explore with grpcurl; see README.md for a walk-through.",
     )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    parser.add_argument("--log-format", default="text", choices=["text", "json"],
-                        help="json: one JSON object per line, with request id and trace id (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--metrics-port", type=int, default=None,
-                        help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (0 picks a free port)")  # fmt: skip
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="json: one JSON object per line, with request id and trace id (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (0 picks a free port)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up = commands.add_parser(
         "up",
@@ -72,23 +77,52 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="where the SQLite files live (default: %(default)s)")
     up.add_argument("--postgres-dsn", default="", help="use PostgreSQL (one schema per context) instead of SQLite")
     up.add_argument("--redis-url", default="", help="use Redis Streams for events instead of the in-memory bus")
-    up.add_argument("--event-redelivery-ms", type=int, default=5000, help="Redis: redeliver an unacked event after this idle time (default: %(default)s)")
-    up.add_argument("--admin-password", default=os.environ.get("OGPGY_ADMIN_PASSWORD", ""),
-                    help="password of the first admin (env OGPGY_ADMIN_PASSWORD); default: generated on first "
-                    "start and written to <data-dir>/admin-password")  # fmt: skip
-    up.add_argument("--signing-key", type=Path, default=None,
-                    help="Ed25519 PEM that signs tokens (default: <data-dir>/identity-signing-key.pem, made on first start)")  # fmt: skip
-    up.add_argument("--fraud-rules", type=Path, default=None,
-                    help="TOML of fraud rules (default: services/payment/fraud.toml)")  # fmt: skip
-    up.add_argument("--velocitypay", default="", metavar="TARGET",
-                    help="reach the VelocityPay network at TARGET (default: serve the simulator beside the bank)")  # fmt: skip
+    up.add_argument(
+        "--event-redelivery-ms",
+        type=int,
+        default=5000,
+        help="Redis: redeliver an unacked event after this idle time (default: %(default)s)",
+    )
+    up.add_argument(
+        "--admin-password",
+        default=os.environ.get("OGPGY_ADMIN_PASSWORD", ""),
+        help="password of the first admin (env OGPGY_ADMIN_PASSWORD); default: generated on first "
+        "start and written to <data-dir>/admin-password",
+    )
+    up.add_argument(
+        "--signing-key",
+        type=Path,
+        default=None,
+        help="Ed25519 PEM that signs tokens (default: <data-dir>/identity-signing-key.pem, made on first start)",
+    )
+    up.add_argument("--fraud-rules", type=Path, default=None, help="TOML of fraud rules (default: services/payment/fraud.toml)")
+    up.add_argument(
+        "--velocitypay",
+        default="",
+        metavar="TARGET",
+        help="reach the VelocityPay network at TARGET (default: serve the simulator beside the bank)",
+    )
+    up.add_argument(
+        "--member-key-file",
+        type=Path,
+        default=None,
+        help="the bank's key at VelocityPay, read by both ends (default: <data-dir>/velocitypay-member-key, made on first start)",
+    )
     up.add_argument("--interest-chunk", type=int, default=1000, help="accounts per interest chunk (default: %(default)s)")
     up.add_argument("--no-cache", action="store_true", help="read through to the databases (benchmarks, diagnosis)")
-    up.add_argument("--loopback-calls", action="store_true",
-                    help="contexts call each other through the server's socket instead of in-process (benchmarks)")  # fmt: skip
-    up.add_argument("--distributed", action="store_true",
-                    help="one process per context (and replica) of the mesh configuration, with Redis and PostgreSQL")  # fmt: skip
-    up.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="mesh configuration for --distributed (default: %(default)s)")
+    up.add_argument(
+        "--loopback-calls",
+        action="store_true",
+        help="contexts call each other through the server's socket instead of in-process (benchmarks)",
+    )
+    up.add_argument(
+        "--distributed",
+        action="store_true",
+        help="one process per context (and replica) of the mesh configuration, with Redis and PostgreSQL",
+    )
+    up.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help="mesh configuration for --distributed (default: %(default)s)"
+    )
     serve = commands.add_parser(
         "serve",
         help="serve one process of a distributed mesh (a context, or the contexts the configuration groups)",
@@ -96,7 +130,9 @@ def _parser() -> argparse.ArgumentParser:
         "every other context at its configured address(es).",
     )
     serve.add_argument("process", help="process name in the mesh configuration (by default, one per context)")
-    serve.add_argument("--replica", type=int, default=0, help="which of the process's addresses to listen on (default: %(default)s)")
+    serve.add_argument(
+        "--replica", type=int, default=0, help="which of the process's addresses to listen on (default: %(default)s)"
+    )
     serve.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="(default: %(default)s)")
     graph = commands.add_parser(
         "graph",
@@ -120,16 +156,29 @@ def _parser() -> argparse.ArgumentParser:
     network.add_argument("--error-rate", type=float, default=0.0, help="share of calls answered UNAVAILABLE (0..1)")
     network.add_argument("--timeout-rate", type=float, default=0.0, help="share of calls never answered in time (0..1)")
     network.add_argument("--outage", action="store_true", help="answer every call UNAVAILABLE")
-    network.add_argument("--data-dir", type=Path, default=Path("var/velocitypay"), help="where the network keeps what it "
-                         "settled (default: %(default)s)")  # fmt: skip
+    network.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("var/velocitypay"),
+        help="where the network keeps what it settled (default: %(default)s)",
+    )
+    network.add_argument(
+        "--member-key-file",
+        type=Path,
+        default=DEFAULT_DATA_DIR / "velocitypay-member-key",
+        help="the key of its member, the bank (default: the bank's, %(default)s)",
+    )
     interest = commands.add_parser("interest", help="daily interest runs").add_subparsers(dest="action", required=True)
     run = interest.add_parser("run", help="run (or resume) the interest of a business date, with a progress bar")
     run.add_argument("--date", required=True, type=date.fromisoformat, help="business date, YYYY-MM-DD")
     _client_arguments(run)
     fees = commands.add_parser("fees", help="monthly maintenance fees").add_subparsers(dest="action", required=True)
-    charge = fees.add_parser("charge", help="charge a month's maintenance fees (admins; a month that has ended)",
-                             description="Charges every account's monthly_fee for the month, waived where the balance never "
-                             "fell below the account's minimum_balance; at most once per account and month.")  # fmt: skip
+    charge = fees.add_parser(
+        "charge",
+        help="charge a month's maintenance fees (admins; a month that has ended)",
+        description="Charges every account's monthly_fee for the month, waived where the balance never "
+        "fell below the account's minimum_balance; at most once per account and month.",
+    )
     charge.add_argument("--month", required=True, type=lambda text: date.fromisoformat(f"{text}-01"), help="YYYY-MM")
     charge.add_argument("--currency", default="EUR", help="(default: %(default)s)")
     charge.add_argument("--chunk", type=int, default=1000, help="accounts per call (default: %(default)s)")
@@ -144,7 +193,7 @@ def _parser() -> argparse.ArgumentParser:
     _client_arguments(reconcile)
     token = commands.add_parser(
         "token",
-        help="print an access token (for grpcurl: -H \"authorization: Bearer $(ogpgy token)\")",
+        help='print an access token (for grpcurl: -H "authorization: Bearer $(ogpgy token)")',
         description="Ask the identity context for a token and print it.",
     )
     _client_arguments(token)
@@ -167,7 +216,7 @@ async def _issue_token(args: argparse.Namespace) -> str:
         answer = await pb_grpc.IdentityServiceStub(channel).IssueToken(
             pb.IssueTokenRequest(username=args.username, password=password), timeout=10
         )
-    return answer.access_token
+    return str(answer.access_token)
 
 
 def _bar(done: int, total: int, width: int = 30) -> str:
@@ -177,16 +226,17 @@ def _bar(done: int, total: int, width: int = 30) -> str:
 
 
 async def _interest_run(args: argparse.Namespace) -> int:
+    from common.grpc.client import bearer_channel
     from ogpgy.interest.v1 import interest_service_pb2 as pb
     from ogpgy.interest.v1 import interest_service_pb2_grpc as pb_grpc
     from ogpgy.type.v1 import date_pb2
 
-    from common.grpc.client import bearer_channel
-
     day = date_pb2.Date(year=args.date.year, month=args.date.month, day=args.date.day)
     async with bearer_channel(args.target, await _issue_token(args)) as channel:
         last = None
-        async for answer in pb_grpc.InterestServiceStub(channel).RunDailyInterest(pb.RunDailyInterestRequest(request_id=f"cli-{args.date}", business_date=day)):
+        async for answer in pb_grpc.InterestServiceStub(channel).RunDailyInterest(
+            pb.RunDailyInterestRequest(request_id=f"cli-{args.date}", business_date=day)
+        ):
             last = answer.run
             if not last.total and not last.processed:
                 continue  # the run's opening state, before the first chunk
@@ -195,17 +245,18 @@ async def _interest_run(args: argparse.Namespace) -> int:
     print(file=sys.stderr)
     if last is not None:
         seconds = last.duration.seconds + last.duration.nanos / 1e9
-        print(f"{args.date}: {pb.InterestRunStatus.Name(last.status)}, {last.processed} accounts, "
-              f"{last.total_interest.amount} {last.total_interest.currency_code} posted, {last.errors} errors, {seconds:.1f} s")  # fmt: skip
+        print(
+            f"{args.date}: {pb.InterestRunStatus.Name(last.status)}, {last.processed} accounts, "
+            f"{last.total_interest.amount} {last.total_interest.currency_code} posted, {last.errors} errors, {seconds:.1f} s"
+        )
     return 0
 
 
 async def _charge_fees(args: argparse.Namespace) -> int:
+    from common.grpc.client import bearer_channel
     from ogpgy.account.v1 import account_service_pb2 as pb
     from ogpgy.account.v1 import account_service_pb2_grpc as pb_grpc
     from ogpgy.type.v1 import date_pb2
-
-    from common.grpc.client import bearer_channel
 
     month = date_pb2.Date(year=args.month.year, month=args.month.month, day=1)
     processed = charged = unpaid = 0
@@ -213,30 +264,41 @@ async def _charge_fees(args: argparse.Namespace) -> int:
     async with bearer_channel(args.target, await _issue_token(args)) as channel:
         accounts, after = pb_grpc.AccountServiceStub(channel), ""
         while True:
-            chunk = await accounts.ChargeMonthlyFees(pb.ChargeMonthlyFeesRequest(
-                request_id=f"cli-fees-{args.month:%Y%m}-{after or 'start'}"[:64].replace("_", "-"), month=month,
-                currency_code=args.currency, after_account_id=after, limit=args.chunk), timeout=120)  # fmt: skip
+            chunk = await accounts.ChargeMonthlyFees(
+                pb.ChargeMonthlyFeesRequest(
+                    request_id=f"cli-fees-{args.month:%Y%m}-{after or 'start'}"[:64].replace("_", "-"),
+                    month=month,
+                    currency_code=args.currency,
+                    after_account_id=after,
+                    limit=args.chunk,
+                ),
+                timeout=120,
+            )
             processed, charged, unpaid = processed + chunk.processed, charged + chunk.charged, unpaid + chunk.unpaid
             total += Decimal(chunk.fees_charged.amount)
             if chunk.done:
                 break
             after = chunk.last_account_id
-    print(f"{args.month:%Y-%m}: {processed} accounts with a fee, {charged} charged ({total} {args.currency}), "
-          f"{processed - charged - unpaid} waived, {unpaid} unpaid")  # fmt: skip
+    print(
+        f"{args.month:%Y-%m}: {processed} accounts with a fee, {charged} charged ({total} {args.currency}), "
+        f"{processed - charged - unpaid} waived, {unpaid} unpaid"
+    )
     return 0
 
 
 async def _reconcile(args: argparse.Namespace) -> int:
+    from common.grpc.client import bearer_channel
     from ogpgy.payment.v1 import payment_service_pb2 as pb
     from ogpgy.payment.v1 import payment_service_pb2_grpc as pb_grpc
 
-    from common.grpc.client import bearer_channel
-
     async with bearer_channel(args.target, await _issue_token(args)) as channel:
-        report = await pb_grpc.PaymentServiceStub(channel).ReconcileNetwork(pb.ReconcileNetworkRequest(currency_code=args.currency),
-                                                                            timeout=120)  # fmt: skip
-    print(f"network settled {report.network_settled}, booked to clearing {report.booked_transfers}, matched {report.matched}, "
-          f"still completing {report.in_flight}, discrepancies {len(report.discrepancies)}{' (more not listed)' if report.truncated else ''}")  # fmt: skip
+        report = await pb_grpc.PaymentServiceStub(channel).ReconcileNetwork(
+            pb.ReconcileNetworkRequest(currency_code=args.currency), timeout=120
+        )
+    print(
+        f"network settled {report.network_settled}, booked to clearing {report.booked_transfers}, matched {report.matched}, "
+        f"still completing {report.in_flight}, discrepancies {len(report.discrepancies)}{' (more not listed)' if report.truncated else ''}"
+    )
     for d in report.discrepancies:
         print(f"  {d.kind:<24} payment {d.payment_id or '-':<30} transfer {d.transfer_id or '-':<30} {d.detail}")
     return 1 if report.discrepancies else 0
@@ -247,7 +309,8 @@ async def _velocitypay(args: argparse.Namespace) -> int:
     from services.velocitypay.simulator import Faults, NetworkState
 
     stop = stop_signal()
-    network = await start_process(Settings(data_dir=args.data_dir, host=args.host, port=args.port), [VelocityPayModule])
+    settings = Settings(data_dir=args.data_dir, host=args.host, port=args.port, network_member_key_path=args.member_key_file)
+    network = await start_process(settings, [VelocityPayModule])
     network.contexts["velocitypay"].resolve(NetworkState).faults = Faults(
         latency=args.latency_ms / 1000, error_rate=args.error_rate, timeout_rate=args.timeout_rate, outage=args.outage
     )
@@ -285,7 +348,9 @@ def _up_distributed(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda number, _frame: received.append(number))
     mesh.start()
-    print(f"OgPgy Bank mesh is up in {mesh.started_in:.1f} s ({len(mesh.replicas)} processes, logs in {config.data_dir / 'logs'}):")
+    print(
+        f"OgPgy Bank mesh is up in {mesh.started_in:.1f} s ({len(mesh.replicas)} processes, logs in {config.data_dir / 'logs'}):"
+    )
     for replica in mesh.replicas:
         contexts = ", ".join(config.process(replica.process).contexts)
         print(f"  {replica.process}[{replica.index}]  {replica.address:<22} pid {replica.proc.pid:<8} {contexts}")
@@ -314,8 +379,10 @@ def _status(args: argparse.Namespace) -> int:
     rows = mesh_status(config)
     print(f"{'process':<15} {'address':<21} {'health':<8} {'contexts':<22} {'breakers':<28} {'outbox lag':<20} consumer lag")
     for row in rows:
-        print(f"{row.process:<15} {row.address:<21} {row.health:<8} {', '.join(row.contexts):<22} {row.breakers or '-':<28} "
-              f"{row.outbox_lag or '-':<20} {row.consumer_lag or '-'}")  # fmt: skip
+        print(
+            f"{row.process:<15} {row.address:<21} {row.health:<8} {', '.join(row.contexts):<22} {row.breakers or '-':<28} "
+            f"{row.outbox_lag or '-':<20} {row.consumer_lag or '-'}"
+        )
     return 0 if all(row.health == "SERVING" for row in rows) else 1
 
 
@@ -323,7 +390,7 @@ def _token_arguments(target: str, settings: Settings) -> str:
     """What `ogpgy token` needs to reach this bank and find its admin's password."""
     where = f"--target {target}"
     if settings.admin_password:
-        return f"{where} --password \"$OGPGY_ADMIN_PASSWORD\""  # the operator's own, never printed
+        return f'{where} --password "$OGPGY_ADMIN_PASSWORD"'  # the operator's own, never printed
     return where if Path(settings.data_dir) == DEFAULT_DATA_DIR else f"{where} --data-dir {shlex.quote(str(settings.data_dir))}"
 
 
@@ -341,6 +408,7 @@ async def _up(args: argparse.Namespace) -> int:
         signing_key_path=args.signing_key,
         fraud_rules_path=args.fraud_rules,
         addresses={"velocitypay": args.velocitypay} if args.velocitypay else {},
+        network_member_key_path=args.member_key_file,
         interest_chunk_size=args.interest_chunk,
         colocated_calls=not args.loopback_calls,
     )
@@ -379,7 +447,7 @@ def _as_client(command: Coroutine[Any, Any, int], failure: str) -> int:
     try:
         return asyncio.run(command)
     except (OSError, grpc.RpcError) as exc:
-        detail = f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.RpcError) else str(exc)  # type: ignore[attr-defined]
+        detail = f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.RpcError) else str(exc)
         print(f"\nogpgy: {failure}: {detail}", file=sys.stderr)
         return 1
 
@@ -404,8 +472,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.command == "velocitypay":
         return asyncio.run(_velocitypay(args))
-    clients = {"interest": (_interest_run, "interest run refused"), "fees": (_charge_fees, "fees not charged"),
-               "reconcile": (_reconcile, "reconciliation failed"), "token": (_token, "no token")}  # fmt: skip
+    clients = {
+        "interest": (_interest_run, "interest run refused"),
+        "fees": (_charge_fees, "fees not charged"),
+        "reconcile": (_reconcile, "reconciliation failed"),
+        "token": (_token, "no token"),
+    }
     if args.command in clients:
         command, failure = clients[args.command]
         return _as_client(command(args), failure)

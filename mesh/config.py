@@ -29,6 +29,7 @@ from pathlib import Path
 LOCAL = "local"
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "mesh.toml"
 
+
 class MeshConfigError(ValueError):
     """The mesh configuration is wrong; the message says where and how to fix it."""
 
@@ -104,8 +105,9 @@ def mesh_toml(data_dir: Path, redis: str, postgres: str, processes: list[Process
     return "\n".join(lines)
 
 
-def load_mesh_config(path: Path = DEFAULT_CONFIG, environ: Mapping[str, str] = os.environ,
-                     known_contexts: tuple[str, ...] = ()) -> MeshConfig:  # fmt: skip
+def load_mesh_config(
+    path: Path = DEFAULT_CONFIG, environ: Mapping[str, str] = os.environ, known_contexts: tuple[str, ...] = ()
+) -> MeshConfig:
     """Reads and checks the file, then applies the environment overrides."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))

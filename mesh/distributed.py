@@ -25,6 +25,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.config import Settings
+from common.security.secrets import secret_file
 from common.security.tokens import load_or_create_private_key
 from mesh.config import LOCAL, MeshConfig, MeshConfigError
 from mesh.local_servers import PostgresServer, RedisServer
@@ -41,8 +42,10 @@ def serve_settings(config: MeshConfig, process: str, replica: int, admin_passwor
         raise MeshConfigError(f"process '{process}' has replicas 0..{len(spec.addresses) - 1}, not {replica}")
     for what, value in (("redis", config.redis), ("postgres", config.postgres)):
         if value == LOCAL:
-            raise MeshConfigError(f"{what} = \"local\" is started by 'ogpgy up --distributed'; to serve a process on its own, "
-                                  f"set OGPGY_{'REDIS_URL' if what == 'redis' else 'POSTGRES_DSN'} or give an address in the file")  # fmt: skip
+            raise MeshConfigError(
+                f"{what} = \"local\" is started by 'ogpgy up --distributed'; to serve a process on its own, "
+                f"set OGPGY_{'REDIS_URL' if what == 'redis' else 'POSTGRES_DSN'} or give an address in the file"
+            )
     host, port = spec.addresses[replica].rsplit(":", 1)
     return Settings(
         data_dir=config.data_dir,
@@ -71,11 +74,7 @@ def ensure_shared_secrets(data_dir: Path, admin_password: str = "") -> str:
     path = data_dir / PASSWORD_FILE
     if admin_password:
         return admin_password
-    if not path.exists():
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(secrets.token_urlsafe(18) + "\n")
-    return path.read_text(encoding="utf-8").strip()
+    return secret_file(path, lambda: (secrets.token_urlsafe(18) + "\n").encode()).decode().strip()
 
 
 def check_serving(address: str, timeout: float = 1.0) -> bool:
@@ -140,15 +139,35 @@ class Mesh:
             self.postgres = PostgresServer(data_dir / "postgres")
             self.postgres.start()
             dsn = self.postgres.database(DATABASE)
-        return {**os.environ, **self.extra_env, "OGPGY_REDIS_URL": redis_url, "OGPGY_POSTGRES_DSN": dsn,
-                "OGPGY_DATA_DIR": str(data_dir), "OGPGY_ADMIN_PASSWORD": self.admin_password}  # fmt: skip
+        return {
+            **os.environ,
+            **self.extra_env,
+            "OGPGY_REDIS_URL": redis_url,
+            "OGPGY_POSTGRES_DSN": dsn,
+            "OGPGY_DATA_DIR": str(data_dir),
+            "OGPGY_ADMIN_PASSWORD": self.admin_password,
+        }
 
     def _spawn(self, process: str, index: int, address: str, env: dict[str, str]) -> Replica:
         logs = self.config.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log_path = logs / f"{process}-{index}.log"
-        command = [*self.wrap(process, index), sys.executable, "-m", "mesh.cli", "--log-level", self.log_level, "--log-format", "json", "serve", process,
-                   "--replica", str(index), "--config", str(self.config_path)]  # fmt: skip
+        command = [
+            *self.wrap(process, index),
+            sys.executable,
+            "-m",
+            "mesh.cli",
+            "--log-level",
+            self.log_level,
+            "--log-format",
+            "json",
+            "serve",
+            process,
+            "--replica",
+            str(index),
+            "--config",
+            str(self.config_path),
+        ]
         with log_path.open("ab") as output:
             proc = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         return Replica(process, index, address, proc, log_path)

@@ -38,19 +38,28 @@ class Edge:
 
 
 def _wrapped(methods: tuple[str, ...], per_line: int = 3) -> list[str]:
-    return [", ".join(methods[i:i + per_line]) for i in range(0, len(methods), per_line)]
+    return [", ".join(methods[i : i + per_line]) for i in range(0, len(methods), per_line)]
 
 
 def context_map(modules: Sequence[type]) -> tuple[list[Node], list[Edge]]:
     specs = [context_spec(m) for m in modules]
-    nodes = [Node(s.name, s.description, tuple(b.full_name.rsplit(".", 1)[-1] for e in s.exports for b in services_of_servicer(e)),
-                  tuple(event.DESCRIPTOR.name for event in s.publishes)) for s in specs]  # fmt: skip
+    nodes = [
+        Node(
+            s.name,
+            s.description,
+            tuple(b.full_name.rsplit(".", 1)[-1] for e in s.exports for b in services_of_servicer(e)),
+            tuple(event.DESCRIPTOR.name for event in s.publishes),
+        )
+        for s in specs
+    ]
     edges = []
     for spec in specs:
         for imported in spec.imports:
             service = service_of_stub(imported.type)
             if imported.from_context != INFRASTRUCTURE and service is not None:
-                edges.append(Edge(spec.name, imported.from_context, service.full_name.rsplit(".", 1)[-1], "call", tuple(imported.methods)))
+                edges.append(
+                    Edge(spec.name, imported.from_context, service.full_name.rsplit(".", 1)[-1], "call", tuple(imported.methods))
+                )
     publishers = {event: spec.name for spec in specs for event in spec.publishes}
     for spec in specs:
         for event in spec.consumes:
@@ -75,8 +84,12 @@ def mermaid(modules: Sequence[type]) -> str:
 
 def dot(modules: Sequence[type]) -> str:
     nodes, edges = context_map(modules)
-    lines = ["digraph contexts {", "  rankdir=LR;", '  node [shape=box, style="rounded,filled", fillcolor="#eef3fb", fontname="Helvetica"];',
-             '  edge [fontname="Helvetica", fontsize=10];']  # fmt: skip
+    lines = [
+        "digraph contexts {",
+        "  rankdir=LR;",
+        '  node [shape=box, style="rounded,filled", fillcolor="#eef3fb", fontname="Helvetica"];',
+        '  edge [fontname="Helvetica", fontsize=10];',
+    ]
     for node in nodes:
         services = "\\n".join(node.services) or "(no service)"
         events = f"\\npublishes: {', '.join(node.publishes)}" if node.publishes else ""

@@ -28,7 +28,7 @@ class ReplicaStatus:
 def scrape(address: str, timeout: float = 1.0) -> dict[str, list[tuple[dict[str, str], float]]]:
     """The samples at http://address/metrics by metric name; empty when it does not answer."""
     try:
-        with urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout) as answer:  # noqa: S310 - a configured mesh address
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout) as answer:
             text = answer.read().decode()
     except OSError:
         return {}
@@ -49,10 +49,15 @@ def mesh_status(config: MeshConfig) -> list[ReplicaStatus]:
         for index, address in enumerate(spec.addresses):
             health = "SERVING" if check_serving(address) else "DOWN"
             metrics = scrape(spec.metrics[index]) if spec.metrics else {}
-            rows.append(ReplicaStatus(
-                process=f"{spec.name}[{index}]", address=address, contexts=spec.contexts, health=health,
-                breakers=_joined(metrics.get("ogpgy_breaker_state", []), "breaker", str),
-                outbox_lag=_joined(metrics.get("ogpgy_outbox_lag_events", []), "context"),
-                consumer_lag=_joined(metrics.get("ogpgy_event_consumer_lag_events", []), "consumer"),
-            ))  # fmt: skip
+            rows.append(
+                ReplicaStatus(
+                    process=f"{spec.name}[{index}]",
+                    address=address,
+                    contexts=spec.contexts,
+                    health=health,
+                    breakers=_joined(metrics.get("ogpgy_breaker_state", []), "breaker", str),
+                    outbox_lag=_joined(metrics.get("ogpgy_outbox_lag_events", []), "context"),
+                    consumer_lag=_joined(metrics.get("ogpgy_event_consumer_lag_events", []), "consumer"),
+                )
+            )
     return rows

@@ -71,11 +71,23 @@ async def _soak(mesh: Mesh, seconds: float, interval: float, workers: int, echo:
             await asyncio.sleep(min(interval, seconds - elapsed))
             now = time.monotonic()
             recent = [ms for when, _, ms in load.latencies if when > now - interval]
-            errors = {k: n - seen_errors.get(k, 0) for k, n in load.outcomes.items() if k.startswith("error") and n - seen_errors.get(k, 0)}
+            errors = {
+                k: n - seen_errors.get(k, 0)
+                for k, n in load.outcomes.items()
+                if k.startswith("error") and n - seen_errors.get(k, 0)
+            }
             seen_errors = {k: n for k, n in load.outcomes.items() if k.startswith("error")}
             memory = {f"{r.process}[{r.index}]": round(rss_mb(r.proc.pid), 1) for r in mesh.replicas}
-            report.intervals.append(Interval(round(now - began, 1), len(recent), errors, round(_percentile(recent, 0.5), 2),
-                                             round(_percentile(recent, 0.99), 2), memory))  # fmt: skip
+            report.intervals.append(
+                Interval(
+                    round(now - began, 1),
+                    len(recent),
+                    errors,
+                    round(_percentile(recent, 0.5), 2),
+                    round(_percentile(recent, 0.99), 2),
+                    memory,
+                )
+            )
             if echo:
                 _print_interval(report.intervals[-1], first=len(report.intervals) == 1)
         load.stop.set()
@@ -89,7 +101,10 @@ def _print_interval(row: Interval, first: bool) -> None:
     if first:
         print(f"{'t s':>6} {'ops':>6} {'errors':>7} {'p50 ms':>8} {'p99 ms':>8}  RSS MB per process")
     memory = " ".join(f"{name}={mb:.0f}" for name, mb in row.rss_mb.items())
-    print(f"{row.t:>6.0f} {row.operations:>6} {sum(row.errors.values()):>7} {row.p50_ms:>8.1f} {row.p99_ms:>8.1f}  {memory}", flush=True)
+    print(
+        f"{row.t:>6.0f} {row.operations:>6} {sum(row.errors.values()):>7} {row.p50_ms:>8.1f} {row.p99_ms:>8.1f}  {memory}",
+        flush=True,
+    )
 
 
 def run_soak(seconds: float, interval: float, workers: int = 6, echo: bool = True) -> Report:

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from grpc import aio
+
+from common.grpc.client import bearer_channel
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
 from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc
 from ogpgy.identity.v1 import identity_service_pb2 as ipb
 from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
 from ogpgy.type.v1.money_pb2 import Money
-
-from common.grpc.client import bearer_channel
 from services.customer.domain import check_digit
 from tests.conftest import document, issue_token, onboarding
 
@@ -30,6 +31,14 @@ async def admin_channel(target: str) -> AsyncIterator[aio.Channel]:
         yield channel
 
 
+async def eventually(check: Callable[[], Awaitable[object]], within: float = 15.0, what: str = "the condition") -> None:
+    """Waits until `check()` is true (what another task, process or server does meanwhile)."""
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, f"{what} not reached within {within}s"
+        await asyncio.sleep(0.05)
+
+
 def eur(amount: str) -> Money:
     return Money(currency_code="EUR", amount=amount)
 
@@ -41,16 +50,19 @@ def fresh_document() -> str:
 
 async def create_user(identity: igrpc.IdentityServiceStub, name: str, role: int, password: str, customer_id: str = "") -> str:
     """A user of the bank (made by an admin's identity stub); its id."""
-    request = ipb.CreateUserRequest(request_id=f"user-{name.replace('.', '-')}", username=name, password=password,
-                                    roles=[role], customer_id=customer_id)  # type: ignore[list-item]  # fmt: skip
+    request = ipb.CreateUserRequest(
+        request_id=f"user-{name.replace('.', '-')}", username=name, password=password, roles=[role], customer_id=customer_id
+    )  # type: ignore[list-item]
     return (await identity.CreateUser(request)).user.user_id
 
 
 def generous_fraud_rules(folder: Path) -> Path:
     """Fraud limits a load test does not hit (the shipped rules allow 10 payments an hour)."""
     path = folder / "fraud.toml"
-    path.write_text('max_amount = "10000.00"\nwindow_seconds = 60\nmax_payments_per_window = 1000000\n'
-                    'max_amount_per_window = "100000000.00"\n')  # fmt: skip
+    path.write_text(
+        'max_amount = "10000.00"\nwindow_seconds = 60\nmax_payments_per_window = 1000000\n'
+        'max_amount_per_window = "100000000.00"\n'
+    )
     return path
 
 
@@ -65,15 +77,15 @@ class Bank:
         request = onboarding(f"cus-{tag}", document=document(fresh_document()))
         return (await self.customers.OnboardCustomer(request)).customer.customer_id
 
-    async def default_account(self, customer_id: str, timeout: float = 10.0) -> apb.Account:
+    async def default_account(self, customer_id: str, within: float = 10.0) -> apb.Account:
         """The account opened by the CustomerOnboarded reaction (waits for the event to flow)."""
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + within
         while True:
             listed = await self.accounts.ListAccounts(apb.ListAccountsRequest(customer_id=customer_id))
             if listed.accounts:
                 return listed.accounts[0]
             if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"no default account for {customer_id} within {timeout}s")
+                raise AssertionError(f"no default account for {customer_id} within {within}s")
             await asyncio.sleep(0.02)
 
     async def open(self, customer_id: str, tag: str, type_: int = apb.ACCOUNT_TYPE_PERSONAL_SAVINGS) -> str:

@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from grpc import aio
-from ogpgy.customer.v1 import customer_service_pb2 as customer_pb
-from ogpgy.customer.v1 import customer_service_pb2_grpc as customer_grpc
-from ogpgy.identity.v1 import identity_service_pb2 as identity_pb
-from ogpgy.identity.v1 import identity_service_pb2_grpc as identity_grpc
-from ogpgy.type.v1 import address_pb2, date_pb2
 
 from common.clock import Clock, FixedClock
 from common.config import Settings
 from common.di import ContextModuleBuilder
 from common.grpc.client import bearer_channel
 from mesh.embedded import RunningBank, start_embedded
+from ogpgy.customer.v1 import customer_service_pb2 as customer_pb
+from ogpgy.customer.v1 import customer_service_pb2_grpc as customer_grpc
+from ogpgy.identity.v1 import identity_service_pb2 as identity_pb
+from ogpgy.identity.v1 import identity_service_pb2_grpc as identity_grpc
+from ogpgy.type.v1 import address_pb2, date_pb2
 from tests.servers import PostgresServer, RedisServer
 
 # "Today" for every test that builds the bank: rules that depend on the date stay reproducible.
-TODAY = datetime(2026, 6, 15, 12, 0, tzinfo=timezone.utc)
+TODAY = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 ADMIN_PASSWORD = "admin-password-for-tests"
 
 
@@ -98,9 +98,7 @@ def onboarding(request_id: str, **overrides: object) -> customer_pb.OnboardCusto
         "document": customer_pb.IdentityDocument(
             type=customer_pb.DOCUMENT_TYPE_PASSPORT, number="AB1234564", issuing_country_code="GB"
         ),
-        "address": address_pb2.PostalAddress(
-            lines=["12 St James Sq"], city="London", postal_code="SW1Y 4JH", country_code="GB"
-        ),
+        "address": address_pb2.PostalAddress(lines=["12 St James Sq"], city="London", postal_code="SW1Y 4JH", country_code="GB"),
     }
     fields.update(overrides)
     return customer_pb.OnboardCustomerRequest(**fields)  # type: ignore[arg-type]

@@ -25,15 +25,18 @@ def ledger_checks(schema: str = "") -> dict[str, str]:
     return {
         "currencies not summing to zero": f"SELECT currency, SUM(balance_minor) FROM {t}accounts GROUP BY currency HAVING SUM(balance_minor) != 0",
         "transfers without two balanced entries": (
-            f"SELECT transfer_id FROM {t}entries GROUP BY transfer_id HAVING SUM(amount_minor) != 0 OR COUNT(*) != 2"),
+            f"SELECT transfer_id FROM {t}entries GROUP BY transfer_id HAVING SUM(amount_minor) != 0 OR COUNT(*) != 2"
+        ),
         "balances differing from their entries": (
             f"SELECT a.account_id FROM {t}accounts a LEFT JOIN (SELECT account_id, SUM(amount_minor) AS s FROM {t}entries"
-            " GROUP BY account_id) e ON e.account_id = a.account_id WHERE a.balance_minor != COALESCE(e.s, 0)"),
+            " GROUP BY account_id) e ON e.account_id = a.account_id WHERE a.balance_minor != COALESCE(e.s, 0)"
+        ),
         "held amounts differing from placed holds": (
             f"SELECT a.account_id FROM {t}accounts a LEFT JOIN (SELECT debit_account_id, SUM(amount_minor) AS s FROM {t}holds"
             " WHERE status = 'PLACED' GROUP BY debit_account_id) h ON h.debit_account_id = a.account_id"
-            " WHERE a.held_minor != COALESCE(h.s, 0)"),
-    }  # fmt: skip
+            " WHERE a.held_minor != COALESCE(h.s, 0)"
+        ),
+    }
 
 
 async def broken_ledger(settings: Settings) -> dict[str, list[Any]]:

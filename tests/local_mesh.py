@@ -34,14 +34,29 @@ def loopback_processes(replicas: Mapping[str, int] | None = None, *, metrics: bo
     for context in CONTEXT_NAMES:
         count = (replicas or {}).get(context, 1)
         addresses = tuple(f"127.0.0.1:{free_port()}" for _ in range(count))
-        specs.append(ProcessSpec(context, (context,), addresses, tuple(f"127.0.0.1:{free_port()}" for _ in range(count)) if metrics else ()))
+        specs.append(
+            ProcessSpec(
+                context, (context,), addresses, tuple(f"127.0.0.1:{free_port()}" for _ in range(count)) if metrics else ()
+            )
+        )
     return specs
 
 
-def loopback_mesh(prefix: str, *, replicas: Mapping[str, int] | None = None, metrics: bool = False, postgres: str = "local",
-                  log_level: str = "INFO") -> Mesh:  # fmt: skip
+def loopback_mesh(
+    prefix: str,
+    *,
+    replicas: Mapping[str, int] | None = None,
+    metrics: bool = False,
+    postgres: str = "local",
+    log_level: str = "INFO",
+) -> Mesh:
     """A Mesh (not started) over loopback_processes, with fraud limits a load does not hit."""
     root = mesh_root(prefix)
     path = write_mesh(root, loopback_processes(replicas, metrics=metrics), postgres=postgres)
-    return Mesh(path, load_mesh_config(path, known_contexts=CONTEXT_NAMES), admin_password=ADMIN_PASSWORD, log_level=log_level,
-                extra_env={"OGPGY_FRAUD_RULES": str(generous_fraud_rules(root))})  # fmt: skip
+    return Mesh(
+        path,
+        load_mesh_config(path, known_contexts=CONTEXT_NAMES),
+        admin_password=ADMIN_PASSWORD,
+        log_level=log_level,
+        extra_env={"OGPGY_FRAUD_RULES": str(generous_fraud_rules(root))},
+    )

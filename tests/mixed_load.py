@@ -7,10 +7,11 @@ import asyncio
 import collections
 import random
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import grpc
 from grpc import aio
+
 from ogpgy.customer.v1 import customer_service_pb2 as cpb
 from ogpgy.interest.v1 import interest_service_pb2 as ipb
 from ogpgy.interest.v1 import interest_service_pb2_grpc as igrpc
@@ -19,7 +20,6 @@ from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
 from ogpgy.payment.v1 import payment_service_pb2 as ppb
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
 from ogpgy.type.v1 import date_pb2
-
 from tests.bank_helpers import eur
 from tests.integration.test_mesh_modes import mesh_bank
 
@@ -51,21 +51,42 @@ class Load:
         (customer, debtor), (_, creditor) = self.rng.sample(self.accounts, 2)
         kind = self.rng.choice(["internal", "internal", "external", "onboard", "loan", "read", "interest"])
         if kind == "internal":
-            await self.payments.CreatePayment(ppb.CreatePaymentRequest(request_id=self._key("pay"), debtor_account_id=debtor,
-                                              internal=ppb.InternalBeneficiary(account_id=creditor), amount=eur("1.00")), timeout=CALL_TIMEOUT)  # fmt: skip
+            await self.payments.CreatePayment(
+                ppb.CreatePaymentRequest(
+                    request_id=self._key("pay"),
+                    debtor_account_id=debtor,
+                    internal=ppb.InternalBeneficiary(account_id=creditor),
+                    amount=eur("1.00"),
+                ),
+                timeout=CALL_TIMEOUT,
+            )
         elif kind == "external":
-            await self.payments.CreatePayment(ppb.CreatePaymentRequest(request_id=self._key("ext"), debtor_account_id=debtor,
-                                              external=ppb.ExternalBeneficiary(iban="DE89370400440532013000", name="Max Muster"),
-                                              amount=eur("1.00")), timeout=CALL_TIMEOUT)  # fmt: skip
+            await self.payments.CreatePayment(
+                ppb.CreatePaymentRequest(
+                    request_id=self._key("ext"),
+                    debtor_account_id=debtor,
+                    external=ppb.ExternalBeneficiary(iban="DE89370400440532013000", name="Max Muster"),
+                    amount=eur("1.00"),
+                ),
+                timeout=CALL_TIMEOUT,
+            )
         elif kind == "onboard":
             await self.bank.verified_customer(self._key("onboard"))
         elif kind == "loan":
             key = self._key("loan")
-            applied = await self.loans.ApplyForLoan(lpb.ApplyForLoanRequest(request_id=f"{key}-a", customer_id=customer, account_id=debtor,
-                                                                            principal=eur("100.00"), term_months=12), timeout=CALL_TIMEOUT)  # fmt: skip
-            await self.loans.ApproveLoan(lpb.ApproveLoanRequest(request_id=f"{key}-b", loan_id=applied.loan.loan_id, annual_interest_rate="0.05"),
-                                         timeout=CALL_TIMEOUT)  # fmt: skip
-            await self.loans.DisburseLoan(lpb.DisburseLoanRequest(request_id=f"{key}-c", loan_id=applied.loan.loan_id), timeout=CALL_TIMEOUT)
+            applied = await self.loans.ApplyForLoan(
+                lpb.ApplyForLoanRequest(
+                    request_id=f"{key}-a", customer_id=customer, account_id=debtor, principal=eur("100.00"), term_months=12
+                ),
+                timeout=CALL_TIMEOUT,
+            )
+            await self.loans.ApproveLoan(
+                lpb.ApproveLoanRequest(request_id=f"{key}-b", loan_id=applied.loan.loan_id, annual_interest_rate="0.05"),
+                timeout=CALL_TIMEOUT,
+            )
+            await self.loans.DisburseLoan(
+                lpb.DisburseLoanRequest(request_id=f"{key}-c", loan_id=applied.loan.loan_id), timeout=CALL_TIMEOUT
+            )
         elif kind == "read":
             await self.bank.customers.GetCustomer(cpb.GetCustomerRequest(customer_id=customer), timeout=CALL_TIMEOUT)
         else:
@@ -73,11 +94,12 @@ class Load:
                 kind = "interest read"
                 await self.interest.ListInterestRuns(ipb.ListInterestRunsRequest(page_size=10), timeout=CALL_TIMEOUT)
             else:
-                run = datetime.now(timezone.utc).date() - timedelta(days=len(self.dates))  # a day accrues once it has begun
+                run = datetime.now(UTC).date() - timedelta(days=len(self.dates))  # a day accrues once it has begun
                 day = date_pb2.Date(year=run.year, month=run.month, day=run.day)
                 self.dates.append(day)
-                async for _ in self.interest.RunDailyInterest(ipb.RunDailyInterestRequest(request_id=self._key("int"), business_date=day),
-                                                              timeout=CALL_TIMEOUT * 3):  # fmt: skip
+                async for _ in self.interest.RunDailyInterest(
+                    ipb.RunDailyInterestRequest(request_id=self._key("int"), business_date=day), timeout=CALL_TIMEOUT * 3
+                ):
                     pass
         self.outcomes[f"{kind} OK"] += 1
         return kind
@@ -100,9 +122,7 @@ async def setup_accounts(ch: dict[str, aio.Channel]) -> list[tuple[str, str]]:
     accounts = []
     for i in range(6):
         customer = await bank.verified_customer(f"fault-{i}")
-        account = (await bank.default_account(customer, timeout=30)).account_id
+        account = (await bank.default_account(customer, within=30)).account_id
         await bank.deposit(account, "100000.00", f"fault-{i}")
         accounts.append((customer, account))
     return accounts
-
-

@@ -36,7 +36,7 @@ class NetnsHosts:
             self.created.append("bridge")
             _ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
             _ip("link", "set", self.bridge, "up")
-            for namespace, veth, address in zip(self.namespaces, self.veths, self.addresses):
+            for namespace, veth, address in zip(self.namespaces, self.veths, self.addresses, strict=True):
                 _ip("netns", "add", namespace)
                 self.created.append(namespace)
                 _ip("link", "add", veth, "type", "veth", "peer", "name", f"{veth}p")

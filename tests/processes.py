@@ -18,14 +18,23 @@ class BankProcess:
     """One `ogpgy up` process. `target` is where it listens once started."""
 
     def __init__(self, data_dir: Path, *args: str, faults: str = "", port: int = 0) -> None:
-        self.command = [str(BIN / "ogpgy"), "up", "--port", str(port), "--data-dir", str(data_dir),
-                        "--admin-password", ADMIN_PASSWORD, *args]  # fmt: skip
+        self.command = [
+            str(BIN / "ogpgy"),
+            "up",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--admin-password",
+            ADMIN_PASSWORD,
+            *args,
+        ]
         self.env = {**os.environ, "OGPGY_FAULTS": faults}
         self.proc: subprocess.Popen[str] | None = None
         self.target = ""
         self.output: list[str] = []
 
-    def start(self, timeout: float = 30) -> "BankProcess":
+    def start(self, timeout: float = 30) -> BankProcess:
         self.proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env)
         deadline = time.monotonic() + timeout
         assert self.proc.stdout is not None

@@ -48,20 +48,30 @@ def served_rpcs(target: str) -> list[Rpc]:
 
 
 def _rpc(service: str, method: MethodDescriptor) -> Rpc:
-    return Rpc(service, method.name, message_factory.GetMessageClass(method.input_type),
-               message_factory.GetMessageClass(method.output_type), method.server_streaming)  # fmt: skip
+    return Rpc(
+        service,
+        method.name,
+        message_factory.GetMessageClass(method.input_type),
+        message_factory.GetMessageClass(method.output_type),
+        method.server_streaming,
+    )
 
 
-async def call_raw(channel: aio.Channel, rpc: Rpc, payload: bytes, metadata: tuple[tuple[str, str], ...] = (),
-                   timeout: float = 10) -> grpc.StatusCode:  # fmt: skip
+async def call_raw(
+    channel: aio.Channel, rpc: Rpc, payload: bytes, metadata: tuple[tuple[str, str], ...] = (), deadline: float = 10
+) -> grpc.StatusCode:
     """Sends `payload` as the request bytes (valid or not); returns the status code."""
     try:
         if rpc.server_streaming:
-            call = channel.unary_stream(rpc.path, request_serializer=None, response_deserializer=None)(payload, metadata=metadata, timeout=timeout)
+            call = channel.unary_stream(rpc.path, request_serializer=None, response_deserializer=None)(
+                payload, metadata=metadata, timeout=deadline
+            )
             async for _ in call:
                 pass
         else:
-            await channel.unary_unary(rpc.path, request_serializer=None, response_deserializer=None)(payload, metadata=metadata, timeout=timeout)
+            await channel.unary_unary(rpc.path, request_serializer=None, response_deserializer=None)(
+                payload, metadata=metadata, timeout=deadline
+            )
     except aio.AioRpcError as error:
         return error.code()  # type: ignore[no-any-return]
     return grpc.StatusCode.OK

@@ -1,1 +1,1 @@
-"""Restartable, idempotent batch jobs with progress (pattern 12)."""
+"""Restartable, idempotent batch jobs with progress."""

@@ -11,9 +11,9 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from common.db.base import Row, Tx
+from common.db.base import Row, Tx, stored
 from common.di import BaseComponent, og_component
 from common.errors import Aborted, PreconditionFailed
 from common.faults import crash_point
@@ -53,8 +53,18 @@ _COLUMNS = "job, run_key, status, cursor, processed, errors, total, amount_minor
 
 
 def _progress(row: Row) -> BatchProgress:
-    return BatchProgress(row["job"], row["run_key"], row["status"], row["cursor"], row["processed"], row["errors"],
-                         row["total"], row["amount_minor"], datetime.fromisoformat(row["started_at"]), row["elapsed_ms"])  # fmt: skip
+    return BatchProgress(
+        row["job"],
+        row["run_key"],
+        row["status"],
+        row["cursor"],
+        row["processed"],
+        row["errors"],
+        row["total"],
+        row["amount_minor"],
+        datetime.fromisoformat(row["started_at"]),
+        row["elapsed_ms"],
+    )
 
 
 async def _load(tx: Tx, job: str, key: str) -> BatchProgress | None:
@@ -65,19 +75,32 @@ async def _load(tx: Tx, job: str, key: str) -> BatchProgress | None:
 async def _open(tx: Tx, job: str, key: str) -> BatchProgress:
     await tx.execute(
         f"INSERT INTO batch_runs ({_COLUMNS}) VALUES (?, ?, ?, '', 0, 0, 0, 0, ?, 0) ON CONFLICT (job, run_key) DO NOTHING",
-        job, key, RUNNING, datetime.now(timezone.utc).isoformat(),
-    )  # fmt: skip
-    return await _load(tx, job, key)  # type: ignore[return-value]
+        job,
+        key,
+        RUNNING,
+        datetime.now(UTC).isoformat(),
+    )
+    return stored(await _load(tx, job, key), key)
 
 
-async def _advance(tx: Tx, before: BatchProgress, chunk: ChunkResult, elapsed_ms: int, on_complete: OnComplete | None) -> BatchProgress:
+async def _advance(
+    tx: Tx, before: BatchProgress, chunk: ChunkResult, elapsed_ms: int, on_complete: OnComplete | None
+) -> BatchProgress:
     status = COMPLETED if chunk.done else RUNNING
     moved = await tx.execute(
         "UPDATE batch_runs SET status = ?, cursor = ?, processed = processed + ?, amount_minor = amount_minor + ?,"
         " total = ?, elapsed_ms = elapsed_ms + ? WHERE job = ? AND run_key = ? AND cursor = ? AND status = ?",
-        status, chunk.last_cursor, chunk.processed, chunk.amount_minor,
-        chunk.total if chunk.total is not None else before.total, elapsed_ms, before.job, before.run_key, before.cursor, RUNNING,
-    )  # fmt: skip
+        status,
+        chunk.last_cursor,
+        chunk.processed,
+        chunk.amount_minor,
+        chunk.total if chunk.total is not None else before.total,
+        elapsed_ms,
+        before.job,
+        before.run_key,
+        before.cursor,
+        RUNNING,
+    )
     if moved != 1:
         raise Aborted("BATCH_MOVED_ON", "another runner advanced this run", {"run": before.run_key})
     after = await _load(tx, before.job, before.run_key)
@@ -90,8 +113,11 @@ async def _advance(tx: Tx, before: BatchProgress, chunk: ChunkResult, elapsed_ms
 async def _page(tx: Tx, job: str, before_key: str, limit: int) -> list[BatchProgress]:
     rows = await tx.fetchall(
         f"SELECT {_COLUMNS} FROM batch_runs WHERE job = ? AND (? = '' OR run_key < ?) ORDER BY run_key DESC LIMIT ?",
-        job, before_key, before_key, limit,
-    )  # fmt: skip
+        job,
+        before_key,
+        before_key,
+        limit,
+    )
     return [_progress(r) for r in rows]
 
 
@@ -101,15 +127,24 @@ class BatchRunner(BaseComponent):
         self._db = db
         self._active: set[tuple[str, str]] = set()
 
-    async def run(self, job: str, key: str, chunk: Chunk, on_complete: OnComplete | None = None,
-                  already_completed: str = "RUN_ALREADY_COMPLETED") -> AsyncIterator[BatchProgress]:  # fmt: skip
+    async def run(
+        self,
+        job: str,
+        key: str,
+        chunk: Chunk,
+        on_complete: OnComplete | None = None,
+        already_completed: str = "RUN_ALREADY_COMPLETED",
+    ) -> AsyncIterator[BatchProgress]:
         """Runs (or resumes) a run, yielding its progress after every chunk."""
         if (job, key) in self._active:
             raise PreconditionFailed("RUN_IN_PROGRESS", f"{job} {key} is running", {"run": key})
         progress = await self._db.write(_open, job, key)
         if progress.status == COMPLETED:
-            raise PreconditionFailed(already_completed, f"{job} for {key} has already completed; it runs once",
-                                     {"run": key, "processed": str(progress.processed)})  # fmt: skip
+            raise PreconditionFailed(
+                already_completed,
+                f"{job} for {key} has already completed; it runs once",
+                {"run": key, "processed": str(progress.processed)},
+            )
         self._active.add((job, key))
         try:
             yield progress

@@ -1,4 +1,4 @@
-"""MultiLevelCache (pattern 11): L1 cachetools (bounded, TTL with jitter), L2 Redis (TTL, namespaced
+"""MultiLevelCache: L1 cachetools (bounded, TTL with jitter), L2 Redis (TTL, namespaced
 keys), read-through with single-flight per key, negative caching, and invalidation that drops L1
 and L2 here and tells every other instance (Redis pub/sub) to drop its L1 copy.
 
@@ -10,12 +10,13 @@ channel is lost, L1 is cleared on reconnect, since invalidations may have been m
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
 import pybreaker
 import redis.asyncio as aioredis
@@ -28,7 +29,14 @@ from common.observability.metrics import track_cache
 V = TypeVar("V")
 log = logging.getLogger("ogpgy.cache")
 
-_ABSENT = object()  # the source said "no such thing": cached too (negative caching)
+
+class _Absent(enum.Enum):
+    """The source said "no such thing": cached too (negative caching)."""
+
+    ABSENT = enum.auto()
+
+
+_ABSENT: Final = _Absent.ABSENT
 _NEGATIVE_L2 = b"\x00absent"
 CHANNEL_PREFIX = "ogpgy:cache-invalidate:"
 KEY_PREFIX = "ogpgy:cache:"
@@ -64,26 +72,27 @@ class CachePolicy:
 
 
 @dataclass
-class _Fill:
+class _Fill(Generic[V]):
     """A load under way for one key, shared by its concurrent readers. An invalidation meanwhile
     marks it, so that its (possibly stale) result is answered but not stored. It lives only while
     the load runs: nothing is kept per key after that (a counter per invalidated key grew without
     bound), and it holds its task, which asyncio keeps only weakly."""
 
-    future: asyncio.Future[object]
+    future: asyncio.Future[V | _Absent]
     task: asyncio.Task[None] | None = None
     invalidated: bool = False
 
 
 class MultiLevelCache(Generic[V]):
-    def __init__(self, namespace: str, codec: Codec[V], *, redis_url: str = "", policy: CachePolicy = CachePolicy()) -> None:
+    def __init__(self, namespace: str, codec: Codec[V], *, redis_url: str = "", policy: CachePolicy | None = None) -> None:
+        policy = policy or CachePolicy()
         self.namespace = namespace
         self.policy = policy
         self.stats = CacheStats()
         track_cache(self)
         self._codec = codec
-        self._l1: TLRUCache[str, object] = TLRUCache(maxsize=policy.l1_size, ttu=self._l1_expiry, timer=time.monotonic)
-        self._inflight: dict[str, _Fill] = {}
+        self._l1: TLRUCache[str, V | _Absent] = TLRUCache(maxsize=policy.l1_size, ttu=self._l1_expiry, timer=time.monotonic)
+        self._inflight: dict[str, _Fill[V]] = {}
         self._instance = random_bytes(8).hex()
         self._redis = (
             aioredis.from_url(redis_url, socket_timeout=policy.redis_timeout, socket_connect_timeout=policy.redis_timeout)
@@ -125,26 +134,27 @@ class MultiLevelCache(Generic[V]):
             pass
         else:
             self.stats.l1_hits += 1
-            return None if found is _ABSENT else found  # type: ignore[return-value]
+            return None if found is _ABSENT else found
         fill = self._inflight.get(key)
         if fill is None:
             fill = self._inflight[key] = _Fill(asyncio.get_running_loop().create_future())
             fill.task = asyncio.create_task(self._fill(key, load, fill))
         result = await asyncio.shield(fill.future)
-        return None if result is _ABSENT else result  # type: ignore[return-value]
+        return None if result is _ABSENT else result
 
-    async def _fill(self, key: str, load: Callable[[], Awaitable[V | None]], fill: _Fill) -> None:
+    async def _fill(self, key: str, load: Callable[[], Awaitable[V | None]], fill: _Fill[V]) -> None:
         try:
-            value = await self._from_l2(key)
-            if value is None:
+            cached = await self._from_l2(key)
+            if cached is None:
                 self.stats.misses += 1
                 self.stats.loads += 1
                 loaded = await load()
-                value = _ABSENT if loaded is None else loaded
+                value: V | _Absent = _ABSENT if loaded is None else loaded
                 if not fill.invalidated:
                     await self._to_l2(key, value)
             else:
                 self.stats.l2_hits += 1
+                value = cached
             if not fill.invalidated:
                 self._l1[key] = value
             fill.future.set_result(value)
@@ -153,7 +163,7 @@ class MultiLevelCache(Generic[V]):
         finally:
             self._inflight.pop(key, None)
 
-    def _l1_expiry(self, key: str, value: object, now: float) -> float:
+    def _l1_expiry(self, key: str, value: V | _Absent, now: float) -> float:
         ttl = self.policy.negative_ttl if value is _ABSENT else self.policy.l1_ttl
         return now + self._jittered(ttl)
 
@@ -170,13 +180,13 @@ class MultiLevelCache(Generic[V]):
         try:
             with self._breaker.calling():
                 return await action()
-        except (RedisError, OSError, asyncio.TimeoutError, pybreaker.CircuitBreakerError) as exc:
+        except (TimeoutError, RedisError, OSError, pybreaker.CircuitBreakerError) as exc:
             self.stats.l2_errors += 1
             if not isinstance(exc, pybreaker.CircuitBreakerError):
                 log.debug("redis cache %s unavailable: %s", self.namespace, exc)
             return None
 
-    async def _from_l2(self, key: str) -> object | None:
+    async def _from_l2(self, key: str) -> V | _Absent | None:
         redis = self._redis
         if redis is None:
             return None
@@ -185,12 +195,12 @@ class MultiLevelCache(Generic[V]):
             return None
         return _ABSENT if data == _NEGATIVE_L2 else self._codec.decode(data)
 
-    async def _to_l2(self, key: str, value: object) -> None:
+    async def _to_l2(self, key: str, value: V | _Absent) -> None:
         redis = self._redis
         if redis is None:
             return
         negative = value is _ABSENT
-        data = _NEGATIVE_L2 if negative else self._codec.encode(value)  # type: ignore[arg-type]
+        data = _NEGATIVE_L2 if value is _ABSENT else self._codec.encode(value)
         ttl = self._jittered(self.policy.negative_ttl if negative else self.policy.l2_ttl)
         await self._guarded(lambda: redis.set(self._redis_key(key), data, px=max(1, int(ttl * 1000))))
 
@@ -231,7 +241,7 @@ class MultiLevelCache(Generic[V]):
                             self._on_invalidation(message["data"])
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError, asyncio.TimeoutError):
+            except (TimeoutError, RedisError, OSError):
                 await asyncio.sleep(0.2)
 
     def _on_invalidation(self, data: bytes) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from common.cache.multilevel import CachePolicy, Codec, MultiLevelCache
 from common.config import Settings
@@ -18,13 +18,14 @@ class Caches(BaseComponent):
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._caches: list[MultiLevelCache[object]] = []
+        self._caches: list[MultiLevelCache[Any]] = []
 
-    def create(self, namespace: str, codec: Codec[V], policy: CachePolicy = CachePolicy()) -> MultiLevelCache[V]:
+    def create(self, namespace: str, codec: Codec[V], policy: CachePolicy | None = None) -> MultiLevelCache[V]:
+        policy = policy or CachePolicy()
         if not self._settings.cache_enabled:
             policy = replace(policy, enabled=False)
         cache: MultiLevelCache[V] = MultiLevelCache(namespace, codec, redis_url=self._settings.redis_url, policy=policy)
-        self._caches.append(cache)  # type: ignore[arg-type]
+        self._caches.append(cache)
         return cache
 
     async def start(self) -> None:

@@ -14,7 +14,21 @@ from typing import Any, Protocol, TypeVar
 from common.db.migrations import Migration
 
 R = TypeVar("R")
+T = TypeVar("T")
 Row = Mapping[str, Any]
+
+
+def stored(value: T | None, what: str) -> T:
+    """A row the transaction knows is there (just written, or named by an idempotency record in
+    the same transaction): missing, it is a broken database, not a caller's mistake."""
+    if value is None:
+        raise LookupError(f"{what} should be stored but is not")
+    return value
+
+
+async def aggregate(tx: Tx, sql: str, *params: Any) -> Row:
+    """The one row an aggregate query (COUNT, SUM, MAX without GROUP BY) always answers."""
+    return stored(await tx.fetchone(sql, *params), "the row of an aggregate query")
 
 
 class Tx(Protocol):

@@ -16,8 +16,9 @@ async def replayed_resource(tx: Tx, key: IdempotencyKey) -> str | None:
     """
     row = await tx.fetchone(
         "SELECT operation, fingerprint, resource_id FROM idempotency_keys WHERE scope = ? AND request_id = ?",
-        key.scope, key.request_id,
-    )  # fmt: skip
+        key.scope,
+        key.request_id,
+    )
     if row is None:
         return None
     if row["operation"] == key.operation and row["fingerprint"] == VOID:
@@ -37,8 +38,12 @@ async def claim(tx: Tx, key: IdempotencyKey, resource_id: str) -> str | None:
     claimed = await tx.execute(
         "INSERT INTO idempotency_keys (scope, request_id, operation, fingerprint, resource_id) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (scope, request_id) DO NOTHING",
-        key.scope, key.request_id, key.operation, key.fingerprint, resource_id,
-    )  # fmt: skip
+        key.scope,
+        key.request_id,
+        key.operation,
+        key.fingerprint,
+        resource_id,
+    )
     return None if claimed == 1 else await replayed_resource(tx, key)
 
 
@@ -51,14 +56,18 @@ async def resource_or_void(tx: Tx, scope: str, request_id: str, operation: str) 
     closed = await tx.execute(
         "INSERT INTO idempotency_keys (scope, request_id, operation, fingerprint, resource_id) VALUES (?, ?, ?, ?, '')"
         " ON CONFLICT (scope, request_id) DO NOTHING",
-        scope, request_id, operation, VOID,
-    )  # fmt: skip
+        scope,
+        request_id,
+        operation,
+        VOID,
+    )
     if closed == 1:
         return None
     row = await tx.fetchone(
         "SELECT operation, fingerprint, resource_id FROM idempotency_keys WHERE scope = ? AND request_id = ?",
-        scope, request_id,
-    )  # fmt: skip
+        scope,
+        request_id,
+    )
     if row is None or row["operation"] != operation or row["fingerprint"] == VOID:
         return None
     return str(row["resource_id"])

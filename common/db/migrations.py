@@ -69,8 +69,10 @@ async def _apply(tx: Tx, migration: Migration) -> None:
         await tx.execute(statement)
     await tx.execute(
         "INSERT INTO schema_migrations (scope, version, name) VALUES (?, ?, ?)",
-        migration.scope, migration.version, migration.name,
-    )  # fmt: skip
+        migration.scope,
+        migration.version,
+        migration.name,
+    )
 
 
 async def _migrate(tx: Tx, migrations: list[Migration]) -> list[str]:

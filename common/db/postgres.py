@@ -46,11 +46,11 @@ class PostgresTx:
 
     async def fetchone(self, sql: str, *params: Any) -> Row | None:
         cursor = await self._conn.execute(_placeholders(sql), params or None)
-        return await cursor.fetchone()  # type: ignore[return-value]
+        return await cursor.fetchone()
 
     async def fetchall(self, sql: str, *params: Any) -> list[Row]:
         cursor = await self._conn.execute(_placeholders(sql), params or None)
-        return await cursor.fetchall()  # type: ignore[return-value]
+        return await cursor.fetchall()
 
     async def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         async with self._conn.cursor() as cursor:

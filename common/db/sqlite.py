@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from common.db.base import Row, UnitOfWork
 from common.db.migrations import Migration, apply_migrations, load_migrations
@@ -59,7 +60,7 @@ class SqliteTx:
         self._conn.executemany(sql, rows)
 
 
-def _drive(unit: "_Unit", conn: sqlite3.Connection) -> Any:
+def _drive(unit: _Unit, conn: sqlite3.Connection) -> Any:
     """Runs a unit of work's coroutine to completion on this thread."""
     coro = unit.fn(SqliteTx(conn), *unit.args)
     try:
@@ -116,8 +117,13 @@ class _Batcher:
     by themselves (group commit), at low load a unit goes out at once.
     """
 
-    def __init__(self, pool: ThreadPoolExecutor, capacity: int, connection: Callable[[], sqlite3.Connection],
-                 runner: Callable[[sqlite3.Connection, list[_Unit]], None]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        pool: ThreadPoolExecutor,
+        capacity: int,
+        connection: Callable[[], sqlite3.Connection],
+        runner: Callable[[sqlite3.Connection, list[_Unit]], None],
+    ) -> None:
         self._pool = pool
         self._capacity = capacity
         self._connection = connection
@@ -126,7 +132,7 @@ class _Batcher:
         self._in_flight = 0
         self._flush_scheduled = False
 
-    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> asyncio.Future[Any]:
+    def submit(self, fn: UnitOfWork[R], args: tuple[Any, ...]) -> asyncio.Future[R]:
         loop = asyncio.get_running_loop()
         unit = _Unit(fn, args, loop.create_future())
         self._pending.append(unit)
@@ -141,11 +147,15 @@ class _Batcher:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             self._in_flight += 1
             done = self._pool.submit(self._run, batch)
-            done.add_done_callback(lambda f, b=batch: loop.call_soon_threadsafe(self._finished, loop, b, f))  # type: ignore[misc]
+            done.add_done_callback(partial(self._finished_soon, loop, batch))
 
     def _run(self, batch: list[_Unit]) -> None:
         """On the database thread: the thread's own connection runs the whole batch."""
         self._runner(self._connection(), batch)
+
+    def _finished_soon(self, loop: asyncio.AbstractEventLoop, batch: list[_Unit], done: Future[None]) -> None:
+        """On the database thread: hands the finished batch back to the event loop."""
+        loop.call_soon_threadsafe(self._finished, loop, batch, done)
 
     def _finished(self, loop: asyncio.AbstractEventLoop, batch: list[_Unit], done: Future[None]) -> None:
         self._in_flight -= 1
@@ -230,8 +240,8 @@ class SqliteDatabase:
 
     async def read(self, fn: UnitOfWork[R], *args: Any) -> R:
         """Runs `fn(tx, *args)` on a reader thread, inside a read snapshot."""
-        return await self._batcher(self._reads).submit(fn, args)  # type: ignore[no-any-return]
+        return await self._batcher(self._reads).submit(fn, args)
 
     async def write(self, fn: UnitOfWork[R], *args: Any) -> R:
         """Runs `fn(tx, *args)` atomically: all its changes commit, or (on exception) none do."""
-        return await self._batcher(self._writes).submit(fn, args)  # type: ignore[no-any-return]
+        return await self._batcher(self._writes).submit(fn, args)

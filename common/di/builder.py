@@ -91,12 +91,12 @@ class ContextModuleBuilder:
         self._supplied: dict[str, list[Any]] = {}
         self._built: _Build | None = None
 
-    def override(self, wanted: type, replacement: Any, *, context: str | None = None) -> "ContextModuleBuilder":
+    def override(self, wanted: type, replacement: Any, *, context: str | None = None) -> ContextModuleBuilder:
         """Replaces whatever provides `wanted` (in `context`, or everywhere) by `replacement`."""
         self._overrides.setdefault(wanted, []).append(_Replacement(replacement, context))
         return self
 
-    def supply(self, value: Any, *, context: str) -> "ContextModuleBuilder":
+    def supply(self, value: Any, *, context: str) -> ContextModuleBuilder:
         """Adds a ready-made instance as a provider of its own type in `context`."""
         self._supplied.setdefault(context, []).append(value)
         return self
@@ -131,8 +131,7 @@ class ContextModuleBuilder:
             for provider in spec.providers:
                 if provider in seen:
                     raise DuplicateProviderError(
-                        f"context '{spec.name}' lists {_name(provider)} twice in providers. "
-                        "Fix: list each provider once."
+                        f"context '{spec.name}' lists {_name(provider)} twice in providers. Fix: list each provider once."
                     )
                 seen.add(provider)
             specs[spec.name] = spec
@@ -187,9 +186,7 @@ class ContextModuleBuilder:
             )
 
     def _exports(self, source: ContextSpec, wanted: type) -> bool:
-        return any(
-            wanted in export.__mro__ or self._is_remote_service_of(export, wanted) for export in source.exports
-        )
+        return any(wanted in export.__mro__ or self._is_remote_service_of(export, wanted) for export in source.exports)
 
     def _is_remote_service(self, source: ContextSpec, wanted: type) -> bool:
         return any(self._is_remote_service_of(export, wanted) for export in source.exports)
@@ -207,17 +204,17 @@ class ContextModuleBuilder:
             if state.get(name) == "done":
                 return
             if state.get(name) == "visiting":
-                cycle = path[path.index(name):] + [name]
+                cycle = [*path[path.index(name) :], name]
                 raise CycleError(
                     "context import",
                     cycle,
                     "contexts may not import each other in a loop; let one side react to the "
-                    "other's events (pattern 3) or move the shared part into a third context.",
+                    "other's events or move the shared part into a third context.",
                 )
             state[name] = "visiting"
             for imp in build.specs[name].imports:
                 if imp.from_context in build.specs:
-                    visit(imp.from_context, path + [name])
+                    visit(imp.from_context, [*path, name])
             state[name] = "done"
             order.append(name)
 
@@ -239,7 +236,8 @@ class ContextModuleBuilder:
     def _replacement(self, context: str, wanted: type) -> _Replacement | None:
         candidates = self._overrides.get(wanted, [])
         scoped = [r for r in candidates if r.context == context]
-        return (scoped or [r for r in candidates if r.context is None] or [None])[-1]
+        chosen = scoped or [r for r in candidates if r.context is None]
+        return chosen[-1] if chosen else None
 
     def _overridden_role(self, context: str, provider: type) -> type | None:
         """The type (the provider or one of its bases) whose role a test double took, if any:
@@ -274,14 +272,13 @@ class ContextModuleBuilder:
         kwargs = {}
         for param, annotation in self._dependencies(provider):
             if annotation in path:
-                cycle = [_name(p) for p in path[path.index(annotation):]] + [_name(annotation)]
+                cycle = [_name(p) for p in path[path.index(annotation) :]] + [_name(annotation)]
                 raise CycleError(
                     f"context '{context.name}': component",
                     cycle,
-                    "components may not need each other in a loop; extract the shared part "
-                    "into a third component.",
+                    "components may not need each other in a loop; extract the shared part into a third component.",
                 )
-            kwargs[param] = self._instance_for(build, context, annotation, path + [annotation])
+            kwargs[param] = self._instance_for(build, context, annotation, [*path, annotation])
         instance = provider(**kwargs)
         context._register(provider, instance)
         if wanted is not provider:
@@ -294,7 +291,7 @@ class ContextModuleBuilder:
     @staticmethod
     def _dependencies(provider: type) -> list[tuple[str, type]]:
         """(parameter, type) pairs of the constructor, from its type hints."""
-        init = provider.__init__  # type: ignore[misc]
+        init = provider.__init__  # type: ignore[misc]  # the constructor is inspected, not called
         if init is object.__init__:
             return []
         try:
@@ -323,6 +320,7 @@ class ContextModuleBuilder:
         if imp is None:
             self._raise_unresolved(build, spec, wanted, path)
         source = build.contexts.get(imp.from_context)
+        instance: Any
         if source is not None and self._provided_locally(source.spec, wanted):
             instance = source.resolve(wanted)
         else:
@@ -345,9 +343,7 @@ class ContextModuleBuilder:
         return any(wanted in export.__mro__ for export in spec.exports)
 
     def _raise_unresolved(self, build: _Build, spec: ContextSpec, wanted: type, path: list[type]) -> typing.NoReturn:
-        exporters = [
-            other.name for other in {**build.remote, **build.specs}.values() if self._exports(other, wanted)
-        ]
+        exporters = [other.name for other in {**build.remote, **build.specs}.values() if self._exports(other, wanted)]
         if exporters:
             raise NotImportedError(
                 f"context '{spec.name}': {self._path(path)} needs {_name(wanted)}, which "
@@ -375,7 +371,7 @@ class ContextModuleBuilder:
                 continue
             try:
                 await init()
-            except Exception as exc:  # noqa: BLE001 - reported with every shutdown failure
+            except Exception as exc:
                 build.lifecycle = started
                 errors = [(who, exc)] + await self._shutdown_all(build)
                 raise LifecycleError("initialize", errors) from exc
@@ -387,7 +383,7 @@ class ContextModuleBuilder:
                 continue
             try:
                 await start()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 errors = [(who, exc)] + await self._shutdown_all(build)
                 raise LifecycleError("start", errors) from exc
 

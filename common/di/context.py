@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar, cast
+
+from google.protobuf.message import Message
 
 from common.di.errors import MissingProviderError
 
@@ -39,8 +41,8 @@ class ContextSpec:
     providers: tuple[type, ...] = ()
     exports: tuple[type, ...] = ()
     imports: tuple[ModuleContextImport, ...] = ()
-    publishes: tuple[type, ...] = ()  # event messages this context puts in its outbox
-    consumes: tuple[type, ...] = ()  # event messages of other contexts it subscribes to
+    publishes: tuple[type[Message], ...] = ()  # event messages this context puts in its outbox
+    consumes: tuple[type[Message], ...] = ()  # event messages of other contexts it subscribes to
     external: bool = False  # outside the bank's trust domain: callers send it no identity
     module: type | None = field(default=None, compare=False)
 
@@ -59,8 +61,8 @@ def og_context(
     providers: list[type] | tuple[type, ...] = (),
     exports: list[type] | tuple[type, ...] = (),
     imports: list[ModuleContextImport] | tuple[ModuleContextImport, ...] = (),
-    publishes: list[type] | tuple[type, ...] = (),
-    consumes: list[type] | tuple[type, ...] = (),
+    publishes: list[type[Message]] | tuple[type[Message], ...] = (),
+    consumes: list[type[Message]] | tuple[type[Message], ...] = (),
     external: bool = False,
 ) -> Callable[[C], C]:
     """Declares a bounded context on a module class. Declaration only: nothing is built here."""
@@ -120,7 +122,7 @@ class Context:
                 f"context '{self.name}': nothing provides {wanted.__qualname__}. "
                 f"Fix: add it to the providers of '{self.name}' or to its imports."
             )
-        return found  # type: ignore[no-any-return]
+        return cast(T, found)  # registered under `wanted` or a subclass of it
 
     def exported_instances(self) -> list[Any]:
         """The instances of this context's exports, in declaration order."""
@@ -147,7 +149,7 @@ class BuiltContexts(Mapping[str, Context]):
         """Shuts down every component in reverse init order; raises LifecycleError after all ran."""
         await self._shutdown()
 
-    async def __aenter__(self) -> "BuiltContexts":
+    async def __aenter__(self) -> BuiltContexts:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -89,7 +89,14 @@ def _traced(consumer: str, handler: Handler) -> Handler:
                 await handler(envelope)
                 outcome = "handled"
             finally:
-                log_fields(event_log, "event", consumer=consumer, event_type=envelope.event_type, event_id=envelope.event_id,
-                           outcome=outcome, request_id=envelope.headers.get("request_id"))  # fmt: skip
+                log_fields(
+                    event_log,
+                    "event",
+                    consumer=consumer,
+                    event_type=envelope.event_type,
+                    event_id=envelope.event_id,
+                    outcome=outcome,
+                    request_id=envelope.headers.get("request_id"),
+                )
 
     return handle

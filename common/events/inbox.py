@@ -10,6 +10,7 @@ async def first_delivery(tx: Tx, consumer: str, event_id: str) -> bool:
     """True the first time `consumer` sees `event_id` (and records it); False on redelivery."""
     inserted = await tx.execute(
         "INSERT INTO inbox (consumer, event_id) VALUES (?, ?) ON CONFLICT (consumer, event_id) DO NOTHING",
-        consumer, event_id,
-    )  # fmt: skip
+        consumer,
+        event_id,
+    )
     return inserted == 1

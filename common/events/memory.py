@@ -17,7 +17,7 @@ RETRY_DELAY = 0.01
 
 @dataclass
 class _MemorySubscription:
-    backend: "InMemoryBackend"
+    backend: InMemoryBackend
     event_types: list[str]
     consumer: str
     handler: Handler

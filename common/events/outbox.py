@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import Message
 
-from common.db.base import Tx
+from common.db.base import Tx, aggregate
 from common.di import BaseComponent, og_component
 from common.events.bus import EventBus
 from common.events.envelope import Envelope
@@ -39,13 +39,17 @@ async def append_event(tx: Tx, event: Message) -> str:
         event_id=new_id("evt"),
         event_type=event.DESCRIPTOR.full_name,
         payload=event.SerializeToString(),
-        occurred_at=datetime.now(timezone.utc).isoformat(),
+        occurred_at=datetime.now(UTC).isoformat(),
         headers=headers,
     )
     await tx.execute(
         "INSERT INTO outbox (event_id, event_type, payload, headers, occurred_at) VALUES (?, ?, ?, ?, ?)",
-        envelope.event_id, envelope.event_type, envelope.payload, envelope.headers_json(), envelope.occurred_at,
-    )  # fmt: skip
+        envelope.event_id,
+        envelope.event_type,
+        envelope.payload,
+        envelope.headers_json(),
+        envelope.occurred_at,
+    )
     return envelope.event_id
 
 
@@ -56,7 +60,10 @@ async def _unpublished(tx: Tx, limit: int) -> list[tuple[int, Envelope]]:
         limit,
     )
     return [
-        (row["seq"], Envelope(row["event_id"], row["event_type"], bytes(row["payload"]), row["occurred_at"], json.loads(row["headers"])))
+        (
+            row["seq"],
+            Envelope(row["event_id"], row["event_type"], bytes(row["payload"]), row["occurred_at"], json.loads(row["headers"])),
+        )
         for row in rows
     ]
 
@@ -73,13 +80,13 @@ async def _purge_batch(tx: Tx, cutoff: str, limit: int) -> int:
     return await tx.execute(
         "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE published_at IS NOT NULL AND published_at < ?"
         " ORDER BY seq LIMIT ?)",
-        cutoff, limit,
-    )  # fmt: skip
+        cutoff,
+        limit,
+    )
 
 
 async def _count_unpublished(tx: Tx) -> int:
-    row = await tx.fetchone("SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL")
-    return int(row["n"]) if row else 0
+    return int((await aggregate(tx, "SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL"))["n"])
 
 
 @og_component()
@@ -119,7 +126,7 @@ class OutboxRelay(BaseComponent):
         now = time.monotonic()
         if now - self._purged_at >= PURGE_EVERY_SECONDS:
             self._purged_at = now
-            await self.purge(datetime.now(timezone.utc) - RETENTION)
+            await self.purge(datetime.now(UTC) - RETENTION)
 
     async def _leading(self) -> bool:
         """One relay per context, whatever its replicas: two would publish the same events twice."""
@@ -156,7 +163,7 @@ class OutboxRelay(BaseComponent):
                     sent += 1
             finally:
                 if published:
-                    await self._db.write(_mark_published, published, datetime.now(timezone.utc).isoformat())
+                    await self._db.write(_mark_published, published, datetime.now(UTC).isoformat())
             if len(batch) < BATCH:
                 return sent
 
@@ -172,7 +179,7 @@ class OutboxRelay(BaseComponent):
                 await self._purge_when_due()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - the bus or the database is down: retry later
+            except Exception:
                 self.logger.exception("outbox relay of %s failed; retrying", self._db.context)
                 lag.set(await self._unpublished_count())
                 await asyncio.sleep(0.5)

@@ -22,11 +22,13 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
 
 from common.events.bus import MAX_ATTEMPTS, Handler, log
 from common.events.envelope import Envelope
@@ -37,13 +39,14 @@ STREAM_PREFIX = "ogpgy:events:"
 DLQ_PREFIX = "ogpgy:dead-letters:"
 _REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 _names = itertools.count(1)
+_ReadAnswer = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]  # XREADGROUP: per stream, its messages
 
 
 def stream_of(event_type: str) -> str:
     return f"{STREAM_PREFIX}{event_type}"
 
 
-def _fields(envelope: Envelope) -> dict[str, bytes | str]:
+def _fields(envelope: Envelope) -> dict[FieldT, EncodableT]:
     return {
         "event_id": envelope.event_id,
         "event_type": envelope.event_type,
@@ -65,7 +68,7 @@ def _envelope(fields: dict[bytes, bytes]) -> Envelope:
 
 @dataclass
 class _StreamSubscription:
-    backend: "RedisStreamsBackend"
+    backend: RedisStreamsBackend
     event_types: list[str]
     group: str
     handler: Handler
@@ -98,8 +101,9 @@ def _id_key(entry_id: str) -> tuple[int, int]:
 
 
 class RedisStreamsBackend:
-    def __init__(self, url: str, *, redelivery_ms: int = 5000, max_len: int = 100_000, block_ms: int = 200,
-                 lag_alarm: int = 10_000) -> None:  # fmt: skip
+    def __init__(
+        self, url: str, *, redelivery_ms: int = 5000, max_len: int = 100_000, block_ms: int = 200, lag_alarm: int = 10_000
+    ) -> None:
         self._redis = aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
         self.redelivery_ms = redelivery_ms
         self._max_len = max_len
@@ -119,7 +123,7 @@ class RedisStreamsBackend:
 
     async def publish(self, envelope: Envelope) -> None:
         stream = stream_of(envelope.event_type)
-        await self._redis.xadd(stream, _fields(envelope))  # type: ignore[arg-type]
+        await self._redis.xadd(stream, _fields(envelope))
         if time.monotonic() - self._trimmed_at.get(stream, 0.0) >= TRIM_EVERY_SECONDS:
             self._trimmed_at[stream] = time.monotonic()
             await self.trim(stream)
@@ -133,15 +137,15 @@ class RedisStreamsBackend:
         safe = min([await self._oldest_unacked(stream, group) for group in groups], key=_id_key)
         return int(await self._redis.xtrim(stream, minid=safe, approximate=False))
 
-    async def _oldest_unacked(self, stream: str, group: dict[str, object]) -> str:
+    async def _oldest_unacked(self, stream: str, group: dict[str, Any]) -> str:
         """The first id a group still needs: its oldest pending entry, else the one after the last
         delivered to it (everything up to that one is acknowledged)."""
         name = group["name"]
-        if int(group.get("pending") or 0):  # type: ignore[call-overload]
-            pending = await self._redis.xpending(stream, name)  # type: ignore[arg-type]
+        if int(group.get("pending") or 0):
+            pending = await self._redis.xpending(stream, name)
             oldest = pending["min"]
             return oldest.decode() if isinstance(oldest, bytes) else str(oldest)
-        return _after(group["last-delivered-id"])  # type: ignore[arg-type]
+        return _after(group["last-delivered-id"])
 
     async def subscribe(self, event_types: list[str], consumer: str, handler: Handler) -> _StreamSubscription:
         subscription = _StreamSubscription(self, event_types, consumer, handler)
@@ -162,7 +166,7 @@ class RedisStreamsBackend:
                 raise
 
     async def _consume(self, sub: _StreamSubscription) -> None:
-        streams = {stream_of(t): ">" for t in sub.event_types}
+        streams: dict[KeyT, StreamIdT] = {stream_of(t): ">" for t in sub.event_types}
         next_claim = 0.0
         while not sub.closing:
             try:
@@ -170,7 +174,9 @@ class RedisStreamsBackend:
                     await self._reclaim(sub)
                     await self._measure_lag(sub)
                     next_claim = time.monotonic() + self.redelivery_ms / 2000
-                answer = await self._redis.xreadgroup(sub.group, sub.name, streams, count=64, block=self._block_ms)  # type: ignore[arg-type]
+                answer = cast(
+                    _ReadAnswer, await self._redis.xreadgroup(sub.group, sub.name, streams, count=64, block=self._block_ms)
+                )
                 for stream, messages in answer or []:
                     for message_id, fields in messages:
                         await self._handle(sub, stream.decode(), message_id, fields)
@@ -187,6 +193,8 @@ class RedisStreamsBackend:
                     raise
 
     async def _handle(self, sub: _StreamSubscription, stream: str, message_id: bytes, fields: dict[bytes, bytes]) -> None:
+        if sub.closing:  # redis-py may swallow the cancellation of a read: what it read stays pending
+            return
         envelope = _envelope(fields)
         try:
             await sub.handler(envelope)
@@ -206,8 +214,12 @@ class RedisStreamsBackend:
                     behind += int(group.get("lag") or 0) + int(group.get("pending") or 0)
         CONSUMER_LAG.labels(sub.group).set(behind)
         if behind > self._lag_alarm:
-            log.error("consumer group %s is %d events behind on %s; its streams are kept until it catches up",
-                      sub.group, behind, ", ".join(sub.event_types))  # fmt: skip
+            log.error(
+                "consumer group %s is %d events behind on %s; its streams are kept until it catches up",
+                sub.group,
+                behind,
+                ", ".join(sub.event_types),
+            )
 
     async def _reclaim(self, sub: _StreamSubscription) -> None:
         for event_type in sub.event_types:
@@ -217,15 +229,16 @@ class RedisStreamsBackend:
                 if fields is None:
                     continue
                 pending = await self._redis.xpending_range(stream, sub.group, message_id, message_id, 1)
-                if pending and pending[0]["times_delivered"] > MAX_ATTEMPTS:
+                if pending and int(pending[0]["times_delivered"]) > MAX_ATTEMPTS:
                     await self._dead_letter(sub, stream, message_id, fields)
                 else:
                     await self._handle(sub, stream, message_id, fields)
 
     async def _dead_letter(self, sub: _StreamSubscription, stream: str, message_id: bytes, fields: dict[bytes, bytes]) -> None:
         envelope = _envelope(fields)
-        await self._redis.xadd(f"{DLQ_PREFIX}{sub.group}", {**fields, b"stream": stream, b"message_id": message_id},
-                               maxlen=self._max_len, approximate=True)  # type: ignore[dict-item]  # fmt: skip
+        dead: dict[FieldT, EncodableT] = {key: value for key, value in fields.items()}
+        dead |= {b"stream": stream, b"message_id": message_id}
+        await self._redis.xadd(f"{DLQ_PREFIX}{sub.group}", dead, maxlen=self._max_len, approximate=True)
         await self._redis.xack(stream, sub.group, message_id)
         self._dead.setdefault(sub.group, []).append(envelope)
         log.error("%s dead-lettered %s %s after %d attempts", sub.group, envelope.event_type, envelope.event_id, MAX_ATTEMPTS)

@@ -21,13 +21,24 @@ from common.grpc.services import service_of_stub, services_of_servicer
 # Round robin over the addresses of a target (the replicas of a context); an address whose health
 # is not SERVING is skipped; a call that failed with UNAVAILABLE (a replica went away) is retried,
 # on another replica. Retrying is safe for callers whose every state change is idempotent.
-SERVICE_CONFIG = json.dumps({
-    "loadBalancingConfig": [{"round_robin": {}}],
-    "healthCheckConfig": {"serviceName": ""},
-    "methodConfig": [{"name": [{}], "retryPolicy": {
-        "maxAttempts": 4, "initialBackoff": "0.05s", "maxBackoff": "0.5s", "backoffMultiplier": 2,
-        "retryableStatusCodes": ["UNAVAILABLE"]}}],
-})  # fmt: skip
+SERVICE_CONFIG = json.dumps(
+    {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "healthCheckConfig": {"serviceName": ""},
+        "methodConfig": [
+            {
+                "name": [{}],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "0.5s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ],
+    }
+)
 # Keepalive and message limits that suit a service mesh on a LAN, and the policy above.
 DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, object], ...] = (
     ("grpc.keepalive_time_ms", 30_000),
@@ -88,8 +99,7 @@ class ChannelPool:
         target = self._addresses.get(context)
         if target is None:
             raise UnknownAddressError(
-                f"no address configured for context '{context}' (configured: "
-                f"{', '.join(sorted(self._addresses)) or 'none'})"
+                f"no address configured for context '{context}' (configured: {', '.join(sorted(self._addresses)) or 'none'})"
             )
         channel = self._channels.get(target)
         if channel is None:
@@ -101,8 +111,8 @@ class ChannelPool:
         channel = self._channels.get(_IN_PROCESS)
         if channel is None:
             assert self._local is not None
-            channel = self._channels[_IN_PROCESS] = InProcessChannel(self._local, self._interceptors)  # type: ignore[assignment]
-        return channel  # type: ignore[return-value]
+            channel = self._channels[_IN_PROCESS] = InProcessChannel(self._local, self._interceptors)
+        return channel
 
     def bind(self, imported: ModuleContextImport, importer: str, *, external: bool = False) -> object:
         """The stub `importer` imported: once per (stub, target, importer), on the shared channel."""

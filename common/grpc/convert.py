@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 from datetime import date, datetime
+from typing import Protocol
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -19,7 +20,7 @@ def timestamp(value: datetime) -> Timestamp:
     return Timestamp(seconds=seconds, nanos=value.microsecond * 1000)
 
 
-def fingerprint(request: Message) -> str:
+def fingerprint(request: IdempotentRequest | Message) -> str:
     """Digest of a request: what 'the same content' means for a retry.
 
     The request_id is part of the digest, which changes nothing: fingerprints are only ever
@@ -28,11 +29,19 @@ def fingerprint(request: Message) -> str:
     return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
 
 
-def idempotency_key(request: Message, operation: str) -> IdempotencyKey:
+class IdempotentRequest(Protocol):
+    """A write request: every one carries the caller's request_id."""
+
+    request_id: str
+
+    def SerializeToString(self, *, deterministic: bool = ...) -> bytes: ...
+
+
+def idempotency_key(request: IdempotentRequest, operation: str) -> IdempotencyKey:
     """The request's key, in the scope of the principal making this call (no caller: "anonymous")."""
     caller = caller_var.get()
     scope = caller.principal if caller is not None else "anonymous"
-    return IdempotencyKey(getattr(request, "request_id"), operation, fingerprint(request), scope)
+    return IdempotencyKey(request.request_id, operation, fingerprint(request), scope)
 
 
 def calendar_date(year: int, month: int, day: int) -> date | None:

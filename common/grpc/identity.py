@@ -31,7 +31,8 @@ MAX_VIA = 8
 Metadata = Sequence[tuple[str, str | bytes]]
 
 
-def _header(metadata: Metadata, name: str) -> str | None:
+def header(metadata: Metadata, name: str) -> str | None:
+    """The text value of header `name`, if sent."""
     for key, value in metadata:
         if key == name and isinstance(value, str):
             return value
@@ -39,7 +40,7 @@ def _header(metadata: Metadata, name: str) -> str | None:
 
 
 def _bearer(metadata: Metadata) -> str:
-    value = _header(metadata, AUTHORIZATION)
+    value = header(metadata, AUTHORIZATION)
     if value is None:
         raise Unauthenticated("TOKEN_MISSING", "this call needs 'authorization: Bearer <token>' (see IssueToken)")
     scheme, _, token = value.partition(" ")
@@ -66,7 +67,7 @@ class BearerAuthenticator:
 
     def authenticate(self, metadata: Metadata) -> SecurityContext:
         caller = self._verifier.verify(_bearer(metadata))
-        subject, via = _header(metadata, SUBJECT_HEADER), _header(metadata, VIA_HEADER)
+        subject, via = header(metadata, SUBJECT_HEADER), header(metadata, VIA_HEADER)
         if not caller.service:
             if subject is not None or via is not None:
                 raise PermissionDenied("RELAY_NOT_ALLOWED", "only a context may act on behalf of a user")
@@ -81,14 +82,19 @@ def check_importer(caller: SecurityContext | None, method: str, importers: froze
     """A context may call only the RPCs it imported (its identity names it; users are judged by
     the use cases)."""
     if caller is not None and caller.service and caller.service not in importers:
-        raise PermissionDenied("RPC_NOT_IMPORTED", f"context '{caller.service}' does not import {method}",
-                               {"context": caller.service, "method": method})  # fmt: skip
+        raise PermissionDenied(
+            "RPC_NOT_IMPORTED",
+            f"context '{caller.service}' does not import {method}",
+            {"context": caller.service, "method": method},
+        )
 
 
 def identity_metadata(token: str, metadata: Metadata | None) -> tuple[tuple[str, str | bytes], ...]:
     """The headers of a call a context makes: its identity, and the subject and chain of the
     call it is serving (none when it acts alone)."""
-    headers: list[tuple[str, str | bytes]] = [(k, v) for k, v in metadata or () if k not in (AUTHORIZATION, SUBJECT_HEADER, VIA_HEADER)]
+    headers: list[tuple[str, str | bytes]] = [
+        (k, v) for k, v in metadata or () if k not in (AUTHORIZATION, SUBJECT_HEADER, VIA_HEADER)
+    ]
     headers.append((AUTHORIZATION, f"Bearer {token}"))
     caller = caller_var.get()
     if caller is not None:
@@ -147,6 +153,8 @@ def allowed_importers(specs: Iterable[ContextSpec]) -> Mapping[str, frozenset[st
     for spec in specs:
         for imported in spec.imports:
             binding = service_of_stub(imported.type)
-            for method in imported.methods if binding is not None else ():
-                allowed.setdefault(f"/{binding.full_name}/{method}", set()).add(spec.name)  # type: ignore[union-attr]
+            if binding is None:
+                continue
+            for method in imported.methods:
+                allowed.setdefault(f"/{binding.full_name}/{method}", set()).add(spec.name)
     return {path: frozenset(contexts) for path, contexts in allowed.items()}

@@ -73,8 +73,14 @@ def _copy(serialize: Serializer, deserialize: Deserializer, message: Any) -> Any
 class _ServicerContext:
     """What a handler sees of its call (the subset of aio.ServicerContext a handler may use)."""
 
-    def __init__(self, metadata: aio.Metadata, deadline: float | None, stream: asyncio.Queue[Any] | None = None,
-                 serialize: Serializer = None, deserialize: Deserializer = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        metadata: aio.Metadata,
+        deadline: float | None,
+        stream: asyncio.Queue[Any] | None = None,
+        serialize: Serializer = None,
+        deserialize: Deserializer = None,
+    ) -> None:
         self._metadata = tuple(metadata)
         self._deadline = deadline
         self._stream = stream
@@ -161,7 +167,7 @@ class _Call:
         self._finished = False
 
     def code(self) -> grpc.StatusCode:
-        return self._error.code() if self._error else grpc.StatusCode.OK  # type: ignore[return-value]
+        return self._error.code() if self._error else grpc.StatusCode.OK
 
     def details(self) -> str:
         return self._error.details() or "" if self._error else ""
@@ -170,7 +176,7 @@ class _Call:
         return aio.Metadata()
 
     async def trailing_metadata(self) -> aio.Metadata:
-        return self._error.trailing_metadata() if self._error else aio.Metadata()  # type: ignore[return-value]
+        return self._error.trailing_metadata() if self._error else aio.Metadata()
 
     def done(self) -> bool:
         return self._finished
@@ -187,13 +193,27 @@ class _Call:
 
 
 class _UnaryUnaryCall(_Call):
-    def __init__(self, handlers: LocalHandlers, method: str, request: Any, details: aio.ClientCallDetails,
-                 serialize: Serializer, deserialize: Deserializer) -> None:  # fmt: skip
+    def __init__(
+        self,
+        handlers: LocalHandlers,
+        method: str,
+        request: Any,
+        details: aio.ClientCallDetails,
+        serialize: Serializer,
+        deserialize: Deserializer,
+    ) -> None:
         super().__init__()
         self._task = asyncio.get_running_loop().create_task(self._run(handlers, method, request, details, serialize, deserialize))
 
-    async def _run(self, handlers: LocalHandlers, method: str, request: Any, details: aio.ClientCallDetails,
-                   serialize: Serializer, deserialize: Deserializer) -> Any:  # fmt: skip
+    async def _run(
+        self,
+        handlers: LocalHandlers,
+        method: str,
+        request: Any,
+        details: aio.ClientCallDetails,
+        serialize: Serializer,
+        deserialize: Deserializer,
+    ) -> Any:
         try:
             handler = handlers.lookup(method)
         except aio.AioRpcError as error:
@@ -226,8 +246,15 @@ class _UnaryUnaryCall(_Call):
 
 
 class _UnaryStreamCall(_Call):
-    def __init__(self, handlers: LocalHandlers, method: str, request: Any, details: aio.ClientCallDetails,
-                 serialize: Serializer, deserialize: Deserializer) -> None:  # fmt: skip
+    def __init__(
+        self,
+        handlers: LocalHandlers,
+        method: str,
+        request: Any,
+        details: aio.ClientCallDetails,
+        serialize: Serializer,
+        deserialize: Deserializer,
+    ) -> None:
         super().__init__()
         self._queue: asyncio.Queue[Any] = asyncio.Queue(_STREAM_BUFFER)
         self._deadline = _deadline_of(details.timeout)
@@ -238,8 +265,9 @@ class _UnaryStreamCall(_Call):
         except aio.AioRpcError as error:
             self._fail(error)
             return
-        self._context = _ServicerContext(aio.Metadata(*(details.metadata or ())), self._deadline, self._queue,
-                                         handler.response_serializer, deserialize)  # fmt: skip
+        self._context = _ServicerContext(
+            aio.Metadata(*(details.metadata or ())), self._deadline, self._queue, handler.response_serializer, deserialize
+        )
         self._served = _spawn(self._serve(handler, _copy(serialize, handler.request_deserializer, request), self._context))
 
     async def _serve(self, handler: grpc.RpcMethodHandler, request: Any, context: _ServicerContext) -> None:
@@ -299,7 +327,9 @@ class _UnaryStreamCall(_Call):
 class _MultiCallable:
     """One method of the channel; applies the channel's client interceptors of its kind."""
 
-    def __init__(self, channel: "InProcessChannel", method: str, kind: str, serialize: Serializer, deserialize: Deserializer) -> None:
+    def __init__(
+        self, channel: InProcessChannel, method: str, kind: str, serialize: Serializer, deserialize: Deserializer
+    ) -> None:
         self._channel = channel
         self._method = method
         self._kind = kind
@@ -310,8 +340,16 @@ class _MultiCallable:
         call_type = _UnaryUnaryCall if self._kind == "unary_unary" else _UnaryStreamCall
         return call_type(self._channel.handlers, self._method, request, details, self._serialize, self._deserialize)
 
-    def __call__(self, request: Any, *, timeout: float | None = None, metadata: Sequence[tuple[str, Any]] | None = None,
-                 credentials: Any = None, wait_for_ready: bool | None = None, compression: Any = None) -> Any:  # fmt: skip
+    def __call__(
+        self,
+        request: Any,
+        *,
+        timeout: float | None = None,
+        metadata: Sequence[tuple[str, Any]] | None = None,
+        credentials: Any = None,
+        wait_for_ready: bool | None = None,
+        compression: Any = None,
+    ) -> Any:
         details = aio.ClientCallDetails(self._method, timeout, aio.Metadata(*(metadata or ())), credentials, wait_for_ready)
         if not self._chain:
             return self._terminal(details, request)
@@ -321,13 +359,24 @@ class _MultiCallable:
 class _Intercepted:
     """A call passed through client interceptors first (each may rewrite the call details)."""
 
-    def __init__(self, kind: str, chain: list[Any], terminal: Callable[[aio.ClientCallDetails, Any], _Call],
-                 details: aio.ClientCallDetails, request: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        kind: str,
+        chain: list[Any],
+        terminal: Callable[[aio.ClientCallDetails, Any], _Call],
+        details: aio.ClientCallDetails,
+        request: Any,
+    ) -> None:
         self._kind = kind
         self._call: asyncio.Task[Any] = asyncio.get_running_loop().create_task(self._through(chain, terminal, details, request))
 
-    async def _through(self, chain: list[Any], terminal: Callable[[aio.ClientCallDetails, Any], _Call],
-                       details: aio.ClientCallDetails, request: Any) -> Any:  # fmt: skip
+    async def _through(
+        self,
+        chain: list[Any],
+        terminal: Callable[[aio.ClientCallDetails, Any], _Call],
+        details: aio.ClientCallDetails,
+        request: Any,
+    ) -> Any:
         async def at(index: int, details: aio.ClientCallDetails, request: Any) -> Any:
             if index == len(chain):
                 return terminal(details, request)
@@ -360,12 +409,22 @@ class InProcessChannel:
         self.handlers = handlers
         self.interceptors = list(interceptors)
 
-    def unary_unary(self, method: str, request_serializer: Serializer = None, response_deserializer: Deserializer = None,
-                    _registered_method: bool | None = False) -> _MultiCallable:  # fmt: skip
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Deserializer = None,
+        _registered_method: bool | None = False,
+    ) -> _MultiCallable:
         return _MultiCallable(self, method, "unary_unary", request_serializer, response_deserializer)
 
-    def unary_stream(self, method: str, request_serializer: Serializer = None, response_deserializer: Deserializer = None,
-                     _registered_method: bool | None = False) -> _MultiCallable:  # fmt: skip
+    def unary_stream(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Deserializer = None,
+        _registered_method: bool | None = False,
+    ) -> _MultiCallable:
         return _MultiCallable(self, method, "unary_stream", request_serializer, response_deserializer)
 
     def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -383,7 +442,7 @@ class InProcessChannel:
     async def close(self, grace: float | None = None) -> None:
         return None
 
-    async def __aenter__(self) -> "InProcessChannel":
+    async def __aenter__(self) -> InProcessChannel:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -137,8 +137,15 @@ def _observed(method: str, metrics: RpcMetrics, context: aio.ServicerContext) ->
         elapsed = time.perf_counter() - started
         metrics.observe(outcome.code, elapsed)
         if rpc_log.isEnabledFor(logging.INFO):
-            log_fields(rpc_log, "rpc", method=method, code=outcome.code, duration_ms=round(elapsed * 1000, 3),
-                       request_id=request_id_var.get(), peer=context.peer())  # fmt: skip
+            log_fields(
+                rpc_log,
+                "rpc",
+                method=method,
+                code=outcome.code,
+                duration_ms=round(elapsed * 1000, 3),
+                request_id=request_id_var.get(),
+                peer=context.peer(),
+            )
         current.end()
 
 
@@ -153,9 +160,14 @@ def _answer_for(exc: Exception, method: str) -> AppError | None:
     way (DEADLINE_EXCEEDED, as the contract promises), or the dependency is down (UNAVAILABLE)."""
     if isinstance(exc, AppError):
         return exc
-    if isinstance(exc, grpc.aio.AioRpcError) and exc.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE,
-                                                                 grpc.StatusCode.CANCELLED):  # fmt: skip
-        level = logging.WARNING if exc.code() == grpc.StatusCode.UNAVAILABLE else logging.DEBUG  # a deadline is the caller's choice
+    if isinstance(exc, grpc.aio.AioRpcError) and exc.code() in (
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.CANCELLED,
+    ):
+        level = (
+            logging.WARNING if exc.code() == grpc.StatusCode.UNAVAILABLE else logging.DEBUG
+        )  # a deadline is the caller's choice
         log.log(level, "%s: a dependency answered %s (request id %s)", method, exc.code().name, request_id_var.get())
         return no_answer(exc, "DEPENDENCY_UNAVAILABLE", "a context this call needs did not answer")
     return None
@@ -228,14 +240,18 @@ def intercept_handler(handler: grpc.RpcMethodHandler, method: str, guard: Guard 
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream, method, guard), **common)
     if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(_wrap_unary(_checking_requests(handler.stream_unary), method, guard), **common)
+        return grpc.stream_unary_rpc_method_handler(
+            _wrap_unary(_checking_requests(handler.stream_unary), method, guard), **common
+        )
     if handler.stream_stream:
-        return grpc.stream_stream_rpc_method_handler(_wrap_stream(_checking_requests(handler.stream_stream), method, guard), **common)
+        return grpc.stream_stream_rpc_method_handler(
+            _wrap_stream(_checking_requests(handler.stream_stream), method, guard), **common
+        )
     raise TypeError(f"{method}: a handler of no known kind cannot be served guarded")
 
 
-class _InterceptedGenericHandler(grpc.GenericRpcHandler):
-    def __init__(self, inner: grpc.GenericRpcHandler, registrar: "InterceptingRegistrar") -> None:
+class _InterceptedGenericHandler(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc ships no type information: its base classes are Any
+    def __init__(self, inner: grpc.GenericRpcHandler, registrar: InterceptingRegistrar) -> None:
         self._inner = inner
         self._registrar = registrar
         self._wrapped: dict[str, grpc.RpcMethodHandler | None] = {}
@@ -271,8 +287,10 @@ class InterceptingRegistrar:
         self._server.add_generic_rpc_handlers(tuple(_InterceptedGenericHandler(h, self) for h in handlers))
 
     def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
-        wrapped = {name: intercept_handler(h, f"/{service}/{name}", self.guard(f"/{service}/{name}", name in self.public_methods))
-                   for name, h in handlers.items()}  # fmt: skip
+        wrapped = {
+            name: intercept_handler(h, f"/{service}/{name}", self.guard(f"/{service}/{name}", name in self.public_methods))
+            for name, h in handlers.items()
+        }
         self._server.add_registered_method_handlers(service, wrapped)
         if self._local is not None:
             for name, handler in wrapped.items():
@@ -297,19 +315,19 @@ def _outgoing_details(details: aio.ClientCallDetails) -> aio.ClientCallDetails:
     return aio.ClientCallDetails(details.method, timeout, metadata, details.credentials, details.wait_for_ready)
 
 
-class _UnaryUnaryDetails(aio.UnaryUnaryClientInterceptor):
+class _UnaryUnaryDetails(aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]  # grpc ships no type information: its base classes are Any
     def __init__(self, rewrite: Callable[[aio.ClientCallDetails], aio.ClientCallDetails]) -> None:
         self._rewrite = rewrite
 
-    async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: aio.ClientCallDetails, request: Any) -> Any:
         return await continuation(self._rewrite(client_call_details), request)
 
 
-class _UnaryStreamDetails(aio.UnaryStreamClientInterceptor):
+class _UnaryStreamDetails(aio.UnaryStreamClientInterceptor):  # type: ignore[misc]  # grpc ships no type information: its base classes are Any
     def __init__(self, rewrite: Callable[[aio.ClientCallDetails], aio.ClientCallDetails]) -> None:
         self._rewrite = rewrite
 
-    async def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: aio.ClientCallDetails, request: Any) -> Any:
         return await continuation(self._rewrite(client_call_details), request)
 
 

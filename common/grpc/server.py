@@ -88,16 +88,14 @@ class GrpcServer:
 
     def add_contexts(self, contexts: BuiltContexts | Iterable[Any]) -> None:
         """Serves every exported servicer of the given contexts."""
-        instances = contexts.values() if isinstance(contexts, BuiltContexts) else contexts
+        instances: Iterable[Any] = contexts.values() if isinstance(contexts, BuiltContexts) else contexts
         for context in instances:
             for exported in context.exported_instances():
                 if services_of_servicer(type(exported)):
                     self.add_servicer(exported)
 
     async def start(self) -> None:
-        reflection.enable_server_reflection(
-            [*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server
-        )
+        reflection.enable_server_reflection([*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server)
         await self._server.start()
         self.local_handlers.open()
         for name in ["", *self._service_names]:

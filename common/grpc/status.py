@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -22,6 +25,7 @@ from common.errors import (
 )
 from common.grpc.call_context import remaining_time
 
+M = TypeVar("M", bound=Message)
 ERROR_DOMAIN = "ogpgy.bank"
 DEADLINE_SLACK = 0.01  # seconds: a hop's deadline is the caller's, and its timer may fire a hair before the caller's
 
@@ -38,9 +42,9 @@ _CODES: list[tuple[type[AppError], int]] = [
 ]
 
 
-def _pack(message: object) -> any_pb2.Any:
+def _pack(message: Message) -> any_pb2.Any:
     packed = any_pb2.Any()
-    packed.Pack(message)  # type: ignore[arg-type]
+    packed.Pack(message)
     return packed
 
 
@@ -48,8 +52,7 @@ def _details(error: AppError) -> list[any_pb2.Any]:
     if isinstance(error, ValidationFailed):
         bad = error_details_pb2.BadRequest(
             field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                for v in error.violations
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description) for v in error.violations
             ]
         )
         return [_pack(bad)]
@@ -81,16 +84,16 @@ def internal_status(message: str = "internal error; it has been logged") -> grpc
 
 def rich_status(error: grpc.RpcError) -> status_pb2.Status | None:
     """The google.rpc.Status a server attached to a failed call (works for grpc.aio errors too)."""
-    for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
+    for key, value in error.trailing_metadata() or ():
         if key == "grpc-status-details-bin":
             return status_pb2.Status.FromString(value)
     return None
 
 
-def unpack_detail(status: status_pb2.Status, kind: type) -> object | None:
+def unpack_detail(status: status_pb2.Status, kind: type[M]) -> M | None:
     """The first detail of type `kind` (BadRequest, ErrorInfo, ...) in a rich status."""
     for detail in status.details:
-        if detail.Is(kind.DESCRIPTOR):  # type: ignore[attr-defined]
+        if detail.Is(kind.DESCRIPTOR):
             message = kind()
             detail.Unpack(message)
             return message
@@ -109,8 +112,11 @@ def no_answer(error: grpc.RpcError, reason: str, message: str, metadata: dict[st
     own deadline that ran out on the way (never an internal error, never "try later" for what may
     have happened), UNAVAILABLE when the dependency is down or slower than its own timeout."""
     left = remaining_time()
-    late = error.code() == grpc.StatusCode.DEADLINE_EXCEEDED  # type: ignore[attr-defined]
+    late = error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     if left is not None and (left <= 0 or (late and left < DEADLINE_SLACK)):
-        return DeadlineExceeded("DEADLINE_EXCEEDED", "the deadline ran out before the answer; retry with the same request_id "
-                                "to learn what happened", dict(metadata or {}))  # fmt: skip
-    return Unavailable(reason, f"{message}: {error.code().name}", metadata)  # type: ignore[attr-defined]
+        return DeadlineExceeded(
+            "DEADLINE_EXCEEDED",
+            "the deadline ran out before the answer; retry with the same request_id to learn what happened",
+            dict(metadata or {}),
+        )
+    return Unavailable(reason, f"{message}: {error.code().name}", metadata)

@@ -13,21 +13,27 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_se
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-HANDLED = Counter("grpc_server_handled_total", "RPCs completed on the server, by status code",
-                  ["grpc_service", "grpc_method", "grpc_code"])  # fmt: skip
-HANDLING = Histogram("grpc_server_handling_seconds", "Time to handle an RPC on the server", ["grpc_service", "grpc_method"],
-                     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))  # fmt: skip
+HANDLED = Counter(
+    "grpc_server_handled_total", "RPCs completed on the server, by status code", ["grpc_service", "grpc_method", "grpc_code"]
+)
+HANDLING = Histogram(
+    "grpc_server_handling_seconds",
+    "Time to handle an RPC on the server",
+    ["grpc_service", "grpc_method"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 BREAKER_STATE = Gauge("ogpgy_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open", ["breaker"])
 OUTBOX_LAG = Gauge("ogpgy_outbox_lag_events", "Events in a context's outbox not yet published", ["context"])
-CONSUMER_LAG = Gauge("ogpgy_event_consumer_lag_events", "Events delivered to a consumer group and not yet acknowledged",
-                     ["consumer"])  # fmt: skip
+CONSUMER_LAG = Gauge(
+    "ogpgy_event_consumer_lag_events", "Events delivered to a consumer group and not yet acknowledged", ["consumer"]
+)
 
 
 class RpcMetrics:
     """One method's metric children, looked up once: labels() takes a lock and a dict lookup, and
     this runs on every call."""
 
-    __slots__ = ("_service", "_name", "_handling", "_handled")
+    __slots__ = ("_handled", "_handling", "_name", "_service")
 
     def __init__(self, method: str) -> None:
         self._service, _, self._name = method.lstrip("/").partition("/")
@@ -67,7 +73,11 @@ class _CacheCollector(Collector):
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily("ogpgy_cache_lookups", "Cache lookups by cache and outcome", labels=["cache", "outcome"])
         for cache in list(self.caches):
-            for outcome, value in (("l1_hit", cache.stats.l1_hits), ("l2_hit", cache.stats.l2_hits), ("miss", cache.stats.misses)):
+            for outcome, value in (
+                ("l1_hit", cache.stats.l1_hits),
+                ("l2_hit", cache.stats.l2_hits),
+                ("miss", cache.stats.misses),
+            ):
                 family.add_metric([cache.namespace, outcome], value)
         yield family
 

@@ -7,6 +7,8 @@ collector is assumed; otherwise they are sampled out, which keeps the ids and co
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
@@ -27,8 +29,9 @@ def setup_tracing(service_name: str) -> None:
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return
     exporting = os.environ.get("OGPGY_TRACES") == "console"
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}),
-                              sampler=ParentBased(ALWAYS_ON if exporting else ALWAYS_OFF))  # fmt: skip
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service_name}), sampler=ParentBased(ALWAYS_ON if exporting else ALWAYS_OFF)
+    )
     if exporting:
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
     trace.set_tracer_provider(provider)
@@ -52,7 +55,7 @@ class ServerSpan:
 
     def __init__(self, name: str, metadata: Sequence[tuple[str, str | bytes]]) -> None:
         parent = None
-        for key, value in metadata:
+        for key, _ in metadata:
             if key == "traceparent":
                 parent = propagate.extract({k: v for k, v in metadata if isinstance(v, str)})
                 break
@@ -64,10 +67,18 @@ class ServerSpan:
         """Ends the span; restores the context only where it was attached. A streaming handler
         abandoned by its caller is closed later by asyncio's finalizer, in another context: there
         the token cannot be reset (OpenTelemetry logged "Failed to detach context"), and need not
-        be, since every call runs in a task of its own whose context ends with it."""
+        be, since every call runs in a task of its own whose context ends with it. The finalizer's
+        context may even hold the same value (a copy of the call's), so the reset is tried, and
+        its refusal is that case."""
         if otel_context.get_current() is self._context:
-            otel_context.detach(self._token)
+            _restore(self._token)
         self._span.end()
+
+
+def _restore(token: contextvars.Token[otel_context.Context]) -> None:
+    """What otel_context.detach does, without its error log for a token of another Context."""
+    with contextlib.suppress(ValueError):  # made in another Context: nothing to restore here
+        token.var.reset(token)
 
 
 def inject(carrier: MutableMapping[str, str]) -> None:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
@@ -30,13 +30,15 @@ log = logging.getLogger("ogpgy.breaker")
 CLOSED, OPEN, HALF_OPEN = pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN
 StateListener = Callable[[str, str, str], None]  # (breaker name, old state, new state)
 
-DEFAULT_FAILURE_CODES = frozenset({
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.UNKNOWN,
-})  # fmt: skip
+DEFAULT_FAILURE_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+    }
+)
 
 
 class CircuitOpenError(Unavailable):
@@ -57,7 +59,7 @@ class BreakerPolicy:
 
 
 class _Notifier(pybreaker.CircuitBreakerListener):
-    def __init__(self, breaker: "CircuitBreaker") -> None:
+    def __init__(self, breaker: CircuitBreaker) -> None:
         self._breaker = breaker
 
     def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
@@ -102,13 +104,15 @@ class CircuitBreaker:
 
     def _reset_elapsed(self) -> bool:
         opened_at = self._cb._state_storage.opened_at
-        return opened_at is None or datetime.now(timezone.utc) >= opened_at + timedelta(seconds=self.policy.reset_timeout)
+        return opened_at is None or datetime.now(UTC) >= opened_at + timedelta(seconds=self.policy.reset_timeout)
 
     def allows_calls(self) -> bool:
         """Whether a call now would be attempted (closed, or ready to probe)."""
         state = self.state
-        return state == CLOSED or (state == OPEN and self._reset_elapsed()) or (
-            state == HALF_OPEN and self._probes < self.policy.half_open_probes
+        return (
+            state == CLOSED
+            or (state == OPEN and self._reset_elapsed())
+            or (state == HALF_OPEN and self._probes < self.policy.half_open_probes)
         )
 
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:

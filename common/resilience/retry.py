@@ -26,7 +26,7 @@ async def retry(
     for attempt in range(1, attempts + 1):
         try:
             return await fn()
-        except Exception as exc:  # noqa: BLE001 - re-raised unless retryable
+        except Exception as exc:
             if attempt == attempts or not retryable(exc):
                 raise
             delay = random.uniform(0, min(max_delay, base_delay * 2 ** (attempt - 1)))

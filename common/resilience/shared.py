@@ -90,5 +90,5 @@ class SharedBreakerState:
                                 self._apply(data["state"])
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError, asyncio.TimeoutError):
+            except (TimeoutError, RedisError, OSError):
                 await asyncio.sleep(0.2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from common.db.base import Tx
 
@@ -50,7 +50,7 @@ class SagaRecord:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 async def create_run(tx: Tx, saga_id: str, saga_type: str, payload: dict[str, str]) -> None:
@@ -58,8 +58,13 @@ async def create_run(tx: Tx, saga_id: str, saga_type: str, payload: dict[str, st
     await tx.execute(
         "INSERT INTO saga_runs (saga_id, saga_type, status, payload, error, created_at, updated_at)"
         " VALUES (?, ?, ?, ?, '', ?, ?) ON CONFLICT (saga_id) DO NOTHING",
-        saga_id, saga_type, RUNNING, json.dumps(payload, sort_keys=True), _now(), _now(),
-    )  # fmt: skip
+        saga_id,
+        saga_type,
+        RUNNING,
+        json.dumps(payload, sort_keys=True),
+        _now(),
+        _now(),
+    )
 
 
 async def load(tx: Tx, saga_id: str) -> SagaRecord | None:
@@ -69,7 +74,9 @@ async def load(tx: Tx, saga_id: str) -> SagaRecord | None:
     rows = await tx.fetchall(
         "SELECT step_index, name, state, attempts, result, last_error FROM saga_steps WHERE saga_id = ?", saga_id
     )
-    steps = {r["step_index"]: StepRecord(r["name"], r["state"], r["attempts"], json.loads(r["result"]), r["last_error"]) for r in rows}
+    steps = {
+        r["step_index"]: StepRecord(r["name"], r["state"], r["attempts"], json.loads(r["result"]), r["last_error"]) for r in rows
+    }
     return SagaRecord(run["saga_id"], run["saga_type"], run["status"], json.loads(run["payload"]), run["error"], steps)
 
 
@@ -77,8 +84,11 @@ async def unfinished(tx: Tx, owner: str, now: float) -> list[str]:
     """Unfinished sagas this owner may drive: its own, nobody's, or ones whose lease ran out."""
     rows = await tx.fetchall(
         "SELECT saga_id FROM saga_runs WHERE status IN (?, ?) AND (owner = ? OR owner = '' OR lease_until < ?) ORDER BY created_at",
-        RUNNING, COMPENSATING, owner, now,
-    )  # fmt: skip
+        RUNNING,
+        COMPENSATING,
+        owner,
+        now,
+    )
     return [r["saga_id"] for r in rows]
 
 
@@ -87,14 +97,22 @@ async def claim(tx: Tx, saga_id: str, lease: Lease, now: float) -> bool:
     moved = await tx.execute(
         "UPDATE saga_runs SET owner = ?, lease_until = ? WHERE saga_id = ? AND status IN (?, ?)"
         " AND (owner = ? OR owner = '' OR lease_until < ?)",
-        lease.owner, now + lease.seconds, saga_id, RUNNING, COMPENSATING, lease.owner, now,
-    )  # fmt: skip
+        lease.owner,
+        now + lease.seconds,
+        saga_id,
+        RUNNING,
+        COMPENSATING,
+        lease.owner,
+        now,
+    )
     return moved == 1
 
 
 async def _fence(tx: Tx, saga_id: str, lease: Lease, now: float) -> None:
     """Every write renews the lease, and is refused once another owner holds it."""
-    moved = await tx.execute("UPDATE saga_runs SET lease_until = ? WHERE saga_id = ? AND owner = ?", now + lease.seconds, saga_id, lease.owner)
+    moved = await tx.execute(
+        "UPDATE saga_runs SET lease_until = ? WHERE saga_id = ? AND owner = ?", now + lease.seconds, saga_id, lease.owner
+    )
     if moved != 1:
         raise LeaseLost(saga_id)
 
@@ -105,12 +123,24 @@ async def write_step(tx: Tx, saga_id: str, index: int, step: StepRecord, lease: 
         "INSERT INTO saga_steps (saga_id, step_index, name, state, attempts, result, last_error) VALUES (?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (saga_id, step_index) DO UPDATE SET state = excluded.state, attempts = excluded.attempts,"
         " result = excluded.result, last_error = excluded.last_error",
-        saga_id, index, step.name, step.state, step.attempts, json.dumps(step.result, sort_keys=True), step.last_error[:500],
-    )  # fmt: skip
+        saga_id,
+        index,
+        step.name,
+        step.state,
+        step.attempts,
+        json.dumps(step.result, sort_keys=True),
+        step.last_error[:500],
+    )
 
 
 async def set_status(tx: Tx, saga_id: str, status: str, error: str, lease: Lease, now: float) -> None:
     await _fence(tx, saga_id, lease, now)
     owner = "" if status in TERMINAL else lease.owner  # a finished saga belongs to nobody
-    await tx.execute("UPDATE saga_runs SET status = ?, error = ?, updated_at = ?, owner = ? WHERE saga_id = ?",
-                     status, error[:500], _now(), owner, saga_id)  # fmt: skip
+    await tx.execute(
+        "UPDATE saga_runs SET status = ?, error = ?, updated_at = ?, owner = ? WHERE saga_id = ?",
+        status,
+        error[:500],
+        _now(),
+        owner,
+        saga_id,
+    )

@@ -119,7 +119,7 @@ class SagaRunner(BaseComponent):
             try:
                 if await self._db.lead("sagas"):
                     await self._resume_all()
-            except Exception:  # noqa: BLE001 - logged; the next look tries again
+            except Exception:
                 logger.exception("looking for sagas to resume failed")
             await asyncio.sleep(RESUME_SECONDS)
 
@@ -129,7 +129,7 @@ class SagaRunner(BaseComponent):
                 continue
             try:
                 await self.run(saga_id)
-            except Exception:  # noqa: BLE001 - logged; other sagas still resume
+            except Exception:
                 logger.exception("resuming saga %s failed", saga_id)
 
     async def begin(self, saga_type: str, saga_id: str, payload: dict[str, str]) -> sagalog.SagaRecord:
@@ -174,8 +174,9 @@ class SagaRunner(BaseComponent):
             await self._backward(definition, record, ctx)
         return record
 
-    async def _finish(self, definition: SagaDefinition, record: sagalog.SagaRecord, ctx: SagaContext, status: str,
-                      error: str = "") -> None:  # fmt: skip
+    async def _finish(
+        self, definition: SagaDefinition, record: sagalog.SagaRecord, ctx: SagaContext, status: str, error: str = ""
+    ) -> None:
         """The owner's reaction first, then the terminal status: a crash in between repeats the
         (idempotent) reaction instead of losing it."""
         if definition.on_finish is not None:

@@ -1,1 +1,1 @@
-"""Security (pattern 13): who calls (SecurityContext), token checks, and the access policy."""
+"""Security: who calls (SecurityContext), token checks, and the access policy."""

@@ -1,4 +1,4 @@
-"""Pattern 13's rules: admin sees all; a customer only their own data; a relationship manager only
+"""The access rules: admin sees all; a customer only their own data; a relationship manager only
 the customers assigned to them. A context relaying a call is judged by the user it acts for; a
 context acting alone may read what its imports allow and change nothing of a customer's. Personal
 data is masked for callers who may not read it."""
@@ -16,8 +16,9 @@ MASK = "***"
 
 def denied(action: str) -> PermissionDenied:
     caller = current_caller()
-    return PermissionDenied("ACCESS_DENIED", f"{', '.join(caller.roles) or 'this caller'} may not {action}",
-                            {"user_id": caller.user_id})  # fmt: skip
+    return PermissionDenied(
+        "ACCESS_DENIED", f"{', '.join(caller.roles) or 'this caller'} may not {action}", {"user_id": caller.user_id}
+    )
 
 
 def unknown(resource_type: str, resource_id: str, action: str) -> NotFound | PermissionDenied:
@@ -37,7 +38,9 @@ def require_role(*roles: str, action: str) -> SecurityContext:
     return caller
 
 
-async def may_access_customer(caller: SecurityContext, customer_id: str, *, assigned: AssignmentLookup, write: bool = False) -> bool:
+async def may_access_customer(
+    caller: SecurityContext, customer_id: str, *, assigned: AssignmentLookup, write: bool = False
+) -> bool:
     """Whether `caller` may read (or, with write, change) the data of `customer_id`.
 
     Relationship managers read their assigned customers and change nothing; bank-internal data
@@ -56,8 +59,9 @@ async def may_access_customer(caller: SecurityContext, customer_id: str, *, assi
     return False
 
 
-async def require_customer_access(customer_id: str, *, assigned: AssignmentLookup, write: bool = False,
-                                  action: str = "access this customer's data") -> SecurityContext:  # fmt: skip
+async def require_customer_access(
+    customer_id: str, *, assigned: AssignmentLookup, write: bool = False, action: str = "access this customer's data"
+) -> SecurityContext:
     caller = current_caller()
     if not await may_access_customer(caller, customer_id, assigned=assigned, write=write):
         raise denied(action)

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from common.errors import Unauthenticated
 from common.security.context import USER_ROLES, SecurityContext, service_identity
+from common.security.secrets import secret_file
 
 ALGORITHM = "EdDSA"
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "aud", "iss"]
@@ -35,18 +36,15 @@ class TokenSettings:
 
 def load_or_create_private_key(path: Path) -> Ed25519PrivateKey:
     """The signing key at `path`, generated (mode 0600) when absent: embedded mode's first start."""
-    if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"{path} is not an Ed25519 private key")
-        return key
-    key = Ed25519PrivateKey.generate()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(pem)
+    key = serialization.load_pem_private_key(secret_file(path, _new_private_pem), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} is not an Ed25519 private key")
     return key
+
+
+def _new_private_pem() -> bytes:
+    key = Ed25519PrivateKey.generate()
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
 
 def public_pem(key: Ed25519PrivateKey) -> bytes:
@@ -62,14 +60,24 @@ def jwks(key: Ed25519PublicKey) -> str:
 def _sign(key: Ed25519PrivateKey, settings: TokenSettings, claims: dict[str, object], audience: str = "") -> tuple[str, int]:
     now = int(time.time())
     expires = now + settings.ttl_seconds
-    claims |= {"aud": audience or settings.audience, "iss": settings.issuer, "iat": now, "exp": expires,
-               "jti": hashlib.sha256(os.urandom(16)).hexdigest()[:16]}  # fmt: skip
+    claims |= {
+        "aud": audience or settings.audience,
+        "iss": settings.issuer,
+        "iat": now,
+        "exp": expires,
+        "jti": hashlib.sha256(os.urandom(16)).hexdigest()[:16],
+    }
     return jwt.encode(claims, key, algorithm=ALGORITHM), expires
 
 
 def issue(key: Ed25519PrivateKey, settings: TokenSettings, caller: SecurityContext, audience: str = "") -> tuple[str, int]:
     """A signed token for the user `caller`; returns it with its expiry (epoch seconds)."""
-    claims: dict[str, object] = {"sub": caller.user_id, "name": caller.username, "roles": list(caller.roles), "cid": caller.customer_id}
+    claims: dict[str, object] = {
+        "sub": caller.user_id,
+        "name": caller.username,
+        "roles": list(caller.roles),
+        "cid": caller.customer_id,
+    }
     return _sign(key, settings, claims, audience)
 
 

@@ -28,7 +28,10 @@ def _classes(n: int) -> list[type]:
         deps = made[-2:]
         params = ", ".join(f"d{j}: {d.__name__}" for j, d in enumerate(deps))
         namespace: dict[str, Any] = {f"{d.__name__}": d for d in deps}
-        exec(f"class C{i}:\n    def __init__(self{', ' if params else ''}{params}) -> None:\n        self.deps = ({', '.join(f'd{j}' for j in range(len(deps)))}{',' if deps else ''})\n", namespace)  # noqa: S102
+        exec(
+            f"class C{i}:\n    def __init__(self{', ' if params else ''}{params}) -> None:\n        self.deps = ({', '.join(f'd{j}' for j in range(len(deps)))}{',' if deps else ''})\n",
+            namespace,
+        )
         made.append(og_component()(namespace[f"C{i}"]))
     return made
 
@@ -69,8 +72,12 @@ def measure(components: int, resolves: int) -> dict[str, float]:
     classes = _classes(components)
     our_build, our_resolve = asyncio.run(ours(classes, resolves))
     their_build, their_resolve = theirs(classes, resolves)
-    return {"ours_build_ms": our_build * 1000, "theirs_build_ms": their_build * 1000,
-            "ours_resolve_ns": our_resolve * 1e9, "theirs_resolve_ns": their_resolve * 1e9}  # fmt: skip
+    return {
+        "ours_build_ms": our_build * 1000,
+        "theirs_build_ms": their_build * 1000,
+        "ours_resolve_ns": our_resolve * 1e9,
+        "theirs_resolve_ns": their_resolve * 1e9,
+    }
 
 
 def main() -> None:
@@ -80,8 +87,12 @@ def main() -> None:
     args = parser.parse_args()
     m = measure(args.components, args.resolves)
     print(f"{'measure':<34} {'ours':>10} {'dependency-injector':>20} {'ratio':>7}")
-    print(f"{'build + init all (ms)':<34} {m['ours_build_ms']:>10.2f} {m['theirs_build_ms']:>20.2f} {m['ours_build_ms'] / m['theirs_build_ms']:>6.2f}x")
-    print(f"{'resolve a singleton (ns)':<34} {m['ours_resolve_ns']:>10.0f} {m['theirs_resolve_ns']:>20.0f} {m['ours_resolve_ns'] / m['theirs_resolve_ns']:>6.2f}x")
+    print(
+        f"{'build + init all (ms)':<34} {m['ours_build_ms']:>10.2f} {m['theirs_build_ms']:>20.2f} {m['ours_build_ms'] / m['theirs_build_ms']:>6.2f}x"
+    )
+    print(
+        f"{'resolve a singleton (ns)':<34} {m['ours_resolve_ns']:>10.0f} {m['theirs_resolve_ns']:>20.0f} {m['ours_resolve_ns'] / m['theirs_resolve_ns']:>6.2f}x"
+    )
 
 
 if __name__ == "__main__":

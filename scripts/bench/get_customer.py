@@ -21,11 +21,9 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).res
 from ogpgy.customer.v1 import customer_service_pb2 as pb  # noqa: E402
 from ogpgy.customer.v1 import customer_service_pb2_grpc as pb_grpc  # noqa: E402
 from ogpgy.type.v1 import address_pb2, date_pb2  # noqa: E402
-
-from scripts.bench.harness import PYTHON, ROOT, Result, closed_loop, median_rows, print_table, server_process  # noqa: E402
+from scripts.bench.harness import PYTHON, ROOT, Result, bank_process, closed_loop, median_rows, print_table, server_process  # noqa: E402
 from services.customer.domain import check_digit  # noqa: E402
 from tests.bank_helpers import admin_channel  # noqa: E402
-from tests.conftest import ADMIN_PASSWORD  # noqa: E402
 
 IN_FLIGHT = (1, 64)
 ECHO_PAYLOAD = b"x" * 200  # about the size of a GetCustomer exchange
@@ -39,7 +37,9 @@ def _onboarding(i: int) -> pb.OnboardCustomerRequest:
         family_name=f"Customer{i}",
         email=f"bench{i}@example.com",
         date_of_birth=date_pb2.Date(year=1980, month=1, day=1),
-        document=pb.IdentityDocument(type=pb.DOCUMENT_TYPE_PASSPORT, number=f"{body}{check_digit(body)}", issuing_country_code="DE"),
+        document=pb.IdentityDocument(
+            type=pb.DOCUMENT_TYPE_PASSPORT, number=f"{body}{check_digit(body)}", issuing_country_code="DE"
+        ),
         address=address_pb2.PostalAddress(lines=["Hauptstr. 1"], city="Berlin", postal_code="10115", country_code="DE"),
     )
 
@@ -55,14 +55,13 @@ async def _get_customer(target: str, seconds: float, customers: int, name: str) 
         stub = pb_grpc.CustomerServiceStub(channel)
         ids = []
         for start in range(0, customers, 100):
-            made = await asyncio.gather(*(stub.OnboardCustomer(_onboarding(i)) for i in range(start, min(start + 100, customers))))
+            made = await asyncio.gather(
+                *(stub.OnboardCustomer(_onboarding(i)) for i in range(start, min(start + 100, customers)))
+            )
             ids += [m.customer.customer_id for m in made]
         requests = [pb.GetCustomerRequest(customer_id=c) for c in ids]
         rng = random.Random(7)
-        return [
-            await closed_loop(name, lambda i: stub.GetCustomer(rng.choice(requests)), n, seconds)
-            for n in IN_FLIGHT
-        ]
+        return [await closed_loop(name, lambda i: stub.GetCustomer(rng.choice(requests)), n, seconds) for n in IN_FLIGHT]
 
 
 def main() -> None:
@@ -78,11 +77,10 @@ def main() -> None:
         with server_process([PYTHON, str(ROOT / "scripts/bench/echo_server.py")], r"on (127\.0\.0\.1:\d+)") as target:
             echo_rounds.append(asyncio.run(_echo(target, args.seconds)))
         for name, extra in variants.items():
-            with tempfile.TemporaryDirectory() as data_dir, server_process(
-                [PYTHON, "-m", "mesh.cli", "--log-level", "WARNING", "up", "--port", "0", "--data-dir", data_dir,
-                 "--admin-password", ADMIN_PASSWORD, *extra],
-                r"serving .* on (127\.0\.0\.1:\d+)",
-            ) as target:  # fmt: skip
+            with (
+                tempfile.TemporaryDirectory() as data_dir,
+                bank_process(data_dir, *extra) as target,
+            ):
                 bank_rounds[name].append(asyncio.run(_get_customer(target, args.seconds, args.customers, name)))
     echo = median_rows(echo_rounds)
     rows = echo + [row for rounds in bank_rounds.values() for row in median_rows(rounds)]

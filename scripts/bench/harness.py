@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +40,9 @@ class Result:
         return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else float("nan")
 
 
-async def closed_loop(name: str, call: Callable[[int], Awaitable[object]], in_flight: int, seconds: float, warmup: float = 1.0) -> Result:
+async def closed_loop(
+    name: str, call: Callable[[int], Awaitable[object]], in_flight: int, seconds: float, warmup: float = 1.0
+) -> Result:
     """`in_flight` workers each issue calls back to back for `seconds` (after a warm-up)."""
     latencies: list[float] = []
     errors = 0
@@ -75,7 +77,7 @@ async def closed_loop(name: str, call: Callable[[int], Awaitable[object]], in_fl
 
 def median_rows(rounds: list[list[Result]]) -> list[Result]:
     """Row by row, the round with the median QPS (rounds list the same rows in the same order)."""
-    return [sorted(column, key=lambda r: r.qps)[len(column) // 2] for column in zip(*rounds)]
+    return [sorted(column, key=lambda r: r.qps)[len(column) // 2] for column in zip(*rounds, strict=True)]
 
 
 def print_table(results: list[Result], baseline: dict[int, Result]) -> None:
@@ -84,7 +86,38 @@ def print_table(results: list[Result], baseline: dict[int, Result]) -> None:
     print("-" * len(header))
     for r in results:
         ratio = f"{r.qps / baseline[r.in_flight].qps:.0%}" if r.in_flight in baseline else "-"
-        print(f"{r.name:<32} {r.in_flight:>9} {r.qps:>9.0f} {r.percentile(0.5):>8.2f} {r.percentile(0.99):>8.2f} {r.errors:>7} {ratio:>8}")
+        print(
+            f"{r.name:<32} {r.in_flight:>9} {r.qps:>9.0f} {r.percentile(0.5):>8.2f} {r.percentile(0.99):>8.2f} {r.errors:>7} {ratio:>8}"
+        )
+
+
+BANK_READY = r"serving .* on (127\.0\.0\.1:\d+)"
+
+
+def bank_command(data_dir: str, *extra: str) -> list[str]:
+    """`ogpgy up` on a free port of its own, quiet, with the tests' admin password."""
+    from tests.conftest import ADMIN_PASSWORD
+
+    return [
+        PYTHON,
+        "-m",
+        "mesh.cli",
+        "--log-level",
+        "WARNING",
+        "up",
+        "--port",
+        "0",
+        "--data-dir",
+        data_dir,
+        "--admin-password",
+        ADMIN_PASSWORD,
+        *extra,
+    ]
+
+
+def bank_process(data_dir: str, *extra: str) -> AbstractContextManager[str]:
+    """The bank (`ogpgy up`) in a process of its own; yields its target."""
+    return server_process(bank_command(data_dir, *extra), BANK_READY)
 
 
 @contextmanager

@@ -29,15 +29,14 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 
 import psycopg  # noqa: E402
+
 from ogpgy.interest.v1 import interest_service_pb2 as ipb  # noqa: E402
 from ogpgy.interest.v1 import interest_service_pb2_grpc as igrpc  # noqa: E402
 from ogpgy.type.v1 import date_pb2  # noqa: E402
-
-from scripts.bench.harness import PYTHON, server_process  # noqa: E402
+from scripts.bench.harness import bank_process  # noqa: E402
 from services.account.domain import InterestTier  # noqa: E402
 from services.account.repository import interest_sql  # noqa: E402
 from tests.bank_helpers import admin_channel  # noqa: E402
-from tests.conftest import ADMIN_PASSWORD  # noqa: E402
 from tests.servers import PostgresServer  # noqa: E402
 
 FEATURES = '{"annual_interest_rate": "0.015", "free_transactions_per_month": 6, "interest_bearing": true, "minimum_balance": 0, "monthly_fee": 0, "overdraft_limit": 0, "overdraft_protection": false}'
@@ -47,8 +46,9 @@ SEED_SQL = (
     " '2026-01-01T00:00:00+00:00', 1)"
 )
 # The floor: the bank's tiered rule (services/interest/tiers.toml), as one UPDATE and one INSERT ... SELECT.
-FLOOR_INTEREST = interest_sql((InterestTier(100_000, Decimal("0.005")), InterestTier(1_000_000, Decimal("0.015")),
-                               InterestTier(None, Decimal("0.025"))))  # fmt: skip
+FLOOR_INTEREST = interest_sql(
+    (InterestTier(100_000, Decimal("0.005")), InterestTier(1_000_000, Decimal("0.015")), InterestTier(None, Decimal("0.025")))
+)
 ELIGIBLE = f"interest_bearing = 1 AND status = 'OPEN' AND currency = 'EUR' AND {FLOOR_INTEREST} > 0"
 FLOOR_SQL = (
     "INSERT INTO transfers (transfer_id, debit_account_id, credit_account_id, amount_minor, currency, description, posted_at)"
@@ -62,7 +62,10 @@ FLOOR_SQL = (
 
 def balances(n: int) -> list[int]:
     rng = random.Random(11)
-    return [rng.choice([0, rng.randint(1, 100_000), rng.randint(100_001, 1_000_000), rng.randint(1_000_001, 50_000_000)]) for _ in range(n)]
+    return [
+        rng.choice([0, rng.randint(1, 100_000), rng.randint(100_001, 1_000_000), rng.randint(1_000_001, 50_000_000)])
+        for _ in range(n)
+    ]
 
 
 def seed_rows(values: list[int]) -> list[tuple[str, str, int]]:
@@ -96,14 +99,18 @@ def floor_sqlite(values: list[int]) -> float:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("CREATE TABLE accounts (account_id TEXT PRIMARY KEY, balance_minor BIGINT NOT NULL)")
-        conn.execute("CREATE TABLE entries (seq INTEGER PRIMARY KEY AUTOINCREMENT, account_id TEXT, amount_minor BIGINT, posted_at TEXT)")
+        conn.execute(
+            "CREATE TABLE entries (seq INTEGER PRIMARY KEY AUTOINCREMENT, account_id TEXT, amount_minor BIGINT, posted_at TEXT)"
+        )
         conn.execute("BEGIN")
         conn.executemany("INSERT INTO accounts VALUES (?, ?)", [(f"acc_{i:016d}", b) for i, b in enumerate(values)])
         conn.execute("COMMIT")
         started = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute(f"INSERT INTO entries (account_id, amount_minor, posted_at) SELECT account_id, {FLOOR_INTEREST}, 'd'"
-                     " FROM accounts WHERE balance_minor > 0")  # fmt: skip
+        conn.execute(
+            f"INSERT INTO entries (account_id, amount_minor, posted_at) SELECT account_id, {FLOOR_INTEREST}, 'd'"
+            " FROM accounts WHERE balance_minor > 0"
+        )
         conn.execute(f"UPDATE accounts SET balance_minor = balance_minor + {FLOOR_INTEREST} WHERE balance_minor > 0")
         conn.execute("COMMIT")
         return time.perf_counter() - started
@@ -118,8 +125,10 @@ def floor_postgres(dsn: str, values: list[int]) -> float:
                 copy.write_row((f"acc_{i:016d}", b))
         started = time.perf_counter()
         with conn.transaction():
-            conn.execute(f"INSERT INTO entries (account_id, amount_minor, posted_at) SELECT account_id, {FLOOR_INTEREST}, 'd'"
-                         " FROM accounts WHERE balance_minor > 0")  # fmt: skip
+            conn.execute(
+                f"INSERT INTO entries (account_id, amount_minor, posted_at) SELECT account_id, {FLOOR_INTEREST}, 'd'"
+                " FROM accounts WHERE balance_minor > 0"
+            )
             conn.execute(f"UPDATE accounts SET balance_minor = balance_minor + {FLOOR_INTEREST} WHERE balance_minor > 0")
         return time.perf_counter() - started
 
@@ -140,8 +149,21 @@ def seed_postgres(dsn: str, values: list[int]) -> None:
             " floor_minor, opened_at, interest_bearing) FROM STDIN"
         ) as copy:
             for account_id, features, balance in seed_rows(values):
-                copy.write_row((account_id, "cus_bench", "PERSONAL_SAVINGS", "OPEN", "EUR", features, balance, 0, 0,
-                                "2026-01-01T00:00:00+00:00", 1))  # fmt: skip
+                copy.write_row(
+                    (
+                        account_id,
+                        "cus_bench",
+                        "PERSONAL_SAVINGS",
+                        "OPEN",
+                        "EUR",
+                        features,
+                        balance,
+                        0,
+                        0,
+                        "2026-01-01T00:00:00+00:00",
+                        1,
+                    )
+                )
         conn.execute("UPDATE accounts SET balance_minor = balance_minor - %s WHERE account_id = 'acc_CASH_EUR'", (sum(values),))
 
 
@@ -149,8 +171,9 @@ async def run_api(target: str) -> tuple[float, ipb.InterestRun]:
     async with admin_channel(target) as channel:
         started = time.perf_counter()
         last = None
-        async for answer in igrpc.InterestServiceStub(channel).RunDailyInterest(ipb.RunDailyInterestRequest(
-                request_id="bench", business_date=date_pb2.Date(year=2026, month=6, day=15)), timeout=3600):  # fmt: skip
+        async for answer in igrpc.InterestServiceStub(channel).RunDailyInterest(
+            ipb.RunDailyInterestRequest(request_id="bench", business_date=date_pb2.Date(year=2026, month=6, day=15)), timeout=3600
+        ):
             last = answer.run
         return time.perf_counter() - started, last  # type: ignore[return-value]
 
@@ -171,9 +194,7 @@ def measure(engine: str, values: list[int], chunk: int) -> Measured:
             postgres.start()
             extra = ["--postgres-dsn", postgres.new_database()]
         try:
-            with server_process([PYTHON, "-m", "mesh.cli", "--log-level", "WARNING", "up", "--port", "0", "--data-dir", data_dir,
-                                 "--admin-password", ADMIN_PASSWORD, "--interest-chunk", str(chunk), *extra],
-                                r"serving .* on (127\.0\.0\.1:\d+)") as target:  # fmt: skip
+            with bank_process(data_dir, "--interest-chunk", str(chunk), *extra) as target:
                 if postgres:
                     seed_postgres(extra[1], values)
                 else:
@@ -198,12 +219,17 @@ def main() -> None:
     args = parser.parse_args()
     values = balances(args.accounts)
     engines = ["sqlite", "postgres"] if args.engine == "both" else [args.engine]
-    print(f"{'engine':<10} {'accounts':>10} {'API s':>8} {'floor s':>8} {'API/floor':>10} {'accounts/s':>11}"
-          f" {'bare floor s':>13} {'API/bare':>9}")  # fmt: skip
+    print(
+        f"{'engine':<10} {'accounts':>10} {'API s':>8} {'floor s':>8} {'API/floor':>10} {'accounts/s':>11}"
+        f" {'bare floor s':>13} {'API/bare':>9}"
+    )
     for engine in engines:
         m = measure(engine, values, args.chunk)
-        print(f"{engine:<10} {m.processed:>10} {m.api:>8.2f} {m.floor:>8.2f} {m.api / m.floor:>9.2f}x {m.processed / m.api:>11.0f}"
-              f" {m.bare_floor:>13.2f} {m.api / m.bare_floor:>8.1f}x", flush=True)  # fmt: skip
+        print(
+            f"{engine:<10} {m.processed:>10} {m.api:>8.2f} {m.floor:>8.2f} {m.api / m.floor:>9.2f}x {m.processed / m.api:>11.0f}"
+            f" {m.bare_floor:>13.2f} {m.api / m.bare_floor:>8.1f}x",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

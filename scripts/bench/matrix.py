@@ -20,17 +20,17 @@ import platform
 import statistics
 import sys
 import tempfile
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 
 from scripts.bench import cache, di, get_customer, interest, modes, payments  # noqa: E402
-from scripts.bench.harness import PYTHON, server_process  # noqa: E402
+from scripts.bench.harness import PYTHON, bank_process, server_process  # noqa: E402
 from tests.bank_helpers import generous_fraud_rules  # noqa: E402
-from tests.conftest import ADMIN_PASSWORD  # noqa: E402
 from tests.servers import PostgresServer, RedisServer  # noqa: E402
 
 
@@ -48,30 +48,40 @@ class Row:
         return self.value / self.baseline_value if self.baseline_value else None
 
 
-def _echo_server() -> object:
+def _echo_server() -> AbstractContextManager[str]:
     return server_process([PYTHON, str(ROOT / "scripts/bench/echo_server.py")], r"on (127\.0\.0\.1:\d+)")
 
 
-def _bank(data_dir: str, *extra: str) -> object:
-    return server_process([PYTHON, "-m", "mesh.cli", "--log-level", "WARNING", "up", "--port", "0", "--data-dir", data_dir,
-                           "--admin-password", ADMIN_PASSWORD, *extra], r"serving .* on (127\.0\.0\.1:\d+)")  # fmt: skip
-
-
 def grpc_rows(seconds: float) -> list[Row]:
-    with _echo_server() as target:  # type: ignore[attr-defined]
+    with _echo_server() as target:
         echo64 = asyncio.run(get_customer._echo(target, seconds))[-1]
         echo16 = asyncio.run(payments.echo(target, seconds, 16))
-    rows = [Row("grpc", "bare grpc.aio echo, 64 in flight", echo64.qps, "calls/s"),
-            Row("grpc", "bare grpc.aio echo, 16 in flight", echo16.qps, "calls/s")]  # fmt: skip
-    with tempfile.TemporaryDirectory() as data_dir, _bank(data_dir) as target:  # type: ignore[attr-defined]
+    rows = [
+        Row("grpc", "bare grpc.aio echo, 64 in flight", echo64.qps, "calls/s"),
+        Row("grpc", "bare grpc.aio echo, 16 in flight", echo16.qps, "calls/s"),
+    ]
+    with tempfile.TemporaryDirectory() as data_dir, bank_process(data_dir) as target:
         cached = asyncio.run(get_customer._get_customer(target, seconds, 1000, "GetCustomer"))[-1]
-    rows.append(Row("grpc", "GetCustomer (auth + cache), 64 in flight", cached.qps, "calls/s", "bare echo, 64 in flight", echo64.qps))
+    rows.append(
+        Row("grpc", "GetCustomer (auth + cache), 64 in flight", cached.qps, "calls/s", "bare echo, 64 in flight", echo64.qps)
+    )
     rows.append(Row("grpc", "GetCustomer p99, 64 in flight", cached.percentile(0.99), "ms"))
-    with tempfile.TemporaryDirectory() as data_dir, _bank(data_dir, "--fraud-rules", str(generous_fraud_rules(Path(data_dir)))) as target:  # type: ignore[attr-defined]
+    with (
+        tempfile.TemporaryDirectory() as data_dir,
+        bank_process(data_dir, "--fraud-rules", str(generous_fraud_rules(Path(data_dir)))) as target,
+    ):
         internal, external = asyncio.run(payments.payments(target, seconds, 16))
     for result in (internal, external):
-        rows.append(Row("payments", f"{result.name.split(' ')[0]} payments, 16 in flight", result.qps, "payments/s",
-                        "bare echo, 16 in flight", echo16.qps))  # fmt: skip
+        rows.append(
+            Row(
+                "payments",
+                f"{result.name.split(' ')[0]} payments, 16 in flight",
+                result.qps,
+                "payments/s",
+                "bare echo, 16 in flight",
+                echo16.qps,
+            )
+        )
         rows.append(Row("payments", f"{result.name.split(' ')[0]} payment p99", result.percentile(0.99), "ms"))
     return rows
 
@@ -80,7 +90,16 @@ def breaker_rows() -> list[Row]:
     micros = asyncio.run(payments.breaker_overhead())
     bare = micros["bare await"]
     pybreaker_us = micros["bare pybreaker (calling)"] - bare
-    return [Row("resilience", "our breaker, overhead per call", micros["our breaker"] - bare, "µs", "bare pybreaker overhead", pybreaker_us)]
+    return [
+        Row(
+            "resilience",
+            "our breaker, overhead per call",
+            micros["our breaker"] - bare,
+            "µs",
+            "bare pybreaker overhead",
+            pybreaker_us,
+        )
+    ]
 
 
 def modes_rows(seconds: float) -> list[Row]:
@@ -112,8 +131,16 @@ def interest_rows(accounts: int) -> list[Row]:
     rows = []
     for engine in ("sqlite", "postgres"):
         m = interest.measure(engine, values, 5000)
-        rows.append(Row("interest", f"daily interest, {m.processed:,} accounts, {engine}", m.api, "s",
-                        f"set-based floor on the same data ({m.floor:.2f} s)", m.floor))  # fmt: skip
+        rows.append(
+            Row(
+                "interest",
+                f"daily interest, {m.processed:,} accounts, {engine}",
+                m.api,
+                "s",
+                f"set-based floor on the same data ({m.floor:.2f} s)",
+                m.floor,
+            )
+        )
         rows.append(Row("interest", f"  (floor on bare tables, {engine})", m.bare_floor, "s"))
     return rows
 
@@ -127,16 +154,20 @@ def cache_rows(samples: int) -> list[Row]:
         invalidation = asyncio.run(cache.invalidation_ms(redis.url, min(samples, 1000)))
     finally:
         redis.stop()
-    return [Row("cache", "L1 hit (mean)", l1 / 1000, "µs", "raw Redis GET p50", cache.pct(raw, 0.5)),
-            Row("cache", "L2 hit p50", cache.pct(l2, 0.5), "µs", "raw Redis GET p50", cache.pct(raw, 0.5)),
-            Row("cache", "invalidation across instances p99", cache.pct(invalidation, 0.99), "ms"),
-            Row("cache", "invalidation mean", statistics.mean(invalidation), "ms")]  # fmt: skip
+    return [
+        Row("cache", "L1 hit (mean)", l1 / 1000, "µs", "raw Redis GET p50", cache.pct(raw, 0.5)),
+        Row("cache", "L2 hit p50", cache.pct(l2, 0.5), "µs", "raw Redis GET p50", cache.pct(raw, 0.5)),
+        Row("cache", "invalidation across instances p99", cache.pct(invalidation, 0.99), "ms"),
+        Row("cache", "invalidation mean", statistics.mean(invalidation), "ms"),
+    ]
 
 
 def di_rows() -> list[Row]:
     m = di.measure(60, 200_000)
-    return [Row("di", "build + init 60 components", m["ours_build_ms"], "ms", "dependency-injector", m["theirs_build_ms"]),
-            Row("di", "resolve a singleton", m["ours_resolve_ns"], "ns", "dependency-injector", m["theirs_resolve_ns"])]  # fmt: skip
+    return [
+        Row("di", "build + init 60 components", m["ours_build_ms"], "ms", "dependency-injector", m["theirs_build_ms"]),
+        Row("di", "resolve a singleton", m["ours_resolve_ns"], "ns", "dependency-injector", m["theirs_resolve_ns"]),
+    ]
 
 
 def print_rows(rows: list[Row]) -> None:
@@ -155,17 +186,29 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "var" / "bench" / "matrix.json")
     args = parser.parse_args()
     rows: list[Row] = []
-    for section in (lambda: grpc_rows(args.seconds), breaker_rows, lambda: modes_rows(args.seconds),
-                    lambda: interest_rows(args.interest_accounts), lambda: cache_rows(args.cache_samples), di_rows):  # fmt: skip
+    for section in (
+        lambda: grpc_rows(args.seconds),
+        breaker_rows,
+        lambda: modes_rows(args.seconds),
+        lambda: interest_rows(args.interest_accounts),
+        lambda: cache_rows(args.cache_samples),
+        di_rows,
+    ):
         rows += section()
         print(f"... {rows[-1].group} done", file=sys.stderr, flush=True)
     print_rows(rows)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "measured_at": datetime.now(timezone.utc).isoformat(), "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                                                           "platform": platform.platform()},
-        "arguments": {k: str(v) for k, v in vars(args).items()},
-        "rows": [{**asdict(r), "ratio": r.ratio} for r in rows]}, indent=2))  # fmt: skip
+    args.json.write_text(
+        json.dumps(
+            {
+                "measured_at": datetime.now(UTC).isoformat(),
+                "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+                "arguments": {k: str(v) for k, v in vars(args).items()},
+                "rows": [{**asdict(r), "ratio": r.ratio} for r in rows],
+            },
+            indent=2,
+        )
+    )
     print(f"\nwritten to {args.json}")
 
 

@@ -20,13 +20,12 @@ sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 
 import pybreaker  # noqa: E402
 from grpc import aio  # noqa: E402
-from ogpgy.payment.v1 import payment_service_pb2 as ppb  # noqa: E402
-from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc  # noqa: E402
 
 from common.resilience.breaker import CircuitBreaker  # noqa: E402
-from scripts.bench.harness import PYTHON, Result, closed_loop, print_table, server_process  # noqa: E402
+from ogpgy.payment.v1 import payment_service_pb2 as ppb  # noqa: E402
+from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc  # noqa: E402
+from scripts.bench.harness import PYTHON, Result, bank_process, closed_loop, print_table, server_process  # noqa: E402
 from tests.bank_helpers import Bank, admin_channel, eur, generous_fraud_rules  # noqa: E402
-from tests.conftest import ADMIN_PASSWORD  # noqa: E402
 
 CALLS = 200_000
 
@@ -81,10 +80,14 @@ async def payments(target: str, seconds: float, in_flight: int) -> list[Result]:
             async def one(i: int, kind: str = kind) -> object:
                 debtor = rng.choice(accounts)
                 if kind == "internal":
-                    beneficiary = {"internal": ppb.InternalBeneficiary(account_id=rng.choice([a for a in accounts if a != debtor]))}
+                    beneficiary = {
+                        "internal": ppb.InternalBeneficiary(account_id=rng.choice([a for a in accounts if a != debtor]))
+                    }
                 else:
                     beneficiary = {"external": ppb.ExternalBeneficiary(iban="DE89370400440532013000", name="Max")}
-                request = ppb.CreatePaymentRequest(request_id=f"{kind}-{i}", debtor_account_id=debtor, amount=eur("1.00"), **beneficiary)  # type: ignore[arg-type]
+                request = ppb.CreatePaymentRequest(
+                    request_id=f"{kind}-{i}", debtor_account_id=debtor, amount=eur("1.00"), **beneficiary
+                )  # type: ignore[arg-type]
                 return await stub.CreatePayment(request)
 
             rows.append(await closed_loop(f"{kind} payment via gRPC", one, in_flight, seconds, warmup=0.5))
@@ -103,11 +106,10 @@ def main() -> None:
     print()
     with server_process([PYTHON, str(ROOT / "scripts/bench/echo_server.py")], r"on (127\.0\.0\.1:\d+)") as target:
         rows = [asyncio.run(echo(target, args.seconds, args.in_flight))]
-    with tempfile.TemporaryDirectory() as data_dir, server_process(
-        [PYTHON, "-m", "mesh.cli", "--log-level", "WARNING", "up", "--port", "0", "--data-dir", data_dir,
-         "--admin-password", ADMIN_PASSWORD, "--fraud-rules", str(generous_fraud_rules(Path(data_dir)))],
-        r"serving .* on (127\.0\.0\.1:\d+)",
-    ) as target:  # fmt: skip
+    with (
+        tempfile.TemporaryDirectory() as data_dir,
+        bank_process(data_dir, "--fraud-rules", str(generous_fraud_rules(Path(data_dir)))) as target,
+    ):
         rows += asyncio.run(payments(target, args.seconds, args.in_flight))
     print_table(rows, {args.in_flight: rows[0]})
 

@@ -22,11 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 
 import psycopg  # noqa: E402
-from ogpgy.account.v1 import account_service_pb2 as apb  # noqa: E402
 
-from scripts.bench.harness import PYTHON, Result, closed_loop, print_table, server_process  # noqa: E402
+from ogpgy.account.v1 import account_service_pb2 as apb  # noqa: E402
+from scripts.bench.harness import PYTHON, Result, bank_process, closed_loop, print_table, server_process  # noqa: E402
 from tests.bank_helpers import Bank, admin_channel, eur  # noqa: E402
-from tests.conftest import ADMIN_PASSWORD  # noqa: E402
 from tests.servers import PostgresServer  # noqa: E402
 
 ACCOUNTS = 64
@@ -116,14 +115,6 @@ async def transfers(target: str, name: str, seconds: float, in_flight: int) -> R
         return await closed_loop(name, one, in_flight, seconds)
 
 
-def bank_process(data_dir: str, *extra: str):  # type: ignore[no-untyped-def]
-    return server_process(
-        [PYTHON, "-m", "mesh.cli", "--log-level", "WARNING", "up", "--port", "0", "--data-dir", data_dir,
-         "--admin-password", ADMIN_PASSWORD, *extra],
-        r"serving .* on (127\.0\.0\.1:\d+)",
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -141,7 +132,10 @@ def main() -> None:
         postgres.start()
         try:
             rows.append(asyncio.run(raw_postgres(postgres.new_database(), args.seconds, args.in_flight)))
-            with tempfile.TemporaryDirectory() as data_dir, bank_process(data_dir, "--postgres-dsn", postgres.new_database()) as target:
+            with (
+                tempfile.TemporaryDirectory() as data_dir,
+                bank_process(data_dir, "--postgres-dsn", postgres.new_database()) as target,
+            ):
                 rows.append(asyncio.run(transfers(target, "Transfer via gRPC (PostgreSQL)", args.seconds, args.in_flight)))
         finally:
             postgres.stop()

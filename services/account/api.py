@@ -5,19 +5,29 @@ from __future__ import annotations
 from decimal import Decimal
 
 from grpc import aio
+
+from common.di import og_component
+from common.grpc.convert import IdempotentRequest, calendar_date, idempotency_key, timestamp
+from common.money import CURRENCY_EXPONENTS, Money, parse_money
+from common.validation import Violations, check_id, check_request_id, check_text, decimal_fraction
 from ogpgy.account.v1 import account_service_pb2 as pb
 from ogpgy.account.v1 import account_service_pb2_grpc as pb_grpc
 from ogpgy.type.v1 import money_pb2
-
-from common.di import og_component
-from common.grpc.convert import calendar_date, idempotency_key, timestamp
-from common.money import CURRENCY_EXPONENTS, Money, parse_money
-from common.validation import Violations, check_id, check_request_id, check_text, decimal_fraction
-from services.account.domain import CUSTOMER_TYPES, Account, AccountType, Entry, Hold, InterestTier, Transfer, TransferOrder
+from services.account.domain import (
+    CUSTOMER_TYPES,
+    Access,
+    Account,
+    AccountType,
+    Entry,
+    Hold,
+    InterestTier,
+    Transfer,
+    TransferOrder,
+)
 from services.account.service import AccountApplicationService
 
 _TYPES = {pb.AccountType.Value(f"ACCOUNT_TYPE_{t.value}"): t for t in AccountType}
-_ACCESS = {pb.ACCOUNT_ACCESS_READ: False, pb.ACCOUNT_ACCESS_DEBIT: True}  # -> debit?
+_ACCESS = {pb.ACCOUNT_ACCESS_READ: Access.READ, pb.ACCOUNT_ACCESS_DEBIT: Access.DEBIT, pb.ACCOUNT_ACCESS_CREDIT: Access.CREDIT}
 
 
 def money_pb(money: Money) -> money_pb2.Money:
@@ -88,8 +98,15 @@ def _amount(v: Violations, msg: money_pb2.Money, field: str) -> Money | None:
     return parse_money(v, msg.currency_code, msg.amount, field)
 
 
-def _order(v: Violations, debit: str, credit: str, amount: money_pb2.Money, description: str,
-           debit_field: str = "debit_account_id", credit_field: str = "credit_account_id") -> TransferOrder | None:  # fmt: skip
+def _order(
+    v: Violations,
+    debit: str,
+    credit: str,
+    amount: money_pb2.Money,
+    description: str,
+    debit_field: str = "debit_account_id",
+    credit_field: str = "credit_account_id",
+) -> TransferOrder | None:
     """Validates the parts of any movement; None (with violations) when something is wrong."""
     check_id(v, debit, debit_field, "acc")
     check_id(v, credit, credit_field, "acc")
@@ -99,8 +116,8 @@ def _order(v: Violations, debit: str, credit: str, amount: money_pb2.Money, desc
     return TransferOrder(debit, credit, money, description) if money else None
 
 
-def _validated(v: Violations, request: object) -> None:
-    check_request_id(v, getattr(request, "request_id"))
+def _validated(v: Violations, request: IdempotentRequest) -> None:
+    check_request_id(v, request.request_id)
     v.raise_if_any()
 
 
@@ -116,10 +133,15 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         check_id(v, request.customer_id, "customer_id", "cus")
         type_ = _TYPES.get(request.type)
         v.check(type_ in CUSTOMER_TYPES, "type", f"required: one of {', '.join(sorted(t.value for t in CUSTOMER_TYPES))}")
-        v.check(request.currency_code in CURRENCY_EXPONENTS, "currency_code", f"required: one of {', '.join(sorted(CURRENCY_EXPONENTS))}")
+        v.check(
+            request.currency_code in CURRENCY_EXPONENTS,
+            "currency_code",
+            f"required: one of {', '.join(sorted(CURRENCY_EXPONENTS))}",
+        )
         _validated(v, request)
-        account = await self._service.open_account(request.customer_id, type_, request.currency_code,
-                                                   idempotency_key(request, "OpenAccount"))  # fmt: skip
+        account = await self._service.open_account(
+            request.customer_id, v.valid(type_), request.currency_code, idempotency_key(request, "OpenAccount")
+        )
         return pb.OpenAccountResponse(account=account_pb(account))
 
     async def GetAccount(self, request: pb.GetAccountRequest, context: aio.ServicerContext) -> pb.GetAccountResponse:
@@ -144,7 +166,7 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         cash = f"acc_CASH_{request.amount.currency_code}"
         order = _order(v, cash, request.account_id, request.amount, request.description, credit_field="account_id")
         _validated(v, request)
-        transfer = await self._service.deposit(order, idempotency_key(request, "Deposit"))  # type: ignore[arg-type]
+        transfer = await self._service.deposit(v.valid(order), idempotency_key(request, "Deposit"))
         return pb.DepositResponse(transfer=transfer_pb(transfer))
 
     async def Withdraw(self, request: pb.WithdrawRequest, context: aio.ServicerContext) -> pb.WithdrawResponse:
@@ -152,14 +174,14 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         cash = f"acc_CASH_{request.amount.currency_code}"
         order = _order(v, request.account_id, cash, request.amount, request.description, debit_field="account_id")
         _validated(v, request)
-        transfer = await self._service.transfer(order, idempotency_key(request, "Withdraw"))  # type: ignore[arg-type]
+        transfer = await self._service.transfer(v.valid(order), idempotency_key(request, "Withdraw"))
         return pb.WithdrawResponse(transfer=transfer_pb(transfer))
 
     async def Transfer(self, request: pb.TransferRequest, context: aio.ServicerContext) -> pb.TransferResponse:
         v = Violations()
         order = _order(v, request.debit_account_id, request.credit_account_id, request.amount, request.description)
         _validated(v, request)
-        transfer = await self._service.transfer(order, idempotency_key(request, "Transfer"))  # type: ignore[arg-type]
+        transfer = await self._service.transfer(v.valid(order), idempotency_key(request, "Transfer"))
         return pb.TransferResponse(transfer=transfer_pb(transfer))
 
     async def GetTransfer(self, request: pb.GetTransferRequest, context: aio.ServicerContext) -> pb.GetTransferResponse:
@@ -168,7 +190,9 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         v.raise_if_any()
         return pb.GetTransferResponse(transfer=transfer_pb(await self._service.get_transfer(request.transfer_id)))
 
-    async def ReverseTransfer(self, request: pb.ReverseTransferRequest, context: aio.ServicerContext) -> pb.ReverseTransferResponse:
+    async def ReverseTransfer(
+        self, request: pb.ReverseTransferRequest, context: aio.ServicerContext
+    ) -> pb.ReverseTransferResponse:
         v = Violations()
         check_id(v, request.transfer_id, "transfer_id", "trf")
         check_text(v, request.reason, "reason", max_len=140, required=False)
@@ -180,7 +204,7 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         v = Violations()
         order = _order(v, request.debit_account_id, request.credit_account_id, request.amount, request.description)
         _validated(v, request)
-        hold = await self._service.place_hold(order, idempotency_key(request, "PlaceHold"))  # type: ignore[arg-type]
+        hold = await self._service.place_hold(v.valid(order), idempotency_key(request, "PlaceHold"))
         return pb.PlaceHoldResponse(hold=hold_pb(hold))
 
     async def CaptureHold(self, request: pb.CaptureHoldRequest, context: aio.ServicerContext) -> pb.CaptureHoldResponse:
@@ -217,12 +241,16 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         v.raise_if_any()
         return pb.LookupHoldResponse(hold=hold_pb(await self._service.lookup_hold(request.request_id)))
 
-    async def CheckAccountAccess(self, request: pb.CheckAccountAccessRequest, context: aio.ServicerContext) -> pb.CheckAccountAccessResponse:
+    async def CheckAccountAccess(
+        self, request: pb.CheckAccountAccessRequest, context: aio.ServicerContext
+    ) -> pb.CheckAccountAccessResponse:
         v = Violations()
         check_id(v, request.account_id, "account_id", "acc")
-        v.check(request.access in _ACCESS, "access", "required: ACCOUNT_ACCESS_READ or ACCOUNT_ACCESS_DEBIT")
+        v.check(
+            request.access in _ACCESS, "access", "required: ACCOUNT_ACCESS_READ, ACCOUNT_ACCESS_DEBIT or ACCOUNT_ACCESS_CREDIT"
+        )
         v.raise_if_any()
-        currency = await self._service.check_access(request.account_id, debit=_ACCESS[request.access])
+        currency = await self._service.check_access(request.account_id, _ACCESS[request.access])
         return pb.CheckAccountAccessResponse(account_id=request.account_id, currency_code=currency)
 
     async def AccrueInterest(self, request: pb.AccrueInterestRequest, context: aio.ServicerContext) -> pb.AccrueInterestResponse:
@@ -236,14 +264,25 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         if request.after_account_id:
             check_id(v, request.after_account_id, "after_account_id", "acc")
         tiers = _tiers(v, request)
-        v.raise_if_any()
-        chunk = await self._service.accrue_interest(day.isoformat(), request.currency_code, tiers,  # type: ignore[union-attr]
-                                                    request.after_account_id, request.limit)  # fmt: skip
+        chunk = await self._service.accrue_interest(
+            v.valid(day).isoformat(),
+            request.currency_code,
+            v.valid(tiers),
+            request.after_account_id,
+            request.limit,
+        )
         posted = Money(request.currency_code, chunk.posted_minor)
-        return pb.AccrueInterestResponse(processed=chunk.processed, interest_posted=money_pb(posted),
-                                         last_account_id=chunk.last_account_id, done=chunk.done, eligible=chunk.eligible)  # fmt: skip
+        return pb.AccrueInterestResponse(
+            processed=chunk.processed,
+            interest_posted=money_pb(posted),
+            last_account_id=chunk.last_account_id,
+            done=chunk.done,
+            eligible=chunk.eligible,
+        )
 
-    async def ChargeMonthlyFees(self, request: pb.ChargeMonthlyFeesRequest, context: aio.ServicerContext) -> pb.ChargeMonthlyFeesResponse:
+    async def ChargeMonthlyFees(
+        self, request: pb.ChargeMonthlyFeesRequest, context: aio.ServicerContext
+    ) -> pb.ChargeMonthlyFeesResponse:
         v = Violations()
         check_request_id(v, request.request_id)
         month = calendar_date(request.month.year, request.month.month, 1)
@@ -252,11 +291,17 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         v.check(1 <= request.limit <= 10_000, "limit", "between 1 and 10000")
         if request.after_account_id:
             check_id(v, request.after_account_id, "after_account_id", "acc")
-        v.raise_if_any()
-        chunk = await self._service.charge_monthly_fees(month, request.currency_code, request.after_account_id, request.limit)  # type: ignore[arg-type]  # checked
-        return pb.ChargeMonthlyFeesResponse(processed=chunk.processed, charged=chunk.charged, unpaid=chunk.unpaid,
-                                            fees_charged=money_pb(Money(request.currency_code, chunk.charged_minor)),
-                                            last_account_id=chunk.last_account_id, done=chunk.done)  # fmt: skip
+        chunk = await self._service.charge_monthly_fees(
+            v.valid(month), request.currency_code, request.after_account_id, request.limit
+        )
+        return pb.ChargeMonthlyFeesResponse(
+            processed=chunk.processed,
+            charged=chunk.charged,
+            unpaid=chunk.unpaid,
+            fees_charged=money_pb(Money(request.currency_code, chunk.charged_minor)),
+            last_account_id=chunk.last_account_id,
+            done=chunk.done,
+        )
 
     async def ListEntries(self, request: pb.ListEntriesRequest, context: aio.ServicerContext) -> pb.ListEntriesResponse:
         v = Violations()
@@ -278,6 +323,9 @@ def _tiers(v: Violations, request: pb.AccrueInterestRequest) -> tuple[InterestTi
             bound = money.minor if money else None
             v.check(not tiers or (tiers[-1].up_to_minor or 0) < (bound or 0), f"{field}.up_to", "bounds must ascend")
         tiers.append(InterestTier(bound, rate if rate is not None else Decimal(0)))  # invalid: refused below
-    v.check(bool(tiers) and tiers[-1].up_to_minor is None and all(t.up_to_minor is not None for t in tiers[:-1]),
-            "tiers", "one or more tiers, only the last without up_to")  # fmt: skip
+    v.check(
+        bool(tiers) and tiers[-1].up_to_minor is None and all(t.up_to_minor is not None for t in tiers[:-1]),
+        "tiers",
+        "one or more tiers, only the last without up_to",
+    )
     return tuple(tiers)

@@ -26,6 +26,14 @@ class AccountType(enum.Enum):
 CUSTOMER_TYPES = frozenset(t for t in AccountType if t is not AccountType.INTERNAL)
 
 
+class Access(enum.Enum):
+    """What a caller wants to do with an account."""
+
+    READ = "read"
+    DEBIT = "debit"  # move money out of it
+    CREDIT = "credit"  # pay money into it
+
+
 class AccountStatus(enum.Enum):
     OPEN = "OPEN"
     CLOSED = "CLOSED"

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from ogpgy.customer.v1 import customer_service_pb2 as customer_pb
-from ogpgy.customer.v1.events_pb2 import CustomerKycReviewed, CustomerOnboarded, CustomerUpdated
-
 from common.di import BaseComponent, og_component
 from common.events.bus import EventBus, Subscription
 from common.events.envelope import Envelope
+from ogpgy.customer.v1 import customer_service_pb2 as customer_pb
+from ogpgy.customer.v1.events_pb2 import CustomerKycReviewed, CustomerOnboarded, CustomerUpdated
 from services.account.service import CONSUMER, AccountApplicationService
 
 
 @og_component()
 class CustomerEventsHandler(BaseComponent):
-    """Pattern 3: CustomerOnboarded (VERIFIED), or CustomerKycReviewed (cleared) -> a default
+    """CustomerOnboarded (VERIFIED), or CustomerKycReviewed (cleared) -> a default
     account; a customer is verified by one of them, once. Redelivery changes nothing: the account
     and the inbox record of the event are written in one transaction."""
 
@@ -23,7 +22,9 @@ class CustomerEventsHandler(BaseComponent):
         self._subscription: Subscription | None = None
 
     async def initialize(self) -> None:
-        self._subscription = await self._bus.subscribe([CustomerOnboarded, CustomerKycReviewed, CustomerUpdated], CONSUMER, self.on_event)
+        self._subscription = await self._bus.subscribe(
+            [CustomerOnboarded, CustomerKycReviewed, CustomerUpdated], CONSUMER, self.on_event
+        )
 
     async def shutdown(self) -> None:
         if self._subscription is not None:
@@ -35,8 +36,8 @@ class CustomerEventsHandler(BaseComponent):
             if "relationship_manager_id" in updated.changed_fields:
                 await self._service.forget_manager(updated.customer_id)  # access follows the assignment
             return
-        kind = CustomerKycReviewed if envelope.event_type == CustomerKycReviewed.DESCRIPTOR.full_name else CustomerOnboarded
-        event = envelope.decode(kind)
+        reviewed = envelope.event_type == CustomerKycReviewed.DESCRIPTOR.full_name
+        event = envelope.decode(CustomerKycReviewed) if reviewed else envelope.decode(CustomerOnboarded)
         if event.kyc_status == customer_pb.KYC_STATUS_VERIFIED:  # onboarded verified, or cleared on review
             opened = await self._service.open_default_account(event.customer_id, envelope.event_id)
             if opened:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
-from ogpgy.account.v1 import events_pb2 as account_events
-from ogpgy.customer.v1 import events_pb2 as customer_events
-
 from common.cache.registry import Caches
 from common.clock import Clock
 from common.di import ModuleContextImport, og_context
@@ -13,6 +9,9 @@ from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.infrastructure import Databases
 from common.pagination import PageTokens
+from ogpgy.account.v1 import events_pb2 as account_events
+from ogpgy.customer.v1 import events_pb2 as customer_events
+from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from services.account.api import AccountApi
 from services.account.events import CustomerEventsHandler
 from services.account.repository import AccountDatabase, SqlLedgerRepository

@@ -9,16 +9,15 @@ PostgreSQL cannot deadlock each other.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from google.protobuf.message import Message
-from ogpgy.account.v1 import events_pb2
-from ogpgy.type.v1 import money_pb2
 
-from common.db.base import Row, Tx
+from common.db.base import Row, Tx, aggregate, stored
 from common.db.idempotency import claim, resource_or_void
 from common.di import BaseComponent, og_component
 from common.errors import Aborted, NotFound, PreconditionFailed
@@ -28,6 +27,8 @@ from common.grpc.convert import timestamp
 from common.idempotency import IdempotencyKey
 from common.infrastructure import ContextDatabase
 from common.money import MAX_MINOR, Money
+from ogpgy.account.v1 import events_pb2
+from ogpgy.type.v1 import money_pb2
 from services.account.domain import (
     Account,
     AccountFeatures,
@@ -46,7 +47,7 @@ from services.account.domain import (
 
 @dataclass(frozen=True)
 class Page:
-    items: list
+    items: list[Any]
     next_after: int | None
 
 
@@ -70,15 +71,18 @@ class LedgerRepository(Protocol):
 
     async def reverse(self, transfer_id: str, reason: str, new_id: str, key: IdempotencyKey, at: datetime) -> Transfer: ...
 
-    async def place_hold(self, order: TransferOrder, hold_id: str, key: IdempotencyKey, at: datetime, owner: str,
-                         placed_by: str) -> Hold: ...  # fmt: skip
+    async def place_hold(
+        self, order: TransferOrder, hold_id: str, key: IdempotencyKey, at: datetime, owner: str, placed_by: str
+    ) -> Hold: ...
 
     async def lookup_hold(self, scope: str, request_id: str) -> Hold | None:
         """The hold `scope`'s PlaceHold with `request_id` placed; None (and the id closed) if none."""
 
     async def holds_of(self, account_id: str, after: int, limit: int) -> Page: ...
 
-    async def capture_hold(self, hold_id: str, amount: Money | None, transfer_id: str, key: IdempotencyKey, at: datetime) -> tuple[Hold, Transfer]: ...
+    async def capture_hold(
+        self, hold_id: str, amount: Money | None, transfer_id: str, key: IdempotencyKey, at: datetime
+    ) -> tuple[Hold, Transfer]: ...
 
     async def release_hold(self, hold_id: str, key: IdempotencyKey) -> Hold: ...
 
@@ -86,10 +90,11 @@ class LedgerRepository(Protocol):
 
     async def get_hold(self, hold_id: str) -> Hold | None: ...
 
-    async def accrue_interest(self, business_date: str, currency: str, tiers: tuple["InterestTier", ...], after: str,
-                              limit: int, at: datetime) -> "AccrualChunk": ...  # fmt: skip
+    async def accrue_interest(
+        self, business_date: str, currency: str, tiers: tuple[InterestTier, ...], after: str, limit: int, at: datetime
+    ) -> AccrualChunk: ...
 
-    async def charge_fees(self, first_day: date, currency: str, after: str, limit: int, at: datetime) -> "FeeChunk": ...
+    async def charge_fees(self, first_day: date, currency: str, after: str, limit: int, at: datetime) -> FeeChunk: ...
 
     async def totals(self) -> tuple[int, int, int]:
         """(sum of debits, sum of credits, sum of balances) over the whole ledger."""
@@ -228,31 +233,37 @@ async def _entries(tx: Tx, account_id: str, after: int, limit: int) -> Page:
         "SELECT e.seq, e.transfer_id, e.amount_minor, e.balance_after_minor, e.counterparty_account_id,"
         " e.description, e.posted_at, a.currency FROM entries e JOIN accounts a ON a.account_id = e.account_id"
         " WHERE e.account_id = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
-        account_id, after, limit + 1,
-    )  # fmt: skip
-    return _page(rows, limit, lambda r: Entry(
-        transfer_id=r["transfer_id"],
-        amount=Money(r["currency"], r["amount_minor"]),
-        balance_after=Money(r["currency"], r["balance_after_minor"]),
-        counterparty_account_id=r["counterparty_account_id"],
-        description=r["description"],
-        posted_at=datetime.fromisoformat(r["posted_at"]),
-    ))  # fmt: skip
+        account_id,
+        after,
+        limit + 1,
+    )
+    return _page(
+        rows,
+        limit,
+        lambda r: Entry(
+            transfer_id=r["transfer_id"],
+            amount=Money(r["currency"], r["amount_minor"]),
+            balance_after=Money(r["currency"], r["balance_after_minor"]),
+            counterparty_account_id=r["counterparty_account_id"],
+            description=r["description"],
+            posted_at=datetime.fromisoformat(r["posted_at"]),
+        ),
+    )
 
 
-def _page(rows: list[Row], limit: int, convert) -> Page:  # type: ignore[no-untyped-def]
+def _page(rows: list[Row], limit: int, convert: Callable[[Row], Any]) -> Page:
     more = len(rows) > limit
     rows = rows[:limit]
     return Page([convert(r) for r in rows], rows[-1]["seq"] if more else None)
 
 
 async def _totals(tx: Tx) -> tuple[int, int, int]:
-    row = await tx.fetchone(
+    row = await aggregate(
+        tx,
         "SELECT COALESCE(SUM(CASE WHEN amount_minor < 0 THEN -amount_minor ELSE 0 END), 0) AS debits,"
-        " COALESCE(SUM(CASE WHEN amount_minor > 0 THEN amount_minor ELSE 0 END), 0) AS credits FROM entries"
+        " COALESCE(SUM(CASE WHEN amount_minor > 0 THEN amount_minor ELSE 0 END), 0) AS credits FROM entries",
     )
-    balances = await tx.fetchone("SELECT COALESCE(SUM(balance_minor), 0) AS total FROM accounts")
-    assert row is not None and balances is not None
+    balances = await aggregate(tx, "SELECT COALESCE(SUM(balance_minor), 0) AS total FROM accounts")
     return int(row["debits"]), int(row["credits"]), int(balances["total"])
 
 
@@ -262,10 +273,18 @@ async def _totals(tx: Tx) -> tuple[int, int, int]:
 async def _insert_account(tx: Tx, account: Account) -> None:
     await tx.execute(
         f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}, interest_bearing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        account.account_id, account.customer_id, account.type.value, account.status.value, account.currency,
-        _features_json(account.features), account.balance, account.held, floor_of(account.type, account.features),
-        account.opened_at.isoformat(), int(account.features.interest_bearing),
-    )  # fmt: skip
+        account.account_id,
+        account.customer_id,
+        account.type.value,
+        account.status.value,
+        account.currency,
+        _features_json(account.features),
+        account.balance,
+        account.held,
+        floor_of(account.type, account.features),
+        account.opened_at.isoformat(),
+        int(account.features.interest_bearing),
+    )
 
 
 async def _open_account(tx: Tx, account: Account, key: IdempotencyKey, events: list[Message]) -> Account:
@@ -293,9 +312,13 @@ async def _ensure_internal(tx: Tx, currencies: list[str], at: datetime) -> None:
             await tx.execute(
                 f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}) VALUES (?, '', ?, ?, ?, ?, 0, 0, NULL, ?)"
                 " ON CONFLICT (account_id) DO NOTHING",
-                internal.account_id(currency), AccountType.INTERNAL.value, AccountStatus.OPEN.value, currency,
-                _features_json(AccountFeatures()), at.isoformat(),
-            )  # fmt: skip
+                internal.account_id(currency),
+                AccountType.INTERNAL.value,
+                AccountStatus.OPEN.value,
+                currency,
+                _features_json(AccountFeatures()),
+                at.isoformat(),
+            )
 
 
 async def _close_account(tx: Tx, account_id: str, key: IdempotencyKey, at: datetime, events: list[Message]) -> Account:
@@ -310,13 +333,19 @@ async def _close_account(tx: Tx, account_id: str, key: IdempotencyKey, at: datet
     closed = await tx.execute(
         "UPDATE accounts SET status = ?, closed_at = ? WHERE account_id = ? AND status = ?"
         " AND balance_minor = 0 AND held_minor = 0",
-        AccountStatus.CLOSED.value, at.isoformat(), account_id, AccountStatus.OPEN.value,
-    )  # fmt: skip
+        AccountStatus.CLOSED.value,
+        at.isoformat(),
+        account_id,
+        AccountStatus.OPEN.value,
+    )
     if closed != 1:
         reason = "ACCOUNT_HAS_OPEN_HOLDS" if account.held else "ACCOUNT_BALANCE_NOT_ZERO"
-        raise PreconditionFailed(reason, f"only an account at zero balance without holds can be closed (balance "
-                                 f"{account.money(account.balance)}, held {account.money(account.held)})",
-                                 {"account_id": account_id})  # fmt: skip
+        raise PreconditionFailed(
+            reason,
+            f"only an account at zero balance without holds can be closed (balance "
+            f"{account.money(account.balance)}, held {account.money(account.held)})",
+            {"account_id": account_id},
+        )
     for event in events:
         await append_event(tx, event)
     return await _require_account(tx, account_id)
@@ -333,9 +362,10 @@ async def _why_refused(tx: Tx, account_id: str, currency: str, change: int = 0) 
         return PreconditionFailed("ACCOUNT_CLOSED", f"account {account_id} is closed", {"account_id": account_id})
     if account.currency != currency:
         return PreconditionFailed(
-            "CURRENCY_MISMATCH", f"account {account_id} is in {account.currency}, not {currency}",
+            "CURRENCY_MISMATCH",
+            f"account {account_id} is in {account.currency}, not {currency}",
             {"account_id": account_id, "account_currency": account.currency},
-        )  # fmt: skip
+        )
     if abs(account.balance + change) > MAX_MINOR or account.held - min(change, 0) > MAX_MINOR:
         return balance_limit(account_id)
     return PreconditionFailed(
@@ -361,8 +391,15 @@ async def _debit(tx: Tx, account_id: str, amount: Money, *, release: int = 0) ->
         " WHERE account_id = ? AND status = 'OPEN' AND currency = ? AND balance_minor - ? >= ?"
         " AND (floor_minor IS NULL OR balance_minor - (held_minor - ?) - ? >= floor_minor)"
         " RETURNING balance_minor",
-        amount.minor, release, account_id, amount.currency, amount.minor, -MAX_MINOR, release, amount.minor,
-    )  # fmt: skip
+        amount.minor,
+        release,
+        account_id,
+        amount.currency,
+        amount.minor,
+        -MAX_MINOR,
+        release,
+        amount.minor,
+    )
     if row is None:
         raise await _why_refused(tx, account_id, amount.currency, -amount.minor)
     return int(row["balance_minor"])
@@ -373,8 +410,12 @@ async def _credit(tx: Tx, account_id: str, amount: Money) -> int:
     row = await tx.fetchone(
         "UPDATE accounts SET balance_minor = balance_minor + ? WHERE account_id = ? AND status = 'OPEN'"
         " AND currency = ? AND balance_minor + ? <= ? RETURNING balance_minor",
-        amount.minor, account_id, amount.currency, amount.minor, MAX_MINOR,
-    )  # fmt: skip
+        amount.minor,
+        account_id,
+        amount.currency,
+        amount.minor,
+        MAX_MINOR,
+    )
     if row is None:
         raise await _why_refused(tx, account_id, amount.currency, amount.minor)
     return int(row["balance_minor"])
@@ -388,21 +429,48 @@ async def _post(tx: Tx, order: TransferOrder, transfer_id: str, at: datetime, *,
             balances[account_id] = await _debit(tx, account_id, order.amount, release=release)
         else:
             balances[account_id] = await _credit(tx, account_id, order.amount)
-    transfer = Transfer(transfer_id, order.debit_account_id, order.credit_account_id, order.amount,
-                        order.description, at, order.reverses_transfer_id, order.hold_id)  # fmt: skip
+    transfer = Transfer(
+        transfer_id,
+        order.debit_account_id,
+        order.credit_account_id,
+        order.amount,
+        order.description,
+        at,
+        order.reverses_transfer_id,
+        order.hold_id,
+    )
     await tx.execute(
         f"INSERT INTO transfers ({_TRANSFER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        transfer_id, order.debit_account_id, order.credit_account_id, order.amount.minor, order.amount.currency,
-        order.description, order.reverses_transfer_id or None, order.hold_id or None, at.isoformat(),
-    )  # fmt: skip
+        transfer_id,
+        order.debit_account_id,
+        order.credit_account_id,
+        order.amount.minor,
+        order.amount.currency,
+        order.description,
+        order.reverses_transfer_id or None,
+        order.hold_id or None,
+        at.isoformat(),
+    )
     posted = at.isoformat()
     debit, credit = order.debit_account_id, order.credit_account_id
     await tx.execute(
         "INSERT INTO entries (account_id, transfer_id, amount_minor, balance_after_minor,"
         " counterparty_account_id, description, posted_at) VALUES (?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?)",
-        debit, transfer_id, -order.amount.minor, balances[debit], credit, order.description, posted,
-        credit, transfer_id, order.amount.minor, balances[credit], debit, order.description, posted,
-    )  # fmt: skip
+        debit,
+        transfer_id,
+        -order.amount.minor,
+        balances[debit],
+        credit,
+        order.description,
+        posted,
+        credit,
+        transfer_id,
+        order.amount.minor,
+        balances[credit],
+        debit,
+        order.description,
+        posted,
+    )
     await append_event(tx, _transfer_posted(transfer))
     return transfer
 
@@ -410,41 +478,52 @@ async def _post(tx: Tx, order: TransferOrder, transfer_id: str, at: datetime, *,
 async def _transfer(tx: Tx, order: TransferOrder, transfer_id: str, key: IdempotencyKey, at: datetime) -> Transfer:
     replayed = await claim(tx, key, transfer_id)
     if replayed is not None:
-        return await _select_transfer(tx, replayed)  # type: ignore[return-value]
+        return stored(await _select_transfer(tx, replayed), replayed)
     return await _post(tx, order, transfer_id, at)
 
 
 async def _reverse(tx: Tx, transfer_id: str, reason: str, new_id: str, key: IdempotencyKey, at: datetime) -> Transfer:
     replayed = await claim(tx, key, new_id)
     if replayed is not None:
-        return await _select_transfer(tx, replayed)  # type: ignore[return-value]
+        return stored(await _select_transfer(tx, replayed), replayed)
     original = await _select_transfer(tx, transfer_id)
     if original is None:
         raise NotFound("transfer", transfer_id)
     if original.reverses_transfer_id:
-        raise PreconditionFailed("TRANSFER_IS_A_REVERSAL", "a reversal cannot be reversed; make a new transfer",
-                                 {"transfer_id": transfer_id})  # fmt: skip
+        raise PreconditionFailed(
+            "TRANSFER_IS_A_REVERSAL", "a reversal cannot be reversed; make a new transfer", {"transfer_id": transfer_id}
+        )
     claimed = await tx.execute(
         "UPDATE transfers SET reversed_by = ? WHERE transfer_id = ? AND reversed_by IS NULL", new_id, transfer_id
     )
     if claimed != 1:
-        raise PreconditionFailed("TRANSFER_ALREADY_REVERSED", "the transfer was already reversed",
-                                 {"transfer_id": transfer_id})  # fmt: skip
-    order = TransferOrder(original.credit_account_id, original.debit_account_id, original.amount,
-                          reason or f"reversal of {transfer_id}", reverses_transfer_id=transfer_id)  # fmt: skip
+        raise PreconditionFailed("TRANSFER_ALREADY_REVERSED", "the transfer was already reversed", {"transfer_id": transfer_id})
+    order = TransferOrder(
+        original.credit_account_id,
+        original.debit_account_id,
+        original.amount,
+        reason or f"reversal of {transfer_id}",
+        reverses_transfer_id=transfer_id,
+    )
     return await _post(tx, order, new_id, at)
 
 
-async def _place_hold(tx: Tx, order: TransferOrder, hold_id: str, key: IdempotencyKey, at: datetime, owner: str,
-                      placed_by: str) -> Hold:  # fmt: skip
+async def _place_hold(
+    tx: Tx, order: TransferOrder, hold_id: str, key: IdempotencyKey, at: datetime, owner: str, placed_by: str
+) -> Hold:
     replayed = await claim(tx, key, hold_id)
     if replayed is not None:
-        return await _select_hold(tx, replayed)  # type: ignore[return-value]
+        return stored(await _select_hold(tx, replayed), replayed)
     row = await tx.fetchone(
         "UPDATE accounts SET held_minor = held_minor + ? WHERE account_id = ? AND status = 'OPEN' AND currency = ?"
         " AND held_minor + ? <= ? AND (floor_minor IS NULL OR balance_minor - held_minor - ? >= floor_minor) RETURNING held_minor",
-        order.amount.minor, order.debit_account_id, order.amount.currency, order.amount.minor, MAX_MINOR, order.amount.minor,
-    )  # fmt: skip
+        order.amount.minor,
+        order.debit_account_id,
+        order.amount.currency,
+        order.amount.minor,
+        MAX_MINOR,
+        order.amount.minor,
+    )
     if row is None:
         raise await _why_refused(tx, order.debit_account_id, order.amount.currency, -order.amount.minor)
     creditor = await _require_account(tx, order.credit_account_id)
@@ -452,10 +531,18 @@ async def _place_hold(tx: Tx, order: TransferOrder, hold_id: str, key: Idempoten
         raise await _why_refused(tx, order.credit_account_id, order.amount.currency)
     await tx.execute(
         f"INSERT INTO holds ({_HOLD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?)",
-        hold_id, order.debit_account_id, order.credit_account_id, order.amount.minor, order.amount.currency,
-        HoldStatus.PLACED.value, order.description, owner, placed_by, at.isoformat(),
-    )  # fmt: skip
-    return await _select_hold(tx, hold_id)  # type: ignore[return-value]
+        hold_id,
+        order.debit_account_id,
+        order.credit_account_id,
+        order.amount.minor,
+        order.amount.currency,
+        HoldStatus.PLACED.value,
+        order.description,
+        owner,
+        placed_by,
+        at.isoformat(),
+    )
+    return stored(await _select_hold(tx, hold_id), hold_id)
 
 
 async def _resolve_hold(tx: Tx, hold_id: str, status: HoldStatus, captured: int | None, transfer_id: str | None) -> Hold:
@@ -465,40 +552,49 @@ async def _resolve_hold(tx: Tx, hold_id: str, status: HoldStatus, captured: int 
         raise NotFound("hold", hold_id)
     resolved = await tx.execute(
         "UPDATE holds SET status = ?, captured_minor = ?, transfer_id = ? WHERE hold_id = ? AND status = ?",
-        status.value, captured, transfer_id, hold_id, HoldStatus.PLACED.value,
-    )  # fmt: skip
+        status.value,
+        captured,
+        transfer_id,
+        hold_id,
+        HoldStatus.PLACED.value,
+    )
     if resolved != 1:
-        raise PreconditionFailed("HOLD_ALREADY_RESOLVED", f"the hold is already {hold.status.value}",
-                                 {"hold_id": hold_id, "status": hold.status.value})  # fmt: skip
+        raise PreconditionFailed(
+            "HOLD_ALREADY_RESOLVED", f"the hold is already {hold.status.value}", {"hold_id": hold_id, "status": hold.status.value}
+        )
     return hold
 
 
-async def _capture_hold(tx: Tx, hold_id: str, amount: Money | None, transfer_id: str, key: IdempotencyKey,
-                        at: datetime) -> tuple[Hold, Transfer]:  # fmt: skip
+async def _capture_hold(
+    tx: Tx, hold_id: str, amount: Money | None, transfer_id: str, key: IdempotencyKey, at: datetime
+) -> tuple[Hold, Transfer]:
     replayed = await claim(tx, key, hold_id)
     if replayed is not None:
-        hold = await _select_hold(tx, replayed)
-        return hold, await _select_transfer(tx, hold.transfer_id)  # type: ignore[union-attr,return-value]
+        done = stored(await _select_hold(tx, replayed), replayed)
+        return done, stored(await _select_transfer(tx, done.transfer_id), done.transfer_id)
     hold = await _select_hold(tx, hold_id)
     if hold is None:
         raise NotFound("hold", hold_id)
     captured = amount or hold.amount
     if captured.currency != hold.amount.currency or captured.minor > hold.amount.minor:
-        raise PreconditionFailed("CAPTURE_EXCEEDS_HOLD", f"at most {hold.amount} can be captured",
-                                 {"hold_id": hold_id, "held": hold.amount.amount})  # fmt: skip
+        raise PreconditionFailed(
+            "CAPTURE_EXCEEDS_HOLD", f"at most {hold.amount} can be captured", {"hold_id": hold_id, "held": hold.amount.amount}
+        )
     await _resolve_hold(tx, hold_id, HoldStatus.CAPTURED, captured.minor, transfer_id)
     order = TransferOrder(hold.debit_account_id, hold.credit_account_id, captured, hold.description, hold_id=hold_id)
     transfer = await _post(tx, order, transfer_id, at, release=hold.amount.minor)
-    return await _select_hold(tx, hold_id), transfer  # type: ignore[return-value]
+    return stored(await _select_hold(tx, hold_id), hold_id), transfer
 
 
 async def _release_hold(tx: Tx, hold_id: str, key: IdempotencyKey) -> Hold:
     replayed = await claim(tx, key, hold_id)
     if replayed is not None:
-        return await _select_hold(tx, replayed)  # type: ignore[return-value]
+        return stored(await _select_hold(tx, replayed), replayed)
     hold = await _resolve_hold(tx, hold_id, HoldStatus.RELEASED, None, None)
-    await tx.execute("UPDATE accounts SET held_minor = held_minor - ? WHERE account_id = ?", hold.amount.minor, hold.debit_account_id)
-    return await _select_hold(tx, hold_id)  # type: ignore[return-value]
+    await tx.execute(
+        "UPDATE accounts SET held_minor = held_minor - ? WHERE account_id = ?", hold.amount.minor, hold.debit_account_id
+    )
+    return stored(await _select_hold(tx, hold_id), hold_id)
 
 
 @og_component()
@@ -541,8 +637,9 @@ class SqlLedgerRepository(BaseComponent, LedgerRepository):
     async def reverse(self, transfer_id: str, reason: str, new_id: str, key: IdempotencyKey, at: datetime) -> Transfer:
         return await self._db.write(_reverse, transfer_id, reason, new_id, key, at)
 
-    async def place_hold(self, order: TransferOrder, hold_id: str, key: IdempotencyKey, at: datetime, owner: str,
-                         placed_by: str) -> Hold:  # fmt: skip
+    async def place_hold(
+        self, order: TransferOrder, hold_id: str, key: IdempotencyKey, at: datetime, owner: str, placed_by: str
+    ) -> Hold:
         return await self._db.write(_place_hold, order, hold_id, key, at, owner, placed_by)
 
     async def lookup_hold(self, scope: str, request_id: str) -> Hold | None:
@@ -551,8 +648,9 @@ class SqlLedgerRepository(BaseComponent, LedgerRepository):
     async def holds_of(self, account_id: str, after: int, limit: int) -> Page:
         return await self._db.read(_holds_of, account_id, after, limit)
 
-    async def capture_hold(self, hold_id: str, amount: Money | None, transfer_id: str, key: IdempotencyKey,
-                           at: datetime) -> tuple[Hold, Transfer]:  # fmt: skip
+    async def capture_hold(
+        self, hold_id: str, amount: Money | None, transfer_id: str, key: IdempotencyKey, at: datetime
+    ) -> tuple[Hold, Transfer]:
         return await self._db.write(_capture_hold, hold_id, amount, transfer_id, key, at)
 
     async def release_hold(self, hold_id: str, key: IdempotencyKey) -> Hold:
@@ -567,11 +665,12 @@ class SqlLedgerRepository(BaseComponent, LedgerRepository):
     async def get_hold(self, hold_id: str) -> Hold | None:
         return await self._db.read(_select_hold, hold_id)
 
-    async def accrue_interest(self, business_date: str, currency: str, tiers: tuple[InterestTier, ...], after: str,
-                              limit: int, at: datetime) -> AccrualChunk:  # fmt: skip
+    async def accrue_interest(
+        self, business_date: str, currency: str, tiers: tuple[InterestTier, ...], after: str, limit: int, at: datetime
+    ) -> AccrualChunk:
         return await self._db.write(_accrue_interest, business_date, currency, tiers, after, limit, at)
 
-    async def charge_fees(self, first_day: date, currency: str, after: str, limit: int, at: datetime) -> "FeeChunk":
+    async def charge_fees(self, first_day: date, currency: str, after: str, limit: int, at: datetime) -> FeeChunk:
         return await self._db.write(_charge_fees, first_day, currency, after, limit, at)
 
 
@@ -602,7 +701,9 @@ def interest_sql(tiers: tuple[InterestTier, ...], balance: str = "balance_minor"
     where every product stays below 10^16. (A plain balance * rate overflows: SQLite would turn
     it into a float, PostgreSQL would fail.)
     """
-    cases = " ".join(f"WHEN {balance} <= {t.up_to_minor} THEN {int(t.annual_rate * PPM)}" for t in tiers if t.up_to_minor is not None)
+    cases = " ".join(
+        f"WHEN {balance} <= {t.up_to_minor} THEN {int(t.annual_rate * PPM)}" for t in tiers if t.up_to_minor is not None
+    )
     last = int(tiers[-1].annual_rate * PPM)
     rate = f"(CASE {cases} ELSE {last} END)" if cases else str(last)
     den = 365 * PPM
@@ -614,8 +715,10 @@ def interest_sql(tiers: tuple[InterestTier, ...], balance: str = "balance_minor"
     quotient = f"({qa} + {rest} / {den})"
     remainder = f"({rest} - ({rest} / {den}) * {den})"
     parity = f"({quotient} - ({quotient} / 2) * 2)"
-    return (f"(CASE WHEN {balance} <= 0 THEN 0 ELSE {quotient} + CASE WHEN 2 * {remainder} > {den} THEN 1"
-            f" WHEN 2 * {remainder} = {den} THEN {parity} ELSE 0 END END)")  # fmt: skip
+    return (
+        f"(CASE WHEN {balance} <= 0 THEN 0 ELSE {quotient} + CASE WHEN 2 * {remainder} > {den} THEN 1"
+        f" WHEN 2 * {remainder} = {den} THEN {parity} ELSE 0 END END)"
+    )
 
 
 # Interest of a business date goes to the interest-bearing open accounts of the currency that were
@@ -626,14 +729,16 @@ _ELIGIBLE = "interest_bearing = 1 AND status = 'OPEN' AND currency = ? AND opene
 
 def _day_after(business_date: str) -> str:
     return f"{date.fromisoformat(business_date) + timedelta(days=1)}T00:00:00+00:00"
+
+
 # The chunk's postings, computed once and read by every statement after it: a table private to
 # the connection on both engines, emptied before every chunk.
 _ROWS_DDL = {
     "sqlite": "CREATE TEMP TABLE IF NOT EXISTS accrual_rows (account_id TEXT PRIMARY KEY, transfer_id TEXT NOT NULL,"
-              " amount_minor BIGINT NOT NULL)",
+    " amount_minor BIGINT NOT NULL)",
     "postgres": "CREATE TEMP TABLE IF NOT EXISTS accrual_rows (account_id TEXT PRIMARY KEY, transfer_id TEXT NOT NULL,"
-                " amount_minor BIGINT NOT NULL) ON COMMIT DELETE ROWS",
-}  # fmt: skip
+    " amount_minor BIGINT NOT NULL) ON COMMIT DELETE ROWS",
+}
 _ENTRY_COLUMNS = "account_id, transfer_id, amount_minor, balance_after_minor, counterparty_account_id, description, posted_at"
 
 
@@ -651,8 +756,9 @@ class _Span:
         return f"'trf_INT' || '{self.business_date.replace('-', '')}' || substr({account_id}, 5)"
 
 
-async def _accrue_interest(tx: Tx, business_date: str, currency: str, tiers: tuple[InterestTier, ...],
-                           after: str, limit: int, at: datetime) -> AccrualChunk:  # fmt: skip
+async def _accrue_interest(
+    tx: Tx, business_date: str, currency: str, tiers: tuple[InterestTier, ...], after: str, limit: int, at: datetime
+) -> AccrualChunk:
     """One chunk of the day's accrual, in a fixed number of set-based statements whatever its
     size. A posted chunk is recorded as the range (after, last] it covered, zero-interest accounts
     included, so a chunk asked for again (a run resumed) answers from that record and posts
@@ -662,25 +768,37 @@ async def _accrue_interest(tx: Tx, business_date: str, currency: str, tiers: tup
     if recorded is not None:
         return AccrualChunk(recorded.processed, recorded.posted_minor, recorded.last_account_id, False, eligible)
     ceiling = await _next_recorded_start(tx, business_date, after)
-    edge = await tx.fetchone(
+    edge = await aggregate(
+        tx,
         f"SELECT MAX(account_id) AS last, COUNT(*) AS n FROM (SELECT account_id FROM accounts WHERE {_ELIGIBLE}"
         " AND account_id > ? AND (? = '' OR account_id <= ?) ORDER BY account_id LIMIT ?) chunk",
-        currency, _day_after(business_date), after, ceiling, ceiling, limit,
-    )  # fmt: skip
-    count = int(edge["n"]) if edge else 0
+        currency,
+        _day_after(business_date),
+        after,
+        ceiling,
+        ceiling,
+        limit,
+    )
+    count = int(edge["n"])
     if not count:
         return AccrualChunk(0, 0, ceiling or after, not ceiling, eligible)
-    span = _Span(business_date, currency, after, str(edge["last"]))  # type: ignore[index]
+    span = _Span(business_date, currency, after, str(edge["last"]))
     posted = await _post_span(tx, span, tiers, at)
     await tx.execute(
         "INSERT INTO interest_chunks (business_date, after_account_id, last_account_id, processed, posted_minor)"
-        " VALUES (?, ?, ?, ?, ?)", business_date, after, span.last, count, posted)  # fmt: skip
+        " VALUES (?, ?, ?, ?, ?)",
+        business_date,
+        after,
+        span.last,
+        count,
+        posted,
+    )
     return AccrualChunk(count, posted, span.last, count < limit and not ceiling, eligible)
 
 
 async def _count_eligible(tx: Tx, currency: str, business_date: str) -> int:
-    counted = await tx.fetchone(f"SELECT COUNT(*) AS n FROM accounts WHERE {_ELIGIBLE}", currency, _day_after(business_date))
-    return int(counted["n"]) if counted else 0
+    counted = await aggregate(tx, f"SELECT COUNT(*) AS n FROM accounts WHERE {_ELIGIBLE}", currency, _day_after(business_date))
+    return int(counted["n"])
 
 
 async def _recorded_chunk(tx: Tx, business_date: str, currency: str, after: str) -> AccrualChunk | None:
@@ -688,30 +806,38 @@ async def _recorded_chunk(tx: Tx, business_date: str, currency: str, after: str)
     row = await tx.fetchone(
         "SELECT after_account_id, last_account_id, processed, posted_minor FROM interest_chunks"
         " WHERE business_date = ? AND after_account_id <= ? AND last_account_id > ?",
-        business_date, after, after,
-    )  # fmt: skip
+        business_date,
+        after,
+        after,
+    )
     if row is None:
         return None
     if row["after_account_id"] == after:
         return AccrualChunk(int(row["processed"]), int(row["posted_minor"]), str(row["last_account_id"]), False, 0)
     # A cursor inside a recorded chunk (the batch runner's never is): count what is done after it.
     span = _Span(business_date, currency, after, str(row["last_account_id"]))
-    done = await tx.fetchone(
+    done = await aggregate(
+        tx,
         f"SELECT COUNT(*) AS n, COALESCE(SUM(t.amount_minor), 0) AS posted FROM accounts a LEFT JOIN transfers t"
         f" ON t.transfer_id = {span.transfer_id_sql('a.account_id')} WHERE a.{_ELIGIBLE.replace(' AND ', ' AND a.')}"
         " AND a.account_id > ? AND a.account_id <= ?",
-        currency, _day_after(business_date), after, span.last,
-    )  # fmt: skip
-    return AccrualChunk(int(done["n"]), int(done["posted"]), span.last, False, 0)  # type: ignore[index]
+        currency,
+        _day_after(business_date),
+        after,
+        span.last,
+    )
+    return AccrualChunk(int(done["n"]), int(done["posted"]), span.last, False, 0)
 
 
 async def _next_recorded_start(tx: Tx, business_date: str, after: str) -> str:
     """Where the next recorded chunk begins ('' if none): a new chunk must stop there."""
-    row = await tx.fetchone(
+    row = await aggregate(
+        tx,
         "SELECT MIN(after_account_id) AS start FROM interest_chunks WHERE business_date = ? AND after_account_id > ?",
-        business_date, after,
-    )  # fmt: skip
-    return str(row["start"]) if row and row["start"] is not None else ""
+        business_date,
+        after,
+    )
+    return str(row["start"]) if row["start"] is not None else ""
 
 
 async def _refuse_past_limit(tx: Tx) -> None:
@@ -719,8 +845,9 @@ async def _refuse_past_limit(tx: Tx) -> None:
     others and skipping one would pay interest unevenly without anyone noticing."""
     over = await tx.fetchone(
         "SELECT r.account_id FROM accrual_rows r JOIN accounts a ON a.account_id = r.account_id"
-        " WHERE a.balance_minor > ? - r.amount_minor ORDER BY r.account_id LIMIT 1", MAX_MINOR,
-    )  # fmt: skip
+        " WHERE a.balance_minor > ? - r.amount_minor ORDER BY r.account_id LIMIT 1",
+        MAX_MINOR,
+    )
     if over is not None:
         raise balance_limit(str(over["account_id"]))
 
@@ -734,15 +861,24 @@ async def _post_span(tx: Tx, span: _Span, tiers: tuple[InterestTier, ...], at: d
         f"INSERT INTO accrual_rows (account_id, transfer_id, amount_minor) SELECT account_id, {span.transfer_id_sql()},"
         f" interest FROM (SELECT account_id, {interest_sql(tiers)} AS interest FROM accounts WHERE {_ELIGIBLE}"
         " AND account_id > ? AND account_id <= ?) chunk WHERE interest > 0",
-        span.currency, _day_after(span.business_date), span.after, span.last,
-    )  # fmt: skip
-    summed = await tx.fetchone("SELECT COALESCE(SUM(amount_minor), 0) AS total FROM accrual_rows")
-    total = int(summed["total"]) if summed else 0
+        span.currency,
+        _day_after(span.business_date),
+        span.after,
+        span.last,
+    )
+    total = int((await aggregate(tx, "SELECT COALESCE(SUM(amount_minor), 0) AS total FROM accrual_rows"))["total"])
     if not total:
         return 0
     await _refuse_past_limit(tx)
-    await _post_rows(tx, InternalAccount.INTEREST_EXPENSE.account_id(span.currency), span.currency, total,
-                     f"interest {span.business_date}", at, to_rows=True)  # fmt: skip
+    await _post_rows(
+        tx,
+        InternalAccount.INTEREST_EXPENSE.account_id(span.currency),
+        span.currency,
+        total,
+        f"interest {span.business_date}",
+        at,
+        to_rows=True,
+    )
     return total
 
 
@@ -753,8 +889,11 @@ async def _post_rows(tx: Tx, internal: str, currency: str, total: int, descripti
     sign = 1 if to_rows else -1
     internal_row = await tx.fetchone(
         "UPDATE accounts SET balance_minor = balance_minor - ? WHERE account_id = ? AND ABS(balance_minor - ?) <= ? RETURNING balance_minor",
-        sign * total, internal, sign * total, MAX_MINOR,
-    )  # fmt: skip
+        sign * total,
+        internal,
+        sign * total,
+        MAX_MINOR,
+    )
     if internal_row is None:
         raise balance_limit(internal)
     internal_start = int(internal_row["balance_minor"]) + sign * total
@@ -763,26 +902,34 @@ async def _post_rows(tx: Tx, internal: str, currency: str, total: int, descripti
     await tx.execute(
         f"INSERT INTO transfers ({_TRANSFER_COLUMNS}) SELECT transfer_id, {debit}, {credit}, amount_minor, ?, ?,"
         " NULL, NULL, ? FROM accrual_rows",
-        internal, currency, description, posted,
-    )  # fmt: skip
+        internal,
+        currency,
+        description,
+        posted,
+    )
     moved = await tx.execute(
         f"UPDATE accounts SET balance_minor = accounts.balance_minor + {sign} * r.amount_minor FROM accrual_rows r"
         f" WHERE accounts.account_id = r.account_id AND (accounts.floor_minor IS NULL"
         f" OR accounts.balance_minor - accounts.held_minor + {sign} * r.amount_minor >= accounts.floor_minor)"
     )
-    rows = await tx.fetchone("SELECT COUNT(*) AS n FROM accrual_rows")
-    if rows is None or moved != int(rows["n"]):  # a movement meanwhile left too little for a fee: nothing of the chunk stays
+    rows = await aggregate(tx, "SELECT COUNT(*) AS n FROM accrual_rows")
+    if moved != int(rows["n"]):  # a movement meanwhile left too little for a fee: nothing of the chunk stays
         raise Aborted("CONCURRENT_MOVEMENT", "an account moved while the chunk was posted; ask for the chunk again", {})
     await tx.execute(
         f"INSERT INTO entries ({_ENTRY_COLUMNS}) SELECT r.account_id, r.transfer_id, {sign} * r.amount_minor, a.balance_minor,"
         " ?, ?, ? FROM accrual_rows r JOIN accounts a ON a.account_id = r.account_id",
-        internal, description, posted,
-    )  # fmt: skip
+        internal,
+        description,
+        posted,
+    )
     await tx.execute(
         f"INSERT INTO entries ({_ENTRY_COLUMNS}) SELECT ?, transfer_id, {-sign} * amount_minor,"
         f" ? - {sign} * SUM(amount_minor) OVER (ORDER BY account_id ROWS UNBOUNDED PRECEDING), account_id, ?, ? FROM accrual_rows",
-        internal, internal_start, description, posted,
-    )  # fmt: skip
+        internal,
+        internal_start,
+        description,
+        posted,
+    )
 
 
 # --- monthly maintenance fees (bulk, set-based) ------------------------------------------------
@@ -829,7 +976,7 @@ class _Month:
 def _due_rows_sql(dialect: str, month: _Month) -> str:
     """The accounts of a span whose fee is due, with what they can pay: fee_due (domain) in SQL."""
     fee, minimum = (_FEATURE[dialect].format(name=n) for n in ("monthly_fee", "minimum_balance"))
-    lowest = ("CASE WHEN low IS NULL THEN COALESCE(carried, 0) WHEN carried IS NULL OR low < carried THEN low ELSE carried END")
+    lowest = "CASE WHEN low IS NULL THEN COALESCE(carried, 0) WHEN carried IS NULL OR low < carried THEN low ELSE carried END"
     return (
         f"SELECT account_id, 'trf_FEE' || '{month.key.replace('-', '')}' || substr(account_id, 5) AS transfer_id, fee,"
         " (floor_minor IS NULL OR balance_minor - held_minor - fee >= floor_minor) AS covered FROM ("
@@ -848,34 +995,57 @@ async def _charge_fees(tx: Tx, first_day: date, currency: str, after: str, limit
     month = _Month(first_day)
     recorded = await tx.fetchone(
         "SELECT last_account_id, processed, charged, charged_minor, unpaid FROM fee_chunks WHERE month = ? AND currency = ?"
-        " AND after_account_id = ?", month.key, currency, after,
-    )  # fmt: skip
+        " AND after_account_id = ?",
+        month.key,
+        currency,
+        after,
+    )
     if recorded is not None:
-        return FeeChunk(int(recorded["processed"]), int(recorded["charged"]), int(recorded["charged_minor"]),
-                        int(recorded["unpaid"]), str(recorded["last_account_id"]), False)  # fmt: skip
+        return FeeChunk(
+            int(recorded["processed"]),
+            int(recorded["charged"]),
+            int(recorded["charged_minor"]),
+            int(recorded["unpaid"]),
+            str(recorded["last_account_id"]),
+            False,
+        )
     fee = _FEATURE[tx.dialect].format(name="monthly_fee")
-    edge = await tx.fetchone(
+    edge = await aggregate(
+        tx,
         f"SELECT MAX(account_id) AS last, COUNT(*) AS n FROM (SELECT a.account_id FROM accounts a WHERE {_WITH_FEE.format(fee=fee)}"
-        " AND a.account_id > ? ORDER BY a.account_id LIMIT ?) chunk", currency, month.end, after, limit,
-    )  # fmt: skip
-    count = int(edge["n"]) if edge else 0
+        " AND a.account_id > ? ORDER BY a.account_id LIMIT ?) chunk",
+        currency,
+        month.end,
+        after,
+        limit,
+    )
+    count = int(edge["n"])
     if not count:
         return FeeChunk(0, 0, 0, 0, after, True)
-    last = str(edge["last"])  # type: ignore[index]
+    last = str(edge["last"])
     await tx.execute(_ROWS_DDL[tx.dialect])
     await tx.execute("DELETE FROM accrual_rows")
-    due = await tx.fetchall(_due_rows_sql(tx.dialect, month), month.start, month.end, month.start, month.start, currency, month.end,
-                            after, last)  # fmt: skip
+    due = await tx.fetchall(
+        _due_rows_sql(tx.dialect, month), month.start, month.end, month.start, month.start, currency, month.end, after, last
+    )
     payable = [(r["account_id"], r["transfer_id"], r["fee"]) for r in due if r["covered"]]
     if payable:
         await tx.executemany("INSERT INTO accrual_rows (account_id, transfer_id, amount_minor) VALUES (?, ?, ?)", payable)
         total = sum(int(r[2]) for r in payable)
-        await _post_rows(tx, InternalAccount.FEE_INCOME.account_id(currency), currency, total, f"monthly fee {month.key}", at,
-                         to_rows=False)  # fmt: skip
+        await _post_rows(
+            tx, InternalAccount.FEE_INCOME.account_id(currency), currency, total, f"monthly fee {month.key}", at, to_rows=False
+        )
     chunk = FeeChunk(count, len(payable), sum(int(r[2]) for r in payable), len(due) - len(payable), last, count < limit)
     await tx.execute(
         "INSERT INTO fee_chunks (month, currency, after_account_id, last_account_id, processed, charged, charged_minor, unpaid)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", month.key, currency, after, last, chunk.processed, chunk.charged, chunk.charged_minor,
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        month.key,
+        currency,
+        after,
+        last,
+        chunk.processed,
+        chunk.charged,
+        chunk.charged_minor,
         chunk.unpaid,
-    )  # fmt: skip
+    )
     return chunk

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-from ogpgy.account.v1 import account_service_pb2 as pb
-from ogpgy.account.v1 import events_pb2
-from ogpgy.customer.v1 import customer_service_pb2 as customer_pb
-from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 
 from common.cache.codecs import TextCodec
 from common.cache.registry import Caches
@@ -30,7 +26,12 @@ from common.pagination import PageTokens
 from common.security.context import ADMIN, SecurityContext, as_itself, current_caller
 from common.security.policy import denied, require_customer_access, require_role, unknown
 from common.validation import Violations, check_id
+from ogpgy.account.v1 import account_service_pb2 as pb
+from ogpgy.account.v1 import events_pb2
+from ogpgy.customer.v1 import customer_service_pb2 as customer_pb
+from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from services.account.domain import (
+    Access,
     Account,
     AccountFeatures,
     AccountStatus,
@@ -53,10 +54,10 @@ R = TypeVar("R")
 
 @og_component()
 class AccountFactory(BaseComponent):
-    """Pattern 7: builds accounts of each product with the features configured for it."""
+    """Builds accounts of each product with the features configured for it."""
 
     def __init__(self) -> None:
-        self._products: dict[str, dict[str, object]] = {}
+        self._products: dict[str, dict[str, Any]] = {}  # products.toml
 
     async def initialize(self) -> None:
         self._products = tomllib.loads(PRODUCTS_FILE.read_text(encoding="utf-8"))
@@ -76,7 +77,7 @@ class AccountFactory(BaseComponent):
             monthly_fee=minor("monthly_fee"),
             overdraft_protection=bool(product["overdraft_protection"]),
             overdraft_limit=minor("overdraft_limit"),
-            free_transactions_per_month=int(product["free_transactions_per_month"]),  # type: ignore[call-overload]
+            free_transactions_per_month=int(product["free_transactions_per_month"]),
         )
 
     def create(self, customer_id: str, type_: AccountType, currency: str, at: datetime) -> Account:
@@ -107,8 +108,16 @@ class AccountApplicationService(BaseComponent):
     """Accounts and the ledger's use cases. Every write is authorized first, then idempotent by
     request_id (in the caller's scope)."""
 
-    def __init__(self, repository: LedgerRepository, factory: AccountFactory, customers: CustomerServiceStub,
-                 clock: Clock, relay: OutboxRelay, caches: Caches, pages: PageTokens) -> None:  # fmt: skip
+    def __init__(
+        self,
+        repository: LedgerRepository,
+        factory: AccountFactory,
+        customers: CustomerServiceStub,
+        clock: Clock,
+        relay: OutboxRelay,
+        caches: Caches,
+        pages: PageTokens,
+    ) -> None:
         self._repository = repository
         self._factory = factory
         self._customers = customers
@@ -118,7 +127,7 @@ class AccountApplicationService(BaseComponent):
         self._owners = caches.create("account-ownership", TextCodec())  # account -> "customer currency": never changes
         self._managers = caches.create("customer-manager", TextCodec())  # customer -> RM: invalidated by event
 
-    # --- access (pattern 13) ------------------------------------------------------------------
+    # --- access ------------------------------------------------------------------------------
 
     async def _assigned(self, caller: SecurityContext, customer_id: str) -> bool:
         """Whether `caller` manages `customer_id`, asked of the customer context (which owns the
@@ -129,13 +138,15 @@ class AccountApplicationService(BaseComponent):
     async def _fetch_manager(self, customer_id: str) -> str | None:
         try:
             with as_itself():
-                answer = await self._customers.GetCustomer(customer_pb.GetCustomerRequest(customer_id=customer_id),
-                                                           timeout=CUSTOMER_CALL_TIMEOUT)  # fmt: skip
+                answer = await self._customers.GetCustomer(
+                    customer_pb.GetCustomerRequest(customer_id=customer_id), timeout=CUSTOMER_CALL_TIMEOUT
+                )
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.NOT_FOUND:
                 return None
             raise no_answer(err, "CUSTOMER_CONTEXT_UNAVAILABLE", "cannot check the assignment") from err
-        return answer.customer.relationship_manager_id
+        manager: str = answer.customer.relationship_manager_id
+        return manager
 
     async def forget_manager(self, customer_id: str) -> None:
         await self._managers.invalidate(customer_id)
@@ -165,17 +176,23 @@ class AccountApplicationService(BaseComponent):
     async def initialize(self) -> None:
         await self._repository.ensure_internal_accounts(sorted(CURRENCY_EXPONENTS), self._clock.now())
 
-    async def check_access(self, account_id: str, debit: bool) -> str:
-        """Side-effect free: whether the caller may read (or debit) the account; its currency."""
-        action = "move money from this account" if debit else "read this account"
-        return (await self._require_account(account_id, write=debit, action=action))[1]
+    async def check_access(self, account_id: str, access: Access) -> str:
+        """Side-effect free: whether the caller may do `access` on the account; its currency. Anyone
+        may pay into an account that exists, so for a payee its existence is no secret."""
+        if access is Access.CREDIT:
+            ownership = await self._ownership(account_id)
+            if ownership is None:
+                raise NotFound("account", account_id)
+            return ownership[1]
+        action = "move money from this account" if access is Access.DEBIT else "read this account"
+        return (await self._require_account(account_id, write=access is Access.DEBIT, action=action))[1]
 
     # --- accounts -----------------------------------------------------------------------------
 
-    async def open_account(self, customer_id: str, type_: AccountType | None, currency: str, key: IdempotencyKey) -> Account:
+    async def open_account(self, customer_id: str, type_: AccountType, currency: str, key: IdempotencyKey) -> Account:
         await require_customer_access(customer_id, assigned=self._assigned, write=True, action="open accounts for this customer")
         await self._require_verified(customer_id)
-        account = self._factory.create(customer_id, type_, currency, self._clock.now())  # type: ignore[arg-type]
+        account = self._factory.create(customer_id, type_, currency, self._clock.now())
         opened = await self._repository.open_account(account, key, [account_opened(account)])
         self._relay.nudge()
         return opened
@@ -202,8 +219,9 @@ class AccountApplicationService(BaseComponent):
                 raise denied("open accounts for this customer") from err
             raise no_answer(err, "CUSTOMER_CONTEXT_UNAVAILABLE", "cannot check the customer") from err
         if answer.customer.kyc.status != customer_pb.KYC_STATUS_VERIFIED:
-            raise PreconditionFailed("CUSTOMER_NOT_VERIFIED", "only customers with verified KYC may open accounts",
-                                     {"customer_id": customer_id})  # fmt: skip
+            raise PreconditionFailed(
+                "CUSTOMER_NOT_VERIFIED", "only customers with verified KYC may open accounts", {"customer_id": customer_id}
+            )
 
     async def get_account(self, account_id: str) -> Account:
         await self._require_account(account_id, write=False, action="read this account")
@@ -219,7 +237,11 @@ class AccountApplicationService(BaseComponent):
         v.raise_if_any()
         await require_customer_access(customer_id, assigned=self._assigned, action="list this customer's accounts")
         page = await self._repository.accounts_of(customer_id, request.after_seq, request.limit)
-        if not page.items and request.after is None and await self._managers.get(customer_id, lambda: self._fetch_manager(customer_id)) is None:
+        if (
+            not page.items
+            and request.after is None
+            and await self._managers.get(customer_id, lambda: self._fetch_manager(customer_id)) is None
+        ):
             raise NotFound("customer", customer_id)  # an empty list of a customer nobody knows would hide a typo
         return page.items, request.next_token(page.next_after)
 
@@ -292,8 +314,11 @@ class AccountApplicationService(BaseComponent):
             return hold
         await self._require_account(hold.debit_account_id, write=resolve and not hold.resolved_only_by_owner(), action=action)
         if resolve and hold.resolved_only_by_owner():
-            raise PermissionDenied("HOLD_OWNED_BY_CONTEXT", f"the {hold.owner_context} context placed this hold; only it "
-                                   "captures or releases it", {"hold_id": hold_id, "owner_context": hold.owner_context})  # fmt: skip
+            raise PermissionDenied(
+                "HOLD_OWNED_BY_CONTEXT",
+                f"the {hold.owner_context} context placed this hold; only it captures or releases it",
+                {"hold_id": hold_id, "owner_context": hold.owner_context},
+            )
         return hold
 
     async def get_hold(self, hold_id: str) -> Hold:
@@ -323,14 +348,20 @@ class AccountApplicationService(BaseComponent):
 
     # --- interest and statements --------------------------------------------------------------
 
-    async def accrue_interest(self, business_date: str, currency: str, tiers: tuple[InterestTier, ...], after: str,
-                              limit: int) -> AccrualChunk:  # fmt: skip
+    async def accrue_interest(
+        self, business_date: str, currency: str, tiers: tuple[InterestTier, ...], after: str, limit: int
+    ) -> AccrualChunk:
         """Bulk interest posting: an admin's (directly, or relayed by the interest context's batch),
         for a day that has begun, to the accounts opened on or before it."""
         require_role(ADMIN, action="post interest")
         if date.fromisoformat(business_date) > self._clock.today():
-            raise ValidationFailed([FieldViolation("business_date", f"must not be after today ({self._clock.today()}): a day is "
-                                                   "accrued once it has begun")])  # fmt: skip
+            raise ValidationFailed(
+                [
+                    FieldViolation(
+                        "business_date", f"must not be after today ({self._clock.today()}): a day is accrued once it has begun"
+                    )
+                ]
+            )
         return await self._repository.accrue_interest(business_date, currency, tiers, after, limit, self._clock.now())
 
     async def charge_monthly_fees(self, month: date, currency: str, after: str, limit: int) -> FeeChunk:
@@ -344,8 +375,9 @@ class AccountApplicationService(BaseComponent):
     async def entries(self, account_id: str, size: int, token: str) -> tuple[list[Entry], str]:
         return await self._account_page("entries", account_id, size, token, self._repository.entries)
 
-    async def _account_page(self, kind: str, account_id: str, size: int, token: str,
-                            fetch: Callable[[str, int, int], Awaitable[Page]]) -> tuple[list[Any], str]:  # fmt: skip
+    async def _account_page(
+        self, kind: str, account_id: str, size: int, token: str, fetch: Callable[[str, int, int], Awaitable[Page]]
+    ) -> tuple[list[Any], str]:
         """One page of what belongs to an account (its entries, its holds): for whoever may read it."""
         v = Violations()
         request = self._pages.request(v, size, token, (kind, account_id))

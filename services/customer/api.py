@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from grpc import aio
-from ogpgy.customer.v1 import customer_service_pb2 as pb
-from ogpgy.customer.v1 import customer_service_pb2_grpc as pb_grpc
-from ogpgy.type.v1 import address_pb2, date_pb2
 
 from common.di import og_component
 from common.grpc.convert import calendar_date, idempotency_key, timestamp
+from ogpgy.customer.v1 import customer_service_pb2 as pb
+from ogpgy.customer.v1 import customer_service_pb2_grpc as pb_grpc
+from ogpgy.type.v1 import address_pb2, date_pb2
 from services.customer.domain import (
     Address,
     Application,
@@ -23,7 +23,7 @@ _DOCUMENT_TYPES = {
     pb.DOCUMENT_TYPE_PASSPORT: DocumentType.PASSPORT,
     pb.DOCUMENT_TYPE_NATIONAL_ID: DocumentType.NATIONAL_ID,
 }
-_DOCUMENT_TYPES_PB = {v: k for k, v in _DOCUMENT_TYPES.items()}
+_DOCUMENT_TYPES_PB: dict[DocumentType | None, pb.DocumentType.ValueType] = {v: k for k, v in _DOCUMENT_TYPES.items()}
 _KYC_STATUS = {v: k for k, v in KYC_STATUS_PB.items()}
 _DECISIONS = {pb.KYC_DECISION_CLEAR: True, pb.KYC_DECISION_REJECT: False}  # -> clear?
 
@@ -40,9 +40,7 @@ def _application(req: pb.OnboardCustomerRequest) -> Application:
         email=req.email,
         phone=req.phone,
         date_of_birth=calendar_date(dob.year, dob.month, dob.day) if req.HasField("date_of_birth") else None,
-        document=IdentityDocument(
-            _DOCUMENT_TYPES.get(req.document.type), req.document.number, req.document.issuing_country_code
-        )
+        document=IdentityDocument(_DOCUMENT_TYPES.get(req.document.type), req.document.number, req.document.issuing_country_code)
         if req.HasField("document")
         else None,
         address=_address(req.address) if req.HasField("address") else None,
@@ -70,7 +68,7 @@ def customer_pb(c: Customer) -> pb.Customer:
         if c.date_of_birth.year > 1
         else None,  # masked
         document=pb.IdentityDocument(
-            type=_DOCUMENT_TYPES_PB.get(c.document.type, pb.DOCUMENT_TYPE_UNSPECIFIED),  # type: ignore[arg-type]
+            type=_DOCUMENT_TYPES_PB.get(c.document.type, pb.DOCUMENT_TYPE_UNSPECIFIED),
             number=c.document.number,
             issuing_country_code=c.document.issuing_country_code,
         ),
@@ -99,7 +97,9 @@ class CustomerApi(pb_grpc.CustomerServiceServicer):
     def __init__(self, service: CustomerApplicationService) -> None:
         self._service = service
 
-    async def OnboardCustomer(self, request: pb.OnboardCustomerRequest, context: aio.ServicerContext) -> pb.OnboardCustomerResponse:
+    async def OnboardCustomer(
+        self, request: pb.OnboardCustomerRequest, context: aio.ServicerContext
+    ) -> pb.OnboardCustomerResponse:
         customer = await self._service.onboard(_application(request), idempotency_key(request, "OnboardCustomer"))
         return pb.OnboardCustomerResponse(customer=customer_pb(customer))
 
@@ -107,9 +107,7 @@ class CustomerApi(pb_grpc.CustomerServiceServicer):
         return pb.GetCustomerResponse(customer=customer_pb(await self._service.get(request.customer_id)))
 
     async def ListCustomers(self, request: pb.ListCustomersRequest, context: aio.ServicerContext) -> pb.ListCustomersResponse:
-        customers, token = await self._service.list(
-            request.page_size, request.page_token, _KYC_STATUS.get(request.kyc_status)
-        )
+        customers, token = await self._service.page(request.page_size, request.page_token, _KYC_STATUS.get(request.kyc_status))
         return pb.ListCustomersResponse(customers=[customer_pb(c) for c in customers], next_page_token=token)
 
     async def UpdateCustomer(self, request: pb.UpdateCustomerRequest, context: aio.ServicerContext) -> pb.UpdateCustomerResponse:
@@ -130,5 +128,7 @@ class CustomerApi(pb_grpc.CustomerServiceServicer):
         return pb.AssignRelationshipManagerResponse(customer=customer_pb(customer))
 
     async def ReviewKyc(self, request: pb.ReviewKycRequest, context: aio.ServicerContext) -> pb.ReviewKycResponse:
-        customer = await self._service.review_kyc(request.customer_id, _DECISIONS.get(request.decision), idempotency_key(request, "ReviewKyc"))
+        customer = await self._service.review_kyc(
+            request.customer_id, _DECISIONS.get(request.decision), idempotency_key(request, "ReviewKyc")
+        )
         return pb.ReviewKycResponse(customer=customer_pb(customer))

@@ -11,8 +11,8 @@ from datetime import date, datetime
 
 from confusable_homoglyphs import confusables
 from email_validator import EmailNotValidError
-from rapidfuzz import fuzz
 from email_validator import validate_email as validate_email_address
+from rapidfuzz import fuzz
 
 from common.errors import PreconditionFailed
 from common.validation import Violations, check_text
@@ -114,7 +114,7 @@ class Customer:
     relationship_manager_id: str = ""
 
     @classmethod
-    def onboard(cls, customer_id: str, application: Application, kyc: Kyc) -> "Customer":
+    def onboard(cls, customer_id: str, application: Application, kyc: Kyc) -> Customer:
         birth, document, address = _complete(application)
         return cls(
             customer_id=customer_id,
@@ -130,18 +130,25 @@ class Customer:
             updated_at=kyc.checked_at,
         )
 
-    def reviewed(self, clear: bool, at: datetime) -> "Customer":
+    def reviewed(self, clear: bool, at: datetime) -> Customer:
         """The customer once an admin decided their KYC in review: verified, or rejected."""
         if self.kyc.status is not KycStatus.REVIEW:
-            raise PreconditionFailed("KYC_NOT_IN_REVIEW", f"the KYC is {self.kyc.status.value}, not in review",
-                                     {"customer_id": self.customer_id, "kyc_status": self.kyc.status.value})  # fmt: skip
-        kyc = Kyc(KycStatus.VERIFIED, (), at) if clear else Kyc(KycStatus.REJECTED, (*self.kyc.reasons, KycReason.REJECTED_ON_REVIEW), at)
+            raise PreconditionFailed(
+                "KYC_NOT_IN_REVIEW",
+                f"the KYC is {self.kyc.status.value}, not in review",
+                {"customer_id": self.customer_id, "kyc_status": self.kyc.status.value},
+            )
+        kyc = (
+            Kyc(KycStatus.VERIFIED, (), at)
+            if clear
+            else Kyc(KycStatus.REJECTED, (*self.kyc.reasons, KycReason.REJECTED_ON_REVIEW), at)
+        )
         return replace(self, kyc=kyc, updated_at=at, version=self.version + 1)
 
-    def with_relationship_manager(self, user_id: str, at: datetime) -> "Customer":
+    def with_relationship_manager(self, user_id: str, at: datetime) -> Customer:
         return replace(self, relationship_manager_id=user_id, updated_at=at, version=self.version + 1)
 
-    def masked(self) -> "Customer":
+    def masked(self) -> Customer:
         """The customer as seen by someone who may not read personal data."""
         return replace(
             self,
@@ -150,7 +157,7 @@ class Customer:
             address=Address(("***",), "***", "***", self.address.country_code),
         )
 
-    def with_contact(self, change: ContactChange, at: datetime) -> "Customer":
+    def with_contact(self, change: ContactChange, at: datetime) -> Customer:
         """The customer after `change`, one version later."""
         return replace(
             self,
@@ -208,7 +215,11 @@ def validate_document(v: Violations, doc: IdentityDocument | None, field: str = 
         f"{field}.number",
         "must be two capital letters and seven digits (the last is the check digit), e.g. AB1234564",
     )
-    v.check(bool(_COUNTRY.fullmatch(doc.issuing_country_code)), f"{field}.issuing_country_code", "required: ISO 3166-1 alpha-2 code, e.g. DE")
+    v.check(
+        bool(_COUNTRY.fullmatch(doc.issuing_country_code)),
+        f"{field}.issuing_country_code",
+        "required: ISO 3166-1 alpha-2 code, e.g. DE",
+    )
 
 
 def validate_address(v: Violations, address: Address | None, field: str = "address") -> None:
@@ -236,7 +247,9 @@ def validate_application(v: Violations, app: Application, today: date) -> None:
 def validate_contact_change(v: Violations, change: ContactChange, field: str = "customer") -> None:
     unknown = change.fields - UPDATABLE_FIELDS
     v.check(bool(change.fields), "update_mask", f"required: one or more of {', '.join(sorted(UPDATABLE_FIELDS))}")
-    v.check(not unknown, "update_mask", f"not updatable: {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(UPDATABLE_FIELDS))}")
+    v.check(
+        not unknown, "update_mask", f"not updatable: {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(UPDATABLE_FIELDS))}"
+    )
     if "email" in change.fields:
         validate_email(v, change.email, f"{field}.email")
     if "phone" in change.fields:
@@ -267,10 +280,10 @@ def has_valid_check_digit(number: str) -> bool:
 
 
 def _latin_lookalike(char: str) -> str:
-    """The Latin letter `char` is drawn like (Cyrillic В or а, Greek Ι, dotless ı), of the same
-    case, from Unicode's confusables data (UTS #39) as confusable_homoglyphs ships it; `char`
-    itself when there is none. A capital with no Latin capital twin is looked at as a small letter
-    (Greek Ι is drawn like l among the small letters, like i once folded)."""
+    """The Latin letter `char` is drawn like (Cyrillic capital ve or small a, Greek capital iota,
+    dotless i), of the same case, from Unicode's confusables data (UTS #39) as confusable_homoglyphs
+    ships it; `char` itself when there is none. A capital with no Latin capital twin is looked at as
+    a small letter (Greek capital iota is drawn like l among the small letters, like i once folded)."""
     if char.isascii():
         return _ASCII_LOOKALIKES.get(char, char)
     latin = [g for g in (str(x["c"]) for x in confusables.confusables_data.get(char, ())) if g.isascii() and g.isalpha()]
@@ -326,7 +339,7 @@ class SanctionsList:
     entries: dict[str, tuple[SanctionsEntry, ...]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, entries: Iterable[SanctionsEntry]) -> "SanctionsList":
+    def of(cls, entries: Iterable[SanctionsEntry]) -> SanctionsList:
         index: dict[str, list[SanctionsEntry]] = {}
         for entry in entries:
             index.setdefault(name_skeleton(entry.full_name), []).append(entry)

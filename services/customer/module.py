@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from ogpgy.customer.v1 import events_pb2 as customer_events
-from ogpgy.identity.v1.identity_service_pb2_grpc import IdentityServiceStub
-
 from common.cache.registry import Caches
 from common.clock import Clock
 from common.di import ModuleContextImport, og_context
@@ -12,6 +9,8 @@ from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.infrastructure import Databases
 from common.pagination import PageTokens
+from ogpgy.customer.v1 import events_pb2 as customer_events
+from ogpgy.identity.v1.identity_service_pb2_grpc import IdentityServiceStub
 from services.customer.api import CustomerApi
 from services.customer.repository import CsvSanctionsSource, CustomerDatabase, SqlCustomerRepository
 from services.customer.service import CustomerApplicationService

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from google.protobuf.message import Message
 
-from common.db.base import Row, Tx
+from common.db.base import Row, Tx, stored
 from common.db.idempotency import claim, replayed_resource
 from common.di import BaseComponent, og_component
 from common.errors import Aborted, AlreadyExists
@@ -51,7 +51,7 @@ class CustomerRepository(Protocol):
     async def save(self, customer: Customer, expected_version: int, key: IdempotencyKey, events: list[Message]) -> Customer:
         """Stores a change and its events if the stored version is still `expected_version` (else Aborted)."""
 
-    async def page(self, after: int, limit: int, only: "CustomerFilter") -> CustomerPage: ...
+    async def page(self, after: int, limit: int, only: CustomerFilter) -> CustomerPage: ...
 
 
 class SanctionsSource(Protocol):
@@ -85,21 +85,38 @@ _COLUMNS = (
 
 
 def _row(c: Customer) -> tuple[object, ...]:
-    address = {"lines": list(c.address.lines), "city": c.address.city, "postal_code": c.address.postal_code,
-               "country_code": c.address.country_code}
+    address = {
+        "lines": list(c.address.lines),
+        "city": c.address.city,
+        "postal_code": c.address.postal_code,
+        "country_code": c.address.country_code,
+    }
     return (
-        c.customer_id, c.given_name, c.family_name, c.email, c.phone, c.date_of_birth.isoformat(),
-        c.document.type.value if c.document.type else "", c.document.number, c.document.issuing_country_code, json.dumps(address),
-        c.kyc.status.value, ",".join(r.value for r in c.kyc.reasons), c.kyc.checked_at.isoformat(),
-        c.created_at.isoformat(), c.updated_at.isoformat(), c.version, c.relationship_manager_id,
-    )  # fmt: skip
+        c.customer_id,
+        c.given_name,
+        c.family_name,
+        c.email,
+        c.phone,
+        c.date_of_birth.isoformat(),
+        c.document.type.value if c.document.type else "",
+        c.document.number,
+        c.document.issuing_country_code,
+        json.dumps(address),
+        c.kyc.status.value,
+        ",".join(r.value for r in c.kyc.reasons),
+        c.kyc.checked_at.isoformat(),
+        c.created_at.isoformat(),
+        c.updated_at.isoformat(),
+        c.version,
+        c.relationship_manager_id,
+    )
 
 
 class CustomerCodec:
     """Customers as JSON of their stored row: what the shared (L2) cache holds."""
 
     def encode(self, customer: Customer) -> bytes:
-        return json.dumps(dict(zip(_COLUMNS.split(", "), _row(customer)))).encode()
+        return json.dumps(dict(zip(_COLUMNS.split(", "), _row(customer), strict=True))).encode()
 
     def decode(self, data: bytes) -> Customer:
         return _customer(json.loads(data))
@@ -138,12 +155,14 @@ async def _insert(tx: Tx, customer: Customer, key: IdempotencyKey, events: list[
     the first result; a refusal raises, so the claim rolls back with it."""
     replayed = await claim(tx, key, customer.customer_id)
     if replayed is not None:
-        return await _select(tx, replayed)  # type: ignore[return-value]
+        return stored(await _select(tx, replayed), replayed)
     doc = customer.document
     holder = await tx.fetchone(
         "SELECT customer_id FROM customers WHERE document_country = ? AND document_type = ? AND document_number = ?",
-        doc.issuing_country_code, doc.type.value if doc.type else "", doc.number,
-    )  # fmt: skip
+        doc.issuing_country_code,
+        doc.type.value if doc.type else "",
+        doc.number,
+    )
     if holder is not None:
         raise AlreadyExists(
             "CUSTOMER_ALREADY_EXISTS",
@@ -159,17 +178,29 @@ async def _insert(tx: Tx, customer: Customer, key: IdempotencyKey, events: list[
 async def _update(tx: Tx, customer: Customer, expected_version: int, key: IdempotencyKey, events: list[Message]) -> Customer:
     replayed = await claim(tx, key, customer.customer_id)
     if replayed is not None:
-        return await _select(tx, replayed)  # type: ignore[return-value]
+        return stored(await _select(tx, replayed), replayed)
     row = _row(customer)
     changed = await tx.execute(
         "UPDATE customers SET email = ?, phone = ?, address_json = ?, kyc_status = ?, kyc_reasons = ?, kyc_checked_at = ?,"
         " updated_at = ?, version = ?, relationship_manager_id = ? WHERE customer_id = ? AND version = ?",
-        row[3], row[4], row[9], row[10], row[11], row[12], row[14], customer.version, customer.relationship_manager_id,
-        customer.customer_id, expected_version,
-    )  # fmt: skip
+        row[3],
+        row[4],
+        row[9],
+        row[10],
+        row[11],
+        row[12],
+        row[14],
+        customer.version,
+        customer.relationship_manager_id,
+        customer.customer_id,
+        expected_version,
+    )
     if changed != 1:
-        raise Aborted("CONCURRENT_MODIFICATION", "the customer changed meanwhile; read it again and retry",
-                      {"customer_id": customer.customer_id})  # fmt: skip
+        raise Aborted(
+            "CONCURRENT_MODIFICATION",
+            "the customer changed meanwhile; read it again and retry",
+            {"customer_id": customer.customer_id},
+        )
     for event in events:
         await append_event(tx, event)
     return customer
@@ -190,10 +221,12 @@ class CustomerFilter:
 
 
 async def _page(tx: Tx, after: int, limit: int, only: CustomerFilter) -> CustomerPage:
-    where, args = "seq > ?", [after]
-    for column, value in (("kyc_status", only.status.value if only.status else None),
-                          ("relationship_manager_id", only.relationship_manager_id),
-                          ("customer_id", only.customer_id)):  # fmt: skip
+    where, args = "seq > ?", list[object]([after])
+    for column, value in (
+        ("kyc_status", only.status.value if only.status else None),
+        ("relationship_manager_id", only.relationship_manager_id),
+        ("customer_id", only.customer_id),
+    ):
         if value is not None:
             where, args = f"{where} AND {column} = ?", [*args, value]
     rows = await tx.fetchall(f"SELECT seq, {_COLUMNS} FROM customers WHERE {where} ORDER BY seq LIMIT ?", *args, limit + 1)

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from google.protobuf.message import Message
-
 import grpc
-from ogpgy.customer.v1 import customer_service_pb2 as pb
-from ogpgy.customer.v1 import events_pb2
-from ogpgy.identity.v1 import identity_service_pb2 as ipb
-from ogpgy.identity.v1.identity_service_pb2_grpc import IdentityServiceStub
+from google.protobuf.message import Message
 
 from common.cache.registry import Caches
 from common.clock import Clock
@@ -25,6 +20,10 @@ from common.pagination import PageTokens
 from common.security.context import ADMIN, CUSTOMER, RELATIONSHIP_MANAGER, SecurityContext, current_caller
 from common.security.policy import may_read_pii, require_customer_access, require_role, unknown
 from common.validation import Violations, check_id, check_request_id
+from ogpgy.customer.v1 import customer_service_pb2 as pb
+from ogpgy.customer.v1 import events_pb2
+from ogpgy.identity.v1 import identity_service_pb2 as ipb
+from ogpgy.identity.v1.identity_service_pb2_grpc import IdentityServiceStub
 from services.customer.domain import (
     Application,
     ContactChange,
@@ -38,8 +37,11 @@ from services.customer.domain import (
 from services.customer.repository import CustomerCodec, CustomerFilter, CustomerRepository, SanctionsSource
 
 CUSTOMER_ID_PREFIX = "cus"
-KYC_STATUS_PB = {KycStatus.VERIFIED: pb.KYC_STATUS_VERIFIED, KycStatus.REJECTED: pb.KYC_STATUS_REJECTED,
-                 KycStatus.REVIEW: pb.KYC_STATUS_REVIEW}  # fmt: skip
+KYC_STATUS_PB = {
+    KycStatus.VERIFIED: pb.KYC_STATUS_VERIFIED,
+    KycStatus.REJECTED: pb.KYC_STATUS_REJECTED,
+    KycStatus.REVIEW: pb.KYC_STATUS_REVIEW,
+}
 _OPTIMISTIC_RETRIES = 3
 
 
@@ -51,8 +53,16 @@ READ = "access this customer's data"
 class CustomerApplicationService(BaseComponent):
     """Onboarding, reads and contact changes; every write idempotent by request_id."""
 
-    def __init__(self, repository: CustomerRepository, sanctions_source: SanctionsSource, clock: Clock,
-                 relay: OutboxRelay, caches: Caches, identity: IdentityServiceStub, pages: PageTokens) -> None:  # fmt: skip
+    def __init__(
+        self,
+        repository: CustomerRepository,
+        sanctions_source: SanctionsSource,
+        clock: Clock,
+        relay: OutboxRelay,
+        caches: Caches,
+        identity: IdentityServiceStub,
+        pages: PageTokens,
+    ) -> None:
         self._repository = repository
         self._identity = identity
         self._relay = relay
@@ -76,8 +86,9 @@ class CustomerApplicationService(BaseComponent):
         v.raise_if_any()
         kyc = run_kyc(application, self._sanctions, self._clock.now())
         customer = Customer.onboard(new_id(CUSTOMER_ID_PREFIX), application, kyc)
-        onboarded = events_pb2.CustomerOnboarded(customer_id=customer.customer_id, kyc_status=KYC_STATUS_PB[kyc.status],
-                                                  onboard_time=timestamp(kyc.checked_at))  # fmt: skip
+        onboarded = events_pb2.CustomerOnboarded(
+            customer_id=customer.customer_id, kyc_status=KYC_STATUS_PB[kyc.status], onboard_time=timestamp(kyc.checked_at)
+        )
         stored = await self._repository.add(customer, key, [onboarded])
         self._relay.nudge()
         return stored
@@ -106,7 +117,7 @@ class CustomerApplicationService(BaseComponent):
         caller = current_caller()
         return [c if may_read_pii(caller, c.customer_id) else c.masked() for c in customers]
 
-    async def list(self, size: int, token: str, status: KycStatus | None) -> tuple[list[Customer], str]:
+    async def page(self, size: int, token: str, status: KycStatus | None) -> tuple[list[Customer], str]:
         """Admins list everyone; a relationship manager their customers; a customer themself."""
         only = self._listing_filter(current_caller(), status)
         v = Violations()
@@ -134,8 +145,9 @@ class CustomerApplicationService(BaseComponent):
         v.raise_if_any()
         if manager_id:
             await self._require_relationship_manager(manager_id)
-        return await self._change(customer_id, lambda c: c.with_relationship_manager(manager_id, self._clock.now()),
-                                  ["relationship_manager_id"], 0, key)  # fmt: skip
+        return await self._change(
+            customer_id, lambda c: c.with_relationship_manager(manager_id, self._clock.now()), ["relationship_manager_id"], 0, key
+        )
 
     async def _require_relationship_manager(self, user_id: str) -> None:
         """Only a user with the relationship-manager role may be assigned (the identity context says)."""
@@ -143,11 +155,14 @@ class CustomerApplicationService(BaseComponent):
             answer = await self._identity.GetUser(ipb.GetUserRequest(user_id=user_id), timeout=IDENTITY_CALL_TIMEOUT)
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.NOT_FOUND:
-                raise PreconditionFailed("USER_NOT_FOUND", f"no user {user_id}", {"relationship_manager_id": user_id}) from err
+                raise NotFound("user", user_id) from err
             raise no_answer(err, "IDENTITY_UNAVAILABLE", "cannot check the user") from err
         if ipb.ROLE_RELATIONSHIP_MANAGER not in answer.user.roles:
-            raise PreconditionFailed("NOT_A_RELATIONSHIP_MANAGER", f"user {user_id} is not a relationship manager",
-                                     {"relationship_manager_id": user_id})  # fmt: skip
+            raise PreconditionFailed(
+                "NOT_A_RELATIONSHIP_MANAGER",
+                f"user {user_id} is not a relationship manager",
+                {"relationship_manager_id": user_id},
+            )
 
     async def update_contact(
         self, customer_id: str, change: ContactChange, expected_version: int, key: IdempotencyKey
@@ -161,8 +176,9 @@ class CustomerApplicationService(BaseComponent):
         v.check(expected_version >= 0, "expected_version", "must not be negative")
         v.raise_if_any()
         await require_customer_access(customer_id, assigned=self._assigned, write=True, action="change this customer")
-        changed = await self._change(customer_id, lambda c: c.with_contact(change, self._clock.now()),
-                                     sorted(change.fields), expected_version, key)  # fmt: skip
+        changed = await self._change(
+            customer_id, lambda c: c.with_contact(change, self._clock.now()), sorted(change.fields), expected_version, key
+        )
         return changed if may_read_pii(current_caller(), customer_id) else changed.masked()
 
     async def review_kyc(self, customer_id: str, clear: bool | None, key: IdempotencyKey) -> Customer:
@@ -175,14 +191,23 @@ class CustomerApplicationService(BaseComponent):
         v.raise_if_any()
 
         def reviewed(c: Customer) -> list[Message]:
-            return [events_pb2.CustomerKycReviewed(customer_id=c.customer_id, kyc_status=KYC_STATUS_PB[c.kyc.status],
-                                                   review_time=timestamp(c.kyc.checked_at))]  # fmt: skip
+            return [
+                events_pb2.CustomerKycReviewed(
+                    customer_id=c.customer_id, kyc_status=KYC_STATUS_PB[c.kyc.status], review_time=timestamp(c.kyc.checked_at)
+                )
+            ]
 
         return await self._change(customer_id, lambda c: c.reviewed(bool(clear), self._clock.now()), ["kyc"], 0, key, reviewed)
 
-    async def _change(self, customer_id: str, apply: Callable[[Customer], Customer], fields: list[str],
-                      expected_version: int, key: IdempotencyKey,
-                      announce: Callable[[Customer], list[Message]] = lambda _: []) -> Customer:  # fmt: skip
+    async def _change(
+        self,
+        customer_id: str,
+        apply: Callable[[Customer], Customer],
+        fields: list[str],
+        expected_version: int,
+        key: IdempotencyKey,
+        announce: Callable[[Customer], list[Message]] = lambda _: [],
+    ) -> Customer:
         replayed = await self._repository.replay(key)
         if replayed is not None:
             return replayed

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from grpc import aio
-from ogpgy.identity.v1 import identity_service_pb2 as pb
-from ogpgy.identity.v1 import identity_service_pb2_grpc as pb_grpc
 
 from common.di import og_component
 from common.grpc.convert import idempotency_key, timestamp
 from common.security.context import ADMIN, ROLES, current_caller
 from common.security.policy import denied, require_role
 from common.validation import Violations, check_id, check_text
+from ogpgy.identity.v1 import identity_service_pb2 as pb
+from ogpgy.identity.v1 import identity_service_pb2_grpc as pb_grpc
 from services.identity.domain import User
 from services.identity.service import IdentityService
 
@@ -24,7 +24,7 @@ def user_pb(user: User) -> pb.User:
     return pb.User(
         user_id=user.user_id,
         username=user.username,
-        roles=[_ROLE_VALUES[r] for r in user.roles],  # type: ignore[misc]
+        roles=[_ROLE_VALUES[r] for r in user.roles],
         customer_id=user.customer_id,
         create_time=timestamp(user.created_at),
     )
@@ -42,8 +42,9 @@ class IdentityApi(pb_grpc.IdentityServiceServicer):
     async def CreateUser(self, request: pb.CreateUserRequest, context: aio.ServicerContext) -> pb.CreateUserResponse:
         require_role(ADMIN, action="create users")
         roles = tuple(_ROLE_NAMES.get(r, "?") for r in request.roles)
-        user = await self._service.create_user(request.username, request.password, roles, request.customer_id,
-                                               idempotency_key(request, "CreateUser"))  # fmt: skip
+        user = await self._service.create_user(
+            request.username, request.password, roles, request.customer_id, idempotency_key(request, "CreateUser")
+        )
         return pb.CreateUserResponse(user=user_pb(user))
 
     async def GetUser(self, request: pb.GetUserRequest, context: aio.ServicerContext) -> pb.GetUserResponse:
@@ -67,7 +68,7 @@ class IdentityApi(pb_grpc.IdentityServiceServicer):
         check_text(v, request.audience, "audience", max_len=128, required=False)
         v.raise_if_any()
         token, expires = await self._service.issue_token(request.username, request.password, request.audience)
-        return pb.IssueTokenResponse(access_token=token, expire_time=timestamp(datetime.fromtimestamp(expires, timezone.utc)))
+        return pb.IssueTokenResponse(access_token=token, expire_time=timestamp(datetime.fromtimestamp(expires, UTC)))
 
     async def GetSigningKeys(self, request: pb.GetSigningKeysRequest, context: aio.ServicerContext) -> pb.GetSigningKeysResponse:
         return pb.GetSigningKeysResponse(jwks_json=self._service.signing_keys())

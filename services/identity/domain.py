@@ -32,8 +32,11 @@ class User:
 def validate_new_user(v: Violations, username: str, password: str, roles: tuple[str, ...], customer_id: str) -> None:
     v.check(bool(_USERNAME.fullmatch(username)), "username", "required: 3..64 characters of [a-z0-9._-]")
     v.check(len(password) >= MIN_PASSWORD, "password", f"at least {MIN_PASSWORD} characters")
-    v.check(bool(roles) and all(r in USER_ROLES for r in roles), "roles",
-            f"one or more of {', '.join(USER_ROLES)} (service identities belong to contexts, not to users)")  # fmt: skip
+    v.check(
+        bool(roles) and all(r in USER_ROLES for r in roles),
+        "roles",
+        f"one or more of {', '.join(USER_ROLES)} (service identities belong to contexts, not to users)",
+    )
     if CUSTOMER in roles:
         v.check(customer_id.startswith("cus_"), "customer_id", "required with the customer role: the customer's id")
     else:
@@ -54,5 +57,7 @@ def password_matches(password: str, stored: str) -> bool:
         return False
     if scheme != "scrypt":
         return False
-    candidate = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p), maxmem=_SCRYPT_MAXMEM)
+    candidate = hashlib.scrypt(
+        password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p), maxmem=_SCRYPT_MAXMEM
+    )
     return hmac.compare_digest(candidate, base64.b64decode(digest))

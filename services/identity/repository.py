@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from common.db.base import Row, Tx
+from common.db.base import Row, Tx, stored
 from common.db.idempotency import claim
 from common.di import BaseComponent, og_component
 from common.errors import AlreadyExists
@@ -17,8 +17,14 @@ _COLUMNS = "user_id, username, password_hash, roles, customer_id, created_at"
 
 
 def _user(row: Row) -> User:
-    return User(row["user_id"], row["username"], tuple(row["roles"].split(",")), row["customer_id"],
-                row["password_hash"], datetime.fromisoformat(row["created_at"]))  # fmt: skip
+    return User(
+        row["user_id"],
+        row["username"],
+        tuple(row["roles"].split(",")),
+        row["customer_id"],
+        row["password_hash"],
+        datetime.fromisoformat(row["created_at"]),
+    )
 
 
 async def _by(tx: Tx, column: str, value: str) -> User | None:
@@ -38,11 +44,16 @@ async def _insert(tx: Tx, user: User, key: IdempotencyKey | None) -> User:
     """Claims the key first (a concurrent twin of this request waits for it, then replays); a
     refusal raises, so the claim rolls back with it and the request_id stays free."""
     if key is not None and (replayed := await claim(tx, key, user.user_id)) is not None:
-        return await _by_id(tx, replayed)  # type: ignore[return-value]
+        return stored(await _by_id(tx, replayed), replayed)
     added = await tx.execute(
         f"INSERT INTO users ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (username) DO NOTHING",
-        user.user_id, user.username, user.password_hash, ",".join(user.roles), user.customer_id, user.created_at.isoformat(),
-    )  # fmt: skip
+        user.user_id,
+        user.username,
+        user.password_hash,
+        ",".join(user.roles),
+        user.customer_id,
+        user.created_at.isoformat(),
+    )
     if added != 1:
         raise AlreadyExists("USERNAME_TAKEN", f"username '{user.username}' is taken", {"username": user.username})
     return user

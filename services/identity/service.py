@@ -59,14 +59,16 @@ class IdentityService(BaseComponent):
             handle.write(password + "\n")
         return password
 
-    async def _create(self, username: str, password: str, roles: tuple[str, ...], customer_id: str,
-                      key: IdempotencyKey | None) -> User:  # fmt: skip
+    async def _create(
+        self, username: str, password: str, roles: tuple[str, ...], customer_id: str, key: IdempotencyKey | None
+    ) -> User:
         password_hash = await asyncio.to_thread(hash_password, password, secrets.token_bytes(16))
         user = User(new_id("usr"), username, roles, customer_id, password_hash, self._clock.now())
         return await self._users.add(user, key)
 
-    async def create_user(self, username: str, password: str, roles: tuple[str, ...], customer_id: str,
-                          key: IdempotencyKey) -> User:  # fmt: skip
+    async def create_user(
+        self, username: str, password: str, roles: tuple[str, ...], customer_id: str, key: IdempotencyKey
+    ) -> User:
         v = Violations()
         check_request_id(v, key.request_id)
         validate_new_user(v, username, password, roles, customer_id)

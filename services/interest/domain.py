@@ -20,6 +20,9 @@ def business_date(v: Violations, value: date | None, today: date | None = None, 
     """The run key: an ISO date (29 February included: Actual/365 Fixed accrues every day). A day
     is accrued once it has begun, never ahead (`today`: when a run is asked for); each account
     earns from the day it was opened on (the account context's rule)."""
-    if v.check(value is not None, field, "required: a valid calendar date") and today is not None:
-        v.check(value <= today, field, f"must not be after today ({today.isoformat()}): a day is accrued once it has begun")  # type: ignore[operator]
-    return value.isoformat() if value else ""
+    if value is None:
+        v.add(field, "required: a valid calendar date")
+        return ""
+    if today is not None:
+        v.check(value <= today, field, f"must not be after today ({today.isoformat()}): a day is accrued once it has begun")
+    return value.isoformat()

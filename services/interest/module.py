@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
-from ogpgy.interest.v1 import events_pb2 as interest_events
-
 from common.batch.runner import BatchRunner
 from common.clock import Clock
 from common.config import Settings
@@ -13,6 +10,8 @@ from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.infrastructure import Databases
 from common.pagination import PageTokens
+from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
+from ogpgy.interest.v1 import events_pb2 as interest_events
 from services.interest.api import InterestApi
 from services.interest.repository import InterestDatabase
 from services.interest.service import InterestService

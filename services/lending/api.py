@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from grpc import aio
-from ogpgy.lending.v1 import lending_service_pb2 as pb
-from ogpgy.lending.v1 import lending_service_pb2_grpc as pb_grpc
-from ogpgy.type.v1 import money_pb2
 
 from common.di import og_component
 from common.grpc.convert import idempotency_key, timestamp
 from common.money import parse_money
 from common.saga.log import SagaRecord
 from common.validation import Violations
+from ogpgy.lending.v1 import lending_service_pb2 as pb
+from ogpgy.lending.v1 import lending_service_pb2_grpc as pb_grpc
+from ogpgy.type.v1 import money_pb2
 from services.lending.domain import Loan
 from services.lending.service import LendingService
 
@@ -31,7 +31,9 @@ def loan_pb(loan: Loan, saga: SagaRecord | None) -> pb.Loan:
         message.saga_status = pb.SagaStatus.Value(f"SAGA_STATUS_{saga.status}")
         for index in sorted(saga.steps):
             step = saga.steps[index]
-            message.saga_steps.append(pb.SagaStep(name=step.name, state=step.state, attempts=step.attempts, last_error=step.last_error))
+            message.saga_steps.append(
+                pb.SagaStep(name=step.name, state=step.state, attempts=step.attempts, last_error=step.last_error)
+            )
     return message
 
 
@@ -45,8 +47,9 @@ class LendingApi(pb_grpc.LendingServiceServicer):
     async def ApplyForLoan(self, request: pb.ApplyForLoanRequest, context: aio.ServicerContext) -> pb.ApplyForLoanResponse:
         v = Violations()
         principal = parse_money(v, request.principal.currency_code, request.principal.amount, "principal")
-        loan = await self._service.apply(request.customer_id, request.account_id, principal, request.term_months, v,
-                                         idempotency_key(request, "ApplyForLoan"))  # fmt: skip
+        loan = await self._service.apply(
+            request.customer_id, request.account_id, principal, request.term_months, v, idempotency_key(request, "ApplyForLoan")
+        )
         return pb.ApplyForLoanResponse(loan=loan_pb(loan, None))
 
     async def ApproveLoan(self, request: pb.ApproveLoanRequest, context: aio.ServicerContext) -> pb.ApproveLoanResponse:

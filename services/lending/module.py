@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
-from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
-from ogpgy.lending.v1 import events_pb2 as lending_events
-
 from common.clock import Clock
 from common.config import Settings
 from common.di import ModuleContextImport, og_context
@@ -14,6 +10,9 @@ from common.events.outbox import OutboxRelay
 from common.infrastructure import Databases
 from common.pagination import PageTokens
 from common.saga.runner import SagaRunner
+from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
+from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
+from ogpgy.lending.v1 import events_pb2 as lending_events
 from services.lending.api import LendingApi
 from services.lending.repository import LendingDatabase, SqlLoanRepository
 from services.lending.service import LendingService
@@ -24,8 +23,11 @@ from services.lending.service import LendingService
     description="Loan applications, approval, and disbursement through a durable compensating saga",
     business_owner="Lending Team",
     imports=[
-        ModuleContextImport(AccountServiceStub, from_context="account", methods=[
-            "GetAccount", "PlaceHold", "LookupHold", "GetHold", "CaptureHold", "ReleaseHold", "ReverseTransfer"]),
+        ModuleContextImport(
+            AccountServiceStub,
+            from_context="account",
+            methods=["GetAccount", "PlaceHold", "LookupHold", "GetHold", "CaptureHold", "ReleaseHold", "ReverseTransfer"],
+        ),
         ModuleContextImport(CustomerServiceStub, from_context="customer", methods=["GetCustomer"]),
         ModuleContextImport(Databases, from_context="infrastructure"),
         ModuleContextImport(PageTokens, from_context="infrastructure"),

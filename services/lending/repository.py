@@ -7,7 +7,7 @@ from typing import Protocol
 
 from google.protobuf.message import Message
 
-from common.db.base import Row, Tx
+from common.db.base import Row, Tx, stored
 from common.db.idempotency import claim
 from common.di import BaseComponent, og_component
 from common.events.outbox import append_event
@@ -16,14 +16,25 @@ from common.infrastructure import ContextDatabase
 from common.money import Money
 from services.lending.domain import Loan, LoanStatus
 
-_COLUMNS = ("loan_id, customer_id, account_id, principal_minor, currency, term_months, annual_rate, status, saga_id,"
-            " created_at, updated_at")  # fmt: skip
+_COLUMNS = (
+    "loan_id, customer_id, account_id, principal_minor, currency, term_months, annual_rate, status, saga_id,"
+    " created_at, updated_at"
+)
 
 
 def _loan(row: Row) -> Loan:
-    return Loan(row["loan_id"], row["customer_id"], row["account_id"], Money(row["currency"], row["principal_minor"]),
-                row["term_months"], row["annual_rate"], LoanStatus(row["status"]), row["saga_id"],
-                datetime.fromisoformat(row["created_at"]), datetime.fromisoformat(row["updated_at"]))  # fmt: skip
+    return Loan(
+        row["loan_id"],
+        row["customer_id"],
+        row["account_id"],
+        Money(row["currency"], row["principal_minor"]),
+        row["term_months"],
+        row["annual_rate"],
+        LoanStatus(row["status"]),
+        row["saga_id"],
+        datetime.fromisoformat(row["created_at"]),
+        datetime.fromisoformat(row["updated_at"]),
+    )
 
 
 async def _select(tx: Tx, loan_id: str) -> Loan | None:
@@ -34,23 +45,37 @@ async def _select(tx: Tx, loan_id: str) -> Loan | None:
 async def _insert(tx: Tx, loan: Loan, key: IdempotencyKey) -> Loan:
     replayed = await claim(tx, key, loan.loan_id)
     if replayed is not None:
-        return await _select(tx, replayed)  # type: ignore[return-value]
+        return stored(await _select(tx, replayed), replayed)
     await tx.execute(
         f"INSERT INTO loans ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        loan.loan_id, loan.customer_id, loan.account_id, loan.principal.minor, loan.principal.currency, loan.term_months,
-        loan.annual_rate, loan.status.value, loan.saga_id, loan.created_at.isoformat(), loan.updated_at.isoformat(),
-    )  # fmt: skip
+        loan.loan_id,
+        loan.customer_id,
+        loan.account_id,
+        loan.principal.minor,
+        loan.principal.currency,
+        loan.term_months,
+        loan.annual_rate,
+        loan.status.value,
+        loan.saga_id,
+        loan.created_at.isoformat(),
+        loan.updated_at.isoformat(),
+    )
     return loan
 
 
-async def _move(tx: Tx, loan_id: str, expected: LoanStatus, status: LoanStatus, at: datetime,
-                changes: dict[str, str], events: list[Message]) -> bool:  # fmt: skip
+async def _move(
+    tx: Tx, loan_id: str, expected: LoanStatus, status: LoanStatus, at: datetime, changes: dict[str, str], events: list[Message]
+) -> bool:
     """Moves a loan on from `expected` only; False when it is no longer there (an idempotent no-op)."""
     sets = "".join(f", {column} = ?" for column in changes)
     moved = await tx.execute(
         f"UPDATE loans SET status = ?, updated_at = ?{sets} WHERE loan_id = ? AND status = ?",
-        status.value, at.isoformat(), *changes.values(), loan_id, expected.value,
-    )  # fmt: skip
+        status.value,
+        at.isoformat(),
+        *changes.values(),
+        loan_id,
+        expected.value,
+    )
     if moved:
         for event in events:
             await append_event(tx, event)
@@ -58,16 +83,22 @@ async def _move(tx: Tx, loan_id: str, expected: LoanStatus, status: LoanStatus, 
 
 
 async def _page(tx: Tx, customer_id: str, after: int, limit: int) -> tuple[list[Loan], int | None]:
-    rows = await tx.fetchall(f"SELECT seq, {_COLUMNS} FROM loans WHERE customer_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-                             customer_id, after, limit + 1)  # fmt: skip
+    rows = await tx.fetchall(
+        f"SELECT seq, {_COLUMNS} FROM loans WHERE customer_id = ? AND seq > ? ORDER BY seq LIMIT ?", customer_id, after, limit + 1
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     return [_loan(r) for r in rows], rows[-1]["seq"] if more else None
 
 
 async def _record_disbursement(tx: Tx, disbursement_id: str, loan_id: str, at: datetime) -> None:
-    await tx.execute("INSERT INTO disbursements (disbursement_id, loan_id, status, created_at) VALUES (?, ?, 'ACTIVE', ?)"
-                     " ON CONFLICT (disbursement_id) DO NOTHING", disbursement_id, loan_id, at.isoformat())  # fmt: skip
+    await tx.execute(
+        "INSERT INTO disbursements (disbursement_id, loan_id, status, created_at) VALUES (?, ?, 'ACTIVE', ?)"
+        " ON CONFLICT (disbursement_id) DO NOTHING",
+        disbursement_id,
+        loan_id,
+        at.isoformat(),
+    )
 
 
 async def _cancel_disbursement(tx: Tx, disbursement_id: str) -> None:
@@ -79,8 +110,15 @@ class LoanRepository(Protocol):
 
     async def get(self, loan_id: str) -> Loan | None: ...
 
-    async def move(self, loan_id: str, expected: LoanStatus, status: LoanStatus, at: datetime,
-                   changes: dict[str, str] | None = None, events: list[Message] | None = None) -> bool: ...  # fmt: skip
+    async def move(
+        self,
+        loan_id: str,
+        expected: LoanStatus,
+        status: LoanStatus,
+        at: datetime,
+        changes: dict[str, str] | None = None,
+        events: list[Message] | None = None,
+    ) -> bool: ...
 
     async def page(self, customer_id: str, after: int, limit: int) -> tuple[list[Loan], int | None]: ...
 
@@ -106,8 +144,15 @@ class SqlLoanRepository(BaseComponent, LoanRepository):
     async def get(self, loan_id: str) -> Loan | None:
         return await self._db.read(_select, loan_id)
 
-    async def move(self, loan_id: str, expected: LoanStatus, status: LoanStatus, at: datetime,
-                   changes: dict[str, str] | None = None, events: list[Message] | None = None) -> bool:  # fmt: skip
+    async def move(
+        self,
+        loan_id: str,
+        expected: LoanStatus,
+        status: LoanStatus,
+        at: datetime,
+        changes: dict[str, str] | None = None,
+        events: list[Message] | None = None,
+    ) -> bool:
         return await self._db.write(_move, loan_id, expected, status, at, changes or {}, events or [])
 
     async def page(self, customer_id: str, after: int, limit: int) -> tuple[list[Loan], int | None]:

@@ -1,4 +1,4 @@
-"""Use cases of the lending context, and the loan disbursement saga (pattern 9):
+"""Use cases of the lending context, and the loan disbursement saga:
 reserve funds on the treasury with a hold -> record the disbursement -> move the money (capture)
 -> mark the loan disbursed; compensated in reverse (release, cancel, reverse the transfer).
 
@@ -15,12 +15,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from ogpgy.account.v1 import account_service_pb2 as apb
-from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
-from ogpgy.customer.v1 import customer_service_pb2 as cpb
-from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
-from ogpgy.lending.v1 import events_pb2
-from ogpgy.type.v1 import money_pb2
 
 from common.clock import Clock
 from common.di import BaseComponent, og_component
@@ -38,6 +32,12 @@ from common.saga.runner import SagaContext, SagaDefinition, SagaRunner, Step, St
 from common.security.context import ADMIN, as_itself, caller_var, current_caller
 from common.security.policy import require_customer_access, require_role, unknown
 from common.validation import Violations, check_id, check_request_id
+from ogpgy.account.v1 import account_service_pb2 as apb
+from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
+from ogpgy.customer.v1 import customer_service_pb2 as cpb
+from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
+from ogpgy.lending.v1 import events_pb2
+from ogpgy.type.v1 import money_pb2
 from services.lending.domain import Loan, LoanStatus, parse_rate, validate_terms
 from services.lending.repository import LoanRepository
 
@@ -52,8 +52,16 @@ def treasury(currency: str) -> str:
 
 @og_component()
 class LendingService(BaseComponent):
-    def __init__(self, loans: LoanRepository, accounts: AccountServiceStub, customers: CustomerServiceStub, sagas: SagaRunner,
-                 clock: Clock, relay: OutboxRelay, pages: PageTokens) -> None:  # fmt: skip
+    def __init__(
+        self,
+        loans: LoanRepository,
+        accounts: AccountServiceStub,
+        customers: CustomerServiceStub,
+        sagas: SagaRunner,
+        clock: Clock,
+        relay: OutboxRelay,
+        pages: PageTokens,
+    ) -> None:
         self._customers = customers
         self._loans = loans
         self._accounts = accounts
@@ -63,17 +71,24 @@ class LendingService(BaseComponent):
         self._pages = pages
 
     async def initialize(self) -> None:
-        self._sagas.register(SagaDefinition(SAGA, (
-            Step("reserve_funds", self._reserve, self._unreserve),
-            Step("create_disbursement", self._record, self._cancel_record),
-            Step("transfer_funds", self._transfer, self._reverse),
-            Step("mark_disbursed", self._mark_disbursed),
-        ), on_finish=self._finished))  # fmt: skip
+        self._sagas.register(
+            SagaDefinition(
+                SAGA,
+                (
+                    Step("reserve_funds", self._reserve, self._unreserve),
+                    Step("create_disbursement", self._record, self._cancel_record),
+                    Step("transfer_funds", self._transfer, self._reverse),
+                    Step("mark_disbursed", self._mark_disbursed),
+                ),
+                on_finish=self._finished,
+            )
+        )
 
     # --- use cases ----------------------------------------------------------------------------
 
-    async def apply(self, customer_id: str, account_id: str, principal: Money | None, term_months: int,
-                    v: Violations, key: IdempotencyKey) -> Loan:  # fmt: skip
+    async def apply(
+        self, customer_id: str, account_id: str, principal: Money | None, term_months: int, v: Violations, key: IdempotencyKey
+    ) -> Loan:
         check_request_id(v, key.request_id)
         check_id(v, customer_id, "customer_id", "cus")
         check_id(v, account_id, "account_id", "acc")
@@ -81,10 +96,13 @@ class LendingService(BaseComponent):
         v.raise_if_any()
         assert principal is not None
         await require_customer_access(customer_id, assigned=_never, write=True, action="apply for loans for this customer")
-        account = await self._call(self._accounts.GetAccount, apb.GetAccountRequest(account_id=account_id))
+        if not await self._customer_known(customer_id):
+            raise NotFound("customer", customer_id)
+        account = await self._account(account_id)
         if account.account.customer_id != customer_id or account.account.balance.currency_code != principal.currency:
-            raise PreconditionFailed("ACCOUNT_NOT_ELIGIBLE", "the account must be the customer's, in the loan's currency",
-                                     {"account_id": account_id})  # fmt: skip
+            raise PreconditionFailed(
+                "ACCOUNT_NOT_ELIGIBLE", "the account must be the customer's, in the loan's currency", {"account_id": account_id}
+            )
         now = self._clock.now()
         loan_id = new_id("lon")
         loan = Loan(loan_id, customer_id, account_id, principal, term_months, "", LoanStatus.APPLIED, f"sag-{loan_id}", now, now)
@@ -114,9 +132,14 @@ class LendingService(BaseComponent):
             await self._loans.move(loan_id, LoanStatus.APPROVED, LoanStatus.DISBURSING, self._clock.now())
         elif loan.status not in (LoanStatus.DISBURSING, LoanStatus.DISBURSED, LoanStatus.DISBURSEMENT_FAILED):
             raise PreconditionFailed("LOAN_NOT_APPROVED", f"the loan is {loan.status.value}", {"loan_id": loan_id})
-        payload = {"loan_id": loan.loan_id, "account_id": loan.account_id, "currency": loan.principal.currency,
-                   "amount": loan.principal.amount, "customer_id": loan.customer_id,
-                   "authorized_by": current_caller().chain}  # fmt: skip
+        payload = {
+            "loan_id": loan.loan_id,
+            "account_id": loan.account_id,
+            "currency": loan.principal.currency,
+            "amount": loan.principal.amount,
+            "customer_id": loan.customer_id,
+            "authorized_by": current_caller().chain,
+        }
         await self._sagas.begin(SAGA, loan.saga_id, payload)
         return await self.get_with_saga(loan_id)
 
@@ -156,6 +179,20 @@ class LendingService(BaseComponent):
             raise no_answer(err, "CUSTOMER_CONTEXT_UNAVAILABLE", "cannot check the customer") from err
         return True
 
+    async def _account(self, account_id: str) -> apb.GetAccountResponse:
+        """The account a loan is paid into, read with the caller's authority."""
+        try:
+            answer: apb.GetAccountResponse = await self._accounts.GetAccount(
+                apb.GetAccountRequest(account_id=account_id), timeout=CALL_TIMEOUT
+            )
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound("account", account_id) from err
+            if err.code() == grpc.StatusCode.PERMISSION_DENIED:
+                raise PermissionDenied("ACCESS_DENIED", "not allowed by the account context") from err
+            raise no_answer(err, "ACCOUNTS_UNAVAILABLE", "the account context did not answer") from err
+        return answer
+
     # --- saga steps (idempotent by ctx.key) ----------------------------------------------------
 
     async def _call(self, method: Callable[..., Awaitable[object]], request: object) -> Any:
@@ -182,9 +219,16 @@ class LendingService(BaseComponent):
             if hold is None:
                 raise StepRefused("HOLD_NOT_PLACED")
             return {"hold_id": hold.hold_id}
-        placed = await self._call(self._accounts.PlaceHold, apb.PlaceHoldRequest(
-            request_id=ctx.key("reserve_funds"), debit_account_id=treasury(ctx.payload["currency"]),
-            credit_account_id=ctx.payload["account_id"], amount=self._amount(ctx), description=f"loan {ctx.payload['loan_id']}"))  # fmt: skip
+        placed = await self._call(
+            self._accounts.PlaceHold,
+            apb.PlaceHoldRequest(
+                request_id=ctx.key("reserve_funds"),
+                debit_account_id=treasury(ctx.payload["currency"]),
+                credit_account_id=ctx.payload["account_id"],
+                amount=self._amount(ctx),
+                description=f"loan {ctx.payload['loan_id']}",
+            ),
+        )
         return {"hold_id": placed.hold.hold_id}
 
     async def _placed_hold(self, ctx: SagaContext) -> apb.Hold | None:
@@ -193,14 +237,17 @@ class LendingService(BaseComponent):
             found = await self._call(self._accounts.LookupHold, apb.LookupHoldRequest(request_id=ctx.key("reserve_funds")))
         except StepRefused:
             return None
-        return found.hold  # type: ignore[no-any-return]
+        hold: apb.Hold = found.hold
+        return hold
 
     async def _unreserve(self, ctx: SagaContext, result: dict[str, str]) -> None:
         hold_id = result.get("hold_id") or getattr(await self._placed_hold(ctx), "hold_id", "")
         if not hold_id:
             return  # nothing was reserved
         try:
-            await self._call(self._accounts.ReleaseHold, apb.ReleaseHoldRequest(request_id=ctx.key("reserve_funds", "undo"), hold_id=hold_id))
+            await self._call(
+                self._accounts.ReleaseHold, apb.ReleaseHoldRequest(request_id=ctx.key("reserve_funds", "undo"), hold_id=hold_id)
+            )
         except StepRefused as refused:
             if str(refused) != "HOLD_ALREADY_RESOLVED":  # captured and reversed, or released: nothing held
                 raise
@@ -214,8 +261,11 @@ class LendingService(BaseComponent):
 
     async def _capture(self, ctx: SagaContext) -> str:
         hold_id = ctx.results["reserve_funds"]["hold_id"]
-        captured = await self._call(self._accounts.CaptureHold, apb.CaptureHoldRequest(request_id=ctx.key("transfer_funds"), hold_id=hold_id))
-        return captured.transfer.transfer_id  # type: ignore[no-any-return]
+        captured = await self._call(
+            self._accounts.CaptureHold, apb.CaptureHoldRequest(request_id=ctx.key("transfer_funds"), hold_id=hold_id)
+        )
+        transfer_id: str = captured.transfer.transfer_id
+        return transfer_id
 
     async def _transfer(self, ctx: SagaContext) -> dict[str, str]:
         return {"transfer_id": await self._capture(ctx)}
@@ -226,8 +276,12 @@ class LendingService(BaseComponent):
         if not transfer_id:
             return  # the hold was never captured: nothing to reverse
         try:
-            await self._call(self._accounts.ReverseTransfer, apb.ReverseTransferRequest(
-                request_id=ctx.key("transfer_funds", "undo"), transfer_id=transfer_id, reason="loan disbursement compensated"))  # fmt: skip
+            await self._call(
+                self._accounts.ReverseTransfer,
+                apb.ReverseTransferRequest(
+                    request_id=ctx.key("transfer_funds", "undo"), transfer_id=transfer_id, reason="loan disbursement compensated"
+                ),
+            )
         except StepRefused as refused:
             if str(refused) != "TRANSFER_ALREADY_REVERSED":
                 raise
@@ -238,14 +292,19 @@ class LendingService(BaseComponent):
         if not hold_id:
             return ""
         found = await self._call(self._accounts.GetHold, apb.GetHoldRequest(hold_id=hold_id))
-        return found.hold.transfer_id if found.hold.status == apb.HOLD_STATUS_CAPTURED else ""  # type: ignore[no-any-return]
+        return str(found.hold.transfer_id) if found.hold.status == apb.HOLD_STATUS_CAPTURED else ""
 
     async def _mark_disbursed(self, ctx: SagaContext) -> dict[str, str]:
         """Idempotent: only a DISBURSING loan moves (and announces LoanDisbursed)."""
         fail_point("lending.mark_disbursed")
         p, now = ctx.payload, self._clock.now()
-        event = events_pb2.LoanDisbursed(loan_id=p["loan_id"], customer_id=p["customer_id"], account_id=p["account_id"],
-                                         principal=self._amount(ctx), disburse_time=timestamp(now))  # fmt: skip
+        event = events_pb2.LoanDisbursed(
+            loan_id=p["loan_id"],
+            customer_id=p["customer_id"],
+            account_id=p["account_id"],
+            principal=self._amount(ctx),
+            disburse_time=timestamp(now),
+        )
         await self._loans.move(p["loan_id"], LoanStatus.DISBURSING, LoanStatus.DISBURSED, now, events=[event])
         self._relay.nudge()
         return {}
@@ -255,8 +314,9 @@ class LendingService(BaseComponent):
         if status == COMPLETED:
             return
         p, now = ctx.payload, self._clock.now()
-        event = events_pb2.LoanDisbursementFailed(loan_id=p["loan_id"], customer_id=p["customer_id"], reason=status,
-                                                  fail_time=timestamp(now))  # fmt: skip
+        event = events_pb2.LoanDisbursementFailed(
+            loan_id=p["loan_id"], customer_id=p["customer_id"], reason=status, fail_time=timestamp(now)
+        )
         await self._loans.move(p["loan_id"], LoanStatus.DISBURSING, LoanStatus.DISBURSEMENT_FAILED, now, events=[event])
         self._relay.nudge()
 

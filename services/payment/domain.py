@@ -6,6 +6,7 @@ import enum
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from common.money import Money
 from common.validation import Violations, check_id, check_text
@@ -55,10 +56,10 @@ class Payment:
     attempts: int = 0  # background attempts that failed for a passing reason
     next_attempt_at: datetime | None = None  # None: due now
 
-    def moved_to(self, status: PaymentStatus, at: datetime, **changes: str) -> "Payment":
+    def moved_to(self, status: PaymentStatus, at: datetime, **changes: Any) -> Payment:
         return replace(self, status=status, updated_at=at, **changes)
 
-    def retried_later(self, at: datetime) -> "Payment":
+    def retried_later(self, at: datetime) -> Payment:
         """After a passing failure in the background: due again later, a little later each time,
         so that one payment that keeps failing never holds up the ones behind it."""
         delay = min(RETRY_MAX, RETRY_BASE * 2 ** min(self.attempts, 16))
@@ -86,7 +87,11 @@ def screen(amount: Money, recent_count: int, recent_total_minor: int, rules: Fra
 
 def validate_beneficiary(v: Violations, b: Beneficiary, debtor_account_id: str) -> None:
     if b.external:
-        v.check(bool(_IBAN_SHAPE.fullmatch(b.iban)), "external.iban", "an IBAN in capitals without spaces, e.g. DE89370400440532013000")
+        v.check(
+            bool(_IBAN_SHAPE.fullmatch(b.iban)),
+            "external.iban",
+            "an IBAN in capitals without spaces, e.g. DE89370400440532013000",
+        )
         check_text(v, b.name, "external.name", max_len=70)
     elif b.account_id:
         check_id(v, b.account_id, "internal.account_id", "acc")
@@ -163,7 +168,9 @@ def reconcile(network: list[NetworkSettlement], payments: list[Payment], booked:
     for transfer_id in bookings:
         payment = paid.get(transfer_id)
         if payment is None:
-            result.found(Discrepancy("BOOKED_WITHOUT_PAYMENT", transfer_id=transfer_id, detail="a clearing credit no payment made"))
+            result.found(
+                Discrepancy("BOOKED_WITHOUT_PAYMENT", transfer_id=transfer_id, detail="a clearing credit no payment made")
+            )
         elif payment.payment_id not in known:
             result.found(Discrepancy("BOOKED_NOT_SETTLED", payment.payment_id, transfer_id, "the network has no record of it"))
     for p in payments:
@@ -172,20 +179,29 @@ def reconcile(network: list[NetworkSettlement], payments: list[Payment], booked:
     return result
 
 
-def _check_settled(result: Reconciliation, s: NetworkSettlement, payment: Payment | None,
-                   bookings: dict[str, list[BookedTransfer]]) -> None:  # fmt: skip
+def _check_settled(
+    result: Reconciliation, s: NetworkSettlement, payment: Payment | None, bookings: dict[str, list[BookedTransfer]]
+) -> None:
     if payment is None:
         result.found(Discrepancy("SETTLED_UNKNOWN_PAYMENT", s.payment_id, detail=f"the network settled {s.amount}"))
     elif payment.status in IN_FLIGHT:
         result.in_flight += 1
     elif payment.status is not PaymentStatus.COMPLETED:
-        result.found(Discrepancy("SETTLED_NOT_BOOKED", payment.payment_id, detail=f"settled, but the payment is {payment.status.value}"))
+        result.found(
+            Discrepancy("SETTLED_NOT_BOOKED", payment.payment_id, detail=f"settled, but the payment is {payment.status.value}")
+        )
     elif not bookings.get(payment.transfer_id):
         result.found(Discrepancy("TRANSFER_MISSING", payment.payment_id, payment.transfer_id, "no such clearing credit"))
     elif len(bookings[payment.transfer_id]) > 1:
         result.found(Discrepancy("BOOKED_TWICE", payment.payment_id, payment.transfer_id, "booked more than once"))
     elif bookings[payment.transfer_id][0].amount != s.amount or payment.amount != s.amount:
-        result.found(Discrepancy("AMOUNT_MISMATCH", payment.payment_id, payment.transfer_id,
-                                 f"network {s.amount}, ledger {bookings[payment.transfer_id][0].amount}"))  # fmt: skip
+        result.found(
+            Discrepancy(
+                "AMOUNT_MISMATCH",
+                payment.payment_id,
+                payment.transfer_id,
+                f"network {s.amount}, ledger {bookings[payment.transfer_id][0].amount}",
+            )
+        )
     else:
         result.matched += 1

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
-from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
-from ogpgy.payment.v1 import events_pb2 as payment_events
-
 from common.clock import Clock
 from common.config import Settings
 from common.di import ModuleContextImport, og_context
@@ -13,6 +9,8 @@ from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.infrastructure import Databases
 from common.pagination import PageTokens
+from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
+from ogpgy.payment.v1 import events_pb2 as payment_events
 from services.payment.api import PaymentApi
 from services.payment.repository import PaymentDatabase, SqlPaymentRepository
 from services.payment.service import (
@@ -22,6 +20,7 @@ from services.payment.service import (
     StoreAndForward,
     VelocityPayGateway,
 )
+from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
 
 
 @og_context(
@@ -29,8 +28,11 @@ from services.payment.service import (
     description="Payments to accounts of this bank and, through VelocityPay, to other banks; fraud screening",
     business_owner="Payments Team",
     imports=[
-        ModuleContextImport(AccountServiceStub, from_context="account", methods=[
-            "CheckAccountAccess", "PlaceHold", "LookupHold", "CaptureHold", "ReleaseHold", "ListEntries"]),
+        ModuleContextImport(
+            AccountServiceStub,
+            from_context="account",
+            methods=["CheckAccountAccess", "PlaceHold", "LookupHold", "CaptureHold", "ReleaseHold", "ListEntries"],
+        ),
         ModuleContextImport(PaymentNetworkServiceStub, from_context="velocitypay", methods=["SubmitPayment", "ListSettlements"]),
         ModuleContextImport(Databases, from_context="infrastructure"),
         ModuleContextImport(PageTokens, from_context="infrastructure"),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from google.protobuf.message import Message
 
-from common.db.base import Row, Tx
+from common.db.base import Row, Tx, aggregate, stored
 from common.db.idempotency import claim
 from common.di import BaseComponent, og_component
 from common.errors import Aborted
@@ -51,9 +52,26 @@ def _when(at: datetime | None) -> str:
 
 def _values(p: Payment) -> tuple[object, ...]:
     b = p.beneficiary
-    return (p.payment_id, p.debtor_account_id, b.account_id, b.iban, b.name, p.amount.minor, p.amount.currency,
-            p.reference, p.status.value, p.failure_reason, p.hold_id, p.transfer_id, p.created_at.timestamp(),
-            p.created_at.isoformat(), p.updated_at.isoformat(), p.authorized_by, p.attempts, _when(p.next_attempt_at))  # fmt: skip
+    return (
+        p.payment_id,
+        p.debtor_account_id,
+        b.account_id,
+        b.iban,
+        b.name,
+        p.amount.minor,
+        p.amount.currency,
+        p.reference,
+        p.status.value,
+        p.failure_reason,
+        p.hold_id,
+        p.transfer_id,
+        p.created_at.timestamp(),
+        p.created_at.isoformat(),
+        p.updated_at.isoformat(),
+        p.authorized_by,
+        p.attempts,
+        _when(p.next_attempt_at),
+    )
 
 
 async def _select(tx: Tx, payment_id: str) -> Payment | None:
@@ -67,19 +85,21 @@ class Created:
     replayed: bool
 
 
-async def _create(tx: Tx, payment: Payment, key: IdempotencyKey, rules: FraudRules,
-                  events_for: "EventsFor") -> Created:  # fmt: skip
+async def _create(tx: Tx, payment: Payment, key: IdempotencyKey, rules: FraudRules, events_for: EventsFor) -> Created:
     """Claims the key, screens against the debtor's window and stores the payment, atomically."""
     replayed = await claim(tx, key, payment.payment_id)
     if replayed is not None:
-        return Created(await _select(tx, replayed), True)  # type: ignore[arg-type]
+        return Created(stored(await _select(tx, replayed), replayed), True)
     since = payment.created_at.timestamp() - rules.window_seconds
-    window = await tx.fetchone(
+    window = await aggregate(
+        tx,
         "SELECT COUNT(*) AS n, COALESCE(SUM(amount_minor), 0) AS total FROM payments"
         f" WHERE debtor_account_id = ? AND currency = ? AND created_epoch >= ? AND status IN ({', '.join('?' * len(COUNTED))})",
-        payment.debtor_account_id, payment.amount.currency, since, *COUNTED,
-    )  # fmt: skip
-    assert window is not None
+        payment.debtor_account_id,
+        payment.amount.currency,
+        since,
+        *COUNTED,
+    )
     reason = screen(payment.amount, int(window["n"]), int(window["total"]), rules)
     if reason:
         payment = payment.moved_to(PaymentStatus.REJECTED, payment.created_at, failure_reason=reason)
@@ -89,8 +109,7 @@ async def _create(tx: Tx, payment: Payment, key: IdempotencyKey, rules: FraudRul
     return Created(payment, False)
 
 
-class EventsFor(Protocol):
-    def __call__(self, payment: Payment) -> list[Message]: ...
+EventsFor = Callable[[Payment], list[Message]]  # the events of a payment just stored (none for a replay)
 
 
 async def _advance(tx: Tx, payment: Payment, expected: PaymentStatus, events: list[Message]) -> Payment:
@@ -98,9 +117,16 @@ async def _advance(tx: Tx, payment: Payment, expected: PaymentStatus, events: li
     changed = await tx.execute(
         "UPDATE payments SET status = ?, failure_reason = ?, hold_id = ?, transfer_id = ?, updated_at = ?, attempts = ?,"
         " next_attempt_at = ? WHERE payment_id = ? AND status = ?",
-        payment.status.value, payment.failure_reason, payment.hold_id, payment.transfer_id, payment.updated_at.isoformat(),
-        payment.attempts, _when(payment.next_attempt_at), payment.payment_id, expected.value,
-    )  # fmt: skip
+        payment.status.value,
+        payment.failure_reason,
+        payment.hold_id,
+        payment.transfer_id,
+        payment.updated_at.isoformat(),
+        payment.attempts,
+        _when(payment.next_attempt_at),
+        payment.payment_id,
+        expected.value,
+    )
     if changed != 1:
         raise Aborted("PAYMENT_MOVED_ON", "the payment changed meanwhile", {"payment_id": payment.payment_id})
     for event in events:
@@ -111,8 +137,10 @@ async def _advance(tx: Tx, payment: Payment, expected: PaymentStatus, events: li
 async def _page(tx: Tx, debtor: str, after: int, limit: int) -> tuple[list[Payment], int | None]:
     rows = await tx.fetchall(
         f"SELECT seq, {_COLUMNS} FROM payments WHERE debtor_account_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-        debtor, after, limit + 1,
-    )  # fmt: skip
+        debtor,
+        after,
+        limit + 1,
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     return [_payment(r) for r in rows], rows[-1]["seq"] if more else None
@@ -124,8 +152,13 @@ async def _due(tx: Tx, stale_before: str, now: str, external: bool, limit: int) 
     rows = await tx.fetchall(
         f"SELECT {_COLUMNS} FROM payments WHERE ((status = ? AND ?) OR (status = ? AND updated_at < ?))"
         " AND next_attempt_at <= ? ORDER BY next_attempt_at, seq LIMIT ?",
-        PaymentStatus.QUEUED.value, external, PaymentStatus.PENDING.value, stale_before, now, limit,
-    )  # fmt: skip
+        PaymentStatus.QUEUED.value,
+        external,
+        PaymentStatus.PENDING.value,
+        stale_before,
+        now,
+        limit,
+    )
     return [_payment(r) for r in rows]
 
 
@@ -133,8 +166,9 @@ async def _external(tx: Tx, currency: str) -> list[Payment]:
     """Every external payment (in `currency`, if given): what the reconciliation compares."""
     rows = await tx.fetchall(
         f"SELECT {_COLUMNS} FROM payments WHERE beneficiary_iban <> '' AND (? = '' OR currency = ?) ORDER BY seq",
-        currency, currency,
-    )  # fmt: skip
+        currency,
+        currency,
+    )
     return [_payment(r) for r in rows]
 
 

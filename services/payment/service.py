@@ -26,15 +26,10 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.protobuf.message import Message
-from ogpgy.account.v1 import account_service_pb2 as apb
-from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
-from ogpgy.payment.v1 import events_pb2
-from ogpgy.type.v1 import money_pb2
-from velocitypay.v1 import network_pb2 as vpb
-from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
 
 from common.clock import Clock
 from common.config import Settings
@@ -51,7 +46,12 @@ from common.resilience.breaker import BreakerPolicy, CircuitBreaker, CircuitOpen
 from common.resilience.shared import SharedBreakerState
 from common.security.context import ADMIN, current_caller
 from common.security.policy import denied, require_role, unknown
+from common.security.secrets import shared_key
 from common.validation import Violations, check_id, check_request_id, check_text
+from ogpgy.account.v1 import account_service_pb2 as apb
+from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
+from ogpgy.payment.v1 import events_pb2
+from ogpgy.type.v1 import money_pb2
 from services.payment.domain import (
     FINAL,
     Beneficiary,
@@ -65,11 +65,20 @@ from services.payment.domain import (
     validate_beneficiary,
 )
 from services.payment.repository import PaymentDatabase, PaymentRepository
+from velocitypay.v1 import network_pb2 as vpb
+from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
 
 FRAUD_FILE = Path(__file__).parent / "fraud.toml"
 ACCOUNT_CALL_TIMEOUT = 5.0
-DEFINITE = frozenset({grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED,
-                      grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS})  # fmt: skip
+DEFINITE = frozenset(
+    {
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.ALREADY_EXISTS,
+    }
+)
 
 
 def clearing_account(currency: str) -> str:
@@ -85,14 +94,29 @@ def events_for(p: Payment) -> list[Message]:
     """The event a payment's state announces (none while it is pending, nor for an operator)."""
     amount, at = _money_pb(p.amount), timestamp(p.updated_at)
     if p.status is PaymentStatus.COMPLETED:
-        return [events_pb2.PaymentCompleted(payment_id=p.payment_id, debtor_account_id=p.debtor_account_id, amount=amount,
-                                            transfer_id=p.transfer_id, complete_time=at)]  # fmt: skip
+        return [
+            events_pb2.PaymentCompleted(
+                payment_id=p.payment_id,
+                debtor_account_id=p.debtor_account_id,
+                amount=amount,
+                transfer_id=p.transfer_id,
+                complete_time=at,
+            )
+        ]
     if p.status in (PaymentStatus.FAILED, PaymentStatus.REJECTED):
-        return [events_pb2.PaymentFailed(payment_id=p.payment_id, debtor_account_id=p.debtor_account_id, amount=amount,
-                                         reason=p.failure_reason, fail_time=at)]  # fmt: skip
+        return [
+            events_pb2.PaymentFailed(
+                payment_id=p.payment_id,
+                debtor_account_id=p.debtor_account_id,
+                amount=amount,
+                reason=p.failure_reason,
+                fail_time=at,
+            )
+        ]
     if p.status is PaymentStatus.QUEUED:
-        return [events_pb2.PaymentQueued(payment_id=p.payment_id, debtor_account_id=p.debtor_account_id, amount=amount,
-                                         queue_time=at)]  # fmt: skip
+        return [
+            events_pb2.PaymentQueued(payment_id=p.payment_id, debtor_account_id=p.debtor_account_id, amount=amount, queue_time=at)
+        ]
     return []
 
 
@@ -102,7 +126,7 @@ class FraudScreening(BaseComponent):
 
     def __init__(self, settings: Settings) -> None:
         self._path = settings.fraud_rules_path or FRAUD_FILE
-        self._config: dict[str, object] = {}
+        self._config: dict[str, Any] = {}  # fraud.toml
 
     async def initialize(self) -> None:
         self._config = tomllib.loads(self._path.read_text(encoding="utf-8"))
@@ -111,18 +135,24 @@ class FraudScreening(BaseComponent):
         c = self._config
         return FraudRules(
             max_amount=Money.parse(currency, str(c["max_amount"])),
-            window_seconds=int(c["window_seconds"]),  # type: ignore[call-overload]
-            max_payments_per_window=int(c["max_payments_per_window"]),  # type: ignore[call-overload]
+            window_seconds=int(c["window_seconds"]),
+            max_payments_per_window=int(c["max_payments_per_window"]),
             max_amount_per_window=Money.parse(currency, str(c["max_amount_per_window"])),
         )
 
 
+MEMBER_KEY_HEADER = "x-velocitypay-member-key"  # the network's contract (velocitypay/v1/network.proto)
+
+
 @og_component()
 class VelocityPayGateway(BaseComponent):
-    """The network behind a circuit breaker, whose state all instances share through Redis."""
+    """The network behind a circuit breaker, whose state all instances share through Redis. The
+    network knows the bank by its member key, which every call carries."""
 
     def __init__(self, network: PaymentNetworkServiceStub, settings: Settings) -> None:
         self._network = network
+        self._member_key_path = settings.member_key_path()
+        self._member: tuple[tuple[str, str], ...] = ()
         self._timeout = settings.network_timeout_seconds
         self.breaker = CircuitBreaker(
             "velocitypay", BreakerPolicy(fail_max=settings.breaker_fail_max, reset_timeout=settings.breaker_reset_seconds)
@@ -130,6 +160,7 @@ class VelocityPayGateway(BaseComponent):
         self._shared = SharedBreakerState(self.breaker, settings.redis_url) if settings.redis_url else None
 
     async def initialize(self) -> None:
+        self._member = ((MEMBER_KEY_HEADER, shared_key(self._member_key_path)),)
         if self._shared is not None:
             await self._shared.start()
 
@@ -139,10 +170,14 @@ class VelocityPayGateway(BaseComponent):
 
     async def submit(self, p: Payment) -> vpb.SubmitPaymentResponse:
         request = vpb.SubmitPaymentRequest(
-            payment_id=p.payment_id, beneficiary_iban=p.beneficiary.iban, beneficiary_name=p.beneficiary.name,
-            currency_code=p.amount.currency, amount=p.amount.amount, reference=p.reference,
-        )  # fmt: skip
-        return await self.breaker.call(self._network.SubmitPayment, request, timeout=self._timeout)
+            payment_id=p.payment_id,
+            beneficiary_iban=p.beneficiary.iban,
+            beneficiary_name=p.beneficiary.name,
+            currency_code=p.amount.currency,
+            amount=p.amount.amount,
+            reference=p.reference,
+        )
+        return await self.breaker.call(self._network.SubmitPayment, request, timeout=self._timeout, metadata=self._member)
 
     async def settlements(self) -> list[vpb.Settlement]:
         """The network's whole settlement report (page by page; not through the breaker: an
@@ -150,8 +185,9 @@ class VelocityPayGateway(BaseComponent):
         found: list[vpb.Settlement] = []
         token = ""
         while True:
-            page = await self._network.ListSettlements(vpb.ListSettlementsRequest(page_size=1000, page_token=token),
-                                                       timeout=self._timeout * 5)  # fmt: skip
+            page = await self._network.ListSettlements(
+                vpb.ListSettlementsRequest(page_size=1000, page_token=token), timeout=self._timeout * 5, metadata=self._member
+            )
             found.extend(page.settlements)
             token = page.next_page_token
             if not token:
@@ -177,16 +213,26 @@ def _account_call(p: Payment) -> Iterator[None]:
     except grpc.aio.AioRpcError as err:
         if err.code() in DEFINITE:
             raise _Refused(err) from err
-        raise no_answer(err, "ACCOUNTS_UNAVAILABLE", "the account context did not answer; the payment is kept and completes "
-                        "by itself (GetPayment shows it)", {"payment_id": p.payment_id}) from err  # fmt: skip
+        raise no_answer(
+            err,
+            "ACCOUNTS_UNAVAILABLE",
+            "the account context did not answer; the payment is kept and completes by itself (GetPayment shows it)",
+            {"payment_id": p.payment_id},
+        ) from err
 
 
 @og_component()
 class PaymentProcessor(BaseComponent):
     """Takes a payment from its stored state to the next one; safe to run again on any state."""
 
-    def __init__(self, repository: PaymentRepository, accounts: AccountServiceStub, gateway: VelocityPayGateway,
-                 clock: Clock, relay: OutboxRelay) -> None:  # fmt: skip
+    def __init__(
+        self,
+        repository: PaymentRepository,
+        accounts: AccountServiceStub,
+        gateway: VelocityPayGateway,
+        clock: Clock,
+        relay: OutboxRelay,
+    ) -> None:
         self._repository = repository
         self._accounts = accounts
         self._gateway = gateway
@@ -225,17 +271,23 @@ class PaymentProcessor(BaseComponent):
 
     async def _hold(self, p: Payment) -> Payment:
         """Reserves the funds with the caller's authority (the account context judges it)."""
-        credit = p.beneficiary.iban and clearing_account(p.amount.currency) or p.beneficiary.account_id
-        request = apb.PlaceHoldRequest(request_id=self._hold_request_id(p), debit_account_id=p.debtor_account_id,
-                                       credit_account_id=credit, amount=_money_pb(p.amount), description=p.reference)  # fmt: skip
+        credit = (p.beneficiary.iban and clearing_account(p.amount.currency)) or p.beneficiary.account_id
+        request = apb.PlaceHoldRequest(
+            request_id=self._hold_request_id(p),
+            debit_account_id=p.debtor_account_id,
+            credit_account_id=credit,
+            amount=_money_pb(p.amount),
+            description=p.reference,
+        )
         try:
             with _account_call(p):
                 hold = await self._accounts.PlaceHold(request, timeout=ACCOUNT_CALL_TIMEOUT)
         except _Refused as refused:
             if refused.code == grpc.StatusCode.PERMISSION_DENIED:  # revoked since the check: nothing reserved
                 await self._move(p, PaymentStatus.FAILED, failure_reason="ACCESS_DENIED")
-                raise PermissionDenied("ACCESS_DENIED", "the caller may not spend from the debtor account",
-                                       {"payment_id": p.payment_id}) from refused  # fmt: skip
+                raise PermissionDenied(
+                    "ACCESS_DENIED", "the caller may not spend from the debtor account", {"payment_id": p.payment_id}
+                ) from refused
             reason = "ACCOUNT_NOT_FOUND" if refused.code == grpc.StatusCode.NOT_FOUND else refused.reason
             return await self._move(p, PaymentStatus.FAILED, failure_reason=reason)
         # Not stored yet: if this process dies now, the worker finds the hold by its request id.
@@ -246,15 +298,18 @@ class PaymentProcessor(BaseComponent):
         request id when there is none, so the answer is final)."""
         try:
             with _account_call(p):
-                found = await self._accounts.LookupHold(apb.LookupHoldRequest(request_id=self._hold_request_id(p)),
-                                                        timeout=ACCOUNT_CALL_TIMEOUT)  # fmt: skip
+                found = await self._accounts.LookupHold(
+                    apb.LookupHoldRequest(request_id=self._hold_request_id(p)), timeout=ACCOUNT_CALL_TIMEOUT
+                )
         except _Refused as refused:
             if refused.code != grpc.StatusCode.NOT_FOUND:
                 return await self._move(p, PaymentStatus.NEEDS_OPERATOR, failure_reason=f"HOLD_LOOKUP_REFUSED_{refused.reason}")
             return await self._move(p, PaymentStatus.FAILED, failure_reason="HOLD_NOT_PLACED")
         hold = found.hold
         if hold.status == apb.HOLD_STATUS_RELEASED:
-            return await self._move(p, PaymentStatus.FAILED, failure_reason=p.failure_reason or "HOLD_RELEASED", hold_id=hold.hold_id)
+            return await self._move(
+                p, PaymentStatus.FAILED, failure_reason=p.failure_reason or "HOLD_RELEASED", hold_id=hold.hold_id
+            )
         return replace(p, hold_id=hold.hold_id)
 
     async def _capture(self, p: Payment, *, settled: bool = False) -> Payment:
@@ -266,11 +321,13 @@ class PaymentProcessor(BaseComponent):
                 captured = await self._accounts.CaptureHold(request, timeout=ACCOUNT_CALL_TIMEOUT)
         except _Refused as refused:
             if settled:
-                return await self._move(p, PaymentStatus.NEEDS_OPERATOR, failure_reason=f"SETTLED_CAPTURE_REFUSED_{refused.reason}",
-                                        hold_id=p.hold_id)  # fmt: skip
+                return await self._move(
+                    p, PaymentStatus.NEEDS_OPERATOR, failure_reason=f"SETTLED_CAPTURE_REFUSED_{refused.reason}", hold_id=p.hold_id
+                )
             return await self._release(p, f"CAPTURE_REFUSED_{refused.reason}")
-        return await self._move(p, PaymentStatus.COMPLETED, transfer_id=captured.transfer.transfer_id, hold_id=p.hold_id,
-                                failure_reason="")  # fmt: skip
+        return await self._move(
+            p, PaymentStatus.COMPLETED, transfer_id=captured.transfer.transfer_id, hold_id=p.hold_id, failure_reason=""
+        )
 
     async def _release(self, p: Payment, reason: str) -> Payment:
         request = apb.ReleaseHoldRequest(request_id=f"{p.payment_id}-release", hold_id=p.hold_id)
@@ -278,16 +335,25 @@ class PaymentProcessor(BaseComponent):
             with _account_call(p):
                 await self._accounts.ReleaseHold(request, timeout=ACCOUNT_CALL_TIMEOUT)
         except _Refused as refused:
-            return await self._move(p, PaymentStatus.NEEDS_OPERATOR, failure_reason=f"{reason}; RELEASE_REFUSED_{refused.reason}",
-                                    hold_id=p.hold_id)  # fmt: skip
+            return await self._move(
+                p, PaymentStatus.NEEDS_OPERATOR, failure_reason=f"{reason}; RELEASE_REFUSED_{refused.reason}", hold_id=p.hold_id
+            )
         return await self._move(p, PaymentStatus.FAILED, failure_reason=reason, hold_id=p.hold_id)
 
 
 @og_component()
 class PaymentApplicationService(BaseComponent):
-    def __init__(self, repository: PaymentRepository, processor: PaymentProcessor, fraud: FraudScreening,
-                 accounts: AccountServiceStub, gateway: VelocityPayGateway, clock: Clock, relay: OutboxRelay,
-                 pages: PageTokens) -> None:  # fmt: skip
+    def __init__(
+        self,
+        repository: PaymentRepository,
+        processor: PaymentProcessor,
+        fraud: FraudScreening,
+        accounts: AccountServiceStub,
+        gateway: VelocityPayGateway,
+        clock: Clock,
+        relay: OutboxRelay,
+        pages: PageTokens,
+    ) -> None:
         self._repository = repository
         self._processor = processor
         self._fraud = fraud
@@ -297,8 +363,9 @@ class PaymentApplicationService(BaseComponent):
         self._relay = relay
         self._pages = pages
 
-    async def create(self, debtor: str, beneficiary: Beneficiary, amount: Money | None, reference: str,
-                     v: Violations, key: IdempotencyKey) -> Payment:  # fmt: skip
+    async def create(
+        self, debtor: str, beneficiary: Beneficiary, amount: Money | None, reference: str, v: Violations, key: IdempotencyKey
+    ) -> Payment:
         check_request_id(v, key.request_id)
         check_id(v, debtor, "debtor_account_id", "acc")
         validate_beneficiary(v, beneficiary, debtor)
@@ -306,9 +373,20 @@ class PaymentApplicationService(BaseComponent):
         v.raise_if_any()
         assert amount is not None
         await self._require_debtor_access(debtor, debit=True, action="spend from this account")
+        if not beneficiary.external:
+            await self._require_payee(beneficiary.account_id)
         now = self._clock.now()
-        payment = Payment(new_id("pay"), debtor, beneficiary, amount, reference, PaymentStatus.PENDING, now, now,
-                          authorized_by=current_caller().chain)  # fmt: skip
+        payment = Payment(
+            new_id("pay"),
+            debtor,
+            beneficiary,
+            amount,
+            reference,
+            PaymentStatus.PENDING,
+            now,
+            now,
+            authorized_by=current_caller().chain,
+        )
         created = await self._repository.create(payment, key, self._fraud.rules(amount.currency), events_for)
         self._relay.nudge()
         if created.replayed or created.payment.status in FINAL:
@@ -319,14 +397,28 @@ class PaymentApplicationService(BaseComponent):
         """The account context decides, for the caller (a user, or an admin), and changes nothing."""
         access = apb.ACCOUNT_ACCESS_DEBIT if debit else apb.ACCOUNT_ACCESS_READ
         try:
-            await self._accounts.CheckAccountAccess(apb.CheckAccountAccessRequest(account_id=account_id, access=access),
-                                                    timeout=ACCOUNT_CALL_TIMEOUT)  # fmt: skip
+            await self._accounts.CheckAccountAccess(
+                apb.CheckAccountAccessRequest(account_id=account_id, access=access), timeout=ACCOUNT_CALL_TIMEOUT
+            )
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.PERMISSION_DENIED:
                 raise denied(action) from err
             if err.code() == grpc.StatusCode.NOT_FOUND:
                 raise NotFound("account", account_id) from err
             raise no_answer(err, "ACCOUNTS_UNAVAILABLE", "cannot check access to the account") from err
+
+    async def _require_payee(self, account_id: str) -> None:
+        """An internal beneficiary that does not exist is NOT_FOUND before any row is written (a
+        payer may know whether the account paid into exists, as with a transfer)."""
+        try:
+            await self._accounts.CheckAccountAccess(
+                apb.CheckAccountAccessRequest(account_id=account_id, access=apb.ACCOUNT_ACCESS_CREDIT),
+                timeout=ACCOUNT_CALL_TIMEOUT,
+            )
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound("account", account_id) from err
+            raise no_answer(err, "ACCOUNTS_UNAVAILABLE", "cannot check the beneficiary account") from err
 
     async def get(self, payment_id: str) -> Payment:
         v = Violations()
@@ -354,10 +446,17 @@ class PaymentApplicationService(BaseComponent):
             settlements = await self._gateway.settlements()
         except grpc.aio.AioRpcError as err:
             raise no_answer(err, "NETWORK_UNAVAILABLE", "cannot read the network's settlements") from err
-        network = [NetworkSettlement(s.payment_id, s.status == vpb.NETWORK_PAYMENT_STATUS_SETTLED, Money.parse(s.currency_code, s.amount))
-                   for s in settlements if not currency or s.currency_code == currency]  # fmt: skip
+        network = [
+            NetworkSettlement(
+                s.payment_id, s.status == vpb.NETWORK_PAYMENT_STATUS_SETTLED, Money.parse(s.currency_code, s.amount)
+            )
+            for s in settlements
+            if not currency or s.currency_code == currency
+        ]
         payments = await self._repository.external(currency)
-        currencies = [currency] if currency else sorted({p.amount.currency for p in payments} | {s.amount.currency for s in network})
+        currencies = (
+            [currency] if currency else sorted({p.amount.currency for p in payments} | {s.amount.currency for s in network})
+        )
         booked = [credit for c in currencies for credit in await self._clearing_credits(c)]
         return reconcile(network, payments, booked)
 
@@ -367,12 +466,17 @@ class PaymentApplicationService(BaseComponent):
         token = ""
         while True:
             try:
-                page = await self._accounts.ListEntries(apb.ListEntriesRequest(account_id=clearing_account(currency), page_size=500,
-                                                                               page_token=token), timeout=ACCOUNT_CALL_TIMEOUT)  # fmt: skip
+                page = await self._accounts.ListEntries(
+                    apb.ListEntriesRequest(account_id=clearing_account(currency), page_size=500, page_token=token),
+                    timeout=ACCOUNT_CALL_TIMEOUT,
+                )
             except grpc.aio.AioRpcError as err:
                 raise no_answer(err, "ACCOUNTS_UNAVAILABLE", "cannot read the clearing account") from err
-            found.extend(BookedTransfer(e.transfer_id, Money.parse(currency, e.amount.amount)) for e in page.entries
-                         if not e.amount.amount.startswith("-"))  # fmt: skip
+            found.extend(
+                BookedTransfer(e.transfer_id, Money.parse(currency, e.amount.amount))
+                for e in page.entries
+                if not e.amount.amount.startswith("-")
+            )
             token = page.next_page_token
             if not token:
                 return found
@@ -387,8 +491,15 @@ class StoreAndForward(BaseComponent):
 
     BATCH = 50
 
-    def __init__(self, repository: PaymentRepository, processor: PaymentProcessor, gateway: VelocityPayGateway,
-                 settings: Settings, clock: Clock, database: PaymentDatabase) -> None:  # fmt: skip
+    def __init__(
+        self,
+        repository: PaymentRepository,
+        processor: PaymentProcessor,
+        gateway: VelocityPayGateway,
+        settings: Settings,
+        clock: Clock,
+        database: PaymentDatabase,
+    ) -> None:
         self._repository = repository
         self._database = database
         self._processor = processor
@@ -421,7 +532,7 @@ class StoreAndForward(BaseComponent):
             self.logger.info("payment %s waits: %s", payment.payment_id, passing)
             await self._later(payment)
             return 0
-        except Exception:  # noqa: BLE001 - a bug: logged once per attempt, then it waits longer each time
+        except Exception:
             self.logger.exception("forwarding %s failed", payment.payment_id)
             await self._later(payment)
             return 0
@@ -439,6 +550,6 @@ class StoreAndForward(BaseComponent):
                     await self.forward_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - logged; the loop must outlive a bad pass
+            except Exception:
                 self.logger.exception("store-and-forward pass failed")
             await asyncio.sleep(self._poll)

@@ -6,15 +6,18 @@ from __future__ import annotations
 from common.config import Settings
 from common.di import ModuleContextImport, og_context
 from common.infrastructure import Databases
-from services.velocitypay.simulator import NetworkLedger, NetworkState, PaymentNetworkApi, SimulatorControlApi
+from services.velocitypay.simulator import NetworkLedger, NetworkMembers, NetworkState, PaymentNetworkApi, SimulatorControlApi
 
 
 @og_context(
     name="velocitypay",
     description="Simulator of the external VelocityPay payment network (not ours)",
     business_owner="Payments Team (test double of an outside party)",
-    imports=[ModuleContextImport(Databases, from_context="infrastructure"), ModuleContextImport(Settings, from_context="infrastructure")],
-    providers=[NetworkLedger, NetworkState, PaymentNetworkApi, SimulatorControlApi],
+    imports=[
+        ModuleContextImport(Databases, from_context="infrastructure"),
+        ModuleContextImport(Settings, from_context="infrastructure"),
+    ],
+    providers=[NetworkLedger, NetworkState, NetworkMembers, PaymentNetworkApi, SimulatorControlApi],
     exports=[PaymentNetworkApi, SimulatorControlApi],
     external=True,  # the outside world: the bank's contexts send it no identity of theirs
 )

@@ -9,6 +9,7 @@ real network does not forget a settlement when it restarts); ListSettlements rep
 from __future__ import annotations
 
 import asyncio
+import hmac
 import random
 import re
 from dataclasses import dataclass, field
@@ -16,19 +17,22 @@ from decimal import Decimal
 
 from google.protobuf import duration_pb2
 from grpc import aio
-from velocitypay.v1 import network_pb2 as pb
-from velocitypay.v1 import network_pb2_grpc as pb_grpc
 
 from common.config import Settings
-from common.db.base import Row, Tx
+from common.db.base import Row, Tx, aggregate
 from common.di import BaseComponent, og_component
-from common.errors import FieldViolation, NotFound, Unavailable, ValidationFailed
+from common.errors import FieldViolation, NotFound, Unauthenticated, Unavailable, ValidationFailed
+from common.grpc.identity import header
 from common.ids import new_id
 from common.infrastructure import ContextDatabase
 from common.security.context import ADMIN
 from common.security.policy import require_role
+from common.security.secrets import shared_key
 from common.validation import Violations
+from velocitypay.v1 import network_pb2 as pb
+from velocitypay.v1 import network_pb2_grpc as pb_grpc
 
+MEMBER_KEY_HEADER = "x-velocitypay-member-key"
 _IBAN = re.compile(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}")
 
 
@@ -52,22 +56,36 @@ _COLUMNS = "payment_id, network_reference, status, reject_reason, currency, amou
 
 
 def _settlement(row: Row) -> pb.Settlement:
-    return pb.Settlement(payment_id=row["payment_id"], network_reference=row["network_reference"],
-                         status=pb.NetworkPaymentStatus.Value(row["status"]), currency_code=row["currency"], amount=row["amount"])  # fmt: skip
+    return pb.Settlement(
+        payment_id=row["payment_id"],
+        network_reference=row["network_reference"],
+        status=pb.NetworkPaymentStatus.Value(row["status"]),
+        currency_code=row["currency"],
+        amount=row["amount"],
+    )
 
 
 def _answer(row: Row) -> pb.SubmitPaymentResponse:
-    return pb.SubmitPaymentResponse(network_reference=row["network_reference"], status=pb.NetworkPaymentStatus.Value(row["status"]),
-                                    reject_reason=row["reject_reason"])  # fmt: skip
+    return pb.SubmitPaymentResponse(
+        network_reference=row["network_reference"],
+        status=pb.NetworkPaymentStatus.Value(row["status"]),
+        reject_reason=row["reject_reason"],
+    )
 
 
-async def _accept(tx: Tx, request: pb.SubmitPaymentRequest, answer: pb.SubmitPaymentResponse) -> tuple[pb.SubmitPaymentResponse, bool]:
+async def _accept(
+    tx: Tx, request: pb.SubmitPaymentRequest, answer: pb.SubmitPaymentResponse
+) -> tuple[pb.SubmitPaymentResponse, bool]:
     """Records the payment once; returns what is recorded and whether it was new."""
     added = await tx.execute(
         f"INSERT INTO settlements ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (payment_id) DO NOTHING",
-        request.payment_id, answer.network_reference, pb.NetworkPaymentStatus.Name(answer.status), answer.reject_reason,
-        request.currency_code, request.amount,
-    )  # fmt: skip
+        request.payment_id,
+        answer.network_reference,
+        pb.NetworkPaymentStatus.Name(answer.status),
+        answer.reject_reason,
+        request.currency_code,
+        request.amount,
+    )
     row = await tx.fetchone(f"SELECT {_COLUMNS} FROM settlements WHERE payment_id = ?", request.payment_id)
     assert row is not None
     return _answer(row), added == 1
@@ -86,8 +104,7 @@ async def _page(tx: Tx, after: int, limit: int) -> tuple[list[pb.Settlement], in
 
 
 async def _count(tx: Tx) -> int:
-    row = await tx.fetchone("SELECT COUNT(*) AS n FROM settlements")
-    return int(row["n"]) if row else 0
+    return int((await aggregate(tx, "SELECT COUNT(*) AS n FROM settlements"))["n"])
 
 
 @og_component()
@@ -146,35 +163,66 @@ def _decimal_rate(value: str, field_name: str) -> float:
 
 
 @og_component()
+class NetworkMembers(BaseComponent):
+    """Who may use the network: its members, each known by the key it was enrolled with. The one
+    member is our bank, whose key both ends read from one file (Settings.member_key_path): the
+    simulation's stand-in for an enrollment."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._path = settings.member_key_path()
+        self._key = b""
+
+    async def initialize(self) -> None:
+        self._key = shared_key(self._path).encode()
+
+    def check(self, context: aio.ServicerContext) -> None:
+        sent = header(context.invocation_metadata() or (), MEMBER_KEY_HEADER) or ""
+        if not self._key or not hmac.compare_digest(sent.encode(), self._key):
+            raise Unauthenticated(
+                "MEMBER_KEY_INVALID", f"the network serves its members only: {MEMBER_KEY_HEADER} is missing or wrong"
+            )
+
+
+@og_component()
 class PaymentNetworkApi(pb_grpc.PaymentNetworkServiceServicer):
-    """velocitypay.v1.PaymentNetworkService. The network checks its members its own way: our
-    bank tokens mean nothing to it."""
+    """velocitypay.v1.PaymentNetworkService. The network checks its members its own way (a member
+    key, NetworkMembers): our bank tokens mean nothing to it."""
 
-    PUBLIC_METHODS = ("SubmitPayment", "GetPaymentStatus", "ListSettlements")
+    PUBLIC_METHODS = ("SubmitPayment", "GetPaymentStatus", "ListSettlements")  # to the bank's token check
 
-    def __init__(self, state: NetworkState) -> None:
+    def __init__(self, state: NetworkState, members: NetworkMembers) -> None:
         self._state = state
+        self._members = members
+
+    async def _admit(self, context: aio.ServicerContext) -> None:
+        self._members.check(context)
+        await self._state.misbehave(context)
 
     async def SubmitPayment(self, request: pb.SubmitPaymentRequest, context: aio.ServicerContext) -> pb.SubmitPaymentResponse:
-        await self._state.misbehave(context)
+        await self._admit(context)
         if not request.payment_id or len(request.payment_id) > 64:
             raise ValidationFailed([FieldViolation("payment_id", "required, at most 64 characters")])
         if iban_is_valid(request.beneficiary_iban):
             answer = pb.SubmitPaymentResponse(network_reference=new_id("vp"), status=pb.NETWORK_PAYMENT_STATUS_SETTLED)
         else:
-            answer = pb.SubmitPaymentResponse(network_reference=new_id("vp"), status=pb.NETWORK_PAYMENT_STATUS_REJECTED,
-                                              reject_reason="INVALID_IBAN")  # fmt: skip
+            answer = pb.SubmitPaymentResponse(
+                network_reference=new_id("vp"), status=pb.NETWORK_PAYMENT_STATUS_REJECTED, reject_reason="INVALID_IBAN"
+            )
         return await self._state.accept(request, answer)
 
-    async def GetPaymentStatus(self, request: pb.GetPaymentStatusRequest, context: aio.ServicerContext) -> pb.GetPaymentStatusResponse:
-        await self._state.misbehave(context)
+    async def GetPaymentStatus(
+        self, request: pb.GetPaymentStatusRequest, context: aio.ServicerContext
+    ) -> pb.GetPaymentStatusResponse:
+        await self._admit(context)
         known = await self._state.known(request.payment_id)
         if known is None:
             raise NotFound("payment", request.payment_id)
         return pb.GetPaymentStatusResponse(network_reference=known.network_reference, status=known.status)
 
-    async def ListSettlements(self, request: pb.ListSettlementsRequest, context: aio.ServicerContext) -> pb.ListSettlementsResponse:
-        await self._state.misbehave(context)
+    async def ListSettlements(
+        self, request: pb.ListSettlementsRequest, context: aio.ServicerContext
+    ) -> pb.ListSettlementsResponse:
+        await self._admit(context)
         v = Violations()
         v.check(0 <= request.page_size <= 1000, "page_size", "must be between 0 and 1000")
         after = int(request.page_token) if request.page_token.isdigit() and len(request.page_token) < 19 else 0
@@ -212,10 +260,18 @@ class SimulatorControlApi(pb_grpc.SimulatorControlServiceServicer):
     async def GetStats(self, request: pb.GetStatsRequest, context: aio.ServicerContext) -> pb.GetStatsResponse:
         self._require_operator()
         s = self._state
-        return pb.GetStatsResponse(calls_received=s.calls_received, payments_accepted=await s.accepted(),
-                                   duplicate_submissions=s.duplicate_submissions, faulted_calls=s.faulted_calls)  # fmt: skip
+        return pb.GetStatsResponse(
+            calls_received=s.calls_received,
+            payments_accepted=await s.accepted(),
+            duplicate_submissions=s.duplicate_submissions,
+            faulted_calls=s.faulted_calls,
+        )
 
 
 def faults_pb(latency_ms: int = 0, error_rate: str = "0", timeout_rate: str = "0", outage: bool = False) -> pb.Faults:
-    return pb.Faults(added_latency=duration_pb2.Duration(nanos=latency_ms * 1_000_000 % 10**9, seconds=latency_ms // 1000),
-                     error_rate=error_rate, timeout_rate=timeout_rate, outage=outage)  # fmt: skip
+    return pb.Faults(
+        added_latency=duration_pb2.Duration(nanos=latency_ms * 1_000_000 % 10**9, seconds=latency_ms // 1000),
+        error_rate=error_rate,
+        timeout_rate=timeout_rate,
+        outage=outage,
+    )

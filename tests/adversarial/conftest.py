@@ -12,7 +12,11 @@ from tests.adversarial.world import World, build_world, quiet, running_bank, set
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
-    engine = {"database": "postgres", "postgres_dsn": request.getfixturevalue("postgres").new_database()} if request.param == "postgres" else {}
+    engine = (
+        {"database": "postgres", "postgres_dsn": request.getfixturevalue("postgres").new_database()}
+        if request.param == "postgres"
+        else {}
+    )
     settings = settings_for(tmp_path, **engine)
     async with running_bank(settings) as bank:
         world = await build_world(bank, settings)

@@ -18,7 +18,9 @@ def _sqlite(folder: Path) -> Snapshot:
     tables: Snapshot = {}
     for path in sorted(folder.glob("*.db")):
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-            names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+            names = [
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+            ]
             for name in names:
                 tables[f"{path.stem}.{name}"] = sorted(conn.execute(f'SELECT * FROM "{name}"').fetchall(), key=repr)
     return tables

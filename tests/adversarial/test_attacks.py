@@ -1,6 +1,7 @@
 """The attacks that moved real money, as regression tests (each failed on the code before the fix),
 and the classes they belong to: requests replayed by another principal, refusals that leave a
-trace, ids that can be probed. On both engines where storage matters."""
+trace (ids that can be probed: tests/contract/test_readme_claims.py). On both engines where
+storage matters."""
 
 from __future__ import annotations
 
@@ -9,24 +10,20 @@ import random
 
 import grpc
 from grpc import aio
-from ogpgy.account.v1 import account_service_pb2 as apb
-from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
-from ogpgy.customer.v1 import customer_service_pb2 as cpb
-from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc
-from ogpgy.lending.v1 import lending_service_pb2 as lpb
-from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
-from ogpgy.payment.v1 import payment_service_pb2 as ppb
-from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
-from velocitypay.v1 import network_pb2 as vpb
-from velocitypay.v1 import network_pb2_grpc as vgrpc
 
 from common.grpc.client import bearer_channel
+from ogpgy.account.v1 import account_service_pb2 as apb
+from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
+from ogpgy.payment.v1 import payment_service_pb2 as ppb
+from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
 from services.velocitypay.simulator import faults_pb
 from tests.adversarial.snapshot import differences, snapshot
-from tests.adversarial.world import EXTERNAL_IBAN, World, eventually, quiet
-from tests.bank_helpers import eur
+from tests.adversarial.world import EXTERNAL_IBAN, World, quiet
+from tests.bank_helpers import eur, eventually
 from tests.grpc_assert import error_reason, rpc_error
 from tests.ledger_checks import broken_ledger
+from velocitypay.v1 import network_pb2 as vpb
+from velocitypay.v1 import network_pb2_grpc as vgrpc
 
 
 def _bearer(token: str) -> tuple[tuple[str, str], ...]:
@@ -51,10 +48,17 @@ async def test_a_tiny_deadline_never_debits_someone_elses_account(world: World) 
         payments = pgrpc.PaymentServiceStub(channel)
         for who in world.principals:
             for i in range(40):
-                beneficiary = {"internal": ppb.InternalBeneficiary(account_id=world.bob_account)} if i % 2 else \
-                              {"external": ppb.ExternalBeneficiary(iban=EXTERNAL_IBAN, name="Bob")}  # fmt: skip
-                request = ppb.CreatePaymentRequest(request_id=f"steal-{who.name[:8].replace(' ', '-')}-{i}",
-                                                   debtor_account_id=world.victim.account, amount=eur("1.00"), **beneficiary)  # type: ignore[arg-type]  # fmt: skip
+                beneficiary = (
+                    {"internal": ppb.InternalBeneficiary(account_id=world.bob_account)}
+                    if i % 2
+                    else {"external": ppb.ExternalBeneficiary(iban=EXTERNAL_IBAN, name="Bob")}
+                )
+                request = ppb.CreatePaymentRequest(
+                    request_id=f"steal-{who.name[:8].replace(' ', '-')}-{i}",
+                    debtor_account_id=world.victim.account,
+                    amount=eur("1.00"),
+                    **beneficiary,
+                )  # type: ignore[arg-type]
                 try:
                     await payments.CreatePayment(request, metadata=who.metadata, timeout=rng.uniform(0.0002, 0.004))
                     answers["OK"] = answers.get("OK", 0) + 1
@@ -74,19 +78,34 @@ async def test_a_payment_the_network_settled_cannot_be_taken_back(world: World) 
     and the payment stayed QUEUED forever. Now her replay is her own request (a hold of her own),
     the payment's hold is the payment context's, and the network's settlement is booked once."""
     v = world.victim
-    async with bearer_channel(world.bank.target, world.alice_token) as channel, bearer_channel(world.bank.target, world.admin_token) as network:
+    async with (
+        bearer_channel(world.bank.target, world.alice_token) as channel,
+        bearer_channel(world.bank.target, world.admin_token) as network,
+    ):
         accounts = agrpc.AccountServiceStub(channel)
-        replayed = (await accounts.PlaceHold(apb.PlaceHoldRequest(request_id=v.payment_hold_request, debit_account_id=v.account,
-                    credit_account_id="acc_CLEARING_EUR", amount=eur("20.00")))).hold  # fmt: skip
+        replayed = (
+            await accounts.PlaceHold(
+                apb.PlaceHoldRequest(
+                    request_id=v.payment_hold_request,
+                    debit_account_id=v.account,
+                    credit_account_id="acc_CLEARING_EUR",
+                    amount=eur("20.00"),
+                )
+            )
+        ).hold
         assert replayed.hold_id != v.payment_hold and replayed.owner_context == "", "her replay made a hold of her own"
         await accounts.ReleaseHold(apb.ReleaseHoldRequest(request_id="alice-releases-her-own", hold_id=replayed.hold_id))
         seen = (await accounts.GetHold(apb.GetHoldRequest(hold_id=v.payment_hold))).hold
         assert seen.owner_context == "payment" and seen.status == apb.HOLD_STATUS_PLACED, "she sees the payment's hold"
-        for take_back in (accounts.ReleaseHold(apb.ReleaseHoldRequest(request_id="alice-takes-it-back", hold_id=v.payment_hold)),
-                          accounts.CaptureHold(apb.CaptureHoldRequest(request_id="alice-captures-it", hold_id=v.payment_hold))):  # fmt: skip
+        for take_back in (
+            accounts.ReleaseHold(apb.ReleaseHoldRequest(request_id="alice-takes-it-back", hold_id=v.payment_hold)),
+            accounts.CaptureHold(apb.CaptureHoldRequest(request_id="alice-captures-it", hold_id=v.payment_hold)),
+        ):
             assert (await error_reason(take_back, grpc.StatusCode.PERMISSION_DENIED)).reason == "HOLD_OWNED_BY_CONTEXT"
         balance, available = await _balance(world, v.account)
-        await vgrpc.SimulatorControlServiceStub(network).SetFaults(vpb.SetFaultsRequest(faults=faults_pb()))  # the network is back
+        await vgrpc.SimulatorControlServiceStub(network).SetFaults(
+            vpb.SetFaultsRequest(faults=faults_pb())
+        )  # the network is back
 
         async def completed() -> bool:
             got = await pgrpc.PaymentServiceStub(channel).GetPayment(ppb.GetPaymentRequest(payment_id=v.payment_id))
@@ -104,21 +123,40 @@ async def test_a_request_id_belongs_to_the_principal_that_used_it(world: World) 
     """Bob resending Alice's exact request got her payment back (the answer came before any access
     check); a request id Alice used was taken for everyone."""
     v = world.victim
-    request = ppb.CreatePaymentRequest(request_id="lunch", debtor_account_id=v.account, amount=eur("12.50"),
-                                       internal=ppb.InternalBeneficiary(account_id=world.bob_account), reference="lunch")  # fmt: skip
+    request = ppb.CreatePaymentRequest(
+        request_id="lunch",
+        debtor_account_id=v.account,
+        amount=eur("12.50"),
+        internal=ppb.InternalBeneficiary(account_id=world.bob_account),
+        reference="lunch",
+    )
     async with aio.insecure_channel(world.bank.target) as channel:
         payments = pgrpc.PaymentServiceStub(channel)
         first = (await payments.CreatePayment(request, metadata=_bearer(world.alice_token))).payment
         assert first.status == ppb.PAYMENT_STATUS_COMPLETED
-        assert (await payments.CreatePayment(request, metadata=_bearer(world.alice_token))).payment == first, "her retry: her answer"
+        assert (await payments.CreatePayment(request, metadata=_bearer(world.alice_token))).payment == first, (
+            "her retry: her answer"
+        )
         bob = world.principals[0].metadata
         await rpc_error(payments.CreatePayment(request, metadata=bob), grpc.StatusCode.PERMISSION_DENIED)
-        own = ppb.CreatePaymentRequest(request_id="lunch", debtor_account_id=world.bob_account, amount=eur("3.00"),
-                                       internal=ppb.InternalBeneficiary(account_id=v.account))  # fmt: skip
-        assert (await payments.CreatePayment(own, metadata=bob)).payment.payment_id != first.payment_id, "his own key, his own payment"
-        changed = ppb.CreatePaymentRequest(request_id="lunch", debtor_account_id=v.account, amount=eur("99.00"),
-                                           internal=ppb.InternalBeneficiary(account_id=world.bob_account))  # fmt: skip
-        reused = await error_reason(payments.CreatePayment(changed, metadata=_bearer(world.alice_token)), grpc.StatusCode.ALREADY_EXISTS)
+        own = ppb.CreatePaymentRequest(
+            request_id="lunch",
+            debtor_account_id=world.bob_account,
+            amount=eur("3.00"),
+            internal=ppb.InternalBeneficiary(account_id=v.account),
+        )
+        assert (await payments.CreatePayment(own, metadata=bob)).payment.payment_id != first.payment_id, (
+            "his own key, his own payment"
+        )
+        changed = ppb.CreatePaymentRequest(
+            request_id="lunch",
+            debtor_account_id=v.account,
+            amount=eur("99.00"),
+            internal=ppb.InternalBeneficiary(account_id=world.bob_account),
+        )
+        reused = await error_reason(
+            payments.CreatePayment(changed, metadata=_bearer(world.alice_token)), grpc.StatusCode.ALREADY_EXISTS
+        )
         assert reused.reason == "IDEMPOTENCY_KEY_REUSED"
 
 
@@ -128,48 +166,20 @@ async def test_a_refused_payment_leaves_no_trace_in_the_victims_history(world: W
     async with aio.insecure_channel(world.bank.target) as channel:
         payments = pgrpc.PaymentServiceStub(channel)
         for amount in ("1.00", "50000.00"):  # the second one is above the fraud limit
-            request = ppb.CreatePaymentRequest(request_id=f"graffiti-{amount.replace('.', '-')}", debtor_account_id=world.victim.account,
-                                               amount=eur(amount), reference="Bob was here",
-                                               internal=ppb.InternalBeneficiary(account_id=world.bob_account))  # fmt: skip
-            await rpc_error(payments.CreatePayment(request, metadata=world.principals[0].metadata), grpc.StatusCode.PERMISSION_DENIED)
-        history = await payments.ListPayments(ppb.ListPaymentsRequest(debtor_account_id=world.victim.account),
-                                              metadata=_bearer(world.alice_token))  # fmt: skip
+            request = ppb.CreatePaymentRequest(
+                request_id=f"graffiti-{amount.replace('.', '-')}",
+                debtor_account_id=world.victim.account,
+                amount=eur(amount),
+                reference="Bob was here",
+                internal=ppb.InternalBeneficiary(account_id=world.bob_account),
+            )
+            await rpc_error(
+                payments.CreatePayment(request, metadata=world.principals[0].metadata), grpc.StatusCode.PERMISSION_DENIED
+            )
+        history = await payments.ListPayments(
+            ppb.ListPaymentsRequest(debtor_account_id=world.victim.account), metadata=_bearer(world.alice_token)
+        )
     assert [p.reference for p in history.payments if p.reference == "Bob was here"] == []
-
-
-async def test_unknown_and_foreign_ids_answer_a_non_owner_alike(world: World) -> None:
-    """Nothing tells Bob whether an id he does not own exists."""
-    v, unknown_id = world.victim, "00000000000000000000000000"
-    bob_token = world.principals[0].metadata[0][1].removeprefix("Bearer ")
-    async with bearer_channel(world.bank.target, bob_token) as channel:
-        accounts, payments = agrpc.AccountServiceStub(channel), pgrpc.PaymentServiceStub(channel)
-        loans, customers = lgrpc.LendingServiceStub(channel), cgrpc.CustomerServiceStub(channel)
-        pairs = [
-            (lambda i: accounts.GetAccount(apb.GetAccountRequest(account_id=i)), v.account, f"acc_{unknown_id}"),
-            (lambda i: accounts.ListEntries(apb.ListEntriesRequest(account_id=i)), v.account, f"acc_{unknown_id}"),
-            (lambda i: accounts.ListHolds(apb.ListHoldsRequest(account_id=i)), v.account, f"acc_{unknown_id}"),
-            (lambda i: accounts.CheckAccountAccess(apb.CheckAccountAccessRequest(account_id=i, access=apb.ACCOUNT_ACCESS_READ)), v.account, f"acc_{unknown_id}"),
-            (lambda i: accounts.GetHold(apb.GetHoldRequest(hold_id=i)), v.own_hold, f"hld_{unknown_id}"),
-            (lambda i: accounts.ReleaseHold(apb.ReleaseHoldRequest(request_id="probe", hold_id=i)), v.payment_hold, f"hld_{unknown_id}"),
-            (lambda i: accounts.GetTransfer(apb.GetTransferRequest(transfer_id=i)), v.transfer, f"trf_{unknown_id}"),
-            (lambda i: accounts.ReverseTransfer(apb.ReverseTransferRequest(request_id="probe", transfer_id=i)), v.transfer, f"trf_{unknown_id}"),
-            (lambda i: payments.GetPayment(ppb.GetPaymentRequest(payment_id=i)), v.payment_id, f"pay_{unknown_id}"),
-            (lambda i: payments.ListPayments(ppb.ListPaymentsRequest(debtor_account_id=i)), v.account, f"acc_{unknown_id}"),
-            (lambda i: loans.GetLoan(lpb.GetLoanRequest(loan_id=i)), v.loan, f"lon_{unknown_id}"),
-            (lambda i: customers.GetCustomer(cpb.GetCustomerRequest(customer_id=i)), v.customer, f"cus_{unknown_id}"),
-        ]  # fmt: skip
-        for call, hers, nobodys in pairs:
-            foreign = await _refusal(call(hers))
-            unknown = await _refusal(call(nobodys))
-            assert foreign == unknown and foreign[0] == "PERMISSION_DENIED", (foreign, unknown)
-
-
-async def _refusal(call: object) -> tuple[str, str]:
-    try:
-        await call  # type: ignore[misc]
-    except aio.AioRpcError as error:
-        return error.code().name, error.details() or ""
-    return "OK", ""
 
 
 async def test_only_a_context_may_relay_for_a_user(world: World) -> None:

@@ -46,7 +46,9 @@ async def _attack(channel: aio.Channel, world: World, attack: Attack, who: Princ
         code = await send(channel, attack, attack.build(world.victim, world, f"{tag}d{i}"), who.metadata, deadline)
         if code not in REFUSED | CUT_SHORT:
             wrong.append(f"deadline {deadline * 1000:g} ms: {code.name}")
-    code = await send_and_cancel(channel, attack, attack.build(world.victim, world, f"{tag}c"), who.metadata, rng.uniform(0, 0.004))
+    code = await send_and_cancel(
+        channel, attack, attack.build(world.victim, world, f"{tag}c"), who.metadata, rng.uniform(0, 0.004)
+    )
     if code not in REFUSED | CUT_SHORT:
         wrong.append(f"cancelled: {code.name}")
     return wrong
@@ -60,7 +62,9 @@ async def test_no_caller_but_the_owner_changes_anything_of_hers(world: World) ->
     async with aio.insecure_channel(world.bank.target) as channel:
         for a, attack in enumerate(ATTACKS):
             attackers = world.attackers(attack.path, attack.exempt)
-            answers = await asyncio.gather(*(_attack(channel, world, attack, who, f"{a}x{p}", rng) for p, who in enumerate(attackers)))
+            answers = await asyncio.gather(
+                *(_attack(channel, world, attack, who, f"{a}x{p}", rng) for p, who in enumerate(attackers))
+            )
             cases += len(attackers) * (2 + len(DEADLINES) + 1)
             for who, bad in zip(attackers, answers, strict=True):
                 if bad:

@@ -11,12 +11,6 @@ from datetime import timedelta
 
 import grpc
 from grpc import aio
-from ogpgy.account.v1 import account_service_pb2 as apb
-from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
-from ogpgy.lending.v1 import lending_service_pb2 as lpb
-from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
-from ogpgy.payment.v1 import payment_service_pb2 as ppb
-from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
 
 from common.clock import Clock
 from common.grpc.client import bearer_channel
@@ -27,14 +21,20 @@ from common.money import Money
 from common.saga import log as sagalog
 from common.saga.runner import SagaRunner
 from common.security.context import caller_var
+from ogpgy.account.v1 import account_service_pb2 as apb
+from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
+from ogpgy.lending.v1 import lending_service_pb2 as lpb
+from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
+from ogpgy.payment.v1 import payment_service_pb2 as ppb
+from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
 from services.lending.domain import LoanStatus
 from services.lending.repository import LoanRepository
 from services.lending.service import SAGA
 from services.payment.domain import Beneficiary, Payment, PaymentStatus
 from services.payment.repository import PaymentRepository
 from services.payment.service import FraudScreening, events_for
-from tests.adversarial.world import World, eventually
-from tests.bank_helpers import eur
+from tests.adversarial.world import World
+from tests.bank_helpers import eur, eventually
 from tests.grpc_assert import error_reason
 
 
@@ -47,8 +47,17 @@ async def _pending_payment(world: World, payment_id: str, age: timedelta = timed
     """A payment as its request stored it (authorized, screened) `age` ago, before PlaceHold's
     answer was lost (a negative age: one the worker does not see yet)."""
     at = world.bank.contexts["payment"].resolve(Clock).now() - age
-    payment = Payment(payment_id, world.victim.account, Beneficiary(account_id=world.bob_account), Money.parse("EUR", "7.00"),
-                      "lost answer", PaymentStatus.PENDING, at, at, authorized_by=world.users["alice"])  # fmt: skip
+    payment = Payment(
+        payment_id,
+        world.victim.account,
+        Beneficiary(account_id=world.bob_account),
+        Money.parse("EUR", "7.00"),
+        "lost answer",
+        PaymentStatus.PENDING,
+        at,
+        at,
+        authorized_by=world.users["alice"],
+    )
     key = IdempotencyKey(f"lost-{payment_id}", "CreatePayment", "fingerprint", f"usr:{world.users['alice']}")
     rules = world.bank.contexts["payment"].resolve(FraudScreening).rules("EUR")
     return (await world.bank.contexts["payment"].resolve(PaymentRepository).create(payment, key, rules, events_for)).payment
@@ -75,9 +84,15 @@ async def test_a_lost_hold_answer_is_never_turned_into_a_new_hold(world: World) 
     got = await _payment(world, payment.payment_id)
     assert (got.status, got.failure_reason) == (ppb.PAYMENT_STATUS_FAILED, "HOLD_NOT_PLACED"), "no hold was placed: none is"
     async with aio.insecure_channel(world.bank.target) as channel:  # the request's PlaceHold, arriving late
-        late = agrpc.AccountServiceStub(channel).PlaceHold(apb.PlaceHoldRequest(
-            request_id=f"{payment.payment_id}-hold", debit_account_id=world.victim.account, credit_account_id=world.bob_account,
-            amount=eur("7.00")), metadata=_as(world, "payment"))  # fmt: skip
+        late = agrpc.AccountServiceStub(channel).PlaceHold(
+            apb.PlaceHoldRequest(
+                request_id=f"{payment.payment_id}-hold",
+                debit_account_id=world.victim.account,
+                credit_account_id=world.bob_account,
+                amount=eur("7.00"),
+            ),
+            metadata=_as(world, "payment"),
+        )
         assert (await error_reason(late, grpc.StatusCode.FAILED_PRECONDITION)).reason == "REQUEST_VOIDED"
     after = await _account(world, world.victim.account)
     assert (after.balance, after.available_balance) == (before.balance, before.available_balance)
@@ -87,9 +102,15 @@ async def test_a_hold_placed_before_the_answer_was_lost_is_completed(world: Worl
     before = await _account(world, world.victim.account)
     payment_id = new_id("pay")
     async with aio.insecure_channel(world.bank.target) as channel:  # the request placed the hold, then lost the answer
-        await agrpc.AccountServiceStub(channel).PlaceHold(apb.PlaceHoldRequest(
-            request_id=f"{payment_id}-hold", debit_account_id=world.victim.account, credit_account_id=world.bob_account,
-            amount=eur("7.00")), metadata=_as(world, "payment"))  # fmt: skip
+        await agrpc.AccountServiceStub(channel).PlaceHold(
+            apb.PlaceHoldRequest(
+                request_id=f"{payment_id}-hold",
+                debit_account_id=world.victim.account,
+                credit_account_id=world.bob_account,
+                amount=eur("7.00"),
+            ),
+            metadata=_as(world, "payment"),
+        )
     await _pending_payment(world, payment_id)
 
     async def completed() -> bool:
@@ -107,10 +128,16 @@ async def _disbursing_saga(world: World, loan_id: str) -> tuple[str, dict[str, s
     loan = await loans.get(loan_id)
     assert loan is not None and loan.status is LoanStatus.APPROVED
     await loans.move(loan_id, LoanStatus.APPROVED, LoanStatus.DISBURSING, loan.updated_at)
-    payload = {"loan_id": loan_id, "account_id": loan.account_id, "currency": "EUR", "amount": loan.principal.amount,
-               "customer_id": loan.customer_id, "authorized_by": "usr_admin"}  # fmt: skip
+    payload = {
+        "loan_id": loan_id,
+        "account_id": loan.account_id,
+        "currency": "EUR",
+        "amount": loan.principal.amount,
+        "customer_id": loan.customer_id,
+        "authorized_by": "usr_admin",
+    }
     runner = world.bank.contexts["lending"].resolve(SagaRunner)
-    await runner._db.write(sagalog.create_run, loan.saga_id, SAGA, payload)  # noqa: SLF001 - the log as DisburseLoan writes it
+    await runner._db.write(sagalog.create_run, loan.saga_id, SAGA, payload)
     return loan.saga_id, payload
 
 
@@ -137,9 +164,16 @@ async def test_a_resumed_saga_that_never_reserved_compensates_without_placing_a_
 async def test_a_resumed_saga_finishes_with_the_hold_its_admin_placed(world: World) -> None:
     saga_id, payload = await _disbursing_saga(world, world.victim.loan)
     async with aio.insecure_channel(world.bank.target) as channel:  # step one ran on the admin's request, then the process died
-        await agrpc.AccountServiceStub(channel).PlaceHold(apb.PlaceHoldRequest(
-            request_id=f"{saga_id}-reserve_funds-do", debit_account_id="acc_TREASURY_EUR", credit_account_id=payload["account_id"],
-            amount=eur(payload["amount"]), description=f"loan {payload['loan_id']}"), metadata=_as(world, "lending"))  # fmt: skip
+        await agrpc.AccountServiceStub(channel).PlaceHold(
+            apb.PlaceHoldRequest(
+                request_id=f"{saga_id}-reserve_funds-do",
+                debit_account_id="acc_TREASURY_EUR",
+                credit_account_id=payload["account_id"],
+                amount=eur(payload["amount"]),
+                description=f"loan {payload['loan_id']}",
+            ),
+            metadata=_as(world, "lending"),
+        )
     before = await _account(world, world.victim.account)
     record = await _resume_in_background(world, saga_id)
     assert record.status == sagalog.COMPLETED, record
@@ -150,16 +184,32 @@ async def test_a_resumed_saga_finishes_with_the_hold_its_admin_placed(world: Wor
 async def test_a_saga_refused_at_its_first_step_ends_compensated(world: World) -> None:
     """Disbursing into an account closed after the application: nothing was done, nothing to undo."""
     async with bearer_channel(world.bank.target, world.alice_token) as alice:
-        loan = (await lgrpc.LendingServiceStub(alice).ApplyForLoan(lpb.ApplyForLoanRequest(
-            request_id="into-savings", customer_id=world.victim.customer, account_id=world.victim.savings,
-            principal=eur("300.00"), term_months=6))).loan  # fmt: skip
+        loan = (
+            await lgrpc.LendingServiceStub(alice).ApplyForLoan(
+                lpb.ApplyForLoanRequest(
+                    request_id="into-savings",
+                    customer_id=world.victim.customer,
+                    account_id=world.victim.savings,
+                    principal=eur("300.00"),
+                    term_months=6,
+                )
+            )
+        ).loan
         accounts = agrpc.AccountServiceStub(alice)
-        await accounts.Transfer(apb.TransferRequest(request_id="empty-savings", debit_account_id=world.victim.savings,
-                                                    credit_account_id=world.victim.account, amount=eur("10.00")))  # fmt: skip
+        await accounts.Transfer(
+            apb.TransferRequest(
+                request_id="empty-savings",
+                debit_account_id=world.victim.savings,
+                credit_account_id=world.victim.account,
+                amount=eur("10.00"),
+            )
+        )
         await accounts.CloseAccount(apb.CloseAccountRequest(request_id="close-savings", account_id=world.victim.savings))
     async with bearer_channel(world.bank.target, world.admin_token) as admin:
         lending = lgrpc.LendingServiceStub(admin)
-        await lending.ApproveLoan(lpb.ApproveLoanRequest(request_id="approve-savings", loan_id=loan.loan_id, annual_interest_rate="0.04"))
+        await lending.ApproveLoan(
+            lpb.ApproveLoanRequest(request_id="approve-savings", loan_id=loan.loan_id, annual_interest_rate="0.04")
+        )
         done = (await lending.DisburseLoan(lpb.DisburseLoanRequest(request_id="disburse-savings", loan_id=loan.loan_id))).loan
     assert (done.status, done.saga_status) == (lpb.LOAN_STATUS_DISBURSEMENT_FAILED, lpb.SAGA_STATUS_COMPENSATED)
     assert [(s.name, s.state) for s in done.saga_steps] == [("reserve_funds", "REFUSED")]

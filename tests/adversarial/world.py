@@ -8,14 +8,17 @@ one who is not, every context's service identity acting alone, and a context rel
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grpc import aio
+from common.config import Settings
+from common.di import context_spec
+from common.grpc.client import bearer_channel
+from common.grpc.identity import SUBJECT_HEADER, allowed_importers
+from common.security.component import Security
+from mesh.embedded import ALL_MODULES, RunningBank, start_embedded
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
 from ogpgy.customer.v1 import customer_service_pb2 as cpb
@@ -25,19 +28,12 @@ from ogpgy.lending.v1 import lending_service_pb2 as lpb
 from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
 from ogpgy.payment.v1 import payment_service_pb2 as ppb
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
+from services.velocitypay.simulator import faults_pb
+from tests.adversarial.snapshot import snapshot
+from tests.bank_helpers import Bank, create_user, eur, eventually
+from tests.conftest import ADMIN_PASSWORD, issue_token
 from velocitypay.v1 import network_pb2 as vpb
 from velocitypay.v1 import network_pb2_grpc as vgrpc
-
-from common.config import Settings
-from common.di import context_spec
-from common.grpc.client import bearer_channel
-from common.grpc.identity import SUBJECT_HEADER, allowed_importers
-from common.security.component import Security
-from mesh.embedded import ALL_MODULES, RunningBank, start_embedded
-from services.velocitypay.simulator import faults_pb
-from tests.bank_helpers import Bank, create_user, eur
-from tests.conftest import ADMIN_PASSWORD, issue_token
-from tests.adversarial.snapshot import snapshot
 
 PASSWORD = "password-of-the-world"
 CONTEXTS = ("identity", "customer", "account", "payment", "lending", "interest")
@@ -48,9 +44,17 @@ Metadata = tuple[tuple[str, str], ...]
 def settings_for(tmp_path: Path, **engine: object) -> Settings:
     """Workers that look often and take over a pending payment quickly, so that a test can wait
     for everything they would ever do."""
-    return Settings(data_dir=tmp_path, port=0, admin_password=ADMIN_PASSWORD, queue_poll_seconds=0.05,
-                    payment_stale_seconds=0.5, breaker_fail_max=2, breaker_reset_seconds=0.5,
-                    network_timeout_seconds=0.3, **engine)  # type: ignore[arg-type]  # fmt: skip
+    return Settings(
+        data_dir=tmp_path,
+        port=0,
+        admin_password=ADMIN_PASSWORD,
+        queue_poll_seconds=0.05,
+        payment_stale_seconds=0.5,
+        breaker_fail_max=2,
+        breaker_reset_seconds=0.5,
+        network_timeout_seconds=0.3,
+        **engine,
+    )  # type: ignore[arg-type]
 
 
 @asynccontextmanager
@@ -112,16 +116,14 @@ class World:
             found.append(Principal(f"{context} alone", (("authorization", f"Bearer {self.service_token(context)}"),), context))
             if context in self.importers.get(path, ()):
                 bob = self.principals[0].metadata[0][1].removeprefix("Bearer ")
-                found.append(Principal(f"{context} for Bob", (("authorization", f"Bearer {self.service_token(context)}"),
-                                                                 (SUBJECT_HEADER, bob)), context))  # fmt: skip
+                found.append(
+                    Principal(
+                        f"{context} for Bob",
+                        (("authorization", f"Bearer {self.service_token(context)}"), (SUBJECT_HEADER, bob)),
+                        context,
+                    )
+                )
         return found
-
-
-async def eventually(check: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():  # type: ignore[misc]
-        assert time.monotonic() < deadline, f"{what} not reached within {timeout}s"
-        await asyncio.sleep(0.05)
 
 
 async def build_world(bank: RunningBank, settings: Settings) -> World:
@@ -140,16 +142,23 @@ async def build_world(bank: RunningBank, settings: Settings) -> World:
             "rita": await create_user(identity, "rita", ipb.ROLE_RELATIONSHIP_MANAGER, PASSWORD),
             "ron": await create_user(identity, "ron", ipb.ROLE_RELATIONSHIP_MANAGER, PASSWORD),
         }
-        await admin.customers.AssignRelationshipManager(cpb.AssignRelationshipManagerRequest(
-            request_id="assign-rita", customer_id=alice, relationship_manager_id=users["rita"]))  # fmt: skip
+        await admin.customers.AssignRelationshipManager(
+            cpb.AssignRelationshipManagerRequest(
+                request_id="assign-rita", customer_id=alice, relationship_manager_id=users["rita"]
+            )
+        )
         alice_token = await issue_token(bank.target, "alice", PASSWORD)
         victim = await _alice_does_her_banking(bank.target, alice_token, alice, alice_account, bob_account, admin_token)
         loans = lgrpc.LendingServiceStub(admin_channel)
-        await loans.ApproveLoan(lpb.ApproveLoanRequest(request_id="approve-alice", loan_id=victim.loan, annual_interest_rate="0.05"))
+        await loans.ApproveLoan(
+            lpb.ApproveLoanRequest(request_id="approve-alice", loan_id=victim.loan, annual_interest_rate="0.05")
+        )
     tokens = {name: await issue_token(bank.target, name, PASSWORD) for name in ("bob", "rita", "ron")}
-    principals = [Principal("customer Bob", (("authorization", f"Bearer {tokens['bob']}"),)),
-                  Principal("relationship manager assigned to Alice", (("authorization", f"Bearer {tokens['rita']}"),)),
-                  Principal("relationship manager not assigned to her", (("authorization", f"Bearer {tokens['ron']}"),))]  # fmt: skip
+    principals = [
+        Principal("customer Bob", (("authorization", f"Bearer {tokens['bob']}"),)),
+        Principal("relationship manager assigned to Alice", (("authorization", f"Bearer {tokens['rita']}"),)),
+        Principal("relationship manager not assigned to her", (("authorization", f"Bearer {tokens['ron']}"),)),
+    ]
     importers = dict(allowed_importers(context_spec(m) for m in ALL_MODULES))
     return World(bank, settings, admin_token, alice_token, victim, bob, bob_account, users, principals, importers)
 
@@ -157,23 +166,52 @@ async def build_world(bank: RunningBank, settings: Settings) -> World:
 async def _alice_does_her_banking(target: str, token: str, alice: str, account: str, bob_account: str, admin: str) -> Victim:
     async with bearer_channel(target, token) as channel, bearer_channel(target, admin) as network:
         accounts = agrpc.AccountServiceStub(channel)
-        savings = (await accounts.OpenAccount(apb.OpenAccountRequest(request_id="alice-savings", customer_id=alice,
-                   type=apb.ACCOUNT_TYPE_PERSONAL_SAVINGS, currency_code="EUR"))).account.account_id  # fmt: skip
-        own_hold = (await accounts.PlaceHold(apb.PlaceHoldRequest(request_id="alice-hold", debit_account_id=account,
-                    credit_account_id=bob_account, amount=eur("5.00")))).hold.hold_id  # fmt: skip
-        transfer = (await accounts.Transfer(apb.TransferRequest(request_id="alice-saves", debit_account_id=account,
-                    credit_account_id=savings, amount=eur("10.00")))).transfer.transfer_id  # fmt: skip
+        savings = (
+            await accounts.OpenAccount(
+                apb.OpenAccountRequest(
+                    request_id="alice-savings", customer_id=alice, type=apb.ACCOUNT_TYPE_PERSONAL_SAVINGS, currency_code="EUR"
+                )
+            )
+        ).account.account_id
+        own_hold = (
+            await accounts.PlaceHold(
+                apb.PlaceHoldRequest(
+                    request_id="alice-hold", debit_account_id=account, credit_account_id=bob_account, amount=eur("5.00")
+                )
+            )
+        ).hold.hold_id
+        transfer = (
+            await accounts.Transfer(
+                apb.TransferRequest(
+                    request_id="alice-saves", debit_account_id=account, credit_account_id=savings, amount=eur("10.00")
+                )
+            )
+        ).transfer.transfer_id
         control = vgrpc.SimulatorControlServiceStub(network)
         await control.SetFaults(vpb.SetFaultsRequest(faults=faults_pb(outage=True)))  # it stays down: the payment waits
-        payment = (await pgrpc.PaymentServiceStub(channel).CreatePayment(ppb.CreatePaymentRequest(
-            request_id="alice-pays-out", debtor_account_id=account, amount=eur("20.00"),
-            external=ppb.ExternalBeneficiary(iban=EXTERNAL_IBAN, name="Max Muster")))).payment  # fmt: skip
+        payment = (
+            await pgrpc.PaymentServiceStub(channel).CreatePayment(
+                ppb.CreatePaymentRequest(
+                    request_id="alice-pays-out",
+                    debtor_account_id=account,
+                    amount=eur("20.00"),
+                    external=ppb.ExternalBeneficiary(iban=EXTERNAL_IBAN, name="Max Muster"),
+                )
+            )
+        ).payment
         assert payment.status == ppb.PAYMENT_STATUS_QUEUED
         holds = (await accounts.ListHolds(apb.ListHoldsRequest(account_id=account))).holds
         payment_hold = next(h.hold_id for h in holds if h.owner_context == "payment")
-        loan = (await lgrpc.LendingServiceStub(channel).ApplyForLoan(lpb.ApplyForLoanRequest(
-            request_id="alice-loan", customer_id=alice, account_id=account, principal=eur("500.00"), term_months=12))).loan.loan_id  # fmt: skip
-    return Victim(alice, account, savings, own_hold, payment.payment_id, payment_hold, f"{payment.payment_id}-hold", transfer, loan)
+        loan = (
+            await lgrpc.LendingServiceStub(channel).ApplyForLoan(
+                lpb.ApplyForLoanRequest(
+                    request_id="alice-loan", customer_id=alice, account_id=account, principal=eur("500.00"), term_months=12
+                )
+            )
+        ).loan.loan_id
+    return Victim(
+        alice, account, savings, own_hold, payment.payment_id, payment_hold, f"{payment.payment_id}-hold", transfer, loan
+    )
 
 
 async def quiet(world: World) -> None:

@@ -15,11 +15,6 @@ import pytest
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from grpc import aio
-from ogpgy.account.v1 import account_service_pb2 as apb
-from ogpgy.identity.v1 import identity_service_pb2 as ipb
-from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
-from velocitypay.v1 import network_pb2 as vpb
-from velocitypay.v1 import network_pb2_grpc as vgrpc
 
 from common.config import Settings
 from common.di import context_spec
@@ -27,12 +22,19 @@ from common.grpc.client import bearer_channel
 from common.grpc.identity import SUBJECT_HEADER
 from common.grpc.services import service_of_stub
 from common.security.component import Security
+from common.security.secrets import shared_key
 from mesh.embedded import ALL_MODULES, RunningBank
+from ogpgy.account.v1 import account_service_pb2 as apb
+from ogpgy.identity.v1 import identity_service_pb2 as ipb
+from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
+from services.velocitypay.simulator import MEMBER_KEY_HEADER
 from tests.bank_helpers import Bank, eur
 from tests.conftest import ADMIN_PASSWORD, issue_token
 from tests.contract.consumer_contracts import INTERACTIONS, Interaction
 from tests.grpc_assert import error_reason, rpc_error
 from tests.rpc_catalog import Rpc, served_rpcs
+from velocitypay.v1 import network_pb2 as vpb
+from velocitypay.v1 import network_pb2_grpc as vgrpc
 
 _keys = itertools.count()
 Metadata = tuple[tuple[str, str], ...]
@@ -50,12 +52,26 @@ async def _given(state: str, channel: aio.Channel, key: str, consumer: Metadata)
     if state == "nothing":
         return {}
     if state == "a network settlement":
-        await vgrpc.PaymentNetworkServiceStub(channel).SubmitPayment(vpb.SubmitPaymentRequest(
-            payment_id=f"{key}-settled", beneficiary_iban="DE89370400440532013000", beneficiary_name="Max", currency_code="EUR", amount="1.00"))  # fmt: skip
+        await vgrpc.PaymentNetworkServiceStub(channel).SubmitPayment(
+            vpb.SubmitPaymentRequest(
+                payment_id=f"{key}-settled",
+                beneficiary_iban="DE89370400440532013000",
+                beneficiary_name="Max",
+                currency_code="EUR",
+                amount="1.00",
+            ),
+            metadata=consumer,
+        )
         return {}
     if state == "a relationship manager":
-        user = await igrpc.IdentityServiceStub(channel).CreateUser(ipb.CreateUserRequest(
-            request_id=f"{key}-user", username=f"rm-{key}", password="a-long-password-1", roles=[ipb.ROLE_RELATIONSHIP_MANAGER]))  # fmt: skip
+        user = await igrpc.IdentityServiceStub(channel).CreateUser(
+            ipb.CreateUserRequest(
+                request_id=f"{key}-user",
+                username=f"rm-{key}",
+                password="a-long-password-1",
+                roles=[ipb.ROLE_RELATIONSHIP_MANAGER],
+            )
+        )
         return {"user_id": user.user.user_id}
     customer = await bank.verified_customer(key)
     if state == "a verified customer":
@@ -68,16 +84,33 @@ async def _given(state: str, channel: aio.Channel, key: str, consumer: Metadata)
     await bank.deposit(account, "500.00", key)
     if state == "a funded account":
         return {"account_id": account}
-    hold = (await bank.accounts.PlaceHold(apb.PlaceHoldRequest(request_id=f"{key}-given", debit_account_id=account,
-            credit_account_id="acc_CLEARING_EUR", amount=eur("10.00"), description="given"), metadata=consumer)).hold.hold_id  # fmt: skip
+    hold = (
+        await bank.accounts.PlaceHold(
+            apb.PlaceHoldRequest(
+                request_id=f"{key}-given",
+                debit_account_id=account,
+                credit_account_id="acc_CLEARING_EUR",
+                amount=eur("10.00"),
+                description="given",
+            ),
+            metadata=consumer,
+        )
+    ).hold.hold_id
     if state == "a released hold":
-        await bank.accounts.ReleaseHold(apb.ReleaseHoldRequest(request_id=f"{key}-given-release", hold_id=hold), metadata=consumer)
+        await bank.accounts.ReleaseHold(
+            apb.ReleaseHoldRequest(request_id=f"{key}-given-release", hold_id=hold), metadata=consumer
+        )
     if state in ("a captured hold", "a reversed transfer"):
-        transfer = (await bank.accounts.CaptureHold(apb.CaptureHoldRequest(request_id=f"{key}-given-capture", hold_id=hold),
-                                                    metadata=consumer)).transfer  # fmt: skip
+        transfer = (
+            await bank.accounts.CaptureHold(
+                apb.CaptureHoldRequest(request_id=f"{key}-given-capture", hold_id=hold), metadata=consumer
+            )
+        ).transfer
         if state == "a reversed transfer":
-            await bank.accounts.ReverseTransfer(apb.ReverseTransferRequest(request_id=f"{key}-given-reverse",
-                                                                           transfer_id=transfer.transfer_id, reason="given"), metadata=consumer)  # fmt: skip
+            await bank.accounts.ReverseTransfer(
+                apb.ReverseTransferRequest(request_id=f"{key}-given-reverse", transfer_id=transfer.transfer_id, reason="given"),
+                metadata=consumer,
+            )
         return {"account_id": account, "hold_id": hold, "transfer_id": transfer.transfer_id}
     return {"account_id": account, "hold_id": hold}
 
@@ -116,7 +149,9 @@ def _relied_on_field_is_set(message: Message, path: str) -> bool:
 
 async def _replay(channel: aio.Channel, rpc: Rpc, interaction: Interaction, values: dict[str, str], consumer: Metadata) -> None:
     request = json_format.ParseDict(_filled(interaction.request, values), rpc.request())
-    call = channel.unary_unary(rpc.path, request_serializer=rpc.request.SerializeToString, response_deserializer=rpc.response.FromString)
+    call = channel.unary_unary(
+        rpc.path, request_serializer=rpc.request.SerializeToString, response_deserializer=rpc.response.FromString
+    )
     if interaction.reason:
         info = await error_reason(call(request, metadata=consumer), grpc.StatusCode[interaction.expect])
         assert info.reason == interaction.reason, (interaction, info.reason)
@@ -130,9 +165,10 @@ async def _replay(channel: aio.Channel, rpc: Rpc, interaction: Interaction, valu
 
 
 def _as_consumer(bank: RunningBank, consumer: str, provider: str, admin_token: str) -> Metadata:
-    """The headers of the consumer's calls: its identity, acting for an admin (none to the outside world)."""
+    """The headers of the consumer's calls: its identity, acting for an admin; to the outside world,
+    the bank's member key."""
     if provider == "velocitypay":
-        return ()
+        return ((MEMBER_KEY_HEADER, shared_key(bank.contexts["infrastructure"].resolve(Settings).member_key_path())),)
     token = bank.contexts["infrastructure"].resolve(Security).service_token(consumer)
     return (("authorization", f"Bearer {token}"), (SUBJECT_HEADER, admin_token))
 
@@ -143,7 +179,11 @@ async def test_every_interaction_holds_against_the_real_provider(bank: RunningBa
     async with bearer_channel(bank.target, token) as channel, aio.insecure_channel(bank.target) as raw:
         for interaction in INTERACTIONS:
             key = f"cc{next(_keys)}"
-            rpc = next(r for path, r in rpcs.items() if path.endswith(f".{interaction.method}") or path.endswith(f"/{interaction.method}"))
+            rpc = next(
+                r
+                for path, r in rpcs.items()
+                if path.endswith(f".{interaction.method}") or path.endswith(f"/{interaction.method}")
+            )
             consumer = _as_consumer(bank, interaction.consumer, interaction.provider, token)
             values = {"key": key, **await _given(interaction.given, channel, key, consumer)}
             await _replay(raw if consumer else channel, rpc, interaction, values, consumer)

@@ -20,6 +20,12 @@ import grpc
 import pytest
 from google.protobuf.message import Message
 from grpc import aio
+
+from common.config import Settings
+from common.grpc.client import bearer_channel
+from common.pagination import PageTokens
+from common.validation import MAX_PAGE_SIZE
+from mesh.embedded import RunningBank
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.identity.v1 import identity_service_pb2 as ipb
 from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
@@ -30,12 +36,6 @@ from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
 from ogpgy.payment.v1 import payment_service_pb2 as ppb
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
 from ogpgy.type.v1 import date_pb2
-
-from common.config import Settings
-from common.grpc.client import bearer_channel
-from common.pagination import PageTokens
-from common.validation import MAX_PAGE_SIZE
-from mesh.embedded import RunningBank
 from tests.bank_helpers import Bank, create_user, eur, generous_fraud_rules
 from tests.conftest import ADMIN_PASSWORD, issue_token
 from tests.grpc_assert import field_violations
@@ -61,17 +61,33 @@ async def _world(channel: aio.Channel) -> dict[str, str]:
     for i in range(ITEMS):
         await bank.open(parent, f"page-{i}")
         await bank.deposit(account, "1.00", f"page-{i}")
-        await bank.accounts.PlaceHold(apb.PlaceHoldRequest(request_id=f"page-hold-{i}", debit_account_id=account,
-                                                           credit_account_id="acc_CLEARING_EUR", amount=eur("1.00")))  # fmt: skip
-        await pgrpc.PaymentServiceStub(channel).CreatePayment(ppb.CreatePaymentRequest(
-            request_id=f"page-pay-{i}", debtor_account_id=account, amount=eur("1.00"),
-            internal=ppb.InternalBeneficiary(account_id=(await bank.default_account(customers[1])).account_id)))  # fmt: skip
-        await lgrpc.LendingServiceStub(channel).ApplyForLoan(lpb.ApplyForLoanRequest(
-            request_id=f"page-loan-{i}", customer_id=parent, account_id=account, principal=eur("100.00"), term_months=12))  # fmt: skip
-        await create_user(igrpc.IdentityServiceStub(channel), f"page.user.{i}", ipb.ROLE_RELATIONSHIP_MANAGER, "password-of-pages")
+        await bank.accounts.PlaceHold(
+            apb.PlaceHoldRequest(
+                request_id=f"page-hold-{i}", debit_account_id=account, credit_account_id="acc_CLEARING_EUR", amount=eur("1.00")
+            )
+        )
+        await pgrpc.PaymentServiceStub(channel).CreatePayment(
+            ppb.CreatePaymentRequest(
+                request_id=f"page-pay-{i}",
+                debtor_account_id=account,
+                amount=eur("1.00"),
+                internal=ppb.InternalBeneficiary(account_id=(await bank.default_account(customers[1])).account_id),
+            )
+        )
+        await lgrpc.LendingServiceStub(channel).ApplyForLoan(
+            lpb.ApplyForLoanRequest(
+                request_id=f"page-loan-{i}", customer_id=parent, account_id=account, principal=eur("100.00"), term_months=12
+            )
+        )
+        await create_user(
+            igrpc.IdentityServiceStub(channel), f"page.user.{i}", ipb.ROLE_RELATIONSHIP_MANAGER, "password-of-pages"
+        )
         day = date(2026, 1, 1) + timedelta(days=i)
-        async for _ in irgrpc.InterestServiceStub(channel).RunDailyInterest(irpb.RunDailyInterestRequest(
-                request_id=f"page-run-{i}", business_date=date_pb2.Date(year=day.year, month=day.month, day=day.day))):  # fmt: skip
+        async for _ in irgrpc.InterestServiceStub(channel).RunDailyInterest(
+            irpb.RunDailyInterestRequest(
+                request_id=f"page-run-{i}", business_date=date_pb2.Date(year=day.year, month=day.month, day=day.day)
+            )
+        ):
             pass
     return {"customer_id": parent, "account_id": account, "debtor_account_id": account}
 
@@ -101,7 +117,9 @@ def _items(response: Message) -> list[bytes]:
 
 
 async def _call(channel: aio.Channel, rpc: Rpc, request: Message) -> Any:
-    call = channel.unary_unary(rpc.path, request_serializer=rpc.request.SerializeToString, response_deserializer=rpc.response.FromString)
+    call = channel.unary_unary(
+        rpc.path, request_serializer=rpc.request.SerializeToString, response_deserializer=rpc.response.FromString
+    )
     return await call(request)
 
 
@@ -128,7 +146,9 @@ async def lists(bank: RunningBank, admin_token: str) -> AsyncIterator[tuple[aio.
         yield channel, _lists(await asyncio.to_thread(served_rpcs, bank.target)), parents
 
 
-async def test_every_list_returns_each_item_once_in_one_order_and_ends(lists: tuple[aio.Channel, list[Rpc], dict[str, str]]) -> None:
+async def test_every_list_returns_each_item_once_in_one_order_and_ends(
+    lists: tuple[aio.Channel, list[Rpc], dict[str, str]],
+) -> None:
     channel, rpcs, parents = lists
     assert len(rpcs) >= 8, [r.name for r in rpcs]
     for rpc in rpcs:
@@ -145,12 +165,13 @@ def _resigned(tokens: PageTokens, token: str, **changes: object) -> str:
     """`token` with its fields changed, signed with the server's own key (as if the key leaked)."""
     payload = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
     body = json.dumps({**payload, **changes}, separators=(",", ":")).encode()
-    mac = tokens._mac(body)  # noqa: SLF001 - the server's signature, to show that bounds hold even then
+    mac = tokens._mac(body)
     return f"{base64.urlsafe_b64encode(body).decode().rstrip('=')}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
 
 
-async def test_a_token_that_is_not_the_servers_own_is_invalid_argument(bank: RunningBank,
-                                                                       lists: tuple[aio.Channel, list[Rpc], dict[str, str]]) -> None:  # fmt: skip
+async def test_a_token_that_is_not_the_servers_own_is_invalid_argument(
+    bank: RunningBank, lists: tuple[aio.Channel, list[Rpc], dict[str, str]]
+) -> None:
     channel, rpcs, parents = lists
     tokens = bank.contexts["infrastructure"].resolve(PageTokens)
     for rpc in rpcs:
@@ -181,8 +202,11 @@ async def test_unknown_parents_are_not_found_for_admins(lists: tuple[aio.Channel
     """A List under a parent nobody knows answered an empty page; an admin (who may see every
     parent) gets NOT_FOUND, anyone else what a parent of somebody else's answers."""
     channel, rpcs, _ = lists
-    nobody = {"customer_id": "cus_00000000000000000000000000", "account_id": "acc_00000000000000000000000000",
-              "debtor_account_id": "acc_00000000000000000000000000"}  # fmt: skip
+    nobody = {
+        "customer_id": "cus_00000000000000000000000000",
+        "account_id": "acc_00000000000000000000000000",
+        "debtor_account_id": "acc_00000000000000000000000000",
+    }
     for rpc in rpcs:
         if not any(f.name in nobody for f in rpc.request.DESCRIPTOR.fields):
             continue
@@ -200,7 +224,9 @@ async def test_tokens_work_across_replicas(bank: RunningBank, lists: tuple[aio.C
     users = next(r for r in rpcs if r.name == "ListUsers")
     token = (await _call(channel, users, _request(users, parents, 2))).next_page_token
     key_file = Path(bank.contexts["infrastructure"].resolve(Settings).key_path())
-    twin = await start_embedded(Settings(data_dir=key_file.parent / "twin", port=0, admin_password=ADMIN_PASSWORD, signing_key_path=key_file))
+    twin = await start_embedded(
+        Settings(data_dir=key_file.parent / "twin", port=0, admin_password=ADMIN_PASSWORD, signing_key_path=key_file)
+    )
     try:
         async with bearer_channel(twin.target, await issue_token(twin.target)) as other:
             await _call(other, users, _request(users, parents, 2, token))

@@ -85,8 +85,9 @@ def test_buf_lint_rejects_a_nonstandard_contract(tmp_path: Path) -> None:
 def test_no_breaking_change_against_the_committed_baseline() -> None:
     """contracts/baseline.binpb is the released contract (scripts/contracts-baseline); a break needs
     a new package version instead."""
-    result = subprocess.run([_buf(), "breaking", "--against", "contracts/baseline.binpb"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [_buf(), "breaking", "--against", "contracts/baseline.binpb"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -97,7 +98,12 @@ def test_buf_breaking_catches_a_removed_field(tmp_path: Path) -> None:
     text = account.read_text()
     assert "  int32 limit = 6;\n" in text
     account.write_text(text.replace("  int32 limit = 6;\n", ""))
-    result = subprocess.run([_buf(), "breaking", "--against", str(ROOT / "contracts" / "baseline.binpb")], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [_buf(), "breaking", "--against", str(ROOT / "contracts" / "baseline.binpb")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0
     assert "limit" in result.stdout and "deleted" in result.stdout, result.stdout

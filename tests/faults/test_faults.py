@@ -18,13 +18,13 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from grpc import aio
+
+from mesh.distributed import DATABASE, Mesh
 from ogpgy.interest.v1 import interest_service_pb2 as ipb
 from ogpgy.interest.v1 import interest_service_pb2_grpc as igrpc
 from ogpgy.payment.v1 import payment_service_pb2 as ppb
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
 from ogpgy.type.v1 import date_pb2
-
-from mesh.distributed import DATABASE, Mesh
 from tests.integration.test_mesh_modes import CONTEXTS, mesh_client
 from tests.ledger_checks import ledger_checks
 from tests.local_mesh import loopback_mesh
@@ -70,13 +70,15 @@ UNSETTLED = {
     "holds still placed": "SELECT hold_id, debit_account_id FROM account.holds WHERE status = 'PLACED'",
     "verified customers without exactly one account": (
         "SELECT c.customer_id, COUNT(a.account_id) FROM customer.customers c LEFT JOIN account.accounts a"
-        " ON a.customer_id = c.customer_id WHERE c.kyc_status = 'VERIFIED' GROUP BY c.customer_id HAVING COUNT(a.account_id) != 1"),
-}  # fmt: skip
+        " ON a.customer_id = c.customer_id WHERE c.kyc_status = 'VERIFIED' GROUP BY c.customer_id HAVING COUNT(a.account_id) != 1"
+    ),
+}
 LEDGER = ledger_checks("account") | {
     "completed payments without their transfer": (
         "SELECT p.payment_id FROM payment.payments p LEFT JOIN account.transfers t ON t.transfer_id = p.transfer_id"
-        " WHERE p.status = 'COMPLETED' AND t.transfer_id IS NULL"),
-}  # fmt: skip
+        " WHERE p.status = 'COMPLETED' AND t.transfer_id IS NULL"
+    ),
+}
 
 
 async def test_kills_and_restarts_under_load_leave_the_bank_consistent(mesh: Mesh) -> None:
@@ -99,16 +101,28 @@ async def test_kills_and_restarts_under_load_leave_the_bank_consistent(mesh: Mes
                 runs = [answer.run async for answer in load.interest.RunDailyInterest(request)]
                 assert runs[-1].status == ipb.INTEREST_RUN_STATUS_COMPLETED
     deadline = time.monotonic() + 90
-    while (left := {name: rows for name, sql in UNSETTLED.items() if (rows := _query(dsn, sql))}) and time.monotonic() < deadline:
+    while (left := _unsettled(dsn)) and time.monotonic() < deadline:  # noqa: ASYNC110 - other processes' databases
         await asyncio.sleep(1)  # queued payments wait for the breaker; sagas and events finish by themselves
     assert not left, f"still unsettled after 90 s: {left}"
     broken = {name: rows for name, sql in LEDGER.items() if (rows := _query(dsn, sql))}
     assert not broken, broken
     async with mesh_client(targets) as ch:
         report = await pgrpc.PaymentServiceStub(ch["payment"]).ReconcileNetwork(ppb.ReconcileNetworkRequest())
-    print("reconciliation:", report.network_settled, "settled,", report.matched, "matched,", len(report.discrepancies), "discrepancies")
+    print(
+        "reconciliation:",
+        report.network_settled,
+        "settled,",
+        report.matched,
+        "matched,",
+        len(report.discrepancies),
+        "discrepancies",
+    )
     assert report.network_settled == report.matched > 0 and report.in_flight == 0, report
     assert not report.discrepancies, list(report.discrepancies)
+
+
+def _unsettled(dsn: str) -> dict[str, list[tuple[object, ...]]]:
+    return {name: rows for name, sql in UNSETTLED.items() if (rows := _query(dsn, sql))}
 
 
 async def _completed(interest: igrpc.InterestServiceStub, day: date_pb2.Date) -> bool:

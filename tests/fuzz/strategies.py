@@ -10,22 +10,48 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from hypothesis import strategies as st
 
-LOOKS_RIGHT = ["acc_CASH_EUR", "acc_TREASURY_EUR", "acc_INTEREST_EXPENSE_EUR", "cus_00000000000000000000000000",
-               "acc_00000000000000000000000000", "EUR", "USD", "GB", "1000.00", "-1.00", "0.001", "1e9", "NaN", "",
-               "DE89370400440532013000", "admin", "'; DROP TABLE accounts; --", "%s%s%n", "../../etc/passwd"]  # fmt: skip
+LOOKS_RIGHT = [
+    "acc_CASH_EUR",
+    "acc_TREASURY_EUR",
+    "acc_INTEREST_EXPENSE_EUR",
+    "cus_00000000000000000000000000",
+    "acc_00000000000000000000000000",
+    "EUR",
+    "USD",
+    "GB",
+    "1000.00",
+    "-1.00",
+    "0.001",
+    "1e9",
+    "NaN",
+    "",
+    "DE89370400440532013000",
+    "admin",
+    "'; DROP TABLE accounts; --",
+    "%s%s%n",
+    "../../etc/passwd",
+]
 _INT_RANGES = {
-    FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1), FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
-    FieldDescriptor.TYPE_SFIXED32: (-(2**31), 2**31 - 1), FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
-    FieldDescriptor.TYPE_SINT64: (-(2**63), 2**63 - 1), FieldDescriptor.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
-    FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1), FieldDescriptor.TYPE_FIXED32: (0, 2**32 - 1),
-    FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1), FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
-}  # fmt: skip
+    FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SINT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_FIXED32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
+    FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
+}
 
 
 def _text() -> st.SearchStrategy[str]:
-    return st.one_of(st.sampled_from(LOOKS_RIGHT), st.text(max_size=40), st.text(min_size=5_000, max_size=20_000),
-                     st.text(alphabet=st.characters(categories=["Cs", "Co", "Cf", "Mn", "So"], exclude_characters="\ud800"),
-                             max_size=30))  # fmt: skip
+    return st.one_of(
+        st.sampled_from(LOOKS_RIGHT),
+        st.text(max_size=40),
+        st.text(min_size=5_000, max_size=20_000),
+        st.text(alphabet=st.characters(categories=["Cs", "Co", "Cf", "Mn", "So"], exclude_characters="\ud800"), max_size=30),
+    )
 
 
 def _integers(low: int, high: int) -> st.SearchStrategy[int]:

@@ -33,8 +33,13 @@ from tests.processes import BankProcess
 EXAMPLES = int(os.environ.get("OGPGY_FUZZ_EXAMPLES", "25"))
 NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED}
 # The bank's contexts; the VelocityPay simulator stands for the outside world and is not fuzzed.
-RPCS = [(binding.full_name, method) for module in BUSINESS_MODULES for exported in context_spec(module).exports
-        for binding in services_of_servicer(exported) for method in binding.descriptor.methods]  # fmt: skip
+RPCS = [
+    (binding.full_name, method)
+    for module in BUSINESS_MODULES
+    for exported in context_spec(module).exports
+    for binding in services_of_servicer(exported)
+    for method in binding.descriptor.methods
+]
 
 
 class Fuzzed:
@@ -53,8 +58,14 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
     from ogpgy.identity.v1 import identity_service_pb2 as ipb
     from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
 
-    admin = igrpc.IdentityServiceStub(bank.channel).IssueToken(ipb.IssueTokenRequest(username="admin", password=ADMIN_PASSWORD)).access_token
-    foreign, _ = issue(Ed25519PrivateKey.generate(), TokenSettings("ogpgy-bank", "ogpgy-identity"), SecurityContext("usr_x", "mallory", (ADMIN,)))
+    admin = (
+        igrpc.IdentityServiceStub(bank.channel)
+        .IssueToken(ipb.IssueTokenRequest(username="admin", password=ADMIN_PASSWORD))
+        .access_token
+    )
+    foreign, _ = issue(
+        Ed25519PrivateKey.generate(), TokenSettings("ogpgy-bank", "ogpgy-identity"), SecurityContext("usr_x", "mallory", (ADMIN,))
+    )
     bank.tokens = [admin, admin, admin, "", "garbage", foreign]  # mostly admin, so validation is reached
     yield bank
     bank.channel.close()
@@ -77,8 +88,12 @@ def _call(bank: Fuzzed, full_service: str, method: object, payload: bytes, token
 
 @pytest.mark.parametrize(("service", "method"), RPCS, ids=[f"{s.rsplit('.', 1)[-1]}.{m.name}" for s, m in RPCS])
 def test_no_input_makes_an_rpc_fail_internally(fuzzed: Fuzzed, service: str, method: object) -> None:
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])  # fmt: skip
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+    )
     @given(payload=payloads(method.input_type), token=st.sampled_from(fuzzed.tokens))  # type: ignore[attr-defined]
     def one(payload: bytes, token: str) -> None:
         code = _call(fuzzed, service, method, payload, token)

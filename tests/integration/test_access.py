@@ -13,6 +13,13 @@ import jwt
 import pytest
 from google.protobuf import field_mask_pb2
 from grpc import aio
+
+from common.config import Settings
+from common.grpc.client import bearer_channel
+from common.security.component import Security
+from common.security.context import SecurityContext
+from common.security.tokens import TokenSettings, issue
+from mesh.embedded import RunningBank
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
 from ogpgy.customer.v1 import customer_service_pb2 as cpb
@@ -21,13 +28,6 @@ from ogpgy.identity.v1 import identity_service_pb2 as ipb
 from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
 from ogpgy.payment.v1 import payment_service_pb2 as ppb
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
-
-from common.config import Settings
-from common.grpc.client import bearer_channel
-from common.security.component import Security
-from common.security.context import SecurityContext
-from common.security.tokens import TokenSettings, issue
-from mesh.embedded import RunningBank
 from tests.bank_helpers import Bank, create_user, eur, fresh_document
 from tests.conftest import ADMIN_PASSWORD, document, issue_token, onboarding
 from tests.grpc_assert import error_reason, field_violations, rpc_error
@@ -54,7 +54,9 @@ class World:
     admin: Bank
     admin_security: Security
 
-    def stubs(self, channel: aio.Channel) -> tuple[cgrpc.CustomerServiceStub, agrpc.AccountServiceStub, igrpc.IdentityServiceStub]:
+    def stubs(
+        self, channel: aio.Channel
+    ) -> tuple[cgrpc.CustomerServiceStub, agrpc.AccountServiceStub, igrpc.IdentityServiceStub]:
         return cgrpc.CustomerServiceStub(channel), agrpc.AccountServiceStub(channel), igrpc.IdentityServiceStub(channel)
 
 
@@ -78,8 +80,17 @@ async def world(bank: RunningBank, admin_token: str) -> AsyncIterator[World]:
         )
         names = {"rm": "rita.rm", "customer": "alice", "other_customer": "bob"}
         tokens = {"admin": admin_token} | {role: await issue_token(bank.target, name, PASSWORD) for role, name in names.items()}
-        yield World(bank.target, tokens, users, alice, bob, alice_account, bob_account, admin,
-                    bank.contexts["infrastructure"].resolve(Security))  # fmt: skip
+        yield World(
+            bank.target,
+            tokens,
+            users,
+            alice,
+            bob,
+            alice_account,
+            bob_account,
+            admin,
+            bank.contexts["infrastructure"].resolve(Security),
+        )
 
 
 Call = Callable[[World, aio.Channel, str], Awaitable[object]]
@@ -90,16 +101,32 @@ def _customer_calls() -> dict[str, tuple[Call, set[str]]]:
         return w.stubs(ch)
 
     return {
-        "OnboardCustomer": (lambda w, ch, r: stubs(w, ch)[0].OnboardCustomer(onboarding(f"on-{r}", document=document(fresh_document()))),
-                            {"admin"}),
-        "GetCustomer": (lambda w, ch, r: stubs(w, ch)[0].GetCustomer(cpb.GetCustomerRequest(customer_id=w.alice)),
-                        {"admin", "rm", "customer"}),
-        "UpdateCustomer": (lambda w, ch, r: stubs(w, ch)[0].UpdateCustomer(cpb.UpdateCustomerRequest(
-            request_id=f"up-{r}", customer_id=w.alice, customer=cpb.Customer(phone="+4915112345678"),
-            update_mask=field_mask_pb2.FieldMask(paths=["phone"]))), {"admin", "customer"}),
-        "AssignRelationshipManager": (lambda w, ch, r: stubs(w, ch)[0].AssignRelationshipManager(
-            cpb.AssignRelationshipManagerRequest(request_id=f"as-{r}", customer_id=w.bob, relationship_manager_id="")), {"admin"}),
-    }  # fmt: skip
+        "OnboardCustomer": (
+            lambda w, ch, r: stubs(w, ch)[0].OnboardCustomer(onboarding(f"on-{r}", document=document(fresh_document()))),
+            {"admin"},
+        ),
+        "GetCustomer": (
+            lambda w, ch, r: stubs(w, ch)[0].GetCustomer(cpb.GetCustomerRequest(customer_id=w.alice)),
+            {"admin", "rm", "customer"},
+        ),
+        "UpdateCustomer": (
+            lambda w, ch, r: stubs(w, ch)[0].UpdateCustomer(
+                cpb.UpdateCustomerRequest(
+                    request_id=f"up-{r}",
+                    customer_id=w.alice,
+                    customer=cpb.Customer(phone="+4915112345678"),
+                    update_mask=field_mask_pb2.FieldMask(paths=["phone"]),
+                )
+            ),
+            {"admin", "customer"},
+        ),
+        "AssignRelationshipManager": (
+            lambda w, ch, r: stubs(w, ch)[0].AssignRelationshipManager(
+                cpb.AssignRelationshipManagerRequest(request_id=f"as-{r}", customer_id=w.bob, relationship_manager_id="")
+            ),
+            {"admin"},
+        ),
+    }
 
 
 def _account_calls() -> dict[str, tuple[Call, set[str]]]:
@@ -109,36 +136,77 @@ def _account_calls() -> dict[str, tuple[Call, set[str]]]:
         "GetAccount": (lambda w, ch, r: w.stubs(ch)[1].GetAccount(apb.GetAccountRequest(account_id=w.alice_account)), readers),
         "ListAccounts": (lambda w, ch, r: w.stubs(ch)[1].ListAccounts(apb.ListAccountsRequest(customer_id=w.alice)), readers),
         "ListEntries": (lambda w, ch, r: w.stubs(ch)[1].ListEntries(apb.ListEntriesRequest(account_id=w.alice_account)), readers),
-        "OpenAccount": (lambda w, ch, r: w.stubs(ch)[1].OpenAccount(apb.OpenAccountRequest(
-            request_id=f"op-{r}", customer_id=w.alice, type=apb.ACCOUNT_TYPE_PERSONAL_SAVINGS, currency_code="EUR")), spenders),
-        "Deposit": (lambda w, ch, r: w.stubs(ch)[1].Deposit(apb.DepositRequest(
-            request_id=f"dp-{r}", account_id=w.alice_account, amount=eur("1.00"))), {"admin"}),
-        "Withdraw": (lambda w, ch, r: w.stubs(ch)[1].Withdraw(apb.WithdrawRequest(
-            request_id=f"wd-{r}", account_id=w.alice_account, amount=eur("1.00"))), spenders),
-        "Transfer": (lambda w, ch, r: w.stubs(ch)[1].Transfer(apb.TransferRequest(
-            request_id=f"tr-{r}", debit_account_id=w.alice_account, credit_account_id=w.bob_account, amount=eur("1.00"))), spenders),
-        "PlaceHold": (lambda w, ch, r: w.stubs(ch)[1].PlaceHold(apb.PlaceHoldRequest(
-            request_id=f"ph-{r}", debit_account_id=w.alice_account, credit_account_id=w.bob_account, amount=eur("1.00"))), spenders),
+        "OpenAccount": (
+            lambda w, ch, r: w.stubs(ch)[1].OpenAccount(
+                apb.OpenAccountRequest(
+                    request_id=f"op-{r}", customer_id=w.alice, type=apb.ACCOUNT_TYPE_PERSONAL_SAVINGS, currency_code="EUR"
+                )
+            ),
+            spenders,
+        ),
+        "Deposit": (
+            lambda w, ch, r: w.stubs(ch)[1].Deposit(
+                apb.DepositRequest(request_id=f"dp-{r}", account_id=w.alice_account, amount=eur("1.00"))
+            ),
+            {"admin"},
+        ),
+        "Withdraw": (
+            lambda w, ch, r: w.stubs(ch)[1].Withdraw(
+                apb.WithdrawRequest(request_id=f"wd-{r}", account_id=w.alice_account, amount=eur("1.00"))
+            ),
+            spenders,
+        ),
+        "Transfer": (
+            lambda w, ch, r: w.stubs(ch)[1].Transfer(
+                apb.TransferRequest(
+                    request_id=f"tr-{r}", debit_account_id=w.alice_account, credit_account_id=w.bob_account, amount=eur("1.00")
+                )
+            ),
+            spenders,
+        ),
+        "PlaceHold": (
+            lambda w, ch, r: w.stubs(ch)[1].PlaceHold(
+                apb.PlaceHoldRequest(
+                    request_id=f"ph-{r}", debit_account_id=w.alice_account, credit_account_id=w.bob_account, amount=eur("1.00")
+                )
+            ),
+            spenders,
+        ),
         "ReverseTransfer": (_reverse_fresh_transfer, {"admin"}),
-        "CloseAccount": (lambda w, ch, r: w.stubs(ch)[1].CloseAccount(apb.CloseAccountRequest(
-            request_id=f"cl-{r}", account_id=w.bob_account)), {"admin", "other_customer"}),
-    }  # fmt: skip
+        "CloseAccount": (
+            lambda w, ch, r: w.stubs(ch)[1].CloseAccount(apb.CloseAccountRequest(request_id=f"cl-{r}", account_id=w.bob_account)),
+            {"admin", "other_customer"},
+        ),
+    }
 
 
 async def _reverse_fresh_transfer(w: World, ch: aio.Channel, role: str) -> object:
-    moved = await w.admin.accounts.Transfer(apb.TransferRequest(
-        request_id=f"rv-src-{role}", debit_account_id=w.alice_account, credit_account_id=w.bob_account, amount=eur("0.50")))  # fmt: skip
-    return await w.stubs(ch)[1].ReverseTransfer(apb.ReverseTransferRequest(request_id=f"rv-{role}", transfer_id=moved.transfer.transfer_id))
+    moved = await w.admin.accounts.Transfer(
+        apb.TransferRequest(
+            request_id=f"rv-src-{role}", debit_account_id=w.alice_account, credit_account_id=w.bob_account, amount=eur("0.50")
+        )
+    )
+    return await w.stubs(ch)[1].ReverseTransfer(
+        apb.ReverseTransferRequest(request_id=f"rv-{role}", transfer_id=moved.transfer.transfer_id)
+    )
 
 
 def _identity_calls() -> dict[str, tuple[Call, set[str]]]:
     return {
-        "CreateUser": (lambda w, ch, r: w.stubs(ch)[2].CreateUser(ipb.CreateUserRequest(
-            request_id=f"cu-{r}", username=f"new.{r}", password=PASSWORD, roles=[ipb.ROLE_CUSTOMER], customer_id=w.bob)), {"admin"}),
+        "CreateUser": (
+            lambda w, ch, r: w.stubs(ch)[2].CreateUser(
+                ipb.CreateUserRequest(
+                    request_id=f"cu-{r}", username=f"new.{r}", password=PASSWORD, roles=[ipb.ROLE_CUSTOMER], customer_id=w.bob
+                )
+            ),
+            {"admin"},
+        ),
         "ListUsers": (lambda w, ch, r: w.stubs(ch)[2].ListUsers(ipb.ListUsersRequest()), {"admin"}),
-        "GetUser(other)": (lambda w, ch, r: w.stubs(ch)[2].GetUser(ipb.GetUserRequest(user_id=w.users["other_customer"])),
-                           {"admin", "other_customer"}),
-    }  # fmt: skip
+        "GetUser(other)": (
+            lambda w, ch, r: w.stubs(ch)[2].GetUser(ipb.GetUserRequest(user_id=w.users["other_customer"])),
+            {"admin", "other_customer"},
+        ),
+    }
 
 
 def _payment_calls() -> dict[str, tuple[Call, set[str]]]:
@@ -146,24 +214,36 @@ def _payment_calls() -> dict[str, tuple[Call, set[str]]]:
         return pgrpc.PaymentServiceStub(ch)
 
     return {
-        "CreatePayment": (lambda w, ch, r: payments(ch).CreatePayment(ppb.CreatePaymentRequest(
-            request_id=f"pay-{r}", debtor_account_id=w.alice_account, amount=eur("1.00"),
-            internal=ppb.InternalBeneficiary(account_id=w.bob_account))), {"admin", "customer"}),
-        "ListPayments": (lambda w, ch, r: payments(ch).ListPayments(ppb.ListPaymentsRequest(debtor_account_id=w.alice_account)),
-                         {"admin", "rm", "customer"}),
-    }  # fmt: skip
+        "CreatePayment": (
+            lambda w, ch, r: payments(ch).CreatePayment(
+                ppb.CreatePaymentRequest(
+                    request_id=f"pay-{r}",
+                    debtor_account_id=w.alice_account,
+                    amount=eur("1.00"),
+                    internal=ppb.InternalBeneficiary(account_id=w.bob_account),
+                )
+            ),
+            {"admin", "customer"},
+        ),
+        "ListPayments": (
+            lambda w, ch, r: payments(ch).ListPayments(ppb.ListPaymentsRequest(debtor_account_id=w.alice_account)),
+            {"admin", "rm", "customer"},
+        ),
+    }
 
 
-MATRIX = {f"payment.{k}": v for k, v in _payment_calls().items()} | \
-         {f"customer.{k}": v for k, v in _customer_calls().items()} | \
-         {f"account.{k}": v for k, v in _account_calls().items()} | \
-         {f"identity.{k}": v for k, v in _identity_calls().items()}  # fmt: skip
+MATRIX = (
+    {f"payment.{k}": v for k, v in _payment_calls().items()}
+    | {f"customer.{k}": v for k, v in _customer_calls().items()}
+    | {f"account.{k}": v for k, v in _account_calls().items()}
+    | {f"identity.{k}": v for k, v in _identity_calls().items()}
+)
 
 
 async def test_access_matrix(world: World) -> None:
     """Each role x each RPC family: allowed calls are not refused, the others are PERMISSION_DENIED."""
     outcomes: dict[tuple[str, str], str] = {}
-    for family, (call, allowed) in MATRIX.items():
+    for family, (call, _) in MATRIX.items():
         for role in ROLES:
             async with bearer_channel(world.target, world.tokens[role]) as channel:
                 try:
@@ -183,7 +263,10 @@ async def test_access_matrix(world: World) -> None:
 async def test_listings_show_only_what_the_caller_may_see(world: World) -> None:
     async def listed(role: str) -> set[str]:
         async with bearer_channel(world.target, world.tokens[role]) as channel:
-            return {c.customer_id for c in (await cgrpc.CustomerServiceStub(channel).ListCustomers(cpb.ListCustomersRequest())).customers}
+            return {
+                c.customer_id
+                for c in (await cgrpc.CustomerServiceStub(channel).ListCustomers(cpb.ListCustomersRequest())).customers
+            }
 
     assert await listed("admin") >= {world.alice, world.bob}
     assert await listed("rm") == {world.alice}
@@ -194,7 +277,9 @@ async def test_listings_show_only_what_the_caller_may_see(world: World) -> None:
 async def test_personal_data_is_masked_for_callers_who_may_not_read_it(world: World) -> None:
     async def seen_by(role: str) -> cpb.Customer:
         async with bearer_channel(world.target, world.tokens[role]) as channel:
-            return (await cgrpc.CustomerServiceStub(channel).GetCustomer(cpb.GetCustomerRequest(customer_id=world.alice))).customer
+            return (
+                await cgrpc.CustomerServiceStub(channel).GetCustomer(cpb.GetCustomerRequest(customer_id=world.alice))
+            ).customer
 
     full = await seen_by("admin")
     assert full.document.number.isalnum() and full.date_of_birth.year == 1990 and full.address.city == "London"
@@ -216,22 +301,34 @@ async def test_no_user_may_hold_the_service_role(world: World) -> None:
 
 async def test_only_a_relationship_manager_may_be_assigned(world: World) -> None:
     assign = world.admin.customers.AssignRelationshipManager
-    not_rm = await error_reason(assign(cpb.AssignRelationshipManagerRequest(
-        request_id="assign-customer-user", customer_id=world.bob, relationship_manager_id=world.users["customer"])),
-        grpc.StatusCode.FAILED_PRECONDITION)  # fmt: skip
+    not_rm = await error_reason(
+        assign(
+            cpb.AssignRelationshipManagerRequest(
+                request_id="assign-customer-user", customer_id=world.bob, relationship_manager_id=world.users["customer"]
+            )
+        ),
+        grpc.StatusCode.FAILED_PRECONDITION,
+    )
     assert not_rm.reason == "NOT_A_RELATIONSHIP_MANAGER"
-    unknown = await error_reason(assign(cpb.AssignRelationshipManagerRequest(
-        request_id="assign-nobody", customer_id=world.bob, relationship_manager_id="usr_00000000000000000000000000")),
-        grpc.StatusCode.FAILED_PRECONDITION)  # fmt: skip
-    assert unknown.reason == "USER_NOT_FOUND"
+    await rpc_error(
+        assign(
+            cpb.AssignRelationshipManagerRequest(
+                request_id="assign-nobody", customer_id=world.bob, relationship_manager_id="usr_00000000000000000000000000"
+            )
+        ),
+        grpc.StatusCode.NOT_FOUND,
+    )
 
 
 async def test_unassigning_the_manager_revokes_access_in_every_context(world: World) -> None:
     await world.admin.customers.AssignRelationshipManager(
-        cpb.AssignRelationshipManagerRequest(request_id="unassign", customer_id=world.alice, relationship_manager_id=""))
+        cpb.AssignRelationshipManagerRequest(request_id="unassign", customer_id=world.alice, relationship_manager_id="")
+    )
     async with bearer_channel(world.target, world.tokens["rm"]) as channel:
-        await rpc_error(cgrpc.CustomerServiceStub(channel).GetCustomer(cpb.GetCustomerRequest(customer_id=world.alice)),
-                        grpc.StatusCode.PERMISSION_DENIED)  # fmt: skip
+        await rpc_error(
+            cgrpc.CustomerServiceStub(channel).GetCustomer(cpb.GetCustomerRequest(customer_id=world.alice)),
+            grpc.StatusCode.PERMISSION_DENIED,
+        )
         deadline = time.monotonic() + 5
         while True:  # the account context learns it from CustomerUpdated
             try:
@@ -265,8 +362,10 @@ async def test_bad_tokens_are_unauthenticated(bank: RunningBank, admin_token: st
     for name, token in bad.items():
         metadata = () if token is None else (("authorization", token if token.startswith("Basic") else f"Bearer {token}"),)
         async with aio.insecure_channel(bank.target) as channel:
-            err = await rpc_error(cgrpc.CustomerServiceStub(channel).ListCustomers(cpb.ListCustomersRequest(), metadata=metadata),
-                                  grpc.StatusCode.UNAUTHENTICATED)  # fmt: skip
+            err = await rpc_error(
+                cgrpc.CustomerServiceStub(channel).ListCustomers(cpb.ListCustomersRequest(), metadata=metadata),
+                grpc.StatusCode.UNAUTHENTICATED,
+            )
             assert err.code() == grpc.StatusCode.UNAUTHENTICATED, name
     async with aio.insecure_channel(bank.target) as channel:
         wrong = ipb.IssueTokenRequest(username="admin", password="not-the-password")
@@ -276,9 +375,13 @@ async def test_bad_tokens_are_unauthenticated(bank: RunningBank, admin_token: st
 async def test_tokens_and_personal_data_never_reach_the_logs(world: World, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     async with bearer_channel(world.target, world.tokens["customer"]) as channel:
-        customer = (await cgrpc.CustomerServiceStub(channel).GetCustomer(cpb.GetCustomerRequest(customer_id=world.alice))).customer
-        await rpc_error(agrpc.AccountServiceStub(channel).GetAccount(apb.GetAccountRequest(account_id=world.bob_account)),
-                        grpc.StatusCode.PERMISSION_DENIED)  # fmt: skip
+        customer = (
+            await cgrpc.CustomerServiceStub(channel).GetCustomer(cpb.GetCustomerRequest(customer_id=world.alice))
+        ).customer
+        await rpc_error(
+            agrpc.AccountServiceStub(channel).GetAccount(apb.GetAccountRequest(account_id=world.bob_account)),
+            grpc.StatusCode.PERMISSION_DENIED,
+        )
     text = caplog.text
     assert text, "something was logged"
     for secret in [*world.tokens.values(), customer.document.number, PASSWORD, ADMIN_PASSWORD]:

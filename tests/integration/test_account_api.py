@@ -5,8 +5,8 @@ from __future__ import annotations
 import grpc
 import pytest
 from grpc import aio
-from ogpgy.account.v1 import account_service_pb2 as apb
 
+from ogpgy.account.v1 import account_service_pb2 as apb
 from tests.bank_helpers import Bank, eur
 from tests.conftest import document, onboarding
 from tests.grpc_assert import error_reason, field_violations, rpc_error
@@ -27,11 +27,14 @@ async def test_verified_customer_gets_a_default_account_by_event(client: Bank) -
 
 async def test_open_account_needs_a_verified_customer(client: Bank) -> None:
     rejected = (await client.customers.OnboardCustomer(onboarding("minor", document=document("AB1234560")))).customer
-    open_rejected = apb.OpenAccountRequest(request_id="o-1", customer_id=rejected.customer_id,
-                                           type=apb.ACCOUNT_TYPE_PERSONAL_SAVINGS, currency_code="EUR")  # fmt: skip
+    open_rejected = apb.OpenAccountRequest(
+        request_id="o-1", customer_id=rejected.customer_id, type=apb.ACCOUNT_TYPE_PERSONAL_SAVINGS, currency_code="EUR"
+    )
     info = await error_reason(client.accounts.OpenAccount(open_rejected), grpc.StatusCode.FAILED_PRECONDITION)
     assert info.reason == "CUSTOMER_NOT_VERIFIED"
-    unknown = apb.OpenAccountRequest(request_id="o-2", customer_id="cus_NOPE", type=apb.ACCOUNT_TYPE_PERSONAL_SAVINGS, currency_code="EUR")
+    unknown = apb.OpenAccountRequest(
+        request_id="o-2", customer_id="cus_NOPE", type=apb.ACCOUNT_TYPE_PERSONAL_SAVINGS, currency_code="EUR"
+    )
     await rpc_error(client.accounts.OpenAccount(unknown), grpc.StatusCode.NOT_FOUND)
 
 
@@ -56,20 +59,26 @@ async def test_overdraft_edges(client: Bank) -> None:
     assert info.reason == "INSUFFICIENT_FUNDS" and info.metadata["available"] == "0.00"
     savings = await client.open(await client.verified_customer("od2"), "sav")
     nothing = apb.TransferRequest(request_id="t-0", debit_account_id=savings, credit_account_id=checking, amount=eur("0.01"))
-    assert (await error_reason(client.accounts.Transfer(nothing), grpc.StatusCode.FAILED_PRECONDITION)).reason == "INSUFFICIENT_FUNDS"
+    assert (
+        await error_reason(client.accounts.Transfer(nothing), grpc.StatusCode.FAILED_PRECONDITION)
+    ).reason == "INSUFFICIENT_FUNDS"
 
 
 async def test_transfer_is_idempotent_and_posts_two_entries(client: Bank) -> None:
     a = (await client.default_account(await client.verified_customer("ta"))).account_id
     b = (await client.default_account(await client.verified_customer("tb"))).account_id
     await client.deposit(a, "250.00", "ta")
-    move = apb.TransferRequest(request_id="move-1", debit_account_id=a, credit_account_id=b, amount=eur("80.25"), description="rent")
+    move = apb.TransferRequest(
+        request_id="move-1", debit_account_id=a, credit_account_id=b, amount=eur("80.25"), description="rent"
+    )
     first = (await client.accounts.Transfer(move)).transfer
     again = (await client.accounts.Transfer(move)).transfer
     assert first == again
     assert (await client.balance(a))[0] == "169.75" and (await client.balance(b))[0] == "80.25"
     changed = apb.TransferRequest(request_id="move-1", debit_account_id=a, credit_account_id=b, amount=eur("1.00"))
-    assert (await error_reason(client.accounts.Transfer(changed), grpc.StatusCode.ALREADY_EXISTS)).reason == "IDEMPOTENCY_KEY_REUSED"
+    assert (
+        await error_reason(client.accounts.Transfer(changed), grpc.StatusCode.ALREADY_EXISTS)
+    ).reason == "IDEMPOTENCY_KEY_REUSED"
     statement = (await client.accounts.ListEntries(apb.ListEntriesRequest(account_id=b))).entries
     assert [(e.amount.amount, e.balance_after.amount, e.counterparty_account_id) for e in statement] == [("80.25", "80.25", a)]
 
@@ -78,20 +87,36 @@ async def test_holds_capture_partly_release_and_resolve_once(client: Bank) -> No
     payer = (await client.default_account(await client.verified_customer("hp"))).account_id
     payee = (await client.default_account(await client.verified_customer("hq"))).account_id
     await client.deposit(payer, "100.00", "hp")
-    hold = (await client.accounts.PlaceHold(apb.PlaceHoldRequest(request_id="h-1", debit_account_id=payer, credit_account_id=payee, amount=eur("60.00")))).hold
+    hold = (
+        await client.accounts.PlaceHold(
+            apb.PlaceHoldRequest(request_id="h-1", debit_account_id=payer, credit_account_id=payee, amount=eur("60.00"))
+        )
+    ).hold
     assert hold.status == apb.HOLD_STATUS_PLACED and await client.balance(payer) == ("100.00", "540.00")
-    captured = await client.accounts.CaptureHold(apb.CaptureHoldRequest(request_id="c-1", hold_id=hold.hold_id, amount=eur("45.50")))
+    captured = await client.accounts.CaptureHold(
+        apb.CaptureHoldRequest(request_id="c-1", hold_id=hold.hold_id, amount=eur("45.50"))
+    )
     assert captured.hold.status == apb.HOLD_STATUS_CAPTURED and captured.transfer.amount.amount == "45.50"
     assert await client.balance(payer) == ("54.50", "554.50"), "the uncaptured rest is released"
     twice = apb.ReleaseHoldRequest(request_id="r-1", hold_id=hold.hold_id)
-    assert (await error_reason(client.accounts.ReleaseHold(twice), grpc.StatusCode.FAILED_PRECONDITION)).reason == "HOLD_ALREADY_RESOLVED"
-    second = (await client.accounts.PlaceHold(apb.PlaceHoldRequest(request_id="h-2", debit_account_id=payer, credit_account_id=payee, amount=eur("20.00")))).hold
+    assert (
+        await error_reason(client.accounts.ReleaseHold(twice), grpc.StatusCode.FAILED_PRECONDITION)
+    ).reason == "HOLD_ALREADY_RESOLVED"
+    second = (
+        await client.accounts.PlaceHold(
+            apb.PlaceHoldRequest(request_id="h-2", debit_account_id=payer, credit_account_id=payee, amount=eur("20.00"))
+        )
+    ).hold
     too_much = apb.CaptureHoldRequest(request_id="c-2", hold_id=second.hold_id, amount=eur("20.01"))
-    assert (await error_reason(client.accounts.CaptureHold(too_much), grpc.StatusCode.FAILED_PRECONDITION)).reason == "CAPTURE_EXCEEDS_HOLD"
+    assert (
+        await error_reason(client.accounts.CaptureHold(too_much), grpc.StatusCode.FAILED_PRECONDITION)
+    ).reason == "CAPTURE_EXCEEDS_HOLD"
     released = (await client.accounts.ReleaseHold(apb.ReleaseHoldRequest(request_id="r-2", hold_id=second.hold_id))).hold
     assert released.status == apb.HOLD_STATUS_RELEASED and await client.balance(payer) == ("54.50", "554.50")
     over = apb.PlaceHoldRequest(request_id="h-3", debit_account_id=payer, credit_account_id=payee, amount=eur("554.51"))
-    assert (await error_reason(client.accounts.PlaceHold(over), grpc.StatusCode.FAILED_PRECONDITION)).reason == "INSUFFICIENT_FUNDS"
+    assert (
+        await error_reason(client.accounts.PlaceHold(over), grpc.StatusCode.FAILED_PRECONDITION)
+    ).reason == "INSUFFICIENT_FUNDS"
 
 
 async def test_reverse_once_and_close_only_at_zero(client: Bank) -> None:
@@ -99,17 +124,31 @@ async def test_reverse_once_and_close_only_at_zero(client: Bank) -> None:
     a = (await client.default_account(customer)).account_id
     b = await client.open(customer, "rv-b")
     await client.deposit(a, "30.00", "rv")
-    moved = (await client.accounts.Transfer(apb.TransferRequest(request_id="rv-t", debit_account_id=a, credit_account_id=b, amount=eur("30.00")))).transfer
+    moved = (
+        await client.accounts.Transfer(
+            apb.TransferRequest(request_id="rv-t", debit_account_id=a, credit_account_id=b, amount=eur("30.00"))
+        )
+    ).transfer
     refused = apb.CloseAccountRequest(request_id="cl-1", account_id=b)
-    assert (await error_reason(client.accounts.CloseAccount(refused), grpc.StatusCode.FAILED_PRECONDITION)).reason == "ACCOUNT_BALANCE_NOT_ZERO"
-    reversal = (await client.accounts.ReverseTransfer(apb.ReverseTransferRequest(request_id="rv-1", transfer_id=moved.transfer_id, reason="mistake"))).transfer
+    assert (
+        await error_reason(client.accounts.CloseAccount(refused), grpc.StatusCode.FAILED_PRECONDITION)
+    ).reason == "ACCOUNT_BALANCE_NOT_ZERO"
+    reversal = (
+        await client.accounts.ReverseTransfer(
+            apb.ReverseTransferRequest(request_id="rv-1", transfer_id=moved.transfer_id, reason="mistake")
+        )
+    ).transfer
     assert reversal.reverses_transfer_id == moved.transfer_id and reversal.debit_account_id == b
     again = apb.ReverseTransferRequest(request_id="rv-2", transfer_id=moved.transfer_id)
-    assert (await error_reason(client.accounts.ReverseTransfer(again), grpc.StatusCode.FAILED_PRECONDITION)).reason == "TRANSFER_ALREADY_REVERSED"
+    assert (
+        await error_reason(client.accounts.ReverseTransfer(again), grpc.StatusCode.FAILED_PRECONDITION)
+    ).reason == "TRANSFER_ALREADY_REVERSED"
     closed = (await client.accounts.CloseAccount(apb.CloseAccountRequest(request_id="cl-2", account_id=b))).account
     assert closed.status == apb.ACCOUNT_STATUS_CLOSED
     into_closed = apb.TransferRequest(request_id="rv-3", debit_account_id=a, credit_account_id=b, amount=eur("1.00"))
-    assert (await error_reason(client.accounts.Transfer(into_closed), grpc.StatusCode.FAILED_PRECONDITION)).reason == "ACCOUNT_CLOSED"
+    assert (
+        await error_reason(client.accounts.Transfer(into_closed), grpc.StatusCode.FAILED_PRECONDITION)
+    ).reason == "ACCOUNT_CLOSED"
 
 
 async def test_statement_pages(client: Bank) -> None:
@@ -132,13 +171,23 @@ BAD_INPUT = [
     ("CloseAccount", apb.CloseAccountRequest(), {"request_id", "account_id"}),
     ("Deposit", apb.DepositRequest(account_id="acc_1", amount=eur("-5")), {"request_id", "amount.amount"}),
     ("Withdraw", apb.WithdrawRequest(request_id="w", amount=eur("1.001")), {"account_id", "amount.amount"}),
-    ("Transfer", apb.TransferRequest(request_id="t", debit_account_id="acc_1", credit_account_id="acc_1",
-                                     amount=eur("1")), {"credit_account_id"}),
-    ("Transfer", apb.TransferRequest(request_id="t", amount=apb.Transfer().amount), {"debit_account_id", "credit_account_id", "amount.currency_code"}),
+    (
+        "Transfer",
+        apb.TransferRequest(request_id="t", debit_account_id="acc_1", credit_account_id="acc_1", amount=eur("1")),
+        {"credit_account_id"},
+    ),
+    (
+        "Transfer",
+        apb.TransferRequest(request_id="t", amount=apb.Transfer().amount),
+        {"debit_account_id", "credit_account_id", "amount.currency_code"},
+    ),
     ("GetTransfer", apb.GetTransferRequest(), {"transfer_id"}),
     ("ReverseTransfer", apb.ReverseTransferRequest(request_id="r", transfer_id="trf_1", reason="x" * 141), {"reason"}),
-    ("PlaceHold", apb.PlaceHoldRequest(request_id="h", debit_account_id="acc_1", credit_account_id="acc_2",
-                                       amount=eur("0")), {"amount.amount"}),
+    (
+        "PlaceHold",
+        apb.PlaceHoldRequest(request_id="h", debit_account_id="acc_1", credit_account_id="acc_2", amount=eur("0")),
+        {"amount.amount"},
+    ),
     ("CaptureHold", apb.CaptureHoldRequest(request_id="c", hold_id="nope"), {"hold_id"}),
     ("ReleaseHold", apb.ReleaseHoldRequest(hold_id="hld_1"), {"request_id"}),
     ("ListEntries", apb.ListEntriesRequest(account_id="acc_1", page_token="zz"), {"page_token"}),

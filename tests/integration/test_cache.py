@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 from google.protobuf import field_mask_pb2
-from ogpgy.customer.v1 import customer_service_pb2 as pb
-from ogpgy.customer.v1 import customer_service_pb2_grpc as pb_grpc
 
 from common.cache.codecs import TextCodec
 from common.cache.multilevel import CachePolicy, MultiLevelCache
 from common.config import Settings
 from mesh.embedded import RunningBank, start_embedded
+from ogpgy.customer.v1 import customer_service_pb2 as pb
+from ogpgy.customer.v1 import customer_service_pb2_grpc as pb_grpc
 from tests.bank_helpers import admin_channel
 from tests.conftest import ADMIN_PASSWORD, onboarding
 from tests.servers import PostgresServer, RedisServer
@@ -111,12 +111,23 @@ async def test_reads_survive_redis_stopping_and_recover(own_redis: RedisServer) 
 
 
 @pytest.fixture
-async def two_banks(tmp_path: Path, postgres: PostgresServer, redis_server: RedisServer) -> AsyncIterator[tuple[RunningBank, RunningBank]]:
+async def two_banks(
+    tmp_path: Path, postgres: PostgresServer, redis_server: RedisServer
+) -> AsyncIterator[tuple[RunningBank, RunningBank]]:
     """Two instances of the bank on one database and one Redis (as two replicas would be)."""
     dsn = postgres.new_database()
-    settings = [Settings(data_dir=tmp_path / n, port=0, database="postgres", postgres_dsn=dsn, redis_url=redis_server.url,
-                         admin_password=ADMIN_PASSWORD, signing_key_path=tmp_path / "key.pem")
-                for n in ("a", "b")]  # fmt: skip
+    settings = [
+        Settings(
+            data_dir=tmp_path / n,
+            port=0,
+            database="postgres",
+            postgres_dsn=dsn,
+            redis_url=redis_server.url,
+            admin_password=ADMIN_PASSWORD,
+            signing_key_path=tmp_path / "key.pem",
+        )
+        for n in ("a", "b")
+    ]
     first = await start_embedded(settings[0])
     second = await start_embedded(settings[1])
     yield first, second
@@ -133,9 +144,11 @@ async def test_an_update_through_one_instance_is_seen_by_the_other(two_banks: tu
         assert (await via_b.GetCustomer(get)).customer.email == "ada@example.com"  # cached in b now
         assert (await via_b.GetCustomer(get)).customer.email == "ada@example.com"
         change = pb.UpdateCustomerRequest(
-            request_id="two-2", customer_id=made.customer_id, customer=pb.Customer(email="new@example.com"),
+            request_id="two-2",
+            customer_id=made.customer_id,
+            customer=pb.Customer(email="new@example.com"),
             update_mask=field_mask_pb2.FieldMask(paths=["email"]),
-        )  # fmt: skip
+        )
         await via_a.UpdateCustomer(change)
         updated_at = time.monotonic()
         while (await via_b.GetCustomer(get)).customer.email != "new@example.com":

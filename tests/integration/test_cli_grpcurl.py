@@ -48,8 +48,12 @@ def test_grpcurl_walkthrough(served: BankProcess) -> None:
 
     unauthenticated = grpcurl("-d", json.dumps(ONBOARD), target, "ogpgy.customer.v1.CustomerService/OnboardCustomer")
     assert unauthenticated.returncode != 0 and "Unauthenticated" in unauthenticated.stderr
-    token = subprocess.run([str(BIN / "ogpgy"), "token", "--target", target, "--password", ADMIN_PASSWORD],
-                           capture_output=True, text=True, timeout=30)  # fmt: skip
+    token = subprocess.run(
+        [str(BIN / "ogpgy"), "token", "--target", target, "--password", ADMIN_PASSWORD],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert token.returncode == 0, token.stderr
     auth = ("-H", f"authorization: Bearer {token.stdout.strip()}")
     onboarded = grpcurl(*auth, "-d", json.dumps(ONBOARD), target, "ogpgy.customer.v1.CustomerService/OnboardCustomer")
@@ -61,16 +65,25 @@ def test_grpcurl_walkthrough(served: BankProcess) -> None:
     fetched = grpcurl(*auth, "-d", get, target, "ogpgy.customer.v1.CustomerService/GetCustomer")
     assert fetched.returncode == 0 and "Grace" in fetched.stdout
 
-    invalid = grpcurl(*auth, "-d", json.dumps({**ONBOARD, "request_id": "cli-2", "email": "nope"}), target,
-                      "ogpgy.customer.v1.CustomerService/OnboardCustomer")  # fmt: skip
+    invalid = grpcurl(
+        *auth,
+        "-d",
+        json.dumps({**ONBOARD, "request_id": "cli-2", "email": "nope"}),
+        target,
+        "ogpgy.customer.v1.CustomerService/OnboardCustomer",
+    )
     assert invalid.returncode != 0
     assert "InvalidArgument" in invalid.stderr and '"field":"email"' in invalid.stderr.replace(" ", "")
 
     health = grpcurl("-d", '{"service":"ogpgy.customer.v1.CustomerService"}', target, "grpc.health.v1.Health/Check")
     assert json.loads(health.stdout) == {"status": "SERVING"}
 
-    reconciled = subprocess.run([str(BIN / "ogpgy"), "reconcile", "--target", target, "--password", ADMIN_PASSWORD],
-                                capture_output=True, text=True, timeout=60)  # fmt: skip
+    reconciled = subprocess.run(
+        [str(BIN / "ogpgy"), "reconcile", "--target", target, "--password", ADMIN_PASSWORD],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert reconciled.returncode == 0, reconciled.stderr
     assert "network settled 0, booked to clearing 0, matched 0, still completing 0, discrepancies 0" in reconciled.stdout
 
@@ -98,13 +111,18 @@ def test_the_printed_token_hint_works_as_printed(tmp_path: Path) -> None:
     """`ogpgy up --data-dir D` prints how to get a token; that very command must work (it once
     left out --data-dir and failed)."""
     data = tmp_path / "elsewhere"
-    proc = subprocess.Popen([str(BIN / "ogpgy"), "up", "--port", "0", "--data-dir", str(data)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)  # fmt: skip
+    proc = subprocess.Popen(
+        [str(BIN / "ogpgy"), "up", "--port", "0", "--data-dir", str(data)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
     try:
         assert proc.stdout is not None
         hint = next(line for line in proc.stdout if "TOKEN=$(" in line)
         command = hint.strip().removeprefix("TOKEN=$(").removesuffix(")").replace("scripts/ogpgy", str(BIN / "ogpgy"), 1)
-        token = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=30, cwd=tmp_path)  # noqa: S602 - the hint is a shell line
+        token = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=30, cwd=tmp_path)
         assert token.returncode == 0 and token.stdout.count(".") == 2, token.stderr
     finally:
         proc.terminate()

@@ -7,12 +7,12 @@ import asyncio
 import grpc
 from google.protobuf import field_mask_pb2
 from grpc import aio
+
+from mesh.embedded import RunningBank
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.customer.v1 import customer_service_pb2 as pb
 from ogpgy.customer.v1 import customer_service_pb2_grpc as pb_grpc
 from ogpgy.type.v1 import address_pb2, date_pb2
-
-from mesh.embedded import RunningBank
 from tests.bank_helpers import Bank, fresh_document
 from tests.conftest import document, onboarding
 from tests.grpc_assert import error_reason, field_violations, rpc_error
@@ -43,7 +43,11 @@ async def test_rejected_kyc_carries_every_reason(customers: Stub) -> None:
         pb.KYC_REJECTION_REASON_DOCUMENT_CHECK_DIGIT_MISMATCH,
         pb.KYC_REJECTION_REASON_SANCTIONS_LIST_MATCH,
     ]
-    minor = (await customers.OnboardCustomer(onboarding("r-minor", date_of_birth=date_pb2.Date(year=2010, month=1, day=1), document=document("XY0000003")))).customer
+    minor = (
+        await customers.OnboardCustomer(
+            onboarding("r-minor", date_of_birth=date_pb2.Date(year=2010, month=1, day=1), document=document("XY0000003"))
+        )
+    ).customer
     assert list(minor.kyc.reasons) == [pb.KYC_REJECTION_REASON_UNDERAGE]
 
 
@@ -68,7 +72,10 @@ async def test_bad_input_is_invalid_argument_with_field_violations(customers: St
     }
     assert "E.164" not in violations["email"]
     assert set(await field_violations(customers.GetCustomer(pb.GetCustomerRequest(customer_id="42")))) == {"customer_id"}
-    assert set(await field_violations(customers.ListCustomers(pb.ListCustomersRequest(page_size=-1, page_token="garbage")))) == {"page_size", "page_token"}
+    assert set(await field_violations(customers.ListCustomers(pb.ListCustomersRequest(page_size=-1, page_token="garbage")))) == {
+        "page_size",
+        "page_token",
+    }
 
 
 async def test_unknown_id_is_not_found(customers: Stub) -> None:
@@ -155,9 +162,11 @@ async def test_update_validates_mask_and_values(customers: Stub) -> None:
     )
     assert set(await field_violations(customers.UpdateCustomer(bad))) == {"update_mask", "customer.email"}
     missing = pb.UpdateCustomerRequest(
-        request_id="v-2", customer_id="cus_01UNKNOWN", customer=pb.Customer(email="a@b.co"),
+        request_id="v-2",
+        customer_id="cus_01UNKNOWN",
+        customer=pb.Customer(email="a@b.co"),
         update_mask=field_mask_pb2.FieldMask(paths=["email"]),
-    )  # fmt: skip
+    )
     await rpc_error(customers.UpdateCustomer(missing), grpc.StatusCode.NOT_FOUND)
 
 
@@ -165,23 +174,48 @@ async def test_a_possible_sanctions_match_waits_for_an_admin(channel: aio.Channe
     """A near hit was a silent VERIFIED (or an evasion); it is a REVIEW now: no account until an
     admin clears it (then the default account follows by event), or rejects it."""
     client = Bank(channel)
-    near = (await client.customers.OnboardCustomer(onboarding("near-1", given_name="Viktor J.", family_name="Blackwood",
-                                                              document=document(fresh_document())))).customer  # fmt: skip
+    near = (
+        await client.customers.OnboardCustomer(
+            onboarding("near-1", given_name="Viktor J.", family_name="Blackwood", document=document(fresh_document()))
+        )
+    ).customer
     assert (near.kyc.status, list(near.kyc.reasons)) == (pb.KYC_STATUS_REVIEW, [pb.KYC_REJECTION_REASON_SANCTIONS_POSSIBLE_MATCH])
-    refused = apb.OpenAccountRequest(request_id="too-soon", customer_id=near.customer_id, type=apb.ACCOUNT_TYPE_PERSONAL_SAVINGS,
-                                     currency_code="EUR")  # fmt: skip
-    assert (await error_reason(client.accounts.OpenAccount(refused), grpc.StatusCode.FAILED_PRECONDITION)).reason == "CUSTOMER_NOT_VERIFIED"
-    cleared = (await client.customers.ReviewKyc(pb.ReviewKycRequest(request_id="clear-1", customer_id=near.customer_id,
-                                                                    decision=pb.KYC_DECISION_CLEAR))).customer  # fmt: skip
+    refused = apb.OpenAccountRequest(
+        request_id="too-soon", customer_id=near.customer_id, type=apb.ACCOUNT_TYPE_PERSONAL_SAVINGS, currency_code="EUR"
+    )
+    assert (
+        await error_reason(client.accounts.OpenAccount(refused), grpc.StatusCode.FAILED_PRECONDITION)
+    ).reason == "CUSTOMER_NOT_VERIFIED"
+    cleared = (
+        await client.customers.ReviewKyc(
+            pb.ReviewKycRequest(request_id="clear-1", customer_id=near.customer_id, decision=pb.KYC_DECISION_CLEAR)
+        )
+    ).customer
     assert cleared.kyc.status == pb.KYC_STATUS_VERIFIED and cleared.version == near.version + 1
     assert (await client.default_account(near.customer_id)).type == apb.ACCOUNT_TYPE_PERSONAL_CHECKING, "the event opened it"
     again = pb.ReviewKycRequest(request_id="clear-2", customer_id=near.customer_id, decision=pb.KYC_DECISION_REJECT)
-    assert (await error_reason(client.customers.ReviewKyc(again), grpc.StatusCode.FAILED_PRECONDITION)).reason == "KYC_NOT_IN_REVIEW"
+    assert (
+        await error_reason(client.customers.ReviewKyc(again), grpc.StatusCode.FAILED_PRECONDITION)
+    ).reason == "KYC_NOT_IN_REVIEW"
 
-    other = (await client.customers.OnboardCustomer(onboarding("near-2", given_name="Ivan", family_name="Sidorov",
-             date_of_birth=date_pb2.Date(year=1961, month=4, day=12), document=document(fresh_document())))).customer  # fmt: skip
+    other = (
+        await client.customers.OnboardCustomer(
+            onboarding(
+                "near-2",
+                given_name="Ivan",
+                family_name="Sidorov",
+                date_of_birth=date_pb2.Date(year=1961, month=4, day=12),
+                document=document(fresh_document()),
+            )
+        )
+    ).customer
     assert other.kyc.status == pb.KYC_STATUS_REVIEW
-    rejected = (await client.customers.ReviewKyc(pb.ReviewKycRequest(request_id="reject-1", customer_id=other.customer_id,
-                                                                     decision=pb.KYC_DECISION_REJECT))).customer  # fmt: skip
+    rejected = (
+        await client.customers.ReviewKyc(
+            pb.ReviewKycRequest(request_id="reject-1", customer_id=other.customer_id, decision=pb.KYC_DECISION_REJECT)
+        )
+    ).customer
     assert rejected.kyc.status == pb.KYC_STATUS_REJECTED and pb.KYC_REJECTION_REASON_REJECTED_ON_REVIEW in rejected.kyc.reasons
-    assert "decision" in await field_violations(client.customers.ReviewKyc(pb.ReviewKycRequest(request_id="r", customer_id=other.customer_id)))
+    assert "decision" in await field_violations(
+        client.customers.ReviewKyc(pb.ReviewKycRequest(request_id="r", customer_id=other.customer_id))
+    )

@@ -13,6 +13,8 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc import aio
+
+from common.config import Settings
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.interest.v1 import interest_service_pb2 as ipb
 from ogpgy.interest.v1 import interest_service_pb2_grpc as igrpc
@@ -21,8 +23,6 @@ from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
 from ogpgy.payment.v1 import payment_service_pb2 as ppb
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
 from ogpgy.type.v1 import date_pb2
-
-from common.config import Settings
 from tests.bank_helpers import Bank, eur, generous_fraud_rules
 from tests.conftest import ADMIN_PASSWORD
 
@@ -54,24 +54,46 @@ async def _streamed(call: aio.UnaryStreamCall) -> None:  # type: ignore[type-arg
         pass
 
 
-async def test_a_deadline_inside_in_process_hops_is_deadline_exceeded(channel: aio.Channel, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_deadline_inside_in_process_hops_is_deadline_exceeded(
+    channel: aio.Channel, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING)
     bank = Bank(channel)
     customer = await bank.verified_customer("deadlines")
     account = (await bank.default_account(customer)).account_id
     savings = await bank.open(customer, "deadlines")
     await bank.deposit(account, "5000.00", "deadlines")
-    payments, interest, loans = pgrpc.PaymentServiceStub(channel), igrpc.InterestServiceStub(channel), lgrpc.LendingServiceStub(channel)
+    payments, interest, loans = (
+        pgrpc.PaymentServiceStub(channel),
+        igrpc.InterestServiceStub(channel),
+        lgrpc.LendingServiceStub(channel),
+    )
     calls: dict[str, Callable[[str, float], Awaitable[object]]] = {
-        "CreatePayment": lambda key, t: payments.CreatePayment(ppb.CreatePaymentRequest(
-            request_id=key, debtor_account_id=account, amount=eur("1.00"), internal=ppb.InternalBeneficiary(account_id=savings)), timeout=t),
-        "RunDailyInterest": lambda key, t: _streamed(interest.RunDailyInterest(ipb.RunDailyInterestRequest(
-            request_id=key, business_date=_day(key)), timeout=t)),
-        "OpenAccount": lambda key, t: bank.accounts.OpenAccount(apb.OpenAccountRequest(
-            request_id=key, customer_id=customer, type=apb.ACCOUNT_TYPE_PERSONAL_SAVINGS, currency_code="EUR"), timeout=t),
-        "ApplyForLoan": lambda key, t: loans.ApplyForLoan(lpb.ApplyForLoanRequest(
-            request_id=key, customer_id=customer, account_id=account, principal=eur("100.00"), term_months=6), timeout=t),
-    }  # fmt: skip
+        "CreatePayment": lambda key, t: payments.CreatePayment(
+            ppb.CreatePaymentRequest(
+                request_id=key,
+                debtor_account_id=account,
+                amount=eur("1.00"),
+                internal=ppb.InternalBeneficiary(account_id=savings),
+            ),
+            timeout=t,
+        ),
+        "RunDailyInterest": lambda key, t: _streamed(
+            interest.RunDailyInterest(ipb.RunDailyInterestRequest(request_id=key, business_date=_day(key)), timeout=t)
+        ),
+        "OpenAccount": lambda key, t: bank.accounts.OpenAccount(
+            apb.OpenAccountRequest(
+                request_id=key, customer_id=customer, type=apb.ACCOUNT_TYPE_PERSONAL_SAVINGS, currency_code="EUR"
+            ),
+            timeout=t,
+        ),
+        "ApplyForLoan": lambda key, t: loans.ApplyForLoan(
+            lpb.ApplyForLoanRequest(
+                request_id=key, customer_id=customer, account_id=account, principal=eur("100.00"), term_months=6
+            ),
+            timeout=t,
+        ),
+    }
     wrong = {}
     for name, call in calls.items():
         for i, deadline in enumerate(DEADLINES * 3):
@@ -79,5 +101,7 @@ async def test_a_deadline_inside_in_process_hops_is_deadline_exceeded(channel: a
             if code not in ALLOWED:
                 wrong[f"{name} at {deadline * 1000:g} ms"] = code.name
     assert not wrong, wrong
-    noise = [r.getMessage() for r in caplog.records if "unhandled error" in r.getMessage() or "Failed to detach" in r.getMessage()]
+    noise = [
+        r.getMessage() for r in caplog.records if "unhandled error" in r.getMessage() or "Failed to detach" in r.getMessage()
+    ]
     assert not noise, noise

@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 from grpc import aio
-from ogpgy.account.v1 import account_service_pb2 as apb
-from ogpgy.customer.v1 import customer_service_pb2 as cpb
-from ogpgy.customer.v1.events_pb2 import CustomerUpdated
 
 from common.config import Settings
 from common.events.bus import EventBus
@@ -24,18 +21,13 @@ from common.events.memory import InMemoryBackend
 from common.events.redis_streams import DLQ_PREFIX, RedisStreamsBackend, stream_of
 from common.ids import new_id
 from mesh.embedded import start_embedded
-from tests.bank_helpers import Bank, admin_channel
+from ogpgy.account.v1 import account_service_pb2 as apb
+from ogpgy.customer.v1 import customer_service_pb2 as cpb
+from ogpgy.customer.v1.events_pb2 import CustomerUpdated
+from tests.bank_helpers import Bank, admin_channel, eventually
 from tests.conftest import ADMIN_PASSWORD
 from tests.processes import BankProcess
 from tests.servers import RedisServer
-
-
-async def _eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15, what: str = "condition") -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        await asyncio.sleep(0.05)
 
 
 async def _accounts_of(target: str, customer_id: str) -> list[apb.Account]:
@@ -67,7 +59,7 @@ async def test_event_committed_before_a_crash_is_delivered_after_restart(tmp_pat
     restarted = BankProcess(tmp_path).start()
     try:
         customer = await _only_customer(restarted.target)
-        await _eventually(lambda: _has_accounts(restarted.target, customer), what="default account after restart")
+        await eventually(lambda: _has_accounts(restarted.target, customer), what="default account after restart")
         await asyncio.sleep(0.3)
         assert len(await _accounts_of(restarted.target, customer)) == 1
     finally:
@@ -93,7 +85,7 @@ async def test_consumer_crash_before_ack_is_redelivered_and_applied_once(tmp_pat
         async def acked() -> bool:
             return (await client.xpending(stream, "account"))["pending"] == 0
 
-        await _eventually(acked, what="redelivered event acked")
+        await eventually(acked, what="redelivered event acked")
         await client.aclose()
         assert len(await _accounts_of(restarted.target, customer)) == 1, "redelivery changed nothing"
     finally:
@@ -120,7 +112,7 @@ async def _poison_run(backend: RedisStreamsBackend | InMemoryBackend) -> tuple[l
     async def done() -> bool:
         return len(handled) == 3 and len(backend.dead_letters("digest")) == 1
 
-    await _eventually(done, what="good events handled and poison dead-lettered")
+    await eventually(done, what="good events handled and poison dead-lettered")
     return handled, backend.dead_letters("digest")
 
 
@@ -145,8 +137,9 @@ async def test_poison_event_is_dead_lettered_in_memory() -> None:
 
 @pytest.fixture
 async def redis_bank(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[str]:
-    settings = Settings(data_dir=tmp_path, port=0, redis_url=redis_server.url, event_redelivery_ms=300,
-                        admin_password=ADMIN_PASSWORD)  # fmt: skip
+    settings = Settings(
+        data_dir=tmp_path, port=0, redis_url=redis_server.url, event_redelivery_ms=300, admin_password=ADMIN_PASSWORD
+    )
     bank = await start_embedded(settings)
     yield bank.target
     await bank.stop(grace=1)
@@ -177,7 +170,9 @@ async def test_operators_reach_dead_letters_through_the_bus(tmp_path: Path) -> N
     await bus.shutdown()
 
 
-async def test_trimming_never_drops_what_a_group_has_not_acknowledged(redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+async def test_trimming_never_drops_what_a_group_has_not_acknowledged(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
     """XADD MAXLEN cut entries a slow or stopped group had not read (after the outbox had marked
     them published): events lost. A stream is now trimmed only below its slowest group."""
     backend = RedisStreamsBackend(redis_server.url, max_len=10, lag_alarm=100)
@@ -199,11 +194,26 @@ async def test_trimming_never_drops_what_a_group_has_not_acknowledged(redis_serv
     assert await client.xlen(read) == 200, "acknowledged entries go, pending and unread ones stay"
     caplog.set_level(logging.ERROR)
     subscription = await backend.subscribe(["test.v1.Slow"], "slow", _ignore)
-    await backend._measure_lag(subscription)  # noqa: SLF001 - what the consumer loop runs every few seconds
+    await backend._measure_lag(subscription)
     assert any("is 200 events behind" in r.getMessage() for r in caplog.records), "a group far behind is an alarm"
     await subscription.close()
     await client.delete(read, unread)
     await client.aclose()
+    await backend.stop()
+
+
+async def test_a_subscription_closes_promptly_while_its_handler_is_slow(redis_server: RedisServer) -> None:
+    """redis-py can swallow the cancellation of a read (the subscription's close): the consumer then
+    went on to the next event it had read, and close() waited for a handler that never ended."""
+    backend = RedisStreamsBackend(redis_server.url, block_ms=50)
+    stream = stream_of("test.v1.Closing")
+    for round_ in range(30):
+        for i in range(3):
+            await backend.publish(Envelope(new_id("evt"), "test.v1.Closing", str(i).encode(), "2026-01-01T00:00:00+00:00", {}))
+        subscription = await backend.subscribe(["test.v1.Closing"], f"closing-{round_}", _ignore)
+        await asyncio.sleep(round_ % 6 * 0.02)  # reading, handling, or blocked in XREADGROUP
+        await asyncio.wait_for(subscription.close(), 5)
+    await backend._redis.delete(stream)
     await backend.stop()
 
 

@@ -6,30 +6,29 @@ floor is left unpaid, never pushed past it. It never refuses a movement."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import UTC, datetime
 
 import pytest
 from grpc import aio
-from ogpgy.account.v1 import account_service_pb2 as apb
-from ogpgy.type.v1 import date_pb2
 
 from common.clock import Clock, FixedClock
 from common.config import Settings
 from common.di import ContextModuleBuilder
 from mesh.embedded import start_embedded
+from ogpgy.account.v1 import account_service_pb2 as apb
+from ogpgy.type.v1 import date_pb2
 from tests.bank_helpers import Bank, admin_channel, eur
 from tests.grpc_assert import field_violations
 from tests.ledger_checks import broken_ledger
 
 MAY = date_pb2.Date(year=2026, month=5, day=1)
-CLOCK = FixedClock(datetime(2026, 5, 10, 9, 0, tzinfo=timezone.utc))
+CLOCK = FixedClock(datetime(2026, 5, 10, 9, 0, tzinfo=UTC))
 
 
 @pytest.fixture
 async def channel(settings: Settings) -> AsyncIterator[aio.Channel]:
     """A bank whose clock the test moves through May into June."""
-    CLOCK.move_to(datetime(2026, 5, 10, 9, 0, tzinfo=timezone.utc))
+    CLOCK.move_to(datetime(2026, 5, 10, 9, 0, tzinfo=UTC))
 
     def movable(builder: ContextModuleBuilder) -> None:
         builder.override(Clock, CLOCK)
@@ -41,25 +40,32 @@ async def channel(settings: Settings) -> AsyncIterator[aio.Channel]:
 
 
 def _on(day: int, month: int = 5) -> None:
-    CLOCK.move_to(datetime(2026, month, day, 12, 0, tzinfo=timezone.utc))
+    CLOCK.move_to(datetime(2026, month, day, 12, 0, tzinfo=UTC))
 
 
 async def _charge(bank: Bank, key: str, month: date_pb2.Date = MAY, limit: int = 2) -> list[apb.ChargeMonthlyFeesResponse]:
     chunks, after = [], ""
     while True:
-        chunk = await bank.accounts.ChargeMonthlyFees(apb.ChargeMonthlyFeesRequest(
-            request_id=f"{key}-{after or 'start'}", month=month, currency_code="EUR", after_account_id=after, limit=limit))  # fmt: skip
+        chunk = await bank.accounts.ChargeMonthlyFees(
+            apb.ChargeMonthlyFeesRequest(
+                request_id=f"{key}-{after or 'start'}", month=month, currency_code="EUR", after_account_id=after, limit=limit
+            )
+        )
         chunks.append(chunk)
         if chunk.done:
             return chunks
         after = chunk.last_account_id
 
 
-async def test_the_fee_is_charged_for_a_month_below_the_minimum_and_waived_otherwise(channel: aio.Channel, settings: Settings) -> None:
+async def test_the_fee_is_charged_for_a_month_below_the_minimum_and_waived_otherwise(
+    channel: aio.Channel, settings: Settings
+) -> None:
     bank = Bank(channel)
     customer = await bank.verified_customer("fees")
     business = apb.ACCOUNT_TYPE_BUSINESS_CHECKING  # fee 15.00, minimum 1,000.00, overdraft 5,000.00
-    dipped, steady, empty, broke = [await bank.open(customer, f"fees-{n}", business) for n in ("dipped", "steady", "empty", "broke")]
+    dipped, steady, empty, broke = [
+        await bank.open(customer, f"fees-{n}", business) for n in ("dipped", "steady", "empty", "broke")
+    ]
     premium = await bank.open(customer, "fees-premium", apb.ACCOUNT_TYPE_PREMIUM_CHECKING)  # no fee
     for account in (dipped, steady):
         await bank.deposit(account, "2000.00", f"{account}-in")
@@ -86,7 +92,9 @@ async def test_the_fee_is_charged_for_a_month_below_the_minimum_and_waived_other
 
 async def test_the_minimum_balance_never_refuses_a_movement(channel: aio.Channel) -> None:
     bank = Bank(channel)
-    account = await bank.open(await bank.verified_customer("fees-free"), "fees-free", apb.ACCOUNT_TYPE_PREMIUM_CHECKING)  # minimum 5,000.00
+    account = await bank.open(
+        await bank.verified_customer("fees-free"), "fees-free", apb.ACCOUNT_TYPE_PREMIUM_CHECKING
+    )  # minimum 5,000.00
     await bank.deposit(account, "100.00", "fees-free")
     moved = await bank.accounts.Withdraw(apb.WithdrawRequest(request_id="below-minimum", account_id=account, amount=eur("90.00")))
     assert moved.transfer.amount.amount == "90.00"

@@ -77,7 +77,9 @@ async def test_request_id_and_deadline_reach_the_next_hop(relay: str, probe: tup
     assert without["remaining"] is None, "no deadline is invented"
 
 
-async def test_streaming_calls_carry_the_token_request_id_and_deadline(relay: str, probe: tuple[str, list[dict[str, object]]]) -> None:
+async def test_streaming_calls_carry_the_token_request_id_and_deadline(
+    relay: str, probe: tuple[str, list[dict[str, object]]]
+) -> None:
     """grpc.aio files a client interceptor under one call kind only: streams need their own."""
     from common.grpc.client import bearer_channel
 
@@ -87,7 +89,9 @@ async def test_streaming_calls_carry_the_token_request_id_and_deadline(relay: st
 
     server = GrpcServer()
     port = server.bind("127.0.0.1:0")
-    server.add_handlers(grpc.method_handlers_generic_handler("test.Stream", {"Echo": grpc.unary_stream_rpc_method_handler(stream)}))
+    server.add_handlers(
+        grpc.method_handlers_generic_handler("test.Stream", {"Echo": grpc.unary_stream_rpc_method_handler(stream)})
+    )
     await server.start()
     try:
         async with bearer_channel(f"127.0.0.1:{port}", "tok") as channel:
@@ -147,8 +151,12 @@ async def test_client_and_bidi_streams_are_guarded_like_the_rest() -> None:
     server = GrpcServer()
     port = server.bind("127.0.0.1:0")
     server.require_authentication(BearerAuthenticator(TokenVerifier(key.public_key(), settings)))
-    server.add_handlers(grpc.method_handlers_generic_handler("test.Streams", {
-        "Total": grpc.stream_unary_rpc_method_handler(total), "Echo": grpc.stream_stream_rpc_method_handler(echo)}))  # fmt: skip
+    server.add_handlers(
+        grpc.method_handlers_generic_handler(
+            "test.Streams",
+            {"Total": grpc.stream_unary_rpc_method_handler(total), "Echo": grpc.stream_stream_rpc_method_handler(echo)},
+        )
+    )
     await server.start()
     token = issue(key, settings, SecurityContext("usr_1", "admin", (ADMIN,)))[0]
     try:
@@ -165,7 +173,10 @@ async def test_client_and_bidi_streams_are_guarded_like_the_rest() -> None:
             with pytest.raises(aio.AioRpcError) as refused:
                 async for answer in echoed(iter([b"one", b"refuse", b"never"]), metadata=authorized):
                     got.append(answer)
-            assert got == [b"one"] and (await error_reason(_raise(refused.value), grpc.StatusCode.FAILED_PRECONDITION)).reason == "REFUSED"
+            assert (
+                got == [b"one"]
+                and (await error_reason(_raise(refused.value), grpc.StatusCode.FAILED_PRECONDITION)).reason == "REFUSED"
+            )
     finally:
         await server.stop(0)
 

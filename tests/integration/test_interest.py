@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc import aio
+
+from common.config import Settings
+from mesh.embedded import RunningBank
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
 from ogpgy.interest.v1 import interest_service_pb2 as ipb
 from ogpgy.interest.v1 import interest_service_pb2_grpc as igrpc
 from ogpgy.type.v1 import date_pb2
-
-from common.config import Settings
-from mesh.embedded import RunningBank
 from services.account.repository import LedgerRepository
 from tests.bank_helpers import Bank, admin_channel, eur
 from tests.conftest import ADMIN_PASSWORD
@@ -59,7 +60,9 @@ def _day(iso: str) -> date_pb2.Date:
 
 
 async def _run(channel: aio.Channel, iso: str) -> list[ipb.InterestRun]:
-    stream = igrpc.InterestServiceStub(channel).RunDailyInterest(ipb.RunDailyInterestRequest(request_id=f"r-{iso}", business_date=_day(iso)))
+    stream = igrpc.InterestServiceStub(channel).RunDailyInterest(
+        ipb.RunDailyInterestRequest(request_id=f"r-{iso}", business_date=_day(iso))
+    )
     return [answer.run async for answer in stream]
 
 
@@ -74,12 +77,18 @@ async def test_exact_tiered_interest_once_per_date(bank: RunningBank, channel: a
     for account, balance in opened.items():
         expected = EDGES.get(balance, balance if balance != "0" else "0.00")
         assert (await client.balance(account))[0] == expected
-    info = await error_reason(igrpc.InterestServiceStub(channel).RunDailyInterest(
-        ipb.RunDailyInterestRequest(request_id="again", business_date=_day("2026-06-15"))).read(), grpc.StatusCode.FAILED_PRECONDITION)  # fmt: skip
+    info = await error_reason(
+        igrpc.InterestServiceStub(channel)
+        .RunDailyInterest(ipb.RunDailyInterestRequest(request_id="again", business_date=_day("2026-06-15")))
+        .read(),
+        grpc.StatusCode.FAILED_PRECONDITION,
+    )
     assert info.reason == "INTEREST_RUN_ALREADY_COMPLETED"
     leap = (await _run(channel, "2024-02-29"))[-1]
     assert leap.status == ipb.INTEREST_RUN_STATUS_COMPLETED, "29 February is a business date (Actual/365 Fixed)"
-    got = (await igrpc.InterestServiceStub(channel).GetInterestRun(ipb.GetInterestRunRequest(business_date=_day("2026-06-15")))).run
+    got = (
+        await igrpc.InterestServiceStub(channel).GetInterestRun(ipb.GetInterestRunRequest(business_date=_day("2026-06-15")))
+    ).run
     assert got.processed == 6 and got.total_interest.amount == "1.14"
     debits, credits, total = await bank.contexts["account"].resolve(LedgerRepository).totals()
     assert debits == credits and total == 0
@@ -95,8 +104,13 @@ async def test_a_day_accrues_once_it_has_begun_for_the_accounts_open_by_then(ban
     for iso in ("2026-06-16", "2858-01-01"):
         ahead = ipb.RunDailyInterestRequest(request_id=f"ahead-{iso}", business_date=_day(iso))
         assert "business_date" in await field_violations(interest.RunDailyInterest(ahead).read())
-        direct = apb.AccrueInterestRequest(request_id=f"direct-{iso}", business_date=_day(iso), currency_code="EUR", limit=10,
-                                           tiers=[apb.InterestTier(annual_rate="0.01")])  # fmt: skip
+        direct = apb.AccrueInterestRequest(
+            request_id=f"direct-{iso}",
+            business_date=_day(iso),
+            currency_code="EUR",
+            limit=10,
+            tiers=[apb.InterestTier(annual_rate="0.01")],
+        )
         assert "business_date" in await field_violations(accounts.AccrueInterest(direct))
     before = (await _run(channel, "2026-06-14"))[-1]
     assert (before.processed, before.total_interest.amount) == (0, "0.00"), "opened the day after: nothing for that day"
@@ -110,13 +124,23 @@ async def test_a_chunk_asked_again_reports_what_is_posted_without_posting(bank: 
     opened = await _accounts_at_edges(channel)
     interest = {a: Decimal(EDGES.get(b, b)) - Decimal(b) for a, b in opened.items()}
     ids = sorted(opened)
-    tiers = [apb.InterestTier(up_to=eur("1000.00"), annual_rate="0.005"), apb.InterestTier(up_to=eur("10000.00"), annual_rate="0.015"),
-             apb.InterestTier(annual_rate="0.025")]  # fmt: skip
+    tiers = [
+        apb.InterestTier(up_to=eur("1000.00"), annual_rate="0.005"),
+        apb.InterestTier(up_to=eur("10000.00"), annual_rate="0.015"),
+        apb.InterestTier(annual_rate="0.025"),
+    ]
 
     async def accrue(after: str, limit: int) -> apb.AccrueInterestResponse:
-        return await agrpc.AccountServiceStub(channel).AccrueInterest(apb.AccrueInterestRequest(
-            request_id=f"accrue-{after or 'start'}-{limit}", business_date=_day("2026-06-15"), currency_code="EUR",
-            tiers=tiers, after_account_id=after, limit=limit))  # fmt: skip
+        return await agrpc.AccountServiceStub(channel).AccrueInterest(
+            apb.AccrueInterestRequest(
+                request_id=f"accrue-{after or 'start'}-{limit}",
+                business_date=_day("2026-06-15"),
+                currency_code="EUR",
+                tiers=tiers,
+                after_account_id=after,
+                limit=limit,
+            )
+        )
 
     first = await accrue("", 4)
     assert (first.processed, first.last_account_id, first.eligible) == (4, ids[3], 6)
@@ -142,7 +166,7 @@ async def test_a_run_killed_midway_resumes_with_identical_totals(tmp_path: Path)
             opened = await _accounts_at_edges(channel)
     finally:
         first.stop()
-    today = datetime.now(timezone.utc).date().isoformat()  # a process on the real clock: its accounts opened today
+    today = datetime.now(UTC).date().isoformat()  # a process on the real clock: its accounts opened today
     crashing = BankProcess(tmp_path, "--interest-chunk", "2", faults="batch.after_chunk").start()
     async with admin_channel(crashing.target) as channel:
         with pytest.raises(aio.AioRpcError):
@@ -150,8 +174,13 @@ async def test_a_run_killed_midway_resumes_with_identical_totals(tmp_path: Path)
     assert crashing.wait_exit(timeout=30) == 137
     resumed = BankProcess(tmp_path, "--interest-chunk", "3").start()  # another chunk size: the recorded chunk still counts
     try:
-        cli = subprocess.run([str(BIN / "ogpgy"), "interest", "run", "--date", today, "--target", resumed.target,
-                              "--password", ADMIN_PASSWORD], capture_output=True, text=True, timeout=60)  # fmt: skip
+        cli = await asyncio.to_thread(
+            subprocess.run,
+            [str(BIN / "ogpgy"), "interest", "run", "--date", today, "--target", resumed.target, "--password", ADMIN_PASSWORD],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert cli.returncode == 0, cli.stderr
         assert "COMPLETED, 6 accounts, 1.14 EUR posted" in cli.stdout and "100%" in cli.stderr
         async with admin_channel(resumed.target) as channel:

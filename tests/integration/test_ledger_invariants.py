@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 import grpc
 import pytest
 from google.rpc import error_details_pb2
-from ogpgy.account.v1 import account_service_pb2 as apb
 
 from common.db.base import Tx
 from common.grpc.client import bearer_channel
 from common.grpc.status import rich_status, unpack_detail
 from mesh.embedded import RunningBank
+from ogpgy.account.v1 import account_service_pb2 as apb
 from services.account.repository import AccountDatabase, LedgerRepository
 from tests.bank_helpers import Bank, eur
 
@@ -50,6 +50,11 @@ async def _call(journal: Journal, request_id: str, call: Callable[[], Awaitable[
         journal.refused[reason] = journal.refused.get(reason, 0) + 1
 
 
+def transfer_id(answer: object) -> str:
+    """What a journal records of a movement's answer: the transfer it made."""
+    return answer.transfer.transfer_id  # type: ignore[attr-defined]  # any of the movement responses
+
+
 def _amount(rng: random.Random) -> str:
     cents = rng.choice([1, 99, 100, 2_500, 10_000, 25_000, 49_999, 50_000, 75_001])
     return f"{cents // 100}.{cents % 100:02d}"
@@ -59,7 +64,6 @@ async def _operation(i: int, rng: random.Random, client: Bank, accounts: list[st
     kind = rng.choices(["transfer", "retry", "hold", "resolve", "withdraw", "deposit"], [40, 15, 12, 12, 11, 10])[0]
     a, b = rng.sample(accounts, 2)
     rid = f"op-{i}"
-    transfer_id: Callable[[object], str] = lambda r: r.transfer.transfer_id  # type: ignore[attr-defined]
     if kind == "retry" and sent:
         rid, call, made = rng.choice(sent)
         await _call(journal, rid, call, made)
@@ -141,7 +145,12 @@ async def test_random_concurrent_movements_keep_the_ledger_exact(bank: RunningBa
 
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
         for hold in journal.open_holds:  # resolve what is left, so nothing stays reserved
-            await _call(journal, f"end-{hold}", lambda: client.accounts.ReleaseHold(apb.ReleaseHoldRequest(request_id=f"end-{hold}", hold_id=hold)), lambda r: r.hold.hold_id)  # type: ignore[attr-defined]
+            await _call(
+                journal,
+                f"end-{hold}",
+                lambda hold=hold: client.accounts.ReleaseHold(apb.ReleaseHoldRequest(request_id=f"end-{hold}", hold_id=hold)),
+                lambda r: r.hold.hold_id,
+            )  # type: ignore[attr-defined]
 
     account_context = bank.contexts["account"]
     debits, credits, total = await account_context.resolve(LedgerRepository).totals()

@@ -9,12 +9,12 @@ from decimal import Decimal
 
 import grpc
 from grpc import aio
-from ogpgy.account.v1 import account_service_pb2 as apb
-from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
-from ogpgy.type.v1 import date_pb2
 
 from common.config import Settings
 from common.money import MAX_MINOR, Money
+from ogpgy.account.v1 import account_service_pb2 as apb
+from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
+from ogpgy.type.v1 import date_pb2
 from services.account.domain import InterestTier, daily_interest
 from tests.bank_helpers import Bank, eur
 from tests.grpc_assert import error_reason, field_violations
@@ -25,8 +25,13 @@ RATE = "0.999999"  # the highest rate a tier may have (below 1, six decimals)
 
 
 def _accrue(request_id: str) -> apb.AccrueInterestRequest:
-    return apb.AccrueInterestRequest(request_id=request_id, business_date=date_pb2.Date(year=2026, month=6, day=15),
-                                     currency_code="EUR", tiers=[apb.InterestTier(annual_rate=RATE)], limit=1000)  # fmt: skip
+    return apb.AccrueInterestRequest(
+        request_id=request_id,
+        business_date=date_pb2.Date(year=2026, month=6, day=15),
+        currency_code="EUR",
+        tiers=[apb.InterestTier(annual_rate=RATE)],
+        limit=1000,
+    )
 
 
 async def test_an_amount_above_the_limit_is_bad_input(channel: aio.Channel) -> None:
@@ -42,14 +47,19 @@ async def test_no_balance_passes_the_limit(channel: aio.Channel, settings: Setti
     rich, other = await client.open(customer, "rich"), await client.open(customer, "other")
     await client.deposit(other, "0.01", "other")
     await client.deposit(rich, str(Decimal(LIMIT) - Decimal("0.01")), "rich")  # the bank's cash account is now at -limit
-    refused = await error_reason(client.accounts.Deposit(apb.DepositRequest(request_id="one-cent-more", account_id=other,
-                                 amount=eur("0.01"))), grpc.StatusCode.FAILED_PRECONDITION)  # fmt: skip
+    refused = await error_reason(
+        client.accounts.Deposit(apb.DepositRequest(request_id="one-cent-more", account_id=other, amount=eur("0.01"))),
+        grpc.StatusCode.FAILED_PRECONDITION,
+    )
     assert (refused.reason, refused.metadata["account_id"]) == ("BALANCE_LIMIT_EXCEEDED", "acc_CASH_EUR")
-    await client.accounts.Transfer(apb.TransferRequest(request_id="to-the-limit", debit_account_id=other, credit_account_id=rich,
-                                                       amount=eur("0.01")))  # fmt: skip
+    await client.accounts.Transfer(
+        apb.TransferRequest(request_id="to-the-limit", debit_account_id=other, credit_account_id=rich, amount=eur("0.01"))
+    )
     assert (await client.balance(rich))[0] == LIMIT
     past = await error_reason(client.accounts.AccrueInterest(_accrue("past-the-limit")), grpc.StatusCode.FAILED_PRECONDITION)
-    assert (past.reason, past.metadata["account_id"]) == ("BALANCE_LIMIT_EXCEEDED", rich), "interest would pass it: refused, whole"
+    assert (past.reason, past.metadata["account_id"]) == ("BALANCE_LIMIT_EXCEEDED", rich), (
+        "interest would pass it: refused, whole"
+    )
     assert (await client.balance(rich))[0] == LIMIT and not await broken_ledger(settings)
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 from grpc import aio
-from ogpgy.lending.v1 import lending_service_pb2 as lpb
-from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
 
 from common import faults
 from common.config import Settings
 from mesh.embedded import RunningBank
+from ogpgy.lending.v1 import lending_service_pb2 as lpb
+from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
 from services.account.repository import LedgerRepository
 from tests.bank_helpers import Bank, admin_channel, eur
 from tests.conftest import ADMIN_PASSWORD
@@ -35,9 +35,14 @@ async def _approved_loan(channel: aio.Channel, tag: str, amount: str = "2500.00"
     client, loans = Bank(channel), lgrpc.LendingServiceStub(channel)
     customer = await client.verified_customer(tag)
     account = (await client.default_account(customer)).account_id
-    applied = await loans.ApplyForLoan(lpb.ApplyForLoanRequest(request_id=f"apply-{tag}", customer_id=customer,
-                                                               account_id=account, principal=eur(amount), term_months=24))  # fmt: skip
-    await loans.ApproveLoan(lpb.ApproveLoanRequest(request_id=f"approve-{tag}", loan_id=applied.loan.loan_id, annual_interest_rate="0.059"))
+    applied = await loans.ApplyForLoan(
+        lpb.ApplyForLoanRequest(
+            request_id=f"apply-{tag}", customer_id=customer, account_id=account, principal=eur(amount), term_months=24
+        )
+    )
+    await loans.ApproveLoan(
+        lpb.ApproveLoanRequest(request_id=f"approve-{tag}", loan_id=applied.loan.loan_id, annual_interest_rate="0.059")
+    )
     return applied.loan.loan_id, account
 
 
@@ -55,8 +60,9 @@ async def lending(bank: RunningBank, channel: aio.Channel) -> AsyncIterator[lgrp
     faults.disarm()
 
 
-async def test_disbursement_completes_and_moves_the_money_once(bank: RunningBank, channel: aio.Channel,
-                                                               lending: lgrpc.LendingServiceStub) -> None:  # fmt: skip
+async def test_disbursement_completes_and_moves_the_money_once(
+    bank: RunningBank, channel: aio.Channel, lending: lgrpc.LendingServiceStub
+) -> None:
     loan_id, account = await _approved_loan(channel, "ok")
     loan = (await lending.DisburseLoan(lpb.DisburseLoanRequest(request_id="d-ok", loan_id=loan_id))).loan
     assert loan.status == lpb.LOAN_STATUS_DISBURSED and loan.saga_status == lpb.SAGA_STATUS_COMPLETED
@@ -78,7 +84,9 @@ async def test_a_failing_step_is_compensated_in_reverse(channel: aio.Channel, le
     assert await _money(channel, account) == (Decimal("0.00"), Decimal("0.00"), Decimal("0.00")), "nothing created, lost or held"
 
 
-async def test_a_compensation_that_keeps_failing_needs_an_operator(channel: aio.Channel, lending: lgrpc.LendingServiceStub) -> None:
+async def test_a_compensation_that_keeps_failing_needs_an_operator(
+    channel: aio.Channel, lending: lgrpc.LendingServiceStub
+) -> None:
     loan_id, account = await _approved_loan(channel, "op")
     faults.arm("lending.mark_disbursed", "lending.reverse")
     loan = (await lending.DisburseLoan(lpb.DisburseLoanRequest(request_id="d-op", loan_id=loan_id))).loan
@@ -93,7 +101,13 @@ async def test_a_compensation_that_keeps_failing_needs_an_operator(channel: aio.
 
 async def test_bad_input_and_rules(channel: aio.Channel, lending: lgrpc.LendingServiceStub) -> None:
     bad = lpb.ApplyForLoanRequest(customer_id="c", account_id="a", principal=eur("0"), term_months=0)
-    assert set(await field_violations(lending.ApplyForLoan(bad))) == {"request_id", "customer_id", "account_id", "principal.amount", "term_months"}
+    assert set(await field_violations(lending.ApplyForLoan(bad))) == {
+        "request_id",
+        "customer_id",
+        "account_id",
+        "principal.amount",
+        "term_months",
+    }
     loan_id, _ = await _approved_loan(channel, "rules")
     for bad_rate in ("1.5", "NaN", "sNaN", "Infinity", "1e-3", "-0.01", "0"):  # NaN was INTERNAL once (found by fuzzing)
         rate = lpb.ApproveLoanRequest(request_id="r", loan_id=loan_id, annual_interest_rate=bad_rate)
@@ -126,7 +140,9 @@ async def test_killed_at_every_step_then_restarted(tmp_path: Path, crash_at: str
             lending = lgrpc.LendingServiceStub(channel)
             deadline = time.monotonic() + 20
             while (loan := (await lending.GetLoan(lpb.GetLoanRequest(loan_id=loan_id))).loan).saga_status not in (
-                lpb.SAGA_STATUS_COMPLETED, lpb.SAGA_STATUS_COMPENSATED):  # fmt: skip
+                lpb.SAGA_STATUS_COMPLETED,
+                lpb.SAGA_STATUS_COMPENSATED,
+            ):
                 assert time.monotonic() < deadline, f"saga stuck in {lpb.SagaStatus.Name(loan.saga_status)}"
                 await asyncio.sleep(0.1)
             balance, treasury, held = await _money(channel, account)

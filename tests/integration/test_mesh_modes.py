@@ -12,22 +12,12 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import redis
 from grpc import aio
-from ogpgy.customer.v1 import customer_service_pb2 as cpb
-from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc
-from ogpgy.interest.v1 import interest_service_pb2 as ipb
-from ogpgy.interest.v1 import interest_service_pb2_grpc as igrpc
-from ogpgy.lending.v1 import lending_service_pb2 as lpb
-from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
-from ogpgy.payment.v1 import payment_service_pb2 as ppb
-from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
-from ogpgy.customer.v1.events_pb2 import CustomerOnboarded
-from ogpgy.type.v1 import date_pb2
 
 from common.config import Settings
 from common.events.redis_streams import stream_of
@@ -37,6 +27,16 @@ from mesh.config import MeshConfig
 from mesh.distributed import Mesh
 from mesh.embedded import CONTEXT_NAMES, start_embedded
 from mesh.status import mesh_status, scrape
+from ogpgy.customer.v1 import customer_service_pb2 as cpb
+from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc
+from ogpgy.customer.v1.events_pb2 import CustomerOnboarded
+from ogpgy.interest.v1 import interest_service_pb2 as ipb
+from ogpgy.interest.v1 import interest_service_pb2_grpc as igrpc
+from ogpgy.lending.v1 import lending_service_pb2 as lpb
+from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
+from ogpgy.payment.v1 import payment_service_pb2 as ppb
+from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
+from ogpgy.type.v1 import date_pb2
 from tests.bank_helpers import Bank, eur, fresh_document
 from tests.conftest import ADMIN_PASSWORD, document, issue_token, onboarding
 from tests.local_mesh import loopback_mesh
@@ -49,8 +49,10 @@ async def mesh_client(targets: Mapping[str, str]) -> AsyncIterator[dict[str, aio
     """A channel per context, as the first admin; replicas are balanced round robin."""
     token = await issue_token(targets["identity"])
     channels: dict[str, aio.Channel] = {}
-    opened = {t: aio.insecure_channel(t, options=DEFAULT_CHANNEL_OPTIONS, interceptors=bearer_interceptors(token))
-              for t in set(targets.values())}  # fmt: skip
+    opened = {
+        t: aio.insecure_channel(t, options=DEFAULT_CHANNEL_OPTIONS, interceptors=bearer_interceptors(token))
+        for t in set(targets.values())
+    }
     try:
         channels = {context: opened[target] for context, target in targets.items()}
         yield channels
@@ -67,7 +69,7 @@ def mesh_bank(ch: Mapping[str, aio.Channel]) -> Bank:
 
 def _today() -> date_pb2.Date:
     """The savings account was opened today: today is the first day it earns interest for."""
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     return date_pb2.Date(year=today.year, month=today.month, day=today.day)
 
 
@@ -76,23 +78,37 @@ async def the_story(targets: Mapping[str, str]) -> None:
     async with mesh_client(targets) as ch:
         bank = mesh_bank(ch)
         alice, bob = await bank.verified_customer("alice"), await bank.verified_customer("bob")
-        alice_account = (await bank.default_account(alice, timeout=30)).account_id
-        bob_account = (await bank.default_account(bob, timeout=30)).account_id
+        alice_account = (await bank.default_account(alice, within=30)).account_id
+        bob_account = (await bank.default_account(bob, within=30)).account_id
         await bank.deposit(alice_account, "500.00", "alice")
-        paid = await pgrpc.PaymentServiceStub(ch["payment"]).CreatePayment(ppb.CreatePaymentRequest(
-            request_id="pay-1", debtor_account_id=alice_account, internal=ppb.InternalBeneficiary(account_id=bob_account),
-            amount=eur("120.00")))  # fmt: skip
+        paid = await pgrpc.PaymentServiceStub(ch["payment"]).CreatePayment(
+            ppb.CreatePaymentRequest(
+                request_id="pay-1",
+                debtor_account_id=alice_account,
+                internal=ppb.InternalBeneficiary(account_id=bob_account),
+                amount=eur("120.00"),
+            )
+        )
         assert paid.payment.status == ppb.PAYMENT_STATUS_COMPLETED
         loans = lgrpc.LendingServiceStub(ch["lending"])
-        applied = await loans.ApplyForLoan(lpb.ApplyForLoanRequest(request_id="apply-1", customer_id=alice,
-                                                                   account_id=alice_account, principal=eur("2500.00"), term_months=24))  # fmt: skip
-        await loans.ApproveLoan(lpb.ApproveLoanRequest(request_id="approve-1", loan_id=applied.loan.loan_id, annual_interest_rate="0.059"))
+        applied = await loans.ApplyForLoan(
+            lpb.ApplyForLoanRequest(
+                request_id="apply-1", customer_id=alice, account_id=alice_account, principal=eur("2500.00"), term_months=24
+            )
+        )
+        await loans.ApproveLoan(
+            lpb.ApproveLoanRequest(request_id="approve-1", loan_id=applied.loan.loan_id, annual_interest_rate="0.059")
+        )
         loan = (await loans.DisburseLoan(lpb.DisburseLoanRequest(request_id="disburse-1", loan_id=applied.loan.loan_id))).loan
         assert loan.status == lpb.LOAN_STATUS_DISBURSED and loan.saga_status == lpb.SAGA_STATUS_COMPLETED
         savings = await bank.open(alice, "savings")
         await bank.deposit(savings, "10000.00", "savings")
-        runs = [a.run async for a in igrpc.InterestServiceStub(ch["interest"]).RunDailyInterest(
-            ipb.RunDailyInterestRequest(request_id="interest-1", business_date=_today()))]  # fmt: skip
+        runs = [
+            a.run
+            async for a in igrpc.InterestServiceStub(ch["interest"]).RunDailyInterest(
+                ipb.RunDailyInterestRequest(request_id="interest-1", business_date=_today())
+            )
+        ]
         assert runs[-1].status == ipb.INTEREST_RUN_STATUS_COMPLETED
         assert (await bank.balance(alice_account))[0] == "2880.00"  # 500 - 120 + 2500
         assert (await bank.balance(bob_account))[0] == "120.00"
@@ -199,15 +215,24 @@ async def test_a_trace_started_by_the_first_call_is_in_the_logs_of_every_context
     async with mesh_client(distributed.targets) as ch:
         bank = mesh_bank(ch)
         payer = await bank.verified_customer("trace-payer")
-        payer_account = (await bank.default_account(payer, timeout=30)).account_id
+        payer_account = (await bank.default_account(payer, within=30)).account_id
         await bank.deposit(payer_account, "50.00", "trace")
-        onboarded = await bank.customers.OnboardCustomer(onboarding("trace-onboard", document=document(fresh_document())), metadata=traced)
-        payee_account = (await bank.default_account(onboarded.customer.customer_id, timeout=30)).account_id  # via the event
-        await pgrpc.PaymentServiceStub(ch["payment"]).CreatePayment(ppb.CreatePaymentRequest(
-            request_id="trace-pay", debtor_account_id=payer_account, internal=ppb.InternalBeneficiary(account_id=payee_account),
-            amount=eur("5.00")), metadata=traced)  # fmt: skip
+        onboarded = await bank.customers.OnboardCustomer(
+            onboarding("trace-onboard", document=document(fresh_document())), metadata=traced
+        )
+        payee_account = (await bank.default_account(onboarded.customer.customer_id, within=30)).account_id  # via the event
+        await pgrpc.PaymentServiceStub(ch["payment"]).CreatePayment(
+            ppb.CreatePaymentRequest(
+                request_id="trace-pay",
+                debtor_account_id=payer_account,
+                internal=ppb.InternalBeneficiary(account_id=payee_account),
+                amount=eur("5.00"),
+            ),
+            metadata=traced,
+        )
     deadline = time.monotonic() + 10
-    while (seen := _contexts_logging(distributed.mesh, trace_id)) != {"customer", "account", "payment"} and time.monotonic() < deadline:
+    expected = {"customer", "account", "payment"}
+    while (seen := _contexts_logging(distributed.mesh, trace_id)) != expected and time.monotonic() < deadline:  # noqa: ASYNC110 - log files
         await asyncio.sleep(0.2)  # log lines are flushed as they are written; the event may still be in flight
     assert seen == {"customer", "account", "payment"}, "customer (RPC), account (event, then RPC from payment), payment (RPC)"
 
@@ -222,5 +247,7 @@ async def test_status_shows_health_breakers_lags_and_metrics(distributed: Runnin
     customer = scrape(distributed.config.process("customer").metrics[0])
     handled = {(s["grpc_method"], s["grpc_code"]) for s, _ in customer["grpc_server_handled_total"]}
     assert ("GetCustomer", "OK") in handled and ("OnboardCustomer", "OK") in handled
-    assert any(s["outcome"] == "l1_hit" and v > 0 for s, v in customer["ogpgy_cache_lookups_total"]), "GetCustomer under load hit L1"
+    assert any(s["outcome"] == "l1_hit" and v > 0 for s, v in customer["ogpgy_cache_lookups_total"]), (
+        "GetCustomer under load hit L1"
+    )
     assert customer["grpc_server_handling_seconds_count"]

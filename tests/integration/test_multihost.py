@@ -25,8 +25,11 @@ HOSTS = [
 
 
 def _processes(addresses: list[str]) -> list[ProcessSpec]:
-    return [ProcessSpec(name, tuple(contexts), (f"{addresses[host]}:{free_port()}",))
-            for host, processes in enumerate(HOSTS) for name, contexts in processes.items()]  # fmt: skip
+    return [
+        ProcessSpec(name, tuple(contexts), (f"{addresses[host]}:{free_port()}",))
+        for host, processes in enumerate(HOSTS)
+        for name, contexts in processes.items()
+    ]
 
 
 async def test_the_story_across_hosts() -> None:
@@ -46,8 +49,12 @@ async def test_the_story_across_hosts() -> None:
         path = write_mesh(root, _processes(addresses), redis=redis.url, postgres=postgres.new_database())
         config = load_mesh_config(path, known_contexts=CONTEXT_NAMES)
         host_of = {name: host for host, processes in enumerate(HOSTS) for name in processes}
-        mesh = Mesh(path, config, admin_password=ADMIN_PASSWORD,
-                    wrap=(lambda process, index: []) if why_not else (lambda process, index: hosts.wrap(host_of[process])))  # fmt: skip
+        mesh = Mesh(
+            path,
+            config,
+            admin_password=ADMIN_PASSWORD,
+            wrap=(lambda process, index: []) if why_not else (lambda process, index: hosts.wrap(host_of[process])),
+        )
         mesh.start()
         for replica in mesh.replicas:
             assert replica.address.startswith(addresses[host_of[replica.process]]), "each process listens on its host's address"

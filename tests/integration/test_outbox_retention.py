@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import ClassVar
-
-from ogpgy.customer.v1.events_pb2 import CustomerUpdated
 
 from common.config import Settings
 from common.db.base import Tx
 from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay, append_event
 from common.infrastructure import ContextDatabase, Databases
+from ogpgy.customer.v1.events_pb2 import CustomerUpdated
 
 
 class RetentionDatabase(ContextDatabase):
@@ -44,7 +43,7 @@ async def test_only_published_events_older_than_the_cutoff_are_purged(tmp_path: 
     relay = OutboxRelay(db, bus)
     try:
         await db.write(_events, 2500)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         await db.write(_published, (now - timedelta(days=30)).isoformat(), 1, 2200)  # old and published
         await db.write(_published, (now - timedelta(days=1)).isoformat(), 2201, 2300)  # recently published
         purged = await relay.purge(now - timedelta(days=7))

@@ -7,11 +7,11 @@ from __future__ import annotations
 import grpc
 from google.protobuf import field_mask_pb2
 from grpc import aio
+
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.customer.v1 import customer_service_pb2 as cpb
 from ogpgy.identity.v1 import identity_service_pb2 as ipb
 from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
-
 from tests.bank_helpers import Bank, eur, fresh_document
 from tests.conftest import document, onboarding
 from tests.grpc_assert import error_reason
@@ -26,8 +26,11 @@ async def test_a_taken_username_keeps_its_request_id_free(channel: aio.Channel) 
     identity = igrpc.IdentityServiceStub(channel)
 
     def create(name: str) -> object:
-        return identity.CreateUser(ipb.CreateUserRequest(request_id="new-user", username=name, password="a-long-password",
-                                                         roles=[ipb.ROLE_RELATIONSHIP_MANAGER]))  # fmt: skip
+        return identity.CreateUser(
+            ipb.CreateUserRequest(
+                request_id="new-user", username=name, password="a-long-password", roles=[ipb.ROLE_RELATIONSHIP_MANAGER]
+            )
+        )
 
     await _refused_twice(create("admin"), create("admin"), grpc.StatusCode.ALREADY_EXISTS, "USERNAME_TAKEN")
     made = (await create("rosa")).user  # type: ignore[attr-defined]
@@ -40,19 +43,34 @@ async def test_rule_refusals_keep_their_request_ids_free(channel: aio.Channel) -
     account = (await bank.default_account(customer)).account_id
     savings = await bank.open(customer, "refusals")
 
-    transfer = apb.TransferRequest(request_id="too-early", debit_account_id=savings, credit_account_id=account, amount=eur("5.00"))
-    await _refused_twice(bank.accounts.Transfer(transfer), bank.accounts.Transfer(transfer), grpc.StatusCode.FAILED_PRECONDITION,
-                         "INSUFFICIENT_FUNDS")  # fmt: skip
-    hold = apb.PlaceHoldRequest(request_id="too-early-hold", debit_account_id=savings, credit_account_id=account, amount=eur("5.00"))
-    await _refused_twice(bank.accounts.PlaceHold(hold), bank.accounts.PlaceHold(hold), grpc.StatusCode.FAILED_PRECONDITION,
-                         "INSUFFICIENT_FUNDS")  # fmt: skip
+    transfer = apb.TransferRequest(
+        request_id="too-early", debit_account_id=savings, credit_account_id=account, amount=eur("5.00")
+    )
+    await _refused_twice(
+        bank.accounts.Transfer(transfer),
+        bank.accounts.Transfer(transfer),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "INSUFFICIENT_FUNDS",
+    )
+    hold = apb.PlaceHoldRequest(
+        request_id="too-early-hold", debit_account_id=savings, credit_account_id=account, amount=eur("5.00")
+    )
+    await _refused_twice(
+        bank.accounts.PlaceHold(hold), bank.accounts.PlaceHold(hold), grpc.StatusCode.FAILED_PRECONDITION, "INSUFFICIENT_FUNDS"
+    )
     close = apb.CloseAccountRequest(request_id="close-savings", account_id=savings)
     await bank.deposit(savings, "10.00", "refusals")
-    await _refused_twice(bank.accounts.CloseAccount(close), bank.accounts.CloseAccount(close), grpc.StatusCode.FAILED_PRECONDITION,
-                         "ACCOUNT_BALANCE_NOT_ZERO")  # fmt: skip
+    await _refused_twice(
+        bank.accounts.CloseAccount(close),
+        bank.accounts.CloseAccount(close),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "ACCOUNT_BALANCE_NOT_ZERO",
+    )
     assert (await bank.accounts.Transfer(transfer)).transfer.amount.amount == "5.00", "the same request, now possible"
     assert (await bank.accounts.PlaceHold(hold)).hold.status == apb.HOLD_STATUS_PLACED
-    await bank.accounts.CaptureHold(apb.CaptureHoldRequest(request_id="empty-it", hold_id=(await bank.accounts.PlaceHold(hold)).hold.hold_id))
+    await bank.accounts.CaptureHold(
+        apb.CaptureHoldRequest(request_id="empty-it", hold_id=(await bank.accounts.PlaceHold(hold)).hold.hold_id)
+    )
     assert (await bank.accounts.CloseAccount(close)).account.status == apb.ACCOUNT_STATUS_CLOSED
 
 
@@ -61,14 +79,24 @@ async def test_a_duplicate_document_or_a_stale_version_keeps_the_request_id_free
     number = fresh_document()
     first = (await bank.customers.OnboardCustomer(onboarding("doc-1", document=document(number)))).customer
     twin = onboarding("doc-2", document=document(number))
-    await _refused_twice(bank.customers.OnboardCustomer(twin), bank.customers.OnboardCustomer(twin), grpc.StatusCode.ALREADY_EXISTS,
-                         "CUSTOMER_ALREADY_EXISTS")  # fmt: skip
+    await _refused_twice(
+        bank.customers.OnboardCustomer(twin),
+        bank.customers.OnboardCustomer(twin),
+        grpc.StatusCode.ALREADY_EXISTS,
+        "CUSTOMER_ALREADY_EXISTS",
+    )
     assert (await bank.customers.OnboardCustomer(onboarding("doc-2", document=document(fresh_document())))).customer.customer_id
 
     def update(version: int) -> object:
-        return bank.customers.UpdateCustomer(cpb.UpdateCustomerRequest(
-            request_id="new-phone", customer_id=first.customer_id, customer=cpb.Customer(phone="+4915112345678"),
-            update_mask=field_mask_pb2.FieldMask(paths=["phone"]), expected_version=version))  # fmt: skip
+        return bank.customers.UpdateCustomer(
+            cpb.UpdateCustomerRequest(
+                request_id="new-phone",
+                customer_id=first.customer_id,
+                customer=cpb.Customer(phone="+4915112345678"),
+                update_mask=field_mask_pb2.FieldMask(paths=["phone"]),
+                expected_version=version,
+            )
+        )
 
     await _refused_twice(update(7), update(7), grpc.StatusCode.FAILED_PRECONDITION, "VERSION_MISMATCH")
     assert (await update(first.version)).customer.phone == "+4915112345678"  # type: ignore[attr-defined]

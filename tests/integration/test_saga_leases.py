@@ -25,10 +25,12 @@ class SagaTestDatabase(ContextDatabase):
 class Probe:
     def __init__(self) -> None:
         self.acted = 0
+        self.started = asyncio.Event()
         self.release = asyncio.Event()
 
     async def act(self, ctx: SagaContext) -> dict[str, str]:
         self.acted += 1
+        self.started.set()
         await self.release.wait()
         return {"ok": "1"}
 
@@ -52,11 +54,12 @@ async def replicas(postgres: PostgresServer) -> AsyncIterator[tuple[Probe, SagaR
         await db.shutdown()
 
 
-async def test_a_second_replica_waits_for_the_driver_instead_of_acting(replicas: tuple[Probe, SagaRunner, SagaRunner, SagaTestDatabase]) -> None:
+async def test_a_second_replica_waits_for_the_driver_instead_of_acting(
+    replicas: tuple[Probe, SagaRunner, SagaRunner, SagaTestDatabase],
+) -> None:
     probe, a, b, _ = replicas
     driving = asyncio.create_task(a.begin("probe", "sag-1", {}))
-    while probe.acted == 0:
-        await asyncio.sleep(0.01)
+    await probe.started.wait()
     waiting = asyncio.create_task(b.run("sag-1"))  # e.g. DisburseLoan retried on the other replica
     await asyncio.sleep(0.5)
     assert probe.acted == 1 and not waiting.done(), "the other replica did not act; it waits"
@@ -66,11 +69,11 @@ async def test_a_second_replica_waits_for_the_driver_instead_of_acting(replicas:
 
 
 async def test_a_driver_that_lost_its_lease_is_fenced_off_and_the_new_owner_finishes(
-        replicas: tuple[Probe, SagaRunner, SagaRunner, SagaTestDatabase]) -> None:  # fmt: skip
+    replicas: tuple[Probe, SagaRunner, SagaRunner, SagaTestDatabase],
+) -> None:
     probe, a, b, db = replicas
     driving = asyncio.create_task(a.begin("probe", "sag-2", {}))
-    while probe.acted == 0:
-        await asyncio.sleep(0.01)
+    await probe.started.wait()
 
     async def expire(tx: Tx) -> None:
         await tx.execute("UPDATE saga_runs SET lease_until = 0 WHERE saga_id = 'sag-2'")

@@ -6,16 +6,23 @@ from pathlib import Path
 
 import grpc
 import pytest
-from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
-from ogpgy.customer.v1 import customer_service_pb2 as pb
-from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 
 from common.config import Settings
-from common.di import ContextModuleBuilder, ImportDeclarationError, ModuleContextImport, NotExportedError, og_component, og_context
+from common.di import (
+    ContextModuleBuilder,
+    ImportDeclarationError,
+    ModuleContextImport,
+    NotExportedError,
+    og_component,
+    og_context,
+)
 from common.grpc.channels import ChannelPool
 from common.security.component import Security
 from common.security.context import caller_var
 from mesh.embedded import start_embedded
+from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
+from ogpgy.customer.v1 import customer_service_pb2 as pb
+from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from services.customer.api import CustomerApi
 from services.customer.module import CustomerModule
 from services.identity.module import IdentityModule
@@ -40,8 +47,10 @@ class ConciergeModule: ...
 
 
 async def test_an_imported_stub_calls_the_exporting_context_over_grpc(tmp_path: Path) -> None:
-    bank = await start_embedded(Settings(data_dir=tmp_path, port=0, admin_password=ADMIN_PASSWORD),
-                                modules=[IdentityModule, CustomerModule, ConciergeModule])  # fmt: skip
+    bank = await start_embedded(
+        Settings(data_dir=tmp_path, port=0, admin_password=ADMIN_PASSWORD),
+        modules=[IdentityModule, CustomerModule, ConciergeModule],
+    )
     try:
         concierge = bank.contexts["concierge"].resolve(Concierge)
         assert isinstance(concierge.customers, CustomerServiceStub)
@@ -56,7 +65,7 @@ async def test_an_imported_stub_calls_the_exporting_context_over_grpc(tmp_path: 
         caller_var.set(None)  # the concierge alone: it may read, never onboard
         denied = await error_reason(concierge.customers.OnboardCustomer(onboarding("alone")), grpc.StatusCode.PERMISSION_DENIED)
         assert denied.reason == "ACCESS_DENIED"
-        with pytest.raises(AttributeError, match="did not import CustomerServiceStub.UpdateCustomer"):
+        with pytest.raises(AttributeError, match=r"did not import CustomerServiceStub\.UpdateCustomer"):
             concierge.customers.UpdateCustomer  # noqa: B018 - only the imported RPCs are offered
     finally:
         await bank.stop(grace=1)

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from ogpgy.customer.v1 import customer_service_pb2 as pb
 
 from common.grpc.convert import calendar_date, fingerprint, timestamp
+from ogpgy.customer.v1 import customer_service_pb2 as pb
 
 
 @pytest.mark.parametrize(
     "instant",
     [
-        datetime(2026, 6, 15, 12, 0, 0, 123456, tzinfo=timezone.utc),
+        datetime(2026, 6, 15, 12, 0, 0, 123456, tzinfo=UTC),
         datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=2))),
-        datetime(1969, 7, 20, 20, 17, 40, tzinfo=timezone.utc),
+        datetime(1969, 7, 20, 20, 17, 40, tzinfo=UTC),
     ],
 )
 def test_timestamp_equals_the_protobuf_conversion(instant: datetime) -> None:

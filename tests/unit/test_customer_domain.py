@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -27,7 +27,7 @@ from services.customer.domain import (
 )
 from services.customer.repository import CsvSanctionsSource
 
-NOW = datetime(2026, 6, 15, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 6, 15, 12, tzinfo=UTC)
 
 
 def application(**overrides: object) -> Application:
@@ -71,7 +71,11 @@ def test_adult_with_good_document_is_verified() -> None:
 
 def test_every_failed_rule_is_a_reason() -> None:
     sanctions = SanctionsList.of([SanctionsEntry("Ada Lovelace", date(2010, 1, 1))])
-    kyc = run_kyc(application(date_of_birth=date(2010, 1, 1), document=IdentityDocument(DocumentType.PASSPORT, "AB1234560", "GB")), sanctions, NOW)
+    kyc = run_kyc(
+        application(date_of_birth=date(2010, 1, 1), document=IdentityDocument(DocumentType.PASSPORT, "AB1234560", "GB")),
+        sanctions,
+        NOW,
+    )
     assert kyc.status is KycStatus.REJECTED
     assert kyc.reasons == (KycReason.UNDERAGE, KycReason.DOCUMENT_CHECK_DIGIT_MISMATCH, KycReason.SANCTIONS_LIST_MATCH)
 
@@ -144,36 +148,48 @@ def test_no_text_field_takes_invisible_or_control_characters(poison: str) -> Non
 SANCTIONED = date(1961, 4, 12)
 
 
-@pytest.mark.parametrize(("given", "family", "why"), [
-    ("Viktor", "Вlackwood", "Cyrillic capital ve for B"),
-    ("Vіktor", "Blаckwood", "Cyrillic small i and a"),
-    ("Vıktor", "Blackwood", "dotless i"),
-    ("Ｖｉｋｔｏｒ", "Blackwood", "fullwidth letters"),
-    ("Viktor", "Black-wood", "a hyphen inside the name"),
-    ("Viktor", "Blackwood.", "trailing punctuation"),
-    ("Blackwood", "Viktor", "given and family names swapped"),
-    ("Ιvan Petrovich", "Ѕidorov", "Greek capital iota and Cyrillic dze"),
-])
+@pytest.mark.parametrize(
+    ("given", "family", "why"),
+    [
+        ("Viktor", "Вlackwood", "Cyrillic capital ve for B"),
+        ("Vіktor", "Blаckwood", "Cyrillic small i and a"),
+        ("Vıktor", "Blackwood", "dotless i"),
+        ("Ｖｉｋｔｏｒ", "Blackwood", "fullwidth letters"),
+        ("Viktor", "Black-wood", "a hyphen inside the name"),
+        ("Viktor", "Blackwood.", "trailing punctuation"),
+        ("Blackwood", "Viktor", "given and family names swapped"),
+        ("Ιvan Petrovich", "Ѕidorov", "Greek capital iota and Cyrillic dze"),
+    ],
+)
 def test_look_alike_names_are_the_listed_name(given: str, family: str, why: str) -> None:
     """Each evaded the screening before (a homoglyph, a hyphen, punctuation, the order of names)."""
     assert run_kyc(application(given_name=given, family_name=family, date_of_birth=SANCTIONED), SANCTIONS, NOW).reasons == (
-        KycReason.SANCTIONS_LIST_MATCH,), why
+        KycReason.SANCTIONS_LIST_MATCH,
+    ), why
 
 
-@pytest.mark.parametrize(("given", "family", "why"), [
-    ("Viktor J.", "Blackwood", "a middle initial"),
-    ("Viktor", "Blackwood Jr", "a suffix"),
-    ("Victor", "Blackwood", "one letter off"),
-    ("Ivan", "Sidorov", "the patronymic left out"),
-])
+@pytest.mark.parametrize(
+    ("given", "family", "why"),
+    [
+        ("Viktor J.", "Blackwood", "a middle initial"),
+        ("Viktor", "Blackwood Jr", "a suffix"),
+        ("Victor", "Blackwood", "one letter off"),
+        ("Ivan", "Sidorov", "the patronymic left out"),
+    ],
+)
 def test_near_names_are_left_to_a_person_never_verified(given: str, family: str, why: str) -> None:
     kyc = run_kyc(application(given_name=given, family_name=family, date_of_birth=SANCTIONED), SANCTIONS, NOW)
     assert (kyc.status, kyc.reasons) == (KycStatus.REVIEW, (KycReason.SANCTIONS_POSSIBLE_MATCH,)), why
 
 
-@pytest.mark.parametrize(("given", "family"), [("Victoria", "Black"), ("Viktor", "Blackburn"), ("Maria", "Smith"), ("Ada", "Lovelace")])
+@pytest.mark.parametrize(
+    ("given", "family"), [("Victoria", "Black"), ("Viktor", "Blackburn"), ("Maria", "Smith"), ("Ada", "Lovelace")]
+)
 def test_other_names_pass(given: str, family: str) -> None:
-    assert run_kyc(application(given_name=given, family_name=family, date_of_birth=SANCTIONED), SANCTIONS, NOW).status is KycStatus.VERIFIED
+    assert (
+        run_kyc(application(given_name=given, family_name=family, date_of_birth=SANCTIONED), SANCTIONS, NOW).status
+        is KycStatus.VERIFIED
+    )
 
 
 def test_a_review_is_decided_once() -> None:
@@ -186,5 +202,10 @@ def test_a_review_is_decided_once() -> None:
         customer.reviewed(True, NOW).reviewed(False, NOW)
 
 
-SANCTIONS = SanctionsList.of([SanctionsEntry("Viktor Blackwood"), SanctionsEntry("Ivan Petrovich Sidorov", SANCTIONED),
-                              SanctionsEntry("Maria Elena Contreras", date(1975, 9, 30))])  # fmt: skip
+SANCTIONS = SanctionsList.of(
+    [
+        SanctionsEntry("Viktor Blackwood"),
+        SanctionsEntry("Ivan Petrovich Sidorov", SANCTIONED),
+        SanctionsEntry("Maria Elena Contreras", date(1975, 9, 30)),
+    ]
+)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from collections.abc import Collection
+from typing import ClassVar, Protocol
 
 import pytest
 
@@ -174,10 +175,17 @@ async def test_two_providers_for_one_type_are_ambiguous() -> None:
 
 
 async def test_context_import_cycle_prints_the_whole_cycle() -> None:
-    @og_context(name="account", imports=[ModuleContextImport(Welcome, from_context="customer")], exports=[Config], providers=[Config])
+    @og_context(
+        name="account", imports=[ModuleContextImport(Welcome, from_context="customer")], exports=[Config], providers=[Config]
+    )
     class Account: ...
 
-    @og_context(name="customer", imports=[ModuleContextImport(Config, from_context="account")], exports=[Welcome], providers=[PoliteGreeter, Welcome])
+    @og_context(
+        name="customer",
+        imports=[ModuleContextImport(Config, from_context="account")],
+        exports=[Welcome],
+        providers=[PoliteGreeter, Welcome],
+    )
     class Customer: ...
 
     with pytest.raises(CycleError) as err:
@@ -202,9 +210,9 @@ class Recorded(BaseComponent):
     """Writes its lifecycle into a shared journal; fails where told to."""
 
     name = ""
-    journal: list[str] = []
-    fail_init: set[str] = set()
-    fail_shutdown: set[str] = set()
+    journal: ClassVar[list[str]] = []
+    fail_init: ClassVar[set[str]] = set()
+    fail_shutdown: ClassVar[set[str]] = set()
 
     async def initialize(self) -> None:
         self.journal.append(f"init {self.name}")
@@ -254,8 +262,10 @@ class Biz: ...
 class Report: ...
 
 
-def _lifecycle_world(journal: list[str], fail_shutdown: set[str] = set(), fail_init: set[str] = set()) -> tuple[type, ...]:
-    Recorded.journal, Recorded.fail_init, Recorded.fail_shutdown = journal, fail_init, fail_shutdown
+def _lifecycle_world(
+    journal: list[str], fail_shutdown: Collection[str] = (), fail_init: Collection[str] = ()
+) -> tuple[type, ...]:
+    Recorded.journal, Recorded.fail_init, Recorded.fail_shutdown = journal, set(fail_init), set(fail_shutdown)
     return Infra, Biz, Report
 
 
@@ -263,8 +273,16 @@ async def test_initialise_in_dependency_order_and_shut_down_in_reverse() -> None
     journal: list[str] = []
     modules = _lifecycle_world(journal)
     contexts = await ContextModuleBuilder().build_contexts(*reversed(modules))
-    assert journal == ["init pool", "init repo", "init api", "init reporter",
-                       "start pool", "start repo", "start api", "start reporter"], "start only once all are initialised"
+    assert journal == [
+        "init pool",
+        "init repo",
+        "init api",
+        "init reporter",
+        "start pool",
+        "start repo",
+        "start api",
+        "start reporter",
+    ], "start only once all are initialised"
     journal.clear()
     await contexts.shutdown()
     assert journal == ["stop reporter", "stop api", "stop repo", "stop pool"]

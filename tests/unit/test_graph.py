@@ -14,8 +14,12 @@ def test_edges_come_from_imports_and_event_declarations() -> None:
     nodes, edges = graph.context_map(ALL_MODULES)
     assert [n.name for n in nodes] == list(CONTEXT_NAMES)
     calls = {(e.source, e.target, e.label) for e in edges if e.kind == "call"}
-    assert {("payment", "account", "AccountService"), ("lending", "account", "AccountService"),
-            ("interest", "account", "AccountService"), ("payment", "velocitypay", "PaymentNetworkService")} <= calls  # fmt: skip
+    assert {
+        ("payment", "account", "AccountService"),
+        ("lending", "account", "AccountService"),
+        ("interest", "account", "AccountService"),
+        ("payment", "velocitypay", "PaymentNetworkService"),
+    } <= calls
     assert not any(e.target == "infrastructure" for e in edges)
     interest = next(e for e in edges if (e.source, e.target) == ("interest", "account"))
     assert interest.methods == ("AccrueInterest",), "the edge names the RPCs the import declares, nothing more"
@@ -29,6 +33,8 @@ def test_mermaid_and_svg_from_the_command_line() -> None:
     mermaid = subprocess.run([sys.executable, "-m", "mesh.cli", "graph"], capture_output=True, text=True, check=True).stdout
     assert mermaid.startswith("flowchart LR") and "interest -->|AccountService<br/>AccrueInterest| account" in mermaid
     assert "customer -.->|CustomerOnboarded| account" in mermaid
-    svg = subprocess.run([sys.executable, "-m", "mesh.cli", "graph", "--format", "svg"], capture_output=True, text=True, check=True).stdout
+    svg = subprocess.run(
+        [sys.executable, "-m", "mesh.cli", "graph", "--format", "svg"], capture_output=True, text=True, check=True
+    ).stdout
     texts = {t.text for t in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text")}
     assert set(CONTEXT_NAMES) <= texts and "AccountService" in texts and "AccrueInterest" in texts

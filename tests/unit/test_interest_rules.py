@@ -66,10 +66,14 @@ def test_the_sql_stays_exact_up_to_the_ledgers_limit() -> None:
     rng = random.Random(7)
     tiers = (InterestTier(10**12, Decimal("0.5")), InterestTier(None, Decimal("0.999999")))
     balances = [MAX_MINOR, MAX_MINOR - 1, 10**12, 10**12 + 1, 9_223_372_036_854 * 100]
-    balances += [rng.randint(10**12, MAX_MINOR) for _ in range(5_000)] + [365 * rng.randint(1, MAX_MINOR // 365) for _ in range(2_000)]
+    balances += [rng.randint(10**12, MAX_MINOR) for _ in range(5_000)] + [
+        365 * rng.randint(1, MAX_MINOR // 365) for _ in range(2_000)
+    ]
     conn = sqlite3.connect(":memory:")
     conn.execute("CREATE TABLE accounts (balance_minor BIGINT)")
     conn.executemany("INSERT INTO accounts VALUES (?)", [(b,) for b in balances])
-    computed = conn.execute(f"SELECT {interest_sql(tiers)}, typeof({interest_sql(tiers)}) FROM accounts ORDER BY rowid").fetchall()
+    computed = conn.execute(
+        f"SELECT {interest_sql(tiers)}, typeof({interest_sql(tiers)}) FROM accounts ORDER BY rowid"
+    ).fetchall()
     assert {kind for _, kind in computed} == {"integer"}
     assert [value for value, _ in computed] == [daily_interest(b, 2, tiers) for b in balances]

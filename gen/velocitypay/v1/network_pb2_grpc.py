@@ -27,7 +27,8 @@ if _version_not_supported:
 
 class PaymentNetworkServiceStub:
     """The VelocityPay payment network as seen by a member bank. Not ours: this is the contract of the
-    simulator that stands in for the outside world in tests and demos.
+    simulator that stands in for the outside world in tests and demos. Every call carries the
+    member's key in the header x-velocitypay-member-key (else UNAUTHENTICATED, MEMBER_KEY_INVALID).
     """
 
     def __init__(self, channel):
@@ -55,7 +56,8 @@ class PaymentNetworkServiceStub:
 
 class PaymentNetworkServiceServicer:
     """The VelocityPay payment network as seen by a member bank. Not ours: this is the contract of the
-    simulator that stands in for the outside world in tests and demos.
+    simulator that stands in for the outside world in tests and demos. Every call carries the
+    member's key in the header x-velocitypay-member-key (else UNAUTHENTICATED, MEMBER_KEY_INVALID).
     """
 
     def SubmitPayment(self, request, context):
@@ -109,7 +111,8 @@ def add_PaymentNetworkServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class PaymentNetworkService:
     """The VelocityPay payment network as seen by a member bank. Not ours: this is the contract of the
-    simulator that stands in for the outside world in tests and demos.
+    simulator that stands in for the outside world in tests and demos. Every call carries the
+    member's key in the header x-velocitypay-member-key (else UNAUTHENTICATED, MEMBER_KEY_INVALID).
     """
 
     @staticmethod

@@ -28,7 +28,8 @@ GRPC_VERSION: str
 
 class PaymentNetworkServiceStub:
     """The VelocityPay payment network as seen by a member bank. Not ours: this is the contract of the
-    simulator that stands in for the outside world in tests and demos.
+    simulator that stands in for the outside world in tests and demos. Every call carries the
+    member's key in the header x-velocitypay-member-key (else UNAUTHENTICATED, MEMBER_KEY_INVALID).
     """
 
     @_typing.overload
@@ -49,7 +50,8 @@ class PaymentNetworkServiceStub:
 @_typing.type_check_only
 class PaymentNetworkServiceAsyncStub(PaymentNetworkServiceStub):
     """The VelocityPay payment network as seen by a member bank. Not ours: this is the contract of the
-    simulator that stands in for the outside world in tests and demos.
+    simulator that stands in for the outside world in tests and demos. Every call carries the
+    member's key in the header x-velocitypay-member-key (else UNAUTHENTICATED, MEMBER_KEY_INVALID).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -66,7 +68,8 @@ class PaymentNetworkServiceAsyncStub(PaymentNetworkServiceStub):
 
 class PaymentNetworkServiceServicer(metaclass=_abc_1.ABCMeta):
     """The VelocityPay payment network as seen by a member bank. Not ours: this is the contract of the
-    simulator that stands in for the outside world in tests and demos.
+    simulator that stands in for the outside world in tests and demos. Every call carries the
+    member's key in the header x-velocitypay-member-key (else UNAUTHENTICATED, MEMBER_KEY_INVALID).
     """
 
     @_abc_1.abstractmethod

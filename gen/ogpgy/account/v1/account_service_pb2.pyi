@@ -122,6 +122,8 @@ class _AccountAccessEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Account
     """Read the account, its statement and its holds."""
     ACCOUNT_ACCESS_DEBIT: _AccountAccess.ValueType  # 2
     """Move money out of it (transfers, withdrawals, holds, payments)."""
+    ACCOUNT_ACCESS_CREDIT: _AccountAccess.ValueType  # 3
+    """Pay money into it (the beneficiary of a transfer or a payment)."""
 
 class AccountAccess(_AccountAccess, metaclass=_AccountAccessEnumTypeWrapper):
     """What a caller wants to do with an account."""
@@ -132,6 +134,8 @@ ACCOUNT_ACCESS_READ: AccountAccess.ValueType  # 1
 """Read the account, its statement and its holds."""
 ACCOUNT_ACCESS_DEBIT: AccountAccess.ValueType  # 2
 """Move money out of it (transfers, withdrawals, holds, payments)."""
+ACCOUNT_ACCESS_CREDIT: AccountAccess.ValueType  # 3
+"""Pay money into it (the beneficiary of a transfer or a payment)."""
 Global___AccountAccess: _TypeAlias = AccountAccess  # noqa: Y015
 
 @_typing.final

@@ -251,7 +251,9 @@ class AccountServiceServicer:
         """Answers OK when the caller may do `access` on the account, and changes nothing. For a
         relaying context, the end user it acts for is judged. An account the caller may not use
         answers PERMISSION_DENIED, and so does one that does not exist unless the caller may read
-        every account (then NOT_FOUND): account ids cannot be probed.
+        every account (then NOT_FOUND): account ids cannot be probed. ACCOUNT_ACCESS_CREDIT is the
+        payee check: any caller may pay into an account that exists, so an unknown one is NOT_FOUND to
+        anyone.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

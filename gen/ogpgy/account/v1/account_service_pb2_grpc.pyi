@@ -75,7 +75,9 @@ class AccountServiceStub:
     """Answers OK when the caller may do `access` on the account, and changes nothing. For a
     relaying context, the end user it acts for is judged. An account the caller may not use
     answers PERMISSION_DENIED, and so does one that does not exist unless the caller may read
-    every account (then NOT_FOUND): account ids cannot be probed.
+    every account (then NOT_FOUND): account ids cannot be probed. ACCOUNT_ACCESS_CREDIT is the
+    payee check: any caller may pay into an account that exists, so an unknown one is NOT_FOUND to
+    anyone.
     """
     ListEntries: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ListEntriesRequest, _account_service_pb2.ListEntriesResponse]
     """Statement: the entries of one account, oldest first."""
@@ -140,7 +142,9 @@ class AccountServiceAsyncStub(AccountServiceStub):
     """Answers OK when the caller may do `access` on the account, and changes nothing. For a
     relaying context, the end user it acts for is judged. An account the caller may not use
     answers PERMISSION_DENIED, and so does one that does not exist unless the caller may read
-    every account (then NOT_FOUND): account ids cannot be probed.
+    every account (then NOT_FOUND): account ids cannot be probed. ACCOUNT_ACCESS_CREDIT is the
+    payee check: any caller may pay into an account that exists, so an unknown one is NOT_FOUND to
+    anyone.
     """
     ListEntries: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ListEntriesRequest, _account_service_pb2.ListEntriesResponse]  # type: ignore[assignment]
     """Statement: the entries of one account, oldest first."""
@@ -298,7 +302,9 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         """Answers OK when the caller may do `access` on the account, and changes nothing. For a
         relaying context, the end user it acts for is judged. An account the caller may not use
         answers PERMISSION_DENIED, and so does one that does not exist unless the caller may read
-        every account (then NOT_FOUND): account ids cannot be probed.
+        every account (then NOT_FOUND): account ids cannot be probed. ACCOUNT_ACCESS_CREDIT is the
+        payee check: any caller may pay into an account that exists, so an unknown one is NOT_FOUND to
+        anyone.
         """
 
     @_abc_1.abstractmethod
