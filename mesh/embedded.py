@@ -15,9 +15,9 @@ from common.di import BuiltContexts, ContextModuleBuilder, context_spec
 from common.grpc.channels import ChannelPool
 from common.grpc.identity import BearerAuthenticator, allowed_importers
 from common.grpc.server import GrpcServer
-from common.infrastructure import InfrastructureModule
 from common.observability.tracing import setup_tracing
 from common.security.component import Security
+from mesh.infrastructure import InfrastructureModule
 from services.account.module import AccountModule
 from services.customer.module import CustomerModule
 from services.identity.module import IdentityModule

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from common.db.base import Row, Tx, stored
+from common.db.databases import ContextDatabase
 from common.di import BaseComponent, og_component
 from common.errors import Aborted, PreconditionFailed
 from common.faults import crash_point
-from common.infrastructure import ContextDatabase
 
 RUNNING, COMPLETED = "RUNNING", "COMPLETED"
 

@@ -2,7 +2,17 @@
 
 from common.di.builder import ContextModuleBuilder, RemoteImports
 from common.di.component import BaseComponent, Scope, og_component
-from common.di.context import BuiltContexts, Context, ContextSpec, ModuleContextImport, context_spec, og_context
+from common.di.context import (
+    BuiltContexts,
+    Context,
+    ContextInfo,
+    ContextSpec,
+    ModuleContextImport,
+    Provide,
+    context_spec,
+    og_context,
+    provide,
+)
 from common.di.errors import (
     CycleError,
     DIError,
@@ -19,6 +29,7 @@ __all__ = [
     "BaseComponent",
     "BuiltContexts",
     "Context",
+    "ContextInfo",
     "ContextModuleBuilder",
     "ContextSpec",
     "CycleError",
@@ -30,10 +41,12 @@ __all__ = [
     "ModuleContextImport",
     "NotExportedError",
     "NotImportedError",
+    "Provide",
     "RemoteImports",
     "Scope",
     "UnknownContextError",
     "context_spec",
     "og_component",
     "og_context",
+    "provide",
 ]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from common.di.component import Scope, component_spec
-from common.di.context import BuiltContexts, Context, ContextSpec, ModuleContextImport, context_spec
+from common.di.context import BuiltContexts, Context, ContextInfo, ContextSpec, ModuleContextImport, Provide, context_spec
 from common.di.errors import (
     CycleError,
     DuplicateProviderError,
@@ -53,6 +53,12 @@ def _name(t: object) -> str:
     return getattr(t, "__qualname__", repr(t))
 
 
+def _can_stand_for(source: type, provides: type) -> bool:
+    """Whether `source` may be bound to `provides`: a subclass, or any class for a Protocol
+    (whose conformance mypy checks where the binding is used)."""
+    return bool(getattr(provides, "_is_protocol", False)) or issubclass(source, provides)
+
+
 @dataclass
 class _Replacement:
     """A test double or a supplied value standing in for a type."""
@@ -79,9 +85,9 @@ class _Build:
 class ContextModuleBuilder:
     """Builds contexts from @og_context modules.
 
-    Test contexts: `override(T, double)` replaces the provider of T (in one context or in all)
-    with a class or an instance; `supply(obj, context=...)` adds a ready-made value as a provider.
-    State lives on the builder, so nothing leaks into the next build.
+    Test contexts: `override(T, double)` replaces the provider bound to T (in one context or in
+    all) with a class or an instance; `supply(obj, context=...)` adds a ready-made value as the
+    provider of its own type. State lives on the builder, so nothing leaks into the next build.
     """
 
     def __init__(self, remote_imports: RemoteImports | None = None, *, shutdown_timeout: float = 10.0) -> None:
@@ -127,15 +133,31 @@ class ContextModuleBuilder:
                     f"context '{spec.name}' is declared twice ({_name(specs[spec.name].module)} and "
                     f"{_name(module)}). Fix: give each @og_context a unique name."
                 )
-            seen: set[type] = set()
-            for provider in spec.providers:
-                if provider in seen:
-                    raise DuplicateProviderError(
-                        f"context '{spec.name}' lists {_name(provider)} twice in providers. Fix: list each provider once."
-                    )
-                seen.add(provider)
+            ContextModuleBuilder._check_providers(spec)
             specs[spec.name] = spec
         return specs
+
+    @staticmethod
+    def _check_providers(spec: ContextSpec) -> None:
+        """Each type is answered by one provider, each provider can stand for what it is bound to."""
+        bound: dict[type, Provide] = {}
+        for provider in spec.providers:
+            other = bound.get(provider.provides)
+            if other is not None and other.source is provider.source:
+                raise DuplicateProviderError(
+                    f"context '{spec.name}' lists {_name(provider.source)} twice in providers. Fix: list each provider once."
+                )
+            if other is not None:
+                raise DuplicateProviderError(
+                    f"context '{spec.name}': {_name(provider.provides)} is provided by both {_name(other.source)} and "
+                    f"{_name(provider.source)}. Fix: keep one of them in providers, or override the choice in a test context."
+                )
+            if not _can_stand_for(provider.source, provider.provides):
+                raise ImportDeclarationError(
+                    f"context '{spec.name}' binds {_name(provider.source)} to {_name(provider.provides)}, which it is "
+                    f"not. Fix: bind it to a type it derives from or implements (a Protocol), or bind another class."
+                )
+            bound[provider.provides] = provider
 
     def _check_imports(self, build: _Build) -> None:
         known = {**build.remote, **build.specs}
@@ -148,12 +170,19 @@ class ContextModuleBuilder:
                         f"which is not a known context (known: {', '.join(sorted(known))}). "
                         f"Fix: correct the name, or build the '{imp.from_context}' module too."
                     )
+                if imp.type in source.exports:
+                    where = "runs in another process" if source.name in build.remote else "serves it over gRPC"
+                    raise NotExportedError(
+                        f"context '{spec.name}' imports {_name(imp.type)} from '{source.name}', which {where}: "
+                        "only its exported gRPC services can cross, through their generated stubs. "
+                        "Fix: import the service's generated stub."
+                    )
                 if not self._exports(source, imp.type):
-                    exported = ", ".join(_name(e) for e in source.exports) or "nothing"
                     raise NotExportedError(
                         f"context '{spec.name}' imports {_name(imp.type)} from '{source.name}', but "
-                        f"'{source.name}' does not export it (it exports: {exported}). Fix: import "
-                        f"one of its exports, or add {_name(imp.type)} to the exports of '{source.name}'."
+                        f"'{source.name}' does not export it ({self._offers(source)}). Fix: import "
+                        f"one of those, or add {_name(imp.type)} to the exports of '{source.name}' (a servicer) "
+                        "or to its shares (a component lent by reference)."
                     )
                 if source.name in build.remote and not self._is_remote_service(source, imp.type):
                     raise NotExportedError(
@@ -185,8 +214,14 @@ class ContextModuleBuilder:
                 f"'{imp.from_context}', which has no such RPC. Fix: use some of: {', '.join(offered)}."
             )
 
+    @staticmethod
+    def _offers(source: ContextSpec) -> str:
+        exports = ", ".join(_name(e) for e in source.exports) or "nothing"
+        shares = ", ".join(_name(e) for e in source.shares)
+        return f"it exports: {exports}" + (f"; it shares: {shares}" if shares else "")
+
     def _exports(self, source: ContextSpec, wanted: type) -> bool:
-        return any(wanted in export.__mro__ or self._is_remote_service_of(export, wanted) for export in source.exports)
+        return wanted in source.shares or self._is_remote_service(source, wanted)
 
     def _is_remote_service(self, source: ContextSpec, wanted: type) -> bool:
         return any(self._is_remote_service_of(export, wanted) for export in source.exports)
@@ -227,11 +262,17 @@ class ContextModuleBuilder:
     def _build_context(self, build: _Build, spec: ContextSpec) -> None:
         context = Context(spec)
         build.contexts[spec.name] = context
+        context._register(ContextInfo, spec.info)
         for value in self._supplied.get(spec.name, []):
             context._register(type(value), value)
         for provider in spec.providers:
-            role = self._overridden_role(spec.name, provider) or provider
-            self._instance_for(build, context, role, [role])
+            self._instance_for(build, context, provider.provides, [provider.provides])
+        for shared in spec.shares:
+            if context._lookup(shared) is None:
+                raise MissingProviderError(
+                    f"context '{spec.name}' shares {_name(shared)}, which nothing in it provides. "
+                    f"Fix: add {_name(shared)} to its providers, or supply it (ContextModuleBuilder.supply)."
+                )
 
     def _replacement(self, context: str, wanted: type) -> _Replacement | None:
         candidates = self._overrides.get(wanted, [])
@@ -239,34 +280,20 @@ class ContextModuleBuilder:
         chosen = scoped or [r for r in candidates if r.context is None]
         return chosen[-1] if chosen else None
 
-    def _overridden_role(self, context: str, provider: type) -> type | None:
-        """The type (the provider or one of its bases) whose role a test double took, if any:
-        the double is built in the provider's place and the provider is not built at all."""
-        return next((base for base in provider.__mro__[:-1] if self._replacement(context, base) is not None), None)
-
     def _instance_for(self, build: _Build, context: Context, wanted: type, path: list[type]) -> Any:
         """The instance of `context` that answers `wanted`, constructing it on first need."""
         replacement = self._replacement(context.name, wanted)
         if replacement is not None and not replacement.is_class:
             context._register(wanted, replacement.value)
             return replacement.value
-        provider = replacement.value if replacement else self._provider(context.spec, wanted, path)
-        existing = context._instances.get(provider) if provider else context._lookup(wanted)
+        existing = context._lookup(wanted)
         if existing is not None and component_spec(type(existing)).scope is Scope.SINGLETON:
             return existing
-        if provider is not None:
-            return self._construct(build, context, wanted, provider, path)
+        bound = context.spec.provider_of(wanted)
+        source = replacement.value if replacement else (bound.source if bound else None)
+        if source is not None:
+            return self._construct(build, context, wanted, source, path)
         return self._imported(build, context.spec, wanted, path)
-
-    def _provider(self, spec: ContextSpec, wanted: type, path: list[type]) -> type | None:
-        matches = [p for p in spec.providers if wanted in p.__mro__]
-        if len(matches) > 1:
-            raise DuplicateProviderError(
-                f"context '{spec.name}': {_name(wanted)} is provided by both "
-                f"{' and '.join(_name(m) for m in matches)} (needed by {self._path(path)}). "
-                "Fix: keep one of them in providers, or override the choice in a test context."
-            )
-        return matches[0] if matches else None
 
     def _construct(self, build: _Build, context: Context, wanted: type, provider: type, path: list[type]) -> Any:
         kwargs = {}
@@ -280,9 +307,7 @@ class ContextModuleBuilder:
                 )
             kwargs[param] = self._instance_for(build, context, annotation, [*path, annotation])
         instance = provider(**kwargs)
-        context._register(provider, instance)
-        if wanted is not provider:
-            context._register(wanted, instance)
+        context._register(wanted, instance)
         if id(instance) not in build.made:
             build.made.add(id(instance))
             build.lifecycle.append((f"{context.name}.{_name(provider)}", instance))
@@ -340,7 +365,7 @@ class ContextModuleBuilder:
 
     @staticmethod
     def _provided_locally(spec: ContextSpec, wanted: type) -> bool:
-        return any(wanted in export.__mro__ for export in spec.exports)
+        return wanted in spec.shares
 
     def _raise_unresolved(self, build: _Build, spec: ContextSpec, wanted: type, path: list[type]) -> typing.NoReturn:
         exporters = [other.name for other in {**build.remote, **build.specs}.values() if self._exports(other, wanted)]

@@ -32,14 +32,41 @@ class ModuleContextImport:
 
 
 @dataclass(frozen=True)
+class Provide:
+    """A provider of a context: `source` is built to answer `provides`."""
+
+    source: type
+    provides: type
+
+
+def provide(source: type, *, provides: type | None = None) -> Provide:
+    """Binds `source` to the type components ask for (a Protocol, a port), explicitly: a provider
+    answers only the type it is bound to, never one it merely inherits from."""
+    return Provide(source, provides if provides is not None else source)
+
+
+@dataclass(frozen=True)
+class ContextInfo:
+    """What a context knows of itself, injected into any of its components that asks for it: the
+    name written once in @og_context, its package (where its migrations and data files live) and
+    the events it declared."""
+
+    name: str
+    package: str
+    publishes: tuple[type[Message], ...] = ()
+    consumes: tuple[type[Message], ...] = ()
+
+
+@dataclass(frozen=True)
 class ContextSpec:
     """The declaration of a bounded context: what it builds, what it shows, what it needs."""
 
     name: str
     description: str = ""
     business_owner: str = ""
-    providers: tuple[type, ...] = ()
-    exports: tuple[type, ...] = ()
+    providers: tuple[Provide, ...] = ()
+    exports: tuple[type, ...] = ()  # servicers: their gRPC services are what other contexts may call
+    shares: tuple[type, ...] = ()  # components lent by reference to contexts of the same process
     imports: tuple[ModuleContextImport, ...] = ()
     publishes: tuple[type[Message], ...] = ()  # event messages this context puts in its outbox
     consumes: tuple[type[Message], ...] = ()  # event messages of other contexts it subscribes to
@@ -50,6 +77,15 @@ class ContextSpec:
         """The import declaration that brings `wanted` into this context, if any."""
         return next((imp for imp in self.imports if imp.type is wanted), None)
 
+    def provider_of(self, wanted: type) -> Provide | None:
+        """The provider bound to `wanted`, if this context has one."""
+        return next((p for p in self.providers if p.provides is wanted), None)
+
+    @property
+    def info(self) -> ContextInfo:
+        package = self.module.__module__.rpartition(".")[0] if self.module is not None else ""
+        return ContextInfo(self.name, package, self.publishes, self.consumes)
+
 
 _SPEC_ATTR = "__og_context__"
 
@@ -58,22 +94,29 @@ def og_context(
     name: str,
     description: str = "",
     business_owner: str = "",
-    providers: list[type] | tuple[type, ...] = (),
-    exports: list[type] | tuple[type, ...] = (),
-    imports: list[ModuleContextImport] | tuple[ModuleContextImport, ...] = (),
-    publishes: list[type[Message]] | tuple[type[Message], ...] = (),
-    consumes: list[type[Message]] | tuple[type[Message], ...] = (),
+    providers: Sequence[type | Provide] = (),
+    exports: Sequence[type] = (),
+    shares: Sequence[type] = (),
+    imports: Sequence[ModuleContextImport] = (),
+    publishes: Sequence[type[Message]] = (),
+    consumes: Sequence[type[Message]] = (),
     external: bool = False,
 ) -> Callable[[C], C]:
-    """Declares a bounded context on a module class. Declaration only: nothing is built here."""
+    """Declares a bounded context on a module class. Declaration only: nothing is built here.
+
+    `providers`: classes (each answers its own type) or `provide(Impl, provides=Port)`.
+    `exports`: servicers, whose gRPC services other contexts reach through generated stubs.
+    `shares`: components other contexts of the same process use by reference (infrastructure).
+    """
 
     def declare(module: C) -> C:
         spec = ContextSpec(
             name=name,
             description=description,
             business_owner=business_owner,
-            providers=tuple(providers),
+            providers=tuple(p if isinstance(p, Provide) else provide(p) for p in providers),
             exports=tuple(exports),
+            shares=tuple(shares),
             imports=tuple(imports),
             publishes=tuple(publishes),
             consumes=tuple(consumes),
@@ -109,20 +152,18 @@ class Context:
         self._instances[key] = instance
 
     def _lookup(self, wanted: type) -> Any | None:
-        """The instance registered for `wanted`, or one whose class derives from it."""
-        if wanted in self._instances:
-            return self._instances[wanted]
-        return next((obj for key, obj in self._instances.items() if wanted in key.__mro__), None)
+        """The instance registered for exactly `wanted`."""
+        return self._instances.get(wanted)
 
     def resolve(self, wanted: type[T]) -> T:
-        """The component of this context that provides `wanted` (a class or a Protocol)."""
+        """The component of this context bound to `wanted` (a class or a Protocol)."""
         found = self._lookup(wanted)
         if found is None:
             raise MissingProviderError(
                 f"context '{self.name}': nothing provides {wanted.__qualname__}. "
                 f"Fix: add it to the providers of '{self.name}' or to its imports."
             )
-        return cast(T, found)  # registered under `wanted` or a subclass of it
+        return cast(T, found)  # bound to `wanted` by the context's own declaration
 
     def exported_instances(self) -> list[Any]:
         """The instances of this context's exports, in declaration order."""

@@ -12,13 +12,13 @@ from datetime import UTC, datetime, timedelta
 from google.protobuf.message import Message
 
 from common.db.base import Tx, aggregate
-from common.di import BaseComponent, og_component
+from common.db.databases import ContextDatabase
+from common.di import BaseComponent, ContextInfo, og_component
 from common.events.bus import EventBus
 from common.events.envelope import Envelope
 from common.faults import crash_point
 from common.grpc.call_context import request_id_var
 from common.ids import new_id
-from common.infrastructure import ContextDatabase
 from common.observability.metrics import OUTBOX_LAG
 from common.observability.tracing import inject
 
@@ -97,16 +97,17 @@ class OutboxRelay(BaseComponent):
     write so that events usually leave within a millisecond.
     """
 
-    def __init__(self, db: ContextDatabase, bus: EventBus) -> None:
+    def __init__(self, db: ContextDatabase, bus: EventBus, context: ContextInfo) -> None:
         self._db = db
         self._bus = bus
+        self._context = context.name
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._purged_at = float("-inf")
 
     async def start(self) -> None:
         """After every context subscribed: nothing is published to a bus nobody listens to yet."""
-        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._db.context}")
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._context}")
 
     async def shutdown(self) -> None:
         if self._task is not None:
@@ -168,7 +169,7 @@ class OutboxRelay(BaseComponent):
                 return sent
 
     async def _run(self) -> None:
-        lag = OUTBOX_LAG.labels(self._db.context)
+        lag = OUTBOX_LAG.labels(self._context)
         while True:
             if not await self._leading():
                 await asyncio.sleep(FOLLOWER_SECONDS)
@@ -180,7 +181,7 @@ class OutboxRelay(BaseComponent):
             except asyncio.CancelledError:
                 raise
             except Exception:
-                self.logger.exception("outbox relay of %s failed; retrying", self._db.context)
+                self.logger.exception("outbox relay of %s failed; retrying", self._context)
                 lag.set(await self._unpublished_count())
                 await asyncio.sleep(0.5)
             try:

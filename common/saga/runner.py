@@ -23,9 +23,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from common.config import Settings
+from common.db.databases import ContextDatabase
 from common.di import BaseComponent, og_component
 from common.faults import crash_point
-from common.infrastructure import ContextDatabase
 from common.saga import log as sagalog
 from common.saga.log import (
     COMPENSATED,

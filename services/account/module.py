@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from common.cache.registry import Caches
 from common.clock import Clock
-from common.di import ModuleContextImport, og_context
+from common.db.databases import ContextDatabase, Databases
+from common.di import ModuleContextImport, og_context, provide
 from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
-from common.infrastructure import Databases
 from common.pagination import PageTokens
 from ogpgy.account.v1 import events_pb2 as account_events
 from ogpgy.customer.v1 import events_pb2 as customer_events
 from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from services.account.api import AccountApi
 from services.account.events import CustomerEventsHandler
-from services.account.repository import AccountDatabase, SqlLedgerRepository
+from services.account.repository import LedgerRepository, SqlLedgerRepository
 from services.account.service import AccountApplicationService, AccountFactory
 
 
@@ -31,8 +31,8 @@ from services.account.service import AccountApplicationService, AccountFactory
         ModuleContextImport(Caches, from_context="infrastructure"),
     ],
     providers=[
-        AccountDatabase,
-        SqlLedgerRepository,
+        ContextDatabase,
+        provide(SqlLedgerRepository, provides=LedgerRepository),
         OutboxRelay,
         AccountFactory,
         AccountApplicationService,

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from google.protobuf.message import Message
 
 from common.db.base import Row, Tx, aggregate, stored
+from common.db.databases import ContextDatabase
 from common.db.idempotency import claim, resource_or_void
 from common.di import BaseComponent, og_component
 from common.errors import Aborted, NotFound, PreconditionFailed
@@ -25,7 +26,6 @@ from common.events.inbox import first_delivery
 from common.events.outbox import append_event
 from common.grpc.convert import timestamp
 from common.idempotency import IdempotencyKey
-from common.infrastructure import ContextDatabase
 from common.money import MAX_MINOR, Money
 from ogpgy.account.v1 import events_pb2
 from ogpgy.type.v1 import money_pb2
@@ -598,16 +598,10 @@ async def _release_hold(tx: Tx, hold_id: str, key: IdempotencyKey) -> Hold:
 
 
 @og_component()
-class AccountDatabase(ContextDatabase):
-    context = "account"
-    migrations_package = "services.account"
-
-
-@og_component()
 class SqlLedgerRepository(BaseComponent, LedgerRepository):
     """The ledger in the context's own database (SQLite file or PostgreSQL schema)."""
 
-    def __init__(self, db: AccountDatabase) -> None:
+    def __init__(self, db: ContextDatabase) -> None:
         self._db = db
 
     async def open_account(self, account: Account, key: IdempotencyKey, events: list[Message]) -> Account:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from common.cache.registry import Caches
 from common.clock import Clock
-from common.di import ModuleContextImport, og_context
+from common.db.databases import ContextDatabase, Databases
+from common.di import ModuleContextImport, og_context, provide
 from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
-from common.infrastructure import Databases
 from common.pagination import PageTokens
 from ogpgy.customer.v1 import events_pb2 as customer_events
 from ogpgy.identity.v1.identity_service_pb2_grpc import IdentityServiceStub
 from services.customer.api import CustomerApi
-from services.customer.repository import CsvSanctionsSource, CustomerDatabase, SqlCustomerRepository
+from services.customer.repository import CsvSanctionsSource, CustomerRepository, SanctionsSource, SqlCustomerRepository
 from services.customer.service import CustomerApplicationService
 
 
@@ -29,10 +29,10 @@ from services.customer.service import CustomerApplicationService
         ModuleContextImport(Caches, from_context="infrastructure"),
     ],
     providers=[
-        CustomerDatabase,
-        SqlCustomerRepository,
+        ContextDatabase,
+        provide(SqlCustomerRepository, provides=CustomerRepository),
         OutboxRelay,
-        CsvSanctionsSource,
+        provide(CsvSanctionsSource, provides=SanctionsSource),
         CustomerApplicationService,
         CustomerApi,
     ],

@@ -12,12 +12,12 @@ from typing import Protocol
 from google.protobuf.message import Message
 
 from common.db.base import Row, Tx, stored
+from common.db.databases import ContextDatabase
 from common.db.idempotency import claim, replayed_resource
 from common.di import BaseComponent, og_component
 from common.errors import Aborted, AlreadyExists
 from common.events.outbox import append_event
 from common.idempotency import IdempotencyKey
-from common.infrastructure import ContextDatabase
 from services.customer.domain import (
     Address,
     Customer,
@@ -236,16 +236,10 @@ async def _page(tx: Tx, after: int, limit: int, only: CustomerFilter) -> Custome
 
 
 @og_component()
-class CustomerDatabase(ContextDatabase):
-    context = "customer"
-    migrations_package = "services.customer"
-
-
-@og_component()
 class SqlCustomerRepository(BaseComponent, CustomerRepository):
     """Customers in the context's own database (SQLite file or PostgreSQL schema)."""
 
-    def __init__(self, db: CustomerDatabase) -> None:
+    def __init__(self, db: ContextDatabase) -> None:
         self._db = db
 
     async def add(self, customer: Customer, key: IdempotencyKey, events: list[Message]) -> Customer:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from common.clock import Clock
 from common.config import Settings
-from common.di import ModuleContextImport, og_context
-from common.infrastructure import Databases
+from common.db.databases import ContextDatabase, Databases
+from common.di import ModuleContextImport, og_context, provide
 from common.pagination import PageTokens
 from common.security.component import Security
 from services.identity.api import IdentityApi
-from services.identity.repository import IdentityDatabase, SqlUserRepository
+from services.identity.repository import SqlUserRepository, UserRepository
 from services.identity.service import IdentityService
 
 
@@ -24,7 +24,7 @@ from services.identity.service import IdentityService
         ModuleContextImport(Settings, from_context="infrastructure"),
         ModuleContextImport(Security, from_context="infrastructure"),
     ],
-    providers=[IdentityDatabase, SqlUserRepository, IdentityService, IdentityApi],
+    providers=[ContextDatabase, provide(SqlUserRepository, provides=UserRepository), IdentityService, IdentityApi],
     exports=[IdentityApi],
 )
 class IdentityModule:

@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Protocol
 
 from common.db.base import Row, Tx, stored
+from common.db.databases import ContextDatabase
 from common.db.idempotency import claim
 from common.di import BaseComponent, og_component
 from common.errors import AlreadyExists
 from common.idempotency import IdempotencyKey
-from common.infrastructure import ContextDatabase
 from services.identity.domain import User
 
 _COLUMNS = "user_id, username, password_hash, roles, customer_id, created_at"
@@ -77,14 +77,8 @@ class UserRepository(Protocol):
 
 
 @og_component()
-class IdentityDatabase(ContextDatabase):
-    context = "identity"
-    migrations_package = "services.identity"
-
-
-@og_component()
 class SqlUserRepository(BaseComponent, UserRepository):
-    def __init__(self, db: IdentityDatabase) -> None:
+    def __init__(self, db: ContextDatabase) -> None:
         self._db = db
 
     async def add(self, user: User, key: IdempotencyKey | None) -> User:

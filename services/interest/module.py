@@ -5,15 +5,14 @@ from __future__ import annotations
 from common.batch.runner import BatchRunner
 from common.clock import Clock
 from common.config import Settings
+from common.db.databases import ContextDatabase, Databases
 from common.di import ModuleContextImport, og_context
 from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
-from common.infrastructure import Databases
 from common.pagination import PageTokens
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
 from ogpgy.interest.v1 import events_pb2 as interest_events
 from services.interest.api import InterestApi
-from services.interest.repository import InterestDatabase
 from services.interest.service import InterestService
 
 
@@ -29,7 +28,7 @@ from services.interest.service import InterestService
         ModuleContextImport(Clock, from_context="infrastructure"),
         ModuleContextImport(EventBus, from_context="infrastructure"),
     ],
-    providers=[InterestDatabase, OutboxRelay, BatchRunner, InterestService, InterestApi],
+    providers=[ContextDatabase, OutboxRelay, BatchRunner, InterestService, InterestApi],
     exports=[InterestApi],
     publishes=[interest_events.InterestPosted],
 )

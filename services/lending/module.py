@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from common.clock import Clock
 from common.config import Settings
-from common.di import ModuleContextImport, og_context
+from common.db.databases import ContextDatabase, Databases
+from common.di import ModuleContextImport, og_context, provide
 from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
-from common.infrastructure import Databases
 from common.pagination import PageTokens
 from common.saga.runner import SagaRunner
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
 from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from ogpgy.lending.v1 import events_pb2 as lending_events
 from services.lending.api import LendingApi
-from services.lending.repository import LendingDatabase, SqlLoanRepository
+from services.lending.repository import LoanRepository, SqlLoanRepository
 from services.lending.service import LendingService
 
 
@@ -35,7 +35,14 @@ from services.lending.service import LendingService
         ModuleContextImport(EventBus, from_context="infrastructure"),
         ModuleContextImport(Settings, from_context="infrastructure"),
     ],
-    providers=[LendingDatabase, SqlLoanRepository, OutboxRelay, SagaRunner, LendingService, LendingApi],
+    providers=[
+        ContextDatabase,
+        provide(SqlLoanRepository, provides=LoanRepository),
+        OutboxRelay,
+        SagaRunner,
+        LendingService,
+        LendingApi,
+    ],
     exports=[LendingApi],
     publishes=[lending_events.LoanDisbursed, lending_events.LoanDisbursementFailed],
 )

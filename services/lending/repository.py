@@ -8,11 +8,11 @@ from typing import Protocol
 from google.protobuf.message import Message
 
 from common.db.base import Row, Tx, stored
+from common.db.databases import ContextDatabase
 from common.db.idempotency import claim
 from common.di import BaseComponent, og_component
 from common.events.outbox import append_event
 from common.idempotency import IdempotencyKey
-from common.infrastructure import ContextDatabase
 from common.money import Money
 from services.lending.domain import Loan, LoanStatus
 
@@ -128,14 +128,8 @@ class LoanRepository(Protocol):
 
 
 @og_component()
-class LendingDatabase(ContextDatabase):
-    context = "lending"
-    migrations_package = "services.lending"
-
-
-@og_component()
 class SqlLoanRepository(BaseComponent, LoanRepository):
-    def __init__(self, db: LendingDatabase) -> None:
+    def __init__(self, db: ContextDatabase) -> None:
         self._db = db
 
     async def add(self, loan: Loan, key: IdempotencyKey) -> Loan:

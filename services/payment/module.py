@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from common.clock import Clock
 from common.config import Settings
-from common.di import ModuleContextImport, og_context
+from common.db.databases import ContextDatabase, Databases
+from common.di import ModuleContextImport, og_context, provide
 from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
-from common.infrastructure import Databases
 from common.pagination import PageTokens
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
 from ogpgy.payment.v1 import events_pb2 as payment_events
 from services.payment.api import PaymentApi
-from services.payment.repository import PaymentDatabase, SqlPaymentRepository
+from services.payment.repository import PaymentRepository, SqlPaymentRepository
 from services.payment.service import (
     FraudScreening,
     PaymentApplicationService,
@@ -41,8 +41,8 @@ from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
         ModuleContextImport(EventBus, from_context="infrastructure"),
     ],
     providers=[
-        PaymentDatabase,
-        SqlPaymentRepository,
+        ContextDatabase,
+        provide(SqlPaymentRepository, provides=PaymentRepository),
         OutboxRelay,
         FraudScreening,
         VelocityPayGateway,

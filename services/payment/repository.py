@@ -10,12 +10,12 @@ from typing import Protocol
 from google.protobuf.message import Message
 
 from common.db.base import Row, Tx, aggregate, stored
+from common.db.databases import ContextDatabase
 from common.db.idempotency import claim
 from common.di import BaseComponent, og_component
 from common.errors import Aborted
 from common.events.outbox import append_event
 from common.idempotency import IdempotencyKey
-from common.infrastructure import ContextDatabase
 from common.money import Money
 from services.payment.domain import Beneficiary, FraudRules, Payment, PaymentStatus, screen
 
@@ -187,14 +187,8 @@ class PaymentRepository(Protocol):
 
 
 @og_component()
-class PaymentDatabase(ContextDatabase):
-    context = "payment"
-    migrations_package = "services.payment"
-
-
-@og_component()
 class SqlPaymentRepository(BaseComponent, PaymentRepository):
-    def __init__(self, db: PaymentDatabase) -> None:
+    def __init__(self, db: ContextDatabase) -> None:
         self._db = db
 
     async def create(self, payment: Payment, key: IdempotencyKey, rules: FraudRules, events_for: EventsFor) -> Created:

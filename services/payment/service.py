@@ -33,6 +33,7 @@ from google.protobuf.message import Message
 
 from common.clock import Clock
 from common.config import Settings
+from common.db.databases import ContextDatabase
 from common.di import BaseComponent, og_component
 from common.errors import AppError, NotFound, PermissionDenied
 from common.events.outbox import OutboxRelay
@@ -64,7 +65,7 @@ from services.payment.domain import (
     reconcile,
     validate_beneficiary,
 )
-from services.payment.repository import PaymentDatabase, PaymentRepository
+from services.payment.repository import PaymentRepository
 from velocitypay.v1 import network_pb2 as vpb
 from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
 
@@ -498,7 +499,7 @@ class StoreAndForward(BaseComponent):
         gateway: VelocityPayGateway,
         settings: Settings,
         clock: Clock,
-        database: PaymentDatabase,
+        database: ContextDatabase,
     ) -> None:
         self._repository = repository
         self._database = database

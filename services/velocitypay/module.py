@@ -4,9 +4,9 @@ other modes it is a remote declaration whose services are reached at the configu
 from __future__ import annotations
 
 from common.config import Settings
+from common.db.databases import ContextDatabase, Databases
 from common.di import ModuleContextImport, og_context
-from common.infrastructure import Databases
-from services.velocitypay.simulator import NetworkLedger, NetworkMembers, NetworkState, PaymentNetworkApi, SimulatorControlApi
+from services.velocitypay.simulator import NetworkMembers, NetworkState, PaymentNetworkApi, SimulatorControlApi
 
 
 @og_context(
@@ -17,7 +17,7 @@ from services.velocitypay.simulator import NetworkLedger, NetworkMembers, Networ
         ModuleContextImport(Databases, from_context="infrastructure"),
         ModuleContextImport(Settings, from_context="infrastructure"),
     ],
-    providers=[NetworkLedger, NetworkState, NetworkMembers, PaymentNetworkApi, SimulatorControlApi],
+    providers=[ContextDatabase, NetworkState, NetworkMembers, PaymentNetworkApi, SimulatorControlApi],
     exports=[PaymentNetworkApi, SimulatorControlApi],
     external=True,  # the outside world: the bank's contexts send it no identity of theirs
 )

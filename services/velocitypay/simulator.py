@@ -20,11 +20,11 @@ from grpc import aio
 
 from common.config import Settings
 from common.db.base import Row, Tx, aggregate
+from common.db.databases import ContextDatabase
 from common.di import BaseComponent, og_component
 from common.errors import FieldViolation, NotFound, Unauthenticated, Unavailable, ValidationFailed
 from common.grpc.identity import header
 from common.ids import new_id
-from common.infrastructure import ContextDatabase
 from common.security.context import ADMIN
 from common.security.policy import require_role
 from common.security.secrets import shared_key
@@ -108,17 +108,11 @@ async def _count(tx: Tx) -> int:
 
 
 @og_component()
-class NetworkLedger(ContextDatabase):
-    context = "velocitypay"
-    migrations_package = "services.velocitypay"
-
-
-@og_component()
 @dataclass
 class NetworkState(BaseComponent):
     """What the network has accepted (in its ledger) and what it has seen (counters, in memory)."""
 
-    ledger: NetworkLedger
+    ledger: ContextDatabase
     faults: Faults = field(default_factory=Faults)
     calls_received: int = 0
     duplicate_submissions: int = 0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-CHECKED = ("common", "services", "mesh")
+CHECKED = ("common", "kernel", "services", "mesh")
 _IGNORE = re.compile(r"#\s*type:\s*ignore(?P<rest>.*)$")
 _WHY = re.compile(r"^\[[a-z-]+(, *[a-z-]+)*\]  # \S")
 

@@ -36,7 +36,6 @@ def test_import_contracts_catch_each_kind_of_violation(tmp_path: Path) -> None:
         "common/helpers.py": "import services.alpha.service\n",
         "common/grpc/__init__.py": "",
         "common/db/__init__.py": "",
-        "common/infrastructure.py": "",
         "mesh/__init__.py": "",
         "services/__init__.py": "",
         "services/alpha/__init__.py": "",

@@ -13,11 +13,12 @@ import pytest
 from google.rpc import error_details_pb2
 
 from common.db.base import Tx
+from common.db.databases import ContextDatabase
 from common.grpc.client import bearer_channel
 from common.grpc.status import rich_status, unpack_detail
 from mesh.embedded import RunningBank
 from ogpgy.account.v1 import account_service_pb2 as apb
-from services.account.repository import AccountDatabase, LedgerRepository
+from services.account.repository import LedgerRepository
 from tests.bank_helpers import Bank, eur
 
 OPERATIONS = 2000
@@ -154,7 +155,7 @@ async def test_random_concurrent_movements_keep_the_ledger_exact(bank: RunningBa
 
     account_context = bank.contexts["account"]
     debits, credits, total = await account_context.resolve(LedgerRepository).totals()
-    facts = await account_context.resolve(AccountDatabase).read(_ledger_facts)
+    facts = await account_context.resolve(ContextDatabase).read(_ledger_facts)
     assert debits == credits and total == 0, "double entry: every debit has its credit"
     assert facts["drift"] == [] and facts["unbalanced"] == [], "balances are the sum of their entries"
     assert facts["held"] == [], "held amounts are the sum of open holds"

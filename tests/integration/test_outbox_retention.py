@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import ClassVar
 
 from common.config import Settings
 from common.db.base import Tx
+from common.db.databases import ContextDatabase, Databases
+from common.di import ContextInfo
 from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay, append_event
-from common.infrastructure import ContextDatabase, Databases
 from ogpgy.customer.v1.events_pb2 import CustomerUpdated
 
-
-class RetentionDatabase(ContextDatabase):
-    context: ClassVar[str] = "retention"
-    migrations_package: ClassVar[str] = "tests"  # only the framework's tables
+RETENTION = ContextInfo("retention", "tests")  # the package has no migrations: only the framework's tables
 
 
 async def _events(tx: Tx, n: int) -> None:
@@ -36,11 +33,11 @@ async def _counts(tx: Tx) -> tuple[int, int]:
 
 async def test_only_published_events_older_than_the_cutoff_are_purged(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
-    db = RetentionDatabase(Databases(settings))
+    db = ContextDatabase(Databases(settings), RETENTION)
     await db.initialize()
     bus = EventBus(settings)
     await bus.initialize()
-    relay = OutboxRelay(db, bus)
+    relay = OutboxRelay(db, bus, RETENTION)
     try:
         await db.write(_events, 2500)
         now = datetime.now(UTC)

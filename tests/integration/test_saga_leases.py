@@ -5,21 +5,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import ClassVar
 
 import pytest
 
 from common.config import Settings
 from common.db.base import Tx
-from common.infrastructure import ContextDatabase, Databases
+from common.db.databases import ContextDatabase, Databases
+from common.di import ContextInfo
 from common.saga import log as sagalog
 from common.saga.runner import SagaContext, SagaDefinition, SagaRunner, Step
 from tests.servers import PostgresServer
 
-
-class SagaTestDatabase(ContextDatabase):
-    context: ClassVar[str] = "sagatest"
-    migrations_package: ClassVar[str] = "tests"  # only the framework's tables
+SAGA_TEST = ContextInfo("sagatest", "tests")  # the package has no migrations: only the framework's tables
 
 
 class Probe:
@@ -35,9 +32,9 @@ class Probe:
         return {"ok": "1"}
 
 
-async def _replica(dsn: str, name: str, probe: Probe) -> tuple[SagaRunner, SagaTestDatabase]:
+async def _replica(dsn: str, name: str, probe: Probe) -> tuple[SagaRunner, ContextDatabase]:
     settings = Settings(database="postgres", postgres_dsn=dsn, instance_name=name)
-    db = SagaTestDatabase(Databases(settings))
+    db = ContextDatabase(Databases(settings), SAGA_TEST)
     await db.initialize()
     runner = SagaRunner(db, settings)
     runner.register(SagaDefinition("probe", (Step("only", probe.act),)))
@@ -45,7 +42,7 @@ async def _replica(dsn: str, name: str, probe: Probe) -> tuple[SagaRunner, SagaT
 
 
 @pytest.fixture
-async def replicas(postgres: PostgresServer) -> AsyncIterator[tuple[Probe, SagaRunner, SagaRunner, SagaTestDatabase]]:
+async def replicas(postgres: PostgresServer) -> AsyncIterator[tuple[Probe, SagaRunner, SagaRunner, ContextDatabase]]:
     dsn = postgres.new_database()
     probe = Probe()
     (a, db_a), (b, db_b) = await _replica(dsn, "lending[0]", probe), await _replica(dsn, "lending[1]", probe)
@@ -55,7 +52,7 @@ async def replicas(postgres: PostgresServer) -> AsyncIterator[tuple[Probe, SagaR
 
 
 async def test_a_second_replica_waits_for_the_driver_instead_of_acting(
-    replicas: tuple[Probe, SagaRunner, SagaRunner, SagaTestDatabase],
+    replicas: tuple[Probe, SagaRunner, SagaRunner, ContextDatabase],
 ) -> None:
     probe, a, b, _ = replicas
     driving = asyncio.create_task(a.begin("probe", "sag-1", {}))
@@ -69,7 +66,7 @@ async def test_a_second_replica_waits_for_the_driver_instead_of_acting(
 
 
 async def test_a_driver_that_lost_its_lease_is_fenced_off_and_the_new_owner_finishes(
-    replicas: tuple[Probe, SagaRunner, SagaRunner, SagaTestDatabase],
+    replicas: tuple[Probe, SagaRunner, SagaRunner, ContextDatabase],
 ) -> None:
     probe, a, b, db = replicas
     driving = asyncio.create_task(a.begin("probe", "sag-2", {}))

@@ -22,6 +22,7 @@ from common.di import (
     UnknownContextError,
     og_component,
     og_context,
+    provide,
 )
 
 # --- a small world of components ------------------------------------------------------------
@@ -49,15 +50,15 @@ class Welcome:
         self.config = config
 
 
-@og_context(name="shared", providers=[Config], exports=[Config])
+@og_context(name="shared", providers=[Config], shares=[Config])
 class SharedModule: ...
 
 
 @og_context(
     name="front",
     imports=[ModuleContextImport(Config, from_context="shared")],
-    providers=[PoliteGreeter, Welcome],
-    exports=[Welcome],
+    providers=[provide(PoliteGreeter, provides=Greeter), Welcome],
+    shares=[Welcome],
 )
 class FrontModule: ...
 
@@ -141,7 +142,7 @@ async def test_not_exported_is_refused() -> None:
 
 
 async def test_not_imported_says_which_import_to_add() -> None:
-    @og_context(name="front2", providers=[PoliteGreeter, Welcome])
+    @og_context(name="front2", providers=[provide(PoliteGreeter, provides=Greeter), Welcome])
     class Front2: ...
 
     with pytest.raises(NotImportedError) as err:
@@ -167,7 +168,10 @@ async def test_duplicate_provider_listed_twice() -> None:
 
 
 async def test_two_providers_for_one_type_are_ambiguous() -> None:
-    @og_context(name="ambiguous", providers=[PoliteGreeter, CurtGreeter, Config, Welcome])
+    @og_context(
+        name="ambiguous",
+        providers=[provide(PoliteGreeter, provides=Greeter), provide(CurtGreeter, provides=Greeter), Config, Welcome],
+    )
     class Ambiguous: ...
 
     with pytest.raises(DuplicateProviderError, match="Greeter is provided by both PoliteGreeter and CurtGreeter"):
@@ -176,15 +180,15 @@ async def test_two_providers_for_one_type_are_ambiguous() -> None:
 
 async def test_context_import_cycle_prints_the_whole_cycle() -> None:
     @og_context(
-        name="account", imports=[ModuleContextImport(Welcome, from_context="customer")], exports=[Config], providers=[Config]
+        name="account", imports=[ModuleContextImport(Welcome, from_context="customer")], shares=[Config], providers=[Config]
     )
     class Account: ...
 
     @og_context(
         name="customer",
         imports=[ModuleContextImport(Config, from_context="account")],
-        exports=[Welcome],
-        providers=[PoliteGreeter, Welcome],
+        shares=[Welcome],
+        providers=[provide(PoliteGreeter, provides=Greeter), Welcome],
     )
     class Customer: ...
 
@@ -250,11 +254,11 @@ class Reporter(Recorded):
     def __init__(self, api: Api) -> None: ...
 
 
-@og_context(name="infra", providers=[Pool], exports=[Pool])
+@og_context(name="infra", providers=[Pool], shares=[Pool])
 class Infra: ...
 
 
-@og_context(name="biz", imports=[ModuleContextImport(Pool, from_context="infra")], providers=[Api, Repo], exports=[Api])
+@og_context(name="biz", imports=[ModuleContextImport(Pool, from_context="infra")], providers=[Api, Repo], shares=[Api])
 class Biz: ...
 
 

@@ -1,0 +1,61 @@
+"""Each context's own database: an SQLite file, or a schema of one PostgreSQL database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+from common.config import Settings
+from common.db.base import Database, UnitOfWork
+from common.db.migrations import load_migrations
+from common.db.postgres import PostgresDatabase
+from common.db.sqlite import SqliteDatabase
+from common.di import BaseComponent, ContextInfo, og_component
+
+R = TypeVar("R")
+
+
+@og_component()
+class Databases(BaseComponent):
+    """Hands each context its own database, on the engine the settings name."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def for_context(self, context: str) -> Database:
+        if self._settings.database == "postgres":
+            if not self._settings.postgres_dsn:
+                raise ValueError("database = postgres needs postgres_dsn")
+            return PostgresDatabase(self._settings.postgres_dsn, schema=context)
+        if self._settings.database != "sqlite":
+            raise ValueError(f"unknown database {self._settings.database!r}: sqlite or postgres")
+        return SqliteDatabase(Path(self._settings.data_dir) / f"{context}.db")
+
+
+@og_component()
+class ContextDatabase(BaseComponent):
+    """The database of the context that lists it, opened and migrated with that context: the
+    framework's tables and the context's own migrations (`<its package>/sql/<dialect>/`)."""
+
+    def __init__(self, databases: Databases, context: ContextInfo) -> None:
+        self._db = databases.for_context(context.name)
+        self._migrations = context.package
+
+    @property
+    def dialect(self) -> str:
+        return self._db.dialect
+
+    async def initialize(self) -> None:
+        await self._db.open(load_migrations(self._migrations, self._db.dialect))
+
+    async def shutdown(self) -> None:
+        await self._db.close()
+
+    async def read(self, fn: UnitOfWork[R], *args: Any) -> R:
+        return await self._db.read(fn, *args)
+
+    async def write(self, fn: UnitOfWork[R], *args: Any) -> R:
+        return await self._db.write(fn, *args)
+
+    async def lead(self, role: str) -> bool:
+        return await self._db.lead(role)
