@@ -13,6 +13,8 @@ from common.validation import Violations
 from ogpgy.type.v1 import date_pb2, money_pb2
 
 E = TypeVar("E", bound=enum.Enum)
+V = TypeVar("V", bound=int)
+V_co = TypeVar("V_co", bound=int, covariant=True)
 
 
 def money_pb(money: Money) -> money_pb2.Money:
@@ -38,21 +40,21 @@ def date_of(message: date_pb2.Date) -> date | None:
     return calendar_date(message.year, message.month, message.day)
 
 
-class _EnumType(Protocol):
+class _EnumType(Protocol[V_co]):
     """What protoc generates for an enum (its numbers by name; the method is protobuf's)."""
 
-    def Value(self, name: str) -> int: ...
+    def Value(self, name: str) -> V_co: ...
 
 
-class ProtoEnum(Generic[E]):
+class ProtoEnum(Generic[E, V]):
     """A domain enum and its protobuf twin, paired by name: the member with value "X" is the
     protobuf value PREFIX_X. Unknown or unspecified protobuf values map to None."""
 
-    def __init__(self, domain: type[E], proto: _EnumType, prefix: str) -> None:
+    def __init__(self, domain: type[E], proto: _EnumType[V], prefix: str) -> None:
         self._to_pb = {member: proto.Value(f"{prefix}{member.value}") for member in domain}
-        self._from_pb = {number: member for member, number in self._to_pb.items()}
+        self._from_pb: dict[int, E] = {number: member for member, number in self._to_pb.items()}
 
-    def pb(self, member: E) -> int:
+    def pb(self, member: E) -> V:
         return self._to_pb[member]
 
     def of(self, number: int) -> E | None:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from common.db.base import Row, Tx, stored
 from common.db.databases import ContextDatabase
+from common.db.keyset import Page, keyset_page
 from common.di import BaseComponent, og_component
 from common.errors import Aborted, PreconditionFailed
 from common.faults import crash_point
@@ -110,15 +111,10 @@ async def _advance(
     return after
 
 
-async def _page(tx: Tx, job: str, before_key: str, limit: int) -> list[BatchProgress]:
-    rows = await tx.fetchall(
-        f"SELECT {_COLUMNS} FROM batch_runs WHERE job = ? AND (? = '' OR run_key < ?) ORDER BY run_key DESC LIMIT ?",
-        job,
-        before_key,
-        before_key,
-        limit,
-    )
-    return [_progress(r) for r in rows]
+async def _page(tx: Tx, job: str, before_key: str, limit: int) -> Page[BatchProgress, str]:
+    """Runs of `job`, newest key first, before `before_key` ('' for the newest)."""
+    select = f"SELECT {_COLUMNS} FROM batch_runs"
+    return await keyset_page(tx, select, "job = ?", [job], before_key, limit, _progress, key="run_key", descending=True)
 
 
 @og_component()
@@ -162,5 +158,5 @@ class BatchRunner(BaseComponent):
     async def get(self, job: str, key: str) -> BatchProgress | None:
         return await self._db.read(_load, job, key)
 
-    async def page(self, job: str, before_key: str, limit: int) -> list[BatchProgress]:
+    async def page(self, job: str, before_key: str, limit: int) -> Page[BatchProgress, str]:
         return await self._db.read(_page, job, before_key, limit)

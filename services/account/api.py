@@ -1,4 +1,5 @@
-"""gRPC servicer of the account context: proto <-> domain (with input validation), nothing else."""
+"""gRPC servicer of the account context: a request becomes validated domain values (malformed
+input is INVALID_ARGUMENT here, before any use case runs), an answer becomes its message."""
 
 from __future__ import annotations
 
@@ -8,30 +9,28 @@ from grpc import aio
 
 from common.di import og_component
 from common.grpc.convert import IdempotentRequest, calendar_date, idempotency_key, timestamp
-from common.money import CURRENCY_EXPONENTS, Money, parse_money
+from common.money import CURRENCY_EXPONENTS, Money
+from common.pagination import PageTokens
 from common.validation import Violations, check_id, check_request_id, check_text, decimal_fraction
+from kernel.convert import date_of, money_pb, requested_money
 from ogpgy.account.v1 import account_service_pb2 as pb
 from ogpgy.account.v1 import account_service_pb2_grpc as pb_grpc
 from ogpgy.type.v1 import money_pb2
+from services.account.adapters import ACCOUNT_STATUS, ACCOUNT_TYPE, HOLD_STATUS, INTERNAL_ACCOUNT
 from services.account.domain import (
     CUSTOMER_TYPES,
     Access,
     Account,
-    AccountType,
     Entry,
     Hold,
     InterestTier,
+    InternalAccount,
     Transfer,
     TransferOrder,
 )
-from services.account.service import AccountApplicationService
+from services.account.service import AccountUseCases
 
-_TYPES = {pb.AccountType.Value(f"ACCOUNT_TYPE_{t.value}"): t for t in AccountType}
 _ACCESS = {pb.ACCOUNT_ACCESS_READ: Access.READ, pb.ACCOUNT_ACCESS_DEBIT: Access.DEBIT, pb.ACCOUNT_ACCESS_CREDIT: Access.CREDIT}
-
-
-def money_pb(money: Money) -> money_pb2.Money:
-    return money_pb2.Money(currency_code=money.currency, amount=money.amount)
 
 
 def account_pb(a: Account) -> pb.Account:
@@ -39,8 +38,8 @@ def account_pb(a: Account) -> pb.Account:
     return pb.Account(
         account_id=a.account_id,
         customer_id=a.customer_id,
-        type=pb.AccountType.Value(f"ACCOUNT_TYPE_{a.type.value}"),
-        status=pb.AccountStatus.Value(f"ACCOUNT_STATUS_{a.status.value}"),
+        type=ACCOUNT_TYPE.pb(a.type),
+        status=ACCOUNT_STATUS.pb(a.status),
         balance=money_pb(a.money(a.balance)),
         available_balance=money_pb(a.money(a.available)),
         features=pb.AccountFeatures(
@@ -75,7 +74,7 @@ def hold_pb(h: Hold) -> pb.Hold:
         debit_account_id=h.debit_account_id,
         credit_account_id=h.credit_account_id,
         amount=money_pb(h.amount),
-        status=pb.HoldStatus.Value(f"HOLD_STATUS_{h.status.value}"),
+        status=HOLD_STATUS.pb(h.status),
         captured_amount=money_pb(h.captured) if h.captured else None,
         transfer_id=h.transfer_id,
         owner_context=h.owner_context,
@@ -94,10 +93,6 @@ def entry_pb(e: Entry) -> pb.Entry:
     )
 
 
-def _amount(v: Violations, msg: money_pb2.Money, field: str) -> Money | None:
-    return parse_money(v, msg.currency_code, msg.amount, field)
-
-
 def _order(
     v: Violations,
     debit: str,
@@ -111,7 +106,7 @@ def _order(
     check_id(v, debit, debit_field, "acc")
     check_id(v, credit, credit_field, "acc")
     v.check(debit != credit or not debit, credit_field, "must differ from the debited account")
-    money = _amount(v, amount, "amount")
+    money = requested_money(v, amount, "amount")
     check_text(v, description, "description", max_len=140, required=False)
     return TransferOrder(debit, credit, money, description) if money else None
 
@@ -125,13 +120,14 @@ def _validated(v: Violations, request: IdempotentRequest) -> None:
 class AccountApi(pb_grpc.AccountServiceServicer):
     """ogpgy.account.v1.AccountService."""
 
-    def __init__(self, service: AccountApplicationService) -> None:
+    def __init__(self, service: AccountUseCases, pages: PageTokens) -> None:
         self._service = service
+        self._pages = pages
 
     async def OpenAccount(self, request: pb.OpenAccountRequest, context: aio.ServicerContext) -> pb.OpenAccountResponse:
         v = Violations()
         check_id(v, request.customer_id, "customer_id", "cus")
-        type_ = _TYPES.get(request.type)
+        type_ = ACCOUNT_TYPE.of(request.type)
         v.check(type_ in CUSTOMER_TYPES, "type", f"required: one of {', '.join(sorted(t.value for t in CUSTOMER_TYPES))}")
         v.check(
             request.currency_code in CURRENCY_EXPONENTS,
@@ -151,7 +147,11 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         return pb.GetAccountResponse(account=account_pb(await self._service.get_account(request.account_id)))
 
     async def ListAccounts(self, request: pb.ListAccountsRequest, context: aio.ServicerContext) -> pb.ListAccountsResponse:
-        accounts, token = await self._service.list_accounts(request.customer_id, request.page_size, request.page_token)
+        v = Violations()
+        check_id(v, request.customer_id, "customer_id", "cus")
+        page = self._pages.request(v, request.page_size, request.page_token, ("accounts", request.customer_id))
+        v.raise_if_any()
+        accounts, token = await self._service.list_accounts(request.customer_id, page)
         return pb.ListAccountsResponse(accounts=[account_pb(a) for a in accounts], next_page_token=token)
 
     async def CloseAccount(self, request: pb.CloseAccountRequest, context: aio.ServicerContext) -> pb.CloseAccountResponse:
@@ -163,7 +163,7 @@ class AccountApi(pb_grpc.AccountServiceServicer):
 
     async def Deposit(self, request: pb.DepositRequest, context: aio.ServicerContext) -> pb.DepositResponse:
         v = Violations()
-        cash = f"acc_CASH_{request.amount.currency_code}"
+        cash = InternalAccount.CASH.account_id(request.amount.currency_code)
         order = _order(v, cash, request.account_id, request.amount, request.description, credit_field="account_id")
         _validated(v, request)
         transfer = await self._service.deposit(v.valid(order), idempotency_key(request, "Deposit"))
@@ -171,7 +171,7 @@ class AccountApi(pb_grpc.AccountServiceServicer):
 
     async def Withdraw(self, request: pb.WithdrawRequest, context: aio.ServicerContext) -> pb.WithdrawResponse:
         v = Violations()
-        cash = f"acc_CASH_{request.amount.currency_code}"
+        cash = InternalAccount.CASH.account_id(request.amount.currency_code)
         order = _order(v, request.account_id, cash, request.amount, request.description, debit_field="account_id")
         _validated(v, request)
         transfer = await self._service.transfer(v.valid(order), idempotency_key(request, "Withdraw"))
@@ -210,7 +210,7 @@ class AccountApi(pb_grpc.AccountServiceServicer):
     async def CaptureHold(self, request: pb.CaptureHoldRequest, context: aio.ServicerContext) -> pb.CaptureHoldResponse:
         v = Violations()
         check_id(v, request.hold_id, "hold_id", "hld")
-        amount = _amount(v, request.amount, "amount") if request.HasField("amount") else None
+        amount = requested_money(v, request.amount, "amount") if request.HasField("amount") else None
         _validated(v, request)
         hold, transfer = await self._service.capture_hold(request.hold_id, amount, idempotency_key(request, "CaptureHold"))
         return pb.CaptureHoldResponse(hold=hold_pb(hold), transfer=transfer_pb(transfer))
@@ -231,8 +231,9 @@ class AccountApi(pb_grpc.AccountServiceServicer):
     async def ListHolds(self, request: pb.ListHoldsRequest, context: aio.ServicerContext) -> pb.ListHoldsResponse:
         v = Violations()
         check_id(v, request.account_id, "account_id", "acc")
+        page = self._pages.request(v, request.page_size, request.page_token, ("holds", request.account_id))
         v.raise_if_any()
-        holds, token = await self._service.holds(request.account_id, request.page_size, request.page_token)
+        holds, token = await self._service.holds(request.account_id, page)
         return pb.ListHoldsResponse(holds=[hold_pb(h) for h in holds], next_page_token=token)
 
     async def LookupHold(self, request: pb.LookupHoldRequest, context: aio.ServicerContext) -> pb.LookupHoldResponse:
@@ -256,8 +257,7 @@ class AccountApi(pb_grpc.AccountServiceServicer):
     async def AccrueInterest(self, request: pb.AccrueInterestRequest, context: aio.ServicerContext) -> pb.AccrueInterestResponse:
         v = Violations()
         check_request_id(v, request.request_id)
-        d = request.business_date
-        day = calendar_date(d.year, d.month, d.day)
+        day = date_of(request.business_date)
         v.check(day is not None, "business_date", "required: a valid calendar date")
         v.check(request.currency_code in CURRENCY_EXPONENTS, "currency_code", "required: a supported currency")
         v.check(1 <= request.limit <= 10_000, "limit", "between 1 and 10000")
@@ -303,11 +303,22 @@ class AccountApi(pb_grpc.AccountServiceServicer):
             done=chunk.done,
         )
 
+    async def GetInternalAccount(
+        self, request: pb.GetInternalAccountRequest, context: aio.ServicerContext
+    ) -> pb.GetInternalAccountResponse:
+        v = Violations()
+        kind = INTERNAL_ACCOUNT.of(request.internal_account)
+        v.check(kind is not None, "internal_account", "required: one of the InternalAccount values")
+        v.check(request.currency_code in CURRENCY_EXPONENTS, "currency_code", "required: a supported currency")
+        account_id = self._service.internal_account(v.valid(kind), request.currency_code)
+        return pb.GetInternalAccountResponse(account_id=account_id)
+
     async def ListEntries(self, request: pb.ListEntriesRequest, context: aio.ServicerContext) -> pb.ListEntriesResponse:
         v = Violations()
         check_id(v, request.account_id, "account_id", "acc")
+        page = self._pages.request(v, request.page_size, request.page_token, ("entries", request.account_id))
         v.raise_if_any()
-        entries, token = await self._service.entries(request.account_id, request.page_size, request.page_token)
+        entries, token = await self._service.entries(request.account_id, page)
         return pb.ListEntriesResponse(entries=[entry_pb(e) for e in entries], next_page_token=token)
 
 
@@ -319,7 +330,7 @@ def _tiers(v: Violations, request: pb.AccrueInterestRequest) -> tuple[InterestTi
         rate = decimal_fraction(v, tier.annual_rate, f"{field}.annual_rate", max_places=6, zero_allowed=True)
         bound = None
         if tier.HasField("up_to"):
-            money = parse_money(v, tier.up_to.currency_code, tier.up_to.amount, f"{field}.up_to")
+            money = requested_money(v, tier.up_to, f"{field}.up_to")
             bound = money.minor if money else None
             v.check(not tiers or (tiers[-1].up_to_minor or 0) < (bound or 0), f"{field}.up_to", "bounds must ascend")
         tiers.append(InterestTier(bound, rate if rate is not None else Decimal(0)))  # invalid: refused below

@@ -3,6 +3,11 @@
 Sign convention: an account's balance is its credits minus its debits, for customer and
 bank-internal accounts alike. Every transfer debits one account and credits another by the same
 amount, so the balances of all accounts always sum to zero: total debits equal total credits.
+
+Every refusal of the ledger is decided here, on the state the repository read: an account that
+is closed, in another currency, would cross its floor or the ledger's limit; a hold resolved
+already or captured for more than it holds; a reversal of a reversal. The repository's SQL
+repeats the arithmetic only as a guard against a change that committed in between.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from common.money import Money
+from common.errors import PreconditionFailed
+from common.money import MAX_MINOR, Money
 
 
 class AccountType(enum.Enum):
@@ -99,6 +105,74 @@ class Account:
     def money(self, minor: int) -> Money:
         return Money(self.currency, minor)
 
+    # --- the ledger's rules on one account ----------------------------------------------------
+
+    def require_usable(self, currency: str) -> None:
+        """Money moves only through an open account, in its own currency."""
+        if self.status is AccountStatus.CLOSED:
+            raise PreconditionFailed("ACCOUNT_CLOSED", f"account {self.account_id} is closed", {"account_id": self.account_id})
+        if self.currency != currency:
+            raise PreconditionFailed(
+                "CURRENCY_MISMATCH",
+                f"account {self.account_id} is in {self.currency}, not {currency}",
+                {"account_id": self.account_id, "account_currency": self.currency},
+            )
+
+    def require_debit(self, amount: Money, *, release: int = 0) -> None:
+        """`amount` may leave the account (after `release` of its holds is freed for it)."""
+        self.require_usable(amount.currency)
+        balance = self.balance - amount.minor
+        if balance < -MAX_MINOR:
+            raise balance_limit(self.account_id)
+        floor = self.floor
+        if floor is not None and balance - (self.held - release) < floor:
+            raise self._insufficient()
+
+    def require_credit(self, amount: Money) -> None:
+        self.require_usable(amount.currency)
+        if self.balance + amount.minor > MAX_MINOR:
+            raise balance_limit(self.account_id)
+
+    def require_reserve(self, amount: Money) -> None:
+        """A hold of `amount` may be placed on the account."""
+        self.require_usable(amount.currency)
+        if self.held + amount.minor > MAX_MINOR:
+            raise balance_limit(self.account_id)
+        floor = self.floor
+        if floor is not None and self.balance - self.held - amount.minor < floor:
+            raise self._insufficient()
+
+    def require_closable(self) -> None:
+        if self.type is AccountType.INTERNAL:
+            raise PreconditionFailed(
+                "INTERNAL_ACCOUNT", "bank-internal accounts cannot be closed", {"account_id": self.account_id}
+            )
+        if self.status is AccountStatus.CLOSED:
+            raise PreconditionFailed("ACCOUNT_CLOSED", "the account is already closed", {"account_id": self.account_id})
+        if self.held or self.balance:
+            raise PreconditionFailed(
+                "ACCOUNT_HAS_OPEN_HOLDS" if self.held else "ACCOUNT_BALANCE_NOT_ZERO",
+                f"only an account at zero balance without holds can be closed (balance "
+                f"{self.money(self.balance)}, held {self.money(self.held)})",
+                {"account_id": self.account_id},
+            )
+
+    def _insufficient(self) -> PreconditionFailed:
+        available = self.money(self.available)
+        return PreconditionFailed(
+            "INSUFFICIENT_FUNDS",
+            f"account {self.account_id} has {available} available",
+            {"account_id": self.account_id, "available": available.amount},
+        )
+
+
+def balance_limit(account_id: str) -> PreconditionFailed:
+    return PreconditionFailed(
+        "BALANCE_LIMIT_EXCEEDED",
+        f"the balance of account {account_id} would pass the ledger's limit of {MAX_MINOR} minor units",
+        {"account_id": account_id, "limit_minor": str(MAX_MINOR)},
+    )
+
 
 def floor_of(type_: AccountType, features: AccountFeatures) -> int | None:
     """The floor stored with an account, so SQL can check it without the product catalogue."""
@@ -117,6 +191,25 @@ class Transfer:
     posted_at: datetime
     reverses_transfer_id: str = ""
     hold_id: str = ""
+    reversed_by: str = ""  # the transfer that reversed this one, if any
+
+    def reversal(self, reason: str) -> TransferOrder:
+        """The order that undoes this transfer: the same amount back. Once only; never of a reversal."""
+        if self.reverses_transfer_id:
+            raise PreconditionFailed(
+                "TRANSFER_IS_A_REVERSAL", "a reversal cannot be reversed; make a new transfer", {"transfer_id": self.transfer_id}
+            )
+        if self.reversed_by:
+            raise PreconditionFailed(
+                "TRANSFER_ALREADY_REVERSED", "the transfer was already reversed", {"transfer_id": self.transfer_id}
+            )
+        return TransferOrder(
+            self.credit_account_id,
+            self.debit_account_id,
+            self.amount,
+            reason or f"reversal of {self.transfer_id}",
+            reverses_transfer_id=self.transfer_id,
+        )
 
 
 @dataclass(frozen=True)
@@ -137,6 +230,27 @@ class Hold:
         """A hold a context placed for its own process (a payment, a loan) is captured or
         released by that context alone: the account holder sees it but cannot take it back."""
         return bool(self.owner_context)
+
+    def capture(self, amount: Money | None) -> Money:
+        """What a capture of `amount` (None: all of it) posts; at most what is held, once."""
+        captured = amount or self.amount
+        if captured.currency != self.amount.currency or captured.minor > self.amount.minor:
+            raise PreconditionFailed(
+                "CAPTURE_EXCEEDS_HOLD",
+                f"at most {self.amount} can be captured",
+                {"hold_id": self.hold_id, "held": self.amount.amount},
+            )
+        self.require_placed()
+        return captured
+
+    def require_placed(self) -> None:
+        """A hold resolves (is captured or released) at most once."""
+        if self.status is not HoldStatus.PLACED:
+            raise PreconditionFailed(
+                "HOLD_ALREADY_RESOLVED",
+                f"the hold is already {self.status.value}",
+                {"hold_id": self.hold_id, "status": self.status.value},
+            )
 
 
 @dataclass(frozen=True)
@@ -189,3 +303,26 @@ def fee_due(monthly_fee: int, minimum_balance: int, lowest_balance: int) -> bool
     month (carried in, and after every posting in it) fell below the minimum balance. The minimum
     balance never refuses a movement: it only decides the fee."""
     return monthly_fee > 0 and lowest_balance < minimum_balance
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountOpened:
+    account: Account
+
+
+@dataclass(frozen=True)
+class AccountClosed:
+    account_id: str
+    customer_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class TransferPosted:
+    transfer: Transfer
+
+
+AccountEvent = AccountOpened | AccountClosed | TransferPosted

@@ -9,13 +9,13 @@ from common.di import ModuleContextImport, og_context, provide
 from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.pagination import PageTokens
-from ogpgy.account.v1 import events_pb2 as account_events
-from ogpgy.customer.v1 import events_pb2 as customer_events
 from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
+from services.account.adapters import OUTGOING, CustomerDirectory
 from services.account.api import AccountApi
-from services.account.events import CustomerEventsHandler
+from services.account.events import INCOMING, CustomerEventsHandler
+from services.account.ports import Customers
 from services.account.repository import LedgerRepository, SqlLedgerRepository
-from services.account.service import AccountApplicationService, AccountFactory
+from services.account.service import AccountFactory, AccountUseCases
 
 
 @og_context(
@@ -35,13 +35,14 @@ from services.account.service import AccountApplicationService, AccountFactory
         provide(SqlLedgerRepository, provides=LedgerRepository),
         OutboxRelay,
         AccountFactory,
-        AccountApplicationService,
+        provide(CustomerDirectory, provides=Customers),
+        AccountUseCases,
         AccountApi,
         CustomerEventsHandler,
     ],
     exports=[AccountApi],
-    publishes=[account_events.AccountOpened, account_events.AccountClosed, account_events.TransferPosted],
-    consumes=[customer_events.CustomerOnboarded, customer_events.CustomerKycReviewed, customer_events.CustomerUpdated],
+    publishes=OUTGOING.messages,
+    consumes=INCOMING.messages,
 )
 class AccountModule:
     """Exports only its gRPC service; learns about customers from CustomerServiceStub and events."""

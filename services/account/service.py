@@ -1,4 +1,6 @@
-"""Use cases of the account context: opening and closing accounts, moving money, statements."""
+"""Use cases of the account context: opening and closing accounts, moving money, holds,
+statements, and the bulk postings. Input arrives validated (api.py); each use case authorizes
+first, then the repository applies what the domain decides, idempotent by request_id."""
 
 from __future__ import annotations
 
@@ -9,46 +11,41 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-import grpc
-
 from common.cache.codecs import TextCodec
 from common.cache.registry import Caches
 from common.clock import Clock
+from common.db.keyset import Page
 from common.di import BaseComponent, og_component
 from common.errors import FieldViolation, NotFound, PermissionDenied, PreconditionFailed, ValidationFailed
 from common.events.outbox import OutboxRelay
-from common.grpc.convert import timestamp
-from common.grpc.status import no_answer
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.money import CURRENCY_EXPONENTS, Money
-from common.pagination import PageTokens
-from common.security.context import ADMIN, SecurityContext, as_itself, current_caller
+from common.pagination import PageRequest
+from common.security.context import ADMIN, SecurityContext, current_caller
 from common.security.policy import denied, require_customer_access, require_role, unknown
-from common.validation import Violations, check_id
-from ogpgy.account.v1 import account_service_pb2 as pb
-from ogpgy.account.v1 import events_pb2
-from ogpgy.customer.v1 import customer_service_pb2 as customer_pb
-from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
+from services.account.bulk_postings import AccrualChunk, FeeChunk
 from services.account.domain import (
     Access,
     Account,
+    AccountClosed,
     AccountFeatures,
+    AccountOpened,
     AccountStatus,
     AccountType,
     Entry,
     Hold,
     InterestTier,
+    InternalAccount,
     Transfer,
     TransferOrder,
 )
-from services.account.repository import AccrualChunk, FeeChunk, LedgerRepository, Page
+from services.account.ports import Customers
+from services.account.repository import LedgerRepository
 
 PRODUCTS_FILE = Path(__file__).parent / "products.toml"
 ACCOUNT_PREFIX = "acc"
-CUSTOMER_CALL_TIMEOUT = 5.0
 DEFAULT_ACCOUNT = (AccountType.PERSONAL_CHECKING, "EUR")
-CONSUMER = "account"
 R = TypeVar("R")
 
 
@@ -94,17 +91,8 @@ class AccountFactory(BaseComponent):
         )
 
 
-def account_opened(account: Account) -> events_pb2.AccountOpened:
-    return events_pb2.AccountOpened(
-        account_id=account.account_id,
-        customer_id=account.customer_id,
-        type=pb.AccountType.Value(f"ACCOUNT_TYPE_{account.type.value}"),
-        open_time=timestamp(account.opened_at),
-    )
-
-
 @og_component()
-class AccountApplicationService(BaseComponent):
+class AccountUseCases(BaseComponent):
     """Accounts and the ledger's use cases. Every write is authorized first, then idempotent by
     request_id (in the caller's scope)."""
 
@@ -112,18 +100,16 @@ class AccountApplicationService(BaseComponent):
         self,
         repository: LedgerRepository,
         factory: AccountFactory,
-        customers: CustomerServiceStub,
+        customers: Customers,
         clock: Clock,
         relay: OutboxRelay,
         caches: Caches,
-        pages: PageTokens,
     ) -> None:
         self._repository = repository
         self._factory = factory
         self._customers = customers
         self._clock = clock
         self._relay = relay
-        self._pages = pages
         self._owners = caches.create("account-ownership", TextCodec())  # account -> "customer currency": never changes
         self._managers = caches.create("customer-manager", TextCodec())  # customer -> RM: invalidated by event
 
@@ -132,21 +118,12 @@ class AccountApplicationService(BaseComponent):
     async def _assigned(self, caller: SecurityContext, customer_id: str) -> bool:
         """Whether `caller` manages `customer_id`, asked of the customer context (which owns the
         assignment) under this context's own identity, and cached."""
-        manager = await self._managers.get(customer_id, lambda: self._fetch_manager(customer_id))
+        manager = await self._manager_of(customer_id)
         return bool(manager) and manager == caller.user_id
 
-    async def _fetch_manager(self, customer_id: str) -> str | None:
-        try:
-            with as_itself():
-                answer = await self._customers.GetCustomer(
-                    customer_pb.GetCustomerRequest(customer_id=customer_id), timeout=CUSTOMER_CALL_TIMEOUT
-                )
-        except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.NOT_FOUND:
-                return None
-            raise no_answer(err, "CUSTOMER_CONTEXT_UNAVAILABLE", "cannot check the assignment") from err
-        manager: str = answer.customer.relationship_manager_id
-        return manager
+    async def _manager_of(self, customer_id: str) -> str | None:
+        """The customer's relationship manager ("" for none; None for an unknown customer), cached."""
+        return await self._managers.get(customer_id, lambda: self._customers.relationship_manager(customer_id))
 
     async def forget_manager(self, customer_id: str) -> None:
         await self._managers.invalidate(customer_id)
@@ -193,32 +170,25 @@ class AccountApplicationService(BaseComponent):
         await require_customer_access(customer_id, assigned=self._assigned, write=True, action="open accounts for this customer")
         await self._require_verified(customer_id)
         account = self._factory.create(customer_id, type_, currency, self._clock.now())
-        opened = await self._repository.open_account(account, key, [account_opened(account)])
+        opened = await self._repository.open_account(account, key, [AccountOpened(account)])
         self._relay.nudge()
         return opened
 
-    async def open_default_account(self, customer_id: str, event_id: str) -> bool:
-        """Reaction to CustomerOnboarded (VERIFIED): exactly one default account per event."""
+    async def open_default_account(self, customer_id: str, event_id: str, inbox: str) -> bool:
+        """Reaction to a customer onboarded (or cleared) VERIFIED: exactly one default account per
+        event, remembered in the `inbox` of the consumer that handled it."""
         type_, currency = DEFAULT_ACCOUNT
         account = self._factory.create(customer_id, type_, currency, self._clock.now())
-        opened = await self._repository.open_account_once(account, CONSUMER, event_id, [account_opened(account)])
+        opened = await self._repository.open_account_once(account, inbox, event_id, [AccountOpened(account)])
         self._relay.nudge()
         return opened
 
     async def _require_verified(self, customer_id: str) -> None:
         try:
-            answer = await self._customers.GetCustomer(
-                customer_pb.GetCustomerRequest(customer_id=customer_id), timeout=CUSTOMER_CALL_TIMEOUT
-            )
-        except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound("customer", customer_id) from err
-            if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                raise ValidationFailed([FieldViolation("customer_id", "not a customer id")]) from err
-            if err.code() == grpc.StatusCode.PERMISSION_DENIED:
-                raise denied("open accounts for this customer") from err
-            raise no_answer(err, "CUSTOMER_CONTEXT_UNAVAILABLE", "cannot check the customer") from err
-        if answer.customer.kyc.status != customer_pb.KYC_STATUS_VERIFIED:
+            standing = await self._customers.standing(customer_id)
+        except PermissionDenied as refused:
+            raise denied("open accounts for this customer") from refused
+        if not standing.kyc_verified:
             raise PreconditionFailed(
                 "CUSTOMER_NOT_VERIFIED", "only customers with verified KYC may open accounts", {"customer_id": customer_id}
             )
@@ -230,25 +200,17 @@ class AccountApplicationService(BaseComponent):
             raise NotFound("account", account_id)
         return account
 
-    async def list_accounts(self, customer_id: str, size: int, token: str) -> tuple[list[Account], str]:
-        v = Violations()
-        check_id(v, customer_id, "customer_id", "cus")
-        request = self._pages.request(v, size, token, ("accounts", customer_id))
-        v.raise_if_any()
+    async def list_accounts(self, customer_id: str, request: PageRequest) -> tuple[list[Account], str]:
         await require_customer_access(customer_id, assigned=self._assigned, action="list this customer's accounts")
         page = await self._repository.accounts_of(customer_id, request.after_seq, request.limit)
-        if (
-            not page.items
-            and request.after is None
-            and await self._managers.get(customer_id, lambda: self._fetch_manager(customer_id)) is None
-        ):
+        if not page.items and request.after is None and await self._manager_of(customer_id) is None:
             raise NotFound("customer", customer_id)  # an empty list of a customer nobody knows would hide a typo
         return page.items, request.next_token(page.next_after)
 
     async def close_account(self, account_id: str, key: IdempotencyKey) -> Account:
         owner, _ = await self._require_account(account_id, write=True, action="close this account")
-        closed = events_pb2.AccountClosed(account_id=account_id, customer_id=owner, close_time=timestamp(self._clock.now()))
-        result = await self._repository.close_account(account_id, key, self._clock.now(), [closed])
+        now = self._clock.now()
+        result = await self._repository.close_account(account_id, key, now, [AccountClosed(account_id, owner, now)])
         self._relay.nudge()
         return result
 
@@ -343,8 +305,8 @@ class AccountApplicationService(BaseComponent):
             raise NotFound("hold request", request_id)
         return hold
 
-    async def holds(self, account_id: str, size: int, token: str) -> tuple[list[Hold], str]:
-        return await self._account_page("holds", account_id, size, token, self._repository.holds_of)
+    async def holds(self, account_id: str, request: PageRequest) -> tuple[list[Hold], str]:
+        return await self._account_page(account_id, request, self._repository.holds_of)
 
     # --- interest and statements --------------------------------------------------------------
 
@@ -372,16 +334,17 @@ class AccountApplicationService(BaseComponent):
             raise ValidationFailed([FieldViolation("month", f"must have ended (today is {self._clock.today()})")])
         return await self._moved(await self._repository.charge_fees(first_day, currency, after, limit, self._clock.now()))
 
-    async def entries(self, account_id: str, size: int, token: str) -> tuple[list[Entry], str]:
-        return await self._account_page("entries", account_id, size, token, self._repository.entries)
+    async def entries(self, account_id: str, request: PageRequest) -> tuple[list[Entry], str]:
+        return await self._account_page(account_id, request, self._repository.entries)
+
+    def internal_account(self, kind: InternalAccount, currency: str) -> str:
+        """The id of one of the bank's own accounts: formed here, so that no other context types it."""
+        return kind.account_id(currency)
 
     async def _account_page(
-        self, kind: str, account_id: str, size: int, token: str, fetch: Callable[[str, int, int], Awaitable[Page]]
+        self, account_id: str, request: PageRequest, fetch: Callable[[str, int, int], Awaitable[Page[Any, int]]]
     ) -> tuple[list[Any], str]:
         """One page of what belongs to an account (its entries, its holds): for whoever may read it."""
-        v = Violations()
-        request = self._pages.request(v, size, token, (kind, account_id))
-        v.raise_if_any()
         await self._require_account(account_id, write=False, action="read this account")
         page = await fetch(account_id, request.after_seq, request.limit)
         return page.items, request.next_token(page.next_after)

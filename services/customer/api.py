@@ -1,30 +1,35 @@
-"""gRPC servicer of the customer context: proto <-> domain, nothing else."""
+"""gRPC servicer of the customer context: a request becomes validated domain values (malformed
+input is INVALID_ARGUMENT here, before any use case runs), an answer becomes its message."""
 
 from __future__ import annotations
 
 from grpc import aio
 
+from common.clock import Clock
 from common.di import og_component
-from common.grpc.convert import calendar_date, idempotency_key, timestamp
+from common.grpc.convert import idempotency_key, timestamp
+from common.validation import Violations, check_id, check_request_id
+from kernel.convert import ProtoEnum, date_of, date_pb
 from ogpgy.customer.v1 import customer_service_pb2 as pb
 from ogpgy.customer.v1 import customer_service_pb2_grpc as pb_grpc
-from ogpgy.type.v1 import address_pb2, date_pb2
+from ogpgy.type.v1 import address_pb2
+from services.customer.adapters import KYC_STATUS
 from services.customer.domain import (
+    CUSTOMER_ID_PREFIX,
     Address,
     Application,
     ContactChange,
     Customer,
     DocumentType,
     IdentityDocument,
+    KycReason,
+    validate_application,
+    validate_contact_change,
 )
-from services.customer.service import KYC_STATUS_PB, CustomerApplicationService
+from services.customer.service import CustomerUseCases
 
-_DOCUMENT_TYPES = {
-    pb.DOCUMENT_TYPE_PASSPORT: DocumentType.PASSPORT,
-    pb.DOCUMENT_TYPE_NATIONAL_ID: DocumentType.NATIONAL_ID,
-}
-_DOCUMENT_TYPES_PB: dict[DocumentType | None, pb.DocumentType.ValueType] = {v: k for k, v in _DOCUMENT_TYPES.items()}
-_KYC_STATUS = {v: k for k, v in KYC_STATUS_PB.items()}
+DOCUMENT_TYPE = ProtoEnum(DocumentType, pb.DocumentType, "DOCUMENT_TYPE_")
+KYC_REASON = ProtoEnum(KycReason, pb.KycRejectionReason, "KYC_REJECTION_REASON_")
 _DECISIONS = {pb.KYC_DECISION_CLEAR: True, pb.KYC_DECISION_REJECT: False}  # -> clear?
 
 
@@ -39,8 +44,8 @@ def _application(req: pb.OnboardCustomerRequest) -> Application:
         family_name=req.family_name,
         email=req.email,
         phone=req.phone,
-        date_of_birth=calendar_date(dob.year, dob.month, dob.day) if req.HasField("date_of_birth") else None,
-        document=IdentityDocument(_DOCUMENT_TYPES.get(req.document.type), req.document.number, req.document.issuing_country_code)
+        date_of_birth=date_of(dob) if req.HasField("date_of_birth") else None,
+        document=IdentityDocument(DOCUMENT_TYPE.of(req.document.type), req.document.number, req.document.issuing_country_code)
         if req.HasField("document")
         else None,
         address=_address(req.address) if req.HasField("address") else None,
@@ -64,11 +69,9 @@ def customer_pb(c: Customer) -> pb.Customer:
         family_name=c.family_name,
         email=c.email,
         phone=c.phone,
-        date_of_birth=date_pb2.Date(year=c.date_of_birth.year, month=c.date_of_birth.month, day=c.date_of_birth.day)
-        if c.date_of_birth.year > 1
-        else None,  # masked
+        date_of_birth=date_pb(c.date_of_birth) if c.date_of_birth.year > 1 else None,  # masked
         document=pb.IdentityDocument(
-            type=_DOCUMENT_TYPES_PB.get(c.document.type, pb.DOCUMENT_TYPE_UNSPECIFIED),
+            type=DOCUMENT_TYPE.pb(c.document.type) if c.document.type else pb.DOCUMENT_TYPE_UNSPECIFIED,
             number=c.document.number,
             issuing_country_code=c.document.issuing_country_code,
         ),
@@ -79,8 +82,8 @@ def customer_pb(c: Customer) -> pb.Customer:
             country_code=c.address.country_code,
         ),
         kyc=pb.Kyc(
-            status=KYC_STATUS_PB[c.kyc.status],
-            reasons=[pb.KycRejectionReason.Value(f"KYC_REJECTION_REASON_{r.value}") for r in c.kyc.reasons],
+            status=KYC_STATUS.pb(c.kyc.status),
+            reasons=[KYC_REASON.pb(r) for r in c.kyc.reasons],
             check_time=timestamp(c.kyc.checked_at),
         ),
         create_time=timestamp(c.created_at),
@@ -90,45 +93,71 @@ def customer_pb(c: Customer) -> pb.Customer:
     )
 
 
+def _customer_id(v: Violations, customer_id: str) -> None:
+    check_id(v, customer_id, "customer_id", CUSTOMER_ID_PREFIX)
+
+
 @og_component()
 class CustomerApi(pb_grpc.CustomerServiceServicer):
     """ogpgy.customer.v1.CustomerService."""
 
-    def __init__(self, service: CustomerApplicationService) -> None:
+    def __init__(self, service: CustomerUseCases, clock: Clock) -> None:
         self._service = service
+        self._clock = clock
 
     async def OnboardCustomer(
         self, request: pb.OnboardCustomerRequest, context: aio.ServicerContext
     ) -> pb.OnboardCustomerResponse:
-        customer = await self._service.onboard(_application(request), idempotency_key(request, "OnboardCustomer"))
+        v = Violations()
+        check_request_id(v, request.request_id)
+        application = _application(request)
+        validate_application(v, application, self._clock.today())
+        v.raise_if_any()
+        customer = await self._service.onboard(application, idempotency_key(request, "OnboardCustomer"))
         return pb.OnboardCustomerResponse(customer=customer_pb(customer))
 
     async def GetCustomer(self, request: pb.GetCustomerRequest, context: aio.ServicerContext) -> pb.GetCustomerResponse:
+        v = Violations()
+        _customer_id(v, request.customer_id)
+        v.raise_if_any()
         return pb.GetCustomerResponse(customer=customer_pb(await self._service.get(request.customer_id)))
 
     async def ListCustomers(self, request: pb.ListCustomersRequest, context: aio.ServicerContext) -> pb.ListCustomersResponse:
-        customers, token = await self._service.page(request.page_size, request.page_token, _KYC_STATUS.get(request.kyc_status))
+        customers, token = await self._service.page(request.page_size, request.page_token, KYC_STATUS.of(request.kyc_status))
         return pb.ListCustomersResponse(customers=[customer_pb(c) for c in customers], next_page_token=token)
 
     async def UpdateCustomer(self, request: pb.UpdateCustomerRequest, context: aio.ServicerContext) -> pb.UpdateCustomerResponse:
+        v = Violations()
+        check_request_id(v, request.request_id)
+        _customer_id(v, request.customer_id)
+        change = _contact_change(request)
+        validate_contact_change(v, change)
+        v.check(request.expected_version >= 0, "expected_version", "must not be negative")
+        v.raise_if_any()
         customer = await self._service.update_contact(
-            request.customer_id,
-            _contact_change(request),
-            request.expected_version,
-            idempotency_key(request, "UpdateCustomer"),
+            request.customer_id, change, request.expected_version, idempotency_key(request, "UpdateCustomer")
         )
         return pb.UpdateCustomerResponse(customer=customer_pb(customer))
 
     async def AssignRelationshipManager(
         self, request: pb.AssignRelationshipManagerRequest, context: aio.ServicerContext
     ) -> pb.AssignRelationshipManagerResponse:
+        v = Violations()
+        check_request_id(v, request.request_id)
+        _customer_id(v, request.customer_id)
+        if request.relationship_manager_id:
+            check_id(v, request.relationship_manager_id, "relationship_manager_id", "usr")
+        v.raise_if_any()
         customer = await self._service.assign_relationship_manager(
             request.customer_id, request.relationship_manager_id, idempotency_key(request, "AssignRelationshipManager")
         )
         return pb.AssignRelationshipManagerResponse(customer=customer_pb(customer))
 
     async def ReviewKyc(self, request: pb.ReviewKycRequest, context: aio.ServicerContext) -> pb.ReviewKycResponse:
-        customer = await self._service.review_kyc(
-            request.customer_id, _DECISIONS.get(request.decision), idempotency_key(request, "ReviewKyc")
-        )
+        v = Violations()
+        check_request_id(v, request.request_id)
+        _customer_id(v, request.customer_id)
+        clear = _DECISIONS.get(request.decision)
+        v.check(clear is not None, "decision", "required: KYC_DECISION_CLEAR or KYC_DECISION_REJECT")
+        customer = await self._service.review_kyc(request.customer_id, v.valid(clear), idempotency_key(request, "ReviewKyc"))
         return pb.ReviewKycResponse(customer=customer_pb(customer))

@@ -17,6 +17,7 @@ from rapidfuzz import fuzz
 from common.errors import PreconditionFailed
 from common.validation import Violations, check_text
 
+CUSTOMER_ID_PREFIX = "cus"
 LEGAL_AGE = 18
 _DOCUMENT = re.compile(r"[A-Z]{2}[0-9]{7}")
 _COUNTRY = re.compile(r"[A-Z]{2}")
@@ -374,3 +375,31 @@ def run_kyc(app: Application, sanctions: SanctionsList, now: datetime) -> Kyc:
     if hit is SanctionsHit.POSSIBLE:  # never a silent VERIFIED: a person looks at it
         return Kyc(status=KycStatus.REVIEW, reasons=(KycReason.SANCTIONS_POSSIBLE_MATCH,), checked_at=now)
     return Kyc(status=KycStatus.VERIFIED, reasons=(), checked_at=now)
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CustomerOnboarded:
+    customer_id: str
+    kyc_status: KycStatus
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CustomerUpdated:
+    customer_id: str
+    version: int
+    changed_fields: tuple[str, ...]
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CustomerKycReviewed:
+    customer_id: str
+    kyc_status: KycStatus
+    at: datetime
+
+
+CustomerEvent = CustomerOnboarded | CustomerUpdated | CustomerKycReviewed

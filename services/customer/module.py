@@ -9,11 +9,12 @@ from common.di import ModuleContextImport, og_context, provide
 from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.pagination import PageTokens
-from ogpgy.customer.v1 import events_pb2 as customer_events
 from ogpgy.identity.v1.identity_service_pb2_grpc import IdentityServiceStub
+from services.customer.adapters import OUTGOING, IdentityUsers
 from services.customer.api import CustomerApi
+from services.customer.ports import Users
 from services.customer.repository import CsvSanctionsSource, CustomerRepository, SanctionsSource, SqlCustomerRepository
-from services.customer.service import CustomerApplicationService
+from services.customer.service import CustomerUseCases
 
 
 @og_context(
@@ -33,11 +34,12 @@ from services.customer.service import CustomerApplicationService
         provide(SqlCustomerRepository, provides=CustomerRepository),
         OutboxRelay,
         provide(CsvSanctionsSource, provides=SanctionsSource),
-        CustomerApplicationService,
+        provide(IdentityUsers, provides=Users),
+        CustomerUseCases,
         CustomerApi,
     ],
     exports=[CustomerApi],
-    publishes=[customer_events.CustomerOnboarded, customer_events.CustomerUpdated, customer_events.CustomerKycReviewed],
+    publishes=OUTGOING.messages,
 )
 class CustomerModule:
     """Exports only its gRPC service: other contexts reach it through CustomerServiceStub."""

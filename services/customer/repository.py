@@ -9,18 +9,17 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Protocol
 
-from google.protobuf.message import Message
-
 from common.db.base import Row, Tx, stored
 from common.db.databases import ContextDatabase
 from common.db.idempotency import claim, replayed_resource
 from common.di import BaseComponent, og_component
 from common.errors import Aborted, AlreadyExists
-from common.events.outbox import append_event
 from common.idempotency import IdempotencyKey
+from services.customer.adapters import OUTGOING
 from services.customer.domain import (
     Address,
     Customer,
+    CustomerEvent,
     DocumentType,
     IdentityDocument,
     Kyc,
@@ -40,7 +39,7 @@ class CustomerPage:
 
 
 class CustomerRepository(Protocol):
-    async def add(self, customer: Customer, key: IdempotencyKey, events: list[Message]) -> Customer:
+    async def add(self, customer: Customer, key: IdempotencyKey, events: list[CustomerEvent]) -> Customer:
         """Stores a new customer, its key and its events at once; a replayed key returns the stored one."""
 
     async def get(self, customer_id: str) -> Customer | None: ...
@@ -48,7 +47,7 @@ class CustomerRepository(Protocol):
     async def replay(self, key: IdempotencyKey) -> Customer | None:
         """The customer an earlier request with this key produced, if any."""
 
-    async def save(self, customer: Customer, expected_version: int, key: IdempotencyKey, events: list[Message]) -> Customer:
+    async def save(self, customer: Customer, expected_version: int, key: IdempotencyKey, events: list[CustomerEvent]) -> Customer:
         """Stores a change and its events if the stored version is still `expected_version` (else Aborted)."""
 
     async def page(self, after: int, limit: int, only: CustomerFilter) -> CustomerPage: ...
@@ -150,7 +149,7 @@ async def _select(tx: Tx, customer_id: str) -> Customer | None:
     return _customer(row) if row else None
 
 
-async def _insert(tx: Tx, customer: Customer, key: IdempotencyKey, events: list[Message]) -> Customer:
+async def _insert(tx: Tx, customer: Customer, key: IdempotencyKey, events: list[CustomerEvent]) -> Customer:
     """Claims the key first: a concurrent twin of this very request waits for it, then replays
     the first result; a refusal raises, so the claim rolls back with it."""
     replayed = await claim(tx, key, customer.customer_id)
@@ -170,12 +169,13 @@ async def _insert(tx: Tx, customer: Customer, key: IdempotencyKey, events: list[
             {"customer_id": holder["customer_id"]},
         )
     await tx.execute(f"INSERT INTO customers ({_COLUMNS}) VALUES ({', '.join('?' * 17)})", *_row(customer))
-    for event in events:
-        await append_event(tx, event)
+    await OUTGOING.append(tx, events)
     return customer
 
 
-async def _update(tx: Tx, customer: Customer, expected_version: int, key: IdempotencyKey, events: list[Message]) -> Customer:
+async def _update(
+    tx: Tx, customer: Customer, expected_version: int, key: IdempotencyKey, events: list[CustomerEvent]
+) -> Customer:
     replayed = await claim(tx, key, customer.customer_id)
     if replayed is not None:
         return stored(await _select(tx, replayed), replayed)
@@ -201,8 +201,7 @@ async def _update(tx: Tx, customer: Customer, expected_version: int, key: Idempo
             "the customer changed meanwhile; read it again and retry",
             {"customer_id": customer.customer_id},
         )
-    for event in events:
-        await append_event(tx, event)
+    await OUTGOING.append(tx, events)
     return customer
 
 
@@ -242,7 +241,7 @@ class SqlCustomerRepository(BaseComponent, CustomerRepository):
     def __init__(self, db: ContextDatabase) -> None:
         self._db = db
 
-    async def add(self, customer: Customer, key: IdempotencyKey, events: list[Message]) -> Customer:
+    async def add(self, customer: Customer, key: IdempotencyKey, events: list[CustomerEvent]) -> Customer:
         return await self._db.write(_insert, customer, key, events)
 
     async def get(self, customer_id: str) -> Customer | None:
@@ -251,7 +250,7 @@ class SqlCustomerRepository(BaseComponent, CustomerRepository):
     async def replay(self, key: IdempotencyKey) -> Customer | None:
         return await self._db.read(_replay, key)
 
-    async def save(self, customer: Customer, expected_version: int, key: IdempotencyKey, events: list[Message]) -> Customer:
+    async def save(self, customer: Customer, expected_version: int, key: IdempotencyKey, events: list[CustomerEvent]) -> Customer:
         return await self._db.write(_update, customer, expected_version, key, events)
 
     async def page(self, after: int, limit: int, only: CustomerFilter) -> CustomerPage:

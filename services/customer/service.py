@@ -1,56 +1,44 @@
-"""Use cases of the customer context."""
+"""Use cases of the customer context: onboarding with KYC, reads, contact changes, the
+relationship manager and KYC reviews. Input arrives validated (api.py); each use case authorizes,
+lets the domain decide and stores the result with its events."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import grpc
-from google.protobuf.message import Message
 
 from common.cache.registry import Caches
 from common.clock import Clock
 from common.di import BaseComponent, og_component
 from common.errors import Aborted, NotFound, PreconditionFailed
 from common.events.outbox import OutboxRelay
-from common.grpc.convert import timestamp
-from common.grpc.status import no_answer
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.pagination import PageTokens
 from common.security.context import ADMIN, CUSTOMER, RELATIONSHIP_MANAGER, SecurityContext, current_caller
 from common.security.policy import may_read_pii, require_customer_access, require_role, unknown
-from common.validation import Violations, check_id, check_request_id
-from ogpgy.customer.v1 import customer_service_pb2 as pb
-from ogpgy.customer.v1 import events_pb2
-from ogpgy.identity.v1 import identity_service_pb2 as ipb
-from ogpgy.identity.v1.identity_service_pb2_grpc import IdentityServiceStub
+from common.validation import Violations
 from services.customer.domain import (
+    CUSTOMER_ID_PREFIX,
     Application,
     ContactChange,
     Customer,
+    CustomerEvent,
+    CustomerKycReviewed,
+    CustomerOnboarded,
+    CustomerUpdated,
     KycStatus,
     SanctionsList,
     run_kyc,
-    validate_application,
-    validate_contact_change,
 )
+from services.customer.ports import Users
 from services.customer.repository import CustomerCodec, CustomerFilter, CustomerRepository, SanctionsSource
 
-CUSTOMER_ID_PREFIX = "cus"
-KYC_STATUS_PB = {
-    KycStatus.VERIFIED: pb.KYC_STATUS_VERIFIED,
-    KycStatus.REJECTED: pb.KYC_STATUS_REJECTED,
-    KycStatus.REVIEW: pb.KYC_STATUS_REVIEW,
-}
 _OPTIMISTIC_RETRIES = 3
-
-
-IDENTITY_CALL_TIMEOUT = 5.0
 READ = "access this customer's data"
 
 
 @og_component()
-class CustomerApplicationService(BaseComponent):
+class CustomerUseCases(BaseComponent):
     """Onboarding, reads and contact changes; every write idempotent by request_id."""
 
     def __init__(
@@ -60,11 +48,11 @@ class CustomerApplicationService(BaseComponent):
         clock: Clock,
         relay: OutboxRelay,
         caches: Caches,
-        identity: IdentityServiceStub,
+        users: Users,
         pages: PageTokens,
     ) -> None:
         self._repository = repository
-        self._identity = identity
+        self._users = users
         self._relay = relay
         self._cache = caches.create("customer", CustomerCodec())
         self._sanctions_source = sanctions_source
@@ -80,16 +68,9 @@ class CustomerApplicationService(BaseComponent):
         """Registers the applicant and runs KYC; a rejected applicant is stored too (audit).
         Admins onboard customers (relationship managers read, they change nothing)."""
         require_role(ADMIN, action="onboard customers")
-        v = Violations()
-        check_request_id(v, key.request_id)
-        validate_application(v, application, self._clock.today())
-        v.raise_if_any()
         kyc = run_kyc(application, self._sanctions, self._clock.now())
         customer = Customer.onboard(new_id(CUSTOMER_ID_PREFIX), application, kyc)
-        onboarded = events_pb2.CustomerOnboarded(
-            customer_id=customer.customer_id, kyc_status=KYC_STATUS_PB[kyc.status], onboard_time=timestamp(kyc.checked_at)
-        )
-        stored = await self._repository.add(customer, key, [onboarded])
+        stored = await self._repository.add(customer, key, [CustomerOnboarded(customer.customer_id, kyc.status, kyc.checked_at)])
         self._relay.nudge()
         return stored
 
@@ -98,9 +79,6 @@ class CustomerApplicationService(BaseComponent):
         return customer.relationship_manager_id == caller.user_id
 
     async def _load(self, customer_id: str) -> Customer:
-        v = Violations()
-        check_id(v, customer_id, "customer_id", CUSTOMER_ID_PREFIX)
-        v.raise_if_any()
         customer = await self._cache.get(customer_id, lambda: self._repository.get(customer_id))
         if customer is None:
             raise unknown("customer", customer_id, READ)
@@ -138,11 +116,6 @@ class CustomerApplicationService(BaseComponent):
 
     async def assign_relationship_manager(self, customer_id: str, manager_id: str, key: IdempotencyKey) -> Customer:
         require_role(ADMIN, action="assign relationship managers")
-        v = Violations()
-        check_request_id(v, key.request_id)
-        if manager_id:
-            check_id(v, manager_id, "relationship_manager_id", "usr")
-        v.raise_if_any()
         if manager_id:
             await self._require_relationship_manager(manager_id)
         return await self._change(
@@ -151,13 +124,7 @@ class CustomerApplicationService(BaseComponent):
 
     async def _require_relationship_manager(self, user_id: str) -> None:
         """Only a user with the relationship-manager role may be assigned (the identity context says)."""
-        try:
-            answer = await self._identity.GetUser(ipb.GetUserRequest(user_id=user_id), timeout=IDENTITY_CALL_TIMEOUT)
-        except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound("user", user_id) from err
-            raise no_answer(err, "IDENTITY_UNAVAILABLE", "cannot check the user") from err
-        if ipb.ROLE_RELATIONSHIP_MANAGER not in answer.user.roles:
+        if RELATIONSHIP_MANAGER not in await self._users.roles_of(user_id):
             raise PreconditionFailed(
                 "NOT_A_RELATIONSHIP_MANAGER",
                 f"user {user_id} is not a relationship manager",
@@ -169,35 +136,20 @@ class CustomerApplicationService(BaseComponent):
     ) -> Customer:
         """Read-modify-write with optimistic concurrency; retried internally unless the caller
         pinned a version, in which case a stale version is the caller's to resolve."""
-        v = Violations()
-        check_request_id(v, key.request_id)
-        check_id(v, customer_id, "customer_id", CUSTOMER_ID_PREFIX)
-        validate_contact_change(v, change)
-        v.check(expected_version >= 0, "expected_version", "must not be negative")
-        v.raise_if_any()
         await require_customer_access(customer_id, assigned=self._assigned, write=True, action="change this customer")
         changed = await self._change(
             customer_id, lambda c: c.with_contact(change, self._clock.now()), sorted(change.fields), expected_version, key
         )
         return changed if may_read_pii(current_caller(), customer_id) else changed.masked()
 
-    async def review_kyc(self, customer_id: str, clear: bool | None, key: IdempotencyKey) -> Customer:
+    async def review_kyc(self, customer_id: str, clear: bool, key: IdempotencyKey) -> Customer:
         """An admin's decision on a KYC in review (a possible sanctions match)."""
         require_role(ADMIN, action="decide KYC reviews")
-        v = Violations()
-        check_request_id(v, key.request_id)
-        check_id(v, customer_id, "customer_id", CUSTOMER_ID_PREFIX)
-        v.check(clear is not None, "decision", "required: KYC_DECISION_CLEAR or KYC_DECISION_REJECT")
-        v.raise_if_any()
 
-        def reviewed(c: Customer) -> list[Message]:
-            return [
-                events_pb2.CustomerKycReviewed(
-                    customer_id=c.customer_id, kyc_status=KYC_STATUS_PB[c.kyc.status], review_time=timestamp(c.kyc.checked_at)
-                )
-            ]
+        def reviewed(c: Customer) -> list[CustomerEvent]:
+            return [CustomerKycReviewed(c.customer_id, c.kyc.status, c.kyc.checked_at)]
 
-        return await self._change(customer_id, lambda c: c.reviewed(bool(clear), self._clock.now()), ["kyc"], 0, key, reviewed)
+        return await self._change(customer_id, lambda c: c.reviewed(clear, self._clock.now()), ["kyc"], 0, key, reviewed)
 
     async def _change(
         self,
@@ -206,7 +158,7 @@ class CustomerApplicationService(BaseComponent):
         fields: list[str],
         expected_version: int,
         key: IdempotencyKey,
-        announce: Callable[[Customer], list[Message]] = lambda _: [],
+        announce: Callable[[Customer], list[CustomerEvent]] = lambda _: [],
     ) -> Customer:
         replayed = await self._repository.replay(key)
         if replayed is not None:
@@ -222,12 +174,7 @@ class CustomerApplicationService(BaseComponent):
                     {"customer_id": customer_id, "current_version": str(current.version)},
                 )
             changed = apply(current)
-            updated = events_pb2.CustomerUpdated(
-                customer_id=customer_id,
-                version=changed.version,
-                changed_fields=fields,
-                update_time=timestamp(changed.updated_at),
-            )
+            updated = CustomerUpdated(customer_id, changed.version, tuple(fields), changed.updated_at)
             try:
                 stored = await self._repository.save(changed, current.version, key, [updated, *announce(changed)])
                 await self._cache.invalidate(customer_id)

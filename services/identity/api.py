@@ -1,4 +1,5 @@
-"""gRPC servicer of the identity context."""
+"""gRPC servicer of the identity context: a request becomes validated domain values, an answer
+becomes its message."""
 
 from __future__ import annotations
 
@@ -8,13 +9,12 @@ from grpc import aio
 
 from common.di import og_component
 from common.grpc.convert import idempotency_key, timestamp
-from common.security.context import ADMIN, ROLES, current_caller
-from common.security.policy import denied, require_role
-from common.validation import Violations, check_id, check_text
+from common.security.context import ROLES
+from common.validation import Violations, check_id, check_request_id, check_text
 from ogpgy.identity.v1 import identity_service_pb2 as pb
 from ogpgy.identity.v1 import identity_service_pb2_grpc as pb_grpc
-from services.identity.domain import User
-from services.identity.service import IdentityService
+from services.identity.domain import User, validate_new_user
+from services.identity.service import IdentityUseCases
 
 _ROLE_NAMES = {pb.Role.Value(f"ROLE_{role.upper()}"): role for role in ROLES}
 _ROLE_VALUES = {role: value for value, role in _ROLE_NAMES.items()}
@@ -36,12 +36,15 @@ class IdentityApi(pb_grpc.IdentityServiceServicer):
 
     PUBLIC_METHODS = ("IssueToken", "GetSigningKeys")
 
-    def __init__(self, service: IdentityService) -> None:
+    def __init__(self, service: IdentityUseCases) -> None:
         self._service = service
 
     async def CreateUser(self, request: pb.CreateUserRequest, context: aio.ServicerContext) -> pb.CreateUserResponse:
-        require_role(ADMIN, action="create users")
         roles = tuple(_ROLE_NAMES.get(r, "?") for r in request.roles)
+        v = Violations()
+        check_request_id(v, request.request_id)
+        validate_new_user(v, request.username, request.password, roles, request.customer_id)
+        v.raise_if_any()
         user = await self._service.create_user(
             request.username, request.password, roles, request.customer_id, idempotency_key(request, "CreateUser")
         )
@@ -51,14 +54,10 @@ class IdentityApi(pb_grpc.IdentityServiceServicer):
         v = Violations()
         check_id(v, request.user_id, "user_id", "usr")
         v.raise_if_any()
-        caller = current_caller()
-        if not caller.has_role(ADMIN) and caller.user_id != request.user_id:
-            raise denied("read other users")
         return pb.GetUserResponse(user=user_pb(await self._service.get(request.user_id)))
 
     async def ListUsers(self, request: pb.ListUsersRequest, context: aio.ServicerContext) -> pb.ListUsersResponse:
-        require_role(ADMIN, action="list users")
-        users, token = await self._service.list(request.page_size, request.page_token)
+        users, token = await self._service.page(request.page_size, request.page_token)
         return pb.ListUsersResponse(users=[user_pb(u) for u in users], next_page_token=token)
 
     async def IssueToken(self, request: pb.IssueTokenRequest, context: aio.ServicerContext) -> pb.IssueTokenResponse:

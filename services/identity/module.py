@@ -10,7 +10,7 @@ from common.pagination import PageTokens
 from common.security.component import Security
 from services.identity.api import IdentityApi
 from services.identity.repository import SqlUserRepository, UserRepository
-from services.identity.service import IdentityService
+from services.identity.service import IdentityUseCases
 
 
 @og_context(
@@ -24,7 +24,7 @@ from services.identity.service import IdentityService
         ModuleContextImport(Settings, from_context="infrastructure"),
         ModuleContextImport(Security, from_context="infrastructure"),
     ],
-    providers=[ContextDatabase, provide(SqlUserRepository, provides=UserRepository), IdentityService, IdentityApi],
+    providers=[ContextDatabase, provide(SqlUserRepository, provides=UserRepository), IdentityUseCases, IdentityApi],
     exports=[IdentityApi],
 )
 class IdentityModule:

@@ -1,4 +1,5 @@
-"""Use cases of the identity context: users, the first admin, and token issue."""
+"""Use cases of the identity context: users, the first admin, and token issue. Input arrives
+validated (api.py); each use case authorizes before it reads or writes."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.pagination import PageTokens
 from common.security.component import Security
-from common.security.context import ADMIN, SecurityContext
+from common.security.context import ADMIN, SecurityContext, current_caller
+from common.security.policy import denied, require_role
 from common.security.tokens import issue, jwks
-from common.validation import Violations, check_request_id
-from services.identity.domain import User, hash_password, password_matches, validate_new_user
+from common.validation import Violations
+from services.identity.domain import User, hash_password, password_matches
 from services.identity.repository import UserRepository
 
 _DUMMY_HASH = "scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
@@ -29,7 +31,7 @@ def admin_password_file(settings: Settings) -> Path:
 
 
 @og_component()
-class IdentityService(BaseComponent):
+class IdentityUseCases(BaseComponent):
     def __init__(self, users: UserRepository, security: Security, settings: Settings, clock: Clock, pages: PageTokens) -> None:
         self._users = users
         self._security = security
@@ -69,19 +71,20 @@ class IdentityService(BaseComponent):
     async def create_user(
         self, username: str, password: str, roles: tuple[str, ...], customer_id: str, key: IdempotencyKey
     ) -> User:
-        v = Violations()
-        check_request_id(v, key.request_id)
-        validate_new_user(v, username, password, roles, customer_id)
-        v.raise_if_any()
+        require_role(ADMIN, action="create users")
         return await self._create(username, password, roles, customer_id, key)
 
     async def get(self, user_id: str) -> User:
+        caller = current_caller()
+        if not caller.has_role(ADMIN) and caller.user_id != user_id:
+            raise denied("read other users")
         user = await self._users.get(user_id)
         if user is None:
             raise NotFound("user", user_id)
         return user
 
-    async def list(self, size: int, token: str) -> tuple[list[User], str]:
+    async def page(self, size: int, token: str) -> tuple[list[User], str]:
+        require_role(ADMIN, action="list users")
         v = Violations()
         request = self._pages.request(v, size, token, ("users",))
         v.raise_if_any()

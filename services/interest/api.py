@@ -1,4 +1,5 @@
-"""gRPC servicer of the interest context."""
+"""gRPC servicer of the interest context: a request becomes validated domain values, an answer
+becomes its message."""
 
 from __future__ import annotations
 
@@ -9,38 +10,38 @@ from google.protobuf import duration_pb2
 from grpc import aio
 
 from common.batch.runner import COMPLETED, BatchProgress
+from common.clock import Clock
 from common.di import og_component
 from common.errors import NotFound
-from common.grpc.convert import calendar_date, timestamp
+from common.grpc.convert import timestamp
 from common.money import Money
+from common.pagination import PageTokens
 from common.validation import Violations
+from kernel.convert import date_of, date_pb, money_pb
 from ogpgy.interest.v1 import interest_service_pb2 as pb
 from ogpgy.interest.v1 import interest_service_pb2_grpc as pb_grpc
-from ogpgy.type.v1 import date_pb2, money_pb2
 from services.interest.domain import business_date
-from services.interest.service import InterestService
+from services.interest.service import InterestUseCases
 
 
 def run_pb(p: BatchProgress, currency: str) -> pb.InterestRun:
-    year, month, day = (int(x) for x in p.run_key.split("-"))
-    total = Money(currency, p.amount_minor)
     return pb.InterestRun(
-        business_date=date_pb2.Date(year=year, month=month, day=day),
+        business_date=date_pb(date.fromisoformat(p.run_key)),
         status=pb.INTEREST_RUN_STATUS_COMPLETED if p.status == COMPLETED else pb.INTEREST_RUN_STATUS_RUNNING,
         processed=p.processed,
         errors=p.errors,
         total=p.total,
-        total_interest=money_pb2.Money(currency_code=currency, amount=total.amount),
+        total_interest=money_pb(Money(currency, p.amount_minor)),
         duration=duration_pb2.Duration(seconds=p.elapsed_ms // 1000, nanos=p.elapsed_ms % 1000 * 1_000_000),
         start_time=timestamp(p.started_at),
     )
 
 
-def _day(request: pb.RunDailyInterestRequest | pb.GetInterestRunRequest) -> date:
+def _day(request: pb.RunDailyInterestRequest | pb.GetInterestRunRequest, today: date | None = None) -> date:
+    """The business date asked for (`today`: a run must not be ahead of it)."""
     v = Violations()
-    d = request.business_date
-    day = calendar_date(d.year, d.month, d.day)
-    business_date(v, day)
+    day = date_of(request.business_date)
+    business_date(v, day, today)
     return v.valid(day)
 
 
@@ -48,13 +49,15 @@ def _day(request: pb.RunDailyInterestRequest | pb.GetInterestRunRequest) -> date
 class InterestApi(pb_grpc.InterestServiceServicer):
     """ogpgy.interest.v1.InterestService."""
 
-    def __init__(self, service: InterestService) -> None:
+    def __init__(self, service: InterestUseCases, clock: Clock, pages: PageTokens) -> None:
         self._service = service
+        self._clock = clock
+        self._pages = pages
 
     async def RunDailyInterest(
         self, request: pb.RunDailyInterestRequest, context: aio.ServicerContext
     ) -> AsyncIterator[pb.RunDailyInterestResponse]:
-        day = _day(request)
+        day = _day(request, self._clock.today())
         async for progress in self._service.run(day):
             yield pb.RunDailyInterestResponse(run=run_pb(progress, self._service.currency))
 
@@ -68,5 +71,8 @@ class InterestApi(pb_grpc.InterestServiceServicer):
     async def ListInterestRuns(
         self, request: pb.ListInterestRunsRequest, context: aio.ServicerContext
     ) -> pb.ListInterestRunsResponse:
-        runs, token = await self._service.runs(request.page_size, request.page_token)
+        v = Violations()
+        page = self._pages.request(v, request.page_size, request.page_token, ("interest-runs",))
+        v.raise_if_any()
+        runs, token = await self._service.runs(page)
         return pb.ListInterestRunsResponse(runs=[run_pb(r, self._service.currency) for r in runs], next_page_token=token)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from common.money import Money
 from common.validation import Violations
 
 JOB = "daily-interest"
@@ -26,3 +27,12 @@ def business_date(v: Violations, value: date | None, today: date | None = None, 
     if today is not None:
         v.check(value <= today, field, f"must not be after today ({today.isoformat()}): a day is accrued once it has begun")
     return value.isoformat()
+
+
+@dataclass(frozen=True)
+class InterestPosted:
+    """A day's interest run completed."""
+
+    day: date
+    accounts: int
+    total: Money

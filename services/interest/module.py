@@ -6,14 +6,15 @@ from common.batch.runner import BatchRunner
 from common.clock import Clock
 from common.config import Settings
 from common.db.databases import ContextDatabase, Databases
-from common.di import ModuleContextImport, og_context
+from common.di import ModuleContextImport, og_context, provide
 from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.pagination import PageTokens
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
-from ogpgy.interest.v1 import events_pb2 as interest_events
+from services.interest.adapters import OUTGOING, AccountLedger
 from services.interest.api import InterestApi
-from services.interest.service import InterestService
+from services.interest.ports import Ledger
+from services.interest.service import InterestUseCases
 
 
 @og_context(
@@ -28,9 +29,9 @@ from services.interest.service import InterestService
         ModuleContextImport(Clock, from_context="infrastructure"),
         ModuleContextImport(EventBus, from_context="infrastructure"),
     ],
-    providers=[ContextDatabase, OutboxRelay, BatchRunner, InterestService, InterestApi],
+    providers=[ContextDatabase, OutboxRelay, BatchRunner, provide(AccountLedger, provides=Ledger), InterestUseCases, InterestApi],
     exports=[InterestApi],
-    publishes=[interest_events.InterestPosted],
+    publishes=OUTGOING.messages,
 )
 class InterestModule:
     """Posts interest through the account context's contract, a chunk of accounts per call."""

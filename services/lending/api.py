@@ -1,4 +1,5 @@
-"""gRPC servicer of the lending context."""
+"""gRPC servicer of the lending context: a request becomes validated domain values (malformed
+input is INVALID_ARGUMENT here, before any use case runs), an answer becomes its message."""
 
 from __future__ import annotations
 
@@ -6,14 +7,15 @@ from grpc import aio
 
 from common.di import og_component
 from common.grpc.convert import idempotency_key, timestamp
-from common.money import parse_money
+from common.pagination import PageTokens
 from common.saga.log import SagaRecord
-from common.validation import Violations
+from common.validation import Violations, check_id, check_request_id
+from kernel.convert import money_pb, requested_money
 from ogpgy.lending.v1 import lending_service_pb2 as pb
 from ogpgy.lending.v1 import lending_service_pb2_grpc as pb_grpc
-from ogpgy.type.v1 import money_pb2
-from services.lending.domain import Loan
-from services.lending.service import LendingService
+from services.lending.adapters import LOAN_STATUS
+from services.lending.domain import Loan, parse_rate, validate_terms
+from services.lending.service import LendingUseCases
 
 
 def loan_pb(loan: Loan, saga: SagaRecord | None) -> pb.Loan:
@@ -21,10 +23,10 @@ def loan_pb(loan: Loan, saga: SagaRecord | None) -> pb.Loan:
         loan_id=loan.loan_id,
         customer_id=loan.customer_id,
         account_id=loan.account_id,
-        principal=money_pb2.Money(currency_code=loan.principal.currency, amount=loan.principal.amount),
+        principal=money_pb(loan.principal),
         term_months=loan.term_months,
         annual_interest_rate=loan.annual_rate,
-        status=pb.LoanStatus.Value(f"LOAN_STATUS_{loan.status.value}"),
+        status=LOAN_STATUS.pb(loan.status),
         create_time=timestamp(loan.created_at),
     )
     if saga is not None:
@@ -37,32 +39,61 @@ def loan_pb(loan: Loan, saga: SagaRecord | None) -> pb.Loan:
     return message
 
 
+def _loan_id(v: Violations, loan_id: str) -> None:
+    check_id(v, loan_id, "loan_id", "lon")
+
+
 @og_component()
 class LendingApi(pb_grpc.LendingServiceServicer):
     """ogpgy.lending.v1.LendingService."""
 
-    def __init__(self, service: LendingService) -> None:
+    def __init__(self, service: LendingUseCases, pages: PageTokens) -> None:
         self._service = service
+        self._pages = pages
 
     async def ApplyForLoan(self, request: pb.ApplyForLoanRequest, context: aio.ServicerContext) -> pb.ApplyForLoanResponse:
         v = Violations()
-        principal = parse_money(v, request.principal.currency_code, request.principal.amount, "principal")
+        principal = requested_money(v, request.principal, "principal")
+        check_request_id(v, request.request_id)
+        check_id(v, request.customer_id, "customer_id", "cus")
+        check_id(v, request.account_id, "account_id", "acc")
+        validate_terms(v, principal, request.term_months)
         loan = await self._service.apply(
-            request.customer_id, request.account_id, principal, request.term_months, v, idempotency_key(request, "ApplyForLoan")
+            request.customer_id,
+            request.account_id,
+            v.valid(principal),
+            request.term_months,
+            idempotency_key(request, "ApplyForLoan"),
         )
         return pb.ApplyForLoanResponse(loan=loan_pb(loan, None))
 
     async def ApproveLoan(self, request: pb.ApproveLoanRequest, context: aio.ServicerContext) -> pb.ApproveLoanResponse:
+        v = Violations()
+        check_request_id(v, request.request_id)
+        _loan_id(v, request.loan_id)
+        parse_rate(v, request.annual_interest_rate)
+        v.raise_if_any()
         loan = await self._service.approve(request.loan_id, request.annual_interest_rate, idempotency_key(request, "ApproveLoan"))
         return pb.ApproveLoanResponse(loan=loan_pb(loan, None))
 
     async def DisburseLoan(self, request: pb.DisburseLoanRequest, context: aio.ServicerContext) -> pb.DisburseLoanResponse:
+        v = Violations()
+        check_request_id(v, request.request_id)
+        _loan_id(v, request.loan_id)
+        v.raise_if_any()
         loan, saga = await self._service.disburse(request.loan_id, idempotency_key(request, "DisburseLoan"))
         return pb.DisburseLoanResponse(loan=loan_pb(loan, saga))
 
     async def GetLoan(self, request: pb.GetLoanRequest, context: aio.ServicerContext) -> pb.GetLoanResponse:
+        v = Violations()
+        _loan_id(v, request.loan_id)
+        v.raise_if_any()
         return pb.GetLoanResponse(loan=loan_pb(*await self._service.get_with_saga(request.loan_id)))
 
     async def ListLoans(self, request: pb.ListLoansRequest, context: aio.ServicerContext) -> pb.ListLoansResponse:
-        loans, token = await self._service.list(request.customer_id, request.page_size, request.page_token)
+        v = Violations()
+        check_id(v, request.customer_id, "customer_id", "cus")
+        page = self._pages.request(v, request.page_size, request.page_token, ("loans", request.customer_id))
+        v.raise_if_any()
+        loans, token = await self._service.loans_of(request.customer_id, page)
         return pb.ListLoansResponse(loans=[loan_pb(loan, saga) for loan, saga in loans], next_page_token=token)

@@ -44,3 +44,26 @@ def parse_rate(v: Violations, rate: str, field: str = "annual_interest_rate") ->
     """An annual rate as a decimal fraction strictly between 0 and 1, e.g. "0.059"."""
     decimal_fraction(v, rate, field, max_places=10, zero_allowed=False)
     return rate
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoanDisbursed:
+    loan_id: str
+    customer_id: str
+    account_id: str
+    principal: Money
+    at: datetime
+
+
+@dataclass(frozen=True)
+class LoanDisbursementFailed:
+    loan_id: str
+    customer_id: str
+    reason: str
+    at: datetime
+
+
+LoanEvent = LoanDisbursed | LoanDisbursementFailed

@@ -12,10 +12,11 @@ from common.pagination import PageTokens
 from common.saga.runner import SagaRunner
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
 from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
-from ogpgy.lending.v1 import events_pb2 as lending_events
+from services.lending.adapters import OUTGOING, AccountsClient, CustomerDirectory
 from services.lending.api import LendingApi
+from services.lending.ports import Accounts, Customers
 from services.lending.repository import LoanRepository, SqlLoanRepository
-from services.lending.service import LendingService
+from services.lending.service import LendingUseCases
 
 
 @og_context(
@@ -26,7 +27,16 @@ from services.lending.service import LendingService
         ModuleContextImport(
             AccountServiceStub,
             from_context="account",
-            methods=["GetAccount", "PlaceHold", "LookupHold", "GetHold", "CaptureHold", "ReleaseHold", "ReverseTransfer"],
+            methods=[
+                "GetAccount",
+                "GetInternalAccount",
+                "PlaceHold",
+                "LookupHold",
+                "GetHold",
+                "CaptureHold",
+                "ReleaseHold",
+                "ReverseTransfer",
+            ],
         ),
         ModuleContextImport(CustomerServiceStub, from_context="customer", methods=["GetCustomer"]),
         ModuleContextImport(Databases, from_context="infrastructure"),
@@ -40,11 +50,13 @@ from services.lending.service import LendingService
         provide(SqlLoanRepository, provides=LoanRepository),
         OutboxRelay,
         SagaRunner,
-        LendingService,
+        provide(AccountsClient, provides=Accounts),
+        provide(CustomerDirectory, provides=Customers),
+        LendingUseCases,
         LendingApi,
     ],
     exports=[LendingApi],
-    publishes=[lending_events.LoanDisbursed, lending_events.LoanDisbursementFailed],
+    publishes=OUTGOING.messages,
 )
 class LendingModule:
     """Money moves only through the account context's stub, step by step from the saga log."""

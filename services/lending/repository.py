@@ -5,16 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from google.protobuf.message import Message
-
 from common.db.base import Row, Tx, stored
 from common.db.databases import ContextDatabase
 from common.db.idempotency import claim
+from common.db.keyset import Page, keyset_page
 from common.di import BaseComponent, og_component
-from common.events.outbox import append_event
 from common.idempotency import IdempotencyKey
 from common.money import Money
-from services.lending.domain import Loan, LoanStatus
+from services.lending.adapters import OUTGOING
+from services.lending.domain import Loan, LoanEvent, LoanStatus
 
 _COLUMNS = (
     "loan_id, customer_id, account_id, principal_minor, currency, term_months, annual_rate, status, saga_id,"
@@ -64,7 +63,7 @@ async def _insert(tx: Tx, loan: Loan, key: IdempotencyKey) -> Loan:
 
 
 async def _move(
-    tx: Tx, loan_id: str, expected: LoanStatus, status: LoanStatus, at: datetime, changes: dict[str, str], events: list[Message]
+    tx: Tx, loan_id: str, expected: LoanStatus, status: LoanStatus, at: datetime, changes: dict[str, str], events: list[LoanEvent]
 ) -> bool:
     """Moves a loan on from `expected` only; False when it is no longer there (an idempotent no-op)."""
     sets = "".join(f", {column} = ?" for column in changes)
@@ -77,18 +76,12 @@ async def _move(
         expected.value,
     )
     if moved:
-        for event in events:
-            await append_event(tx, event)
+        await OUTGOING.append(tx, events)
     return moved == 1
 
 
-async def _page(tx: Tx, customer_id: str, after: int, limit: int) -> tuple[list[Loan], int | None]:
-    rows = await tx.fetchall(
-        f"SELECT seq, {_COLUMNS} FROM loans WHERE customer_id = ? AND seq > ? ORDER BY seq LIMIT ?", customer_id, after, limit + 1
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return [_loan(r) for r in rows], rows[-1]["seq"] if more else None
+async def _page(tx: Tx, customer_id: str, after: int, limit: int) -> Page[Loan, int]:
+    return await keyset_page(tx, f"SELECT seq, {_COLUMNS} FROM loans", "customer_id = ?", [customer_id], after, limit, _loan)
 
 
 async def _record_disbursement(tx: Tx, disbursement_id: str, loan_id: str, at: datetime) -> None:
@@ -117,10 +110,10 @@ class LoanRepository(Protocol):
         status: LoanStatus,
         at: datetime,
         changes: dict[str, str] | None = None,
-        events: list[Message] | None = None,
+        events: list[LoanEvent] | None = None,
     ) -> bool: ...
 
-    async def page(self, customer_id: str, after: int, limit: int) -> tuple[list[Loan], int | None]: ...
+    async def page(self, customer_id: str, after: int, limit: int) -> Page[Loan, int]: ...
 
     async def record_disbursement(self, disbursement_id: str, loan_id: str, at: datetime) -> None: ...
 
@@ -145,11 +138,11 @@ class SqlLoanRepository(BaseComponent, LoanRepository):
         status: LoanStatus,
         at: datetime,
         changes: dict[str, str] | None = None,
-        events: list[Message] | None = None,
+        events: list[LoanEvent] | None = None,
     ) -> bool:
         return await self._db.write(_move, loan_id, expected, status, at, changes or {}, events or [])
 
-    async def page(self, customer_id: str, after: int, limit: int) -> tuple[list[Loan], int | None]:
+    async def page(self, customer_id: str, after: int, limit: int) -> Page[Loan, int]:
         return await self._db.read(_page, customer_id, after, limit)
 
     async def record_disbursement(self, disbursement_id: str, loan_id: str, at: datetime) -> None:

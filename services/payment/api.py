@@ -1,4 +1,5 @@
-"""gRPC servicer of the payment context."""
+"""gRPC servicer of the payment context: a request becomes validated domain values (malformed
+input is INVALID_ARGUMENT here, before any use case runs), an answer becomes its message."""
 
 from __future__ import annotations
 
@@ -6,22 +7,24 @@ from grpc import aio
 
 from common.di import og_component
 from common.grpc.convert import idempotency_key, timestamp
-from common.money import CURRENCY_EXPONENTS, parse_money
-from common.validation import Violations
+from common.money import CURRENCY_EXPONENTS
+from common.pagination import PageTokens
+from common.validation import Violations, check_id, check_request_id, check_text
+from kernel.convert import money_pb, requested_money
 from ogpgy.payment.v1 import payment_service_pb2 as pb
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pb_grpc
-from ogpgy.type.v1 import money_pb2
-from services.payment.domain import Beneficiary, Payment, Reconciliation
-from services.payment.service import PaymentApplicationService
+from services.payment.adapters import PAYMENT_STATUS
+from services.payment.domain import Beneficiary, Payment, Reconciliation, validate_beneficiary
+from services.payment.service import PaymentUseCases
 
 
 def payment_pb(p: Payment) -> pb.Payment:
     message = pb.Payment(
         payment_id=p.payment_id,
         debtor_account_id=p.debtor_account_id,
-        amount=money_pb2.Money(currency_code=p.amount.currency, amount=p.amount.amount),
+        amount=money_pb(p.amount),
         reference=p.reference,
-        status=pb.PaymentStatus.Value(f"PAYMENT_STATUS_{p.status.value}"),
+        status=PAYMENT_STATUS.pb(p.status),
         failure_reason=p.failure_reason,
         transfer_id=p.transfer_id,
         create_time=timestamp(p.created_at),
@@ -61,27 +64,35 @@ def _beneficiary(request: pb.CreatePaymentRequest) -> Beneficiary:
 class PaymentApi(pb_grpc.PaymentServiceServicer):
     """ogpgy.payment.v1.PaymentService."""
 
-    def __init__(self, service: PaymentApplicationService) -> None:
+    def __init__(self, service: PaymentUseCases, pages: PageTokens) -> None:
         self._service = service
+        self._pages = pages
 
     async def CreatePayment(self, request: pb.CreatePaymentRequest, context: aio.ServicerContext) -> pb.CreatePaymentResponse:
         v = Violations()
-        amount = parse_money(v, request.amount.currency_code, request.amount.amount, "amount")
+        amount = requested_money(v, request.amount, "amount")
+        beneficiary = _beneficiary(request)
+        check_request_id(v, request.request_id)
+        check_id(v, request.debtor_account_id, "debtor_account_id", "acc")
+        validate_beneficiary(v, beneficiary, request.debtor_account_id)
+        check_text(v, request.reference, "reference", max_len=140, required=False)
         payment = await self._service.create(
-            request.debtor_account_id,
-            _beneficiary(request),
-            amount,
-            request.reference,
-            v,
-            idempotency_key(request, "CreatePayment"),
+            request.debtor_account_id, beneficiary, v.valid(amount), request.reference, idempotency_key(request, "CreatePayment")
         )
         return pb.CreatePaymentResponse(payment=payment_pb(payment))
 
     async def GetPayment(self, request: pb.GetPaymentRequest, context: aio.ServicerContext) -> pb.GetPaymentResponse:
+        v = Violations()
+        check_id(v, request.payment_id, "payment_id", "pay")
+        v.raise_if_any()
         return pb.GetPaymentResponse(payment=payment_pb(await self._service.get(request.payment_id)))
 
     async def ListPayments(self, request: pb.ListPaymentsRequest, context: aio.ServicerContext) -> pb.ListPaymentsResponse:
-        payments, token = await self._service.payments_of(request.debtor_account_id, request.page_size, request.page_token)
+        v = Violations()
+        check_id(v, request.debtor_account_id, "debtor_account_id", "acc")
+        page = self._pages.request(v, request.page_size, request.page_token, ("payments", request.debtor_account_id))
+        v.raise_if_any()
+        payments, token = await self._service.payments_of(request.debtor_account_id, page)
         return pb.ListPaymentsResponse(payments=[payment_pb(p) for p in payments], next_page_token=token)
 
     async def ReconcileNetwork(

@@ -100,6 +100,38 @@ def validate_beneficiary(v: Violations, b: Beneficiary, debtor_account_id: str) 
         v.add("beneficiary", "required: internal (an account of this bank) or external (an IBAN)")
 
 
+# --- events -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PaymentCompleted:
+    payment: Payment
+
+
+@dataclass(frozen=True)
+class PaymentFailed:
+    payment: Payment  # failed, or rejected by the fraud rules or the network
+
+
+@dataclass(frozen=True)
+class PaymentQueued:
+    payment: Payment  # waits for the network, its funds held
+
+
+PaymentEvent = PaymentCompleted | PaymentFailed | PaymentQueued
+
+
+def events_of(p: Payment) -> list[PaymentEvent]:
+    """What a payment's new state announces (nothing while it is pending, nor for an operator)."""
+    if p.status is PaymentStatus.COMPLETED:
+        return [PaymentCompleted(p)]
+    if p.status in (PaymentStatus.FAILED, PaymentStatus.REJECTED):
+        return [PaymentFailed(p)]
+    if p.status is PaymentStatus.QUEUED:
+        return [PaymentQueued(p)]
+    return []
+
+
 # --- reconciliation with the payment network ---------------------------------------------------
 
 MAX_DISCREPANCIES = 1000

@@ -10,16 +10,11 @@ from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.pagination import PageTokens
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
-from ogpgy.payment.v1 import events_pb2 as payment_events
+from services.payment.adapters import OUTGOING, AccountsClient, VelocityPayGateway
 from services.payment.api import PaymentApi
+from services.payment.ports import Accounts, PaymentNetwork
 from services.payment.repository import PaymentRepository, SqlPaymentRepository
-from services.payment.service import (
-    FraudScreening,
-    PaymentApplicationService,
-    PaymentProcessor,
-    StoreAndForward,
-    VelocityPayGateway,
-)
+from services.payment.service import FraudScreening, PaymentProcessor, PaymentUseCases, StoreAndForward
 from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
 
 
@@ -31,7 +26,15 @@ from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
         ModuleContextImport(
             AccountServiceStub,
             from_context="account",
-            methods=["CheckAccountAccess", "PlaceHold", "LookupHold", "CaptureHold", "ReleaseHold", "ListEntries"],
+            methods=[
+                "CheckAccountAccess",
+                "GetInternalAccount",
+                "PlaceHold",
+                "LookupHold",
+                "CaptureHold",
+                "ReleaseHold",
+                "ListEntries",
+            ],
         ),
         ModuleContextImport(PaymentNetworkServiceStub, from_context="velocitypay", methods=["SubmitPayment", "ListSettlements"]),
         ModuleContextImport(Databases, from_context="infrastructure"),
@@ -45,14 +48,15 @@ from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
         provide(SqlPaymentRepository, provides=PaymentRepository),
         OutboxRelay,
         FraudScreening,
-        VelocityPayGateway,
+        provide(AccountsClient, provides=Accounts),
+        provide(VelocityPayGateway, provides=PaymentNetwork),
         PaymentProcessor,
-        PaymentApplicationService,
+        PaymentUseCases,
         StoreAndForward,
         PaymentApi,
     ],
     exports=[PaymentApi],
-    publishes=[payment_events.PaymentQueued, payment_events.PaymentCompleted, payment_events.PaymentFailed],
+    publishes=OUTGOING.messages,
 )
 class PaymentModule:
     """Money moves only through the account context's stub; the network only through a breaker."""

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from google.protobuf.message import Message
-
 from common.db.base import Row, Tx, aggregate, stored
 from common.db.databases import ContextDatabase
 from common.db.idempotency import claim
+from common.db.keyset import Page, keyset_page
 from common.di import BaseComponent, og_component
 from common.errors import Aborted
-from common.events.outbox import append_event
 from common.idempotency import IdempotencyKey
 from common.money import Money
-from services.payment.domain import Beneficiary, FraudRules, Payment, PaymentStatus, screen
+from services.payment.adapters import OUTGOING
+from services.payment.domain import Beneficiary, FraudRules, Payment, PaymentEvent, PaymentStatus, events_of, screen
 
 _COLUMNS = (
     "payment_id, debtor_account_id, beneficiary_account_id, beneficiary_iban, beneficiary_name, amount_minor,"
@@ -85,7 +83,7 @@ class Created:
     replayed: bool
 
 
-async def _create(tx: Tx, payment: Payment, key: IdempotencyKey, rules: FraudRules, events_for: EventsFor) -> Created:
+async def _create(tx: Tx, payment: Payment, key: IdempotencyKey, rules: FraudRules) -> Created:
     """Claims the key, screens against the debtor's window and stores the payment, atomically."""
     replayed = await claim(tx, key, payment.payment_id)
     if replayed is not None:
@@ -104,15 +102,11 @@ async def _create(tx: Tx, payment: Payment, key: IdempotencyKey, rules: FraudRul
     if reason:
         payment = payment.moved_to(PaymentStatus.REJECTED, payment.created_at, failure_reason=reason)
     await tx.execute(f"INSERT INTO payments ({_COLUMNS}) VALUES ({', '.join('?' * 18)})", *_values(payment))
-    for event in events_for(payment):
-        await append_event(tx, event)
+    await OUTGOING.append(tx, events_of(payment))
     return Created(payment, False)
 
 
-EventsFor = Callable[[Payment], list[Message]]  # the events of a payment just stored (none for a replay)
-
-
-async def _advance(tx: Tx, payment: Payment, expected: PaymentStatus, events: list[Message]) -> Payment:
+async def _advance(tx: Tx, payment: Payment, expected: PaymentStatus, events: list[PaymentEvent]) -> Payment:
     """Moves a payment on only from the state the caller saw (two workers never both move it)."""
     changed = await tx.execute(
         "UPDATE payments SET status = ?, failure_reason = ?, hold_id = ?, transfer_id = ?, updated_at = ?, attempts = ?,"
@@ -129,21 +123,14 @@ async def _advance(tx: Tx, payment: Payment, expected: PaymentStatus, events: li
     )
     if changed != 1:
         raise Aborted("PAYMENT_MOVED_ON", "the payment changed meanwhile", {"payment_id": payment.payment_id})
-    for event in events:
-        await append_event(tx, event)
+    await OUTGOING.append(tx, events)
     return payment
 
 
-async def _page(tx: Tx, debtor: str, after: int, limit: int) -> tuple[list[Payment], int | None]:
-    rows = await tx.fetchall(
-        f"SELECT seq, {_COLUMNS} FROM payments WHERE debtor_account_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-        debtor,
-        after,
-        limit + 1,
+async def _page(tx: Tx, debtor: str, after: int, limit: int) -> Page[Payment, int]:
+    return await keyset_page(
+        tx, f"SELECT seq, {_COLUMNS} FROM payments", "debtor_account_id = ?", [debtor], after, limit, _payment
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return [_payment(r) for r in rows], rows[-1]["seq"] if more else None
 
 
 async def _due(tx: Tx, stale_before: str, now: str, external: bool, limit: int) -> list[Payment]:
@@ -173,13 +160,13 @@ async def _external(tx: Tx, currency: str) -> list[Payment]:
 
 
 class PaymentRepository(Protocol):
-    async def create(self, payment: Payment, key: IdempotencyKey, rules: FraudRules, events_for: EventsFor) -> Created: ...
+    async def create(self, payment: Payment, key: IdempotencyKey, rules: FraudRules) -> Created: ...
 
-    async def advance(self, payment: Payment, expected: PaymentStatus, events: list[Message]) -> Payment: ...
+    async def advance(self, payment: Payment, expected: PaymentStatus, events: list[PaymentEvent]) -> Payment: ...
 
     async def get(self, payment_id: str) -> Payment | None: ...
 
-    async def page(self, debtor: str, after: int, limit: int) -> tuple[list[Payment], int | None]: ...
+    async def page(self, debtor: str, after: int, limit: int) -> Page[Payment, int]: ...
 
     async def due(self, stale_before: datetime, now: datetime, external: bool, limit: int) -> list[Payment]: ...
 
@@ -191,16 +178,16 @@ class SqlPaymentRepository(BaseComponent, PaymentRepository):
     def __init__(self, db: ContextDatabase) -> None:
         self._db = db
 
-    async def create(self, payment: Payment, key: IdempotencyKey, rules: FraudRules, events_for: EventsFor) -> Created:
-        return await self._db.write(_create, payment, key, rules, events_for)
+    async def create(self, payment: Payment, key: IdempotencyKey, rules: FraudRules) -> Created:
+        return await self._db.write(_create, payment, key, rules)
 
-    async def advance(self, payment: Payment, expected: PaymentStatus, events: list[Message]) -> Payment:
+    async def advance(self, payment: Payment, expected: PaymentStatus, events: list[PaymentEvent]) -> Payment:
         return await self._db.write(_advance, payment, expected, events)
 
     async def get(self, payment_id: str) -> Payment | None:
         return await self._db.read(_select, payment_id)
 
-    async def page(self, debtor: str, after: int, limit: int) -> tuple[list[Payment], int | None]:
+    async def page(self, debtor: str, after: int, limit: int) -> Page[Payment, int]:
         return await self._db.read(_page, debtor, after, limit)
 
     async def due(self, stale_before: datetime, now: datetime, external: bool, limit: int) -> list[Payment]:

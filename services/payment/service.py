@@ -28,97 +28,33 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import grpc
-from google.protobuf.message import Message
-
 from common.clock import Clock
 from common.config import Settings
 from common.db.databases import ContextDatabase
 from common.di import BaseComponent, og_component
-from common.errors import AppError, NotFound, PermissionDenied
+from common.errors import AppError, DeadlineExceeded, NotFound, PermissionDenied, ReasonedError, Unavailable
 from common.events.outbox import OutboxRelay
-from common.grpc.convert import timestamp
-from common.grpc.status import no_answer, reason_of
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.money import Money
-from common.pagination import PageTokens
-from common.resilience.breaker import BreakerPolicy, CircuitBreaker, CircuitOpenError
-from common.resilience.shared import SharedBreakerState
+from common.pagination import PageRequest
 from common.security.context import ADMIN, current_caller
 from common.security.policy import denied, require_role, unknown
-from common.security.secrets import shared_key
-from common.validation import Violations, check_id, check_request_id, check_text
-from ogpgy.account.v1 import account_service_pb2 as apb
-from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
-from ogpgy.payment.v1 import events_pb2
-from ogpgy.type.v1 import money_pb2
 from services.payment.domain import (
     FINAL,
     Beneficiary,
     BookedTransfer,
     FraudRules,
-    NetworkSettlement,
     Payment,
     PaymentStatus,
     Reconciliation,
+    events_of,
     reconcile,
-    validate_beneficiary,
 )
+from services.payment.ports import Accounts, NetworkRefused, NetworkUnavailable, PaymentNetwork
 from services.payment.repository import PaymentRepository
-from velocitypay.v1 import network_pb2 as vpb
-from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
 
 FRAUD_FILE = Path(__file__).parent / "fraud.toml"
-ACCOUNT_CALL_TIMEOUT = 5.0
-DEFINITE = frozenset(
-    {
-        grpc.StatusCode.FAILED_PRECONDITION,
-        grpc.StatusCode.NOT_FOUND,
-        grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.ALREADY_EXISTS,
-    }
-)
-
-
-def clearing_account(currency: str) -> str:
-    """The account context's clearing account: where money leaves for other banks."""
-    return f"acc_CLEARING_{currency}"
-
-
-def _money_pb(m: Money) -> money_pb2.Money:
-    return money_pb2.Money(currency_code=m.currency, amount=m.amount)
-
-
-def events_for(p: Payment) -> list[Message]:
-    """The event a payment's state announces (none while it is pending, nor for an operator)."""
-    amount, at = _money_pb(p.amount), timestamp(p.updated_at)
-    if p.status is PaymentStatus.COMPLETED:
-        return [
-            events_pb2.PaymentCompleted(
-                payment_id=p.payment_id,
-                debtor_account_id=p.debtor_account_id,
-                amount=amount,
-                transfer_id=p.transfer_id,
-                complete_time=at,
-            )
-        ]
-    if p.status in (PaymentStatus.FAILED, PaymentStatus.REJECTED):
-        return [
-            events_pb2.PaymentFailed(
-                payment_id=p.payment_id,
-                debtor_account_id=p.debtor_account_id,
-                amount=amount,
-                reason=p.failure_reason,
-                fail_time=at,
-            )
-        ]
-    if p.status is PaymentStatus.QUEUED:
-        return [
-            events_pb2.PaymentQueued(payment_id=p.payment_id, debtor_account_id=p.debtor_account_id, amount=amount, queue_time=at)
-        ]
-    return []
 
 
 @og_component()
@@ -142,84 +78,33 @@ class FraudScreening(BaseComponent):
         )
 
 
-MEMBER_KEY_HEADER = "x-velocitypay-member-key"  # the network's contract (velocitypay/v1/network.proto)
-
-
-@og_component()
-class VelocityPayGateway(BaseComponent):
-    """The network behind a circuit breaker, whose state all instances share through Redis. The
-    network knows the bank by its member key, which every call carries."""
-
-    def __init__(self, network: PaymentNetworkServiceStub, settings: Settings) -> None:
-        self._network = network
-        self._member_key_path = settings.member_key_path()
-        self._member: tuple[tuple[str, str], ...] = ()
-        self._timeout = settings.network_timeout_seconds
-        self.breaker = CircuitBreaker(
-            "velocitypay", BreakerPolicy(fail_max=settings.breaker_fail_max, reset_timeout=settings.breaker_reset_seconds)
-        )
-        self._shared = SharedBreakerState(self.breaker, settings.redis_url) if settings.redis_url else None
-
-    async def initialize(self) -> None:
-        self._member = ((MEMBER_KEY_HEADER, shared_key(self._member_key_path)),)
-        if self._shared is not None:
-            await self._shared.start()
-
-    async def shutdown(self) -> None:
-        if self._shared is not None:
-            await self._shared.stop()
-
-    async def submit(self, p: Payment) -> vpb.SubmitPaymentResponse:
-        request = vpb.SubmitPaymentRequest(
-            payment_id=p.payment_id,
-            beneficiary_iban=p.beneficiary.iban,
-            beneficiary_name=p.beneficiary.name,
-            currency_code=p.amount.currency,
-            amount=p.amount.amount,
-            reference=p.reference,
-        )
-        return await self.breaker.call(self._network.SubmitPayment, request, timeout=self._timeout, metadata=self._member)
-
-    async def settlements(self) -> list[vpb.Settlement]:
-        """The network's whole settlement report (page by page; not through the breaker: an
-        operator's read should say that the network is down, not that our circuit is open)."""
-        found: list[vpb.Settlement] = []
-        token = ""
-        while True:
-            page = await self._network.ListSettlements(
-                vpb.ListSettlementsRequest(page_size=1000, page_token=token), timeout=self._timeout * 5, metadata=self._member
-            )
-            found.extend(page.settlements)
-            token = page.next_page_token
-            if not token:
-                return found
-
-
 class _Refused(Exception):
     """The account context refused a step for good (not a passing failure)."""
 
-    def __init__(self, err: grpc.aio.AioRpcError) -> None:
-        super().__init__(reason_of(err) or err.code().name)
-        self.code = err.code()
+    def __init__(self, error: AppError) -> None:
+        super().__init__(error.reason if isinstance(error, ReasonedError) else type(error).__name__)
+        self.error = error
         self.reason = str(self)
 
 
 @contextmanager
-def _account_call(p: Payment) -> Iterator[None]:
-    """A call to the account context for `p`: a definite refusal is _Refused; no answer (down,
-    deadline, cancelled on its side) is UNAVAILABLE with the payment's id: the payment is kept
-    and the worker completes it."""
+def _account_step(p: Payment) -> Iterator[None]:
+    """A step of `p` at the account context: a definite refusal is _Refused; no answer (down,
+    deadline, cancelled on its side) carries the payment's id: the payment is kept and the worker
+    completes it."""
     try:
         yield
-    except grpc.aio.AioRpcError as err:
-        if err.code() in DEFINITE:
-            raise _Refused(err) from err
-        raise no_answer(
-            err,
+    except (Unavailable, DeadlineExceeded) as silent:
+        kept = {**silent.metadata, "payment_id": p.payment_id}
+        if isinstance(silent, DeadlineExceeded):
+            raise DeadlineExceeded(silent.reason, silent.message, kept) from silent
+        raise Unavailable(
             "ACCOUNTS_UNAVAILABLE",
             "the account context did not answer; the payment is kept and completes by itself (GetPayment shows it)",
-            {"payment_id": p.payment_id},
-        ) from err
+            kept,
+        ) from silent
+    except AppError as refused:
+        raise _Refused(refused) from refused
 
 
 @og_component()
@@ -227,22 +112,17 @@ class PaymentProcessor(BaseComponent):
     """Takes a payment from its stored state to the next one; safe to run again on any state."""
 
     def __init__(
-        self,
-        repository: PaymentRepository,
-        accounts: AccountServiceStub,
-        gateway: VelocityPayGateway,
-        clock: Clock,
-        relay: OutboxRelay,
+        self, repository: PaymentRepository, accounts: Accounts, network: PaymentNetwork, clock: Clock, relay: OutboxRelay
     ) -> None:
         self._repository = repository
         self._accounts = accounts
-        self._gateway = gateway
+        self._network = network
         self._clock = clock
         self._relay = relay
 
     async def _move(self, p: Payment, status: PaymentStatus, **changes: str) -> Payment:
         moved = replace(p.moved_to(status, self._clock.now(), **changes), next_attempt_at=None)
-        stored = await self._repository.advance(moved, p.status, events_for(moved))
+        stored = await self._repository.advance(moved, p.status, events_of(moved))
         self._relay.nudge()
         return stored
 
@@ -258,83 +138,73 @@ class PaymentProcessor(BaseComponent):
         if not p.beneficiary.external:
             return await self._capture(p)
         try:
-            answer = await self._gateway.submit(p)
-        except (CircuitOpenError, grpc.aio.AioRpcError) as err:
-            if isinstance(err, grpc.aio.AioRpcError) and not self._gateway.breaker.counts_as_failure(err):
-                return await self._release(p, f"NETWORK_REFUSED_{err.code().name}")
+            answer = await self._network.submit(p)
+        except NetworkRefused as refused:
+            return await self._release(p, f"NETWORK_REFUSED_{refused.code}")
+        except NetworkUnavailable:
             return p if p.status is PaymentStatus.QUEUED else await self._move(p, PaymentStatus.QUEUED, hold_id=p.hold_id)
-        if answer.status == vpb.NETWORK_PAYMENT_STATUS_SETTLED:
+        if answer.settled:
             return await self._capture(p, settled=True)
         return await self._release(p, answer.reject_reason or "NETWORK_REJECTED")
 
-    def _hold_request_id(self, p: Payment) -> str:
+    @staticmethod
+    def _hold_request_id(p: Payment) -> str:
         return f"{p.payment_id}-hold"
 
     async def _hold(self, p: Payment) -> Payment:
         """Reserves the funds with the caller's authority (the account context judges it)."""
-        credit = (p.beneficiary.iban and clearing_account(p.amount.currency)) or p.beneficiary.account_id
-        request = apb.PlaceHoldRequest(
-            request_id=self._hold_request_id(p),
-            debit_account_id=p.debtor_account_id,
-            credit_account_id=credit,
-            amount=_money_pb(p.amount),
-            description=p.reference,
-        )
+        external = p.beneficiary.external
         try:
-            with _account_call(p):
-                hold = await self._accounts.PlaceHold(request, timeout=ACCOUNT_CALL_TIMEOUT)
+            with _account_step(p):
+                creditor = await self._accounts.clearing_account(p.amount.currency) if external else p.beneficiary.account_id
+                hold_id = await self._accounts.place_hold(
+                    self._hold_request_id(p), p.debtor_account_id, creditor, p.amount, p.reference
+                )
         except _Refused as refused:
-            if refused.code == grpc.StatusCode.PERMISSION_DENIED:  # revoked since the check: nothing reserved
+            if isinstance(refused.error, PermissionDenied):  # revoked since the check: nothing reserved
                 await self._move(p, PaymentStatus.FAILED, failure_reason="ACCESS_DENIED")
                 raise PermissionDenied(
                     "ACCESS_DENIED", "the caller may not spend from the debtor account", {"payment_id": p.payment_id}
                 ) from refused
-            reason = "ACCOUNT_NOT_FOUND" if refused.code == grpc.StatusCode.NOT_FOUND else refused.reason
+            reason = "ACCOUNT_NOT_FOUND" if isinstance(refused.error, NotFound) else refused.reason
             return await self._move(p, PaymentStatus.FAILED, failure_reason=reason)
         # Not stored yet: if this process dies now, the worker finds the hold by its request id.
-        return replace(p, hold_id=hold.hold.hold_id)
+        return replace(p, hold_id=hold_id)
 
     async def _find_hold(self, p: Payment) -> Payment:
         """The hold the request placed, if it placed one; never a new one (LookupHold closes the
         request id when there is none, so the answer is final)."""
         try:
-            with _account_call(p):
-                found = await self._accounts.LookupHold(
-                    apb.LookupHoldRequest(request_id=self._hold_request_id(p)), timeout=ACCOUNT_CALL_TIMEOUT
-                )
+            with _account_step(p):
+                found = await self._accounts.lookup_hold(self._hold_request_id(p))
         except _Refused as refused:
-            if refused.code != grpc.StatusCode.NOT_FOUND:
+            if not isinstance(refused.error, NotFound):
                 return await self._move(p, PaymentStatus.NEEDS_OPERATOR, failure_reason=f"HOLD_LOOKUP_REFUSED_{refused.reason}")
             return await self._move(p, PaymentStatus.FAILED, failure_reason="HOLD_NOT_PLACED")
-        hold = found.hold
-        if hold.status == apb.HOLD_STATUS_RELEASED:
+        if found.released:
             return await self._move(
-                p, PaymentStatus.FAILED, failure_reason=p.failure_reason or "HOLD_RELEASED", hold_id=hold.hold_id
+                p, PaymentStatus.FAILED, failure_reason=p.failure_reason or "HOLD_RELEASED", hold_id=found.hold_id
             )
-        return replace(p, hold_id=hold.hold_id)
+        return replace(p, hold_id=found.hold_id)
 
     async def _capture(self, p: Payment, *, settled: bool = False) -> Payment:
         """Posts the held funds. Refused for good: an internal payment is undone (release); an
         external one the network settled is left to an operator, funds still held."""
-        request = apb.CaptureHoldRequest(request_id=f"{p.payment_id}-capture", hold_id=p.hold_id)
         try:
-            with _account_call(p):
-                captured = await self._accounts.CaptureHold(request, timeout=ACCOUNT_CALL_TIMEOUT)
+            with _account_step(p):
+                transfer_id = await self._accounts.capture_hold(f"{p.payment_id}-capture", p.hold_id)
         except _Refused as refused:
             if settled:
                 return await self._move(
                     p, PaymentStatus.NEEDS_OPERATOR, failure_reason=f"SETTLED_CAPTURE_REFUSED_{refused.reason}", hold_id=p.hold_id
                 )
             return await self._release(p, f"CAPTURE_REFUSED_{refused.reason}")
-        return await self._move(
-            p, PaymentStatus.COMPLETED, transfer_id=captured.transfer.transfer_id, hold_id=p.hold_id, failure_reason=""
-        )
+        return await self._move(p, PaymentStatus.COMPLETED, transfer_id=transfer_id, hold_id=p.hold_id, failure_reason="")
 
     async def _release(self, p: Payment, reason: str) -> Payment:
-        request = apb.ReleaseHoldRequest(request_id=f"{p.payment_id}-release", hold_id=p.hold_id)
         try:
-            with _account_call(p):
-                await self._accounts.ReleaseHold(request, timeout=ACCOUNT_CALL_TIMEOUT)
+            with _account_step(p):
+                await self._accounts.release_hold(f"{p.payment_id}-release", p.hold_id)
         except _Refused as refused:
             return await self._move(
                 p, PaymentStatus.NEEDS_OPERATOR, failure_reason=f"{reason}; RELEASE_REFUSED_{refused.reason}", hold_id=p.hold_id
@@ -343,39 +213,29 @@ class PaymentProcessor(BaseComponent):
 
 
 @og_component()
-class PaymentApplicationService(BaseComponent):
+class PaymentUseCases(BaseComponent):
     def __init__(
         self,
         repository: PaymentRepository,
         processor: PaymentProcessor,
         fraud: FraudScreening,
-        accounts: AccountServiceStub,
-        gateway: VelocityPayGateway,
+        accounts: Accounts,
+        network: PaymentNetwork,
         clock: Clock,
         relay: OutboxRelay,
-        pages: PageTokens,
     ) -> None:
         self._repository = repository
         self._processor = processor
         self._fraud = fraud
         self._accounts = accounts
-        self._gateway = gateway
+        self._network = network
         self._clock = clock
         self._relay = relay
-        self._pages = pages
 
-    async def create(
-        self, debtor: str, beneficiary: Beneficiary, amount: Money | None, reference: str, v: Violations, key: IdempotencyKey
-    ) -> Payment:
-        check_request_id(v, key.request_id)
-        check_id(v, debtor, "debtor_account_id", "acc")
-        validate_beneficiary(v, beneficiary, debtor)
-        check_text(v, reference, "reference", max_len=140, required=False)
-        v.raise_if_any()
-        assert amount is not None
-        await self._require_debtor_access(debtor, debit=True, action="spend from this account")
+    async def create(self, debtor: str, beneficiary: Beneficiary, amount: Money, reference: str, key: IdempotencyKey) -> Payment:
+        await self._require_debtor(debtor, debit=True, action="spend from this account")
         if not beneficiary.external:
-            await self._require_payee(beneficiary.account_id)
+            await self._accounts.require_payee(beneficiary.account_id)
         now = self._clock.now()
         payment = Payment(
             new_id("pay"),
@@ -388,72 +248,35 @@ class PaymentApplicationService(BaseComponent):
             now,
             authorized_by=current_caller().chain,
         )
-        created = await self._repository.create(payment, key, self._fraud.rules(amount.currency), events_for)
+        created = await self._repository.create(payment, key, self._fraud.rules(amount.currency))
         self._relay.nudge()
         if created.replayed or created.payment.status in FINAL:
             return created.payment
         return await self._processor.process(created.payment, live=True)
 
-    async def _require_debtor_access(self, account_id: str, *, debit: bool, action: str) -> None:
+    async def _require_debtor(self, account_id: str, *, debit: bool, action: str) -> None:
         """The account context decides, for the caller (a user, or an admin), and changes nothing."""
-        access = apb.ACCOUNT_ACCESS_DEBIT if debit else apb.ACCOUNT_ACCESS_READ
         try:
-            await self._accounts.CheckAccountAccess(
-                apb.CheckAccountAccessRequest(account_id=account_id, access=access), timeout=ACCOUNT_CALL_TIMEOUT
-            )
-        except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.PERMISSION_DENIED:
-                raise denied(action) from err
-            if err.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound("account", account_id) from err
-            raise no_answer(err, "ACCOUNTS_UNAVAILABLE", "cannot check access to the account") from err
-
-    async def _require_payee(self, account_id: str) -> None:
-        """An internal beneficiary that does not exist is NOT_FOUND before any row is written (a
-        payer may know whether the account paid into exists, as with a transfer)."""
-        try:
-            await self._accounts.CheckAccountAccess(
-                apb.CheckAccountAccessRequest(account_id=account_id, access=apb.ACCOUNT_ACCESS_CREDIT),
-                timeout=ACCOUNT_CALL_TIMEOUT,
-            )
-        except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound("account", account_id) from err
-            raise no_answer(err, "ACCOUNTS_UNAVAILABLE", "cannot check the beneficiary account") from err
+            await (self._accounts.require_debit(account_id) if debit else self._accounts.require_read(account_id))
+        except PermissionDenied as refused:
+            raise denied(action) from refused
 
     async def get(self, payment_id: str) -> Payment:
-        v = Violations()
-        check_id(v, payment_id, "payment_id", "pay")
-        v.raise_if_any()
         payment = await self._repository.get(payment_id)
         if payment is None:
             raise unknown("payment", payment_id, "read this payment")
-        await self._require_debtor_access(payment.debtor_account_id, debit=False, action="read this payment")
+        await self._require_debtor(payment.debtor_account_id, debit=False, action="read this payment")
         return payment
 
-    async def payments_of(self, debtor: str, size: int, token: str) -> tuple[list[Payment], str]:
-        v = Violations()
-        check_id(v, debtor, "debtor_account_id", "acc")
-        request = self._pages.request(v, size, token, ("payments", debtor))
-        v.raise_if_any()
-        await self._require_debtor_access(debtor, debit=False, action="read this account's payments")
-        payments, next_after = await self._repository.page(debtor, request.after_seq, request.limit)
-        return payments, request.next_token(next_after)
+    async def payments_of(self, debtor: str, request: PageRequest) -> tuple[list[Payment], str]:
+        await self._require_debtor(debtor, debit=False, action="read this account's payments")
+        page = await self._repository.page(debtor, request.after_seq, request.limit)
+        return page.items, request.next_token(page.next_after)
 
     async def reconcile(self, currency: str) -> Reconciliation:
         """What the network settled against what the ledger booked (admins; reads only)."""
         require_role(ADMIN, action="reconcile with the payment network")
-        try:
-            settlements = await self._gateway.settlements()
-        except grpc.aio.AioRpcError as err:
-            raise no_answer(err, "NETWORK_UNAVAILABLE", "cannot read the network's settlements") from err
-        network = [
-            NetworkSettlement(
-                s.payment_id, s.status == vpb.NETWORK_PAYMENT_STATUS_SETTLED, Money.parse(s.currency_code, s.amount)
-            )
-            for s in settlements
-            if not currency or s.currency_code == currency
-        ]
+        network = [s for s in await self._network.settlements() if not currency or s.amount.currency == currency]
         payments = await self._repository.external(currency)
         currencies = (
             [currency] if currency else sorted({p.amount.currency for p in payments} | {s.amount.currency for s in network})
@@ -463,24 +286,7 @@ class PaymentApplicationService(BaseComponent):
 
     async def _clearing_credits(self, currency: str) -> list[BookedTransfer]:
         """What the ledger booked into the clearing account: the money that left for the network."""
-        found: list[BookedTransfer] = []
-        token = ""
-        while True:
-            try:
-                page = await self._accounts.ListEntries(
-                    apb.ListEntriesRequest(account_id=clearing_account(currency), page_size=500, page_token=token),
-                    timeout=ACCOUNT_CALL_TIMEOUT,
-                )
-            except grpc.aio.AioRpcError as err:
-                raise no_answer(err, "ACCOUNTS_UNAVAILABLE", "cannot read the clearing account") from err
-            found.extend(
-                BookedTransfer(e.transfer_id, Money.parse(currency, e.amount.amount))
-                for e in page.entries
-                if not e.amount.amount.startswith("-")
-            )
-            token = page.next_page_token
-            if not token:
-                return found
+        return await self._accounts.credits_of(await self._accounts.clearing_account(currency))
 
 
 @og_component()
@@ -496,7 +302,7 @@ class StoreAndForward(BaseComponent):
         self,
         repository: PaymentRepository,
         processor: PaymentProcessor,
-        gateway: VelocityPayGateway,
+        network: PaymentNetwork,
         settings: Settings,
         clock: Clock,
         database: ContextDatabase,
@@ -504,7 +310,7 @@ class StoreAndForward(BaseComponent):
         self._repository = repository
         self._database = database
         self._processor = processor
-        self._gateway = gateway
+        self._network = network
         self._poll = settings.queue_poll_seconds
         self._stale = timedelta(seconds=settings.payment_stale_seconds)
         self._clock = clock
@@ -522,14 +328,14 @@ class StoreAndForward(BaseComponent):
         """One pass over what is due; returns how many payments reached a final state."""
         now = self._clock.now()
         finished = 0
-        for payment in await self._repository.due(now - self._stale, now, self._gateway.breaker.allows_calls(), self.BATCH):
+        for payment in await self._repository.due(now - self._stale, now, self._network.accepts_calls(), self.BATCH):
             finished += await self._forward(payment)
         return finished
 
     async def _forward(self, payment: Payment) -> int:
         try:
             done = await self._processor.process(payment, live=False)
-        except (AppError, grpc.aio.AioRpcError) as passing:  # no answer now: this one waits, the others go on
+        except AppError as passing:  # no answer now: this one waits, the others go on
             self.logger.info("payment %s waits: %s", payment.payment_id, passing)
             await self._later(payment)
             return 0

@@ -32,7 +32,7 @@ from services.lending.repository import LoanRepository
 from services.lending.service import SAGA
 from services.payment.domain import Beneficiary, Payment, PaymentStatus
 from services.payment.repository import PaymentRepository
-from services.payment.service import FraudScreening, events_for
+from services.payment.service import FraudScreening
 from tests.adversarial.world import World
 from tests.bank_helpers import eur, eventually
 from tests.grpc_assert import error_reason
@@ -60,7 +60,7 @@ async def _pending_payment(world: World, payment_id: str, age: timedelta = timed
     )
     key = IdempotencyKey(f"lost-{payment_id}", "CreatePayment", "fingerprint", f"usr:{world.users['alice']}")
     rules = world.bank.contexts["payment"].resolve(FraudScreening).rules("EUR")
-    return (await world.bank.contexts["payment"].resolve(PaymentRepository).create(payment, key, rules, events_for)).payment
+    return (await world.bank.contexts["payment"].resolve(PaymentRepository).create(payment, key, rules)).payment
 
 
 async def _payment(world: World, payment_id: str) -> ppb.Payment:

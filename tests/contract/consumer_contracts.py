@@ -87,6 +87,14 @@ INTERACTIONS: tuple[Interaction, ...] = (
         {"account_id": "acc_00000000000000000000000000", "access": "ACCOUNT_ACCESS_READ"},
         expect="NOT_FOUND",
     ),
+    Interaction(  # where external payments are captured to, and what reconciliation reads
+        "payment",
+        "account",
+        "AccountService/GetInternalAccount",
+        "nothing",
+        {"internal_account": "INTERNAL_ACCOUNT_CLEARING", "currency_code": "EUR"},
+        relies_on=("account_id",),
+    ),
     Interaction(  # the payee check of an internal payment
         "payment",
         "account",
@@ -168,6 +176,14 @@ INTERACTIONS: tuple[Interaction, ...] = (
         relies_on=("entries.transfer_id", "entries.amount.amount"),
     ),
     # lending -> account: the disbursement saga (hold on treasury, capture, release to compensate)
+    Interaction(  # where loans are paid from
+        "lending",
+        "account",
+        "AccountService/GetInternalAccount",
+        "nothing",
+        {"internal_account": "INTERNAL_ACCOUNT_TREASURY", "currency_code": "EUR"},
+        relies_on=("account_id",),
+    ),
     Interaction(
         "lending",
         "account",

@@ -21,7 +21,8 @@ from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
 from ogpgy.payment.v1 import payment_service_pb2 as ppb
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
 from services.account.repository import LedgerRepository
-from services.payment.service import VelocityPayGateway
+from services.payment.adapters import VelocityPayGateway
+from services.payment.ports import PaymentNetwork
 from services.velocitypay.module import VelocityPayModule
 from services.velocitypay.simulator import MEMBER_KEY_HEADER, faults_pb
 from tests.bank_helpers import Bank, admin_channel, eur, eventually
@@ -95,7 +96,8 @@ async def setup(tmp_path: Path, network: str) -> AsyncIterator[Setup]:
 
 async def test_outage_queues_payments_then_the_queue_drains_once(setup: Setup) -> None:
     await setup.control.SetFaults(vpb.SetFaultsRequest(faults=faults_pb(outage=True)))
-    gateway = setup.bank.contexts["payment"].resolve(VelocityPayGateway)
+    gateway = setup.bank.contexts["payment"].resolve(PaymentNetwork)
+    assert isinstance(gateway, VelocityPayGateway)
     made = [await setup.pay_out(f"out-{i}", setup.accounts[i % 3]) for i in range(FAIL_MAX)]
     assert gateway.breaker.state == OPEN, "opened after fail_max failures"
     seen_when_opened = (await setup.stats()).calls_received
@@ -126,7 +128,7 @@ async def test_outage_queues_payments_then_the_queue_drains_once(setup: Setup) -
 
 async def test_timeouts_count_as_failures(setup: Setup) -> None:
     await setup.control.SetFaults(vpb.SetFaultsRequest(faults=faults_pb(timeout_rate="1")))
-    breaker = setup.bank.contexts["payment"].resolve(VelocityPayGateway).breaker
+    breaker = setup.bank.contexts["payment"].resolve(PaymentNetwork).breaker
     made = [await setup.pay_out(f"slow-{i}", setup.accounts[0]) for i in range(FAIL_MAX)]
     assert all(p.status == ppb.PAYMENT_STATUS_QUEUED for p in made), "a timeout leaves the outcome open: queued"
     assert breaker.state == OPEN, "deadline-exceeded calls counted as failures"
@@ -265,7 +267,7 @@ async def test_two_instances_share_the_breaker_through_redis(
                     external=ppb.ExternalBeneficiary(iban=GOOD_IBAN, name="Max"),
                 )
                 await payments.CreatePayment(request)
-            other = second.contexts["payment"].resolve(VelocityPayGateway).breaker
+            other = second.contexts["payment"].resolve(PaymentNetwork).breaker
 
             async def tripped_there() -> bool:
                 return other.state == OPEN

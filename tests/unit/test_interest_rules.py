@@ -41,7 +41,7 @@ def test_the_set_based_sql_agrees_with_the_decimal_rule() -> None:
     import random
     import sqlite3
 
-    from services.account.repository import interest_sql
+    from services.account.bulk_postings import interest_sql
 
     rng = random.Random(5)
     balances = [0, -1, 36_500, 109_500, 255_500, 100_000, 100_001, 1_000_000, 1_000_001]
@@ -61,7 +61,7 @@ def test_the_sql_stays_exact_up_to_the_ledgers_limit() -> None:
     import sqlite3
 
     from common.money import MAX_MINOR
-    from services.account.repository import interest_sql
+    from services.account.bulk_postings import interest_sql
 
     rng = random.Random(7)
     tiers = (InterestTier(10**12, Decimal("0.5")), InterestTier(None, Decimal("0.999999")))

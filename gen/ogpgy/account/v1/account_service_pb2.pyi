@@ -22,6 +22,42 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _InternalAccount:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _InternalAccountEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InternalAccount.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    INTERNAL_ACCOUNT_UNSPECIFIED: _InternalAccount.ValueType  # 0
+    """Never valid in a request."""
+    INTERNAL_ACCOUNT_CASH: _InternalAccount.ValueType  # 1
+    """Cash in and out (deposits, withdrawals)."""
+    INTERNAL_ACCOUNT_TREASURY: _InternalAccount.ValueType  # 2
+    """The bank's funds: loans are paid from here."""
+    INTERNAL_ACCOUNT_INTEREST_EXPENSE: _InternalAccount.ValueType  # 3
+    """Interest paid to customers."""
+    INTERNAL_ACCOUNT_CLEARING: _InternalAccount.ValueType  # 4
+    """Money on its way to and from other banks."""
+    INTERNAL_ACCOUNT_FEE_INCOME: _InternalAccount.ValueType  # 5
+    """Maintenance fees charged to customers."""
+
+class InternalAccount(_InternalAccount, metaclass=_InternalAccountEnumTypeWrapper):
+    """The bank's own accounts, one of each kind per currency. They have no floor."""
+
+INTERNAL_ACCOUNT_UNSPECIFIED: InternalAccount.ValueType  # 0
+"""Never valid in a request."""
+INTERNAL_ACCOUNT_CASH: InternalAccount.ValueType  # 1
+"""Cash in and out (deposits, withdrawals)."""
+INTERNAL_ACCOUNT_TREASURY: InternalAccount.ValueType  # 2
+"""The bank's funds: loans are paid from here."""
+INTERNAL_ACCOUNT_INTEREST_EXPENSE: InternalAccount.ValueType  # 3
+"""Interest paid to customers."""
+INTERNAL_ACCOUNT_CLEARING: InternalAccount.ValueType  # 4
+"""Money on its way to and from other banks."""
+INTERNAL_ACCOUNT_FEE_INCOME: InternalAccount.ValueType  # 5
+"""Maintenance fees charged to customers."""
+Global___InternalAccount: _TypeAlias = InternalAccount  # noqa: Y015
+
 class _AccountType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -1553,3 +1589,51 @@ class ChargeMonthlyFeesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ChargeMonthlyFeesResponse: _TypeAlias = ChargeMonthlyFeesResponse  # noqa: Y015
+
+@_typing.final
+class GetInternalAccountRequest(_message.Message):
+    """Request of GetInternalAccount."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTERNAL_ACCOUNT_FIELD_NUMBER: _builtins.int
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    internal_account: Global___InternalAccount.ValueType
+    """Which of the bank's accounts."""
+    currency_code: _builtins.str
+    """Its currency (ISO 4217, a supported one)."""
+    def __init__(
+        self,
+        *,
+        internal_account: Global___InternalAccount.ValueType = ...,
+        currency_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency_code", b"currency_code", "internal_account", b"internal_account"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetInternalAccountRequest: _TypeAlias = GetInternalAccountRequest  # noqa: Y015
+
+@_typing.final
+class GetInternalAccountResponse(_message.Message):
+    """Response of GetInternalAccount."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account's id."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetInternalAccountResponse: _TypeAlias = GetInternalAccountResponse  # noqa: Y015

@@ -131,6 +131,11 @@ class AccountServiceStub:
                 request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ChargeMonthlyFeesRequest.SerializeToString,
                 response_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ChargeMonthlyFeesResponse.FromString,
                 _registered_method=True)
+        self.GetInternalAccount = channel.unary_unary(
+                '/ogpgy.account.v1.AccountService/GetInternalAccount',
+                request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetInternalAccountRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetInternalAccountResponse.FromString,
+                _registered_method=True)
 
 
 class AccountServiceServicer:
@@ -287,6 +292,15 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetInternalAccount(self, request, context):
+        """The id of one of the bank's own accounts (one per kind and currency), for a context that
+        moves money to or from it: the ids are this context's to form, never another's to type.
+        Any authenticated caller; the accounts themselves are read by admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -384,6 +398,11 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.ChargeMonthlyFees,
                     request_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ChargeMonthlyFeesRequest.FromString,
                     response_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ChargeMonthlyFeesResponse.SerializeToString,
+            ),
+            'GetInternalAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInternalAccount,
+                    request_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetInternalAccountRequest.FromString,
+                    response_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetInternalAccountResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -901,6 +920,33 @@ class AccountService:
             '/ogpgy.account.v1.AccountService/ChargeMonthlyFees',
             ogpgy_dot_account_dot_v1_dot_account__service__pb2.ChargeMonthlyFeesRequest.SerializeToString,
             ogpgy_dot_account_dot_v1_dot_account__service__pb2.ChargeMonthlyFeesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInternalAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.account.v1.AccountService/GetInternalAccount',
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetInternalAccountRequest.SerializeToString,
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetInternalAccountResponse.FromString,
             options,
             channel_credentials,
             insecure,

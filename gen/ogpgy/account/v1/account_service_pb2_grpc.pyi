@@ -94,6 +94,11 @@ class AccountServiceStub:
     chunk asked again reports what it charged without charging again. Admins only; only for a
     month that has ended.
     """
+    GetInternalAccount: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.GetInternalAccountRequest, _account_service_pb2.GetInternalAccountResponse]
+    """The id of one of the bank's own accounts (one per kind and currency), for a context that
+    moves money to or from it: the ids are this context's to form, never another's to type.
+    Any authenticated caller; the accounts themselves are read by admins only.
+    """
 
 @_typing.type_check_only
 class AccountServiceAsyncStub(AccountServiceStub):
@@ -160,6 +165,11 @@ class AccountServiceAsyncStub(AccountServiceStub):
     it within its floor is not charged (counted as unpaid). At most once per (account, month): a
     chunk asked again reports what it charged without charging again. Admins only; only for a
     month that has ended.
+    """
+    GetInternalAccount: _aio.UnaryUnaryMultiCallable[_account_service_pb2.GetInternalAccountRequest, _account_service_pb2.GetInternalAccountResponse]  # type: ignore[assignment]
+    """The id of one of the bank's own accounts (one per kind and currency), for a context that
+    moves money to or from it: the ids are this context's to form, never another's to type.
+    Any authenticated caller; the accounts themselves are read by admins only.
     """
 
 class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -338,6 +348,17 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         it within its floor is not charged (counted as unpaid). At most once per (account, month): a
         chunk asked again reports what it charged without charging again. Admins only; only for a
         month that has ended.
+        """
+
+    @_abc_1.abstractmethod
+    def GetInternalAccount(
+        self,
+        request: _account_service_pb2.GetInternalAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.GetInternalAccountResponse, _abc.Awaitable[_account_service_pb2.GetInternalAccountResponse]]:
+        """The id of one of the bank's own accounts (one per kind and currency), for a context that
+        moves money to or from it: the ids are this context's to form, never another's to type.
+        Any authenticated caller; the accounts themselves are read by admins only.
         """
 
 def add_AccountServiceServicer_to_server(servicer: AccountServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,47 @@
+"""A context's events in: each message type it consumes and the method that takes it.
+
+A context's event handler marks its methods with `@INCOMING.on(Message)`; the context declares
+`consumes=INCOMING.messages` and the handler subscribes through `INCOMING.subscribe`, under the
+context's own name: what it says it consumes is what it subscribes to, by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from google.protobuf.message import Message
+
+from common.di import ContextInfo
+from common.events.bus import EventBus, Subscription
+from common.events.envelope import Envelope, event_type_of
+
+F = TypeVar("F", bound=Callable[..., Awaitable[None]])
+
+
+class Incoming:
+    """Message type -> the name of the handler's method taking (message, envelope)."""
+
+    def __init__(self) -> None:
+        self._methods: dict[str, tuple[type[Message], str]] = {}
+
+    def on(self, message: type[Message]) -> Callable[[F], F]:
+        def mark(method: F) -> F:
+            self._methods[event_type_of(message)] = (message, method.__name__)
+            return method
+
+        return mark
+
+    @property
+    def messages(self) -> tuple[type[Message], ...]:
+        """The message types consumed: what the context declares in `consumes=`."""
+        return tuple(message for message, _ in self._methods.values())
+
+    async def subscribe(self, bus: EventBus, context: ContextInfo, handler: Any) -> Subscription:
+        """Subscribes `handler`'s marked methods under the context's name (its consumer group)."""
+
+        async def dispatch(envelope: Envelope) -> None:
+            message, name = self._methods[envelope.event_type]
+            await getattr(handler, name)(envelope.decode(message), envelope)
+
+        return await bus.subscribe(list(self.messages), context.name, dispatch)

@@ -1,0 +1,12 @@
+"""What the customer context needs from other contexts, in its own terms."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Users(Protocol):
+    """The bank's users (the identity context)."""
+
+    async def roles_of(self, user_id: str) -> frozenset[str]:
+        """The roles of a user (common.security.context names); NotFound("user") if none has the id."""

@@ -1,0 +1,60 @@
+"""The interest context's side of its contracts: the account context behind the Ledger port, and
+its events as the messages it publishes."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from common.di import BaseComponent, og_component
+from common.events.outgoing import Outgoing
+from common.grpc.remote import call
+from kernel.convert import date_pb, money_of, money_pb
+from ogpgy.account.v1 import account_service_pb2 as apb
+from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
+from ogpgy.interest.v1 import events_pb2
+from ogpgy.type.v1 import money_pb2
+from services.interest.domain import InterestPosted, Tier
+from services.interest.ports import AccruedChunk, Ledger
+
+CHUNK_CALL_TIMEOUT = 120.0  # a chunk is thousands of accounts, posted set-based in one transaction
+
+
+@og_component()
+class AccountLedger(BaseComponent, Ledger):
+    """The ledger, as the account context's AccrueInterest answers (with the caller's authority)."""
+
+    def __init__(self, accounts: AccountServiceStub) -> None:
+        self._accounts = accounts
+
+    async def accrue(
+        self, request_id: str, day: date, currency: str, tiers: tuple[Tier, ...], after_account_id: str, limit: int
+    ) -> AccruedChunk:
+        answer = await call(
+            self._accounts.AccrueInterest,
+            apb.AccrueInterestRequest(
+                request_id=request_id,
+                business_date=date_pb(day),
+                currency_code=currency,
+                tiers=[_tier(t, currency) for t in tiers],
+                after_account_id=after_account_id,
+                limit=limit,
+            ),
+            within=CHUNK_CALL_TIMEOUT,
+            unavailable="ACCOUNTS_UNAVAILABLE",
+            silence="the account context did not answer",
+        )
+        eligible = answer.eligible if not after_account_id else None
+        return AccruedChunk(answer.processed, money_of(answer.interest_posted), answer.last_account_id, answer.done, eligible)
+
+
+def _tier(tier: Tier, currency: str) -> apb.InterestTier:
+    up_to = money_pb2.Money(currency_code=currency, amount=tier.up_to) if tier.up_to else None
+    return apb.InterestTier(up_to=up_to, annual_rate=tier.annual_rate)
+
+
+OUTGOING = Outgoing()
+OUTGOING.route(
+    InterestPosted,
+    events_pb2.InterestPosted,
+    lambda e: events_pb2.InterestPosted(business_date=date_pb(e.day), accounts=e.accounts, total_interest=money_pb(e.total)),
+)

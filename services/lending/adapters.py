@@ -1,0 +1,131 @@
+"""The lending context's side of its contracts: the account and customer contexts behind their
+ports, and its events as the messages it publishes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from common.di import BaseComponent, og_component
+from common.errors import NotFound
+from common.events.outgoing import Outgoing
+from common.grpc.convert import timestamp
+from common.grpc.remote import call
+from common.money import Money
+from common.security.context import as_itself
+from kernel.convert import ProtoEnum, money_pb
+from ogpgy.account.v1 import account_service_pb2 as apb
+from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
+from ogpgy.customer.v1 import customer_service_pb2 as cpb
+from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
+from ogpgy.lending.v1 import events_pb2
+from ogpgy.lending.v1 import lending_service_pb2 as pb
+from services.lending.domain import LoanDisbursed, LoanDisbursementFailed, LoanStatus
+from services.lending.ports import Accounts, Customers, HeldFunds, PayoutAccount
+
+R = TypeVar("R")
+CALL_TIMEOUT = 5.0
+LOAN_STATUS = ProtoEnum(LoanStatus, pb.LoanStatus, "LOAN_STATUS_")
+
+
+@og_component()
+class AccountsClient(BaseComponent, Accounts):
+    """The accounts, as the account context's AccountService answers."""
+
+    def __init__(self, accounts: AccountServiceStub) -> None:
+        self._accounts = accounts
+        self._treasuries: dict[str, str] = {}  # currency -> treasury account id (never changes)
+
+    async def _call(self, method: Callable[..., Awaitable[R]], request: Any) -> R:
+        return await call(
+            method, request, within=CALL_TIMEOUT, unavailable="ACCOUNTS_UNAVAILABLE", silence="the account context did not answer"
+        )
+
+    async def payout_account(self, account_id: str) -> PayoutAccount:
+        account = (await self._call(self._accounts.GetAccount, apb.GetAccountRequest(account_id=account_id))).account
+        return PayoutAccount(account.customer_id, account.balance.currency_code)
+
+    async def treasury(self, currency: str) -> str:
+        if currency not in self._treasuries:
+            answer = await self._call(
+                self._accounts.GetInternalAccount,
+                apb.GetInternalAccountRequest(internal_account=apb.INTERNAL_ACCOUNT_TREASURY, currency_code=currency),
+            )
+            self._treasuries[currency] = answer.account_id
+        return self._treasuries[currency]
+
+    async def place_hold(self, request_id: str, debtor: str, creditor: str, amount: Money, description: str) -> str:
+        request = apb.PlaceHoldRequest(
+            request_id=request_id,
+            debit_account_id=debtor,
+            credit_account_id=creditor,
+            amount=money_pb(amount),
+            description=description,
+        )
+        hold_id: str = (await self._call(self._accounts.PlaceHold, request)).hold.hold_id
+        return hold_id
+
+    async def lookup_hold(self, request_id: str) -> str:
+        hold_id: str = (await self._call(self._accounts.LookupHold, apb.LookupHoldRequest(request_id=request_id))).hold.hold_id
+        return hold_id
+
+    async def held_funds(self, hold_id: str) -> HeldFunds:
+        hold = (await self._call(self._accounts.GetHold, apb.GetHoldRequest(hold_id=hold_id))).hold
+        return HeldFunds(hold.hold_id, hold.transfer_id if hold.status == apb.HOLD_STATUS_CAPTURED else "")
+
+    async def capture_hold(self, request_id: str, hold_id: str) -> str:
+        captured = await self._call(self._accounts.CaptureHold, apb.CaptureHoldRequest(request_id=request_id, hold_id=hold_id))
+        transfer_id: str = captured.transfer.transfer_id
+        return transfer_id
+
+    async def release_hold(self, request_id: str, hold_id: str) -> None:
+        await self._call(self._accounts.ReleaseHold, apb.ReleaseHoldRequest(request_id=request_id, hold_id=hold_id))
+
+    async def reverse_transfer(self, request_id: str, transfer_id: str, reason: str) -> None:
+        await self._call(
+            self._accounts.ReverseTransfer,
+            apb.ReverseTransferRequest(request_id=request_id, transfer_id=transfer_id, reason=reason),
+        )
+
+
+@og_component()
+class CustomerDirectory(BaseComponent, Customers):
+    """Customers, as the customer context's GetCustomer answers this context itself."""
+
+    def __init__(self, customers: CustomerServiceStub) -> None:
+        self._customers = customers
+
+    async def exists(self, customer_id: str) -> bool:
+        try:
+            with as_itself():
+                await call(
+                    self._customers.GetCustomer,
+                    cpb.GetCustomerRequest(customer_id=customer_id),
+                    within=CALL_TIMEOUT,
+                    unavailable="CUSTOMER_CONTEXT_UNAVAILABLE",
+                    silence="cannot check the customer",
+                )
+        except NotFound:
+            return False
+        return True
+
+
+OUTGOING = Outgoing()
+OUTGOING.route(
+    LoanDisbursed,
+    events_pb2.LoanDisbursed,
+    lambda e: events_pb2.LoanDisbursed(
+        loan_id=e.loan_id,
+        customer_id=e.customer_id,
+        account_id=e.account_id,
+        principal=money_pb(e.principal),
+        disburse_time=timestamp(e.at),
+    ),
+)
+OUTGOING.route(
+    LoanDisbursementFailed,
+    events_pb2.LoanDisbursementFailed,
+    lambda e: events_pb2.LoanDisbursementFailed(
+        loan_id=e.loan_id, customer_id=e.customer_id, reason=e.reason, fail_time=timestamp(e.at)
+    ),
+)

@@ -1,0 +1,57 @@
+"""What the lending context needs from other contexts, in its own terms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from common.money import Money
+
+
+@dataclass(frozen=True)
+class PayoutAccount:
+    """What lending needs to know of the account a loan is paid into."""
+
+    customer_id: str
+    currency: str
+
+
+@dataclass(frozen=True)
+class HeldFunds:
+    hold_id: str
+    captured_by: str  # the transfer that captured the hold; "" while it is not captured
+
+
+class Accounts(Protocol):
+    """The accounts and their ledger (the account context). Every call carries the authority of
+    the task making it: the admin's on the request path, this context's own when a saga is resumed
+    in the background. A refusal is the AppError the account context answered; no answer is
+    Unavailable or DeadlineExceeded."""
+
+    async def payout_account(self, account_id: str) -> PayoutAccount: ...
+
+    async def treasury(self, currency: str) -> str:
+        """The bank's account loans are paid from, in `currency`."""
+
+    async def place_hold(self, request_id: str, debtor: str, creditor: str, amount: Money, description: str) -> str:
+        """Reserves `amount` of the debtor's funds for the creditor; the hold's id."""
+
+    async def lookup_hold(self, request_id: str) -> str:
+        """The id of the hold the PlaceHold of `request_id` placed; NotFound (and the request id
+        closed for good) when it placed none."""
+
+    async def held_funds(self, hold_id: str) -> HeldFunds: ...
+
+    async def capture_hold(self, request_id: str, hold_id: str) -> str:
+        """Posts the held funds to the creditor; the transfer's id."""
+
+    async def release_hold(self, request_id: str, hold_id: str) -> None: ...
+
+    async def reverse_transfer(self, request_id: str, transfer_id: str, reason: str) -> None: ...
+
+
+class Customers(Protocol):
+    """The bank's customers (the customer context)."""
+
+    async def exists(self, customer_id: str) -> bool:
+        """Asked as this context itself: whether the customer context knows the customer."""

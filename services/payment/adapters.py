@@ -1,0 +1,231 @@
+"""The payment context's side of its contracts: the account context behind the Accounts port,
+VelocityPay behind the PaymentNetwork port (a circuit breaker shared through Redis, the member
+key on every call), and its events as the messages it publishes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from common.config import Settings
+from common.di import BaseComponent, og_component
+from common.events.outgoing import Outgoing
+from common.grpc.convert import timestamp
+from common.grpc.remote import call
+from common.grpc.status import no_answer
+from common.money import Money
+from common.resilience.breaker import BreakerPolicy, CircuitBreaker, CircuitOpenError
+from common.resilience.shared import SharedBreakerState
+from common.security.secrets import shared_key
+from kernel.convert import ProtoEnum, money_pb
+from ogpgy.account.v1 import account_service_pb2 as apb
+from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
+from ogpgy.payment.v1 import events_pb2
+from ogpgy.payment.v1 import payment_service_pb2 as pb
+from services.payment.domain import (
+    BookedTransfer,
+    NetworkSettlement,
+    Payment,
+    PaymentCompleted,
+    PaymentFailed,
+    PaymentQueued,
+    PaymentStatus,
+)
+from services.payment.ports import Accounts, FoundHold, NetworkAnswer, NetworkRefused, NetworkUnavailable, PaymentNetwork
+from velocitypay.v1 import network_pb2 as vpb
+from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
+
+R = TypeVar("R")
+ACCOUNT_CALL_TIMEOUT = 5.0
+MEMBER_KEY_HEADER = "x-velocitypay-member-key"  # the network's contract (velocitypay/v1/network.proto)
+PAYMENT_STATUS = ProtoEnum(PaymentStatus, pb.PaymentStatus, "PAYMENT_STATUS_")
+
+
+@og_component()
+class AccountsClient(BaseComponent, Accounts):
+    """The accounts, as the account context's AccountService answers."""
+
+    def __init__(self, accounts: AccountServiceStub) -> None:
+        self._accounts = accounts
+        self._internal: dict[str, str] = {}  # currency -> clearing account id (never changes)
+
+    async def _check(self, account_id: str, access: apb.AccountAccess.ValueType) -> None:
+        await call(
+            self._accounts.CheckAccountAccess,
+            apb.CheckAccountAccessRequest(account_id=account_id, access=access),
+            within=ACCOUNT_CALL_TIMEOUT,
+            unavailable="ACCOUNTS_UNAVAILABLE",
+            silence="cannot check access to the account",
+        )
+
+    async def require_debit(self, account_id: str) -> None:
+        await self._check(account_id, apb.ACCOUNT_ACCESS_DEBIT)
+
+    async def require_read(self, account_id: str) -> None:
+        await self._check(account_id, apb.ACCOUNT_ACCESS_READ)
+
+    async def require_payee(self, account_id: str) -> None:
+        await self._check(account_id, apb.ACCOUNT_ACCESS_CREDIT)
+
+    async def clearing_account(self, currency: str) -> str:
+        if currency not in self._internal:
+            answer = await self._call(
+                self._accounts.GetInternalAccount,
+                apb.GetInternalAccountRequest(internal_account=apb.INTERNAL_ACCOUNT_CLEARING, currency_code=currency),
+            )
+            self._internal[currency] = answer.account_id
+        return self._internal[currency]
+
+    async def place_hold(self, request_id: str, debtor: str, creditor: str, amount: Money, description: str) -> str:
+        request = apb.PlaceHoldRequest(
+            request_id=request_id,
+            debit_account_id=debtor,
+            credit_account_id=creditor,
+            amount=money_pb(amount),
+            description=description,
+        )
+        hold_id: str = (await self._call(self._accounts.PlaceHold, request)).hold.hold_id
+        return hold_id
+
+    async def lookup_hold(self, request_id: str) -> FoundHold:
+        hold = (await self._call(self._accounts.LookupHold, apb.LookupHoldRequest(request_id=request_id))).hold
+        return FoundHold(hold.hold_id, hold.status == apb.HOLD_STATUS_RELEASED)
+
+    async def capture_hold(self, request_id: str, hold_id: str) -> str:
+        captured = await self._call(self._accounts.CaptureHold, apb.CaptureHoldRequest(request_id=request_id, hold_id=hold_id))
+        transfer_id: str = captured.transfer.transfer_id
+        return transfer_id
+
+    async def release_hold(self, request_id: str, hold_id: str) -> None:
+        await self._call(self._accounts.ReleaseHold, apb.ReleaseHoldRequest(request_id=request_id, hold_id=hold_id))
+
+    async def credits_of(self, account_id: str) -> list[BookedTransfer]:
+        found: list[BookedTransfer] = []
+        token = ""
+        while True:
+            page = await self._call(
+                self._accounts.ListEntries, apb.ListEntriesRequest(account_id=account_id, page_size=500, page_token=token)
+            )
+            found.extend(
+                BookedTransfer(e.transfer_id, Money.parse(e.amount.currency_code, e.amount.amount))
+                for e in page.entries
+                if not e.amount.amount.startswith("-")
+            )
+            token = page.next_page_token
+            if not token:
+                return found
+
+    async def _call(self, method: Callable[..., Awaitable[R]], request: Any) -> R:
+        return await call(
+            method,
+            request,
+            within=ACCOUNT_CALL_TIMEOUT,
+            unavailable="ACCOUNTS_UNAVAILABLE",
+            silence="the account context did not answer",
+        )
+
+
+@og_component()
+class VelocityPayGateway(BaseComponent, PaymentNetwork):
+    """The network behind a circuit breaker, whose state all instances share through Redis. The
+    network knows the bank by its member key, which every call carries."""
+
+    def __init__(self, network: PaymentNetworkServiceStub, settings: Settings) -> None:
+        self._network = network
+        self._member_key_path = settings.member_key_path()
+        self._member: tuple[tuple[str, str], ...] = ()
+        self._timeout = settings.network_timeout_seconds
+        self.breaker = CircuitBreaker(
+            "velocitypay", BreakerPolicy(fail_max=settings.breaker_fail_max, reset_timeout=settings.breaker_reset_seconds)
+        )
+        self._shared = SharedBreakerState(self.breaker, settings.redis_url) if settings.redis_url else None
+
+    async def initialize(self) -> None:
+        self._member = ((MEMBER_KEY_HEADER, shared_key(self._member_key_path)),)
+        if self._shared is not None:
+            await self._shared.start()
+
+    async def shutdown(self) -> None:
+        if self._shared is not None:
+            await self._shared.stop()
+
+    def accepts_calls(self) -> bool:
+        return self.breaker.allows_calls()
+
+    async def submit(self, payment: Payment) -> NetworkAnswer:
+        request = vpb.SubmitPaymentRequest(
+            payment_id=payment.payment_id,
+            beneficiary_iban=payment.beneficiary.iban,
+            beneficiary_name=payment.beneficiary.name,
+            currency_code=payment.amount.currency,
+            amount=payment.amount.amount,
+            reference=payment.reference,
+        )
+        try:
+            answer = await self.breaker.call(self._network.SubmitPayment, request, timeout=self._timeout, metadata=self._member)
+        except CircuitOpenError as open_circuit:
+            raise NetworkUnavailable("the circuit to the network is open") from open_circuit
+        except grpc.aio.AioRpcError as err:
+            if self.breaker.counts_as_failure(err):
+                raise NetworkUnavailable(err.code().name) from err
+            raise NetworkRefused(err.code().name) from err
+        return NetworkAnswer(answer.status == vpb.NETWORK_PAYMENT_STATUS_SETTLED, answer.reject_reason)
+
+    async def settlements(self) -> list[NetworkSettlement]:
+        """The whole report, page by page; not through the breaker: an operator's read should say
+        that the network is down, not that our circuit is open."""
+        found: list[NetworkSettlement] = []
+        token = ""
+        while True:
+            try:
+                page = await self._network.ListSettlements(
+                    vpb.ListSettlementsRequest(page_size=1000, page_token=token), timeout=self._timeout * 5, metadata=self._member
+                )
+            except grpc.aio.AioRpcError as err:
+                raise no_answer(err, "NETWORK_UNAVAILABLE", "cannot read the network's settlements") from err
+            found.extend(
+                NetworkSettlement(
+                    s.payment_id, s.status == vpb.NETWORK_PAYMENT_STATUS_SETTLED, Money.parse(s.currency_code, s.amount)
+                )
+                for s in page.settlements
+            )
+            token = page.next_page_token
+            if not token:
+                return found
+
+
+OUTGOING = Outgoing()
+OUTGOING.route(
+    PaymentCompleted,
+    events_pb2.PaymentCompleted,
+    lambda e: events_pb2.PaymentCompleted(
+        payment_id=e.payment.payment_id,
+        debtor_account_id=e.payment.debtor_account_id,
+        amount=money_pb(e.payment.amount),
+        transfer_id=e.payment.transfer_id,
+        complete_time=timestamp(e.payment.updated_at),
+    ),
+)
+OUTGOING.route(
+    PaymentFailed,
+    events_pb2.PaymentFailed,
+    lambda e: events_pb2.PaymentFailed(
+        payment_id=e.payment.payment_id,
+        debtor_account_id=e.payment.debtor_account_id,
+        amount=money_pb(e.payment.amount),
+        reason=e.payment.failure_reason,
+        fail_time=timestamp(e.payment.updated_at),
+    ),
+)
+OUTGOING.route(
+    PaymentQueued,
+    events_pb2.PaymentQueued,
+    lambda e: events_pb2.PaymentQueued(
+        payment_id=e.payment.payment_id,
+        debtor_account_id=e.payment.debtor_account_id,
+        amount=money_pb(e.payment.amount),
+        queue_time=timestamp(e.payment.updated_at),
+    ),
+)
