@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from common.db.base import Tx
 from common.di import BaseComponent, og_component
 from common.events.outgoing import Outgoing
 from common.grpc.remote import call
@@ -14,7 +15,7 @@ from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
 from ogpgy.interest.v1 import events_pb2
 from ogpgy.type.v1 import money_pb2
 from services.interest.domain import InterestPosted, Tier
-from services.interest.ports import AccruedChunk, Ledger
+from services.interest.ports import AccruedChunk, Announcements, Ledger
 
 CHUNK_CALL_TIMEOUT = 120.0  # a chunk is thousands of accounts, posted set-based in one transaction
 
@@ -58,3 +59,11 @@ OUTGOING.route(
     events_pb2.InterestPosted,
     lambda e: events_pb2.InterestPosted(business_date=date_pb(e.day), accounts=e.accounts, total_interest=money_pb(e.total)),
 )
+
+
+@og_component()
+class OutboxAnnouncements(BaseComponent, Announcements):
+    """The context's events, as its Outgoing publishes them through the outbox."""
+
+    async def interest_posted(self, tx: Tx, event: InterestPosted) -> None:
+        await OUTGOING.append(tx, [event])

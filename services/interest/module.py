@@ -11,9 +11,9 @@ from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.pagination import PageTokens
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
-from services.interest.adapters import OUTGOING, AccountLedger
+from services.interest.adapters import OUTGOING, AccountLedger, OutboxAnnouncements
 from services.interest.api import InterestApi
-from services.interest.ports import Ledger
+from services.interest.ports import Announcements, Ledger
 from services.interest.service import InterestUseCases
 
 
@@ -29,7 +29,15 @@ from services.interest.service import InterestUseCases
         ModuleContextImport(Clock, from_context="infrastructure"),
         ModuleContextImport(EventBus, from_context="infrastructure"),
     ],
-    providers=[ContextDatabase, OutboxRelay, BatchRunner, provide(AccountLedger, provides=Ledger), InterestUseCases, InterestApi],
+    providers=[
+        ContextDatabase,
+        OutboxRelay,
+        BatchRunner,
+        provide(AccountLedger, provides=Ledger),
+        provide(OutboxAnnouncements, provides=Announcements),
+        InterestUseCases,
+        InterestApi,
+    ],
     exports=[InterestApi],
     publishes=OUTGOING.messages,
 )

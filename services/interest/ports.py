@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
 
+from common.db.base import Tx
 from common.money import Money
-from services.interest.domain import Tier
+from services.interest.domain import InterestPosted, Tier
 
 
 @dataclass(frozen=True)
@@ -29,3 +30,9 @@ class Ledger(Protocol):
     ) -> AccruedChunk:
         """Posts one chunk of the day's interest (the accounts after `after_account_id`); asked
         again with the same request id, it answers what it posted without posting again."""
+
+
+class Announcements(Protocol):
+    """Where the context's events go: into its outbox, in the transaction that completes a run."""
+
+    async def interest_posted(self, tx: Tx, event: InterestPosted) -> None: ...

@@ -18,17 +18,19 @@ from common.money import Money
 from common.pagination import PageRequest
 from common.security.context import ADMIN
 from common.security.policy import require_role
-from services.interest.adapters import OUTGOING
 from services.interest.domain import JOB, InterestPosted, Tier
-from services.interest.ports import Ledger
+from services.interest.ports import Announcements, Ledger
 
 TIERS_FILE = Path(__file__).parent / "tiers.toml"
 
 
 @og_component()
 class InterestUseCases(BaseComponent):
-    def __init__(self, ledger: Ledger, batches: BatchRunner, settings: Settings, relay: OutboxRelay) -> None:
+    def __init__(
+        self, ledger: Ledger, announcements: Announcements, batches: BatchRunner, settings: Settings, relay: OutboxRelay
+    ) -> None:
         self._ledger = ledger
+        self._announcements = announcements
         self._batches = batches
         self._chunk = settings.interest_chunk_size
         self._relay = relay
@@ -50,7 +52,9 @@ class InterestUseCases(BaseComponent):
             return ChunkResult(done.processed, done.posted.minor, done.last_account_id, done.done, done.eligible)
 
         async def announce(tx: Tx, done: BatchProgress) -> None:
-            await OUTGOING.append(tx, [InterestPosted(day, done.processed, Money(self.currency, done.amount_minor))])
+            await self._announcements.interest_posted(
+                tx, InterestPosted(day, done.processed, Money(self.currency, done.amount_minor))
+            )
 
         async for progress in self._batches.run(
             JOB, day.isoformat(), chunk, announce, already_completed="INTEREST_RUN_ALREADY_COMPLETED"

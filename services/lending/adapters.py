@@ -3,9 +3,6 @@ ports, and its events as the messages it publishes."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
-
 from common.di import BaseComponent, og_component
 from common.errors import NotFound
 from common.events.outgoing import Outgoing
@@ -13,6 +10,7 @@ from common.grpc.convert import timestamp
 from common.grpc.remote import call
 from common.money import Money
 from common.security.context import as_itself
+from kernel.accounts import AccountCalls
 from kernel.convert import ProtoEnum, money_pb
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
@@ -23,8 +21,7 @@ from ogpgy.lending.v1 import lending_service_pb2 as pb
 from services.lending.domain import LoanDisbursed, LoanDisbursementFailed, LoanStatus
 from services.lending.ports import Accounts, Customers, HeldFunds, PayoutAccount
 
-R = TypeVar("R")
-CALL_TIMEOUT = 5.0
+CUSTOMER_CALL_TIMEOUT = 5.0
 LOAN_STATUS = ProtoEnum(LoanStatus, pb.LoanStatus, "LOAN_STATUS_")
 
 
@@ -33,59 +30,34 @@ class AccountsClient(BaseComponent, Accounts):
     """The accounts, as the account context's AccountService answers."""
 
     def __init__(self, accounts: AccountServiceStub) -> None:
-        self._accounts = accounts
-        self._treasuries: dict[str, str] = {}  # currency -> treasury account id (never changes)
-
-    async def _call(self, method: Callable[..., Awaitable[R]], request: Any) -> R:
-        return await call(
-            method, request, within=CALL_TIMEOUT, unavailable="ACCOUNTS_UNAVAILABLE", silence="the account context did not answer"
-        )
+        self._calls = AccountCalls(accounts)
 
     async def payout_account(self, account_id: str) -> PayoutAccount:
-        account = (await self._call(self._accounts.GetAccount, apb.GetAccountRequest(account_id=account_id))).account
-        return PayoutAccount(account.customer_id, account.balance.currency_code)
+        answer = await self._calls.call(self._calls.stub.GetAccount, apb.GetAccountRequest(account_id=account_id))
+        return PayoutAccount(answer.account.customer_id, answer.account.balance.currency_code)
 
     async def treasury(self, currency: str) -> str:
-        if currency not in self._treasuries:
-            answer = await self._call(
-                self._accounts.GetInternalAccount,
-                apb.GetInternalAccountRequest(internal_account=apb.INTERNAL_ACCOUNT_TREASURY, currency_code=currency),
-            )
-            self._treasuries[currency] = answer.account_id
-        return self._treasuries[currency]
+        return await self._calls.internal_account(apb.INTERNAL_ACCOUNT_TREASURY, currency)
 
     async def place_hold(self, request_id: str, debtor: str, creditor: str, amount: Money, description: str) -> str:
-        request = apb.PlaceHoldRequest(
-            request_id=request_id,
-            debit_account_id=debtor,
-            credit_account_id=creditor,
-            amount=money_pb(amount),
-            description=description,
-        )
-        hold_id: str = (await self._call(self._accounts.PlaceHold, request)).hold.hold_id
-        return hold_id
+        return await self._calls.place_hold(request_id, debtor, creditor, amount, description)
 
     async def lookup_hold(self, request_id: str) -> str:
-        hold_id: str = (await self._call(self._accounts.LookupHold, apb.LookupHoldRequest(request_id=request_id))).hold.hold_id
-        return hold_id
+        return (await self._calls.lookup_hold(request_id)).hold_id
 
     async def held_funds(self, hold_id: str) -> HeldFunds:
-        hold = (await self._call(self._accounts.GetHold, apb.GetHoldRequest(hold_id=hold_id))).hold
+        hold = (await self._calls.call(self._calls.stub.GetHold, apb.GetHoldRequest(hold_id=hold_id))).hold
         return HeldFunds(hold.hold_id, hold.transfer_id if hold.status == apb.HOLD_STATUS_CAPTURED else "")
 
     async def capture_hold(self, request_id: str, hold_id: str) -> str:
-        captured = await self._call(self._accounts.CaptureHold, apb.CaptureHoldRequest(request_id=request_id, hold_id=hold_id))
-        transfer_id: str = captured.transfer.transfer_id
-        return transfer_id
+        return await self._calls.capture_hold(request_id, hold_id)
 
     async def release_hold(self, request_id: str, hold_id: str) -> None:
-        await self._call(self._accounts.ReleaseHold, apb.ReleaseHoldRequest(request_id=request_id, hold_id=hold_id))
+        await self._calls.release_hold(request_id, hold_id)
 
     async def reverse_transfer(self, request_id: str, transfer_id: str, reason: str) -> None:
-        await self._call(
-            self._accounts.ReverseTransfer,
-            apb.ReverseTransferRequest(request_id=request_id, transfer_id=transfer_id, reason=reason),
-        )
+        request = apb.ReverseTransferRequest(request_id=request_id, transfer_id=transfer_id, reason=reason)
+        await self._calls.call(self._calls.stub.ReverseTransfer, request)
 
 
 @og_component()
@@ -101,7 +73,7 @@ class CustomerDirectory(BaseComponent, Customers):
                 await call(
                     self._customers.GetCustomer,
                     cpb.GetCustomerRequest(customer_id=customer_id),
-                    within=CALL_TIMEOUT,
+                    within=CUSTOMER_CALL_TIMEOUT,
                     unavailable="CUSTOMER_CONTEXT_UNAVAILABLE",
                     silence="cannot check the customer",
                 )

@@ -4,9 +4,6 @@ key on every call), and its events as the messages it publishes."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
-
 import grpc
 
 from common.config import Settings
@@ -19,7 +16,8 @@ from common.money import Money
 from common.resilience.breaker import BreakerPolicy, CircuitBreaker, CircuitOpenError
 from common.resilience.shared import SharedBreakerState
 from common.security.secrets import shared_key
-from kernel.convert import ProtoEnum, money_pb
+from kernel.accounts import ACCOUNT_CALL_TIMEOUT, AccountCalls
+from kernel.convert import ProtoEnum, money_of, money_pb
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
 from ogpgy.payment.v1 import events_pb2
@@ -37,8 +35,6 @@ from services.payment.ports import Accounts, FoundHold, NetworkAnswer, NetworkRe
 from velocitypay.v1 import network_pb2 as vpb
 from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
 
-R = TypeVar("R")
-ACCOUNT_CALL_TIMEOUT = 5.0
 MEMBER_KEY_HEADER = "x-velocitypay-member-key"  # the network's contract (velocitypay/v1/network.proto)
 PAYMENT_STATUS = ProtoEnum(PaymentStatus, pb.PaymentStatus, "PAYMENT_STATUS_")
 
@@ -48,12 +44,11 @@ class AccountsClient(BaseComponent, Accounts):
     """The accounts, as the account context's AccountService answers."""
 
     def __init__(self, accounts: AccountServiceStub) -> None:
-        self._accounts = accounts
-        self._internal: dict[str, str] = {}  # currency -> clearing account id (never changes)
+        self._calls = AccountCalls(accounts)
 
     async def _check(self, account_id: str, access: apb.AccountAccess.ValueType) -> None:
         await call(
-            self._accounts.CheckAccountAccess,
+            self._calls.stub.CheckAccountAccess,
             apb.CheckAccountAccessRequest(account_id=account_id, access=access),
             within=ACCOUNT_CALL_TIMEOUT,
             unavailable="ACCOUNTS_UNAVAILABLE",
@@ -70,61 +65,33 @@ class AccountsClient(BaseComponent, Accounts):
         await self._check(account_id, apb.ACCOUNT_ACCESS_CREDIT)
 
     async def clearing_account(self, currency: str) -> str:
-        if currency not in self._internal:
-            answer = await self._call(
-                self._accounts.GetInternalAccount,
-                apb.GetInternalAccountRequest(internal_account=apb.INTERNAL_ACCOUNT_CLEARING, currency_code=currency),
-            )
-            self._internal[currency] = answer.account_id
-        return self._internal[currency]
+        return await self._calls.internal_account(apb.INTERNAL_ACCOUNT_CLEARING, currency)
 
     async def place_hold(self, request_id: str, debtor: str, creditor: str, amount: Money, description: str) -> str:
-        request = apb.PlaceHoldRequest(
-            request_id=request_id,
-            debit_account_id=debtor,
-            credit_account_id=creditor,
-            amount=money_pb(amount),
-            description=description,
-        )
-        hold_id: str = (await self._call(self._accounts.PlaceHold, request)).hold.hold_id
-        return hold_id
+        return await self._calls.place_hold(request_id, debtor, creditor, amount, description)
 
     async def lookup_hold(self, request_id: str) -> FoundHold:
-        hold = (await self._call(self._accounts.LookupHold, apb.LookupHoldRequest(request_id=request_id))).hold
+        hold = await self._calls.lookup_hold(request_id)
         return FoundHold(hold.hold_id, hold.status == apb.HOLD_STATUS_RELEASED)
 
     async def capture_hold(self, request_id: str, hold_id: str) -> str:
-        captured = await self._call(self._accounts.CaptureHold, apb.CaptureHoldRequest(request_id=request_id, hold_id=hold_id))
-        transfer_id: str = captured.transfer.transfer_id
-        return transfer_id
+        return await self._calls.capture_hold(request_id, hold_id)
 
     async def release_hold(self, request_id: str, hold_id: str) -> None:
-        await self._call(self._accounts.ReleaseHold, apb.ReleaseHoldRequest(request_id=request_id, hold_id=hold_id))
+        await self._calls.release_hold(request_id, hold_id)
 
     async def credits_of(self, account_id: str) -> list[BookedTransfer]:
         found: list[BookedTransfer] = []
         token = ""
         while True:
-            page = await self._call(
-                self._accounts.ListEntries, apb.ListEntriesRequest(account_id=account_id, page_size=500, page_token=token)
-            )
+            request = apb.ListEntriesRequest(account_id=account_id, page_size=500, page_token=token)
+            page = await self._calls.call(self._calls.stub.ListEntries, request)
             found.extend(
-                BookedTransfer(e.transfer_id, Money.parse(e.amount.currency_code, e.amount.amount))
-                for e in page.entries
-                if not e.amount.amount.startswith("-")
+                BookedTransfer(e.transfer_id, money_of(e.amount)) for e in page.entries if not e.amount.amount.startswith("-")
             )
             token = page.next_page_token
             if not token:
                 return found
-
-    async def _call(self, method: Callable[..., Awaitable[R]], request: Any) -> R:
-        return await call(
-            method,
-            request,
-            within=ACCOUNT_CALL_TIMEOUT,
-            unavailable="ACCOUNTS_UNAVAILABLE",
-            silence="the account context did not answer",
-        )
 
 
 @og_component()

@@ -1,0 +1,64 @@
+"""The account context's contract as every context that moves money calls it (holds placed for a
+process of theirs, the bank's own accounts): the requests, the deadline and the translation of
+answers into AppErrors, written once for their adapters."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from common.grpc.remote import call
+from common.money import Money
+from kernel.convert import money_pb
+from ogpgy.account.v1 import account_service_pb2 as apb
+from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
+
+R = TypeVar("R")
+ACCOUNT_CALL_TIMEOUT = 5.0
+
+
+class AccountCalls:
+    """Calls to the account context with the authority of the task making them."""
+
+    def __init__(self, accounts: AccountServiceStub) -> None:
+        self.stub = accounts
+        self._internal: dict[tuple[int, str], str] = {}  # (kind, currency) -> account id: never changes
+
+    async def call(self, method: Callable[..., Awaitable[R]], request: Any) -> R:
+        return await call(
+            method,
+            request,
+            within=ACCOUNT_CALL_TIMEOUT,
+            unavailable="ACCOUNTS_UNAVAILABLE",
+            silence="the account context did not answer",
+        )
+
+    async def internal_account(self, kind: apb.InternalAccount.ValueType, currency: str) -> str:
+        """One of the bank's own accounts, asked once per kind and currency."""
+        if (kind, currency) not in self._internal:
+            request = apb.GetInternalAccountRequest(internal_account=kind, currency_code=currency)
+            self._internal[(kind, currency)] = (await self.call(self.stub.GetInternalAccount, request)).account_id
+        return self._internal[(kind, currency)]
+
+    async def place_hold(self, request_id: str, debtor: str, creditor: str, amount: Money, description: str) -> str:
+        request = apb.PlaceHoldRequest(
+            request_id=request_id,
+            debit_account_id=debtor,
+            credit_account_id=creditor,
+            amount=money_pb(amount),
+            description=description,
+        )
+        hold_id: str = (await self.call(self.stub.PlaceHold, request)).hold.hold_id
+        return hold_id
+
+    async def lookup_hold(self, request_id: str) -> apb.Hold:
+        hold: apb.Hold = (await self.call(self.stub.LookupHold, apb.LookupHoldRequest(request_id=request_id))).hold
+        return hold
+
+    async def capture_hold(self, request_id: str, hold_id: str) -> str:
+        captured = await self.call(self.stub.CaptureHold, apb.CaptureHoldRequest(request_id=request_id, hold_id=hold_id))
+        transfer_id: str = captured.transfer.transfer_id
+        return transfer_id
+
+    async def release_hold(self, request_id: str, hold_id: str) -> None:
+        await self.call(self.stub.ReleaseHold, apb.ReleaseHoldRequest(request_id=request_id, hold_id=hold_id))
