@@ -53,10 +53,23 @@ def _name(t: object) -> str:
     return getattr(t, "__qualname__", repr(t))
 
 
+def _protocol_members(protocol: type) -> set[str]:
+    """The public names a Protocol declares (methods and attributes), its Protocol bases' included."""
+    declared: set[str] = set()
+    for base in protocol.__mro__:
+        if getattr(base, "_is_protocol", False) and base is not typing.Protocol:
+            declared |= {name for name in (*vars(base), *getattr(base, "__annotations__", {})) if not name.startswith("_")}
+    return declared
+
+
 def _can_stand_for(source: type, provides: type) -> bool:
-    """Whether `source` may be bound to `provides`: a subclass, or any class for a Protocol
-    (whose conformance mypy checks where the binding is used)."""
-    return bool(getattr(provides, "_is_protocol", False)) or issubclass(source, provides)
+    """Whether `source` may be bound to `provides`: a subclass, or, for a Protocol, a class that
+    has every name the Protocol declares (mypy checks the signatures where the binding is used)."""
+    if getattr(provides, "_is_protocol", False):
+        return all(
+            hasattr(source, name) or name in getattr(source, "__annotations__", {}) for name in _protocol_members(provides)
+        )
+    return issubclass(source, provides)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from grpc import aio
 from common.clock import Clock
 from common.di import og_component
 from common.grpc.convert import idempotency_key, timestamp
+from common.pagination import PageTokens
 from common.validation import Violations, check_id, check_request_id
 from kernel.convert import ProtoEnum, date_of, date_pb
 from ogpgy.customer.v1 import customer_service_pb2 as pb
@@ -101,9 +102,10 @@ def _customer_id(v: Violations, customer_id: str) -> None:
 class CustomerApi(pb_grpc.CustomerServiceServicer):
     """ogpgy.customer.v1.CustomerService."""
 
-    def __init__(self, service: CustomerUseCases, clock: Clock) -> None:
+    def __init__(self, service: CustomerUseCases, clock: Clock, pages: PageTokens) -> None:
         self._service = service
         self._clock = clock
+        self._pages = pages
 
     async def OnboardCustomer(
         self, request: pb.OnboardCustomerRequest, context: aio.ServicerContext
@@ -123,7 +125,12 @@ class CustomerApi(pb_grpc.CustomerServiceServicer):
         return pb.GetCustomerResponse(customer=customer_pb(await self._service.get(request.customer_id)))
 
     async def ListCustomers(self, request: pb.ListCustomersRequest, context: aio.ServicerContext) -> pb.ListCustomersResponse:
-        customers, token = await self._service.page(request.page_size, request.page_token, KYC_STATUS.of(request.kyc_status))
+        v = Violations()
+        status = KYC_STATUS.of(request.kyc_status)
+        # The token marks a place in the list of this status; who may see what is the use case's filter.
+        page = self._pages.request(v, request.page_size, request.page_token, ("customers", status))
+        v.raise_if_any()
+        customers, token = await self._service.page(page, status)
         return pb.ListCustomersResponse(customers=[customer_pb(c) for c in customers], next_page_token=token)
 
     async def UpdateCustomer(self, request: pb.UpdateCustomerRequest, context: aio.ServicerContext) -> pb.UpdateCustomerResponse:

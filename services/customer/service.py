@@ -13,10 +13,9 @@ from common.errors import Aborted, NotFound, PreconditionFailed
 from common.events.outbox import OutboxRelay
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
-from common.pagination import PageTokens
+from common.pagination import PageRequest
 from common.security.context import ADMIN, CUSTOMER, RELATIONSHIP_MANAGER, SecurityContext, current_caller
 from common.security.policy import may_read_pii, require_customer_access, require_role, unknown
-from common.validation import Violations
 from services.customer.domain import (
     CUSTOMER_ID_PREFIX,
     Application,
@@ -49,7 +48,6 @@ class CustomerUseCases(BaseComponent):
         relay: OutboxRelay,
         caches: Caches,
         users: Users,
-        pages: PageTokens,
     ) -> None:
         self._repository = repository
         self._users = users
@@ -57,7 +55,6 @@ class CustomerUseCases(BaseComponent):
         self._cache = caches.create("customer", CustomerCodec())
         self._sanctions_source = sanctions_source
         self._clock = clock
-        self._pages = pages
         self._sanctions = SanctionsList()
 
     async def initialize(self) -> None:
@@ -95,12 +92,9 @@ class CustomerUseCases(BaseComponent):
         caller = current_caller()
         return [c if may_read_pii(caller, c.customer_id) else c.masked() for c in customers]
 
-    async def page(self, size: int, token: str, status: KycStatus | None) -> tuple[list[Customer], str]:
+    async def page(self, request: PageRequest, status: KycStatus | None) -> tuple[list[Customer], str]:
         """Admins list everyone; a relationship manager their customers; a customer themself."""
         only = self._listing_filter(current_caller(), status)
-        v = Violations()
-        request = self._pages.request(v, size, token, ("customers", only))
-        v.raise_if_any()
         page = await self._repository.page(request.after_seq, request.limit, only)
         return self.visible(page.customers), request.next_token(page.next_after)
 

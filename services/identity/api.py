@@ -9,6 +9,7 @@ from grpc import aio
 
 from common.di import og_component
 from common.grpc.convert import idempotency_key, timestamp
+from common.pagination import PageTokens
 from common.security.context import ROLES
 from common.validation import Violations, check_id, check_request_id, check_text
 from ogpgy.identity.v1 import identity_service_pb2 as pb
@@ -36,8 +37,9 @@ class IdentityApi(pb_grpc.IdentityServiceServicer):
 
     PUBLIC_METHODS = ("IssueToken", "GetSigningKeys")
 
-    def __init__(self, service: IdentityUseCases) -> None:
+    def __init__(self, service: IdentityUseCases, pages: PageTokens) -> None:
         self._service = service
+        self._pages = pages
 
     async def CreateUser(self, request: pb.CreateUserRequest, context: aio.ServicerContext) -> pb.CreateUserResponse:
         roles = tuple(_ROLE_NAMES.get(r, "?") for r in request.roles)
@@ -57,7 +59,10 @@ class IdentityApi(pb_grpc.IdentityServiceServicer):
         return pb.GetUserResponse(user=user_pb(await self._service.get(request.user_id)))
 
     async def ListUsers(self, request: pb.ListUsersRequest, context: aio.ServicerContext) -> pb.ListUsersResponse:
-        users, token = await self._service.page(request.page_size, request.page_token)
+        v = Violations()
+        page = self._pages.request(v, request.page_size, request.page_token, ("users",))
+        v.raise_if_any()
+        users, token = await self._service.page(page)
         return pb.ListUsersResponse(users=[user_pb(u) for u in users], next_page_token=token)
 
     async def IssueToken(self, request: pb.IssueTokenRequest, context: aio.ServicerContext) -> pb.IssueTokenResponse:

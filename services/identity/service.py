@@ -14,12 +14,11 @@ from common.di import BaseComponent, og_component
 from common.errors import NotFound, Unauthenticated
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
-from common.pagination import PageTokens
+from common.pagination import PageRequest
 from common.security.component import Security
 from common.security.context import ADMIN, SecurityContext, current_caller
 from common.security.policy import denied, require_role
 from common.security.tokens import issue, jwks
-from common.validation import Violations
 from services.identity.domain import User, hash_password, password_matches
 from services.identity.repository import UserRepository
 
@@ -32,12 +31,11 @@ def admin_password_file(settings: Settings) -> Path:
 
 @og_component()
 class IdentityUseCases(BaseComponent):
-    def __init__(self, users: UserRepository, security: Security, settings: Settings, clock: Clock, pages: PageTokens) -> None:
+    def __init__(self, users: UserRepository, security: Security, settings: Settings, clock: Clock) -> None:
         self._users = users
         self._security = security
         self._settings = settings
         self._clock = clock
-        self._pages = pages
 
     async def initialize(self) -> None:
         await self._bootstrap_admin()
@@ -83,11 +81,8 @@ class IdentityUseCases(BaseComponent):
             raise NotFound("user", user_id)
         return user
 
-    async def page(self, size: int, token: str) -> tuple[list[User], str]:
+    async def page(self, request: PageRequest) -> tuple[list[User], str]:
         require_role(ADMIN, action="list users")
-        v = Violations()
-        request = self._pages.request(v, size, token, ("users",))
-        v.raise_if_any()
         users, next_after = await self._users.page(request.after_seq, request.limit)
         return users, request.next_token(next_after)
 

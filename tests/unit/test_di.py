@@ -10,9 +10,11 @@ import pytest
 
 from common.di import (
     BaseComponent,
+    ContextInfo,
     ContextModuleBuilder,
     CycleError,
     DuplicateProviderError,
+    ImportDeclarationError,
     LifecycleError,
     MissingProviderError,
     ModuleContextImport,
@@ -368,3 +370,65 @@ async def test_a_hanging_shutdown_is_cut_off_and_the_rest_still_stop() -> None:
         await contexts.shutdown()
     assert [who for who, _ in err.value.errors] == ["hang.Hangs"]
     assert StopsFine.stopped and AfterHang.stopped
+
+
+# --- explicit bindings and what a context knows of itself -------------------------------------
+
+
+class Database:
+    pass
+
+
+@og_component()
+class LedgerDatabase(Database):
+    pass
+
+
+@og_component()
+class Relay:
+    def __init__(self, db: Database, context: ContextInfo) -> None:
+        self.db, self.context = db, context
+
+
+async def test_a_provider_answers_only_the_type_it_is_bound_to() -> None:
+    @og_context(name="unbound", providers=[LedgerDatabase, Relay])
+    class Unbound: ...
+
+    with pytest.raises(MissingProviderError, match="Database"):
+        await ContextModuleBuilder().build_contexts(Unbound)
+
+    @og_context(name="bound", providers=[provide(LedgerDatabase, provides=Database), Relay])
+    class Bound: ...
+
+    contexts = await ContextModuleBuilder().build_contexts(Bound)
+    assert isinstance(contexts["bound"].resolve(Relay).db, LedgerDatabase)
+    await contexts.shutdown()
+
+
+async def test_a_binding_to_a_type_the_provider_is_not_is_refused_with_the_fix() -> None:
+    @og_context(name="wrong", providers=[provide(Config, provides=Greeter)])
+    class Wrong: ...
+
+    with pytest.raises(ImportDeclarationError, match=r"binds Config to Greeter, which it is not\. Fix:"):
+        await ContextModuleBuilder().build_contexts(Wrong)
+
+
+async def test_a_component_is_told_the_name_and_package_of_its_context() -> None:
+    @og_context(name="ledger", providers=[provide(LedgerDatabase, provides=Database), Relay])
+    class LedgerModule: ...
+
+    contexts = await ContextModuleBuilder().build_contexts(LedgerModule)
+    info = contexts["ledger"].resolve(Relay).context
+    assert (info.name, info.package) == ("ledger", "tests.unit")
+    await contexts.shutdown()
+
+
+async def test_only_shared_components_cross_by_reference() -> None:
+    @og_context(name="owner", providers=[Config])
+    class Owner: ...
+
+    @og_context(name="borrower", imports=[ModuleContextImport(Config, from_context="owner")], providers=[Welcome])
+    class Borrower: ...
+
+    with pytest.raises(NotExportedError, match="or to its shares"):
+        await ContextModuleBuilder().build_contexts(Owner, Borrower)

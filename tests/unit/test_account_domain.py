@@ -1,0 +1,174 @@
+"""The ledger's refusals, decided by Account, Hold and Transfer on the state they hold: no database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+
+from common.errors import PreconditionFailed
+from common.money import MAX_MINOR, Money
+from services.account.domain import (
+    Account,
+    AccountFeatures,
+    AccountStatus,
+    AccountType,
+    Hold,
+    HoldStatus,
+    Transfer,
+    fee_due,
+    floor_of,
+)
+
+AT = datetime(2026, 6, 15, 12, tzinfo=UTC)
+
+
+def eur(minor: int) -> Money:
+    return Money("EUR", minor)
+
+
+def account(
+    balance: int = 0, held: int = 0, *, overdraft: int = 0, type_: AccountType = AccountType.PERSONAL_CHECKING
+) -> Account:
+    features = AccountFeatures(overdraft_protection=overdraft > 0, overdraft_limit=overdraft)
+    return Account("acc_1", "cus_1", type_, AccountStatus.OPEN, "EUR", features, balance, held, AT)
+
+
+def reason_of(action: Callable[[], object]) -> str:
+    """The reason of the refusal `action` raises (it must raise one)."""
+    with pytest.raises(PreconditionFailed) as caught:
+        action()
+    return caught.value.reason
+
+
+# --- Account ------------------------------------------------------------------------------------
+
+
+def test_a_debit_within_the_available_balance_is_allowed_and_one_minor_unit_more_is_not() -> None:
+    a = account(balance=10_000, held=2_500)
+    a.require_debit(eur(7_500))
+    assert reason_of(lambda: a.require_debit(eur(7_501))) == "INSUFFICIENT_FUNDS"
+
+
+def test_insufficient_funds_says_what_is_available() -> None:
+    with pytest.raises(PreconditionFailed) as caught:
+        account(balance=10_000, held=2_500).require_debit(eur(9_000))
+    assert caught.value.metadata == {"account_id": "acc_1", "available": "75.00"}
+
+
+def test_an_overdraft_lowers_the_floor_by_its_limit() -> None:
+    a = account(balance=1_000, overdraft=5_000)
+    assert a.floor == -5_000 and a.available == 6_000
+    a.require_debit(eur(6_000))
+    assert reason_of(lambda: a.require_debit(eur(6_001))) == "INSUFFICIENT_FUNDS"
+
+
+def test_the_holds_being_captured_are_freed_for_their_own_debit() -> None:
+    a = account(balance=10_000, held=10_000)
+    assert reason_of(lambda: a.require_debit(eur(4_000))) == "INSUFFICIENT_FUNDS"
+    a.require_debit(eur(4_000), release=4_000)
+
+
+def test_internal_accounts_have_no_floor_but_the_ledger_limit() -> None:
+    bank = account(balance=0, type_=AccountType.INTERNAL)
+    assert bank.floor is None
+    bank.require_debit(eur(MAX_MINOR))
+    assert reason_of(lambda: replace(bank, balance=-1).require_debit(eur(MAX_MINOR))) == "BALANCE_LIMIT_EXCEEDED"
+
+
+def test_a_credit_may_not_carry_a_balance_past_the_ledger_limit() -> None:
+    account(balance=MAX_MINOR - 1).require_credit(eur(1))
+    assert reason_of(lambda: account(balance=MAX_MINOR).require_credit(eur(1))) == "BALANCE_LIMIT_EXCEEDED"
+
+
+def test_money_moves_only_through_an_open_account_in_its_currency() -> None:
+    closed = replace(account(balance=100), status=AccountStatus.CLOSED)
+    assert reason_of(lambda: closed.require_credit(eur(1))) == "ACCOUNT_CLOSED"
+    assert reason_of(lambda: closed.require_debit(eur(1))) == "ACCOUNT_CLOSED"
+    assert reason_of(lambda: account(balance=100).require_debit(Money("USD", 1))) == "CURRENCY_MISMATCH"
+    assert reason_of(lambda: account().require_reserve(Money("GBP", 1))) == "CURRENCY_MISMATCH"
+
+
+def test_a_hold_reserves_from_what_is_available() -> None:
+    a = account(balance=5_000, held=1_000)
+    a.require_reserve(eur(4_000))
+    assert reason_of(lambda: a.require_reserve(eur(4_001))) == "INSUFFICIENT_FUNDS"
+    bank = account(held=MAX_MINOR, type_=AccountType.INTERNAL)
+    assert reason_of(lambda: bank.require_reserve(eur(1))) == "BALANCE_LIMIT_EXCEEDED"
+
+
+@pytest.mark.parametrize(
+    ("state", "reason"),
+    [
+        (account(type_=AccountType.INTERNAL), "INTERNAL_ACCOUNT"),
+        (account(balance=1), "ACCOUNT_BALANCE_NOT_ZERO"),
+        (account(held=1), "ACCOUNT_HAS_OPEN_HOLDS"),
+    ],
+)
+def test_only_a_customer_account_at_zero_without_holds_closes(state: Account, reason: str) -> None:
+    assert reason_of(state.require_closable) == reason
+
+
+def test_an_empty_account_closes_once() -> None:
+    account().require_closable()
+    closed = replace(account(), status=AccountStatus.CLOSED)
+    assert reason_of(closed.require_closable) == "ACCOUNT_CLOSED"
+
+
+def test_the_stored_floor_is_the_accounts_own() -> None:
+    overdraft = AccountFeatures(overdraft_protection=True, overdraft_limit=20_000)
+    assert floor_of(AccountType.PERSONAL_CHECKING, overdraft) == -20_000
+    assert floor_of(AccountType.PERSONAL_SAVINGS, AccountFeatures()) == 0
+    assert floor_of(AccountType.INTERNAL, overdraft) is None
+
+
+def test_a_fee_is_due_only_for_a_month_the_balance_fell_below_the_minimum() -> None:
+    assert fee_due(monthly_fee=500, minimum_balance=100_000, lowest_balance=99_999)
+    assert not fee_due(monthly_fee=500, minimum_balance=100_000, lowest_balance=100_000)
+    assert not fee_due(monthly_fee=0, minimum_balance=100_000, lowest_balance=0)
+
+
+# --- Hold ---------------------------------------------------------------------------------------
+
+
+def hold(status: HoldStatus = HoldStatus.PLACED) -> Hold:
+    return Hold("hld_1", "acc_1", "acc_2", eur(10_000), status, "rent")
+
+
+def test_a_capture_posts_at_most_what_is_held_and_all_of_it_by_default() -> None:
+    assert hold().capture(None) == eur(10_000)
+    assert hold().capture(eur(2_500)) == eur(2_500)
+    assert reason_of(lambda: hold().capture(eur(10_001))) == "CAPTURE_EXCEEDS_HOLD"
+    assert reason_of(lambda: hold().capture(Money("USD", 1))) == "CAPTURE_EXCEEDS_HOLD"
+
+
+@pytest.mark.parametrize("status", [HoldStatus.CAPTURED, HoldStatus.RELEASED])
+def test_a_hold_resolves_once(status: HoldStatus) -> None:
+    assert reason_of(lambda: hold(status).capture(None)) == "HOLD_ALREADY_RESOLVED"
+    assert reason_of(hold(status).require_placed) == "HOLD_ALREADY_RESOLVED"
+
+
+def test_a_hold_placed_by_a_context_is_resolved_by_that_context_alone() -> None:
+    assert not hold().resolved_only_by_owner()
+    assert replace(hold(), owner_context="payment").resolved_only_by_owner()
+
+
+# --- Transfer -----------------------------------------------------------------------------------
+
+
+def transfer(**changes: str) -> Transfer:
+    return replace(Transfer("trf_1", "acc_1", "acc_2", eur(4_200), "rent", AT), **changes)
+
+
+def test_a_reversal_moves_the_same_amount_back() -> None:
+    order = transfer().reversal("")
+    assert (order.debit_account_id, order.credit_account_id, order.amount) == ("acc_2", "acc_1", eur(4_200))
+    assert order.reverses_transfer_id == "trf_1" and order.description == "reversal of trf_1"
+    assert transfer().reversal("refund").description == "refund"
+
+
+def test_a_transfer_is_reversed_once_and_a_reversal_never() -> None:
+    assert reason_of(lambda: transfer(reversed_by="trf_2").reversal("")) == "TRANSFER_ALREADY_REVERSED"
+    assert reason_of(lambda: transfer(reverses_transfer_id="trf_0").reversal("")) == "TRANSFER_IS_A_REVERSAL"

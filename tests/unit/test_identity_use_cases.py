@@ -1,0 +1,67 @@
+"""The identity context's use cases (it depends on no other context): the first admin, users made
+by admins only, tokens for the right password only, and the same answer for an unknown user."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from common.errors import AlreadyExists, NotFound, PermissionDenied, Unauthenticated
+from common.idempotency import IdempotencyKey
+from common.pagination import PageRequest, PageTokens
+from common.security.context import ADMIN, CUSTOMER
+from services.identity.module import IdentityModule
+from services.identity.service import IdentityUseCases
+from tests.unit.contexts import ADMIN_CALLER, acting_as, context_under_test, customer_caller
+
+FIRST_PAGE = PageRequest(None, 10, "unit", PageTokens(b"unit tests"))
+
+
+@pytest.fixture
+async def identity(tmp_path: Path) -> AsyncIterator[IdentityUseCases]:
+    async with context_under_test(IdentityModule, tmp_path, {}, admin_password="first-admin-password") as context:
+        yield context.resolve(IdentityUseCases)
+
+
+def key(request_id: str, content: str = "") -> IdempotencyKey:
+    return IdempotencyKey(request_id, "test", content or request_id, "usr_admin")
+
+
+async def test_the_configured_first_admin_gets_a_token(identity: IdentityUseCases) -> None:
+    with acting_as(None):
+        token, expires = await identity.issue_token("admin", "first-admin-password", "")
+    assert token.count(".") == 2 and expires > 0
+    with acting_as(ADMIN_CALLER):
+        assert [(u.username, u.roles) for u in (await identity.page(FIRST_PAGE))[0]] == [("admin", (ADMIN,))]
+
+
+async def test_an_admin_makes_users_once_per_request_id(identity: IdentityUseCases) -> None:
+    with acting_as(ADMIN_CALLER):
+        ada = await identity.create_user("ada", "a long enough password", (CUSTOMER,), "cus_ada", key("u1"))
+        assert (await identity.create_user("ada", "a long enough password", (CUSTOMER,), "cus_ada", key("u1"))) == ada
+        with pytest.raises(AlreadyExists):
+            await identity.create_user("ada", "another password!", (CUSTOMER,), "cus_ada", key("u2"))
+        assert (await identity.get(ada.user_id)).roles == (CUSTOMER,)
+        with pytest.raises(NotFound):
+            await identity.get("usr_nobody")
+
+
+async def test_nobody_but_an_admin_makes_or_lists_users(identity: IdentityUseCases) -> None:
+    with acting_as(customer_caller("cus_ada")):
+        with pytest.raises(PermissionDenied):
+            await identity.create_user("eve", "a long enough password", ("admin",), "", key("u1"))
+        with pytest.raises(PermissionDenied):
+            await identity.page(FIRST_PAGE)
+    with acting_as(None), pytest.raises(Unauthenticated):
+        await identity.issue_token("eve", "a long enough password", "")
+
+
+async def test_a_wrong_password_and_an_unknown_user_get_the_same_answer(identity: IdentityUseCases) -> None:
+    answers = []
+    for username, password in (("admin", "wrong password"), ("nobody", "first-admin-password")):
+        with acting_as(None), pytest.raises(Unauthenticated) as refused:
+            await identity.issue_token(username, password, "")
+        answers.append((refused.value.reason, refused.value.message))
+    assert answers[0] == answers[1] == ("INVALID_CREDENTIALS", "unknown username or wrong password")

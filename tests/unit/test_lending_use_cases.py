@@ -1,0 +1,163 @@
+"""The lending context's use cases over a fake ledger and customer directory: who applies into
+which account, approval, and the disbursement saga forwards and compensated."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from common.errors import NotFound, PermissionDenied, PreconditionFailed
+from common.idempotency import IdempotencyKey
+from common.money import Money
+from services.lending.domain import LoanStatus
+from services.lending.module import LendingModule
+from services.lending.ports import Accounts, Customers, HeldFunds, PayoutAccount
+from services.lending.service import LendingUseCases
+from tests.unit.contexts import ADMIN_CALLER, acting_as, context_under_test, customer_caller
+
+TREASURY = "acc_treasury"
+
+
+@dataclass
+class FakeCustomers(Customers):
+    known: set[str]
+
+    async def exists(self, customer_id: str) -> bool:
+        return customer_id in self.known
+
+
+@dataclass
+class _Hold:
+    hold_id: str
+    debtor: str
+    creditor: str
+    amount: Money
+    status: str = "PLACED"
+    transfer_id: str = ""
+
+
+@dataclass
+class FakeLedger(Accounts):
+    """The account context in memory; `refuse_capture` makes the capture step refused for good."""
+
+    accounts: dict[str, PayoutAccount]
+    balances: dict[str, int]
+    holds: dict[str, _Hold] = field(default_factory=dict)  # by request id
+    reversed: list[str] = field(default_factory=list)
+    refuse_capture: bool = False
+
+    async def payout_account(self, account_id: str) -> PayoutAccount:
+        found = self.accounts.get(account_id)
+        if found is None:
+            raise NotFound("account", account_id)
+        return found
+
+    async def treasury(self, currency: str) -> str:
+        return TREASURY
+
+    async def place_hold(self, request_id: str, debtor: str, creditor: str, amount: Money, description: str) -> str:
+        hold = self.holds.setdefault(request_id, _Hold(f"hld_{len(self.holds)}", debtor, creditor, amount))
+        return hold.hold_id
+
+    async def lookup_hold(self, request_id: str) -> str:
+        if request_id not in self.holds:
+            raise NotFound("hold request", request_id)
+        return self.holds[request_id].hold_id
+
+    def _by_id(self, hold_id: str) -> _Hold:
+        return next(h for h in self.holds.values() if h.hold_id == hold_id)
+
+    async def held_funds(self, hold_id: str) -> HeldFunds:
+        return HeldFunds(hold_id, self._by_id(hold_id).transfer_id)
+
+    async def capture_hold(self, request_id: str, hold_id: str) -> str:
+        if self.refuse_capture:
+            raise PreconditionFailed("ACCOUNT_CLOSED", "the payout account is closed")
+        hold = self._by_id(hold_id)
+        if hold.status == "PLACED":
+            hold.status, hold.transfer_id = "CAPTURED", f"trf_{hold_id}"
+            self.balances[hold.debtor] -= hold.amount.minor
+            self.balances[hold.creditor] += hold.amount.minor
+        return hold.transfer_id
+
+    async def release_hold(self, request_id: str, hold_id: str) -> None:
+        self._by_id(hold_id).status = "RELEASED"
+
+    async def reverse_transfer(self, request_id: str, transfer_id: str, reason: str) -> None:
+        self.reversed.append(transfer_id)
+
+
+@dataclass
+class Lending:
+    loans: LendingUseCases
+    ledger: FakeLedger
+
+
+@pytest.fixture
+async def lending(tmp_path: Path) -> AsyncIterator[Lending]:
+    ledger = FakeLedger(
+        {"acc_ada": PayoutAccount("cus_ada", "EUR"), "acc_bob": PayoutAccount("cus_bob", "EUR")},
+        {TREASURY: 0, "acc_ada": 0, "acc_bob": 0},
+    )
+    fakes = {Accounts: ledger, Customers: FakeCustomers({"cus_ada", "cus_bob"})}
+    async with context_under_test(LendingModule, tmp_path, fakes) as context:
+        yield Lending(context.resolve(LendingUseCases), ledger)
+
+
+def key(request_id: str) -> IdempotencyKey:
+    return IdempotencyKey(request_id, "test", request_id, "usr_admin")
+
+
+EUR_5000 = Money("EUR", 500_000)
+
+
+async def test_a_customer_applies_into_her_own_account_only(lending: Lending) -> None:
+    with acting_as(customer_caller("cus_ada")):
+        loan = await lending.loans.apply("cus_ada", "acc_ada", EUR_5000, 24, key("a1"))
+        assert loan.status is LoanStatus.APPLIED
+        with pytest.raises(PreconditionFailed) as refused:
+            await lending.loans.apply("cus_ada", "acc_bob", EUR_5000, 24, key("a2"))
+        assert refused.value.reason == "ACCOUNT_NOT_ELIGIBLE"
+        with pytest.raises(PermissionDenied):
+            await lending.loans.apply("cus_bob", "acc_bob", EUR_5000, 24, key("a3"))
+    with acting_as(ADMIN_CALLER), pytest.raises(NotFound):
+        await lending.loans.apply("cus_nobody", "acc_ada", EUR_5000, 24, key("a4"))
+
+
+async def test_only_an_admin_approves_and_disburses_an_approved_loan(lending: Lending) -> None:
+    with acting_as(customer_caller("cus_ada")):
+        loan = await lending.loans.apply("cus_ada", "acc_ada", EUR_5000, 24, key("a1"))
+        with pytest.raises(PermissionDenied):
+            await lending.loans.approve(loan.loan_id, "0.05", key("ap1"))
+    with acting_as(ADMIN_CALLER):
+        with pytest.raises(PreconditionFailed) as early:
+            await lending.loans.disburse(loan.loan_id, key("d0"))
+        assert early.value.reason == "LOAN_NOT_APPROVED"
+        approved = await lending.loans.approve(loan.loan_id, "0.05", key("ap2"))
+        assert (approved.status, approved.annual_rate) == (LoanStatus.APPROVED, "0.05")
+        assert (await lending.loans.approve(loan.loan_id, "0.05", key("ap3"))).status is LoanStatus.APPROVED
+    assert lending.ledger.holds == {}
+
+
+async def test_a_disbursement_moves_the_principal_from_the_treasury_once(lending: Lending) -> None:
+    with acting_as(ADMIN_CALLER):
+        loan = await lending.loans.apply("cus_ada", "acc_ada", EUR_5000, 24, key("a1"))
+        await lending.loans.approve(loan.loan_id, "0.05", key("ap1"))
+        disbursed, saga = await lending.loans.disburse(loan.loan_id, key("d1"))
+        assert disbursed.status is LoanStatus.DISBURSED and saga is not None and saga.status == "COMPLETED"
+        await lending.loans.disburse(loan.loan_id, key("d2"))
+    assert lending.ledger.balances == {TREASURY: -500_000, "acc_ada": 500_000, "acc_bob": 0}
+
+
+async def test_a_refused_capture_compensates_and_nothing_stays_held(lending: Lending) -> None:
+    lending.ledger.refuse_capture = True
+    with acting_as(ADMIN_CALLER):
+        loan = await lending.loans.apply("cus_ada", "acc_ada", EUR_5000, 24, key("a1"))
+        await lending.loans.approve(loan.loan_id, "0.05", key("ap1"))
+        failed, saga = await lending.loans.disburse(loan.loan_id, key("d1"))
+    assert failed.status is LoanStatus.DISBURSEMENT_FAILED and saga is not None and saga.status != "COMPLETED"
+    assert [h.status for h in lending.ledger.holds.values()] == ["RELEASED"]
+    assert lending.ledger.balances["acc_ada"] == 0 and lending.ledger.reversed == []

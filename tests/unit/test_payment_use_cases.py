@@ -1,0 +1,239 @@
+"""The payment context's use cases over a fake ledger and a fake payment network: authority before
+anything is written, funds held before they move, a network that is away or refuses, and a
+request that lost its answer finished by the worker without new authority."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from common.clock import Clock, FixedClock
+from common.errors import NotFound, PermissionDenied, PreconditionFailed, Unavailable
+from common.idempotency import IdempotencyKey
+from common.money import Money
+from common.pagination import PageRequest, PageTokens
+from common.security.context import ADMIN, current_caller
+from services.payment.domain import Beneficiary, BookedTransfer, NetworkSettlement, Payment, PaymentStatus
+from services.payment.module import PaymentModule
+from services.payment.ports import Accounts, FoundHold, NetworkAnswer, NetworkUnavailable, PaymentNetwork
+from services.payment.service import PaymentUseCases, StoreAndForward
+from tests.unit.contexts import ADMIN_CALLER, NOW, acting_as, context_under_test, customer_caller
+
+CLEARING = "acc_clearing"
+FIRST_PAGE = PageRequest(None, 10, "unit", PageTokens(b"unit tests"))
+
+
+@dataclass
+class _Hold:
+    hold_id: str
+    debtor: str
+    creditor: str
+    amount: Money
+    status: str = "PLACED"
+    transfer_id: str = ""
+
+
+@dataclass
+class FakeLedger(Accounts):
+    """The account context in memory: owners, balances and holds, each write idempotent by request id."""
+
+    owners: dict[str, str]  # account -> customer ("" for the bank's own)
+    balances: dict[str, int]
+    holds: dict[str, _Hold] = field(default_factory=dict)  # by request id
+    answers_lost: int = 0  # the next place_hold calls succeed, but their answer never arrives
+
+    def _may_debit(self, account_id: str) -> None:
+        caller = current_caller()
+        if account_id not in self.owners:
+            raise NotFound("account", account_id)
+        if not caller.has_role(ADMIN) and self.owners[account_id] != caller.customer_id:
+            raise PermissionDenied("ACCESS_DENIED", "not yours")
+
+    async def require_debit(self, account_id: str) -> None:
+        self._may_debit(account_id)
+
+    async def require_read(self, account_id: str) -> None:
+        self._may_debit(account_id)
+
+    async def require_payee(self, account_id: str) -> None:
+        if account_id not in self.owners:
+            raise NotFound("account", account_id)
+
+    async def clearing_account(self, currency: str) -> str:
+        return CLEARING
+
+    def available(self, account_id: str) -> int:
+        held = sum(h.amount.minor for h in self.holds.values() if h.debtor == account_id and h.status == "PLACED")
+        return self.balances[account_id] - held
+
+    async def place_hold(self, request_id: str, debtor: str, creditor: str, amount: Money, description: str) -> str:
+        if request_id not in self.holds:
+            self._may_debit(debtor)
+            if self.available(debtor) < amount.minor:
+                raise PreconditionFailed("INSUFFICIENT_FUNDS", "not enough")
+            self.holds[request_id] = _Hold(f"hld_{len(self.holds)}", debtor, creditor, amount)
+        if self.answers_lost:
+            self.answers_lost -= 1
+            raise Unavailable("ACCOUNTS_UNAVAILABLE", "the answer was lost")
+        return self.holds[request_id].hold_id
+
+    def _by_id(self, hold_id: str) -> _Hold:
+        return next(h for h in self.holds.values() if h.hold_id == hold_id)
+
+    async def lookup_hold(self, request_id: str) -> FoundHold:
+        found = self.holds.get(request_id)
+        if found is None:
+            raise NotFound("hold request", request_id)
+        return FoundHold(found.hold_id, found.status == "RELEASED")
+
+    async def capture_hold(self, request_id: str, hold_id: str) -> str:
+        hold = self._by_id(hold_id)
+        if hold.status == "PLACED":
+            hold.status, hold.transfer_id = "CAPTURED", f"trf_{hold_id}"
+            self.balances[hold.debtor] -= hold.amount.minor
+            self.balances[hold.creditor] += hold.amount.minor
+        return hold.transfer_id
+
+    async def release_hold(self, request_id: str, hold_id: str) -> None:
+        hold = self._by_id(hold_id)
+        if hold.status == "CAPTURED":
+            raise PreconditionFailed("HOLD_ALREADY_RESOLVED", "captured")
+        hold.status = "RELEASED"
+
+    async def credits_of(self, account_id: str) -> list[BookedTransfer]:
+        return [
+            BookedTransfer(h.transfer_id, h.amount)
+            for h in self.holds.values()
+            if h.creditor == account_id and h.status == "CAPTURED"
+        ]
+
+
+@dataclass
+class FakeNetwork(PaymentNetwork):
+    """VelocityPay: settles, rejects, or does not answer, as the test says."""
+
+    mode: str = "settle"  # settle | reject | away
+    submitted: list[str] = field(default_factory=list)
+
+    def accepts_calls(self) -> bool:
+        return self.mode != "away"
+
+    async def submit(self, payment: Payment) -> NetworkAnswer:
+        if self.mode == "away":
+            raise NetworkUnavailable("no answer")
+        self.submitted.append(payment.payment_id)
+        return NetworkAnswer(settled=self.mode == "settle", reject_reason="" if self.mode == "settle" else "ACCOUNT_CLOSED")
+
+    async def settlements(self) -> list[NetworkSettlement]:
+        return []
+
+
+@dataclass
+class Bank:
+    payments: PaymentUseCases
+    worker: StoreAndForward
+    ledger: FakeLedger
+    network: FakeNetwork
+    clock: FixedClock
+
+
+@pytest.fixture
+async def bank(tmp_path: Path) -> AsyncIterator[Bank]:
+    ledger = FakeLedger(
+        {"acc_ada": "cus_ada", "acc_bob": "cus_bob", CLEARING: ""}, {"acc_ada": 10_000, "acc_bob": 0, CLEARING: 0}
+    )
+    network = FakeNetwork()
+    fakes = {Accounts: ledger, PaymentNetwork: network}
+    async with context_under_test(PaymentModule, tmp_path, fakes) as context:
+        clock = context.resolve(Clock)
+        assert isinstance(clock, FixedClock)
+        yield Bank(context.resolve(PaymentUseCases), context.resolve(StoreAndForward), ledger, network, clock)
+
+
+def key(request_id: str) -> IdempotencyKey:
+    return IdempotencyKey(request_id, "test", request_id, "usr_cus_ada")
+
+
+def eur(minor: int) -> Money:
+    return Money("EUR", minor)
+
+
+TO_BOB = Beneficiary(account_id="acc_bob")
+ABROAD = Beneficiary(iban="DE89370400440532013000", name="Max")
+
+
+async def test_an_internal_payment_completes_once_per_request_id(bank: Bank) -> None:
+    with acting_as(customer_caller("cus_ada")):
+        paid = await bank.payments.create("acc_ada", TO_BOB, eur(2_500), "rent", key("p1"))
+        assert paid.status is PaymentStatus.COMPLETED and paid.transfer_id
+        assert (await bank.payments.create("acc_ada", TO_BOB, eur(2_500), "rent", key("p1"))).payment_id == paid.payment_id
+    assert bank.ledger.balances == {"acc_ada": 7_500, "acc_bob": 2_500, CLEARING: 0}
+
+
+async def test_a_caller_who_may_not_spend_leaves_no_trace(bank: Bank) -> None:
+    with acting_as(customer_caller("cus_bob")), pytest.raises(PermissionDenied):
+        await bank.payments.create("acc_ada", TO_BOB, eur(1), "theft", key("p1"))
+    with acting_as(ADMIN_CALLER):
+        assert await bank.payments.payments_of("acc_ada", FIRST_PAGE) == ([], "")
+    assert bank.ledger.holds == {}
+
+
+async def test_a_payment_to_an_unknown_account_is_not_found_before_anything_is_written(bank: Bank) -> None:
+    with acting_as(customer_caller("cus_ada")):
+        with pytest.raises(NotFound):
+            await bank.payments.create("acc_ada", Beneficiary(account_id="acc_nobody"), eur(1), "", key("p1"))
+        assert await bank.payments.payments_of("acc_ada", FIRST_PAGE) == ([], "")
+
+
+async def test_insufficient_funds_fail_the_payment_and_hold_nothing(bank: Bank) -> None:
+    with acting_as(customer_caller("cus_ada")):
+        failed = await bank.payments.create("acc_ada", TO_BOB, eur(10_001), "", key("p1"))
+    assert (failed.status, failed.failure_reason) == (PaymentStatus.FAILED, "INSUFFICIENT_FUNDS")
+    assert bank.ledger.holds == {} and bank.ledger.balances["acc_ada"] == 10_000
+
+
+async def test_an_external_payment_is_captured_to_clearing_when_the_network_settles(bank: Bank) -> None:
+    with acting_as(customer_caller("cus_ada")):
+        paid = await bank.payments.create("acc_ada", ABROAD, eur(5_000), "invoice", key("p1"))
+    assert paid.status is PaymentStatus.COMPLETED and bank.network.submitted == [paid.payment_id]
+    assert bank.ledger.balances[CLEARING] == 5_000
+
+
+async def test_a_rejected_external_payment_releases_its_funds(bank: Bank) -> None:
+    bank.network.mode = "reject"
+    with acting_as(customer_caller("cus_ada")):
+        failed = await bank.payments.create("acc_ada", ABROAD, eur(5_000), "invoice", key("p1"))
+    assert (failed.status, failed.failure_reason) == (PaymentStatus.FAILED, "ACCOUNT_CLOSED")
+    assert bank.ledger.available("acc_ada") == 10_000
+
+
+async def test_a_payment_waits_with_its_funds_held_while_the_network_is_away(bank: Bank) -> None:
+    bank.network.mode = "away"
+    with acting_as(customer_caller("cus_ada")):
+        queued = await bank.payments.create("acc_ada", ABROAD, eur(5_000), "invoice", key("p1"))
+    assert queued.status is PaymentStatus.QUEUED and bank.ledger.available("acc_ada") == 5_000
+    assert await bank.worker.forward_once() == 0
+    bank.network.mode = "settle"
+    bank.clock.move_to(NOW + timedelta(seconds=1))
+    with acting_as(None):  # the worker acts as the context itself
+        assert await bank.worker.forward_once() == 1
+    with acting_as(customer_caller("cus_ada")):
+        assert (await bank.payments.get(queued.payment_id)).status is PaymentStatus.COMPLETED
+
+
+async def test_a_lost_answer_is_finished_by_the_worker_with_the_hold_the_request_placed(bank: Bank) -> None:
+    bank.ledger.answers_lost = 1
+    with acting_as(customer_caller("cus_ada")), pytest.raises(Unavailable) as silent:
+        await bank.payments.create("acc_ada", TO_BOB, eur(1_000), "", key("p1"))
+    payment_id = silent.value.metadata["payment_id"]
+    bank.clock.move_to(NOW + timedelta(minutes=5))  # the request is stale: the worker's now
+    with acting_as(None):
+        assert await bank.worker.forward_once() == 1
+    assert len(bank.ledger.holds) == 1  # found, not placed again
+    with acting_as(customer_caller("cus_ada")):
+        assert (await bank.payments.get(payment_id)).status is PaymentStatus.COMPLETED
+    assert bank.ledger.balances["acc_bob"] == 1_000
