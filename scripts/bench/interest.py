@@ -30,12 +30,12 @@ sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 
 import psycopg  # noqa: E402
 
+from kernel.interest import InterestTier  # noqa: E402
 from ogpgy.interest.v1 import interest_service_pb2 as ipb  # noqa: E402
 from ogpgy.interest.v1 import interest_service_pb2_grpc as igrpc  # noqa: E402
 from ogpgy.type.v1 import date_pb2  # noqa: E402
 from scripts.bench.harness import bank_process  # noqa: E402
 from services.account.bulk_postings import interest_sql  # noqa: E402
-from services.account.domain import InterestTier  # noqa: E402
 from tests.bank_helpers import admin_channel  # noqa: E402
 from tests.servers import PostgresServer  # noqa: E402
 

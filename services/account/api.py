@@ -13,6 +13,7 @@ from common.money import CURRENCY_EXPONENTS, Money
 from common.pagination import PageTokens
 from common.validation import Violations, check_id, check_request_id, check_text, decimal_fraction
 from kernel.convert import date_of, money_pb, requested_money
+from kernel.interest import InterestTier
 from ogpgy.account.v1 import account_service_pb2 as pb
 from ogpgy.account.v1 import account_service_pb2_grpc as pb_grpc
 from ogpgy.type.v1 import money_pb2
@@ -23,7 +24,6 @@ from services.account.domain import (
     Account,
     Entry,
     Hold,
-    InterestTier,
     InternalAccount,
     Transfer,
     TransferOrder,

@@ -2,7 +2,7 @@
 of accounts posted in a fixed number of statements whatever its size.
 
 The interest context owns the policy (which day, which tiers); the arithmetic runs here, where
-the balances are: `interest_sql` is `domain.daily_interest` as one integer SQL expression, and
+the balances are: `interest_sql` is `kernel.interest.daily_interest` as one integer SQL expression, and
 `fee_due` becomes the selection of the accounts a fee is due for. Each chunk is recorded, so a
 chunk asked for again (a run resumed) answers from its record and posts nothing.
 """
@@ -15,7 +15,8 @@ from datetime import date, datetime, timedelta
 from common.db.base import Tx, aggregate
 from common.errors import Aborted
 from common.money import MAX_MINOR
-from services.account.domain import InterestTier, InternalAccount, balance_limit
+from kernel.interest import InterestTier
+from services.account.domain import InternalAccount, balance_limit
 from services.account.tables import ENTRY_COLUMNS, TRANSFER_COLUMNS
 
 
@@ -32,7 +33,7 @@ PPM = 1_000_000
 
 
 def interest_sql(tiers: tuple[InterestTier, ...], balance: str = "balance_minor") -> str:
-    """daily_interest (domain) as one integer SQL expression, for set-based posting.
+    """kernel.interest.daily_interest as one integer SQL expression, for set-based posting.
 
     The rate is chosen by the tiers (rates in parts per million), and balance * rate / 365 is
     rounded half-even with integer arithmetic, so SQLite and PostgreSQL agree with the Decimal

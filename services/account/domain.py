@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 
 from common.errors import PreconditionFailed
 from common.money import MAX_MINOR, Money
@@ -275,27 +275,6 @@ class TransferOrder:
     description: str
     reverses_transfer_id: str = ""
     hold_id: str = ""
-
-
-DAY_COUNT = Decimal(365)  # Actual/365 Fixed: every day, 29 February included, is 1/365 of a year
-
-
-@dataclass(frozen=True)
-class InterestTier:
-    """The whole balance earns `annual_rate` when it is at most `up_to` (None: no upper bound)."""
-
-    up_to_minor: int | None
-    annual_rate: Decimal
-
-
-def daily_interest(balance_minor: int, exponent: int, tiers: tuple[InterestTier, ...]) -> int:
-    """One day's interest in minor units, computed in Decimal and rounded half-even when posted.
-    Zero and overdrawn balances earn nothing."""
-    if balance_minor <= 0:
-        return 0
-    rate = next(t.annual_rate for t in tiers if t.up_to_minor is None or balance_minor <= t.up_to_minor)
-    exact = Decimal(balance_minor) * rate / DAY_COUNT
-    return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
 def fee_due(monthly_fee: int, minimum_balance: int, lowest_balance: int) -> bool:

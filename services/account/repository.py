@@ -23,6 +23,7 @@ from common.errors import Aborted, NotFound
 from common.events.inbox import first_delivery
 from common.idempotency import IdempotencyKey
 from common.money import MAX_MINOR, Money
+from kernel.interest import InterestTier
 from services.account import bulk_postings
 from services.account.adapters import OUTGOING
 from services.account.bulk_postings import AccrualChunk, FeeChunk
@@ -35,7 +36,6 @@ from services.account.domain import (
     Entry,
     Hold,
     HoldStatus,
-    InterestTier,
     InternalAccount,
     Transfer,
     TransferOrder,

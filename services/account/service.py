@@ -24,6 +24,7 @@ from common.money import CURRENCY_EXPONENTS, Money
 from common.pagination import PageRequest
 from common.security.context import ADMIN, SecurityContext, current_caller
 from common.security.policy import denied, require_customer_access, require_role, unknown
+from kernel.interest import InterestTier
 from services.account.bulk_postings import AccrualChunk, FeeChunk
 from services.account.domain import (
     Access,
@@ -35,7 +36,6 @@ from services.account.domain import (
     AccountType,
     Entry,
     Hold,
-    InterestTier,
     InternalAccount,
     Transfer,
     TransferOrder,

@@ -9,12 +9,13 @@ from common.db.base import Tx
 from common.di import BaseComponent, og_component
 from common.events.outgoing import Outgoing
 from common.grpc.remote import call
+from common.money import Money
 from kernel.convert import date_pb, money_of, money_pb
+from kernel.interest import InterestTier
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
 from ogpgy.interest.v1 import events_pb2
-from ogpgy.type.v1 import money_pb2
-from services.interest.domain import InterestPosted, Tier
+from services.interest.domain import InterestPosted
 from services.interest.ports import AccruedChunk, Announcements, Ledger
 
 CHUNK_CALL_TIMEOUT = 120.0  # a chunk is thousands of accounts, posted set-based in one transaction
@@ -28,7 +29,7 @@ class AccountLedger(BaseComponent, Ledger):
         self._accounts = accounts
 
     async def accrue(
-        self, request_id: str, day: date, currency: str, tiers: tuple[Tier, ...], after_account_id: str, limit: int
+        self, request_id: str, day: date, currency: str, tiers: tuple[InterestTier, ...], after_account_id: str, limit: int
     ) -> AccruedChunk:
         answer = await call(
             self._accounts.AccrueInterest,
@@ -48,9 +49,9 @@ class AccountLedger(BaseComponent, Ledger):
         return AccruedChunk(answer.processed, money_of(answer.interest_posted), answer.last_account_id, answer.done, eligible)
 
 
-def _tier(tier: Tier, currency: str) -> apb.InterestTier:
-    up_to = money_pb2.Money(currency_code=currency, amount=tier.up_to) if tier.up_to else None
-    return apb.InterestTier(up_to=up_to, annual_rate=tier.annual_rate)
+def _tier(tier: InterestTier, currency: str) -> apb.InterestTier:
+    up_to = money_pb(Money(currency, tier.up_to_minor)) if tier.up_to_minor is not None else None
+    return apb.InterestTier(up_to=up_to, annual_rate=format(tier.annual_rate, "f"))
 
 
 OUTGOING = Outgoing()

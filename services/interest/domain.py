@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 
 from common.money import Money
 from common.validation import Violations
+from kernel.interest import InterestTier
 
 JOB = "daily-interest"
 
 
-@dataclass(frozen=True)
-class Tier:
-    up_to: str | None  # decimal string in the run's currency; None for the last tier
-    annual_rate: str
+def configured_tier(currency: str, up_to: str | None, annual_rate: str) -> InterestTier:
+    """A tier as tiers.toml writes it: the bound a decimal amount in the run's currency (none for
+    the last tier), the rate an annual decimal fraction."""
+    return InterestTier(Money.parse(currency, up_to).minor if up_to is not None else None, Decimal(annual_rate))
 
 
 def business_date(v: Violations, value: date | None, today: date | None = None, field: str = "business_date") -> str:

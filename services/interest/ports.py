@@ -8,7 +8,8 @@ from typing import Protocol
 
 from common.db.base import Tx
 from common.money import Money
-from services.interest.domain import InterestPosted, Tier
+from kernel.interest import InterestTier
+from services.interest.domain import InterestPosted
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class Ledger(Protocol):
     """The accounts' ledger (the account context), which posts interest where the balances are."""
 
     async def accrue(
-        self, request_id: str, day: date, currency: str, tiers: tuple[Tier, ...], after_account_id: str, limit: int
+        self, request_id: str, day: date, currency: str, tiers: tuple[InterestTier, ...], after_account_id: str, limit: int
     ) -> AccruedChunk:
         """Posts one chunk of the day's interest (the accounts after `after_account_id`); asked
         again with the same request id, it answers what it posted without posting again."""

@@ -18,7 +18,8 @@ from common.money import Money
 from common.pagination import PageRequest
 from common.security.context import ADMIN
 from common.security.policy import require_role
-from services.interest.domain import JOB, InterestPosted, Tier
+from kernel.interest import InterestTier
+from services.interest.domain import JOB, InterestPosted, configured_tier
 from services.interest.ports import Announcements, Ledger
 
 TIERS_FILE = Path(__file__).parent / "tiers.toml"
@@ -35,12 +36,12 @@ class InterestUseCases(BaseComponent):
         self._chunk = settings.interest_chunk_size
         self._relay = relay
         self.currency = "EUR"
-        self._tiers: tuple[Tier, ...] = ()
+        self._tiers: tuple[InterestTier, ...] = ()
 
     async def initialize(self) -> None:
         config = tomllib.loads(TIERS_FILE.read_text(encoding="utf-8"))
         self.currency = str(config["currency"])
-        self._tiers = tuple(Tier(t.get("up_to"), t["annual_rate"]) for t in config["tiers"])
+        self._tiers = tuple(configured_tier(self.currency, t.get("up_to"), t["annual_rate"]) for t in config["tiers"])
 
     async def run(self, day: date) -> AsyncIterator[BatchProgress]:
         """Runs or resumes the accrual of `day`; a completed day is refused."""

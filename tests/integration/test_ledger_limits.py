@@ -12,10 +12,10 @@ from grpc import aio
 
 from common.config import Settings
 from common.money import MAX_MINOR, Money
+from kernel.interest import InterestTier, daily_interest
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
 from ogpgy.type.v1 import date_pb2
-from services.account.domain import InterestTier, daily_interest
 from tests.bank_helpers import Bank, eur
 from tests.grpc_assert import error_reason, field_violations
 from tests.ledger_checks import broken_ledger
@@ -69,7 +69,7 @@ async def test_interest_near_the_limit_is_exact(channel: aio.Channel, settings: 
     account = await client.open(await client.verified_customer("limit-interest"), "near")
     await client.deposit(account, "9000000000000.00", "near")
     posted = await client.accounts.AccrueInterest(_accrue("near-the-limit"))
-    expected = daily_interest(900_000_000_000_000, 2, (InterestTier(None, Decimal(RATE)),))
+    expected = daily_interest(900_000_000_000_000, (InterestTier(None, Decimal(RATE)),))
     assert posted.interest_posted.amount == Money("EUR", expected).amount == "24657509589.04"
     assert (await client.balance(account))[0] == Money("EUR", 900_000_000_000_000 + expected).amount
     assert not await broken_ledger(settings)

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.account.domain import InterestTier, daily_interest
+from kernel.interest import InterestTier, daily_interest
 
 TIERS = (InterestTier(100_000, Decimal("0.005")), InterestTier(1_000_000, Decimal("0.015")), InterestTier(None, Decimal("0.025")))
 
@@ -26,13 +26,13 @@ TIERS = (InterestTier(100_000, Decimal("0.005")), InterestTier(1_000_000, Decima
     ],
 )
 def test_daily_interest_by_hand(balance_minor: int, expected_minor: int, worked: str) -> None:
-    assert daily_interest(balance_minor, 2, TIERS) == expected_minor, worked
+    assert daily_interest(balance_minor, TIERS) == expected_minor, worked
 
 
 def test_a_leap_year_has_366_accruals_of_a_365th_each() -> None:
     """Actual/365 Fixed: 29 February accrues like any day, so a leap year pays 366/365 of the rate."""
     days_2028 = 366
-    daily = daily_interest(10_000_000, 2, TIERS)  # 100,000.00 x 2.5 % / 365 = 6.849315 -> 6.85
+    daily = daily_interest(10_000_000, TIERS)  # 100,000.00 x 2.5 % / 365 = 6.849315 -> 6.85
     assert daily == 685 and daily * days_2028 == 250_710
 
 
@@ -51,7 +51,7 @@ def test_the_set_based_sql_agrees_with_the_decimal_rule() -> None:
     conn.execute("CREATE TABLE accounts (balance_minor BIGINT)")
     conn.executemany("INSERT INTO accounts VALUES (?)", [(b,) for b in balances])
     computed = [row[0] for row in conn.execute(f"SELECT {interest_sql(TIERS)} FROM accounts ORDER BY rowid")]
-    assert computed == [daily_interest(b, 2, TIERS) for b in balances]
+    assert computed == [daily_interest(b, TIERS) for b in balances]
 
 
 def test_the_sql_stays_exact_up_to_the_ledgers_limit() -> None:
@@ -76,4 +76,4 @@ def test_the_sql_stays_exact_up_to_the_ledgers_limit() -> None:
         f"SELECT {interest_sql(tiers)}, typeof({interest_sql(tiers)}) FROM accounts ORDER BY rowid"
     ).fetchall()
     assert {kind for _, kind in computed} == {"integer"}
-    assert [value for value, _ in computed] == [daily_interest(b, 2, tiers) for b in balances]
+    assert [value for value, _ in computed] == [daily_interest(b, tiers) for b in balances]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ import pytest
 from common.db.base import Tx
 from common.errors import PermissionDenied, PreconditionFailed
 from common.money import Money
-from services.interest.domain import InterestPosted, Tier
+from kernel.interest import InterestTier
+from services.interest.domain import InterestPosted
 from services.interest.module import InterestModule
 from services.interest.ports import AccruedChunk, Announcements, Ledger
 from services.interest.service import InterestUseCases
@@ -27,10 +29,10 @@ class FakeLedger(Ledger):
     """Accounts in id order, each earning what the table says; remembers every request."""
 
     interest: dict[str, int]
-    requests: list[tuple[str, str, tuple[Tier, ...]]] = field(default_factory=list)
+    requests: list[tuple[str, str, tuple[InterestTier, ...]]] = field(default_factory=list)
 
     async def accrue(
-        self, request_id: str, day: date, currency: str, tiers: tuple[Tier, ...], after_account_id: str, limit: int
+        self, request_id: str, day: date, currency: str, tiers: tuple[InterestTier, ...], after_account_id: str, limit: int
     ) -> AccruedChunk:
         self.requests.append((request_id, after_account_id, tiers))
         ids = sorted(i for i in self.interest if i > after_account_id)[:limit]
@@ -71,7 +73,7 @@ async def test_a_day_is_accrued_chunk_by_chunk_and_announced_once(interest: Inte
     assert (progress[-1].processed, progress[-1].amount_minor) == (5, 15)
     assert [after for _, after, _ in interest.ledger.requests] == ["", "acc_2", "acc_4"]
     assert len({request_id for request_id, _, _ in interest.ledger.requests}) == 3  # one request id per chunk
-    assert interest.ledger.requests[0][2][0] == Tier("1000.00", "0.005")  # the configured tiers
+    assert interest.ledger.requests[0][2][0] == InterestTier(100_000, Decimal("0.005"))  # the configured tiers
     assert interest.announcements.posted == [InterestPosted(DAY, 5, Money("EUR", 15))]
 
 

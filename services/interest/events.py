@@ -1,2 +1,0 @@
-"""Handlers of other contexts' events. The interest context consumes none; it publishes
-InterestPosted when a business date's run completes."""
