@@ -13,7 +13,7 @@ from collections.abc import Coroutine
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 from grpc import aio
@@ -49,6 +49,10 @@ Stop with Ctrl-C (graceful: health turns NOT_SERVING, in-flight calls finish).
 """
 
 
+# What add_subparsers returns (argparse names no public type for it).
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ogpgy",
@@ -66,6 +70,19 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics-port", type=int, default=None, help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (0 picks a free port)"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _up_command(commands)
+    _serve_command(commands)
+    _graph_command(commands)
+    _status_command(commands)
+    _velocitypay_command(commands)
+    _interest_command(commands)
+    _fees_command(commands)
+    _reconcile_command(commands)
+    _token_command(commands)
+    return parser
+
+
+def _up_command(commands: Subcommands) -> None:
     up = commands.add_parser(
         "up",
         help="serve every context in one process (embedded mode)",
@@ -123,6 +140,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--config", type=Path, default=DEFAULT_CONFIG, help="mesh configuration for --distributed (default: %(default)s)"
     )
+
+
+def _serve_command(commands: Subcommands) -> None:
     serve = commands.add_parser(
         "serve",
         help="serve one process of a distributed mesh (a context, or the contexts the configuration groups)",
@@ -134,6 +154,9 @@ def _parser() -> argparse.ArgumentParser:
         "--replica", type=int, default=0, help="which of the process's addresses to listen on (default: %(default)s)"
     )
     serve.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="(default: %(default)s)")
+
+
+def _graph_command(commands: Subcommands) -> None:
     graph = commands.add_parser(
         "graph",
         help="the context map drawn from the DI declarations: Mermaid, DOT or SVG",
@@ -142,8 +165,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     graph.add_argument("--format", choices=["mermaid", "dot", "svg"], default="mermaid", help="(default: %(default)s)")
     graph.add_argument("--output", type=Path, default=None, help="write to this file (default: standard output)")
+
+
+def _status_command(commands: Subcommands) -> None:
     status = commands.add_parser("status", help="every context of a mesh: its addresses and health")
     status.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="(default: %(default)s)")
+
+
+def _velocitypay_command(commands: Subcommands) -> None:
     network = commands.add_parser(
         "velocitypay",
         help="serve the VelocityPay network simulator alone (the outside world, for tests and demos)",
@@ -168,10 +197,16 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_DATA_DIR / "velocitypay-member-key",
         help="the key of its member, the bank (default: the bank's, %(default)s)",
     )
+
+
+def _interest_command(commands: Subcommands) -> None:
     interest = commands.add_parser("interest", help="daily interest runs").add_subparsers(dest="action", required=True)
     run = interest.add_parser("run", help="run (or resume) the interest of a business date, with a progress bar")
     run.add_argument("--date", required=True, type=date.fromisoformat, help="business date, YYYY-MM-DD")
     _client_arguments(run)
+
+
+def _fees_command(commands: Subcommands) -> None:
     fees = commands.add_parser("fees", help="monthly maintenance fees").add_subparsers(dest="action", required=True)
     charge = fees.add_parser(
         "charge",
@@ -183,6 +218,9 @@ def _parser() -> argparse.ArgumentParser:
     charge.add_argument("--currency", default="EUR", help="(default: %(default)s)")
     charge.add_argument("--chunk", type=int, default=1000, help="accounts per call (default: %(default)s)")
     _client_arguments(charge)
+
+
+def _reconcile_command(commands: Subcommands) -> None:
     reconcile = commands.add_parser(
         "reconcile",
         help="compare what the VelocityPay network settled with what the ledger booked (admins)",
@@ -191,13 +229,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     reconcile.add_argument("--currency", default="", help="one currency (default: every currency)")
     _client_arguments(reconcile)
+
+
+def _token_command(commands: Subcommands) -> None:
     token = commands.add_parser(
         "token",
         help='print an access token (for grpcurl: -H "authorization: Bearer $(ogpgy token)")',
         description="Ask the identity context for a token and print it.",
     )
     _client_arguments(token)
-    return parser
 
 
 def _client_arguments(parser: argparse.ArgumentParser) -> None:

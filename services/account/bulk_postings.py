@@ -335,6 +335,30 @@ def _due_rows_sql(dialect: str, month: _Month) -> str:
 async def charge_fees(tx: Tx, first_day: date, currency: str, after: str, limit: int, at: datetime) -> FeeChunk:
     """One chunk of a month's fees: recorded once, answered from the record when asked again."""
     month = _Month(first_day)
+    recorded = await _recorded_fee_chunk(tx, month, currency, after)
+    if recorded is not None:
+        return recorded
+    count, last = await _fee_chunk_edge(tx, month, currency, after, limit)
+    if not count:
+        return FeeChunk(0, 0, 0, 0, after, True)
+    await tx.execute(_ROWS_DDL[tx.dialect])
+    await tx.execute("DELETE FROM accrual_rows")
+    due = await tx.fetchall(
+        _due_rows_sql(tx.dialect, month), month.start, month.end, month.start, month.start, currency, month.end, after, last
+    )
+    payable = [(r["account_id"], r["transfer_id"], r["fee"]) for r in due if r["covered"]]
+    total = sum(int(r[2]) for r in payable)
+    if payable:
+        await tx.executemany("INSERT INTO accrual_rows (account_id, transfer_id, amount_minor) VALUES (?, ?, ?)", payable)
+        await _post_rows(
+            tx, InternalAccount.FEE_INCOME.account_id(currency), currency, total, f"monthly fee {month.key}", at, to_rows=False
+        )
+    chunk = FeeChunk(count, len(payable), total, len(due) - len(payable), last, count < limit)
+    await _record_fee_chunk(tx, month, currency, after, chunk)
+    return chunk
+
+
+async def _recorded_fee_chunk(tx: Tx, month: _Month, currency: str, after: str) -> FeeChunk | None:
     recorded = await tx.fetchone(
         "SELECT last_account_id, processed, charged, charged_minor, unpaid FROM fee_chunks WHERE month = ? AND currency = ?"
         " AND after_account_id = ?",
@@ -342,15 +366,20 @@ async def charge_fees(tx: Tx, first_day: date, currency: str, after: str, limit:
         currency,
         after,
     )
-    if recorded is not None:
-        return FeeChunk(
-            int(recorded["processed"]),
-            int(recorded["charged"]),
-            int(recorded["charged_minor"]),
-            int(recorded["unpaid"]),
-            str(recorded["last_account_id"]),
-            False,
-        )
+    if recorded is None:
+        return None
+    return FeeChunk(
+        int(recorded["processed"]),
+        int(recorded["charged"]),
+        int(recorded["charged_minor"]),
+        int(recorded["unpaid"]),
+        str(recorded["last_account_id"]),
+        False,
+    )
+
+
+async def _fee_chunk_edge(tx: Tx, month: _Month, currency: str, after: str, limit: int) -> tuple[int, str]:
+    """How many accounts with a fee the chunk after `after` covers, and the last of them."""
     fee = _FEATURE[tx.dialect].format(name="monthly_fee")
     edge = await aggregate(
         tx,
@@ -361,33 +390,19 @@ async def charge_fees(tx: Tx, first_day: date, currency: str, after: str, limit:
         after,
         limit,
     )
-    count = int(edge["n"])
-    if not count:
-        return FeeChunk(0, 0, 0, 0, after, True)
-    last = str(edge["last"])
-    await tx.execute(_ROWS_DDL[tx.dialect])
-    await tx.execute("DELETE FROM accrual_rows")
-    due = await tx.fetchall(
-        _due_rows_sql(tx.dialect, month), month.start, month.end, month.start, month.start, currency, month.end, after, last
-    )
-    payable = [(r["account_id"], r["transfer_id"], r["fee"]) for r in due if r["covered"]]
-    if payable:
-        await tx.executemany("INSERT INTO accrual_rows (account_id, transfer_id, amount_minor) VALUES (?, ?, ?)", payable)
-        total = sum(int(r[2]) for r in payable)
-        await _post_rows(
-            tx, InternalAccount.FEE_INCOME.account_id(currency), currency, total, f"monthly fee {month.key}", at, to_rows=False
-        )
-    chunk = FeeChunk(count, len(payable), sum(int(r[2]) for r in payable), len(due) - len(payable), last, count < limit)
+    return int(edge["n"]), str(edge["last"] or "")
+
+
+async def _record_fee_chunk(tx: Tx, month: _Month, currency: str, after: str, chunk: FeeChunk) -> None:
     await tx.execute(
         "INSERT INTO fee_chunks (month, currency, after_account_id, last_account_id, processed, charged, charged_minor, unpaid)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         month.key,
         currency,
         after,
-        last,
+        chunk.last_account_id,
         chunk.processed,
         chunk.charged,
         chunk.charged_minor,
         chunk.unpaid,
     )
-    return chunk
