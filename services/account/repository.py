@@ -113,6 +113,13 @@ async def _select_account(tx: Tx, account_id: str) -> Account | None:
     return account_of(row) if row else None
 
 
+async def _select_accounts(tx: Tx, account_ids: list[str]) -> dict[str, Account]:
+    rows = await tx.fetchall(
+        f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id IN ({', '.join('?' for _ in account_ids)})", *account_ids
+    )
+    return {row["account_id"]: account_of(row) for row in rows}
+
+
 async def _require_account(tx: Tx, account_id: str) -> Account:
     account = await _select_account(tx, account_id)
     if account is None:
@@ -185,11 +192,19 @@ async def _totals(tx: Tx) -> tuple[int, int, int]:
 # --- decisions, guarded -----------------------------------------------------------------------
 
 
-async def _decided(tx: Tx, account_id: str, decide: Callable[[Account], None], write: Callable[[], Awaitable[Row | None]]) -> Row:
-    """The domain decides on the account as it is, then `write` applies the decision under its
-    guard; a guard that finds the row changed since makes the domain decide again on the new row."""
+async def _decided(
+    tx: Tx,
+    account_id: str,
+    decide: Callable[[Account], None],
+    write: Callable[[], Awaitable[Row | None]],
+    read: Account | None = None,
+) -> Row:
+    """The domain decides on the account as it is (`read`: as it was just read), then `write`
+    applies the decision under its guard; a guard that finds the row changed since makes the
+    domain decide again on the new row."""
     for _ in range(_DECISIONS):
-        decide(await _require_account(tx, account_id))
+        decide(read or await _require_account(tx, account_id))
+        read = None
         row = await write()
         if row is not None:
             return row
@@ -273,7 +288,7 @@ async def _close_account(tx: Tx, account_id: str, key: IdempotencyKey, at: datet
 # --- movements ------------------------------------------------------------------------------
 
 
-async def _debit(tx: Tx, account_id: str, amount: Money, *, release: int = 0) -> int:
+async def _debit(tx: Tx, account_id: str, amount: Money, *, release: int = 0, read: Account | None = None) -> int:
     """Debits (after releasing `release` from what it holds); the new balance."""
 
     async def debit() -> Row | None:
@@ -292,11 +307,11 @@ async def _debit(tx: Tx, account_id: str, amount: Money, *, release: int = 0) ->
             amount.minor,
         )
 
-    row = await _decided(tx, account_id, lambda account: account.require_debit(amount, release=release), debit)
+    row = await _decided(tx, account_id, lambda account: account.require_debit(amount, release=release), debit, read)
     return int(row["balance_minor"])
 
 
-async def _credit(tx: Tx, account_id: str, amount: Money) -> int:
+async def _credit(tx: Tx, account_id: str, amount: Money, *, read: Account | None = None) -> int:
     """Credits; the new balance."""
 
     async def credit() -> Row | None:
@@ -310,18 +325,23 @@ async def _credit(tx: Tx, account_id: str, amount: Money) -> int:
             MAX_MINOR,
         )
 
-    row = await _decided(tx, account_id, lambda account: account.require_credit(amount), credit)
+    row = await _decided(tx, account_id, lambda account: account.require_credit(amount), credit, read)
     return int(row["balance_minor"])
 
 
 async def _post(tx: Tx, order: TransferOrder, transfer_id: str, at: datetime, *, release: int = 0) -> Transfer:
     """Posts a transfer: both balances, the transfer, two entries, the event. No idempotency here."""
     balances: dict[str, int] = {}
-    for account_id in sorted((order.debit_account_id, order.credit_account_id)):
+    sides = sorted((order.debit_account_id, order.credit_account_id))  # one lock order: no deadlock
+    accounts = await _select_accounts(tx, sides)  # both in one read
+    for account_id in sides:
+        read = accounts.get(account_id)
+        if read is None:
+            raise NotFound("account", account_id)
         if account_id == order.debit_account_id:
-            balances[account_id] = await _debit(tx, account_id, order.amount, release=release)
+            balances[account_id] = await _debit(tx, account_id, order.amount, release=release, read=read)
         else:
-            balances[account_id] = await _credit(tx, account_id, order.amount)
+            balances[account_id] = await _credit(tx, account_id, order.amount, read=read)
     transfer = Transfer(
         transfer_id,
         order.debit_account_id,

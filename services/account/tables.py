@@ -3,6 +3,7 @@ repository's units of work and the set-based postings)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict
 from datetime import datetime
@@ -33,7 +34,10 @@ def features_json(features: AccountFeatures) -> str:
     return json.dumps(data, sort_keys=True)
 
 
+@functools.lru_cache(maxsize=1024)
 def features(text: str) -> AccountFeatures:
+    """Parsed once per distinct text: accounts of a product share it, and every movement reads
+    the accounts it moves (AccountFeatures is frozen, so sharing one is safe)."""
     data = json.loads(text)
     data["annual_interest_rate"] = Decimal(data["annual_interest_rate"])
     return AccountFeatures(**data)
