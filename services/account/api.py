@@ -3,10 +3,12 @@ input is INVALID_ARGUMENT here, before any use case runs), an answer becomes its
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from decimal import Decimal
 
 from grpc import aio
 
+from common.clock import Clock
 from common.di import og_component
 from common.grpc.convert import IdempotentRequest, calendar_date, idempotency_key, timestamp
 from common.money import CURRENCY_EXPONENTS, Money
@@ -120,9 +122,10 @@ def _validated(v: Violations, request: IdempotentRequest) -> None:
 class AccountApi(pb_grpc.AccountServiceServicer):
     """ogpgy.account.v1.AccountService."""
 
-    def __init__(self, service: AccountUseCases, pages: PageTokens) -> None:
+    def __init__(self, service: AccountUseCases, pages: PageTokens, clock: Clock) -> None:
         self._service = service
         self._pages = pages
+        self._clock = clock
 
     async def OpenAccount(self, request: pb.OpenAccountRequest, context: aio.ServicerContext) -> pb.OpenAccountResponse:
         v = Violations()
@@ -259,6 +262,10 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         check_request_id(v, request.request_id)
         day = date_of(request.business_date)
         v.check(day is not None, "business_date", "required: a valid calendar date")
+        today = self._clock.today()
+        v.check(
+            day is None or day <= today, "business_date", f"must not be after today ({today}): a day is accrued once it has begun"
+        )
         v.check(request.currency_code in CURRENCY_EXPONENTS, "currency_code", "required: a supported currency")
         v.check(1 <= request.limit <= 10_000, "limit", "between 1 and 10000")
         if request.after_account_id:
@@ -287,6 +294,8 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         check_request_id(v, request.request_id)
         month = calendar_date(request.month.year, request.month.month, 1)
         v.check(month is not None, "month", "required: a year and a month")
+        today = self._clock.today()
+        v.check(month is None or _month_after(month) <= today, "month", f"must have ended (today is {today})")
         v.check(request.currency_code in CURRENCY_EXPONENTS, "currency_code", "required: a supported currency")
         v.check(1 <= request.limit <= 10_000, "limit", "between 1 and 10000")
         if request.after_account_id:
@@ -320,6 +329,10 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         v.raise_if_any()
         entries, token = await self._service.entries(request.account_id, page)
         return pb.ListEntriesResponse(entries=[entry_pb(e) for e in entries], next_page_token=token)
+
+
+def _month_after(first_day: date) -> date:
+    return (first_day + timedelta(days=32)).replace(day=1)
 
 
 def _tiers(v: Violations, request: pb.AccrueInterestRequest) -> tuple[InterestTier, ...]:
