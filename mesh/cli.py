@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 import grpc
-from grpc import aio
 
 from common.config import Settings
+from common.grpc.client import open_channel
 from common.grpc.server import stop_signal
+from common.grpc.tls import channel_credentials, is_loopback
 from common.observability.logs import RPC_LOGGER, JsonFormatter
 from common.observability.metrics import serve_metrics
 from mesh.config import DEFAULT_CONFIG, MeshConfigError, load_mesh_config
@@ -37,9 +38,9 @@ OgPgy Bank is serving {services} on {target} ({data}).
 Every call needs a token (the first admin's password is in {password_source}):
   TOKEN=$(scripts/ogpgy token {token_arguments})
 Try it (grpcurl is installed in .venv/bin by scripts/bootstrap):
-  .venv/bin/grpcurl -plaintext {target} list
-  .venv/bin/grpcurl -plaintext {target} describe ogpgy.customer.v1.CustomerService
-  .venv/bin/grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{{"request_id":"demo-1","given_name":"Ada","family_name":"Lovelace",\
+  .venv/bin/grpcurl {grpcurl} {target} list
+  .venv/bin/grpcurl {grpcurl} {target} describe ogpgy.customer.v1.CustomerService
+  .venv/bin/grpcurl {grpcurl} -H "authorization: Bearer $TOKEN" -d '{{"request_id":"demo-1","given_name":"Ada","family_name":"Lovelace",\
 "email":"ada@example.com","date_of_birth":{{"year":1990,"month":12,"day":10}},\
 "document":{{"type":"DOCUMENT_TYPE_PASSPORT","number":"AB1234564","issuing_country_code":"GB"}},\
 "address":{{"lines":["12 St James Sq"],"city":"London","postal_code":"SW1Y 4JH","country_code":"GB"}}}}' \
@@ -89,7 +90,14 @@ def _up_command(commands: Subcommands) -> None:
         description="Serve every context in one process: one gRPC server with health and reflection, "
         "SQLite files in the data directory, no other server needed.",
     )
-    up.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    up.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on; beyond loopback only with --tls (default: %(default)s)"
+    )
+    up.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve TLS with the bank's own CA (made in <data-dir>/pki on first start; clients trust <data-dir>/pki/ca.pem)",
+    )
     up.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on; 0 picks a free one (default: %(default)s)")
     up.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="where the SQLite files live (default: %(default)s)")
     up.add_argument("--postgres-dsn", default="", help="use PostgreSQL (one schema per context) instead of SQLite")
@@ -245,6 +253,16 @@ def _client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--username", default="admin", help="(default: %(default)s)")
     parser.add_argument("--password", default="", help="default: the content of <data-dir>/admin-password")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="(default: %(default)s)")
+    parser.add_argument(
+        "--cacert",
+        type=Path,
+        default=None,
+        help="speak TLS, trusting this CA certificate (a bank served with --tls: <its data-dir>/pki/ca.pem)",
+    )
+
+
+def _tls(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
+    return channel_credentials(args.cacert.read_bytes()) if args.cacert else None
 
 
 async def _issue_token(args: argparse.Namespace) -> str:
@@ -252,7 +270,7 @@ async def _issue_token(args: argparse.Namespace) -> str:
     from ogpgy.identity.v1 import identity_service_pb2_grpc as pb_grpc
 
     password = args.password or (args.data_dir / "admin-password").read_text().strip()
-    async with aio.insecure_channel(args.target) as channel:
+    async with open_channel(args.target, _tls(args)) as channel:
         answer = await pb_grpc.IdentityServiceStub(channel).IssueToken(
             pb.IssueTokenRequest(username=args.username, password=password), timeout=10
         )
@@ -272,7 +290,7 @@ async def _interest_run(args: argparse.Namespace) -> int:
     from ogpgy.type.v1 import date_pb2
 
     day = date_pb2.Date(year=args.date.year, month=args.date.month, day=args.date.day)
-    async with bearer_channel(args.target, await _issue_token(args)) as channel:
+    async with bearer_channel(args.target, await _issue_token(args), _tls(args)) as channel:
         last = None
         async for answer in pb_grpc.InterestServiceStub(channel).RunDailyInterest(
             pb.RunDailyInterestRequest(request_id=f"cli-{args.date}", business_date=day)
@@ -301,7 +319,7 @@ async def _charge_fees(args: argparse.Namespace) -> int:
     month = date_pb2.Date(year=args.month.year, month=args.month.month, day=1)
     processed = charged = unpaid = 0
     total = Decimal(0)
-    async with bearer_channel(args.target, await _issue_token(args)) as channel:
+    async with bearer_channel(args.target, await _issue_token(args), _tls(args)) as channel:
         accounts, after = pb_grpc.AccountServiceStub(channel), ""
         while True:
             chunk = await accounts.ChargeMonthlyFees(
@@ -331,7 +349,7 @@ async def _reconcile(args: argparse.Namespace) -> int:
     from ogpgy.payment.v1 import payment_service_pb2 as pb
     from ogpgy.payment.v1 import payment_service_pb2_grpc as pb_grpc
 
-    async with bearer_channel(args.target, await _issue_token(args)) as channel:
+    async with bearer_channel(args.target, await _issue_token(args), _tls(args)) as channel:
         report = await pb_grpc.PaymentServiceStub(channel).ReconcileNetwork(
             pb.ReconcileNetworkRequest(currency_code=args.currency), timeout=120
         )
@@ -429,12 +447,22 @@ def _status(args: argparse.Namespace) -> int:
 def _token_arguments(target: str, settings: Settings) -> str:
     """What `ogpgy token` needs to reach this bank and find its admin's password."""
     where = f"--target {target}"
+    if settings.tls:
+        where += f" --cacert {shlex.quote(str(settings.pki_path() / 'ca.pem'))}"
     if settings.admin_password:
         return f'{where} --password "$OGPGY_ADMIN_PASSWORD"'  # the operator's own, never printed
     return where if Path(settings.data_dir) == DEFAULT_DATA_DIR else f"{where} --data-dir {shlex.quote(str(settings.data_dir))}"
 
 
 async def _up(args: argparse.Namespace) -> int:
+    if not args.tls and not is_loopback(args.host):
+        print(
+            f"ogpgy up: refusing to serve plaintext on {args.host}, which other hosts reach (tokens would cross the "
+            "network in clear). Add --tls: the bank then serves TLS with its own CA, whose certificate clients "
+            f"trust from {args.data_dir / 'pki' / 'ca.pem'} (grpcurl -cacert, ogpgy token --cacert).",
+            file=sys.stderr,
+        )
+        return 2
     settings = Settings(
         data_dir=args.data_dir,
         host=args.host,
@@ -451,6 +479,7 @@ async def _up(args: argparse.Namespace) -> int:
         network_member_key_path=args.member_key_file,
         interest_chunk_size=args.interest_chunk,
         colocated_calls=not args.loopback_calls,
+        tls=args.tls,
     )
     stop = stop_signal()
     bank = await start_embedded(settings)
@@ -461,6 +490,7 @@ async def _up(args: argparse.Namespace) -> int:
             data="PostgreSQL" if settings.postgres_dsn else f"data in {settings.data_dir}",
             password_source="--admin-password" if settings.admin_password else settings.data_dir / "admin-password",
             token_arguments=_token_arguments(bank.target, settings),
+            grpcurl=f"-cacert {shlex.quote(str(settings.pki_path() / 'ca.pem'))}" if settings.tls else "-plaintext",
         ),
         flush=True,
     )

@@ -7,16 +7,21 @@ a distributed mesh (mesh/distributed.py) runs several, each serving its share of
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+
+import grpc
 
 from common.config import Settings
 from common.di import BuiltContexts, ContextModuleBuilder, context_spec
 from common.grpc.channels import ChannelPool
 from common.grpc.identity import BearerAuthenticator, allowed_importers
 from common.grpc.server import GrpcServer
+from common.grpc.tls import ServerCertificate, channel_credentials
 from common.observability.tracing import setup_tracing
 from common.security.component import Security
+from common.security.pki import CertificateAuthority
 from mesh.infrastructure import InfrastructureModule
 from services.account.module import AccountModule
 from services.customer.module import CustomerModule
@@ -50,6 +55,7 @@ class RunningBank:
     server: GrpcServer
     contexts: BuiltContexts
     target: str
+    tls: ServerTls | None = None  # None: plaintext (loopback)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stops taking calls (NOT_SERVING, drain), then shuts every component down."""
@@ -93,12 +99,19 @@ async def start_process(
         settings = replace(settings, control_plane_open=True)
     setup_tracing("ogpgy-" + "+".join(names) if len(names) < len(ALL_MODULES) else "ogpgy")
     server = GrpcServer()
-    port = server.bind(f"{settings.host}:{settings.port}")
+    tls = server_tls(settings) if settings.tls else None
+    port = server.bind(f"{settings.host}:{settings.port}", tls.server if tls else None)
     target = _local_target(settings.host, port)
     addresses = dict(settings.addresses) | {name: target for name in names}
     colocated = names if settings.colocated_calls else []
     security = Security(settings)  # before the build: every context's calls carry its identity
-    pool = ChannelPool(addresses, local=server.local_handlers, colocated=colocated, credentials=security.service_token)
+    pool = ChannelPool(
+        addresses,
+        local=server.local_handlers,
+        colocated=colocated,
+        credentials=security.service_token,
+        tls=tls.channels if tls else None,
+    )
     builder = ContextModuleBuilder(pool)
     builder.supply(settings, context="infrastructure")
     builder.supply(security, context="infrastructure")
@@ -114,7 +127,27 @@ async def start_process(
     except BaseException:
         await contexts.shutdown()
         raise
-    return RunningBank(server, contexts, target)
+    return RunningBank(server, contexts, target, tls)
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """A process's TLS: the credentials its server presents, those its channels trust."""
+
+    server: grpc.ServerCredentials
+    channels: grpc.ChannelCredentials
+    certificate: ServerCertificate
+
+
+def server_tls(settings: Settings) -> ServerTls:
+    """TLS with the bank's CA (made in settings.pki_path() on first use): a certificate for the
+    host the server binds, renewed before it expires; clients present none (tokens say who they are)."""
+    authority = CertificateAuthority.open(settings.pki_path())
+    hosts = [] if settings.host in ("0.0.0.0", "", "::", "[::]") else [settings.host]
+    certificate = ServerCertificate(authority, None, hosts=[*hosts, socket.gethostname()])
+    return ServerTls(
+        certificate.credentials(require_client_certificate=False), channel_credentials(authority.certificate_pem), certificate
+    )
 
 
 def module_named(name: str) -> type:

@@ -39,12 +39,17 @@ class Settings:
     interest_chunk_size: int = 1000
     fraud_rules_path: Path | None = None  # TOML like services/payment/fraud.toml; default: that file
     control_plane_open: bool = False  # a simulator served alone (its own port) needs no admin for its controls
+    tls: bool = False  # serve TLS with the bank's CA (required for any bind beyond loopback)
+    pki_dir: Path | None = None  # the bank's CA and certificates; default <data_dir>/pki
     network_member_key_path: Path | None = (
         None  # the bank's key at VelocityPay; default <data_dir>/velocitypay-member-key (made on first start)
     )
 
     def key_path(self) -> Path:
         return self.signing_key_path or Path(self.data_dir) / "identity-signing-key.pem"
+
+    def pki_path(self) -> Path:
+        return self.pki_dir or Path(self.data_dir) / "pki"
 
     def member_key_path(self) -> Path:
         return self.network_member_key_path or Path(self.data_dir) / "velocitypay-member-key"

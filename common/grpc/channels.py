@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+import grpc
 from grpc import aio
 
 from common.di import ModuleContextImport
@@ -73,6 +74,7 @@ class ChannelPool:
         local: LocalHandlers | None = None,
         colocated: Iterable[str] = (),
         credentials: Callable[[str], str] | None = None,
+        tls: grpc.ChannelCredentials | None = None,
     ) -> None:
         self._addresses = dict(addresses)
         self._colocated = frozenset(colocated) if local is not None else frozenset()
@@ -80,6 +82,7 @@ class ChannelPool:
         self._interceptors = list(interceptors) if interceptors is not None else outgoing_context_interceptors()
         self._options = list(options)
         self._credentials = credentials
+        self._tls = tls
         self._channels: dict[str, aio.Channel | InProcessChannel] = {}
         self._stubs: dict[tuple[type, str, str], object] = {}
 
@@ -103,7 +106,11 @@ class ChannelPool:
             )
         channel = self._channels.get(target)
         if channel is None:
-            channel = aio.insecure_channel(target, options=self._options, interceptors=self._interceptors)
+            channel = (
+                aio.insecure_channel(target, options=self._options, interceptors=self._interceptors)
+                if self._tls is None
+                else aio.secure_channel(target, self._tls, options=self._options, interceptors=self._interceptors)
+            )
             self._channels[target] = channel
         return channel
 

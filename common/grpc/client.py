@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grpc
 from grpc import aio
 
 from common.grpc.identity import AUTHORIZATION
@@ -21,6 +22,15 @@ def bearer_interceptors(token: str) -> list[aio.ClientInterceptor]:
     return call_details_interceptors(with_token)
 
 
-def bearer_channel(target: str, token: str) -> aio.Channel:
-    """An insecure (loopback/mesh) channel whose every call carries `token`."""
-    return aio.insecure_channel(target, interceptors=bearer_interceptors(token))
+def bearer_channel(target: str, token: str, tls: grpc.ChannelCredentials | None = None) -> aio.Channel:
+    """A channel whose every call carries `token`: plaintext (loopback), or TLS with `tls`."""
+    return open_channel(target, tls, interceptors=bearer_interceptors(token))
+
+
+def open_channel(
+    target: str, tls: grpc.ChannelCredentials | None = None, *, interceptors: list[aio.ClientInterceptor] | None = None
+) -> aio.Channel:
+    """Plaintext without `tls` (loopback), else TLS."""
+    if tls is None:
+        return aio.insecure_channel(target, interceptors=interceptors)
+    return aio.secure_channel(target, tls, interceptors=interceptors)

@@ -8,6 +8,7 @@ import signal
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -55,9 +56,13 @@ class GrpcServer:
     def service_names(self) -> list[str]:
         return list(self._service_names)
 
-    def bind(self, address: str) -> int:
-        """Listens on `address` ("127.0.0.1:0" picks a free port); returns the port."""
-        self._port = self._server.add_insecure_port(address)
+    def bind(self, address: str, credentials: grpc.ServerCredentials | None = None) -> int:
+        """Listens on `address` ("127.0.0.1:0" picks a free port), with TLS when `credentials`
+        are given; returns the port."""
+        if credentials is None:
+            self._port = self._server.add_insecure_port(address)
+        else:
+            self._port = self._server.add_secure_port(address, credentials)
         if self._port == 0:
             raise OSError(f"cannot listen on {address}")
         return self._port
