@@ -28,7 +28,9 @@ from common.config import Settings
 from common.security.secrets import secret_file
 from common.security.tokens import load_or_create_private_key
 from mesh.config import LOCAL, MeshConfig, MeshConfigError
+from mesh.embedded import CONTEXT_NAMES
 from mesh.local_servers import PostgresServer, RedisServer
+from mesh.pki import issue_mesh_certificates, operator_credentials
 
 log = logging.getLogger("ogpgy.mesh")
 DATABASE = "ogpgy"
@@ -57,6 +59,8 @@ def serve_settings(config: MeshConfig, process: str, replica: int, admin_passwor
         postgres_dsn=config.postgres,
         redis_url=config.redis,
         admin_password=admin_password or _read_password(config.data_dir),
+        mtls=True,
+        process=process,
         fraud_rules_path=Path(os.environ["OGPGY_FRAUD_RULES"]) if os.environ.get("OGPGY_FRAUD_RULES") else None,
     )
 
@@ -77,10 +81,10 @@ def ensure_shared_secrets(data_dir: Path, admin_password: str = "") -> str:
     return secret_file(path, lambda: (secrets.token_urlsafe(18) + "\n").encode()).decode().strip()
 
 
-def check_serving(address: str, timeout: float = 1.0) -> bool:
+def check_serving(address: str, timeout: float = 1.0, tls: grpc.ChannelCredentials | None = None) -> bool:
     """Whether the process at `address` answers health SERVING (its every service is ready)."""
     try:
-        with grpc.insecure_channel(address) as channel:
+        with grpc.insecure_channel(address) if tls is None else grpc.secure_channel(address, tls) as channel:
             answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
         return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
     except grpc.RpcError:
@@ -111,6 +115,7 @@ class Mesh:
     redis: RedisServer | None = None
     postgres: PostgresServer | None = None
     started_in: float = 0.0
+    tls: grpc.ChannelCredentials | None = None  # a client's credentials in this mesh (the operator's certificate)
     _env: dict[str, str] = field(default_factory=dict, repr=False)
 
     def start(self, timeout: float = 90.0) -> None:
@@ -130,6 +135,8 @@ class Mesh:
         """Starts what the configuration says is local; the environment every process gets."""
         data_dir = self.config.data_dir
         self.admin_password = ensure_shared_secrets(data_dir, self.admin_password)
+        issue_mesh_certificates(self.config, CONTEXT_NAMES)
+        self.tls = operator_credentials(data_dir)
         redis_url, dsn = self.config.redis, self.config.postgres
         if redis_url == LOCAL:
             self.redis = RedisServer(data_dir / "redis")
@@ -179,7 +186,7 @@ class Mesh:
                 if replica.proc.poll() is not None:
                     tail = replica.log_path.read_text(errors="replace")[-1500:]
                     raise RuntimeError(f"{replica.process}[{replica.index}] exited with {replica.proc.returncode}:\n{tail}")
-                if check_serving(replica.address, timeout=0.5):
+                if check_serving(replica.address, timeout=0.5, tls=self.tls):
                     waiting.remove(replica)
             if waiting and time.monotonic() > deadline:
                 raise TimeoutError(f"not SERVING in time: {', '.join(f'{r.process}[{r.index}]' for r in waiting)}")

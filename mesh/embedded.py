@@ -16,13 +16,14 @@ import grpc
 from common.config import Settings
 from common.di import BuiltContexts, ContextModuleBuilder, context_spec
 from common.grpc.channels import ChannelPool
-from common.grpc.identity import BearerAuthenticator, allowed_importers
+from common.grpc.identity import BearerAuthenticator, CertificateAuthenticator, allowed_importers
 from common.grpc.server import GrpcServer
 from common.grpc.tls import ServerCertificate, channel_credentials
 from common.observability.tracing import setup_tracing
 from common.security.component import Security
 from common.security.pki import CertificateAuthority
 from mesh.infrastructure import InfrastructureModule
+from mesh.pki import MutualTls, mutual_tls
 from services.account.module import AccountModule
 from services.customer.module import CustomerModule
 from services.identity.module import IdentityModule
@@ -55,7 +56,7 @@ class RunningBank:
     server: GrpcServer
     contexts: BuiltContexts
     target: str
-    tls: ServerTls | None = None  # None: plaintext (loopback)
+    tls: ServerTls | MutualTls | None = None  # None: plaintext (loopback)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stops taking calls (NOT_SERVING, drain), then shuts every component down."""
@@ -99,7 +100,7 @@ async def start_process(
         settings = replace(settings, control_plane_open=True)
     setup_tracing("ogpgy-" + "+".join(names) if len(names) < len(ALL_MODULES) else "ogpgy")
     server = GrpcServer()
-    tls = server_tls(settings) if settings.tls else None
+    tls = mutual_tls(settings.pki_path(), settings.process) if settings.mtls else server_tls(settings) if settings.tls else None
     port = server.bind(f"{settings.host}:{settings.port}", tls.server if tls else None)
     target = _local_target(settings.host, port)
     addresses = dict(settings.addresses) | {name: target for name in names}
@@ -109,8 +110,8 @@ async def start_process(
         addresses,
         local=server.local_handlers,
         colocated=colocated,
-        credentials=security.service_token,
-        tls=tls.channels if tls else None,
+        credentials=None if settings.mtls else security.service_token,  # with mutual TLS, certificates say who calls
+        tls=tls.channels_of if tls else None,
     )
     builder = ContextModuleBuilder(pool)
     builder.supply(settings, context="infrastructure")
@@ -120,7 +121,9 @@ async def start_process(
     remote = [m for m in ALL_MODULES if m not in modules]
     contexts = await builder.build_contexts(InfrastructureModule, *modules, remote=remote)
     try:
-        server.require_authentication(BearerAuthenticator(security.verifier))
+        server.require_authentication(
+            CertificateAuthenticator(security.verifier) if settings.mtls else BearerAuthenticator(security.verifier)
+        )
         server.allow_importers(allowed_importers(context_spec(m) for m in {*ALL_MODULES, *modules}))
         server.add_contexts(contexts)
         await server.start()
@@ -137,6 +140,10 @@ class ServerTls:
     server: grpc.ServerCredentials
     channels: grpc.ChannelCredentials
     certificate: ServerCertificate
+
+    def channels_of(self, importer: str) -> grpc.ChannelCredentials:
+        """Every context's channels trust the bank's CA and present no certificate (tokens say who calls)."""
+        return self.channels
 
 
 def server_tls(settings: Settings) -> ServerTls:

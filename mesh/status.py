@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mesh.config import MeshConfig
 from mesh.distributed import check_serving
+from mesh.pki import operator_credentials
 
 _BREAKER_STATES = {0: "closed", 1: "half-open", 2: "open"}
 
@@ -44,10 +45,12 @@ def _joined(samples: list[tuple[dict[str, str], float]], label: str, show: type 
 
 
 def mesh_status(config: MeshConfig) -> list[ReplicaStatus]:
+    """Every replica's health (asked over the mesh's mutual TLS, as the operator) and metrics."""
+    tls = operator_credentials(config.data_dir)
     rows = []
     for spec in config.processes:
         for index, address in enumerate(spec.addresses):
-            health = "SERVING" if check_serving(address) else "DOWN"
+            health = "SERVING" if check_serving(address, tls=tls) else "DOWN"
             metrics = scrape(spec.metrics[index]) if spec.metrics else {}
             rows.append(
                 ReplicaStatus(

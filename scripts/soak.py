@@ -62,7 +62,7 @@ def _percentile(values: list[float], p: float) -> float:
 
 async def _soak(mesh: Mesh, seconds: float, interval: float, workers: int, echo: bool) -> Report:
     report = Report(seconds)
-    async with mesh_client({c: mesh.config.target(c) for c in CONTEXTS}) as ch:
+    async with mesh_client({c: mesh.config.target(c) for c in CONTEXTS}, mesh.tls) as ch:
         load = Load(ch, await setup_accounts(ch))
         tasks = [asyncio.create_task(load.worker()) for _ in range(workers)]
         began = time.monotonic()

@@ -6,13 +6,14 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import grpc
 import pytest
 from grpc import aio
 
 from common.clock import Clock, FixedClock
 from common.config import Settings
 from common.di import ContextModuleBuilder
-from common.grpc.client import bearer_channel
+from common.grpc.client import bearer_channel, open_channel
 from mesh.embedded import RunningBank, start_embedded
 from ogpgy.customer.v1 import customer_service_pb2 as customer_pb
 from ogpgy.customer.v1 import customer_service_pb2_grpc as customer_grpc
@@ -63,8 +64,14 @@ async def bank(settings: Settings) -> AsyncIterator[RunningBank]:
     await running.stop(grace=1)
 
 
-async def issue_token(target: str, username: str = "admin", password: str = ADMIN_PASSWORD, audience: str = "") -> str:
-    async with aio.insecure_channel(target) as ch:
+async def issue_token(
+    target: str,
+    username: str = "admin",
+    password: str = ADMIN_PASSWORD,
+    audience: str = "",
+    tls: grpc.ChannelCredentials | None = None,
+) -> str:
+    async with open_channel(target, tls) as ch:
         request = identity_pb.IssueTokenRequest(username=username, password=password, audience=audience)
         return (await identity_grpc.IdentityServiceStub(ch).IssueToken(request)).access_token
 

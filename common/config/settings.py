@@ -40,6 +40,8 @@ class Settings:
     fraud_rules_path: Path | None = None  # TOML like services/payment/fraud.toml; default: that file
     control_plane_open: bool = False  # a simulator served alone (its own port) needs no admin for its controls
     tls: bool = False  # serve TLS with the bank's CA (required for any bind beyond loopback)
+    mtls: bool = False  # a process of a distributed mesh: mutual TLS, contexts known by their certificates
+    process: str = ""  # the process kind this process serves (its server certificate's name)
     pki_dir: Path | None = None  # the bank's CA and certificates; default <data_dir>/pki
     network_member_key_path: Path | None = (
         None  # the bank's key at VelocityPay; default <data_dir>/velocitypay-member-key (made on first start)

@@ -126,7 +126,10 @@ class RedisStreamsBackend:
         await self._redis.xadd(stream, _fields(envelope))
         if time.monotonic() - self._trimmed_at.get(stream, 0.0) >= TRIM_EVERY_SECONDS:
             self._trimmed_at[stream] = time.monotonic()
-            await self.trim(stream)
+            try:
+                await self.trim(stream)
+            except Exception:  # noqa: BLE001 - the event is out: a failed clean-up must not make it go out twice
+                log.warning("trimming %s failed; the next publish tries again", stream, exc_info=True)
 
     async def trim(self, stream: str) -> int:
         """Drops what every group has acknowledged (by MINID below the slowest group); a stream no
@@ -142,9 +145,9 @@ class RedisStreamsBackend:
         delivered to it (everything up to that one is acknowledged)."""
         name = group["name"]
         if int(group.get("pending") or 0):
-            pending = await self._redis.xpending(stream, name)
-            oldest = pending["min"]
-            return oldest.decode() if isinstance(oldest, bytes) else str(oldest)
+            oldest = (await self._redis.xpending(stream, name))["min"]
+            if oldest is not None:  # None: acknowledged since the group was listed
+                return oldest.decode() if isinstance(oldest, bytes) else str(oldest)
         return _after(group["last-delivered-id"])
 
     async def subscribe(self, event_types: list[str], consumer: str, handler: Handler) -> _StreamSubscription:

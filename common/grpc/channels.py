@@ -18,6 +18,8 @@ from common.grpc.identity import bind_stub
 from common.grpc.inprocess import InProcessChannel, LocalHandlers
 from common.grpc.interceptors import outgoing_context_interceptors
 from common.grpc.services import service_of_stub, services_of_servicer
+from common.grpc.tls import tls_options
+from common.security.pki import spiffe_id
 
 # Round robin over the addresses of a target (the replicas of a context); an address whose health
 # is not SERVING is skipped; a call that failed with UNAVAILABLE (a replica went away) is retried,
@@ -61,8 +63,10 @@ class ChannelPool:
 
     `addresses` maps a context name to a gRPC target ("127.0.0.1:50051", "dns:///account:7000").
     Contexts named in `colocated` run in this process: their stubs get an in-process channel to
-    `local` (the handlers of this process's server) instead of a socket. `credentials` gives the
-    token of an importing context's service identity, which its calls carry.
+    `local` (the handlers of this process's server) instead of a socket, which carries the
+    importing context's identity as a certificate would. `credentials` gives the token of an
+    importing context's service identity, which its calls carry (where certificates do not say
+    who is calling); `tls` the TLS credentials of an importing context's channels (None: plaintext).
     """
 
     def __init__(
@@ -74,7 +78,7 @@ class ChannelPool:
         local: LocalHandlers | None = None,
         colocated: Iterable[str] = (),
         credentials: Callable[[str], str] | None = None,
-        tls: grpc.ChannelCredentials | None = None,
+        tls: Callable[[str], grpc.ChannelCredentials] | None = None,
     ) -> None:
         self._addresses = dict(addresses)
         self._colocated = frozenset(colocated) if local is not None else frozenset()
@@ -83,7 +87,7 @@ class ChannelPool:
         self._options = list(options)
         self._credentials = credentials
         self._tls = tls
-        self._channels: dict[str, aio.Channel | InProcessChannel] = {}
+        self._channels: dict[tuple[str, object], aio.Channel | InProcessChannel] = {}
         self._stubs: dict[tuple[type, str, str], object] = {}
 
     def serves(self, exported: type, wanted: type) -> bool:
@@ -96,29 +100,35 @@ class ChannelPool:
         binding = service_of_stub(wanted)
         return None if binding is None else tuple(m.name for m in binding.descriptor.methods)
 
-    def channel(self, context: str) -> aio.Channel | InProcessChannel:
+    def channel(self, context: str, importer: str = "") -> aio.Channel | InProcessChannel:
+        """The channel `importer`'s calls to `context` travel on: shared by every importer with
+        the same credentials."""
         if context in self._colocated:
-            return self._in_process()
+            return self._in_process(importer)
         target = self._addresses.get(context)
         if target is None:
             raise UnknownAddressError(
                 f"no address configured for context '{context}' (configured: {', '.join(sorted(self._addresses)) or 'none'})"
             )
-        channel = self._channels.get(target)
+        tls = self._tls(importer) if self._tls is not None else None
+        channel = self._channels.get((target, tls))
         if channel is None:
             channel = (
                 aio.insecure_channel(target, options=self._options, interceptors=self._interceptors)
-                if self._tls is None
-                else aio.secure_channel(target, self._tls, options=self._options, interceptors=self._interceptors)
+                if tls is None
+                else aio.secure_channel(
+                    target, tls, options=[*self._options, *tls_options(target)], interceptors=self._interceptors
+                )
             )
-            self._channels[target] = channel
+            self._channels[(target, tls)] = channel
         return channel
 
-    def _in_process(self) -> InProcessChannel:
-        channel = self._channels.get(_IN_PROCESS)
+    def _in_process(self, importer: str) -> InProcessChannel:
+        channel = self._channels.get((_IN_PROCESS, importer))
         if channel is None:
             assert self._local is not None
-            channel = self._channels[_IN_PROCESS] = InProcessChannel(self._local, self._interceptors)
+            peer = spiffe_id("context", importer) if importer else ""
+            channel = self._channels[(_IN_PROCESS, importer)] = InProcessChannel(self._local, self._interceptors, peer=peer)
         return channel
 
     def bind(self, imported: ModuleContextImport, importer: str, *, external: bool = False) -> object:
@@ -130,7 +140,8 @@ class ChannelPool:
             if not external and self._credentials is not None:
                 credentials = self._credentials
                 token = lambda: credentials(importer)  # noqa: E731 - bound once, called per call
-            stub = bind_stub(imported.type, self.channel(imported.from_context), imported.methods, importer, token)
+            channel = self.channel(imported.from_context, importer)
+            stub = bind_stub(imported.type, channel, imported.methods, importer, token, relay=not external)
             self._stubs[key] = stub
         return stub
 

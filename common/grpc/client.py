@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import grpc
 from grpc import aio
 
 from common.grpc.identity import AUTHORIZATION
 from common.grpc.interceptors import call_details_interceptors
+from common.grpc.tls import tls_options
 
 
 def bearer_interceptors(token: str) -> list[aio.ClientInterceptor]:
@@ -28,9 +32,13 @@ def bearer_channel(target: str, token: str, tls: grpc.ChannelCredentials | None 
 
 
 def open_channel(
-    target: str, tls: grpc.ChannelCredentials | None = None, *, interceptors: list[aio.ClientInterceptor] | None = None
+    target: str,
+    tls: grpc.ChannelCredentials | None = None,
+    *,
+    interceptors: list[aio.ClientInterceptor] | None = None,
+    options: Sequence[tuple[str, Any]] | None = None,
 ) -> aio.Channel:
     """Plaintext without `tls` (loopback), else TLS."""
     if tls is None:
-        return aio.insecure_channel(target, interceptors=interceptors)
-    return aio.secure_channel(target, tls, interceptors=interceptors)
+        return aio.insecure_channel(target, options=options, interceptors=interceptors)
+    return aio.secure_channel(target, tls, options=[*(options or ()), *tls_options(target)], interceptors=interceptors)

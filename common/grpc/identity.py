@@ -20,7 +20,7 @@ from typing import Any
 from common.di import ContextSpec
 from common.errors import PermissionDenied, Unauthenticated
 from common.grpc.services import service_of_stub
-from common.security.context import SecurityContext, caller_var
+from common.security.context import SecurityContext, caller_var, service_identity
 from common.security.tokens import TokenVerifier
 
 AUTHORIZATION = "authorization"
@@ -58,24 +58,50 @@ def _via(value: str | None) -> tuple[str, ...]:
     return chain
 
 
+def _hop(verifier: TokenVerifier, context: SecurityContext, metadata: Metadata) -> SecurityContext:
+    """A call made by `context`: on its own (no subject), or relaying the user it serves."""
+    chain = (*_via(header(metadata, VIA_HEADER)), context.service)
+    subject = header(metadata, SUBJECT_HEADER)
+    if subject is None:
+        return replace(context, via=chain)
+    return replace(verifier.verify_subject(subject), service=context.service, via=chain)
+
+
+def _user(caller: SecurityContext, metadata: Metadata) -> SecurityContext:
+    if header(metadata, SUBJECT_HEADER) is not None or header(metadata, VIA_HEADER) is not None:
+        raise PermissionDenied("RELAY_NOT_ALLOWED", "only a context may act on behalf of a user")
+    return caller
+
+
 class BearerAuthenticator:
     """The caller of a call: a user with their token, or a context with its service token and,
-    when it relays, the user it acts for."""
+    when it relays, the user it acts for (one process, or a mesh without certificates)."""
 
     def __init__(self, verifier: TokenVerifier) -> None:
         self._verifier = verifier
 
-    def authenticate(self, metadata: Metadata) -> SecurityContext:
+    def authenticate(self, metadata: Metadata, peer: str | None = None) -> SecurityContext:
         caller = self._verifier.verify(_bearer(metadata))
-        subject, via = header(metadata, SUBJECT_HEADER), header(metadata, VIA_HEADER)
-        if not caller.service:
-            if subject is not None or via is not None:
-                raise PermissionDenied("RELAY_NOT_ALLOWED", "only a context may act on behalf of a user")
-            return caller
-        chain = (*_via(via), caller.service)
-        if subject is None:
-            return replace(caller, via=chain)
-        return replace(self._verifier.verify_subject(subject), service=caller.service, via=chain)
+        return _hop(self._verifier, caller, metadata) if caller.service else _user(caller, metadata)
+
+
+class CertificateAuthenticator:
+    """The caller of a call in a mesh with mutual TLS: a context is who its verified certificate
+    (or, colocated, its in-process channel) says it is, never who a token says; a user is their
+    token. A token of a service identity is refused: no process can mint one that counts."""
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self._verifier = verifier
+
+    def authenticate(self, metadata: Metadata, peer: str | None = None) -> SecurityContext:
+        if peer is not None:
+            return _hop(self._verifier, service_identity(peer), metadata)
+        caller = self._verifier.verify(_bearer(metadata))
+        if caller.service:
+            raise Unauthenticated(
+                "SERVICE_TOKEN_REFUSED", "contexts are identified by their certificates in this mesh, not by tokens"
+            )
+        return _user(caller, metadata)
 
 
 def check_importer(caller: SecurityContext | None, method: str, importers: frozenset[str]) -> None:
@@ -89,13 +115,15 @@ def check_importer(caller: SecurityContext | None, method: str, importers: froze
         )
 
 
-def identity_metadata(token: str, metadata: Metadata | None) -> tuple[tuple[str, str | bytes], ...]:
-    """The headers of a call a context makes: its identity, and the subject and chain of the
-    call it is serving (none when it acts alone)."""
+def identity_metadata(token: str | None, metadata: Metadata | None) -> tuple[tuple[str, str | bytes], ...]:
+    """The headers of a call a context makes: its identity (its token; none where its
+    certificate says who it is), and the subject and chain of the call it is serving (none when
+    it acts alone)."""
     headers: list[tuple[str, str | bytes]] = [
         (k, v) for k, v in metadata or () if k not in (AUTHORIZATION, SUBJECT_HEADER, VIA_HEADER)
     ]
-    headers.append((AUTHORIZATION, f"Bearer {token}"))
+    if token is not None:
+        headers.append((AUTHORIZATION, f"Bearer {token}"))
     caller = caller_var.get()
     if caller is not None:
         if caller.has_subject and caller.token:
@@ -108,12 +136,13 @@ def identity_metadata(token: str, metadata: Metadata | None) -> tuple[tuple[str,
 class _Identified:
     """One imported RPC of a stub: each call carries the importing context's identity."""
 
-    def __init__(self, call: Callable[..., Any], token: Callable[[], str]) -> None:
+    def __init__(self, call: Callable[..., Any], token: Callable[[], str] | None) -> None:
         self._call = call
         self._token = token
 
     def __call__(self, request: Any, *, metadata: Metadata | None = None, **kwargs: Any) -> Any:
-        return self._call(request, metadata=identity_metadata(self._token(), metadata), **kwargs)
+        token = self._token() if self._token is not None else None
+        return self._call(request, metadata=identity_metadata(token, metadata), **kwargs)
 
 
 def _not_imported(stub_type: type, importer: str, methods: Iterable[str]) -> type:
@@ -131,9 +160,18 @@ def _not_imported(stub_type: type, importer: str, methods: Iterable[str]) -> typ
 _RESTRICTED: dict[tuple[type, str, tuple[str, ...]], type] = {}
 
 
-def bind_stub(stub_type: type, channel: Any, methods: Sequence[str], importer: str, token: Callable[[], str] | None) -> Any:
+def bind_stub(
+    stub_type: type,
+    channel: Any,
+    methods: Sequence[str],
+    importer: str,
+    token: Callable[[], str] | None,
+    *,
+    relay: bool = True,
+) -> Any:
     """The stub a context imported: only `methods` (when named), each call carrying the
-    importer's identity (when `token` is given; never to a context outside the bank)."""
+    importer's token (when given) and the user and chain it serves (`relay`; never to a
+    context outside the bank)."""
     stub = stub_type(channel)
     if not methods:
         return stub
@@ -142,7 +180,7 @@ def bind_stub(stub_type: type, channel: Any, methods: Sequence[str], importer: s
     bound: Any = object.__new__(cls)
     for name in methods:
         call = getattr(stub, name)
-        setattr(bound, name, call if token is None else _Identified(call, token))
+        setattr(bound, name, _Identified(call, token) if relay else call)
     return bound
 
 

@@ -20,7 +20,8 @@ import asyncio
 import contextvars
 import functools
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -70,6 +71,18 @@ def _copy(serialize: Serializer, deserialize: Deserializer, message: Any) -> Any
     return deserialize(data) if deserialize else data
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """The handlers a channel reaches, and the identity its calls arrive with (`peer`: the
+    SPIFFE id of the calling context, as a certificate would carry it)."""
+
+    handlers: LocalHandlers
+    auth: Mapping[str, list[bytes]]
+
+    def lookup(self, method: str) -> grpc.RpcMethodHandler:
+        return self.handlers.lookup(method)
+
+
 class _ServicerContext:
     """What a handler sees of its call (the subset of aio.ServicerContext a handler may use)."""
 
@@ -80,8 +93,10 @@ class _ServicerContext:
         stream: asyncio.Queue[Any] | None = None,
         serialize: Serializer = None,
         deserialize: Deserializer = None,
+        auth: Mapping[str, list[bytes]] | None = None,
     ) -> None:
         self._metadata = tuple(metadata)
+        self._auth = dict(auth or {})
         self._deadline = deadline
         self._stream = stream
         self._serialize, self._deserialize = serialize, deserialize
@@ -135,7 +150,9 @@ class _ServicerContext:
         return False
 
     def auth_context(self) -> dict[str, list[bytes]]:
-        return {}
+        """What a TLS server would read from the peer's certificate: the calling context's
+        identity, which the channel of that context carries."""
+        return dict(self._auth)
 
     def set_compression(self, compression: grpc.Compression) -> None:
         return None
@@ -195,7 +212,7 @@ class _Call:
 class _UnaryUnaryCall(_Call):
     def __init__(
         self,
-        handlers: LocalHandlers,
+        handlers: Endpoint,
         method: str,
         request: Any,
         details: aio.ClientCallDetails,
@@ -207,7 +224,7 @@ class _UnaryUnaryCall(_Call):
 
     async def _run(
         self,
-        handlers: LocalHandlers,
+        handlers: Endpoint,
         method: str,
         request: Any,
         details: aio.ClientCallDetails,
@@ -218,7 +235,7 @@ class _UnaryUnaryCall(_Call):
             handler = handlers.lookup(method)
         except aio.AioRpcError as error:
             raise self._fail(error) from None
-        context = _ServicerContext(aio.Metadata(*(details.metadata or ())), _deadline_of(details.timeout))
+        context = _ServicerContext(aio.Metadata(*(details.metadata or ())), _deadline_of(details.timeout), auth=handlers.auth)
         served = _spawn(handler.unary_unary(_copy(serialize, handler.request_deserializer, request), context))
         try:
             response = await asyncio.wait_for(served, details.timeout)
@@ -248,7 +265,7 @@ class _UnaryUnaryCall(_Call):
 class _UnaryStreamCall(_Call):
     def __init__(
         self,
-        handlers: LocalHandlers,
+        handlers: Endpoint,
         method: str,
         request: Any,
         details: aio.ClientCallDetails,
@@ -266,7 +283,12 @@ class _UnaryStreamCall(_Call):
             self._fail(error)
             return
         self._context = _ServicerContext(
-            aio.Metadata(*(details.metadata or ())), self._deadline, self._queue, handler.response_serializer, deserialize
+            aio.Metadata(*(details.metadata or ())),
+            self._deadline,
+            self._queue,
+            handler.response_serializer,
+            deserialize,
+            auth=handlers.auth,
         )
         self._served = _spawn(self._serve(handler, _copy(serialize, handler.request_deserializer, request), self._context))
 
@@ -338,7 +360,7 @@ class _MultiCallable:
 
     def _terminal(self, details: aio.ClientCallDetails, request: Any) -> _Call:
         call_type = _UnaryUnaryCall if self._kind == "unary_unary" else _UnaryStreamCall
-        return call_type(self._channel.handlers, self._method, request, details, self._serialize, self._deserialize)
+        return call_type(self._channel.endpoint, self._method, request, details, self._serialize, self._deserialize)
 
     def __call__(
         self,
@@ -405,8 +427,9 @@ class _Intercepted:
 class InProcessChannel:
     """An aio.Channel look-alike whose calls are answered by handlers in this process."""
 
-    def __init__(self, handlers: LocalHandlers, interceptors: Sequence[Any] = ()) -> None:
+    def __init__(self, handlers: LocalHandlers, interceptors: Sequence[Any] = (), *, peer: str = "") -> None:
         self.handlers = handlers
+        self.endpoint = Endpoint(handlers, {"peer_spiffe_id": [peer.encode()]} if peer else {})
         self.interceptors = list(interceptors)
 
     def unary_unary(

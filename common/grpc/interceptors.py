@@ -33,6 +33,7 @@ from common.observability.logs import RPC_LOGGER, log_fields
 from common.observability.metrics import RpcMetrics
 from common.observability.tracing import ServerSpan, inject
 from common.security.context import SecurityContext, caller_var
+from common.security.pki import identity_of
 
 log = logging.getLogger("ogpgy.grpc")
 rpc_log = logging.getLogger(RPC_LOGGER)
@@ -46,8 +47,9 @@ def _request_id_of(context: aio.ServicerContext) -> str:
 
 
 class Authenticator(Protocol):
-    def authenticate(self, metadata: Sequence[tuple[str, str | bytes]]) -> SecurityContext:
-        """The caller, or Unauthenticated."""
+    def authenticate(self, metadata: Sequence[tuple[str, str | bytes]], peer: str | None = None) -> SecurityContext:
+        """The caller, or Unauthenticated. `peer`: the calling context as its verified
+        certificate (or its in-process channel) names it; None for anyone else."""
 
 
 class _Malformed:
@@ -109,11 +111,21 @@ class Guard:
     importers: frozenset[str] = frozenset()
 
 
+def _peer_context(context: aio.ServicerContext) -> str | None:
+    """The context a verified peer certificate names (spiffe://ogpgy.bank/context/<name>)."""
+    ids: list[bytes] = context.auth_context().get("peer_spiffe_id") or []
+    return identity_of(ids[0].decode()) if len(ids) == 1 else None
+
+
 def _enter_call(context: aio.ServicerContext, method: str, guard: Guard) -> None:
     request_id_var.set(_request_id_of(context))
     remaining = context.time_remaining()
     deadline_var.set(None if remaining is None else time.monotonic() + remaining)
-    caller = guard.authenticator.authenticate(context.invocation_metadata() or ()) if guard.authenticator else None
+    caller = (
+        guard.authenticator.authenticate(context.invocation_metadata() or (), _peer_context(context))
+        if guard.authenticator
+        else None
+    )
     check_importer(caller, method, guard.importers)
     caller_var.set(caller)
 

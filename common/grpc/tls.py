@@ -11,10 +11,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import grpc
 
-from common.security.pki import LEAF_LIFETIME, CertificateAuthority, Issued
+from common.security.pki import LEAF_LIFETIME, CertificateAuthority, Issued, load
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
@@ -24,9 +25,39 @@ def is_loopback(host: str) -> bool:
     return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
-class ServerCertificate:
-    """The certificate a server presents, renewed before it expires (thread-safe: gRPC fetches
-    it from its own threads)."""
+class _Presented:
+    """The certificate a server presents, replaced for new connections when `_next` has one
+    (thread-safe: gRPC asks from its own threads)."""
+
+    def __init__(self, current: Issued, ca_certificate: bytes) -> None:
+        self.current = current
+        self._ca = ca_certificate
+        self._lock = threading.Lock()
+
+    def _next(self) -> Issued | None:
+        """A certificate to present from now on; None keeps the current one."""
+        raise NotImplementedError
+
+    def _configuration(self, issued: Issued) -> grpc.ServerCertificateConfiguration:
+        return grpc.ssl_server_certificate_configuration([(issued.private_key, issued.certificate)], root_certificates=self._ca)
+
+    def _renewed(self) -> grpc.ServerCertificateConfiguration | None:
+        with self._lock:
+            following = self._next()
+            if following is None:
+                return None
+            self.current = following
+            return self._configuration(following)
+
+    def credentials(self, *, require_client_certificate: bool) -> grpc.ServerCredentials:
+        return grpc.dynamic_ssl_server_credentials(
+            self._configuration(self.current), self._renewed, require_client_authentication=require_client_certificate
+        )
+
+
+class ServerCertificate(_Presented):
+    """A certificate this process issues itself (it holds the CA: one process, `ogpgy up --tls`),
+    renewed once past two thirds of its life."""
 
     def __init__(
         self,
@@ -42,31 +73,47 @@ class ServerCertificate:
         self._hosts = tuple(hosts)
         self._lifetime = lifetime
         self._clock = clock
-        self._lock = threading.Lock()
-        self.current = self._issue()
+        super().__init__(self._issue(), authority.certificate_pem)
         self.issued = 1  # how many certificates this server has presented (rotation is visible)
 
     def _issue(self) -> Issued:
         return self._authority.issue(self._identity, hosts=self._hosts, lifetime=self._lifetime, now=self._clock())
 
-    def _configuration(self, issued: Issued) -> grpc.ServerCertificateConfiguration:
-        return grpc.ssl_server_certificate_configuration(
-            [(issued.private_key, issued.certificate)], root_certificates=self._authority.certificate_pem
-        )
+    def _next(self) -> Issued | None:
+        if not self.current.renew_after(self._clock(), self._lifetime):
+            return None
+        self.issued += 1
+        return self._issue()
 
-    def _renewed(self) -> grpc.ServerCertificateConfiguration | None:
-        """None keeps the current certificate; a configuration replaces it for new connections."""
-        with self._lock:
-            if not self.current.renew_after(self._clock(), self._lifetime):
-                return None
-            self.current = self._issue()
-            self.issued += 1
-            return self._configuration(self.current)
 
-    def credentials(self, *, require_client_certificate: bool) -> grpc.ServerCredentials:
-        return grpc.dynamic_ssl_server_credentials(
-            self._configuration(self.current), self._renewed, require_client_authentication=require_client_certificate
-        )
+class CertificateFile(_Presented):
+    """A certificate someone else issues into files (`<name>.pem`, `<name>.key`): read again
+    when the file changes, so that a renewed certificate serves new connections."""
+
+    def __init__(self, directory: Path, name: str, ca_certificate: bytes) -> None:
+        self._directory, self._name = directory, name
+        self._stamp = self._modified()
+        super().__init__(load(directory, name), ca_certificate)
+
+    def _modified(self) -> int:
+        return (self._directory / f"{self._name}.pem").stat().st_mtime_ns
+
+    def _next(self) -> Issued | None:
+        stamp = self._modified()
+        if stamp == self._stamp:
+            return None
+        self._stamp = stamp
+        return load(self._directory, self._name)
+
+
+def tls_options(target: str) -> list[tuple[str, str]]:
+    """The name a TLS channel verifies the server by: for a list of addresses (`ipv4:a:1,b:2`,
+    which round_robin balances over) gRPC has no host to check, so the first one's is named."""
+    scheme, _, addresses = target.partition(":")
+    if scheme not in ("ipv4", "ipv6") or not addresses:
+        return []
+    first = addresses.split(",")[0].rsplit(":", 1)[0].strip("[]")
+    return [("grpc.ssl_target_name_override", first)]
 
 
 def channel_credentials(ca_certificate: bytes, client: Issued | None = None) -> grpc.ChannelCredentials:

@@ -173,3 +173,19 @@ class CertificateAuthority:
             .sign(self._key, hashes.SHA256())
         )
         return Issued(certificate.public_bytes(serialization.Encoding.PEM), _key_pem(key), not_after)
+
+
+def save(directory: Path, name: str, issued: Issued) -> None:
+    """`<name>.pem` (the certificate) and `<name>.key` (its key, 0600), the key first: a reader
+    that sees the new certificate finds its key."""
+    _write_private(directory / f"{name}.key", issued.private_key)
+    certificate = directory / f"{name}.pem"
+    tmp = certificate.with_suffix(".pem.tmp")
+    tmp.write_bytes(issued.certificate)
+    os.replace(tmp, certificate)
+
+
+def load(directory: Path, name: str) -> Issued:
+    certificate = (directory / f"{name}.pem").read_bytes()
+    not_after = x509.load_pem_x509_certificate(certificate).not_valid_after_utc
+    return Issued(certificate, (directory / f"{name}.key").read_bytes(), not_after)

@@ -22,10 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 
-from grpc import aio  # noqa: E402
+import grpc  # noqa: E402
 
 from common.grpc.channels import DEFAULT_CHANNEL_OPTIONS  # noqa: E402
-from common.grpc.client import bearer_interceptors  # noqa: E402
+from common.grpc.client import bearer_interceptors, open_channel  # noqa: E402
 from mesh.embedded import CONTEXT_NAMES  # noqa: E402
 from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc  # noqa: E402
 from ogpgy.payment.v1 import payment_service_pb2 as ppb  # noqa: E402
@@ -37,11 +37,13 @@ from tests.local_mesh import loopback_mesh  # noqa: E402
 from tests.servers import PostgresServer  # noqa: E402
 
 
-async def internal_payments(targets: dict[str, str], seconds: float, in_flight: int) -> Result:
-    token = await issue_token(targets["identity"], password=ADMIN_PASSWORD)
+async def internal_payments(
+    targets: dict[str, str], seconds: float, in_flight: int, tls: grpc.ChannelCredentials | None = None
+) -> Result:
+    token = await issue_token(targets["identity"], password=ADMIN_PASSWORD, tls=tls)
+    interceptors = bearer_interceptors(token)
     channels = {
-        t: aio.insecure_channel(t, options=DEFAULT_CHANNEL_OPTIONS, interceptors=bearer_interceptors(token))
-        for t in set(targets.values())
+        t: open_channel(t, tls, options=DEFAULT_CHANNEL_OPTIONS, interceptors=interceptors) for t in set(targets.values())
     }
     try:
         client = Bank(channels[targets["account"]])
@@ -96,7 +98,7 @@ def distributed(dsn: str, seconds: float, in_flight: int) -> tuple[float, Result
     mesh = loopback_mesh("ogpgy-bench-mesh-", postgres=dsn, log_level="WARNING")
     mesh.start()
     try:
-        return mesh.started_in, asyncio.run(internal_payments(mesh.config.targets(), seconds, in_flight))
+        return mesh.started_in, asyncio.run(internal_payments(mesh.config.targets(), seconds, in_flight, mesh.tls))
     finally:
         mesh.stop()
 

@@ -85,7 +85,7 @@ async def test_kills_and_restarts_under_load_leave_the_bank_consistent(mesh: Mes
     assert mesh.postgres is not None
     dsn = mesh.postgres.database(DATABASE)
     targets = {c: mesh.config.target(c) for c in CONTEXTS}
-    async with mesh_client(targets) as ch:
+    async with mesh_client(targets, mesh.tls) as ch:
         load = Load(ch, await setup_accounts(ch))
         workers = [asyncio.create_task(load.worker()) for _ in range(WORKERS)]
         done = await asyncio.to_thread(_faults, mesh)
@@ -106,7 +106,7 @@ async def test_kills_and_restarts_under_load_leave_the_bank_consistent(mesh: Mes
     assert not left, f"still unsettled after 90 s: {left}"
     broken = {name: rows for name, sql in LEDGER.items() if (rows := _query(dsn, sql))}
     assert not broken, broken
-    async with mesh_client(targets) as ch:
+    async with mesh_client(targets, mesh.tls) as ch:
         report = await pgrpc.PaymentServiceStub(ch["payment"]).ReconcileNetwork(ppb.ReconcileNetworkRequest())
     print(
         "reconciliation:",

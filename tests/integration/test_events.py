@@ -18,7 +18,7 @@ from common.config import Settings
 from common.events.bus import EventBus
 from common.events.envelope import Envelope, event_type_of
 from common.events.memory import InMemoryBackend
-from common.events.redis_streams import DLQ_PREFIX, RedisStreamsBackend, stream_of
+from common.events.redis_streams import DLQ_PREFIX, RedisStreamsBackend, _after, stream_of
 from common.ids import new_id
 from mesh.embedded import start_embedded
 from ogpgy.account.v1 import account_service_pb2 as apb
@@ -198,6 +198,35 @@ async def test_trimming_never_drops_what_a_group_has_not_acknowledged(
     assert any("is 200 events behind" in r.getMessage() for r in caplog.records), "a group far behind is an alarm"
     await subscription.close()
     await client.delete(read, unread)
+    await client.aclose()
+    await backend.stop()
+
+
+async def test_a_group_that_acknowledged_since_it_was_listed_neither_breaks_a_publish_nor_duplicates_it(
+    redis_server: RedisServer,
+) -> None:
+    """XINFO GROUPS said "pending 1", then the consumer acknowledged before XPENDING: its "min" was
+    None, trimming raised inside publish, and the outbox published the event again."""
+    backend = RedisStreamsBackend(redis_server.url)
+    client = aioredis.from_url(redis_server.url)
+    stream = stream_of("test.v1.Acked")
+    await client.delete(stream)
+    await client.xgroup_create(stream, "quick", id="0", mkstream=True)
+    await backend.publish(Envelope(new_id("evt"), "test.v1.Acked", b"1", "2026-01-01T00:00:00+00:00", {}))
+    listed = (await client.xinfo_groups(stream))[0]
+    [(entry_id, _)] = (await client.xreadgroup("quick", "c1", {stream: ">"}))[0][1]
+    stale = {**listed, "pending": 1, "last-delivered-id": entry_id}  # as listed just before the acknowledgement
+    await client.xack(stream, "quick", entry_id)
+    assert await backend._oldest_unacked(stream, stale) == _after(entry_id)
+
+    async def failing_trim(stream: str) -> int:
+        raise ValueError("trimming broke")
+
+    backend.trim = failing_trim  # type: ignore[method-assign]  # a clean-up that fails
+    backend._trimmed_at.clear()
+    await backend.publish(Envelope(new_id("evt"), "test.v1.Acked", b"2", "2026-01-01T00:00:00+00:00", {}))
+    assert await client.xlen(stream) == 2, "the publish succeeded once, whatever the trimming did"
+    await client.delete(stream)
     await client.aclose()
     await backend.stop()
 

@@ -15,18 +15,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import grpc
 import pytest
 import redis
-from grpc import aio
+from grpc import StatusCode, aio
 
 from common.config import Settings
 from common.events.redis_streams import stream_of
 from common.grpc.channels import DEFAULT_CHANNEL_OPTIONS
-from common.grpc.client import bearer_interceptors
+from common.grpc.client import bearer_channel, bearer_interceptors, open_channel
+from common.grpc.tls import channel_credentials
+from common.security.pki import load
+from common.security.tokens import TokenSettings, issue_service, load_or_create_private_key
 from mesh.config import MeshConfig
 from mesh.distributed import Mesh
 from mesh.embedded import CONTEXT_NAMES, start_embedded
 from mesh.status import mesh_status, scrape
+from ogpgy.account.v1 import account_service_pb2 as apb
+from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
 from ogpgy.customer.v1 import customer_service_pb2 as cpb
 from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc
 from ogpgy.customer.v1.events_pb2 import CustomerOnboarded
@@ -39,20 +45,22 @@ from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
 from ogpgy.type.v1 import date_pb2
 from tests.bank_helpers import Bank, eur, fresh_document
 from tests.conftest import ADMIN_PASSWORD, document, issue_token, onboarding
+from tests.grpc_assert import error_reason, rpc_error
 from tests.local_mesh import loopback_mesh
 
 CONTEXTS = ("identity", "customer", "account", "payment", "lending", "interest")
 
 
 @asynccontextmanager
-async def mesh_client(targets: Mapping[str, str]) -> AsyncIterator[dict[str, aio.Channel]]:
-    """A channel per context, as the first admin; replicas are balanced round robin."""
-    token = await issue_token(targets["identity"])
+async def mesh_client(
+    targets: Mapping[str, str], tls: grpc.ChannelCredentials | None = None
+) -> AsyncIterator[dict[str, aio.Channel]]:
+    """A channel per context, as the first admin (over the mesh's mutual TLS with `tls`);
+    replicas are balanced round robin."""
+    token = await issue_token(targets["identity"], tls=tls)
     channels: dict[str, aio.Channel] = {}
-    opened = {
-        t: aio.insecure_channel(t, options=DEFAULT_CHANNEL_OPTIONS, interceptors=bearer_interceptors(token))
-        for t in set(targets.values())
-    }
+    interceptors = bearer_interceptors(token)
+    opened = {t: open_channel(t, tls, options=DEFAULT_CHANNEL_OPTIONS, interceptors=interceptors) for t in set(targets.values())}
     try:
         channels = {context: opened[target] for context, target in targets.items()}
         yield channels
@@ -73,9 +81,9 @@ def _today() -> date_pb2.Date:
     return date_pb2.Date(year=today.year, month=today.month, day=today.day)
 
 
-async def the_story(targets: Mapping[str, str]) -> None:
+async def the_story(targets: Mapping[str, str], tls: grpc.ChannelCredentials | None = None) -> None:
     """Onboard -> default account -> deposit -> pay -> loan -> interest, each context at its target."""
-    async with mesh_client(targets) as ch:
+    async with mesh_client(targets, tls) as ch:
         bank = mesh_bank(ch)
         alice, bob = await bank.verified_customer("alice"), await bank.verified_customer("bob")
         alice_account = (await bank.default_account(alice, within=30)).account_id
@@ -143,7 +151,7 @@ def distributed() -> Iterator[RunningMesh]:
 
 async def test_the_story_distributed(distributed: RunningMesh) -> None:
     assert len(distributed.mesh.replicas) == len(CONTEXT_NAMES) + 1, "a process per context, two customer replicas"
-    await the_story(distributed.targets)
+    await the_story(distributed.targets, distributed.mesh.tls)
 
 
 async def test_each_event_is_published_once_though_its_context_has_two_replicas(distributed: RunningMesh) -> None:
@@ -154,7 +162,7 @@ async def test_each_event_is_published_once_though_its_context_has_two_replicas(
     stream = stream_of(CustomerOnboarded.DESCRIPTOR.full_name)
     try:
         before = client.xlen(stream)
-        async with mesh_client(distributed.targets) as ch:
+        async with mesh_client(distributed.targets, distributed.mesh.tls) as ch:
             bank = mesh_bank(ch)
             await asyncio.gather(*(bank.verified_customer(f"once-{i}") for i in range(20)))
         deadline = time.monotonic() + 10
@@ -169,7 +177,7 @@ async def test_each_event_is_published_once_though_its_context_has_two_replicas(
 
 
 async def test_killing_a_replica_under_load_fails_no_call(distributed: RunningMesh) -> None:
-    async with mesh_client(distributed.targets) as ch:
+    async with mesh_client(distributed.targets, distributed.mesh.tls) as ch:
         customers = cgrpc.CustomerServiceStub(ch["customer"])
         customer = await mesh_bank(ch).verified_customer("load")
         results: list[bool] = []
@@ -212,7 +220,7 @@ def _contexts_logging(mesh: Mesh, trace_id: str) -> set[str]:
 async def test_a_trace_started_by_the_first_call_is_in_the_logs_of_every_context_on_its_path(distributed: RunningMesh) -> None:
     trace_id = secrets.token_hex(16)
     traced = (("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01"),)
-    async with mesh_client(distributed.targets) as ch:
+    async with mesh_client(distributed.targets, distributed.mesh.tls) as ch:
         bank = mesh_bank(ch)
         payer = await bank.verified_customer("trace-payer")
         payer_account = (await bank.default_account(payer, within=30)).account_id
@@ -251,3 +259,27 @@ async def test_status_shows_health_breakers_lags_and_metrics(distributed: Runnin
         "GetCustomer under load hit L1"
     )
     assert customer["grpc_server_handling_seconds_count"]
+
+
+async def test_a_context_is_who_its_certificate_says_and_calls_only_what_it_imported(distributed: RunningMesh) -> None:
+    pki = distributed.config.data_dir / "pki"
+    ca = (pki / "ca.pem").read_bytes()
+    place_hold = apb.PlaceHoldRequest(
+        request_id="cert-1", debit_account_id="acc_TREASURY_EUR", credit_account_id="acc_CASH_EUR", amount=eur("1.00")
+    )
+    # The interest context imported AccrueInterest, not PlaceHold: its own certificate cannot place a hold.
+    as_interest = channel_credentials(ca, load(pki / "contexts", "interest"))
+    async with open_channel(distributed.targets["account"], as_interest) as channel:
+        info = await error_reason(
+            agrpc.AccountServiceStub(channel).PlaceHold(place_hold, timeout=5), StatusCode.PERMISSION_DENIED
+        )
+    assert info.reason == "RPC_NOT_IMPORTED" and info.metadata["context"] == "interest"
+    # A service token, even one signed with the real key, is no identity here: certificates are.
+    key = load_or_create_private_key(distributed.config.data_dir / "identity-signing-key.pem")
+    forged, _ = issue_service(key, TokenSettings(Settings().jwt_audience, Settings().jwt_issuer), "payment")
+    async with bearer_channel(distributed.targets["account"], forged, distributed.mesh.tls) as channel:
+        info = await error_reason(agrpc.AccountServiceStub(channel).PlaceHold(place_hold, timeout=5), StatusCode.UNAUTHENTICATED)
+    assert info.reason == "SERVICE_TOKEN_REFUSED"
+    # And without a certificate of the bank's CA there is no connection at all.
+    async with open_channel(distributed.targets["account"], channel_credentials(ca)) as channel:
+        await rpc_error(agrpc.AccountServiceStub(channel).PlaceHold(place_hold, timeout=5), grpc.StatusCode.UNAVAILABLE)

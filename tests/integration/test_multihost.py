@@ -58,7 +58,7 @@ async def test_the_story_across_hosts() -> None:
         mesh.start()
         for replica in mesh.replicas:
             assert replica.address.startswith(addresses[host_of[replica.process]]), "each process listens on its host's address"
-        await the_story({c: config.target(c) for c in CONTEXTS})
+        await the_story({c: config.target(c) for c in CONTEXTS}, mesh.tls)
     finally:
         if mesh is not None:
             mesh.stop()
