@@ -259,10 +259,22 @@ def _client_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="speak TLS, trusting this CA certificate (a bank served with --tls: <its data-dir>/pki/ca.pem)",
     )
+    parser.add_argument(
+        "--cert",
+        type=Path,
+        default=None,
+        help="with --cacert, present this certificate (a distributed mesh: <data_dir>/pki/clients/operator.pem)",
+    )
+    parser.add_argument("--key", type=Path, default=None, help="the private key of --cert")
 
 
 def _tls(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
-    return channel_credentials(args.cacert.read_bytes()) if args.cacert else None
+    if not args.cacert:
+        return None
+    if args.cert is None:
+        return channel_credentials(args.cacert.read_bytes())
+    key = args.key or args.cert.with_suffix(".key")
+    return grpc.ssl_channel_credentials(args.cacert.read_bytes(), key.read_bytes(), args.cert.read_bytes())
 
 
 async def _issue_token(args: argparse.Namespace) -> str:
@@ -412,7 +424,9 @@ def _up_distributed(args: argparse.Namespace) -> int:
     for replica in mesh.replicas:
         contexts = ", ".join(config.process(replica.process).contexts)
         print(f"  {replica.process}[{replica.index}]  {replica.address:<22} pid {replica.proc.pid:<8} {contexts}")
-    print(f"Token: scripts/ogpgy token --target {config.target('identity')} --data-dir {config.data_dir}")
+    pki = config.data_dir / "pki"
+    tls = f"--cacert {pki / 'ca.pem'} --cert {pki / 'clients' / 'operator.pem'}"  # mutual TLS: the operator's certificate
+    print(f"Token: scripts/ogpgy token --target {config.target('identity')} --data-dir {config.data_dir} {tls}")
     print("Status: scripts/ogpgy status; stop with Ctrl-C.", flush=True)
     while not received:
         signal.pause()

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
@@ -49,6 +51,9 @@ from tests.grpc_assert import error_reason, rpc_error
 from tests.local_mesh import loopback_mesh
 
 CONTEXTS = ("identity", "customer", "account", "payment", "lending", "interest")
+
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @asynccontextmanager
@@ -283,3 +288,18 @@ async def test_a_context_is_who_its_certificate_says_and_calls_only_what_it_impo
     # And without a certificate of the bank's CA there is no connection at all.
     async with open_channel(distributed.targets["account"], channel_credentials(ca)) as channel:
         await rpc_error(agrpc.AccountServiceStub(channel).PlaceHold(place_hold, timeout=5), grpc.StatusCode.UNAVAILABLE)
+
+
+def _token_command(mesh: RunningMesh, *tls: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "mesh.cli", "token", "--target", mesh.targets["identity"], "--password", ADMIN_PASSWORD]
+    return subprocess.run([*command, *tls], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_ogpgy_token_reaches_the_mesh_with_the_operators_certificate_only(distributed: RunningMesh) -> None:
+    pki = distributed.config.data_dir / "pki"
+    ca, operator = str(pki / "ca.pem"), str(pki / "clients" / "operator.pem")
+    with_certificate = _token_command(distributed, "--cacert", ca, "--cert", operator)
+    assert with_certificate.returncode == 0, with_certificate.stderr
+    assert with_certificate.stdout.strip().count(".") == 2  # a JWT
+    without = _token_command(distributed, "--cacert", ca)
+    assert without.returncode != 0 and "UNAVAILABLE" in without.stderr
