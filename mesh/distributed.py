@@ -26,7 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.config import Settings
 from common.security.secrets import secret_file
-from common.security.tokens import load_or_create_private_key
+from common.security.tokens import jwks, load_or_create_private_key
 from mesh.config import LOCAL, MeshConfig, MeshConfigError
 from mesh.embedded import CONTEXT_NAMES
 from mesh.local_servers import PostgresServer, RedisServer
@@ -61,6 +61,7 @@ def serve_settings(config: MeshConfig, process: str, replica: int, admin_passwor
         admin_password=admin_password or _read_password(config.data_dir),
         mtls=True,
         process=process,
+        signs_tokens="identity" in spec.contexts,  # only the identity context's process holds the signing key
         fraud_rules_path=Path(os.environ["OGPGY_FRAUD_RULES"]) if os.environ.get("OGPGY_FRAUD_RULES") else None,
     )
 
@@ -74,7 +75,9 @@ def ensure_shared_secrets(data_dir: Path, admin_password: str = "") -> str:
     """The signing key and the first admin's password, made once before any process starts (each
     process would otherwise race to make its own)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    load_or_create_private_key(data_dir / "identity-signing-key.pem")
+    key = load_or_create_private_key(data_dir / "identity-signing-key.pem")
+    Settings(data_dir=data_dir).public_keys_path().write_text(jwks([key.public_key()]))  # for the processes that verify only
+    secret_file(Settings(data_dir=data_dir).page_key_path(), lambda: secrets.token_bytes(32))
     path = data_dir / PASSWORD_FILE
     if admin_password:
         return admin_password

@@ -28,6 +28,7 @@ class Settings:
     jwt_audience: str = "ogpgy-bank"
     jwt_issuer: str = "ogpgy-identity"
     token_ttl_seconds: int = 3600
+    token_max_lifetime_seconds: int = 0  # a token living longer (exp - iat) is refused; 0: token_ttl_seconds
     admin_username: str = "admin"
     admin_password: str = ""  # empty: generated on first start and written to <data_dir>/admin-password
     cache_enabled: bool = True
@@ -42,6 +43,7 @@ class Settings:
     tls: bool = False  # serve TLS with the bank's CA (required for any bind beyond loopback)
     mtls: bool = False  # a process of a distributed mesh: mutual TLS, contexts known by their certificates
     process: str = ""  # the process kind this process serves (its server certificate's name)
+    signs_tokens: bool = True  # holds the signing key (serves identity, or everything); else verifies only
     pki_dir: Path | None = None  # the bank's CA and certificates; default <data_dir>/pki
     network_member_key_path: Path | None = (
         None  # the bank's key at VelocityPay; default <data_dir>/velocitypay-member-key (made on first start)
@@ -49,6 +51,13 @@ class Settings:
 
     def key_path(self) -> Path:
         return self.signing_key_path or Path(self.data_dir) / "identity-signing-key.pem"
+
+    def public_keys_path(self) -> Path:
+        """The JWK set of the signing keys (what GetSigningKeys serves), for processes that only verify."""
+        return Path(self.data_dir) / "signing-keys.jwks.json"
+
+    def page_key_path(self) -> Path:
+        return Path(self.data_dir) / "page-token-key"
 
     def pki_path(self) -> Path:
         return self.pki_dir or Path(self.data_dir) / "pki"

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import time
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from common.config import Settings
 from common.di import BaseComponent, og_component
-from common.security.tokens import TokenSettings, TokenVerifier, issue_service, load_or_create_private_key
+from common.security.secrets import secret_file
+from common.security.tokens import KeySet, TokenSettings, TokenVerifier, issue_service, load_or_create_private_key
 
 
 @og_component()
@@ -26,16 +27,21 @@ class Security(BaseComponent):
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self.token_settings = TokenSettings(settings.jwt_audience, settings.jwt_issuer, settings.token_ttl_seconds)
+        self.token_settings = TokenSettings(
+            settings.jwt_audience, settings.jwt_issuer, settings.token_ttl_seconds, settings.token_max_lifetime_seconds
+        )
         self._private_key: Ed25519PrivateKey | None = None
         self._verifier: TokenVerifier | None = None
         self._service_tokens: dict[str, tuple[str, int]] = {}
 
     async def initialize(self) -> None:
-        self.private_key  # noqa: B018 - a missing or broken key fails the start, not the first call
+        self.verifier  # noqa: B018 - a missing or broken key fails the start, not the first call
 
     @property
     def private_key(self) -> Ed25519PrivateKey:
+        """The signing key: only a process that signs tokens (identity's, or the embedded bank) loads it."""
+        if not self._settings.signs_tokens:
+            raise PermissionError("this process verifies tokens only: the identity context signs them")
         if self._private_key is None:
             self._private_key = load_or_create_private_key(self._settings.key_path())
         return self._private_key
@@ -43,13 +49,22 @@ class Security(BaseComponent):
     @property
     def verifier(self) -> TokenVerifier:
         if self._verifier is None:
-            self._verifier = TokenVerifier(self.private_key.public_key(), self.token_settings)
+            self._verifier = TokenVerifier(self._key_set(), self.token_settings)
         return self._verifier
+
+    def _key_set(self) -> KeySet:
+        """The signer verifies with its own key; every other process with the published key set,
+        read again when a token names a key it does not know yet (a rotation)."""
+        if self._settings.signs_tokens:
+            return KeySet([self.private_key.public_key()])
+        path = self._settings.public_keys_path()
+        return KeySet(KeySet.parse(path.read_text()), refresh=lambda: KeySet.parse(path.read_text()))
 
     def derived_key(self, purpose: str) -> bytes:
         """A key for `purpose` (e.g. signing page tokens), the same in every process of the bank
-        and useless for anything else: an HMAC of the purpose under the signing key."""
-        secret = self.private_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        and useless for anything else: an HMAC of the purpose under the page-token secret (which
+        grants no authority, unlike the signing key)."""
+        secret = secret_file(self._settings.page_key_path(), lambda: secrets.token_bytes(32))
         return hmac.new(secret, purpose.encode(), hashlib.sha256).digest()
 
     def service_token(self, context: str) -> str:

@@ -7,12 +7,15 @@ once per token, not once per call.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jwt
 from cachetools import TTLCache
@@ -27,11 +30,19 @@ ALGORITHM = "EdDSA"
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "aud", "iss"]
 
 
+CLOCK_SKEW_SECONDS = 60  # a token issued this far in the future is still believed
+
+
 @dataclass(frozen=True)
 class TokenSettings:
     audience: str
     issuer: str
     ttl_seconds: int = 3600
+    max_lifetime_seconds: int = 0  # exp - iat above this is refused; 0: ttl_seconds
+
+    @property
+    def lifetime_bound(self) -> int:
+        return self.max_lifetime_seconds or self.ttl_seconds
 
 
 def load_or_create_private_key(path: Path) -> Ed25519PrivateKey:
@@ -51,10 +62,55 @@ def public_pem(key: Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def jwks(key: Ed25519PublicKey) -> str:
-    """The public key as a JWK set (what GetSigningKeys returns)."""
-    jwk = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(key))
-    return json.dumps({"keys": [{**jwk, "use": "sig", "alg": ALGORITHM}]})
+def _jwk(key: Ed25519PublicKey) -> dict[str, str]:
+    return dict(json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(key)))
+
+
+def key_id(key: Ed25519PublicKey) -> str:
+    """The key's RFC 7638 thumbprint: the same for the same key in every process, nothing to keep."""
+    jwk = _jwk(key)
+    canonical = json.dumps({"crv": jwk["crv"], "kty": jwk["kty"], "x": jwk["x"]}, separators=(",", ":"), sort_keys=True)
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+
+
+def jwks(keys: Iterable[Ed25519PublicKey]) -> str:
+    """The public keys as a JWK set, each with its kid (what GetSigningKeys returns)."""
+    return json.dumps({"keys": [{**_jwk(k), "kid": key_id(k), "use": "sig", "alg": ALGORITHM} for k in keys]})
+
+
+class KeySet:
+    """The public keys a token may be signed with, by kid: the signing key, and retired ones while
+    tokens they signed may still be alive. `refresh` (rate-limited) is asked when a token names a
+    kid not known yet: a key rotated in elsewhere is learnt without a restart."""
+
+    def __init__(
+        self,
+        keys: Iterable[Ed25519PublicKey],
+        refresh: Callable[[], Iterable[Ed25519PublicKey]] | None = None,
+        refresh_every: float = 5.0,
+    ) -> None:
+        self._keys = {key_id(k): k for k in keys}
+        self._refresh = refresh
+        self._refresh_every = refresh_every
+        self._refreshed_at = float("-inf")
+
+    def get(self, kid: str) -> Ed25519PublicKey | None:
+        found = self._keys.get(kid)
+        if found is None and self._refresh is not None and time.monotonic() - self._refreshed_at >= self._refresh_every:
+            self._refreshed_at = time.monotonic()
+            self._keys = {key_id(k): k for k in self._refresh()}
+            found = self._keys.get(kid)
+        return found
+
+    @staticmethod
+    def parse(text: str) -> list[Ed25519PublicKey]:
+        """The Ed25519 keys of a JWK set (others are ignored)."""
+        keys = []
+        for jwk in json.loads(text).get("keys", []):
+            key = jwt.algorithms.OKPAlgorithm.from_jwk(json.dumps(jwk))
+            if isinstance(key, Ed25519PublicKey):
+                keys.append(key)
+        return keys
 
 
 def _sign(key: Ed25519PrivateKey, settings: TokenSettings, claims: dict[str, object], audience: str = "") -> tuple[str, int]:
@@ -67,7 +123,7 @@ def _sign(key: Ed25519PrivateKey, settings: TokenSettings, claims: dict[str, obj
         "exp": expires,
         "jti": hashlib.sha256(os.urandom(16)).hexdigest()[:16],
     }
-    return jwt.encode(claims, key, algorithm=ALGORITHM), expires
+    return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": key_id(key.public_key())}), expires
 
 
 def issue(key: Ed25519PrivateKey, settings: TokenSettings, caller: SecurityContext, audience: str = "") -> tuple[str, int]:
@@ -88,10 +144,10 @@ def issue_service(key: Ed25519PrivateKey, settings: TokenSettings, context: str)
 
 
 class TokenVerifier:
-    """Checks bearer tokens against one public key."""
+    """Checks bearer tokens against the bank's public keys (the one their kid names)."""
 
-    def __init__(self, public_key: Ed25519PublicKey, settings: TokenSettings) -> None:
-        self._key = public_key
+    def __init__(self, keys: KeySet | Ed25519PublicKey, settings: TokenSettings) -> None:
+        self._keys = keys if isinstance(keys, KeySet) else KeySet([keys])
         self._settings = settings
         self._verified: TTLCache[str, tuple[float, SecurityContext]] = TTLCache(maxsize=50_000, ttl=300)
 
@@ -102,7 +158,7 @@ class TokenVerifier:
         try:
             claims = jwt.decode(
                 token,
-                self._key,
+                self._signing_key(token),
                 algorithms=[ALGORITHM],
                 audience=self._settings.audience,
                 issuer=self._settings.issuer,
@@ -112,9 +168,28 @@ class TokenVerifier:
             raise Unauthenticated("TOKEN_EXPIRED", "the access token has expired; request a new one") from exc
         except jwt.InvalidTokenError as exc:
             raise Unauthenticated("TOKEN_INVALID", "the access token is not valid for this bank") from exc
+        self._check_lifetime(claims)
         caller = _caller(claims, token)
         self._verified[token] = (float(claims["exp"]), caller)
         return caller
+
+    def _signing_key(self, token: str) -> Ed25519PublicKey:
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.InvalidTokenError as exc:
+            raise Unauthenticated("TOKEN_INVALID", "the access token is not valid for this bank") from exc
+        key = self._keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise Unauthenticated("TOKEN_INVALID", "the access token was not signed by a key of this bank")
+        return key
+
+    def _check_lifetime(self, claims: dict[str, Any]) -> None:
+        """However it was signed, a token lives no longer than the bank issues them for."""
+        issued_at, expires = int(claims["iat"]), int(claims["exp"])
+        if issued_at > time.time() + CLOCK_SKEW_SECONDS or expires - issued_at > self._settings.lifetime_bound:
+            raise Unauthenticated(
+                "TOKEN_INVALID", f"the access token may live at most {self._settings.lifetime_bound} s from when it was issued"
+            )
 
     def verify_subject(self, token: str) -> SecurityContext:
         """The end user a context relays a call for: a user's token, never a service's."""

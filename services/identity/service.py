@@ -96,4 +96,4 @@ class IdentityUseCases(BaseComponent):
         return issue(self._security.private_key, self._security.token_settings, caller, audience)
 
     def signing_keys(self) -> str:
-        return jwks(self._security.private_key.public_key())
+        return jwks([self._security.private_key.public_key()])

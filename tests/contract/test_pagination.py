@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import shutil
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -216,17 +217,20 @@ async def test_unknown_parents_are_not_found_for_admins(lists: tuple[aio.Channel
 
 
 async def test_tokens_work_across_replicas(bank: RunningBank, lists: tuple[aio.Channel, list[Rpc], dict[str, str]]) -> None:
-    """Every process derives the same key from the bank's signing key: a token made by one
-    replica is read by another (tested here by a second bank on the same key file)."""
+    """Every process derives the same key from the bank's page-token secret: a token made by one
+    replica is read by another (tested here by a second bank given the same secret and signing key)."""
     from mesh.embedded import start_embedded
 
     channel, rpcs, parents = lists
     users = next(r for r in rpcs if r.name == "ListUsers")
     token = (await _call(channel, users, _request(users, parents, 2))).next_page_token
-    key_file = Path(bank.contexts["infrastructure"].resolve(Settings).key_path())
-    twin = await start_embedded(
-        Settings(data_dir=key_file.parent / "twin", port=0, admin_password=ADMIN_PASSWORD, signing_key_path=key_file)
+    settings = bank.contexts["infrastructure"].resolve(Settings)
+    twin_settings = Settings(
+        data_dir=Path(settings.data_dir) / "twin", port=0, admin_password=ADMIN_PASSWORD, signing_key_path=settings.key_path()
     )
+    twin_settings.page_key_path().parent.mkdir(parents=True)
+    shutil.copyfile(settings.page_key_path(), twin_settings.page_key_path())  # the secret every replica is given
+    twin = await start_embedded(twin_settings)
     try:
         async with bearer_channel(twin.target, await issue_token(twin.target)) as other:
             await _call(other, users, _request(users, parents, 2, token))
