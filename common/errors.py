@@ -82,6 +82,15 @@ class Unavailable(ReasonedError):
     """A dependency is down; retrying later may succeed: UNAVAILABLE."""
 
 
+class ResourceExhausted(ReasonedError):
+    """Too much, too fast, from this caller: RESOURCE_EXHAUSTED with RetryInfo (`retry_after`
+    seconds), so that a client waits instead of hammering."""
+
+    def __init__(self, reason: str, message: str, metadata: dict[str, str] | None = None, retry_after: float = 1.0) -> None:
+        super().__init__(reason, message, metadata)
+        self.retry_after = retry_after
+
+
 class DeadlineExceeded(ReasonedError):
     """The caller's deadline ran out before the answer: DEADLINE_EXCEEDED. What was under way may
     or may not have happened; a retry with the same request_id tells."""

@@ -22,6 +22,7 @@ from common.errors import (
     NotFound,
     PermissionDenied,
     PreconditionFailed,
+    ResourceExhausted,
     Unauthenticated,
     ValidationFailed,
 )
@@ -30,12 +31,15 @@ from common.grpc.status import no_answer, rich_status, unpack_detail
 R = TypeVar("R")
 Metadata = Sequence[tuple[str, str]]
 
-_REASONED: dict[grpc.StatusCode, type[PreconditionFailed | AlreadyExists | Aborted | PermissionDenied | Unauthenticated]] = {
+_REASONED: dict[
+    grpc.StatusCode, type[PreconditionFailed | AlreadyExists | Aborted | PermissionDenied | Unauthenticated | ResourceExhausted]
+] = {
     grpc.StatusCode.FAILED_PRECONDITION: PreconditionFailed,
     grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
     grpc.StatusCode.ABORTED: Aborted,
     grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
     grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
 }
 
 

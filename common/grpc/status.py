@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -19,6 +19,7 @@ from common.errors import (
     PermissionDenied,
     PreconditionFailed,
     ReasonedError,
+    ResourceExhausted,
     Unauthenticated,
     Unavailable,
     ValidationFailed,
@@ -39,6 +40,7 @@ _CODES: list[tuple[type[AppError], int]] = [
     (PermissionDenied, code_pb2.PERMISSION_DENIED),
     (Unavailable, code_pb2.UNAVAILABLE),
     (DeadlineExceeded, code_pb2.DEADLINE_EXCEEDED),
+    (ResourceExhausted, code_pb2.RESOURCE_EXHAUSTED),
 ]
 
 
@@ -63,6 +65,10 @@ def _details(error: AppError) -> list[any_pb2.Any]:
         return [_pack(info)]
     if isinstance(error, ReasonedError):
         info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
+        if isinstance(error, ResourceExhausted):
+            delay = duration_pb2.Duration()
+            delay.FromMilliseconds(max(int(error.retry_after * 1000), 1))
+            return [_pack(info), _pack(error_details_pb2.RetryInfo(retry_delay=delay))]
         return [_pack(info)]
     return []
 

@@ -17,6 +17,16 @@ from ogpgy.identity.v1 import identity_service_pb2_grpc as pb_grpc
 from services.identity.domain import User, validate_new_user
 from services.identity.service import IdentityUseCases
 
+
+def _peer_host(peer: str) -> str:
+    """The caller's address without its port ("ipv4:127.0.0.1:5555" -> "127.0.0.1"): what one
+    machine keeps when it opens a new connection."""
+    kind, _, address = peer.partition(":")
+    if kind not in ("ipv4", "ipv6"):
+        return peer
+    return address.rsplit(":", 1)[0].strip("[]")
+
+
 _ROLE_NAMES = {pb.Role.Value(f"ROLE_{role.upper()}"): role for role in ROLES}
 _ROLE_VALUES = {role: value for value, role in _ROLE_NAMES.items()}
 
@@ -71,7 +81,9 @@ class IdentityApi(pb_grpc.IdentityServiceServicer):
         check_text(v, request.password, "password", max_len=1024)
         check_text(v, request.audience, "audience", max_len=128, required=False)
         v.raise_if_any()
-        token, expires = await self._service.issue_token(request.username, request.password, request.audience)
+        token, expires = await self._service.issue_token(
+            request.username, request.password, request.audience, _peer_host(context.peer())
+        )
         return pb.IssueTokenResponse(access_token=token, expire_time=timestamp(datetime.fromtimestamp(expires, UTC)))
 
     async def GetSigningKeys(self, request: pb.GetSigningKeysRequest, context: aio.ServicerContext) -> pb.GetSigningKeysResponse:

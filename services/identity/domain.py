@@ -61,3 +61,53 @@ def password_matches(password: str, stored: str) -> bool:
         password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p), maxmem=_SCRYPT_MAXMEM
     )
     return hmac.compare_digest(candidate, base64.b64decode(digest))
+
+
+@dataclass
+class _Strikes:
+    failures: int = 0
+    locked_until: float = 0.0
+
+
+class LoginThrottle:
+    """Wrong passwords lock out who made them, for a time that doubles with each further failure:
+    a typo costs nothing, guessing soon costs minutes. A username is locked after a few failures
+    (from anywhere); a peer after many (across usernames), so that one address cannot try one
+    password on every user. Success clears the username's count. Times are seconds on any
+    monotonic scale; what it remembers is bounded (the oldest entries go first)."""
+
+    def __init__(
+        self,
+        *,
+        lock_user_after: int = 5,
+        lock_peer_after: int = 50,
+        first_lockout: float = 1.0,
+        longest_lockout: float = 900.0,
+        remembered: int = 100_000,
+    ) -> None:
+        self._after = {"user": lock_user_after, "peer": lock_peer_after}
+        self._first, self._longest = first_lockout, longest_lockout
+        self._strikes: dict[tuple[str, str], _Strikes] = {}
+        self._remembered = remembered
+
+    @staticmethod
+    def _keys(username: str, peer: str) -> list[tuple[str, str]]:
+        return [("user", username.lower()), ("peer", peer)]
+
+    def wait(self, username: str, peer: str, now: float) -> float:
+        """Seconds before this username may be tried again from this peer (0: now)."""
+        return max((self._strikes.get(k, _Strikes()).locked_until - now for k in self._keys(username, peer)), default=0.0)
+
+    def failed(self, username: str, peer: str, now: float) -> None:
+        for key in self._keys(username, peer):
+            strikes = self._strikes.pop(key, None) or _Strikes()
+            strikes.failures += 1
+            beyond = strikes.failures - self._after[key[0]]
+            if beyond >= 0:
+                strikes.locked_until = now + min(self._first * 2**beyond, self._longest)
+            self._strikes[key] = strikes  # the most recent last: the first to forget is the oldest
+        while len(self._strikes) > self._remembered:
+            del self._strikes[next(iter(self._strikes))]
+
+    def succeeded(self, username: str) -> None:
+        self._strikes.pop(("user", username.lower()), None)

@@ -3,23 +3,25 @@ validated (api.py); each use case authorizes before it reads or writes."""
 
 from __future__ import annotations
 
-import asyncio
+import math
 import os
 import secrets
+import time
 from pathlib import Path
 
 from common.clock import Clock
 from common.config import Settings
 from common.di import BaseComponent, og_component
-from common.errors import NotFound, Unauthenticated
+from common.errors import NotFound, ResourceExhausted, Unauthenticated
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.pagination import PageRequest
+from common.resilience.bulkhead import Bulkhead
 from common.security.component import Security
 from common.security.context import ADMIN, SecurityContext, current_caller
 from common.security.policy import denied, require_role
 from common.security.tokens import issue, jwks
-from services.identity.domain import User, hash_password, password_matches
+from services.identity.domain import LoginThrottle, User, hash_password, password_matches
 from services.identity.repository import UserRepository
 
 _DUMMY_HASH = "scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
@@ -36,9 +38,15 @@ class IdentityUseCases(BaseComponent):
         self._security = security
         self._settings = settings
         self._clock = clock
+        self._throttle = LoginThrottle()
+        # Hashes are 32 MiB of scrypt each: two at a time, a few waiting, never the event loop's threads.
+        self._hashing = Bulkhead("password-hashing", workers=2, waiting=16)
 
     async def initialize(self) -> None:
         await self._bootstrap_admin()
+
+    async def shutdown(self) -> None:
+        self._hashing.close()
 
     async def _bootstrap_admin(self) -> None:
         """The first admin comes from configuration; without a configured password one is
@@ -62,7 +70,7 @@ class IdentityUseCases(BaseComponent):
     async def _create(
         self, username: str, password: str, roles: tuple[str, ...], customer_id: str, key: IdempotencyKey | None
     ) -> User:
-        password_hash = await asyncio.to_thread(hash_password, password, secrets.token_bytes(16))
+        password_hash = await self._hashing.run(hash_password, password, secrets.token_bytes(16))
         user = User(new_id("usr"), username, roles, customer_id, password_hash, self._clock.now())
         return await self._users.add(user, key)
 
@@ -86,12 +94,24 @@ class IdentityUseCases(BaseComponent):
         users, next_after = await self._users.page(request.after_seq, request.limit)
         return users, request.next_token(next_after)
 
-    async def issue_token(self, username: str, password: str, audience: str) -> tuple[str, int]:
-        """Same answer and about the same time for an unknown user and a wrong password."""
+    async def issue_token(self, username: str, password: str, audience: str, peer: str) -> tuple[str, int]:
+        """Same answer and about the same time for an unknown user and a wrong password; locked
+        out for a while after repeated failures, before any password is hashed."""
+        now = time.monotonic()
+        wait = self._throttle.wait(username, peer, now)
+        if wait > 0:
+            raise ResourceExhausted(
+                "LOGIN_THROTTLED",
+                f"too many failed logins; retry in {math.ceil(wait)} s",
+                {"retry_after_seconds": str(math.ceil(wait))},
+                retry_after=wait,
+            )
         user = await self._users.by_username(username)
-        matches = await asyncio.to_thread(password_matches, password, user.password_hash if user else _DUMMY_HASH)
+        matches = await self._hashing.run(password_matches, password, user.password_hash if user else _DUMMY_HASH)
         if user is None or not matches:
+            self._throttle.failed(username, peer, time.monotonic())
             raise Unauthenticated("INVALID_CREDENTIALS", "unknown username or wrong password")
+        self._throttle.succeeded(username)
         caller = SecurityContext(user.user_id, user.username, user.roles, user.customer_id)
         return issue(self._security.private_key, self._security.token_settings, caller, audience)
 

@@ -38,6 +38,7 @@ from common.errors import (
     NotFound,
     PermissionDenied,
     PreconditionFailed,
+    ResourceExhausted,
     Unauthenticated,
     Unavailable,
     ValidationFailed,
@@ -278,6 +279,7 @@ _EXAMPLES: list[AppError] = [
     PermissionDenied("ACCESS_DENIED", "no"),
     Unavailable("ACCOUNTS_UNAVAILABLE", "down"),
     DeadlineExceeded("DEADLINE_EXCEEDED", "late"),
+    ResourceExhausted("LOGIN_THROTTLED", "wait", retry_after=2.0),
 ]
 
 

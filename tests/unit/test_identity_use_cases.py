@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import AlreadyExists, NotFound, PermissionDenied, Unauthenticated
+from common.errors import AlreadyExists, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated
 from common.idempotency import IdempotencyKey
 from common.pagination import PageRequest, PageTokens
 from common.security.context import ADMIN, CUSTOMER
@@ -31,7 +31,7 @@ def key(request_id: str, content: str = "") -> IdempotencyKey:
 
 async def test_the_configured_first_admin_gets_a_token(identity: IdentityUseCases) -> None:
     with acting_as(None):
-        token, expires = await identity.issue_token("admin", "first-admin-password", "")
+        token, expires = await identity.issue_token("admin", "first-admin-password", "", "127.0.0.1")
     assert token.count(".") == 2 and expires > 0
     with acting_as(ADMIN_CALLER):
         assert [(u.username, u.roles) for u in (await identity.page(FIRST_PAGE))[0]] == [("admin", (ADMIN,))]
@@ -55,13 +55,27 @@ async def test_nobody_but_an_admin_makes_or_lists_users(identity: IdentityUseCas
         with pytest.raises(PermissionDenied):
             await identity.page(FIRST_PAGE)
     with acting_as(None), pytest.raises(Unauthenticated):
-        await identity.issue_token("eve", "a long enough password", "")
+        await identity.issue_token("eve", "a long enough password", "", "127.0.0.1")
 
 
 async def test_a_wrong_password_and_an_unknown_user_get_the_same_answer(identity: IdentityUseCases) -> None:
     answers = []
     for username, password in (("admin", "wrong password"), ("nobody", "first-admin-password")):
         with acting_as(None), pytest.raises(Unauthenticated) as refused:
-            await identity.issue_token(username, password, "")
+            await identity.issue_token(username, password, "", "127.0.0.1")
         answers.append((refused.value.reason, refused.value.message))
     assert answers[0] == answers[1] == ("INVALID_CREDENTIALS", "unknown username or wrong password")
+
+
+async def test_repeated_wrong_passwords_lock_the_username_out_and_no_one_else(identity: IdentityUseCases) -> None:
+    with acting_as(ADMIN_CALLER):
+        await identity.create_user("bob", "bobs long password", (CUSTOMER,), "cus_bob", key("u1"))
+    with acting_as(None):
+        for _ in range(5):
+            with pytest.raises(Unauthenticated):
+                await identity.issue_token("admin", "wrong password!", "", "10.0.0.9")
+        with pytest.raises(ResourceExhausted) as locked:  # even the right password waits now
+            await identity.issue_token("admin", "first-admin-password", "", "10.0.0.9")
+        assert locked.value.reason == "LOGIN_THROTTLED" and 0 < locked.value.retry_after <= 1.0
+        token, _ = await identity.issue_token("bob", "bobs long password", "", "10.0.0.9")  # same address, other user
+        assert token
