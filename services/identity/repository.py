@@ -66,6 +66,10 @@ async def _page(tx: Tx, after: int, limit: int) -> tuple[list[User], int | None]
     return [_user(r) for r in rows], rows[-1]["seq"] if more else None
 
 
+async def _set_password_hash(tx: Tx, user_id: str, password_hash: str) -> None:
+    await tx.execute("UPDATE users SET password_hash = ? WHERE user_id = ?", password_hash, user_id)
+
+
 class UserRepository(Protocol):
     async def add(self, user: User, key: IdempotencyKey | None) -> User: ...
 
@@ -74,6 +78,8 @@ class UserRepository(Protocol):
     async def by_username(self, username: str) -> User | None: ...
 
     async def page(self, after: int, limit: int) -> tuple[list[User], int | None]: ...
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None: ...
 
 
 @og_component()
@@ -92,3 +98,6 @@ class SqlUserRepository(BaseComponent, UserRepository):
 
     async def page(self, after: int, limit: int) -> tuple[list[User], int | None]:
         return await self._db.read(_page, after, limit)
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        await self._db.write(_set_password_hash, user_id, password_hash)

@@ -21,10 +21,11 @@ from common.security.component import Security
 from common.security.context import ADMIN, SecurityContext, current_caller
 from common.security.policy import denied, require_role
 from common.security.tokens import issue, jwks
-from services.identity.domain import LoginThrottle, User, hash_password, password_matches
+from services.identity.domain import LoginThrottle, User, hash_password, needs_rehash, password_matches
 from services.identity.repository import UserRepository
 
-_DUMMY_HASH = "scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+# Checked for an unknown username, at the same cost as a real one (argon2id, current parameters).
+_DUMMY_HASH = "$argon2id$v=19$m=19456,t=2,p=1$Wh+e0CySjxjYsgjEMN4zEA$bQ3Wym8f7jRFltQv4ujdyKEXJPD3aE7kYXpcX8ebLHs"
 
 
 def admin_password_file(settings: Settings) -> Path:
@@ -39,7 +40,7 @@ class IdentityUseCases(BaseComponent):
         self._settings = settings
         self._clock = clock
         self._throttle = LoginThrottle()
-        # Hashes are 32 MiB of scrypt each: two at a time, a few waiting, never the event loop's threads.
+        # Each hash is 19 MiB of argon2id: two at a time, a few waiting, never the event loop's threads.
         self._hashing = Bulkhead("password-hashing", workers=2, waiting=16)
 
     async def initialize(self) -> None:
@@ -70,7 +71,7 @@ class IdentityUseCases(BaseComponent):
     async def _create(
         self, username: str, password: str, roles: tuple[str, ...], customer_id: str, key: IdempotencyKey | None
     ) -> User:
-        password_hash = await self._hashing.run(hash_password, password, secrets.token_bytes(16))
+        password_hash = await self._hashing.run(hash_password, password)
         user = User(new_id("usr"), username, roles, customer_id, password_hash, self._clock.now())
         return await self._users.add(user, key)
 
@@ -112,6 +113,8 @@ class IdentityUseCases(BaseComponent):
             self._throttle.failed(username, peer, time.monotonic())
             raise Unauthenticated("INVALID_CREDENTIALS", "unknown username or wrong password")
         self._throttle.succeeded(username)
+        if needs_rehash(user.password_hash):  # an older scheme or weaker parameters: upgraded while the password is at hand
+            await self._users.set_password_hash(user.user_id, await self._hashing.run(hash_password, password))
         caller = SecurityContext(user.user_id, user.username, user.roles, user.customer_id)
         return issue(self._security.private_key, self._security.token_settings, caller, audience)
 

@@ -7,12 +7,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 
 from common.errors import AlreadyExists, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated
 from common.idempotency import IdempotencyKey
 from common.pagination import PageRequest, PageTokens
 from common.security.context import ADMIN, CUSTOMER
+from services.identity.domain import hash_password, needs_rehash, password_matches, scrypt_hash
 from services.identity.module import IdentityModule
+from services.identity.repository import UserRepository
 from services.identity.service import IdentityUseCases
 from tests.unit.contexts import ADMIN_CALLER, acting_as, context_under_test, customer_caller
 
@@ -79,3 +82,29 @@ async def test_repeated_wrong_passwords_lock_the_username_out_and_no_one_else(id
         assert locked.value.reason == "LOGIN_THROTTLED" and 0 < locked.value.retry_after <= 1.0
         token, _ = await identity.issue_token("bob", "bobs long password", "", "10.0.0.9")  # same address, other user
         assert token
+
+
+async def test_a_password_stored_the_old_way_is_rehashed_with_argon2id_at_the_next_login(tmp_path: Path) -> None:
+    async with context_under_test(IdentityModule, tmp_path, {}, admin_password="first-admin-password") as context:
+        identity, users = context.resolve(IdentityUseCases), context.resolve(UserRepository)
+        with acting_as(ADMIN_CALLER):
+            bob = await identity.create_user("bob", "bobs long password", (CUSTOMER,), "cus_bob", key("u1"))
+        assert bob.password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+        await users.set_password_hash(bob.user_id, scrypt_hash("bobs long password", b"0123456789abcdef"))
+        with acting_as(None):
+            assert (await identity.issue_token("bob", "bobs long password", "", "127.0.0.1"))[0]
+        upgraded = await users.get(bob.user_id)
+        assert upgraded is not None and upgraded.password_hash.startswith("$argon2id$")
+        with acting_as(None):
+            assert (await identity.issue_token("bob", "bobs long password", "", "127.0.0.1"))[0]
+
+
+def test_only_argon2id_at_the_current_parameters_needs_no_rehash() -> None:
+    current = hash_password("a long enough password")
+    assert password_matches("a long enough password", current) and not password_matches("another password!", current)
+    assert not needs_rehash(current)
+    weaker = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash("a long enough password")
+    assert password_matches("a long enough password", weaker) and needs_rehash(weaker)
+    legacy = scrypt_hash("a long enough password", b"0123456789abcdef")
+    assert password_matches("a long enough password", legacy) and needs_rehash(legacy)
+    assert not password_matches("a long enough password", "$argon2id$garbage")
