@@ -9,6 +9,7 @@ import os
 import shlex
 import signal
 import sys
+import threading
 from collections.abc import Coroutine
 from datetime import date
 from decimal import Decimal
@@ -428,8 +429,11 @@ def _up_distributed(args: argparse.Namespace) -> int:
     tls = f"--cacert {pki / 'ca.pem'} --cert {pki / 'clients' / 'operator.pem'}"  # mutual TLS: the operator's certificate
     print(f"Token: scripts/ogpgy token --target {config.target('identity')} --data-dir {config.data_dir} {tls}")
     print("Status: scripts/ogpgy status; stop with Ctrl-C.", flush=True)
+    renewing = threading.Event()
+    mesh.keep_certificates_fresh(renewing)
     while not received:
         signal.pause()
+    renewing.set()
     print("stopping the mesh...", file=sys.stderr, flush=True)
     mesh.stop()
     return 0

@@ -16,6 +16,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.config import Settings
+from common.security.pki import LEAF_LIFETIME
 from common.security.secrets import secret_file
 from common.security.tokens import jwks, load_or_create_private_key
 from mesh.config import LOCAL, MeshConfig, MeshConfigError
@@ -194,6 +196,27 @@ class Mesh:
             if waiting and time.monotonic() > deadline:
                 raise TimeoutError(f"not SERVING in time: {', '.join(f'{r.process}[{r.index}]' for r in waiting)}")
             time.sleep(0.05)
+
+    def renew_certificates(self) -> None:
+        """Issues every certificate of the mesh again: each server presents its new one to new
+        connections (it reads the file again), without a restart; open connections go on."""
+        issue_mesh_certificates(self.config, CONTEXT_NAMES)
+
+    def keep_certificates_fresh(
+        self, stop: threading.Event, every: float = LEAF_LIFETIME.total_seconds() / 3
+    ) -> threading.Thread:
+        """Renews the certificates every `every` seconds until `stop` is set (what `up` runs)."""
+
+        def renew() -> None:
+            while not stop.wait(every):
+                try:
+                    self.renew_certificates()
+                except OSError:
+                    log.exception("renewing the mesh's certificates failed; retrying at the next round")
+
+        thread = threading.Thread(target=renew, name="certificate-renewal", daemon=True)
+        thread.start()
+        return thread
 
     def restart(self, process: str, index: int = 0, *, kill: bool = True, timeout: float = 60.0) -> None:
         """kill -9 (or SIGTERM) one replica and start it again on its address; waits until SERVING."""

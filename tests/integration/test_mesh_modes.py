@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -20,6 +22,7 @@ from pathlib import Path
 import grpc
 import pytest
 import redis
+from cryptography import x509
 from grpc import StatusCode, aio
 
 from common.config import Settings
@@ -303,3 +306,56 @@ def test_ogpgy_token_reaches_the_mesh_with_the_operators_certificate_only(distri
     assert with_certificate.stdout.strip().count(".") == 2  # a JWT
     without = _token_command(distributed, "--cacert", ca)
     assert without.returncode != 0 and "UNAVAILABLE" in without.stderr
+
+
+def _served_serial(address: str, pki: Path) -> int:
+    """The serial number of the certificate a process shows a new connection (as the operator)."""
+    host, port = address.rsplit(":", 1)
+    context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    context.load_cert_chain(pki / "clients" / "operator.pem", pki / "clients" / "operator.key")
+    context.set_alpn_protocols(["h2"])
+    with (
+        socket.create_connection((host, int(port)), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+async def test_renewed_certificates_serve_new_connections_under_load_without_a_failed_call(distributed: RunningMesh) -> None:
+    pki = distributed.config.data_dir / "pki"
+    account = distributed.config.process("account").addresses[0]
+    before = await asyncio.to_thread(_served_serial, account, pki)
+    failures: list[str] = []
+    async with mesh_client(distributed.targets, distributed.mesh.tls) as ch:
+        bank = mesh_bank(ch)
+        customer = await bank.verified_customer("renewal")
+        stop = asyncio.Event()
+
+        async def load() -> int:
+            calls = 0
+            while not stop.is_set():
+                try:  # on the open connections, and on a new one each time
+                    await bank.accounts.ListAccounts(apb.ListAccountsRequest(customer_id=customer), timeout=5)
+                    async with mesh_client(
+                        {"account": distributed.targets["account"], "identity": distributed.targets["identity"]},
+                        distributed.mesh.tls,
+                    ) as fresh:
+                        await agrpc.AccountServiceStub(fresh["account"]).ListAccounts(
+                            apb.ListAccountsRequest(customer_id=customer), timeout=5
+                        )
+                    calls += 2
+                except grpc.RpcError as failed:
+                    failures.append(f"{failed.code()}: {failed.details()}")
+            return calls
+
+        running = asyncio.ensure_future(load())
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(distributed.mesh.renew_certificates)
+        await asyncio.sleep(1.0)
+        stop.set()
+        calls = await running
+    after = await asyncio.to_thread(_served_serial, account, pki)
+    assert after != before, "a new connection was shown the renewed certificate"
+    assert calls > 0 and not failures, failures[:3]
