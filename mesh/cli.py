@@ -426,11 +426,12 @@ def _up_distributed(args: argparse.Namespace) -> int:
         contexts = ", ".join(config.process(replica.process).contexts)
         print(f"  {replica.process}[{replica.index}]  {replica.address:<22} pid {replica.proc.pid:<8} {contexts}")
     pki = config.data_dir / "pki"
-    tls = f"--cacert {pki / 'ca.pem'} --cert {pki / 'clients' / 'operator.pem'}"  # mutual TLS: the operator's certificate
+    tls = f"--cacert {pki / 'ca.pem'} --cert {pki / 'clients' / 'operator.pem'}" if config.mutual_tls else ""
     print(f"Token: scripts/ogpgy token --target {config.target('identity')} --data-dir {config.data_dir} {tls}")
     print("Status: scripts/ogpgy status; stop with Ctrl-C.", flush=True)
     renewing = threading.Event()
-    mesh.keep_certificates_fresh(renewing)
+    if config.mutual_tls:
+        mesh.keep_certificates_fresh(renewing)
     while not received:
         signal.pause()
     renewing.set()

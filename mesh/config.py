@@ -7,6 +7,7 @@ loopback, two replicas of the customer context):
     data_dir = "var/mesh"   # signing key, admin password, local Redis and PostgreSQL data
     redis = "local"         # "local": started for you; or redis://host:port/db
     postgres = "local"      # "local": a cluster under data_dir, started for you; or a DSN
+    mutual_tls = true       # false (loopback only, for comparisons): plaintext, every process holds the signing key
 
     [process.core]          # contexts named together share a process: their calls are colocated
     contexts = ["account", "payment"]
@@ -50,6 +51,7 @@ class MeshConfig:
     redis: str
     postgres: str
     processes: tuple[ProcessSpec, ...]
+    mutual_tls: bool = True
 
     def process(self, name: str) -> ProcessSpec:
         for spec in self.processes:
@@ -90,13 +92,14 @@ def target_of(addresses: tuple[str, ...]) -> str:
     return f"ipv{versions.pop()}:{','.join(addresses)}"
 
 
-def mesh_toml(data_dir: Path, redis: str, postgres: str, processes: list[ProcessSpec]) -> str:
+def mesh_toml(data_dir: Path, redis: str, postgres: str, processes: list[ProcessSpec], *, mutual_tls: bool = True) -> str:
     """The text of a mesh configuration, in the format load_mesh_config reads."""
 
     def listed(values: tuple[str, ...]) -> str:
         return "[" + ", ".join(f'"{v}"' for v in values) + "]"
 
-    lines = [f'[mesh]\ndata_dir = "{data_dir}"\nredis = "{redis}"\npostgres = "{postgres}"\n']
+    plaintext = "" if mutual_tls else "mutual_tls = false\n"
+    lines = [f'[mesh]\ndata_dir = "{data_dir}"\nredis = "{redis}"\npostgres = "{postgres}"\n{plaintext}']
     for spec in processes:
         lines.append(f"[process.{spec.name}]\ncontexts = {listed(spec.contexts)}\naddresses = {listed(spec.addresses)}")
         if spec.metrics:
@@ -124,6 +127,7 @@ def load_mesh_config(
         redis=environ.get("OGPGY_REDIS_URL") or str(mesh.get("redis", LOCAL)),
         postgres=environ.get("OGPGY_POSTGRES_DSN") or str(mesh.get("postgres", LOCAL)),
         processes=processes,
+        mutual_tls=bool(mesh.get("mutual_tls", True)),
     )
     _check(path, config, known_contexts)
     return config
@@ -143,7 +147,19 @@ def _process(path: Path, name: str, body: Mapping[str, object], environ: Mapping
     return ProcessSpec(name, tuple(contexts), tuple(a.strip() for a in addresses), tuple(str(m).strip() for m in metrics))
 
 
+def _check_plaintext(path: Path, config: MeshConfig) -> None:
+    """Plaintext between processes only where nobody else listens: tokens would cross in clear."""
+    hosts = {address.rsplit(":", 1)[0].strip("[]") for spec in config.processes for address in spec.addresses}
+    beyond = sorted(h for h in hosts if h not in ("127.0.0.1", "localhost", "::1") and not h.startswith("127."))
+    if not config.mutual_tls and beyond:
+        raise MeshConfigError(
+            f"{path}: mutual_tls = false is for a mesh on loopback only, but processes listen on {', '.join(beyond)}; "
+            "remove the line (mutual TLS is the default)"
+        )
+
+
 def _check(path: Path, config: MeshConfig, known_contexts: tuple[str, ...]) -> None:
+    _check_plaintext(path, config)
     placed = [c for p in config.processes for c in p.contexts]
     doubled = sorted({c for c in placed if placed.count(c) > 1})
     if doubled:

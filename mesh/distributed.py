@@ -61,9 +61,11 @@ def serve_settings(config: MeshConfig, process: str, replica: int, admin_passwor
         postgres_dsn=config.postgres,
         redis_url=config.redis,
         admin_password=admin_password or _read_password(config.data_dir),
-        mtls=True,
+        mtls=config.mutual_tls,
         process=process,
-        signs_tokens="identity" in spec.contexts,  # only the identity context's process holds the signing key
+        # With mutual TLS only the identity context's process holds the signing key; without it
+        # (a loopback mesh for comparisons) every process signs its service tokens, as before.
+        signs_tokens="identity" in spec.contexts or not config.mutual_tls,
         fraud_rules_path=Path(os.environ["OGPGY_FRAUD_RULES"]) if os.environ.get("OGPGY_FRAUD_RULES") else None,
     )
 
@@ -140,8 +142,9 @@ class Mesh:
         """Starts what the configuration says is local; the environment every process gets."""
         data_dir = self.config.data_dir
         self.admin_password = ensure_shared_secrets(data_dir, self.admin_password)
-        issue_mesh_certificates(self.config, CONTEXT_NAMES)
-        self.tls = operator_credentials(data_dir)
+        if self.config.mutual_tls:
+            issue_mesh_certificates(self.config, CONTEXT_NAMES)
+            self.tls = operator_credentials(data_dir)
         redis_url, dsn = self.config.redis, self.config.postgres
         if redis_url == LOCAL:
             self.redis = RedisServer(data_dir / "redis")

@@ -46,7 +46,7 @@ def _joined(samples: list[tuple[dict[str, str], float]], label: str, show: type 
 
 def mesh_status(config: MeshConfig) -> list[ReplicaStatus]:
     """Every replica's health (asked over the mesh's mutual TLS, as the operator) and metrics."""
-    tls = operator_credentials(config.data_dir)
+    tls = operator_credentials(config.data_dir) if config.mutual_tls else None
     rows = []
     for spec in config.processes:
         for index, address in enumerate(spec.addresses):

@@ -22,9 +22,11 @@ def mesh_root(prefix: str = "ogpgy-mesh-") -> Path:
     return root
 
 
-def write_mesh(root: Path, processes: list[ProcessSpec], *, redis: str = "local", postgres: str = "local") -> Path:
+def write_mesh(
+    root: Path, processes: list[ProcessSpec], *, redis: str = "local", postgres: str = "local", mutual_tls: bool = True
+) -> Path:
     path = root / "mesh.toml"
-    path.write_text(mesh_toml(root / "data", redis, postgres, processes))
+    path.write_text(mesh_toml(root / "data", redis, postgres, processes, mutual_tls=mutual_tls))
     return path
 
 
@@ -49,10 +51,11 @@ def loopback_mesh(
     metrics: bool = False,
     postgres: str = "local",
     log_level: str = "INFO",
+    mutual_tls: bool = True,
 ) -> Mesh:
     """A Mesh (not started) over loopback_processes, with fraud limits a load does not hit."""
     root = mesh_root(prefix)
-    path = write_mesh(root, loopback_processes(replicas, metrics=metrics), postgres=postgres)
+    path = write_mesh(root, loopback_processes(replicas, metrics=metrics), postgres=postgres, mutual_tls=mutual_tls)
     return Mesh(
         path,
         load_mesh_config(path, known_contexts=CONTEXT_NAMES),

@@ -185,7 +185,10 @@ class OutboxRelay(BaseComponent):
                 lag.set(await self._unpublished_count())
                 await asyncio.sleep(0.5)
             try:
-                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+                # Not asyncio.wait_for: on Python 3.11 it can swallow a cancellation that arrives as
+                # the event is set (a nudge), and the relay would then never stop.
+                async with asyncio.timeout(POLL_SECONDS):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()

@@ -94,8 +94,8 @@ def embedded(dsn: str, rules: Path, colocated: bool, seconds: float, in_flight: 
             proc.wait(timeout=30)
 
 
-def distributed(dsn: str, seconds: float, in_flight: int) -> tuple[float, Result]:
-    mesh = loopback_mesh("ogpgy-bench-mesh-", postgres=dsn, log_level="WARNING")
+def distributed(dsn: str, seconds: float, in_flight: int, mutual_tls: bool = True) -> tuple[float, Result]:
+    mesh = loopback_mesh("ogpgy-bench-mesh-", postgres=dsn, log_level="WARNING", mutual_tls=mutual_tls)
     mesh.start()
     try:
         return mesh.started_in, asyncio.run(internal_payments(mesh.config.targets(), seconds, in_flight, mesh.tls))
@@ -117,7 +117,8 @@ def main() -> None:
                 ("embedded (SQLite), colocated", *embedded("", rules, True, args.seconds, args.in_flight)),
                 ("embedded, colocated calls", *embedded(postgres.new_database(), rules, True, args.seconds, args.in_flight)),
                 ("embedded, loopback calls", *embedded(postgres.new_database(), rules, False, args.seconds, args.in_flight)),
-                ("distributed (8 processes)", *distributed(postgres.new_database(), args.seconds, args.in_flight)),
+                ("distributed, plaintext", *distributed(postgres.new_database(), args.seconds, args.in_flight, False)),
+                ("distributed, mutual TLS", *distributed(postgres.new_database(), args.seconds, args.in_flight)),
             ]
     finally:
         postgres.stop()

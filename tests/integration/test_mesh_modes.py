@@ -359,3 +359,13 @@ async def test_renewed_certificates_serve_new_connections_under_load_without_a_f
     after = await asyncio.to_thread(_served_serial, account, pki)
     assert after != before, "a new connection was shown the renewed certificate"
     assert calls > 0 and not failures, failures[:3]
+
+
+async def test_the_story_on_a_plaintext_loopback_mesh_kept_for_comparison() -> None:
+    mesh = loopback_mesh("ogpgy-plain-", mutual_tls=False)
+    mesh.start()
+    try:
+        assert mesh.tls is None and not (mesh.config.data_dir / "pki").exists()
+        await the_story({c: mesh.config.target(c) for c in CONTEXTS})
+    finally:
+        mesh.stop()
