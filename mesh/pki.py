@@ -13,8 +13,7 @@ serves the process's new connections without a restart.
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from common.security.pki import LEAF_LIFETIME, CertificateAuthority, load, save,
 from mesh.config import MeshConfig
 
 OPERATOR = "operator"
+RECHECK_SECONDS = 5.0  # how often a process looks for its contexts' renewed client certificates
 
 
 def pki_of(data_dir: Path) -> Path:
@@ -49,21 +49,36 @@ def operator_credentials(data_dir: Path) -> grpc.ChannelCredentials:
     return channel_credentials((pki / "ca.pem").read_bytes(), load(pki / "clients", OPERATOR))
 
 
-@dataclass(frozen=True)
 class MutualTls:
     """One process's side of the mesh's mutual TLS."""
 
-    pki: Path
-    server_certificate: CertificateFile
+    def __init__(self, pki: Path, server_certificate: CertificateFile, *, recheck_seconds: float = RECHECK_SECONDS) -> None:
+        self.pki = pki
+        self.server_certificate = server_certificate
+        self._recheck = recheck_seconds
+        self._clients: dict[
+            str, tuple[int, grpc.ChannelCredentials, float]
+        ] = {}  # importer -> (file stamp, credentials, checked)
 
     @property
     def server(self) -> grpc.ServerCredentials:
         """Its server demands a certificate of the mesh's CA from every client."""
         return self.server_certificate.credentials(require_client_certificate=True)
 
-    @functools.cache  # noqa: B019 - one per process, alive as long as it
     def channels_of(self, importer: str) -> grpc.ChannelCredentials:
-        """The channels of `importer` present its certificate: the callee learns who calls from it."""
+        """The channels of `importer` present its certificate (the callee learns who calls from
+        it): the one in its file now, looked at again every few seconds, so that a renewed
+        certificate is presented by the connections made after it."""
+        now = time.monotonic()
+        known = self._clients.get(importer)
+        if known is not None and now - known[2] < self._recheck:
+            return known[1]
+        stamp = (self.pki / "contexts" / f"{importer}.pem").stat().st_mtime_ns
+        credentials = known[1] if known is not None and known[0] == stamp else self._load(importer)
+        self._clients[importer] = (stamp, credentials, now)
+        return credentials
+
+    def _load(self, importer: str) -> grpc.ChannelCredentials:
         return channel_credentials((self.pki / "ca.pem").read_bytes(), load(self.pki / "contexts", importer))
 
 

@@ -18,7 +18,7 @@ from common.grpc.identity import bind_stub
 from common.grpc.inprocess import InProcessChannel, LocalHandlers
 from common.grpc.interceptors import outgoing_context_interceptors
 from common.grpc.services import service_of_stub, services_of_servicer
-from common.grpc.tls import tls_options
+from common.grpc.tls import RenewingChannel, tls_options
 from common.security.pki import spiffe_id
 
 # Round robin over the addresses of a target (the replicas of a context); an address whose health
@@ -87,7 +87,7 @@ class ChannelPool:
         self._options = list(options)
         self._credentials = credentials
         self._tls = tls
-        self._channels: dict[tuple[str, object], aio.Channel | InProcessChannel] = {}
+        self._channels: dict[tuple[str, object], aio.Channel | InProcessChannel | RenewingChannel] = {}
         self._stubs: dict[tuple[type, str, str], object] = {}
 
     def serves(self, exported: type, wanted: type) -> bool:
@@ -100,9 +100,9 @@ class ChannelPool:
         binding = service_of_stub(wanted)
         return None if binding is None else tuple(m.name for m in binding.descriptor.methods)
 
-    def channel(self, context: str, importer: str = "") -> aio.Channel | InProcessChannel:
-        """The channel `importer`'s calls to `context` travel on: shared by every importer with
-        the same credentials."""
+    def channel(self, context: str, importer: str = "") -> aio.Channel | InProcessChannel | RenewingChannel:
+        """The channel `importer`'s calls to `context` travel on: plaintext, shared by every
+        importer; with TLS, the importer's own, on its current credentials."""
         if context in self._colocated:
             return self._in_process(importer)
         target = self._addresses.get(context)
@@ -110,20 +110,22 @@ class ChannelPool:
             raise UnknownAddressError(
                 f"no address configured for context '{context}' (configured: {', '.join(sorted(self._addresses)) or 'none'})"
             )
-        tls = self._tls(importer) if self._tls is not None else None
-        channel = self._channels.get((target, tls))
+        key = (target, importer if self._tls is not None else None)
+        channel = self._channels.get(key)
         if channel is None:
-            channel = (
-                aio.insecure_channel(target, options=self._options, interceptors=self._interceptors)
-                if tls is None
-                else aio.secure_channel(
-                    target, tls, options=[*self._options, *tls_options(target)], interceptors=self._interceptors
-                )
-            )
-            self._channels[(target, tls)] = channel
+            channel = self._channels[key] = self._open(target, importer)
         return channel
 
-    def _in_process(self, importer: str) -> InProcessChannel:
+    def _open(self, target: str, importer: str) -> aio.Channel | RenewingChannel:
+        if self._tls is None:
+            return aio.insecure_channel(target, options=self._options, interceptors=self._interceptors)
+        options, tls = [*self._options, *tls_options(target)], self._tls
+        return RenewingChannel(
+            lambda credentials: aio.secure_channel(target, credentials, options=options, interceptors=self._interceptors),
+            lambda: tls(importer),
+        )
+
+    def _in_process(self, importer: str) -> InProcessChannel | aio.Channel | RenewingChannel:
         channel = self._channels.get((_IN_PROCESS, importer))
         if channel is None:
             assert self._local is not None

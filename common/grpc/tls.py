@@ -12,8 +12,10 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
+from grpc import aio
 
 from common.security.pki import LEAF_LIFETIME, CertificateAuthority, Issued, load
 
@@ -121,3 +123,60 @@ def channel_credentials(ca_certificate: bytes, client: Issued | None = None) -> 
     if client is None:
         return grpc.ssl_channel_credentials(root_certificates=ca_certificate)
     return grpc.ssl_channel_credentials(ca_certificate, client.private_key, client.certificate)
+
+
+class RenewingChannel:
+    """A channel whose TLS credentials are renewed under it: each call goes out on a channel made
+    with the credentials `credentials()` gives now, so that new connections present a renewed
+    client certificate (a certificate opened with would expire under a long-running process).
+    Stubs made on it keep working across renewals; channels made with older credentials stay open
+    for the calls still on them and are closed with this one."""
+
+    def __init__(
+        self, open_channel: Callable[[grpc.ChannelCredentials], aio.Channel], credentials: Callable[[], grpc.ChannelCredentials]
+    ) -> None:
+        self._open = open_channel
+        self._credentials = credentials
+        self._current: tuple[grpc.ChannelCredentials, aio.Channel] | None = None
+        self._retired: list[aio.Channel] = []
+        self._callables: dict[tuple[int, str, str], Any] = {}
+
+    def current(self) -> aio.Channel:
+        credentials = self._credentials()
+        if self._current is None or self._current[0] is not credentials:
+            if self._current is not None:
+                self._retired.append(self._current[1])
+                self._callables.clear()
+            self._current = (credentials, self._open(credentials))
+        return self._current[1]
+
+    def _callable(self, kind: str, method: str, serialize: Any, deserialize: Any) -> Any:
+        channel = self.current()
+        key = (id(channel), kind, method)
+        found = self._callables.get(key)
+        if found is None:
+            found = self._callables[key] = getattr(channel, kind)(method, serialize, deserialize)
+        return found
+
+    def unary_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None, **_: Any) -> Any:
+        return _Renewing(self, "unary_unary", method, request_serializer, response_deserializer)
+
+    def unary_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None, **_: Any) -> Any:
+        return _Renewing(self, "unary_stream", method, request_serializer, response_deserializer)
+
+    async def close(self, grace: float | None = None) -> None:
+        channels = [*self._retired, *([self._current[1]] if self._current else [])]
+        self._retired, self._current = [], None
+        for channel in channels:
+            await channel.close(grace)
+
+
+class _Renewing:
+    """One method of a RenewingChannel: each call on the channel of the current credentials."""
+
+    def __init__(self, owner: RenewingChannel, kind: str, method: str, serialize: Any, deserialize: Any) -> None:
+        self._owner, self._kind, self._method = owner, kind, method
+        self._serialize, self._deserialize = serialize, deserialize
+
+    def __call__(self, request: Any, **kwargs: Any) -> Any:
+        return self._owner._callable(self._kind, self._method, self._serialize, self._deserialize)(request, **kwargs)

@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,9 +22,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.config import Settings
 from common.grpc.server import GrpcServer
-from common.grpc.tls import ServerCertificate, channel_credentials
-from common.security.pki import CertificateAuthority, spiffe_id
+from common.grpc.tls import RenewingChannel, ServerCertificate, channel_credentials
+from common.security.pki import CertificateAuthority, save, spiffe_id
 from mesh.embedded import start_embedded
+from mesh.pki import MutualTls, mutual_tls
 from ogpgy.identity.v1 import identity_service_pb2 as identity_pb
 from ogpgy.identity.v1 import identity_service_pb2_grpc as identity_grpc
 from tests.conftest import ADMIN_PASSWORD
@@ -137,3 +139,53 @@ def test_a_plaintext_bind_beyond_loopback_is_refused_with_the_way_out(tmp_path: 
     assert result.returncode == 2
     assert "refusing to serve plaintext on 0.0.0.0" in result.stderr and "--tls" in result.stderr
     assert not (tmp_path / "pki").exists()
+
+
+async def _mutual_server(authority: CertificateAuthority, port: int = 0) -> tuple[GrpcServer, int]:
+    server = GrpcServer()
+    certificate = ServerCertificate(authority, spiffe_id("context", "account"))
+    bound = server.bind(f"127.0.0.1:{port}", certificate.credentials(require_client_certificate=True))
+    await server.start()
+    return server, bound
+
+
+async def test_a_renewing_channel_reconnects_with_the_renewed_client_certificate() -> None:
+    """A process outlives its first client certificate: when its connection has to be made again
+    (here: the server restarted), a channel opened with the first fails the handshake, while a
+    renewing channel's stubs go on with the renewed certificate."""
+    authority = CertificateAuthority.create()
+    ca, server_port = authority.certificate_pem, 0
+    server, server_port = await _mutual_server(authority)
+    target = f"localhost:{server_port}"
+    first = authority.issue(spiffe_id("context", "payment"), lifetime=timedelta(seconds=2))
+    current = {"credentials": channel_credentials(ca, first)}
+    renewing = RenewingChannel(lambda c: aio.secure_channel(target, c), lambda: current["credentials"])
+    fixed = aio.secure_channel(target, channel_credentials(ca, first))
+    try:
+        for channel in (renewing, fixed):
+            await health_pb2_grpc.HealthStub(channel).Check(CHECK, timeout=3)
+        await asyncio.sleep((first.not_after - datetime.now(UTC)).total_seconds() + 1.1)  # the first has expired
+        current["credentials"] = channel_credentials(ca, authority.issue(spiffe_id("context", "payment")))
+        await server.stop(0)
+        server, _ = await _mutual_server(authority, server_port)  # every connection is made again
+        await health_pb2_grpc.HealthStub(renewing).Check(CHECK, timeout=3)
+        with pytest.raises(grpc.RpcError) as failed:
+            await health_pb2_grpc.HealthStub(fixed).Check(CHECK, timeout=3)
+        assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await renewing.close()
+        await fixed.close()
+        await server.stop(0)
+
+
+def test_a_process_reads_its_renewed_client_certificate(tmp_path: Path) -> None:
+    authority = CertificateAuthority.open(tmp_path)
+    save(tmp_path / "servers", "core", authority.issue(None))
+    save(tmp_path / "contexts", "payment", authority.issue(spiffe_id("context", "payment")))
+    tls = mutual_tls(tmp_path, "core")
+    tls = MutualTls(tmp_path, tls.server_certificate, recheck_seconds=0.0)  # looks at the file every time
+    first = tls.channels_of("payment")
+    assert tls.channels_of("payment") is first, "unchanged file, same credentials"
+    time.sleep(0.01)
+    save(tmp_path / "contexts", "payment", authority.issue(spiffe_id("context", "payment")))
+    assert tls.channels_of("payment") is not first
