@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import grpc
 from grpc import aio
 
 from common.grpc.client import bearer_channel
@@ -25,9 +26,12 @@ _documents = itertools.count(1)
 
 
 @asynccontextmanager
-async def admin_channel(target: str) -> AsyncIterator[aio.Channel]:
-    """A channel to a running bank, as its first admin."""
-    async with bearer_channel(target, await issue_token(target)) as channel:
+async def admin_channel(
+    target: str, tls: grpc.ChannelCredentials | None = None, token_target: str = ""
+) -> AsyncIterator[aio.Channel]:
+    """A channel to a running bank, as its first admin (its token from `token_target`, the
+    identity context's address when that is elsewhere)."""
+    async with bearer_channel(target, await issue_token(token_target or target, tls=tls), tls) as channel:
         yield channel
 
 

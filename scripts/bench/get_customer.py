@@ -14,6 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import grpc
 from grpc import aio
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parents[2] / "gen")]
@@ -24,6 +25,7 @@ from ogpgy.type.v1 import address_pb2, date_pb2  # noqa: E402
 from scripts.bench.harness import PYTHON, ROOT, Result, bank_process, closed_loop, median_rows, print_table, server_process  # noqa: E402
 from services.customer.domain import check_digit  # noqa: E402
 from tests.bank_helpers import admin_channel  # noqa: E402
+from tests.local_mesh import loopback_mesh  # noqa: E402
 
 IN_FLIGHT = (1, 64)
 ECHO_PAYLOAD = b"x" * 200  # about the size of a GetCustomer exchange
@@ -50,8 +52,10 @@ async def _echo(target: str, seconds: float) -> list[Result]:
         return [await closed_loop("bare grpc.aio echo", lambda i: call(ECHO_PAYLOAD), n, seconds) for n in IN_FLIGHT]
 
 
-async def _get_customer(target: str, seconds: float, customers: int, name: str) -> list[Result]:
-    async with admin_channel(target) as channel:
+async def _get_customer(
+    target: str, seconds: float, customers: int, name: str, tls: grpc.ChannelCredentials | None = None, identity: str = ""
+) -> list[Result]:
+    async with admin_channel(target, tls, identity) as channel:
         stub = pb_grpc.CustomerServiceStub(channel)
         ids = []
         for start in range(0, customers, 100):
@@ -69,6 +73,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per row (default 5)")
     parser.add_argument("--customers", type=int, default=1000, help="customers onboarded before reading (default 1000)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; rows show the median (default 3)")
+    parser.add_argument(
+        "--mesh", action="store_true", help="also through a distributed mesh on loopback, with mutual TLS and in plaintext"
+    )
     args = parser.parse_args()
     variants = {"GetCustomer, auth + cache": (), "GetCustomer, auth, no cache": ("--no-cache",)}
     echo_rounds: list[list[Result]] = []
@@ -82,6 +89,16 @@ def main() -> None:
                 bank_process(data_dir, *extra) as target,
             ):
                 bank_rounds[name].append(asyncio.run(_get_customer(target, args.seconds, args.customers, name)))
+        for mutual_tls in (True, False) if args.mesh else ():
+            name = f"GetCustomer, mesh, {'mutual TLS' if mutual_tls else 'plaintext'}"
+            mesh = loopback_mesh("ogpgy-bench-get-", log_level="WARNING", mutual_tls=mutual_tls)
+            mesh.start()
+            try:
+                targets = mesh.config.targets()
+                measured = _get_customer(targets["customer"], args.seconds, args.customers, name, mesh.tls, targets["identity"])
+                bank_rounds.setdefault(name, []).append(asyncio.run(measured))
+            finally:
+                mesh.stop()
     echo = median_rows(echo_rounds)
     rows = echo + [row for rounds in bank_rounds.values() for row in median_rows(rounds)]
     print_table(rows, {r.in_flight: r for r in echo})
