@@ -56,7 +56,7 @@ async def create_user(identity: igrpc.IdentityServiceStub, name: str, role: int,
     """A user of the bank (made by an admin's identity stub); its id."""
     request = ipb.CreateUserRequest(
         request_id=f"user-{name.replace('.', '-')}", username=name, password=password, roles=[role], customer_id=customer_id
-    )  # type: ignore[list-item]
+    )
     return (await identity.CreateUser(request)).user.user_id
 
 
@@ -93,7 +93,7 @@ class Bank:
             await asyncio.sleep(0.02)
 
     async def open(self, customer_id: str, tag: str, type_: int = apb.ACCOUNT_TYPE_PERSONAL_SAVINGS) -> str:
-        request = apb.OpenAccountRequest(request_id=f"open-{tag}", customer_id=customer_id, type=type_, currency_code="EUR")  # type: ignore[arg-type]
+        request = apb.OpenAccountRequest(request_id=f"open-{tag}", customer_id=customer_id, type=type_, currency_code="EUR")
         return (await self.accounts.OpenAccount(request)).account.account_id
 
     async def deposit(self, account_id: str, amount: str, tag: str) -> None:

@@ -108,7 +108,7 @@ def onboarding(request_id: str, **overrides: object) -> customer_pb.OnboardCusto
         "address": address_pb2.PostalAddress(lines=["12 St James Sq"], city="London", postal_code="SW1Y 4JH", country_code="GB"),
     }
     fields.update(overrides)
-    return customer_pb.OnboardCustomerRequest(**fields)  # type: ignore[arg-type]
+    return customer_pb.OnboardCustomerRequest(**fields)
 
 
 def document(number: str) -> customer_pb.IdentityDocument:

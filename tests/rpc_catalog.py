@@ -73,5 +73,5 @@ async def call_raw(
                 payload, metadata=metadata, timeout=deadline
             )
     except aio.AioRpcError as error:
-        return error.code()  # type: ignore[no-any-return]
+        return error.code()
     return grpc.StatusCode.OK

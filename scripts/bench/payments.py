@@ -87,7 +87,7 @@ async def payments(target: str, seconds: float, in_flight: int) -> list[Result]:
                     beneficiary = {"external": ppb.ExternalBeneficiary(iban="DE89370400440532013000", name="Max")}
                 request = ppb.CreatePaymentRequest(
                     request_id=f"{kind}-{i}", debtor_account_id=debtor, amount=eur("1.00"), **beneficiary
-                )  # type: ignore[arg-type]
+                )
                 return await stub.CreatePayment(request)
 
             rows.append(await closed_loop(f"{kind} payment via gRPC", one, in_flight, seconds, warmup=0.5))

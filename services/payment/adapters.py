@@ -4,6 +4,8 @@ key on every call), and its events as the messages it publishes."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 from common.config import Settings
@@ -163,36 +165,28 @@ class VelocityPayGateway(BaseComponent, PaymentNetwork):
                 return found
 
 
+def _about(p: Payment) -> dict[str, Any]:
+    """What every payment event says of its payment."""
+    return {"payment_id": p.payment_id, "debtor_account_id": p.debtor_account_id, "amount": money_pb(p.amount)}
+
+
 OUTGOING = Outgoing()
 OUTGOING.route(
     PaymentCompleted,
     events_pb2.PaymentCompleted,
     lambda e: events_pb2.PaymentCompleted(
-        payment_id=e.payment.payment_id,
-        debtor_account_id=e.payment.debtor_account_id,
-        amount=money_pb(e.payment.amount),
-        transfer_id=e.payment.transfer_id,
-        complete_time=timestamp(e.payment.updated_at),
+        **_about(e.payment), transfer_id=e.payment.transfer_id, complete_time=timestamp(e.payment.updated_at)
     ),
 )
 OUTGOING.route(
     PaymentFailed,
     events_pb2.PaymentFailed,
     lambda e: events_pb2.PaymentFailed(
-        payment_id=e.payment.payment_id,
-        debtor_account_id=e.payment.debtor_account_id,
-        amount=money_pb(e.payment.amount),
-        reason=e.payment.failure_reason,
-        fail_time=timestamp(e.payment.updated_at),
+        **_about(e.payment), reason=e.payment.failure_reason, fail_time=timestamp(e.payment.updated_at)
     ),
 )
 OUTGOING.route(
     PaymentQueued,
     events_pb2.PaymentQueued,
-    lambda e: events_pb2.PaymentQueued(
-        payment_id=e.payment.payment_id,
-        debtor_account_id=e.payment.debtor_account_id,
-        amount=money_pb(e.payment.amount),
-        queue_time=timestamp(e.payment.updated_at),
-    ),
+    lambda e: events_pb2.PaymentQueued(**_about(e.payment), queue_time=timestamp(e.payment.updated_at)),
 )

@@ -258,12 +258,12 @@ def _call(channel: aio.Channel, attack: Attack, request: Message, metadata: Meta
 async def _outcome(call: aio.Call, streaming: bool) -> grpc.StatusCode:
     try:
         if streaming:
-            async for _ in call:  # type: ignore[attr-defined]
+            async for _ in call:
                 pass
         else:
             await call
     except aio.AioRpcError as error:
-        return error.code()  # type: ignore[no-any-return]
+        return error.code()
     except asyncio.CancelledError:
         return grpc.StatusCode.CANCELLED
     return grpc.StatusCode.OK

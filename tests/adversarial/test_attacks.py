@@ -58,7 +58,7 @@ async def test_a_tiny_deadline_never_debits_someone_elses_account(world: World) 
                     debtor_account_id=world.victim.account,
                     amount=eur("1.00"),
                     **beneficiary,
-                )  # type: ignore[arg-type]
+                )
                 try:
                     await payments.CreatePayment(request, metadata=who.metadata, timeout=rng.uniform(0.0002, 0.004))
                     answers["OK"] = answers.get("OK", 0) + 1

@@ -54,7 +54,7 @@ def settings_for(tmp_path: Path, **engine: object) -> Settings:
         breaker_reset_seconds=0.5,
         network_timeout_seconds=0.3,
         **engine,
-    )  # type: ignore[arg-type]
+    )
 
 
 @asynccontextmanager

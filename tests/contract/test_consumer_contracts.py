@@ -196,7 +196,7 @@ def _called_methods(consumer: str) -> set[tuple[str, str]]:
     for imported in spec.imports:
         service = service_of_stub(imported.type)
         for method in imported.methods if service is not None else ():
-            called.add((imported.from_context, f"{service.descriptor.name}/{method}"))  # type: ignore[union-attr]
+            called.add((imported.from_context, f"{service.descriptor.name}/{method}"))
     return called
 
 

@@ -97,7 +97,7 @@ Call = Callable[[World, aio.Channel, str], Awaitable[object]]
 
 
 def _customer_calls() -> dict[str, tuple[Call, set[str]]]:
-    def stubs(w: World, ch: aio.Channel):  # type: ignore[no-untyped-def]
+    def stubs(w: World, ch: aio.Channel):
         return w.stubs(ch)
 
     return {
@@ -341,7 +341,7 @@ async def test_unassigning_the_manager_revokes_access_in_every_context(world: Wo
 
 def _forged(bank: RunningBank, **overrides: object) -> str:
     security = bank.contexts["infrastructure"].resolve(Security)
-    settings = TokenSettings(**{**security.token_settings.__dict__, **overrides})  # type: ignore[arg-type]
+    settings = TokenSettings(**{**security.token_settings.__dict__, **overrides})
     return issue(security.private_key, settings, SecurityContext("usr_x", "x", ("admin",)))[0]
 
 

@@ -30,7 +30,7 @@ from tests.grpc_assert import error_reason
 SETTINGS = TokenSettings(audience="test", issuer="test")
 
 
-class Probe(agrpc.AccountServiceServicer, igrpc.InterestServiceServicer):  # type: ignore[misc]
+class Probe(agrpc.AccountServiceServicer, igrpc.InterestServiceServicer):
     """Records what each handler saw of its call."""
 
     def __init__(self) -> None:
@@ -133,7 +133,7 @@ async def test_the_callers_identity_request_id_and_deadline_travel(mesh: Wired) 
     request_id_var.set("req-colocated-1")
     stub = pool.bind(ACCOUNT, IMPORTER)
     request = apb.GetAccountRequest(account_id="acc_1")
-    response = await stub.GetAccount(request, timeout=5)  # type: ignore[attr-defined]
+    response = await stub.GetAccount(request, timeout=5)
     seen = probe.seen[-1]
     assert seen["caller"].user_id == "usr_1" and seen["caller"].customer_id == "cus_1" and seen["caller"].roles == (CUSTOMER,)
     assert seen["caller"].service == IMPORTER and seen["caller"].via == (IMPORTER,), "the relaying context is known"
@@ -141,18 +141,18 @@ async def test_the_callers_identity_request_id_and_deadline_travel(mesh: Wired) 
     assert 0 < seen["remaining"] <= 5
     assert seen["request"] == request and seen["request"] is not request, "the handler gets a copy"
     assert response == probe.returned[-1] and response is not probe.returned[-1], "the caller gets a copy"
-    assert caller_var.get().customer_id == "cus_1", "nothing of the handler's context leaks back"  # type: ignore[union-attr]
+    assert caller_var.get().customer_id == "cus_1", "nothing of the handler's context leaks back"
 
 
 async def test_no_token_is_unauthenticated(mesh: Wired) -> None:
     stub = mesh.anonymous.bind(ACCOUNT, IMPORTER)
-    info = await error_reason(stub.GetAccount(apb.GetAccountRequest(account_id="acc_1")), grpc.StatusCode.UNAUTHENTICATED)  # type: ignore[attr-defined]
+    info = await error_reason(stub.GetAccount(apb.GetAccountRequest(account_id="acc_1")), grpc.StatusCode.UNAUTHENTICATED)
     assert info.reason == "TOKEN_MISSING"
 
 
 async def test_a_context_acting_alone_carries_no_subject(mesh: Wired) -> None:
     probe, pool, _, _ = mesh
-    await pool.bind(ACCOUNT, IMPORTER).GetAccount(apb.GetAccountRequest(account_id="acc_1"))  # type: ignore[attr-defined]
+    await pool.bind(ACCOUNT, IMPORTER).GetAccount(apb.GetAccountRequest(account_id="acc_1"))
     caller = probe.seen[-1]["caller"]
     assert caller.service == IMPORTER and not caller.has_subject and caller.roles == ()
 
@@ -161,7 +161,7 @@ async def test_an_rpc_the_context_did_not_import_is_refused(mesh: Wired) -> None
     probe, pool, key, _ = mesh
     _as(key, (ADMIN,))
     stub = pool.bind(ModuleContextImport(agrpc.AccountServiceStub, from_context="account", methods=["GetAccount"]), "intruder")
-    info = await error_reason(stub.GetAccount(apb.GetAccountRequest(account_id="acc_1")), grpc.StatusCode.PERMISSION_DENIED)  # type: ignore[attr-defined]
+    info = await error_reason(stub.GetAccount(apb.GetAccountRequest(account_id="acc_1")), grpc.StatusCode.PERMISSION_DENIED)
     assert info.reason == "RPC_NOT_IMPORTED" and not probe.seen, "refused before the handler ran, whoever the subject"
     with pytest.raises(AttributeError, match=r"did not import AccountServiceStub\.Deposit"):
         pool.bind(ACCOUNT, IMPORTER).Deposit  # noqa: B018 - the bound stub offers only what was imported
@@ -172,12 +172,12 @@ async def test_errors_keep_their_code_and_rich_details(mesh: Wired) -> None:
     _as(key, (ADMIN,))
     stub = pool.bind(ACCOUNT, IMPORTER)
     with pytest.raises(aio.AioRpcError) as missing:
-        await stub.GetAccount(apb.GetAccountRequest(account_id="acc_MISSING"))  # type: ignore[attr-defined]
+        await stub.GetAccount(apb.GetAccountRequest(account_id="acc_MISSING"))
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
-    assert any(k == "grpc-status-details-bin" for k, _ in missing.value.trailing_metadata())  # type: ignore[union-attr]
+    assert any(k == "grpc-status-details-bin" for k, _ in missing.value.trailing_metadata())
     info = await error_reason(
         stub.GetAccount(apb.GetAccountRequest(account_id="acc_FORBIDDEN")), grpc.StatusCode.PERMISSION_DENIED
-    )  # type: ignore[attr-defined]
+    )
     assert info.reason == "NOT_YOURS" and info.metadata["account_id"] == "acc_FORBIDDEN"
 
 
@@ -186,7 +186,7 @@ async def test_a_passed_deadline_is_deadline_exceeded_and_cancels_the_handler(me
     _as(key, (ADMIN,))
     stub = pool.bind(ACCOUNT, IMPORTER)
     with pytest.raises(aio.AioRpcError) as late:
-        await stub.GetAccount(apb.GetAccountRequest(account_id="acc_SLOW"), timeout=0.2)  # type: ignore[attr-defined]
+        await stub.GetAccount(apb.GetAccountRequest(account_id="acc_SLOW"), timeout=0.2)
     assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     await asyncio.wait_for(probe.cancelled.wait(), 5)
 
@@ -199,7 +199,7 @@ async def test_server_streams_deliver_messages_then_the_status(mesh: Wired) -> N
     with pytest.raises(aio.AioRpcError) as refused:
         async for answer in stub.RunDailyInterest(
             ipb.RunDailyInterestRequest(request_id="r"), metadata=((REQUEST_ID_HEADER, "s-1"),)
-        ):  # type: ignore[attr-defined]
+        ):
             got.append(answer.run.processed)
     assert got == [0, 1, 2]
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED

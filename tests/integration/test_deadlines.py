@@ -45,11 +45,11 @@ async def _code(call: Awaitable[object]) -> grpc.StatusCode:
     try:
         await call
     except aio.AioRpcError as error:
-        return error.code()  # type: ignore[no-any-return]
+        return error.code()
     return grpc.StatusCode.OK
 
 
-async def _streamed(call: aio.UnaryStreamCall) -> None:  # type: ignore[type-arg]
+async def _streamed(call: aio.UnaryStreamCall) -> None:
     async for _ in call:
         pass
 

@@ -18,7 +18,7 @@ from tests.grpc_assert import error_reason, rpc_error
 
 
 def _raw_service(name: str, **methods: object) -> grpc.GenericRpcHandler:
-    handlers = {m: grpc.unary_unary_rpc_method_handler(fn) for m, fn in methods.items()}  # type: ignore[arg-type]
+    handlers = {m: grpc.unary_unary_rpc_method_handler(fn) for m, fn in methods.items()}
     return grpc.method_handlers_generic_handler(name, handlers)
 
 
@@ -83,7 +83,7 @@ async def test_streaming_calls_carry_the_token_request_id_and_deadline(
     """grpc.aio files a client interceptor under one call kind only: streams need their own."""
     from common.grpc.client import bearer_channel
 
-    async def stream(request: bytes, context: aio.ServicerContext):  # type: ignore[no-untyped-def]
+    async def stream(request: bytes, context: aio.ServicerContext):
         metadata = dict(context.invocation_metadata() or ())
         yield f"{metadata.get('authorization')}|{metadata.get(REQUEST_ID_HEADER)}|{context.time_remaining() is not None}".encode()
 

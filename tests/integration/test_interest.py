@@ -35,7 +35,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     engine = {}
     if request.param == "postgres":
         engine = {"database": "postgres", "postgres_dsn": request.getfixturevalue("postgres").new_database()}
-    return Settings(data_dir=tmp_path, port=0, admin_password=ADMIN_PASSWORD, interest_chunk_size=2, **engine)  # type: ignore[arg-type]
+    return Settings(data_dir=tmp_path, port=0, admin_password=ADMIN_PASSWORD, interest_chunk_size=2, **engine)
 
 
 async def _accounts_at_edges(channel: aio.Channel) -> dict[str, str]:

@@ -30,5 +30,5 @@ async def test_one_holder_per_schema_and_role_and_a_takeover_when_it_goes(postgr
             await db.close()
 
 
-async def test_sqlite_is_one_process_and_always_leads(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_sqlite_is_one_process_and_always_leads(tmp_path) -> None:
     assert await SqliteDatabase(tmp_path / "x.db").lead("outbox")

@@ -61,7 +61,7 @@ def _amount(rng: random.Random) -> str:
     return f"{cents // 100}.{cents % 100:02d}"
 
 
-async def _operation(i: int, rng: random.Random, client: Bank, accounts: list[str], journal: Journal, sent: list) -> None:  # type: ignore[type-arg]
+async def _operation(i: int, rng: random.Random, client: Bank, accounts: list[str], journal: Journal, sent: list) -> None:
     kind = rng.choices(["transfer", "retry", "hold", "resolve", "withdraw", "deposit"], [40, 15, 12, 12, 11, 10])[0]
     a, b = rng.sample(accounts, 2)
     rid = f"op-{i}"
@@ -71,7 +71,7 @@ async def _operation(i: int, rng: random.Random, client: Bank, accounts: list[st
         return
     if kind == "hold":
         req = apb.PlaceHoldRequest(request_id=rid, debit_account_id=a, credit_account_id=b, amount=eur(_amount(rng)))
-        call, made = (lambda: client.accounts.PlaceHold(req)), (lambda r: r.hold.hold_id)  # type: ignore[attr-defined]
+        call, made = (lambda: client.accounts.PlaceHold(req)), (lambda r: r.hold.hold_id)
         await _call(journal, rid, call, made)
         if rid in journal.answers:
             journal.open_holds.append(journal.answers[rid])
@@ -79,10 +79,10 @@ async def _operation(i: int, rng: random.Random, client: Bank, accounts: list[st
         hold = journal.open_holds.pop(rng.randrange(len(journal.open_holds)))
         if rng.random() < 0.5:
             req = apb.CaptureHoldRequest(request_id=rid, hold_id=hold, amount=eur("0.01") if rng.random() < 0.3 else None)
-            call, made = (lambda: client.accounts.CaptureHold(req)), (lambda r: r.transfer.transfer_id)  # type: ignore[attr-defined]
+            call, made = (lambda: client.accounts.CaptureHold(req)), (lambda r: r.transfer.transfer_id)
         else:
             req = apb.ReleaseHoldRequest(request_id=rid, hold_id=hold)
-            call, made = (lambda: client.accounts.ReleaseHold(req)), (lambda r: r.hold.hold_id)  # type: ignore[attr-defined]
+            call, made = (lambda: client.accounts.ReleaseHold(req)), (lambda r: r.hold.hold_id)
         await _call(journal, rid, call, made)
     elif kind == "withdraw":
         available = (await client.accounts.GetAccount(apb.GetAccountRequest(account_id=a))).account.available_balance.amount
@@ -122,13 +122,13 @@ async def _ledger_facts(tx: Tx) -> dict[str, object]:
         "SELECT transfer_id FROM entries GROUP BY transfer_id HAVING SUM(amount_minor) <> 0 OR COUNT(*) <> 2"
     )
     transfers = await tx.fetchone("SELECT COUNT(*) AS n FROM transfers")
-    return {"drift": drift, "held": held, "below": below, "unbalanced": unbalanced, "transfers": transfers["n"]}  # type: ignore[index]
+    return {"drift": drift, "held": held, "below": below, "unbalanced": unbalanced, "transfers": transfers["n"]}
 
 
 @pytest.mark.slow
 async def test_random_concurrent_movements_keep_the_ledger_exact(bank: RunningBank, admin_token: str) -> None:
     rng = random.Random(20261128)
-    journal, sent = Journal(), []  # type: ignore[var-annotated]
+    journal, sent = Journal(), []
     async with bearer_channel(bank.target, admin_token) as channel:
         client = Bank(channel)
         accounts = []
@@ -151,7 +151,7 @@ async def test_random_concurrent_movements_keep_the_ledger_exact(bank: RunningBa
                 f"end-{hold}",
                 lambda hold=hold: client.accounts.ReleaseHold(apb.ReleaseHoldRequest(request_id=f"end-{hold}", hold_id=hold)),
                 lambda r: r.hold.hold_id,
-            )  # type: ignore[attr-defined]
+            )
 
     account_context = bank.contexts["account"]
     debits, credits, total = await account_context.resolve(LedgerRepository).totals()

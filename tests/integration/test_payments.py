@@ -57,7 +57,7 @@ def _settings(tmp_path: Path, network: str, **extra: object) -> Settings:
         network_timeout_seconds=0.3,
         queue_poll_seconds=0.05,
         **extra,
-    )  # type: ignore[arg-type]
+    )
 
 
 @dataclass

@@ -19,7 +19,7 @@ from tests.grpc_assert import error_reason
 
 async def _refused_twice(call: object, again: object, code: grpc.StatusCode, reason: str) -> None:
     for attempt in (call, again):
-        assert (await error_reason(attempt, code)).reason == reason  # type: ignore[arg-type]
+        assert (await error_reason(attempt, code)).reason == reason
 
 
 async def test_a_taken_username_keeps_its_request_id_free(channel: aio.Channel) -> None:
@@ -33,8 +33,8 @@ async def test_a_taken_username_keeps_its_request_id_free(channel: aio.Channel) 
         )
 
     await _refused_twice(create("admin"), create("admin"), grpc.StatusCode.ALREADY_EXISTS, "USERNAME_TAKEN")
-    made = (await create("rosa")).user  # type: ignore[attr-defined]
-    assert made.username == "rosa" and (await create("rosa")).user == made, "then idempotent as ever"  # type: ignore[attr-defined]
+    made = (await create("rosa")).user
+    assert made.username == "rosa" and (await create("rosa")).user == made, "then idempotent as ever"
 
 
 async def test_rule_refusals_keep_their_request_ids_free(channel: aio.Channel) -> None:
@@ -99,4 +99,4 @@ async def test_a_duplicate_document_or_a_stale_version_keeps_the_request_id_free
         )
 
     await _refused_twice(update(7), update(7), grpc.StatusCode.FAILED_PRECONDITION, "VERSION_MISMATCH")
-    assert (await update(first.version)).customer.phone == "+4915112345678"  # type: ignore[attr-defined]
+    assert (await update(first.version)).customer.phone == "+4915112345678"

@@ -41,7 +41,7 @@ def application(**overrides: object) -> Application:
         address=Address(("1 Main St",), "London", "N1", "GB"),
     )
     fields.update(overrides)
-    return Application(**fields)  # type: ignore[arg-type]
+    return Application(**fields)
 
 
 def test_icao_check_digit_computed_by_hand() -> None:

@@ -17,6 +17,7 @@ from services.lending.module import LendingModule
 from services.lending.ports import Accounts, Customers, HeldFunds, PayoutAccount
 from services.lending.service import LendingUseCases
 from tests.unit.contexts import ADMIN_CALLER, acting_as, context_under_test, customer_caller
+from tests.unit.holds import HoldBook
 
 TREASURY = "acc_treasury"
 
@@ -30,22 +31,10 @@ class FakeCustomers(Customers):
 
 
 @dataclass
-class _Hold:
-    hold_id: str
-    debtor: str
-    creditor: str
-    amount: Money
-    status: str = "PLACED"
-    transfer_id: str = ""
-
-
-@dataclass
-class FakeLedger(Accounts):
+class FakeLedger(HoldBook, Accounts):
     """The account context in memory; `refuse_capture` makes the capture step refused for good."""
 
-    accounts: dict[str, PayoutAccount]
-    balances: dict[str, int]
-    holds: dict[str, _Hold] = field(default_factory=dict)  # by request id
+    accounts: dict[str, PayoutAccount] = field(default_factory=dict)
     reversed: list[str] = field(default_factory=list)
     refuse_capture: bool = False
 
@@ -59,32 +48,23 @@ class FakeLedger(Accounts):
         return TREASURY
 
     async def place_hold(self, request_id: str, debtor: str, creditor: str, amount: Money, description: str) -> str:
-        hold = self.holds.setdefault(request_id, _Hold(f"hld_{len(self.holds)}", debtor, creditor, amount))
-        return hold.hold_id
+        return self.place(request_id, debtor, creditor, amount).hold_id
 
     async def lookup_hold(self, request_id: str) -> str:
         if request_id not in self.holds:
             raise NotFound("hold request", request_id)
         return self.holds[request_id].hold_id
 
-    def _by_id(self, hold_id: str) -> _Hold:
-        return next(h for h in self.holds.values() if h.hold_id == hold_id)
-
     async def held_funds(self, hold_id: str) -> HeldFunds:
-        return HeldFunds(hold_id, self._by_id(hold_id).transfer_id)
+        return HeldFunds(hold_id, self.by_id(hold_id).transfer_id)
 
     async def capture_hold(self, request_id: str, hold_id: str) -> str:
         if self.refuse_capture:
             raise PreconditionFailed("ACCOUNT_CLOSED", "the payout account is closed")
-        hold = self._by_id(hold_id)
-        if hold.status == "PLACED":
-            hold.status, hold.transfer_id = "CAPTURED", f"trf_{hold_id}"
-            self.balances[hold.debtor] -= hold.amount.minor
-            self.balances[hold.creditor] += hold.amount.minor
-        return hold.transfer_id
+        return self.capture(hold_id)
 
     async def release_hold(self, request_id: str, hold_id: str) -> None:
-        self._by_id(hold_id).status = "RELEASED"
+        self.by_id(hold_id).status = "RELEASED"
 
     async def reverse_transfer(self, request_id: str, transfer_id: str, reason: str) -> None:
         self.reversed.append(transfer_id)
@@ -99,8 +79,8 @@ class Lending:
 @pytest.fixture
 async def lending(tmp_path: Path) -> AsyncIterator[Lending]:
     ledger = FakeLedger(
-        {"acc_ada": PayoutAccount("cus_ada", "EUR"), "acc_bob": PayoutAccount("cus_bob", "EUR")},
-        {TREASURY: 0, "acc_ada": 0, "acc_bob": 0},
+        balances={TREASURY: 0, "acc_ada": 0, "acc_bob": 0},
+        accounts={"acc_ada": PayoutAccount("cus_ada", "EUR"), "acc_bob": PayoutAccount("cus_bob", "EUR")},
     )
     fakes = {Accounts: ledger, Customers: FakeCustomers({"cus_ada", "cus_bob"})}
     async with context_under_test(LendingModule, tmp_path, fakes) as context:

@@ -22,28 +22,17 @@ from services.payment.module import PaymentModule
 from services.payment.ports import Accounts, FoundHold, NetworkAnswer, NetworkUnavailable, PaymentNetwork
 from services.payment.service import PaymentUseCases, StoreAndForward
 from tests.unit.contexts import ADMIN_CALLER, NOW, acting_as, context_under_test, customer_caller
+from tests.unit.holds import HoldBook
 
 CLEARING = "acc_clearing"
 FIRST_PAGE = PageRequest(None, 10, "unit", PageTokens(b"unit tests"))
 
 
 @dataclass
-class _Hold:
-    hold_id: str
-    debtor: str
-    creditor: str
-    amount: Money
-    status: str = "PLACED"
-    transfer_id: str = ""
-
-
-@dataclass
-class FakeLedger(Accounts):
+class FakeLedger(HoldBook, Accounts):
     """The account context in memory: owners, balances and holds, each write idempotent by request id."""
 
-    owners: dict[str, str]  # account -> customer ("" for the bank's own)
-    balances: dict[str, int]
-    holds: dict[str, _Hold] = field(default_factory=dict)  # by request id
+    owners: dict[str, str] = field(default_factory=dict)  # account -> customer ("" for the bank's own)
     answers_lost: int = 0  # the next place_hold calls succeed, but their answer never arrives
 
     def _may_debit(self, account_id: str) -> None:
@@ -75,14 +64,11 @@ class FakeLedger(Accounts):
             self._may_debit(debtor)
             if self.available(debtor) < amount.minor:
                 raise PreconditionFailed("INSUFFICIENT_FUNDS", "not enough")
-            self.holds[request_id] = _Hold(f"hld_{len(self.holds)}", debtor, creditor, amount)
+            self.place(request_id, debtor, creditor, amount)
         if self.answers_lost:
             self.answers_lost -= 1
             raise Unavailable("ACCOUNTS_UNAVAILABLE", "the answer was lost")
         return self.holds[request_id].hold_id
-
-    def _by_id(self, hold_id: str) -> _Hold:
-        return next(h for h in self.holds.values() if h.hold_id == hold_id)
 
     async def lookup_hold(self, request_id: str) -> FoundHold:
         found = self.holds.get(request_id)
@@ -91,15 +77,10 @@ class FakeLedger(Accounts):
         return FoundHold(found.hold_id, found.status == "RELEASED")
 
     async def capture_hold(self, request_id: str, hold_id: str) -> str:
-        hold = self._by_id(hold_id)
-        if hold.status == "PLACED":
-            hold.status, hold.transfer_id = "CAPTURED", f"trf_{hold_id}"
-            self.balances[hold.debtor] -= hold.amount.minor
-            self.balances[hold.creditor] += hold.amount.minor
-        return hold.transfer_id
+        return self.capture(hold_id)
 
     async def release_hold(self, request_id: str, hold_id: str) -> None:
-        hold = self._by_id(hold_id)
+        hold = self.by_id(hold_id)
         if hold.status == "CAPTURED":
             raise PreconditionFailed("HOLD_ALREADY_RESOLVED", "captured")
         hold.status = "RELEASED"
@@ -144,7 +125,8 @@ class Bank:
 @pytest.fixture
 async def bank(tmp_path: Path) -> AsyncIterator[Bank]:
     ledger = FakeLedger(
-        {"acc_ada": "cus_ada", "acc_bob": "cus_bob", CLEARING: ""}, {"acc_ada": 10_000, "acc_bob": 0, CLEARING: 0}
+        balances={"acc_ada": 10_000, "acc_bob": 0, CLEARING: 0},
+        owners={"acc_ada": "cus_ada", "acc_bob": "cus_bob", CLEARING: ""},
     )
     network = FakeNetwork()
     fakes = {Accounts: ledger, PaymentNetwork: network}
