@@ -24,6 +24,7 @@ from common.security.component import Security
 from common.security.pki import CertificateAuthority
 from mesh.infrastructure import InfrastructureModule
 from mesh.pki import MutualTls, mutual_tls
+from mesh.trust import TrustFeed
 from services.account.module import AccountModule
 from services.customer.module import CustomerModule
 from services.identity.module import IdentityModule
@@ -47,6 +48,7 @@ BUSINESS_MODULES: tuple[type, ...] = (
 EXTERNAL_MODULES: tuple[type, ...] = (VelocityPayModule,)
 ALL_MODULES: tuple[type, ...] = (*BUSINESS_MODULES, *EXTERNAL_MODULES)
 CONTEXT_NAMES: tuple[str, ...] = tuple(context_spec(m).name for m in ALL_MODULES)
+EXTERNAL_CONTEXTS: tuple[str, ...] = tuple(context_spec(m).name for m in EXTERNAL_MODULES)
 
 
 @dataclass
@@ -57,10 +59,13 @@ class RunningBank:
     contexts: BuiltContexts
     target: str
     tls: ServerTls | MutualTls | None = None  # None: plaintext (loopback)
+    trust: TrustFeed | None = None  # where identity is served elsewhere
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stops taking calls (NOT_SERVING, drain), then shuts every component down."""
         await self.server.stop(grace)
+        if self.trust is not None:
+            await self.trust.stop()
         await self.contexts.shutdown()
 
 
@@ -127,10 +132,20 @@ async def start_process(
         server.allow_importers(allowed_importers(context_spec(m) for m in {*ALL_MODULES, *modules}))
         server.add_contexts(contexts)
         await server.start()
+        trust = await _trust_feed(settings, pool, security, names)
     except BaseException:
         await contexts.shutdown()
         raise
-    return RunningBank(server, contexts, target, tls)
+    return RunningBank(server, contexts, target, tls, trust)
+
+
+async def _trust_feed(settings: Settings, pool: ChannelPool, security: Security, names: list[str]) -> TrustFeed | None:
+    """A process that does not serve identity learns revocations (and keys) from it."""
+    if "identity" in names or "identity" not in settings.addresses or all(n in EXTERNAL_CONTEXTS for n in names):
+        return None
+    feed = TrustFeed(pool, security, names[0], settings.revocation_refresh_seconds, keys=not settings.signs_tokens)
+    await feed.start()
+    return feed
 
 
 @dataclass(frozen=True)

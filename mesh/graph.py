@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from common.audit import PLATFORM_EVENTS
 from common.di import context_spec
 from common.grpc.services import service_of_stub, services_of_servicer
 
@@ -63,6 +64,8 @@ def context_map(modules: Sequence[type]) -> tuple[list[Node], list[Edge]]:
     publishers = {event: spec.name for spec in specs for event in spec.publishes}
     for spec in specs:
         for event in spec.consumes:
+            if event in PLATFORM_EVENTS:
+                continue
             source = publishers.get(event, "?")
             edges.append(Edge(source, spec.name, event.DESCRIPTOR.name, "event"))
     return nodes, edges

@@ -29,6 +29,7 @@ class Settings:
     jwt_issuer: str = "ogpgy-identity"
     token_ttl_seconds: int = 3600
     token_max_lifetime_seconds: int = 0  # a token living longer (exp - iat) is refused; 0: token_ttl_seconds
+    revocation_refresh_seconds: float = 1.0  # how stale a process's token revocations may be (identity's, then the feed's)
     admin_username: str = "admin"
     admin_password: str = ""  # empty: generated on first start and written to <data_dir>/admin-password
     cache_enabled: bool = True

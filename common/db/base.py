@@ -35,6 +35,7 @@ class Tx(Protocol):
     """A transaction: statements of one unit of work, committed together or not at all."""
 
     dialect: str
+    context: str  # the context whose database it is
 
     async def execute(self, sql: str, *params: Any) -> int:
         """Runs a statement; returns the number of rows it changed."""

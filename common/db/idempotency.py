@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from common.audit import record_change
 from common.db.base import Tx
 from common.idempotency import IdempotencyKey, key_reused, key_voided
 
@@ -33,7 +34,8 @@ async def claim(tx: Tx, key: IdempotencyKey, resource_id: str) -> str | None:
     make the resource), else the resource an earlier request made (a replay: answer with it).
 
     Cheaper than replayed_resource + remember on the hot path; a failure later in the same unit
-    of work rolls the claim back with everything else.
+    of work rolls the claim back with everything else. A new claim is a change being made: it is
+    recorded in the audit trail, in the same transaction.
     """
     claimed = await tx.execute(
         "INSERT INTO idempotency_keys (scope, request_id, operation, fingerprint, resource_id) VALUES (?, ?, ?, ?, ?)"
@@ -44,7 +46,10 @@ async def claim(tx: Tx, key: IdempotencyKey, resource_id: str) -> str | None:
         key.fingerprint,
         resource_id,
     )
-    return None if claimed == 1 else await replayed_resource(tx, key)
+    if claimed != 1:
+        return await replayed_resource(tx, key)
+    await record_change(tx, key.operation, resource_id, key.request_id)
+    return None
 
 
 async def resource_or_void(tx: Tx, scope: str, request_id: str, operation: str) -> str | None:

@@ -37,8 +37,9 @@ def _placeholders(sql: str) -> str:
 class PostgresTx:
     dialect = "postgres"
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    def __init__(self, conn: psycopg.AsyncConnection[Any], context: str) -> None:
         self._conn = conn
+        self.context = context
 
     async def execute(self, sql: str, *params: Any) -> int:
         cursor = await self._conn.execute(_placeholders(sql), params or None)
@@ -124,7 +125,7 @@ class PostgresDatabase:
         while True:
             try:
                 async with self._pool.connection() as conn, conn.transaction():
-                    return await fn(PostgresTx(conn), *args)
+                    return await fn(PostgresTx(conn, self.schema), *args)
             except _RETRYABLE:
                 attempt += 1
                 if attempt == _ATTEMPTS:

@@ -15,6 +15,7 @@ the database thread waits for the GIL.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -43,8 +44,9 @@ class SqliteTx:
 
     dialect = "sqlite"
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, context: str) -> None:
         self._conn = conn
+        self.context = context
 
     async def execute(self, sql: str, *params: Any) -> int:
         return self._conn.execute(sql, params).rowcount
@@ -61,10 +63,12 @@ class SqliteTx:
 
 
 def _drive(unit: _Unit, conn: sqlite3.Connection) -> Any:
-    """Runs a unit of work's coroutine to completion on this thread."""
-    coro = unit.fn(SqliteTx(conn), *unit.args)
+    """Runs a unit of work's coroutine to completion on this thread, in the context variables of
+    the task that submitted it (who is calling, the request id: what the outbox and the audit
+    record read)."""
+    coro = unit.fn(SqliteTx(conn, unit.database), *unit.args)
     try:
-        coro.send(None)
+        unit.variables.run(coro.send, None)
     except StopIteration as done:
         return done.value
     coro.close()
@@ -76,6 +80,8 @@ class _Unit:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     future: asyncio.Future[Any]
+    database: str  # the context whose database this is
+    variables: contextvars.Context
     outcome: tuple[bool, Any] = (False, None)
 
 
@@ -123,7 +129,9 @@ class _Batcher:
         capacity: int,
         connection: Callable[[], sqlite3.Connection],
         runner: Callable[[sqlite3.Connection, list[_Unit]], None],
+        name: str,
     ) -> None:
+        self._name = name
         self._pool = pool
         self._capacity = capacity
         self._connection = connection
@@ -134,7 +142,7 @@ class _Batcher:
 
     def submit(self, fn: UnitOfWork[R], args: tuple[Any, ...]) -> asyncio.Future[R]:
         loop = asyncio.get_running_loop()
-        unit = _Unit(fn, args, loop.create_future())
+        unit = _Unit(fn, args, loop.create_future(), self._name, contextvars.copy_context())
         self._pending.append(unit)
         if self._in_flight < self._capacity and not self._flush_scheduled:
             self._flush_scheduled = True
@@ -214,8 +222,8 @@ class SqliteDatabase:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite-w-{self.path.stem}")
         self._reader_pool = ThreadPoolExecutor(self._readers, thread_name_prefix=f"sqlite-r-{self.path.stem}")
-        self._writes = _Batcher(self._writer_pool, 1, self._thread_connection, _run_writes)
-        self._reads = _Batcher(self._reader_pool, self._readers, self._thread_connection, _run_reads)
+        self._writes = _Batcher(self._writer_pool, 1, self._thread_connection, _run_writes, self.path.stem)
+        self._reads = _Batcher(self._reader_pool, self._readers, self._thread_connection, _run_reads, self.path.stem)
         await apply_migrations(self, load_migrations("common.db", self.dialect) + list(migrations))
 
     async def lead(self, role: str) -> bool:

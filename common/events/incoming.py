@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 
-from common.di import ContextInfo
+from common.di import BaseComponent, ContextInfo
 from common.events.bus import EventBus, Subscription
 from common.events.envelope import Envelope, event_type_of
 
@@ -45,3 +45,22 @@ class Incoming:
             await getattr(handler, name)(envelope.decode(message), envelope)
 
         return await bus.subscribe(list(self.messages), context.name, dispatch)
+
+
+class Subscriber(BaseComponent):
+    """A context's handler of incoming events: its methods marked on `incoming` are subscribed
+    when the context starts, and stop being delivered to when it shuts down."""
+
+    incoming: Incoming
+
+    def __init__(self, bus: EventBus, context: ContextInfo) -> None:
+        self._bus = bus
+        self._context = context
+        self._subscription: Subscription | None = None
+
+    async def initialize(self) -> None:
+        self._subscription = await self.incoming.subscribe(self._bus, self._context, self)
+
+    async def shutdown(self) -> None:
+        if self._subscription is not None:
+            await self._subscription.close()

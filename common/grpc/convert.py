@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Protocol
 
 from google.protobuf.message import Message
@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from common.idempotency import IdempotencyKey
 from common.security.context import caller_var
+from common.validation import Violations
 
 
 def timestamp(value: datetime) -> Timestamp:
@@ -50,3 +51,15 @@ def calendar_date(year: int, month: int, day: int) -> date | None:
         return date(year, month, day)
     except ValueError:
         return None
+
+
+def optional_time(v: Violations, request: Message, field: str) -> datetime | None:
+    """The request's Timestamp `field` as an aware datetime; None when unset; a violation when out
+    of the range Timestamp allows (0001..9999, nanos 0..999999999)."""
+    if not request.HasField(field):
+        return None
+    value: Timestamp = getattr(request, field)
+    if not 0 <= value.nanos < 1_000_000_000 or not -62135596800 <= value.seconds <= 253402300799:
+        v.add(field, "a time between 0001-01-01 and 9999-12-31")
+        return None
+    return value.ToDatetime(tzinfo=UTC)

@@ -104,10 +104,10 @@ class CertificateAuthenticator:
         return _user(caller, metadata)
 
 
-def check_importer(caller: SecurityContext | None, method: str, importers: frozenset[str]) -> None:
+def check_importer(caller: SecurityContext | None, method: str, importers: frozenset[str] | None) -> None:
     """A context may call only the RPCs it imported (its identity names it; users are judged by
     the use cases)."""
-    if caller is not None and caller.service and caller.service not in importers:
+    if caller is not None and caller.service and importers is not None and caller.service not in importers:
         raise PermissionDenied(
             "RPC_NOT_IMPORTED",
             f"context '{caller.service}' does not import {method}",

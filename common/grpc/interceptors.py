@@ -108,7 +108,7 @@ class Guard:
     that it imported the method."""
 
     authenticator: Authenticator | None = None
-    importers: frozenset[str] = frozenset()
+    importers: frozenset[str] | None = frozenset()  # None: every context may call it
 
 
 def _peer_context(context: aio.ServicerContext) -> str | None:
@@ -290,17 +290,22 @@ class InterceptingRegistrar:
         self._local = local  # the same wrapped handlers, for colocated callers
         self.authenticator: Authenticator | None = None
         self.public_methods: frozenset[str] = frozenset()  # method names that need no token
+        self.mesh_methods: frozenset[str] = frozenset()  # method names every context may call (the platform's own)
         self.importers: Mapping[str, frozenset[str]] = {}  # method path -> contexts that imported it
 
-    def guard(self, method: str, public: bool = False) -> Guard:
-        return Guard(None if public else self.authenticator, self.importers.get(method, frozenset()))
+    def guard(self, method: str, public: bool = False, mesh: bool = False) -> Guard:
+        return Guard(None if public else self.authenticator, None if mesh else self.importers.get(method, frozenset()))
 
     def add_generic_rpc_handlers(self, handlers: tuple[grpc.GenericRpcHandler, ...]) -> None:
         self._server.add_generic_rpc_handlers(tuple(_InterceptedGenericHandler(h, self) for h in handlers))
 
     def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
         wrapped = {
-            name: intercept_handler(h, f"/{service}/{name}", self.guard(f"/{service}/{name}", name in self.public_methods))
+            name: intercept_handler(
+                h,
+                f"/{service}/{name}",
+                self.guard(f"/{service}/{name}", name in self.public_methods, name in self.mesh_methods),
+            )
             for name, h in handlers.items()
         }
         self._server.add_registered_method_handlers(service, wrapped)

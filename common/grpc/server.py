@@ -69,7 +69,9 @@ class GrpcServer:
 
     def require_authentication(self, authenticator: Authenticator) -> None:
         """Every RPC added from now on needs a valid token, except health, reflection and the
-        methods a servicer lists in its PUBLIC_METHODS (e.g. IssueToken)."""
+        methods a servicer lists in its PUBLIC_METHODS (e.g. IssueToken). Methods it lists in
+        MESH_METHODS need a caller too, and any context may call them (the platform's own, e.g.
+        the token revocations every process applies)."""
         self._registrar.authenticator = authenticator
 
     def allow_importers(self, importers: Mapping[str, frozenset[str]]) -> None:
@@ -82,6 +84,7 @@ class GrpcServer:
         if not bindings:
             raise TypeError(f"{type(servicer).__qualname__} implements no generated gRPC servicer")
         self._registrar.public_methods = frozenset(getattr(servicer, "PUBLIC_METHODS", ()))
+        self._registrar.mesh_methods = frozenset(getattr(servicer, "MESH_METHODS", ()))
         for binding in bindings:
             binding.add_to_server(servicer, self._registrar)
             self._service_names.append(binding.full_name)

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from common.config import Settings
 from common.di import BaseComponent, og_component
 from common.security.secrets import secret_file
-from common.security.tokens import KeySet, TokenSettings, TokenVerifier, issue_service, load_or_create_private_key
+from common.security.tokens import KeySet, Revocations, TokenSettings, TokenVerifier, issue_service, load_or_create_private_key
 
 
 @og_component()
@@ -32,6 +32,9 @@ class Security(BaseComponent):
         )
         self._private_key: Ed25519PrivateKey | None = None
         self._verifier: TokenVerifier | None = None
+        self.key_set: KeySet | None = None
+        # Filled by identity where it runs, by a feed from identity everywhere else (mesh/trust.py).
+        self.revocations = Revocations()
         self._service_tokens: dict[str, tuple[str, int]] = {}
 
     async def initialize(self) -> None:
@@ -49,16 +52,17 @@ class Security(BaseComponent):
     @property
     def verifier(self) -> TokenVerifier:
         if self._verifier is None:
-            self._verifier = TokenVerifier(self._key_set(), self.token_settings)
+            self.key_set = self._key_set()
+            self._verifier = TokenVerifier(self.key_set, self.token_settings, self.revocations)
         return self._verifier
 
     def _key_set(self) -> KeySet:
-        """The signer verifies with its own key; every other process with the published key set,
-        read again when a token names a key it does not know yet (a rotation)."""
+        """The signer verifies with its own key; every other process with the published key set:
+        the one written beside the data when the mesh started, then what GetSigningKeys says."""
         if self._settings.signs_tokens:
             return KeySet([self.private_key.public_key()])
         path = self._settings.public_keys_path()
-        return KeySet(KeySet.parse(path.read_text()), refresh=lambda: KeySet.parse(path.read_text()))
+        return KeySet(KeySet.parse(path.read_text()) if path.exists() else [])
 
     def derived_key(self, purpose: str) -> bytes:
         """A key for `purpose` (e.g. signing page tokens), the same in every process of the bank

@@ -94,6 +94,9 @@ class KeySet:
         self._refresh_every = refresh_every
         self._refreshed_at = float("-inf")
 
+    def replace(self, keys: Iterable[Ed25519PublicKey]) -> None:
+        self._keys = {key_id(k): k for k in keys}
+
     def get(self, kid: str) -> Ed25519PublicKey | None:
         found = self._keys.get(kid)
         if found is None and self._refresh is not None and time.monotonic() - self._refreshed_at >= self._refresh_every:
@@ -126,13 +129,17 @@ def _sign(key: Ed25519PrivateKey, settings: TokenSettings, claims: dict[str, obj
     return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": key_id(key.public_key())}), expires
 
 
-def issue(key: Ed25519PrivateKey, settings: TokenSettings, caller: SecurityContext, audience: str = "") -> tuple[str, int]:
-    """A signed token for the user `caller`; returns it with its expiry (epoch seconds)."""
+def issue(
+    key: Ed25519PrivateKey, settings: TokenSettings, caller: SecurityContext, audience: str = "", generation: int = 0
+) -> tuple[str, int]:
+    """A signed token for the user `caller`, of the user's current token `generation`; returns it
+    with its expiry (epoch seconds)."""
     claims: dict[str, object] = {
         "sub": caller.user_id,
         "name": caller.username,
         "roles": list(caller.roles),
         "cid": caller.customer_id,
+        "gen": generation,
     }
     return _sign(key, settings, claims, audience)
 
@@ -143,18 +150,49 @@ def issue_service(key: Ed25519PrivateKey, settings: TokenSettings, context: str)
     return _sign(key, settings, {"sub": f"svc_{context}", "name": f"service-{context}", "roles": [], "ctx": context})
 
 
-class TokenVerifier:
-    """Checks bearer tokens against the bank's public keys (the one their kid names)."""
+class Revocations:
+    """The users some of whose tokens are refused, as the identity context last said: tokens of a
+    generation below the user's minimum, or every token of a disabled user. Replaced whole at
+    each refresh; a lookup is one dict access, made on every call."""
 
-    def __init__(self, keys: KeySet | Ed25519PublicKey, settings: TokenSettings) -> None:
+    def __init__(self) -> None:
+        self._users: dict[str, tuple[int, bool]] = {}
+        self.refreshed_at = float("-inf")  # time.monotonic() of the last refresh
+
+    def replace(self, revocations: Iterable[tuple[str, int, bool]]) -> None:
+        self._users = {user_id: (generation, disabled) for user_id, generation, disabled in revocations}
+        self.refreshed_at = time.monotonic()
+
+    def refuses(self, user_id: str, generation: int) -> bool:
+        found = self._users.get(user_id)
+        return found is not None and (found[1] or generation < found[0])
+
+
+class TokenVerifier:
+    """Checks bearer tokens against the bank's public keys (the one their kid names), and against
+    the revocations identity publishes."""
+
+    def __init__(self, keys: KeySet | Ed25519PublicKey, settings: TokenSettings, revocations: Revocations | None = None) -> None:
         self._keys = keys if isinstance(keys, KeySet) else KeySet([keys])
         self._settings = settings
-        self._verified: TTLCache[str, tuple[float, SecurityContext]] = TTLCache(maxsize=50_000, ttl=300)
+        self.revocations = revocations or Revocations()
+        self._verified: TTLCache[str, tuple[float, SecurityContext, int]] = TTLCache(maxsize=50_000, ttl=300)
 
     def verify(self, token: str) -> SecurityContext:
         remembered = self._verified.get(token)
-        if remembered is not None and remembered[0] > time.time():
-            return remembered[1]
+        if remembered is None or remembered[0] <= time.time():
+            remembered = self._verify_signed(token)
+            self._verified[token] = remembered
+        _, caller, generation = remembered
+        if caller.user_id and self.revocations.refuses(caller.user_id, generation):
+            raise Unauthenticated(
+                "TOKEN_REVOKED",
+                "the access token was revoked (the user was disabled, or their roles, password or tokens changed); "
+                "request a new one",
+            )
+        return caller
+
+    def _verify_signed(self, token: str) -> tuple[float, SecurityContext, int]:
         try:
             claims = jwt.decode(
                 token,
@@ -169,9 +207,8 @@ class TokenVerifier:
         except jwt.InvalidTokenError as exc:
             raise Unauthenticated("TOKEN_INVALID", "the access token is not valid for this bank") from exc
         self._check_lifetime(claims)
-        caller = _caller(claims, token)
-        self._verified[token] = (float(claims["exp"]), caller)
-        return caller
+        generation = claims.get("gen", 0)
+        return float(claims["exp"]), _caller(claims, token), generation if isinstance(generation, int) else 0
 
     def _signing_key(self, token: str) -> Ed25519PublicKey:
         try:

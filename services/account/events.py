@@ -3,10 +3,10 @@ a change of relationship manager changes who may see the customer's accounts."""
 
 from __future__ import annotations
 
-from common.di import BaseComponent, ContextInfo, og_component
-from common.events.bus import EventBus, Subscription
+from common.di import ContextInfo, og_component
+from common.events.bus import EventBus
 from common.events.envelope import Envelope
-from common.events.incoming import Incoming
+from common.events.incoming import Incoming, Subscriber
 from ogpgy.customer.v1 import customer_service_pb2 as customer_pb
 from ogpgy.customer.v1.events_pb2 import CustomerKycReviewed, CustomerOnboarded, CustomerUpdated
 from services.account.service import AccountUseCases
@@ -15,23 +15,16 @@ INCOMING = Incoming()
 
 
 @og_component()
-class CustomerEventsHandler(BaseComponent):
+class CustomerEventsHandler(Subscriber):
     """CustomerOnboarded (VERIFIED), or CustomerKycReviewed (cleared) -> a default account; a
     customer is verified by one of them, once. Redelivery changes nothing: the account and the
     inbox record of the event are written in one transaction."""
 
+    incoming = INCOMING
+
     def __init__(self, bus: EventBus, service: AccountUseCases, context: ContextInfo) -> None:
-        self._bus = bus
+        super().__init__(bus, context)
         self._service = service
-        self._context = context
-        self._subscription: Subscription | None = None
-
-    async def initialize(self) -> None:
-        self._subscription = await INCOMING.subscribe(self._bus, self._context, self)
-
-    async def shutdown(self) -> None:
-        if self._subscription is not None:
-            await self._subscription.close()
 
     @INCOMING.on(CustomerOnboarded)
     async def onboarded(self, event: CustomerOnboarded, envelope: Envelope) -> None:

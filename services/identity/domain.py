@@ -6,13 +6,14 @@ import base64
 import hashlib
 import hmac
 import re
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from common.security.context import CUSTOMER, USER_ROLES
+from common.errors import PreconditionFailed
+from common.security.context import ADMIN, CUSTOMER, USER_ROLES
 from common.validation import Violations
 
 _USERNAME = re.compile(r"[a-z0-9._-]{3,64}")
@@ -32,20 +33,80 @@ class User:
     customer_id: str
     password_hash: str
     created_at: datetime
+    disabled: bool = False
+    # Tokens carry the generation they were issued in; a change of the user's authority (roles,
+    # link, password, revocation, disabling) starts a new one and the earlier tokens are refused.
+    token_generation: int = 0
+    updated_at: datetime | None = None
+
+    def with_authority(self, roles: tuple[str, ...], customer_id: str, now: datetime) -> User:
+        return replace(self.revoked(now), roles=roles, customer_id=customer_id)
+
+    def with_password(self, password_hash: str, now: datetime) -> User:
+        return replace(self.revoked(now), password_hash=password_hash)
+
+    def with_disabled(self, disabled: bool, now: datetime) -> User:
+        return replace(self.revoked(now), disabled=disabled)
+
+    def revoked(self, now: datetime) -> User:
+        """The user with a new token generation: every token issued so far is refused."""
+        return replace(self, token_generation=self.token_generation + 1, updated_at=now)
+
+
+@dataclass(frozen=True)
+class TokenRevocation:
+    """Tokens of `user_id` from a generation below `min_generation`, or all while disabled, are refused."""
+
+    user_id: str
+    min_generation: int
+    disabled: bool
+
+
+def revocation_of(user: User, now: datetime, token_lifetime: timedelta) -> TokenRevocation | None:
+    """What verifiers must refuse of this user's tokens; None when nothing refused may still be alive."""
+    if user.disabled or (user.updated_at is not None and user.token_generation > 0 and user.updated_at > now - token_lifetime):
+        return TokenRevocation(user.user_id, user.token_generation, user.disabled)
+    return None
 
 
 def validate_new_user(v: Violations, username: str, password: str, roles: tuple[str, ...], customer_id: str) -> None:
     v.check(bool(_USERNAME.fullmatch(username)), "username", "required: 3..64 characters of [a-z0-9._-]")
-    v.check(len(password) >= MIN_PASSWORD, "password", f"at least {MIN_PASSWORD} characters")
+    validate_password(v, password, "password")
+    validate_roles(v, roles, customer_id)
+
+
+def validate_password(v: Violations, password: str, field: str) -> None:
+    v.check(MIN_PASSWORD <= len(password) <= 1024, field, f"{MIN_PASSWORD}..1024 characters")
+
+
+def validate_roles(v: Violations, roles: tuple[str, ...], customer_id: str) -> None:
+    """A user is staff or a customer, never both: the customer role goes with no other, and is the
+    only one linked to a customer."""
     v.check(
-        bool(roles) and all(r in USER_ROLES for r in roles),
+        bool(roles) and all(r in USER_ROLES for r in roles) and len(set(roles)) == len(roles),
         "roles",
-        f"one or more of {', '.join(USER_ROLES)} (service identities belong to contexts, not to users)",
+        f"one or more of {', '.join(USER_ROLES)}, each once (service identities belong to contexts, not to users)",
     )
     if CUSTOMER in roles:
+        v.check(roles == (CUSTOMER,), "roles", "the customer role goes with no other role (a customer is not staff)")
         v.check(customer_id.startswith("cus_"), "customer_id", "required with the customer role: the customer's id")
     else:
         v.check(not customer_id, "customer_id", "only users with the customer role are linked to a customer")
+
+
+def check_not_self_lockout(
+    user: User, acting_user_id: str, roles: tuple[str, ...] | None = None, disabling: bool = False
+) -> None:
+    """An admin cannot disable themselves or drop their own admin role: the bank would be left
+    with nobody to undo it."""
+    if user.user_id != acting_user_id:
+        return
+    if disabling or (roles is not None and ADMIN in user.roles and ADMIN not in roles):
+        raise PreconditionFailed(
+            "SELF_LOCKOUT",
+            "an admin cannot disable themselves or remove their own admin role; ask another admin",
+            {"user_id": user.user_id},
+        )
 
 
 def hash_password(password: str) -> str:
@@ -137,3 +198,28 @@ class LoginThrottle:
 
     def succeeded(self, username: str) -> None:
         self._strikes.pop(("user", username.lower()), None)
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """A state change of some context, as it recorded it."""
+
+    audit_event_id: str
+    time: datetime
+    context: str
+    operation: str
+    resource: str
+    actor: str
+    on_behalf_of: tuple[str, ...]
+    request_id: str
+    service: str
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """Which changes to list: each field set narrows it."""
+
+    actor: str = ""
+    resource: str = ""
+    start: datetime | None = None
+    end: datetime | None = None

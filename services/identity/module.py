@@ -6,16 +6,19 @@ from common.clock import Clock
 from common.config import Settings
 from common.db.databases import ContextDatabase, Databases
 from common.di import ModuleContextImport, og_context, provide
+from common.events.bus import EventBus
+from common.events.outbox import OutboxRelay
 from common.pagination import PageTokens
 from common.security.component import Security
 from services.identity.api import IdentityApi
+from services.identity.events import INCOMING, IdentityEventsHandler
 from services.identity.repository import SqlUserRepository, UserRepository
 from services.identity.service import IdentityUseCases
 
 
 @og_context(
     name="identity",
-    description="Users, roles, password checks and signed access tokens",
+    description="Users and their lifecycle, roles, password checks, signed access tokens, and the audit trail",
     business_owner="Security Team",
     imports=[
         ModuleContextImport(Databases, from_context="infrastructure"),
@@ -23,9 +26,20 @@ from services.identity.service import IdentityUseCases
         ModuleContextImport(Clock, from_context="infrastructure"),
         ModuleContextImport(Settings, from_context="infrastructure"),
         ModuleContextImport(Security, from_context="infrastructure"),
+        ModuleContextImport(EventBus, from_context="infrastructure"),
     ],
-    providers=[ContextDatabase, provide(SqlUserRepository, provides=UserRepository), IdentityUseCases, IdentityApi],
+    providers=[
+        ContextDatabase,
+        provide(SqlUserRepository, provides=UserRepository),
+        OutboxRelay,
+        IdentityUseCases,
+        IdentityApi,
+        IdentityEventsHandler,
+    ],
     exports=[IdentityApi],
+    consumes=INCOMING.messages,
 )
 class IdentityModule:
-    """The only context that signs tokens; every server verifies them with the public key."""
+    """The only context that signs tokens; every server verifies them with the public key and
+    applies the revocations it publishes. It keeps the audit trail every context records into:
+    the trail answers "who", and identity is where the "who" lives."""

@@ -1,19 +1,26 @@
-"""Users in the identity context's own database."""
+"""Users, the customers identity knows of, and the audit trail, in the identity context's own database."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from common.db.base import Row, Tx, stored
 from common.db.databases import ContextDatabase
-from common.db.idempotency import claim
+from common.db.idempotency import claim, replayed_resource
 from common.di import BaseComponent, og_component
-from common.errors import AlreadyExists
+from common.errors import AlreadyExists, NotFound
 from common.idempotency import IdempotencyKey
-from services.identity.domain import User
+from services.identity.domain import AuditEvent, AuditQuery, TokenRevocation, User, revocation_of
 
-_COLUMNS = "user_id, username, password_hash, roles, customer_id, created_at"
+_COLUMNS = "user_id, username, password_hash, roles, customer_id, created_at, disabled, token_generation, updated_at"
+_AUDIT_COLUMNS = "audit_event_id, recorded_at, context, operation, resource, actor, on_behalf_of, request_id, service"
+_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width: text order is time order
+
+
+def _when(value: datetime) -> str:
+    return value.astimezone(UTC).strftime(_TIME)
 
 
 def _user(row: Row) -> User:
@@ -24,6 +31,9 @@ def _user(row: Row) -> User:
         row["customer_id"],
         row["password_hash"],
         datetime.fromisoformat(row["created_at"]),
+        bool(row["disabled"]),
+        int(row["token_generation"]),
+        datetime.fromisoformat(row["updated_at"]) if row["updated_at"] else None,
     )
 
 
@@ -46,7 +56,7 @@ async def _insert(tx: Tx, user: User, key: IdempotencyKey | None) -> User:
     if key is not None and (replayed := await claim(tx, key, user.user_id)) is not None:
         return stored(await _by_id(tx, replayed), replayed)
     added = await tx.execute(
-        f"INSERT INTO users ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (username) DO NOTHING",
+        f"INSERT INTO users ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 0, 0, NULL) ON CONFLICT (username) DO NOTHING",
         user.user_id,
         user.username,
         user.password_hash,
@@ -57,6 +67,33 @@ async def _insert(tx: Tx, user: User, key: IdempotencyKey | None) -> User:
     if added != 1:
         raise AlreadyExists("USERNAME_TAKEN", f"username '{user.username}' is taken", {"username": user.username})
     return user
+
+
+async def _change(tx: Tx, user_id: str, change: Callable[[User], User], key: IdempotencyKey) -> User:
+    """One change of a user under its key: a replay answers with the user as it is now; a refused
+    change raises before anything is written, and the claim rolls back with it."""
+    if await claim(tx, key, user_id) is not None:
+        return stored(await _by_id(tx, user_id), user_id)
+    user = await _by_id(tx, user_id)
+    if user is None:
+        raise NotFound("user", user_id)
+    changed = change(user)
+    await tx.execute(
+        "UPDATE users SET roles = ?, customer_id = ?, password_hash = ?, disabled = ?, token_generation = ?, updated_at = ?"
+        " WHERE user_id = ?",
+        ",".join(changed.roles),
+        changed.customer_id,
+        changed.password_hash,
+        int(changed.disabled),
+        changed.token_generation,
+        changed.updated_at.isoformat() if changed.updated_at else None,
+        user_id,
+    )
+    return changed
+
+
+async def _replayed(tx: Tx, key: IdempotencyKey) -> str | None:
+    return await replayed_resource(tx, key)
 
 
 async def _page(tx: Tx, after: int, limit: int) -> tuple[list[User], int | None]:
@@ -70,8 +107,83 @@ async def _set_password_hash(tx: Tx, user_id: str, password_hash: str) -> None:
     await tx.execute("UPDATE users SET password_hash = ? WHERE user_id = ?", password_hash, user_id)
 
 
+async def _revocations(tx: Tx, now: datetime, token_lifetime: timedelta) -> list[TokenRevocation]:
+    since = (now - token_lifetime).isoformat()
+    rows = await tx.fetchall(
+        f"SELECT {_COLUMNS} FROM users WHERE disabled = 1 OR (token_generation > 0 AND updated_at > ?)", since
+    )
+    return [r for r in (revocation_of(_user(row), now, token_lifetime) for row in rows) if r is not None]
+
+
+async def _learn_customer(tx: Tx, customer_id: str) -> None:
+    await tx.execute("INSERT INTO known_customers (customer_id) VALUES (?) ON CONFLICT (customer_id) DO NOTHING", customer_id)
+
+
+async def _knows_customer(tx: Tx, customer_id: str) -> bool:
+    return await tx.fetchone("SELECT 1 AS known FROM known_customers WHERE customer_id = ?", customer_id) is not None
+
+
+async def _record(tx: Tx, event: AuditEvent) -> None:
+    """Once per event: a redelivered record changes nothing."""
+    await tx.execute(
+        f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (audit_event_id) DO NOTHING",
+        event.audit_event_id,
+        _when(event.time),
+        event.context,
+        event.operation,
+        event.resource,
+        event.actor,
+        ",".join(event.on_behalf_of),
+        event.request_id,
+        event.service,
+    )
+
+
+def _audit_event(row: Row) -> AuditEvent:
+    return AuditEvent(
+        row["audit_event_id"],
+        datetime.strptime(row["recorded_at"], _TIME).replace(tzinfo=UTC),
+        row["context"],
+        row["operation"],
+        row["resource"],
+        row["actor"],
+        tuple(c for c in row["on_behalf_of"].split(",") if c),
+        row["request_id"],
+        row["service"],
+    )
+
+
+async def _audit_page(tx: Tx, query: AuditQuery, before: int, limit: int) -> tuple[list[AuditEvent], int | None]:
+    """Newest recorded first; `before` is the seq the previous page ended on (0: the top)."""
+    where: list[str] = ["(? = 0 OR seq < ?)"]
+    params: list[object] = [before, before]
+    for column, value in (("actor", query.actor), ("resource", query.resource)):
+        if value:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if query.start is not None:
+        where.append("recorded_at >= ?")
+        params.append(_when(query.start))
+    if query.end is not None:
+        where.append("recorded_at < ?")
+        params.append(_when(query.end))
+    rows = await tx.fetchall(
+        f"SELECT seq, {_AUDIT_COLUMNS} FROM audit_events WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?",
+        *params,
+        limit + 1,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [_audit_event(r) for r in rows], rows[-1]["seq"] if more else None
+
+
 class UserRepository(Protocol):
     async def add(self, user: User, key: IdempotencyKey | None) -> User: ...
+
+    async def change(self, user_id: str, change: Callable[[User], User], key: IdempotencyKey) -> User: ...
+
+    async def replayed(self, key: IdempotencyKey) -> str | None:
+        """The user an earlier request with this key changed; None for a new key."""
 
     async def get(self, user_id: str) -> User | None: ...
 
@@ -81,6 +193,16 @@ class UserRepository(Protocol):
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None: ...
 
+    async def revocations(self, now: datetime, token_lifetime: timedelta) -> list[TokenRevocation]: ...
+
+    async def learn_customer(self, customer_id: str) -> None: ...
+
+    async def knows_customer(self, customer_id: str) -> bool: ...
+
+    async def record(self, event: AuditEvent) -> None: ...
+
+    async def audit_page(self, query: AuditQuery, before: int, limit: int) -> tuple[list[AuditEvent], int | None]: ...
+
 
 @og_component()
 class SqlUserRepository(BaseComponent, UserRepository):
@@ -89,6 +211,12 @@ class SqlUserRepository(BaseComponent, UserRepository):
 
     async def add(self, user: User, key: IdempotencyKey | None) -> User:
         return await self._db.write(_insert, user, key)
+
+    async def change(self, user_id: str, change: Callable[[User], User], key: IdempotencyKey) -> User:
+        return await self._db.write(_change, user_id, change, key)
+
+    async def replayed(self, key: IdempotencyKey) -> str | None:
+        return await self._db.read(_replayed, key)
 
     async def get(self, user_id: str) -> User | None:
         return await self._db.read(_by_id, user_id)
@@ -101,3 +229,18 @@ class SqlUserRepository(BaseComponent, UserRepository):
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         await self._db.write(_set_password_hash, user_id, password_hash)
+
+    async def revocations(self, now: datetime, token_lifetime: timedelta) -> list[TokenRevocation]:
+        return await self._db.read(_revocations, now, token_lifetime)
+
+    async def learn_customer(self, customer_id: str) -> None:
+        await self._db.write(_learn_customer, customer_id)
+
+    async def knows_customer(self, customer_id: str) -> bool:
+        return await self._db.read(_knows_customer, customer_id)
+
+    async def record(self, event: AuditEvent) -> None:
+        await self._db.write(_record, event)
+
+    async def audit_page(self, query: AuditQuery, before: int, limit: int) -> tuple[list[AuditEvent], int | None]:
+        return await self._db.read(_audit_page, query, before, limit)

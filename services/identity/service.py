@@ -1,28 +1,46 @@
-"""Use cases of the identity context: users, the first admin, and token issue. Input arrives
-validated (api.py); each use case authorizes before it reads or writes."""
+"""Use cases of the identity context: users and their lifecycle, the first admin, token issue,
+the revocations every token check applies, and the audit trail. Input arrives validated
+(api.py); each use case authorizes before it reads or writes."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import secrets
 import time
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from common.clock import Clock
 from common.config import Settings
 from common.di import BaseComponent, og_component
-from common.errors import NotFound, ResourceExhausted, Unauthenticated
+from common.errors import NotFound, PermissionDenied, ResourceExhausted, Unauthenticated
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.pagination import PageRequest
+from common.periodic import Every
 from common.resilience.bulkhead import Bulkhead
 from common.security.component import Security
 from common.security.context import ADMIN, SecurityContext, current_caller
 from common.security.policy import denied, require_role
-from common.security.tokens import issue, jwks
-from services.identity.domain import LoginThrottle, User, hash_password, needs_rehash, password_matches
+from common.security.tokens import CLOCK_SKEW_SECONDS, issue, jwks
+from common.validation import Violations
+from services.identity.domain import (
+    AuditEvent,
+    AuditQuery,
+    LoginThrottle,
+    TokenRevocation,
+    User,
+    check_not_self_lockout,
+    hash_password,
+    needs_rehash,
+    password_matches,
+)
 from services.identity.repository import UserRepository
+
+CUSTOMER_ARRIVAL_SECONDS = 2.0  # a customer onboarded a moment ago is waited for this long, then refused
 
 # Checked for an unknown username, at the same cost as a real one (argon2id, current parameters).
 _DUMMY_HASH = "$argon2id$v=19$m=19456,t=2,p=1$Wh+e0CySjxjYsgjEMN4zEA$bQ3Wym8f7jRFltQv4ujdyKEXJPD3aE7kYXpcX8ebLHs"
@@ -42,12 +60,28 @@ class IdentityUseCases(BaseComponent):
         self._throttle = LoginThrottle()
         # Each hash is 19 MiB of argon2id: two at a time, a few waiting, never the event loop's threads.
         self._hashing = Bulkhead("password-hashing", workers=2, waiting=16)
+        # Another replica of identity may change a user: this process's token checks learn it within the period.
+        self._refresher = Every(
+            "refreshing token revocations", settings.revocation_refresh_seconds, self.refresh_revocations, self.logger
+        )
 
     async def initialize(self) -> None:
         await self._bootstrap_admin()
+        await self.refresh_revocations()
+        self._refresher.start()
 
     async def shutdown(self) -> None:
+        await self._refresher.stop()
         self._hashing.close()
+
+    async def refresh_revocations(self) -> None:
+        """This process's token checks apply the revocations as the database has them now."""
+        revocations = await self.revocations()
+        self._security.revocations.replace((r.user_id, r.min_generation, r.disabled) for r in revocations)
+
+    async def revocations(self) -> list[TokenRevocation]:
+        lifetime = timedelta(seconds=self._security.token_settings.lifetime_bound + CLOCK_SKEW_SECONDS)
+        return await self._users.revocations(self._clock.now(), lifetime)
 
     async def _bootstrap_admin(self) -> None:
         """The first admin comes from configuration; without a configured password one is
@@ -79,7 +113,81 @@ class IdentityUseCases(BaseComponent):
         self, username: str, password: str, roles: tuple[str, ...], customer_id: str, key: IdempotencyKey
     ) -> User:
         require_role(ADMIN, action="create users")
+        await self._require_known_customer(customer_id)
         return await self._create(username, password, roles, customer_id, key)
+
+    async def _require_known_customer(self, customer_id: str) -> None:
+        """A user is linked only to a customer that exists. Identity learns customers from
+        CustomerOnboarded (customer imports identity, so identity cannot call customer): one
+        onboarded a moment ago is waited for, briefly."""
+        if not customer_id:
+            return
+        deadline = time.monotonic() + CUSTOMER_ARRIVAL_SECONDS
+        while not await self._users.knows_customer(customer_id):
+            if time.monotonic() >= deadline:
+                raise NotFound("customer", customer_id)
+            await asyncio.sleep(0.05)
+
+    async def update_user(self, user_id: str, roles: tuple[str, ...], customer_id: str, key: IdempotencyKey) -> User:
+        caller = require_role(ADMIN, action="change users")
+        await self._require_known_customer(customer_id)
+        now = self._clock.now()
+
+        def change(user: User) -> User:
+            check_not_self_lockout(user, caller.user_id, roles=roles)
+            return user.with_authority(roles, customer_id, now)
+
+        return await self._change(user_id, change, key)
+
+    async def set_disabled(self, user_id: str, disabled: bool, key: IdempotencyKey) -> User:
+        caller = require_role(ADMIN, action="disable or enable users")
+        now = self._clock.now()
+
+        def change(user: User) -> User:
+            check_not_self_lockout(user, caller.user_id, disabling=disabled)
+            return user.with_disabled(disabled, now)
+
+        return await self._change(user_id, change, key)
+
+    async def revoke_tokens(self, user_id: str, key: IdempotencyKey) -> User:
+        self._require_self_or_admin(user_id, "revoke other users' tokens")
+        now = self._clock.now()
+        return await self._change(user_id, lambda user: user.revoked(now), key)
+
+    async def change_password(self, user_id: str, current: str, new: str, peer: str, key: IdempotencyKey) -> User:
+        """Users change their own with their current password (throttled like a login); an admin
+        resets another's without it. Either way the user's earlier tokens are refused."""
+        caller = self._require_self_or_admin(user_id, "change other users' passwords")
+        replayed = await self._users.replayed(key)
+        if replayed is not None:
+            return await self.get(replayed)
+        if caller.user_id == user_id:
+            await self._check_current_password(caller.username, current, peer)
+        password_hash = await self._hashing.run(hash_password, new)
+        now = self._clock.now()
+        return await self._change(user_id, lambda user: user.with_password(password_hash, now), key)
+
+    async def _check_current_password(self, username: str, current: str, peer: str) -> None:
+        v = Violations()
+        v.check(bool(current), "current_password", "required to change your own password")
+        v.raise_if_any()
+        self._check_throttle(username, peer)
+        user = await self._users.by_username(username)
+        if user is None or not await self._hashing.run(password_matches, current, user.password_hash):
+            self._throttle.failed(username, peer, time.monotonic())
+            v.check(False, "current_password", "does not match the current password")
+            v.raise_if_any()
+
+    def _require_self_or_admin(self, user_id: str, action: str) -> SecurityContext:
+        caller = current_caller()
+        if caller.user_id != user_id and not caller.has_role(ADMIN):
+            raise denied(action)
+        return caller
+
+    async def _change(self, user_id: str, change: Callable[[User], User], key: IdempotencyKey) -> User:
+        user = await self._users.change(user_id, change, key)
+        await self.refresh_revocations()  # this process refuses at once; the others within the refresh period
+        return user
 
     async def get(self, user_id: str) -> User:
         caller = current_caller()
@@ -98,8 +206,22 @@ class IdentityUseCases(BaseComponent):
     async def issue_token(self, username: str, password: str, audience: str, peer: str) -> tuple[str, int]:
         """Same answer and about the same time for an unknown user and a wrong password; locked
         out for a while after repeated failures, before any password is hashed."""
-        now = time.monotonic()
-        wait = self._throttle.wait(username, peer, now)
+        self._check_throttle(username, peer)
+        user = await self._users.by_username(username)
+        matches = await self._hashing.run(password_matches, password, user.password_hash if user else _DUMMY_HASH)
+        if user is None or not matches:
+            self._throttle.failed(username, peer, time.monotonic())
+            raise Unauthenticated("INVALID_CREDENTIALS", "unknown username or wrong password")
+        self._throttle.succeeded(username)
+        if user.disabled:
+            raise PermissionDenied("USER_DISABLED", "this user is disabled; an admin can enable it", {"username": username})
+        if needs_rehash(user.password_hash):  # an older scheme or weaker parameters: upgraded while the password is at hand
+            await self._users.set_password_hash(user.user_id, await self._hashing.run(hash_password, password))
+        caller = SecurityContext(user.user_id, user.username, user.roles, user.customer_id)
+        return issue(self._security.private_key, self._security.token_settings, caller, audience, user.token_generation)
+
+    def _check_throttle(self, username: str, peer: str) -> None:
+        wait = self._throttle.wait(username, peer, time.monotonic())
         if wait > 0:
             raise ResourceExhausted(
                 "LOGIN_THROTTLED",
@@ -107,16 +229,24 @@ class IdentityUseCases(BaseComponent):
                 {"retry_after_seconds": str(math.ceil(wait))},
                 retry_after=wait,
             )
-        user = await self._users.by_username(username)
-        matches = await self._hashing.run(password_matches, password, user.password_hash if user else _DUMMY_HASH)
-        if user is None or not matches:
-            self._throttle.failed(username, peer, time.monotonic())
-            raise Unauthenticated("INVALID_CREDENTIALS", "unknown username or wrong password")
-        self._throttle.succeeded(username)
-        if needs_rehash(user.password_hash):  # an older scheme or weaker parameters: upgraded while the password is at hand
-            await self._users.set_password_hash(user.user_id, await self._hashing.run(hash_password, password))
-        caller = SecurityContext(user.user_id, user.username, user.roles, user.customer_id)
-        return issue(self._security.private_key, self._security.token_settings, caller, audience)
 
     def signing_keys(self) -> str:
         return jwks([self._security.private_key.public_key()])
+
+    async def list_revocations(self) -> list[TokenRevocation]:
+        """For every process's token check: contexts (and admins) only."""
+        caller = current_caller()
+        if not caller.service and not caller.has_role(ADMIN):
+            raise denied("read token revocations")
+        return await self.revocations()
+
+    async def record(self, event: AuditEvent) -> None:
+        await self._users.record(event)
+
+    async def learn_customer(self, customer_id: str) -> None:
+        await self._users.learn_customer(customer_id)
+
+    async def audit_page(self, query: AuditQuery, request: PageRequest) -> tuple[list[AuditEvent], str]:
+        require_role(ADMIN, action="read the audit trail")
+        events, next_before = await self._users.audit_page(query, request.after_seq, request.limit)
+        return events, request.next_token(next_before)

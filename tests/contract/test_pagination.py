@@ -12,6 +12,7 @@ import asyncio
 import base64
 import json
 import shutil
+import time
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -90,7 +91,23 @@ async def _world(channel: aio.Channel) -> dict[str, str]:
             )
         ):
             pass
-    return {"customer_id": parent, "account_id": account, "debtor_account_id": account}
+    admin_id = await _settled_audit_trail(igrpc.IdentityServiceStub(channel))
+    return {"customer_id": parent, "account_id": account, "debtor_account_id": account, "actor": admin_id, "resource": ""}
+
+
+async def _settled_audit_trail(identity: igrpc.IdentityServiceStub) -> str:
+    """The admin's user id, once the audit records of everything above have arrived (they travel
+    through the outbox): the walks compare lists that must not grow meanwhile."""
+    users = (await identity.ListUsers(ipb.ListUsersRequest(page_size=500))).users
+    admin_id = next(u.user_id for u in users if u.username == "admin")
+    last, deadline = -1, time.monotonic() + 20
+    while time.monotonic() < deadline:
+        count = len((await identity.ListAuditEvents(ipb.ListAuditEventsRequest(actor=admin_id, page_size=500))).audit_events)
+        if count == last:
+            return admin_id
+        last = count
+        await asyncio.sleep(0.5)
+    raise AssertionError("the audit trail kept growing")
 
 
 def _lists(rpcs: list[Rpc]) -> list[Rpc]:

@@ -76,9 +76,7 @@ NOT_AN_ID = {
 # an unknown one is NOT_FOUND to anyone.
 PAID_INTO = {"credit_account_id", "internal.account_id"}
 # Not looked up, by design (the README says so).
-NOT_LOOKED_UP = {
-    "CreateUser.customer_id": "the identity context stands upstream of the customer context and cannot ask it",
-}
+NOT_LOOKED_UP: dict[str, str] = {}
 
 # The other fields of each RPC that takes an id, valid (JSON as grpcurl takes it).
 VALID_REST: dict[str, dict[str, Any]] = {
@@ -92,11 +90,23 @@ VALID_REST: dict[str, dict[str, Any]] = {
     "UpdateCustomer": {"customer": {"email": "new@example.com"}, "update_mask": "email", "expected_version": 1},
     "ReviewKyc": {"decision": "KYC_DECISION_CLEAR"},
     "CreateUser": {"username": "probe-user", "password": "a-long-password-1", "roles": ["ROLE_CUSTOMER"]},
+    "UpdateUser": {"roles": ["ROLE_CUSTOMER"]},
+    "ChangePassword": {"new_password": "a-long-new-password"},
     "ApplyForLoan": {"principal": {"currency_code": "EUR", "amount": "100.00"}, "term_months": 12},
     "ApproveLoan": {"annual_interest_rate": "0.05"},
     "CreatePayment": {"amount": {"currency_code": "EUR", "amount": "1.00"}, "internal": {"account_id": ""}},
 }
-ADMIN_ONLY = {"AssignRelationshipManager", "CreateUser", "GetUser", "ReviewKyc", "ApproveLoan", "DisburseLoan"}
+ADMIN_ONLY = {
+    "AssignRelationshipManager",
+    "CreateUser",
+    "GetUser",
+    "ReviewKyc",
+    "ApproveLoan",
+    "DisburseLoan",
+    "UpdateUser",
+    "DisableUser",
+    "EnableUser",
+}
 
 
 def _token_exemptions() -> set[str]:

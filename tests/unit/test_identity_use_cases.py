@@ -25,7 +25,10 @@ FIRST_PAGE = PageRequest(None, 10, "unit", PageTokens(b"unit tests"))
 @pytest.fixture
 async def identity(tmp_path: Path) -> AsyncIterator[IdentityUseCases]:
     async with context_under_test(IdentityModule, tmp_path, {}, admin_password="first-admin-password") as context:
-        yield context.resolve(IdentityUseCases)
+        identity = context.resolve(IdentityUseCases)
+        for customer_id in ("cus_ada", "cus_bob"):  # as CustomerOnboarded would have told it
+            await identity.learn_customer(customer_id)
+        yield identity
 
 
 def key(request_id: str, content: str = "") -> IdempotencyKey:
@@ -87,6 +90,7 @@ async def test_repeated_wrong_passwords_lock_the_username_out_and_no_one_else(id
 async def test_a_password_stored_the_old_way_is_rehashed_with_argon2id_at_the_next_login(tmp_path: Path) -> None:
     async with context_under_test(IdentityModule, tmp_path, {}, admin_password="first-admin-password") as context:
         identity, users = context.resolve(IdentityUseCases), context.resolve(UserRepository)
+        await identity.learn_customer("cus_bob")
         with acting_as(ADMIN_CALLER):
             bob = await identity.create_user("bob", "bobs long password", (CUSTOMER,), "cus_bob", key("u1"))
         assert bob.password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")

@@ -25,37 +25,69 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(ogpgy/identity/v1/identity_service.proto\x12\x11ogpgy.identity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x01\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12&\n\x05roles\x18\x03 \x03(\x0e\x32\x17.ogpgy.identity.v1.Role\x12\x13\n\x0b\x63ustomer_id\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x88\x01\n\x11\x43reateUserRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\x12&\n\x05roles\x18\x04 \x03(\x0e\x32\x17.ogpgy.identity.v1.Role\x12\x13\n\x0b\x63ustomer_id\x18\x05 \x01(\t\";\n\x12\x43reateUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.ogpgy.identity.v1.User\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"8\n\x0fGetUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.ogpgy.identity.v1.User\"9\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"T\n\x11ListUsersResponse\x12&\n\x05users\x18\x01 \x03(\x0b\x32\x17.ogpgy.identity.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"I\n\x11IssueTokenRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x10\n\x08\x61udience\x18\x03 \x01(\t\"[\n\x12IssueTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x17\n\x15GetSigningKeysRequest\"+\n\x16GetSigningKeysResponse\x12\x11\n\tjwks_json\x18\x01 \x01(\t*p\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_ADMIN\x10\x01\x12\x1d\n\x19ROLE_RELATIONSHIP_MANAGER\x10\x02\x12\x11\n\rROLE_CUSTOMER\x10\x03\x12\x10\n\x0cROLE_SERVICE\x10\x04\x32\xd8\x03\n\x0fIdentityService\x12Y\n\nCreateUser\x12$.ogpgy.identity.v1.CreateUserRequest\x1a%.ogpgy.identity.v1.CreateUserResponse\x12P\n\x07GetUser\x12!.ogpgy.identity.v1.GetUserRequest\x1a\".ogpgy.identity.v1.GetUserResponse\x12V\n\tListUsers\x12#.ogpgy.identity.v1.ListUsersRequest\x1a$.ogpgy.identity.v1.ListUsersResponse\x12Y\n\nIssueToken\x12$.ogpgy.identity.v1.IssueTokenRequest\x1a%.ogpgy.identity.v1.IssueTokenResponse\x12\x65\n\x0eGetSigningKeys\x12(.ogpgy.identity.v1.GetSigningKeysRequest\x1a).ogpgy.identity.v1.GetSigningKeysResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(ogpgy/identity/v1/identity_service.proto\x12\x11ogpgy.identity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x01\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12&\n\x05roles\x18\x03 \x03(\x0e\x32\x17.ogpgy.identity.v1.Role\x12\x13\n\x0b\x63ustomer_id\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64isabled\x18\x06 \x01(\x08\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x88\x01\n\x11\x43reateUserRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\x12&\n\x05roles\x18\x04 \x03(\x0e\x32\x17.ogpgy.identity.v1.Role\x12\x13\n\x0b\x63ustomer_id\x18\x05 \x01(\t\";\n\x12\x43reateUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.ogpgy.identity.v1.User\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"8\n\x0fGetUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.ogpgy.identity.v1.User\"9\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"T\n\x11ListUsersResponse\x12&\n\x05users\x18\x01 \x03(\x0b\x32\x17.ogpgy.identity.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"I\n\x11IssueTokenRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x10\n\x08\x61udience\x18\x03 \x01(\t\"[\n\x12IssueTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x17\n\x15GetSigningKeysRequest\"+\n\x16GetSigningKeysResponse\x12\x11\n\tjwks_json\x18\x01 \x01(\t\"u\n\x11UpdateUserRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12&\n\x05roles\x18\x03 \x03(\x0e\x32\x17.ogpgy.identity.v1.Role\x12\x13\n\x0b\x63ustomer_id\x18\x04 \x01(\t\";\n\x12UpdateUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.ogpgy.identity.v1.User\"9\n\x12\x44isableUserRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"<\n\x13\x44isableUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.ogpgy.identity.v1.User\"8\n\x11\x45nableUserRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\";\n\x12\x45nableUserResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.ogpgy.identity.v1.User\"l\n\x15\x43hangePasswordRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x18\n\x10\x63urrent_password\x18\x03 \x01(\t\x12\x14\n\x0cnew_password\x18\x04 \x01(\t\"?\n\x16\x43hangePasswordResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.ogpgy.identity.v1.User\":\n\x13RevokeTokensRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"=\n\x14RevokeTokensResponse\x12%\n\x04user\x18\x01 \x01(\x0b\x32\x17.ogpgy.identity.v1.User\"\x1c\n\x1aGetTokenRevocationsRequest\"L\n\x0fTokenRevocation\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\x0emin_generation\x18\x02 \x01(\x03\x12\x10\n\x08\x64isabled\x18\x03 \x01(\x08\"V\n\x1bGetTokenRevocationsResponse\x12\x37\n\x0brevocations\x18\x01 \x03(\x0b\x32\".ogpgy.identity.v1.TokenRevocation\"\xce\x01\n\nAuditEvent\x12\x16\n\x0e\x61udit_event_id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63ontext\x18\x03 \x01(\t\x12\x11\n\toperation\x18\x04 \x01(\t\x12\x10\n\x08resource\x18\x05 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x06 \x01(\t\x12\x14\n\x0con_behalf_of\x18\x07 \x03(\t\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12\x0f\n\x07service\x18\t \x01(\t\"\xbe\x01\n\x16ListAuditEventsRequest\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"g\n\x17ListAuditEventsResponse\x12\x33\n\x0c\x61udit_events\x18\x01 \x03(\x0b\x32\x1d.ogpgy.identity.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*p\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_ADMIN\x10\x01\x12\x1d\n\x19ROLE_RELATIONSHIP_MANAGER\x10\x02\x12\x11\n\rROLE_CUSTOMER\x10\x03\x12\x10\n\x0cROLE_SERVICE\x10\x04\x32\x94\t\n\x0fIdentityService\x12Y\n\nCreateUser\x12$.ogpgy.identity.v1.CreateUserRequest\x1a%.ogpgy.identity.v1.CreateUserResponse\x12P\n\x07GetUser\x12!.ogpgy.identity.v1.GetUserRequest\x1a\".ogpgy.identity.v1.GetUserResponse\x12V\n\tListUsers\x12#.ogpgy.identity.v1.ListUsersRequest\x1a$.ogpgy.identity.v1.ListUsersResponse\x12Y\n\nIssueToken\x12$.ogpgy.identity.v1.IssueTokenRequest\x1a%.ogpgy.identity.v1.IssueTokenResponse\x12\x65\n\x0eGetSigningKeys\x12(.ogpgy.identity.v1.GetSigningKeysRequest\x1a).ogpgy.identity.v1.GetSigningKeysResponse\x12Y\n\nUpdateUser\x12$.ogpgy.identity.v1.UpdateUserRequest\x1a%.ogpgy.identity.v1.UpdateUserResponse\x12\\\n\x0b\x44isableUser\x12%.ogpgy.identity.v1.DisableUserRequest\x1a&.ogpgy.identity.v1.DisableUserResponse\x12Y\n\nEnableUser\x12$.ogpgy.identity.v1.EnableUserRequest\x1a%.ogpgy.identity.v1.EnableUserResponse\x12\x65\n\x0e\x43hangePassword\x12(.ogpgy.identity.v1.ChangePasswordRequest\x1a).ogpgy.identity.v1.ChangePasswordResponse\x12_\n\x0cRevokeTokens\x12&.ogpgy.identity.v1.RevokeTokensRequest\x1a\'.ogpgy.identity.v1.RevokeTokensResponse\x12t\n\x13GetTokenRevocations\x12-.ogpgy.identity.v1.GetTokenRevocationsRequest\x1a..ogpgy.identity.v1.GetTokenRevocationsResponse\x12h\n\x0fListAuditEvents\x12).ogpgy.identity.v1.ListAuditEventsRequest\x1a*.ogpgy.identity.v1.ListAuditEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ogpgy.identity.v1.identity_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=926
-  _globals['_ROLE']._serialized_end=1038
+  _globals['_ROLE']._serialized_start=2414
+  _globals['_ROLE']._serialized_end=2526
   _globals['_USER']._serialized_start=97
-  _globals['_USER']._serialized_end=248
-  _globals['_CREATEUSERREQUEST']._serialized_start=251
-  _globals['_CREATEUSERREQUEST']._serialized_end=387
-  _globals['_CREATEUSERRESPONSE']._serialized_start=389
-  _globals['_CREATEUSERRESPONSE']._serialized_end=448
-  _globals['_GETUSERREQUEST']._serialized_start=450
-  _globals['_GETUSERREQUEST']._serialized_end=483
-  _globals['_GETUSERRESPONSE']._serialized_start=485
-  _globals['_GETUSERRESPONSE']._serialized_end=541
-  _globals['_LISTUSERSREQUEST']._serialized_start=543
-  _globals['_LISTUSERSREQUEST']._serialized_end=600
-  _globals['_LISTUSERSRESPONSE']._serialized_start=602
-  _globals['_LISTUSERSRESPONSE']._serialized_end=686
-  _globals['_ISSUETOKENREQUEST']._serialized_start=688
-  _globals['_ISSUETOKENREQUEST']._serialized_end=761
-  _globals['_ISSUETOKENRESPONSE']._serialized_start=763
-  _globals['_ISSUETOKENRESPONSE']._serialized_end=854
-  _globals['_GETSIGNINGKEYSREQUEST']._serialized_start=856
-  _globals['_GETSIGNINGKEYSREQUEST']._serialized_end=879
-  _globals['_GETSIGNINGKEYSRESPONSE']._serialized_start=881
-  _globals['_GETSIGNINGKEYSRESPONSE']._serialized_end=924
-  _globals['_IDENTITYSERVICE']._serialized_start=1041
-  _globals['_IDENTITYSERVICE']._serialized_end=1513
+  _globals['_USER']._serialized_end=315
+  _globals['_CREATEUSERREQUEST']._serialized_start=318
+  _globals['_CREATEUSERREQUEST']._serialized_end=454
+  _globals['_CREATEUSERRESPONSE']._serialized_start=456
+  _globals['_CREATEUSERRESPONSE']._serialized_end=515
+  _globals['_GETUSERREQUEST']._serialized_start=517
+  _globals['_GETUSERREQUEST']._serialized_end=550
+  _globals['_GETUSERRESPONSE']._serialized_start=552
+  _globals['_GETUSERRESPONSE']._serialized_end=608
+  _globals['_LISTUSERSREQUEST']._serialized_start=610
+  _globals['_LISTUSERSREQUEST']._serialized_end=667
+  _globals['_LISTUSERSRESPONSE']._serialized_start=669
+  _globals['_LISTUSERSRESPONSE']._serialized_end=753
+  _globals['_ISSUETOKENREQUEST']._serialized_start=755
+  _globals['_ISSUETOKENREQUEST']._serialized_end=828
+  _globals['_ISSUETOKENRESPONSE']._serialized_start=830
+  _globals['_ISSUETOKENRESPONSE']._serialized_end=921
+  _globals['_GETSIGNINGKEYSREQUEST']._serialized_start=923
+  _globals['_GETSIGNINGKEYSREQUEST']._serialized_end=946
+  _globals['_GETSIGNINGKEYSRESPONSE']._serialized_start=948
+  _globals['_GETSIGNINGKEYSRESPONSE']._serialized_end=991
+  _globals['_UPDATEUSERREQUEST']._serialized_start=993
+  _globals['_UPDATEUSERREQUEST']._serialized_end=1110
+  _globals['_UPDATEUSERRESPONSE']._serialized_start=1112
+  _globals['_UPDATEUSERRESPONSE']._serialized_end=1171
+  _globals['_DISABLEUSERREQUEST']._serialized_start=1173
+  _globals['_DISABLEUSERREQUEST']._serialized_end=1230
+  _globals['_DISABLEUSERRESPONSE']._serialized_start=1232
+  _globals['_DISABLEUSERRESPONSE']._serialized_end=1292
+  _globals['_ENABLEUSERREQUEST']._serialized_start=1294
+  _globals['_ENABLEUSERREQUEST']._serialized_end=1350
+  _globals['_ENABLEUSERRESPONSE']._serialized_start=1352
+  _globals['_ENABLEUSERRESPONSE']._serialized_end=1411
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_start=1413
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_end=1521
+  _globals['_CHANGEPASSWORDRESPONSE']._serialized_start=1523
+  _globals['_CHANGEPASSWORDRESPONSE']._serialized_end=1586
+  _globals['_REVOKETOKENSREQUEST']._serialized_start=1588
+  _globals['_REVOKETOKENSREQUEST']._serialized_end=1646
+  _globals['_REVOKETOKENSRESPONSE']._serialized_start=1648
+  _globals['_REVOKETOKENSRESPONSE']._serialized_end=1709
+  _globals['_GETTOKENREVOCATIONSREQUEST']._serialized_start=1711
+  _globals['_GETTOKENREVOCATIONSREQUEST']._serialized_end=1739
+  _globals['_TOKENREVOCATION']._serialized_start=1741
+  _globals['_TOKENREVOCATION']._serialized_end=1817
+  _globals['_GETTOKENREVOCATIONSRESPONSE']._serialized_start=1819
+  _globals['_GETTOKENREVOCATIONSRESPONSE']._serialized_end=1905
+  _globals['_AUDITEVENT']._serialized_start=1908
+  _globals['_AUDITEVENT']._serialized_end=2114
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=2117
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=2307
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=2309
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=2412
+  _globals['_IDENTITYSERVICE']._serialized_start=2529
+  _globals['_IDENTITYSERVICE']._serialized_end=3701
 # @@protoc_insertion_point(module_scope)

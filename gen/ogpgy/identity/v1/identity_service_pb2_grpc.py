@@ -60,6 +60,41 @@ class IdentityServiceStub:
                 request_serializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.GetSigningKeysRequest.SerializeToString,
                 response_deserializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.GetSigningKeysResponse.FromString,
                 _registered_method=True)
+        self.UpdateUser = channel.unary_unary(
+                '/ogpgy.identity.v1.IdentityService/UpdateUser',
+                request_serializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.UpdateUserRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.UpdateUserResponse.FromString,
+                _registered_method=True)
+        self.DisableUser = channel.unary_unary(
+                '/ogpgy.identity.v1.IdentityService/DisableUser',
+                request_serializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.DisableUserRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.DisableUserResponse.FromString,
+                _registered_method=True)
+        self.EnableUser = channel.unary_unary(
+                '/ogpgy.identity.v1.IdentityService/EnableUser',
+                request_serializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.EnableUserRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.EnableUserResponse.FromString,
+                _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/ogpgy.identity.v1.IdentityService/ChangePassword',
+                request_serializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.ChangePasswordResponse.FromString,
+                _registered_method=True)
+        self.RevokeTokens = channel.unary_unary(
+                '/ogpgy.identity.v1.IdentityService/RevokeTokens',
+                request_serializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.RevokeTokensRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.RevokeTokensResponse.FromString,
+                _registered_method=True)
+        self.GetTokenRevocations = channel.unary_unary(
+                '/ogpgy.identity.v1.IdentityService/GetTokenRevocations',
+                request_serializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.GetTokenRevocationsRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.GetTokenRevocationsResponse.FromString,
+                _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/ogpgy.identity.v1.IdentityService/ListAuditEvents',
+                request_serializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -95,7 +130,64 @@ class IdentityServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetSigningKeys(self, request, context):
-        """Public keys that verify the tokens (a JWK set).
+        """Public keys that verify the tokens (a JWK set): the signing key, the next one while it is
+        being published, and retired ones while tokens they signed may live.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateUser(self, request, context):
+        """Sets a user's roles and customer link together. Admins only; an admin cannot remove their own
+        admin role. Tokens issued before the change are refused from then on. Idempotent by request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableUser(self, request, context):
+        """Disables a user: no token is issued to them, and their live tokens are refused. Admins only,
+        never themselves. Idempotent by request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnableUser(self, request, context):
+        """Enables a disabled user; tokens issued before they were disabled stay refused. Admins only.
+        Idempotent by request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
+        """Changes a password: the user with their current password, or an admin without it. The user's
+        earlier tokens are refused from then on. Idempotent by request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeTokens(self, request, context):
+        """Refuses every token issued to the user so far (a lost device). The user or an admin.
+        Idempotent by request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTokenRevocations(self, request, context):
+        """The users whose earlier tokens are refused, all at once (a small set: only what may still be
+        alive): what every context's token check applies. Contexts and admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEvents(self, request, context):
+        """Who changed what: every state change of every context, with its actor, the contexts that
+        relayed it, its request id and its time; newest first. Admins only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -128,6 +220,41 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.GetSigningKeys,
                     request_deserializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.GetSigningKeysRequest.FromString,
                     response_serializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.GetSigningKeysResponse.SerializeToString,
+            ),
+            'UpdateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateUser,
+                    request_deserializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.UpdateUserRequest.FromString,
+                    response_serializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.UpdateUserResponse.SerializeToString,
+            ),
+            'DisableUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableUser,
+                    request_deserializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.DisableUserRequest.FromString,
+                    response_serializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.DisableUserResponse.SerializeToString,
+            ),
+            'EnableUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableUser,
+                    request_deserializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.EnableUserRequest.FromString,
+                    response_serializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.EnableUserResponse.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.ChangePasswordResponse.SerializeToString,
+            ),
+            'RevokeTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeTokens,
+                    request_deserializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.RevokeTokensRequest.FromString,
+                    response_serializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.RevokeTokensResponse.SerializeToString,
+            ),
+            'GetTokenRevocations': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTokenRevocations,
+                    request_deserializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.GetTokenRevocationsRequest.FromString,
+                    response_serializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.GetTokenRevocationsResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.ListAuditEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +393,195 @@ class IdentityService:
             '/ogpgy.identity.v1.IdentityService/GetSigningKeys',
             ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.GetSigningKeysRequest.SerializeToString,
             ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.GetSigningKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.identity.v1.IdentityService/UpdateUser',
+            ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.UpdateUserRequest.SerializeToString,
+            ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.UpdateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.identity.v1.IdentityService/DisableUser',
+            ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.DisableUserRequest.SerializeToString,
+            ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.DisableUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.identity.v1.IdentityService/EnableUser',
+            ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.EnableUserRequest.SerializeToString,
+            ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.EnableUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.identity.v1.IdentityService/ChangePassword',
+            ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.ChangePasswordRequest.SerializeToString,
+            ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.ChangePasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.identity.v1.IdentityService/RevokeTokens',
+            ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.RevokeTokensRequest.SerializeToString,
+            ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.RevokeTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTokenRevocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.identity.v1.IdentityService/GetTokenRevocations',
+            ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.GetTokenRevocationsRequest.SerializeToString,
+            ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.GetTokenRevocationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.identity.v1.IdentityService/ListAuditEvents',
+            ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.ListAuditEventsRequest.SerializeToString,
+            ogpgy_dot_identity_dot_v1_dot_identity__service__pb2.ListAuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

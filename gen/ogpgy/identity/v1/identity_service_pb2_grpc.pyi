@@ -42,7 +42,37 @@ class IdentityServiceStub:
     IssueToken: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.IssueTokenRequest, _identity_service_pb2.IssueTokenResponse]
     """Exchanges a username and password for a signed JWT."""
     GetSigningKeys: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.GetSigningKeysRequest, _identity_service_pb2.GetSigningKeysResponse]
-    """Public keys that verify the tokens (a JWK set)."""
+    """Public keys that verify the tokens (a JWK set): the signing key, the next one while it is
+    being published, and retired ones while tokens they signed may live.
+    """
+    UpdateUser: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.UpdateUserRequest, _identity_service_pb2.UpdateUserResponse]
+    """Sets a user's roles and customer link together. Admins only; an admin cannot remove their own
+    admin role. Tokens issued before the change are refused from then on. Idempotent by request_id.
+    """
+    DisableUser: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.DisableUserRequest, _identity_service_pb2.DisableUserResponse]
+    """Disables a user: no token is issued to them, and their live tokens are refused. Admins only,
+    never themselves. Idempotent by request_id.
+    """
+    EnableUser: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.EnableUserRequest, _identity_service_pb2.EnableUserResponse]
+    """Enables a disabled user; tokens issued before they were disabled stay refused. Admins only.
+    Idempotent by request_id.
+    """
+    ChangePassword: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.ChangePasswordRequest, _identity_service_pb2.ChangePasswordResponse]
+    """Changes a password: the user with their current password, or an admin without it. The user's
+    earlier tokens are refused from then on. Idempotent by request_id.
+    """
+    RevokeTokens: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.RevokeTokensRequest, _identity_service_pb2.RevokeTokensResponse]
+    """Refuses every token issued to the user so far (a lost device). The user or an admin.
+    Idempotent by request_id.
+    """
+    GetTokenRevocations: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.GetTokenRevocationsRequest, _identity_service_pb2.GetTokenRevocationsResponse]
+    """The users whose earlier tokens are refused, all at once (a small set: only what may still be
+    alive): what every context's token check applies. Contexts and admins only.
+    """
+    ListAuditEvents: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.ListAuditEventsRequest, _identity_service_pb2.ListAuditEventsResponse]
+    """Who changed what: every state change of every context, with its actor, the contexts that
+    relayed it, its request id and its time; newest first. Admins only.
+    """
 
 @_typing.type_check_only
 class IdentityServiceAsyncStub(IdentityServiceStub):
@@ -58,7 +88,37 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     IssueToken: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.IssueTokenRequest, _identity_service_pb2.IssueTokenResponse]  # type: ignore[assignment]
     """Exchanges a username and password for a signed JWT."""
     GetSigningKeys: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.GetSigningKeysRequest, _identity_service_pb2.GetSigningKeysResponse]  # type: ignore[assignment]
-    """Public keys that verify the tokens (a JWK set)."""
+    """Public keys that verify the tokens (a JWK set): the signing key, the next one while it is
+    being published, and retired ones while tokens they signed may live.
+    """
+    UpdateUser: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.UpdateUserRequest, _identity_service_pb2.UpdateUserResponse]  # type: ignore[assignment]
+    """Sets a user's roles and customer link together. Admins only; an admin cannot remove their own
+    admin role. Tokens issued before the change are refused from then on. Idempotent by request_id.
+    """
+    DisableUser: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.DisableUserRequest, _identity_service_pb2.DisableUserResponse]  # type: ignore[assignment]
+    """Disables a user: no token is issued to them, and their live tokens are refused. Admins only,
+    never themselves. Idempotent by request_id.
+    """
+    EnableUser: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.EnableUserRequest, _identity_service_pb2.EnableUserResponse]  # type: ignore[assignment]
+    """Enables a disabled user; tokens issued before they were disabled stay refused. Admins only.
+    Idempotent by request_id.
+    """
+    ChangePassword: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.ChangePasswordRequest, _identity_service_pb2.ChangePasswordResponse]  # type: ignore[assignment]
+    """Changes a password: the user with their current password, or an admin without it. The user's
+    earlier tokens are refused from then on. Idempotent by request_id.
+    """
+    RevokeTokens: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.RevokeTokensRequest, _identity_service_pb2.RevokeTokensResponse]  # type: ignore[assignment]
+    """Refuses every token issued to the user so far (a lost device). The user or an admin.
+    Idempotent by request_id.
+    """
+    GetTokenRevocations: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.GetTokenRevocationsRequest, _identity_service_pb2.GetTokenRevocationsResponse]  # type: ignore[assignment]
+    """The users whose earlier tokens are refused, all at once (a small set: only what may still be
+    alive): what every context's token check applies. Contexts and admins only.
+    """
+    ListAuditEvents: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.ListAuditEventsRequest, _identity_service_pb2.ListAuditEventsResponse]  # type: ignore[assignment]
+    """Who changed what: every state change of every context, with its actor, the contexts that
+    relayed it, its request id and its time; newest first. Admins only.
+    """
 
 class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
     """Users, roles and signed access tokens."""
@@ -101,6 +161,78 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_service_pb2.GetSigningKeysRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_service_pb2.GetSigningKeysResponse, _abc.Awaitable[_identity_service_pb2.GetSigningKeysResponse]]:
-        """Public keys that verify the tokens (a JWK set)."""
+        """Public keys that verify the tokens (a JWK set): the signing key, the next one while it is
+        being published, and retired ones while tokens they signed may live.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateUser(
+        self,
+        request: _identity_service_pb2.UpdateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_service_pb2.UpdateUserResponse, _abc.Awaitable[_identity_service_pb2.UpdateUserResponse]]:
+        """Sets a user's roles and customer link together. Admins only; an admin cannot remove their own
+        admin role. Tokens issued before the change are refused from then on. Idempotent by request_id.
+        """
+
+    @_abc_1.abstractmethod
+    def DisableUser(
+        self,
+        request: _identity_service_pb2.DisableUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_service_pb2.DisableUserResponse, _abc.Awaitable[_identity_service_pb2.DisableUserResponse]]:
+        """Disables a user: no token is issued to them, and their live tokens are refused. Admins only,
+        never themselves. Idempotent by request_id.
+        """
+
+    @_abc_1.abstractmethod
+    def EnableUser(
+        self,
+        request: _identity_service_pb2.EnableUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_service_pb2.EnableUserResponse, _abc.Awaitable[_identity_service_pb2.EnableUserResponse]]:
+        """Enables a disabled user; tokens issued before they were disabled stay refused. Admins only.
+        Idempotent by request_id.
+        """
+
+    @_abc_1.abstractmethod
+    def ChangePassword(
+        self,
+        request: _identity_service_pb2.ChangePasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_service_pb2.ChangePasswordResponse, _abc.Awaitable[_identity_service_pb2.ChangePasswordResponse]]:
+        """Changes a password: the user with their current password, or an admin without it. The user's
+        earlier tokens are refused from then on. Idempotent by request_id.
+        """
+
+    @_abc_1.abstractmethod
+    def RevokeTokens(
+        self,
+        request: _identity_service_pb2.RevokeTokensRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_service_pb2.RevokeTokensResponse, _abc.Awaitable[_identity_service_pb2.RevokeTokensResponse]]:
+        """Refuses every token issued to the user so far (a lost device). The user or an admin.
+        Idempotent by request_id.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTokenRevocations(
+        self,
+        request: _identity_service_pb2.GetTokenRevocationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_service_pb2.GetTokenRevocationsResponse, _abc.Awaitable[_identity_service_pb2.GetTokenRevocationsResponse]]:
+        """The users whose earlier tokens are refused, all at once (a small set: only what may still be
+        alive): what every context's token check applies. Contexts and admins only.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAuditEvents(
+        self,
+        request: _identity_service_pb2.ListAuditEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_service_pb2.ListAuditEventsResponse, _abc.Awaitable[_identity_service_pb2.ListAuditEventsResponse]]:
+        """Who changed what: every state change of every context, with its actor, the contexts that
+        relayed it, its request id and its time; newest first. Admins only.
+        """
 
 def add_IdentityServiceServicer_to_server(servicer: IdentityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,40 @@
+"""The audit trail's write side: each state change is recorded, in the transaction that makes it,
+as a ChangeRecorded event in the context's outbox. Who keeps and serves the trail consumes it;
+the record cannot be lost without the change being lost with it.
+
+ChangeRecorded is a platform contract (og.audit.v1), like the shared types: it says who did
+what to which resource, and nothing about banking.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from common.db.base import Tx
+from common.events.outbox import append_event
+from common.grpc.convert import timestamp
+from common.security.context import caller_var
+from og.audit.v1.audit_pb2 import ChangeRecorded
+
+# Published by every context through the platform rather than declared by one: the context map
+# draws no edge for it.
+PLATFORM_EVENTS = (ChangeRecorded,)
+
+
+async def record_change(tx: Tx, operation: str, resource: str, request_id: str) -> None:
+    """Records `operation` on `resource` with the authority of the current call: its end user
+    (none when a context acts on its own), the contexts that relayed it, and the request id."""
+    caller = caller_var.get()
+    await append_event(
+        tx,
+        ChangeRecorded(
+            time=timestamp(datetime.now(UTC)),
+            context=tx.context,
+            operation=operation,
+            resource=resource,
+            actor=caller.user_id if caller is not None else "",
+            on_behalf_of=list(caller.via) if caller is not None else [],
+            request_id=request_id,
+            service=caller.service if caller is not None else tx.context,
+        ),
+    )

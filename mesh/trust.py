@@ -1,0 +1,49 @@
+"""What a process that does not serve identity learns from it: the token revocations every call's
+token check applies and, where the process only verifies, the public signing keys. Asked again
+every `revocation_refresh_seconds`: that is the bound within which a disabled user's token, or
+one issued before their roles changed, is refused everywhere (while identity answers).
+
+It is platform work, done under the identity of a context of this process; identity lets every
+context ask it (IdentityApi.MESH_METHODS)."""
+
+from __future__ import annotations
+
+import logging
+
+from common.di import ModuleContextImport
+from common.grpc.channels import ChannelPool
+from common.periodic import Every
+from common.security.component import Security
+from common.security.tokens import KeySet
+from ogpgy.identity.v1 import identity_service_pb2 as pb
+from ogpgy.identity.v1.identity_service_pb2_grpc import IdentityServiceStub
+
+log = logging.getLogger("ogpgy.trust")
+
+FEED = ModuleContextImport(IdentityServiceStub, from_context="identity", methods=["GetTokenRevocations", "GetSigningKeys"])
+
+
+class TrustFeed:
+    """Refreshes `security`'s revocations (and key set, unless this process signs) from identity."""
+
+    def __init__(self, pool: ChannelPool, security: Security, importer: str, period: float, keys: bool) -> None:
+        self._stub = pool.bind(FEED, importer)
+        self._security = security
+        self._period = period
+        self._keys = keys
+        self._rounds = Every("refreshing token revocations from identity", period, self.refresh, log)
+
+    async def start(self) -> None:
+        await self._rounds.round()
+        self._rounds.start()
+
+    async def stop(self) -> None:
+        await self._rounds.stop()
+
+    async def refresh(self) -> None:
+        timeout = max(self._period, 1.0)
+        answer = await self._stub.GetTokenRevocations(pb.GetTokenRevocationsRequest(), timeout=timeout)  # type: ignore[attr-defined]  # bound stubs are built per import
+        self._security.revocations.replace((r.user_id, r.min_generation, r.disabled) for r in answer.revocations)
+        if self._keys and self._security.key_set is not None:
+            keys = await self._stub.GetSigningKeys(pb.GetSigningKeysRequest(), timeout=timeout)  # type: ignore[attr-defined]  # bound stubs are built per import
+            self._security.key_set.replace(KeySet.parse(keys.jwks_json))
