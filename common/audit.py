@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from common.db.base import Tx
 from common.events.outbox import append_event
+from common.grpc.call_context import request_id_var
 from common.grpc.convert import timestamp
 from common.security.context import caller_var
 from og.audit.v1.audit_pb2 import ChangeRecorded
@@ -21,9 +22,17 @@ from og.audit.v1.audit_pb2 import ChangeRecorded
 PLATFORM_EVENTS = (ChangeRecorded,)
 
 
-async def record_change(tx: Tx, operation: str, resource: str, request_id: str) -> None:
+def acting(context: str) -> str:
+    """Who is making the current change, for the record kept with it: "usr_1 via payment" (a user
+    through the contexts that relayed them), "usr_1", or "svc:<context>" (a context on its own)."""
+    caller = caller_var.get()
+    return caller.chain if caller is not None else f"svc:{context}"
+
+
+async def record_change(tx: Tx, operation: str, resource: str, request_id: str | None = None) -> None:
     """Records `operation` on `resource` with the authority of the current call: its end user
-    (none when a context acts on its own), the contexts that relayed it, and the request id."""
+    (none when a context acts on its own), the contexts that relayed it, and the request id (the
+    idempotency key's; else the call's or the event's that caused the change)."""
     caller = caller_var.get()
     await append_event(
         tx,
@@ -34,7 +43,7 @@ async def record_change(tx: Tx, operation: str, resource: str, request_id: str) 
             resource=resource,
             actor=caller.user_id if caller is not None else "",
             on_behalf_of=list(caller.via) if caller is not None else [],
-            request_id=request_id,
+            request_id=request_id if request_id is not None else request_id_var.get() or "",
             service=caller.service if caller is not None else tx.context,
         ),
     )

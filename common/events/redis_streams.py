@@ -204,7 +204,7 @@ class RedisStreamsBackend:
         except Exception:  # noqa: BLE001 - left pending: XAUTOCLAIM redelivers it later
             log.exception("%s failed on %s; it stays pending", sub.group, envelope.event_id)
             return
-        crash_point("consumer.before_ack")
+        crash_point(f"consumer.{sub.group}.before_ack")  # one consumer (context) crashes, as one would
         await self._redis.xack(stream, sub.group, message_id)
 
     async def _measure_lag(self, sub: _StreamSubscription) -> None:

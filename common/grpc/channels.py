@@ -88,7 +88,7 @@ class ChannelPool:
         self._credentials = credentials
         self._tls = tls
         self._channels: dict[tuple[str, object], aio.Channel | InProcessChannel | RenewingChannel] = {}
-        self._stubs: dict[tuple[type, str, str], object] = {}
+        self._stubs: dict[tuple[type, str, str, tuple[str, ...]], object] = {}
 
     def serves(self, exported: type, wanted: type) -> bool:
         stub_service = service_of_stub(wanted)
@@ -134,8 +134,8 @@ class ChannelPool:
         return channel
 
     def bind(self, imported: ModuleContextImport, importer: str, *, external: bool = False) -> object:
-        """The stub `importer` imported: once per (stub, target, importer), on the shared channel."""
-        key = (imported.type, imported.from_context, importer)
+        """The stub `importer` imported: once per (stub, target, importer, methods), on the shared channel."""
+        key = (imported.type, imported.from_context, importer, tuple(imported.methods))
         stub = self._stubs.get(key)
         if stub is None:
             token: Callable[[], str] | None = None

@@ -67,6 +67,7 @@ def transfer_pb(t: Transfer) -> pb.Transfer:
         reverses_transfer_id=t.reverses_transfer_id,
         hold_id=t.hold_id,
         post_time=timestamp(t.posted_at),
+        actor=t.actor,
     )
 
 
@@ -81,6 +82,7 @@ def hold_pb(h: Hold) -> pb.Hold:
         transfer_id=h.transfer_id,
         owner_context=h.owner_context,
         place_time=timestamp(h.placed_at) if h.placed_at else None,
+        actor=h.placed_by,
     )
 
 

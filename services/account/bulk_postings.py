@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from common.audit import acting, record_change
 from common.db.base import Tx, aggregate
 from common.errors import Aborted
 from common.money import MAX_MINOR
@@ -126,6 +127,7 @@ async def accrue_interest(
         return AccrualChunk(0, 0, ceiling or after, not ceiling, eligible)
     span = _Span(business_date, currency, after, str(edge["last"]))
     posted = await _post_span(tx, span, tiers, at)
+    await record_change(tx, "AccrueInterest", f"interest/{business_date}/{currency}/{after}..{span.last}")
     await tx.execute(
         "INSERT INTO interest_chunks (business_date, after_account_id, last_account_id, processed, posted_minor)"
         " VALUES (?, ?, ?, ?, ?)",
@@ -243,11 +245,12 @@ async def _post_rows(tx: Tx, internal: str, currency: str, total: int, descripti
     posted = at.isoformat()
     await tx.execute(
         f"INSERT INTO transfers ({TRANSFER_COLUMNS}) SELECT transfer_id, {debit}, {credit}, amount_minor, ?, ?,"
-        " NULL, NULL, ? FROM accrual_rows",
+        " NULL, NULL, ?, ? FROM accrual_rows",
         internal,
         currency,
         description,
         posted,
+        acting(tx.context),
     )
     moved = await tx.execute(
         f"UPDATE accounts SET balance_minor = accounts.balance_minor + {sign} * r.amount_minor FROM accrual_rows r"
@@ -354,6 +357,7 @@ async def charge_fees(tx: Tx, first_day: date, currency: str, after: str, limit:
             tx, InternalAccount.FEE_INCOME.account_id(currency), currency, total, f"monthly fee {month.key}", at, to_rows=False
         )
     chunk = FeeChunk(count, len(payable), total, len(due) - len(payable), last, count < limit)
+    await record_change(tx, "ChargeMonthlyFees", f"fees/{month.key}/{currency}/{after}..{last}")
     await _record_fee_chunk(tx, month, currency, after, chunk)
     return chunk
 

@@ -192,6 +192,7 @@ class Transfer:
     reverses_transfer_id: str = ""
     hold_id: str = ""
     reversed_by: str = ""  # the transfer that reversed this one, if any
+    actor: str = ""  # whose authority posted it, through which contexts (common.audit.acting)
 
     def reversal(self, reason: str) -> TransferOrder:
         """The order that undoes this transfer: the same amount back. Once only; never of a reversal."""

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from common.audit import acting, record_change
 from common.db.base import Row, Tx, aggregate, stored
 from common.db.databases import ContextDatabase
 from common.db.idempotency import claim, resource_or_void
@@ -247,6 +248,7 @@ async def _open_account_once(tx: Tx, account: Account, consumer: str, event_id: 
         return False
     await _insert_account(tx, account)
     await OUTGOING.append(tx, events)
+    await record_change(tx, "OpenDefaultAccount", account.account_id, event_id)
     return True
 
 
@@ -351,6 +353,7 @@ async def _post(tx: Tx, order: TransferOrder, transfer_id: str, at: datetime, *,
         at,
         order.reverses_transfer_id,
         order.hold_id,
+        actor=acting(tx.context),
     )
     await _insert_transfer(tx, transfer, balances)
     await OUTGOING.append(tx, [TransferPosted(transfer)])
@@ -360,7 +363,7 @@ async def _post(tx: Tx, order: TransferOrder, transfer_id: str, at: datetime, *,
 async def _insert_transfer(tx: Tx, t: Transfer, balances: dict[str, int]) -> None:
     """The transfer and its two entries (each with the balance after it)."""
     await tx.execute(
-        f"INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         t.transfer_id,
         t.debit_account_id,
         t.credit_account_id,
@@ -370,6 +373,7 @@ async def _insert_transfer(tx: Tx, t: Transfer, balances: dict[str, int]) -> Non
         t.reverses_transfer_id or None,
         t.hold_id or None,
         t.posted_at.isoformat(),
+        t.actor,
     )
     posted = t.posted_at.isoformat()
     debit, credit = t.debit_account_id, t.credit_account_id

@@ -18,7 +18,7 @@ ACCOUNT_COLUMNS = (
 )
 TRANSFER_COLUMNS = (
     "transfer_id, debit_account_id, credit_account_id, amount_minor, currency, description,"
-    " reverses_transfer_id, hold_id, posted_at"
+    " reverses_transfer_id, hold_id, posted_at, actor"
 )
 TRANSFER_READ_COLUMNS = f"{TRANSFER_COLUMNS}, reversed_by"  # what transfer_of reads
 ENTRY_COLUMNS = "account_id, transfer_id, amount_minor, balance_after_minor, counterparty_account_id, description, posted_at"
@@ -68,6 +68,7 @@ def transfer_of(row: Row) -> Transfer:
         reverses_transfer_id=row["reverses_transfer_id"] or "",
         hold_id=row["hold_id"] or "",
         reversed_by=row["reversed_by"] or "",
+        actor=row["actor"],
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
+from common.audit import record_change
 from common.db.base import Row, Tx, stored
 from common.db.databases import ContextDatabase
 from common.db.idempotency import claim
@@ -62,8 +63,24 @@ async def _insert(tx: Tx, loan: Loan, key: IdempotencyKey) -> Loan:
     return loan
 
 
+# The audit trail's name for each move of a loan (a move is a change no idempotency key claims).
+_MOVES = {
+    LoanStatus.APPROVED: "ApproveLoan",
+    LoanStatus.DISBURSING: "DisburseLoan",
+    LoanStatus.DISBURSED: "DisburseLoan.completed",
+    LoanStatus.DISBURSEMENT_FAILED: "DisburseLoan.failed",
+}
+
+
 async def _move(
-    tx: Tx, loan_id: str, expected: LoanStatus, status: LoanStatus, at: datetime, changes: dict[str, str], events: list[LoanEvent]
+    tx: Tx,
+    loan_id: str,
+    expected: LoanStatus,
+    status: LoanStatus,
+    at: datetime,
+    changes: dict[str, str],
+    events: list[LoanEvent],
+    request_id: str | None,
 ) -> bool:
     """Moves a loan on from `expected` only; False when it is no longer there (an idempotent no-op)."""
     sets = "".join(f", {column} = ?" for column in changes)
@@ -77,6 +94,7 @@ async def _move(
     )
     if moved:
         await OUTGOING.append(tx, events)
+        await record_change(tx, _MOVES[status], loan_id, request_id)
     return moved == 1
 
 
@@ -111,7 +129,10 @@ class LoanRepository(Protocol):
         at: datetime,
         changes: dict[str, str] | None = None,
         events: list[LoanEvent] | None = None,
-    ) -> bool: ...
+        request_id: str | None = None,
+    ) -> bool:
+        """Moves the loan on from `expected` only (False: it was not there); `request_id` is the
+        key of the request that moved it, for the audit trail (None: the call's)."""
 
     async def page(self, customer_id: str, after: int, limit: int) -> Page[Loan, int]: ...
 
@@ -139,8 +160,9 @@ class SqlLoanRepository(BaseComponent, LoanRepository):
         at: datetime,
         changes: dict[str, str] | None = None,
         events: list[LoanEvent] | None = None,
+        request_id: str | None = None,
     ) -> bool:
-        return await self._db.write(_move, loan_id, expected, status, at, changes or {}, events or [])
+        return await self._db.write(_move, loan_id, expected, status, at, changes or {}, events or [], request_id)
 
     async def page(self, customer_id: str, after: int, limit: int) -> Page[Loan, int]:
         return await self._db.read(_page, customer_id, after, limit)

@@ -113,7 +113,10 @@ class LendingUseCases(BaseComponent):
         loan = await self.get(loan_id)
         if loan.status is LoanStatus.APPROVED and loan.annual_rate == rate:
             return loan
-        if not await self._loans.move(loan_id, LoanStatus.APPLIED, LoanStatus.APPROVED, self._clock.now(), {"annual_rate": rate}):
+        moved = await self._loans.move(
+            loan_id, LoanStatus.APPLIED, LoanStatus.APPROVED, self._clock.now(), {"annual_rate": rate}, request_id=key.request_id
+        )
+        if not moved:
             raise PreconditionFailed("LOAN_NOT_APPLIED", f"the loan is {loan.status.value}", {"loan_id": loan_id})
         return await self.get(loan_id)
 
@@ -122,7 +125,9 @@ class LendingUseCases(BaseComponent):
         require_role(ADMIN, action="disburse loans")
         loan = await self.get(loan_id)
         if loan.status is LoanStatus.APPROVED:
-            await self._loans.move(loan_id, LoanStatus.APPROVED, LoanStatus.DISBURSING, self._clock.now())
+            await self._loans.move(
+                loan_id, LoanStatus.APPROVED, LoanStatus.DISBURSING, self._clock.now(), request_id=key.request_id
+            )
         elif loan.status not in (LoanStatus.DISBURSING, LoanStatus.DISBURSED, LoanStatus.DISBURSEMENT_FAILED):
             raise PreconditionFailed("LOAN_NOT_APPROVED", f"the loan is {loan.status.value}", {"loan_id": loan_id})
         payload = {

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from common.audit import record_change
 from common.db.base import Row, Tx, aggregate, stored
 from common.db.databases import ContextDatabase
 from common.db.idempotency import claim
@@ -124,6 +125,7 @@ async def _advance(tx: Tx, payment: Payment, expected: PaymentStatus, events: li
     if changed != 1:
         raise Aborted("PAYMENT_MOVED_ON", "the payment changed meanwhile", {"payment_id": payment.payment_id})
     await OUTGOING.append(tx, events)
+    await record_change(tx, f"AdvancePayment.{payment.status.value}", payment.payment_id)
     return payment
 
 

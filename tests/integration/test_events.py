@@ -72,7 +72,7 @@ async def _has_accounts(target: str, customer_id: str) -> bool:
 
 async def test_consumer_crash_before_ack_is_redelivered_and_applied_once(tmp_path: Path, redis_server: RedisServer) -> None:
     redis_args = ("--redis-url", redis_server.url, "--event-redelivery-ms", "300")
-    crashing = BankProcess(tmp_path, *redis_args, faults="consumer.before_ack").start()
+    crashing = BankProcess(tmp_path, *redis_args, faults="consumer.account.before_ack").start()
     await _onboard_expecting_crash(crashing.target)
     assert crashing.wait_exit(timeout=20) == 137, crashing.log
     restarted = BankProcess(tmp_path, *redis_args).start()

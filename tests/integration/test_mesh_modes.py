@@ -13,11 +13,12 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -41,6 +42,8 @@ from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
 from ogpgy.customer.v1 import customer_service_pb2 as cpb
 from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc
 from ogpgy.customer.v1.events_pb2 import CustomerOnboarded
+from ogpgy.identity.v1 import identity_service_pb2 as idpb
+from ogpgy.identity.v1 import identity_service_pb2_grpc as idgrpc
 from ogpgy.interest.v1 import interest_service_pb2 as ipb
 from ogpgy.interest.v1 import interest_service_pb2_grpc as igrpc
 from ogpgy.lending.v1 import lending_service_pb2 as lpb
@@ -284,6 +287,9 @@ async def test_a_context_is_who_its_certificate_says_and_calls_only_what_it_impo
             agrpc.AccountServiceStub(channel).PlaceHold(place_hold, timeout=5), StatusCode.PERMISSION_DENIED
         )
     assert info.reason == "RPC_NOT_IMPORTED" and info.metadata["context"] == "interest"
+    # The token revocations every process applies are the platform's: any context may ask for them.
+    async with open_channel(distributed.targets["identity"], as_interest) as channel:
+        await idgrpc.IdentityServiceStub(channel).GetTokenRevocations(idpb.GetTokenRevocationsRequest(), timeout=5)
     # A service token, even one signed with the real key, is no identity here: certificates are.
     key = load_or_create_private_key(distributed.config.data_dir / "identity-signing-key.pem")
     forged, _ = issue_service(key, TokenSettings(Settings().jwt_audience, Settings().jwt_issuer), "payment")
@@ -293,6 +299,62 @@ async def test_a_context_is_who_its_certificate_says_and_calls_only_what_it_impo
     # And without a certificate of the bank's CA there is no connection at all.
     async with open_channel(distributed.targets["account"], channel_credentials(ca)) as channel:
         await rpc_error(agrpc.AccountServiceStub(channel).PlaceHold(place_hold, timeout=5), grpc.StatusCode.UNAVAILABLE)
+
+
+REVOCATION_BOUND = Settings().revocation_refresh_seconds + 1.0  # the refresh period, and a call to identity
+
+
+async def test_a_disabled_users_token_is_refused_by_every_process_within_the_bound(distributed: RunningMesh) -> None:
+    """The README's bound: a user disabled at identity is refused by every other process within
+    revocation_refresh_seconds (each asks identity that often), plus the time of that call."""
+    async with mesh_client(distributed.targets, distributed.mesh.tls) as ch:
+        bank = mesh_bank(ch)
+        customer_id = await bank.verified_customer("revoked")
+        account_id = (await bank.default_account(customer_id, within=30)).account_id
+        identity = idgrpc.IdentityServiceStub(ch["identity"])
+        user = await identity.CreateUser(
+            idpb.CreateUserRequest(
+                request_id="revoked-user",
+                username="revoked",
+                password="revoked users password",
+                roles=[idpb.ROLE_CUSTOMER],
+                customer_id=customer_id,
+            )
+        )
+        token = await issue_token(distributed.targets["identity"], "revoked", "revoked users password", tls=distributed.mesh.tls)
+        calls = {
+            "customer": lambda channel: cgrpc.CustomerServiceStub(channel).GetCustomer(
+                cpb.GetCustomerRequest(customer_id=customer_id), timeout=5
+            ),
+            "account": lambda channel: agrpc.AccountServiceStub(channel).GetAccount(
+                apb.GetAccountRequest(account_id=account_id), timeout=5
+            ),
+        }
+        channels = {c: bearer_channel(distributed.targets[c], token, distributed.mesh.tls) for c in calls}
+        try:
+            for context, call in calls.items():
+                await call(channels[context])  # the live token works everywhere
+            await identity.DisableUser(idpb.DisableUserRequest(request_id="disable-revoked", user_id=user.user.user_id))
+            disabled_at = time.monotonic()
+            refused_after = {
+                context: await _refused_within(call, channels[context], disabled_at) for context, call in calls.items()
+            }
+        finally:
+            for channel in channels.values():
+                await channel.close()
+    assert all(after <= REVOCATION_BOUND for after in refused_after.values()), refused_after
+
+
+async def _refused_within(call: Callable[[aio.Channel], Any], channel: aio.Channel, since: float) -> float:
+    """Seconds from `since` until the call is refused with TOKEN_REVOKED (gives up at three bounds)."""
+    while time.monotonic() - since < 3 * REVOCATION_BOUND:
+        try:
+            await call(channel)
+        except aio.AioRpcError as refused:
+            assert refused.code() == StatusCode.UNAUTHENTICATED and "revoked" in (refused.details() or ""), refused
+            return time.monotonic() - since
+        await asyncio.sleep(0.05)
+    raise AssertionError("the disabled user's token was never refused")
 
 
 def _token_command(mesh: RunningMesh, *tls: str) -> subprocess.CompletedProcess[str]:

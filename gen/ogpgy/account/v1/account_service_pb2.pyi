@@ -302,6 +302,7 @@ class Transfer(_message.Message):
     REVERSES_TRANSFER_ID_FIELD_NUMBER: _builtins.int
     HOLD_ID_FIELD_NUMBER: _builtins.int
     POST_TIME_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
     transfer_id: _builtins.str
     """Server-assigned id, "trf_" followed by 26 characters."""
     debit_account_id: _builtins.str
@@ -314,6 +315,11 @@ class Transfer(_message.Message):
     """Set when this transfer reverses another."""
     hold_id: _builtins.str
     """Set when this transfer captured a hold."""
+    actor: _builtins.str
+    """Whose authority posted it: a user id, followed by " via " and the contexts that relayed the
+    call ("usr_… via payment"), or "svc:<context>" for a context acting on its own. Empty for
+    transfers posted before actors were recorded.
+    """
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
         """Positive amount moved."""
@@ -333,10 +339,11 @@ class Transfer(_message.Message):
         reverses_transfer_id: _builtins.str = ...,
         hold_id: _builtins.str = ...,
         post_time: _timestamp_pb2.Timestamp | None = ...,
+        actor: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "post_time", b"post_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "credit_account_id", b"credit_account_id", "debit_account_id", b"debit_account_id", "description", b"description", "hold_id", b"hold_id", "post_time", b"post_time", "reverses_transfer_id", b"reverses_transfer_id", "transfer_id", b"transfer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "amount", b"amount", "credit_account_id", b"credit_account_id", "debit_account_id", b"debit_account_id", "description", b"description", "hold_id", b"hold_id", "post_time", b"post_time", "reverses_transfer_id", b"reverses_transfer_id", "transfer_id", b"transfer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -357,6 +364,7 @@ class Hold(_message.Message):
     TRANSFER_ID_FIELD_NUMBER: _builtins.int
     OWNER_CONTEXT_FIELD_NUMBER: _builtins.int
     PLACE_TIME_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
     hold_id: _builtins.str
     """Server-assigned id, "hld_" followed by 26 characters."""
     debit_account_id: _builtins.str
@@ -371,6 +379,8 @@ class Hold(_message.Message):
     """The context that placed the hold for a user (e.g. "payment", "lending"): only it captures or
     releases the hold. Empty when the account holder or an admin placed it directly.
     """
+    actor: _builtins.str
+    """Whose authority placed it, written as Transfer.actor is."""
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
         """Amount reserved."""
@@ -395,10 +405,11 @@ class Hold(_message.Message):
         transfer_id: _builtins.str = ...,
         owner_context: _builtins.str = ...,
         place_time: _timestamp_pb2.Timestamp | None = ...,
+        actor: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured_amount", b"captured_amount", "place_time", b"place_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "captured_amount", b"captured_amount", "credit_account_id", b"credit_account_id", "debit_account_id", b"debit_account_id", "hold_id", b"hold_id", "owner_context", b"owner_context", "place_time", b"place_time", "status", b"status", "transfer_id", b"transfer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "amount", b"amount", "captured_amount", b"captured_amount", "credit_account_id", b"credit_account_id", "debit_account_id", b"debit_account_id", "hold_id", b"hold_id", "owner_context", b"owner_context", "place_time", b"place_time", "status", b"status", "transfer_id", b"transfer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
