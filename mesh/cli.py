@@ -24,6 +24,8 @@ from common.grpc.server import stop_signal
 from common.grpc.tls import channel_credentials, is_loopback
 from common.observability.logs import RPC_LOGGER, JsonFormatter
 from common.observability.metrics import serve_metrics
+from common.security.keyring import rotate
+from common.security.tokens import key_id, load_or_create_private_key
 from mesh.config import DEFAULT_CONFIG, MeshConfigError, load_mesh_config
 from mesh.distributed import Mesh, serve_settings
 from mesh.embedded import ALL_MODULES, CONTEXT_NAMES, module_named, start_embedded, start_process
@@ -81,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     _fees_command(commands)
     _reconcile_command(commands)
     _token_command(commands)
+    _keys_command(commands)
     return parser
 
 
@@ -247,6 +250,33 @@ def _token_command(commands: Subcommands) -> None:
         description="Ask the identity context for a token and print it.",
     )
     _client_arguments(token)
+
+
+def _keys_command(commands: Subcommands) -> None:
+    keys = commands.add_parser("keys", help="the token-signing keys").add_subparsers(dest="action", required=True)
+    rotate = keys.add_parser(
+        "rotate",
+        help="add a new signing key: published at once, signing after key_publish_seconds",
+        description="Writes a new Ed25519 signing key (mode 0600) beside the others. The identity context's processes "
+        "read it within their refresh period and publish it (GetSigningKeys); it signs once published for "
+        "key_publish_seconds, and the key it replaces stays published until the tokens it signed have expired. "
+        "Nothing restarts.",
+    )
+    rotate.add_argument(
+        "--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="the bank's data directory, a mesh's too (default: %(default)s)"
+    )
+
+
+def _rotate_keys(args: argparse.Namespace) -> int:
+    settings = Settings(data_dir=args.data_dir)
+    if not settings.key_path().exists():
+        print(f"ogpgy: no signing key in {args.data_dir}: start the bank once, or name its --data-dir", file=sys.stderr)
+        return 1
+    path = rotate(settings.rotated_keys_dir())
+    kid = key_id(load_or_create_private_key(path).public_key())
+    print(f"new signing key {kid} in {path}: published within {settings.revocation_refresh_seconds:g} s, signing after")
+    print(f"{settings.key_publish_seconds:g} s; the key it replaces stays published until its tokens have expired")
+    return 0
 
 
 def _client_arguments(parser: argparse.ArgumentParser) -> None:
@@ -561,6 +591,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.command == "velocitypay":
         return asyncio.run(_velocitypay(args))
+    if args.command == "keys":
+        return _rotate_keys(args)
     clients = {
         "interest": (_interest_run, "interest run refused"),
         "fees": (_charge_fees, "fees not charged"),

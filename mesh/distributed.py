@@ -26,9 +26,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.config import Settings
+from common.security.component import Security
 from common.security.pki import LEAF_LIFETIME
 from common.security.secrets import secret_file
-from common.security.tokens import jwks, load_or_create_private_key
+from common.security.tokens import jwks
 from mesh.config import LOCAL, MeshConfig, MeshConfigError
 from mesh.embedded import CONTEXT_NAMES
 from mesh.local_servers import PostgresServer, RedisServer
@@ -79,9 +80,10 @@ def ensure_shared_secrets(data_dir: Path, admin_password: str = "") -> str:
     """The signing key and the first admin's password, made once before any process starts (each
     process would otherwise race to make its own)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    key = load_or_create_private_key(data_dir / "identity-signing-key.pem")
-    Settings(data_dir=data_dir).public_keys_path().write_text(jwks([key.public_key()]))  # for the processes that verify only
-    secret_file(Settings(data_dir=data_dir).page_key_path(), lambda: secrets.token_bytes(32))
+    settings = Settings(data_dir=data_dir)
+    # The keys as published when the mesh starts: what the processes that only verify begin with.
+    settings.public_keys_path().write_text(jwks(Security(settings).public_keys()))
+    secret_file(settings.page_key_path(), lambda: secrets.token_bytes(32))
     path = data_dir / PASSWORD_FILE
     if admin_password:
         return admin_password

@@ -44,6 +44,8 @@ class TrustFeed:
         timeout = max(self._period, 1.0)
         answer = await self._stub.GetTokenRevocations(pb.GetTokenRevocationsRequest(), timeout=timeout)  # type: ignore[attr-defined]  # bound stubs are built per import
         self._security.revocations.replace((r.user_id, r.min_generation, r.disabled) for r in answer.revocations)
-        if self._keys and self._security.key_set is not None:
+        if not self._keys:  # this process signs: it reads the keys itself
+            self._security.reload_keys()
+        elif self._security.key_set is not None:
             keys = await self._stub.GetSigningKeys(pb.GetSigningKeysRequest(), timeout=timeout)  # type: ignore[attr-defined]  # bound stubs are built per import
             self._security.key_set.replace(KeySet.parse(keys.jwks_json))

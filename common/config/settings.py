@@ -29,6 +29,7 @@ class Settings:
     jwt_issuer: str = "ogpgy-identity"
     token_ttl_seconds: int = 3600
     token_max_lifetime_seconds: int = 0  # a token living longer (exp - iat) is refused; 0: token_ttl_seconds
+    key_publish_seconds: float = 10.0  # a rotated signing key is published this long before it signs (> the refresh)
     revocation_refresh_seconds: float = 1.0  # how stale a process's token revocations may be (identity's, then the feed's)
     admin_username: str = "admin"
     admin_password: str = ""  # empty: generated on first start and written to <data_dir>/admin-password
@@ -52,6 +53,10 @@ class Settings:
 
     def key_path(self) -> Path:
         return self.signing_key_path or Path(self.data_dir) / "identity-signing-key.pem"
+
+    def rotated_keys_dir(self) -> Path:
+        """Where `ogpgy keys rotate` writes the signing keys that follow the first one."""
+        return self.key_path().parent / "signing-keys"
 
     def public_keys_path(self) -> Path:
         """The JWK set of the signing keys (what GetSigningKeys serves), for processes that only verify."""

@@ -8,12 +8,13 @@ import hmac
 import secrets
 import time
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from common.config import Settings
 from common.di import BaseComponent, og_component
+from common.security.keyring import KeyRing
 from common.security.secrets import secret_file
-from common.security.tokens import KeySet, Revocations, TokenSettings, TokenVerifier, issue_service, load_or_create_private_key
+from common.security.tokens import CLOCK_SKEW_SECONDS, KeySet, Revocations, TokenSettings, TokenVerifier, issue_service
 
 
 @og_component()
@@ -30,7 +31,7 @@ class Security(BaseComponent):
         self.token_settings = TokenSettings(
             settings.jwt_audience, settings.jwt_issuer, settings.token_ttl_seconds, settings.token_max_lifetime_seconds
         )
-        self._private_key: Ed25519PrivateKey | None = None
+        self._ring: KeyRing | None = None
         self._verifier: TokenVerifier | None = None
         self.key_set: KeySet | None = None
         # Filled by identity where it runs, by a feed from identity everywhere else (mesh/trust.py).
@@ -42,12 +43,30 @@ class Security(BaseComponent):
 
     @property
     def private_key(self) -> Ed25519PrivateKey:
-        """The signing key: only a process that signs tokens (identity's, or the embedded bank) loads it."""
+        """The key that signs now: only a process that signs tokens (identity's, or the embedded
+        bank) loads the keys."""
+        return self._keys().signing()
+
+    def _keys(self) -> KeyRing:
         if not self._settings.signs_tokens:
             raise PermissionError("this process verifies tokens only: the identity context signs them")
-        if self._private_key is None:
-            self._private_key = load_or_create_private_key(self._settings.key_path())
-        return self._private_key
+        if self._ring is None:
+            lifetime = self.token_settings.lifetime_bound + CLOCK_SKEW_SECONDS
+            self._ring = KeyRing(
+                self._settings.key_path(), self._settings.rotated_keys_dir(), self._settings.key_publish_seconds, lifetime
+            )
+        return self._ring
+
+    def public_keys(self) -> list[Ed25519PublicKey]:
+        """What GetSigningKeys publishes: the signing key, the next, and the recently retired."""
+        return self._keys().published()
+
+    def reload_keys(self) -> None:
+        """Reads the keys again (a rotation) and verifies with what is published now."""
+        ring = self._keys()
+        ring.reload()
+        if self.key_set is not None:
+            self.key_set.replace(ring.published())
 
     @property
     def verifier(self) -> TokenVerifier:
@@ -60,7 +79,7 @@ class Security(BaseComponent):
         """The signer verifies with its own key; every other process with the published key set:
         the one written beside the data when the mesh started, then what GetSigningKeys says."""
         if self._settings.signs_tokens:
-            return KeySet([self.private_key.public_key()])
+            return KeySet(self.public_keys())
         path = self._settings.public_keys_path()
         return KeySet(KeySet.parse(path.read_text()) if path.exists() else [])
 

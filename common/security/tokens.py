@@ -47,13 +47,13 @@ class TokenSettings:
 
 def load_or_create_private_key(path: Path) -> Ed25519PrivateKey:
     """The signing key at `path`, generated (mode 0600) when absent: embedded mode's first start."""
-    key = serialization.load_pem_private_key(secret_file(path, _new_private_pem), password=None)
+    key = serialization.load_pem_private_key(secret_file(path, new_private_pem), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{path} is not an Ed25519 private key")
     return key
 
 
-def _new_private_pem() -> bytes:
+def new_private_pem() -> bytes:
     key = Ed25519PrivateKey.generate()
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 

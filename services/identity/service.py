@@ -62,7 +62,7 @@ class IdentityUseCases(BaseComponent):
         self._hashing = Bulkhead("password-hashing", workers=2, waiting=16)
         # Another replica of identity may change a user: this process's token checks learn it within the period.
         self._refresher = Every(
-            "refreshing token revocations", settings.revocation_refresh_seconds, self.refresh_revocations, self.logger
+            "refreshing keys and token revocations", settings.revocation_refresh_seconds, self._refresh, self.logger
         )
 
     async def initialize(self) -> None:
@@ -73,6 +73,10 @@ class IdentityUseCases(BaseComponent):
     async def shutdown(self) -> None:
         await self._refresher.stop()
         self._hashing.close()
+
+    async def _refresh(self) -> None:
+        self._security.reload_keys()  # a rotation, and keys retiring or starting to sign as time passes
+        await self.refresh_revocations()
 
     async def refresh_revocations(self) -> None:
         """This process's token checks apply the revocations as the database has them now."""
@@ -231,7 +235,7 @@ class IdentityUseCases(BaseComponent):
             )
 
     def signing_keys(self) -> str:
-        return jwks([self._security.private_key.public_key()])
+        return jwks(self._security.public_keys())
 
     async def list_revocations(self) -> list[TokenRevocation]:
         """For every process's token check: contexts (and admins) only."""

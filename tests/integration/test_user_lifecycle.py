@@ -105,10 +105,18 @@ async def test_a_password_change_and_a_revocation_refuse_the_tokens_issued_befor
         )
 
 
-async def test_token_revocations_are_for_contexts_and_admins(channel: aio.Channel, alice: Alice, as_alice: aio.Channel) -> None:
+async def test_token_revocations_are_for_contexts_and_admins(
+    bank: RunningBank, channel: aio.Channel, alice: Alice, as_alice: aio.Channel
+) -> None:
     await igrpc.IdentityServiceStub(channel).RevokeTokens(ipb.RevokeTokensRequest(request_id="r-1", user_id=alice.user_id))
     listed = await igrpc.IdentityServiceStub(channel).GetTokenRevocations(ipb.GetTokenRevocationsRequest())
     assert [(r.user_id, r.min_generation, r.disabled) for r in listed.revocations] == [(alice.user_id, 1, False)]
+    refused = igrpc.IdentityServiceStub(as_alice).GetTokenRevocations(ipb.GetTokenRevocationsRequest())
+    assert (await error_reason(refused, grpc.StatusCode.UNAUTHENTICATED)).reason == "TOKEN_REVOKED"  # hers, revoked above
+    fresh = await issue_token(bank.target, "alice", PASSWORD)
+    async with bearer_channel(bank.target, fresh) as channel:
+        denied = igrpc.IdentityServiceStub(channel).GetTokenRevocations(ipb.GetTokenRevocationsRequest())
+        assert (await error_reason(denied, grpc.StatusCode.PERMISSION_DENIED)).reason == "ACCESS_DENIED"
 
 
 def _today() -> date_pb2.Date:
