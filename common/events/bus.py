@@ -17,6 +17,18 @@ from common.observability.logs import log_fields
 from common.observability.tracing import span
 
 Handler = Callable[[Envelope], Awaitable[None]]
+BatchHandler = Callable[[list[Envelope]], Awaitable[None]]  # all or nothing: a failure redelivers the batch
+
+
+def singly(handler: Handler) -> BatchHandler:
+    """A handler of single events, as backends call handlers: with batches of one."""
+
+    async def one(envelopes: list[Envelope]) -> None:
+        await handler(envelopes[0])
+
+    return one
+
+
 log = logging.getLogger("ogpgy.events")
 event_log = logging.getLogger("ogpgy.events.consumed")
 
@@ -33,9 +45,12 @@ class BusBackend(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def publish(self, envelope: Envelope) -> None: ...
+    async def publish_many(self, envelopes: list[Envelope]) -> None:
+        """Publishes the envelopes in order, in as few round trips as the backend allows."""
 
     async def subscribe(self, event_types: list[str], consumer: str, handler: Handler) -> Subscription: ...
+
+    async def subscribe_batches(self, event_types: list[str], consumer: str, handler: BatchHandler) -> Subscription: ...
 
     def dead_letters(self, consumer: str) -> list[Envelope]: ...
 
@@ -66,11 +81,23 @@ class EventBus(BaseComponent):
         await self._backend.stop()
 
     async def publish(self, envelope: Envelope) -> None:
-        await self._backend.publish(envelope)
+        await self._backend.publish_many([envelope])
+
+    async def publish_many(self, envelopes: list[Envelope]) -> None:
+        """The envelopes in order, in one round trip where the backend can (the outbox relay's batches)."""
+        if envelopes:
+            await self._backend.publish_many(envelopes)
 
     async def subscribe(self, kinds: list[type[Message]], consumer: str, handler: Handler) -> Subscription:
         """Delivers events of `kinds` to `handler`; `consumer` names the group (one per context)."""
         return await self._backend.subscribe([event_type_of(k) for k in kinds], consumer, _traced(consumer, handler))
+
+    async def subscribe_batches(self, kinds: list[type[Message]], consumer: str, handler: BatchHandler) -> Subscription:
+        """Delivers events of `kinds` to `handler` a batch at a time (what one read returned), for
+        handlers that write a batch in one transaction; the batch is acknowledged together."""
+        return await self._backend.subscribe_batches(
+            [event_type_of(k) for k in kinds], consumer, _traced_batch(consumer, handler)
+        )
 
     def dead_letters(self, consumer: str) -> list[Envelope]:
         """Events `consumer` gave up on after MAX_ATTEMPTS (for operators and tests)."""
@@ -89,14 +116,34 @@ def _traced(consumer: str, handler: Handler) -> Handler:
                 await handler(envelope)
                 outcome = "handled"
             finally:
-                log_fields(
-                    event_log,
-                    "event",
-                    consumer=consumer,
-                    event_type=envelope.event_type,
-                    event_id=envelope.event_id,
-                    outcome=outcome,
-                    request_id=envelope.headers.get("request_id"),
-                )
+                _log_consumed(consumer, envelope, outcome)
 
     return handle
+
+
+def _traced_batch(consumer: str, handler: BatchHandler) -> BatchHandler:
+    """A batch in one consumer span (continuing the first event's trace), one log line per event."""
+
+    async def handle(envelopes: list[Envelope]) -> None:
+        with span(f"consume {len(envelopes)} x {envelopes[0].event_type}", envelopes[0].headers, SpanKind.CONSUMER):
+            outcome = "failed"
+            try:
+                await handler(envelopes)
+                outcome = "handled"
+            finally:
+                for envelope in envelopes:
+                    _log_consumed(consumer, envelope, outcome)
+
+    return handle
+
+
+def _log_consumed(consumer: str, envelope: Envelope, outcome: str) -> None:
+    log_fields(
+        event_log,
+        "event",
+        consumer=consumer,
+        event_type=envelope.event_type,
+        event_id=envelope.event_id,
+        outcome=outcome,
+        request_id=envelope.headers.get("request_id"),
+    )

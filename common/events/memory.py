@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from common.events.bus import MAX_ATTEMPTS, Handler, log
+from common.events.bus import MAX_ATTEMPTS, BatchHandler, Handler, log, singly
 from common.events.envelope import Envelope
 
 RETRY_DELAY = 0.01
@@ -20,7 +20,8 @@ class _MemorySubscription:
     backend: InMemoryBackend
     event_types: list[str]
     consumer: str
-    handler: Handler
+    handler: BatchHandler
+    one_at_a_time: bool  # a handler of single events: each is retried (and dead-lettered) alone
     active: bool = True
 
     async def close(self) -> None:
@@ -39,25 +40,36 @@ class InMemoryBackend:
     async def stop(self) -> None:
         self.subscriptions.clear()
 
-    async def publish(self, envelope: Envelope) -> None:
-        targets = [s for s in self.subscriptions if envelope.event_type in s.event_types]
-        await asyncio.gather(*(self._deliver(s, envelope) for s in targets))
+    async def publish_many(self, envelopes: list[Envelope]) -> None:
+        """Each subscriber gets its share of the envelopes in order; subscribers run side by side."""
+        shares = [(s, [e for e in envelopes if e.event_type in s.event_types]) for s in self.subscriptions]
+        await asyncio.gather(*(self._deliver(s, share) for s, share in shares if share))
 
-    async def _deliver(self, subscription: _MemorySubscription, envelope: Envelope) -> None:
+    async def _deliver(self, subscription: _MemorySubscription, envelopes: list[Envelope]) -> None:
+        batches = [[e] for e in envelopes] if subscription.one_at_a_time else [envelopes]
+        for batch in batches:
+            await self._deliver_batch(subscription, batch)
+
+    async def _deliver_batch(self, subscription: _MemorySubscription, envelopes: list[Envelope]) -> None:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if not subscription.active:
                 return
             try:
-                await subscription.handler(envelope)
+                await subscription.handler(envelopes)
                 return
             except Exception:  # noqa: BLE001 - retried, then dead-lettered
-                log.exception("%s failed on %s (attempt %d)", subscription.consumer, envelope.event_id, attempt)
+                log.exception("%s failed on %s (attempt %d)", subscription.consumer, envelopes[0].event_id, attempt)
                 await asyncio.sleep(RETRY_DELAY * attempt)
-        self.dead.setdefault(subscription.consumer, []).append(envelope)
-        log.error("%s dead-lettered %s %s", subscription.consumer, envelope.event_type, envelope.event_id)
+        self.dead.setdefault(subscription.consumer, []).extend(envelopes)
+        log.error("%s dead-lettered %d x %s", subscription.consumer, len(envelopes), envelopes[0].event_type)
 
     async def subscribe(self, event_types: list[str], consumer: str, handler: Handler) -> _MemorySubscription:
-        subscription = _MemorySubscription(self, event_types, consumer, handler)
+        return self._add(_MemorySubscription(self, event_types, consumer, singly(handler), one_at_a_time=True))
+
+    async def subscribe_batches(self, event_types: list[str], consumer: str, handler: BatchHandler) -> _MemorySubscription:
+        return self._add(_MemorySubscription(self, event_types, consumer, handler, one_at_a_time=False))
+
+    def _add(self, subscription: _MemorySubscription) -> _MemorySubscription:
         self.subscriptions.append(subscription)
         return subscription
 

@@ -30,7 +30,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
 
-from common.events.bus import MAX_ATTEMPTS, Handler, log
+from common.events.bus import MAX_ATTEMPTS, BatchHandler, Handler, log, singly
 from common.events.envelope import Envelope
 from common.faults import crash_point
 from common.observability.metrics import CONSUMER_LAG
@@ -71,7 +71,8 @@ class _StreamSubscription:
     backend: RedisStreamsBackend
     event_types: list[str]
     group: str
-    handler: Handler
+    handler: BatchHandler
+    one_at_a_time: bool  # a handler of single events: each acked (or left pending) alone
     name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{next(_names)}")
     task: asyncio.Task[None] | None = None
     closing: bool = False
@@ -121,9 +122,17 @@ class RedisStreamsBackend:
             await subscription.close()
         await self._redis.aclose()
 
-    async def publish(self, envelope: Envelope) -> None:
-        stream = stream_of(envelope.event_type)
-        await self._redis.xadd(stream, _fields(envelope))
+    async def publish_many(self, envelopes: list[Envelope]) -> None:
+        """One pipelined round trip for the XADDs, in order (if it fails midway, the relay publishes
+        them all again: consumers' inboxes make the repeats harmless)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for envelope in envelopes:
+                pipe.xadd(stream_of(envelope.event_type), _fields(envelope))
+            await pipe.execute()
+        for stream in dict.fromkeys(stream_of(e.event_type) for e in envelopes):
+            await self._trim_when_due(stream)
+
+    async def _trim_when_due(self, stream: str) -> None:
         if time.monotonic() - self._trimmed_at.get(stream, 0.0) >= TRIM_EVERY_SECONDS:
             self._trimmed_at[stream] = time.monotonic()
             try:
@@ -151,8 +160,14 @@ class RedisStreamsBackend:
         return _after(group["last-delivered-id"])
 
     async def subscribe(self, event_types: list[str], consumer: str, handler: Handler) -> _StreamSubscription:
-        subscription = _StreamSubscription(self, event_types, consumer, handler)
-        for event_type in event_types:
+        return await self._subscribe(_StreamSubscription(self, event_types, consumer, singly(handler), one_at_a_time=True))
+
+    async def subscribe_batches(self, event_types: list[str], consumer: str, handler: BatchHandler) -> _StreamSubscription:
+        return await self._subscribe(_StreamSubscription(self, event_types, consumer, handler, one_at_a_time=False))
+
+    async def _subscribe(self, subscription: _StreamSubscription) -> _StreamSubscription:
+        consumer = subscription.group
+        for event_type in subscription.event_types:
             await self._ensure_group(stream_of(event_type), consumer)
         subscription.task = asyncio.create_task(self._consume(subscription), name=f"consumer-{consumer}")
         self._subscriptions.append(subscription)
@@ -181,8 +196,8 @@ class RedisStreamsBackend:
                     _ReadAnswer, await self._redis.xreadgroup(sub.group, sub.name, streams, count=64, block=self._block_ms)
                 )
                 for stream, messages in answer or []:
-                    for message_id, fields in messages:
-                        await self._handle(sub, stream.decode(), message_id, fields)
+                    for batch in [[m] for m in messages] if sub.one_at_a_time else [messages]:
+                        await self._handle(sub, stream.decode(), batch)
             except asyncio.CancelledError:
                 raise
             except _REDIS_DOWN:
@@ -195,17 +210,17 @@ class RedisStreamsBackend:
                 else:
                     raise
 
-    async def _handle(self, sub: _StreamSubscription, stream: str, message_id: bytes, fields: dict[bytes, bytes]) -> None:
+    async def _handle(self, sub: _StreamSubscription, stream: str, messages: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         if sub.closing:  # redis-py may swallow the cancellation of a read: what it read stays pending
             return
-        envelope = _envelope(fields)
+        envelopes = [_envelope(fields) for _, fields in messages]
         try:
-            await sub.handler(envelope)
+            await sub.handler(envelopes)
         except Exception:  # noqa: BLE001 - left pending: XAUTOCLAIM redelivers it later
-            log.exception("%s failed on %s; it stays pending", sub.group, envelope.event_id)
+            log.exception("%s failed on %s; it stays pending", sub.group, envelopes[0].event_id)
             return
         crash_point(f"consumer.{sub.group}.before_ack")  # one consumer (context) crashes, as one would
-        await self._redis.xack(stream, sub.group, message_id)
+        await self._redis.xack(stream, sub.group, *(message_id for message_id, _ in messages))
 
     async def _measure_lag(self, sub: _StreamSubscription) -> None:
         """Entries of the group's streams not yet delivered, plus those delivered and not acked."""
@@ -235,7 +250,7 @@ class RedisStreamsBackend:
                 if pending and int(pending[0]["times_delivered"]) > MAX_ATTEMPTS:
                     await self._dead_letter(sub, stream, message_id, fields)
                 else:
-                    await self._handle(sub, stream, message_id, fields)
+                    await self._handle(sub, stream, [(message_id, fields)])
 
     async def _dead_letter(self, sub: _StreamSubscription, stream: str, message_id: bytes, fields: dict[bytes, bytes]) -> None:
         envelope = _envelope(fields)

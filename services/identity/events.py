@@ -31,18 +31,21 @@ class IdentityEventsHandler(Subscriber):
     async def onboarded(self, event: CustomerOnboarded, envelope: Envelope) -> None:
         await self._service.learn_customer(event.customer_id)
 
-    @INCOMING.on(ChangeRecorded)
-    async def recorded(self, event: ChangeRecorded, envelope: Envelope) -> None:
-        await self._service.record(
-            AuditEvent(
-                "aud_" + envelope.event_id.removeprefix("evt_"),
-                event.time.ToDatetime(tzinfo=UTC),
-                event.context,
-                event.operation,
-                event.resource,
-                event.actor,
-                tuple(event.on_behalf_of),
-                event.request_id,
-                event.service,
-            )
-        )
+    @INCOMING.on_batch(ChangeRecorded)
+    async def recorded(self, records: list[tuple[ChangeRecorded, Envelope]]) -> None:
+        """A batch of records in one transaction: the trail keeps up with every context's writes."""
+        await self._service.record([_audit_event(event, envelope) for event, envelope in records])
+
+
+def _audit_event(event: ChangeRecorded, envelope: Envelope) -> AuditEvent:
+    return AuditEvent(
+        "aud_" + envelope.event_id.removeprefix("evt_"),
+        event.time.ToDatetime(tzinfo=UTC),
+        event.context,
+        event.operation,
+        event.resource,
+        event.actor,
+        tuple(event.on_behalf_of),
+        event.request_id,
+        event.service,
+    )

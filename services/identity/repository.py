@@ -123,19 +123,24 @@ async def _knows_customer(tx: Tx, customer_id: str) -> bool:
     return await tx.fetchone("SELECT 1 AS known FROM known_customers WHERE customer_id = ?", customer_id) is not None
 
 
-async def _record(tx: Tx, event: AuditEvent) -> None:
+async def _record(tx: Tx, events: list[AuditEvent]) -> None:
     """Once per event: a redelivered record changes nothing."""
-    await tx.execute(
+    await tx.executemany(
         f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (audit_event_id) DO NOTHING",
-        event.audit_event_id,
-        _when(event.time),
-        event.context,
-        event.operation,
-        event.resource,
-        event.actor,
-        ",".join(event.on_behalf_of),
-        event.request_id,
-        event.service,
+        [
+            (
+                e.audit_event_id,
+                _when(e.time),
+                e.context,
+                e.operation,
+                e.resource,
+                e.actor,
+                ",".join(e.on_behalf_of),
+                e.request_id,
+                e.service,
+            )
+            for e in events
+        ],
     )
 
 
@@ -199,7 +204,7 @@ class UserRepository(Protocol):
 
     async def knows_customer(self, customer_id: str) -> bool: ...
 
-    async def record(self, event: AuditEvent) -> None: ...
+    async def record(self, events: list[AuditEvent]) -> None: ...
 
     async def audit_page(self, query: AuditQuery, before: int, limit: int) -> tuple[list[AuditEvent], int | None]: ...
 
@@ -239,8 +244,8 @@ class SqlUserRepository(BaseComponent, UserRepository):
     async def knows_customer(self, customer_id: str) -> bool:
         return await self._db.read(_knows_customer, customer_id)
 
-    async def record(self, event: AuditEvent) -> None:
-        await self._db.write(_record, event)
+    async def record(self, events: list[AuditEvent]) -> None:
+        await self._db.write(_record, events)
 
     async def audit_page(self, query: AuditQuery, before: int, limit: int) -> tuple[list[AuditEvent], int | None]:
         return await self._db.read(_audit_page, query, before, limit)

@@ -244,8 +244,8 @@ class IdentityUseCases(BaseComponent):
             raise denied("read token revocations")
         return await self.revocations()
 
-    async def record(self, event: AuditEvent) -> None:
-        await self._users.record(event)
+    async def record(self, events: list[AuditEvent]) -> None:
+        await self._users.record(events)
 
     async def learn_customer(self, customer_id: str) -> None:
         await self._users.learn_customer(customer_id)

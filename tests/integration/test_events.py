@@ -92,8 +92,8 @@ async def test_consumer_crash_before_ack_is_redelivered_and_applied_once(tmp_pat
         restarted.stop()
 
 
-def _envelope(payload: bytes) -> Envelope:
-    return Envelope(new_id("evt"), "test.v1.Thing", payload, "2026-01-01T00:00:00+00:00", {})
+def _envelope(payload: bytes, event_type: str = "test.v1.Thing") -> Envelope:
+    return Envelope(new_id("evt"), event_type, payload, "2026-01-01T00:00:00+00:00", {})
 
 
 async def _poison_run(backend: RedisStreamsBackend | InMemoryBackend) -> tuple[list[bytes], list[Envelope]]:
@@ -107,7 +107,7 @@ async def _poison_run(backend: RedisStreamsBackend | InMemoryBackend) -> tuple[l
     await backend.start()
     await backend.subscribe(["test.v1.Thing"], "digest", handler)
     for payload in [b"a", b"poison", b"b", b"c"]:
-        await backend.publish(_envelope(payload))
+        await backend.publish_many([_envelope(payload)])
 
     async def done() -> bool:
         return len(handled) == 3 and len(backend.dead_letters("digest")) == 1
@@ -133,6 +133,44 @@ async def test_poison_event_is_dead_lettered_on_redis_and_the_rest_flow(redis_se
 async def test_poison_event_is_dead_lettered_in_memory() -> None:
     handled, dead = await _poison_run(InMemoryBackend())
     assert handled == [b"a", b"b", b"c"] and dead[0].payload == b"poison"
+
+
+async def _batch_run(backend: RedisStreamsBackend | InMemoryBackend, stream_type: str) -> list[list[bytes]]:
+    """Ten events published at once to a batch subscriber that fails its first batch."""
+    batches: list[list[bytes]] = []
+
+    async def handler(envelopes: list[Envelope]) -> None:
+        batches.append([e.payload for e in envelopes])
+        if len(batches) == 1:
+            raise ValueError("the first batch fails: it must come again, whole or in parts")
+
+    await backend.start()
+    await backend.subscribe_batches([stream_type], "batcher", handler)
+    await backend.publish_many([_envelope(str(i).encode(), stream_type) for i in range(10)])
+
+    async def done() -> bool:
+        return sorted(p for batch in batches[1:] for p in batch) == sorted(str(i).encode() for i in range(10))
+
+    await eventually(done, what="every event handled after the failed batch")
+    return batches
+
+
+async def test_a_batch_subscriber_gets_a_read_at_once_and_a_failed_batch_again(redis_server: RedisServer) -> None:
+    backend = RedisStreamsBackend(redis_server.url, redelivery_ms=100)
+    try:
+        batches = await _batch_run(backend, "test.v1.Batched")
+        assert batches[0] == [str(i).encode() for i in range(10)], "one read, in order, one call"
+        client = aioredis.from_url(redis_server.url)
+        assert (await client.xpending(stream_of("test.v1.Batched"), "batcher"))["pending"] == 0, "acked together"
+        await client.delete(stream_of("test.v1.Batched"))
+        await client.aclose()
+    finally:
+        await backend.stop()
+
+
+async def test_a_batch_subscriber_in_memory_gets_the_relays_batch_at_once() -> None:
+    batches = await _batch_run(InMemoryBackend(), "test.v1.Batched")
+    assert batches[0] == batches[1] == [str(i).encode() for i in range(10)]
 
 
 @pytest.fixture
@@ -182,7 +220,7 @@ async def test_trimming_never_drops_what_a_group_has_not_acknowledged(
     await client.xgroup_create(read, "slow", id="0", mkstream=True)  # a group that has read nothing yet
     for i in range(500):
         for event_type in ("test.v1.Slow", "test.v1.Unread"):
-            await backend.publish(Envelope(new_id("evt"), event_type, str(i).encode(), "2026-01-01T00:00:00+00:00", {}))
+            await backend.publish_many([Envelope(new_id("evt"), event_type, str(i).encode(), "2026-01-01T00:00:00+00:00", {})])
     await backend.trim(read)
     await backend.trim(unread)
     assert await client.xlen(read) == 500, "nothing the group has not acknowledged is gone"
@@ -212,7 +250,7 @@ async def test_a_group_that_acknowledged_since_it_was_listed_neither_breaks_a_pu
     stream = stream_of("test.v1.Acked")
     await client.delete(stream)
     await client.xgroup_create(stream, "quick", id="0", mkstream=True)
-    await backend.publish(Envelope(new_id("evt"), "test.v1.Acked", b"1", "2026-01-01T00:00:00+00:00", {}))
+    await backend.publish_many([Envelope(new_id("evt"), "test.v1.Acked", b"1", "2026-01-01T00:00:00+00:00", {})])
     listed = (await client.xinfo_groups(stream))[0]
     [(entry_id, _)] = (await client.xreadgroup("quick", "c1", {stream: ">"}))[0][1]
     stale = {**listed, "pending": 1, "last-delivered-id": entry_id}  # as listed just before the acknowledgement
@@ -224,7 +262,7 @@ async def test_a_group_that_acknowledged_since_it_was_listed_neither_breaks_a_pu
 
     backend.trim = failing_trim  # type: ignore[method-assign]  # a clean-up that fails
     backend._trimmed_at.clear()
-    await backend.publish(Envelope(new_id("evt"), "test.v1.Acked", b"2", "2026-01-01T00:00:00+00:00", {}))
+    await backend.publish_many([Envelope(new_id("evt"), "test.v1.Acked", b"2", "2026-01-01T00:00:00+00:00", {})])
     assert await client.xlen(stream) == 2, "the publish succeeded once, whatever the trimming did"
     await client.delete(stream)
     await client.aclose()
@@ -238,7 +276,9 @@ async def test_a_subscription_closes_promptly_while_its_handler_is_slow(redis_se
     stream = stream_of("test.v1.Closing")
     for round_ in range(30):
         for i in range(3):
-            await backend.publish(Envelope(new_id("evt"), "test.v1.Closing", str(i).encode(), "2026-01-01T00:00:00+00:00", {}))
+            await backend.publish_many(
+                [Envelope(new_id("evt"), "test.v1.Closing", str(i).encode(), "2026-01-01T00:00:00+00:00", {})]
+            )
         subscription = await backend.subscribe(["test.v1.Closing"], f"closing-{round_}", _ignore)
         await asyncio.sleep(round_ % 6 * 0.02)  # reading, handling, or blocked in XREADGROUP
         await asyncio.wait_for(subscription.close(), 5)

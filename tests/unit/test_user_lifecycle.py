@@ -174,8 +174,8 @@ async def test_a_user_revokes_their_own_tokens(bank: Bank) -> None:
 
 async def test_the_audit_trail_lists_newest_first_by_actor_resource_and_time(bank: Bank) -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    for n in range(5):
-        await bank.identity.record(
+    await bank.identity.record(
+        [
             AuditEvent(
                 f"aud_{n}",
                 start + timedelta(minutes=n),
@@ -187,8 +187,11 @@ async def test_the_audit_trail_lists_newest_first_by_actor_resource_and_time(ban
                 f"r{n}",
                 "payment",
             )
-        )
-    await bank.identity.record(AuditEvent("aud_0", start, "account", "Transfer", "trf_0", "usr_0", (), "r0", ""))  # redelivered
+            for n in range(5)
+        ]
+    )
+    redelivered = AuditEvent("aud_0", start, "account", "Transfer", "trf_0", "usr_0", (), "r0", "")
+    await bank.identity.record([redelivered, redelivered])  # again, and twice in one batch: kept once
     with acting_as(bank.admin):
         first, token = await bank.identity.audit_page(AuditQuery(actor="usr_0"), PAGE)
         assert [e.audit_event_id for e in first] == ["aud_4", "aud_2"] and token
