@@ -123,6 +123,15 @@ def bank_process(data_dir: str, *extra: str) -> AbstractContextManager[str]:
 @contextmanager
 def server_process(args: list[str], ready_pattern: str, env: dict[str, str] | None = None) -> Iterator[str]:
     """Starts a server subprocess; yields the target it printed; stops it by its PID."""
+    with running_server(args, ready_pattern, env) as (target, _):
+        yield target
+
+
+@contextmanager
+def running_server(
+    args: list[str], ready_pattern: str = BANK_READY, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
+    """Starts a server subprocess; yields the target it printed and its PID (for a profiler)."""
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env={**os.environ, **(env or {})}
     )
@@ -135,7 +144,7 @@ def server_process(args: list[str], ready_pattern: str, env: dict[str, str] | No
                 break
         else:
             raise RuntimeError(f"{args} exited with {proc.wait()} before it was ready")
-        yield target
+        yield target, proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
