@@ -66,13 +66,19 @@ async def echo(target: str, seconds: float, in_flight: int) -> Result:
         return await closed_loop("bare grpc.aio echo", lambda i: call(b"x" * 200), in_flight, seconds)
 
 
+async def funded_accounts(channel: aio.Channel, tag: str, count: int = 32) -> list[str]:
+    """`count` verified customers' default accounts, each with a million euros to pay from."""
+    client, accounts = Bank(channel), []
+    for i in range(count):
+        accounts.append((await client.default_account(await client.verified_customer(f"{tag}-{i}"))).account_id)
+        await client.deposit(accounts[-1], "1000000.00", f"{tag}-{i}")
+    return accounts
+
+
 async def payments(target: str, seconds: float, in_flight: int) -> list[Result]:
     async with admin_channel(target) as channel:
-        client, stub = Bank(channel), pgrpc.PaymentServiceStub(channel)
-        accounts = []
-        for i in range(32):
-            accounts.append((await client.default_account(await client.verified_customer(f"bp-{i}"))).account_id)
-            await client.deposit(accounts[-1], "1000000.00", f"bp-{i}")
+        stub = pgrpc.PaymentServiceStub(channel)
+        accounts = await funded_accounts(channel, "bp")
         rng = random.Random(3)
         rows = []
         for kind in ("internal", "external"):

@@ -37,7 +37,8 @@ from ogpgy.payment.v1 import payment_service_pb2 as ppb  # noqa: E402
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc  # noqa: E402
 from scripts.bench.get_customer import _onboarding  # noqa: E402
 from scripts.bench.harness import Result, bank_command, closed_loop, running_server  # noqa: E402
-from tests.bank_helpers import Bank, admin_channel, eur, generous_fraud_rules  # noqa: E402
+from scripts.bench.payments import funded_accounts  # noqa: E402
+from tests.bank_helpers import admin_channel, eur, generous_fraud_rules  # noqa: E402
 
 # Layers of the request path, by where a frame's code lives; the first rule a frame matches wins.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -158,11 +159,8 @@ async def _get_customer_load(channel: aio.Channel) -> Load:
 
 
 async def _payment_load(channel: aio.Channel) -> Load:
-    bank, stub = Bank(channel), pgrpc.PaymentServiceStub(channel)
-    accounts = []
-    for i in range(32):
-        accounts.append((await bank.default_account(await bank.verified_customer(f"prof-{i}"))).account_id)
-        await bank.deposit(accounts[-1], "1000000.00", f"prof-{i}")
+    stub = pgrpc.PaymentServiceStub(channel)
+    accounts = await funded_accounts(channel, "prof")
     rng = random.Random(3)
 
     def one(i: int) -> Awaitable[object]:
