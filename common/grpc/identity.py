@@ -77,6 +77,8 @@ class BearerAuthenticator:
     """The caller of a call: a user with their token, or a context with its service token and,
     when it relays, the user it acts for (one process, or a mesh without certificates)."""
 
+    reads_peer = False
+
     def __init__(self, verifier: TokenVerifier) -> None:
         self._verifier = verifier
 
@@ -89,6 +91,8 @@ class CertificateAuthenticator:
     """The caller of a call in a mesh with mutual TLS: a context is who its verified certificate
     (or, colocated, its in-process channel) says it is, never who a token says; a user is their
     token. A token of a service identity is refused: no process can mint one that counts."""
+
+    reads_peer = True
 
     def __init__(self, verifier: TokenVerifier) -> None:
         self._verifier = verifier

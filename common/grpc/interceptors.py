@@ -47,6 +47,8 @@ def _request_id_of(context: aio.ServicerContext) -> str:
 
 
 class Authenticator(Protocol):
+    reads_peer: bool  # whether it needs the peer's certificate (reading it costs on every call)
+
     def authenticate(self, metadata: Sequence[tuple[str, str | bytes]], peer: str | None = None) -> SecurityContext:
         """The caller, or Unauthenticated. `peer`: the calling context as its verified
         certificate (or its in-process channel) names it; None for anyone else."""
@@ -121,9 +123,12 @@ def _enter_call(context: aio.ServicerContext, method: str, guard: Guard) -> None
     request_id_var.set(_request_id_of(context))
     remaining = context.time_remaining()
     deadline_var.set(None if remaining is None else time.monotonic() + remaining)
+    authenticator = guard.authenticator
     caller = (
-        guard.authenticator.authenticate(context.invocation_metadata() or (), _peer_context(context))
-        if guard.authenticator
+        authenticator.authenticate(
+            context.invocation_metadata() or (), _peer_context(context) if authenticator.reads_peer else None
+        )
+        if authenticator
         else None
     )
     check_importer(caller, method, guard.importers)

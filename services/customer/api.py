@@ -3,6 +3,7 @@ input is INVALID_ARGUMENT here, before any use case runs), an answer becomes its
 
 from __future__ import annotations
 
+from cachetools import LRUCache
 from grpc import aio
 
 from common.clock import Clock
@@ -104,6 +105,7 @@ class CustomerApi(pb_grpc.CustomerServiceServicer):
 
     def __init__(self, service: CustomerUseCases, clock: Clock, pages: PageTokens) -> None:
         self._service = service
+        self._responses: LRUCache[Customer, pb.GetCustomerResponse] = LRUCache(maxsize=4096)
         self._clock = clock
         self._pages = pages
 
@@ -122,7 +124,16 @@ class CustomerApi(pb_grpc.CustomerServiceServicer):
         v = Violations()
         _customer_id(v, request.customer_id)
         v.raise_if_any()
-        return pb.GetCustomerResponse(customer=customer_pb(await self._service.get(request.customer_id)))
+        return self._response_of(await self._service.get(request.customer_id))
+
+    def _response_of(self, customer: Customer) -> pb.GetCustomerResponse:
+        """The response message of a customer as the caller may see it, built once per distinct
+        value (a new version, or another masking, is another key): a cached read costs no message
+        building. gRPC only reads a response to serialize it, so one message serves every call."""
+        response = self._responses.get(customer)
+        if response is None:
+            response = self._responses[customer] = pb.GetCustomerResponse(customer=customer_pb(customer))
+        return response
 
     async def ListCustomers(self, request: pb.ListCustomersRequest, context: aio.ServicerContext) -> pb.ListCustomersResponse:
         v = Violations()
