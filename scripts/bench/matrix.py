@@ -5,9 +5,15 @@ Rows: bare grpc.aio echo; cached GetCustomer; internal and external payments; co
 distributed payments; daily interest vs the set-based SQL floor (SQLite, PostgreSQL); cache tiers
 beside a raw Redis GET; DI beside dependency-injector; circuit breaker beside bare pybreaker.
 
-Usage: .venv/bin/python scripts/bench/matrix.py [--seconds 3] [--interest-accounts 1000000]
-                                                [--json var/bench/matrix.json]
-A full run (1,000,000 accounts) takes about 6 minutes on 2 cores; --interest-accounts 100000 about 3.
+The performance goals (issue 16) are printed after the rows, each with its ratio and PASS or
+MISS. The load rows (gRPC, payments, modes) are measured `--rounds` times, alternating, and each
+row shows the median; `--compare old.json` prints every row beside an earlier run's and judges
+the goals that are stated against today's code.
+
+Usage: .venv/bin/python scripts/bench/matrix.py [--seconds 3] [--rounds 3] [--interest-accounts 1000000]
+                                                [--json var/bench/matrix.json] [--compare old.json]
+A full run (1,000,000 accounts, one round) takes about 6 minutes on 2 cores; each further round
+adds about 2.
 """
 
 from __future__ import annotations
@@ -54,18 +60,28 @@ def _echo_server() -> AbstractContextManager[str]:
 
 def grpc_rows(seconds: float) -> list[Row]:
     with _echo_server() as target:
-        echo64 = asyncio.run(get_customer._echo(target, seconds))[-1]
+        echo1, echo64 = asyncio.run(get_customer._echo(target, seconds))
         echo16 = asyncio.run(payments.echo(target, seconds, 16))
     rows = [
         Row("grpc", "bare grpc.aio echo, 64 in flight", echo64.qps, "calls/s"),
         Row("grpc", "bare grpc.aio echo, 16 in flight", echo16.qps, "calls/s"),
     ]
     with tempfile.TemporaryDirectory() as data_dir, bank_process(data_dir) as target:
-        cached = asyncio.run(get_customer._get_customer(target, seconds, 1000, "GetCustomer"))[-1]
+        cached1, cached = asyncio.run(get_customer._get_customer(target, seconds, 1000, "GetCustomer"))
     rows.append(
         Row("grpc", "GetCustomer (auth + cache), 64 in flight", cached.qps, "calls/s", "bare echo, 64 in flight", echo64.qps)
     )
     rows.append(Row("grpc", "GetCustomer p99, 64 in flight", cached.percentile(0.99), "ms"))
+    rows.append(
+        Row(
+            "grpc",
+            "GetCustomer p50, 1 in flight",
+            cached1.percentile(0.5),
+            "ms",
+            "bare echo p50, 1 in flight",
+            echo1.percentile(0.5),
+        )
+    )
     with (
         tempfile.TemporaryDirectory() as data_dir,
         bank_process(data_dir, "--fraud-rules", str(generous_fraud_rules(Path(data_dir)))) as target,
@@ -111,11 +127,13 @@ def modes_rows(seconds: float) -> list[Row]:
             ready_c, colocated = modes.embedded("", rules, True, seconds, 16)
             ready_pg, colocated_pg = modes.embedded(postgres.new_database(), rules, True, seconds, 16)
             ready_d, distributed = modes.distributed(postgres.new_database(), seconds, 16)
+            _, plaintext = modes.distributed(postgres.new_database(), seconds, 16, mutual_tls=False)
     finally:
         postgres.stop()
         postgres.remove()
     return [
         Row("modes", "distributed payments (8 processes, PostgreSQL, Redis)", distributed.qps, "payments/s"),
+        Row("modes", "distributed payments, mutual TLS vs plaintext", distributed.qps, "payments/s", "plaintext", plaintext.qps),
         Row("modes", "embedded-colocated payments (SQLite)", colocated.qps, "payments/s", "distributed", distributed.qps),
         Row("modes", "embedded-colocated payments (PostgreSQL)", colocated_pg.qps, "payments/s", "distributed", distributed.qps),
         Row("modes", "embedded-colocated p50 / p99", colocated.percentile(0.5), f"ms (p99 {colocated.percentile(0.99):.1f})"),
@@ -170,12 +188,119 @@ def di_rows() -> list[Row]:
     ]
 
 
-def print_rows(rows: list[Row]) -> None:
-    print(f"{'group':<11} {'measure':<56} {'value':>11} {'unit':<16} {'ratio':>8}  baseline")
-    print("-" * 132)
+def print_rows(rows: list[Row], earlier: dict[str, float]) -> None:
+    compare = " before     change" if earlier else ""
+    print(f"{'group':<11} {'measure':<56} {'value':>11} {'unit':<16} {'ratio':>8}  {'baseline':<40}{compare}")
+    print("-" * (132 + len(compare)))
     for r in rows:
         ratio = f"{r.ratio:.2f}x" if r.ratio is not None else ""
-        print(f"{r.group:<11} {r.measure:<56} {r.value:>11.2f} {r.unit:<16} {ratio:>8}  {r.baseline}")
+        before = earlier.get(r.measure)
+        change = f" {before:>9.2f} {r.value / before - 1:>+9.1%}" if before else ""
+        print(f"{r.group:<11} {r.measure:<56} {r.value:>11.2f} {r.unit:<16} {ratio:>8}  {r.baseline:<40}{change}")
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A goal judged on one row: its ratio to its baseline (or, with `against_earlier`, its value
+    to the same row of an earlier run), at least or at most a bound."""
+
+    id: str
+    what: str
+    measure: str
+    bound: float
+    at_most: bool = False
+    against_earlier: bool = False
+    as_cost: bool = False  # judged as 1 - ratio (what it costs), at most the bound
+
+    def ratio(self, rows: dict[str, Row], earlier: dict[str, float]) -> float | None:
+        row = rows.get(self.measure)
+        if row is None:
+            return None
+        if self.against_earlier:
+            before = earlier.get(self.measure)
+            return row.value / before if before else None
+        if row.ratio is None:
+            return None
+        return 1 - row.ratio if self.as_cost else row.ratio
+
+    def verdict(self, ratio: float | None) -> str:
+        if ratio is None:
+            return "n/a (needs --compare)" if self.against_earlier else "n/a"
+        return "PASS" if (ratio <= self.bound if self.at_most else ratio >= self.bound) else "MISS"
+
+
+GOALS = (
+    Goal("P1", "cached GetCustomer with auth, 64 in flight, vs bare echo", "GetCustomer (auth + cache), 64 in flight", 0.85),
+    Goal("P1b", "the same at 1 in flight, p50 latency vs echo", "GetCustomer p50, 1 in flight", 1.10, at_most=True),
+    Goal("P3", "internal payment, embedded on SQLite, 16 in flight, vs echo", "internal payments, 16 in flight", 0.30),
+    Goal(
+        "P3b",
+        "internal payment, distributed on PostgreSQL + Redis, vs the earlier run",
+        "distributed payments (8 processes, PostgreSQL, Redis)",
+        2.0,
+        against_earlier=True,
+    ),
+    Goal("P2", "embedded colocated vs distributed, both on PostgreSQL", "embedded-colocated payments (PostgreSQL)", 2.5),
+    Goal("P4", "daily interest vs the same-data floor, SQLite", "daily interest, sqlite", 1.5, at_most=True),
+    Goal("P4", "daily interest vs the same-data floor, PostgreSQL", "daily interest, postgres", 1.5, at_most=True),
+    Goal(
+        "P9",
+        "cost of mutual TLS on distributed payments",
+        "distributed payments, mutual TLS vs plaintext",
+        0.10,
+        at_most=True,
+        as_cost=True,
+    ),
+)
+
+
+def by_measure(rows: list[Row]) -> dict[str, Row]:
+    """Rows by measure; an interest row also by "daily interest, <engine>" (its count varies)."""
+    found = {r.measure: r for r in rows}
+    for r in rows:
+        if r.measure.startswith("daily interest,"):
+            found[f"daily interest, {r.measure.rsplit(' ', 1)[-1]}"] = r
+    return found
+
+
+def print_goals(rows: list[Row], earlier: dict[str, float]) -> list[dict[str, object]]:
+    found, verdicts = by_measure(rows), []
+    print(f"\n{'goal':<5} {'what':<72} {'ratio':>8} {'bound':>8}  verdict")
+    print("-" * 108)
+    for goal in GOALS:
+        ratio = goal.ratio(found, earlier)
+        bound = f"{'<=' if goal.at_most else '>='} {goal.bound:.2f}"
+        verdict = goal.verdict(ratio)
+        shown = f"{ratio:.2f}" if ratio is not None else "-"
+        print(f"{goal.id:<5} {goal.what:<72} {shown:>8} {bound:>8}  {verdict}")
+        verdicts.append({"goal": goal.id, "what": goal.what, "ratio": ratio, "bound": bound, "verdict": verdict})
+    return verdicts
+
+
+def median_of(rounds: list[list[Row]]) -> list[Row]:
+    """Each row's median value (and baseline) over the rounds, in the first round's order."""
+    if len(rounds) == 1:
+        return rounds[0]
+    merged = []
+    for first in rounds[0]:
+        same = [r for rows in rounds for r in rows if r.measure == first.measure]
+        merged.append(
+            Row(
+                first.group,
+                first.measure,
+                statistics.median(r.value for r in same),
+                first.unit,
+                first.baseline,
+                statistics.median(r.baseline_value for r in same),
+            )
+        )
+    return merged
+
+
+def _earlier(path: Path | None) -> dict[str, float]:
+    if path is None:
+        return {}
+    return {row["measure"]: float(row["value"]) for row in json.loads(path.read_text())["rows"]}
 
 
 def main() -> None:
@@ -184,19 +309,20 @@ def main() -> None:
     parser.add_argument("--interest-accounts", type=int, default=1_000_000)
     parser.add_argument("--cache-samples", type=int, default=5000)
     parser.add_argument("--json", type=Path, default=ROOT / "var" / "bench" / "matrix.json")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of the load rows; each shows the median (default 1)")
+    parser.add_argument("--compare", type=Path, default=None, help="an earlier run's JSON, shown beside this one")
     args = parser.parse_args()
-    rows: list[Row] = []
-    for section in (
-        lambda: grpc_rows(args.seconds),
-        breaker_rows,
-        lambda: modes_rows(args.seconds),
-        lambda: interest_rows(args.interest_accounts),
-        lambda: cache_rows(args.cache_samples),
-        di_rows,
-    ):
+    earlier = _earlier(args.compare)
+    load_rounds: list[list[Row]] = []
+    for _ in range(args.rounds):  # alternating: every load row once per round
+        load_rounds.append(grpc_rows(args.seconds) + modes_rows(args.seconds))
+        print(f"... round {len(load_rounds)} of the load rows done", file=sys.stderr, flush=True)
+    rows = median_of(load_rounds)
+    for section in (breaker_rows, lambda: interest_rows(args.interest_accounts), lambda: cache_rows(args.cache_samples), di_rows):
         rows += section()
         print(f"... {rows[-1].group} done", file=sys.stderr, flush=True)
-    print_rows(rows)
+    print_rows(rows, earlier)
+    goals = print_goals(rows, earlier)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
         json.dumps(
@@ -205,6 +331,7 @@ def main() -> None:
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
                 "arguments": {k: str(v) for k, v in vars(args).items()},
                 "rows": [{**asdict(r), "ratio": r.ratio} for r in rows],
+                "goals": goals,
             },
             indent=2,
         )
