@@ -113,6 +113,7 @@ class RedisStreamsBackend:
         self._subscriptions: list[_StreamSubscription] = []
         self._dead: dict[str, list[Envelope]] = {}
         self._trimmed_at: dict[str, float] = {}
+        self._behind: dict[tuple[str, str], int] = {}  # (group, subscription) -> entries behind
 
     async def start(self) -> None:
         return None
@@ -230,7 +231,9 @@ class RedisStreamsBackend:
                 name = group["name"]
                 if (name.decode() if isinstance(name, bytes) else name) == sub.group:
                     behind += int(group.get("lag") or 0) + int(group.get("pending") or 0)
-        CONSUMER_LAG.labels(sub.group).set(behind)
+        self._behind[(sub.group, sub.name)] = behind
+        # A context may read its streams through several subscriptions (singles and batches): its lag is their sum.
+        CONSUMER_LAG.labels(sub.group).set(sum(n for (group, _), n in self._behind.items() if group == sub.group))
         if behind > self._lag_alarm:
             log.error(
                 "consumer group %s is %d events behind on %s; its streams are kept until it catches up",

@@ -20,6 +20,7 @@ from common.events.envelope import Envelope, event_type_of
 from common.events.memory import InMemoryBackend
 from common.events.redis_streams import DLQ_PREFIX, RedisStreamsBackend, _after, stream_of
 from common.ids import new_id
+from common.observability.metrics import CONSUMER_LAG
 from mesh.embedded import start_embedded
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.customer.v1 import customer_service_pb2 as cpb
@@ -171,6 +172,34 @@ async def test_a_batch_subscriber_gets_a_read_at_once_and_a_failed_batch_again(r
 async def test_a_batch_subscriber_in_memory_gets_the_relays_batch_at_once() -> None:
     batches = await _batch_run(InMemoryBackend(), "test.v1.Batched")
     assert batches[0] == batches[1] == [str(i).encode() for i in range(10)]
+
+
+async def test_a_groups_lag_sums_its_subscriptions(redis_server: RedisServer) -> None:
+    """A context reading singles and batches through two subscriptions reports one lag, their sum:
+    one subscription's measure does not overwrite the other's."""
+    backend = RedisStreamsBackend(redis_server.url, redelivery_ms=60_000)  # the stuck event stays pending
+    failed = asyncio.Event()
+
+    async def stuck(envelope: Envelope) -> None:
+        failed.set()
+        raise ValueError("stays pending")
+
+    async def fine(envelopes: list[Envelope]) -> None:
+        return None
+
+    try:
+        stuck_subscription = await backend.subscribe(["test.v1.Stuck"], "lagging", stuck)
+        fine_subscription = await backend.subscribe_batches(["test.v1.Fine"], "lagging", fine)
+        await backend.publish_many([_envelope(b"s", "test.v1.Stuck"), _envelope(b"f", "test.v1.Fine")])
+        await asyncio.wait_for(failed.wait(), 5)
+        for measured in (stuck_subscription, fine_subscription):  # the second measures nothing behind
+            await backend._measure_lag(measured)
+        assert CONSUMER_LAG.labels("lagging")._value.get() == 1
+    finally:
+        await backend.stop()
+        client = aioredis.from_url(redis_server.url)
+        await client.delete(stream_of("test.v1.Stuck"), stream_of("test.v1.Fine"))
+        await client.aclose()
 
 
 @pytest.fixture
