@@ -3,7 +3,7 @@ one, looking through generic helpers, and leaves idle pool workers out."""
 
 from __future__ import annotations
 
-from scripts.bench.profile import parse_raw
+from scripts.bench.profile_server import parse_raw
 
 RAW = """\
 _run_once (asyncio/base_events.py:1922);_run (asyncio/events.py:80);handle (common/grpc/interceptors.py:203);GetCustomer (services/customer/api.py:90);customer_pb (services/customer/api.py:40) 7

@@ -8,7 +8,7 @@ sample is charged to the innermost frame that belongs to a layer; frames of gene
 (functools, dataclasses, enum, typing, contextlib) are looked through to their caller. CPU per call
 is the server process's user + system time over the measured seconds, divided by the calls.
 
-Usage: .venv/bin/python scripts/bench/profile.py [--workload get-customer|payment] [--seconds 8]
+Usage: .venv/bin/python scripts/bench/profile_server.py [--workload get-customer|payment] [--seconds 8]
                                                 [--in-flight 64] [--rate 250] [--top 15] [--raw FILE]
 """
 
