@@ -126,7 +126,7 @@ def _today() -> date_pb2.Date:
 async def test_every_money_movement_of_the_story_names_its_actor_in_the_audit_trail(
     channel: aio.Channel, alice: Alice, as_alice: aio.Channel
 ) -> None:
-    """Alice pays and applies for a loan with her own token; the admin deposits, approves,
+    """Alice pays (to Bob, and to another bank) and applies for a loan with her own token; the admin deposits, approves,
     disburses and runs interest. Each change is recorded with whose authority made it and which
     contexts relayed it, also where payment, lending and interest moved the money in account."""
     bank = Bank(channel)
@@ -143,6 +143,14 @@ async def test_every_money_movement_of_the_story_names_its_actor_in_the_audit_tr
         )
     )
     assert paid.payment.status == ppb.PAYMENT_STATUS_COMPLETED
+    abroad = await pgrpc.PaymentServiceStub(as_alice).CreatePayment(
+        ppb.CreatePaymentRequest(
+            request_id="pay-2",
+            debtor_account_id=alice.account_id,
+            external=ppb.ExternalBeneficiary(iban="DE89370400440532013000", name="Max"),
+            amount=eur("50.00"),
+        )
+    )
     applied = await lgrpc.LendingServiceStub(as_alice).ApplyForLoan(
         lpb.ApplyForLoanRequest(
             request_id="apply-1",
@@ -182,14 +190,13 @@ async def test_every_money_movement_of_the_story_names_its_actor_in_the_audit_tr
     mine = (await identity.ListAuditEvents(ipb.ListAuditEventsRequest(actor=alice.user_id, resource=loan_id))).audit_events
     assert [(r.operation, r.request_id, r.context) for r in mine] == [("ApplyForLoan", "apply-1", "lending")]
     alices = (await identity.ListAuditEvents(ipb.ListAuditEventsRequest(actor=alice.user_id, page_size=500))).audit_events
-    assert {r.operation for r in alices} == {
-        "CreatePayment",
-        "PlaceHold",
-        "CaptureHold",
-        "AdvancePayment.COMPLETED",
-        "ApplyForLoan",
-    }
-    held = next(r.resource for r in alices if r.operation == "CaptureHold")
+    external_holds = [r for r in alices if r.operation == "PlaceHold" and r.request_id.startswith(abroad.payment.payment_id)]
+    assert [tuple(r.on_behalf_of) for r in external_holds] == [("payment",)], "the payment to another bank, through VelocityPay"
+    own = {"CreatePayment", "PlaceHold", "CaptureHold", "ApplyForLoan"}  # and her payments' moves, however far they got
+    assert own <= {r.operation for r in alices}
+    assert all(r.operation in own or r.operation.startswith("AdvancePayment.") for r in alices)
+    paid_to_bob = paid.payment.payment_id
+    held = next(r.resource for r in alices if r.operation == "CaptureHold" and r.request_id.startswith(paid_to_bob))
     accounts = agrpc.AccountServiceStub(channel)
     hold = (await accounts.GetHold(apb.GetHoldRequest(hold_id=held))).hold
     transfer = (await accounts.GetTransfer(apb.GetTransferRequest(transfer_id=hold.transfer_id))).transfer
