@@ -143,7 +143,7 @@ async def _trust_feed(settings: Settings, pool: ChannelPool, security: Security,
     """A process that does not serve identity learns revocations (and keys) from it."""
     if "identity" in names or "identity" not in settings.addresses or all(n in EXTERNAL_CONTEXTS for n in names):
         return None
-    feed = TrustFeed(pool, security, names[0], settings.revocation_refresh_seconds, keys=not settings.signs_tokens)
+    feed = TrustFeed(pool, security, names[0], settings.revocation_refresh_seconds, fetches_keys=not settings.signs_tokens)
     await feed.start()
     return feed
 

@@ -9,6 +9,7 @@ context ask it (IdentityApi.MESH_METHODS)."""
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 from common.di import ModuleContextImport
 from common.grpc.channels import ChannelPool
@@ -26,11 +27,12 @@ FEED = ModuleContextImport(IdentityServiceStub, from_context="identity", methods
 class TrustFeed:
     """Refreshes `security`'s revocations (and key set, unless this process signs) from identity."""
 
-    def __init__(self, pool: ChannelPool, security: Security, importer: str, period: float, keys: bool) -> None:
-        self._stub = pool.bind(FEED, importer)
+    def __init__(self, pool: ChannelPool, security: Security, importer: str, period: float, fetches_keys: bool) -> None:
+        # The bound stub offers the imported methods of IdentityServiceStub, carrying `importer`'s identity.
+        self._stub = cast(IdentityServiceStub, pool.bind(FEED, importer))
         self._security = security
-        self._period = period
-        self._keys = keys
+        self._timeout = max(period, 1.0)
+        self._fetches_keys = fetches_keys
         self._rounds = Every("refreshing token revocations from identity", period, self.refresh, log)
 
     async def start(self) -> None:
@@ -41,11 +43,10 @@ class TrustFeed:
         await self._rounds.stop()
 
     async def refresh(self) -> None:
-        timeout = max(self._period, 1.0)
-        answer = await self._stub.GetTokenRevocations(pb.GetTokenRevocationsRequest(), timeout=timeout)  # type: ignore[attr-defined]  # bound stubs are built per import
+        answer = await self._stub.GetTokenRevocations(pb.GetTokenRevocationsRequest(), timeout=self._timeout)
         self._security.revocations.replace((r.user_id, r.min_generation, r.disabled) for r in answer.revocations)
-        if not self._keys:  # this process signs: it reads the keys itself
-            self._security.reload_keys()
+        if not self._fetches_keys:  # this process signs: it reads the keys itself
+            await self._security.reload_keys()
         elif self._security.key_set is not None:
-            keys = await self._stub.GetSigningKeys(pb.GetSigningKeysRequest(), timeout=timeout)  # type: ignore[attr-defined]  # bound stubs are built per import
+            keys = await self._stub.GetSigningKeys(pb.GetSigningKeysRequest(), timeout=self._timeout)
             self._security.key_set.replace(KeySet.parse(keys.jwks_json))

@@ -3,6 +3,7 @@ service identities of the contexts a process serves."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -61,10 +62,11 @@ class Security(BaseComponent):
         """What GetSigningKeys publishes: the signing key, the next, and the recently retired."""
         return self._keys().published()
 
-    def reload_keys(self) -> None:
-        """Reads the keys again (a rotation) and verifies with what is published now."""
+    async def reload_keys(self) -> None:
+        """Reads the keys again (a rotation; off the event loop, it lists a folder) and verifies
+        with what is published now (keys also start signing and retire as time passes)."""
         ring = self._keys()
-        ring.reload()
+        await asyncio.to_thread(ring.reload)
         if self.key_set is not None:
             self.key_set.replace(ring.published())
 

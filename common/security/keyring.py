@@ -28,7 +28,6 @@ ROTATED = re.compile(r"signing-key-(\d+)\.pem")
 class RingKey:
     made_at: float  # epoch seconds; the first key counts as made at 0 (it signs from the start)
     key: Ed25519PrivateKey
-    path: Path
 
 
 def rotate(folder: Path, now: float | None = None) -> Path:
@@ -40,24 +39,23 @@ def rotate(folder: Path, now: float | None = None) -> Path:
 
 
 class KeyRing:
-    """The keys of the ring as last read; `reload()` reads the folder again."""
+    """The keys of the ring as last read; `reload()` lists the folder again and reads only the
+    files it has not read yet (a key file never changes once written)."""
 
     def __init__(self, first: Path, folder: Path, publish_seconds: float, lifetime_seconds: float) -> None:
-        self._first = first
         self._folder = folder
         self._publish = publish_seconds
         self._lifetime = lifetime_seconds
+        self._read: dict[Path, RingKey] = {first: RingKey(0.0, load_or_create_private_key(first))}
         self._keys: list[RingKey] = []
         self.reload()
 
     def reload(self) -> None:
-        first = RingKey(0.0, load_or_create_private_key(self._first), self._first)
-        rotated = [
-            RingKey(int(match.group(1)) / 1000, load_or_create_private_key(path), path)
-            for path in sorted(self._folder.glob("signing-key-*.pem"))
-            if (match := ROTATED.fullmatch(path.name))
-        ]
-        self._keys = sorted([first, *rotated], key=lambda k: k.made_at)
+        for path in self._folder.glob("signing-key-*.pem"):
+            match = ROTATED.fullmatch(path.name)
+            if match and path not in self._read:
+                self._read[path] = RingKey(int(match.group(1)) / 1000, load_or_create_private_key(path))
+        self._keys = sorted(self._read.values(), key=lambda k: k.made_at)
 
     def signing(self, now: float | None = None) -> Ed25519PrivateKey:
         """The newest key published for long enough."""

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,31 +79,18 @@ def jwks(keys: Iterable[Ed25519PublicKey]) -> str:
 
 
 class KeySet:
-    """The public keys a token may be signed with, by kid: the signing key, and retired ones while
-    tokens they signed may still be alive. `refresh` (rate-limited) is asked when a token names a
-    kid not known yet: a key rotated in elsewhere is learnt without a restart."""
+    """The public keys a token may be signed with, by kid: the signing key, the next one, and
+    retired ones while tokens they signed may still be alive. Replaced whole when the published
+    set changes (a rotation), without a restart."""
 
-    def __init__(
-        self,
-        keys: Iterable[Ed25519PublicKey],
-        refresh: Callable[[], Iterable[Ed25519PublicKey]] | None = None,
-        refresh_every: float = 5.0,
-    ) -> None:
-        self._keys = {key_id(k): k for k in keys}
-        self._refresh = refresh
-        self._refresh_every = refresh_every
-        self._refreshed_at = float("-inf")
+    def __init__(self, keys: Iterable[Ed25519PublicKey]) -> None:
+        self.replace(keys)
 
     def replace(self, keys: Iterable[Ed25519PublicKey]) -> None:
         self._keys = {key_id(k): k for k in keys}
 
     def get(self, kid: str) -> Ed25519PublicKey | None:
-        found = self._keys.get(kid)
-        if found is None and self._refresh is not None and time.monotonic() - self._refreshed_at >= self._refresh_every:
-            self._refreshed_at = time.monotonic()
-            self._keys = {key_id(k): k for k in self._refresh()}
-            found = self._keys.get(kid)
-        return found
+        return self._keys.get(kid)
 
     @staticmethod
     def parse(text: str) -> list[Ed25519PublicKey]:
@@ -157,11 +144,9 @@ class Revocations:
 
     def __init__(self) -> None:
         self._users: dict[str, tuple[int, bool]] = {}
-        self.refreshed_at = float("-inf")  # time.monotonic() of the last refresh
 
     def replace(self, revocations: Iterable[tuple[str, int, bool]]) -> None:
         self._users = {user_id: (generation, disabled) for user_id, generation, disabled in revocations}
-        self.refreshed_at = time.monotonic()
 
     def refuses(self, user_id: str, generation: int) -> bool:
         found = self._users.get(user_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Protocol
 
 from grpc import aio
 
@@ -62,7 +63,13 @@ def _roles(values: Iterable[pb.Role.ValueType]) -> tuple[str, ...]:
     return tuple(_ROLE_NAMES.get(r, "?") for r in values)
 
 
-def _user_change(request: pb.DisableUserRequest | pb.EnableUserRequest | pb.RevokeTokensRequest) -> Violations:
+class _UserChange(Protocol):
+    request_id: str
+    user_id: str
+
+
+def _user_change(request: _UserChange) -> Violations:
+    """The checks every change of a user starts with; the caller adds its own."""
     v = Violations()
     check_request_id(v, request.request_id)
     check_id(v, request.user_id, "user_id", "usr")
@@ -120,9 +127,7 @@ class IdentityApi(pb_grpc.IdentityServiceServicer):
 
     async def UpdateUser(self, request: pb.UpdateUserRequest, context: aio.ServicerContext) -> pb.UpdateUserResponse:
         roles = _roles(request.roles)
-        v = Violations()
-        check_request_id(v, request.request_id)
-        check_id(v, request.user_id, "user_id", "usr")
+        v = _user_change(request)
         validate_roles(v, roles, request.customer_id)
         v.raise_if_any()
         user = await self._service.update_user(
@@ -146,9 +151,7 @@ class IdentityApi(pb_grpc.IdentityServiceServicer):
         return pb.RevokeTokensResponse(user=user_pb(user))
 
     async def ChangePassword(self, request: pb.ChangePasswordRequest, context: aio.ServicerContext) -> pb.ChangePasswordResponse:
-        v = Violations()
-        check_request_id(v, request.request_id)
-        check_id(v, request.user_id, "user_id", "usr")
+        v = _user_change(request)
         check_text(v, request.current_password, "current_password", max_len=1024, required=False)
         validate_password(v, request.new_password, "new_password")
         v.check(request.new_password != request.current_password, "new_password", "must differ from the current password")

@@ -75,7 +75,7 @@ class IdentityUseCases(BaseComponent):
         self._hashing.close()
 
     async def _refresh(self) -> None:
-        self._security.reload_keys()  # a rotation, and keys retiring or starting to sign as time passes
+        await self._security.reload_keys()
         await self.refresh_revocations()
 
     async def refresh_revocations(self) -> None:

@@ -60,8 +60,8 @@ async def _reads_own_customer(channel: aio.Channel, alice: Alice) -> None:
     await cgrpc.CustomerServiceStub(channel).GetCustomer(cpb.GetCustomerRequest(customer_id=alice.customer_id), timeout=5)
 
 
-async def _refused_with(call: object) -> str:
-    return (await error_reason(call, grpc.StatusCode.UNAUTHENTICATED)).reason  # type: ignore[arg-type]  # a pending call
+async def _refused_with(call: Awaitable[object]) -> str:
+    return (await error_reason(call, grpc.StatusCode.UNAUTHENTICATED)).reason
 
 
 async def test_a_disabled_users_live_token_is_refused_at_once_and_enabling_does_not_revive_it(
