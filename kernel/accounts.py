@@ -40,16 +40,19 @@ class AccountCalls:
             self._internal[(kind, currency)] = (await self.call(self.stub.GetInternalAccount, request)).account_id
         return self._internal[(kind, currency)]
 
-    async def place_hold(self, request_id: str, debtor: str, creditor: str, amount: Money, description: str) -> str:
+    async def place_hold(
+        self, request_id: str, debtor: str, creditor: str, amount: Money, description: str, *, capture: bool = False
+    ) -> apb.Hold:
         request = apb.PlaceHoldRequest(
             request_id=request_id,
             debit_account_id=debtor,
             credit_account_id=creditor,
             amount=money_pb(amount),
             description=description,
+            capture=capture,
         )
-        hold_id: str = (await self.call(self.stub.PlaceHold, request)).hold.hold_id
-        return hold_id
+        hold: apb.Hold = (await self.call(self.stub.PlaceHold, request)).hold
+        return hold
 
     async def lookup_hold(self, request_id: str) -> apb.Hold:
         hold: apb.Hold = (await self.call(self.stub.LookupHold, apb.LookupHoldRequest(request_id=request_id))).hold

@@ -209,7 +209,7 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         v = Violations()
         order = _order(v, request.debit_account_id, request.credit_account_id, request.amount, request.description)
         _validated(v, request)
-        hold = await self._service.place_hold(v.valid(order), idempotency_key(request, "PlaceHold"))
+        hold = await self._service.place_hold(v.valid(order), idempotency_key(request, "PlaceHold"), capture=request.capture)
         return pb.PlaceHoldResponse(hold=hold_pb(hold))
 
     async def CaptureHold(self, request: pb.CaptureHoldRequest, context: aio.ServicerContext) -> pb.CaptureHoldResponse:

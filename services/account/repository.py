@@ -78,8 +78,16 @@ class LedgerRepository(Protocol):
     async def reverse(self, transfer_id: str, reason: str, new_id: str, key: IdempotencyKey, at: datetime) -> Transfer: ...
 
     async def place_hold(
-        self, order: TransferOrder, hold_id: str, key: IdempotencyKey, at: datetime, owner: str, placed_by: str
-    ) -> Hold: ...
+        self,
+        order: TransferOrder,
+        hold_id: str,
+        key: IdempotencyKey,
+        at: datetime,
+        owner: str,
+        placed_by: str,
+        capture_as: str | None = None,
+    ) -> Hold:
+        """Reserves the order's funds; with `capture_as`, posts them too as that transfer."""
 
     async def lookup_hold(self, scope: str, request_id: str) -> Hold | None:
         """The hold `scope`'s PlaceHold with `request_id` placed; None (and the id closed) if none."""
@@ -427,8 +435,17 @@ async def _reverse(tx: Tx, transfer_id: str, reason: str, new_id: str, key: Idem
 
 
 async def _place_hold(
-    tx: Tx, order: TransferOrder, hold_id: str, key: IdempotencyKey, at: datetime, owner: str, placed_by: str
+    tx: Tx,
+    order: TransferOrder,
+    hold_id: str,
+    key: IdempotencyKey,
+    at: datetime,
+    owner: str,
+    placed_by: str,
+    capture_as: str | None,
 ) -> Hold:
+    """Reserves the funds; with `capture_as` (a transfer id) also posts them, in the same
+    transaction: one unit of work for a caller that would capture at once."""
     replayed = await claim(tx, key, hold_id)
     if replayed is not None:
         return stored(await _select_hold(tx, replayed), replayed)
@@ -462,6 +479,8 @@ async def _place_hold(
         placed_by,
         at.isoformat(),
     )
+    if capture_as is not None:
+        await _capture_placed(tx, hold_id, None, capture_as, at)
     return stored(await _select_hold(tx, hold_id), hold_id)
 
 
@@ -493,10 +512,15 @@ async def _capture_hold(
     if replayed is not None:
         done = stored(await _select_hold(tx, replayed), replayed)
         return done, stored(await _select_transfer(tx, done.transfer_id), done.transfer_id)
+    transfer = await _capture_placed(tx, hold_id, amount, transfer_id, at)
+    return stored(await _select_hold(tx, hold_id), hold_id), transfer
+
+
+async def _capture_placed(tx: Tx, hold_id: str, amount: Money | None, transfer_id: str, at: datetime) -> Transfer:
+    """Posts `amount` (all of it when None) of a PLACED hold and gives back what it reserved."""
     hold, captured = await _resolve_hold(tx, hold_id, lambda h: h.capture(amount), HoldStatus.CAPTURED, transfer_id)
     order = TransferOrder(hold.debit_account_id, hold.credit_account_id, captured, hold.description, hold_id=hold_id)
-    transfer = await _post(tx, order, transfer_id, at, release=hold.amount.minor)
-    return stored(await _select_hold(tx, hold_id), hold_id), transfer
+    return await _post(tx, order, transfer_id, at, release=hold.amount.minor)
 
 
 async def _release_hold(tx: Tx, hold_id: str, key: IdempotencyKey) -> Hold:
@@ -545,9 +569,16 @@ class SqlLedgerRepository(BaseComponent, LedgerRepository):
         return await self._db.write(_reverse, transfer_id, reason, new_id, key, at)
 
     async def place_hold(
-        self, order: TransferOrder, hold_id: str, key: IdempotencyKey, at: datetime, owner: str, placed_by: str
+        self,
+        order: TransferOrder,
+        hold_id: str,
+        key: IdempotencyKey,
+        at: datetime,
+        owner: str,
+        placed_by: str,
+        capture_as: str | None = None,
     ) -> Hold:
-        return await self._db.write(_place_hold, order, hold_id, key, at, owner, placed_by)
+        return await self._db.write(_place_hold, order, hold_id, key, at, owner, placed_by, capture_as)
 
     async def lookup_hold(self, scope: str, request_id: str) -> Hold | None:
         return await self._db.write(_lookup_hold, scope, request_id)

@@ -258,12 +258,17 @@ class AccountUseCases(BaseComponent):
 
     # --- holds --------------------------------------------------------------------------------
 
-    async def place_hold(self, order: TransferOrder, key: IdempotencyKey) -> Hold:
-        """Reserves funds with the authority of whoever may debit the account. A context placing
-        it for a user owns it: only that context resolves it."""
+    async def place_hold(self, order: TransferOrder, key: IdempotencyKey, *, capture: bool = False) -> Hold:
+        """Reserves funds with the authority of whoever may debit the account (`capture`: and
+        posts them at once, which needs no more than a transfer does). A context placing it for a
+        user owns it: only that context resolves it."""
         await self._require_account(order.debit_account_id, write=True, action="reserve funds of this account")
         caller = current_caller()
-        return await self._repository.place_hold(order, new_id("hld"), key, self._clock.now(), caller.service, caller.chain)
+        capture_as = new_id("trf") if capture else None
+        hold = await self._repository.place_hold(
+            order, new_id("hld"), key, self._clock.now(), caller.service, caller.chain, capture_as
+        )
+        return await self._moved(hold)
 
     async def _hold_for(self, hold_id: str, *, resolve: bool) -> Hold:
         """The hold, if the caller may see it (resolve: and capture or release it)."""

@@ -40,7 +40,7 @@ class AccountsClient(BaseComponent, Accounts):
         return await self._calls.internal_account(apb.INTERNAL_ACCOUNT_TREASURY, currency)
 
     async def place_hold(self, request_id: str, debtor: str, creditor: str, amount: Money, description: str) -> str:
-        return await self._calls.place_hold(request_id, debtor, creditor, amount, description)
+        return (await self._calls.place_hold(request_id, debtor, creditor, amount, description)).hold_id
 
     async def lookup_hold(self, request_id: str) -> str:
         return (await self._calls.lookup_hold(request_id)).hold_id

@@ -41,6 +41,10 @@ MEMBER_KEY_HEADER = "x-velocitypay-member-key"  # the network's contract (veloci
 PAYMENT_STATUS = ProtoEnum(PaymentStatus, pb.PaymentStatus, "PAYMENT_STATUS_")
 
 
+def _found(hold: apb.Hold) -> FoundHold:
+    return FoundHold(hold.hold_id, hold.status == apb.HOLD_STATUS_RELEASED, hold.transfer_id)
+
+
 @og_component()
 class AccountsClient(BaseComponent, Accounts):
     """The accounts, as the account context's AccountService answers."""
@@ -69,12 +73,13 @@ class AccountsClient(BaseComponent, Accounts):
     async def clearing_account(self, currency: str) -> str:
         return await self._calls.internal_account(apb.INTERNAL_ACCOUNT_CLEARING, currency)
 
-    async def place_hold(self, request_id: str, debtor: str, creditor: str, amount: Money, description: str) -> str:
-        return await self._calls.place_hold(request_id, debtor, creditor, amount, description)
+    async def place_hold(
+        self, request_id: str, debtor: str, creditor: str, amount: Money, description: str, *, capture: bool
+    ) -> FoundHold:
+        return _found(await self._calls.place_hold(request_id, debtor, creditor, amount, description, capture=capture))
 
     async def lookup_hold(self, request_id: str) -> FoundHold:
-        hold = await self._calls.lookup_hold(request_id)
-        return FoundHold(hold.hold_id, hold.status == apb.HOLD_STATUS_RELEASED)
+        return _found(await self._calls.lookup_hold(request_id))
 
     async def capture_hold(self, request_id: str, hold_id: str) -> str:
         return await self._calls.capture_hold(request_id, hold_id)

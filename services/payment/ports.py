@@ -15,6 +15,7 @@ class FoundHold:
 
     hold_id: str
     released: bool  # released already: the funds are no longer reserved
+    transfer_id: str = ""  # the transfer that captured it; "" while it is not captured
 
 
 class Accounts(Protocol):
@@ -34,8 +35,11 @@ class Accounts(Protocol):
     async def clearing_account(self, currency: str) -> str:
         """The bank's account for money on its way to other banks, in `currency`."""
 
-    async def place_hold(self, request_id: str, debtor: str, creditor: str, amount: Money, description: str) -> str:
-        """Reserves `amount` of the debtor's funds for the creditor; the hold's id."""
+    async def place_hold(
+        self, request_id: str, debtor: str, creditor: str, amount: Money, description: str, *, capture: bool
+    ) -> FoundHold:
+        """Reserves `amount` of the debtor's funds for the creditor (`capture`: and posts them to
+        the creditor in the same step)."""
 
     async def lookup_hold(self, request_id: str) -> FoundHold:
         """The hold the PlaceHold of `request_id` placed; NotFound (and the request id closed for

@@ -5,7 +5,8 @@ whether the caller may debit the debtor account; a caller who may not leaves no 
 payment is then stored with the authority that was verified, screened for fraud, and the debtor's
 funds are reserved by a hold placed under the caller's authority (relayed: the account context
 judges the user, and records this context as the hold's owner, so that only it can capture or
-release it). Internal payments capture the hold to the beneficiary; external ones go to
+release it). An internal payment's hold is captured to the beneficiary as it is placed (one unit
+of work in the account context); external ones go to
 VelocityPay through a circuit breaker, are captured to the clearing account when settled,
 released when refused, and kept QUEUED (funds still held) while the network cannot be reached.
 
@@ -51,7 +52,7 @@ from services.payment.domain import (
     events_of,
     reconcile,
 )
-from services.payment.ports import Accounts, NetworkRefused, NetworkUnavailable, PaymentNetwork
+from services.payment.ports import Accounts, FoundHold, NetworkRefused, NetworkUnavailable, PaymentNetwork
 from services.payment.repository import PaymentRepository
 
 FRAUD_FILE = Path(__file__).parent / "fraud.toml"
@@ -152,13 +153,14 @@ class PaymentProcessor(BaseComponent):
         return f"{p.payment_id}-hold"
 
     async def _hold(self, p: Payment) -> Payment:
-        """Reserves the funds with the caller's authority (the account context judges it)."""
+        """Reserves the funds with the caller's authority (the account context judges it); an
+        internal payment's are posted in the same step (nothing else decides on it)."""
         external = p.beneficiary.external
         try:
             with _account_step(p):
                 creditor = await self._accounts.clearing_account(p.amount.currency) if external else p.beneficiary.account_id
-                hold_id = await self._accounts.place_hold(
-                    self._hold_request_id(p), p.debtor_account_id, creditor, p.amount, p.reference
+                hold = await self._accounts.place_hold(
+                    self._hold_request_id(p), p.debtor_account_id, creditor, p.amount, p.reference, capture=not external
                 )
         except _Refused as refused:
             if isinstance(refused.error, PermissionDenied):  # revoked since the check: nothing reserved
@@ -168,8 +170,10 @@ class PaymentProcessor(BaseComponent):
                 ) from refused
             reason = "ACCOUNT_NOT_FOUND" if isinstance(refused.error, NotFound) else refused.reason
             return await self._move(p, PaymentStatus.FAILED, failure_reason=reason)
+        if hold.transfer_id:
+            return await self._completed(p, hold)
         # Not stored yet: if this process dies now, the worker finds the hold by its request id.
-        return replace(p, hold_id=hold_id)
+        return replace(p, hold_id=hold.hold_id)
 
     async def _find_hold(self, p: Payment) -> Payment:
         """The hold the request placed, if it placed one; never a new one (LookupHold closes the
@@ -185,7 +189,14 @@ class PaymentProcessor(BaseComponent):
             return await self._move(
                 p, PaymentStatus.FAILED, failure_reason=p.failure_reason or "HOLD_RELEASED", hold_id=found.hold_id
             )
+        if found.transfer_id:
+            return await self._completed(p, found)
         return replace(p, hold_id=found.hold_id)
+
+    async def _completed(self, p: Payment, captured: FoundHold) -> Payment:
+        return await self._move(
+            p, PaymentStatus.COMPLETED, transfer_id=captured.transfer_id, hold_id=captured.hold_id, failure_reason=""
+        )
 
     async def _capture(self, p: Payment, *, settled: bool = False) -> Payment:
         """Posts the held funds. Refused for good: an internal payment is undone (release); an
@@ -199,7 +210,7 @@ class PaymentProcessor(BaseComponent):
                     p, PaymentStatus.NEEDS_OPERATOR, failure_reason=f"SETTLED_CAPTURE_REFUSED_{refused.reason}", hold_id=p.hold_id
                 )
             return await self._release(p, f"CAPTURE_REFUSED_{refused.reason}")
-        return await self._move(p, PaymentStatus.COMPLETED, transfer_id=transfer_id, hold_id=p.hold_id, failure_reason="")
+        return await self._completed(p, FoundHold(p.hold_id, released=False, transfer_id=transfer_id))
 
     async def _release(self, p: Payment, reason: str) -> Payment:
         try:

@@ -119,6 +119,32 @@ async def test_holds_capture_partly_release_and_resolve_once(client: Bank) -> No
     ).reason == "INSUFFICIENT_FUNDS"
 
 
+async def test_a_hold_captured_as_it_is_placed_moves_the_money_once(client: Bank) -> None:
+    payer = (await client.default_account(await client.verified_customer("ha"))).account_id
+    payee = (await client.default_account(await client.verified_customer("hb"))).account_id
+    await client.deposit(payer, "100.00", "ha")
+    at_once = apb.PlaceHoldRequest(
+        request_id="h-now", debit_account_id=payer, credit_account_id=payee, amount=eur("30.00"), capture=True
+    )
+    hold = (await client.accounts.PlaceHold(at_once)).hold
+    assert hold.status == apb.HOLD_STATUS_CAPTURED and hold.captured_amount.amount == "30.00" and hold.transfer_id
+    assert (await client.accounts.PlaceHold(at_once)).hold == hold, "a retry answers the same hold"
+    assert await client.balance(payer) == ("70.00", "570.00") and (await client.balance(payee))[0] == "30.00"
+    transfer = (await client.accounts.GetTransfer(apb.GetTransferRequest(transfer_id=hold.transfer_id))).transfer
+    assert transfer.hold_id == hold.hold_id and transfer.amount.amount == "30.00"
+    placed_only = apb.PlaceHoldRequest(request_id="h-now", debit_account_id=payer, credit_account_id=payee, amount=eur("30.00"))
+    assert (
+        await error_reason(client.accounts.PlaceHold(placed_only), grpc.StatusCode.ALREADY_EXISTS)
+    ).reason == "IDEMPOTENCY_KEY_REUSED"
+    too_much = apb.PlaceHoldRequest(
+        request_id="h-over", debit_account_id=payer, credit_account_id=payee, amount=eur("570.01"), capture=True
+    )
+    assert (
+        await error_reason(client.accounts.PlaceHold(too_much), grpc.StatusCode.FAILED_PRECONDITION)
+    ).reason == "INSUFFICIENT_FUNDS"
+    assert await client.balance(payer) == ("70.00", "570.00"), "a refused capture-at-once changes nothing"
+
+
 async def test_reverse_once_and_close_only_at_zero(client: Bank) -> None:
     customer = await client.verified_customer("rv")
     a = (await client.default_account(customer)).account_id

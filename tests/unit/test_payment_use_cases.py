@@ -59,22 +59,29 @@ class FakeLedger(HoldBook, Accounts):
         held = sum(h.amount.minor for h in self.holds.values() if h.debtor == account_id and h.status == "PLACED")
         return self.balances[account_id] - held
 
-    async def place_hold(self, request_id: str, debtor: str, creditor: str, amount: Money, description: str) -> str:
+    async def place_hold(
+        self, request_id: str, debtor: str, creditor: str, amount: Money, description: str, *, capture: bool
+    ) -> FoundHold:
         if request_id not in self.holds:
             self._may_debit(debtor)
             if self.available(debtor) < amount.minor:
                 raise PreconditionFailed("INSUFFICIENT_FUNDS", "not enough")
-            self.place(request_id, debtor, creditor, amount)
+            placed = self.place(request_id, debtor, creditor, amount)
+            if capture:
+                self.capture(placed.hold_id)
         if self.answers_lost:
             self.answers_lost -= 1
             raise Unavailable("ACCOUNTS_UNAVAILABLE", "the answer was lost")
-        return self.holds[request_id].hold_id
+        return self._found(request_id)
 
     async def lookup_hold(self, request_id: str) -> FoundHold:
-        found = self.holds.get(request_id)
-        if found is None:
+        if request_id not in self.holds:
             raise NotFound("hold request", request_id)
-        return FoundHold(found.hold_id, found.status == "RELEASED")
+        return self._found(request_id)
+
+    def _found(self, request_id: str) -> FoundHold:
+        hold = self.holds[request_id]
+        return FoundHold(hold.hold_id, hold.status == "RELEASED", hold.transfer_id)
 
     async def capture_hold(self, request_id: str, hold_id: str) -> str:
         return self.capture(hold_id)

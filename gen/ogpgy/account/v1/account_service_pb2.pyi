@@ -972,6 +972,7 @@ class PlaceHoldRequest(_message.Message):
     CREDIT_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    CAPTURE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Client-chosen idempotency key."""
     debit_account_id: _builtins.str
@@ -980,6 +981,11 @@ class PlaceHoldRequest(_message.Message):
     """Account a capture will credit."""
     description: _builtins.str
     """Shown on statements when captured."""
+    capture: _builtins.bool
+    """Capture the whole amount in the same transaction: the funds move at once and the hold comes
+    back CAPTURED with its transfer_id. For a caller that would capture right away, one call
+    instead of two; the hold stays the record a lost answer is found by (LookupHold).
+    """
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
         """Positive amount to reserve."""
@@ -992,10 +998,11 @@ class PlaceHoldRequest(_message.Message):
         credit_account_id: _builtins.str = ...,
         amount: _money_pb2.Money | None = ...,
         description: _builtins.str = ...,
+        capture: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "credit_account_id", b"credit_account_id", "debit_account_id", b"debit_account_id", "description", b"description", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "capture", b"capture", "credit_account_id", b"credit_account_id", "debit_account_id", b"debit_account_id", "description", b"description", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

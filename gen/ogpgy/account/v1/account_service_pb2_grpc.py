@@ -207,7 +207,8 @@ class AccountServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PlaceHold(self, request, context):
-        """Reserves funds (phase one of a two-phase transfer).
+        """Reserves funds (phase one of a two-phase transfer), or with capture set reserves and posts
+        them in one step.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

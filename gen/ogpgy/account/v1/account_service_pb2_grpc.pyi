@@ -54,7 +54,9 @@ class AccountServiceStub:
     ReverseTransfer: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ReverseTransferRequest, _account_service_pb2.ReverseTransferResponse]
     """Undoes a posted transfer with a new compensating transfer."""
     PlaceHold: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.PlaceHoldRequest, _account_service_pb2.PlaceHoldResponse]
-    """Reserves funds (phase one of a two-phase transfer)."""
+    """Reserves funds (phase one of a two-phase transfer), or with capture set reserves and posts
+    them in one step.
+    """
     CaptureHold: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.CaptureHoldRequest, _account_service_pb2.CaptureHoldResponse]
     """Posts all or part of a hold as a transfer and resolves it. A hold placed by a context (see
     Hold.owner_context) is captured only by that context.
@@ -126,7 +128,9 @@ class AccountServiceAsyncStub(AccountServiceStub):
     ReverseTransfer: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ReverseTransferRequest, _account_service_pb2.ReverseTransferResponse]  # type: ignore[assignment]
     """Undoes a posted transfer with a new compensating transfer."""
     PlaceHold: _aio.UnaryUnaryMultiCallable[_account_service_pb2.PlaceHoldRequest, _account_service_pb2.PlaceHoldResponse]  # type: ignore[assignment]
-    """Reserves funds (phase one of a two-phase transfer)."""
+    """Reserves funds (phase one of a two-phase transfer), or with capture set reserves and posts
+    them in one step.
+    """
     CaptureHold: _aio.UnaryUnaryMultiCallable[_account_service_pb2.CaptureHoldRequest, _account_service_pb2.CaptureHoldResponse]  # type: ignore[assignment]
     """Posts all or part of a hold as a transfer and resolves it. A hold placed by a context (see
     Hold.owner_context) is captured only by that context.
@@ -255,7 +259,9 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _account_service_pb2.PlaceHoldRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.PlaceHoldResponse, _abc.Awaitable[_account_service_pb2.PlaceHoldResponse]]:
-        """Reserves funds (phase one of a two-phase transfer)."""
+        """Reserves funds (phase one of a two-phase transfer), or with capture set reserves and posts
+        them in one step.
+        """
 
     @_abc_1.abstractmethod
     def CaptureHold(
