@@ -47,6 +47,10 @@ class Tx(Protocol):
     async def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         """One statement for many rows: the set-based path of bulk work."""
 
+    def notify(self, channel: str) -> None:
+        """Wakes whoever waits on `channel` of this database, in any process, once this
+        transaction commits (nobody if it rolls back)."""
+
 
 UnitOfWork = Callable[..., Awaitable[R]]
 
@@ -63,6 +67,10 @@ class Database(Protocol):
     async def read(self, fn: UnitOfWork[R], *args: Any) -> R: ...
 
     async def write(self, fn: UnitOfWork[R], *args: Any) -> R: ...
+
+    async def notified(self, channel: str, within: float) -> bool:
+        """Waits until a transaction that notified `channel` commits (True) or `within` seconds
+        pass (False). Notices are not queued: many commits may be one wake-up."""
 
     async def lead(self, role: str) -> bool:
         """Whether this process holds `role` (e.g. "outbox") for this database: at most one of

@@ -59,3 +59,6 @@ class ContextDatabase(BaseComponent):
 
     async def lead(self, role: str) -> bool:
         return await self._db.lead(role)
+
+    async def notified(self, channel: str, within: float) -> bool:
+        return await self._db.notified(channel, within)

@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from common.db.base import Row, UnitOfWork
 from common.db.migrations import Migration, apply_migrations, load_migrations
+from common.db.notices import Notices
 from common.errors import Unavailable
 
 R = TypeVar("R")
@@ -40,6 +41,10 @@ class PostgresTx:
     def __init__(self, conn: psycopg.AsyncConnection[Any], context: str) -> None:
         self._conn = conn
         self.context = context
+        self.notified: set[str] = set()
+
+    def notify(self, channel: str) -> None:
+        self.notified.add(channel)
 
     async def execute(self, sql: str, *params: Any) -> int:
         cursor = await self._conn.execute(_placeholders(sql), params or None)
@@ -70,6 +75,10 @@ class PostgresDatabase:
         self.schema = schema
         self._dsn = dsn
         self._leases: dict[str, tuple[psycopg.AsyncConnection[Any] | None, float]] = {}
+        self._notices = Notices()
+        self._listening: set[str] = set()
+        self._listener: asyncio.Task[None] | None = None
+        self._listen_lock = asyncio.Lock()
         self._pool = AsyncConnectionPool(
             dsn,
             min_size=1,
@@ -115,9 +124,56 @@ class PostgresDatabase:
             await conn.close()
 
     async def close(self) -> None:
+        await self._stop_listening()
         for role in list(self._leases):
             await self._drop_lease(role)
         await self._pool.close()
+
+    def _channel(self, channel: str) -> str:
+        return f"{self.schema}.{channel}"
+
+    async def notified(self, channel: str, within: float) -> bool:
+        await self._listen(channel)
+        return await self._notices.wait(channel, within)
+
+    async def _listen(self, channel: str) -> None:
+        """Hears `channel` from every process sharing the schema: a connection of its own LISTENs
+        to every channel waited on. Lost with the server, it listens again at the next wait, and
+        wakes the waiters of the channels it was deaf to (what was notified meanwhile is unknown)."""
+        async with self._listen_lock:
+            if channel in self._listening and self._listener is not None and not self._listener.done():
+                return
+            await self._stop_listening()
+            deaf = set(self._listening)
+            self._listening.add(channel)
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True, connect_timeout=2)
+            except psycopg.Error:
+                return
+            try:
+                for name in sorted(self._listening):
+                    await conn.execute(pgsql.SQL("LISTEN {}").format(pgsql.Identifier(self._channel(name))))
+            except psycopg.Error:
+                await conn.close()
+                return
+            self._listener = asyncio.create_task(self._hear(conn), name=f"listen-{self.schema}")
+            self._notices.post(deaf)
+
+    async def _hear(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        prefix = self._channel("")
+        try:
+            async for notice in conn.notifies():
+                self._notices.post([notice.channel.removeprefix(prefix)])
+        except psycopg.Error:
+            pass  # the connection is gone: the next wait listens again
+        finally:
+            await conn.close()
+
+    async def _stop_listening(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
 
     async def _run(self, fn: UnitOfWork[R], args: tuple[Any, ...]) -> R:
         lost = 0
@@ -125,7 +181,12 @@ class PostgresDatabase:
         while True:
             try:
                 async with self._pool.connection() as conn, conn.transaction():
-                    return await fn(PostgresTx(conn, self.schema), *args)
+                    tx = PostgresTx(conn, self.schema)
+                    result = await fn(tx, *args)
+                    for channel in sorted(tx.notified):  # delivered by the server at COMMIT
+                        await conn.execute("SELECT pg_notify(%s, '')", (self._channel(channel),))
+                self._notices.post(tx.notified)  # this process's waiters need no round trip
+                return result
             except _RETRYABLE:
                 attempt += 1
                 if attempt == _ATTEMPTS:

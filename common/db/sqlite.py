@@ -20,13 +20,14 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from common.db.base import Row, UnitOfWork
 from common.db.migrations import Migration, apply_migrations, load_migrations
+from common.db.notices import Notices
 
 R = TypeVar("R")
 MAX_BATCH = 128
@@ -44,9 +45,13 @@ class SqliteTx:
 
     dialect = "sqlite"
 
-    def __init__(self, conn: sqlite3.Connection, context: str) -> None:
+    def __init__(self, conn: sqlite3.Connection, context: str, notified: set[str]) -> None:
         self._conn = conn
         self.context = context
+        self._notified = notified
+
+    def notify(self, channel: str) -> None:
+        self._notified.add(channel)  # one process owns the file: waking this process's waiters is all
 
     async def execute(self, sql: str, *params: Any) -> int:
         return self._conn.execute(sql, params).rowcount
@@ -66,7 +71,7 @@ def _drive(unit: _Unit, conn: sqlite3.Connection) -> Any:
     """Runs a unit of work's coroutine to completion on this thread, in the context variables of
     the task that submitted it (who is calling, the request id: what the outbox and the audit
     record read)."""
-    coro = unit.fn(SqliteTx(conn, unit.database), *unit.args)
+    coro = unit.fn(SqliteTx(conn, unit.database, unit.notified), *unit.args)
     try:
         unit.variables.run(coro.send, None)
     except StopIteration as done:
@@ -83,6 +88,7 @@ class _Unit:
     database: str  # the context whose database this is
     variables: contextvars.Context
     outcome: tuple[bool, Any] = (False, None)
+    notified: set[str] = field(default_factory=set)  # channels to wake once the unit commits
 
 
 def _run_reads(conn: sqlite3.Connection, units: list[_Unit]) -> None:
@@ -130,8 +136,10 @@ class _Batcher:
         connection: Callable[[], sqlite3.Connection],
         runner: Callable[[sqlite3.Connection, list[_Unit]], None],
         name: str,
+        notices: Notices,
     ) -> None:
         self._name = name
+        self._notices = notices
         self._pool = pool
         self._capacity = capacity
         self._connection = connection
@@ -168,6 +176,8 @@ class _Batcher:
     def _finished(self, loop: asyncio.AbstractEventLoop, batch: list[_Unit], done: Future[None]) -> None:
         self._in_flight -= 1
         _settle(batch, done)
+        if done.exception() is None:
+            self._notices.post(channel for unit in batch if unit.outcome[0] for channel in unit.notified)
         if self._pending:
             self._flush(loop)
 
@@ -201,6 +211,7 @@ class SqliteDatabase:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._notices = Notices()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -222,12 +233,17 @@ class SqliteDatabase:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite-w-{self.path.stem}")
         self._reader_pool = ThreadPoolExecutor(self._readers, thread_name_prefix=f"sqlite-r-{self.path.stem}")
-        self._writes = _Batcher(self._writer_pool, 1, self._thread_connection, _run_writes, self.path.stem)
-        self._reads = _Batcher(self._reader_pool, self._readers, self._thread_connection, _run_reads, self.path.stem)
+        self._writes = _Batcher(self._writer_pool, 1, self._thread_connection, _run_writes, self.path.stem, self._notices)
+        self._reads = _Batcher(
+            self._reader_pool, self._readers, self._thread_connection, _run_reads, self.path.stem, self._notices
+        )
         await apply_migrations(self, load_migrations("common.db", self.dialect) + list(migrations))
 
     async def lead(self, role: str) -> bool:
         return True  # one process owns an SQLite file (embedded mode)
+
+    async def notified(self, channel: str, within: float) -> bool:
+        return await self._notices.wait(channel, within)
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()

@@ -22,7 +22,8 @@ from common.ids import new_id
 from common.observability.metrics import OUTBOX_LAG
 from common.observability.tracing import inject
 
-POLL_SECONDS = 0.05
+OUTBOX = "outbox"  # the channel a transaction that adds events notifies
+POLL_SECONDS = 1.0  # the relay looks without being woken this often (a notice lost with its connection)
 FOLLOWER_SECONDS = 1.0  # a replica that does not hold the outbox asks again this often
 RETENTION = timedelta(days=7)  # published events are kept this long (for diagnosis), then purged
 PURGE_EVERY_SECONDS = 600.0
@@ -50,6 +51,7 @@ async def append_event(tx: Tx, event: Message) -> str:
         envelope.headers_json(),
         envelope.occurred_at,
     )
+    tx.notify(OUTBOX)
     return envelope.event_id
 
 
@@ -91,17 +93,17 @@ async def _count_unpublished(tx: Tx) -> int:
 
 @og_component()
 class OutboxRelay(BaseComponent):
-    """Moves a context's committed events to the bus, in commit order, one at a time.
+    """Moves a context's committed events to the bus, in commit order, a batch at a time.
 
-    It polls (so events committed before a crash go out after restart) and can be nudged after a
-    write so that events usually leave within a millisecond.
+    It wakes when a transaction that added events commits, in this process or (on PostgreSQL,
+    LISTEN/NOTIFY) in any replica, so that events usually leave within a millisecond; and it
+    looks every POLL_SECONDS anyway (events committed before a crash, a notice lost).
     """
 
     def __init__(self, db: ContextDatabase, bus: EventBus, context: ContextInfo) -> None:
         self._db = db
         self._bus = bus
         self._context = context.name
-        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._purged_at = float("-inf")
 
@@ -142,10 +144,6 @@ class OutboxRelay(BaseComponent):
         except Exception:  # noqa: BLE001 - the database itself is down: the lag is unknown
             return -1
 
-    def nudge(self) -> None:
-        """Something was committed to the outbox: relay it now rather than at the next poll."""
-        self._wake.set()
-
     async def drain(self) -> int:
         """Publishes everything committed so far, in order; returns how many events went out.
 
@@ -180,11 +178,4 @@ class OutboxRelay(BaseComponent):
                 self.logger.exception("outbox relay of %s failed; retrying", self._context)
                 lag.set(await self._unpublished_count())
                 await asyncio.sleep(0.5)
-            try:
-                # Not asyncio.wait_for: on Python 3.11 it can swallow a cancellation that arrives as
-                # the event is set (a nudge), and the relay would then never stop.
-                async with asyncio.timeout(POLL_SECONDS):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            await self._db.notified(OUTBOX, POLL_SECONDS)

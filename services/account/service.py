@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from common.cache.codecs import TextCodec
 from common.cache.registry import Caches
@@ -17,7 +17,6 @@ from common.clock import Clock
 from common.db.keyset import Page
 from common.di import BaseComponent, og_component
 from common.errors import FieldViolation, NotFound, PermissionDenied, PreconditionFailed, ValidationFailed
-from common.events.outbox import OutboxRelay
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.money import CURRENCY_EXPONENTS, Money
@@ -46,7 +45,6 @@ from services.account.repository import LedgerRepository
 PRODUCTS_FILE = Path(__file__).parent / "products.toml"
 ACCOUNT_PREFIX = "acc"
 DEFAULT_ACCOUNT = (AccountType.PERSONAL_CHECKING, "EUR")
-R = TypeVar("R")
 
 
 @og_component()
@@ -102,14 +100,12 @@ class AccountUseCases(BaseComponent):
         factory: AccountFactory,
         customers: Customers,
         clock: Clock,
-        relay: OutboxRelay,
         caches: Caches,
     ) -> None:
         self._repository = repository
         self._factory = factory
         self._customers = customers
         self._clock = clock
-        self._relay = relay
         self._owners = caches.create("account-ownership", TextCodec())  # account -> "customer currency": never changes
         self._managers = caches.create("customer-manager", TextCodec())  # customer -> RM: invalidated by event
 
@@ -170,18 +166,14 @@ class AccountUseCases(BaseComponent):
         await require_customer_access(customer_id, assigned=self._assigned, write=True, action="open accounts for this customer")
         await self._require_verified(customer_id)
         account = self._factory.create(customer_id, type_, currency, self._clock.now())
-        opened = await self._repository.open_account(account, key, [AccountOpened(account)])
-        self._relay.nudge()
-        return opened
+        return await self._repository.open_account(account, key, [AccountOpened(account)])
 
     async def open_default_account(self, customer_id: str, event_id: str, inbox: str) -> bool:
         """Reaction to a customer onboarded (or cleared) VERIFIED: exactly one default account per
         event, remembered in the `inbox` of the consumer that handled it."""
         type_, currency = DEFAULT_ACCOUNT
         account = self._factory.create(customer_id, type_, currency, self._clock.now())
-        opened = await self._repository.open_account_once(account, inbox, event_id, [AccountOpened(account)])
-        self._relay.nudge()
-        return opened
+        return await self._repository.open_account_once(account, inbox, event_id, [AccountOpened(account)])
 
     async def _require_verified(self, customer_id: str) -> None:
         try:
@@ -210,15 +202,9 @@ class AccountUseCases(BaseComponent):
     async def close_account(self, account_id: str, key: IdempotencyKey) -> Account:
         owner, _ = await self._require_account(account_id, write=True, action="close this account")
         now = self._clock.now()
-        result = await self._repository.close_account(account_id, key, now, [AccountClosed(account_id, owner, now)])
-        self._relay.nudge()
-        return result
+        return await self._repository.close_account(account_id, key, now, [AccountClosed(account_id, owner, now)])
 
     # --- movements ----------------------------------------------------------------------------
-
-    async def _moved(self, result: R) -> R:
-        self._relay.nudge()
-        return result
 
     async def deposit(self, order: TransferOrder, key: IdempotencyKey) -> Transfer:
         """Cash in is handled by the bank (admins), not by account holders nor by any context."""
@@ -231,7 +217,7 @@ class AccountUseCases(BaseComponent):
         return await self._post(order, key)
 
     async def _post(self, order: TransferOrder, key: IdempotencyKey) -> Transfer:
-        return await self._moved(await self._repository.transfer(order, new_id("trf"), key, self._clock.now()))
+        return await self._repository.transfer(order, new_id("trf"), key, self._clock.now())
 
     async def get_transfer(self, transfer_id: str) -> Transfer:
         transfer = await self._repository.get_transfer(transfer_id)
@@ -254,7 +240,7 @@ class AccountUseCases(BaseComponent):
             hold = await self._repository.get_hold(transfer.hold_id) if transfer and transfer.hold_id else None
             if hold is None or not caller.service or hold.owner_context != caller.service:
                 raise denied("reverse this transfer")
-        return await self._moved(await self._repository.reverse(transfer_id, reason, new_id("trf"), key, self._clock.now()))
+        return await self._repository.reverse(transfer_id, reason, new_id("trf"), key, self._clock.now())
 
     # --- holds --------------------------------------------------------------------------------
 
@@ -265,10 +251,9 @@ class AccountUseCases(BaseComponent):
         await self._require_account(order.debit_account_id, write=True, action="reserve funds of this account")
         caller = current_caller()
         capture_as = new_id("trf") if capture else None
-        hold = await self._repository.place_hold(
+        return await self._repository.place_hold(
             order, new_id("hld"), key, self._clock.now(), caller.service, caller.chain, capture_as
         )
-        return await self._moved(hold)
 
     async def _hold_for(self, hold_id: str, *, resolve: bool) -> Hold:
         """The hold, if the caller may see it (resolve: and capture or release it)."""
@@ -293,7 +278,7 @@ class AccountUseCases(BaseComponent):
 
     async def capture_hold(self, hold_id: str, amount: Money | None, key: IdempotencyKey) -> tuple[Hold, Transfer]:
         await self._hold_for(hold_id, resolve=True)
-        return await self._moved(await self._repository.capture_hold(hold_id, amount, new_id("trf"), key, self._clock.now()))
+        return await self._repository.capture_hold(hold_id, amount, new_id("trf"), key, self._clock.now())
 
     async def release_hold(self, hold_id: str, key: IdempotencyKey) -> Hold:
         await self._hold_for(hold_id, resolve=True)
@@ -326,9 +311,7 @@ class AccountUseCases(BaseComponent):
     async def charge_monthly_fees(self, month: date, currency: str, after: str, limit: int) -> FeeChunk:
         """One chunk of a month's maintenance fees (admins; a month that has ended)."""
         require_role(ADMIN, action="charge fees")
-        return await self._moved(
-            await self._repository.charge_fees(month.replace(day=1), currency, after, limit, self._clock.now())
-        )
+        return await self._repository.charge_fees(month.replace(day=1), currency, after, limit, self._clock.now())
 
     async def entries(self, account_id: str, request: PageRequest) -> tuple[list[Entry], str]:
         return await self._account_page(account_id, request, self._repository.entries)

@@ -10,7 +10,6 @@ from common.cache.registry import Caches
 from common.clock import Clock
 from common.di import BaseComponent, og_component
 from common.errors import Aborted, NotFound, PreconditionFailed
-from common.events.outbox import OutboxRelay
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.pagination import PageRequest
@@ -45,13 +44,11 @@ class CustomerUseCases(BaseComponent):
         repository: CustomerRepository,
         sanctions_source: SanctionsSource,
         clock: Clock,
-        relay: OutboxRelay,
         caches: Caches,
         users: Users,
     ) -> None:
         self._repository = repository
         self._users = users
-        self._relay = relay
         self._cache = caches.create("customer", CustomerCodec())
         self._sanctions_source = sanctions_source
         self._clock = clock
@@ -67,9 +64,7 @@ class CustomerUseCases(BaseComponent):
         require_role(ADMIN, action="onboard customers")
         kyc = run_kyc(application, self._sanctions, self._clock.now())
         customer = Customer.onboard(new_id(CUSTOMER_ID_PREFIX), application, kyc)
-        stored = await self._repository.add(customer, key, [CustomerOnboarded(customer.customer_id, kyc.status, kyc.checked_at)])
-        self._relay.nudge()
-        return stored
+        return await self._repository.add(customer, key, [CustomerOnboarded(customer.customer_id, kyc.status, kyc.checked_at)])
 
     async def _assigned(self, caller: SecurityContext, customer_id: str) -> bool:
         customer = await self._load(customer_id)
@@ -172,7 +167,6 @@ class CustomerUseCases(BaseComponent):
             try:
                 stored = await self._repository.save(changed, current.version, key, [updated, *announce(changed)])
                 await self._cache.invalidate(customer_id)
-                self._relay.nudge()
                 return stored
             except Aborted:
                 if expected_version or attempt == _OPTIMISTIC_RETRIES - 1:

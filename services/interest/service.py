@@ -13,7 +13,6 @@ from common.batch.runner import BatchProgress, BatchRunner, ChunkResult
 from common.config import Settings
 from common.db.base import Tx
 from common.di import BaseComponent, og_component
-from common.events.outbox import OutboxRelay
 from common.money import Money
 from common.pagination import PageRequest
 from common.security.context import ADMIN
@@ -27,14 +26,11 @@ TIERS_FILE = Path(__file__).parent / "tiers.toml"
 
 @og_component()
 class InterestUseCases(BaseComponent):
-    def __init__(
-        self, ledger: Ledger, announcements: Announcements, batches: BatchRunner, settings: Settings, relay: OutboxRelay
-    ) -> None:
+    def __init__(self, ledger: Ledger, announcements: Announcements, batches: BatchRunner, settings: Settings) -> None:
         self._ledger = ledger
         self._announcements = announcements
         self._batches = batches
         self._chunk = settings.interest_chunk_size
-        self._relay = relay
         self.currency = "EUR"
         self._tiers: tuple[InterestTier, ...] = ()
 
@@ -61,7 +57,6 @@ class InterestUseCases(BaseComponent):
             JOB, day.isoformat(), chunk, announce, already_completed="INTEREST_RUN_ALREADY_COMPLETED"
         ):
             yield progress
-        self._relay.nudge()
 
     async def get(self, day: str) -> BatchProgress | None:
         require_role(ADMIN, action="read interest runs")

@@ -19,7 +19,6 @@ from typing import TypeVar
 from common.clock import Clock
 from common.di import BaseComponent, og_component
 from common.errors import NotFound, PermissionDenied, PreconditionFailed
-from common.events.outbox import OutboxRelay
 from common.faults import fail_point
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
@@ -66,14 +65,12 @@ class LendingUseCases(BaseComponent):
         customers: Customers,
         sagas: SagaRunner,
         clock: Clock,
-        relay: OutboxRelay,
     ) -> None:
         self._customers = customers
         self._loans = loans
         self._accounts = accounts
         self._sagas = sagas
         self._clock = clock
-        self._relay = relay
 
     async def initialize(self) -> None:
         self._sagas.register(
@@ -238,7 +235,6 @@ class LendingUseCases(BaseComponent):
         p, now = ctx.payload, self._clock.now()
         event = LoanDisbursed(p["loan_id"], p["customer_id"], p["account_id"], self._amount(ctx), now)
         await self._loans.move(p["loan_id"], LoanStatus.DISBURSING, LoanStatus.DISBURSED, now, events=[event])
-        self._relay.nudge()
         return {}
 
     async def _finished(self, ctx: SagaContext, status: str, error: str) -> None:
@@ -248,7 +244,6 @@ class LendingUseCases(BaseComponent):
         p, now = ctx.payload, self._clock.now()
         event = LoanDisbursementFailed(p["loan_id"], p["customer_id"], status, now)
         await self._loans.move(p["loan_id"], LoanStatus.DISBURSING, LoanStatus.DISBURSEMENT_FAILED, now, events=[event])
-        self._relay.nudge()
 
 
 def current_caller_has_subject() -> bool:

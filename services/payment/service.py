@@ -34,7 +34,6 @@ from common.config import Settings
 from common.db.databases import ContextDatabase
 from common.di import BaseComponent, og_component
 from common.errors import AppError, DeadlineExceeded, NotFound, PermissionDenied, ReasonedError, Unavailable
-from common.events.outbox import OutboxRelay
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.money import Money
@@ -112,20 +111,15 @@ def _account_step(p: Payment) -> Iterator[None]:
 class PaymentProcessor(BaseComponent):
     """Takes a payment from its stored state to the next one; safe to run again on any state."""
 
-    def __init__(
-        self, repository: PaymentRepository, accounts: Accounts, network: PaymentNetwork, clock: Clock, relay: OutboxRelay
-    ) -> None:
+    def __init__(self, repository: PaymentRepository, accounts: Accounts, network: PaymentNetwork, clock: Clock) -> None:
         self._repository = repository
         self._accounts = accounts
         self._network = network
         self._clock = clock
-        self._relay = relay
 
     async def _move(self, p: Payment, status: PaymentStatus, **changes: str) -> Payment:
         moved = replace(p.moved_to(status, self._clock.now(), **changes), next_attempt_at=None)
-        stored = await self._repository.advance(moved, p.status, events_of(moved))
-        self._relay.nudge()
-        return stored
+        return await self._repository.advance(moved, p.status, events_of(moved))
 
     async def process(self, p: Payment, *, live: bool) -> Payment:
         """`live`: on the request path, with the caller's authority, which may reserve the funds;
@@ -233,7 +227,6 @@ class PaymentUseCases(BaseComponent):
         accounts: Accounts,
         network: PaymentNetwork,
         clock: Clock,
-        relay: OutboxRelay,
     ) -> None:
         self._repository = repository
         self._processor = processor
@@ -241,7 +234,6 @@ class PaymentUseCases(BaseComponent):
         self._accounts = accounts
         self._network = network
         self._clock = clock
-        self._relay = relay
 
     async def create(self, debtor: str, beneficiary: Beneficiary, amount: Money, reference: str, key: IdempotencyKey) -> Payment:
         await self._require_debtor(debtor, debit=True, action="spend from this account")
@@ -260,7 +252,6 @@ class PaymentUseCases(BaseComponent):
             authorized_by=current_caller().chain,
         )
         created = await self._repository.create(payment, key, self._fraud.rules(amount.currency))
-        self._relay.nudge()
         if created.replayed or created.payment.status in FINAL:
             return created.payment
         return await self._processor.process(created.payment, live=True)

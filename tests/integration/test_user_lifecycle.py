@@ -196,7 +196,8 @@ async def test_every_money_movement_of_the_story_names_its_actor_in_the_audit_tr
     assert own <= {r.operation for r in alices}
     assert all(r.operation in own or r.operation.startswith("AdvancePayment.") for r in alices)
     paid_to_bob = paid.payment.payment_id
-    held = next(r.resource for r in alices if r.operation == "CaptureHold" and r.request_id.startswith(paid_to_bob))
+    # an internal payment's hold is captured as it is placed: its PlaceHold is the record of both
+    held = next(r.resource for r in alices if r.operation == "PlaceHold" and r.request_id.startswith(paid_to_bob))
     accounts = agrpc.AccountServiceStub(channel)
     hold = (await accounts.GetHold(apb.GetHoldRequest(hold_id=held))).hold
     transfer = (await accounts.GetTransfer(apb.GetTransferRequest(transfer_id=hold.transfer_id))).transfer
