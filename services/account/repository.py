@@ -11,6 +11,7 @@ deadlock each other. The set-based postings (interest, fees) are in bulk_posting
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any, Protocol
 
@@ -444,11 +445,36 @@ async def _place_hold(
     placed_by: str,
     capture_as: str | None,
 ) -> Hold:
-    """Reserves the funds; with `capture_as` (a transfer id) also posts them, in the same
-    transaction: one unit of work for a caller that would capture at once."""
+    """Reserves the funds; with `capture_as` (a transfer id) posts them instead, and the hold is
+    recorded captured: one unit of work for a caller that would capture at once."""
     replayed = await claim(tx, key, hold_id)
     if replayed is not None:
         return stored(await _select_hold(tx, replayed), replayed)
+    if capture_as is None:
+        await _reserve(tx, order)
+        status, captured = HoldStatus.PLACED, None
+    else:  # posted as a transfer is: both accounts locked in one order, so no deadlock
+        await _post(tx, replace(order, hold_id=hold_id), capture_as, at)
+        status, captured = HoldStatus.CAPTURED, order.amount.minor
+    await tx.execute(
+        f"INSERT INTO holds ({HOLD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        hold_id,
+        order.debit_account_id,
+        order.credit_account_id,
+        order.amount.minor,
+        order.amount.currency,
+        status.value,
+        order.description,
+        captured,
+        capture_as,
+        owner,
+        placed_by,
+        at.isoformat(),
+    )
+    return stored(await _select_hold(tx, hold_id), hold_id)
+
+
+async def _reserve(tx: Tx, order: TransferOrder) -> None:
     amount = order.amount
 
     async def reserve() -> Row | None:
@@ -466,22 +492,6 @@ async def _place_hold(
 
     await _decided(tx, order.debit_account_id, lambda account: account.require_reserve(amount), reserve)
     (await _require_account(tx, order.credit_account_id)).require_usable(amount.currency)
-    await tx.execute(
-        f"INSERT INTO holds ({HOLD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?)",
-        hold_id,
-        order.debit_account_id,
-        order.credit_account_id,
-        amount.minor,
-        amount.currency,
-        HoldStatus.PLACED.value,
-        order.description,
-        owner,
-        placed_by,
-        at.isoformat(),
-    )
-    if capture_as is not None:
-        await _capture_placed(tx, hold_id, None, capture_as, at)
-    return stored(await _select_hold(tx, hold_id), hold_id)
 
 
 async def _resolve_hold(
@@ -512,15 +522,10 @@ async def _capture_hold(
     if replayed is not None:
         done = stored(await _select_hold(tx, replayed), replayed)
         return done, stored(await _select_transfer(tx, done.transfer_id), done.transfer_id)
-    transfer = await _capture_placed(tx, hold_id, amount, transfer_id, at)
-    return stored(await _select_hold(tx, hold_id), hold_id), transfer
-
-
-async def _capture_placed(tx: Tx, hold_id: str, amount: Money | None, transfer_id: str, at: datetime) -> Transfer:
-    """Posts `amount` (all of it when None) of a PLACED hold and gives back what it reserved."""
     hold, captured = await _resolve_hold(tx, hold_id, lambda h: h.capture(amount), HoldStatus.CAPTURED, transfer_id)
     order = TransferOrder(hold.debit_account_id, hold.credit_account_id, captured, hold.description, hold_id=hold_id)
-    return await _post(tx, order, transfer_id, at, release=hold.amount.minor)
+    transfer = await _post(tx, order, transfer_id, at, release=hold.amount.minor)
+    return stored(await _select_hold(tx, hold_id), hold_id), transfer
 
 
 async def _release_hold(tx: Tx, hold_id: str, key: IdempotencyKey) -> Hold:
