@@ -79,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     _graph_command(commands)
     _status_command(commands)
     _velocitypay_command(commands)
+    _mailsim_command(commands)
     _interest_command(commands)
     _fees_command(commands)
     _reconcile_command(commands)
@@ -209,6 +210,19 @@ def _velocitypay_command(commands: Subcommands) -> None:
         default=DEFAULT_DATA_DIR / "velocitypay-member-key",
         help="the key of its member, the bank (default: the bank's, %(default)s)",
     )
+
+
+def _mailsim_command(commands: Subcommands) -> None:
+    mail = commands.add_parser(
+        "mailsim",
+        help="serve the mail server simulator alone (the outside world's SMTP, for tests and demos)",
+        description="An SMTP server that keeps every message it accepts and misbehaves on demand.",
+    )
+    mail.add_argument("--host", default="127.0.0.1")
+    mail.add_argument("--port", type=int, default=2525, help="(default: %(default)s)")
+    mail.add_argument("--latency-ms", type=int, default=0, help="added before every answer to a message")
+    mail.add_argument("--temporary-failure-rate", type=float, default=0.0, help="share of messages answered 451 (0..1)")
+    mail.add_argument("--refuse", action="append", default=[], metavar="ADDRESS", help="answer 550 for this recipient")
 
 
 def _interest_command(commands: Subcommands) -> None:
@@ -421,6 +435,21 @@ async def _velocitypay(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _mailsim(args: argparse.Namespace) -> int:
+    from mesh.mail_simulator import MailSimulator
+
+    stop = stop_signal()
+    mail = MailSimulator(args.host, args.port)
+    mail.faults.latency = args.latency_ms / 1000
+    mail.faults.temporary_failure_rate = args.temporary_failure_rate
+    mail.faults.refused_recipients = frozenset(args.refuse)
+    await mail.start()
+    print(f"mail simulator serving SMTP on {args.host}:{mail.port}", flush=True)
+    await stop
+    await mail.stop()
+    return 0
+
+
 async def _token(args: argparse.Namespace) -> int:
     print(await _issue_token(args))
     return 0
@@ -591,6 +620,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.command == "velocitypay":
         return asyncio.run(_velocitypay(args))
+    if args.command == "mailsim":
+        return asyncio.run(_mailsim(args))
     if args.command == "keys":
         return _rotate_keys(args)
     clients = {

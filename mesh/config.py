@@ -15,7 +15,7 @@ loopback, two replicas of the customer context):
     metrics = ["127.0.0.1:9102", "127.0.0.1:9112"]     # optional: each replica's Prometheus /metrics
 
 Environment overrides, for deployments that keep one file for every host: OGPGY_DATA_DIR,
-OGPGY_REDIS_URL, OGPGY_POSTGRES_DSN, and OGPGY_<PROCESS>_ADDRESSES (comma-separated).
+OGPGY_REDIS_URL, OGPGY_POSTGRES_DSN, OGPGY_SMTP_URL, and OGPGY_<PROCESS>_ADDRESSES (comma-separated).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class MeshConfig:
     postgres: str
     processes: tuple[ProcessSpec, ...]
     mutual_tls: bool = True
+    smtp: str = LOCAL  # the mail server (smtp://host:port), or the simulator the launcher starts
 
     def process(self, name: str) -> ProcessSpec:
         for spec in self.processes:
@@ -92,14 +93,16 @@ def target_of(addresses: tuple[str, ...]) -> str:
     return f"ipv{versions.pop()}:{','.join(addresses)}"
 
 
-def mesh_toml(data_dir: Path, redis: str, postgres: str, processes: list[ProcessSpec], *, mutual_tls: bool = True) -> str:
+def mesh_toml(
+    data_dir: Path, redis: str, postgres: str, processes: list[ProcessSpec], *, mutual_tls: bool = True, smtp: str = LOCAL
+) -> str:
     """The text of a mesh configuration, in the format load_mesh_config reads."""
 
     def listed(values: tuple[str, ...]) -> str:
         return "[" + ", ".join(f'"{v}"' for v in values) + "]"
 
     plaintext = "" if mutual_tls else "mutual_tls = false\n"
-    lines = [f'[mesh]\ndata_dir = "{data_dir}"\nredis = "{redis}"\npostgres = "{postgres}"\n{plaintext}']
+    lines = [f'[mesh]\ndata_dir = "{data_dir}"\nredis = "{redis}"\npostgres = "{postgres}"\nsmtp = "{smtp}"\n{plaintext}']
     for spec in processes:
         lines.append(f"[process.{spec.name}]\ncontexts = {listed(spec.contexts)}\naddresses = {listed(spec.addresses)}")
         if spec.metrics:
@@ -128,6 +131,7 @@ def load_mesh_config(
         postgres=environ.get("OGPGY_POSTGRES_DSN") or str(mesh.get("postgres", LOCAL)),
         processes=processes,
         mutual_tls=bool(mesh.get("mutual_tls", True)),
+        smtp=environ.get("OGPGY_SMTP_URL") or str(mesh.get("smtp", LOCAL)),
     )
     _check(path, config, known_contexts)
     return config

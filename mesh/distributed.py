@@ -32,7 +32,7 @@ from common.security.secrets import secret_file
 from common.security.tokens import jwks
 from mesh.config import LOCAL, MeshConfig, MeshConfigError
 from mesh.embedded import CONTEXT_NAMES
-from mesh.local_servers import PostgresServer, RedisServer
+from mesh.local_servers import MailServer, PostgresServer, RedisServer
 from mesh.pki import issue_mesh_certificates, operator_credentials
 
 log = logging.getLogger("ogpgy.mesh")
@@ -45,11 +45,14 @@ def serve_settings(config: MeshConfig, process: str, replica: int, admin_passwor
     spec = config.process(process)
     if not 0 <= replica < len(spec.addresses):
         raise MeshConfigError(f"process '{process}' has replicas 0..{len(spec.addresses) - 1}, not {replica}")
-    for what, value in (("redis", config.redis), ("postgres", config.postgres)):
+    local = [("redis", config.redis, "REDIS_URL"), ("postgres", config.postgres, "POSTGRES_DSN")]
+    if "notification" in spec.contexts:
+        local.append(("smtp", config.smtp, "SMTP_URL"))
+    for what, value, variable in local:
         if value == LOCAL:
             raise MeshConfigError(
                 f"{what} = \"local\" is started by 'ogpgy up --distributed'; to serve a process on its own, "
-                f"set OGPGY_{'REDIS_URL' if what == 'redis' else 'POSTGRES_DSN'} or give an address in the file"
+                f"set OGPGY_{variable} or give an address in the file"
             )
     host, port = spec.addresses[replica].rsplit(":", 1)
     return Settings(
@@ -61,6 +64,7 @@ def serve_settings(config: MeshConfig, process: str, replica: int, admin_passwor
         database="postgres",
         postgres_dsn=config.postgres,
         redis_url=config.redis,
+        smtp_url="" if config.smtp == LOCAL else config.smtp,
         admin_password=admin_password or _read_password(config.data_dir),
         mtls=config.mutual_tls,
         process=process,
@@ -123,6 +127,7 @@ class Mesh:
     replicas: list[Replica] = field(default_factory=list)
     redis: RedisServer | None = None
     postgres: PostgresServer | None = None
+    mail: MailServer | None = None
     started_in: float = 0.0
     tls: grpc.ChannelCredentials | None = None  # a client's credentials in this mesh (the operator's certificate)
     _env: dict[str, str] = field(default_factory=dict, repr=False)
@@ -156,11 +161,17 @@ class Mesh:
             self.postgres = PostgresServer(data_dir / "postgres")
             self.postgres.start()
             dsn = self.postgres.database(DATABASE)
+        smtp = self.config.smtp
+        if smtp == LOCAL:
+            self.mail = MailServer()
+            self.mail.start()
+            smtp = self.mail.url
         return {
             **os.environ,
             **self.extra_env,
             "OGPGY_REDIS_URL": redis_url,
             "OGPGY_POSTGRES_DSN": dsn,
+            "OGPGY_SMTP_URL": smtp,
             "OGPGY_DATA_DIR": str(data_dir),
             "OGPGY_ADMIN_PASSWORD": self.admin_password,
         }
@@ -250,7 +261,7 @@ class Mesh:
                 replica.proc.kill()
                 replica.proc.wait(timeout=10)
         self.replicas.clear()
-        for server in (self.redis, self.postgres):
+        for server in (self.redis, self.postgres, self.mail):
             if server is not None:
                 server.stop()
-        self.redis = self.postgres = None
+        self.redis = self.postgres = self.mail = None

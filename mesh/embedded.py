@@ -23,6 +23,7 @@ from common.observability.tracing import setup_tracing
 from common.security.component import Security
 from common.security.pki import CertificateAuthority
 from mesh.infrastructure import InfrastructureModule
+from mesh.mail_simulator import MailSimulator
 from mesh.pki import MutualTls, mutual_tls
 from mesh.trust import TrustFeed
 from services.account.module import AccountModule
@@ -30,6 +31,7 @@ from services.customer.module import CustomerModule
 from services.identity.module import IdentityModule
 from services.interest.module import InterestModule
 from services.lending.module import LendingModule
+from services.notification.module import NotificationModule
 from services.payment.module import PaymentModule
 from services.velocitypay.module import VelocityPayModule
 
@@ -43,6 +45,7 @@ BUSINESS_MODULES: tuple[type, ...] = (
     PaymentModule,
     LendingModule,
     InterestModule,
+    NotificationModule,
 )
 # The outside world: served beside the bank in embedded mode unless an address is configured.
 EXTERNAL_MODULES: tuple[type, ...] = (VelocityPayModule,)
@@ -60,6 +63,7 @@ class RunningBank:
     target: str
     tls: ServerTls | MutualTls | None = None  # None: plaintext (loopback)
     trust: TrustFeed | None = None  # where identity is served elsewhere
+    mail: MailSimulator | None = None  # the mail server served beside the bank, when none is configured
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stops taking calls (NOT_SERVING, drain), then shuts every component down."""
@@ -67,6 +71,8 @@ class RunningBank:
         if self.trust is not None:
             await self.trust.stop()
         await self.contexts.shutdown()
+        if self.mail is not None:
+            await self.mail.stop()
 
 
 def _local_target(host: str, port: int) -> str:
@@ -85,7 +91,19 @@ async def start_embedded(
     `customize` may add test overrides to the builder before the contexts are built.
     """
     local = [*modules, *(m for m in EXTERNAL_MODULES if context_spec(m).name not in settings.addresses)]
-    return await start_process(settings, local, customize=customize)
+    mail = None
+    if not settings.smtp_url and NotificationModule in local:
+        mail = MailSimulator(settings.host if settings.host not in ("0.0.0.0", "", "::", "[::]") else "127.0.0.1")
+        await mail.start()
+        settings = replace(settings, smtp_url=mail.url)
+    try:
+        bank = await start_process(settings, local, customize=customize)
+    except BaseException:
+        if mail is not None:
+            await mail.stop()
+        raise
+    bank.mail = mail
+    return bank
 
 
 async def start_process(

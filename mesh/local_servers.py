@@ -14,6 +14,7 @@ import random
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -92,6 +93,27 @@ class RedisServer:
             stderr=subprocess.DEVNULL,
         )
         _wait_for_port(self.port, 10, "redis-server", self.host)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(timeout=10)
+            self._proc = None
+
+
+class MailServer:
+    """The mail simulator in a process of its own ('ogpgy mailsim'), for a mesh of processes."""
+
+    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = port or free_port()
+        self.url = f"smtp://{host}:{self.port}"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "mesh.cli", "mailsim", "--host", self.host, "--port", str(self.port)]
+        self._proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_for_port(self.port, 30, "the mail simulator", self.host)
 
     def stop(self) -> None:
         if self._proc is not None:

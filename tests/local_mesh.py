@@ -23,10 +23,16 @@ def mesh_root(prefix: str = "ogpgy-mesh-") -> Path:
 
 
 def write_mesh(
-    root: Path, processes: list[ProcessSpec], *, redis: str = "local", postgres: str = "local", mutual_tls: bool = True
+    root: Path,
+    processes: list[ProcessSpec],
+    *,
+    redis: str = "local",
+    postgres: str = "local",
+    mutual_tls: bool = True,
+    smtp: str = "local",
 ) -> Path:
     path = root / "mesh.toml"
-    path.write_text(mesh_toml(root / "data", redis, postgres, processes, mutual_tls=mutual_tls))
+    path.write_text(mesh_toml(root / "data", redis, postgres, processes, mutual_tls=mutual_tls, smtp=smtp))
     return path
 
 

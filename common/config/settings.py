@@ -40,6 +40,10 @@ class Settings:
     queue_poll_seconds: float = 0.2
     payment_stale_seconds: float = 10.0  # a PENDING payment untouched this long is the worker's (a lost answer, a crash)
     interest_chunk_size: int = 1000
+    smtp_url: str = ""  # smtp://host:port of the mail server; empty: the mail simulator served beside the bank
+    mail_sender: str = "OgPgy Bank <no-reply@ogpgy.bank>"
+    mail_timeout_seconds: float = 5.0
+    mail_retry_seconds: float = 1.0  # the first retry of a message the mail server did not take; doubling, at most 10 min
     fraud_rules_path: Path | None = None  # TOML like services/payment/fraud.toml; default: that file
     control_plane_open: bool = False  # a simulator served alone (its own port) needs no admin for its controls
     tls: bool = False  # serve TLS with the bank's CA (required for any bind beyond loopback)

@@ -30,6 +30,7 @@ from grpc import aio
 Serializer = Callable[[Any], bytes] | None
 Deserializer = Callable[[bytes], Any] | None
 _END = object()
+_LATE = object()  # the handler did not answer within the deadline
 _STREAM_BUFFER = 16  # messages a server stream may run ahead of its reader (flow control)
 
 
@@ -238,9 +239,11 @@ class _UnaryUnaryCall(_Call):
         context = _ServicerContext(aio.Metadata(*(details.metadata or ())), _deadline_of(details.timeout), auth=handlers.auth)
         served = _spawn(handler.unary_unary(_copy(serialize, handler.request_deserializer, request), context))
         try:
-            response = await asyncio.wait_for(served, details.timeout)
-        except TimeoutError:
-            raise self._fail(_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")) from None
+            # Not asyncio.wait_for: on Python 3.11, a cancellation arriving as the handler finishes
+            # is swallowed (the result is returned), and the caller's task then never learns that
+            # it was cancelled: a background loop being shut down went on forever.
+            done, _ = await asyncio.wait({served}, timeout=details.timeout)
+            response = served.result() if done else _LATE
         except aio.AbortError:
             raise self._fail(context.status_error() or _error(grpc.StatusCode.UNKNOWN, "aborted")) from None
         except asyncio.CancelledError:
@@ -248,6 +251,9 @@ class _UnaryUnaryCall(_Call):
             raise
         except Exception as exc:  # noqa: BLE001 - what a server answers for an unexpected error
             raise self._fail(_error(grpc.StatusCode.UNKNOWN, f"Unexpected {type(exc).__name__}")) from None
+        if response is _LATE:
+            served.cancel()
+            raise self._fail(_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
         failed = context.status_error()
         if failed is not None:
             raise self._fail(failed)
@@ -313,15 +319,19 @@ class _UnaryStreamCall(_Call):
             raise self._error
         if self._finished:
             return aio.EOF
+        remaining = None if self._deadline is None else max(self._deadline - time.monotonic(), 0.0)
+        getter = asyncio.ensure_future(self._queue.get())
         try:
-            remaining = None if self._deadline is None else max(self._deadline - time.monotonic(), 0.0)
-            item = await asyncio.wait_for(self._queue.get(), remaining)
-        except TimeoutError:
-            self._stop()
-            raise self._fail(_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")) from None
+            done, _ = await asyncio.wait({getter}, timeout=remaining)  # not wait_for: see _UnaryUnaryCall
         except asyncio.CancelledError:
+            getter.cancel()
             self._stop()
             raise
+        if not done:
+            getter.cancel()
+            self._stop()
+            raise self._fail(_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
+        item = getter.result()
         if item is _END:
             self._finished = True
             return aio.EOF

@@ -26,6 +26,8 @@ from ogpgy.identity.v1 import identity_service_pb2 as ipb
 from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
 from ogpgy.lending.v1 import lending_service_pb2 as lpb
 from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
+from ogpgy.notification.v1 import notification_service_pb2 as npb
+from ogpgy.notification.v1 import notification_service_pb2_grpc as ngrpc
 from ogpgy.payment.v1 import payment_service_pb2 as ppb
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
 from services.velocitypay.simulator import faults_pb
@@ -78,6 +80,7 @@ class Victim:
     payment_hold_request: str
     transfer: str  # from her account to her savings, made by her
     loan: str  # approved, not disbursed
+    notification: str  # her welcome
 
 
 @dataclass
@@ -209,8 +212,15 @@ async def _alice_does_her_banking(target: str, token: str, alice: str, account: 
                 )
             )
         ).loan.loan_id
+        notifications = ngrpc.NotificationServiceStub(channel)
+
+        async def welcomed() -> list[npb.Notification]:
+            return list((await notifications.ListNotifications(npb.ListNotificationsRequest(customer_id=alice))).notifications)
+
+        await eventually(welcomed, what="Alice's welcome")
+        welcome = (await welcomed())[0].notification_id
     return Victim(
-        alice, account, savings, own_hold, payment.payment_id, payment_hold, f"{payment.payment_id}-hold", transfer, loan
+        alice, account, savings, own_hold, payment.payment_id, payment_hold, f"{payment.payment_id}-hold", transfer, loan, welcome
     )
 
 

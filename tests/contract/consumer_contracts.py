@@ -271,6 +271,23 @@ INTERACTIONS: tuple[Interaction, ...] = (
         {"customer_id": "cus_00000000000000000000000000"},
         expect="NOT_FOUND",
     ),
+    # notification -> customer, account: who to write to, at which address
+    Interaction(
+        "notification",
+        "customer",
+        "CustomerService/GetCustomer",
+        "a verified customer",
+        {"customer_id": "{customer_id}"},
+        relies_on=("customer.email",),
+    ),
+    Interaction(
+        "notification",
+        "account",
+        "AccountService/GetAccount",
+        "a funded account",
+        {"account_id": "{account_id}"},
+        relies_on=("account.customer_id",),
+    ),
     # interest -> account: one chunk of the day's accrual
     Interaction(
         "interest",

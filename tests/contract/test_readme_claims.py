@@ -65,6 +65,7 @@ ID_KINDS = {
     "loan_id": "lon",
     "user_id": "usr",
     "relationship_manager_id": "usr",
+    "notification_id": "ntf",
 }
 NOT_AN_ID = {
     "request_id",  # an idempotency key
@@ -95,6 +96,7 @@ VALID_REST: dict[str, dict[str, Any]] = {
     "ApplyForLoan": {"principal": {"currency_code": "EUR", "amount": "100.00"}, "term_months": 12},
     "ApproveLoan": {"annual_interest_rate": "0.05"},
     "CreatePayment": {"amount": {"currency_code": "EUR", "amount": "1.00"}, "internal": {"account_id": ""}},
+    "UpdateNotificationPreferences": {"opted_out_kinds": ["PAYMENT_COMPLETED"]},
 }
 ADMIN_ONLY = {
     "AssignRelationshipManager",
@@ -209,6 +211,7 @@ def _hers(world: World) -> dict[str, str]:
         "hold_id": v.own_hold,
         "payment_id": v.payment_id,
         "loan_id": v.loan,
+        "notification_id": v.notification,
         "user_id": world.users["alice"],
         "relationship_manager_id": world.users["rita"],
     }

@@ -252,11 +252,12 @@ async def test_a_trace_started_by_the_first_call_is_in_the_logs_of_every_context
             metadata=traced,
         )
     deadline = time.monotonic() + 10
-    expected = {"customer", "account", "payment", "identity"}
+    expected = {"customer", "account", "payment", "identity", "notification"}
     while (seen := _contexts_logging(distributed.mesh, trace_id)) != expected and time.monotonic() < deadline:  # noqa: ASYNC110 - log files
         await asyncio.sleep(0.2)  # log lines are flushed as they are written; the event may still be in flight
     assert seen == expected, (
-        f"{sorted(seen)}: customer (RPC), account (event, then RPC from payment), payment (RPC), identity (their audit records)"
+        f"{sorted(seen)}: customer (RPC), account (event, then RPC from payment), payment (RPC), identity (their audit"
+        " records), notification (the welcome and the payment's message)"
     )
 
 

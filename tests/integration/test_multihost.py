@@ -9,7 +9,7 @@ import warnings
 from mesh.config import ProcessSpec, load_mesh_config
 from mesh.distributed import Mesh
 from mesh.embedded import CONTEXT_NAMES
-from mesh.local_servers import PostgresServer, RedisServer
+from mesh.local_servers import MailServer, PostgresServer, RedisServer
 from tests.conftest import ADMIN_PASSWORD
 from tests.integration.test_mesh_modes import CONTEXTS, the_story
 from tests.local_mesh import mesh_root, write_mesh
@@ -20,7 +20,7 @@ from tests.servers import free_port
 HOSTS = [
     {"front": ["identity", "customer"]},
     {"account": ["account"], "interest": ["interest"]},
-    {"payment": ["payment"], "lending": ["lending"], "velocitypay": ["velocitypay"]},
+    {"payment": ["payment"], "lending": ["lending"], "notification": ["notification"], "velocitypay": ["velocitypay"]},
 ]
 
 
@@ -41,12 +41,14 @@ async def test_the_story_across_hosts() -> None:
     addresses = ["127.0.0.1"] * len(HOSTS) if why_not else hosts.addresses
     root = mesh_root("ogpgy-hosts-")
     redis = RedisServer(host=gateway)
+    mail = MailServer(host=gateway)
     postgres = PostgresServer(host=gateway, trusted_network="" if why_not else hosts.network)
     mesh = None
     try:
         redis.start()
         postgres.start()
-        path = write_mesh(root, _processes(addresses), redis=redis.url, postgres=postgres.new_database())
+        mail.start()
+        path = write_mesh(root, _processes(addresses), redis=redis.url, postgres=postgres.new_database(), smtp=mail.url)
         config = load_mesh_config(path, known_contexts=CONTEXT_NAMES)
         host_of = {name: host for host, processes in enumerate(HOSTS) for name in processes}
         mesh = Mesh(
@@ -63,6 +65,7 @@ async def test_the_story_across_hosts() -> None:
         if mesh is not None:
             mesh.stop()
         redis.stop()
+        mail.stop()
         postgres.stop()
         postgres.remove()
         hosts.remove()

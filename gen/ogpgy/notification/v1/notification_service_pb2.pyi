@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -19,9 +20,41 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _DeliveryStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DeliveryStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeliveryStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DELIVERY_STATUS_UNSPECIFIED: _DeliveryStatus.ValueType  # 0
+    """Never valid."""
+    DELIVERY_STATUS_PENDING: _DeliveryStatus.ValueType  # 1
+    """Waiting to be sent (or to be tried again after a passing failure)."""
+    DELIVERY_STATUS_SENT: _DeliveryStatus.ValueType  # 2
+    """Accepted by the mail server."""
+    DELIVERY_STATUS_FAILED: _DeliveryStatus.ValueType  # 3
+    """Refused for good (failure_reason says why); not tried again."""
+    DELIVERY_STATUS_SUPPRESSED: _DeliveryStatus.ValueType  # 4
+    """Not sent: the customer opted out of this kind."""
+
+class DeliveryStatus(_DeliveryStatus, metaclass=_DeliveryStatusEnumTypeWrapper):
+    """Where a notification's delivery stands."""
+
+DELIVERY_STATUS_UNSPECIFIED: DeliveryStatus.ValueType  # 0
+"""Never valid."""
+DELIVERY_STATUS_PENDING: DeliveryStatus.ValueType  # 1
+"""Waiting to be sent (or to be tried again after a passing failure)."""
+DELIVERY_STATUS_SENT: DeliveryStatus.ValueType  # 2
+"""Accepted by the mail server."""
+DELIVERY_STATUS_FAILED: DeliveryStatus.ValueType  # 3
+"""Refused for good (failure_reason says why); not tried again."""
+DELIVERY_STATUS_SUPPRESSED: DeliveryStatus.ValueType  # 4
+"""Not sent: the customer opted out of this kind."""
+Global___DeliveryStatus: _TypeAlias = DeliveryStatus  # noqa: Y015
+
 @_typing.final
 class Notification(_message.Message):
-    """A message sent to a customer."""
+    """A message to a customer."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -31,19 +64,41 @@ class Notification(_message.Message):
     BODY_FIELD_NUMBER: _builtins.int
     SOURCE_EVENT_ID_FIELD_NUMBER: _builtins.int
     SEND_TIME_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    FAILURE_REASON_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
     notification_id: _builtins.str
     """Server-assigned id, "ntf_" followed by 26 characters."""
     customer_id: _builtins.str
     """Recipient."""
     kind: _builtins.str
-    """Template, e.g. "WELCOME", "PAYMENT_COMPLETED"."""
+    """What it is about: WELCOME, PAYMENT_COMPLETED, PAYMENT_FAILED, PAYMENT_QUEUED, LOAN_DISBURSED,
+    LOAN_DISBURSEMENT_FAILED.
+    """
     body: _builtins.str
     """Rendered text."""
     source_event_id: _builtins.str
-    """Event that caused it."""
+    """Event that caused it (one notification per event, however often it is delivered)."""
+    subject: _builtins.str
+    """Rendered subject line."""
+    status: Global___DeliveryStatus.ValueType
+    """Delivery state."""
+    attempts: _builtins.int
+    """Delivery attempts made so far."""
+    failure_reason: _builtins.str
+    """Why it failed for good (FAILED), or why the last attempt did not go through (PENDING)."""
+    sequence: _builtins.int
+    """Position among all notifications, increasing: the cursor of WatchNotifications."""
     @_builtins.property
     def send_time(self) -> _timestamp_pb2.Timestamp:
-        """When it was sent."""
+        """When the mail server accepted it; unset until then."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was stored."""
 
     def __init__(
         self,
@@ -54,10 +109,16 @@ class Notification(_message.Message):
         body: _builtins.str = ...,
         source_event_id: _builtins.str = ...,
         send_time: _timestamp_pb2.Timestamp | None = ...,
+        subject: _builtins.str = ...,
+        status: Global___DeliveryStatus.ValueType = ...,
+        attempts: _builtins.int = ...,
+        failure_reason: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        sequence: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["send_time", b"send_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "send_time", b"send_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "customer_id", b"customer_id", "kind", b"kind", "notification_id", b"notification_id", "send_time", b"send_time", "source_event_id", b"source_event_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "body", b"body", "create_time", b"create_time", "customer_id", b"customer_id", "failure_reason", b"failure_reason", "kind", b"kind", "notification_id", b"notification_id", "send_time", b"send_time", "sequence", b"sequence", "source_event_id", b"source_event_id", "status", b"status", "subject", b"subject"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -119,7 +180,9 @@ class ListNotificationsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     customer_id: _builtins.str
-    """Recipient whose notifications to list."""
+    """Recipient whose notifications to list. Customers may leave it empty (their own); admins leave
+    it empty for everyone's.
+    """
     page_size: _builtins.int
     """Items per page: 0 means 50, more than 500 means 500, negative is INVALID_ARGUMENT."""
     page_token: _builtins.str
@@ -168,3 +231,185 @@ class ListNotificationsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListNotificationsResponse: _TypeAlias = ListNotificationsResponse  # noqa: Y015
+
+@_typing.final
+class WatchNotificationsRequest(_message.Message):
+    """Request of WatchNotifications."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    customer_id: _builtins.str
+    """Recipient whose notifications to watch (customers: their own, or empty for their own)."""
+    after_sequence: _builtins.int
+    """Start after this sequence (0: from the first); the last sequence received, to resume."""
+    def __init__(
+        self,
+        *,
+        customer_id: _builtins.str = ...,
+        after_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "customer_id", b"customer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchNotificationsRequest: _TypeAlias = WatchNotificationsRequest  # noqa: Y015
+
+@_typing.final
+class WatchNotificationsResponse(_message.Message):
+    """One message of WatchNotifications."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFICATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def notification(self) -> Global___Notification:
+        """The next notification, in sequence order, each once per stream."""
+
+    def __init__(
+        self,
+        *,
+        notification: Global___Notification | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["notification", b"notification"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["notification", b"notification"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchNotificationsResponse: _TypeAlias = WatchNotificationsResponse  # noqa: Y015
+
+@_typing.final
+class NotificationPreferences(_message.Message):
+    """A customer's notification preferences."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    OPTED_OUT_KINDS_FIELD_NUMBER: _builtins.int
+    customer_id: _builtins.str
+    """The customer."""
+    @_builtins.property
+    def opted_out_kinds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Kinds the customer does not want (only kinds that may be opted out of), sorted."""
+
+    def __init__(
+        self,
+        *,
+        customer_id: _builtins.str = ...,
+        opted_out_kinds: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "opted_out_kinds", b"opted_out_kinds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NotificationPreferences: _TypeAlias = NotificationPreferences  # noqa: Y015
+
+@_typing.final
+class GetNotificationPreferencesRequest(_message.Message):
+    """Request of GetNotificationPreferences."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    customer_id: _builtins.str
+    """The customer (customers: their own, or empty for their own)."""
+    def __init__(
+        self,
+        *,
+        customer_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetNotificationPreferencesRequest: _TypeAlias = GetNotificationPreferencesRequest  # noqa: Y015
+
+@_typing.final
+class GetNotificationPreferencesResponse(_message.Message):
+    """Response of GetNotificationPreferences."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PREFERENCES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def preferences(self) -> Global___NotificationPreferences:
+        """The preferences."""
+
+    def __init__(
+        self,
+        *,
+        preferences: Global___NotificationPreferences | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["preferences", b"preferences"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["preferences", b"preferences"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetNotificationPreferencesResponse: _TypeAlias = GetNotificationPreferencesResponse  # noqa: Y015
+
+@_typing.final
+class UpdateNotificationPreferencesRequest(_message.Message):
+    """Request of UpdateNotificationPreferences."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    OPTED_OUT_KINDS_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Client-chosen idempotency key."""
+    customer_id: _builtins.str
+    """The customer (customers: their own, or empty for their own)."""
+    @_builtins.property
+    def opted_out_kinds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The whole set of kinds opted out of (replaces the previous one). PAYMENT_FAILED, LOAN_DISBURSED
+        and LOAN_DISBURSEMENT_FAILED are sent whatever the preferences: naming one is INVALID_ARGUMENT.
+        """
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+        opted_out_kinds: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "opted_out_kinds", b"opted_out_kinds", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateNotificationPreferencesRequest: _TypeAlias = UpdateNotificationPreferencesRequest  # noqa: Y015
+
+@_typing.final
+class UpdateNotificationPreferencesResponse(_message.Message):
+    """Response of UpdateNotificationPreferences."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PREFERENCES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def preferences(self) -> Global___NotificationPreferences:
+        """The preferences now."""
+
+    def __init__(
+        self,
+        *,
+        preferences: Global___NotificationPreferences | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["preferences", b"preferences"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["preferences", b"preferences"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateNotificationPreferencesResponse: _TypeAlias = UpdateNotificationPreferencesResponse  # noqa: Y015

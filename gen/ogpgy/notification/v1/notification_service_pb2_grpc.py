@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class NotificationServiceStub:
-    """Messages sent to customers in reaction to other contexts' events.
+    """Messages sent to customers in reaction to other contexts' events, delivered by e-mail.
     """
 
     def __init__(self, channel):
@@ -45,21 +45,58 @@ class NotificationServiceStub:
                 request_serializer=ogpgy_dot_notification_dot_v1_dot_notification__service__pb2.ListNotificationsRequest.SerializeToString,
                 response_deserializer=ogpgy_dot_notification_dot_v1_dot_notification__service__pb2.ListNotificationsResponse.FromString,
                 _registered_method=True)
+        self.WatchNotifications = channel.unary_stream(
+                '/ogpgy.notification.v1.NotificationService/WatchNotifications',
+                request_serializer=ogpgy_dot_notification_dot_v1_dot_notification__service__pb2.WatchNotificationsRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_notification_dot_v1_dot_notification__service__pb2.WatchNotificationsResponse.FromString,
+                _registered_method=True)
+        self.GetNotificationPreferences = channel.unary_unary(
+                '/ogpgy.notification.v1.NotificationService/GetNotificationPreferences',
+                request_serializer=ogpgy_dot_notification_dot_v1_dot_notification__service__pb2.GetNotificationPreferencesRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_notification_dot_v1_dot_notification__service__pb2.GetNotificationPreferencesResponse.FromString,
+                _registered_method=True)
+        self.UpdateNotificationPreferences = channel.unary_unary(
+                '/ogpgy.notification.v1.NotificationService/UpdateNotificationPreferences',
+                request_serializer=ogpgy_dot_notification_dot_v1_dot_notification__service__pb2.UpdateNotificationPreferencesRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_notification_dot_v1_dot_notification__service__pb2.UpdateNotificationPreferencesResponse.FromString,
+                _registered_method=True)
 
 
 class NotificationServiceServicer:
-    """Messages sent to customers in reaction to other contexts' events.
+    """Messages sent to customers in reaction to other contexts' events, delivered by e-mail.
     """
 
     def GetNotification(self, request, context):
-        """Reads one notification.
+        """Reads one notification (customers their own, admins any).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListNotifications(self, request, context):
-        """Lists a customer's notifications, newest last.
+        """Lists notifications, oldest first: a customer's own, or (admins) one customer's or everyone's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchNotifications(self, request, context):
+        """Streams a customer's notifications after a cursor: those already stored, then each new one as
+        it is stored, until the caller goes away. Resume with the sequence of the last one received.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetNotificationPreferences(self, request, context):
+        """A customer's preferences: the kinds of notification they opted out of.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateNotificationPreferences(self, request, context):
+        """Replaces a customer's opt-outs. Kinds the bank must send cannot be opted out of.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -78,6 +115,21 @@ def add_NotificationServiceServicer_to_server(servicer, server):
                     request_deserializer=ogpgy_dot_notification_dot_v1_dot_notification__service__pb2.ListNotificationsRequest.FromString,
                     response_serializer=ogpgy_dot_notification_dot_v1_dot_notification__service__pb2.ListNotificationsResponse.SerializeToString,
             ),
+            'WatchNotifications': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchNotifications,
+                    request_deserializer=ogpgy_dot_notification_dot_v1_dot_notification__service__pb2.WatchNotificationsRequest.FromString,
+                    response_serializer=ogpgy_dot_notification_dot_v1_dot_notification__service__pb2.WatchNotificationsResponse.SerializeToString,
+            ),
+            'GetNotificationPreferences': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNotificationPreferences,
+                    request_deserializer=ogpgy_dot_notification_dot_v1_dot_notification__service__pb2.GetNotificationPreferencesRequest.FromString,
+                    response_serializer=ogpgy_dot_notification_dot_v1_dot_notification__service__pb2.GetNotificationPreferencesResponse.SerializeToString,
+            ),
+            'UpdateNotificationPreferences': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateNotificationPreferences,
+                    request_deserializer=ogpgy_dot_notification_dot_v1_dot_notification__service__pb2.UpdateNotificationPreferencesRequest.FromString,
+                    response_serializer=ogpgy_dot_notification_dot_v1_dot_notification__service__pb2.UpdateNotificationPreferencesResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'ogpgy.notification.v1.NotificationService', rpc_method_handlers)
@@ -87,7 +139,7 @@ def add_NotificationServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class NotificationService:
-    """Messages sent to customers in reaction to other contexts' events.
+    """Messages sent to customers in reaction to other contexts' events, delivered by e-mail.
     """
 
     @staticmethod
@@ -134,6 +186,87 @@ class NotificationService:
             '/ogpgy.notification.v1.NotificationService/ListNotifications',
             ogpgy_dot_notification_dot_v1_dot_notification__service__pb2.ListNotificationsRequest.SerializeToString,
             ogpgy_dot_notification_dot_v1_dot_notification__service__pb2.ListNotificationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchNotifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ogpgy.notification.v1.NotificationService/WatchNotifications',
+            ogpgy_dot_notification_dot_v1_dot_notification__service__pb2.WatchNotificationsRequest.SerializeToString,
+            ogpgy_dot_notification_dot_v1_dot_notification__service__pb2.WatchNotificationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNotificationPreferences(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.notification.v1.NotificationService/GetNotificationPreferences',
+            ogpgy_dot_notification_dot_v1_dot_notification__service__pb2.GetNotificationPreferencesRequest.SerializeToString,
+            ogpgy_dot_notification_dot_v1_dot_notification__service__pb2.GetNotificationPreferencesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateNotificationPreferences(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.notification.v1.NotificationService/UpdateNotificationPreferences',
+            ogpgy_dot_notification_dot_v1_dot_notification__service__pb2.UpdateNotificationPreferencesRequest.SerializeToString,
+            ogpgy_dot_notification_dot_v1_dot_notification__service__pb2.UpdateNotificationPreferencesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,29 +27,45 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class NotificationServiceStub:
-    """Messages sent to customers in reaction to other contexts' events."""
+    """Messages sent to customers in reaction to other contexts' events, delivered by e-mail."""
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> NotificationServiceAsyncStub: ...
     GetNotification: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.GetNotificationRequest, _notification_service_pb2.GetNotificationResponse]
-    """Reads one notification."""
+    """Reads one notification (customers their own, admins any)."""
     ListNotifications: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.ListNotificationsRequest, _notification_service_pb2.ListNotificationsResponse]
-    """Lists a customer's notifications, newest last."""
+    """Lists notifications, oldest first: a customer's own, or (admins) one customer's or everyone's."""
+    WatchNotifications: _grpc.UnaryStreamMultiCallable[_notification_service_pb2.WatchNotificationsRequest, _notification_service_pb2.WatchNotificationsResponse]
+    """Streams a customer's notifications after a cursor: those already stored, then each new one as
+    it is stored, until the caller goes away. Resume with the sequence of the last one received.
+    """
+    GetNotificationPreferences: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.GetNotificationPreferencesRequest, _notification_service_pb2.GetNotificationPreferencesResponse]
+    """A customer's preferences: the kinds of notification they opted out of."""
+    UpdateNotificationPreferences: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.UpdateNotificationPreferencesRequest, _notification_service_pb2.UpdateNotificationPreferencesResponse]
+    """Replaces a customer's opt-outs. Kinds the bank must send cannot be opted out of."""
 
 @_typing.type_check_only
 class NotificationServiceAsyncStub(NotificationServiceStub):
-    """Messages sent to customers in reaction to other contexts' events."""
+    """Messages sent to customers in reaction to other contexts' events, delivered by e-mail."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetNotification: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.GetNotificationRequest, _notification_service_pb2.GetNotificationResponse]  # type: ignore[assignment]
-    """Reads one notification."""
+    """Reads one notification (customers their own, admins any)."""
     ListNotifications: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.ListNotificationsRequest, _notification_service_pb2.ListNotificationsResponse]  # type: ignore[assignment]
-    """Lists a customer's notifications, newest last."""
+    """Lists notifications, oldest first: a customer's own, or (admins) one customer's or everyone's."""
+    WatchNotifications: _aio.UnaryStreamMultiCallable[_notification_service_pb2.WatchNotificationsRequest, _notification_service_pb2.WatchNotificationsResponse]  # type: ignore[assignment]
+    """Streams a customer's notifications after a cursor: those already stored, then each new one as
+    it is stored, until the caller goes away. Resume with the sequence of the last one received.
+    """
+    GetNotificationPreferences: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.GetNotificationPreferencesRequest, _notification_service_pb2.GetNotificationPreferencesResponse]  # type: ignore[assignment]
+    """A customer's preferences: the kinds of notification they opted out of."""
+    UpdateNotificationPreferences: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.UpdateNotificationPreferencesRequest, _notification_service_pb2.UpdateNotificationPreferencesResponse]  # type: ignore[assignment]
+    """Replaces a customer's opt-outs. Kinds the bank must send cannot be opted out of."""
 
 class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Messages sent to customers in reaction to other contexts' events."""
+    """Messages sent to customers in reaction to other contexts' events, delivered by e-mail."""
 
     @_abc_1.abstractmethod
     def GetNotification(
@@ -57,7 +73,7 @@ class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _notification_service_pb2.GetNotificationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_notification_service_pb2.GetNotificationResponse, _abc.Awaitable[_notification_service_pb2.GetNotificationResponse]]:
-        """Reads one notification."""
+        """Reads one notification (customers their own, admins any)."""
 
     @_abc_1.abstractmethod
     def ListNotifications(
@@ -65,6 +81,32 @@ class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _notification_service_pb2.ListNotificationsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_notification_service_pb2.ListNotificationsResponse, _abc.Awaitable[_notification_service_pb2.ListNotificationsResponse]]:
-        """Lists a customer's notifications, newest last."""
+        """Lists notifications, oldest first: a customer's own, or (admins) one customer's or everyone's."""
+
+    @_abc_1.abstractmethod
+    def WatchNotifications(
+        self,
+        request: _notification_service_pb2.WatchNotificationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_notification_service_pb2.WatchNotificationsResponse], _abc.AsyncIterator[_notification_service_pb2.WatchNotificationsResponse]]:
+        """Streams a customer's notifications after a cursor: those already stored, then each new one as
+        it is stored, until the caller goes away. Resume with the sequence of the last one received.
+        """
+
+    @_abc_1.abstractmethod
+    def GetNotificationPreferences(
+        self,
+        request: _notification_service_pb2.GetNotificationPreferencesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_service_pb2.GetNotificationPreferencesResponse, _abc.Awaitable[_notification_service_pb2.GetNotificationPreferencesResponse]]:
+        """A customer's preferences: the kinds of notification they opted out of."""
+
+    @_abc_1.abstractmethod
+    def UpdateNotificationPreferences(
+        self,
+        request: _notification_service_pb2.UpdateNotificationPreferencesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_service_pb2.UpdateNotificationPreferencesResponse, _abc.Awaitable[_notification_service_pb2.UpdateNotificationPreferencesResponse]]:
+        """Replaces a customer's opt-outs. Kinds the bank must send cannot be opted out of."""
 
 def add_NotificationServiceServicer_to_server(servicer: NotificationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,1 @@
+"""Notification context: tells customers by e-mail what other contexts' events mean for them."""
