@@ -133,6 +133,12 @@ def _up_command(commands: Subcommands) -> None:
         help="reach the VelocityPay network at TARGET (default: serve the simulator beside the bank)",
     )
     up.add_argument(
+        "--smtp",
+        default="",
+        metavar="URL",
+        help="send notifications to the mail server at smtp://HOST:PORT (default: serve the mail simulator beside the bank)",
+    )
+    up.add_argument(
         "--member-key-file",
         type=Path,
         default=None,
@@ -555,6 +561,7 @@ async def _up(args: argparse.Namespace) -> int:
         fraud_rules_path=args.fraud_rules,
         addresses={"velocitypay": args.velocitypay} if args.velocitypay else {},
         network_member_key_path=args.member_key_file,
+        smtp_url=args.smtp,
         interest_chunk_size=args.interest_chunk,
         colocated_calls=not args.loopback_calls,
         tls=args.tls,

@@ -95,6 +95,7 @@ async def start_embedded(
     if not settings.smtp_url and NotificationModule in local:
         mail = MailSimulator(settings.host if settings.host not in ("0.0.0.0", "", "::", "[::]") else "127.0.0.1")
         await mail.start()
+        log.info("mail simulator serving SMTP on %s (no mail server configured)", mail.url)
         settings = replace(settings, smtp_url=mail.url)
     try:
         bank = await start_process(settings, local, customize=customize)

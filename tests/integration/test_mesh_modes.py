@@ -13,7 +13,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,15 +50,17 @@ from ogpgy.interest.v1 import interest_service_pb2 as ipb
 from ogpgy.interest.v1 import interest_service_pb2_grpc as igrpc
 from ogpgy.lending.v1 import lending_service_pb2 as lpb
 from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
+from ogpgy.notification.v1 import notification_service_pb2 as npb
+from ogpgy.notification.v1 import notification_service_pb2_grpc as ngrpc
 from ogpgy.payment.v1 import payment_service_pb2 as ppb
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
 from ogpgy.type.v1 import date_pb2
-from tests.bank_helpers import Bank, eur, fresh_document
+from tests.bank_helpers import Bank, eur, eventually, fresh_document
 from tests.conftest import ADMIN_PASSWORD, document, issue_token, onboarding
 from tests.grpc_assert import error_reason, rpc_error
 from tests.local_mesh import loopback_mesh
 
-CONTEXTS = ("identity", "customer", "account", "payment", "lending", "interest")
+CONTEXTS = ("identity", "customer", "account", "payment", "lending", "interest", "notification")
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,6 +136,18 @@ async def the_story(targets: Mapping[str, str], tls: grpc.ChannelCredentials | N
         assert (await bank.balance(alice_account))[0] == "2880.00"  # 500 - 120 + 2500
         assert (await bank.balance(bob_account))[0] == "120.00"
         assert (await bank.balance(savings))[0] == "10000.41"
+        notifications = ngrpc.NotificationServiceStub(ch["notification"])
+
+        async def told() -> set[tuple[str, int]]:
+            listed = await notifications.ListNotifications(npb.ListNotificationsRequest(customer_id=alice))
+            return {(n.kind, n.status) for n in listed.notifications}
+
+        sent = {(kind, npb.DELIVERY_STATUS_SENT) for kind in ("WELCOME", "PAYMENT_COMPLETED", "LOAN_DISBURSED")}
+        await eventually(lambda: _includes(told, sent), what="Alice told by mail of her welcome, her payment and her loan")
+
+
+async def _includes(found: Callable[[], Awaitable[set[tuple[str, int]]]], expected: set[tuple[str, int]]) -> bool:
+    return expected <= await found()
 
 
 @pytest.mark.parametrize("colocated", [False, True], ids=["embedded-loopback", "colocated"])
