@@ -229,6 +229,9 @@ def _mailsim_command(commands: Subcommands) -> None:
     mail.add_argument("--latency-ms", type=int, default=0, help="added before every answer to a message")
     mail.add_argument("--temporary-failure-rate", type=float, default=0.0, help="share of messages answered 451 (0..1)")
     mail.add_argument("--refuse", action="append", default=[], metavar="ADDRESS", help="answer 550 for this recipient")
+    mail.add_argument(
+        "--record", type=Path, default=None, metavar="FILE", help="append each accepted message to FILE (JSON lines)"
+    )
 
 
 def _interest_command(commands: Subcommands) -> None:
@@ -445,7 +448,7 @@ async def _mailsim(args: argparse.Namespace) -> int:
     from mesh.mail_simulator import MailSimulator
 
     stop = stop_signal()
-    mail = MailSimulator(args.host, args.port)
+    mail = MailSimulator(args.host, args.port, args.record)
     mail.faults.latency = args.latency_ms / 1000
     mail.faults.temporary_failure_rate = args.temporary_failure_rate
     mail.faults.refused_recipients = frozenset(args.refuse)

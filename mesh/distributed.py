@@ -163,7 +163,7 @@ class Mesh:
             dsn = self.postgres.database(DATABASE)
         smtp = self.config.smtp
         if smtp == LOCAL:
-            self.mail = MailServer()
+            self.mail = MailServer(record=data_dir / "mail" / "received.jsonl")
             self.mail.start()
             smtp = self.mail.url
         return {

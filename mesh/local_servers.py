@@ -104,14 +104,18 @@ class RedisServer:
 class MailServer:
     """The mail simulator in a process of its own ('ogpgy mailsim'), for a mesh of processes."""
 
-    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int = 0, host: str = "127.0.0.1", record: Path | None = None) -> None:
         self.host = host
         self.port = port or free_port()
         self.url = f"smtp://{host}:{self.port}"
+        self.record = record  # every message it accepted, across its restarts (JSON lines)
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         command = [sys.executable, "-m", "mesh.cli", "mailsim", "--host", self.host, "--port", str(self.port)]
+        if self.record is not None:
+            self.record.parent.mkdir(parents=True, exist_ok=True)
+            command += ["--record", str(self.record)]
         self._proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_for_port(self.port, 30, "the mail simulator", self.host)
 

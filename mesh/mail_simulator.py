@@ -9,11 +9,13 @@ demand: down (connections refused), slow, a share of 4xx answers, 5xx for chosen
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -39,8 +41,17 @@ class ReceivedMail:
 @dataclass
 class _Handler:
     faults: MailFaults
+    record: Path | None = None  # each accepted message is appended here too, a JSON line (for other processes)
     received: list[ReceivedMail] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def _keep(self, mail: ReceivedMail) -> None:
+        self.received.append(mail)
+        if self.record is not None:
+            line = {"message_id": mail.message_id, "to": list(mail.to), "subject": mail.subject, "at": mail.at.isoformat()}
+            with self.record.open("a", encoding="utf-8") as out:
+                out.write(json.dumps(line) + "\n")
+        self.arrived.set()
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
         if address in self.faults.refused_recipients:
@@ -56,7 +67,7 @@ class _Handler:
         content: Any = envelope.content
         message = message_from_bytes(content if isinstance(content, bytes) else content.encode(), policy=policy.default)
         body = message.get_body(("plain",))
-        self.received.append(
+        self._keep(
             ReceivedMail(
                 str(message["Message-ID"] or ""),
                 tuple(envelope.rcpt_tos),
@@ -65,18 +76,17 @@ class _Handler:
                 datetime.now(UTC),
             )
         )
-        self.arrived.set()
         return "250 2.0.0 accepted"
 
 
 class MailSimulator:
     """An SMTP server on the running loop (aiosmtpd's protocol, no thread of its own)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, record: Path | None = None) -> None:
         self.host = host
         self.port = port
         self.faults = MailFaults()
-        self._handler = _Handler(self.faults)
+        self._handler = _Handler(self.faults, record)
         self._server: asyncio.Server | None = None
 
     @property

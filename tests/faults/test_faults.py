@@ -1,17 +1,19 @@
 """Faults under a bounded mixed load on the distributed mesh: kill -9 of every process in turn (each
-restarted), a restart of Redis and one of PostgreSQL. Calls may fail while a part is down; what
-must hold afterwards is checked in the databases themselves:
+restarted), a restart of Redis, one of PostgreSQL and one of the mail server. Calls may fail while
+a part is down; what must hold afterwards is checked in the databases themselves:
 - the ledger balances (per currency, per transfer, per account, holds);
 - no event lost or applied twice: every verified customer has exactly one default account;
 - every payment is COMPLETED, FAILED or REJECTED, every saga terminal, no hold left placed;
 - every interest run that was started completes when run again, once per account and date;
 - the network and the ledger reconcile: every payment the network settled is booked exactly once
-  (and nothing booked went unsettled), whatever was killed while it was on its way.
+  (and nothing booked went unsettled), whatever was killed while it was on its way;
+- every notification is delivered, and the mail server's mailbox holds each exactly once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 
@@ -49,7 +51,7 @@ def _faults(mesh: Mesh) -> list[str]:
         time.sleep(0.7)
         mesh.restart(replica.process, replica.index)
         done.append(f"kill -9 {replica.process}")
-    for name, server in (("redis", mesh.redis), ("postgres", mesh.postgres)):
+    for name, server in (("redis", mesh.redis), ("postgres", mesh.postgres), ("the mail server", mesh.mail)):
         assert server is not None
         time.sleep(0.7)
         server.stop()
@@ -68,6 +70,9 @@ UNSETTLED = {
     "payments not final": "SELECT payment_id, status FROM payment.payments WHERE status NOT IN ('COMPLETED', 'FAILED', 'REJECTED')",
     "sagas not terminal": "SELECT saga_id, status FROM lending.saga_runs WHERE status NOT IN ('COMPLETED', 'COMPENSATED', 'FAILED_NEEDS_OPERATOR')",
     "holds still placed": "SELECT hold_id, debit_account_id FROM account.holds WHERE status = 'PLACED'",
+    "notifications not delivered": (
+        "SELECT notification_id, status, failure_reason FROM notification.notifications WHERE status NOT IN ('SENT', 'SUPPRESSED')"
+    ),
     "verified customers without exactly one account": (
         "SELECT c.customer_id, COUNT(a.account_id) FROM customer.customers c LEFT JOIN account.accounts a"
         " ON a.customer_id = c.customer_id WHERE c.kyc_status = 'VERIFIED' GROUP BY c.customer_id HAVING COUNT(a.account_id) != 1"
@@ -106,6 +111,7 @@ async def test_kills_and_restarts_under_load_leave_the_bank_consistent(mesh: Mes
     assert not left, f"still unsettled after 90 s: {left}"
     broken = {name: rows for name, sql in LEDGER.items() if (rows := _query(dsn, sql))}
     assert not broken, broken
+    _every_notification_arrived_once(mesh, dsn)
     async with mesh_client(targets, mesh.tls) as ch:
         report = await pgrpc.PaymentServiceStub(ch["payment"]).ReconcileNetwork(ppb.ReconcileNetworkRequest())
     print(
@@ -119,6 +125,23 @@ async def test_kills_and_restarts_under_load_leave_the_bank_consistent(mesh: Mes
     )
     assert report.network_settled == report.matched > 0 and report.in_flight == 0, report
     assert not report.discrepancies, list(report.discrepancies)
+
+
+def _every_notification_arrived_once(mesh: Mesh, dsn: str) -> None:
+    """What the mail server accepted, across its restart, against what the bank recorded as sent:
+    each sent notification is in the mailbox exactly once (by Message-ID). Delivery is at least once:
+    a kill -9 between the server's answer and the record sends that one message again, so raw
+    receipts may exceed the mailbox by at most one per kill of the notification process."""
+    assert mesh.mail is not None and mesh.mail.record is not None
+    sent = {
+        f"<{row[0]}@ogpgy.bank>"
+        for row in _query(dsn, "SELECT notification_id FROM notification.notifications WHERE status = 'SENT'")
+    }
+    receipts = [json.loads(line)["message_id"] for line in mesh.mail.record.read_text().splitlines()]
+    print("notifications:", len(sent), "sent,", len(receipts), "messages received,", len(set(receipts)), "distinct")
+    assert sent, "the load made notifications"
+    assert set(receipts) == sent, {"sent, never received": sent - set(receipts), "received, not sent": set(receipts) - sent}
+    assert len(receipts) - len(set(receipts)) <= 1, "at most the one message in flight when the notification process was killed"
 
 
 def _unsettled(dsn: str) -> dict[str, list[tuple[object, ...]]]:
