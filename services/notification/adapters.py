@@ -90,7 +90,11 @@ class SmtpMailer(BaseComponent, Mailer):
 
     async def send(self, to: str, letter: Letter, message_id: str) -> None:
         try:
-            await self.breaker.call(self._send, self._message(to, letter, message_id))
+            message = self._message(to, letter, message_id)
+        except ValueError as malformed:  # e.g. an address no header may carry: no server would take it
+            raise MailRefused(f"INVALID_MESSAGE: {malformed}") from malformed
+        try:
+            await self.breaker.call(self._send, message)
         except CircuitOpenError as open_circuit:
             raise MailUnavailable("the circuit to the mail server is open") from open_circuit
         except aiosmtplib.SMTPRecipientsRefused as refused:

@@ -9,6 +9,7 @@ from common.di import ModuleContextImport, og_context, provide
 from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.pagination import PageTokens
+from common.security.component import Security
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
 from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from services.notification.adapters import CustomerDirectory, JinjaTemplates, SmtpMailer
@@ -31,6 +32,7 @@ from services.notification.service import Courier, NotificationUseCases
         ModuleContextImport(Settings, from_context="infrastructure"),
         ModuleContextImport(Clock, from_context="infrastructure"),
         ModuleContextImport(EventBus, from_context="infrastructure"),
+        ModuleContextImport(Security, from_context="infrastructure"),
     ],
     providers=[
         ContextDatabase,

@@ -28,6 +28,7 @@ from common.errors import AppError
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.pagination import PageRequest
+from common.security.component import Security
 from common.security.context import ADMIN, CUSTOMER, current_caller
 from common.security.policy import denied, unknown
 from services.notification.domain import Kind, Letter, Notification, Preferences, Status
@@ -40,7 +41,10 @@ COURIER_LOOK_SECONDS = 1.0  # the courier looks this often for retries that came
 
 @og_component()
 class NotificationUseCases(BaseComponent):
-    def __init__(self, repository: NotificationRepository, templates: Templates, recipients: Recipients, clock: Clock) -> None:
+    def __init__(
+        self, repository: NotificationRepository, templates: Templates, recipients: Recipients, clock: Clock, security: Security
+    ) -> None:
+        self._security = security
         self._repository = repository
         self._templates = templates
         self._recipients = recipients
@@ -108,7 +112,10 @@ class NotificationUseCases(BaseComponent):
     async def watch(self, customer_id: str, after: int) -> AsyncIterator[Notification]:
         """Each notification after `after`, in order, once; then each new one as it is stored."""
         scope = await self._scope(customer_id, action="watch these notifications")
+        token = current_caller().token
         while True:
+            if token:  # a stream outlives its first check: a token expired or revoked since ends it
+                self._security.verifier.verify(token)
             edition = self._news.edition()  # taken before looking: a notification stored meanwhile wakes us
             page = await self._repository.page(scope, after, 100)
             for notification in page.items:
@@ -186,6 +193,9 @@ class Courier(BaseComponent):
             if _stopping():
                 raise asyncio.CancelledError from passing  # our own shutdown cut the call: no attempt to count
             outcome = n.deferred(str(passing) or type(passing).__name__, datetime.now(UTC), self._first_retry)
+        except Exception:  # a bug: this one waits (and is logged), the others go on
+            self.logger.exception("delivering %s failed", n.notification_id)
+            outcome = n.deferred("DELIVERY_ERROR", datetime.now(UTC), self._first_retry)
         await self._repository.settle(outcome)
         return int(outcome.status is Status.SENT)
 

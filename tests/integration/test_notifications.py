@@ -209,3 +209,15 @@ async def test_watch_streams_what_is_stored_then_what_comes_and_resumes_from_a_c
     resumed.cancel()
     bad = _stub(channel).WatchNotifications(npb.WatchNotificationsRequest(customer_id=customer, after_sequence=-1))
     assert set(await field_violations(bad.read())) == {"after_sequence"}
+
+
+async def test_a_watch_ends_when_its_users_tokens_are_revoked(bank: RunningBank, channel: aio.Channel) -> None:
+    customer = await Bank(channel).verified_customer("revoked")
+    identity = igrpc.IdentityServiceStub(channel)
+    user = await create_user(identity, "revoked", ipb.ROLE_CUSTOMER, PASSWORD, customer)
+    async with bearer_channel(bank.target, await issue_token(bank.target, "revoked", PASSWORD)) as own:
+        stream = _stub(own).WatchNotifications(npb.WatchNotificationsRequest())
+        await asyncio.wait_for(stream.read(), 10)  # the welcome
+        await identity.DisableUser(ipb.DisableUserRequest(request_id="disable-revoked", user_id=user))
+        ended = await error_reason(asyncio.wait_for(stream.read(), 10), grpc.StatusCode.UNAUTHENTICATED)
+        assert ended.reason == "TOKEN_REVOKED"
