@@ -7,14 +7,15 @@ from grpc import aio
 
 from common.di import og_component
 from common.grpc.convert import idempotency_key, timestamp
+from common.money import Money
 from common.pagination import PageTokens
 from common.saga.log import SagaRecord
 from common.validation import Violations, check_id, check_request_id
-from kernel.convert import money_pb, requested_money
+from kernel.convert import date_pb, money_pb, requested_money
 from ogpgy.lending.v1 import lending_service_pb2 as pb
 from ogpgy.lending.v1 import lending_service_pb2_grpc as pb_grpc
 from services.lending.adapters import LOAN_STATUS
-from services.lending.domain import Loan, parse_rate, validate_terms
+from services.lending.domain import Loan, ScheduledInstallment, parse_rate, validate_terms
 from services.lending.service import LendingUseCases
 
 
@@ -29,6 +30,10 @@ def loan_pb(loan: Loan, saga: SagaRecord | None) -> pb.Loan:
         status=LOAN_STATUS.pb(loan.status),
         create_time=timestamp(loan.created_at),
     )
+    if loan.installment_minor is not None:
+        message.installment_amount.CopyFrom(money_pb(Money(loan.principal.currency, loan.installment_minor)))
+    if loan.first_due is not None:
+        message.first_due_date.CopyFrom(date_pb(loan.first_due))
     if saga is not None:
         message.saga_status = pb.SagaStatus.Value(f"SAGA_STATUS_{saga.status}")
         for index in sorted(saga.steps):
@@ -37,6 +42,18 @@ def loan_pb(loan: Loan, saga: SagaRecord | None) -> pb.Loan:
                 pb.SagaStep(name=step.name, state=step.state, attempts=step.attempts, last_error=step.last_error)
             )
     return message
+
+
+def installment_pb(scheduled: ScheduledInstallment) -> pb.Installment:
+    i, currency = scheduled.installment, scheduled.currency
+    return pb.Installment(
+        number=i.number,
+        due_date=date_pb(i.due_date),
+        principal=money_pb(Money(currency, i.principal_minor)),
+        interest=money_pb(Money(currency, i.interest_minor)),
+        total=money_pb(Money(currency, i.total_minor)),
+        principal_after=money_pb(Money(currency, scheduled.principal_after_minor)),
+    )
 
 
 def _loan_id(v: Violations, loan_id: str) -> None:
@@ -89,6 +106,16 @@ class LendingApi(pb_grpc.LendingServiceServicer):
         _loan_id(v, request.loan_id)
         v.raise_if_any()
         return pb.GetLoanResponse(loan=loan_pb(*await self._service.get_with_saga(request.loan_id)))
+
+    async def ListInstallments(
+        self, request: pb.ListInstallmentsRequest, context: aio.ServicerContext
+    ) -> pb.ListInstallmentsResponse:
+        v = Violations()
+        _loan_id(v, request.loan_id)
+        page = self._pages.request(v, request.page_size, request.page_token, ("installments", request.loan_id))
+        v.raise_if_any()
+        installments, token = await self._service.installments(request.loan_id, page)
+        return pb.ListInstallmentsResponse(installments=[installment_pb(i) for i in installments], next_page_token=token)
 
     async def ListLoans(self, request: pb.ListLoansRequest, context: aio.ServicerContext) -> pb.ListLoansResponse:
         v = Violations()

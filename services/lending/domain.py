@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from common.money import Money
 from common.validation import Violations, decimal_fraction
+from services.lending.schedule import Installment
 
 MAX_PRINCIPAL_MINOR = 100_000_000  # 1,000,000.00 in two-digit currencies
 
@@ -32,6 +33,17 @@ class Loan:
     saga_id: str
     created_at: datetime
     updated_at: datetime
+    installment_minor: int | None = None  # from approval: every installment but the last
+    first_due: date | None = None
+
+
+@dataclass(frozen=True)
+class ScheduledInstallment:
+    """An installment of an approved loan's schedule, with the principal owed once it is paid."""
+
+    installment: Installment
+    principal_after_minor: int
+    currency: str
 
 
 def validate_terms(v: Violations, principal: Money | None, term_months: int) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
 from common.audit import record_change
@@ -14,12 +14,14 @@ from common.di import BaseComponent, og_component
 from common.idempotency import IdempotencyKey
 from common.money import Money
 from services.lending.adapters import OUTGOING
-from services.lending.domain import Loan, LoanEvent, LoanStatus
+from services.lending.domain import Loan, LoanEvent, LoanStatus, ScheduledInstallment
+from services.lending.schedule import Installment
 
 _COLUMNS = (
     "loan_id, customer_id, account_id, principal_minor, currency, term_months, annual_rate, status, saga_id,"
-    " created_at, updated_at"
+    " created_at, updated_at, installment_minor, first_due_date"
 )
+_INSTALLMENT_COLUMNS = "loan_id, number, due_date, principal_minor, interest_minor, principal_after_minor"
 
 
 def _loan(row: Row) -> Loan:
@@ -34,6 +36,16 @@ def _loan(row: Row) -> Loan:
         row["saga_id"],
         datetime.fromisoformat(row["created_at"]),
         datetime.fromisoformat(row["updated_at"]),
+        row["installment_minor"],
+        date.fromisoformat(row["first_due_date"]) if row["first_due_date"] else None,
+    )
+
+
+def _scheduled(row: Row, currency: str) -> ScheduledInstallment:
+    return ScheduledInstallment(
+        Installment(row["number"], date.fromisoformat(row["due_date"]), row["principal_minor"], row["interest_minor"]),
+        row["principal_after_minor"],
+        currency,
     )
 
 
@@ -47,7 +59,7 @@ async def _insert(tx: Tx, loan: Loan, key: IdempotencyKey) -> Loan:
     if replayed is not None:
         return stored(await _select(tx, replayed), replayed)
     await tx.execute(
-        f"INSERT INTO loans ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO loans ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
         loan.loan_id,
         loan.customer_id,
         loan.account_id,
@@ -78,7 +90,7 @@ async def _move(
     expected: LoanStatus,
     status: LoanStatus,
     at: datetime,
-    changes: dict[str, str],
+    changes: dict[str, object],
     events: list[LoanEvent],
     request_id: str | None,
 ) -> bool:
@@ -96,6 +108,48 @@ async def _move(
         await OUTGOING.append(tx, events)
         await record_change(tx, _MOVES[status], loan_id, request_id)
     return moved == 1
+
+
+async def _approve(
+    tx: Tx, loan_id: str, rate: str, schedule: tuple[Installment, ...], at: datetime, request_id: str | None
+) -> bool:
+    """APPLIED -> APPROVED with its rate and schedule, in one transaction; False if it was not APPLIED."""
+    first = schedule[0]
+    changes: dict[str, object] = {
+        "annual_rate": rate,
+        "installment_minor": first.total_minor,
+        "first_due_date": first.due_date.isoformat(),
+    }
+    if not await _move(tx, loan_id, LoanStatus.APPLIED, LoanStatus.APPROVED, at, changes, [], request_id):
+        return False
+    outstanding, rows = sum(i.principal_minor for i in schedule), []
+    for installment in schedule:
+        outstanding -= installment.principal_minor
+        rows.append(
+            (
+                loan_id,
+                installment.number,
+                installment.due_date.isoformat(),
+                installment.principal_minor,
+                installment.interest_minor,
+                outstanding,
+            )
+        )
+    await tx.executemany(f"INSERT INTO installments ({_INSTALLMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", rows)
+    return True
+
+
+async def _installments(tx: Tx, loan_id: str, currency: str, after: int, limit: int) -> Page[ScheduledInstallment, int]:
+    return await keyset_page(
+        tx,
+        f"SELECT {_INSTALLMENT_COLUMNS} FROM installments",
+        "loan_id = ?",
+        [loan_id],
+        after,
+        limit,
+        lambda row: _scheduled(row, currency),
+        key="number",
+    )
 
 
 async def _page(tx: Tx, customer_id: str, after: int, limit: int) -> Page[Loan, int]:
@@ -136,6 +190,13 @@ class LoanRepository(Protocol):
 
     async def page(self, customer_id: str, after: int, limit: int) -> Page[Loan, int]: ...
 
+    async def approve(
+        self, loan_id: str, rate: str, schedule: tuple[Installment, ...], at: datetime, request_id: str | None
+    ) -> bool:
+        """APPLIED -> APPROVED with its rate and repayment schedule; False if it was not APPLIED."""
+
+    async def installments(self, loan: Loan, after: int, limit: int) -> Page[ScheduledInstallment, int]: ...
+
     async def record_disbursement(self, disbursement_id: str, loan_id: str, at: datetime) -> None: ...
 
     async def cancel_disbursement(self, disbursement_id: str) -> None: ...
@@ -162,10 +223,18 @@ class SqlLoanRepository(BaseComponent, LoanRepository):
         events: list[LoanEvent] | None = None,
         request_id: str | None = None,
     ) -> bool:
-        return await self._db.write(_move, loan_id, expected, status, at, changes or {}, events or [], request_id)
+        return await self._db.write(_move, loan_id, expected, status, at, dict(changes or {}), events or [], request_id)
 
     async def page(self, customer_id: str, after: int, limit: int) -> Page[Loan, int]:
         return await self._db.read(_page, customer_id, after, limit)
+
+    async def approve(
+        self, loan_id: str, rate: str, schedule: tuple[Installment, ...], at: datetime, request_id: str | None
+    ) -> bool:
+        return await self._db.write(_approve, loan_id, rate, schedule, at, request_id)
+
+    async def installments(self, loan: Loan, after: int, limit: int) -> Page[ScheduledInstallment, int]:
+        return await self._db.read(_installments, loan.loan_id, loan.principal.currency, after, limit)
 
     async def record_disbursement(self, disbursement_id: str, loan_id: str, at: datetime) -> None:
         await self._db.write(_record_disbursement, disbursement_id, loan_id, at)

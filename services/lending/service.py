@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import TypeVar
 
 from common.clock import Clock
@@ -28,9 +29,10 @@ from common.saga.log import COMPLETED, SagaRecord
 from common.saga.runner import SagaContext, SagaDefinition, SagaRunner, Step, StepRefused
 from common.security.context import ADMIN, caller_var, current_caller
 from common.security.policy import require_customer_access, require_role, unknown
-from services.lending.domain import Loan, LoanDisbursed, LoanDisbursementFailed, LoanStatus
+from services.lending.domain import Loan, LoanDisbursed, LoanDisbursementFailed, LoanStatus, ScheduledInstallment
 from services.lending.ports import Accounts, Customers
 from services.lending.repository import LoanRepository
+from services.lending.schedule import annuity_schedule
 
 SAGA = "loan-disbursement"
 R = TypeVar("R")
@@ -110,9 +112,8 @@ class LendingUseCases(BaseComponent):
         loan = await self.get(loan_id)
         if loan.status is LoanStatus.APPROVED and loan.annual_rate == rate:
             return loan
-        moved = await self._loans.move(
-            loan_id, LoanStatus.APPLIED, LoanStatus.APPROVED, self._clock.now(), {"annual_rate": rate}, request_id=key.request_id
-        )
+        schedule = annuity_schedule(loan.principal.minor, Decimal(rate), loan.term_months, self._clock.today())
+        moved = await self._loans.approve(loan_id, rate, schedule, self._clock.now(), key.request_id)
         if not moved:
             raise PreconditionFailed("LOAN_NOT_APPLIED", f"the loan is {loan.status.value}", {"loan_id": loan_id})
         return await self.get(loan_id)
@@ -144,6 +145,12 @@ class LendingUseCases(BaseComponent):
             raise unknown("loan", loan_id, "read this loan")
         await require_customer_access(loan.customer_id, assigned=_never, action="read this loan")
         return loan
+
+    async def installments(self, loan_id: str, request: PageRequest) -> tuple[list[ScheduledInstallment], str]:
+        """The schedule of a loan the caller may read (empty before approval)."""
+        loan = await self.get(loan_id)
+        page = await self._loans.installments(loan, request.after_seq, request.limit)
+        return page.items, request.next_token(page.next_after)
 
     async def get_with_saga(self, loan_id: str) -> tuple[Loan, SagaRecord | None]:
         loan = await self.get(loan_id)

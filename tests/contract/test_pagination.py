@@ -59,6 +59,7 @@ async def _world(channel: aio.Channel) -> dict[str, str]:
     customers = [await bank.verified_customer(f"page-{i}") for i in range(ITEMS)]
     parent = customers[0]
     account = (await bank.default_account(parent)).account_id
+    loans: list[str] = []
     await bank.deposit(account, "10000.00", "page-funds")
     for i in range(ITEMS):
         await bank.open(parent, f"page-{i}")
@@ -76,11 +77,12 @@ async def _world(channel: aio.Channel) -> dict[str, str]:
                 internal=ppb.InternalBeneficiary(account_id=(await bank.default_account(customers[1])).account_id),
             )
         )
-        await lgrpc.LendingServiceStub(channel).ApplyForLoan(
+        applied = await lgrpc.LendingServiceStub(channel).ApplyForLoan(
             lpb.ApplyForLoanRequest(
                 request_id=f"page-loan-{i}", customer_id=parent, account_id=account, principal=eur("100.00"), term_months=12
             )
         )
+        loans.append(applied.loan.loan_id)
         await create_user(
             igrpc.IdentityServiceStub(channel), f"page.user.{i}", ipb.ROLE_RELATIONSHIP_MANAGER, "password-of-pages"
         )
@@ -91,8 +93,17 @@ async def _world(channel: aio.Channel) -> dict[str, str]:
             )
         ):
             pass
+    approval = lpb.ApproveLoanRequest(request_id="page-approve", loan_id=loans[0], annual_interest_rate="0.05")
+    await lgrpc.LendingServiceStub(channel).ApproveLoan(approval)  # its schedule: 12 installments
     admin_id = await _settled_audit_trail(igrpc.IdentityServiceStub(channel))
-    return {"customer_id": parent, "account_id": account, "debtor_account_id": account, "actor": admin_id, "resource": ""}
+    return {
+        "customer_id": parent,
+        "account_id": account,
+        "debtor_account_id": account,
+        "actor": admin_id,
+        "resource": "",
+        "loan_id": loans[0],
+    }
 
 
 async def _settled_audit_trail(identity: igrpc.IdentityServiceStub) -> str:

@@ -154,3 +154,35 @@ async def test_killed_at_every_step_then_restarted(tmp_path: Path, crash_at: str
                 assert loan.status == lpb.LOAN_STATUS_DISBURSEMENT_FAILED and balance == 0
     finally:
         restarted.stop()
+
+
+async def test_approval_writes_the_repayment_schedule(channel: aio.Channel, lending: lgrpc.LendingServiceStub) -> None:
+    loan_id, _ = await _approved_loan(channel, "schedule", amount="2500.00")
+    loan = (await lending.GetLoan(lpb.GetLoanRequest(loan_id=loan_id))).loan
+    # 2500.00 at 5.9 % over 24 months, 30/360: P·r / (1 - (1 + r)^-n) = 110.6889... -> 110.68 (rounded down)
+    assert loan.installment_amount.amount == "110.68" and loan.first_due_date.year > 0
+    installments, token = [], ""
+    while True:
+        page = await lending.ListInstallments(lpb.ListInstallmentsRequest(loan_id=loan_id, page_size=10, page_token=token))
+        installments.extend(page.installments)
+        token = page.next_page_token
+        if not token:
+            break
+    assert [i.number for i in installments] == list(range(1, 25)), "each installment once, in order, across pages"
+    assert installments[0].interest.amount == "12.29"  # 2500.00 x 0.059 / 12 = 12.2916...
+    assert installments[0].due_date == loan.first_due_date
+    assert sum(Decimal(i.principal.amount) for i in installments) == Decimal("2500.00")
+    assert all(i.total.amount == "110.68" for i in installments[:-1])
+    assert installments[-1].principal_after.amount == "0.00"
+    assert all(Decimal(i.total.amount) == Decimal(i.principal.amount) + Decimal(i.interest.amount) for i in installments)
+    applied = await lending.ApplyForLoan(
+        lpb.ApplyForLoanRequest(
+            request_id="apply-unscheduled",
+            customer_id=loan.customer_id,
+            account_id=loan.account_id,
+            principal=eur("100.00"),
+            term_months=6,
+        )
+    )
+    none_yet = await lending.ListInstallments(lpb.ListInstallmentsRequest(loan_id=applied.loan.loan_id))
+    assert list(none_yet.installments) == [] and not applied.loan.HasField("installment_amount")

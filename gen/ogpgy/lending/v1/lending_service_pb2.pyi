@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from ogpgy.type.v1 import date_pb2 as _date_pb2
 from ogpgy.type.v1 import money_pb2 as _money_pb2
 import builtins as _builtins
 import sys
@@ -145,6 +146,8 @@ class Loan(_message.Message):
     SAGA_STATUS_FIELD_NUMBER: _builtins.int
     SAGA_STEPS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    INSTALLMENT_AMOUNT_FIELD_NUMBER: _builtins.int
+    FIRST_DUE_DATE_FIELD_NUMBER: _builtins.int
     loan_id: _builtins.str
     """Server-assigned id, "lon_" followed by 26 characters."""
     customer_id: _builtins.str
@@ -171,6 +174,14 @@ class Loan(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the application was made."""
 
+    @_builtins.property
+    def installment_amount(self) -> _money_pb2.Money:
+        """Every installment but the last (set from approval): the annuity rounded down to the cent."""
+
+    @_builtins.property
+    def first_due_date(self) -> _date_pb2.Date:
+        """When the first installment is due (set from approval: a month after it)."""
+
     def __init__(
         self,
         *,
@@ -184,14 +195,131 @@ class Loan(_message.Message):
         saga_status: Global___SagaStatus.ValueType = ...,
         saga_steps: _abc.Iterable[Global___SagaStep] | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        installment_amount: _money_pb2.Money | None = ...,
+        first_due_date: _date_pb2.Date | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "principal", b"principal"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "first_due_date", b"first_due_date", "installment_amount", b"installment_amount", "principal", b"principal"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "annual_interest_rate", b"annual_interest_rate", "create_time", b"create_time", "customer_id", b"customer_id", "loan_id", b"loan_id", "principal", b"principal", "saga_status", b"saga_status", "saga_steps", b"saga_steps", "status", b"status", "term_months", b"term_months"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "annual_interest_rate", b"annual_interest_rate", "create_time", b"create_time", "customer_id", b"customer_id", "first_due_date", b"first_due_date", "installment_amount", b"installment_amount", "loan_id", b"loan_id", "principal", b"principal", "saga_status", b"saga_status", "saga_steps", b"saga_steps", "status", b"status", "term_months", b"term_months"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Loan: _TypeAlias = Loan  # noqa: Y015
+
+@_typing.final
+class Installment(_message.Message):
+    """One installment of a loan's repayment schedule. Convention: 30/360 (a month's interest is the
+    outstanding principal times the annual rate / 12); the month's interest is paid first, then
+    principal; the last installment pays the principal left, absorbing the rounding.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NUMBER_FIELD_NUMBER: _builtins.int
+    DUE_DATE_FIELD_NUMBER: _builtins.int
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    INTEREST_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    PRINCIPAL_AFTER_FIELD_NUMBER: _builtins.int
+    number: _builtins.int
+    """1 for the first."""
+    @_builtins.property
+    def due_date(self) -> _date_pb2.Date:
+        """When it is due."""
+
+    @_builtins.property
+    def principal(self) -> _money_pb2.Money:
+        """Principal it repays."""
+
+    @_builtins.property
+    def interest(self) -> _money_pb2.Money:
+        """Interest it pays."""
+
+    @_builtins.property
+    def total(self) -> _money_pb2.Money:
+        """principal + interest."""
+
+    @_builtins.property
+    def principal_after(self) -> _money_pb2.Money:
+        """The principal still owed once it is paid."""
+
+    def __init__(
+        self,
+        *,
+        number: _builtins.int = ...,
+        due_date: _date_pb2.Date | None = ...,
+        principal: _money_pb2.Money | None = ...,
+        interest: _money_pb2.Money | None = ...,
+        total: _money_pb2.Money | None = ...,
+        principal_after: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_date", b"due_date", "interest", b"interest", "principal", b"principal", "principal_after", b"principal_after", "total", b"total"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_date", b"due_date", "interest", b"interest", "number", b"number", "principal", b"principal", "principal_after", b"principal_after", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Installment: _TypeAlias = Installment  # noqa: Y015
+
+@_typing.final
+class ListInstallmentsRequest(_message.Message):
+    """Request of ListInstallments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    """The loan."""
+    page_size: _builtins.int
+    """Items per page: 0 means 50, more than 500 means 500, negative is INVALID_ARGUMENT."""
+    page_token: _builtins.str
+    """next_page_token of the previous page, unchanged and with the same other fields (empty: the first page);
+    opaque and signed: an edited, foreign or day-old token is INVALID_ARGUMENT.
+    """
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["loan_id", b"loan_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInstallmentsRequest: _TypeAlias = ListInstallmentsRequest  # noqa: Y015
+
+@_typing.final
+class ListInstallmentsResponse(_message.Message):
+    """Response of ListInstallments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTALLMENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def installments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Installment]:
+        """One page of installments; none before the loan is approved."""
+
+    def __init__(
+        self,
+        *,
+        installments: _abc.Iterable[Global___Installment] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["installments", b"installments", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInstallmentsResponse: _TypeAlias = ListInstallmentsResponse  # noqa: Y015
 
 @_typing.final
 class ApplyForLoanRequest(_message.Message):

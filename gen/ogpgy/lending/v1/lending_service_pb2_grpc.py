@@ -60,6 +60,11 @@ class LendingServiceStub:
                 request_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListLoansRequest.SerializeToString,
                 response_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListLoansResponse.FromString,
                 _registered_method=True)
+        self.ListInstallments = channel.unary_unary(
+                '/ogpgy.lending.v1.LendingService/ListInstallments',
+                request_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListInstallmentsRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListInstallmentsResponse.FromString,
+                _registered_method=True)
 
 
 class LendingServiceServicer:
@@ -101,6 +106,13 @@ class LendingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListInstallments(self, request, context):
+        """An approved loan's repayment schedule, first installment first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LendingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +140,11 @@ def add_LendingServiceServicer_to_server(servicer, server):
                     servicer.ListLoans,
                     request_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListLoansRequest.FromString,
                     response_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListLoansResponse.SerializeToString,
+            ),
+            'ListInstallments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInstallments,
+                    request_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListInstallmentsRequest.FromString,
+                    response_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListInstallmentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +283,33 @@ class LendingService:
             '/ogpgy.lending.v1.LendingService/ListLoans',
             ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListLoansRequest.SerializeToString,
             ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListLoansResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInstallments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.lending.v1.LendingService/ListInstallments',
+            ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListInstallmentsRequest.SerializeToString,
+            ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListInstallmentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,8 @@ class LendingServiceStub:
     """Reads one loan with its disbursement saga."""
     ListLoans: _grpc.UnaryUnaryMultiCallable[_lending_service_pb2.ListLoansRequest, _lending_service_pb2.ListLoansResponse]
     """Lists a customer's loans."""
+    ListInstallments: _grpc.UnaryUnaryMultiCallable[_lending_service_pb2.ListInstallmentsRequest, _lending_service_pb2.ListInstallmentsResponse]
+    """An approved loan's repayment schedule, first installment first."""
 
 @_typing.type_check_only
 class LendingServiceAsyncStub(LendingServiceStub):
@@ -59,6 +61,8 @@ class LendingServiceAsyncStub(LendingServiceStub):
     """Reads one loan with its disbursement saga."""
     ListLoans: _aio.UnaryUnaryMultiCallable[_lending_service_pb2.ListLoansRequest, _lending_service_pb2.ListLoansResponse]  # type: ignore[assignment]
     """Lists a customer's loans."""
+    ListInstallments: _aio.UnaryUnaryMultiCallable[_lending_service_pb2.ListInstallmentsRequest, _lending_service_pb2.ListInstallmentsResponse]  # type: ignore[assignment]
+    """An approved loan's repayment schedule, first installment first."""
 
 class LendingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Loans: application, approval and disbursement through a durable compensating saga."""
@@ -102,5 +106,13 @@ class LendingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_lending_service_pb2.ListLoansResponse, _abc.Awaitable[_lending_service_pb2.ListLoansResponse]]:
         """Lists a customer's loans."""
+
+    @_abc_1.abstractmethod
+    def ListInstallments(
+        self,
+        request: _lending_service_pb2.ListInstallmentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lending_service_pb2.ListInstallmentsResponse, _abc.Awaitable[_lending_service_pb2.ListInstallmentsResponse]]:
+        """An approved loan's repayment schedule, first installment first."""
 
 def add_LendingServiceServicer_to_server(servicer: LendingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
