@@ -24,7 +24,7 @@ from common.config import Settings
 from common.db.databases import ContextDatabase
 from common.db.notices import Bulletin
 from common.di import BaseComponent, og_component
-from common.errors import AppError
+from common.errors import AppError, FieldViolation, ValidationFailed
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.pagination import PageRequest
@@ -125,16 +125,19 @@ class NotificationUseCases(BaseComponent):
                 await Bulletin.wait(edition, WATCH_LOOK_SECONDS)
 
     async def preferences(self, customer_id: str) -> Preferences:
-        scope = await self._scope(customer_id, action="read these preferences")
-        if not scope:
-            raise denied("read preferences without naming the customer")
+        scope = _named(await self._scope(customer_id, action="read these preferences"))
         return await self._repository.preferences(scope)
 
     async def set_preferences(self, customer_id: str, opted_out: frozenset[Kind], key: IdempotencyKey) -> Preferences:
-        scope = await self._scope(customer_id, action="change these preferences")
-        if not scope:
-            raise denied("change preferences without naming the customer")
+        scope = _named(await self._scope(customer_id, action="change these preferences"))
         return await self._repository.set_preferences(Preferences(scope, opted_out), key, self._clock.now())
+
+
+def _named(customer_id: str) -> str:
+    """Preferences are one customer's: an admin, who may mean anyone, has to say whose."""
+    if not customer_id:
+        raise ValidationFailed([FieldViolation("customer_id", "required for an admin: the customer whose preferences")])
+    return customer_id
 
 
 def _stopping() -> bool:
