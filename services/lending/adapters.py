@@ -67,10 +67,10 @@ class CustomerDirectory(BaseComponent, Customers):
     def __init__(self, customers: CustomerServiceStub) -> None:
         self._customers = customers
 
-    async def exists(self, customer_id: str) -> bool:
+    async def _customer(self, customer_id: str) -> cpb.Customer | None:
         try:
             with as_itself():
-                await call(
+                answer = await call(
                     self._customers.GetCustomer,
                     cpb.GetCustomerRequest(customer_id=customer_id),
                     within=CUSTOMER_CALL_TIMEOUT,
@@ -78,8 +78,16 @@ class CustomerDirectory(BaseComponent, Customers):
                     silence="cannot check the customer",
                 )
         except NotFound:
-            return False
-        return True
+            return None
+        customer: cpb.Customer = answer.customer
+        return customer
+
+    async def exists(self, customer_id: str) -> bool:
+        return await self._customer(customer_id) is not None
+
+    async def manager_of(self, customer_id: str) -> str:
+        customer = await self._customer(customer_id)
+        return customer.relationship_manager_id if customer is not None else ""
 
 
 OUTGOING = Outgoing()

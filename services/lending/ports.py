@@ -55,3 +55,6 @@ class Customers(Protocol):
 
     async def exists(self, customer_id: str) -> bool:
         """Asked as this context itself: whether the customer context knows the customer."""
+
+    async def manager_of(self, customer_id: str) -> str:
+        """Asked as this context itself: the relationship manager assigned ("" for none, or no such customer)."""

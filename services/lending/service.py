@@ -27,7 +27,7 @@ from common.money import Money
 from common.pagination import PageRequest
 from common.saga.log import COMPLETED, SagaRecord
 from common.saga.runner import SagaContext, SagaDefinition, SagaRunner, Step, StepRefused
-from common.security.context import ADMIN, caller_var, current_caller
+from common.security.context import ADMIN, SecurityContext, caller_var, current_caller
 from common.security.policy import require_customer_access, require_role, unknown
 from services.lending.domain import Loan, LoanDisbursed, LoanDisbursementFailed, LoanStatus, ScheduledInstallment
 from services.lending.ports import Accounts, Customers
@@ -91,7 +91,7 @@ class LendingUseCases(BaseComponent):
     # --- use cases ----------------------------------------------------------------------------
 
     async def apply(self, customer_id: str, account_id: str, principal: Money, term_months: int, key: IdempotencyKey) -> Loan:
-        await require_customer_access(customer_id, assigned=_never, write=True, action="apply for loans for this customer")
+        await require_customer_access(customer_id, assigned=self._manages, write=True, action="apply for loans for this customer")
         if not await self._customers.exists(customer_id):
             raise NotFound("customer", customer_id)
         try:
@@ -139,11 +139,16 @@ class LendingUseCases(BaseComponent):
         await self._sagas.begin(SAGA, loan.saga_id, payload)
         return await self.get_with_saga(loan_id)
 
+    async def _manages(self, caller: SecurityContext, customer_id: str) -> bool:
+        """Whether `caller` is the relationship manager assigned to the customer (they read the
+        customer's loans, and change nothing)."""
+        return await self._customers.manager_of(customer_id) == caller.user_id
+
     async def get(self, loan_id: str) -> Loan:
         loan = await self._loans.get(loan_id)
         if loan is None:
             raise unknown("loan", loan_id, "read this loan")
-        await require_customer_access(loan.customer_id, assigned=_never, action="read this loan")
+        await require_customer_access(loan.customer_id, assigned=self._manages, action="read this loan")
         return loan
 
     async def installments(self, loan_id: str, request: PageRequest) -> tuple[list[ScheduledInstallment], str]:
@@ -157,7 +162,7 @@ class LendingUseCases(BaseComponent):
         return loan, await self._sagas.record(loan.saga_id)
 
     async def loans_of(self, customer_id: str, request: PageRequest) -> tuple[list[tuple[Loan, SagaRecord | None]], str]:
-        await require_customer_access(customer_id, assigned=_never, action="list this customer's loans")
+        await require_customer_access(customer_id, assigned=self._manages, action="list this customer's loans")
         page = await self._loans.page(customer_id, request.after_seq, request.limit)
         if not page.items and request.after is None and not await self._customers.exists(customer_id):
             raise NotFound("customer", customer_id)  # an empty list of a customer nobody knows would hide a typo
@@ -257,8 +262,3 @@ def current_caller_has_subject() -> bool:
     """Whether this task acts for a user (the request path) or as this context alone."""
     caller = caller_var.get()
     return caller is not None and caller.has_subject
-
-
-async def _never(caller: object, customer_id: str) -> bool:
-    """Loans are not shown to relationship managers through this context yet."""
-    return False

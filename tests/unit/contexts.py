@@ -19,6 +19,7 @@ from common.config import Settings
 from common.di import ContextModuleBuilder, context_spec
 from common.di.context import Context
 from common.grpc.channels import ChannelPool
+from common.pagination import PageRequest, PageTokens
 from common.security.component import Security
 from common.security.context import ADMIN, CUSTOMER, SecurityContext, caller_var
 from mesh.embedded import ALL_MODULES
@@ -26,6 +27,7 @@ from mesh.infrastructure import InfrastructureModule
 
 NOW = datetime(2026, 6, 15, 12, tzinfo=UTC)
 ADMIN_CALLER = SecurityContext("usr_admin", "admin", (ADMIN,))
+FIRST_PAGE = PageRequest(None, 10, "unit", PageTokens(b"unit tests"))
 
 
 def customer_caller(customer_id: str) -> SecurityContext:

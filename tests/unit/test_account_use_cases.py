@@ -12,13 +12,12 @@ import pytest
 from common.errors import AlreadyExists, NotFound, PermissionDenied, PreconditionFailed
 from common.idempotency import IdempotencyKey
 from common.money import Money
-from common.pagination import PageRequest, PageTokens
 from common.security.context import service_identity
 from services.account.domain import AccountType, HoldStatus, InternalAccount, TransferOrder
 from services.account.module import AccountModule
 from services.account.ports import Customers, CustomerStanding
 from services.account.service import AccountUseCases
-from tests.unit.contexts import ADMIN_CALLER, acting_as, context_under_test, customer_caller
+from tests.unit.contexts import ADMIN_CALLER, FIRST_PAGE, acting_as, context_under_test, customer_caller
 
 
 @dataclass
@@ -40,7 +39,6 @@ class FakeCustomers(Customers):
         return None if found is None else found.relationship_manager_id
 
 
-FIRST_PAGE = PageRequest(None, 10, "unit", PageTokens(b"unit tests"))
 VERIFIED = CustomerStanding(kyc_verified=True, relationship_manager_id="")
 
 

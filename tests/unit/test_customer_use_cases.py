@@ -11,17 +11,15 @@ import pytest
 
 from common.errors import NotFound, PermissionDenied, PreconditionFailed
 from common.idempotency import IdempotencyKey
-from common.pagination import PageRequest, PageTokens
 from common.security.context import RELATIONSHIP_MANAGER, SecurityContext
 from services.customer.domain import DocumentType, IdentityDocument, KycStatus
 from services.customer.module import CustomerModule
 from services.customer.ports import Users
 from services.customer.service import CustomerUseCases
-from tests.unit.contexts import ADMIN_CALLER, acting_as, context_under_test, customer_caller
+from tests.unit.contexts import ADMIN_CALLER, FIRST_PAGE, acting_as, context_under_test, customer_caller
 from tests.unit.test_customer_domain import application
 
 MANAGER = SecurityContext("usr_rm", "rm", (RELATIONSHIP_MANAGER,))
-FIRST_PAGE = PageRequest(None, 10, "unit", PageTokens(b"unit tests"))
 BOBS_PASSPORT = IdentityDocument(DocumentType.PASSPORT, "ZX9876543", "GB")
 
 

@@ -11,15 +11,12 @@ from argon2 import PasswordHasher
 
 from common.errors import AlreadyExists, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated
 from common.idempotency import IdempotencyKey
-from common.pagination import PageRequest, PageTokens
 from common.security.context import ADMIN, CUSTOMER
 from services.identity.domain import hash_password, needs_rehash, password_matches, scrypt_hash
 from services.identity.module import IdentityModule
 from services.identity.repository import UserRepository
 from services.identity.service import IdentityUseCases
-from tests.unit.contexts import ADMIN_CALLER, acting_as, context_under_test, customer_caller
-
-FIRST_PAGE = PageRequest(None, 10, "unit", PageTokens(b"unit tests"))
+from tests.unit.contexts import ADMIN_CALLER, FIRST_PAGE, acting_as, context_under_test, customer_caller
 
 
 @pytest.fixture

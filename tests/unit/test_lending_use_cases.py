@@ -12,11 +12,12 @@ import pytest
 from common.errors import NotFound, PermissionDenied, PreconditionFailed
 from common.idempotency import IdempotencyKey
 from common.money import Money
+from common.security.context import RELATIONSHIP_MANAGER, SecurityContext
 from services.lending.domain import LoanStatus
 from services.lending.module import LendingModule
 from services.lending.ports import Accounts, Customers, HeldFunds, PayoutAccount
 from services.lending.service import LendingUseCases
-from tests.unit.contexts import ADMIN_CALLER, acting_as, context_under_test, customer_caller
+from tests.unit.contexts import ADMIN_CALLER, FIRST_PAGE, acting_as, context_under_test, customer_caller
 from tests.unit.holds import HoldBook
 
 TREASURY = "acc_treasury"
@@ -25,9 +26,13 @@ TREASURY = "acc_treasury"
 @dataclass
 class FakeCustomers(Customers):
     known: set[str]
+    managers: dict[str, str] = field(default_factory=dict)  # customer -> relationship manager's user id
 
     async def exists(self, customer_id: str) -> bool:
         return customer_id in self.known
+
+    async def manager_of(self, customer_id: str) -> str:
+        return self.managers.get(customer_id, "")
 
 
 @dataclass
@@ -82,7 +87,7 @@ async def lending(tmp_path: Path) -> AsyncIterator[Lending]:
         balances={TREASURY: 0, "acc_ada": 0, "acc_bob": 0},
         accounts={"acc_ada": PayoutAccount("cus_ada", "EUR"), "acc_bob": PayoutAccount("cus_bob", "EUR")},
     )
-    fakes = {Accounts: ledger, Customers: FakeCustomers({"cus_ada", "cus_bob"})}
+    fakes = {Accounts: ledger, Customers: FakeCustomers({"cus_ada", "cus_bob"}, managers={"cus_ada": "usr_rita"})}
     async with context_under_test(LendingModule, tmp_path, fakes) as context:
         yield Lending(context.resolve(LendingUseCases), ledger)
 
@@ -141,3 +146,25 @@ async def test_a_refused_capture_compensates_and_nothing_stays_held(lending: Len
     assert failed.status is LoanStatus.DISBURSEMENT_FAILED and saga is not None and saga.status != "COMPLETED"
     assert [h.status for h in lending.ledger.holds.values()] == ["RELEASED"]
     assert lending.ledger.balances["acc_ada"] == 0 and lending.ledger.reversed == []
+
+
+async def test_the_relationship_manager_assigned_reads_the_loans_and_changes_nothing(lending: Lending) -> None:
+    rita = SecurityContext("usr_rita", "rita", (RELATIONSHIP_MANAGER,))
+    ron = SecurityContext("usr_ron", "ron", (RELATIONSHIP_MANAGER,))
+    with acting_as(customer_caller("cus_ada")):
+        loan = await lending.loans.apply("cus_ada", "acc_ada", EUR_5000, 24, key("a1"))
+    with acting_as(rita):
+        assert (await lending.loans.get(loan.loan_id)).loan_id == loan.loan_id
+        loans, _ = await lending.loans.loans_of("cus_ada", FIRST_PAGE)
+        assert [found.loan_id for found, _ in loans] == [loan.loan_id]
+        with pytest.raises(PermissionDenied):
+            await lending.loans.apply("cus_ada", "acc_ada", EUR_5000, 24, key("a2"))
+        with pytest.raises(PermissionDenied):
+            await lending.loans.get_with_saga(await _bobs_loan(lending))
+    with acting_as(ron), pytest.raises(PermissionDenied):
+        await lending.loans.get(loan.loan_id)
+
+
+async def _bobs_loan(lending: Lending) -> str:
+    with acting_as(customer_caller("cus_bob")):
+        return (await lending.loans.apply("cus_bob", "acc_bob", EUR_5000, 12, key("b1"))).loan_id

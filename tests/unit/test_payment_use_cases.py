@@ -15,17 +15,15 @@ from common.clock import Clock, FixedClock
 from common.errors import NotFound, PermissionDenied, PreconditionFailed, Unavailable
 from common.idempotency import IdempotencyKey
 from common.money import Money
-from common.pagination import PageRequest, PageTokens
 from common.security.context import ADMIN, current_caller
 from services.payment.domain import Beneficiary, BookedTransfer, NetworkSettlement, Payment, PaymentStatus
 from services.payment.module import PaymentModule
 from services.payment.ports import Accounts, FoundHold, NetworkAnswer, NetworkUnavailable, PaymentNetwork
 from services.payment.service import PaymentUseCases, StoreAndForward
-from tests.unit.contexts import ADMIN_CALLER, NOW, acting_as, context_under_test, customer_caller
+from tests.unit.contexts import ADMIN_CALLER, FIRST_PAGE, NOW, acting_as, context_under_test, customer_caller
 from tests.unit.holds import HoldBook
 
 CLEARING = "acc_clearing"
-FIRST_PAGE = PageRequest(None, 10, "unit", PageTokens(b"unit tests"))
 
 
 @dataclass
