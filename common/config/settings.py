@@ -40,6 +40,7 @@ class Settings:
     queue_poll_seconds: float = 0.2
     payment_stale_seconds: float = 10.0  # a PENDING payment untouched this long is the worker's (a lost answer, a crash)
     interest_chunk_size: int = 1000
+    loan_four_eyes_minor: int = 1_000_000  # a loan above this principal (10,000.00) needs two approving admins
     smtp_url: str = ""  # smtp://host:port of the mail server; empty: the mail simulator served beside the bank
     mail_sender: str = "OgPgy Bank <no-reply@ogpgy.bank>"
     mail_timeout_seconds: float = 5.0

@@ -29,6 +29,8 @@ def loan_pb(loan: Loan, saga: SagaRecord | None) -> pb.Loan:
         annual_interest_rate=loan.annual_rate,
         status=LOAN_STATUS.pb(loan.status),
         create_time=timestamp(loan.created_at),
+        applied_by=loan.applied_by,
+        first_approver=loan.first_approver,
     )
     if loan.installment_minor is not None:
         message.installment_amount.CopyFrom(money_pb(Money(loan.principal.currency, loan.installment_minor)))

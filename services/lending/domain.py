@@ -19,6 +19,7 @@ class LoanStatus(enum.Enum):
     DISBURSING = "DISBURSING"
     DISBURSED = "DISBURSED"
     DISBURSEMENT_FAILED = "DISBURSEMENT_FAILED"
+    AWAITING_SECOND_APPROVAL = "AWAITING_SECOND_APPROVAL"
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class Loan:
     updated_at: datetime
     installment_minor: int | None = None  # from approval: every installment but the last
     first_due: date | None = None
+    applied_by: str = ""  # the user who applied
+    first_approver: str = ""  # the admin who approved first, when two are needed
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from services.lending.schedule import Installment
 
 _COLUMNS = (
     "loan_id, customer_id, account_id, principal_minor, currency, term_months, annual_rate, status, saga_id,"
-    " created_at, updated_at, installment_minor, first_due_date"
+    " created_at, updated_at, installment_minor, first_due_date, applied_by, first_approver"
 )
 _INSTALLMENT_COLUMNS = "loan_id, number, due_date, principal_minor, interest_minor, principal_after_minor"
 
@@ -38,6 +38,8 @@ def _loan(row: Row) -> Loan:
         datetime.fromisoformat(row["updated_at"]),
         row["installment_minor"],
         date.fromisoformat(row["first_due_date"]) if row["first_due_date"] else None,
+        row["applied_by"],
+        row["first_approver"],
     )
 
 
@@ -59,7 +61,7 @@ async def _insert(tx: Tx, loan: Loan, key: IdempotencyKey) -> Loan:
     if replayed is not None:
         return stored(await _select(tx, replayed), replayed)
     await tx.execute(
-        f"INSERT INTO loans ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+        f"INSERT INTO loans ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, '')",
         loan.loan_id,
         loan.customer_id,
         loan.account_id,
@@ -71,12 +73,14 @@ async def _insert(tx: Tx, loan: Loan, key: IdempotencyKey) -> Loan:
         loan.saga_id,
         loan.created_at.isoformat(),
         loan.updated_at.isoformat(),
+        loan.applied_by,
     )
     return loan
 
 
 # The audit trail's name for each move of a loan (a move is a change no idempotency key claims).
 _MOVES = {
+    LoanStatus.AWAITING_SECOND_APPROVAL: "ApproveLoan.first",
     LoanStatus.APPROVED: "ApproveLoan",
     LoanStatus.DISBURSING: "DisburseLoan",
     LoanStatus.DISBURSED: "DisburseLoan.completed",
@@ -111,16 +115,22 @@ async def _move(
 
 
 async def _approve(
-    tx: Tx, loan_id: str, rate: str, schedule: tuple[Installment, ...], at: datetime, request_id: str | None
+    tx: Tx,
+    loan_id: str,
+    expected: LoanStatus,
+    rate: str,
+    schedule: tuple[Installment, ...],
+    at: datetime,
+    request_id: str | None,
 ) -> bool:
-    """APPLIED -> APPROVED with its rate and schedule, in one transaction; False if it was not APPLIED."""
+    """`expected` -> APPROVED with its rate and schedule, in one transaction; False if it was not there."""
     first = schedule[0]
     changes: dict[str, object] = {
         "annual_rate": rate,
         "installment_minor": first.total_minor,
         "first_due_date": first.due_date.isoformat(),
     }
-    if not await _move(tx, loan_id, LoanStatus.APPLIED, LoanStatus.APPROVED, at, changes, [], request_id):
+    if not await _move(tx, loan_id, expected, LoanStatus.APPROVED, at, changes, [], request_id):
         return False
     outstanding, rows = sum(i.principal_minor for i in schedule), []
     for installment in schedule:
@@ -191,9 +201,15 @@ class LoanRepository(Protocol):
     async def page(self, customer_id: str, after: int, limit: int) -> Page[Loan, int]: ...
 
     async def approve(
-        self, loan_id: str, rate: str, schedule: tuple[Installment, ...], at: datetime, request_id: str | None
+        self,
+        loan_id: str,
+        expected: LoanStatus,
+        rate: str,
+        schedule: tuple[Installment, ...],
+        at: datetime,
+        request_id: str | None,
     ) -> bool:
-        """APPLIED -> APPROVED with its rate and repayment schedule; False if it was not APPLIED."""
+        """`expected` -> APPROVED with its rate and repayment schedule; False if it was not there."""
 
     async def installments(self, loan: Loan, after: int, limit: int) -> Page[ScheduledInstallment, int]: ...
 
@@ -229,9 +245,15 @@ class SqlLoanRepository(BaseComponent, LoanRepository):
         return await self._db.read(_page, customer_id, after, limit)
 
     async def approve(
-        self, loan_id: str, rate: str, schedule: tuple[Installment, ...], at: datetime, request_id: str | None
+        self,
+        loan_id: str,
+        expected: LoanStatus,
+        rate: str,
+        schedule: tuple[Installment, ...],
+        at: datetime,
+        request_id: str | None,
     ) -> bool:
-        return await self._db.write(_approve, loan_id, rate, schedule, at, request_id)
+        return await self._db.write(_approve, loan_id, expected, rate, schedule, at, request_id)
 
     async def installments(self, loan: Loan, after: int, limit: int) -> Page[ScheduledInstallment, int]:
         return await self._db.read(_installments, loan.loan_id, loan.principal.currency, after, limit)

@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import TypeVar
 
 from common.clock import Clock
+from common.config import Settings
 from common.di import BaseComponent, og_component
 from common.errors import NotFound, PermissionDenied, PreconditionFailed
 from common.faults import fail_point
@@ -67,7 +68,9 @@ class LendingUseCases(BaseComponent):
         customers: Customers,
         sagas: SagaRunner,
         clock: Clock,
+        settings: Settings,
     ) -> None:
+        self._four_eyes_above = settings.loan_four_eyes_minor
         self._customers = customers
         self._loans = loans
         self._accounts = accounts
@@ -104,19 +107,63 @@ class LendingUseCases(BaseComponent):
             )
         now = self._clock.now()
         loan_id = new_id("lon")
-        loan = Loan(loan_id, customer_id, account_id, principal, term_months, "", LoanStatus.APPLIED, f"sag-{loan_id}", now, now)
+        loan = Loan(
+            loan_id,
+            customer_id,
+            account_id,
+            principal,
+            term_months,
+            "",
+            LoanStatus.APPLIED,
+            f"sag-{loan_id}",
+            now,
+            now,
+            applied_by=current_caller().user_id,
+        )
         return await self._loans.add(loan, key)
 
     async def approve(self, loan_id: str, rate: str, key: IdempotencyKey) -> Loan:
-        require_role(ADMIN, action="approve loans")
+        """An admin approves; above the four-eyes amount a first approval waits for a second admin,
+        who is neither the applicant nor the first approver, at the same rate."""
+        approver = require_role(ADMIN, action="approve loans").user_id
         loan = await self.get(loan_id)
         if loan.status is LoanStatus.APPROVED and loan.annual_rate == rate:
             return loan
+        if loan.status is LoanStatus.AWAITING_SECOND_APPROVAL:
+            return await self._second_approval(loan, approver, rate, key)
+        if loan.status is LoanStatus.APPLIED and loan.principal.minor > self._four_eyes_above:
+            changes = {"annual_rate": rate, "first_approver": approver}
+            now, request_id = self._clock.now(), key.request_id
+            if await self._loans.move(
+                loan_id, LoanStatus.APPLIED, LoanStatus.AWAITING_SECOND_APPROVAL, now, changes, request_id=request_id
+            ):
+                return await self.get(loan_id)
+        return await self._approved(loan, LoanStatus.APPLIED, rate, key)
+
+    async def _second_approval(self, loan: Loan, approver: str, rate: str, key: IdempotencyKey) -> Loan:
+        if approver == loan.first_approver:
+            return loan  # their approval is recorded; the loan still waits for someone else's
+        if approver == loan.applied_by:
+            raise PreconditionFailed(
+                "FOUR_EYES_REQUIRED",
+                "the second approval must come from an admin who neither applied for the loan nor approved it first",
+                {"loan_id": loan.loan_id},
+            )
+        if rate != loan.annual_rate:
+            raise PreconditionFailed(
+                "APPROVAL_RATE_DIFFERS",
+                f"the first approval was at {loan.annual_rate}; approve at that rate",
+                {"loan_id": loan.loan_id, "annual_interest_rate": loan.annual_rate},
+            )
+        return await self._approved(loan, LoanStatus.AWAITING_SECOND_APPROVAL, rate, key)
+
+    async def _approved(self, loan: Loan, expected: LoanStatus, rate: str, key: IdempotencyKey) -> Loan:
+        """`expected` -> APPROVED, with the repayment schedule from today."""
         schedule = annuity_schedule(loan.principal.minor, Decimal(rate), loan.term_months, self._clock.today())
-        moved = await self._loans.approve(loan_id, rate, schedule, self._clock.now(), key.request_id)
-        if not moved:
-            raise PreconditionFailed("LOAN_NOT_APPLIED", f"the loan is {loan.status.value}", {"loan_id": loan_id})
-        return await self.get(loan_id)
+        if not await self._loans.approve(loan.loan_id, expected, rate, schedule, self._clock.now(), key.request_id):
+            current = await self.get(loan.loan_id)
+            raise PreconditionFailed("LOAN_NOT_APPLIED", f"the loan is {current.status.value}", {"loan_id": loan.loan_id})
+        return await self.get(loan.loan_id)
 
     async def disburse(self, loan_id: str, key: IdempotencyKey) -> tuple[Loan, SagaRecord | None]:
         """Starts (or resumes, or just reports) the disbursement saga; returns once it ended."""

@@ -12,7 +12,7 @@ import pytest
 from common.errors import NotFound, PermissionDenied, PreconditionFailed
 from common.idempotency import IdempotencyKey
 from common.money import Money
-from common.security.context import RELATIONSHIP_MANAGER, SecurityContext
+from common.security.context import ADMIN, RELATIONSHIP_MANAGER, SecurityContext
 from services.lending.domain import LoanStatus
 from services.lending.module import LendingModule
 from services.lending.ports import Accounts, Customers, HeldFunds, PayoutAccount
@@ -168,3 +168,34 @@ async def test_the_relationship_manager_assigned_reads_the_loans_and_changes_not
 async def _bobs_loan(lending: Lending) -> str:
     with acting_as(customer_caller("cus_bob")):
         return (await lending.loans.apply("cus_bob", "acc_bob", EUR_5000, 12, key("b1"))).loan_id
+
+
+async def test_a_loan_above_the_four_eyes_amount_needs_a_second_admin(lending: Lending) -> None:
+    big = Money("EUR", 2_000_000)  # 20,000.00, above the default 10,000.00
+    anna = SecurityContext("usr_anna", "anna", (ADMIN,))
+    with acting_as(ADMIN_CALLER):  # an admin applies for the customer
+        loan = await lending.loans.apply("cus_ada", "acc_ada", big, 24, key("big"))
+        first = await lending.loans.approve(loan.loan_id, "0.05", key("first"))
+        assert (first.status, first.first_approver, first.applied_by) == (
+            LoanStatus.AWAITING_SECOND_APPROVAL,
+            "usr_admin",
+            "usr_admin",
+        )
+        assert (await lending.loans.approve(loan.loan_id, "0.05", key("again"))).status is LoanStatus.AWAITING_SECOND_APPROVAL
+        with pytest.raises(PreconditionFailed) as waiting:
+            await lending.loans.disburse(loan.loan_id, key("too-soon"))
+        assert waiting.value.reason == "LOAN_NOT_APPROVED"
+    with acting_as(anna):
+        with pytest.raises(PreconditionFailed) as other_rate:
+            await lending.loans.approve(loan.loan_id, "0.06", key("anna-6"))
+        assert other_rate.value.reason == "APPROVAL_RATE_DIFFERS"
+        approved = await lending.loans.approve(loan.loan_id, "0.05", key("anna-5"))
+        assert approved.status is LoanStatus.APPROVED and approved.installment_minor is not None
+    with acting_as(customer_caller("cus_bob")):
+        own = await lending.loans.apply("cus_bob", "acc_bob", big, 12, key("bob-big"))
+    with acting_as(anna):
+        await lending.loans.approve(own.loan_id, "0.05", key("anna-first"))
+    bob_as_admin = SecurityContext("usr_cus_bob", "bob", (ADMIN,))  # the applicant, were he an admin
+    with acting_as(bob_as_admin), pytest.raises(PreconditionFailed) as maker:
+        await lending.loans.approve(own.loan_id, "0.05", key("bob-second"))
+    assert maker.value.reason == "FOUR_EYES_REQUIRED"

@@ -40,6 +40,10 @@ class _LoanStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LoanStatus
     """Money is in the customer's account."""
     LOAN_STATUS_DISBURSEMENT_FAILED: _LoanStatus.ValueType  # 5
     """Disbursement failed and was compensated."""
+    LOAN_STATUS_AWAITING_SECOND_APPROVAL: _LoanStatus.ValueType  # 6
+    """Approved once; above the four-eyes amount it waits for a second admin, who is neither the
+    user who applied nor the first approver.
+    """
 
 class LoanStatus(_LoanStatus, metaclass=_LoanStatusEnumTypeWrapper):
     """Lifecycle of a loan."""
@@ -56,6 +60,10 @@ LOAN_STATUS_DISBURSED: LoanStatus.ValueType  # 4
 """Money is in the customer's account."""
 LOAN_STATUS_DISBURSEMENT_FAILED: LoanStatus.ValueType  # 5
 """Disbursement failed and was compensated."""
+LOAN_STATUS_AWAITING_SECOND_APPROVAL: LoanStatus.ValueType  # 6
+"""Approved once; above the four-eyes amount it waits for a second admin, who is neither the
+user who applied nor the first approver.
+"""
 Global___LoanStatus: _TypeAlias = LoanStatus  # noqa: Y015
 
 class _SagaStatus:
@@ -148,6 +156,8 @@ class Loan(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     INSTALLMENT_AMOUNT_FIELD_NUMBER: _builtins.int
     FIRST_DUE_DATE_FIELD_NUMBER: _builtins.int
+    APPLIED_BY_FIELD_NUMBER: _builtins.int
+    FIRST_APPROVER_FIELD_NUMBER: _builtins.int
     loan_id: _builtins.str
     """Server-assigned id, "lon_" followed by 26 characters."""
     customer_id: _builtins.str
@@ -162,6 +172,10 @@ class Loan(_message.Message):
     """Lifecycle state."""
     saga_status: Global___SagaStatus.ValueType
     """Disbursement saga state."""
+    applied_by: _builtins.str
+    """The user who applied."""
+    first_approver: _builtins.str
+    """The admin who approved first (a loan above the four-eyes amount needs another one)."""
     @_builtins.property
     def principal(self) -> _money_pb2.Money:
         """Principal."""
@@ -197,10 +211,12 @@ class Loan(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         installment_amount: _money_pb2.Money | None = ...,
         first_due_date: _date_pb2.Date | None = ...,
+        applied_by: _builtins.str = ...,
+        first_approver: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "first_due_date", b"first_due_date", "installment_amount", b"installment_amount", "principal", b"principal"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "annual_interest_rate", b"annual_interest_rate", "create_time", b"create_time", "customer_id", b"customer_id", "first_due_date", b"first_due_date", "installment_amount", b"installment_amount", "loan_id", b"loan_id", "principal", b"principal", "saga_status", b"saga_status", "saga_steps", b"saga_steps", "status", b"status", "term_months", b"term_months"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "annual_interest_rate", b"annual_interest_rate", "applied_by", b"applied_by", "create_time", b"create_time", "customer_id", b"customer_id", "first_approver", b"first_approver", "first_due_date", b"first_due_date", "installment_amount", b"installment_amount", "loan_id", b"loan_id", "principal", b"principal", "saga_status", b"saga_status", "saga_steps", b"saga_steps", "status", b"status", "term_months", b"term_months"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
