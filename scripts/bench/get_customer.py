@@ -31,7 +31,8 @@ IN_FLIGHT = (1, 64)
 ECHO_PAYLOAD = b"x" * 200  # about the size of a GetCustomer exchange
 
 
-def _onboarding(i: int) -> pb.OnboardCustomerRequest:
+def bench_onboarding(i: int) -> pb.OnboardCustomerRequest:
+    """The i-th customer of a benchmark: a document number of its own, valid, so KYC passes."""
     body = f"BK{i:06d}"
     return pb.OnboardCustomerRequest(
         request_id=f"bench-{i}",
@@ -60,7 +61,7 @@ async def _get_customer(
         ids = []
         for start in range(0, customers, 100):
             made = await asyncio.gather(
-                *(stub.OnboardCustomer(_onboarding(i)) for i in range(start, min(start + 100, customers)))
+                *(stub.OnboardCustomer(bench_onboarding(i)) for i in range(start, min(start + 100, customers)))
             )
             ids += [m.customer.customer_id for m in made]
         requests = [pb.GetCustomerRequest(customer_id=c) for c in ids]

@@ -25,7 +25,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 from mesh.mail_simulator import MailSimulator  # noqa: E402
 from ogpgy.customer.v1 import customer_service_pb2 as pb  # noqa: E402
 from ogpgy.customer.v1 import customer_service_pb2_grpc as pb_grpc  # noqa: E402
-from scripts.bench.get_customer import _onboarding  # noqa: E402
+from scripts.bench.get_customer import bench_onboarding  # noqa: E402
 from scripts.bench.harness import bank_process  # noqa: E402
 from tests.bank_helpers import admin_channel  # noqa: E402
 
@@ -42,7 +42,7 @@ async def _onboard_at_rate(target: str, customers: int, rate: float) -> dict[str
         stub = pb_grpc.CustomerServiceStub(channel)
 
         async def one(i: int) -> None:
-            response: pb.OnboardCustomerResponse = await stub.OnboardCustomer(_onboarding(i))
+            response: pb.OnboardCustomerResponse = await stub.OnboardCustomer(bench_onboarding(i))
             answered[response.customer.customer_id] = time.time()
 
         started = time.monotonic()

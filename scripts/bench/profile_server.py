@@ -35,7 +35,7 @@ from ogpgy.customer.v1 import customer_service_pb2 as cpb  # noqa: E402
 from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc  # noqa: E402
 from ogpgy.payment.v1 import payment_service_pb2 as ppb  # noqa: E402
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc  # noqa: E402
-from scripts.bench.get_customer import _onboarding  # noqa: E402
+from scripts.bench.get_customer import bench_onboarding  # noqa: E402
 from scripts.bench.harness import Result, bank_command, closed_loop, running_server  # noqa: E402
 from scripts.bench.payments import funded_accounts  # noqa: E402
 from tests.bank_helpers import admin_channel, eur, generous_fraud_rules  # noqa: E402
@@ -152,7 +152,7 @@ Load = Callable[[int], Awaitable[object]]
 
 async def _get_customer_load(channel: aio.Channel) -> Load:
     stub = cgrpc.CustomerServiceStub(channel)
-    made = await asyncio.gather(*(stub.OnboardCustomer(_onboarding(i)) for i in range(200)))
+    made = await asyncio.gather(*(stub.OnboardCustomer(bench_onboarding(i)) for i in range(200)))
     requests = [cpb.GetCustomerRequest(customer_id=m.customer.customer_id) for m in made]
     rng = random.Random(7)
     return lambda i: stub.GetCustomer(rng.choice(requests))
