@@ -23,7 +23,6 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 @dataclass
 class MailFaults:
-    down: bool = False
     latency: float = 0.0  # seconds before each message is answered
     temporary_failure_rate: float = 0.0  # share of messages answered 451
     refused_recipients: frozenset[str] = frozenset()  # answered 550 at RCPT
@@ -118,11 +117,9 @@ class MailSimulator:
 
     async def go_down(self) -> None:
         """Stops listening: connections are refused until `come_back`."""
-        self.faults.down = True
         await self.stop()
 
     async def come_back(self) -> None:
-        self.faults.down = False
         await self.start()
 
     async def wait_for(self, count: int, within: float) -> bool:

@@ -66,6 +66,10 @@ class CustomerDirectory(BaseComponent, Recipients):
         return address
 
 
+def _answers(refused: aiosmtplib.SMTPRecipientsRefused) -> str:
+    return "; ".join(f"{r.code} {r.message}" for r in refused.recipients)
+
+
 class _Passing(ConnectionError):
     """A 4xx answer: the mail server is there but not taking mail now (counts for the breaker)."""
 
@@ -98,7 +102,7 @@ class SmtpMailer(BaseComponent, Mailer):
         except CircuitOpenError as open_circuit:
             raise MailUnavailable("the circuit to the mail server is open") from open_circuit
         except aiosmtplib.SMTPRecipientsRefused as refused:
-            raise MailRefused("; ".join(f"{r.code} {r.message}" for r in refused.recipients)) from refused
+            raise MailRefused(_answers(refused)) from refused
         except aiosmtplib.SMTPResponseException as answer:
             raise MailRefused(f"{answer.code} {answer.message}") from answer
         except (_Passing, aiosmtplib.SMTPException, OSError) as passing:
@@ -109,7 +113,7 @@ class SmtpMailer(BaseComponent, Mailer):
             await aiosmtplib.send(message, hostname=self._host, port=self._port, timeout=self._timeout, start_tls=False)
         except aiosmtplib.SMTPRecipientsRefused as refused:
             if all(r.code < 500 for r in refused.recipients):
-                raise _Passing("; ".join(f"{r.code} {r.message}" for r in refused.recipients)) from refused
+                raise _Passing(_answers(refused)) from refused
             raise
         except aiosmtplib.SMTPResponseException as answer:
             if answer.code < 500:

@@ -27,6 +27,7 @@ from common.di import BaseComponent, og_component
 from common.errors import AppError, FieldViolation, ValidationFailed
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
+from common.leader_loop import LeaderLoop, stopping
 from common.pagination import PageRequest
 from common.security.component import Security
 from common.security.context import ADMIN, CUSTOMER, current_caller
@@ -140,12 +141,6 @@ def _named(customer_id: str) -> str:
     return customer_id
 
 
-def _stopping() -> bool:
-    """Whether this task was asked to stop, even if the cancellation itself was lost on the way."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
-
-
 @og_component()
 class Courier(BaseComponent):
     """Sends pending notifications, the soonest due first, as this context alone."""
@@ -164,16 +159,19 @@ class Courier(BaseComponent):
         self._repository = repository
         self._recipients = recipients
         self._mailer = mailer
-        self._database = database
-        self._task: asyncio.Task[None] | None = None
+        self._loop = LeaderLoop(
+            "notification-courier",
+            lambda: database.lead("notification-courier"),
+            self._deliver_all_due,
+            lambda: repository.waiting(COURIER_LOOK_SECONDS),
+            self.logger,
+        )
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="notification-courier")
+        self._loop.start()
 
     async def shutdown(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._loop.stop()
 
     async def deliver_due(self) -> int:
         """One pass over what is due now; how many were sent."""
@@ -193,7 +191,7 @@ class Courier(BaseComponent):
         except MailRefused as refused:
             outcome = n.refused(f"MAIL_REFUSED: {refused}")
         except (MailUnavailable, AppError) as passing:  # the mail server, or the customer context, did not answer
-            if _stopping():
+            if stopping():
                 raise asyncio.CancelledError from passing  # our own shutdown cut the call: no attempt to count
             outcome = n.deferred(str(passing) or type(passing).__name__, datetime.now(UTC), self._first_retry)
         except Exception:  # a bug: this one waits (and is logged), the others go on
@@ -202,16 +200,6 @@ class Courier(BaseComponent):
         await self._repository.settle(outcome)
         return int(outcome.status is Status.SENT)
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                if await self._database.lead("notification-courier"):
-                    while await self.deliver_due() == self.BATCH:
-                        pass
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.logger.exception("notification delivery pass failed")
-            if _stopping():  # a cancellation a library swallowed (asyncio.wait_for on 3.11) still stops us
-                raise asyncio.CancelledError
-            await self._repository.waiting(COURIER_LOOK_SECONDS)
+    async def _deliver_all_due(self) -> None:
+        while await self.deliver_due() == self.BATCH:
+            pass

@@ -36,6 +36,7 @@ from common.di import BaseComponent, og_component
 from common.errors import AppError, DeadlineExceeded, NotFound, PermissionDenied, ReasonedError, Unavailable
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
+from common.leader_loop import LeaderLoop
 from common.money import Money
 from common.pagination import PageRequest
 from common.security.context import ADMIN, current_caller
@@ -310,21 +311,24 @@ class StoreAndForward(BaseComponent):
         database: ContextDatabase,
     ) -> None:
         self._repository = repository
-        self._database = database
         self._processor = processor
         self._network = network
         self._poll = settings.queue_poll_seconds
         self._stale = timedelta(seconds=settings.payment_stale_seconds)
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
+        self._loop = LeaderLoop(
+            "payment-store-and-forward",
+            lambda: database.lead("payment-queue"),
+            self.forward_once,
+            lambda: asyncio.sleep(self._poll),
+            self.logger,
+        )
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="payment-store-and-forward")
+        self._loop.start()
 
     async def shutdown(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._loop.stop()
 
     async def forward_once(self) -> int:
         """One pass over what is due; returns how many payments reached a final state."""
@@ -351,14 +355,3 @@ class StoreAndForward(BaseComponent):
         current = await self._repository.get(payment.payment_id)
         if current is not None and current.status not in FINAL:
             await self._repository.advance(current.retried_later(self._clock.now()), current.status, [])
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                if await self._database.lead("payment-queue"):
-                    await self.forward_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.logger.exception("store-and-forward pass failed")
-            await asyncio.sleep(self._poll)
