@@ -29,13 +29,14 @@ async def replayed_resource(tx: Tx, key: IdempotencyKey) -> str | None:
     return str(row["resource_id"])
 
 
-async def claim(tx: Tx, key: IdempotencyKey, resource_id: str) -> str | None:
+async def claim(tx: Tx, key: IdempotencyKey, resource_id: str, *, record: bool = True) -> str | None:
     """Claims `key` for `resource_id` in one statement: None when the claim is new (go on and
     make the resource), else the resource an earlier request made (a replay: answer with it).
 
     Cheaper than replayed_resource + remember on the hot path; a failure later in the same unit
     of work rolls the claim back with everything else. A new claim is a change being made: it is
-    recorded in the audit trail, in the same transaction.
+    recorded in the audit trail, in the same transaction (`record=False`: the caller records it
+    once the change is certain, or gives the claim back with `unclaim`).
     """
     claimed = await tx.execute(
         "INSERT INTO idempotency_keys (scope, request_id, operation, fingerprint, resource_id) VALUES (?, ?, ?, ?, ?)"
@@ -48,8 +49,15 @@ async def claim(tx: Tx, key: IdempotencyKey, resource_id: str) -> str | None:
     )
     if claimed != 1:
         return await replayed_resource(tx, key)
-    await record_change(tx, key.operation, resource_id, key.request_id)
+    if record:
+        await record_change(tx, key.operation, resource_id, key.request_id)
     return None
+
+
+async def unclaim(tx: Tx, key: IdempotencyKey) -> None:
+    """Gives back a claim made in this unit of work for a change that was not made after all
+    (a refused part of a batch), so that nothing remains of it."""
+    await tx.execute("DELETE FROM idempotency_keys WHERE scope = ? AND request_id = ?", key.scope, key.request_id)
 
 
 async def resource_or_void(tx: Tx, scope: str, request_id: str, operation: str) -> str | None:

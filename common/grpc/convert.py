@@ -7,6 +7,7 @@ import hashlib
 from datetime import UTC, date, datetime
 from typing import Protocol
 
+from google.protobuf import duration_pb2
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -43,6 +44,11 @@ def idempotency_key(request: IdempotentRequest, operation: str) -> IdempotencyKe
     caller = caller_var.get()
     scope = caller.principal if caller is not None else "anonymous"
     return IdempotencyKey(request.request_id, operation, fingerprint(request), scope)
+
+
+def milliseconds(ms: int) -> duration_pb2.Duration:
+    """A Duration of `ms` milliseconds."""
+    return duration_pb2.Duration(seconds=ms // 1000, nanos=ms % 1000 * 1_000_000)
 
 
 def calendar_date(year: int, month: int, day: int) -> date | None:

@@ -11,7 +11,7 @@ from grpc import aio
 from common.clock import Clock
 from common.di import og_component
 from common.grpc.convert import IdempotentRequest, calendar_date, idempotency_key, timestamp
-from common.money import CURRENCY_EXPONENTS, Money
+from common.money import CURRENCY_EXPONENTS, MAX_MINOR, Money
 from common.pagination import PageTokens
 from common.validation import Violations, check_id, check_request_id, check_text, decimal_fraction
 from kernel.convert import date_of, money_pb, requested_money
@@ -24,6 +24,8 @@ from services.account.domain import (
     CUSTOMER_TYPES,
     Access,
     Account,
+    Charge,
+    ChargeOrder,
     Entry,
     Hold,
     InternalAccount,
@@ -86,6 +88,18 @@ def hold_pb(h: Hold) -> pb.Hold:
     )
 
 
+def charge_pb(c: Charge) -> pb.Charge:
+    return pb.Charge(
+        request_id=c.request_id,
+        charge_id=c.charge_id,
+        account_id=c.account_id,
+        status=pb.CHARGE_STATUS_POSTED if c.posted else pb.CHARGE_STATUS_REJECTED,
+        transfer_ids=list(c.transfer_ids),
+        total=money_pb(c.total),
+        rejection_reason=c.rejection_reason,
+    )
+
+
 def entry_pb(e: Entry) -> pb.Entry:
     return pb.Entry(
         transfer_id=e.transfer_id,
@@ -113,6 +127,38 @@ def _order(
     money = requested_money(v, amount, "amount")
     check_text(v, description, "description", max_len=140, required=False)
     return TransferOrder(debit, credit, money, description) if money else None
+
+
+MAX_CHARGES, MAX_CHARGE_LINES = 500, 8
+
+
+def _charge(v: Violations, order: pb.ChargeOrder, field: str) -> ChargeOrder | None:
+    """One order of PostCharges; None (with violations) when something is wrong."""
+    check_request_id(v, order.request_id, f"{field}.request_id")
+    check_id(v, order.account_id, f"{field}.account_id", "acc")
+    check_text(v, order.description, f"{field}.description", max_len=140)
+    v.check(1 <= len(order.lines) <= MAX_CHARGE_LINES, f"{field}.lines", f"between 1 and {MAX_CHARGE_LINES} lines")
+    lines: list[tuple[InternalAccount, Money]] = []
+    for n, line in enumerate(order.lines):
+        internal = INTERNAL_ACCOUNT.of(line.internal_account)
+        v.check(internal is not None, f"{field}.lines[{n}].internal_account", "required: one of the InternalAccount values")
+        v.check(
+            internal not in {kind for kind, _ in lines},
+            f"{field}.lines[{n}].internal_account",
+            "each line to a different account",
+        )
+        amount = requested_money(v, line.amount, f"{field}.lines[{n}].amount")
+        v.check(
+            amount is None or not lines or amount.currency == lines[0][1].currency,
+            f"{field}.lines[{n}].amount.currency_code",
+            "all lines in one currency",
+        )
+        if internal is not None and amount is not None:
+            lines.append((internal, amount))
+    if len(lines) != len(order.lines) or not lines:
+        return None
+    v.check(sum(a.minor for _, a in lines) <= MAX_MINOR, f"{field}.lines", "the total must stay within the ledger's limit")
+    return ChargeOrder(order.request_id, order.account_id, tuple(lines), order.description)
 
 
 def _validated(v: Violations, request: IdempotentRequest) -> None:
@@ -246,6 +292,25 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         check_request_id(v, request.request_id)
         v.raise_if_any()
         return pb.LookupHoldResponse(hold=hold_pb(await self._service.lookup_hold(request.request_id)))
+
+    async def PostCharges(self, request: pb.PostChargesRequest, context: aio.ServicerContext) -> pb.PostChargesResponse:
+        v = Violations()
+        v.check(1 <= len(request.charges) <= MAX_CHARGES, "charges", f"between 1 and {MAX_CHARGES} charges")
+        v.check(
+            len({c.request_id for c in request.charges}) == len(request.charges),
+            "charges",
+            "each charge needs its own request_id",
+        )
+        orders = [(_charge(v, c, f"charges[{n}]"), idempotency_key(c, "PostCharges")) for n, c in enumerate(request.charges)]
+        v.raise_if_any()
+        charges = await self._service.post_charges([(v.valid(order), key) for order, key in orders])
+        return pb.PostChargesResponse(charges=[charge_pb(c) for c in charges])
+
+    async def LookupCharge(self, request: pb.LookupChargeRequest, context: aio.ServicerContext) -> pb.LookupChargeResponse:
+        v = Violations()
+        check_request_id(v, request.request_id)
+        v.raise_if_any()
+        return pb.LookupChargeResponse(charge=charge_pb(await self._service.lookup_charge(request.request_id)))
 
     async def CheckAccountAccess(
         self, request: pb.CheckAccountAccessRequest, context: aio.ServicerContext

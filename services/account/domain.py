@@ -59,6 +59,9 @@ class InternalAccount(enum.Enum):
     INTEREST_EXPENSE = "INTEREST_EXPENSE"  # interest paid to customers
     CLEARING = "CLEARING"  # money on its way to and from other banks
     FEE_INCOME = "FEE_INCOME"  # maintenance fees charged to customers
+    LOAN_PRINCIPAL = "LOAN_PRINCIPAL"  # principal receivable: minus what borrowers owe
+    INTEREST_INCOME = "INTEREST_INCOME"  # loan interest paid by borrowers
+    PENALTY_INCOME = "PENALTY_INCOME"  # late fees paid by borrowers
 
     def account_id(self, currency: str) -> str:
         return f"acc_{self.value}_{currency}"
@@ -276,6 +279,37 @@ class TransferOrder:
     description: str
     reverses_transfer_id: str = ""
     hold_id: str = ""
+
+
+@dataclass(frozen=True)
+class ChargeOrder:
+    """A validated charge: the account debited once for the total, each line credited to one of
+    the bank's own accounts (distinct, one currency)."""
+
+    request_id: str
+    account_id: str
+    lines: tuple[tuple[InternalAccount, Money], ...]
+    description: str
+
+    @property
+    def total(self) -> Money:
+        return Money(self.lines[0][1].currency, sum(amount.minor for _, amount in self.lines))
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What became of a charge order: posted (its transfers, one per line) or rejected (why)."""
+
+    request_id: str
+    account_id: str
+    total: Money
+    charge_id: str = ""
+    transfer_ids: tuple[str, ...] = ()
+    rejection_reason: str = ""
+
+    @property
+    def posted(self) -> bool:
+        return bool(self.charge_id)
 
 
 def fee_due(monthly_fee: int, minimum_balance: int, lowest_balance: int) -> bool:

@@ -18,12 +18,13 @@ from typing import Any, Protocol
 from common.audit import acting, record_change
 from common.db.base import Row, Tx, aggregate, stored
 from common.db.databases import ContextDatabase
-from common.db.idempotency import claim, resource_or_void
+from common.db.idempotency import claim, resource_or_void, unclaim
 from common.db.keyset import Page, keyset_page
 from common.di import BaseComponent, og_component
-from common.errors import Aborted, NotFound
+from common.errors import Aborted, NotFound, PreconditionFailed
 from common.events.inbox import first_delivery
 from common.idempotency import IdempotencyKey
+from common.ids import new_id
 from common.money import MAX_MINOR, Money
 from kernel.interest import InterestTier
 from services.account import bulk_postings
@@ -35,6 +36,8 @@ from services.account.domain import (
     AccountFeatures,
     AccountStatus,
     AccountType,
+    Charge,
+    ChargeOrder,
     Entry,
     Hold,
     HoldStatus,
@@ -46,6 +49,7 @@ from services.account.domain import (
 )
 from services.account.tables import (
     ACCOUNT_COLUMNS,
+    ENTRY_COLUMNS,
     HOLD_COLUMNS,
     TRANSFER_COLUMNS,
     TRANSFER_READ_COLUMNS,
@@ -110,6 +114,12 @@ class LedgerRepository(Protocol):
     ) -> AccrualChunk: ...
 
     async def charge_fees(self, first_day: date, currency: str, after: str, limit: int, at: datetime) -> FeeChunk: ...
+
+    async def post_charges(self, orders: list[tuple[ChargeOrder, IdempotencyKey, str]], at: datetime) -> list[Charge]:
+        """Each (order, its key, the id it gets if posted): posted whole or rejected, in order."""
+
+    async def lookup_charge(self, scope: str, request_id: str) -> Charge | None:
+        """The charge `scope`'s order with `request_id` posted; None (and the id closed) if none."""
 
     async def totals(self) -> tuple[int, int, int]:
         """(sum of debits, sum of credits, sum of balances) over the whole ledger."""
@@ -432,6 +442,123 @@ async def _reverse(tx: Tx, transfer_id: str, reason: str, new_id: str, key: Idem
     )
 
 
+# --- charges --------------------------------------------------------------------------------
+
+
+async def _select_charge(tx: Tx, charge_id: str) -> Charge:
+    row = await tx.fetchone(
+        "SELECT charge_id, request_id, account_id, total_minor, currency, transfer_ids FROM charges WHERE charge_id = ?",
+        charge_id,
+    )
+    row = stored(row, charge_id)
+    return Charge(
+        row["request_id"],
+        row["account_id"],
+        Money(row["currency"], row["total_minor"]),
+        row["charge_id"],
+        tuple(row["transfer_ids"].split(",")),
+    )
+
+
+async def _lookup_charge(tx: Tx, scope: str, request_id: str) -> Charge | None:
+    charge_id = await resource_or_void(tx, scope, request_id, "PostCharges")
+    return await _select_charge(tx, charge_id) if charge_id else None
+
+
+async def _post_charges(tx: Tx, orders: list[tuple[ChargeOrder, IdempotencyKey, str]], at: datetime) -> list[Charge]:
+    """Debits each order's account for its total (in account order, so that two chunks never
+    wait on each other in a cycle), then credits the bank's accounts once each for all the lines
+    that posted. A rejected order gives its key back: nothing of it remains."""
+    answers: dict[str, Charge] = {}
+    debited: list[tuple[ChargeOrder, str, int]] = []  # order, charge id, the account's balance after
+    for order, key, charge_id in sorted(orders, key=lambda o: (o[0].account_id, o[0].request_id)):
+        try:
+            replayed = await claim(tx, key, charge_id, record=False)
+        except PreconditionFailed as voided:  # REQUEST_VOIDED: its context closed it, it never posts
+            answers[order.request_id] = Charge(order.request_id, order.account_id, order.total, rejection_reason=voided.reason)
+            continue
+        if replayed is not None:
+            answers[order.request_id] = await _select_charge(tx, replayed)
+            continue
+        try:
+            balance = await _debit(tx, order.account_id, order.total)
+        except PreconditionFailed as rejected:
+            await unclaim(tx, key)
+            answers[order.request_id] = Charge(order.request_id, order.account_id, order.total, rejection_reason=rejected.reason)
+            continue
+        await record_change(tx, key.operation, charge_id, key.request_id)
+        debited.append((order, charge_id, balance))
+    for order, charge_id, _ in debited:
+        answers[order.request_id] = Charge(
+            order.request_id,
+            order.account_id,
+            order.total,
+            charge_id,
+            tuple(new_id("trf") for _ in order.lines),
+        )
+    await _credit_lines(tx, [(order, answers[order.request_id], balance) for order, _, balance in debited], at)
+    return [answers[order.request_id] for order, _, _ in orders]
+
+
+async def _credit_lines(tx: Tx, debited: list[tuple[ChargeOrder, Charge, int]], at: datetime) -> None:
+    """The bank's side of the posted charges: each internal account credited once with its lines'
+    sum, then the transfers, their entries (each with its running balance) and the charges."""
+    sums: dict[tuple[str, str], int] = {}
+    for order, _, _ in debited:
+        for internal, amount in order.lines:
+            side = (internal.account_id(amount.currency), amount.currency)
+            sums[side] = sums.get(side, 0) + amount.minor
+    running = {
+        account_id: await _credit(tx, account_id, Money(currency, total)) - total
+        for (account_id, currency), total in sorted(sums.items())
+    }
+    transfers: list[tuple[object, ...]] = []
+    entries: list[tuple[object, ...]] = []
+    charges: list[tuple[object, ...]] = []
+    posted, actor = at.isoformat(), acting(tx.context)
+    for order, charge, balance in debited:
+        customer = balance + order.total.minor
+        for (internal, amount), transfer_id in zip(order.lines, charge.transfer_ids, strict=True):
+            account_id = internal.account_id(amount.currency)
+            customer -= amount.minor
+            running[account_id] += amount.minor
+            transfers.append(
+                (
+                    transfer_id,
+                    order.account_id,
+                    account_id,
+                    amount.minor,
+                    amount.currency,
+                    order.description,
+                    None,
+                    None,
+                    posted,
+                    actor,
+                )
+            )
+            entries.append((order.account_id, transfer_id, -amount.minor, customer, account_id, order.description, posted))
+            entries.append(
+                (account_id, transfer_id, amount.minor, running[account_id], order.account_id, order.description, posted)
+            )
+        charges.append(
+            (
+                charge.charge_id,
+                order.request_id,
+                order.account_id,
+                order.total.minor,
+                order.total.currency,
+                ",".join(charge.transfer_ids),
+                posted,
+            )
+        )
+    await tx.executemany(f"INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", transfers)
+    await tx.executemany(f"INSERT INTO entries ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", entries)
+    await tx.executemany(
+        "INSERT INTO charges (charge_id, request_id, account_id, total_minor, currency, transfer_ids, posted_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        charges,
+    )
+
+
 # --- holds ----------------------------------------------------------------------------------
 
 
@@ -604,6 +731,12 @@ class SqlLedgerRepository(BaseComponent, LedgerRepository):
 
     async def totals(self) -> tuple[int, int, int]:
         return await self._db.read(_totals)
+
+    async def post_charges(self, orders: list[tuple[ChargeOrder, IdempotencyKey, str]], at: datetime) -> list[Charge]:
+        return await self._db.write(_post_charges, orders, at)
+
+    async def lookup_charge(self, scope: str, request_id: str) -> Charge | None:
+        return await self._db.write(_lookup_charge, scope, request_id)
 
     async def get_hold(self, hold_id: str) -> Hold | None:
         return await self._db.read(_select_hold, hold_id)

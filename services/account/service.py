@@ -33,6 +33,8 @@ from services.account.domain import (
     AccountOpened,
     AccountStatus,
     AccountType,
+    Charge,
+    ChargeOrder,
     Entry,
     Hold,
     InternalAccount,
@@ -294,6 +296,29 @@ class AccountUseCases(BaseComponent):
         if hold is None:
             raise NotFound("hold request", request_id)
         return hold
+
+    # --- charges ------------------------------------------------------------------------------
+
+    async def post_charges(self, orders: list[tuple[ChargeOrder, IdempotencyKey]]) -> list[Charge]:
+        """For the bank's own processes: admins, and contexts for the user they relay. Every
+        account must be the caller's to debit, all judged before anything is posted."""
+        caller = current_caller()
+        if not caller.service and ADMIN not in caller.roles:
+            raise denied("post charges (admins and contexts only)")
+        for account_id in sorted({order.account_id for order, _ in orders}):
+            await self._require_account(account_id, write=True, action="charge this account")
+        return await self._repository.post_charges([(o, k, new_id("chg")) for o, k in orders], self._clock.now())
+
+    async def lookup_charge(self, request_id: str) -> Charge:
+        """For a context that lost PostCharges' answer: the charge its order posted, or a definite
+        "none, and never" (the request id is closed)."""
+        caller = current_caller()
+        if not caller.service:
+            raise denied("look up charges by request id (contexts only)")
+        charge = await self._repository.lookup_charge(caller.principal, request_id)
+        if charge is None:
+            raise NotFound("charge request", request_id)
+        return charge
 
     async def holds(self, account_id: str, request: PageRequest) -> tuple[list[Hold], str]:
         return await self._account_page(account_id, request, self._repository.holds_of)

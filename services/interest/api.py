@@ -6,14 +6,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import date
 
-from google.protobuf import duration_pb2
 from grpc import aio
 
 from common.batch.runner import COMPLETED, BatchProgress
 from common.clock import Clock
 from common.di import og_component
 from common.errors import NotFound
-from common.grpc.convert import timestamp
+from common.grpc.convert import milliseconds, timestamp
 from common.money import Money
 from common.pagination import PageTokens
 from common.validation import Violations
@@ -32,7 +31,7 @@ def run_pb(p: BatchProgress, currency: str) -> pb.InterestRun:
         errors=p.errors,
         total=p.total,
         total_interest=money_pb(Money(currency, p.amount_minor)),
-        duration=duration_pb2.Duration(seconds=p.elapsed_ms // 1000, nanos=p.elapsed_ms % 1000 * 1_000_000),
+        duration=milliseconds(p.elapsed_ms),
         start_time=timestamp(p.started_at),
     )
 

@@ -11,18 +11,29 @@ from common.grpc.remote import call
 from common.money import Money
 from common.security.context import as_itself
 from kernel.accounts import AccountCalls
-from kernel.convert import ProtoEnum, money_pb
+from kernel.convert import ProtoEnum, date_pb, money_pb
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
 from ogpgy.customer.v1 import customer_service_pb2 as cpb
 from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from ogpgy.lending.v1 import events_pb2
 from ogpgy.lending.v1 import lending_service_pb2 as pb
-from services.lending.domain import LoanDisbursed, LoanDisbursementFailed, LoanStatus
-from services.lending.ports import Accounts, Customers, HeldFunds, PayoutAccount
+from services.lending.domain import (
+    InstallmentOverdue,
+    LoanDisbursed,
+    LoanDisbursementFailed,
+    LoanPaidOff,
+    LoanRepaid,
+    LoanStatus,
+    RepaymentKind,
+    RepaymentStatus,
+)
+from services.lending.ports import Accounts, Customers, Debit, DebitOutcome, HeldFunds, PayoutAccount
 
 CUSTOMER_CALL_TIMEOUT = 5.0
 LOAN_STATUS = ProtoEnum(LoanStatus, pb.LoanStatus, "LOAN_STATUS_")
+REPAYMENT_KIND = ProtoEnum(RepaymentKind, pb.RepaymentKind, "REPAYMENT_KIND_")
+REPAYMENT_STATUS = ProtoEnum(RepaymentStatus, pb.RepaymentStatus, "REPAYMENT_STATUS_")
 
 
 @og_component()
@@ -36,8 +47,21 @@ class AccountsClient(BaseComponent, Accounts):
         answer = await self._calls.call(self._calls.stub.GetAccount, apb.GetAccountRequest(account_id=account_id))
         return PayoutAccount(answer.account.customer_id, answer.account.balance.currency_code)
 
-    async def treasury(self, currency: str) -> str:
-        return await self._calls.internal_account(apb.INTERNAL_ACCOUNT_TREASURY, currency)
+    async def loan_book(self, currency: str) -> str:
+        return await self._calls.internal_account(apb.INTERNAL_ACCOUNT_LOAN_PRINCIPAL, currency)
+
+    async def debit(self, debits: list[Debit]) -> list[DebitOutcome]:
+        request = apb.PostChargesRequest(charges=[_charge(d) for d in debits])
+        answer = await self._calls.call(self._calls.stub.PostCharges, request)
+        return [DebitOutcome(c.request_id, c.status == apb.CHARGE_STATUS_POSTED, c.rejection_reason) for c in answer.charges]
+
+    async def debit_taken(self, request_id: str) -> bool:
+        try:
+            with as_itself():
+                await self._calls.call(self._calls.stub.LookupCharge, apb.LookupChargeRequest(request_id=request_id))
+        except NotFound:
+            return False
+        return True
 
     async def place_hold(self, request_id: str, debtor: str, creditor: str, amount: Money, description: str) -> str:
         return (await self._calls.place_hold(request_id, debtor, creditor, amount, description)).hold_id
@@ -58,6 +82,20 @@ class AccountsClient(BaseComponent, Accounts):
     async def reverse_transfer(self, request_id: str, transfer_id: str, reason: str) -> None:
         request = apb.ReverseTransferRequest(request_id=request_id, transfer_id=transfer_id, reason=reason)
         await self._calls.call(self._calls.stub.ReverseTransfer, request)
+
+
+def _charge(debit: Debit) -> apb.ChargeOrder:
+    lines = (
+        (apb.INTERNAL_ACCOUNT_PENALTY_INCOME, debit.late_fees),
+        (apb.INTERNAL_ACCOUNT_INTEREST_INCOME, debit.interest),
+        (apb.INTERNAL_ACCOUNT_LOAN_PRINCIPAL, debit.principal),
+    )
+    return apb.ChargeOrder(
+        request_id=debit.request_id,
+        account_id=debit.account_id,
+        lines=[apb.ChargeLine(internal_account=kind, amount=money_pb(amount)) for kind, amount in lines if amount.minor],
+        description=debit.description,
+    )
 
 
 @og_component()
@@ -108,4 +146,38 @@ OUTGOING.route(
     lambda e: events_pb2.LoanDisbursementFailed(
         loan_id=e.loan_id, customer_id=e.customer_id, reason=e.reason, fail_time=timestamp(e.at)
     ),
+)
+OUTGOING.route(
+    LoanRepaid,
+    events_pb2.LoanRepaid,
+    lambda e: events_pb2.LoanRepaid(
+        loan_id=e.loan_id,
+        customer_id=e.customer_id,
+        account_id=e.account_id,
+        repayment_id=e.repayment_id,
+        amount=money_pb(e.amount),
+        principal=money_pb(e.principal),
+        interest=money_pb(e.interest),
+        late_fees=money_pb(e.late_fees),
+        outstanding_principal=money_pb(e.outstanding_principal),
+        repay_time=timestamp(e.at),
+    ),
+)
+OUTGOING.route(
+    InstallmentOverdue,
+    events_pb2.InstallmentOverdue,
+    lambda e: events_pb2.InstallmentOverdue(
+        loan_id=e.loan_id,
+        customer_id=e.customer_id,
+        installment_number=e.number,
+        due_date=date_pb(e.due_date),
+        amount_owed=money_pb(e.owed),
+        late_fee=money_pb(e.late_fee),
+        detect_time=timestamp(e.at),
+    ),
+)
+OUTGOING.route(
+    LoanPaidOff,
+    events_pb2.LoanPaidOff,
+    lambda e: events_pb2.LoanPaidOff(loan_id=e.loan_id, customer_id=e.customer_id, paid_off_time=timestamp(e.at)),
 )

@@ -3,23 +3,30 @@ input is INVALID_ARGUMENT here, before any use case runs), an answer becomes its
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from datetime import date
+
 from grpc import aio
 
+from common.batch.runner import COMPLETED, BatchProgress
+from common.clock import Clock
 from common.di import og_component
-from common.grpc.convert import idempotency_key, timestamp
-from common.money import Money
+from common.grpc.convert import idempotency_key, milliseconds, timestamp
+from common.money import CURRENCY_EXPONENTS, Money
 from common.pagination import PageTokens
 from common.saga.log import SagaRecord
 from common.validation import Violations, check_id, check_request_id
-from kernel.convert import date_pb, money_pb, requested_money
+from kernel.convert import date_of, date_pb, money_pb, requested_money
 from ogpgy.lending.v1 import lending_service_pb2 as pb
 from ogpgy.lending.v1 import lending_service_pb2_grpc as pb_grpc
-from services.lending.adapters import LOAN_STATUS
-from services.lending.domain import Loan, ScheduledInstallment, parse_rate, validate_terms
+from services.lending.adapters import LOAN_STATUS, REPAYMENT_KIND, REPAYMENT_STATUS
+from services.lending.domain import Loan, LoanView, Repayment, ScheduledInstallment, parse_rate, validate_terms
 from services.lending.service import LendingUseCases
+from services.lending.servicing import Allocation
 
 
-def loan_pb(loan: Loan, saga: SagaRecord | None) -> pb.Loan:
+def loan_pb(view: Loan | LoanView, saga: SagaRecord | None) -> pb.Loan:
+    loan = view.loan if isinstance(view, LoanView) else view
     message = pb.Loan(
         loan_id=loan.loan_id,
         customer_id=loan.customer_id,
@@ -36,6 +43,13 @@ def loan_pb(loan: Loan, saga: SagaRecord | None) -> pb.Loan:
         message.installment_amount.CopyFrom(money_pb(Money(loan.principal.currency, loan.installment_minor)))
     if loan.first_due is not None:
         message.first_due_date.CopyFrom(date_pb(loan.first_due))
+    if isinstance(view, LoanView) and view.position is not None:
+        p, currency = view.position, loan.principal.currency
+        message.outstanding_principal.CopyFrom(money_pb(Money(currency, p.outstanding_principal)))
+        message.overdue_amount.CopyFrom(money_pb(Money(currency, p.overdue_minor)))
+        message.days_in_arrears = p.days_in_arrears
+        if p.next_due_date is not None:
+            message.next_due_date.CopyFrom(date_pb(p.next_due_date))
     if saga is not None:
         message.saga_status = pb.SagaStatus.Value(f"SAGA_STATUS_{saga.status}")
         for index in sorted(saga.steps):
@@ -47,15 +61,71 @@ def loan_pb(loan: Loan, saga: SagaRecord | None) -> pb.Loan:
 
 
 def installment_pb(scheduled: ScheduledInstallment) -> pb.Installment:
-    i, currency = scheduled.installment, scheduled.currency
-    return pb.Installment(
+    i, state, currency = scheduled.installment, scheduled.state, scheduled.currency
+    message = pb.Installment(
         number=i.number,
         due_date=date_pb(i.due_date),
         principal=money_pb(Money(currency, i.principal_minor)),
         interest=money_pb(Money(currency, i.interest_minor)),
         total=money_pb(Money(currency, i.total_minor)),
         principal_after=money_pb(Money(currency, scheduled.principal_after_minor)),
+        paid=money_pb(Money(currency, state.paid_penalty + state.paid_interest + state.paid_principal)),
+        late_fee=money_pb(Money(currency, state.penalty)),
+        waived_interest=money_pb(Money(currency, state.waived_interest)),
+        owed=money_pb(Money(currency, state.owed)),
     )
+    if state.overdue_since is not None:
+        message.overdue_since.CopyFrom(date_pb(state.overdue_since))
+    return message
+
+
+def repayment_pb(r: Repayment) -> pb.Repayment:
+    a, currency = r.allocation, r.amount.currency
+    return pb.Repayment(
+        repayment_id=r.repayment_id,
+        loan_id=r.loan_id,
+        kind=REPAYMENT_KIND.pb(r.kind),
+        status=REPAYMENT_STATUS.pb(r.status),
+        amount=money_pb(r.amount),
+        late_fees=money_pb(Money(currency, a.penalty)),
+        interest=money_pb(Money(currency, a.interest)),
+        principal=money_pb(Money(currency, a.principal)),
+        waived_interest=money_pb(Money(currency, sum(p.waived_interest for p in a.parts))),
+        create_time=timestamp(r.created_at),
+    )
+
+
+def quote_pb(loan: Loan, quote: Allocation, day: date) -> pb.PayoffQuote:
+    currency = loan.principal.currency
+    return pb.PayoffQuote(
+        loan_id=loan.loan_id,
+        as_of=date_pb(day),
+        amount=money_pb(Money(currency, quote.total)),
+        late_fees=money_pb(Money(currency, quote.penalty)),
+        interest=money_pb(Money(currency, quote.interest)),
+        principal=money_pb(Money(currency, quote.principal)),
+        waived_interest=money_pb(Money(currency, sum(p.waived_interest for p in quote.parts))),
+    )
+
+
+def run_pb(p: BatchProgress, currency: str) -> pb.CollectionRun:
+    return pb.CollectionRun(
+        business_date=date_pb(date.fromisoformat(p.run_key[:10])),
+        status=pb.COLLECTION_RUN_STATUS_COMPLETED if p.status == COMPLETED else pb.COLLECTION_RUN_STATUS_RUNNING,
+        processed=p.processed,
+        total=p.total,
+        collected=money_pb(Money(currency, p.amount_minor)),
+        duration=milliseconds(p.elapsed_ms),
+        start_time=timestamp(p.started_at),
+    )
+
+
+def _payment(v: Violations, request: pb.RepayLoanRequest | pb.PayOffLoanRequest) -> Money | None:
+    check_request_id(v, request.request_id)
+    _loan_id(v, request.loan_id)
+    amount = requested_money(v, request.amount, "amount")
+    v.raise_if_any()
+    return amount
 
 
 def _loan_id(v: Violations, loan_id: str) -> None:
@@ -66,9 +136,10 @@ def _loan_id(v: Violations, loan_id: str) -> None:
 class LendingApi(pb_grpc.LendingServiceServicer):
     """ogpgy.lending.v1.LendingService."""
 
-    def __init__(self, service: LendingUseCases, pages: PageTokens) -> None:
+    def __init__(self, service: LendingUseCases, pages: PageTokens, clock: Clock) -> None:
         self._service = service
         self._pages = pages
+        self._clock = clock
 
     async def ApplyForLoan(self, request: pb.ApplyForLoanRequest, context: aio.ServicerContext) -> pb.ApplyForLoanResponse:
         v = Violations()
@@ -107,7 +178,7 @@ class LendingApi(pb_grpc.LendingServiceServicer):
         v = Violations()
         _loan_id(v, request.loan_id)
         v.raise_if_any()
-        return pb.GetLoanResponse(loan=loan_pb(*await self._service.get_with_saga(request.loan_id)))
+        return pb.GetLoanResponse(loan=loan_pb(*await self._service.view(request.loan_id)))
 
     async def ListInstallments(
         self, request: pb.ListInstallmentsRequest, context: aio.ServicerContext
@@ -126,3 +197,42 @@ class LendingApi(pb_grpc.LendingServiceServicer):
         v.raise_if_any()
         loans, token = await self._service.loans_of(request.customer_id, page)
         return pb.ListLoansResponse(loans=[loan_pb(loan, saga) for loan, saga in loans], next_page_token=token)
+
+    async def RepayLoan(self, request: pb.RepayLoanRequest, context: aio.ServicerContext) -> pb.RepayLoanResponse:
+        v = Violations()
+        amount = v.valid(_payment(v, request))
+        repayment, view = await self._service.repay(request.loan_id, amount, idempotency_key(request, "RepayLoan"))
+        return pb.RepayLoanResponse(repayment=repayment_pb(repayment), loan=loan_pb(view, None))
+
+    async def GetPayoffQuote(self, request: pb.GetPayoffQuoteRequest, context: aio.ServicerContext) -> pb.GetPayoffQuoteResponse:
+        v = Violations()
+        _loan_id(v, request.loan_id)
+        v.raise_if_any()
+        return pb.GetPayoffQuoteResponse(quote=quote_pb(*await self._service.quote(request.loan_id)))
+
+    async def PayOffLoan(self, request: pb.PayOffLoanRequest, context: aio.ServicerContext) -> pb.PayOffLoanResponse:
+        v = Violations()
+        amount = v.valid(_payment(v, request))
+        repayment, view = await self._service.pay_off(request.loan_id, amount, idempotency_key(request, "PayOffLoan"))
+        return pb.PayOffLoanResponse(repayment=repayment_pb(repayment), loan=loan_pb(view, None))
+
+    async def ListRepayments(self, request: pb.ListRepaymentsRequest, context: aio.ServicerContext) -> pb.ListRepaymentsResponse:
+        v = Violations()
+        _loan_id(v, request.loan_id)
+        page = self._pages.request(v, request.page_size, request.page_token, ("repayments", request.loan_id))
+        v.raise_if_any()
+        repayments, token = await self._service.repayments(request.loan_id, page)
+        return pb.ListRepaymentsResponse(repayments=[repayment_pb(r) for r in repayments], next_page_token=token)
+
+    async def RunCollection(
+        self, request: pb.RunCollectionRequest, context: aio.ServicerContext
+    ) -> AsyncIterator[pb.RunCollectionResponse]:
+        v = Violations()
+        check_request_id(v, request.request_id)
+        day = date_of(request.business_date)
+        v.check(day is not None, "business_date", "required: a valid calendar date")
+        today = self._clock.today()
+        v.check(day is None or day <= today, "business_date", f"must not be after today ({today.isoformat()})")
+        v.check(request.currency_code in CURRENCY_EXPONENTS, "currency_code", "required: a supported currency")
+        async for progress in self._service.collect(v.valid(day), request.currency_code):
+            yield pb.RunCollectionResponse(run=run_pb(progress, request.currency_code))

@@ -6,9 +6,11 @@ import enum
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from common.errors import PreconditionFailed
 from common.money import Money
 from common.validation import Violations, decimal_fraction
 from services.lending.schedule import Installment
+from services.lending.servicing import Allocation, InstallmentState, Position
 
 MAX_PRINCIPAL_MINOR = 100_000_000  # 1,000,000.00 in two-digit currencies
 
@@ -20,6 +22,18 @@ class LoanStatus(enum.Enum):
     DISBURSED = "DISBURSED"
     DISBURSEMENT_FAILED = "DISBURSEMENT_FAILED"
     AWAITING_SECOND_APPROVAL = "AWAITING_SECOND_APPROVAL"
+    PAID_OFF = "PAID_OFF"
+
+
+class RepaymentKind(enum.Enum):
+    REPAYMENT = "REPAYMENT"
+    PAYOFF = "PAYOFF"
+    COLLECTION = "COLLECTION"
+
+
+class RepaymentStatus(enum.Enum):
+    PENDING = "PENDING"  # the debit is asked for (or its answer was lost); its parts count as paid meanwhile
+    POSTED = "POSTED"
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,47 @@ class ScheduledInstallment:
     installment: Installment
     principal_after_minor: int
     currency: str
+    state: InstallmentState
+
+
+@dataclass(frozen=True)
+class LoanView:
+    """A loan, and where it stands today (from disbursement)."""
+
+    loan: Loan
+    position: Position | None
+
+
+@dataclass(frozen=True)
+class Repayment:
+    repayment_id: str
+    loan_id: str
+    kind: RepaymentKind
+    status: RepaymentStatus
+    amount: Money
+    allocation: Allocation
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Product:
+    """The loan product's configuration (products.toml)."""
+
+    late_fee_minor: int  # charged once on an installment found unpaid after its due date
+
+
+def require_active(loan: Loan) -> None:
+    if loan.status is not LoanStatus.DISBURSED:
+        raise PreconditionFailed("LOAN_NOT_ACTIVE", f"the loan is {loan.status.value}", {"loan_id": loan.loan_id})
+
+
+def require_currency(loan: Loan, amount: Money) -> None:
+    if amount.currency != loan.principal.currency:
+        raise PreconditionFailed(
+            "CURRENCY_MISMATCH",
+            f"the loan is in {loan.principal.currency}",
+            {"loan_id": loan.loan_id, "loan_currency": loan.principal.currency},
+        )
 
 
 def validate_terms(v: Violations, principal: Money | None, term_months: int) -> None:
@@ -81,4 +136,36 @@ class LoanDisbursementFailed:
     at: datetime
 
 
-LoanEvent = LoanDisbursed | LoanDisbursementFailed
+@dataclass(frozen=True)
+class LoanRepaid:
+    loan_id: str
+    customer_id: str
+    account_id: str
+    repayment_id: str
+    amount: Money
+    principal: Money
+    interest: Money
+    late_fees: Money
+    outstanding_principal: Money
+    at: datetime
+
+
+@dataclass(frozen=True)
+class InstallmentOverdue:
+    loan_id: str
+    customer_id: str
+    number: int
+    due_date: date
+    owed: Money
+    late_fee: Money
+    at: datetime
+
+
+@dataclass(frozen=True)
+class LoanPaidOff:
+    loan_id: str
+    customer_id: str
+    at: datetime
+
+
+LoanEvent = LoanDisbursed | LoanDisbursementFailed | LoanRepaid | InstallmentOverdue | LoanPaidOff

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from common.batch.runner import BatchRunner
 from common.clock import Clock
 from common.config import Settings
 from common.db.databases import ContextDatabase, Databases
@@ -16,12 +17,12 @@ from services.lending.adapters import OUTGOING, AccountsClient, CustomerDirector
 from services.lending.api import LendingApi
 from services.lending.ports import Accounts, Customers
 from services.lending.repository import LoanRepository, SqlLoanRepository
-from services.lending.service import LendingUseCases
+from services.lending.service import LendingUseCases, PaymentResolver
 
 
 @og_context(
     name="lending",
-    description="Loan applications, approval, and disbursement through a durable compensating saga",
+    description="Loans: application, four-eyes approval, disbursement through a durable compensating saga, repayment and daily collection",
     business_owner="Lending Team",
     imports=[
         ModuleContextImport(
@@ -36,6 +37,8 @@ from services.lending.service import LendingUseCases
                 "CaptureHold",
                 "ReleaseHold",
                 "ReverseTransfer",
+                "PostCharges",
+                "LookupCharge",
             ],
         ),
         ModuleContextImport(CustomerServiceStub, from_context="customer", methods=["GetCustomer"]),
@@ -50,13 +53,16 @@ from services.lending.service import LendingUseCases
         provide(SqlLoanRepository, provides=LoanRepository),
         OutboxRelay,
         SagaRunner,
+        BatchRunner,
         provide(AccountsClient, provides=Accounts),
         provide(CustomerDirectory, provides=Customers),
         LendingUseCases,
+        PaymentResolver,
         LendingApi,
     ],
     exports=[LendingApi],
     publishes=OUTGOING.messages,
 )
 class LendingModule:
-    """Money moves only through the account context's stub, step by step from the saga log."""
+    """Money moves only through the account context's stub: step by step from the saga log, and as
+    charges to the bank's loan accounts for repayments."""

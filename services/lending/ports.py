@@ -22,6 +22,26 @@ class HeldFunds:
     captured_by: str  # the transfer that captured the hold; "" while it is not captured
 
 
+@dataclass(frozen=True)
+class Debit:
+    """A payment on a loan taken from the borrower's account, split between the bank's loan
+    accounts (principal receivable, interest income, late fee income)."""
+
+    request_id: str
+    account_id: str
+    principal: Money
+    interest: Money
+    late_fees: Money
+    description: str
+
+
+@dataclass(frozen=True)
+class DebitOutcome:
+    request_id: str
+    posted: bool
+    reason: str  # why not posted: INSUFFICIENT_FUNDS, ACCOUNT_CLOSED, ...
+
+
 class Accounts(Protocol):
     """The accounts and their ledger (the account context). Every call carries the authority of
     the task making it: the admin's on the request path, this context's own when a saga is resumed
@@ -30,8 +50,15 @@ class Accounts(Protocol):
 
     async def payout_account(self, account_id: str) -> PayoutAccount: ...
 
-    async def treasury(self, currency: str) -> str:
-        """The bank's account loans are paid from, in `currency`."""
+    async def loan_book(self, currency: str) -> str:
+        """The bank's loan principal account in `currency`: loans are paid from it and repaid to it."""
+
+    async def debit(self, debits: list[Debit]) -> list[DebitOutcome]:
+        """Takes each payment whole or not at all (up to 500 in one call), idempotent by request id."""
+
+    async def debit_taken(self, request_id: str) -> bool:
+        """Asked as this context alone of a debit whose answer was lost: whether it was taken.
+        "No" is final: the request id is closed and can no longer take anything."""
 
     async def place_hold(self, request_id: str, debtor: str, creditor: str, amount: Money, description: str) -> str:
         """Reserves `amount` of the debtor's funds for the creditor; the hold's id."""

@@ -2,26 +2,82 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Protocol
 
 from common.audit import record_change
-from common.db.base import Row, Tx, stored
+from common.db.base import Row, Tx, aggregate, stored
 from common.db.databases import ContextDatabase
-from common.db.idempotency import claim
+from common.db.idempotency import claim, replayed_resource
 from common.db.keyset import Page, keyset_page
 from common.di import BaseComponent, og_component
-from common.idempotency import IdempotencyKey
+from common.errors import PreconditionFailed
+from common.idempotency import IdempotencyKey, key_reused
 from common.money import Money
 from services.lending.adapters import OUTGOING
-from services.lending.domain import Loan, LoanEvent, LoanStatus, ScheduledInstallment
+from services.lending.domain import (
+    InstallmentOverdue,
+    Loan,
+    LoanEvent,
+    LoanPaidOff,
+    LoanRepaid,
+    LoanStatus,
+    Repayment,
+    RepaymentKind,
+    RepaymentStatus,
+    ScheduledInstallment,
+    require_active,
+)
 from services.lending.schedule import Installment
+from services.lending.servicing import Allocation, InstallmentState, Part, newly_overdue
 
 _COLUMNS = (
     "loan_id, customer_id, account_id, principal_minor, currency, term_months, annual_rate, status, saga_id,"
     " created_at, updated_at, installment_minor, first_due_date, applied_by, first_approver"
 )
 _INSTALLMENT_COLUMNS = "loan_id, number, due_date, principal_minor, interest_minor, principal_after_minor"
+_STATE_COLUMNS = (
+    f"{_INSTALLMENT_COLUMNS}, penalty_minor, paid_penalty_minor, paid_interest_minor, paid_principal_minor,"
+    " waived_interest_minor, overdue_since"
+)
+_REPAYMENT_COLUMNS = "repayment_id, loan_id, kind, status, amount_minor, currency, parts_json, created_at"
+_OPEN = "penalty_minor + interest_minor + principal_minor > paid_penalty_minor + paid_interest_minor + paid_principal_minor + waived_interest_minor"
+
+
+@dataclass(frozen=True)
+class PaymentOrder:
+    """A payment on one loan as the repository records it: `decide` allocates it on the loan's
+    installments as they stand when its row is locked (raising to refuse)."""
+
+    loan_id: str
+    kind: RepaymentKind
+    key: IdempotencyKey
+    repayment_id: str  # the id a new repayment gets
+    currency: str
+    at: datetime
+    decide: Callable[[list[InstallmentState]], Allocation]
+
+
+@dataclass(frozen=True)
+class CollectionChunk:
+    """One chunk of a collection run: the loans after `after_seq`, and each one's order."""
+
+    currency: str
+    after_seq: int
+    limit: int
+    order_for: Callable[[str], PaymentOrder]
+
+
+@dataclass(frozen=True)
+class CollectionPlan:
+    examined: int
+    last_seq: int
+    done: bool
+    total: int | None  # loans in the run (on the first chunk)
+    takes: list[tuple[Repayment, str]]  # each collection (pending or already posted), with the account debited
 
 
 def _loan(row: Row) -> Loan:
@@ -43,11 +99,44 @@ def _loan(row: Row) -> Loan:
     )
 
 
+def _state(row: Row) -> InstallmentState:
+    return InstallmentState(
+        row["number"],
+        date.fromisoformat(row["due_date"]),
+        row["principal_minor"],
+        row["interest_minor"],
+        row["penalty_minor"],
+        row["paid_principal_minor"],
+        row["paid_interest_minor"],
+        row["paid_penalty_minor"],
+        row["waived_interest_minor"],
+        date.fromisoformat(row["overdue_since"]) if row["overdue_since"] else None,
+    )
+
+
 def _scheduled(row: Row, currency: str) -> ScheduledInstallment:
     return ScheduledInstallment(
         Installment(row["number"], date.fromisoformat(row["due_date"]), row["principal_minor"], row["interest_minor"]),
         row["principal_after_minor"],
         currency,
+        _state(row),
+    )
+
+
+def _parts_json(allocation: Allocation) -> str:
+    return json.dumps([[p.number, p.penalty, p.interest, p.principal, p.waived_interest] for p in allocation.parts])
+
+
+def _repayment(row: Row) -> Repayment:
+    parts = tuple(Part(*values) for values in json.loads(row["parts_json"]))
+    return Repayment(
+        row["repayment_id"],
+        row["loan_id"],
+        RepaymentKind(row["kind"]),
+        RepaymentStatus(row["status"]),
+        Money(row["currency"], row["amount_minor"]),
+        Allocation(parts),
+        datetime.fromisoformat(row["created_at"]),
     )
 
 
@@ -85,6 +174,7 @@ _MOVES = {
     LoanStatus.DISBURSING: "DisburseLoan",
     LoanStatus.DISBURSED: "DisburseLoan.completed",
     LoanStatus.DISBURSEMENT_FAILED: "DisburseLoan.failed",
+    LoanStatus.PAID_OFF: "RepayLoan.paid_off",
 }
 
 
@@ -152,7 +242,7 @@ async def _approve(
 async def _installments(tx: Tx, loan_id: str, currency: str, after: int, limit: int) -> Page[ScheduledInstallment, int]:
     return await keyset_page(
         tx,
-        f"SELECT {_INSTALLMENT_COLUMNS} FROM installments",
+        f"SELECT {_STATE_COLUMNS} FROM installments",
         "loan_id = ?",
         [loan_id],
         after,
@@ -178,6 +268,235 @@ async def _record_disbursement(tx: Tx, disbursement_id: str, loan_id: str, at: d
 
 async def _cancel_disbursement(tx: Tx, disbursement_id: str) -> None:
     await tx.execute("UPDATE disbursements SET status = 'CANCELLED' WHERE disbursement_id = ?", disbursement_id)
+
+
+# --- servicing: repayments, collections, arrears ----------------------------------------------
+
+
+async def _states(tx: Tx, loan_id: str) -> list[InstallmentState]:
+    rows = await tx.fetchall(f"SELECT {_STATE_COLUMNS} FROM installments WHERE loan_id = ? ORDER BY number", loan_id)
+    return [_state(row) for row in rows]
+
+
+async def _select_repayment(tx: Tx, repayment_id: str) -> Repayment:
+    row = await tx.fetchone(f"SELECT {_REPAYMENT_COLUMNS} FROM repayments WHERE repayment_id = ?", repayment_id)
+    return _repayment(stored(row, repayment_id))
+
+
+async def _apply(tx: Tx, loan_id: str, allocation: Allocation, sign: int) -> None:
+    """Adds a payment's parts to its installments (sign -1: takes them back)."""
+    await tx.executemany(
+        "UPDATE installments SET paid_penalty_minor = paid_penalty_minor + ?, paid_interest_minor = paid_interest_minor + ?,"
+        " paid_principal_minor = paid_principal_minor + ?, waived_interest_minor = waived_interest_minor + ?"
+        " WHERE loan_id = ? AND number = ?",
+        [
+            (sign * p.penalty, sign * p.interest, sign * p.principal, sign * p.waived_interest, loan_id, p.number)
+            for p in allocation.parts
+        ],
+    )
+
+
+async def _prepare(tx: Tx, order: PaymentOrder) -> Repayment | None:
+    """A payment asked for: the repayment that key made before (settled or pending), or a new
+    PENDING one whose parts count as paid from now (so that no other payment allocates them
+    again); None when `decide` finds nothing to take. The loan's row is locked first: payments
+    on one loan are allocated one after another."""
+    key = order.key
+    replayed = await replayed_resource(tx, key)
+    if replayed is not None:
+        return await _select_repayment(tx, replayed)
+    row = await tx.fetchone(
+        f"SELECT {_REPAYMENT_COLUMNS}, operation, fingerprint FROM repayments WHERE scope = ? AND request_id = ?",
+        key.scope,
+        key.request_id,
+    )
+    if row is not None:
+        if row["operation"] != key.operation or row["fingerprint"] != key.fingerprint:
+            raise key_reused(key)
+        return _repayment(row)
+    locked = await tx.execute(
+        "UPDATE loans SET updated_at = updated_at WHERE loan_id = ? AND status = ?", order.loan_id, LoanStatus.DISBURSED.value
+    )
+    if not locked:
+        loan = stored(await _select(tx, order.loan_id), order.loan_id)
+        require_active(loan)
+    allocation = order.decide(await _states(tx, order.loan_id))
+    if not allocation.parts or not allocation.total:
+        return None
+    await _apply(tx, order.loan_id, allocation, 1)
+    await tx.execute(
+        f"INSERT INTO repayments ({_REPAYMENT_COLUMNS}, scope, request_id, operation, fingerprint)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        order.repayment_id,
+        order.loan_id,
+        order.kind.value,
+        RepaymentStatus.PENDING.value,
+        allocation.total,
+        order.currency,
+        _parts_json(allocation),
+        order.at.isoformat(),
+        key.scope,
+        key.request_id,
+        key.operation,
+        key.fingerprint,
+    )
+    return await _select_repayment(tx, order.repayment_id)
+
+
+async def _posted(tx: Tx, repayment_id: str, at: datetime) -> Repayment:
+    """The debit was taken: the repayment is POSTED, its key claimed, LoanRepaid announced, and a
+    loan with nothing left owed (and no other payment pending) is PAID_OFF. Idempotent."""
+    row = await tx.fetchone(
+        "UPDATE repayments SET status = ?, posted_at = ? WHERE repayment_id = ? AND status = ?"
+        " RETURNING scope, request_id, operation, fingerprint",
+        RepaymentStatus.POSTED.value,
+        at.isoformat(),
+        repayment_id,
+        RepaymentStatus.PENDING.value,
+    )
+    repayment = await _select_repayment(tx, repayment_id)
+    if row is None:
+        return repayment
+    await claim(tx, IdempotencyKey(row["request_id"], row["operation"], row["fingerprint"], row["scope"]), repayment_id)
+    loan = stored(await _select(tx, repayment.loan_id), repayment.loan_id)
+    states = await _states(tx, loan.loan_id)
+    a, currency = repayment.allocation, repayment.amount.currency
+    outstanding = sum(s.owed_principal for s in states)
+    events: list[LoanEvent] = [
+        LoanRepaid(
+            loan.loan_id,
+            loan.customer_id,
+            loan.account_id,
+            repayment_id,
+            repayment.amount,
+            Money(currency, a.principal),
+            Money(currency, a.interest),
+            Money(currency, a.penalty),
+            Money(currency, outstanding),
+            at,
+        )
+    ]
+    await OUTGOING.append(tx, events)
+    if all(s.settled for s in states) and not await _pending_on(tx, loan.loan_id):
+        await _move(
+            tx,
+            loan.loan_id,
+            LoanStatus.DISBURSED,
+            LoanStatus.PAID_OFF,
+            at,
+            {},
+            [LoanPaidOff(loan.loan_id, loan.customer_id, at)],
+            row["request_id"],
+        )
+    return repayment
+
+
+async def _pending_on(tx: Tx, loan_id: str) -> bool:
+    row = await tx.fetchone(
+        "SELECT 1 AS one FROM repayments WHERE loan_id = ? AND status = ?", loan_id, RepaymentStatus.PENDING.value
+    )
+    return row is not None
+
+
+async def _rejected(tx: Tx, repayment_id: str) -> None:
+    """The debit was refused (or never happened): the pending repayment and its parts are gone,
+    as if it had never been asked for. Idempotent."""
+    row = await tx.fetchone(
+        "DELETE FROM repayments WHERE repayment_id = ? AND status = ? RETURNING loan_id, parts_json",
+        repayment_id,
+        RepaymentStatus.PENDING.value,
+    )
+    if row is not None:
+        parts = tuple(Part(*values) for values in json.loads(row["parts_json"]))
+        await _apply(tx, row["loan_id"], Allocation(parts), -1)
+
+
+async def _mark_overdue(tx: Tx, loan_id: str, day: date, late_fee_minor: int, at: datetime) -> None:
+    """Installments due by `day` and unpaid become overdue from their due date, charged the late
+    fee once; InstallmentOverdue for each."""
+    loan = stored(await _select(tx, loan_id), loan_id)
+    currency, events = loan.principal.currency, []
+    for installment in newly_overdue(await _states(tx, loan_id), day):
+        marked = await tx.execute(
+            "UPDATE installments SET overdue_since = due_date, penalty_minor = penalty_minor + ?"
+            " WHERE loan_id = ? AND number = ? AND overdue_since IS NULL",
+            late_fee_minor,
+            loan_id,
+            installment.number,
+        )
+        if marked:
+            events.append(
+                InstallmentOverdue(
+                    loan_id,
+                    loan.customer_id,
+                    installment.number,
+                    installment.due_date,
+                    Money(currency, installment.owed + late_fee_minor),
+                    Money(currency, late_fee_minor),
+                    at,
+                )
+            )
+    await OUTGOING.append(tx, events)
+
+
+async def _stale_pending(tx: Tx, before: datetime, limit: int) -> list[Repayment]:
+    rows = await tx.fetchall(
+        f"SELECT {_REPAYMENT_COLUMNS} FROM repayments WHERE status = ? AND created_at < ? ORDER BY created_at LIMIT ?",
+        RepaymentStatus.PENDING.value,
+        before.isoformat(),
+        limit,
+    )
+    return [_repayment(row) for row in rows]
+
+
+async def _repayments(tx: Tx, loan_id: str, after: int, limit: int) -> Page[Repayment, int]:
+    select = f"SELECT seq, {_REPAYMENT_COLUMNS} FROM repayments"
+    return await keyset_page(tx, select, "loan_id = ?", [loan_id], after, limit, _repayment)
+
+
+async def _collection_chunk(tx: Tx, chunk: CollectionChunk) -> CollectionPlan:
+    """The loans of one chunk of a collection run, each with what its collection takes (a
+    pending repayment, new or left by an interrupted run, or one already posted)."""
+    rows = await tx.fetchall(
+        "SELECT seq, loan_id, account_id FROM loans WHERE currency = ? AND status IN (?, ?) AND seq > ? ORDER BY seq LIMIT ?",
+        chunk.currency,
+        LoanStatus.DISBURSED.value,
+        LoanStatus.PAID_OFF.value,
+        chunk.after_seq,
+        chunk.limit,
+    )
+    total = None
+    if chunk.after_seq == 0:
+        counted = await aggregate(
+            tx,
+            "SELECT COUNT(*) AS n FROM loans WHERE currency = ? AND status IN (?, ?)",
+            chunk.currency,
+            LoanStatus.DISBURSED.value,
+            LoanStatus.PAID_OFF.value,
+        )
+        total = int(counted["n"])
+    takes: list[tuple[Repayment, str]] = []
+    for row in rows:
+        order = chunk.order_for(row["loan_id"])
+        try:
+            repayment = await _prepare(tx, order)
+        except PreconditionFailed:  # paid off meanwhile: nothing to collect
+            repayment = None
+        if repayment is not None:
+            takes.append((repayment, row["account_id"]))
+    last = rows[-1]["seq"] if rows else chunk.after_seq
+    return CollectionPlan(len(rows), last, len(rows) < chunk.limit, total, takes)
+
+
+async def _collection_settled(
+    tx: Tx, outcomes: list[tuple[Repayment, bool]], day: date, late_fee_minor: int, at: datetime
+) -> None:
+    for repayment, posted in outcomes:
+        if posted:
+            await _posted(tx, repayment.repayment_id, at)
+        else:
+            await _rejected(tx, repayment.repayment_id)
+            await _mark_overdue(tx, repayment.loan_id, day, late_fee_minor, at)
 
 
 class LoanRepository(Protocol):
@@ -216,6 +535,26 @@ class LoanRepository(Protocol):
     async def record_disbursement(self, disbursement_id: str, loan_id: str, at: datetime) -> None: ...
 
     async def cancel_disbursement(self, disbursement_id: str) -> None: ...
+
+    async def states(self, loan_id: str) -> list[InstallmentState]: ...
+
+    async def prepare(self, order: PaymentOrder) -> Repayment | None:
+        """The repayment of `order.key` (as it stands), or a new PENDING one; None: nothing to take."""
+
+    async def posted(self, repayment_id: str, at: datetime) -> Repayment: ...
+
+    async def rejected(self, repayment_id: str) -> None: ...
+
+    async def stale_pending(self, before: datetime, limit: int) -> list[Repayment]: ...
+
+    async def repayments(self, loan_id: str, after: int, limit: int) -> Page[Repayment, int]: ...
+
+    async def collection_chunk(self, chunk: CollectionChunk) -> CollectionPlan: ...
+
+    async def collection_settled(
+        self, outcomes: list[tuple[Repayment, bool]], day: date, late_fee_minor: int, at: datetime
+    ) -> None:
+        """Each collection posted, or refused (its installments overdue), in one transaction."""
 
 
 @og_component()
@@ -263,3 +602,29 @@ class SqlLoanRepository(BaseComponent, LoanRepository):
 
     async def cancel_disbursement(self, disbursement_id: str) -> None:
         await self._db.write(_cancel_disbursement, disbursement_id)
+
+    async def states(self, loan_id: str) -> list[InstallmentState]:
+        return await self._db.read(_states, loan_id)
+
+    async def prepare(self, order: PaymentOrder) -> Repayment | None:
+        return await self._db.write(_prepare, order)
+
+    async def posted(self, repayment_id: str, at: datetime) -> Repayment:
+        return await self._db.write(_posted, repayment_id, at)
+
+    async def rejected(self, repayment_id: str) -> None:
+        await self._db.write(_rejected, repayment_id)
+
+    async def stale_pending(self, before: datetime, limit: int) -> list[Repayment]:
+        return await self._db.read(_stale_pending, before, limit)
+
+    async def repayments(self, loan_id: str, after: int, limit: int) -> Page[Repayment, int]:
+        return await self._db.read(_repayments, loan_id, after, limit)
+
+    async def collection_chunk(self, chunk: CollectionChunk) -> CollectionPlan:
+        return await self._db.write(_collection_chunk, chunk)
+
+    async def collection_settled(
+        self, outcomes: list[tuple[Repayment, bool]], day: date, late_fee_minor: int, at: datetime
+    ) -> None:
+        await self._db.write(_collection_settled, outcomes, day, late_fee_minor, at)

@@ -1,8 +1,11 @@
-"""Use cases of the lending context, and the loan disbursement saga:
-reserve funds on the treasury with a hold -> record the disbursement -> move the money (capture)
--> mark the loan disbursed; compensated in reverse (release, cancel, reverse the transfer).
+"""Use cases of the lending context: applying, approving (four eyes above an amount), the
+disbursement saga, and servicing (repayments, payoff, the daily collection).
 
-The saga's authority is the admin's who asked for the disbursement: the hold on the treasury is
+The disbursement saga: reserve funds on the loan book (the bank's principal receivable account)
+with a hold -> record the disbursement -> move the money (capture) -> mark the loan disbursed;
+compensated in reverse (release, cancel, reverse the transfer).
+
+The saga's authority is the admin's who asked for the disbursement: the hold on the loan book is
 placed with it, relayed to the account context (which makes this context the hold's owner). A saga
 resumed in the background acts as this context alone: it captures, releases or reverses what its
 own hold did, and where the hold's answer was lost it looks the hold up (closing the request id if
@@ -12,30 +15,57 @@ Input arrives validated (api.py); each use case authorizes first.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterator
+import asyncio
+import tomllib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from datetime import date, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import TypeVar
 
+from common.batch.runner import BatchProgress, BatchRunner, ChunkResult
 from common.clock import Clock
 from common.config import Settings
+from common.db.databases import ContextDatabase
 from common.di import BaseComponent, og_component
 from common.errors import NotFound, PermissionDenied, PreconditionFailed
 from common.faults import fail_point
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
+from common.leader_loop import LeaderLoop
 from common.money import Money
 from common.pagination import PageRequest
 from common.saga.log import COMPLETED, SagaRecord
 from common.saga.runner import SagaContext, SagaDefinition, SagaRunner, Step, StepRefused
-from common.security.context import ADMIN, SecurityContext, caller_var, current_caller
+from common.security.context import ADMIN, SecurityContext, caller_var, current_caller, service_identity
 from common.security.policy import require_customer_access, require_role, unknown
-from services.lending.domain import Loan, LoanDisbursed, LoanDisbursementFailed, LoanStatus, ScheduledInstallment
-from services.lending.ports import Accounts, Customers
-from services.lending.repository import LoanRepository
+from services.lending.domain import (
+    Loan,
+    LoanDisbursed,
+    LoanDisbursementFailed,
+    LoanStatus,
+    LoanView,
+    Product,
+    Repayment,
+    RepaymentKind,
+    RepaymentStatus,
+    ScheduledInstallment,
+    require_active,
+    require_currency,
+)
+from services.lending.ports import Accounts, Customers, Debit
+from services.lending.repository import CollectionChunk, LoanRepository, PaymentOrder
 from services.lending.schedule import annuity_schedule
+from services.lending.servicing import Allocation, InstallmentState, allocate, due_by, payoff, position
 
 SAGA = "loan-disbursement"
+COLLECTION_JOB = "loan-collection"
+COLLECTION_CHUNK = 500  # loans per chunk: one debit call (PostCharges takes up to 500) and two transactions
+COLLECTOR = service_identity("lending").principal  # whose keys the collection's debits are
+PRODUCT_FILE = Path(__file__).parent / "products.toml"
+STALE_AFTER_SECONDS = 30.0  # a debit's call gives up after 5 s: a repayment pending this long lost its answer
+RESOLVE_EVERY_SECONDS = 5.0
 R = TypeVar("R")
 
 
@@ -67,9 +97,12 @@ class LendingUseCases(BaseComponent):
         accounts: Accounts,
         customers: Customers,
         sagas: SagaRunner,
+        batches: BatchRunner,
         clock: Clock,
         settings: Settings,
     ) -> None:
+        self._batches = batches
+        self._product = Product(0)
         self._four_eyes_above = settings.loan_four_eyes_minor
         self._customers = customers
         self._loans = loans
@@ -78,6 +111,8 @@ class LendingUseCases(BaseComponent):
         self._clock = clock
 
     async def initialize(self) -> None:
+        config = tomllib.loads(PRODUCT_FILE.read_text(encoding="utf-8"))
+        self._product = Product(int(config["late_fee_minor"]))
         self._sagas.register(
             SagaDefinition(
                 SAGA,
@@ -215,6 +250,125 @@ class LendingUseCases(BaseComponent):
             raise NotFound("customer", customer_id)  # an empty list of a customer nobody knows would hide a typo
         return [(loan, await self._sagas.record(loan.saga_id)) for loan in page.items], request.next_token(page.next_after)
 
+    # --- servicing ------------------------------------------------------------------------------
+
+    async def view(self, loan_id: str) -> tuple[LoanView, SagaRecord | None]:
+        """A loan the caller may read, where it stands today, and its disbursement saga."""
+        loan, saga = await self.get_with_saga(loan_id)
+        return await self._view(loan), saga
+
+    async def _view(self, loan: Loan) -> LoanView:
+        if loan.status not in (LoanStatus.DISBURSED, LoanStatus.PAID_OFF):
+            return LoanView(loan, None)
+        return LoanView(loan, position(await self._loans.states(loan.loan_id), self._clock.today()))
+
+    async def _payable(self, loan_id: str, amount: Money | None) -> Loan:
+        """A loan the caller may pay (its customer, or an admin), active, in `amount`'s currency."""
+        loan = await self._loans.get(loan_id)
+        if loan is None:
+            raise unknown("loan", loan_id, "repay this loan")
+        await require_customer_access(loan.customer_id, assigned=self._manages, write=True, action="repay this loan")
+        require_active(loan)
+        if amount is not None:
+            require_currency(loan, amount)
+        return loan
+
+    async def repay(self, loan_id: str, amount: Money, key: IdempotencyKey) -> tuple[Repayment, LoanView]:
+        loan = await self._payable(loan_id, amount)
+        today = self._clock.today()
+        return await self._pay(loan, RepaymentKind.REPAYMENT, key, lambda states: allocate(states, amount.minor, today))
+
+    async def quote(self, loan_id: str) -> tuple[Loan, Allocation, date]:
+        """Today's payoff of a loan the caller may read."""
+        loan = await self.get(loan_id)
+        require_active(loan)
+        today = self._clock.today()
+        return loan, payoff(await self._loans.states(loan_id), today), today
+
+    async def pay_off(self, loan_id: str, amount: Money, key: IdempotencyKey) -> tuple[Repayment, LoanView]:
+        loan = await self._payable(loan_id, amount)
+        today = self._clock.today()
+
+        def at_quote(states: list[InstallmentState]) -> Allocation:
+            quote = payoff(states, today)
+            if quote.total != amount.minor:
+                raise PreconditionFailed(
+                    "PAYOFF_AMOUNT_CHANGED",
+                    f"today's payoff amount is {Money(amount.currency, quote.total)}",
+                    {"loan_id": loan_id, "payoff_amount": Money(amount.currency, quote.total).amount},
+                )
+            return quote
+
+        return await self._pay(loan, RepaymentKind.PAYOFF, key, at_quote)
+
+    async def _pay(
+        self, loan: Loan, kind: RepaymentKind, key: IdempotencyKey, decide: Callable[[list[InstallmentState]], Allocation]
+    ) -> tuple[Repayment, LoanView]:
+        order = PaymentOrder(loan.loan_id, kind, key, new_id("rpy"), loan.principal.currency, self._clock.now(), decide)
+        repayment = await self._loans.prepare(order)
+        if repayment is None:
+            raise PreconditionFailed("NOTHING_OWED", "nothing is owed on the loan", {"loan_id": loan.loan_id})
+        if repayment.status is RepaymentStatus.PENDING:
+            repayment = await self._take(loan.account_id, repayment)
+        return repayment, await self._view(await self.get(loan.loan_id))
+
+    async def _take(self, account_id: str, repayment: Repayment) -> Repayment:
+        """Debits a pending repayment with the caller's authority: posted, or gone without a trace
+        (refused). No answer leaves it pending: a retry of the request, or the resolver, settles it."""
+        try:
+            [outcome] = await self._accounts.debit([_debit(repayment, account_id)])
+        except PermissionDenied as refused:
+            await self._loans.rejected(repayment.repayment_id)
+            raise PermissionDenied("ACCESS_DENIED", "not allowed by the account context") from refused
+        if outcome.posted:
+            return await self._loans.posted(repayment.repayment_id, self._clock.now())
+        await self._loans.rejected(repayment.repayment_id)
+        raise PreconditionFailed(outcome.reason, "the loan's account cannot pay it", {"account_id": account_id})
+
+    async def repayments(self, loan_id: str, request: PageRequest) -> tuple[list[Repayment], str]:
+        await self.get(loan_id)
+        page = await self._loans.repayments(loan_id, request.after_seq, request.limit)
+        return page.items, request.next_token(page.next_after)
+
+    async def collect(self, day: date, currency: str) -> AsyncIterator[BatchProgress]:
+        """Runs or resumes the collection of `day` for loans in `currency`; a completed one is refused.
+        Each chunk debits with the authority of the admin who runs it."""
+        require_role(ADMIN, action="run the loan collection")
+
+        def order_for(loan_id: str) -> PaymentOrder:
+            key = IdempotencyKey(f"col-{loan_id[4:]}-{day:%Y%m%d}", COLLECTION_JOB, day.isoformat(), COLLECTOR)
+            now = self._clock.now()
+            return PaymentOrder(loan_id, RepaymentKind.COLLECTION, key, new_id("rpy"), currency, now, lambda s: due_by(s, day))
+
+        async def chunk(cursor: str) -> ChunkResult:
+            plan = await self._loans.collection_chunk(CollectionChunk(currency, int(cursor or 0), COLLECTION_CHUNK, order_for))
+            pending = [(r, account) for r, account in plan.takes if r.status is RepaymentStatus.PENDING]
+            outcomes = await self._accounts.debit([_debit(r, account) for r, account in pending]) if pending else []
+            settled = [(r, o.posted) for (r, _), o in zip(pending, outcomes, strict=True)]
+            await self._loans.collection_settled(settled, day, self._product.late_fee_minor, self._clock.now())
+            earlier = sum(r.amount.minor for r, _ in plan.takes if r.status is RepaymentStatus.POSTED)
+            collected = earlier + sum(r.amount.minor for r, posted in settled if posted)
+            return ChunkResult(plan.examined, collected, str(plan.last_seq), plan.done, plan.total)
+
+        run_key = f"{day.isoformat()}-{currency}"
+        async for progress in self._batches.run(
+            COLLECTION_JOB, run_key, chunk, already_completed="COLLECTION_RUN_ALREADY_COMPLETED"
+        ):
+            yield progress
+
+    async def settle_stale(self, older_than: timedelta) -> int:
+        """As this context alone: the repayments left pending longer than `older_than` (their
+        debit's answer lost, nobody retried) are settled by asking whether the debit was taken;
+        "no" closes its request id for good. How many were settled."""
+        settled = 0
+        for repayment in await self._loans.stale_pending(self._clock.now() - older_than, 100):
+            if await self._accounts.debit_taken(repayment.repayment_id):
+                await self._loans.posted(repayment.repayment_id, self._clock.now())
+            else:
+                await self._loans.rejected(repayment.repayment_id)
+            settled += 1
+        return settled
+
     # --- saga steps (idempotent by ctx.key) ----------------------------------------------------
 
     @staticmethod
@@ -229,10 +383,14 @@ class LendingUseCases(BaseComponent):
             if not hold_id:
                 raise StepRefused("HOLD_NOT_PLACED")
             return {"hold_id": hold_id}
-        treasury = await _step(self._accounts.treasury(ctx.payload["currency"]))
+        loan_book = await _step(self._accounts.loan_book(ctx.payload["currency"]))
         hold_id = await _step(
             self._accounts.place_hold(
-                ctx.key("reserve_funds"), treasury, ctx.payload["account_id"], self._amount(ctx), f"loan {ctx.payload['loan_id']}"
+                ctx.key("reserve_funds"),
+                loan_book,
+                ctx.payload["account_id"],
+                self._amount(ctx),
+                f"loan {ctx.payload['loan_id']}",
             )
         )
         return {"hold_id": hold_id}
@@ -303,6 +461,39 @@ class LendingUseCases(BaseComponent):
         p, now = ctx.payload, self._clock.now()
         event = LoanDisbursementFailed(p["loan_id"], p["customer_id"], status, now)
         await self._loans.move(p["loan_id"], LoanStatus.DISBURSING, LoanStatus.DISBURSEMENT_FAILED, now, events=[event])
+
+
+@og_component()
+class PaymentResolver(BaseComponent):
+    """Settles the repayments whose debit's answer was lost and that nobody retried, once for the
+    mesh (the lease), as this context alone."""
+
+    def __init__(self, use_cases: LendingUseCases, database: ContextDatabase) -> None:
+        self._loop = LeaderLoop(
+            "lending-payment-resolver",
+            lambda: database.lead("lending-payment-resolver"),
+            lambda: use_cases.settle_stale(timedelta(seconds=STALE_AFTER_SECONDS)),
+            lambda: asyncio.sleep(RESOLVE_EVERY_SECONDS),
+            self.logger,
+        )
+
+    async def start(self) -> None:
+        self._loop.start()
+
+    async def shutdown(self) -> None:
+        await self._loop.stop()
+
+
+def _debit(repayment: Repayment, account_id: str) -> Debit:
+    a, currency = repayment.allocation, repayment.amount.currency
+    return Debit(
+        repayment.repayment_id,
+        account_id,
+        Money(currency, a.principal),
+        Money(currency, a.interest),
+        Money(currency, a.penalty),
+        f"loan {repayment.loan_id} {repayment.kind.value.lower()}",
+    )
 
 
 def current_caller_has_subject() -> bool:

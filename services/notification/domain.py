@@ -15,11 +15,16 @@ class Kind(enum.StrEnum):
     PAYMENT_QUEUED = "PAYMENT_QUEUED"
     LOAN_DISBURSED = "LOAN_DISBURSED"
     LOAN_DISBURSEMENT_FAILED = "LOAN_DISBURSEMENT_FAILED"
+    LOAN_REPAID = "LOAN_REPAID"
+    INSTALLMENT_OVERDUE = "INSTALLMENT_OVERDUE"
+    LOAN_PAID_OFF = "LOAN_PAID_OFF"
 
 
-# What the bank must tell whatever the customer prefers: money that did not move as asked, and
-# money lent.
-MANDATORY = frozenset({Kind.PAYMENT_FAILED, Kind.LOAN_DISBURSED, Kind.LOAN_DISBURSEMENT_FAILED})
+# What the bank must tell whatever the customer prefers: money that did not move as asked, money
+# lent, money owed late (with its fee), and a debt ended.
+MANDATORY = frozenset(
+    {Kind.PAYMENT_FAILED, Kind.LOAN_DISBURSED, Kind.LOAN_DISBURSEMENT_FAILED, Kind.INSTALLMENT_OVERDUE, Kind.LOAN_PAID_OFF}
+)
 OPTIONAL = frozenset(Kind) - MANDATORY
 
 

@@ -9,7 +9,7 @@ from common.events.envelope import Envelope
 from common.events.incoming import Incoming, Subscriber
 from ogpgy.customer.v1 import customer_service_pb2 as cpb
 from ogpgy.customer.v1.events_pb2 import CustomerOnboarded
-from ogpgy.lending.v1.events_pb2 import LoanDisbursed, LoanDisbursementFailed
+from ogpgy.lending.v1.events_pb2 import InstallmentOverdue, LoanDisbursed, LoanDisbursementFailed, LoanPaidOff, LoanRepaid
 from ogpgy.payment.v1.events_pb2 import PaymentCompleted, PaymentFailed, PaymentQueued
 from ogpgy.type.v1.money_pb2 import Money
 from services.notification.domain import Kind
@@ -61,3 +61,32 @@ class NotificationEventsHandler(Subscriber):
     async def loan_disbursement_failed(self, event: LoanDisbursementFailed, envelope: Envelope) -> None:
         values = {"loan_id": event.loan_id, "reason": event.reason}
         await self._service.notify(event.customer_id, Kind.LOAN_DISBURSEMENT_FAILED, values, envelope.event_id)
+
+    @INCOMING.on(LoanRepaid)
+    async def loan_repaid(self, event: LoanRepaid, envelope: Envelope) -> None:
+        values = {
+            "loan_id": event.loan_id,
+            "account_id": event.account_id,
+            "principal": event.principal.amount,
+            "interest": event.interest.amount,
+            "late_fees": event.late_fees.amount,
+            "outstanding": event.outstanding_principal.amount,
+            **_money(event.amount),
+        }
+        await self._service.notify(event.customer_id, Kind.LOAN_REPAID, values, envelope.event_id)
+
+    @INCOMING.on(InstallmentOverdue)
+    async def installment_overdue(self, event: InstallmentOverdue, envelope: Envelope) -> None:
+        due = event.due_date
+        values = {
+            "loan_id": event.loan_id,
+            "number": str(event.installment_number),
+            "due_date": f"{due.year:04d}-{due.month:02d}-{due.day:02d}",
+            "late_fee": event.late_fee.amount,
+            **_money(event.amount_owed),
+        }
+        await self._service.notify(event.customer_id, Kind.INSTALLMENT_OVERDUE, values, envelope.event_id)
+
+    @INCOMING.on(LoanPaidOff)
+    async def loan_paid_off(self, event: LoanPaidOff, envelope: Envelope) -> None:
+        await self._service.notify(event.customer_id, Kind.LOAN_PAID_OFF, {"loan_id": event.loan_id}, envelope.event_id)

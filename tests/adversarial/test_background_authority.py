@@ -153,12 +153,12 @@ async def _resume_in_background(world: World, saga_id: str) -> sagalog.SagaRecor
 
 
 async def test_a_resumed_saga_that_never_reserved_compensates_without_placing_a_hold(world: World) -> None:
-    treasury = await _account(world, "acc_TREASURY_EUR")
+    book = await _account(world, "acc_LOAN_PRINCIPAL_EUR")
     saga_id, _ = await _disbursing_saga(world, world.victim.loan)
     record = await _resume_in_background(world, saga_id)
     assert record.status == sagalog.COMPENSATED, record
     assert record.steps[0].state == sagalog.REFUSED and record.steps[0].last_error == "HOLD_NOT_PLACED"
-    assert (await _account(world, "acc_TREASURY_EUR")) == treasury, "no hold on the treasury, no money moved"
+    assert (await _account(world, "acc_LOAN_PRINCIPAL_EUR")) == book, "no hold on the loan book, no money moved"
 
 
 async def test_a_resumed_saga_finishes_with_the_hold_its_admin_placed(world: World) -> None:
@@ -167,7 +167,7 @@ async def test_a_resumed_saga_finishes_with_the_hold_its_admin_placed(world: Wor
         await agrpc.AccountServiceStub(channel).PlaceHold(
             apb.PlaceHoldRequest(
                 request_id=f"{saga_id}-reserve_funds-do",
-                debit_account_id="acc_TREASURY_EUR",
+                debit_account_id="acc_LOAN_PRINCIPAL_EUR",
                 credit_account_id=payload["account_id"],
                 amount=eur(payload["amount"]),
                 description=f"loan {payload['loan_id']}",

@@ -175,13 +175,13 @@ INTERACTIONS: tuple[Interaction, ...] = (
         {"account_id": "acc_CLEARING_EUR", "page_size": 500},
         relies_on=("entries.transfer_id", "entries.amount.amount"),
     ),
-    # lending -> account: the disbursement saga (hold on treasury, capture, release to compensate)
+    # lending -> account: the disbursement saga (hold on the loan book, capture, release to compensate)
     Interaction(  # where loans are paid from
         "lending",
         "account",
         "AccountService/GetInternalAccount",
         "nothing",
-        {"internal_account": "INTERNAL_ACCOUNT_TREASURY", "currency_code": "EUR"},
+        {"internal_account": "INTERNAL_ACCOUNT_LOAN_PRINCIPAL", "currency_code": "EUR"},
         relies_on=("account_id",),
     ),
     Interaction(
@@ -199,7 +199,7 @@ INTERACTIONS: tuple[Interaction, ...] = (
         "a funded account",
         {
             "request_id": "{key}-reserve",
-            "debit_account_id": "acc_TREASURY_EUR",
+            "debit_account_id": "acc_LOAN_PRINCIPAL_EUR",
             "credit_account_id": "{account_id}",
             "amount": {"currency_code": "EUR", "amount": "250.00"},
             "description": "loan",
@@ -253,6 +253,47 @@ INTERACTIONS: tuple[Interaction, ...] = (
         {"request_id": "{key}-reverse-again", "transfer_id": "{transfer_id}", "reason": "again"},
         expect="FAILED_PRECONDITION",
         reason="TRANSFER_ALREADY_REVERSED",
+    ),
+    # lending -> account: repayments and collections, charged to the bank's loan accounts
+    Interaction(
+        "lending",
+        "account",
+        "AccountService/PostCharges",
+        "a funded account",
+        {
+            "charges": [
+                {
+                    "request_id": "{key}-too-much",
+                    "account_id": "{account_id}",
+                    "lines": [
+                        {
+                            "internal_account": "INTERNAL_ACCOUNT_LOAN_PRINCIPAL",
+                            "amount": {"currency_code": "EUR", "amount": "9000.00"},
+                        }
+                    ],
+                    "description": "loan collection",
+                },
+                {
+                    "request_id": "{key}-repay",
+                    "account_id": "{account_id}",
+                    "lines": [
+                        {
+                            "internal_account": "INTERNAL_ACCOUNT_INTEREST_INCOME",
+                            "amount": {"currency_code": "EUR", "amount": "1.25"},
+                        },
+                        {
+                            "internal_account": "INTERNAL_ACCOUNT_LOAN_PRINCIPAL",
+                            "amount": {"currency_code": "EUR", "amount": "10.00"},
+                        },
+                    ],
+                    "description": "loan repayment",
+                },
+            ]
+        },
+        relies_on=("charges.request_id", "charges.status", "charges.rejection_reason"),  # of the first: rejected
+    ),
+    Interaction(
+        "lending", "account", "AccountService/LookupCharge", "nothing", {"request_id": "{key}-never-charged"}, expect="NOT_FOUND"
     ),
     # lending -> customer: whether a customer whose loans are listed exists at all
     Interaction(

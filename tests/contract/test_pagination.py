@@ -94,7 +94,11 @@ async def _world(channel: aio.Channel) -> dict[str, str]:
         ):
             pass
     approval = lpb.ApproveLoanRequest(request_id="page-approve", loan_id=loans[0], annual_interest_rate="0.05")
-    await lgrpc.LendingServiceStub(channel).ApproveLoan(approval)  # its schedule: 12 installments
+    lending = lgrpc.LendingServiceStub(channel)
+    await lending.ApproveLoan(approval)  # its schedule: 12 installments
+    await lending.DisburseLoan(lpb.DisburseLoanRequest(request_id="page-disburse", loan_id=loans[0]))
+    for i in range(ITEMS):
+        await lending.RepayLoan(lpb.RepayLoanRequest(request_id=f"page-repay-{i}", loan_id=loans[0], amount=eur("1.00")))
     admin_id = await _settled_audit_trail(igrpc.IdentityServiceStub(channel))
     return {
         "customer_id": parent,

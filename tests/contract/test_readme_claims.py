@@ -70,6 +70,7 @@ ID_KINDS = {
 NOT_AN_ID = {
     "request_id",  # an idempotency key
     "after_account_id",  # a batch cursor: any position, not a resource
+    "charges.request_id",  # an idempotency key of one charge
     "customer.customer_id",  # UpdateCustomer's patch: output-only fields of the resource
     "customer.relationship_manager_id",
 }
@@ -81,6 +82,19 @@ NOT_LOOKED_UP: dict[str, str] = {}
 
 # The other fields of each RPC that takes an id, valid (JSON as grpcurl takes it).
 VALID_REST: dict[str, dict[str, Any]] = {
+    "PostCharges": {
+        "charges": [
+            {
+                "request_id": "claim-charge",
+                "lines": [
+                    {"internal_account": "INTERNAL_ACCOUNT_FEE_INCOME", "amount": {"currency_code": "EUR", "amount": "1.00"}}
+                ],
+                "description": "claim",
+            }
+        ]
+    },
+    "RepayLoan": {"amount": {"currency_code": "EUR", "amount": "1.00"}},
+    "PayOffLoan": {"amount": {"currency_code": "EUR", "amount": "1.00"}},
     "OpenAccount": {"type": "ACCOUNT_TYPE_PERSONAL_CHECKING", "currency_code": "EUR"},
     "Deposit": {"amount": {"currency_code": "EUR", "amount": "1.00"}},
     "Withdraw": {"amount": {"currency_code": "EUR", "amount": "1.00"}},
@@ -177,7 +191,7 @@ def _id_fields(rpc: Rpc) -> list[str]:
     CreatePayment's internal.account_id)."""
     paths = [f.name for f in rpc.descriptor.fields if f.name.endswith("_id")]
     for outer in rpc.descriptor.fields:
-        if outer.message_type is not None and outer.message_type.full_name.startswith("ogpgy."):
+        if outer.message_type is not None and outer.message_type.full_name.startswith("ogpgy."):  # repeated too
             paths += [f"{outer.name}.{f.name}" for f in outer.message_type.fields if f.name.endswith("_id")]
     paths = [p for p in paths if p not in NOT_AN_ID]
     unknown = [p for p in paths if p.rsplit(".", 1)[-1] not in ID_KINDS]
@@ -193,7 +207,8 @@ def _request(rpc: Rpc, ids: dict[str, str]) -> Any:
     for path, value in ids.items():
         outer, _, inner = path.rpartition(".")
         if (outer or inner) in fields and (not outer or outer in body):
-            (body[outer] if outer else body)[inner] = value
+            for part in body[outer] if isinstance(body.get(outer), list) else [body[outer] if outer else body]:
+                part[inner] = value
     return json_format.ParseDict(body, rpc.request())
 
 
@@ -207,6 +222,7 @@ def _hers(world: World) -> dict[str, str]:
         "credit_account_id": v.savings,
         "debtor_account_id": v.account,
         "internal.account_id": v.savings,
+        "charges.account_id": v.account,
         "transfer_id": v.transfer,
         "hold_id": v.own_hold,
         "payment_id": v.payment_id,
@@ -219,7 +235,12 @@ def _hers(world: World) -> dict[str, str]:
 
 def _his(world: World) -> dict[str, str]:
     """Bob's own customer and account where a request names them; paid into: Alice's."""
-    own = {"customer_id": world.bob, "account_id": world.bob_account, "debit_account_id": world.bob_account}
+    own = {
+        "customer_id": world.bob,
+        "account_id": world.bob_account,
+        "debit_account_id": world.bob_account,
+        "charges.account_id": world.bob_account,
+    }
     return _hers(world) | own | {"debtor_account_id": world.bob_account}
 
 

@@ -47,10 +47,10 @@ async def _approved_loan(channel: aio.Channel, tag: str, amount: str = "2500.00"
 
 
 async def _money(channel: aio.Channel, account: str) -> tuple[Decimal, Decimal, Decimal]:
-    """(customer balance, treasury balance, treasury held)."""
+    """(customer balance, loan book balance, loan book held)."""
     client = Bank(channel)
     balance = Decimal((await client.balance(account))[0])
-    t_balance, t_available = (Decimal(x) for x in await client.balance("acc_TREASURY_EUR"))
+    t_balance, t_available = (Decimal(x) for x in await client.balance("acc_LOAN_PRINCIPAL_EUR"))
     return balance, t_balance, t_balance - t_available
 
 
@@ -95,8 +95,8 @@ async def test_a_compensation_that_keeps_failing_needs_an_operator(
     assert transfer.state == "DONE" and "fault injected at lending.reverse" in transfer.last_error
     seen = (await lending.GetLoan(lpb.GetLoanRequest(loan_id=loan_id))).loan
     assert seen.saga_status == lpb.SAGA_STATUS_FAILED_NEEDS_OPERATOR, "visible through the API"
-    balance, treasury, held = await _money(channel, account)
-    assert balance == -treasury == Decimal("2500.00") and held == 0, "the money is where the log says; nothing leaked"
+    balance, book, held = await _money(channel, account)
+    assert balance == -book == Decimal("2500.00") and held == 0, "the money is where the log says; nothing leaked"
 
 
 async def test_bad_input_and_rules(channel: aio.Channel, lending: lgrpc.LendingServiceStub) -> None:
@@ -145,9 +145,9 @@ async def test_killed_at_every_step_then_restarted(tmp_path: Path, crash_at: str
             ):
                 assert time.monotonic() < deadline, f"saga stuck in {lpb.SagaStatus.Name(loan.saga_status)}"
                 await asyncio.sleep(0.1)
-            balance, treasury, held = await _money(channel, account)
-            assert held == 0, "the treasury hold never leaks"
-            assert balance == -treasury, "no money created or lost"
+            balance, book, held = await _money(channel, account)
+            assert held == 0, "the loan book hold never leaks"
+            assert balance == -book, "no money created or lost"
             if loan.saga_status == lpb.SAGA_STATUS_COMPLETED:
                 assert loan.status == lpb.LOAN_STATUS_DISBURSED and balance == Decimal("2500.00")
             else:

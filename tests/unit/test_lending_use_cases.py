@@ -15,12 +15,12 @@ from common.money import Money
 from common.security.context import ADMIN, RELATIONSHIP_MANAGER, SecurityContext
 from services.lending.domain import LoanStatus
 from services.lending.module import LendingModule
-from services.lending.ports import Accounts, Customers, HeldFunds, PayoutAccount
+from services.lending.ports import Accounts, Customers, Debit, DebitOutcome, HeldFunds, PayoutAccount
 from services.lending.service import LendingUseCases
 from tests.unit.contexts import ADMIN_CALLER, FIRST_PAGE, acting_as, context_under_test, customer_caller
 from tests.unit.holds import HoldBook
 
-TREASURY = "acc_treasury"
+LOAN_BOOK = "acc_loan_book"
 
 
 @dataclass
@@ -42,6 +42,8 @@ class FakeLedger(HoldBook, Accounts):
     accounts: dict[str, PayoutAccount] = field(default_factory=dict)
     reversed: list[str] = field(default_factory=list)
     refuse_capture: bool = False
+    funds: dict[str, int] = field(default_factory=dict)  # what each account can pay, minor units
+    taken: dict[str, Debit] = field(default_factory=dict)  # debits posted, by request id
 
     async def payout_account(self, account_id: str) -> PayoutAccount:
         found = self.accounts.get(account_id)
@@ -49,8 +51,22 @@ class FakeLedger(HoldBook, Accounts):
             raise NotFound("account", account_id)
         return found
 
-    async def treasury(self, currency: str) -> str:
-        return TREASURY
+    async def loan_book(self, currency: str) -> str:
+        return LOAN_BOOK
+
+    async def debit(self, debits: list[Debit]) -> list[DebitOutcome]:
+        outcomes = []
+        for d in debits:
+            total = d.principal.minor + d.interest.minor + d.late_fees.minor
+            if d.request_id not in self.taken and self.funds.get(d.account_id, 0) >= total:
+                self.funds[d.account_id] -= total
+                self.taken[d.request_id] = d
+            posted = d.request_id in self.taken
+            outcomes.append(DebitOutcome(d.request_id, posted, "" if posted else "INSUFFICIENT_FUNDS"))
+        return outcomes
+
+    async def debit_taken(self, request_id: str) -> bool:
+        return request_id in self.taken
 
     async def place_hold(self, request_id: str, debtor: str, creditor: str, amount: Money, description: str) -> str:
         return self.place(request_id, debtor, creditor, amount).hold_id
@@ -84,7 +100,7 @@ class Lending:
 @pytest.fixture
 async def lending(tmp_path: Path) -> AsyncIterator[Lending]:
     ledger = FakeLedger(
-        balances={TREASURY: 0, "acc_ada": 0, "acc_bob": 0},
+        balances={LOAN_BOOK: 0, "acc_ada": 0, "acc_bob": 0},
         accounts={"acc_ada": PayoutAccount("cus_ada", "EUR"), "acc_bob": PayoutAccount("cus_bob", "EUR")},
     )
     fakes = {Accounts: ledger, Customers: FakeCustomers({"cus_ada", "cus_bob"}, managers={"cus_ada": "usr_rita"})}
@@ -127,14 +143,14 @@ async def test_only_an_admin_approves_and_disburses_an_approved_loan(lending: Le
     assert lending.ledger.holds == {}
 
 
-async def test_a_disbursement_moves_the_principal_from_the_treasury_once(lending: Lending) -> None:
+async def test_a_disbursement_moves_the_principal_from_the_loan_book_once(lending: Lending) -> None:
     with acting_as(ADMIN_CALLER):
         loan = await lending.loans.apply("cus_ada", "acc_ada", EUR_5000, 24, key("a1"))
         await lending.loans.approve(loan.loan_id, "0.05", key("ap1"))
         disbursed, saga = await lending.loans.disburse(loan.loan_id, key("d1"))
         assert disbursed.status is LoanStatus.DISBURSED and saga is not None and saga.status == "COMPLETED"
         await lending.loans.disburse(loan.loan_id, key("d2"))
-    assert lending.ledger.balances == {TREASURY: -500_000, "acc_ada": 500_000, "acc_bob": 0}
+    assert lending.ledger.balances == {LOAN_BOOK: -500_000, "acc_ada": 500_000, "acc_bob": 0}
 
 
 async def test_a_refused_capture_compensates_and_nothing_stays_held(lending: Lending) -> None:

@@ -40,6 +40,14 @@ class _InternalAccountEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Inter
     """Money on its way to and from other banks."""
     INTERNAL_ACCOUNT_FEE_INCOME: _InternalAccount.ValueType  # 5
     """Maintenance fees charged to customers."""
+    INTERNAL_ACCOUNT_LOAN_PRINCIPAL: _InternalAccount.ValueType  # 6
+    """Loan principal receivable: what borrowers owe the bank. Disbursements are paid from it and
+    repaid principal returns to it, so its balance is minus the principal outstanding.
+    """
+    INTERNAL_ACCOUNT_INTEREST_INCOME: _InternalAccount.ValueType  # 7
+    """Interest paid by borrowers."""
+    INTERNAL_ACCOUNT_PENALTY_INCOME: _InternalAccount.ValueType  # 8
+    """Late fees paid by borrowers."""
 
 class InternalAccount(_InternalAccount, metaclass=_InternalAccountEnumTypeWrapper):
     """The bank's own accounts, one of each kind per currency. They have no floor."""
@@ -56,6 +64,14 @@ INTERNAL_ACCOUNT_CLEARING: InternalAccount.ValueType  # 4
 """Money on its way to and from other banks."""
 INTERNAL_ACCOUNT_FEE_INCOME: InternalAccount.ValueType  # 5
 """Maintenance fees charged to customers."""
+INTERNAL_ACCOUNT_LOAN_PRINCIPAL: InternalAccount.ValueType  # 6
+"""Loan principal receivable: what borrowers owe the bank. Disbursements are paid from it and
+repaid principal returns to it, so its balance is minus the principal outstanding.
+"""
+INTERNAL_ACCOUNT_INTEREST_INCOME: InternalAccount.ValueType  # 7
+"""Interest paid by borrowers."""
+INTERNAL_ACCOUNT_PENALTY_INCOME: InternalAccount.ValueType  # 8
+"""Late fees paid by borrowers."""
 Global___InternalAccount: _TypeAlias = InternalAccount  # noqa: Y015
 
 class _AccountType:
@@ -173,6 +189,30 @@ ACCOUNT_ACCESS_DEBIT: AccountAccess.ValueType  # 2
 ACCOUNT_ACCESS_CREDIT: AccountAccess.ValueType  # 3
 """Pay money into it (the beneficiary of a transfer or a payment)."""
 Global___AccountAccess: _TypeAlias = AccountAccess  # noqa: Y015
+
+class _ChargeStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ChargeStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ChargeStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CHARGE_STATUS_UNSPECIFIED: _ChargeStatus.ValueType  # 0
+    """Never sent."""
+    CHARGE_STATUS_POSTED: _ChargeStatus.ValueType  # 1
+    """Posted: one transfer per line."""
+    CHARGE_STATUS_REJECTED: _ChargeStatus.ValueType  # 2
+    """Not posted, nothing changed (see Charge.rejection_reason)."""
+
+class ChargeStatus(_ChargeStatus, metaclass=_ChargeStatusEnumTypeWrapper):
+    """What became of a charge."""
+
+CHARGE_STATUS_UNSPECIFIED: ChargeStatus.ValueType  # 0
+"""Never sent."""
+CHARGE_STATUS_POSTED: ChargeStatus.ValueType  # 1
+"""Posted: one transfer per line."""
+CHARGE_STATUS_REJECTED: ChargeStatus.ValueType  # 2
+"""Not posted, nothing changed (see Charge.rejection_reason)."""
+Global___ChargeStatus: _TypeAlias = ChargeStatus  # noqa: Y015
 
 @_typing.final
 class AccountFeatures(_message.Message):
@@ -1655,3 +1695,214 @@ class GetInternalAccountResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetInternalAccountResponse: _TypeAlias = GetInternalAccountResponse  # noqa: Y015
+
+@_typing.final
+class ChargeLine(_message.Message):
+    """One credit of a charge."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTERNAL_ACCOUNT_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    internal_account: Global___InternalAccount.ValueType
+    """The bank's account credited."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """Positive, in the debited account's currency."""
+
+    def __init__(
+        self,
+        *,
+        internal_account: Global___InternalAccount.ValueType = ...,
+        amount: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "internal_account", b"internal_account"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChargeLine: _TypeAlias = ChargeLine  # noqa: Y015
+
+@_typing.final
+class ChargeOrder(_message.Message):
+    """One charge of PostCharges."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key of this charge, unique within the request; 1 to 64 characters."""
+    account_id: _builtins.str
+    """The account debited."""
+    description: _builtins.str
+    """Shown on the statement, 1 to 140 characters."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChargeLine]:
+        """1 to 8 lines, each to a different internal account, all in one currency."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___ChargeLine] | None = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "description", b"description", "lines", b"lines", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChargeOrder: _TypeAlias = ChargeOrder  # noqa: Y015
+
+@_typing.final
+class PostChargesRequest(_message.Message):
+    """Request of PostCharges."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def charges(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChargeOrder]:
+        """1 to 500 charges."""
+
+    def __init__(
+        self,
+        *,
+        charges: _abc.Iterable[Global___ChargeOrder] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["charges", b"charges"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PostChargesRequest: _TypeAlias = PostChargesRequest  # noqa: Y015
+
+@_typing.final
+class Charge(_message.Message):
+    """A charge's outcome."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CHARGE_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    TRANSFER_IDS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    REJECTION_REASON_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """The order's request_id."""
+    charge_id: _builtins.str
+    """Server-assigned id, "chg_" followed by 26 characters; empty when rejected."""
+    account_id: _builtins.str
+    """The account debited."""
+    status: Global___ChargeStatus.ValueType
+    """Outcome."""
+    rejection_reason: _builtins.str
+    """When rejected: INSUFFICIENT_FUNDS, ACCOUNT_CLOSED, CURRENCY_MISMATCH or
+    BALANCE_LIMIT_EXCEEDED (the reasons a Transfer would be refused with), or REQUEST_VOIDED
+    (LookupCharge closed the request_id).
+    """
+    @_builtins.property
+    def transfer_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The transfers posted, one per line in the order's line order; empty when rejected."""
+
+    @_builtins.property
+    def total(self) -> _money_pb2.Money:
+        """The sum of the lines."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        charge_id: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        status: Global___ChargeStatus.ValueType = ...,
+        transfer_ids: _abc.Iterable[_builtins.str] | None = ...,
+        total: _money_pb2.Money | None = ...,
+        rejection_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["total", b"total"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "charge_id", b"charge_id", "rejection_reason", b"rejection_reason", "request_id", b"request_id", "status", b"status", "total", b"total", "transfer_ids", b"transfer_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Charge: _TypeAlias = Charge  # noqa: Y015
+
+@_typing.final
+class PostChargesResponse(_message.Message):
+    """Response of PostCharges."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def charges(self) -> _containers.RepeatedCompositeFieldContainer[Global___Charge]:
+        """One per order, in the request's order."""
+
+    def __init__(
+        self,
+        *,
+        charges: _abc.Iterable[Global___Charge] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["charges", b"charges"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PostChargesResponse: _TypeAlias = PostChargesResponse  # noqa: Y015
+
+@_typing.final
+class LookupChargeRequest(_message.Message):
+    """Request of LookupCharge."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """The request_id of one of the caller's own charge orders."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupChargeRequest: _TypeAlias = LookupChargeRequest  # noqa: Y015
+
+@_typing.final
+class LookupChargeResponse(_message.Message):
+    """Response of LookupCharge."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHARGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def charge(self) -> Global___Charge:
+        """The charge that order posted."""
+
+    def __init__(
+        self,
+        *,
+        charge: Global___Charge | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["charge", b"charge"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["charge", b"charge"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupChargeResponse: _TypeAlias = LookupChargeResponse  # noqa: Y015

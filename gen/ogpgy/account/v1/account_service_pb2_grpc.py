@@ -136,6 +136,16 @@ class AccountServiceStub:
                 request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetInternalAccountRequest.SerializeToString,
                 response_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetInternalAccountResponse.FromString,
                 _registered_method=True)
+        self.PostCharges = channel.unary_unary(
+                '/ogpgy.account.v1.AccountService/PostCharges',
+                request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.PostChargesRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.PostChargesResponse.FromString,
+                _registered_method=True)
+        self.LookupCharge = channel.unary_unary(
+                '/ogpgy.account.v1.AccountService/LookupCharge',
+                request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.LookupChargeRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.LookupChargeResponse.FromString,
+                _registered_method=True)
 
 
 class AccountServiceServicer:
@@ -302,6 +312,29 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PostCharges(self, request, context):
+        """Charges customers' accounts for the bank: each charge debits one account and credits one or
+        more of the bank's own accounts, one transfer per line, all or nothing. Up to 500 charges per
+        call, each idempotent by its own request_id (a charge posted before is answered as it was,
+        not posted again). A charge the account cannot pay (funds, a closed account, another
+        currency) is answered REJECTED with its reason and changes nothing; the others still post.
+        Admins and contexts (relaying a user, whose authority over each debited account is judged)
+        only; the call is refused whole, before anything is posted, when any account is not the
+        caller's to debit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LookupCharge(self, request, context):
+        """The charge that the calling context's own PostCharges with this request_id posted. When none
+        was posted the request_id is closed for good (REQUEST_VOIDED afterwards) and the answer is
+        NOT_FOUND. Contexts only, as LookupHold.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -404,6 +437,16 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.GetInternalAccount,
                     request_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetInternalAccountRequest.FromString,
                     response_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetInternalAccountResponse.SerializeToString,
+            ),
+            'PostCharges': grpc.unary_unary_rpc_method_handler(
+                    servicer.PostCharges,
+                    request_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.PostChargesRequest.FromString,
+                    response_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.PostChargesResponse.SerializeToString,
+            ),
+            'LookupCharge': grpc.unary_unary_rpc_method_handler(
+                    servicer.LookupCharge,
+                    request_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.LookupChargeRequest.FromString,
+                    response_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.LookupChargeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -948,6 +991,60 @@ class AccountService:
             '/ogpgy.account.v1.AccountService/GetInternalAccount',
             ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetInternalAccountRequest.SerializeToString,
             ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetInternalAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PostCharges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.account.v1.AccountService/PostCharges',
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.PostChargesRequest.SerializeToString,
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.PostChargesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LookupCharge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.account.v1.AccountService/LookupCharge',
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.LookupChargeRequest.SerializeToString,
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.LookupChargeResponse.FromString,
             options,
             channel_credentials,
             insecure,

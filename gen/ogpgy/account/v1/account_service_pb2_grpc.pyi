@@ -101,6 +101,21 @@ class AccountServiceStub:
     moves money to or from it: the ids are this context's to form, never another's to type.
     Any authenticated caller; the accounts themselves are read by admins only.
     """
+    PostCharges: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.PostChargesRequest, _account_service_pb2.PostChargesResponse]
+    """Charges customers' accounts for the bank: each charge debits one account and credits one or
+    more of the bank's own accounts, one transfer per line, all or nothing. Up to 500 charges per
+    call, each idempotent by its own request_id (a charge posted before is answered as it was,
+    not posted again). A charge the account cannot pay (funds, a closed account, another
+    currency) is answered REJECTED with its reason and changes nothing; the others still post.
+    Admins and contexts (relaying a user, whose authority over each debited account is judged)
+    only; the call is refused whole, before anything is posted, when any account is not the
+    caller's to debit.
+    """
+    LookupCharge: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.LookupChargeRequest, _account_service_pb2.LookupChargeResponse]
+    """The charge that the calling context's own PostCharges with this request_id posted. When none
+    was posted the request_id is closed for good (REQUEST_VOIDED afterwards) and the answer is
+    NOT_FOUND. Contexts only, as LookupHold.
+    """
 
 @_typing.type_check_only
 class AccountServiceAsyncStub(AccountServiceStub):
@@ -174,6 +189,21 @@ class AccountServiceAsyncStub(AccountServiceStub):
     """The id of one of the bank's own accounts (one per kind and currency), for a context that
     moves money to or from it: the ids are this context's to form, never another's to type.
     Any authenticated caller; the accounts themselves are read by admins only.
+    """
+    PostCharges: _aio.UnaryUnaryMultiCallable[_account_service_pb2.PostChargesRequest, _account_service_pb2.PostChargesResponse]  # type: ignore[assignment]
+    """Charges customers' accounts for the bank: each charge debits one account and credits one or
+    more of the bank's own accounts, one transfer per line, all or nothing. Up to 500 charges per
+    call, each idempotent by its own request_id (a charge posted before is answered as it was,
+    not posted again). A charge the account cannot pay (funds, a closed account, another
+    currency) is answered REJECTED with its reason and changes nothing; the others still post.
+    Admins and contexts (relaying a user, whose authority over each debited account is judged)
+    only; the call is refused whole, before anything is posted, when any account is not the
+    caller's to debit.
+    """
+    LookupCharge: _aio.UnaryUnaryMultiCallable[_account_service_pb2.LookupChargeRequest, _account_service_pb2.LookupChargeResponse]  # type: ignore[assignment]
+    """The charge that the calling context's own PostCharges with this request_id posted. When none
+    was posted the request_id is closed for good (REQUEST_VOIDED afterwards) and the answer is
+    NOT_FOUND. Contexts only, as LookupHold.
     """
 
 class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -365,6 +395,33 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         """The id of one of the bank's own accounts (one per kind and currency), for a context that
         moves money to or from it: the ids are this context's to form, never another's to type.
         Any authenticated caller; the accounts themselves are read by admins only.
+        """
+
+    @_abc_1.abstractmethod
+    def PostCharges(
+        self,
+        request: _account_service_pb2.PostChargesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.PostChargesResponse, _abc.Awaitable[_account_service_pb2.PostChargesResponse]]:
+        """Charges customers' accounts for the bank: each charge debits one account and credits one or
+        more of the bank's own accounts, one transfer per line, all or nothing. Up to 500 charges per
+        call, each idempotent by its own request_id (a charge posted before is answered as it was,
+        not posted again). A charge the account cannot pay (funds, a closed account, another
+        currency) is answered REJECTED with its reason and changes nothing; the others still post.
+        Admins and contexts (relaying a user, whose authority over each debited account is judged)
+        only; the call is refused whole, before anything is posted, when any account is not the
+        caller's to debit.
+        """
+
+    @_abc_1.abstractmethod
+    def LookupCharge(
+        self,
+        request: _account_service_pb2.LookupChargeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.LookupChargeResponse, _abc.Awaitable[_account_service_pb2.LookupChargeResponse]]:
+        """The charge that the calling context's own PostCharges with this request_id posted. When none
+        was posted the request_id is closed for good (REQUEST_VOIDED afterwards) and the answer is
+        NOT_FOUND. Contexts only, as LookupHold.
         """
 
 def add_AccountServiceServicer_to_server(servicer: AccountServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

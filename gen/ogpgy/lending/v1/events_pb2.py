@@ -23,18 +23,25 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from ogpgy.type.v1 import date_pb2 as ogpgy_dot_type_dot_v1_dot_date__pb2
 from ogpgy.type.v1 import money_pb2 as ogpgy_dot_type_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dogpgy/lending/v1/events.proto\x12\x10ogpgy.lending.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19ogpgy/type/v1/money.proto\"\xa5\x01\n\rLoanDisbursed\x12\x0f\n\x07loan_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\'\n\tprincipal\x18\x04 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\x31\n\rdisburse_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"}\n\x16LoanDisbursementFailed\x12\x0f\n\x07loan_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12-\n\tfail_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dogpgy/lending/v1/events.proto\x12\x10ogpgy.lending.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18ogpgy/type/v1/date.proto\x1a\x19ogpgy/type/v1/money.proto\"\xa5\x01\n\rLoanDisbursed\x12\x0f\n\x07loan_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\'\n\tprincipal\x18\x04 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\x31\n\rdisburse_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"}\n\x16LoanDisbursementFailed\x12\x0f\n\x07loan_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12-\n\tfail_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe1\x02\n\nLoanRepaid\x12\x0f\n\x07loan_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x14\n\x0crepayment_id\x18\x04 \x01(\t\x12$\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\'\n\tprincipal\x18\x06 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12&\n\x08interest\x18\x07 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\'\n\tlate_fees\x18\x08 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\x33\n\x15outstanding_principal\x18\t \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12.\n\nrepay_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x81\x02\n\x12InstallmentOverdue\x12\x0f\n\x07loan_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x1a\n\x12installment_number\x18\x03 \x01(\x05\x12%\n\x08\x64ue_date\x18\x04 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12)\n\x0b\x61mount_owed\x18\x05 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12&\n\x08late_fee\x18\x06 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12/\n\x0b\x64\x65tect_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"f\n\x0bLoanPaidOff\x12\x0f\n\x07loan_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x31\n\rpaid_off_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ogpgy.lending.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LOANDISBURSED']._serialized_start=112
-  _globals['_LOANDISBURSED']._serialized_end=277
-  _globals['_LOANDISBURSEMENTFAILED']._serialized_start=279
-  _globals['_LOANDISBURSEMENTFAILED']._serialized_end=404
+  _globals['_LOANDISBURSED']._serialized_start=138
+  _globals['_LOANDISBURSED']._serialized_end=303
+  _globals['_LOANDISBURSEMENTFAILED']._serialized_start=305
+  _globals['_LOANDISBURSEMENTFAILED']._serialized_end=430
+  _globals['_LOANREPAID']._serialized_start=433
+  _globals['_LOANREPAID']._serialized_end=786
+  _globals['_INSTALLMENTOVERDUE']._serialized_start=789
+  _globals['_INSTALLMENTOVERDUE']._serialized_end=1046
+  _globals['_LOANPAIDOFF']._serialized_start=1048
+  _globals['_LOANPAIDOFF']._serialized_end=1150
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,7 @@ isort:skip_file
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from ogpgy.type.v1 import date_pb2 as _date_pb2
 from ogpgy.type.v1 import money_pb2 as _money_pb2
 import builtins as _builtins
 import sys
@@ -95,3 +96,159 @@ class LoanDisbursementFailed(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LoanDisbursementFailed: _TypeAlias = LoanDisbursementFailed  # noqa: Y015
+
+@_typing.final
+class LoanRepaid(_message.Message):
+    """Published when money was taken for a loan (a repayment, a collection or a payoff)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    REPAYMENT_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    INTEREST_FIELD_NUMBER: _builtins.int
+    LATE_FEES_FIELD_NUMBER: _builtins.int
+    OUTSTANDING_PRINCIPAL_FIELD_NUMBER: _builtins.int
+    REPAY_TIME_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    """The loan."""
+    customer_id: _builtins.str
+    """Borrower."""
+    account_id: _builtins.str
+    """Account debited."""
+    repayment_id: _builtins.str
+    """The repayment."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """Amount taken."""
+
+    @_builtins.property
+    def principal(self) -> _money_pb2.Money:
+        """Of which principal."""
+
+    @_builtins.property
+    def interest(self) -> _money_pb2.Money:
+        """Of which interest."""
+
+    @_builtins.property
+    def late_fees(self) -> _money_pb2.Money:
+        """Of which late fees."""
+
+    @_builtins.property
+    def outstanding_principal(self) -> _money_pb2.Money:
+        """Principal still owed after it."""
+
+    @_builtins.property
+    def repay_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was taken."""
+
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        repayment_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        principal: _money_pb2.Money | None = ...,
+        interest: _money_pb2.Money | None = ...,
+        late_fees: _money_pb2.Money | None = ...,
+        outstanding_principal: _money_pb2.Money | None = ...,
+        repay_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "interest", b"interest", "late_fees", b"late_fees", "outstanding_principal", b"outstanding_principal", "principal", b"principal", "repay_time", b"repay_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "amount", b"amount", "customer_id", b"customer_id", "interest", b"interest", "late_fees", b"late_fees", "loan_id", b"loan_id", "outstanding_principal", b"outstanding_principal", "principal", b"principal", "repay_time", b"repay_time", "repayment_id", b"repayment_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoanRepaid: _TypeAlias = LoanRepaid  # noqa: Y015
+
+@_typing.final
+class InstallmentOverdue(_message.Message):
+    """Published when an installment was found unpaid on or after its due date."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    INSTALLMENT_NUMBER_FIELD_NUMBER: _builtins.int
+    DUE_DATE_FIELD_NUMBER: _builtins.int
+    AMOUNT_OWED_FIELD_NUMBER: _builtins.int
+    LATE_FEE_FIELD_NUMBER: _builtins.int
+    DETECT_TIME_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    """The loan."""
+    customer_id: _builtins.str
+    """Borrower."""
+    installment_number: _builtins.int
+    """The installment's number."""
+    @_builtins.property
+    def due_date(self) -> _date_pb2.Date:
+        """Its due date."""
+
+    @_builtins.property
+    def amount_owed(self) -> _money_pb2.Money:
+        """Owed on it, the late fee included."""
+
+    @_builtins.property
+    def late_fee(self) -> _money_pb2.Money:
+        """The late fee charged."""
+
+    @_builtins.property
+    def detect_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was found."""
+
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+        installment_number: _builtins.int = ...,
+        due_date: _date_pb2.Date | None = ...,
+        amount_owed: _money_pb2.Money | None = ...,
+        late_fee: _money_pb2.Money | None = ...,
+        detect_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount_owed", b"amount_owed", "detect_time", b"detect_time", "due_date", b"due_date", "late_fee", b"late_fee"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_owed", b"amount_owed", "customer_id", b"customer_id", "detect_time", b"detect_time", "due_date", b"due_date", "installment_number", b"installment_number", "late_fee", b"late_fee", "loan_id", b"loan_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InstallmentOverdue: _TypeAlias = InstallmentOverdue  # noqa: Y015
+
+@_typing.final
+class LoanPaidOff(_message.Message):
+    """Published when a loan was repaid in full."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    PAID_OFF_TIME_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    """The loan."""
+    customer_id: _builtins.str
+    """Borrower."""
+    @_builtins.property
+    def paid_off_time(self) -> _timestamp_pb2.Timestamp:
+        """When."""
+
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+        paid_off_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["paid_off_time", b"paid_off_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "loan_id", b"loan_id", "paid_off_time", b"paid_off_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoanPaidOff: _TypeAlias = LoanPaidOff  # noqa: Y015

@@ -22,52 +22,85 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from ogpgy.type.v1 import date_pb2 as ogpgy_dot_type_dot_v1_dot_date__pb2
 from ogpgy.type.v1 import money_pb2 as ogpgy_dot_type_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&ogpgy/lending/v1/lending_service.proto\x12\x10ogpgy.lending.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18ogpgy/type/v1/date.proto\x1a\x19ogpgy/type/v1/money.proto\"M\n\x08SagaStep\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\x05\x12\x12\n\nlast_error\x18\x04 \x01(\t\"\xe9\x03\n\x04Loan\x12\x0f\n\x07loan_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\'\n\tprincipal\x18\x04 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\x13\n\x0bterm_months\x18\x05 \x01(\x05\x12\x1c\n\x14\x61nnual_interest_rate\x18\x06 \x01(\t\x12,\n\x06status\x18\x07 \x01(\x0e\x32\x1c.ogpgy.lending.v1.LoanStatus\x12\x31\n\x0bsaga_status\x18\x08 \x01(\x0e\x32\x1c.ogpgy.lending.v1.SagaStatus\x12.\n\nsaga_steps\x18\t \x03(\x0b\x32\x1a.ogpgy.lending.v1.SagaStep\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x12installment_amount\x18\x0b \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12+\n\x0e\x66irst_due_date\x18\x0c \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12\x12\n\napplied_by\x18\r \x01(\t\x12\x16\n\x0e\x66irst_approver\x18\x0e \x01(\t\"\xe9\x01\n\x0bInstallment\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12%\n\x08\x64ue_date\x18\x02 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12\'\n\tprincipal\x18\x03 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12&\n\x08interest\x18\x04 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12#\n\x05total\x18\x05 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12-\n\x0fprincipal_after\x18\x06 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\"Q\n\x17ListInstallmentsRequest\x12\x0f\n\x07loan_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"h\n\x18ListInstallmentsResponse\x12\x33\n\x0cinstallments\x18\x01 \x03(\x0b\x32\x1d.ogpgy.lending.v1.Installment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x90\x01\n\x13\x41pplyForLoanRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\'\n\tprincipal\x18\x04 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\x13\n\x0bterm_months\x18\x05 \x01(\x05\"<\n\x14\x41pplyForLoanResponse\x12$\n\x04loan\x18\x01 \x01(\x0b\x32\x16.ogpgy.lending.v1.Loan\"W\n\x12\x41pproveLoanRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07loan_id\x18\x02 \x01(\t\x12\x1c\n\x14\x61nnual_interest_rate\x18\x03 \x01(\t\";\n\x13\x41pproveLoanResponse\x12$\n\x04loan\x18\x01 \x01(\x0b\x32\x16.ogpgy.lending.v1.Loan\":\n\x13\x44isburseLoanRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07loan_id\x18\x02 \x01(\t\"<\n\x14\x44isburseLoanResponse\x12$\n\x04loan\x18\x01 \x01(\x0b\x32\x16.ogpgy.lending.v1.Loan\"!\n\x0eGetLoanRequest\x12\x0f\n\x07loan_id\x18\x01 \x01(\t\"7\n\x0fGetLoanResponse\x12$\n\x04loan\x18\x01 \x01(\x0b\x32\x16.ogpgy.lending.v1.Loan\"N\n\x10ListLoansRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"S\n\x11ListLoansResponse\x12%\n\x05loans\x18\x01 \x03(\x0b\x32\x16.ogpgy.lending.v1.Loan\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xe2\x01\n\nLoanStatus\x12\x1b\n\x17LOAN_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13LOAN_STATUS_APPLIED\x10\x01\x12\x18\n\x14LOAN_STATUS_APPROVED\x10\x02\x12\x1a\n\x16LOAN_STATUS_DISBURSING\x10\x03\x12\x19\n\x15LOAN_STATUS_DISBURSED\x10\x04\x12#\n\x1fLOAN_STATUS_DISBURSEMENT_FAILED\x10\x05\x12(\n$LOAN_STATUS_AWAITING_SECOND_APPROVAL\x10\x06*\xbf\x01\n\nSagaStatus\x12\x1b\n\x17SAGA_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13SAGA_STATUS_RUNNING\x10\x01\x12\x1c\n\x18SAGA_STATUS_COMPENSATING\x10\x02\x12\x19\n\x15SAGA_STATUS_COMPLETED\x10\x03\x12\x1b\n\x17SAGA_STATUS_COMPENSATED\x10\x04\x12%\n!SAGA_STATUS_FAILED_NEEDS_OPERATOR\x10\x05\x32\xbb\x04\n\x0eLendingService\x12]\n\x0c\x41pplyForLoan\x12%.ogpgy.lending.v1.ApplyForLoanRequest\x1a&.ogpgy.lending.v1.ApplyForLoanResponse\x12Z\n\x0b\x41pproveLoan\x12$.ogpgy.lending.v1.ApproveLoanRequest\x1a%.ogpgy.lending.v1.ApproveLoanResponse\x12]\n\x0c\x44isburseLoan\x12%.ogpgy.lending.v1.DisburseLoanRequest\x1a&.ogpgy.lending.v1.DisburseLoanResponse\x12N\n\x07GetLoan\x12 .ogpgy.lending.v1.GetLoanRequest\x1a!.ogpgy.lending.v1.GetLoanResponse\x12T\n\tListLoans\x12\".ogpgy.lending.v1.ListLoansRequest\x1a#.ogpgy.lending.v1.ListLoansResponse\x12i\n\x10ListInstallments\x12).ogpgy.lending.v1.ListInstallmentsRequest\x1a*.ogpgy.lending.v1.ListInstallmentsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&ogpgy/lending/v1/lending_service.proto\x12\x10ogpgy.lending.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18ogpgy/type/v1/date.proto\x1a\x19ogpgy/type/v1/money.proto\"M\n\x08SagaStep\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\x05\x12\x12\n\nlast_error\x18\x04 \x01(\t\"\x91\x05\n\x04Loan\x12\x0f\n\x07loan_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\'\n\tprincipal\x18\x04 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\x13\n\x0bterm_months\x18\x05 \x01(\x05\x12\x1c\n\x14\x61nnual_interest_rate\x18\x06 \x01(\t\x12,\n\x06status\x18\x07 \x01(\x0e\x32\x1c.ogpgy.lending.v1.LoanStatus\x12\x31\n\x0bsaga_status\x18\x08 \x01(\x0e\x32\x1c.ogpgy.lending.v1.SagaStatus\x12.\n\nsaga_steps\x18\t \x03(\x0b\x32\x1a.ogpgy.lending.v1.SagaStep\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x12installment_amount\x18\x0b \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12+\n\x0e\x66irst_due_date\x18\x0c \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12\x12\n\napplied_by\x18\r \x01(\t\x12\x16\n\x0e\x66irst_approver\x18\x0e \x01(\t\x12\x33\n\x15outstanding_principal\x18\x0f \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12,\n\x0eoverdue_amount\x18\x10 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\x17\n\x0f\x64\x61ys_in_arrears\x18\x11 \x01(\x05\x12*\n\rnext_due_date\x18\x12 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\"\xb4\x03\n\x0bInstallment\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12%\n\x08\x64ue_date\x18\x02 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12\'\n\tprincipal\x18\x03 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12&\n\x08interest\x18\x04 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12#\n\x05total\x18\x05 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12-\n\x0fprincipal_after\x18\x06 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\"\n\x04paid\x18\x07 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12&\n\x08late_fee\x18\x08 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12-\n\x0fwaived_interest\x18\t \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12*\n\roverdue_since\x18\n \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12\"\n\x04owed\x18\x0b \x01(\x0b\x32\x14.ogpgy.type.v1.Money\"\x94\x03\n\tRepayment\x12\x14\n\x0crepayment_id\x18\x01 \x01(\t\x12\x0f\n\x07loan_id\x18\x02 \x01(\t\x12-\n\x04kind\x18\x03 \x01(\x0e\x32\x1f.ogpgy.lending.v1.RepaymentKind\x12\x31\n\x06status\x18\x04 \x01(\x0e\x32!.ogpgy.lending.v1.RepaymentStatus\x12$\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\'\n\tlate_fees\x18\x06 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12&\n\x08interest\x18\x07 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\'\n\tprincipal\x18\x08 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12-\n\x0fwaived_interest\x18\t \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"]\n\x10RepayLoanRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07loan_id\x18\x02 \x01(\t\x12$\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\"i\n\x11RepayLoanResponse\x12.\n\trepayment\x18\x01 \x01(\x0b\x32\x1b.ogpgy.lending.v1.Repayment\x12$\n\x04loan\x18\x02 \x01(\x0b\x32\x16.ogpgy.lending.v1.Loan\"(\n\x15GetPayoffQuoteRequest\x12\x0f\n\x07loan_id\x18\x01 \x01(\t\"\x91\x02\n\x0bPayoffQuote\x12\x0f\n\x07loan_id\x18\x01 \x01(\t\x12\"\n\x05\x61s_of\x18\x02 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12$\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\'\n\tlate_fees\x18\x04 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12&\n\x08interest\x18\x05 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\'\n\tprincipal\x18\x06 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12-\n\x0fwaived_interest\x18\x07 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\"F\n\x16GetPayoffQuoteResponse\x12,\n\x05quote\x18\x01 \x01(\x0b\x32\x1d.ogpgy.lending.v1.PayoffQuote\"^\n\x11PayOffLoanRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07loan_id\x18\x02 \x01(\t\x12$\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\"j\n\x12PayOffLoanResponse\x12.\n\trepayment\x18\x01 \x01(\x0b\x32\x1b.ogpgy.lending.v1.Repayment\x12$\n\x04loan\x18\x02 \x01(\x0b\x32\x16.ogpgy.lending.v1.Loan\"O\n\x15ListRepaymentsRequest\x12\x0f\n\x07loan_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"b\n\x16ListRepaymentsResponse\x12/\n\nrepayments\x18\x01 \x03(\x0b\x32\x1b.ogpgy.lending.v1.Repayment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x9a\x02\n\rCollectionRun\x12*\n\rbusiness_date\x18\x01 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12\x35\n\x06status\x18\x02 \x01(\x0e\x32%.ogpgy.lending.v1.CollectionRunStatus\x12\x11\n\tprocessed\x18\x03 \x01(\x03\x12\r\n\x05total\x18\x04 \x01(\x03\x12\'\n\tcollected\x18\x05 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12+\n\x08\x64uration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"m\n\x14RunCollectionRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\rbusiness_date\x18\x02 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12\x15\n\rcurrency_code\x18\x03 \x01(\t\"E\n\x15RunCollectionResponse\x12,\n\x03run\x18\x01 \x01(\x0b\x32\x1f.ogpgy.lending.v1.CollectionRun\"Q\n\x17ListInstallmentsRequest\x12\x0f\n\x07loan_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"h\n\x18ListInstallmentsResponse\x12\x33\n\x0cinstallments\x18\x01 \x03(\x0b\x32\x1d.ogpgy.lending.v1.Installment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x90\x01\n\x13\x41pplyForLoanRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\'\n\tprincipal\x18\x04 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\x13\n\x0bterm_months\x18\x05 \x01(\x05\"<\n\x14\x41pplyForLoanResponse\x12$\n\x04loan\x18\x01 \x01(\x0b\x32\x16.ogpgy.lending.v1.Loan\"W\n\x12\x41pproveLoanRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07loan_id\x18\x02 \x01(\t\x12\x1c\n\x14\x61nnual_interest_rate\x18\x03 \x01(\t\";\n\x13\x41pproveLoanResponse\x12$\n\x04loan\x18\x01 \x01(\x0b\x32\x16.ogpgy.lending.v1.Loan\":\n\x13\x44isburseLoanRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07loan_id\x18\x02 \x01(\t\"<\n\x14\x44isburseLoanResponse\x12$\n\x04loan\x18\x01 \x01(\x0b\x32\x16.ogpgy.lending.v1.Loan\"!\n\x0eGetLoanRequest\x12\x0f\n\x07loan_id\x18\x01 \x01(\t\"7\n\x0fGetLoanResponse\x12$\n\x04loan\x18\x01 \x01(\x0b\x32\x16.ogpgy.lending.v1.Loan\"N\n\x10ListLoansRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"S\n\x11ListLoansResponse\x12%\n\x05loans\x18\x01 \x03(\x0b\x32\x16.ogpgy.lending.v1.Loan\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xfc\x01\n\nLoanStatus\x12\x1b\n\x17LOAN_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13LOAN_STATUS_APPLIED\x10\x01\x12\x18\n\x14LOAN_STATUS_APPROVED\x10\x02\x12\x1a\n\x16LOAN_STATUS_DISBURSING\x10\x03\x12\x19\n\x15LOAN_STATUS_DISBURSED\x10\x04\x12#\n\x1fLOAN_STATUS_DISBURSEMENT_FAILED\x10\x05\x12(\n$LOAN_STATUS_AWAITING_SECOND_APPROVAL\x10\x06\x12\x18\n\x14LOAN_STATUS_PAID_OFF\x10\x07*\xbf\x01\n\nSagaStatus\x12\x1b\n\x17SAGA_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13SAGA_STATUS_RUNNING\x10\x01\x12\x1c\n\x18SAGA_STATUS_COMPENSATING\x10\x02\x12\x19\n\x15SAGA_STATUS_COMPLETED\x10\x03\x12\x1b\n\x17SAGA_STATUS_COMPENSATED\x10\x04\x12%\n!SAGA_STATUS_FAILED_NEEDS_OPERATOR\x10\x05*\x87\x01\n\rRepaymentKind\x12\x1e\n\x1aREPAYMENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18REPAYMENT_KIND_REPAYMENT\x10\x01\x12\x19\n\x15REPAYMENT_KIND_PAYOFF\x10\x02\x12\x1d\n\x19REPAYMENT_KIND_COLLECTION\x10\x03*n\n\x0fRepaymentStatus\x12 \n\x1cREPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18REPAYMENT_STATUS_PENDING\x10\x01\x12\x1b\n\x17REPAYMENT_STATUS_POSTED\x10\x02*\x84\x01\n\x13\x43ollectionRunStatus\x12%\n!COLLECTION_RUN_STATUS_UNSPECIFIED\x10\x00\x12!\n\x1d\x43OLLECTION_RUN_STATUS_RUNNING\x10\x01\x12#\n\x1f\x43OLLECTION_RUN_STATUS_COMPLETED\x10\x02\x32\x98\x08\n\x0eLendingService\x12]\n\x0c\x41pplyForLoan\x12%.ogpgy.lending.v1.ApplyForLoanRequest\x1a&.ogpgy.lending.v1.ApplyForLoanResponse\x12Z\n\x0b\x41pproveLoan\x12$.ogpgy.lending.v1.ApproveLoanRequest\x1a%.ogpgy.lending.v1.ApproveLoanResponse\x12]\n\x0c\x44isburseLoan\x12%.ogpgy.lending.v1.DisburseLoanRequest\x1a&.ogpgy.lending.v1.DisburseLoanResponse\x12N\n\x07GetLoan\x12 .ogpgy.lending.v1.GetLoanRequest\x1a!.ogpgy.lending.v1.GetLoanResponse\x12T\n\tListLoans\x12\".ogpgy.lending.v1.ListLoansRequest\x1a#.ogpgy.lending.v1.ListLoansResponse\x12i\n\x10ListInstallments\x12).ogpgy.lending.v1.ListInstallmentsRequest\x1a*.ogpgy.lending.v1.ListInstallmentsResponse\x12T\n\tRepayLoan\x12\".ogpgy.lending.v1.RepayLoanRequest\x1a#.ogpgy.lending.v1.RepayLoanResponse\x12\x63\n\x0eGetPayoffQuote\x12\'.ogpgy.lending.v1.GetPayoffQuoteRequest\x1a(.ogpgy.lending.v1.GetPayoffQuoteResponse\x12W\n\nPayOffLoan\x12#.ogpgy.lending.v1.PayOffLoanRequest\x1a$.ogpgy.lending.v1.PayOffLoanResponse\x12\x63\n\x0eListRepayments\x12\'.ogpgy.lending.v1.ListRepaymentsRequest\x1a(.ogpgy.lending.v1.ListRepaymentsResponse\x12\x62\n\rRunCollection\x12&.ogpgy.lending.v1.RunCollectionRequest\x1a\'.ogpgy.lending.v1.RunCollectionResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ogpgy.lending.v1.lending_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LOANSTATUS']._serialized_start=1881
-  _globals['_LOANSTATUS']._serialized_end=2107
-  _globals['_SAGASTATUS']._serialized_start=2110
-  _globals['_SAGASTATUS']._serialized_end=2301
-  _globals['_SAGASTEP']._serialized_start=146
-  _globals['_SAGASTEP']._serialized_end=223
-  _globals['_LOAN']._serialized_start=226
-  _globals['_LOAN']._serialized_end=715
-  _globals['_INSTALLMENT']._serialized_start=718
-  _globals['_INSTALLMENT']._serialized_end=951
-  _globals['_LISTINSTALLMENTSREQUEST']._serialized_start=953
-  _globals['_LISTINSTALLMENTSREQUEST']._serialized_end=1034
-  _globals['_LISTINSTALLMENTSRESPONSE']._serialized_start=1036
-  _globals['_LISTINSTALLMENTSRESPONSE']._serialized_end=1140
-  _globals['_APPLYFORLOANREQUEST']._serialized_start=1143
-  _globals['_APPLYFORLOANREQUEST']._serialized_end=1287
-  _globals['_APPLYFORLOANRESPONSE']._serialized_start=1289
-  _globals['_APPLYFORLOANRESPONSE']._serialized_end=1349
-  _globals['_APPROVELOANREQUEST']._serialized_start=1351
-  _globals['_APPROVELOANREQUEST']._serialized_end=1438
-  _globals['_APPROVELOANRESPONSE']._serialized_start=1440
-  _globals['_APPROVELOANRESPONSE']._serialized_end=1499
-  _globals['_DISBURSELOANREQUEST']._serialized_start=1501
-  _globals['_DISBURSELOANREQUEST']._serialized_end=1559
-  _globals['_DISBURSELOANRESPONSE']._serialized_start=1561
-  _globals['_DISBURSELOANRESPONSE']._serialized_end=1621
-  _globals['_GETLOANREQUEST']._serialized_start=1623
-  _globals['_GETLOANREQUEST']._serialized_end=1656
-  _globals['_GETLOANRESPONSE']._serialized_start=1658
-  _globals['_GETLOANRESPONSE']._serialized_end=1713
-  _globals['_LISTLOANSREQUEST']._serialized_start=1715
-  _globals['_LISTLOANSREQUEST']._serialized_end=1793
-  _globals['_LISTLOANSRESPONSE']._serialized_start=1795
-  _globals['_LISTLOANSRESPONSE']._serialized_end=1878
-  _globals['_LENDINGSERVICE']._serialized_start=2304
-  _globals['_LENDINGSERVICE']._serialized_end=2875
+  _globals['_LOANSTATUS']._serialized_start=4135
+  _globals['_LOANSTATUS']._serialized_end=4387
+  _globals['_SAGASTATUS']._serialized_start=4390
+  _globals['_SAGASTATUS']._serialized_end=4581
+  _globals['_REPAYMENTKIND']._serialized_start=4584
+  _globals['_REPAYMENTKIND']._serialized_end=4719
+  _globals['_REPAYMENTSTATUS']._serialized_start=4721
+  _globals['_REPAYMENTSTATUS']._serialized_end=4831
+  _globals['_COLLECTIONRUNSTATUS']._serialized_start=4834
+  _globals['_COLLECTIONRUNSTATUS']._serialized_end=4966
+  _globals['_SAGASTEP']._serialized_start=178
+  _globals['_SAGASTEP']._serialized_end=255
+  _globals['_LOAN']._serialized_start=258
+  _globals['_LOAN']._serialized_end=915
+  _globals['_INSTALLMENT']._serialized_start=918
+  _globals['_INSTALLMENT']._serialized_end=1354
+  _globals['_REPAYMENT']._serialized_start=1357
+  _globals['_REPAYMENT']._serialized_end=1761
+  _globals['_REPAYLOANREQUEST']._serialized_start=1763
+  _globals['_REPAYLOANREQUEST']._serialized_end=1856
+  _globals['_REPAYLOANRESPONSE']._serialized_start=1858
+  _globals['_REPAYLOANRESPONSE']._serialized_end=1963
+  _globals['_GETPAYOFFQUOTEREQUEST']._serialized_start=1965
+  _globals['_GETPAYOFFQUOTEREQUEST']._serialized_end=2005
+  _globals['_PAYOFFQUOTE']._serialized_start=2008
+  _globals['_PAYOFFQUOTE']._serialized_end=2281
+  _globals['_GETPAYOFFQUOTERESPONSE']._serialized_start=2283
+  _globals['_GETPAYOFFQUOTERESPONSE']._serialized_end=2353
+  _globals['_PAYOFFLOANREQUEST']._serialized_start=2355
+  _globals['_PAYOFFLOANREQUEST']._serialized_end=2449
+  _globals['_PAYOFFLOANRESPONSE']._serialized_start=2451
+  _globals['_PAYOFFLOANRESPONSE']._serialized_end=2557
+  _globals['_LISTREPAYMENTSREQUEST']._serialized_start=2559
+  _globals['_LISTREPAYMENTSREQUEST']._serialized_end=2638
+  _globals['_LISTREPAYMENTSRESPONSE']._serialized_start=2640
+  _globals['_LISTREPAYMENTSRESPONSE']._serialized_end=2738
+  _globals['_COLLECTIONRUN']._serialized_start=2741
+  _globals['_COLLECTIONRUN']._serialized_end=3023
+  _globals['_RUNCOLLECTIONREQUEST']._serialized_start=3025
+  _globals['_RUNCOLLECTIONREQUEST']._serialized_end=3134
+  _globals['_RUNCOLLECTIONRESPONSE']._serialized_start=3136
+  _globals['_RUNCOLLECTIONRESPONSE']._serialized_end=3205
+  _globals['_LISTINSTALLMENTSREQUEST']._serialized_start=3207
+  _globals['_LISTINSTALLMENTSREQUEST']._serialized_end=3288
+  _globals['_LISTINSTALLMENTSRESPONSE']._serialized_start=3290
+  _globals['_LISTINSTALLMENTSRESPONSE']._serialized_end=3394
+  _globals['_APPLYFORLOANREQUEST']._serialized_start=3397
+  _globals['_APPLYFORLOANREQUEST']._serialized_end=3541
+  _globals['_APPLYFORLOANRESPONSE']._serialized_start=3543
+  _globals['_APPLYFORLOANRESPONSE']._serialized_end=3603
+  _globals['_APPROVELOANREQUEST']._serialized_start=3605
+  _globals['_APPROVELOANREQUEST']._serialized_end=3692
+  _globals['_APPROVELOANRESPONSE']._serialized_start=3694
+  _globals['_APPROVELOANRESPONSE']._serialized_end=3753
+  _globals['_DISBURSELOANREQUEST']._serialized_start=3755
+  _globals['_DISBURSELOANREQUEST']._serialized_end=3813
+  _globals['_DISBURSELOANRESPONSE']._serialized_start=3815
+  _globals['_DISBURSELOANRESPONSE']._serialized_end=3875
+  _globals['_GETLOANREQUEST']._serialized_start=3877
+  _globals['_GETLOANREQUEST']._serialized_end=3910
+  _globals['_GETLOANRESPONSE']._serialized_start=3912
+  _globals['_GETLOANRESPONSE']._serialized_end=3967
+  _globals['_LISTLOANSREQUEST']._serialized_start=3969
+  _globals['_LISTLOANSREQUEST']._serialized_end=4047
+  _globals['_LISTLOANSRESPONSE']._serialized_start=4049
+  _globals['_LISTLOANSRESPONSE']._serialized_end=4132
+  _globals['_LENDINGSERVICE']._serialized_start=4969
+  _globals['_LENDINGSERVICE']._serialized_end=6017
 # @@protoc_insertion_point(module_scope)

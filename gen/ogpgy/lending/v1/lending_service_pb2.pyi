@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -44,6 +45,8 @@ class _LoanStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LoanStatus
     """Approved once; above the four-eyes amount it waits for a second admin, who is neither the
     user who applied nor the first approver.
     """
+    LOAN_STATUS_PAID_OFF: _LoanStatus.ValueType  # 7
+    """Repaid in full."""
 
 class LoanStatus(_LoanStatus, metaclass=_LoanStatusEnumTypeWrapper):
     """Lifecycle of a loan."""
@@ -64,6 +67,8 @@ LOAN_STATUS_AWAITING_SECOND_APPROVAL: LoanStatus.ValueType  # 6
 """Approved once; above the four-eyes amount it waits for a second admin, who is neither the
 user who applied nor the first approver.
 """
+LOAN_STATUS_PAID_OFF: LoanStatus.ValueType  # 7
+"""Repaid in full."""
 Global___LoanStatus: _TypeAlias = LoanStatus  # noqa: Y015
 
 class _SagaStatus:
@@ -101,6 +106,82 @@ SAGA_STATUS_COMPENSATED: SagaStatus.ValueType  # 4
 SAGA_STATUS_FAILED_NEEDS_OPERATOR: SagaStatus.ValueType  # 5
 """A compensation keeps failing; an operator must act."""
 Global___SagaStatus: _TypeAlias = SagaStatus  # noqa: Y015
+
+class _RepaymentKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RepaymentKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RepaymentKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REPAYMENT_KIND_UNSPECIFIED: _RepaymentKind.ValueType  # 0
+    """Never set by the server."""
+    REPAYMENT_KIND_REPAYMENT: _RepaymentKind.ValueType  # 1
+    """RepayLoan."""
+    REPAYMENT_KIND_PAYOFF: _RepaymentKind.ValueType  # 2
+    """PayOffLoan."""
+    REPAYMENT_KIND_COLLECTION: _RepaymentKind.ValueType  # 3
+    """The daily collection."""
+
+class RepaymentKind(_RepaymentKind, metaclass=_RepaymentKindEnumTypeWrapper):
+    """How a repayment came about."""
+
+REPAYMENT_KIND_UNSPECIFIED: RepaymentKind.ValueType  # 0
+"""Never set by the server."""
+REPAYMENT_KIND_REPAYMENT: RepaymentKind.ValueType  # 1
+"""RepayLoan."""
+REPAYMENT_KIND_PAYOFF: RepaymentKind.ValueType  # 2
+"""PayOffLoan."""
+REPAYMENT_KIND_COLLECTION: RepaymentKind.ValueType  # 3
+"""The daily collection."""
+Global___RepaymentKind: _TypeAlias = RepaymentKind  # noqa: Y015
+
+class _RepaymentStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RepaymentStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RepaymentStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REPAYMENT_STATUS_UNSPECIFIED: _RepaymentStatus.ValueType  # 0
+    """Never set by the server."""
+    REPAYMENT_STATUS_PENDING: _RepaymentStatus.ValueType  # 1
+    """The debit's answer was lost; the bank settles it (retrying the request settles it at once)."""
+    REPAYMENT_STATUS_POSTED: _RepaymentStatus.ValueType  # 2
+    """The money was taken."""
+
+class RepaymentStatus(_RepaymentStatus, metaclass=_RepaymentStatusEnumTypeWrapper):
+    """State of a repayment."""
+
+REPAYMENT_STATUS_UNSPECIFIED: RepaymentStatus.ValueType  # 0
+"""Never set by the server."""
+REPAYMENT_STATUS_PENDING: RepaymentStatus.ValueType  # 1
+"""The debit's answer was lost; the bank settles it (retrying the request settles it at once)."""
+REPAYMENT_STATUS_POSTED: RepaymentStatus.ValueType  # 2
+"""The money was taken."""
+Global___RepaymentStatus: _TypeAlias = RepaymentStatus  # noqa: Y015
+
+class _CollectionRunStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CollectionRunStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CollectionRunStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COLLECTION_RUN_STATUS_UNSPECIFIED: _CollectionRunStatus.ValueType  # 0
+    """Never set by the server."""
+    COLLECTION_RUN_STATUS_RUNNING: _CollectionRunStatus.ValueType  # 1
+    """Running, or stopped part-way (call RunCollection again to resume)."""
+    COLLECTION_RUN_STATUS_COMPLETED: _CollectionRunStatus.ValueType  # 2
+    """Done."""
+
+class CollectionRunStatus(_CollectionRunStatus, metaclass=_CollectionRunStatusEnumTypeWrapper):
+    """State of a collection run."""
+
+COLLECTION_RUN_STATUS_UNSPECIFIED: CollectionRunStatus.ValueType  # 0
+"""Never set by the server."""
+COLLECTION_RUN_STATUS_RUNNING: CollectionRunStatus.ValueType  # 1
+"""Running, or stopped part-way (call RunCollection again to resume)."""
+COLLECTION_RUN_STATUS_COMPLETED: CollectionRunStatus.ValueType  # 2
+"""Done."""
+Global___CollectionRunStatus: _TypeAlias = CollectionRunStatus  # noqa: Y015
 
 @_typing.final
 class SagaStep(_message.Message):
@@ -158,6 +239,10 @@ class Loan(_message.Message):
     FIRST_DUE_DATE_FIELD_NUMBER: _builtins.int
     APPLIED_BY_FIELD_NUMBER: _builtins.int
     FIRST_APPROVER_FIELD_NUMBER: _builtins.int
+    OUTSTANDING_PRINCIPAL_FIELD_NUMBER: _builtins.int
+    OVERDUE_AMOUNT_FIELD_NUMBER: _builtins.int
+    DAYS_IN_ARREARS_FIELD_NUMBER: _builtins.int
+    NEXT_DUE_DATE_FIELD_NUMBER: _builtins.int
     loan_id: _builtins.str
     """Server-assigned id, "lon_" followed by 26 characters."""
     customer_id: _builtins.str
@@ -176,6 +261,8 @@ class Loan(_message.Message):
     """The user who applied."""
     first_approver: _builtins.str
     """The admin who approved first (a loan above the four-eyes amount needs another one)."""
+    days_in_arrears: _builtins.int
+    """Days since the oldest unpaid installment fell due; 0 when none is overdue."""
     @_builtins.property
     def principal(self) -> _money_pb2.Money:
         """Principal."""
@@ -196,6 +283,18 @@ class Loan(_message.Message):
     def first_due_date(self) -> _date_pb2.Date:
         """When the first installment is due (set from approval: a month after it)."""
 
+    @_builtins.property
+    def outstanding_principal(self) -> _money_pb2.Money:
+        """Principal still owed (from disbursement)."""
+
+    @_builtins.property
+    def overdue_amount(self) -> _money_pb2.Money:
+        """Owed today on installments already due: late fees, interest and principal."""
+
+    @_builtins.property
+    def next_due_date(self) -> _date_pb2.Date:
+        """When the next installment not yet due falls due; unset when none is left."""
+
     def __init__(
         self,
         *,
@@ -213,10 +312,14 @@ class Loan(_message.Message):
         first_due_date: _date_pb2.Date | None = ...,
         applied_by: _builtins.str = ...,
         first_approver: _builtins.str = ...,
+        outstanding_principal: _money_pb2.Money | None = ...,
+        overdue_amount: _money_pb2.Money | None = ...,
+        days_in_arrears: _builtins.int = ...,
+        next_due_date: _date_pb2.Date | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "first_due_date", b"first_due_date", "installment_amount", b"installment_amount", "principal", b"principal"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "first_due_date", b"first_due_date", "installment_amount", b"installment_amount", "next_due_date", b"next_due_date", "outstanding_principal", b"outstanding_principal", "overdue_amount", b"overdue_amount", "principal", b"principal"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "annual_interest_rate", b"annual_interest_rate", "applied_by", b"applied_by", "create_time", b"create_time", "customer_id", b"customer_id", "first_approver", b"first_approver", "first_due_date", b"first_due_date", "installment_amount", b"installment_amount", "loan_id", b"loan_id", "principal", b"principal", "saga_status", b"saga_status", "saga_steps", b"saga_steps", "status", b"status", "term_months", b"term_months"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "annual_interest_rate", b"annual_interest_rate", "applied_by", b"applied_by", "create_time", b"create_time", "customer_id", b"customer_id", "days_in_arrears", b"days_in_arrears", "first_approver", b"first_approver", "first_due_date", b"first_due_date", "installment_amount", b"installment_amount", "loan_id", b"loan_id", "next_due_date", b"next_due_date", "outstanding_principal", b"outstanding_principal", "overdue_amount", b"overdue_amount", "principal", b"principal", "saga_status", b"saga_status", "saga_steps", b"saga_steps", "status", b"status", "term_months", b"term_months"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -237,6 +340,11 @@ class Installment(_message.Message):
     INTEREST_FIELD_NUMBER: _builtins.int
     TOTAL_FIELD_NUMBER: _builtins.int
     PRINCIPAL_AFTER_FIELD_NUMBER: _builtins.int
+    PAID_FIELD_NUMBER: _builtins.int
+    LATE_FEE_FIELD_NUMBER: _builtins.int
+    WAIVED_INTEREST_FIELD_NUMBER: _builtins.int
+    OVERDUE_SINCE_FIELD_NUMBER: _builtins.int
+    OWED_FIELD_NUMBER: _builtins.int
     number: _builtins.int
     """1 for the first."""
     @_builtins.property
@@ -259,6 +367,26 @@ class Installment(_message.Message):
     def principal_after(self) -> _money_pb2.Money:
         """The principal still owed once it is paid."""
 
+    @_builtins.property
+    def paid(self) -> _money_pb2.Money:
+        """Paid so far (late fee, interest and principal)."""
+
+    @_builtins.property
+    def late_fee(self) -> _money_pb2.Money:
+        """Late fee charged (an installment unpaid after its due date)."""
+
+    @_builtins.property
+    def waived_interest(self) -> _money_pb2.Money:
+        """Interest waived by a payoff."""
+
+    @_builtins.property
+    def overdue_since(self) -> _date_pb2.Date:
+        """Since when it is overdue (its due date); unset when it never was."""
+
+    @_builtins.property
+    def owed(self) -> _money_pb2.Money:
+        """Still owed."""
+
     def __init__(
         self,
         *,
@@ -268,14 +396,487 @@ class Installment(_message.Message):
         interest: _money_pb2.Money | None = ...,
         total: _money_pb2.Money | None = ...,
         principal_after: _money_pb2.Money | None = ...,
+        paid: _money_pb2.Money | None = ...,
+        late_fee: _money_pb2.Money | None = ...,
+        waived_interest: _money_pb2.Money | None = ...,
+        overdue_since: _date_pb2.Date | None = ...,
+        owed: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["due_date", b"due_date", "interest", b"interest", "principal", b"principal", "principal_after", b"principal_after", "total", b"total"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_date", b"due_date", "interest", b"interest", "late_fee", b"late_fee", "overdue_since", b"overdue_since", "owed", b"owed", "paid", b"paid", "principal", b"principal", "principal_after", b"principal_after", "total", b"total", "waived_interest", b"waived_interest"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_date", b"due_date", "interest", b"interest", "number", b"number", "principal", b"principal", "principal_after", b"principal_after", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_date", b"due_date", "interest", b"interest", "late_fee", b"late_fee", "number", b"number", "overdue_since", b"overdue_since", "owed", b"owed", "paid", b"paid", "principal", b"principal", "principal_after", b"principal_after", "total", b"total", "waived_interest", b"waived_interest"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Installment: _TypeAlias = Installment  # noqa: Y015
+
+@_typing.final
+class Repayment(_message.Message):
+    """Money paid on a loan and where it went."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPAYMENT_ID_FIELD_NUMBER: _builtins.int
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    LATE_FEES_FIELD_NUMBER: _builtins.int
+    INTEREST_FIELD_NUMBER: _builtins.int
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    WAIVED_INTEREST_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    repayment_id: _builtins.str
+    """Server-assigned id, "rpy_" followed by 26 characters."""
+    loan_id: _builtins.str
+    """The loan."""
+    kind: Global___RepaymentKind.ValueType
+    """How it came about."""
+    status: Global___RepaymentStatus.ValueType
+    """State."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """Amount taken from the loan's account."""
+
+    @_builtins.property
+    def late_fees(self) -> _money_pb2.Money:
+        """Of which late fees."""
+
+    @_builtins.property
+    def interest(self) -> _money_pb2.Money:
+        """Of which interest."""
+
+    @_builtins.property
+    def principal(self) -> _money_pb2.Money:
+        """Of which principal."""
+
+    @_builtins.property
+    def waived_interest(self) -> _money_pb2.Money:
+        """Interest waived (a payoff)."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was made."""
+
+    def __init__(
+        self,
+        *,
+        repayment_id: _builtins.str = ...,
+        loan_id: _builtins.str = ...,
+        kind: Global___RepaymentKind.ValueType = ...,
+        status: Global___RepaymentStatus.ValueType = ...,
+        amount: _money_pb2.Money | None = ...,
+        late_fees: _money_pb2.Money | None = ...,
+        interest: _money_pb2.Money | None = ...,
+        principal: _money_pb2.Money | None = ...,
+        waived_interest: _money_pb2.Money | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "interest", b"interest", "late_fees", b"late_fees", "principal", b"principal", "waived_interest", b"waived_interest"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "interest", b"interest", "kind", b"kind", "late_fees", b"late_fees", "loan_id", b"loan_id", "principal", b"principal", "repayment_id", b"repayment_id", "status", b"status", "waived_interest", b"waived_interest"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Repayment: _TypeAlias = Repayment  # noqa: Y015
+
+@_typing.final
+class RepayLoanRequest(_message.Message):
+    """Request of RepayLoan."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Client-chosen idempotency key."""
+    loan_id: _builtins.str
+    """The loan (DISBURSED)."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """Positive, in the loan's currency."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        loan_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "loan_id", b"loan_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RepayLoanRequest: _TypeAlias = RepayLoanRequest  # noqa: Y015
+
+@_typing.final
+class RepayLoanResponse(_message.Message):
+    """Response of RepayLoan."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPAYMENT_FIELD_NUMBER: _builtins.int
+    LOAN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def repayment(self) -> Global___Repayment:
+        """The repayment."""
+
+    @_builtins.property
+    def loan(self) -> Global___Loan:
+        """The loan after it."""
+
+    def __init__(
+        self,
+        *,
+        repayment: Global___Repayment | None = ...,
+        loan: Global___Loan | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["loan", b"loan", "repayment", b"repayment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["loan", b"loan", "repayment", b"repayment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RepayLoanResponse: _TypeAlias = RepayLoanResponse  # noqa: Y015
+
+@_typing.final
+class GetPayoffQuoteRequest(_message.Message):
+    """Request of GetPayoffQuote."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    """The loan (DISBURSED)."""
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["loan_id", b"loan_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPayoffQuoteRequest: _TypeAlias = GetPayoffQuoteRequest  # noqa: Y015
+
+@_typing.final
+class PayoffQuote(_message.Message):
+    """What paying a loan off costs on a day."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    LATE_FEES_FIELD_NUMBER: _builtins.int
+    INTEREST_FIELD_NUMBER: _builtins.int
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    WAIVED_INTEREST_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    """The loan."""
+    @_builtins.property
+    def as_of(self) -> _date_pb2.Date:
+        """The day the quote holds for (today)."""
+
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """Everything: late_fees + interest + principal."""
+
+    @_builtins.property
+    def late_fees(self) -> _money_pb2.Money:
+        """Late fees unpaid."""
+
+    @_builtins.property
+    def interest(self) -> _money_pb2.Money:
+        """Interest due and accrued."""
+
+    @_builtins.property
+    def principal(self) -> _money_pb2.Money:
+        """Principal owed."""
+
+    @_builtins.property
+    def waived_interest(self) -> _money_pb2.Money:
+        """Scheduled interest that paying off today waives."""
+
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        as_of: _date_pb2.Date | None = ...,
+        amount: _money_pb2.Money | None = ...,
+        late_fees: _money_pb2.Money | None = ...,
+        interest: _money_pb2.Money | None = ...,
+        principal: _money_pb2.Money | None = ...,
+        waived_interest: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "as_of", b"as_of", "interest", b"interest", "late_fees", b"late_fees", "principal", b"principal", "waived_interest", b"waived_interest"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "as_of", b"as_of", "interest", b"interest", "late_fees", b"late_fees", "loan_id", b"loan_id", "principal", b"principal", "waived_interest", b"waived_interest"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PayoffQuote: _TypeAlias = PayoffQuote  # noqa: Y015
+
+@_typing.final
+class GetPayoffQuoteResponse(_message.Message):
+    """Response of GetPayoffQuote."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUOTE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def quote(self) -> Global___PayoffQuote:
+        """The quote."""
+
+    def __init__(
+        self,
+        *,
+        quote: Global___PayoffQuote | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["quote", b"quote"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quote", b"quote"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPayoffQuoteResponse: _TypeAlias = GetPayoffQuoteResponse  # noqa: Y015
+
+@_typing.final
+class PayOffLoanRequest(_message.Message):
+    """Request of PayOffLoan."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Client-chosen idempotency key."""
+    loan_id: _builtins.str
+    """The loan (DISBURSED)."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """Today's quote (GetPayoffQuote's amount), repeated as the caller agreed to it."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        loan_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "loan_id", b"loan_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PayOffLoanRequest: _TypeAlias = PayOffLoanRequest  # noqa: Y015
+
+@_typing.final
+class PayOffLoanResponse(_message.Message):
+    """Response of PayOffLoan."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPAYMENT_FIELD_NUMBER: _builtins.int
+    LOAN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def repayment(self) -> Global___Repayment:
+        """The payoff."""
+
+    @_builtins.property
+    def loan(self) -> Global___Loan:
+        """The loan after it (PAID_OFF)."""
+
+    def __init__(
+        self,
+        *,
+        repayment: Global___Repayment | None = ...,
+        loan: Global___Loan | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["loan", b"loan", "repayment", b"repayment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["loan", b"loan", "repayment", b"repayment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PayOffLoanResponse: _TypeAlias = PayOffLoanResponse  # noqa: Y015
+
+@_typing.final
+class ListRepaymentsRequest(_message.Message):
+    """Request of ListRepayments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    loan_id: _builtins.str
+    """The loan."""
+    page_size: _builtins.int
+    """Items per page: 0 means 50, more than 500 means 500, negative is INVALID_ARGUMENT."""
+    page_token: _builtins.str
+    """next_page_token of the previous page, unchanged and with the same other fields (empty: the first page);
+    opaque and signed: an edited, foreign or day-old token is INVALID_ARGUMENT.
+    """
+    def __init__(
+        self,
+        *,
+        loan_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["loan_id", b"loan_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRepaymentsRequest: _TypeAlias = ListRepaymentsRequest  # noqa: Y015
+
+@_typing.final
+class ListRepaymentsResponse(_message.Message):
+    """Response of ListRepayments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPAYMENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def repayments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Repayment]:
+        """One page of repayments."""
+
+    def __init__(
+        self,
+        *,
+        repayments: _abc.Iterable[Global___Repayment] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "repayments", b"repayments"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRepaymentsResponse: _TypeAlias = ListRepaymentsResponse  # noqa: Y015
+
+@_typing.final
+class CollectionRun(_message.Message):
+    """A collection run as it stands."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUSINESS_DATE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PROCESSED_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    COLLECTED_FIELD_NUMBER: _builtins.int
+    DURATION_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    status: Global___CollectionRunStatus.ValueType
+    """State."""
+    processed: _builtins.int
+    """Loans examined so far."""
+    total: _builtins.int
+    """Loans in the run."""
+    @_builtins.property
+    def business_date(self) -> _date_pb2.Date:
+        """Business date collected for."""
+
+    @_builtins.property
+    def collected(self) -> _money_pb2.Money:
+        """Collected so far."""
+
+    @_builtins.property
+    def duration(self) -> _duration_pb2.Duration:
+        """Wall time spent."""
+
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """When the run started."""
+
+    def __init__(
+        self,
+        *,
+        business_date: _date_pb2.Date | None = ...,
+        status: Global___CollectionRunStatus.ValueType = ...,
+        processed: _builtins.int = ...,
+        total: _builtins.int = ...,
+        collected: _money_pb2.Money | None = ...,
+        duration: _duration_pb2.Duration | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["business_date", b"business_date", "collected", b"collected", "duration", b"duration", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_date", b"business_date", "collected", b"collected", "duration", b"duration", "processed", b"processed", "start_time", b"start_time", "status", b"status", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CollectionRun: _TypeAlias = CollectionRun  # noqa: Y015
+
+@_typing.final
+class RunCollectionRequest(_message.Message):
+    """Request of RunCollection."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    BUSINESS_DATE_FIELD_NUMBER: _builtins.int
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Client-chosen idempotency key."""
+    currency_code: _builtins.str
+    """The currency of the loans collected."""
+    @_builtins.property
+    def business_date(self) -> _date_pb2.Date:
+        """Business date (not after today)."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        business_date: _date_pb2.Date | None = ...,
+        currency_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["business_date", b"business_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_date", b"business_date", "currency_code", b"currency_code", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunCollectionRequest: _TypeAlias = RunCollectionRequest  # noqa: Y015
+
+@_typing.final
+class RunCollectionResponse(_message.Message):
+    """One progress message of RunCollection."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def run(self) -> Global___CollectionRun:
+        """The run as it stands."""
+
+    def __init__(
+        self,
+        *,
+        run: Global___CollectionRun | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunCollectionResponse: _TypeAlias = RunCollectionResponse  # noqa: Y015
 
 @_typing.final
 class ListInstallmentsRequest(_message.Message):

@@ -65,6 +65,31 @@ class LendingServiceStub:
                 request_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListInstallmentsRequest.SerializeToString,
                 response_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListInstallmentsResponse.FromString,
                 _registered_method=True)
+        self.RepayLoan = channel.unary_unary(
+                '/ogpgy.lending.v1.LendingService/RepayLoan',
+                request_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.RepayLoanRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.RepayLoanResponse.FromString,
+                _registered_method=True)
+        self.GetPayoffQuote = channel.unary_unary(
+                '/ogpgy.lending.v1.LendingService/GetPayoffQuote',
+                request_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.GetPayoffQuoteRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.GetPayoffQuoteResponse.FromString,
+                _registered_method=True)
+        self.PayOffLoan = channel.unary_unary(
+                '/ogpgy.lending.v1.LendingService/PayOffLoan',
+                request_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.PayOffLoanRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.PayOffLoanResponse.FromString,
+                _registered_method=True)
+        self.ListRepayments = channel.unary_unary(
+                '/ogpgy.lending.v1.LendingService/ListRepayments',
+                request_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListRepaymentsRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListRepaymentsResponse.FromString,
+                _registered_method=True)
+        self.RunCollection = channel.unary_stream(
+                '/ogpgy.lending.v1.LendingService/RunCollection',
+                request_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.RunCollectionRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.RunCollectionResponse.FromString,
+                _registered_method=True)
 
 
 class LendingServiceServicer:
@@ -113,6 +138,50 @@ class LendingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RepayLoan(self, request, context):
+        """Repays a disbursed loan from its account: the customer (their own loan) or an admin. The
+        amount settles what is due, oldest installment first (late fee, interest, principal), then
+        pays the next installments in advance as scheduled; more than the payoff amount is refused
+        (AMOUNT_EXCEEDS_PAYOFF). Short funds are INSUFFICIENT_FUNDS and change nothing. Idempotent by
+        request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPayoffQuote(self, request, context):
+        """What paying the loan off costs today: late fees, interest due, the current period's interest
+        accrued to today (30/360), and the principal owed; later interest is waived.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PayOffLoan(self, request, context):
+        """Pays the loan off at today's quote, which the request repeats (PAYOFF_AMOUNT_CHANGED when
+        the quote moved on); the loan becomes PAID_OFF. Idempotent by request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRepayments(self, request, context):
+        """A loan's repayments (its own, collections and the payoff), oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunCollection(self, request, context):
+        """The daily collection: for each disbursed loan, everything due by the business date is
+        debited from its account, whole or not at all; an installment left unpaid is overdue and
+        charged the late fee once. Restartable (call again with the same date: it resumes where it
+        stopped) and at most once per date. Streams the run's progress. Admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LendingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +214,31 @@ def add_LendingServiceServicer_to_server(servicer, server):
                     servicer.ListInstallments,
                     request_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListInstallmentsRequest.FromString,
                     response_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListInstallmentsResponse.SerializeToString,
+            ),
+            'RepayLoan': grpc.unary_unary_rpc_method_handler(
+                    servicer.RepayLoan,
+                    request_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.RepayLoanRequest.FromString,
+                    response_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.RepayLoanResponse.SerializeToString,
+            ),
+            'GetPayoffQuote': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPayoffQuote,
+                    request_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.GetPayoffQuoteRequest.FromString,
+                    response_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.GetPayoffQuoteResponse.SerializeToString,
+            ),
+            'PayOffLoan': grpc.unary_unary_rpc_method_handler(
+                    servicer.PayOffLoan,
+                    request_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.PayOffLoanRequest.FromString,
+                    response_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.PayOffLoanResponse.SerializeToString,
+            ),
+            'ListRepayments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRepayments,
+                    request_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListRepaymentsRequest.FromString,
+                    response_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListRepaymentsResponse.SerializeToString,
+            ),
+            'RunCollection': grpc.unary_stream_rpc_method_handler(
+                    servicer.RunCollection,
+                    request_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.RunCollectionRequest.FromString,
+                    response_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.RunCollectionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -310,6 +404,141 @@ class LendingService:
             '/ogpgy.lending.v1.LendingService/ListInstallments',
             ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListInstallmentsRequest.SerializeToString,
             ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListInstallmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RepayLoan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.lending.v1.LendingService/RepayLoan',
+            ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.RepayLoanRequest.SerializeToString,
+            ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.RepayLoanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPayoffQuote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.lending.v1.LendingService/GetPayoffQuote',
+            ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.GetPayoffQuoteRequest.SerializeToString,
+            ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.GetPayoffQuoteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PayOffLoan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.lending.v1.LendingService/PayOffLoan',
+            ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.PayOffLoanRequest.SerializeToString,
+            ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.PayOffLoanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRepayments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.lending.v1.LendingService/ListRepayments',
+            ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListRepaymentsRequest.SerializeToString,
+            ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListRepaymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ogpgy.lending.v1.LendingService/RunCollection',
+            ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.RunCollectionRequest.SerializeToString,
+            ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.RunCollectionResponse.FromString,
             options,
             channel_credentials,
             insecure,

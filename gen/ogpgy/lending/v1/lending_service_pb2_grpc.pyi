@@ -45,6 +45,29 @@ class LendingServiceStub:
     """Lists a customer's loans."""
     ListInstallments: _grpc.UnaryUnaryMultiCallable[_lending_service_pb2.ListInstallmentsRequest, _lending_service_pb2.ListInstallmentsResponse]
     """An approved loan's repayment schedule, first installment first."""
+    RepayLoan: _grpc.UnaryUnaryMultiCallable[_lending_service_pb2.RepayLoanRequest, _lending_service_pb2.RepayLoanResponse]
+    """Repays a disbursed loan from its account: the customer (their own loan) or an admin. The
+    amount settles what is due, oldest installment first (late fee, interest, principal), then
+    pays the next installments in advance as scheduled; more than the payoff amount is refused
+    (AMOUNT_EXCEEDS_PAYOFF). Short funds are INSUFFICIENT_FUNDS and change nothing. Idempotent by
+    request_id.
+    """
+    GetPayoffQuote: _grpc.UnaryUnaryMultiCallable[_lending_service_pb2.GetPayoffQuoteRequest, _lending_service_pb2.GetPayoffQuoteResponse]
+    """What paying the loan off costs today: late fees, interest due, the current period's interest
+    accrued to today (30/360), and the principal owed; later interest is waived.
+    """
+    PayOffLoan: _grpc.UnaryUnaryMultiCallable[_lending_service_pb2.PayOffLoanRequest, _lending_service_pb2.PayOffLoanResponse]
+    """Pays the loan off at today's quote, which the request repeats (PAYOFF_AMOUNT_CHANGED when
+    the quote moved on); the loan becomes PAID_OFF. Idempotent by request_id.
+    """
+    ListRepayments: _grpc.UnaryUnaryMultiCallable[_lending_service_pb2.ListRepaymentsRequest, _lending_service_pb2.ListRepaymentsResponse]
+    """A loan's repayments (its own, collections and the payoff), oldest first."""
+    RunCollection: _grpc.UnaryStreamMultiCallable[_lending_service_pb2.RunCollectionRequest, _lending_service_pb2.RunCollectionResponse]
+    """The daily collection: for each disbursed loan, everything due by the business date is
+    debited from its account, whole or not at all; an installment left unpaid is overdue and
+    charged the late fee once. Restartable (call again with the same date: it resumes where it
+    stopped) and at most once per date. Streams the run's progress. Admins only.
+    """
 
 @_typing.type_check_only
 class LendingServiceAsyncStub(LendingServiceStub):
@@ -63,6 +86,29 @@ class LendingServiceAsyncStub(LendingServiceStub):
     """Lists a customer's loans."""
     ListInstallments: _aio.UnaryUnaryMultiCallable[_lending_service_pb2.ListInstallmentsRequest, _lending_service_pb2.ListInstallmentsResponse]  # type: ignore[assignment]
     """An approved loan's repayment schedule, first installment first."""
+    RepayLoan: _aio.UnaryUnaryMultiCallable[_lending_service_pb2.RepayLoanRequest, _lending_service_pb2.RepayLoanResponse]  # type: ignore[assignment]
+    """Repays a disbursed loan from its account: the customer (their own loan) or an admin. The
+    amount settles what is due, oldest installment first (late fee, interest, principal), then
+    pays the next installments in advance as scheduled; more than the payoff amount is refused
+    (AMOUNT_EXCEEDS_PAYOFF). Short funds are INSUFFICIENT_FUNDS and change nothing. Idempotent by
+    request_id.
+    """
+    GetPayoffQuote: _aio.UnaryUnaryMultiCallable[_lending_service_pb2.GetPayoffQuoteRequest, _lending_service_pb2.GetPayoffQuoteResponse]  # type: ignore[assignment]
+    """What paying the loan off costs today: late fees, interest due, the current period's interest
+    accrued to today (30/360), and the principal owed; later interest is waived.
+    """
+    PayOffLoan: _aio.UnaryUnaryMultiCallable[_lending_service_pb2.PayOffLoanRequest, _lending_service_pb2.PayOffLoanResponse]  # type: ignore[assignment]
+    """Pays the loan off at today's quote, which the request repeats (PAYOFF_AMOUNT_CHANGED when
+    the quote moved on); the loan becomes PAID_OFF. Idempotent by request_id.
+    """
+    ListRepayments: _aio.UnaryUnaryMultiCallable[_lending_service_pb2.ListRepaymentsRequest, _lending_service_pb2.ListRepaymentsResponse]  # type: ignore[assignment]
+    """A loan's repayments (its own, collections and the payoff), oldest first."""
+    RunCollection: _aio.UnaryStreamMultiCallable[_lending_service_pb2.RunCollectionRequest, _lending_service_pb2.RunCollectionResponse]  # type: ignore[assignment]
+    """The daily collection: for each disbursed loan, everything due by the business date is
+    debited from its account, whole or not at all; an installment left unpaid is overdue and
+    charged the late fee once. Restartable (call again with the same date: it resumes where it
+    stopped) and at most once per date. Streams the run's progress. Admins only.
+    """
 
 class LendingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Loans: application, approval and disbursement through a durable compensating saga."""
@@ -114,5 +160,58 @@ class LendingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_lending_service_pb2.ListInstallmentsResponse, _abc.Awaitable[_lending_service_pb2.ListInstallmentsResponse]]:
         """An approved loan's repayment schedule, first installment first."""
+
+    @_abc_1.abstractmethod
+    def RepayLoan(
+        self,
+        request: _lending_service_pb2.RepayLoanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lending_service_pb2.RepayLoanResponse, _abc.Awaitable[_lending_service_pb2.RepayLoanResponse]]:
+        """Repays a disbursed loan from its account: the customer (their own loan) or an admin. The
+        amount settles what is due, oldest installment first (late fee, interest, principal), then
+        pays the next installments in advance as scheduled; more than the payoff amount is refused
+        (AMOUNT_EXCEEDS_PAYOFF). Short funds are INSUFFICIENT_FUNDS and change nothing. Idempotent by
+        request_id.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPayoffQuote(
+        self,
+        request: _lending_service_pb2.GetPayoffQuoteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lending_service_pb2.GetPayoffQuoteResponse, _abc.Awaitable[_lending_service_pb2.GetPayoffQuoteResponse]]:
+        """What paying the loan off costs today: late fees, interest due, the current period's interest
+        accrued to today (30/360), and the principal owed; later interest is waived.
+        """
+
+    @_abc_1.abstractmethod
+    def PayOffLoan(
+        self,
+        request: _lending_service_pb2.PayOffLoanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lending_service_pb2.PayOffLoanResponse, _abc.Awaitable[_lending_service_pb2.PayOffLoanResponse]]:
+        """Pays the loan off at today's quote, which the request repeats (PAYOFF_AMOUNT_CHANGED when
+        the quote moved on); the loan becomes PAID_OFF. Idempotent by request_id.
+        """
+
+    @_abc_1.abstractmethod
+    def ListRepayments(
+        self,
+        request: _lending_service_pb2.ListRepaymentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lending_service_pb2.ListRepaymentsResponse, _abc.Awaitable[_lending_service_pb2.ListRepaymentsResponse]]:
+        """A loan's repayments (its own, collections and the payoff), oldest first."""
+
+    @_abc_1.abstractmethod
+    def RunCollection(
+        self,
+        request: _lending_service_pb2.RunCollectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_lending_service_pb2.RunCollectionResponse], _abc.AsyncIterator[_lending_service_pb2.RunCollectionResponse]]:
+        """The daily collection: for each disbursed loan, everything due by the business date is
+        debited from its account, whole or not at all; an installment left unpaid is overdue and
+        charged the late fee once. Restartable (call again with the same date: it resumes where it
+        stopped) and at most once per date. Streams the run's progress. Admins only.
+        """
 
 def add_LendingServiceServicer_to_server(servicer: LendingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -76,7 +76,7 @@ class Notification(_message.Message):
     """Recipient."""
     kind: _builtins.str
     """What it is about: WELCOME, PAYMENT_COMPLETED, PAYMENT_FAILED, PAYMENT_QUEUED, LOAN_DISBURSED,
-    LOAN_DISBURSEMENT_FAILED.
+    LOAN_DISBURSEMENT_FAILED, LOAN_REPAID, INSTALLMENT_OVERDUE, LOAN_PAID_OFF.
     """
     body: _builtins.str
     """Rendered text."""
@@ -371,8 +371,9 @@ class UpdateNotificationPreferencesRequest(_message.Message):
     """The customer (customers: their own, or empty for their own)."""
     @_builtins.property
     def opted_out_kinds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The whole set of kinds opted out of (replaces the previous one). PAYMENT_FAILED, LOAN_DISBURSED
-        and LOAN_DISBURSEMENT_FAILED are sent whatever the preferences: naming one is INVALID_ARGUMENT.
+        """The whole set of kinds opted out of (replaces the previous one). PAYMENT_FAILED, LOAN_DISBURSED,
+        LOAN_DISBURSEMENT_FAILED, INSTALLMENT_OVERDUE and LOAN_PAID_OFF are sent whatever the
+        preferences: naming one is INVALID_ARGUMENT.
         """
 
     def __init__(
