@@ -379,10 +379,8 @@ async def _post(tx: Tx, order: TransferOrder, transfer_id: str, at: datetime, *,
     return transfer
 
 
-async def _insert_transfer(tx: Tx, t: Transfer, balances: dict[str, int]) -> None:
-    """The transfer and its two entries (each with the balance after it)."""
-    await tx.execute(
-        f"INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+def _transfer_row(t: Transfer) -> tuple[object, ...]:
+    return (
         t.transfer_id,
         t.debit_account_id,
         t.credit_account_id,
@@ -394,26 +392,25 @@ async def _insert_transfer(tx: Tx, t: Transfer, balances: dict[str, int]) -> Non
         t.posted_at.isoformat(),
         t.actor,
     )
-    posted = t.posted_at.isoformat()
-    debit, credit = t.debit_account_id, t.credit_account_id
-    await tx.execute(
-        "INSERT INTO entries (account_id, transfer_id, amount_minor, balance_after_minor,"
-        " counterparty_account_id, description, posted_at) VALUES (?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?)",
-        debit,
-        t.transfer_id,
-        -t.amount.minor,
-        balances[debit],
-        credit,
-        t.description,
-        posted,
-        credit,
-        t.transfer_id,
-        t.amount.minor,
-        balances[credit],
-        debit,
-        t.description,
-        posted,
-    )
+
+
+def _entry_rows(t: Transfer, debit_after: int, credit_after: int) -> list[tuple[object, ...]]:
+    """The transfer's two entries, each with its account's balance after it."""
+    posted, debit, credit = t.posted_at.isoformat(), t.debit_account_id, t.credit_account_id
+    return [
+        (debit, t.transfer_id, -t.amount.minor, debit_after, credit, t.description, posted),
+        (credit, t.transfer_id, t.amount.minor, credit_after, debit, t.description, posted),
+    ]
+
+
+_INSERT_TRANSFER = f"INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_ENTRY = f"INSERT INTO entries ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+
+
+async def _insert_transfer(tx: Tx, t: Transfer, balances: dict[str, int]) -> None:
+    """The transfer and its two entries (each with the balance after it)."""
+    await tx.execute(_INSERT_TRANSFER, *_transfer_row(t))
+    await tx.executemany(_INSERT_ENTRY, _entry_rows(t, balances[t.debit_account_id], balances[t.credit_account_id]))
 
 
 async def _transfer(tx: Tx, order: TransferOrder, transfer_id: str, key: IdempotencyKey, at: datetime) -> Transfer:
@@ -502,7 +499,8 @@ async def _post_charges(tx: Tx, orders: list[tuple[ChargeOrder, IdempotencyKey, 
 
 async def _credit_lines(tx: Tx, debited: list[tuple[ChargeOrder, Charge, int]], at: datetime) -> None:
     """The bank's side of the posted charges: each internal account credited once with its lines'
-    sum, then the transfers, their entries (each with its running balance) and the charges."""
+    sum, then the transfers (each announced, TransferPosted), their entries (each with its running
+    balance) and the charges."""
     sums: dict[tuple[str, str], int] = {}
     for order, _, _ in debited:
         for internal, amount in order.lines:
@@ -512,34 +510,19 @@ async def _credit_lines(tx: Tx, debited: list[tuple[ChargeOrder, Charge, int]], 
         account_id: await _credit(tx, account_id, Money(currency, total)) - total
         for (account_id, currency), total in sorted(sums.items())
     }
-    transfers: list[tuple[object, ...]] = []
+    transfers: list[Transfer] = []
     entries: list[tuple[object, ...]] = []
     charges: list[tuple[object, ...]] = []
-    posted, actor = at.isoformat(), acting(tx.context)
+    actor = acting(tx.context)
     for order, charge, balance in debited:
         customer = balance + order.total.minor
         for (internal, amount), transfer_id in zip(order.lines, charge.transfer_ids, strict=True):
             account_id = internal.account_id(amount.currency)
             customer -= amount.minor
             running[account_id] += amount.minor
-            transfers.append(
-                (
-                    transfer_id,
-                    order.account_id,
-                    account_id,
-                    amount.minor,
-                    amount.currency,
-                    order.description,
-                    None,
-                    None,
-                    posted,
-                    actor,
-                )
-            )
-            entries.append((order.account_id, transfer_id, -amount.minor, customer, account_id, order.description, posted))
-            entries.append(
-                (account_id, transfer_id, amount.minor, running[account_id], order.account_id, order.description, posted)
-            )
+            transfer = Transfer(transfer_id, order.account_id, account_id, amount, order.description, at, actor=actor)
+            transfers.append(transfer)
+            entries += _entry_rows(transfer, customer, running[account_id])
         charges.append(
             (
                 charge.charge_id,
@@ -548,11 +531,12 @@ async def _credit_lines(tx: Tx, debited: list[tuple[ChargeOrder, Charge, int]], 
                 order.total.minor,
                 order.total.currency,
                 ",".join(charge.transfer_ids),
-                posted,
+                at.isoformat(),
             )
         )
-    await tx.executemany(f"INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", transfers)
-    await tx.executemany(f"INSERT INTO entries ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", entries)
+    await tx.executemany(_INSERT_TRANSFER, [_transfer_row(t) for t in transfers])
+    await tx.executemany(_INSERT_ENTRY, entries)
+    await OUTGOING.append(tx, [TransferPosted(t) for t in transfers])
     await tx.executemany(
         "INSERT INTO charges (charge_id, request_id, account_id, total_minor, currency, transfer_ids, posted_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         charges,

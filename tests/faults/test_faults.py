@@ -4,7 +4,10 @@ a part is down; what must hold afterwards is checked in the databases themselves
 - the ledger balances (per currency, per transfer, per account, holds);
 - no event lost or applied twice: every verified customer has exactly one default account;
 - every payment is COMPLETED, FAILED or REJECTED, every saga terminal, no hold left placed;
-- every interest run that was started completes when run again, once per account and date;
+- every interest run that was started completes when run again, once per account and date, and so
+  does every collection run;
+- the loans are in the ledger: the loan book holds minus the principal outstanding, the income
+  accounts the interest and fees paid, and no repayment is left pending (a lost answer is settled);
 - the network and the ledger reconcile: every payment the network settled is booked exactly once
   (and nothing booked went unsettled), whatever was killed while it was on its way;
 - every notification is delivered, and the mail server's mailbox holds each exactly once.
@@ -17,6 +20,7 @@ import json
 import time
 from collections.abc import Iterator
 
+import grpc
 import psycopg
 import pytest
 from grpc import aio
@@ -24,11 +28,13 @@ from grpc import aio
 from mesh.distributed import DATABASE, Mesh
 from ogpgy.interest.v1 import interest_service_pb2 as ipb
 from ogpgy.interest.v1 import interest_service_pb2_grpc as igrpc
+from ogpgy.lending.v1 import lending_service_pb2 as lpb
+from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
 from ogpgy.payment.v1 import payment_service_pb2 as ppb
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
 from ogpgy.type.v1 import date_pb2
 from tests.integration.test_mesh_modes import CONTEXTS, mesh_client
-from tests.ledger_checks import ledger_checks
+from tests.ledger_checks import ledger_checks, loan_checks
 from tests.local_mesh import loopback_mesh
 from tests.mixed_load import Load, setup_accounts
 
@@ -70,6 +76,7 @@ UNSETTLED = {
     "payments not final": "SELECT payment_id, status FROM payment.payments WHERE status NOT IN ('COMPLETED', 'FAILED', 'REJECTED')",
     "sagas not terminal": "SELECT saga_id, status FROM lending.saga_runs WHERE status NOT IN ('COMPLETED', 'COMPENSATED', 'FAILED_NEEDS_OPERATOR')",
     "holds still placed": "SELECT hold_id, debit_account_id FROM account.holds WHERE status = 'PLACED'",
+    "repayments pending": "SELECT repayment_id, loan_id FROM lending.repayments WHERE status = 'PENDING'",
     "notifications not delivered": (
         "SELECT notification_id, status, failure_reason FROM notification.notifications WHERE status NOT IN ('SENT', 'SUPPRESSED')"
     ),
@@ -78,12 +85,16 @@ UNSETTLED = {
         " ON a.customer_id = c.customer_id WHERE c.kyc_status = 'VERIFIED' GROUP BY c.customer_id HAVING COUNT(a.account_id) != 1"
     ),
 }
-LEDGER = ledger_checks("account") | {
-    "completed payments without their transfer": (
-        "SELECT p.payment_id FROM payment.payments p LEFT JOIN account.transfers t ON t.transfer_id = p.transfer_id"
-        " WHERE p.status = 'COMPLETED' AND t.transfer_id IS NULL"
-    ),
-}
+LEDGER = (
+    ledger_checks("account")
+    | loan_checks("account", "lending")
+    | {
+        "completed payments without their transfer": (
+            "SELECT p.payment_id FROM payment.payments p LEFT JOIN account.transfers t ON t.transfer_id = p.transfer_id"
+            " WHERE p.status = 'COMPLETED' AND t.transfer_id IS NULL"
+        ),
+    }
+)
 
 
 async def test_kills_and_restarts_under_load_leave_the_bank_consistent(mesh: Mesh) -> None:
@@ -105,6 +116,8 @@ async def test_kills_and_restarts_under_load_leave_the_bank_consistent(mesh: Mes
                 request = ipb.RunDailyInterestRequest(request_id="again", business_date=day)
                 runs = [answer.run async for answer in load.interest.RunDailyInterest(request)]
                 assert runs[-1].status == ipb.INTEREST_RUN_STATUS_COMPLETED
+        for day in load.collections:
+            await _collection_completed(load.loans, day)
     deadline = time.monotonic() + 90
     while (left := _unsettled(dsn)) and time.monotonic() < deadline:  # noqa: ASYNC110 - other processes' databases
         await asyncio.sleep(1)  # queued payments wait for the breaker; sagas and events finish by themselves
@@ -154,3 +167,14 @@ async def _completed(interest: igrpc.InterestServiceStub, day: date_pb2.Date) ->
     except aio.AioRpcError:
         return False
     return run.status == ipb.INTEREST_RUN_STATUS_COMPLETED
+
+
+async def _collection_completed(loans: lgrpc.LendingServiceStub, day: date_pb2.Date) -> None:
+    """Runs the collection of `day` to its end (a run cut by a kill resumes); done before is done."""
+    request = lpb.RunCollectionRequest(request_id="again", business_date=day, currency_code="EUR")
+    try:
+        runs = [answer.run async for answer in loans.RunCollection(request)]
+    except aio.AioRpcError as error:
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error
+        return
+    assert runs[-1].status == lpb.COLLECTION_RUN_STATUS_COMPLETED

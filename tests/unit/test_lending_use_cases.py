@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from common.errors import NotFound, PermissionDenied, PreconditionFailed
+from common.errors import NotFound, PermissionDenied, PreconditionFailed, Unavailable
 from common.idempotency import IdempotencyKey
 from common.money import Money
 from common.security.context import ADMIN, RELATIONSHIP_MANAGER, SecurityContext
-from services.lending.domain import LoanStatus
+from services.lending.domain import LoanStatus, RepaymentStatus
 from services.lending.module import LendingModule
 from services.lending.ports import Accounts, Customers, Debit, DebitOutcome, HeldFunds, PayoutAccount
 from services.lending.service import LendingUseCases
@@ -42,8 +43,8 @@ class FakeLedger(HoldBook, Accounts):
     accounts: dict[str, PayoutAccount] = field(default_factory=dict)
     reversed: list[str] = field(default_factory=list)
     refuse_capture: bool = False
-    funds: dict[str, int] = field(default_factory=dict)  # what each account can pay, minor units
     taken: dict[str, Debit] = field(default_factory=dict)  # debits posted, by request id
+    lose_answer: str = ""  # the next debit call: "before" (nothing taken) or "after" (taken), then no answer
 
     async def payout_account(self, account_id: str) -> PayoutAccount:
         found = self.accounts.get(account_id)
@@ -55,14 +56,22 @@ class FakeLedger(HoldBook, Accounts):
         return LOAN_BOOK
 
     async def debit(self, debits: list[Debit]) -> list[DebitOutcome]:
+        """Takes each debit the account can pay, once; `lose_answer` "before" loses the call,
+        "after" its answer (the debits are taken)."""
+        lose, self.lose_answer = self.lose_answer, ""
+        if lose == "before":
+            raise Unavailable("ACCOUNTS_UNAVAILABLE", "no answer")
         outcomes = []
         for d in debits:
             total = d.principal.minor + d.interest.minor + d.late_fees.minor
-            if d.request_id not in self.taken and self.funds.get(d.account_id, 0) >= total:
-                self.funds[d.account_id] -= total
+            if d.request_id not in self.taken and self.balances.get(d.account_id, 0) >= total:
+                self.balances[d.account_id] -= total
+                self.balances[LOAN_BOOK] += d.principal.minor
                 self.taken[d.request_id] = d
             posted = d.request_id in self.taken
             outcomes.append(DebitOutcome(d.request_id, posted, "" if posted else "INSUFFICIENT_FUNDS"))
+        if lose == "after":
+            raise Unavailable("ACCOUNTS_UNAVAILABLE", "no answer")
         return outcomes
 
     async def debit_taken(self, request_id: str) -> bool:
@@ -215,3 +224,57 @@ async def test_a_loan_above_the_four_eyes_amount_needs_a_second_admin(lending: L
     with acting_as(bob_as_admin), pytest.raises(PreconditionFailed) as maker:
         await lending.loans.approve(own.loan_id, "0.05", key("bob-second"))
     assert maker.value.reason == "FOUR_EYES_REQUIRED"
+
+
+async def _disbursed(lending: Lending) -> str:
+    with acting_as(ADMIN_CALLER):
+        loan = await lending.loans.apply("cus_ada", "acc_ada", EUR_5000, 24, key("a1"))
+        await lending.loans.approve(loan.loan_id, "0.05", key("ap1"))
+        await lending.loans.disburse(loan.loan_id, key("d1"))
+    return loan.loan_id
+
+
+EUR_100 = Money("EUR", 10_000)
+
+
+async def test_a_repayment_whose_answer_was_lost_is_taken_once_by_the_retry(lending: Lending) -> None:
+    loan_id = await _disbursed(lending)
+    lending.ledger.lose_answer = "after"
+    with acting_as(customer_caller("cus_ada")):
+        with pytest.raises(Unavailable):
+            await lending.loans.repay(loan_id, EUR_100, key("r1"))
+        pending, _ = await lending.loans.repayments(loan_id, FIRST_PAGE)
+        assert [r.status for r in pending] == [RepaymentStatus.PENDING], (
+            "recorded before the debit: no other payment takes its parts"
+        )
+        repaid, view = await lending.loans.repay(loan_id, EUR_100, key("r1"))
+    assert repaid.status is RepaymentStatus.POSTED and repaid.repayment_id == pending[0].repayment_id
+    assert lending.ledger.balances["acc_ada"] == 500_000 - 10_000, "taken once"
+    assert view.position is not None and view.position.outstanding_principal == 500_000 - repaid.allocation.principal
+
+
+async def test_a_lost_answer_nobody_retries_is_settled_by_the_resolver_either_way(lending: Lending) -> None:
+    loan_id = await _disbursed(lending)
+    with acting_as(customer_caller("cus_ada")):
+        lending.ledger.lose_answer = "before"
+        with pytest.raises(Unavailable):
+            await lending.loans.repay(loan_id, EUR_100, key("r1"))
+        lending.ledger.lose_answer = "after"
+        with pytest.raises(Unavailable):
+            await lending.loans.repay(loan_id, EUR_100, key("r2"))
+    assert await lending.loans.settle_stale(timedelta(seconds=-1)) == 2  # as this context alone
+    with acting_as(ADMIN_CALLER):
+        settled, _ = await lending.loans.repayments(loan_id, FIRST_PAGE)
+        view, _ = await lending.loans.view(loan_id)
+    assert [r.status for r in settled] == [RepaymentStatus.POSTED], "the one never taken is gone, the one taken is posted"
+    assert lending.ledger.balances["acc_ada"] == 500_000 - 10_000
+    assert view.position is not None and view.position.outstanding_principal == 500_000 - settled[0].allocation.principal
+
+
+async def test_only_the_borrower_or_an_admin_repays(lending: Lending) -> None:
+    loan_id = await _disbursed(lending)
+    rita = SecurityContext("usr_rita", "rita", (RELATIONSHIP_MANAGER,))
+    for caller in (rita, customer_caller("cus_bob")):
+        with acting_as(caller), pytest.raises(PermissionDenied):
+            await lending.loans.repay(loan_id, EUR_100, key("r1"))
+    assert lending.ledger.taken == {} and lending.ledger.balances["acc_ada"] == 500_000

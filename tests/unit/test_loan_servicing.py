@@ -1,0 +1,124 @@
+"""The servicing rules of services/lending/servicing.py: allocation (late fee, interest, principal,
+oldest due first, then ahead), the payoff (30/360 accrual, later interest waived), collection and
+arrears; and, over random histories of payments and days, that no money is created or lost."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from common.errors import PreconditionFailed
+from services.lending.schedule import annuity_schedule
+from services.lending.servicing import (
+    InstallmentState,
+    Part,
+    allocate,
+    days_30_360,
+    due_by,
+    newly_overdue,
+    payoff,
+    position,
+)
+
+START = date(2026, 3, 1)
+
+
+def _loan(principal: int = 120_000, rate: str = "0.06", months: int = 12) -> list[InstallmentState]:
+    return [
+        InstallmentState(i.number, i.due_date, i.principal_minor, i.interest_minor)
+        for i in annuity_schedule(principal, Decimal(rate), months, START)
+    ]
+
+
+def _paid(states: list[InstallmentState], parts: tuple[Part, ...]) -> list[InstallmentState]:
+    by_number = {p.number: p for p in parts}
+    return [s.with_part(by_number[s.number]) if s.number in by_number else s for s in states]
+
+
+def test_a_payment_settles_the_interest_due_before_principal() -> None:
+    loan = _loan()  # the first: 6.00 interest, 97.27 principal, due 1 April
+    assert allocate(loan, 5_000, date(2026, 4, 1)).parts == (Part(1, 0, 600, 4_400),)
+
+
+def test_the_oldest_installment_is_settled_first_late_fee_first_then_the_rest_pays_ahead() -> None:
+    loan = _loan()
+    loan[0] = replace(loan[0], penalty=1_500, overdue_since=date(2026, 4, 1))
+    parts = allocate(loan, 1_500 + 10_327 + 700, date(2026, 4, 10)).parts
+    assert parts == (Part(1, 1_500, 600, 9_727), Part(2, 0, 551, 149)), "fee, interest, principal; then the next, interest first"
+
+
+def test_more_than_the_payoff_is_refused_with_the_payoff_amount() -> None:
+    loan = _loan()
+    quote = payoff(loan, date(2026, 3, 16)).total
+    with pytest.raises(PreconditionFailed) as refused:
+        allocate(loan, quote + 1, date(2026, 3, 16))
+    assert refused.value.reason == "AMOUNT_EXCEEDS_PAYOFF" and refused.value.metadata["payoff_minor"] == str(quote)
+
+
+def test_the_payoff_accrues_the_current_period_by_30_360_and_waives_the_rest() -> None:
+    loan = _loan()
+    quote = payoff(loan, date(2026, 3, 16))  # 15 of 30 days: half of 6.00
+    assert (quote.principal, quote.interest, quote.penalty) == (120_000, 300, 0)
+    scheduled_interest = sum(s.interest for s in loan)
+    assert sum(p.waived_interest for p in quote.parts) == scheduled_interest - 300
+    assert all(s.settled for s in _paid(loan, quote.parts)), "the payoff leaves nothing owed"
+    assert payoff(loan, date(2026, 4, 1)).interest == 600, "on the due date the whole period has accrued"
+
+
+def test_30_360_counts_every_month_as_30_days() -> None:
+    assert days_30_360(date(2026, 2, 1), date(2026, 3, 1)) == 30
+    assert days_30_360(date(2026, 1, 31), date(2026, 2, 28)) == 28
+    assert days_30_360(date(2026, 3, 1), date(2026, 3, 16)) == 15
+
+
+def test_collection_takes_everything_due_and_what_is_unpaid_becomes_overdue_once() -> None:
+    loan = _loan()
+    day = date(2026, 5, 1)
+    assert due_by(loan, day).total == loan[0].owed + loan[1].owed
+    assert [s.number for s in newly_overdue(loan, day)] == [1, 2]
+    marked = [replace(s, overdue_since=s.due_date, penalty=1_500) if s.number <= 2 else s for s in loan]
+    assert newly_overdue(marked, date(2026, 5, 2)) == [], "the late fee is charged once"
+    where = position(marked, date(2026, 5, 11))
+    assert (where.days_in_arrears, where.overdue_minor) == (40, loan[0].owed + loan[1].owed + 3_000)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    principal=st.integers(min_value=100, max_value=100_000_000),
+    months=st.integers(min_value=1, max_value=60),
+    rate=st.decimals(min_value=Decimal("0.001"), max_value=Decimal("0.4"), places=4),
+    history=st.lists(st.tuples(st.integers(min_value=0, max_value=70), st.integers(min_value=1, max_value=10**8)), max_size=12),
+)
+def test_no_history_of_payments_creates_or_loses_money(
+    principal: int, months: int, rate: Decimal, history: list[tuple[int, int]]
+) -> None:
+    """Payments on random days never take more than the payoff, every part is positive, the
+    principal repaid never exceeds the principal lent, and a payoff at the end settles all."""
+    loan = [
+        InstallmentState(i.number, i.due_date, i.principal_minor, i.interest_minor)
+        for i in annuity_schedule(principal, rate, months, START)
+    ]
+    today, taken = START, 0
+    for days, amount in history:
+        today += timedelta(days=days)
+        limit = payoff(loan, today).total
+        if amount > limit:
+            with pytest.raises(PreconditionFailed):
+                allocate(loan, amount, today)
+            amount = limit
+        if not amount:
+            continue
+        allocation = allocate(loan, amount, today)
+        assert allocation.total == amount and all(min(p.penalty, p.interest, p.principal) >= 0 for p in allocation.parts)
+        loan, taken = _paid(loan, allocation.parts), taken + amount
+        assert all(s.owed >= 0 for s in loan)
+    assert sum(s.paid_principal for s in loan) <= principal
+    final = payoff(loan, today)
+    loan = _paid(loan, final.parts)
+    assert all(s.settled for s in loan) and sum(s.paid_principal for s in loan) == principal
+    assert taken + final.total == sum(s.paid_principal + s.paid_interest for s in loan)
