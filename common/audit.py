@@ -8,10 +8,11 @@ what to which resource, and nothing about banking.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from common.db.base import Tx
-from common.events.outbox import append_event
+from common.events.outbox import append_events
 from common.grpc.call_context import request_id_var
 from common.grpc.convert import timestamp
 from common.security.context import caller_var
@@ -33,17 +34,26 @@ async def record_change(tx: Tx, operation: str, resource: str, request_id: str |
     """Records `operation` on `resource` with the authority of the current call: its end user
     (none when a context acts on its own), the contexts that relayed it, and the request id (the
     idempotency key's; else the call's or the event's that caused the change)."""
+    await record_changes(tx, operation, [(resource, request_id)])
+
+
+async def record_changes(tx: Tx, operation: str, changes: Sequence[tuple[str, str | None]]) -> None:
+    """record_change for many resources (each with its request id) in one statement."""
     caller = caller_var.get()
-    await append_event(
+    at = timestamp(datetime.now(UTC))
+    await append_events(
         tx,
-        ChangeRecorded(
-            time=timestamp(datetime.now(UTC)),
-            context=tx.context,
-            operation=operation,
-            resource=resource,
-            actor=caller.user_id if caller is not None else "",
-            on_behalf_of=list(caller.via) if caller is not None else [],
-            request_id=request_id if request_id is not None else request_id_var.get() or "",
-            service=caller.service if caller is not None else tx.context,
-        ),
+        [
+            ChangeRecorded(
+                time=at,
+                context=tx.context,
+                operation=operation,
+                resource=resource,
+                actor=caller.user_id if caller is not None else "",
+                on_behalf_of=list(caller.via) if caller is not None else [],
+                request_id=request_id if request_id is not None else request_id_var.get() or "",
+                service=caller.service if caller is not None else tx.context,
+            )
+            for resource, request_id in changes
+        ],
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from common.audit import record_change
+from collections.abc import Sequence
+
+from common.audit import record_change, record_changes
 from common.db.base import Tx
 from common.idempotency import IdempotencyKey, key_reused, key_voided
 
@@ -52,6 +54,20 @@ async def claim(tx: Tx, key: IdempotencyKey, resource_id: str, *, record: bool =
     if record:
         await record_change(tx, key.operation, resource_id, key.request_id)
     return None
+
+
+async def claim_new(tx: Tx, claims: Sequence[tuple[IdempotencyKey, str]]) -> None:
+    """Claims keys that nothing has claimed (each for the change its resource is getting once,
+    decided in this unit of work), in two statements: the keys and their audit records."""
+    if not claims:
+        return
+    await tx.executemany(
+        "INSERT INTO idempotency_keys (scope, request_id, operation, fingerprint, resource_id) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (scope, request_id) DO NOTHING",
+        [(k.scope, k.request_id, k.operation, k.fingerprint, resource) for k, resource in claims],
+    )
+    for operation in sorted({k.operation for k, _ in claims}):
+        await record_changes(tx, operation, [(r, k.request_id) for k, r in claims if k.operation == operation])
 
 
 async def unclaim(tx: Tx, key: IdempotencyKey) -> None:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from google.protobuf.message import Message
 
 from common.db.base import Tx
-from common.events.outbox import append_event
+from common.events.outbox import append_events
 
 M = TypeVar("M", bound=Message)
 D = TypeVar("D")
@@ -47,5 +47,4 @@ class Outgoing:
 
     async def append(self, tx: Tx, events: Iterable[object]) -> None:
         """Adds the events to the outbox inside the caller's transaction, as their messages."""
-        for event in events:
-            await append_event(tx, self.message(event))
+        await append_events(tx, [self.message(event) for event in events])

@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from common.audit import acting, record_change
+from common.audit import acting, record_change, record_changes
 from common.db.base import Row, Tx, aggregate, stored
 from common.db.databases import ContextDatabase
 from common.db.idempotency import claim, resource_or_void, unclaim
@@ -483,7 +483,6 @@ async def _post_charges(tx: Tx, orders: list[tuple[ChargeOrder, IdempotencyKey, 
             await unclaim(tx, key)
             answers[order.request_id] = Charge(order.request_id, order.account_id, order.total, rejection_reason=rejected.reason)
             continue
-        await record_change(tx, key.operation, charge_id, key.request_id)
         debited.append((order, charge_id, balance))
     for order, charge_id, _ in debited:
         answers[order.request_id] = Charge(
@@ -493,6 +492,7 @@ async def _post_charges(tx: Tx, orders: list[tuple[ChargeOrder, IdempotencyKey, 
             charge_id,
             tuple(new_id("trf") for _ in order.lines),
         )
+    await record_changes(tx, "PostCharges", [(charge_id, order.request_id) for order, charge_id, _ in debited])
     await _credit_lines(tx, [(order, answers[order.request_id], balance) for order, _, balance in debited], at)
     return [answers[order.request_id] for order, _, _ in orders]
 

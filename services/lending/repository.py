@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import enum
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Protocol
@@ -11,10 +12,9 @@ from typing import Protocol
 from common.audit import record_change
 from common.db.base import Row, Tx, aggregate, stored
 from common.db.databases import ContextDatabase
-from common.db.idempotency import claim, replayed_resource
+from common.db.idempotency import claim, claim_new, replayed_resource
 from common.db.keyset import Page, keyset_page
 from common.di import BaseComponent, og_component
-from common.errors import PreconditionFailed
 from common.idempotency import IdempotencyKey, key_reused
 from common.money import Money
 from services.lending.adapters import OUTGOING
@@ -59,6 +59,12 @@ class PaymentOrder:
     currency: str
     at: datetime
     decide: Callable[[list[InstallmentState]], Allocation]
+
+
+class Collected(enum.Enum):
+    POSTED = "POSTED"
+    UNPAID = "UNPAID"  # refused for the account's sake: the installments are overdue
+    VOIDED = "VOIDED"  # its request id was closed meanwhile: nothing happened
 
 
 @dataclass(frozen=True)
@@ -127,15 +133,18 @@ def _parts_json(allocation: Allocation) -> str:
     return json.dumps([[p.number, p.penalty, p.interest, p.principal, p.waived_interest] for p in allocation.parts])
 
 
+def _allocation(parts_json: str) -> Allocation:
+    return Allocation(tuple(Part(*values) for values in json.loads(parts_json)))
+
+
 def _repayment(row: Row) -> Repayment:
-    parts = tuple(Part(*values) for values in json.loads(row["parts_json"]))
     return Repayment(
         row["repayment_id"],
         row["loan_id"],
         RepaymentKind(row["kind"]),
         RepaymentStatus(row["status"]),
         Money(row["currency"], row["amount_minor"]),
-        Allocation(parts),
+        _allocation(row["parts_json"]),
         datetime.fromisoformat(row["created_at"]),
     )
 
@@ -271,11 +280,28 @@ async def _cancel_disbursement(tx: Tx, disbursement_id: str) -> None:
 
 
 # --- servicing: repayments, collections, arrears ----------------------------------------------
+# Each unit works on a set of loans in a fixed number of statements, so that a collection chunk of
+# 500 loans costs what one repayment does; a repayment is the set of one.
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ", ".join("?" for _ in values)
+
+
+async def _states_of(tx: Tx, loan_ids: Sequence[str]) -> dict[str, list[InstallmentState]]:
+    states: dict[str, list[InstallmentState]] = {loan_id: [] for loan_id in loan_ids}
+    if loan_ids:
+        rows = await tx.fetchall(
+            f"SELECT {_STATE_COLUMNS} FROM installments WHERE loan_id IN ({_marks(loan_ids)}) ORDER BY loan_id, number",
+            *loan_ids,
+        )
+        for row in rows:
+            states[row["loan_id"]].append(_state(row))
+    return states
 
 
 async def _states(tx: Tx, loan_id: str) -> list[InstallmentState]:
-    rows = await tx.fetchall(f"SELECT {_STATE_COLUMNS} FROM installments WHERE loan_id = ? ORDER BY number", loan_id)
-    return [_state(row) for row in rows]
+    return (await _states_of(tx, [loan_id]))[loan_id]
 
 
 async def _select_repayment(tx: Tx, repayment_id: str) -> Repayment:
@@ -283,159 +309,240 @@ async def _select_repayment(tx: Tx, repayment_id: str) -> Repayment:
     return _repayment(stored(row, repayment_id))
 
 
-async def _apply(tx: Tx, loan_id: str, allocation: Allocation, sign: int) -> None:
-    """Adds a payment's parts to its installments (sign -1: takes them back)."""
+async def _apply(tx: Tx, applied: Sequence[tuple[str, Allocation]], sign: int) -> None:
+    """Adds payments' parts to their loans' installments (sign -1: takes them back)."""
     await tx.executemany(
         "UPDATE installments SET paid_penalty_minor = paid_penalty_minor + ?, paid_interest_minor = paid_interest_minor + ?,"
         " paid_principal_minor = paid_principal_minor + ?, waived_interest_minor = waived_interest_minor + ?"
         " WHERE loan_id = ? AND number = ?",
         [
             (sign * p.penalty, sign * p.interest, sign * p.principal, sign * p.waived_interest, loan_id, p.number)
+            for loan_id, allocation in applied
             for p in allocation.parts
         ],
     )
 
 
-async def _prepare(tx: Tx, order: PaymentOrder) -> Repayment | None:
-    """A payment asked for: the repayment that key made before (settled or pending), or a new
-    PENDING one whose parts count as paid from now (so that no other payment allocates them
-    again); None when `decide` finds nothing to take. The loan's row is locked first: payments
-    on one loan are allocated one after another."""
-    key = order.key
-    replayed = await replayed_resource(tx, key)
-    if replayed is not None:
-        return await _select_repayment(tx, replayed)
-    row = await tx.fetchone(
-        f"SELECT {_REPAYMENT_COLUMNS}, operation, fingerprint FROM repayments WHERE scope = ? AND request_id = ?",
-        key.scope,
-        key.request_id,
+async def _asked_before(tx: Tx, keys: Sequence[IdempotencyKey]) -> dict[str, Repayment]:
+    """The repayments (pending or posted) that these keys made, by request id; a key used for
+    another request is refused."""
+    if not keys:
+        return {}
+    scopes = {k.scope for k in keys}
+    rows = await tx.fetchall(
+        f"SELECT {_REPAYMENT_COLUMNS}, scope, request_id, operation, fingerprint FROM repayments"
+        f" WHERE scope IN ({_marks(list(scopes))}) AND request_id IN ({_marks(keys)})",
+        *scopes,
+        *(k.request_id for k in keys),
     )
-    if row is not None:
-        if row["operation"] != key.operation or row["fingerprint"] != key.fingerprint:
+    wanted = {(k.scope, k.request_id): k for k in keys}
+    found = {}
+    for row in rows:
+        key = wanted.get((row["scope"], row["request_id"]))
+        if key is None:
+            continue
+        if (row["operation"], row["fingerprint"]) != (key.operation, key.fingerprint):
             raise key_reused(key)
-        return _repayment(row)
-    locked = await tx.execute(
-        "UPDATE loans SET updated_at = updated_at WHERE loan_id = ? AND status = ?", order.loan_id, LoanStatus.DISBURSED.value
+        found[key.request_id] = _repayment(row)
+    return found
+
+
+async def _lock_active(tx: Tx, loan_ids: Sequence[str]) -> set[str]:
+    """The loans of `loan_ids` still DISBURSED, locked in one order until the unit ends (payments on
+    one loan are allocated one after another)."""
+    if not loan_ids:
+        return set()
+    lock = " ORDER BY seq FOR UPDATE" if tx.dialect == "postgres" else ""
+    rows = await tx.fetchall(
+        f"SELECT loan_id FROM loans WHERE status = ? AND loan_id IN ({_marks(loan_ids)}){lock}",
+        LoanStatus.DISBURSED.value,
+        *loan_ids,
     )
-    if not locked:
-        loan = stored(await _select(tx, order.loan_id), order.loan_id)
-        require_active(loan)
-    allocation = order.decide(await _states(tx, order.loan_id))
-    if not allocation.parts or not allocation.total:
-        return None
-    await _apply(tx, order.loan_id, allocation, 1)
-    await tx.execute(
+    return {row["loan_id"] for row in rows}
+
+
+async def _prepare_all(tx: Tx, orders: Sequence[PaymentOrder]) -> dict[str, Repayment]:
+    """Payments asked for, by loan: the repayment each key made before (settled or pending), or a
+    new PENDING one whose parts count as paid from now (so that no other payment allocates them
+    again). A loan no longer active, or one its `decide` finds nothing to take from, has none."""
+    before = await _asked_before(tx, [o.key for o in orders])
+    prepared = {o.loan_id: before[o.key.request_id] for o in orders if o.key.request_id in before}
+    fresh = [o for o in orders if o.loan_id not in prepared]
+    active = await _lock_active(tx, [o.loan_id for o in fresh])
+    states = await _states_of(tx, sorted(active))
+    rows, applied = [], []
+    for order in fresh:
+        if order.loan_id not in active:
+            continue
+        allocation = order.decide(states[order.loan_id])
+        if not allocation.total:
+            continue
+        repayment = Repayment(
+            order.repayment_id,
+            order.loan_id,
+            order.kind,
+            RepaymentStatus.PENDING,
+            Money(order.currency, allocation.total),
+            allocation,
+            order.at,
+        )
+        prepared[order.loan_id] = repayment
+        applied.append((order.loan_id, allocation))
+        k = order.key
+        rows.append(
+            (
+                repayment.repayment_id,
+                order.loan_id,
+                order.kind.value,
+                RepaymentStatus.PENDING.value,
+                allocation.total,
+                order.currency,
+                _parts_json(allocation),
+                order.at.isoformat(),
+                k.scope,
+                k.request_id,
+                k.operation,
+                k.fingerprint,
+            )
+        )
+    await _apply(tx, applied, 1)
+    await tx.executemany(
         f"INSERT INTO repayments ({_REPAYMENT_COLUMNS}, scope, request_id, operation, fingerprint)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        order.repayment_id,
-        order.loan_id,
-        order.kind.value,
-        RepaymentStatus.PENDING.value,
-        allocation.total,
-        order.currency,
-        _parts_json(allocation),
-        order.at.isoformat(),
-        key.scope,
-        key.request_id,
-        key.operation,
-        key.fingerprint,
+        rows,
     )
-    return await _select_repayment(tx, order.repayment_id)
+    return prepared
+
+
+async def _prepare(tx: Tx, order: PaymentOrder) -> Repayment | None:
+    """One payment (see _prepare_all); a loan no longer active is refused."""
+    await replayed_resource(tx, order.key)  # refuses a key used for another request
+    prepared = await _prepare_all(tx, [order])
+    if order.loan_id not in prepared:
+        require_active(stored(await _select(tx, order.loan_id), order.loan_id))
+    return prepared.get(order.loan_id)
+
+
+async def _posted_all(tx: Tx, repayment_ids: Sequence[str], at: datetime) -> None:
+    """The debits were taken: the repayments still PENDING become POSTED, their keys are claimed,
+    LoanRepaid is announced for each, and a loan with nothing left owed (and no other payment
+    pending) is PAID_OFF. Idempotent."""
+    if not repayment_ids:
+        return
+    rows = await tx.fetchall(
+        f"UPDATE repayments SET status = ?, posted_at = ? WHERE status = ? AND repayment_id IN ({_marks(repayment_ids)})"
+        f" RETURNING {_REPAYMENT_COLUMNS}, scope, request_id, operation, fingerprint",
+        RepaymentStatus.POSTED.value,
+        at.isoformat(),
+        RepaymentStatus.PENDING.value,
+        *repayment_ids,
+    )
+    if not rows:
+        return
+    await claim_new(
+        tx, [(IdempotencyKey(r["request_id"], r["operation"], r["fingerprint"], r["scope"]), r["repayment_id"]) for r in rows]
+    )
+    repayments = [_repayment(row) for row in rows]
+    loan_ids = sorted({r.loan_id for r in repayments})
+    loans = await _loans_of(tx, loan_ids)
+    states = await _states_of(tx, loan_ids)
+    events: list[LoanEvent] = [_repaid(loans[r.loan_id], r, states[r.loan_id], at) for r in repayments]
+    settled = [loan_id for loan_id in loan_ids if all(s.settled for s in states[loan_id])]
+    still_pending = await _pending_on(tx, settled)
+    await OUTGOING.append(tx, events)
+    for loan_id in settled:
+        if loan_id not in still_pending:
+            loan = loans[loan_id]
+            paid_off: list[LoanEvent] = [LoanPaidOff(loan_id, loan.customer_id, at)]
+            await _move(tx, loan_id, LoanStatus.DISBURSED, LoanStatus.PAID_OFF, at, {}, paid_off, None)
+
+
+def _repaid(loan: Loan, r: Repayment, states: list[InstallmentState], at: datetime) -> LoanRepaid:
+    a, currency = r.allocation, r.amount.currency
+    outstanding = sum(s.owed_principal for s in states)
+    return LoanRepaid(
+        loan.loan_id,
+        loan.customer_id,
+        loan.account_id,
+        r.repayment_id,
+        r.amount,
+        Money(currency, a.principal),
+        Money(currency, a.interest),
+        Money(currency, a.penalty),
+        Money(currency, outstanding),
+        at,
+    )
+
+
+async def _loans_of(tx: Tx, loan_ids: Sequence[str]) -> dict[str, Loan]:
+    rows = await tx.fetchall(f"SELECT {_COLUMNS} FROM loans WHERE loan_id IN ({_marks(loan_ids)})", *loan_ids)
+    return {row["loan_id"]: _loan(row) for row in rows}
+
+
+async def _pending_on(tx: Tx, loan_ids: Sequence[str]) -> set[str]:
+    if not loan_ids:
+        return set()
+    rows = await tx.fetchall(
+        f"SELECT DISTINCT loan_id FROM repayments WHERE status = ? AND loan_id IN ({_marks(loan_ids)})",
+        RepaymentStatus.PENDING.value,
+        *loan_ids,
+    )
+    return {row["loan_id"] for row in rows}
 
 
 async def _posted(tx: Tx, repayment_id: str, at: datetime) -> Repayment:
-    """The debit was taken: the repayment is POSTED, its key claimed, LoanRepaid announced, and a
-    loan with nothing left owed (and no other payment pending) is PAID_OFF. Idempotent."""
-    row = await tx.fetchone(
-        "UPDATE repayments SET status = ?, posted_at = ? WHERE repayment_id = ? AND status = ?"
-        " RETURNING scope, request_id, operation, fingerprint",
-        RepaymentStatus.POSTED.value,
-        at.isoformat(),
-        repayment_id,
+    await _posted_all(tx, [repayment_id], at)
+    return await _select_repayment(tx, repayment_id)
+
+
+async def _rejected(tx: Tx, repayment_ids: Sequence[str]) -> None:
+    """The debits were refused (or never happened): the pending repayments and their parts are
+    gone, as if they had never been asked for. Idempotent."""
+    if not repayment_ids:
+        return
+    rows = await tx.fetchall(
+        f"DELETE FROM repayments WHERE status = ? AND repayment_id IN ({_marks(repayment_ids)}) RETURNING loan_id, parts_json",
         RepaymentStatus.PENDING.value,
+        *repayment_ids,
     )
-    repayment = await _select_repayment(tx, repayment_id)
-    if row is None:
-        return repayment
-    await claim(tx, IdempotencyKey(row["request_id"], row["operation"], row["fingerprint"], row["scope"]), repayment_id)
-    loan = stored(await _select(tx, repayment.loan_id), repayment.loan_id)
-    states = await _states(tx, loan.loan_id)
-    a, currency = repayment.allocation, repayment.amount.currency
-    outstanding = sum(s.owed_principal for s in states)
-    events: list[LoanEvent] = [
-        LoanRepaid(
-            loan.loan_id,
-            loan.customer_id,
-            loan.account_id,
-            repayment_id,
-            repayment.amount,
-            Money(currency, a.principal),
-            Money(currency, a.interest),
-            Money(currency, a.penalty),
-            Money(currency, outstanding),
-            at,
-        )
-    ]
-    await OUTGOING.append(tx, events)
-    if all(s.settled for s in states) and not await _pending_on(tx, loan.loan_id):
-        await _move(
-            tx,
-            loan.loan_id,
-            LoanStatus.DISBURSED,
-            LoanStatus.PAID_OFF,
-            at,
-            {},
-            [LoanPaidOff(loan.loan_id, loan.customer_id, at)],
-            row["request_id"],
-        )
-    return repayment
+    await _apply(tx, [(row["loan_id"], _allocation(row["parts_json"])) for row in rows], -1)
 
 
-async def _pending_on(tx: Tx, loan_id: str) -> bool:
-    row = await tx.fetchone(
-        "SELECT 1 AS one FROM repayments WHERE loan_id = ? AND status = ?", loan_id, RepaymentStatus.PENDING.value
+async def _mark_overdue(tx: Tx, loan_ids: Sequence[str], day: date, late_fee_minor: int, at: datetime) -> None:
+    """The installments of these loans due by `day` and unpaid become overdue from their due date,
+    charged the late fee once (the guard and RETURNING make "once" hold against a concurrent run);
+    InstallmentOverdue for each."""
+    if not loan_ids:
+        return
+    states = await _states_of(tx, loan_ids)
+    marking = [(loan_id, i.number) for loan_id in loan_ids for i in newly_overdue(states[loan_id], day)]
+    if not marking:
+        return
+    pairs = ", ".join("(?, ?)" for _ in marking)
+    marked = await tx.fetchall(
+        "UPDATE installments SET overdue_since = due_date, penalty_minor = penalty_minor + ?"
+        f" WHERE overdue_since IS NULL AND (loan_id, number) IN (VALUES {pairs}) RETURNING loan_id, number",
+        late_fee_minor,
+        *(value for pair in marking for value in pair),
     )
-    return row is not None
-
-
-async def _rejected(tx: Tx, repayment_id: str) -> None:
-    """The debit was refused (or never happened): the pending repayment and its parts are gone,
-    as if it had never been asked for. Idempotent."""
-    row = await tx.fetchone(
-        "DELETE FROM repayments WHERE repayment_id = ? AND status = ? RETURNING loan_id, parts_json",
-        repayment_id,
-        RepaymentStatus.PENDING.value,
-    )
-    if row is not None:
-        parts = tuple(Part(*values) for values in json.loads(row["parts_json"]))
-        await _apply(tx, row["loan_id"], Allocation(parts), -1)
-
-
-async def _mark_overdue(tx: Tx, loan_id: str, day: date, late_fee_minor: int, at: datetime) -> None:
-    """Installments due by `day` and unpaid become overdue from their due date, charged the late
-    fee once; InstallmentOverdue for each."""
-    loan = stored(await _select(tx, loan_id), loan_id)
-    currency, events = loan.principal.currency, []
-    for installment in newly_overdue(await _states(tx, loan_id), day):
-        marked = await tx.execute(
-            "UPDATE installments SET overdue_since = due_date, penalty_minor = penalty_minor + ?"
-            " WHERE loan_id = ? AND number = ? AND overdue_since IS NULL",
-            late_fee_minor,
-            loan_id,
-            installment.number,
-        )
-        if marked:
-            events.append(
-                InstallmentOverdue(
-                    loan_id,
-                    loan.customer_id,
-                    installment.number,
-                    installment.due_date,
-                    Money(currency, installment.owed + late_fee_minor),
-                    Money(currency, late_fee_minor),
-                    at,
-                )
+    loans = await _loans_of(tx, loan_ids)
+    by_number = {(loan_id, i.number): i for loan_id in loan_ids for i in states[loan_id]}
+    events: list[LoanEvent] = []
+    for row in sorted(marked, key=lambda r: (r["loan_id"], r["number"])):
+        loan, installment = loans[row["loan_id"]], by_number[(row["loan_id"], row["number"])]
+        currency = loan.principal.currency
+        owed = Money(currency, installment.owed + late_fee_minor)
+        events.append(
+            InstallmentOverdue(
+                loan.loan_id,
+                loan.customer_id,
+                installment.number,
+                installment.due_date,
+                owed,
+                Money(currency, late_fee_minor),
+                at,
             )
+        )
     await OUTGOING.append(tx, events)
 
 
@@ -457,46 +564,33 @@ async def _repayments(tx: Tx, loan_id: str, after: int, limit: int) -> Page[Repa
 async def _collection_chunk(tx: Tx, chunk: CollectionChunk) -> CollectionPlan:
     """The loans of one chunk of a collection run, each with what its collection takes (a
     pending repayment, new or left by an interrupted run, or one already posted)."""
+    statuses = (LoanStatus.DISBURSED.value, LoanStatus.PAID_OFF.value)  # paid off during the run: still in its range
     rows = await tx.fetchall(
         "SELECT seq, loan_id, account_id FROM loans WHERE currency = ? AND status IN (?, ?) AND seq > ? ORDER BY seq LIMIT ?",
         chunk.currency,
-        LoanStatus.DISBURSED.value,
-        LoanStatus.PAID_OFF.value,
+        *statuses,
         chunk.after_seq,
         chunk.limit,
     )
     total = None
     if chunk.after_seq == 0:
         counted = await aggregate(
-            tx,
-            "SELECT COUNT(*) AS n FROM loans WHERE currency = ? AND status IN (?, ?)",
-            chunk.currency,
-            LoanStatus.DISBURSED.value,
-            LoanStatus.PAID_OFF.value,
+            tx, "SELECT COUNT(*) AS n FROM loans WHERE currency = ? AND status IN (?, ?)", chunk.currency, *statuses
         )
         total = int(counted["n"])
-    takes: list[tuple[Repayment, str]] = []
-    for row in rows:
-        order = chunk.order_for(row["loan_id"])
-        try:
-            repayment = await _prepare(tx, order)
-        except PreconditionFailed:  # paid off meanwhile: nothing to collect
-            repayment = None
-        if repayment is not None:
-            takes.append((repayment, row["account_id"]))
+    prepared = await _prepare_all(tx, [chunk.order_for(row["loan_id"]) for row in rows])
+    takes = [(prepared[row["loan_id"]], row["account_id"]) for row in rows if row["loan_id"] in prepared]
     last = rows[-1]["seq"] if rows else chunk.after_seq
     return CollectionPlan(len(rows), last, len(rows) < chunk.limit, total, takes)
 
 
 async def _collection_settled(
-    tx: Tx, outcomes: list[tuple[Repayment, bool]], day: date, late_fee_minor: int, at: datetime
+    tx: Tx, outcomes: list[tuple[Repayment, Collected]], day: date, late_fee_minor: int, at: datetime
 ) -> None:
-    for repayment, posted in outcomes:
-        if posted:
-            await _posted(tx, repayment.repayment_id, at)
-        else:
-            await _rejected(tx, repayment.repayment_id)
-            await _mark_overdue(tx, repayment.loan_id, day, late_fee_minor, at)
+    await _posted_all(tx, [r.repayment_id for r, outcome in outcomes if outcome is Collected.POSTED], at)
+    await _rejected(tx, [r.repayment_id for r, outcome in outcomes if outcome is not Collected.POSTED])
+    unpaid = sorted({r.loan_id for r, outcome in outcomes if outcome is Collected.UNPAID})
+    await _mark_overdue(tx, unpaid, day, late_fee_minor, at)
 
 
 class LoanRepository(Protocol):
@@ -552,9 +646,9 @@ class LoanRepository(Protocol):
     async def collection_chunk(self, chunk: CollectionChunk) -> CollectionPlan: ...
 
     async def collection_settled(
-        self, outcomes: list[tuple[Repayment, bool]], day: date, late_fee_minor: int, at: datetime
+        self, outcomes: list[tuple[Repayment, Collected]], day: date, late_fee_minor: int, at: datetime
     ) -> None:
-        """Each collection posted, or refused (its installments overdue), in one transaction."""
+        """Each collection posted, unpaid (its installments overdue) or voided, in one transaction."""
 
 
 @og_component()
@@ -613,7 +707,7 @@ class SqlLoanRepository(BaseComponent, LoanRepository):
         return await self._db.write(_posted, repayment_id, at)
 
     async def rejected(self, repayment_id: str) -> None:
-        await self._db.write(_rejected, repayment_id)
+        await self._db.write(_rejected, [repayment_id])
 
     async def stale_pending(self, before: datetime, limit: int) -> list[Repayment]:
         return await self._db.read(_stale_pending, before, limit)
@@ -625,6 +719,6 @@ class SqlLoanRepository(BaseComponent, LoanRepository):
         return await self._db.write(_collection_chunk, chunk)
 
     async def collection_settled(
-        self, outcomes: list[tuple[Repayment, bool]], day: date, late_fee_minor: int, at: datetime
+        self, outcomes: list[tuple[Repayment, Collected]], day: date, late_fee_minor: int, at: datetime
     ) -> None:
         await self._db.write(_collection_settled, outcomes, day, late_fee_minor, at)

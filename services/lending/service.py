@@ -54,8 +54,8 @@ from services.lending.domain import (
     require_active,
     require_currency,
 )
-from services.lending.ports import Accounts, Customers, Debit
-from services.lending.repository import CollectionChunk, LoanRepository, PaymentOrder
+from services.lending.ports import Accounts, Customers, Debit, DebitOutcome
+from services.lending.repository import Collected, CollectionChunk, LoanRepository, PaymentOrder
 from services.lending.schedule import annuity_schedule
 from services.lending.servicing import Allocation, InstallmentState, allocate, due_by, payoff, position
 
@@ -344,10 +344,10 @@ class LendingUseCases(BaseComponent):
             plan = await self._loans.collection_chunk(CollectionChunk(currency, int(cursor or 0), COLLECTION_CHUNK, order_for))
             pending = [(r, account) for r, account in plan.takes if r.status is RepaymentStatus.PENDING]
             outcomes = await self._accounts.debit([_debit(r, account) for r, account in pending]) if pending else []
-            settled = [(r, o.posted) for (r, _), o in zip(pending, outcomes, strict=True)]
+            settled = [(r, _collection_outcome(o)) for (r, _), o in zip(pending, outcomes, strict=True)]
             await self._loans.collection_settled(settled, day, self._product.late_fee_minor, self._clock.now())
             earlier = sum(r.amount.minor for r, _ in plan.takes if r.status is RepaymentStatus.POSTED)
-            collected = earlier + sum(r.amount.minor for r, posted in settled if posted)
+            collected = earlier + sum(r.amount.minor for r, outcome in settled if outcome is Collected.POSTED)
             return ChunkResult(plan.examined, collected, str(plan.last_seq), plan.done, plan.total)
 
         run_key = f"{day.isoformat()}-{currency}"
@@ -482,6 +482,15 @@ class PaymentResolver(BaseComponent):
 
     async def shutdown(self) -> None:
         await self._loop.stop()
+
+
+def _collection_outcome(outcome: DebitOutcome) -> Collected:
+    """A debit refused for the account's sake (funds, a closed account) leaves the installments
+    overdue; one whose request id was closed meanwhile (by the resolver, after a stall) did
+    nothing, and is collected again by the next run."""
+    if outcome.posted:
+        return Collected.POSTED
+    return Collected.VOIDED if outcome.reason == "REQUEST_VOIDED" else Collected.UNPAID
 
 
 def _debit(repayment: Repayment, account_id: str) -> Debit:

@@ -200,11 +200,11 @@ def position(installments: Iterable[InstallmentState], today: date) -> Position:
     states = list(installments)
     pending = _open(states)
     due = [i for i in pending if i.due_date <= today]
-    overdue_since = min((i.overdue_since for i in due if i.overdue_since), default=None)
+    oldest = min((i.due_date for i in due), default=today)
     return Position(
         outstanding_principal=sum(i.owed_principal for i in states),
         overdue_minor=sum(i.owed for i in due),
-        days_in_arrears=(today - overdue_since).days if overdue_since else 0,
+        days_in_arrears=(today - oldest).days,
         next_due_date=min((i.due_date for i in pending if i.due_date > today), default=None),
         paid_off=bool(states) and not pending,
     )

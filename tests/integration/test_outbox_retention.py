@@ -10,15 +10,14 @@ from common.db.base import Tx
 from common.db.databases import ContextDatabase, Databases
 from common.di import ContextInfo
 from common.events.bus import EventBus
-from common.events.outbox import OutboxRelay, append_event
+from common.events.outbox import OutboxRelay, append_events
 from ogpgy.customer.v1.events_pb2 import CustomerUpdated
 
 RETENTION = ContextInfo("retention", "tests")  # the package has no migrations: only the framework's tables
 
 
 async def _events(tx: Tx, n: int) -> None:
-    for i in range(n):
-        await append_event(tx, CustomerUpdated(customer_id=f"cus_{i}"))
+    await append_events(tx, [CustomerUpdated(customer_id=f"cus_{i}") for i in range(n)])
 
 
 async def _published(tx: Tx, published_at: str, first: int, last: int) -> None:
