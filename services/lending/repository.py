@@ -448,6 +448,7 @@ async def _posted_all(tx: Tx, repayment_ids: Sequence[str], at: datetime) -> Non
     states = await _states_of(tx, loan_ids)
     events: list[LoanEvent] = [_repaid(loans[r.loan_id], r, states[r.loan_id], at) for r in repayments]
     settled = [loan_id for loan_id in loan_ids if all(s.settled for s in states[loan_id])]
+    await _lock_active(tx, settled)  # two last payments posted at once: the second sees the first posted
     still_pending = await _pending_on(tx, settled)
     await OUTGOING.append(tx, events)
     for loan_id in settled:

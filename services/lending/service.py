@@ -262,15 +262,15 @@ class LendingUseCases(BaseComponent):
             return LoanView(loan, None)
         return LoanView(loan, position(await self._loans.states(loan.loan_id), self._clock.today()))
 
-    async def _payable(self, loan_id: str, amount: Money | None) -> Loan:
-        """A loan the caller may pay (its customer, or an admin), active, in `amount`'s currency."""
+    async def _payable(self, loan_id: str, amount: Money) -> Loan:
+        """A loan the caller may pay (its customer, or an admin), in `amount`'s currency. Whether it
+        is still active is decided with the payment (a retry of the payment that closed it gets its
+        answer, not LOAN_NOT_ACTIVE)."""
         loan = await self._loans.get(loan_id)
         if loan is None:
             raise unknown("loan", loan_id, "repay this loan")
         await require_customer_access(loan.customer_id, assigned=self._manages, write=True, action="repay this loan")
-        require_active(loan)
-        if amount is not None:
-            require_currency(loan, amount)
+        require_currency(loan, amount)
         return loan
 
     async def repay(self, loan_id: str, amount: Money, key: IdempotencyKey) -> tuple[Repayment, LoanView]:

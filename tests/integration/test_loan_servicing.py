@@ -135,6 +135,8 @@ async def test_a_payoff_at_todays_quote_waives_later_interest_and_closes_the_loa
     assert off.loan.status == lpb.LOAN_STATUS_PAID_OFF and off.loan.outstanding_principal.amount == "0.00"
     assert off.repayment.kind == lpb.REPAYMENT_KIND_PAYOFF and Decimal(off.repayment.waived_interest.amount) > 0
     assert await _balance(channel, account) == Decimal("7.00")
+    replay = await lending.PayOffLoan(lpb.PayOffLoanRequest(request_id="off", loan_id=loan_id, amount=quote.amount))
+    assert replay.repayment == off.repayment, "a retry of the payoff gets its answer, not LOAN_NOT_ACTIVE"
     again = lpb.RepayLoanRequest(request_id="off-after", loan_id=loan_id, amount=eur("1.00"))
     refused = await error_reason(lending.RepayLoan(again), grpc.StatusCode.FAILED_PRECONDITION)
     assert refused.reason == "LOAN_NOT_ACTIVE"
