@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import shlex
@@ -77,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     _up_command(commands)
     _serve_command(commands)
     _graph_command(commands)
+    _config_command(commands)
     _status_command(commands)
     _velocitypay_command(commands)
     _mailsim_command(commands)
@@ -93,39 +95,47 @@ def _up_command(commands: Subcommands) -> None:
         "up",
         help="serve every context in one process (embedded mode)",
         description="Serve every context in one process: one gRPC server with health and reflection, "
-        "SQLite files in the data directory, no other server needed.",
+        "SQLite files in the data directory, no other server needed. Every default below comes from the "
+        "OGPGY_* environment (see `ogpgy config`) when it is set there.",
     )
+    env = Settings()  # the environment's (and secret files') values are the defaults of the flags
     up.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on; beyond loopback only with --tls (default: %(default)s)"
+        "--host", default=env.host, help="address to listen on; beyond loopback only with --tls (default: %(default)s)"
     )
     up.add_argument(
         "--tls",
         action="store_true",
+        default=env.tls,
         help="serve TLS with the bank's own CA (made in <data-dir>/pki on first start; clients trust <data-dir>/pki/ca.pem)",
     )
-    up.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on; 0 picks a free one (default: %(default)s)")
-    up.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="where the SQLite files live (default: %(default)s)")
-    up.add_argument("--postgres-dsn", default="", help="use PostgreSQL (one schema per context) instead of SQLite")
-    up.add_argument("--redis-url", default="", help="use Redis Streams for events instead of the in-memory bus")
+    up.add_argument("--port", type=int, default=env.port, help="port to listen on; 0 picks a free one (default: %(default)s)")
+    up.add_argument("--data-dir", type=Path, default=env.data_dir, help="where the SQLite files live (default: %(default)s)")
+    up.add_argument("--postgres-dsn", default=env.postgres_dsn, help="use PostgreSQL (one schema per context) instead of SQLite")
+    up.add_argument("--redis-url", default=env.redis_url, help="use Redis Streams for events instead of the in-memory bus")
     up.add_argument(
         "--event-redelivery-ms",
         type=int,
-        default=5000,
+        default=env.event_redelivery_ms,
         help="Redis: redeliver an unacked event after this idle time (default: %(default)s)",
     )
     up.add_argument(
         "--admin-password",
-        default=os.environ.get("OGPGY_ADMIN_PASSWORD", ""),
+        default=env.admin_password,
         help="password of the first admin (env OGPGY_ADMIN_PASSWORD); default: generated on first "
         "start and written to <data-dir>/admin-password",
     )
     up.add_argument(
         "--signing-key",
         type=Path,
-        default=None,
+        default=env.signing_key_path,
         help="Ed25519 PEM that signs tokens (default: <data-dir>/identity-signing-key.pem, made on first start)",
     )
-    up.add_argument("--fraud-rules", type=Path, default=None, help="TOML of fraud rules (default: services/payment/fraud.toml)")
+    up.add_argument(
+        "--fraud-rules",
+        type=Path,
+        default=env.fraud_rules_path,
+        help="TOML of fraud rules (default: services/payment/fraud.toml)",
+    )
     up.add_argument(
         "--velocitypay",
         default="",
@@ -134,17 +144,19 @@ def _up_command(commands: Subcommands) -> None:
     )
     up.add_argument(
         "--smtp",
-        default="",
+        default=env.smtp_url,
         metavar="URL",
         help="send notifications to the mail server at smtp://HOST:PORT (default: serve the mail simulator beside the bank)",
     )
     up.add_argument(
         "--member-key-file",
         type=Path,
-        default=None,
+        default=env.network_member_key_path,
         help="the bank's key at VelocityPay, read by both ends (default: <data-dir>/velocitypay-member-key, made on first start)",
     )
-    up.add_argument("--interest-chunk", type=int, default=1000, help="accounts per interest chunk (default: %(default)s)")
+    up.add_argument(
+        "--interest-chunk", type=int, default=env.interest_chunk_size, help="accounts per interest chunk (default: %(default)s)"
+    )
     up.add_argument("--no-cache", action="store_true", help="read through to the databases (benchmarks, diagnosis)")
     up.add_argument(
         "--loopback-calls",
@@ -173,6 +185,19 @@ def _serve_command(commands: Subcommands) -> None:
         "--replica", type=int, default=0, help="which of the process's addresses to listen on (default: %(default)s)"
     )
     serve.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="(default: %(default)s)")
+
+
+def _config_command(commands: Subcommands) -> None:
+    config = commands.add_parser(
+        "config",
+        help="the effective settings of a process, secrets redacted",
+        description="Prints every setting as a process would start with it: what the mesh configuration "
+        "gives (with --process), else OGPGY_* environment variables, files in OGPGY_SECRETS_DIR, then the "
+        "defaults. Passwords are shown as ***.",
+    )
+    config.add_argument("--process", default="", help="a process of the mesh configuration (default: embedded `up`)")
+    config.add_argument("--replica", type=int, default=0, help="(default: %(default)s)")
+    config.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="(default: %(default)s)")
 
 
 def _graph_command(commands: Subcommands) -> None:
@@ -459,6 +484,17 @@ async def _mailsim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(args: argparse.Namespace) -> int:
+    if args.process:
+        mesh = load_mesh_config(args.config, known_contexts=CONTEXT_NAMES)
+        settings = serve_settings(mesh, args.process, args.replica, os.environ.get("OGPGY_ADMIN_PASSWORD", ""))
+    else:
+        settings = Settings()
+    for name, value in settings.redacted().items():
+        print(f"{name} = {json.dumps(value)}")
+    return 0
+
+
 async def _token(args: argparse.Namespace) -> int:
     print(await _issue_token(args))
     return 0
@@ -500,6 +536,7 @@ def _up_distributed(args: argparse.Namespace) -> int:
     renewing = threading.Event()
     if config.mutual_tls:
         mesh.keep_certificates_fresh(renewing)
+    mesh.supervise()  # a replica that dies is started again (`ogpgy status` counts the restarts)
     while not received:
         signal.pause()
     renewing.set()
@@ -522,11 +559,14 @@ def _graph(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     config = load_mesh_config(args.config, known_contexts=CONTEXT_NAMES)
     rows = mesh_status(config)
-    print(f"{'process':<15} {'address':<21} {'health':<8} {'contexts':<22} {'breakers':<28} {'outbox lag':<20} consumer lag")
+    print(
+        f"{'process':<15} {'address':<21} {'health':<8} {'restarts':<8} {'contexts':<22} {'breakers':<28} {'outbox lag':<20}"
+        " consumer lag"
+    )
     for row in rows:
         print(
-            f"{row.process:<15} {row.address:<21} {row.health:<8} {', '.join(row.contexts):<22} {row.breakers or '-':<28} "
-            f"{row.outbox_lag or '-':<20} {row.consumer_lag or '-'}"
+            f"{row.process:<15} {row.address:<21} {row.health:<8} {row.restarts:<8} {', '.join(row.contexts):<22} "
+            f"{row.breakers or '-':<28} {row.outbox_lag or '-':<20} {row.consumer_lag or '-'}"
         )
     return 0 if all(row.health == "SERVING" for row in rows) else 1
 
@@ -625,6 +665,8 @@ def main(argv: list[str] | None = None) -> int:
             return _status(args)
         if args.command == "graph":
             return _graph(args)
+        if args.command == "config":
+            return _config(args)
     except (OSError, MeshConfigError, LocalServerError, RuntimeError) as exc:
         print(f"ogpgy: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -10,6 +10,7 @@ stops the local servers.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -104,6 +105,11 @@ def check_serving(address: str, timeout: float = 1.0, tls: grpc.ChannelCredentia
         return False
 
 
+RESTART_BACKOFF_MAX = 30.0  # seconds between restarts of a replica that keeps dying
+STEADY_SECONDS = 60.0  # a replica up this long has recovered: its next death restarts it at once
+SUPERVISOR_FILE = "supervisor.json"  # each replica's pid and restarts, for `ogpgy status`
+
+
 @dataclass
 class Replica:
     process: str
@@ -111,6 +117,20 @@ class Replica:
     address: str
     proc: subprocess.Popen[bytes]
     log_path: Path
+    started: float = field(default_factory=time.monotonic)
+    restarts: int = 0  # by the supervisor
+    deaths_in_a_row: int = 0  # deaths within STEADY_SECONDS of a start, for the backoff
+    last_exit: int | None = None
+    died_at: float = 0.0  # monotonic; 0 while it runs (or was not yet found dead)
+
+    @property
+    def name(self) -> str:
+        return f"{self.process}[{self.index}]"
+
+    def backoff(self) -> float:
+        """How long after its death this replica is started again: at once, then 1 s, 2 s, 4 s ...
+        while it keeps dying soon after each start."""
+        return 0.0 if self.deaths_in_a_row <= 1 else min(2.0 ** (self.deaths_in_a_row - 2), RESTART_BACKOFF_MAX)
 
 
 @dataclass
@@ -131,9 +151,12 @@ class Mesh:
     started_in: float = 0.0
     tls: grpc.ChannelCredentials | None = None  # a client's credentials in this mesh (the operator's certificate)
     _env: dict[str, str] = field(default_factory=dict, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)  # the replicas, between supervisor and callers
+    _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def start(self, timeout: float = 90.0) -> None:
         began = time.monotonic()
+        self._stopping.clear()
         env = self._env = self._infrastructure()
         try:
             for spec in self.config.processes:
@@ -236,19 +259,74 @@ class Mesh:
 
     def restart(self, process: str, index: int = 0, *, kill: bool = True, timeout: float = 60.0) -> None:
         """kill -9 (or SIGTERM) one replica and start it again on its address; waits until SERVING."""
-        old = self.replica(process, index)
-        if old.proc.poll() is None:
-            old.proc.kill() if kill else old.proc.terminate()
-            old.proc.wait(timeout=30)
-        new = self._spawn(process, index, old.address, self._env)
-        self.replicas[self.replicas.index(old)] = new
+        with self._lock:
+            old = self.replica(process, index)
+            if old.proc.poll() is None:
+                old.proc.kill() if kill else old.proc.terminate()
+                old.proc.wait(timeout=30)
+            new = self._spawn(process, index, old.address, self._env)
+            self.replicas[self.replicas.index(old)] = new
         self._wait_serving(time.monotonic() + timeout, [new])
+
+    def supervise(self, every: float = 0.5) -> threading.Thread:
+        """Starts a replica again when it exits without being asked to (a crash, an OOM kill): at
+        once, then after a backoff while it keeps dying; until the mesh stops. Each replica's pid and
+        restarts are kept in <data_dir>/supervisor.json for `ogpgy status`."""
+
+        def watch() -> None:
+            while not self._stopping.wait(every):
+                try:
+                    self._revive_the_dead()
+                except OSError:
+                    log.exception("supervising the mesh failed; trying again")
+
+        thread = threading.Thread(target=watch, name="mesh-supervisor", daemon=True)
+        thread.start()
+        return thread
+
+    def _revive_the_dead(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            for replica in list(self.replicas):
+                code = replica.proc.poll()
+                if code is None or self._stopping.is_set():
+                    continue
+                if not replica.died_at:  # just found dead
+                    replica.died_at, replica.last_exit = now, code
+                    replica.deaths_in_a_row = 1 if now - replica.started > STEADY_SECONDS else replica.deaths_in_a_row + 1
+                    log.warning("%s exited with %s: restarting in %.0f s", replica.name, code, replica.backoff())
+                if now - replica.died_at < replica.backoff():
+                    continue
+                new = self._spawn(replica.process, replica.index, replica.address, self._env)
+                new.restarts, new.deaths_in_a_row, new.last_exit = (
+                    replica.restarts + 1,
+                    replica.deaths_in_a_row,
+                    replica.last_exit,
+                )
+                self.replicas[self.replicas.index(replica)] = new
+            self._write_supervision()
+
+    def _write_supervision(self) -> None:
+        state = {r.name: {"pid": r.proc.pid, "restarts": r.restarts, "running": r.proc.poll() is None} for r in self.replicas}
+        path = self.config.data_dir / SUPERVISOR_FILE
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(state, indent=1), encoding="utf-8")
+        temporary.replace(path)
 
     def replica(self, process: str, index: int = 0) -> Replica:
         return next(r for r in self.replicas if r.process == process and r.index == index)
 
     def stop(self, grace: float = 20.0) -> None:
         """SIGTERM to every process, SIGKILL to any still running after `grace`; then the local servers."""
+        self._stopping.set()  # the supervisor restarts nothing from now on
+        with self._lock:
+            self._stop_replicas(grace)
+        for server in (self.redis, self.postgres, self.mail):
+            if server is not None:
+                server.stop()
+        self.redis = self.postgres = self.mail = None
+
+    def _stop_replicas(self, grace: float) -> None:
         for replica in self.replicas:
             if replica.proc.poll() is None:
                 replica.proc.send_signal(signal.SIGTERM)
@@ -261,7 +339,3 @@ class Mesh:
                 replica.proc.kill()
                 replica.proc.wait(timeout=10)
         self.replicas.clear()
-        for server in (self.redis, self.postgres, self.mail):
-            if server is not None:
-                server.stop()
-        self.redis = self.postgres = self.mail = None

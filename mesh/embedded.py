@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import grpc
 
@@ -25,6 +25,7 @@ from common.security.pki import CertificateAuthority
 from mesh.infrastructure import InfrastructureModule
 from mesh.mail_simulator import MailSimulator
 from mesh.pki import MutualTls, mutual_tls
+from mesh.readiness import Readiness, readiness_checks
 from mesh.trust import TrustFeed
 from services.account.module import AccountModule
 from services.customer.module import CustomerModule
@@ -64,9 +65,12 @@ class RunningBank:
     tls: ServerTls | MutualTls | None = None  # None: plaintext (loopback)
     trust: TrustFeed | None = None  # where identity is served elsewhere
     mail: MailSimulator | None = None  # the mail server served beside the bank, when none is configured
+    readiness: Readiness | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stops taking calls (NOT_SERVING, drain), then shuts every component down."""
+        if self.readiness is not None:
+            await self.readiness.stop()
         await self.server.stop(grace)
         if self.trust is not None:
             await self.trust.stop()
@@ -96,7 +100,7 @@ async def start_embedded(
         mail = MailSimulator(settings.host if settings.host not in ("0.0.0.0", "", "::", "[::]") else "127.0.0.1")
         await mail.start()
         log.info("mail simulator serving SMTP on %s (no mail server configured)", mail.url)
-        settings = replace(settings, smtp_url=mail.url)
+        settings = settings.model_copy(update={"smtp_url": mail.url})
     try:
         bank = await start_process(settings, local, customize=customize)
     except BaseException:
@@ -121,7 +125,7 @@ async def start_process(
     """
     names = [context_spec(m).name for m in modules]
     if all(context_spec(m).external for m in modules):  # the outside world alone, on a port of its own
-        settings = replace(settings, control_plane_open=True)
+        settings = settings.model_copy(update={"control_plane_open": True})
     setup_tracing("ogpgy-" + "+".join(names) if len(names) < len(ALL_MODULES) else "ogpgy")
     server = GrpcServer()
     tls = mutual_tls(settings.pki_path(), settings.process) if settings.mtls else server_tls(settings) if settings.tls else None
@@ -155,7 +159,10 @@ async def start_process(
     except BaseException:
         await contexts.shutdown()
         raise
-    return RunningBank(server, contexts, target, tls, trust)
+    imported = {i.from_context for m in modules for i in context_spec(m).imports} & {context_spec(m).name for m in remote}
+    readiness = Readiness(server, readiness_checks(contexts, pool, names, sorted(imported)))
+    readiness.start()
+    return RunningBank(server, contexts, target, tls, trust, readiness=readiness)
 
 
 async def _trust_feed(settings: Settings, pool: ChannelPool, security: Security, names: list[str]) -> TrustFeed | None:

@@ -3,13 +3,14 @@ metrics, its circuit breakers and its outbox and event consumer lags."""
 
 from __future__ import annotations
 
+import json
 import urllib.request
 from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from mesh.config import MeshConfig
-from mesh.distributed import check_serving
+from mesh.distributed import SUPERVISOR_FILE, check_serving
 from mesh.pki import operator_credentials
 
 _BREAKER_STATES = {0: "closed", 1: "half-open", 2: "open"}
@@ -24,6 +25,7 @@ class ReplicaStatus:
     breakers: str = ""
     outbox_lag: str = ""
     consumer_lag: str = ""
+    restarts: str = "-"  # by the launcher's supervisor ("-": not supervised, e.g. under Kubernetes)
 
 
 def scrape(address: str, timeout: float = 1.0) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -44,9 +46,20 @@ def _joined(samples: list[tuple[dict[str, str], float]], label: str, show: type 
     return ", ".join(f"{labels[label]}={_BREAKER_STATES.get(int(v), '?') if show is str else int(v)}" for labels, v in samples)
 
 
+def _supervision(config: MeshConfig) -> dict[str, dict[str, object]]:
+    """What the launcher's supervisor last wrote; empty when no launcher supervises this mesh."""
+    try:
+        state: dict[str, dict[str, object]] = json.loads((config.data_dir / SUPERVISOR_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return state
+
+
 def mesh_status(config: MeshConfig) -> list[ReplicaStatus]:
-    """Every replica's health (asked over the mesh's mutual TLS, as the operator) and metrics."""
+    """Every replica's health (asked over the mesh's mutual TLS, as the operator), metrics and
+    restarts."""
     tls = operator_credentials(config.data_dir) if config.mutual_tls else None
+    supervised = _supervision(config)
     rows = []
     for spec in config.processes:
         for index, address in enumerate(spec.addresses):
@@ -61,6 +74,7 @@ def mesh_status(config: MeshConfig) -> list[ReplicaStatus]:
                     breakers=_joined(metrics.get("ogpgy_breaker_state", []), "breaker", str),
                     outbox_lag=_joined(metrics.get("ogpgy_outbox_lag_events", []), "context"),
                     consumer_lag=_joined(metrics.get("ogpgy_event_consumer_lag_events", []), "consumer"),
+                    restarts=str(supervised.get(f"{spec.name}[{index}]", {}).get("restarts", "-")),
                 )
             )
     return rows

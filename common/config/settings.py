@@ -1,23 +1,62 @@
-"""Process settings. Supplied to the infrastructure context by whoever starts the process."""
+"""Process settings, one typed model. Supplied to the infrastructure context by whoever starts
+the process; every field can also come from the environment or a mounted secret file.
+
+Precedence, highest first: what the starter passes (the command line, the mesh configuration),
+then `OGPGY_<FIELD>` environment variables (`OGPGY_PORT=7103`; a mapping such as `addresses` as
+JSON), then files in `OGPGY_SECRETS_DIR` named like those variables (a Kubernetes Secret mounted as
+a volume: `OGPGY_ADMIN_PASSWORD`, `OGPGY_POSTGRES_DSN`), then the defaults below. `ogpgy config`
+prints the result with the secrets redacted.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+import re
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRET_FIELDS = ("admin_password", "postgres_dsn", "redis_url", "smtp_url")  # may carry a password
+REDACTED = "***"
 
 
-@dataclass(frozen=True)
-class Settings:
+def _secrets_dir() -> str | None:
+    folder = os.environ.get("OGPGY_SECRETS_DIR", "")
+    return folder if folder and Path(folder).is_dir() else None
+
+
+def redact(value: str) -> str:
+    """A secret as `ogpgy config` shows it: a URL keeps all but its password, a libpq DSN all but
+    its password=..., anything else is hidden whole."""
+    if not value:
+        return value
+    if "://" in value:
+        parts = urlsplit(value)
+        if parts.password is None:
+            return value
+        netloc = f"{parts.username}:{REDACTED}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    if "=" in value:
+        return re.sub(r"password=\S+", f"password={REDACTED}", value)
+    return REDACTED
+
+
+class Settings(BaseSettings):
     """Where data lives and where contexts listen.
 
     `addresses` maps a context name to the gRPC target that reaches it; in embedded mode every
     context maps to the one local server.
     """
 
+    model_config = SettingsConfigDict(env_prefix="OGPGY_", frozen=True, extra="forbid", secrets_dir=_secrets_dir())
+
     data_dir: Path = Path("var")
     host: str = "127.0.0.1"
     port: int = 50051
-    addresses: dict[str, str] = field(default_factory=dict)
+    addresses: dict[str, str] = Field(default_factory=dict)
     instance_name: str = "embedded"  # this process among the replicas: the owner of what it leases
     colocated_calls: bool = True  # contexts of this process call each other in-process (no socket)
     database: str = "sqlite"  # or "postgres": one schema per context in postgres_dsn
@@ -55,6 +94,14 @@ class Settings:
     network_member_key_path: Path | None = (
         None  # the bank's key at VelocityPay; default <data_dir>/velocitypay-member-key (made on first start)
     )
+
+    def redacted(self) -> dict[str, Any]:
+        """Every setting as it is in effect, the secrets redacted (`ogpgy config`)."""
+        values = self.model_dump(mode="json")
+        for name in SECRET_FIELDS:
+            whole = name == "admin_password" and values[name]  # a password may hold "=" or "://"
+            values[name] = REDACTED if whole else redact(values[name])
+        return values
 
     def key_path(self) -> Path:
         return self.signing_key_path or Path(self.data_dir) / "identity-signing-key.pem"

@@ -54,6 +54,9 @@ class BusBackend(Protocol):
 
     def dead_letters(self, consumer: str) -> list[Envelope]: ...
 
+    async def reachable(self) -> None:
+        """Returns when the backend answers; raises when it does not."""
+
 
 @og_component()
 class EventBus(BaseComponent):
@@ -79,6 +82,10 @@ class EventBus(BaseComponent):
 
     async def shutdown(self) -> None:
         await self._backend.stop()
+
+    async def reachable(self) -> None:
+        """Returns when the bus answers (Redis: a PING); raises when it does not."""
+        await self._backend.reachable()
 
     async def publish(self, envelope: Envelope) -> None:
         await self._backend.publish_many([envelope])

@@ -40,6 +40,9 @@ class InMemoryBackend:
     async def stop(self) -> None:
         self.subscriptions.clear()
 
+    async def reachable(self) -> None:
+        return None  # in this process: as reachable as the process
+
     async def publish_many(self, envelopes: list[Envelope]) -> None:
         """Each subscriber gets its share of the envelopes in order; subscribers run side by side."""
         shares = [(s, [e for e in envelopes if e.event_type in s.event_types]) for s in self.subscriptions]

@@ -123,6 +123,9 @@ class RedisStreamsBackend:
             await subscription.close()
         await self._redis.aclose()
 
+    async def reachable(self) -> None:
+        await self._redis.ping()
+
     async def publish_many(self, envelopes: list[Envelope]) -> None:
         """One pipelined round trip for the XADDs, in order (if it fails midway, the relay publishes
         them all again: consumers' inboxes make the repeats harmless)."""

@@ -22,6 +22,15 @@ log = logging.getLogger("ogpgy.grpc.server")
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# Health services beside "" and each served service, for Kubernetes' grpc probes: "liveness" is
+# SERVING while the process runs, "readiness" while what it needs answers (mesh/readiness.py).
+LIVENESS, READINESS = "liveness", "readiness"
+# A client keeps a connection this long at most, then connects again and resolves the name again:
+# replicas added by scaling get their share. Calls under way (streams included) get the grace.
+SERVER_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.max_connection_age_ms", 300_000),
+    ("grpc.max_connection_age_grace_ms", 3_600_000),
+)
 
 
 class GrpcServer:
@@ -36,7 +45,7 @@ class GrpcServer:
         self,
         *,
         interceptors: Sequence[aio.ServerInterceptor] = (),
-        options: Sequence[tuple[str, Any]] = (),
+        options: Sequence[tuple[str, Any]] = SERVER_OPTIONS,
     ) -> None:
         self._server = aio.server(interceptors=list(interceptors), options=list(options))
         self.local_handlers = LocalHandlers()  # what colocated callers reach without a socket
@@ -106,9 +115,13 @@ class GrpcServer:
         reflection.enable_server_reflection([*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server)
         await self._server.start()
         self.local_handlers.open()
-        for name in ["", *self._service_names]:
+        for name in ["", LIVENESS, READINESS, *self._service_names]:
             await self._health.set(name, SERVING)
         log.info("serving %s on port %s", ", ".join(self._service_names) or "nothing", self._port)
+
+    async def set_ready(self, ready: bool) -> None:
+        """The answer to the readiness probe (the process stays live and serves either way)."""
+        await self._health.set(READINESS, SERVING if ready else NOT_SERVING)
 
     async def stop(self, grace: float = 5.0) -> None:
         await self._health.enter_graceful_shutdown()

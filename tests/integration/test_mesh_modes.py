@@ -291,6 +291,25 @@ async def test_status_shows_health_breakers_lags_and_metrics(distributed: Runnin
     assert customer["grpc_server_handling_seconds_count"]
 
 
+async def test_the_launchers_supervisor_starts_a_replica_that_died_again_and_counts_it(distributed: RunningMesh) -> None:
+    """What `ogpgy up --distributed` runs: a replica that dies (here the customer replica killed
+    above, and interest killed now) is started again and SERVING; `ogpgy status` counts it."""
+    mesh = distributed.mesh
+    mesh.supervise(every=0.2)
+    victim = mesh.replica("interest")
+    victim.proc.kill()
+
+    def revived() -> bool:
+        rows = {row.process: row for row in mesh_status(distributed.config)}
+        return all(rows[name].health == "SERVING" and rows[name].restarts == "1" for name in ("interest[0]", "customer[1]"))
+
+    deadline = time.monotonic() + 60
+    while not await asyncio.to_thread(revived):
+        assert time.monotonic() < deadline, "the dead replicas were not started again within 60 s"
+        await asyncio.sleep(0.5)
+    assert mesh.replica("interest").proc.pid != victim.proc.pid
+
+
 async def test_a_context_is_who_its_certificate_says_and_calls_only_what_it_imported(distributed: RunningMesh) -> None:
     pki = distributed.config.data_dir / "pki"
     ca = (pki / "ca.pem").read_bytes()

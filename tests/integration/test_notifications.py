@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import grpc
 import pytest
@@ -38,7 +37,7 @@ PASSWORD = "password-of-a-customer"
 @pytest.fixture
 async def bank(settings: Settings) -> AsyncIterator[RunningBank]:
     """Retries and the mail server's circuit on a test's time scale."""
-    quick = replace(settings, mail_retry_seconds=0.05, breaker_fail_max=3, breaker_reset_seconds=0.2)
+    quick = settings.model_copy(update={"mail_retry_seconds": 0.05, "breaker_fail_max": 3, "breaker_reset_seconds": 0.2})
 
     def fixed_clock(builder: ContextModuleBuilder) -> None:
         builder.override(Clock, FixedClock(TODAY))

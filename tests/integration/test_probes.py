@@ -1,0 +1,51 @@
+"""Kubernetes' probes on gRPC health: "liveness" while the process runs, "readiness" while what it
+needs answers (its database, the event bus, the contexts it imports from other processes)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from common.config import Settings
+from mesh.embedded import start_embedded, start_process
+from services.account.module import AccountModule
+from tests.conftest import ADMIN_PASSWORD
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def _health(target: str, service: str) -> int:
+    async with aio.insecure_channel(target) as channel:
+        answer = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+    return int(answer.status)
+
+
+def _nobody_listens() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+async def test_a_whole_bank_is_live_and_ready(tmp_path: Path) -> None:
+    bank = await start_embedded(Settings(data_dir=tmp_path, port=0, admin_password=ADMIN_PASSWORD))
+    try:
+        assert bank.readiness is not None and await bank.readiness.check()
+        assert [await _health(bank.target, s) for s in ("liveness", "readiness", "")] == [SERVING] * 3
+    finally:
+        await bank.stop(grace=0.5)
+
+
+async def test_a_process_whose_imported_context_is_unreachable_is_live_but_not_ready(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, port=0, admin_password=ADMIN_PASSWORD, addresses={"customer": _nobody_listens()})
+    account = await start_process(settings, [AccountModule])
+    try:
+        assert account.readiness is not None and not await account.readiness.check()
+        assert account.readiness.failing == ["context customer"]
+        assert await _health(account.target, "liveness") == SERVING
+        assert await _health(account.target, "readiness") == NOT_SERVING
+    finally:
+        await account.stop(grace=0.5)
