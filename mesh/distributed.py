@@ -133,6 +133,22 @@ class Replica:
         return 0.0 if self.deaths_in_a_row <= 1 else min(2.0 ** (self.deaths_in_a_row - 2), RESTART_BACKOFF_MAX)
 
 
+def _every(seconds: float, stop: threading.Event, work: Callable[[], object], name: str) -> threading.Thread:
+    """A daemon thread that runs `work` every `seconds` until `stop` is set; a failed round (the
+    file system, a process table) is logged and the next round tries again."""
+
+    def rounds() -> None:
+        while not stop.wait(seconds):
+            try:
+                work()
+            except OSError:
+                log.exception("%s failed; trying again at the next round", name)
+
+    thread = threading.Thread(target=rounds, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
 @dataclass
 class Mesh:
     """A whole mesh on this machine, started and stopped by this object (and only what it started)."""
@@ -245,17 +261,7 @@ class Mesh:
         self, stop: threading.Event, every: float = LEAF_LIFETIME.total_seconds() / 3
     ) -> threading.Thread:
         """Renews the certificates every `every` seconds until `stop` is set (what `up` runs)."""
-
-        def renew() -> None:
-            while not stop.wait(every):
-                try:
-                    self.renew_certificates()
-                except OSError:
-                    log.exception("renewing the mesh's certificates failed; retrying at the next round")
-
-        thread = threading.Thread(target=renew, name="certificate-renewal", daemon=True)
-        thread.start()
-        return thread
+        return _every(every, stop, self.renew_certificates, "certificate-renewal")
 
     def restart(self, process: str, index: int = 0, *, kill: bool = True, timeout: float = 60.0) -> None:
         """kill -9 (or SIGTERM) one replica and start it again on its address; waits until SERVING."""
@@ -272,17 +278,7 @@ class Mesh:
         """Starts a replica again when it exits without being asked to (a crash, an OOM kill): at
         once, then after a backoff while it keeps dying; until the mesh stops. Each replica's pid and
         restarts are kept in <data_dir>/supervisor.json for `ogpgy status`."""
-
-        def watch() -> None:
-            while not self._stopping.wait(every):
-                try:
-                    self._revive_the_dead()
-                except OSError:
-                    log.exception("supervising the mesh failed; trying again")
-
-        thread = threading.Thread(target=watch, name="mesh-supervisor", daemon=True)
-        thread.start()
-        return thread
+        return _every(every, self._stopping, self._revive_the_dead, "mesh-supervisor")
 
     def _revive_the_dead(self) -> None:
         with self._lock:
