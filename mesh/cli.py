@@ -27,9 +27,11 @@ from common.observability.logs import RPC_LOGGER, JsonFormatter
 from common.observability.metrics import serve_metrics
 from common.security.keyring import rotate
 from common.security.tokens import key_id, load_or_create_private_key
+from mesh import kubernetes
 from mesh.config import DEFAULT_CONFIG, MeshConfigError, load_mesh_config
 from mesh.distributed import Mesh, serve_settings
 from mesh.embedded import ALL_MODULES, CONTEXT_NAMES, module_named, start_embedded, start_process
+from mesh.kubernetes import Target
 from mesh.local_servers import LocalServerError
 from mesh.status import mesh_status
 
@@ -79,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     _serve_command(commands)
     _graph_command(commands)
     _config_command(commands)
+    _deploy_command(commands)
     _status_command(commands)
     _velocitypay_command(commands)
     _mailsim_command(commands)
@@ -198,6 +201,25 @@ def _config_command(commands: Subcommands) -> None:
     config.add_argument("--process", default="", help="a process of the mesh configuration (default: embedded `up`)")
     config.add_argument("--replica", type=int, default=0, help="(default: %(default)s)")
     config.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="(default: %(default)s)")
+
+
+def _deploy_command(commands: Subcommands) -> None:
+    deploy = commands.add_parser("deploy", help="render deployments of the mesh configuration").add_subparsers(
+        dest="target", required=True
+    )
+    kubernetes = deploy.add_parser(
+        "kubernetes",
+        help="Kubernetes manifests (kustomize): a Deployment, headless Service, PodDisruptionBudget and "
+        "NetworkPolicy per process of the mesh configuration",
+        description="Renders a kustomization from the mesh configuration: its processes and replicas; the "
+        "NetworkPolicies follow the contexts' imports. Apply with `kubectl apply -k DIR` once DIR/secrets/ holds "
+        "the secrets the README lists.",
+    )
+    kubernetes.add_argument("--output", type=Path, required=True, help="directory to write the kustomization into")
+    kubernetes.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="(default: %(default)s)")
+    kubernetes.add_argument("--namespace", default=Target.namespace, help="(default: %(default)s)")
+    kubernetes.add_argument("--image", default=Target.image, help="the bank's image (default: %(default)s)")
+    kubernetes.add_argument("--cluster-domain", default=Target.cluster_domain, help="(default: %(default)s)")
 
 
 def _graph_command(commands: Subcommands) -> None:
@@ -484,6 +506,15 @@ async def _mailsim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deploy(args: argparse.Namespace) -> int:
+    config = load_mesh_config(args.config, known_contexts=CONTEXT_NAMES)
+    target = Target(args.namespace, args.image, args.cluster_domain)
+    written = kubernetes.write(kubernetes.render(config, target, ALL_MODULES), args.output)
+    print(f"wrote {len(written)} files to {args.output}; put the secrets in {args.output / 'secrets'} (see the README), then")
+    print(f"  kubectl apply -k {args.output}")
+    return 0
+
+
 def _config(args: argparse.Namespace) -> int:
     if args.process:
         mesh = load_mesh_config(args.config, known_contexts=CONTEXT_NAMES)
@@ -507,6 +538,8 @@ async def _serve(args: argparse.Namespace) -> int:
     if spec.metrics:
         host, port = spec.metrics[args.replica].rsplit(":", 1)
         serve_metrics(int(port), host)
+    elif spec.metrics_port:
+        serve_metrics(spec.metrics_port, spec.listen.rsplit(":", 1)[0].strip("[]"))
     stop = stop_signal()
     node = await start_process(settings, [module_named(c) for c in spec.contexts])
     print(f"{args.process}[{args.replica}] serving {', '.join(node.server.service_names)} on {node.target}", flush=True)
@@ -667,6 +700,8 @@ def main(argv: list[str] | None = None) -> int:
             return _graph(args)
         if args.command == "config":
             return _config(args)
+        if args.command == "deploy":
+            return _deploy(args)
     except (OSError, MeshConfigError, LocalServerError, RuntimeError) as exc:
         print(f"ogpgy: cannot start: {exc}", file=sys.stderr)
         return 1

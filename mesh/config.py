@@ -14,6 +14,15 @@ loopback, two replicas of the customer context):
     addresses = ["127.0.0.1:7102", "127.0.0.1:7112"]   # one per replica
     metrics = ["127.0.0.1:9102", "127.0.0.1:9112"]     # optional: each replica's Prometheus /metrics
 
+Where a name, not a list of addresses, reaches the replicas (Kubernetes, a load balancer), a
+process says where each replica listens and how the others reach it instead:
+
+    [process.account]
+    replicas = 3
+    listen = "0.0.0.0:7103"                                       # every replica, in its own pod
+    target = "dns:///account.ogpgy.svc.cluster.local:7103"        # resolved; round robin over all
+    metrics_port = 9103                                           # optional, on every replica
+
 Environment overrides, for deployments that keep one file for every host: OGPGY_DATA_DIR,
 OGPGY_REDIS_URL, OGPGY_POSTGRES_DSN, OGPGY_SMTP_URL, and OGPGY_<PROCESS>_ADDRESSES (comma-separated).
 """
@@ -28,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOCAL = "local"
+EXTERNAL = "external"  # given by the environment (OGPGY_REDIS_URL, OGPGY_POSTGRES_DSN, OGPGY_SMTP_URL)
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "mesh.toml"
 
 
@@ -41,8 +51,23 @@ class ProcessSpec:
 
     name: str
     contexts: tuple[str, ...]
-    addresses: tuple[str, ...]
+    addresses: tuple[str, ...]  # one per replica, each listened on and dialled; () with `target`
     metrics: tuple[str, ...] = ()  # host:port of each replica's /metrics, when it serves them
+    listen: str = ""  # with `target`: where every replica listens
+    target: str = ""  # how other processes reach the replicas (a name that resolves to all of them)
+    replicas: int = 0  # with `target`: how many
+    metrics_port: int = 0  # with `target`: each replica's /metrics port (0: none)
+
+    @property
+    def replica_count(self) -> int:
+        return self.replicas if self.target else len(self.addresses)
+
+    def listen_address(self, replica: int) -> str:
+        return self.listen if self.target else self.addresses[replica]
+
+    def reached_at(self) -> str:
+        """The gRPC target that reaches every replica."""
+        return self.target or target_of(self.addresses)
 
 
 @dataclass(frozen=True)
@@ -71,10 +96,10 @@ class MeshConfig:
 
     def target(self, context: str) -> str:
         """The gRPC target that reaches every replica of `context`'s process."""
-        return target_of(self.process_of(context).addresses)
+        return self.process_of(context).reached_at()
 
     def targets(self) -> dict[str, str]:
-        return {context: target_of(p.addresses) for p in self.processes for context in p.contexts}
+        return {context: p.reached_at() for p in self.processes for context in p.contexts}
 
 
 def target_of(addresses: tuple[str, ...]) -> str:
@@ -139,21 +164,47 @@ def load_mesh_config(
 
 def _process(path: Path, name: str, body: Mapping[str, object], environ: Mapping[str, str]) -> ProcessSpec:
     contexts = body.get("contexts", [name])
-    override = environ.get(f"OGPGY_{name.upper().replace('-', '_')}_ADDRESSES")
-    addresses = override.split(",") if override else body.get("addresses", [])
     if not isinstance(contexts, list) or not contexts or not all(isinstance(c, str) for c in contexts):
         raise MeshConfigError(f"{path}: [process.{name}] contexts must be a non-empty list of context names")
+    if "target" in body:
+        return _named_process(path, name, tuple(contexts), body)
+    override = environ.get(f"OGPGY_{name.upper().replace('-', '_')}_ADDRESSES")
+    addresses = override.split(",") if override else body.get("addresses", [])
     if not isinstance(addresses, list) or not addresses or not all(isinstance(a, str) and ":" in a for a in addresses):
-        raise MeshConfigError(f"{path}: [process.{name}] addresses must be a non-empty list of host:port, one per replica")
+        raise MeshConfigError(
+            f"{path}: [process.{name}] addresses must be a non-empty list of host:port, one per replica "
+            "(or give target, listen and replicas)"
+        )
     metrics = body.get("metrics", [])
     if not isinstance(metrics, list) or (metrics and len(metrics) != len(addresses)):
         raise MeshConfigError(f"{path}: [process.{name}] metrics must list one host:port per replica, like addresses")
     return ProcessSpec(name, tuple(contexts), tuple(a.strip() for a in addresses), tuple(str(m).strip() for m in metrics))
 
 
+def _named_process(path: Path, name: str, contexts: tuple[str, ...], body: Mapping[str, object]) -> ProcessSpec:
+    """A process reached by a name (`target`), each replica listening on `listen`."""
+    target, listen, replicas = body.get("target"), body.get("listen"), body.get("replicas", 1)
+    metrics_port = body.get("metrics_port", 0)
+    if not isinstance(target, str) or ":" not in target:
+        raise MeshConfigError(f"{path}: [process.{name}] target must be a gRPC target with a port, e.g. dns:///account:7103")
+    if not isinstance(listen, str) or ":" not in listen:
+        raise MeshConfigError(f"{path}: [process.{name}] listen must be host:port (0.0.0.0:7103), where each replica listens")
+    if not isinstance(replicas, int) or replicas < 1:
+        raise MeshConfigError(f"{path}: [process.{name}] replicas must be a whole number, at least 1")
+    if not isinstance(metrics_port, int) or not 0 <= metrics_port < 65536:
+        raise MeshConfigError(f"{path}: [process.{name}] metrics_port must be a port number")
+    if "addresses" in body:
+        raise MeshConfigError(f"{path}: [process.{name}] give addresses, or target with listen and replicas, not both")
+    return ProcessSpec(name, contexts, (), listen=listen, target=target, replicas=replicas, metrics_port=metrics_port)
+
+
 def _check_plaintext(path: Path, config: MeshConfig) -> None:
     """Plaintext between processes only where nobody else listens: tokens would cross in clear."""
-    hosts = {address.rsplit(":", 1)[0].strip("[]") for spec in config.processes for address in spec.addresses}
+    hosts = {
+        address.rsplit(":", 1)[0].strip("[]")
+        for spec in config.processes
+        for address in (*spec.addresses, *([spec.listen] if spec.listen else []))
+    }
     beyond = sorted(h for h in hosts if h not in ("127.0.0.1", "localhost", "::1") and not h.startswith("127."))
     if not config.mutual_tls and beyond:
         raise MeshConfigError(
@@ -180,4 +231,4 @@ def _check(path: Path, config: MeshConfig, known_contexts: tuple[str, ...]) -> N
     if shared:
         raise MeshConfigError(f"{path}: address(es) {', '.join(shared)} used twice; each replica listens on its own")
     for spec in config.processes:
-        target_of(spec.addresses)  # replicas must be balanceable
+        spec.reached_at()  # replicas must be balanceable

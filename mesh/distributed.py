@@ -31,7 +31,7 @@ from common.security.component import Security
 from common.security.pki import LEAF_LIFETIME
 from common.security.secrets import secret_file
 from common.security.tokens import jwks
-from mesh.config import LOCAL, MeshConfig, MeshConfigError
+from mesh.config import EXTERNAL, LOCAL, MeshConfig, MeshConfigError
 from mesh.embedded import CONTEXT_NAMES
 from mesh.local_servers import MailServer, PostgresServer, RedisServer
 from mesh.pki import issue_mesh_certificates, operator_credentials
@@ -44,8 +44,8 @@ PASSWORD_FILE = "admin-password"
 def serve_settings(config: MeshConfig, process: str, replica: int, admin_password: str = "") -> Settings:
     """The Settings of replica `replica` of `process`: its own address, everyone else's targets."""
     spec = config.process(process)
-    if not 0 <= replica < len(spec.addresses):
-        raise MeshConfigError(f"process '{process}' has replicas 0..{len(spec.addresses) - 1}, not {replica}")
+    if not 0 <= replica < spec.replica_count:
+        raise MeshConfigError(f"process '{process}' has replicas 0..{spec.replica_count - 1}, not {replica}")
     local = [("redis", config.redis, "REDIS_URL"), ("postgres", config.postgres, "POSTGRES_DSN")]
     if "notification" in spec.contexts:
         local.append(("smtp", config.smtp, "SMTP_URL"))
@@ -55,13 +55,17 @@ def serve_settings(config: MeshConfig, process: str, replica: int, admin_passwor
                 f"{what} = \"local\" is started by 'ogpgy up --distributed'; to serve a process on its own, "
                 f"set OGPGY_{variable} or give an address in the file"
             )
-    host, port = spec.addresses[replica].rsplit(":", 1)
+        if value == EXTERNAL:
+            raise MeshConfigError(f'{what} = "external": set OGPGY_{variable} (in Kubernetes, the Secret\'s key of that name)')
+    host, port = spec.listen_address(replica).rsplit(":", 1)
     return Settings(
         data_dir=config.data_dir,
         host=host.strip("[]"),
         port=int(port),
         addresses=config.targets(),
-        instance_name=f"{process}[{replica}]",
+        # Leases and saga ownership follow the instance: a pod's name under Kubernetes
+        # (OGPGY_INSTANCE_NAME from the pod's metadata), else the process and replica.
+        instance_name=os.environ.get("OGPGY_INSTANCE_NAME") or f"{process}[{replica}]",
         database="postgres",
         postgres_dsn=config.postgres,
         redis_url=config.redis,

@@ -7,6 +7,7 @@ import json
 import urllib.request
 from dataclasses import dataclass
 
+import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from mesh.config import MeshConfig
@@ -55,6 +56,10 @@ def _supervision(config: MeshConfig) -> dict[str, dict[str, object]]:
     return state
 
 
+def _health(target: str, tls: grpc.ChannelCredentials | None) -> str:
+    return "SERVING" if check_serving(target, tls=tls) else "DOWN"
+
+
 def mesh_status(config: MeshConfig) -> list[ReplicaStatus]:
     """Every replica's health (asked over the mesh's mutual TLS, as the operator), metrics and
     restarts."""
@@ -62,8 +67,10 @@ def mesh_status(config: MeshConfig) -> list[ReplicaStatus]:
     supervised = _supervision(config)
     rows = []
     for spec in config.processes:
+        if spec.target:  # replicas behind a name: the name's health, as a client would get it
+            rows.append(ReplicaStatus(f"{spec.name}[*]", spec.target, spec.contexts, _health(spec.target, tls)))
         for index, address in enumerate(spec.addresses):
-            health = "SERVING" if check_serving(address, tls=tls) else "DOWN"
+            health = _health(address, tls)
             metrics = scrape(spec.metrics[index]) if spec.metrics else {}
             rows.append(
                 ReplicaStatus(

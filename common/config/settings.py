@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     process: str = ""  # the process kind this process serves (its server certificate's name)
     signs_tokens: bool = True  # holds the signing key (serves identity, or everything); else verifies only
     pki_dir: Path | None = None  # the bank's CA and certificates; default <data_dir>/pki
+    page_key_file: Path | None = None  # the page-token secret every process shares; default <data_dir>/page-token-key
     network_member_key_path: Path | None = (
         None  # the bank's key at VelocityPay; default <data_dir>/velocitypay-member-key (made on first start)
     )
@@ -115,7 +116,7 @@ class Settings(BaseSettings):
         return Path(self.data_dir) / "signing-keys.jwks.json"
 
     def page_key_path(self) -> Path:
-        return Path(self.data_dir) / "page-token-key"
+        return self.page_key_file or Path(self.data_dir) / "page-token-key"
 
     def pki_path(self) -> Path:
         return self.pki_dir or Path(self.data_dir) / "pki"
