@@ -160,7 +160,11 @@ async def start_process(
         await contexts.shutdown()
         raise
     imported = {i.from_context for m in modules for i in context_spec(m).imports} & {context_spec(m).name for m in remote}
-    readiness = Readiness(server, readiness_checks(contexts, pool, names, sorted(imported)))
+    checks = readiness_checks(
+        contexts, pool, names, sorted(imported), learns_keys=trust is not None and not settings.signs_tokens
+    )
+    readiness = Readiness(server, checks)
+    await readiness.check()  # ready as soon as it can be, and never before
     readiness.start()
     return RunningBank(server, contexts, target, tls, trust, readiness=readiness)
 

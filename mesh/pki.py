@@ -21,7 +21,7 @@ import grpc
 
 from common.grpc.tls import CertificateFile, channel_credentials
 from common.security.pki import LEAF_LIFETIME, CertificateAuthority, load, save, spiffe_id
-from mesh.config import MeshConfig
+from mesh.config import MeshConfig, ProcessSpec
 
 OPERATOR = "operator"
 RECHECK_SECONDS = 5.0  # how often a process looks for its contexts' renewed client certificates
@@ -31,6 +31,15 @@ def pki_of(data_dir: Path) -> Path:
     return data_dir / "pki"
 
 
+def server_hosts(process: ProcessSpec) -> set[str]:
+    """The names a process's server certificate holds: each replica's address, or the name the
+    replicas are reached at (dns:///account.ogpgy.svc.cluster.local:7103 -> that name)."""
+    hosts = {address.rsplit(":", 1)[0].strip("[]") for address in process.addresses}
+    if process.target:
+        hosts.add(process.target.rsplit(":", 1)[0].rsplit("/", 1)[-1])
+    return hosts
+
+
 def issue_mesh_certificates(config: MeshConfig, contexts: tuple[str, ...], lifetime: timedelta = LEAF_LIFETIME) -> None:
     """Every certificate the mesh of `config` needs, issued now (again: renewed)."""
     pki = pki_of(config.data_dir)
@@ -38,7 +47,7 @@ def issue_mesh_certificates(config: MeshConfig, contexts: tuple[str, ...], lifet
     for context in contexts:
         save(pki / "contexts", context, authority.issue(spiffe_id("context", context), lifetime=lifetime))
     for process in config.processes:
-        hosts = sorted({address.rsplit(":", 1)[0].strip("[]") for address in process.addresses})
+        hosts = sorted(server_hosts(process))
         save(pki / "servers", process.name, authority.issue(spiffe_id("process", process.name), hosts=hosts, lifetime=lifetime))
     save(pki / "clients", OPERATOR, authority.issue(spiffe_id(OPERATOR, "ogpgy"), lifetime=lifetime))
 

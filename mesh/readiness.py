@@ -1,9 +1,11 @@
 """Readiness: whether what this process needs answers, on gRPC health (the "readiness" service),
 for Kubernetes' readiness probe; "liveness" stays SERVING while the process runs.
 
-Needed: each served context's database, the event bus (Redis, when events go through it), and
-each context imported from another process, asked for its liveness, not its readiness: contexts
-import each other in a DAG today, but a cycle of readiness checks would never become ready.
+Needed: each served context's database, the event bus (Redis, when events go through it), the
+keys that tokens are verified with (a process that only verifies learns them from identity: until
+then it would refuse every token), and each context imported from another process, asked for its
+liveness, not its readiness: contexts import each other in a DAG today, but a cycle of readiness
+checks would never become ready.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from common.di.errors import MissingProviderError
 from common.events.bus import EventBus
 from common.grpc.channels import ChannelPool
 from common.grpc.server import LIVENESS, GrpcServer
+from common.security.component import Security
 
 log = logging.getLogger("ogpgy.readiness")
 CHECK_EVERY_SECONDS = 2.0
@@ -39,6 +42,14 @@ def _database_check(db: ContextDatabase) -> Check:
     return lambda: db.read(_select_one)
 
 
+def _keys_check(security: Security) -> Check:
+    async def known() -> None:
+        if not security.key_set:
+            raise LookupError("no key to verify tokens with yet")
+
+    return known
+
+
 def _import_check(channel: aio.Channel, context: str) -> Check:
     stub = health_pb2_grpc.HealthStub(channel)
 
@@ -51,16 +62,19 @@ def _import_check(channel: aio.Channel, context: str) -> Check:
 
 
 def readiness_checks(
-    contexts: BuiltContexts, pool: ChannelPool, served: Iterable[str], remote: Iterable[str]
+    contexts: BuiltContexts, pool: ChannelPool, served: Iterable[str], remote: Iterable[str], *, learns_keys: bool
 ) -> dict[str, Check]:
     """What must answer for the process to be ready, by name: the served contexts' databases, the
-    event bus, and the contexts the served ones reach in another process."""
+    event bus, the keys tokens are verified with where they come from identity, and the contexts
+    the served ones reach in another process."""
     checks: dict[str, Check] = {}
     for name in served:
         with contextlib.suppress(MissingProviderError):  # a context without tables (interest, the simulators)
             checks[f"database {name}"] = _database_check(contexts[name].resolve(ContextDatabase))
-    bus = contexts["infrastructure"].resolve(EventBus)
-    checks["event bus"] = bus.reachable
+    infrastructure = contexts["infrastructure"]
+    checks["event bus"] = infrastructure.resolve(EventBus).reachable
+    if learns_keys:  # from identity's feed (a process that signs holds its own; the simulators take no tokens)
+        checks["token keys"] = _keys_check(infrastructure.resolve(Security))
     for name in remote:
         channel = pool.channel(name)
         if isinstance(channel, aio.Channel):

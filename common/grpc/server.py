@@ -115,8 +115,9 @@ class GrpcServer:
         reflection.enable_server_reflection([*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server)
         await self._server.start()
         self.local_handlers.open()
-        for name in ["", LIVENESS, READINESS, *self._service_names]:
+        for name in ["", LIVENESS, *self._service_names]:
             await self._health.set(name, SERVING)
+        await self._health.set(READINESS, NOT_SERVING)  # until what the process needs has answered (set_ready)
         log.info("serving %s on port %s", ", ".join(self._service_names) or "nothing", self._port)
 
     async def set_ready(self, ready: bool) -> None:

@@ -92,6 +92,9 @@ class KeySet:
     def get(self, kid: str) -> Ed25519PublicKey | None:
         return self._keys.get(kid)
 
+    def __len__(self) -> int:
+        return len(self._keys)
+
     @staticmethod
     def parse(text: str) -> list[Ed25519PublicKey]:
         """The Ed25519 keys of a JWK set (others are ignored)."""

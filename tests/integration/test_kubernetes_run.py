@@ -1,0 +1,105 @@
+"""The rendered Kubernetes manifests, run: every pod of every Deployment a process in a network
+namespace of its own (tests/pods.py), started with its container's arguments and environment, its
+Services' names in /etc/hosts; Redis, PostgreSQL and the mail server outside, as the Secret says.
+The README story passes; a pod's process killed comes back (as the kubelet restarts it) and serves."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import pytest
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from common.grpc.tls import channel_credentials, tls_options
+from common.security.pki import load
+from mesh.config import DEFAULT_CONFIG, load_mesh_config
+from mesh.embedded import ALL_MODULES, CONTEXT_NAMES
+from mesh.kubernetes import GRPC_PORT, Target, render
+from mesh.local_servers import MailServer, PostgresServer, RedisServer
+from tests.conftest import ADMIN_PASSWORD
+from tests.integration.test_mesh_modes import CONTEXTS, mesh_bank, mesh_client, the_story
+from tests.local_mesh import mesh_root
+from tests.netns import NetnsHosts
+from tests.pods import OPERATOR, Node
+
+pytestmark = pytest.mark.slow
+
+
+async def _ready(address: str, credentials: grpc.ChannelCredentials) -> bool:
+    target = f"ipv4:{address}:{GRPC_PORT}"
+    try:
+        async with aio.secure_channel(target, credentials, options=tls_options(target)) as channel:
+            answer = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="readiness"), timeout=1
+            )
+    except aio.AioRpcError:
+        return False
+    return answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def _all_ready(node: Node, credentials: grpc.ChannelCredentials, within: float) -> None:
+    deadline = time.monotonic() + within
+    waiting = list(node.pods)
+    while waiting:
+        for pod in list(waiting):
+            assert pod.proc is not None and pod.proc.poll() is None, (
+                f"{pod.name} exited:\n{pod.log.read_text(errors='replace')[-2000:]}"
+            )
+            if await _ready(pod.address, credentials):
+                waiting.remove(pod)
+        assert time.monotonic() < deadline, f"not ready within {within} s: {[p.name for p in waiting]}"
+        await asyncio.sleep(0.3)
+
+
+async def test_the_rendered_manifests_run_the_story_and_a_killed_pod_comes_back() -> None:
+    config = load_mesh_config(DEFAULT_CONFIG, environ={}, known_contexts=CONTEXT_NAMES)
+    files = render(config, Target(), ALL_MODULES)
+    pods = sum(spec.replica_count for spec in config.processes)
+    hosts = NetnsHosts(pods)
+    why_not = hosts.create()
+    if why_not:
+        pytest.fail(f"the manifest-driven run needs network namespaces: {why_not}")
+    root = mesh_root("ogpgy-k8s-")
+    redis, mail = RedisServer(host=hosts.gateway), MailServer(host=hosts.gateway)
+    postgres = PostgresServer(host=hosts.gateway, trusted_network=hosts.network)
+    node = None
+    try:
+        redis.start()
+        postgres.start()
+        mail.start()
+        secrets = {
+            "OGPGY_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "OGPGY_POSTGRES_DSN": postgres.new_database(),
+            "OGPGY_REDIS_URL": redis.url,
+            "OGPGY_SMTP_URL": mail.url,
+        }
+        node = Node(files, hosts, root, secrets)
+        node.plan()
+        node.start_all()
+        credentials = channel_credentials(node.authority.certificate_pem, load(root / "operator", OPERATOR))
+        await _all_ready(node, credentials, within=120)
+        contexts = {context: config.process_of(context).name for context in CONTEXTS}
+        await the_story(node.targets(contexts), credentials)
+
+        victim = next(p for p in node.pods if p.process == "account")
+        assert victim.proc is not None
+        victim.proc.kill()
+        victim.proc.wait(timeout=10)
+        assert not await _ready(victim.address, credentials)
+        assert [p.name for p in node.restart_dead()] == [victim.name], "the kubelet starts the dead pod's process again"
+        await _all_ready(node, credentials, within=60)
+        async with mesh_client(node.targets(contexts), credentials) as channels:  # the restarted pod serves and consumes
+            bank = mesh_bank(channels)
+            account = await bank.default_account(await bank.verified_customer("after-restart"), within=30)
+        assert account.account_id.startswith("acc_") and victim.restarts == 1
+    finally:
+        if node is not None:
+            node.stop()
+        redis.stop()
+        mail.stop()
+        postgres.stop()
+        postgres.remove()
+        hosts.remove()
