@@ -15,6 +15,7 @@ class FieldViolation:
 
     field: str
     description: str
+    reason: str = ""  # UPPER_SNAKE (AIP-193): FIELD_REQUIRED, ...; "" is FIELD_INVALID
 
 
 class AppError(Exception):

@@ -17,19 +17,27 @@ MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
 
 
+REQUIRED, INVALID = "FIELD_REQUIRED", "FIELD_INVALID"  # FieldViolation reasons (AIP-193)
+
+
+def _missing_or_invalid(value: str) -> str:
+    return REQUIRED if not value else INVALID
+
+
 class Violations:
     """Accumulates field violations; `raise_if_any` ends validation."""
 
     def __init__(self) -> None:
         self._items: list[FieldViolation] = []
 
-    def add(self, field: str, description: str) -> None:
-        self._items.append(FieldViolation(field, description))
+    def add(self, field: str, description: str, reason: str = "") -> None:
+        self._items.append(FieldViolation(field, description, reason))
 
-    def check(self, ok: bool, field: str, description: str) -> bool:
-        """Records a violation unless `ok`; returns `ok` so callers can skip dependent checks."""
+    def check(self, ok: bool, field: str, description: str, reason: str = "") -> bool:
+        """Records a violation unless `ok`; returns `ok` so callers can skip dependent checks.
+        `reason`: UPPER_SNAKE, when the field's check knows better than FIELD_INVALID."""
         if not ok:
-            self.add(field, description)
+            self.add(field, description, reason)
         return ok
 
     def guard(self, field: str, parse: Callable[[], object]) -> object | None:
@@ -58,13 +66,13 @@ class Violations:
 
 def check_request_id(v: Violations, value: str, field: str = "request_id") -> None:
     """Every state-changing request carries a client-chosen idempotency key."""
-    v.check(bool(REQUEST_ID.fullmatch(value)), field, "required: 1..64 characters of [A-Za-z0-9_-]")
+    v.check(bool(REQUEST_ID.fullmatch(value)), field, "required: 1..64 characters of [A-Za-z0-9_-]", _missing_or_invalid(value))
 
 
 def check_text(v: Violations, value: str, field: str, *, max_len: int, required: bool = True) -> None:
     """Free text: bounded, no control characters, not blank when required."""
     if not value.strip():
-        v.check(not required, field, "required")
+        v.check(not required, field, "required", REQUIRED)
         return
     v.check(len(value) <= max_len, field, f"at most {max_len} characters")
     v.check(value.isprintable(), field, "must not contain control characters")
@@ -73,7 +81,7 @@ def check_text(v: Violations, value: str, field: str, *, max_len: int, required:
 def check_id(v: Violations, value: str, field: str, prefix: str) -> None:
     """Server-assigned ids have a known prefix; a malformed one is bad input, not NOT_FOUND."""
     ok = value.startswith(f"{prefix}_") and len(value) <= 64 and value.isascii() and value.isprintable()
-    v.check(ok, field, f"required: an id starting with '{prefix}_'")
+    v.check(ok, field, f"required: an id starting with '{prefix}_'", _missing_or_invalid(value))
 
 
 def decimal_fraction(v: Violations, text: str, field: str, *, max_places: int, zero_allowed: bool) -> Decimal | None:

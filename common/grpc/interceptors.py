@@ -120,7 +120,9 @@ def _peer_context(context: aio.ServicerContext) -> str | None:
 
 
 def _enter_call(context: aio.ServicerContext, method: str, guard: Guard) -> None:
-    request_id_var.set(_request_id_of(context))
+    request_id = _request_id_of(context)
+    request_id_var.set(request_id)
+    context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))  # echoed, for the caller's logs
     remaining = context.time_remaining()
     deadline_var.set(None if remaining is None else time.monotonic() + remaining)
     authenticator = guard.authenticator
@@ -192,11 +194,13 @@ def _answer_for(exc: Exception, method: str) -> AppError | None:
 
 async def _abort_for(exc: Exception, context: aio.ServicerContext, method: str, outcome: _Outcome) -> None:
     error = _answer_for(exc, method)
+    request_id = request_id_var.get()
+    echoed = ((REQUEST_ID_HEADER, request_id),) if request_id else ()
     if error is not None:
-        status = to_grpc_status(error)
+        status = to_grpc_status(error, echoed)
     else:
         log.exception("unhandled error in %s (request id %s)", method, request_id_var.get())
-        status = internal_status()
+        status = internal_status(metadata=echoed)
     outcome.code = status.code.name
     await context.abort_with_status(status)
 

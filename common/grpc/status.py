@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
@@ -15,6 +17,7 @@ from common.errors import (
     AlreadyExists,
     AppError,
     DeadlineExceeded,
+    FieldViolation,
     NotFound,
     PermissionDenied,
     PreconditionFailed,
@@ -50,42 +53,77 @@ def _pack(message: Message) -> any_pb2.Any:
     return packed
 
 
+UNAVAILABLE_RETRY_SECONDS = 1.0  # what RetryInfo suggests when a dependency is down
+
+
+def field_reason(violation: FieldViolation) -> str:
+    """A violation's UPPER_SNAKE reason: the one its check gave (FIELD_REQUIRED for a missing
+    value), else FIELD_INVALID."""
+    return violation.reason or "FIELD_INVALID"
+
+
+def _retry(seconds: float) -> any_pb2.Any:
+    delay = duration_pb2.Duration()
+    delay.FromMilliseconds(max(int(seconds * 1000), 1))
+    return _pack(error_details_pb2.RetryInfo(retry_delay=delay))
+
+
+def _info(reason: str, metadata: dict[str, str] | None = None) -> any_pb2.Any:
+    return _pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata or {}))
+
+
 def _details(error: AppError) -> list[any_pb2.Any]:
+    """Every error carries an ErrorInfo (AIP-193); bad input also a BadRequest, an unknown resource
+    a ResourceInfo, and what may succeed later a RetryInfo."""
     if isinstance(error, ValidationFailed):
         bad = error_details_pb2.BadRequest(
             field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description) for v in error.violations
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description, reason=field_reason(v))
+                for v in error.violations
             ]
         )
-        return [_pack(bad)]
+        return [_info("INVALID_REQUEST", {"fields": ",".join(v.field for v in error.violations)}), _pack(bad)]
     if isinstance(error, NotFound):
         info = error_details_pb2.ResourceInfo(
             resource_type=error.resource_type, resource_name=error.resource_id, description=error.message
         )
-        return [_pack(info)]
+        return [_info("RESOURCE_NOT_FOUND", {"resource_type": error.resource_type}), _pack(info)]
     if isinstance(error, ReasonedError):
-        info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
+        details = [_info(error.reason, error.metadata)]
         if isinstance(error, ResourceExhausted):
-            delay = duration_pb2.Duration()
-            delay.FromMilliseconds(max(int(error.retry_after * 1000), 1))
-            return [_pack(info), _pack(error_details_pb2.RetryInfo(retry_delay=delay))]
-        return [_pack(info)]
-    return []
+            details.append(_retry(error.retry_after))
+        elif isinstance(error, Unavailable):
+            details.append(_retry(UNAVAILABLE_RETRY_SECONDS))
+        return details
+    return [_info("UNKNOWN_ERROR")]
 
 
 def code_of(error: AppError) -> int:
     return next(code for kind, code in _CODES if isinstance(error, kind))
 
 
-def to_grpc_status(error: AppError) -> grpc.Status:
-    """The status (code, message, details) a client receives for `error`."""
+@dataclass(frozen=True)
+class _Status(grpc.Status):  # type: ignore[misc]  # grpc.Status is an untyped abstract class
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+def _with(status: grpc.Status, metadata: Sequence[tuple[str, str]]) -> grpc.Status:
+    return _Status(status.code, status.details, (*status.trailing_metadata, *metadata))
+
+
+def to_grpc_status(error: AppError, metadata: Sequence[tuple[str, str]] = ()) -> grpc.Status:
+    """The status (code, message, details) a client receives for `error`, with `metadata` (the
+    request id) beside the details."""
     status = status_pb2.Status(code=code_of(error), message=error.message, details=_details(error))
-    return rpc_status.to_status(status)
+    return _with(rpc_status.to_status(status), metadata)
 
 
-def internal_status(message: str = "internal error; it has been logged") -> grpc.Status:
-    """What a client sees for a bug: no internals leak."""
-    return rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message=message))
+def internal_status(message: str = "internal error; it has been logged", metadata: Sequence[tuple[str, str]] = ()) -> grpc.Status:
+    """What a client sees for a bug: no internals leak (the request id finds the log line)."""
+    status = status_pb2.Status(code=code_pb2.INTERNAL, message=message, details=[_info("INTERNAL")])
+    return _with(rpc_status.to_status(status), metadata)
 
 
 def rich_status(error: grpc.RpcError) -> status_pb2.Status | None:
