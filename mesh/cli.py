@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import logging
 import os
@@ -11,7 +12,8 @@ import shlex
 import signal
 import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -42,7 +44,7 @@ _TRY_NEXT = """\
 OgPgy Bank is serving {services} on {target} ({data}).
 
 Every call needs a token (the first admin's password is in {password_source}):
-  TOKEN=$(scripts/ogpgy token {token_arguments})
+  TOKEN=$({token_command})
 Try it (grpcurl is installed in .venv/bin by scripts/bootstrap):
   .venv/bin/grpcurl {grpcurl} {target} list
   .venv/bin/grpcurl {grpcurl} {target} describe ogpgy.customer.v1.CustomerService
@@ -99,7 +101,9 @@ def _up_command(commands: Subcommands) -> None:
         help="serve every context in one process (embedded mode)",
         description="Serve every context in one process: one gRPC server with health and reflection, "
         "SQLite files in the data directory, no other server needed. Every default below comes from the "
-        "OGPGY_* environment (see `ogpgy config`) when it is set there.",
+        "OGPGY_* environment (see `ogpgy config`) when it is set there. The first admin's password is "
+        "OGPGY_ADMIN_PASSWORD (or a file of that name in OGPGY_SECRETS_DIR), never an argument; by default "
+        "it is generated on first start and written to <data-dir>/admin-password.",
     )
     env = Settings()  # the environment's (and secret files') values are the defaults of the flags
     up.add_argument(
@@ -120,12 +124,6 @@ def _up_command(commands: Subcommands) -> None:
         type=int,
         default=env.event_redelivery_ms,
         help="Redis: redeliver an unacked event after this idle time (default: %(default)s)",
-    )
-    up.add_argument(
-        "--admin-password",
-        default=env.admin_password,
-        help="password of the first admin (env OGPGY_ADMIN_PASSWORD); default: generated on first "
-        "start and written to <data-dir>/admin-password",
     )
     up.add_argument(
         "--signing-key",
@@ -352,7 +350,10 @@ def _rotate_keys(args: argparse.Namespace) -> int:
 def _client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default=f"127.0.0.1:{DEFAULT_PORT}", help="where the bank listens (default: %(default)s)")
     parser.add_argument("--username", default="admin", help="(default: %(default)s)")
-    parser.add_argument("--password", default="", help="default: the content of <data-dir>/admin-password")
+    parser.epilog = (
+        "The password is never an argument (argv is visible to every user of the machine): it is OGPGY_PASSWORD, "
+        "else the first admin's <data-dir>/admin-password for the admin, else asked for at the terminal."
+    )
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="(default: %(default)s)")
     parser.add_argument(
         "--cacert",
@@ -382,7 +383,7 @@ async def _issue_token(args: argparse.Namespace) -> str:
     from ogpgy.identity.v1 import identity_service_pb2 as pb
     from ogpgy.identity.v1 import identity_service_pb2_grpc as pb_grpc
 
-    password = args.password or (args.data_dir / "admin-password").read_text().strip()
+    password = _password(args.username, args.data_dir)
     async with open_channel(args.target, _tls(args)) as channel:
         answer = await pb_grpc.IdentityServiceStub(channel).IssueToken(
             pb.IssueTokenRequest(username=args.username, password=password), timeout=10
@@ -390,10 +391,36 @@ async def _issue_token(args: argparse.Namespace) -> str:
     return str(answer.access_token)
 
 
-def _bar(done: int, total: int, width: int = 30) -> str:
-    share = done / total if total else 1.0
-    filled = int(share * width)
-    return f"[{'#' * filled}{'.' * (width - filled)}] {share:4.0%}"
+def _password(username: str, data_dir: Path) -> str:
+    """OGPGY_PASSWORD; else, for the admin, the first admin's password file; else a prompt."""
+    if os.environ.get("OGPGY_PASSWORD"):
+        return os.environ["OGPGY_PASSWORD"]
+    first_admin = data_dir / "admin-password"
+    if username == "admin" and first_admin.exists():
+        return first_admin.read_text().strip()
+    if not sys.stdin.isatty():
+        raise OSError(f"no password for {username}: set OGPGY_PASSWORD (or run at a terminal to be asked)")
+    return getpass.getpass(f"password of {username}: ")
+
+
+@contextmanager
+def _progress(what: str) -> Iterator[Callable[[int, int, str], None]]:
+    """A progress bar on stderr with the share done and an ETA (rich); where stderr is no terminal
+    (a log, CI) it prints the final state once, with no carriage returns."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task(what, total=None, note="")
+        yield lambda done, total, note: progress.update(task, completed=done, total=total or None, note=note)
 
 
 async def _interest_run(args: argparse.Namespace) -> int:
@@ -405,15 +432,14 @@ async def _interest_run(args: argparse.Namespace) -> int:
     day = date_pb2.Date(year=args.date.year, month=args.date.month, day=args.date.day)
     async with bearer_channel(args.target, await _issue_token(args), _tls(args)) as channel:
         last = None
-        async for answer in pb_grpc.InterestServiceStub(channel).RunDailyInterest(
-            pb.RunDailyInterestRequest(request_id=f"cli-{args.date}", business_date=day)
-        ):
-            last = answer.run
-            if not last.total and not last.processed:
-                continue  # the run's opening state, before the first chunk
-            line = f"{_bar(last.processed, last.total)} {last.processed}/{last.total} accounts, {last.total_interest.amount} {last.total_interest.currency_code}"
-            print(f"\r{line}", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
+        with _progress(f"interest {args.date}") as show:
+            async for answer in pb_grpc.InterestServiceStub(channel).RunDailyInterest(
+                pb.RunDailyInterestRequest(request_id=f"cli-{args.date}", business_date=day)
+            ):
+                last = answer.run
+                if not last.total and not last.processed:
+                    continue  # the run's opening state, before the first chunk
+                show(last.processed, last.total, f"accounts, {last.total_interest.amount} {last.total_interest.currency_code}")
     if last is not None:
         seconds = last.duration.seconds + last.duration.nanos / 1e9
         print(
@@ -551,7 +577,7 @@ async def _serve(args: argparse.Namespace) -> int:
 
 def _up_distributed(args: argparse.Namespace) -> int:
     config = load_mesh_config(args.config, known_contexts=CONTEXT_NAMES)
-    mesh = Mesh(args.config, config, admin_password=args.admin_password, log_level=args.log_level)
+    mesh = Mesh(args.config, config, admin_password=Settings().admin_password, log_level=args.log_level)
     received: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda number, _frame: received.append(number))
@@ -604,13 +630,13 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if all(row.health == "SERVING" for row in rows) else 1
 
 
-def _token_arguments(target: str, settings: Settings) -> str:
-    """What `ogpgy token` needs to reach this bank and find its admin's password."""
-    where = f"--target {target}"
+def _token_hint(target: str, settings: Settings) -> str:
+    """The `ogpgy token` that reaches this bank and finds its admin's password."""
+    where = f"scripts/ogpgy token --target {target}"
     if settings.tls:
         where += f" --cacert {shlex.quote(str(settings.pki_path() / 'ca.pem'))}"
     if settings.admin_password:
-        return f'{where} --password "$OGPGY_ADMIN_PASSWORD"'  # the operator's own, never printed
+        return f'OGPGY_PASSWORD="$OGPGY_ADMIN_PASSWORD" {where}'  # the operator's own, never printed
     return where if Path(settings.data_dir) == DEFAULT_DATA_DIR else f"{where} --data-dir {shlex.quote(str(settings.data_dir))}"
 
 
@@ -631,7 +657,7 @@ async def _up(args: argparse.Namespace) -> int:
         postgres_dsn=args.postgres_dsn,
         redis_url=args.redis_url,
         event_redelivery_ms=args.event_redelivery_ms,
-        admin_password=args.admin_password,
+        admin_password=Settings().admin_password,
         cache_enabled=not args.no_cache,
         signing_key_path=args.signing_key,
         fraud_rules_path=args.fraud_rules,
@@ -649,8 +675,8 @@ async def _up(args: argparse.Namespace) -> int:
             services=", ".join(bank.server.service_names),
             target=bank.target,
             data="PostgreSQL" if settings.postgres_dsn else f"data in {settings.data_dir}",
-            password_source="--admin-password" if settings.admin_password else settings.data_dir / "admin-password",
-            token_arguments=_token_arguments(bank.target, settings),
+            password_source="OGPGY_ADMIN_PASSWORD" if settings.admin_password else settings.data_dir / "admin-password",
+            token_command=_token_hint(bank.target, settings),
             grpcurl=f"-cacert {shlex.quote(str(settings.pki_path() / 'ca.pem'))}" if settings.tls else "-plaintext",
         ),
         flush=True,

@@ -25,11 +25,9 @@ class BankProcess:
             str(port),
             "--data-dir",
             str(data_dir),
-            "--admin-password",
-            ADMIN_PASSWORD,
             *args,
         ]
-        self.env = {**os.environ, "OGPGY_FAULTS": faults}
+        self.env = {**os.environ, "OGPGY_FAULTS": faults, "OGPGY_ADMIN_PASSWORD": ADMIN_PASSWORD}
         self.proc: subprocess.Popen[str] | None = None
         self.target = ""
         self.output: list[str] = []

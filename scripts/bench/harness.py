@@ -95,9 +95,7 @@ BANK_READY = r"serving .* on (127\.0\.0\.1:\d+)"
 
 
 def bank_command(data_dir: str, *extra: str) -> list[str]:
-    """`ogpgy up` on a free port of its own, quiet, with the tests' admin password."""
-    from tests.conftest import ADMIN_PASSWORD
-
+    """`ogpgy up` on a free port of its own, quiet (run it with bank_env(): the tests' admin password)."""
     return [
         PYTHON,
         "-m",
@@ -109,15 +107,20 @@ def bank_command(data_dir: str, *extra: str) -> list[str]:
         "0",
         "--data-dir",
         data_dir,
-        "--admin-password",
-        ADMIN_PASSWORD,
         *extra,
     ]
 
 
+def bank_env() -> dict[str, str]:
+    """The first admin's password the tests use, as the bank takes it (never on the command line)."""
+    from tests.conftest import ADMIN_PASSWORD
+
+    return {"OGPGY_ADMIN_PASSWORD": ADMIN_PASSWORD}
+
+
 def bank_process(data_dir: str, *extra: str) -> AbstractContextManager[str]:
     """The bank (`ogpgy up`) in a process of its own; yields its target."""
-    return server_process(bank_command(data_dir, *extra), BANK_READY)
+    return server_process(bank_command(data_dir, *extra), BANK_READY, bank_env())
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import re
 import subprocess
@@ -30,7 +31,7 @@ from mesh.embedded import CONTEXT_NAMES  # noqa: E402
 from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc  # noqa: E402
 from ogpgy.payment.v1 import payment_service_pb2 as ppb  # noqa: E402
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc  # noqa: E402
-from scripts.bench.harness import BANK_READY, Result, bank_command, closed_loop  # noqa: E402
+from scripts.bench.harness import BANK_READY, Result, bank_command, bank_env, closed_loop  # noqa: E402
 from tests.bank_helpers import Bank, eur, generous_fraud_rules  # noqa: E402
 from tests.conftest import ADMIN_PASSWORD, issue_token  # noqa: E402
 from tests.local_mesh import loopback_mesh  # noqa: E402
@@ -83,6 +84,7 @@ def embedded(dsn: str, rules: Path, colocated: bool, seconds: float, in_flight: 
             stderr=subprocess.STDOUT,
             text=True,
             cwd=ROOT,
+            env={**os.environ, **bank_env()},
         )
         try:
             assert proc.stdout is not None

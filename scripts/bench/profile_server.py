@@ -36,7 +36,7 @@ from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc  # noqa: E402
 from ogpgy.payment.v1 import payment_service_pb2 as ppb  # noqa: E402
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc  # noqa: E402
 from scripts.bench.get_customer import bench_onboarding  # noqa: E402
-from scripts.bench.harness import Result, bank_command, closed_loop, running_server  # noqa: E402
+from scripts.bench.harness import Result, bank_command, bank_env, closed_loop, running_server  # noqa: E402
 from scripts.bench.payments import funded_accounts  # noqa: E402
 from tests.bank_helpers import admin_channel, eur, generous_fraud_rules  # noqa: E402
 
@@ -228,7 +228,7 @@ async def _measure_on(channel: aio.Channel, pid: int, args: argparse.Namespace, 
 def profile(args: argparse.Namespace) -> Profile:
     with tempfile.TemporaryDirectory() as data_dir:
         extra = ("--fraud-rules", str(generous_fraud_rules(Path(data_dir)))) if args.workload == "payment" else ()
-        with running_server(bank_command(data_dir, *extra)) as (target, pid):
+        with running_server(bank_command(data_dir, *extra), env=bank_env()) as (target, pid):
             raw = Path(args.raw or Path(data_dir) / "profile.raw")
             result, cpu = asyncio.run(_measure(target, pid, args, raw))
             layers, functions = parse_raw(raw.read_text())

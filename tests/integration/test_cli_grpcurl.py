@@ -49,10 +49,11 @@ def test_grpcurl_walkthrough(served: BankProcess) -> None:
     unauthenticated = grpcurl("-d", json.dumps(ONBOARD), target, "ogpgy.customer.v1.CustomerService/OnboardCustomer")
     assert unauthenticated.returncode != 0 and "Unauthenticated" in unauthenticated.stderr
     token = subprocess.run(
-        [str(BIN / "ogpgy"), "token", "--target", target, "--password", ADMIN_PASSWORD],
+        [str(BIN / "ogpgy"), "token", "--target", target],
         capture_output=True,
         text=True,
         timeout=30,
+        env={**os.environ, "OGPGY_PASSWORD": ADMIN_PASSWORD},
     )
     assert token.returncode == 0, token.stderr
     auth = ("-H", f"authorization: Bearer {token.stdout.strip()}")
@@ -79,10 +80,11 @@ def test_grpcurl_walkthrough(served: BankProcess) -> None:
     assert json.loads(health.stdout) == {"status": "SERVING"}
 
     reconciled = subprocess.run(
-        [str(BIN / "ogpgy"), "reconcile", "--target", target, "--password", ADMIN_PASSWORD],
+        [str(BIN / "ogpgy"), "reconcile", "--target", target],
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "OGPGY_PASSWORD": ADMIN_PASSWORD},
     )
     assert reconciled.returncode == 0, reconciled.stderr
     assert "network settled 0, booked to clearing 0, matched 0, still completing 0, discrepancies 0" in reconciled.stdout
@@ -122,7 +124,14 @@ def test_the_printed_token_hint_works_as_printed(tmp_path: Path) -> None:
         assert proc.stdout is not None
         hint = next(line for line in proc.stdout if "TOKEN=$(" in line)
         command = hint.strip().removeprefix("TOKEN=$(").removesuffix(")").replace("scripts/ogpgy", str(BIN / "ogpgy"), 1)
-        token = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=30, cwd=tmp_path)
+        token = subprocess.run(
+            command,
+            shell=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=tmp_path,
+        )
         assert token.returncode == 0 and token.stdout.count(".") == 2, token.stderr
     finally:
         proc.terminate()

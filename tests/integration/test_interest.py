@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -176,13 +177,15 @@ async def test_a_run_killed_midway_resumes_with_identical_totals(tmp_path: Path)
     try:
         cli = await asyncio.to_thread(
             subprocess.run,
-            [str(BIN / "ogpgy"), "interest", "run", "--date", today, "--target", resumed.target, "--password", ADMIN_PASSWORD],
+            [str(BIN / "ogpgy"), "interest", "run", "--date", today, "--target", resumed.target],
             capture_output=True,
             text=True,
             timeout=60,
+            env={**os.environ, "OGPGY_PASSWORD": ADMIN_PASSWORD},
         )
         assert cli.returncode == 0, cli.stderr
         assert "COMPLETED, 6 accounts, 1.14 EUR posted" in cli.stdout and "100%" in cli.stderr
+        assert "\r" not in cli.stderr, "no terminal: the progress is printed once, with no carriage returns"
         async with admin_channel(resumed.target) as channel:
             client = Bank(channel)
             for account, balance in opened.items():

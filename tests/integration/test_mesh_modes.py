@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import socket
 import ssl
@@ -425,8 +426,9 @@ async def _checked_token(context: str, channel: aio.Channel) -> None:
 
 
 def _token_command(mesh: RunningMesh, *tls: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "mesh.cli", "token", "--target", mesh.targets["identity"], "--password", ADMIN_PASSWORD]
-    return subprocess.run([*command, *tls], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    command = [sys.executable, "-m", "mesh.cli", "token", "--target", mesh.targets["identity"]]
+    env = {**os.environ, "OGPGY_PASSWORD": ADMIN_PASSWORD}  # never on the command line
+    return subprocess.run([*command, *tls], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
 
 
 def test_ogpgy_token_reaches_the_mesh_with_the_operators_certificate_only(distributed: RunningMesh) -> None:
