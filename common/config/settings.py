@@ -60,8 +60,8 @@ class Settings(BaseSettings):
     instance_name: str = "embedded"  # this process among the replicas: the owner of what it leases
     colocated_calls: bool = True  # contexts of this process call each other in-process (no socket)
     database: str = "sqlite"  # or "postgres": one schema per context in postgres_dsn
-    postgres_dsn: str = ""
-    redis_url: str = ""  # empty: in-memory event bus (embedded); set: Redis Streams
+    postgres_dsn: str = Field(default="", repr=False)  # the secrets are left out of repr (and so of any log or traceback)
+    redis_url: str = Field(default="", repr=False)  # empty: in-memory event bus (embedded); set: Redis Streams
     event_redelivery_ms: int = 5000  # Redis: an unacked event is redelivered after this idle time
     signing_key_path: Path | None = None  # Ed25519 PEM; default <data_dir>/identity-signing-key.pem (made on first start)
     jwt_audience: str = "ogpgy-bank"
@@ -71,7 +71,9 @@ class Settings(BaseSettings):
     key_publish_seconds: float = 10.0  # a rotated signing key is published this long before it signs (> the refresh)
     revocation_refresh_seconds: float = 1.0  # how stale a process's token revocations may be (identity's, then the feed's)
     admin_username: str = "admin"
-    admin_password: str = ""  # empty: generated on first start and written to <data_dir>/admin-password
+    admin_password: str = Field(
+        default="", repr=False
+    )  # empty: generated on first start and written to <data_dir>/admin-password
     cache_enabled: bool = True
     breaker_fail_max: int = 5  # calls to an outside dependency (VelocityPay) failing in a row
     breaker_reset_seconds: float = 10.0
@@ -80,7 +82,9 @@ class Settings(BaseSettings):
     payment_stale_seconds: float = 10.0  # a PENDING payment untouched this long is the worker's (a lost answer, a crash)
     interest_chunk_size: int = 1000
     loan_four_eyes_minor: int = 1_000_000  # a loan above this principal (10,000.00) needs two approving admins
-    smtp_url: str = ""  # smtp://host:port of the mail server; empty: the mail simulator served beside the bank
+    smtp_url: str = Field(
+        default="", repr=False
+    )  # smtp://host:port of the mail server; empty: the mail simulator beside the bank
     mail_sender: str = "OgPgy Bank <no-reply@ogpgy.bank>"
     mail_timeout_seconds: float = 5.0
     mail_retry_seconds: float = 1.0  # the first retry of a message the mail server did not take; doubling, at most 10 min

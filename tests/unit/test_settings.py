@@ -41,8 +41,10 @@ def test_secrets_are_redacted_but_where_they_point_is_not() -> None:
     assert redact("postgresql://bank:pw@db:5432/ogpgy") == "postgresql://bank:***@db:5432/ogpgy"
     assert redact("host=db user=bank password=pw dbname=ogpgy") == "host=db user=bank password=*** dbname=ogpgy"
     assert redact("redis://cache:6379/0") == "redis://cache:6379/0"
-    shown = Settings(admin_password="pa=ss://word", smtp_url="smtp://mail:25").redacted()
+    settings = Settings(admin_password="pa=ss://word", smtp_url="smtp://mail:25", postgres_dsn="postgresql://u:pw@db/x")
+    shown = settings.redacted()
     assert (shown["admin_password"], shown["smtp_url"]) == ("***", "smtp://mail:25")
+    assert "pa=ss" not in repr(settings) and "pw@" not in repr(settings), "a logged or printed Settings keeps its secrets"
 
 
 def test_ogpgy_config_prints_a_process_settings_without_its_secrets(
