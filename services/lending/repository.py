@@ -365,11 +365,11 @@ async def _prepare_all(tx: Tx, orders: Sequence[PaymentOrder]) -> dict[str, Repa
     """Payments asked for, by loan: the repayment each key made before (settled or pending), or a
     new PENDING one whose parts count as paid from now (so that no other payment allocates them
     again). A loan no longer active, or one its `decide` finds nothing to take from, has none."""
+    active = await _lock_active(tx, [o.loan_id for o in orders])  # first: a retry racing its original waits here
     before = await _asked_before(tx, [o.key for o in orders])
     prepared = {o.loan_id: before[o.key.request_id] for o in orders if o.key.request_id in before}
     fresh = [o for o in orders if o.loan_id not in prepared]
-    active = await _lock_active(tx, [o.loan_id for o in fresh])
-    states = await _states_of(tx, sorted(active))
+    states = await _states_of(tx, sorted(active - set(prepared)))
     rows, applied = [], []
     for order in fresh:
         if order.loan_id not in active:

@@ -5,6 +5,7 @@ loan invariants (tests/ledger_checks.py) hold after each story."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -102,19 +103,25 @@ async def test_a_repayment_pays_interest_then_principal_once_and_never_more_than
     assert await _balance(channel, account) == Decimal("1150.00"), "taken once"
     assert await _balance(channel, "acc_INTEREST_INCOME_EUR") == Decimal("6.00")
 
+    racing = lpb.RepayLoanRequest(request_id="repay-race", loan_id=loan_id, amount=eur("10.00"))
+    first, second = await asyncio.gather(lending.RepayLoan(racing), lending.RepayLoan(racing))
+    assert first.repayment.repayment_id == second.repayment.repayment_id, "a retry racing its original is the same repayment"
+    assert await _balance(channel, account) == Decimal("1140.00"), "taken once"
     quote = (await lending.GetPayoffQuote(lpb.GetPayoffQuoteRequest(loan_id=loan_id))).quote
-    assert quote.principal.amount == "1156.00" and quote.interest.amount == "0.00", "on a due date the period's interest is paid"
-    too_much = lpb.RepayLoanRequest(request_id="repay-2", loan_id=loan_id, amount=eur("1156.01"))
+    assert quote.principal.amount == "1146.00" and quote.interest.amount == "0.00", "on a due date the period's interest is paid"
+    too_much = lpb.RepayLoanRequest(request_id="repay-2", loan_id=loan_id, amount=eur("1146.01"))
     refused = await error_reason(lending.RepayLoan(too_much), grpc.StatusCode.FAILED_PRECONDITION)
     assert refused.reason == "AMOUNT_EXCEEDS_PAYOFF"
 
-    await Bank(channel).accounts.Withdraw(apb.WithdrawRequest(request_id="repay-out", account_id=account, amount=eur("1140.00")))
+    await Bank(channel).accounts.Withdraw(apb.WithdrawRequest(request_id="repay-out", account_id=account, amount=eur("1130.00")))
     short = lpb.RepayLoanRequest(request_id="repay-3", loan_id=loan_id, amount=eur("600.00"))  # 10.00 + 500.00 overdraft
     refused = await error_reason(lending.RepayLoan(short), grpc.StatusCode.FAILED_PRECONDITION)
     assert refused.reason == "INSUFFICIENT_FUNDS"
     listed = await lending.ListRepayments(lpb.ListRepaymentsRequest(loan_id=loan_id))
-    assert [x.repayment_id for x in listed.repayments] == [r.repayment_id], "a refused repayment leaves nothing behind"
-    assert (await lending.GetLoan(lpb.GetLoanRequest(loan_id=loan_id))).loan.outstanding_principal.amount == "1156.00"
+    assert [x.repayment_id for x in listed.repayments] == [r.repayment_id, first.repayment.repayment_id], (
+        "a refused one leaves nothing"
+    )
+    assert (await lending.GetLoan(lpb.GetLoanRequest(loan_id=loan_id))).loan.outstanding_principal.amount == "1146.00"
     await _sound(settings)
 
 
