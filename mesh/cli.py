@@ -88,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     _velocitypay_command(commands)
     _mailsim_command(commands)
     _interest_command(commands)
+    _loans_command(commands)
     _fees_command(commands)
     _reconcile_command(commands)
     _token_command(commands)
@@ -286,6 +287,14 @@ def _interest_command(commands: Subcommands) -> None:
     _client_arguments(run)
 
 
+def _loans_command(commands: Subcommands) -> None:
+    loans = commands.add_parser("loans", help="the loans' daily collection").add_subparsers(dest="action", required=True)
+    collect = loans.add_parser("collect", help="run (or resume) the collection of a business date, with a progress bar (admins)")
+    collect.add_argument("--date", required=True, type=date.fromisoformat, help="business date, YYYY-MM-DD")
+    collect.add_argument("--currency", default="EUR", help="the loans' currency (default: %(default)s)")
+    _client_arguments(collect)
+
+
 def _fees_command(commands: Subcommands) -> None:
     fees = commands.add_parser("fees", help="monthly maintenance fees").add_subparsers(dest="action", required=True)
     charge = fees.add_parser(
@@ -445,6 +454,29 @@ async def _interest_run(args: argparse.Namespace) -> int:
         print(
             f"{args.date}: {pb.InterestRunStatus.Name(last.status)}, {last.processed} accounts, "
             f"{last.total_interest.amount} {last.total_interest.currency_code} posted, {last.errors} errors, {seconds:.1f} s"
+        )
+    return 0
+
+
+async def _collect_loans(args: argparse.Namespace) -> int:
+    from common.grpc.client import bearer_channel
+    from ogpgy.lending.v1 import lending_service_pb2 as pb
+    from ogpgy.lending.v1 import lending_service_pb2_grpc as pb_grpc
+    from ogpgy.type.v1 import date_pb2
+
+    day = date_pb2.Date(year=args.date.year, month=args.date.month, day=args.date.day)
+    request = pb.RunCollectionRequest(request_id=f"cli-{args.date}", business_date=day, currency_code=args.currency)
+    async with bearer_channel(args.target, await _issue_token(args), _tls(args)) as channel:
+        last = None
+        with _progress(f"collection {args.date}") as show:
+            async for answer in pb_grpc.LendingServiceStub(channel).RunCollection(request):
+                last = answer.run
+                show(last.processed, last.total, f"loans, {last.collected.amount} {last.collected.currency_code} collected")
+    if last is not None:
+        seconds = last.duration.seconds + last.duration.nanos / 1e9
+        print(
+            f"{args.date}: {pb.CollectionRunStatus.Name(last.status)}, {last.processed} loans, "
+            f"{last.collected.amount} {last.collected.currency_code} collected, {seconds:.1f} s"
         )
     return 0
 
@@ -739,6 +771,7 @@ def main(argv: list[str] | None = None) -> int:
         return _rotate_keys(args)
     clients = {
         "interest": (_interest_run, "interest run refused"),
+        "loans": (_collect_loans, "collection refused"),
         "fees": (_charge_fees, "fees not charged"),
         "reconcile": (_reconcile, "reconciliation failed"),
         "token": (_token, "no token"),

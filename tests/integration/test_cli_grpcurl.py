@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,15 @@ def test_grpcurl_walkthrough(served: BankProcess) -> None:
     )
     assert reconciled.returncode == 0, reconciled.stderr
     assert "network settled 0, booked to clearing 0, matched 0, still completing 0, discrepancies 0" in reconciled.stdout
+
+    today = datetime.now(UTC).date().isoformat()
+    collect = [str(BIN / "ogpgy"), "loans", "collect", "--date", today, "--target", target]
+    env = {**os.environ, "OGPGY_PASSWORD": ADMIN_PASSWORD}
+    collected = subprocess.run(collect, capture_output=True, text=True, timeout=60, env=env)
+    assert collected.returncode == 0, collected.stderr
+    assert f"{today}: COLLECTION_RUN_STATUS_COMPLETED, 0 loans, 0.00 EUR collected" in collected.stdout
+    again = subprocess.run(collect, capture_output=True, text=True, timeout=60, env=env)
+    assert again.returncode == 1 and "has already completed" in again.stderr, "a date is collected once"
 
 
 def test_sigterm_shuts_down_gracefully(served: BankProcess) -> None:
