@@ -10,6 +10,7 @@ import logging
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 
 import grpc
 
@@ -79,6 +80,12 @@ class RunningBank:
             await self.mail.stop()
 
 
+def contract_descriptors() -> bytes:
+    """The contracts' descriptors with their comments (scripts/gen_protos.py writes them beside the
+    generated code, in the ogpgy package)."""
+    return (resources.files("ogpgy") / "descriptors.binpb").read_bytes()
+
+
 def _local_target(host: str, port: int) -> str:
     """How this process reaches its own server (a wildcard bind is reached on loopback)."""
     return f"127.0.0.1:{port}" if host in ("0.0.0.0", "", "::", "[::]") else f"{host}:{port}"
@@ -127,7 +134,7 @@ async def start_process(
     if all(context_spec(m).external for m in modules):  # the outside world alone, on a port of its own
         settings = settings.model_copy(update={"control_plane_open": True})
     setup_tracing("ogpgy-" + "+".join(names) if len(names) < len(ALL_MODULES) else "ogpgy")
-    server = GrpcServer()
+    server = GrpcServer(descriptors=contract_descriptors())
     tls = mutual_tls(settings.pki_path(), settings.process) if settings.mtls else server_tls(settings) if settings.tls else None
     port = server.bind(f"{settings.host}:{settings.port}", tls.server if tls else None)
     target = _local_target(settings.host, port)

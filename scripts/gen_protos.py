@@ -10,14 +10,17 @@ import argparse
 import shutil
 import sys
 import sysconfig
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
+from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
 DEFAULT_OUT = ROOT / "gen"
+DESCRIPTOR_SET = "ogpgy/descriptors.binpb"  # in the ogpgy package, so the wheel carries it
 
 
 def proto_files() -> list[Path]:
@@ -57,6 +60,41 @@ def generate(out: Path) -> None:
     if protoc.main(args) != 0:
         sys.exit("protoc failed")
     add_package_markers(out)
+    write_descriptor_set(out, well_known)
+
+
+def write_descriptor_set(out: Path, well_known: object) -> None:
+    """Every contract's descriptor with its comments (source info) and imports, for server
+    reflection: `grpcurl describe` then shows what each RPC and field means."""
+    args = [
+        "protoc",
+        f"-I{PROTOS}",
+        f"-I{well_known}",
+        f"--descriptor_set_out={out / DESCRIPTOR_SET}",
+        "--include_source_info",
+        "--include_imports",
+        *(str(p.relative_to(PROTOS)) for p in proto_files()),
+    ]
+    if protoc.main(args) != 0:
+        sys.exit("protoc failed (descriptor set)")
+    path = out / DESCRIPTOR_SET
+    path.write_bytes(without_json_names(path.read_bytes()))
+
+
+def without_json_names(serialized: bytes) -> bytes:
+    """The set without protoc's json_name on each field, as the generated code's own descriptors
+    are: reflection clients (grpcurl) then keep printing the fields' proto names, as before."""
+    descriptors = descriptor_pb2.FileDescriptorSet.FromString(serialized)
+
+    def strip(messages: Iterable[descriptor_pb2.DescriptorProto]) -> None:
+        for message in messages:
+            for field in message.field:
+                field.ClearField("json_name")
+            strip(message.nested_type)
+
+    for file in descriptors.file:
+        strip(file.message_type)
+    return descriptors.SerializeToString(deterministic=True)
 
 
 def add_package_markers(out: Path) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -46,7 +47,9 @@ class GrpcServer:
         *,
         interceptors: Sequence[aio.ServerInterceptor] = (),
         options: Sequence[tuple[str, Any]] = SERVER_OPTIONS,
+        descriptors: bytes = b"",
     ) -> None:
+        self._descriptors = descriptors  # a FileDescriptorSet with source info: reflection then serves the comments
         self._server = aio.server(interceptors=list(interceptors), options=list(options))
         self.local_handlers = LocalHandlers()  # what colocated callers reach without a socket
         self._registrar = InterceptingRegistrar(self._server, self.local_handlers)
@@ -112,7 +115,9 @@ class GrpcServer:
                     self.add_servicer(exported)
 
     async def start(self) -> None:
-        reflection.enable_server_reflection([*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server)
+        names = [*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        pool = ReflectionPool(self._descriptors) if self._descriptors else None
+        reflection.enable_server_reflection(names, self._server, pool=pool)
         await self._server.start()
         self.local_handlers.open()
         for name in ["", LIVENESS, *self._service_names]:
@@ -131,6 +136,73 @@ class GrpcServer:
 
     async def wait_for_termination(self) -> None:
         await self._server.wait_for_termination()
+
+
+class _CommentedFile:
+    """A file descriptor as reflection serializes it, with its comments: protobuf's own
+    CopyToProto leaves the source info out."""
+
+    def __init__(self, file: Any, commented: Mapping[str, descriptor_pb2.FileDescriptorProto]) -> None:
+        self._file = file
+        self._commented = commented
+        self.name: str = file.name
+
+    @property
+    def dependencies(self) -> list[_CommentedFile]:
+        return [_CommentedFile(d, self._commented) for d in self._file.dependencies]
+
+    def CopyToProto(self, proto: descriptor_pb2.FileDescriptorProto) -> None:
+        if self.name in self._commented:
+            proto.CopyFrom(self._commented[self.name])
+        else:
+            self._file.CopyToProto(proto)
+
+
+class ReflectionPool:
+    """What server reflection asks of a descriptor pool, answered from `serialized_set` (a
+    FileDescriptorSet with source info: `grpcurl describe` then shows the contracts' comments);
+    anything the set lacks (health, reflection itself, google.rpc error details) comes from the
+    generated code's pool, as it would without the set."""
+
+    def __init__(self, serialized_set: bytes) -> None:
+        self._pool = descriptor_pool.DescriptorPool()
+        files = descriptor_pb2.FileDescriptorSet.FromString(serialized_set).file
+        for file in files:
+            self._pool.Add(file)
+        self._commented = {file.name: file for file in files}
+        self._known = set(self._commented)
+
+    def _add(self, file: Any) -> None:
+        """A file of the default pool, its dependencies first."""
+        if file.name in self._known:
+            return
+        for dependency in file.dependencies:
+            self._add(dependency)
+        self._pool.Add(descriptor_pb2.FileDescriptorProto.FromString(file.serialized_pb))
+        self._known.add(file.name)
+
+    def FindFileByName(self, name: str) -> _CommentedFile:
+        if name not in self._known:
+            self._add(descriptor_pool.Default().FindFileByName(name))
+        return _CommentedFile(self._pool.FindFileByName(name), self._commented)
+
+    def FindFileContainingSymbol(self, symbol: str) -> _CommentedFile:
+        try:
+            found = self._pool.FindFileContainingSymbol(symbol)
+        except KeyError:
+            self._add(descriptor_pool.Default().FindFileContainingSymbol(symbol))
+            found = self._pool.FindFileContainingSymbol(symbol)
+        return _CommentedFile(found, self._commented)
+
+    def FindMessageTypeByName(self, name: str) -> Any:
+        self.FindFileContainingSymbol(name)
+        return self._pool.FindMessageTypeByName(name)
+
+    def FindExtensionByNumber(self, message: Any, number: int) -> Any:
+        return self._pool.FindExtensionByNumber(message, number)
+
+    def FindAllExtensions(self, message: Any) -> Any:
+        return self._pool.FindAllExtensions(message)
 
 
 def stop_signal() -> asyncio.Future[signal.Signals]:

@@ -46,6 +46,7 @@ def test_grpcurl_walkthrough(served: BankProcess) -> None:
 
     described = grpcurl(target, "describe", "ogpgy.customer.v1.CustomerService")
     assert "rpc OnboardCustomer ( .ogpgy.customer.v1.OnboardCustomerRequest )" in described.stdout
+    assert "Registers a customer and runs KYC" in described.stdout, "reflection serves the contracts' comments"
 
     unauthenticated = grpcurl("-d", json.dumps(ONBOARD), target, "ogpgy.customer.v1.CustomerService/OnboardCustomer")
     assert unauthenticated.returncode != 0 and "Unauthenticated" in unauthenticated.stderr
