@@ -28,9 +28,11 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 LIVENESS, READINESS = "liveness", "readiness"
 # A client keeps a connection this long at most, then connects again and resolves the name again:
 # replicas added by scaling get their share. Calls under way (streams included) get the grace.
+# A port another server holds is refused, not shared: two banks on one port would split the calls.
 SERVER_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.max_connection_age_ms", 300_000),
     ("grpc.max_connection_age_grace_ms", 3_600_000),
+    ("grpc.so_reuseport", 0),
 )
 
 
@@ -71,10 +73,13 @@ class GrpcServer:
     def bind(self, address: str, credentials: grpc.ServerCredentials | None = None) -> int:
         """Listens on `address` ("127.0.0.1:0" picks a free port), with TLS when `credentials`
         are given; returns the port."""
-        if credentials is None:
-            self._port = self._server.add_insecure_port(address)
-        else:
-            self._port = self._server.add_secure_port(address, credentials)
+        try:
+            if credentials is None:
+                self._port = self._server.add_insecure_port(address)
+            else:
+                self._port = self._server.add_secure_port(address, credentials)
+        except RuntimeError as failed:  # grpc's way of saying the bind failed
+            raise OSError(f"cannot listen on {address}: the address is in use or not this host's") from failed
         if self._port == 0:
             raise OSError(f"cannot listen on {address}")
         return self._port
@@ -187,12 +192,18 @@ class ReflectionPool:
         return _CommentedFile(self._pool.FindFileByName(name), self._commented)
 
     def FindFileContainingSymbol(self, symbol: str) -> _CommentedFile:
-        try:
-            found = self._pool.FindFileContainingSymbol(symbol)
-        except KeyError:
-            self._add(descriptor_pool.Default().FindFileContainingSymbol(symbol))
-            found = self._pool.FindFileContainingSymbol(symbol)
-        return _CommentedFile(found, self._commented)
+        """The file of a message, service or enum, or of a method or field (found by its parent:
+        a pool built from descriptors does not index members)."""
+        name = symbol
+        while True:
+            try:
+                return _CommentedFile(self._pool.FindFileContainingSymbol(name), self._commented)
+            except KeyError:
+                if "." not in name:
+                    break
+                name = name.rsplit(".", 1)[0]
+        self._add(descriptor_pool.Default().FindFileContainingSymbol(symbol))
+        return _CommentedFile(self._pool.FindFileContainingSymbol(symbol), self._commented)
 
     def FindMessageTypeByName(self, name: str) -> Any:
         self.FindFileContainingSymbol(name)

@@ -47,6 +47,8 @@ def test_grpcurl_walkthrough(served: BankProcess) -> None:
     described = grpcurl(target, "describe", "ogpgy.customer.v1.CustomerService")
     assert "rpc OnboardCustomer ( .ogpgy.customer.v1.OnboardCustomerRequest )" in described.stdout
     assert "Registers a customer and runs KYC" in described.stdout, "reflection serves the contracts' comments"
+    method = grpcurl(target, "describe", "ogpgy.customer.v1.CustomerService.OnboardCustomer")
+    assert "Registers a customer and runs KYC" in method.stdout, "a method's comment too"
 
     unauthenticated = grpcurl("-d", json.dumps(ONBOARD), target, "ogpgy.customer.v1.CustomerService/OnboardCustomer")
     assert unauthenticated.returncode != 0 and "Unauthenticated" in unauthenticated.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import pytest
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -49,3 +50,13 @@ async def test_a_process_whose_imported_context_is_unreachable_is_live_but_not_r
         assert await _health(account.target, "readiness") == NOT_SERVING
     finally:
         await account.stop(grace=0.5)
+
+
+async def test_a_port_another_bank_holds_is_refused_not_shared(tmp_path: Path) -> None:
+    first = await start_embedded(Settings(data_dir=tmp_path / "a", port=0, admin_password=ADMIN_PASSWORD))
+    try:
+        port = int(first.target.rsplit(":", 1)[1])
+        with pytest.raises(OSError):  # with SO_REUSEPORT both would listen, each taking some of the calls
+            await start_embedded(Settings(data_dir=tmp_path / "b", port=port, admin_password=ADMIN_PASSWORD))
+    finally:
+        await first.stop(grace=0.5)
