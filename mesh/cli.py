@@ -12,7 +12,7 @@ import shlex
 import signal
 import sys
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from datetime import date
 from decimal import Decimal
@@ -432,51 +432,68 @@ def _progress(what: str) -> Iterator[Callable[[int, int, str], None]]:
         yield lambda done, total, note: progress.update(task, completed=done, total=total or None, note=note)
 
 
-async def _interest_run(args: argparse.Namespace) -> int:
+async def _follow_run(
+    args: argparse.Namespace, what: str, run: Callable[[Any], AsyncIterator[Any]], note: Callable[[Any], str]
+) -> Any:
+    """Follows a streamed batch run (`run` over an admin's channel) with a progress bar; its last
+    state. A run's state has processed, total and duration."""
     from common.grpc.client import bearer_channel
-    from ogpgy.interest.v1 import interest_service_pb2 as pb
-    from ogpgy.interest.v1 import interest_service_pb2_grpc as pb_grpc
-    from ogpgy.type.v1 import date_pb2
 
-    day = date_pb2.Date(year=args.date.year, month=args.date.month, day=args.date.day)
     async with bearer_channel(args.target, await _issue_token(args), _tls(args)) as channel:
         last = None
-        with _progress(f"interest {args.date}") as show:
-            async for answer in pb_grpc.InterestServiceStub(channel).RunDailyInterest(
-                pb.RunDailyInterestRequest(request_id=f"cli-{args.date}", business_date=day)
-            ):
+        with _progress(what) as show:
+            async for answer in run(channel):
                 last = answer.run
-                if not last.total and not last.processed:
-                    continue  # the run's opening state, before the first chunk
-                show(last.processed, last.total, f"accounts, {last.total_interest.amount} {last.total_interest.currency_code}")
+                if last.total or last.processed:  # not the run's opening state, before its first chunk
+                    show(last.processed, last.total, note(last))
+    return last
+
+
+def _seconds(run: Any) -> float:
+    return float(run.duration.seconds + run.duration.nanos / 1e9)
+
+
+def _business_date(day: date) -> Any:
+    from ogpgy.type.v1 import date_pb2
+
+    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
+
+
+async def _interest_run(args: argparse.Namespace) -> int:
+    from ogpgy.interest.v1 import interest_service_pb2 as pb
+    from ogpgy.interest.v1 import interest_service_pb2_grpc as pb_grpc
+
+    request = pb.RunDailyInterestRequest(request_id=f"cli-{args.date}", business_date=_business_date(args.date))
+    last = await _follow_run(
+        args,
+        f"interest {args.date}",
+        lambda channel: pb_grpc.InterestServiceStub(channel).RunDailyInterest(request),
+        lambda run: f"accounts, {run.total_interest.amount} {run.total_interest.currency_code}",
+    )
     if last is not None:
-        seconds = last.duration.seconds + last.duration.nanos / 1e9
         print(
             f"{args.date}: {pb.InterestRunStatus.Name(last.status)}, {last.processed} accounts, "
-            f"{last.total_interest.amount} {last.total_interest.currency_code} posted, {last.errors} errors, {seconds:.1f} s"
+            f"{last.total_interest.amount} {last.total_interest.currency_code} posted, {last.errors} errors, {_seconds(last):.1f} s"
         )
     return 0
 
 
 async def _collect_loans(args: argparse.Namespace) -> int:
-    from common.grpc.client import bearer_channel
     from ogpgy.lending.v1 import lending_service_pb2 as pb
     from ogpgy.lending.v1 import lending_service_pb2_grpc as pb_grpc
-    from ogpgy.type.v1 import date_pb2
 
-    day = date_pb2.Date(year=args.date.year, month=args.date.month, day=args.date.day)
+    day = _business_date(args.date)
     request = pb.RunCollectionRequest(request_id=f"cli-{args.date}", business_date=day, currency_code=args.currency)
-    async with bearer_channel(args.target, await _issue_token(args), _tls(args)) as channel:
-        last = None
-        with _progress(f"collection {args.date}") as show:
-            async for answer in pb_grpc.LendingServiceStub(channel).RunCollection(request):
-                last = answer.run
-                show(last.processed, last.total, f"loans, {last.collected.amount} {last.collected.currency_code} collected")
+    last = await _follow_run(
+        args,
+        f"collection {args.date}",
+        lambda channel: pb_grpc.LendingServiceStub(channel).RunCollection(request),
+        lambda run: f"loans, {run.collected.amount} {run.collected.currency_code} collected",
+    )
     if last is not None:
-        seconds = last.duration.seconds + last.duration.nanos / 1e9
         print(
             f"{args.date}: {pb.CollectionRunStatus.Name(last.status)}, {last.processed} loans, "
-            f"{last.collected.amount} {last.collected.currency_code} collected, {seconds:.1f} s"
+            f"{last.collected.amount} {last.collected.currency_code} collected, {_seconds(last):.1f} s"
         )
     return 0
 

@@ -25,6 +25,7 @@ from common.di.errors import MissingProviderError
 from common.events.bus import EventBus
 from common.grpc.channels import ChannelPool
 from common.grpc.server import LIVENESS, GrpcServer
+from common.periodic import Every
 from common.security.component import Security
 
 log = logging.getLogger("ogpgy.readiness")
@@ -88,7 +89,7 @@ class Readiness:
     def __init__(self, server: GrpcServer, checks: dict[str, Check]) -> None:
         self._server = server
         self._checks = checks
-        self._task: asyncio.Task[None] | None = None
+        self._rounds = Every("readiness", CHECK_EVERY_SECONDS, self._round, log)
         self.failing: list[str] = []
 
     async def check(self) -> bool:
@@ -102,15 +103,11 @@ class Readiness:
         await self._server.set_ready(not failing)
         return not failing
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="readiness")
+    async def _round(self) -> None:
+        await self.check()
 
-    async def _run(self) -> None:
-        while True:
-            await self.check()
-            await asyncio.sleep(CHECK_EVERY_SECONDS)
+    def start(self) -> None:
+        self._rounds.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._rounds.stop()

@@ -12,7 +12,11 @@ from pathlib import Path
 import grpc
 from grpc import aio
 
+from common.clock import Clock, FixedClock
+from common.config import Settings
+from common.di import ContextModuleBuilder
 from common.grpc.client import bearer_channel
+from mesh.embedded import start_embedded
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
 from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc
@@ -41,6 +45,21 @@ async def eventually(check: Callable[[], Awaitable[object]], within: float = 15.
     while not await check():
         assert time.monotonic() < deadline, f"{what} not reached within {within}s"
         await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def bank_on_clock(settings: Settings, clock: FixedClock) -> AsyncIterator[aio.Channel]:
+    """An embedded bank whose clock the test moves (to make months pass), as its first admin."""
+
+    def movable(builder: ContextModuleBuilder) -> None:
+        builder.override(Clock, clock)
+
+    bank = await start_embedded(settings, customize=movable)
+    try:
+        async with admin_channel(bank.target) as channel:
+            yield channel
+    finally:
+        await bank.stop(grace=1)
 
 
 def eur(amount: str) -> Money:

@@ -6,9 +6,17 @@ from collections.abc import Awaitable
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
 
-from common.grpc.status import rich_status, unpack_detail
+from common.errors import AppError
+from common.grpc.status import rich_status, to_grpc_status, unpack_detail
+
+
+def status_details(error: AppError) -> list[any_pb2.Any]:
+    """The rich details a client receives for `error` (as the server's platform maps it)."""
+    metadata = dict(to_grpc_status(error).trailing_metadata)
+    return list(status_pb2.Status.FromString(metadata["grpc-status-details-bin"]).details)
 
 
 async def rpc_error(call: Awaitable[object], code: grpc.StatusCode) -> grpc.aio.AioRpcError:

@@ -24,7 +24,6 @@ import yaml
 from common.config import Settings
 from common.security.component import Security
 from common.security.pki import CertificateAuthority, save, spiffe_id
-from mesh.kubernetes import service_name
 from tests.netns import NetnsHosts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,7 +152,9 @@ class Node:
         host = f"{deployment['metadata']['name']}.{deployment['metadata']['namespace']}.svc.cluster.local"
         for source in sources:
             secret = source["secret"]["name"]
-            kind, name = re.match(r"ogpgy-(server|context)-(.+)", secret).groups()  # type: ignore[union-attr]
+            matched = re.fullmatch(r"ogpgy-(server|context)-(.+)", secret)
+            assert matched is not None, f"a certificate Secret the node does not know: {secret}"
+            kind, name = matched.groups()
             identity = spiffe_id("process" if kind == "server" else "context", name)
             issued = self.authority.issue(identity, hosts=[host, *self._addresses[host]] if kind == "server" else [])
             directory = folder / ("servers" if kind == "server" else "contexts")
@@ -199,6 +200,3 @@ class Node:
             context: "ipv4:" + ",".join(f"{p.address}:7100" for p in self.pods if p.process == process)
             for context, process in contexts.items()
         }
-
-    def service(self, process: str) -> str:
-        return service_name(process)

@@ -122,7 +122,6 @@ class Position:
     overdue_minor: int  # owed on installments already due
     days_in_arrears: int
     next_due_date: date | None
-    paid_off: bool
 
 
 def _open(installments: Iterable[InstallmentState]) -> list[InstallmentState]:
@@ -206,5 +205,4 @@ def position(installments: Iterable[InstallmentState], today: date) -> Position:
         overdue_minor=sum(i.owed for i in due),
         days_in_arrears=(today - oldest).days,
         next_due_date=min((i.due_date for i in pending if i.due_date > today), default=None),
-        paid_off=bool(states) and not pending,
     )

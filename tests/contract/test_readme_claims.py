@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import json_format
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import code_pb2, error_details_pb2
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -43,8 +43,9 @@ from common.errors import (
     Unavailable,
     ValidationFailed,
 )
-from common.grpc.status import code_of, rich_status, to_grpc_status, unpack_detail
+from common.grpc.status import code_of, rich_status, unpack_detail
 from tests.adversarial.world import World, build_world, quiet, running_bank, settings_for
+from tests.grpc_assert import status_details
 from tests.rpc_catalog import Rpc, served_rpcs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -317,18 +318,12 @@ _EXAMPLES: list[AppError] = [
 ]
 
 
-def to_grpc_status_details(error: AppError) -> list[Any]:
-    status = to_grpc_status(error)
-    metadata = dict(status.trailing_metadata)
-    return list(status_pb2.Status.FromString(metadata["grpc-status-details-bin"]).details)
-
-
 def test_the_errors_table_names_the_details_each_code_carries() -> None:
     table = _errors_table()
     for error in _EXAMPLES:
         code = code_pb2.Code.Name(code_of(error))
         assert code in table, f"{code} is answered but not in the README's errors table"
-        details = [any_detail.TypeName().rsplit(".", 1)[-1] for any_detail in to_grpc_status_details(error)]
+        details = [any_detail.TypeName().rsplit(".", 1)[-1] for any_detail in status_details(error)]
         assert details and all(name in table[code][1] for name in details), (code, details, table[code][1])
     assert set(table) == {code_pb2.Code.Name(code_of(e)) for e in _EXAMPLES}, "a code in the table is never answered"
 

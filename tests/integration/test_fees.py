@@ -11,13 +11,11 @@ from datetime import UTC, datetime
 import pytest
 from grpc import aio
 
-from common.clock import Clock, FixedClock
+from common.clock import FixedClock
 from common.config import Settings
-from common.di import ContextModuleBuilder
-from mesh.embedded import start_embedded
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.type.v1 import date_pb2
-from tests.bank_helpers import Bank, admin_channel, eur
+from tests.bank_helpers import Bank, bank_on_clock, eur
 from tests.grpc_assert import field_violations
 from tests.ledger_checks import broken_ledger
 
@@ -29,14 +27,8 @@ CLOCK = FixedClock(datetime(2026, 5, 10, 9, 0, tzinfo=UTC))
 async def channel(settings: Settings) -> AsyncIterator[aio.Channel]:
     """A bank whose clock the test moves through May into June."""
     CLOCK.move_to(datetime(2026, 5, 10, 9, 0, tzinfo=UTC))
-
-    def movable(builder: ContextModuleBuilder) -> None:
-        builder.override(Clock, CLOCK)
-
-    bank = await start_embedded(settings, customize=movable)
-    async with admin_channel(bank.target) as channel:
+    async with bank_on_clock(settings, CLOCK) as channel:
         yield channel
-    await bank.stop(grace=1)
 
 
 def _on(day: int, month: int = 5) -> None:

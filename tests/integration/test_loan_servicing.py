@@ -14,17 +14,15 @@ import grpc
 import pytest
 from grpc import aio
 
-from common.clock import Clock, FixedClock
+from common.clock import FixedClock
 from common.config import Settings
-from common.di import ContextModuleBuilder
-from mesh.embedded import start_embedded
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.lending.v1 import lending_service_pb2 as lpb
 from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
 from ogpgy.notification.v1 import notification_service_pb2 as npb
 from ogpgy.notification.v1 import notification_service_pb2_grpc as ngrpc
 from ogpgy.type.v1 import date_pb2
-from tests.bank_helpers import Bank, admin_channel, eur, eventually
+from tests.bank_helpers import Bank, bank_on_clock, eur, eventually
 from tests.grpc_assert import error_reason
 from tests.ledger_checks import broken_ledger, broken_loans
 
@@ -38,14 +36,8 @@ def _on(day: int, month: int) -> None:
 @pytest.fixture
 async def channel(settings: Settings) -> AsyncIterator[aio.Channel]:
     CLOCK.move_to(datetime(2026, 3, 1, 9, 0, tzinfo=UTC))
-
-    def movable(builder: ContextModuleBuilder) -> None:
-        builder.override(Clock, CLOCK)
-
-    bank = await start_embedded(settings, customize=movable)
-    async with admin_channel(bank.target) as channel:
+    async with bank_on_clock(settings, CLOCK) as channel:
         yield channel
-    await bank.stop(grace=1)
 
 
 async def _disbursed(channel: aio.Channel, tag: str) -> tuple[str, str]:

@@ -33,6 +33,7 @@ def test_a_wrong_value_is_refused_with_its_name(monkeypatch: pytest.MonkeyPatch)
 def test_secrets_come_from_mounted_files(tmp_path: Path) -> None:
     (tmp_path / "OGPGY_ADMIN_PASSWORD").write_text("from-a-secret")
     (tmp_path / "OGPGY_POSTGRES_DSN").write_text("postgresql://bank:pw@db:5432/ogpgy")
+    # _secrets_dir is pydantic-settings' own init argument, not a field: its typed signature lists fields only.
     settings = Settings(_secrets_dir=tmp_path)  # type: ignore[call-arg]
     assert (settings.admin_password, settings.postgres_dsn) == ("from-a-secret", "postgresql://bank:pw@db:5432/ogpgy")
 
