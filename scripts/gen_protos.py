@@ -23,9 +23,14 @@ DEFAULT_OUT = ROOT / "gen"
 DESCRIPTOR_SET = "ogpgy/descriptors.binpb"  # in the ogpgy package, so the wheel carries it
 
 
+# Vendored contracts whose Python code its runtime package already ships (googleapis-common-protos,
+# grpcio-health-checking): generating them again would register each file twice.
+SHIPPED_IN_PYTHON = ("google/", "grpc/")
+
+
 def proto_files() -> list[Path]:
-    """Every contract, sorted so that output is reproducible."""
-    return sorted(PROTOS.rglob("*.proto"))
+    """Every contract to generate, sorted so that output is reproducible."""
+    return sorted(p for p in PROTOS.rglob("*.proto") if not p.relative_to(PROTOS).as_posix().startswith(SHIPPED_IN_PYTHON))
 
 
 def plugin(name: str) -> str:

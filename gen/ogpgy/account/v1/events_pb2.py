@@ -27,13 +27,14 @@ from ogpgy.account.v1 import account_service_pb2 as ogpgy_dot_account_dot_v1_dot
 from ogpgy.type.v1 import money_pb2 as ogpgy_dot_type_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dogpgy/account/v1/events.proto\x12\x10ogpgy.account.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a&ogpgy/account/v1/account_service.proto\x1a\x19ogpgy/type/v1/money.proto\"\x94\x01\n\rAccountOpened\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12+\n\x04type\x18\x03 \x01(\x0e\x32\x1d.ogpgy.account.v1.AccountType\x12-\n\topen_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\rAccountClosed\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12.\n\nclose_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcd\x01\n\x0eTransferPosted\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x18\n\x10\x64\x65\x62it_account_id\x18\x02 \x01(\t\x12\x19\n\x11\x63redit_account_id\x18\x03 \x01(\t\x12$\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\x1c\n\x14reverses_transfer_id\x18\x05 \x01(\t\x12-\n\tpost_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dogpgy/account/v1/events.proto\x12\x10ogpgy.account.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a&ogpgy/account/v1/account_service.proto\x1a\x19ogpgy/type/v1/money.proto\"\x94\x01\n\rAccountOpened\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12+\n\x04type\x18\x03 \x01(\x0e\x32\x1d.ogpgy.account.v1.AccountType\x12-\n\topen_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\rAccountClosed\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12.\n\nclose_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcd\x01\n\x0eTransferPosted\x12\x13\n\x0btransfer_id\x18\x01 \x01(\t\x12\x18\n\x10\x64\x65\x62it_account_id\x18\x02 \x01(\t\x12\x19\n\x11\x63redit_account_id\x18\x03 \x01(\t\x12$\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\x1c\n\x14reverses_transfer_id\x18\x05 \x01(\t\x12-\n\tpost_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampBi\n\x14\x63om.ogpgy.account.v1P\x01Z<github.com/ogpgy/bank-mesh/gen/go/ogpgy/account/v1;accountv1\xaa\x02\x10Ogpgy.Account.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ogpgy.account.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\024com.ogpgy.account.v1P\001Z<github.com/ogpgy/bank-mesh/gen/go/ogpgy/account/v1;accountv1\252\002\020Ogpgy.Account.V1'
   _globals['_ACCOUNTOPENED']._serialized_start=152
   _globals['_ACCOUNTOPENED']._serialized_end=300
   _globals['_ACCOUNTCLOSED']._serialized_start=302

@@ -26,13 +26,14 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from ogpgy.customer.v1 import customer_service_pb2 as ogpgy_dot_customer_dot_v1_dot_customer__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eogpgy/customer/v1/events.proto\x12\x11ogpgy.customer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(ogpgy/customer/v1/customer_service.proto\"\x8c\x01\n\x11\x43ustomerOnboarded\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x30\n\nkyc_status\x18\x02 \x01(\x0e\x32\x1c.ogpgy.customer.v1.KycStatus\x12\x30\n\x0conboard_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x80\x01\n\x0f\x43ustomerUpdated\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x16\n\x0e\x63hanged_fields\x18\x03 \x03(\t\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8d\x01\n\x13\x43ustomerKycReviewed\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x30\n\nkyc_status\x18\x02 \x01(\x0e\x32\x1c.ogpgy.customer.v1.KycStatus\x12/\n\x0breview_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eogpgy/customer/v1/events.proto\x12\x11ogpgy.customer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(ogpgy/customer/v1/customer_service.proto\"\x8c\x01\n\x11\x43ustomerOnboarded\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x30\n\nkyc_status\x18\x02 \x01(\x0e\x32\x1c.ogpgy.customer.v1.KycStatus\x12\x30\n\x0conboard_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x80\x01\n\x0f\x43ustomerUpdated\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x16\n\x0e\x63hanged_fields\x18\x03 \x03(\t\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8d\x01\n\x13\x43ustomerKycReviewed\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x30\n\nkyc_status\x18\x02 \x01(\x0e\x32\x1c.ogpgy.customer.v1.KycStatus\x12/\n\x0breview_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampBm\n\x15\x63om.ogpgy.customer.v1P\x01Z>github.com/ogpgy/bank-mesh/gen/go/ogpgy/customer/v1;customerv1\xaa\x02\x11Ogpgy.Customer.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ogpgy.customer.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\025com.ogpgy.customer.v1P\001Z>github.com/ogpgy/bank-mesh/gen/go/ogpgy/customer/v1;customerv1\252\002\021Ogpgy.Customer.V1'
   _globals['_CUSTOMERONBOARDED']._serialized_start=129
   _globals['_CUSTOMERONBOARDED']._serialized_end=269
   _globals['_CUSTOMERUPDATED']._serialized_start=272

@@ -26,13 +26,14 @@ from ogpgy.type.v1 import date_pb2 as ogpgy_dot_type_dot_v1_dot_date__pb2
 from ogpgy.type.v1 import money_pb2 as ogpgy_dot_type_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eogpgy/interest/v1/events.proto\x12\x11ogpgy.interest.v1\x1a\x18ogpgy/type/v1/date.proto\x1a\x19ogpgy/type/v1/money.proto\"|\n\x0eInterestPosted\x12*\n\rbusiness_date\x18\x01 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12\x10\n\x08\x61\x63\x63ounts\x18\x02 \x01(\x03\x12,\n\x0etotal_interest\x18\x03 \x01(\x0b\x32\x14.ogpgy.type.v1.Moneyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eogpgy/interest/v1/events.proto\x12\x11ogpgy.interest.v1\x1a\x18ogpgy/type/v1/date.proto\x1a\x19ogpgy/type/v1/money.proto\"|\n\x0eInterestPosted\x12*\n\rbusiness_date\x18\x01 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12\x10\n\x08\x61\x63\x63ounts\x18\x02 \x01(\x03\x12,\n\x0etotal_interest\x18\x03 \x01(\x0b\x32\x14.ogpgy.type.v1.MoneyBm\n\x15\x63om.ogpgy.interest.v1P\x01Z>github.com/ogpgy/bank-mesh/gen/go/ogpgy/interest/v1;interestv1\xaa\x02\x11Ogpgy.Interest.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ogpgy.interest.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\025com.ogpgy.interest.v1P\001Z>github.com/ogpgy/bank-mesh/gen/go/ogpgy/interest/v1;interestv1\252\002\021Ogpgy.Interest.V1'
   _globals['_INTERESTPOSTED']._serialized_start=106
   _globals['_INTERESTPOSTED']._serialized_end=230
 # @@protoc_insertion_point(module_scope)

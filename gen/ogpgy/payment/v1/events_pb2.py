@@ -26,13 +26,14 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from ogpgy.type.v1 import money_pb2 as ogpgy_dot_type_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dogpgy/payment/v1/events.proto\x12\x10ogpgy.payment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19ogpgy/type/v1/money.proto\"\x94\x01\n\rPaymentQueued\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x19\n\x11\x64\x65\x62tor_account_id\x18\x02 \x01(\t\x12$\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12.\n\nqueue_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xaf\x01\n\x10PaymentCompleted\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x19\n\x11\x64\x65\x62tor_account_id\x18\x02 \x01(\t\x12$\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\x13\n\x0btransfer_id\x18\x04 \x01(\t\x12\x31\n\rcomplete_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa3\x01\n\rPaymentFailed\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x19\n\x11\x64\x65\x62tor_account_id\x18\x02 \x01(\t\x12$\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12-\n\tfail_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dogpgy/payment/v1/events.proto\x12\x10ogpgy.payment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19ogpgy/type/v1/money.proto\"\x94\x01\n\rPaymentQueued\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x19\n\x11\x64\x65\x62tor_account_id\x18\x02 \x01(\t\x12$\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12.\n\nqueue_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xaf\x01\n\x10PaymentCompleted\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x19\n\x11\x64\x65\x62tor_account_id\x18\x02 \x01(\t\x12$\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\x13\n\x0btransfer_id\x18\x04 \x01(\t\x12\x31\n\rcomplete_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa3\x01\n\rPaymentFailed\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x19\n\x11\x64\x65\x62tor_account_id\x18\x02 \x01(\t\x12$\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12-\n\tfail_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampBi\n\x14\x63om.ogpgy.payment.v1P\x01Z<github.com/ogpgy/bank-mesh/gen/go/ogpgy/payment/v1;paymentv1\xaa\x02\x10Ogpgy.Payment.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ogpgy.payment.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\024com.ogpgy.payment.v1P\001Z<github.com/ogpgy/bank-mesh/gen/go/ogpgy/payment/v1;paymentv1\252\002\020Ogpgy.Payment.V1'
   _globals['_PAYMENTQUEUED']._serialized_start=112
   _globals['_PAYMENTQUEUED']._serialized_end=260
   _globals['_PAYMENTCOMPLETED']._serialized_start=263

@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bogpgy/type/v1/address.proto\x12\rogpgy.type.v1\"W\n\rPostalAddress\x12\r\n\x05lines\x18\x01 \x03(\t\x12\x0c\n\x04\x63ity\x18\x02 \x01(\t\x12\x13\n\x0bpostal_code\x18\x03 \x01(\t\x12\x14\n\x0c\x63ountry_code\x18\x04 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bogpgy/type/v1/address.proto\x12\rogpgy.type.v1\"W\n\rPostalAddress\x12\r\n\x05lines\x18\x01 \x03(\t\x12\x0c\n\x04\x63ity\x18\x02 \x01(\t\x12\x13\n\x0bpostal_code\x18\x03 \x01(\t\x12\x14\n\x0c\x63ountry_code\x18\x04 \x01(\tB]\n\x11\x63om.ogpgy.type.v1P\x01Z6github.com/ogpgy/bank-mesh/gen/go/ogpgy/type/v1;typev1\xaa\x02\rOgpgy.Type.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ogpgy.type.v1.address_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\021com.ogpgy.type.v1P\001Z6github.com/ogpgy/bank-mesh/gen/go/ogpgy/type/v1;typev1\252\002\rOgpgy.Type.V1'
   _globals['_POSTALADDRESS']._serialized_start=46
   _globals['_POSTALADDRESS']._serialized_end=133
 # @@protoc_insertion_point(module_scope)

@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18ogpgy/type/v1/date.proto\x12\rogpgy.type.v1\"0\n\x04\x44\x61te\x12\x0c\n\x04year\x18\x01 \x01(\x05\x12\r\n\x05month\x18\x02 \x01(\x05\x12\x0b\n\x03\x64\x61y\x18\x03 \x01(\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18ogpgy/type/v1/date.proto\x12\rogpgy.type.v1\"0\n\x04\x44\x61te\x12\x0c\n\x04year\x18\x01 \x01(\x05\x12\r\n\x05month\x18\x02 \x01(\x05\x12\x0b\n\x03\x64\x61y\x18\x03 \x01(\x05\x42]\n\x11\x63om.ogpgy.type.v1P\x01Z6github.com/ogpgy/bank-mesh/gen/go/ogpgy/type/v1;typev1\xaa\x02\rOgpgy.Type.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ogpgy.type.v1.date_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\021com.ogpgy.type.v1P\001Z6github.com/ogpgy/bank-mesh/gen/go/ogpgy/type/v1;typev1\252\002\rOgpgy.Type.V1'
   _globals['_DATE']._serialized_start=43
   _globals['_DATE']._serialized_end=91
 # @@protoc_insertion_point(module_scope)

@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19ogpgy/type/v1/money.proto\x12\rogpgy.type.v1\".\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19ogpgy/type/v1/money.proto\x12\rogpgy.type.v1\".\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\tB]\n\x11\x63om.ogpgy.type.v1P\x01Z6github.com/ogpgy/bank-mesh/gen/go/ogpgy/type/v1;typev1\xaa\x02\rOgpgy.Type.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ogpgy.type.v1.money_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\021com.ogpgy.type.v1P\001Z6github.com/ogpgy/bank-mesh/gen/go/ogpgy/type/v1;typev1\252\002\rOgpgy.Type.V1'
   _globals['_MONEY']._serialized_start=44
   _globals['_MONEY']._serialized_end=90
 # @@protoc_insertion_point(module_scope)
