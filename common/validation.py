@@ -11,17 +11,12 @@ from common.errors import FieldViolation, ValidationFailed
 
 T = TypeVar("T")
 
-REQUEST_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 PLAIN_DECIMAL = re.compile(r"[0-9]{1,6}(\.[0-9]{1,18})?")  # no sign, exponent, NaN or Infinity
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
 
 
 REQUIRED, INVALID = "FIELD_REQUIRED", "FIELD_INVALID"  # FieldViolation reasons (AIP-193)
-
-
-def _missing_or_invalid(value: str) -> str:
-    return REQUIRED if not value else INVALID
 
 
 class Violations:
@@ -64,11 +59,6 @@ class Violations:
         return value
 
 
-def check_request_id(v: Violations, value: str, field: str = "request_id") -> None:
-    """Every state-changing request carries a client-chosen idempotency key."""
-    v.check(bool(REQUEST_ID.fullmatch(value)), field, "required: 1..64 characters of [A-Za-z0-9_-]", _missing_or_invalid(value))
-
-
 def check_text(v: Violations, value: str, field: str, *, max_len: int, required: bool = True) -> None:
     """Free text: bounded, no control characters, not blank when required."""
     if not value.strip():
@@ -76,12 +66,6 @@ def check_text(v: Violations, value: str, field: str, *, max_len: int, required:
         return
     v.check(len(value) <= max_len, field, f"at most {max_len} characters")
     v.check(value.isprintable(), field, "must not contain control characters")
-
-
-def check_id(v: Violations, value: str, field: str, prefix: str) -> None:
-    """Server-assigned ids have a known prefix; a malformed one is bad input, not NOT_FOUND."""
-    ok = value.startswith(f"{prefix}_") and len(value) <= 64 and value.isascii() and value.isprintable()
-    v.check(ok, field, f"required: an id starting with '{prefix}_'", _missing_or_invalid(value))
 
 
 def decimal_fraction(v: Violations, text: str, field: str, *, max_places: int, zero_allowed: bool) -> Decimal | None:

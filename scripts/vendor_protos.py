@@ -42,13 +42,17 @@ class Vendored:
         return f"{Path(self.path).parts[0]}/LICENSE"
 
 
-GOOGLE_RPC = [Vendored(f"google/rpc/{name}.proto", "googleapis-common-protos", "Apache-2.0") for name in ("status", "error_details", "code")]
+GOOGLE_RPC = [
+    Vendored(f"google/rpc/{name}.proto", "googleapis-common-protos", "Apache-2.0") for name in ("status", "error_details", "code")
+]
 HEALTH = Vendored("grpc/health/v1/health.proto", "grpcio-health-checking", "Apache-2.0")
 VALIDATE = Vendored("buf/validate/validate.proto", "protovalidate", "Apache-2.0")
 
 
 def header(item: Vendored) -> str:
-    return HEADER.format(dist=item.dist, version=metadata.version(item.dist), licence=item.licence, licence_file=item.licence_file)
+    return HEADER.format(
+        dist=item.dist, version=metadata.version(item.dist), licence=item.licence, licence_file=item.licence_file
+    )
 
 
 def licence_text(dist: str) -> str:
@@ -193,7 +197,9 @@ class Printer:
         self.emit(0, "}")
 
 
-def _map_entries(scope: str, messages: Iterable[descriptor_pb2.DescriptorProto]) -> Iterator[tuple[str, descriptor_pb2.DescriptorProto]]:
+def _map_entries(
+    scope: str, messages: Iterable[descriptor_pb2.DescriptorProto]
+) -> Iterator[tuple[str, descriptor_pb2.DescriptorProto]]:
     """The synthetic entry messages of map fields, by full name: printed as map<K, V>."""
     for m in messages:
         for nested in m.nested_type:

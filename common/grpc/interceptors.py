@@ -1,7 +1,7 @@
 """Server and client interceptors of the platform.
 
-Server side: sets the call context (request id, deadline) and maps AppError to statuses with rich
-details; anything else is a bug, logged with its traceback and answered INTERNAL without internals.
+Server side: sets the call context (request id, deadline), refuses a request that breaks its
+contract's field rules before the handler runs, and maps AppError to statuses with rich details; anything else is a bug, logged with its traceback and answered INTERNAL without internals.
 It is applied to each handler once, when the handler is registered (InterceptingRegistrar).
 Every call has a server span (continuing the caller's trace), Prometheus metrics, and one JSON log
 line with its request id and trace id.
@@ -25,6 +25,7 @@ from grpc import aio
 
 from common.errors import AppError, FieldViolation, ValidationFailed
 from common.grpc.call_context import REQUEST_ID_HEADER, deadline_var, request_id_var
+from common.grpc.contract_rules import contract_violations
 from common.grpc.identity import check_importer
 from common.grpc.inprocess import LocalHandlers
 from common.grpc.status import internal_status, no_answer, to_grpc_status
@@ -78,7 +79,7 @@ def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], A
 
 async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
     async for request in requests:
-        _refuse_malformed(request)
+        _refuse_invalid(request)
         yield request
 
 
@@ -99,9 +100,14 @@ def _checking_requests(behavior: Callable[..., Any]) -> Callable[..., Any]:
     return answered
 
 
-def _refuse_malformed(request: Any) -> None:
+def _refuse_invalid(request: Any) -> None:
+    """Refuses a request that is not a message of the method's type, or breaks the field rules its
+    contract declares: once, here, for every handler, before it runs."""
     if isinstance(request, _Malformed):
         raise ValidationFailed([FieldViolation("request", "the request bytes are not a valid message of this method's type")])
+    violations = contract_violations(request)
+    if violations:
+        raise ValidationFailed(violations)
 
 
 @dataclass(frozen=True)
@@ -212,7 +218,7 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str, guard: Gua
         with _observed(method, metrics, context) as outcome:
             try:
                 _enter_call(context, method, guard)
-                _refuse_malformed(request)
+                _refuse_invalid(request)
                 response = await behavior(request, context)
                 outcome.code = "OK"
                 return response
@@ -236,7 +242,7 @@ def _wrap_stream(behavior: Callable[..., Any], method: str, guard: Guard) -> Cal
         with _observed(method, metrics, context) as outcome:
             try:
                 _enter_call(context, method, guard)
-                _refuse_malformed(request)
+                _refuse_invalid(request)
                 async for response in behavior(request, context):
                     yield response
                 outcome.code = "OK"

@@ -10,10 +10,10 @@ from grpc import aio
 
 from common.clock import Clock
 from common.di import og_component
-from common.grpc.convert import IdempotentRequest, calendar_date, idempotency_key, timestamp
+from common.grpc.convert import calendar_date, idempotency_key, timestamp
 from common.money import CURRENCY_EXPONENTS, MAX_MINOR, Money
 from common.pagination import PageTokens
-from common.validation import Violations, check_id, check_request_id, check_text, decimal_fraction
+from common.validation import Violations, decimal_fraction
 from kernel.convert import date_of, money_pb, requested_money
 from kernel.interest import InterestTier
 from ogpgy.account.v1 import account_service_pb2 as pb
@@ -120,28 +120,18 @@ def _order(
     debit_field: str = "debit_account_id",
     credit_field: str = "credit_account_id",
 ) -> TransferOrder | None:
-    """Validates the parts of any movement; None (with violations) when something is wrong."""
-    check_id(v, debit, debit_field, "acc")
-    check_id(v, credit, credit_field, "acc")
-    v.check(debit != credit or not debit, credit_field, "must differ from the debited account")
+    """Validates the parts of any movement the contract's rules do not; None (with violations)
+    when something is wrong."""
+    v.check(debit != credit, credit_field, "must differ from the debited account")
     money = requested_money(v, amount, "amount")
-    check_text(v, description, "description", max_len=140, required=False)
     return TransferOrder(debit, credit, money, description) if money else None
-
-
-MAX_CHARGES, MAX_CHARGE_LINES = 500, 8
 
 
 def _charge(v: Violations, order: pb.ChargeOrder, field: str) -> ChargeOrder | None:
     """One order of PostCharges; None (with violations) when something is wrong."""
-    check_request_id(v, order.request_id, f"{field}.request_id")
-    check_id(v, order.account_id, f"{field}.account_id", "acc")
-    check_text(v, order.description, f"{field}.description", max_len=140)
-    v.check(1 <= len(order.lines) <= MAX_CHARGE_LINES, f"{field}.lines", f"between 1 and {MAX_CHARGE_LINES} lines")
     lines: list[tuple[InternalAccount, Money]] = []
     for n, line in enumerate(order.lines):
         internal = INTERNAL_ACCOUNT.of(line.internal_account)
-        v.check(internal is not None, f"{field}.lines[{n}].internal_account", "required: one of the InternalAccount values")
         v.check(
             internal not in {kind for kind, _ in lines},
             f"{field}.lines[{n}].internal_account",
@@ -161,11 +151,6 @@ def _charge(v: Violations, order: pb.ChargeOrder, field: str) -> ChargeOrder | N
     return ChargeOrder(order.request_id, order.account_id, tuple(lines), order.description)
 
 
-def _validated(v: Violations, request: IdempotentRequest) -> None:
-    check_request_id(v, request.request_id)
-    v.raise_if_any()
-
-
 @og_component()
 class AccountApi(pb_grpc.AccountServiceServicer):
     """ogpgy.account.v1.AccountService."""
@@ -177,7 +162,6 @@ class AccountApi(pb_grpc.AccountServiceServicer):
 
     async def OpenAccount(self, request: pb.OpenAccountRequest, context: aio.ServicerContext) -> pb.OpenAccountResponse:
         v = Violations()
-        check_id(v, request.customer_id, "customer_id", "cus")
         type_ = ACCOUNT_TYPE.of(request.type)
         v.check(type_ in CUSTOMER_TYPES, "type", f"required: one of {', '.join(sorted(t.value for t in CUSTOMER_TYPES))}")
         v.check(
@@ -185,30 +169,22 @@ class AccountApi(pb_grpc.AccountServiceServicer):
             "currency_code",
             f"required: one of {', '.join(sorted(CURRENCY_EXPONENTS))}",
         )
-        _validated(v, request)
         account = await self._service.open_account(
             request.customer_id, v.valid(type_), request.currency_code, idempotency_key(request, "OpenAccount")
         )
         return pb.OpenAccountResponse(account=account_pb(account))
 
     async def GetAccount(self, request: pb.GetAccountRequest, context: aio.ServicerContext) -> pb.GetAccountResponse:
-        v = Violations()
-        check_id(v, request.account_id, "account_id", "acc")
-        v.raise_if_any()
         return pb.GetAccountResponse(account=account_pb(await self._service.get_account(request.account_id)))
 
     async def ListAccounts(self, request: pb.ListAccountsRequest, context: aio.ServicerContext) -> pb.ListAccountsResponse:
         v = Violations()
-        check_id(v, request.customer_id, "customer_id", "cus")
         page = self._pages.request(v, request.page_size, request.page_token, ("accounts", request.customer_id))
         v.raise_if_any()
         accounts, token = await self._service.list_accounts(request.customer_id, page)
         return pb.ListAccountsResponse(accounts=[account_pb(a) for a in accounts], next_page_token=token)
 
     async def CloseAccount(self, request: pb.CloseAccountRequest, context: aio.ServicerContext) -> pb.CloseAccountResponse:
-        v = Violations()
-        check_id(v, request.account_id, "account_id", "acc")
-        _validated(v, request)
         account = await self._service.close_account(request.account_id, idempotency_key(request, "CloseAccount"))
         return pb.CloseAccountResponse(account=account_pb(account))
 
@@ -216,7 +192,6 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         v = Violations()
         cash = InternalAccount.CASH.account_id(request.amount.currency_code)
         order = _order(v, cash, request.account_id, request.amount, request.description, credit_field="account_id")
-        _validated(v, request)
         transfer = await self._service.deposit(v.valid(order), idempotency_key(request, "Deposit"))
         return pb.DepositResponse(transfer=transfer_pb(transfer))
 
@@ -224,78 +199,56 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         v = Violations()
         cash = InternalAccount.CASH.account_id(request.amount.currency_code)
         order = _order(v, request.account_id, cash, request.amount, request.description, debit_field="account_id")
-        _validated(v, request)
         transfer = await self._service.transfer(v.valid(order), idempotency_key(request, "Withdraw"))
         return pb.WithdrawResponse(transfer=transfer_pb(transfer))
 
     async def Transfer(self, request: pb.TransferRequest, context: aio.ServicerContext) -> pb.TransferResponse:
         v = Violations()
         order = _order(v, request.debit_account_id, request.credit_account_id, request.amount, request.description)
-        _validated(v, request)
         transfer = await self._service.transfer(v.valid(order), idempotency_key(request, "Transfer"))
         return pb.TransferResponse(transfer=transfer_pb(transfer))
 
     async def GetTransfer(self, request: pb.GetTransferRequest, context: aio.ServicerContext) -> pb.GetTransferResponse:
-        v = Violations()
-        check_id(v, request.transfer_id, "transfer_id", "trf")
-        v.raise_if_any()
         return pb.GetTransferResponse(transfer=transfer_pb(await self._service.get_transfer(request.transfer_id)))
 
     async def ReverseTransfer(
         self, request: pb.ReverseTransferRequest, context: aio.ServicerContext
     ) -> pb.ReverseTransferResponse:
-        v = Violations()
-        check_id(v, request.transfer_id, "transfer_id", "trf")
-        check_text(v, request.reason, "reason", max_len=140, required=False)
-        _validated(v, request)
         reversal = await self._service.reverse(request.transfer_id, request.reason, idempotency_key(request, "ReverseTransfer"))
         return pb.ReverseTransferResponse(transfer=transfer_pb(reversal))
 
     async def PlaceHold(self, request: pb.PlaceHoldRequest, context: aio.ServicerContext) -> pb.PlaceHoldResponse:
         v = Violations()
         order = _order(v, request.debit_account_id, request.credit_account_id, request.amount, request.description)
-        _validated(v, request)
         hold = await self._service.place_hold(v.valid(order), idempotency_key(request, "PlaceHold"), capture=request.capture)
         return pb.PlaceHoldResponse(hold=hold_pb(hold))
 
     async def CaptureHold(self, request: pb.CaptureHoldRequest, context: aio.ServicerContext) -> pb.CaptureHoldResponse:
         v = Violations()
-        check_id(v, request.hold_id, "hold_id", "hld")
         amount = requested_money(v, request.amount, "amount") if request.HasField("amount") else None
-        _validated(v, request)
+        v.raise_if_any()
         hold, transfer = await self._service.capture_hold(request.hold_id, amount, idempotency_key(request, "CaptureHold"))
         return pb.CaptureHoldResponse(hold=hold_pb(hold), transfer=transfer_pb(transfer))
 
     async def ReleaseHold(self, request: pb.ReleaseHoldRequest, context: aio.ServicerContext) -> pb.ReleaseHoldResponse:
-        v = Violations()
-        check_id(v, request.hold_id, "hold_id", "hld")
-        _validated(v, request)
         hold = await self._service.release_hold(request.hold_id, idempotency_key(request, "ReleaseHold"))
         return pb.ReleaseHoldResponse(hold=hold_pb(hold))
 
     async def GetHold(self, request: pb.GetHoldRequest, context: aio.ServicerContext) -> pb.GetHoldResponse:
-        v = Violations()
-        check_id(v, request.hold_id, "hold_id", "hld")
-        v.raise_if_any()
         return pb.GetHoldResponse(hold=hold_pb(await self._service.get_hold(request.hold_id)))
 
     async def ListHolds(self, request: pb.ListHoldsRequest, context: aio.ServicerContext) -> pb.ListHoldsResponse:
         v = Violations()
-        check_id(v, request.account_id, "account_id", "acc")
         page = self._pages.request(v, request.page_size, request.page_token, ("holds", request.account_id))
         v.raise_if_any()
         holds, token = await self._service.holds(request.account_id, page)
         return pb.ListHoldsResponse(holds=[hold_pb(h) for h in holds], next_page_token=token)
 
     async def LookupHold(self, request: pb.LookupHoldRequest, context: aio.ServicerContext) -> pb.LookupHoldResponse:
-        v = Violations()
-        check_request_id(v, request.request_id)
-        v.raise_if_any()
         return pb.LookupHoldResponse(hold=hold_pb(await self._service.lookup_hold(request.request_id)))
 
     async def PostCharges(self, request: pb.PostChargesRequest, context: aio.ServicerContext) -> pb.PostChargesResponse:
         v = Violations()
-        v.check(1 <= len(request.charges) <= MAX_CHARGES, "charges", f"between 1 and {MAX_CHARGES} charges")
         v.check(
             len({c.request_id for c in request.charges}) == len(request.charges),
             "charges",
@@ -307,16 +260,12 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         return pb.PostChargesResponse(charges=[charge_pb(c) for c in charges])
 
     async def LookupCharge(self, request: pb.LookupChargeRequest, context: aio.ServicerContext) -> pb.LookupChargeResponse:
-        v = Violations()
-        check_request_id(v, request.request_id)
-        v.raise_if_any()
         return pb.LookupChargeResponse(charge=charge_pb(await self._service.lookup_charge(request.request_id)))
 
     async def CheckAccountAccess(
         self, request: pb.CheckAccountAccessRequest, context: aio.ServicerContext
     ) -> pb.CheckAccountAccessResponse:
         v = Violations()
-        check_id(v, request.account_id, "account_id", "acc")
         v.check(
             request.access in _ACCESS, "access", "required: ACCOUNT_ACCESS_READ, ACCOUNT_ACCESS_DEBIT or ACCOUNT_ACCESS_CREDIT"
         )
@@ -326,7 +275,6 @@ class AccountApi(pb_grpc.AccountServiceServicer):
 
     async def AccrueInterest(self, request: pb.AccrueInterestRequest, context: aio.ServicerContext) -> pb.AccrueInterestResponse:
         v = Violations()
-        check_request_id(v, request.request_id)
         day = date_of(request.business_date)
         v.check(day is not None, "business_date", "required: a valid calendar date")
         today = self._clock.today()
@@ -334,9 +282,6 @@ class AccountApi(pb_grpc.AccountServiceServicer):
             day is None or day <= today, "business_date", f"must not be after today ({today}): a day is accrued once it has begun"
         )
         v.check(request.currency_code in CURRENCY_EXPONENTS, "currency_code", "required: a supported currency")
-        v.check(1 <= request.limit <= 10_000, "limit", "between 1 and 10000")
-        if request.after_account_id:
-            check_id(v, request.after_account_id, "after_account_id", "acc")
         tiers = _tiers(v, request)
         chunk = await self._service.accrue_interest(
             v.valid(day).isoformat(),
@@ -358,15 +303,11 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         self, request: pb.ChargeMonthlyFeesRequest, context: aio.ServicerContext
     ) -> pb.ChargeMonthlyFeesResponse:
         v = Violations()
-        check_request_id(v, request.request_id)
         month = calendar_date(request.month.year, request.month.month, 1)
         v.check(month is not None, "month", "required: a year and a month")
         today = self._clock.today()
         v.check(month is None or _month_after(month) <= today, "month", f"must have ended (today is {today})")
         v.check(request.currency_code in CURRENCY_EXPONENTS, "currency_code", "required: a supported currency")
-        v.check(1 <= request.limit <= 10_000, "limit", "between 1 and 10000")
-        if request.after_account_id:
-            check_id(v, request.after_account_id, "after_account_id", "acc")
         chunk = await self._service.charge_monthly_fees(
             v.valid(month), request.currency_code, request.after_account_id, request.limit
         )
@@ -384,14 +325,12 @@ class AccountApi(pb_grpc.AccountServiceServicer):
     ) -> pb.GetInternalAccountResponse:
         v = Violations()
         kind = INTERNAL_ACCOUNT.of(request.internal_account)
-        v.check(kind is not None, "internal_account", "required: one of the InternalAccount values")
         v.check(request.currency_code in CURRENCY_EXPONENTS, "currency_code", "required: a supported currency")
         account_id = self._service.internal_account(v.valid(kind), request.currency_code)
         return pb.GetInternalAccountResponse(account_id=account_id)
 
     async def ListEntries(self, request: pb.ListEntriesRequest, context: aio.ServicerContext) -> pb.ListEntriesResponse:
         v = Violations()
-        check_id(v, request.account_id, "account_id", "acc")
         page = self._pages.request(v, request.page_size, request.page_token, ("entries", request.account_id))
         v.raise_if_any()
         entries, token = await self._service.entries(request.account_id, page)

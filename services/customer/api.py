@@ -10,14 +10,13 @@ from common.clock import Clock
 from common.di import og_component
 from common.grpc.convert import idempotency_key, timestamp
 from common.pagination import PageTokens
-from common.validation import Violations, check_id, check_request_id
+from common.validation import Violations
 from kernel.convert import ProtoEnum, date_of, date_pb
 from ogpgy.customer.v1 import customer_service_pb2 as pb
 from ogpgy.customer.v1 import customer_service_pb2_grpc as pb_grpc
 from ogpgy.type.v1 import address_pb2
 from services.customer.adapters import KYC_STATUS
 from services.customer.domain import (
-    CUSTOMER_ID_PREFIX,
     Address,
     Application,
     ContactChange,
@@ -95,10 +94,6 @@ def customer_pb(c: Customer) -> pb.Customer:
     )
 
 
-def _customer_id(v: Violations, customer_id: str) -> None:
-    check_id(v, customer_id, "customer_id", CUSTOMER_ID_PREFIX)
-
-
 @og_component()
 class CustomerApi(pb_grpc.CustomerServiceServicer):
     """ogpgy.customer.v1.CustomerService."""
@@ -113,7 +108,6 @@ class CustomerApi(pb_grpc.CustomerServiceServicer):
         self, request: pb.OnboardCustomerRequest, context: aio.ServicerContext
     ) -> pb.OnboardCustomerResponse:
         v = Violations()
-        check_request_id(v, request.request_id)
         application = _application(request)
         validate_application(v, application, self._clock.today())
         v.raise_if_any()
@@ -121,9 +115,6 @@ class CustomerApi(pb_grpc.CustomerServiceServicer):
         return pb.OnboardCustomerResponse(customer=customer_pb(customer))
 
     async def GetCustomer(self, request: pb.GetCustomerRequest, context: aio.ServicerContext) -> pb.GetCustomerResponse:
-        v = Violations()
-        _customer_id(v, request.customer_id)
-        v.raise_if_any()
         return self._response_of(await self._service.get(request.customer_id))
 
     def _response_of(self, customer: Customer) -> pb.GetCustomerResponse:
@@ -146,11 +137,8 @@ class CustomerApi(pb_grpc.CustomerServiceServicer):
 
     async def UpdateCustomer(self, request: pb.UpdateCustomerRequest, context: aio.ServicerContext) -> pb.UpdateCustomerResponse:
         v = Violations()
-        check_request_id(v, request.request_id)
-        _customer_id(v, request.customer_id)
         change = _contact_change(request)
         validate_contact_change(v, change)
-        v.check(request.expected_version >= 0, "expected_version", "must not be negative")
         v.raise_if_any()
         customer = await self._service.update_contact(
             request.customer_id, change, request.expected_version, idempotency_key(request, "UpdateCustomer")
@@ -160,12 +148,6 @@ class CustomerApi(pb_grpc.CustomerServiceServicer):
     async def AssignRelationshipManager(
         self, request: pb.AssignRelationshipManagerRequest, context: aio.ServicerContext
     ) -> pb.AssignRelationshipManagerResponse:
-        v = Violations()
-        check_request_id(v, request.request_id)
-        _customer_id(v, request.customer_id)
-        if request.relationship_manager_id:
-            check_id(v, request.relationship_manager_id, "relationship_manager_id", "usr")
-        v.raise_if_any()
         customer = await self._service.assign_relationship_manager(
             request.customer_id, request.relationship_manager_id, idempotency_key(request, "AssignRelationshipManager")
         )
@@ -173,8 +155,6 @@ class CustomerApi(pb_grpc.CustomerServiceServicer):
 
     async def ReviewKyc(self, request: pb.ReviewKycRequest, context: aio.ServicerContext) -> pb.ReviewKycResponse:
         v = Violations()
-        check_request_id(v, request.request_id)
-        _customer_id(v, request.customer_id)
         clear = _DECISIONS.get(request.decision)
         v.check(clear is not None, "decision", "required: KYC_DECISION_CLEAR or KYC_DECISION_REJECT")
         customer = await self._service.review_kyc(request.customer_id, v.valid(clear), idempotency_key(request, "ReviewKyc"))

@@ -236,8 +236,6 @@ def validate_address(v: Violations, address: Address | None, field: str = "addre
 
 
 def validate_application(v: Violations, app: Application, today: date) -> None:
-    check_text(v, app.given_name, "given_name", max_len=100)
-    check_text(v, app.family_name, "family_name", max_len=100)
     validate_email(v, app.email)
     validate_phone(v, app.phone)
     validate_birth_date(v, app.date_of_birth, today)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Protocol
 
 from grpc import aio
 
@@ -13,7 +12,7 @@ from common.di import og_component
 from common.grpc.convert import idempotency_key, optional_time, timestamp
 from common.pagination import PageTokens
 from common.security.context import ROLES
-from common.validation import Violations, check_id, check_request_id, check_text
+from common.validation import Violations
 from ogpgy.identity.v1 import identity_service_pb2 as pb
 from ogpgy.identity.v1 import identity_service_pb2_grpc as pb_grpc
 from services.identity.domain import AuditEvent, AuditQuery, User, validate_new_user, validate_password, validate_roles
@@ -63,19 +62,6 @@ def _roles(values: Iterable[pb.Role.ValueType]) -> tuple[str, ...]:
     return tuple(_ROLE_NAMES.get(r, "?") for r in values)
 
 
-class _UserChange(Protocol):
-    request_id: str
-    user_id: str
-
-
-def _user_change(request: _UserChange) -> Violations:
-    """The checks every change of a user starts with; the caller adds its own."""
-    v = Violations()
-    check_request_id(v, request.request_id)
-    check_id(v, request.user_id, "user_id", "usr")
-    return v
-
-
 @og_component()
 class IdentityApi(pb_grpc.IdentityServiceServicer):
     """ogpgy.identity.v1.IdentityService. Tokens are issued to anyone with the right password."""
@@ -90,7 +76,6 @@ class IdentityApi(pb_grpc.IdentityServiceServicer):
     async def CreateUser(self, request: pb.CreateUserRequest, context: aio.ServicerContext) -> pb.CreateUserResponse:
         roles = _roles(request.roles)
         v = Violations()
-        check_request_id(v, request.request_id)
         validate_new_user(v, request.username, request.password, roles, request.customer_id)
         v.raise_if_any()
         user = await self._service.create_user(
@@ -99,9 +84,6 @@ class IdentityApi(pb_grpc.IdentityServiceServicer):
         return pb.CreateUserResponse(user=user_pb(user))
 
     async def GetUser(self, request: pb.GetUserRequest, context: aio.ServicerContext) -> pb.GetUserResponse:
-        v = Violations()
-        check_id(v, request.user_id, "user_id", "usr")
-        v.raise_if_any()
         return pb.GetUserResponse(user=user_pb(await self._service.get(request.user_id)))
 
     async def ListUsers(self, request: pb.ListUsersRequest, context: aio.ServicerContext) -> pb.ListUsersResponse:
@@ -112,11 +94,6 @@ class IdentityApi(pb_grpc.IdentityServiceServicer):
         return pb.ListUsersResponse(users=[user_pb(u) for u in users], next_page_token=token)
 
     async def IssueToken(self, request: pb.IssueTokenRequest, context: aio.ServicerContext) -> pb.IssueTokenResponse:
-        v = Violations()
-        check_text(v, request.username, "username", max_len=64)
-        check_text(v, request.password, "password", max_len=1024)
-        check_text(v, request.audience, "audience", max_len=128, required=False)
-        v.raise_if_any()
         token, expires = await self._service.issue_token(
             request.username, request.password, request.audience, _peer_host(context.peer())
         )
@@ -127,7 +104,7 @@ class IdentityApi(pb_grpc.IdentityServiceServicer):
 
     async def UpdateUser(self, request: pb.UpdateUserRequest, context: aio.ServicerContext) -> pb.UpdateUserResponse:
         roles = _roles(request.roles)
-        v = _user_change(request)
+        v = Violations()
         validate_roles(v, roles, request.customer_id)
         v.raise_if_any()
         user = await self._service.update_user(
@@ -136,23 +113,19 @@ class IdentityApi(pb_grpc.IdentityServiceServicer):
         return pb.UpdateUserResponse(user=user_pb(user))
 
     async def DisableUser(self, request: pb.DisableUserRequest, context: aio.ServicerContext) -> pb.DisableUserResponse:
-        _user_change(request).raise_if_any()
         user = await self._service.set_disabled(request.user_id, True, idempotency_key(request, "DisableUser"))
         return pb.DisableUserResponse(user=user_pb(user))
 
     async def EnableUser(self, request: pb.EnableUserRequest, context: aio.ServicerContext) -> pb.EnableUserResponse:
-        _user_change(request).raise_if_any()
         user = await self._service.set_disabled(request.user_id, False, idempotency_key(request, "EnableUser"))
         return pb.EnableUserResponse(user=user_pb(user))
 
     async def RevokeTokens(self, request: pb.RevokeTokensRequest, context: aio.ServicerContext) -> pb.RevokeTokensResponse:
-        _user_change(request).raise_if_any()
         user = await self._service.revoke_tokens(request.user_id, idempotency_key(request, "RevokeTokens"))
         return pb.RevokeTokensResponse(user=user_pb(user))
 
     async def ChangePassword(self, request: pb.ChangePasswordRequest, context: aio.ServicerContext) -> pb.ChangePasswordResponse:
-        v = _user_change(request)
-        check_text(v, request.current_password, "current_password", max_len=1024, required=False)
+        v = Violations()
         validate_password(v, request.new_password, "new_password")
         v.check(request.new_password != request.current_password, "new_password", "must differ from the current password")
         v.raise_if_any()
@@ -179,8 +152,6 @@ class IdentityApi(pb_grpc.IdentityServiceServicer):
         self, request: pb.ListAuditEventsRequest, context: aio.ServicerContext
     ) -> pb.ListAuditEventsResponse:
         v = Violations()
-        check_text(v, request.actor, "actor", max_len=64, required=False)
-        check_text(v, request.resource, "resource", max_len=64, required=False)
         query = AuditQuery(
             request.actor, request.resource, optional_time(v, request, "start_time"), optional_time(v, request, "end_time")
         )

@@ -15,7 +15,7 @@ from common.grpc.convert import idempotency_key, milliseconds, timestamp
 from common.money import CURRENCY_EXPONENTS, Money
 from common.pagination import PageTokens
 from common.saga.log import SagaRecord
-from common.validation import Violations, check_id, check_request_id
+from common.validation import Violations
 from kernel.convert import date_of, date_pb, money_pb, requested_money
 from ogpgy.lending.v1 import lending_service_pb2 as pb
 from ogpgy.lending.v1 import lending_service_pb2_grpc as pb_grpc
@@ -121,15 +121,9 @@ def run_pb(p: BatchProgress, currency: str) -> pb.CollectionRun:
 
 
 def _payment(v: Violations, request: pb.RepayLoanRequest | pb.PayOffLoanRequest) -> Money | None:
-    check_request_id(v, request.request_id)
-    _loan_id(v, request.loan_id)
     amount = requested_money(v, request.amount, "amount")
     v.raise_if_any()
     return amount
-
-
-def _loan_id(v: Violations, loan_id: str) -> None:
-    check_id(v, loan_id, "loan_id", "lon")
 
 
 @og_component()
@@ -144,9 +138,6 @@ class LendingApi(pb_grpc.LendingServiceServicer):
     async def ApplyForLoan(self, request: pb.ApplyForLoanRequest, context: aio.ServicerContext) -> pb.ApplyForLoanResponse:
         v = Violations()
         principal = requested_money(v, request.principal, "principal")
-        check_request_id(v, request.request_id)
-        check_id(v, request.customer_id, "customer_id", "cus")
-        check_id(v, request.account_id, "account_id", "acc")
         validate_terms(v, principal, request.term_months)
         loan = await self._service.apply(
             request.customer_id,
@@ -159,32 +150,22 @@ class LendingApi(pb_grpc.LendingServiceServicer):
 
     async def ApproveLoan(self, request: pb.ApproveLoanRequest, context: aio.ServicerContext) -> pb.ApproveLoanResponse:
         v = Violations()
-        check_request_id(v, request.request_id)
-        _loan_id(v, request.loan_id)
         parse_rate(v, request.annual_interest_rate)
         v.raise_if_any()
         loan = await self._service.approve(request.loan_id, request.annual_interest_rate, idempotency_key(request, "ApproveLoan"))
         return pb.ApproveLoanResponse(loan=loan_pb(loan, None))
 
     async def DisburseLoan(self, request: pb.DisburseLoanRequest, context: aio.ServicerContext) -> pb.DisburseLoanResponse:
-        v = Violations()
-        check_request_id(v, request.request_id)
-        _loan_id(v, request.loan_id)
-        v.raise_if_any()
         loan, saga = await self._service.disburse(request.loan_id, idempotency_key(request, "DisburseLoan"))
         return pb.DisburseLoanResponse(loan=loan_pb(loan, saga))
 
     async def GetLoan(self, request: pb.GetLoanRequest, context: aio.ServicerContext) -> pb.GetLoanResponse:
-        v = Violations()
-        _loan_id(v, request.loan_id)
-        v.raise_if_any()
         return pb.GetLoanResponse(loan=loan_pb(*await self._service.view(request.loan_id)))
 
     async def ListInstallments(
         self, request: pb.ListInstallmentsRequest, context: aio.ServicerContext
     ) -> pb.ListInstallmentsResponse:
         v = Violations()
-        _loan_id(v, request.loan_id)
         page = self._pages.request(v, request.page_size, request.page_token, ("installments", request.loan_id))
         v.raise_if_any()
         installments, token = await self._service.installments(request.loan_id, page)
@@ -192,7 +173,6 @@ class LendingApi(pb_grpc.LendingServiceServicer):
 
     async def ListLoans(self, request: pb.ListLoansRequest, context: aio.ServicerContext) -> pb.ListLoansResponse:
         v = Violations()
-        check_id(v, request.customer_id, "customer_id", "cus")
         page = self._pages.request(v, request.page_size, request.page_token, ("loans", request.customer_id))
         v.raise_if_any()
         loans, token = await self._service.loans_of(request.customer_id, page)
@@ -205,9 +185,6 @@ class LendingApi(pb_grpc.LendingServiceServicer):
         return pb.RepayLoanResponse(repayment=repayment_pb(repayment), loan=loan_pb(view, None))
 
     async def GetPayoffQuote(self, request: pb.GetPayoffQuoteRequest, context: aio.ServicerContext) -> pb.GetPayoffQuoteResponse:
-        v = Violations()
-        _loan_id(v, request.loan_id)
-        v.raise_if_any()
         return pb.GetPayoffQuoteResponse(quote=quote_pb(*await self._service.quote(request.loan_id)))
 
     async def PayOffLoan(self, request: pb.PayOffLoanRequest, context: aio.ServicerContext) -> pb.PayOffLoanResponse:
@@ -218,7 +195,6 @@ class LendingApi(pb_grpc.LendingServiceServicer):
 
     async def ListRepayments(self, request: pb.ListRepaymentsRequest, context: aio.ServicerContext) -> pb.ListRepaymentsResponse:
         v = Violations()
-        _loan_id(v, request.loan_id)
         page = self._pages.request(v, request.page_size, request.page_token, ("repayments", request.loan_id))
         v.raise_if_any()
         repayments, token = await self._service.repayments(request.loan_id, page)
@@ -228,7 +204,6 @@ class LendingApi(pb_grpc.LendingServiceServicer):
         self, request: pb.RunCollectionRequest, context: aio.ServicerContext
     ) -> AsyncIterator[pb.RunCollectionResponse]:
         v = Violations()
-        check_request_id(v, request.request_id)
         day = date_of(request.business_date)
         v.check(day is not None, "business_date", "required: a valid calendar date")
         today = self._clock.today()

@@ -9,7 +9,7 @@ from grpc import aio
 from common.di import og_component
 from common.grpc.convert import idempotency_key, timestamp
 from common.pagination import PageTokens
-from common.validation import Violations, check_id, check_request_id
+from common.validation import Violations
 from ogpgy.notification.v1 import notification_service_pb2 as pb
 from ogpgy.notification.v1 import notification_service_pb2_grpc as pb_grpc
 from services.notification.domain import MANDATORY, OPTIONAL, Kind, Notification, Preferences, Status
@@ -46,11 +46,6 @@ def preferences_pb(p: Preferences) -> pb.NotificationPreferences:
     return pb.NotificationPreferences(customer_id=p.customer_id, opted_out_kinds=sorted(k.value for k in p.opted_out))
 
 
-def _customer(v: Violations, customer_id: str) -> None:
-    if customer_id:
-        check_id(v, customer_id, "customer_id", "cus")
-
-
 def _opt_outs(v: Violations, names: list[str]) -> frozenset[Kind]:
     """The kinds named, if each may be opted out of (the bank's must-send kinds may not)."""
     for i, name in enumerate(names):
@@ -58,7 +53,6 @@ def _opt_outs(v: Violations, names: list[str]) -> frozenset[Kind]:
             v.check(
                 Kind(name) not in MANDATORY, f"opted_out_kinds[{i}]", f"{name} is sent to every customer whatever they prefer"
             )
-    v.check(len(set(names)) == len(names), "opted_out_kinds", "each kind at most once")
     return frozenset(Kind(n) for n in names if n in Kind.__members__)
 
 
@@ -73,16 +67,12 @@ class NotificationApi(pb_grpc.NotificationServiceServicer):
     async def GetNotification(
         self, request: pb.GetNotificationRequest, context: aio.ServicerContext
     ) -> pb.GetNotificationResponse:
-        v = Violations()
-        check_id(v, request.notification_id, "notification_id", "ntf")
-        v.raise_if_any()
         return pb.GetNotificationResponse(notification=notification_pb(await self._service.get(request.notification_id)))
 
     async def ListNotifications(
         self, request: pb.ListNotificationsRequest, context: aio.ServicerContext
     ) -> pb.ListNotificationsResponse:
         v = Violations()
-        _customer(v, request.customer_id)
         page = self._pages.request(v, request.page_size, request.page_token, ("notifications", request.customer_id))
         v.raise_if_any()
         found, token = await self._service.page(request.customer_id, page)
@@ -91,19 +81,12 @@ class NotificationApi(pb_grpc.NotificationServiceServicer):
     async def WatchNotifications(
         self, request: pb.WatchNotificationsRequest, context: aio.ServicerContext
     ) -> AsyncIterator[pb.WatchNotificationsResponse]:
-        v = Violations()
-        _customer(v, request.customer_id)
-        v.check(request.after_sequence >= 0, "after_sequence", "0 (from the first) or the sequence of the last one received")
-        v.raise_if_any()
         async for notification in self._service.watch(request.customer_id, request.after_sequence):
             yield pb.WatchNotificationsResponse(notification=notification_pb(notification))
 
     async def GetNotificationPreferences(
         self, request: pb.GetNotificationPreferencesRequest, context: aio.ServicerContext
     ) -> pb.GetNotificationPreferencesResponse:
-        v = Violations()
-        _customer(v, request.customer_id)
-        v.raise_if_any()
         return pb.GetNotificationPreferencesResponse(
             preferences=preferences_pb(await self._service.preferences(request.customer_id))
         )
@@ -112,8 +95,6 @@ class NotificationApi(pb_grpc.NotificationServiceServicer):
         self, request: pb.UpdateNotificationPreferencesRequest, context: aio.ServicerContext
     ) -> pb.UpdateNotificationPreferencesResponse:
         v = Violations()
-        check_request_id(v, request.request_id)
-        _customer(v, request.customer_id)
         kinds = _opt_outs(v, list(request.opted_out_kinds))
         v.raise_if_any()
         preferences = await self._service.set_preferences(

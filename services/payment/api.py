@@ -9,7 +9,7 @@ from common.di import og_component
 from common.grpc.convert import idempotency_key, timestamp
 from common.money import CURRENCY_EXPONENTS
 from common.pagination import PageTokens
-from common.validation import Violations, check_id, check_request_id, check_text
+from common.validation import Violations
 from kernel.convert import money_pb, requested_money
 from ogpgy.payment.v1 import payment_service_pb2 as pb
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pb_grpc
@@ -72,24 +72,17 @@ class PaymentApi(pb_grpc.PaymentServiceServicer):
         v = Violations()
         amount = requested_money(v, request.amount, "amount")
         beneficiary = _beneficiary(request)
-        check_request_id(v, request.request_id)
-        check_id(v, request.debtor_account_id, "debtor_account_id", "acc")
         validate_beneficiary(v, beneficiary, request.debtor_account_id)
-        check_text(v, request.reference, "reference", max_len=140, required=False)
         payment = await self._service.create(
             request.debtor_account_id, beneficiary, v.valid(amount), request.reference, idempotency_key(request, "CreatePayment")
         )
         return pb.CreatePaymentResponse(payment=payment_pb(payment))
 
     async def GetPayment(self, request: pb.GetPaymentRequest, context: aio.ServicerContext) -> pb.GetPaymentResponse:
-        v = Violations()
-        check_id(v, request.payment_id, "payment_id", "pay")
-        v.raise_if_any()
         return pb.GetPaymentResponse(payment=payment_pb(await self._service.get(request.payment_id)))
 
     async def ListPayments(self, request: pb.ListPaymentsRequest, context: aio.ServicerContext) -> pb.ListPaymentsResponse:
         v = Violations()
-        check_id(v, request.debtor_account_id, "debtor_account_id", "acc")
         page = self._pages.request(v, request.page_size, request.page_token, ("payments", request.debtor_account_id))
         v.raise_if_any()
         payments, token = await self._service.payments_of(request.debtor_account_id, page)

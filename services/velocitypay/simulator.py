@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import random
-import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from google.protobuf import duration_pb2
 from grpc import aio
+from schwifty import IBAN
+from schwifty.exceptions import SchwiftyException
 
 from common.config import Settings
 from common.db.base import Row, Tx, aggregate
@@ -33,15 +34,15 @@ from velocitypay.v1 import network_pb2 as pb
 from velocitypay.v1 import network_pb2_grpc as pb_grpc
 
 MEMBER_KEY_HEADER = "x-velocitypay-member-key"
-_IBAN = re.compile(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}")
 
 
 def iban_is_valid(iban: str) -> bool:
-    """ISO 13616: move the first four characters to the end, letters to numbers, mod 97 == 1."""
-    if not _IBAN.fullmatch(iban):
+    """The network settles only to an IBAN whose check digits hold and whose bank it reaches
+    (one in the bank registry schwifty carries)."""
+    try:
+        return IBAN(iban).bank is not None
+    except SchwiftyException:
         return False
-    rearranged = iban[4:] + iban[:4]
-    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
 
 
 @dataclass

@@ -191,12 +191,16 @@ async def test_statement_pages(client: Bank) -> None:
 
 
 BAD_INPUT = [
-    ("OpenAccount", apb.OpenAccountRequest(), {"request_id", "customer_id", "type", "currency_code"}),
+    # The contract's rules first (tests/integration/test_contract_rules.py), then the domain's
+    ("OpenAccount", apb.OpenAccountRequest(), {"request_id", "customer_id"}),
+    ("OpenAccount", apb.OpenAccountRequest(request_id="o", customer_id="cus_1"), {"type", "currency_code"}),
     ("GetAccount", apb.GetAccountRequest(account_id="x"), {"account_id"}),
     ("ListAccounts", apb.ListAccountsRequest(page_size=-1), {"customer_id", "page_size"}),
     ("CloseAccount", apb.CloseAccountRequest(), {"request_id", "account_id"}),
-    ("Deposit", apb.DepositRequest(account_id="acc_1", amount=eur("-5")), {"request_id", "amount.amount"}),
-    ("Withdraw", apb.WithdrawRequest(request_id="w", amount=eur("1.001")), {"account_id", "amount.amount"}),
+    ("Deposit", apb.DepositRequest(account_id="acc_1", amount=eur("-5")), {"request_id"}),
+    ("Deposit", apb.DepositRequest(request_id="d", account_id="acc_1", amount=eur("-5")), {"amount.amount"}),
+    ("Withdraw", apb.WithdrawRequest(request_id="w", amount=eur("1.001")), {"account_id"}),
+    ("Withdraw", apb.WithdrawRequest(request_id="w", account_id="acc_1", amount=eur("1.001")), {"amount.amount"}),
     (
         "Transfer",
         apb.TransferRequest(request_id="t", debit_account_id="acc_1", credit_account_id="acc_1", amount=eur("1")),
@@ -205,7 +209,12 @@ BAD_INPUT = [
     (
         "Transfer",
         apb.TransferRequest(request_id="t", amount=apb.Transfer().amount),
-        {"debit_account_id", "credit_account_id", "amount.currency_code"},
+        {"debit_account_id", "credit_account_id"},
+    ),
+    (
+        "Transfer",
+        apb.TransferRequest(request_id="t", debit_account_id="acc_1", credit_account_id="acc_2", amount=apb.Transfer().amount),
+        {"amount.currency_code"},
     ),
     ("GetTransfer", apb.GetTransferRequest(), {"transfer_id"}),
     ("ReverseTransfer", apb.ReverseTransferRequest(request_id="r", transfer_id="trf_1", reason="x" * 141), {"reason"}),

@@ -59,9 +59,10 @@ async def test_bad_input_is_invalid_argument_with_field_violations(customers: St
         document=pb.IdentityDocument(number="12", issuing_country_code="G"),
         address=address_pb2.PostalAddress(city="London", country_code="GB"),
     )
+    assert set(await field_violations(customers.OnboardCustomer(bad))) == {"request_id"}, "the contract's rules first"
+    bad.request_id = "bad-input"
     violations = await field_violations(customers.OnboardCustomer(bad))
     assert set(violations) == {
-        "request_id",
         "email",
         "date_of_birth",
         "document.type",
@@ -73,9 +74,9 @@ async def test_bad_input_is_invalid_argument_with_field_violations(customers: St
     assert "E.164" not in violations["email"]
     assert set(await field_violations(customers.GetCustomer(pb.GetCustomerRequest(customer_id="42")))) == {"customer_id"}
     assert set(await field_violations(customers.ListCustomers(pb.ListCustomersRequest(page_size=-1, page_token="garbage")))) == {
-        "page_size",
-        "page_token",
+        "page_size"
     }
+    assert set(await field_violations(customers.ListCustomers(pb.ListCustomersRequest(page_token="garbage")))) == {"page_token"}
 
 
 async def test_unknown_id_is_not_found(customers: Stub) -> None:

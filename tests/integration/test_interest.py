@@ -93,7 +93,7 @@ async def test_exact_tiered_interest_once_per_date(bank: RunningBank, channel: a
     assert got.processed == 6 and got.total_interest.amount == "1.14"
     debits, credits, total = await bank.contexts["account"].resolve(LedgerRepository).totals()
     assert debits == credits and total == 0
-    bad = ipb.RunDailyInterestRequest(business_date=date_pb2.Date(year=2026, month=2, day=30))
+    bad = ipb.RunDailyInterestRequest(request_id="feb-30", business_date=date_pb2.Date(year=2026, month=2, day=30))
     assert "business_date" in await field_violations(igrpc.InterestServiceStub(channel).RunDailyInterest(bad).read())
 
 

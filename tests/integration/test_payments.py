@@ -188,13 +188,20 @@ async def test_internal_payment_and_refused_network_payment(setup: Setup) -> Non
     done = (await setup.payments.CreatePayment(internal)).payment
     assert done.status == ppb.PAYMENT_STATUS_COMPLETED and done.transfer_id.startswith("trf_")
     assert (await setup.client.balance(setup.accounts[1]))[0] == "1040.00"
-    refused = ppb.CreatePaymentRequest(
+    bad_digits = ppb.CreatePaymentRequest(
         request_id="bad-iban",
         debtor_account_id=setup.accounts[2],
         amount=eur("5.00"),
         external=ppb.ExternalBeneficiary(iban="DE89370400440532013001", name="Nobody"),
     )
-    failed = (await setup.payments.CreatePayment(refused)).payment
+    assert set(await field_violations(setup.payments.CreatePayment(bad_digits))) == {"external.iban"}, "check digits"
+    unreachable = ppb.CreatePaymentRequest(
+        request_id="unknown-bank",
+        debtor_account_id=setup.accounts[2],
+        amount=eur("5.00"),
+        external=ppb.ExternalBeneficiary(iban="DE44999999990532013000", name="Nobody"),  # valid digits, no such bank
+    )
+    failed = (await setup.payments.CreatePayment(unreachable)).payment
     assert failed.status == ppb.PAYMENT_STATUS_FAILED and failed.failure_reason == "INVALID_IBAN"
     assert await setup.client.balance(setup.accounts[2]) == ("1000.00", "1500.00"), "the hold was released"
     broke = ppb.CreatePaymentRequest(
@@ -223,9 +230,11 @@ async def test_bad_input_is_invalid_argument(setup: Setup) -> None:
         "request_id",
         "debtor_account_id",
         "beneficiary",
-        "amount.amount",
         "reference",
-    }
+    }, "the contract's rules first"
+    bad.MergeFrom(ppb.CreatePaymentRequest(request_id="n", debtor_account_id=setup.accounts[0], reference="r"))
+    bad.internal.account_id = setup.accounts[1]
+    assert set(await field_violations(setup.payments.CreatePayment(bad))) == {"amount.amount"}, "then the domain's"
     iban = ppb.CreatePaymentRequest(
         request_id="i",
         debtor_account_id=setup.accounts[0],

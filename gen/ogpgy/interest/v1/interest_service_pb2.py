@@ -22,13 +22,15 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from ogpgy.type.v1 import date_pb2 as ogpgy_dot_type_dot_v1_dot_date__pb2
 from ogpgy.type.v1 import money_pb2 as ogpgy_dot_type_dot_v1_dot_money__pb2
+from ogpgy.type.v1 import rules_pb2 as ogpgy_dot_type_dot_v1_dot_rules__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(ogpgy/interest/v1/interest_service.proto\x12\x11ogpgy.interest.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18ogpgy/type/v1/date.proto\x1a\x19ogpgy/type/v1/money.proto\"\xac\x02\n\x0bInterestRun\x12*\n\rbusiness_date\x18\x01 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.ogpgy.interest.v1.InterestRunStatus\x12\x11\n\tprocessed\x18\x03 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x04 \x01(\x03\x12\r\n\x05total\x18\x05 \x01(\x03\x12,\n\x0etotal_interest\x18\x06 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12+\n\x08\x64uration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\x17RunDailyInterestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\rbusiness_date\x18\x02 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\"G\n\x18RunDailyInterestResponse\x12+\n\x03run\x18\x01 \x01(\x0b\x32\x1e.ogpgy.interest.v1.InterestRun\"C\n\x15GetInterestRunRequest\x12*\n\rbusiness_date\x18\x01 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\"E\n\x16GetInterestRunResponse\x12+\n\x03run\x18\x01 \x01(\x0b\x32\x1e.ogpgy.interest.v1.InterestRun\"@\n\x17ListInterestRunsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"a\n\x18ListInterestRunsResponse\x12,\n\x04runs\x18\x01 \x03(\x0b\x32\x1e.ogpgy.interest.v1.InterestRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*|\n\x11InterestRunStatus\x12#\n\x1fINTEREST_RUN_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bINTEREST_RUN_STATUS_RUNNING\x10\x01\x12!\n\x1dINTEREST_RUN_STATUS_COMPLETED\x10\x02\x32\xd4\x02\n\x0fInterestService\x12m\n\x10RunDailyInterest\x12*.ogpgy.interest.v1.RunDailyInterestRequest\x1a+.ogpgy.interest.v1.RunDailyInterestResponse0\x01\x12\x65\n\x0eGetInterestRun\x12(.ogpgy.interest.v1.GetInterestRunRequest\x1a).ogpgy.interest.v1.GetInterestRunResponse\x12k\n\x10ListInterestRuns\x12*.ogpgy.interest.v1.ListInterestRunsRequest\x1a+.ogpgy.interest.v1.ListInterestRunsResponseBm\n\x15\x63om.ogpgy.interest.v1P\x01Z>github.com/ogpgy/bank-mesh/gen/go/ogpgy/interest/v1;interestv1\xaa\x02\x11Ogpgy.Interest.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(ogpgy/interest/v1/interest_service.proto\x12\x11ogpgy.interest.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18ogpgy/type/v1/date.proto\x1a\x19ogpgy/type/v1/money.proto\x1a\x19ogpgy/type/v1/rules.proto\"\xac\x02\n\x0bInterestRun\x12*\n\rbusiness_date\x18\x01 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.ogpgy.interest.v1.InterestRunStatus\x12\x11\n\tprocessed\x18\x03 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x04 \x01(\x03\x12\r\n\x05total\x18\x05 \x01(\x03\x12,\n\x0etotal_interest\x18\x06 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12+\n\x08\x64uration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x17RunDailyInterestRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\xa0\x8e\'\x01\x12*\n\rbusiness_date\x18\x02 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\"G\n\x18RunDailyInterestResponse\x12+\n\x03run\x18\x01 \x01(\x0b\x32\x1e.ogpgy.interest.v1.InterestRun\"C\n\x15GetInterestRunRequest\x12*\n\rbusiness_date\x18\x01 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\"E\n\x16GetInterestRunResponse\x12+\n\x03run\x18\x01 \x01(\x0b\x32\x1e.ogpgy.interest.v1.InterestRun\"I\n\x17ListInterestRunsRequest\x12\x1a\n\tpage_size\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12\x12\n\npage_token\x18\x02 \x01(\t\"a\n\x18ListInterestRunsResponse\x12,\n\x04runs\x18\x01 \x03(\x0b\x32\x1e.ogpgy.interest.v1.InterestRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*|\n\x11InterestRunStatus\x12#\n\x1fINTEREST_RUN_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bINTEREST_RUN_STATUS_RUNNING\x10\x01\x12!\n\x1dINTEREST_RUN_STATUS_COMPLETED\x10\x02\x32\xd4\x02\n\x0fInterestService\x12m\n\x10RunDailyInterest\x12*.ogpgy.interest.v1.RunDailyInterestRequest\x1a+.ogpgy.interest.v1.RunDailyInterestResponse0\x01\x12\x65\n\x0eGetInterestRun\x12(.ogpgy.interest.v1.GetInterestRunRequest\x1a).ogpgy.interest.v1.GetInterestRunResponse\x12k\n\x10ListInterestRuns\x12*.ogpgy.interest.v1.ListInterestRunsRequest\x1a+.ogpgy.interest.v1.ListInterestRunsResponseBm\n\x15\x63om.ogpgy.interest.v1P\x01Z>github.com/ogpgy/bank-mesh/gen/go/ogpgy/interest/v1;interestv1\xaa\x02\x11Ogpgy.Interest.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,22 +38,26 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ogpgy.interest.v1.interest_
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\025com.ogpgy.interest.v1P\001Z>github.com/ogpgy/bank-mesh/gen/go/ogpgy/interest/v1;interestv1\252\002\021Ogpgy.Interest.V1'
-  _globals['_INTERESTRUNSTATUS']._serialized_start=953
-  _globals['_INTERESTRUNSTATUS']._serialized_end=1077
-  _globals['_INTERESTRUN']._serialized_start=182
-  _globals['_INTERESTRUN']._serialized_end=482
-  _globals['_RUNDAILYINTERESTREQUEST']._serialized_start=484
-  _globals['_RUNDAILYINTERESTREQUEST']._serialized_end=573
-  _globals['_RUNDAILYINTERESTRESPONSE']._serialized_start=575
-  _globals['_RUNDAILYINTERESTRESPONSE']._serialized_end=646
-  _globals['_GETINTERESTRUNREQUEST']._serialized_start=648
-  _globals['_GETINTERESTRUNREQUEST']._serialized_end=715
-  _globals['_GETINTERESTRUNRESPONSE']._serialized_start=717
-  _globals['_GETINTERESTRUNRESPONSE']._serialized_end=786
-  _globals['_LISTINTERESTRUNSREQUEST']._serialized_start=788
-  _globals['_LISTINTERESTRUNSREQUEST']._serialized_end=852
-  _globals['_LISTINTERESTRUNSRESPONSE']._serialized_start=854
-  _globals['_LISTINTERESTRUNSRESPONSE']._serialized_end=951
-  _globals['_INTERESTSERVICE']._serialized_start=1080
-  _globals['_INTERESTSERVICE']._serialized_end=1420
+  _globals['_RUNDAILYINTERESTREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_RUNDAILYINTERESTREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\006r\004\240\216\'\001'
+  _globals['_LISTINTERESTRUNSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTINTERESTRUNSREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\004\032\002(\000'
+  _globals['_INTERESTRUNSTATUS']._serialized_start=1029
+  _globals['_INTERESTRUNSTATUS']._serialized_end=1153
+  _globals['_INTERESTRUN']._serialized_start=238
+  _globals['_INTERESTRUN']._serialized_end=538
+  _globals['_RUNDAILYINTERESTREQUEST']._serialized_start=540
+  _globals['_RUNDAILYINTERESTREQUEST']._serialized_end=640
+  _globals['_RUNDAILYINTERESTRESPONSE']._serialized_start=642
+  _globals['_RUNDAILYINTERESTRESPONSE']._serialized_end=713
+  _globals['_GETINTERESTRUNREQUEST']._serialized_start=715
+  _globals['_GETINTERESTRUNREQUEST']._serialized_end=782
+  _globals['_GETINTERESTRUNRESPONSE']._serialized_start=784
+  _globals['_GETINTERESTRUNRESPONSE']._serialized_end=853
+  _globals['_LISTINTERESTRUNSREQUEST']._serialized_start=855
+  _globals['_LISTINTERESTRUNSREQUEST']._serialized_end=928
+  _globals['_LISTINTERESTRUNSRESPONSE']._serialized_start=930
+  _globals['_LISTINTERESTRUNSRESPONSE']._serialized_end=1027
+  _globals['_INTERESTSERVICE']._serialized_start=1156
+  _globals['_INTERESTSERVICE']._serialized_end=1496
 # @@protoc_insertion_point(module_scope)

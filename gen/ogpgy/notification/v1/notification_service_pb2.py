@@ -22,10 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from ogpgy.type.v1 import rules_pb2 as ogpgy_dot_type_dot_v1_dot_rules__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0ogpgy/notification/v1/notification_service.proto\x12\x15ogpgy.notification.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd5\x02\n\x0cNotification\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\t\x12\x17\n\x0fsource_event_id\x18\x05 \x01(\t\x12-\n\tsend_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07subject\x18\x07 \x01(\t\x12\x35\n\x06status\x18\x08 \x01(\x0e\x32%.ogpgy.notification.v1.DeliveryStatus\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\x12\x16\n\x0e\x66\x61ilure_reason\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08sequence\x18\x0c \x01(\x03\"1\n\x16GetNotificationRequest\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\"T\n\x17GetNotificationResponse\x12\x39\n\x0cnotification\x18\x01 \x01(\x0b\x32#.ogpgy.notification.v1.Notification\"V\n\x18ListNotificationsRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"p\n\x19ListNotificationsResponse\x12:\n\rnotifications\x18\x01 \x03(\x0b\x32#.ogpgy.notification.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"H\n\x19WatchNotificationsRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\"W\n\x1aWatchNotificationsResponse\x12\x39\n\x0cnotification\x18\x01 \x01(\x0b\x32#.ogpgy.notification.v1.Notification\"G\n\x17NotificationPreferences\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x17\n\x0fopted_out_kinds\x18\x02 \x03(\t\"8\n!GetNotificationPreferencesRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\"i\n\"GetNotificationPreferencesResponse\x12\x43\n\x0bpreferences\x18\x01 \x01(\x0b\x32..ogpgy.notification.v1.NotificationPreferences\"h\n$UpdateNotificationPreferencesRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x17\n\x0fopted_out_kinds\x18\x03 \x03(\t\"l\n%UpdateNotificationPreferencesResponse\x12\x43\n\x0bpreferences\x18\x01 \x01(\x0b\x32..ogpgy.notification.v1.NotificationPreferences*\xa4\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45LIVERY_STATUS_PENDING\x10\x01\x12\x18\n\x14\x44\x45LIVERY_STATUS_SENT\x10\x02\x12\x1a\n\x16\x44\x45LIVERY_STATUS_FAILED\x10\x03\x12\x1e\n\x1a\x44\x45LIVERY_STATUS_SUPPRESSED\x10\x04\x32\xad\x05\n\x13NotificationService\x12p\n\x0fGetNotification\x12-.ogpgy.notification.v1.GetNotificationRequest\x1a..ogpgy.notification.v1.GetNotificationResponse\x12v\n\x11ListNotifications\x12/.ogpgy.notification.v1.ListNotificationsRequest\x1a\x30.ogpgy.notification.v1.ListNotificationsResponse\x12{\n\x12WatchNotifications\x12\x30.ogpgy.notification.v1.WatchNotificationsRequest\x1a\x31.ogpgy.notification.v1.WatchNotificationsResponse0\x01\x12\x91\x01\n\x1aGetNotificationPreferences\x12\x38.ogpgy.notification.v1.GetNotificationPreferencesRequest\x1a\x39.ogpgy.notification.v1.GetNotificationPreferencesResponse\x12\x9a\x01\n\x1dUpdateNotificationPreferences\x12;.ogpgy.notification.v1.UpdateNotificationPreferencesRequest\x1a<.ogpgy.notification.v1.UpdateNotificationPreferencesResponseB}\n\x19\x63om.ogpgy.notification.v1P\x01ZFgithub.com/ogpgy/bank-mesh/gen/go/ogpgy/notification/v1;notificationv1\xaa\x02\x15Ogpgy.Notification.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0ogpgy/notification/v1/notification_service.proto\x12\x15ogpgy.notification.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19ogpgy/type/v1/rules.proto\"\xd5\x02\n\x0cNotification\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\t\x12\x17\n\x0fsource_event_id\x18\x05 \x01(\t\x12-\n\tsend_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07subject\x18\x07 \x01(\t\x12\x35\n\x06status\x18\x08 \x01(\x0e\x32%.ogpgy.notification.v1.DeliveryStatus\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\x12\x16\n\x0e\x66\x61ilure_reason\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08sequence\x18\x0c \x01(\x03\"?\n\x16GetNotificationRequest\x12%\n\x0fnotification_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x07\xaa\x8e\'\x03ntf\"T\n\x17GetNotificationResponse\x12\x39\n\x0cnotification\x18\x01 \x01(\x0b\x32#.ogpgy.notification.v1.Notification\"p\n\x18ListNotificationsRequest\x12$\n\x0b\x63ustomer_id\x18\x01 \x01(\tB\x0f\xbaH\x0cr\x07\xaa\x8e\'\x03\x63us\xd8\x01\x01\x12\x1a\n\tpage_size\x18\x02 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12\x12\n\npage_token\x18\x03 \x01(\t\"p\n\x19ListNotificationsResponse\x12:\n\rnotifications\x18\x01 \x03(\x0b\x32#.ogpgy.notification.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"b\n\x19WatchNotificationsRequest\x12$\n\x0b\x63ustomer_id\x18\x01 \x01(\tB\x0f\xbaH\x0cr\x07\xaa\x8e\'\x03\x63us\xd8\x01\x01\x12\x1f\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\"W\n\x1aWatchNotificationsResponse\x12\x39\n\x0cnotification\x18\x01 \x01(\x0b\x32#.ogpgy.notification.v1.Notification\"G\n\x17NotificationPreferences\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x17\n\x0fopted_out_kinds\x18\x02 \x03(\t\"I\n!GetNotificationPreferencesRequest\x12$\n\x0b\x63ustomer_id\x18\x01 \x01(\tB\x0f\xbaH\x0cr\x07\xaa\x8e\'\x03\x63us\xd8\x01\x01\"i\n\"GetNotificationPreferencesResponse\x12\x43\n\x0bpreferences\x18\x01 \x01(\x0b\x32..ogpgy.notification.v1.NotificationPreferences\"\x8e\x01\n$UpdateNotificationPreferencesRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\xa0\x8e\'\x01\x12$\n\x0b\x63ustomer_id\x18\x02 \x01(\tB\x0f\xbaH\x0cr\x07\xaa\x8e\'\x03\x63us\xd8\x01\x01\x12!\n\x0fopted_out_kinds\x18\x03 \x03(\tB\x08\xbaH\x05\x92\x01\x02\x18\x01\"l\n%UpdateNotificationPreferencesResponse\x12\x43\n\x0bpreferences\x18\x01 \x01(\x0b\x32..ogpgy.notification.v1.NotificationPreferences*\xa4\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45LIVERY_STATUS_PENDING\x10\x01\x12\x18\n\x14\x44\x45LIVERY_STATUS_SENT\x10\x02\x12\x1a\n\x16\x44\x45LIVERY_STATUS_FAILED\x10\x03\x12\x1e\n\x1a\x44\x45LIVERY_STATUS_SUPPRESSED\x10\x04\x32\xad\x05\n\x13NotificationService\x12p\n\x0fGetNotification\x12-.ogpgy.notification.v1.GetNotificationRequest\x1a..ogpgy.notification.v1.GetNotificationResponse\x12v\n\x11ListNotifications\x12/.ogpgy.notification.v1.ListNotificationsRequest\x1a\x30.ogpgy.notification.v1.ListNotificationsResponse\x12{\n\x12WatchNotifications\x12\x30.ogpgy.notification.v1.WatchNotificationsRequest\x1a\x31.ogpgy.notification.v1.WatchNotificationsResponse0\x01\x12\x91\x01\n\x1aGetNotificationPreferences\x12\x38.ogpgy.notification.v1.GetNotificationPreferencesRequest\x1a\x39.ogpgy.notification.v1.GetNotificationPreferencesResponse\x12\x9a\x01\n\x1dUpdateNotificationPreferences\x12;.ogpgy.notification.v1.UpdateNotificationPreferencesRequest\x1a<.ogpgy.notification.v1.UpdateNotificationPreferencesResponseB}\n\x19\x63om.ogpgy.notification.v1P\x01ZFgithub.com/ogpgy/bank-mesh/gen/go/ogpgy/notification/v1;notificationv1\xaa\x02\x15Ogpgy.Notification.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,32 +35,50 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ogpgy.notification.v1.notif
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\031com.ogpgy.notification.v1P\001ZFgithub.com/ogpgy/bank-mesh/gen/go/ogpgy/notification/v1;notificationv1\252\002\025Ogpgy.Notification.V1'
-  _globals['_DELIVERYSTATUS']._serialized_start=1409
-  _globals['_DELIVERYSTATUS']._serialized_end=1573
-  _globals['_NOTIFICATION']._serialized_start=109
-  _globals['_NOTIFICATION']._serialized_end=450
-  _globals['_GETNOTIFICATIONREQUEST']._serialized_start=452
-  _globals['_GETNOTIFICATIONREQUEST']._serialized_end=501
-  _globals['_GETNOTIFICATIONRESPONSE']._serialized_start=503
-  _globals['_GETNOTIFICATIONRESPONSE']._serialized_end=587
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=589
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=675
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=677
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=789
-  _globals['_WATCHNOTIFICATIONSREQUEST']._serialized_start=791
-  _globals['_WATCHNOTIFICATIONSREQUEST']._serialized_end=863
-  _globals['_WATCHNOTIFICATIONSRESPONSE']._serialized_start=865
-  _globals['_WATCHNOTIFICATIONSRESPONSE']._serialized_end=952
-  _globals['_NOTIFICATIONPREFERENCES']._serialized_start=954
-  _globals['_NOTIFICATIONPREFERENCES']._serialized_end=1025
-  _globals['_GETNOTIFICATIONPREFERENCESREQUEST']._serialized_start=1027
-  _globals['_GETNOTIFICATIONPREFERENCESREQUEST']._serialized_end=1083
-  _globals['_GETNOTIFICATIONPREFERENCESRESPONSE']._serialized_start=1085
-  _globals['_GETNOTIFICATIONPREFERENCESRESPONSE']._serialized_end=1190
-  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST']._serialized_start=1192
-  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST']._serialized_end=1296
-  _globals['_UPDATENOTIFICATIONPREFERENCESRESPONSE']._serialized_start=1298
-  _globals['_UPDATENOTIFICATIONPREFERENCESRESPONSE']._serialized_end=1406
-  _globals['_NOTIFICATIONSERVICE']._serialized_start=1576
-  _globals['_NOTIFICATIONSERVICE']._serialized_end=2261
+  _globals['_GETNOTIFICATIONREQUEST'].fields_by_name['notification_id']._loaded_options = None
+  _globals['_GETNOTIFICATIONREQUEST'].fields_by_name['notification_id']._serialized_options = b'\272H\tr\007\252\216\'\003ntf'
+  _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['customer_id']._loaded_options = None
+  _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['customer_id']._serialized_options = b'\272H\014r\007\252\216\'\003cus\330\001\001'
+  _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTNOTIFICATIONSREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\004\032\002(\000'
+  _globals['_WATCHNOTIFICATIONSREQUEST'].fields_by_name['customer_id']._loaded_options = None
+  _globals['_WATCHNOTIFICATIONSREQUEST'].fields_by_name['customer_id']._serialized_options = b'\272H\014r\007\252\216\'\003cus\330\001\001'
+  _globals['_WATCHNOTIFICATIONSREQUEST'].fields_by_name['after_sequence']._loaded_options = None
+  _globals['_WATCHNOTIFICATIONSREQUEST'].fields_by_name['after_sequence']._serialized_options = b'\272H\004\"\002(\000'
+  _globals['_GETNOTIFICATIONPREFERENCESREQUEST'].fields_by_name['customer_id']._loaded_options = None
+  _globals['_GETNOTIFICATIONPREFERENCESREQUEST'].fields_by_name['customer_id']._serialized_options = b'\272H\014r\007\252\216\'\003cus\330\001\001'
+  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\006r\004\240\216\'\001'
+  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST'].fields_by_name['customer_id']._loaded_options = None
+  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST'].fields_by_name['customer_id']._serialized_options = b'\272H\014r\007\252\216\'\003cus\330\001\001'
+  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST'].fields_by_name['opted_out_kinds']._loaded_options = None
+  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST'].fields_by_name['opted_out_kinds']._serialized_options = b'\272H\005\222\001\002\030\001'
+  _globals['_DELIVERYSTATUS']._serialized_start=1587
+  _globals['_DELIVERYSTATUS']._serialized_end=1751
+  _globals['_NOTIFICATION']._serialized_start=165
+  _globals['_NOTIFICATION']._serialized_end=506
+  _globals['_GETNOTIFICATIONREQUEST']._serialized_start=508
+  _globals['_GETNOTIFICATIONREQUEST']._serialized_end=571
+  _globals['_GETNOTIFICATIONRESPONSE']._serialized_start=573
+  _globals['_GETNOTIFICATIONRESPONSE']._serialized_end=657
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=659
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=771
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=773
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=885
+  _globals['_WATCHNOTIFICATIONSREQUEST']._serialized_start=887
+  _globals['_WATCHNOTIFICATIONSREQUEST']._serialized_end=985
+  _globals['_WATCHNOTIFICATIONSRESPONSE']._serialized_start=987
+  _globals['_WATCHNOTIFICATIONSRESPONSE']._serialized_end=1074
+  _globals['_NOTIFICATIONPREFERENCES']._serialized_start=1076
+  _globals['_NOTIFICATIONPREFERENCES']._serialized_end=1147
+  _globals['_GETNOTIFICATIONPREFERENCESREQUEST']._serialized_start=1149
+  _globals['_GETNOTIFICATIONPREFERENCESREQUEST']._serialized_end=1222
+  _globals['_GETNOTIFICATIONPREFERENCESRESPONSE']._serialized_start=1224
+  _globals['_GETNOTIFICATIONPREFERENCESRESPONSE']._serialized_end=1329
+  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST']._serialized_start=1332
+  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST']._serialized_end=1474
+  _globals['_UPDATENOTIFICATIONPREFERENCESRESPONSE']._serialized_start=1476
+  _globals['_UPDATENOTIFICATIONPREFERENCESRESPONSE']._serialized_end=1584
+  _globals['_NOTIFICATIONSERVICE']._serialized_start=1754
+  _globals['_NOTIFICATIONSERVICE']._serialized_end=2439
 # @@protoc_insertion_point(module_scope)

@@ -22,11 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from ogpgy.type.v1 import money_pb2 as ogpgy_dot_type_dot_v1_dot_money__pb2
+from ogpgy.type.v1 import rules_pb2 as ogpgy_dot_type_dot_v1_dot_rules__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&ogpgy/payment/v1/payment_service.proto\x12\x10ogpgy.payment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19ogpgy/type/v1/money.proto\")\n\x13InternalBeneficiary\x12\x12\n\naccount_id\x18\x01 \x01(\t\"1\n\x13\x45xternalBeneficiary\x12\x0c\n\x04iban\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\xb6\x03\n\x07Payment\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x19\n\x11\x64\x65\x62tor_account_id\x18\x02 \x01(\t\x12\x39\n\x08internal\x18\x03 \x01(\x0b\x32%.ogpgy.payment.v1.InternalBeneficiaryH\x00\x12\x39\n\x08\x65xternal\x18\x04 \x01(\x0b\x32%.ogpgy.payment.v1.ExternalBeneficiaryH\x00\x12$\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\x11\n\treference\x18\x06 \x01(\t\x12/\n\x06status\x18\x07 \x01(\x0e\x32\x1f.ogpgy.payment.v1.PaymentStatus\x12\x16\n\x0e\x66\x61ilure_reason\x18\x08 \x01(\t\x12\x13\n\x0btransfer_id\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\r\n\x0b\x62\x65neficiary\"\x83\x02\n\x14\x43reatePaymentRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x19\n\x11\x64\x65\x62tor_account_id\x18\x02 \x01(\t\x12\x39\n\x08internal\x18\x03 \x01(\x0b\x32%.ogpgy.payment.v1.InternalBeneficiaryH\x00\x12\x39\n\x08\x65xternal\x18\x04 \x01(\x0b\x32%.ogpgy.payment.v1.ExternalBeneficiaryH\x00\x12$\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\x11\n\treference\x18\x06 \x01(\tB\r\n\x0b\x62\x65neficiary\"C\n\x15\x43reatePaymentResponse\x12*\n\x07payment\x18\x01 \x01(\x0b\x32\x19.ogpgy.payment.v1.Payment\"\'\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"@\n\x12GetPaymentResponse\x12*\n\x07payment\x18\x01 \x01(\x0b\x32\x19.ogpgy.payment.v1.Payment\"W\n\x13ListPaymentsRequest\x12\x19\n\x11\x64\x65\x62tor_account_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\\\n\x14ListPaymentsResponse\x12+\n\x08payments\x18\x01 \x03(\x0b\x32\x19.ogpgy.payment.v1.Payment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"0\n\x17ReconcileNetworkRequest\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\"T\n\x0b\x44iscrepancy\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x13\n\x0btransfer_id\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"\xba\x01\n\x18ReconcileNetworkResponse\x12\x17\n\x0fnetwork_settled\x18\x01 \x01(\x03\x12\x18\n\x10\x62ooked_transfers\x18\x02 \x01(\x03\x12\x0f\n\x07matched\x18\x03 \x01(\x03\x12\x11\n\tin_flight\x18\x04 \x01(\x03\x12\x34\n\rdiscrepancies\x18\x05 \x03(\x0b\x32\x1d.ogpgy.payment.v1.Discrepancy\x12\x11\n\ttruncated\x18\x06 \x01(\x08*\xdf\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PAYMENT_STATUS_PENDING\x10\x01\x12\x19\n\x15PAYMENT_STATUS_QUEUED\x10\x02\x12\x1c\n\x18PAYMENT_STATUS_COMPLETED\x10\x03\x12\x19\n\x15PAYMENT_STATUS_FAILED\x10\x04\x12\x1b\n\x17PAYMENT_STATUS_REJECTED\x10\x05\x12!\n\x1dPAYMENT_STATUS_NEEDS_OPERATOR\x10\x06\x32\x95\x03\n\x0ePaymentService\x12`\n\rCreatePayment\x12&.ogpgy.payment.v1.CreatePaymentRequest\x1a\'.ogpgy.payment.v1.CreatePaymentResponse\x12W\n\nGetPayment\x12#.ogpgy.payment.v1.GetPaymentRequest\x1a$.ogpgy.payment.v1.GetPaymentResponse\x12]\n\x0cListPayments\x12%.ogpgy.payment.v1.ListPaymentsRequest\x1a&.ogpgy.payment.v1.ListPaymentsResponse\x12i\n\x10ReconcileNetwork\x12).ogpgy.payment.v1.ReconcileNetworkRequest\x1a*.ogpgy.payment.v1.ReconcileNetworkResponseBi\n\x14\x63om.ogpgy.payment.v1P\x01Z<github.com/ogpgy/bank-mesh/gen/go/ogpgy/payment/v1;paymentv1\xaa\x02\x10Ogpgy.Payment.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&ogpgy/payment/v1/payment_service.proto\x12\x10ogpgy.payment.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19ogpgy/type/v1/money.proto\x1a\x19ogpgy/type/v1/rules.proto\"7\n\x13InternalBeneficiary\x12 \n\naccount_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x07\xaa\x8e\'\x03\x61\x63\x63\"l\n\x13\x45xternalBeneficiary\x12\x36\n\x04iban\x18\x01 \x01(\tB(\xbaH%r#2!^[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}$\x12\x1d\n\x04name\x18\x02 \x01(\tB\x0f\xbaH\x0cr\n\x18\x46\xb0\x8e\'\x01\xb8\x8e\'\x01\"\xb6\x03\n\x07Payment\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x19\n\x11\x64\x65\x62tor_account_id\x18\x02 \x01(\t\x12\x39\n\x08internal\x18\x03 \x01(\x0b\x32%.ogpgy.payment.v1.InternalBeneficiaryH\x00\x12\x39\n\x08\x65xternal\x18\x04 \x01(\x0b\x32%.ogpgy.payment.v1.ExternalBeneficiaryH\x00\x12$\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\x11\n\treference\x18\x06 \x01(\t\x12/\n\x06status\x18\x07 \x01(\x0e\x32\x1f.ogpgy.payment.v1.PaymentStatus\x12\x16\n\x0e\x66\x61ilure_reason\x18\x08 \x01(\t\x12\x13\n\x0btransfer_id\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\r\n\x0b\x62\x65neficiary\"\xb1\x02\n\x14\x43reatePaymentRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\xa0\x8e\'\x01\x12\'\n\x11\x64\x65\x62tor_account_id\x18\x02 \x01(\tB\x0c\xbaH\tr\x07\xaa\x8e\'\x03\x61\x63\x63\x12\x39\n\x08internal\x18\x03 \x01(\x0b\x32%.ogpgy.payment.v1.InternalBeneficiaryH\x00\x12\x39\n\x08\x65xternal\x18\x04 \x01(\x0b\x32%.ogpgy.payment.v1.ExternalBeneficiaryH\x00\x12$\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12\x1f\n\treference\x18\x06 \x01(\tB\x0c\xbaH\tr\x07\x18\x8c\x01\xb0\x8e\'\x01\x42\x14\n\x0b\x62\x65neficiary\x12\x05\xbaH\x02\x08\x01\"C\n\x15\x43reatePaymentResponse\x12*\n\x07payment\x18\x01 \x01(\x0b\x32\x19.ogpgy.payment.v1.Payment\"5\n\x11GetPaymentRequest\x12 \n\npayment_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x07\xaa\x8e\'\x03pay\"@\n\x12GetPaymentResponse\x12*\n\x07payment\x18\x01 \x01(\x0b\x32\x19.ogpgy.payment.v1.Payment\"n\n\x13ListPaymentsRequest\x12\'\n\x11\x64\x65\x62tor_account_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x07\xaa\x8e\'\x03\x61\x63\x63\x12\x1a\n\tpage_size\x18\x02 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12\x12\n\npage_token\x18\x03 \x01(\t\"\\\n\x14ListPaymentsResponse\x12+\n\x08payments\x18\x01 \x03(\x0b\x32\x19.ogpgy.payment.v1.Payment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"0\n\x17ReconcileNetworkRequest\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\"T\n\x0b\x44iscrepancy\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x13\n\x0btransfer_id\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"\xba\x01\n\x18ReconcileNetworkResponse\x12\x17\n\x0fnetwork_settled\x18\x01 \x01(\x03\x12\x18\n\x10\x62ooked_transfers\x18\x02 \x01(\x03\x12\x0f\n\x07matched\x18\x03 \x01(\x03\x12\x11\n\tin_flight\x18\x04 \x01(\x03\x12\x34\n\rdiscrepancies\x18\x05 \x03(\x0b\x32\x1d.ogpgy.payment.v1.Discrepancy\x12\x11\n\ttruncated\x18\x06 \x01(\x08*\xdf\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PAYMENT_STATUS_PENDING\x10\x01\x12\x19\n\x15PAYMENT_STATUS_QUEUED\x10\x02\x12\x1c\n\x18PAYMENT_STATUS_COMPLETED\x10\x03\x12\x19\n\x15PAYMENT_STATUS_FAILED\x10\x04\x12\x1b\n\x17PAYMENT_STATUS_REJECTED\x10\x05\x12!\n\x1dPAYMENT_STATUS_NEEDS_OPERATOR\x10\x06\x32\x95\x03\n\x0ePaymentService\x12`\n\rCreatePayment\x12&.ogpgy.payment.v1.CreatePaymentRequest\x1a\'.ogpgy.payment.v1.CreatePaymentResponse\x12W\n\nGetPayment\x12#.ogpgy.payment.v1.GetPaymentRequest\x1a$.ogpgy.payment.v1.GetPaymentResponse\x12]\n\x0cListPayments\x12%.ogpgy.payment.v1.ListPaymentsRequest\x1a&.ogpgy.payment.v1.ListPaymentsResponse\x12i\n\x10ReconcileNetwork\x12).ogpgy.payment.v1.ReconcileNetworkRequest\x1a*.ogpgy.payment.v1.ReconcileNetworkResponseBi\n\x14\x63om.ogpgy.payment.v1P\x01Z<github.com/ogpgy/bank-mesh/gen/go/ogpgy/payment/v1;paymentv1\xaa\x02\x10Ogpgy.Payment.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,32 +36,52 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ogpgy.payment.v1.payment_se
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\024com.ogpgy.payment.v1P\001Z<github.com/ogpgy/bank-mesh/gen/go/ogpgy/payment/v1;paymentv1\252\002\020Ogpgy.Payment.V1'
-  _globals['_PAYMENTSTATUS']._serialized_start=1602
-  _globals['_PAYMENTSTATUS']._serialized_end=1825
-  _globals['_INTERNALBENEFICIARY']._serialized_start=120
-  _globals['_INTERNALBENEFICIARY']._serialized_end=161
-  _globals['_EXTERNALBENEFICIARY']._serialized_start=163
-  _globals['_EXTERNALBENEFICIARY']._serialized_end=212
-  _globals['_PAYMENT']._serialized_start=215
-  _globals['_PAYMENT']._serialized_end=653
-  _globals['_CREATEPAYMENTREQUEST']._serialized_start=656
-  _globals['_CREATEPAYMENTREQUEST']._serialized_end=915
-  _globals['_CREATEPAYMENTRESPONSE']._serialized_start=917
-  _globals['_CREATEPAYMENTRESPONSE']._serialized_end=984
-  _globals['_GETPAYMENTREQUEST']._serialized_start=986
-  _globals['_GETPAYMENTREQUEST']._serialized_end=1025
-  _globals['_GETPAYMENTRESPONSE']._serialized_start=1027
-  _globals['_GETPAYMENTRESPONSE']._serialized_end=1091
-  _globals['_LISTPAYMENTSREQUEST']._serialized_start=1093
-  _globals['_LISTPAYMENTSREQUEST']._serialized_end=1180
-  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=1182
-  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=1274
-  _globals['_RECONCILENETWORKREQUEST']._serialized_start=1276
-  _globals['_RECONCILENETWORKREQUEST']._serialized_end=1324
-  _globals['_DISCREPANCY']._serialized_start=1326
-  _globals['_DISCREPANCY']._serialized_end=1410
-  _globals['_RECONCILENETWORKRESPONSE']._serialized_start=1413
-  _globals['_RECONCILENETWORKRESPONSE']._serialized_end=1599
-  _globals['_PAYMENTSERVICE']._serialized_start=1828
-  _globals['_PAYMENTSERVICE']._serialized_end=2233
+  _globals['_INTERNALBENEFICIARY'].fields_by_name['account_id']._loaded_options = None
+  _globals['_INTERNALBENEFICIARY'].fields_by_name['account_id']._serialized_options = b'\272H\tr\007\252\216\'\003acc'
+  _globals['_EXTERNALBENEFICIARY'].fields_by_name['iban']._loaded_options = None
+  _globals['_EXTERNALBENEFICIARY'].fields_by_name['iban']._serialized_options = b'\272H%r#2!^[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}$'
+  _globals['_EXTERNALBENEFICIARY'].fields_by_name['name']._loaded_options = None
+  _globals['_EXTERNALBENEFICIARY'].fields_by_name['name']._serialized_options = b'\272H\014r\n\030F\260\216\'\001\270\216\'\001'
+  _globals['_CREATEPAYMENTREQUEST'].oneofs_by_name['beneficiary']._loaded_options = None
+  _globals['_CREATEPAYMENTREQUEST'].oneofs_by_name['beneficiary']._serialized_options = b'\272H\002\010\001'
+  _globals['_CREATEPAYMENTREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATEPAYMENTREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\006r\004\240\216\'\001'
+  _globals['_CREATEPAYMENTREQUEST'].fields_by_name['debtor_account_id']._loaded_options = None
+  _globals['_CREATEPAYMENTREQUEST'].fields_by_name['debtor_account_id']._serialized_options = b'\272H\tr\007\252\216\'\003acc'
+  _globals['_CREATEPAYMENTREQUEST'].fields_by_name['reference']._loaded_options = None
+  _globals['_CREATEPAYMENTREQUEST'].fields_by_name['reference']._serialized_options = b'\272H\tr\007\030\214\001\260\216\'\001'
+  _globals['_GETPAYMENTREQUEST'].fields_by_name['payment_id']._loaded_options = None
+  _globals['_GETPAYMENTREQUEST'].fields_by_name['payment_id']._serialized_options = b'\272H\tr\007\252\216\'\003pay'
+  _globals['_LISTPAYMENTSREQUEST'].fields_by_name['debtor_account_id']._loaded_options = None
+  _globals['_LISTPAYMENTSREQUEST'].fields_by_name['debtor_account_id']._serialized_options = b'\272H\tr\007\252\216\'\003acc'
+  _globals['_LISTPAYMENTSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTPAYMENTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\004\032\002(\000'
+  _globals['_PAYMENTSTATUS']._serialized_start=1814
+  _globals['_PAYMENTSTATUS']._serialized_end=2037
+  _globals['_INTERNALBENEFICIARY']._serialized_start=176
+  _globals['_INTERNALBENEFICIARY']._serialized_end=231
+  _globals['_EXTERNALBENEFICIARY']._serialized_start=233
+  _globals['_EXTERNALBENEFICIARY']._serialized_end=341
+  _globals['_PAYMENT']._serialized_start=344
+  _globals['_PAYMENT']._serialized_end=782
+  _globals['_CREATEPAYMENTREQUEST']._serialized_start=785
+  _globals['_CREATEPAYMENTREQUEST']._serialized_end=1090
+  _globals['_CREATEPAYMENTRESPONSE']._serialized_start=1092
+  _globals['_CREATEPAYMENTRESPONSE']._serialized_end=1159
+  _globals['_GETPAYMENTREQUEST']._serialized_start=1161
+  _globals['_GETPAYMENTREQUEST']._serialized_end=1214
+  _globals['_GETPAYMENTRESPONSE']._serialized_start=1216
+  _globals['_GETPAYMENTRESPONSE']._serialized_end=1280
+  _globals['_LISTPAYMENTSREQUEST']._serialized_start=1282
+  _globals['_LISTPAYMENTSREQUEST']._serialized_end=1392
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=1394
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=1486
+  _globals['_RECONCILENETWORKREQUEST']._serialized_start=1488
+  _globals['_RECONCILENETWORKREQUEST']._serialized_end=1536
+  _globals['_DISCREPANCY']._serialized_start=1538
+  _globals['_DISCREPANCY']._serialized_end=1622
+  _globals['_RECONCILENETWORKRESPONSE']._serialized_start=1625
+  _globals['_RECONCILENETWORKRESPONSE']._serialized_end=1811
+  _globals['_PAYMENTSERVICE']._serialized_start=2040
+  _globals['_PAYMENTSERVICE']._serialized_end=2445
 # @@protoc_insertion_point(module_scope)

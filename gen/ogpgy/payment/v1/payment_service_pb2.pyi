@@ -96,9 +96,11 @@ class ExternalBeneficiary(_message.Message):
     IBAN_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     iban: _builtins.str
-    """International bank account number."""
+    """International bank account number, in capitals without spaces, e.g. DE89370400440532013000;
+    the bank also checks its length for the country and its check digits.
+    """
     name: _builtins.str
-    """Name of the account holder."""
+    """Name of the account holder, 1 to 70 characters."""
     def __init__(
         self,
         *,
