@@ -32,7 +32,7 @@ from common.security.tokens import key_id, load_or_create_private_key
 from mesh import kubernetes
 from mesh.config import DEFAULT_CONFIG, MeshConfigError, load_mesh_config
 from mesh.distributed import Mesh, serve_settings
-from mesh.embedded import ALL_MODULES, CONTEXT_NAMES, module_named, start_embedded, start_process
+from mesh.embedded import ALL_MODULES, CONTEXT_NAMES, RunningBank, module_named, start_embedded, start_process
 from mesh.kubernetes import Target
 from mesh.local_servers import LocalServerError
 from mesh.status import mesh_status
@@ -53,7 +53,7 @@ Try it (grpcurl is installed in .venv/bin by scripts/bootstrap):
 "document":{{"type":"DOCUMENT_TYPE_PASSPORT","number":"AB1234564","issuing_country_code":"GB"}},\
 "address":{{"lines":["12 St James Sq"],"city":"London","postal_code":"SW1Y 4JH","country_code":"GB"}}}}' \
 {target} ogpgy.customer.v1.CustomerService/OnboardCustomer
-
+{http}
 Stop with Ctrl-C (graceful: health turns NOT_SERVING, in-flight calls finish).
 """
 
@@ -117,6 +117,13 @@ def _up_command(commands: Subcommands) -> None:
         help="serve TLS with the bank's own CA (made in <data-dir>/pki on first start; clients trust <data-dir>/pki/ca.pem)",
     )
     up.add_argument("--port", type=int, default=env.port, help="port to listen on; 0 picks a free one (default: %(default)s)")
+    up.add_argument(
+        "--http-port",
+        type=int,
+        default=env.http_port,
+        help="port of the HTTP access (the Connect protocol with JSON or binary, and gRPC-Web; the public keys at "
+        "/.well-known/jwks.json); 0 picks a free one, -1 serves none (default: the gRPC port + 1, a free one with --port 0)",
+    )
     up.add_argument("--data-dir", type=Path, default=env.data_dir, help="where the SQLite files live (default: %(default)s)")
     up.add_argument("--postgres-dsn", default=env.postgres_dsn, help="use PostgreSQL (one schema per context) instead of SQLite")
     up.add_argument("--redis-url", default=env.redis_url, help="use Redis Streams for events instead of the in-memory bus")
@@ -716,6 +723,7 @@ async def _up(args: argparse.Namespace) -> int:
         interest_chunk_size=args.interest_chunk,
         colocated_calls=not args.loopback_calls,
         tls=args.tls,
+        http_port=_http_port(args.http_port, args.port),
     )
     stop = stop_signal()
     bank = await start_embedded(settings)
@@ -727,6 +735,7 @@ async def _up(args: argparse.Namespace) -> int:
             password_source="OGPGY_ADMIN_PASSWORD" if settings.admin_password else settings.data_dir / "admin-password",
             token_command=_token_hint(bank.target, settings),
             grpcurl=f"-cacert {shlex.quote(str(settings.pki_path() / 'ca.pem'))}" if settings.tls else "-plaintext",
+            http=_http_hint(bank, settings),
         ),
         flush=True,
     )
@@ -734,6 +743,28 @@ async def _up(args: argparse.Namespace) -> int:
     logging.getLogger("ogpgy.mesh").info("%s received: shutting down", received.name)
     await bank.stop()
     return 0
+
+
+def _http_port(asked: int | None, grpc_port: int) -> int | None:
+    """The HTTP port `up` serves: the one asked for (-1: none), else the gRPC port's neighbour."""
+    if asked is None:
+        return grpc_port + 1 if grpc_port else 0
+    return None if asked < 0 else asked
+
+
+_HTTP_HINT = """Or over HTTP, on {url}: the Connect protocol (JSON or binary) and gRPC-Web, same calls, same tokens:
+  curl {curl}-H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{{"page_size":5}}' \
+{url}/ogpgy.customer.v1.CustomerService/ListCustomers
+"""
+
+
+def _http_hint(bank: RunningBank, settings: Settings) -> str:
+    if bank.http is None:
+        return ""
+    host = bank.target.rsplit(":", 1)[0]
+    url = f"{'https' if settings.tls else 'http'}://{host}:{bank.http.port}"
+    curl = f"--cacert {shlex.quote(str(settings.pki_path() / 'ca.pem'))} " if settings.tls else ""
+    return "\n" + _HTTP_HINT.format(url=url, curl=curl)
 
 
 def _setup_logging(level: str, form: str) -> None:

@@ -17,7 +17,9 @@ import grpc
 from common.config import Settings
 from common.di import BuiltContexts, ContextModuleBuilder, context_spec
 from common.grpc.channels import ChannelPool
+from common.grpc.http_gateway import Document, HttpGateway
 from common.grpc.identity import BearerAuthenticator, CertificateAuthenticator, allowed_importers
+from common.grpc.inprocess import InProcessChannel, LocalHandlers
 from common.grpc.server import GrpcServer
 from common.grpc.tls import ServerCertificate, channel_credentials
 from common.observability.tracing import setup_tracing
@@ -28,6 +30,8 @@ from mesh.mail_simulator import MailSimulator
 from mesh.pki import MutualTls, mutual_tls
 from mesh.readiness import Readiness, readiness_checks
 from mesh.trust import TrustFeed
+from ogpgy.identity.v1.identity_service_pb2 import GetSigningKeysRequest
+from ogpgy.identity.v1.identity_service_pb2_grpc import IdentityServiceStub
 from services.account.module import AccountModule
 from services.customer.module import CustomerModule
 from services.identity.module import IdentityModule
@@ -67,11 +71,14 @@ class RunningBank:
     trust: TrustFeed | None = None  # where identity is served elsewhere
     mail: MailSimulator | None = None  # the mail server served beside the bank, when none is configured
     readiness: Readiness | None = None
+    http: HttpGateway | None = None  # the Connect and gRPC-Web port, when settings.http_port asks for one
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stops taking calls (NOT_SERVING, drain), then shuts every component down."""
         if self.readiness is not None:
             await self.readiness.stop()
+        if self.http is not None:
+            await self.http.stop()
         await self.server.stop(grace)
         if self.trust is not None:
             await self.trust.stop()
@@ -137,6 +144,7 @@ async def start_process(
     server = GrpcServer(descriptors=contract_descriptors())
     tls = mutual_tls(settings.pki_path(), settings.process) if settings.mtls else server_tls(settings) if settings.tls else None
     port = server.bind(f"{settings.host}:{settings.port}", tls.server if tls else None)
+    http = _http_gateway(settings, server, names)  # bound now: a port taken is refused before anything starts
     target = _local_target(settings.host, port)
     addresses = dict(settings.addresses) | {name: target for name in names}
     colocated = names if settings.colocated_calls else []
@@ -162,8 +170,12 @@ async def start_process(
         server.allow_importers(allowed_importers(context_spec(m) for m in {*ALL_MODULES, *modules}))
         server.add_contexts(contexts)
         await server.start()
+        if http is not None:
+            await http.start()
         trust = await _trust_feed(settings, pool, security, names)
     except BaseException:
+        if http is not None:
+            await http.stop()
         await contexts.shutdown()
         raise
     imported = {i.from_context for m in modules for i in context_spec(m).imports} & {context_spec(m).name for m in remote}
@@ -173,7 +185,31 @@ async def start_process(
     readiness = Readiness(server, checks)
     await readiness.check()  # ready as soon as it can be, and never before
     readiness.start()
-    return RunningBank(server, contexts, target, tls, trust, readiness=readiness)
+    return RunningBank(server, contexts, target, tls, trust, readiness=readiness, http=http)
+
+
+def _http_gateway(settings: Settings, server: GrpcServer, names: list[str]) -> HttpGateway | None:
+    """The HTTP port, when asked for: every method this process serves, the public key set at
+    /.well-known/jwks.json where identity is served, TLS as the gRPC port has it."""
+    if settings.http_port is None:
+        return None
+    documents = {JWKS_PATH: _jwks(server.local_handlers)} if "identity" in names else {}
+    tls = server_certificate(settings).ssl_context() if settings.tls else None
+    return HttpGateway(server.local_handlers, settings.host, settings.http_port, documents, tls)
+
+
+JWKS_PATH = "/.well-known/jwks.json"
+
+
+def _jwks(handlers: LocalHandlers) -> Document:
+    """The signing keys' JWK set, as identity's GetSigningKeys answers it (public, no token)."""
+    keys = IdentityServiceStub(InProcessChannel(handlers))
+
+    async def document() -> bytes:
+        jwks: str = (await keys.GetSigningKeys(GetSigningKeysRequest())).jwks_json
+        return jwks.encode()
+
+    return document
 
 
 async def _trust_feed(settings: Settings, pool: ChannelPool, security: Security, names: list[str]) -> TrustFeed | None:
@@ -201,12 +237,19 @@ class ServerTls:
 def server_tls(settings: Settings) -> ServerTls:
     """TLS with the bank's CA (made in settings.pki_path() on first use): a certificate for the
     host the server binds, renewed before it expires; clients present none (tokens say who they are)."""
+    certificate = server_certificate(settings)
+    return ServerTls(
+        certificate.credentials(require_client_certificate=False),
+        channel_credentials(certificate.authority.certificate_pem),
+        certificate,
+    )
+
+
+def server_certificate(settings: Settings) -> ServerCertificate:
+    """A certificate from the bank's CA for the host the server binds (each port gets its own, renewed on its own)."""
     authority = CertificateAuthority.open(settings.pki_path())
     hosts = [] if settings.host in ("0.0.0.0", "", "::", "[::]") else [settings.host]
-    certificate = ServerCertificate(authority, None, hosts=[*hosts, socket.gethostname()])
-    return ServerTls(
-        certificate.credentials(require_client_certificate=False), channel_credentials(authority.certificate_pem), certificate
-    )
+    return ServerCertificate(authority, None, hosts=[*hosts, socket.gethostname()])
 
 
 def module_named(name: str) -> type:

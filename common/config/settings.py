@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     host: str = "127.0.0.1"
     port: int = 50051
+    http_port: int | None = None  # the Connect and gRPC-Web port (0: a free one); None: no HTTP port
     addresses: dict[str, str] = Field(default_factory=dict)
     instance_name: str = "embedded"  # this process among the replicas: the owner of what it leases
     colocated_calls: bool = True  # contexts of this process call each other in-process (no socket)

@@ -11,6 +11,13 @@ import time
 
 REQUEST_ID_HEADER = "x-request-id"
 
+
+def usable_request_id(value: object) -> bool:
+    """Whether a caller's request id is taken as the call's (else the server makes one): printable
+    ASCII, 128 characters at most, so that it can go into logs and headers as it came."""
+    return isinstance(value, str) and 0 < len(value) <= 128 and value.isascii() and value.isprintable()
+
+
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("ogpgy_request_id", default=None)
 deadline_var: contextvars.ContextVar[float | None] = contextvars.ContextVar("ogpgy_deadline", default=None)
 

@@ -48,6 +48,10 @@ class LocalHandlers:
     def add(self, method: str, handler: grpc.RpcMethodHandler) -> None:
         self._handlers[method] = handler
 
+    def methods(self) -> list[str]:
+        """Every method registered, by full name ("/package.Service/Method")."""
+        return list(self._handlers)
+
     def open(self) -> None:
         self.serving = True
 
@@ -79,6 +83,7 @@ class Endpoint:
 
     handlers: LocalHandlers
     auth: Mapping[str, list[bytes]]
+    address: str = "inprocess"  # the caller's address as the handler sees it (context.peer())
 
     def lookup(self, method: str) -> grpc.RpcMethodHandler:
         return self.handlers.lookup(method)
@@ -95,8 +100,10 @@ class _ServicerContext:
         serialize: Serializer = None,
         deserialize: Deserializer = None,
         auth: Mapping[str, list[bytes]] | None = None,
+        address: str = "inprocess",
     ) -> None:
         self._metadata = tuple(metadata)
+        self._address = address
         self._auth = dict(auth or {})
         self._deadline = deadline
         self._stream = stream
@@ -112,7 +119,7 @@ class _ServicerContext:
         return None if self._deadline is None else max(self._deadline - time.monotonic(), 0.0)
 
     def peer(self) -> str:
-        return "inprocess"
+        return self._address
 
     async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Sequence[tuple[str, Any]] = ()) -> None:
         self._code, self._details, self._trailing = code, details, tuple(trailing_metadata)
@@ -236,7 +243,9 @@ class _UnaryUnaryCall(_Call):
             handler = handlers.lookup(method)
         except aio.AioRpcError as error:
             raise self._fail(error) from None
-        context = _ServicerContext(aio.Metadata(*(details.metadata or ())), _deadline_of(details.timeout), auth=handlers.auth)
+        context = _ServicerContext(
+            aio.Metadata(*(details.metadata or ())), _deadline_of(details.timeout), auth=handlers.auth, address=handlers.address
+        )
         served = _spawn(handler.unary_unary(_copy(serialize, handler.request_deserializer, request), context))
         try:
             # Not asyncio.wait_for: on Python 3.11, a cancellation arriving as the handler finishes
@@ -295,6 +304,7 @@ class _UnaryStreamCall(_Call):
             handler.response_serializer,
             deserialize,
             auth=handlers.auth,
+            address=handlers.address,
         )
         self._served = _spawn(self._serve(handler, _copy(serialize, handler.request_deserializer, request), self._context))
 
@@ -437,9 +447,13 @@ class _Intercepted:
 class InProcessChannel:
     """An aio.Channel look-alike whose calls are answered by handlers in this process."""
 
-    def __init__(self, handlers: LocalHandlers, interceptors: Sequence[Any] = (), *, peer: str = "") -> None:
+    def __init__(
+        self, handlers: LocalHandlers, interceptors: Sequence[Any] = (), *, peer: str = "", address: str = "inprocess"
+    ) -> None:
+        """`peer`: the SPIFFE id of the calling context; `address`: the outside caller's address
+        (a gateway's caller), for what a handler decides by address (login throttling)."""
         self.handlers = handlers
-        self.endpoint = Endpoint(handlers, {"peer_spiffe_id": [peer.encode()]} if peer else {})
+        self.endpoint = Endpoint(handlers, {"peer_spiffe_id": [peer.encode()]} if peer else {}, address)
         self.interceptors = list(interceptors)
 
     def unary_unary(

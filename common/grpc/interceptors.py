@@ -24,7 +24,7 @@ import grpc
 from grpc import aio
 
 from common.errors import AppError, FieldViolation, ValidationFailed
-from common.grpc.call_context import REQUEST_ID_HEADER, deadline_var, request_id_var
+from common.grpc.call_context import REQUEST_ID_HEADER, deadline_var, request_id_var, usable_request_id
 from common.grpc.contract_rules import contract_violations
 from common.grpc.identity import check_importer
 from common.grpc.inprocess import LocalHandlers
@@ -42,8 +42,8 @@ rpc_log = logging.getLogger(RPC_LOGGER)
 
 def _request_id_of(context: aio.ServicerContext) -> str:
     for key, value in context.invocation_metadata() or ():
-        if key == REQUEST_ID_HEADER and isinstance(value, str) and 0 < len(value) <= 128:
-            return value
+        if key == REQUEST_ID_HEADER and usable_request_id(value):
+            return str(value)
     return random_bytes(16).hex()
 
 

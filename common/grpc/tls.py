@@ -8,6 +8,8 @@ certificate they were made with.
 
 from __future__ import annotations
 
+import ssl
+import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -51,6 +53,20 @@ class _Presented:
             self.current = following
             return self._configuration(following)
 
+    def ssl_context(self) -> ssl.SSLContext:
+        """The certificate for an HTTPS server (the gateway's port): each handshake asks for a
+        renewal, as gRPC does, and a renewed certificate serves new connections. Give each port a
+        presenter of its own: the renewal goes to whoever asks first."""
+        contexts = [_server_ssl_context(self.current)]
+
+        def on_hello(connection: ssl.SSLObject, _name: str | None, _context: ssl.SSLContext) -> None:
+            if self._renewed() is not None:
+                contexts[0] = _server_ssl_context(self.current)
+            connection.context = contexts[0]
+
+        contexts[0].sni_callback = on_hello
+        return contexts[0]
+
     def credentials(self, *, require_client_certificate: bool) -> grpc.ServerCredentials:
         return grpc.dynamic_ssl_server_credentials(
             self._configuration(self.current), self._renewed, require_client_authentication=require_client_certificate
@@ -70,7 +86,7 @@ class ServerCertificate(_Presented):
         lifetime: timedelta = LEAF_LIFETIME,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._authority = authority
+        self.authority = authority
         self._identity = identity
         self._hosts = tuple(hosts)
         self._lifetime = lifetime
@@ -79,7 +95,7 @@ class ServerCertificate(_Presented):
         self.issued = 1  # how many certificates this server has presented (rotation is visible)
 
     def _issue(self) -> Issued:
-        return self._authority.issue(self._identity, hosts=self._hosts, lifetime=self._lifetime, now=self._clock())
+        return self.authority.issue(self._identity, hosts=self._hosts, lifetime=self._lifetime, now=self._clock())
 
     def _next(self) -> Issued | None:
         if not self.current.renew_after(self._clock(), self._lifetime):
@@ -106,6 +122,19 @@ class CertificateFile(_Presented):
             return None
         self._stamp = stamp
         return load(self._directory, self._name)
+
+
+def _server_ssl_context(issued: Issued) -> ssl.SSLContext:
+    """An SSLContext presenting `issued`: the ssl module loads a key only from a file, so the PEMs
+    pass through a private temporary directory, removed at once."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    with tempfile.TemporaryDirectory() as private:  # mode 0700
+        certificate, key = Path(private) / "server.pem", Path(private) / "server.key"
+        certificate.write_bytes(issued.certificate)
+        key.touch(mode=0o600)
+        key.write_bytes(issued.private_key)
+        context.load_cert_chain(certificate, key)
+    return context
 
 
 def tls_options(target: str) -> list[tuple[str, str]]:

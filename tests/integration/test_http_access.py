@@ -1,0 +1,104 @@
+"""HTTP access to every context: the Connect protocol and gRPC-Web on the bank's second port,
+through the same handlers, tokens and errors as gRPC; the public keys at /.well-known/jwks.json.
+Called as users would: with curl, and with Connect clients from npm."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from grpc import aio
+
+from common.config import Settings
+from mesh.embedded import RunningBank
+from ogpgy.identity.v1 import identity_service_pb2 as ipb
+from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
+from tests.typescript import generated_typescript, run
+
+CONNECT_CLIENT = Path(__file__).parents[1] / "contract" / "node" / "connect_client.ts"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"http_port": 0})
+
+
+def _url(bank: RunningBank) -> str:
+    assert bank.http is not None, "the bank serves no HTTP port"
+    return f"http://127.0.0.1:{bank.http.port}"
+
+
+async def curl(url: str, body: str, *headers: str) -> tuple[int, dict[str, str], dict[str, object]]:
+    """POSTs a JSON body as the README shows; the status, the headers and the JSON answer. (curl
+    runs in a thread: the bank answers from this test's event loop.)"""
+    args = ["curl", "-sS", "--dump-header", "-", "-H", "content-type: application/json", "-d", body, url]
+    for header in headers:
+        args[1:1] = ["-H", header]
+    raw = (await asyncio.to_thread(subprocess.run, args, capture_output=True, timeout=30, check=True)).stdout.decode()
+    *blocks, payload = raw.split("\r\n\r\n")  # a "100 Continue" block may come before the answer's
+    status_line, *lines = blocks[-1].split("\r\n")
+    fields = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), fields, json.loads(payload or "{}")
+
+
+async def test_curl_calls_a_context_with_a_token_and_gets_its_errors(bank: RunningBank, admin_token: str) -> None:
+    base = f"{_url(bank)}/ogpgy.customer.v1.CustomerService"
+    bearer = f"authorization: Bearer {admin_token}"
+    onboarded = {
+        "request_id": "http-1",
+        "given_name": "Ada",
+        "family_name": "Lovelace",
+        "email": "ada@example.com",
+        "date_of_birth": {"year": 1990, "month": 12, "day": 10},
+        "document": {"type": "DOCUMENT_TYPE_PASSPORT", "number": "AB1234564", "issuing_country_code": "GB"},
+        "address": {"lines": ["12 St James Sq"], "city": "London", "postal_code": "SW1Y 4JH", "country_code": "GB"},
+    }
+    status, _, body = await curl(f"{base}/OnboardCustomer", json.dumps(onboarded), bearer)
+    assert status == 200, body
+    customer = body["customer"]
+    assert isinstance(customer, dict) and customer["kyc"]["status"] == "KYC_STATUS_VERIFIED"
+    status, headers, body = await curl(
+        f"{base}/GetCustomer", json.dumps({"customer_id": customer["customerId"]}), bearer, "x-request-id: curl-7"
+    )
+    assert status == 200 and body["customer"] == customer, "proto names in, JSON names out, as Connect does"
+    assert headers["x-request-id"] == "curl-7", "the request id is echoed"
+
+    status, _, body = await curl(f"{base}/GetCustomer", '{"customer_id": "42"}', bearer)
+    assert (status, body["code"]) == (400, "invalid_argument")
+    details = {d["type"]: d["debug"] for d in body["details"]}  # type: ignore[union-attr]
+    assert details["google.rpc.BadRequest"]["fieldViolations"][0]["field"] == "customer_id"
+    assert details["google.rpc.ErrorInfo"]["reason"] == "INVALID_REQUEST"
+
+    status, _, body = await curl(f"{base}/GetCustomer", '{"customer_id": "cus_01NOPE"}', bearer)
+    assert (status, body["code"]) == (404, "not_found")
+    status, headers, body = await curl(f"{base}/GetCustomer", '{"customer_id": "cus_01NOPE"}')
+    assert (status, body["code"]) == (401, "unauthenticated"), "no token, no answer"
+    assert headers["x-request-id"], "errors carry a request id too"
+
+
+async def test_a_refused_http_call_changes_nothing(bank: RunningBank, admin_token: str) -> None:
+    """Authorization comes before any side effect over HTTP too: no token, no account."""
+    url = f"{_url(bank)}/ogpgy.account.v1.AccountService/Deposit"
+    body = '{"request_id": "dep-1", "account_id": "acc_x", "amount": {"currency_code": "EUR", "amount": "5.00"}}'
+    assert (await curl(url, body))[0] == 401
+    assert (await curl(url, body, "authorization: Bearer forged"))[0] == 401
+
+
+async def test_public_keys_are_served_at_the_well_known_path(bank: RunningBank, channel: aio.Channel) -> None:
+    fetched = await asyncio.to_thread(
+        subprocess.run, ["curl", "-sS", f"{_url(bank)}/.well-known/jwks.json"], capture_output=True, check=True
+    )
+    served = json.loads(fetched.stdout)
+    answered = await igrpc.IdentityServiceStub(channel).GetSigningKeys(ipb.GetSigningKeysRequest())
+    assert served == json.loads(answered.jwks_json) and served["keys"], "the key set GetSigningKeys answers"
+
+
+async def test_connect_and_grpc_web_clients_from_npm(bank: RunningBank, admin_token: str, tmp_path: Path) -> None:
+    compiled = generated_typescript(tmp_path, CONNECT_CLIENT)
+    script = str(compiled / CONNECT_CLIENT.with_suffix(".js").name)
+    seen = json.loads(await asyncio.to_thread(run, ["node", script, _url(bank), admin_token], tmp_path))
+    expected = {"listed": 0, "error": "InvalidArgument", "fields": ["customer_id"], "reason": "INVALID_REQUEST"}
+    assert seen == [{"protocol": "connect", **expected}, {"protocol": "grpc-web", **expected}]
