@@ -515,23 +515,25 @@ async def _charge_fees(args: argparse.Namespace) -> int:
     processed = charged = unpaid = 0
     total = Decimal(0)
     async with bearer_channel(args.target, await _issue_token(args), _tls(args)) as channel:
-        accounts, after = pb_grpc.AccountServiceStub(channel), ""
-        while True:
-            chunk = await accounts.ChargeMonthlyFees(
-                pb.ChargeMonthlyFeesRequest(
-                    request_id=f"cli-fees-{args.month:%Y%m}-{after or 'start'}"[:64].replace("_", "-"),
-                    month=month,
-                    currency_code=args.currency,
-                    after_account_id=after,
-                    limit=args.chunk,
-                ),
-                timeout=120,
-            )
-            processed, charged, unpaid = processed + chunk.processed, charged + chunk.charged, unpaid + chunk.unpaid
-            total += Decimal(chunk.fees_charged.amount)
-            if chunk.done:
-                break
-            after = chunk.last_account_id
+        with _progress(f"fees {args.month:%Y-%m}") as show:
+            accounts, after = pb_grpc.AccountServiceStub(channel), ""
+            while True:  # chunk by chunk; the number of accounts is not known ahead: a count, no ETA
+                chunk = await accounts.ChargeMonthlyFees(
+                    pb.ChargeMonthlyFeesRequest(
+                        request_id=f"cli-fees-{args.month:%Y%m}-{after or 'start'}"[:64].replace("_", "-"),
+                        month=month,
+                        currency_code=args.currency,
+                        after_account_id=after,
+                        limit=args.chunk,
+                    ),
+                    timeout=120,
+                )
+                processed, charged, unpaid = processed + chunk.processed, charged + chunk.charged, unpaid + chunk.unpaid
+                total += Decimal(chunk.fees_charged.amount)
+                show(processed, 0, f"accounts, {charged} charged, {total} {args.currency}")
+                if chunk.done:
+                    break
+                after = chunk.last_account_id
     print(
         f"{args.month:%Y-%m}: {processed} accounts with a fee, {charged} charged ({total} {args.currency}), "
         f"{processed - charged - unpaid} waived, {unpaid} unpaid"

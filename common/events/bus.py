@@ -7,14 +7,13 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from google.protobuf.message import Message
-from opentelemetry.trace import SpanKind
 
 from common.config import Settings
 from common.di import BaseComponent, og_component
 from common.events.envelope import Envelope, event_type_of
 from common.grpc.call_context import request_id_var
 from common.observability.logs import log_fields
-from common.observability.tracing import span
+from common.observability.tracing import consuming
 
 Handler = Callable[[Envelope], Awaitable[None]]
 BatchHandler = Callable[[list[Envelope]], Awaitable[None]]  # all or nothing: a failure redelivers the batch
@@ -116,7 +115,7 @@ def _traced(consumer: str, handler: Handler) -> Handler:
     request id, and one log line per delivery."""
 
     async def handle(envelope: Envelope) -> None:
-        with span(f"consume {envelope.event_type}", envelope.headers, SpanKind.CONSUMER):
+        with consuming(consumer, envelope.event_type, 1, envelope.headers):
             request_id_var.set(envelope.headers.get("request_id"))
             outcome = "failed"
             try:
@@ -132,7 +131,7 @@ def _traced_batch(consumer: str, handler: BatchHandler) -> BatchHandler:
     """A batch in one consumer span (continuing the first event's trace), one log line per event."""
 
     async def handle(envelopes: list[Envelope]) -> None:
-        with span(f"consume {len(envelopes)} x {envelopes[0].event_type}", envelopes[0].headers, SpanKind.CONSUMER):
+        with consuming(consumer, envelopes[0].event_type, len(envelopes), envelopes[0].headers):
             outcome = "failed"
             try:
                 await handler(envelopes)

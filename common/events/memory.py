@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from common.events.bus import MAX_ATTEMPTS, BatchHandler, Handler, log, singly
 from common.events.envelope import Envelope
+from common.observability.metrics import DEAD_LETTERED
 
 RETRY_DELAY = 0.01
 
@@ -64,6 +65,7 @@ class InMemoryBackend:
                 log.exception("%s failed on %s (attempt %d)", subscription.consumer, envelopes[0].event_id, attempt)
                 await asyncio.sleep(RETRY_DELAY * attempt)
         self.dead.setdefault(subscription.consumer, []).extend(envelopes)
+        DEAD_LETTERED.labels(subscription.consumer).inc(len(envelopes))
         log.error("%s dead-lettered %d x %s", subscription.consumer, len(envelopes), envelopes[0].event_type)
 
     async def subscribe(self, event_types: list[str], consumer: str, handler: Handler) -> _MemorySubscription:

@@ -21,7 +21,7 @@ from common.faults import crash_point
 from common.grpc.call_context import request_id_var
 from common.ids import new_id
 from common.observability.metrics import OUTBOX_LAG
-from common.observability.tracing import inject
+from common.observability.tracing import producing
 
 OUTBOX = "outbox"  # the channel a transaction that adds events notifies
 POLL_SECONDS = 1.0  # the relay looks without being woken this often (a notice lost with its connection)
@@ -38,22 +38,23 @@ async def append_events(tx: Tx, events: Sequence[Message]) -> list[str]:
         return []
     request_id = request_id_var.get()
     headers = {"request_id": request_id} if request_id else {}
-    inject(headers)  # the trace goes on through the events to their consumers
     occurred_at = datetime.now(UTC).isoformat()
-    envelopes = [
-        Envelope(
-            event_id=new_id("evt"),
-            event_type=event.DESCRIPTOR.full_name,
-            payload=event.SerializeToString(),
-            occurred_at=occurred_at,
-            headers=headers,
+    types = sorted({event.DESCRIPTOR.full_name for event in events})
+    with producing(", ".join(types), headers):  # the trace goes on through the events to their consumers
+        envelopes = [
+            Envelope(
+                event_id=new_id("evt"),
+                event_type=event.DESCRIPTOR.full_name,
+                payload=event.SerializeToString(),
+                occurred_at=occurred_at,
+                headers=headers,
+            )
+            for event in events
+        ]
+        await tx.executemany(
+            "INSERT INTO outbox (event_id, event_type, payload, headers, occurred_at) VALUES (?, ?, ?, ?, ?)",
+            [(e.event_id, e.event_type, e.payload, e.headers_json(), e.occurred_at) for e in envelopes],
         )
-        for event in events
-    ]
-    await tx.executemany(
-        "INSERT INTO outbox (event_id, event_type, payload, headers, occurred_at) VALUES (?, ?, ?, ?, ?)",
-        [(e.event_id, e.event_type, e.payload, e.headers_json(), e.occurred_at) for e in envelopes],
-    )
     tx.notify(OUTBOX)
     return [e.event_id for e in envelopes]
 

@@ -33,7 +33,7 @@ from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
 from common.events.bus import MAX_ATTEMPTS, BatchHandler, Handler, log, singly
 from common.events.envelope import Envelope
 from common.faults import crash_point
-from common.observability.metrics import CONSUMER_LAG
+from common.observability.metrics import CONSUMER_LAG, DEAD_LETTERED
 
 STREAM_PREFIX = "ogpgy:events:"
 DLQ_PREFIX = "ogpgy:dead-letters:"
@@ -265,4 +265,5 @@ class RedisStreamsBackend:
         await self._redis.xadd(f"{DLQ_PREFIX}{sub.group}", dead, maxlen=self._max_len, approximate=True)
         await self._redis.xack(stream, sub.group, message_id)
         self._dead.setdefault(sub.group, []).append(envelope)
+        DEAD_LETTERED.labels(sub.group).inc()
         log.error("%s dead-lettered %s %s after %d attempts", sub.group, envelope.event_type, envelope.event_id, MAX_ATTEMPTS)

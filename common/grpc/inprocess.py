@@ -190,6 +190,22 @@ class _Call:
     def __init__(self) -> None:
         self._error: aio.AioRpcError | None = None
         self._finished = False
+        self._callbacks: list[Callable[[Any], None]] = []
+
+    def add_done_callback(self, callback: Callable[[Any], None]) -> None:
+        """Runs `callback(call)` once the call has ended (at once if it has), as aio calls do."""
+        if self._finished:
+            callback(self)
+        else:
+            self._callbacks.append(callback)
+
+    def _finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback(self)
 
     def code(self) -> grpc.StatusCode:
         return self._error.code() if self._error else grpc.StatusCode.OK
@@ -213,7 +229,9 @@ class _Call:
         return None
 
     def _fail(self, error: aio.AioRpcError) -> aio.AioRpcError:
-        self._error, self._finished = error, True
+        if not self._finished:
+            self._error = error
+        self._finish()
         return error
 
 
@@ -266,7 +284,7 @@ class _UnaryUnaryCall(_Call):
         failed = context.status_error()
         if failed is not None:
             raise self._fail(failed)
-        self._finished = True
+        self._finish()
         return _copy(handler.response_serializer, deserialize, response)
 
     def __await__(self) -> Any:
@@ -343,7 +361,7 @@ class _UnaryStreamCall(_Call):
             raise self._fail(_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
         item = getter.result()
         if item is _END:
-            self._finished = True
+            self._finish()
             return aio.EOF
         if isinstance(item, aio.AioRpcError):
             raise self._fail(item)

@@ -31,8 +31,8 @@ from common.grpc.inprocess import LocalHandlers
 from common.grpc.status import internal_status, no_answer, to_grpc_status
 from common.ids import random_bytes
 from common.observability.logs import RPC_LOGGER, log_fields
-from common.observability.metrics import RpcMetrics
-from common.observability.tracing import ServerSpan, inject
+from common.observability.metrics import CLIENT, RpcMetrics
+from common.observability.tracing import ClientSpan, ServerSpan, inject
 from common.security.context import SecurityContext, caller_var
 from common.security.pki import identity_of
 
@@ -152,6 +152,7 @@ def _observed(method: str, metrics: RpcMetrics, context: aio.ServicerContext) ->
     """The call's server span (continuing the caller's trace), its metrics and its log line."""
     outcome = _Outcome()
     started = time.perf_counter()
+    metrics.started.inc()
     current = ServerSpan(method, context.invocation_metadata() or ())
     try:
         yield outcome
@@ -171,7 +172,7 @@ def _observed(method: str, metrics: RpcMetrics, context: aio.ServicerContext) ->
                 request_id=request_id_var.get(),
                 peer=context.peer(),
             )
-        current.end()
+        current.end(outcome.code)
 
 
 def _code_of(context: aio.ServicerContext) -> str:
@@ -211,16 +212,21 @@ async def _abort_for(exc: Exception, context: aio.ServicerContext, method: str, 
     await context.abort_with_status(status)
 
 
-def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str, guard: Guard) -> Callable[..., Awaitable[Any]]:
-    metrics = RpcMetrics(method)
+def _wrap_unary(
+    behavior: Callable[..., Awaitable[Any]], method: str, guard: Guard, kind: str = "unary"
+) -> Callable[..., Awaitable[Any]]:
+    metrics = RpcMetrics(method, kind)
 
     async def handle(request: Any, context: aio.ServicerContext) -> Any:
         with _observed(method, metrics, context) as outcome:
             try:
                 _enter_call(context, method, guard)
+                if kind == "unary":
+                    metrics.received.inc()
                 _refuse_invalid(request)
                 response = await behavior(request, context)
                 outcome.code = "OK"
+                metrics.sent.inc()
                 return response
             except aio.AbortError:
                 outcome.code = _code_of(context)
@@ -231,19 +237,22 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str, guard: Gua
     return handle
 
 
-def _wrap_stream(behavior: Callable[..., Any], method: str, guard: Guard) -> Callable[..., Any]:
+def _wrap_stream(behavior: Callable[..., Any], method: str, guard: Guard, kind: str = "server_stream") -> Callable[..., Any]:
     """Server-streaming handlers come in two styles: async generators, and coroutines that
     write with context.write() (the health Watch); each is wrapped in its own style."""
     if not inspect.isasyncgenfunction(behavior):
-        return _wrap_unary(behavior, method, guard)
-    metrics = RpcMetrics(method)
+        return _wrap_unary(behavior, method, guard, kind)
+    metrics = RpcMetrics(method, kind)
 
     async def handle(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
         with _observed(method, metrics, context) as outcome:
             try:
                 _enter_call(context, method, guard)
+                if kind == "server_stream":
+                    metrics.received.inc()
                 _refuse_invalid(request)
                 async for response in behavior(request, context):
+                    metrics.sent.inc()
                     yield response
                 outcome.code = "OK"
             except aio.AbortError:
@@ -268,11 +277,11 @@ def intercept_handler(handler: grpc.RpcMethodHandler, method: str, guard: Guard 
         return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream, method, guard), **common)
     if handler.stream_unary:
         return grpc.stream_unary_rpc_method_handler(
-            _wrap_unary(_checking_requests(handler.stream_unary), method, guard), **common
+            _wrap_unary(_checking_requests(handler.stream_unary), method, guard, "client_stream"), **common
         )
     if handler.stream_stream:
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(_checking_requests(handler.stream_stream), method, guard), **common
+            _wrap_stream(_checking_requests(handler.stream_stream), method, guard, "bidi_stream"), **common
         )
     raise TypeError(f"{method}: a handler of no known kind cannot be served guarded")
 
@@ -372,6 +381,67 @@ def call_details_interceptors(rewrite: Callable[[aio.ClientCallDetails], aio.Cli
     return [_UnaryUnaryDetails(rewrite), _UnaryStreamDetails(rewrite)]
 
 
+_client_metrics: dict[tuple[str, str], RpcMetrics] = {}
+_finishing: set[asyncio.Task[None]] = set()  # status reads of ended calls, kept until they ran
+
+
+async def _observed_call(continuation: Any, details: aio.ClientCallDetails, request: Any, kind: str) -> Any:
+    """An outgoing call inside its CLIENT span (current while the next interceptors write the
+    metadata, so the callee continues from it), counted as go-grpc-prometheus counts."""
+    method = details.method.decode() if isinstance(details.method, bytes) else str(details.method)
+    metrics = _client_metrics.get((method, kind))
+    if metrics is None:
+        metrics = _client_metrics[(method, kind)] = RpcMetrics(method, kind, CLIENT)
+    metrics.started.inc()
+    metrics.sent.inc()
+    span, started = ClientSpan(method), time.perf_counter()
+
+    def ended(code: str) -> None:
+        if code == "OK" and kind == "unary":
+            metrics.received.inc()
+        metrics.observe(code, time.perf_counter() - started)
+        span.end(code)
+
+    try:
+        with span.current():
+            call = await continuation(details, request)
+    except asyncio.CancelledError:
+        ended("CANCELLED")
+        raise
+    except grpc.RpcError as failed:
+        ended(failed.code().name if isinstance(failed.code(), grpc.StatusCode) else "UNKNOWN")
+        raise
+    call.add_done_callback(lambda done: _on_end(done, ended))
+    return call
+
+
+def _on_end(call: Any, ended: Callable[[str], None]) -> None:
+    """An aio call tells its code by a coroutine (already answerable once the call has ended); an
+    in-process call tells it at once."""
+    code = call.code()
+    if not inspect.isawaitable(code):
+        ended(code.name)
+        return
+
+    async def read() -> None:
+        ended((await code).name)
+
+    task = asyncio.get_running_loop().create_task(read())
+    _finishing.add(task)
+    task.add_done_callback(_finishing.discard)
+
+
+class _ObservedUnaryUnary(aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]  # grpc ships no type information: its base classes are Any
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: aio.ClientCallDetails, request: Any) -> Any:
+        return await _observed_call(continuation, client_call_details, request, "unary")
+
+
+class _ObservedUnaryStream(aio.UnaryStreamClientInterceptor):  # type: ignore[misc]  # grpc ships no type information: its base classes are Any
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: aio.ClientCallDetails, request: Any) -> Any:
+        return await _observed_call(continuation, client_call_details, request, "server_stream")
+
+
 def outgoing_context_interceptors() -> list[aio.ClientInterceptor]:
-    """Put the caller's request id and remaining deadline on every outgoing call."""
-    return call_details_interceptors(_outgoing_details)
+    """Observe every outgoing call (its CLIENT span and client metrics), and put the caller's
+    request id, remaining deadline and trace context on it."""
+    return [_ObservedUnaryUnary(), _ObservedUnaryStream(), *call_details_interceptors(_outgoing_details)]

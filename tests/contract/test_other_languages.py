@@ -60,3 +60,24 @@ async def test_a_request_the_client_would_refuse_changes_nothing(channel: aio.Ch
     assert set(await field_violations(accounts.CloseAccount(bad))) == {"account_id"}
     fixed = apb.CloseAccountRequest(request_id="close-1", account_id="acc_nope")
     await rpc_error(accounts.CloseAccount(fixed), grpc.StatusCode.NOT_FOUND)  # not IDEMPOTENCY_KEY_REUSED
+
+
+def test_go_code_generates_and_compiles(tmp_path: Path) -> None:
+    """protoc-gen-go and protoc-gen-go-grpc from Debian, compiled offline against Debian's Go
+    protobuf and gRPC sources (GOPATH mode: no module proxy is needed)."""
+    missing = [tool for tool in ("go", "protoc-gen-go", "protoc-gen-go-grpc") if shutil.which(tool) is None]
+    assert not missing, f"{missing} missing: scripts/bootstrap installs the Go toolchain from Debian"
+    gopath = tmp_path / "gopath"
+    run([str(BIN / "buf"), "generate", "--template", "buf.gen.go.yaml", "-o", str(gopath)], ROOT)
+    packages = sorted({str(p.parent.relative_to(gopath / "src")) for p in (gopath / "src").rglob("*.go")})
+    assert "github.com/ogpgy/bank-mesh/gen/go/ogpgy/account/v1" in packages
+    assert any(p.name.endswith("_grpc.pb.go") for p in (gopath / "src").rglob("*.go")), "the service stubs too"
+    run(
+        ["go", "build", *packages],
+        gopath,
+        GO111MODULE="off",
+        GOPATH=f"{gopath}:/usr/share/gocode",
+        GOCACHE=str(tmp_path / "cache"),
+        GOFLAGS="",
+        GOPROXY="off",
+    )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-CHECKED = ("common", "kernel", "services", "mesh")
+CHECKED = ("common", "kernel", "services", "mesh", "clients/python/ogpgy_client")
 _IGNORE = re.compile(r"#\s*type:\s*ignore(?P<rest>.*)$")
 _WHY = re.compile(r"^\[[a-z-]+(, *[a-z-]+)*\]  # \S")
 
@@ -72,7 +72,7 @@ def _scratch(tmp_path: Path, files: dict[str, str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     for package in CHECKED:
-        (tmp_path / package).mkdir(exist_ok=True)
+        (tmp_path / package).mkdir(parents=True, exist_ok=True)
         (tmp_path / package / "__init__.py").touch()
     return tmp_path
 
