@@ -190,6 +190,7 @@ class HttpGateway:
             log_config=None,
             access_log=False,
             server_header=False,
+            timeout_graceful_shutdown=5,  # a stream left open (WatchNotifications) does not hold the shutdown
             ssl_context_factory=None if tls is None else (lambda _config, _default: tls),
         )
         self._server = _Server(config)
