@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -50,7 +51,8 @@ class _Method:
 
 
 def _methods(paths: Iterator[str]) -> Iterator[_Method]:
-    """The served methods whose contract this process knows (health and reflection included)."""
+    """The served methods whose contract this process knows (the contexts' own: health and
+    reflection are gRPC's, served on the gRPC port)."""
     pool = descriptor_pool.Default()
     for path in paths:
         service_name, _, name = path.lstrip("/").partition("/")
@@ -102,6 +104,15 @@ def connect_error(error: aio.AioRpcError) -> ConnectError:
     return ConnectError(_CODES.get(error.code(), Code.UNKNOWN), error.details() or "", details)
 
 
+async def _fetched(document: Document) -> tuple[int, bytes]:
+    """A document's answer: 503 when what serves it does not answer (it is served over the
+    in-process channel too)."""
+    try:
+        return 200, await document()
+    except aio.AioRpcError as error:
+        return 503, json.dumps({"code": error.code().name.lower(), "message": error.details() or ""}).encode()
+
+
 class _Gateway(ConnectASGIApplication[LocalHandlers]):
     """Every method of `handlers`, and the documents, on one ASGI application."""
 
@@ -118,9 +129,9 @@ class _Gateway(ConnectASGIApplication[LocalHandlers]):
         if document is None:
             await super().__call__(scope, receive, send)
             return
-        body = await document()
+        status, body = await _fetched(document) if scope.get("method") in ("GET", "HEAD") else (405, b"")
         headers = [(b"content-type", b"application/json"), (b"cache-control", b"max-age=60")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     def _endpoints_of(self, handlers: LocalHandlers) -> Mapping[str, Any]:
@@ -145,6 +156,8 @@ class _Gateway(ConnectASGIApplication[LocalHandlers]):
                         yield response
                 except aio.AioRpcError as error:
                     raise connect_error(error) from None
+                finally:
+                    call.cancel()  # the caller went away (or it ended): the handler stops too
 
             return Endpoint.server_stream(method.info, stream)
 
@@ -190,7 +203,11 @@ class HttpGateway:
             log_config=None,
             access_log=False,
             server_header=False,
+            proxy_headers=False,  # the caller's address is the socket's: X-Forwarded-For would let one pose as another
             timeout_graceful_shutdown=5,  # a stream left open (WatchNotifications) does not hold the shutdown
+            # connectrpc notices a caller who left a stream only when its next message is due: the
+            # connections one port holds are bounded (503 beyond), as abandoned watches may linger
+            limit_concurrency=1000,
             ssl_context_factory=None if tls is None else (lambda _config, _default: tls),
         )
         self._server = _Server(config)

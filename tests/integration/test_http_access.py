@@ -5,17 +5,22 @@ Called as users would: with curl, and with Connect clients from npm."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
+import struct
 import subprocess
 from pathlib import Path
 
 import pytest
+from google.protobuf import json_format
 from grpc import aio
 
 from common.config import Settings
 from mesh.embedded import RunningBank
+from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc
 from ogpgy.identity.v1 import identity_service_pb2 as ipb
 from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
+from tests.conftest import ADMIN_PASSWORD, onboarding
 from tests.typescript import generated_typescript, run
 
 CONNECT_CLIENT = Path(__file__).parents[1] / "contract" / "node" / "connect_client.ts"
@@ -47,15 +52,7 @@ async def curl(url: str, body: str, *headers: str) -> tuple[int, dict[str, str],
 async def test_curl_calls_a_context_with_a_token_and_gets_its_errors(bank: RunningBank, admin_token: str) -> None:
     base = f"{_url(bank)}/ogpgy.customer.v1.CustomerService"
     bearer = f"authorization: Bearer {admin_token}"
-    onboarded = {
-        "request_id": "http-1",
-        "given_name": "Ada",
-        "family_name": "Lovelace",
-        "email": "ada@example.com",
-        "date_of_birth": {"year": 1990, "month": 12, "day": 10},
-        "document": {"type": "DOCUMENT_TYPE_PASSPORT", "number": "AB1234564", "issuing_country_code": "GB"},
-        "address": {"lines": ["12 St James Sq"], "city": "London", "postal_code": "SW1Y 4JH", "country_code": "GB"},
-    }
+    onboarded = json_format.MessageToDict(onboarding("http-1"), preserving_proto_field_name=True)  # as a user writes it
     status, _, body = await curl(f"{base}/OnboardCustomer", json.dumps(onboarded), bearer)
     assert status == 200, body
     customer = body["customer"]
@@ -102,3 +99,43 @@ async def test_connect_and_grpc_web_clients_from_npm(bank: RunningBank, admin_to
     seen = json.loads(await asyncio.to_thread(run, ["node", script, _url(bank), admin_token], tmp_path))
     expected = {"listed": 0, "error": "InvalidArgument", "fields": ["customer_id"], "reason": "INVALID_REQUEST"}
     assert seen == [{"protocol": "connect", **expected}, {"protocol": "grpc-web", **expected}]
+
+
+async def test_a_server_stream_over_connect_and_a_caller_who_leaves(bank: RunningBank, channel: aio.Channel) -> None:
+    """WatchNotifications, a stream without end, read over the Connect protocol's enveloped JSON;
+    the caller then hangs up, and the bank stops as quickly as ever."""
+    await cgrpc.CustomerServiceStub(channel).OnboardCustomer(onboarding("http-watch"))  # a welcome message follows
+    token = (
+        await igrpc.IdentityServiceStub(channel).IssueToken(ipb.IssueTokenRequest(username="admin", password=ADMIN_PASSWORD))
+    ).access_token
+
+    def first_message() -> dict[str, object]:
+        connection = http.client.HTTPConnection("127.0.0.1", bank.http.port if bank.http else 0, timeout=20)
+        body = b"{}"
+        connection.request(
+            "POST",
+            "/ogpgy.notification.v1.NotificationService/WatchNotifications",
+            struct.pack(">BI", 0, len(body)) + body,
+            {"content-type": "application/connect+json", "authorization": f"Bearer {token}"},
+        )
+        answer = connection.getresponse()
+        assert answer.status == 200 and answer.getheader("content-type") == "application/connect+json"
+        _flags, size = struct.unpack(">BI", answer.read(5))
+        message: dict[str, object] = json.loads(answer.read(size))
+        connection.close()  # and leaves, the stream still open
+        return message
+
+    seen = await asyncio.to_thread(first_message)
+    notification = seen["notification"]
+    assert isinstance(notification, dict) and notification["kind"] == "WELCOME", seen
+
+
+async def test_guessing_over_http_is_throttled_by_the_socket_address(bank: RunningBank) -> None:
+    """The address a login failure counts against is the connection's: an X-Forwarded-For header
+    changes nothing (else one guesser could pose as many addresses)."""
+    url = f"{_url(bank)}/ogpgy.identity.v1.IdentityService/IssueToken"
+    for n in range(50):  # as many failures as one address may have, each under another name and "address"
+        guess = json.dumps({"username": f"guess-{n}", "password": "wrong"})
+        assert (await curl(url, guess, f"x-forwarded-for: 10.0.0.{n}"))[0] == 401
+    status, _, body = await curl(url, json.dumps({"username": "admin", "password": ADMIN_PASSWORD}), "x-forwarded-for: 10.9.9.9")
+    assert (status, body["code"]) == (429, "resource_exhausted"), body
