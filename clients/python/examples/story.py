@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import uuid
 
 from ogpgy_client import BankClient, BankError
@@ -19,6 +20,14 @@ from ogpgy.customer.v1 import customer_service_pb2 as customer
 from ogpgy.lending.v1 import lending_service_pb2 as lending
 from ogpgy.payment.v1 import payment_service_pb2 as payment
 from ogpgy.type.v1 import address_pb2, date_pb2, money_pb2
+
+
+def passport_number() -> str:
+    """A passport number of the ICAO 9303 form, with its check digit: a new one on each run, since
+    a document is onboarded once."""
+    body = f"CL{secrets.randbelow(10**6):06d}"
+    value = [int(c) if c.isdigit() else ord(c) - ord("A") + 10 for c in body]
+    return body + str(sum(v * (7, 3, 1)[i % 3] for i, v in enumerate(value)) % 10)
 
 
 def eur(amount: str) -> money_pb2.Money:
@@ -44,7 +53,7 @@ async def story(bank: BankClient, tag: str) -> dict[str, object]:
             email="ada@example.com",
             date_of_birth=date_pb2.Date(year=1990, month=12, day=10),
             document=customer.IdentityDocument(
-                type=customer.DOCUMENT_TYPE_PASSPORT, number="AB1234564", issuing_country_code="GB"
+                type=customer.DOCUMENT_TYPE_PASSPORT, number=passport_number(), issuing_country_code="GB"
             ),
             address=address_pb2.PostalAddress(lines=["12 St James Sq"], city="London", postal_code="SW1Y 4JH", country_code="GB"),
         )
