@@ -1,10 +1,11 @@
 """Server and client interceptors of the platform.
 
 Server side: sets the call context (request id, deadline), refuses a request that breaks its
-contract's field rules before the handler runs, and maps AppError to statuses with rich details; anything else is a bug, logged with its traceback and answered INTERNAL without internals.
+contract's field rules before the handler runs, and maps AppError to statuses with rich details;
+anything else is a bug, logged with its traceback and answered INTERNAL without internals.
 It is applied to each handler once, when the handler is registered (InterceptingRegistrar).
 Every call has a server span (continuing the caller's trace), Prometheus metrics, and one JSON log
-line with its request id and trace id.
+line with its request id and trace id; every outgoing call a client span and client metrics.
 Client side: propagates the request id, the remaining deadline and the trace context to the next
 hop (identity is the imported stub's part: common.grpc.identity).
 """
@@ -218,11 +219,11 @@ def _wrap_unary(
     metrics = RpcMetrics(method, kind)
 
     async def handle(request: Any, context: aio.ServicerContext) -> Any:
+        if kind == "unary":
+            metrics.received.inc()
         with _observed(method, metrics, context) as outcome:
             try:
                 _enter_call(context, method, guard)
-                if kind == "unary":
-                    metrics.received.inc()
                 _refuse_invalid(request)
                 response = await behavior(request, context)
                 outcome.code = "OK"
@@ -245,11 +246,11 @@ def _wrap_stream(behavior: Callable[..., Any], method: str, guard: Guard, kind: 
     metrics = RpcMetrics(method, kind)
 
     async def handle(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+        if kind == "server_stream":
+            metrics.received.inc()
         with _observed(method, metrics, context) as outcome:
             try:
                 _enter_call(context, method, guard)
-                if kind == "server_stream":
-                    metrics.received.inc()
                 _refuse_invalid(request)
                 async for response in behavior(request, context):
                     metrics.sent.inc()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import re
 import struct
 import subprocess
 from pathlib import Path
@@ -21,6 +22,7 @@ from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc
 from ogpgy.identity.v1 import identity_service_pb2 as ipb
 from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
 from tests.conftest import ADMIN_PASSWORD, onboarding
+from tests.processes import BankProcess
 from tests.typescript import generated_typescript, run
 
 CONNECT_CLIENT = Path(__file__).parents[1] / "contract" / "node" / "connect_client.ts"
@@ -139,3 +141,28 @@ async def test_guessing_over_http_is_throttled_by_the_socket_address(bank: Runni
         assert (await curl(url, guess, f"x-forwarded-for: 10.0.0.{n}"))[0] == 401
     status, _, body = await curl(url, json.dumps({"username": "admin", "password": ADMIN_PASSWORD}), "x-forwarded-for: 10.9.9.9")
     assert (status, body["code"]) == (429, "resource_exhausted"), body
+
+
+def test_https_with_the_banks_ca(tmp_path: Path) -> None:
+    """`ogpgy up --tls` serves the HTTP port over TLS too, with a certificate from the bank's CA."""
+    bank = BankProcess(tmp_path, "--tls").start()
+    try:
+        assert bank.proc is not None and bank.proc.stdout is not None
+        url = ""
+        for _ in range(40):  # the rest of what `up` printed
+            found = re.search(r"on (https://127\.0\.0\.1:\d+):", bank.proc.stdout.readline())
+            if found:
+                url = found.group(1)
+                break
+        assert url, "up names its HTTPS address"
+        keys = subprocess.run(
+            ["curl", "-sS", "--cacert", str(tmp_path / "pki" / "ca.pem"), f"{url}/.well-known/jwks.json"],
+            capture_output=True,
+            check=True,
+            timeout=30,
+        )
+        assert json.loads(keys.stdout)["keys"]
+        untrusted = subprocess.run(["curl", "-sS", f"{url}/.well-known/jwks.json"], capture_output=True, timeout=30)
+        assert untrusted.returncode == 60, "a client that does not trust the bank's CA is refused"
+    finally:
+        bank.stop()
