@@ -90,16 +90,21 @@ def without_json_names(serialized: bytes) -> bytes:
     """The set without protoc's json_name on each field, as the generated code's own descriptors
     are: reflection clients (grpcurl) then keep printing the fields' proto names, as before."""
     descriptors = descriptor_pb2.FileDescriptorSet.FromString(serialized)
-
-    def strip(messages: Iterable[descriptor_pb2.DescriptorProto]) -> None:
-        for message in messages:
-            for field in message.field:
-                field.ClearField("json_name")
-            strip(message.nested_type)
-
     for file in descriptors.file:
-        strip(file.message_type)
+        strip_json_names(file)
     return descriptors.SerializeToString(deterministic=True)
+
+
+def strip_json_names(file: descriptor_pb2.FileDescriptorProto) -> None:
+    """Clears the json_name protoc derives on every field and extension of `file`."""
+
+    def strip(fields: Iterable[descriptor_pb2.FieldDescriptorProto], messages: Iterable[descriptor_pb2.DescriptorProto]) -> None:
+        for field in fields:
+            field.ClearField("json_name")
+        for message in messages:
+            strip((*message.field, *message.extension), message.nested_type)
+
+    strip(file.extension, file.message_type)
 
 
 def add_package_markers(out: Path) -> None:

@@ -22,7 +22,10 @@ from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
 
+from gen_protos import strip_json_names  # a script beside this one
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_encoding, text_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,9 +182,9 @@ class Printer:
             self.emit(depth + 1, "reserved " + ", ".join(f'"{n}"' for n in e.reserved_name) + ";")
         self.emit(depth, "}", "")
 
-    def extensions(self, depth: int, fields: Iterator[descriptor_pb2.FieldDescriptorProto] | object) -> None:
+    def extensions(self, depth: int, fields: Iterable[descriptor_pb2.FieldDescriptorProto]) -> None:
         by_extendee: dict[str, list[descriptor_pb2.FieldDescriptorProto]] = {}
-        for f in fields:  # type: ignore[attr-defined]
+        for f in fields:
             by_extendee.setdefault(f.extendee, []).append(f)
         for extendee, group in by_extendee.items():
             self.emit(depth, f"extend {extendee} {{")
@@ -220,7 +223,7 @@ class _OptionReader:
             self.pool.Add(proto)
         self.pool.Add(file)
 
-    def of(self, options: object) -> Iterator[str]:
+    def of(self, options: Message) -> Iterator[str]:
         typed = self._reparse(options)
         for field, value in typed.ListFields():
             name = f"({field.full_name})" if field.is_extension else field.name
@@ -228,18 +231,18 @@ class _OptionReader:
             for item in values:
                 yield f"{name} = {_literal(field, item)}"
 
-    def _reparse(self, options: object) -> object:
-        descriptor = self.pool.FindMessageTypeByName(options.DESCRIPTOR.full_name)  # type: ignore[attr-defined]
+    def _reparse(self, options: Message) -> Message:
+        descriptor = self.pool.FindMessageTypeByName(options.DESCRIPTOR.full_name)
         typed = message_factory.GetMessageClass(descriptor)()
-        typed.ParseFromString(options.SerializeToString())  # type: ignore[attr-defined]
+        typed.ParseFromString(options.SerializeToString())
         return typed
 
 
-def _literal(field: object, value: object) -> str:
-    if field.message_type is not None:  # type: ignore[attr-defined]
-        return "{" + text_format.MessageToString(value, as_one_line=True, as_utf8=True) + "}"  # type: ignore[arg-type]
-    if field.enum_type is not None:  # type: ignore[attr-defined]
-        return field.enum_type.values_by_number[value].name  # type: ignore[attr-defined, index]
+def _literal(field: FieldDescriptor, value: object) -> str:
+    if isinstance(value, Message):
+        return "{" + text_format.MessageToString(value, as_one_line=True, as_utf8=True) + "}"
+    if field.enum_type is not None and isinstance(value, int):
+        return field.enum_type.values_by_number[value].name
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -290,28 +293,15 @@ def compiled(path: str, root: Path) -> descriptor_pb2.FileDescriptorProto:
 
 
 def same_contract(printed: descriptor_pb2.FileDescriptorProto, source: descriptor_pb2.FileDescriptorProto) -> bool:
-    """Equal up to what printing does not carry: json names protoc derives, and field order of options."""
-    a, b = descriptor_pb2.FileDescriptorProto(), descriptor_pb2.FileDescriptorProto()
-    a.CopyFrom(printed)
-    b.CopyFrom(source)
-    for proto in (a, b):
-        proto.ClearField("source_code_info")
-        _strip_json_names(proto.message_type)
-        for ext in proto.extension:
-            ext.ClearField("json_name")
-    return _canonical(a) == _canonical(b)
-
-
-def _strip_json_names(messages: object) -> None:
-    for m in messages:  # type: ignore[attr-defined]
-        for f in (*m.field, *m.extension):
-            f.ClearField("json_name")
-        _strip_json_names(m.nested_type)
-
-
-def _canonical(proto: descriptor_pb2.FileDescriptorProto) -> bytes:
-    """Options re-serialized with a pool that knows every extension, so their bytes compare."""
-    return proto.SerializeToString(deterministic=True)
+    """Equal up to what printing does not carry: the source info, and the json names protoc derives."""
+    copies = []
+    for proto in (printed, source):
+        copy = descriptor_pb2.FileDescriptorProto()
+        copy.CopyFrom(proto)
+        copy.ClearField("source_code_info")
+        strip_json_names(copy)
+        copies.append(copy.SerializeToString(deterministic=True))
+    return copies[0] == copies[1]
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""The bank as a user runs it: `ogpgy up` in a subprocess, stopped or killed by its PID."""
+"""The bank as a user runs it: `ogpgy up` in a subprocess, stopped or killed by its PID; and the
+other commands a test runs as a user would (`run`)."""
 
 from __future__ import annotations
 
@@ -71,3 +72,10 @@ class BankProcess:
     @property
     def log(self) -> str:
         return "".join(self.output)
+
+
+def run(args: list[str], cwd: Path, **env: str) -> str:
+    """`args` run in `cwd`; their standard output, or a failure with everything they printed."""
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+    assert result.returncode == 0, f"{args[0]} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout

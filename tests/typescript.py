@@ -4,20 +4,13 @@ tsc compiles it with the client beside it, node runs it."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
+
+from tests.processes import run
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / "node_modules" / ".bin"
-
-
-def run(args: list[str], cwd: Path, **env: str) -> str:
-    """`args` run in `cwd`; their standard output, or a failure with everything they printed."""
-    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=300, env={**os.environ, **env})
-    assert result.returncode == 0, f"{args[0]} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
 
 
 def generated_typescript(out: Path, client: Path) -> Path:

@@ -28,15 +28,14 @@ from connectrpc.request import RequestContext
 from connectrpc.server import ConnectASGIApplication, Endpoint
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import Message
-from google.rpc import status_pb2
 from grpc import aio
 
 from common.grpc.call_context import REQUEST_ID_HEADER, usable_request_id
 from common.grpc.inprocess import InProcessChannel, LocalHandlers
+from common.grpc.status import rich_status
 from common.ids import random_bytes
 
 FORWARDED_HEADERS = ("authorization", REQUEST_ID_HEADER, "traceparent", "tracestate")
-_DETAILS_KEY = "grpc-status-details-bin"
 _CODES = {status: Code[status.name] for status in grpc.StatusCode if status.name in Code.__members__}
 _CODES[grpc.StatusCode.CANCELLED] = Code.CANCELED
 
@@ -97,11 +96,8 @@ def _timeout(context: RequestContext[Any, Any]) -> float | None:
 
 def connect_error(error: aio.AioRpcError) -> ConnectError:
     """The gRPC status as a Connect error, its google.rpc details carried over."""
-    details: list[Any] = []
-    for key, value in error.trailing_metadata() or ():
-        if key == _DETAILS_KEY and isinstance(value, bytes):
-            details = list(status_pb2.Status.FromString(value).details)
-    return ConnectError(_CODES.get(error.code(), Code.UNKNOWN), error.details() or "", details)
+    status = rich_status(error)
+    return ConnectError(_CODES.get(error.code(), Code.UNKNOWN), error.details() or "", status.details if status else ())
 
 
 async def _fetched(document: Document) -> tuple[int, bytes]:

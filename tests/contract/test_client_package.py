@@ -4,32 +4,24 @@ virtualenv (its dependencies by their ranges), with no server code, runs the REA
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-from tests.processes import ADMIN_PASSWORD, BankProcess
+from tests.processes import ADMIN_PASSWORD, BankProcess, run
 
 ROOT = Path(__file__).resolve().parents[2]
 STORY = ROOT / "clients" / "python" / "examples" / "story.py"
 
 
-def _run(args: list[str], cwd: Path = ROOT, **env: str) -> str:
-    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=300, env={**os.environ, **env})
-    assert result.returncode == 0, f"{args}:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
 def test_the_client_package_runs_the_story_from_a_clean_virtualenv(tmp_path: Path) -> None:
-    wheel = _run([sys.executable, str(ROOT / "scripts" / "build_client.py"), "--out", str(tmp_path / "dist")]).strip()
+    wheel = run([sys.executable, str(ROOT / "scripts" / "build_client.py"), "--out", str(tmp_path / "dist")], ROOT).strip()
     venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", str(venv)])
+    run([sys.executable, "-m", "venv", str(venv)], tmp_path)
     python = str(venv / "bin" / "python")
-    _run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel])
+    run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel], tmp_path)
 
     found = json.loads(
-        _run(
+        run(
             [
                 python,
                 "-c",
@@ -52,7 +44,7 @@ def test_the_client_package_runs_the_story_from_a_clean_virtualenv(tmp_path: Pat
         "kernel": False,
         "velocitypay": False,
     }, "the contracts and the client, no server code"
-    shipped = _run([python, "-c", "import ogpgy_client, pathlib; print(pathlib.Path(ogpgy_client.__file__).parent)"], tmp_path)
+    shipped = run([python, "-c", "import ogpgy_client, pathlib; print(pathlib.Path(ogpgy_client.__file__).parent)"], tmp_path)
     assert str(venv) in shipped, "installed in the virtualenv"
     shipped = shipped.strip()
     assert (Path(shipped) / "protos" / "ogpgy" / "account" / "v1" / "account_service.proto").exists()
@@ -60,7 +52,7 @@ def test_the_client_package_runs_the_story_from_a_clean_virtualenv(tmp_path: Pat
 
     bank = BankProcess(tmp_path / "bank").start()
     try:
-        told = json.loads(_run([python, str(STORY), bank.target], tmp_path, OGPGY_PASSWORD=ADMIN_PASSWORD, PYTHONPATH=""))
+        told = json.loads(run([python, str(STORY), bank.target], tmp_path, OGPGY_PASSWORD=ADMIN_PASSWORD, PYTHONPATH=""))
     finally:
         bank.stop()
     assert told == {

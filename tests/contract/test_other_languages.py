@@ -18,7 +18,8 @@ from grpc import aio
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
 from tests.grpc_assert import field_violations, rpc_error
-from tests.typescript import BIN, ROOT, generated_typescript, run
+from tests.processes import run
+from tests.typescript import BIN, ROOT, generated_typescript
 
 NODE_CLIENT = Path(__file__).parent / "node" / "validate_before_send.ts"
 

@@ -22,8 +22,8 @@ from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc
 from ogpgy.identity.v1 import identity_service_pb2 as ipb
 from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
 from tests.conftest import ADMIN_PASSWORD, onboarding
-from tests.processes import BankProcess
-from tests.typescript import generated_typescript, run
+from tests.processes import BankProcess, run
+from tests.typescript import generated_typescript
 
 CONNECT_CLIENT = Path(__file__).parents[1] / "contract" / "node" / "connect_client.ts"
 
@@ -67,7 +67,9 @@ async def test_curl_calls_a_context_with_a_token_and_gets_its_errors(bank: Runni
 
     status, _, body = await curl(f"{base}/GetCustomer", '{"customer_id": "42"}', bearer)
     assert (status, body["code"]) == (400, "invalid_argument")
-    details = {d["type"]: d["debug"] for d in body["details"]}  # type: ignore[union-attr]
+    listed = body["details"]
+    assert isinstance(listed, list)
+    details = {d["type"]: d["debug"] for d in listed}
     assert details["google.rpc.BadRequest"]["fieldViolations"][0]["field"] == "customer_id"
     assert details["google.rpc.ErrorInfo"]["reason"] == "INVALID_REQUEST"
 
