@@ -31,6 +31,16 @@ async def aggregate(tx: Tx, sql: str, *params: Any) -> Row:
     return stored(await tx.fetchone(sql, *params), "the row of an aggregate query")
 
 
+class Settled(Exception):
+    """Raised out of a unit of work whose writes stand although its caller gets `error`: a
+    refusal recorded on the idempotency key the unit claimed commits, and the caller hears the
+    refusal. Every Database commits such a unit and raises `error` to the caller."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class Tx(Protocol):
     """A transaction: statements of one unit of work, committed together or not at all."""
 

@@ -6,6 +6,7 @@ import asyncio
 import random
 import re
 import time
+from collections.abc import Awaitable
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -14,7 +15,7 @@ from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from common.db.base import Row, UnitOfWork
+from common.db.base import Row, Settled, UnitOfWork
 from common.db.migrations import Migration, apply_migrations, load_migrations
 from common.db.notices import Notices
 from common.errors import Unavailable
@@ -61,6 +62,14 @@ class PostgresTx:
     async def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         async with self._conn.cursor() as cursor:
             await cursor.executemany(_placeholders(sql), rows)
+
+
+async def _settled(unit: Awaitable[R]) -> R | Settled:
+    """The unit's result, or the Settled it raised (its transaction commits all the same)."""
+    try:
+        return await unit
+    except Settled as settled:
+        return settled
 
 
 class PostgresDatabase:
@@ -182,11 +191,13 @@ class PostgresDatabase:
             try:
                 async with self._pool.connection() as conn, conn.transaction():
                     tx = PostgresTx(conn, self.schema)
-                    result = await fn(tx, *args)
+                    outcome = await _settled(fn(tx, *args))
                     for channel in sorted(tx.notified):  # delivered by the server at COMMIT
                         await conn.execute("SELECT pg_notify(%s, '')", (self._channel(channel),))
                 self._notices.post(tx.notified)  # this process's waiters need no round trip
-                return result
+                if isinstance(outcome, Settled):
+                    raise outcome.error
+                return outcome
             except _RETRYABLE:
                 attempt += 1
                 if attempt == _ATTEMPTS:

@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from common.db.base import Row, UnitOfWork
+from common.db.base import Row, Settled, UnitOfWork
 from common.db.migrations import Migration, apply_migrations, load_migrations
 from common.db.notices import Notices
 
@@ -111,6 +111,9 @@ def _run_writes(conn: sqlite3.Connection, units: list[_Unit]) -> None:
             try:
                 unit.outcome = (True, _drive(unit, conn))
                 conn.execute("RELEASE unit")
+            except Settled as settled:  # its writes stand; its caller hears the error
+                conn.execute("RELEASE unit")
+                unit.outcome = (False, settled.error)
             except Exception as exc:  # noqa: BLE001 - this unit alone is rolled back
                 conn.execute("ROLLBACK TO unit")
                 conn.execute("RELEASE unit")

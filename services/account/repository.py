@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from common.audit import acting, record_change, record_changes
 from common.db.base import Row, Tx, aggregate, stored
 from common.db.databases import ContextDatabase
-from common.db.idempotency import claim, resource_or_void, unclaim
+from common.db.idempotency import claim, once, refuse, resource_or_void
 from common.db.keyset import Page, keyset_page
 from common.di import BaseComponent, og_component
 from common.errors import Aborted, NotFound, PreconditionFailed
@@ -254,12 +254,12 @@ async def _insert_account(tx: Tx, account: Account) -> None:
 
 
 async def _open_account(tx: Tx, account: Account, key: IdempotencyKey, events: list[AccountEvent]) -> Account:
-    replayed = await claim(tx, key, account.account_id)
-    if replayed is not None:
-        return await _require_account(tx, replayed)
-    await _insert_account(tx, account)
-    await OUTGOING.append(tx, events)
-    return account
+    async def make() -> Account:
+        await _insert_account(tx, account)
+        await OUTGOING.append(tx, events)
+        return account
+
+    return await once(tx, key, account.account_id, make, lambda replayed: _require_account(tx, replayed))
 
 
 async def _open_account_once(tx: Tx, account: Account, consumer: str, event_id: str, events: list[AccountEvent]) -> bool:
@@ -287,10 +287,10 @@ async def _ensure_internal(tx: Tx, currencies: list[str], at: datetime) -> None:
 
 
 async def _close_account(tx: Tx, account_id: str, key: IdempotencyKey, at: datetime, events: list[AccountEvent]) -> Account:
-    replayed = await claim(tx, key, account_id)
-    if replayed is not None:
-        return await _require_account(tx, replayed)
+    return await once(tx, key, account_id, lambda: _close(tx, account_id, at, events), lambda done: _require_account(tx, done))
 
+
+async def _close(tx: Tx, account_id: str, at: datetime, events: list[AccountEvent]) -> Account:
     async def close() -> Row | None:
         return await tx.fetchone(
             "UPDATE accounts SET status = ?, closed_at = ? WHERE account_id = ? AND status = ?"
@@ -413,17 +413,22 @@ async def _insert_transfer(tx: Tx, t: Transfer, balances: dict[str, int]) -> Non
     await tx.executemany(_INSERT_ENTRY, _entry_rows(t, balances[t.debit_account_id], balances[t.credit_account_id]))
 
 
+async def _stored_transfer(tx: Tx, transfer_id: str) -> Transfer:
+    return stored(await _select_transfer(tx, transfer_id), transfer_id)
+
+
 async def _transfer(tx: Tx, order: TransferOrder, transfer_id: str, key: IdempotencyKey, at: datetime) -> Transfer:
-    replayed = await claim(tx, key, transfer_id)
-    if replayed is not None:
-        return stored(await _select_transfer(tx, replayed), replayed)
-    return await _post(tx, order, transfer_id, at)
+    return await once(tx, key, transfer_id, lambda: _post(tx, order, transfer_id, at), lambda done: _stored_transfer(tx, done))
 
 
 async def _reverse(tx: Tx, transfer_id: str, reason: str, new_id: str, key: IdempotencyKey, at: datetime) -> Transfer:
-    replayed = await claim(tx, key, new_id)
-    if replayed is not None:
-        return stored(await _select_transfer(tx, replayed), replayed)
+    def reversal() -> Awaitable[Transfer]:
+        return _reversal(tx, transfer_id, reason, new_id, at)
+
+    return await once(tx, key, new_id, reversal, lambda done: _stored_transfer(tx, done))
+
+
+async def _reversal(tx: Tx, transfer_id: str, reason: str, new_id: str, at: datetime) -> Transfer:
     for _ in range(_DECISIONS):
         original = await _select_transfer(tx, transfer_id)
         if original is None:
@@ -465,13 +470,14 @@ async def _lookup_charge(tx: Tx, scope: str, request_id: str) -> Charge | None:
 async def _post_charges(tx: Tx, orders: list[tuple[ChargeOrder, IdempotencyKey, str]], at: datetime) -> list[Charge]:
     """Debits each order's account for its total (in account order, so that two chunks never
     wait on each other in a cycle), then credits the bank's accounts once each for all the lines
-    that posted. A rejected order gives its key back: nothing of it remains."""
+    that posted. A rejected order's key keeps its refusal: the order never posts, however often it
+    is sent again (a debit refused once and taken by a retry would be money no caller recorded)."""
     answers: dict[str, Charge] = {}
     debited: list[tuple[ChargeOrder, str, int]] = []  # order, charge id, the account's balance after
     for order, key, charge_id in sorted(orders, key=lambda o: (o[0].account_id, o[0].request_id)):
         try:
             replayed = await claim(tx, key, charge_id, record=False)
-        except PreconditionFailed as voided:  # REQUEST_VOIDED: its context closed it, it never posts
+        except PreconditionFailed as voided:  # refused before, or closed by its context: it never posts
             answers[order.request_id] = Charge(order.request_id, order.account_id, order.total, rejection_reason=voided.reason)
             continue
         if replayed is not None:
@@ -479,8 +485,8 @@ async def _post_charges(tx: Tx, orders: list[tuple[ChargeOrder, IdempotencyKey, 
             continue
         try:
             balance = await _debit(tx, order.account_id, order.total)
-        except PreconditionFailed as rejected:
-            await unclaim(tx, key)
+        except PreconditionFailed as rejected:  # the key keeps the refusal: a retry hears it, never posts
+            await refuse(tx, key, rejected)
             answers[order.request_id] = Charge(order.request_id, order.account_id, order.total, rejection_reason=rejected.reason)
             continue
         debited.append((order, charge_id, balance))
@@ -558,9 +564,20 @@ async def _place_hold(
 ) -> Hold:
     """Reserves the funds; with `capture_as` (a transfer id) posts them instead, and the hold is
     recorded captured: one unit of work for a caller that would capture at once."""
-    replayed = await claim(tx, key, hold_id)
-    if replayed is not None:
-        return stored(await _select_hold(tx, replayed), replayed)
+
+    def place() -> Awaitable[Hold]:
+        return _place(tx, order, hold_id, at, owner, placed_by, capture_as)
+
+    return await once(tx, key, hold_id, place, lambda done: _stored_hold(tx, done))
+
+
+async def _stored_hold(tx: Tx, hold_id: str) -> Hold:
+    return stored(await _select_hold(tx, hold_id), hold_id)
+
+
+async def _place(
+    tx: Tx, order: TransferOrder, hold_id: str, at: datetime, owner: str, placed_by: str, capture_as: str | None
+) -> Hold:
     if capture_as is None:
         await _reserve(tx, order)
         status, captured = HoldStatus.PLACED, None
@@ -582,7 +599,7 @@ async def _place_hold(
         placed_by,
         at.isoformat(),
     )
-    return stored(await _select_hold(tx, hold_id), hold_id)
+    return await _stored_hold(tx, hold_id)
 
 
 async def _reserve(tx: Tx, order: TransferOrder) -> None:
@@ -629,25 +646,28 @@ async def _resolve_hold(
 async def _capture_hold(
     tx: Tx, hold_id: str, amount: Money | None, transfer_id: str, key: IdempotencyKey, at: datetime
 ) -> tuple[Hold, Transfer]:
-    replayed = await claim(tx, key, hold_id)
-    if replayed is not None:
-        done = stored(await _select_hold(tx, replayed), replayed)
-        return done, stored(await _select_transfer(tx, done.transfer_id), done.transfer_id)
-    hold, captured = await _resolve_hold(tx, hold_id, lambda h: h.capture(amount), HoldStatus.CAPTURED, transfer_id)
-    order = TransferOrder(hold.debit_account_id, hold.credit_account_id, captured, hold.description, hold_id=hold_id)
-    transfer = await _post(tx, order, transfer_id, at, release=hold.amount.minor)
-    return stored(await _select_hold(tx, hold_id), hold_id), transfer
+    async def capture() -> tuple[Hold, Transfer]:
+        hold, captured = await _resolve_hold(tx, hold_id, lambda h: h.capture(amount), HoldStatus.CAPTURED, transfer_id)
+        order = TransferOrder(hold.debit_account_id, hold.credit_account_id, captured, hold.description, hold_id=hold_id)
+        transfer = await _post(tx, order, transfer_id, at, release=hold.amount.minor)
+        return await _stored_hold(tx, hold_id), transfer
+
+    async def captured(done_id: str) -> tuple[Hold, Transfer]:
+        done = await _stored_hold(tx, done_id)
+        return done, await _stored_transfer(tx, done.transfer_id)
+
+    return await once(tx, key, hold_id, capture, captured)
 
 
 async def _release_hold(tx: Tx, hold_id: str, key: IdempotencyKey) -> Hold:
-    replayed = await claim(tx, key, hold_id)
-    if replayed is not None:
-        return stored(await _select_hold(tx, replayed), replayed)
-    hold, _ = await _resolve_hold(tx, hold_id, Hold.require_placed, HoldStatus.RELEASED, None)
-    await tx.execute(
-        "UPDATE accounts SET held_minor = held_minor - ? WHERE account_id = ?", hold.amount.minor, hold.debit_account_id
-    )
-    return stored(await _select_hold(tx, hold_id), hold_id)
+    async def release() -> Hold:
+        hold, _ = await _resolve_hold(tx, hold_id, Hold.require_placed, HoldStatus.RELEASED, None)
+        await tx.execute(
+            "UPDATE accounts SET held_minor = held_minor - ? WHERE account_id = ?", hold.amount.minor, hold.debit_account_id
+        )
+        return await _stored_hold(tx, hold_id)
+
+    return await once(tx, key, hold_id, release, lambda done: _stored_hold(tx, done))
 
 
 @og_component()

@@ -12,9 +12,10 @@ from typing import Protocol
 from common.audit import record_change
 from common.db.base import Row, Tx, aggregate, stored
 from common.db.databases import ContextDatabase
-from common.db.idempotency import claim, claim_new, replayed_resource
+from common.db.idempotency import claim, claim_new, refusal_of, refusal_text, replayed_resource
 from common.db.keyset import Page, keyset_page
 from common.di import BaseComponent, og_component
+from common.errors import PreconditionFailed
 from common.idempotency import IdempotencyKey, key_reused
 from common.money import Money
 from services.lending.adapters import OUTGOING
@@ -44,6 +45,7 @@ _STATE_COLUMNS = (
     " waived_interest_minor, overdue_since"
 )
 _REPAYMENT_COLUMNS = "repayment_id, loan_id, kind, status, amount_minor, currency, parts_json, created_at"
+_REFUSED = "REJECTED"  # a repayment's row kept with the refusal its request_id answers for good
 _OPEN = "penalty_minor + interest_minor + principal_minor > paid_penalty_minor + paid_interest_minor + paid_principal_minor + waived_interest_minor"
 
 
@@ -325,12 +327,12 @@ async def _apply(tx: Tx, applied: Sequence[tuple[str, Allocation]], sign: int) -
 
 async def _asked_before(tx: Tx, keys: Sequence[IdempotencyKey]) -> dict[str, Repayment]:
     """The repayments (pending or posted) that these keys made, by request id; a key used for
-    another request is refused."""
+    another request is refused, and so is one whose repayment was refused (as it was)."""
     if not keys:
         return {}
     scopes = {k.scope for k in keys}
     rows = await tx.fetchall(
-        f"SELECT {_REPAYMENT_COLUMNS}, scope, request_id, operation, fingerprint FROM repayments"
+        f"SELECT {_REPAYMENT_COLUMNS}, scope, request_id, operation, fingerprint, refusal FROM repayments"
         f" WHERE scope IN ({_marks(list(scopes))}) AND request_id IN ({_marks(keys)})",
         *scopes,
         *(k.request_id for k in keys),
@@ -343,6 +345,8 @@ async def _asked_before(tx: Tx, keys: Sequence[IdempotencyKey]) -> dict[str, Rep
             continue
         if (row["operation"], row["fingerprint"]) != (key.operation, key.fingerprint):
             raise key_reused(key)
+        if row["status"] == _REFUSED:
+            raise refusal_of(row["refusal"])
         found[key.request_id] = _repayment(row)
     return found
 
@@ -497,8 +501,9 @@ async def _posted(tx: Tx, repayment_id: str, at: datetime) -> Repayment:
 
 
 async def _rejected(tx: Tx, repayment_ids: Sequence[str]) -> None:
-    """The debits were refused (or never happened): the pending repayments and their parts are
-    gone, as if they had never been asked for. Idempotent."""
+    """The debits never happened (their request ids closed, or refused for the bank's own
+    collection): the pending repayments and their parts are gone, as if they had never been
+    asked for. Idempotent."""
     if not repayment_ids:
         return
     rows = await tx.fetchall(
@@ -507,6 +512,20 @@ async def _rejected(tx: Tx, repayment_ids: Sequence[str]) -> None:
         *repayment_ids,
     )
     await _apply(tx, [(row["loan_id"], _allocation(row["parts_json"])) for row in rows], -1)
+
+
+async def _refused(tx: Tx, repayment_id: str, refusal: PreconditionFailed) -> None:
+    """The account refused the debit: the pending repayment's parts are given back, and its row
+    keeps the refusal, which its request_id answers from now on (never a later debit). Idempotent."""
+    row = await tx.fetchone(
+        "UPDATE repayments SET status = ?, refusal = ? WHERE status = ? AND repayment_id = ? RETURNING loan_id, parts_json",
+        _REFUSED,
+        refusal_text(refusal),
+        RepaymentStatus.PENDING.value,
+        repayment_id,
+    )
+    if row is not None:
+        await _apply(tx, [(row["loan_id"], _allocation(row["parts_json"]))], -1)
 
 
 async def _mark_overdue(tx: Tx, loan_ids: Sequence[str], day: date, late_fee_minor: int, at: datetime) -> None:
@@ -559,7 +578,7 @@ async def _stale_pending(tx: Tx, before: datetime, limit: int) -> list[Repayment
 
 async def _repayments(tx: Tx, loan_id: str, after: int, limit: int) -> Page[Repayment, int]:
     select = f"SELECT seq, {_REPAYMENT_COLUMNS} FROM repayments"
-    return await keyset_page(tx, select, "loan_id = ?", [loan_id], after, limit, _repayment)
+    return await keyset_page(tx, select, "loan_id = ? AND status != ?", [loan_id, _REFUSED], after, limit, _repayment)
 
 
 async def _collection_chunk(tx: Tx, chunk: CollectionChunk) -> CollectionPlan:
@@ -640,6 +659,9 @@ class LoanRepository(Protocol):
 
     async def rejected(self, repayment_id: str) -> None: ...
 
+    async def refused(self, repayment_id: str, refusal: PreconditionFailed) -> None:
+        """The debit was refused: the repayment is settled as `refusal`, its request_id's answer."""
+
     async def stale_pending(self, before: datetime, limit: int) -> list[Repayment]: ...
 
     async def repayments(self, loan_id: str, after: int, limit: int) -> Page[Repayment, int]: ...
@@ -709,6 +731,9 @@ class SqlLoanRepository(BaseComponent, LoanRepository):
 
     async def rejected(self, repayment_id: str) -> None:
         await self._db.write(_rejected, [repayment_id])
+
+    async def refused(self, repayment_id: str, refusal: PreconditionFailed) -> None:
+        await self._db.write(_refused, repayment_id, refusal)
 
     async def stale_pending(self, before: datetime, limit: int) -> list[Repayment]:
         return await self._db.read(_stale_pending, before, limit)

@@ -313,8 +313,11 @@ class LendingUseCases(BaseComponent):
         return repayment, await self._view(await self.get(loan.loan_id))
 
     async def _take(self, account_id: str, repayment: Repayment) -> Repayment:
-        """Debits a pending repayment with the caller's authority: posted, or gone without a trace
-        (refused). No answer leaves it pending: a retry of the request, or the resolver, settles it."""
+        """Debits a pending repayment with the caller's authority: posted, or refused for good (the
+        account's refusal is kept as the request's answer, and the debit's request id answers the
+        same refusal to any retry: a debit refused once is never taken later). Refused for
+        authority, it is gone without a trace. No answer leaves it pending: a retry of the request,
+        or the resolver, settles it."""
         try:
             [outcome] = await self._accounts.debit([_debit(repayment, account_id)])
         except PermissionDenied as refused:
@@ -322,8 +325,9 @@ class LendingUseCases(BaseComponent):
             raise PermissionDenied("ACCESS_DENIED", "not allowed by the account context") from refused
         if outcome.posted:
             return await self._loans.posted(repayment.repayment_id, self._clock.now())
-        await self._loans.rejected(repayment.repayment_id)
-        raise PreconditionFailed(outcome.reason, "the loan's account cannot pay it", {"account_id": account_id})
+        refusal = PreconditionFailed(outcome.reason, "the loan's account cannot pay it", {"account_id": account_id})
+        await self._loans.refused(repayment.repayment_id, refusal)
+        raise refusal
 
     async def repayments(self, loan_id: str, request: PageRequest) -> tuple[list[Repayment], str]:
         await self.get(loan_id)

@@ -1,6 +1,8 @@
-"""A refused write consumes nothing: not its request_id (the same request answers the same refusal,
-never INTERNAL; corrected, it succeeds with that id), not a row. Before, CreateUser with a taken
-username answered INTERNAL and its request_id stayed poisoned for good."""
+"""A refused write leaves no row, and its request_id answers the same refusal, never INTERNAL. A
+refusal of the request itself (a taken username or document, a stale version) leaves the id free:
+corrected, it succeeds with that id. A refusal for the state the request met (funds, a balance)
+is the id's answer for good. Before, CreateUser with a taken username answered INTERNAL and its
+request_id stayed poisoned for good."""
 
 from __future__ import annotations
 
@@ -37,7 +39,10 @@ async def test_a_taken_username_keeps_its_request_id_free(channel: aio.Channel) 
     assert made.username == "rosa" and (await create("rosa")).user == made, "then idempotent as ever"
 
 
-async def test_rule_refusals_keep_their_request_ids_free(channel: aio.Channel) -> None:
+async def test_rule_refusals_stand_as_their_request_ids_answer(channel: aio.Channel) -> None:
+    """A refusal for the state the request met (funds, a balance) is its request_id's answer for
+    good, also once the state has changed: an identical request racing it can never succeed where
+    it was refused (tests/integration/test_refusals_stand.py). A new request_id is a new request."""
     bank = Bank(channel)
     customer = await bank.verified_customer("refusals")
     account = (await bank.default_account(customer)).account_id
@@ -46,31 +51,36 @@ async def test_rule_refusals_keep_their_request_ids_free(channel: aio.Channel) -
     transfer = apb.TransferRequest(
         request_id="too-early", debit_account_id=savings, credit_account_id=account, amount=eur("5.00")
     )
-    await _refused_twice(
-        bank.accounts.Transfer(transfer),
-        bank.accounts.Transfer(transfer),
-        grpc.StatusCode.FAILED_PRECONDITION,
-        "INSUFFICIENT_FUNDS",
-    )
     hold = apb.PlaceHoldRequest(
         request_id="too-early-hold", debit_account_id=savings, credit_account_id=account, amount=eur("5.00")
     )
-    await _refused_twice(
-        bank.accounts.PlaceHold(hold), bank.accounts.PlaceHold(hold), grpc.StatusCode.FAILED_PRECONDITION, "INSUFFICIENT_FUNDS"
-    )
     close = apb.CloseAccountRequest(request_id="close-savings", account_id=savings)
-    await bank.deposit(savings, "10.00", "refusals")
+    for _ in range(2):
+        await _refused_twice(
+            bank.accounts.Transfer(transfer),
+            bank.accounts.Transfer(transfer),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "INSUFFICIENT_FUNDS",
+        )
+        await _refused_twice(
+            bank.accounts.PlaceHold(hold),
+            bank.accounts.PlaceHold(hold),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "INSUFFICIENT_FUNDS",
+        )
+        await bank.deposit(savings, "10.00", f"refusals-{_}")  # the funds arrive: the refusals stand
     await _refused_twice(
         bank.accounts.CloseAccount(close),
         bank.accounts.CloseAccount(close),
         grpc.StatusCode.FAILED_PRECONDITION,
         "ACCOUNT_BALANCE_NOT_ZERO",
     )
-    assert (await bank.accounts.Transfer(transfer)).transfer.amount.amount == "5.00", "the same request, now possible"
-    assert (await bank.accounts.PlaceHold(hold)).hold.status == apb.HOLD_STATUS_PLACED
-    await bank.accounts.CaptureHold(
-        apb.CaptureHoldRequest(request_id="empty-it", hold_id=(await bank.accounts.PlaceHold(hold)).hold.hold_id)
-    )
+    transfer.request_id, hold.request_id, close.request_id = "in-time", "in-time-hold", "close-savings-2"
+    assert (await bank.accounts.Transfer(transfer)).transfer.amount.amount == "5.00", "a new request, now possible"
+    placed = (await bank.accounts.PlaceHold(hold)).hold
+    assert placed.status == apb.HOLD_STATUS_PLACED
+    await bank.accounts.Withdraw(apb.WithdrawRequest(request_id="empty-it", account_id=savings, amount=eur("10.00")))
+    await bank.accounts.CaptureHold(apb.CaptureHoldRequest(request_id="capture-it", hold_id=placed.hold_id))
     assert (await bank.accounts.CloseAccount(close)).account.status == apb.ACCOUNT_STATUS_CLOSED
 
 
