@@ -21,6 +21,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SECRET_FIELDS = ("admin_password", "postgres_dsn", "redis_url", "smtp_url")  # may carry a password
 REDACTED = "***"
+# About 10,000 US dollars in each currency the bank keeps, in minor units.
+FOUR_EYES_ABOVE_MINOR = {"EUR": 1_000_000, "USD": 1_000_000, "GBP": 800_000, "CHF": 900_000, "SEK": 10_000_000, "JPY": 1_500_000}
 
 
 def _secrets_dir() -> str | None:
@@ -82,7 +84,9 @@ class Settings(BaseSettings):
     queue_poll_seconds: float = 0.2
     payment_stale_seconds: float = 10.0  # a PENDING payment untouched this long is the worker's (a lost answer, a crash)
     interest_chunk_size: int = 1000
-    loan_four_eyes_minor: int = 1_000_000  # a loan above this principal (10,000.00) needs two approving admins
+    loan_four_eyes_minor: dict[str, int] = Field(
+        default_factory=lambda: dict(FOUR_EYES_ABOVE_MINOR)
+    )  # per currency: a loan above this principal needs two approving admins; a currency not named: always
     smtp_url: str = Field(
         default="", repr=False
     )  # smtp://host:port of the mail server; empty: the mail simulator beside the bank

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 
 from common.errors import PreconditionFailed
 from common.money import Money
@@ -114,6 +116,55 @@ def parse_rate(v: Violations, rate: str, field: str = "annual_interest_rate") ->
     """An annual rate as a decimal fraction strictly between 0 and 1, e.g. "0.059"."""
     decimal_fraction(v, rate, field, max_places=10, zero_allowed=False)
     return rate
+
+
+class ApprovalStep(enum.Enum):
+    FIRST = "FIRST"  # APPLIED -> AWAITING_SECOND_APPROVAL: one admin has approved, another must
+    FINAL = "FINAL"  # -> APPROVED, with its repayment schedule
+    NONE = "NONE"  # already as asked: approved at this rate, or this admin's first approval stands
+
+
+def approval_step(loan: Loan, approver: str, rate: str, four_eyes_above: Mapping[str, int]) -> ApprovalStep:
+    """What `approver`'s approval at `rate` does to `loan` as it stands (decided on the locked row).
+
+    Above its currency's four-eyes amount (a currency without one: always) a loan needs two admins,
+    and the applicant is neither of them (the maker is never a checker). Rates are numbers:
+    "0.050" is "0.05".
+    """
+    asked = Decimal(rate)
+    if loan.status is LoanStatus.APPROVED and Decimal(loan.annual_rate) == asked:
+        return ApprovalStep.NONE
+    if loan.status is LoanStatus.AWAITING_SECOND_APPROVAL:
+        return _second_approval(loan, approver, asked)
+    if loan.status is not LoanStatus.APPLIED:
+        raise PreconditionFailed("LOAN_NOT_APPLIED", f"the loan is {loan.status.value}", {"loan_id": loan.loan_id})
+    threshold = four_eyes_above.get(loan.principal.currency)
+    if threshold is not None and loan.principal.minor <= threshold:
+        return ApprovalStep.FINAL
+    _require_not_maker(loan, approver)
+    return ApprovalStep.FIRST
+
+
+def _second_approval(loan: Loan, approver: str, asked: Decimal) -> ApprovalStep:
+    if approver == loan.first_approver:
+        return ApprovalStep.NONE  # their approval is recorded; the loan still waits for someone else's
+    _require_not_maker(loan, approver)
+    if asked != Decimal(loan.annual_rate):
+        raise PreconditionFailed(
+            "APPROVAL_RATE_DIFFERS",
+            f"the first approval was at {loan.annual_rate}; approve at that rate",
+            {"loan_id": loan.loan_id, "annual_interest_rate": loan.annual_rate},
+        )
+    return ApprovalStep.FINAL
+
+
+def _require_not_maker(loan: Loan, approver: str) -> None:
+    if approver == loan.applied_by:
+        raise PreconditionFailed(
+            "FOUR_EYES_REQUIRED",
+            "a loan that needs two approvals is approved by two admins other than its applicant",
+            {"loan_id": loan.loan_id},
+        )
 
 
 # --- events -----------------------------------------------------------------------------------

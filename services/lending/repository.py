@@ -12,7 +12,7 @@ from typing import Protocol
 from common.audit import record_change
 from common.db.base import Row, Tx, aggregate, stored
 from common.db.databases import ContextDatabase
-from common.db.idempotency import claim, claim_new, refusal_of, refusal_text, replayed_resource
+from common.db.idempotency import claim, claim_new, once, refusal_of, refusal_text, replayed_resource
 from common.db.keyset import Page, keyset_page
 from common.di import BaseComponent, og_component
 from common.errors import PreconditionFailed
@@ -20,6 +20,7 @@ from common.idempotency import IdempotencyKey, key_reused
 from common.money import Money
 from services.lending.adapters import OUTGOING
 from services.lending.domain import (
+    ApprovalStep,
     InstallmentOverdue,
     Loan,
     LoanEvent,
@@ -180,8 +181,6 @@ async def _insert(tx: Tx, loan: Loan, key: IdempotencyKey) -> Loan:
 
 # The audit trail's name for each move of a loan (a move is a change no idempotency key claims).
 _MOVES = {
-    LoanStatus.AWAITING_SECOND_APPROVAL: "ApproveLoan.first",
-    LoanStatus.APPROVED: "ApproveLoan",
     LoanStatus.DISBURSING: "DisburseLoan",
     LoanStatus.DISBURSED: "DisburseLoan.completed",
     LoanStatus.DISBURSEMENT_FAILED: "DisburseLoan.failed",
@@ -215,30 +214,74 @@ async def _move(
     return moved == 1
 
 
-async def _approve(
-    tx: Tx,
-    loan_id: str,
-    expected: LoanStatus,
-    rate: str,
-    schedule: tuple[Installment, ...],
-    at: datetime,
-    request_id: str | None,
-) -> bool:
-    """`expected` -> APPROVED with its rate and schedule, in one transaction; False if it was not there."""
+@dataclass(frozen=True)
+class ApprovalOrder:
+    """An admin's approval as the repository records it: `decide` says what it does to the loan
+    as it stands once its row is locked (raising to refuse); `schedule` is the repayment
+    schedule of the loan approved at `rate` today."""
+
+    loan_id: str
+    key: IdempotencyKey
+    approver: str
+    rate: str
+    at: datetime
+    decide: Callable[[Loan], ApprovalStep]
+    schedule: Callable[[Loan], tuple[Installment, ...]]
+
+
+async def _approve(tx: Tx, order: ApprovalOrder) -> None:
+    """The approval decided on the locked loan in the unit that writes it, once for its key: a
+    replay or an identical request racing it answers as the first did."""
+
+    async def make() -> None:
+        loan = await _locked(tx, order.loan_id)
+        step = order.decide(loan)
+        if step is ApprovalStep.FIRST:
+            changes: dict[str, object] = {"annual_rate": order.rate, "first_approver": order.approver}
+            await _set_status(tx, loan, LoanStatus.AWAITING_SECOND_APPROVAL, order.at, changes)
+        elif step is ApprovalStep.FINAL:
+            await _approved(tx, loan, order.rate, order.schedule(loan), order.at)
+
+    async def replay(_: str) -> None:
+        return None
+
+    await once(tx, order.key, order.loan_id, make, replay)
+
+
+async def _locked(tx: Tx, loan_id: str) -> Loan:
+    lock = " FOR UPDATE" if tx.dialect == "postgres" else ""
+    row = await tx.fetchone(f"SELECT {_COLUMNS} FROM loans WHERE loan_id = ?{lock}", loan_id)
+    if row is None:
+        raise LookupError(loan_id)  # loans are never deleted; the use case found it before
+    return _loan(row)
+
+
+async def _set_status(tx: Tx, loan: Loan, status: LoanStatus, at: datetime, changes: dict[str, object]) -> None:
+    sets = "".join(f", {column} = ?" for column in changes)
+    await tx.execute(
+        f"UPDATE loans SET status = ?, updated_at = ?{sets} WHERE loan_id = ?",
+        status.value,
+        at.isoformat(),
+        *changes.values(),
+        loan.loan_id,
+    )
+
+
+async def _approved(tx: Tx, loan: Loan, rate: str, schedule: tuple[Installment, ...], at: datetime) -> None:
+    """-> APPROVED with its rate and schedule."""
     first = schedule[0]
     changes: dict[str, object] = {
         "annual_rate": rate,
         "installment_minor": first.total_minor,
         "first_due_date": first.due_date.isoformat(),
     }
-    if not await _move(tx, loan_id, expected, LoanStatus.APPROVED, at, changes, [], request_id):
-        return False
+    await _set_status(tx, loan, LoanStatus.APPROVED, at, changes)
     outstanding, rows = sum(i.principal_minor for i in schedule), []
     for installment in schedule:
         outstanding -= installment.principal_minor
         rows.append(
             (
-                loan_id,
+                loan.loan_id,
                 installment.number,
                 installment.due_date.isoformat(),
                 installment.principal_minor,
@@ -247,7 +290,6 @@ async def _approve(
             )
         )
     await tx.executemany(f"INSERT INTO installments ({_INSTALLMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", rows)
-    return True
 
 
 async def _installments(tx: Tx, loan_id: str, currency: str, after: int, limit: int) -> Page[ScheduledInstallment, int]:
@@ -633,16 +675,8 @@ class LoanRepository(Protocol):
 
     async def page(self, customer_id: str, after: int, limit: int) -> Page[Loan, int]: ...
 
-    async def approve(
-        self,
-        loan_id: str,
-        expected: LoanStatus,
-        rate: str,
-        schedule: tuple[Installment, ...],
-        at: datetime,
-        request_id: str | None,
-    ) -> bool:
-        """`expected` -> APPROVED with its rate and repayment schedule; False if it was not there."""
+    async def approve(self, order: ApprovalOrder) -> None:
+        """The approval applied as `order.decide` says on the locked loan, once for its key."""
 
     async def installments(self, loan: Loan, after: int, limit: int) -> Page[ScheduledInstallment, int]: ...
 
@@ -700,16 +734,8 @@ class SqlLoanRepository(BaseComponent, LoanRepository):
     async def page(self, customer_id: str, after: int, limit: int) -> Page[Loan, int]:
         return await self._db.read(_page, customer_id, after, limit)
 
-    async def approve(
-        self,
-        loan_id: str,
-        expected: LoanStatus,
-        rate: str,
-        schedule: tuple[Installment, ...],
-        at: datetime,
-        request_id: str | None,
-    ) -> bool:
-        return await self._db.write(_approve, loan_id, expected, rate, schedule, at, request_id)
+    async def approve(self, order: ApprovalOrder) -> None:
+        await self._db.write(_approve, order)
 
     async def installments(self, loan: Loan, after: int, limit: int) -> Page[ScheduledInstallment, int]:
         return await self._db.read(_installments, loan.loan_id, loan.principal.currency, after, limit)

@@ -51,11 +51,12 @@ from services.lending.domain import (
     RepaymentKind,
     RepaymentStatus,
     ScheduledInstallment,
+    approval_step,
     require_active,
     require_currency,
 )
 from services.lending.ports import Accounts, Customers, Debit, DebitOutcome
-from services.lending.repository import Collected, CollectionChunk, LoanRepository, PaymentOrder
+from services.lending.repository import ApprovalOrder, Collected, CollectionChunk, LoanRepository, PaymentOrder
 from services.lending.schedule import annuity_schedule
 from services.lending.servicing import Allocation, InstallmentState, allocate, due_by, payoff, position
 
@@ -103,7 +104,7 @@ class LendingUseCases(BaseComponent):
     ) -> None:
         self._batches = batches
         self._product = Product(0)
-        self._four_eyes_above = settings.loan_four_eyes_minor
+        self._four_eyes_above = dict(settings.loan_four_eyes_minor)
         self._customers = customers
         self._loans = loans
         self._accounts = accounts
@@ -158,47 +159,23 @@ class LendingUseCases(BaseComponent):
         return await self._loans.add(loan, key)
 
     async def approve(self, loan_id: str, rate: str, key: IdempotencyKey) -> Loan:
-        """An admin approves; above the four-eyes amount a first approval waits for a second admin,
-        who is neither the applicant nor the first approver, at the same rate."""
+        """An admin approves; above its currency's four-eyes amount a first approval waits for a
+        second admin at the same rate, neither of them the applicant. Decided on the locked loan
+        (two admins at once cannot both be "the first"), once per request_id."""
         approver = require_role(ADMIN, action="approve loans").user_id
-        loan = await self.get(loan_id)
-        if loan.status is LoanStatus.APPROVED and loan.annual_rate == rate:
-            return loan
-        if loan.status is LoanStatus.AWAITING_SECOND_APPROVAL:
-            return await self._second_approval(loan, approver, rate, key)
-        if loan.status is LoanStatus.APPLIED and loan.principal.minor > self._four_eyes_above:
-            changes = {"annual_rate": rate, "first_approver": approver}
-            now, request_id = self._clock.now(), key.request_id
-            if await self._loans.move(
-                loan_id, LoanStatus.APPLIED, LoanStatus.AWAITING_SECOND_APPROVAL, now, changes, request_id=request_id
-            ):
-                return await self.get(loan_id)
-        return await self._approved(loan, LoanStatus.APPLIED, rate, key)
-
-    async def _second_approval(self, loan: Loan, approver: str, rate: str, key: IdempotencyKey) -> Loan:
-        if approver == loan.first_approver:
-            return loan  # their approval is recorded; the loan still waits for someone else's
-        if approver == loan.applied_by:
-            raise PreconditionFailed(
-                "FOUR_EYES_REQUIRED",
-                "the second approval must come from an admin who neither applied for the loan nor approved it first",
-                {"loan_id": loan.loan_id},
-            )
-        if rate != loan.annual_rate:
-            raise PreconditionFailed(
-                "APPROVAL_RATE_DIFFERS",
-                f"the first approval was at {loan.annual_rate}; approve at that rate",
-                {"loan_id": loan.loan_id, "annual_interest_rate": loan.annual_rate},
-            )
-        return await self._approved(loan, LoanStatus.AWAITING_SECOND_APPROVAL, rate, key)
-
-    async def _approved(self, loan: Loan, expected: LoanStatus, rate: str, key: IdempotencyKey) -> Loan:
-        """`expected` -> APPROVED, with the repayment schedule from today."""
-        schedule = annuity_schedule(loan.principal.minor, Decimal(rate), loan.term_months, self._clock.today())
-        if not await self._loans.approve(loan.loan_id, expected, rate, schedule, self._clock.now(), key.request_id):
-            current = await self.get(loan.loan_id)
-            raise PreconditionFailed("LOAN_NOT_APPLIED", f"the loan is {current.status.value}", {"loan_id": loan.loan_id})
-        return await self.get(loan.loan_id)
+        await self.get(loan_id)
+        today = self._clock.today()
+        order = ApprovalOrder(
+            loan_id,
+            key,
+            approver,
+            rate,
+            self._clock.now(),
+            decide=lambda loan: approval_step(loan, approver, rate, self._four_eyes_above),
+            schedule=lambda loan: annuity_schedule(loan.principal.minor, Decimal(rate), loan.term_months, today),
+        )
+        await self._loans.approve(order)
+        return await self.get(loan_id)
 
     async def disburse(self, loan_id: str, key: IdempotencyKey) -> tuple[Loan, SagaRecord | None]:
         """Starts (or resumes, or just reports) the disbursement saga; returns once it ended."""

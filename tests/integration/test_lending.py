@@ -110,6 +110,40 @@ async def test_bad_input_and_rules(channel: aio.Channel, lending: lgrpc.LendingS
         assert set(await field_violations(lending.ApproveLoan(rate))) == {"annual_interest_rate"}, bad_rate
 
 
+async def test_an_approval_replays_its_answer_and_a_decimal_rate_is_a_number(
+    channel: aio.Channel, lending: lgrpc.LendingServiceStub
+) -> None:
+    loan_id, _ = await _approved_loan(channel, "replay")  # approved at "0.059" by request "approve-replay"
+    again = lpb.ApproveLoanRequest(request_id="approve-replay", loan_id=loan_id, annual_interest_rate="0.059")
+    replayed = (await lending.ApproveLoan(again)).loan
+    assert (replayed.status, replayed.annual_interest_rate) == (lpb.LOAN_STATUS_APPROVED, "0.059")
+    same_rate = lpb.ApproveLoanRequest(request_id="approve-replay-2", loan_id=loan_id, annual_interest_rate="0.0590")
+    assert (await lending.ApproveLoan(same_rate)).loan.status == lpb.LOAN_STATUS_APPROVED
+
+
+async def test_identical_approvals_racing_answer_alike(channel: aio.Channel, lending: lgrpc.LendingServiceStub) -> None:
+    client = Bank(channel)
+    customer = await client.verified_customer("race")
+    account = (await client.default_account(customer)).account_id
+    for round_ in range(3):
+        applied = await lending.ApplyForLoan(
+            lpb.ApplyForLoanRequest(
+                request_id=f"apply-race-{round_}",
+                customer_id=customer,
+                account_id=account,
+                principal=eur("900.00"),
+                term_months=6,
+            )
+        )
+        approve = lpb.ApproveLoanRequest(
+            request_id=f"approve-race-{round_}", loan_id=applied.loan.loan_id, annual_interest_rate="0.07"
+        )
+        answers = await asyncio.gather(*(lending.ApproveLoan(approve) for _ in range(10)), return_exceptions=True)
+        assert {a.loan.status if isinstance(a, lpb.ApproveLoanResponse) else repr(a) for a in answers} == {
+            lpb.LOAN_STATUS_APPROVED
+        }
+
+
 CRASH_POINTS = [f"saga.{step}.{moment}" for step in STEPS for moment in ("before", "after")]
 
 

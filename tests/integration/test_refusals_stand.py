@@ -85,8 +85,8 @@ async def test_identical_repayments_racing_a_deposit_all_answer_alike_and_take_w
         loan, account = await _short_borrower(channel, f"race{round_}")
         repay = lpb.RepayLoanRequest(request_id=f"race{round_}-r", loan_id=loan, amount=eur("50.00"))
 
-        async def deposit_soon(tag: str = f"race{round_}-top", to: str = account) -> None:
-            await asyncio.sleep(0.002 * round_)
+        async def deposit_soon(tag: str = f"race{round_}-top", to: str = account, delay: float = 0.002 * round_) -> None:
+            await asyncio.sleep(delay)
             await bank.deposit(to, "0.01", tag)
 
         answers = await asyncio.gather(*(lending.RepayLoan(repay) for _ in range(20)), deposit_soon(), return_exceptions=True)

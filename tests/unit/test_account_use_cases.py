@@ -115,8 +115,13 @@ async def test_the_ledger_refuses_what_the_domain_refuses_and_writes_nothing(acc
             await accounts.transfer(TransferOrder(ada, bob, eur(1_001), "too much"), key("pay-1"))
         assert refused.value.reason == "INSUFFICIENT_FUNDS"
         assert (await accounts.get_account(ada)).balance == 1_000
-        # The refusal released the request id: the same id with a possible amount goes through.
-        await accounts.transfer(TransferOrder(ada, bob, eur(1_000), "all of it"), key("pay-1", "all"))
+        # The refusal is the request id's answer for good; a new request takes a new id.
+        with pytest.raises(PreconditionFailed) as again:
+            await accounts.transfer(TransferOrder(ada, bob, eur(1_001), "too much"), key("pay-1"))
+        assert again.value.reason == "INSUFFICIENT_FUNDS"
+        with pytest.raises(AlreadyExists):
+            await accounts.transfer(TransferOrder(ada, bob, eur(1_000), "all of it"), key("pay-1", "all"))
+        await accounts.transfer(TransferOrder(ada, bob, eur(1_000), "all of it"), key("pay-2", "all"))
 
 
 async def test_only_admins_take_cash_and_nobody_spends_from_anothers_account(accounts: AccountUseCases) -> None:

@@ -195,35 +195,58 @@ async def _bobs_loan(lending: Lending) -> str:
         return (await lending.loans.apply("cus_bob", "acc_bob", EUR_5000, 12, key("b1"))).loan_id
 
 
-async def test_a_loan_above_the_four_eyes_amount_needs_a_second_admin(lending: Lending) -> None:
+ANNA = SecurityContext("usr_anna", "anna", (ADMIN,))
+
+
+async def test_a_loan_above_the_four_eyes_amount_needs_two_admins_neither_the_applicant(lending: Lending) -> None:
     big = Money("EUR", 2_000_000)  # 20,000.00, above the default 10,000.00
-    anna = SecurityContext("usr_anna", "anna", (ADMIN,))
-    with acting_as(ADMIN_CALLER):  # an admin applies for the customer
+    with acting_as(ADMIN_CALLER):  # an admin applies for the customer: they approve no part of it
         loan = await lending.loans.apply("cus_ada", "acc_ada", big, 24, key("big"))
-        first = await lending.loans.approve(loan.loan_id, "0.05", key("first"))
-        assert (first.status, first.first_approver, first.applied_by) == (
-            LoanStatus.AWAITING_SECOND_APPROVAL,
-            "usr_admin",
-            "usr_admin",
-        )
+        with pytest.raises(PreconditionFailed) as maker:
+            await lending.loans.approve(loan.loan_id, "0.05", key("maker-first"))
+        assert maker.value.reason == "FOUR_EYES_REQUIRED"
+    with acting_as(ANNA):
+        first = await lending.loans.approve(loan.loan_id, "0.050", key("first"))
+        assert (first.status, first.first_approver) == (LoanStatus.AWAITING_SECOND_APPROVAL, "usr_anna")
         assert (await lending.loans.approve(loan.loan_id, "0.05", key("again"))).status is LoanStatus.AWAITING_SECOND_APPROVAL
         with pytest.raises(PreconditionFailed) as waiting:
             await lending.loans.disburse(loan.loan_id, key("too-soon"))
         assert waiting.value.reason == "LOAN_NOT_APPROVED"
-    with acting_as(anna):
+    with acting_as(ADMIN_CALLER), pytest.raises(PreconditionFailed) as maker_second:
+        await lending.loans.approve(loan.loan_id, "0.05", key("maker-second"))
+    assert maker_second.value.reason == "FOUR_EYES_REQUIRED"
+    ben = SecurityContext("usr_ben", "ben", (ADMIN,))
+    with acting_as(ben):
         with pytest.raises(PreconditionFailed) as other_rate:
-            await lending.loans.approve(loan.loan_id, "0.06", key("anna-6"))
+            await lending.loans.approve(loan.loan_id, "0.06", key("ben-6"))
         assert other_rate.value.reason == "APPROVAL_RATE_DIFFERS"
-        approved = await lending.loans.approve(loan.loan_id, "0.05", key("anna-5"))
+        approved = await lending.loans.approve(loan.loan_id, "0.05", key("ben-5"))  # the same rate as "0.050"
         assert approved.status is LoanStatus.APPROVED and approved.installment_minor is not None
-    with acting_as(customer_caller("cus_bob")):
-        own = await lending.loans.apply("cus_bob", "acc_bob", big, 12, key("bob-big"))
-    with acting_as(anna):
-        await lending.loans.approve(own.loan_id, "0.05", key("anna-first"))
-    bob_as_admin = SecurityContext("usr_cus_bob", "bob", (ADMIN,))  # the applicant, were he an admin
-    with acting_as(bob_as_admin), pytest.raises(PreconditionFailed) as maker:
-        await lending.loans.approve(own.loan_id, "0.05", key("bob-second"))
-    assert maker.value.reason == "FOUR_EYES_REQUIRED"
+
+
+async def test_the_four_eyes_amount_is_the_currencys(lending: Lending) -> None:
+    """JPY 1,000,001 is about EUR 6,000: one admin approves it; JPY 2,000,000 needs two."""
+    lending.ledger.accounts["acc_ada_jpy"] = PayoutAccount("cus_ada", "JPY")
+    with acting_as(customer_caller("cus_ada")):
+        small = await lending.loans.apply("cus_ada", "acc_ada_jpy", Money("JPY", 1_000_001), 12, key("jpy-small"))
+        big = await lending.loans.apply("cus_ada", "acc_ada_jpy", Money("JPY", 2_000_000), 12, key("jpy-big"))
+    with acting_as(ANNA):
+        assert (await lending.loans.approve(small.loan_id, "0.05", key("s"))).status is LoanStatus.APPROVED
+        assert (await lending.loans.approve(big.loan_id, "0.05", key("b"))).status is LoanStatus.AWAITING_SECOND_APPROVAL
+
+
+async def test_an_approval_replays_its_first_answer(lending: Lending) -> None:
+    with acting_as(customer_caller("cus_ada")):
+        loan = await lending.loans.apply("cus_ada", "acc_ada", EUR_5000, 24, key("a"))
+    with acting_as(ANNA):
+        approved = await lending.loans.approve(loan.loan_id, "0.05", key("ok"))
+        assert await lending.loans.approve(loan.loan_id, "0.05", key("ok")) == approved
+        with pytest.raises(PreconditionFailed) as refused:
+            await lending.loans.approve(loan.loan_id, "0.07", key("late"))
+        assert refused.value.reason == "LOAN_NOT_APPLIED"
+        with pytest.raises(PreconditionFailed) as again:
+            await lending.loans.approve(loan.loan_id, "0.07", key("late"))
+        assert again.value.reason == "LOAN_NOT_APPLIED"
 
 
 async def _disbursed(lending: Lending) -> str:

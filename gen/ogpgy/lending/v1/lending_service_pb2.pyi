@@ -42,8 +42,8 @@ class _LoanStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LoanStatus
     LOAN_STATUS_DISBURSEMENT_FAILED: _LoanStatus.ValueType  # 5
     """Disbursement failed and was compensated."""
     LOAN_STATUS_AWAITING_SECOND_APPROVAL: _LoanStatus.ValueType  # 6
-    """Approved once; above the four-eyes amount it waits for a second admin, who is neither the
-    user who applied nor the first approver.
+    """Approved once; above its currency's four-eyes amount it waits for a second admin, who is
+    neither the user who applied nor the first approver.
     """
     LOAN_STATUS_PAID_OFF: _LoanStatus.ValueType  # 7
     """Repaid in full."""
@@ -64,8 +64,8 @@ LOAN_STATUS_DISBURSED: LoanStatus.ValueType  # 4
 LOAN_STATUS_DISBURSEMENT_FAILED: LoanStatus.ValueType  # 5
 """Disbursement failed and was compensated."""
 LOAN_STATUS_AWAITING_SECOND_APPROVAL: LoanStatus.ValueType  # 6
-"""Approved once; above the four-eyes amount it waits for a second admin, who is neither the
-user who applied nor the first approver.
+"""Approved once; above its currency's four-eyes amount it waits for a second admin, who is
+neither the user who applied nor the first approver.
 """
 LOAN_STATUS_PAID_OFF: LoanStatus.ValueType  # 7
 """Repaid in full."""

@@ -104,7 +104,9 @@ class LendingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ApproveLoan(self, request, context):
-        """Approves an applied loan.
+        """Approves an applied loan (admins). Above its currency's four-eyes amount a loan needs two
+        admins at the same rate (compared as numbers), neither of them the applicant. Idempotent by
+        request_id: a replay answers as the first request did, refusals included.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

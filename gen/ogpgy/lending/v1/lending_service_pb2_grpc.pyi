@@ -36,7 +36,10 @@ class LendingServiceStub:
     ApplyForLoan: _grpc.UnaryUnaryMultiCallable[_lending_service_pb2.ApplyForLoanRequest, _lending_service_pb2.ApplyForLoanResponse]
     """Records an application. Idempotent by request_id."""
     ApproveLoan: _grpc.UnaryUnaryMultiCallable[_lending_service_pb2.ApproveLoanRequest, _lending_service_pb2.ApproveLoanResponse]
-    """Approves an applied loan."""
+    """Approves an applied loan (admins). Above its currency's four-eyes amount a loan needs two
+    admins at the same rate (compared as numbers), neither of them the applicant. Idempotent by
+    request_id: a replay answers as the first request did, refusals included.
+    """
     DisburseLoan: _grpc.UnaryUnaryMultiCallable[_lending_service_pb2.DisburseLoanRequest, _lending_service_pb2.DisburseLoanResponse]
     """Starts (or resumes) the disbursement saga of an approved loan."""
     GetLoan: _grpc.UnaryUnaryMultiCallable[_lending_service_pb2.GetLoanRequest, _lending_service_pb2.GetLoanResponse]
@@ -77,7 +80,10 @@ class LendingServiceAsyncStub(LendingServiceStub):
     ApplyForLoan: _aio.UnaryUnaryMultiCallable[_lending_service_pb2.ApplyForLoanRequest, _lending_service_pb2.ApplyForLoanResponse]  # type: ignore[assignment]
     """Records an application. Idempotent by request_id."""
     ApproveLoan: _aio.UnaryUnaryMultiCallable[_lending_service_pb2.ApproveLoanRequest, _lending_service_pb2.ApproveLoanResponse]  # type: ignore[assignment]
-    """Approves an applied loan."""
+    """Approves an applied loan (admins). Above its currency's four-eyes amount a loan needs two
+    admins at the same rate (compared as numbers), neither of them the applicant. Idempotent by
+    request_id: a replay answers as the first request did, refusals included.
+    """
     DisburseLoan: _aio.UnaryUnaryMultiCallable[_lending_service_pb2.DisburseLoanRequest, _lending_service_pb2.DisburseLoanResponse]  # type: ignore[assignment]
     """Starts (or resumes) the disbursement saga of an approved loan."""
     GetLoan: _aio.UnaryUnaryMultiCallable[_lending_service_pb2.GetLoanRequest, _lending_service_pb2.GetLoanResponse]  # type: ignore[assignment]
@@ -127,7 +133,10 @@ class LendingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _lending_service_pb2.ApproveLoanRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_lending_service_pb2.ApproveLoanResponse, _abc.Awaitable[_lending_service_pb2.ApproveLoanResponse]]:
-        """Approves an applied loan."""
+        """Approves an applied loan (admins). Above its currency's four-eyes amount a loan needs two
+        admins at the same rate (compared as numbers), neither of them the applicant. Idempotent by
+        request_id: a replay answers as the first request did, refusals included.
+        """
 
     @_abc_1.abstractmethod
     def DisburseLoan(
