@@ -199,7 +199,7 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         v = Violations()
         cash = InternalAccount.CASH.account_id(request.amount.currency_code)
         order = _order(v, request.account_id, cash, request.amount, request.description, debit_field="account_id")
-        transfer = await self._service.transfer(v.valid(order), idempotency_key(request, "Withdraw"))
+        transfer = await self._service.withdraw(v.valid(order), idempotency_key(request, "Withdraw"))
         return pb.WithdrawResponse(transfer=transfer_pb(transfer))
 
     async def Transfer(self, request: pb.TransferRequest, context: aio.ServicerContext) -> pb.TransferResponse:

@@ -13,12 +13,13 @@ repeats the arithmetic only as a guard against a change that committed in betwee
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from common.errors import PreconditionFailed
-from common.money import MAX_MINOR, Money
+from common.errors import PermissionDenied, PreconditionFailed
+from common.money import CURRENCY_EXPONENTS, MAX_MINOR, Money
 
 
 class AccountType(enum.Enum):
@@ -65,6 +66,45 @@ class InternalAccount(enum.Enum):
 
     def account_id(self, currency: str) -> str:
         return f"acc_{self.value}_{currency}"
+
+
+_INTERNAL_IDS = {kind.account_id(currency): kind for kind in InternalAccount for currency in CURRENCY_EXPONENTS}
+
+# Who moves each of the bank's own accounts through the movements anyone may ask for (Transfer,
+# PlaceHold, PostCharges): the context whose contract names it. The others move only through the
+# account context's own RPCs, which name them: CASH by Deposit and Withdraw, INTEREST_EXPENSE by
+# AccrueInterest, FEE_INCOME by ChargeMonthlyFees; TREASURY by none. Admins act through those.
+MOVED_BY: dict[InternalAccount, frozenset[str]] = {
+    InternalAccount.CLEARING: frozenset({"payment"}),  # money out to the network and back
+    InternalAccount.LOAN_PRINCIPAL: frozenset({"lending"}),  # disbursements and repaid principal
+    InternalAccount.INTEREST_INCOME: frozenset({"lending"}),
+    InternalAccount.PENALTY_INCOME: frozenset({"lending"}),
+}
+
+
+def internal_kind(account_id: str) -> InternalAccount | None:
+    """Which of the bank's own accounts `account_id` is; None for a customer's."""
+    return _INTERNAL_IDS.get(account_id)
+
+
+def require_movable(account_ids: Iterable[str], mover: str) -> None:
+    """Refuses, before anything is written, a movement of one of the bank's own accounts by
+    anyone its contract does not name: a customer paying into the loan book or the clearing
+    account would break what those accounts mean (minus the principal owed, money at the network)."""
+    for account_id in account_ids:
+        kind = internal_kind(account_id)
+        if kind is not None and mover not in MOVED_BY.get(kind, frozenset()):
+            raise PermissionDenied(
+                "INTERNAL_ACCOUNT",
+                f"the bank's {kind.value} account is moved only by the contexts its contract names",
+                {"account_id": account_id},
+            )
+
+
+def require_payee(account_id: str) -> None:
+    """The bank's own accounts are nobody's payee."""
+    if internal_kind(account_id) is not None:
+        raise PermissionDenied("INTERNAL_ACCOUNT", "the bank's own accounts take no payments", {"account_id": account_id})
 
 
 @dataclass(frozen=True)

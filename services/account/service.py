@@ -41,6 +41,8 @@ from services.account.domain import (
     InternalAccount,
     Transfer,
     TransferOrder,
+    require_movable,
+    require_payee,
 )
 from services.account.ports import Customers
 from services.account.repository import LedgerRepository
@@ -154,11 +156,12 @@ class AccountUseCases(BaseComponent):
 
     async def check_access(self, account_id: str, access: Access) -> str:
         """Side-effect free: whether the caller may do `access` on the account; its currency. Anyone
-        may pay into an account that exists, so for a payee its existence is no secret."""
+        may pay into a customer's account that exists, so for a payee its existence is no secret."""
         if access is Access.CREDIT:
             ownership = await self._ownership(account_id)
             if ownership is None:
                 raise NotFound("account", account_id)
+            require_payee(account_id)
             return ownership[1]
         action = "move money from this account" if access is Access.DEBIT else "read this account"
         return (await self._require_account(account_id, write=access is Access.DEBIT, action=action))[1]
@@ -214,8 +217,15 @@ class AccountUseCases(BaseComponent):
         require_role(ADMIN, action="take cash deposits")
         return await self._post(order, key)
 
+    async def withdraw(self, order: TransferOrder, key: IdempotencyKey) -> Transfer:
+        """Cash out: whoever may spend from the account, into the bank's cash account."""
+        await self._require_account(order.debit_account_id, write=True, action="move money from this account")
+        return await self._post(order, key)
+
     async def transfer(self, order: TransferOrder, key: IdempotencyKey) -> Transfer:
-        """Withdrawals and transfers: whoever may spend from the debited account."""
+        """Whoever may spend from the debited account, between accounts that are not the bank's
+        own unless the caller's context is named for them (a payment to the clearing account)."""
+        require_movable((order.debit_account_id, order.credit_account_id), current_caller().service)
         await self._require_account(order.debit_account_id, write=True, action="move money from this account")
         return await self._post(order, key)
 
@@ -251,6 +261,7 @@ class AccountUseCases(BaseComponent):
         """Reserves funds with the authority of whoever may debit the account (`capture`: and
         posts them at once, which needs no more than a transfer does). A context placing it for a
         user owns it: only that context resolves it."""
+        require_movable((order.debit_account_id, order.credit_account_id), current_caller().service)
         await self._require_account(order.debit_account_id, write=True, action="reserve funds of this account")
         caller = current_caller()
         capture_as = new_id("trf") if capture else None
@@ -308,6 +319,8 @@ class AccountUseCases(BaseComponent):
             raise denied("post charges (admins and contexts only)")
         accounts = sorted({order.account_id for order, _ in orders})  # read at once: the reads share their trips
         await asyncio.gather(*(self._require_account(a, write=True, action="charge this account") for a in accounts))
+        credited = {kind.account_id(amount.currency) for order, _ in orders for kind, amount in order.lines}
+        require_movable(sorted(credited), current_caller().service)
         return await self._repository.post_charges([(o, k, new_id("chg")) for o, k in orders], self._clock.now())
 
     async def lookup_charge(self, request_id: str) -> Charge:

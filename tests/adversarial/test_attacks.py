@@ -73,7 +73,8 @@ async def test_a_tiny_deadline_never_debits_someone_elses_account(world: World) 
 
 async def test_a_payment_the_network_settled_cannot_be_taken_back(world: World) -> None:
     """Attack 2: during an outage Alice's external payment is QUEUED with a hold. She replays the
-    payment's PlaceHold (its request id derives from the payment id) and releases what she gets.
+    payment's PlaceHold (its request id derives from the payment id; into the clearing account it is
+    refused, into Bob's it is hers) and releases what she gets.
     Before the fix that was the payment's hold: she spent the money, the network settled anyway,
     and the payment stayed QUEUED forever. Now her replay is her own request (a hold of her own),
     the payment's hold is the payment context's, and the network's settlement is booked once."""
@@ -83,12 +84,20 @@ async def test_a_payment_the_network_settled_cannot_be_taken_back(world: World) 
         bearer_channel(world.bank.target, world.admin_token) as network,
     ):
         accounts = agrpc.AccountServiceStub(channel)
+        into_clearing = apb.PlaceHoldRequest(
+            request_id=v.payment_hold_request,
+            debit_account_id=v.account,
+            credit_account_id="acc_CLEARING_EUR",
+            amount=eur("20.00"),
+        )
+        refused = await error_reason(accounts.PlaceHold(into_clearing), grpc.StatusCode.PERMISSION_DENIED)
+        assert refused.reason == "INTERNAL_ACCOUNT", "the clearing account is the payment context's to move"
         replayed = (
             await accounts.PlaceHold(
                 apb.PlaceHoldRequest(
                     request_id=v.payment_hold_request,
                     debit_account_id=v.account,
-                    credit_account_id="acc_CLEARING_EUR",
+                    credit_account_id=world.bob_account,
                     amount=eur("20.00"),
                 )
             )

@@ -45,9 +45,9 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path, port=0, admin_password=ADMIN_PASSWORD)
 
 
-async def _given(state: str, channel: aio.Channel, key: str, consumer: Metadata) -> dict[str, str]:
-    """Sets up a provider state through the provider's own API (holds placed by the consumer, as
-    it places them); returns the placeholders."""
+async def _given(state: str, channel: aio.Channel, key: str, consumer: Metadata, by: str) -> dict[str, str]:
+    """Sets up a provider state through the provider's own API (holds placed by the consumer `by`,
+    as it places them: payment's into the clearing account); returns the placeholders."""
     bank = Bank(channel)
     if state == "nothing":
         return {}
@@ -84,12 +84,13 @@ async def _given(state: str, channel: aio.Channel, key: str, consumer: Metadata)
     await bank.deposit(account, "500.00", key)
     if state == "a funded account":
         return {"account_id": account}
+    payee = "acc_CLEARING_EUR" if by == "payment" else await bank.open(customer, f"{key}-payee")
     hold = (
         await bank.accounts.PlaceHold(
             apb.PlaceHoldRequest(
                 request_id=f"{key}-given",
                 debit_account_id=account,
-                credit_account_id="acc_CLEARING_EUR",
+                credit_account_id=payee,
                 amount=eur("10.00"),
                 description="given",
             ),
@@ -185,7 +186,7 @@ async def test_every_interaction_holds_against_the_real_provider(bank: RunningBa
                 if path.endswith(f".{interaction.method}") or path.endswith(f"/{interaction.method}")
             )
             consumer = _as_consumer(bank, interaction.consumer, interaction.provider, token)
-            values = {"key": key, **await _given(interaction.given, channel, key, consumer)}
+            values = {"key": key, **await _given(interaction.given, channel, key, consumer, interaction.consumer)}
             await _replay(raw if consumer else channel, rpc, interaction, values, consumer)
 
 

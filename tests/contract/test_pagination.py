@@ -59,6 +59,7 @@ async def _world(channel: aio.Channel) -> dict[str, str]:
     customers = [await bank.verified_customer(f"page-{i}") for i in range(ITEMS)]
     parent = customers[0]
     account = (await bank.default_account(parent)).account_id
+    payee = (await bank.default_account(customers[1])).account_id
     loans: list[str] = []
     await bank.deposit(account, "10000.00", "page-funds")
     for i in range(ITEMS):
@@ -66,7 +67,7 @@ async def _world(channel: aio.Channel) -> dict[str, str]:
         await bank.deposit(account, "1.00", f"page-{i}")
         await bank.accounts.PlaceHold(
             apb.PlaceHoldRequest(
-                request_id=f"page-hold-{i}", debit_account_id=account, credit_account_id="acc_CLEARING_EUR", amount=eur("1.00")
+                request_id=f"page-hold-{i}", debit_account_id=account, credit_account_id=payee, amount=eur("1.00")
             )
         )
         await pgrpc.PaymentServiceStub(channel).CreatePayment(

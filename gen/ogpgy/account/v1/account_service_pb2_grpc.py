@@ -196,7 +196,10 @@ class AccountServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Transfer(self, request, context):
-        """Moves money between two accounts atomically.
+        """Moves money between two accounts atomically. The bank's own accounts move only through the
+        contexts their contract names (the clearing account: payment; the loan accounts: lending) and
+        the RPCs that name them (Deposit, Withdraw, AccrueInterest, ChargeMonthlyFees); anyone else
+        naming one is refused with PERMISSION_DENIED (INTERNAL_ACCOUNT) before anything is written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -218,7 +221,7 @@ class AccountServiceServicer:
 
     def PlaceHold(self, request, context):
         """Reserves funds (phase one of a two-phase transfer), or with capture set reserves and posts
-        them in one step.
+        them in one step. The bank's own accounts as in Transfer.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -268,8 +271,8 @@ class AccountServiceServicer:
         relaying context, the end user it acts for is judged. An account the caller may not use
         answers PERMISSION_DENIED, and so does one that does not exist unless the caller may read
         every account (then NOT_FOUND): account ids cannot be probed. ACCOUNT_ACCESS_CREDIT is the
-        payee check: any caller may pay into an account that exists, so an unknown one is NOT_FOUND to
-        anyone.
+        payee check: any caller may pay into a customer's account that exists, so an unknown one is
+        NOT_FOUND to anyone; the bank's own accounts are nobody's payee (INTERNAL_ACCOUNT).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -320,7 +323,8 @@ class AccountServiceServicer:
         currency) is answered REJECTED with its reason and changes nothing; the others still post.
         Admins and contexts (relaying a user, whose authority over each debited account is judged)
         only; the call is refused whole, before anything is posted, when any account is not the
-        caller's to debit.
+        caller's to debit or a line credits an account the calling context is not named for (the
+        loan accounts are lending's: INTERNAL_ACCOUNT).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -48,14 +48,18 @@ class AccountServiceStub:
     Withdraw: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.WithdrawRequest, _account_service_pb2.WithdrawResponse]
     """Cash out: debits the account, credits the bank's cash account."""
     Transfer: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.TransferRequest, _account_service_pb2.TransferResponse]
-    """Moves money between two accounts atomically."""
+    """Moves money between two accounts atomically. The bank's own accounts move only through the
+    contexts their contract names (the clearing account: payment; the loan accounts: lending) and
+    the RPCs that name them (Deposit, Withdraw, AccrueInterest, ChargeMonthlyFees); anyone else
+    naming one is refused with PERMISSION_DENIED (INTERNAL_ACCOUNT) before anything is written.
+    """
     GetTransfer: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.GetTransferRequest, _account_service_pb2.GetTransferResponse]
     """Reads one transfer."""
     ReverseTransfer: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ReverseTransferRequest, _account_service_pb2.ReverseTransferResponse]
     """Undoes a posted transfer with a new compensating transfer."""
     PlaceHold: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.PlaceHoldRequest, _account_service_pb2.PlaceHoldResponse]
     """Reserves funds (phase one of a two-phase transfer), or with capture set reserves and posts
-    them in one step.
+    them in one step. The bank's own accounts as in Transfer.
     """
     CaptureHold: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.CaptureHoldRequest, _account_service_pb2.CaptureHoldResponse]
     """Posts all or part of a hold as a transfer and resolves it. A hold placed by a context (see
@@ -78,8 +82,8 @@ class AccountServiceStub:
     relaying context, the end user it acts for is judged. An account the caller may not use
     answers PERMISSION_DENIED, and so does one that does not exist unless the caller may read
     every account (then NOT_FOUND): account ids cannot be probed. ACCOUNT_ACCESS_CREDIT is the
-    payee check: any caller may pay into an account that exists, so an unknown one is NOT_FOUND to
-    anyone.
+    payee check: any caller may pay into a customer's account that exists, so an unknown one is
+    NOT_FOUND to anyone; the bank's own accounts are nobody's payee (INTERNAL_ACCOUNT).
     """
     ListEntries: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ListEntriesRequest, _account_service_pb2.ListEntriesResponse]
     """Statement: the entries of one account, oldest first."""
@@ -109,7 +113,8 @@ class AccountServiceStub:
     currency) is answered REJECTED with its reason and changes nothing; the others still post.
     Admins and contexts (relaying a user, whose authority over each debited account is judged)
     only; the call is refused whole, before anything is posted, when any account is not the
-    caller's to debit.
+    caller's to debit or a line credits an account the calling context is not named for (the
+    loan accounts are lending's: INTERNAL_ACCOUNT).
     """
     LookupCharge: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.LookupChargeRequest, _account_service_pb2.LookupChargeResponse]
     """The charge that the calling context's own PostCharges with this request_id posted. When none
@@ -137,14 +142,18 @@ class AccountServiceAsyncStub(AccountServiceStub):
     Withdraw: _aio.UnaryUnaryMultiCallable[_account_service_pb2.WithdrawRequest, _account_service_pb2.WithdrawResponse]  # type: ignore[assignment]
     """Cash out: debits the account, credits the bank's cash account."""
     Transfer: _aio.UnaryUnaryMultiCallable[_account_service_pb2.TransferRequest, _account_service_pb2.TransferResponse]  # type: ignore[assignment]
-    """Moves money between two accounts atomically."""
+    """Moves money between two accounts atomically. The bank's own accounts move only through the
+    contexts their contract names (the clearing account: payment; the loan accounts: lending) and
+    the RPCs that name them (Deposit, Withdraw, AccrueInterest, ChargeMonthlyFees); anyone else
+    naming one is refused with PERMISSION_DENIED (INTERNAL_ACCOUNT) before anything is written.
+    """
     GetTransfer: _aio.UnaryUnaryMultiCallable[_account_service_pb2.GetTransferRequest, _account_service_pb2.GetTransferResponse]  # type: ignore[assignment]
     """Reads one transfer."""
     ReverseTransfer: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ReverseTransferRequest, _account_service_pb2.ReverseTransferResponse]  # type: ignore[assignment]
     """Undoes a posted transfer with a new compensating transfer."""
     PlaceHold: _aio.UnaryUnaryMultiCallable[_account_service_pb2.PlaceHoldRequest, _account_service_pb2.PlaceHoldResponse]  # type: ignore[assignment]
     """Reserves funds (phase one of a two-phase transfer), or with capture set reserves and posts
-    them in one step.
+    them in one step. The bank's own accounts as in Transfer.
     """
     CaptureHold: _aio.UnaryUnaryMultiCallable[_account_service_pb2.CaptureHoldRequest, _account_service_pb2.CaptureHoldResponse]  # type: ignore[assignment]
     """Posts all or part of a hold as a transfer and resolves it. A hold placed by a context (see
@@ -167,8 +176,8 @@ class AccountServiceAsyncStub(AccountServiceStub):
     relaying context, the end user it acts for is judged. An account the caller may not use
     answers PERMISSION_DENIED, and so does one that does not exist unless the caller may read
     every account (then NOT_FOUND): account ids cannot be probed. ACCOUNT_ACCESS_CREDIT is the
-    payee check: any caller may pay into an account that exists, so an unknown one is NOT_FOUND to
-    anyone.
+    payee check: any caller may pay into a customer's account that exists, so an unknown one is
+    NOT_FOUND to anyone; the bank's own accounts are nobody's payee (INTERNAL_ACCOUNT).
     """
     ListEntries: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ListEntriesRequest, _account_service_pb2.ListEntriesResponse]  # type: ignore[assignment]
     """Statement: the entries of one account, oldest first."""
@@ -198,7 +207,8 @@ class AccountServiceAsyncStub(AccountServiceStub):
     currency) is answered REJECTED with its reason and changes nothing; the others still post.
     Admins and contexts (relaying a user, whose authority over each debited account is judged)
     only; the call is refused whole, before anything is posted, when any account is not the
-    caller's to debit.
+    caller's to debit or a line credits an account the calling context is not named for (the
+    loan accounts are lending's: INTERNAL_ACCOUNT).
     """
     LookupCharge: _aio.UnaryUnaryMultiCallable[_account_service_pb2.LookupChargeRequest, _account_service_pb2.LookupChargeResponse]  # type: ignore[assignment]
     """The charge that the calling context's own PostCharges with this request_id posted. When none
@@ -265,7 +275,11 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _account_service_pb2.TransferRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.TransferResponse, _abc.Awaitable[_account_service_pb2.TransferResponse]]:
-        """Moves money between two accounts atomically."""
+        """Moves money between two accounts atomically. The bank's own accounts move only through the
+        contexts their contract names (the clearing account: payment; the loan accounts: lending) and
+        the RPCs that name them (Deposit, Withdraw, AccrueInterest, ChargeMonthlyFees); anyone else
+        naming one is refused with PERMISSION_DENIED (INTERNAL_ACCOUNT) before anything is written.
+        """
 
     @_abc_1.abstractmethod
     def GetTransfer(
@@ -290,7 +304,7 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.PlaceHoldResponse, _abc.Awaitable[_account_service_pb2.PlaceHoldResponse]]:
         """Reserves funds (phase one of a two-phase transfer), or with capture set reserves and posts
-        them in one step.
+        them in one step. The bank's own accounts as in Transfer.
         """
 
     @_abc_1.abstractmethod
@@ -349,8 +363,8 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         relaying context, the end user it acts for is judged. An account the caller may not use
         answers PERMISSION_DENIED, and so does one that does not exist unless the caller may read
         every account (then NOT_FOUND): account ids cannot be probed. ACCOUNT_ACCESS_CREDIT is the
-        payee check: any caller may pay into an account that exists, so an unknown one is NOT_FOUND to
-        anyone.
+        payee check: any caller may pay into a customer's account that exists, so an unknown one is
+        NOT_FOUND to anyone; the bank's own accounts are nobody's payee (INTERNAL_ACCOUNT).
         """
 
     @_abc_1.abstractmethod
@@ -410,7 +424,8 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         currency) is answered REJECTED with its reason and changes nothing; the others still post.
         Admins and contexts (relaying a user, whose authority over each debited account is judged)
         only; the call is refused whole, before anything is posted, when any account is not the
-        caller's to debit.
+        caller's to debit or a line credits an account the calling context is not named for (the
+        loan accounts are lending's: INTERNAL_ACCOUNT).
         """
 
     @_abc_1.abstractmethod
