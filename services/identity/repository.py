@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from common.db.base import Row, Tx, aggregate, stored
+from common.db.base import Row, Tx, stored
 from common.db.databases import ContextDatabase
 from common.db.idempotency import claim, replayed_resource
 from common.di import BaseComponent, og_component
@@ -20,6 +20,7 @@ from services.identity.domain import (
     User,
     check_an_admin_remains,
     drops_admin,
+    is_enabled_admin,
     revocation_of,
 )
 
@@ -63,22 +64,23 @@ Authorize = Callable[[User | None], None]  # given the actor as the database has
 Change = Callable[[User], User]
 
 
-async def _locked(tx: Tx, user_ids: Sequence[str]) -> dict[str, User]:
-    """The users of `user_ids` as they are now, locked until the unit ends (PostgreSQL: row locks
-    taken in one order, so two changes naming the same users wait for each other instead of
-    deadlocking; SQLite: the unit already holds the database's one write lock)."""
-    wanted = sorted(set(user_ids))
+_ENABLED_ADMIN = "disabled = 0 AND (',' || roles || ',') LIKE ?"  # users_enabled_admins indexes exactly these
+_ADMIN_PATTERN = f"%,{ADMIN},%"
+
+
+async def _locked(tx: Tx, actor_id: str, user_id: str) -> dict[str, User]:
+    """The actor and the user as they are now, locked until the unit ends; when they differ (a
+    change that may take an admin away), every enabled admin too, so that the admin count the
+    change relies on cannot move before it commits. PostgreSQL: one statement, rows locked in
+    user_id order, so two changes naming the same users wait for each other instead of
+    deadlocking; SQLite: the unit already holds the database's one write lock."""
     lock = " ORDER BY user_id FOR UPDATE" if tx.dialect == "postgres" else ""
-    marks = ", ".join("?" for _ in wanted)
-    rows = await tx.fetchall(f"SELECT {_COLUMNS} FROM users WHERE user_id IN ({marks}){lock}", *wanted)
+    if actor_id == user_id:  # a user's own change (password, revocation) never takes an admin away
+        rows = await tx.fetchall(f"SELECT {_COLUMNS} FROM users WHERE user_id = ?{lock}", user_id)
+    else:
+        where = f"user_id IN (?, ?) OR ({_ENABLED_ADMIN})"
+        rows = await tx.fetchall(f"SELECT {_COLUMNS} FROM users WHERE {where}{lock}", actor_id, user_id, _ADMIN_PATTERN)
     return {row["user_id"]: _user(row) for row in rows}
-
-
-async def _enabled_admins(tx: Tx) -> int:
-    row = await aggregate(
-        tx, "SELECT COUNT(*) AS n FROM users WHERE disabled = 0 AND (',' || roles || ',') LIKE ?", f"%,{ADMIN},%"
-    )
-    return int(row["n"])
 
 
 async def _insert(tx: Tx, user: User, key: IdempotencyKey | None, actor_id: str, authorize: Authorize | None) -> User:
@@ -88,7 +90,7 @@ async def _insert(tx: Tx, user: User, key: IdempotencyKey | None, actor_id: str,
     if key is not None and (replayed := await claim(tx, key, user.user_id)) is not None:
         return stored(await _by_id(tx, replayed), replayed)
     if authorize is not None:
-        authorize((await _locked(tx, [actor_id])).get(actor_id))
+        authorize((await _locked(tx, actor_id, actor_id)).get(actor_id))
     added = await tx.execute(
         f"INSERT INTO users ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 0, 0, NULL) ON CONFLICT (username) DO NOTHING",
         user.user_id,
@@ -111,14 +113,14 @@ async def _change(tx: Tx, user_id: str, change: Change, key: IdempotencyKey, act
     and the claim rolls back with it."""
     if await claim(tx, key, user_id) is not None:
         return stored(await _by_id(tx, user_id), user_id)
-    users = await _locked(tx, [user_id, actor_id])
+    users = await _locked(tx, actor_id, user_id)
     authorize(users.get(actor_id))
     user = users.get(user_id)
     if user is None:
         raise NotFound("user", user_id)
     changed = change(user)
-    if drops_admin(user, changed):
-        check_an_admin_remains(user, await _enabled_admins(tx) - 1)
+    if drops_admin(user, changed):  # counted among the locked rows: all enabled admins, or (own change) the user alone
+        check_an_admin_remains(user, sum(is_enabled_admin(u) for u in users.values()) - 1)
     await tx.execute(
         "UPDATE users SET roles = ?, customer_id = ?, password_hash = ?, disabled = ?, token_generation = ?, updated_at = ?"
         " WHERE user_id = ?",
