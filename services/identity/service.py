@@ -22,7 +22,7 @@ from pathlib import Path
 from common.clock import Clock
 from common.config import Settings
 from common.di import BaseComponent, og_component
-from common.errors import NotFound, PermissionDenied, ResourceExhausted, Unauthenticated
+from common.errors import AlreadyExists, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.observability.metrics import PASSWORD_CHECKS
@@ -128,7 +128,10 @@ class IdentityUseCases(BaseComponent):
         if await self._users.by_username(self._settings.admin_username) is not None:
             return
         password = self._settings.admin_password or self._generated_admin_password()
-        await self._create(self._settings.admin_username, password, (ADMIN,), "", None)
+        try:
+            await self._create(self._settings.admin_username, password, (ADMIN,), "", None)
+        except AlreadyExists:
+            return  # another replica of identity, starting at the same moment, made it
         self.logger.info("bootstrapped admin user '%s'", self._settings.admin_username)
 
     def _generated_admin_password(self) -> str:
