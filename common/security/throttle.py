@@ -10,10 +10,13 @@ sees the same counts), in this process's memory otherwise (embedded mode: one pr
 Two kinds of rule:
 - one that counts *attempts* takes a slot from each of its windows, atomically per window, before
   the work starts: what is in flight counts, and no burst gets past it. A refused attempt takes
-  none (a flood does not lengthen its own wait); a success clears it (it bounds tries since the
-  last success, so a user logging in often is never slowed);
+  none (a flood does not lengthen its own wait; only one racing another for a window's last slot
+  may keep a slot in a shorter window); a success clears it (it bounds tries since the last
+  success, so a user logging in often is never slowed);
 - one that counts *failures* refuses while a window is full, before any work, and counts an
-  attempt once it has failed: who succeeds spends nothing (many users behind one address).
+  attempt once it has failed: who succeeds spends nothing (many users behind one address). The
+  attempts in flight when its window fills may still fail into it: it is exceeded by at most as
+  many as the work lets run at once (the caller bounds that, e.g. with a bulkhead).
 Where the store cannot be reached, every attempt is refused (UNAVAILABLE): never unthrottled work.
 """
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -222,8 +223,23 @@ USERNAME = "username"  # the failures at one username from anywhere (many addres
 def login_subjects(username: str, peer: str) -> list[tuple[str, tuple[str, ...]]]:
     """The (rule, subject) pairs one password check counts against: what a guess from `peer` at
     `username` costs that address, that username from that address, and that username."""
-    name = username.lower()
-    return [(USERNAME_AT_ADDRESS, (name, peer)), (ADDRESS, (peer,)), (USERNAME, (name,))]
+    name, address = username.lower(), address_holder(peer)
+    return [(USERNAME_AT_ADDRESS, (name, address)), (ADDRESS, (address,)), (USERNAME, (name,))]
+
+
+def address_holder(peer: str) -> str:
+    """What one holder of addresses has one of: an IPv4 address; an IPv6 /64 (a subscriber is given
+    a whole /64, and would otherwise have 2^64 fresh addresses to guess from); an IPv4 address
+    mapped into IPv6 is that IPv4 address. Anything else (an in-process caller) as it is."""
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return peer
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 @dataclass(frozen=True)

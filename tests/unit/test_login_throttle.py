@@ -10,7 +10,7 @@ import pytest
 
 from common.errors import Unavailable
 from common.security.throttle import AttemptThrottle, Key, Rule
-from services.identity.domain import login_subjects
+from services.identity.domain import address_holder, login_subjects
 from tests.servers import free_port
 
 TRIES = Rule.parse("username-at-address", "5/minute;10/hour")
@@ -75,6 +75,15 @@ async def test_a_store_out_of_reach_refuses_the_attempt_rather_than_letting_it_t
         assert refused.value.reason == "THROTTLE_UNAVAILABLE"
     finally:
         await throttle.close()
+
+
+async def test_an_ipv6_subscriber_is_one_address_however_many_of_its_64_it_uses() -> None:
+    throttle = AttemptThrottle("test")
+    checked = [await _guess(throttle, "ada", f"2001:db8:1:2::{i:x}") for i in range(1, 8)]
+    assert checked == [True] * 5 + [False] * 2
+    assert await _guess(throttle, "ada", "2001:db8:1:3::1"), "the next /64 is another subscriber"
+    assert address_holder("::ffff:10.0.0.1") == address_holder("10.0.0.1") == "10.0.0.1"
+    assert address_holder("inprocess") == "inprocess"
 
 
 def test_a_malformed_rule_stops_the_start() -> None:
