@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     token_max_lifetime_seconds: int = 0  # a token living longer (exp - iat) is refused; 0: token_ttl_seconds
     key_publish_seconds: float = 10.0  # a rotated signing key is published this long before it signs (> the refresh)
     revocation_refresh_seconds: float = 1.0  # how stale a process's token revocations may be (identity's, then the feed's)
+    # Password checks (logins, a user's current password), limited before anything is hashed, in
+    # moving windows ("N/period;..."), shared by identity's replicas through redis_url:
+    login_limits_username_at_address: str = "5/10 seconds;10/minute;20/hour;50/day"  # tries; a success clears them
+    login_limits_address: str = "50/minute;500/hour"  # failures of one address, across usernames
+    login_limits_username: str = "30/minute"  # failures at one username from anywhere: slows, never locks
     admin_username: str = "admin"
     admin_password: str = Field(
         default="", repr=False

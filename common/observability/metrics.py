@@ -44,6 +44,11 @@ OUTBOX_LAG = Gauge("ogpgy_outbox_lag_events", "Events in a context's outbox not 
 CONSUMER_LAG = Gauge(
     "ogpgy_event_consumer_lag_events", "Events delivered to a consumer group and not yet acknowledged", ["consumer"]
 )
+PASSWORD_CHECKS = Counter(
+    "ogpgy_password_checks",
+    "Password checks asked for: matched or mismatched (each one argon2id hash), or throttled before any hash",
+    ["outcome"],
+)
 DEAD_LETTERED = Counter(
     "ogpgy_events_dead_lettered", "Events a consumer gave up on after its retries (kept as dead letters)", ["consumer"]
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -12,7 +13,7 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from common.errors import PreconditionFailed
+from common.errors import PermissionDenied, PreconditionFailed
 from common.security.context import ADMIN, CUSTOMER, USER_ROLES
 from common.validation import Violations
 
@@ -109,6 +110,65 @@ def check_not_self_lockout(
         )
 
 
+# Decide inside the write: every check below takes the users as the database has them in the
+# transaction that writes the change (locked there), never as a token said when the call began. A
+# token says who is calling; whether they may, the admin count, and which password is current are
+# read where the change is written, so that two concurrent changes cannot both rely on a state
+# that the other one ends.
+
+
+def is_enabled_admin(user: User | None) -> bool:
+    return user is not None and not user.disabled and ADMIN in user.roles
+
+
+def check_acting_admin(actor: User | None, action: str) -> None:
+    """The actor is, now, an enabled admin: an admin demoted or disabled a moment ago (by another
+    admin, concurrently) changes nothing more, whatever their token still says."""
+    if not is_enabled_admin(actor):
+        raise _not_now(actor, action)
+
+
+def check_acting_self_or_admin(actor: User | None, user_id: str, action: str) -> None:
+    """The actor is, now, the user themself (still enabled) or an enabled admin."""
+    if actor is not None and actor.user_id == user_id and not actor.disabled:
+        return
+    check_acting_admin(actor, action)
+
+
+def _not_now(actor: User | None, action: str) -> PermissionDenied:
+    return PermissionDenied(
+        "ACCESS_DENIED",
+        f"may not {action}: the caller is not an enabled admin (as the users are now)",
+        {"user_id": actor.user_id if actor else ""},
+    )
+
+
+def drops_admin(before: User, after: User) -> bool:
+    """Whether a change takes an enabled admin away (demoted or disabled)."""
+    return is_enabled_admin(before) and not is_enabled_admin(after)
+
+
+def check_an_admin_remains(user: User, enabled_admins_after: int) -> None:
+    """The bank always keeps an enabled admin: nobody else could enable or promote anyone.
+
+    With the acting admin locked, enabled and never their own target, an admin always remains;
+    this is the same rule said on the count, so that no later path (a service acting, a bulk
+    change) can break it unnoticed."""
+    if enabled_admins_after < 1:
+        raise PreconditionFailed("LAST_ADMIN", "the last enabled admin cannot be demoted or disabled", {"user_id": user.user_id})
+
+
+def check_password_unchanged(user: User, checked_hash: str) -> None:
+    """The password a user's current one was checked against is still theirs: of concurrent
+    changes that each proved the same current password, one is made and the others refused."""
+    if not hmac.compare_digest(user.password_hash, checked_hash):
+        raise PreconditionFailed(
+            "PASSWORD_CHANGED",
+            "the password changed while this change was checked; log in with the current password and try again",
+            {"user_id": user.user_id},
+        )
+
+
 def hash_password(password: str) -> str:
     """argon2id at the current parameters, salt included in the encoded hash."""
     return _ARGON2.hash(password)
@@ -150,54 +210,36 @@ def _scrypt_matches(password: str, stored: str) -> bool:
     return hmac.compare_digest(candidate, base64.b64decode(digest))
 
 
-@dataclass
-class _Strikes:
-    failures: int = 0
-    locked_until: float = 0.0
+# What a password check is counted against, before anything is hashed. Throttling, not lockout
+# (OWASP's authentication guidance: a lockout any stranger can trigger is a denial of service):
+USERNAME_AT_ADDRESS = "username-at-address"  # every try, in flight included: a few quick ones (typos), then
+# slower; a success clears it. The one that stops a burst of guesses at one user from one place
+ADDRESS = "address"  # the failures of one address across usernames (one password tried on every user)
+USERNAME = "username"  # the failures at one username from anywhere (many addresses guessing one user):
+# a short window, so that the owner elsewhere is slowed for at most that long, never locked out;
+# no one address can fill it (its own rule stops it first)
 
 
-class LoginThrottle:
-    """Wrong passwords lock out who made them, for a time that doubles with each further failure:
-    a typo costs nothing, guessing soon costs minutes. A username is locked after a few failures
-    (from anywhere); a peer after many (across usernames), so that one address cannot try one
-    password on every user. Success clears the username's count. Times are seconds on any
-    monotonic scale; what it remembers is bounded (the oldest entries go first)."""
+def login_subjects(username: str, peer: str) -> list[tuple[str, tuple[str, ...]]]:
+    """The (rule, subject) pairs one password check counts against: what a guess from `peer` at
+    `username` costs that address, that username from that address, and that username."""
+    name, address = username.lower(), address_holder(peer)
+    return [(USERNAME_AT_ADDRESS, (name, address)), (ADDRESS, (address,)), (USERNAME, (name,))]
 
-    def __init__(
-        self,
-        *,
-        lock_user_after: int = 5,
-        lock_peer_after: int = 50,
-        first_lockout: float = 1.0,
-        longest_lockout: float = 900.0,
-        remembered: int = 100_000,
-    ) -> None:
-        self._after = {"user": lock_user_after, "peer": lock_peer_after}
-        self._first, self._longest = first_lockout, longest_lockout
-        self._strikes: dict[tuple[str, str], _Strikes] = {}
-        self._remembered = remembered
 
-    @staticmethod
-    def _keys(username: str, peer: str) -> list[tuple[str, str]]:
-        return [("user", username.lower()), ("peer", peer)]
-
-    def wait(self, username: str, peer: str, now: float) -> float:
-        """Seconds before this username may be tried again from this peer (0: now)."""
-        return max((self._strikes.get(k, _Strikes()).locked_until - now for k in self._keys(username, peer)), default=0.0)
-
-    def failed(self, username: str, peer: str, now: float) -> None:
-        for key in self._keys(username, peer):
-            strikes = self._strikes.pop(key, None) or _Strikes()
-            strikes.failures += 1
-            beyond = strikes.failures - self._after[key[0]]
-            if beyond >= 0:
-                strikes.locked_until = now + min(self._first * 2**beyond, self._longest)
-            self._strikes[key] = strikes  # the most recent last: the first to forget is the oldest
-        while len(self._strikes) > self._remembered:
-            del self._strikes[next(iter(self._strikes))]
-
-    def succeeded(self, username: str) -> None:
-        self._strikes.pop(("user", username.lower()), None)
+def address_holder(peer: str) -> str:
+    """What one holder of addresses has one of: an IPv4 address; an IPv6 /64 (a subscriber is given
+    a whole /64, and would otherwise have 2^64 fresh addresses to guess from); an IPv4 address
+    mapped into IPv6 is that IPv4 address. Anything else (an in-process caller) as it is."""
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return peer
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 @dataclass(frozen=True)

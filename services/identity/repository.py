@@ -12,7 +12,17 @@ from common.db.idempotency import claim, replayed_resource
 from common.di import BaseComponent, og_component
 from common.errors import AlreadyExists, NotFound
 from common.idempotency import IdempotencyKey
-from services.identity.domain import AuditEvent, AuditQuery, TokenRevocation, User, revocation_of
+from common.security.context import ADMIN
+from services.identity.domain import (
+    AuditEvent,
+    AuditQuery,
+    TokenRevocation,
+    User,
+    check_an_admin_remains,
+    drops_admin,
+    is_enabled_admin,
+    revocation_of,
+)
 
 _COLUMNS = "user_id, username, password_hash, roles, customer_id, created_at, disabled, token_generation, updated_at"
 _AUDIT_COLUMNS = "audit_event_id, recorded_at, context, operation, resource, actor, on_behalf_of, request_id, service"
@@ -50,11 +60,37 @@ async def _by_username(tx: Tx, username: str) -> User | None:
     return await _by(tx, "username", username)
 
 
-async def _insert(tx: Tx, user: User, key: IdempotencyKey | None) -> User:
-    """Claims the key first (a concurrent twin of this request waits for it, then replays); a
-    refusal raises, so the claim rolls back with it and the request_id stays free."""
+Authorize = Callable[[User | None], None]  # given the actor as the database has them now; raises to refuse
+Change = Callable[[User], User]
+
+
+_ENABLED_ADMIN = "disabled = 0 AND (',' || roles || ',') LIKE ?"  # users_enabled_admins indexes exactly these
+_ADMIN_PATTERN = f"%,{ADMIN},%"
+
+
+async def _locked(tx: Tx, actor_id: str, user_id: str) -> dict[str, User]:
+    """The actor and the user as they are now, locked until the unit ends; when they differ (a
+    change that may take an admin away), every enabled admin too, so that the admin count the
+    change relies on cannot move before it commits. PostgreSQL: one statement, rows locked in
+    user_id order, so two changes naming the same users wait for each other instead of
+    deadlocking; SQLite: the unit already holds the database's one write lock."""
+    lock = " ORDER BY user_id FOR UPDATE" if tx.dialect == "postgres" else ""
+    if actor_id == user_id:  # a user's own change (password, revocation) never takes an admin away
+        rows = await tx.fetchall(f"SELECT {_COLUMNS} FROM users WHERE user_id = ?{lock}", user_id)
+    else:
+        where = f"user_id IN (?, ?) OR ({_ENABLED_ADMIN})"
+        rows = await tx.fetchall(f"SELECT {_COLUMNS} FROM users WHERE {where}{lock}", actor_id, user_id, _ADMIN_PATTERN)
+    return {row["user_id"]: _user(row) for row in rows}
+
+
+async def _insert(tx: Tx, user: User, key: IdempotencyKey | None, actor_id: str, authorize: Authorize | None) -> User:
+    """Claims the key first (a concurrent twin of this request waits for it, then replays); then
+    decides whether the actor may, as they are now; a refusal raises, so the claim rolls back
+    with it and the request_id stays free."""
     if key is not None and (replayed := await claim(tx, key, user.user_id)) is not None:
         return stored(await _by_id(tx, replayed), replayed)
+    if authorize is not None:
+        authorize((await _locked(tx, actor_id, actor_id)).get(actor_id))
     added = await tx.execute(
         f"INSERT INTO users ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 0, 0, NULL) ON CONFLICT (username) DO NOTHING",
         user.user_id,
@@ -69,15 +105,22 @@ async def _insert(tx: Tx, user: User, key: IdempotencyKey | None) -> User:
     return user
 
 
-async def _change(tx: Tx, user_id: str, change: Callable[[User], User], key: IdempotencyKey) -> User:
-    """One change of a user under its key: a replay answers with the user as it is now; a refused
-    change raises before anything is written, and the claim rolls back with it."""
+async def _change(tx: Tx, user_id: str, change: Change, key: IdempotencyKey, actor_id: str, authorize: Authorize) -> User:
+    """One change of a user under its key, decided inside the write: the actor's authority, the
+    user's state (e.g. the password a current one was checked against) and the admin count are
+    read here, with the actor and the user locked, and the change is written by the same unit. A
+    replay answers with the user as it is now; a refused change raises before anything is written,
+    and the claim rolls back with it."""
     if await claim(tx, key, user_id) is not None:
         return stored(await _by_id(tx, user_id), user_id)
-    user = await _by_id(tx, user_id)
+    users = await _locked(tx, actor_id, user_id)
+    authorize(users.get(actor_id))
+    user = users.get(user_id)
     if user is None:
         raise NotFound("user", user_id)
     changed = change(user)
+    if drops_admin(user, changed):  # counted among the locked rows: all enabled admins, or (own change) the user alone
+        check_an_admin_remains(user, sum(is_enabled_admin(u) for u in users.values()) - 1)
     await tx.execute(
         "UPDATE users SET roles = ?, customer_id = ?, password_hash = ?, disabled = ?, token_generation = ?, updated_at = ?"
         " WHERE user_id = ?",
@@ -103,8 +146,15 @@ async def _page(tx: Tx, after: int, limit: int) -> tuple[list[User], int | None]
     return [_user(r) for r in rows], rows[-1]["seq"] if more else None
 
 
-async def _set_password_hash(tx: Tx, user_id: str, password_hash: str) -> None:
-    await tx.execute("UPDATE users SET password_hash = ? WHERE user_id = ?", password_hash, user_id)
+async def _rehash(tx: Tx, user_id: str, replaced: str, password_hash: str) -> bool:
+    """A conditional write: the stronger hash of the same password replaces `replaced` only if that
+    is still the stored one (a password changed meanwhile is never put back)."""
+    return (
+        await tx.execute(
+            "UPDATE users SET password_hash = ? WHERE user_id = ? AND password_hash = ?", password_hash, user_id, replaced
+        )
+        == 1
+    )
 
 
 async def _revocations(tx: Tx, now: datetime, token_lifetime: timedelta) -> list[TokenRevocation]:
@@ -183,9 +233,11 @@ async def _audit_page(tx: Tx, query: AuditQuery, before: int, limit: int) -> tup
 
 
 class UserRepository(Protocol):
-    async def add(self, user: User, key: IdempotencyKey | None) -> User: ...
+    async def add(self, user: User, key: IdempotencyKey | None, actor_id: str = "", authorize: Authorize | None = None) -> User:
+        """Adds `user` if `authorize` accepts the actor as they are now (None: the bank itself, at start)."""
 
-    async def change(self, user_id: str, change: Callable[[User], User], key: IdempotencyKey) -> User: ...
+    async def change(self, user_id: str, change: Change, key: IdempotencyKey, actor_id: str, authorize: Authorize) -> User:
+        """Applies `change` if `authorize` accepts the actor as they are now, both locked meanwhile."""
 
     async def replayed(self, key: IdempotencyKey) -> str | None:
         """The user an earlier request with this key changed; None for a new key."""
@@ -196,7 +248,8 @@ class UserRepository(Protocol):
 
     async def page(self, after: int, limit: int) -> tuple[list[User], int | None]: ...
 
-    async def set_password_hash(self, user_id: str, password_hash: str) -> None: ...
+    async def rehash(self, user_id: str, replaced: str, password_hash: str) -> bool:
+        """Whether the stored hash was still `replaced` and is now `password_hash`."""
 
     async def revocations(self, now: datetime, token_lifetime: timedelta) -> list[TokenRevocation]: ...
 
@@ -214,11 +267,11 @@ class SqlUserRepository(BaseComponent, UserRepository):
     def __init__(self, db: ContextDatabase) -> None:
         self._db = db
 
-    async def add(self, user: User, key: IdempotencyKey | None) -> User:
-        return await self._db.write(_insert, user, key)
+    async def add(self, user: User, key: IdempotencyKey | None, actor_id: str = "", authorize: Authorize | None = None) -> User:
+        return await self._db.write(_insert, user, key, actor_id, authorize)
 
-    async def change(self, user_id: str, change: Callable[[User], User], key: IdempotencyKey) -> User:
-        return await self._db.write(_change, user_id, change, key)
+    async def change(self, user_id: str, change: Change, key: IdempotencyKey, actor_id: str, authorize: Authorize) -> User:
+        return await self._db.write(_change, user_id, change, key, actor_id, authorize)
 
     async def replayed(self, key: IdempotencyKey) -> str | None:
         return await self._db.read(_replayed, key)
@@ -232,8 +285,8 @@ class SqlUserRepository(BaseComponent, UserRepository):
     async def page(self, after: int, limit: int) -> tuple[list[User], int | None]:
         return await self._db.read(_page, after, limit)
 
-    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
-        await self._db.write(_set_password_hash, user_id, password_hash)
+    async def rehash(self, user_id: str, replaced: str, password_hash: str) -> bool:
+        return await self._db.write(_rehash, user_id, replaced, password_hash)
 
     async def revocations(self, now: datetime, token_lifetime: timedelta) -> list[TokenRevocation]:
         return await self._db.read(_revocations, now, token_lifetime)

@@ -1,44 +1,58 @@
 """Use cases of the identity context: users and their lifecycle, the first admin, token issue,
 the revocations every token check applies, and the audit trail. Input arrives validated
-(api.py); each use case authorizes before it reads or writes."""
+(api.py); each use case authorizes before it reads or writes.
+
+Decide inside the write: the token's roles refuse early (before a customer is waited for or a
+password hashed), but what decides a change of users is read in the transaction that writes it,
+with the rows locked: the actor still an enabled admin (or the user themself), the admin count,
+the password a current one was checked against. Two admins demoting each other at one moment, or
+five changes proving the same current password, cannot all rely on a state that one of them ends.
+Slow hashing stays outside the write: the write checks that the hash it was checked against is
+still the stored one (a conditional write), so no lock is held while argon2id runs."""
 
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import secrets
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 from common.clock import Clock
 from common.config import Settings
 from common.di import BaseComponent, og_component
-from common.errors import NotFound, PermissionDenied, ResourceExhausted, Unauthenticated
+from common.errors import AlreadyExists, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
+from common.observability.metrics import PASSWORD_CHECKS
 from common.pagination import PageRequest
 from common.periodic import Every
 from common.resilience.bulkhead import Bulkhead
 from common.security.component import Security
 from common.security.context import ADMIN, SecurityContext, current_caller
 from common.security.policy import denied, require_role
+from common.security.throttle import AttemptThrottle, Key, Rule, whole_seconds
 from common.security.tokens import CLOCK_SKEW_SECONDS, issue, jwks
 from common.validation import Violations
 from services.identity.domain import (
+    ADDRESS,
+    USERNAME,
+    USERNAME_AT_ADDRESS,
     AuditEvent,
     AuditQuery,
-    LoginThrottle,
     TokenRevocation,
     User,
+    check_acting_admin,
+    check_acting_self_or_admin,
     check_not_self_lockout,
+    check_password_unchanged,
     hash_password,
+    login_subjects,
     needs_rehash,
     password_matches,
 )
-from services.identity.repository import UserRepository
+from services.identity.repository import Authorize, Change, UserRepository
 
 CUSTOMER_ARRIVAL_SECONDS = 2.0  # a customer onboarded a moment ago is waited for this long, then refused
 
@@ -50,6 +64,24 @@ def admin_password_file(settings: Settings) -> Path:
     return Path(settings.data_dir) / "admin-password"
 
 
+def login_rules(settings: Settings) -> dict[str, Rule]:
+    """How many password checks each subject of login_subjects gets, from the settings; a
+    malformed rule stops the start."""
+    return {
+        USERNAME_AT_ADDRESS: Rule.parse(USERNAME_AT_ADDRESS, settings.login_limits_username_at_address),
+        ADDRESS: Rule.parse(ADDRESS, settings.login_limits_address, counts_failures=True),
+        USERNAME: Rule.parse(USERNAME, settings.login_limits_username, counts_failures=True),
+    }
+
+
+def _admin_now(action: str) -> Authorize:
+    return lambda actor: check_acting_admin(actor, action)
+
+
+def _self_or_admin_now(user_id: str, action: str) -> Authorize:
+    return lambda actor: check_acting_self_or_admin(actor, user_id, action)
+
+
 @og_component()
 class IdentityUseCases(BaseComponent):
     def __init__(self, users: UserRepository, security: Security, settings: Settings, clock: Clock) -> None:
@@ -57,7 +89,9 @@ class IdentityUseCases(BaseComponent):
         self._security = security
         self._settings = settings
         self._clock = clock
-        self._throttle = LoginThrottle()
+        # Shared by every replica through Redis (in memory without it): see login_rules.
+        self._throttle = AttemptThrottle("identity-logins", settings.redis_url)
+        self._login_rules = login_rules(settings)
         # Each hash is 19 MiB of argon2id: two at a time, a few waiting, never the event loop's threads.
         self._hashing = Bulkhead("password-hashing", workers=2, waiting=16)
         # Another replica of identity may change a user: this process's token checks learn it within the period.
@@ -73,6 +107,7 @@ class IdentityUseCases(BaseComponent):
     async def shutdown(self) -> None:
         await self._refresher.stop()
         self._hashing.close()
+        await self._throttle.close()
 
     async def _refresh(self) -> None:
         await self._security.reload_keys()
@@ -93,7 +128,10 @@ class IdentityUseCases(BaseComponent):
         if await self._users.by_username(self._settings.admin_username) is not None:
             return
         password = self._settings.admin_password or self._generated_admin_password()
-        await self._create(self._settings.admin_username, password, (ADMIN,), "", None)
+        try:
+            await self._create(self._settings.admin_username, password, (ADMIN,), "", None)
+        except AlreadyExists:
+            return  # another replica of identity, starting at the same moment, made it
         self.logger.info("bootstrapped admin user '%s'", self._settings.admin_username)
 
     def _generated_admin_password(self) -> str:
@@ -107,18 +145,26 @@ class IdentityUseCases(BaseComponent):
         return password
 
     async def _create(
-        self, username: str, password: str, roles: tuple[str, ...], customer_id: str, key: IdempotencyKey | None
+        self,
+        username: str,
+        password: str,
+        roles: tuple[str, ...],
+        customer_id: str,
+        key: IdempotencyKey | None,
+        authorize: Authorize | None = None,
     ) -> User:
         password_hash = await self._hashing.run(hash_password, password)
         user = User(new_id("usr"), username, roles, customer_id, password_hash, self._clock.now())
-        return await self._users.add(user, key)
+        actor = current_caller().user_id if authorize is not None else ""
+        return await self._users.add(user, key, actor, authorize)
 
     async def create_user(
         self, username: str, password: str, roles: tuple[str, ...], customer_id: str, key: IdempotencyKey
     ) -> User:
+        """The token's admin role refuses early; the database's, read where the user is written, decides."""
         require_role(ADMIN, action="create users")
         await self._require_known_customer(customer_id)
-        return await self._create(username, password, roles, customer_id, key)
+        return await self._create(username, password, roles, customer_id, key, _admin_now("create users"))
 
     async def _require_known_customer(self, customer_id: str) -> None:
         """A user is linked only to a customer that exists. Identity learns customers from
@@ -141,7 +187,7 @@ class IdentityUseCases(BaseComponent):
             check_not_self_lockout(user, caller.user_id, roles=roles)
             return user.with_authority(roles, customer_id, now)
 
-        return await self._change(user_id, change, key)
+        return await self._change(user_id, change, key, _admin_now("change users"))
 
     async def set_disabled(self, user_id: str, disabled: bool, key: IdempotencyKey) -> User:
         caller = require_role(ADMIN, action="disable or enable users")
@@ -151,36 +197,78 @@ class IdentityUseCases(BaseComponent):
             check_not_self_lockout(user, caller.user_id, disabling=disabled)
             return user.with_disabled(disabled, now)
 
-        return await self._change(user_id, change, key)
+        return await self._change(user_id, change, key, _admin_now("disable or enable users"))
 
     async def revoke_tokens(self, user_id: str, key: IdempotencyKey) -> User:
-        self._require_self_or_admin(user_id, "revoke other users' tokens")
+        action = "revoke other users' tokens"
+        self._require_self_or_admin(user_id, action)
         now = self._clock.now()
-        return await self._change(user_id, lambda user: user.revoked(now), key)
+        return await self._change(user_id, lambda user: user.revoked(now), key, _self_or_admin_now(user_id, action))
 
     async def change_password(self, user_id: str, current: str, new: str, peer: str, key: IdempotencyKey) -> User:
         """Users change their own with their current password (throttled like a login); an admin
-        resets another's without it. Either way the user's earlier tokens are refused."""
-        caller = self._require_self_or_admin(user_id, "change other users' passwords")
+        resets another's without it. Either way the user's earlier tokens are refused.
+
+        Hashing is slow, so it is done before the write; the write then decides: the password
+        checked is still the stored one (else PASSWORD_CHANGED: of concurrent changes that proved
+        the same current password exactly one is made), and the caller may still act."""
+        action = "change other users' passwords"
+        caller = self._require_self_or_admin(user_id, action)
         replayed = await self._users.replayed(key)
         if replayed is not None:
             return await self.get(replayed)
-        if caller.user_id == user_id:
-            await self._check_current_password(caller.username, current, peer)
+        checked = await self._check_current_password(user_id, current, peer) if caller.user_id == user_id else None
         password_hash = await self._hashing.run(hash_password, new)
         now = self._clock.now()
-        return await self._change(user_id, lambda user: user.with_password(password_hash, now), key)
 
-    async def _check_current_password(self, username: str, current: str, peer: str) -> None:
+        def change(user: User) -> User:
+            if checked is not None:
+                check_password_unchanged(user, checked)
+            return user.with_password(password_hash, now)
+
+        return await self._change(user_id, change, key, _self_or_admin_now(user_id, action))
+
+    async def _check_current_password(self, user_id: str, current: str, peer: str) -> str:
+        """The stored hash `current` matches (the write checks it is still the stored one). A
+        wrong current password is a guess like a wrong login: counted before it is hashed."""
         v = Violations()
         v.check(bool(current), "current_password", "required to change your own password")
         v.raise_if_any()
-        self._check_throttle(username, peer)
-        user = await self._users.by_username(username)
-        if user is None or not await self._hashing.run(password_matches, current, user.password_hash):
-            self._throttle.failed(username, peer, time.monotonic())
+        user = await self._users.get(user_id)
+        if user is None:
+            raise NotFound("user", user_id)
+        keys = await self._reserve_password_check(user.username, peer)
+        if not await self._password_matches(keys, current, user.password_hash):
             v.check(False, "current_password", "does not match the current password")
             v.raise_if_any()
+        return user.password_hash
+
+    async def _reserve_password_check(self, username: str, peer: str) -> list[Key]:
+        """A slot for one password check, reserved before anything is read or hashed (see
+        login_rules): a burst of guesses gets as many hashes as there are slots, on every replica
+        together, however many are in flight."""
+        keys = self._login_keys(username, peer)
+        wait = await self._throttle.reserve(keys)
+        if wait > 0:
+            PASSWORD_CHECKS.labels("throttled").inc()
+            raise ResourceExhausted(
+                "LOGIN_THROTTLED",
+                f"too many password attempts; retry in {whole_seconds(wait)} s",
+                {"retry_after_seconds": str(whole_seconds(wait))},
+                retry_after=wait,
+            )
+        return keys
+
+    async def _password_matches(self, keys: list[Key], password: str, stored: str) -> bool:
+        """The check a slot was reserved for: a success clears the username's tries from this
+        address, a failure counts against the address and the username."""
+        matches = await self._hashing.run(password_matches, password, stored)
+        PASSWORD_CHECKS.labels("matched" if matches else "mismatched").inc()
+        await self._throttle.settle(keys, succeeded=matches)
+        return matches
+
+    def _login_keys(self, username: str, peer: str) -> list[Key]:
+        return [Key(self._login_rules[rule], parts) for rule, parts in login_subjects(username, peer)]
 
     def _require_self_or_admin(self, user_id: str, action: str) -> SecurityContext:
         caller = current_caller()
@@ -188,8 +276,8 @@ class IdentityUseCases(BaseComponent):
             raise denied(action)
         return caller
 
-    async def _change(self, user_id: str, change: Callable[[User], User], key: IdempotencyKey) -> User:
-        user = await self._users.change(user_id, change, key)
+    async def _change(self, user_id: str, change: Change, key: IdempotencyKey, authorize: Authorize) -> User:
+        user = await self._users.change(user_id, change, key, current_caller().user_id, authorize)
         await self.refresh_revocations()  # this process refuses at once; the others within the refresh period
         return user
 
@@ -208,31 +296,20 @@ class IdentityUseCases(BaseComponent):
         return users, request.next_token(next_after)
 
     async def issue_token(self, username: str, password: str, audience: str, peer: str) -> tuple[str, int]:
-        """Same answer and about the same time for an unknown user and a wrong password; locked
-        out for a while after repeated failures, before any password is hashed."""
-        self._check_throttle(username, peer)
+        """Same answer and about the same time for an unknown user and a wrong password; slowed
+        (RESOURCE_EXHAUSTED with a retry delay) when the guesses are too many, before any password
+        is hashed."""
+        keys = await self._reserve_password_check(username, peer)
         user = await self._users.by_username(username)
-        matches = await self._hashing.run(password_matches, password, user.password_hash if user else _DUMMY_HASH)
+        matches = await self._password_matches(keys, password, user.password_hash if user else _DUMMY_HASH)
         if user is None or not matches:
-            self._throttle.failed(username, peer, time.monotonic())
             raise Unauthenticated("INVALID_CREDENTIALS", "unknown username or wrong password")
-        self._throttle.succeeded(username)
         if user.disabled:
             raise PermissionDenied("USER_DISABLED", "this user is disabled; an admin can enable it", {"username": username})
         if needs_rehash(user.password_hash):  # an older scheme or weaker parameters: upgraded while the password is at hand
-            await self._users.set_password_hash(user.user_id, await self._hashing.run(hash_password, password))
+            await self._users.rehash(user.user_id, user.password_hash, await self._hashing.run(hash_password, password))
         caller = SecurityContext(user.user_id, user.username, user.roles, user.customer_id)
         return issue(self._security.private_key, self._security.token_settings, caller, audience, user.token_generation)
-
-    def _check_throttle(self, username: str, peer: str) -> None:
-        wait = self._throttle.wait(username, peer, time.monotonic())
-        if wait > 0:
-            raise ResourceExhausted(
-                "LOGIN_THROTTLED",
-                f"too many failed logins; retry in {math.ceil(wait)} s",
-                {"retry_after_seconds": str(math.ceil(wait))},
-                retry_after=wait,
-            )
 
     def signing_keys(self) -> str:
         return jwks(self._security.public_keys())

@@ -1,36 +1,91 @@
-"""The login throttle: free failures, then lockouts that double, per username and per address."""
+"""Password checks are limited before they are hashed: a burst in flight at one username from one
+address gets as many checks as there are slots; a refused attempt spends nothing; one address
+slows itself and that username from it, not the username's owner elsewhere; successes are free."""
 
 from __future__ import annotations
 
-from services.identity.domain import LoginThrottle
+import asyncio
+
+import pytest
+
+from common.errors import Unavailable
+from common.security.throttle import AttemptThrottle, Key, Rule
+from services.identity.domain import address_holder, login_subjects
+from tests.servers import free_port
+
+TRIES = Rule.parse("username-at-address", "5/minute;10/hour")
+ADDRESS_FAILURES = Rule.parse("address", "12/minute", counts_failures=True)
+USERNAME_FAILURES = Rule.parse("username", "8/minute", counts_failures=True)
+RULES = {rule.name: rule for rule in (TRIES, ADDRESS_FAILURES, USERNAME_FAILURES)}
 
 
-def test_a_few_failures_are_free_then_each_one_doubles_the_lockout() -> None:
-    throttle = LoginThrottle(lock_user_after=4, lock_peer_after=100, first_lockout=1.0, longest_lockout=8.0)
-    for _ in range(3):
-        throttle.failed("Ada", "10.0.0.1", now=0.0)
-    assert throttle.wait("ada", "10.0.0.2", now=0.0) == 0.0  # three typos cost nothing
-    locks = []
-    for _ in range(5):
-        throttle.failed("ada", "10.0.0.1", now=100.0)
-        locks.append(throttle.wait("ADA", "10.0.0.3", now=100.0))  # the username, from anywhere
-    assert locks == [1.0, 2.0, 4.0, 8.0, 8.0]
-    assert throttle.wait("ada", "10.0.0.3", now=108.0) == 0.0
+def keys(username: str, peer: str) -> list[Key]:
+    return [Key(RULES[rule], parts) for rule, parts in login_subjects(username, peer)]
 
 
-def test_success_clears_the_username_but_not_the_address() -> None:
-    throttle = LoginThrottle(lock_user_after=2, lock_peer_after=3, first_lockout=10.0)
-    throttle.failed("ada", "10.0.0.1", now=0.0)
-    throttle.succeeded("ada")
-    throttle.failed("ada", "10.0.0.1", now=0.0)
-    assert throttle.wait("ada", "10.0.0.2", now=0.0) == 0.0, "one failure since the success: free"
-    throttle.failed("bob", "10.0.0.1", now=0.0)  # the address's third failure, across usernames
-    assert throttle.wait("carol", "10.0.0.1", now=0.0) == 10.0
-    assert throttle.wait("carol", "10.0.0.2", now=0.0) == 0.0
+async def _guess(throttle: AttemptThrottle, username: str, peer: str, *, right: bool = False) -> bool:
+    """One password check as identity asks for it; whether it was made (not refused before)."""
+    if await throttle.reserve(keys(username, peer)):
+        return False
+    await asyncio.sleep(0.01)  # the hash, while other attempts arrive
+    await throttle.settle(keys(username, peer), succeeded=right)
+    return True
 
 
-def test_what_it_remembers_is_bounded() -> None:
-    throttle = LoginThrottle(remembered=10)
-    for i in range(100):
-        throttle.failed(f"user{i}", "10.0.0.1", now=0.0)
-    assert len(throttle._strikes) <= 10
+async def test_a_burst_in_flight_gets_as_many_checks_as_there_are_slots() -> None:
+    throttle = AttemptThrottle("test")
+    checked = await asyncio.gather(*(_guess(throttle, "ada", "10.0.0.1") for _ in range(40)))
+    assert sum(checked) == 5
+    wait = await throttle.reserve(keys("ada", "10.0.0.1"))
+    assert 0 < wait <= 60  # told to come back within the minute window
+
+
+async def test_the_owner_elsewhere_is_not_locked_out_and_a_success_clears_its_tries() -> None:
+    throttle = AttemptThrottle("test")
+    for _ in range(20):
+        await _guess(throttle, "ada", "10.0.0.1")  # the attacker: 5 checked, 15 refused before any hash
+    assert await throttle.reserve(keys("ADA", "10.0.0.1")) > 0
+    assert await _guess(throttle, "ada", "10.0.0.2", right=True), "the owner, from elsewhere"
+    assert await _guess(throttle, "bob", "10.0.0.1"), "the address still tries other usernames"
+    for _ in range(10):  # the owner logs in again and again: each success clears the tries
+        assert await _guess(throttle, "ada", "10.0.0.2", right=True)
+
+
+async def test_many_addresses_guessing_one_username_are_slowed_by_its_failures_ceiling() -> None:
+    throttle = AttemptThrottle("test")
+    checked = [await _guess(throttle, "ada", f"10.0.1.{i}") for i in range(12)]
+    assert checked == [True] * 8 + [False] * 4
+    assert await _guess(throttle, "bob", "10.0.1.99"), "another username is not slowed"
+
+
+async def test_one_address_guessing_across_usernames_is_slowed_and_its_successes_are_free() -> None:
+    throttle = AttemptThrottle("test")
+    for _ in range(30):
+        assert await _guess(throttle, "carol", "10.0.2.1", right=True)  # many logins behind one address
+    checked = [await _guess(throttle, f"user{i}", "10.0.2.1") for i in range(15)]
+    assert checked == [True] * 12 + [False] * 3
+    assert await _guess(throttle, "user0", "10.0.2.2"), "another address is not slowed"
+
+
+async def test_a_store_out_of_reach_refuses_the_attempt_rather_than_letting_it_through() -> None:
+    throttle = AttemptThrottle("test", f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        with pytest.raises(Unavailable) as refused:
+            await throttle.reserve(keys("ada", "10.0.0.1"))
+        assert refused.value.reason == "THROTTLE_UNAVAILABLE"
+    finally:
+        await throttle.close()
+
+
+async def test_an_ipv6_subscriber_is_one_address_however_many_of_its_64_it_uses() -> None:
+    throttle = AttemptThrottle("test")
+    checked = [await _guess(throttle, "ada", f"2001:db8:1:2::{i:x}") for i in range(1, 8)]
+    assert checked == [True] * 5 + [False] * 2
+    assert await _guess(throttle, "ada", "2001:db8:1:3::1"), "the next /64 is another subscriber"
+    assert address_holder("::ffff:10.0.0.1") == address_holder("10.0.0.1") == "10.0.0.1"
+    assert address_holder("inprocess") == "inprocess"
+
+
+def test_a_malformed_rule_stops_the_start() -> None:
+    with pytest.raises(ValueError):
+        Rule.parse("username", "")

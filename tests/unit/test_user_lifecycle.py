@@ -4,10 +4,12 @@ refused by the process's token check at once, and each is recorded for the audit
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,10 +20,10 @@ from common.security.component import Security
 from common.security.context import ADMIN, CUSTOMER, RELATIONSHIP_MANAGER, SecurityContext
 from common.validation import Violations
 from services.identity import service as identity_service
-from services.identity.domain import AuditEvent, AuditQuery, User, validate_roles
+from services.identity.domain import AuditEvent, AuditQuery, User, check_an_admin_remains, drops_admin, validate_roles
 from services.identity.module import IdentityModule
 from services.identity.service import IdentityUseCases
-from tests.unit.contexts import acting_as, context_under_test
+from tests.unit.contexts import NOW, acting_as, context_under_test
 
 TOKENS = PageTokens(b"unit tests")
 PAGE = PageRequest(None, 2, "unit", TOKENS)
@@ -202,3 +204,99 @@ async def test_the_audit_trail_lists_newest_first_by_actor_resource_and_time(ban
         assert [e.resource for e in (await bank.identity.audit_page(AuditQuery(resource="trf_1"), PAGE))[0]] == ["trf_1", "trf_1"]
     with acting_as(bank.security.verifier.verify((await _ada(bank))[1])), pytest.raises(PermissionDenied):
         await bank.identity.audit_page(AuditQuery(), PAGE)
+
+
+def _as(caller: SecurityContext, change: Coroutine[Any, Any, User]) -> asyncio.Task[User]:
+    """`change` started as `caller` (a task keeps the caller it was created under)."""
+    with acting_as(caller):
+        return asyncio.create_task(change)
+
+
+async def _enabled_admins(bank: Bank, caller: SecurityContext) -> list[str]:
+    with acting_as(caller):
+        users, _ = await bank.identity.page(PageRequest(None, 100, "unit", TOKENS))
+    return [u.username for u in users if ADMIN in u.roles and not u.disabled]
+
+
+def _take_away(bank: Bank, how: str, actor: SecurityContext, target: str, request_id: str) -> asyncio.Task[User]:
+    """`actor` disables or demotes `target`."""
+    if how == "disable":
+        return _as(actor, bank.identity.set_disabled(target, True, key(request_id, scope=actor.user_id)))
+    return _as(actor, bank.identity.update_user(target, (RELATIONSHIP_MANAGER,), "", key(request_id, scope=actor.user_id)))
+
+
+async def test_two_admins_demoting_or_disabling_each_other_at_once_leave_exactly_one(bank: Bank) -> None:
+    """Both calls pass the token's check; the write decides, with both rows locked, that the
+    second actor is no longer an enabled admin. Each round starts with two admins only."""
+    survivor = bank.admin
+    rounds = (("disable", "disable"), ("demote", "demote"), ("demote", "disable"), ("disable", "demote"))
+    for n, (first, second) in enumerate(rounds):
+        with acting_as(survivor):
+            other = await bank.identity.create_user(f"admin{n}", "a long admin password", (ADMIN,), "", key(f"admin{n}"))
+        other_caller = SecurityContext(other.user_id, other.username, other.roles)
+
+        answers = await asyncio.gather(
+            _take_away(bank, first, survivor, other.user_id, f"a{n}"),
+            _take_away(bank, second, other_caller, survivor.user_id, f"b{n}"),
+            return_exceptions=True,
+        )
+        refused = [a for a in answers if isinstance(a, BaseException)]
+        assert len(refused) == 1, f"round {n} ({first}/{second}): {answers}"
+        assert isinstance(refused[0], PermissionDenied) and refused[0].reason == "ACCESS_DENIED"
+        survivor = survivor if isinstance(answers[0], User) else other_caller
+        assert await _enabled_admins(bank, survivor) == [survivor.username]
+
+
+async def test_an_admin_demoted_meanwhile_changes_nothing_whatever_their_token_says(bank: Bank) -> None:
+    with acting_as(bank.admin):
+        rita = await bank.identity.create_user("rita", "ritas long password", (ADMIN,), "", key("make-rita"))
+        await bank.identity.update_user(rita.user_id, (RELATIONSHIP_MANAGER,), "", key("demote-rita"))
+    stale = SecurityContext(rita.user_id, rita.username, (ADMIN,))  # what her earlier token still says
+    with acting_as(stale):
+        for change in (
+            bank.identity.create_user("eve", "eves long password", (ADMIN,), "", key("eve", scope="rita")),
+            bank.identity.update_user(rita.user_id, (ADMIN,), "", key("back", scope="rita")),
+            bank.identity.set_disabled(bank.admin.user_id, True, key("coup", scope="rita")),
+            bank.identity.change_password(bank.admin.user_id, "", "taken over at last", "10.0.0.1", key("pw", scope="rita")),
+        ):
+            with pytest.raises(PermissionDenied):
+                await change
+    assert await _enabled_admins(bank, bank.admin) == ["admin"]
+
+
+def test_the_last_enabled_admin_is_never_taken_away() -> None:
+    admin = User("usr_1", "admin", (ADMIN,), "", "hash", NOW)
+    assert drops_admin(admin, admin.with_disabled(True, NOW))
+    assert drops_admin(admin, admin.with_authority((RELATIONSHIP_MANAGER,), "", NOW))
+    assert not drops_admin(admin, admin.revoked(NOW))
+    check_an_admin_remains(admin, 1)
+    with pytest.raises(PreconditionFailed) as refused:
+        check_an_admin_remains(admin, 0)
+    assert refused.value.reason == "LAST_ADMIN"
+
+
+async def test_of_concurrent_password_changes_with_the_right_current_password_exactly_one_wins(bank: Bank) -> None:
+    ada, token = await _ada(bank)
+    ada_caller = bank.security.verifier.verify(token)
+    new = [f"ada's new password {i}" for i in range(5)]
+    answers = await asyncio.gather(
+        *(
+            _as(ada_caller, bank.identity.change_password(ada.user_id, "adas long password", p, "10.0.0.1", key(p, scope="ada")))
+            for p in new
+        ),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(a, User) for a in answers) == 1, answers
+    for refused in (a for a in answers if not isinstance(a, User)):
+        # checked against the password the winner replaced, or against the new one
+        assert (isinstance(refused, PreconditionFailed) and refused.reason == "PASSWORD_CHANGED") or isinstance(
+            refused, ValidationFailed
+        ), refused
+    works = []
+    for password in new:
+        try:
+            await _login(bank.identity, "ada", password)
+            works.append(password)
+        except Unauthenticated:
+            pass
+    assert works == [new[next(i for i, a in enumerate(answers) if isinstance(a, User))]]

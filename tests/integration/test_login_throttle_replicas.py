@@ -1,0 +1,65 @@
+"""Two replicas of identity (two processes of a distributed mesh) count password attempts in one
+real Redis: a burst of guesses split between them gets as many password checks as the rules have
+slots in all (each replica's own memory would give each its own slots), and an address slowed
+through one replica is slowed through the other, while the owner's success clears it."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from mesh.config import ProcessSpec, load_mesh_config
+from mesh.distributed import Mesh
+from mesh.embedded import CONTEXT_NAMES
+from tests.conftest import ADMIN_PASSWORD
+from tests.integration.test_login_throttle import TRIES_IN_10_SECONDS, login_outcome
+from tests.local_mesh import mesh_root, write_mesh
+from tests.servers import PostgresServer, RedisServer, free_port
+
+
+@pytest.fixture(scope="module")
+def two_identities(postgres: PostgresServer, redis_server: RedisServer) -> Iterator[Mesh]:
+    """identity twice, every other context in one process, on the session's Redis and PostgreSQL."""
+    root = mesh_root("ogpgy-throttle-")
+    others = tuple(c for c in CONTEXT_NAMES if c != "identity")
+    processes = [
+        ProcessSpec("identity", ("identity",), tuple(f"127.0.0.1:{free_port()}" for _ in range(2))),
+        ProcessSpec("others", others, (f"127.0.0.1:{free_port()}",)),
+    ]
+    path = write_mesh(root, processes, redis=redis_server.url, postgres=postgres.new_database())
+    mesh = Mesh(path, load_mesh_config(path, known_contexts=CONTEXT_NAMES), admin_password=ADMIN_PASSWORD)
+    mesh.start()
+    try:
+        yield mesh
+    finally:
+        mesh.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _replicas(mesh: Mesh) -> tuple[str, str]:
+    return mesh.replica("identity", 0).address, mesh.replica("identity", 1).address
+
+
+async def test_tries_through_either_replica_count_together_and_a_success_through_one_clears_them(
+    two_identities: Mesh,
+) -> None:
+    first, second = _replicas(two_identities)
+    tls = two_identities.tls
+    assert [await login_outcome(first, "admin", f"typo {i}", tls) for i in range(4)] == ["INVALID_CREDENTIALS"] * 4
+    assert await login_outcome(second, "admin", ADMIN_PASSWORD, tls) == "OK"  # clears the 4 tries made through first
+    tries = [await login_outcome((first, second)[i % 2], "admin", f"guess {i}", tls) for i in range(TRIES_IN_10_SECONDS)]
+    assert tries == ["INVALID_CREDENTIALS"] * TRIES_IN_10_SECONDS
+    assert await login_outcome(first, "admin", ADMIN_PASSWORD, tls) == "LOGIN_THROTTLED"
+    assert await login_outcome(second, "admin", ADMIN_PASSWORD, tls) == "LOGIN_THROTTLED"
+
+
+async def test_forty_guesses_at_once_through_two_replicas_get_the_slots_of_one(two_identities: Mesh) -> None:
+    """An unknown username is checked like a known one (against a dummy hash)."""
+    first, second = _replicas(two_identities)
+    tls = two_identities.tls
+    outcomes = await asyncio.gather(*(login_outcome((first, second)[i % 2], "ghost", f"guess {i}", tls) for i in range(40)))
+    assert outcomes.count("INVALID_CREDENTIALS") == TRIES_IN_10_SECONDS, outcomes
+    assert outcomes.count("LOGIN_THROTTLED") == 40 - TRIES_IN_10_SECONDS, outcomes
