@@ -8,7 +8,7 @@ from typing import Protocol
 
 from common.db.base import Row, Tx, stored
 from common.db.databases import ContextDatabase
-from common.db.idempotency import claim, replayed_resource
+from common.db.idempotency import once, replayed_resource
 from common.di import BaseComponent, og_component
 from common.errors import AlreadyExists, NotFound
 from common.idempotency import IdempotencyKey
@@ -85,12 +85,22 @@ async def _locked(tx: Tx, actor_id: str, user_id: str) -> dict[str, User]:
 
 async def _insert(tx: Tx, user: User, key: IdempotencyKey | None, actor_id: str, authorize: Authorize | None) -> User:
     """Claims the key first (a concurrent twin of this request waits for it, then replays); then
-    decides whether the actor may, as they are now; a refusal raises, so the claim rolls back
-    with it and the request_id stays free."""
-    if key is not None and (replayed := await claim(tx, key, user.user_id)) is not None:
-        return stored(await _by_id(tx, replayed), replayed)
-    if authorize is not None:
-        authorize((await _locked(tx, actor_id, actor_id)).get(actor_id))
+    decides whether the actor may, as they are now; a refusal stays the request_id's answer."""
+
+    async def make() -> User:
+        if authorize is not None:
+            authorize((await _locked(tx, actor_id, actor_id)).get(actor_id))
+        return await _add(tx, user)
+
+    async def replay(user_id: str) -> User:
+        return stored(await _by_id(tx, user_id), user_id)
+
+    if key is None:
+        return await make()
+    return await once(tx, key, user.user_id, make, replay)
+
+
+async def _add(tx: Tx, user: User) -> User:
     added = await tx.execute(
         f"INSERT INTO users ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 0, 0, NULL) ON CONFLICT (username) DO NOTHING",
         user.user_id,
@@ -109,18 +119,28 @@ async def _change(tx: Tx, user_id: str, change: Change, key: IdempotencyKey, act
     """One change of a user under its key, decided inside the write: the actor's authority, the
     user's state (e.g. the password a current one was checked against) and the admin count are
     read here, with the actor and the user locked, and the change is written by the same unit. A
-    replay answers with the user as it is now; a refused change raises before anything is written,
-    and the claim rolls back with it."""
-    if await claim(tx, key, user_id) is not None:
+    replay answers with the user as it is now; a refusal met here stays the request_id's answer
+    (a twin racing it, or a retry once the state has changed, hears the same refusal)."""
+
+    async def make() -> User:
+        users = await _locked(tx, actor_id, user_id)
+        authorize(users.get(actor_id))
+        user = users.get(user_id)
+        if user is None:
+            raise NotFound("user", user_id)
+        changed = change(user)
+        if drops_admin(user, changed):  # counted among the locked rows: all enabled admins, or (own change) the user alone
+            check_an_admin_remains(user, sum(is_enabled_admin(u) for u in users.values()) - 1)
+        await _write(tx, changed)
+        return changed
+
+    async def replay(_: str) -> User:
         return stored(await _by_id(tx, user_id), user_id)
-    users = await _locked(tx, actor_id, user_id)
-    authorize(users.get(actor_id))
-    user = users.get(user_id)
-    if user is None:
-        raise NotFound("user", user_id)
-    changed = change(user)
-    if drops_admin(user, changed):  # counted among the locked rows: all enabled admins, or (own change) the user alone
-        check_an_admin_remains(user, sum(is_enabled_admin(u) for u in users.values()) - 1)
+
+    return await once(tx, key, user_id, make, replay)
+
+
+async def _write(tx: Tx, changed: User) -> None:
     await tx.execute(
         "UPDATE users SET roles = ?, customer_id = ?, password_hash = ?, disabled = ?, token_generation = ?, updated_at = ?"
         " WHERE user_id = ?",
@@ -130,9 +150,8 @@ async def _change(tx: Tx, user_id: str, change: Change, key: IdempotencyKey, act
         int(changed.disabled),
         changed.token_generation,
         changed.updated_at.isoformat() if changed.updated_at else None,
-        user_id,
+        changed.user_id,
     )
-    return changed
 
 
 async def _replayed(tx: Tx, key: IdempotencyKey) -> str | None:
