@@ -22,7 +22,6 @@ from tests.integration.http_wire import (
     envelope,
     head,
     parse_answer,
-    post,
     read_all,
     stream_until_refused,
 )
@@ -97,6 +96,7 @@ def test_a_head_trickled_in_is_closed_before_it_completes(impatient: HttpBank) -
     finally:
         sock.close()
     assert sent < len(request), "the bank closed the connection before the head was complete"
+    assert _served(impatient.port) == 401, "a request sent in time is served"
 
 
 def test_an_unfinished_body_is_not_held(impatient: HttpBank) -> None:
@@ -125,10 +125,6 @@ def test_a_chunked_body_trickled_in_is_closed(impatient: HttpBank) -> None:
     finally:
         sock.close()
     assert closed, "the bank closed the connection while chunks were still coming"
-
-
-def test_a_call_in_time_is_served_by_the_impatient_bank(impatient: HttpBank) -> None:
-    assert _served(impatient.port) == 401
 
 
 # -- connections ---------------------------------------------------------------------------------
@@ -191,7 +187,3 @@ def test_a_refused_body_still_being_sent_gets_its_answer(bank: HttpBank) -> None
         assert answer is not None, "the answer arrived whole"
         assert answer.outcome()[0] == "resource_exhausted"
         assert sent < 64 * MiB
-
-
-def test_a_call_after_the_floods_is_served(bank: HttpBank) -> None:
-    assert post(bank.port, GET_CUSTOMER, b'{"customer_id": "cus_1"}', JSON).status == 401
