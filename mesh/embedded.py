@@ -18,6 +18,7 @@ from common.config import Settings
 from common.di import BuiltContexts, ContextModuleBuilder, context_spec
 from common.grpc.channels import ChannelPool
 from common.grpc.http_gateway import Document, HttpGateway
+from common.grpc.http_limits import HttpLimits
 from common.grpc.identity import BearerAuthenticator, CertificateAuthenticator, allowed_importers
 from common.grpc.inprocess import InProcessChannel, LocalHandlers
 from common.grpc.server import GrpcServer
@@ -195,7 +196,15 @@ def _http_gateway(settings: Settings, server: GrpcServer, names: list[str]) -> H
         return None
     documents = {JWKS_PATH: _jwks(server.local_handlers)} if "identity" in names else {}
     tls = server_certificate(settings).ssl_context() if settings.tls else None
-    return HttpGateway(server.local_handlers, settings.host, settings.http_port, documents, tls)
+    limits = HttpLimits(
+        max_body_bytes=settings.http_max_body_bytes,
+        header_timeout=settings.http_header_timeout_seconds,
+        body_timeout=settings.http_body_timeout_seconds,
+        idle_timeout=settings.http_idle_timeout_seconds,
+        max_connections=settings.http_max_connections,
+        connections_per_address=settings.http_connections_per_address,
+    )
+    return HttpGateway(server.local_handlers, settings.host, settings.http_port, documents, tls, limits)
 
 
 JWKS_PATH = "/.well-known/jwks.json"

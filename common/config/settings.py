@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 50051
     http_port: int | None = None  # the Connect and gRPC-Web port (0: a free one); None: no HTTP port
+    http_max_body_bytes: int = 4 * 1024 * 1024  # a request message over HTTP, as sent and once inflated
+    http_header_timeout_seconds: float = 10.0  # a request's head must arrive in this time (slowloris)
+    http_body_timeout_seconds: float = 30.0  # and its body in this time once its head has
+    http_idle_timeout_seconds: int = 5  # a kept-alive HTTP connection with no request is closed
+    http_max_connections: int = 1000  # the HTTP port's connections: idle ones give way, beyond busy ones 503
+    http_connections_per_address: int = 64  # one client address's HTTP connections; the next is closed
     addresses: dict[str, str] = Field(default_factory=dict)
     instance_name: str = "embedded"  # this process among the replicas: the owner of what it leases
     colocated_calls: bool = True  # contexts of this process call each other in-process (no socket)

@@ -5,7 +5,8 @@ A call goes through the very handlers gRPC callers reach, over the in-process ch
 authentication, contract rules, error mapping, metrics and logs; an error arrives as a Connect
 error with the same rich details (ErrorInfo, BadRequest, RetryInfo, ...). Only the caller's own
 headers that gRPC callers could send are passed on (authorization, x-request-id, trace context),
-and the caller's address is the one the socket saw.
+and the caller's address is the one the socket saw. What a caller may make the port hold, inflate,
+parse or wait for is bounded before it is read (http_limits.py, http_connections.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from google.protobuf.message import Message
 from grpc import aio
 
 from common.grpc.call_context import REQUEST_ID_HEADER, usable_request_id
+from common.grpc.http_connections import uvicorn_options
+from common.grpc.http_limits import BoundedGzip, HttpLimits, LimitedBodies, RefusingCodec
 from common.grpc.inprocess import InProcessChannel, LocalHandlers
 from common.grpc.status import rich_status
 from common.ids import random_bytes
@@ -110,11 +113,25 @@ async def _fetched(document: Document) -> tuple[int, bytes]:
 
 
 class _Gateway(ConnectASGIApplication[LocalHandlers]):
-    """Every method of `handlers`, and the documents, on one ASGI application."""
+    """Every method of `handlers`, and the documents, on one ASGI application. gzip inflates no
+    more than `read_max_bytes`; a body that does not decode is the caller's error."""
 
     def __init__(self, handlers: LocalHandlers, documents: Mapping[str, Document], read_max_bytes: int) -> None:
-        super().__init__(service=handlers, endpoints=self._endpoints_of, read_max_bytes=read_max_bytes)
+        super().__init__(
+            service=handlers,
+            endpoints=self._endpoints_of,
+            read_max_bytes=read_max_bytes,
+            compressions=[BoundedGzip(read_max_bytes)],
+        )
         self._documents = documents
+
+    # connectrpc (pinned at 0.9) picks the codec from the content type and passes it to these two:
+    # the codec they get answers invalid_argument for a body that does not decode
+    async def _handle_unary_connect(self, http_method: str, headers: Any, codec: Any, *rest: Any) -> None:
+        await super()._handle_unary_connect(http_method, headers, RefusingCodec(codec), *rest)
+
+    async def _handle_stream(self, receive: Any, send: Any, protocol: Any, endpoint: Any, codec: Any, *rest: Any) -> None:
+        await super()._handle_stream(receive, send, protocol, endpoint, RefusingCodec(codec), *rest)
 
     @property
     def path(self) -> str:
@@ -188,11 +205,12 @@ class HttpGateway:
         port: int,
         documents: Mapping[str, Document] | None = None,
         tls: ssl.SSLContext | None = None,
-        read_max_bytes: int = 4 * 1024 * 1024,
+        limits: HttpLimits | None = None,
     ) -> None:
         self._socket = _bound(host, port)
         self.port: int = self._socket.getsockname()[1]
-        app = _Gateway(handlers, documents or {}, read_max_bytes)
+        limits = limits or HttpLimits()
+        app = LimitedBodies(_Gateway(handlers, documents or {}, limits.max_body_bytes), limits)
         config = uvicorn.Config(
             app,
             lifespan="off",
@@ -202,8 +220,9 @@ class HttpGateway:
             proxy_headers=False,  # the caller's address is the socket's: X-Forwarded-For would let one pose as another
             timeout_graceful_shutdown=5,  # a stream left open (WatchNotifications) does not hold the shutdown
             # connectrpc notices a caller who left a stream only when its next message is due: the
-            # connections one port holds are bounded (503 beyond), as abandoned watches may linger
-            limit_concurrency=1000,
+            # connections one port holds are bounded, as abandoned watches may linger; and so are
+            # one address's connections, idle ones, and the time a request may take to arrive
+            **uvicorn_options(limits),
             ssl_context_factory=None if tls is None else (lambda _config, _default: tls),
         )
         self._server = _Server(config)
