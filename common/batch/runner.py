@@ -3,6 +3,10 @@ counters advance in one transaction. A run killed at any point resumes from the 
 cursor and ends with the same totals as an uninterrupted run, provided each chunk is idempotent
 and reports what is done for its range (not only what it did just now). A completed run is not
 run again. Concurrency is bounded: one chunk at a time per run.
+
+The request that started a run (its claimant: a caller's request id) is the run's: asked again,
+while the run goes on or after it completed, it answers with the run as it ends, as the first
+asking did; any other request is refused (the run is in progress, or it ran once).
 """
 
 from __future__ import annotations
@@ -73,15 +77,19 @@ async def _load(tx: Tx, job: str, key: str) -> BatchProgress | None:
     return _progress(row) if row else None
 
 
-async def _open(tx: Tx, job: str, key: str) -> BatchProgress:
+async def _open(tx: Tx, job: str, key: str, claimant: str) -> tuple[BatchProgress, str]:
+    """The run (a new one claimed by `claimant`), and who claimed it."""
     await tx.execute(
-        f"INSERT INTO batch_runs ({_COLUMNS}) VALUES (?, ?, ?, '', 0, 0, 0, 0, ?, 0) ON CONFLICT (job, run_key) DO NOTHING",
+        f"INSERT INTO batch_runs ({_COLUMNS}, claimant) VALUES (?, ?, ?, '', 0, 0, 0, 0, ?, 0, ?)"
+        " ON CONFLICT (job, run_key) DO NOTHING",
         job,
         key,
         RUNNING,
         datetime.now(UTC).isoformat(),
+        claimant,
     )
-    return stored(await _load(tx, job, key), key)
+    row = await tx.fetchone("SELECT claimant FROM batch_runs WHERE job = ? AND run_key = ?", job, key)
+    return stored(await _load(tx, job, key), key), str(row["claimant"]) if row else ""
 
 
 async def _advance(
@@ -121,7 +129,7 @@ async def _page(tx: Tx, job: str, before_key: str, limit: int) -> Page[BatchProg
 class BatchRunner(BaseComponent):
     def __init__(self, db: ContextDatabase) -> None:
         self._db = db
-        self._active: set[tuple[str, str]] = set()
+        self._active: dict[tuple[str, str], asyncio.Event] = {}  # the runs this process runs, set when they stop
 
     async def run(
         self,
@@ -130,18 +138,24 @@ class BatchRunner(BaseComponent):
         chunk: Chunk,
         on_complete: OnComplete | None = None,
         already_completed: str = "RUN_ALREADY_COMPLETED",
+        claimant: str = "",
     ) -> AsyncIterator[BatchProgress]:
-        """Runs (or resumes) a run, yielding its progress after every chunk."""
+        """Runs (or resumes) a run, yielding its progress after every chunk; `claimant` asking
+        again for the run it started gets the run as it ends."""
+        progress, claimed_by = await self._db.write(_open, job, key, claimant)
+        ours = bool(claimant) and claimed_by == claimant
+        if ours and ((job, key) in self._active or progress.status == COMPLETED):
+            yield await self._ended(job, key)
+            return
         if (job, key) in self._active:
             raise PreconditionFailed("RUN_IN_PROGRESS", f"{job} {key} is running", {"run": key})
-        progress = await self._db.write(_open, job, key)
         if progress.status == COMPLETED:
             raise PreconditionFailed(
                 already_completed,
                 f"{job} for {key} has already completed; it runs once",
                 {"run": key, "processed": str(progress.processed)},
             )
-        self._active.add((job, key))
+        self._active[(job, key)] = stopped = asyncio.Event()
         try:
             yield progress
             while progress.status != COMPLETED:
@@ -153,7 +167,15 @@ class BatchRunner(BaseComponent):
                 yield progress
                 await asyncio.sleep(0)
         finally:
-            self._active.discard((job, key))
+            del self._active[(job, key)]
+            stopped.set()
+
+    async def _ended(self, job: str, key: str) -> BatchProgress:
+        """The run once this process no longer runs it (completed, or stopped to be resumed)."""
+        running = self._active.get((job, key))
+        if running is not None:
+            await running.wait()
+        return stored(await self._db.read(_load, job, key), key)
 
     async def get(self, job: str, key: str) -> BatchProgress | None:
         return await self._db.read(_load, job, key)

@@ -16,6 +16,7 @@ out, by whichever replica holds the "sagas" lease and looks every few seconds.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 import time
@@ -26,6 +27,7 @@ from common.config import Settings
 from common.db.databases import ContextDatabase
 from common.di import BaseComponent, og_component
 from common.faults import crash_point
+from common.grpc.call_context import deadline_var
 from common.saga import log as sagalog
 from common.saga.log import (
     COMPENSATED,
@@ -143,7 +145,7 @@ class SagaRunner(BaseComponent):
         """Drives the saga to a terminal state; concurrent callers share one run."""
         running = self._running.get(saga_id)
         if running is None:
-            running = asyncio.ensure_future(self._drive(saga_id))
+            running = asyncio.get_running_loop().create_task(self._drive(saga_id), context=_beyond_the_callers_deadline())
             self._running[saga_id] = running
             running.add_done_callback(lambda _: self._running.pop(saga_id, None))
         return await asyncio.shield(running)
@@ -260,3 +262,13 @@ class SagaRunner(BaseComponent):
             await self._save(record, index)
             return True
         return False
+
+
+def _beyond_the_callers_deadline() -> contextvars.Context:
+    """The context a saga runs in: the caller's (who acts, the request id) without the caller's
+    deadline. The caller stops waiting when its deadline runs out; the saga goes on to an end,
+    and its steps' calls, cut short by a deadline that had passed, would fail every retry and
+    leave money moved for an operator instead."""
+    context = contextvars.copy_context()
+    context.run(deadline_var.set, None)
+    return context

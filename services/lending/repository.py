@@ -248,6 +248,23 @@ async def _approve(tx: Tx, order: ApprovalOrder) -> None:
     await once(tx, order.key, order.loan_id, make, replay)
 
 
+async def _start_disbursement(tx: Tx, loan_id: str, key: IdempotencyKey, at: datetime) -> None:
+    """APPROVED -> DISBURSING on the locked loan, once for `key`; a loan on its way or past it is
+    left as it is (the saga reports it); any other state is refused, for good for this key."""
+
+    async def make() -> None:
+        loan = await _locked(tx, loan_id)
+        if loan.status is LoanStatus.APPROVED:
+            await _set_status(tx, loan, LoanStatus.DISBURSING, at, {})
+        elif loan.status not in (LoanStatus.DISBURSING, LoanStatus.DISBURSED, LoanStatus.DISBURSEMENT_FAILED):
+            raise PreconditionFailed("LOAN_NOT_APPROVED", f"the loan is {loan.status.value}", {"loan_id": loan_id})
+
+    async def replay(_: str) -> None:
+        return None
+
+    await once(tx, key, loan_id, make, replay)
+
+
 async def _locked(tx: Tx, loan_id: str) -> Loan:
     lock = " FOR UPDATE" if tx.dialect == "postgres" else ""
     row = await tx.fetchone(f"SELECT {_COLUMNS} FROM loans WHERE loan_id = ?{lock}", loan_id)
@@ -680,6 +697,9 @@ class LoanRepository(Protocol):
 
     async def installments(self, loan: Loan, after: int, limit: int) -> Page[ScheduledInstallment, int]: ...
 
+    async def start_disbursement(self, loan_id: str, key: IdempotencyKey, at: datetime) -> None:
+        """APPROVED -> DISBURSING, decided on the locked loan once for `key` (LOAN_NOT_APPROVED kept)."""
+
     async def record_disbursement(self, disbursement_id: str, loan_id: str, at: datetime) -> None: ...
 
     async def cancel_disbursement(self, disbursement_id: str) -> None: ...
@@ -736,6 +756,9 @@ class SqlLoanRepository(BaseComponent, LoanRepository):
 
     async def approve(self, order: ApprovalOrder) -> None:
         await self._db.write(_approve, order)
+
+    async def start_disbursement(self, loan_id: str, key: IdempotencyKey, at: datetime) -> None:
+        await self._db.write(_start_disbursement, loan_id, key, at)
 
     async def installments(self, loan: Loan, after: int, limit: int) -> Page[ScheduledInstallment, int]:
         return await self._db.read(_installments, loan.loan_id, loan.principal.currency, after, limit)

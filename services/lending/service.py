@@ -181,12 +181,7 @@ class LendingUseCases(BaseComponent):
         """Starts (or resumes, or just reports) the disbursement saga; returns once it ended."""
         require_role(ADMIN, action="disburse loans")
         loan = await self.get(loan_id)
-        if loan.status is LoanStatus.APPROVED:
-            await self._loans.move(
-                loan_id, LoanStatus.APPROVED, LoanStatus.DISBURSING, self._clock.now(), request_id=key.request_id
-            )
-        elif loan.status not in (LoanStatus.DISBURSING, LoanStatus.DISBURSED, LoanStatus.DISBURSEMENT_FAILED):
-            raise PreconditionFailed("LOAN_NOT_APPROVED", f"the loan is {loan.status.value}", {"loan_id": loan_id})
+        await self._loans.start_disbursement(loan_id, key, self._clock.now())  # decided on the locked loan, once
         payload = {
             "loan_id": loan.loan_id,
             "account_id": loan.account_id,
@@ -311,9 +306,10 @@ class LendingUseCases(BaseComponent):
         page = await self._loans.repayments(loan_id, request.after_seq, request.limit)
         return page.items, request.next_token(page.next_after)
 
-    async def collect(self, day: date, currency: str) -> AsyncIterator[BatchProgress]:
-        """Runs or resumes the collection of `day` for loans in `currency`; a completed one is refused.
-        Each chunk debits with the authority of the admin who runs it."""
+    async def collect(self, day: date, currency: str, key: IdempotencyKey) -> AsyncIterator[BatchProgress]:
+        """Runs or resumes the collection of `day` for loans in `currency`; a completed one is refused
+        (but to the request that ran it, which hears how it ended). Each chunk debits with the
+        authority of the admin who runs it."""
         require_role(ADMIN, action="run the loan collection")
 
         def order_for(loan_id: str) -> PaymentOrder:
@@ -333,7 +329,7 @@ class LendingUseCases(BaseComponent):
 
         run_key = f"{day.isoformat()}-{currency}"
         async for progress in self._batches.run(
-            COLLECTION_JOB, run_key, chunk, already_completed="COLLECTION_RUN_ALREADY_COMPLETED"
+            COLLECTION_JOB, run_key, chunk, already_completed="COLLECTION_RUN_ALREADY_COMPLETED", claimant=key.asker
         ):
             yield progress
 

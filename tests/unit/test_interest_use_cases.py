@@ -13,6 +13,7 @@ import pytest
 
 from common.db.base import Tx
 from common.errors import PermissionDenied, PreconditionFailed
+from common.idempotency import IdempotencyKey
 from common.money import Money
 from kernel.interest import InterestTier
 from services.interest.domain import InterestPosted
@@ -68,7 +69,7 @@ async def interest(tmp_path: Path) -> AsyncIterator[Interest]:
 
 async def test_a_day_is_accrued_chunk_by_chunk_and_announced_once(interest: Interest) -> None:
     with acting_as(ADMIN_CALLER):
-        progress = [p async for p in interest.runs.run(DAY)]
+        progress = [p async for p in interest.runs.run(DAY, key("run"))]
     assert progress[-1].status == "COMPLETED"
     assert (progress[-1].processed, progress[-1].amount_minor) == (5, 15)
     assert [after for _, after, _ in interest.ledger.requests] == ["", "acc_2", "acc_4"]
@@ -77,12 +78,17 @@ async def test_a_day_is_accrued_chunk_by_chunk_and_announced_once(interest: Inte
     assert interest.announcements.posted == [InterestPosted(DAY, 5, Money("EUR", 15))]
 
 
+def key(request_id: str) -> IdempotencyKey:
+    return IdempotencyKey(request_id, "RunDailyInterest", request_id, "usr_admin")
+
+
 async def test_a_completed_day_is_refused_and_posts_nothing_more(interest: Interest) -> None:
     with acting_as(ADMIN_CALLER):
-        [p async for p in interest.runs.run(DAY)]
+        ran = [p async for p in interest.runs.run(DAY, key("run"))]
         asked = len(interest.ledger.requests)
+        assert [p async for p in interest.runs.run(DAY, key("run"))] == ran[-1:], "the request that ran it hears how it ended"
         with pytest.raises(PreconditionFailed) as again:
-            [p async for p in interest.runs.run(DAY)]
+            [p async for p in interest.runs.run(DAY, key("another"))]
     assert again.value.reason == "INTEREST_RUN_ALREADY_COMPLETED"
     assert len(interest.ledger.requests) == asked and len(interest.announcements.posted) == 1
 
@@ -90,7 +96,7 @@ async def test_a_completed_day_is_refused_and_posts_nothing_more(interest: Inter
 async def test_only_admins_run_or_read_interest(interest: Interest) -> None:
     with acting_as(customer_caller("cus_ada")):
         with pytest.raises(PermissionDenied):
-            [p async for p in interest.runs.run(DAY)]
+            [p async for p in interest.runs.run(DAY, key("run"))]
         with pytest.raises(PermissionDenied):
             await interest.runs.get(DAY.isoformat())
     assert interest.ledger.requests == []
