@@ -181,12 +181,7 @@ class LendingUseCases(BaseComponent):
         """Starts (or resumes, or just reports) the disbursement saga; returns once it ended."""
         require_role(ADMIN, action="disburse loans")
         loan = await self.get(loan_id)
-        if loan.status is LoanStatus.APPROVED:
-            await self._loans.move(
-                loan_id, LoanStatus.APPROVED, LoanStatus.DISBURSING, self._clock.now(), request_id=key.request_id
-            )
-        elif loan.status not in (LoanStatus.DISBURSING, LoanStatus.DISBURSED, LoanStatus.DISBURSEMENT_FAILED):
-            raise PreconditionFailed("LOAN_NOT_APPROVED", f"the loan is {loan.status.value}", {"loan_id": loan_id})
+        await self._loans.start_disbursement(loan_id, key, self._clock.now())
         payload = {
             "loan_id": loan.loan_id,
             "account_id": loan.account_id,
@@ -253,7 +248,7 @@ class LendingUseCases(BaseComponent):
     async def repay(self, loan_id: str, amount: Money, key: IdempotencyKey) -> tuple[Repayment, LoanView]:
         loan = await self._payable(loan_id, amount)
         today = self._clock.today()
-        return await self._pay(loan, RepaymentKind.REPAYMENT, key, lambda states: allocate(states, amount.minor, today))
+        return await self._pay(loan, RepaymentKind.REPAYMENT, key, amount, lambda states: allocate(states, amount.minor, today))
 
     async def quote(self, loan_id: str) -> tuple[Loan, Allocation, date]:
         """Today's payoff of a loan the caller may read."""
@@ -276,12 +271,18 @@ class LendingUseCases(BaseComponent):
                 )
             return quote
 
-        return await self._pay(loan, RepaymentKind.PAYOFF, key, at_quote)
+        return await self._pay(loan, RepaymentKind.PAYOFF, key, amount, at_quote)
 
     async def _pay(
-        self, loan: Loan, kind: RepaymentKind, key: IdempotencyKey, decide: Callable[[list[InstallmentState]], Allocation]
+        self,
+        loan: Loan,
+        kind: RepaymentKind,
+        key: IdempotencyKey,
+        amount: Money,
+        decide: Callable[[list[InstallmentState]], Allocation],
     ) -> tuple[Repayment, LoanView]:
-        order = PaymentOrder(loan.loan_id, kind, key, new_id("rpy"), loan.principal.currency, self._clock.now(), decide)
+        now = self._clock.now()
+        order = PaymentOrder(loan.loan_id, kind, key, new_id("rpy"), loan.principal.currency, now, decide, amount.minor)
         repayment = await self._loans.prepare(order)
         if repayment is None:
             raise PreconditionFailed("NOTHING_OWED", "nothing is owed on the loan", {"loan_id": loan.loan_id})
