@@ -68,6 +68,7 @@ class Case:
     success: Build
     refusals: tuple[Refuse, ...] = ()
     no_refusal: str = ""  # why no refusal decided on state can be arranged
+    outcome: Callable[[Any], str] | None = None  # what an OK answer says was done (a status): no deadline changes it
 
 
 def rid(tag: str) -> str:
@@ -100,6 +101,18 @@ def _loan_id(r: Any) -> str:
 
 def _repayment_id(r: Any) -> str:
     return str(r.repayment.repayment_id)
+
+
+def _loan_status(r: Any) -> str:
+    return lpb.LoanStatus.Name(r.loan.status)
+
+
+def _repayment_status(r: Any) -> str:
+    return lpb.RepaymentStatus.Name(r.repayment.status)
+
+
+def _run_status(runs: Any) -> str:
+    return str(runs[-1].run.status)
 
 
 def _run_date(runs: Any) -> str:
@@ -552,11 +565,11 @@ CASES: dict[str, Case] = {
     "RevokeTokens": Case(_user_id, _revoke, no_refusal=NO_STATE),
     "ApplyForLoan": Case(_loan_id, _apply, (_apply_foreign_account,)),
     "ApproveLoan": Case(_loan_id, _approve, (_approve_approved,)),
-    "DisburseLoan": Case(_loan_id, _disburse, (_disburse_unapproved,)),
-    "RepayLoan": Case(_repayment_id, _repay, (_repay_short, _repay_undisbursed)),
-    "PayOffLoan": Case(_repayment_id, _pay_off, (_pay_off_undisbursed,)),
-    "RunCollection": Case(_run_date, _collect, (_collect_again,)),
-    "RunDailyInterest": Case(_run_date, _run_interest, (_run_interest_again,)),
+    "DisburseLoan": Case(_loan_id, _disburse, (_disburse_unapproved,), outcome=_loan_status),
+    "RepayLoan": Case(_repayment_id, _repay, (_repay_short, _repay_undisbursed), outcome=_repayment_status),
+    "PayOffLoan": Case(_repayment_id, _pay_off, (_pay_off_undisbursed,), outcome=_repayment_status),
+    "RunCollection": Case(_run_date, _collect, (_collect_again,), outcome=_run_status),
+    "RunDailyInterest": Case(_run_date, _run_interest, (_run_interest_again,), outcome=_run_status),
     "UpdateNotificationPreferences": Case(lambda r: str(r.preferences.customer_id), _preferences, no_refusal=NO_STATE),
     "CreatePayment": Case(_payment, _pay, (_pay_short,)),
 }

@@ -15,7 +15,8 @@ tests/contract/replay_requests.py, or this test fails naming it. Three scenarios
     answers as the first;
 (c) after a timeout: sent with deadlines of 1, 5 and 20 ms (they may be cut before, while or after
     the server works), then without until it answers, then once more: every answer that is not
-    DEADLINE_EXCEEDED is the same.
+    DEADLINE_EXCEEDED is the same; and it is OK, ending as the same request does with no deadline
+    (where the answer says what was done: a loan DISBURSED, a repayment POSTED, a run COMPLETED).
 
 An answer is its code and, for OK, the resource's primary id (a transfer_id, a loan_id...); for
 an error, its ErrorInfo reason (else the fields of its BadRequest)."""
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -54,9 +55,10 @@ DEADLINE = grpc.StatusCode.DEADLINE_EXCEEDED.name
 class Answer:
     code: str
     what: str  # OK: the resource; an error: its reason
+    outcome: str = field(default="", compare=False)  # OK: what it says was done (Case.outcome)
 
     def __str__(self) -> str:
-        return f"{self.code} {self.what}".strip()
+        return f"{self.code} {self.what} {self.outcome}".strip()
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class Replays:
         self._world = world
         self._rpc = rpc
         self._case = case
+        self._done = ""  # the outcome of the request that succeeded with no deadline
 
     async def run(self) -> list[Row]:
         rows = [await self._after_success()]
@@ -124,6 +127,7 @@ class Replays:
         first = await self.send(sent)
         if first.code != "OK":
             return Row(self._rpc.name, "after a success", "SETUP", f"the request meant to succeed answered {first}")
+        self._done = first.outcome
         return self._row("after a success", [first, await self.send(sent)])
 
     async def _after_refusal(self, n: int, refuse: Any) -> Row:
@@ -149,7 +153,11 @@ class Replays:
         while answers[-1].code == DEADLINE and len(answers) < len(CUT) + 3:
             answers.append(await self.send(sent, PATIENT))
         answers.append(await self.send(sent, PATIENT))
-        return self._row("after a timeout", answers)
+        row = self._row("after a timeout", answers)
+        settled = answers[-1]
+        if row.verdict == "same" and (settled.code, settled.outcome) != ("OK", self._done):
+            return Row(row.rpc, row.scenario, "DIFFERENT", f"{row.story}; with no deadline it ends OK {self._done}".strip())
+        return row
 
     async def send(self, sent: Sent, deadline: float = PATIENT) -> Answer:
         """The answer to `sent`, as its principal; a user whose tokens the request revoked (a
@@ -167,12 +175,14 @@ class Replays:
         try:
             if rpc.server_streaming:
                 stream = channel.unary_stream(rpc.path, request_serializer=None, response_deserializer=rpc.response.FromString)
-                responses = [r async for r in stream(payload, metadata=metadata, timeout=deadline)]
-                return Answer("OK", self._case.resource(responses))
-            unary = channel.unary_unary(rpc.path, request_serializer=None, response_deserializer=rpc.response.FromString)
-            return Answer("OK", self._case.resource(await unary(payload, metadata=metadata, timeout=deadline)))
+                response: Any = [r async for r in stream(payload, metadata=metadata, timeout=deadline)]
+            else:
+                unary = channel.unary_unary(rpc.path, request_serializer=None, response_deserializer=rpc.response.FromString)
+                response = await unary(payload, metadata=metadata, timeout=deadline)
         except aio.AioRpcError as error:
             return _refusal(error)
+        outcome = self._case.outcome(response) if self._case.outcome else ""
+        return Answer("OK", self._case.resource(response), outcome)
 
 
 def _refusal(error: aio.AioRpcError) -> Answer:
