@@ -15,10 +15,12 @@ from datetime import UTC, datetime
 
 from common.db.base import Row, Tx, stored
 from common.db.databases import ContextDatabase
+from common.db.idempotency import once
 from common.db.keyset import Page, keyset_page
 from common.di import BaseComponent, og_component
 from common.errors import Aborted, PreconditionFailed
 from common.faults import crash_point
+from common.idempotency import IdempotencyKey
 
 RUNNING, COMPLETED = "RUNNING", "COMPLETED"
 
@@ -73,7 +75,34 @@ async def _load(tx: Tx, job: str, key: str) -> BatchProgress | None:
     return _progress(row) if row else None
 
 
-async def _open(tx: Tx, job: str, key: str) -> BatchProgress:
+async def _open(tx: Tx, job: str, key: str, request: IdempotencyKey | None, already_completed: str) -> BatchProgress:
+    """The run, opened or as it stands. Under a request's key, once: a key that opened (or
+    resumed) it answers with it again, completed or not; a new key on a completed run is refused,
+    and the refusal stays that key's answer. Without one: the run as it stands."""
+    if request is None:
+        return await _run(tx, job, key)
+
+    async def opened() -> BatchProgress:
+        progress = await _run(tx, job, key)
+        if progress.status == COMPLETED:
+            raise _completed(progress, already_completed)
+        return progress
+
+    async def replayed(_: str) -> BatchProgress:
+        return stored(await _load(tx, job, key), key)
+
+    return await once(tx, request, key, opened, replayed)
+
+
+def _completed(progress: BatchProgress, reason: str) -> PreconditionFailed:
+    return PreconditionFailed(
+        reason,
+        f"{progress.job} for {progress.run_key} has already completed; it runs once",
+        {"run": progress.run_key, "processed": str(progress.processed)},
+    )
+
+
+async def _run(tx: Tx, job: str, key: str) -> BatchProgress:
     await tx.execute(
         f"INSERT INTO batch_runs ({_COLUMNS}) VALUES (?, ?, ?, '', 0, 0, 0, 0, ?, 0) ON CONFLICT (job, run_key) DO NOTHING",
         job,
@@ -121,7 +150,16 @@ async def _page(tx: Tx, job: str, before_key: str, limit: int) -> Page[BatchProg
 class BatchRunner(BaseComponent):
     def __init__(self, db: ContextDatabase) -> None:
         self._db = db
-        self._active: set[tuple[str, str]] = set()
+        self._active: dict[tuple[str, str], asyncio.Task[object] | None] = {}  # the task driving each run here
+
+    def _driven(self, run: tuple[str, str]) -> bool:
+        """Whether a task of this process drives the run now. A caller that went away (a deadline,
+        a cancel) leaves its stream suspended, never to be resumed, while its task has ended: the
+        run is free for the next request, not RUN_IN_PROGRESS until the stream is collected."""
+        if run not in self._active:
+            return False
+        task = self._active[run]
+        return task is None or not task.done()
 
     async def run(
         self,
@@ -130,18 +168,19 @@ class BatchRunner(BaseComponent):
         chunk: Chunk,
         on_complete: OnComplete | None = None,
         already_completed: str = "RUN_ALREADY_COMPLETED",
+        request: IdempotencyKey | None = None,
     ) -> AsyncIterator[BatchProgress]:
-        """Runs (or resumes) a run, yielding its progress after every chunk."""
-        if (job, key) in self._active:
+        """Runs (or resumes) a run, yielding its progress after every chunk. A completed run is
+        refused, except to the `request` that ran it: its replay is answered with the run."""
+        if self._driven((job, key)):
             raise PreconditionFailed("RUN_IN_PROGRESS", f"{job} {key} is running", {"run": key})
-        progress = await self._db.write(_open, job, key)
+        progress = await self._db.write(_open, job, key, request, already_completed)
         if progress.status == COMPLETED:
-            raise PreconditionFailed(
-                already_completed,
-                f"{job} for {key} has already completed; it runs once",
-                {"run": key, "processed": str(progress.processed)},
-            )
-        self._active.add((job, key))
+            if request is None:
+                raise _completed(progress, already_completed)
+            yield progress
+            return
+        driver = self._active[(job, key)] = asyncio.current_task()
         try:
             yield progress
             while progress.status != COMPLETED:
@@ -153,7 +192,8 @@ class BatchRunner(BaseComponent):
                 yield progress
                 await asyncio.sleep(0)
         finally:
-            self._active.discard((job, key))
+            if self._active.get((job, key)) is driver:  # a stream collected late leaves its successor's mark
+                del self._active[(job, key)]
 
     async def get(self, job: str, key: str) -> BatchProgress | None:
         return await self._db.read(_load, job, key)

@@ -12,7 +12,7 @@ from common.batch.runner import COMPLETED, BatchProgress
 from common.clock import Clock
 from common.di import og_component
 from common.errors import NotFound
-from common.grpc.convert import milliseconds, timestamp
+from common.grpc.convert import idempotency_key, milliseconds, timestamp
 from common.money import Money
 from common.pagination import PageTokens
 from common.validation import Violations
@@ -57,7 +57,7 @@ class InterestApi(pb_grpc.InterestServiceServicer):
         self, request: pb.RunDailyInterestRequest, context: aio.ServicerContext
     ) -> AsyncIterator[pb.RunDailyInterestResponse]:
         day = _day(request, self._clock.today())
-        async for progress in self._service.run(day):
+        async for progress in self._service.run(day, idempotency_key(request, "RunDailyInterest")):
             yield pb.RunDailyInterestResponse(run=run_pb(progress, self._service.currency))
 
     async def GetInterestRun(self, request: pb.GetInterestRunRequest, context: aio.ServicerContext) -> pb.GetInterestRunResponse:

@@ -13,6 +13,7 @@ from common.batch.runner import BatchProgress, BatchRunner, ChunkResult
 from common.config import Settings
 from common.db.base import Tx
 from common.di import BaseComponent, og_component
+from common.idempotency import IdempotencyKey
 from common.money import Money
 from common.pagination import PageRequest
 from common.security.context import ADMIN
@@ -39,8 +40,9 @@ class InterestUseCases(BaseComponent):
         self.currency = str(config["currency"])
         self._tiers = tuple(configured_tier(self.currency, t.get("up_to"), t["annual_rate"]) for t in config["tiers"])
 
-    async def run(self, day: date) -> AsyncIterator[BatchProgress]:
-        """Runs or resumes the accrual of `day`; a completed day is refused."""
+    async def run(self, day: date, key: IdempotencyKey | None = None) -> AsyncIterator[BatchProgress]:
+        """Runs or resumes the accrual of `day`; a completed day is refused (but to a replay of
+        the request `key` that ran it)."""
         require_role(ADMIN, action="run the daily interest")
 
         async def chunk(cursor: str) -> ChunkResult:
@@ -54,7 +56,7 @@ class InterestUseCases(BaseComponent):
             )
 
         async for progress in self._batches.run(
-            JOB, day.isoformat(), chunk, announce, already_completed="INTEREST_RUN_ALREADY_COMPLETED"
+            JOB, day.isoformat(), chunk, announce, already_completed="INTEREST_RUN_ALREADY_COMPLETED", request=key
         ):
             yield progress
 

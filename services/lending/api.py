@@ -209,5 +209,6 @@ class LendingApi(pb_grpc.LendingServiceServicer):
         today = self._clock.today()
         v.check(day is None or day <= today, "business_date", f"must not be after today ({today.isoformat()})")
         v.check(request.currency_code in CURRENCY_EXPONENTS, "currency_code", "required: a supported currency")
-        async for progress in self._service.collect(v.valid(day), request.currency_code):
+        key = idempotency_key(request, "RunCollection")
+        async for progress in self._service.collect(v.valid(day), request.currency_code, key):
             yield pb.RunCollectionResponse(run=run_pb(progress, request.currency_code))

@@ -312,8 +312,9 @@ class LendingUseCases(BaseComponent):
         page = await self._loans.repayments(loan_id, request.after_seq, request.limit)
         return page.items, request.next_token(page.next_after)
 
-    async def collect(self, day: date, currency: str) -> AsyncIterator[BatchProgress]:
-        """Runs or resumes the collection of `day` for loans in `currency`; a completed one is refused.
+    async def collect(self, day: date, currency: str, key: IdempotencyKey | None = None) -> AsyncIterator[BatchProgress]:
+        """Runs or resumes the collection of `day` for loans in `currency`; a completed one is
+        refused (but to a replay of the request `key` that ran it).
         Each chunk debits with the authority of the admin who runs it."""
         require_role(ADMIN, action="run the loan collection")
 
@@ -334,7 +335,7 @@ class LendingUseCases(BaseComponent):
 
         run_key = f"{day.isoformat()}-{currency}"
         async for progress in self._batches.run(
-            COLLECTION_JOB, run_key, chunk, already_completed="COLLECTION_RUN_ALREADY_COMPLETED"
+            COLLECTION_JOB, run_key, chunk, already_completed="COLLECTION_RUN_ALREADY_COMPLETED", request=key
         ):
             yield progress
 
