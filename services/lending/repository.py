@@ -182,6 +182,7 @@ async def _insert(tx: Tx, loan: Loan, key: IdempotencyKey) -> Loan:
 
 # The audit trail's name for each move of a loan (a move is a change no idempotency key claims).
 _MOVES = {
+    LoanStatus.DISBURSING: "DisburseLoan",
     LoanStatus.DISBURSED: "DisburseLoan.completed",
     LoanStatus.DISBURSEMENT_FAILED: "DisburseLoan.failed",
     LoanStatus.PAID_OFF: "RepayLoan.paid_off",
