@@ -16,6 +16,7 @@ out, by whichever replica holds the "sagas" lease and looks every few seconds.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 import time
@@ -26,6 +27,7 @@ from common.config import Settings
 from common.db.databases import ContextDatabase
 from common.di import BaseComponent, og_component
 from common.faults import crash_point
+from common.grpc.call_context import deadline_var
 from common.saga import log as sagalog
 from common.saga.log import (
     COMPENSATED,
@@ -143,7 +145,7 @@ class SagaRunner(BaseComponent):
         """Drives the saga to a terminal state; concurrent callers share one run."""
         running = self._running.get(saga_id)
         if running is None:
-            running = asyncio.ensure_future(self._drive(saga_id))
+            running = asyncio.get_running_loop().create_task(self._drive(saga_id), context=_outliving_the_call())
             self._running[saga_id] = running
             running.add_done_callback(lambda _: self._running.pop(saga_id, None))
         return await asyncio.shield(running)
@@ -260,3 +262,13 @@ class SagaRunner(BaseComponent):
             await self._save(record, index)
             return True
         return False
+
+
+def _outliving_the_call() -> contextvars.Context:
+    """The context a saga runs in: its caller's (who acts, relayed to every step), without the
+    caller's deadline. The saga outlives the call that began it (the caller waits for it while it
+    may): steps that ran out of the caller's time would all fail at once and turn it around,
+    and a client's short deadline would end a disbursement as FAILED_NEEDS_OPERATOR."""
+    context = contextvars.copy_context()
+    context.run(deadline_var.set, None)
+    return context
