@@ -23,6 +23,7 @@ from common.faults import crash_point
 from common.idempotency import IdempotencyKey
 
 RUNNING, COMPLETED = "RUNNING", "COMPLETED"
+_TURN_SECONDS = 0.02  # how often a replay looks whether the request it repeats still drives the run
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,8 @@ async def _page(tx: Tx, job: str, before_key: str, limit: int) -> Page[BatchProg
 class BatchRunner(BaseComponent):
     def __init__(self, db: ContextDatabase) -> None:
         self._db = db
-        self._active: dict[tuple[str, str], asyncio.Task[object] | None] = {}  # the task driving each run here
+        # Each run driven here: the task driving it, and the request it drives it for.
+        self._active: dict[tuple[str, str], tuple[asyncio.Task[object] | None, IdempotencyKey | None]] = {}
 
     def _driven(self, run: tuple[str, str]) -> bool:
         """Whether a task of this process drives the run now. A caller that went away (a deadline,
@@ -158,8 +160,16 @@ class BatchRunner(BaseComponent):
         run is free for the next request, not RUN_IN_PROGRESS until the stream is collected."""
         if run not in self._active:
             return False
-        task = self._active[run]
+        task, _ = self._active[run]
         return task is None or not task.done()
+
+    async def _wait_turn(self, run: tuple[str, str], request: IdempotencyKey | None) -> None:
+        """Refuses a run driven here now (RUN_IN_PROGRESS), but to a replay of the request that
+        drives it (its caller gave up and asked again): that one waits for it, and answers as it."""
+        while self._driven(run):
+            if request is None or self._active[run][1] != request:
+                raise PreconditionFailed("RUN_IN_PROGRESS", f"{run[0]} {run[1]} is running", {"run": run[1]})
+            await asyncio.sleep(_TURN_SECONDS)
 
     async def run(
         self,
@@ -172,15 +182,14 @@ class BatchRunner(BaseComponent):
     ) -> AsyncIterator[BatchProgress]:
         """Runs (or resumes) a run, yielding its progress after every chunk. A completed run is
         refused, except to the `request` that ran it: its replay is answered with the run."""
-        if self._driven((job, key)):
-            raise PreconditionFailed("RUN_IN_PROGRESS", f"{job} {key} is running", {"run": key})
+        await self._wait_turn((job, key), request)
         progress = await self._db.write(_open, job, key, request, already_completed)
         if progress.status == COMPLETED:
             if request is None:
                 raise _completed(progress, already_completed)
             yield progress
             return
-        driver = self._active[(job, key)] = asyncio.current_task()
+        driver = self._active[(job, key)] = (asyncio.current_task(), request)
         try:
             yield progress
             while progress.status != COMPLETED:
