@@ -1,4 +1,5 @@
-"""The bank the replay test sends its requests into: an admin, Alice (a customer with a user and
+"""The bank the replay test sends its requests into, and what a request for it is (Sent, Refused,
+Case; the requests themselves are in replay_money.py and replay_requests.py): an admin, Alice (a customer with a user and
 money), Bob (her payee), and what each request needs prepared on demand (a fresh account, a hold,
 a loan at some stage, a user, a customer whose KYC waits for a review).
 
@@ -10,9 +11,12 @@ bank's service tokens (alone, or relaying Alice)."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 from grpc import aio
 
 from common.grpc.client import bearer_channel
@@ -239,6 +243,44 @@ class ReplayWorld:
     async def alice_version(self) -> int:
         request = cpb.GetCustomerRequest(customer_id=self.alice_customer)
         return (await self.customers.GetCustomer(request, metadata=await self.metadata(self.admin))).customer.version
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A request, and the principal who sends it (again and again: the same principal)."""
+
+    who: Who
+    request: Message
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A request refused for the state it meets: `reason` is in its answer (an ErrorInfo reason,
+    a field of a BadRequest, or a refusal the answer carries, as a payment's failure_reason).
+    `allow` changes the state so that an identical new request succeeds; None where no state
+    can (`final` says why)."""
+
+    sent: Sent
+    reason: str
+    allow: Callable[[], Awaitable[None]] | None = None
+    final: str = ""
+
+
+Build = Callable[[ReplayWorld, str], Awaitable[Sent]]
+Refuse = Callable[[ReplayWorld, str], Awaitable[Refused]]
+
+
+@dataclass(frozen=True)
+class Case:
+    resource: Callable[[Any], str]  # the primary id of an OK answer (of a stream: of its messages)
+    success: Build
+    refusals: tuple[Refuse, ...] = ()
+    no_refusal: str = ""  # why no refusal decided on state can be arranged
+    outcome: Callable[[Any], str] | None = None  # what an OK answer says was done (a status): no deadline changes it
+
+
+def rid(tag: str) -> str:
+    return f"rp-{tag}"
 
 
 async def build_world(bank: RunningBank, channel: aio.Channel) -> ReplayWorld:

@@ -4,7 +4,8 @@ timeout.
 
 The RPCs are found by server reflection: every RPC whose request carries a request_id (at its top
 or in its items, as PostCharges' orders) changes state under that key. Each needs a builder in
-tests/contract/replay_requests.py, or this test fails naming it. Three scenarios for each:
+tests/contract/replay_requests.py (those moving money: replay_money.py), or this test fails naming it.
+Three scenarios for each:
 
 (a) after a success, the same request again;
 (b) after a refusal decided on the state it met (funds short, a KYC in review, a loan not yet
@@ -19,7 +20,9 @@ tests/contract/replay_requests.py, or this test fails naming it. Three scenarios
     (where the answer says what was done: a loan DISBURSED, a repayment POSTED, a run COMPLETED).
 
 An answer is its code and, for OK, the resource's primary id (a transfer_id, a loan_id...); for
-an error, its ErrorInfo reason (else the fields of its BadRequest)."""
+an error, its ErrorInfo reason and the fields its BadRequest names. The RPCs that change state
+without a request_id are listed in KEYLESS with the reason they are not replayed; the replays known
+to answer differently, in KNOWN with their cause."""
 
 from __future__ import annotations
 
@@ -36,8 +39,8 @@ from grpc import aio
 
 from common.grpc.status import rich_status, unpack_detail
 from mesh.embedded import RunningBank
-from tests.contract.replay_requests import CASES, Case, Sent
-from tests.contract.replay_world import ReplayWorld, build_world
+from tests.contract.replay_requests import CASES
+from tests.contract.replay_world import Case, ReplayWorld, Sent, build_world
 from tests.rpc_catalog import Rpc, served_rpcs
 
 # RPCs that change state without a request_id, and why they are not replayed.
@@ -97,7 +100,9 @@ async def test_every_state_changing_rpc_answers_a_replay_as_it_answered_the_requ
     assert set(KEYLESS) <= names, f"KEYLESS names RPCs nobody serves: {sorted(set(KEYLESS) - names)}"
     selected = sorted((rpc for rpc in rpcs if keyed(rpc)), key=lambda rpc: rpc.path)
     missing = [rpc.path for rpc in selected if rpc.name not in CASES]
-    assert not missing, f"state-changing RPCs with no request in tests/contract/replay_requests.py: {missing}"
+    assert not missing, (
+        f"state-changing RPCs with no request in tests/contract/replay_requests.py (or replay_money.py): {missing}"
+    )
     assert not set(CASES) - {rpc.name for rpc in selected}, "CASES names RPCs that are not served or take no request_id"
     rows = []
     for rpc in selected:
