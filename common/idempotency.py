@@ -20,11 +20,6 @@ class IdempotencyKey:
     fingerprint: str
     scope: str
 
-    @property
-    def asker(self) -> str:
-        """The principal's request, whatever its body: who may ask again for what it started."""
-        return f"{self.scope}/{self.request_id}"
-
 
 def key_reused(key: IdempotencyKey) -> AlreadyExists:
     return AlreadyExists(

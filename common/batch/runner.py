@@ -3,10 +3,6 @@ counters advance in one transaction. A run killed at any point resumes from the 
 cursor and ends with the same totals as an uninterrupted run, provided each chunk is idempotent
 and reports what is done for its range (not only what it did just now). A completed run is not
 run again. Concurrency is bounded: one chunk at a time per run.
-
-The request that started a run (its claimant: a caller's request id) is the run's: asked again,
-while the run goes on or after it completed, it answers with the run as it ends, as the first
-asking did; any other request is refused (the run is in progress, or it ran once).
 """
 
 from __future__ import annotations
@@ -19,12 +15,15 @@ from datetime import UTC, datetime
 
 from common.db.base import Row, Tx, stored
 from common.db.databases import ContextDatabase
+from common.db.idempotency import once
 from common.db.keyset import Page, keyset_page
 from common.di import BaseComponent, og_component
 from common.errors import Aborted, PreconditionFailed
 from common.faults import crash_point
+from common.idempotency import IdempotencyKey
 
 RUNNING, COMPLETED = "RUNNING", "COMPLETED"
+_TURN_SECONDS = 0.02  # how often a replay looks whether the request it repeats still drives the run
 
 
 @dataclass(frozen=True)
@@ -77,19 +76,42 @@ async def _load(tx: Tx, job: str, key: str) -> BatchProgress | None:
     return _progress(row) if row else None
 
 
-async def _open(tx: Tx, job: str, key: str, claimant: str) -> tuple[BatchProgress, str]:
-    """The run (a new one claimed by `claimant`), and who claimed it."""
+async def _open(tx: Tx, job: str, key: str, request: IdempotencyKey | None, already_completed: str) -> BatchProgress:
+    """The run, opened or as it stands. Under a request's key, once: a key that opened (or
+    resumed) it answers with it again, completed or not; a new key on a completed run is refused,
+    and the refusal stays that key's answer. Without one: the run as it stands."""
+    if request is None:
+        return await _run(tx, job, key)
+
+    async def opened() -> BatchProgress:
+        progress = await _run(tx, job, key)
+        if progress.status == COMPLETED:
+            raise _completed(progress, already_completed)
+        return progress
+
+    async def replayed(_: str) -> BatchProgress:
+        return stored(await _load(tx, job, key), key)
+
+    return await once(tx, request, key, opened, replayed)
+
+
+def _completed(progress: BatchProgress, reason: str) -> PreconditionFailed:
+    return PreconditionFailed(
+        reason,
+        f"{progress.job} for {progress.run_key} has already completed; it runs once",
+        {"run": progress.run_key, "processed": str(progress.processed)},
+    )
+
+
+async def _run(tx: Tx, job: str, key: str) -> BatchProgress:
     await tx.execute(
-        f"INSERT INTO batch_runs ({_COLUMNS}, claimant) VALUES (?, ?, ?, '', 0, 0, 0, 0, ?, 0, ?)"
-        " ON CONFLICT (job, run_key) DO NOTHING",
+        f"INSERT INTO batch_runs ({_COLUMNS}) VALUES (?, ?, ?, '', 0, 0, 0, 0, ?, 0) ON CONFLICT (job, run_key) DO NOTHING",
         job,
         key,
         RUNNING,
         datetime.now(UTC).isoformat(),
-        claimant,
     )
-    row = await tx.fetchone("SELECT claimant FROM batch_runs WHERE job = ? AND run_key = ?", job, key)
-    return stored(await _load(tx, job, key), key), str(row["claimant"]) if row else ""
+    return stored(await _load(tx, job, key), key)
 
 
 async def _advance(
@@ -129,7 +151,25 @@ async def _page(tx: Tx, job: str, before_key: str, limit: int) -> Page[BatchProg
 class BatchRunner(BaseComponent):
     def __init__(self, db: ContextDatabase) -> None:
         self._db = db
-        self._active: dict[tuple[str, str], asyncio.Event] = {}  # the runs this process runs, set when they stop
+        # Each run driven here: the task driving it, and the request it drives it for.
+        self._active: dict[tuple[str, str], tuple[asyncio.Task[object] | None, IdempotencyKey | None]] = {}
+
+    def _driven(self, run: tuple[str, str]) -> bool:
+        """Whether a task of this process drives the run now. A caller that went away (a deadline,
+        a cancel) leaves its stream suspended, never to be resumed, while its task has ended: the
+        run is free for the next request, not RUN_IN_PROGRESS until the stream is collected."""
+        if run not in self._active:
+            return False
+        task, _ = self._active[run]
+        return task is None or not task.done()
+
+    async def _wait_turn(self, run: tuple[str, str], request: IdempotencyKey | None) -> None:
+        """Refuses a run driven here now (RUN_IN_PROGRESS), but to a replay of the request that
+        drives it (its caller gave up and asked again): that one waits for it, and answers as it."""
+        while self._driven(run):
+            if request is None or self._active[run][1] != request:
+                raise PreconditionFailed("RUN_IN_PROGRESS", f"{run[0]} {run[1]} is running", {"run": run[1]})
+            await asyncio.sleep(_TURN_SECONDS)
 
     async def run(
         self,
@@ -138,24 +178,18 @@ class BatchRunner(BaseComponent):
         chunk: Chunk,
         on_complete: OnComplete | None = None,
         already_completed: str = "RUN_ALREADY_COMPLETED",
-        claimant: str = "",
+        request: IdempotencyKey | None = None,
     ) -> AsyncIterator[BatchProgress]:
-        """Runs (or resumes) a run, yielding its progress after every chunk; `claimant` asking
-        again for the run it started gets the run as it ends."""
-        progress, claimed_by = await self._db.write(_open, job, key, claimant)
-        ours = bool(claimant) and claimed_by == claimant
-        if ours and ((job, key) in self._active or progress.status == COMPLETED):
-            yield await self._ended(job, key)
-            return
-        if (job, key) in self._active:
-            raise PreconditionFailed("RUN_IN_PROGRESS", f"{job} {key} is running", {"run": key})
+        """Runs (or resumes) a run, yielding its progress after every chunk. A completed run is
+        refused, except to the `request` that ran it: its replay is answered with the run."""
+        await self._wait_turn((job, key), request)
+        progress = await self._db.write(_open, job, key, request, already_completed)
         if progress.status == COMPLETED:
-            raise PreconditionFailed(
-                already_completed,
-                f"{job} for {key} has already completed; it runs once",
-                {"run": key, "processed": str(progress.processed)},
-            )
-        self._active[(job, key)] = stopped = asyncio.Event()
+            if request is None:
+                raise _completed(progress, already_completed)
+            yield progress
+            return
+        driver = self._active[(job, key)] = (asyncio.current_task(), request)
         try:
             yield progress
             while progress.status != COMPLETED:
@@ -167,15 +201,8 @@ class BatchRunner(BaseComponent):
                 yield progress
                 await asyncio.sleep(0)
         finally:
-            del self._active[(job, key)]
-            stopped.set()
-
-    async def _ended(self, job: str, key: str) -> BatchProgress:
-        """The run once this process no longer runs it (completed, or stopped to be resumed)."""
-        running = self._active.get((job, key))
-        if running is not None:
-            await running.wait()
-        return stored(await self._db.read(_load, job, key), key)
+            if self._active.get((job, key)) is driver:  # a stream collected late leaves its successor's mark
+                del self._active[(job, key)]
 
     async def get(self, job: str, key: str) -> BatchProgress | None:
         return await self._db.read(_load, job, key)

@@ -145,7 +145,7 @@ class SagaRunner(BaseComponent):
         """Drives the saga to a terminal state; concurrent callers share one run."""
         running = self._running.get(saga_id)
         if running is None:
-            running = asyncio.get_running_loop().create_task(self._drive(saga_id), context=_beyond_the_callers_deadline())
+            running = asyncio.get_running_loop().create_task(self._drive(saga_id), context=_outliving_the_call())
             self._running[saga_id] = running
             running.add_done_callback(lambda _: self._running.pop(saga_id, None))
         return await asyncio.shield(running)
@@ -264,11 +264,11 @@ class SagaRunner(BaseComponent):
         return False
 
 
-def _beyond_the_callers_deadline() -> contextvars.Context:
-    """The context a saga runs in: the caller's (who acts, the request id) without the caller's
-    deadline. The caller stops waiting when its deadline runs out; the saga goes on to an end,
-    and its steps' calls, cut short by a deadline that had passed, would fail every retry and
-    leave money moved for an operator instead."""
+def _outliving_the_call() -> contextvars.Context:
+    """The context a saga runs in: its caller's (who acts, relayed to every step), without the
+    caller's deadline. The saga outlives the call that began it (the caller waits for it while it
+    may): steps that ran out of the caller's time would all fail at once and turn it around,
+    and a client's short deadline would end a disbursement as FAILED_NEEDS_OPERATOR."""
     context = contextvars.copy_context()
     context.run(deadline_var.set, None)
     return context

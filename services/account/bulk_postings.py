@@ -9,7 +9,7 @@ chunk asked for again (a run resumed) answers from its record and posts nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 from common.audit import acting, record_change
@@ -109,7 +109,8 @@ async def accrue_interest(
     eligible = await _count_eligible(tx, currency, business_date) if not after else 0
     recorded = await _recorded_chunk(tx, business_date, currency, after)
     if recorded is not None:
-        return AccrualChunk(recorded.processed, recorded.posted_minor, recorded.last_account_id, False, eligible)
+        done = recorded.processed < limit and not await _eligible_after(tx, currency, business_date, recorded.last_account_id)
+        return AccrualChunk(recorded.processed, recorded.posted_minor, recorded.last_account_id, done, eligible)
     ceiling = await _next_recorded_start(tx, business_date, after)
     edge = await aggregate(
         tx,
@@ -138,6 +139,15 @@ async def accrue_interest(
         posted,
     )
     return AccrualChunk(count, posted, span.last, count < limit and not ceiling, eligible)
+
+
+async def _eligible_after(tx: Tx, currency: str, business_date: str, last: str) -> bool:
+    """Whether an account after `last` earns the day's interest: a chunk asked again is "done" as
+    it was when first posted, unless accounts came since."""
+    after = await tx.fetchone(
+        f"SELECT account_id FROM accounts WHERE {_ELIGIBLE} AND account_id > ? LIMIT 1", currency, _day_after(business_date), last
+    )
+    return after is not None
 
 
 async def _count_eligible(tx: Tx, currency: str, business_date: str) -> int:
@@ -339,8 +349,9 @@ async def charge_fees(tx: Tx, first_day: date, currency: str, after: str, limit:
     """One chunk of a month's fees: recorded once, answered from the record when asked again."""
     month = _Month(first_day)
     recorded = await _recorded_fee_chunk(tx, month, currency, after)
-    if recorded is not None:
-        return recorded
+    if recorded is not None:  # "done" as it was when first charged, unless accounts with a fee came since
+        following, _ = await _fee_chunk_edge(tx, month, currency, recorded.last_account_id, 1)
+        return replace(recorded, done=recorded.processed < limit and not following)
     count, last = await _fee_chunk_edge(tx, month, currency, after, limit)
     if not count:
         return FeeChunk(0, 0, 0, 0, after, True)

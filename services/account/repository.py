@@ -63,7 +63,11 @@ _DECISIONS = 3  # a guard that trips this often is a row under a storm of writes
 
 
 class LedgerRepository(Protocol):
-    async def open_account(self, account: Account, key: IdempotencyKey, events: list[AccountEvent]) -> Account: ...
+    async def open_account(
+        self, account: Account, key: IdempotencyKey, events: list[AccountEvent], refused: PreconditionFailed | None = None
+    ) -> Account:
+        """Opens `account` once for `key`; `refused` (decided by another context, which this unit
+        cannot read) is kept as the key's answer instead."""
 
     async def open_account_once(self, account: Account, consumer: str, event_id: str, events: list[AccountEvent]) -> bool:
         """Opens `account` unless `consumer` already handled `event_id` (the inbox)."""
@@ -253,8 +257,12 @@ async def _insert_account(tx: Tx, account: Account) -> None:
     )
 
 
-async def _open_account(tx: Tx, account: Account, key: IdempotencyKey, events: list[AccountEvent]) -> Account:
+async def _open_account(
+    tx: Tx, account: Account, key: IdempotencyKey, events: list[AccountEvent], refused: PreconditionFailed | None
+) -> Account:
     async def make() -> Account:
+        if refused is not None:
+            raise refused
         await _insert_account(tx, account)
         await OUTGOING.append(tx, events)
         return account
@@ -677,8 +685,10 @@ class SqlLedgerRepository(BaseComponent, LedgerRepository):
     def __init__(self, db: ContextDatabase) -> None:
         self._db = db
 
-    async def open_account(self, account: Account, key: IdempotencyKey, events: list[AccountEvent]) -> Account:
-        return await self._db.write(_open_account, account, key, events)
+    async def open_account(
+        self, account: Account, key: IdempotencyKey, events: list[AccountEvent], refused: PreconditionFailed | None = None
+    ) -> Account:
+        return await self._db.write(_open_account, account, key, events, refused)
 
     async def open_account_once(self, account: Account, consumer: str, event_id: str, events: list[AccountEvent]) -> bool:
         return await self._db.write(_open_account_once, account, consumer, event_id, events)

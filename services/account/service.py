@@ -170,9 +170,9 @@ class AccountUseCases(BaseComponent):
 
     async def open_account(self, customer_id: str, type_: AccountType, currency: str, key: IdempotencyKey) -> Account:
         await require_customer_access(customer_id, assigned=self._assigned, write=True, action="open accounts for this customer")
-        await self._require_verified(customer_id)
+        refused = await self._unverified(customer_id)
         account = self._factory.create(customer_id, type_, currency, self._clock.now())
-        return await self._repository.open_account(account, key, [AccountOpened(account)])
+        return await self._repository.open_account(account, key, [AccountOpened(account)], refused)
 
     async def open_default_account(self, customer_id: str, event_id: str, inbox: str) -> bool:
         """Reaction to a customer onboarded (or cleared) VERIFIED: exactly one default account per
@@ -181,15 +181,19 @@ class AccountUseCases(BaseComponent):
         account = self._factory.create(customer_id, type_, currency, self._clock.now())
         return await self._repository.open_account_once(account, inbox, event_id, [AccountOpened(account)])
 
-    async def _require_verified(self, customer_id: str) -> None:
+    async def _unverified(self, customer_id: str) -> PreconditionFailed | None:
+        """CUSTOMER_NOT_VERIFIED unless the customer context says the KYC is verified: a refusal
+        the request's key keeps (a replay once the customer is cleared still answers it), None
+        when the account may be opened."""
         try:
             standing = await self._customers.standing(customer_id)
         except PermissionDenied as refused:
             raise denied("open accounts for this customer") from refused
-        if not standing.kyc_verified:
-            raise PreconditionFailed(
-                "CUSTOMER_NOT_VERIFIED", "only customers with verified KYC may open accounts", {"customer_id": customer_id}
-            )
+        if standing.kyc_verified:
+            return None
+        return PreconditionFailed(
+            "CUSTOMER_NOT_VERIFIED", "only customers with verified KYC may open accounts", {"customer_id": customer_id}
+        )
 
     async def get_account(self, account_id: str) -> Account:
         await self._require_account(account_id, write=False, action="read this account")

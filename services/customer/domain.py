@@ -357,6 +357,15 @@ class SanctionsList:
         return self.screen(given_name, family_name, birth) is SanctionsHit.EXACT
 
 
+def version_mismatch(customer_id: str, current: int, expected: int) -> PreconditionFailed:
+    """A change pinned to a version the customer is not at."""
+    return PreconditionFailed(
+        "VERSION_MISMATCH",
+        f"customer is at version {current}, not {expected}",
+        {"customer_id": customer_id, "current_version": str(current)},
+    )
+
+
 def run_kyc(app: Application, sanctions: SanctionsList, now: datetime) -> Kyc:
     """Every rule runs, so a rejection lists all its reasons."""
     birth, document, _ = _complete(app)

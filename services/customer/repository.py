@@ -11,9 +11,9 @@ from typing import Protocol
 
 from common.db.base import Row, Tx, stored
 from common.db.databases import ContextDatabase
-from common.db.idempotency import claim, replayed_resource
+from common.db.idempotency import claim, once, replayed_resource
 from common.di import BaseComponent, og_component
-from common.errors import Aborted, AlreadyExists
+from common.errors import Aborted, AlreadyExists, PreconditionFailed
 from common.idempotency import IdempotencyKey
 from services.customer.adapters import OUTGOING
 from services.customer.domain import (
@@ -27,6 +27,7 @@ from services.customer.domain import (
     KycStatus,
     SanctionsEntry,
     SanctionsList,
+    version_mismatch,
 )
 
 SANCTIONS_FILE = Path(__file__).parent / "data" / "sanctions.csv"
@@ -47,8 +48,17 @@ class CustomerRepository(Protocol):
     async def replay(self, key: IdempotencyKey) -> Customer | None:
         """The customer an earlier request with this key produced, if any."""
 
-    async def save(self, customer: Customer, expected_version: int, key: IdempotencyKey, events: list[CustomerEvent]) -> Customer:
-        """Stores a change and its events if the stored version is still `expected_version` (else Aborted)."""
+    async def save(
+        self, customer: Customer, expected_version: int, key: IdempotencyKey, events: list[CustomerEvent], pinned: bool = False
+    ) -> Customer:
+        """Stores a change and its events, once for `key`, if the stored version is still
+        `expected_version`; else Aborted (read again and retry), or, when the caller `pinned` that
+        version, VERSION_MISMATCH kept as the key's answer."""
+
+    async def refuse(self, key: IdempotencyKey, customer_id: str, refused: PreconditionFailed) -> Customer:
+        """Keeps `refused` (decided on the customer as read, or by another context) as the key's
+        answer; where the key holds an answer already, that one (the customer it changed, or the
+        refusal it kept) instead."""
 
     async def page(self, after: int, limit: int, only: CustomerFilter) -> CustomerPage: ...
 
@@ -174,35 +184,49 @@ async def _insert(tx: Tx, customer: Customer, key: IdempotencyKey, events: list[
 
 
 async def _update(
-    tx: Tx, customer: Customer, expected_version: int, key: IdempotencyKey, events: list[CustomerEvent]
+    tx: Tx, customer: Customer, expected_version: int, key: IdempotencyKey, events: list[CustomerEvent], pinned: bool
 ) -> Customer:
-    replayed = await claim(tx, key, customer.customer_id)
-    if replayed is not None:
-        return stored(await _select(tx, replayed), replayed)
-    row = _row(customer)
-    changed = await tx.execute(
-        "UPDATE customers SET email = ?, phone = ?, address_json = ?, kyc_status = ?, kyc_reasons = ?, kyc_checked_at = ?,"
-        " updated_at = ?, version = ?, relationship_manager_id = ? WHERE customer_id = ? AND version = ?",
-        row[3],
-        row[4],
-        row[9],
-        row[10],
-        row[11],
-        row[12],
-        row[14],
-        customer.version,
-        customer.relationship_manager_id,
-        customer.customer_id,
-        expected_version,
-    )
-    if changed != 1:
-        raise Aborted(
-            "CONCURRENT_MODIFICATION",
-            "the customer changed meanwhile; read it again and retry",
-            {"customer_id": customer.customer_id},
+    async def make() -> Customer:
+        row = _row(customer)
+        changed = await tx.execute(
+            "UPDATE customers SET email = ?, phone = ?, address_json = ?, kyc_status = ?, kyc_reasons = ?, kyc_checked_at = ?,"
+            " updated_at = ?, version = ?, relationship_manager_id = ? WHERE customer_id = ? AND version = ?",
+            row[3],
+            row[4],
+            row[9],
+            row[10],
+            row[11],
+            row[12],
+            row[14],
+            customer.version,
+            customer.relationship_manager_id,
+            customer.customer_id,
+            expected_version,
         )
-    await OUTGOING.append(tx, events)
-    return customer
+        if changed != 1:
+            if pinned:
+                now = stored(await _select(tx, customer.customer_id), customer.customer_id)
+                raise version_mismatch(customer.customer_id, now.version, expected_version)
+            raise Aborted(
+                "CONCURRENT_MODIFICATION",
+                "the customer changed meanwhile; read it again and retry",
+                {"customer_id": customer.customer_id},
+            )
+        await OUTGOING.append(tx, events)
+        return customer
+
+    return await once(tx, key, customer.customer_id, make, lambda done: _stored(tx, done))
+
+
+async def _refuse(tx: Tx, key: IdempotencyKey, customer_id: str, refused: PreconditionFailed) -> Customer:
+    async def make() -> Customer:
+        raise refused
+
+    return await once(tx, key, customer_id, make, lambda done: _stored(tx, done))
+
+
+async def _stored(tx: Tx, customer_id: str) -> Customer:
+    return stored(await _select(tx, customer_id), customer_id)
 
 
 async def _replay(tx: Tx, key: IdempotencyKey) -> Customer | None:
@@ -250,8 +274,13 @@ class SqlCustomerRepository(BaseComponent, CustomerRepository):
     async def replay(self, key: IdempotencyKey) -> Customer | None:
         return await self._db.read(_replay, key)
 
-    async def save(self, customer: Customer, expected_version: int, key: IdempotencyKey, events: list[CustomerEvent]) -> Customer:
-        return await self._db.write(_update, customer, expected_version, key, events)
+    async def save(
+        self, customer: Customer, expected_version: int, key: IdempotencyKey, events: list[CustomerEvent], pinned: bool = False
+    ) -> Customer:
+        return await self._db.write(_update, customer, expected_version, key, events, pinned)
+
+    async def refuse(self, key: IdempotencyKey, customer_id: str, refused: PreconditionFailed) -> Customer:
+        return await self._db.write(_refuse, key, customer_id, refused)
 
     async def page(self, after: int, limit: int, only: CustomerFilter) -> CustomerPage:
         return await self._db.read(_page, after, limit, only)

@@ -27,6 +27,7 @@ from services.customer.domain import (
     KycStatus,
     SanctionsList,
     run_kyc,
+    version_mismatch,
 )
 from services.customer.ports import Users
 from services.customer.repository import CustomerCodec, CustomerFilter, CustomerRepository, SanctionsSource
@@ -106,7 +107,10 @@ class CustomerUseCases(BaseComponent):
     async def assign_relationship_manager(self, customer_id: str, manager_id: str, key: IdempotencyKey) -> Customer:
         require_role(ADMIN, action="assign relationship managers")
         if manager_id:
-            await self._require_relationship_manager(manager_id)
+            try:
+                await self._require_relationship_manager(manager_id)
+            except PreconditionFailed as refused:  # the identity context's answer: kept as this request's
+                return await self._repository.refuse(key, customer_id, refused)
         return await self._change(
             customer_id, lambda c: c.with_relationship_manager(manager_id, self._clock.now()), ["relationship_manager_id"], 0, key
         )
@@ -156,16 +160,16 @@ class CustomerUseCases(BaseComponent):
             current = await self._repository.get(customer_id)
             if current is None:
                 raise NotFound("customer", customer_id)
-            if expected_version and current.version != expected_version:
-                raise PreconditionFailed(
-                    "VERSION_MISMATCH",
-                    f"customer is at version {current.version}, not {expected_version}",
-                    {"customer_id": customer_id, "current_version": str(current.version)},
-                )
-            changed = apply(current)
+            try:
+                if expected_version and current.version != expected_version:
+                    raise version_mismatch(customer_id, current.version, expected_version)
+                changed = apply(current)
+            except PreconditionFailed as refused:  # decided on the customer as read: kept as the key's answer
+                return await self._repository.refuse(key, customer_id, refused)
             updated = CustomerUpdated(customer_id, changed.version, tuple(fields), changed.updated_at)
             try:
-                stored = await self._repository.save(changed, current.version, key, [updated, *announce(changed)])
+                events = [updated, *announce(changed)]
+                stored = await self._repository.save(changed, current.version, key, events, pinned=bool(expected_version))
                 await self._cache.invalidate(customer_id)
                 return stored
             except Aborted:

@@ -40,9 +40,9 @@ class InterestUseCases(BaseComponent):
         self.currency = str(config["currency"])
         self._tiers = tuple(configured_tier(self.currency, t.get("up_to"), t["annual_rate"]) for t in config["tiers"])
 
-    async def run(self, day: date, key: IdempotencyKey) -> AsyncIterator[BatchProgress]:
-        """Runs or resumes the accrual of `day`; a completed day is refused (but to the request
-        that ran it, which hears how it ended)."""
+    async def run(self, day: date, key: IdempotencyKey | None = None) -> AsyncIterator[BatchProgress]:
+        """Runs or resumes the accrual of `day`; a completed day is refused (but to a replay of
+        the request `key` that ran it)."""
         require_role(ADMIN, action="run the daily interest")
 
         async def chunk(cursor: str) -> ChunkResult:
@@ -56,7 +56,7 @@ class InterestUseCases(BaseComponent):
             )
 
         async for progress in self._batches.run(
-            JOB, day.isoformat(), chunk, announce, already_completed="INTEREST_RUN_ALREADY_COMPLETED", claimant=key.asker
+            JOB, day.isoformat(), chunk, announce, already_completed="INTEREST_RUN_ALREADY_COMPLETED", request=key
         ):
             yield progress
 

@@ -10,7 +10,7 @@ from datetime import date, datetime
 from typing import Protocol
 
 from common.audit import record_change
-from common.db.base import Row, Tx, aggregate, stored
+from common.db.base import Row, Settled, Tx, aggregate, stored
 from common.db.databases import ContextDatabase
 from common.db.idempotency import claim, claim_new, once, refusal_of, refusal_text, replayed_resource
 from common.db.keyset import Page, keyset_page
@@ -62,6 +62,7 @@ class PaymentOrder:
     currency: str
     at: datetime
     decide: Callable[[list[InstallmentState]], Allocation]
+    asked_minor: int = 0  # the amount the payment asks for (a refused one is kept with it); 0: whatever is due
 
 
 class Collected(enum.Enum):
@@ -249,8 +250,10 @@ async def _approve(tx: Tx, order: ApprovalOrder) -> None:
 
 
 async def _start_disbursement(tx: Tx, loan_id: str, key: IdempotencyKey, at: datetime) -> None:
-    """APPROVED -> DISBURSING on the locked loan, once for `key`; a loan on its way or past it is
-    left as it is (the saga reports it); any other state is refused, for good for this key."""
+    """An APPROVED loan moves to DISBURSING, decided on the locked loan, once for its key; one
+    already disbursing (or done) is left as it is (its saga reports); any other is refused, and
+    the refusal stays the request_id's answer (a replay once the loan is approved does not
+    disburse it)."""
 
     async def make() -> None:
         loan = await _locked(tx, loan_id)
@@ -478,12 +481,45 @@ async def _prepare_all(tx: Tx, orders: Sequence[PaymentOrder]) -> dict[str, Repa
 
 
 async def _prepare(tx: Tx, order: PaymentOrder) -> Repayment | None:
-    """One payment (see _prepare_all); a loan no longer active is refused."""
+    """One payment (see _prepare_all); a loan not active is refused. A refusal met here (the
+    loan not active, an amount beyond what is owed, a payoff quote moved on) stays the
+    request_id's answer, as a refused debit's does."""
     await replayed_resource(tx, order.key)  # refuses a key used for another request
-    prepared = await _prepare_all(tx, [order])
-    if order.loan_id not in prepared:
-        require_active(stored(await _select(tx, order.loan_id), order.loan_id))
+    try:
+        prepared = await _prepare_all(tx, [order])
+        if order.loan_id not in prepared:
+            require_active(stored(await _select(tx, order.loan_id), order.loan_id))
+    except PreconditionFailed as refused:
+        return await _keep_refusal(tx, order, refused)
     return prepared.get(order.loan_id)
+
+
+async def _keep_refusal(tx: Tx, order: PaymentOrder, refused: PreconditionFailed) -> Repayment | None:
+    """`refused` kept on the order's key, as a REJECTED repayment that took nothing (nothing was
+    written before the refusal); where the key holds an answer already (the refusal it answered
+    before, or an identical request that got there first), that answer."""
+    k = order.key
+    if order.asked_minor <= 0:
+        raise refused
+    kept = await tx.execute(
+        f"INSERT INTO repayments ({_REPAYMENT_COLUMNS}, scope, request_id, operation, fingerprint, refusal)"
+        " VALUES (?, ?, ?, ?, ?, ?, '[]', ?, ?, ?, ?, ?, ?) ON CONFLICT (scope, request_id) DO NOTHING",
+        order.repayment_id,
+        order.loan_id,
+        order.kind.value,
+        _REFUSED,
+        order.asked_minor,
+        order.currency,
+        order.at.isoformat(),
+        k.scope,
+        k.request_id,
+        k.operation,
+        k.fingerprint,
+        refusal_text(refused),
+    )
+    if kept == 1:
+        raise Settled(refused)
+    return (await _asked_before(tx, [k]))[k.request_id]  # raises the refusal it keeps
 
 
 async def _posted_all(tx: Tx, repayment_ids: Sequence[str], at: datetime) -> None:
@@ -695,10 +731,11 @@ class LoanRepository(Protocol):
     async def approve(self, order: ApprovalOrder) -> None:
         """The approval applied as `order.decide` says on the locked loan, once for its key."""
 
-    async def installments(self, loan: Loan, after: int, limit: int) -> Page[ScheduledInstallment, int]: ...
-
     async def start_disbursement(self, loan_id: str, key: IdempotencyKey, at: datetime) -> None:
-        """APPROVED -> DISBURSING, decided on the locked loan once for `key` (LOAN_NOT_APPROVED kept)."""
+        """APPROVED -> DISBURSING once for its key (a loan already disbursing or done: as it is);
+        LOAN_NOT_APPROVED otherwise, kept as the key's answer."""
+
+    async def installments(self, loan: Loan, after: int, limit: int) -> Page[ScheduledInstallment, int]: ...
 
     async def record_disbursement(self, disbursement_id: str, loan_id: str, at: datetime) -> None: ...
 

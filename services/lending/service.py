@@ -181,7 +181,7 @@ class LendingUseCases(BaseComponent):
         """Starts (or resumes, or just reports) the disbursement saga; returns once it ended."""
         require_role(ADMIN, action="disburse loans")
         loan = await self.get(loan_id)
-        await self._loans.start_disbursement(loan_id, key, self._clock.now())  # decided on the locked loan, once
+        await self._loans.start_disbursement(loan_id, key, self._clock.now())
         payload = {
             "loan_id": loan.loan_id,
             "account_id": loan.account_id,
@@ -248,7 +248,7 @@ class LendingUseCases(BaseComponent):
     async def repay(self, loan_id: str, amount: Money, key: IdempotencyKey) -> tuple[Repayment, LoanView]:
         loan = await self._payable(loan_id, amount)
         today = self._clock.today()
-        return await self._pay(loan, RepaymentKind.REPAYMENT, key, lambda states: allocate(states, amount.minor, today))
+        return await self._pay(loan, RepaymentKind.REPAYMENT, key, amount, lambda states: allocate(states, amount.minor, today))
 
     async def quote(self, loan_id: str) -> tuple[Loan, Allocation, date]:
         """Today's payoff of a loan the caller may read."""
@@ -271,12 +271,18 @@ class LendingUseCases(BaseComponent):
                 )
             return quote
 
-        return await self._pay(loan, RepaymentKind.PAYOFF, key, at_quote)
+        return await self._pay(loan, RepaymentKind.PAYOFF, key, amount, at_quote)
 
     async def _pay(
-        self, loan: Loan, kind: RepaymentKind, key: IdempotencyKey, decide: Callable[[list[InstallmentState]], Allocation]
+        self,
+        loan: Loan,
+        kind: RepaymentKind,
+        key: IdempotencyKey,
+        amount: Money,
+        decide: Callable[[list[InstallmentState]], Allocation],
     ) -> tuple[Repayment, LoanView]:
-        order = PaymentOrder(loan.loan_id, kind, key, new_id("rpy"), loan.principal.currency, self._clock.now(), decide)
+        now = self._clock.now()
+        order = PaymentOrder(loan.loan_id, kind, key, new_id("rpy"), loan.principal.currency, now, decide, amount.minor)
         repayment = await self._loans.prepare(order)
         if repayment is None:
             raise PreconditionFailed("NOTHING_OWED", "nothing is owed on the loan", {"loan_id": loan.loan_id})
@@ -306,10 +312,10 @@ class LendingUseCases(BaseComponent):
         page = await self._loans.repayments(loan_id, request.after_seq, request.limit)
         return page.items, request.next_token(page.next_after)
 
-    async def collect(self, day: date, currency: str, key: IdempotencyKey) -> AsyncIterator[BatchProgress]:
-        """Runs or resumes the collection of `day` for loans in `currency`; a completed one is refused
-        (but to the request that ran it, which hears how it ended). Each chunk debits with the
-        authority of the admin who runs it."""
+    async def collect(self, day: date, currency: str, key: IdempotencyKey | None = None) -> AsyncIterator[BatchProgress]:
+        """Runs or resumes the collection of `day` for loans in `currency`; a completed one is
+        refused (but to a replay of the request `key` that ran it).
+        Each chunk debits with the authority of the admin who runs it."""
         require_role(ADMIN, action="run the loan collection")
 
         def order_for(loan_id: str) -> PaymentOrder:
@@ -329,7 +335,7 @@ class LendingUseCases(BaseComponent):
 
         run_key = f"{day.isoformat()}-{currency}"
         async for progress in self._batches.run(
-            COLLECTION_JOB, run_key, chunk, already_completed="COLLECTION_RUN_ALREADY_COMPLETED", claimant=key.asker
+            COLLECTION_JOB, run_key, chunk, already_completed="COLLECTION_RUN_ALREADY_COMPLETED", request=key
         ):
             yield progress
 

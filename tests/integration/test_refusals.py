@@ -1,7 +1,8 @@
 """A refused write leaves no row, and its request_id answers the same refusal, never INTERNAL. A
-refusal of the request itself (a taken username or document, a stale version) leaves the id free:
-corrected, it succeeds with that id. A refusal for the state the request met (funds, a balance)
-is the id's answer for good. Before, CreateUser with a taken username answered INTERNAL and its
+refusal of the request itself (a taken username or document) leaves the id free: corrected, it
+succeeds with that id. A refusal for the state the request met (funds, a balance, a version the
+customer is not at) is the id's answer for good: the same request later, when the customer has
+reached that version, still answers VERSION_MISMATCH (tests/contract/test_replays.py). Before, CreateUser with a taken username answered INTERNAL and its
 request_id stayed poisoned for good."""
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ async def test_rule_refusals_stand_as_their_request_ids_answer(channel: aio.Chan
     assert (await bank.accounts.CloseAccount(close)).account.status == apb.ACCOUNT_STATUS_CLOSED
 
 
-async def test_a_duplicate_document_or_a_stale_version_keeps_the_request_id_free(channel: aio.Channel) -> None:
+async def test_a_duplicate_document_keeps_the_request_id_free_and_a_stale_version_is_its_answer(channel: aio.Channel) -> None:
     bank = Bank(channel)
     number = fresh_document()
     first = (await bank.customers.OnboardCustomer(onboarding("doc-1", document=document(number)))).customer
@@ -97,10 +98,10 @@ async def test_a_duplicate_document_or_a_stale_version_keeps_the_request_id_free
     )
     assert (await bank.customers.OnboardCustomer(onboarding("doc-2", document=document(fresh_document())))).customer.customer_id
 
-    def update(version: int) -> object:
+    def update(version: int, request_id: str = "new-phone") -> object:
         return bank.customers.UpdateCustomer(
             cpb.UpdateCustomerRequest(
-                request_id="new-phone",
+                request_id=request_id,
                 customer_id=first.customer_id,
                 customer=cpb.Customer(phone="+4915112345678"),
                 update_mask=field_mask_pb2.FieldMask(paths=["phone"]),
@@ -109,4 +110,6 @@ async def test_a_duplicate_document_or_a_stale_version_keeps_the_request_id_free
         )
 
     await _refused_twice(update(7), update(7), grpc.StatusCode.FAILED_PRECONDITION, "VERSION_MISMATCH")
-    assert (await update(first.version)).customer.phone == "+4915112345678"
+    reused = await error_reason(update(first.version), grpc.StatusCode.ALREADY_EXISTS)
+    assert reused.reason == "IDEMPOTENCY_KEY_REUSED", "the id answers its refusal: a corrected request takes a new one"
+    assert (await update(first.version, "new-phone-2")).customer.phone == "+4915112345678"

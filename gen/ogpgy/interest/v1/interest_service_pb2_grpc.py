@@ -58,7 +58,8 @@ class InterestServiceServicer:
 
     def RunDailyInterest(self, request, context):
         """Runs (or resumes) the accrual of one business date and streams its progress. A date whose run
-        completed is refused with FAILED_PRECONDITION, reason INTEREST_RUN_ALREADY_COMPLETED.
+        completed is refused with FAILED_PRECONDITION, reason INTEREST_RUN_ALREADY_COMPLETED, except to
+        a replay of the request that ran it (same request_id and body): it is answered with the run.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

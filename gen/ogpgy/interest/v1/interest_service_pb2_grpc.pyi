@@ -35,7 +35,8 @@ class InterestServiceStub:
     def __new__(cls, channel: _aio.Channel) -> InterestServiceAsyncStub: ...
     RunDailyInterest: _grpc.UnaryStreamMultiCallable[_interest_service_pb2.RunDailyInterestRequest, _interest_service_pb2.RunDailyInterestResponse]
     """Runs (or resumes) the accrual of one business date and streams its progress. A date whose run
-    completed is refused with FAILED_PRECONDITION, reason INTEREST_RUN_ALREADY_COMPLETED.
+    completed is refused with FAILED_PRECONDITION, reason INTEREST_RUN_ALREADY_COMPLETED, except to
+    a replay of the request that ran it (same request_id and body): it is answered with the run.
     """
     GetInterestRun: _grpc.UnaryUnaryMultiCallable[_interest_service_pb2.GetInterestRunRequest, _interest_service_pb2.GetInterestRunResponse]
     """Reads the result of one run."""
@@ -49,7 +50,8 @@ class InterestServiceAsyncStub(InterestServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     RunDailyInterest: _aio.UnaryStreamMultiCallable[_interest_service_pb2.RunDailyInterestRequest, _interest_service_pb2.RunDailyInterestResponse]  # type: ignore[assignment]
     """Runs (or resumes) the accrual of one business date and streams its progress. A date whose run
-    completed is refused with FAILED_PRECONDITION, reason INTEREST_RUN_ALREADY_COMPLETED.
+    completed is refused with FAILED_PRECONDITION, reason INTEREST_RUN_ALREADY_COMPLETED, except to
+    a replay of the request that ran it (same request_id and body): it is answered with the run.
     """
     GetInterestRun: _aio.UnaryUnaryMultiCallable[_interest_service_pb2.GetInterestRunRequest, _interest_service_pb2.GetInterestRunResponse]  # type: ignore[assignment]
     """Reads the result of one run."""
@@ -66,7 +68,8 @@ class InterestServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_interest_service_pb2.RunDailyInterestResponse], _abc.AsyncIterator[_interest_service_pb2.RunDailyInterestResponse]]:
         """Runs (or resumes) the accrual of one business date and streams its progress. A date whose run
-        completed is refused with FAILED_PRECONDITION, reason INTEREST_RUN_ALREADY_COMPLETED.
+        completed is refused with FAILED_PRECONDITION, reason INTEREST_RUN_ALREADY_COMPLETED, except to
+        a replay of the request that ran it (same request_id and body): it is answered with the run.
         """
 
     @_abc_1.abstractmethod

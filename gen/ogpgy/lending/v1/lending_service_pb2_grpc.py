@@ -113,7 +113,9 @@ class LendingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DisburseLoan(self, request, context):
-        """Starts (or resumes) the disbursement saga of an approved loan.
+        """Starts (or resumes) the disbursement saga of an approved loan; the saga goes on if the caller's
+        deadline runs out (DisburseLoan again, or GetLoan, tells how it ended). Idempotent by
+        request_id: a replay answers as the first request did, LOAN_NOT_APPROVED included.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -178,7 +180,8 @@ class LendingServiceServicer:
         """The daily collection: for each disbursed loan, everything due by the business date is
         debited from its account, whole or not at all; an installment left unpaid is overdue and
         charged the late fee once. Restartable (call again with the same date: it resumes where it
-        stopped) and at most once per date. Streams the run's progress. Admins only.
+        stopped) and at most once per date (COLLECTION_RUN_ALREADY_COMPLETED, except to a replay of the
+        request that ran it: it is answered with the run). Streams the run's progress. Admins only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -41,7 +41,10 @@ class LendingServiceStub:
     request_id: a replay answers as the first request did, refusals included.
     """
     DisburseLoan: _grpc.UnaryUnaryMultiCallable[_lending_service_pb2.DisburseLoanRequest, _lending_service_pb2.DisburseLoanResponse]
-    """Starts (or resumes) the disbursement saga of an approved loan."""
+    """Starts (or resumes) the disbursement saga of an approved loan; the saga goes on if the caller's
+    deadline runs out (DisburseLoan again, or GetLoan, tells how it ended). Idempotent by
+    request_id: a replay answers as the first request did, LOAN_NOT_APPROVED included.
+    """
     GetLoan: _grpc.UnaryUnaryMultiCallable[_lending_service_pb2.GetLoanRequest, _lending_service_pb2.GetLoanResponse]
     """Reads one loan with its disbursement saga."""
     ListLoans: _grpc.UnaryUnaryMultiCallable[_lending_service_pb2.ListLoansRequest, _lending_service_pb2.ListLoansResponse]
@@ -69,7 +72,8 @@ class LendingServiceStub:
     """The daily collection: for each disbursed loan, everything due by the business date is
     debited from its account, whole or not at all; an installment left unpaid is overdue and
     charged the late fee once. Restartable (call again with the same date: it resumes where it
-    stopped) and at most once per date. Streams the run's progress. Admins only.
+    stopped) and at most once per date (COLLECTION_RUN_ALREADY_COMPLETED, except to a replay of the
+    request that ran it: it is answered with the run). Streams the run's progress. Admins only.
     """
 
 @_typing.type_check_only
@@ -85,7 +89,10 @@ class LendingServiceAsyncStub(LendingServiceStub):
     request_id: a replay answers as the first request did, refusals included.
     """
     DisburseLoan: _aio.UnaryUnaryMultiCallable[_lending_service_pb2.DisburseLoanRequest, _lending_service_pb2.DisburseLoanResponse]  # type: ignore[assignment]
-    """Starts (or resumes) the disbursement saga of an approved loan."""
+    """Starts (or resumes) the disbursement saga of an approved loan; the saga goes on if the caller's
+    deadline runs out (DisburseLoan again, or GetLoan, tells how it ended). Idempotent by
+    request_id: a replay answers as the first request did, LOAN_NOT_APPROVED included.
+    """
     GetLoan: _aio.UnaryUnaryMultiCallable[_lending_service_pb2.GetLoanRequest, _lending_service_pb2.GetLoanResponse]  # type: ignore[assignment]
     """Reads one loan with its disbursement saga."""
     ListLoans: _aio.UnaryUnaryMultiCallable[_lending_service_pb2.ListLoansRequest, _lending_service_pb2.ListLoansResponse]  # type: ignore[assignment]
@@ -113,7 +120,8 @@ class LendingServiceAsyncStub(LendingServiceStub):
     """The daily collection: for each disbursed loan, everything due by the business date is
     debited from its account, whole or not at all; an installment left unpaid is overdue and
     charged the late fee once. Restartable (call again with the same date: it resumes where it
-    stopped) and at most once per date. Streams the run's progress. Admins only.
+    stopped) and at most once per date (COLLECTION_RUN_ALREADY_COMPLETED, except to a replay of the
+    request that ran it: it is answered with the run). Streams the run's progress. Admins only.
     """
 
 class LendingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -144,7 +152,10 @@ class LendingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _lending_service_pb2.DisburseLoanRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_lending_service_pb2.DisburseLoanResponse, _abc.Awaitable[_lending_service_pb2.DisburseLoanResponse]]:
-        """Starts (or resumes) the disbursement saga of an approved loan."""
+        """Starts (or resumes) the disbursement saga of an approved loan; the saga goes on if the caller's
+        deadline runs out (DisburseLoan again, or GetLoan, tells how it ended). Idempotent by
+        request_id: a replay answers as the first request did, LOAN_NOT_APPROVED included.
+        """
 
     @_abc_1.abstractmethod
     def GetLoan(
@@ -220,7 +231,8 @@ class LendingServiceServicer(metaclass=_abc_1.ABCMeta):
         """The daily collection: for each disbursed loan, everything due by the business date is
         debited from its account, whole or not at all; an installment left unpaid is overdue and
         charged the late fee once. Restartable (call again with the same date: it resumes where it
-        stopped) and at most once per date. Streams the run's progress. Admins only.
+        stopped) and at most once per date (COLLECTION_RUN_ALREADY_COMPLETED, except to a replay of the
+        request that ran it: it is answered with the run). Streams the run's progress. Admins only.
         """
 
 def add_LendingServiceServicer_to_server(servicer: LendingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
