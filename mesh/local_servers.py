@@ -134,15 +134,19 @@ def _pg_bin(name: str) -> str:
 
 
 class PostgresServer:
-    """A PostgreSQL cluster on a loopback port, trust auth: throw-away with fsync off (tests), or
-    kept under `root` and durable (a local mesh). As root it runs as `nobody`, since PostgreSQL
+    """A PostgreSQL cluster on a loopback port, trust auth: kept under `root` (a local mesh) or in a
+    temporary directory removed after. It syncs its commits to disk, as a bank's must; only the
+    tests' throw-away clusters pass `fsync=False` (tests/servers.py), which a bank accepts only
+    when told to (`allow_volatile_database`). As root it runs as `nobody`, since PostgreSQL
     refuses to run as root."""
 
-    def __init__(self, root: Path | None = None, port: int = 0, host: str = "127.0.0.1", trusted_network: str = "") -> None:
+    def __init__(
+        self, root: Path | None = None, port: int = 0, host: str = "127.0.0.1", trusted_network: str = "", *, fsync: bool = True
+    ) -> None:
         self.host = host
         self.trusted_network = trusted_network  # e.g. "10.77.0.0/24": clients there connect without a password
         self.port = port or free_port()
-        self.durable = root is not None
+        self.fsync = fsync
         self.root = root.resolve() if root is not None else Path(tempfile.mkdtemp(prefix="ogpgy-pg-"))
         self.data = self.root / "data"
         self.dsn_base = f"postgresql://postgres@{host}:{self.port}"
@@ -159,11 +163,12 @@ class PostgresServer:
             user = pwd.getpwnam(self._user)
             os.chown(self.root, user.pw_uid, user.pw_gid)
         if not self.data.exists():
-            self._run(_pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8")
+            no_sync = [] if self.fsync else ["--no-sync"]
+            self._run(_pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", *no_sync, "-E", "UTF8")
             if self.trusted_network:
                 with (self.data / "pg_hba.conf").open("a") as hba:
                     hba.write(f"host all all {self.trusted_network} trust\n")
-        fsync = "" if self.durable else " -c fsync=off"
+        fsync = "" if self.fsync else " -c fsync=off"
         options = f"-p {self.port} -k {self.root} -c listen_addresses={self.host}{fsync} -c max_connections=300"
         self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
 

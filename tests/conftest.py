@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,11 @@ from ogpgy.customer.v1 import customer_service_pb2_grpc as customer_grpc
 from ogpgy.identity.v1 import identity_service_pb2 as identity_pb
 from ogpgy.identity.v1 import identity_service_pb2_grpc as identity_grpc
 from ogpgy.type.v1 import address_pb2, date_pb2
-from tests.servers import PostgresServer, RedisServer
+from tests.servers import VOLATILE_DATABASE_ENV, PostgresServer, RedisServer
+
+# The tests' PostgreSQL clusters run with fsync off; every bank the tests start (here or in a
+# process of its own, which inherits the environment) is told it may use one.
+os.environ.setdefault(VOLATILE_DATABASE_ENV, "true")
 
 # "Today" for every test that builds the bank: rules that depend on the date stay reproducible.
 TODAY = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     colocated_calls: bool = True  # contexts of this process call each other in-process (no socket)
     database: str = "sqlite"  # or "postgres": one schema per context in postgres_dsn
     postgres_dsn: str = Field(default="", repr=False)  # the secrets are left out of repr (and so of any log or traceback)
+    # A PostgreSQL server that may lose commits it acknowledged (fsync, full_page_writes or
+    # synchronous_commit off) is refused at start; True accepts it, with a WARNING at start: for
+    # throw-away clusters (the tests'), never for a bank whose answers must hold.
+    allow_volatile_database: bool = False
     redis_url: str = Field(default="", repr=False)  # empty: in-memory event bus (embedded); set: Redis Streams
     event_redelivery_ms: int = 5000  # Redis: an unacked event is redelivered after this idle time
     signing_key_path: Path | None = None  # Ed25519 PEM; default <data_dir>/identity-signing-key.pem (made on first start)

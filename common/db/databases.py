@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from common.config import Settings
 from common.db.base import Database, UnitOfWork
 from common.db.migrations import load_migrations
-from common.db.postgres import PostgresDatabase
+from common.db.postgres import PostgresDatabase, VolatileDatabase, server_durability
 from common.db.sqlite import SqliteDatabase
 from common.di import BaseComponent, ContextInfo, og_component
 
@@ -21,6 +21,30 @@ class Databases(BaseComponent):
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+
+    async def initialize(self) -> None:
+        """Refuses, before any context opens its database, a PostgreSQL server that may lose what
+        it acknowledged: a payment answered OK must survive an OS crash or a power loss. (SQLite
+        syncs every commit: common.db.sqlite.)"""
+        if self._settings.database != "postgres" or not self._settings.postgres_dsn:
+            return
+        server = await server_durability(self._settings.postgres_dsn)
+        if not server.gaps:
+            return
+        gaps = ", ".join(server.gaps)
+        if not self._settings.allow_volatile_database:
+            raise VolatileDatabase(
+                f"the PostgreSQL server at {server.where} runs with {gaps}: a commit it acknowledged may be lost on an OS"
+                " crash or power loss, and with it an answer the bank gave. Turn fsync, full_page_writes and"
+                " synchronous_commit on, or, for a throw-away cluster only, set allow_volatile_database"
+                " (OGPGY_ALLOW_VOLATILE_DATABASE=true)"
+            )
+        self.logger.warning(
+            "NOT DURABLE: the PostgreSQL server at %s runs with %s; what the bank answers OK may be lost on an OS crash"
+            " or power loss (allow_volatile_database is set: a throw-away cluster only)",
+            server.where,
+            gaps,
+        )
 
     def for_context(self, context: str) -> Database:
         if self._settings.database == "postgres":

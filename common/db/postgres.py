@@ -7,6 +7,7 @@ import random
 import re
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -28,6 +29,48 @@ _ATTEMPTS = 5
 _LEASE_CHECK_SECONDS = 2.0  # a lock holder re-checks its connection this often
 _RECONNECTS = 6  # about 6 s of backoff before a unit gives up on an unreachable server
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+# Settings under which the server may lose a commit it acknowledged (an OS crash or a power loss
+# rolls it back, or corrupts the cluster), with the values that keep it: PostgreSQL's defaults.
+# synchronous_commit is kept by every value but off (local and remote_* flush locally too).
+_DURABLE_SETTINGS = ("fsync", "full_page_writes")
+_CONNECT_WITHIN = 30.0  # seconds, as the pool waits for its first connection
+
+
+class VolatileDatabase(RuntimeError):
+    """The PostgreSQL server may lose commits it acknowledged, and the bank was not told to accept that."""
+
+
+@dataclass(frozen=True)
+class ServerDurability:
+    """What a server's sessions run with that may lose an acknowledged commit (empty: nothing)."""
+
+    where: str  # host:port/database, never the password
+    gaps: tuple[str, ...]  # e.g. ("fsync=off",)
+
+
+async def server_durability(dsn: str) -> ServerDurability:
+    """Reads, as a session of `dsn` sees them (server, database and role settings), the settings
+    that decide whether a COMMIT the server answered survives an OS crash or power loss."""
+    deadline = time.monotonic() + _CONNECT_WITHIN
+    while True:
+        try:
+            conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, connect_timeout=5)
+            break
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)  # a server still starting (a mesh starts it beside the bank)
+    async with conn:
+        names = (*_DURABLE_SETTINGS, "synchronous_commit")
+        cursor = await conn.execute("SELECT " + ", ".join(f"current_setting('{name}')" for name in names))
+        values = dict(zip(names, await cursor.fetchone() or (), strict=True))
+        where = f"{conn.info.host}:{conn.info.port}/{conn.info.dbname}"
+    gaps = [f"{name}={values[name]}" for name in _DURABLE_SETTINGS if values[name] != "on"]
+    if values["synchronous_commit"] == "off":
+        gaps.append("synchronous_commit=off")
+    return ServerDurability(where, tuple(gaps))
 
 
 @lru_cache(maxsize=1024)

@@ -5,7 +5,8 @@ driven synchronously, since an SqliteTx never suspends. Units are coalesced and 
 thread together:
 - writes run on the single writer thread (SQLite has one writer anyway) as a group commit: one
   BEGIN IMMEDIATE ... COMMIT around the batch, a SAVEPOINT around each unit, so a failing unit
-  rolls back alone and the others still commit; no caller hears "done" before the COMMIT;
+  rolls back alone and the others still commit; no caller hears "done" before the COMMIT, and
+  the COMMIT returns once the WAL is synced to disk (synchronous=FULL): one sync per batch;
 - reads run on a small pool of reader threads (WAL lets them run beside the writer), a batch
   sharing one read snapshot.
 Coalescing matters in Python: under load a thread hop costs far more than a short query, because
@@ -34,7 +35,10 @@ MAX_BATCH = 128
 
 _PRAGMAS = (
     "PRAGMA journal_mode=WAL",
-    "PRAGMA synchronous=NORMAL",  # in WAL mode: durable across process crashes, fsync at checkpoints
+    # FULL: in WAL mode the WAL is synced at every COMMIT, so what a caller is told is done survives
+    # an OS crash or power loss (NORMAL syncs only at checkpoints: a process crash loses nothing, a
+    # power loss the last commits). The writer commits a batch of units at once: one sync a batch.
+    "PRAGMA synchronous=FULL",
     "PRAGMA foreign_keys=ON",
     "PRAGMA busy_timeout=5000",
 )

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import grpc
@@ -27,6 +27,7 @@ from grpc import aio
 from common.errors import AppError, FieldViolation, ValidationFailed
 from common.grpc.call_context import REQUEST_ID_HEADER, deadline_var, request_id_var, usable_request_id
 from common.grpc.contract_rules import contract_violations
+from common.grpc.gates import RoleGate, gate_of
 from common.grpc.identity import check_importer
 from common.grpc.inprocess import LocalHandlers
 from common.grpc.status import internal_status, no_answer, to_grpc_status
@@ -113,11 +114,12 @@ def _refuse_invalid(request: Any) -> None:
 
 @dataclass(frozen=True)
 class Guard:
-    """What a method asks of its callers: a valid token (unless public), and, from a context,
-    that it imported the method."""
+    """What a method asks of its callers: a valid token (unless public), from a context that it
+    imported the method, and one of the roles of its gate (common.grpc.gates), if it has one."""
 
     authenticator: Authenticator | None = None
     importers: frozenset[str] | None = frozenset()  # None: every context may call it
+    gate: RoleGate | None = None
 
 
 def _peer_context(context: aio.ServicerContext) -> str | None:
@@ -132,16 +134,14 @@ def _enter_call(context: aio.ServicerContext, method: str, guard: Guard) -> None
     context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))  # echoed, for the caller's logs
     remaining = context.time_remaining()
     deadline_var.set(None if remaining is None else time.monotonic() + remaining)
-    authenticator = guard.authenticator
-    caller = (
-        authenticator.authenticate(
-            context.invocation_metadata() or (), _peer_context(context) if authenticator.reads_peer else None
-        )
-        if authenticator
-        else None
-    )
+    caller, authenticator = None, guard.authenticator
+    if authenticator is not None:
+        peer = _peer_context(context) if authenticator.reads_peer else None
+        caller = authenticator.authenticate(context.invocation_metadata() or (), peer)
     check_importer(caller, method, guard.importers)
     caller_var.set(caller)
+    if guard.gate is not None:  # before the request is looked at: refused whatever its body
+        guard.gate.check()
 
 
 class _Outcome:
@@ -268,6 +268,7 @@ def _wrap_stream(behavior: Callable[..., Any], method: str, guard: Guard, kind: 
 def intercept_handler(handler: grpc.RpcMethodHandler, method: str, guard: Guard = Guard()) -> grpc.RpcMethodHandler:
     """The handler with the call context (and caller, when guarded) set and AppError mapped to
     rich statuses."""
+    guard = replace(guard, gate=gate_of(handler))
     common = {
         "request_deserializer": _tolerant(handler.request_deserializer),
         "response_serializer": handler.response_serializer,

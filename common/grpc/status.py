@@ -76,26 +76,82 @@ def _details(error: AppError) -> list[any_pb2.Any]:
     """Every error carries an ErrorInfo (AIP-193); bad input also a BadRequest, an unknown resource
     a ResourceInfo, and what may succeed later a RetryInfo."""
     if isinstance(error, ValidationFailed):
-        bad = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description, reason=field_reason(v))
-                for v in error.violations
-            ]
-        )
-        return [_info("INVALID_REQUEST", {"fields": ",".join(v.field for v in error.violations)}), _pack(bad)]
+        listed, more = _listed(error.violations)
+        fields = ",".join(v.field for v in listed)
+        if more:
+            listed.append(_more(more))
+        return [_info("INVALID_REQUEST", {"fields": fields}), _pack(error_details_pb2.BadRequest(field_violations=listed))]
     if isinstance(error, NotFound):
         info = error_details_pb2.ResourceInfo(
-            resource_type=error.resource_type, resource_name=error.resource_id, description=error.message
+            resource_type=error.resource_type, resource_name=_clip(error.resource_id), description=_clip(error.message)
         )
         return [_info("RESOURCE_NOT_FOUND", {"resource_type": error.resource_type}), _pack(info)]
     if isinstance(error, ReasonedError):
-        details = [_info(error.reason, error.metadata)]
+        details = [_info(error.reason, {key: _clip(value) for key, value in error.metadata.items()})]
         if isinstance(error, ResourceExhausted):
             details.append(_retry(error.retry_after))
         elif isinstance(error, Unavailable):
             details.append(_retry(UNAVAILABLE_RETRY_SECONDS))
         return details
     return [_info("UNKNOWN_ERROR")]
+
+
+# What a status may weigh. A client refuses trailers above its metadata limit (8 KiB by default in
+# gRPC) with RESOURCE_EXHAUSTED, which would hide the answer: 2000 bad list entries once made 2000
+# violations. The details travel base64 (4/3 of their bytes), the message percent-encoded (up to
+# 3 bytes a byte): about 5.5 KiB in all at most, beside the request id.
+DETAILS_BUDGET = 3 * 1024  # bytes of the serialized details
+MESSAGE_BUDGET = 512  # bytes of the message (UTF-8)
+TEXT_BUDGET = 256  # bytes of a violation's field or description, or of a metadata value
+_MORE_RESERVE = 512  # the ErrorInfo, the Any wrappers and the final "and N more" violation
+MORE_VIOLATIONS = "TOO_MANY_VIOLATIONS"  # the reason of the violation that counts the ones not listed
+
+
+def _clip(text: str, budget: int = TEXT_BUDGET) -> str:
+    """`text` cut to `budget` bytes of UTF-8 (ending with an ellipsis when cut, never mid-character)."""
+    encoded = text.encode()
+    if len(encoded) <= budget:
+        return text
+    return encoded[: budget - 3].decode(errors="ignore") + "\u2026"
+
+
+def _listed(violations: Sequence[FieldViolation]) -> tuple[list[error_details_pb2.BadRequest.FieldViolation], int]:
+    """The violations that fit the budget, in order, and how many were left out. Each one costs its
+    bytes in the BadRequest and its field's in the ErrorInfo's "fields"."""
+    listed: list[error_details_pb2.BadRequest.FieldViolation] = []
+    spent = 0
+    for violation in violations:
+        listed_one = error_details_pb2.BadRequest.FieldViolation(
+            field=_clip(violation.field), description=_clip(violation.description), reason=field_reason(violation)
+        )
+        cost = listed_one.ByteSize() + 4 + len(listed_one.field.encode()) + 1
+        if spent + cost > DETAILS_BUDGET - _MORE_RESERVE:
+            break
+        listed.append(listed_one)
+        spent += cost
+    return listed, len(violations) - len(listed)
+
+
+def _more(count: int) -> error_details_pb2.BadRequest.FieldViolation:
+    return error_details_pb2.BadRequest.FieldViolation(
+        field="request",
+        description=f"and {count} more violations, not listed: fix those above and send again to see them",
+        reason=MORE_VIOLATIONS,
+    )
+
+
+def _message(error: AppError) -> str:
+    """The status message, within its budget: a long one of a bad request lists the violations
+    that fit, then how many did not."""
+    if len(error.message.encode()) <= MESSAGE_BUDGET or not isinstance(error, ValidationFailed):
+        return _clip(error.message, MESSAGE_BUDGET)
+    summary, more = "invalid request:", len(error.violations)
+    for violation in error.violations:
+        part = f" {_clip(violation.field, 64)}: {_clip(violation.description, 128)};"
+        if len((summary + part).encode()) > MESSAGE_BUDGET - 48:
+            break
+        summary, more = summary + part, more - 1
+    return f"{summary} and {more} more" if more else summary.rstrip(";")
 
 
 def code_of(error: AppError) -> int:
@@ -116,7 +172,7 @@ def _with(status: grpc.Status, metadata: Sequence[tuple[str, str]]) -> grpc.Stat
 def to_grpc_status(error: AppError, metadata: Sequence[tuple[str, str]] = ()) -> grpc.Status:
     """The status (code, message, details) a client receives for `error`, with `metadata` (the
     request id) beside the details."""
-    status = status_pb2.Status(code=code_of(error), message=error.message, details=_details(error))
+    status = status_pb2.Status(code=code_of(error), message=_message(error), details=_details(error))
     return _with(rpc_status.to_status(status), metadata)
 
 

@@ -31,13 +31,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 import psycopg  # noqa: E402
 
 from kernel.interest import InterestTier  # noqa: E402
+from mesh.local_servers import PostgresServer  # noqa: E402
 from ogpgy.interest.v1 import interest_service_pb2 as ipb  # noqa: E402
 from ogpgy.interest.v1 import interest_service_pb2_grpc as igrpc  # noqa: E402
 from ogpgy.type.v1 import date_pb2  # noqa: E402
 from scripts.bench.harness import bank_process  # noqa: E402
 from services.account.bulk_postings import interest_sql  # noqa: E402
 from tests.bank_helpers import admin_channel  # noqa: E402
-from tests.servers import PostgresServer  # noqa: E402
 
 FEATURES = '{"annual_interest_rate": "0.015", "free_transactions_per_month": 6, "interest_bearing": true, "minimum_balance": 0, "monthly_fee": 0, "overdraft_limit": 0, "overdraft_protection": false}'
 SEED_SQL = (
@@ -97,7 +97,7 @@ def floor_sqlite(values: list[int]) -> float:
     with tempfile.TemporaryDirectory() as folder:
         conn = sqlite3.connect(Path(folder) / "floor.db", isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA synchronous=FULL")  # as the bank: every commit synced
         conn.execute("CREATE TABLE accounts (account_id TEXT PRIMARY KEY, balance_minor BIGINT NOT NULL)")
         conn.execute(
             "CREATE TABLE entries (seq INTEGER PRIMARY KEY AUTOINCREMENT, account_id TEXT, amount_minor BIGINT, posted_at TEXT)"

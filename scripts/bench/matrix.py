@@ -34,10 +34,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 
+from mesh.local_servers import PostgresServer, RedisServer  # noqa: E402
 from scripts.bench import cache, di, get_customer, interest, modes, payments  # noqa: E402
 from scripts.bench.harness import PYTHON, bank_process, server_process  # noqa: E402
 from tests.bank_helpers import generous_fraud_rules  # noqa: E402
-from tests.servers import PostgresServer, RedisServer  # noqa: E402
 
 
 @dataclass

@@ -28,6 +28,7 @@ import grpc  # noqa: E402
 from common.grpc.channels import DEFAULT_CHANNEL_OPTIONS  # noqa: E402
 from common.grpc.client import bearer_interceptors, open_channel  # noqa: E402
 from mesh.embedded import CONTEXT_NAMES  # noqa: E402
+from mesh.local_servers import PostgresServer  # noqa: E402
 from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc  # noqa: E402
 from ogpgy.payment.v1 import payment_service_pb2 as ppb  # noqa: E402
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc  # noqa: E402
@@ -35,7 +36,6 @@ from scripts.bench.harness import BANK_READY, Result, bank_command, bank_env, cl
 from tests.bank_helpers import Bank, eur, generous_fraud_rules  # noqa: E402
 from tests.conftest import ADMIN_PASSWORD, issue_token  # noqa: E402
 from tests.local_mesh import loopback_mesh  # noqa: E402
-from tests.servers import PostgresServer  # noqa: E402
 
 
 async def internal_payments(

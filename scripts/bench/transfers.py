@@ -23,10 +23,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "gen")]
 
 import psycopg  # noqa: E402
 
+from mesh.local_servers import PostgresServer  # noqa: E402
 from ogpgy.account.v1 import account_service_pb2 as apb  # noqa: E402
 from scripts.bench.harness import PYTHON, Result, bank_process, closed_loop, print_table, server_process  # noqa: E402
 from tests.bank_helpers import Bank, admin_channel, eur  # noqa: E402
-from tests.servers import PostgresServer  # noqa: E402
 
 ACCOUNTS = 64
 
@@ -47,11 +47,11 @@ RAW_SCHEMA = [
 
 
 def raw_sqlite(seconds: float) -> Result:
-    """One connection, WAL, synchronous=NORMAL: the engine's own rate for this transaction."""
+    """One connection, WAL, synchronous=FULL (as the bank): the engine's own rate for this transaction."""
     with tempfile.TemporaryDirectory() as folder:
         conn = sqlite3.connect(Path(folder) / "raw.db", isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA synchronous=FULL")  # as the bank: every commit synced
         for statement in RAW_SCHEMA:
             conn.execute(statement.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT"))
         conn.executemany("INSERT INTO accounts VALUES (?, ?)", [(i, 10**9) for i in range(ACCOUNTS)])

@@ -3,7 +3,6 @@ input is INVALID_ARGUMENT here, before any use case runs), an answer becomes its
 
 from __future__ import annotations
 
-from datetime import date, timedelta
 from decimal import Decimal
 
 from grpc import aio
@@ -11,8 +10,10 @@ from grpc import aio
 from common.clock import Clock
 from common.di import og_component
 from common.grpc.convert import calendar_date, idempotency_key, timestamp
+from common.grpc.gates import gated
 from common.money import CURRENCY_EXPONENTS, MAX_MINOR, Money
 from common.pagination import PageTokens
+from common.security.context import ADMIN
 from common.validation import Violations, decimal_fraction
 from kernel.convert import date_of, money_pb, requested_money
 from kernel.interest import InterestTier
@@ -188,6 +189,7 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         account = await self._service.close_account(request.account_id, idempotency_key(request, "CloseAccount"))
         return pb.CloseAccountResponse(account=account_pb(account))
 
+    @gated(ADMIN, action="take cash deposits")
     async def Deposit(self, request: pb.DepositRequest, context: aio.ServicerContext) -> pb.DepositResponse:
         v = Violations()
         cash = InternalAccount.CASH.account_id(request.amount.currency_code)
@@ -273,18 +275,15 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         currency = await self._service.check_access(request.account_id, _ACCESS[request.access])
         return pb.CheckAccountAccessResponse(account_id=request.account_id, currency_code=currency)
 
+    @gated(ADMIN, action="post interest")
     async def AccrueInterest(self, request: pb.AccrueInterestRequest, context: aio.ServicerContext) -> pb.AccrueInterestResponse:
         v = Violations()
         day = date_of(request.business_date)
         v.check(day is not None, "business_date", "required: a valid calendar date")
-        today = self._clock.today()
-        v.check(
-            day is None or day <= today, "business_date", f"must not be after today ({today}): a day is accrued once it has begun"
-        )
         v.check(request.currency_code in CURRENCY_EXPONENTS, "currency_code", "required: a supported currency")
         tiers = _tiers(v, request)
         chunk = await self._service.accrue_interest(
-            v.valid(day).isoformat(),
+            v.valid(day),
             request.currency_code,
             v.valid(tiers),
             request.after_account_id,
@@ -299,14 +298,13 @@ class AccountApi(pb_grpc.AccountServiceServicer):
             eligible=chunk.eligible,
         )
 
+    @gated(ADMIN, action="charge fees")
     async def ChargeMonthlyFees(
         self, request: pb.ChargeMonthlyFeesRequest, context: aio.ServicerContext
     ) -> pb.ChargeMonthlyFeesResponse:
         v = Violations()
         month = calendar_date(request.month.year, request.month.month, 1)
         v.check(month is not None, "month", "required: a year and a month")
-        today = self._clock.today()
-        v.check(month is None or _month_after(month) <= today, "month", f"must have ended (today is {today})")
         v.check(request.currency_code in CURRENCY_EXPONENTS, "currency_code", "required: a supported currency")
         chunk = await self._service.charge_monthly_fees(
             v.valid(month), request.currency_code, request.after_account_id, request.limit
@@ -335,10 +333,6 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         v.raise_if_any()
         entries, token = await self._service.entries(request.account_id, page)
         return pb.ListEntriesResponse(entries=[entry_pb(e) for e in entries], next_page_token=token)
-
-
-def _month_after(first_day: date) -> date:
-    return (first_day + timedelta(days=32)).replace(day=1)
 
 
 def _tiers(v: Violations, request: pb.AccrueInterestRequest) -> tuple[InterestTier, ...]:

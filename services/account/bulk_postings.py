@@ -9,8 +9,9 @@ chunk asked for again (a run resumed) answers from its record and posts nothing.
 
 from __future__ import annotations
 
+from calendar import monthrange
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from common.audit import acting, record_change
 from common.db.base import Tx, aggregate
@@ -71,8 +72,10 @@ def interest_sql(tiers: tuple[InterestTier, ...], balance: str = "balance_minor"
 _ELIGIBLE = "interest_bearing = 1 AND status = 'OPEN' AND currency = ? AND opened_at < ?"
 
 
-def _day_after(business_date: str) -> str:
-    return f"{date.fromisoformat(business_date) + timedelta(days=1)}T00:00:00+00:00"
+def _day_end(business_date: str) -> str:
+    """The end of a day as ISO 8601 writes it (24:00): after every instant of the day and before
+    the next one, as text too, with no date arithmetic (9999-12-31 has no day after)."""
+    return f"{business_date}T24:00:00+00:00"
 
 
 # The chunk's postings, computed once and read by every statement after it: a table private to
@@ -117,7 +120,7 @@ async def accrue_interest(
         f"SELECT MAX(account_id) AS last, COUNT(*) AS n FROM (SELECT account_id FROM accounts WHERE {_ELIGIBLE}"
         " AND account_id > ? AND (? = '' OR account_id <= ?) ORDER BY account_id LIMIT ?) chunk",
         currency,
-        _day_after(business_date),
+        _day_end(business_date),
         after,
         ceiling,
         ceiling,
@@ -145,13 +148,13 @@ async def _eligible_after(tx: Tx, currency: str, business_date: str, last: str) 
     """Whether an account after `last` earns the day's interest: a chunk asked again is "done" as
     it was when first posted, unless accounts came since."""
     after = await tx.fetchone(
-        f"SELECT account_id FROM accounts WHERE {_ELIGIBLE} AND account_id > ? LIMIT 1", currency, _day_after(business_date), last
+        f"SELECT account_id FROM accounts WHERE {_ELIGIBLE} AND account_id > ? LIMIT 1", currency, _day_end(business_date), last
     )
     return after is not None
 
 
 async def _count_eligible(tx: Tx, currency: str, business_date: str) -> int:
-    counted = await aggregate(tx, f"SELECT COUNT(*) AS n FROM accounts WHERE {_ELIGIBLE}", currency, _day_after(business_date))
+    counted = await aggregate(tx, f"SELECT COUNT(*) AS n FROM accounts WHERE {_ELIGIBLE}", currency, _day_end(business_date))
     return int(counted["n"])
 
 
@@ -176,7 +179,7 @@ async def _recorded_chunk(tx: Tx, business_date: str, currency: str, after: str)
         f" ON t.transfer_id = {span.transfer_id_sql('a.account_id')} WHERE a.{_ELIGIBLE.replace(' AND ', ' AND a.')}"
         " AND a.account_id > ? AND a.account_id <= ?",
         currency,
-        _day_after(business_date),
+        _day_end(business_date),
         after,
         span.last,
     )
@@ -216,7 +219,7 @@ async def _post_span(tx: Tx, span: _Span, tiers: tuple[InterestTier, ...], at: d
         f" interest FROM (SELECT account_id, {interest_sql(tiers)} AS interest FROM accounts WHERE {_ELIGIBLE}"
         " AND account_id > ? AND account_id <= ?) chunk WHERE interest > 0",
         span.currency,
-        _day_after(span.business_date),
+        _day_end(span.business_date),
         span.after,
         span.last,
     )
@@ -320,12 +323,12 @@ class _Month:
 
     @property
     def end(self) -> str:
-        after = (self.first_day + timedelta(days=32)).replace(day=1)
-        return f"{after}T00:00:00+00:00"
+        last = monthrange(self.first_day.year, self.first_day.month)[1]
+        return _day_end(self.first_day.replace(day=last).isoformat())
 
     @property
     def key(self) -> str:
-        return self.first_day.strftime("%Y-%m")
+        return f"{self.first_day.year:04d}-{self.first_day.month:02d}"  # strftime's %Y drops the zeros of year 1
 
 
 def _due_rows_sql(dialect: str, month: _Month) -> str:

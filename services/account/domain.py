@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from common.errors import PermissionDenied, PreconditionFailed
@@ -380,3 +380,14 @@ class TransferPosted:
 
 
 AccountEvent = AccountOpened | AccountClosed | TransferPosted
+
+
+def month_has_ended(month: date, today: date) -> bool:
+    """Whether `month` (any day of it) is over on `today`: compared as (year, month), with no
+    date arithmetic, so December 9999 is simply a month that has not ended."""
+    return (month.year, month.month) < (today.year, today.month)
+
+
+def day_has_begun(day: date, today: date) -> bool:
+    """Whether a business date's interest may be posted: a day is accrued once it has begun."""
+    return day <= today

@@ -41,6 +41,8 @@ from services.account.domain import (
     InternalAccount,
     Transfer,
     TransferOrder,
+    day_has_begun,
+    month_has_ended,
     require_movable,
     require_payee,
 )
@@ -344,16 +346,26 @@ class AccountUseCases(BaseComponent):
     # --- interest and statements --------------------------------------------------------------
 
     async def accrue_interest(
-        self, business_date: str, currency: str, tiers: tuple[InterestTier, ...], after: str, limit: int
+        self, business_date: date, currency: str, tiers: tuple[InterestTier, ...], after: str, limit: int
     ) -> AccrualChunk:
         """Bulk interest posting: an admin's (directly, or relayed by the interest context's batch),
-        for a day that has begun, to the accounts opened on or before it."""
+        for a day that has begun, to the accounts opened on or before it. Whoever asks is known
+        before the day is looked at."""
         require_role(ADMIN, action="post interest")
-        return await self._repository.accrue_interest(business_date, currency, tiers, after, limit, self._clock.now())
+        today = self._clock.today()
+        if not day_has_begun(business_date, today):
+            raise ValidationFailed(
+                [FieldViolation("business_date", f"must not be after today ({today}): a day is accrued once it has begun")]
+            )
+        return await self._repository.accrue_interest(business_date.isoformat(), currency, tiers, after, limit, self._clock.now())
 
     async def charge_monthly_fees(self, month: date, currency: str, after: str, limit: int) -> FeeChunk:
-        """One chunk of a month's maintenance fees (admins; a month that has ended)."""
+        """One chunk of a month's maintenance fees (admins, known before the month is looked at;
+        a month that has ended)."""
         require_role(ADMIN, action="charge fees")
+        today = self._clock.today()
+        if not month_has_ended(month, today):
+            raise ValidationFailed([FieldViolation("month", f"must have ended (today is {today})")])
         return await self._repository.charge_fees(month.replace(day=1), currency, after, limit, self._clock.now())
 
     async def entries(self, account_id: str, request: PageRequest) -> tuple[list[Entry], str]:

@@ -9,7 +9,9 @@ from grpc import aio
 from common.clock import Clock
 from common.di import og_component
 from common.grpc.convert import idempotency_key, timestamp
+from common.grpc.gates import gated
 from common.pagination import PageTokens
+from common.security.context import ADMIN
 from common.validation import Violations
 from kernel.convert import ProtoEnum, date_of, date_pb
 from ogpgy.customer.v1 import customer_service_pb2 as pb
@@ -104,6 +106,7 @@ class CustomerApi(pb_grpc.CustomerServiceServicer):
         self._clock = clock
         self._pages = pages
 
+    @gated(ADMIN, action="onboard customers")
     async def OnboardCustomer(
         self, request: pb.OnboardCustomerRequest, context: aio.ServicerContext
     ) -> pb.OnboardCustomerResponse:
@@ -145,6 +148,7 @@ class CustomerApi(pb_grpc.CustomerServiceServicer):
         )
         return pb.UpdateCustomerResponse(customer=customer_pb(customer))
 
+    @gated(ADMIN, action="assign relationship managers")
     async def AssignRelationshipManager(
         self, request: pb.AssignRelationshipManagerRequest, context: aio.ServicerContext
     ) -> pb.AssignRelationshipManagerResponse:
@@ -153,6 +157,7 @@ class CustomerApi(pb_grpc.CustomerServiceServicer):
         )
         return pb.AssignRelationshipManagerResponse(customer=customer_pb(customer))
 
+    @gated(ADMIN, action="decide KYC reviews")
     async def ReviewKyc(self, request: pb.ReviewKycRequest, context: aio.ServicerContext) -> pb.ReviewKycResponse:
         v = Violations()
         clear = _DECISIONS.get(request.decision)

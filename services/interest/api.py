@@ -9,12 +9,13 @@ from datetime import date
 from grpc import aio
 
 from common.batch.runner import COMPLETED, BatchProgress
-from common.clock import Clock
 from common.di import og_component
 from common.errors import NotFound
 from common.grpc.convert import idempotency_key, milliseconds, timestamp
+from common.grpc.gates import gated
 from common.money import Money
 from common.pagination import PageTokens
+from common.security.context import ADMIN
 from common.validation import Violations
 from kernel.convert import date_of, date_pb, money_pb
 from ogpgy.interest.v1 import interest_service_pb2 as pb
@@ -36,11 +37,12 @@ def run_pb(p: BatchProgress, currency: str) -> pb.InterestRun:
     )
 
 
-def _day(request: pb.RunDailyInterestRequest | pb.GetInterestRunRequest, today: date | None = None) -> date:
-    """The business date asked for (`today`: a run must not be ahead of it)."""
+def _day(request: pb.RunDailyInterestRequest | pb.GetInterestRunRequest) -> date:
+    """The business date asked for (whether a run may be ahead of today is the use case's, once it
+    knows the caller may run it)."""
     v = Violations()
     day = date_of(request.business_date)
-    business_date(v, day, today)
+    business_date(v, day)
     return v.valid(day)
 
 
@@ -48,18 +50,19 @@ def _day(request: pb.RunDailyInterestRequest | pb.GetInterestRunRequest, today: 
 class InterestApi(pb_grpc.InterestServiceServicer):
     """ogpgy.interest.v1.InterestService."""
 
-    def __init__(self, service: InterestUseCases, clock: Clock, pages: PageTokens) -> None:
+    def __init__(self, service: InterestUseCases, pages: PageTokens) -> None:
         self._service = service
-        self._clock = clock
         self._pages = pages
 
+    @gated(ADMIN, action="run the daily interest")
     async def RunDailyInterest(
         self, request: pb.RunDailyInterestRequest, context: aio.ServicerContext
     ) -> AsyncIterator[pb.RunDailyInterestResponse]:
-        day = _day(request, self._clock.today())
+        day = _day(request)
         async for progress in self._service.run(day, idempotency_key(request, "RunDailyInterest")):
             yield pb.RunDailyInterestResponse(run=run_pb(progress, self._service.currency))
 
+    @gated(ADMIN, action="read interest runs")
     async def GetInterestRun(self, request: pb.GetInterestRunRequest, context: aio.ServicerContext) -> pb.GetInterestRunResponse:
         day = _day(request).isoformat()
         progress = await self._service.get(day)
@@ -67,6 +70,7 @@ class InterestApi(pb_grpc.InterestServiceServicer):
             raise NotFound("interest run", day)
         return pb.GetInterestRunResponse(run=run_pb(progress, self._service.currency))
 
+    @gated(ADMIN, action="read interest runs")
     async def ListInterestRuns(
         self, request: pb.ListInterestRunsRequest, context: aio.ServicerContext
     ) -> pb.ListInterestRunsResponse:

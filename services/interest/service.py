@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 
 from common.batch.runner import BatchProgress, BatchRunner, ChunkResult
+from common.clock import Clock
 from common.config import Settings
 from common.db.base import Tx
 from common.di import BaseComponent, og_component
@@ -18,8 +19,9 @@ from common.money import Money
 from common.pagination import PageRequest
 from common.security.context import ADMIN
 from common.security.policy import require_role
+from common.validation import Violations
 from kernel.interest import InterestTier
-from services.interest.domain import JOB, InterestPosted, configured_tier
+from services.interest.domain import JOB, InterestPosted, business_date, configured_tier
 from services.interest.ports import Announcements, Ledger
 
 TIERS_FILE = Path(__file__).parent / "tiers.toml"
@@ -27,8 +29,11 @@ TIERS_FILE = Path(__file__).parent / "tiers.toml"
 
 @og_component()
 class InterestUseCases(BaseComponent):
-    def __init__(self, ledger: Ledger, announcements: Announcements, batches: BatchRunner, settings: Settings) -> None:
+    def __init__(
+        self, ledger: Ledger, announcements: Announcements, batches: BatchRunner, settings: Settings, clock: Clock
+    ) -> None:
         self._ledger = ledger
+        self._clock = clock
         self._announcements = announcements
         self._batches = batches
         self._chunk = settings.interest_chunk_size
@@ -41,9 +46,12 @@ class InterestUseCases(BaseComponent):
         self._tiers = tuple(configured_tier(self.currency, t.get("up_to"), t["annual_rate"]) for t in config["tiers"])
 
     async def run(self, day: date, key: IdempotencyKey | None = None) -> AsyncIterator[BatchProgress]:
-        """Runs or resumes the accrual of `day`; a completed day is refused (but to a replay of
-        the request `key` that ran it)."""
+        """Runs or resumes the accrual of `day`, a day that has begun; a completed day is refused
+        (but to a replay of the request `key` that ran it)."""
         require_role(ADMIN, action="run the daily interest")
+        v = Violations()
+        business_date(v, day, self._clock.today())
+        v.raise_if_any()
 
         async def chunk(cursor: str) -> ChunkResult:
             request_id = f"interest-{day.isoformat()}-{cursor or 'start'}"[:64].replace("_", "-")

@@ -12,9 +12,11 @@ from common.batch.runner import COMPLETED, BatchProgress
 from common.clock import Clock
 from common.di import og_component
 from common.grpc.convert import idempotency_key, milliseconds, timestamp
+from common.grpc.gates import gated
 from common.money import CURRENCY_EXPONENTS, Money
 from common.pagination import PageTokens
 from common.saga.log import SagaRecord
+from common.security.context import ADMIN
 from common.validation import Violations
 from kernel.convert import date_of, date_pb, money_pb, requested_money
 from ogpgy.lending.v1 import lending_service_pb2 as pb
@@ -148,6 +150,7 @@ class LendingApi(pb_grpc.LendingServiceServicer):
         )
         return pb.ApplyForLoanResponse(loan=loan_pb(loan, None))
 
+    @gated(ADMIN, action="approve loans")
     async def ApproveLoan(self, request: pb.ApproveLoanRequest, context: aio.ServicerContext) -> pb.ApproveLoanResponse:
         v = Violations()
         parse_rate(v, request.annual_interest_rate)
@@ -155,6 +158,7 @@ class LendingApi(pb_grpc.LendingServiceServicer):
         loan = await self._service.approve(request.loan_id, request.annual_interest_rate, idempotency_key(request, "ApproveLoan"))
         return pb.ApproveLoanResponse(loan=loan_pb(loan, None))
 
+    @gated(ADMIN, action="disburse loans")
     async def DisburseLoan(self, request: pb.DisburseLoanRequest, context: aio.ServicerContext) -> pb.DisburseLoanResponse:
         loan, saga = await self._service.disburse(request.loan_id, idempotency_key(request, "DisburseLoan"))
         return pb.DisburseLoanResponse(loan=loan_pb(loan, saga))
@@ -200,6 +204,7 @@ class LendingApi(pb_grpc.LendingServiceServicer):
         repayments, token = await self._service.repayments(request.loan_id, page)
         return pb.ListRepaymentsResponse(repayments=[repayment_pb(r) for r in repayments], next_page_token=token)
 
+    @gated(ADMIN, action="run the loan collection")
     async def RunCollection(
         self, request: pb.RunCollectionRequest, context: aio.ServicerContext
     ) -> AsyncIterator[pb.RunCollectionResponse]:

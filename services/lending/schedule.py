@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, localcontext
 
+from common.errors import PreconditionFailed
+
 MONTHS_PER_YEAR = 12
 
 
@@ -40,6 +42,11 @@ def add_months(start: date, months: int) -> date:
     return date(year, month, min(start.day, calendar.monthrange(year, month)[1]))
 
 
+def ends_within_the_calendar(start: date, months: int) -> bool:
+    """Whether the day `months` after `start` is a date at all (month arithmetic, no overflow)."""
+    return (start.year * MONTHS_PER_YEAR + start.month - 1 + months) // MONTHS_PER_YEAR <= date.max.year
+
+
 def _whole(value: Decimal, rounding: str = ROUND_HALF_EVEN) -> int:
     return int(value.quantize(Decimal(1), rounding=rounding))
 
@@ -54,7 +61,14 @@ def level_payment(principal_minor: int, annual_rate: Decimal, term_months: int) 
 
 def annuity_schedule(principal_minor: int, annual_rate: Decimal, term_months: int, start: date) -> tuple[Installment, ...]:
     """The installments of a loan of `principal_minor` at `annual_rate` (0 < rate < 1) over
-    `term_months`, the first due a month after `start`."""
+    `term_months`, the first due a month after `start`. A schedule ending after the calendar's
+    last day (9999-12-31, the contracts' last date) is refused, not computed into an overflow."""
+    if not ends_within_the_calendar(start, term_months):
+        raise PreconditionFailed(
+            "TERM_BEYOND_CALENDAR",
+            f"{term_months} monthly installments from {start.isoformat()} would fall due after {date.max.isoformat()}",
+            {"term_months": str(term_months)},
+        )
     monthly = annual_rate / MONTHS_PER_YEAR
     payment = level_payment(principal_minor, annual_rate, term_months)
     outstanding, installments = principal_minor, []

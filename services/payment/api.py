@@ -7,8 +7,10 @@ from grpc import aio
 
 from common.di import og_component
 from common.grpc.convert import idempotency_key, timestamp
+from common.grpc.gates import gated
 from common.money import CURRENCY_EXPONENTS
 from common.pagination import PageTokens
+from common.security.context import ADMIN
 from common.validation import Violations
 from kernel.convert import money_pb, requested_money
 from ogpgy.payment.v1 import payment_service_pb2 as pb
@@ -88,6 +90,7 @@ class PaymentApi(pb_grpc.PaymentServiceServicer):
         payments, token = await self._service.payments_of(request.debtor_account_id, page)
         return pb.ListPaymentsResponse(payments=[payment_pb(p) for p in payments], next_page_token=token)
 
+    @gated(ADMIN, action="reconcile with the payment network")
     async def ReconcileNetwork(
         self, request: pb.ReconcileNetworkRequest, context: aio.ServicerContext
     ) -> pb.ReconcileNetworkResponse:

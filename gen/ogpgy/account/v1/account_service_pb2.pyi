@@ -1504,7 +1504,7 @@ class AccrueInterestRequest(_message.Message):
 
     @_builtins.property
     def tiers(self) -> _containers.RepeatedCompositeFieldContainer[Global___InterestTier]:
-        """Tiers, ascending; the last one unbounded."""
+        """1 to 16 tiers, ascending; the last one unbounded."""
 
     def __init__(
         self,

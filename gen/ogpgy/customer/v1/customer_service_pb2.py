@@ -30,7 +30,7 @@ from ogpgy.type.v1 import date_pb2 as ogpgy_dot_type_dot_v1_dot_date__pb2
 from ogpgy.type.v1 import rules_pb2 as ogpgy_dot_type_dot_v1_dot_rules__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(ogpgy/customer/v1/customer_service.proto\x12\x11ogpgy.customer.v1\x1a\x1b\x62uf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bogpgy/type/v1/address.proto\x1a\x18ogpgy/type/v1/date.proto\x1a\x19ogpgy/type/v1/rules.proto\"o\n\x10IdentityDocument\x12-\n\x04type\x18\x01 \x01(\x0e\x32\x1f.ogpgy.customer.v1.DocumentType\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x1c\n\x14issuing_country_code\x18\x03 \x01(\t\"\x9b\x01\n\x03Kyc\x12,\n\x06status\x18\x01 \x01(\x0e\x32\x1c.ogpgy.customer.v1.KycStatus\x12\x36\n\x07reasons\x18\x02 \x03(\x0e\x32%.ogpgy.customer.v1.KycRejectionReason\x12.\n\ncheck_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb1\x03\n\x08\x43ustomer\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x12\n\ngiven_name\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\r\n\x05phone\x18\x05 \x01(\t\x12*\n\rdate_of_birth\x18\x06 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12\x35\n\x08\x64ocument\x18\x07 \x01(\x0b\x32#.ogpgy.customer.v1.IdentityDocument\x12-\n\x07\x61\x64\x64ress\x18\x08 \x01(\x0b\x32\x1c.ogpgy.type.v1.PostalAddress\x12#\n\x03kyc\x18\t \x01(\x0b\x32\x16.ogpgy.customer.v1.Kyc\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x0c \x01(\x03\x12\x1f\n\x17relationship_manager_id\x18\r \x01(\t\"\xb2\x02\n\x16OnboardCustomerRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\xa0\x8e\'\x01\x12#\n\ngiven_name\x18\x02 \x01(\tB\x0f\xbaH\x0cr\n\x18\x64\xb0\x8e\'\x01\xb8\x8e\'\x01\x12$\n\x0b\x66\x61mily_name\x18\x03 \x01(\tB\x0f\xbaH\x0cr\n\x18\x64\xb0\x8e\'\x01\xb8\x8e\'\x01\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\r\n\x05phone\x18\x05 \x01(\t\x12*\n\rdate_of_birth\x18\x06 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12\x35\n\x08\x64ocument\x18\x07 \x01(\x0b\x32#.ogpgy.customer.v1.IdentityDocument\x12-\n\x07\x61\x64\x64ress\x18\x08 \x01(\x0b\x32\x1c.ogpgy.type.v1.PostalAddress\"H\n\x17OnboardCustomerResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.ogpgy.customer.v1.Customer\"7\n\x12GetCustomerRequest\x12!\n\x0b\x63ustomer_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x07\xaa\x8e\'\x03\x63us\"D\n\x13GetCustomerResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.ogpgy.customer.v1.Customer\"\x82\x01\n\x14ListCustomersRequest\x12\x1a\n\tpage_size\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12\x12\n\npage_token\x18\x02 \x01(\t\x12:\n\nkyc_status\x18\x03 \x01(\x0e\x32\x1c.ogpgy.customer.v1.KycStatusB\x08\xbaH\x05\x82\x01\x02\x10\x01\"`\n\x15ListCustomersResponse\x12.\n\tcustomers\x18\x01 \x03(\x0b\x32\x1b.ogpgy.customer.v1.Customer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xdc\x01\n\x15UpdateCustomerRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\xa0\x8e\'\x01\x12!\n\x0b\x63ustomer_id\x18\x02 \x01(\tB\x0c\xbaH\tr\x07\xaa\x8e\'\x03\x63us\x12-\n\x08\x63ustomer\x18\x03 \x01(\x0b\x32\x1b.ogpgy.customer.v1.Customer\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12!\n\x10\x65xpected_version\x18\x05 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\"G\n\x16UpdateCustomerResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.ogpgy.customer.v1.Customer\"\x96\x01\n AssignRelationshipManagerRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\xa0\x8e\'\x01\x12!\n\x0b\x63ustomer_id\x18\x02 \x01(\tB\x0c\xbaH\tr\x07\xaa\x8e\'\x03\x63us\x12\x30\n\x17relationship_manager_id\x18\x03 \x01(\tB\x0f\xbaH\x0cr\x07\xaa\x8e\'\x03usr\xd8\x01\x01\"R\n!AssignRelationshipManagerResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.ogpgy.customer.v1.Customer\"\x86\x01\n\x10ReviewKycRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\xa0\x8e\'\x01\x12!\n\x0b\x63ustomer_id\x18\x02 \x01(\tB\x0c\xbaH\tr\x07\xaa\x8e\'\x03\x63us\x12\x30\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32\x1e.ogpgy.customer.v1.KycDecision\"B\n\x11ReviewKycResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.ogpgy.customer.v1.Customer*p\n\tKycStatus\x12\x1a\n\x16KYC_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13KYC_STATUS_VERIFIED\x10\x01\x12\x17\n\x13KYC_STATUS_REJECTED\x10\x02\x12\x15\n\x11KYC_STATUS_REVIEW\x10\x03*\xa4\x02\n\x12KycRejectionReason\x12$\n KYC_REJECTION_REASON_UNSPECIFIED\x10\x00\x12!\n\x1dKYC_REJECTION_REASON_UNDERAGE\x10\x01\x12\x36\n2KYC_REJECTION_REASON_DOCUMENT_CHECK_DIGIT_MISMATCH\x10\x02\x12-\n)KYC_REJECTION_REASON_SANCTIONS_LIST_MATCH\x10\x03\x12\x31\n-KYC_REJECTION_REASON_SANCTIONS_POSSIBLE_MATCH\x10\x04\x12+\n\'KYC_REJECTION_REASON_REJECTED_ON_REVIEW\x10\x05*\\\n\x0bKycDecision\x12\x1c\n\x18KYC_DECISION_UNSPECIFIED\x10\x00\x12\x16\n\x12KYC_DECISION_CLEAR\x10\x01\x12\x17\n\x13KYC_DECISION_REJECT\x10\x02*h\n\x0c\x44ocumentType\x12\x1d\n\x19\x44OCUMENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44OCUMENT_TYPE_PASSPORT\x10\x01\x12\x1d\n\x19\x44OCUMENT_TYPE_NATIONAL_ID\x10\x02\x32\x85\x05\n\x0f\x43ustomerService\x12h\n\x0fOnboardCustomer\x12).ogpgy.customer.v1.OnboardCustomerRequest\x1a*.ogpgy.customer.v1.OnboardCustomerResponse\x12\\\n\x0bGetCustomer\x12%.ogpgy.customer.v1.GetCustomerRequest\x1a&.ogpgy.customer.v1.GetCustomerResponse\x12\x62\n\rListCustomers\x12\'.ogpgy.customer.v1.ListCustomersRequest\x1a(.ogpgy.customer.v1.ListCustomersResponse\x12\x65\n\x0eUpdateCustomer\x12(.ogpgy.customer.v1.UpdateCustomerRequest\x1a).ogpgy.customer.v1.UpdateCustomerResponse\x12\x86\x01\n\x19\x41ssignRelationshipManager\x12\x33.ogpgy.customer.v1.AssignRelationshipManagerRequest\x1a\x34.ogpgy.customer.v1.AssignRelationshipManagerResponse\x12V\n\tReviewKyc\x12#.ogpgy.customer.v1.ReviewKycRequest\x1a$.ogpgy.customer.v1.ReviewKycResponseBm\n\x15\x63om.ogpgy.customer.v1P\x01Z>github.com/ogpgy/bank-mesh/gen/go/ogpgy/customer/v1;customerv1\xaa\x02\x11Ogpgy.Customer.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(ogpgy/customer/v1/customer_service.proto\x12\x11ogpgy.customer.v1\x1a\x1b\x62uf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bogpgy/type/v1/address.proto\x1a\x18ogpgy/type/v1/date.proto\x1a\x19ogpgy/type/v1/rules.proto\"o\n\x10IdentityDocument\x12-\n\x04type\x18\x01 \x01(\x0e\x32\x1f.ogpgy.customer.v1.DocumentType\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x1c\n\x14issuing_country_code\x18\x03 \x01(\t\"\xa5\x01\n\x03Kyc\x12,\n\x06status\x18\x01 \x01(\x0e\x32\x1c.ogpgy.customer.v1.KycStatus\x12@\n\x07reasons\x18\x02 \x03(\x0e\x32%.ogpgy.customer.v1.KycRejectionReasonB\x08\xbaH\x05\x92\x01\x02\x10\x10\x12.\n\ncheck_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb1\x03\n\x08\x43ustomer\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x12\n\ngiven_name\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\r\n\x05phone\x18\x05 \x01(\t\x12*\n\rdate_of_birth\x18\x06 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12\x35\n\x08\x64ocument\x18\x07 \x01(\x0b\x32#.ogpgy.customer.v1.IdentityDocument\x12-\n\x07\x61\x64\x64ress\x18\x08 \x01(\x0b\x32\x1c.ogpgy.type.v1.PostalAddress\x12#\n\x03kyc\x18\t \x01(\x0b\x32\x16.ogpgy.customer.v1.Kyc\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x0c \x01(\x03\x12\x1f\n\x17relationship_manager_id\x18\r \x01(\t\"\xb2\x02\n\x16OnboardCustomerRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\xa0\x8e\'\x01\x12#\n\ngiven_name\x18\x02 \x01(\tB\x0f\xbaH\x0cr\n\x18\x64\xb0\x8e\'\x01\xb8\x8e\'\x01\x12$\n\x0b\x66\x61mily_name\x18\x03 \x01(\tB\x0f\xbaH\x0cr\n\x18\x64\xb0\x8e\'\x01\xb8\x8e\'\x01\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\r\n\x05phone\x18\x05 \x01(\t\x12*\n\rdate_of_birth\x18\x06 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12\x35\n\x08\x64ocument\x18\x07 \x01(\x0b\x32#.ogpgy.customer.v1.IdentityDocument\x12-\n\x07\x61\x64\x64ress\x18\x08 \x01(\x0b\x32\x1c.ogpgy.type.v1.PostalAddress\"H\n\x17OnboardCustomerResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.ogpgy.customer.v1.Customer\"7\n\x12GetCustomerRequest\x12!\n\x0b\x63ustomer_id\x18\x01 \x01(\tB\x0c\xbaH\tr\x07\xaa\x8e\'\x03\x63us\"D\n\x13GetCustomerResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.ogpgy.customer.v1.Customer\"\x82\x01\n\x14ListCustomersRequest\x12\x1a\n\tpage_size\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12\x12\n\npage_token\x18\x02 \x01(\t\x12:\n\nkyc_status\x18\x03 \x01(\x0e\x32\x1c.ogpgy.customer.v1.KycStatusB\x08\xbaH\x05\x82\x01\x02\x10\x01\"`\n\x15ListCustomersResponse\x12.\n\tcustomers\x18\x01 \x03(\x0b\x32\x1b.ogpgy.customer.v1.Customer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xe8\x01\n\x15UpdateCustomerRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\xa0\x8e\'\x01\x12!\n\x0b\x63ustomer_id\x18\x02 \x01(\tB\x0c\xbaH\tr\x07\xaa\x8e\'\x03\x63us\x12-\n\x08\x63ustomer\x18\x03 \x01(\x0b\x32\x1b.ogpgy.customer.v1.Customer\x12;\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\n\xbaH\x07\xe2\x01\x04\xf0\x8e\'\x03\x12!\n\x10\x65xpected_version\x18\x05 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\"G\n\x16UpdateCustomerResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.ogpgy.customer.v1.Customer\"\x96\x01\n AssignRelationshipManagerRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\xa0\x8e\'\x01\x12!\n\x0b\x63ustomer_id\x18\x02 \x01(\tB\x0c\xbaH\tr\x07\xaa\x8e\'\x03\x63us\x12\x30\n\x17relationship_manager_id\x18\x03 \x01(\tB\x0f\xbaH\x0cr\x07\xaa\x8e\'\x03usr\xd8\x01\x01\"R\n!AssignRelationshipManagerResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.ogpgy.customer.v1.Customer\"\x86\x01\n\x10ReviewKycRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\xa0\x8e\'\x01\x12!\n\x0b\x63ustomer_id\x18\x02 \x01(\tB\x0c\xbaH\tr\x07\xaa\x8e\'\x03\x63us\x12\x30\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32\x1e.ogpgy.customer.v1.KycDecision\"B\n\x11ReviewKycResponse\x12-\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32\x1b.ogpgy.customer.v1.Customer*p\n\tKycStatus\x12\x1a\n\x16KYC_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13KYC_STATUS_VERIFIED\x10\x01\x12\x17\n\x13KYC_STATUS_REJECTED\x10\x02\x12\x15\n\x11KYC_STATUS_REVIEW\x10\x03*\xa4\x02\n\x12KycRejectionReason\x12$\n KYC_REJECTION_REASON_UNSPECIFIED\x10\x00\x12!\n\x1dKYC_REJECTION_REASON_UNDERAGE\x10\x01\x12\x36\n2KYC_REJECTION_REASON_DOCUMENT_CHECK_DIGIT_MISMATCH\x10\x02\x12-\n)KYC_REJECTION_REASON_SANCTIONS_LIST_MATCH\x10\x03\x12\x31\n-KYC_REJECTION_REASON_SANCTIONS_POSSIBLE_MATCH\x10\x04\x12+\n\'KYC_REJECTION_REASON_REJECTED_ON_REVIEW\x10\x05*\\\n\x0bKycDecision\x12\x1c\n\x18KYC_DECISION_UNSPECIFIED\x10\x00\x12\x16\n\x12KYC_DECISION_CLEAR\x10\x01\x12\x17\n\x13KYC_DECISION_REJECT\x10\x02*h\n\x0c\x44ocumentType\x12\x1d\n\x19\x44OCUMENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44OCUMENT_TYPE_PASSPORT\x10\x01\x12\x1d\n\x19\x44OCUMENT_TYPE_NATIONAL_ID\x10\x02\x32\x85\x05\n\x0f\x43ustomerService\x12h\n\x0fOnboardCustomer\x12).ogpgy.customer.v1.OnboardCustomerRequest\x1a*.ogpgy.customer.v1.OnboardCustomerResponse\x12\\\n\x0bGetCustomer\x12%.ogpgy.customer.v1.GetCustomerRequest\x1a&.ogpgy.customer.v1.GetCustomerResponse\x12\x62\n\rListCustomers\x12\'.ogpgy.customer.v1.ListCustomersRequest\x1a(.ogpgy.customer.v1.ListCustomersResponse\x12\x65\n\x0eUpdateCustomer\x12(.ogpgy.customer.v1.UpdateCustomerRequest\x1a).ogpgy.customer.v1.UpdateCustomerResponse\x12\x86\x01\n\x19\x41ssignRelationshipManager\x12\x33.ogpgy.customer.v1.AssignRelationshipManagerRequest\x1a\x34.ogpgy.customer.v1.AssignRelationshipManagerResponse\x12V\n\tReviewKyc\x12#.ogpgy.customer.v1.ReviewKycRequest\x1a$.ogpgy.customer.v1.ReviewKycResponseBm\n\x15\x63om.ogpgy.customer.v1P\x01Z>github.com/ogpgy/bank-mesh/gen/go/ogpgy/customer/v1;customerv1\xaa\x02\x11Ogpgy.Customer.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,6 +38,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ogpgy.customer.v1.customer_
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\025com.ogpgy.customer.v1P\001Z>github.com/ogpgy/bank-mesh/gen/go/ogpgy/customer/v1;customerv1\252\002\021Ogpgy.Customer.V1'
+  _globals['_KYC'].fields_by_name['reasons']._loaded_options = None
+  _globals['_KYC'].fields_by_name['reasons']._serialized_options = b'\272H\005\222\001\002\020\020'
   _globals['_ONBOARDCUSTOMERREQUEST'].fields_by_name['request_id']._loaded_options = None
   _globals['_ONBOARDCUSTOMERREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\006r\004\240\216\'\001'
   _globals['_ONBOARDCUSTOMERREQUEST'].fields_by_name['given_name']._loaded_options = None
@@ -54,6 +56,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATECUSTOMERREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\006r\004\240\216\'\001'
   _globals['_UPDATECUSTOMERREQUEST'].fields_by_name['customer_id']._loaded_options = None
   _globals['_UPDATECUSTOMERREQUEST'].fields_by_name['customer_id']._serialized_options = b'\272H\tr\007\252\216\'\003cus'
+  _globals['_UPDATECUSTOMERREQUEST'].fields_by_name['update_mask']._loaded_options = None
+  _globals['_UPDATECUSTOMERREQUEST'].fields_by_name['update_mask']._serialized_options = b'\272H\007\342\001\004\360\216\'\003'
   _globals['_UPDATECUSTOMERREQUEST'].fields_by_name['expected_version']._loaded_options = None
   _globals['_UPDATECUSTOMERREQUEST'].fields_by_name['expected_version']._serialized_options = b'\272H\004\"\002(\000'
   _globals['_ASSIGNRELATIONSHIPMANAGERREQUEST'].fields_by_name['request_id']._loaded_options = None
@@ -66,44 +70,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REVIEWKYCREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\006r\004\240\216\'\001'
   _globals['_REVIEWKYCREQUEST'].fields_by_name['customer_id']._loaded_options = None
   _globals['_REVIEWKYCREQUEST'].fields_by_name['customer_id']._serialized_options = b'\272H\tr\007\252\216\'\003cus'
-  _globals['_KYCSTATUS']._serialized_start=2427
-  _globals['_KYCSTATUS']._serialized_end=2539
-  _globals['_KYCREJECTIONREASON']._serialized_start=2542
-  _globals['_KYCREJECTIONREASON']._serialized_end=2834
-  _globals['_KYCDECISION']._serialized_start=2836
-  _globals['_KYCDECISION']._serialized_end=2928
-  _globals['_DOCUMENTTYPE']._serialized_start=2930
-  _globals['_DOCUMENTTYPE']._serialized_end=3034
+  _globals['_KYCSTATUS']._serialized_start=2449
+  _globals['_KYCSTATUS']._serialized_end=2561
+  _globals['_KYCREJECTIONREASON']._serialized_start=2564
+  _globals['_KYCREJECTIONREASON']._serialized_end=2856
+  _globals['_KYCDECISION']._serialized_start=2858
+  _globals['_KYCDECISION']._serialized_end=2950
+  _globals['_DOCUMENTTYPE']._serialized_start=2952
+  _globals['_DOCUMENTTYPE']._serialized_end=3056
   _globals['_IDENTITYDOCUMENT']._serialized_start=241
   _globals['_IDENTITYDOCUMENT']._serialized_end=352
   _globals['_KYC']._serialized_start=355
-  _globals['_KYC']._serialized_end=510
-  _globals['_CUSTOMER']._serialized_start=513
-  _globals['_CUSTOMER']._serialized_end=946
-  _globals['_ONBOARDCUSTOMERREQUEST']._serialized_start=949
-  _globals['_ONBOARDCUSTOMERREQUEST']._serialized_end=1255
-  _globals['_ONBOARDCUSTOMERRESPONSE']._serialized_start=1257
-  _globals['_ONBOARDCUSTOMERRESPONSE']._serialized_end=1329
-  _globals['_GETCUSTOMERREQUEST']._serialized_start=1331
-  _globals['_GETCUSTOMERREQUEST']._serialized_end=1386
-  _globals['_GETCUSTOMERRESPONSE']._serialized_start=1388
-  _globals['_GETCUSTOMERRESPONSE']._serialized_end=1456
-  _globals['_LISTCUSTOMERSREQUEST']._serialized_start=1459
-  _globals['_LISTCUSTOMERSREQUEST']._serialized_end=1589
-  _globals['_LISTCUSTOMERSRESPONSE']._serialized_start=1591
-  _globals['_LISTCUSTOMERSRESPONSE']._serialized_end=1687
-  _globals['_UPDATECUSTOMERREQUEST']._serialized_start=1690
-  _globals['_UPDATECUSTOMERREQUEST']._serialized_end=1910
-  _globals['_UPDATECUSTOMERRESPONSE']._serialized_start=1912
-  _globals['_UPDATECUSTOMERRESPONSE']._serialized_end=1983
-  _globals['_ASSIGNRELATIONSHIPMANAGERREQUEST']._serialized_start=1986
-  _globals['_ASSIGNRELATIONSHIPMANAGERREQUEST']._serialized_end=2136
-  _globals['_ASSIGNRELATIONSHIPMANAGERRESPONSE']._serialized_start=2138
-  _globals['_ASSIGNRELATIONSHIPMANAGERRESPONSE']._serialized_end=2220
-  _globals['_REVIEWKYCREQUEST']._serialized_start=2223
-  _globals['_REVIEWKYCREQUEST']._serialized_end=2357
-  _globals['_REVIEWKYCRESPONSE']._serialized_start=2359
-  _globals['_REVIEWKYCRESPONSE']._serialized_end=2425
-  _globals['_CUSTOMERSERVICE']._serialized_start=3037
-  _globals['_CUSTOMERSERVICE']._serialized_end=3682
+  _globals['_KYC']._serialized_end=520
+  _globals['_CUSTOMER']._serialized_start=523
+  _globals['_CUSTOMER']._serialized_end=956
+  _globals['_ONBOARDCUSTOMERREQUEST']._serialized_start=959
+  _globals['_ONBOARDCUSTOMERREQUEST']._serialized_end=1265
+  _globals['_ONBOARDCUSTOMERRESPONSE']._serialized_start=1267
+  _globals['_ONBOARDCUSTOMERRESPONSE']._serialized_end=1339
+  _globals['_GETCUSTOMERREQUEST']._serialized_start=1341
+  _globals['_GETCUSTOMERREQUEST']._serialized_end=1396
+  _globals['_GETCUSTOMERRESPONSE']._serialized_start=1398
+  _globals['_GETCUSTOMERRESPONSE']._serialized_end=1466
+  _globals['_LISTCUSTOMERSREQUEST']._serialized_start=1469
+  _globals['_LISTCUSTOMERSREQUEST']._serialized_end=1599
+  _globals['_LISTCUSTOMERSRESPONSE']._serialized_start=1601
+  _globals['_LISTCUSTOMERSRESPONSE']._serialized_end=1697
+  _globals['_UPDATECUSTOMERREQUEST']._serialized_start=1700
+  _globals['_UPDATECUSTOMERREQUEST']._serialized_end=1932
+  _globals['_UPDATECUSTOMERRESPONSE']._serialized_start=1934
+  _globals['_UPDATECUSTOMERRESPONSE']._serialized_end=2005
+  _globals['_ASSIGNRELATIONSHIPMANAGERREQUEST']._serialized_start=2008
+  _globals['_ASSIGNRELATIONSHIPMANAGERREQUEST']._serialized_end=2158
+  _globals['_ASSIGNRELATIONSHIPMANAGERRESPONSE']._serialized_start=2160
+  _globals['_ASSIGNRELATIONSHIPMANAGERRESPONSE']._serialized_end=2242
+  _globals['_REVIEWKYCREQUEST']._serialized_start=2245
+  _globals['_REVIEWKYCREQUEST']._serialized_end=2379
+  _globals['_REVIEWKYCRESPONSE']._serialized_start=2381
+  _globals['_REVIEWKYCRESPONSE']._serialized_end=2447
+  _globals['_CUSTOMERSERVICE']._serialized_start=3059
+  _globals['_CUSTOMERSERVICE']._serialized_end=3704
 # @@protoc_insertion_point(module_scope)

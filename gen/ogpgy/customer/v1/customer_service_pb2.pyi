@@ -190,7 +190,7 @@ class Kyc(_message.Message):
     """VERIFIED, REJECTED or REVIEW."""
     @_builtins.property
     def reasons(self) -> _containers.RepeatedScalarFieldContainer[Global___KycRejectionReason.ValueType]:
-        """Empty when verified; why it was rejected, or is in review."""
+        """Empty when verified; why it was rejected, or is in review (at most 16)."""
 
     @_builtins.property
     def check_time(self) -> _timestamp_pb2.Timestamp:

@@ -125,7 +125,7 @@ class CreateUserRequest(_message.Message):
     """Required with ROLE_CUSTOMER."""
     @_builtins.property
     def roles(self) -> _containers.RepeatedScalarFieldContainer[Global___Role.ValueType]:
-        """At least one role."""
+        """At least one role; at most 4."""
 
     def __init__(
         self,
@@ -385,7 +385,9 @@ class UpdateUserRequest(_message.Message):
     """Required with ROLE_CUSTOMER: an existing customer; empty otherwise."""
     @_builtins.property
     def roles(self) -> _containers.RepeatedScalarFieldContainer[Global___Role.ValueType]:
-        """The roles the user holds from now on (at least one; the customer role goes with no other)."""
+        """The roles the user holds from now on (at least one, at most 4; the customer role goes with no
+        other).
+        """
 
     def __init__(
         self,

@@ -371,9 +371,10 @@ class UpdateNotificationPreferencesRequest(_message.Message):
     """The customer (customers: their own, or empty for their own)."""
     @_builtins.property
     def opted_out_kinds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The whole set of kinds opted out of (replaces the previous one). PAYMENT_FAILED, LOAN_DISBURSED,
-        LOAN_DISBURSEMENT_FAILED, INSTALLMENT_OVERDUE and LOAN_PAID_OFF are sent whatever the
-        preferences: naming one is INVALID_ARGUMENT.
+        """The whole set of kinds opted out of (replaces the previous one): at most 16 distinct names of
+        at most 64 characters. PAYMENT_FAILED, LOAN_DISBURSED, LOAN_DISBURSEMENT_FAILED,
+        INSTALLMENT_OVERDUE and LOAN_PAID_OFF are sent whatever the preferences: naming one is
+        INVALID_ARGUMENT.
         """
 
     def __init__(

@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bogpgy/type/v1/address.proto\x12\rogpgy.type.v1\"W\n\rPostalAddress\x12\r\n\x05lines\x18\x01 \x03(\t\x12\x0c\n\x04\x63ity\x18\x02 \x01(\t\x12\x13\n\x0bpostal_code\x18\x03 \x01(\t\x12\x14\n\x0c\x63ountry_code\x18\x04 \x01(\tB]\n\x11\x63om.ogpgy.type.v1P\x01Z6github.com/ogpgy/bank-mesh/gen/go/ogpgy/type/v1;typev1\xaa\x02\rOgpgy.Type.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bogpgy/type/v1/address.proto\x12\rogpgy.type.v1\x1a\x1b\x62uf/validate/validate.proto\"a\n\rPostalAddress\x12\x17\n\x05lines\x18\x01 \x03(\tB\x08\xbaH\x05\x92\x01\x02\x10\x03\x12\x0c\n\x04\x63ity\x18\x02 \x01(\t\x12\x13\n\x0bpostal_code\x18\x03 \x01(\t\x12\x14\n\x0c\x63ountry_code\x18\x04 \x01(\tB]\n\x11\x63om.ogpgy.type.v1P\x01Z6github.com/ogpgy/bank-mesh/gen/go/ogpgy/type/v1;typev1\xaa\x02\rOgpgy.Type.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,6 +33,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ogpgy.type.v1.address_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\021com.ogpgy.type.v1P\001Z6github.com/ogpgy/bank-mesh/gen/go/ogpgy/type/v1;typev1\252\002\rOgpgy.Type.V1'
-  _globals['_POSTALADDRESS']._serialized_start=46
-  _globals['_POSTALADDRESS']._serialized_end=133
+  _globals['_POSTALADDRESS'].fields_by_name['lines']._loaded_options = None
+  _globals['_POSTALADDRESS'].fields_by_name['lines']._serialized_options = b'\272H\005\222\001\002\020\003'
+  _globals['_POSTALADDRESS']._serialized_start=75
+  _globals['_POSTALADDRESS']._serialized_end=172
 # @@protoc_insertion_point(module_scope)

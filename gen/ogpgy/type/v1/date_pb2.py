@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18ogpgy/type/v1/date.proto\x12\rogpgy.type.v1\"0\n\x04\x44\x61te\x12\x0c\n\x04year\x18\x01 \x01(\x05\x12\r\n\x05month\x18\x02 \x01(\x05\x12\x0b\n\x03\x64\x61y\x18\x03 \x01(\x05\x42]\n\x11\x63om.ogpgy.type.v1P\x01Z6github.com/ogpgy/bank-mesh/gen/go/ogpgy/type/v1;typev1\xaa\x02\rOgpgy.Type.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18ogpgy/type/v1/date.proto\x12\rogpgy.type.v1\x1a\x1b\x62uf/validate/validate.proto\"R\n\x04\x44\x61te\x12\x18\n\x04year\x18\x01 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\x8fN(\x00\x12\x18\n\x05month\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x0c(\x00\x12\x16\n\x03\x64\x61y\x18\x03 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x1f(\x00\x42]\n\x11\x63om.ogpgy.type.v1P\x01Z6github.com/ogpgy/bank-mesh/gen/go/ogpgy/type/v1;typev1\xaa\x02\rOgpgy.Type.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,6 +33,12 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ogpgy.type.v1.date_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\021com.ogpgy.type.v1P\001Z6github.com/ogpgy/bank-mesh/gen/go/ogpgy/type/v1;typev1\252\002\rOgpgy.Type.V1'
-  _globals['_DATE']._serialized_start=43
-  _globals['_DATE']._serialized_end=91
+  _globals['_DATE'].fields_by_name['year']._loaded_options = None
+  _globals['_DATE'].fields_by_name['year']._serialized_options = b'\272H\007\032\005\030\217N(\000'
+  _globals['_DATE'].fields_by_name['month']._loaded_options = None
+  _globals['_DATE'].fields_by_name['month']._serialized_options = b'\272H\006\032\004\030\014(\000'
+  _globals['_DATE'].fields_by_name['day']._loaded_options = None
+  _globals['_DATE'].fields_by_name['day']._serialized_options = b'\272H\006\032\004\030\037(\000'
+  _globals['_DATE']._serialized_start=72
+  _globals['_DATE']._serialized_end=154
 # @@protoc_insertion_point(module_scope)

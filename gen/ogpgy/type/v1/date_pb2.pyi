@@ -18,7 +18,11 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class Date(_message.Message):
-    """A calendar date with no time zone (a birth date, a business date)."""
+    """A calendar date with no time zone (a birth date, a business date): a day of the years 1 to
+    9999, the last day the bank serves being 9999-12-31. Every part is 0 when the date is unset (a
+    month leaves its day 0); a part out of its range is INVALID_ARGUMENT, as is a day the month
+    does not have.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -14,6 +14,7 @@ REQUEST_ID_FIELD_NUMBER: _builtins.int
 ID_PREFIX_FIELD_NUMBER: _builtins.int
 NOT_BLANK_FIELD_NUMBER: _builtins.int
 PRINTABLE_FIELD_NUMBER: _builtins.int
+MAX_PATHS_FIELD_NUMBER: _builtins.int
 request_id: _extension_dict._ExtensionFieldDescriptor[_validate_pb2.StringRules, _builtins.bool]
 """A client-chosen idempotency key: 1 to 64 characters of [A-Za-z0-9_-]."""
 id_prefix: _extension_dict._ExtensionFieldDescriptor[_validate_pb2.StringRules, _builtins.str]
@@ -24,3 +25,5 @@ not_blank: _extension_dict._ExtensionFieldDescriptor[_validate_pb2.StringRules, 
 """Text that must say something: not empty, not only spaces."""
 printable: _extension_dict._ExtensionFieldDescriptor[_validate_pb2.StringRules, _builtins.bool]
 """Free text a person reads: no control, format or line-separating characters."""
+max_paths: _extension_dict._ExtensionFieldDescriptor[_validate_pb2.FieldMaskRules, _builtins.int]
+"""At most this many paths."""
