@@ -123,6 +123,20 @@ def _account_attacks() -> list[Attack]:
             ),
         ),
         Attack(
+            "charge her account",
+            f"{ACCOUNT}/PostCharges",
+            lambda v, w, t: apb.PostChargesRequest(
+                charges=[
+                    apb.ChargeOrder(
+                        request_id=f"adv-pc-{t}",
+                        account_id=v.account,
+                        lines=[apb.ChargeLine(internal_account=apb.INTERNAL_ACCOUNT_FEE_INCOME, amount=eur("1.00"))],
+                        description="a fee she never owed",
+                    )
+                ]
+            ),
+        ),
+        Attack(
             "reserve her money",
             f"{ACCOUNT}/PlaceHold",
             lambda v, w, t: apb.PlaceHoldRequest(

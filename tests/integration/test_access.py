@@ -26,13 +26,16 @@ from ogpgy.customer.v1 import customer_service_pb2 as cpb
 from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc
 from ogpgy.identity.v1 import identity_service_pb2 as ipb
 from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
+from ogpgy.lending.v1 import lending_service_pb2 as lpb
+from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
 from ogpgy.payment.v1 import payment_service_pb2 as ppb
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
+from ogpgy.type.v1 import date_pb2
 from tests.bank_helpers import Bank, create_user, eur, fresh_document
-from tests.conftest import ADMIN_PASSWORD, document, issue_token, onboarding
+from tests.conftest import ADMIN_PASSWORD, TODAY, document, issue_token, onboarding
 from tests.grpc_assert import error_reason, field_violations, rpc_error
 
-ROLES = ("admin", "rm", "customer", "other_customer")
+ROLES = ("admin", "rm", "other_rm", "customer", "other_customer")  # other_rm manages nobody
 PASSWORD = "password-of-test-users"
 
 
@@ -51,6 +54,9 @@ class World:
     bob: str
     alice_account: str
     bob_account: str
+    alice_deposit: str  # a transfer: the bank's cash account to Alice's
+    alice_payment: str  # from Alice's account to Bob's
+    alice_loan: str  # disbursed into her account
     admin: Bank
     admin_security: Security
 
@@ -68,17 +74,29 @@ async def world(bank: RunningBank, admin_token: str) -> AsyncIterator[World]:
         alice, bob = await admin.verified_customer("alice"), await admin.verified_customer("bob")
         alice_account = (await admin.default_account(alice)).account_id
         bob_account = (await admin.default_account(bob)).account_id
-        await admin.deposit(alice_account, "100.00", "alice")
+        deposited = await admin.accounts.Deposit(
+            apb.DepositRequest(request_id="dep-alice", account_id=alice_account, amount=eur("100.00"))
+        )
         await admin.deposit(bob_account, "100.00", "bob")
+        paid = await pgrpc.PaymentServiceStub(channel).CreatePayment(
+            ppb.CreatePaymentRequest(
+                request_id="alice-pays-bob",
+                debtor_account_id=alice_account,
+                amount=eur("1.00"),
+                internal=ppb.InternalBeneficiary(account_id=bob_account),
+            )
+        )
+        alice_loan = await _disbursed_loan(channel, alice, alice_account)
         users = {
             "rm": await create_user(identity, "rita.rm", ipb.ROLE_RELATIONSHIP_MANAGER, PASSWORD),
+            "other_rm": await create_user(identity, "ron.rm", ipb.ROLE_RELATIONSHIP_MANAGER, PASSWORD),
             "customer": await create_user(identity, "alice", ipb.ROLE_CUSTOMER, PASSWORD, alice),
             "other_customer": await create_user(identity, "bob", ipb.ROLE_CUSTOMER, PASSWORD, bob),
         }
         await admin.customers.AssignRelationshipManager(
             cpb.AssignRelationshipManagerRequest(request_id="assign", customer_id=alice, relationship_manager_id=users["rm"])
         )
-        names = {"rm": "rita.rm", "customer": "alice", "other_customer": "bob"}
+        names = {"rm": "rita.rm", "other_rm": "ron.rm", "customer": "alice", "other_customer": "bob"}
         tokens = {"admin": admin_token} | {role: await issue_token(bank.target, name, PASSWORD) for role, name in names.items()}
         yield World(
             bank.target,
@@ -88,9 +106,25 @@ async def world(bank: RunningBank, admin_token: str) -> AsyncIterator[World]:
             bob,
             alice_account,
             bob_account,
+            deposited.transfer.transfer_id,
+            paid.payment.payment_id,
+            alice_loan,
             admin,
             bank.contexts["infrastructure"].resolve(Security),
         )
+
+
+async def _disbursed_loan(channel: aio.Channel, customer: str, account: str) -> str:
+    lending = lgrpc.LendingServiceStub(channel)
+    applied = await lending.ApplyForLoan(
+        lpb.ApplyForLoanRequest(
+            request_id="loan", customer_id=customer, account_id=account, principal=eur("100.00"), term_months=6
+        )
+    )
+    loan_id = applied.loan.loan_id
+    await lending.ApproveLoan(lpb.ApproveLoanRequest(request_id="approve", loan_id=loan_id, annual_interest_rate="0.05"))
+    await lending.DisburseLoan(lpb.DisburseLoanRequest(request_id="disburse", loan_id=loan_id))
+    return loan_id
 
 
 Call = Callable[[World, aio.Channel, str], Awaitable[object]]
@@ -123,6 +157,12 @@ def _customer_calls() -> dict[str, tuple[Call, set[str]]]:
         "AssignRelationshipManager": (
             lambda w, ch, r: stubs(w, ch)[0].AssignRelationshipManager(
                 cpb.AssignRelationshipManagerRequest(request_id=f"as-{r}", customer_id=w.bob, relationship_manager_id="")
+            ),
+            {"admin"},
+        ),
+        "ReviewKyc": (  # Alice is verified already: an admin is told so, the others are refused before
+            lambda w, ch, r: stubs(w, ch)[0].ReviewKyc(
+                cpb.ReviewKycRequest(request_id=f"kyc-{r}", customer_id=w.alice, decision=cpb.KYC_DECISION_REJECT)
             ),
             {"admin"},
         ),
@@ -172,6 +212,10 @@ def _account_calls() -> dict[str, tuple[Call, set[str]]]:
             ),
             spenders,
         ),
+        "GetTransfer": (
+            lambda w, ch, r: w.stubs(ch)[1].GetTransfer(apb.GetTransferRequest(transfer_id=w.alice_deposit)),
+            readers,
+        ),
         "ReverseTransfer": (_reverse_fresh_transfer, {"admin"}),
         "CloseAccount": (
             lambda w, ch, r: w.stubs(ch)[1].CloseAccount(apb.CloseAccountRequest(request_id=f"cl-{r}", account_id=w.bob_account)),
@@ -206,6 +250,33 @@ def _identity_calls() -> dict[str, tuple[Call, set[str]]]:
             lambda w, ch, r: w.stubs(ch)[2].GetUser(ipb.GetUserRequest(user_id=w.users["other_customer"])),
             {"admin", "other_customer"},
         ),
+        "GetTokenRevocations": (
+            lambda w, ch, r: w.stubs(ch)[2].GetTokenRevocations(ipb.GetTokenRevocationsRequest()),
+            {"admin"},
+        ),
+    }
+
+
+def _lending_calls() -> dict[str, tuple[Call, set[str]]]:
+    readers = {"admin", "rm", "customer"}
+
+    def loans(ch: aio.Channel) -> lgrpc.LendingServiceStub:
+        return lgrpc.LendingServiceStub(ch)
+
+    async def collect(w: World, ch: aio.Channel, r: str) -> object:
+        day = date_pb2.Date(year=TODAY.year, month=TODAY.month, day=TODAY.day)
+        request = lpb.RunCollectionRequest(request_id=f"col-{r}", business_date=day, currency_code="EUR")
+        return [progress async for progress in loans(ch).RunCollection(request)]
+
+    return {
+        "GetLoan": (lambda w, ch, r: loans(ch).GetLoan(lpb.GetLoanRequest(loan_id=w.alice_loan)), readers),
+        "ListLoans": (lambda w, ch, r: loans(ch).ListLoans(lpb.ListLoansRequest(customer_id=w.alice)), readers),
+        "ListRepayments": (lambda w, ch, r: loans(ch).ListRepayments(lpb.ListRepaymentsRequest(loan_id=w.alice_loan)), readers),
+        "DisburseLoan": (  # disbursed already: an admin is answered with it
+            lambda w, ch, r: loans(ch).DisburseLoan(lpb.DisburseLoanRequest(request_id=f"db-{r}", loan_id=w.alice_loan)),
+            {"admin"},
+        ),
+        "RunCollection": (collect, {"admin"}),
     }
 
 
@@ -229,6 +300,11 @@ def _payment_calls() -> dict[str, tuple[Call, set[str]]]:
             lambda w, ch, r: payments(ch).ListPayments(ppb.ListPaymentsRequest(debtor_account_id=w.alice_account)),
             {"admin", "rm", "customer"},
         ),
+        "GetPayment": (
+            lambda w, ch, r: payments(ch).GetPayment(ppb.GetPaymentRequest(payment_id=w.alice_payment)),
+            {"admin", "rm", "customer"},  # Bob is paid by it, and reads it from his entries, not here
+        ),
+        "ReconcileNetwork": (lambda w, ch, r: payments(ch).ReconcileNetwork(ppb.ReconcileNetworkRequest()), {"admin"}),
     }
 
 
@@ -237,6 +313,7 @@ MATRIX = (
     | {f"customer.{k}": v for k, v in _customer_calls().items()}
     | {f"account.{k}": v for k, v in _account_calls().items()}
     | {f"identity.{k}": v for k, v in _identity_calls().items()}
+    | {f"lending.{k}": v for k, v in _lending_calls().items()}
 )
 
 

@@ -139,6 +139,9 @@ async def test_payments_are_told_to_the_payer_and_opt_outs_are_kept(
         assert (await error_reason(others, grpc.StatusCode.PERMISSION_DENIED)).reason == "ACCESS_DENIED"
         theirs = preferences.ListNotifications(npb.ListNotificationsRequest(customer_id=payee))
         assert (await error_reason(theirs, grpc.StatusCode.PERMISSION_DENIED)).reason == "ACCESS_DENIED"
+        [payees_welcome] = await _settled(channel, payee, 1)
+        by_id = preferences.GetNotification(npb.GetNotificationRequest(notification_id=payees_welcome.notification_id))
+        assert (await error_reason(by_id, grpc.StatusCode.PERMISSION_DENIED)).reason == "ACCESS_DENIED"
     whose = _stub(channel).GetNotificationPreferences(npb.GetNotificationPreferencesRequest())
     assert set(await field_violations(whose)) == {"customer_id"}, "an admin names the customer"
     nobody = _stub(channel).ListNotifications(npb.ListNotificationsRequest(customer_id="cus_00000000000000000000000000"))

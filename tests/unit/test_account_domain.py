@@ -15,8 +15,10 @@ from services.account.domain import (
     AccountFeatures,
     AccountStatus,
     AccountType,
+    ChargeOrder,
     Hold,
     HoldStatus,
+    InternalAccount,
     Transfer,
     fee_due,
     floor_of,
@@ -78,6 +80,20 @@ def test_internal_accounts_have_no_floor_but_the_ledger_limit() -> None:
     assert reason_of(lambda: replace(bank, balance=-1).require_debit(eur(MAX_MINOR))) == "BALANCE_LIMIT_EXCEEDED"
 
 
+def test_an_internal_accounts_available_balance_is_its_balance_less_its_holds() -> None:
+    """No floor: nothing is added to or taken from what the bank's own account may move."""
+    assert account(balance=-500, held=100, type_=AccountType.INTERNAL).available == -600
+
+
+def test_a_hold_on_an_internal_account_is_bounded_by_the_ledger_limit_alone() -> None:
+    """A loan's disbursement reserves the treasury's funds, whatever its (negative) balance, up to
+    the limit itself."""
+    treasury = account(balance=-1_000, type_=AccountType.INTERNAL)
+    treasury.require_reserve(eur(MAX_MINOR))
+    replace(treasury, held=MAX_MINOR - 1).require_reserve(eur(1))
+    assert reason_of(lambda: replace(treasury, held=MAX_MINOR).require_reserve(eur(1))) == "BALANCE_LIMIT_EXCEEDED"
+
+
 def test_a_credit_may_not_carry_a_balance_past_the_ledger_limit() -> None:
     account(balance=MAX_MINOR - 1).require_credit(eur(1))
     assert reason_of(lambda: account(balance=MAX_MINOR).require_credit(eur(1))) == "BALANCE_LIMIT_EXCEEDED"
@@ -128,6 +144,16 @@ def test_a_fee_is_due_only_for_a_month_the_balance_fell_below_the_minimum() -> N
     assert fee_due(monthly_fee=500, minimum_balance=100_000, lowest_balance=99_999)
     assert not fee_due(monthly_fee=500, minimum_balance=100_000, lowest_balance=100_000)
     assert not fee_due(monthly_fee=0, minimum_balance=100_000, lowest_balance=0)
+    assert fee_due(monthly_fee=1, minimum_balance=100_000, lowest_balance=0), "a fee of one cent is a fee"
+
+
+def test_a_charge_debits_the_total_of_its_lines() -> None:
+    one = ChargeOrder("chg-1", "acc_1", ((InternalAccount.FEE_INCOME, eur(250)),), "fee")
+    assert one.total == eur(250)
+    two = ChargeOrder(
+        "chg-2", "acc_1", ((InternalAccount.INTEREST_INCOME, eur(600)), (InternalAccount.LOAN_PRINCIPAL, eur(9_400))), ""
+    )
+    assert two.total == eur(10_000)
 
 
 # --- Hold ---------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ refuses, and what a replayed request answers. The repository is the real one, on
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -12,8 +12,8 @@ import pytest
 from common.errors import AlreadyExists, NotFound, PermissionDenied, PreconditionFailed
 from common.idempotency import IdempotencyKey
 from common.money import Money
-from common.security.context import service_identity
-from services.account.domain import AccountType, HoldStatus, InternalAccount, TransferOrder
+from common.security.context import RELATIONSHIP_MANAGER, SecurityContext, service_identity
+from services.account.domain import Access, AccountType, ChargeOrder, HoldStatus, InternalAccount, TransferOrder
 from services.account.module import AccountModule
 from services.account.ports import Customers, CustomerStanding
 from services.account.service import AccountUseCases
@@ -26,9 +26,12 @@ class FakeCustomers(Customers):
 
     standings: dict[str, CustomerStanding] = field(default_factory=dict)
     asked: list[str] = field(default_factory=list)
+    refusing: set[str] = field(default_factory=set)  # customers the customer context refuses to tell about
 
     async def standing(self, customer_id: str) -> CustomerStanding:
         self.asked.append(customer_id)
+        if customer_id in self.refusing:
+            raise PermissionDenied("ACCESS_DENIED", "not for this caller")
         found = self.standings.get(customer_id)
         if found is None:
             raise NotFound("customer", customer_id)
@@ -178,3 +181,141 @@ async def test_a_transfer_is_reversed_once(accounts: AccountUseCases) -> None:
             await accounts.reverse(reversal.transfer_id, "", key("rev-3"))
         assert of_reversal.value.reason == "TRANSFER_IS_A_REVERSAL"
         assert (await accounts.get_account(ada)).balance == 1_000
+
+
+async def test_the_banks_own_accounts_offer_no_product(accounts: AccountUseCases) -> None:
+    """No interest, fee, minimum balance, overdraft or free transactions: an internal account is
+    the ledger's, not a product's."""
+    with acting_as(ADMIN_CALLER):
+        treasury = await accounts.get_account(accounts.internal_account(InternalAccount.TREASURY, "EUR"))
+    f = treasury.features
+    assert (treasury.type, treasury.customer_id, treasury.floor) == (AccountType.INTERNAL, "", None)
+    assert (f.interest_bearing, f.annual_interest_rate, f.minimum_balance, f.monthly_fee) == (False, 0, 0, 0)
+    assert (f.overdraft_protection, f.overdraft_limit, f.free_transactions_per_month) == (False, 0, 0)
+
+
+RITA = SecurityContext("usr_rita", "rita", (RELATIONSHIP_MANAGER,))  # Ada's relationship manager
+UNKNOWN = "acc_00000000000000000000000000"
+
+
+def relayed(context: str, customer_id: str) -> SecurityContext:
+    """`context` relaying a call of the customer's."""
+    return replace(customer_caller(customer_id), service=context, via=(context,))
+
+
+def context_key(context: str, request_id: str, operation: str) -> IdempotencyKey:
+    """A key in the scope of a context's requests, for the operation a lookup names."""
+    return IdempotencyKey(request_id, operation, request_id, f"svc:{context}")
+
+
+async def test_an_unknown_account_is_not_found_for_an_admin_and_denied_to_anyone_else(accounts: AccountUseCases) -> None:
+    with acting_as(ADMIN_CALLER), pytest.raises(NotFound):
+        await accounts.get_account(UNKNOWN)
+    with acting_as(customer_caller("cus_ada")), pytest.raises(PermissionDenied):
+        await accounts.get_account(UNKNOWN)
+    with acting_as(customer_caller("cus_ada")), pytest.raises(NotFound):  # a payee: its existence is no secret
+        await accounts.check_access(UNKNOWN, Access.CREDIT)
+
+
+async def test_a_refusal_says_who_may_not_do_what(accounts: AccountUseCases) -> None:
+    ada = await funded_account(accounts, "cus_ada", 0)
+    with acting_as(customer_caller("cus_bob")):
+        assert await _denied(accounts.check_access(ada, Access.DEBIT)) == "customer may not move money from this account"
+        assert await _denied(accounts.check_access(ada, Access.READ)) == "customer may not read this account"
+    with acting_as(service_identity("interest")):  # a context alone has no role
+        assert await _denied(accounts.transfer(TransferOrder(ada, ada, eur(1), ""), key("t"))) == (
+            "this caller may not move money from this account"
+        )
+
+
+async def _denied(call: Awaitable[object]) -> str:
+    with pytest.raises(PermissionDenied) as refused:
+        await call
+    return refused.value.message
+
+
+async def test_an_account_is_not_opened_for_a_customer_the_customer_context_keeps_from_the_caller(
+    accounts: AccountUseCases, customers: FakeCustomers
+) -> None:
+    customers.refusing.add("cus_ada")
+    with acting_as(ADMIN_CALLER), pytest.raises(PermissionDenied):
+        await accounts.open_account("cus_ada", AccountType.PERSONAL_SAVINGS, "EUR", key("r1"))
+
+
+async def test_a_context_reverses_only_the_capture_of_its_own_hold(accounts: AccountUseCases) -> None:
+    ada, bob = await funded_account(accounts, "cus_ada", 10_000), await funded_account(accounts, "cus_bob", 0)
+    with acting_as(relayed("payment", "cus_ada")):
+        paid = await accounts.place_hold(TransferOrder(ada, bob, eur(1_000), "paid"), key("h1"), capture=True)
+    with acting_as(customer_caller("cus_ada")):
+        own = await accounts.place_hold(TransferOrder(ada, bob, eur(500), "her own"), key("h2"))
+        _, captured = await accounts.capture_hold(own.hold_id, None, key("c2"))
+        with pytest.raises(PermissionDenied):  # the capture of a hold she placed is hers, not a context's
+            await accounts.reverse(captured.transfer_id, "mine", key("rev-own"))
+    with acting_as(service_identity("lending")), pytest.raises(PermissionDenied):
+        await accounts.reverse(paid.transfer_id, "not mine", key("rev-other"))
+    with acting_as(service_identity("payment")):
+        reversal = await accounts.reverse(paid.transfer_id, "undo", key("rev-1"))
+    assert reversal.reverses_transfer_id == paid.transfer_id
+    with acting_as(ADMIN_CALLER):
+        assert (await accounts.get_account(ada)).balance == 10_000 - 500
+
+
+async def test_who_sees_and_who_resolves_a_hold(accounts: AccountUseCases, customers: FakeCustomers) -> None:
+    customers.standings["cus_ada"] = replace(VERIFIED, relationship_manager_id="usr_rita")
+    ada, bob = await funded_account(accounts, "cus_ada", 10_000), await funded_account(accounts, "cus_bob", 0)
+    with acting_as(relayed("payment", "cus_ada")):
+        payments = await accounts.place_hold(TransferOrder(ada, bob, eur(1_000), "payment"), key("h1"))
+    with acting_as(customer_caller("cus_ada")):
+        own = await accounts.place_hold(TransferOrder(ada, bob, eur(500), "her own"), key("h2"))
+        assert (await accounts.get_hold(payments.hold_id)).owner_context == "payment", "she sees the payment's hold"
+    with acting_as(RITA):  # her manager reads both, resolves neither
+        assert (await accounts.get_hold(own.hold_id)).hold_id == own.hold_id
+        assert (await accounts.get_hold(payments.hold_id)).hold_id == payments.hold_id
+        with pytest.raises(PermissionDenied) as owned:
+            await accounts.release_hold(payments.hold_id, key("r1"))
+        assert owned.value.reason == "HOLD_OWNED_BY_CONTEXT"
+        with pytest.raises(PermissionDenied) as reader:
+            await accounts.release_hold(own.hold_id, key("r2"))
+        assert reader.value.reason == "ACCESS_DENIED"
+    with acting_as(ADMIN_CALLER), pytest.raises(NotFound):
+        await accounts.get_hold("hld_00000000000000000000000000")
+
+
+async def test_a_context_looks_up_the_holds_and_charges_of_its_own_requests(accounts: AccountUseCases) -> None:
+    ada = await funded_account(accounts, "cus_ada", 10_000)
+    book = accounts.internal_account(InternalAccount.LOAN_PRINCIPAL, "EUR")
+    with acting_as(relayed("lending", "cus_ada")):
+        hold = await accounts.place_hold(TransferOrder(ada, book, eur(100), "held"), context_key("lending", "h1", "PlaceHold"))
+        order = ChargeOrder("c1", ada, ((InternalAccount.INTEREST_INCOME, eur(250)),), "interest")
+        [charge] = await accounts.post_charges([(order, context_key("lending", "c1", "PostCharges"))])
+    with acting_as(service_identity("lending")):
+        assert (await accounts.lookup_hold("h1")).hold_id == hold.hold_id
+        assert (await accounts.lookup_charge("c1")).charge_id == charge.charge_id
+        with pytest.raises(NotFound):
+            await accounts.lookup_hold("never-sent")
+        with pytest.raises(NotFound):
+            await accounts.lookup_charge("never-sent")
+    with acting_as(customer_caller("cus_ada")):
+        with pytest.raises(PermissionDenied):
+            await accounts.lookup_hold("h1")
+        with pytest.raises(PermissionDenied):
+            await accounts.lookup_charge("c1")
+
+
+async def test_charges_are_posted_by_the_context_named_for_their_accounts_never_by_a_user_or_an_admin_alone(
+    accounts: AccountUseCases,
+) -> None:
+    ada = await funded_account(accounts, "cus_ada", 10_000)
+
+    def order(request_id: str) -> list[tuple[ChargeOrder, IdempotencyKey]]:
+        return [(ChargeOrder(request_id, ada, ((InternalAccount.INTEREST_INCOME, eur(100)),), "interest"), key(request_id))]
+
+    with acting_as(customer_caller("cus_ada")), pytest.raises(PermissionDenied):
+        await accounts.post_charges(order("by-herself"))
+    with acting_as(ADMIN_CALLER), pytest.raises(PermissionDenied) as alone:
+        await accounts.post_charges(order("by-an-admin"))
+    assert alone.value.reason == "INTERNAL_ACCOUNT"
+    with acting_as(relayed("lending", "cus_ada")):
+        assert [c.posted for c in await accounts.post_charges(order("by-lending-for-her"))] == [True]
+    with acting_as(ADMIN_CALLER):
+        assert (await accounts.get_account(ada)).balance == 10_000 - 100

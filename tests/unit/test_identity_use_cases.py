@@ -12,12 +12,13 @@ from argon2 import PasswordHasher
 from common.di.context import Context
 from common.errors import AlreadyExists, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated
 from common.idempotency import IdempotencyKey
-from common.security.context import ADMIN, CUSTOMER, SecurityContext
+from common.security.context import ADMIN, CUSTOMER, SecurityContext, service_identity
+from services.identity import service as identity_service
 from services.identity.domain import hash_password, needs_rehash, password_matches, scrypt_hash
 from services.identity.module import IdentityModule
 from services.identity.repository import UserRepository
 from services.identity.service import IdentityUseCases
-from tests.unit.contexts import FIRST_PAGE, acting_as, context_under_test, customer_caller
+from tests.unit.contexts import ADMIN_CALLER, FIRST_PAGE, acting_as, context_under_test, customer_caller
 
 
 @pytest.fixture
@@ -78,6 +79,32 @@ async def test_nobody_but_an_admin_makes_or_lists_users(identity: IdentityUseCas
             await identity.page(FIRST_PAGE)
     with acting_as(None), pytest.raises(Unauthenticated):
         await identity.issue_token("eve", "a long enough password", "", "127.0.0.1")
+
+
+async def test_a_user_is_linked_only_to_a_customer_identity_knows(
+    identity: IdentityUseCases, admin_caller: SecurityContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(identity_service, "CUSTOMER_ARRIVAL_SECONDS", 0.1)
+    with acting_as(admin_caller), pytest.raises(NotFound) as unknown:
+        await identity.create_user("eve", "a long enough password", (CUSTOMER,), "cus_nobody", key("u1"))
+    assert "cus_nobody" in unknown.value.message
+
+
+async def test_a_user_changes_only_their_own_password(identity: IdentityUseCases, admin_caller: SecurityContext) -> None:
+    with acting_as(admin_caller):
+        ada = await identity.create_user("ada", "adas long password", (CUSTOMER,), "cus_ada", key("u1"))
+    with acting_as(customer_caller("cus_bob")), pytest.raises(PermissionDenied):
+        await identity.change_password(ada.user_id, "", "bob chose this one", "127.0.0.1", key("p1"))
+    with acting_as(None):
+        assert (await identity.issue_token("ada", "adas long password", "", "127.0.0.1"))[0], "hers still works"
+
+
+async def test_token_revocations_are_read_by_contexts_and_admins_only(identity: IdentityUseCases) -> None:
+    for caller in (service_identity("account"), ADMIN_CALLER):
+        with acting_as(caller):
+            assert await identity.list_revocations() == []
+    with acting_as(customer_caller("cus_ada")), pytest.raises(PermissionDenied):
+        await identity.list_revocations()
 
 
 async def test_a_wrong_password_and_an_unknown_user_get_the_same_answer(identity: IdentityUseCases) -> None:

@@ -23,6 +23,7 @@ TIERS = (InterestTier(100_000, Decimal("0.005")), InterestTier(1_000_000, Decima
         (255_500, 10, "2,555.00 x 1.5 % / 365 = 0.105 exactly -> half-even 0.10"),
         (0, 0, "zero earns nothing"),
         (-5_000, 0, "overdrawn earns nothing"),
+        (-10_000_000, 0, "overdrawn by 100,000.00 earns nothing either (not -1.37)"),
     ],
 )
 def test_daily_interest_by_hand(balance_minor: int, expected_minor: int, worked: str) -> None:

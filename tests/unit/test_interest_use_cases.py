@@ -20,7 +20,7 @@ from services.interest.domain import InterestPosted
 from services.interest.module import InterestModule
 from services.interest.ports import AccruedChunk, Announcements, Ledger
 from services.interest.service import InterestUseCases
-from tests.unit.contexts import ADMIN_CALLER, acting_as, context_under_test, customer_caller
+from tests.unit.contexts import ADMIN_CALLER, FIRST_PAGE, acting_as, context_under_test, customer_caller
 
 DAY = date(2026, 6, 14)
 
@@ -99,4 +99,6 @@ async def test_only_admins_run_or_read_interest(interest: Interest) -> None:
             [p async for p in interest.runs.run(DAY, key("run"))]
         with pytest.raises(PermissionDenied):
             await interest.runs.get(DAY.isoformat())
+        with pytest.raises(PermissionDenied):
+            await interest.runs.runs(FIRST_PAGE)
     assert interest.ledger.requests == []

@@ -13,11 +13,11 @@ import pytest
 from common.errors import NotFound, PermissionDenied, PreconditionFailed, Unavailable
 from common.idempotency import IdempotencyKey
 from common.money import Money
-from common.security.context import ADMIN, RELATIONSHIP_MANAGER, SecurityContext
+from common.security.context import ADMIN, RELATIONSHIP_MANAGER, SecurityContext, service_identity
 from services.lending.domain import LoanStatus, RepaymentStatus
 from services.lending.module import LendingModule
 from services.lending.ports import Accounts, Customers, Debit, DebitOutcome, HeldFunds, PayoutAccount
-from services.lending.service import LendingUseCases
+from services.lending.service import LendingUseCases, current_caller_has_subject
 from tests.unit.contexts import ADMIN_CALLER, FIRST_PAGE, acting_as, context_under_test, customer_caller
 from tests.unit.holds import HoldBook
 
@@ -301,3 +301,37 @@ async def test_only_the_borrower_or_an_admin_repays(lending: Lending) -> None:
         with acting_as(caller), pytest.raises(PermissionDenied):
             await lending.loans.repay(loan_id, EUR_100, key("r1"))
     assert lending.ledger.taken == {} and lending.ledger.balances["acc_ada"] == 500_000
+
+
+async def test_a_loan_is_paid_into_an_account_in_its_currency(lending: Lending) -> None:
+    lending.ledger.accounts["acc_ada_usd"] = PayoutAccount("cus_ada", "USD")
+    with acting_as(customer_caller("cus_ada")), pytest.raises(PreconditionFailed) as refused:
+        await lending.loans.apply("cus_ada", "acc_ada_usd", EUR_5000, 24, key("a1"))
+    assert refused.value.reason == "ACCOUNT_NOT_ELIGIBLE"
+
+
+async def test_a_loan_of_exactly_the_four_eyes_amount_needs_one_admin(lending: Lending) -> None:
+    with acting_as(ADMIN_CALLER):
+        loan = await lending.loans.apply("cus_ada", "acc_ada", Money("EUR", 1_000_000), 24, key("a1"))
+        assert (await lending.loans.approve(loan.loan_id, "0.05", key("ap1"))).status is LoanStatus.APPROVED
+
+
+async def test_a_loan_is_quoted_once_disbursed_and_repaid_in_its_currency(lending: Lending) -> None:
+    with acting_as(ADMIN_CALLER):
+        approved = await lending.loans.apply("cus_ada", "acc_ada", EUR_5000, 24, key("a1"))
+        await lending.loans.approve(approved.loan_id, "0.05", key("ap1"))
+        with pytest.raises(PreconditionFailed) as early:
+            await lending.loans.quote(approved.loan_id)
+        assert early.value.reason == "LOAN_NOT_ACTIVE"
+    loan_id = await _disbursed(lending)
+    with acting_as(customer_caller("cus_ada")), pytest.raises(PreconditionFailed) as dollars:
+        await lending.loans.repay(loan_id, Money("USD", 10_000), key("r1"))
+    assert dollars.value.reason == "CURRENCY_MISMATCH" and lending.ledger.taken == {}
+
+
+def test_only_a_task_acting_for_a_user_places_a_disbursements_hold() -> None:
+    """A disbursement resumed in the background (no caller, or the context alone) only finds the
+    hold its request placed; the request path (a user's authority) places it."""
+    for caller, places in ((None, False), (service_identity("lending"), False), (ADMIN_CALLER, True)):
+        with acting_as(caller):
+            assert current_caller_has_subject() is places

@@ -42,3 +42,16 @@ def test_every_schedule_repays_the_principal_exactly(principal: int, rate: Decim
 
 def test_due_dates_keep_the_day_or_take_the_months_last() -> None:
     assert [add_months(date(2026, 1, 31), k) for k in (1, 2, 13)] == [date(2026, 2, 28), date(2026, 3, 31), date(2027, 2, 28)]
+
+
+def test_a_months_interest_is_rounded_half_even() -> None:
+    """5.00 at 6 % for a month is 0.025: 0.02, not 0.03."""
+    [only] = annuity_schedule(500, Decimal("0.06"), 1, date(2026, 1, 1))
+    assert (only.interest_minor, only.principal_minor) == (2, 500)
+
+
+def test_a_loan_of_a_few_cents_ends_early_and_never_repays_more_than_is_owed() -> None:
+    """0.10 over a year: a cent a month until nothing is owed, then installments of zero."""
+    schedule = annuity_schedule(10, Decimal("0.5"), 12, date(2026, 1, 1))
+    assert [i.principal_minor for i in schedule] == [1] * 10 + [0, 0]
+    assert all(i.interest_minor == 0 for i in schedule)

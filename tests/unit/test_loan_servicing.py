@@ -28,10 +28,10 @@ from services.lending.servicing import (
 START = date(2026, 3, 1)
 
 
-def _loan(principal: int = 120_000, rate: str = "0.06", months: int = 12) -> list[InstallmentState]:
+def _loan(principal: int = 120_000, rate: str = "0.06", months: int = 12, start: date = START) -> list[InstallmentState]:
     return [
         InstallmentState(i.number, i.due_date, i.principal_minor, i.interest_minor)
-        for i in annuity_schedule(principal, Decimal(rate), months, START)
+        for i in annuity_schedule(principal, Decimal(rate), months, start)
     ]
 
 
@@ -50,6 +50,20 @@ def test_the_oldest_installment_is_settled_first_late_fee_first_then_the_rest_pa
     loan[0] = replace(loan[0], penalty=1_500, overdue_since=date(2026, 4, 1))
     parts = allocate(loan, 1_500 + 10_327 + 700, date(2026, 4, 10)).parts
     assert parts == (Part(1, 1_500, 600, 9_727), Part(2, 0, 551, 149)), "fee, interest, principal; then the next, interest first"
+    paid = _paid(loan, parts)
+    assert paid[0].settled and paid[0].paid_penalty == 1_500 and paid[1].owed == loan[1].owed - 700
+
+
+def test_on_its_due_date_an_installment_is_settled_once_then_the_next_is_paid_ahead() -> None:
+    parts = allocate(_loan(), 10_327 + 700, date(2026, 4, 1)).parts
+    assert parts == (Part(1, 0, 600, 9_727), Part(2, 0, 551, 149))
+
+
+def test_a_payment_short_of_the_late_fee_pays_the_fee_and_nothing_more() -> None:
+    loan = _loan()
+    loan[0] = replace(loan[0], penalty=1_500, overdue_since=date(2026, 4, 1))
+    assert allocate(loan, 1_000, date(2026, 4, 10)).parts == (Part(1, 1_000, 0, 0),)
+    assert allocate(loan, 1_800, date(2026, 4, 10)).parts == (Part(1, 1_500, 300, 0),), "then the interest, in part"
 
 
 def test_more_than_the_payoff_is_refused_with_the_payoff_amount() -> None:
@@ -70,10 +84,51 @@ def test_the_payoff_accrues_the_current_period_by_30_360_and_waives_the_rest() -
     assert payoff(loan, date(2026, 4, 1)).interest == 600, "on the due date the whole period has accrued"
 
 
+def test_the_payoffs_accrued_interest_is_rounded_half_even() -> None:
+    """6.01 of interest for 15 of 30 days is 3.005: 3.00, not 3.01."""
+    period = InstallmentState(1, date(2026, 4, 1), 10_000, 601)
+    assert payoff([period], date(2026, 3, 16)).interest == 300
+
+
+def test_a_period_accrues_at_most_its_own_interest() -> None:
+    """The period ending 31 March began on 28 February: 32 days by 30E/360 on 30 March, yet a
+    period never accrues more than its 30 days."""
+    period = InstallmentState(1, date(2026, 3, 31), 10_000, 600)
+    assert days_30_360(date(2026, 2, 28), date(2026, 3, 30)) == 32
+    assert payoff([period], date(2026, 3, 30)).interest == 600
+
+
+def test_only_the_current_period_accrues_even_where_the_next_has_begun() -> None:
+    """Due 31 January and 28 February: the second period runs from 28 January (a month before its
+    due date), so on 30 January it has begun; the payoff still accrues the first period alone."""
+    quote = payoff(_loan(start=date(2025, 12, 31)), date(2026, 1, 30))
+    assert [(p.number, p.interest) for p in quote.parts[:2]] == [(1, 600), (2, 0)]
+
+
+def test_a_loan_paid_off_on_the_31st_it_was_disbursed_owes_no_interest() -> None:
+    """Its first period runs from 30 March (a month before 30 April): the 31st counts as the 30th."""
+    quote = payoff(_loan(start=date(2026, 3, 31)), date(2026, 3, 31))
+    assert (quote.principal, quote.interest) == (120_000, 0)
+
+
 def test_30_360_counts_every_month_as_30_days() -> None:
     assert days_30_360(date(2026, 2, 1), date(2026, 3, 1)) == 30
     assert days_30_360(date(2026, 1, 31), date(2026, 2, 28)) == 28
     assert days_30_360(date(2026, 3, 1), date(2026, 3, 16)) == 15
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "days"),
+    [
+        (date(2026, 1, 1), date(2026, 1, 31), 29),  # the 31st counts as the 30th
+        (date(2026, 1, 31), date(2026, 3, 1), 31),  # at the start too
+        (date(2026, 4, 1), date(2026, 4, 30), 29),
+        (date(2025, 12, 15), date(2026, 1, 15), 30),  # a year is 360 days
+        (date(2025, 3, 1), date(2026, 3, 1), 360),
+    ],
+)
+def test_30e_360_counts_the_31st_as_the_30th(start: date, end: date, days: int) -> None:
+    assert days_30_360(start, end) == days
 
 
 def test_collection_takes_everything_due_and_what_is_unpaid_becomes_overdue_once() -> None:
@@ -85,6 +140,9 @@ def test_collection_takes_everything_due_and_what_is_unpaid_becomes_overdue_once
     assert newly_overdue(marked, date(2026, 5, 2)) == [], "the late fee is charged once"
     where = position(marked, date(2026, 5, 11))
     assert (where.days_in_arrears, where.overdue_minor) == (40, loan[0].owed + loan[1].owed + 3_000)
+    assert (where.next_due_date, where.outstanding_principal) == (date(2026, 6, 1), 120_000)
+    on_a_due_date = position(loan, date(2026, 4, 1))
+    assert (on_a_due_date.next_due_date, on_a_due_date.days_in_arrears) == (date(2026, 5, 1), 0), "due today is not next"
 
 
 @settings(max_examples=200, deadline=None)

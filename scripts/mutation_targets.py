@@ -1,0 +1,348 @@
+"""What the mutation profile mutates, with which tests, and why a survivor is no gap.
+
+Each target is one module and the smallest test selection that covers it (killers first: -x
+ends a run at the first failure). Its mutants are those scripts/mutants.py makes of it (every
+operator on every statement; for a use-case module, its authorization only) and the NAMED ones:
+mutants written out by hand as a snippet of the source and its replacement, the ones a review
+found the suite blind to (issue 27). A named snippet that no longer occurs in the source (the
+code moved on) is reported as unmatched, never skipped silently.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from mutants import Mutant, module_mutants, snippet_mutant, unparsed
+
+# The authorization of a use case: the require_* calls, refusals, role and caller checks.
+AUTHORIZATION = re.compile(
+    r"require_|denied\(|unknown\(|has_role|reads_everything|\.service\b|\.roles\b|\bADMIN\b|\bCUSTOMER\b"
+    r"|RELATIONSHIP_MANAGER|write=|may_read_pii|_scope\(|_hold_for\(|_payable\(|await self\.get\(|check_access"
+    r"|owner_context|resolved_only_by_owner|caller\.|approver|applied_by|_four_eyes|account\.customer_id"
+)
+# Functions that are authorization through and through (every statement of theirs is mutated).
+AUTHORIZATION_FUNCTIONS = re.compile(
+    r"_assigned|_manages|_manager_of|_ownership|_require_account|_require_debtor|_require_self_or_admin|_scope"
+    r"|_hold_for|_listing_filter|check_access|lookup_hold|lookup_charge|_second_approval"
+)
+
+UNIT = "tests/unit"
+ACCESS = "tests/integration/test_access.py"
+AUTHORITY = "tests/adversarial/test_authority_matrix.py"
+
+
+@dataclass(frozen=True)
+class Named:
+    """A mutant written by hand: `original` (exactly once in the module) becomes `replacement`."""
+
+    name: str
+    original: str
+    replacement: str
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    path: str
+    tests: tuple[str, ...]
+    authorization_only: bool = False
+    named: tuple[Named, ...] = ()
+
+    def mutants(self, root: Path) -> tuple[list[Mutant], list[str]]:
+        """The mutants (generated, then named; a generated one equal to a named one is left out)
+        and what could not be made: each unmatched named mutant, said why."""
+        source = (root / self.path).read_text()
+        generated = (
+            module_mutants(source, AUTHORIZATION, AUTHORIZATION_FUNCTIONS) if self.authorization_only else module_mutants(source)
+        )
+        named, unmatched = [], []
+        for n in self.named:
+            made = snippet_mutant(source, n.name, n.original, n.replacement)
+            if isinstance(made, str):
+                unmatched.append(f"{self.name}: named mutant '{n.name}' not made: {made}")
+            else:
+                named.append(made)
+        by_name = {m.source for m in named}
+        kept = [m for m in generated if m.source not in by_name]
+        numbered = [m.numbered(i) for i, m in enumerate(kept + named)]
+        return numbered, unmatched
+
+    def baseline(self, root: Path) -> str:
+        return unparsed((root / self.path).read_text())
+
+
+_ISSUE = "issue 27"
+
+TARGETS = (
+    Target(
+        "ledger",
+        "services/account/domain.py",
+        (f"{UNIT}/test_account_domain.py", f"{UNIT}/test_account_use_cases.py", "tests/integration/test_ledger_limits.py"),
+        named=(
+            Named(
+                f"{_ISSUE}: a credit to the limit itself refused",
+                "self.balance + amount.minor > MAX_MINOR",
+                "self.balance + amount.minor >= MAX_MINOR",
+            ),
+            Named(f"{_ISSUE}: a debit to minus the limit refused", "balance < -MAX_MINOR", "balance <= -MAX_MINOR"),
+            Named(
+                f"{_ISSUE}: a hold to the limit refused",
+                "self.held + amount.minor > MAX_MINOR",
+                "self.held + amount.minor >= MAX_MINOR",
+            ),
+        ),
+    ),
+    Target("interest", "kernel/interest.py", (f"{UNIT}/test_interest_rules.py",)),
+    Target(
+        "idempotency",
+        "common/db/idempotency.py",
+        (f"{UNIT}/test_idempotency.py", f"{UNIT}/test_account_use_cases.py", f"{UNIT}/test_payment_use_cases.py"),
+        named=(
+            Named(
+                f"{_ISSUE}: a key's operation not compared",
+                'if row["operation"] != key.operation or row["fingerprint"] != key.fingerprint:',
+                'if row["fingerprint"] != key.fingerprint:',
+            ),
+        ),
+    ),
+    Target(
+        "money",
+        "common/money.py",
+        (f"{UNIT}/test_money.py", f"{UNIT}/test_account_domain.py"),
+        named=(
+            Named(
+                f"{_ISSUE}: an amount parsed by its prefix (12.50abc, 1e5)", "_AMOUNT.fullmatch(amount)", "_AMOUNT.match(amount)"
+            ),
+            Named(f"{_ISSUE}: the ledger's limit itself refused", "abs(minor) > MAX_MINOR", "abs(minor) >= MAX_MINOR"),
+        ),
+    ),
+    Target("convert", "kernel/convert.py", (f"{UNIT}/test_money.py", f"{UNIT}/test_convert.py")),
+    Target(
+        "loan.servicing",
+        "services/lending/servicing.py",
+        (f"{UNIT}/test_loan_servicing.py", f"{UNIT}/test_lending_use_cases.py", "tests/integration/test_loan_servicing.py"),
+        named=(
+            Named(f"{_ISSUE}: payoff interest rounded half-up", "rounding=ROUND_HALF_EVEN", 'rounding="ROUND_HALF_UP"'),
+            Named(
+                f"{_ISSUE}: 30/360 without the 31st rule",
+                "+ min(end.day, 30) - min(start.day, 30)",
+                "+ end.day - start.day",
+            ),
+        ),
+    ),
+    Target("loan.schedule", "services/lending/schedule.py", (f"{UNIT}/test_loan_schedule.py", f"{UNIT}/test_loan_servicing.py")),
+    Target("loan.domain", "services/lending/domain.py", (f"{UNIT}/test_loan_domain.py", f"{UNIT}/test_lending_use_cases.py")),
+    Target(
+        "policy",
+        "common/security/policy.py",
+        (
+            f"{UNIT}/test_account_use_cases.py",
+            f"{UNIT}/test_customer_use_cases.py",
+            f"{UNIT}/test_lending_use_cases.py",
+            ACCESS,
+            AUTHORITY,
+        ),
+    ),
+    Target(
+        "authz.account",
+        "services/account/service.py",
+        (f"{UNIT}/test_account_use_cases.py", ACCESS, AUTHORITY),
+        authorization_only=True,
+        named=(
+            Named(
+                f"{_ISSUE}: GetTransfer reads any transfer",
+                'raise unknown("transfer", transfer_id, "read this transfer")\n',
+                'raise unknown("transfer", transfer_id, "read this transfer")\n        return transfer\n',
+            ),
+            Named(
+                f"{_ISSUE}: PostCharges without its per-account check",
+                'await asyncio.gather(*(self._require_account(a, write=True, action="charge this account") for a in accounts))',
+                "pass",
+            ),
+        ),
+    ),
+    Target(
+        "authz.payment",
+        "services/payment/service.py",
+        (f"{UNIT}/test_payment_use_cases.py", ACCESS, AUTHORITY),
+        authorization_only=True,
+        named=(
+            Named(
+                f"{_ISSUE}: GetPayment reads any payment",
+                'await self._require_debtor(payment.debtor_account_id, debit=False, action="read this payment")',
+                "pass",
+            ),
+            Named(
+                f"{_ISSUE}: ReconcileNetwork without its admin check",
+                'require_role(ADMIN, action="reconcile with the payment network")',
+                "pass",
+            ),
+        ),
+    ),
+    Target(
+        "authz.lending",
+        "services/lending/service.py",
+        (f"{UNIT}/test_lending_use_cases.py", ACCESS, "tests/integration/test_loan_servicing.py"),
+        authorization_only=True,
+    ),
+    Target("authz.customer", "services/customer/service.py", (f"{UNIT}/test_customer_use_cases.py", ACCESS), True),
+    Target(
+        "authz.identity",
+        "services/identity/service.py",
+        (f"{UNIT}/test_identity_use_cases.py", f"{UNIT}/test_user_lifecycle.py", ACCESS),
+        True,
+    ),
+    Target("authz.interest", "services/interest/service.py", (f"{UNIT}/test_interest_use_cases.py",), True),
+    Target("authz.notification", "services/notification/service.py", ("tests/integration/test_notifications.py",), True),
+)
+
+# Survivors that are not gaps in the tests, each with why no behaviour changes: (target, function,
+# label) -> why. A label names the source changed, so an entry stops applying when the code does.
+_NO_SUCH_CALLER = "no caller reaches it with a different answer"
+EXPLAINED: dict[tuple[str, str, str], str] = {
+    ("interest", "daily_interest", "comparison: `balance_minor <= 0` -> `balance_minor < 0`"): (
+        "a zero balance earns 0 by the formula itself (0 x rate / 365); the guard only spares the arithmetic"
+    ),
+    ("interest", "daily_interest", "constant: `balance_minor <= 0` -> `balance_minor <= 1`"): (
+        "one minor unit earns 1 x rate / 365 < 0.5 for every rate a tier may have (below 1): 0 either way"
+    ),
+    ("idempotency", "claim_new", "branch removed: `if not claims: return` -> `if False: return`"): (
+        "for no claims, executemany of no rows and a loop over no operations do nothing either: the guard saves a call"
+    ),
+    ("idempotency", "resource_or_void", "branch removed: `if closed == 1: return None` -> `if False: return None`"): (
+        "the key just closed is read back by the next statement with fingerprint VOID, which answers None too: "
+        "the early return saves a read"
+    ),
+    ("idempotency", "resource_or_void", "constant: `closed == 1` -> `closed == 2`"): (
+        "as the branch removed: the row just closed is read back as VOID and answers None"
+    ),
+    (
+        "idempotency",
+        "resource_or_void",
+        "operand dropped: `row is None or row['operation'] != operation or row['fingerprint'] == VOID` -> "
+        "`row['operation'] != operation or row['fingerprint'] == VOID`",
+    ): (
+        "after INSERT ... ON CONFLICT DO NOTHING in the same transaction the row exists (inserted or already "
+        "there): it is never None"
+    ),
+    ("loan.servicing", "Part", "constant: `penalty: int = 0` -> `penalty: int = 1`"): (
+        "a default never used: servicing builds every Part with its late fee, interest and principal, and the "
+        "repository reads all five fields back"
+    ),
+    ("loan.servicing", "Part", "constant: `interest: int = 0` -> `interest: int = 1`"): "as Part's penalty default",
+    ("loan.servicing", "Part", "constant: `principal: int = 0` -> `principal: int = 1`"): "as Part's penalty default",
+    (
+        "loan.servicing",
+        "_settle",
+        "constant: `min(budget, installment.owed_penalty) if penalty else 0` -> "
+        "`min(budget, installment.owed_penalty) if penalty else 1`",
+    ): "no caller passes penalty=False: " + _NO_SUCH_CALLER,
+    (
+        "loan.servicing",
+        "_accrued",
+        "bound dropped: `max(0, min(DAYS_PER_MONTH, days_30_360(start, today)))` -> "
+        "`min(DAYS_PER_MONTH, days_30_360(start, today))`",
+    ): (
+        "a period that has not begun accrues a negative amount instead of 0, and payoff takes "
+        "max(interest already earned >= 0, accrued): the same"
+    ),
+    ("loan.servicing", "payoff", "comparison: `installment.due_date > today` -> `installment.due_date >= today`"): (
+        "on its due date an installment is then the current period, which has accrued its 30 days: the whole "
+        "interest, as when it is due; the next period accrues 0 days on that date either way"
+    ),
+    (
+        "loan.servicing",
+        "payoff",
+        "arithmetic: `installment.paid_interest + installment.waived_interest` -> "
+        "`installment.paid_interest - installment.waived_interest`",
+    ): (
+        "interest is waived only on installments a payoff settles (and given back if its debit is refused): on "
+        "the open installments payoff reads, waived_interest is 0"
+    ),
+    (
+        "loan.servicing",
+        "payoff",
+        "arithmetic: `earned - installment.paid_interest - installment.waived_interest` -> "
+        "`earned - installment.paid_interest + installment.waived_interest`",
+    ): "as the earned arithmetic: waived_interest is 0 on every open installment",
+    (
+        "loan.servicing",
+        "payoff",
+        "bound dropped: `max(earned, _accrued(installment, today))` -> `_accrued(installment, today)`",
+    ): (
+        "the next line keeps max(0, earned - paid - waived): with or without this max, the current period owes "
+        "max(0, accrued - paid - waived)"
+    ),
+    (
+        "loan.servicing",
+        "payoff",
+        "bound dropped: `max(0, earned - installment.paid_interest - installment.waived_interest)` -> "
+        "`earned - installment.paid_interest - installment.waived_interest`",
+    ): "the max above already makes earned >= paid + waived: the difference is never negative",
+    ("loan.servicing", "allocate", "branch removed: `if not left: break` -> `if False: break`"): (
+        "once the payment is spent each further installment gets a part of 0, and parts of 0 are dropped: the same allocation"
+    ),
+    ("loan.servicing", "allocate", "loop: `break` -> `continue`"): "as the branch removed: the parts of 0 are dropped",
+    ("loan.schedule", "level_payment", "constant: `exact.prec = 50` -> `exact.prec = 49`"): (
+        "the payment is rounded down to the minor unit: 49 or 51 significant digits change it only for an "
+        "exact annuity within 1e-40 of a whole minor unit (28, Decimal's default, was too few at 480 months)"
+    ),
+    ("loan.schedule", "level_payment", "constant: `exact.prec = 50` -> `exact.prec = 51`"): "as 49 digits",
+    ("policy", "may_access_customer", "constant: `write=False` -> `write=True`"): (
+        "a default never used: require_customer_access, its only caller, always passes write"
+    ),
+    ("policy", "may_access_customer", "operand dropped: `bool(caller.service) and (not write)` -> `not write`"): (
+        "differs only for a caller with neither a user nor a context: the server refuses such a call "
+        "(UNAUTHENTICATED) before any use case"
+    ),
+    (
+        "policy",
+        "may_access_customer",
+        "operand dropped: `caller.has_role(CUSTOMER) and caller.customer_id == customer_id` -> "
+        "`caller.customer_id == customer_id`",
+    ): "only customer users carry a customer_id (identity refuses one for any other role): " + _NO_SUCH_CALLER,
+    (
+        "policy",
+        "may_access_customer",
+        "operand dropped: `caller.has_role(RELATIONSHIP_MANAGER) and (not write)` -> `not write`",
+    ): (
+        "a customer reading another customer's data is then asked whether they manage that customer: never "
+        "(only relationship managers may be assigned): denied either way"
+    ),
+    (
+        "policy",
+        "may_read_pii",
+        "boolean: `caller.has_role(CUSTOMER) and caller.customer_id == customer_id` -> "
+        "`caller.has_role(CUSTOMER) or caller.customer_id == customer_id`",
+    ): (
+        "asked only after the caller passed the access check for this customer: a customer then is that "
+        "customer, and only customers carry a customer_id: " + _NO_SUCH_CALLER
+    ),
+    (
+        "policy",
+        "may_read_pii",
+        "operand dropped: `caller.has_role(CUSTOMER) and caller.customer_id == customer_id` -> "
+        "`caller.customer_id == customer_id`",
+    ): "as the boolean mutant of may_read_pii: only customers carry a customer_id",
+    (
+        "policy",
+        "may_read_pii",
+        "operand dropped: `caller.has_role(CUSTOMER) and caller.customer_id == customer_id` -> `caller.has_role(CUSTOMER)`",
+    ): "as the boolean mutant of may_read_pii: a customer past the access check is the customer read",
+    (
+        "authz.account",
+        "AccountUseCases._assigned",
+        "operand dropped: `bool(manager) and manager == caller.user_id` -> `manager == caller.user_id`",
+    ): 'a customer without a manager has "" (or None), and no caller judged here has an empty user id',
+    (
+        "authz.lending",
+        "LendingUseCases.approve",
+        "operand dropped: `loan.status is LoanStatus.APPLIED and loan.principal.minor > self._four_eyes_above` -> "
+        "`loan.principal.minor > self._four_eyes_above`",
+    ): (
+        "the move to AWAITING_SECOND_APPROVAL is a conditional write from APPLIED: for a loan in another state "
+        "it writes nothing and the approval goes on exactly as without it"
+    ),
+}
