@@ -101,6 +101,17 @@ def require_movable(account_ids: Iterable[str], mover: str) -> None:
             )
 
 
+# The bank's accounts the account context's own RPCs move (for an admin): their movements are
+# the bank's to undo. The others belong to the contexts MOVED_BY names, which undo their own.
+OWN_BOOKS = frozenset({InternalAccount.CASH, InternalAccount.FEE_INCOME, InternalAccount.INTEREST_EXPENSE})
+
+
+def require_reversible(account_ids: Iterable[str], mover: str) -> None:
+    """A reversal moves the same accounts back: refused, like the movement, for a caller the
+    contract does not name, but for the account context's own books (a deposit taken in error)."""
+    require_movable([a for a in account_ids if internal_kind(a) not in OWN_BOOKS], mover)
+
+
 def require_payee(account_id: str) -> None:
     """The bank's own accounts are nobody's payee."""
     if internal_kind(account_id) is not None:

@@ -45,6 +45,7 @@ from services.account.domain import (
     month_has_ended,
     require_movable,
     require_payee,
+    require_reversible,
 )
 from services.account.ports import Customers
 from services.account.repository import LedgerRepository
@@ -221,10 +222,12 @@ class AccountUseCases(BaseComponent):
     async def deposit(self, order: TransferOrder, key: IdempotencyKey) -> Transfer:
         """Cash in is handled by the bank (admins), not by account holders nor by any context."""
         require_role(ADMIN, action="take cash deposits")
+        require_movable((order.credit_account_id,), current_caller().service)
         return await self._post(order, key)
 
     async def withdraw(self, order: TransferOrder, key: IdempotencyKey) -> Transfer:
         """Cash out: whoever may spend from the account, into the bank's cash account."""
+        require_movable((order.debit_account_id,), current_caller().service)
         await self._require_account(order.debit_account_id, write=True, action="move money from this account")
         return await self._post(order, key)
 
@@ -254,11 +257,13 @@ class AccountUseCases(BaseComponent):
         """Admins reverse any transfer; a context reverses only the capture of its own hold (it
         undoes what it did, e.g. a loan disbursement compensated)."""
         caller = current_caller()
+        transfer = await self._repository.get_transfer(transfer_id)
         if not caller.has_role(ADMIN):
-            transfer = await self._repository.get_transfer(transfer_id)
             hold = await self._repository.get_hold(transfer.hold_id) if transfer and transfer.hold_id else None
             if hold is None or not caller.service or hold.owner_context != caller.service:
                 raise denied("reverse this transfer")
+        elif transfer is not None and not caller.service:  # an admin alone undoes the bank's own books only
+            require_reversible((transfer.debit_account_id, transfer.credit_account_id), caller.service)
         return await self._repository.reverse(transfer_id, reason, new_id("trf"), key, self._clock.now())
 
     # --- holds --------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from common.db.databases import ContextDatabase
 from common.db.idempotency import claim, claim_new, once, refusal_of, refusal_text, replayed_resource
 from common.db.keyset import Page, keyset_page
 from common.di import BaseComponent, og_component
-from common.errors import PreconditionFailed
+from common.errors import PreconditionFailed, ReasonedError
 from common.idempotency import IdempotencyKey, key_reused
 from common.money import Money
 from services.lending.adapters import OUTGOING
@@ -609,7 +609,7 @@ async def _rejected(tx: Tx, repayment_ids: Sequence[str]) -> None:
     await _apply(tx, [(row["loan_id"], _allocation(row["parts_json"])) for row in rows], -1)
 
 
-async def _refused(tx: Tx, repayment_id: str, refusal: PreconditionFailed) -> None:
+async def _refused(tx: Tx, repayment_id: str, refusal: ReasonedError) -> None:
     """The account refused the debit: the pending repayment's parts are given back, and its row
     keeps the refusal, which its request_id answers from now on (never a later debit). Idempotent."""
     row = await tx.fetchone(
@@ -750,7 +750,7 @@ class LoanRepository(Protocol):
 
     async def rejected(self, repayment_id: str) -> None: ...
 
-    async def refused(self, repayment_id: str, refusal: PreconditionFailed) -> None:
+    async def refused(self, repayment_id: str, refusal: ReasonedError) -> None:
         """The debit was refused: the repayment is settled as `refusal`, its request_id's answer."""
 
     async def stale_pending(self, before: datetime, limit: int) -> list[Repayment]: ...
@@ -818,7 +818,7 @@ class SqlLoanRepository(BaseComponent, LoanRepository):
     async def rejected(self, repayment_id: str) -> None:
         await self._db.write(_rejected, [repayment_id])
 
-    async def refused(self, repayment_id: str, refusal: PreconditionFailed) -> None:
+    async def refused(self, repayment_id: str, refusal: ReasonedError) -> None:
         await self._db.write(_refused, repayment_id, refusal)
 
     async def stale_pending(self, before: datetime, limit: int) -> list[Repayment]:

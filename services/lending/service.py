@@ -293,14 +293,15 @@ class LendingUseCases(BaseComponent):
     async def _take(self, account_id: str, repayment: Repayment) -> Repayment:
         """Debits a pending repayment with the caller's authority: posted, or refused for good (the
         account's refusal is kept as the request's answer, and the debit's request id answers the
-        same refusal to any retry: a debit refused once is never taken later). Refused for
-        authority, it is gone without a trace. No answer leaves it pending: a retry of the request,
-        or the resolver, settles it."""
+        same refusal to any retry: a debit refused once is never taken later), refused for
+        authority too. No answer leaves it pending: a retry of the request, or the resolver,
+        settles it."""
         try:
             [outcome] = await self._accounts.debit([_debit(repayment, account_id)])
         except PermissionDenied as refused:
-            await self._loans.rejected(repayment.repayment_id)
-            raise PermissionDenied("ACCESS_DENIED", "not allowed by the account context") from refused
+            denied = PermissionDenied("ACCESS_DENIED", "not allowed by the account context")
+            await self._loans.refused(repayment.repayment_id, denied)
+            raise denied from refused
         if outcome.posted:
             return await self._loans.posted(repayment.repayment_id, self._clock.now())
         refusal = PreconditionFailed(outcome.reason, "the loan's account cannot pay it", {"account_id": account_id})

@@ -70,6 +70,20 @@ async def _try_every_movement(channel: aio.Channel, account: str, tag: str) -> d
     return reasons
 
 
+async def _cash_moves(channel: aio.Channel) -> dict[str, str]:
+    """An admin's Deposit into, and Withdraw from, each of the bank's other accounts."""
+    accounts, reasons = agrpc.AccountServiceStub(channel), {}
+    for kind in InternalAccount:
+        if kind is InternalAccount.CASH:
+            continue
+        internal = kind.account_id("EUR")
+        deposit = apb.DepositRequest(request_id=f"dep-{kind.value}", account_id=internal, amount=eur("0.01"))
+        withdraw = apb.WithdrawRequest(request_id=f"wdr-{kind.value}", account_id=internal, amount=eur("0.01"))
+        reasons[f"Deposit into {kind.value}"] = await _refused(accounts.Deposit(deposit))
+        reasons[f"Withdraw from {kind.value}"] = await _refused(accounts.Withdraw(withdraw))
+    return reasons
+
+
 async def test_nobody_but_the_named_context_moves_the_banks_own_accounts(
     bank: RunningBank, channel: aio.Channel, settings: Settings
 ) -> None:
@@ -81,7 +95,7 @@ async def test_nobody_but_the_named_context_moves_the_banks_own_accounts(
     before = [await admin.balance(kind.account_id("EUR")) for kind in InternalAccount] + [await admin.balance(account)]
     async with bearer_channel(bank.target, await issue_token(bank.target, "books.owner", PASSWORD)) as as_customer:
         by_customer = await _try_every_movement(as_customer, account, "cus")
-    by_admin = await _try_every_movement(channel, account, "adm")
+    by_admin = await _try_every_movement(channel, account, "adm") | await _cash_moves(channel)
     assert set(by_customer.values()) == {"INTERNAL_ACCOUNT"}, by_customer
     assert set(by_admin.values()) == {"INTERNAL_ACCOUNT"}, by_admin
     after = [await admin.balance(kind.account_id("EUR")) for kind in InternalAccount] + [await admin.balance(account)]

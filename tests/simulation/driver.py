@@ -52,7 +52,9 @@ class Answers:
 
     by_key: dict[tuple[str, str, str], list[Outcome]] = field(default_factory=lambda: defaultdict(list))
     ops: dict[tuple[str, str, str], Op] = field(default_factory=dict)
-    passwords: list[tuple[str, str, str]] = field(default_factory=list)  # (user, current, new) of each change that succeeded
+    passwords: list[tuple[str, str, str, int]] = field(
+        default_factory=list
+    )  # (user, current, new, wave) of each change that succeeded
 
     def add(self, key: tuple[str, str, str], op: Op, outcome: Outcome) -> None:
         self.by_key[key].append(outcome)
@@ -94,6 +96,7 @@ class Driver:
         self.answers = Answers()
         self.channel: aio.Channel = aio.insecure_channel(target)
         self.tag = ""
+        self.wave = 0
 
     async def close(self) -> None:
         await self.channel.close()
@@ -146,7 +149,7 @@ class Driver:
     # --- running ------------------------------------------------------------------------------
 
     async def run(self, history: History) -> None:
-        for wave in history:
+        for self.wave, wave in enumerate(history):
             await asyncio.gather(*(self._run_op(op) for op in wave))
 
     async def _run_op(self, op: Op) -> None:
@@ -252,7 +255,7 @@ class Driver:
             self._password_changed(request, message)
 
     def _password_changed(self, request: Request, message: Any) -> None:
-        change = (message.user_id, message.current_password, message.new_password)
+        change = (message.user_id, message.current_password, message.new_password, self.wave)
         if change not in self.answers.passwords:
             self.answers.passwords.append(change)
         c = int(request.sender.split(":")[1])

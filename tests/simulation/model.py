@@ -59,7 +59,7 @@ def _actor(rng: random.Random, right: str) -> str:
 
 
 def _money_op(rng: random.Random, kind: str) -> tuple[str, dict[str, object]]:
-    account = rng.randrange(64)
+    account: object = rng.randrange(64) if rng.random() < 0.9 else f"internal:{rng.choice(INTERNAL_KINDS[1:])}"
     if kind == "Deposit":
         return ADMIN, {"account": account, "amount": _amount(rng)}
     if kind == "Withdraw":
@@ -165,6 +165,9 @@ def generate(seed: int, waves: int) -> History:
                 mode = rng.choice(MODES)
                 copies = rng.randint(2, 8) if mode in ("race", "funds") else 1
                 wave.append(Op(n, kind, actor, args, mode, copies, rng.uniform(0.1, 50.0)))
+                if kind == "ChangePassword":  # a rival change of the same password, with its own request_id
+                    n += 1
+                    wave.append(Op(n, kind, actor, args | {"new": rng.randrange(1000)}, "once"))
             n += 1
         history.append(wave)
     return history
