@@ -12,6 +12,7 @@ import shlex
 import signal
 import sys
 import threading
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -466,11 +467,17 @@ def _business_date(day: date) -> Any:
     return date_pb2.Date(year=day.year, month=day.month, day=day.day)
 
 
+def _invocation(prefix: str) -> str:
+    """A request id of its own for each run of a command: asked again, a run that completed says
+    so (a date runs once), while one that was cut short resumes for any request."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
 async def _interest_run(args: argparse.Namespace) -> int:
     from ogpgy.interest.v1 import interest_service_pb2 as pb
     from ogpgy.interest.v1 import interest_service_pb2_grpc as pb_grpc
 
-    request = pb.RunDailyInterestRequest(request_id=f"cli-{args.date}", business_date=_business_date(args.date))
+    request = pb.RunDailyInterestRequest(request_id=_invocation(f"cli-{args.date}"), business_date=_business_date(args.date))
     last = await _follow_run(
         args,
         f"interest {args.date}",
@@ -490,7 +497,7 @@ async def _collect_loans(args: argparse.Namespace) -> int:
     from ogpgy.lending.v1 import lending_service_pb2_grpc as pb_grpc
 
     day = _business_date(args.date)
-    request = pb.RunCollectionRequest(request_id=f"cli-{args.date}", business_date=day, currency_code=args.currency)
+    request = pb.RunCollectionRequest(request_id=_invocation(f"cli-{args.date}"), business_date=day, currency_code=args.currency)
     last = await _follow_run(
         args,
         f"collection {args.date}",
