@@ -34,6 +34,14 @@ WAITING = {
     "loans disbursing": ("lending", "SELECT loan_id FROM {lending}loans WHERE status = 'DISBURSING'"),
     "sagas running": ("lending", "SELECT saga_id, status FROM {lending}saga_runs WHERE status IN ('RUNNING', 'COMPENSATING')"),
 }
+# Never at rest when nothing failed: only injected faults or a defect leave work for a person.
+FOR_AN_OPERATOR = {
+    "sagas left to an operator": (
+        "lending",
+        "SELECT saga_id, error FROM {lending}saga_runs WHERE status = 'FAILED_NEEDS_OPERATOR'",
+    ),
+    "payments left to an operator": ("payment", "SELECT payment_id FROM {payment}payments WHERE status = 'NEEDS_OPERATOR'"),
+}
 CONTEXTS = ("account", "customer", "identity", "interest", "lending", "notification", "payment")
 
 
@@ -208,6 +216,11 @@ async def everything(settings: Settings, driver: Driver, admins: set[str]) -> di
     left = await quiesce(settings, driver)
     checks: dict[str, list[str]] = {
         "nothing pending at rest": [f"{k}: {v[:5]}" for k, v in left.items()],
+        "nothing left to an operator": [
+            f"{name}: {rows[:3]}"
+            for name, (context, sql) in FOR_AN_OPERATOR.items()
+            if (rows := await query(settings, context, sql))
+        ],
         "no INTERNAL, every refusal detailed": no_internal(driver.answers),
         "one answer per principal's request_id": answered_alike(driver.answers),
         "one password change wins a race": one_password_wins(driver.answers),

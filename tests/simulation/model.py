@@ -168,6 +168,9 @@ def generate(seed: int, waves: int) -> History:
                 if kind == "ChangePassword":  # a rival change of the same password, with its own request_id
                     n += 1
                     wave.append(Op(n, kind, actor, args | {"new": rng.randrange(1000)}, "once"))
+                if kind in ("DisableUser", "UpdateUser"):  # the other admin strikes back in the same breath
+                    n += 1
+                    wave.append(Op(n, kind, actor, args | {"target": 1 - int(str(args["target"]))}, "once"))
             n += 1
         history.append(wave)
     return history
