@@ -39,7 +39,7 @@ from common.ids import new_id
 from common.leader_loop import LeaderLoop
 from common.money import Money
 from common.pagination import PageRequest
-from common.security.context import ADMIN, current_caller
+from common.security.context import ADMIN, as_itself, current_caller
 from common.security.policy import denied, require_role, unknown
 from services.payment.domain import (
     FINAL,
@@ -194,10 +194,12 @@ class PaymentProcessor(BaseComponent):
         )
 
     async def _capture(self, p: Payment, *, settled: bool = False) -> Payment:
-        """Posts the held funds. Refused for good: an internal payment is undone (release); an
-        external one the network settled is left to an operator, funds still held."""
+        """Posts the held funds, as this context (the hold is its own, placed with the payer's
+        authority: a payer whose tokens were revoked since has still paid). Refused for good: an
+        internal payment is undone (release); an external one the network settled is left to an
+        operator, funds still held."""
         try:
-            with _account_step(p):
+            with _account_step(p), as_itself():
                 transfer_id = await self._accounts.capture_hold(f"{p.payment_id}-capture", p.hold_id)
         except _Refused as refused:
             if settled:
@@ -209,7 +211,7 @@ class PaymentProcessor(BaseComponent):
 
     async def _release(self, p: Payment, reason: str) -> Payment:
         try:
-            with _account_step(p):
+            with _account_step(p), as_itself():
                 await self._accounts.release_hold(f"{p.payment_id}-release", p.hold_id)
         except _Refused as refused:
             return await self._move(
