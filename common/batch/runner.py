@@ -183,14 +183,15 @@ class BatchRunner(BaseComponent):
         """Runs (or resumes) a run, yielding its progress after every chunk. A completed run is
         refused, except to the `request` that ran it: its replay is answered with the run."""
         await self._wait_turn((job, key), request)
-        progress = await self._db.write(_open, job, key, request, already_completed)
-        if progress.status == COMPLETED:
-            if request is None:
-                raise _completed(progress, already_completed)
-            yield progress
-            return
+        # Marked before the first await: identical requests arriving meanwhile wait for this one.
         driver = self._active[(job, key)] = (asyncio.current_task(), request)
         try:
+            progress = await self._db.write(_open, job, key, request, already_completed)
+            if progress.status == COMPLETED:
+                if request is None:
+                    raise _completed(progress, already_completed)
+                yield progress
+                return
             yield progress
             while progress.status != COMPLETED:
                 started = time.monotonic()
