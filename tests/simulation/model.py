@@ -145,7 +145,9 @@ WEIGHTS: dict[str, int] = {
     "LookupCharge": 1,
     "PostCharges": 1,
 }
-TIME_PASSES = "TimePasses"  # not an RPC: the bank's clock moves on by some days
+TIME_PASSES = "TimePasses"
+# Calls whose work goes on after their caller stops waiting (a saga, a payment on the network).
+LONG_CALLS = ("DisburseLoan", "CreatePayment")  # not an RPC: the bank's clock moves on by some days
 
 
 def generate(seed: int, waves: int) -> History:
@@ -163,8 +165,11 @@ def generate(seed: int, waves: int) -> History:
                 kind = rng.choices(kinds, weights)[0]
                 actor, args = _op_args(rng, kind)
                 mode = rng.choice(MODES)
+                deadline = rng.uniform(0.1, 50.0)
+                if kind in LONG_CALLS and rng.random() < 0.5:  # cut off while its steps run on
+                    mode, deadline = "deadline", rng.uniform(2.0, 30.0)
                 copies = rng.randint(2, 8) if mode in ("race", "funds") else 1
-                wave.append(Op(n, kind, actor, args, mode, copies, rng.uniform(0.1, 50.0)))
+                wave.append(Op(n, kind, actor, args, mode, copies, deadline))
                 if kind == "ChangePassword":  # a rival change of the same password, with its own request_id
                     n += 1
                     wave.append(Op(n, kind, actor, args | {"new": rng.randrange(1000)}, "once"))
