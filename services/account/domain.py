@@ -112,10 +112,13 @@ def require_reversible(account_ids: Iterable[str], mover: str) -> None:
     require_movable([a for a in account_ids if internal_kind(a) not in OWN_BOOKS], mover)
 
 
-def require_payee(account_id: str) -> None:
-    """The bank's own accounts are nobody's payee."""
+def require_party(account_id: str) -> None:
+    """The bank's own accounts are nobody's payee nor anybody's payer: the contexts that move
+    them do so through the movements their contracts name, never as a party to a payment."""
     if internal_kind(account_id) is not None:
-        raise PermissionDenied("INTERNAL_ACCOUNT", "the bank's own accounts take no payments", {"account_id": account_id})
+        raise PermissionDenied(
+            "INTERNAL_ACCOUNT", "the bank's own accounts neither make nor take payments", {"account_id": account_id}
+        )
 
 
 @dataclass(frozen=True)

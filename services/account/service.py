@@ -44,7 +44,7 @@ from services.account.domain import (
     day_has_begun,
     month_has_ended,
     require_movable,
-    require_payee,
+    require_party,
     require_reversible,
 )
 from services.account.ports import Customers
@@ -164,8 +164,10 @@ class AccountUseCases(BaseComponent):
             ownership = await self._ownership(account_id)
             if ownership is None:
                 raise NotFound("account", account_id)
-            require_payee(account_id)
+            require_party(account_id)
             return ownership[1]
+        if access is Access.DEBIT:
+            require_party(account_id)
         action = "move money from this account" if access is Access.DEBIT else "read this account"
         return (await self._require_account(account_id, write=access is Access.DEBIT, action=action))[1]
 

@@ -255,8 +255,11 @@ class PaymentUseCases(BaseComponent):
             authorized_by=current_caller().chain,
         )
         created = await self._repository.create(payment, key, self._fraud.rules(amount.currency))
-        if created.replayed or created.payment.status in FINAL:
+        if created.payment.status in FINAL:
             return created.payment
+        # A replay of a payment still on its way drives it on, with the same authority as the
+        # first request (whose caller may have given up before its hold was placed): left to the
+        # worker, which may only look for a hold, it would fail for want of one.
         return await self._processor.process(created.payment, live=True)
 
     async def _require_debtor(self, account_id: str, *, debit: bool, action: str) -> None:
@@ -264,6 +267,8 @@ class PaymentUseCases(BaseComponent):
         try:
             await (self._accounts.require_debit(account_id) if debit else self._accounts.require_read(account_id))
         except PermissionDenied as refused:
+            if refused.reason == "INTERNAL_ACCOUNT":  # not the caller's rights: the account's kind
+                raise PermissionDenied(refused.reason, refused.message, refused.metadata) from refused
             raise denied(action) from refused
 
     async def get(self, payment_id: str) -> Payment:

@@ -70,10 +70,18 @@ async def _try_every_movement(channel: aio.Channel, account: str, tag: str) -> d
     return reasons
 
 
-async def _cash_moves(channel: aio.Channel) -> dict[str, str]:
-    """An admin's Deposit into, and Withdraw from, each of the bank's other accounts."""
-    accounts, reasons = agrpc.AccountServiceStub(channel), {}
+async def _cash_moves(channel: aio.Channel, account: str) -> dict[str, str]:
+    """An admin's Deposit into, Withdraw from, and payment out of each of the bank's accounts."""
+    accounts, payments, reasons = agrpc.AccountServiceStub(channel), pgrpc.PaymentServiceStub(channel), {}
     for kind in InternalAccount:
+        pay_out = ppb.CreatePaymentRequest(
+            request_id=f"pay-out-{kind.value}",
+            debtor_account_id=kind.account_id("EUR"),
+            internal=ppb.InternalBeneficiary(account_id=account),
+            amount=eur("0.01"),
+            reference="out of the bank's books",
+        )
+        reasons[f"payment out of {kind.value}"] = await _refused(payments.CreatePayment(pay_out))
         if kind is InternalAccount.CASH:
             continue
         internal = kind.account_id("EUR")
@@ -95,7 +103,7 @@ async def test_nobody_but_the_named_context_moves_the_banks_own_accounts(
     before = [await admin.balance(kind.account_id("EUR")) for kind in InternalAccount] + [await admin.balance(account)]
     async with bearer_channel(bank.target, await issue_token(bank.target, "books.owner", PASSWORD)) as as_customer:
         by_customer = await _try_every_movement(as_customer, account, "cus")
-    by_admin = await _try_every_movement(channel, account, "adm") | await _cash_moves(channel)
+    by_admin = await _try_every_movement(channel, account, "adm") | await _cash_moves(channel, account)
     assert set(by_customer.values()) == {"INTERNAL_ACCOUNT"}, by_customer
     assert set(by_admin.values()) == {"INTERNAL_ACCOUNT"}, by_admin
     after = [await admin.balance(kind.account_id("EUR")) for kind in InternalAccount] + [await admin.balance(account)]

@@ -31,7 +31,15 @@ from tests.simulation.requests import ONBOARDING, Made, Request, request_for
 PASSWORD = "a-long-password-1"
 CUSTOMERS = 4
 DEADLINE = 10.0  # seconds: an answer the bank owes
-WITH_DETAILS = {"INVALID_ARGUMENT", "FAILED_PRECONDITION", "PERMISSION_DENIED", "NOT_FOUND", "ALREADY_EXISTS", "OUT_OF_RANGE"}
+WITH_DETAILS = {
+    "INVALID_ARGUMENT",
+    "FAILED_PRECONDITION",
+    "PERMISSION_DENIED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "OUT_OF_RANGE",
+    "RESOURCE_EXHAUSTED",
+}
 _tags = itertools.count(1)
 
 

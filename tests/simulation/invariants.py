@@ -22,7 +22,8 @@ Rows = list[tuple[Any, ...]]
 INDEFINITE = {"DEADLINE_EXCEEDED", "CANCELLED", "UNAVAILABLE", "ABORTED", "UNAUTHENTICATED", "RESOURCE_EXHAUSTED"}
 # Who may move each of the bank's own accounts, and how (see services/account/domain.py MOVED_BY).
 DIRECT = {"acc_CASH_EUR": {"Deposit", "Withdraw"}}
-HOLD_OWNERS = {"acc_CLEARING_EUR": {"payment"}, "acc_LOAN_PRINCIPAL_EUR": {"lending"}}
+# Whose holds move which account, which way: money out to the network, a loan paid out.
+HOLD_OWNERS = {("acc_CLEARING_EUR", "credit"): "payment", ("acc_LOAN_PRINCIPAL_EUR", "debit"): "lending"}
 CHARGED = {"acc_LOAN_PRINCIPAL_EUR", "acc_INTEREST_INCOME_EUR", "acc_PENALTY_INCOME_EUR"}
 BATCHED = {"acc_FEE_INCOME_EUR", "acc_INTEREST_EXPENSE_EUR"}
 WAITING = {
@@ -166,10 +167,11 @@ _INTERNAL = {
 
 
 def _lawful(internal: str, made: tuple[Any, ...], keys: dict[str, str], holds: dict[str, str], charged: set[str]) -> bool:
-    transfer_id, _, _, hold, _ = made
+    transfer_id, debit, _, hold, _ = made
     if keys.get(transfer_id) in DIRECT.get(internal, set()):
         return True
-    if hold and holds.get(hold) in HOLD_OWNERS.get(internal, set()):
+    side = "debit" if internal == debit else "credit"
+    if hold and holds.get(hold) == HOLD_OWNERS.get((internal, side)):
         return True
     if transfer_id in charged:
         return internal in CHARGED

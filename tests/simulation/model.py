@@ -86,7 +86,8 @@ def _op_args(rng: random.Random, kind: str) -> tuple[str, dict[str, object]]:
         return _actor(rng, OWNER), {"customer": rng.randrange(8), "account": rng.randrange(64)}
     if kind == "CreatePayment":
         beneficiary: object = rng.choice(["external", rng.randrange(64), f"internal:{rng.choice(INTERNAL_KINDS)}"])
-        return _actor(rng, OWNER), {"account": rng.randrange(64), "to": beneficiary, "amount": _amount(rng)}
+        payer: object = rng.randrange(64) if rng.random() < 0.9 else f"internal:{rng.choice(INTERNAL_KINDS)}"
+        return _actor(rng, OWNER), {"account": payer, "to": beneficiary, "amount": _amount(rng)}
     if kind == "ApplyForLoan":
         return _actor(rng, OWNER), {"account": rng.randrange(64), "principal": rng.choice(["300.00", "1200.00", "20000.00"])}
     if kind == "ApproveLoan":
