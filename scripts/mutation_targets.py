@@ -130,6 +130,7 @@ TARGETS = (
                 "+ min(end.day, 30) - min(start.day, 30)",
                 "+ end.day - start.day",
             ),
+            Named(f"{_ISSUE}: 30/360 without the 31st rule at the end", "+ min(end.day, 30)", "+ end.day"),
         ),
     ),
     Target("loan.schedule", "services/lending/schedule.py", (f"{UNIT}/test_loan_schedule.py", f"{UNIT}/test_loan_servicing.py")),
@@ -336,6 +337,12 @@ EXPLAINED: dict[tuple[str, str, str], str] = {
         "AccountUseCases._assigned",
         "operand dropped: `bool(manager) and manager == caller.user_id` -> `manager == caller.user_id`",
     ): 'a customer without a manager has "" (or None), and no caller judged here has an empty user id',
+    (
+        "authz.notification",
+        "NotificationUseCases._scope",
+        "operand dropped: `caller.has_role(CUSTOMER) and caller.customer_id and (customer_id in ('', caller.customer_id))` "
+        "-> `caller.has_role(CUSTOMER) and customer_id in ('', caller.customer_id)`",
+    ): "identity gives the customer role only with a customer (validate_roles): no customer user lacks a customer_id",
     (
         "authz.lending",
         "LendingUseCases.approve",
