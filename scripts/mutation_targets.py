@@ -250,8 +250,12 @@ EXPLAINED: dict[tuple[str, str, str], str] = {
         "max(interest already earned >= 0, accrued): the same"
     ),
     ("loan.servicing", "payoff", "comparison: `installment.due_date > today` -> `installment.due_date >= today`"): (
-        "on its due date an installment is then the current period, which has accrued its 30 days: the whole "
-        "interest, as when it is due; the next period accrues 0 days on that date either way"
+        "NOT EQUIVALENT: it exposes a defect, left for the lending context. A period is taken to start a month "
+        "before its due date, so the period due 28 February starts 28 January and overlaps the one due 31 "
+        "January: a payoff on 31 January charges 2 days of February's interest besides January's (0.37 on "
+        "1,200.00 at 6 %; 0.37 again after January is paid). The mutant, taking the installment due today as "
+        "the current period, charges none, as the rule says. No test asserts the overcharge; elsewhere "
+        "(3,000 random histories) the two agree"
     ),
     (
         "loan.servicing",
