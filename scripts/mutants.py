@@ -16,8 +16,11 @@ import copy
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
-Rewrite = Callable[[ast.AST], ast.AST]
+# A rewrite gets a copy of the node its operator matched (of the type checked there): Any, not a
+# union every rewrite would narrow again.
+Rewrite = Callable[[Any], ast.AST]
 
 _COMPARE_SWAPS: dict[type[ast.cmpop], tuple[type[ast.cmpop], ...]] = {
     ast.Lt: (ast.LtE,),
@@ -298,29 +301,29 @@ def _operators(node: ast.AST, context: _Context) -> Iterator[tuple[str, Rewrite]
             for swap in _COMPARE_SWAPS.get(type(op), ()):
                 yield "comparison", _set_op(i, swap)
     elif isinstance(node, ast.BoolOp):
-        yield "boolean", lambda n: ast.BoolOp(ast.Or() if isinstance(n.op, ast.And) else ast.And(), n.values)  # type: ignore[attr-defined]
+        yield "boolean", lambda n: ast.BoolOp(ast.Or() if isinstance(n.op, ast.And) else ast.And(), n.values)
         for i in range(len(node.values)):
             yield "operand dropped", _drop_operand(i)
     elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not | ast.USub):
-        yield "unary dropped", lambda n: n.operand  # type: ignore[attr-defined]
+        yield "unary dropped", lambda n: n.operand
     elif isinstance(node, ast.BinOp) and type(node.op) in _BINOP_SWAPS and not _is_text(node):
-        yield "arithmetic", lambda n: ast.BinOp(n.left, _BINOP_SWAPS[type(n.op)](), n.right)  # type: ignore[attr-defined]
+        yield "arithmetic", lambda n: ast.BinOp(n.left, _BINOP_SWAPS[type(n.op)](), n.right)
     elif isinstance(node, ast.AugAssign) and type(node.op) in (ast.Add, ast.Sub):
-        yield "arithmetic", lambda n: ast.AugAssign(n.target, ast.Sub() if isinstance(n.op, ast.Add) else ast.Add(), n.value)  # type: ignore[attr-defined]
+        yield "arithmetic", lambda n: ast.AugAssign(n.target, ast.Sub() if isinstance(n.op, ast.Add) else ast.Add(), n.value)
     elif isinstance(node, ast.Constant):
         yield from _constant(node, context)
     elif isinstance(node, ast.Name) and node.id in _NAME_SWAPS and _name_swap_applies(node, context):
         yield "name", _swap_name
     elif isinstance(node, ast.Attribute) and node.attr in _ATTRIBUTE_SWAPS:
-        yield "method", lambda n: ast.Attribute(n.value, _ATTRIBUTE_SWAPS[n.attr], n.ctx)  # type: ignore[attr-defined]
+        yield "method", lambda n: ast.Attribute(n.value, _ATTRIBUTE_SWAPS[n.attr], n.ctx)
     elif isinstance(node, ast.Call):
         yield from _call(node, context)
     elif isinstance(node, ast.Await) and isinstance(node.value, ast.Call) and _name_of(node.value.func) in _BYPASSABLE:
         if not isinstance(context.parent.get(id(node)), ast.Expr):
             yield "authorization skipped", lambda n: ast.parse(_CALLER, mode="eval").body
     elif isinstance(node, ast.If):
-        yield "branch removed", lambda n: ast.If(ast.Constant(False), n.body, n.orelse)  # type: ignore[attr-defined]
-        yield "condition negated", lambda n: ast.If(ast.UnaryOp(ast.Not(), n.test), n.body, n.orelse)  # type: ignore[attr-defined]
+        yield "branch removed", lambda n: ast.If(ast.Constant(False), n.body, n.orelse)
+        yield "condition negated", lambda n: ast.If(ast.UnaryOp(ast.Not(), n.test), n.body, n.orelse)
     elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call | ast.Await):
         yield "statement removed", lambda n: ast.Pass()
     elif isinstance(node, ast.Raise) and not _sole_body_of_if(node, context):
@@ -398,10 +401,17 @@ def _call(node: ast.Call, context: _Context) -> Iterator[tuple[str, Rewrite]]:
     name = _name_of(node.func)
     if name in _DROP_CALL:
         for i in range(len(node.args)):
-            yield "bound dropped", lambda n, i=i: n.args[i]  # type: ignore[attr-defined, misc]
+            yield "bound dropped", _argument(i)
     parent = context.parent.get(id(node))
     if name in _BYPASSABLE and not isinstance(parent, ast.Await | ast.Expr):
         yield "authorization skipped", lambda n: ast.parse(_CALLER, mode="eval").body
+
+
+def _argument(i: int) -> Rewrite:
+    def rewrite(n: ast.Call) -> ast.AST:
+        return n.args[i]
+
+    return rewrite
 
 
 def _sole_body_of_if(node: ast.Raise, context: _Context) -> bool:

@@ -130,6 +130,7 @@ TARGETS = (
                 "+ min(end.day, 30) - min(start.day, 30)",
                 "+ end.day - start.day",
             ),
+            Named(f"{_ISSUE}: 30/360 without the 31st rule at the end", "+ min(end.day, 30)", "+ end.day"),
         ),
     ),
     Target("loan.schedule", "services/lending/schedule.py", (f"{UNIT}/test_loan_schedule.py", f"{UNIT}/test_loan_servicing.py")),
@@ -249,8 +250,12 @@ EXPLAINED: dict[tuple[str, str, str], str] = {
         "max(interest already earned >= 0, accrued): the same"
     ),
     ("loan.servicing", "payoff", "comparison: `installment.due_date > today` -> `installment.due_date >= today`"): (
-        "on its due date an installment is then the current period, which has accrued its 30 days: the whole "
-        "interest, as when it is due; the next period accrues 0 days on that date either way"
+        "NOT EQUIVALENT: it exposes a defect, left for the lending context. A period is taken to start a month "
+        "before its due date, so the period due 28 February starts 28 January and overlaps the one due 31 "
+        "January: a payoff on 31 January charges 2 days of February's interest besides January's (0.37 on "
+        "1,200.00 at 6 %; 0.37 again after January is paid). The mutant, taking the installment due today as "
+        "the current period, charges none, as the rule says. No test asserts the overcharge; elsewhere "
+        "(3,000 random histories) the two agree"
     ),
     (
         "loan.servicing",
@@ -336,6 +341,12 @@ EXPLAINED: dict[tuple[str, str, str], str] = {
         "AccountUseCases._assigned",
         "operand dropped: `bool(manager) and manager == caller.user_id` -> `manager == caller.user_id`",
     ): 'a customer without a manager has "" (or None), and no caller judged here has an empty user id',
+    (
+        "authz.notification",
+        "NotificationUseCases._scope",
+        "operand dropped: `caller.has_role(CUSTOMER) and caller.customer_id and (customer_id in ('', caller.customer_id))` "
+        "-> `caller.has_role(CUSTOMER) and customer_id in ('', caller.customer_id)`",
+    ): "identity gives the customer role only with a customer (validate_roles): no customer user lacks a customer_id",
     (
         "authz.lending",
         "LendingUseCases.approve",

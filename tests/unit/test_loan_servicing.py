@@ -99,8 +99,8 @@ def test_a_period_accrues_at_most_its_own_interest() -> None:
 
 
 def test_only_the_current_period_accrues_even_where_the_next_has_begun() -> None:
-    """Due 31 January and 28 February: the second period runs from 28 January (a month before its
-    due date), so on 30 January it has begun; the payoff still accrues the first period alone."""
+    """Due 31 January and 28 February: on 30 January a month before 28 February has begun, yet the
+    payoff accrues the period due 31 January alone."""
     quote = payoff(_loan(start=date(2025, 12, 31)), date(2026, 1, 30))
     assert [(p.number, p.interest) for p in quote.parts[:2]] == [(1, 600), (2, 0)]
 
