@@ -21,19 +21,20 @@ instead of retrying it forever, and a passing failure pushes that one payment ba
 from __future__ import annotations
 
 import asyncio
+import functools
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from common.clock import Clock
 from common.config import Settings
 from common.db.databases import ContextDatabase
 from common.di import BaseComponent, og_component
-from common.errors import AppError, DeadlineExceeded, NotFound, PermissionDenied, ReasonedError, Unavailable
+from common.errors import AppError, DeadlineExceeded, NotFound, PermissionDenied, ReasonedError, Unauthenticated, Unavailable
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.leader_loop import LeaderLoop
@@ -86,6 +87,9 @@ class _Refused(Exception):
         super().__init__(error.reason if isinstance(error, ReasonedError) else type(error).__name__)
         self.error = error
         self.reason = str(self)
+
+
+R = TypeVar("R")
 
 
 @contextmanager
@@ -193,14 +197,25 @@ class PaymentProcessor(BaseComponent):
             p, PaymentStatus.COMPLETED, transfer_id=captured.transfer_id, hold_id=captured.hold_id, failure_reason=""
         )
 
-    async def _capture(self, p: Payment, *, settled: bool = False) -> Payment:
-        """Posts the held funds, as this context (the hold is its own, placed with the payer's
-        authority: a payer whose tokens were revoked since has still paid). Refused for good: an
-        internal payment is undone (release); an external one the network settled is left to an
-        operator, funds still held."""
+    async def _resolving(self, p: Payment, resolve: Callable[[], Awaitable[R]]) -> R:
+        """Resolves the payment's own hold with the payer's authority (the audit trail names
+        them), or as this context when the payer's is gone since the hold was placed (a token
+        revoked, a right withdrawn): the payer has paid, and the hold is this context's."""
         try:
-            with _account_step(p), as_itself():
-                transfer_id = await self._accounts.capture_hold(f"{p.payment_id}-capture", p.hold_id)
+            with _account_step(p):
+                return await resolve()
+        except _Refused as refused:
+            if not isinstance(refused.error, Unauthenticated | PermissionDenied):
+                raise
+        with _account_step(p), as_itself():
+            return await resolve()
+
+    async def _capture(self, p: Payment, *, settled: bool = False) -> Payment:
+        """Posts the held funds. Refused for good: an internal payment is undone (release); an
+        external one the network settled is left to an operator, funds still held."""
+        try:
+            capture = functools.partial(self._accounts.capture_hold, f"{p.payment_id}-capture", p.hold_id)
+            transfer_id = await self._resolving(p, capture)
         except _Refused as refused:
             if settled:
                 return await self._move(
@@ -211,8 +226,7 @@ class PaymentProcessor(BaseComponent):
 
     async def _release(self, p: Payment, reason: str) -> Payment:
         try:
-            with _account_step(p), as_itself():
-                await self._accounts.release_hold(f"{p.payment_id}-release", p.hold_id)
+            await self._resolving(p, functools.partial(self._accounts.release_hold, f"{p.payment_id}-release", p.hold_id))
         except _Refused as refused:
             return await self._move(
                 p, PaymentStatus.NEEDS_OPERATOR, failure_reason=f"{reason}; RELEASE_REFUSED_{refused.reason}", hold_id=p.hold_id
