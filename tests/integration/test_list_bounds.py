@@ -184,7 +184,9 @@ async def test_thousands_of_violations_answer_the_first_ones_and_count_the_rest(
     violations = _violations(error)
     assert violations[0].field.startswith("charges[0]."), violations[0]
     assert violations[-1].reason == MORE_VIOLATIONS, violations[-1]
-    more = int(re.match(r"and (\d+) more", violations[-1].description).group(1))  # type: ignore[union-attr]
+    counted = re.match(r"and (\d+) more", violations[-1].description)
+    assert counted is not None, violations[-1].description
+    more = int(counted.group(1))
     assert more > 1000 and len(violations) < 100, (more, len(violations))
     message = error.details() or ""
     assert len(message.encode()) <= 512 and re.search(r"; and \d+ more$", message), message

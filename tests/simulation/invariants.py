@@ -15,6 +15,7 @@ import psycopg
 from common.config import Settings
 from tests.ledger_checks import broken_ledger, broken_loans
 from tests.simulation.driver import WITH_DETAILS, Answers, Driver
+from tests.simulation.model import INTERNAL_KINDS
 
 Rows = list[tuple[Any, ...]]
 # Answers that say nothing about the request: the call's own deadline or cancellation, a retry
@@ -151,19 +152,7 @@ async def internal_accounts_by_contract(settings: Settings) -> list[str]:
     return broken
 
 
-_INTERNAL = {
-    f"acc_{k}_EUR"
-    for k in (
-        "CASH",
-        "TREASURY",
-        "INTEREST_EXPENSE",
-        "CLEARING",
-        "FEE_INCOME",
-        "LOAN_PRINCIPAL",
-        "INTEREST_INCOME",
-        "PENALTY_INCOME",
-    )
-}
+_INTERNAL = {f"acc_{kind}_EUR" for kind in INTERNAL_KINDS}
 
 
 def _lawful(internal: str, made: tuple[Any, ...], keys: dict[str, str], holds: dict[str, str], charged: set[str]) -> bool:

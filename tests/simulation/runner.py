@@ -48,7 +48,8 @@ QUICK_WORKERS = {
 
 
 def simulation_settings(folder: Path, **engine: object) -> Settings:
-    return Settings(data_dir=folder, port=0, admin_password=ADMIN_PASSWORD, **QUICK_WORKERS, **engine)  # type: ignore[arg-type]
+    fields: dict[str, object] = {"data_dir": folder, "port": 0, "admin_password": ADMIN_PASSWORD, **QUICK_WORKERS, **engine}
+    return Settings.model_validate(fields)
 
 
 @contextlib.asynccontextmanager
