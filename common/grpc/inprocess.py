@@ -27,8 +27,8 @@ from typing import Any
 import grpc
 from grpc import aio
 
-Serializer = Callable[[Any], bytes] | None
-Deserializer = Callable[[bytes], Any] | None
+from common.grpc.inprocess_context import Deserializer, Serializer, ServicerContext, copy_message, rpc_error
+
 _END = object()
 _LATE = object()  # the handler did not answer within the deadline
 _STREAM_BUFFER = 16  # messages a server stream may run ahead of its reader (flow control)
@@ -60,20 +60,11 @@ class LocalHandlers:
 
     def lookup(self, method: str) -> grpc.RpcMethodHandler:
         if not self.serving:
-            raise _error(grpc.StatusCode.UNAVAILABLE, "the colocated server is not serving")
+            raise rpc_error(grpc.StatusCode.UNAVAILABLE, "the colocated server is not serving")
         handler = self._handlers.get(method)
         if handler is None:
-            raise _error(grpc.StatusCode.UNIMPLEMENTED, f"Method not found: {method}")
+            raise rpc_error(grpc.StatusCode.UNIMPLEMENTED, f"Method not found: {method}")
         return handler
-
-
-def _error(code: grpc.StatusCode, details: str, trailing: aio.Metadata | None = None) -> aio.AioRpcError:
-    return aio.AioRpcError(code, aio.Metadata(), trailing or aio.Metadata(), details)
-
-
-def _copy(serialize: Serializer, deserialize: Deserializer, message: Any) -> Any:
-    data = serialize(message) if serialize else message
-    return deserialize(data) if deserialize else data
 
 
 @dataclass(frozen=True)
@@ -87,92 +78,6 @@ class Endpoint:
 
     def lookup(self, method: str) -> grpc.RpcMethodHandler:
         return self.handlers.lookup(method)
-
-
-class _ServicerContext:
-    """What a handler sees of its call (the subset of aio.ServicerContext a handler may use)."""
-
-    def __init__(
-        self,
-        metadata: aio.Metadata,
-        deadline: float | None,
-        stream: asyncio.Queue[Any] | None = None,
-        serialize: Serializer = None,
-        deserialize: Deserializer = None,
-        auth: Mapping[str, list[bytes]] | None = None,
-        address: str = "inprocess",
-    ) -> None:
-        self._metadata = tuple(metadata)
-        self._address = address
-        self._auth = dict(auth or {})
-        self._deadline = deadline
-        self._stream = stream
-        self._serialize, self._deserialize = serialize, deserialize
-        self._code: grpc.StatusCode | None = None
-        self._details: str | None = None
-        self._trailing: tuple[tuple[str, str | bytes], ...] = ()
-
-    def invocation_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
-        return self._metadata
-
-    def time_remaining(self) -> float | None:
-        return None if self._deadline is None else max(self._deadline - time.monotonic(), 0.0)
-
-    def peer(self) -> str:
-        return self._address
-
-    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Sequence[tuple[str, Any]] = ()) -> None:
-        self._code, self._details, self._trailing = code, details, tuple(trailing_metadata)
-        raise aio.AbortError()
-
-    async def abort_with_status(self, status: grpc.Status) -> None:
-        await self.abort(status.code, status.details, status.trailing_metadata)
-
-    def set_code(self, code: grpc.StatusCode) -> None:
-        self._code = code
-
-    def set_details(self, details: str) -> None:
-        self._details = details
-
-    def set_trailing_metadata(self, trailing_metadata: Sequence[tuple[str, Any]]) -> None:
-        self._trailing = tuple(trailing_metadata)
-
-    def trailing_metadata(self) -> tuple[tuple[str, Any], ...]:
-        return self._trailing
-
-    def code(self) -> grpc.StatusCode | None:
-        return self._code
-
-    def details(self) -> str | None:
-        return self._details
-
-    async def send_initial_metadata(self, initial_metadata: Sequence[tuple[str, Any]]) -> None:
-        return None
-
-    async def write(self, message: Any) -> None:
-        if self._stream is None:
-            raise RuntimeError("write() on a unary call")
-        await self._stream.put(_copy(self._serialize, self._deserialize, message))
-
-    def cancelled(self) -> bool:
-        return False
-
-    def auth_context(self) -> dict[str, list[bytes]]:
-        """What a TLS server would read from the peer's certificate: the calling context's
-        identity, which the channel of that context carries."""
-        return dict(self._auth)
-
-    def set_compression(self, compression: grpc.Compression) -> None:
-        return None
-
-    def disable_next_message_compression(self) -> None:
-        return None
-
-    def status_error(self) -> aio.AioRpcError | None:
-        """The caller's error for the status the handler set, or None when it is OK."""
-        if self._code is None or self._code == grpc.StatusCode.OK:
-            return None
-        return _error(self._code, self._details or "", aio.Metadata(*self._trailing))
 
 
 def _deadline_of(timeout: float | None) -> float | None:
@@ -261,10 +166,10 @@ class _UnaryUnaryCall(_Call):
             handler = handlers.lookup(method)
         except aio.AioRpcError as error:
             raise self._fail(error) from None
-        context = _ServicerContext(
+        context = ServicerContext(
             aio.Metadata(*(details.metadata or ())), _deadline_of(details.timeout), auth=handlers.auth, address=handlers.address
         )
-        served = _spawn(handler.unary_unary(_copy(serialize, handler.request_deserializer, request), context))
+        served = _spawn(handler.unary_unary(copy_message(serialize, handler.request_deserializer, request), context))
         try:
             # Not asyncio.wait_for: on Python 3.11, a cancellation arriving as the handler finishes
             # is swallowed (the result is returned), and the caller's task then never learns that
@@ -272,26 +177,26 @@ class _UnaryUnaryCall(_Call):
             done, _ = await asyncio.wait({served}, timeout=details.timeout)
             response = served.result() if done else _LATE
         except aio.AbortError:
-            raise self._fail(context.status_error() or _error(grpc.StatusCode.UNKNOWN, "aborted")) from None
+            raise self._fail(context.status_error() or rpc_error(grpc.StatusCode.UNKNOWN, "aborted")) from None
         except asyncio.CancelledError:
             served.cancel()
             raise
         except Exception as exc:  # noqa: BLE001 - what a server answers for an unexpected error
-            raise self._fail(_error(grpc.StatusCode.UNKNOWN, f"Unexpected {type(exc).__name__}")) from None
+            raise self._fail(rpc_error(grpc.StatusCode.UNKNOWN, f"Unexpected {type(exc).__name__}")) from None
         if response is _LATE:
             served.cancel()
-            raise self._fail(_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
+            raise self._fail(rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
         failed = context.status_error()
         if failed is not None:
             raise self._fail(failed)
         self._finish()
-        return _copy(handler.response_serializer, deserialize, response)
+        return copy_message(handler.response_serializer, deserialize, response)
 
     def __await__(self) -> Any:
         return self._task.__await__()
 
     def cancel(self) -> bool:
-        self._fail(_error(grpc.StatusCode.CANCELLED, "Locally cancelled by application!"))
+        self._fail(rpc_error(grpc.StatusCode.CANCELLED, "Locally cancelled by application!"))
         return self._task.cancel()
 
 
@@ -308,14 +213,14 @@ class _UnaryStreamCall(_Call):
         super().__init__()
         self._queue: asyncio.Queue[Any] = asyncio.Queue(_STREAM_BUFFER)
         self._deadline = _deadline_of(details.timeout)
-        self._context: _ServicerContext | None = None
+        self._context: ServicerContext | None = None
         self._served: asyncio.Task[Any] | None = None
         try:
             handler = handlers.lookup(method)
         except aio.AioRpcError as error:
             self._fail(error)
             return
-        self._context = _ServicerContext(
+        self._context = ServicerContext(
             aio.Metadata(*(details.metadata or ())),
             self._deadline,
             self._queue,
@@ -324,9 +229,9 @@ class _UnaryStreamCall(_Call):
             auth=handlers.auth,
             address=handlers.address,
         )
-        self._served = _spawn(self._serve(handler, _copy(serialize, handler.request_deserializer, request), self._context))
+        self._served = _spawn(self._serve(handler, copy_message(serialize, handler.request_deserializer, request), self._context))
 
-    async def _serve(self, handler: grpc.RpcMethodHandler, request: Any, context: _ServicerContext) -> None:
+    async def _serve(self, handler: grpc.RpcMethodHandler, request: Any, context: ServicerContext) -> None:
         """Runs the handler, in either server-streaming style, and ends the stream with its status."""
         try:
             produced = handler.unary_stream(request, context)
@@ -337,9 +242,9 @@ class _UnaryStreamCall(_Call):
                 await produced
             await self._queue.put(context.status_error() or _END)
         except aio.AbortError:
-            await self._queue.put(context.status_error() or _error(grpc.StatusCode.UNKNOWN, "aborted"))
+            await self._queue.put(context.status_error() or rpc_error(grpc.StatusCode.UNKNOWN, "aborted"))
         except Exception as exc:  # noqa: BLE001 - what a server answers for an unexpected error
-            await self._queue.put(_error(grpc.StatusCode.UNKNOWN, f"Unexpected {type(exc).__name__}"))
+            await self._queue.put(rpc_error(grpc.StatusCode.UNKNOWN, f"Unexpected {type(exc).__name__}"))
 
     async def read(self) -> Any:
         """The next message, or grpc.aio.EOF at the end."""
@@ -358,7 +263,7 @@ class _UnaryStreamCall(_Call):
         if not done:
             getter.cancel()
             self._stop()
-            raise self._fail(_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
+            raise self._fail(rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
         item = getter.result()
         if item is _END:
             self._finish()
@@ -380,7 +285,7 @@ class _UnaryStreamCall(_Call):
 
     def cancel(self) -> bool:
         self._stop()
-        self._fail(_error(grpc.StatusCode.CANCELLED, "Locally cancelled by application!"))
+        self._fail(rpc_error(grpc.StatusCode.CANCELLED, "Locally cancelled by application!"))
         return True
 
 
