@@ -55,7 +55,7 @@ class HttpLimits:
     body_timeout: float = 30.0  # seconds for a body, from its head
     idle_timeout: int = 5  # seconds a kept-alive connection may wait for its next request
     max_connections: int = 1000  # the port's connections; idle ones give way, a request beyond busy ones answers 503
-    connections_per_address: int = 64  # one client address's connections; the next is closed at once
+    connections_per_address: int = 64  # one client address's (IPv6: its /64's) connections; the next is closed at once
     max_header_bytes: int = 16 * 1024  # a request's line and headers
     linger: float = 2.0  # seconds a refused body is drained after the answer, before the close
 
