@@ -54,7 +54,7 @@ class InstallmentState:
     def starts_on(self) -> date:
         """The day the period ending on the due date began. A schedule written before periods were
         recorded left the first installment's unknown: the month before its due date stands for it
-        (a day or three late when the schedule started on a 29th to 31st and the month is shorter)."""
+        (up to three days early when the schedule started on a 29th to 31st of a longer month)."""
         return self.period_start if self.period_start is not None else add_months(self.due_date, -1)
 
     @property
