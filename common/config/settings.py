@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     http_body_timeout_seconds: float = 30.0  # and its body in this time once its head has
     http_idle_timeout_seconds: int = 5  # a kept-alive HTTP connection with no request is closed
     http_max_connections: int = 1000  # the HTTP port's connections: idle ones give way, beyond busy ones 503
-    http_connections_per_address: int = 64  # one client address's HTTP connections; the next is closed
+    http_connections_per_address: int = 64  # one client address's (IPv6: its /64's) HTTP connections; the next is closed
     addresses: dict[str, str] = Field(default_factory=dict)
     instance_name: str = "embedded"  # this process among the replicas: the owner of what it leases
     colocated_calls: bool = True  # contexts of this process call each other in-process (no socket)

@@ -12,7 +12,10 @@ exchange as h11 reports it:
 - waiting for a request's head: `header_timeout`; reading its body: `body_timeout`; bytes
   arriving extend neither (a caller trickling bytes is closed like a silent one); once the
   request is in, the server is the one working and no read deadline runs;
-- one address holds at most `connections_per_address` connections: the next is closed at once;
+- one address holds at most `connections_per_address` connections: the next is closed at once.
+  An IPv4 address counts alone; an IPv6 one counts with its /64, the least a single host is given
+  (RFC 6177; SLAAC picks addresses within it at will, so per address it would be no bound at all);
+  an IPv4 caller of a dual-stack socket (`::ffff:a.b.c.d`) counts as its IPv4 address;
 - over `max_connections`, the oldest connection with no request in progress makes room;
 - a connection closed while its client is still sending a body the server will not read is
   half-closed first and drained for a moment (RFC 9112, section 9.6): closing a socket with
@@ -22,6 +25,7 @@ exchange as h11 reports it:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections import Counter
 from typing import Any, ClassVar
 
@@ -39,6 +43,24 @@ def uvicorn_options(limits: HttpLimits) -> dict[str, Any]:
         "timeout_keep_alive": limits.idle_timeout,
         "limit_concurrency": limits.max_connections,
     }
+
+
+IPV6_HOST_PREFIX = 64  # the addresses one IPv6 host may hold
+
+
+def address_key(host: str) -> str:
+    """Whose connection it is, for the bound on one address's: an IPv4 address, an IPv6 address's
+    /64, or the host as given when it is no IP address (a Unix socket's peer)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        network = ipaddress.IPv6Network((address, IPV6_HOST_PREFIX), strict=False)
+        return f"{network}%{address.scope_id}" if address.scope_id else str(network)  # a link's own fe80::/64
+    return str(address)
 
 
 def guarded_protocol(limits: HttpLimits) -> type[H11Protocol]:
@@ -87,7 +109,7 @@ class _GuardedProtocol(H11Protocol):
     """uvicorn's HTTP/1.1 protocol with read deadlines, bounded connections and a lingering close."""
 
     limits: ClassVar[HttpLimits]
-    addresses: ClassVar[Counter[str]]  # the open connections of each client address, on this port
+    addresses: ClassVar[Counter[str]]  # the open connections of each client address (`address_key`), on this port
     opened: ClassVar[dict[_GuardedProtocol, None]]  # this port's connections, oldest first
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -99,7 +121,7 @@ class _GuardedProtocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # uvicorn narrows it too
         self._lingering = _LingeringTransport(transport, self)
         super().connection_made(self._lingering)  # type: ignore[arg-type]  # it stands in for the transport
-        self._host = self.client[0] if self.client else ""
+        self._host = address_key(self.client[0]) if self.client else ""
         self.opened[self] = None
         self.addresses[self._host] += 1
         if self.addresses[self._host] > self.limits.connections_per_address:

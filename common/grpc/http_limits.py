@@ -6,7 +6,9 @@ or parse is bounded before it is read, not after (the connections themselves: ht
   ahead no more than its flow-control window), gzip inflates piece by piece and stops at the
   limit, and an envelope's declared length is checked when its 5-byte prefix arrives.
 - A malformed body is `invalid_argument`, its message naming what is wrong, never the parser's
-  words; a request carrying both Content-Length and Transfer-Encoding is refused and its
+  words. A JSON message is an object: a body of another JSON value (`[]`, `1`, `"x"`, `null`) is
+  malformed too (protobuf's parser iterates what it is given, and took `[]` for an empty message);
+  a request carrying both Content-Length and Transfer-Encoding is refused and its
   connection closed (the body may hide a second request: RFC 9112 section 6.1).
 
 connectrpc 0.9 reads (and inflates) a whole body before it checks its size, and answers a
@@ -41,6 +43,7 @@ _ENVELOPED = ("application/connect+", "application/grpc-web")  # Connect streams
 _ENCODINGS = ("gzip", "identity")
 _GRPC_TIMEOUT = re.compile(r"\d{1,8}[HMSmun]")
 _COMPRESSED, _KNOWN_FLAGS = 0b1, 0b1  # a request envelope may only say "compressed"
+_JSON_OBJECT = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\n\r]*\{")  # how a JSON object begins (RFC 8259 whitespace)
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class HttpLimits:
     body_timeout: float = 30.0  # seconds for a body, from its head
     idle_timeout: int = 5  # seconds a kept-alive connection may wait for its next request
     max_connections: int = 1000  # the port's connections; idle ones give way, a request beyond busy ones answers 503
-    connections_per_address: int = 64  # one client address's connections; the next is closed at once
+    connections_per_address: int = 64  # one client address's (IPv6: its /64's) connections; the next is closed at once
     max_header_bytes: int = 16 * 1024  # a request's line and headers
     linger: float = 2.0  # seconds a refused body is drained after the answer, before the close
 
@@ -134,10 +137,22 @@ class RefusingCodec:
         return bytes(self._codec.encode(message))
 
     def decode(self, data: bytes | bytearray, message: Any) -> Any:
+        if self.name().startswith("json") and _written_as_object(message) and not _JSON_OBJECT.match(data):
+            raise malformed(f"the request body is not a JSON object: a {_kind(message)} is written as {{...}}")
         try:
             return self._codec.decode(data, message)
         except Exception as error:  # noqa: BLE001 - untrusted bytes: whatever the parser raises, the body is at fault
             raise malformed(_what_is_wrong(error, self.name(), message)) from None
+
+
+def _kind(message: Any) -> str:
+    return message.DESCRIPTOR.full_name if isinstance(message, Message) else "request"
+
+
+def _written_as_object(message: Any) -> bool:
+    """Whether the message's JSON form is an object: every message but some of protobuf's own
+    well-known types (a Timestamp is a string, a ListValue an array), left to the parser."""
+    return isinstance(message, Message) and message.DESCRIPTOR.file.package != "google.protobuf"
 
 
 def _what_is_wrong(error: Exception, codec: str, message: Any) -> str:
@@ -145,9 +160,8 @@ def _what_is_wrong(error: Exception, codec: str, message: Any) -> str:
         return "the request body is not UTF-8 text"
     if isinstance(error, RecursionError):
         return "the request body nests too deeply"
-    kind = message.DESCRIPTOR.full_name if isinstance(message, Message) else "request"
     encoding = "JSON" if codec.startswith("json") else "binary protobuf"
-    return f"the request body is not a valid {encoding} {kind}"
+    return f"the request body is not a valid {encoding} {_kind(message)}"
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:

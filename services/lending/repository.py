@@ -40,7 +40,7 @@ _COLUMNS = (
     "loan_id, customer_id, account_id, principal_minor, currency, term_months, annual_rate, status, saga_id,"
     " created_at, updated_at, installment_minor, first_due_date, applied_by, first_approver"
 )
-_INSTALLMENT_COLUMNS = "loan_id, number, due_date, principal_minor, interest_minor, principal_after_minor"
+_INSTALLMENT_COLUMNS = "loan_id, number, due_date, principal_minor, interest_minor, principal_after_minor, period_start"
 _STATE_COLUMNS = (
     f"{_INSTALLMENT_COLUMNS}, penalty_minor, paid_penalty_minor, paid_interest_minor, paid_principal_minor,"
     " waived_interest_minor, overdue_since"
@@ -109,12 +109,17 @@ def _loan(row: Row) -> Loan:
     )
 
 
+def _period_start(row: Row) -> date | None:
+    return date.fromisoformat(row["period_start"]) if row["period_start"] else None
+
+
 def _state(row: Row) -> InstallmentState:
     return InstallmentState(
         row["number"],
         date.fromisoformat(row["due_date"]),
         row["principal_minor"],
         row["interest_minor"],
+        _period_start(row),
         row["penalty_minor"],
         row["paid_principal_minor"],
         row["paid_interest_minor"],
@@ -126,7 +131,9 @@ def _state(row: Row) -> InstallmentState:
 
 def _scheduled(row: Row, currency: str) -> ScheduledInstallment:
     return ScheduledInstallment(
-        Installment(row["number"], date.fromisoformat(row["due_date"]), row["principal_minor"], row["interest_minor"]),
+        Installment(
+            row["number"], date.fromisoformat(row["due_date"]), row["principal_minor"], row["interest_minor"], _period_start(row)
+        ),
         row["principal_after_minor"],
         currency,
         _state(row),
@@ -307,9 +314,10 @@ async def _approved(tx: Tx, loan: Loan, rate: str, schedule: tuple[Installment, 
                 installment.principal_minor,
                 installment.interest_minor,
                 outstanding,
+                installment.period_start.isoformat() if installment.period_start else None,
             )
         )
-    await tx.executemany(f"INSERT INTO installments ({_INSTALLMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", rows)
+    await tx.executemany(f"INSERT INTO installments ({_INSTALLMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
 
 async def _installments(tx: Tx, loan_id: str, currency: str, after: int, limit: int) -> Page[ScheduledInstallment, int]:

@@ -29,6 +29,7 @@ class Installment:
     due_date: date
     principal_minor: int
     interest_minor: int
+    period_start: date | None  # its interest runs from here to its due date; None: not recorded
 
     @property
     def total_minor(self) -> int:
@@ -61,7 +62,8 @@ def level_payment(principal_minor: int, annual_rate: Decimal, term_months: int) 
 
 def annuity_schedule(principal_minor: int, annual_rate: Decimal, term_months: int, start: date) -> tuple[Installment, ...]:
     """The installments of a loan of `principal_minor` at `annual_rate` (0 < rate < 1) over
-    `term_months`, the first due a month after `start`. A schedule ending after the calendar's
+    `term_months`, the first due a month after `start`; each installment's period runs from the
+    previous due date (the first's from `start`) to its own. A schedule ending after the calendar's
     last day (9999-12-31, the contracts' last date) is refused, not computed into an overflow."""
     if not ends_within_the_calendar(start, term_months):
         raise PreconditionFailed(
@@ -76,6 +78,7 @@ def annuity_schedule(principal_minor: int, annual_rate: Decimal, term_months: in
         interest = _whole(outstanding * monthly)
         last = number == term_months
         principal = outstanding if last else min(max(payment - interest, 0), outstanding)
-        installments.append(Installment(number, add_months(start, number), principal, interest))
+        period_start = add_months(start, number - 1)
+        installments.append(Installment(number, add_months(start, number), principal, interest, period_start))
         outstanding -= principal
     return tuple(installments)

@@ -10,9 +10,11 @@ The rules (Apache Fineract's defaults for an annuity product, written down here 
 - **Overpayment.** A payment above the payoff amount is refused: the bank keeps no money on a
   loan, and more than the payoff amount would only buy interest the payoff waives.
 - **Payoff.** Every unpaid late fee, the interest of the installments due, the interest of the
-  current period accrued to today (30/360: the period's interest * days elapsed / 30, half-even;
-  interest paid in advance is not refunded), and all the principal still owed. The interest of
-  later periods is waived.
+  current period accrued to today, and all the principal still owed. The interest of later periods
+  is waived. The current period runs from the previous due date (the first period: from the day
+  the schedule starts) to its due date; its accrual is its interest * days elapsed / 30, the days
+  counted by 30E/360 and kept between 0 and 30, rounded half-even to the minor unit once (interest
+  paid in advance is not refunded).
 - **Collection.** On a business date, everything due by that date is collected whole or not at
   all. An installment found unpaid on or after its due date is overdue from its due date and is
   charged the product's late fee once. The loan is in arrears for the days since its oldest
@@ -40,12 +42,20 @@ class InstallmentState:
     due_date: date
     principal: int
     interest: int
+    period_start: date | None  # the previous due date (the first: the schedule's start); see `starts_on`
     penalty: int = 0  # late fee charged
     paid_principal: int = 0
     paid_interest: int = 0
     paid_penalty: int = 0
     waived_interest: int = 0
     overdue_since: date | None = None
+
+    @property
+    def starts_on(self) -> date:
+        """The day the period ending on the due date began. A schedule written before periods were
+        recorded left the first installment's unknown: the month before its due date stands for it
+        (up to three days early when the schedule started on a 29th to 31st of a longer month)."""
+        return self.period_start if self.period_start is not None else add_months(self.due_date, -1)
 
     @property
     def owed_penalty(self) -> int:
@@ -143,8 +153,7 @@ def days_30_360(start: date, end: date) -> int:
 
 def _accrued(installment: InstallmentState, today: date) -> int:
     """The interest of the installment's period accrued by `today` (its period ends on its due date)."""
-    start = add_months(installment.due_date, -1)
-    days = max(0, min(DAYS_PER_MONTH, days_30_360(start, today)))
+    days = max(0, min(DAYS_PER_MONTH, days_30_360(installment.starts_on, today)))
     return int((Decimal(installment.interest) * days / DAYS_PER_MONTH).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 

@@ -8,13 +8,20 @@ a connection, which the bank before these limits never did."""
 
 from __future__ import annotations
 
+import asyncio
 import select
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
+from common.config import Settings
+from common.grpc.http_gateway import HttpGateway
+from common.grpc.http_limits import HttpLimits
+from mesh.embedded import RunningBank, start_embedded
+from tests.conftest import ADMIN_PASSWORD
 from tests.integration.http_wire import (
     HttpBank,
     chunk,
@@ -56,9 +63,27 @@ def impatient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpBank]:
         running.stop()
 
 
+@pytest.fixture
+async def embedded(tmp_path: Path) -> AsyncIterator[RunningBank]:
+    """A bank in this process, whose handlers a test serves on an HTTP port of its own."""
+    running = await start_embedded(Settings(data_dir=tmp_path, port=0, admin_password=ADMIN_PASSWORD))
+    try:
+        yield running
+    finally:
+        await running.stop(grace=1)
+
+
+def _connect6(port: int, source: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    sock.settimeout(30)
+    sock.bind((source, 0))
+    sock.connect(("::1", port))
+    return sock
+
+
 def _served(port: int, source: str = "127.0.0.1") -> int:
     """The HTTP status of an ordinary call (no token: 401 when it is served at all)."""
-    sock = connect(port, source=source)
+    sock = _connect6(port, source) if ":" in source else connect(port, source=source)
     try:
         body = b'{"customer_id": "cus_1"}'
         sock.sendall(head(GET_CUSTOMER, JSON, len(body), connection="close") + body)
@@ -157,6 +182,27 @@ def test_1000_idle_connections_from_as_many_addresses_do_not_close_the_port(bank
     finally:
         for sock in held:
             sock.close()
+
+
+async def test_a_dual_stack_port_bounds_an_ipv6_caller_and_each_ipv4_caller_apart(embedded: RunningBank) -> None:
+    """A port on the wildcard "::" takes IPv4 callers as ::ffff:a.b.c.d: each IPv4 address keeps
+    its own share (they are not one /64), and an IPv6 caller (::1) is held to its /64's share."""
+    share = 4
+    gateway = HttpGateway(embedded.server.local_handlers, "::", 0, limits=HttpLimits(connections_per_address=share))
+    await gateway.start()
+    held: list[socket.socket] = []
+    try:
+        v6 = await asyncio.to_thread(lambda: [_connect6(gateway.port, "::1") for _ in range(3 * share)])
+        v4 = await asyncio.to_thread(lambda: [connect(gateway.port, source="127.0.0.2") for _ in range(3 * share)])
+        held = v6 + v4
+        assert await asyncio.to_thread(_served, gateway.port, "127.0.0.3") == 401, "another IPv4 address is served"
+        for socks in (v6, v4):
+            closed = await asyncio.to_thread(_closed_by_the_bank, socks)
+            assert len(socks) - len(closed) == share, f"{len(socks) - len(closed)} connections kept of {len(socks)}"
+    finally:
+        for sock in held:
+            sock.close()
+        await gateway.stop()
 
 
 def _closed_by_the_bank(socks: list[socket.socket]) -> list[socket.socket]:

@@ -199,6 +199,25 @@ def test_a_malformed_body_is_invalid_argument(bank: HttpBank, case: str) -> None
     _assert_invalid(post(bank.port, GET_CUSTOMER, body, content_type))
 
 
+NOT_AN_OBJECT = [b"[]", b" \r\n[ ]\t", b'[{"customer_id": "cus_1"}]', b"1", b"-0.5e3", b'"x"', b'""', b"null", b"true"]
+
+
+def _refused_as_not_an_object(answer: Answer) -> None:
+    _assert_invalid(answer)
+    assert "not a JSON object" in answer.outcome()[1], answer.outcome()
+
+
+@pytest.mark.parametrize("body", NOT_AN_OBJECT, ids=[b.decode().strip() or "blank" for b in NOT_AN_OBJECT])
+def test_a_json_body_that_is_not_an_object_is_invalid_argument(bank: HttpBank, body: bytes) -> None:
+    """A request message is a JSON object: `[]` was taken for an empty one (the parser iterates
+    whatever it gets), and reached the handler; any other top-level value is refused as malformed."""
+    _refused_as_not_an_object(post(bank.port, GET_CUSTOMER, body, JSON))
+
+
+def test_a_streams_json_message_that_is_not_an_object_is_invalid_argument(bank: HttpBank) -> None:
+    _refused_as_not_an_object(post(bank.port, WATCH, envelope(b"[]"), CONNECT_STREAM))
+
+
 @pytest.mark.parametrize(
     "body", [b"not gzip at all", gzip.compress(b'{"customer_id": "cus_1"}')[:-6]], ids=["garbage", "truncated"]
 )
@@ -255,6 +274,15 @@ def test_generated_json_bodies(bank: HttpBank, value: object, garble: str) -> No
         "latin-1": text.decode().encode("latin-1", "replace"),
     }[garble]
     assert _never_a_bug(post(bank.port, ONBOARD, body, JSON)) in {"invalid_argument", "unauthenticated"}
+
+
+@_FUZZ
+@given(value=_JSON.filter(lambda v: not isinstance(v, dict)), gzipped=st.booleans())
+def test_generated_json_values_that_are_not_objects(bank: HttpBank, value: object, gzipped: bool) -> None:
+    """Whatever a body's top-level JSON value is, if it is not an object it is refused as one."""
+    body = json.dumps(value).encode()
+    extra = {"content_encoding": "gzip"} if gzipped else {}
+    _refused_as_not_an_object(post(bank.port, ONBOARD, _gzip(body) if gzipped else body, JSON, **extra))
 
 
 @_FUZZ

@@ -150,6 +150,25 @@ async def test_a_payoff_at_todays_quote_waives_later_interest_and_closes_the_loa
     await _sound(settings)
 
 
+async def test_a_payoff_on_a_due_date_after_a_months_31st_owes_that_periods_interest_alone(
+    channel: aio.Channel, settings: Settings
+) -> None:
+    """Approved and disbursed on 31 December, paid off on 31 January: 31 Dec -> 31 Jan is 30 days
+    (30/360), 1200.00 * 6 % * 30/360 = 6.00. The period due 28 February begins on 31 January, as
+    the schedule recorded it, so none of it has accrued (it was 6.37 when it began on 28 January)."""
+    CLOCK.move_to(datetime(2025, 12, 31, 9, 0, tzinfo=UTC))
+    lending = lgrpc.LendingServiceStub(channel)
+    loan_id, account = await _disbursed(channel, "payoff-31")
+    await Bank(channel).deposit(account, "10.00", "payoff-31-extra")
+    CLOCK.move_to(datetime(2026, 1, 31, 12, 0, tzinfo=UTC))
+    quote = (await lending.GetPayoffQuote(lpb.GetPayoffQuoteRequest(loan_id=loan_id))).quote
+    assert (quote.amount.amount, quote.principal.amount, quote.interest.amount) == ("1206.00", "1200.00", "6.00")
+    off = await lending.PayOffLoan(lpb.PayOffLoanRequest(request_id="off-31", loan_id=loan_id, amount=quote.amount))
+    assert off.loan.status == lpb.LOAN_STATUS_PAID_OFF and off.repayment.interest.amount == "6.00"
+    assert await _balance(channel, account) == Decimal("4.00")
+    await _sound(settings)
+
+
 async def test_the_collection_takes_what_is_due_or_leaves_it_overdue_with_its_late_fee_once(
     channel: aio.Channel, settings: Settings
 ) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from hypothesis import given, settings
@@ -30,7 +31,7 @@ START = date(2026, 3, 1)
 
 def _loan(principal: int = 120_000, rate: str = "0.06", months: int = 12, start: date = START) -> list[InstallmentState]:
     return [
-        InstallmentState(i.number, i.due_date, i.principal_minor, i.interest_minor)
+        InstallmentState(i.number, i.due_date, i.principal_minor, i.interest_minor, i.period_start)
         for i in annuity_schedule(principal, Decimal(rate), months, start)
     ]
 
@@ -86,14 +87,14 @@ def test_the_payoff_accrues_the_current_period_by_30_360_and_waives_the_rest() -
 
 def test_the_payoffs_accrued_interest_is_rounded_half_even() -> None:
     """6.01 of interest for 15 of 30 days is 3.005: 3.00, not 3.01."""
-    period = InstallmentState(1, date(2026, 4, 1), 10_000, 601)
+    period = InstallmentState(1, date(2026, 4, 1), 10_000, 601, date(2026, 3, 1))
     assert payoff([period], date(2026, 3, 16)).interest == 300
 
 
 def test_a_period_accrues_at_most_its_own_interest() -> None:
     """The period ending 31 March began on 28 February: 32 days by 30E/360 on 30 March, yet a
     period never accrues more than its 30 days."""
-    period = InstallmentState(1, date(2026, 3, 31), 10_000, 600)
+    period = InstallmentState(1, date(2026, 3, 31), 10_000, 600, date(2026, 2, 28))
     assert days_30_360(date(2026, 2, 28), date(2026, 3, 30)) == 32
     assert payoff([period], date(2026, 3, 30)).interest == 600
 
@@ -106,9 +107,73 @@ def test_only_the_current_period_accrues_even_where_the_next_has_begun() -> None
 
 
 def test_a_loan_paid_off_on_the_31st_it_was_disbursed_owes_no_interest() -> None:
-    """Its first period runs from 30 March (a month before 30 April): the 31st counts as the 30th."""
+    """Its first period runs from 31 March, the day its schedule starts."""
     quote = payoff(_loan(start=date(2026, 3, 31)), date(2026, 3, 31))
     assert (quote.principal, quote.interest) == (120_000, 0)
+
+
+def test_a_loan_paid_off_on_its_first_due_date_owes_that_periods_interest_and_none_of_the_next() -> None:
+    """1200.00 at 6% from 31 December, paid off on 31 January: 31 Dec -> 31 Jan is 30 days, 6.00.
+    The next period (due 28 February) begins on 31 January, not on 28 January, a month before its
+    due date: nothing of it has accrued."""
+    quote = payoff(_loan(start=date(2025, 12, 31)), date(2026, 1, 31))
+    assert [(p.number, p.interest) for p in quote.parts[:2]] == [(1, 600), (2, 0)]
+    assert (quote.interest, quote.principal) == (600, 120_000)
+
+
+def test_the_period_after_a_month_end_accrues_from_the_previous_due_date() -> None:
+    """Due 31 January then 28 February: on 14 February, 14 days of the second period's 5.51."""
+    quote = payoff(_loan(start=date(2025, 12, 31)), date(2026, 2, 14))
+    assert [(p.number, p.interest) for p in quote.parts[:2]] == [(1, 600), (2, 257)]  # 551 * 14/30 = 257.13
+
+
+def test_a_first_period_not_recorded_is_taken_as_the_month_before_its_due_date() -> None:
+    """Schedules written before period starts were kept (migration 0006 fills the later ones)."""
+    period = InstallmentState(1, date(2026, 4, 1), 10_000, 600, None)
+    assert period.starts_on == date(2026, 3, 1) and payoff([period], date(2026, 3, 16)).interest == 300
+
+
+def _half_even(value: Fraction) -> int:
+    return round(value)  # Fraction rounds half to even
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    principal=st.integers(min_value=1, max_value=10**11),
+    months=st.integers(min_value=1, max_value=48),
+    rate=st.decimals(min_value=Decimal("0.0001"), max_value=Decimal("0.5"), places=4),
+    start=st.one_of(
+        st.dates(min_value=date(2000, 1, 1), max_value=date(2090, 12, 31)),
+        st.builds(date, st.integers(2000, 2090), st.sampled_from([1, 3, 5, 7, 8, 10, 12]), st.integers(28, 31)),
+    ),
+    period=st.integers(min_value=0, max_value=48),
+    after=st.integers(min_value=0, max_value=31),
+)
+def test_a_payoff_on_any_day_accrues_only_from_the_previous_due_date(
+    principal: int, months: int, rate: Decimal, start: date, period: int, after: int
+) -> None:
+    """Paid off on any day of the schedule: the interest of the installments due, and of the current
+    period only what accrued from the previous due date (or the start) to today, by 30E/360 over 30
+    days, rounded half-even once: never negative, never more than the period's own interest."""
+    loan = _loan(principal, str(rate), months, start)
+    anchor = start if period == 0 else loan[min(period, months) - 1].due_date  # days after the start or a due date
+    today = min(anchor + timedelta(days=after), loan[-1].due_date)
+    due = [s for s in loan if s.due_date <= today]
+    later = [s for s in loan if s.due_date > today]
+    accrued = 0
+    if later:
+        previous = max([start, *(s.due_date for s in due)])
+        days = min(30, days_30_360(previous, today))
+        assert 0 <= days <= 30
+        accrued = _half_even(Fraction(later[0].interest * days, 30))
+        assert 0 <= accrued <= later[0].interest
+    quote = payoff(loan, today)
+    assert quote.interest == sum(s.interest for s in due) + accrued
+    assert quote.principal == principal and quote.penalty == 0
+    assert all(p.interest >= 0 and p.waived_interest >= 0 for p in quote.parts)
+    assert all(isinstance(p.interest, int) for p in quote.parts)
+    if later and today in (start, *(s.due_date for s in due)):
+        assert accrued == 0, "on a due date (or the start) the next period has accrued nothing"
 
 
 def test_30_360_counts_every_month_as_30_days() -> None:
@@ -158,7 +223,7 @@ def test_no_history_of_payments_creates_or_loses_money(
     """Payments on random days never take more than the payoff, every part is positive, the
     principal repaid never exceeds the principal lent, and a payoff at the end settles all."""
     loan = [
-        InstallmentState(i.number, i.due_date, i.principal_minor, i.interest_minor)
+        InstallmentState(i.number, i.due_date, i.principal_minor, i.interest_minor, i.period_start)
         for i in annuity_schedule(principal, rate, months, START)
     ]
     today, taken = START, 0
