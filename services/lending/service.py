@@ -56,9 +56,10 @@ from services.lending.domain import (
     require_currency,
 )
 from services.lending.ports import Accounts, Customers, Debit, DebitOutcome
-from services.lending.repository import ApprovalOrder, Collected, CollectionChunk, LoanRepository, PaymentOrder
+from services.lending.repository import ApprovalOrder, LoanRepository
 from services.lending.schedule import annuity_schedule
 from services.lending.servicing import Allocation, InstallmentState, allocate, due_by, payoff, position
+from services.lending.servicing_sql import Collected, CollectionChunk, PaymentOrder
 
 SAGA = "loan-disbursement"
 COLLECTION_JOB = "loan-collection"
