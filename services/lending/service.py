@@ -10,19 +10,18 @@ placed with it, relayed to the account context (which makes this context the hol
 resumed in the background acts as this context alone: it captures, releases or reverses what its
 own hold did, and where the hold's answer was lost it looks the hold up (closing the request id if
 none was placed) instead of placing one: a saga that never reserved anything compensates.
-Input arrives validated (api.py); each use case authorizes first.
+Input arrives validated (api.py); each use case authorizes first. The saga's steps are in
+disbursement.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import tomllib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import TypeVar
 
 from common.batch.runner import BatchProgress, BatchRunner, ChunkResult
 from common.clock import Clock
@@ -30,20 +29,18 @@ from common.config import Settings
 from common.db.databases import ContextDatabase
 from common.di import BaseComponent, og_component
 from common.errors import NotFound, PermissionDenied, PreconditionFailed
-from common.faults import fail_point
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.leader_loop import LeaderLoop
 from common.money import Money
 from common.pagination import PageRequest
-from common.saga.log import COMPLETED, SagaRecord
-from common.saga.runner import SagaContext, SagaDefinition, SagaRunner, Step, StepRefused
-from common.security.context import ADMIN, SecurityContext, caller_var, current_caller, service_identity
+from common.saga.log import SagaRecord
+from common.saga.runner import SagaDefinition, SagaRunner, Step
+from common.security.context import ADMIN, SecurityContext, current_caller, service_identity
 from common.security.policy import require_customer_access, require_role, unknown
+from services.lending.disbursement import DisbursementSteps
 from services.lending.domain import (
     Loan,
-    LoanDisbursed,
-    LoanDisbursementFailed,
     LoanStatus,
     LoanView,
     Product,
@@ -68,31 +65,10 @@ COLLECTOR = service_identity("lending").principal  # whose keys the collection's
 PRODUCT_FILE = Path(__file__).parent / "products.toml"
 STALE_AFTER_SECONDS = 30.0  # a debit's call gives up after 5 s: a repayment pending this long lost its answer
 RESOLVE_EVERY_SECONDS = 5.0
-R = TypeVar("R")
-
-
-@contextmanager
-def _account_refusals() -> Iterator[None]:
-    """The account context's answer to a step: a refusal for good is StepRefused (the saga
-    compensates); a refusal of authority is this context's ACCESS_DENIED; no answer passes through
-    (the step is retried)."""
-    try:
-        yield
-    except PermissionDenied as refused:
-        raise PermissionDenied("ACCESS_DENIED", "not allowed by the account context") from refused
-    except PreconditionFailed as refused:
-        raise StepRefused(refused.reason) from refused
-    except NotFound as refused:
-        raise StepRefused("NOT_FOUND") from refused
-
-
-async def _step(call: Awaitable[R]) -> R:
-    with _account_refusals():
-        return await call
 
 
 @og_component()
-class LendingUseCases(BaseComponent):
+class LendingUseCases(BaseComponent, DisbursementSteps):
     def __init__(
         self,
         loans: LoanRepository,
@@ -354,99 +330,6 @@ class LendingUseCases(BaseComponent):
             settled += 1
         return settled
 
-    # --- saga steps (idempotent by ctx.key) ----------------------------------------------------
-
-    @staticmethod
-    def _amount(ctx: SagaContext) -> Money:
-        return Money.parse(ctx.payload["currency"], ctx.payload["amount"])
-
-    async def _reserve(self, ctx: SagaContext) -> dict[str, str]:
-        """On the request path: the hold, with the admin's authority. Resumed in the background:
-        only the hold that request may have placed (a lost answer), never a new one."""
-        if not current_caller_has_subject():
-            hold_id = await self._placed_hold(ctx)
-            if not hold_id:
-                raise StepRefused("HOLD_NOT_PLACED")
-            return {"hold_id": hold_id}
-        loan_book = await _step(self._accounts.loan_book(ctx.payload["currency"]))
-        hold_id = await _step(
-            self._accounts.place_hold(
-                ctx.key("reserve_funds"),
-                loan_book,
-                ctx.payload["account_id"],
-                self._amount(ctx),
-                f"loan {ctx.payload['loan_id']}",
-            )
-        )
-        return {"hold_id": hold_id}
-
-    async def _placed_hold(self, ctx: SagaContext) -> str:
-        """The hold the reserve step placed, if it did ("" if not; LookupHold makes "no" final)."""
-        try:
-            return await _step(self._accounts.lookup_hold(ctx.key("reserve_funds")))
-        except StepRefused:
-            return ""
-
-    async def _unreserve(self, ctx: SagaContext, result: dict[str, str]) -> None:
-        hold_id = result.get("hold_id") or await self._placed_hold(ctx)
-        if not hold_id:
-            return  # nothing was reserved
-        try:
-            await _step(self._accounts.release_hold(ctx.key("reserve_funds", "undo"), hold_id))
-        except StepRefused as refused:
-            if str(refused) != "HOLD_ALREADY_RESOLVED":  # captured and reversed, or released: nothing held
-                raise
-
-    async def _record(self, ctx: SagaContext) -> dict[str, str]:
-        await self._loans.record_disbursement(ctx.saga_id, ctx.payload["loan_id"], self._clock.now())
-        return {"disbursement_id": ctx.saga_id}
-
-    async def _cancel_record(self, ctx: SagaContext, result: dict[str, str]) -> None:
-        await self._loans.cancel_disbursement(ctx.saga_id)
-
-    async def _capture(self, ctx: SagaContext) -> str:
-        hold_id = ctx.results["reserve_funds"]["hold_id"]
-        return await _step(self._accounts.capture_hold(ctx.key("transfer_funds"), hold_id))
-
-    async def _transfer(self, ctx: SagaContext) -> dict[str, str]:
-        return {"transfer_id": await self._capture(ctx)}
-
-    async def _reverse(self, ctx: SagaContext, result: dict[str, str]) -> None:
-        fail_point("lending.reverse")
-        transfer_id = result.get("transfer_id") or await self._captured_transfer(ctx)
-        if not transfer_id:
-            return  # the hold was never captured: nothing to reverse
-        try:
-            await _step(
-                self._accounts.reverse_transfer(ctx.key("transfer_funds", "undo"), transfer_id, "loan disbursement compensated")
-            )
-        except StepRefused as refused:
-            if str(refused) != "TRANSFER_ALREADY_REVERSED":
-                raise
-
-    async def _captured_transfer(self, ctx: SagaContext) -> str:
-        """The transfer that captured the saga's hold, if the capture happened (read, not redone)."""
-        hold_id = ctx.results.get("reserve_funds", {}).get("hold_id")
-        if not hold_id:
-            return ""
-        return (await _step(self._accounts.held_funds(hold_id))).captured_by
-
-    async def _mark_disbursed(self, ctx: SagaContext) -> dict[str, str]:
-        """Idempotent: only a DISBURSING loan moves (and announces LoanDisbursed)."""
-        fail_point("lending.mark_disbursed")
-        p, now = ctx.payload, self._clock.now()
-        event = LoanDisbursed(p["loan_id"], p["customer_id"], p["account_id"], self._amount(ctx), now)
-        await self._loans.move(p["loan_id"], LoanStatus.DISBURSING, LoanStatus.DISBURSED, now, events=[event])
-        return {}
-
-    async def _finished(self, ctx: SagaContext, status: str, error: str) -> None:
-        """A saga that did not complete leaves the loan DISBURSEMENT_FAILED (idempotent)."""
-        if status == COMPLETED:
-            return
-        p, now = ctx.payload, self._clock.now()
-        event = LoanDisbursementFailed(p["loan_id"], p["customer_id"], status, now)
-        await self._loans.move(p["loan_id"], LoanStatus.DISBURSING, LoanStatus.DISBURSEMENT_FAILED, now, events=[event])
-
 
 @og_component()
 class PaymentResolver(BaseComponent):
@@ -488,9 +371,3 @@ def _debit(repayment: Repayment, account_id: str) -> Debit:
         Money(currency, a.penalty),
         f"loan {repayment.loan_id} {repayment.kind.value.lower()}",
     )
-
-
-def current_caller_has_subject() -> bool:
-    """Whether this task acts for a user (the request path) or as this context alone."""
-    caller = caller_var.get()
-    return caller is not None and caller.has_subject

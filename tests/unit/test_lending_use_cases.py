@@ -14,10 +14,11 @@ from common.errors import NotFound, PermissionDenied, PreconditionFailed, Unavai
 from common.idempotency import IdempotencyKey
 from common.money import Money
 from common.security.context import ADMIN, RELATIONSHIP_MANAGER, SecurityContext, service_identity
+from services.lending.disbursement import current_caller_has_subject
 from services.lending.domain import LoanStatus, RepaymentStatus
 from services.lending.module import LendingModule
 from services.lending.ports import Accounts, Customers, Debit, DebitOutcome, HeldFunds, PayoutAccount
-from services.lending.service import LendingUseCases, current_caller_has_subject
+from services.lending.service import LendingUseCases
 from tests.unit.contexts import ADMIN_CALLER, FIRST_PAGE, acting_as, context_under_test, customer_caller
 from tests.unit.holds import HoldBook
 
