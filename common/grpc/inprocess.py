@@ -84,6 +84,13 @@ def _deadline_of(timeout: float | None) -> float | None:
     return None if timeout is None else time.monotonic() + timeout
 
 
+def _settled(task: asyncio.Task[Any]) -> None:
+    """Marks a task's outcome as seen: a call's answer that its caller stopped waiting for, or a
+    late handler's, is dropped as gRPC drops it, not reported as "exception never retrieved"."""
+    if not task.cancelled():
+        task.exception()
+
+
 def _spawn(coro: Any) -> asyncio.Task[Any]:
     """The handler's task, with a context of its own, as a server would give it."""
     return asyncio.get_running_loop().create_task(coro, context=contextvars.Context())
@@ -152,6 +159,7 @@ class _UnaryUnaryCall(_Call):
     ) -> None:
         super().__init__()
         self._task = asyncio.get_running_loop().create_task(self._run(handlers, method, request, details, serialize, deserialize))
+        self._task.add_done_callback(_settled)  # a caller gone before awaiting its answer: not an error to log
 
     async def _run(
         self,
@@ -185,6 +193,7 @@ class _UnaryUnaryCall(_Call):
             raise self._fail(rpc_error(grpc.StatusCode.UNKNOWN, f"Unexpected {type(exc).__name__}")) from None
         if response is _LATE:
             served.cancel()
+            served.add_done_callback(_settled)  # what the late handler ends with is nobody's answer now
             raise self._fail(rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
         failed = context.status_error()
         if failed is not None:

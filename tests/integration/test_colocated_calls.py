@@ -5,6 +5,7 @@ identity, metadata, copies of messages, server streams)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
@@ -18,6 +19,7 @@ from common.errors import NotFound, PermissionDenied
 from common.grpc.call_context import REQUEST_ID_HEADER, remaining_time, request_id_var
 from common.grpc.channels import ChannelPool
 from common.grpc.identity import BearerAuthenticator
+from common.grpc.inprocess import InProcessChannel, LocalHandlers
 from common.grpc.server import GrpcServer
 from common.security.context import ADMIN, CUSTOMER, SecurityContext, caller_var, current_caller
 from common.security.tokens import TokenSettings, TokenVerifier, issue, issue_service
@@ -203,3 +205,28 @@ async def test_server_streams_deliver_messages_then_the_status(mesh: Wired) -> N
             got.append(answer.run.processed)
     assert got == [0, 1, 2]
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_an_answer_nobody_waits_for_is_dropped_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """A handler that ends in an error after its deadline, and a call whose caller never awaits
+    it, are what a socket drops silently; the in-process channel must not log them as errors."""
+
+    async def late(request: bytes, context: Any) -> bytes:
+        try:
+            await asyncio.sleep(1)
+        finally:
+            raise RuntimeError("late")  # as a handler cut off mid-write would
+
+    handlers = LocalHandlers()
+    handlers.add("/probe.Probe/Late", grpc.unary_unary_rpc_method_handler(late))
+    handlers.open()
+    call = InProcessChannel(handlers).unary_unary("/probe.Probe/Late")
+    with pytest.raises(aio.AioRpcError) as cut:
+        await call(b"x", timeout=0.05)
+    assert cut.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    forgotten = call(b"y", timeout=0.05)  # never awaited
+    await asyncio.sleep(0.3)
+    del forgotten
+    gc.collect()
+    await asyncio.sleep(0.05)
+    assert [r.getMessage() for r in caplog.records if "never retrieved" in r.getMessage()] == []
