@@ -19,6 +19,7 @@ from grpc import aio
 from common.clock import Clock
 from common.grpc.client import bearer_channel
 from common.grpc.status import rich_status, unpack_detail
+from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.customer.v1 import customer_service_pb2 as cpb
 from ogpgy.identity.v1 import identity_service_pb2 as ipb
 from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
@@ -132,10 +133,14 @@ class Driver:
             customer = await bank.verified_customer(f"{self.tag}-{i}")
             account = (await bank.default_account(customer)).account_id
             await bank.deposit(account, "100.00", f"{self.tag}-{i}")
+            # and one that earns interest or pays a monthly fee, so that the batch runs move money
+            kind = (apb.ACCOUNT_TYPE_PERSONAL_SAVINGS, apb.ACCOUNT_TYPE_BUSINESS_CHECKING)[i % 2]
+            earning = await bank.open(customer, f"{self.tag}-{i}-earning", kind)
+            await bank.deposit(earning, "900.00", f"{self.tag}-{i}-earning")
             user = await create_user(identity, f"{self.tag}-c{i}", ipb.ROLE_CUSTOMER, PASSWORD, customer)
             self.made.customers.append(customer)
             self.made.users.append(user)
-            self.made.accounts.append((account, i))
+            self.made.accounts += [(account, i), (earning, i)]
             self.made.passwords[i] = PASSWORD
             self.logins[f"customer:{i}"] = (f"{self.tag}-c{i}", PASSWORD)
         manager = await create_user(identity, f"{self.tag}-rm", ipb.ROLE_RELATIONSHIP_MANAGER, PASSWORD)

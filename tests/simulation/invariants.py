@@ -14,6 +14,7 @@ import psycopg
 
 from common.config import Settings
 from tests.ledger_checks import broken_ledger, broken_loans
+from tests.simulation.batches import interest_and_fees_once
 from tests.simulation.driver import WITH_DETAILS, Answers, Driver, Outcome
 from tests.simulation.events import published_and_handled_once, redeliver
 from tests.simulation.model import INTERNAL_KINDS
@@ -238,5 +239,6 @@ async def everything(settings: Settings, driver: Driver, admins: set[str]) -> di
         "an admin of the two remains": await an_admin_remains(settings, driver.made.war),
         "actors had the right": await actors_had_the_right(settings, admins),
         "every event published once, handled once": await published_and_handled_once(query, settings, CONTEXTS),
+        "interest and fees once per account and day or month": await interest_and_fees_once(query, settings),
     }
     return {name: broken for name, broken in checks.items() if broken}
