@@ -119,8 +119,9 @@ class Driver:
     # --- the world of one history --------------------------------------------------------------
 
     async def prepare(self) -> None:
-        """Fresh principals for a history: customers with a user and a funded account each, a
-        relationship manager of the first, two admins who will act on each other."""
+        """Fresh principals for a history: customers with a user, a funded account and a savings
+        or business account each, a relationship manager of the first, two admins who will act on
+        each other."""
         self.tag = f"h{next(_tags)}"
         self.made, self.answers, self.sent = Made(today=self.clock.now().date()), Answers(), {}
         self.tokens = {"admin": await issue_token(self.target, "admin", ADMIN_PASSWORD)}
