@@ -147,12 +147,21 @@ async def _page(tx: Tx, job: str, before_key: str, limit: int) -> Page[BatchProg
     return await keyset_page(tx, select, "job = ?", [job], before_key, limit, _progress, key="run_key", descending=True)
 
 
+@dataclass
+class _Driver:
+    """The task driving a run here, the request it drives it for, and whether the run was opened
+    (before that, the request may yet be refused or answered from a completed run: no run goes on)."""
+
+    task: asyncio.Task[object] | None
+    request: IdempotencyKey | None
+    opened: bool = False
+
+
 @og_component()
 class BatchRunner(BaseComponent):
     def __init__(self, db: ContextDatabase) -> None:
         self._db = db
-        # Each run driven here: the task driving it, and the request it drives it for.
-        self._active: dict[tuple[str, str], tuple[asyncio.Task[object] | None, IdempotencyKey | None]] = {}
+        self._active: dict[tuple[str, str], _Driver] = {}  # each run driven here
 
     def _driven(self, run: tuple[str, str]) -> bool:
         """Whether a task of this process drives the run now. A caller that went away (a deadline,
@@ -160,14 +169,17 @@ class BatchRunner(BaseComponent):
         run is free for the next request, not RUN_IN_PROGRESS until the stream is collected."""
         if run not in self._active:
             return False
-        task, _ = self._active[run]
+        task = self._active[run].task
         return task is None or not task.done()
 
     async def _wait_turn(self, run: tuple[str, str], request: IdempotencyKey | None) -> None:
         """Refuses a run driven here now (RUN_IN_PROGRESS), but to a replay of the request that
-        drives it (its caller gave up and asked again): that one waits for it, and answers as it."""
+        drives it (its caller gave up and asked again): that one waits for it, and answers as it.
+        A request being opened is waited for too: it may be only a rival refused on a completed
+        run, and the request that completed it must not hear RUN_IN_PROGRESS meanwhile."""
         while self._driven(run):
-            if request is None or self._active[run][1] != request:
+            driver = self._active[run]
+            if driver.opened and (request is None or driver.request != request):
                 raise PreconditionFailed("RUN_IN_PROGRESS", f"{run[0]} {run[1]} is running", {"run": run[1]})
             await asyncio.sleep(_TURN_SECONDS)
 
@@ -184,7 +196,7 @@ class BatchRunner(BaseComponent):
         refused, except to the `request` that ran it: its replay is answered with the run."""
         await self._wait_turn((job, key), request)
         # Marked before the first await: identical requests arriving meanwhile wait for this one.
-        driver = self._active[(job, key)] = (asyncio.current_task(), request)
+        driver = self._active[(job, key)] = _Driver(asyncio.current_task(), request)
         try:
             progress = await self._db.write(_open, job, key, request, already_completed)
             if progress.status == COMPLETED:
@@ -192,6 +204,7 @@ class BatchRunner(BaseComponent):
                     raise _completed(progress, already_completed)
                 yield progress
                 return
+            driver.opened = True
             yield progress
             while progress.status != COMPLETED:
                 started = time.monotonic()

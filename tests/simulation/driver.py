@@ -19,13 +19,14 @@ from grpc import aio
 from common.clock import Clock
 from common.grpc.client import bearer_channel
 from common.grpc.status import rich_status, unpack_detail
+from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.customer.v1 import customer_service_pb2 as cpb
 from ogpgy.identity.v1 import identity_service_pb2 as ipb
 from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
 from tests.bank_helpers import Bank, create_user, fresh_document
 from tests.conftest import ADMIN_PASSWORD, document, issue_token, onboarding
 from tests.rpc_catalog import Rpc
-from tests.simulation.model import TIME_PASSES, History, Op
+from tests.simulation.model import REPLAY, TIME_PASSES, History, Op
 from tests.simulation.requests import ONBOARDING, Made, Request, request_for
 
 PASSWORD = "a-long-password-1"
@@ -40,6 +41,9 @@ WITH_DETAILS = {
     "OUT_OF_RANGE",
     "RESOURCE_EXHAUSTED",
 }
+# Refusals at the edge, decided on the request, the caller's authority and the clock at the time
+# of each call, before any state: a late replay may hear otherwise (a month over since, a role gone).
+AT_THE_EDGE = {"INVALID_ARGUMENT", "PERMISSION_DENIED", "UNAUTHENTICATED", "DEADLINE_EXCEEDED", "CANCELLED"}
 _tags = itertools.count(1)
 
 
@@ -64,9 +68,11 @@ class Answers:
         default_factory=list
     )  # (user, current, new, wave) of each change that succeeded
 
+    streaming: set[tuple[str, str, str]] = field(default_factory=set)  # keys of batch runs (server-streaming calls)
+
     def add(self, key: tuple[str, str, str], op: Op, outcome: Outcome) -> None:
         self.by_key[key].append(outcome)
-        self.ops[key] = op
+        self.ops.setdefault(key, op)
 
 
 def _resource(response: Any) -> str:
@@ -105,6 +111,7 @@ class Driver:
         self.channel: aio.Channel = aio.insecure_channel(target)
         self.tag = ""
         self.wave = 0
+        self.sent: dict[int, tuple[Request, Any]] = {}  # by operation number: its request, for a later replay
 
     async def close(self) -> None:
         await self.channel.close()
@@ -112,10 +119,11 @@ class Driver:
     # --- the world of one history --------------------------------------------------------------
 
     async def prepare(self) -> None:
-        """Fresh principals for a history: customers with a user and a funded account each, a
-        relationship manager of the first, two admins who will act on each other."""
+        """Fresh principals for a history: customers with a user, a funded account and a savings
+        or business account each, a relationship manager of the first, two admins who will act on
+        each other."""
         self.tag = f"h{next(_tags)}"
-        self.made, self.answers = Made(today=self.clock.now().date()), Answers()
+        self.made, self.answers, self.sent = Made(today=self.clock.now().date()), Answers(), {}
         self.tokens = {"admin": await issue_token(self.target, "admin", ADMIN_PASSWORD)}
         self.logins = {"admin": ("admin", ADMIN_PASSWORD)}
         async with bearer_channel(self.target, self.tokens["admin"]) as channel:
@@ -126,10 +134,14 @@ class Driver:
             customer = await bank.verified_customer(f"{self.tag}-{i}")
             account = (await bank.default_account(customer)).account_id
             await bank.deposit(account, "100.00", f"{self.tag}-{i}")
+            # and one that earns interest or pays a monthly fee, so that the batch runs move money
+            kind = (apb.ACCOUNT_TYPE_PERSONAL_SAVINGS, apb.ACCOUNT_TYPE_BUSINESS_CHECKING)[i % 2]
+            earning = await bank.open(customer, f"{self.tag}-{i}-earning", kind)
+            await bank.deposit(earning, "900.00", f"{self.tag}-{i}-earning")
             user = await create_user(identity, f"{self.tag}-c{i}", ipb.ROLE_CUSTOMER, PASSWORD, customer)
             self.made.customers.append(customer)
             self.made.users.append(user)
-            self.made.accounts.append((account, i))
+            self.made.accounts += [(account, i), (earning, i)]
             self.made.passwords[i] = PASSWORD
             self.logins[f"customer:{i}"] = (f"{self.tag}-c{i}", PASSWORD)
         manager = await create_user(identity, f"{self.tag}-rm", ipb.ROLE_RELATIONSHIP_MANAGER, PASSWORD)
@@ -165,6 +177,9 @@ class Driver:
             self.clock.shift(timedelta(days=int(str(op.args["days"]))))
             self.made.today = self.clock.now().date()
             return
+        if op.kind == REPLAY:
+            await self._replay(op)
+            return
         request = await self._onboarding(op) if op.kind == ONBOARDING else request_for(op, self.made)
         if request.sender not in self.tokens and request.sender != "stranger":
             await self._login(request.sender)
@@ -173,10 +188,32 @@ class Driver:
         message_class = self.rpcs[request.method].request
         keyed = "request_id" in message_class.DESCRIPTOR.fields_by_name
         message = json_format.ParseDict({"request_id": rid, **request.body} if keyed else request.body, message_class())
+        if keyed:
+            self.sent[op.n] = (request, message)
+        if self.rpcs[request.method].server_streaming:
+            self.answers.streaming.add(key)
         outcomes = await self._send_as_mode(op, request, message)
         for outcome in outcomes:
             self.answers.add(key, op, outcome)
         if any(o.code == "UNAUTHENTICATED" for o in outcomes):
+            self.tokens.pop(request.sender, None)
+
+    async def _replay(self, op: Op) -> None:
+        """The very request of operation `of` again, by the same principal, now that the state it
+        was decided on may have moved: its answer must be the one it had."""
+        of = int(str(op.args["of"]))
+        if of not in self.sent:  # not keyed, or shrunk away
+            return
+        request, message = self.sent[of]
+        key = (request.sender, request.method, message.request_id)
+        if all(o.code in AT_THE_EDGE for o in self.answers.by_key[key]):
+            return  # it never reached the state it would be decided on
+        if request.sender not in self.tokens and request.sender != "stranger":
+            await self._login(request.sender)
+        outcome = await self._call(request.method, message, self._metadata(request.sender), DEADLINE)
+        if outcome.code not in AT_THE_EDGE:
+            self.answers.add(key, op, outcome)
+        if outcome.code == "UNAUTHENTICATED":
             self.tokens.pop(request.sender, None)
 
     async def _onboarding(self, op: Op) -> Request:

@@ -5,7 +5,9 @@ fresh bank whose ids differ.
 A history is a list of waves; the operations of a wave run at once. An operation is one request
 sent by one principal in one of several ways: once; several identical copies racing; with a
 deadline of 0.1 to 50 ms and then retried; cancelled in flight and then retried; or racing while
-funds arrive in the account it debits.
+funds arrive in the account it debits. Some are sent again, the same request_id, some waves later,
+once the state they were decided on has moved (a loan approved since, a run completed); a batch
+run often races its identical copies and a rival request for the same day.
 """
 
 from __future__ import annotations
@@ -147,6 +149,17 @@ WEIGHTS: dict[str, int] = {
     "PostCharges": 1,
 }
 TIME_PASSES = "TimePasses"
+REPLAY = "Replay"  # not an RPC: operation `of` sent again, its very request, some waves later
+BATCHES = ("RunCollection", "RunDailyInterest", "ChargeMonthlyFees", "AccrueInterest")
+# Decided on a state that moves on: their replays come late often, others' now and then.
+REPLAYED_OFTEN = ("ApproveLoan", "DisburseLoan", "RepayLoan", "PayOffLoan", "CloseAccount", *BATCHES)
+REPLAY_N, RIVAL_N, EARLY_N = 1_000_000, 2_000_000, 3_000_000  # the numbers of added operations: op.n + this
+# An operation that moves a loan on, and one on the same loan sent the wave before (too early: it
+# is refused on the loan's state) and replayed a few waves after (when that state has moved).
+TOO_EARLY = {
+    "ApproveLoan": ("DisburseLoan", ADMIN, {}),
+    "DisburseLoan": ("RepayLoan", OWNER, {"amount": "50.00"}),
+}
 # Calls whose work goes on after their caller stops waiting (a saga, a payment on the network).
 LONG_CALLS = ("DisburseLoan", "CreatePayment")  # not an RPC: the bank's clock moves on by some days
 
@@ -179,7 +192,31 @@ def generate(seed: int, waves: int) -> History:
                     wave.append(Op(n, kind, actor, args | {"target": 1 - int(str(args["target"]))}, "once"))
             n += 1
         history.append(wave)
-    return history
+    return _with_replays_and_rival_runs(history, random.Random(seed * 7919 + 17))
+
+
+def _with_replays_and_rival_runs(history: History, rng: random.Random) -> History:
+    """The history with its later replays and its batch runs' rivals added, drawn from their own
+    generator: the operations a seed made before stay as they were."""
+    added: list[list[Op]] = [[] for _ in history]
+    for w, wave in enumerate(history):
+        for op in wave:
+            if op.kind == TIME_PASSES:
+                continue
+            if rng.random() < (0.6 if op.kind in REPLAYED_OFTEN else 0.08):
+                later = min(len(history) - 1, w + rng.randint(1, 12))
+                added[later].append(Op(op.n + REPLAY_N, REPLAY, op.actor, {"of": op.n}))
+            if op.kind in TOO_EARLY and w > 0 and rng.random() < 0.6:
+                kind, actor, args = TOO_EARLY[op.kind]
+                early = Op(op.n + EARLY_N, kind, actor, {"loan": op.args["loan"], **args})
+                added[w - 1].append(early)
+                after = min(len(history) - 1, w + rng.randint(1, 3))
+                added[after].append(Op(early.n + REPLAY_N, REPLAY, actor, {"of": early.n}))
+            if op.kind in BATCHES and op.mode != "deadline" and rng.random() < 0.5:
+                race = rng.randint(2, 8)
+                added[w].append(Op(op.n + RIVAL_N, op.kind, op.actor, op.args, "race", rng.randint(2, 4)))
+                wave[wave.index(op)] = Op(op.n, op.kind, op.actor, op.args, "race", race)
+    return [wave + extra for wave, extra in zip(history, added, strict=True)]
 
 
 def without(history: History, dropped: set[int]) -> History:

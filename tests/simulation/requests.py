@@ -12,6 +12,7 @@ from tests.simulation.model import ADMIN, MANAGER, OTHER, OWNER, STRANGER, WARRI
 
 MISSING = {"account": "acc_missing", "hold": "hld_missing", "transfer": "trf_missing", "loan": "lon_missing"}
 EXTERNAL_IBAN = "DE89370400440532013000"
+OPENED = ("PERSONAL_SAVINGS", "BUSINESS_CHECKING", "PERSONAL_CHECKING")  # savings earn interest, business pays fees
 NOTIFICATION_KINDS = ["PAYMENT_COMPLETED", "PAYMENT_RECEIVED", "LOAN_REPAID", "WELCOME"]
 
 
@@ -112,7 +113,7 @@ def _holds_and_transfers(op: Op, made: Made) -> Request | None:
 def _accounts(op: Op, made: Made) -> Request | None:
     if op.kind == "OpenAccount":
         c = made.customer(op.args["customer"])
-        body = {"customer_id": made.customers[c], "type": "ACCOUNT_TYPE_PERSONAL_SAVINGS", "currency_code": "EUR"}
+        body = {"customer_id": made.customers[c], "type": f"ACCOUNT_TYPE_{OPENED[op.n % len(OPENED)]}", "currency_code": "EUR"}
         return Request(op.kind, _sender(op, c, made), body)
     if op.kind == "CloseAccount":
         account, owner = made.account(op.args["account"])
@@ -153,10 +154,13 @@ def _batches(op: Op, made: Made) -> Request | None:
         return Request(op.kind, _sender(op, -1, made), body)
     if op.kind == "ChargeMonthlyFees":
         month = _day(made, op) | {"day": 1}
-        return Request(op.kind, _sender(op, -1, made), {"month": month, "currency_code": "EUR", "limit": 100})
-    if op.kind == "AccrueInterest":
-        tiers = [{"up_to": _eur("100000.00"), "annual_rate": "0.01"}]
-        body = {"business_date": _day(made, op), "currency_code": "EUR", "tiers": tiers, "limit": 100}
+        body = {"month": month, "currency_code": "EUR", "limit": (1, 100)[op.n % 2], "after_account_id": ""}
+        body["after_account_id"] = made.account(op.n)[0] if op.n % 3 else ""
+        return Request(op.kind, _sender(op, -1, made), body)
+    if op.kind == "AccrueInterest":  # chunks of 1, 3 or 100 accounts, at rates that pay cents on small balances
+        tiers = [{"up_to": _eur("1000.00"), "annual_rate": ("0.5", "0.05")[op.n % 2]}, {"annual_rate": "0.01"}]
+        body = {"business_date": _day(made, op), "currency_code": "EUR", "tiers": tiers, "limit": (1, 3, 100)[op.n % 3]}
+        body["after_account_id"] = made.account(op.n)[0] if op.n % 4 else ""  # resumed from an account on, or from the start
         return Request(op.kind, _sender(op, -1, made), body)
     return None
 
