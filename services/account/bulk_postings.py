@@ -15,7 +15,7 @@ from datetime import date, datetime
 
 from common.audit import acting, record_change
 from common.db.base import Tx, aggregate
-from common.errors import Aborted
+from common.errors import Aborted, PreconditionFailed
 from common.money import MAX_MINOR
 from kernel.interest import InterestTier
 from services.account.domain import InternalAccount, balance_limit
@@ -355,9 +355,10 @@ async def charge_fees(tx: Tx, first_day: date, currency: str, after: str, limit:
     if recorded is not None:  # "done" as it was when first charged, unless accounts with a fee came since
         following, _ = await _fee_chunk_edge(tx, month, currency, recorded.last_account_id, 1)
         return replace(recorded, done=recorded.processed < limit and not following)
-    count, last = await _fee_chunk_edge(tx, month, currency, after, limit)
+    ceiling = await _next_fee_chunk_start(tx, month, currency, after)
+    count, last = await _fee_chunk_edge(tx, month, currency, after, limit, ceiling)
     if not count:
-        return FeeChunk(0, 0, 0, 0, after, True)
+        return FeeChunk(0, 0, 0, 0, ceiling or after, not ceiling)
     await tx.execute(_ROWS_DDL[tx.dialect])
     await tx.execute("DELETE FROM accrual_rows")
     due = await tx.fetchall(
@@ -370,22 +371,34 @@ async def charge_fees(tx: Tx, first_day: date, currency: str, after: str, limit:
         await _post_rows(
             tx, InternalAccount.FEE_INCOME.account_id(currency), currency, total, f"monthly fee {month.key}", at, to_rows=False
         )
-    chunk = FeeChunk(count, len(payable), total, len(due) - len(payable), last, count < limit)
+    chunk = FeeChunk(count, len(payable), total, len(due) - len(payable), last, count < limit and not ceiling)
     await record_change(tx, "ChargeMonthlyFees", f"fees/{month.key}/{currency}/{after}..{last}")
     await _record_fee_chunk(tx, month, currency, after, chunk)
     return chunk
 
 
 async def _recorded_fee_chunk(tx: Tx, month: _Month, currency: str, after: str) -> FeeChunk | None:
+    """The chunk recorded from `after`, if any. A cursor inside a recorded chunk is refused: what
+    that chunk charged after the cursor is not recorded apart, and charging it again would take a
+    second fee (the batch runner's and the CLI's cursors are always a chunk's start or end)."""
     recorded = await tx.fetchone(
-        "SELECT last_account_id, processed, charged, charged_minor, unpaid FROM fee_chunks WHERE month = ? AND currency = ?"
-        " AND after_account_id = ?",
+        "SELECT after_account_id, last_account_id, processed, charged, charged_minor, unpaid FROM fee_chunks"
+        " WHERE month = ? AND currency = ? AND after_account_id <= ? AND last_account_id > ?",
         month.key,
         currency,
+        after,
         after,
     )
     if recorded is None:
         return None
+    if recorded["after_account_id"] != after:
+        start, last = str(recorded["after_account_id"]), str(recorded["last_account_id"])
+        raise PreconditionFailed(
+            "FEE_CHUNK_OVERLAP",
+            f"the month's fees after {start or 'the first account'} up to {last} were charged as one chunk:"
+            " resume from its start or its end",
+            {"chunk_after_account_id": start, "chunk_last_account_id": last},
+        )
     return FeeChunk(
         int(recorded["processed"]),
         int(recorded["charged"]),
@@ -396,19 +409,34 @@ async def _recorded_fee_chunk(tx: Tx, month: _Month, currency: str, after: str) 
     )
 
 
-async def _fee_chunk_edge(tx: Tx, month: _Month, currency: str, after: str, limit: int) -> tuple[int, str]:
-    """How many accounts with a fee the chunk after `after` covers, and the last of them."""
+async def _fee_chunk_edge(tx: Tx, month: _Month, currency: str, after: str, limit: int, ceiling: str = "") -> tuple[int, str]:
+    """How many accounts with a fee the chunk after `after` covers (up to `ceiling`, where a
+    recorded chunk begins, if given), and the last of them."""
     fee = _FEATURE[tx.dialect].format(name="monthly_fee")
     edge = await aggregate(
         tx,
         f"SELECT MAX(account_id) AS last, COUNT(*) AS n FROM (SELECT a.account_id FROM accounts a WHERE {_WITH_FEE.format(fee=fee)}"
-        " AND a.account_id > ? ORDER BY a.account_id LIMIT ?) chunk",
+        " AND a.account_id > ? AND (? = '' OR a.account_id <= ?) ORDER BY a.account_id LIMIT ?) chunk",
         currency,
         month.end,
         after,
+        ceiling,
+        ceiling,
         limit,
     )
     return int(edge["n"]), str(edge["last"] or "")
+
+
+async def _next_fee_chunk_start(tx: Tx, month: _Month, currency: str, after: str) -> str:
+    """Where the next recorded chunk of the month begins ('' if none): a new chunk stops there."""
+    row = await aggregate(
+        tx,
+        "SELECT MIN(after_account_id) AS start FROM fee_chunks WHERE month = ? AND currency = ? AND after_account_id > ?",
+        month.key,
+        currency,
+        after,
+    )
+    return str(row["start"]) if row["start"] is not None else ""
 
 
 async def _record_fee_chunk(tx: Tx, month: _Month, currency: str, after: str, chunk: FeeChunk) -> None:

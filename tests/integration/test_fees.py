@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import grpc
 import pytest
 from grpc import aio
 
@@ -16,7 +17,7 @@ from common.config import Settings
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.type.v1 import date_pb2
 from tests.bank_helpers import Bank, bank_on_clock, eur
-from tests.grpc_assert import field_violations
+from tests.grpc_assert import error_reason, field_violations
 from tests.ledger_checks import broken_ledger
 
 MAY = date_pb2.Date(year=2026, month=5, day=1)
@@ -90,3 +91,33 @@ async def test_the_minimum_balance_never_refuses_a_movement(channel: aio.Channel
     await bank.deposit(account, "100.00", "fees-free")
     moved = await bank.accounts.Withdraw(apb.WithdrawRequest(request_id="below-minimum", account_id=account, amount=eur("90.00")))
     assert moved.transfer.amount.amount == "90.00"
+
+
+async def test_chunks_never_overlap_whatever_cursor_a_caller_sends(channel: aio.Channel, settings: Settings) -> None:
+    """A month's chunks are recorded by their ranges: a new chunk stops where a recorded one
+    begins, and a cursor inside a recorded chunk is refused (its fees are not charged twice, and
+    the answer is a refusal, never INTERNAL)."""
+    bank = Bank(channel)
+    customer = await bank.verified_customer("fees-cursor")
+    accounts = sorted([await bank.open(customer, f"fees-c{n}", apb.ACCOUNT_TYPE_BUSINESS_CHECKING) for n in range(5)])
+    _on(2, month=6)
+    later = apb.ChargeMonthlyFeesRequest(
+        request_id="from-2", month=MAY, currency_code="EUR", after_account_id=accounts[1], limit=2
+    )
+    assert (await bank.accounts.ChargeMonthlyFees(later)).last_account_id == accounts[3]
+    inside = apb.ChargeMonthlyFeesRequest(
+        request_id="inside", month=MAY, currency_code="EUR", after_account_id=accounts[2], limit=9
+    )
+    refused = await error_reason(bank.accounts.ChargeMonthlyFees(inside), grpc.StatusCode.FAILED_PRECONDITION)
+    assert refused.reason == "FEE_CHUNK_OVERLAP"
+    assert dict(refused.metadata) == {"chunk_after_account_id": accounts[1], "chunk_last_account_id": accounts[3]}
+    first = await bank.accounts.ChargeMonthlyFees(
+        apb.ChargeMonthlyFeesRequest(request_id="from-start", month=MAY, currency_code="EUR", limit=100)
+    )
+    assert (first.last_account_id, first.done) == (accounts[1], False), "stops where the recorded chunk begins"
+    rest = await _charge(bank, "rest", limit=100)
+    assert [c.last_account_id for c in rest] == [accounts[1], accounts[3], accounts[4]]
+    assert rest[-1].done
+    assert {a: (await bank.balance(a))[0] for a in accounts} == dict.fromkeys(accounts, "-15.00"), "one fee each"
+    assert (await bank.balance("acc_FEE_INCOME_EUR"))[0] == "75.00"
+    assert not await broken_ledger(settings)
