@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from common.errors import PermissionDenied, PreconditionFailed
+from common.errors import FieldRefused, FieldViolation, PermissionDenied, PreconditionFailed
 from common.security.context import ADMIN, CUSTOMER, USER_ROLES
 from common.validation import Violations
 
@@ -167,6 +167,16 @@ def check_password_unchanged(user: User, checked_hash: str) -> None:
             "the password changed while this change was checked; log in with the current password and try again",
             {"user_id": user.user_id},
         )
+
+
+def check_current_password(user: User, checked_hash: str, matched: bool) -> None:
+    """A user's own change proves their current password, decided on the hash the write sees: the
+    one it was checked against is still stored (else PASSWORD_CHANGED), and it matched (else the
+    field is refused; kept on the request's key, so a replay once the password is the one named,
+    after an admin's reset, is refused again rather than made)."""
+    check_password_unchanged(user, checked_hash)
+    if not matched:
+        raise FieldRefused([FieldViolation("current_password", "does not match the current password")])
 
 
 def hash_password(password: str) -> str:

@@ -45,8 +45,8 @@ from services.identity.domain import (
     User,
     check_acting_admin,
     check_acting_self_or_admin,
+    check_current_password,
     check_not_self_lockout,
-    check_password_unchanged,
     hash_password,
     login_subjects,
     needs_rehash,
@@ -209,28 +209,31 @@ class IdentityUseCases(BaseComponent):
         """Users change their own with their current password (throttled like a login); an admin
         resets another's without it. Either way the user's earlier tokens are refused.
 
-        Hashing is slow, so it is done before the write; the write then decides: the password
-        checked is still the stored one (else PASSWORD_CHANGED: of concurrent changes that proved
-        the same current password exactly one is made), and the caller may still act."""
+        Hashing is slow, so it is done before the write, against the hash read then; the write
+        decides on the hash it sees: still the one checked (else PASSWORD_CHANGED: of concurrent
+        changes that proved the same current password exactly one is made), the check matched
+        (else current_password is refused), and the caller may still act. Each refusal is kept on
+        the request's key."""
         action = "change other users' passwords"
         caller = self._require_self_or_admin(user_id, action)
         replayed = await self._users.replayed(key)
         if replayed is not None:
             return await self.get(replayed)
         checked = await self._check_current_password(user_id, current, peer) if caller.user_id == user_id else None
-        password_hash = await self._hashing.run(hash_password, new)
+        matched = checked is None or checked[1]
+        password_hash = await self._hashing.run(hash_password, new) if matched else ""  # a wrong one writes nothing
         now = self._clock.now()
 
         def change(user: User) -> User:
             if checked is not None:
-                check_password_unchanged(user, checked)
+                check_current_password(user, *checked)
             return user.with_password(password_hash, now)
 
         return await self._change(user_id, change, key, _self_or_admin_now(user_id, action))
 
-    async def _check_current_password(self, user_id: str, current: str, peer: str) -> str:
-        """The stored hash `current` matches (the write checks it is still the stored one). A
-        wrong current password is a guess like a wrong login: counted before it is hashed."""
+    async def _check_current_password(self, user_id: str, current: str, peer: str) -> tuple[str, bool]:
+        """The stored hash and whether `current` matches it (the write decides on both). A wrong
+        current password is a guess like a wrong login: counted before it is hashed."""
         v = Violations()
         v.check(bool(current), "current_password", "required to change your own password")
         v.raise_if_any()
@@ -238,10 +241,7 @@ class IdentityUseCases(BaseComponent):
         if user is None:
             raise NotFound("user", user_id)
         keys = await self._reserve_password_check(user.username, peer)
-        if not await self._password_matches(keys, current, user.password_hash):
-            v.check(False, "current_password", "does not match the current password")
-            v.raise_if_any()
-        return user.password_hash
+        return user.password_hash, await self._password_matches(keys, current, user.password_hash)
 
     async def _reserve_password_check(self, username: str, peer: str) -> list[Key]:
         """A slot for one password check, reserved before anything is read or hashed (see
