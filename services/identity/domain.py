@@ -225,16 +225,36 @@ def _scrypt_matches(password: str, stored: str) -> bool:
 USERNAME_AT_ADDRESS = "username-at-address"  # every try, in flight included: a few quick ones (typos), then
 # slower; a success clears it. The one that stops a burst of guesses at one user from one place
 ADDRESS = "address"  # the failures of one address across usernames (one password tried on every user)
-USERNAME = "username"  # the failures at one username from anywhere (many addresses guessing one user):
-# a short window, so that the owner elsewhere is slowed for at most that long, never locked out;
-# no one address can fill it (its own rule stops it first)
+USERNAME = "username"  # the tries at one username from every address it has not logged in from lately
+# (many addresses guessing one user), a ceiling no success lifts. Full, it does not shut the door
+# (strangers could keep it shut on the owner) but slows to the trickle below:
+USERNAME_OVERFLOW = "username-overflow"  # one more try at the username now and then, in all,
+USERNAME_OVERFLOW_AT_ADDRESS = "username-overflow-at-address"  # of which each address gets a few:
+# strangers at a handful of addresses cannot take every turn, so the owner at a new one gets one soon
+KNOWN_ADDRESS = "known-address"  # an address the username logged in from lately: exempt from USERNAME
+# (its own USERNAME_AT_ADDRESS still bounds it), so strangers elsewhere never slow the owner there
+
+Subject = tuple[str, tuple[str, ...]]  # a rule's name and what it counts (a username, an address, both)
 
 
-def login_subjects(username: str, peer: str) -> list[tuple[str, tuple[str, ...]]]:
+def login_subjects(username: str, peer: str, *, known: bool = False) -> list[Subject]:
     """The (rule, subject) pairs one password check counts against: what a guess from `peer` at
-    `username` costs that address, that username from that address, and that username."""
+    `username` costs that address, that username from that address, and (unless the username
+    logged in from that address lately: `known`) that username."""
     name, address = username.lower(), address_holder(peer)
-    return [(USERNAME_AT_ADDRESS, (name, address)), (ADDRESS, (address,)), (USERNAME, (name,))]
+    subjects = [(USERNAME_AT_ADDRESS, (name, address)), (ADDRESS, (address,))]
+    return subjects if known else [*subjects, (USERNAME, (name,))]
+
+
+def username_overflow(username: str, peer: str) -> list[Subject]:
+    """What a check takes once USERNAME is full: a turn of the username's, and of it from `peer`."""
+    name, address = username.lower(), address_holder(peer)
+    return [(USERNAME_OVERFLOW, (name,)), (USERNAME_OVERFLOW_AT_ADDRESS, (name, address))]
+
+
+def known_address(username: str, peer: str) -> Subject:
+    """The address `peer` as one `username` logged in from."""
+    return KNOWN_ADDRESS, (username.lower(), address_holder(peer))
 
 
 def address_holder(peer: str) -> str:
