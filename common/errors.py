@@ -35,6 +35,13 @@ class ValidationFailed(AppError):
         super().__init__(f"invalid request: {summary}")
 
 
+class FieldRefused(ValidationFailed):
+    """A field refused on the state it was compared with (a current password that is not the stored
+    one): INVALID_ARGUMENT like any bad input, but decided in the unit of work that read the state,
+    so kept on the request's idempotency key like a FAILED_PRECONDITION (a replay, once the state
+    agrees with the field, hears the refusal again instead of making the change)."""
+
+
 class NotFound(AppError):
     """The named resource does not exist: NOT_FOUND with ResourceInfo."""
 

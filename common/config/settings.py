@@ -87,7 +87,10 @@ class Settings(BaseSettings):
     # moving windows ("N/period;..."), shared by identity's replicas through redis_url:
     login_limits_username_at_address: str = "5/10 seconds;10/minute;20/hour;50/day"  # tries; a success clears them
     login_limits_address: str = "50/minute;500/hour"  # failures of one address, across usernames
-    login_limits_username: str = "30/minute"  # failures at one username from anywhere: slows, never locks
+    login_limits_username: str = "30/minute"  # tries at one username from addresses it has not logged in from lately
+    login_limits_username_overflow: str = "1/2 seconds"  # once that is full: one more try at the username this often,
+    login_limits_username_overflow_at_address: str = "1/30 seconds"  # and this often from any one address
+    login_known_address_days: int = Field(default=30, ge=1)  # an address logged in from is exempt from the username's ceiling
     admin_username: str = "admin"
     admin_password: str = Field(
         default="", repr=False

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from common.audit import record_change, record_changes
 from common.db.base import Row, Settled, Tx
-from common.errors import PermissionDenied, PreconditionFailed, ReasonedError
+from common.errors import FieldRefused, FieldViolation, PermissionDenied, PreconditionFailed, ReasonedError
 from common.idempotency import IdempotencyKey, key_reused, key_voided
 
 T = TypeVar("T")
@@ -43,26 +43,35 @@ async def replayed_resource(tx: Tx, key: IdempotencyKey) -> str | None:
     return str(row["resource_id"])
 
 
-def _refusal(row: Row) -> ReasonedError:
+def _refusal(row: Row) -> Refusal:
     return refusal_of(row["refusal"])
 
 
 # The refusals a unit of work decides on the state it read, kept as its key's answer.
 KEPT: dict[str, type[ReasonedError]] = {"FAILED_PRECONDITION": PreconditionFailed, "PERMISSION_DENIED": PermissionDenied}
+_FIELD_REFUSED = "INVALID_ARGUMENT"  # a FieldRefused: its violations are kept, not a reason
+Refusal = ReasonedError | FieldRefused
+REFUSALS = (PreconditionFailed, PermissionDenied, FieldRefused)  # what `once` keeps on the key
 
 
-def refusal_text(refused: ReasonedError) -> str:
+def refusal_text(refused: Refusal) -> str:
     """A refusal as a column keeps it, to be answered again as it was first answered."""
+    if isinstance(refused, FieldRefused):
+        violations = [[v.field, v.description, v.reason] for v in refused.violations]
+        return json.dumps({"kind": _FIELD_REFUSED, "violations": violations})
     kind = next(name for name, cls in KEPT.items() if isinstance(refused, cls))
     return json.dumps({"kind": kind, "reason": refused.reason, "message": refused.message, "metadata": refused.metadata})
 
 
-def refusal_of(text: str) -> ReasonedError:
+def refusal_of(text: str) -> Refusal:
     kept = json.loads(text)
-    return KEPT[kept.get("kind", "FAILED_PRECONDITION")](kept["reason"], kept["message"], kept["metadata"])
+    kind = kept.get("kind", "FAILED_PRECONDITION")
+    if kind == _FIELD_REFUSED:
+        return FieldRefused([FieldViolation(*violation) for violation in kept["violations"]])
+    return KEPT[kind](kept["reason"], kept["message"], kept["metadata"])
 
 
-async def refuse(tx: Tx, key: IdempotencyKey, refused: ReasonedError) -> None:
+async def refuse(tx: Tx, key: IdempotencyKey, refused: Refusal) -> None:
     """Keeps `refused` as the answer of the key claimed in this unit of work, for good."""
     refusal = refusal_text(refused)
     await tx.execute(
@@ -75,7 +84,7 @@ async def once(
 ) -> T:
     """Makes `resource_id` once for `key`: `make()` on a new key, `replay(resource)` on one an
     earlier request made it with. A refusal that `make` raises for the state it met (funds short,
-    a row moved on, an actor's authority gone) undoes what it wrote and stays the key's answer: the unit commits the key
+    a row moved on, an actor's authority gone, a field that does not match it) undoes what it wrote and stays the key's answer: the unit commits the key
     with the refusal, so an identical request racing this one, or sent later when the state has
     changed, hears the same refusal instead of making the resource after all."""
     replayed = await claim(tx, key, resource_id, record=False)
@@ -84,7 +93,7 @@ async def once(
     await tx.execute("SAVEPOINT once")
     try:
         made = await make()
-    except (PreconditionFailed, PermissionDenied) as refused:
+    except REFUSALS as refused:
         await tx.execute("ROLLBACK TO SAVEPOINT once")
         await tx.execute("RELEASE SAVEPOINT once")
         await refuse(tx, key, refused)

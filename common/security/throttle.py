@@ -12,11 +12,16 @@ Two kinds of rule:
   the work starts: what is in flight counts, and no burst gets past it. A refused attempt takes
   none (a flood does not lengthen its own wait; only one racing another for a window's last slot
   may keep a slot in a shorter window); a success clears it (it bounds tries since the last
-  success, so a user logging in often is never slowed);
+  success, so a user logging in often is never slowed), unless the rule says it is a ceiling that
+  nobody's success lifts (`cleared_by_success=False`: what all strangers together get);
 - one that counts *failures* refuses while a window is full, before any work, and counts an
   attempt once it has failed: who succeeds spends nothing (many users behind one address). The
   attempts in flight when its window fills may still fail into it: it is exceeded by at most as
   many as the work lets run at once (the caller bounds that, e.g. with a bulkhead).
+A key may name an *overflow*: when its own windows are full, the attempt takes a slot in each of
+the overflow's keys instead (attempts-counting ceilings), so that a full window slows to a trickle
+rather than shutting a door that a stranger can keep shut. And a subject may be *remembered* for
+a while (an address a user logged in from), for the caller to count it differently.
 Where the store cannot be reached, every attempt is refused (UNAVAILABLE): never unthrottled work.
 """
 
@@ -48,14 +53,15 @@ class Rule:
     name: str
     windows: tuple[RateLimitItem, ...]
     counts_failures: bool = False  # False: counts attempts, before their work; True: failures, after it
+    cleared_by_success: bool = True  # attempts only: False, a ceiling that no success lifts
 
     @staticmethod
-    def parse(name: str, windows: str, *, counts_failures: bool = False) -> Rule:
+    def parse(name: str, windows: str, *, counts_failures: bool = False, cleared_by_success: bool = True) -> Rule:
         """Refuses a malformed or empty rule at start, not at the first attempt."""
         parsed = tuple(parse_many(windows))
         if not parsed:
             raise ValueError(f"rule {name!r}: no window in {windows!r}")
-        return Rule(name, parsed, counts_failures)
+        return Rule(name, parsed, counts_failures, cleared_by_success)
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,7 @@ class Key:
 
     rule: Rule
     parts: tuple[str, ...]
+    overflow: tuple[Key, ...] = ()  # when this key is full, a slot in each of these instead (attempts-counting)
 
     def identifiers(self) -> tuple[str, ...]:
         """The rule's name and a digest of the subject: fixed width, no separator to collide on,
@@ -102,27 +109,59 @@ class AttemptThrottle:
             raise _unavailable() from exc
 
     async def settle(self, keys: Sequence[Key], *, succeeded: bool) -> None:
-        """After the work: a success clears what the attempts-counting keys counted; a failure
-        is counted by the failures-counting keys."""
+        """After the work: a success clears what the attempts-counting keys counted (those a
+        success clears); a failure is counted by the failures-counting keys. An overflow's slot
+        stays taken either way."""
         try:
             for key in keys:
                 for window in key.rule.windows:
-                    if succeeded and not key.rule.counts_failures:
+                    if succeeded and not key.rule.counts_failures and key.rule.cleared_by_success:
                         await self._windows.clear(window, *key.identifiers())
                     elif not succeeded and key.rule.counts_failures:
                         await self._windows.hit(window, *key.identifiers())
         except (StorageError, RedisError) as exc:
             raise _unavailable() from exc
 
+    async def remembers(self, key: Key) -> bool:
+        """Whether `remember(key)` was called within its rule's (first) window."""
+        try:
+            return not await self._windows.test(key.rule.windows[0], *key.identifiers())
+        except (StorageError, RedisError) as exc:
+            raise _unavailable() from exc
+
+    async def remember(self, key: Key) -> None:
+        """Remembers the subject for its rule's (first) window from now (a one-slot window, filled)."""
+        window = key.rule.windows[0]
+        try:
+            await self._windows.clear(window, *key.identifiers())
+            await self._windows.hit(window, *key.identifiers())
+        except (StorageError, RedisError) as exc:
+            raise _unavailable() from exc
+
     async def _reserve(self, keys: Sequence[Key]) -> float:
-        for key in keys:  # a full window refuses before any slot is taken
-            for window in key.rule.windows:
-                if not await self._windows.test(window, *key.identifiers()):
-                    return await self._wait(key, window)
-        for key in (k for k in keys if not k.rule.counts_failures):
+        taken: list[Key] = []
+        for key in keys:  # a full window refuses before any slot is taken (or sends to the key's overflow)
+            wait = await self._room(key)
+            if wait and key.overflow:
+                overflow_waits = [await self._room(k) for k in key.overflow]
+                if not any(overflow_waits):
+                    taken += key.overflow
+                    continue
+                return min(wait, max(overflow_waits))
+            if wait:
+                return wait
+            taken.append(key)
+        for key in (k for k in taken if not k.rule.counts_failures):
             for window in key.rule.windows:
                 if not await self._windows.hit(window, *key.identifiers()):  # taken meanwhile by a concurrent attempt
                     return await self._wait(key, window)
+        return 0.0
+
+    async def _room(self, key: Key) -> float:
+        """0.0 when each of the key's windows has room, else the wait for the first full one."""
+        for window in key.rule.windows:
+            if not await self._windows.test(window, *key.identifiers()):
+                return await self._wait(key, window)
         return 0.0
 
     async def _wait(self, key: Key, window: RateLimitItem) -> float:

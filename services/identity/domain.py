@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from common.errors import PermissionDenied, PreconditionFailed
+from common.errors import FieldRefused, FieldViolation, PermissionDenied, PreconditionFailed
 from common.security.context import ADMIN, CUSTOMER, USER_ROLES
 from common.validation import Violations
 
@@ -169,6 +169,16 @@ def check_password_unchanged(user: User, checked_hash: str) -> None:
         )
 
 
+def check_current_password(user: User, checked_hash: str, matched: bool) -> None:
+    """A user's own change proves their current password, decided on the hash the write sees: the
+    one it was checked against is still stored (else PASSWORD_CHANGED), and it matched (else the
+    field is refused; kept on the request's key, so a replay once the password is the one named,
+    after an admin's reset, is refused again rather than made)."""
+    check_password_unchanged(user, checked_hash)
+    if not matched:
+        raise FieldRefused([FieldViolation("current_password", "does not match the current password")])
+
+
 def hash_password(password: str) -> str:
     """argon2id at the current parameters, salt included in the encoded hash."""
     return _ARGON2.hash(password)
@@ -215,16 +225,36 @@ def _scrypt_matches(password: str, stored: str) -> bool:
 USERNAME_AT_ADDRESS = "username-at-address"  # every try, in flight included: a few quick ones (typos), then
 # slower; a success clears it. The one that stops a burst of guesses at one user from one place
 ADDRESS = "address"  # the failures of one address across usernames (one password tried on every user)
-USERNAME = "username"  # the failures at one username from anywhere (many addresses guessing one user):
-# a short window, so that the owner elsewhere is slowed for at most that long, never locked out;
-# no one address can fill it (its own rule stops it first)
+USERNAME = "username"  # the tries at one username from every address it has not logged in from lately
+# (many addresses guessing one user), a ceiling no success lifts. Full, it does not shut the door
+# (strangers could keep it shut on the owner) but slows to the trickle below:
+USERNAME_OVERFLOW = "username-overflow"  # one more try at the username now and then, in all,
+USERNAME_OVERFLOW_AT_ADDRESS = "username-overflow-at-address"  # of which each address gets a few:
+# strangers at a handful of addresses cannot take every turn, so the owner at a new one gets one soon
+KNOWN_ADDRESS = "known-address"  # an address the username logged in from lately: exempt from USERNAME
+# (its own USERNAME_AT_ADDRESS still bounds it), so strangers elsewhere never slow the owner there
+
+Subject = tuple[str, tuple[str, ...]]  # a rule's name and what it counts (a username, an address, both)
 
 
-def login_subjects(username: str, peer: str) -> list[tuple[str, tuple[str, ...]]]:
+def login_subjects(username: str, peer: str, *, known: bool = False) -> list[Subject]:
     """The (rule, subject) pairs one password check counts against: what a guess from `peer` at
-    `username` costs that address, that username from that address, and that username."""
+    `username` costs that address, that username from that address, and (unless the username
+    logged in from that address lately: `known`) that username."""
     name, address = username.lower(), address_holder(peer)
-    return [(USERNAME_AT_ADDRESS, (name, address)), (ADDRESS, (address,)), (USERNAME, (name,))]
+    subjects = [(USERNAME_AT_ADDRESS, (name, address)), (ADDRESS, (address,))]
+    return subjects if known else [*subjects, (USERNAME, (name,))]
+
+
+def username_overflow(username: str, peer: str) -> list[Subject]:
+    """What a check takes once USERNAME is full: a turn of the username's, and of it from `peer`."""
+    name, address = username.lower(), address_holder(peer)
+    return [(USERNAME_OVERFLOW, (name,)), (USERNAME_OVERFLOW_AT_ADDRESS, (name, address))]
+
+
+def known_address(username: str, peer: str) -> Subject:
+    """The address `peer` as one `username` logged in from."""
+    return KNOWN_ADDRESS, (username.lower(), address_holder(peer))
 
 
 def address_holder(peer: str) -> str:

@@ -37,22 +37,30 @@ from common.security.tokens import CLOCK_SKEW_SECONDS, issue, jwks
 from common.validation import Violations
 from services.identity.domain import (
     ADDRESS,
+    KNOWN_ADDRESS,
     USERNAME,
     USERNAME_AT_ADDRESS,
+    USERNAME_OVERFLOW,
+    USERNAME_OVERFLOW_AT_ADDRESS,
     AuditEvent,
     AuditQuery,
+    Subject,
     TokenRevocation,
     User,
     check_acting_admin,
     check_acting_self_or_admin,
+    check_current_password,
     check_not_self_lockout,
-    check_password_unchanged,
     hash_password,
+    known_address,
     login_subjects,
     needs_rehash,
     password_matches,
+    username_overflow,
 )
 from services.identity.repository import Authorize, Change, UserRepository
+
+_Reserved = tuple[list[Key], Key]  # the keys a password check was counted against, and its known-address key
 
 CUSTOMER_ARRIVAL_SECONDS = 2.0  # a customer onboarded a moment ago is waited for this long, then refused
 
@@ -66,12 +74,33 @@ def admin_password_file(settings: Settings) -> Path:
 
 def login_rules(settings: Settings) -> dict[str, Rule]:
     """How many password checks each subject of login_subjects gets, from the settings; a
-    malformed rule stops the start."""
+    malformed rule stops the start. USERNAME and its overflow are ceilings on what every stranger
+    together gets (attempts, in flight included, that no success lifts); KNOWN_ADDRESS is one slot,
+    filled by a success, for as many days as the settings say."""
     return {
         USERNAME_AT_ADDRESS: Rule.parse(USERNAME_AT_ADDRESS, settings.login_limits_username_at_address),
         ADDRESS: Rule.parse(ADDRESS, settings.login_limits_address, counts_failures=True),
-        USERNAME: Rule.parse(USERNAME, settings.login_limits_username, counts_failures=True),
+        USERNAME: Rule.parse(USERNAME, settings.login_limits_username, cleared_by_success=False),
+        USERNAME_OVERFLOW: Rule.parse(USERNAME_OVERFLOW, settings.login_limits_username_overflow, cleared_by_success=False),
+        USERNAME_OVERFLOW_AT_ADDRESS: Rule.parse(
+            USERNAME_OVERFLOW_AT_ADDRESS, settings.login_limits_username_overflow_at_address, cleared_by_success=False
+        ),
+        KNOWN_ADDRESS: Rule.parse(KNOWN_ADDRESS, f"1/{settings.login_known_address_days} days"),
     }
+
+
+def login_key(rules: dict[str, Rule], subject: Subject) -> Key:
+    rule, parts = subject
+    return Key(rules[rule], parts)
+
+
+def login_keys(rules: dict[str, Rule], username: str, peer: str, *, known: bool) -> list[Key]:
+    """The keys of one password check (login_subjects), the username's with its overflow."""
+    overflow = tuple(login_key(rules, s) for s in username_overflow(username, peer))
+    return [
+        Key(rules[rule], parts, overflow if rule == USERNAME else ())
+        for rule, parts in login_subjects(username, peer, known=known)
+    ]
 
 
 def _admin_now(action: str) -> Authorize:
@@ -209,45 +238,48 @@ class IdentityUseCases(BaseComponent):
         """Users change their own with their current password (throttled like a login); an admin
         resets another's without it. Either way the user's earlier tokens are refused.
 
-        Hashing is slow, so it is done before the write; the write then decides: the password
-        checked is still the stored one (else PASSWORD_CHANGED: of concurrent changes that proved
-        the same current password exactly one is made), and the caller may still act."""
+        Hashing is slow, so it is done before the write, against the hash read then; the write
+        decides on the hash it sees: still the one checked (else PASSWORD_CHANGED: of concurrent
+        changes that proved the same current password exactly one is made), the check matched
+        (else current_password is refused), and the caller may still act. Each refusal is kept on
+        the request's key."""
         action = "change other users' passwords"
         caller = self._require_self_or_admin(user_id, action)
         replayed = await self._users.replayed(key)
         if replayed is not None:
             return await self.get(replayed)
         checked = await self._check_current_password(user_id, current, peer) if caller.user_id == user_id else None
-        password_hash = await self._hashing.run(hash_password, new)
+        matched = checked is None or checked[1]
+        password_hash = await self._hashing.run(hash_password, new) if matched else ""  # a wrong one writes nothing
         now = self._clock.now()
 
         def change(user: User) -> User:
             if checked is not None:
-                check_password_unchanged(user, checked)
+                check_current_password(user, *checked)
             return user.with_password(password_hash, now)
 
         return await self._change(user_id, change, key, _self_or_admin_now(user_id, action))
 
-    async def _check_current_password(self, user_id: str, current: str, peer: str) -> str:
-        """The stored hash `current` matches (the write checks it is still the stored one). A
-        wrong current password is a guess like a wrong login: counted before it is hashed."""
+    async def _check_current_password(self, user_id: str, current: str, peer: str) -> tuple[str, bool]:
+        """The stored hash and whether `current` matches it (the write decides on both). A wrong
+        current password is a guess like a wrong login: counted before it is hashed."""
         v = Violations()
         v.check(bool(current), "current_password", "required to change your own password")
         v.raise_if_any()
         user = await self._users.get(user_id)
         if user is None:
             raise NotFound("user", user_id)
-        keys = await self._reserve_password_check(user.username, peer)
-        if not await self._password_matches(keys, current, user.password_hash):
-            v.check(False, "current_password", "does not match the current password")
-            v.raise_if_any()
-        return user.password_hash
+        reserved = await self._reserve_password_check(user.username, peer)
+        return user.password_hash, await self._password_matches(reserved, current, user.password_hash)
 
-    async def _reserve_password_check(self, username: str, peer: str) -> list[Key]:
+    async def _reserve_password_check(self, username: str, peer: str) -> _Reserved:
         """A slot for one password check, reserved before anything is read or hashed (see
         login_rules): a burst of guesses gets as many hashes as there are slots, on every replica
-        together, however many are in flight."""
-        keys = self._login_keys(username, peer)
+        together, however many are in flight. From an address the username logged in from lately
+        the username's ceiling does not apply; from any other, once full, it slows (one turn now
+        and then, a few per address) rather than refuses: strangers never lock the owner out."""
+        known = login_key(self._login_rules, known_address(username, peer))
+        keys = login_keys(self._login_rules, username, peer, known=await self._throttle.remembers(known))
         wait = await self._throttle.reserve(keys)
         if wait > 0:
             PASSWORD_CHECKS.labels("throttled").inc()
@@ -257,18 +289,18 @@ class IdentityUseCases(BaseComponent):
                 {"retry_after_seconds": str(whole_seconds(wait))},
                 retry_after=wait,
             )
-        return keys
+        return keys, known
 
-    async def _password_matches(self, keys: list[Key], password: str, stored: str) -> bool:
+    async def _password_matches(self, reserved: _Reserved, password: str, stored: str) -> bool:
         """The check a slot was reserved for: a success clears the username's tries from this
-        address, a failure counts against the address and the username."""
+        address and remembers the address as the username's; a failure counts against the address."""
+        keys, known = reserved
         matches = await self._hashing.run(password_matches, password, stored)
         PASSWORD_CHECKS.labels("matched" if matches else "mismatched").inc()
         await self._throttle.settle(keys, succeeded=matches)
+        if matches:
+            await self._throttle.remember(known)
         return matches
-
-    def _login_keys(self, username: str, peer: str) -> list[Key]:
-        return [Key(self._login_rules[rule], parts) for rule, parts in login_subjects(username, peer)]
 
     def _require_self_or_admin(self, user_id: str, action: str) -> SecurityContext:
         caller = current_caller()
@@ -299,9 +331,9 @@ class IdentityUseCases(BaseComponent):
         """Same answer and about the same time for an unknown user and a wrong password; slowed
         (RESOURCE_EXHAUSTED with a retry delay) when the guesses are too many, before any password
         is hashed."""
-        keys = await self._reserve_password_check(username, peer)
+        reserved = await self._reserve_password_check(username, peer)
         user = await self._users.by_username(username)
-        matches = await self._password_matches(keys, password, user.password_hash if user else _DUMMY_HASH)
+        matches = await self._password_matches(reserved, password, user.password_hash if user else _DUMMY_HASH)
         if user is None or not matches:
             raise Unauthenticated("INVALID_CREDENTIALS", "unknown username or wrong password")
         if user.disabled:

@@ -1,7 +1,9 @@
 """Two replicas of identity (two processes of a distributed mesh) count password attempts in one
 real Redis: a burst of guesses split between them gets as many password checks as the rules have
 slots in all (each replica's own memory would give each its own slots), and an address slowed
-through one replica is slowed through the other, while the owner's success clears it."""
+through one replica is slowed through the other, while the owner's success clears it; and seven
+addresses guessing through both never lock the owner out, the username's ceiling, its trickle and
+the addresses it logged in from being shared by both replicas."""
 
 from __future__ import annotations
 
@@ -11,10 +13,19 @@ from collections.abc import Iterator
 
 import pytest
 
+from common.grpc.client import bearer_channel
 from mesh.config import ProcessSpec, load_mesh_config
 from mesh.distributed import Mesh
 from mesh.embedded import CONTEXT_NAMES
-from tests.conftest import ADMIN_PASSWORD
+from ogpgy.identity.v1.identity_service_pb2 import ROLE_ADMIN
+from ogpgy.identity.v1.identity_service_pb2_grpc import IdentityServiceStub
+from tests.bank_helpers import create_user
+from tests.conftest import ADMIN_PASSWORD, issue_token
+from tests.integration.test_login_lockout import (
+    check_the_owner_got_in_and_the_hashes_stayed_bounded,
+    owner_under_attack,
+    relay,
+)
 from tests.integration.test_login_throttle import TRIES_IN_10_SECONDS, login_outcome
 from tests.local_mesh import mesh_root, write_mesh
 from tests.servers import PostgresServer, RedisServer, free_port
@@ -63,3 +74,17 @@ async def test_forty_guesses_at_once_through_two_replicas_get_the_slots_of_one(t
     outcomes = await asyncio.gather(*(login_outcome((first, second)[i % 2], "ghost", f"guess {i}", tls) for i in range(40)))
     assert outcomes.count("INVALID_CREDENTIALS") == TRIES_IN_10_SECONDS, outcomes
     assert outcomes.count("LOGIN_THROTTLED") == 40 - TRIES_IN_10_SECONDS, outcomes
+
+
+async def test_seven_addresses_guessing_through_two_replicas_never_lock_the_owner_out(two_identities: Mesh) -> None:
+    """The owner logged in through the first replica and is known through both; the strangers
+    alternate between them; the owner's new address asks the second. Each replica's own memory
+    would give each its own ceiling and trickle (twice the hashes), and not know the owner's address."""
+    first, second = _replicas(two_identities)
+    tls = two_identities.tls
+    async with relay(first, "127.0.0.30") as elsewhere:  # not 127.0.0.1, which the tests above slow at "admin"
+        token = await issue_token(elsewhere, tls=tls)
+    async with bearer_channel(first, token, tls) as admin:
+        await create_user(IdentityServiceStub(admin), "second.admin", ROLE_ADMIN, "the second admin's password")
+    attack = await owner_under_attack((first, second), tls, "second.admin", "the second admin's password")
+    check_the_owner_got_in_and_the_hashes_stayed_bounded(attack)

@@ -1,6 +1,8 @@
 """Password checks are limited before they are hashed: a burst in flight at one username from one
 address gets as many checks as there are slots; a refused attempt spends nothing; one address
-slows itself and that username from it, not the username's owner elsewhere; successes are free."""
+slows itself and that username from it, not the username's owner elsewhere; successes are free;
+many addresses at one username fill its ceiling, which then slows them to a trickle in turns, and
+an address the username logged in from is not slowed by them at all."""
 
 from __future__ import annotations
 
@@ -10,13 +12,19 @@ import pytest
 
 from common.errors import Unavailable
 from common.security.throttle import AttemptThrottle, Key, Rule
-from services.identity.domain import address_holder, login_subjects
+from services.identity.domain import address_holder, known_address, login_subjects
+from services.identity.service import login_key, login_keys
 from tests.servers import free_port
 
 TRIES = Rule.parse("username-at-address", "5/minute;10/hour")
 ADDRESS_FAILURES = Rule.parse("address", "12/minute", counts_failures=True)
 USERNAME_FAILURES = Rule.parse("username", "8/minute", counts_failures=True)
 RULES = {rule.name: rule for rule in (TRIES, ADDRESS_FAILURES, USERNAME_FAILURES)}
+CEILING = Rule.parse("username", "8/minute", cleared_by_success=False)
+OVERFLOW = Rule.parse("username-overflow", "1/2 seconds", cleared_by_success=False)
+OVERFLOW_AT_ADDRESS = Rule.parse("username-overflow-at-address", "1/30 seconds", cleared_by_success=False)
+KNOWN = Rule.parse("known-address", "1/30 days")
+LOGIN_RULES = {rule.name: rule for rule in (TRIES, ADDRESS_FAILURES, CEILING, OVERFLOW, OVERFLOW_AT_ADDRESS, KNOWN)}
 
 
 def keys(username: str, peer: str) -> list[Key]:
@@ -89,3 +97,33 @@ async def test_an_ipv6_subscriber_is_one_address_however_many_of_its_64_it_uses(
 def test_a_malformed_rule_stops_the_start() -> None:
     with pytest.raises(ValueError):
         Rule.parse("username", "")
+
+
+async def _login(throttle: AttemptThrottle, username: str, peer: str, *, right: bool = False) -> float:
+    """One password check as identity makes it (login_keys, known addresses remembered): 0.0 when
+    it was made, else the wait it was told."""
+    known = login_key(LOGIN_RULES, known_address(username, peer))
+    keys_ = login_keys(LOGIN_RULES, username, peer, known=await throttle.remembers(known))
+    wait = await throttle.reserve(keys_)
+    if wait:
+        return wait
+    await throttle.settle(keys_, succeeded=right)
+    if right:
+        await throttle.remember(known)
+    return 0.0
+
+
+async def test_a_full_username_ceiling_slows_new_addresses_to_a_turn_each_and_never_the_known_one() -> None:
+    throttle = AttemptThrottle("test")
+    assert await _login(throttle, "ada", "10.0.3.1", right=True) == 0.0  # the owner's usual address, new yet: 1 of 8
+    checked = [await _login(throttle, "ada", f"10.0.4.{i}") == 0.0 for i in range(7)]
+    assert checked == [True] * 7  # the ceiling (8/minute) is full
+    assert await _login(throttle, "ada", "10.0.4.100") == 0.0  # a new address: the one turn of these 2 s
+    wait = await _login(throttle, "ada", "10.0.4.101")
+    assert 0 < wait <= 2, "the next new address waits for the next turn, not for the minute"
+    await asyncio.sleep(wait)
+    assert await _login(throttle, "ada", "10.0.4.101", right=True) == 0.0  # and gets it
+    assert 2 < await _login(throttle, "ada", "10.0.4.100") <= 30, "an address that had a turn waits for its own next"
+    for _ in range(10):  # the owner at the known address: its own tries only
+        assert await _login(throttle, "ada", "10.0.3.1", right=True) == 0.0
+    assert await _login(throttle, "ada", "10.0.4.101", right=True) == 0.0, "known since it logged in"
