@@ -138,7 +138,7 @@ class ChaoticDriver(Driver):
         self.chaos = chaos
 
     async def run(self, history: History) -> None:
-        self.chaos.plan = kill_plan(history, sorted({r.process for r in self.chaos.mesh.replicas}))
+        self.chaos.plan = self.chaos.plan or kill_plan(history, sorted({r.process for r in self.chaos.mesh.replicas}))
         chaos = asyncio.create_task(self.chaos.play())
         try:
             await super().run(history)
