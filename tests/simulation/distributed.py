@@ -28,7 +28,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import grpc
 import psycopg
+from grpc import aio
 
 from common.config import Settings
 from mesh.distributed import Mesh
@@ -41,6 +43,7 @@ from tests.simulation.runner import QUICK_WORKERS, Engine, simulation_settings
 
 EVERY = (6, 16)  # waves between two kills
 WITHIN_MS = 40.0  # how far into its wave a kill strikes, at most
+RECONCILE_WITHIN = 30.0  # seconds the reconciliation may stay UNAVAILABLE after the last restart
 
 
 def real_time(history: History) -> History:
@@ -136,6 +139,7 @@ class ChaoticDriver(Driver):
     def __init__(self, target: str, rpcs: dict[str, Rpc], clock: ShiftedClock, chaos: Chaos) -> None:
         super().__init__(target, rpcs, clock)
         self.chaos = chaos
+        self.waits: list[str] = []
 
     async def run(self, history: History) -> None:
         self.chaos.plan = self.chaos.plan or kill_plan(history, sorted({r.process for r in self.chaos.mesh.replicas}))
@@ -153,8 +157,26 @@ class ChaoticDriver(Driver):
         await self.chaos.whole.wait()  # a later wave starts on a whole mesh; calls in flight fail
         await super()._run_op(op)
 
+    async def reconcile(self) -> str:
+        """As on one bank; but a process started again a moment ago may find its callees' channels
+        still waiting to reconnect: UNAVAILABLE is asked again for up to RECONCILE_WITHIN seconds
+        (the wait noted in the schedule), and any other failure is what the check reports."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        while True:
+            try:
+                outcome = await super().reconcile()
+            except aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE or loop.time() - began > RECONCILE_WITHIN:
+                    return f"ReconcileNetwork answered {error.code().name}: {error.details()}"
+                await asyncio.sleep(0.5)
+                continue
+            if loop.time() - began > 1.0:
+                self.waits.append(f"ReconcileNetwork UNAVAILABLE for {loop.time() - began:.1f} s after the history")
+            return outcome
+
     def schedule(self) -> str:
-        return "\n".join(f"    {s}" for s in self.chaos.struck) or "    (no kill)"
+        return "\n".join(f"    {s}" for s in [*self.chaos.struck, *self.waits]) or "    (no kill)"
 
 
 def real_clock() -> ShiftedClock:
