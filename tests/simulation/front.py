@@ -31,9 +31,11 @@ def _passed_on(metadata: Any) -> tuple[tuple[str, Any], ...]:
 
 def _relay(channel: aio.Channel, method: str) -> Callable[[AsyncIterator[bytes], aio.ServicerContext], AsyncIterator[bytes]]:
     async def relay(requests: AsyncIterator[bytes], context: aio.ServicerContext) -> AsyncIterator[bytes]:
-        sent = [message async for message in requests]  # every business RPC takes one request
-        call = channel.stream_stream(method)(
-            iter(sent), metadata=_passed_on(context.invocation_metadata()), timeout=context.time_remaining()
+        sent = [message async for message in requests]
+        if len(sent) != 1:  # every business RPC takes one request
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"the front relays one request, not {len(sent)}")
+        call = channel.unary_stream(method)(
+            sent[0], metadata=_passed_on(context.invocation_metadata()), timeout=context.time_remaining()
         )
         try:
             async for answer in call:
