@@ -55,6 +55,8 @@ async def _run(args: argparse.Namespace, fresh: Engine) -> int:
         histories, calls, kills = histories + 1, calls + verdict.calls, kills + struck.count("kill -9")
         if verdict.broken:
             failed += 1
+            if struck:  # a history on a mesh may not fail again the same way: what it broke, before shrinking
+                print(verdict.report(history).split("  history (")[0] + f"  kills:\n{struck}", flush=True)
             small = await shrink(fresh, seed, history, set(verdict.broken)) if args.shrink else history
             print(verdict.report(small) + (_kills(seed, struck, small) if struck else ""), flush=True)
         elif struck:
