@@ -60,7 +60,8 @@ async def _run(args: argparse.Namespace, fresh: Engine) -> int:
             small = await shrink(fresh, seed, history, set(verdict.broken)) if args.shrink else history
             print(verdict.report(small) + (_kills(seed, struck, small) if struck else ""), flush=True)
         elif struck:
-            print(f"seed {seed}: ok, {verdict.calls} calls, {struck.count('kill -9')} kills", flush=True)
+            waits = "".join(f"\n{line}" for line in struck.splitlines() if "kill -9" not in line)
+            print(f"seed {seed}: ok, {verdict.calls} calls, {struck.count('kill -9')} kills{waits}", flush=True)
         seed += 1
     elapsed = time.monotonic() - started
     print(
