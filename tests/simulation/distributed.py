@@ -95,6 +95,7 @@ class Chaos:
     wave: int = -1  # the latest the driver has reached
     done: bool = False  # the history has run
     moved: asyncio.Event = field(default_factory=asyncio.Event)
+    failed_starts: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.whole.set()
@@ -126,11 +127,23 @@ class Chaos:
             began = time.monotonic()
             os.kill(replica.proc.pid, signal.SIGKILL)
             code = await asyncio.to_thread(replica.proc.wait, 30)
-            await asyncio.to_thread(self.mesh.restart, kill.process)  # same address and configuration
+            await self._restart(kill.process)
             new = self.mesh.replica(kill.process).proc.pid
             self.struck.append(Struck(kill, replica.proc.pid, code, new, time.monotonic() - began))
         finally:
             self.whole.set()
+
+    async def _restart(self, process: str, attempts: int = 3) -> None:
+        """The process again, on the same address and configuration; a start that fails (the
+        machine's, not the kill's doing: a package reinstalled under it) is noted and tried again."""
+        for attempt in range(1, attempts + 1):
+            try:
+                await asyncio.to_thread(self.mesh.restart, process)
+                return
+            except (RuntimeError, TimeoutError) as error:
+                self.failed_starts.append(f"start {attempt} of {process} failed: {str(error)[-300:]!r}")
+                if attempt == attempts:
+                    raise
 
 
 class ChaoticDriver(Driver):
@@ -176,7 +189,7 @@ class ChaoticDriver(Driver):
             return outcome
 
     def schedule(self) -> str:
-        return "\n".join(f"    {s}" for s in [*self.chaos.struck, *self.waits]) or "    (no kill)"
+        return "\n".join(f"    {s}" for s in [*self.chaos.struck, *self.chaos.failed_starts, *self.waits]) or "    (no kill)"
 
 
 def real_clock() -> ShiftedClock:
