@@ -12,6 +12,8 @@ from google.protobuf.descriptor import MethodDescriptor
 from grpc import aio
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from common.grpc.tls import tls_options
+
 INFRASTRUCTURE_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection")
 
 
@@ -32,9 +34,11 @@ class Rpc:
         return self.request.DESCRIPTOR
 
 
-def served_rpcs(target: str) -> list[Rpc]:
-    """The RPCs of every business service the server at `target` lists through reflection."""
-    with grpc.insecure_channel(target) as channel:
+def served_rpcs(target: str, tls: grpc.ChannelCredentials | None = None) -> list[Rpc]:
+    """The RPCs of every business service the server at `target` lists through reflection
+    (over TLS with `tls`: a process of a mesh with mutual TLS)."""
+    channel = grpc.insecure_channel(target) if tls is None else grpc.secure_channel(target, tls, options=tls_options(target))
+    with channel:
         database = ProtoReflectionDescriptorDatabase(channel)
         pool = descriptor_pool.DescriptorPool(database)
         rpcs = []
