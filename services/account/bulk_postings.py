@@ -383,7 +383,8 @@ async def _recorded_fee_chunk(tx: Tx, month: _Month, currency: str, after: str) 
     second fee (the batch runner's and the CLI's cursors are always a chunk's start or end)."""
     recorded = await tx.fetchone(
         "SELECT after_account_id, last_account_id, processed, charged, charged_minor, unpaid FROM fee_chunks"
-        " WHERE month = ? AND currency = ? AND after_account_id <= ? AND last_account_id > ?",
+        " WHERE month = ? AND currency = ? AND after_account_id <= ? AND last_account_id > ?"
+        " ORDER BY after_account_id DESC LIMIT 1",  # the chunk from `after` itself first, should two overlap
         month.key,
         currency,
         after,
