@@ -270,10 +270,11 @@ async def _charge_fees(args: argparse.Namespace) -> int:
     async with bearer_channel(args.target, await _issue_token(args), _tls(args)) as channel:
         with _progress(f"fees {args.month:%Y-%m}") as show:
             accounts, after = pb_grpc.AccountServiceStub(channel), ""
+            invocation = _invocation(f"cli-fees-{args.month:%Y%m}")  # a chunk charged before answers from its record
             while True:  # chunk by chunk; the number of accounts is not known ahead: a count, no ETA
                 chunk = await accounts.ChargeMonthlyFees(
                     pb.ChargeMonthlyFeesRequest(
-                        request_id=f"cli-fees-{args.month:%Y%m}-{after or 'start'}"[:64].replace("_", "-"),
+                        request_id=f"{invocation}-{after or 'start'}"[:64].replace("_", "-"),
                         month=month,
                         currency_code=args.currency,
                         after_account_id=after,

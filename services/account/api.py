@@ -288,6 +288,7 @@ class AccountApi(pb_grpc.AccountServiceServicer):
             v.valid(tiers),
             request.after_account_id,
             request.limit,
+            idempotency_key(request, "AccrueInterest"),
         )
         posted = Money(request.currency_code, chunk.posted_minor)
         return pb.AccrueInterestResponse(
@@ -307,7 +308,11 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         v.check(month is not None, "month", "required: a year and a month")
         v.check(request.currency_code in CURRENCY_EXPONENTS, "currency_code", "required: a supported currency")
         chunk = await self._service.charge_monthly_fees(
-            v.valid(month), request.currency_code, request.after_account_id, request.limit
+            v.valid(month),
+            request.currency_code,
+            request.after_account_id,
+            request.limit,
+            idempotency_key(request, "ChargeMonthlyFees"),
         )
         return pb.ChargeMonthlyFeesResponse(
             processed=chunk.processed,

@@ -18,7 +18,7 @@ from typing import Protocol
 from common.audit import record_change
 from common.db.base import Row, Tx, aggregate
 from common.db.databases import ContextDatabase
-from common.db.idempotency import once, resource_or_void
+from common.db.idempotency import claim, once, resource_or_void
 from common.db.keyset import Page, keyset_page
 from common.di import BaseComponent, og_component
 from common.errors import Aborted, NotFound, PreconditionFailed
@@ -117,10 +117,19 @@ class LedgerRepository(Protocol):
     async def get_hold(self, hold_id: str) -> Hold | None: ...
 
     async def accrue_interest(
-        self, business_date: str, currency: str, tiers: tuple[InterestTier, ...], after: str, limit: int, at: datetime
+        self,
+        business_date: str,
+        currency: str,
+        tiers: tuple[InterestTier, ...],
+        after: str,
+        limit: int,
+        at: datetime,
+        key: IdempotencyKey,
     ) -> AccrualChunk: ...
 
-    async def charge_fees(self, first_day: date, currency: str, after: str, limit: int, at: datetime) -> FeeChunk: ...
+    async def charge_fees(
+        self, first_day: date, currency: str, after: str, limit: int, at: datetime, key: IdempotencyKey
+    ) -> FeeChunk: ...
 
     async def post_charges(self, orders: list[tuple[ChargeOrder, IdempotencyKey, str]], at: datetime) -> list[Charge]:
         """Each (order, its key, the id it gets if posted): posted whole or rejected, in order."""
@@ -280,6 +289,34 @@ async def _reversal(tx: Tx, transfer_id: str, reason: str, new_id: str, at: date
     )
 
 
+# --- batches: a chunk is answered from its record; its request_id is held to its body ---------
+
+
+async def _accrue_interest(
+    tx: Tx,
+    key: IdempotencyKey,
+    business_date: str,
+    currency: str,
+    tiers: tuple[InterestTier, ...],
+    after: str,
+    limit: int,
+    at: datetime,
+) -> AccrualChunk:
+    """A chunk's request_id is claimed for its range in the unit that posts it, so that the id
+    sent again with another body is IDEMPOTENCY_KEY_REUSED; sent again with the same body, the
+    chunk answers from its record, as it does for any request."""
+    await claim(tx, key, f"interest/{business_date}/{currency}/{after}", record=False)
+    return await bulk_postings.accrue_interest(tx, business_date, currency, tiers, after, limit, at)
+
+
+async def _charge_fees(
+    tx: Tx, key: IdempotencyKey, first_day: date, currency: str, after: str, limit: int, at: datetime
+) -> FeeChunk:
+    """As _accrue_interest, for a month's fees."""
+    await claim(tx, key, f"fees/{first_day:%Y-%m}/{currency}/{after}", record=False)
+    return await bulk_postings.charge_fees(tx, first_day, currency, after, limit, at)
+
+
 @og_component()
 class SqlLedgerRepository(BaseComponent, LedgerRepository):
     """The ledger in the context's own database (SQLite file or PostgreSQL schema)."""
@@ -358,9 +395,18 @@ class SqlLedgerRepository(BaseComponent, LedgerRepository):
         return await self._db.read(select_hold, hold_id)
 
     async def accrue_interest(
-        self, business_date: str, currency: str, tiers: tuple[InterestTier, ...], after: str, limit: int, at: datetime
+        self,
+        business_date: str,
+        currency: str,
+        tiers: tuple[InterestTier, ...],
+        after: str,
+        limit: int,
+        at: datetime,
+        key: IdempotencyKey,
     ) -> AccrualChunk:
-        return await self._db.write(bulk_postings.accrue_interest, business_date, currency, tiers, after, limit, at)
+        return await self._db.write(_accrue_interest, key, business_date, currency, tiers, after, limit, at)
 
-    async def charge_fees(self, first_day: date, currency: str, after: str, limit: int, at: datetime) -> FeeChunk:
-        return await self._db.write(bulk_postings.charge_fees, first_day, currency, after, limit, at)
+    async def charge_fees(
+        self, first_day: date, currency: str, after: str, limit: int, at: datetime, key: IdempotencyKey
+    ) -> FeeChunk:
+        return await self._db.write(_charge_fees, key, first_day, currency, after, limit, at)

@@ -353,7 +353,7 @@ class AccountUseCases(BaseComponent):
     # --- interest and statements --------------------------------------------------------------
 
     async def accrue_interest(
-        self, business_date: date, currency: str, tiers: tuple[InterestTier, ...], after: str, limit: int
+        self, business_date: date, currency: str, tiers: tuple[InterestTier, ...], after: str, limit: int, key: IdempotencyKey
     ) -> AccrualChunk:
         """Bulk interest posting: an admin's (directly, or relayed by the interest context's batch),
         for a day that has begun, to the accounts opened on or before it. Whoever asks is known
@@ -364,16 +364,18 @@ class AccountUseCases(BaseComponent):
             raise ValidationFailed(
                 [FieldViolation("business_date", f"must not be after today ({today}): a day is accrued once it has begun")]
             )
-        return await self._repository.accrue_interest(business_date.isoformat(), currency, tiers, after, limit, self._clock.now())
+        return await self._repository.accrue_interest(
+            business_date.isoformat(), currency, tiers, after, limit, self._clock.now(), key
+        )
 
-    async def charge_monthly_fees(self, month: date, currency: str, after: str, limit: int) -> FeeChunk:
+    async def charge_monthly_fees(self, month: date, currency: str, after: str, limit: int, key: IdempotencyKey) -> FeeChunk:
         """One chunk of a month's maintenance fees (admins, known before the month is looked at;
         a month that has ended)."""
         require_role(ADMIN, action="charge fees")
         today = self._clock.today()
         if not month_has_ended(month, today):
             raise ValidationFailed([FieldViolation("month", f"must have ended (today is {today})")])
-        return await self._repository.charge_fees(month.replace(day=1), currency, after, limit, self._clock.now())
+        return await self._repository.charge_fees(month.replace(day=1), currency, after, limit, self._clock.now(), key)
 
     async def entries(self, account_id: str, request: PageRequest) -> tuple[list[Entry], str]:
         return await self._account_page(account_id, request, self._repository.entries)

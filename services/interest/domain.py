@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -38,3 +39,12 @@ class InterestPosted:
     day: date
     accounts: int
     total: Money
+
+
+def chunk_request_id(day: date, currency: str, tiers: tuple[InterestTier, ...], chunk: int, cursor: str) -> str:
+    """The request_id of one chunk's AccrueInterest: the same for the same chunk asked again (a
+    lost answer retried), another when the chunk differs (a run resumed with other tiers or
+    another chunk size), since the account context holds a request_id to its body."""
+    terms = repr((currency, [(t.up_to_minor, str(t.annual_rate)) for t in tiers], chunk)).encode()
+    digest = hashlib.blake2b(terms, digest_size=4).hexdigest()
+    return f"interest-{day.isoformat()}-{currency}-{digest}-{cursor or 'start'}"[:64].replace("_", "-")

@@ -21,7 +21,7 @@ from common.security.context import ADMIN
 from common.security.policy import require_role
 from common.validation import Violations
 from kernel.interest import InterestTier
-from services.interest.domain import JOB, InterestPosted, business_date, configured_tier
+from services.interest.domain import JOB, InterestPosted, business_date, chunk_request_id, configured_tier
 from services.interest.ports import Announcements, Ledger
 
 TIERS_FILE = Path(__file__).parent / "tiers.toml"
@@ -54,7 +54,7 @@ class InterestUseCases(BaseComponent):
         v.raise_if_any()
 
         async def chunk(cursor: str) -> ChunkResult:
-            request_id = f"interest-{day.isoformat()}-{cursor or 'start'}"[:64].replace("_", "-")
+            request_id = chunk_request_id(day, self.currency, self._tiers, self._chunk, cursor)
             done = await self._ledger.accrue(request_id, day, self.currency, self._tiers, cursor, self._chunk)
             return ChunkResult(done.processed, done.posted.minor, done.last_account_id, done.done, done.eligible)
 

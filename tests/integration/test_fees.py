@@ -121,3 +121,38 @@ async def test_chunks_never_overlap_whatever_cursor_a_caller_sends(channel: aio.
     assert {a: (await bank.balance(a))[0] for a in accounts} == dict.fromkeys(accounts, "-15.00"), "one fee each"
     assert (await bank.balance("acc_FEE_INCOME_EUR"))[0] == "75.00"
     assert not await broken_ledger(settings)
+
+
+async def test_a_request_id_sent_again_with_another_body_is_refused(channel: aio.Channel) -> None:
+    """ChargeMonthlyFees and AccrueInterest hold a request_id to its body, as every state change
+    does: sent again with another month, currency or date it is IDEMPOTENCY_KEY_REUSED, not a
+    second, different chunk answered OK; sent again alike, it answers alike."""
+    bank = Bank(channel)
+    await bank.open(await bank.verified_customer("fees-key"), "fees-key", apb.ACCOUNT_TYPE_BUSINESS_CHECKING)
+    _on(2, month=6)
+    fees = apb.ChargeMonthlyFeesRequest(request_id="fees-key", month=MAY, currency_code="EUR", limit=10)
+    first = await bank.accounts.ChargeMonthlyFees(fees)
+    assert await bank.accounts.ChargeMonthlyFees(fees) == first
+    for other in (
+        apb.ChargeMonthlyFeesRequest(request_id="fees-key", month=MAY, currency_code="USD", limit=10),
+        apb.ChargeMonthlyFeesRequest(
+            request_id="fees-key", month=date_pb2.Date(year=2026, month=4, day=1), currency_code="EUR", limit=10
+        ),
+    ):
+        assert (
+            await error_reason(bank.accounts.ChargeMonthlyFees(other), grpc.StatusCode.ALREADY_EXISTS)
+        ).reason == "IDEMPOTENCY_KEY_REUSED"
+    tier = apb.InterestTier(annual_rate="0.01")
+    accrue = apb.AccrueInterestRequest(
+        request_id="accrue-key",
+        business_date=date_pb2.Date(year=2026, month=6, day=1),
+        currency_code="EUR",
+        tiers=[tier],
+        limit=10,
+    )
+    answered = await bank.accounts.AccrueInterest(accrue)
+    assert await bank.accounts.AccrueInterest(accrue) == answered
+    accrue.business_date.day = 2
+    assert (
+        await error_reason(bank.accounts.AccrueInterest(accrue), grpc.StatusCode.ALREADY_EXISTS)
+    ).reason == "IDEMPOTENCY_KEY_REUSED"
