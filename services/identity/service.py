@@ -269,8 +269,9 @@ class IdentityUseCases(BaseComponent):
         user = await self._users.get(user_id)
         if user is None:
             raise NotFound("user", user_id)
-        reserved = await self._reserve_password_check(user.username, peer)
-        return user.password_hash, await self._password_matches(reserved, current, user.password_hash)
+        with self._hashing.admission():  # refused BUSY before a throttle slot is taken for nothing
+            reserved = await self._reserve_password_check(user.username, peer)
+            return user.password_hash, await self._password_matches(reserved, current, user.password_hash)
 
     async def _reserve_password_check(self, username: str, peer: str) -> _Reserved:
         """A slot for one password check, reserved before anything is read or hashed (see
@@ -295,7 +296,7 @@ class IdentityUseCases(BaseComponent):
         """The check a slot was reserved for: a success clears the username's tries from this
         address and remembers the address as the username's; a failure counts against the address."""
         keys, known = reserved
-        matches = await self._hashing.run(password_matches, password, stored)
+        matches = await self._hashing.run_admitted(password_matches, password, stored)
         PASSWORD_CHECKS.labels("matched" if matches else "mismatched").inc()
         await self._throttle.settle(keys, succeeded=matches)
         if matches:
@@ -331,9 +332,10 @@ class IdentityUseCases(BaseComponent):
         """Same answer and about the same time for an unknown user and a wrong password; slowed
         (RESOURCE_EXHAUSTED with a retry delay) when the guesses are too many, before any password
         is hashed."""
-        reserved = await self._reserve_password_check(username, peer)
-        user = await self._users.by_username(username)
-        matches = await self._password_matches(reserved, password, user.password_hash if user else _DUMMY_HASH)
+        with self._hashing.admission():  # refused BUSY before a throttle slot is taken for nothing
+            reserved = await self._reserve_password_check(username, peer)
+            user = await self._users.by_username(username)
+            matches = await self._password_matches(reserved, password, user.password_hash if user else _DUMMY_HASH)
         if user is None or not matches:
             raise Unauthenticated("INVALID_CREDENTIALS", "unknown username or wrong password")
         if user.disabled:

@@ -3,6 +3,8 @@ by admins only, tokens for the right password only, and the same answer for an u
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from argon2 import PasswordHasher
 from common.di.context import Context
 from common.errors import AlreadyExists, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated
 from common.idempotency import IdempotencyKey
+from common.resilience.bulkhead import Bulkhead
 from common.security.context import ADMIN, CUSTOMER, SecurityContext, service_identity
 from services.identity import service as identity_service
 from services.identity.domain import hash_password, needs_rehash, password_matches, scrypt_hash
@@ -131,6 +134,25 @@ async def test_repeated_wrong_passwords_slow_the_username_from_that_address_and_
         assert (await identity.issue_token("admin", "first-admin-password", "", "10.0.0.8"))[0]  # from elsewhere: not locked
         token, _ = await identity.issue_token("bob", "bobs long password", "", "10.0.0.9")  # same address, other user
         assert token
+
+
+async def test_a_login_turned_away_busy_takes_no_try_from_its_address(identity: IdentityUseCases) -> None:
+    """Logins refused BUSY (every hashing place taken, by strangers guessing other usernames) never
+    had their password checked: they take none of the owner's tries at its address, which a
+    success would not have cleared."""
+    hashing = Bulkhead("password-hashing", workers=1, waiting=0)
+    identity._hashing = hashing  # one place, held below: every login meanwhile is turned away BUSY
+    release = threading.Event()
+    holding = asyncio.ensure_future(hashing.run(release.wait, 30))
+    await asyncio.sleep(0.05)
+    with acting_as(None):
+        for _ in range(8):
+            with pytest.raises(ResourceExhausted) as busy:
+                await identity.issue_token("admin", "first-admin-password", "", "10.0.0.7")
+            assert busy.value.reason == "BUSY"
+        release.set()
+        await holding
+        assert (await identity.issue_token("admin", "first-admin-password", "", "10.0.0.7"))[0]
 
 
 async def test_a_password_stored_the_old_way_is_rehashed_with_argon2id_at_the_next_login(tmp_path: Path) -> None:
