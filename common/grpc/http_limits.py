@@ -5,6 +5,8 @@ or parse is bounded before it is read, not after (the connections themselves: ht
   over it is refused before a byte is read, a body is counted as it streams in (the server reads
   ahead no more than its flow-control window), gzip inflates piece by piece and stops at the
   limit, and an envelope's declared length is checked when its 5-byte prefix arrives.
+- An enveloped body (Connect streams, gRPC-Web) holds exactly one whole envelope: none, a second
+  one, or a body ending inside one is malformed (connectrpc answered those `unimplemented`).
 - A malformed body is `invalid_argument`, its message naming what is wrong, never the parser's
   words. A JSON message is an object: a body of another JSON value (`[]`, `1`, `"x"`, `null`) is
   malformed too (protobuf's parser iterates what it is given, and took `[]` for an empty message);
@@ -195,13 +197,18 @@ async def _refuse(send: Send, reason: str) -> None:
 
 class _Envelopes:
     """Follows the envelopes of a body as it streams in: each declared length is checked against
-    the limit when its prefix is complete, before its message is read."""
+    the limit when its prefix is complete, before its message is read. The served methods take
+    exactly one message (none is client-streaming): a second envelope is refused at its first
+    byte, and a body that ends with no envelope, or inside one, is refused at its end (connectrpc
+    would take such a body for one with no message and answer unimplemented, a server's failing)."""
 
     def __init__(self, limit: int, encoding: str) -> None:
         self._limit = limit
         self._encoding = encoding
         self._prefix = bytearray()
         self._left = 0  # bytes of the current message still to come
+        self._declared = 0  # the current message's declared length
+        self._count = 0  # envelopes begun
 
     def feed(self, data: bytes) -> None:
         at = 0
@@ -211,13 +218,34 @@ class _Envelopes:
                 self._left -= step
                 at += step
                 continue
+            if not self._prefix:
+                self._begin()
             step = min(ENVELOPE_PREFIX - len(self._prefix), len(data) - at)
             self._prefix += data[at : at + step]
             at += step
             if len(self._prefix) == ENVELOPE_PREFIX:
                 flags, self._left = struct.unpack(">BI", self._prefix)
+                self._declared = self._left
                 self._prefix.clear()
                 self._check(flags, self._left)
+
+    def end(self) -> None:
+        """The body is complete: it held one whole envelope."""
+        if self._prefix:
+            raise malformed(
+                f"the request body ends inside an envelope's {ENVELOPE_PREFIX}-byte prefix"
+                f" ({len(self._prefix)} of its bytes arrived)"
+            )
+        if self._left:
+            arrived = self._declared - self._left
+            raise malformed(f"the request body ends inside its message: {self._declared} bytes declared, {arrived} arrived")
+        if not self._count:
+            raise malformed("the request body holds no message: the method takes one, in an envelope")
+
+    def _begin(self) -> None:
+        self._count += 1
+        if self._count > 1:
+            raise malformed("the request body holds more than one message: the method takes one")
 
     def _check(self, flags: int, length: int) -> None:
         if length > self._limit:
@@ -259,6 +287,8 @@ class _Body:
                 if self._envelopes is not None:
                     self._envelopes.feed(chunk)
                 self._complete = not event.get("more_body", False)
+                if self._complete and self._envelopes is not None:
+                    self._envelopes.end()
             return event
 
         return bounded

@@ -79,6 +79,25 @@ class Key:
         return (self.rule.name, digest)
 
 
+class _MemoryWindows(MemoryStorage):
+    """limits' in-process store (embedded mode), its `clear` made safe for its own expiry pass.
+
+    The pass walks a snapshot of the keys, awaiting each key's lock and a thread between them; the
+    library's `clear` deletes a key outright, without the lock. A success clearing its windows
+    while a pass runs deleted a key the pass had still to visit: it indexed the key, a KeyError
+    ended the pass ("Task exception was never retrieved") and the keys after it went unpruned
+    until a later pass (limits 5.8.0, the latest release). Here `clear` empties the key's events
+    in place of deleting them: the pass deletes an emptied key, and its lock, as it deletes one
+    whose events have all expired. A fresh list, not the old one emptied: the pass may be reading
+    the old one in its thread."""
+
+    async def clear(self, key: str) -> None:
+        self.storage.pop(key, None)
+        self.expirations.pop(key, None)
+        if key in self.events:
+            self.events[key] = []
+
+
 class AttemptThrottle:
     """Reserves slots for attempts before their work; see the module's docstring."""
 
@@ -93,7 +112,7 @@ class AttemptThrottle:
                 f"async+{redis_url}", implementation="redispy", key_prefix=f"ogpgy-{namespace}", wrap_exceptions=True, **owned
             )
         else:
-            storage = MemoryStorage(wrap_exceptions=True)
+            storage = _MemoryWindows(wrap_exceptions=True)
         self._windows = MovingWindowRateLimiter(storage)
 
     async def close(self) -> None:

@@ -242,6 +242,59 @@ def test_a_malformed_envelope_is_invalid_argument(
     _assert_invalid(post(bank.port, WATCH, message, content_type, **headers))
 
 
+RUN_INTEREST = "/ogpgy.interest.v1.InterestService/RunDailyInterest"  # a server stream
+# one whole message per path and enveloped content type (a body that decodes: no token, unauthenticated)
+WHOLE = {
+    (RUN_INTEREST, CONNECT_STREAM): b"{}",
+    (RUN_INTEREST, GRPC_WEB): b"",
+    (RUN_INTEREST, "application/connect+proto"): b"",
+    (GET_CUSTOMER, GRPC_WEB): b"\x0a\x05cus_1",  # unary: gRPC-Web envelopes it (a Connect unary body is bare)
+    (GET_CUSTOMER, "application/grpc-web+json"): b'{"customer_id": "cus_1"}',
+    (WATCH, CONNECT_STREAM): b"{}",
+    (WATCH, GRPC_WEB): b"",
+}
+NOT_ONE_ENVELOPE = {
+    "declared 9, sent 2": (RUN_INTEREST, CONNECT_STREAM, b"\0\0\0\0\x09{}"),
+    "empty body": (RUN_INTEREST, CONNECT_STREAM, b""),
+    "3 bytes": (RUN_INTEREST, CONNECT_STREAM, b"\0\0\0"),
+    "grpc-web truncated": (GET_CUSTOMER, GRPC_WEB, envelope(b"\x0a\x05cus_1")[:-2]),
+    "grpc-web empty": (RUN_INTEREST, GRPC_WEB, b""),
+    "grpc-web unary empty": (GET_CUSTOMER, GRPC_WEB, b""),
+    "two messages": (RUN_INTEREST, CONNECT_STREAM, envelope(b"{}") * 2),
+    "two messages, grpc-web unary": (GET_CUSTOMER, GRPC_WEB, envelope(b"\x0a\x05cus_1") * 2),
+    "two messages, stream": (WATCH, CONNECT_STREAM, envelope(b"{}") * 2),
+    "a whole one and a cut one": (RUN_INTEREST, CONNECT_STREAM, envelope(b"{}") + b"\0\0"),
+    "stream truncated": (WATCH, GRPC_WEB, b"\0\0\0\0\x01"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_ONE_ENVELOPE))
+def test_a_body_that_is_not_one_whole_envelope_is_invalid_argument(bank: HttpBank, case: str) -> None:
+    """None, a cut one, or two: connectrpc took each for a call with no message (or too many)
+    and answered unimplemented, as if the method were not served."""
+    path, content_type, body = NOT_ONE_ENVELOPE[case]
+    answer = post(bank.port, path, body, content_type)
+    _assert_invalid(answer)
+    assert "message" in answer.outcome()[1] or "envelope" in answer.outcome()[1], answer.outcome()
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), which=st.sampled_from(sorted(WHOLE)), copies=st.integers(1, 3))
+def test_generated_cuts_and_repeats_of_a_whole_envelope(
+    bank: HttpBank, data: st.DataObject, which: tuple[str, str], copies: int
+) -> None:
+    """A valid body cut at any point, or sent several times over: only the whole one, once, is
+    read (and refused for want of a token); every other is invalid_argument."""
+    path, content_type = which
+    one = envelope(WHOLE[which])
+    body = one * copies
+    cut = data.draw(st.integers(0, len(body)), label="cut")
+    code, message = post(bank.port, path, body[:cut], content_type).outcome()
+    expected = "unauthenticated" if cut == len(one) else "invalid_argument"  # exactly one whole envelope
+    assert code == expected, (cut, len(body), code, message)
+    assert not PARSER_WORDS.search(message), f"the parser's words reached the caller: {message!r}"
+
+
 # Generated bodies: JSON values of every shape under real and invented field names, raw bytes,
 # envelopes with any flags, lengths and encodings. Outcome: refused as invalid_argument (or, for
 # a body that happens to decode, unauthenticated: no token); never a bug's code, never 5xx.
@@ -258,7 +311,9 @@ _FUZZ = settings(
 
 def _never_a_bug(answer: Answer) -> str:
     code, message = answer.outcome()
-    assert (code not in NEVER and answer.status < 500) or code == "unimplemented", (answer.status, code, message)
+    # unimplemented only for a compression this port does not speak, as the Connect protocol asks
+    assert code not in NEVER and (answer.status < 500 or "compression" in message), (answer.status, code, message)
+    assert code != "unimplemented" or "compression" in message, (answer.status, code, message)
     assert not PARSER_WORDS.search(message), f"the parser's words reached the caller: {message!r}"
     return code
 

@@ -7,8 +7,11 @@ an address the username logged in from is not slowed by them at all."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 
 import pytest
+from limits.aio.storage import MemoryStorage
 
 from common.errors import Unavailable
 from common.security.throttle import AttemptThrottle, Key, Rule
@@ -127,3 +130,35 @@ async def test_a_full_username_ceiling_slows_new_addresses_to_a_turn_each_and_ne
     for _ in range(10):  # the owner at the known address: its own tries only
         assert await _login(throttle, "ada", "10.0.3.1", right=True) == 0.0
     assert await _login(throttle, "ada", "10.0.4.101", right=True) == 0.0, "known since it logged in"
+
+
+async def test_successes_leave_the_in_memory_store_expiring_whole(caplog: pytest.LogCaptureFixture) -> None:
+    """Embedded mode: logins that succeed (each clears its windows) while the library's expiry
+    pass walks the keys. The pass used to meet a key a success had deleted under it: a KeyError
+    ended it ("Task exception was never retrieved" in the log) and the keys after it were left
+    unpruned. Every pass runs to its end, and once the windows have passed the store is empty
+    (a failure's slot, not cleared, expires)."""
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    throttle = AttemptThrottle("test")
+    storage = throttle._windows.storage  # the library's own store, whose dicts must shrink back
+    assert isinstance(storage, MemoryStorage)
+    tries = Rule.parse("username-at-address", "5/1 second")
+
+    async def login(address: int) -> None:
+        key = [Key(tries, ("ada", f"10.0.{address // 250}.{address % 250}"))]
+        assert await throttle.reserve(key) == 0
+        await asyncio.sleep(0.001 * (address % 7))  # the hash, while other logins arrive
+        await throttle.settle(key, succeeded=address % 3 != 0)  # a failure's slot stays until it expires
+
+    for _ in range(5):
+        await asyncio.gather(*(login(address) for address in range(300)))
+    await asyncio.sleep(1.1)  # every window has passed
+    await throttle.reserve([Key(tries, ("bob", "10.9.9.9"))])  # a hit: the next expiry pass starts
+    timer = storage.timer
+    assert timer is not None
+    await asyncio.wait({timer})
+    assert timer.exception() is None
+    gc.collect()  # a dropped task whose exception nobody retrieved is reported when collected
+    never_retrieved = [r.getMessage() for r in caplog.records if "never retrieved" in r.getMessage()]
+    assert not never_retrieved, never_retrieved[0]
+    assert len(storage.events) <= 1 and len(storage.locks) <= 1, (len(storage.events), len(storage.locks))
