@@ -10,7 +10,7 @@ from pathlib import Path
 
 from common.config import Settings
 from common.grpc.server import stop_signal
-from common.grpc.tls import is_loopback
+from common.net import host_port, is_loopback
 from mesh.cli_operator import DEFAULT_DATA_DIR, Subcommands
 from mesh.config import DEFAULT_CONFIG
 from mesh.embedded import RunningBank, start_embedded
@@ -195,6 +195,6 @@ def _http_hint(bank: RunningBank, settings: Settings) -> str:
     if bank.http is None:
         return ""
     host = bank.target.rsplit(":", 1)[0]
-    url = f"{'https' if settings.tls else 'http'}://{host}:{bank.http.port}"
+    url = f"{'https' if settings.tls else 'http'}://{host_port(host, bank.http.port)}"
     curl = f"--cacert {shlex.quote(str(settings.pki_path() / 'ca.pem'))} " if settings.tls else ""
     return "\n" + _HTTP_HINT.format(url=url, curl=curl)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from common.config import Settings
 from common.grpc.server import stop_signal
+from common.net import host_port
 from mesh.cli_operator import DEFAULT_DATA_DIR, Subcommands
 from mesh.embedded import start_process
 
@@ -65,7 +66,8 @@ async def _velocitypay(args: argparse.Namespace) -> int:
     network.contexts["velocitypay"].resolve(NetworkState).faults = Faults(
         latency=args.latency_ms / 1000, error_rate=args.error_rate, timeout_rate=args.timeout_rate, outage=args.outage
     )
-    print(f"VelocityPay simulator serving on {args.host}:{network.server.port} (its ledger in {args.data_dir})", flush=True)
+    where = host_port(args.host, network.server.port)
+    print(f"VelocityPay simulator serving on {where} (its ledger in {args.data_dir})", flush=True)
     await stop
     await network.stop(2)
     return 0
@@ -80,7 +82,7 @@ async def _mailsim(args: argparse.Namespace) -> int:
     mail.faults.temporary_failure_rate = args.temporary_failure_rate
     mail.faults.refused_recipients = frozenset(args.refuse)
     await mail.start()
-    print(f"mail simulator serving SMTP on {args.host}:{mail.port}", flush=True)
+    print(f"mail simulator serving SMTP on {mail.url}", flush=True)
     await stop
     await mail.stop()
     return 0

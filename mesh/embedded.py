@@ -23,6 +23,7 @@ from common.grpc.identity import BearerAuthenticator, CertificateAuthenticator, 
 from common.grpc.inprocess import InProcessChannel, LocalHandlers
 from common.grpc.server import GrpcServer
 from common.grpc.tls import ServerCertificate, channel_credentials
+from common.net import bare_host, host_port, is_wildcard
 from common.observability.tracing import setup_tracing
 from common.security.component import Security
 from common.security.pki import CertificateAuthority
@@ -96,7 +97,7 @@ def contract_descriptors() -> bytes:
 
 def _local_target(host: str, port: int) -> str:
     """How this process reaches its own server (a wildcard bind is reached on loopback)."""
-    return f"127.0.0.1:{port}" if host in ("0.0.0.0", "", "::", "[::]") else f"{host}:{port}"
+    return host_port("127.0.0.1" if is_wildcard(host) else host, port)
 
 
 async def start_embedded(
@@ -112,7 +113,7 @@ async def start_embedded(
     local = [*modules, *(m for m in EXTERNAL_MODULES if context_spec(m).name not in settings.addresses)]
     mail = None
     if not settings.smtp_url and NotificationModule in local:
-        mail = MailSimulator(settings.host if settings.host not in ("0.0.0.0", "", "::", "[::]") else "127.0.0.1")
+        mail = MailSimulator("127.0.0.1" if is_wildcard(settings.host) else settings.host)
         await mail.start()
         log.info("mail simulator serving SMTP on %s (no mail server configured)", mail.url)
         settings = settings.model_copy(update={"smtp_url": mail.url})
@@ -144,7 +145,7 @@ async def start_process(
     setup_tracing("ogpgy-" + "+".join(names) if len(names) < len(ALL_MODULES) else "ogpgy")
     server = GrpcServer(descriptors=contract_descriptors())
     tls = mutual_tls(settings.pki_path(), settings.process) if settings.mtls else server_tls(settings) if settings.tls else None
-    port = server.bind(f"{settings.host}:{settings.port}", tls.server if tls else None)
+    port = server.bind(host_port(settings.host, settings.port), tls.server if tls else None)
     http = _http_gateway(settings, server, names)  # bound now: a port taken is refused before anything starts
     target = _local_target(settings.host, port)
     addresses = dict(settings.addresses) | {name: target for name in names}
@@ -257,7 +258,7 @@ def server_tls(settings: Settings) -> ServerTls:
 def server_certificate(settings: Settings) -> ServerCertificate:
     """A certificate from the bank's CA for the host the server binds (each port gets its own, renewed on its own)."""
     authority = CertificateAuthority.open(settings.pki_path())
-    hosts = [] if settings.host in ("0.0.0.0", "", "::", "[::]") else [settings.host]
+    hosts = [] if is_wildcard(settings.host) else [bare_host(settings.host)]
     return ServerCertificate(authority, None, hosts=[*hosts, socket.gethostname()])
 
 

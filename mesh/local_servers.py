@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common.net import host_port
+
 
 class LocalServerError(RuntimeError):
     """A local server cannot be started (its binaries are missing, or it did not come up)."""
@@ -78,7 +80,7 @@ class RedisServer:
         self.binary = binary
         self.host = host
         self.port = port or free_port()
-        self.url = f"redis://{host}:{self.port}/0"
+        self.url = f"redis://{host_port(host, self.port)}/0"
         self.data_dir = data_dir
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -107,7 +109,7 @@ class MailServer:
     def __init__(self, port: int = 0, host: str = "127.0.0.1", record: Path | None = None) -> None:
         self.host = host
         self.port = port or free_port()
-        self.url = f"smtp://{host}:{self.port}"
+        self.url = f"smtp://{host_port(host, self.port)}"
         self.record = record  # every message it accepted, across its restarts (JSON lines)
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -149,7 +151,7 @@ class PostgresServer:
         self.fsync = fsync
         self.root = root.resolve() if root is not None else Path(tempfile.mkdtemp(prefix="ogpgy-pg-"))
         self.data = self.root / "data"
-        self.dsn_base = f"postgresql://postgres@{host}:{self.port}"
+        self.dsn_base = f"postgresql://postgres@{host_port(host, self.port)}"
         self._user = "nobody" if os.geteuid() == 0 else None
         self._databases = 0
 

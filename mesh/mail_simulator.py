@@ -20,6 +20,8 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from common.net import bare_host, host_port
+
 
 @dataclass
 class MailFaults:
@@ -82,7 +84,7 @@ class MailSimulator:
     """An SMTP server on the running loop (aiosmtpd's protocol, no thread of its own)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, record: Path | None = None) -> None:
-        self.host = host
+        self.host = bare_host(host)  # asyncio binds the bare address
         self.port = port
         self.faults = MailFaults()
         self._handler = _Handler(self.faults, record)
@@ -90,7 +92,7 @@ class MailSimulator:
 
     @property
     def url(self) -> str:
-        return f"smtp://{self.host}:{self.port}"
+        return f"smtp://{host_port(self.host, self.port)}"
 
     @property
     def received(self) -> list[ReceivedMail]:

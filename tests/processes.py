@@ -39,7 +39,7 @@ class BankProcess:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.output.append(line)
-            found = re.search(r"serving .* on (127\.0\.0\.1:\d+)", line)
+            found = re.search(r"serving .* on (127\.0\.0\.1:\d+|\[[0-9a-f:]+\]:\d+)", line)
             if found:
                 self.target = found.group(1)
                 return self

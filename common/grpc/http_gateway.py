@@ -37,6 +37,7 @@ from common.grpc.http_limits import BoundedGzip, HttpLimits, LimitedBodies, Refu
 from common.grpc.inprocess import InProcessChannel, LocalHandlers
 from common.grpc.status import rich_status
 from common.ids import random_bytes
+from common.net import bare_host
 
 FORWARDED_HEADERS = ("authorization", REQUEST_ID_HEADER, "traceparent", "tracestate")
 _CODES = {status: Code[status.name] for status in grpc.StatusCode if status.name in Code.__members__}
@@ -244,6 +245,7 @@ class HttpGateway:
 
 
 def _bound(host: str, port: int) -> socket.socket:
+    host = bare_host(host)  # a socket binds the bare address, "::1" not "[::1]"
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:

@@ -21,13 +21,6 @@ from grpc import aio
 
 from common.security.pki import LEAF_LIFETIME, CertificateAuthority, Issued, load
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding `host` keeps the server to this machine (a wildcard reaches every host)."""
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
-
 
 class _Presented:
     """The certificate a server presents, replaced for new connections when `_next` has one

@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from common.net import bare_host
+
 TRUST_DOMAIN = "ogpgy.bank"
 CA_LIFETIME = timedelta(days=365)
 LEAF_LIFETIME = timedelta(hours=24)
@@ -71,7 +73,7 @@ def _alternative_names(identity: str | None, hosts: Iterable[str]) -> list[x509.
     names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(identity)] if identity else []
     for host in dict.fromkeys([*LOOPBACK_NAMES, *hosts]):
         try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            names.append(x509.IPAddress(ipaddress.ip_address(bare_host(host))))
         except ValueError:
             names.append(x509.DNSName(host))
     return names
