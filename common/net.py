@@ -40,3 +40,23 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(bare).is_loopback
     except ValueError:
         return False
+
+
+IPV6_HOLDER_PREFIX = 64  # the addresses one IPv6 subscriber holds: a whole /64
+
+
+def address_holder(host: str) -> str:
+    """Who holds the address, for bounds counted per client: an IPv4 address; an IPv6 address's
+    /64 (a subscriber is given a whole /64, and would otherwise have 2^64 fresh addresses to
+    try from), a link-local one with its link; an IPv4 address mapped into IPv6 is that IPv4
+    address. Anything else (a Unix socket's peer, an in-process caller) as it is."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        network = ipaddress.IPv6Network((address, IPV6_HOLDER_PREFIX), strict=False)
+        return f"{network}%{address.scope_id}" if address.scope_id else str(network)
+    return str(address)

@@ -25,7 +25,6 @@ exchange as h11 reports it:
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections import Counter
 from typing import Any, ClassVar
 
@@ -33,6 +32,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from common.grpc.http_limits import HttpLimits
+from common.net import address_holder
 
 
 def uvicorn_options(limits: HttpLimits) -> dict[str, Any]:
@@ -43,24 +43,6 @@ def uvicorn_options(limits: HttpLimits) -> dict[str, Any]:
         "timeout_keep_alive": limits.idle_timeout,
         "limit_concurrency": limits.max_connections,
     }
-
-
-IPV6_HOST_PREFIX = 64  # the addresses one IPv6 host may hold
-
-
-def address_key(host: str) -> str:
-    """Whose connection it is, for the bound on one address's: an IPv4 address, an IPv6 address's
-    /64, or the host as given when it is no IP address (a Unix socket's peer)."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        network = ipaddress.IPv6Network((address, IPV6_HOST_PREFIX), strict=False)
-        return f"{network}%{address.scope_id}" if address.scope_id else str(network)  # a link's own fe80::/64
-    return str(address)
 
 
 def guarded_protocol(limits: HttpLimits) -> type[H11Protocol]:
@@ -109,7 +91,7 @@ class _GuardedProtocol(H11Protocol):
     """uvicorn's HTTP/1.1 protocol with read deadlines, bounded connections and a lingering close."""
 
     limits: ClassVar[HttpLimits]
-    addresses: ClassVar[Counter[str]]  # the open connections of each client address (`address_key`), on this port
+    addresses: ClassVar[Counter[str]]  # the open connections of each client address (`address_holder`), on this port
     opened: ClassVar[dict[_GuardedProtocol, None]]  # this port's connections, oldest first
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -121,7 +103,7 @@ class _GuardedProtocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # uvicorn narrows it too
         self._lingering = _LingeringTransport(transport, self)
         super().connection_made(self._lingering)  # type: ignore[arg-type]  # it stands in for the transport
-        self._host = address_key(self.client[0]) if self.client else ""
+        self._host = address_holder(self.client[0]) if self.client else ""
         self.opened[self] = None
         self.addresses[self._host] += 1
         if self.addresses[self._host] > self.limits.connections_per_address:

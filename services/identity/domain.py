@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import ipaddress
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -14,6 +13,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from common.errors import FieldRefused, FieldViolation, PermissionDenied, PreconditionFailed
+from common.net import address_holder
 from common.security.context import ADMIN, CUSTOMER, USER_ROLES
 from common.validation import Violations
 
@@ -255,21 +255,6 @@ def username_overflow(username: str, peer: str) -> list[Subject]:
 def known_address(username: str, peer: str) -> Subject:
     """The address `peer` as one `username` logged in from."""
     return KNOWN_ADDRESS, (username.lower(), address_holder(peer))
-
-
-def address_holder(peer: str) -> str:
-    """What one holder of addresses has one of: an IPv4 address; an IPv6 /64 (a subscriber is given
-    a whole /64, and would otherwise have 2^64 fresh addresses to guess from); an IPv4 address
-    mapped into IPv6 is that IPv4 address. Anything else (an in-process caller) as it is."""
-    try:
-        address = ipaddress.ip_address(peer)
-    except ValueError:
-        return peer
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from uvicorn.server import ServerState
 
-from common.grpc.http_connections import address_key, guarded_protocol
+from common.grpc.http_connections import guarded_protocol
 from common.grpc.http_limits import HttpLimits
+from common.net import address_holder as address_key
 
 _V6 = st.integers(min_value=0, max_value=2**128 - 1).map(ipaddress.IPv6Address)
 _V4 = st.integers(min_value=0, max_value=2**32 - 1).map(ipaddress.IPv4Address)

@@ -14,8 +14,9 @@ import pytest
 from limits.aio.storage import MemoryStorage
 
 from common.errors import Unavailable
+from common.net import address_holder
 from common.security.throttle import AttemptThrottle, Key, Rule
-from services.identity.domain import address_holder, known_address, login_subjects
+from services.identity.domain import known_address, login_subjects
 from services.identity.service import login_key, login_keys
 from tests.servers import free_port
 
