@@ -222,11 +222,28 @@ EXPLAINED: dict[tuple[str, str, str], str] = {
     (
         "idempotency",
         "resource_or_void",
-        "operand dropped: `row is None or row['operation'] != operation or row['fingerprint'] == VOID` -> "
-        "`row['operation'] != operation or row['fingerprint'] == VOID`",
+        "operand dropped: `row is None or row['operation'] != operation or row['fingerprint'] == VOID or row['refusal']` -> "
+        "`row['operation'] != operation or row['fingerprint'] == VOID or row['refusal']`",
     ): (
         "after INSERT ... ON CONFLICT DO NOTHING in the same transaction the row exists (inserted or already "
         "there): it is never None"
+    ),
+    ("idempotency", "once", "statement removed: `await tx.execute('RELEASE SAVEPOINT once')` -> `pass`"): (
+        "a savepoint left open is released by the unit's COMMIT (SQLite and PostgreSQL alike) and nothing in the "
+        "unit names it again: the release only ends it early"
+    ),
+    (
+        "loan.servicing",
+        "_accrued",
+        "bound dropped: `max(0, min(DAYS_PER_MONTH, days_30_360(installment.starts_on, today)))` -> "
+        "`min(DAYS_PER_MONTH, days_30_360(installment.starts_on, today))`",
+    ): (
+        "only the current installment is accrued, and its period began on or before today (the previous due "
+        "date, or the schedule's start on the approval day): its days are never negative"
+    ),
+    ("loan.servicing", "payoff", "constant: `current_seen = True` -> `current_seen = False`"): (
+        "a later installment's period begins after today, so its accrual is clamped to 0 days: max(earned, 0) "
+        "is what it earned, as without the accrual"
     ),
     ("loan.servicing", "Part", "constant: `penalty: int = 0` -> `penalty: int = 1`"): (
         "a default never used: servicing builds every Part with its late fee, interest and principal, and the "

@@ -11,9 +11,9 @@ from typing import TypeVar
 import pytest
 
 from common.db.base import Tx
-from common.db.idempotency import claim, claim_new, refuse, replayed_resource, resource_or_void
+from common.db.idempotency import claim, claim_new, once, refusal_of, refusal_text, refuse, replayed_resource, resource_or_void
 from common.db.sqlite import SqliteDatabase
-from common.errors import AlreadyExists, PreconditionFailed
+from common.errors import AlreadyExists, FieldRefused, FieldViolation, PreconditionFailed
 from common.idempotency import IdempotencyKey
 from og.audit.v1.audit_pb2 import ChangeRecorded
 
@@ -124,3 +124,49 @@ async def test_a_key_voided_never_makes_anything(db: SqliteDatabase) -> None:
     with pytest.raises(AlreadyExists):  # voided for Transfer; another operation's request reuses it
         await write(db, lambda tx: claim(tx, key(operation="Withdraw"), "trf_other"))
     assert await write(db, lambda tx: claim(tx, key(scope="usr_bob"), "trf_bob")) is None  # only Ada's key
+
+
+async def _things(tx: Tx) -> list[str]:
+    await tx.execute("CREATE TABLE IF NOT EXISTS things (thing_id TEXT PRIMARY KEY)")
+    return [str(r["thing_id"]) for r in await tx.fetchall("SELECT thing_id FROM things ORDER BY thing_id")]
+
+
+async def test_once_makes_once_records_once_and_keeps_a_refusal_with_nothing_it_wrote(db: SqliteDatabase) -> None:
+    """`once` on a new key makes the resource and records the change once; a refusal that `make`
+    raises undoes what it wrote (its savepoint), records nothing, and is the key's answer for
+    good, a field refusal included, as it was first answered."""
+
+    def unit(k: IdempotencyKey, thing: str, refusal: Exception | None) -> Callable[[Tx], Awaitable[str]]:
+        async def run(tx: Tx) -> str:
+            async def make() -> str:
+                await _things(tx)
+                await tx.execute("INSERT INTO things (thing_id) VALUES (?)", thing)
+                if refusal is not None:
+                    raise refusal
+                return thing
+
+            async def replay(done: str) -> str:
+                return f"replayed {done}"
+
+            return await once(tx, k, thing, make, replay)
+
+        return run
+
+    assert await write(db, unit(key("made"), "thg_1", None)) == "thg_1"
+    assert await write(db, unit(key("made"), "thg_1", None)) == "replayed thg_1"
+    assert await recorded(db) == [("Transfer", "thg_1", "made")], "the change once, when made; not at the claim"
+    wrong = FieldRefused([FieldViolation("current_password", "does not match", "MISMATCH")])
+    for request_id, refusal in (
+        ("short", PreconditionFailed("INSUFFICIENT_FUNDS", "short", {"available": "1.00"})),
+        ("field", wrong),
+    ):
+        with pytest.raises(type(refusal)):
+            await write(db, unit(key(request_id), f"thg_{request_id}", refusal))
+        with pytest.raises(type(refusal)) as again:  # later, when `make` would succeed: still the refusal
+            await write(db, unit(key(request_id), f"thg_{request_id}", None))
+        assert str(again.value) == str(refusal)
+        assert await write(db, lambda tx, r=request_id: resource_or_void(tx, "usr_ada", r, "Transfer")) is None
+    assert await write(db, _things) == ["thg_1"], "nothing a refused make wrote"
+    assert len(await recorded(db)) == 1
+    kept = refusal_of(refusal_text(wrong))
+    assert isinstance(kept, FieldRefused) and kept.violations == wrong.violations

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.lending.schedule import add_months, annuity_schedule, level_payment
+from common.errors import PreconditionFailed
+from services.lending.schedule import add_months, annuity_schedule, ends_within_the_calendar, level_payment
 
 
 def test_a_known_loan_matches_the_textbook_annuity() -> None:
@@ -55,3 +57,26 @@ def test_a_loan_of_a_few_cents_ends_early_and_never_repays_more_than_is_owed() -
     schedule = annuity_schedule(10, Decimal("0.5"), 12, date(2026, 1, 1))
     assert [i.principal_minor for i in schedule] == [1] * 10 + [0, 0]
     assert all(i.interest_minor == 0 for i in schedule)
+
+
+@given(st.dates(min_value=date(9000, 1, 1)), st.integers(min_value=1, max_value=12 * 1000))
+def test_a_schedule_ends_within_the_calendar_or_is_refused(start: date, months: int) -> None:
+    """Whether `months` after `start` is still a date is decided by month arithmetic, exactly at
+    the calendar's end: the schedule is made when its last due date exists, refused otherwise."""
+    try:
+        add_months(start, months)
+        exists = True
+    except ValueError:  # year 10000: no date
+        exists = False
+    assert ends_within_the_calendar(start, months) is exists
+    if exists:
+        assert annuity_schedule(120_000, Decimal("0.05"), months, start)[-1].due_date == add_months(start, months)
+    else:
+        with pytest.raises(PreconditionFailed) as refused:
+            annuity_schedule(120_000, Decimal("0.05"), months, start)
+        assert refused.value.reason == "TERM_BEYOND_CALENDAR"
+
+
+def test_the_calendars_last_month_is_the_last_a_schedule_reaches() -> None:
+    assert ends_within_the_calendar(date(9999, 1, 31), 11) and not ends_within_the_calendar(date(9999, 1, 31), 12)
+    assert ends_within_the_calendar(date(9998, 12, 1), 12) and not ends_within_the_calendar(date(9998, 12, 1), 13)
