@@ -1,6 +1,7 @@
 """OpusGenie-style dependency injection: contexts, components, imports and exports."""
 
-from common.di.builder import ContextModuleBuilder, RemoteImports
+from common.di.binding import RemoteImports
+from common.di.builder import ContextModuleBuilder
 from common.di.component import BaseComponent, Scope, og_component
 from common.di.context import (
     BuiltContexts,

@@ -12,8 +12,9 @@ import inspect
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from common.di.binding import RemoteImports, can_stand_for
 from common.di.component import Scope, component_spec
 from common.di.context import BuiltContexts, Context, ContextInfo, ContextSpec, ModuleContextImport, Provide, context_spec
 from common.di.errors import (
@@ -28,48 +29,8 @@ from common.di.errors import (
 )
 
 
-class RemoteImports(Protocol):
-    """Satisfies imports that cross a process boundary (gRPC stubs) instead of sharing objects.
-
-    The DI core knows nothing of gRPC; common.grpc provides the implementation.
-    """
-
-    def serves(self, exported: type, wanted: type) -> bool:
-        """Whether an exported type (a servicer) answers imports of `wanted` (its stub)."""
-
-    def methods_of(self, wanted: type) -> tuple[str, ...] | None:
-        """The RPCs of the service `wanted` calls (a stub); None for types that are no stub."""
-
-    def bind(self, imported: ModuleContextImport, importer: str, *, external: bool) -> object:
-        """The object injected for an import of another context's service into `importer`: a
-        stub offering only the imported methods, whose calls carry the importer's identity
-        (none to an `external` context)."""
-
-    async def close(self) -> None:
-        """Releases what `bind` opened."""
-
-
 def _name(t: object) -> str:
     return getattr(t, "__qualname__", repr(t))
-
-
-def _protocol_members(protocol: type) -> set[str]:
-    """The public names a Protocol declares (methods and attributes), its Protocol bases' included."""
-    declared: set[str] = set()
-    for base in protocol.__mro__:
-        if getattr(base, "_is_protocol", False) and base is not typing.Protocol:
-            declared |= {name for name in (*vars(base), *getattr(base, "__annotations__", {})) if not name.startswith("_")}
-    return declared
-
-
-def _can_stand_for(source: type, provides: type) -> bool:
-    """Whether `source` may be bound to `provides`: a subclass, or, for a Protocol, a class that
-    has every name the Protocol declares (mypy checks the signatures where the binding is used)."""
-    if getattr(provides, "_is_protocol", False):
-        return all(
-            hasattr(source, name) or name in getattr(source, "__annotations__", {}) for name in _protocol_members(provides)
-        )
-    return issubclass(source, provides)
 
 
 @dataclass
@@ -165,7 +126,7 @@ class ContextModuleBuilder:
                     f"context '{spec.name}': {_name(provider.provides)} is provided by both {_name(other.source)} and "
                     f"{_name(provider.source)}. Fix: keep one of them in providers, or override the choice in a test context."
                 )
-            if not _can_stand_for(provider.source, provider.provides):
+            if not can_stand_for(provider.source, provider.provides):
                 raise ImportDeclarationError(
                     f"context '{spec.name}' binds {_name(provider.source)} to {_name(provider.provides)}, which it is "
                     f"not. Fix: bind it to a type it derives from or implements (a Protocol), or bind another class."

@@ -6,7 +6,7 @@ here (Account, Hold, Transfer); every UPDATE keeps a condition that guards that 
 a change committed in between, and a guard that trips makes the domain decide again on the row
 as it now is. Accounts are updated in id order so that concurrent transfers on PostgreSQL cannot
 deadlock each other. The guarded movements themselves are in postings.py, holds in holds.py,
-charges in charges.py, and the set-based postings (interest, fees) in bulk_postings.py.
+charges in charges.py, and the set-based postings in bulk_postings.py (interest) and bulk_fees.py (fees).
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from common.events.inbox import first_delivery
 from common.idempotency import IdempotencyKey
 from common.money import Money
 from kernel.interest import InterestTier
-from services.account import bulk_postings
+from services.account import bulk_fees, bulk_postings
 from services.account.adapters import OUTGOING
-from services.account.bulk_postings import AccrualChunk, FeeChunk
+from services.account.bulk_fees import FeeChunk
+from services.account.bulk_postings import AccrualChunk
 from services.account.charges import lookup_charge, post_charges
 from services.account.domain import (
     Account,
@@ -314,7 +315,7 @@ async def _charge_fees(
 ) -> FeeChunk:
     """As _accrue_interest, for a month's fees."""
     await claim(tx, key, f"fees/{first_day:%Y-%m}/{currency}/{after}", record=False)
-    return await bulk_postings.charge_fees(tx, first_day, currency, after, limit, at)
+    return await bulk_fees.charge_fees(tx, first_day, currency, after, limit, at)
 
 
 @og_component()

@@ -25,7 +25,8 @@ from common.pagination import PageRequest
 from common.security.context import ADMIN, SecurityContext, current_caller
 from common.security.policy import denied, require_customer_access, require_role, unknown
 from kernel.interest import InterestTier
-from services.account.bulk_postings import AccrualChunk, FeeChunk
+from services.account.bulk_fees import FeeChunk
+from services.account.bulk_postings import AccrualChunk
 from services.account.domain import (
     Access,
     Account,
