@@ -31,6 +31,7 @@ AUTHORIZATION_FUNCTIONS = re.compile(
 UNIT = "tests/unit"
 ACCESS = "tests/integration/test_access.py"
 AUTHORITY = "tests/adversarial/test_authority_matrix.py"
+GATES = f"{UNIT}/test_role_gates.py"  # fast, and kills every removed leading require_role
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,12 @@ TARGETS = (
     Target(
         "ledger",
         "services/account/domain.py",
-        (f"{UNIT}/test_account_domain.py", f"{UNIT}/test_account_use_cases.py", "tests/integration/test_ledger_limits.py"),
+        (
+            f"{UNIT}/test_account_domain.py",
+            f"{UNIT}/test_internal_accounts_rules.py",
+            f"{UNIT}/test_account_use_cases.py",
+            "tests/integration/test_ledger_limits.py",
+        ),
         named=(
             Named(
                 f"{_ISSUE}: a credit to the limit itself refused",
@@ -149,7 +155,7 @@ TARGETS = (
     Target(
         "authz.account",
         "services/account/service.py",
-        (f"{UNIT}/test_account_use_cases.py", ACCESS, AUTHORITY),
+        (GATES, f"{UNIT}/test_account_use_cases.py", ACCESS, AUTHORITY),
         authorization_only=True,
         named=(
             Named(
@@ -167,7 +173,7 @@ TARGETS = (
     Target(
         "authz.payment",
         "services/payment/service.py",
-        (f"{UNIT}/test_payment_use_cases.py", ACCESS, AUTHORITY),
+        (GATES, f"{UNIT}/test_payment_use_cases.py", ACCESS, AUTHORITY),
         authorization_only=True,
         named=(
             Named(
@@ -185,17 +191,17 @@ TARGETS = (
     Target(
         "authz.lending",
         "services/lending/service.py",
-        (f"{UNIT}/test_lending_use_cases.py", ACCESS, "tests/integration/test_loan_servicing.py"),
+        (GATES, f"{UNIT}/test_lending_use_cases.py", ACCESS, "tests/integration/test_loan_servicing.py"),
         authorization_only=True,
     ),
-    Target("authz.customer", "services/customer/service.py", (f"{UNIT}/test_customer_use_cases.py", ACCESS), True),
+    Target("authz.customer", "services/customer/service.py", (GATES, f"{UNIT}/test_customer_use_cases.py", ACCESS), True),
     Target(
         "authz.identity",
         "services/identity/service.py",
-        (f"{UNIT}/test_identity_use_cases.py", f"{UNIT}/test_user_lifecycle.py", ACCESS),
+        (GATES, f"{UNIT}/test_identity_use_cases.py", f"{UNIT}/test_user_lifecycle.py", ACCESS),
         True,
     ),
-    Target("authz.interest", "services/interest/service.py", (f"{UNIT}/test_interest_use_cases.py",), True),
+    Target("authz.interest", "services/interest/service.py", (GATES, f"{UNIT}/test_interest_use_cases.py"), True),
     Target("authz.notification", "services/notification/service.py", ("tests/integration/test_notifications.py",), True),
 )
 
@@ -365,12 +371,9 @@ EXPLAINED: dict[tuple[str, str, str], str] = {
         "-> `caller.has_role(CUSTOMER) and customer_id in ('', caller.customer_id)`",
     ): "identity gives the customer role only with a customer (validate_roles): no customer user lacks a customer_id",
     (
-        "authz.lending",
-        "LendingUseCases.approve",
-        "operand dropped: `loan.status is LoanStatus.APPLIED and loan.principal.minor > self._four_eyes_above` -> "
-        "`loan.principal.minor > self._four_eyes_above`",
-    ): (
-        "the move to AWAITING_SECOND_APPROVAL is a conditional write from APPLIED: for a loan in another state "
-        "it writes nothing and the approval goes on exactly as without it"
-    ),
+        "authz.notification",
+        "NotificationUseCases._scope",
+        "operand dropped: `caller.has_role(CUSTOMER) and caller.customer_id and (customer_id in ('', caller.customer_id))` "
+        "-> `caller.customer_id and customer_id in ('', caller.customer_id)`",
+    ): "only customer users carry a customer_id (identity refuses one for any other role): " + _NO_SUCH_CALLER,
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -22,6 +22,7 @@ from services.account.domain import (
     Transfer,
     fee_due,
     floor_of,
+    month_has_ended,
 )
 
 AT = datetime(2026, 6, 15, 12, tzinfo=UTC)
@@ -198,3 +199,17 @@ def test_a_reversal_moves_the_same_amount_back() -> None:
 def test_a_transfer_is_reversed_once_and_a_reversal_never() -> None:
     assert reason_of(lambda: transfer(reversed_by="trf_2").reversal("")) == "TRANSFER_ALREADY_REVERSED"
     assert reason_of(lambda: transfer(reverses_transfer_id="trf_0").reversal("")) == "TRANSFER_IS_A_REVERSAL"
+
+
+@pytest.mark.parametrize(
+    ("month", "today", "ended"),
+    [
+        (date(2026, 11, 30), date(2026, 12, 1), True),
+        (date(2026, 12, 1), date(2026, 12, 31), False),  # the month of today has not ended
+        (date(2025, 12, 31), date(2026, 1, 1), True),  # across a year
+        (date(2027, 1, 1), date(2026, 12, 7), False),
+        (date(9999, 12, 1), date(9999, 12, 31), False),  # no date arithmetic: the calendar's end is a month
+    ],
+)
+def test_a_months_fees_are_due_once_the_month_has_ended(month: date, today: date, ended: bool) -> None:
+    assert month_has_ended(month, today) is ended

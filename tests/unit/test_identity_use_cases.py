@@ -102,6 +102,29 @@ async def test_a_user_changes_only_their_own_password(identity: IdentityUseCases
         assert (await identity.issue_token("ada", "adas long password", "", "127.0.0.1"))[0], "hers still works"
 
 
+async def test_acting_on_another_user_is_refused_before_a_hash_or_a_write(
+    identity: IdentityUseCases, admin_caller: SecurityContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A customer's PasswordChange or RevokeTokens for somebody else costs the bank no hashing and no
+    transaction: the write's own check would refuse too, but only after that work."""
+    with acting_as(admin_caller):
+        ada = await identity.create_user("ada", "adas long password", (CUSTOMER,), "cus_ada", key("u1"))
+
+    async def reached(*_: object, **__: object) -> None:
+        raise AssertionError("work done for a caller who may not act")
+
+    monkeypatch.setattr(identity._hashing, "run", reached)
+    monkeypatch.setattr(identity._users, "change", reached)
+    monkeypatch.setattr(identity._users, "replayed", reached)
+    with acting_as(customer_caller("cus_bob")):
+        for act in (
+            identity.change_password(ada.user_id, "adas long password", "bob chose this one", "127.0.0.1", key("p1")),
+            identity.revoke_tokens(ada.user_id, key("r1")),
+        ):
+            with pytest.raises(PermissionDenied):
+                await act
+
+
 async def test_token_revocations_are_read_by_contexts_and_admins_only(identity: IdentityUseCases) -> None:
     for caller in (service_identity("account"), ADMIN_CALLER):
         with acting_as(caller):

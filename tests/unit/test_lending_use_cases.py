@@ -144,12 +144,19 @@ async def test_only_an_admin_approves_and_disburses_an_approved_loan(lending: Le
         with pytest.raises(PermissionDenied):
             await lending.loans.approve(loan.loan_id, "0.05", key("ap1"))
     with acting_as(ADMIN_CALLER):
+        for act in (lending.loans.approve("lon_unknown", "0.05", key("ap0")), lending.loans.disburse("lon_unknown", key("d00"))):
+            with pytest.raises(NotFound):
+                await act
         with pytest.raises(PreconditionFailed) as early:
             await lending.loans.disburse(loan.loan_id, key("d0"))
         assert early.value.reason == "LOAN_NOT_APPROVED"
         approved = await lending.loans.approve(loan.loan_id, "0.05", key("ap2"))
         assert (approved.status, approved.annual_rate) == (LoanStatus.APPROVED, "0.05")
         assert (await lending.loans.approve(loan.loan_id, "0.05", key("ap3"))).status is LoanStatus.APPROVED
+    with acting_as(customer_caller("cus_ada")), pytest.raises(PermissionDenied):
+        await lending.loans.disburse(loan.loan_id, key("d1"))  # the borrower reads her loan, and no more
+    with acting_as(ADMIN_CALLER):
+        assert (await lending.loans.get(loan.loan_id)).status is LoanStatus.APPROVED
     assert lending.ledger.holds == {}
 
 

@@ -4,6 +4,7 @@ principal, a term and a rate, an active loan, a payment in the loan's currency."
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -11,7 +12,16 @@ import pytest
 from common.errors import PreconditionFailed, ValidationFailed
 from common.money import Money
 from common.validation import Violations
-from services.lending.domain import Loan, LoanStatus, parse_rate, require_active, require_currency, validate_terms
+from services.lending.domain import (
+    ApprovalStep,
+    Loan,
+    LoanStatus,
+    approval_step,
+    parse_rate,
+    require_active,
+    require_currency,
+    validate_terms,
+)
 
 AT = datetime(2026, 6, 15, 12, tzinfo=UTC)
 
@@ -63,3 +73,30 @@ def test_a_loan_is_paid_in_its_own_currency() -> None:
     with pytest.raises(PreconditionFailed) as refused:
         require_currency(_loan(LoanStatus.DISBURSED), Money("USD", 1))
     assert (refused.value.reason, refused.value.metadata["loan_currency"]) == ("CURRENCY_MISMATCH", "EUR")
+
+
+# --- approval: four eyes above the currency's amount, and always where a currency has none -------
+
+
+def _applied(minor: int, currency: str = "EUR") -> Loan:
+    return replace(_loan(LoanStatus.APPLIED), principal=Money(currency, minor), applied_by="usr_maker")
+
+
+@pytest.mark.parametrize(
+    ("minor", "currency", "approver", "step"),
+    [
+        (500_000, "EUR", "usr_admin", ApprovalStep.FINAL),  # at the amount: one admin
+        (500_000, "EUR", "usr_maker", ApprovalStep.FINAL),  # ... the applicant's approval is no second pair of eyes
+        (500_001, "EUR", "usr_admin", ApprovalStep.FIRST),  # above it: a first approval
+        (1, "USD", "usr_admin", ApprovalStep.FIRST),  # a currency without an amount: always two
+    ],
+)
+def test_a_loan_above_its_currencys_amount_needs_two_admins(minor: int, currency: str, approver: str, step: ApprovalStep) -> None:
+    assert approval_step(_applied(minor, currency), approver, "0.05", {"EUR": 500_000}) is step
+
+
+@pytest.mark.parametrize("currency", ["EUR", "USD"])
+def test_the_applicant_never_gives_the_first_of_two_approvals(currency: str) -> None:
+    with pytest.raises(PreconditionFailed) as refused:
+        approval_step(_applied(900_000, currency), "usr_maker", "0.05", {"EUR": 500_000})
+    assert refused.value.reason == "FOUR_EYES_REQUIRED"

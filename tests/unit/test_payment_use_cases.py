@@ -15,7 +15,7 @@ from common.clock import Clock, FixedClock
 from common.errors import NotFound, PermissionDenied, PreconditionFailed, Unavailable
 from common.idempotency import IdempotencyKey
 from common.money import Money
-from common.security.context import ADMIN, current_caller
+from common.security.context import ADMIN, SecurityContext, current_caller
 from services.payment.domain import Beneficiary, BookedTransfer, NetworkSettlement, Payment, PaymentStatus
 from services.payment.module import PaymentModule
 from services.payment.ports import Accounts, FoundHold, NetworkAnswer, NetworkUnavailable, PaymentNetwork
@@ -37,6 +37,8 @@ class FakeLedger(HoldBook, Accounts):
         caller = current_caller()
         if account_id not in self.owners:
             raise NotFound("account", account_id)
+        if not self.owners[account_id]:  # as the account context: the bank's own accounts pay nobody
+            raise PermissionDenied("INTERNAL_ACCOUNT", "the bank's own accounts neither make nor take payments")
         if not caller.has_role(ADMIN) and self.owners[account_id] != caller.customer_id:
             raise PermissionDenied("ACCESS_DENIED", "not yours")
 
@@ -167,6 +169,21 @@ async def test_a_caller_who_may_not_spend_leaves_no_trace(bank: Bank) -> None:
     with acting_as(ADMIN_CALLER):
         assert await bank.payments.payments_of("acc_ada", FIRST_PAGE) == ([], "")
     assert bank.ledger.holds == {}
+
+
+@pytest.mark.parametrize("caller", [customer_caller("cus_ada"), ADMIN_CALLER])
+async def test_the_banks_own_account_pays_nobody_and_the_refusal_says_so_to_anyone(bank: Bank, caller: SecurityContext) -> None:
+    with acting_as(caller), pytest.raises(PermissionDenied) as refused:
+        await bank.payments.create(CLEARING, TO_BOB, eur(1), "", key("p1"))
+    assert refused.value.reason == "INTERNAL_ACCOUNT", "the account's kind, not the caller's rights"
+    assert bank.ledger.holds == {}
+
+
+async def test_only_an_admin_reconciles_with_the_network(bank: Bank) -> None:
+    with acting_as(customer_caller("cus_ada")), pytest.raises(PermissionDenied):
+        await bank.payments.reconcile("EUR")
+    with acting_as(ADMIN_CALLER):
+        assert (await bank.payments.reconcile("EUR")).discrepancies == []
 
 
 async def test_a_payment_to_an_unknown_account_is_not_found_before_anything_is_written(bank: Bank) -> None:
