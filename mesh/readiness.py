@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from common.background import Background, every
 from common.db.base import Tx
 from common.db.databases import ContextDatabase
 from common.di import BuiltContexts
@@ -25,7 +26,6 @@ from common.di.errors import MissingProviderError
 from common.events.bus import EventBus
 from common.grpc.channels import ChannelPool
 from common.grpc.server import LIVENESS, GrpcServer
-from common.periodic import Every
 from common.security.component import Security
 
 log = logging.getLogger("ogpgy.readiness")
@@ -89,7 +89,7 @@ class Readiness:
     def __init__(self, server: GrpcServer, checks: dict[str, Check]) -> None:
         self._server = server
         self._checks = checks
-        self._rounds = Every("readiness", CHECK_EVERY_SECONDS, self._round, log)
+        self._rounds = Background("readiness", self._round, every(CHECK_EVERY_SECONDS), log)
         self.failing: list[str] = []
 
     async def check(self) -> bool:

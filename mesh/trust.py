@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 from typing import cast
 
+from common.background import Background, every
 from common.di import ModuleContextImport
 from common.grpc.channels import ChannelPool
-from common.periodic import Every
 from common.security.component import Security
 from common.security.tokens import KeySet
 from ogpgy.identity.v1 import identity_service_pb2 as pb
@@ -33,11 +33,11 @@ class TrustFeed:
         self._security = security
         self._timeout = max(period, 1.0)
         self._fetches_keys = fetches_keys
-        self._rounds = Every("refreshing token revocations from identity", period, self.refresh, log)
+        self._rounds = Background("refreshing token revocations from identity", self.refresh, every(period), log)
 
     async def start(self) -> None:
         await self._rounds.round()
-        self._rounds.start()
+        self._rounds.start(rest_first=True)
 
     async def stop(self) -> None:
         await self._rounds.stop()

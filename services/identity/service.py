@@ -19,6 +19,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from common.background import Background, every
 from common.clock import Clock
 from common.config import Settings
 from common.di import BaseComponent, og_component
@@ -27,7 +28,6 @@ from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.observability.metrics import PASSWORD_CHECKS
 from common.pagination import PageRequest
-from common.periodic import Every
 from common.resilience.bulkhead import Bulkhead
 from common.security.component import Security
 from common.security.context import ADMIN, SecurityContext, current_caller
@@ -124,14 +124,14 @@ class IdentityUseCases(BaseComponent):
         # Each hash is 19 MiB of argon2id: two at a time, a few waiting, never the event loop's threads.
         self._hashing = Bulkhead("password-hashing", workers=2, waiting=16)
         # Another replica of identity may change a user: this process's token checks learn it within the period.
-        self._refresher = Every(
-            "refreshing keys and token revocations", settings.revocation_refresh_seconds, self._refresh, self.logger
+        self._refresher = Background(
+            "refreshing keys and token revocations", self._refresh, every(settings.revocation_refresh_seconds), self.logger
         )
 
     async def initialize(self) -> None:
         await self._bootstrap_admin()
         await self.refresh_revocations()
-        self._refresher.start()
+        self._refresher.start(rest_first=True)
 
     async def shutdown(self) -> None:
         await self._refresher.stop()

@@ -16,13 +16,13 @@ disbursement.py.
 
 from __future__ import annotations
 
-import asyncio
 import tomllib
 from collections.abc import AsyncIterator, Callable
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from common.background import Background, every
 from common.batch.runner import BatchProgress, BatchRunner, ChunkResult
 from common.clock import Clock
 from common.config import Settings
@@ -31,7 +31,6 @@ from common.di import BaseComponent, og_component
 from common.errors import NotFound, PermissionDenied, PreconditionFailed
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
-from common.leader_loop import LeaderLoop
 from common.money import Money
 from common.pagination import PageRequest
 from common.saga.log import SagaRecord
@@ -337,12 +336,12 @@ class PaymentResolver(BaseComponent):
     mesh (the lease), as this context alone."""
 
     def __init__(self, use_cases: LendingUseCases, database: ContextDatabase) -> None:
-        self._loop = LeaderLoop(
+        self._loop = Background(
             "lending-payment-resolver",
-            lambda: database.lead("lending-payment-resolver"),
             lambda: use_cases.settle_stale(timedelta(seconds=STALE_AFTER_SECONDS)),
-            lambda: asyncio.sleep(RESOLVE_EVERY_SECONDS),
+            every(RESOLVE_EVERY_SECONDS),
             self.logger,
+            lead=lambda: database.lead("lending-payment-resolver"),
         )
 
     async def start(self) -> None:

@@ -19,6 +19,7 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 
+from common.background import Background, stopping
 from common.clock import Clock
 from common.config import Settings
 from common.db.databases import ContextDatabase
@@ -27,7 +28,6 @@ from common.di import BaseComponent, og_component
 from common.errors import AppError, FieldViolation, ValidationFailed
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
-from common.leader_loop import LeaderLoop, stopping
 from common.pagination import PageRequest
 from common.security.component import Security
 from common.security.context import ADMIN, CUSTOMER, current_caller
@@ -159,12 +159,12 @@ class Courier(BaseComponent):
         self._repository = repository
         self._recipients = recipients
         self._mailer = mailer
-        self._loop = LeaderLoop(
+        self._loop = Background(
             "notification-courier",
-            lambda: database.lead("notification-courier"),
             self._deliver_all_due,
             lambda: repository.waiting(COURIER_LOOK_SECONDS),
             self.logger,
+            lead=lambda: database.lead("notification-courier"),
         )
 
     async def start(self) -> None:

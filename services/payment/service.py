@@ -20,7 +20,6 @@ instead of retrying it forever, and a passing failure pushes that one payment ba
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import tomllib
 from collections.abc import Awaitable, Callable, Iterator
@@ -30,6 +29,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from common.background import Background, every
 from common.clock import Clock
 from common.config import Settings
 from common.db.databases import ContextDatabase
@@ -37,7 +37,6 @@ from common.di import BaseComponent, og_component
 from common.errors import AppError, DeadlineExceeded, NotFound, PermissionDenied, ReasonedError, Unauthenticated, Unavailable
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
-from common.leader_loop import LeaderLoop
 from common.money import Money
 from common.pagination import PageRequest
 from common.security.context import ADMIN, as_itself, current_caller
@@ -337,12 +336,12 @@ class StoreAndForward(BaseComponent):
         self._poll = settings.queue_poll_seconds
         self._stale = timedelta(seconds=settings.payment_stale_seconds)
         self._clock = clock
-        self._loop = LeaderLoop(
+        self._loop = Background(
             "payment-store-and-forward",
-            lambda: database.lead("payment-queue"),
             self.forward_once,
-            lambda: asyncio.sleep(self._poll),
+            every(self._poll),
             self.logger,
+            lead=lambda: database.lead("payment-queue"),
         )
 
     async def start(self) -> None:
