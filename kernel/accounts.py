@@ -1,6 +1,7 @@
 """The account context's contract as every context that moves money calls it (holds placed for a
-process of theirs, the bank's own accounts): the requests, the deadline and the translation of
-answers into AppErrors, written once for their adapters."""
+process of theirs, the bank's own accounts, charges, entries): the requests, the deadline and the
+translation of answers into AppErrors, written once for their adapters. Each RPC a caller uses
+is a typed method here; no adapter reaches the stub."""
 
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ class AccountCalls:
     """Calls to the account context with the authority of the task making them."""
 
     def __init__(self, accounts: AccountServiceStub) -> None:
-        self.stub = accounts
+        self._stub = accounts
         self._internal: dict[tuple[int, str], str] = {}  # (kind, currency) -> account id: never changes
 
-    async def call(self, method: Callable[..., Awaitable[R]], request: Any) -> R:
+    async def _call(self, method: Callable[..., Awaitable[R]], request: Any) -> R:
         return await call(
             method,
             request,
@@ -37,7 +38,7 @@ class AccountCalls:
         """One of the bank's own accounts, asked once per kind and currency."""
         if (kind, currency) not in self._internal:
             request = apb.GetInternalAccountRequest(internal_account=kind, currency_code=currency)
-            self._internal[(kind, currency)] = (await self.call(self.stub.GetInternalAccount, request)).account_id
+            self._internal[(kind, currency)] = (await self._call(self._stub.GetInternalAccount, request)).account_id
         return self._internal[(kind, currency)]
 
     async def place_hold(
@@ -51,17 +52,46 @@ class AccountCalls:
             description=description,
             capture=capture,
         )
-        hold: apb.Hold = (await self.call(self.stub.PlaceHold, request)).hold
+        hold: apb.Hold = (await self._call(self._stub.PlaceHold, request)).hold
         return hold
 
     async def lookup_hold(self, request_id: str) -> apb.Hold:
-        hold: apb.Hold = (await self.call(self.stub.LookupHold, apb.LookupHoldRequest(request_id=request_id))).hold
+        hold: apb.Hold = (await self._call(self._stub.LookupHold, apb.LookupHoldRequest(request_id=request_id))).hold
         return hold
 
     async def capture_hold(self, request_id: str, hold_id: str) -> str:
-        captured = await self.call(self.stub.CaptureHold, apb.CaptureHoldRequest(request_id=request_id, hold_id=hold_id))
+        captured = await self._call(self._stub.CaptureHold, apb.CaptureHoldRequest(request_id=request_id, hold_id=hold_id))
         transfer_id: str = captured.transfer.transfer_id
         return transfer_id
 
     async def release_hold(self, request_id: str, hold_id: str) -> None:
-        await self.call(self.stub.ReleaseHold, apb.ReleaseHoldRequest(request_id=request_id, hold_id=hold_id))
+        await self._call(self._stub.ReleaseHold, apb.ReleaseHoldRequest(request_id=request_id, hold_id=hold_id))
+
+    async def check_access(self, account_id: str, access: apb.AccountAccess.ValueType) -> None:
+        """Refuses (as the account context decides) unless the caller has `access` to the account."""
+        await self._call(self._stub.CheckAccountAccess, apb.CheckAccountAccessRequest(account_id=account_id, access=access))
+
+    async def get_account(self, account_id: str) -> apb.Account:
+        account: apb.Account = (await self._call(self._stub.GetAccount, apb.GetAccountRequest(account_id=account_id))).account
+        return account
+
+    async def entries(self, account_id: str, page_token: str, page_size: int = 500) -> apb.ListEntriesResponse:
+        request = apb.ListEntriesRequest(account_id=account_id, page_size=page_size, page_token=page_token)
+        page: apb.ListEntriesResponse = await self._call(self._stub.ListEntries, request)
+        return page
+
+    async def post_charges(self, charges: list[apb.ChargeOrder]) -> list[apb.Charge]:
+        answer = await self._call(self._stub.PostCharges, apb.PostChargesRequest(charges=charges))
+        return list(answer.charges)
+
+    async def lookup_charge(self, request_id: str) -> apb.Charge:
+        charge: apb.Charge = (await self._call(self._stub.LookupCharge, apb.LookupChargeRequest(request_id=request_id))).charge
+        return charge
+
+    async def get_hold(self, hold_id: str) -> apb.Hold:
+        hold: apb.Hold = (await self._call(self._stub.GetHold, apb.GetHoldRequest(hold_id=hold_id))).hold
+        return hold
+
+    async def reverse_transfer(self, request_id: str, transfer_id: str, reason: str) -> None:
+        request = apb.ReverseTransferRequest(request_id=request_id, transfer_id=transfer_id, reason=reason)
+        await self._call(self._stub.ReverseTransfer, request)

@@ -4,12 +4,11 @@ its own enums as the contract spells them, and its events as the messages it pub
 from __future__ import annotations
 
 from common.di import BaseComponent, og_component
-from common.errors import NotFound
 from common.events.outgoing import Outgoing
 from common.grpc.convert import timestamp
-from common.grpc.remote import call
 from common.security.context import as_itself
 from kernel.convert import ProtoEnum, money_pb
+from kernel.customers import CustomerCalls
 from ogpgy.account.v1 import account_service_pb2 as pb
 from ogpgy.account.v1 import events_pb2
 from ogpgy.customer.v1 import customer_service_pb2 as customer_pb
@@ -25,7 +24,6 @@ from services.account.domain import (
 )
 from services.account.ports import Customers, CustomerStanding
 
-CUSTOMER_CALL_TIMEOUT = 5.0
 ACCOUNT_TYPE = ProtoEnum(AccountType, pb.AccountType, "ACCOUNT_TYPE_")
 ACCOUNT_STATUS = ProtoEnum(AccountStatus, pb.AccountStatus, "ACCOUNT_STATUS_")
 HOLD_STATUS = ProtoEnum(HoldStatus, pb.HoldStatus, "HOLD_STATUS_")
@@ -37,29 +35,16 @@ class CustomerDirectory(BaseComponent, Customers):
     """Customers, as the customer context answers GetCustomer."""
 
     def __init__(self, customers: CustomerServiceStub) -> None:
-        self._customers = customers
-
-    async def _get(self, customer_id: str) -> customer_pb.Customer:
-        answer = await call(
-            self._customers.GetCustomer,
-            customer_pb.GetCustomerRequest(customer_id=customer_id),
-            within=CUSTOMER_CALL_TIMEOUT,
-            unavailable="CUSTOMER_CONTEXT_UNAVAILABLE",
-            silence="cannot check the customer",
-        )
-        customer: customer_pb.Customer = answer.customer
-        return customer
+        self._customers = CustomerCalls(customers)
 
     async def standing(self, customer_id: str) -> CustomerStanding:
-        customer = await self._get(customer_id)
+        customer = await self._customers.get(customer_id)
         return CustomerStanding(customer.kyc.status == customer_pb.KYC_STATUS_VERIFIED, customer.relationship_manager_id)
 
     async def relationship_manager(self, customer_id: str) -> str | None:
-        try:
-            with as_itself():
-                return (await self._get(customer_id)).relationship_manager_id
-        except NotFound:
-            return None
+        with as_itself():
+            customer = await self._customers.find(customer_id)
+        return customer.relationship_manager_id if customer is not None else None
 
 
 OUTGOING = Outgoing()

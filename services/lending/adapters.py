@@ -7,11 +7,11 @@ from common.di import BaseComponent, og_component
 from common.errors import NotFound
 from common.events.outgoing import Outgoing
 from common.grpc.convert import timestamp
-from common.grpc.remote import call
 from common.money import Money
 from common.security.context import as_itself
 from kernel.accounts import AccountCalls
 from kernel.convert import ProtoEnum, date_pb, money_pb
+from kernel.customers import CustomerCalls
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
 from ogpgy.customer.v1 import customer_service_pb2 as cpb
@@ -30,7 +30,6 @@ from services.lending.domain import (
 )
 from services.lending.ports import Accounts, Customers, Debit, DebitOutcome, HeldFunds, PayoutAccount
 
-CUSTOMER_CALL_TIMEOUT = 5.0
 LOAN_STATUS = ProtoEnum(LoanStatus, pb.LoanStatus, "LOAN_STATUS_")
 REPAYMENT_KIND = ProtoEnum(RepaymentKind, pb.RepaymentKind, "REPAYMENT_KIND_")
 REPAYMENT_STATUS = ProtoEnum(RepaymentStatus, pb.RepaymentStatus, "REPAYMENT_STATUS_")
@@ -44,21 +43,20 @@ class AccountsClient(BaseComponent, Accounts):
         self._calls = AccountCalls(accounts)
 
     async def payout_account(self, account_id: str) -> PayoutAccount:
-        answer = await self._calls.call(self._calls.stub.GetAccount, apb.GetAccountRequest(account_id=account_id))
-        return PayoutAccount(answer.account.customer_id, answer.account.balance.currency_code)
+        account = await self._calls.get_account(account_id)
+        return PayoutAccount(account.customer_id, account.balance.currency_code)
 
     async def loan_book(self, currency: str) -> str:
         return await self._calls.internal_account(apb.INTERNAL_ACCOUNT_LOAN_PRINCIPAL, currency)
 
     async def debit(self, debits: list[Debit]) -> list[DebitOutcome]:
-        request = apb.PostChargesRequest(charges=[_charge(d) for d in debits])
-        answer = await self._calls.call(self._calls.stub.PostCharges, request)
-        return [DebitOutcome(c.request_id, c.status == apb.CHARGE_STATUS_POSTED, c.rejection_reason) for c in answer.charges]
+        charges = await self._calls.post_charges([_charge(d) for d in debits])
+        return [DebitOutcome(c.request_id, c.status == apb.CHARGE_STATUS_POSTED, c.rejection_reason) for c in charges]
 
     async def debit_taken(self, request_id: str) -> bool:
         try:
             with as_itself():
-                await self._calls.call(self._calls.stub.LookupCharge, apb.LookupChargeRequest(request_id=request_id))
+                await self._calls.lookup_charge(request_id)
         except NotFound:
             return False
         return True
@@ -70,7 +68,7 @@ class AccountsClient(BaseComponent, Accounts):
         return (await self._calls.lookup_hold(request_id)).hold_id
 
     async def held_funds(self, hold_id: str) -> HeldFunds:
-        hold = (await self._calls.call(self._calls.stub.GetHold, apb.GetHoldRequest(hold_id=hold_id))).hold
+        hold = await self._calls.get_hold(hold_id)
         return HeldFunds(hold.hold_id, hold.transfer_id if hold.status == apb.HOLD_STATUS_CAPTURED else "")
 
     async def capture_hold(self, request_id: str, hold_id: str) -> str:
@@ -80,8 +78,7 @@ class AccountsClient(BaseComponent, Accounts):
         await self._calls.release_hold(request_id, hold_id)
 
     async def reverse_transfer(self, request_id: str, transfer_id: str, reason: str) -> None:
-        request = apb.ReverseTransferRequest(request_id=request_id, transfer_id=transfer_id, reason=reason)
-        await self._calls.call(self._calls.stub.ReverseTransfer, request)
+        await self._calls.reverse_transfer(request_id, transfer_id, reason)
 
 
 def _charge(debit: Debit) -> apb.ChargeOrder:
@@ -103,22 +100,11 @@ class CustomerDirectory(BaseComponent, Customers):
     """Customers, as the customer context's GetCustomer answers this context itself."""
 
     def __init__(self, customers: CustomerServiceStub) -> None:
-        self._customers = customers
+        self._customers = CustomerCalls(customers)
 
     async def _customer(self, customer_id: str) -> cpb.Customer | None:
-        try:
-            with as_itself():
-                answer = await call(
-                    self._customers.GetCustomer,
-                    cpb.GetCustomerRequest(customer_id=customer_id),
-                    within=CUSTOMER_CALL_TIMEOUT,
-                    unavailable="CUSTOMER_CONTEXT_UNAVAILABLE",
-                    silence="cannot check the customer",
-                )
-        except NotFound:
-            return None
-        customer: cpb.Customer = answer.customer
-        return customer
+        with as_itself():
+            return await self._customers.find(customer_id)
 
     async def exists(self, customer_id: str) -> bool:
         return await self._customer(customer_id) is not None

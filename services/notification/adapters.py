@@ -16,17 +16,15 @@ import jinja2
 
 from common.config import Settings
 from common.di import BaseComponent, og_component
-from common.grpc.remote import call
 from common.resilience.breaker import BreakerPolicy, CircuitBreaker, CircuitOpenError
-from ogpgy.account.v1 import account_service_pb2 as apb
+from kernel.accounts import AccountCalls
+from kernel.customers import CustomerCalls
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
-from ogpgy.customer.v1 import customer_service_pb2 as cpb
 from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from services.notification.domain import Kind, Letter
 from services.notification.ports import Mailer, MailRefused, MailUnavailable, Recipients, Templates
 
 TEMPLATES = Path(__file__).parent / "templates"
-CALL_TIMEOUT = 5.0
 MAIL_DOMAIN = "ogpgy.bank"
 _OWNERS_KEPT = 10_000
 
@@ -36,34 +34,19 @@ class CustomerDirectory(BaseComponent, Recipients):
     """Owners are kept (an account never changes hands); addresses are asked each time (they change)."""
 
     def __init__(self, customers: CustomerServiceStub, accounts: AccountServiceStub) -> None:
-        self._customers = customers
-        self._accounts = accounts
+        self._customers = CustomerCalls(customers)
+        self._accounts = AccountCalls(accounts)
         self._owners: OrderedDict[str, str] = OrderedDict()
 
     async def customer_of_account(self, account_id: str) -> str:
         if account_id not in self._owners:
-            answer = await call(
-                self._accounts.GetAccount,
-                apb.GetAccountRequest(account_id=account_id),
-                within=CALL_TIMEOUT,
-                unavailable="ACCOUNTS_UNAVAILABLE",
-                silence="cannot find who owns the account",
-            )
-            self._owners[account_id] = answer.account.customer_id
+            self._owners[account_id] = (await self._accounts.get_account(account_id)).customer_id
             if len(self._owners) > _OWNERS_KEPT:
                 self._owners.popitem(last=False)
         return self._owners[account_id]
 
     async def address_of(self, customer_id: str) -> str:
-        answer = await call(
-            self._customers.GetCustomer,
-            cpb.GetCustomerRequest(customer_id=customer_id),
-            within=CALL_TIMEOUT,
-            unavailable="CUSTOMERS_UNAVAILABLE",
-            silence="cannot read the customer's address",
-        )
-        address: str = answer.customer.email
-        return address
+        return (await self._customers.get(customer_id)).email
 
 
 def _answers(refused: aiosmtplib.SMTPRecipientsRefused) -> str:

@@ -12,13 +12,12 @@ from common.config import Settings
 from common.di import BaseComponent, og_component
 from common.events.outgoing import Outgoing
 from common.grpc.convert import timestamp
-from common.grpc.remote import call
 from common.grpc.status import no_answer
 from common.money import Money
 from common.resilience.breaker import BreakerPolicy, CircuitBreaker, CircuitOpenError
 from common.resilience.shared import SharedBreakerState
 from common.security.secrets import shared_key
-from kernel.accounts import ACCOUNT_CALL_TIMEOUT, AccountCalls
+from kernel.accounts import AccountCalls
 from kernel.convert import ProtoEnum, money_of, money_pb
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
@@ -53,13 +52,7 @@ class AccountsClient(BaseComponent, Accounts):
         self._calls = AccountCalls(accounts)
 
     async def _check(self, account_id: str, access: apb.AccountAccess.ValueType) -> None:
-        await call(
-            self._calls.stub.CheckAccountAccess,
-            apb.CheckAccountAccessRequest(account_id=account_id, access=access),
-            within=ACCOUNT_CALL_TIMEOUT,
-            unavailable="ACCOUNTS_UNAVAILABLE",
-            silence="cannot check access to the account",
-        )
+        await self._calls.check_access(account_id, access)
 
     async def require_debit(self, account_id: str) -> None:
         await self._check(account_id, apb.ACCOUNT_ACCESS_DEBIT)
@@ -91,8 +84,7 @@ class AccountsClient(BaseComponent, Accounts):
         found: list[BookedTransfer] = []
         token = ""
         while True:
-            request = apb.ListEntriesRequest(account_id=account_id, page_size=500, page_token=token)
-            page = await self._calls.call(self._calls.stub.ListEntries, request)
+            page = await self._calls.entries(account_id, token)
             found.extend(
                 BookedTransfer(e.transfer_id, money_of(e.amount)) for e in page.entries if not e.amount.amount.startswith("-")
             )
