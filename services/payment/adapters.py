@@ -4,40 +4,29 @@ key on every call), and its events as the messages it publishes."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import grpc
 
 from common.config import Settings
 from common.di import BaseComponent, og_component
-from common.events.outgoing import Outgoing
-from common.grpc.convert import timestamp
 from common.grpc.status import no_answer
 from common.money import Money
 from common.resilience.breaker import BreakerPolicy, CircuitBreaker, CircuitOpenError
 from common.resilience.shared import SharedBreakerState
 from common.security.secrets import shared_key
 from kernel.accounts import AccountCalls
-from kernel.convert import ProtoEnum, money_of, money_pb
+from kernel.convert import money_of
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
-from ogpgy.payment.v1 import events_pb2
-from ogpgy.payment.v1 import payment_service_pb2 as pb
 from services.payment.domain import (
     BookedTransfer,
     NetworkSettlement,
     Payment,
-    PaymentCompleted,
-    PaymentFailed,
-    PaymentQueued,
-    PaymentStatus,
 )
 from services.payment.ports import Accounts, FoundHold, NetworkAnswer, NetworkRefused, NetworkUnavailable, PaymentNetwork
 from velocitypay.v1 import network_pb2 as vpb
 from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
 
 MEMBER_KEY_HEADER = "x-velocitypay-member-key"  # the network's contract (velocitypay/v1/network.proto)
-PAYMENT_STATUS = ProtoEnum(PaymentStatus, pb.PaymentStatus, "PAYMENT_STATUS_")
 
 
 def _found(hold: apb.Hold) -> FoundHold:
@@ -160,30 +149,3 @@ class VelocityPayGateway(BaseComponent, PaymentNetwork):
             token = page.next_page_token
             if not token:
                 return found
-
-
-def _about(p: Payment) -> dict[str, Any]:
-    """What every payment event says of its payment."""
-    return {"payment_id": p.payment_id, "debtor_account_id": p.debtor_account_id, "amount": money_pb(p.amount)}
-
-
-OUTGOING = Outgoing()
-OUTGOING.route(
-    PaymentCompleted,
-    events_pb2.PaymentCompleted,
-    lambda e: events_pb2.PaymentCompleted(
-        **_about(e.payment), transfer_id=e.payment.transfer_id, complete_time=timestamp(e.payment.updated_at)
-    ),
-)
-OUTGOING.route(
-    PaymentFailed,
-    events_pb2.PaymentFailed,
-    lambda e: events_pb2.PaymentFailed(
-        **_about(e.payment), reason=e.payment.failure_reason, fail_time=timestamp(e.payment.updated_at)
-    ),
-)
-OUTGOING.route(
-    PaymentQueued,
-    events_pb2.PaymentQueued,
-    lambda e: events_pb2.PaymentQueued(**_about(e.payment), queue_time=timestamp(e.payment.updated_at)),
-)

@@ -15,8 +15,8 @@ from common.validation import Violations
 from kernel.convert import money_pb, requested_money
 from ogpgy.payment.v1 import payment_service_pb2 as pb
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pb_grpc
-from services.payment.adapters import PAYMENT_STATUS
 from services.payment.domain import Beneficiary, Payment, Reconciliation, validate_beneficiary
+from services.payment.messages import PAYMENT_STATUS
 from services.payment.service import PaymentUseCases
 
 

@@ -85,6 +85,14 @@ def screen(amount: Money, recent_count: int, recent_total_minor: int, rules: Fra
     return None
 
 
+def screened(payment: Payment, recent_count: int, recent_total_minor: int, rules: FraudRules) -> Payment:
+    """The payment as fraud screening lets it in: as it is, or REJECTED with the rule it broke.
+    Decided on the debtor's window read in the unit that stores the payment, so two payments
+    racing one another are both counted."""
+    reason = screen(payment.amount, recent_count, recent_total_minor, rules)
+    return payment.moved_to(PaymentStatus.REJECTED, payment.created_at, failure_reason=reason) if reason else payment
+
+
 def iban_is_valid(iban: str) -> bool:
     """ISO 13616: the country's length and structure, and the mod-97 check digits (the contract
     has already checked the shape)."""

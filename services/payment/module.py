@@ -10,10 +10,11 @@ from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.pagination import PageTokens
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
-from services.payment.adapters import OUTGOING, AccountsClient, VelocityPayGateway
+from services.payment.adapters import AccountsClient, VelocityPayGateway
 from services.payment.api import PaymentApi
+from services.payment.messages import OUTGOING
 from services.payment.ports import Accounts, PaymentNetwork
-from services.payment.repository import PaymentRepository, SqlPaymentRepository
+from services.payment.repository import PaymentUnits
 from services.payment.service import FraudScreening, PaymentProcessor, PaymentUseCases, StoreAndForward
 from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
 
@@ -45,7 +46,7 @@ from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
     ],
     providers=[
         ContextDatabase,
-        provide(SqlPaymentRepository, provides=PaymentRepository),
+        PaymentUnits,
         OutboxRelay,
         FraudScreening,
         provide(AccountsClient, provides=Accounts),

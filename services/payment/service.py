@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from common.background import Background, every
 from common.clock import Clock
 from common.config import Settings
+from common.db.base import stored
 from common.db.databases import ContextDatabase
 from common.di import BaseComponent, og_component
 from common.errors import AppError, DeadlineExceeded, NotFound, PermissionDenied, ReasonedError, Unauthenticated, Unavailable
@@ -51,9 +52,10 @@ from services.payment.domain import (
     Reconciliation,
     events_of,
     reconcile,
+    screened,
 )
 from services.payment.ports import Accounts, FoundHold, NetworkRefused, NetworkUnavailable, PaymentNetwork
-from services.payment.repository import PaymentRepository
+from services.payment.repository import PaymentUnit, PaymentUnits
 
 FRAUD_FILE = Path(__file__).parent / "fraud.toml"
 
@@ -115,15 +117,21 @@ def _account_step(p: Payment) -> Iterator[None]:
 class PaymentProcessor(BaseComponent):
     """Takes a payment from its stored state to the next one; safe to run again on any state."""
 
-    def __init__(self, repository: PaymentRepository, accounts: Accounts, network: PaymentNetwork, clock: Clock) -> None:
-        self._repository = repository
+    def __init__(self, units: PaymentUnits, accounts: Accounts, network: PaymentNetwork, clock: Clock) -> None:
+        self._units = units
         self._accounts = accounts
         self._network = network
         self._clock = clock
 
     async def _move(self, p: Payment, status: PaymentStatus, **changes: str) -> Payment:
         moved = replace(p.moved_to(status, self._clock.now(), **changes), next_attempt_at=None)
-        return await self._repository.advance(moved, p.status, events_of(moved))
+
+        async def save(uow: PaymentUnit) -> Payment:
+            await uow.payments.move(moved, p.status)
+            await uow.publish(events_of(moved))
+            return moved
+
+        return await self._units.write(save)
 
     async def process(self, p: Payment, *, live: bool) -> Payment:
         """`live`: on the request path, with the caller's authority, which may reserve the funds;
@@ -237,14 +245,14 @@ class PaymentProcessor(BaseComponent):
 class PaymentUseCases(BaseComponent):
     def __init__(
         self,
-        repository: PaymentRepository,
+        units: PaymentUnits,
         processor: PaymentProcessor,
         fraud: FraudScreening,
         accounts: Accounts,
         network: PaymentNetwork,
         clock: Clock,
     ) -> None:
-        self._repository = repository
+        self._units = units
         self._processor = processor
         self._fraud = fraud
         self._accounts = accounts
@@ -267,13 +275,31 @@ class PaymentUseCases(BaseComponent):
             now,
             authorized_by=current_caller().chain,
         )
-        created = await self._repository.create(payment, key, self._fraud.rules(amount.currency))
-        if created.payment.status in FINAL:
-            return created.payment
+        created = await self._units.write(self._admission(payment, key, self._fraud.rules(amount.currency)))
+        if created.status in FINAL:
+            return created
         # A replay of a payment still on its way drives it on, with the same authority as the
         # first request (whose caller may have given up before its hold was placed): left to the
         # worker, which may only look for a hold, it would fail for want of one.
-        return await self._processor.process(created.payment, live=True)
+        return await self._processor.process(created, live=True)
+
+    @staticmethod
+    def _admission(payment: Payment, key: IdempotencyKey, rules: FraudRules) -> Callable[[PaymentUnit], Awaitable[Payment]]:
+        """The unit that lets a payment in: the key claimed, the debtor's window screened and the
+        payment stored, decided together (a replay answers the payment its key made)."""
+
+        async def admit(uow: PaymentUnit) -> Payment:
+            replayed = await uow.claim(key, payment.payment_id)
+            if replayed is not None:
+                return stored(await uow.payments.get(replayed), replayed)
+            since = payment.created_at - timedelta(seconds=rules.window_seconds)
+            window = await uow.payments.window(payment.debtor_account_id, payment.amount.currency, since)
+            decided = screened(payment, window.count, window.total_minor, rules)
+            await uow.payments.add(decided)
+            await uow.publish(events_of(decided))
+            return decided
+
+        return admit
 
     async def _require_debtor(self, account_id: str, *, debit: bool, action: str) -> None:
         """The account context decides, for the caller (a user, or an admin), and changes nothing."""
@@ -285,7 +311,7 @@ class PaymentUseCases(BaseComponent):
             raise denied(action) from refused
 
     async def get(self, payment_id: str) -> Payment:
-        payment = await self._repository.get(payment_id)
+        payment = await self._units.read(lambda uow: uow.payments.get(payment_id))
         if payment is None:
             raise unknown("payment", payment_id, "read this payment")
         await self._require_debtor(payment.debtor_account_id, debit=False, action="read this payment")
@@ -293,14 +319,14 @@ class PaymentUseCases(BaseComponent):
 
     async def payments_of(self, debtor: str, request: PageRequest) -> tuple[list[Payment], str]:
         await self._require_debtor(debtor, debit=False, action="read this account's payments")
-        page = await self._repository.page(debtor, request.after_seq, request.limit)
+        page = await self._units.read(lambda uow: uow.payments.page(debtor, request.after_seq, request.limit))
         return page.items, request.next_token(page.next_after)
 
     async def reconcile(self, currency: str) -> Reconciliation:
         """What the network settled against what the ledger booked (admins; reads only)."""
         require_role(ADMIN, action="reconcile with the payment network")
         network = [s for s in await self._network.settlements() if not currency or s.amount.currency == currency]
-        payments = await self._repository.external(currency)
+        payments = await self._units.read(lambda uow: uow.payments.external(currency))
         currencies = (
             [currency] if currency else sorted({p.amount.currency for p in payments} | {s.amount.currency for s in network})
         )
@@ -323,14 +349,14 @@ class StoreAndForward(BaseComponent):
 
     def __init__(
         self,
-        repository: PaymentRepository,
+        units: PaymentUnits,
         processor: PaymentProcessor,
         network: PaymentNetwork,
         settings: Settings,
         clock: Clock,
         database: ContextDatabase,
     ) -> None:
-        self._repository = repository
+        self._units = units
         self._processor = processor
         self._network = network
         self._poll = settings.queue_poll_seconds
@@ -354,7 +380,9 @@ class StoreAndForward(BaseComponent):
         """One pass over what is due; returns how many payments reached a final state."""
         now = self._clock.now()
         finished = 0
-        for payment in await self._repository.due(now - self._stale, now, self._network.accepts_calls(), self.BATCH):
+        external = self._network.accepts_calls()
+        due = await self._units.read(lambda uow: uow.payments.due(now - self._stale, now, external, self.BATCH))
+        for payment in due:
             finished += await self._forward(payment)
         return finished
 
@@ -372,6 +400,11 @@ class StoreAndForward(BaseComponent):
         return int(done.status in FINAL)
 
     async def _later(self, payment: Payment) -> None:
-        current = await self._repository.get(payment.payment_id)
-        if current is not None and current.status not in FINAL:
-            await self._repository.advance(current.retried_later(self._clock.now()), current.status, [])
+        now = self._clock.now()
+
+        async def postpone(uow: PaymentUnit) -> None:  # decided on the payment as it is now
+            current = await uow.payments.get(payment.payment_id)
+            if current is not None and current.status not in FINAL:
+                await uow.payments.move(current.retried_later(now), current.status)
+
+        await self._units.write(postpone)

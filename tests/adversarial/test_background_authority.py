@@ -31,8 +31,7 @@ from services.lending.domain import LoanStatus
 from services.lending.repository import LoanRepository
 from services.lending.service import SAGA
 from services.payment.domain import Beneficiary, Payment, PaymentStatus
-from services.payment.repository import PaymentRepository
-from services.payment.service import FraudScreening
+from services.payment.repository import PaymentUnit, PaymentUnits
 from tests.adversarial.world import World
 from tests.bank_helpers import eur, eventually
 from tests.grpc_assert import error_reason
@@ -59,8 +58,13 @@ async def _pending_payment(world: World, payment_id: str, age: timedelta = timed
         authorized_by=world.users["alice"],
     )
     key = IdempotencyKey(f"lost-{payment_id}", "CreatePayment", "fingerprint", f"usr:{world.users['alice']}")
-    rules = world.bank.contexts["payment"].resolve(FraudScreening).rules("EUR")
-    return (await world.bank.contexts["payment"].resolve(PaymentRepository).create(payment, key, rules)).payment
+
+    async def store(uow: PaymentUnit) -> None:  # as CreatePayment stores it, before its first step
+        await uow.claim(key, payment.payment_id)
+        await uow.payments.add(payment)
+
+    await world.bank.contexts["payment"].resolve(PaymentUnits).write(store)
+    return payment
 
 
 async def _payment(world: World, payment_id: str) -> ppb.Payment:
@@ -218,12 +222,12 @@ async def test_a_saga_refused_at_its_first_step_ends_compensated(world: World) -
 async def test_a_payment_that_keeps_failing_waits_and_holds_up_nobody(world: World) -> None:
     """A passing failure pushes that payment's next attempt back, longer each time (capped at a
     minute); the ones behind it stay due. (Stored in the future, so the live worker leaves them.)"""
-    repository = world.bank.contexts["payment"].resolve(PaymentRepository)
+    units = world.bank.contexts["payment"].resolve(PaymentUnits)
     stuck, behind = [await _pending_payment(world, new_id("pay"), -timedelta(hours=1)) for _ in range(2)]
     now = world.bank.contexts["payment"].resolve(Clock).now()
     waiting = stuck.retried_later(now).retried_later(now).retried_later(now)
     assert waiting.attempts == 3 and waiting.next_attempt_at == now + timedelta(seconds=0.8)
     assert replace(stuck, attempts=40).retried_later(now).next_attempt_at == now + timedelta(seconds=60)
-    await repository.advance(waiting, PaymentStatus.PENDING, [])
-    due = {p.payment_id for p in await repository.due(now + timedelta(hours=2), now, True, 50)}
+    await units.write(lambda uow: uow.payments.move(waiting, PaymentStatus.PENDING))
+    due = {p.payment_id for p in await units.read(lambda uow: uow.payments.due(now + timedelta(hours=2), now, True, 50))}
     assert behind.payment_id in due and stuck.payment_id not in due

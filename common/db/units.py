@@ -1,0 +1,81 @@
+"""Units of work as a use case holds them: load, let the domain decide, save, in one transaction.
+
+A use case writes its unit as `async def unit(uow) -> result` and hands it to its context's
+`Units`: the database runs it atomically (on SQLite, on the database thread, driven
+synchronously; on PostgreSQL, in one transaction of the pool), so everything decided inside it
+is decided on the state it writes over. `uow` is the context's `Unit`: its repositories bound to
+that one transaction, and what every unit may do beside them (claim an idempotency key, raise
+events, both committed with the writes or not at all). Nothing of a unit outlives it: no port
+call, no sleep, no other unit inside one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+from common.db.base import Tx, UnitOfWork
+from common.db.idempotency import claim, once
+from common.events.outgoing import Outgoing
+from common.idempotency import IdempotencyKey
+
+R = TypeVar("R")
+T = TypeVar("T")
+U = TypeVar("U", bound="Unit")
+
+
+class Unit:
+    """One transaction of a context. A context's unit subclasses it with its repositories
+    (`self.payments = Payments(tx)`) and names the events it may raise (`outgoing`)."""
+
+    outgoing: ClassVar[Outgoing | None] = None
+
+    def __init__(self, tx: Tx) -> None:
+        self.tx = tx
+
+    async def claim(self, key: IdempotencyKey, resource_id: str) -> str | None:
+        """Claims `key` for `resource_id`: None when new, else the resource an earlier request
+        with it made (IDEMPOTENCY_KEY_REUSED for other content)."""
+        return await claim(self.tx, key, resource_id)
+
+    async def once(
+        self, key: IdempotencyKey, resource_id: str, make: Callable[[], Awaitable[T]], replay: Callable[[str], Awaitable[T]]
+    ) -> T:
+        """`make` for a new key, `replay` for a known one, and a refusal kept as the key's answer."""
+        return await once(self.tx, key, resource_id, make, replay)
+
+    async def publish(self, events: Sequence[object]) -> None:
+        """Raises `events`: they leave through the outbox once the unit commits."""
+        if events:
+            if self.outgoing is None:
+                raise TypeError(f"{type(self).__name__} names no outgoing events")
+            await self.outgoing.append(self.tx, events)
+
+
+class Runs(Protocol):
+    """What runs units: a context's database."""
+
+    async def read(self, fn: UnitOfWork[Any], *args: Any) -> Any: ...
+
+    async def write(self, fn: UnitOfWork[Any], *args: Any) -> Any: ...
+
+
+class Units(Generic[U]):
+    """A context's units of work, each handed to the use case as its `Unit` subclass."""
+
+    def __init__(self, db: Runs, unit: Callable[[Tx], U]) -> None:
+        self._db = db
+        self._unit = unit
+
+    async def write(self, work: Callable[[U], Awaitable[R]]) -> R:
+        """Runs `work` atomically: all it wrote commits, or (on exception) nothing does."""
+        result: R = await self._db.write(self._run, work)
+        return result
+
+    async def read(self, work: Callable[[U], Awaitable[R]]) -> R:
+        """Runs `work` in one read snapshot (it must not write)."""
+        result: R = await self._db.read(self._run, work)
+        return result
+
+    async def _run(self, tx: Tx, work: Callable[[U], Awaitable[R]]) -> R:
+        return await work(self._unit(tx))
