@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from common.db.base import Tx, UnitOfWork
-from common.db.idempotency import claim, once
+from common.db.idempotency import claim, once, replayed_resource
 from common.events.outgoing import Outgoing
 from common.idempotency import IdempotencyKey
 
@@ -37,6 +37,10 @@ class Unit:
         """Claims `key` for `resource_id`: None when new, else the resource an earlier request
         with it made (IDEMPOTENCY_KEY_REUSED for other content)."""
         return await claim(self.tx, key, resource_id)
+
+    async def replayed(self, key: IdempotencyKey) -> str | None:
+        """The resource an earlier request with `key` made; None for a new key (claims nothing)."""
+        return await replayed_resource(self.tx, key)
 
     async def once(
         self, key: IdempotencyKey, resource_id: str, make: Callable[[], Awaitable[T]], replay: Callable[[str], Awaitable[T]]

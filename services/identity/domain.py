@@ -6,13 +6,14 @@ import base64
 import hashlib
 import hmac
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from common.errors import FieldRefused, FieldViolation, PermissionDenied, PreconditionFailed
+from common.errors import FieldRefused, FieldViolation, NotFound, PermissionDenied, PreconditionFailed
 from common.net import address_holder
 from common.security.context import ADMIN, CUSTOMER, USER_ROLES
 from common.validation import Violations
@@ -156,6 +157,24 @@ def check_an_admin_remains(user: User, enabled_admins_after: int) -> None:
     change) can break it unnoticed."""
     if enabled_admins_after < 1:
         raise PreconditionFailed("LAST_ADMIN", "the last enabled admin cannot be demoted or disabled", {"user_id": user.user_id})
+
+
+Authorize = Callable[[User | None], None]  # given the actor as the database has them now; raises to refuse
+Change = Callable[[User], User]
+
+
+def decided_change(users: Mapping[str, User], actor_id: str, user_id: str, change: Change, authorize: Authorize) -> User:
+    """The user as `change` leaves them, decided on `users` as the unit locked them (the actor,
+    the user and, for a change of another, every enabled admin): the actor may still act, the
+    user exists, and an enabled admin remains afterwards."""
+    authorize(users.get(actor_id))
+    user = users.get(user_id)
+    if user is None:
+        raise NotFound("user", user_id)
+    changed = change(user)
+    if drops_admin(user, changed):  # counted among the locked rows: all enabled admins, or (own change) the user alone
+        check_an_admin_remains(user, sum(is_enabled_admin(u) for u in users.values()) - 1)
+    return changed
 
 
 def check_password_unchanged(user: User, checked_hash: str) -> None:

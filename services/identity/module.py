@@ -5,14 +5,14 @@ from __future__ import annotations
 from common.clock import Clock
 from common.config import Settings
 from common.db.databases import ContextDatabase, Databases
-from common.di import ModuleContextImport, og_context, provide
+from common.di import ModuleContextImport, og_context
 from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.pagination import PageTokens
 from common.security.component import Security
 from services.identity.api import IdentityApi
 from services.identity.events import INCOMING, IdentityEventsHandler
-from services.identity.repository import SqlUserRepository, UserRepository
+from services.identity.repository import IdentityUnits
 from services.identity.service import IdentityUseCases
 
 
@@ -30,7 +30,7 @@ from services.identity.service import IdentityUseCases
     ],
     providers=[
         ContextDatabase,
-        provide(SqlUserRepository, provides=UserRepository),
+        IdentityUnits,
         OutboxRelay,
         IdentityUseCases,
         IdentityApi,

@@ -22,6 +22,7 @@ from pathlib import Path
 from common.background import Background, every
 from common.clock import Clock
 from common.config import Settings
+from common.db.base import stored
 from common.di import BaseComponent, og_component
 from common.errors import AlreadyExists, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated
 from common.idempotency import IdempotencyKey
@@ -44,6 +45,8 @@ from services.identity.domain import (
     USERNAME_OVERFLOW_AT_ADDRESS,
     AuditEvent,
     AuditQuery,
+    Authorize,
+    Change,
     Subject,
     TokenRevocation,
     User,
@@ -51,6 +54,7 @@ from services.identity.domain import (
     check_acting_self_or_admin,
     check_current_password,
     check_not_self_lockout,
+    decided_change,
     hash_password,
     known_address,
     login_subjects,
@@ -58,7 +62,7 @@ from services.identity.domain import (
     password_matches,
     username_overflow,
 )
-from services.identity.repository import Authorize, Change, UserRepository
+from services.identity.repository import IdentityUnit, IdentityUnits
 
 _Reserved = tuple[list[Key], Key]  # the keys a password check was counted against, and its known-address key
 
@@ -113,8 +117,8 @@ def _self_or_admin_now(user_id: str, action: str) -> Authorize:
 
 @og_component()
 class IdentityUseCases(BaseComponent):
-    def __init__(self, users: UserRepository, security: Security, settings: Settings, clock: Clock) -> None:
-        self._users = users
+    def __init__(self, units: IdentityUnits, security: Security, settings: Settings, clock: Clock) -> None:
+        self._units = units
         self._security = security
         self._settings = settings
         self._clock = clock
@@ -149,12 +153,13 @@ class IdentityUseCases(BaseComponent):
 
     async def revocations(self) -> list[TokenRevocation]:
         lifetime = timedelta(seconds=self._security.token_settings.lifetime_bound + CLOCK_SKEW_SECONDS)
-        return await self._users.revocations(self._clock.now(), lifetime)
+        now = self._clock.now()
+        return await self._units.read(lambda uow: uow.users.revocations(now, lifetime))
 
     async def _bootstrap_admin(self) -> None:
         """The first admin comes from configuration; without a configured password one is
         generated once and written (mode 0600) beside the data, for the operator to read."""
-        if await self._users.by_username(self._settings.admin_username) is not None:
+        if await self._by_username(self._settings.admin_username) is not None:
             return
         password = self._settings.admin_password or self._generated_admin_password()
         try:
@@ -185,7 +190,20 @@ class IdentityUseCases(BaseComponent):
         password_hash = await self._hashing.run(hash_password, password)
         user = User(new_id("usr"), username, roles, customer_id, password_hash, self._clock.now())
         actor = current_caller().user_id if authorize is not None else ""
-        return await self._users.add(user, key, actor, authorize)
+
+        async def unit(uow: IdentityUnit) -> User:
+            async def make() -> User:  # the actor's authority as the database has it now, locked
+                if authorize is not None:
+                    authorize((await uow.users.locked(actor, actor)).get(actor))
+                await uow.users.add(user)
+                return user
+
+            async def replay(user_id: str) -> User:
+                return stored(await uow.users.get(user_id), user_id)
+
+            return await make() if key is None else await uow.once(key, user.user_id, make, replay)
+
+        return await self._units.write(unit)
 
     async def create_user(
         self, username: str, password: str, roles: tuple[str, ...], customer_id: str, key: IdempotencyKey
@@ -202,7 +220,7 @@ class IdentityUseCases(BaseComponent):
         if not customer_id:
             return
         deadline = time.monotonic() + CUSTOMER_ARRIVAL_SECONDS
-        while not await self._users.knows_customer(customer_id):
+        while not await self._units.read(lambda uow: uow.customers.knows(customer_id)):
             if time.monotonic() >= deadline:
                 raise NotFound("customer", customer_id)
             await asyncio.sleep(0.05)
@@ -245,7 +263,7 @@ class IdentityUseCases(BaseComponent):
         the request's key."""
         action = "change other users' passwords"
         caller = self._require_self_or_admin(user_id, action)
-        replayed = await self._users.replayed(key)
+        replayed = await self._units.read(lambda uow: uow.replayed(key))
         if replayed is not None:
             return await self.get(replayed)
         checked = await self._check_current_password(user_id, current, peer) if caller.user_id == user_id else None
@@ -266,7 +284,7 @@ class IdentityUseCases(BaseComponent):
         v = Violations()
         v.check(bool(current), "current_password", "required to change your own password")
         v.raise_if_any()
-        user = await self._users.get(user_id)
+        user = await self._user(user_id)
         if user is None:
             raise NotFound("user", user_id)
         with self._hashing.admission():  # refused BUSY before a throttle slot is taken for nothing
@@ -310,7 +328,24 @@ class IdentityUseCases(BaseComponent):
         return caller
 
     async def _change(self, user_id: str, change: Change, key: IdempotencyKey, authorize: Authorize) -> User:
-        user = await self._users.change(user_id, change, key, current_caller().user_id, authorize)
+        """One change of a user under its key, decided inside the write: the actor's authority, the
+        user's state (e.g. the password a current one was checked against) and the admin count are
+        read by the unit that writes the change, with the actor and the user locked. A replay
+        answers with the user as it is now; a refusal stays the request_id's answer."""
+        actor_id = current_caller().user_id
+
+        async def unit(uow: IdentityUnit) -> User:
+            async def make() -> User:
+                changed = decided_change(await uow.users.locked(actor_id, user_id), actor_id, user_id, change, authorize)
+                await uow.users.save(changed)
+                return changed
+
+            async def replay(_: str) -> User:
+                return stored(await uow.users.get(user_id), user_id)
+
+            return await uow.once(key, user_id, make, replay)
+
+        user = await self._units.write(unit)
         await self.refresh_revocations()  # this process refuses at once; the others within the refresh period
         return user
 
@@ -318,14 +353,20 @@ class IdentityUseCases(BaseComponent):
         caller = current_caller()
         if not caller.has_role(ADMIN) and caller.user_id != user_id:
             raise denied("read other users")
-        user = await self._users.get(user_id)
+        user = await self._user(user_id)
         if user is None:
             raise NotFound("user", user_id)
         return user
 
+    async def _user(self, user_id: str) -> User | None:
+        return await self._units.read(lambda uow: uow.users.get(user_id))
+
+    async def _by_username(self, username: str) -> User | None:
+        return await self._units.read(lambda uow: uow.users.by_username(username))
+
     async def page(self, request: PageRequest) -> tuple[list[User], str]:
         require_role(ADMIN, action="list users")
-        users, next_after = await self._users.page(request.after_seq, request.limit)
+        users, next_after = await self._units.read(lambda uow: uow.users.page(request.after_seq, request.limit))
         return users, request.next_token(next_after)
 
     async def issue_token(self, username: str, password: str, audience: str, peer: str) -> tuple[str, int]:
@@ -334,14 +375,15 @@ class IdentityUseCases(BaseComponent):
         is hashed."""
         with self._hashing.admission():  # refused BUSY before a throttle slot is taken for nothing
             reserved = await self._reserve_password_check(username, peer)
-            user = await self._users.by_username(username)
+            user = await self._by_username(username)
             matches = await self._password_matches(reserved, password, user.password_hash if user else _DUMMY_HASH)
         if user is None or not matches:
             raise Unauthenticated("INVALID_CREDENTIALS", "unknown username or wrong password")
         if user.disabled:
             raise PermissionDenied("USER_DISABLED", "this user is disabled; an admin can enable it", {"username": username})
         if needs_rehash(user.password_hash):  # an older scheme or weaker parameters: upgraded while the password is at hand
-            await self._users.rehash(user.user_id, user.password_hash, await self._hashing.run(hash_password, password))
+            rehashed = await self._hashing.run(hash_password, password)
+            await self._units.write(lambda uow: uow.users.rehash(user.user_id, user.password_hash, rehashed))
         caller = SecurityContext(user.user_id, user.username, user.roles, user.customer_id)
         return issue(self._security.private_key, self._security.token_settings, caller, audience, user.token_generation)
 
@@ -356,12 +398,12 @@ class IdentityUseCases(BaseComponent):
         return await self.revocations()
 
     async def record(self, events: list[AuditEvent]) -> None:
-        await self._users.record(events)
+        await self._units.write(lambda uow: uow.audit.record(events))
 
     async def learn_customer(self, customer_id: str) -> None:
-        await self._users.learn_customer(customer_id)
+        await self._units.write(lambda uow: uow.customers.learn(customer_id))
 
     async def audit_page(self, query: AuditQuery, request: PageRequest) -> tuple[list[AuditEvent], str]:
         require_role(ADMIN, action="read the audit trail")
-        events, next_before = await self._users.audit_page(query, request.after_seq, request.limit)
+        events, next_before = await self._units.read(lambda uow: uow.audit.page(query, request.after_seq, request.limit))
         return events, request.next_token(next_before)

@@ -19,7 +19,7 @@ from common.security.context import ADMIN, CUSTOMER, SecurityContext, service_id
 from services.identity import service as identity_service
 from services.identity.domain import hash_password, needs_rehash, password_matches, scrypt_hash
 from services.identity.module import IdentityModule
-from services.identity.repository import UserRepository
+from services.identity.repository import IdentityUnits
 from services.identity.service import IdentityUseCases
 from tests.unit.contexts import ADMIN_CALLER, FIRST_PAGE, acting_as, context_under_test, customer_caller
 
@@ -38,17 +38,17 @@ def identity(context: Context) -> IdentityUseCases:
     return context.resolve(IdentityUseCases)
 
 
-async def first_admin(users: UserRepository) -> SecurityContext:
+async def first_admin(units: IdentityUnits) -> SecurityContext:
     """The first admin as their token says: identity decides by the users table, so the caller
     acting as an admin must be one there."""
-    admin = await users.by_username("admin")
+    admin = await units.read(lambda uow: uow.users.by_username("admin"))
     assert admin is not None
     return SecurityContext(admin.user_id, admin.username, admin.roles)
 
 
 @pytest.fixture
 async def admin_caller(context: Context) -> SecurityContext:
-    return await first_admin(context.resolve(UserRepository))
+    return await first_admin(context.resolve(IdentityUnits))
 
 
 def key(request_id: str, content: str = "") -> IdempotencyKey:
@@ -114,8 +114,8 @@ async def test_acting_on_another_user_is_refused_before_a_hash_or_a_write(
         raise AssertionError("work done for a caller who may not act")
 
     monkeypatch.setattr(identity._hashing, "run", reached)
-    monkeypatch.setattr(identity._users, "change", reached)
-    monkeypatch.setattr(identity._users, "replayed", reached)
+    monkeypatch.setattr(identity._units, "write", reached)
+    monkeypatch.setattr(identity._units, "read", reached)
     with acting_as(customer_caller("cus_bob")):
         for act in (
             identity.change_password(ada.user_id, "adas long password", "bob chose this one", "127.0.0.1", key("p1")),
@@ -180,15 +180,16 @@ async def test_a_login_turned_away_busy_takes_no_try_from_its_address(identity: 
 
 async def test_a_password_stored_the_old_way_is_rehashed_with_argon2id_at_the_next_login(tmp_path: Path) -> None:
     async with context_under_test(IdentityModule, tmp_path, {}, admin_password="first-admin-password") as context:
-        identity, users = context.resolve(IdentityUseCases), context.resolve(UserRepository)
+        identity, units = context.resolve(IdentityUseCases), context.resolve(IdentityUnits)
         await identity.learn_customer("cus_bob")
-        with acting_as(await first_admin(users)):
+        with acting_as(await first_admin(units)):
             bob = await identity.create_user("bob", "bobs long password", (CUSTOMER,), "cus_bob", key("u1"))
         assert bob.password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
-        assert await users.rehash(bob.user_id, bob.password_hash, scrypt_hash("bobs long password", b"0123456789abcdef"))
+        scrypted = scrypt_hash("bobs long password", b"0123456789abcdef")
+        assert await units.write(lambda uow: uow.users.rehash(bob.user_id, bob.password_hash, scrypted))
         with acting_as(None):
             assert (await identity.issue_token("bob", "bobs long password", "", "127.0.0.1"))[0]
-        upgraded = await users.get(bob.user_id)
+        upgraded = await units.read(lambda uow: uow.users.get(bob.user_id))
         assert upgraded is not None and upgraded.password_hash.startswith("$argon2id$")
         with acting_as(None):
             assert (await identity.issue_token("bob", "bobs long password", "", "127.0.0.1"))[0]
