@@ -20,7 +20,6 @@ from kernel.interest import InterestTier
 from ogpgy.account.v1 import account_service_pb2 as pb
 from ogpgy.account.v1 import account_service_pb2_grpc as pb_grpc
 from ogpgy.type.v1 import money_pb2
-from services.account.adapters import ACCOUNT_STATUS, ACCOUNT_TYPE, HOLD_STATUS, INTERNAL_ACCOUNT
 from services.account.domain import (
     CUSTOMER_TYPES,
     Access,
@@ -33,6 +32,7 @@ from services.account.domain import (
     Transfer,
     TransferOrder,
 )
+from services.account.messages import ACCOUNT_STATUS, ACCOUNT_TYPE, HOLD_STATUS, INTERNAL_ACCOUNT
 from services.account.service import AccountUseCases
 
 _ACCESS = {pb.ACCOUNT_ACCESS_READ: Access.READ, pb.ACCOUNT_ACCESS_DEBIT: Access.DEBIT, pb.ACCOUNT_ACCESS_CREDIT: Access.CREDIT}

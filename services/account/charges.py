@@ -12,13 +12,13 @@ from common.errors import PreconditionFailed
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.money import Money
-from services.account.adapters import OUTGOING
 from services.account.domain import (
     Charge,
     ChargeOrder,
     Transfer,
     TransferPosted,
 )
+from services.account.messages import OUTGOING
 from services.account.postings import INSERT_ENTRY, INSERT_TRANSFER, credit_balance, debit_balance, entry_rows, transfer_row
 
 # --- charges --------------------------------------------------------------------------------

@@ -10,9 +10,10 @@ from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.pagination import PageTokens
 from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
-from services.account.adapters import OUTGOING, CustomerDirectory
+from services.account.adapters import CustomerDirectory
 from services.account.api import AccountApi
 from services.account.events import INCOMING, CustomerEventsHandler
+from services.account.messages import OUTGOING
 from services.account.ports import Customers
 from services.account.repository import LedgerRepository, SqlLedgerRepository
 from services.account.service import AccountFactory, AccountUseCases

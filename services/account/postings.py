@@ -15,7 +15,6 @@ from common.audit import acting
 from common.db.base import Row, Tx, stored
 from common.errors import Aborted, NotFound
 from common.money import MAX_MINOR, Money
-from services.account.adapters import OUTGOING
 from services.account.domain import (
     Account,
     Hold,
@@ -23,6 +22,7 @@ from services.account.domain import (
     TransferOrder,
     TransferPosted,
 )
+from services.account.messages import OUTGOING
 from services.account.tables import (
     ACCOUNT_COLUMNS,
     ENTRY_COLUMNS,

@@ -27,7 +27,6 @@ from common.idempotency import IdempotencyKey
 from common.money import Money
 from kernel.interest import InterestTier
 from services.account import bulk_fees, bulk_postings
-from services.account.adapters import OUTGOING
 from services.account.bulk_fees import FeeChunk
 from services.account.bulk_postings import AccrualChunk
 from services.account.charges import lookup_charge, post_charges
@@ -47,6 +46,7 @@ from services.account.domain import (
     floor_of,
 )
 from services.account.holds import capture_hold, place_hold, release_hold
+from services.account.messages import OUTGOING
 from services.account.postings import (
     DECISIONS,
     decided,

@@ -17,7 +17,6 @@ from kernel.convert import ProtoEnum, date_of, date_pb
 from ogpgy.customer.v1 import customer_service_pb2 as pb
 from ogpgy.customer.v1 import customer_service_pb2_grpc as pb_grpc
 from ogpgy.type.v1 import address_pb2
-from services.customer.adapters import KYC_STATUS
 from services.customer.domain import (
     Address,
     Application,
@@ -29,6 +28,7 @@ from services.customer.domain import (
     validate_application,
     validate_contact_change,
 )
+from services.customer.messages import KYC_STATUS
 from services.customer.service import CustomerUseCases
 
 DOCUMENT_TYPE = ProtoEnum(DocumentType, pb.DocumentType, "DOCUMENT_TYPE_")

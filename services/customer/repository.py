@@ -15,7 +15,6 @@ from common.db.idempotency import claim, once, replayed_resource
 from common.di import BaseComponent, og_component
 from common.errors import Aborted, AlreadyExists, PreconditionFailed
 from common.idempotency import IdempotencyKey
-from services.customer.adapters import OUTGOING
 from services.customer.domain import (
     Address,
     Customer,
@@ -29,6 +28,7 @@ from services.customer.domain import (
     SanctionsList,
     version_mismatch,
 )
+from services.customer.messages import OUTGOING
 
 SANCTIONS_FILE = Path(__file__).parent / "data" / "sanctions.csv"
 

@@ -7,15 +7,14 @@ from datetime import date
 
 from common.db.base import Tx
 from common.di import BaseComponent, og_component
-from common.events.outgoing import Outgoing
 from common.grpc.remote import call
 from common.money import Money
 from kernel.convert import date_pb, money_of, money_pb
 from kernel.interest import InterestTier
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
-from ogpgy.interest.v1 import events_pb2
 from services.interest.domain import InterestPosted
+from services.interest.messages import OUTGOING
 from services.interest.ports import AccruedChunk, Announcements, Ledger
 
 CHUNK_CALL_TIMEOUT = 120.0  # a chunk is thousands of accounts, posted set-based in one transaction
@@ -52,14 +51,6 @@ class AccountLedger(BaseComponent, Ledger):
 def _tier(tier: InterestTier, currency: str) -> apb.InterestTier:
     up_to = money_pb(Money(currency, tier.up_to_minor)) if tier.up_to_minor is not None else None
     return apb.InterestTier(up_to=up_to, annual_rate=format(tier.annual_rate, "f"))
-
-
-OUTGOING = Outgoing()
-OUTGOING.route(
-    InterestPosted,
-    events_pb2.InterestPosted,
-    lambda e: events_pb2.InterestPosted(business_date=date_pb(e.day), accounts=e.accounts, total_interest=money_pb(e.total)),
-)
 
 
 @og_component()

@@ -11,8 +11,9 @@ from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.pagination import PageTokens
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
-from services.interest.adapters import OUTGOING, AccountLedger, OutboxAnnouncements
+from services.interest.adapters import AccountLedger, OutboxAnnouncements
 from services.interest.api import InterestApi
+from services.interest.messages import OUTGOING
 from services.interest.ports import Announcements, Ledger
 from services.interest.service import InterestUseCases
 

@@ -5,34 +5,16 @@ from __future__ import annotations
 
 from common.di import BaseComponent, og_component
 from common.errors import NotFound
-from common.events.outgoing import Outgoing
-from common.grpc.convert import timestamp
 from common.money import Money
 from common.security.context import as_itself
 from kernel.accounts import AccountCalls
-from kernel.convert import ProtoEnum, date_pb, money_pb
+from kernel.convert import money_pb
 from kernel.customers import CustomerCalls
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
 from ogpgy.customer.v1 import customer_service_pb2 as cpb
 from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
-from ogpgy.lending.v1 import events_pb2
-from ogpgy.lending.v1 import lending_service_pb2 as pb
-from services.lending.domain import (
-    InstallmentOverdue,
-    LoanDisbursed,
-    LoanDisbursementFailed,
-    LoanPaidOff,
-    LoanRepaid,
-    LoanStatus,
-    RepaymentKind,
-    RepaymentStatus,
-)
 from services.lending.ports import Accounts, Customers, Debit, DebitOutcome, HeldFunds, PayoutAccount
-
-LOAN_STATUS = ProtoEnum(LoanStatus, pb.LoanStatus, "LOAN_STATUS_")
-REPAYMENT_KIND = ProtoEnum(RepaymentKind, pb.RepaymentKind, "REPAYMENT_KIND_")
-REPAYMENT_STATUS = ProtoEnum(RepaymentStatus, pb.RepaymentStatus, "REPAYMENT_STATUS_")
 
 
 @og_component()
@@ -112,58 +94,3 @@ class CustomerDirectory(BaseComponent, Customers):
     async def manager_of(self, customer_id: str) -> str:
         customer = await self._customer(customer_id)
         return customer.relationship_manager_id if customer is not None else ""
-
-
-OUTGOING = Outgoing()
-OUTGOING.route(
-    LoanDisbursed,
-    events_pb2.LoanDisbursed,
-    lambda e: events_pb2.LoanDisbursed(
-        loan_id=e.loan_id,
-        customer_id=e.customer_id,
-        account_id=e.account_id,
-        principal=money_pb(e.principal),
-        disburse_time=timestamp(e.at),
-    ),
-)
-OUTGOING.route(
-    LoanDisbursementFailed,
-    events_pb2.LoanDisbursementFailed,
-    lambda e: events_pb2.LoanDisbursementFailed(
-        loan_id=e.loan_id, customer_id=e.customer_id, reason=e.reason, fail_time=timestamp(e.at)
-    ),
-)
-OUTGOING.route(
-    LoanRepaid,
-    events_pb2.LoanRepaid,
-    lambda e: events_pb2.LoanRepaid(
-        loan_id=e.loan_id,
-        customer_id=e.customer_id,
-        account_id=e.account_id,
-        repayment_id=e.repayment_id,
-        amount=money_pb(e.amount),
-        principal=money_pb(e.principal),
-        interest=money_pb(e.interest),
-        late_fees=money_pb(e.late_fees),
-        outstanding_principal=money_pb(e.outstanding_principal),
-        repay_time=timestamp(e.at),
-    ),
-)
-OUTGOING.route(
-    InstallmentOverdue,
-    events_pb2.InstallmentOverdue,
-    lambda e: events_pb2.InstallmentOverdue(
-        loan_id=e.loan_id,
-        customer_id=e.customer_id,
-        installment_number=e.number,
-        due_date=date_pb(e.due_date),
-        amount_owed=money_pb(e.owed),
-        late_fee=money_pb(e.late_fee),
-        detect_time=timestamp(e.at),
-    ),
-)
-OUTGOING.route(
-    LoanPaidOff,
-    events_pb2.LoanPaidOff,
-    lambda e: events_pb2.LoanPaidOff(loan_id=e.loan_id, customer_id=e.customer_id, paid_off_time=timestamp(e.at)),
-)

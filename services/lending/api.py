@@ -21,8 +21,8 @@ from common.validation import Violations
 from kernel.convert import date_of, date_pb, money_pb, requested_money
 from ogpgy.lending.v1 import lending_service_pb2 as pb
 from ogpgy.lending.v1 import lending_service_pb2_grpc as pb_grpc
-from services.lending.adapters import LOAN_STATUS, REPAYMENT_KIND, REPAYMENT_STATUS
 from services.lending.domain import Loan, LoanView, Repayment, ScheduledInstallment, parse_rate, validate_terms
+from services.lending.messages import LOAN_STATUS, REPAYMENT_KIND, REPAYMENT_STATUS
 from services.lending.service import LendingUseCases
 from services.lending.servicing import Allocation
 

@@ -13,8 +13,9 @@ from common.pagination import PageTokens
 from common.saga.runner import SagaRunner
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
 from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
-from services.lending.adapters import OUTGOING, AccountsClient, CustomerDirectory
+from services.lending.adapters import AccountsClient, CustomerDirectory
 from services.lending.api import LendingApi
+from services.lending.messages import OUTGOING
 from services.lending.ports import Accounts, Customers
 from services.lending.repository import LoanRepository, SqlLoanRepository
 from services.lending.service import LendingUseCases, PaymentResolver

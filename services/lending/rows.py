@@ -9,7 +9,6 @@ from datetime import date, datetime
 from common.audit import record_change
 from common.db.base import Row, Tx
 from common.money import Money
-from services.lending.adapters import OUTGOING
 from services.lending.domain import (
     Loan,
     LoanEvent,
@@ -19,6 +18,7 @@ from services.lending.domain import (
     RepaymentStatus,
     ScheduledInstallment,
 )
+from services.lending.messages import OUTGOING
 from services.lending.schedule import Installment
 from services.lending.servicing import Allocation, InstallmentState, Part
 

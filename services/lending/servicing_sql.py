@@ -17,7 +17,6 @@ from common.db.keyset import Page, keyset_page
 from common.errors import PreconditionFailed, ReasonedError
 from common.idempotency import IdempotencyKey, key_reused
 from common.money import Money
-from services.lending.adapters import OUTGOING
 from services.lending.domain import (
     InstallmentOverdue,
     Loan,
@@ -30,6 +29,7 @@ from services.lending.domain import (
     RepaymentStatus,
     require_active,
 )
+from services.lending.messages import OUTGOING
 from services.lending.rows import (
     LOAN_COLUMNS,
     REFUSED,
