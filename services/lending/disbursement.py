@@ -9,7 +9,7 @@ placing one.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -20,9 +20,9 @@ from common.money import Money
 from common.saga.log import COMPLETED
 from common.saga.runner import SagaContext, StepRefused
 from common.security.context import caller_var
-from services.lending.domain import LoanDisbursed, LoanDisbursementFailed, LoanStatus
+from services.lending.domain import LoanDisbursed, LoanDisbursementFailed, LoanEvent, LoanStatus
 from services.lending.ports import Accounts
-from services.lending.repository import LoanRepository
+from services.lending.repository import LendingUnit, LendingUnits
 
 R = TypeVar("R")
 
@@ -51,7 +51,7 @@ class DisbursementSteps:
     """The saga's steps and compensations, for the use cases that register the saga."""
 
     _accounts: Accounts
-    _loans: LoanRepository
+    _units: LendingUnits
     _clock: Clock
 
     @staticmethod
@@ -96,11 +96,12 @@ class DisbursementSteps:
                 raise
 
     async def _record(self, ctx: SagaContext) -> dict[str, str]:
-        await self._loans.record_disbursement(ctx.saga_id, ctx.payload["loan_id"], self._clock.now())
+        now = self._clock.now()
+        await self._units.write(lambda uow: uow.loans.record_disbursement(ctx.saga_id, ctx.payload["loan_id"], now))
         return {"disbursement_id": ctx.saga_id}
 
     async def _cancel_record(self, ctx: SagaContext, result: dict[str, str]) -> None:
-        await self._loans.cancel_disbursement(ctx.saga_id)
+        await self._units.write(lambda uow: uow.loans.cancel_disbursement(ctx.saga_id))
 
     async def _capture(self, ctx: SagaContext) -> str:
         hold_id = ctx.results["reserve_funds"]["hold_id"]
@@ -134,7 +135,7 @@ class DisbursementSteps:
         fail_point("lending.mark_disbursed")
         p, now = ctx.payload, self._clock.now()
         event = LoanDisbursed(p["loan_id"], p["customer_id"], p["account_id"], self._amount(ctx), now)
-        await self._loans.move(p["loan_id"], LoanStatus.DISBURSING, LoanStatus.DISBURSED, now, events=[event])
+        await self._units.write(_moved(p["loan_id"], LoanStatus.DISBURSED, event))
         return {}
 
     async def _finished(self, ctx: SagaContext, status: str, error: str) -> None:
@@ -143,10 +144,21 @@ class DisbursementSteps:
             return
         p, now = ctx.payload, self._clock.now()
         event = LoanDisbursementFailed(p["loan_id"], p["customer_id"], status, now)
-        await self._loans.move(p["loan_id"], LoanStatus.DISBURSING, LoanStatus.DISBURSEMENT_FAILED, now, events=[event])
+        await self._units.write(_moved(p["loan_id"], LoanStatus.DISBURSEMENT_FAILED, event))
 
 
 def current_caller_has_subject() -> bool:
     """Whether this task acts for a user (the request path) or as this context alone."""
     caller = caller_var.get()
     return caller is not None and caller.has_subject
+
+
+def _moved(loan_id: str, status: LoanStatus, event: LoanEvent) -> Callable[[LendingUnit], Awaitable[None]]:
+    """The unit that ends a disbursement: a DISBURSING loan moves to `status` and announces
+    `event`; a loan already moved on stays as it is, silently (the saga's steps are retried)."""
+
+    async def move(uow: LendingUnit) -> None:
+        if await uow.loans.move(loan_id, LoanStatus.DISBURSING, status, event.at, None):
+            await uow.publish([event])
+
+    return move

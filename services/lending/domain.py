@@ -145,6 +145,16 @@ def approval_step(loan: Loan, approver: str, rate: str, four_eyes_above: Mapping
     return ApprovalStep.FIRST
 
 
+def disbursement_starts(loan: Loan) -> bool:
+    """Whether a disbursement asked for now starts: True for an APPROVED loan; False for one
+    already disbursing or done (its saga reports); LOAN_NOT_APPROVED for any other."""
+    if loan.status is LoanStatus.APPROVED:
+        return True
+    if loan.status in (LoanStatus.DISBURSING, LoanStatus.DISBURSED, LoanStatus.DISBURSEMENT_FAILED):
+        return False
+    raise PreconditionFailed("LOAN_NOT_APPROVED", f"the loan is {loan.status.value}", {"loan_id": loan.loan_id})
+
+
 def _second_approval(loan: Loan, approver: str, asked: Decimal) -> ApprovalStep:
     if approver == loan.first_approver:
         return ApprovalStep.NONE  # their approval is recorded; the loan still waits for someone else's
@@ -220,3 +230,30 @@ class LoanPaidOff:
 
 
 LoanEvent = LoanDisbursed | LoanDisbursementFailed | LoanRepaid | InstallmentOverdue | LoanPaidOff
+
+
+def repaid_event(loan: Loan, r: Repayment, states: list[InstallmentState], at: datetime) -> LoanRepaid:
+    """What a posted repayment tells: its parts, and the principal still owed after it."""
+    a, currency = r.allocation, r.amount.currency
+    outstanding = sum(s.owed_principal for s in states)
+    return LoanRepaid(
+        loan.loan_id,
+        loan.customer_id,
+        loan.account_id,
+        r.repayment_id,
+        r.amount,
+        Money(currency, a.principal),
+        Money(currency, a.interest),
+        Money(currency, a.penalty),
+        Money(currency, outstanding),
+        at,
+    )
+
+
+def overdue_event(loan: Loan, installment: InstallmentState, late_fee_minor: int, at: datetime) -> InstallmentOverdue:
+    """What an installment found unpaid after its due date tells: what it owes with its new late fee."""
+    currency = loan.principal.currency
+    owed = Money(currency, installment.owed + late_fee_minor)
+    return InstallmentOverdue(
+        loan.loan_id, loan.customer_id, installment.number, installment.due_date, owed, Money(currency, late_fee_minor), at
+    )

@@ -17,7 +17,7 @@ from services.lending.adapters import AccountsClient, CustomerDirectory
 from services.lending.api import LendingApi
 from services.lending.messages import OUTGOING
 from services.lending.ports import Accounts, Customers
-from services.lending.repository import LoanRepository, SqlLoanRepository
+from services.lending.repository import LendingUnits
 from services.lending.service import LendingUseCases, PaymentResolver
 
 
@@ -51,7 +51,7 @@ from services.lending.service import LendingUseCases, PaymentResolver
     ],
     providers=[
         ContextDatabase,
-        provide(SqlLoanRepository, provides=LoanRepository),
+        LendingUnits,
         OutboxRelay,
         SagaRunner,
         BatchRunner,

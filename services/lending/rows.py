@@ -6,19 +6,16 @@ from __future__ import annotations
 import json
 from datetime import date, datetime
 
-from common.audit import record_change
-from common.db.base import Row, Tx
+from common.db.base import Row
 from common.money import Money
 from services.lending.domain import (
     Loan,
-    LoanEvent,
     LoanStatus,
     Repayment,
     RepaymentKind,
     RepaymentStatus,
     ScheduledInstallment,
 )
-from services.lending.messages import OUTGOING
 from services.lending.schedule import Installment
 from services.lending.servicing import Allocation, InstallmentState, Part
 
@@ -104,42 +101,3 @@ def repayment_of(row: Row) -> Repayment:
         allocation_of(row["parts_json"]),
         datetime.fromisoformat(row["created_at"]),
     )
-
-
-async def select_loan(tx: Tx, loan_id: str) -> Loan | None:
-    row = await tx.fetchone(f"SELECT {LOAN_COLUMNS} FROM loans WHERE loan_id = ?", loan_id)
-    return loan_of(row) if row else None
-
-
-_MOVES = {
-    LoanStatus.DISBURSING: "DisburseLoan",
-    LoanStatus.DISBURSED: "DisburseLoan.completed",
-    LoanStatus.DISBURSEMENT_FAILED: "DisburseLoan.failed",
-    LoanStatus.PAID_OFF: "RepayLoan.paid_off",
-}
-
-
-async def move_loan(
-    tx: Tx,
-    loan_id: str,
-    expected: LoanStatus,
-    status: LoanStatus,
-    at: datetime,
-    changes: dict[str, object],
-    events: list[LoanEvent],
-    request_id: str | None,
-) -> bool:
-    """Moves a loan on from `expected` only; False when it is no longer there (an idempotent no-op)."""
-    sets = "".join(f", {column} = ?" for column in changes)
-    moved = await tx.execute(
-        f"UPDATE loans SET status = ?, updated_at = ?{sets} WHERE loan_id = ? AND status = ?",
-        status.value,
-        at.isoformat(),
-        *changes.values(),
-        loan_id,
-        expected.value,
-    )
-    if moved:
-        await OUTGOING.append(tx, events)
-        await record_change(tx, _MOVES[status], loan_id, request_id)
-    return moved == 1

@@ -17,8 +17,9 @@ disbursement.py.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import AsyncIterator, Callable
-from datetime import date, timedelta
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from common.background import Background, every
 from common.batch.runner import BatchProgress, BatchRunner, ChunkResult
 from common.clock import Clock
 from common.config import Settings
+from common.db.base import stored
 from common.db.databases import ContextDatabase
 from common.di import BaseComponent, og_component
 from common.errors import NotFound, PermissionDenied, PreconditionFailed
@@ -37,8 +39,10 @@ from common.saga.log import SagaRecord
 from common.saga.runner import SagaDefinition, SagaRunner, Step
 from common.security.context import ADMIN, SecurityContext, current_caller, service_identity
 from common.security.policy import require_customer_access, require_role, unknown
+from services.lending import repaying
 from services.lending.disbursement import DisbursementSteps
 from services.lending.domain import (
+    ApprovalStep,
     Loan,
     LoanStatus,
     LoanView,
@@ -48,14 +52,15 @@ from services.lending.domain import (
     RepaymentStatus,
     ScheduledInstallment,
     approval_step,
+    disbursement_starts,
     require_active,
     require_currency,
 )
 from services.lending.ports import Accounts, Customers, Debit, DebitOutcome
-from services.lending.repository import ApprovalOrder, LoanRepository
+from services.lending.repaying import Collected, CollectionChunk, PaymentOrder
+from services.lending.repository import LendingUnit, LendingUnits
 from services.lending.schedule import annuity_schedule
 from services.lending.servicing import Allocation, InstallmentState, allocate, due_by, payoff, position
-from services.lending.servicing_sql import Collected, CollectionChunk, PaymentOrder
 
 SAGA = "loan-disbursement"
 COLLECTION_JOB = "loan-collection"
@@ -70,7 +75,7 @@ RESOLVE_EVERY_SECONDS = 5.0
 class LendingUseCases(BaseComponent, DisbursementSteps):
     def __init__(
         self,
-        loans: LoanRepository,
+        units: LendingUnits,
         accounts: Accounts,
         customers: Customers,
         sagas: SagaRunner,
@@ -82,7 +87,7 @@ class LendingUseCases(BaseComponent, DisbursementSteps):
         self._product = Product(0)
         self._four_eyes_above = dict(settings.loan_four_eyes_minor)
         self._customers = customers
-        self._loans = loans
+        self._units = units
         self._accounts = accounts
         self._sagas = sagas
         self._clock = clock
@@ -132,7 +137,15 @@ class LendingUseCases(BaseComponent, DisbursementSteps):
             now,
             applied_by=current_caller().user_id,
         )
-        return await self._loans.add(loan, key)
+
+        async def add(uow: LendingUnit) -> Loan:
+            replayed = await uow.claim(key, loan.loan_id)
+            if replayed is not None:
+                return stored(await uow.loans.get(replayed), replayed)
+            await uow.loans.add(loan)
+            return loan
+
+        return await self._units.write(add)
 
     async def approve(self, loan_id: str, rate: str, key: IdempotencyKey) -> Loan:
         """An admin approves; above its currency's four-eyes amount a first approval waits for a
@@ -140,24 +153,32 @@ class LendingUseCases(BaseComponent, DisbursementSteps):
         (two admins at once cannot both be "the first"), once per request_id."""
         approver = require_role(ADMIN, action="approve loans").user_id
         await self.get(loan_id)
-        today = self._clock.today()
-        order = ApprovalOrder(
-            loan_id,
-            key,
-            approver,
-            rate,
-            self._clock.now(),
-            decide=lambda loan: approval_step(loan, approver, rate, self._four_eyes_above),
-            schedule=lambda loan: annuity_schedule(loan.principal.minor, Decimal(rate), loan.term_months, today),
-        )
-        await self._loans.approve(order)
+        today, now = self._clock.today(), self._clock.now()
+
+        async def approval(uow: LendingUnit) -> None:
+            async def make() -> None:  # decided on the loan as the unit locked it
+                loan = stored(await uow.loans.locked(loan_id), loan_id)
+                step = approval_step(loan, approver, rate, self._four_eyes_above)
+                if step is ApprovalStep.FIRST:
+                    waiting = replace(loan, status=LoanStatus.AWAITING_SECOND_APPROVAL, updated_at=now)
+                    await uow.loans.save(waiting, {"annual_rate": rate, "first_approver": approver})
+                elif step is ApprovalStep.FINAL:
+                    schedule = annuity_schedule(loan.principal.minor, Decimal(rate), loan.term_months, today)
+                    terms = {"annual_rate": rate, "installment_minor": schedule[0].total_minor}
+                    terms["first_due_date"] = schedule[0].due_date.isoformat()
+                    await uow.loans.save(replace(loan, status=LoanStatus.APPROVED, updated_at=now), terms)
+                    await uow.installments.add_schedule(loan_id, schedule)
+
+            await uow.once(key, loan_id, make, _nothing)
+
+        await self._units.write(approval)
         return await self.get(loan_id)
 
     async def disburse(self, loan_id: str, key: IdempotencyKey) -> tuple[Loan, SagaRecord | None]:
         """Starts (or resumes, or just reports) the disbursement saga; returns once it ended."""
         require_role(ADMIN, action="disburse loans")
         loan = await self.get(loan_id)
-        await self._loans.start_disbursement(loan_id, key, self._clock.now())
+        await self._units.write(_disbursing(loan_id, key, self._clock.now()))
         payload = {
             "loan_id": loan.loan_id,
             "account_id": loan.account_id,
@@ -175,7 +196,7 @@ class LendingUseCases(BaseComponent, DisbursementSteps):
         return await self._customers.manager_of(customer_id) == caller.user_id
 
     async def get(self, loan_id: str) -> Loan:
-        loan = await self._loans.get(loan_id)
+        loan = await self._loan(loan_id)
         if loan is None:
             raise unknown("loan", loan_id, "read this loan")
         await require_customer_access(loan.customer_id, assigned=self._manages, action="read this loan")
@@ -184,7 +205,8 @@ class LendingUseCases(BaseComponent, DisbursementSteps):
     async def installments(self, loan_id: str, request: PageRequest) -> tuple[list[ScheduledInstallment], str]:
         """The schedule of a loan the caller may read (empty before approval)."""
         loan = await self.get(loan_id)
-        page = await self._loans.installments(loan, request.after_seq, request.limit)
+        currency = loan.principal.currency
+        page = await self._units.read(lambda uow: uow.installments.page(loan_id, currency, request.after_seq, request.limit))
         return page.items, request.next_token(page.next_after)
 
     async def get_with_saga(self, loan_id: str) -> tuple[Loan, SagaRecord | None]:
@@ -193,7 +215,7 @@ class LendingUseCases(BaseComponent, DisbursementSteps):
 
     async def loans_of(self, customer_id: str, request: PageRequest) -> tuple[list[tuple[Loan, SagaRecord | None]], str]:
         await require_customer_access(customer_id, assigned=self._manages, action="list this customer's loans")
-        page = await self._loans.page(customer_id, request.after_seq, request.limit)
+        page = await self._units.read(lambda uow: uow.loans.page(customer_id, request.after_seq, request.limit))
         if not page.items and request.after is None and not await self._customers.exists(customer_id):
             raise NotFound("customer", customer_id)  # an empty list of a customer nobody knows would hide a typo
         return [(loan, await self._sagas.record(loan.saga_id)) for loan in page.items], request.next_token(page.next_after)
@@ -208,13 +230,19 @@ class LendingUseCases(BaseComponent, DisbursementSteps):
     async def _view(self, loan: Loan) -> LoanView:
         if loan.status not in (LoanStatus.DISBURSED, LoanStatus.PAID_OFF):
             return LoanView(loan, None)
-        return LoanView(loan, position(await self._loans.states(loan.loan_id), self._clock.today()))
+        return LoanView(loan, position(await self._states(loan.loan_id), self._clock.today()))
+
+    async def _loan(self, loan_id: str) -> Loan | None:
+        return await self._units.read(lambda uow: uow.loans.get(loan_id))
+
+    async def _states(self, loan_id: str) -> list[InstallmentState]:
+        return await self._units.read(lambda uow: uow.installments.states(loan_id))
 
     async def _payable(self, loan_id: str, amount: Money) -> Loan:
         """A loan the caller may pay (its customer, or an admin), in `amount`'s currency. Whether it
         is still active is decided with the payment (a retry of the payment that closed it gets its
         answer, not LOAN_NOT_ACTIVE)."""
-        loan = await self._loans.get(loan_id)
+        loan = await self._loan(loan_id)
         if loan is None:
             raise unknown("loan", loan_id, "repay this loan")
         await require_customer_access(loan.customer_id, assigned=self._manages, write=True, action="repay this loan")
@@ -231,7 +259,7 @@ class LendingUseCases(BaseComponent, DisbursementSteps):
         loan = await self.get(loan_id)
         require_active(loan)
         today = self._clock.today()
-        return loan, payoff(await self._loans.states(loan_id), today), today
+        return loan, payoff(await self._states(loan_id), today), today
 
     async def pay_off(self, loan_id: str, amount: Money, key: IdempotencyKey) -> tuple[Repayment, LoanView]:
         loan = await self._payable(loan_id, amount)
@@ -259,7 +287,7 @@ class LendingUseCases(BaseComponent, DisbursementSteps):
     ) -> tuple[Repayment, LoanView]:
         now = self._clock.now()
         order = PaymentOrder(loan.loan_id, kind, key, new_id("rpy"), loan.principal.currency, now, decide, amount.minor)
-        repayment = await self._loans.prepare(order)
+        repayment = await self._units.write(lambda uow: repaying.prepare(uow, order))
         if repayment is None:
             raise PreconditionFailed("NOTHING_OWED", "nothing is owed on the loan", {"loan_id": loan.loan_id})
         if repayment.status is RepaymentStatus.PENDING:
@@ -276,17 +304,18 @@ class LendingUseCases(BaseComponent, DisbursementSteps):
             [outcome] = await self._accounts.debit([_debit(repayment, account_id)])
         except PermissionDenied as refused:
             denied = PermissionDenied("ACCESS_DENIED", "not allowed by the account context")
-            await self._loans.refused(repayment.repayment_id, denied)
+            await self._units.write(lambda uow: repaying.refused(uow, repayment.repayment_id, denied))
             raise denied from refused
         if outcome.posted:
-            return await self._loans.posted(repayment.repayment_id, self._clock.now())
+            now = self._clock.now()
+            return await self._units.write(lambda uow: repaying.posted(uow, repayment.repayment_id, now))
         refusal = PreconditionFailed(outcome.reason, "the loan's account cannot pay it", {"account_id": account_id})
-        await self._loans.refused(repayment.repayment_id, refusal)
+        await self._units.write(lambda uow: repaying.refused(uow, repayment.repayment_id, refusal))
         raise refusal
 
     async def repayments(self, loan_id: str, request: PageRequest) -> tuple[list[Repayment], str]:
         await self.get(loan_id)
-        page = await self._loans.repayments(loan_id, request.after_seq, request.limit)
+        page = await self._units.read(lambda uow: uow.repayments.page(loan_id, request.after_seq, request.limit))
         return page.items, request.next_token(page.next_after)
 
     async def collect(self, day: date, currency: str, key: IdempotencyKey | None = None) -> AsyncIterator[BatchProgress]:
@@ -301,11 +330,13 @@ class LendingUseCases(BaseComponent, DisbursementSteps):
             return PaymentOrder(loan_id, RepaymentKind.COLLECTION, key, new_id("rpy"), currency, now, lambda s: due_by(s, day))
 
         async def chunk(cursor: str) -> ChunkResult:
-            plan = await self._loans.collection_chunk(CollectionChunk(currency, int(cursor or 0), COLLECTION_CHUNK, order_for))
+            planned = CollectionChunk(currency, int(cursor or 0), COLLECTION_CHUNK, order_for)
+            plan = await self._units.write(lambda uow: repaying.collection_chunk(uow, planned))
             pending = [(r, account) for r, account in plan.takes if r.status is RepaymentStatus.PENDING]
             outcomes = await self._accounts.debit([_debit(r, account) for r, account in pending]) if pending else []
             settled = [(r, _collection_outcome(o)) for (r, _), o in zip(pending, outcomes, strict=True)]
-            await self._loans.collection_settled(settled, day, self._product.late_fee_minor, self._clock.now())
+            fee, now = self._product.late_fee_minor, self._clock.now()
+            await self._units.write(lambda uow: repaying.collection_settled(uow, settled, day, fee, now))
             earlier = sum(r.amount.minor for r, _ in plan.takes if r.status is RepaymentStatus.POSTED)
             collected = earlier + sum(r.amount.minor for r, outcome in settled if outcome is Collected.POSTED)
             return ChunkResult(plan.examined, collected, str(plan.last_seq), plan.done, plan.total)
@@ -321,13 +352,19 @@ class LendingUseCases(BaseComponent, DisbursementSteps):
         debit's answer lost, nobody retried) are settled by asking whether the debit was taken;
         "no" closes its request id for good. How many were settled."""
         settled = 0
-        for repayment in await self._loans.stale_pending(self._clock.now() - older_than, 100):
-            if await self._accounts.debit_taken(repayment.repayment_id):
-                await self._loans.posted(repayment.repayment_id, self._clock.now())
-            else:
-                await self._loans.rejected(repayment.repayment_id)
+        before = self._clock.now() - older_than
+        for repayment in await self._units.read(lambda uow: uow.repayments.stale_pending(before, 100)):
+            await self._settle(repayment.repayment_id)
             settled += 1
         return settled
+
+    async def _settle(self, repayment_id: str) -> None:
+        """A repayment whose debit's answer was lost: posted if the debit was taken, else dropped."""
+        taken, now = await self._accounts.debit_taken(repayment_id), self._clock.now()
+        if taken:
+            await self._units.write(lambda uow: repaying.posted(uow, repayment_id, now))
+        else:
+            await self._units.write(lambda uow: repaying.rejected(uow, [repayment_id]))
 
 
 @og_component()
@@ -370,3 +407,24 @@ def _debit(repayment: Repayment, account_id: str) -> Debit:
         Money(currency, a.penalty),
         f"loan {repayment.loan_id} {repayment.kind.value.lower()}",
     )
+
+
+async def _nothing(_: str) -> None:
+    """A replayed approval or disbursement start: what the key's first request did stands."""
+
+
+def _disbursing(loan_id: str, key: IdempotencyKey, at: datetime) -> Callable[[LendingUnit], Awaitable[None]]:
+    """The unit that starts a disbursement, once for its key, decided on the locked loan: an
+    APPROVED loan moves to DISBURSING; one already disbursing (or done) is left as it is (its saga
+    reports); any other is refused, and the refusal stays the request_id's answer (a replay once
+    the loan is approved does not disburse it)."""
+
+    async def start(uow: LendingUnit) -> None:
+        async def make() -> None:
+            loan = stored(await uow.loans.locked(loan_id), loan_id)
+            if disbursement_starts(loan):
+                await uow.loans.save(replace(loan, status=LoanStatus.DISBURSING, updated_at=at), {})
+
+        await uow.once(key, loan_id, make, _nothing)
+
+    return start

@@ -28,7 +28,7 @@ from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
 from ogpgy.payment.v1 import payment_service_pb2 as ppb
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
 from services.lending.domain import LoanStatus
-from services.lending.repository import LoanRepository
+from services.lending.repository import LendingUnits
 from services.lending.service import SAGA
 from services.payment.domain import Beneficiary, Payment, PaymentStatus
 from services.payment.repository import PaymentUnit, PaymentUnits
@@ -128,10 +128,11 @@ async def test_a_hold_placed_before_the_answer_was_lost_is_completed(world: Worl
 async def _disbursing_saga(world: World, loan_id: str) -> tuple[str, dict[str, str]]:
     """Moves the approved loan to DISBURSING and records its saga, as DisburseLoan does before its
     first step: the process then dies, and the saga is left to the background."""
-    loans = world.bank.contexts["lending"].resolve(LoanRepository)
-    loan = await loans.get(loan_id)
+    units = world.bank.contexts["lending"].resolve(LendingUnits)
+    loan = await units.read(lambda uow: uow.loans.get(loan_id))
     assert loan is not None and loan.status is LoanStatus.APPROVED
-    await loans.move(loan_id, LoanStatus.APPROVED, LoanStatus.DISBURSING, loan.updated_at)
+    at = loan.updated_at
+    await units.write(lambda uow: uow.loans.move(loan_id, LoanStatus.APPROVED, LoanStatus.DISBURSING, at, None))
     payload = {
         "loan_id": loan_id,
         "account_id": loan.account_id,
