@@ -14,7 +14,7 @@ from email_validator import EmailNotValidError
 from email_validator import validate_email as validate_email_address
 from rapidfuzz import fuzz
 
-from common.errors import PreconditionFailed
+from common.errors import AlreadyExists, PreconditionFailed
 from common.validation import Violations, check_text
 
 CUSTOMER_ID_PREFIX = "cus"
@@ -355,6 +355,14 @@ class SanctionsList:
 
     def matches(self, given_name: str, family_name: str, birth: date) -> bool:
         return self.screen(given_name, family_name, birth) is SanctionsHit.EXACT
+
+
+def require_new_document(holder: str | None) -> None:
+    """One customer per identity document: `holder` is the customer onboarded with it, if any."""
+    if holder is not None:
+        raise AlreadyExists(
+            "CUSTOMER_ALREADY_EXISTS", "a customer with this identity document is already onboarded", {"customer_id": holder}
+        )
 
 
 def version_mismatch(customer_id: str, current: int, expected: int) -> PreconditionFailed:

@@ -14,7 +14,7 @@ from services.customer.adapters import IdentityUsers
 from services.customer.api import CustomerApi
 from services.customer.messages import OUTGOING
 from services.customer.ports import Users
-from services.customer.repository import CsvSanctionsSource, CustomerRepository, SanctionsSource, SqlCustomerRepository
+from services.customer.repository import CsvSanctionsSource, CustomerUnits, SanctionsSource
 from services.customer.service import CustomerUseCases
 
 
@@ -32,7 +32,7 @@ from services.customer.service import CustomerUseCases
     ],
     providers=[
         ContextDatabase,
-        provide(SqlCustomerRepository, provides=CustomerRepository),
+        CustomerUnits,
         OutboxRelay,
         provide(CsvSanctionsSource, provides=SanctionsSource),
         provide(IdentityUsers, provides=Users),

@@ -1,4 +1,5 @@
-"""Persistence of customers: the Protocol the service needs, and its SQLite implementation."""
+"""Customers in the customer context's own database (loaded and saved in one transaction,
+deciding nothing: the use cases hold the unit and the domain decides), and the sanctions list."""
 
 from __future__ import annotations
 
@@ -9,16 +10,13 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Protocol
 
-from common.db.base import Row, Tx, stored
+from common.db.base import Row, Tx
 from common.db.databases import ContextDatabase
-from common.db.idempotency import claim, once, replayed_resource
+from common.db.units import Unit, Units
 from common.di import BaseComponent, og_component
-from common.errors import Aborted, AlreadyExists, PreconditionFailed
-from common.idempotency import IdempotencyKey
 from services.customer.domain import (
     Address,
     Customer,
-    CustomerEvent,
     DocumentType,
     IdentityDocument,
     Kyc,
@@ -26,7 +24,6 @@ from services.customer.domain import (
     KycStatus,
     SanctionsEntry,
     SanctionsList,
-    version_mismatch,
 )
 from services.customer.messages import OUTGOING
 
@@ -37,30 +34,6 @@ SANCTIONS_FILE = Path(__file__).parent / "data" / "sanctions.csv"
 class CustomerPage:
     customers: list[Customer]
     next_after: int | None
-
-
-class CustomerRepository(Protocol):
-    async def add(self, customer: Customer, key: IdempotencyKey, events: list[CustomerEvent]) -> Customer:
-        """Stores a new customer, its key and its events at once; a replayed key returns the stored one."""
-
-    async def get(self, customer_id: str) -> Customer | None: ...
-
-    async def replay(self, key: IdempotencyKey) -> Customer | None:
-        """The customer an earlier request with this key produced, if any."""
-
-    async def save(
-        self, customer: Customer, expected_version: int, key: IdempotencyKey, events: list[CustomerEvent], pinned: bool = False
-    ) -> Customer:
-        """Stores a change and its events, once for `key`, if the stored version is still
-        `expected_version`; else Aborted (read again and retry), or, when the caller `pinned` that
-        version, VERSION_MISMATCH kept as the key's answer."""
-
-    async def refuse(self, key: IdempotencyKey, customer_id: str, refused: PreconditionFailed) -> Customer:
-        """Keeps `refused` (decided on the customer as read, or by another context) as the key's
-        answer; where the key holds an answer already, that one (the customer it changed, or the
-        refusal it kept) instead."""
-
-    async def page(self, after: int, limit: int, only: CustomerFilter) -> CustomerPage: ...
 
 
 class SanctionsSource(Protocol):
@@ -154,41 +127,43 @@ def _customer(row: Row) -> Customer:
     )
 
 
-async def _select(tx: Tx, customer_id: str) -> Customer | None:
-    row = await tx.fetchone(f"SELECT {_COLUMNS} FROM customers WHERE customer_id = ?", customer_id)
-    return _customer(row) if row else None
+@dataclass(frozen=True)
+class CustomerFilter:
+    """Which customers a listing may show: by KYC status, and narrowed to what the caller may see."""
+
+    status: KycStatus | None = None
+    relationship_manager_id: str | None = None
+    customer_id: str | None = None
 
 
-async def _insert(tx: Tx, customer: Customer, key: IdempotencyKey, events: list[CustomerEvent]) -> Customer:
-    """Claims the key first: a concurrent twin of this very request waits for it, then replays
-    the first result; a refusal raises, so the claim rolls back with it."""
-    replayed = await claim(tx, key, customer.customer_id)
-    if replayed is not None:
-        return stored(await _select(tx, replayed), replayed)
-    doc = customer.document
-    holder = await tx.fetchone(
-        "SELECT customer_id FROM customers WHERE document_country = ? AND document_type = ? AND document_number = ?",
-        doc.issuing_country_code,
-        doc.type.value if doc.type else "",
-        doc.number,
-    )
-    if holder is not None:
-        raise AlreadyExists(
-            "CUSTOMER_ALREADY_EXISTS",
-            "a customer with this identity document is already onboarded",
-            {"customer_id": holder["customer_id"]},
+class Customers:
+    """The customers of one transaction."""
+
+    def __init__(self, tx: Tx) -> None:
+        self._tx = tx
+
+    async def get(self, customer_id: str) -> Customer | None:
+        row = await self._tx.fetchone(f"SELECT {_COLUMNS} FROM customers WHERE customer_id = ?", customer_id)
+        return _customer(row) if row else None
+
+    async def document_holder(self, document: IdentityDocument) -> str | None:
+        """The customer onboarded with this identity document, if any."""
+        holder = await self._tx.fetchone(
+            "SELECT customer_id FROM customers WHERE document_country = ? AND document_type = ? AND document_number = ?",
+            document.issuing_country_code,
+            document.type.value if document.type else "",
+            document.number,
         )
-    await tx.execute(f"INSERT INTO customers ({_COLUMNS}) VALUES ({', '.join('?' * 17)})", *_row(customer))
-    await OUTGOING.append(tx, events)
-    return customer
+        return str(holder["customer_id"]) if holder is not None else None
 
+    async def add(self, customer: Customer) -> None:
+        await self._tx.execute(f"INSERT INTO customers ({_COLUMNS}) VALUES ({', '.join('?' * 17)})", *_row(customer))
 
-async def _update(
-    tx: Tx, customer: Customer, expected_version: int, key: IdempotencyKey, events: list[CustomerEvent], pinned: bool
-) -> Customer:
-    async def make() -> Customer:
+    async def update(self, customer: Customer, expected_version: int) -> bool:
+        """Saves a change only over `expected_version` (a conditional write); False if the stored
+        customer is at another version."""
         row = _row(customer)
-        changed = await tx.execute(
+        changed = await self._tx.execute(
             "UPDATE customers SET email = ?, phone = ?, address_json = ?, kyc_status = ?, kyc_reasons = ?, kyc_checked_at = ?,"
             " updated_at = ?, version = ?, relationship_manager_id = ? WHERE customer_id = ? AND version = ?",
             row[3],
@@ -203,84 +178,37 @@ async def _update(
             customer.customer_id,
             expected_version,
         )
-        if changed != 1:
-            if pinned:
-                now = stored(await _select(tx, customer.customer_id), customer.customer_id)
-                raise version_mismatch(customer.customer_id, now.version, expected_version)
-            raise Aborted(
-                "CONCURRENT_MODIFICATION",
-                "the customer changed meanwhile; read it again and retry",
-                {"customer_id": customer.customer_id},
-            )
-        await OUTGOING.append(tx, events)
-        return customer
+        return changed == 1
 
-    return await once(tx, key, customer.customer_id, make, lambda done: _stored(tx, done))
-
-
-async def _refuse(tx: Tx, key: IdempotencyKey, customer_id: str, refused: PreconditionFailed) -> Customer:
-    async def make() -> Customer:
-        raise refused
-
-    return await once(tx, key, customer_id, make, lambda done: _stored(tx, done))
+    async def page(self, after: int, limit: int, only: CustomerFilter) -> CustomerPage:
+        where, args = "seq > ?", list[object]([after])
+        for column, value in (
+            ("kyc_status", only.status.value if only.status else None),
+            ("relationship_manager_id", only.relationship_manager_id),
+            ("customer_id", only.customer_id),
+        ):
+            if value is not None:
+                where, args = f"{where} AND {column} = ?", [*args, value]
+        sql = f"SELECT seq, {_COLUMNS} FROM customers WHERE {where} ORDER BY seq LIMIT ?"
+        rows = await self._tx.fetchall(sql, *args, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return CustomerPage([_customer(r) for r in rows], rows[-1]["seq"] if more else None)
 
 
-async def _stored(tx: Tx, customer_id: str) -> Customer:
-    return stored(await _select(tx, customer_id), customer_id)
+class CustomerUnit(Unit):
+    """One transaction of the customer context."""
 
+    outgoing = OUTGOING
 
-async def _replay(tx: Tx, key: IdempotencyKey) -> Customer | None:
-    replayed = await replayed_resource(tx, key)
-    return await _select(tx, replayed) if replayed else None
-
-
-@dataclass(frozen=True)
-class CustomerFilter:
-    """Which customers a listing may show: by KYC status, and narrowed to what the caller may see."""
-
-    status: KycStatus | None = None
-    relationship_manager_id: str | None = None
-    customer_id: str | None = None
-
-
-async def _page(tx: Tx, after: int, limit: int, only: CustomerFilter) -> CustomerPage:
-    where, args = "seq > ?", list[object]([after])
-    for column, value in (
-        ("kyc_status", only.status.value if only.status else None),
-        ("relationship_manager_id", only.relationship_manager_id),
-        ("customer_id", only.customer_id),
-    ):
-        if value is not None:
-            where, args = f"{where} AND {column} = ?", [*args, value]
-    rows = await tx.fetchall(f"SELECT seq, {_COLUMNS} FROM customers WHERE {where} ORDER BY seq LIMIT ?", *args, limit + 1)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return CustomerPage([_customer(r) for r in rows], rows[-1]["seq"] if more else None)
+    def __init__(self, tx: Tx) -> None:
+        super().__init__(tx)
+        self.customers = Customers(tx)
 
 
 @og_component()
-class SqlCustomerRepository(BaseComponent, CustomerRepository):
-    """Customers in the context's own database (SQLite file or PostgreSQL schema)."""
+class CustomerUnits(BaseComponent, Units[CustomerUnit]):
+    """The customer context's units of work, on its own database."""
 
     def __init__(self, db: ContextDatabase) -> None:
-        self._db = db
-
-    async def add(self, customer: Customer, key: IdempotencyKey, events: list[CustomerEvent]) -> Customer:
-        return await self._db.write(_insert, customer, key, events)
-
-    async def get(self, customer_id: str) -> Customer | None:
-        return await self._db.read(_select, customer_id)
-
-    async def replay(self, key: IdempotencyKey) -> Customer | None:
-        return await self._db.read(_replay, key)
-
-    async def save(
-        self, customer: Customer, expected_version: int, key: IdempotencyKey, events: list[CustomerEvent], pinned: bool = False
-    ) -> Customer:
-        return await self._db.write(_update, customer, expected_version, key, events, pinned)
-
-    async def refuse(self, key: IdempotencyKey, customer_id: str, refused: PreconditionFailed) -> Customer:
-        return await self._db.write(_refuse, key, customer_id, refused)
-
-    async def page(self, after: int, limit: int, only: CustomerFilter) -> CustomerPage:
-        return await self._db.read(_page, after, limit, only)
+        Units.__init__(self, db, CustomerUnit)

@@ -4,10 +4,11 @@ lets the domain decide and stores the result with its events."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from common.cache.registry import Caches
 from common.clock import Clock
+from common.db.base import stored
 from common.di import BaseComponent, og_component
 from common.errors import Aborted, NotFound, PreconditionFailed
 from common.idempotency import IdempotencyKey
@@ -26,11 +27,12 @@ from services.customer.domain import (
     CustomerUpdated,
     KycStatus,
     SanctionsList,
+    require_new_document,
     run_kyc,
     version_mismatch,
 )
 from services.customer.ports import Users
-from services.customer.repository import CustomerCodec, CustomerFilter, CustomerRepository, SanctionsSource
+from services.customer.repository import CustomerCodec, CustomerFilter, CustomerUnit, CustomerUnits, SanctionsSource
 
 _OPTIMISTIC_RETRIES = 3
 READ = "access this customer's data"
@@ -42,13 +44,13 @@ class CustomerUseCases(BaseComponent):
 
     def __init__(
         self,
-        repository: CustomerRepository,
+        units: CustomerUnits,
         sanctions_source: SanctionsSource,
         clock: Clock,
         caches: Caches,
         users: Users,
     ) -> None:
-        self._repository = repository
+        self._units = units
         self._users = users
         self._cache = caches.create("customer", CustomerCodec())
         self._sanctions_source = sanctions_source
@@ -65,14 +67,24 @@ class CustomerUseCases(BaseComponent):
         require_role(ADMIN, action="onboard customers")
         kyc = run_kyc(application, self._sanctions, self._clock.now())
         customer = Customer.onboard(new_id(CUSTOMER_ID_PREFIX), application, kyc)
-        return await self._repository.add(customer, key, [CustomerOnboarded(customer.customer_id, kyc.status, kyc.checked_at)])
+
+        async def add(uow: CustomerUnit) -> Customer:
+            replayed = await uow.claim(key, customer.customer_id)  # a concurrent twin waits here, then replays
+            if replayed is not None:
+                return stored(await uow.customers.get(replayed), replayed)
+            require_new_document(await uow.customers.document_holder(customer.document))
+            await uow.customers.add(customer)
+            await uow.publish([CustomerOnboarded(customer.customer_id, kyc.status, kyc.checked_at)])
+            return customer
+
+        return await self._units.write(add)
 
     async def _assigned(self, caller: SecurityContext, customer_id: str) -> bool:
         customer = await self._load(customer_id)
         return customer.relationship_manager_id == caller.user_id
 
     async def _load(self, customer_id: str) -> Customer:
-        customer = await self._cache.get(customer_id, lambda: self._repository.get(customer_id))
+        customer = await self._cache.get(customer_id, lambda: self._current(customer_id))
         if customer is None:
             raise unknown("customer", customer_id, READ)
         return customer
@@ -91,7 +103,7 @@ class CustomerUseCases(BaseComponent):
     async def page(self, request: PageRequest, status: KycStatus | None) -> tuple[list[Customer], str]:
         """Admins list everyone; a relationship manager their customers; a customer themself."""
         only = self._listing_filter(current_caller(), status)
-        page = await self._repository.page(request.after_seq, request.limit, only)
+        page = await self._units.read(lambda uow: uow.customers.page(request.after_seq, request.limit, only))
         return self.visible(page.customers), request.next_token(page.next_after)
 
     @staticmethod
@@ -110,7 +122,7 @@ class CustomerUseCases(BaseComponent):
             try:
                 await self._require_relationship_manager(manager_id)
             except PreconditionFailed as refused:  # the identity context's answer: kept as this request's
-                return await self._repository.refuse(key, customer_id, refused)
+                return await self._refuse(key, customer_id, refused)
         return await self._change(
             customer_id, lambda c: c.with_relationship_manager(manager_id, self._clock.now()), ["relationship_manager_id"], 0, key
         )
@@ -153,11 +165,11 @@ class CustomerUseCases(BaseComponent):
         key: IdempotencyKey,
         announce: Callable[[Customer], list[CustomerEvent]] = lambda _: [],
     ) -> Customer:
-        replayed = await self._repository.replay(key)
+        replayed = await self._units.read(lambda uow: _replayed(uow, key))
         if replayed is not None:
             return replayed
         for attempt in range(_OPTIMISTIC_RETRIES):
-            current = await self._repository.get(customer_id)
+            current = await self._current(customer_id)
             if current is None:
                 raise NotFound("customer", customer_id)
             try:
@@ -165,14 +177,66 @@ class CustomerUseCases(BaseComponent):
                     raise version_mismatch(customer_id, current.version, expected_version)
                 changed = apply(current)
             except PreconditionFailed as refused:  # decided on the customer as read: kept as the key's answer
-                return await self._repository.refuse(key, customer_id, refused)
+                return await self._refuse(key, customer_id, refused)
             updated = CustomerUpdated(customer_id, changed.version, tuple(fields), changed.updated_at)
             try:
                 events = [updated, *announce(changed)]
-                stored = await self._repository.save(changed, current.version, key, events, pinned=bool(expected_version))
+                saved = await self._units.write(_saved(changed, current.version, key, events, pinned=bool(expected_version)))
                 await self._cache.invalidate(customer_id)
-                return stored
+                return saved
             except Aborted:
                 if expected_version or attempt == _OPTIMISTIC_RETRIES - 1:
                     raise
         raise AssertionError("unreachable")
+
+    async def _current(self, customer_id: str) -> Customer | None:
+        return await self._units.read(lambda uow: uow.customers.get(customer_id))
+
+    async def _refuse(self, key: IdempotencyKey, customer_id: str, refused: PreconditionFailed) -> Customer:
+        """Keeps `refused` (decided on the customer as read, or by another context) as the key's
+        answer; where the key holds an answer already, that one (the customer it changed, or the
+        refusal it kept) instead."""
+
+        async def keep(uow: CustomerUnit) -> Customer:
+            async def make() -> Customer:
+                raise refused
+
+            return await uow.once(key, customer_id, make, lambda done: _stored(uow, done))
+
+        return await self._units.write(keep)
+
+
+async def _stored(uow: CustomerUnit, customer_id: str) -> Customer:
+    return stored(await uow.customers.get(customer_id), customer_id)
+
+
+async def _replayed(uow: CustomerUnit, key: IdempotencyKey) -> Customer | None:
+    """The customer an earlier request with this key produced, if any."""
+    replayed = await uow.replayed(key)
+    return await uow.customers.get(replayed) if replayed else None
+
+
+def _saved(
+    changed: Customer, expected_version: int, key: IdempotencyKey, events: list[CustomerEvent], *, pinned: bool
+) -> Callable[[CustomerUnit], Awaitable[Customer]]:
+    """The unit that stores a change and its events, once for `key`, if the stored version is
+    still `expected_version`; else Aborted (read again and retry), or, when the caller pinned that
+    version, VERSION_MISMATCH kept as the key's answer."""
+
+    async def save(uow: CustomerUnit) -> Customer:
+        async def make() -> Customer:
+            if not await uow.customers.update(changed, expected_version):
+                if pinned:
+                    now = await _stored(uow, changed.customer_id)
+                    raise version_mismatch(changed.customer_id, now.version, expected_version)
+                raise Aborted(
+                    "CONCURRENT_MODIFICATION",
+                    "the customer changed meanwhile; read it again and retry",
+                    {"customer_id": changed.customer_id},
+                )
+            await uow.publish(events)
+            return changed
+
+        return await uow.once(key, changed.customer_id, make, lambda done: _stored(uow, done))
+
+    return save
