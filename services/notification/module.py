@@ -16,7 +16,7 @@ from services.notification.adapters import CustomerDirectory, JinjaTemplates, Sm
 from services.notification.api import NotificationApi
 from services.notification.events import INCOMING, NotificationEventsHandler
 from services.notification.ports import Mailer, Recipients, Templates
-from services.notification.repository import NotificationRepository, SqlNotificationRepository
+from services.notification.repository import NotificationUnits
 from services.notification.service import Courier, NotificationUseCases
 
 
@@ -37,7 +37,7 @@ from services.notification.service import Courier, NotificationUseCases
     providers=[
         ContextDatabase,
         OutboxRelay,
-        provide(SqlNotificationRepository, provides=NotificationRepository),
+        NotificationUnits,
         provide(JinjaTemplates, provides=Templates),
         provide(CustomerDirectory, provides=Recipients),
         provide(SmtpMailer, provides=Mailer),

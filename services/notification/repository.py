@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Protocol
 
 from common.db.base import Row, Tx, stored
 from common.db.databases import ContextDatabase
-from common.db.idempotency import claim
 from common.db.keyset import Page, keyset_page
+from common.db.units import Unit, Units
 from common.di import BaseComponent, og_component
-from common.idempotency import IdempotencyKey
 from services.notification.domain import Kind, Notification, Preferences, Status
 
 DELIVERY = "delivery"  # notified when a notification to send is stored: the courier wakes
@@ -43,130 +41,97 @@ def _notification(row: Row) -> Notification:
     )
 
 
-async def _select(tx: Tx, notification_id: str) -> Notification | None:
-    row = await tx.fetchone(f"SELECT {_COLUMNS} FROM notifications WHERE notification_id = ?", notification_id)
-    return _notification(row) if row else None
+class Notifications:
+    """Notifications and preferences of one transaction."""
 
+    def __init__(self, tx: Tx) -> None:
+        self._tx = tx
 
-async def _add(tx: Tx, n: Notification) -> tuple[Notification, bool]:
-    """Stores `n` unless its source event already made one; (the stored one, whether it is new)."""
-    inserted = await tx.execute(
-        "INSERT INTO notifications (notification_id, customer_id, kind, subject, body, source_event_id, status, attempts,"
-        " failure_reason, created_at, sent_at, due_epoch) VALUES (?, ?, ?, ?, ?, ?, ?, 0, '', ?, NULL, ?)"
-        " ON CONFLICT (source_event_id) DO NOTHING",
-        n.notification_id,
-        n.customer_id,
-        n.kind.value,
-        n.subject,
-        n.body,
-        n.source_event_id,
-        n.status.value,
-        n.created_at.isoformat(),
-        n.created_at.timestamp() if n.status is Status.PENDING else None,
-    )
-    if inserted and n.status is Status.PENDING:
-        tx.notify(DELIVERY)
-    row = await tx.fetchone(f"SELECT {_COLUMNS} FROM notifications WHERE source_event_id = ?", n.source_event_id)
-    return _notification(stored(row, n.source_event_id)), inserted == 1
+    async def get(self, notification_id: str) -> Notification | None:
+        row = await self._tx.fetchone(f"SELECT {_COLUMNS} FROM notifications WHERE notification_id = ?", notification_id)
+        return _notification(row) if row else None
 
+    async def add(self, n: Notification) -> tuple[Notification, bool]:
+        """Stores `n` unless its source event already made one; (the stored one, whether it is new)."""
+        inserted = await self._tx.execute(
+            "INSERT INTO notifications (notification_id, customer_id, kind, subject, body, source_event_id, status, attempts,"
+            " failure_reason, created_at, sent_at, due_epoch) VALUES (?, ?, ?, ?, ?, ?, ?, 0, '', ?, NULL, ?)"
+            " ON CONFLICT (source_event_id) DO NOTHING",
+            n.notification_id,
+            n.customer_id,
+            n.kind.value,
+            n.subject,
+            n.body,
+            n.source_event_id,
+            n.status.value,
+            n.created_at.isoformat(),
+            n.created_at.timestamp() if n.status is Status.PENDING else None,
+        )
+        if inserted and n.status is Status.PENDING:
+            self._tx.notify(DELIVERY)
+        row = await self._tx.fetchone(f"SELECT {_COLUMNS} FROM notifications WHERE source_event_id = ?", n.source_event_id)
+        return _notification(stored(row, n.source_event_id)), inserted == 1
 
-async def _settle(tx: Tx, n: Notification) -> bool:
-    """Records a delivery attempt of a PENDING notification; False if it was settled meanwhile."""
-    changed = await tx.execute(
-        "UPDATE notifications SET status = ?, attempts = ?, failure_reason = ?, sent_at = ?, due_epoch = ?"
-        " WHERE notification_id = ? AND status = ? AND attempts = ?",
-        n.status.value,
-        n.attempts,
-        n.failure_reason,
-        n.sent_at.isoformat() if n.sent_at else None,
-        n.next_attempt_at.timestamp() if n.next_attempt_at and n.status is Status.PENDING else None,
-        n.notification_id,
-        Status.PENDING.value,
-        n.attempts - 1,
-    )
-    return changed == 1
+    async def settle(self, n: Notification) -> bool:
+        """Records a delivery attempt of a PENDING notification; False if it was settled meanwhile."""
+        changed = await self._tx.execute(
+            "UPDATE notifications SET status = ?, attempts = ?, failure_reason = ?, sent_at = ?, due_epoch = ?"
+            " WHERE notification_id = ? AND status = ? AND attempts = ?",
+            n.status.value,
+            n.attempts,
+            n.failure_reason,
+            n.sent_at.isoformat() if n.sent_at else None,
+            n.next_attempt_at.timestamp() if n.next_attempt_at and n.status is Status.PENDING else None,
+            n.notification_id,
+            Status.PENDING.value,
+            n.attempts - 1,
+        )
+        return changed == 1
 
+    async def due(self, now: datetime, limit: int) -> list[Notification]:
+        rows = await self._tx.fetchall(
+            f"SELECT {_COLUMNS} FROM notifications WHERE status = ? AND due_epoch <= ? ORDER BY due_epoch, seq LIMIT ?",
+            Status.PENDING.value,
+            now.timestamp(),
+            limit,
+        )
+        return [_notification(r) for r in rows]
 
-async def _due(tx: Tx, now: float, limit: int) -> list[Notification]:
-    rows = await tx.fetchall(
-        f"SELECT {_COLUMNS} FROM notifications WHERE status = ? AND due_epoch <= ? ORDER BY due_epoch, seq LIMIT ?",
-        Status.PENDING.value,
-        now,
-        limit,
-    )
-    return [_notification(r) for r in rows]
+    async def page(self, customer_id: str, after: int, limit: int) -> Page[Notification, int]:
+        where, params = ("customer_id = ?", [customer_id]) if customer_id else ("1 = 1", [])
+        return await keyset_page(self._tx, f"SELECT {_COLUMNS} FROM notifications", where, params, after, limit, _notification)
 
+    async def preferences(self, customer_id: str) -> Preferences:
+        row = await self._tx.fetchone("SELECT opted_out FROM notification_preferences WHERE customer_id = ?", customer_id)
+        kinds = row["opted_out"].split(",") if row and row["opted_out"] else []
+        return Preferences(customer_id, frozenset(Kind(k) for k in kinds))
 
-async def _page(tx: Tx, customer_id: str, after: int, limit: int) -> Page[Notification, int]:
-    where, params = ("customer_id = ?", [customer_id]) if customer_id else ("1 = 1", [])
-    return await keyset_page(tx, f"SELECT {_COLUMNS} FROM notifications", where, params, after, limit, _notification)
-
-
-async def _preferences(tx: Tx, customer_id: str) -> Preferences:
-    row = await tx.fetchone("SELECT opted_out FROM notification_preferences WHERE customer_id = ?", customer_id)
-    kinds = row["opted_out"].split(",") if row and row["opted_out"] else []
-    return Preferences(customer_id, frozenset(Kind(k) for k in kinds))
-
-
-async def _set_preferences(tx: Tx, prefs: Preferences, key: IdempotencyKey, at: datetime) -> Preferences:
-    if await claim(tx, key, prefs.customer_id) is None:
-        await tx.execute(
+    async def set_preferences(self, prefs: Preferences, at: datetime) -> None:
+        await self._tx.execute(
             "INSERT INTO notification_preferences (customer_id, opted_out, updated_at) VALUES (?, ?, ?)"
             " ON CONFLICT (customer_id) DO UPDATE SET opted_out = excluded.opted_out, updated_at = excluded.updated_at",
             prefs.customer_id,
             ",".join(sorted(prefs.opted_out)),
             at.isoformat(),
         )
-    return await _preferences(tx, prefs.customer_id)
 
 
-class NotificationRepository(Protocol):
-    async def add(self, notification: Notification) -> tuple[Notification, bool]:
-        """Stores it unless its source event made one already: (the stored one, whether it is new)."""
+class NotificationUnit(Unit):
+    """One transaction of the notification context."""
 
-    async def settle(self, notification: Notification) -> bool:
-        """Records the outcome of an attempt; False if another attempt settled it first."""
-
-    async def get(self, notification_id: str) -> Notification | None: ...
-
-    async def page(self, customer_id: str, after: int, limit: int) -> Page[Notification, int]:
-        """Oldest first: the customer's, or everyone's when customer_id is empty."""
-
-    async def due(self, now: datetime, limit: int) -> list[Notification]: ...
-
-    async def preferences(self, customer_id: str) -> Preferences: ...
-
-    async def set_preferences(self, preferences: Preferences, key: IdempotencyKey, at: datetime) -> Preferences: ...
-
-    async def waiting(self, within: float) -> bool:
-        """Waits until a notification is stored to be sent (True) or `within` seconds pass."""
+    def __init__(self, tx: Tx) -> None:
+        super().__init__(tx)
+        self.notifications = Notifications(tx)
 
 
 @og_component()
-class SqlNotificationRepository(BaseComponent, NotificationRepository):
+class NotificationUnits(BaseComponent, Units[NotificationUnit]):
+    """The notification context's units of work, on its own database; `waiting` wakes the courier."""
+
     def __init__(self, db: ContextDatabase) -> None:
-        self._db = db
-
-    async def add(self, notification: Notification) -> tuple[Notification, bool]:
-        return await self._db.write(_add, notification)
-
-    async def settle(self, notification: Notification) -> bool:
-        return await self._db.write(_settle, notification)
-
-    async def get(self, notification_id: str) -> Notification | None:
-        return await self._db.read(_select, notification_id)
-
-    async def page(self, customer_id: str, after: int, limit: int) -> Page[Notification, int]:
-        return await self._db.read(_page, customer_id, after, limit)
-
-    async def due(self, now: datetime, limit: int) -> list[Notification]:
-        return await self._db.read(_due, now.timestamp(), limit)
-
-    async def preferences(self, customer_id: str) -> Preferences:
-        return await self._db.read(_preferences, customer_id)
-
-    async def set_preferences(self, preferences: Preferences, key: IdempotencyKey, at: datetime) -> Preferences:
-        return await self._db.write(_set_preferences, preferences, key, at)
+        Units.__init__(self, db, NotificationUnit)
+        self._database = db
 
     async def waiting(self, within: float) -> bool:
-        return await self._db.notified(DELIVERY, within)
+        """Waits until a notification is stored to be sent (True) or `within` seconds pass."""
+        return await self._database.notified(DELIVERY, within)

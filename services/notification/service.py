@@ -23,6 +23,7 @@ from common.background import Background, stopping
 from common.clock import Clock
 from common.config import Settings
 from common.db.databases import ContextDatabase
+from common.db.keyset import Page
 from common.db.notices import Bulletin
 from common.di import BaseComponent, og_component
 from common.errors import AppError, FieldViolation, ValidationFailed
@@ -34,7 +35,7 @@ from common.security.context import ADMIN, CUSTOMER, current_caller
 from common.security.policy import denied, unknown
 from services.notification.domain import Kind, Letter, Notification, Preferences, Status
 from services.notification.ports import Mailer, MailRefused, MailUnavailable, Recipients, Templates
-from services.notification.repository import NotificationRepository
+from services.notification.repository import NotificationUnit, NotificationUnits
 
 WATCH_LOOK_SECONDS = 1.0  # a watcher looks this often for what another replica stored
 COURIER_LOOK_SECONDS = 1.0  # the courier looks this often for retries that came due
@@ -43,10 +44,10 @@ COURIER_LOOK_SECONDS = 1.0  # the courier looks this often for retries that came
 @og_component()
 class NotificationUseCases(BaseComponent):
     def __init__(
-        self, repository: NotificationRepository, templates: Templates, recipients: Recipients, clock: Clock, security: Security
+        self, units: NotificationUnits, templates: Templates, recipients: Recipients, clock: Clock, security: Security
     ) -> None:
         self._security = security
-        self._repository = repository
+        self._units = units
         self._templates = templates
         self._recipients = recipients
         self._clock = clock
@@ -56,7 +57,7 @@ class NotificationUseCases(BaseComponent):
 
     async def notify(self, customer_id: str, kind: Kind, values: Mapping[str, str], source_event_id: str) -> Notification:
         """One notification per source event, however often the event is delivered."""
-        wanted = (await self._repository.preferences(customer_id)).wants(kind)
+        wanted = (await self._units.read(lambda uow: uow.notifications.preferences(customer_id))).wants(kind)
         letter = self._templates.render(kind, {"customer_id": customer_id, **values})
         notification = Notification(
             new_id("ntf"),
@@ -68,7 +69,7 @@ class NotificationUseCases(BaseComponent):
             Status.PENDING if wanted else Status.SUPPRESSED,
             self._clock.now(),
         )
-        stored, new = await self._repository.add(notification)
+        stored, new = await self._units.write(lambda uow: uow.notifications.add(notification))
         if new:
             self._news.post()
         return stored
@@ -99,7 +100,7 @@ class NotificationUseCases(BaseComponent):
 
     async def get(self, notification_id: str) -> Notification:
         action = "read this notification"
-        found = await self._repository.get(notification_id)
+        found = await self._units.read(lambda uow: uow.notifications.get(notification_id))
         if found is None:
             raise unknown("notification", notification_id, action)
         await self._scope(found.customer_id, action=action)
@@ -107,7 +108,7 @@ class NotificationUseCases(BaseComponent):
 
     async def page(self, customer_id: str, request: PageRequest) -> tuple[list[Notification], str]:
         scope = await self._scope(customer_id, action="list these notifications")
-        page = await self._repository.page(scope, request.after_seq, request.limit)
+        page = await self._units.read(lambda uow: uow.notifications.page(scope, request.after_seq, request.limit))
         return page.items, request.next_token(page.next_after)
 
     async def watch(self, customer_id: str, after: int) -> AsyncIterator[Notification]:
@@ -118,20 +119,30 @@ class NotificationUseCases(BaseComponent):
             if token:  # a stream outlives its first check: a token expired or revoked since ends it
                 self._security.verifier.verify(token)
             edition = self._news.edition()  # taken before looking: a notification stored meanwhile wakes us
-            page = await self._repository.page(scope, after, 100)
+            page = await self._page_after(scope, after)
             for notification in page.items:
                 yield notification
                 after = notification.sequence
             if page.next_after is None:
                 await Bulletin.wait(edition, WATCH_LOOK_SECONDS)
 
+    async def _page_after(self, scope: str, after: int) -> Page[Notification, int]:
+        return await self._units.read(lambda uow: uow.notifications.page(scope, after, 100))
+
     async def preferences(self, customer_id: str) -> Preferences:
         scope = _named(await self._scope(customer_id, action="read these preferences"))
-        return await self._repository.preferences(scope)
+        return await self._units.read(lambda uow: uow.notifications.preferences(scope))
 
     async def set_preferences(self, customer_id: str, opted_out: frozenset[Kind], key: IdempotencyKey) -> Preferences:
         scope = _named(await self._scope(customer_id, action="change these preferences"))
-        return await self._repository.set_preferences(Preferences(scope, opted_out), key, self._clock.now())
+        wanted, now = Preferences(scope, opted_out), self._clock.now()
+
+        async def save(uow: NotificationUnit) -> Preferences:
+            if await uow.claim(key, scope) is None:  # a replay answers the preferences as they are
+                await uow.notifications.set_preferences(wanted, now)
+            return await uow.notifications.preferences(scope)
+
+        return await self._units.write(save)
 
 
 def _named(customer_id: str) -> str:
@@ -149,20 +160,20 @@ class Courier(BaseComponent):
 
     def __init__(
         self,
-        repository: NotificationRepository,
+        units: NotificationUnits,
         recipients: Recipients,
         mailer: Mailer,
         database: ContextDatabase,
         settings: Settings,
     ) -> None:
         self._first_retry = timedelta(seconds=settings.mail_retry_seconds)
-        self._repository = repository
+        self._units = units
         self._recipients = recipients
         self._mailer = mailer
         self._loop = Background(
             "notification-courier",
             self._deliver_all_due,
-            lambda: repository.waiting(COURIER_LOOK_SECONDS),
+            lambda: units.waiting(COURIER_LOOK_SECONDS),
             self.logger,
             lead=lambda: database.lead("notification-courier"),
         )
@@ -178,7 +189,8 @@ class Courier(BaseComponent):
         if not self._mailer.accepts_calls():
             return 0
         sent = 0
-        for notification in await self._repository.due(datetime.now(UTC), self.BATCH):
+        now = datetime.now(UTC)
+        for notification in await self._units.read(lambda uow: uow.notifications.due(now, self.BATCH)):
             sent += await self._deliver(notification)
         return sent
 
@@ -197,7 +209,7 @@ class Courier(BaseComponent):
         except Exception:  # a bug: this one waits (and is logged), the others go on
             self.logger.exception("delivering %s failed", n.notification_id)
             outcome = n.deferred("DELIVERY_ERROR", datetime.now(UTC), self._first_retry)
-        await self._repository.settle(outcome)
+        await self._units.write(lambda uow: uow.notifications.settle(outcome))
         return int(outcome.status is Status.SENT)
 
     async def _deliver_all_due(self) -> None:
