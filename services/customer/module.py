@@ -10,11 +10,11 @@ from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.pagination import PageTokens
 from ogpgy.identity.v1.identity_service_pb2_grpc import IdentityServiceStub
-from services.customer.adapters import IdentityUsers
+from services.customer.adapters import CsvSanctionsSource, IdentityUsers
 from services.customer.api import CustomerApi
 from services.customer.messages import OUTGOING
-from services.customer.ports import Users
-from services.customer.repository import CsvSanctionsSource, CustomerUnits, SanctionsSource
+from services.customer.ports import SanctionsSource, Users
+from services.customer.repository import CustomerUnits
 from services.customer.service import CustomerUseCases
 
 

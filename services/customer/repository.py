@@ -3,12 +3,9 @@ deciding nothing: the use cases hold the unit and the domain decides), and the s
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from datetime import date, datetime
-from pathlib import Path
-from typing import Protocol
 
 from common.db.base import Row, Tx
 from common.db.databases import ContextDatabase
@@ -22,41 +19,14 @@ from services.customer.domain import (
     Kyc,
     KycReason,
     KycStatus,
-    SanctionsEntry,
-    SanctionsList,
 )
 from services.customer.messages import OUTGOING
-
-SANCTIONS_FILE = Path(__file__).parent / "data" / "sanctions.csv"
 
 
 @dataclass(frozen=True)
 class CustomerPage:
     customers: list[Customer]
     next_after: int | None
-
-
-class SanctionsSource(Protocol):
-    def load(self) -> SanctionsList: ...
-
-
-@og_component()
-class CsvSanctionsSource(SanctionsSource):
-    """The sanctions list shipped with the context as a data file."""
-
-    def __init__(self) -> None:
-        self.path = SANCTIONS_FILE
-
-    def load(self) -> SanctionsList:
-        with self.path.open(encoding="utf-8", newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        return SanctionsList.of(
-            SanctionsEntry(
-                full_name=row["full_name"],
-                date_of_birth=date.fromisoformat(row["date_of_birth"]) if row["date_of_birth"] else None,
-            )
-            for row in rows
-        )
 
 
 _COLUMNS = (

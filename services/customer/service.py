@@ -31,8 +31,8 @@ from services.customer.domain import (
     run_kyc,
     version_mismatch,
 )
-from services.customer.ports import Users
-from services.customer.repository import CustomerCodec, CustomerFilter, CustomerUnit, CustomerUnits, SanctionsSource
+from services.customer.ports import SanctionsSource, Users
+from services.customer.repository import CustomerCodec, CustomerFilter, CustomerUnit, CustomerUnits
 
 _OPTIMISTIC_RETRIES = 3
 READ = "access this customer's data"

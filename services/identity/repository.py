@@ -5,7 +5,7 @@ unit (`IdentityUnit`), ask the domain whether a change may be made, and save wha
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from common.db.base import Row, Tx
 from common.db.databases import ContextDatabase
@@ -16,9 +16,7 @@ from common.security.context import ADMIN
 from services.identity.domain import (
     AuditEvent,
     AuditQuery,
-    TokenRevocation,
     User,
-    revocation_of,
 )
 
 _COLUMNS = "user_id, username, password_hash, roles, customer_id, created_at, disabled, token_generation, updated_at"
@@ -118,12 +116,13 @@ class Users:
         rows = rows[:limit]
         return [_user(r) for r in rows], rows[-1]["seq"] if more else None
 
-    async def revocations(self, now: datetime, token_lifetime: timedelta) -> list[TokenRevocation]:
-        since = (now - token_lifetime).isoformat()
+    async def changed_since(self, since: datetime) -> list[User]:
+        """The users whose tokens a check may have to refuse: disabled ones, and ones whose tokens
+        were revoked (their generation moved on) since `since`."""
         rows = await self._tx.fetchall(
-            f"SELECT {_COLUMNS} FROM users WHERE disabled = 1 OR (token_generation > 0 AND updated_at > ?)", since
+            f"SELECT {_COLUMNS} FROM users WHERE disabled = 1 OR (token_generation > 0 AND updated_at > ?)", since.isoformat()
         )
-        return [r for r in (revocation_of(_user(row), now, token_lifetime) for row in rows) if r is not None]
+        return [_user(row) for row in rows]
 
 
 class KnownCustomers:

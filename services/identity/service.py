@@ -60,6 +60,7 @@ from services.identity.domain import (
     login_subjects,
     needs_rehash,
     password_matches,
+    revocation_of,
     username_overflow,
 )
 from services.identity.repository import IdentityUnit, IdentityUnits
@@ -154,7 +155,8 @@ class IdentityUseCases(BaseComponent):
     async def revocations(self) -> list[TokenRevocation]:
         lifetime = timedelta(seconds=self._security.token_settings.lifetime_bound + CLOCK_SKEW_SECONDS)
         now = self._clock.now()
-        return await self._units.read(lambda uow: uow.users.revocations(now, lifetime))
+        users = await self._units.read(lambda uow: uow.users.changed_since(now - lifetime))
+        return [r for r in (revocation_of(user, now, lifetime) for user in users) if r is not None]
 
     async def _bootstrap_admin(self) -> None:
         """The first admin comes from configuration; without a configured password one is

@@ -11,6 +11,7 @@ from common.errors import PreconditionFailed, ValidationFailed
 from common.grpc.contract_rules import contract_violations
 from common.validation import Violations
 from ogpgy.customer.v1 import customer_service_pb2 as cpb
+from services.customer.adapters import CsvSanctionsSource
 from services.customer.domain import (
     Address,
     Application,
@@ -27,7 +28,6 @@ from services.customer.domain import (
     run_kyc,
     validate_application,
 )
-from services.customer.repository import CsvSanctionsSource
 
 NOW = datetime(2026, 6, 15, 12, tzinfo=UTC)
 
