@@ -2,7 +2,7 @@
 
 from common.di.binding import RemoteImports
 from common.di.builder import ContextModuleBuilder
-from common.di.component import BaseComponent, Scope, og_component
+from common.di.component import BaseComponent, og_component
 from common.di.context import (
     BuiltContexts,
     Context,
@@ -44,7 +44,6 @@ __all__ = [
     "NotImportedError",
     "Provide",
     "RemoteImports",
-    "Scope",
     "UnknownContextError",
     "context_spec",
     "og_component",

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common.di.binding import RemoteImports, can_stand_for
-from common.di.component import Scope, component_spec
 from common.di.context import BuiltContexts, Context, ContextInfo, ContextSpec, ModuleContextImport, Provide, context_spec
 from common.di.errors import (
     CycleError,
@@ -261,7 +260,7 @@ class ContextModuleBuilder:
             context._register(wanted, replacement.value)
             return replacement.value
         existing = context._lookup(wanted)
-        if existing is not None and component_spec(type(existing)).scope is Scope.SINGLETON:
+        if existing is not None:
             return existing
         bound = context.spec.provider_of(wanted)
         source = replacement.value if replacement else (bound.source if bound else None)

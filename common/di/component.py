@@ -2,48 +2,26 @@
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 T = TypeVar("T", bound=type)
 
 
-class Scope(enum.Enum):
-    """How many instances a context makes of a component."""
-
-    SINGLETON = "singleton"  # one per context: the default
-    TRANSIENT = "transient"  # one per injection point, all made at build time
-
-
-@dataclass(frozen=True)
-class ComponentSpec:
-    """What @og_component recorded on a class."""
-
-    scope: Scope = Scope.SINGLETON
-
-
 _SPEC_ATTR = "__og_component__"
-DEFAULT_SPEC = ComponentSpec()
 
 
-def og_component(scope: Scope = Scope.SINGLETON) -> Callable[[T], T]:
-    """Marks a class as a component. Only metadata is stored: no global registry is touched,
-    so a test can build as many independent contexts as it likes."""
+def og_component() -> Callable[[T], T]:
+    """Marks a class as a component: one instance per context, made at build time. Only a mark
+    is stored: no global registry is touched, so a test can build as many independent contexts as
+    it likes."""
 
     def mark(cls: T) -> T:
-        setattr(cls, _SPEC_ATTR, ComponentSpec(scope=scope))
+        setattr(cls, _SPEC_ATTR, True)
         return cls
 
     return mark
-
-
-def component_spec(cls: type) -> ComponentSpec:
-    """The spec of a class, or the default for plain classes used as providers."""
-    spec = cls.__dict__.get(_SPEC_ATTR)
-    return spec if isinstance(spec, ComponentSpec) else DEFAULT_SPEC
 
 
 class BaseComponent:

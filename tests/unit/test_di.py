@@ -20,7 +20,6 @@ from common.di import (
     ModuleContextImport,
     NotExportedError,
     NotImportedError,
-    Scope,
     UnknownContextError,
     og_component,
     og_context,
@@ -75,7 +74,7 @@ async def test_constructor_injection_binds_protocol_and_import() -> None:
     await contexts.shutdown()
 
 
-@og_component(scope=Scope.TRANSIENT)
+@og_component()
 class Scratch: ...
 
 
@@ -104,14 +103,13 @@ class Egg:
     def __init__(self, chicken: Chicken) -> None: ...
 
 
-async def test_one_instance_per_context_by_default_and_transient_on_request() -> None:
+async def test_one_instance_per_context() -> None:
     @og_context(name="solo", providers=[Config, Scratch, UserA, UserB])
     class Solo: ...
 
     contexts = await ContextModuleBuilder().build_contexts(Solo)
     a, b = contexts["solo"].resolve(UserA), contexts["solo"].resolve(UserB)
-    assert a.config is b.config
-    assert a.scratch is not b.scratch
+    assert a.config is b.config and a.scratch is b.scratch
 
 
 # --- errors, each with the context path and the fix -----------------------------------------
