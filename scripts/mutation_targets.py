@@ -155,7 +155,7 @@ TARGETS = (
     Target(
         "authz.account",
         "services/account/service.py",
-        (GATES, f"{UNIT}/test_account_use_cases.py", ACCESS, AUTHORITY),
+        (GATES, f"{UNIT}/test_account_authority.py", f"{UNIT}/test_account_use_cases.py", ACCESS, AUTHORITY),
         authorization_only=True,
         named=(
             Named(
@@ -263,15 +263,6 @@ EXPLAINED: dict[tuple[str, str, str], str] = {
         "constant: `min(budget, installment.owed_penalty) if penalty else 0` -> "
         "`min(budget, installment.owed_penalty) if penalty else 1`",
     ): "no caller passes penalty=False: " + _NO_SUCH_CALLER,
-    (
-        "loan.servicing",
-        "_accrued",
-        "bound dropped: `max(0, min(DAYS_PER_MONTH, days_30_360(start, today)))` -> "
-        "`min(DAYS_PER_MONTH, days_30_360(start, today))`",
-    ): (
-        "a period that has not begun accrues a negative amount instead of 0, and payoff takes "
-        "max(interest already earned >= 0, accrued): the same"
-    ),
     ("loan.servicing", "payoff", "comparison: `installment.due_date > today` -> `installment.due_date >= today`"): (
         "NOT EQUIVALENT: it exposes a defect, left for the lending context. A period is taken to start a month "
         "before its due date, so the period due 28 February starts 28 January and overlaps the one due 31 "
