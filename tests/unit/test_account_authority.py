@@ -53,6 +53,7 @@ async def test_nobody_moves_an_internal_account_the_contract_does_not_give_them(
             ADMIN_CALLER, lambda: accounts.withdraw(TransferOrder(internal, cash, eur(1), "w"), key("w"))
         ),
         "debit access to it, for an admin": await _reason(ADMIN_CALLER, lambda: accounts.check_access(internal, Access.DEBIT)),
+        "credit access to it, for its payer": await _reason(her, lambda: accounts.check_access(internal, Access.CREDIT)),
     }
     assert refusals == dict.fromkeys(refusals, "INTERNAL_ACCOUNT")
     with acting_as(ADMIN_CALLER):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -17,11 +17,14 @@ from services.lending.domain import (
     Loan,
     LoanStatus,
     approval_step,
+    disbursement_starts,
+    overdue_event,
     parse_rate,
     require_active,
     require_currency,
     validate_terms,
 )
+from services.lending.servicing import InstallmentState
 
 AT = datetime(2026, 6, 15, 12, tzinfo=UTC)
 
@@ -100,3 +103,23 @@ def test_the_applicant_never_gives_the_first_of_two_approvals(currency: str) -> 
     with pytest.raises(PreconditionFailed) as refused:
         approval_step(_applied(900_000, currency), "usr_maker", "0.05", {"EUR": 500_000})
     assert refused.value.reason == "FOUR_EYES_REQUIRED"
+
+
+@pytest.mark.parametrize("status", list(LoanStatus))
+def test_a_disbursement_starts_from_approved_only_and_leaves_one_under_way_as_it_is(status: LoanStatus) -> None:
+    loan = _loan(status)
+    if status is LoanStatus.APPROVED:
+        assert disbursement_starts(loan) is True
+    elif status in (LoanStatus.DISBURSING, LoanStatus.DISBURSED, LoanStatus.DISBURSEMENT_FAILED):
+        assert disbursement_starts(loan) is False, "its saga reports; the loan is not moved back"
+    else:
+        with pytest.raises(PreconditionFailed) as refused:
+            disbursement_starts(loan)
+        assert refused.value.reason == "LOAN_NOT_APPROVED"
+
+
+def test_an_overdue_installment_owes_what_it_owed_and_its_new_late_fee() -> None:
+    due = InstallmentState(3, date(2026, 6, 1), 40_000, 2_000, None, 0, 10_000, 2_000, 0, 0, None)
+    event = overdue_event(_loan(LoanStatus.DISBURSED), due, 1_500, AT)
+    assert (event.number, event.due_date) == (3, date(2026, 6, 1))
+    assert (event.owed, event.late_fee) == (Money("EUR", 30_000 + 1_500), Money("EUR", 1_500))
