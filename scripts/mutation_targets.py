@@ -367,4 +367,13 @@ EXPLAINED: dict[tuple[str, str, str], str] = {
         "operand dropped: `caller.has_role(CUSTOMER) and caller.customer_id and (customer_id in ('', caller.customer_id))` "
         "-> `caller.customer_id and customer_id in ('', caller.customer_id)`",
     ): "only customer users carry a customer_id (identity refuses one for any other role): " + _NO_SUCH_CALLER,
+    (
+        "authz.account",
+        "AccountUseCases.reverse",
+        "operand dropped: `transfer is not None and (not caller.service)` -> `transfer is not None`",
+    ): (
+        "the mutant also judges an admin relayed by a context; a context reaches ReverseTransfer only if it "
+        "imported it, and only lending does, to reverse its own captures to the loan book, which MOVED_BY gives "
+        "it: " + _NO_SUCH_CALLER
+    ),
 }

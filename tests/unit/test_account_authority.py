@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from common.errors import PermissionDenied
+from common.errors import NotFound, PermissionDenied
 from common.idempotency import IdempotencyKey
 from common.security.context import RELATIONSHIP_MANAGER, SecurityContext
 from services.account.domain import MOVED_BY, OWN_BOOKS, Access, ChargeOrder, InternalAccount, TransferOrder
@@ -86,6 +86,8 @@ async def test_an_admin_undoes_the_account_contexts_own_books(accounts: AccountU
         reversed_ = await accounts.reverse(deposit.transfer_id, "taken in error", key("undo"))
         assert reversed_.reverses_transfer_id == deposit.transfer_id
         assert (await accounts.get_account(ada)).balance == 0
+        with pytest.raises(NotFound):
+            await accounts.reverse("trf_unknown", "", key("undo-nothing"))
 
 
 def _charge(account: str, request_id: str) -> list[tuple[ChargeOrder, IdempotencyKey]]:
