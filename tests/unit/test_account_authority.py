@@ -13,9 +13,18 @@ from common.errors import NotFound, PermissionDenied
 from common.idempotency import IdempotencyKey
 from common.security.context import RELATIONSHIP_MANAGER, SecurityContext
 from services.account.domain import MOVED_BY, OWN_BOOKS, Access, ChargeOrder, InternalAccount, TransferOrder
+from services.account.ports import CustomerStanding
 from services.account.service import AccountUseCases
 from tests.unit.contexts import ADMIN_CALLER, FIRST_PAGE, acting_as, customer_caller
-from tests.unit.test_account_use_cases import accounts, customers, eur, funded_account, key, relayed  # noqa: F401
+from tests.unit.test_account_use_cases import (  # noqa: F401
+    FakeCustomers,
+    accounts,
+    customers,
+    eur,
+    funded_account,
+    key,
+    relayed,
+)
 
 KINDS = [k for k in InternalAccount if k is not InternalAccount.CASH]  # cash moves by Deposit and Withdraw
 
@@ -96,8 +105,10 @@ def _charge(account: str, request_id: str) -> list[tuple[ChargeOrder, Idempotenc
 
 async def test_charges_are_for_admins_and_relaying_contexts_and_for_accounts_the_user_may_debit(
     accounts: AccountUseCases,  # noqa: F811
+    customers: FakeCustomers,  # noqa: F811
 ) -> None:
     ada = await funded_account(accounts, "cus_ada", 10_000)
+    customers.standings["cus_ada"] = CustomerStanding(True, "usr_rm")  # her manager reads her accounts, and no more
     manager = SecurityContext("usr_rm", "rm", (RELATIONSHIP_MANAGER,), service="lending", via=("lending",))
     assert await _reason(customer_caller("cus_ada"), lambda: accounts.post_charges(_charge(ada, "self"))) == "ACCESS_DENIED"
     assert await _reason(relayed("lending", "cus_bob"), lambda: accounts.post_charges(_charge(ada, "bob"))) == "ACCESS_DENIED"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import NotFound, PermissionDenied, PreconditionFailed
+from common.errors import AlreadyExists, NotFound, PermissionDenied, PreconditionFailed
 from common.idempotency import IdempotencyKey
 from common.security.context import RELATIONSHIP_MANAGER, SecurityContext
 from services.customer.domain import DocumentType, IdentityDocument, KycStatus
@@ -53,6 +53,10 @@ async def test_an_admin_onboards_and_a_replay_answers_the_same_customer(customer
         assert ada.kyc.status is KycStatus.VERIFIED
         assert (await customers.onboard(application(), key("on-1"))).customer_id == ada.customer_id
         assert [c.customer_id for c in (await customers.page(FIRST_PAGE, None))[0]] == [ada.customer_id]
+        with pytest.raises(AlreadyExists) as again:  # the same identity document under another request_id
+            await customers.onboard(application(), key("on-2"))
+        assert (again.value.reason, again.value.metadata["customer_id"]) == ("CUSTOMER_ALREADY_EXISTS", ada.customer_id)
+        assert len((await customers.page(FIRST_PAGE, None))[0]) == 1
 
 
 async def test_nobody_but_an_admin_onboards_and_a_refusal_stores_nothing(customers: CustomerUseCases) -> None:
