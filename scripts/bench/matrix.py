@@ -14,6 +14,11 @@ Usage: .venv/bin/python scripts/bench/matrix.py [--seconds 3] [--rounds 3] [--in
                                                 [--json var/bench/matrix.json] [--compare old.json]
 A full run (1,000,000 accounts, one round) takes about 6 minutes on 2 cores; each further round
 adds about 2.
+
+The committed baseline, `scripts/bench/baselines/matrix.json` (2026-12-07, `--seconds 3 --rounds 3
+--interest-accounts 100000`, on this 2-core machine), is what a change is compared with
+(`--compare scripts/bench/baselines/matrix.json`), not only the commit before it, so that slow
+drift shows. Refresh it, with the same arguments, only when a change is meant to move a figure.
 """
 
 from __future__ import annotations
