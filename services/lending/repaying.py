@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from common.db.base import Settled
+from common.db.base import Settled, stored
 from common.db.idempotency import claim_new, refusal_of
 from common.errors import PreconditionFailed, ReasonedError
 from common.idempotency import IdempotencyKey, key_reused
@@ -81,7 +81,7 @@ async def asked_before(uow: LendingUnit, keys: Sequence[IdempotencyKey]) -> dict
             raise key_reused(asked.key)
         if asked.refusal is not None:
             raise refusal_of(asked.refusal)
-        found[request_id] = asked.repayment
+        found[request_id] = stored(asked.repayment, request_id)  # a row not refused maps to its repayment
     return found
 
 

@@ -122,7 +122,7 @@ class Asked:
     key: IdempotencyKey
     operation: str
     fingerprint: str
-    repayment: Repayment
+    repayment: Repayment | None  # None when it was refused: a refused row is kept only for its answer
     refusal: str | None
 
 
@@ -157,8 +157,11 @@ class Repayments:
         for row in rows:
             key = wanted.get((row["scope"], row["request_id"]))
             if key is not None:
-                refusal = row["refusal"] if row["status"] == REFUSED else None
-                found[key.request_id] = Asked(key, row["operation"], row["fingerprint"], repayment_of(row), refusal)
+                refused = row["status"] == REFUSED
+                repayment = None if refused else repayment_of(row)
+                found[key.request_id] = Asked(
+                    key, row["operation"], row["fingerprint"], repayment, row["refusal"] if refused else None
+                )
         return found
 
     async def add_pending(self, asked: Sequence[tuple[Repayment, IdempotencyKey]]) -> None:
