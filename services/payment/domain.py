@@ -66,6 +66,15 @@ class Payment:
         return replace(self, attempts=self.attempts + 1, next_attempt_at=at + delay)
 
 
+def advanced(current: Payment, status: PaymentStatus, at: datetime, **changes: Any) -> Payment | None:
+    """The stored payment moved to `status`, or None when it is final already: an identical
+    request finished it first, and what it reached stands (each step at the account context is
+    one per request id, so every copy met the same hold and the same answer)."""
+    if current.status in FINAL:
+        return None
+    return replace(current.moved_to(status, at, **changes), next_attempt_at=None)
+
+
 @dataclass(frozen=True)
 class FraudRules:
     max_amount: Money

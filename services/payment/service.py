@@ -50,6 +50,7 @@ from services.payment.domain import (
     Payment,
     PaymentStatus,
     Reconciliation,
+    advanced,
     events_of,
     reconcile,
     screened,
@@ -124,10 +125,16 @@ class PaymentProcessor(BaseComponent):
         self._clock = clock
 
     async def _move(self, p: Payment, status: PaymentStatus, **changes: str) -> Payment:
-        moved = replace(p.moved_to(status, self._clock.now(), **changes), next_attempt_at=None)
+        """Moves the payment as it is stored now: identical requests drive one payment, and the
+        first to finish it answers for all (their steps met the same hold, by request id)."""
+        now = self._clock.now()
 
         async def save(uow: PaymentUnit) -> Payment:
-            await uow.payments.move(moved, p.status)
+            current = stored(await uow.payments.get(p.payment_id), p.payment_id)
+            moved = advanced(current, status, now, **changes)
+            if moved is None:
+                return current
+            await uow.payments.move(moved, current.status)
             await uow.publish(events_of(moved))
             return moved
 
@@ -169,28 +176,39 @@ class PaymentProcessor(BaseComponent):
                     self._hold_request_id(p), p.debtor_account_id, creditor, p.amount, p.reference, capture=not external
                 )
         except _Refused as refused:
-            if isinstance(refused.error, PermissionDenied):  # revoked since the check: nothing reserved
-                await self._move(p, PaymentStatus.FAILED, failure_reason="ACCESS_DENIED")
-                raise PermissionDenied(
-                    "ACCESS_DENIED", "the caller may not spend from the debtor account", {"payment_id": p.payment_id}
-                ) from refused
-            reason = "ACCOUNT_NOT_FOUND" if isinstance(refused.error, NotFound) else refused.reason
-            return await self._move(p, PaymentStatus.FAILED, failure_reason=reason)
+            return await self._hold_refused(p, refused)
         if hold.transfer_id:
             return await self._completed(p, hold)
         # Not stored yet: if this process dies now, the worker finds the hold by its request id.
         return replace(p, hold_id=hold.hold_id)
 
-    async def _find_hold(self, p: Payment) -> Payment:
+    async def _hold_refused(self, p: Payment, refused: _Refused) -> Payment:
+        """A refusal is final only once the request id is closed. The account context judges the
+        caller and the account before it replays a request id, so an identical request that went
+        first may hold the funds although this copy was refused (its token revoked meanwhile, a
+        right withdrawn): looked up as this context, that hold is the payment's."""
+        if isinstance(refused.error, PermissionDenied):
+            reason = "ACCESS_DENIED"
+        else:
+            reason = "ACCOUNT_NOT_FOUND" if isinstance(refused.error, NotFound) else refused.reason
+        with as_itself():
+            found = await self._find_hold(p, not_placed=reason)
+        if found.status is PaymentStatus.FAILED and found.failure_reason == "ACCESS_DENIED" and reason == "ACCESS_DENIED":
+            raise PermissionDenied(
+                "ACCESS_DENIED", "the caller may not spend from the debtor account", {"payment_id": p.payment_id}
+            ) from refused
+        return found
+
+    async def _find_hold(self, p: Payment, *, not_placed: str = "HOLD_NOT_PLACED") -> Payment:
         """The hold the request placed, if it placed one; never a new one (LookupHold closes the
-        request id when there is none, so the answer is final)."""
+        request id when there is none, so the answer is final: the payment fails `not_placed`)."""
         try:
             with _account_step(p):
                 found = await self._accounts.lookup_hold(self._hold_request_id(p))
         except _Refused as refused:
             if not isinstance(refused.error, NotFound):
                 return await self._move(p, PaymentStatus.NEEDS_OPERATOR, failure_reason=f"HOLD_LOOKUP_REFUSED_{refused.reason}")
-            return await self._move(p, PaymentStatus.FAILED, failure_reason="HOLD_NOT_PLACED")
+            return await self._move(p, PaymentStatus.FAILED, failure_reason=not_placed)
         if found.released:
             return await self._move(
                 p, PaymentStatus.FAILED, failure_reason=p.failure_reason or "HOLD_RELEASED", hold_id=found.hold_id

@@ -4,7 +4,7 @@ request that lost its answer finished by the worker without new authority."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from common.clock import Clock, FixedClock
-from common.errors import NotFound, PermissionDenied, PreconditionFailed, Unavailable
+from common.errors import NotFound, PermissionDenied, PreconditionFailed, Unauthenticated, Unavailable
 from common.idempotency import IdempotencyKey
 from common.money import Money
 from common.security.context import ADMIN, SecurityContext, current_caller
@@ -32,6 +32,8 @@ class FakeLedger(HoldBook, Accounts):
 
     owners: dict[str, str] = field(default_factory=dict)  # account -> customer ("" for the bank's own)
     answers_lost: int = 0  # the next place_hold calls succeed, but their answer never arrives
+    revoked: set[str] = field(default_factory=set)  # customers whose tokens the account context refuses
+    closed: set[str] = field(default_factory=set)  # request ids LookupHold closed: they never place a hold
 
     def _may_debit(self, account_id: str) -> None:
         caller = current_caller()
@@ -62,8 +64,14 @@ class FakeLedger(HoldBook, Accounts):
     async def place_hold(
         self, request_id: str, debtor: str, creditor: str, amount: Money, description: str, *, capture: bool
     ) -> FoundHold:
+        # As the account context does: the caller and the account are judged before a request id
+        # is replayed, so an identical request's copy can be refused a hold that exists.
+        if current_caller().customer_id in self.revoked:
+            raise Unauthenticated("TOKEN_REVOKED", "the token was revoked")
+        self._may_debit(debtor)
+        if request_id in self.closed:
+            raise PreconditionFailed("REQUEST_VOIDED", "closed by LookupHold")
         if request_id not in self.holds:
-            self._may_debit(debtor)
             if self.available(debtor) < amount.minor:
                 raise PreconditionFailed("INSUFFICIENT_FUNDS", "not enough")
             placed = self.place(request_id, debtor, creditor, amount)
@@ -76,6 +84,7 @@ class FakeLedger(HoldBook, Accounts):
 
     async def lookup_hold(self, request_id: str) -> FoundHold:
         if request_id not in self.holds:
+            self.closed.add(request_id)
             raise NotFound("hold request", request_id)
         return self._found(request_id)
 
@@ -106,6 +115,7 @@ class FakeNetwork(PaymentNetwork):
 
     mode: str = "settle"  # settle | reject | away
     submitted: list[str] = field(default_factory=list)
+    meanwhile: Callable[[], Awaitable[None]] | None = None  # runs once, while the first submission waits
 
     def accepts_calls(self) -> bool:
         return self.mode != "away"
@@ -114,6 +124,9 @@ class FakeNetwork(PaymentNetwork):
         if self.mode == "away":
             raise NetworkUnavailable("no answer")
         self.submitted.append(payment.payment_id)
+        meanwhile, self.meanwhile = self.meanwhile, None
+        if meanwhile is not None:
+            await meanwhile()
         return NetworkAnswer(settled=self.mode == "settle", reject_reason="" if self.mode == "settle" else "ACCOUNT_CLOSED")
 
     async def settlements(self) -> list[NetworkSettlement]:
@@ -241,3 +254,35 @@ async def test_a_lost_answer_is_finished_by_the_worker_with_the_hold_the_request
     with acting_as(customer_caller("cus_ada")):
         assert (await bank.payments.get(payment_id)).status is PaymentStatus.COMPLETED
     assert bank.ledger.balances["acc_bob"] == 1_000
+
+
+async def test_a_copy_refused_the_hold_its_twin_placed_ends_on_the_twins_payment(bank: Bank) -> None:
+    """Two copies of one CreatePayment: the first holds the funds and waits on the network; the
+    account context refuses the second's PlaceHold (its token revoked since the payment context
+    checked it), though the hold exists. Both answer the one payment, settled once: the refused
+    copy used to fail it while the first copy moved the money."""
+    answers: list[Payment] = []
+
+    async def twin() -> None:
+        bank.ledger.revoked.add("cus_ada")
+        with acting_as(customer_caller("cus_ada")):
+            answers.append(await bank.payments.create("acc_ada", ABROAD, eur(5_000), "invoice", key("p1")))
+
+    bank.network.meanwhile = twin
+    with acting_as(customer_caller("cus_ada")):
+        first = await bank.payments.create("acc_ada", ABROAD, eur(5_000), "invoice", key("p1"))
+    assert [(a.payment_id, a.status) for a in answers] == [(first.payment_id, PaymentStatus.COMPLETED)]
+    assert first.status is PaymentStatus.COMPLETED and first.transfer_id == answers[0].transfer_id
+    assert bank.ledger.balances == {"acc_ada": 5_000, "acc_bob": 0, CLEARING: 5_000} and len(bank.ledger.holds) == 1
+
+
+async def test_a_hold_refused_with_no_twin_fails_the_payment_and_closes_its_request_id(bank: Bank) -> None:
+    bank.ledger.revoked.add("cus_ada")
+    with acting_as(customer_caller("cus_ada")):
+        failed = await bank.payments.create("acc_ada", ABROAD, eur(5_000), "invoice", key("p1"))
+    assert (failed.status, failed.failure_reason) == (PaymentStatus.FAILED, "TOKEN_REVOKED")
+    assert bank.ledger.holds == {} and bank.ledger.closed == {f"{failed.payment_id}-hold"}, "no copy can hold it later"
+    bank.ledger.revoked.clear()
+    with acting_as(customer_caller("cus_ada")):
+        again = await bank.payments.create("acc_ada", ABROAD, eur(5_000), "invoice", key("p1"))
+    assert again == failed and bank.network.submitted == []
