@@ -97,7 +97,11 @@ class NotificationApi(pb_grpc.NotificationServiceServicer):
         v = Violations()
         kinds = _opt_outs(v, list(request.opted_out_kinds))
         v.raise_if_any()
+        # A set: the same kinds in another order are the same request.
+        canonical = pb.UpdateNotificationPreferencesRequest(
+            request_id=request.request_id, customer_id=request.customer_id, opted_out_kinds=sorted(k.value for k in kinds)
+        )
         preferences = await self._service.set_preferences(
-            request.customer_id, kinds, idempotency_key(request, "UpdateNotificationPreferences")
+            request.customer_id, kinds, idempotency_key(canonical, "UpdateNotificationPreferences")
         )
         return pb.UpdateNotificationPreferencesResponse(preferences=preferences_pb(preferences))

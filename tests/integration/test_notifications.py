@@ -131,6 +131,11 @@ async def test_payments_are_told_to_the_payer_and_opt_outs_are_kept(
         changed = (await preferences.UpdateNotificationPreferences(update)).preferences
         assert (changed.customer_id, list(changed.opted_out_kinds)) == (payer, ["PAYMENT_COMPLETED"])
         assert (await preferences.UpdateNotificationPreferences(update)).preferences == changed, "a retry answers the same"
+        both = ["PAYMENT_QUEUED", "PAYMENT_COMPLETED"]
+        wider_request = npb.UpdateNotificationPreferencesRequest(request_id="p-3", opted_out_kinds=both)
+        wider = (await preferences.UpdateNotificationPreferences(wider_request)).preferences
+        reordered = npb.UpdateNotificationPreferencesRequest(request_id="p-3", opted_out_kinds=both[::-1])
+        assert (await preferences.UpdateNotificationPreferences(reordered)).preferences == wider, "a set, in any order"
         await pay("second")
         *_, quiet = await _settled(own, "", 3)
         assert (quiet.kind, quiet.status, quiet.attempts) == ("PAYMENT_COMPLETED", npb.DELIVERY_STATUS_SUPPRESSED, 0)
