@@ -14,8 +14,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
+from common.audit import record_changes
 from common.db.base import Tx, UnitOfWork
-from common.db.idempotency import claim, once, replayed_resource
+from common.db.idempotency import Refusal, claim, once, refuse, replayed_resource, resource_or_void
+from common.events.inbox import first_delivery
 from common.events.outgoing import Outgoing
 from common.idempotency import IdempotencyKey
 
@@ -33,10 +35,20 @@ class Unit:
     def __init__(self, tx: Tx) -> None:
         self.tx = tx
 
-    async def claim(self, key: IdempotencyKey, resource_id: str) -> str | None:
+    async def claim(self, key: IdempotencyKey, resource_id: str, *, record: bool = True) -> str | None:
         """Claims `key` for `resource_id`: None when new, else the resource an earlier request
-        with it made (IDEMPOTENCY_KEY_REUSED for other content)."""
-        return await claim(self.tx, key, resource_id)
+        with it made (IDEMPOTENCY_KEY_REUSED for other content). `record=False`: the change is
+        recorded in the audit trail by the unit once it is certain."""
+        return await claim(self.tx, key, resource_id, record=record)
+
+    async def refuse(self, key: IdempotencyKey, refused: Refusal) -> None:
+        """Keeps `refused` as the answer of the key this unit claimed, for good."""
+        await refuse(self.tx, key, refused)
+
+    async def made_or_closed(self, scope: str, request_id: str, operation: str) -> str | None:
+        """What `scope`'s `operation` with `request_id` made; None when nothing, and then the
+        request id is closed for good (for a caller that lost the answer: the reply is final)."""
+        return await resource_or_void(self.tx, scope, request_id, operation)
 
     async def replayed(self, key: IdempotencyKey) -> str | None:
         """The resource an earlier request with `key` made; None for a new key (claims nothing)."""
@@ -47,6 +59,14 @@ class Unit:
     ) -> T:
         """`make` for a new key, `replay` for a known one, and a refusal kept as the key's answer."""
         return await once(self.tx, key, resource_id, make, replay)
+
+    async def record(self, operation: str, changes: Sequence[tuple[str, str | None]]) -> None:
+        """Records changes the unit made (each a resource and its request id) in the audit trail."""
+        await record_changes(self.tx, operation, changes)
+
+    async def first_delivery(self, consumer: str, event_id: str) -> bool:
+        """True the first time `consumer` handles `event_id` in a unit (remembered with its writes)."""
+        return await first_delivery(self.tx, consumer, event_id)
 
     async def publish(self, events: Sequence[object]) -> None:
         """Raises `events`: they leave through the outbox once the unit commits."""

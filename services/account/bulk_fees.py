@@ -13,9 +13,16 @@ from datetime import date, datetime
 
 from common.audit import record_change
 from common.db.base import Tx, aggregate
-from common.errors import PreconditionFailed
 from services.account.bulk_postings import ROWS_DDL, day_end, post_rows
 from services.account.domain import InternalAccount
+
+
+class ChunkOverlap(Exception):
+    """A cursor inside a chunk of fees recorded whole: the use case answers the domain's refusal."""
+
+    def __init__(self, start: str, last: str) -> None:
+        super().__init__(start, last)
+        self.start, self.last = start, last
 
 
 @dataclass(frozen=True)
@@ -119,12 +126,7 @@ async def _recorded_fee_chunk(tx: Tx, month: _Month, currency: str, after: str) 
         return None
     if recorded["after_account_id"] != after:
         start, last = str(recorded["after_account_id"]), str(recorded["last_account_id"])
-        raise PreconditionFailed(
-            "FEE_CHUNK_OVERLAP",
-            f"the month's fees after {start or 'the first account'} up to {last} were charged as one chunk:"
-            " resume from its start or its end",
-            {"chunk_after_account_id": start, "chunk_last_account_id": last},
-        )
+        raise ChunkOverlap(start, last)
     return FeeChunk(
         int(recorded["processed"]),
         int(recorded["charged"]),

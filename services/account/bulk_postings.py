@@ -17,8 +17,18 @@ from common.db.base import Tx, aggregate
 from common.errors import Aborted
 from common.money import MAX_MINOR
 from kernel.interest import InterestTier
-from services.account.domain import InternalAccount, balance_limit
+from services.account.domain import InternalAccount
 from services.account.tables import ENTRY_COLUMNS, TRANSFER_COLUMNS
+
+
+class PastLimit(Exception):
+    """A set-based posting found an account it would take past the ledger's limit: the chunk is
+    undone whole (posting the others and skipping one would pay unevenly without anyone
+    noticing), and the use case answers the domain's refusal for that account."""
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(account_id)
+        self.account_id = account_id
 
 
 @dataclass(frozen=True)
@@ -196,16 +206,15 @@ async def _next_recorded_start(tx: Tx, business_date: str, after: str) -> str:
     return str(row["start"]) if row["start"] is not None else ""
 
 
-async def _refuse_past_limit(tx: Tx) -> None:
-    """A chunk that would take an account past the ledger's limit is refused whole: posting the
-    others and skipping one would pay interest unevenly without anyone noticing."""
+async def _stop_past_limit(tx: Tx) -> None:
+    """Stops a chunk that would take an account past the ledger's limit (PastLimit)."""
     over = await tx.fetchone(
         "SELECT r.account_id FROM accrual_rows r JOIN accounts a ON a.account_id = r.account_id"
         " WHERE a.balance_minor > ? - r.amount_minor ORDER BY r.account_id LIMIT 1",
         MAX_MINOR,
     )
     if over is not None:
-        raise balance_limit(str(over["account_id"]))
+        raise PastLimit(str(over["account_id"]))
 
 
 async def _post_span(tx: Tx, span: _Span, tiers: tuple[InterestTier, ...], at: datetime) -> int:
@@ -225,7 +234,7 @@ async def _post_span(tx: Tx, span: _Span, tiers: tuple[InterestTier, ...], at: d
     total = int((await aggregate(tx, "SELECT COALESCE(SUM(amount_minor), 0) AS total FROM accrual_rows"))["total"])
     if not total:
         return 0
-    await _refuse_past_limit(tx)
+    await _stop_past_limit(tx)
     await post_rows(
         tx,
         InternalAccount.INTEREST_EXPENSE.account_id(span.currency),
@@ -251,7 +260,7 @@ async def post_rows(tx: Tx, internal: str, currency: str, total: int, descriptio
         MAX_MINOR,
     )
     if internal_row is None:
-        raise balance_limit(internal)
+        raise PastLimit(internal)
     internal_start = int(internal_row["balance_minor"]) + sign * total
     debit, credit = ("?", "account_id") if to_rows else ("account_id", "?")
     posted = at.isoformat()

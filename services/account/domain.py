@@ -4,21 +4,21 @@ Sign convention: an account's balance is its credits minus its debits, for custo
 bank-internal accounts alike. Every transfer debits one account and credits another by the same
 amount, so the balances of all accounts always sum to zero: total debits equal total credits.
 
-Every refusal of the ledger is decided here, on the state the repository read: an account that
-is closed, in another currency, would cross its floor or the ledger's limit; a hold resolved
-already or captured for more than it holds; a reversal of a reversal. The repository's SQL
-repeats the arithmetic only as a guard against a change that committed in between.
+Every refusal of the ledger is decided here, on the rows a use case's unit of work locked: an
+account that is closed, in another currency, would cross its floor or the ledger's limit; a hold
+resolved already or captured for more than it holds; a reversal of a reversal. The repository's
+SQL repeats the arithmetic only as a guard (a guard that trips under the lock is a bug: Aborted).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from common.errors import PermissionDenied, PreconditionFailed
+from common.errors import NotFound, PermissionDenied, PreconditionFailed
 from common.money import CURRENCY_EXPONENTS, MAX_MINOR, Money
 
 
@@ -231,13 +231,6 @@ def balance_limit(account_id: str) -> PreconditionFailed:
     )
 
 
-def floor_of(type_: AccountType, features: AccountFeatures) -> int | None:
-    """The floor stored with an account, so SQL can check it without the product catalogue."""
-    if type_ is AccountType.INTERNAL:
-        return None
-    return -features.overdraft_limit if features.overdraft_protection else 0
-
-
 @dataclass(frozen=True)
 class Transfer:
     transfer_id: str
@@ -335,6 +328,28 @@ class TransferOrder:
     hold_id: str = ""
 
 
+def known(accounts: Mapping[str, Account], account_id: str) -> Account:
+    if account_id not in accounts:
+        raise NotFound("account", account_id)
+    return accounts[account_id]
+
+
+def require_posting(order: TransferOrder, accounts: Mapping[str, Account], *, release: int = 0) -> None:
+    """The accounts can take the transfer: both known, the debit within its floor (once it frees
+    `release` of its holds for it), both within the ledger's limit; judged in account id order."""
+    for account_id in sorted({order.debit_account_id, order.credit_account_id}):
+        if account_id == order.debit_account_id:
+            known(accounts, account_id).require_debit(order.amount, release=release)
+        else:
+            known(accounts, account_id).require_credit(order.amount)
+
+
+def require_holdable(order: TransferOrder, accounts: Mapping[str, Account]) -> None:
+    """The debit account can reserve the amount, for an account that takes its currency."""
+    known(accounts, order.debit_account_id).require_reserve(order.amount)
+    known(accounts, order.credit_account_id).require_usable(order.amount.currency)
+
+
 @dataclass(frozen=True)
 class ChargeOrder:
     """A validated charge: the account debited once for the total, each line credited to one of
@@ -364,6 +379,17 @@ class Charge:
     @property
     def posted(self) -> bool:
         return bool(self.charge_id)
+
+
+def fee_chunk_overlap(start: str, last: str) -> PreconditionFailed:
+    """A cursor inside a recorded chunk of fees: what that chunk charged after the cursor is not
+    recorded apart, and charging it again would take a second fee."""
+    return PreconditionFailed(
+        "FEE_CHUNK_OVERLAP",
+        f"the month's fees after {start or 'the first account'} up to {last} were charged as one chunk:"
+        " resume from its start or its end",
+        {"chunk_after_account_id": start, "chunk_last_account_id": last},
+    )
 
 
 def fee_due(monthly_fee: int, minimum_balance: int, lowest_balance: int) -> bool:

@@ -15,7 +15,7 @@ from services.account.api import AccountApi
 from services.account.events import INCOMING, CustomerEventsHandler
 from services.account.messages import OUTGOING
 from services.account.ports import Customers
-from services.account.repository import LedgerRepository, SqlLedgerRepository
+from services.account.repository import AccountUnits
 from services.account.service import AccountFactory, AccountUseCases
 
 
@@ -33,7 +33,7 @@ from services.account.service import AccountFactory, AccountUseCases
     ],
     providers=[
         ContextDatabase,
-        provide(SqlLedgerRepository, provides=LedgerRepository),
+        AccountUnits,
         OutboxRelay,
         AccountFactory,
         provide(CustomerDirectory, provides=Customers),

@@ -1,115 +1,128 @@
-"""The ledger's movements in SQL: reads of the rows the domain decides on, and the guarded
-writes that apply its decisions (a debit, a credit, a posted transfer with its two entries).
+"""Accounts and transfers in SQL: the rows a movement decides on, locked, and the writes that
+apply what the domain decided (a debit, a credit, a transfer with its two entries).
 
-Every UPDATE keeps a condition that guards the decision against a change committed in between;
-a guard that trips makes the domain decide again on the row as it now is (`decided`). Accounts
-are updated in id order so that concurrent transfers on PostgreSQL cannot deadlock each other.
+The use case locks the accounts it moves (`Accounts.locked`) before the domain decides, so each
+write below happens over the rows the decision saw. Every UPDATE still keeps the decision's
+condition, as a guard: one that trips under the lock is a bug, answered ABORTED, never a wrong
+balance. Accounts are locked in id order, so concurrent movements cannot deadlock each other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
 from datetime import datetime
 
-from common.audit import acting
-from common.db.base import Row, Tx, stored
-from common.errors import Aborted, NotFound
+from common.audit import acting, record_change
+from common.db.base import Row, Tx, aggregate, stored
+from common.db.keyset import Page, keyset_page
+from common.errors import Aborted
+from common.events.inbox import first_delivery
 from common.money import MAX_MINOR, Money
-from services.account.domain import (
-    Account,
-    Hold,
-    Transfer,
-    TransferOrder,
-    TransferPosted,
-)
-from services.account.messages import OUTGOING
+from services.account.domain import Account, AccountStatus, Entry, Transfer, TransferOrder
 from services.account.tables import (
     ACCOUNT_COLUMNS,
     ENTRY_COLUMNS,
-    HOLD_COLUMNS,
     TRANSFER_COLUMNS,
     TRANSFER_READ_COLUMNS,
     account_of,
-    hold_of,
+    features_json,
     transfer_of,
 )
 
-DECISIONS = 3  # a guard that trips this often is a row under a storm of writes: the caller retries
-
-# --- reads ----------------------------------------------------------------------------------
-
-
-async def select_account(tx: Tx, account_id: str) -> Account | None:
-    row = await tx.fetchone(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id = ?", account_id)
-    return account_of(row) if row else None
+INSERT_TRANSFER = f"INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_ENTRY = f"INSERT INTO entries ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 
-async def select_accounts(tx: Tx, account_ids: list[str]) -> dict[str, Account]:
-    rows = await tx.fetchall(
-        f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id IN ({', '.join('?' for _ in account_ids)})", *account_ids
-    )
-    return {row["account_id"]: account_of(row) for row in rows}
+def _moved(row: Row | None, account_id: str) -> int:
+    """The balance a guarded write left; a guard that tripped under the lock aborts the unit."""
+    if row is None:
+        raise Aborted("CONCURRENT_MOVEMENT", f"account {account_id} changed under its lock; retry with the same request_id", {})
+    return int(row["balance_minor"])
 
 
-async def require_account(tx: Tx, account_id: str) -> Account:
-    account = await select_account(tx, account_id)
-    if account is None:
-        raise NotFound("account", account_id)
-    return account
+class Accounts:
+    """The accounts of one transaction."""
 
+    def __init__(self, tx: Tx) -> None:
+        self._tx = tx
 
-async def select_transfer(tx: Tx, transfer_id: str) -> Transfer | None:
-    row = await tx.fetchone(f"SELECT {TRANSFER_READ_COLUMNS} FROM transfers WHERE transfer_id = ?", transfer_id)
-    return transfer_of(row) if row else None
+    async def get(self, account_id: str) -> Account | None:
+        row = await self._tx.fetchone(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id = ?", account_id)
+        return account_of(row) if row else None
 
+    async def stored(self, account_id: str) -> Account:
+        return stored(await self.get(account_id), account_id)
 
-async def select_hold(tx: Tx, hold_id: str) -> Hold | None:
-    row = await tx.fetchone(f"SELECT {HOLD_COLUMNS} FROM holds WHERE hold_id = ?", hold_id)
-    return hold_of(row) if row else None
+    async def locked(self, account_ids: Sequence[str]) -> dict[str, Account]:
+        """The accounts (those that exist), locked in id order until the unit ends (SQLite: the
+        unit holds the database's write lock already)."""
+        ids = sorted(set(account_ids))
+        lock = " FOR UPDATE" if self._tx.dialect == "postgres" else ""
+        rows = await self._tx.fetchall(
+            f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id IN ({', '.join('?' for _ in ids)})"
+            f" ORDER BY account_id{lock}",
+            *ids,
+        )
+        return {row["account_id"]: account_of(row) for row in rows}
 
+    async def page(self, customer_id: str, after: int, limit: int) -> Page[Account, int]:
+        select = f"SELECT seq, {ACCOUNT_COLUMNS} FROM accounts"
+        return await keyset_page(self._tx, select, "customer_id = ?", [customer_id], after, limit, account_of)
 
-async def require_hold(tx: Tx, hold_id: str) -> Hold:
-    hold = await select_hold(tx, hold_id)
-    if hold is None:
-        raise NotFound("hold", hold_id)
-    return hold
+    async def add(self, account: Account) -> None:
+        await self._tx.execute(
+            f"INSERT INTO accounts ({ACCOUNT_COLUMNS}, interest_bearing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            account.account_id,
+            account.customer_id,
+            account.type.value,
+            account.status.value,
+            account.currency,
+            features_json(account.features),
+            account.balance,
+            account.held,
+            account.floor,
+            account.opened_at.isoformat(),
+            int(account.features.interest_bearing),
+        )
 
+    async def add_for_event(self, account: Account, consumer: str, event_id: str) -> bool:
+        """Adds `account` unless `consumer` handled `event_id` already (the inbox); whether added."""
+        if not await first_delivery(self._tx, consumer, event_id):
+            return False
+        await self.add(account)
+        await record_change(self._tx, "OpenDefaultAccount", account.account_id, event_id)
+        return True
 
-# --- decisions, guarded -----------------------------------------------------------------------
+    async def add_missing(self, accounts: Sequence[Account]) -> None:
+        """Adds those of `accounts` not there yet (the bank's own, at every start)."""
+        for account in accounts:
+            await self._tx.execute(
+                f"INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 0, 0, NULL, ?)"
+                " ON CONFLICT (account_id) DO NOTHING",
+                account.account_id,
+                account.customer_id,
+                account.type.value,
+                account.status.value,
+                account.currency,
+                features_json(account.features),
+                account.opened_at.isoformat(),
+            )
 
+    async def close(self, account_id: str, at: datetime) -> None:
+        closed = await self._tx.execute(
+            "UPDATE accounts SET status = ?, closed_at = ? WHERE account_id = ? AND status = ?"
+            " AND balance_minor = 0 AND held_minor = 0",
+            AccountStatus.CLOSED.value,
+            at.isoformat(),
+            account_id,
+            AccountStatus.OPEN.value,
+        )
+        if closed != 1:
+            raise Aborted("CONCURRENT_MOVEMENT", f"account {account_id} changed under its lock", {"account_id": account_id})
 
-async def decided(
-    tx: Tx,
-    account_id: str,
-    decide: Callable[[Account], None],
-    write: Callable[[], Awaitable[Row | None]],
-    read: Account | None = None,
-) -> Row:
-    """The domain decides on the account as it is (`read`: as it was just read), then `write`
-    applies the decision under its guard; a guard that finds the row changed since makes the
-    domain decide again on the new row."""
-    for _ in range(DECISIONS):
-        decide(read or await require_account(tx, account_id))
-        read = None
-        row = await write()
-        if row is not None:
-            return row
-    raise Aborted(
-        "CONCURRENT_MOVEMENT", f"account {account_id} kept changing; retry with the same request_id", {"account_id": account_id}
-    )
-
-
-# --- accounts -------------------------------------------------------------------------------
-
-
-# --- movements ------------------------------------------------------------------------------
-
-
-async def debit_balance(tx: Tx, account_id: str, amount: Money, *, release: int = 0, read: Account | None = None) -> int:
-    """Debits (after releasing `release` from what it holds); the new balance."""
-
-    async def debit() -> Row | None:
-        return await tx.fetchone(
+    async def debit(self, account_id: str, amount: Money, *, release: int = 0) -> int:
+        """Debits (after freeing `release` of what it holds); the new balance."""
+        row = await self._tx.fetchone(
             "UPDATE accounts SET balance_minor = balance_minor - ?, held_minor = held_minor - ?"
             " WHERE account_id = ? AND status = 'OPEN' AND currency = ? AND balance_minor - ? >= ?"
             " AND (floor_minor IS NULL OR balance_minor - (held_minor - ?) - ? >= floor_minor)"
@@ -123,16 +136,11 @@ async def debit_balance(tx: Tx, account_id: str, amount: Money, *, release: int 
             release,
             amount.minor,
         )
+        return _moved(row, account_id)
 
-    row = await decided(tx, account_id, lambda account: account.require_debit(amount, release=release), debit, read)
-    return int(row["balance_minor"])
-
-
-async def credit_balance(tx: Tx, account_id: str, amount: Money, *, read: Account | None = None) -> int:
-    """Credits; the new balance."""
-
-    async def credit() -> Row | None:
-        return await tx.fetchone(
+    async def credit(self, account_id: str, amount: Money) -> int:
+        """Credits; the new balance."""
+        row = await self._tx.fetchone(
             "UPDATE accounts SET balance_minor = balance_minor + ? WHERE account_id = ? AND status = 'OPEN'"
             " AND currency = ? AND balance_minor + ? <= ? RETURNING balance_minor",
             amount.minor,
@@ -141,38 +149,105 @@ async def credit_balance(tx: Tx, account_id: str, amount: Money, *, read: Accoun
             amount.minor,
             MAX_MINOR,
         )
+        return _moved(row, account_id)
 
-    row = await decided(tx, account_id, lambda account: account.require_credit(amount), credit, read)
-    return int(row["balance_minor"])
+    async def reserve(self, account_id: str, amount: Money) -> None:
+        row = await self._tx.fetchone(
+            "UPDATE accounts SET held_minor = held_minor + ? WHERE account_id = ? AND status = 'OPEN' AND currency = ?"
+            " AND held_minor + ? <= ? AND (floor_minor IS NULL OR balance_minor - held_minor - ? >= floor_minor)"
+            " RETURNING balance_minor",
+            amount.minor,
+            account_id,
+            amount.currency,
+            amount.minor,
+            MAX_MINOR,
+            amount.minor,
+        )
+        _moved(row, account_id)
+
+    async def free(self, account_id: str, amount: Money) -> None:
+        """Frees `amount` the account held for a hold released."""
+        await self._tx.execute("UPDATE accounts SET held_minor = held_minor - ? WHERE account_id = ?", amount.minor, account_id)
+
+    async def totals(self) -> tuple[int, int, int]:
+        """(sum of debits, sum of credits, sum of balances) over the whole ledger."""
+        row = await aggregate(
+            self._tx,
+            "SELECT COALESCE(SUM(CASE WHEN amount_minor < 0 THEN -amount_minor ELSE 0 END), 0) AS debits,"
+            " COALESCE(SUM(CASE WHEN amount_minor > 0 THEN amount_minor ELSE 0 END), 0) AS credits FROM entries",
+        )
+        balances = await aggregate(self._tx, "SELECT COALESCE(SUM(balance_minor), 0) AS total FROM accounts")
+        return int(row["debits"]), int(row["credits"]), int(balances["total"])
 
 
-async def post_transfer(tx: Tx, order: TransferOrder, transfer_id: str, at: datetime, *, release: int = 0) -> Transfer:
-    """Posts a transfer: both balances, the transfer, two entries, the event. No idempotency here."""
-    balances: dict[str, int] = {}
-    sides = sorted((order.debit_account_id, order.credit_account_id))  # one lock order: no deadlock
-    accounts = await select_accounts(tx, sides)  # both in one read
-    for account_id in sides:
-        read = accounts.get(account_id)
-        if read is None:
-            raise NotFound("account", account_id)
-        if account_id == order.debit_account_id:
-            balances[account_id] = await debit_balance(tx, account_id, order.amount, release=release, read=read)
-        else:
-            balances[account_id] = await credit_balance(tx, account_id, order.amount, read=read)
-    transfer = Transfer(
-        transfer_id,
-        order.debit_account_id,
-        order.credit_account_id,
-        order.amount,
-        order.description,
-        at,
-        order.reverses_transfer_id,
-        order.hold_id,
-        actor=acting(tx.context),
+class Transfers:
+    """The transfers of one transaction, with their entries."""
+
+    def __init__(self, tx: Tx) -> None:
+        self._tx = tx
+
+    async def get(self, transfer_id: str) -> Transfer | None:
+        row = await self._tx.fetchone(f"SELECT {TRANSFER_READ_COLUMNS} FROM transfers WHERE transfer_id = ?", transfer_id)
+        return transfer_of(row) if row else None
+
+    async def locked(self, transfer_id: str) -> Transfer | None:
+        lock = " FOR UPDATE" if self._tx.dialect == "postgres" else ""
+        row = await self._tx.fetchone(f"SELECT {TRANSFER_READ_COLUMNS} FROM transfers WHERE transfer_id = ?{lock}", transfer_id)
+        return transfer_of(row) if row else None
+
+    async def stored(self, transfer_id: str) -> Transfer:
+        return stored(await self.get(transfer_id), transfer_id)
+
+    async def add(self, order: TransferOrder, transfer_id: str, at: datetime, balances: dict[str, int]) -> Transfer:
+        """The transfer of `order` and its two entries (each with its account's balance after
+        it), in the name of whoever acts in this unit."""
+        transfer = Transfer(
+            transfer_id,
+            order.debit_account_id,
+            order.credit_account_id,
+            order.amount,
+            order.description,
+            at,
+            order.reverses_transfer_id,
+            order.hold_id,
+            actor=self.actor(),
+        )
+        await self.add_many([(transfer, balances[transfer.debit_account_id], balances[transfer.credit_account_id])])
+        return transfer
+
+    def actor(self) -> str:
+        """Whose authority posts in this unit, through which contexts."""
+        return acting(self._tx.context)
+
+    async def add_many(self, posted: Sequence[tuple[Transfer, int, int]]) -> None:
+        """Transfers, each with its two entries: its debited and credited accounts' balances after it."""
+        await self._tx.executemany(INSERT_TRANSFER, [transfer_row(t) for t, _, _ in posted])
+        await self._tx.executemany(INSERT_ENTRY, [row for t, debit, credit in posted for row in entry_rows(t, debit, credit)])
+
+    async def mark_reversed(self, transfer_id: str, by: str) -> None:
+        marked = await self._tx.execute(
+            "UPDATE transfers SET reversed_by = ? WHERE transfer_id = ? AND reversed_by IS NULL", by, transfer_id
+        )
+        if marked != 1:
+            raise Aborted("CONCURRENT_MOVEMENT", "the transfer changed under its lock", {"transfer_id": transfer_id})
+
+    async def entries(self, account_id: str, after: int, limit: int) -> Page[Entry, int]:
+        select = (
+            "SELECT e.seq AS seq, e.transfer_id, e.amount_minor, e.balance_after_minor, e.counterparty_account_id,"
+            " e.description, e.posted_at, a.currency FROM entries e JOIN accounts a ON a.account_id = e.account_id"
+        )
+        return await keyset_page(self._tx, select, "e.account_id = ?", [account_id], after, limit, _entry, key="e.seq")
+
+
+def _entry(row: Row) -> Entry:
+    return Entry(
+        transfer_id=row["transfer_id"],
+        amount=Money(row["currency"], row["amount_minor"]),
+        balance_after=Money(row["currency"], row["balance_after_minor"]),
+        counterparty_account_id=row["counterparty_account_id"],
+        description=row["description"],
+        posted_at=datetime.fromisoformat(row["posted_at"]),
     )
-    await _insert_transfer(tx, transfer, balances)
-    await OUTGOING.append(tx, [TransferPosted(transfer)])
-    return transfer
 
 
 def transfer_row(t: Transfer) -> tuple[object, ...]:
@@ -197,17 +272,3 @@ def entry_rows(t: Transfer, debit_after: int, credit_after: int) -> list[tuple[o
         (debit, t.transfer_id, -t.amount.minor, debit_after, credit, t.description, posted),
         (credit, t.transfer_id, t.amount.minor, credit_after, debit, t.description, posted),
     ]
-
-
-INSERT_TRANSFER = f"INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-INSERT_ENTRY = f"INSERT INTO entries ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-
-
-async def _insert_transfer(tx: Tx, t: Transfer, balances: dict[str, int]) -> None:
-    """The transfer and its two entries (each with the balance after it)."""
-    await tx.execute(INSERT_TRANSFER, *transfer_row(t))
-    await tx.executemany(INSERT_ENTRY, entry_rows(t, balances[t.debit_account_id], balances[t.credit_account_id]))
-
-
-async def stored_transfer(tx: Tx, transfer_id: str) -> Transfer:
-    return stored(await select_transfer(tx, transfer_id), transfer_id)

@@ -25,12 +25,14 @@ from common.pagination import PageRequest
 from common.security.context import ADMIN, SecurityContext, current_caller
 from common.security.policy import denied, require_customer_access, require_role, unknown
 from kernel.interest import InterestTier
+from services.account import movements
 from services.account.bulk_fees import FeeChunk
 from services.account.bulk_postings import AccrualChunk
 from services.account.domain import (
     Access,
     Account,
     AccountClosed,
+    AccountEvent,
     AccountFeatures,
     AccountOpened,
     AccountStatus,
@@ -49,7 +51,7 @@ from services.account.domain import (
     require_reversible,
 )
 from services.account.ports import Customers
-from services.account.repository import LedgerRepository
+from services.account.repository import AccountUnit, AccountUnits
 
 PRODUCTS_FILE = Path(__file__).parent / "products.toml"
 ACCOUNT_PREFIX = "acc"
@@ -84,6 +86,15 @@ class AccountFactory(BaseComponent):
             free_transactions_per_month=int(product["free_transactions_per_month"]),
         )
 
+    @staticmethod
+    def internal(currencies: list[str], at: datetime) -> list[Account]:
+        """The bank's own accounts, one of each kind per currency: no features, no floor."""
+        return [
+            Account(kind.account_id(c), "", AccountType.INTERNAL, AccountStatus.OPEN, c, AccountFeatures(), 0, 0, at)
+            for kind in InternalAccount
+            for c in currencies
+        ]
+
     def create(self, customer_id: str, type_: AccountType, currency: str, at: datetime) -> Account:
         return Account(
             account_id=new_id(ACCOUNT_PREFIX),
@@ -105,13 +116,13 @@ class AccountUseCases(BaseComponent):
 
     def __init__(
         self,
-        repository: LedgerRepository,
+        units: AccountUnits,
         factory: AccountFactory,
         customers: Customers,
         clock: Clock,
         caches: Caches,
     ) -> None:
-        self._repository = repository
+        self._units = units
         self._factory = factory
         self._customers = customers
         self._clock = clock
@@ -137,7 +148,7 @@ class AccountUseCases(BaseComponent):
         """(customer, currency) of an account (neither ever changes), cached; None if unknown."""
 
         async def load() -> str | None:
-            account = await self._repository.get_account(account_id)
+            account = await self._units.read(lambda uow: uow.accounts.get(account_id))
             return None if account is None else f"{account.customer_id} {account.currency}"
 
         found = await self._owners.get(account_id, load)
@@ -155,8 +166,15 @@ class AccountUseCases(BaseComponent):
         await require_customer_access(ownership[0], assigned=self._assigned, write=write, action=action)
         return ownership
 
+    async def _transfer(self, transfer_id: str) -> Transfer | None:
+        return await self._units.read(lambda uow: uow.transfers.get(transfer_id))
+
+    async def _hold(self, hold_id: str) -> Hold | None:
+        return await self._units.read(lambda uow: uow.holds.get(hold_id))
+
     async def initialize(self) -> None:
-        await self._repository.ensure_internal_accounts(sorted(CURRENCY_EXPONENTS), self._clock.now())
+        internal = self._factory.internal(sorted(CURRENCY_EXPONENTS), self._clock.now())
+        await self._units.write(lambda uow: uow.accounts.add_missing(internal))
 
     async def check_access(self, account_id: str, access: Access) -> str:
         """Side-effect free: whether the caller may do `access` on the account; its currency. Anyone
@@ -178,14 +196,16 @@ class AccountUseCases(BaseComponent):
         await require_customer_access(customer_id, assigned=self._assigned, write=True, action="open accounts for this customer")
         refused = await self._unverified(customer_id)
         account = self._factory.create(customer_id, type_, currency, self._clock.now())
-        return await self._repository.open_account(account, key, [AccountOpened(account)], refused)
+        return await self._units.write(lambda uow: movements.open_account(uow, account, key, [AccountOpened(account)], refused))
 
     async def open_default_account(self, customer_id: str, event_id: str, inbox: str) -> bool:
         """Reaction to a customer onboarded (or cleared) VERIFIED: exactly one default account per
         event, remembered in the `inbox` of the consumer that handled it."""
         type_, currency = DEFAULT_ACCOUNT
         account = self._factory.create(customer_id, type_, currency, self._clock.now())
-        return await self._repository.open_account_once(account, inbox, event_id, [AccountOpened(account)])
+        return await self._units.write(
+            lambda uow: movements.open_for_event(uow, account, inbox, event_id, [AccountOpened(account)])
+        )
 
     async def _unverified(self, customer_id: str) -> PreconditionFailed | None:
         """CUSTOMER_NOT_VERIFIED unless the customer context says the KYC is verified: a refusal
@@ -203,14 +223,14 @@ class AccountUseCases(BaseComponent):
 
     async def get_account(self, account_id: str) -> Account:
         await self._require_account(account_id, write=False, action="read this account")
-        account = await self._repository.get_account(account_id)
+        account = await self._units.read(lambda uow: uow.accounts.get(account_id))
         if account is None:
             raise NotFound("account", account_id)
         return account
 
     async def list_accounts(self, customer_id: str, request: PageRequest) -> tuple[list[Account], str]:
         await require_customer_access(customer_id, assigned=self._assigned, action="list this customer's accounts")
-        page = await self._repository.accounts_of(customer_id, request.after_seq, request.limit)
+        page = await self._units.read(lambda uow: uow.accounts.page(customer_id, request.after_seq, request.limit))
         if not page.items and request.after is None and await self._manager_of(customer_id) is None:
             raise NotFound("customer", customer_id)  # an empty list of a customer nobody knows would hide a typo
         return page.items, request.next_token(page.next_after)
@@ -218,7 +238,8 @@ class AccountUseCases(BaseComponent):
     async def close_account(self, account_id: str, key: IdempotencyKey) -> Account:
         owner, _ = await self._require_account(account_id, write=True, action="close this account")
         now = self._clock.now()
-        return await self._repository.close_account(account_id, key, now, [AccountClosed(account_id, owner, now)])
+        events: list[AccountEvent] = [AccountClosed(account_id, owner, now)]
+        return await self._units.write(lambda uow: movements.close_account(uow, account_id, key, now, events))
 
     # --- movements ----------------------------------------------------------------------------
 
@@ -242,10 +263,11 @@ class AccountUseCases(BaseComponent):
         return await self._post(order, key)
 
     async def _post(self, order: TransferOrder, key: IdempotencyKey) -> Transfer:
-        return await self._repository.transfer(order, new_id("trf"), key, self._clock.now())
+        now = self._clock.now()
+        return await self._units.write(lambda uow: movements.transfer(uow, order, key, now))
 
     async def get_transfer(self, transfer_id: str) -> Transfer:
-        transfer = await self._repository.get_transfer(transfer_id)
+        transfer = await self._transfer(transfer_id)
         if transfer is None:
             raise unknown("transfer", transfer_id, "read this transfer")
         for side in (transfer.debit_account_id, transfer.credit_account_id):
@@ -260,14 +282,15 @@ class AccountUseCases(BaseComponent):
         """Admins reverse any transfer; a context reverses only the capture of its own hold (it
         undoes what it did, e.g. a loan disbursement compensated)."""
         caller = current_caller()
-        transfer = await self._repository.get_transfer(transfer_id)
+        transfer = await self._transfer(transfer_id)
         if not caller.has_role(ADMIN):
-            hold = await self._repository.get_hold(transfer.hold_id) if transfer and transfer.hold_id else None
+            hold = await self._hold(transfer.hold_id) if transfer and transfer.hold_id else None
             if hold is None or not caller.service or hold.owner_context != caller.service:
                 raise denied("reverse this transfer")
         elif transfer is not None and not caller.service:  # an admin alone undoes the bank's own books only
             require_reversible((transfer.debit_account_id, transfer.credit_account_id), caller.service)
-        return await self._repository.reverse(transfer_id, reason, new_id("trf"), key, self._clock.now())
+        now = self._clock.now()
+        return await self._units.write(lambda uow: movements.reverse(uow, transfer_id, reason, key, now))
 
     # --- holds --------------------------------------------------------------------------------
 
@@ -277,16 +300,15 @@ class AccountUseCases(BaseComponent):
         user owns it: only that context resolves it."""
         require_movable((order.debit_account_id, order.credit_account_id), current_caller().service)
         await self._require_account(order.debit_account_id, write=True, action="reserve funds of this account")
-        caller = current_caller()
-        capture_as = new_id("trf") if capture else None
-        return await self._repository.place_hold(
-            order, new_id("hld"), key, self._clock.now(), caller.service, caller.chain, capture_as
+        caller, now = current_caller(), self._clock.now()
+        return await self._units.write(
+            lambda uow: movements.place_hold(uow, order, key, now, caller.service, caller.chain, capture=capture)
         )
 
     async def _hold_for(self, hold_id: str, *, resolve: bool) -> Hold:
         """The hold, if the caller may see it (resolve: and capture or release it)."""
         action = "resolve this hold" if resolve else "read this hold"
-        hold = await self._repository.get_hold(hold_id)
+        hold = await self._hold(hold_id)
         if hold is None:
             raise unknown("hold", hold_id, action)
         caller = current_caller()
@@ -306,11 +328,12 @@ class AccountUseCases(BaseComponent):
 
     async def capture_hold(self, hold_id: str, amount: Money | None, key: IdempotencyKey) -> tuple[Hold, Transfer]:
         await self._hold_for(hold_id, resolve=True)
-        return await self._repository.capture_hold(hold_id, amount, new_id("trf"), key, self._clock.now())
+        now = self._clock.now()
+        return await self._units.write(lambda uow: movements.capture_hold(uow, hold_id, amount, key, now))
 
     async def release_hold(self, hold_id: str, key: IdempotencyKey) -> Hold:
         await self._hold_for(hold_id, resolve=True)
-        return await self._repository.release_hold(hold_id, key)
+        return await self._units.write(lambda uow: movements.release_hold(uow, hold_id, key))
 
     async def lookup_hold(self, request_id: str) -> Hold:
         """For a context that lost PlaceHold's answer: the hold its request placed, or a definite
@@ -318,7 +341,7 @@ class AccountUseCases(BaseComponent):
         caller = current_caller()
         if not caller.service:
             raise denied("look up holds by request id (contexts only; retry PlaceHold with the same request_id)")
-        hold = await self._repository.lookup_hold(caller.principal, request_id)
+        hold = await self._units.write(lambda uow: movements.lookup_hold(uow, caller.principal, request_id))
         if hold is None:
             raise NotFound("hold request", request_id)
         return hold
@@ -335,7 +358,8 @@ class AccountUseCases(BaseComponent):
         await asyncio.gather(*(self._require_account(a, write=True, action="charge this account") for a in accounts))
         credited = {kind.account_id(amount.currency) for order, _ in orders for kind, amount in order.lines}
         require_movable(sorted(credited), current_caller().service)
-        return await self._repository.post_charges([(o, k, new_id("chg")) for o, k in orders], self._clock.now())
+        now = self._clock.now()
+        return await self._units.write(lambda uow: movements.post_charges(uow, orders, now))
 
     async def lookup_charge(self, request_id: str) -> Charge:
         """For a context that lost PostCharges' answer: the charge its order posted, or a definite
@@ -343,13 +367,13 @@ class AccountUseCases(BaseComponent):
         caller = current_caller()
         if not caller.service:
             raise denied("look up charges by request id (contexts only)")
-        charge = await self._repository.lookup_charge(caller.principal, request_id)
+        charge = await self._units.write(lambda uow: movements.lookup_charge(uow, caller.principal, request_id))
         if charge is None:
             raise NotFound("charge request", request_id)
         return charge
 
     async def holds(self, account_id: str, request: PageRequest) -> tuple[list[Hold], str]:
-        return await self._account_page(account_id, request, self._repository.holds_of)
+        return await self._account_page(account_id, request, lambda uow: uow.holds.page)
 
     # --- interest and statements --------------------------------------------------------------
 
@@ -365,9 +389,8 @@ class AccountUseCases(BaseComponent):
             raise ValidationFailed(
                 [FieldViolation("business_date", f"must not be after today ({today}): a day is accrued once it has begun")]
             )
-        return await self._repository.accrue_interest(
-            business_date.isoformat(), currency, tiers, after, limit, self._clock.now(), key
-        )
+        day, now = business_date.isoformat(), self._clock.now()
+        return await self._units.write(lambda uow: movements.accrue_interest(uow, key, day, currency, tiers, (after, limit), now))
 
     async def charge_monthly_fees(self, month: date, currency: str, after: str, limit: int, key: IdempotencyKey) -> FeeChunk:
         """One chunk of a month's maintenance fees (admins, known before the month is looked at;
@@ -376,19 +399,23 @@ class AccountUseCases(BaseComponent):
         today = self._clock.today()
         if not month_has_ended(month, today):
             raise ValidationFailed([FieldViolation("month", f"must have ended (today is {today})")])
-        return await self._repository.charge_fees(month.replace(day=1), currency, after, limit, self._clock.now(), key)
+        first_day, now = month.replace(day=1), self._clock.now()
+        return await self._units.write(lambda uow: movements.charge_fees(uow, key, first_day, currency, (after, limit), now))
 
     async def entries(self, account_id: str, request: PageRequest) -> tuple[list[Entry], str]:
-        return await self._account_page(account_id, request, self._repository.entries)
+        return await self._account_page(account_id, request, lambda uow: uow.transfers.entries)
 
     def internal_account(self, kind: InternalAccount, currency: str) -> str:
         """The id of one of the bank's own accounts: formed here, so that no other context types it."""
         return kind.account_id(currency)
 
     async def _account_page(
-        self, account_id: str, request: PageRequest, fetch: Callable[[str, int, int], Awaitable[Page[Any, int]]]
+        self,
+        account_id: str,
+        request: PageRequest,
+        fetch: Callable[[AccountUnit], Callable[[str, int, int], Awaitable[Page[Any, int]]]],
     ) -> tuple[list[Any], str]:
         """One page of what belongs to an account (its entries, its holds): for whoever may read it."""
         await self._require_account(account_id, write=False, action="read this account")
-        page = await fetch(account_id, request.after_seq, request.limit)
+        page = await self._units.read(lambda uow: fetch(uow)(account_id, request.after_seq, request.limit))
         return page.items, request.next_token(page.next_after)

@@ -20,7 +20,7 @@ from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
 from ogpgy.interest.v1 import interest_service_pb2 as ipb
 from ogpgy.interest.v1 import interest_service_pb2_grpc as igrpc
 from ogpgy.type.v1 import date_pb2
-from services.account.repository import LedgerRepository
+from services.account.repository import AccountUnits
 from tests.bank_helpers import Bank, admin_channel, eur
 from tests.conftest import ADMIN_PASSWORD
 from tests.grpc_assert import error_reason, field_violations
@@ -91,7 +91,7 @@ async def test_exact_tiered_interest_once_per_date(bank: RunningBank, channel: a
         await igrpc.InterestServiceStub(channel).GetInterestRun(ipb.GetInterestRunRequest(business_date=_day("2026-06-15")))
     ).run
     assert got.processed == 6 and got.total_interest.amount == "1.14"
-    debits, credits, total = await bank.contexts["account"].resolve(LedgerRepository).totals()
+    debits, credits, total = await bank.contexts["account"].resolve(AccountUnits).read(lambda uow: uow.accounts.totals())
     assert debits == credits and total == 0
     bad = ipb.RunDailyInterestRequest(request_id="feb-30", business_date=date_pb2.Date(year=2026, month=2, day=30))
     assert "business_date" in await field_violations(igrpc.InterestServiceStub(channel).RunDailyInterest(bad).read())

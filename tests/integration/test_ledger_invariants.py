@@ -18,7 +18,7 @@ from common.grpc.client import bearer_channel
 from common.grpc.status import rich_status, unpack_detail
 from mesh.embedded import RunningBank
 from ogpgy.account.v1 import account_service_pb2 as apb
-from services.account.repository import LedgerRepository
+from services.account.repository import AccountUnits
 from tests.bank_helpers import Bank, eur
 
 OPERATIONS = 2000
@@ -154,7 +154,7 @@ async def test_random_concurrent_movements_keep_the_ledger_exact(bank: RunningBa
             )
 
     account_context = bank.contexts["account"]
-    debits, credits, total = await account_context.resolve(LedgerRepository).totals()
+    debits, credits, total = await account_context.resolve(AccountUnits).read(lambda uow: uow.accounts.totals())
     facts = await account_context.resolve(ContextDatabase).read(_ledger_facts)
     assert debits == credits and total == 0, "double entry: every debit has its credit"
     assert facts["drift"] == [] and facts["unbalanced"] == [], "balances are the sum of their entries"

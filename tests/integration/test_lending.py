@@ -17,7 +17,7 @@ from common.config import Settings
 from mesh.embedded import RunningBank
 from ogpgy.lending.v1 import lending_service_pb2 as lpb
 from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
-from services.account.repository import LedgerRepository
+from services.account.repository import AccountUnits
 from tests.bank_helpers import Bank, admin_channel, eur
 from tests.conftest import ADMIN_PASSWORD
 from tests.grpc_assert import field_violations
@@ -70,7 +70,7 @@ async def test_disbursement_completes_and_moves_the_money_once(
     again = (await lending.DisburseLoan(lpb.DisburseLoanRequest(request_id="d-ok-2", loan_id=loan_id))).loan
     assert again.status == lpb.LOAN_STATUS_DISBURSED
     assert await _money(channel, account) == (Decimal("2500.00"), Decimal("-2500.00"), Decimal("0.00"))
-    debits, credits, total = await bank.contexts["account"].resolve(LedgerRepository).totals()
+    debits, credits, total = await bank.contexts["account"].resolve(AccountUnits).read(lambda uow: uow.accounts.totals())
     assert debits == credits and total == 0
 
 

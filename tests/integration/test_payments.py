@@ -20,7 +20,8 @@ from ogpgy.identity.v1 import identity_service_pb2 as ipb
 from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
 from ogpgy.payment.v1 import payment_service_pb2 as ppb
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
-from services.account.repository import LedgerRepository
+from services.account import movements
+from services.account.repository import AccountUnits
 from services.payment.adapters import VelocityPayGateway
 from services.payment.ports import PaymentNetwork
 from services.velocitypay.module import VelocityPayModule
@@ -122,7 +123,7 @@ async def test_outage_queues_payments_then_the_queue_drains_once(setup: Setup) -
         assert (await setup.client.balance(account)) == ("970.00", "1470.00"), "each paid exactly once, nothing held"
     clearing = (await setup.client.accounts.GetAccount(apb.GetAccountRequest(account_id="acc_CLEARING_EUR"))).account
     assert clearing.balance.amount == "90.00"
-    debits, credits, total = await setup.bank.contexts["account"].resolve(LedgerRepository).totals()
+    debits, credits, total = await setup.bank.contexts["account"].resolve(AccountUnits).read(lambda uow: uow.accounts.totals())
     assert debits == credits and total == 0
 
 
@@ -144,10 +145,11 @@ async def test_a_settled_payment_the_ledger_refuses_stops_for_an_operator_and_bl
     await setup.control.SetFaults(vpb.SetFaultsRequest(faults=faults_pb(outage=True)))
     queued = [await setup.pay_out(f"q-{i}", setup.accounts[i]) for i in range(3)]
     assert {p.status for p in queued} == {ppb.PAYMENT_STATUS_QUEUED}
-    ledger = setup.bank.contexts["account"].resolve(LedgerRepository)
+    units = setup.bank.contexts["account"].resolve(AccountUnits)
     holds = (await setup.client.accounts.ListHolds(apb.ListHoldsRequest(account_id=setup.accounts[0]))).holds
     bad_hold = next(h.hold_id for h in holds if h.owner_context == "payment")
-    await ledger.release_hold(bad_hold, IdempotencyKey("behind-its-back", "ReleaseHold", "-", "usr:operator"))
+    behind_its_back = IdempotencyKey("behind-its-back", "ReleaseHold", "-", "usr:operator")
+    await units.write(lambda uow: movements.release_hold(uow, bad_hold, behind_its_back))
     await setup.control.SetFaults(vpb.SetFaultsRequest(faults=faults_pb()))
 
     async def all_final() -> bool:

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from common.errors import PreconditionFailed
+from common.errors import NotFound, PreconditionFailed
 from common.money import MAX_MINOR, Money
 from services.account.domain import (
     Account,
@@ -20,9 +20,12 @@ from services.account.domain import (
     HoldStatus,
     InternalAccount,
     Transfer,
+    TransferOrder,
+    fee_chunk_overlap,
     fee_due,
-    floor_of,
     month_has_ended,
+    require_holdable,
+    require_posting,
 )
 
 AT = datetime(2026, 6, 15, 12, tzinfo=UTC)
@@ -136,9 +139,10 @@ def test_an_empty_account_closes_once() -> None:
 
 def test_the_stored_floor_is_the_accounts_own() -> None:
     overdraft = AccountFeatures(overdraft_protection=True, overdraft_limit=20_000)
-    assert floor_of(AccountType.PERSONAL_CHECKING, overdraft) == -20_000
-    assert floor_of(AccountType.PERSONAL_SAVINGS, AccountFeatures()) == 0
-    assert floor_of(AccountType.INTERNAL, overdraft) is None
+    with_overdraft = replace(account(), features=overdraft)
+    assert with_overdraft.floor == -20_000
+    assert replace(account(), type=AccountType.PERSONAL_SAVINGS).floor == 0
+    assert replace(with_overdraft, type=AccountType.INTERNAL).floor is None
 
 
 def test_a_fee_is_due_only_for_a_month_the_balance_fell_below_the_minimum() -> None:
@@ -213,3 +217,47 @@ def test_a_transfer_is_reversed_once_and_a_reversal_never() -> None:
 )
 def test_a_months_fees_are_due_once_the_month_has_ended(month: date, today: date, ended: bool) -> None:
     assert month_has_ended(month, today) is ended
+
+
+# --- a movement on the accounts it moves ----------------------------------------------------------
+
+
+def _pair(payer: Account, payee: Account) -> dict[str, Account]:
+    return {payer.account_id: payer, payee.account_id: payee}
+
+
+def test_a_posting_needs_both_accounts_and_judges_each_side() -> None:
+    payer, payee = account(balance=1_000), replace(account(), account_id="acc_2")
+    order = TransferOrder("acc_1", "acc_2", eur(1_000), "rent")
+    require_posting(order, _pair(payer, payee))
+    with pytest.raises(NotFound):
+        require_posting(order, {"acc_1": payer})
+    assert reason_of(lambda: require_posting(replace(order, amount=eur(1_001)), _pair(payer, payee))) == "INSUFFICIENT_FUNDS"
+    full = replace(payee, balance=MAX_MINOR - 999)
+    assert reason_of(lambda: require_posting(order, _pair(payer, full))) == "BALANCE_LIMIT_EXCEEDED"
+    closed = replace(payee, status=AccountStatus.CLOSED)
+    assert reason_of(lambda: require_posting(order, _pair(payer, closed))) == "ACCOUNT_CLOSED"
+
+
+def test_a_posting_that_captures_a_hold_may_spend_what_the_hold_reserved() -> None:
+    payer, payee = account(balance=1_000, held=1_000), replace(account(), account_id="acc_2")
+    order = TransferOrder("acc_1", "acc_2", eur(1_000), "captured")
+    assert reason_of(lambda: require_posting(order, _pair(payer, payee))) == "INSUFFICIENT_FUNDS"
+    require_posting(order, _pair(payer, payee), release=1_000)
+
+
+def test_a_hold_reserves_from_the_payer_for_a_payee_in_its_currency() -> None:
+    payer, payee = account(balance=1_000), replace(account(), account_id="acc_2")
+    order = TransferOrder("acc_1", "acc_2", eur(1_000), "held")
+    require_holdable(order, _pair(payer, payee))
+    assert reason_of(lambda: require_holdable(replace(order, amount=eur(1_001)), _pair(payer, payee))) == "INSUFFICIENT_FUNDS"
+    dollars = replace(payee, currency="USD")
+    assert reason_of(lambda: require_holdable(order, _pair(payer, dollars))) == "CURRENCY_MISMATCH"
+    with pytest.raises(NotFound):
+        require_holdable(order, {"acc_1": payer})
+
+
+def test_a_cursor_inside_a_recorded_chunk_of_fees_names_the_chunk() -> None:
+    refused = fee_chunk_overlap("", "acc_9")
+    assert refused.reason == "FEE_CHUNK_OVERLAP" and "the first account" in refused.message
+    assert refused.metadata == {"chunk_after_account_id": "", "chunk_last_account_id": "acc_9"}
