@@ -22,6 +22,7 @@ process says where each replica listens and how the others reach it instead:
     listen = "0.0.0.0:7103"                                       # every replica, in its own pod
     target = "dns:///account.ogpgy.svc.cluster.local:7103"        # resolved; round robin over all
     metrics_port = 9103                                           # optional, on every replica
+    health_port = 7180                                            # optional: gRPC health alone, plaintext (probes)
 
 Environment overrides, for deployments that keep one file for every host: OGPGY_DATA_DIR,
 OGPGY_REDIS_URL, OGPGY_POSTGRES_DSN, OGPGY_SMTP_URL, and OGPGY_<PROCESS>_ADDRESSES (comma-separated).
@@ -57,6 +58,7 @@ class ProcessSpec:
     target: str = ""  # how other processes reach the replicas (a name that resolves to all of them)
     replicas: int = 0  # with `target`: how many
     metrics_port: int = 0  # with `target`: each replica's /metrics port (0: none)
+    health_port: int = 0  # with `target`: each replica's plaintext port serving gRPC health alone, for probes (0: none)
 
     @property
     def replica_count(self) -> int:
@@ -184,18 +186,26 @@ def _process(path: Path, name: str, body: Mapping[str, object], environ: Mapping
 def _named_process(path: Path, name: str, contexts: tuple[str, ...], body: Mapping[str, object]) -> ProcessSpec:
     """A process reached by a name (`target`), each replica listening on `listen`."""
     target, listen, replicas = body.get("target"), body.get("listen"), body.get("replicas", 1)
-    metrics_port = body.get("metrics_port", 0)
+    metrics_port, health_port = (_port(path, name, body, key) for key in ("metrics_port", "health_port"))
     if not isinstance(target, str) or ":" not in target:
         raise MeshConfigError(f"{path}: [process.{name}] target must be a gRPC target with a port, e.g. dns:///account:7103")
     if not isinstance(listen, str) or ":" not in listen:
         raise MeshConfigError(f"{path}: [process.{name}] listen must be host:port (0.0.0.0:7103), where each replica listens")
     if not isinstance(replicas, int) or replicas < 1:
         raise MeshConfigError(f"{path}: [process.{name}] replicas must be a whole number, at least 1")
-    if not isinstance(metrics_port, int) or not 0 <= metrics_port < 65536:
-        raise MeshConfigError(f"{path}: [process.{name}] metrics_port must be a port number")
     if "addresses" in body:
         raise MeshConfigError(f"{path}: [process.{name}] give addresses, or target with listen and replicas, not both")
-    return ProcessSpec(name, contexts, (), listen=listen, target=target, replicas=replicas, metrics_port=metrics_port)
+    return ProcessSpec(
+        name, contexts, (), listen=listen, target=target, replicas=replicas, metrics_port=metrics_port, health_port=health_port
+    )
+
+
+def _port(path: Path, name: str, body: Mapping[str, object], key: str) -> int:
+    """An optional port of every replica (0: none)."""
+    port = body.get(key, 0)
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port < 65536:
+        raise MeshConfigError(f"{path}: [process.{name}] {key} must be a port number")
+    return port
 
 
 def _check_plaintext(path: Path, config: MeshConfig) -> None:

@@ -62,6 +62,7 @@ def serve_settings(config: MeshConfig, process: str, replica: int, admin_passwor
         data_dir=config.data_dir,
         host=host.strip("[]"),
         port=int(port),
+        health_port=spec.health_port or None,
         addresses=config.targets(),
         # Leases and saga ownership follow the instance: a pod's name under Kubernetes
         # (OGPGY_INSTANCE_NAME from the pod's metadata), else the process and replica.

@@ -146,6 +146,8 @@ async def start_process(
     server = GrpcServer(descriptors=contract_descriptors())
     tls = mutual_tls(settings.pki_path(), settings.process) if settings.mtls else server_tls(settings) if settings.tls else None
     port = server.bind(host_port(settings.host, settings.port), tls.server if tls else None)
+    if settings.health_port is not None:
+        server.bind_health(host_port(settings.host, settings.health_port))
     http = _http_gateway(settings, server, names)  # bound now: a port taken is refused before anything starts
     target = _local_target(settings.host, port)
     addresses = dict(settings.addresses) | {name: target for name in names}

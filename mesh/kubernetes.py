@@ -30,6 +30,8 @@ CONFIG_DIR, SECRETS_DIR, PKI_DIR, DATA_DIR = "/etc/ogpgy", "/etc/ogpgy/secrets",
 SECRETS = "ogpgy-secrets"  # OGPGY_ADMIN_PASSWORD, OGPGY_POSTGRES_DSN, OGPGY_REDIS_URL, OGPGY_SMTP_URL, page-token-key
 SIGNING_KEY = "ogpgy-signing-key"  # identity-signing-key.pem: mounted in the identity process only
 GRPC_PORT, METRICS_PORT = 7100, 9100
+# The kubelet's gRPC probes present no client certificate: health is served alone, in plaintext, here.
+HEALTH_PORT = 7180
 CLIENT_LABEL = "ogpgy.bank/client"  # pods (a gateway, an operator's shell) allowed to call every process
 
 
@@ -69,6 +71,7 @@ def cluster_mesh_toml(config: MeshConfig, target: Target) -> str:
             f'listen = "0.0.0.0:{GRPC_PORT}"',
             f'target = "dns:///{host}:{GRPC_PORT}"',
             f"metrics_port = {METRICS_PORT}",
+            f"health_port = {HEALTH_PORT}",
             "",
         ]
     return "\n".join(lines)
@@ -111,7 +114,12 @@ def _container(spec: ProcessSpec, target: Target) -> dict[str, Any]:
         mounts.append({"name": "signing-key", "mountPath": f"{CONFIG_DIR}/signing", "readOnly": True})
 
     def probe(service: str, period: int) -> dict[str, Any]:
-        return {"grpc": {"port": GRPC_PORT, "service": service}, "periodSeconds": period, "failureThreshold": 3}
+        return {
+            "grpc": {"port": HEALTH_PORT, "service": service},
+            "periodSeconds": period,
+            "timeoutSeconds": 1,
+            "failureThreshold": 3,
+        }
 
     return {
         "name": spec.name,
@@ -120,6 +128,7 @@ def _container(spec: ProcessSpec, target: Target) -> dict[str, Any]:
         "ports": [
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
             {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+            {"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"},
         ],
         "env": env,
         "volumeMounts": mounts,

@@ -47,6 +47,7 @@ class Pod:
     command: list[str]
     env: dict[str, str]
     log: Path
+    probes: dict[str, dict[str, Any]] = field(default_factory=dict)  # startupProbe, livenessProbe, readinessProbe
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
 
@@ -130,7 +131,8 @@ class Node:
             *(local(a) for a in container["args"]),
         ]
         process = container["name"]
-        return Pod(name, process, namespace, address, command, env, pod_root / "log")
+        probes = {kind: container[kind] for kind in ("startupProbe", "livenessProbe", "readinessProbe") if kind in container}
+        return Pod(name, process, namespace, address, command, env, pod_root / "log", probes)
 
     def _fill(
         self, volume: dict[str, Any], folder: Path, page_key: bytes, signing_key: Path, deployment: dict[str, Any], address: str
@@ -168,6 +170,14 @@ class Node:
     def start_all(self) -> None:
         for pod in self.pods:
             self.start(pod)
+
+    def restart(self, pod: Pod) -> None:
+        """The kubelet's restart of a container whose startup or liveness probe failed."""
+        if pod.proc is not None and pod.proc.poll() is None:
+            pod.proc.kill()
+            pod.proc.wait(timeout=10)
+        pod.restarts += 1
+        self.start(pod)
 
     def restart_dead(self) -> list[Pod]:
         """What the kubelet does for restartPolicy Always."""

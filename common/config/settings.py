@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 50051
     http_port: int | None = None  # the Connect and gRPC-Web port (0: a free one); None: no HTTP port
+    health_port: int | None = None  # a plaintext port serving gRPC health alone, for probes without certificates; None: none
     http_max_body_bytes: int = 4 * 1024 * 1024  # a request message over HTTP, as sent and once inflated
     http_header_timeout_seconds: float = 10.0  # a request's head must arrive in this time (slowloris)
     http_body_timeout_seconds: float = 30.0  # and its body in this time once its head has

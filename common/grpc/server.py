@@ -59,6 +59,8 @@ class GrpcServer:
         self._service_names: list[str] = []
         self._port: int | None = None
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        self._probes: aio.Server | None = None  # the health-only listener, when bound
+        self.health_port: int | None = None
 
     @property
     def port(self) -> int:
@@ -83,6 +85,22 @@ class GrpcServer:
         if self._port == 0:
             raise OSError(f"cannot listen on {address}")
         return self._port
+
+    def bind_health(self, address: str) -> int:
+        """Serves the same health answers, and nothing else, in plaintext on `address`: the
+        kubelet's gRPC probes present no client certificate, so they cannot reach a mutual TLS
+        port. Health says only whether the process is live and ready; every other method, and
+        reflection, stays on the authenticated port. Returns the port."""
+        self._probes = aio.server(options=[("grpc.so_reuseport", 0), ("grpc.max_concurrent_streams", 16)])
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._probes)
+        try:
+            port: int = self._probes.add_insecure_port(address)
+        except RuntimeError as failed:
+            raise OSError(f"cannot listen on {address} for health probes: the address is in use or not this host's") from failed
+        if port == 0:
+            raise OSError(f"cannot listen on {address} for health probes")
+        self.health_port = port
+        return port
 
     def require_authentication(self, authenticator: Authenticator) -> None:
         """Every RPC added from now on needs a valid token, except health, reflection and the
@@ -124,6 +142,8 @@ class GrpcServer:
         pool = ReflectionPool(self._descriptors) if self._descriptors else None
         reflection.enable_server_reflection(names, self._server, pool=pool)
         await self._server.start()
+        if self._probes is not None:
+            await self._probes.start()
         self.local_handlers.open()
         for name in ["", LIVENESS, *self._service_names]:
             await self._health.set(name, SERVING)
@@ -138,6 +158,8 @@ class GrpcServer:
         await self._health.enter_graceful_shutdown()
         self.local_handlers.close()
         await self._server.stop(grace)
+        if self._probes is not None:
+            await self._probes.stop(0)
 
     async def wait_for_termination(self) -> None:
         await self._server.wait_for_termination()

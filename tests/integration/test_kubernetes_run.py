@@ -1,19 +1,15 @@
 """The rendered Kubernetes manifests, run: every pod of every Deployment a process in a network
 namespace of its own (tests/pods.py), started with its container's arguments and environment, its
 Services' names in /etc/hosts; Redis, PostgreSQL and the mail server outside, as the Secret says.
-The README story passes; a pod's process killed comes back (as the kubelet restarts it) and serves."""
+Pods are ready when the kubelet's own probes say so (tests/kubelet.py: plaintext gRPC health, no
+certificate, at the probes' periods and thresholds). The README story passes; a pod's process
+killed comes back (as the kubelet restarts it) and serves."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-
-import grpc
 import pytest
-from grpc import aio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from common.grpc.tls import channel_credentials, tls_options
+from common.grpc.tls import channel_credentials
 from common.security.pki import load
 from mesh.config import DEFAULT_CONFIG, load_mesh_config
 from mesh.embedded import ALL_MODULES, CONTEXT_NAMES
@@ -21,37 +17,12 @@ from mesh.kubernetes import GRPC_PORT, Target, render
 from mesh.local_servers import MailServer, PostgresServer, RedisServer
 from tests.conftest import ADMIN_PASSWORD
 from tests.integration.test_mesh_modes import CONTEXTS, mesh_bank, mesh_client, the_story
+from tests.kubelet import Kubelet, grpc_probe
 from tests.local_mesh import mesh_root
 from tests.netns import NetnsHosts
 from tests.pods import OPERATOR, Node
 
 pytestmark = pytest.mark.slow
-
-
-async def _ready(address: str, credentials: grpc.ChannelCredentials) -> bool:
-    target = f"ipv4:{address}:{GRPC_PORT}"
-    try:
-        async with aio.secure_channel(target, credentials, options=tls_options(target)) as channel:
-            answer = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service="readiness"), timeout=1
-            )
-    except aio.AioRpcError:
-        return False
-    return answer.status == health_pb2.HealthCheckResponse.SERVING
-
-
-async def _all_ready(node: Node, credentials: grpc.ChannelCredentials, within: float) -> None:
-    deadline = time.monotonic() + within
-    waiting = list(node.pods)
-    while waiting:
-        for pod in list(waiting):
-            assert pod.proc is not None and pod.proc.poll() is None, (
-                f"{pod.name} exited:\n{pod.log.read_text(errors='replace')[-2000:]}"
-            )
-            if await _ready(pod.address, credentials):
-                waiting.remove(pod)
-        assert time.monotonic() < deadline, f"not ready within {within} s: {[p.name for p in waiting]}"
-        await asyncio.sleep(0.3)
 
 
 async def test_the_rendered_manifests_run_the_story_and_a_killed_pod_comes_back() -> None:
@@ -80,7 +51,11 @@ async def test_the_rendered_manifests_run_the_story_and_a_killed_pod_comes_back(
         node.plan()
         node.start_all()
         credentials = channel_credentials(node.authority.certificate_pem, load(root / "operator", OPERATOR))
-        await _all_ready(node, credentials, within=120)
+        kubelet = Kubelet(node)
+        await kubelet.until_ready(within=120)
+        first = node.pods[0]
+        before = {**first.probes["readinessProbe"], "grpc": {"port": GRPC_PORT, "service": "readiness"}}
+        assert not await grpc_probe(first.address, before), "a probe of the mutual TLS port (as rendered before) never passes"
         contexts = {context: config.process_of(context).name for context in CONTEXTS}
         await the_story(node.targets(contexts), credentials)
 
@@ -88,9 +63,10 @@ async def test_the_rendered_manifests_run_the_story_and_a_killed_pod_comes_back(
         assert victim.proc is not None
         victim.proc.kill()
         victim.proc.wait(timeout=10)
-        assert not await _ready(victim.address, credentials)
+        assert not await grpc_probe(victim.address, victim.probes["readinessProbe"])
         assert [p.name for p in node.restart_dead()] == [victim.name], "the kubelet starts the dead pod's process again"
-        await _all_ready(node, credentials, within=60)
+        kubelet.forget(victim)
+        await kubelet.until_ready(within=60)
         async with mesh_client(node.targets(contexts), credentials) as channels:  # the restarted pod serves and consumes
             bank = mesh_bank(channels)
             account = await bank.default_account(await bank.verified_customer("after-restart"), within=30)

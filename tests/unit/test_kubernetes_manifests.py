@@ -19,7 +19,7 @@ from mesh.cli import main
 from mesh.config import DEFAULT_CONFIG, MeshConfig, load_mesh_config
 from mesh.distributed import serve_settings
 from mesh.embedded import ALL_MODULES, CONTEXT_NAMES
-from mesh.kubernetes import GRPC_PORT, Target, render, service_name
+from mesh.kubernetes import GRPC_PORT, HEALTH_PORT, Target, render, service_name
 
 KUBERNETES_VERSIONS = ("1.31.0", kubernetes_validate.latest_version())
 
@@ -91,8 +91,9 @@ def test_pods_run_unprivileged_with_grpc_probes_and_the_mesh_replicas(files: dic
         container = pod["spec"]["template"]["spec"]["containers"][0]
         security = container["securityContext"]
         assert security["runAsNonRoot"] and security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
-        assert container["livenessProbe"]["grpc"] == {"port": GRPC_PORT, "service": "liveness"}
-        assert container["readinessProbe"]["grpc"] == {"port": GRPC_PORT, "service": "readiness"}
+        for kind, service in (("startupProbe", "liveness"), ("livenessProbe", "liveness"), ("readinessProbe", "readiness")):
+            assert container[kind]["grpc"] == {"port": HEALTH_PORT, "service": service}, "the plaintext health port"
+        assert {"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"} in container["ports"]
         assert container["args"][:2] == ["serve", spec.name]
     services = [d for d in _core(files) if d["kind"] == "Service" and d["metadata"]["name"].startswith("ogpgy-")]
     assert all(s["spec"]["clusterIP"] == "None" for s in services), "headless: the name resolves to every pod"
@@ -111,6 +112,7 @@ def test_the_clusters_mesh_configuration_listens_on_the_pod_and_dials_the_servic
     monkeypatch.setenv("OGPGY_INSTANCE_NAME", "ogpgy-account-7d9f-x2x")
     settings = serve_settings(cluster, "account", 0, "pw")
     assert (settings.host, settings.port, settings.instance_name) == ("0.0.0.0", GRPC_PORT, "ogpgy-account-7d9f-x2x")
+    assert settings.health_port == HEALTH_PORT
     assert settings.addresses["customer"] == f"dns:///ogpgy-customer.ogpgy.svc.cluster.local:{GRPC_PORT}"
 
 

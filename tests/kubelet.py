@@ -1,0 +1,106 @@
+"""The kubelet's probes, run as the kubelet runs them, for the pods of tests/pods.py.
+
+A built-in gRPC probe dials the pod's IP at the port the probe names, in plaintext: Kubernetes
+documents that built-in probes take no authentication parameters (no client certificate, no
+token). It asks grpc.health.v1.Health/Check for the probe's service, within timeoutSeconds, and
+only SERVING is a success. Each probe runs every periodSeconds after initialDelaySeconds; the
+startup probe first, alone; failureThreshold failures in a row of the startup or liveness probe
+restart the container, of the readiness probe take the pod out of its Services. Nothing here is
+kinder than that: a probe that needs a certificate fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.pods import Node, Pod
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+async def grpc_probe(address: str, probe: dict[str, Any]) -> bool:
+    """One attempt of a gRPC probe on the pod at `address`."""
+    grpc = probe["grpc"]
+    target = f"ipv4:{address}:{grpc['port']}"
+    try:
+        async with aio.insecure_channel(target) as channel:
+            answer = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=grpc.get("service", "")), timeout=probe.get("timeoutSeconds", 1)
+            )
+    except aio.AioRpcError:
+        return False
+    return answer.status == SERVING
+
+
+@dataclass
+class _Probing:
+    """One pod's probes as the kubelet tracks them since its container (re)started."""
+
+    started_at: float
+    started: bool = False
+    ready: bool = False
+    failures: dict[str, int] = field(default_factory=dict)
+    due: dict[str, float] = field(default_factory=dict)
+
+
+class Kubelet:
+    """Probes the pods of `node` at their probes' periods; restarts what the probes condemn."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self._state = {pod.name: _Probing(time.monotonic()) for pod in node.pods}
+
+    def ready(self, pod: Pod) -> bool:
+        return self._state[pod.name].ready
+
+    def forget(self, pod: Pod) -> None:
+        """The pod's container started again: its probes start over (startup first)."""
+        self._state[pod.name] = _Probing(time.monotonic())
+
+    async def until_ready(self, within: float) -> None:
+        """Probes until every pod is ready; fails after `within` seconds, or when a pod exits."""
+        deadline = time.monotonic() + within
+        while not all(self.ready(pod) for pod in self._node.pods):
+            for pod in self._node.pods:
+                assert pod.proc is not None and pod.proc.poll() is None, (
+                    f"{pod.name} exited:\n{pod.log.read_text(errors='replace')[-2000:]}"
+                )
+            await asyncio.gather(*(self._tick(pod) for pod in self._node.pods))
+            waiting = [p.name for p in self._node.pods if not self.ready(p)]
+            assert time.monotonic() < deadline, f"not ready within {within} s (as the kubelet probes): {waiting}"
+            await asyncio.sleep(0.1)
+
+    async def _tick(self, pod: Pod) -> None:
+        state = self._state[pod.name]
+        kinds = ["startupProbe"] if not state.started and "startupProbe" in pod.probes else ["livenessProbe", "readinessProbe"]
+        for kind in kinds:
+            probe = pod.probes.get(kind)
+            if probe is None:
+                state.started = state.started or kind == "startupProbe"
+                continue
+            now = time.monotonic()
+            if now < state.due.get(kind, state.started_at + probe.get("initialDelaySeconds", 0)):
+                continue
+            state.due[kind] = now + probe.get("periodSeconds", 10)
+            await self._judge(pod, state, kind, probe, await grpc_probe(pod.address, probe))
+
+    async def _judge(self, pod: Pod, state: _Probing, kind: str, probe: dict[str, Any], passed: bool) -> None:
+        if passed:
+            state.failures[kind] = 0
+            state.started = state.started or kind == "startupProbe"
+            state.ready = state.ready or kind == "readinessProbe"
+            return
+        state.failures[kind] = state.failures.get(kind, 0) + 1
+        if state.failures[kind] < probe.get("failureThreshold", 3):
+            return
+        if kind == "readinessProbe":
+            state.ready = False
+            return
+        self._node.restart(pod)  # a startup or liveness probe failed failureThreshold times in a row
+        self.forget(pod)
