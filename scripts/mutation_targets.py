@@ -103,7 +103,12 @@ TARGETS = (
     Target(
         "ledger.movements",
         "services/account/movements.py",
-        (f"{UNIT}/test_account_use_cases.py", f"{UNIT}/test_account_authority.py", "tests/integration/test_ledger_invariants.py"),
+        (
+            f"{UNIT}/test_ledger_units.py",
+            f"{UNIT}/test_account_use_cases.py",
+            f"{UNIT}/test_account_authority.py",
+            "tests/integration/test_ledger_invariants.py",
+        ),
     ),
     Target("interest", "kernel/interest.py", (f"{UNIT}/test_interest_rules.py",)),
     Target(
