@@ -7,6 +7,7 @@ server then names the same fields the client found.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import sys
@@ -15,13 +16,16 @@ from pathlib import Path
 import grpc
 from grpc import aio
 
+from mesh.embedded import RunningBank
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1 import account_service_pb2_grpc as agrpc
+from tests.conftest import ADMIN_PASSWORD
 from tests.grpc_assert import field_violations, rpc_error
 from tests.processes import run
 from tests.typescript import BIN, ROOT, generated_typescript
 
 NODE_CLIENT = Path(__file__).parent / "node" / "validate_before_send.ts"
+PROTO_LOADER_CLIENT = Path(__file__).parent / "node" / "proto_loader_client.cjs"
 
 
 def test_vendored_contracts_are_what_their_packages_publish() -> None:
@@ -61,6 +65,20 @@ async def test_a_request_the_client_would_refuse_changes_nothing(channel: aio.Ch
     assert set(await field_violations(accounts.CloseAccount(bad))) == {"account_id"}
     fixed = apb.CloseAccountRequest(request_id="close-1", account_id="acc_nope")
     await rpc_error(accounts.CloseAccount(fixed), grpc.StatusCode.NOT_FOUND)  # not IDEMPOTENCY_KEY_REUSED
+
+
+async def test_a_node_client_loads_every_contract_with_proto_loader_and_calls_the_bank(bank: RunningBank) -> None:
+    """protobufjs, under @grpc/proto-loader (the most common Node loader), parses protos/ as it is
+    (the rules' extensions written in the flat form it reads), and @grpc/grpc-js calls with it."""
+    files = sorted((ROOT / "protos").rglob("*.proto"))
+    command = ["node", str(PROTO_LOADER_CLIENT), str(ROOT / "protos"), bank.target, ADMIN_PASSWORD]
+    answer = await asyncio.to_thread(run, command, ROOT)  # the bank answers on this thread's loop meanwhile
+    found = json.loads(answer)
+    assert found["files"] == len(files)
+    public = {f"ogpgy.{c}.v1.{c.capitalize()}Service" for c in ("account", "customer", "identity", "lending", "payment")}
+    assert public <= set(found["services"])
+    assert (found["token"], found["cash"]) == (3, "acc_CASH_EUR"), "a JWT, and the bank's cash account"
+    assert (found["refused"], found["unknown"]) == ("INVALID_ARGUMENT", "NOT_FOUND")
 
 
 def test_go_code_generates_and_compiles(tmp_path: Path) -> None:
