@@ -108,6 +108,8 @@ TARGETS = (
             f"{UNIT}/test_account_use_cases.py",
             f"{UNIT}/test_account_authority.py",
             "tests/integration/test_ledger_invariants.py",
+            "tests/integration/test_ledger_limits.py",
+            "tests/integration/test_fees.py",
         ),
     ),
     Target("interest", "kernel/interest.py", (f"{UNIT}/test_interest_rules.py",)),
@@ -219,6 +221,14 @@ TARGETS = (
 # label) -> why. A label names the source changed, so an entry stops applying when the code does.
 _NO_SUCH_CALLER = "no caller reaches it with a different answer"
 EXPLAINED: dict[tuple[str, str, str], str] = {
+    ("ledger.movements", "post_charges", "constant: `o[0]` -> `o[1]`"): (
+        "the second o[0] of the sort key: an order's key carries the order's own request_id (the api builds one "
+        "from the other), so sorting by either is one order"
+    ),
+    ("ledger.movements", "_credit_lines", "constant: `strict=True` -> `strict=False`"): (
+        "a charge's transfer ids are made one per line in _debit: the two always have one length; strict only "
+        "asserts it"
+    ),
     ("interest", "daily_interest", "comparison: `balance_minor <= 0` -> `balance_minor < 0`"): (
         "a zero balance earns 0 by the formula itself (0 x rate / 365); the guard only spares the arithmetic"
     ),

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -169,3 +170,23 @@ async def test_an_interest_chunk_is_recorded_once(ledger: Ledger) -> None:
     with acting_as(ADMIN_CALLER):
         await ledger.accounts.accrue_interest(NOW.date(), "EUR", (InterestTier(None, Decimal("0.01")),), "", 100, key("i-1"))
     assert (await ledger.announced()) - before == Counter({"audit:AccrueInterest": 1})
+
+
+async def test_a_chunk_of_fees_that_would_pass_the_ledgers_limit_is_refused_whole(ledger: Ledger) -> None:
+    """A business account below its minimum balance all May owes its fee; the bank's fee income
+    account is one unit short of the limit: the chunk is BALANCE_LIMIT_EXCEEDED, nothing charged."""
+    fees = InternalAccount.FEE_INCOME.account_id("EUR")
+    with acting_as(ADMIN_CALLER):
+        shop = await ledger.accounts.open_account("cus_ada", AccountType.BUSINESS_CHECKING, "EUR", key("open-shop"))
+
+    async def opened_in_april_and_fees_nearly_full(uow: AccountUnit) -> None:
+        await uow.tx.execute(
+            "UPDATE accounts SET opened_at = ? WHERE account_id = ?", "2026-04-01T00:00:00+00:00", shop.account_id
+        )
+        await uow.tx.execute("UPDATE accounts SET balance_minor = ? WHERE account_id = ?", 10**18 - 1, fees)
+
+    await ledger.units.write(opened_in_april_and_fees_nearly_full)
+    with acting_as(ADMIN_CALLER), pytest.raises(PreconditionFailed) as refused:
+        await ledger.accounts.charge_monthly_fees(date(2026, 5, 1), "EUR", "", 100, key("fees-may"))
+    assert (refused.value.reason, refused.value.metadata["account_id"]) == ("BALANCE_LIMIT_EXCEEDED", fees)
+    assert await ledger.balance(shop.account_id) == 0
