@@ -226,8 +226,7 @@ EXPLAINED: dict[tuple[str, str, str], str] = {
         "from the other), so sorting by either is one order"
     ),
     ("ledger.movements", "_credit_lines", "constant: `strict=True` -> `strict=False`"): (
-        "a charge's transfer ids are made one per line in _debit: the two always have one length; strict only "
-        "asserts it"
+        "a charge's transfer ids are made one per line in _debit: the two always have one length; strict only asserts it"
     ),
     ("interest", "daily_interest", "comparison: `balance_minor <= 0` -> `balance_minor < 0`"): (
         "a zero balance earns 0 by the formula itself (0 x rate / 365); the guard only spares the arithmetic"
