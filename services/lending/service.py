@@ -30,14 +30,14 @@ from common.config import Settings
 from common.db.base import stored
 from common.db.databases import ContextDatabase
 from common.di import BaseComponent, og_component
-from common.errors import NotFound, PermissionDenied, PreconditionFailed
+from common.errors import NotFound, PermissionDenied, PreconditionFailed, Unauthenticated
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.money import Money
 from common.pagination import PageRequest
 from common.saga.log import SagaRecord
 from common.saga.runner import SagaDefinition, SagaRunner, Step
-from common.security.context import ADMIN, SecurityContext, current_caller, service_identity
+from common.security.context import ADMIN, SecurityContext, as_itself, current_caller, service_identity
 from common.security.policy import require_customer_access, require_role, unknown
 from services.lending import repaying
 from services.lending.disbursement import DisbursementSteps
@@ -298,20 +298,41 @@ class LendingUseCases(BaseComponent, DisbursementSteps):
         """Debits a pending repayment with the caller's authority: posted, or refused for good (the
         account's refusal is kept as the request's answer, and the debit's request id answers the
         same refusal to any retry: a debit refused once is never taken later), refused for
-        authority too. No answer leaves it pending: a retry of the request, or the resolver,
-        settles it."""
+        authority too once the debit is known not taken (`_debit_refused`). No answer leaves it
+        pending: a retry of the request, or the resolver, settles it."""
         try:
             [outcome] = await self._accounts.debit([_debit(repayment, account_id)])
-        except PermissionDenied as refused:
-            denied = PermissionDenied("ACCESS_DENIED", "not allowed by the account context")
-            await self._units.write(lambda uow: repaying.refused(uow, repayment.repayment_id, denied))
-            raise denied from refused
+        except (Unauthenticated, PermissionDenied) as refused:
+            return await self._debit_refused(repayment, refused)
         if outcome.posted:
-            now = self._clock.now()
-            return await self._units.write(lambda uow: repaying.posted(uow, repayment.repayment_id, now))
+            return await self._posted(repayment.repayment_id)
         refusal = PreconditionFailed(outcome.reason, "the loan's account cannot pay it", {"account_id": account_id})
         await self._units.write(lambda uow: repaying.refused(uow, repayment.repayment_id, refusal))
         raise refusal
+
+    async def _debit_refused(self, repayment: Repayment, refused: Unauthenticated | PermissionDenied) -> Repayment:
+        """A refusal of the caller's authority is final only once the debit's request id is closed.
+        The account context judges the caller before it replays a request id, so an identical
+        request that went first may have been debited although this copy was refused (its token
+        revoked meanwhile, a right withdrawn): looked up as this context, that debit is the
+        repayment's, posted. Not taken, the lookup has closed the id (no copy can take it now): a
+        right refused stays the request's answer (ACCESS_DENIED); a token refused cannot be (the
+        request sent again with a new one must be heard), so the repayment is dropped, as the
+        resolver drops one whose debit never happened, and the caller hears its token refused."""
+        with as_itself():
+            taken = await self._accounts.debit_taken(repayment.repayment_id)
+        if taken:
+            return await self._posted(repayment.repayment_id)
+        if isinstance(refused, Unauthenticated):
+            await self._units.write(lambda uow: repaying.rejected(uow, [repayment.repayment_id]))
+            raise refused
+        denied = PermissionDenied("ACCESS_DENIED", "not allowed by the account context")
+        await self._units.write(lambda uow: repaying.refused(uow, repayment.repayment_id, denied))
+        raise denied from refused
+
+    async def _posted(self, repayment_id: str) -> Repayment:
+        now = self._clock.now()
+        return await self._units.write(lambda uow: repaying.posted(uow, repayment_id, now))
 
     async def repayments(self, loan_id: str, request: PageRequest) -> tuple[list[Repayment], str]:
         await self.get(loan_id)
