@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+from common.callee import AUTHORITY, denial, reason_of
 from common.clock import Clock
-from common.errors import NotFound, PermissionDenied, PreconditionFailed, Unauthenticated
+from common.errors import NotFound, PreconditionFailed
 from common.faults import fail_point
 from common.money import Money
 from common.saga.log import COMPLETED
@@ -28,21 +29,21 @@ from services.lending.ports import Accounts
 from services.lending.repository import LendingUnit, LendingUnits
 
 R = TypeVar("R")
+NOT_ALLOWED = "not allowed by the account context"  # its refusal of authority, in this context's words
 
 
 @contextmanager
 def _account_refusals() -> Iterator[None]:
-    """The account context's answer to a step: a refusal for good is StepRefused (the saga
-    compensates); a refusal of authority is this context's ACCESS_DENIED; no answer passes through
-    (the step is retried)."""
+    """The account context's answer to a step (`common.callee`), in the saga's terms: a refusal
+    for good of what was asked is StepRefused (the saga compensates); a refusal of authority is
+    this context's (`denial`), and like any other refusal, or no answer, passes on (the step is
+    retried)."""
     try:
         yield
-    except PermissionDenied as refused:
-        raise PermissionDenied("ACCESS_DENIED", "not allowed by the account context") from refused
-    except PreconditionFailed as refused:
-        raise StepRefused(refused.reason) from refused
-    except NotFound as refused:
-        raise StepRefused("NOT_FOUND") from refused
+    except AUTHORITY as refused:
+        raise denial(refused, NOT_ALLOWED) from refused
+    except (PreconditionFailed, NotFound) as refused:
+        raise StepRefused(reason_of(refused)) from refused
 
 
 async def _step(call: Awaitable[R]) -> R:
@@ -57,7 +58,7 @@ async def _own(call: Callable[[], Awaitable[R]]) -> R:
     placed): the hold is this context's, and finishing or undoing it needs nobody's say."""
     try:
         return await _step(call())
-    except (Unauthenticated, PermissionDenied):
+    except AUTHORITY:
         pass
     with as_itself():
         return await _step(call())
@@ -93,7 +94,7 @@ class DisbursementSteps:
                     f"loan {ctx.payload['loan_id']}",
                 )
             )
-        except (Unauthenticated, PermissionDenied) as refused:  # judged before the request id: final once looked up
+        except AUTHORITY as refused:  # judged before the request id: final once it is looked up
             hold_id = await self._placed_hold(ctx)
             if not hold_id:
                 raise StepRefused(refused.reason) from refused

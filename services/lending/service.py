@@ -25,6 +25,7 @@ from pathlib import Path
 
 from common.background import Background, every
 from common.batch.runner import BatchProgress, BatchRunner, ChunkResult
+from common.callee import AUTHORITY, denial
 from common.clock import Clock
 from common.config import Settings
 from common.db.base import stored
@@ -40,7 +41,7 @@ from common.saga.runner import SagaDefinition, SagaRunner, Step
 from common.security.context import ADMIN, SecurityContext, as_itself, current_caller, service_identity
 from common.security.policy import require_customer_access, require_role, unknown
 from services.lending import repaying
-from services.lending.disbursement import DisbursementSteps
+from services.lending.disbursement import NOT_ALLOWED, DisbursementSteps
 from services.lending.domain import (
     ApprovalStep,
     Loan,
@@ -116,8 +117,8 @@ class LendingUseCases(BaseComponent, DisbursementSteps):
             raise NotFound("customer", customer_id)
         try:
             account = await self._accounts.payout_account(account_id)
-        except PermissionDenied as refused:
-            raise PermissionDenied("ACCESS_DENIED", "not allowed by the account context") from refused
+        except AUTHORITY as refused:
+            raise denial(refused, NOT_ALLOWED) from refused
         if account.customer_id != customer_id or account.currency != principal.currency:
             raise PreconditionFailed(
                 "ACCOUNT_NOT_ELIGIBLE", "the account must be the customer's, in the loan's currency", {"account_id": account_id}
@@ -297,12 +298,11 @@ class LendingUseCases(BaseComponent, DisbursementSteps):
     async def _take(self, account_id: str, repayment: Repayment) -> Repayment:
         """Debits a pending repayment with the caller's authority: posted, or refused for good (the
         account's refusal is kept as the request's answer, and the debit's request id answers the
-        same refusal to any retry: a debit refused once is never taken later), refused for
-        authority too once the debit is known not taken (`_debit_refused`). No answer leaves it
-        pending: a retry of the request, or the resolver, settles it."""
+        same refusal to any retry: a debit refused once is never taken later). Refused for
+        authority, see `_debit_refused`. No answer leaves it pending: a retry, or the resolver."""
         try:
             [outcome] = await self._accounts.debit([_debit(repayment, account_id)])
-        except (Unauthenticated, PermissionDenied) as refused:
+        except AUTHORITY as refused:
             return await self._debit_refused(repayment, refused)
         if outcome.posted:
             return await self._posted(repayment.repayment_id)
@@ -311,23 +311,22 @@ class LendingUseCases(BaseComponent, DisbursementSteps):
         raise refusal
 
     async def _debit_refused(self, repayment: Repayment, refused: Unauthenticated | PermissionDenied) -> Repayment:
-        """A refusal of the caller's authority is final only once the debit's request id is closed.
-        The account context judges the caller before it replays a request id, so an identical
-        request that went first may have been debited although this copy was refused (its token
-        revoked meanwhile, a right withdrawn): looked up as this context, that debit is the
-        repayment's, posted. Not taken, the lookup has closed the id (no copy can take it now): a
-        right refused stays the request's answer (ACCESS_DENIED); a token refused cannot be (the
-        request sent again with a new one must be heard), so the repayment is dropped, as the
-        resolver drops one whose debit never happened, and the caller hears its token refused."""
+        """Final only once the debit's request id is closed (`common.callee`): the account context
+        judges the caller before it replays a request id, so an identical request may have been
+        debited although this copy was refused (its token revoked meanwhile, a right withdrawn).
+        Looked up as this context: taken, the repayment is posted. Not (the lookup closed the id:
+        no copy can take it now), a right refused stays the request's answer (ACCESS_DENIED); a
+        token refused cannot (a retry with a new one must be heard): the repayment is dropped, as
+        the resolver drops one never debited, and the caller hears its token refused."""
         with as_itself():
             taken = await self._accounts.debit_taken(repayment.repayment_id)
         if taken:
             return await self._posted(repayment.repayment_id)
-        if isinstance(refused, Unauthenticated):
+        denied = denial(refused, NOT_ALLOWED)
+        if isinstance(denied, PermissionDenied):
+            await self._units.write(lambda uow: repaying.refused(uow, repayment.repayment_id, denied))
+        else:
             await self._units.write(lambda uow: repaying.rejected(uow, [repayment.repayment_id]))
-            raise refused
-        denied = PermissionDenied("ACCESS_DENIED", "not allowed by the account context")
-        await self._units.write(lambda uow: repaying.refused(uow, repayment.repayment_id, denied))
         raise denied from refused
 
     async def _posted(self, repayment_id: str) -> Repayment:
@@ -381,9 +380,8 @@ class LendingUseCases(BaseComponent, DisbursementSteps):
 
     async def _settle(self, repayment_id: str) -> None:
         """A repayment whose debit's answer was lost: posted if the debit was taken, else dropped."""
-        taken, now = await self._accounts.debit_taken(repayment_id), self._clock.now()
-        if taken:
-            await self._units.write(lambda uow: repaying.posted(uow, repayment_id, now))
+        if await self._accounts.debit_taken(repayment_id):
+            await self._posted(repayment_id)
         else:
             await self._units.write(lambda uow: repaying.rejected(uow, [repayment_id]))
 
