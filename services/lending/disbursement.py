@@ -4,7 +4,10 @@ disbursement, move the money (capture), mark the loan disbursed; compensated in 
 Each step is idempotent by its key (`ctx.key`). On the request path a step acts with the admin's
 authority; resumed in the background, as this context alone: it captures, releases or reverses
 what its own hold did, and where the hold's answer was lost it looks the hold up instead of
-placing one.
+placing one. The admin's authority refused (a token revoked, a right withdrawn since the request
+began) never strands what the saga did: the account context judges the caller before it looks
+at a request id, so an earlier attempt's hold may exist although the step was refused. The hold
+is looked up as this context, and what it did is finished or undone as this context.
 """
 
 from __future__ import annotations
@@ -13,38 +16,52 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+from common.callee import AUTHORITY, denial, reason_of
 from common.clock import Clock
-from common.errors import NotFound, PermissionDenied, PreconditionFailed
+from common.errors import NotFound, PreconditionFailed
 from common.faults import fail_point
 from common.money import Money
 from common.saga.log import COMPLETED
 from common.saga.runner import SagaContext, StepRefused
-from common.security.context import caller_var
+from common.security.context import as_itself, caller_var
 from services.lending.domain import LoanDisbursed, LoanDisbursementFailed, LoanEvent, LoanStatus
 from services.lending.ports import Accounts
 from services.lending.repository import LendingUnit, LendingUnits
 
 R = TypeVar("R")
+NOT_ALLOWED = "not allowed by the account context"  # its refusal of authority, in this context's words
 
 
 @contextmanager
 def _account_refusals() -> Iterator[None]:
-    """The account context's answer to a step: a refusal for good is StepRefused (the saga
-    compensates); a refusal of authority is this context's ACCESS_DENIED; no answer passes through
-    (the step is retried)."""
+    """The account context's answer to a step (`common.callee`), in the saga's terms: a refusal
+    for good of what was asked is StepRefused (the saga compensates); a refusal of authority is
+    this context's (`denial`), and like any other refusal, or no answer, passes on (the step is
+    retried)."""
     try:
         yield
-    except PermissionDenied as refused:
-        raise PermissionDenied("ACCESS_DENIED", "not allowed by the account context") from refused
-    except PreconditionFailed as refused:
-        raise StepRefused(refused.reason) from refused
-    except NotFound as refused:
-        raise StepRefused("NOT_FOUND") from refused
+    except AUTHORITY as refused:
+        raise denial(refused, NOT_ALLOWED) from refused
+    except (PreconditionFailed, NotFound) as refused:
+        raise StepRefused(reason_of(refused)) from refused
 
 
 async def _step(call: Awaitable[R]) -> R:
     with _account_refusals():
         return await call
+
+
+async def _own(call: Callable[[], Awaitable[R]]) -> R:
+    """A step on what the saga's own hold did (capture, release, reverse, read it): with the task's
+    authority (the admin's on the request path, whom the audit trail then names), or as this
+    context once that authority is refused (a token revoked, a right withdrawn since the hold was
+    placed): the hold is this context's, and finishing or undoing it needs nobody's say."""
+    try:
+        return await _step(call())
+    except AUTHORITY:
+        pass
+    with as_itself():
+        return await _step(call())
 
 
 class DisbursementSteps:
@@ -66,22 +83,29 @@ class DisbursementSteps:
             if not hold_id:
                 raise StepRefused("HOLD_NOT_PLACED")
             return {"hold_id": hold_id}
-        loan_book = await _step(self._accounts.loan_book(ctx.payload["currency"]))
-        hold_id = await _step(
-            self._accounts.place_hold(
-                ctx.key("reserve_funds"),
-                loan_book,
-                ctx.payload["account_id"],
-                self._amount(ctx),
-                f"loan {ctx.payload['loan_id']}",
+        try:
+            loan_book = await _step(self._accounts.loan_book(ctx.payload["currency"]))
+            hold_id = await _step(
+                self._accounts.place_hold(
+                    ctx.key("reserve_funds"),
+                    loan_book,
+                    ctx.payload["account_id"],
+                    self._amount(ctx),
+                    f"loan {ctx.payload['loan_id']}",
+                )
             )
-        )
+        except AUTHORITY as refused:  # judged before the request id: final once it is looked up
+            hold_id = await self._placed_hold(ctx)
+            if not hold_id:
+                raise StepRefused(refused.reason) from refused
         return {"hold_id": hold_id}
 
     async def _placed_hold(self, ctx: SagaContext) -> str:
-        """The hold the reserve step placed, if it did ("" if not; LookupHold makes "no" final)."""
+        """The hold the reserve step placed, if it did ("" if not; LookupHold makes "no" final).
+        Asked as this context: the request id is its own, and the answer needs nobody's authority."""
         try:
-            return await _step(self._accounts.lookup_hold(ctx.key("reserve_funds")))
+            with as_itself():
+                return await _step(self._accounts.lookup_hold(ctx.key("reserve_funds")))
         except StepRefused:
             return ""
 
@@ -90,7 +114,7 @@ class DisbursementSteps:
         if not hold_id:
             return  # nothing was reserved
         try:
-            await _step(self._accounts.release_hold(ctx.key("reserve_funds", "undo"), hold_id))
+            await _own(lambda: self._accounts.release_hold(ctx.key("reserve_funds", "undo"), hold_id))
         except StepRefused as refused:
             if str(refused) != "HOLD_ALREADY_RESOLVED":  # captured and reversed, or released: nothing held
                 raise
@@ -105,7 +129,7 @@ class DisbursementSteps:
 
     async def _capture(self, ctx: SagaContext) -> str:
         hold_id = ctx.results["reserve_funds"]["hold_id"]
-        return await _step(self._accounts.capture_hold(ctx.key("transfer_funds"), hold_id))
+        return await _own(lambda: self._accounts.capture_hold(ctx.key("transfer_funds"), hold_id))
 
     async def _transfer(self, ctx: SagaContext) -> dict[str, str]:
         return {"transfer_id": await self._capture(ctx)}
@@ -116,8 +140,10 @@ class DisbursementSteps:
         if not transfer_id:
             return  # the hold was never captured: nothing to reverse
         try:
-            await _step(
-                self._accounts.reverse_transfer(ctx.key("transfer_funds", "undo"), transfer_id, "loan disbursement compensated")
+            await _own(
+                lambda: self._accounts.reverse_transfer(
+                    ctx.key("transfer_funds", "undo"), transfer_id, "loan disbursement compensated"
+                )
             )
         except StepRefused as refused:
             if str(refused) != "TRANSFER_ALREADY_REVERSED":
@@ -128,7 +154,7 @@ class DisbursementSteps:
         hold_id = ctx.results.get("reserve_funds", {}).get("hold_id")
         if not hold_id:
             return ""
-        return (await _step(self._accounts.held_funds(hold_id))).captured_by
+        return (await _own(lambda: self._accounts.held_funds(hold_id))).captured_by
 
     async def _mark_disbursed(self, ctx: SagaContext) -> dict[str, str]:
         """Idempotent: only a DISBURSING loan moves (and announces LoanDisbursed)."""

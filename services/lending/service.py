@@ -25,22 +25,23 @@ from pathlib import Path
 
 from common.background import Background, every
 from common.batch.runner import BatchProgress, BatchRunner, ChunkResult
+from common.callee import AUTHORITY, denial
 from common.clock import Clock
 from common.config import Settings
 from common.db.base import stored
 from common.db.databases import ContextDatabase
 from common.di import BaseComponent, og_component
-from common.errors import NotFound, PermissionDenied, PreconditionFailed
+from common.errors import NotFound, PermissionDenied, PreconditionFailed, Unauthenticated
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.money import Money
 from common.pagination import PageRequest
 from common.saga.log import SagaRecord
 from common.saga.runner import SagaDefinition, SagaRunner, Step
-from common.security.context import ADMIN, SecurityContext, current_caller, service_identity
+from common.security.context import ADMIN, SecurityContext, as_itself, current_caller, service_identity
 from common.security.policy import require_customer_access, require_role, unknown
 from services.lending import repaying
-from services.lending.disbursement import DisbursementSteps
+from services.lending.disbursement import NOT_ALLOWED, DisbursementSteps
 from services.lending.domain import (
     ApprovalStep,
     Loan,
@@ -116,8 +117,8 @@ class LendingUseCases(BaseComponent, DisbursementSteps):
             raise NotFound("customer", customer_id)
         try:
             account = await self._accounts.payout_account(account_id)
-        except PermissionDenied as refused:
-            raise PermissionDenied("ACCESS_DENIED", "not allowed by the account context") from refused
+        except AUTHORITY as refused:
+            raise denial(refused, NOT_ALLOWED) from refused
         if account.customer_id != customer_id or account.currency != principal.currency:
             raise PreconditionFailed(
                 "ACCOUNT_NOT_ELIGIBLE", "the account must be the customer's, in the loan's currency", {"account_id": account_id}
@@ -297,21 +298,40 @@ class LendingUseCases(BaseComponent, DisbursementSteps):
     async def _take(self, account_id: str, repayment: Repayment) -> Repayment:
         """Debits a pending repayment with the caller's authority: posted, or refused for good (the
         account's refusal is kept as the request's answer, and the debit's request id answers the
-        same refusal to any retry: a debit refused once is never taken later), refused for
-        authority too. No answer leaves it pending: a retry of the request, or the resolver,
-        settles it."""
+        same refusal to any retry: a debit refused once is never taken later). Refused for
+        authority, see `_debit_refused`. No answer leaves it pending: a retry, or the resolver."""
         try:
             [outcome] = await self._accounts.debit([_debit(repayment, account_id)])
-        except PermissionDenied as refused:
-            denied = PermissionDenied("ACCESS_DENIED", "not allowed by the account context")
-            await self._units.write(lambda uow: repaying.refused(uow, repayment.repayment_id, denied))
-            raise denied from refused
+        except AUTHORITY as refused:
+            return await self._debit_refused(repayment, refused)
         if outcome.posted:
-            now = self._clock.now()
-            return await self._units.write(lambda uow: repaying.posted(uow, repayment.repayment_id, now))
+            return await self._posted(repayment.repayment_id)
         refusal = PreconditionFailed(outcome.reason, "the loan's account cannot pay it", {"account_id": account_id})
         await self._units.write(lambda uow: repaying.refused(uow, repayment.repayment_id, refusal))
         raise refusal
+
+    async def _debit_refused(self, repayment: Repayment, refused: Unauthenticated | PermissionDenied) -> Repayment:
+        """Final only once the debit's request id is closed (`common.callee`): the account context
+        judges the caller before it replays a request id, so an identical request may have been
+        debited although this copy was refused (its token revoked meanwhile, a right withdrawn).
+        Looked up as this context: taken, the repayment is posted. Not (the lookup closed the id:
+        no copy can take it now), a right refused stays the request's answer (ACCESS_DENIED); a
+        token refused cannot (a retry with a new one must be heard): the repayment is dropped, as
+        the resolver drops one never debited, and the caller hears its token refused."""
+        with as_itself():
+            taken = await self._accounts.debit_taken(repayment.repayment_id)
+        if taken:
+            return await self._posted(repayment.repayment_id)
+        denied = denial(refused, NOT_ALLOWED)
+        if isinstance(denied, PermissionDenied):
+            await self._units.write(lambda uow: repaying.refused(uow, repayment.repayment_id, denied))
+        else:
+            await self._units.write(lambda uow: repaying.rejected(uow, [repayment.repayment_id]))
+        raise denied from refused
+
+    async def _posted(self, repayment_id: str) -> Repayment:
+        now = self._clock.now()
+        return await self._units.write(lambda uow: repaying.posted(uow, repayment_id, now))
 
     async def repayments(self, loan_id: str, request: PageRequest) -> tuple[list[Repayment], str]:
         await self.get(loan_id)
@@ -360,9 +380,8 @@ class LendingUseCases(BaseComponent, DisbursementSteps):
 
     async def _settle(self, repayment_id: str) -> None:
         """A repayment whose debit's answer was lost: posted if the debit was taken, else dropped."""
-        taken, now = await self._accounts.debit_taken(repayment_id), self._clock.now()
-        if taken:
-            await self._units.write(lambda uow: repaying.posted(uow, repayment_id, now))
+        if await self._accounts.debit_taken(repayment_id):
+            await self._posted(repayment_id)
         else:
             await self._units.write(lambda uow: repaying.rejected(uow, [repayment_id]))
 

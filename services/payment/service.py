@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from common.background import Background, every
+from common.callee import SILENCE, CalleeRefused, callee_refusals, denial
 from common.clock import Clock
 from common.config import Settings
 from common.db.base import stored
 from common.db.databases import ContextDatabase
 from common.di import BaseComponent, og_component
-from common.errors import AppError, DeadlineExceeded, NotFound, PermissionDenied, ReasonedError, Unauthenticated, Unavailable
+from common.errors import AppError, DeadlineExceeded, NotFound, PermissionDenied, Unavailable
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.money import Money
@@ -82,26 +83,18 @@ class FraudScreening(BaseComponent):
         )
 
 
-class _Refused(Exception):
-    """The account context refused a step for good (not a passing failure)."""
-
-    def __init__(self, error: AppError) -> None:
-        super().__init__(error.reason if isinstance(error, ReasonedError) else type(error).__name__)
-        self.error = error
-        self.reason = str(self)
-
-
 R = TypeVar("R")
 
 
 @contextmanager
 def _account_step(p: Payment) -> Iterator[None]:
-    """A step of `p` at the account context: a definite refusal is _Refused; no answer (down,
-    deadline, cancelled on its side) carries the payment's id: the payment is kept and the worker
-    completes it."""
+    """A step of `p` at the account context: a refusal is CalleeRefused (`common.callee`); no
+    answer (down, deadline, cancelled on its side) carries the payment's id: the payment is kept
+    and the worker completes it."""
     try:
-        yield
-    except (Unavailable, DeadlineExceeded) as silent:
+        with callee_refusals():
+            yield
+    except SILENCE as silent:
         kept = {**silent.metadata, "payment_id": p.payment_id}
         if isinstance(silent, DeadlineExceeded):
             raise DeadlineExceeded(silent.reason, silent.message, kept) from silent
@@ -110,8 +103,6 @@ def _account_step(p: Payment) -> Iterator[None]:
             "the account context did not answer; the payment is kept and completes by itself (GetPayment shows it)",
             kept,
         ) from silent
-    except AppError as refused:
-        raise _Refused(refused) from refused
 
 
 @og_component()
@@ -175,14 +166,14 @@ class PaymentProcessor(BaseComponent):
                 hold = await self._accounts.place_hold(
                     self._hold_request_id(p), p.debtor_account_id, creditor, p.amount, p.reference, capture=not external
                 )
-        except _Refused as refused:
+        except CalleeRefused as refused:
             return await self._hold_refused(p, refused)
         if hold.transfer_id:
             return await self._completed(p, hold)
         # Not stored yet: if this process dies now, the worker finds the hold by its request id.
         return replace(p, hold_id=hold.hold_id)
 
-    async def _hold_refused(self, p: Payment, refused: _Refused) -> Payment:
+    async def _hold_refused(self, p: Payment, refused: CalleeRefused) -> Payment:
         """A refusal is final only once the request id is closed. The account context judges the
         caller and the account before it replays a request id, so an identical request that went
         first may hold the funds although this copy was refused (its token revoked meanwhile, a
@@ -194,8 +185,8 @@ class PaymentProcessor(BaseComponent):
         with as_itself():
             found = await self._find_hold(p, not_placed=reason)
         if found.status is PaymentStatus.FAILED and found.failure_reason == "ACCESS_DENIED" and reason == "ACCESS_DENIED":
-            raise PermissionDenied(
-                "ACCESS_DENIED", "the caller may not spend from the debtor account", {"payment_id": p.payment_id}
+            raise denial(
+                refused.error, "the caller may not spend from the debtor account", {"payment_id": p.payment_id}
             ) from refused
         return found
 
@@ -205,7 +196,7 @@ class PaymentProcessor(BaseComponent):
         try:
             with _account_step(p):
                 found = await self._accounts.lookup_hold(self._hold_request_id(p))
-        except _Refused as refused:
+        except CalleeRefused as refused:
             if not isinstance(refused.error, NotFound):
                 return await self._move(p, PaymentStatus.NEEDS_OPERATOR, failure_reason=f"HOLD_LOOKUP_REFUSED_{refused.reason}")
             return await self._move(p, PaymentStatus.FAILED, failure_reason=not_placed)
@@ -229,8 +220,8 @@ class PaymentProcessor(BaseComponent):
         try:
             with _account_step(p):
                 return await resolve()
-        except _Refused as refused:
-            if not isinstance(refused.error, Unauthenticated | PermissionDenied):
+        except CalleeRefused as refused:
+            if not refused.of_authority:
                 raise
         with _account_step(p), as_itself():
             return await resolve()
@@ -241,7 +232,7 @@ class PaymentProcessor(BaseComponent):
         try:
             capture = functools.partial(self._accounts.capture_hold, f"{p.payment_id}-capture", p.hold_id)
             transfer_id = await self._resolving(p, capture)
-        except _Refused as refused:
+        except CalleeRefused as refused:
             if settled:
                 return await self._move(
                     p, PaymentStatus.NEEDS_OPERATOR, failure_reason=f"SETTLED_CAPTURE_REFUSED_{refused.reason}", hold_id=p.hold_id
@@ -252,7 +243,7 @@ class PaymentProcessor(BaseComponent):
     async def _release(self, p: Payment, reason: str) -> Payment:
         try:
             await self._resolving(p, functools.partial(self._accounts.release_hold, f"{p.payment_id}-release", p.hold_id))
-        except _Refused as refused:
+        except CalleeRefused as refused:
             return await self._move(
                 p, PaymentStatus.NEEDS_OPERATOR, failure_reason=f"{reason}; RELEASE_REFUSED_{refused.reason}", hold_id=p.hold_id
             )

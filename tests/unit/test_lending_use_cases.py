@@ -4,125 +4,25 @@ which account, approval, and the disbursement saga forwards and compensated."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from common.errors import NotFound, PermissionDenied, PreconditionFailed, Unavailable
-from common.idempotency import IdempotencyKey
 from common.money import Money
 from common.security.context import ADMIN, RELATIONSHIP_MANAGER, SecurityContext, service_identity
 from services.lending.disbursement import current_caller_has_subject
 from services.lending.domain import LoanStatus, RepaymentStatus
-from services.lending.module import LendingModule
-from services.lending.ports import Accounts, Customers, Debit, DebitOutcome, HeldFunds, PayoutAccount
-from services.lending.service import LendingUseCases
-from tests.unit.contexts import ADMIN_CALLER, FIRST_PAGE, acting_as, context_under_test, customer_caller
-from tests.unit.holds import HoldBook
-
-LOAN_BOOK = "acc_loan_book"
-
-
-@dataclass
-class FakeCustomers(Customers):
-    known: set[str]
-    managers: dict[str, str] = field(default_factory=dict)  # customer -> relationship manager's user id
-
-    async def exists(self, customer_id: str) -> bool:
-        return customer_id in self.known
-
-    async def manager_of(self, customer_id: str) -> str:
-        return self.managers.get(customer_id, "")
-
-
-@dataclass
-class FakeLedger(HoldBook, Accounts):
-    """The account context in memory; `refuse_capture` makes the capture step refused for good."""
-
-    accounts: dict[str, PayoutAccount] = field(default_factory=dict)
-    reversed: list[str] = field(default_factory=list)
-    refuse_capture: bool = False
-    taken: dict[str, Debit] = field(default_factory=dict)  # debits posted, by request id
-    lose_answer: str = ""  # the next debit call: "before" (nothing taken) or "after" (taken), then no answer
-
-    async def payout_account(self, account_id: str) -> PayoutAccount:
-        found = self.accounts.get(account_id)
-        if found is None:
-            raise NotFound("account", account_id)
-        return found
-
-    async def loan_book(self, currency: str) -> str:
-        return LOAN_BOOK
-
-    async def debit(self, debits: list[Debit]) -> list[DebitOutcome]:
-        """Takes each debit the account can pay, once; `lose_answer` "before" loses the call,
-        "after" its answer (the debits are taken)."""
-        lose, self.lose_answer = self.lose_answer, ""
-        if lose == "before":
-            raise Unavailable("ACCOUNTS_UNAVAILABLE", "no answer")
-        outcomes = []
-        for d in debits:
-            total = d.principal.minor + d.interest.minor + d.late_fees.minor
-            if d.request_id not in self.taken and self.balances.get(d.account_id, 0) >= total:
-                self.balances[d.account_id] -= total
-                self.balances[LOAN_BOOK] += d.principal.minor
-                self.taken[d.request_id] = d
-            posted = d.request_id in self.taken
-            outcomes.append(DebitOutcome(d.request_id, posted, "" if posted else "INSUFFICIENT_FUNDS"))
-        if lose == "after":
-            raise Unavailable("ACCOUNTS_UNAVAILABLE", "no answer")
-        return outcomes
-
-    async def debit_taken(self, request_id: str) -> bool:
-        return request_id in self.taken
-
-    async def place_hold(self, request_id: str, debtor: str, creditor: str, amount: Money, description: str) -> str:
-        return self.place(request_id, debtor, creditor, amount).hold_id
-
-    async def lookup_hold(self, request_id: str) -> str:
-        if request_id not in self.holds:
-            raise NotFound("hold request", request_id)
-        return self.holds[request_id].hold_id
-
-    async def held_funds(self, hold_id: str) -> HeldFunds:
-        return HeldFunds(hold_id, self.by_id(hold_id).transfer_id)
-
-    async def capture_hold(self, request_id: str, hold_id: str) -> str:
-        if self.refuse_capture:
-            raise PreconditionFailed("ACCOUNT_CLOSED", "the payout account is closed")
-        return self.capture(hold_id)
-
-    async def release_hold(self, request_id: str, hold_id: str) -> None:
-        self.by_id(hold_id).status = "RELEASED"
-
-    async def reverse_transfer(self, request_id: str, transfer_id: str, reason: str) -> None:
-        self.reversed.append(transfer_id)
-
-
-@dataclass
-class Lending:
-    loans: LendingUseCases
-    ledger: FakeLedger
+from services.lending.ports import PayoutAccount
+from tests.unit.contexts import ADMIN_CALLER, FIRST_PAGE, acting_as, customer_caller
+from tests.unit.lending_fakes import EUR_100, EUR_5000, LOAN_BOOK, Lending, disbursed, key, lending_under_test
 
 
 @pytest.fixture
 async def lending(tmp_path: Path) -> AsyncIterator[Lending]:
-    ledger = FakeLedger(
-        balances={LOAN_BOOK: 0, "acc_ada": 0, "acc_bob": 0},
-        accounts={"acc_ada": PayoutAccount("cus_ada", "EUR"), "acc_bob": PayoutAccount("cus_bob", "EUR")},
-    )
-    fakes = {Accounts: ledger, Customers: FakeCustomers({"cus_ada", "cus_bob"}, managers={"cus_ada": "usr_rita"})}
-    async with context_under_test(LendingModule, tmp_path, fakes) as context:
-        yield Lending(context.resolve(LendingUseCases), ledger)
-
-
-def key(request_id: str) -> IdempotencyKey:
-    return IdempotencyKey(request_id, "test", request_id, "usr_admin")
-
-
-EUR_5000 = Money("EUR", 500_000)
+    async with lending_under_test(tmp_path) as built:
+        yield built
 
 
 async def test_a_customer_applies_into_her_own_account_only(lending: Lending) -> None:
@@ -257,19 +157,8 @@ async def test_an_approval_replays_its_first_answer(lending: Lending) -> None:
         assert again.value.reason == "LOAN_NOT_APPLIED"
 
 
-async def _disbursed(lending: Lending) -> str:
-    with acting_as(ADMIN_CALLER):
-        loan = await lending.loans.apply("cus_ada", "acc_ada", EUR_5000, 24, key("a1"))
-        await lending.loans.approve(loan.loan_id, "0.05", key("ap1"))
-        await lending.loans.disburse(loan.loan_id, key("d1"))
-    return loan.loan_id
-
-
-EUR_100 = Money("EUR", 10_000)
-
-
 async def test_a_repayment_whose_answer_was_lost_is_taken_once_by_the_retry(lending: Lending) -> None:
-    loan_id = await _disbursed(lending)
+    loan_id = await disbursed(lending)
     lending.ledger.lose_answer = "after"
     with acting_as(customer_caller("cus_ada")):
         with pytest.raises(Unavailable):
@@ -285,7 +174,7 @@ async def test_a_repayment_whose_answer_was_lost_is_taken_once_by_the_retry(lend
 
 
 async def test_a_lost_answer_nobody_retries_is_settled_by_the_resolver_either_way(lending: Lending) -> None:
-    loan_id = await _disbursed(lending)
+    loan_id = await disbursed(lending)
     with acting_as(customer_caller("cus_ada")):
         lending.ledger.lose_answer = "before"
         with pytest.raises(Unavailable):
@@ -303,7 +192,7 @@ async def test_a_lost_answer_nobody_retries_is_settled_by_the_resolver_either_wa
 
 
 async def test_only_the_borrower_or_an_admin_repays(lending: Lending) -> None:
-    loan_id = await _disbursed(lending)
+    loan_id = await disbursed(lending)
     rita = SecurityContext("usr_rita", "rita", (RELATIONSHIP_MANAGER,))
     for caller in (rita, customer_caller("cus_bob")):
         with acting_as(caller), pytest.raises(PermissionDenied):
@@ -331,7 +220,7 @@ async def test_a_loan_is_quoted_once_disbursed_and_repaid_in_its_currency(lendin
         with pytest.raises(PreconditionFailed) as early:
             await lending.loans.quote(approved.loan_id)
         assert early.value.reason == "LOAN_NOT_ACTIVE"
-    loan_id = await _disbursed(lending)
+    loan_id = await disbursed(lending)
     with acting_as(customer_caller("cus_ada")), pytest.raises(PreconditionFailed) as dollars:
         await lending.loans.repay(loan_id, Money("USD", 10_000), key("r1"))
     assert dollars.value.reason == "CURRENCY_MISMATCH" and lending.ledger.taken == {}
