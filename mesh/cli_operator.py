@@ -110,27 +110,61 @@ def _rotate_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+# Where a client command finds the bank, from the environment first, so that one shell set up
+# for a bank (embedded, --tls, a distributed mesh's front door, a cluster) serves every command;
+# BankClient.from_env (clients/python) reads the same names.
+CLIENT_ENVIRONMENT = {
+    "target": "OGPGY_TARGET",
+    "username": "OGPGY_USERNAME",
+    "data_dir": "OGPGY_DATA_DIR",
+    "cacert": "OGPGY_CA_FILE",
+    "cert": "OGPGY_CERT_FILE",
+    "key": "OGPGY_KEY_FILE",
+}
+
+
+def _from_environment(name: str, default: str | None) -> str | None:
+    return os.environ.get(CLIENT_ENVIRONMENT[name]) or default
+
+
+def _optional_path(name: str) -> Path | None:
+    found = _from_environment(name, None)
+    return Path(found) if found else None
+
+
 def _client_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", default=f"127.0.0.1:{DEFAULT_PORT}", help="where the bank listens (default: %(default)s)")
-    parser.add_argument("--username", default="admin", help="(default: %(default)s)")
+    parser.add_argument(
+        "--target",
+        default=_from_environment("target", f"127.0.0.1:{DEFAULT_PORT}"),
+        help="where the bank listens ($OGPGY_TARGET; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--username", default=_from_environment("username", "admin"), help="($OGPGY_USERNAME; default: %(default)s)"
+    )
     parser.epilog = (
         "The password is never an argument (argv is visible to every user of the machine): it is OGPGY_PASSWORD, "
-        "else the first admin's <data-dir>/admin-password for the admin, else asked for at the terminal."
+        "else the first admin's <data-dir>/admin-password for the admin, else asked for at the terminal. "
+        "Every option takes its default from the environment variable it names."
     )
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="(default: %(default)s)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(_from_environment("data_dir", str(DEFAULT_DATA_DIR)) or DEFAULT_DATA_DIR),
+        help="($OGPGY_DATA_DIR; default: %(default)s)",
+    )
     parser.add_argument(
         "--cacert",
         type=Path,
-        default=None,
-        help="speak TLS, trusting this CA certificate (a bank served with --tls: <its data-dir>/pki/ca.pem)",
+        default=_optional_path("cacert"),
+        help="speak TLS, trusting this CA certificate ($OGPGY_CA_FILE; a bank served with --tls: <its data-dir>/pki/ca.pem)",
     )
     parser.add_argument(
         "--cert",
         type=Path,
-        default=None,
-        help="with --cacert, present this certificate (a distributed mesh: <data_dir>/pki/clients/operator.pem)",
+        default=_optional_path("cert"),
+        help="with --cacert, present this certificate ($OGPGY_CERT_FILE; a distributed mesh: <data_dir>/pki/clients/operator.pem)",
     )
-    parser.add_argument("--key", type=Path, default=None, help="the private key of --cert")
+    parser.add_argument("--key", type=Path, default=_optional_path("key"), help="the private key of --cert ($OGPGY_KEY_FILE)")
 
 
 def _tls(args: argparse.Namespace) -> grpc.ChannelCredentials | None:

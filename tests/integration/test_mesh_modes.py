@@ -27,6 +27,7 @@ import pytest
 import redis
 from cryptography import x509
 from grpc import StatusCode, aio
+from ogpgy_client import BankClient
 
 from common.config import Settings
 from common.events.redis_streams import stream_of
@@ -502,3 +503,27 @@ async def test_the_story_on_a_plaintext_loopback_mesh_kept_for_comparison() -> N
         await the_story({c: mesh.config.target(c) for c in CONTEXTS})
     finally:
         mesh.stop()
+
+
+async def test_clients_find_the_mesh_from_the_environment_alone(distributed: RunningMesh) -> None:
+    """One shell set up for the mesh (its target, CA and the operator's certificate in OGPGY_*)
+    serves `ogpgy token` with no option and BankClient.from_env with no argument."""
+    pki = distributed.config.data_dir / "pki"
+    environ = {
+        "OGPGY_TARGET": distributed.targets["identity"],
+        "OGPGY_CA_FILE": str(pki / "ca.pem"),
+        "OGPGY_CERT_FILE": str(pki / "clients" / "operator.pem"),
+        "OGPGY_PASSWORD": ADMIN_PASSWORD,
+    }
+    command = [sys.executable, "-m", "mesh.cli", "token"]
+    env = {**os.environ, **environ}
+    token = await asyncio.to_thread(subprocess.run, command, cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    assert token.returncode == 0 and token.stdout.strip().count(".") == 2, token.stderr
+    async with BankClient.from_env(environ) as bank:
+        users = await bank.identity.ListUsers(idpb.ListUsersRequest(page_size=5), timeout=10)
+    assert "admin" in [u.username for u in users.users]
+    without_certificate = {k: v for k, v in environ.items() if k != "OGPGY_CERT_FILE"}
+    async with BankClient.from_env(without_certificate) as stranger:
+        with pytest.raises(aio.AioRpcError) as refused:
+            await stranger.identity.ListUsers(idpb.ListUsersRequest(page_size=5), timeout=10)
+    assert refused.value.code() is StatusCode.UNAVAILABLE, "no client certificate, no connection"

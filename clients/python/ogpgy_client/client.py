@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,10 +155,32 @@ class _StreamCalls(aio.UnaryStreamClientInterceptor):  # type: ignore[misc]  # g
         return await continuation(_with_token(details, await self._token.header()), request)
 
 
+def _credentials(
+    ca_file: str | Path | None, cert_file: str | Path | None, key_file: str | Path | None
+) -> grpc.ChannelCredentials | None:
+    """TLS trusting `ca_file`, presenting `cert_file` (and `key_file`, by default beside it with
+    the .key suffix) where the bank asks for a client certificate; None: plaintext (loopback)."""
+    if not ca_file:
+        if cert_file:
+            raise ValueError("a client certificate needs the bank's CA too (ca_file, OGPGY_CA_FILE)")
+        return None
+    if not cert_file:
+        return grpc.ssl_channel_credentials(Path(ca_file).read_bytes())
+    key = Path(key_file) if key_file else Path(cert_file).with_suffix(".key")
+    return grpc.ssl_channel_credentials(Path(ca_file).read_bytes(), key.read_bytes(), Path(cert_file).read_bytes())
+
+
+# The environment a shell set up for one bank gives every client (the `ogpgy` commands read the
+# same names): where it listens, whom to trust, which certificate to show, and who calls.
+ENVIRONMENT = ("OGPGY_TARGET", "OGPGY_CA_FILE", "OGPGY_CERT_FILE", "OGPGY_KEY_FILE", "OGPGY_USERNAME", "OGPGY_PASSWORD")
+
+
 class BankClient:
     """`async with BankClient(target, username=..., password=...) as bank:` then
     `await bank.customers.GetCustomer(...)`. `ca_file`: the bank's CA (a bank started with
-    --tls), else the channel is plaintext (loopback)."""
+    --tls, a mesh's front door, a cluster), else the channel is plaintext (loopback);
+    `cert_file`/`key_file`: the client certificate a bank with mutual TLS asks for.
+    `BankClient.from_env()` takes all of them from the environment (`ENVIRONMENT`)."""
 
     def __init__(
         self,
@@ -166,10 +189,12 @@ class BankClient:
         username: str,
         password: str,
         ca_file: str | Path | None = None,
+        cert_file: str | Path | None = None,
+        key_file: str | Path | None = None,
         audience: str = "",
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
-        credentials = grpc.ssl_channel_credentials(Path(ca_file).read_bytes()) if ca_file else None
+        credentials = _credentials(ca_file, cert_file, key_file)
         merged = [*dict([*DEFAULT_OPTIONS, *options]).items()]
 
         def open_channel(interceptors: Sequence[aio.ClientInterceptor] = ()) -> aio.Channel:
@@ -187,6 +212,23 @@ class BankClient:
         self.interest = InterestServiceStub(self.channel)
         self.notifications = NotificationServiceStub(self.channel)
         self.identity = IdentityServiceStub(self.channel)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: Any) -> BankClient:
+        """A client of the bank the environment names: OGPGY_TARGET (default 127.0.0.1:50051),
+        OGPGY_CA_FILE, OGPGY_CERT_FILE, OGPGY_KEY_FILE, OGPGY_USERNAME (default admin) and
+        OGPGY_PASSWORD (required: a password is never guessed)."""
+        if not environ.get("OGPGY_PASSWORD") and "password" not in overrides:
+            raise ValueError("set OGPGY_PASSWORD (the password of OGPGY_USERNAME, by default admin)")
+        settings: dict[str, Any] = {
+            "username": environ.get("OGPGY_USERNAME") or "admin",
+            "password": environ.get("OGPGY_PASSWORD", ""),
+            "ca_file": environ.get("OGPGY_CA_FILE") or None,
+            "cert_file": environ.get("OGPGY_CERT_FILE") or None,
+            "key_file": environ.get("OGPGY_KEY_FILE") or None,
+        }
+        target = overrides.pop("target", None) or environ.get("OGPGY_TARGET") or "127.0.0.1:50051"
+        return cls(target, **{**settings, **overrides})
 
     async def close(self) -> None:
         await self.channel.close()
