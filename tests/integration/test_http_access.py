@@ -5,6 +5,7 @@ Called as users would: with curl, and with Connect clients from npm."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import http.client
 import json
 import re
@@ -168,3 +169,19 @@ def test_https_with_the_banks_ca(tmp_path: Path) -> None:
         assert untrusted.returncode == 60, "a client that does not trust the bank's CA is refused"
     finally:
         bank.stop()
+
+
+async def test_grpc_web_text_mode_is_refused_as_the_readme_says(bank: RunningBank) -> None:
+    """gRPC-Web's text mode (base64 bodies) is not served: 415, before anything runs; binary
+    gRPC-Web, which every grpc-web client offers, is."""
+    envelope = struct.pack(">BI", 0, 0)  # an empty GetSigningKeysRequest, enveloped
+
+    def post(content_type: str, body: bytes) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", int(_url(bank).rsplit(":", 1)[1]), timeout=10)
+        connection.request("POST", "/ogpgy.identity.v1.IdentityService/GetSigningKeys", body, {"content-type": content_type})
+        status = connection.getresponse().status
+        connection.close()
+        return status
+
+    assert await asyncio.to_thread(post, "application/grpc-web-text", base64.b64encode(envelope)) == 415
+    assert await asyncio.to_thread(post, "application/grpc-web+proto", envelope) == 200
