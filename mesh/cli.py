@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from mesh import kubernetes
 from mesh.cli_embedded import add_up_command, up_embedded
 from mesh.cli_operator import Subcommands, add_operator_commands, run_operator
 from mesh.cli_simulators import add_simulator_commands, run_simulator
-from mesh.config import DEFAULT_CONFIG, MeshConfigError, load_mesh_config
+from mesh.config import DEFAULT_CONFIG, LOCAL, MeshConfigError, load_mesh_config
 from mesh.distributed import Mesh, serve_settings
 from mesh.embedded import ALL_MODULES, CONTEXT_NAMES, module_named, start_process
 from mesh.kubernetes import Target
@@ -127,10 +128,17 @@ def _deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+LOCAL_SHOWN = "(started by ogpgy up --distributed: its address is given to the process then)"
+
+
 def _config(args: argparse.Namespace) -> int:
     if args.process:
         mesh = load_mesh_config(args.config, known_contexts=CONTEXT_NAMES)
-        settings = serve_settings(mesh, args.process, args.replica, os.environ.get("OGPGY_ADMIN_PASSWORD", ""))
+        # What `up --distributed` starts itself has no address before it runs: shown as such,
+        # not refused as `serve` refuses a process that would have nothing to reach.
+        started = {what: LOCAL_SHOWN for what in ("redis", "postgres", "smtp") if getattr(mesh, what) == LOCAL}
+        shown = dataclasses.replace(mesh, **started)
+        settings = serve_settings(shown, args.process, args.replica, os.environ.get("OGPGY_ADMIN_PASSWORD", ""))
     else:
         settings = Settings()
     for name, value in settings.redacted().items():

@@ -68,3 +68,12 @@ def test_ogpgy_config_prints_a_process_settings_without_its_secrets(
     assert "port = 7102" in printed and 'instance_name = "account[0]"' in printed
     assert 'postgres_dsn = "postgresql://bank:***@db/ogpgy"' in printed
     assert "operator-secret" not in printed and "pw@" not in printed
+
+
+def test_ogpgy_config_shows_a_process_of_the_shipped_mesh(capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped mesh.toml starts Redis, PostgreSQL and the mail server itself (`local`): their
+    addresses exist only once `up --distributed` runs, which `config` says instead of failing."""
+    for process, port in (("account", 7103), ("identity", 7101)):
+        assert main(["config", "--process", process]) == 0
+        printed = capsys.readouterr().out
+        assert f"port = {port}" in printed and 'database = "postgres"' in printed
