@@ -134,10 +134,13 @@ LOCAL_SHOWN = "(started by ogpgy up --distributed: its address is given to the p
 def _config(args: argparse.Namespace) -> int:
     if args.process:
         mesh = load_mesh_config(args.config, known_contexts=CONTEXT_NAMES)
+
         # What `up --distributed` starts itself has no address before it runs: shown as such,
         # not refused as `serve` refuses a process that would have nothing to reach.
-        started = {what: LOCAL_SHOWN for what in ("redis", "postgres", "smtp") if getattr(mesh, what) == LOCAL}
-        shown = dataclasses.replace(mesh, **started)
+        def shown_as(value: str) -> str:
+            return LOCAL_SHOWN if value == LOCAL else value
+
+        shown = dataclasses.replace(mesh, redis=shown_as(mesh.redis), postgres=shown_as(mesh.postgres), smtp=shown_as(mesh.smtp))
         settings = serve_settings(shown, args.process, args.replica, os.environ.get("OGPGY_ADMIN_PASSWORD", ""))
     else:
         settings = Settings()
