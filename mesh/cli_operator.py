@@ -169,6 +169,8 @@ def _client_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _tls(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
     if not args.cacert:
+        if args.cert or args.key:  # as BankClient: a certificate is never dropped silently
+            raise OSError("a client certificate (--cert, OGPGY_CERT_FILE) needs the bank's CA too (--cacert, OGPGY_CA_FILE)")
         return None
     if args.cert is None:
         return channel_credentials(args.cacert.read_bytes())

@@ -5,13 +5,15 @@ documents that built-in probes take no authentication parameters (no client cert
 token). It asks grpc.health.v1.Health/Check for the probe's service, within timeoutSeconds, and
 only SERVING is a success. Each probe runs every periodSeconds after initialDelaySeconds; the
 startup probe first, alone; failureThreshold failures in a row of the startup or liveness probe
-restart the container, of the readiness probe take the pod out of its Services. Nothing here is
-kinder than that: a probe that needs a certificate fails.
+restart the container, of the readiness probe take the pod out of its Services; a container
+that exits is started again. It probes for as long as the test runs, not only until the pods are
+first ready. Nothing here is kinder than that: a probe that needs a certificate fails.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,31 +52,47 @@ class _Probing:
 
 
 class Kubelet:
-    """Probes the pods of `node` at their probes' periods; restarts what the probes condemn."""
+    """Probes the pods of `node` at their probes' periods, for as long as it runs (`async with`),
+    and restarts what the probes condemn or what exits (restartPolicy Always)."""
 
     def __init__(self, node: Node) -> None:
         self._node = node
         self._state = {pod.name: _Probing(time.monotonic()) for pod in node.pods}
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Kubelet:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
 
     def ready(self, pod: Pod) -> bool:
         return self._state[pod.name].ready
 
-    def forget(self, pod: Pod) -> None:
-        """The pod's container started again: its probes start over (startup first)."""
-        self._state[pod.name] = _Probing(time.monotonic())
-
     async def until_ready(self, within: float) -> None:
-        """Probes until every pod is ready; fails after `within` seconds, or when a pod exits."""
+        """Waits until every pod is ready as the probes say; fails after `within` seconds."""
         deadline = time.monotonic() + within
         while not all(self.ready(pod) for pod in self._node.pods):
-            for pod in self._node.pods:
-                assert pod.proc is not None and pod.proc.poll() is None, (
-                    f"{pod.name} exited:\n{pod.log.read_text(errors='replace')[-2000:]}"
-                )
-            await asyncio.gather(*(self._tick(pod) for pod in self._node.pods))
+            assert self._task is not None and not self._task.done(), "the kubelet stopped"
             waiting = [p.name for p in self._node.pods if not self.ready(p)]
             assert time.monotonic() < deadline, f"not ready within {within} s (as the kubelet probes): {waiting}"
             await asyncio.sleep(0.1)
+
+    async def _run(self) -> None:
+        while True:
+            for pod in self._node.pods:
+                if pod.proc is not None and pod.proc.poll() is not None:  # exited: started again
+                    self._restart(pod)
+            await asyncio.gather(*(self._tick(pod) for pod in self._node.pods))
+            await asyncio.sleep(0.1)
+
+    def _restart(self, pod: Pod) -> None:
+        self._node.restart(pod)
+        self._state[pod.name] = _Probing(time.monotonic())  # its probes start over, startup first
 
     async def _tick(self, pod: Pod) -> None:
         state = self._state[pod.name]
@@ -88,9 +106,9 @@ class Kubelet:
             if now < state.due.get(kind, state.started_at + probe.get("initialDelaySeconds", 0)):
                 continue
             state.due[kind] = now + probe.get("periodSeconds", 10)
-            await self._judge(pod, state, kind, probe, await grpc_probe(pod.address, probe))
+            self._judge(pod, state, kind, probe, await grpc_probe(pod.address, probe))
 
-    async def _judge(self, pod: Pod, state: _Probing, kind: str, probe: dict[str, Any], passed: bool) -> None:
+    def _judge(self, pod: Pod, state: _Probing, kind: str, probe: dict[str, Any], passed: bool) -> None:
         if passed:
             state.failures[kind] = 0
             state.started = state.started or kind == "startupProbe"
@@ -100,7 +118,6 @@ class Kubelet:
         if state.failures[kind] < probe.get("failureThreshold", 3):
             return
         if kind == "readinessProbe":
-            state.ready = False
+            state.ready = False  # out of its Services until the probe passes again
             return
-        self._node.restart(pod)  # a startup or liveness probe failed failureThreshold times in a row
-        self.forget(pod)
+        self._restart(pod)  # a startup or liveness probe failed failureThreshold times in a row

@@ -3,8 +3,8 @@ of each Deployment becomes a process in a network namespace of its own, started 
 container's exact arguments and environment (the image's ENTRYPOINT from the Containerfile, `ogpgy`
 being `python -m mesh.cli` here), its volumes as directories holding what the ConfigMap and the
 Secrets would, and the Services' names in the namespace's /etc/hosts (what cluster DNS answers
-for a headless Service: every pod's address). Like the kubelet, it starts a pod's process again
-when it dies."""
+for a headless Service: every pod's address). The kubelet's part (probes, restarts) is
+tests/kubelet.py."""
 
 from __future__ import annotations
 
@@ -178,16 +178,6 @@ class Node:
             pod.proc.wait(timeout=10)
         pod.restarts += 1
         self.start(pod)
-
-    def restart_dead(self) -> list[Pod]:
-        """What the kubelet does for restartPolicy Always."""
-        restarted = []
-        for pod in self.pods:
-            if pod.proc is not None and pod.proc.poll() is not None:
-                pod.restarts += 1
-                self.start(pod)
-                restarted.append(pod)
-        return restarted
 
     def stop(self) -> None:
         for pod in self.pods:

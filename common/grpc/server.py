@@ -91,7 +91,10 @@ class GrpcServer:
         kubelet's gRPC probes present no client certificate, so they cannot reach a mutual TLS
         port. Health says only whether the process is live and ready; every other method, and
         reflection, stays on the authenticated port. Returns the port."""
-        self._probes = aio.server(options=[("grpc.so_reuseport", 0), ("grpc.max_concurrent_streams", 16)])
+        # Unauthenticated callers may reach it: few streams per connection, few calls at once.
+        self._probes = aio.server(
+            options=[("grpc.so_reuseport", 0), ("grpc.max_concurrent_streams", 16)], maximum_concurrent_rpcs=32
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._probes)
         try:
             port: int = self._probes.add_insecure_port(address)

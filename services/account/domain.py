@@ -337,6 +337,8 @@ def known(accounts: Mapping[str, Account], account_id: str) -> Account:
 def require_posting(order: TransferOrder, accounts: Mapping[str, Account], *, release: int = 0) -> None:
     """The accounts can take the transfer: both known, the debit within its floor (once it frees
     `release` of its holds for it), both within the ledger's limit; judged in account id order."""
+    if order.debit_account_id == order.credit_account_id:  # the api refuses it first; the ledger too
+        raise PreconditionFailed("SAME_ACCOUNT", "money moves between two accounts", {"account_id": order.debit_account_id})
     for account_id in sorted({order.debit_account_id, order.credit_account_id}):
         if account_id == order.debit_account_id:
             known(accounts, account_id).require_debit(order.amount, release=release)

@@ -23,7 +23,7 @@ class Holds:
 
     async def locked(self, hold_id: str) -> Hold | None:
         """The hold, locked until the unit ends (SQLite: the unit holds the write lock already)."""
-        lock = " FOR UPDATE" if self._tx.dialect == "postgres" else ""
+        lock = " FOR NO KEY UPDATE" if self._tx.dialect == "postgres" else ""
         row = await self._tx.fetchone(f"SELECT {HOLD_COLUMNS} FROM holds WHERE hold_id = ?{lock}", hold_id)
         return hold_of(row) if row else None
 

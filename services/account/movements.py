@@ -137,7 +137,13 @@ async def place_hold(
     hold_id = new_id("hld")
 
     async def place() -> Hold:
-        accounts = await uow.accounts.locked([order.debit_account_id, order.credit_account_id])
+        # A capture moves both balances: both locked. A reservation moves the debtor's alone: the
+        # account it would go to (often the bank's clearing account, shared by every payment out)
+        # is only read, so holds towards it never queue on its row.
+        sides = [order.debit_account_id, order.credit_account_id] if capture else [order.debit_account_id]
+        accounts = await uow.accounts.locked(sides)
+        if not capture and (payee := await uow.accounts.get(order.credit_account_id)) is not None:
+            accounts[payee.account_id] = payee
         hold = Hold(
             hold_id,
             order.debit_account_id,
@@ -249,11 +255,12 @@ async def charge_fees(
 
 async def post_charges(uow: AccountUnit, orders: Sequence[tuple[ChargeOrder, IdempotencyKey]], at: datetime) -> list[Charge]:
     """Debits each order's account for its total, then credits the bank's accounts once each for
-    all the lines that posted; every account the chunk moves is locked first, in one id order.
-    A refused order's key keeps its refusal: the order never posts, however often it is sent
-    again (a debit refused once and taken by a retry would be money no caller recorded)."""
-    credited = {line.account_id(amount.currency) for order, _ in orders for line, amount in order.lines}
-    accounts = await uow.accounts.locked([order.account_id for order, _ in orders] + sorted(credited))
+    all the lines that posted. The debited accounts are locked first, in one id order; the bank's
+    accounts only when they are credited, at the end, so the chunk holds their rows as briefly as
+    the movements beside it do. A refused order's key keeps its refusal: the order never posts,
+    however often it is sent again (a debit refused once and taken by a retry would be money no
+    caller recorded)."""
+    accounts = await uow.accounts.locked([order.account_id for order, _ in orders])
     answers: dict[str, Charge] = {}
     debited: list[tuple[Charge, int]] = []  # the charge, its account's balance after it
     for order, key in sorted(orders, key=lambda o: (o[0].account_id, o[0].request_id)):
@@ -300,6 +307,7 @@ async def _credit_lines(
         for internal, amount in order.lines:
             side = (internal.account_id(amount.currency), amount.currency)
             sums[side] = sums.get(side, 0) + amount.minor
+    accounts = {**accounts, **await uow.accounts.locked([account_id for account_id, _ in sums])}
     running: dict[str, int] = {}
     for (account_id, currency), total in sorted(sums.items()):
         known(accounts, account_id).require_credit(Money(currency, total))

@@ -4,7 +4,10 @@ apply what the domain decided (a debit, a credit, a transfer with its two entrie
 The use case locks the accounts it moves (`Accounts.locked`) before the domain decides, so each
 write below happens over the rows the decision saw. Every UPDATE still keeps the decision's
 condition, as a guard: one that trips under the lock is a bug, answered ABORTED, never a wrong
-balance. Accounts are locked in id order, so concurrent movements cannot deadlock each other.
+balance. A movement locks its accounts in one statement, in id order; the lock is FOR NO KEY
+UPDATE on PostgreSQL, which the foreign-key checks of the set-based postings' inserts do not
+wait on. Where two units could still wait on each other in a cycle, PostgreSQL ends one and the
+database layer runs it again.
 """
 
 from __future__ import annotations
@@ -57,7 +60,9 @@ class Accounts:
         """The accounts (those that exist), locked in id order until the unit ends (SQLite: the
         unit holds the database's write lock already)."""
         ids = sorted(set(account_ids))
-        lock = " FOR UPDATE" if self._tx.dialect == "postgres" else ""
+        if not ids:
+            return {}
+        lock = " FOR NO KEY UPDATE" if self._tx.dialect == "postgres" else ""
         rows = await self._tx.fetchall(
             f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id IN ({', '.join('?' for _ in ids)})"
             f" ORDER BY account_id{lock}",
@@ -167,7 +172,14 @@ class Accounts:
 
     async def free(self, account_id: str, amount: Money) -> None:
         """Frees `amount` the account held for a hold released."""
-        await self._tx.execute("UPDATE accounts SET held_minor = held_minor - ? WHERE account_id = ?", amount.minor, account_id)
+        freed = await self._tx.execute(
+            "UPDATE accounts SET held_minor = held_minor - ? WHERE account_id = ? AND held_minor >= ?",
+            amount.minor,
+            account_id,
+            amount.minor,
+        )
+        if freed != 1:
+            raise Aborted("CONCURRENT_MOVEMENT", f"account {account_id} holds less than its hold", {"account_id": account_id})
 
     async def totals(self) -> tuple[int, int, int]:
         """(sum of debits, sum of credits, sum of balances) over the whole ledger."""
@@ -191,7 +203,7 @@ class Transfers:
         return transfer_of(row) if row else None
 
     async def locked(self, transfer_id: str) -> Transfer | None:
-        lock = " FOR UPDATE" if self._tx.dialect == "postgres" else ""
+        lock = " FOR NO KEY UPDATE" if self._tx.dialect == "postgres" else ""
         row = await self._tx.fetchone(f"SELECT {TRANSFER_READ_COLUMNS} FROM transfers WHERE transfer_id = ?{lock}", transfer_id)
         return transfer_of(row) if row else None
 

@@ -67,10 +67,11 @@ class Payment:
 
 
 def advanced(current: Payment, status: PaymentStatus, at: datetime, **changes: Any) -> Payment | None:
-    """The stored payment moved to `status`, or None when it is final already: an identical
-    request finished it first, and what it reached stands (each step at the account context is
-    one per request id, so every copy met the same hold and the same answer)."""
-    if current.status in FINAL:
+    """The stored payment moved to `status`, or None when it is final already or in `status`
+    already: an identical request got there first, and what it reached stands (each step at the
+    account context is one per request id, so every copy met the same hold and the same answer),
+    announced once."""
+    if current.status in FINAL or current.status is status:
         return None
     return replace(current.moved_to(status, at, **changes), next_attempt_at=None)
 

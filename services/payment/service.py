@@ -124,6 +124,13 @@ class PaymentProcessor(BaseComponent):
             current = stored(await uow.payments.get(p.payment_id), p.payment_id)
             moved = advanced(current, status, now, **changes)
             if moved is None:
+                if status is PaymentStatus.NEEDS_OPERATOR and current.status is not status:
+                    self.logger.warning(
+                        "payment %s: %s wanted an operator, but an identical request had moved it to %s",
+                        p.payment_id,
+                        changes.get("failure_reason", ""),
+                        current.status.value,
+                    )
                 return current
             await uow.payments.move(moved, current.status)
             await uow.publish(events_of(moved))
@@ -174,14 +181,15 @@ class PaymentProcessor(BaseComponent):
         return replace(p, hold_id=hold.hold_id)
 
     async def _hold_refused(self, p: Payment, refused: CalleeRefused) -> Payment:
-        """A refusal is final only once the request id is closed. The account context judges the
-        caller and the account before it replays a request id, so an identical request that went
-        first may hold the funds although this copy was refused (its token revoked meanwhile, a
-        right withdrawn): looked up as this context, that hold is the payment's."""
-        if isinstance(refused.error, PermissionDenied):
-            reason = "ACCESS_DENIED"
-        else:
+        """Any refusal but one of authority is the hold request's answer, kept by the account
+        context for its id. One of authority is final only once the request id is closed: the
+        account context judges the caller before it replays a request id, so an identical request
+        that went first may hold the funds although this copy was refused (its token revoked
+        meanwhile, a right withdrawn): looked up as this context, that hold is the payment's."""
+        if not refused.of_authority:
             reason = "ACCOUNT_NOT_FOUND" if isinstance(refused.error, NotFound) else refused.reason
+            return await self._move(p, PaymentStatus.FAILED, failure_reason=reason)
+        reason = "ACCESS_DENIED" if isinstance(refused.error, PermissionDenied) else refused.reason
         with as_itself():
             found = await self._find_hold(p, not_placed=reason)
         if found.status is PaymentStatus.FAILED and found.failure_reason == "ACCESS_DENIED" and reason == "ACCESS_DENIED":

@@ -239,6 +239,11 @@ def test_a_posting_needs_both_accounts_and_judges_each_side() -> None:
     assert reason_of(lambda: require_posting(order, _pair(payer, closed))) == "ACCOUNT_CLOSED"
 
 
+def test_a_posting_moves_money_between_two_accounts() -> None:
+    payer = account(balance=1_000)
+    assert reason_of(lambda: require_posting(TransferOrder("acc_1", "acc_1", eur(1), "loop"), {"acc_1": payer})) == "SAME_ACCOUNT"
+
+
 def test_a_posting_that_captures_a_hold_may_spend_what_the_hold_reserved() -> None:
     payer, payee = account(balance=1_000, held=1_000), replace(account(), account_id="acc_2")
     order = TransferOrder("acc_1", "acc_2", eur(1_000), "captured")

@@ -12,7 +12,13 @@ from ogpgy_client import ENVIRONMENT, BankClient
 from mesh.cli import _parser
 from mesh.cli_operator import CLIENT_ENVIRONMENT
 
-COMMANDS = (["token"], ["reconcile"], ["interest", "run", "--date", "2026-01-01"], ["fees", "charge", "--month", "2026-01"])
+COMMANDS = (
+    ["token"],
+    ["reconcile"],
+    ["interest", "run", "--date", "2026-01-01"],
+    ["fees", "charge", "--month", "2026-01"],
+    ["loans", "collect", "--date", "2026-01-01"],
+)
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
@@ -57,3 +63,12 @@ async def test_bank_client_from_the_environment_needs_a_password_and_the_ca_for_
         BankClient.from_env({"OGPGY_PASSWORD": "pw", "OGPGY_CERT_FILE": "/nowhere.pem"})
     async with BankClient.from_env({"OGPGY_PASSWORD": "pw"}) as local:
         assert local.channel is not None
+
+
+def test_a_certificate_without_the_banks_ca_is_refused_not_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mesh.cli_operator import _tls
+
+    monkeypatch.delenv("OGPGY_CA_FILE", raising=False)
+    monkeypatch.setenv("OGPGY_CERT_FILE", "/etc/bank/operator.pem")
+    with pytest.raises(OSError, match="CA"):
+        _tls(_parser().parse_args(["token"]))

@@ -15,7 +15,7 @@ from common.clock import Clock, FixedClock
 from common.errors import NotFound, PermissionDenied, PreconditionFailed, Unauthenticated, Unavailable
 from common.idempotency import IdempotencyKey
 from common.money import Money
-from common.security.context import ADMIN, SecurityContext, current_caller
+from common.security.context import ADMIN, SecurityContext, caller_var, current_caller
 from services.payment.domain import Beneficiary, BookedTransfer, NetworkSettlement, Payment, PaymentStatus
 from services.payment.module import PaymentModule
 from services.payment.ports import Accounts, FoundHold, NetworkAnswer, NetworkUnavailable, PaymentNetwork
@@ -66,8 +66,7 @@ class FakeLedger(HoldBook, Accounts):
     ) -> FoundHold:
         # As the account context does: the caller and the account are judged before a request id
         # is replayed, so an identical request's copy can be refused a hold that exists.
-        if current_caller().customer_id in self.revoked:
-            raise Unauthenticated("TOKEN_REVOKED", "the token was revoked")
+        self._judge()
         self._may_debit(debtor)
         if request_id in self.closed:
             raise PreconditionFailed("REQUEST_VOIDED", "closed by LookupHold")
@@ -82,7 +81,15 @@ class FakeLedger(HoldBook, Accounts):
             raise Unavailable("ACCOUNTS_UNAVAILABLE", "the answer was lost")
         return self._found(request_id)
 
+    def _judge(self) -> None:
+        """As the account context's door does on every call: a revoked token is refused, whatever
+        the call (a context acting as itself carries no user token)."""
+        caller = caller_var.get()
+        if caller is not None and caller.customer_id in self.revoked:
+            raise Unauthenticated("TOKEN_REVOKED", "the token was revoked")
+
     async def lookup_hold(self, request_id: str) -> FoundHold:
+        self._judge()
         if request_id not in self.holds:
             self.closed.add(request_id)
             raise NotFound("hold request", request_id)
@@ -93,9 +100,11 @@ class FakeLedger(HoldBook, Accounts):
         return FoundHold(hold.hold_id, hold.status == "RELEASED", hold.transfer_id)
 
     async def capture_hold(self, request_id: str, hold_id: str) -> str:
+        self._judge()
         return self.capture(hold_id)
 
     async def release_hold(self, request_id: str, hold_id: str) -> None:
+        self._judge()
         hold = self.by_id(hold_id)
         if hold.status == "CAPTURED":
             raise PreconditionFailed("HOLD_ALREADY_RESOLVED", "captured")
