@@ -21,7 +21,7 @@ from mesh import kubernetes
 from mesh.cli_embedded import add_up_command, up_embedded
 from mesh.cli_operator import Subcommands, add_operator_commands, run_operator
 from mesh.cli_simulators import add_simulator_commands, run_simulator
-from mesh.config import DEFAULT_CONFIG, LOCAL, MeshConfigError, load_mesh_config
+from mesh.config import DEFAULT_CONFIG, LOCAL, MeshConfigError, forget_running, load_mesh_config, remember_running, running_config
 from mesh.distributed import Mesh, serve_settings
 from mesh.embedded import ALL_MODULES, CONTEXT_NAMES, module_named, start_process
 from mesh.kubernetes import Target
@@ -116,7 +116,12 @@ def _graph_command(commands: Subcommands) -> None:
 
 def _status_command(commands: Subcommands) -> None:
     status = commands.add_parser("status", help="every context of a mesh: its addresses and health")
-    status.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="(default: %(default)s)")
+    status.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="(default: $OGPGY_MESH_CONFIG, else the mesh a running `up --distributed` serves, else mesh.toml)",
+    )
 
 
 def _deploy(args: argparse.Namespace) -> int:
@@ -174,6 +179,7 @@ def _up_distributed(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda number, _frame: received.append(number))
     mesh.start()
+    remember_running(args.config)
     print(
         f"OgPgy Bank mesh is up in {mesh.started_in:.1f} s ({len(mesh.replicas)} processes, logs in {config.data_dir / 'logs'}):"
     )
@@ -192,6 +198,7 @@ def _up_distributed(args: argparse.Namespace) -> int:
         signal.pause()
     renewing.set()
     print("stopping the mesh...", file=sys.stderr, flush=True)
+    forget_running()
     mesh.stop()
     return 0
 
@@ -208,7 +215,7 @@ def _graph(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    config = load_mesh_config(args.config, known_contexts=CONTEXT_NAMES)
+    config = load_mesh_config(args.config or running_config(), known_contexts=CONTEXT_NAMES)
     rows = mesh_status(config)
     print(
         f"{'process':<15} {'address':<21} {'health':<8} {'restarts':<8} {'contexts':<22} {'breakers':<28} {'outbox lag':<20}"

@@ -26,12 +26,16 @@ process says where each replica listens and how the others reach it instead:
 
 Environment overrides, for deployments that keep one file for every host: OGPGY_DATA_DIR,
 OGPGY_REDIS_URL, OGPGY_POSTGRES_DSN, OGPGY_SMTP_URL, and OGPGY_<PROCESS>_ADDRESSES (comma-separated).
+OGPGY_BASE_PORT moves every port of `addresses` and `metrics` at once, each keeping its distance
+from the file's `base_port` (7100 unless [mesh] says otherwise): two meshes on one machine.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -151,7 +155,8 @@ def load_mesh_config(
     mesh = raw.get("mesh", {})
     base = path.parent
     data_dir = Path(environ.get("OGPGY_DATA_DIR") or mesh.get("data_dir", "var/mesh"))
-    processes = tuple(_process(path, name, body, environ) for name, body in raw.get("process", {}).items())
+    shift = _port_shift(path, mesh, environ)
+    processes = tuple(_process(path, name, body, environ, shift) for name, body in raw.get("process", {}).items())
     config = MeshConfig(
         data_dir=data_dir if data_dir.is_absolute() else base / data_dir,
         redis=environ.get("OGPGY_REDIS_URL") or str(mesh.get("redis", LOCAL)),
@@ -164,7 +169,31 @@ def load_mesh_config(
     return config
 
 
-def _process(path: Path, name: str, body: Mapping[str, object], environ: Mapping[str, str]) -> ProcessSpec:
+DEFAULT_BASE_PORT = 7100
+
+
+def _port_shift(path: Path, mesh: Mapping[str, object], environ: Mapping[str, str]) -> int:
+    """How far OGPGY_BASE_PORT moves the file's ports (0 when it is not set)."""
+    base = mesh.get("base_port", DEFAULT_BASE_PORT)
+    wanted = environ.get("OGPGY_BASE_PORT", "")
+    if not isinstance(base, int) or isinstance(base, bool) or not 0 < base < 65536:
+        raise MeshConfigError(f"{path}: [mesh] base_port must be a port number")
+    if not wanted:
+        return 0
+    if not wanted.isdigit() or not 0 < int(wanted) < 65536:
+        raise MeshConfigError(f"OGPGY_BASE_PORT must be a port number, not {wanted!r}")
+    return int(wanted) - base
+
+
+def _shifted(path: Path, address: str, shift: int) -> str:
+    host, _, port = address.strip().rpartition(":")
+    moved = int(port) + shift if port.isdigit() else -1
+    if not 0 < moved < 65536:
+        raise MeshConfigError(f"{path}: OGPGY_BASE_PORT moves {address.strip()} out of the port range")
+    return f"{host}:{moved}"
+
+
+def _process(path: Path, name: str, body: Mapping[str, object], environ: Mapping[str, str], shift: int = 0) -> ProcessSpec:
     contexts = body.get("contexts", [name])
     if not isinstance(contexts, list) or not contexts or not all(isinstance(c, str) for c in contexts):
         raise MeshConfigError(f"{path}: [process.{name}] contexts must be a non-empty list of context names")
@@ -180,7 +209,10 @@ def _process(path: Path, name: str, body: Mapping[str, object], environ: Mapping
     metrics = body.get("metrics", [])
     if not isinstance(metrics, list) or (metrics and len(metrics) != len(addresses)):
         raise MeshConfigError(f"{path}: [process.{name}] metrics must list one host:port per replica, like addresses")
-    return ProcessSpec(name, tuple(contexts), tuple(a.strip() for a in addresses), tuple(str(m).strip() for m in metrics))
+    if override:  # addresses given for this host are taken as they are
+        return ProcessSpec(name, tuple(contexts), tuple(a.strip() for a in addresses), tuple(str(m).strip() for m in metrics))
+    moved = tuple(_shifted(path, a, shift) for a in addresses)
+    return ProcessSpec(name, tuple(contexts), moved, tuple(_shifted(path, str(m), shift) for m in metrics))
 
 
 def _named_process(path: Path, name: str, contexts: tuple[str, ...], body: Mapping[str, object]) -> ProcessSpec:
@@ -242,3 +274,36 @@ def _check(path: Path, config: MeshConfig, known_contexts: tuple[str, ...]) -> N
         raise MeshConfigError(f"{path}: address(es) {', '.join(shared)} used twice; each replica listens on its own")
     for spec in config.processes:
         spec.reached_at()  # replicas must be balanceable
+
+
+def _running_record() -> Path:
+    """Where `up --distributed` notes the configuration it runs, for this user of the machine."""
+    folder = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return Path(folder) / f"ogpgy-mesh-{os.getuid()}.json"
+
+
+def remember_running(config: Path) -> None:
+    """Notes that this process runs the mesh of `config` (ogpgy status then finds it)."""
+    _running_record().write_text(json.dumps({"config": str(config.resolve()), "pid": os.getpid()}), encoding="utf-8")
+
+
+def forget_running() -> None:
+    record = _running_record()
+    try:
+        if json.loads(record.read_text(encoding="utf-8")).get("pid") == os.getpid():
+            record.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def running_config(environ: Mapping[str, str] = os.environ) -> Path:
+    """The mesh configuration a client command means: OGPGY_MESH_CONFIG, else the one a running
+    `up --distributed` of this user noted, else the shipped mesh.toml."""
+    if environ.get("OGPGY_MESH_CONFIG"):
+        return Path(environ["OGPGY_MESH_CONFIG"])
+    try:
+        noted = json.loads(_running_record().read_text(encoding="utf-8"))
+        os.kill(int(noted["pid"]), 0)  # still running (signal 0 checks, sends nothing)
+        return Path(noted["config"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return DEFAULT_CONFIG
