@@ -137,13 +137,12 @@ async def place_hold(
     hold_id = new_id("hld")
 
     async def place() -> Hold:
-        # A capture moves both balances: both locked. A reservation moves the debtor's alone: the
-        # account it would go to (often the bank's clearing account, shared by every payment out)
-        # is only read, so holds towards it never queue on its row.
-        sides = [order.debit_account_id, order.credit_account_id] if capture else [order.debit_account_id]
-        accounts = await uow.accounts.locked(sides)
-        if not capture and (payee := await uow.accounts.get(order.credit_account_id)) is not None:
-            accounts[payee.account_id] = payee
+        if capture:  # both balances move: both locked
+            accounts = await uow.accounts.locked([order.debit_account_id, order.credit_account_id])
+        else:  # the debtor's alone moves; the account it would go to (often the bank's clearing
+            # account, shared by every payment out) is only read, so holds never queue on its row
+            payee = await uow.accounts.read([order.credit_account_id])
+            accounts = {**payee, **await uow.accounts.locked([order.debit_account_id])}
         hold = Hold(
             hold_id,
             order.debit_account_id,

@@ -59,10 +59,16 @@ class Accounts:
     async def locked(self, account_ids: Sequence[str]) -> dict[str, Account]:
         """The accounts (those that exist), locked in id order until the unit ends (SQLite: the
         unit holds the database's write lock already)."""
+        return await self._select(account_ids, " FOR NO KEY UPDATE" if self._tx.dialect == "postgres" else "")
+
+    async def read(self, account_ids: Sequence[str]) -> dict[str, Account]:
+        """The accounts (those that exist), as committed, without a lock."""
+        return await self._select(account_ids, "")
+
+    async def _select(self, account_ids: Sequence[str], lock: str) -> dict[str, Account]:
         ids = sorted(set(account_ids))
         if not ids:
             return {}
-        lock = " FOR NO KEY UPDATE" if self._tx.dialect == "postgres" else ""
         rows = await self._tx.fetchall(
             f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id IN ({', '.join('?' for _ in ids)})"
             f" ORDER BY account_id{lock}",

@@ -190,3 +190,20 @@ async def test_a_chunk_of_fees_that_would_pass_the_ledgers_limit_is_refused_whol
         await ledger.accounts.charge_monthly_fees(date(2026, 5, 1), "EUR", "", 100, key("fees-may"))
     assert (refused.value.reason, refused.value.metadata["account_id"]) == ("BALANCE_LIMIT_EXCEEDED", fees)
     assert await ledger.balance(shop.account_id) == 0
+
+
+async def test_a_chunk_of_fees_is_recorded_once(ledger: Ledger) -> None:
+    with acting_as(ADMIN_CALLER):
+        shop = await ledger.accounts.open_account("cus_ada", AccountType.BUSINESS_CHECKING, "EUR", key("open-shop"))
+
+    async def opened_in_april(uow: AccountUnit) -> None:
+        await uow.tx.execute(
+            "UPDATE accounts SET opened_at = ? WHERE account_id = ?", "2026-04-01T00:00:00+00:00", shop.account_id
+        )
+
+    await ledger.units.write(opened_in_april)
+    before = await ledger.announced()
+    with acting_as(ADMIN_CALLER):
+        await ledger.accounts.charge_monthly_fees(date(2026, 5, 1), "EUR", "", 100, key("fees-may"))
+    announced = await ledger.announced() - before
+    assert {kind: n for kind, n in announced.items() if kind.startswith("audit:")} == {"audit:ChargeMonthlyFees": 1}
