@@ -285,7 +285,13 @@ class Hold:
     def capture(self, amount: Money | None) -> Money:
         """What a capture of `amount` (None: all of it) posts; at most what is held, once."""
         captured = amount or self.amount
-        if captured.currency != self.amount.currency or captured.minor > self.amount.minor:
+        if captured.currency != self.amount.currency:
+            raise PreconditionFailed(
+                "CURRENCY_MISMATCH",
+                f"the hold is in {self.amount.currency}, not {captured.currency}",
+                {"hold_id": self.hold_id, "hold_currency": self.amount.currency},
+            )
+        if captured.minor > self.amount.minor:
             raise PreconditionFailed(
                 "CAPTURE_EXCEEDS_HOLD",
                 f"at most {self.amount} can be captured",

@@ -172,7 +172,7 @@ def test_a_capture_posts_at_most_what_is_held_and_all_of_it_by_default() -> None
     assert hold().capture(None) == eur(10_000)
     assert hold().capture(eur(2_500)) == eur(2_500)
     assert reason_of(lambda: hold().capture(eur(10_001))) == "CAPTURE_EXCEEDS_HOLD"
-    assert reason_of(lambda: hold().capture(Money("USD", 1))) == "CAPTURE_EXCEEDS_HOLD"
+    assert reason_of(lambda: hold().capture(Money("USD", 1))) == "CURRENCY_MISMATCH", "the currency, not the amount"
 
 
 @pytest.mark.parametrize("status", [HoldStatus.CAPTURED, HoldStatus.RELEASED])
