@@ -43,7 +43,19 @@ class Target:
 
 
 def _labels(process: str) -> dict[str, str]:
+    """What selects a process's pods (never changes for a Deployment)."""
     return {"app.kubernetes.io/name": process, "app.kubernetes.io/part-of": PART_OF}
+
+
+def _described(process: str, target: Target) -> dict[str, str]:
+    """The recommended labels of every object of a process (app.kubernetes.io/*)."""
+    return {
+        **_labels(process),
+        "app.kubernetes.io/instance": f"{PART_OF}-{target.namespace}",
+        "app.kubernetes.io/component": "context-process",
+        "app.kubernetes.io/version": target.image.rpartition(":")[2] or "latest",
+        "app.kubernetes.io/managed-by": "ogpgy-deploy",
+    }
 
 
 def service_name(process: str) -> str:
@@ -88,6 +100,12 @@ def callers_of(config: MeshConfig, process: ProcessSpec, modules: Iterable[type]
     if "identity" in process.contexts:
         callers |= {p.name for p in config.processes if p.name != process.name}
     return sorted(callers)
+
+
+def callees_of(config: MeshConfig, process: ProcessSpec, modules: Iterable[type]) -> list[str]:
+    """The processes `process` calls: those it is a caller of (callers_of, inverted)."""
+    modules = list(modules)
+    return sorted(p.name for p in config.processes if process.name in callers_of(config, p, modules))
 
 
 def _container(spec: ProcessSpec, target: Target) -> dict[str, Any]:
@@ -194,13 +212,13 @@ def deployment(spec: ProcessSpec, target: Target) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": service_name(spec.name), "namespace": target.namespace, "labels": _labels(spec.name)},
+        "metadata": {"name": service_name(spec.name), "namespace": target.namespace, "labels": _described(spec.name, target)},
         "spec": {
             "replicas": spec.replica_count,
             "selector": {"matchLabels": _labels(spec.name)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
-                "metadata": {"labels": {**_labels(spec.name), "ogpgy.bank/contexts": ".".join(spec.contexts)}},
+                "metadata": {"labels": {**_described(spec.name, target), "ogpgy.bank/contexts": ".".join(spec.contexts)}},
                 "spec": {
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
@@ -219,7 +237,7 @@ def service(spec: ProcessSpec, target: Target) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": service_name(spec.name), "namespace": target.namespace, "labels": _labels(spec.name)},
+        "metadata": {"name": service_name(spec.name), "namespace": target.namespace, "labels": _described(spec.name, target)},
         "spec": {
             "clusterIP": "None",
             "selector": _labels(spec.name),
@@ -235,23 +253,47 @@ def disruption_budget(spec: ProcessSpec, target: Target) -> dict[str, Any]:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": {"name": service_name(spec.name), "namespace": target.namespace, "labels": _labels(spec.name)},
+        "metadata": {"name": service_name(spec.name), "namespace": target.namespace, "labels": _described(spec.name, target)},
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": _labels(spec.name)}},
     }
 
 
-def network_policy(spec: ProcessSpec, callers: list[str], target: Target) -> dict[str, Any]:
+# Egress every process needs whatever it serves: names (the cluster's DNS), and its database and
+# cache, which are outside the namespace (their URLs are in the Secret, so any address).
+_DNS = {
+    "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+}
+_STORES = {"ports": [{"protocol": "TCP", "port": 5432}, {"protocol": "TCP", "port": 6379}]}
+_SMTP = {"ports": [{"protocol": "TCP", "port": port} for port in (25, 465, 587)]}
+
+
+def _egress(spec: ProcessSpec, callees: list[str]) -> list[dict[str, Any]]:
+    """Out only to what the process uses: DNS, PostgreSQL and Redis, SMTP where notification is
+    served, and the gRPC port of the processes its contexts import (identity for every one)."""
+    rules: list[dict[str, Any]] = [_DNS, _STORES]
+    if "notification" in spec.contexts:
+        rules.append(_SMTP)
+    if callees:
+        to = [{"podSelector": {"matchLabels": _labels(callee)}} for callee in callees]
+        rules.append({"to": to, "ports": [{"protocol": "TCP", "port": GRPC_PORT}]})
+    return rules
+
+
+def network_policy(spec: ProcessSpec, callers: list[str], target: Target, callees: list[str] | None = None) -> dict[str, Any]:
     """Calls in only from the processes whose contexts import this one's (and from pods labelled
-    as the bank's clients: a gateway, an operator); metrics from the namespace's monitoring."""
+    as the bank's clients: a gateway, an operator); metrics from the namespace's monitoring.
+    Calls out only as `_egress` says."""
     grpc_from = [{"podSelector": {"matchLabels": _labels(caller)}} for caller in callers]
     grpc_from.append({"podSelector": {"matchLabels": {CLIENT_LABEL: "true"}}})
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": service_name(spec.name), "namespace": target.namespace, "labels": _labels(spec.name)},
+        "metadata": {"name": service_name(spec.name), "namespace": target.namespace, "labels": _described(spec.name, target)},
         "spec": {
             "podSelector": {"matchLabels": _labels(spec.name)},
-            "policyTypes": ["Ingress"],
+            "policyTypes": ["Ingress", "Egress"],
+            "egress": _egress(spec, callees or []),
             "ingress": [
                 {"from": grpc_from, "ports": [{"protocol": "TCP", "port": GRPC_PORT}]},
                 {
@@ -340,7 +382,7 @@ def render(config: MeshConfig, target: Target, modules: Iterable[type]) -> dict[
                 deployment(spec, target),
                 service(spec, target),
                 disruption_budget(spec, target),
-                network_policy(spec, callers_of(config, spec, modules), target),
+                network_policy(spec, callers_of(config, spec, modules), target, callees_of(config, spec, modules)),
             ]
         )
         resources.append(name)

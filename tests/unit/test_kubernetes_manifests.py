@@ -79,6 +79,27 @@ def test_network_policies_allow_exactly_the_calls_the_imports_declare(files: dic
         allowed = {f["podSelector"]["matchLabels"].get("app.kubernetes.io/name") for f in rule["from"]} - {None}
         assert allowed == callers, f"{process}: policy {sorted(allowed)}, imports {sorted(callers)}"
         assert rule["ports"] == [{"protocol": "TCP", "port": GRPC_PORT}]
+    for process in config.process_names():  # and out: to exactly the processes that let it in
+        callees = {callee for callee, callers in declared.items() if process in callers}
+        policy = policies[service_name(process)]["spec"]
+        assert policy["policyTypes"] == ["Ingress", "Egress"]
+        grpc_out = [r for r in policy["egress"] if r.get("ports") == [{"protocol": "TCP", "port": GRPC_PORT}]]
+        reached = {t["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for r in grpc_out for t in r["to"]}
+        assert reached == callees, f"{process}: egress {sorted(reached)}, imports {sorted(callees)}"
+        ports = {port["port"] for r in policy["egress"] for port in r["ports"]}
+        assert {53, 5432, 6379} <= ports, "names, the database and the cache"
+        assert (25 in ports) == ("notification" in config.process(process).contexts), "mail from notification alone"
+
+
+def test_every_object_of_a_process_carries_the_recommended_labels(files: dict[str, str]) -> None:
+    recommended = {"name", "instance", "version", "component", "part-of", "managed-by"}
+    for doc in _core(files):
+        if doc["metadata"]["name"].startswith("ogpgy-") and doc["kind"] in {"Deployment", "Service", "NetworkPolicy"}:
+            labels = doc["metadata"]["labels"]
+            assert {k.removeprefix("app.kubernetes.io/") for k in labels if k.startswith("app.kubernetes.io/")} == recommended
+            if doc["kind"] == "Deployment":
+                selector = doc["spec"]["selector"]["matchLabels"]
+                assert set(selector) == {"app.kubernetes.io/name", "app.kubernetes.io/part-of"}, "a selector never changes"
 
 
 def test_pods_run_unprivileged_with_grpc_probes_and_the_mesh_replicas(files: dict[str, str], config: MeshConfig) -> None:
