@@ -26,6 +26,13 @@ def stored(value: T | None, what: str) -> T:
     return value
 
 
+def row_lock(tx: Tx, strength: str = "NO KEY UPDATE") -> str:
+    """The clause that locks the rows a SELECT reads until the unit ends, on PostgreSQL; nothing on
+    SQLite, where a writing unit holds the database's write lock already. NO KEY UPDATE by
+    default: foreign-key checks of other units' inserts do not wait on it."""
+    return f" FOR {strength}" if tx.dialect == "postgres" else ""
+
+
 async def aggregate(tx: Tx, sql: str, *params: Any) -> Row:
     """The one row an aggregate query (COUNT, SUM, MAX without GROUP BY) always answers."""
     return stored(await tx.fetchone(sql, *params), "the row of an aggregate query")

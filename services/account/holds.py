@@ -4,7 +4,7 @@ condition (still PLACED) as a guard."""
 
 from __future__ import annotations
 
-from common.db.base import Tx, stored
+from common.db.base import Tx, row_lock, stored
 from common.db.keyset import Page, keyset_page
 from common.errors import Aborted
 from services.account.domain import Hold, HoldStatus
@@ -23,7 +23,7 @@ class Holds:
 
     async def locked(self, hold_id: str) -> Hold | None:
         """The hold, locked until the unit ends (SQLite: the unit holds the write lock already)."""
-        lock = " FOR NO KEY UPDATE" if self._tx.dialect == "postgres" else ""
+        lock = row_lock(self._tx)
         row = await self._tx.fetchone(f"SELECT {HOLD_COLUMNS} FROM holds WHERE hold_id = ?{lock}", hold_id)
         return hold_of(row) if row else None
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from common.audit import acting, record_change
-from common.db.base import Row, Tx, aggregate, stored
+from common.db.base import Row, Tx, aggregate, row_lock, stored
 from common.db.keyset import Page, keyset_page
 from common.errors import Aborted
 from common.events.inbox import first_delivery
@@ -59,7 +59,7 @@ class Accounts:
     async def locked(self, account_ids: Sequence[str]) -> dict[str, Account]:
         """The accounts (those that exist), locked in id order until the unit ends (SQLite: the
         unit holds the database's write lock already)."""
-        return await self._select(account_ids, " FOR NO KEY UPDATE" if self._tx.dialect == "postgres" else "")
+        return await self._select(account_ids, row_lock(self._tx))
 
     async def read(self, account_ids: Sequence[str]) -> dict[str, Account]:
         """The accounts (those that exist), as committed, without a lock."""
@@ -209,7 +209,7 @@ class Transfers:
         return transfer_of(row) if row else None
 
     async def locked(self, transfer_id: str) -> Transfer | None:
-        lock = " FOR NO KEY UPDATE" if self._tx.dialect == "postgres" else ""
+        lock = row_lock(self._tx)
         row = await self._tx.fetchone(f"SELECT {TRANSFER_READ_COLUMNS} FROM transfers WHERE transfer_id = ?{lock}", transfer_id)
         return transfer_of(row) if row else None
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from common.audit import record_change
-from common.db.base import Tx
+from common.db.base import Tx, row_lock
 from common.db.databases import ContextDatabase
 from common.db.keyset import Page, keyset_page
 from common.db.units import Unit, Units
@@ -53,7 +53,7 @@ class Loans:
 
     async def locked(self, loan_id: str) -> Loan | None:
         """The loan, locked until the unit ends (SQLite: the unit holds the write lock already)."""
-        lock = " FOR UPDATE" if self._tx.dialect == "postgres" else ""
+        lock = row_lock(self._tx, "UPDATE")
         row = await self._tx.fetchone(f"SELECT {LOAN_COLUMNS} FROM loans WHERE loan_id = ?{lock}", loan_id)
         return loan_of(row) if row else None
 
@@ -66,7 +66,7 @@ class Loans:
         (payments on one loan are allocated one after another)."""
         if not loan_ids:
             return set()
-        lock = " ORDER BY seq FOR UPDATE" if self._tx.dialect == "postgres" else ""
+        lock = " ORDER BY seq" + row_lock(self._tx, "UPDATE") if self._tx.dialect == "postgres" else ""
         rows = await self._tx.fetchall(
             f"SELECT loan_id FROM loans WHERE status = ? AND loan_id IN ({marks(loan_ids)}){lock}",
             LoanStatus.DISBURSED.value,
