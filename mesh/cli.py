@@ -26,7 +26,7 @@ from mesh.distributed import Mesh, serve_settings
 from mesh.embedded import ALL_MODULES, CONTEXT_NAMES, module_named, start_process
 from mesh.kubernetes import Target
 from mesh.local_servers import LocalServerError
-from mesh.status import mesh_status
+from mesh.status import front_door_status, mesh_status
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -189,6 +189,10 @@ def _up_distributed(args: argparse.Namespace) -> int:
     pki = config.data_dir / "pki"
     tls = f"--cacert {pki / 'ca.pem'} --cert {pki / 'clients' / 'operator.pem'}" if config.mutual_tls else ""
     print(f"Token: scripts/ogpgy token --target {config.target('identity')} --data-dir {config.data_dir} {tls}")
+    if mesh.front_door is not None:
+        door = config.front_door
+        print(f"Front door: {door}  (gRPC, Connect and gRPC-Web for every public service; TLS with {pki / 'ca.pem'})")
+        print(f"  export OGPGY_TARGET={door} OGPGY_CA_FILE={pki / 'ca.pem'} OGPGY_DATA_DIR={config.data_dir}")
     print("Status: scripts/ogpgy status; stop with Ctrl-C.", flush=True)
     renewing = threading.Event()
     if config.mutual_tls:
@@ -226,7 +230,10 @@ def _status(args: argparse.Namespace) -> int:
             f"{row.process:<15} {row.address:<21} {row.health:<8} {row.restarts:<8} {', '.join(row.contexts):<22} "
             f"{row.breakers or '-':<28} {row.outbox_lag or '-':<20} {row.consumer_lag or '-'}"
         )
-    return 0 if all(row.health == "SERVING" for row in rows) else 1
+    door = front_door_status(config)
+    if door is not None:
+        print(f"front door      {config.front_door:<21} {door}")
+    return 0 if all(row.health == "SERVING" for row in rows) and door in (None, "SERVING") else 1
 
 
 def _setup_logging(level: str, form: str) -> None:

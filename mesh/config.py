@@ -8,11 +8,13 @@ loopback, two replicas of the customer context):
     redis = "local"         # "local": started for you; or redis://host:port/db
     postgres = "local"      # "local": a cluster under data_dir, started for you; or a DSN
     mutual_tls = true       # false (loopback only, for comparisons): plaintext, every process holds the signing key
+    front_door = "127.0.0.1:7100"   # optional: one TLS address for every public service (nginx, started for you)
 
     [process.core]          # contexts named together share a process: their calls are colocated
     contexts = ["account", "payment"]
     addresses = ["127.0.0.1:7102", "127.0.0.1:7112"]   # one per replica
     metrics = ["127.0.0.1:9102", "127.0.0.1:9112"]     # optional: each replica's Prometheus /metrics
+    connect = ["127.0.0.1:8102", "127.0.0.1:8112"]     # optional: each replica's Connect/gRPC-Web port (mutual TLS)
 
 Where a name, not a list of addresses, reaches the replicas (Kubernetes, a load balancer), a
 process says where each replica listens and how the others reach it instead:
@@ -22,11 +24,12 @@ process says where each replica listens and how the others reach it instead:
     listen = "0.0.0.0:7103"                                       # every replica, in its own pod
     target = "dns:///account.ogpgy.svc.cluster.local:7103"        # resolved; round robin over all
     metrics_port = 9103                                           # optional, on every replica
+    connect_port = 8103                                           # optional: Connect/gRPC-Web, mutual TLS
     health_port = 7180                                            # optional: gRPC health alone, plaintext (probes)
 
 Environment overrides, for deployments that keep one file for every host: OGPGY_DATA_DIR,
 OGPGY_REDIS_URL, OGPGY_POSTGRES_DSN, OGPGY_SMTP_URL, and OGPGY_<PROCESS>_ADDRESSES (comma-separated).
-OGPGY_BASE_PORT moves every port of `addresses` and `metrics` at once, each keeping its distance
+OGPGY_BASE_PORT moves every port of `addresses`, `metrics`, `connect` and `front_door` at once, each keeping its distance
 from the file's `base_port` (7100 unless [mesh] says otherwise): two meshes on one machine.
 """
 
@@ -63,6 +66,8 @@ class ProcessSpec:
     replicas: int = 0  # with `target`: how many
     metrics_port: int = 0  # with `target`: each replica's /metrics port (0: none)
     health_port: int = 0  # with `target`: each replica's plaintext port serving gRPC health alone, for probes (0: none)
+    connect: tuple[str, ...] = ()  # host:port of each replica's Connect and gRPC-Web port, when it serves one
+    connect_port: int = 0  # with `target`: each replica's Connect port (0: none)
 
     @property
     def replica_count(self) -> int:
@@ -70,6 +75,12 @@ class ProcessSpec:
 
     def listen_address(self, replica: int) -> str:
         return self.listen if self.target else self.addresses[replica]
+
+    def connect_address(self, replica: int) -> str:
+        """Where replica `replica` serves Connect and gRPC-Web ("" for none): the front door's upstream."""
+        if self.target:
+            return f"{self.listen.rsplit(':', 1)[0]}:{self.connect_port}" if self.connect_port else ""
+        return self.connect[replica] if self.connect else ""
 
     def reached_at(self) -> str:
         """The gRPC target that reaches every replica."""
@@ -84,6 +95,7 @@ class MeshConfig:
     processes: tuple[ProcessSpec, ...]
     mutual_tls: bool = True
     smtp: str = LOCAL  # the mail server (smtp://host:port), or the simulator the launcher starts
+    front_door: str = ""  # host:port of the one TLS address for every public service ("" for none)
 
     def process(self, name: str) -> ProcessSpec:
         for spec in self.processes:
@@ -125,7 +137,14 @@ def target_of(addresses: tuple[str, ...]) -> str:
 
 
 def mesh_toml(
-    data_dir: Path, redis: str, postgres: str, processes: list[ProcessSpec], *, mutual_tls: bool = True, smtp: str = LOCAL
+    data_dir: Path,
+    redis: str,
+    postgres: str,
+    processes: list[ProcessSpec],
+    *,
+    mutual_tls: bool = True,
+    smtp: str = LOCAL,
+    front_door: str = "",
 ) -> str:
     """The text of a mesh configuration, in the format load_mesh_config reads."""
 
@@ -133,11 +152,14 @@ def mesh_toml(
         return "[" + ", ".join(f'"{v}"' for v in values) + "]"
 
     plaintext = "" if mutual_tls else "mutual_tls = false\n"
-    lines = [f'[mesh]\ndata_dir = "{data_dir}"\nredis = "{redis}"\npostgres = "{postgres}"\nsmtp = "{smtp}"\n{plaintext}']
+    door = f'front_door = "{front_door}"\n' if front_door else ""
+    lines = [f'[mesh]\ndata_dir = "{data_dir}"\nredis = "{redis}"\npostgres = "{postgres}"\nsmtp = "{smtp}"\n{plaintext}{door}']
     for spec in processes:
         lines.append(f"[process.{spec.name}]\ncontexts = {listed(spec.contexts)}\naddresses = {listed(spec.addresses)}")
         if spec.metrics:
             lines.append(f"metrics = {listed(spec.metrics)}")
+        if spec.connect:
+            lines.append(f"connect = {listed(spec.connect)}")
         lines.append("")
     return "\n".join(lines)
 
@@ -164,6 +186,7 @@ def load_mesh_config(
         processes=processes,
         mutual_tls=bool(mesh.get("mutual_tls", True)),
         smtp=environ.get("OGPGY_SMTP_URL") or str(mesh.get("smtp", LOCAL)),
+        front_door=_front_door(path, mesh, shift),
     )
     _check(path, config, known_contexts)
     return config
@@ -183,6 +206,13 @@ def _port_shift(path: Path, mesh: Mapping[str, object], environ: Mapping[str, st
     if not wanted.isdigit() or not 0 < int(wanted) < 65536:
         raise MeshConfigError(f"OGPGY_BASE_PORT must be a port number, not {wanted!r}")
     return int(wanted) - base
+
+
+def _front_door(path: Path, mesh: Mapping[str, object], shift: int) -> str:
+    door = mesh.get("front_door", "")
+    if not isinstance(door, str) or (door and ":" not in door):
+        raise MeshConfigError(f"{path}: [mesh] front_door must be host:port (127.0.0.1:7100), where the front door listens")
+    return _shifted(path, door, shift) if door else ""
 
 
 def _shifted(path: Path, address: str, shift: int) -> str:
@@ -206,19 +236,33 @@ def _process(path: Path, name: str, body: Mapping[str, object], environ: Mapping
             f"{path}: [process.{name}] addresses must be a non-empty list of host:port, one per replica "
             "(or give target, listen and replicas)"
         )
-    metrics = body.get("metrics", [])
-    if not isinstance(metrics, list) or (metrics and len(metrics) != len(addresses)):
-        raise MeshConfigError(f"{path}: [process.{name}] metrics must list one host:port per replica, like addresses")
+    metrics, connect = (_per_replica(path, name, body, key, len(addresses)) for key in ("metrics", "connect"))
     if override:  # addresses given for this host are taken as they are
-        return ProcessSpec(name, tuple(contexts), tuple(a.strip() for a in addresses), tuple(str(m).strip() for m in metrics))
+        return ProcessSpec(name, tuple(contexts), tuple(a.strip() for a in addresses), metrics, connect=connect)
     moved = tuple(_shifted(path, a, shift) for a in addresses)
-    return ProcessSpec(name, tuple(contexts), moved, tuple(_shifted(path, str(m), shift) for m in metrics))
+    return ProcessSpec(
+        name,
+        tuple(contexts),
+        moved,
+        tuple(_shifted(path, m, shift) for m in metrics),
+        connect=tuple(_shifted(path, c, shift) for c in connect),
+    )
+
+
+def _per_replica(path: Path, name: str, body: Mapping[str, object], key: str, replicas: int) -> tuple[str, ...]:
+    """An optional list of one host:port per replica (metrics, connect)."""
+    values = body.get(key, [])
+    if not isinstance(values, list) or (values and len(values) != replicas) or not all(isinstance(v, str) for v in values):
+        raise MeshConfigError(f"{path}: [process.{name}] {key} must list one host:port per replica, like addresses")
+    return tuple(v.strip() for v in values)
 
 
 def _named_process(path: Path, name: str, contexts: tuple[str, ...], body: Mapping[str, object]) -> ProcessSpec:
     """A process reached by a name (`target`), each replica listening on `listen`."""
     target, listen, replicas = body.get("target"), body.get("listen"), body.get("replicas", 1)
-    metrics_port, health_port = (_port(path, name, body, key) for key in ("metrics_port", "health_port"))
+    metrics_port, health_port, connect_port = (
+        _port(path, name, body, key) for key in ("metrics_port", "health_port", "connect_port")
+    )
     if not isinstance(target, str) or ":" not in target:
         raise MeshConfigError(f"{path}: [process.{name}] target must be a gRPC target with a port, e.g. dns:///account:7103")
     if not isinstance(listen, str) or ":" not in listen:
@@ -228,7 +272,15 @@ def _named_process(path: Path, name: str, contexts: tuple[str, ...], body: Mappi
     if "addresses" in body:
         raise MeshConfigError(f"{path}: [process.{name}] give addresses, or target with listen and replicas, not both")
     return ProcessSpec(
-        name, contexts, (), listen=listen, target=target, replicas=replicas, metrics_port=metrics_port, health_port=health_port
+        name,
+        contexts,
+        (),
+        listen=listen,
+        target=target,
+        replicas=replicas,
+        metrics_port=metrics_port,
+        health_port=health_port,
+        connect_port=connect_port,
     )
 
 
@@ -268,7 +320,8 @@ def _check(path: Path, config: MeshConfig, known_contexts: tuple[str, ...]) -> N
             raise MeshConfigError(f"{path}: unknown context(s) {', '.join(unknown)} (known: {', '.join(known_contexts)})")
         if missing:
             raise MeshConfigError(f"{path}: context(s) {', '.join(missing)} are in no process; add them to one")
-    addresses = [a for p in config.processes for a in (*p.addresses, *p.metrics)]
+    addresses = [a for p in config.processes for a in (*p.addresses, *p.metrics, *p.connect)]
+    addresses += [config.front_door] if config.front_door else []
     shared = sorted({a for a in addresses if addresses.count(a) > 1})
     if shared:
         raise MeshConfigError(f"{path}: address(es) {', '.join(shared)} used twice; each replica listens on its own")

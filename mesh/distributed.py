@@ -31,10 +31,11 @@ from common.security.component import Security
 from common.security.pki import LEAF_LIFETIME
 from common.security.secrets import secret_file
 from common.security.tokens import jwks
-from mesh.config import EXTERNAL, LOCAL, MeshConfig, MeshConfigError
-from mesh.embedded import CONTEXT_NAMES
+from mesh.config import EXTERNAL, LOCAL, MeshConfig, MeshConfigError, ProcessSpec
+from mesh.embedded import ALL_MODULES, CONTEXT_NAMES
+from mesh.front_door import FrontDoor, issue_certificate
 from mesh.local_servers import MailServer, PostgresServer, RedisServer
-from mesh.pki import issue_mesh_certificates, operator_credentials
+from mesh.pki import issue_mesh_certificates, operator_credentials, pki_of
 
 log = logging.getLogger("ogpgy.mesh")
 DATABASE = "ogpgy"
@@ -58,7 +59,12 @@ def serve_settings(config: MeshConfig, process: str, replica: int, admin_passwor
         if value == EXTERNAL:
             raise MeshConfigError(f'{what} = "external": set OGPGY_{variable} (in Kubernetes, the Secret\'s key of that name)')
     host, port = spec.listen_address(replica).rsplit(":", 1)
+    connect_port = _connect_port(spec, replica, host)
     return Settings(
+        http_port=connect_port,
+        # only holders of a mesh certificate reach it (the front door, pooling its connections
+        # from one address): one address may hold as many connections as the port
+        http_connections_per_address=Settings().http_max_connections if connect_port else Settings().http_connections_per_address,
         data_dir=config.data_dir,
         host=host.strip("[]"),
         port=int(port),
@@ -79,6 +85,19 @@ def serve_settings(config: MeshConfig, process: str, replica: int, admin_passwor
         signs_tokens="identity" in spec.contexts or not config.mutual_tls,
         fraud_rules_path=Path(os.environ["OGPGY_FRAUD_RULES"]) if os.environ.get("OGPGY_FRAUD_RULES") else None,
     )
+
+
+def _connect_port(spec: ProcessSpec, replica: int, host: str) -> int | None:
+    """The replica's Connect and gRPC-Web port, when it serves one (on the host it listens on)."""
+    address = spec.connect_address(replica)
+    if not address:
+        return None
+    connect_host, _, connect_port = address.rpartition(":")
+    if connect_host != host:
+        raise MeshConfigError(
+            f"process '{spec.name}' replica {replica}: connect {address} must be on the host it listens on ({host})"
+        )
+    return int(connect_port)
 
 
 def _read_password(data_dir: Path) -> str:
@@ -169,6 +188,7 @@ class Mesh:
     redis: RedisServer | None = None
     postgres: PostgresServer | None = None
     mail: MailServer | None = None
+    front_door: FrontDoor | None = None  # nginx on config.front_door, once the processes serve
     started_in: float = 0.0
     tls: grpc.ChannelCredentials | None = None  # a client's credentials in this mesh (the operator's certificate)
     _env: dict[str, str] = field(default_factory=dict, repr=False)
@@ -184,10 +204,20 @@ class Mesh:
                 for index, address in enumerate(spec.addresses):
                     self.replicas.append(self._spawn(spec.name, index, address, env))
             self._wait_serving(began + timeout)
+            self._open_front_door()
         except BaseException:
             self.stop()
             raise
         self.started_in = time.monotonic() - began
+
+    def _open_front_door(self) -> None:
+        """The one TLS address for every public service, when the configuration names one (it
+        speaks mutual TLS to the processes: a mesh without it has no door)."""
+        if not self.config.front_door or not self.config.mutual_tls:
+            return
+        issue_certificate(pki_of(self.config.data_dir), self.config.front_door)
+        self.front_door = FrontDoor(self.config, ALL_MODULES, pki_of(self.config.data_dir))
+        self.front_door.start()
 
     def _infrastructure(self) -> dict[str, str]:
         """Starts what the configuration says is local; the environment every process gets."""
@@ -259,8 +289,12 @@ class Mesh:
 
     def renew_certificates(self) -> None:
         """Issues every certificate of the mesh again: each server presents its new one to new
-        connections (it reads the file again), without a restart; open connections go on."""
+        connections (it reads the file again), without a restart; open connections go on. The
+        front door is told to read its own again."""
         issue_mesh_certificates(self.config, CONTEXT_NAMES)
+        if self.front_door is not None:
+            issue_certificate(pki_of(self.config.data_dir), self.config.front_door)
+            self.front_door.reload()
 
     def keep_certificates_fresh(
         self, stop: threading.Event, every: float = LEAF_LIFETIME.total_seconds() / 3
@@ -320,6 +354,9 @@ class Mesh:
     def stop(self, grace: float = 20.0) -> None:
         """SIGTERM to every process, SIGKILL to any still running after `grace`; then the local servers."""
         self._stopping.set()  # the supervisor restarts nothing from now on
+        if self.front_door is not None:  # no new calls come in while the processes drain
+            self.front_door.stop()
+            self.front_door = None
         with self._lock:
             self._stop_replicas(grace)
         for server in (self.redis, self.postgres, self.mail):

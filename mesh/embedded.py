@@ -148,7 +148,7 @@ async def start_process(
     port = server.bind(host_port(settings.host, settings.port), tls.server if tls else None)
     if settings.health_port is not None:
         server.bind_health(host_port(settings.host, settings.health_port))
-    http = _http_gateway(settings, server, names)  # bound now: a port taken is refused before anything starts
+    http = _http_gateway(settings, server, names, tls)  # bound now: a port taken is refused before anything starts
     target = _local_target(settings.host, port)
     addresses = dict(settings.addresses) | {name: target for name in names}
     colocated = names if settings.colocated_calls else []
@@ -192,13 +192,20 @@ async def start_process(
     return RunningBank(server, contexts, target, tls, trust, readiness=readiness, http=http)
 
 
-def _http_gateway(settings: Settings, server: GrpcServer, names: list[str]) -> HttpGateway | None:
+def _http_gateway(
+    settings: Settings, server: GrpcServer, names: list[str], grpc_tls: MutualTls | ServerTls | None
+) -> HttpGateway | None:
     """The HTTP port, when asked for: every method this process serves, the public key set at
-    /.well-known/jwks.json where identity is served, TLS as the gRPC port has it."""
+    /.well-known/jwks.json where identity is served, TLS as the gRPC port has it (in a mesh with
+    mutual TLS, a client certificate of the mesh's CA: the front door's)."""
     if settings.http_port is None:
         return None
     documents = {JWKS_PATH: _jwks(server.local_handlers)} if "identity" in names else {}
-    tls = server_certificate(settings).ssl_context() if settings.tls else None
+    tls = None
+    if isinstance(grpc_tls, MutualTls):
+        tls = grpc_tls.http_certificate().ssl_context(client_ca=grpc_tls.ca_certificate)
+    elif settings.tls:
+        tls = server_certificate(settings).ssl_context()
     limits = HttpLimits(
         max_body_bytes=settings.http_max_body_bytes,
         header_timeout=settings.http_header_timeout_seconds,

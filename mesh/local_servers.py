@@ -55,7 +55,7 @@ def free_port() -> int:
     raise LocalServerError("no free port below the ephemeral range")
 
 
-def _wait_for_port(port: int, timeout: float, what: str, host: str = "127.0.0.1") -> None:
+def wait_for_port(port: int, timeout: float, what: str, host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -94,7 +94,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait_for_port(self.port, 10, "redis-server", self.host)
+        wait_for_port(self.port, 10, "redis-server", self.host)
 
     def stop(self) -> None:
         if self._proc is not None:
@@ -119,7 +119,7 @@ class MailServer:
             self.record.parent.mkdir(parents=True, exist_ok=True)
             command += ["--record", str(self.record)]
         self._proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_for_port(self.port, 30, "the mail simulator", self.host)
+        wait_for_port(self.port, 30, "the mail simulator", self.host)
 
     def stop(self) -> None:
         if self._proc is not None:

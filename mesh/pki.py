@@ -70,6 +70,14 @@ class MutualTls:
         ] = {}  # importer -> (file stamp, credentials, checked)
 
     @property
+    def ca_certificate(self) -> bytes:
+        return (self.pki / "ca.pem").read_bytes()
+
+    def http_certificate(self) -> CertificateFile:
+        """The process's server certificate for another port (each port renews on its own)."""
+        return CertificateFile(self.pki / "servers", self.server_certificate.name, self.ca_certificate)
+
+    @property
     def server(self) -> grpc.ServerCredentials:
         """Its server demands a certificate of the mesh's CA from every client."""
         return self.server_certificate.credentials(require_client_certificate=True)

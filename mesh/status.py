@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mesh.config import MeshConfig
 from mesh.distributed import SUPERVISOR_FILE, check_serving
-from mesh.pki import operator_credentials
+from mesh.pki import operator_credentials, pki_of
 
 _BREAKER_STATES = {0: "closed", 1: "half-open", 2: "open"}
 
@@ -85,3 +85,20 @@ def mesh_status(config: MeshConfig) -> list[ReplicaStatus]:
                 )
             )
     return rows
+
+
+def front_door_status(config: MeshConfig, timeout: float = 2.0) -> str | None:
+    """Whether the front door passes a call through (identity's public GetSigningKeys, as any
+    caller with the bank's CA would make it); None when the mesh has no door."""
+    if not config.front_door or not config.mutual_tls:
+        return None
+    from ogpgy.identity.v1 import identity_service_pb2 as pb
+    from ogpgy.identity.v1 import identity_service_pb2_grpc as pb_grpc
+
+    try:
+        credentials = grpc.ssl_channel_credentials((pki_of(config.data_dir) / "ca.pem").read_bytes())
+        with grpc.secure_channel(config.front_door, credentials) as channel:
+            pb_grpc.IdentityServiceStub(channel).GetSigningKeys(pb.GetSigningKeysRequest(), timeout=timeout)
+    except (grpc.RpcError, OSError):
+        return "DOWN"
+    return "SERVING"

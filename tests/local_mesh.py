@@ -30,23 +30,26 @@ def write_mesh(
     postgres: str = "local",
     mutual_tls: bool = True,
     smtp: str = "local",
+    front_door: str = "",
 ) -> Path:
     path = root / "mesh.toml"
-    path.write_text(mesh_toml(root / "data", redis, postgres, processes, mutual_tls=mutual_tls, smtp=smtp))
+    path.write_text(mesh_toml(root / "data", redis, postgres, processes, mutual_tls=mutual_tls, smtp=smtp, front_door=front_door))
     return path
 
 
-def loopback_processes(replicas: Mapping[str, int] | None = None, *, metrics: bool = False) -> list[ProcessSpec]:
-    """One process per context on free loopback ports, `replicas` of some."""
+def loopback_processes(
+    replicas: Mapping[str, int] | None = None, *, metrics: bool = False, connect: bool = False
+) -> list[ProcessSpec]:
+    """One process per context on free loopback ports, `replicas` of some (with a metrics port
+    and a Connect port each, when asked)."""
+
+    def ports(count: int, wanted: bool = True) -> tuple[str, ...]:
+        return tuple(f"127.0.0.1:{free_port()}" for _ in range(count)) if wanted else ()
+
     specs = []
     for context in CONTEXT_NAMES:
         count = (replicas or {}).get(context, 1)
-        addresses = tuple(f"127.0.0.1:{free_port()}" for _ in range(count))
-        specs.append(
-            ProcessSpec(
-                context, (context,), addresses, tuple(f"127.0.0.1:{free_port()}" for _ in range(count)) if metrics else ()
-            )
-        )
+        specs.append(ProcessSpec(context, (context,), ports(count), ports(count, metrics), connect=ports(count, connect)))
     return specs
 
 
@@ -58,10 +61,14 @@ def loopback_mesh(
     postgres: str = "local",
     log_level: str = "INFO",
     mutual_tls: bool = True,
+    front_door: bool = False,
 ) -> Mesh:
-    """A Mesh (not started) over loopback_processes, with fraud limits a load does not hit."""
+    """A Mesh (not started) over loopback_processes, with fraud limits a load does not hit; with
+    `front_door`, every process serves a Connect port too and the door listens on a free port."""
     root = mesh_root(prefix)
-    path = write_mesh(root, loopback_processes(replicas, metrics=metrics), postgres=postgres, mutual_tls=mutual_tls)
+    processes = loopback_processes(replicas, metrics=metrics, connect=front_door)
+    door = f"127.0.0.1:{free_port()}" if front_door else ""
+    path = write_mesh(root, processes, postgres=postgres, mutual_tls=mutual_tls, front_door=door)
     return Mesh(
         path,
         load_mesh_config(path, known_contexts=CONTEXT_NAMES),

@@ -21,6 +21,7 @@ from common.di import ContextSpec
 from common.errors import PermissionDenied, Unauthenticated
 from common.grpc.services import service_of_stub
 from common.security.context import SecurityContext, caller_var, service_identity
+from common.security.pki import identity_of
 from common.security.tokens import TokenVerifier
 
 AUTHORIZATION = "authorization"
@@ -28,6 +29,7 @@ SUBJECT_HEADER = "x-ogpgy-subject"
 VIA_HEADER = "x-ogpgy-via"
 _CONTEXT_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 MAX_VIA = 8
+GATEWAY = "gateway"  # the kind of a front door's SPIFFE id (spiffe://ogpgy.bank/gateway/<name>)
 Metadata = Sequence[tuple[str, str | bytes]]
 
 
@@ -117,6 +119,14 @@ def check_importer(caller: SecurityContext | None, method: str, importers: froze
             f"context '{caller.service}' does not import {method}",
             {"context": caller.service, "method": method},
         )
+
+
+def check_gateway(peer: str | None, method: str, importers: frozenset[str] | None) -> None:
+    """A front door (its certificate names a gateway) passes users' calls on, to the public RPCs
+    only: the mesh's own, which every context may call (importers None), are not its to reach.
+    The users it carries are judged by their tokens, as anywhere."""
+    if importers is None and peer is not None and identity_of(peer, GATEWAY) is not None:
+        raise PermissionDenied("NOT_PUBLIC", f"{method} is the mesh's own: the front door does not reach it", {"method": method})
 
 
 def identity_metadata(token: str | None, metadata: Metadata | None) -> tuple[tuple[str, str | bytes], ...]:

@@ -28,7 +28,7 @@ from common.errors import AppError, FieldViolation, ValidationFailed
 from common.grpc.call_context import REQUEST_ID_HEADER, deadline_var, request_id_var, usable_request_id
 from common.grpc.contract_rules import contract_violations
 from common.grpc.gates import RoleGate, gate_of
-from common.grpc.identity import check_importer
+from common.grpc.identity import check_gateway, check_importer
 from common.grpc.inprocess import LocalHandlers
 from common.grpc.status import internal_status, no_answer, to_grpc_status
 from common.ids import random_bytes
@@ -122,10 +122,10 @@ class Guard:
     gate: RoleGate | None = None
 
 
-def _peer_context(context: aio.ServicerContext) -> str | None:
-    """The context a verified peer certificate names (spiffe://ogpgy.bank/context/<name>)."""
+def _peer_identity(context: aio.ServicerContext) -> str | None:
+    """The SPIFFE id a verified peer certificate holds (spiffe://ogpgy.bank/context/<name>, ...)."""
     ids: list[bytes] = context.auth_context().get("peer_spiffe_id") or []
-    return identity_of(ids[0].decode()) if len(ids) == 1 else None
+    return ids[0].decode() if len(ids) == 1 else None
 
 
 def _enter_call(context: aio.ServicerContext, method: str, guard: Guard) -> None:
@@ -136,8 +136,9 @@ def _enter_call(context: aio.ServicerContext, method: str, guard: Guard) -> None
     deadline_var.set(None if remaining is None else time.monotonic() + remaining)
     caller, authenticator = None, guard.authenticator
     if authenticator is not None:
-        peer = _peer_context(context) if authenticator.reads_peer else None
-        caller = authenticator.authenticate(context.invocation_metadata() or (), peer)
+        peer = _peer_identity(context) if authenticator.reads_peer else None
+        check_gateway(peer, method, guard.importers)  # before the token costs a verification
+        caller = authenticator.authenticate(context.invocation_metadata() or (), identity_of(peer) if peer else None)
     check_importer(caller, method, guard.importers)
     caller_var.set(caller)
     if guard.gate is not None:  # before the request is looked at: refused whatever its body

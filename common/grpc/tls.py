@@ -46,15 +46,17 @@ class _Presented:
             self.current = following
             return self._configuration(following)
 
-    def ssl_context(self) -> ssl.SSLContext:
+    def ssl_context(self, client_ca: bytes | None = None) -> ssl.SSLContext:
         """The certificate for an HTTPS server (the gateway's port): each handshake asks for a
         renewal, as gRPC does, and a renewed certificate serves new connections. Give each port a
-        presenter of its own: the renewal goes to whoever asks first."""
-        contexts = [_server_ssl_context(self.current)]
+        presenter of its own: the renewal goes to whoever asks first. With `client_ca`, a client
+        must present a certificate of that CA (mutual TLS, as the gRPC port of a mesh process)."""
+        contexts = [_server_ssl_context(self.current, client_ca)]
 
         def on_hello(connection: ssl.SSLObject, _name: str | None, _context: ssl.SSLContext) -> None:
             if self._renewed() is not None:
-                contexts[0] = _server_ssl_context(self.current)
+                contexts[0] = _server_ssl_context(self.current, client_ca)
+                contexts[0].sni_callback = on_hello
             connection.context = contexts[0]
 
         contexts[0].sni_callback = on_hello
@@ -102,25 +104,29 @@ class CertificateFile(_Presented):
     when the file changes, so that a renewed certificate serves new connections."""
 
     def __init__(self, directory: Path, name: str, ca_certificate: bytes) -> None:
-        self._directory, self._name = directory, name
+        self.directory, self.name = directory, name
         self._stamp = self._modified()
         super().__init__(load(directory, name), ca_certificate)
 
     def _modified(self) -> int:
-        return (self._directory / f"{self._name}.pem").stat().st_mtime_ns
+        return (self.directory / f"{self.name}.pem").stat().st_mtime_ns
 
     def _next(self) -> Issued | None:
         stamp = self._modified()
         if stamp == self._stamp:
             return None
         self._stamp = stamp
-        return load(self._directory, self._name)
+        return load(self.directory, self.name)
 
 
-def _server_ssl_context(issued: Issued) -> ssl.SSLContext:
-    """An SSLContext presenting `issued`: the ssl module loads a key only from a file, so the PEMs
-    pass through a private temporary directory, removed at once."""
+def _server_ssl_context(issued: Issued, client_ca: bytes | None = None) -> ssl.SSLContext:
+    """An SSLContext presenting `issued` (and demanding a certificate of `client_ca`, if given):
+    the ssl module loads a key only from a file, so the PEMs pass through a private temporary
+    directory, removed at once."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    if client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cadata=client_ca.decode("ascii"))
     with tempfile.TemporaryDirectory() as private:  # mode 0700
         certificate, key = Path(private) / "server.pem", Path(private) / "server.key"
         certificate.write_bytes(issued.certificate)

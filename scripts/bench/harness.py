@@ -80,14 +80,14 @@ def median_rows(rounds: list[list[Result]]) -> list[Result]:
     return [sorted(column, key=lambda r: r.qps)[len(column) // 2] for column in zip(*rounds, strict=True)]
 
 
-def print_table(results: list[Result], baseline: dict[int, Result]) -> None:
-    header = f"{'target':<32} {'in flight':>9} {'QPS':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs echo':>8}"
+def print_table(results: list[Result], baseline: dict[int, Result], label: str = "vs echo") -> None:
+    header = f"{'target':<32} {'in flight':>9} {'QPS':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {label:>9}"
     print(header)
     print("-" * len(header))
     for r in results:
         ratio = f"{r.qps / baseline[r.in_flight].qps:.0%}" if r.in_flight in baseline else "-"
         print(
-            f"{r.name:<32} {r.in_flight:>9} {r.qps:>9.0f} {r.percentile(0.5):>8.2f} {r.percentile(0.99):>8.2f} {r.errors:>7} {ratio:>8}"
+            f"{r.name:<32} {r.in_flight:>9} {r.qps:>9.0f} {r.percentile(0.5):>8.2f} {r.percentile(0.99):>8.2f} {r.errors:>7} {ratio:>9}"
         )
 
 

@@ -1,0 +1,225 @@
+"""The front door of `up --distributed`: one TLS address (nginx, rendered from the mesh
+configuration) serving every public service over gRPC, Connect and gRPC-Web, routed by path to the
+process that serves it. The README's story passes through it over grpcurl and over curl
+(Connect), and the story of the mesh tests through it over gRPC and BankClient; a plaintext caller
+or one with another CA's certificate gets nothing; the door's identity reaches no RPC of the
+mesh's own, neither through the door nor straight at a context's port."""
+
+from __future__ import annotations
+
+import os
+import re
+import ssl
+import struct
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc import StatusCode
+from ogpgy_client import BankClient
+
+from common.grpc.tls import channel_credentials
+from common.security.pki import CertificateAuthority, load, save, spiffe_id
+from mesh.distributed import Mesh
+from mesh.pki import pki_of
+from mesh.status import front_door_status
+from ogpgy.customer.v1 import customer_service_pb2 as cpb
+from ogpgy.identity.v1 import identity_service_pb2 as idpb
+from ogpgy.identity.v1 import identity_service_pb2_grpc as idgrpc
+from tests.bank_helpers import fresh_document
+from tests.conftest import ADMIN_PASSWORD
+from tests.integration.test_mesh_modes import CONTEXTS, the_story
+from tests.local_mesh import loopback_mesh
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+BIN = ROOT / ".venv" / "bin"
+
+
+@dataclass
+class Door:
+    mesh: Mesh
+    address: str
+    ca: Path
+
+    @property
+    def pki(self) -> Path:
+        return pki_of(self.mesh.config.data_dir)
+
+
+@pytest.fixture(scope="module")
+def door() -> Iterator[Door]:
+    mesh = loopback_mesh("ogpgy-door-", replicas={"customer": 2}, front_door=True)
+    mesh.start()
+    try:
+        yield Door(mesh, mesh.config.front_door, pki_of(mesh.config.data_dir) / "ca.pem")
+    finally:
+        mesh.stop()
+
+
+def _readme_story() -> str:
+    """The README's story, as a user pastes it."""
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## The whole story in six calls", 1)[1]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+def _today() -> str:
+    return datetime.now(UTC).date().isoformat()
+
+
+def _through_the_door(story: str, door: Door, prefix: str, caller: str, *, interest: bool) -> str:
+    """The story aimed at the door: its address for the embedded bank's, the CA instead of
+    plaintext (or curl's Connect call instead of grpcurl), request ids and the passport its own;
+    the date's interest run left out when it ran before (a date runs once)."""
+    story = story.replace("127.0.0.1:50051", door.address).replace('"story-', f'"{prefix}-story-')
+    if not interest:
+        story = "\n".join(line for line in story.splitlines() if " interest run " not in line)
+    story = story.replace("AB1234564", fresh_document()).replace("scripts/ogpgy", f"{BIN / 'python'} -m mesh.cli")
+    defined = next(line for line in story.splitlines() if line.startswith("g() {"))
+    return story.replace(defined, caller)
+
+
+def _run_story(door: Door, caller: str, prefix: str, *, interest: bool) -> str:
+    env = {
+        **os.environ,
+        "OGPGY_TARGET": door.address,
+        "OGPGY_CA_FILE": str(door.ca),
+        "OGPGY_PASSWORD": ADMIN_PASSWORD,
+        "PYTHONPATH": f"{ROOT}:{ROOT / 'gen'}",
+    }
+    script = "set -euo pipefail\n" + _through_the_door(_readme_story(), door, prefix, caller, interest=interest)
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=240, cwd=ROOT, env=env)
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def _check_told(told: str, *, interest: bool) -> None:
+    """What the README says each step prints."""
+    lines = told.splitlines()
+    assert lines[:2] == ["PAYMENT_STATUS_COMPLETED"] * 2, told
+    assert lines[2] == "LOAN_STATUS_DISBURSED SAGA_STATUS_COMPLETED", told
+    assert lines[3].startswith("[(1, '221.37', '24.58', '4803.21'), (2,"), told
+    assert lines[4] == "24.58 75.42", told
+    entries = [("1500.00", "1500.00", "")] + ([("0.06", "1500.06", f"interest {_today()}")] if interest else [])
+    assert lines[-1] == repr(entries), told
+    if interest:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d: INTEREST_RUN_STATUS_COMPLETED, \d+ accounts, .*", lines[5]), told
+
+
+def test_the_readme_story_over_grpcurl_through_the_front_door(door: Door) -> None:
+    grpcurl = (
+        f'g() {{ {BIN / "grpcurl"} -cacert "$OGPGY_CA_FILE" -import-path protos'
+        + " -proto ogpgy/customer/v1/customer_service.proto"
+    )
+    grpcurl += " -proto ogpgy/account/v1/account_service.proto -proto ogpgy/payment/v1/payment_service.proto"
+    grpcurl += ' -proto ogpgy/lending/v1/lending_service.proto -H "authorization: Bearer $TOKEN" "$@"; }'
+    _check_told(_run_story(door, grpcurl, "grpcurl", interest=True), interest=True)
+
+
+def test_the_readme_story_over_connect_with_curl_through_the_front_door(door: Door) -> None:
+    # grpcurl's `-d BODY TARGET METHOD` as one Connect call (JSON over HTTP/1.1)
+    curl = (
+        'g() { curl -sS --fail-with-body --cacert "$OGPGY_CA_FILE" -H "authorization: Bearer $TOKEN" '
+        '-H \'content-type: application/json\' -d "$2" "https://$3/$4"; }'
+    )
+    _check_told(_run_story(door, curl, "curl", interest=False), interest=False)
+
+
+async def test_the_mesh_story_and_bank_client_through_the_front_door(door: Door) -> None:
+    credentials = channel_credentials(door.ca.read_bytes())  # the bank's CA, no client certificate
+    await the_story({context: door.address for context in CONTEXTS}, credentials, interest=False)  # the README's runs it
+    async with BankClient(door.address, username="admin", password=ADMIN_PASSWORD, ca_file=door.ca) as bank:
+        listed = await bank.customers.ListCustomers(cpb.ListCustomersRequest(page_size=5))
+        assert listed.customers, "the customers the story onboarded, through the door"
+        again = await bank.customers.GetCustomer(cpb.GetCustomerRequest(customer_id=listed.customers[0].customer_id))
+        assert again.customer == listed.customers[0]
+
+
+def _grpc_web_issue_token(door: Door) -> tuple[int, bytes]:
+    """IssueToken over gRPC-Web (binary), framed by hand as a browser's library would."""
+    body = idpb.IssueTokenRequest(username="admin", password=ADMIN_PASSWORD).SerializeToString()
+    request = urllib.request.Request(
+        f"https://{door.address}/ogpgy.identity.v1.IdentityService/IssueToken",
+        data=struct.pack(">BI", 0, len(body)) + body,
+        headers={"content-type": "application/grpc-web+proto", "x-grpc-web": "1"},
+    )
+    context = ssl.create_default_context(cafile=str(door.ca))
+    with urllib.request.urlopen(request, context=context, timeout=10) as answer:
+        return answer.status, answer.read()
+
+
+def test_grpc_web_through_the_front_door(door: Door) -> None:
+    status, framed = _grpc_web_issue_token(door)
+    assert status == 200
+    flag, length = struct.unpack(">BI", framed[:5])
+    assert flag == 0
+    token = idpb.IssueTokenResponse.FromString(framed[5 : 5 + length]).access_token
+    assert token.count(".") == 2
+    assert b"grpc-status:0" in framed[5 + length :].replace(b" ", b"")
+
+
+def _issue_token(address: str, credentials: grpc.ChannelCredentials | None) -> idpb.IssueTokenResponse:
+    with grpc.insecure_channel(address) if credentials is None else grpc.secure_channel(address, credentials) as channel:
+        stub = idgrpc.IdentityServiceStub(channel)
+        return stub.IssueToken(idpb.IssueTokenRequest(username="admin", password=ADMIN_PASSWORD), timeout=5)
+
+
+def test_plaintext_and_another_cas_certificate_get_nothing(door: Door, tmp_path: Path) -> None:
+    with pytest.raises(grpc.RpcError) as plaintext:
+        _issue_token(door.address, None)
+    assert plaintext.value.code() == StatusCode.UNAVAILABLE
+    foreign = CertificateAuthority.create()
+    save(tmp_path, "foreign", foreign.issue(spiffe_id("context", "account")))  # a context's name, from another CA
+    with pytest.raises(grpc.RpcError) as stranger:
+        _issue_token(door.address, channel_credentials(door.ca.read_bytes(), load(tmp_path, "foreign")))
+    assert stranger.value.code() in (StatusCode.UNAVAILABLE, StatusCode.UNKNOWN, StatusCode.INTERNAL)
+    assert not stranger.value.details().startswith("{"), "no answer of the bank's"
+    curl = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--cacert",
+            str(door.ca),
+            "--cert",
+            str(tmp_path / "foreign.pem"),
+            "--key",
+            str(tmp_path / "foreign.key"),
+            "-H",
+            "content-type: application/json",
+            "-d",
+            "{}",
+            f"https://{door.address}/ogpgy.identity.v1.IdentityService/IssueToken",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert "400 The SSL certificate error" in curl.stdout and "accessToken" not in curl.stdout
+    assert _issue_token(door.address, channel_credentials(door.ca.read_bytes())).access_token, "and a caller with none is served"
+
+
+def test_the_doors_identity_reaches_no_rpc_of_the_meshs_own(door: Door) -> None:
+    revocations = idpb.GetTokenRevocationsRequest()
+    with grpc.secure_channel(door.address, channel_credentials(door.ca.read_bytes())) as channel:
+        with pytest.raises(grpc.RpcError) as at_the_door:
+            idgrpc.IdentityServiceStub(channel).GetTokenRevocations(revocations, timeout=5)
+    assert at_the_door.value.code() == StatusCode.UNIMPLEMENTED
+    as_the_door = channel_credentials(door.ca.read_bytes(), load(door.pki / "gateways", "front-door"))
+    identity = door.mesh.config.process_of("identity").addresses[0]
+    token = _issue_token(door.address, channel_credentials(door.ca.read_bytes())).access_token
+    with grpc.secure_channel(identity, as_the_door) as channel:
+        stub = idgrpc.IdentityServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.GetTokenRevocations(revocations, metadata=(("authorization", f"Bearer {token}"),), timeout=5)
+        assert refused.value.code() == StatusCode.PERMISSION_DENIED, refused.value
+        assert "front door does not reach it" in (refused.value.details() or "")
+        assert stub.GetSigningKeys(idpb.GetSigningKeysRequest(), timeout=5).jwks_json, "a public RPC it does reach"
+
+
+def test_status_shows_the_door_serving(door: Door) -> None:
+    assert front_door_status(door.mesh.config) == "SERVING"
