@@ -131,13 +131,17 @@ def _rotate_keys(args: argparse.Namespace) -> int:
 # BankClient.from_env (clients/python) reads the same names.
 CLIENT_ENVIRONMENT = {
     "target": "OGPGY_TARGET",
-    "identity_target": "OGPGY_IDENTITY_TARGET",
     "username": "OGPGY_USERNAME",
     "data_dir": "OGPGY_DATA_DIR",
     "cacert": "OGPGY_CA_FILE",
     "cert": "OGPGY_CERT_FILE",
     "key": "OGPGY_KEY_FILE",
 }
+
+
+# The commands' own: where the token is asked for when the bank has no one front door (each
+# process of a cluster serves its own contexts; the CronJobs name identity's). BankClient has none.
+IDENTITY_TARGET = "OGPGY_IDENTITY_TARGET"
 
 
 def _from_environment(name: str, default: str | None) -> str | None:
@@ -157,7 +161,7 @@ def _client_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--identity-target",
-        default=_from_environment("identity_target", None),
+        default=os.environ.get(IDENTITY_TARGET) or None,
         help="where to ask for the token, when the identity context is served elsewhere ($OGPGY_IDENTITY_TARGET; "
         "default: --target)",
     )
@@ -377,13 +381,26 @@ async def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+# A run asked again for a date (or month) it has completed: nothing more to do, which a scheduled
+# rerun (a CronJob's retry, a Job started again by hand) must not report as a failure.
+DONE_ALREADY = ("INTEREST_RUN_ALREADY_COMPLETED", "COLLECTION_RUN_ALREADY_COMPLETED")
+
+
 def _as_client(command: Coroutine[Any, Any, int], failure: str) -> int:
-    """Runs a command that calls the bank; a refusal or an unreachable bank is one line, exit 1."""
+    """Runs a command that calls the bank; a refusal or an unreachable bank is one line, exit 1;
+    a run that had already completed is said so, exit 0."""
+    from common.grpc.status import reason_of
+
     try:
         return asyncio.run(command)
-    except (OSError, grpc.RpcError) as exc:
-        detail = f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.RpcError) else str(exc)
-        print(f"\nogpgy: {failure}: {detail}", file=sys.stderr)
+    except grpc.RpcError as exc:
+        if reason_of(exc) in DONE_ALREADY:
+            print(f"ogpgy: already done: {exc.details()}", file=sys.stderr)
+            return 0
+        print(f"\nogpgy: {failure}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"\nogpgy: {failure}: {exc}", file=sys.stderr)
         return 1
 
 
