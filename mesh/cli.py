@@ -93,14 +93,19 @@ def _deploy_command(commands: Subcommands) -> None:
         help="Kubernetes manifests (kustomize): a Deployment, headless Service, PodDisruptionBudget and "
         "NetworkPolicy per process of the mesh configuration",
         description="Renders a kustomization from the mesh configuration: its processes and replicas; the "
-        "NetworkPolicies follow the contexts' imports. Apply with `kubectl apply -k DIR` once DIR/secrets/ holds "
-        "the secrets the README lists.",
+        "NetworkPolicies follow the contexts' imports. Apply with `kubectl apply -k DIR/overlays/dev` (or prod) once "
+        "the overlay's secrets/ holds the files the README lists.",
     )
     kubernetes.add_argument("--output", type=Path, required=True, help="directory to write the kustomization into")
     kubernetes.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="(default: %(default)s)")
     kubernetes.add_argument("--namespace", default=Target.namespace, help="(default: %(default)s)")
     kubernetes.add_argument("--image", default=Target.image, help="the bank's image (default: %(default)s)")
     kubernetes.add_argument("--cluster-domain", default=Target.cluster_domain, help="(default: %(default)s)")
+    kubernetes.add_argument(
+        "--payment-network",
+        default=Target.payment_network,
+        help="the payment network's gRPC target in prod (dev runs the simulator) (default: %(default)s)",
+    )
 
 
 def _graph_command(commands: Subcommands) -> None:
@@ -126,10 +131,10 @@ def _status_command(commands: Subcommands) -> None:
 
 def _deploy(args: argparse.Namespace) -> int:
     config = load_mesh_config(args.config, known_contexts=CONTEXT_NAMES)
-    target = Target(args.namespace, args.image, args.cluster_domain)
+    target = Target(args.namespace, args.image, args.cluster_domain, args.payment_network)
     written = kubernetes.write(kubernetes.render(config, target, ALL_MODULES), args.output)
-    print(f"wrote {len(written)} files to {args.output}; put the secrets in {args.output / 'secrets'} (see the README), then")
-    print(f"  kubectl apply -k {args.output}")
+    print(f"wrote {len(written)} files to {args.output}: base/ and overlays/dev, overlays/prod; put each overlay's secrets")
+    print(f"in its secrets/ (see the README), then  kubectl apply -k {args.output / 'overlays' / 'dev'}  (or prod)")
     return 0
 
 

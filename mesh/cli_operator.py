@@ -11,7 +11,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -34,17 +34,33 @@ DEFAULT_DATA_DIR = Path("var")
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
+def business_day(text: str, today: date | None = None) -> date:
+    """A business date: YYYY-MM-DD, or `today` / `yesterday` (UTC), so that a scheduled run (a
+    CronJob, whose arguments no shell expands) names the day it is for."""
+    now = today or datetime.now(UTC).date()
+    relative = {"today": now, "yesterday": now - timedelta(days=1)}
+    return relative[text] if text in relative else date.fromisoformat(text)
+
+
+def business_month(text: str, today: date | None = None) -> date:
+    """The first day of a month: YYYY-MM, or `last` (the month before today's, UTC)."""
+    if text == "last":
+        first = (today or datetime.now(UTC).date()).replace(day=1)
+        return (first - timedelta(days=1)).replace(day=1)
+    return date.fromisoformat(f"{text}-01")
+
+
 def _interest_command(commands: Subcommands) -> None:
     interest = commands.add_parser("interest", help="daily interest runs").add_subparsers(dest="action", required=True)
     run = interest.add_parser("run", help="run (or resume) the interest of a business date, with a progress bar")
-    run.add_argument("--date", required=True, type=date.fromisoformat, help="business date, YYYY-MM-DD")
+    run.add_argument("--date", required=True, type=business_day, help="business date: YYYY-MM-DD, today or yesterday (UTC)")
     _client_arguments(run)
 
 
 def _loans_command(commands: Subcommands) -> None:
     loans = commands.add_parser("loans", help="the loans' daily collection").add_subparsers(dest="action", required=True)
     collect = loans.add_parser("collect", help="run (or resume) the collection of a business date, with a progress bar (admins)")
-    collect.add_argument("--date", required=True, type=date.fromisoformat, help="business date, YYYY-MM-DD")
+    collect.add_argument("--date", required=True, type=business_day, help="business date: YYYY-MM-DD, today or yesterday (UTC)")
     collect.add_argument("--currency", default="EUR", help="the loans' currency (default: %(default)s)")
     _client_arguments(collect)
 
@@ -57,7 +73,7 @@ def _fees_command(commands: Subcommands) -> None:
         description="Charges every account's monthly_fee for the month, waived where the balance never "
         "fell below the account's minimum_balance; at most once per account and month.",
     )
-    charge.add_argument("--month", required=True, type=lambda text: date.fromisoformat(f"{text}-01"), help="YYYY-MM")
+    charge.add_argument("--month", required=True, type=business_month, help="YYYY-MM, or last (the month before this one)")
     charge.add_argument("--currency", default="EUR", help="(default: %(default)s)")
     charge.add_argument("--chunk", type=int, default=1000, help="accounts per call (default: %(default)s)")
     _client_arguments(charge)
@@ -123,6 +139,11 @@ CLIENT_ENVIRONMENT = {
 }
 
 
+# The commands' own: where the token is asked for when the bank has no one front door (each
+# process of a cluster serves its own contexts; the CronJobs name identity's). BankClient has none.
+IDENTITY_TARGET = "OGPGY_IDENTITY_TARGET"
+
+
 def _from_environment(name: str, default: str | None) -> str | None:
     return os.environ.get(CLIENT_ENVIRONMENT[name]) or default
 
@@ -137,6 +158,12 @@ def _client_arguments(parser: argparse.ArgumentParser) -> None:
         "--target",
         default=_from_environment("target", f"127.0.0.1:{DEFAULT_PORT}"),
         help="where the bank listens ($OGPGY_TARGET; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--identity-target",
+        default=os.environ.get(IDENTITY_TARGET) or None,
+        help="where to ask for the token, when the identity context is served elsewhere ($OGPGY_IDENTITY_TARGET; "
+        "default: --target)",
     )
     parser.add_argument(
         "--username", default=_from_environment("username", "admin"), help="($OGPGY_USERNAME; default: %(default)s)"
@@ -183,7 +210,7 @@ async def _issue_token(args: argparse.Namespace) -> str:
     from ogpgy.identity.v1 import identity_service_pb2_grpc as pb_grpc
 
     password = _password(args.username, args.data_dir)
-    async with open_channel(args.target, _tls(args)) as channel:
+    async with open_channel(args.identity_target or args.target, _tls(args)) as channel:
         answer = await pb_grpc.IdentityServiceStub(channel).IssueToken(
             pb.IssueTokenRequest(username=args.username, password=password), timeout=10
         )
@@ -354,13 +381,26 @@ async def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+# A run asked again for a date (or month) it has completed: nothing more to do, which a scheduled
+# rerun (a CronJob's retry, a Job started again by hand) must not report as a failure.
+DONE_ALREADY = ("INTEREST_RUN_ALREADY_COMPLETED", "COLLECTION_RUN_ALREADY_COMPLETED")
+
+
 def _as_client(command: Coroutine[Any, Any, int], failure: str) -> int:
-    """Runs a command that calls the bank; a refusal or an unreachable bank is one line, exit 1."""
+    """Runs a command that calls the bank; a refusal or an unreachable bank is one line, exit 1;
+    a run that had already completed is said so, exit 0."""
+    from common.grpc.status import reason_of
+
     try:
         return asyncio.run(command)
-    except (OSError, grpc.RpcError) as exc:
-        detail = f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.RpcError) else str(exc)
-        print(f"\nogpgy: {failure}: {detail}", file=sys.stderr)
+    except grpc.RpcError as exc:
+        if reason_of(exc) in DONE_ALREADY:
+            print(f"ogpgy: already done: {exc.details()}", file=sys.stderr)
+            return 0
+        print(f"\nogpgy: {failure}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"\nogpgy: {failure}: {exc}", file=sys.stderr)
         return 1
 
 

@@ -28,7 +28,8 @@ process says where each replica listens and how the others reach it instead:
     health_port = 7180                                            # optional: gRPC health alone, plaintext (probes)
 
 Environment overrides, for deployments that keep one file for every host: OGPGY_DATA_DIR,
-OGPGY_REDIS_URL, OGPGY_POSTGRES_DSN, OGPGY_SMTP_URL, and OGPGY_<PROCESS>_ADDRESSES (comma-separated).
+OGPGY_REDIS_URL, OGPGY_POSTGRES_DSN, OGPGY_SMTP_URL, OGPGY_<PROCESS>_ADDRESSES (comma-separated), and
+OGPGY_<PROCESS>_TARGET for a process given by `target`.
 OGPGY_BASE_PORT moves every port of `addresses`, `metrics`, `connect` and `front_door` at once, each keeping its distance
 from the file's `base_port` (7100 unless [mesh] says otherwise): two meshes on one machine.
 """
@@ -228,7 +229,8 @@ def _process(path: Path, name: str, body: Mapping[str, object], environ: Mapping
     if not isinstance(contexts, list) or not contexts or not all(isinstance(c, str) for c in contexts):
         raise MeshConfigError(f"{path}: [process.{name}] contexts must be a non-empty list of context names")
     if "target" in body:
-        return _named_process(path, name, tuple(contexts), body)
+        elsewhere = environ.get(f"OGPGY_{name.upper().replace('-', '_')}_TARGET")  # e.g. the payment network, per cluster
+        return _named_process(path, name, tuple(contexts), {**body, "target": elsewhere} if elsewhere else body)
     override = environ.get(f"OGPGY_{name.upper().replace('-', '_')}_ADDRESSES")
     addresses = override.split(",") if override else body.get("addresses", [])
     if not isinstance(addresses, list) or not addresses or not all(isinstance(a, str) and ":" in a for a in addresses):

@@ -54,23 +54,29 @@ class Pod:
 
 @dataclass
 class Node:
-    """Pods of the rendered Deployments, each in a namespace of `hosts`."""
+    """Pods of the rendered Deployments (the base's and those of `overlay` it names), each in a
+    namespace of `hosts`."""
 
     files: dict[str, str]
     hosts: NetnsHosts
     root: Path
-    secrets: dict[str, str]  # the Secret ogpgy-secrets, as the operator would fill it
+    secrets: dict[str, dict[str, str]]  # {Secret: {key: value}} of the env Secrets, as the operator would fill them
+    config_maps: dict[str, dict[str, str]]  # {ConfigMap: {key: value}} of the overlay's literals
+    overlay_files: tuple[str, ...] = ()  # the overlay's process files to run beside the base (dev: the simulator)
     pods: list[Pod] = field(default_factory=list)
     authority: CertificateAuthority = field(default_factory=CertificateAuthority.create)
     _addresses: dict[str, list[str]] = field(default_factory=dict)  # a Service's name -> its pods' addresses
 
     def deployments(self) -> list[dict[str, Any]]:
+        """The bank's Deployments: every process file of the base, and the overlay's named ones."""
+        names = [n for n in sorted(self.files) if re.fullmatch(r"base/[a-z-]+\.yaml", n)] + list(self.overlay_files)
         return [
             doc
-            for name, text in sorted(self.files.items())
-            if name.endswith(".yaml") and "/" not in name and name != "kustomization.yaml"
-            for doc in yaml.safe_load_all(text)
-            if doc and doc["kind"] == "Deployment"
+            for name in names
+            for doc in yaml.safe_load_all(self.files[name])
+            if doc
+            and doc["kind"] == "Deployment"
+            and doc["metadata"]["labels"]["app.kubernetes.io/component"] == "context-process"
         ]
 
     def plan(self) -> None:
@@ -90,15 +96,19 @@ class Node:
             folder = Path("/etc/netns") / namespace
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "hosts").write_text(hosts_file)
-        page_key = secrets.token_bytes(32)
         signing_key = self.root / "signing-key.pem"
         Security(Settings(data_dir=self.root, signing_key_path=signing_key)).public_keys()  # made as the operator would
+        keys = {  # the file Secrets, each made once as the operator would: {Secret: (key, content)}
+            "ogpgy-signing-key": ("identity-signing-key.pem", signing_key.read_bytes()),
+            "ogpgy-page-token-key": ("page-token-key", secrets.token_bytes(32)),
+            "ogpgy-network-member-key": ("velocitypay-member-key", secrets.token_hex(32).encode()),
+        }
         for deployment, name, namespace, address in placed:
-            self.pods.append(self._pod(deployment, name, namespace, address, page_key, signing_key))
+            self.pods.append(self._pod(deployment, name, namespace, address, keys))
         save(self.root / "operator", OPERATOR, self.authority.issue(spiffe_id(OPERATOR, "ogpgy")))
 
     def _pod(
-        self, deployment: dict[str, Any], name: str, namespace: str, address: str, page_key: bytes, signing_key: Path
+        self, deployment: dict[str, Any], name: str, namespace: str, address: str, keys: dict[str, tuple[str, bytes]]
     ) -> Pod:
         pod_root = self.root / name
         spec = deployment["spec"]["template"]["spec"]
@@ -108,7 +118,7 @@ class Node:
         for mount in container["volumeMounts"]:
             folder = pod_root / mount["name"]
             folder.mkdir(parents=True, exist_ok=True)
-            self._fill(volumes[mount["name"]], folder, page_key, signing_key, deployment, address)
+            self._fill(volumes[mount["name"]], folder, keys, deployment, address)
             mounts[mount["mountPath"]] = str(folder)
 
         def local(value: str) -> str:  # a path inside the container, as this machine has it
@@ -123,8 +133,12 @@ class Node:
                 env[variable["name"]] = local(variable["value"])
             elif "fieldRef" in variable["valueFrom"]:
                 env[variable["name"]] = name  # metadata.name
+            elif "configMapKeyRef" in variable["valueFrom"]:
+                ref = variable["valueFrom"]["configMapKeyRef"]
+                env[variable["name"]] = self.config_maps[ref["name"]][ref["key"]]
             else:
-                env[variable["name"]] = self.secrets[variable["valueFrom"]["secretKeyRef"]["key"]]
+                ref = variable["valueFrom"]["secretKeyRef"]
+                env[variable["name"]] = self.secrets[ref["name"]][ref["key"]]
         command = [
             *self.hosts.wrap(self.hosts.namespaces.index(namespace)),
             *entrypoint(),
@@ -135,14 +149,13 @@ class Node:
         return Pod(name, process, namespace, address, command, env, pod_root / "log", probes)
 
     def _fill(
-        self, volume: dict[str, Any], folder: Path, page_key: bytes, signing_key: Path, deployment: dict[str, Any], address: str
+        self, volume: dict[str, Any], folder: Path, keys: dict[str, tuple[str, bytes]], deployment: dict[str, Any], address: str
     ) -> None:
         if "configMap" in volume:
-            (folder / "mesh.toml").write_text(self.files["mesh.toml"])
-        elif "secret" in volume and volume["secret"]["secretName"] == "ogpgy-secrets":
-            (folder / "page-token-key").write_bytes(page_key)
-        elif "secret" in volume:  # the signing key
-            shutil.copy(signing_key, folder / "identity-signing-key.pem")
+            (folder / "mesh.toml").write_text(self.files["base/mesh.toml"])
+        elif "secret" in volume:  # a key Secret: the one file the pod reads
+            key, content = keys[volume["secret"]["secretName"]]
+            (folder / key).write_bytes(content)
         elif "projected" in volume:
             self._certificates(volume["projected"]["sources"], folder, deployment, address)
 

@@ -142,12 +142,21 @@ class PostgresDatabase:
 
     async def open(self, migrations: list[Migration]) -> None:
         async with await psycopg.AsyncConnection.connect(self._dsn, autocommit=True) as conn:
-            try:
-                await conn.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pgsql.Identifier(self.schema)))
-            except psycopg.errors.UniqueViolation:
-                pass  # a replica starting at the same moment created it
+            await self._ensure_schema(conn)
         await self._pool.open(wait=True, timeout=30)
         await apply_migrations(self, load_migrations("common.db", self.dialect) + list(migrations))
+
+    async def _ensure_schema(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Creates the schema only when it is missing. PostgreSQL checks the CREATE privilege on the
+        database before it looks whether the schema exists, so `CREATE SCHEMA IF NOT EXISTS` is
+        refused to a role that was given its schema but may create none (a least-privilege role)."""
+        cursor = await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,))
+        if await cursor.fetchone() is not None:
+            return
+        try:
+            await conn.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pgsql.Identifier(self.schema)))
+        except psycopg.errors.UniqueViolation:
+            pass  # a replica starting at the same moment created it
 
     async def lead(self, role: str) -> bool:
         """A session advisory lock per (schema, role), held on a connection of its own: it is

@@ -1,6 +1,8 @@
 """The rendered Kubernetes manifests, run: every pod of every Deployment a process in a network
 namespace of its own (tests/pods.py), started with its container's arguments and environment, its
-Services' names in /etc/hosts; Redis, PostgreSQL and the mail server outside, as the Secret says.
+Services' names in /etc/hosts; Redis, PostgreSQL and the mail server outside, as the Secrets say: the
+base's processes and the dev overlay's payment network simulator, each process logged in to
+PostgreSQL as its own role (the rendered roles SQL applied first, as the operator does).
 Pods are ready when the kubelet's own probes say so (tests/kubelet.py: plaintext gRPC health, no
 certificate, at the probes' periods and thresholds). The README story passes; a pod's process
 killed comes back (as the kubelet restarts it) and serves."""
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import psycopg
 import pytest
 
 from common.grpc.tls import channel_credentials
@@ -17,6 +20,7 @@ from common.security.pki import load
 from mesh.config import DEFAULT_CONFIG, load_mesh_config
 from mesh.embedded import ALL_MODULES, CONTEXT_NAMES
 from mesh.kubernetes import GRPC_PORT, Target, render
+from mesh.kubernetes.database import dsn_of, roles_sql
 from mesh.local_servers import MailServer, PostgresServer, RedisServer
 from tests.conftest import ADMIN_PASSWORD
 from tests.integration.test_mesh_modes import CONTEXTS, mesh_bank, mesh_client, the_story
@@ -44,13 +48,19 @@ async def test_the_rendered_manifests_run_the_story_and_a_killed_pod_comes_back(
         redis.start()
         postgres.start()
         mail.start()
+        dsn = postgres.new_database()
+        database = dsn.rsplit("/", 1)[1]
+        with psycopg.connect(dsn, autocommit=True) as superuser:  # the operator applies the rendered roles
+            superuser.execute(roles_sql(config.processes, database))
+        host = dsn.split("@", 1)[1].split("/", 1)[0]
         secrets = {
-            "OGPGY_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "OGPGY_POSTGRES_DSN": postgres.new_database(),
-            "OGPGY_REDIS_URL": redis.url,
-            "OGPGY_SMTP_URL": mail.url,
+            "ogpgy-admin": {"OGPGY_ADMIN_PASSWORD": ADMIN_PASSWORD},
+            "ogpgy-redis": {"OGPGY_REDIS_URL": redis.url},
+            "ogpgy-smtp": {"OGPGY_SMTP_URL": mail.url},
+            **{f"ogpgy-db-{p.name}": {"OGPGY_POSTGRES_DSN": dsn_of(p.name, host, database)} for p in config.processes},
         }
-        node = Node(files, hosts, root, secrets)
+        network = {"OGPGY_VELOCITYPAY_TARGET": f"dns:///ogpgy-velocitypay.ogpgy.svc.cluster.local:{GRPC_PORT}"}
+        node = Node(files, hosts, root, secrets, {"ogpgy-payment-network": network}, ("overlays/dev/velocitypay.yaml",))
         node.plan()
         node.start_all()
         credentials = channel_credentials(node.authority.certificate_pem, load(root / "operator", OPERATOR))

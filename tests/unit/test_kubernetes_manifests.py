@@ -1,6 +1,8 @@
-"""`ogpgy deploy kubernetes`: the manifests rendered from mesh.toml validate against the Kubernetes
-schemas (offline, kubernetes-validate), their NetworkPolicies allow exactly the calls the contexts'
-imports declare, and the pods run as the image's user on a read-only root with gRPC probes."""
+"""`ogpgy deploy kubernetes`: the base and both overlays rendered from mesh.toml validate against the
+Kubernetes schemas (offline, kubernetes-validate), their NetworkPolicies allow exactly the calls the
+contexts' imports declare, and the pods run as the image's user on a read-only root with gRPC
+probes, each holding only the Secrets its contexts read. The cert-manager side: tests/unit/
+test_kubernetes_certificates.py; the layout, roles and CronJobs: test_kubernetes_layout.py."""
 
 from __future__ import annotations
 
@@ -14,50 +16,44 @@ import yaml
 from common.di import context_spec
 from common.grpc.identity import allowed_importers
 from common.grpc.services import services_of_servicer
-from common.security.pki import spiffe_id
 from mesh.cli import main
-from mesh.config import DEFAULT_CONFIG, MeshConfig, load_mesh_config
+from mesh.config import MeshConfig, load_mesh_config
 from mesh.distributed import serve_settings
 from mesh.embedded import ALL_MODULES, CONTEXT_NAMES
 from mesh.kubernetes import GRPC_PORT, HEALTH_PORT, Target, render, service_name
+from tests.unit.kubernetes_files import BUILT_IN, documents, every_object, mesh_config, rendered, workloads
 
 KUBERNETES_VERSIONS = ("1.31.0", kubernetes_validate.latest_version())
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def config() -> MeshConfig:
-    return load_mesh_config(DEFAULT_CONFIG, environ={}, known_contexts=CONTEXT_NAMES)
+    return mesh_config()
 
 
-@pytest.fixture(scope="module")
-def files(config: MeshConfig) -> dict[str, str]:
-    return render(config, Target(), ALL_MODULES)
-
-
-def _documents(files: dict[str, str], *names: str) -> list[dict[str, Any]]:
-    return [doc for name in names for doc in yaml.safe_load_all(files[name]) if doc]
-
-
-def _core(files: dict[str, str]) -> list[dict[str, Any]]:
-    """Everything but the cert-manager resources (their schema is cert-manager's, not Kubernetes')."""
-    return _documents(
-        files, *(name for name in files if name.endswith(".yaml") and name != "kustomization.yaml" and "cert-manager" not in name)
-    )
+@pytest.fixture
+def files() -> dict[str, str]:
+    return rendered()
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-def test_every_manifest_validates_against_the_kubernetes_schemas(files: dict[str, str], version: str) -> None:
-    for doc in _core(files):
-        kubernetes_validate.validate(doc, version, strict=True)
+def test_every_built_in_object_of_base_and_overlays_validates(files: dict[str, str], version: str) -> None:
+    custom = []
+    for _, doc in every_object(files):
+        if doc["apiVersion"].split("/")[0] in BUILT_IN:
+            kubernetes_validate.validate(doc, version, strict=True)
+        else:
+            custom.append(doc["apiVersion"])
+    assert set(custom) == {"cert-manager.io/v1"}, "the rest is cert-manager's (test_kubernetes_certificates.py)"
 
 
-def test_the_kustomization_lists_every_process_and_generates_the_config_and_secrets(
-    files: dict[str, str], config: MeshConfig
-) -> None:
-    kustomization = yaml.safe_load(files["kustomization.yaml"])
-    assert set(kustomization["resources"]) == {"namespace.yaml", *(f"{p}.yaml" for p in config.process_names())}
-    assert kustomization["configMapGenerator"] == [{"name": "ogpgy-mesh", "files": ["mesh.toml"]}]
-    assert {g["name"] for g in kustomization["secretGenerator"]} == {"ogpgy-secrets", "ogpgy-signing-key"}
+def _process_objects(files: dict[str, str]) -> list[dict[str, Any]]:
+    """The objects of every process of mesh.toml: the base's and the dev overlay's simulator."""
+    return [
+        d
+        for name, d in every_object(files)
+        if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "context-process"
+    ]
 
 
 def test_network_policies_allow_exactly_the_calls_the_imports_declare(files: dict[str, str], config: MeshConfig) -> None:
@@ -73,7 +69,7 @@ def test_network_policies_allow_exactly_the_calls_the_imports_declare(files: dic
         callee = config.process_of(serving[path.split("/")[1]]).name
         declared[callee] |= {config.process_of(i).name for i in importers} - {callee}
     declared["identity"] |= set(config.process_names()) - {"identity"}  # every process asks it for token revocations
-    policies = {d["metadata"]["name"]: d for d in _core(files) if d["kind"] == "NetworkPolicy"}
+    policies = {d["metadata"]["name"]: d for d in _process_objects(files) if d["kind"] == "NetworkPolicy"}
     for process, callers in declared.items():
         rule = policies[service_name(process)]["spec"]["ingress"][0]
         allowed = {f["podSelector"]["matchLabels"].get("app.kubernetes.io/name") for f in rule["from"]} - {None}
@@ -91,21 +87,21 @@ def test_network_policies_allow_exactly_the_calls_the_imports_declare(files: dic
         assert (25 in ports) == ("notification" in config.process(process).contexts), "mail from notification alone"
 
 
-def test_every_object_of_a_process_carries_the_recommended_labels(files: dict[str, str]) -> None:
+def test_every_object_carries_the_recommended_labels(files: dict[str, str]) -> None:
     recommended = {"name", "instance", "version", "component", "part-of", "managed-by"}
-    for doc in _core(files):
-        if doc["metadata"]["name"].startswith("ogpgy-") and doc["kind"] in {"Deployment", "Service", "NetworkPolicy"}:
-            labels = doc["metadata"]["labels"]
-            assert {k.removeprefix("app.kubernetes.io/") for k in labels if k.startswith("app.kubernetes.io/")} == recommended
-            if doc["kind"] == "Deployment":
-                selector = doc["spec"]["selector"]["matchLabels"]
-                assert set(selector) == {"app.kubernetes.io/name", "app.kubernetes.io/part-of"}, "a selector never changes"
+    for name, doc in every_object(files):
+        if doc["kind"] == "Namespace":
+            continue
+        labels = doc["metadata"]["labels"]
+        found = {k.removeprefix("app.kubernetes.io/") for k in labels if k.startswith("app.kubernetes.io/")}
+        assert found == recommended, f"{name}: {doc['kind']} {doc['metadata']['name']}"
+        if doc["kind"] == "Deployment":
+            selector = doc["spec"]["selector"]["matchLabels"]
+            assert set(selector) == {"app.kubernetes.io/name", "app.kubernetes.io/part-of"}, "a selector never changes"
 
 
 def test_pods_run_unprivileged_with_grpc_probes_and_the_mesh_replicas(files: dict[str, str], config: MeshConfig) -> None:
-    deployments = {
-        d["metadata"]["name"]: d for d in _core(files) if d["kind"] == "Deployment" and d["metadata"]["name"].startswith("ogpgy-")
-    }
+    deployments = {d["metadata"]["name"]: d for d in _process_objects(files) if d["kind"] == "Deployment"}
     for spec in config.processes:
         pod = deployments[service_name(spec.name)]
         assert pod["spec"]["replicas"] == spec.replica_count
@@ -116,14 +112,41 @@ def test_pods_run_unprivileged_with_grpc_probes_and_the_mesh_replicas(files: dic
             assert container[kind]["grpc"] == {"port": HEALTH_PORT, "service": service}, "the plaintext health port"
         assert {"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"} in container["ports"]
         assert container["args"][:2] == ["serve", spec.name]
-    services = [d for d in _core(files) if d["kind"] == "Service" and d["metadata"]["name"].startswith("ogpgy-")]
+    services = [d for d in _process_objects(files) if d["kind"] == "Service"]
     assert all(s["spec"]["clusterIP"] == "None" for s in services), "headless: the name resolves to every pod"
+
+
+def _secrets_of(pod: dict[str, Any]) -> set[str]:
+    """Every Secret a pod template references, by env or by volume (the certificates aside)."""
+    spec = pod["spec"]["template"]["spec"]
+    named = {
+        v["valueFrom"]["secretKeyRef"]["name"]
+        for c in spec["containers"]
+        for v in c.get("env", [])
+        if "secretKeyRef" in v.get("valueFrom", {})
+    }
+    return named | {v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
+
+
+def test_each_pod_gets_only_the_secrets_it_reads(files: dict[str, str]) -> None:
+    pods = {d["metadata"]["name"].removeprefix("ogpgy-"): d for d in _process_objects(files) if d["kind"] == "Deployment"}
+    held = {process: _secrets_of(pod) for process, pod in pods.items()}
+    holders = {secret: {p for p, s in held.items() if secret in s} for secret in set().union(*held.values())}
+    assert holders["ogpgy-signing-key"] == holders["ogpgy-admin"] == {"identity"}, "the keys to the bank: identity alone"
+    assert holders["ogpgy-smtp"] == {"notification"}
+    assert holders["ogpgy-network-member-key"] == {"payment", "velocitypay"}
+    assert holders["ogpgy-page-token-key"] == set(held) - {"velocitypay"}, "every context that lists pages"
+    for process, secrets in held.items():
+        assert f"ogpgy-db-{process}" in secrets, "its own database role"
+        assert not {s for s in secrets if s.startswith("ogpgy-db-")} - {f"ogpgy-db-{process}"}, "and no other's"
+    env = {e["name"] for e in pods["payment"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "OGPGY_VELOCITYPAY_TARGET" in env, "the payment network, where the overlay's ConfigMap says"
 
 
 def test_the_clusters_mesh_configuration_listens_on_the_pod_and_dials_the_services_names(
     files: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "mesh.toml").write_text(files["mesh.toml"])
+    (tmp_path / "mesh.toml").write_text(files["base/mesh.toml"])
     environ = {
         "OGPGY_REDIS_URL": "redis://redis:6379/0",
         "OGPGY_POSTGRES_DSN": "postgresql://p@postgres/ogpgy",
@@ -135,14 +158,28 @@ def test_the_clusters_mesh_configuration_listens_on_the_pod_and_dials_the_servic
     assert (settings.host, settings.port, settings.instance_name) == ("0.0.0.0", GRPC_PORT, "ogpgy-account-7d9f-x2x")
     assert settings.health_port == HEALTH_PORT
     assert settings.addresses["customer"] == f"dns:///ogpgy-customer.ogpgy.svc.cluster.local:{GRPC_PORT}"
+    prod = load_mesh_config(
+        tmp_path / "mesh.toml",
+        environ={**environ, "OGPGY_VELOCITYPAY_TARGET": "dns:///pay.example:443"},
+        known_contexts=CONTEXT_NAMES,
+    )
+    assert serve_settings(prod, "payment", 0).addresses["velocitypay"] == "dns:///pay.example:443", "prod's network"
 
 
-def test_the_certificates_carry_the_identities_the_servers_check(files: dict[str, str]) -> None:
-    certificates = {d["metadata"]["name"]: d["spec"] for d in _documents(files, "optional/cert-manager.yaml")}
-    assert certificates["ogpgy-server-account"]["uris"] == [spiffe_id("process", "account")]
-    assert certificates["ogpgy-context-lending"]["uris"] == [spiffe_id("context", "lending")]
+def test_ogpgy_deploy_kubernetes_writes_the_base_and_overlays(tmp_path: Path) -> None:
+    output = tmp_path / "k8s"
+    assert (
+        main(["deploy", "kubernetes", "--output", str(output), "--namespace", "bank", "--payment-network", "dns:///pay:443"]) == 0
+    )
+    assert yaml.safe_load((output / "base" / "kustomization.yaml").read_text())["namespace"] == "bank"
+    prod = yaml.safe_load((output / "overlays" / "prod" / "kustomization.yaml").read_text())
+    assert {"name": "ogpgy-payment-network", "literals": ["OGPGY_VELOCITYPAY_TARGET=dns:///pay:443"]} in prod[
+        "configMapGenerator"
+    ]
 
 
-def test_ogpgy_deploy_kubernetes_writes_the_kustomization(tmp_path: Path) -> None:
-    assert main(["deploy", "kubernetes", "--output", str(tmp_path / "k8s"), "--namespace", "bank"]) == 0
-    assert yaml.safe_load((tmp_path / "k8s" / "kustomization.yaml").read_text())["namespace"] == "bank"
+def test_the_rendered_objects_are_the_workloads_the_node_runs(files: dict[str, str], config: MeshConfig) -> None:
+    """tests/pods.py runs the base's Deployments and dev's simulator: together every process of mesh.toml."""
+    assert {d["metadata"]["name"] for d in workloads(files)} == {service_name(p) for p in config.process_names()}
+    assert documents(files, "base/namespace.yaml")[0]["metadata"]["name"] == "ogpgy"
+    assert render(config, Target(), ALL_MODULES) == files, "rendering is deterministic"

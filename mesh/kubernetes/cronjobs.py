@@ -1,0 +1,126 @@
+"""The bank's scheduled runs as CronJobs: the day's interest, the loans' collection, the month's fees.
+
+Each runs the bank's image as a client (mesh/cli_operator.py), presenting the operator's
+certificate and logging in as the admin with the password from the Secret `ogpgy-admin` (the
+token comes from the identity process, the run from the process serving the context). A rerun of
+the same date is safe: a completed interest run or collection says so and does nothing, one cut
+short resumes, and a month's fee is charged at most once per account. So a Job retried
+(backoffLimit) or started again by hand does no harm, and concurrencyPolicy Forbid keeps two runs
+from racing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mesh.config import MeshConfig
+from mesh.kubernetes.certificates import OPERATOR
+from mesh.kubernetes.meta import (
+    CLIENT_LABEL,
+    GRPC_PORT,
+    PKI_DIR,
+    Target,
+    described,
+    metadata,
+    restricted_container_security,
+    service_host,
+)
+from mesh.kubernetes.policies import client_policy
+from mesh.kubernetes.secrets import ADMIN
+from mesh.kubernetes.workloads import pod_security
+
+_COMPONENT = "scheduled-run"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One scheduled command: its CronJob's name, schedule (UTC), the context it calls, its arguments."""
+
+    name: str
+    schedule: str
+    context: str
+    args: tuple[str, ...]
+
+
+RUNS = (
+    # The interest of the day that has just ended, once it has.
+    Run("ogpgy-interest-daily", "30 0 * * *", "interest", ("interest", "run", "--date", "yesterday")),
+    # The installments due today, collected early in the morning.
+    Run("ogpgy-loans-collect", "0 6 * * *", "lending", ("loans", "collect", "--date", "today")),
+    # The month that has just ended, on the first of the next.
+    Run("ogpgy-fees-monthly", "0 2 1 * *", "account", ("fees", "charge", "--month", "last")),
+)
+
+
+def _target(config: MeshConfig, context: str, target: Target) -> str:
+    return f"dns:///{service_host(config.process_of(context).name, target)}:{GRPC_PORT}"
+
+
+def _container(config: MeshConfig, run: Run, target: Target) -> dict[str, Any]:
+    env = [
+        {"name": "OGPGY_TARGET", "value": _target(config, run.context, target)},
+        {"name": "OGPGY_IDENTITY_TARGET", "value": _target(config, "identity", target)},
+        {"name": "OGPGY_CA_FILE", "value": f"{PKI_DIR}/ca.crt"},
+        {"name": "OGPGY_CERT_FILE", "value": f"{PKI_DIR}/tls.crt"},
+        {"name": "OGPGY_KEY_FILE", "value": f"{PKI_DIR}/tls.key"},
+        {"name": "OGPGY_USERNAME", "value": "admin"},
+        {"name": "OGPGY_PASSWORD", "valueFrom": {"secretKeyRef": {"name": ADMIN.name, "key": ADMIN.key}}},
+        {"name": "OGPGY_DATA_DIR", "value": "/tmp"},  # nothing of the bank's there: the password is the Secret's
+    ]
+    return {
+        "name": run.name.removeprefix("ogpgy-"),
+        "image": target.image,
+        "args": list(run.args),
+        "env": env,
+        "volumeMounts": [
+            {"name": "operator", "mountPath": PKI_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": restricted_container_security(),
+    }
+
+
+def cronjob(config: MeshConfig, run: Run, target: Target) -> dict[str, Any]:
+    labels = described(run.name, target, _COMPONENT)
+    pod = {
+        "metadata": {"labels": {**labels, CLIENT_LABEL: "true"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "securityContext": pod_security(),
+            "containers": [_container(config, run, target)],
+            "volumes": [
+                {"name": "operator", "secret": {"secretName": OPERATOR, "defaultMode": 0o400}},
+                {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+            ],
+        },
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": metadata(run.name, target, labels),
+        "spec": {
+            "schedule": run.schedule,
+            "timeZone": "Etc/UTC",
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 3600,  # missed by more than an hour (a cluster down): the next one runs it
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 5,
+            "jobTemplate": {
+                "metadata": {"labels": labels},
+                "spec": {"backoffLimit": 3, "activeDeadlineSeconds": 4 * 3600, "template": pod},
+            },
+        },
+    }
+
+
+def scheduled_runs(config: MeshConfig, target: Target) -> list[dict[str, Any]]:
+    """Every CronJob and the NetworkPolicy of its pods: out to identity and the context it runs."""
+    found: list[dict[str, Any]] = []
+    for run in RUNS:
+        calls = sorted({config.process_of("identity").name, config.process_of(run.context).name})
+        found += [cronjob(config, run, target), client_policy(run.name, calls, target, _COMPONENT)]
+    return found
