@@ -106,6 +106,17 @@ def _deploy_command(commands: Subcommands) -> None:
         default=Target.payment_network,
         help="the payment network's gRPC target in prod (dev runs the simulator) (default: %(default)s)",
     )
+    kubernetes.add_argument(
+        "--front-door-host", default=Target.front_door_host, help="the name callers reach the bank by (default: %(default)s)"
+    )
+    kubernetes.add_argument(
+        "--front-door-image", default=Target.front_door_image, help="an unprivileged nginx image (default: %(default)s)"
+    )
+    kubernetes.add_argument(
+        "--gateway-class",
+        default=Target.gateway_class,
+        help="the GatewayClass whose Gateway passes TLS through to the front door (default: %(default)s)",
+    )
 
 
 def _graph_command(commands: Subcommands) -> None:
@@ -131,7 +142,15 @@ def _status_command(commands: Subcommands) -> None:
 
 def _deploy(args: argparse.Namespace) -> int:
     config = load_mesh_config(args.config, known_contexts=CONTEXT_NAMES)
-    target = Target(args.namespace, args.image, args.cluster_domain, args.payment_network)
+    target = Target(
+        args.namespace,
+        args.image,
+        args.cluster_domain,
+        args.payment_network,
+        front_door_image=args.front_door_image,
+        front_door_host=args.front_door_host,
+        gateway_class=args.gateway_class,
+    )
     written = kubernetes.write(kubernetes.render(config, target, ALL_MODULES), args.output)
     print(f"wrote {len(written)} files to {args.output}: base/ and overlays/dev, overlays/prod; put each overlay's secrets")
     print(f"in its secrets/ (see the README), then  kubectl apply -k {args.output / 'overlays' / 'dev'}  (or prod)")

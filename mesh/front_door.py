@@ -64,7 +64,8 @@ class Files:
     certificate: Path  # the door's certificate: to callers, and to the contexts as their client
     key: Path
     ca: Path  # the bank's CA: the contexts' certificates, and any caller's that presents one
-    runtime: Path  # pid, logs, temporary files
+    runtime: Path  # pid and temporary files (and the logs, unless they go to stdout and stderr)
+    logs_in_runtime: bool = True  # False in a container: the logs go to stdout and stderr
 
 
 def routes(config: MeshConfig, modules: Iterable[type], server_name: str = "localhost") -> list[Route]:
@@ -151,20 +152,36 @@ def _location(route: Route) -> list[str]:
     return lines
 
 
-def nginx_conf(listen: str, routes: list[Route], files: Files, *, user: str | None = None) -> str:
-    """nginx's whole configuration: one server on `listen` (host:port) for every route."""
+_TEMPORARY = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")  # nginx's temporary folders, each in the runtime dir
+
+
+def _health_server(port: int) -> list[str]:
+    """A plaintext listener answering GET /healthz alone, for probes that carry no certificate."""
+    return [
+        "  server {",
+        f"    listen {port};",
+        '    location = /healthz { access_log off; default_type text/plain; return 200 "ok\\n"; }',
+        "    location / { return 404; }",
+        "  }",
+    ]
+
+
+def nginx_conf(listen: str, routes: list[Route], files: Files, *, user: str | None = None, health_port: int = 0) -> str:
+    """nginx's whole configuration: one server on `listen` (host:port) for every route (and a
+    plaintext health listener on `health_port`, when given)."""
     run = files.runtime
+    errors, access = (f"{run}/error.log", f"{run}/access.log") if files.logs_in_runtime else ("stderr", "/dev/stdout")
     lines = [
         "# Rendered by ogpgy from the mesh configuration (mesh/front_door.py); edits are lost.",
         *([f"user {user};"] if user else []),
         "daemon off;",
         "worker_processes auto;",
         f"pid {run}/nginx.pid;",
-        f"error_log {run}/error.log warn;",
+        f"error_log {errors} warn;",
         "events { worker_connections 4096; }",
         "http {",
-        f"  access_log {run}/access.log;",
-        *(f"  {kind}_temp_path {run}/tmp/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")),
+        f"  access_log {access};",
+        *(f"  {kind}_temp_path {run}/{kind}_temp;" for kind in _TEMPORARY),
         "  server_tokens off;",
         f"  client_max_body_size {MAX_BODY};",
         "  client_header_timeout 10s;",
@@ -224,6 +241,7 @@ def nginx_conf(listen: str, routes: list[Route], files: Files, *, user: str | No
         "      return 404;",
         "    }",
         "  }",
+        *(_health_server(health_port) if health_port else []),
         "}",
         "",
     ]
@@ -260,11 +278,12 @@ class FrontDoor:
     def write(self) -> Path:
         """The configuration, and the folders nginx writes in (its workers' own when run as root)."""
         user = "nobody nogroup" if os.geteuid() == 0 else None
-        for folder in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            (self.runtime / "tmp" / folder).mkdir(parents=True, exist_ok=True)
+        for kind in _TEMPORARY:
+            folder = self.runtime / f"{kind}_temp"
+            folder.mkdir(parents=True, exist_ok=True)
             if user:
                 nobody = pwd.getpwnam("nobody")
-                os.chown(self.runtime / "tmp" / folder, nobody.pw_uid, nobody.pw_gid)
+                os.chown(folder, nobody.pw_uid, nobody.pw_gid)
         self.config_path.write_text(nginx_conf(self.address, self._routes, self.files, user=user), encoding="utf-8")
         return self.config_path
 

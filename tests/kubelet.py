@@ -40,6 +40,27 @@ async def grpc_probe(address: str, probe: dict[str, Any]) -> bool:
     return answer.status == SERVING
 
 
+async def http_probe(address: str, probe: dict[str, Any]) -> bool:
+    """One attempt of an httpGet probe: a GET of the path on the port, in plaintext, passed by a
+    status from 200 to 399 within timeoutSeconds (what the kubelet does)."""
+    get = probe["httpGet"]
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(address, get["port"]), probe.get("timeoutSeconds", 1))
+        try:
+            writer.write(f"GET {get.get('path', '/')} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n".encode())
+            status = await asyncio.wait_for(reader.readline(), probe.get("timeoutSeconds", 1))
+        finally:
+            writer.close()
+    except (OSError, TimeoutError):
+        return False
+    parts = status.split()
+    return len(parts) > 1 and parts[1].isdigit() and 200 <= int(parts[1]) < 400
+
+
+async def probe_once(address: str, probe: dict[str, Any]) -> bool:
+    return await (http_probe(address, probe) if "httpGet" in probe else grpc_probe(address, probe))
+
+
 @dataclass
 class _Probing:
     """One pod's probes as the kubelet tracks them since its container (re)started."""
@@ -106,7 +127,7 @@ class Kubelet:
             if now < state.due.get(kind, state.started_at + probe.get("initialDelaySeconds", 0)):
                 continue
             state.due[kind] = now + probe.get("periodSeconds", 10)
-            self._judge(pod, state, kind, probe, await grpc_probe(pod.address, probe))
+            self._judge(pod, state, kind, probe, await probe_once(pod.address, probe))
 
     def _judge(self, pod: Pod, state: _Probing, kind: str, probe: dict[str, Any], passed: bool) -> None:
         if passed:

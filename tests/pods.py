@@ -24,10 +24,18 @@ import yaml
 from common.config import Settings
 from common.security.component import Security
 from common.security.pki import CertificateAuthority, save, spiffe_id
+from mesh.kubernetes.meta import FRONT_DOOR, FRONT_DOOR_PORT
 from tests.netns import NetnsHosts
 
 ROOT = Path(__file__).resolve().parents[1]
 OPERATOR = "operator"
+
+
+def _program(name: str) -> str:
+    """A program of another image (nginx), as this machine has it."""
+    found = shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None)
+    assert found is not None, f"{name} is missing: scripts/bootstrap installs it"
+    return found
 
 
 def entrypoint() -> list[str]:
@@ -76,8 +84,13 @@ class Node:
             for doc in yaml.safe_load_all(self.files[name])
             if doc
             and doc["kind"] == "Deployment"
-            and doc["metadata"]["labels"]["app.kubernetes.io/component"] == "context-process"
+            and doc["metadata"]["labels"]["app.kubernetes.io/component"] in ("context-process", "front-door")
         ]
+
+    def services(self) -> list[dict[str, Any]]:
+        """Every Service of the files the node runs (base and the overlay's named files)."""
+        names = [n for n in sorted(self.files) if re.fullmatch(r"base/[a-z-]+\.yaml", n)] + list(self.overlay_files)
+        return [doc for name in names for doc in yaml.safe_load_all(self.files[name]) if doc and doc["kind"] == "Service"]
 
     def plan(self) -> None:
         """Assigns every replica a namespace, then prepares its volumes and environment."""
@@ -87,9 +100,12 @@ class Node:
             for replica in range(deployment["spec"]["replicas"]):
                 namespace, address = next(slots)
                 placed.append((deployment, f"{deployment['metadata']['name']}-{replica}", namespace, address))
-        for deployment, _, _, address in placed:
-            host = f"{deployment['metadata']['name']}.{deployment['metadata']['namespace']}.svc.cluster.local"
-            self._addresses.setdefault(host, []).append(address)
+        for service in self.services():  # what the cluster's DNS answers: its pods (headless), or its virtual address
+            host = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc.cluster.local"
+            wanted = service["spec"]["selector"].items()
+            for deployment, _, _, address in placed:
+                if wanted <= deployment["spec"]["template"]["metadata"]["labels"].items():
+                    self._addresses.setdefault(host, []).append(address)
         lines = [f"{a} {host}\n" for host, addresses in self._addresses.items() for a in addresses]
         hosts_file = "127.0.0.1 localhost\n" + "".join(lines)
         for namespace in self.hosts.namespaces:  # `ip netns exec` shows /etc/netns/<namespace>/hosts as /etc/hosts
@@ -128,7 +144,7 @@ class Node:
             return value
 
         env = {"PATH": "/usr/bin:/bin", "GRPC_DNS_RESOLVER": "native"}  # names from /etc/hosts: the cluster DNS's stand-in
-        for variable in container["env"]:
+        for variable in container.get("env", []):
             if "value" in variable:
                 env[variable["name"]] = local(variable["value"])
             elif "fieldRef" in variable["valueFrom"]:
@@ -139,20 +155,35 @@ class Node:
             else:
                 ref = variable["valueFrom"]["secretKeyRef"]
                 env[variable["name"]] = self.secrets[ref["name"]][ref["key"]]
-        command = [
-            *self.hosts.wrap(self.hosts.namespaces.index(namespace)),
-            *entrypoint(),
-            *(local(a) for a in container["args"]),
-        ]
+        if "command" in container:  # another image than the bank's: its program from this machine
+            program = [_program(container["command"][0]), *(local(a) for a in container["command"][1:])]
+            self._mounted_paths(mounts)
+        else:
+            program = [*entrypoint(), *(local(a) for a in container["args"])]
+        command = [*self.hosts.wrap(self.hosts.namespaces.index(namespace)), *program]
         process = container["name"]
         probes = {kind: container[kind] for kind in ("startupProbe", "livenessProbe", "readinessProbe") if kind in container}
         return Pod(name, process, namespace, address, command, env, pod_root / "log", probes)
 
+    def _mounted_paths(self, mounts: dict[str, str]) -> None:
+        """The paths inside the container that a configuration file names, as this machine has
+        them (what the container's mounts would show): in one pass, longest first."""
+        pattern = re.compile("|".join(re.escape(m) for m in sorted(mounts, key=len, reverse=True)) + r"(?=[/;\s])")
+        for folder in mounts.values():
+            for conf in Path(folder).glob("*.conf"):
+                conf.write_text(pattern.sub(lambda found: mounts[found.group(0)], conf.read_text()))
+
     def _fill(
         self, volume: dict[str, Any], folder: Path, keys: dict[str, tuple[str, bytes]], deployment: dict[str, Any], address: str
     ) -> None:
-        if "configMap" in volume:
+        if "configMap" in volume and volume["configMap"]["name"] == FRONT_DOOR:
+            (folder / "nginx.conf").write_text(self.files["base/front-door.conf"])
+        elif "configMap" in volume:
             (folder / "mesh.toml").write_text(self.files["base/mesh.toml"])
+        elif "emptyDir" in volume:
+            folder.chmod(0o777)  # as the kubelet makes an emptyDir: any user of the pod writes there
+        elif "secret" in volume and volume["secret"]["secretName"] == FRONT_DOOR:
+            self._door_certificate(folder, deployment, address)
         elif "secret" in volume:  # a key Secret: the one file the pod reads
             key, content = keys[volume["secret"]["secretName"]]
             (folder / key).write_bytes(content)
@@ -175,6 +206,15 @@ class Node:
             directory = folder / ("servers" if kind == "server" else "contexts")
             directory.mkdir(exist_ok=True)
             save(directory, name, issued)
+
+    def _door_certificate(self, folder: Path, deployment: dict[str, Any], address: str) -> None:
+        """What cert-manager writes into the door's Secret (kubernetes.io/tls): its gateway identity,
+        for its Service's name and the pod's address (the test's client dials the pod)."""
+        host = f"{FRONT_DOOR}.{deployment['metadata']['namespace']}.svc.cluster.local"
+        issued = self.authority.issue(spiffe_id("gateway", "front-door"), hosts=[host, address])
+        (folder / "tls.crt").write_bytes(issued.certificate)
+        (folder / "tls.key").write_bytes(issued.private_key)
+        (folder / "ca.crt").write_bytes(self.authority.certificate_pem)
 
     def start(self, pod: Pod) -> None:
         with pod.log.open("ab") as output:
@@ -206,6 +246,10 @@ class Node:
                     pod.proc.wait(timeout=10)
         for namespace in self.hosts.namespaces:
             shutil.rmtree(Path("/etc/netns") / namespace, ignore_errors=True)
+
+    def front_door(self) -> str:
+        """The door's pods as an ipv4: target on its TLS port, for a client in the root namespace."""
+        return "ipv4:" + ",".join(f"{p.address}:{FRONT_DOOR_PORT}" for p in self.pods if p.process == "nginx")
 
     def targets(self, contexts: dict[str, str]) -> dict[str, str]:
         """{context: the pods of its process, as an ipv4: target} for a client in the root namespace."""

@@ -22,9 +22,10 @@ from mesh.config import MeshConfig
 from mesh.kubernetes import kustomize
 from mesh.kubernetes.certificates import issuers, operator_certificate, process_certificates
 from mesh.kubernetes.cronjobs import scheduled_runs
+from mesh.kubernetes.front_door import front_door_objects, nginx_config, routed_processes
 from mesh.kubernetes.meta import GRPC_PORT, HEALTH_PORT, METRICS_PORT, Target, documents, service_name
 from mesh.kubernetes.policies import callees_of, callers_of, network_policy
-from mesh.kubernetes.workloads import cluster_mesh_toml, deployment, disruption_budget, service
+from mesh.kubernetes.workloads import cluster_mesh_toml, deployment, disruption_budget, edge_service, service
 
 __all__ = [
     "GRPC_PORT",
@@ -41,15 +42,20 @@ __all__ = [
 
 
 def _process_files(config: MeshConfig, target: Target, modules: list[type], names: list[str], folder: str) -> dict[str, str]:
-    """One file per process of `names`: its Deployment, Service, PodDisruptionBudget, NetworkPolicy."""
+    """One file per process of `names`: its Deployment, Service, PodDisruptionBudget, NetworkPolicy
+    (and the Service the front door reaches it by, where the door routes to it)."""
     files = {}
+    routed = routed_processes(config, modules)
     for spec in (config.process(name) for name in names):
+        door = spec.name in routed
+        callers, callees = callers_of(config, spec, modules), callees_of(config, spec, modules)
         files[f"{folder}/{spec.name}.yaml"] = documents(
             [
                 deployment(spec, target, modules),
                 service(spec, target),
+                *([edge_service(spec, target)] if door else []),
                 disruption_budget(spec, target),
-                network_policy(spec, callers_of(config, spec, modules), target, callees_of(config, spec, modules)),
+                network_policy(spec, callers, target, callees, front_door=door),
             ]
         )
     return files
@@ -63,6 +69,8 @@ def _base(config: MeshConfig, target: Target, modules: list[type]) -> dict[str, 
         [*issuers(target), *process_certificates(config, target, bank), operator_certificate(target)]
     )
     files["base/cronjobs.yaml"] = documents(scheduled_runs(config, target))
+    files["base/front-door.yaml"] = documents(front_door_objects(config, target, modules))
+    files["base/front-door.conf"] = nginx_config(config, target, modules)
     files["base/mesh.toml"] = cluster_mesh_toml(config, target)
     resources = sorted(path.removeprefix("base/") for path in files if path.endswith(".yaml"))
     files["base/kustomization.yaml"] = kustomize.base_kustomization(target, resources)

@@ -18,6 +18,7 @@ import yaml
 from mesh.config import MeshConfig, ProcessSpec
 from mesh.kubernetes.database import dsn_of, roles_sql
 from mesh.kubernetes.meta import (
+    FRONT_DOOR,
     MESH_CONFIG,
     PAYMENT_NETWORK,
     SIMULATOR,
@@ -54,7 +55,10 @@ def base_kustomization(target: Target, resources: list[str]) -> str:
         {
             "namespace": target.namespace,
             "resources": resources,
-            "configMapGenerator": [{"name": MESH_CONFIG, "files": ["mesh.toml"]}],
+            "configMapGenerator": [
+                {"name": MESH_CONFIG, "files": ["mesh.toml"]},
+                {"name": FRONT_DOOR, "files": ["nginx.conf=front-door.conf"]},
+            ],
         }
     )
 
@@ -92,16 +96,20 @@ def dev_kustomization(config: MeshConfig, target: Target, resources: list[str]) 
                 _from_literal(SMTP, f"smtp://mail:{MAIL_PORT}"),
                 *(_from_literal(database_secret(p.name), dsn_of(p.name, "postgres:5432", DEV_DATABASE)) for p in processes),
             ],
-            "patches": [{"path": "small-pods.yaml", "target": {"kind": "Deployment", "labelSelector": _BANK_PODS}}],
+            "patches": [
+                {"path": "small-pods.yaml", "target": {"kind": "Deployment", "labelSelector": selected}}
+                for selected in (_BANK_PODS, _FRONT_DOOR_PODS)
+            ],
         }
     )
 
 
 _BANK_PODS = "app.kubernetes.io/component=context-process"
+_FRONT_DOOR_PODS = "app.kubernetes.io/component=front-door"
 
 
 def small_pods() -> str:
-    """dev's patch of every process's Deployment: one replica, a tenth of the CPU asked for."""
+    """dev's patch of every process's Deployment and the front door's: one replica, less CPU asked for."""
     ops = [
         {"op": "replace", "path": "/spec/replicas", "value": 1},
         {"op": "replace", "path": "/spec/template/spec/containers/0/resources/requests/cpu", "value": "25m"},

@@ -13,6 +13,9 @@ PART_OF = "ogpgy-bank"
 UID = 10001  # the image's user (Containerfile)
 CONFIG_DIR, SECRETS_DIR, PKI_DIR, DATA_DIR = "/etc/ogpgy", "/etc/ogpgy/secrets", "/etc/ogpgy/pki", "/data"
 GRPC_PORT, METRICS_PORT = 7100, 9100
+CONNECT_PORT = 8100  # each bank process's Connect and gRPC-Web port, for the front door (mutual TLS)
+FRONT_DOOR = "ogpgy-front-door"  # its Deployment, Service, ConfigMap and certificate's Secret
+FRONT_DOOR_PORT, FRONT_DOOR_HEALTH_PORT = 8443, 8081  # TLS for callers; plaintext /healthz for the probes
 # The kubelet's gRPC probes present no client certificate: health is served alone, in plaintext, here.
 HEALTH_PORT = 7180
 CLIENT_LABEL = "ogpgy.bank/client"  # pods (a gateway, an operator's shell, the CronJobs) allowed to call every process
@@ -30,6 +33,9 @@ class Target:
     image: str = "ogpgy-bank:0.1.0"
     cluster_domain: str = "cluster.local"
     payment_network: str = "dns:///payments.example.net:443"
+    front_door_image: str = "nginxinc/nginx-unprivileged:1.26-alpine"  # nginx as user 101 (no root, no port below 1024)
+    front_door_host: str = "bank.example.net"  # the name callers reach the front door by (its certificate's)
+    gateway_class: str = "ogpgy-gateway"  # the cluster's GatewayClass that passes TLS through to the door
 
 
 def service_name(process: str) -> str:

@@ -10,6 +10,8 @@ from common.di import context_spec
 from mesh.config import MeshConfig, ProcessSpec
 from mesh.kubernetes.meta import (
     CLIENT_LABEL,
+    CONNECT_PORT,
+    FRONT_DOOR,
     GRPC_PORT,
     METRICS_PORT,
     PART_OF,
@@ -69,12 +71,21 @@ def _egress(spec: ProcessSpec, callees: list[str]) -> list[dict[str, Any]]:
     return rules
 
 
-def network_policy(spec: ProcessSpec, callers: list[str], target: Target, callees: list[str] | None = None) -> dict[str, Any]:
+def network_policy(
+    spec: ProcessSpec, callers: list[str], target: Target, callees: list[str] | None = None, *, front_door: bool = False
+) -> dict[str, Any]:
     """Calls in only from the processes whose contexts import this one's (and from pods labelled
-    as the bank's clients: a gateway, an operator, the CronJobs); metrics from the namespace's
-    monitoring. Calls out only as `_egress` says."""
+    as the bank's clients: an operator, the CronJobs), and from the front door where it routes to
+    this process (its gRPC and Connect ports); metrics from the namespace's monitoring. Calls out
+    only as `_egress` says."""
     grpc_from = [{"podSelector": {"matchLabels": selector(caller)}} for caller in callers]
     grpc_from.append({"podSelector": {"matchLabels": {CLIENT_LABEL: "true"}}})
+    door = [
+        {
+            "from": [{"podSelector": {"matchLabels": selector(FRONT_DOOR)}}],
+            "ports": [{"protocol": "TCP", "port": GRPC_PORT}, {"protocol": "TCP", "port": CONNECT_PORT}],
+        }
+    ]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -85,6 +96,7 @@ def network_policy(spec: ProcessSpec, callers: list[str], target: Target, callee
             "egress": _egress(spec, callees or []),
             "ingress": [
                 {"from": grpc_from, "ports": [{"protocol": "TCP", "port": GRPC_PORT}]},
+                *(door if front_door else []),
                 {
                     "from": [{"podSelector": {"matchLabels": {"ogpgy.bank/monitoring": "true"}}}],
                     "ports": [{"protocol": "TCP", "port": METRICS_PORT}],

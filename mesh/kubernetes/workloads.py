@@ -14,6 +14,7 @@ from common.di import context_spec
 from mesh.config import MeshConfig, ProcessSpec
 from mesh.kubernetes.meta import (
     CONFIG_DIR,
+    CONNECT_PORT,
     DATA_DIR,
     GRPC_PORT,
     HEALTH_PORT,
@@ -59,6 +60,7 @@ def cluster_mesh_toml(config: MeshConfig, target: Target) -> str:
             f'target = "dns:///{service_host(spec.name, target)}:{GRPC_PORT}"',
             f"metrics_port = {METRICS_PORT}",
             f"health_port = {HEALTH_PORT}",
+            *([f"connect_port = {CONNECT_PORT}"] if spec.name != SIMULATOR else []),
             "",
         ]
     return "\n".join(lines)
@@ -129,6 +131,7 @@ def _container(spec: ProcessSpec, target: Target, secrets: list[SecretFile], net
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
             {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
             {"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"},
+            *([{"name": "connect", "containerPort": CONNECT_PORT, "protocol": "TCP"}] if spec.name != SIMULATOR else []),
         ],
         "env": _env(secrets, network),
         "volumeMounts": mounts,
@@ -225,6 +228,27 @@ def service(spec: ProcessSpec, target: Target) -> dict[str, Any]:
             ],
         },
     }
+
+
+def edge_service(spec: ProcessSpec, target: Target) -> dict[str, Any]:
+    """A virtual address for the front door's upstreams (nginx resolves a name once, at start: a
+    headless name would pin it to the pods of that moment; this address follows the ready pods)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(edge_name(spec.name), target, described(spec.name, target)),
+        "spec": {
+            "selector": selector(spec.name),
+            "ports": [
+                {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"},
+                {"name": "connect", "port": CONNECT_PORT, "targetPort": "connect", "protocol": "TCP"},
+            ],
+        },
+    }
+
+
+def edge_name(process: str) -> str:
+    return f"{service_name(process)}-edge"
 
 
 def disruption_budget(spec: ProcessSpec, target: Target) -> dict[str, Any]:

@@ -41,7 +41,9 @@ def main() -> None:
                 targets["customer"], args.seconds, args.customers, "GetCustomer, direct (mTLS)", mesh.tls, targets["identity"]
             )
             direct_rounds.append(asyncio.run(direct))
-            door_rounds.append(asyncio.run(_get_customer(door, args.seconds, args.customers, "GetCustomer, front door", through_door)))
+            door_rounds.append(
+                asyncio.run(_get_customer(door, args.seconds, args.customers, "GetCustomer, front door", through_door))
+            )
     finally:
         mesh.stop()
     direct_rows = median_rows(direct_rounds)

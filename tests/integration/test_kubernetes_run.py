@@ -10,10 +10,14 @@ killed comes back (as the kubelet restarts it) and serves."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
+from ogpgy_client import BankClient
 
 from common.grpc.tls import channel_credentials
 from common.security.pki import load
@@ -21,7 +25,9 @@ from mesh.config import DEFAULT_CONFIG, load_mesh_config
 from mesh.embedded import ALL_MODULES, CONTEXT_NAMES
 from mesh.kubernetes import GRPC_PORT, Target, render
 from mesh.kubernetes.database import dsn_of, roles_sql
+from mesh.kubernetes.meta import FRONT_DOOR_PORT
 from mesh.local_servers import MailServer, PostgresServer, RedisServer
+from ogpgy.customer.v1 import customer_service_pb2 as cpb
 from tests.conftest import ADMIN_PASSWORD
 from tests.integration.test_mesh_modes import CONTEXTS, mesh_bank, mesh_client, the_story
 from tests.kubelet import Kubelet, grpc_probe
@@ -32,10 +38,27 @@ from tests.pods import OPERATOR, Node
 pytestmark = pytest.mark.slow
 
 
+async def _through_the_front_door(node: Node, root: Path) -> None:
+    """The door's pod (nginx, its configuration as rendered) passes the story over gRPC to a
+    caller with the bank's CA and no certificate, BankClient's calls, and a Connect call (curl)."""
+    door = next(f"{p.address}:{FRONT_DOOR_PORT}" for p in node.pods if p.process == "nginx")
+    ca = root / "ca.pem"
+    ca.write_bytes(node.authority.certificate_pem)
+    await the_story({context: door for context in CONTEXTS}, channel_credentials(ca.read_bytes()), interest=False, again="door-")
+    async with BankClient(door, username="admin", password=ADMIN_PASSWORD, ca_file=ca) as bank:
+        listed = await bank.customers.ListCustomers(cpb.ListCustomersRequest(page_size=1))
+        assert listed.customers
+    url = f"https://{door}/ogpgy.identity.v1.IdentityService/GetSigningKeys"
+    curl = ["curl", "-sS", "--fail-with-body", "--cacert", str(ca), "-H", "content-type: application/json", "-d", "{}", url]
+    connect = await asyncio.to_thread(subprocess.run, curl, capture_output=True, text=True, timeout=10)
+    assert connect.returncode == 0 and "jwksJson" in connect.stdout, connect.stdout + connect.stderr
+
+
 async def test_the_rendered_manifests_run_the_story_and_a_killed_pod_comes_back() -> None:
     config = load_mesh_config(DEFAULT_CONFIG, environ={}, known_contexts=CONTEXT_NAMES)
     files = render(config, Target(), ALL_MODULES)
-    pods = sum(spec.replica_count for spec in config.processes)
+    door = next(d for d in yaml.safe_load_all(files["base/front-door.yaml"]) if d["kind"] == "Deployment")
+    pods = sum(spec.replica_count for spec in config.processes) + door["spec"]["replicas"]
     hosts = NetnsHosts(pods)
     why_not = hosts.create()
     if why_not:
@@ -71,6 +94,7 @@ async def test_the_rendered_manifests_run_the_story_and_a_killed_pod_comes_back(
             assert not await grpc_probe(first.address, before), "a probe of the mutual TLS port (as rendered before) never passes"
             contexts = {context: config.process_of(context).name for context in CONTEXTS}
             await the_story(node.targets(contexts), credentials)
+            await _through_the_front_door(node, root)
 
             victim = next(p for p in node.pods if p.process == "account")
             assert victim.proc is not None

@@ -98,18 +98,21 @@ def _today() -> date_pb2.Date:
     return date_pb2.Date(year=today.year, month=today.month, day=today.day)
 
 
-async def the_story(targets: Mapping[str, str], tls: grpc.ChannelCredentials | None = None, *, interest: bool = True) -> None:
+async def the_story(
+    targets: Mapping[str, str], tls: grpc.ChannelCredentials | None = None, *, interest: bool = True, again: str = ""
+) -> None:
     """Onboard -> default account -> deposit -> pay -> loan -> interest (a date runs once: left out
-    where the bank ran today's already), each context at its target."""
+    where the bank ran today's already), each context at its target; `again` names a second
+    telling in the same bank (its people and request ids its own)."""
     async with mesh_client(targets, tls) as ch:
         bank = mesh_bank(ch)
-        alice, bob = await bank.verified_customer("alice"), await bank.verified_customer("bob")
+        alice, bob = await bank.verified_customer(f"{again}alice"), await bank.verified_customer(f"{again}bob")
         alice_account = (await bank.default_account(alice, within=30)).account_id
         bob_account = (await bank.default_account(bob, within=30)).account_id
-        await bank.deposit(alice_account, "500.00", "alice")
+        await bank.deposit(alice_account, "500.00", f"{again}alice")
         paid = await pgrpc.PaymentServiceStub(ch["payment"]).CreatePayment(
             ppb.CreatePaymentRequest(
-                request_id="pay-1",
+                request_id=f"{again}pay-1",
                 debtor_account_id=alice_account,
                 internal=ppb.InternalBeneficiary(account_id=bob_account),
                 amount=eur("120.00"),
@@ -119,16 +122,22 @@ async def the_story(targets: Mapping[str, str], tls: grpc.ChannelCredentials | N
         loans = lgrpc.LendingServiceStub(ch["lending"])
         applied = await loans.ApplyForLoan(
             lpb.ApplyForLoanRequest(
-                request_id="apply-1", customer_id=alice, account_id=alice_account, principal=eur("2500.00"), term_months=24
+                request_id=f"{again}apply-1",
+                customer_id=alice,
+                account_id=alice_account,
+                principal=eur("2500.00"),
+                term_months=24,
             )
         )
         await loans.ApproveLoan(
-            lpb.ApproveLoanRequest(request_id="approve-1", loan_id=applied.loan.loan_id, annual_interest_rate="0.059")
+            lpb.ApproveLoanRequest(request_id=f"{again}approve-1", loan_id=applied.loan.loan_id, annual_interest_rate="0.059")
         )
-        loan = (await loans.DisburseLoan(lpb.DisburseLoanRequest(request_id="disburse-1", loan_id=applied.loan.loan_id))).loan
+        loan = (
+            await loans.DisburseLoan(lpb.DisburseLoanRequest(request_id=f"{again}disburse-1", loan_id=applied.loan.loan_id))
+        ).loan
         assert loan.status == lpb.LOAN_STATUS_DISBURSED and loan.saga_status == lpb.SAGA_STATUS_COMPLETED
-        savings = await bank.open(alice, "savings")
-        await bank.deposit(savings, "10000.00", "savings")
+        savings = await bank.open(alice, f"{again}savings")
+        await bank.deposit(savings, "10000.00", f"{again}savings")
         if interest:
             runs = [
                 a.run

@@ -44,7 +44,9 @@ def test_every_built_in_object_of_base_and_overlays_validates(files: dict[str, s
             kubernetes_validate.validate(doc, version, strict=True)
         else:
             custom.append(doc["apiVersion"])
-    assert set(custom) == {"cert-manager.io/v1"}, "the rest is cert-manager's (test_kubernetes_certificates.py)"
+    assert set(custom) == {"cert-manager.io/v1", "gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1alpha2"}, (
+        "the rest is cert-manager's and the Gateway API's (test_kubernetes_certificates.py, test_front_door_manifests.py)"
+    )
 
 
 def _process_objects(files: dict[str, str]) -> list[dict[str, Any]]:
@@ -112,8 +114,15 @@ def test_pods_run_unprivileged_with_grpc_probes_and_the_mesh_replicas(files: dic
             assert container[kind]["grpc"] == {"port": HEALTH_PORT, "service": service}, "the plaintext health port"
         assert {"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"} in container["ports"]
         assert container["args"][:2] == ["serve", spec.name]
-    services = [d for d in _process_objects(files) if d["kind"] == "Service"]
-    assert all(s["spec"]["clusterIP"] == "None" for s in services), "headless: the name resolves to every pod"
+    services = {d["metadata"]["name"]: d for d in _process_objects(files) if d["kind"] == "Service"}
+    for spec in config.processes:
+        assert services[service_name(spec.name)]["spec"]["clusterIP"] == "None", "headless: the name resolves to every pod"
+        edge = services.get(f"{service_name(spec.name)}-edge")  # the front door's way in: a virtual address
+        if spec.name != "velocitypay":
+            assert edge is not None and "clusterIP" not in edge["spec"], spec.name
+            assert {p["name"] for p in edge["spec"]["ports"]} == {"grpc", "connect"}
+        else:
+            assert edge is None, "the door does not route to the outside world's simulator"
 
 
 def _secrets_of(pod: dict[str, Any]) -> set[str]:

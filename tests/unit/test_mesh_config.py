@@ -41,9 +41,12 @@ def test_one_setting_moves_every_port_of_the_mesh() -> None:
     shipped = load_mesh_config(DEFAULT_CONFIG, environ={})
     moved = load_mesh_config(DEFAULT_CONFIG, environ={"OGPGY_BASE_PORT": "17100"})
     for before, after in zip(shipped.processes, moved.processes, strict=True):
-        pairs = list(zip((*before.addresses, *before.metrics), (*after.addresses, *after.metrics), strict=True))
+        old, new = (*before.addresses, *before.metrics, *before.connect), (*after.addresses, *after.metrics, *after.connect)
+        pairs = list(zip(old, new, strict=True))
         assert pairs and all(int(n.rsplit(":", 1)[1]) - int(o.rsplit(":", 1)[1]) == 10_000 for o, n in pairs)
     assert moved.process("identity").addresses == ("127.0.0.1:17101",)
+    assert moved.process("identity").connect == ("127.0.0.1:18101",)
+    assert (shipped.front_door, moved.front_door) == ("127.0.0.1:7100", "127.0.0.1:17100"), "the front door moves too"
     for wrong in ("seven", "0", "65000"):  # 65000 moves 9101 beyond the port range
         with pytest.raises(MeshConfigError, match="OGPGY_BASE_PORT"):
             load_mesh_config(DEFAULT_CONFIG, environ={"OGPGY_BASE_PORT": wrong})
