@@ -42,7 +42,9 @@ NAME = "front-door"
 IDENTITY = spiffe_id("gateway", NAME)  # what the contexts see of the door
 STREAM_SECONDS = 3600  # a server stream (WatchNotifications) may stay open this long through the door
 MAX_BODY = "4m"  # a request message, as the contexts' own HTTP limit (Settings.http_max_body_bytes)
-CONNECTIONS_PER_ADDRESS = 64  # as the contexts' own HTTP port allows one address
+# calls in flight from one address (nginx counts each HTTP/2 stream as a connection): a client
+# multiplexing many calls on one connection is not refused below this; a flood is
+CALLS_PER_ADDRESS = 512
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ def _server_name(spec: ProcessSpec, fallback: str) -> str:
 
 
 def _upstream(name: str, addresses: tuple[str, ...]) -> list[str]:
-    return [f"  upstream {name} {{", *(f"    server {a};" for a in addresses), "    keepalive 32;", "  }"]
+    return [f"  upstream {name} {{", *(f"    server {a};" for a in addresses), "    keepalive 256;", "  }"]
 
 
 # gRPC answers with no body (trailers only), for what the door itself refuses: a gRPC caller reads
@@ -205,7 +207,8 @@ def nginx_conf(listen: str, routes: list[Route], files: Files, *, user: str | No
         "    ssl_protocols TLSv1.2 TLSv1.3;",
         f"    ssl_client_certificate {files.ca};",
         "    ssl_verify_client optional;",  # none: a user with a token; another CA's: refused
-        f"    limit_conn per_address {CONNECTIONS_PER_ADDRESS};",
+        f"    limit_conn per_address {CALLS_PER_ADDRESS};",
+        "    limit_conn_status 429;",
         f"    grpc_ssl_certificate {files.certificate};",
         f"    grpc_ssl_certificate_key {files.key};",
         f"    grpc_ssl_trusted_certificate {files.ca};",
