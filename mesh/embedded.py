@@ -214,7 +214,9 @@ def _http_gateway(
         max_connections=settings.http_max_connections,
         connections_per_address=settings.http_connections_per_address,
     )
-    return HttpGateway(server.local_handlers, settings.host, settings.http_port, documents, tls, limits)
+    # a mesh process's port takes only the mesh's certificate holders: the front door's address for its caller is believed
+    forwarded = isinstance(grpc_tls, MutualTls)
+    return HttpGateway(server.local_handlers, settings.host, settings.http_port, documents, tls, limits, forwarded=forwarded)
 
 
 JWKS_PATH = "/.well-known/jwks.json"

@@ -213,6 +213,9 @@ def nginx_conf(listen: str, routes: list[Route], files: Files, *, user: str | No
         f"    grpc_ssl_certificate_key {files.key};",
         f"    grpc_ssl_trusted_certificate {files.ca};",
         "    grpc_ssl_verify on;",
+        # who the caller is, as the door saw it (set over any such header the caller sent)
+        "    grpc_set_header x-ogpgy-client-address $remote_addr;",
+        "    proxy_set_header x-ogpgy-client-address $remote_addr;",
         "    grpc_ssl_protocols TLSv1.2 TLSv1.3;",
         f"    grpc_read_timeout {STREAM_SECONDS}s;",
         f"    grpc_send_timeout {STREAM_SECONDS}s;",

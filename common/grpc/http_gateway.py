@@ -31,7 +31,7 @@ from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import Message
 from grpc import aio
 
-from common.grpc.call_context import REQUEST_ID_HEADER, usable_request_id
+from common.grpc.call_context import CLIENT_ADDRESS_HEADER, REQUEST_ID_HEADER, forwarded_peer, usable_request_id
 from common.grpc.http_connections import uvicorn_options
 from common.grpc.http_limits import BoundedGzip, HttpLimits, LimitedBodies, RefusingCodec
 from common.grpc.inprocess import InProcessChannel, LocalHandlers
@@ -115,9 +115,13 @@ async def _fetched(document: Document) -> tuple[int, bytes]:
 
 class _Gateway(ConnectASGIApplication[LocalHandlers]):
     """Every method of `handlers`, and the documents, on one ASGI application. gzip inflates no
-    more than `read_max_bytes`; a body that does not decode is the caller's error."""
+    more than `read_max_bytes`; a body that does not decode is the caller's error. With
+    `forwarded`, the caller's address is the one a front door passed on (a port only the mesh's
+    certificate holders reach)."""
 
-    def __init__(self, handlers: LocalHandlers, documents: Mapping[str, Document], read_max_bytes: int) -> None:
+    def __init__(
+        self, handlers: LocalHandlers, documents: Mapping[str, Document], read_max_bytes: int, forwarded: bool = False
+    ) -> None:
         super().__init__(
             service=handlers,
             endpoints=self._endpoints_of,
@@ -125,6 +129,7 @@ class _Gateway(ConnectASGIApplication[LocalHandlers]):
             compressions=[BoundedGzip(read_max_bytes)],
         )
         self._documents = documents
+        self._forwarded = forwarded
 
     # connectrpc (pinned at 0.9) picks the codec from the content type and passes it to these two:
     # the codec they get answers invalid_argument for a body that does not decode
@@ -149,14 +154,15 @@ class _Gateway(ConnectASGIApplication[LocalHandlers]):
         await send({"type": "http.response.body", "body": body})
 
     def _endpoints_of(self, handlers: LocalHandlers) -> Mapping[str, Any]:
-        return {m.path: self._endpoint(handlers, m) for m in _methods(iter(handlers.methods()))}
+        return {m.path: self._endpoint(handlers, m, self._forwarded) for m in _methods(iter(handlers.methods()))}
 
     @staticmethod
-    def _endpoint(handlers: LocalHandlers, method: _Method) -> Any:
+    def _endpoint(handlers: LocalHandlers, method: _Method, forwarded: bool) -> Any:
         serialize, parse = method.info.input.SerializeToString, method.info.output.FromString
 
         def channel(context: RequestContext[Any, Any]) -> InProcessChannel:
-            return InProcessChannel(handlers, address=_peer(context.client_address()))
+            passed_on = forwarded_peer(context.request_headers().get(CLIENT_ADDRESS_HEADER)) if forwarded else None
+            return InProcessChannel(handlers, address=passed_on or _peer(context.client_address()))
 
         if method.server_streaming:
 
@@ -207,11 +213,13 @@ class HttpGateway:
         documents: Mapping[str, Document] | None = None,
         tls: ssl.SSLContext | None = None,
         limits: HttpLimits | None = None,
+        *,
+        forwarded: bool = False,
     ) -> None:
         self._socket = _bound(host, port)
         self.port: int = self._socket.getsockname()[1]
         limits = limits or HttpLimits()
-        app = LimitedBodies(_Gateway(handlers, documents or {}, limits.max_body_bytes), limits)
+        app = LimitedBodies(_Gateway(handlers, documents or {}, limits.max_body_bytes, forwarded), limits)
         config = uvicorn.Config(
             app,
             lifespan="off",

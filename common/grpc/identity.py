@@ -121,11 +121,16 @@ def check_importer(caller: SecurityContext | None, method: str, importers: froze
         )
 
 
+def is_gateway(peer: str | None) -> bool:
+    """Whether a verified peer certificate names a front door."""
+    return peer is not None and identity_of(peer, GATEWAY) is not None
+
+
 def check_gateway(peer: str | None, method: str, importers: frozenset[str] | None) -> None:
     """A front door (its certificate names a gateway) passes users' calls on, to the public RPCs
     only: the mesh's own, which every context may call (importers None), are not its to reach.
     The users it carries are judged by their tokens, as anywhere."""
-    if importers is None and peer is not None and identity_of(peer, GATEWAY) is not None:
+    if importers is None and is_gateway(peer):
         raise PermissionDenied("NOT_PUBLIC", f"{method} is the mesh's own: the front door does not reach it", {"method": method})
 
 

@@ -25,10 +25,19 @@ import grpc
 from grpc import aio
 
 from common.errors import AppError, FieldViolation, ValidationFailed
-from common.grpc.call_context import REQUEST_ID_HEADER, deadline_var, request_id_var, usable_request_id
+from common.grpc.call_context import (
+    CLIENT_ADDRESS_HEADER,
+    REQUEST_ID_HEADER,
+    caller_peer,
+    client_address_var,
+    deadline_var,
+    forwarded_peer,
+    request_id_var,
+    usable_request_id,
+)
 from common.grpc.contract_rules import contract_violations
 from common.grpc.gates import RoleGate, gate_of
-from common.grpc.identity import check_gateway, check_importer
+from common.grpc.identity import check_gateway, check_importer, header, is_gateway
 from common.grpc.inprocess import LocalHandlers
 from common.grpc.status import internal_status, no_answer, to_grpc_status
 from common.ids import random_bytes
@@ -120,6 +129,7 @@ class Guard:
     authenticator: Authenticator | None = None
     importers: frozenset[str] | None = frozenset()  # None: every context may call it
     gate: RoleGate | None = None
+    reads_peer: bool = False  # the server's callers present certificates (public methods included): who is it
 
 
 def _peer_identity(context: aio.ServicerContext) -> str | None:
@@ -135,9 +145,12 @@ def _enter_call(context: aio.ServicerContext, method: str, guard: Guard) -> None
     remaining = context.time_remaining()
     deadline_var.set(None if remaining is None else time.monotonic() + remaining)
     caller, authenticator = None, guard.authenticator
+    peer = _peer_identity(context) if guard.reads_peer else None
+    check_gateway(peer, method, guard.importers)  # before the token costs a verification
+    # the caller a front door passes on is at the address the door saw (a login's throttle keys on it)
+    forwarded = header(context.invocation_metadata() or (), CLIENT_ADDRESS_HEADER) if is_gateway(peer) else None
+    client_address_var.set(forwarded_peer(forwarded))
     if authenticator is not None:
-        peer = _peer_identity(context) if authenticator.reads_peer else None
-        check_gateway(peer, method, guard.importers)  # before the token costs a verification
         caller = authenticator.authenticate(context.invocation_metadata() or (), identity_of(peer) if peer else None)
     check_importer(caller, method, guard.importers)
     caller_var.set(caller)
@@ -172,7 +185,7 @@ def _observed(method: str, metrics: RpcMetrics, context: aio.ServicerContext) ->
                 code=outcome.code,
                 duration_ms=round(elapsed * 1000, 3),
                 request_id=request_id_var.get(),
-                peer=context.peer(),
+                peer=caller_peer(context.peer()),
             )
         current.end(outcome.code)
 
@@ -321,7 +334,9 @@ class InterceptingRegistrar:
         self.importers: Mapping[str, frozenset[str]] = {}  # method path -> contexts that imported it
 
     def guard(self, method: str, public: bool = False, mesh: bool = False) -> Guard:
-        return Guard(None if public else self.authenticator, None if mesh else self.importers.get(method, frozenset()))
+        reads_peer = self.authenticator is not None and self.authenticator.reads_peer
+        authenticator = None if public else self.authenticator
+        return Guard(authenticator, None if mesh else self.importers.get(method, frozenset()), reads_peer=reads_peer)
 
     def add_generic_rpc_handlers(self, handlers: tuple[grpc.GenericRpcHandler, ...]) -> None:
         self._server.add_generic_rpc_handlers(tuple(_InterceptedGenericHandler(h, self) for h in handlers))

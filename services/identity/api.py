@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from grpc import aio
 
 from common.di import og_component
+from common.grpc.call_context import caller_peer
 from common.grpc.convert import idempotency_key, optional_time, timestamp
 from common.pagination import PageTokens
 from common.security.context import ROLES
@@ -95,7 +96,7 @@ class IdentityApi(pb_grpc.IdentityServiceServicer):
 
     async def IssueToken(self, request: pb.IssueTokenRequest, context: aio.ServicerContext) -> pb.IssueTokenResponse:
         token, expires = await self._service.issue_token(
-            request.username, request.password, request.audience, _peer_host(context.peer())
+            request.username, request.password, request.audience, _peer_host(caller_peer(context.peer()))
         )
         return pb.IssueTokenResponse(access_token=token, expire_time=timestamp(datetime.fromtimestamp(expires, UTC)))
 
@@ -133,7 +134,7 @@ class IdentityApi(pb_grpc.IdentityServiceServicer):
             request.user_id,
             request.current_password,
             request.new_password,
-            _peer_host(context.peer()),
+            _peer_host(caller_peer(context.peer())),
             idempotency_key(request, "ChangePassword"),
         )
         return pb.ChangePasswordResponse(user=user_pb(user))

@@ -7,6 +7,7 @@ mesh's own, neither through the door nor straight at a context's port."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import ssl
@@ -223,3 +224,40 @@ def test_the_doors_identity_reaches_no_rpc_of_the_meshs_own(door: Door) -> None:
 
 def test_status_shows_the_door_serving(door: Door) -> None:
     assert front_door_status(door.mesh.config) == "SERVING"
+
+
+def _connect_login(door: Door, source: str, username: str, password: str, *headers: str) -> int:
+    """IssueToken over Connect (curl) from the loopback address `source`: the HTTP status."""
+    url = f"https://{door.address}/ogpgy.identity.v1.IdentityService/IssueToken"
+    body = json.dumps({"username": username, "password": password})
+    sent = [f"-H{h}" for h in ("content-type: application/json", *headers)]
+    curl = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--interface", source, "--cacert", str(door.ca)]
+    done = subprocess.run([*curl, *sent, "-d", body, url], capture_output=True, text=True, timeout=10)
+    return int(done.stdout)
+
+
+def _grpc_login(door: Door, source: str, password: str, username: str = "admin") -> int:
+    """IssueToken over gRPC (curl, HTTP/2, a framed message) from `source`: the grpc-status."""
+    message = idpb.IssueTokenRequest(username=username, password=password).SerializeToString()
+    curl = ["curl", "-sS", "--http2", "-D", "-", "-o", "/dev/null", "--interface", source, "--cacert", str(door.ca)]
+    sent = ["-H", "content-type: application/grpc", "-H", "te: trailers", "--data-binary", "@-"]
+    url = f"https://{door.address}/ogpgy.identity.v1.IdentityService/IssueToken"
+    done = subprocess.run(
+        [*curl, *sent, url], input=struct.pack(">BI", 0, len(message)) + message, capture_output=True, timeout=10
+    )
+    found = re.search(rb"grpc-status: ?(\d+)", done.stdout)
+    assert found is not None, done.stdout + done.stderr
+    return int(found.group(1))
+
+
+def test_the_door_passes_on_each_callers_address_so_a_stranger_slows_only_their_own(door: Door) -> None:
+    """Callers behind the door are told apart by the address the door saw (a stranger's wrong
+    passwords must not lock out everyone else who comes through the door)."""
+    refused = [_connect_login(door, "127.0.0.2", f"nobody{i}", f"wrong-password-{i}") for i in range(60)]
+    assert refused[0] == 401 and refused[-1] == 429, "a stranger over Connect slows their own address"
+    over_grpc = [_grpc_login(door, "127.0.0.5", f"wrong-password-{i}", f"nobody{i}") for i in range(60)]
+    assert over_grpc[0] == 16 and over_grpc[-1] == 8, "and one over gRPC theirs"
+    assert _connect_login(door, "127.0.0.3", "admin", ADMIN_PASSWORD) == 200, "another address is not slowed (Connect)"
+    assert _grpc_login(door, "127.0.0.4", ADMIN_PASSWORD) == 0, "nor over gRPC (the door's identity vouches for the address)"
+    # a caller cannot pose as another address: the door sets the header over theirs
+    assert _connect_login(door, "127.0.0.2", "admin", ADMIN_PASSWORD, "x-ogpgy-client-address: 127.0.0.9") == 429
