@@ -14,9 +14,9 @@ import grpc
 from grpc import aio
 
 from common.di import ModuleContextImport
+from common.grpc.client_interceptors import outgoing_context_interceptors
 from common.grpc.identity import bind_stub
 from common.grpc.inprocess import InProcessChannel, LocalHandlers
-from common.grpc.interceptors import outgoing_context_interceptors
 from common.grpc.services import service_of_stub, services_of_servicer
 from common.grpc.tls import RenewingChannel, tls_options
 from common.security.pki import spiffe_id

@@ -8,8 +8,8 @@ from typing import Any
 import grpc
 from grpc import aio
 
+from common.grpc.client_interceptors import call_details_interceptors
 from common.grpc.identity import AUTHORIZATION
-from common.grpc.interceptors import call_details_interceptors
 from common.grpc.tls import tls_options
 
 
