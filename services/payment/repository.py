@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from common.audit import record_change
-from common.db.base import Row, Tx, aggregate
+from common.db.base import Row, Tx, aggregate, row_lock
 from common.db.databases import ContextDatabase
 from common.db.keyset import Page, keyset_page
 from common.db.units import Unit, Units
@@ -92,6 +92,13 @@ class Payments:
         row = await self._tx.fetchone(f"SELECT {_COLUMNS} FROM payments WHERE payment_id = ?", payment_id)
         return _payment(row) if row else None
 
+    async def locked(self, payment_id: str) -> Payment | None:
+        """The payment, locked until the unit ends (SQLite: the unit holds the write lock already):
+        what a step decides on it stands until the unit saves (an identical request's step waits)."""
+        lock = row_lock(self._tx)
+        row = await self._tx.fetchone(f"SELECT {_COLUMNS} FROM payments WHERE payment_id = ?{lock}", payment_id)
+        return _payment(row) if row else None
+
     async def window(self, debtor: str, currency: str, since: datetime) -> Window:
         """The debtor's payments in `currency` since `since` that count against its limits."""
         row = await aggregate(
@@ -109,7 +116,8 @@ class Payments:
         await self._tx.execute(f"INSERT INTO payments ({_COLUMNS}) VALUES ({', '.join('?' * 18)})", *_values(payment))
 
     async def move(self, payment: Payment, expected: PaymentStatus) -> None:
-        """Saves `payment` only over the state the caller saw (two workers never both move it)."""
+        """Saves `payment` over the state the caller read under the lock (`locked`); the condition is
+        a guard only: one that trips is a bug, ABORTED, never a payment moved twice."""
         changed = await self._tx.execute(
             "UPDATE payments SET status = ?, failure_reason = ?, hold_id = ?, transfer_id = ?, updated_at = ?, attempts = ?,"
             " next_attempt_at = ? WHERE payment_id = ? AND status = ?",

@@ -116,12 +116,14 @@ class PaymentProcessor(BaseComponent):
         self._clock = clock
 
     async def _move(self, p: Payment, status: PaymentStatus, **changes: str) -> Payment:
-        """Moves the payment as it is stored now: identical requests drive one payment, and the
-        first to finish it answers for all (their steps met the same hold, by request id)."""
+        """Moves the payment as it is stored now, decided on the row locked in the unit that saves it:
+        identical requests drive one payment, and the first to finish it answers for all (their
+        steps met the same hold, by request id); a copy that comes second waits for the lock and
+        answers the payment as the first left it."""
         now = self._clock.now()
 
         async def save(uow: PaymentUnit) -> Payment:
-            current = stored(await uow.payments.get(p.payment_id), p.payment_id)
+            current = stored(await uow.payments.locked(p.payment_id), p.payment_id)
             moved = advanced(current, status, now, **changes)
             if moved is None:
                 if status is PaymentStatus.NEEDS_OPERATOR and current.status is not status:
@@ -153,8 +155,8 @@ class PaymentProcessor(BaseComponent):
             answer = await self._network.submit(p)
         except NetworkRefused as refused:
             return await self._release(p, f"NETWORK_REFUSED_{refused.code}")
-        except NetworkUnavailable:
-            return p if p.status is PaymentStatus.QUEUED else await self._move(p, PaymentStatus.QUEUED, hold_id=p.hold_id)
+        except NetworkUnavailable:  # queued, or as an identical request that reached the network left it
+            return await self._move(p, PaymentStatus.QUEUED, hold_id=p.hold_id)
         if answer.settled:
             return await self._capture(p, settled=True)
         return await self._release(p, answer.reject_reason or "NETWORK_REJECTED")
@@ -420,7 +422,7 @@ class StoreAndForward(BaseComponent):
         now = self._clock.now()
 
         async def postpone(uow: PaymentUnit) -> None:  # decided on the payment as it is now
-            current = await uow.payments.get(payment.payment_id)
+            current = await uow.payments.locked(payment.payment_id)
             if current is not None and current.status not in FINAL:
                 await uow.payments.move(current.retried_later(now), current.status)
 
