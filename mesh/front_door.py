@@ -21,6 +21,7 @@ What the door lets through:
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -105,49 +106,61 @@ def _upstream(name: str, addresses: tuple[str, ...]) -> list[str]:
     return [f"  upstream {name} {{", *(f"    server {a};" for a in addresses), "    keepalive 256;", "  }"]
 
 
-# gRPC answers with no body (trailers only), for what the door itself refuses: a gRPC caller reads
-# the status, where a Connect or gRPC-Web caller gets the plain HTTP status instead
-_REFUSALS = {
-    "unimplemented": (12, "no such public method at the front door"),
-    "unavailable": (14, "the context is not reachable"),
+# What the door answers itself (nginx's own refusals and failures), in each caller's protocol: a
+# gRPC or gRPC-Web caller gets the status with no body (trailers only), a Connect caller a Connect
+# error; never nginx's HTML page. {nginx status: (gRPC code, Connect code, HTTP status, message)}
+_ANSWERS = {
+    400: (3, "invalid_argument", 400, "the request is malformed"),
+    404: (12, "unimplemented", 404, "no such public method at the front door"),
+    413: (8, "resource_exhausted", 429, "the request is over 4 MiB"),
+    429: (8, "resource_exhausted", 429, "too many calls in flight from this address"),
+    494: (8, "resource_exhausted", 429, "the request headers are too large"),
+    495: (16, "unauthenticated", 401, "the client certificate was not issued by the bank CA"),
+    502: (14, "unavailable", 503, "the context is not reachable"),
+    504: (14, "unavailable", 503, "the context did not answer in time"),
 }
+_REPLY_TYPES = {"grpc": "application/grpc", "grpcweb": "application/grpc-web+proto"}
 
 
-def _refusal_locations() -> list[str]:
-    return [
-        line
-        for name, (status, message) in _REFUSALS.items()
-        for line in (
-            f"    location = /.door/grpc-{name} {{",
+def _answers() -> list[str]:
+    lines = []
+    for status, (grpc_code, code, http, message) in _ANSWERS.items():
+        assert "'" not in message and '"' not in message, "quoted in nginx's configuration as it is"
+        error = json.dumps({"code": code, "message": message})
+        lines += [
+            f"    error_page {status} = /.door/{status};",
+            f"    location = /.door/{status} {{",
             "      internal;",
-            "      default_type application/grpc;",
-            f"      add_header grpc-status {status} always;",
-            f'      add_header grpc-message "{message}" always;',
-            '      return 200 "";',
+            "      client_max_body_size 0;",  # the size check runs again at the redirect: it must not refuse the answer
+            f"      if ($door_reply != connect) {{ rewrite ^ /.door/$door_reply-{status} last; }}",
+            "      default_type application/json;",
+            f"      return {http} '{error}';",
             "    }",
-        )
-    ]
-
-
-def _refused(name: str) -> str:
-    return f"if ($door_grpc) {{ rewrite ^ /.door/grpc-{name} last; }}"
+        ]
+        for reply, content_type in _REPLY_TYPES.items():
+            lines += [
+                f"    location = /.door/{reply}-{status} {{",
+                "      internal;",
+                "      client_max_body_size 0;",
+                f"      default_type {content_type};",
+                f"      add_header grpc-status {grpc_code} always;",
+                f'      add_header grpc-message "{message}" always;',
+                '      return 200 "";',
+                "    }",
+            ]
+    return lines
 
 
 def _location(route: Route) -> list[str]:
     lines = []
     for path in route.closed:
-        lines += [
-            f"    location = {path} {{",
-            f"      {_refused('unimplemented')}",
-            "      return 404;",
-            "    }",
-        ]
+        lines += [f"    location = {path} {{ return 404; }}"]
     for service in route.services:
         lines += [
             f"    location /{service}/ {{",
             f"      grpc_ssl_name {route.server_name};",
             f"      proxy_ssl_name {route.server_name};",
-            f"      if ($door_grpc) {{ grpc_pass grpcs://{route.process}_grpc; error_page 502 504 = /.door/grpc-unavailable; }}",
+            f"      if ($door_grpc) {{ grpc_pass grpcs://{route.process}_grpc; }}",
             *([f"      proxy_pass https://{route.process}_connect;"] if route.connect else ["      return 415;"]),
             "    }",
         ]
@@ -191,9 +204,11 @@ def nginx_conf(listen: str, routes: list[Route], files: Files, *, user: str | No
         "  large_client_header_buffers 4 16k;",
         "  http2_max_concurrent_streams 128;",
         "  limit_conn_zone $binary_remote_addr zone=per_address:1m;",
-        # gRPC's content type (application/grpc, +proto, ;params) goes to the gRPC port; gRPC-Web's
-        # (application/grpc-web...) and Connect's to the Connect port
-        '  map $http_content_type $door_grpc { "~^application/grpc(\\+proto)?(;|$)" 1; default 0; }',
+        # gRPC's content types (application/grpc, +proto, +json, ;params) go to the gRPC port;
+        # gRPC-Web's (application/grpc-web...) and Connect's to the Connect port
+        '  map $http_content_type $door_grpc { "~*^application/grpc(\\+[^;]*)?(;|$)" 1; default 0; }',
+        # how the door's own answers are put: as gRPC, as gRPC-Web, or as Connect errors
+        '  map $http_content_type $door_reply { "~*^application/grpc-web" grpcweb; "~*^application/grpc" grpc; default connect; }',
     ]
     for route in routes:
         lines += _upstream(f"{route.process}_grpc", route.grpc)
@@ -227,6 +242,8 @@ def nginx_conf(listen: str, routes: list[Route], files: Files, *, user: str | No
         "    proxy_http_version 1.1;",
         '    proxy_set_header Connection "";',
         "    proxy_buffering off;",  # a Connect server stream reaches the caller message by message
+        # a body reaches the Connect port as it comes, whose own bound on a whole body's time applies
+        "    proxy_request_buffering off;",
         f"    proxy_read_timeout {STREAM_SECONDS}s;",
     ]
     for route in routes:
@@ -241,11 +258,8 @@ def nginx_conf(listen: str, routes: list[Route], files: Files, *, user: str | No
                 "    }",
             ]
     lines += [
-        *_refusal_locations(),
-        "    location / {",
-        f"      {_refused('unimplemented')}",
-        "      return 404;",
-        "    }",
+        *_answers(),
+        "    location / { return 404; }",
         "  }",
         *(_health_server(health_port) if health_port else []),
         "}",

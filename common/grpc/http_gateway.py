@@ -34,12 +34,14 @@ from grpc import aio
 from common.grpc.call_context import CLIENT_ADDRESS_HEADER, REQUEST_ID_HEADER, forwarded_peer, usable_request_id
 from common.grpc.http_connections import uvicorn_options
 from common.grpc.http_limits import BoundedGzip, HttpLimits, LimitedBodies, RefusingCodec
+from common.grpc.identity import SUBJECT_HEADER, VIA_HEADER
 from common.grpc.inprocess import InProcessChannel, LocalHandlers
 from common.grpc.status import rich_status
 from common.ids import random_bytes
 from common.net import bare_host
 
-FORWARDED_HEADERS = ("authorization", REQUEST_ID_HEADER, "traceparent", "tracestate")
+# the relay headers too: a user who sends them is refused (RELAY_NOT_ALLOWED) here as over gRPC
+FORWARDED_HEADERS = ("authorization", REQUEST_ID_HEADER, "traceparent", "tracestate", SUBJECT_HEADER, VIA_HEADER)
 _CODES = {status: Code[status.name] for status in grpc.StatusCode if status.name in Code.__members__}
 _CODES[grpc.StatusCode.CANCELLED] = Code.CANCELED
 

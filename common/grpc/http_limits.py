@@ -187,11 +187,18 @@ def _refusal(headers: list[tuple[bytes, bytes]]) -> str:
     return ""
 
 
-async def _refuse(send: Send, reason: str) -> None:
+def _plain_grpc(headers: list[tuple[bytes, bytes]]) -> bool:
+    """gRPC's own content type (application/grpc, +proto, +json, ...), which this port does not
+    speak (HTTP/2 with trailers: the gRPC port's); gRPC-Web's (application/grpc-web...) it does."""
+    kind = (_header(headers, b"content-type") or b"").split(b";", 1)[0].strip().lower()
+    return kind == b"application/grpc" or kind.startswith(b"application/grpc+")
+
+
+async def _refuse(send: Send, reason: str, status: int = 400) -> None:
     """A Connect error answered on the head alone; the connection closes after it."""
     body = json.dumps({"code": "invalid_argument", "message": reason}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
-    await send({"type": "http.response.start", "status": 400, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -325,6 +332,9 @@ class LimitedBodies:
         reason = _refusal(headers)
         if reason:
             await _refuse(send, reason)
+            return
+        if _plain_grpc(headers):
+            await _refuse(send, "gRPC is served on the gRPC port; this port speaks Connect and gRPC-Web", 415)
             return
         body = _Body(headers, self._limit)
         await self._app(scope, body.receiver(receive), body.sender(send))

@@ -33,6 +33,10 @@ SERVER_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.max_connection_age_ms", 300_000),
     ("grpc.max_connection_age_grace_ms", 3_600_000),
     ("grpc.so_reuseport", 0),
+    # The mesh's channels ping every 30 s (channels.DEFAULT_CHANNEL_OPTIONS); a server that takes
+    # pings no oftener than its default 5 minutes answers the third with GOAWAY too_many_pings and
+    # drops the connection (seen between contexts under a long watch stream): accept them at 20 s.
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 20_000),
 )
 
 

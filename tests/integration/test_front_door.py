@@ -30,6 +30,7 @@ from mesh.distributed import Mesh
 from mesh.pki import pki_of
 from mesh.status import front_door_status
 from ogpgy.customer.v1 import customer_service_pb2 as cpb
+from ogpgy.customer.v1 import customer_service_pb2_grpc as cgrpc
 from ogpgy.identity.v1 import identity_service_pb2 as idpb
 from ogpgy.identity.v1 import identity_service_pb2_grpc as idgrpc
 from tests.bank_helpers import fresh_document
@@ -170,6 +171,15 @@ def _issue_token(address: str, credentials: grpc.ChannelCredentials | None) -> i
         return stub.IssueToken(idpb.IssueTokenRequest(username="admin", password=ADMIN_PASSWORD), timeout=5)
 
 
+def _curl(door: Door, path: str, *args: str, content_type: str = "application/json") -> tuple[int, str, str]:
+    """A POST to the door with curl: the HTTP status, the headers and the body."""
+    url = f"https://{door.address}{path}"
+    command = ["curl", "-sS", "-D", "-", "--cacert", str(door.ca), "-H", f"content-type: {content_type}", *args, url]
+    done = subprocess.run(command, capture_output=True, timeout=20)
+    head, _, body = done.stdout.decode(errors="replace").partition("\r\n\r\n")
+    return int(head.split()[1]) if head else 0, head.lower(), body
+
+
 def test_plaintext_and_another_cas_certificate_get_nothing(door: Door, tmp_path: Path) -> None:
     with pytest.raises(grpc.RpcError) as plaintext:
         _issue_token(door.address, None)
@@ -178,30 +188,40 @@ def test_plaintext_and_another_cas_certificate_get_nothing(door: Door, tmp_path:
     save(tmp_path, "foreign", foreign.issue(spiffe_id("context", "account")))  # a context's name, from another CA
     with pytest.raises(grpc.RpcError) as stranger:
         _issue_token(door.address, channel_credentials(door.ca.read_bytes(), load(tmp_path, "foreign")))
-    assert stranger.value.code() in (StatusCode.UNAVAILABLE, StatusCode.UNKNOWN, StatusCode.INTERNAL)
-    assert not stranger.value.details().startswith("{"), "no answer of the bank's"
-    curl = subprocess.run(
-        [
-            "curl",
-            "-sS",
-            "--cacert",
-            str(door.ca),
-            "--cert",
-            str(tmp_path / "foreign.pem"),
-            "--key",
-            str(tmp_path / "foreign.key"),
-            "-H",
-            "content-type: application/json",
-            "-d",
-            "{}",
-            f"https://{door.address}/ogpgy.identity.v1.IdentityService/IssueToken",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=10,
-    )
-    assert "400 The SSL certificate error" in curl.stdout and "accessToken" not in curl.stdout
+    assert stranger.value.code() == StatusCode.UNAUTHENTICATED, "refused in gRPC's terms, not INTERNAL"
+    assert stranger.value.details() == "the client certificate was not issued by the bank CA"
+    certificate = ("--cert", str(tmp_path / "foreign.pem"), "--key", str(tmp_path / "foreign.key"), "-d", "{}")
+    status, _, body = _curl(door, "/ogpgy.identity.v1.IdentityService/GetSigningKeys", *certificate)
+    assert (status, json.loads(body)["code"]) == (401, "unauthenticated"), "in Connect's terms over HTTP"
     assert _issue_token(door.address, channel_credentials(door.ca.read_bytes())).access_token, "and a caller with none is served"
+
+
+def test_what_the_door_answers_itself_is_put_in_the_callers_protocol(door: Door, tmp_path: Path) -> None:
+    """nginx's own refusals as canonical errors: gRPC statuses, Connect errors, never its HTML."""
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps({"customer_id": "c" * 5_000_000}))
+    path = "/ogpgy.customer.v1.CustomerService/GetCustomer"
+    status, _, body = _curl(door, path, "--data-binary", f"@{big}")
+    assert (status, json.loads(body)["code"]) == (429, "resource_exhausted"), body[:200]
+    status, head, _ = _curl(door, path, "--data-binary", f"@{big}", content_type="application/grpc-web+proto")
+    assert status == 200 and "grpc-status: 8" in head
+    with grpc.secure_channel(
+        door.address, channel_credentials(door.ca.read_bytes()), options=[("grpc.max_send_message_length", 8 << 20)]
+    ) as channel:
+        stub = cgrpc.CustomerServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as too_big:
+            stub.GetCustomer(cpb.GetCustomerRequest(customer_id="c" * 5_000_000), timeout=10)
+        assert too_big.value.code() == StatusCode.RESOURCE_EXHAUSTED
+    status, _, body = _curl(door, "/no.such.Service/Method", "-d", "{}")
+    assert (status, json.loads(body)["code"]) == (404, "unimplemented")
+    # gRPC's other codecs (application/grpc+json) are the gRPC port's: a canonical answer, not a 500
+    framed = tmp_path / "framed"
+    framed.write_bytes(struct.pack(">BI", 0, 2) + b"{}")
+    grpc_json = ("--http2", "-H", "te: trailers", "--data-binary", f"@{framed}")
+    status, head, _ = _curl(
+        door, "/ogpgy.identity.v1.IdentityService/GetSigningKeys", *grpc_json, content_type="application/grpc+json"
+    )
+    assert status == 200 and re.search(r"grpc-status: (\d+)", head) is not None, head
 
 
 def test_the_doors_identity_reaches_no_rpc_of_the_meshs_own(door: Door) -> None:

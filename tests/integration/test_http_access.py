@@ -141,7 +141,8 @@ async def test_guessing_over_http_is_throttled_by_the_socket_address(bank: Runni
     url = f"{_url(bank)}/ogpgy.identity.v1.IdentityService/IssueToken"
     for n in range(50):  # as many failures as one address may have, each under another name and "address"
         guess = json.dumps({"username": f"guess-{n}", "password": "wrong"})
-        assert (await curl(url, guess, f"x-forwarded-for: 10.0.0.{n}"))[0] == 401
+        posed = (f"x-forwarded-for: 10.0.0.{n}", f"x-ogpgy-client-address: 10.0.0.{n}")  # a front door's, not a caller's
+        assert (await curl(url, guess, *posed))[0] == 401
     status, _, body = await curl(url, json.dumps({"username": "admin", "password": ADMIN_PASSWORD}), "x-forwarded-for: 10.9.9.9")
     assert (status, body["code"]) == (429, "resource_exhausted"), body
 
@@ -185,3 +186,19 @@ async def test_grpc_web_text_mode_is_refused_as_the_readme_says(bank: RunningBan
 
     assert await asyncio.to_thread(post, "application/grpc-web-text", base64.b64encode(envelope)) == 415
     assert await asyncio.to_thread(post, "application/grpc-web+proto", envelope) == 200
+    for grpc_itself in ("application/grpc", "application/grpc+proto", "application/grpc+json", "Application/GRPC; x=1"):
+        assert await asyncio.to_thread(post, grpc_itself, envelope) == 415, "gRPC is the gRPC port's, not a 500 here"
+
+
+async def test_relay_headers_from_a_user_are_refused_over_http_as_over_grpc(bank: RunningBank, admin_token: str) -> None:
+    """x-ogpgy-subject and x-ogpgy-via are a context's to send: a user who sends them is refused
+    RELAY_NOT_ALLOWED on every transport (they were dropped over HTTP, and the call served)."""
+    url = f"{_url(bank)}/ogpgy.identity.v1.IdentityService/ListUsers"
+    for relay in ("x-ogpgy-via: payment", f"x-ogpgy-subject: {admin_token}"):
+        status, _, body = await curl(url, "{}", f"authorization: Bearer {admin_token}", relay)
+        assert (status, body["code"]) == (403, "permission_denied"), body
+        listed = body["details"]
+        assert (
+            isinstance(listed, list)
+            and {d["type"]: d["debug"] for d in listed}["google.rpc.ErrorInfo"]["reason"] == "RELAY_NOT_ALLOWED"
+        )
