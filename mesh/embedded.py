@@ -19,7 +19,7 @@ from common.di import BuiltContexts, ContextModuleBuilder, context_spec
 from common.grpc.channels import ChannelPool
 from common.grpc.http_gateway import Document, HttpGateway
 from common.grpc.http_limits import HttpLimits
-from common.grpc.identity import BearerAuthenticator, CertificateAuthenticator, allowed_importers
+from common.grpc.identity import BearerAuthenticator, CertificateAuthenticator, allowed_importers, is_gateway
 from common.grpc.inprocess import InProcessChannel, LocalHandlers
 from common.grpc.server import GrpcServer
 from common.grpc.tls import ServerCertificate, channel_credentials
@@ -214,9 +214,13 @@ def _http_gateway(
         max_connections=settings.http_max_connections,
         connections_per_address=settings.http_connections_per_address,
     )
-    # a mesh process's port takes only the mesh's certificate holders: the front door's address for its caller is believed
-    forwarded = isinstance(grpc_tls, MutualTls)
-    return HttpGateway(server.local_handlers, settings.host, settings.http_port, documents, tls, limits, forwarded=forwarded)
+    # A mesh process's Connect port admits the front door's certificate alone (a context calls
+    # over gRPC; a person's shell goes through the door): so the address it passes on is believed.
+    door = isinstance(grpc_tls, MutualTls)
+    admit = is_gateway if door else None
+    return HttpGateway(
+        server.local_handlers, settings.host, settings.http_port, documents, tls, limits, forwarded=door, admit=admit
+    )
 
 
 JWKS_PATH = "/.well-known/jwks.json"

@@ -120,8 +120,9 @@ class Kubelet:
         kinds = ["startupProbe"] if not state.started and "startupProbe" in pod.probes else ["livenessProbe", "readinessProbe"]
         for kind in kinds:
             probe = pod.probes.get(kind)
-            if probe is None:
+            if probe is None:  # a container with no probe of a kind passes it while it runs
                 state.started = state.started or kind == "startupProbe"
+                state.ready = state.ready or kind == "readinessProbe"
                 continue
             now = time.monotonic()
             if now < state.due.get(kind, state.started_at + probe.get("initialDelaySeconds", 0)):

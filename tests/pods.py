@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,29 @@ from tests.netns import NetnsHosts
 
 ROOT = Path(__file__).resolve().parents[1]
 OPERATOR = "operator"
+
+
+def mount_secret(folder: Path, files: dict[str, bytes]) -> None:
+    """A Secret's files as the kubelet writes them: into a new timestamped folder, then the
+    `..data` link swapped to it at once, each key a link through `..data`."""
+    fresh = folder / f"..{time.time_ns()}"
+    fresh.mkdir()
+    for key, content in files.items():
+        (fresh / key).write_bytes(content)
+        if not (folder / key).is_symlink():
+            (folder / key).symlink_to(Path("..data") / key)
+    swapping = folder / "..data_tmp"
+    swapping.symlink_to(fresh.name)
+    swapping.replace(folder / "..data")
+
+
+def _in_mounts(mounts: dict[str, str]) -> Callable[[str], str]:
+    """Rewrites the paths inside a container that a text names to where this machine keeps them
+    (what the container's mounts would show): in one pass, longest mount first."""
+    if not mounts:
+        return lambda text: text
+    pattern = re.compile("|".join(re.escape(m) for m in sorted(mounts, key=len, reverse=True)) + r"(?=[/;\s)\"]|$)")
+    return lambda text: pattern.sub(lambda found: mounts[found.group(0)], text)
 
 
 def _program(name: str) -> str:
@@ -120,35 +144,36 @@ class Node:
             "ogpgy-network-member-key": ("velocitypay-member-key", secrets.token_hex(32).encode()),
         }
         for deployment, name, namespace, address in placed:
-            self.pods.append(self._pod(deployment, name, namespace, address, keys))
+            self.pods += self._containers(deployment, name, namespace, address, keys)
         save(self.root / "operator", OPERATOR, self.authority.issue(spiffe_id(OPERATOR, "ogpgy")))
 
-    def _pod(
+    def _containers(
         self, deployment: dict[str, Any], name: str, namespace: str, address: str, keys: dict[str, tuple[str, bytes]]
-    ) -> Pod:
-        pod_root = self.root / name
+    ) -> list[Pod]:
+        """A process per container of the pod (the first one named as the pod), its volumes
+        filled once and shared, as the containers of a pod share them."""
         spec = deployment["spec"]["template"]["spec"]
-        container = spec["containers"][0]
-        volumes = {v["name"]: v for v in spec["volumes"]}
-        mounts = {}
-        for mount in container["volumeMounts"]:
-            folder = pod_root / mount["name"]
+        folders = {}
+        for volume in spec["volumes"]:
+            folder = self.root / name / volume["name"]
             folder.mkdir(parents=True, exist_ok=True)
-            self._fill(volumes[mount["name"]], folder, keys, deployment, address)
-            mounts[mount["mountPath"]] = str(folder)
+            self._fill(volume, folder, keys, deployment, address)
+            folders[volume["name"]] = str(folder)
+        return [
+            self._container(container, f"{name}/{container['name']}" if index else name, namespace, address, folders)
+            for index, container in enumerate(spec["containers"])
+        ]
 
-        def local(value: str) -> str:  # a path inside the container, as this machine has it
-            for path in sorted(mounts, key=len, reverse=True):
-                if value == path or value.startswith(path + "/"):
-                    return mounts[path] + value[len(path) :]
-            return value
+    def _container(self, container: dict[str, Any], name: str, namespace: str, address: str, folders: dict[str, str]) -> Pod:
+        mounts = {mount["mountPath"]: folders[mount["name"]] for mount in container["volumeMounts"]}
+        local = _in_mounts(mounts)  # a path inside the container, as this machine has it
 
         env = {"PATH": "/usr/bin:/bin", "GRPC_DNS_RESOLVER": "native"}  # names from /etc/hosts: the cluster DNS's stand-in
         for variable in container.get("env", []):
             if "value" in variable:
                 env[variable["name"]] = local(variable["value"])
             elif "fieldRef" in variable["valueFrom"]:
-                env[variable["name"]] = name  # metadata.name
+                env[variable["name"]] = name.split("/")[0]  # metadata.name
             elif "configMapKeyRef" in variable["valueFrom"]:
                 ref = variable["valueFrom"]["configMapKeyRef"]
                 env[variable["name"]] = self.config_maps[ref["name"]][ref["key"]]
@@ -157,21 +182,15 @@ class Node:
                 env[variable["name"]] = self.secrets[ref["name"]][ref["key"]]
         if "command" in container:  # another image than the bank's: its program from this machine
             program = [_program(container["command"][0]), *(local(a) for a in container["command"][1:])]
-            self._mounted_paths(mounts)
+            for conf in (c for folder in mounts.values() for c in Path(folder).glob("*.conf")):
+                conf.write_text(local(conf.read_text()))  # what the configuration names, as the mounts show it
         else:
             program = [*entrypoint(), *(local(a) for a in container["args"])]
         command = [*self.hosts.wrap(self.hosts.namespaces.index(namespace)), *program]
         process = container["name"]
         probes = {kind: container[kind] for kind in ("startupProbe", "livenessProbe", "readinessProbe") if kind in container}
-        return Pod(name, process, namespace, address, command, env, pod_root / "log", probes)
-
-    def _mounted_paths(self, mounts: dict[str, str]) -> None:
-        """The paths inside the container that a configuration file names, as this machine has
-        them (what the container's mounts would show): in one pass, longest first."""
-        pattern = re.compile("|".join(re.escape(m) for m in sorted(mounts, key=len, reverse=True)) + r"(?=[/;\s])")
-        for folder in mounts.values():
-            for conf in Path(folder).glob("*.conf"):
-                conf.write_text(pattern.sub(lambda found: mounts[found.group(0)], conf.read_text()))
+        log = self.root / name.split("/")[0] / f"{container['name']}.log"
+        return Pod(name, process, namespace, address, command, env, log, probes)
 
     def _fill(
         self, volume: dict[str, Any], folder: Path, keys: dict[str, tuple[str, bytes]], deployment: dict[str, Any], address: str
@@ -208,13 +227,23 @@ class Node:
             save(directory, name, issued)
 
     def _door_certificate(self, folder: Path, deployment: dict[str, Any], address: str) -> None:
-        """What cert-manager writes into the door's Secret (kubernetes.io/tls): its gateway identity,
-        for its Service's name and the pod's address (the test's client dials the pod)."""
-        host = f"{FRONT_DOOR}.{deployment['metadata']['namespace']}.svc.cluster.local"
-        issued = self.authority.issue(spiffe_id("gateway", "front-door"), hosts=[host, address])
-        (folder / "tls.crt").write_bytes(issued.certificate)
-        (folder / "tls.key").write_bytes(issued.private_key)
-        (folder / "ca.crt").write_bytes(self.authority.certificate_pem)
+        """What cert-manager writes into the door's Secret (kubernetes.io/tls), as the rendered
+        Certificate asks (its URI and names; and the pod's address, which the test's client
+        dials), laid out as the kubelet mounts a Secret: the files behind a `..data` link it swaps."""
+        certificate = next(
+            doc["spec"]
+            for doc in yaml.safe_load_all(self.files["base/front-door.yaml"])
+            if doc["kind"] == "Certificate" and doc["spec"]["secretName"] == FRONT_DOOR
+        )
+        issued = self.authority.issue(certificate["uris"][0], hosts=[*certificate["dnsNames"], address])
+        files = {"tls.crt": issued.certificate, "tls.key": issued.private_key, "ca.crt": self.authority.certificate_pem}
+        mount_secret(folder, files)
+
+    def renew_door_certificates(self) -> None:
+        """cert-manager's renewal of the door's certificate, as each door pod's kubelet shows it."""
+        for pod in (p for p in self.pods if p.process == "nginx"):
+            door = next(d for d in self.deployments() if d["metadata"]["name"] == FRONT_DOOR)
+            self._door_certificate(self.root / pod.name / "tls", door, pod.address)
 
     def start(self, pod: Pod) -> None:
         with pod.log.open("ab") as output:

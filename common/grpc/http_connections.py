@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import h11
@@ -34,21 +36,41 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from common.grpc.http_limits import HttpLimits
 from common.net import address_holder
 
+Admit = Callable[[str | None], bool]  # whether a client whose verified certificate names this URI may connect
 
-def uvicorn_options(limits: HttpLimits) -> dict[str, Any]:
-    """The uvicorn.Config arguments that apply `limits` to connections."""
+
+def uvicorn_options(limits: HttpLimits, admit: Admit | None = None) -> dict[str, Any]:
+    """The uvicorn.Config arguments that apply `limits` to connections (and `admit` to the
+    client certificate of each, on a port with mutual TLS)."""
     return {
-        "http": guarded_protocol(limits),
+        "http": guarded_protocol(limits, admit),
         "h11_max_incomplete_event_size": limits.max_header_bytes,
         "timeout_keep_alive": limits.idle_timeout,
         "limit_concurrency": limits.max_connections,
     }
 
 
-def guarded_protocol(limits: HttpLimits) -> type[H11Protocol]:
+def guarded_protocol(limits: HttpLimits, admit: Admit | None = None) -> type[H11Protocol]:
     """The protocol class uvicorn instantiates per connection, bound to `limits` and to the
     connections of one port."""
-    return type("GuardedProtocol", (_GuardedProtocol,), {"limits": limits, "addresses": Counter(), "opened": {}})
+    fields = {"limits": limits, "admission": _Admission(admit), "addresses": Counter(), "opened": {}}
+    return type("GuardedProtocol", (_GuardedProtocol,), fields)
+
+
+@dataclass(frozen=True)
+class _Admission:
+    admit: Admit | None  # None: anyone the TLS admits
+
+    def refuses(self, transport: asyncio.BaseTransport) -> bool:
+        return self.admit is not None and not self.admit(_peer_uri(transport))
+
+
+def _peer_uri(transport: asyncio.BaseTransport) -> str | None:
+    """The URI (a SPIFFE id) the client's verified certificate holds, if it presented one."""
+    tls = transport.get_extra_info("ssl_object")
+    certificate = tls.getpeercert() if tls is not None else None
+    uris = [value for kind, value in (certificate or {}).get("subjectAltName", ()) if kind == "URI"]
+    return uris[0] if len(uris) == 1 else None
 
 
 class _LingeringTransport:
@@ -91,6 +113,7 @@ class _GuardedProtocol(H11Protocol):
     """uvicorn's HTTP/1.1 protocol with read deadlines, bounded connections and a lingering close."""
 
     limits: ClassVar[HttpLimits]
+    admission: ClassVar[_Admission]  # who may connect, by the URI of their certificate
     addresses: ClassVar[Counter[str]]  # the open connections of each client address (`address_holder`), on this port
     opened: ClassVar[dict[_GuardedProtocol, None]]  # this port's connections, oldest first
 
@@ -101,6 +124,9 @@ class _GuardedProtocol(H11Protocol):
         self._host = ""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # uvicorn narrows it too
+        if self.admission.refuses(transport):  # after the handshake, before a byte is read
+            transport.abort()
+            return
         self._lingering = _LingeringTransport(transport, self)
         super().connection_made(self._lingering)  # type: ignore[arg-type]  # it stands in for the transport
         self._host = address_holder(self.client[0]) if self.client else ""

@@ -32,7 +32,7 @@ from google.protobuf.message import Message
 from grpc import aio
 
 from common.grpc.call_context import CLIENT_ADDRESS_HEADER, REQUEST_ID_HEADER, forwarded_peer, usable_request_id
-from common.grpc.http_connections import uvicorn_options
+from common.grpc.http_connections import Admit, uvicorn_options
 from common.grpc.http_limits import BoundedGzip, HttpLimits, LimitedBodies, RefusingCodec
 from common.grpc.identity import SUBJECT_HEADER, VIA_HEADER
 from common.grpc.inprocess import InProcessChannel, LocalHandlers
@@ -217,6 +217,7 @@ class HttpGateway:
         limits: HttpLimits | None = None,
         *,
         forwarded: bool = False,
+        admit: Admit | None = None,
     ) -> None:
         self._socket = _bound(host, port)
         self.port: int = self._socket.getsockname()[1]
@@ -233,7 +234,7 @@ class HttpGateway:
             # connectrpc notices a caller who left a stream only when its next message is due: the
             # connections one port holds are bounded, as abandoned watches may linger; and so are
             # one address's connections, idle ones, and the time a request may take to arrive
-            **uvicorn_options(limits),
+            **uvicorn_options(limits, admit),
             ssl_context_factory=None if tls is None else (lambda _config, _default: tls),
         )
         self._server = _Server(config)

@@ -87,17 +87,43 @@ def _container(target: Target) -> dict[str, Any]:
         "livenessProbe": probe(10),
         "readinessProbe": probe(5),
         "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": NGINX_UID,
-            "runAsGroup": NGINX_UID,
-            "readOnlyRootFilesystem": True,
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": _unprivileged(),
         # the Service stops sending new connections first; then nginx's SIGQUIT lets calls finish
         "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
+    }
+
+
+# nginx reads its certificate at start and at a reload: cert-manager renews it every 16 h into
+# the Secret, whose mounted folder the kubelet swaps at once (its `..data` link); this watches the
+# link and tells nginx (the pod shares one process namespace; the pid file is in the shared /tmp).
+RELOADER = f"""seen=$(readlink {TLS_DIR}/..data)
+while sleep 10; do
+  now=$(readlink {TLS_DIR}/..data)
+  if [ "$now" != "$seen" ] && kill -HUP "$(cat /tmp/nginx.pid)"; then seen=$now; echo "certificate renewed: nginx reloaded"; fi
+done
+"""
+
+
+def _reloader(target: Target) -> dict[str, Any]:
+    return {
+        "name": "reloader",
+        "image": target.front_door_image,
+        "command": ["sh", "-c", RELOADER],
+        "volumeMounts": [{"name": "tls", "mountPath": TLS_DIR, "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"}],
+        "resources": {"requests": {"cpu": "5m", "memory": "8Mi"}, "limits": {"memory": "32Mi"}},
+        "securityContext": _unprivileged(),
+    }
+
+
+def _unprivileged() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": NGINX_UID,
+        "runAsGroup": NGINX_UID,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
     }
 
 
@@ -117,8 +143,10 @@ def deployment(target: Target) -> dict[str, Any]:
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": 30,
-                    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [_container(target)],
+                    # fsGroup: the kubelet gives the Secret's files to nginx's group (0440 is root's alone otherwise)
+                    "securityContext": {"runAsNonRoot": True, "fsGroup": NGINX_UID, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "shareProcessNamespace": True,  # the reloader signals nginx
+                    "containers": [_container(target), _reloader(target)],
                     "volumes": [
                         {"name": "config", "configMap": {"name": FRONT_DOOR}},
                         {"name": "tls", "secret": {"secretName": FRONT_DOOR, "defaultMode": 0o440}},

@@ -281,3 +281,20 @@ def test_the_door_passes_on_each_callers_address_so_a_stranger_slows_only_their_
     assert _grpc_login(door, "127.0.0.4", ADMIN_PASSWORD) == 0, "nor over gRPC (the door's identity vouches for the address)"
     # a caller cannot pose as another address: the door sets the header over theirs
     assert _connect_login(door, "127.0.0.2", "admin", ADMIN_PASSWORD, "x-ogpgy-client-address: 127.0.0.9") == 429
+
+
+def test_a_processs_connect_port_admits_the_doors_certificate_alone(door: Door) -> None:
+    """The Connect port believes the address the door passes on, so it takes no one else: the
+    operator's certificate (which a CronJob's pod holds) is closed on after the handshake."""
+    connect = door.mesh.config.process("identity").connect[0]
+
+    def get_keys(holder: Path, name: str) -> subprocess.CompletedProcess[str]:
+        credentials = ["--cert", str(holder / f"{name}.pem"), "--key", str(holder / f"{name}.key")]
+        url = f"https://{connect}/ogpgy.identity.v1.IdentityService/GetSigningKeys"
+        command = ["curl", "-sS", "--cacert", str(door.ca), *credentials, "-H", "content-type: application/json", "-d", "{}", url]
+        return subprocess.run(command, capture_output=True, text=True, timeout=10)
+
+    as_the_door = get_keys(door.pki / "gateways", "front-door")
+    assert as_the_door.returncode == 0 and "jwksJson" in as_the_door.stdout, as_the_door.stderr
+    as_the_operator = get_keys(door.pki / "clients", "operator")
+    assert as_the_operator.returncode != 0 and "jwksJson" not in as_the_operator.stdout

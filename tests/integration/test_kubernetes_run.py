@@ -10,6 +10,7 @@ killed comes back (as the kubelet restarts it) and serves."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -54,6 +55,23 @@ async def _through_the_front_door(node: Node, root: Path) -> None:
     assert connect.returncode == 0 and "jwksJson" in connect.stdout, connect.stdout + connect.stderr
 
 
+async def _a_renewed_door_certificate_is_served(node: Node) -> None:
+    """cert-manager renews the door's certificate into its Secret (the kubelet swaps the mounted
+    files); the door's reloader sidecar has nginx present the new one, with no restart."""
+    door = next(p for p in node.pods if p.process == "nginx")
+
+    def served() -> str:
+        return ssl.get_server_certificate((door.address, FRONT_DOOR_PORT), timeout=5)
+
+    before = await asyncio.to_thread(served)
+    node.renew_door_certificates()
+    deadline = time.monotonic() + 40
+    while await asyncio.to_thread(served) == before:
+        assert time.monotonic() < deadline, "the renewed certificate was not served within 40 s (nginx not reloaded)"
+        await asyncio.sleep(1)
+    assert door.restarts == 0
+
+
 async def test_the_rendered_manifests_run_the_story_and_a_killed_pod_comes_back() -> None:
     config = load_mesh_config(DEFAULT_CONFIG, environ={}, known_contexts=CONTEXT_NAMES)
     files = render(config, Target(), ALL_MODULES)
@@ -95,6 +113,7 @@ async def test_the_rendered_manifests_run_the_story_and_a_killed_pod_comes_back(
             contexts = {context: config.process_of(context).name for context in CONTEXTS}
             await the_story(node.targets(contexts), credentials)
             await _through_the_front_door(node, root)
+            await _a_renewed_door_certificate_is_served(node)
 
             victim = next(p for p in node.pods if p.process == "account")
             assert victim.proc is not None

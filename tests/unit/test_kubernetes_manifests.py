@@ -192,3 +192,24 @@ def test_the_rendered_objects_are_the_workloads_the_node_runs(files: dict[str, s
     assert {d["metadata"]["name"] for d in workloads(files)} == {service_name(p) for p in config.process_names()}
     assert documents(files, "base/namespace.yaml")[0]["metadata"]["name"] == "ogpgy"
     assert render(config, Target(), ALL_MODULES) == files, "rendering is deterministic"
+
+
+def test_every_pod_can_read_the_secrets_it_mounts(files: dict[str, str]) -> None:
+    """A Secret's files are root's, with the volume's mode, unless the pod names an fsGroup (the
+    kubelet then gives them that group, readable): a non-root container with a mode that leaves
+    others out needs the fsGroup of its own group, or it cannot read its key (the emulation runs
+    as root and would not notice)."""
+    for _, doc in every_object(files):
+        template = doc["spec"]["template"] if doc["kind"] == "Deployment" else None
+        if doc["kind"] == "CronJob":
+            template = doc["spec"]["jobTemplate"]["spec"]["template"]
+        if template is None:
+            continue
+        pod = template["spec"]
+        closed = [v for v in pod.get("volumes", []) if "secret" in v and v["secret"].get("defaultMode", 0o644) & 0o004 == 0]
+        closed += [v for v in pod.get("volumes", []) if "projected" in v]  # items with mode 0400
+        for container in pod["containers"]:
+            user = container.get("securityContext", {}).get("runAsUser", 0)
+            if closed and user != 0:
+                group = container["securityContext"].get("runAsGroup", user)
+                assert pod.get("securityContext", {}).get("fsGroup") == group, (doc["metadata"]["name"], container["name"])
