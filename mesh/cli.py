@@ -113,6 +113,12 @@ def _deploy_command(commands: Subcommands) -> None:
         "--front-door-image", default=Target.front_door_image, help="an unprivileged nginx image (default: %(default)s)"
     )
     kubernetes.add_argument(
+        "--proxied-from",
+        default="",
+        metavar="CIDR",
+        help="the Gateway's proxies send the PROXY protocol from there: the door then sees each caller's own address",
+    )
+    kubernetes.add_argument(
         "--gateway-class",
         default=Target.gateway_class,
         help="the GatewayClass whose Gateway passes TLS through to the front door (default: %(default)s)",
@@ -150,6 +156,7 @@ def _deploy(args: argparse.Namespace) -> int:
         front_door_image=args.front_door_image,
         front_door_host=args.front_door_host,
         gateway_class=args.gateway_class,
+        proxied_from=args.proxied_from,
     )
     written = kubernetes.write(kubernetes.render(config, target, ALL_MODULES), args.output)
     print(f"wrote {len(written)} files to {args.output}: base/ and overlays/dev, overlays/prod; put each overlay's secrets")

@@ -9,6 +9,7 @@ loopback, two replicas of the customer context):
     postgres = "local"      # "local": a cluster under data_dir, started for you; or a DSN
     mutual_tls = true       # false (loopback only, for comparisons): plaintext, every process holds the signing key
     front_door = "127.0.0.1:7100"   # optional: one TLS address for every public service (nginx, started for you)
+    front_door_proxied_from = "10.0.0.0/8"   # optional: a TCP proxy there says who callers are (PROXY protocol)
 
     [process.core]          # contexts named together share a process: their calls are colocated
     contexts = ["account", "payment"]
@@ -97,6 +98,7 @@ class MeshConfig:
     mutual_tls: bool = True
     smtp: str = LOCAL  # the mail server (smtp://host:port), or the simulator the launcher starts
     front_door: str = ""  # host:port of the one TLS address for every public service ("" for none)
+    front_door_proxied_from: str = ""  # the CIDR of a TCP proxy in front of the door that speaks the PROXY protocol
 
     def process(self, name: str) -> ProcessSpec:
         for spec in self.processes:
@@ -188,6 +190,7 @@ def load_mesh_config(
         mutual_tls=bool(mesh.get("mutual_tls", True)),
         smtp=environ.get("OGPGY_SMTP_URL") or str(mesh.get("smtp", LOCAL)),
         front_door=_front_door(path, mesh, shift),
+        front_door_proxied_from=_cidr(path, mesh.get("front_door_proxied_from", "")),
     )
     _check(path, config, known_contexts)
     return config
@@ -214,6 +217,13 @@ def _front_door(path: Path, mesh: Mapping[str, object], shift: int) -> str:
     if not isinstance(door, str) or (door and ":" not in door):
         raise MeshConfigError(f"{path}: [mesh] front_door must be host:port (127.0.0.1:7100), where the front door listens")
     return _shifted(path, door, shift) if door else ""
+
+
+def _cidr(path: Path, value: object) -> str:
+    try:
+        return str(ipaddress.ip_network(str(value))) if value else ""
+    except ValueError:
+        raise MeshConfigError(f"{path}: [mesh] front_door_proxied_from must be a CIDR (10.0.0.0/8), not {value!r}") from None
 
 
 def _shifted(path: Path, address: str, shift: int) -> str:
@@ -306,6 +316,11 @@ def _check_plaintext(path: Path, config: MeshConfig) -> None:
         raise MeshConfigError(
             f"{path}: mutual_tls = false is for a mesh on loopback only, but processes listen on {', '.join(beyond)}; "
             "remove the line (mutual TLS is the default)"
+        )
+    if not config.mutual_tls and config.front_door:
+        raise MeshConfigError(
+            f"{path}: the front door speaks mutual TLS to the processes, which mutual_tls = false turns off: "
+            "remove front_door (or the mutual_tls line)"
         )
 
 

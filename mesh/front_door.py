@@ -21,11 +21,13 @@ What the door lets through:
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -34,7 +36,7 @@ from pathlib import Path
 
 from common.di import context_spec
 from common.grpc.services import services_of_servicer
-from common.net import bare_host
+from common.net import bare_host, is_wildcard
 from common.security.pki import LEAF_LIFETIME, CertificateAuthority, save, spiffe_id
 from mesh.config import MeshConfig, ProcessSpec
 from mesh.local_servers import LocalServerError, wait_for_port
@@ -181,9 +183,15 @@ def _health_server(port: int) -> list[str]:
     ]
 
 
-def nginx_conf(listen: str, routes: list[Route], files: Files, *, user: str | None = None, health_port: int = 0) -> str:
+def nginx_conf(
+    listen: str, routes: list[Route], files: Files, *, user: str | None = None, health_port: int = 0, proxied_from: str = ""
+) -> str:
     """nginx's whole configuration: one server on `listen` (host:port) for every route (and a
-    plaintext health listener on `health_port`, when given)."""
+    plaintext health listener on `health_port`, when given). With `proxied_from` (a CIDR), callers
+    arrive through a TCP proxy there (a Gateway passing TLS through, a load balancer) that says
+    who they are in the PROXY protocol: the caller's address is that one, not the proxy's."""
+    if proxied_from:
+        ipaddress.ip_network(proxied_from)  # a CIDR, or ValueError: it goes into the configuration as it is
     run = files.runtime
     errors, access = (f"{run}/error.log", f"{run}/access.log") if files.logs_in_runtime else ("stderr", "/dev/stdout")
     lines = [
@@ -216,7 +224,8 @@ def nginx_conf(listen: str, routes: list[Route], files: Files, *, user: str | No
             lines += _upstream(f"{route.process}_connect", route.connect)
     lines += [
         "  server {",
-        f"    listen {listen} ssl http2;",
+        f"    listen {listen} ssl http2{' proxy_protocol' if proxied_from else ''};",
+        *([f"    set_real_ip_from {proxied_from};", "    real_ip_header proxy_protocol;"] if proxied_from else []),
         f"    ssl_certificate {files.certificate};",
         f"    ssl_certificate_key {files.key};",
         "    ssl_protocols TLSv1.2 TLSv1.3;",
@@ -272,7 +281,8 @@ def issue_certificate(pki: Path, listen: str, lifetime: timedelta = LEAF_LIFETIM
     """The door's certificate: its own identity, for the host it listens on (and loopback)."""
     authority = CertificateAuthority.open(pki)
     host = bare_host(listen.rsplit(":", 1)[0])
-    hosts = [h for h in (host, "localhost") if h not in ("0.0.0.0", "::")]
+    # on every address (0.0.0.0): callers reach it by this machine's name (and loopback's)
+    hosts = [socket.gethostname()] if is_wildcard(host) else [host]
     save(pki / "gateways", NAME, authority.issue(IDENTITY, hosts=hosts, lifetime=lifetime))
 
 
@@ -289,6 +299,7 @@ class FrontDoor:
         self.runtime = config.data_dir / NAME
         self.files = Files(pki / "gateways" / f"{NAME}.pem", pki / "gateways" / f"{NAME}.key", pki / "ca.pem", self.runtime)
         self._routes = routes(config, modules)
+        self.proxied_from = config.front_door_proxied_from
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -304,7 +315,8 @@ class FrontDoor:
             if user:
                 nobody = pwd.getpwnam("nobody")
                 os.chown(folder, nobody.pw_uid, nobody.pw_gid)
-        self.config_path.write_text(nginx_conf(self.address, self._routes, self.files, user=user), encoding="utf-8")
+        conf = nginx_conf(self.address, self._routes, self.files, user=user, proxied_from=self.proxied_from)
+        self.config_path.write_text(conf, encoding="utf-8")
         return self.config_path
 
     def start(self, timeout: float = 10.0) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from common.net import bare_host, is_wildcard
 from mesh.config import MeshConfig
 from mesh.distributed import SUPERVISOR_FILE, check_serving
 from mesh.pki import operator_credentials, pki_of
@@ -97,7 +98,9 @@ def front_door_status(config: MeshConfig, timeout: float = 2.0) -> str | None:
 
     try:
         credentials = grpc.ssl_channel_credentials((pki_of(config.data_dir) / "ca.pem").read_bytes())
-        with grpc.secure_channel(config.front_door, credentials) as channel:
+        host, _, port = config.front_door.rpartition(":")
+        door = f"localhost:{port}" if is_wildcard(bare_host(host)) else config.front_door  # its certificate names localhost
+        with grpc.secure_channel(door, credentials) as channel:
             pb_grpc.IdentityServiceStub(channel).GetSigningKeys(pb.GetSigningKeysRequest(), timeout=timeout)
     except (grpc.RpcError, OSError):
         return "DOWN"

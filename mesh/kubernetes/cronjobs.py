@@ -106,7 +106,10 @@ def cronjob(config: MeshConfig, run: Run, target: Target) -> dict[str, Any]:
             "schedule": run.schedule,
             "timeZone": "Etc/UTC",
             "concurrencyPolicy": "Forbid",
-            "startingDeadlineSeconds": 3600,  # missed by more than an hour (a cluster down): the next one runs it
+            # A run the cluster could not start on time (down, no capacity) still starts within 20 h:
+            # its date is fixed by the schedule's day. A day missed entirely is not run by a later
+            # one (each runs its own date): the close of business catches dates up in order.
+            "startingDeadlineSeconds": 20 * 3600,
             "successfulJobsHistoryLimit": 3,
             "failedJobsHistoryLimit": 5,
             "jobTemplate": {

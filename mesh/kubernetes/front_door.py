@@ -59,7 +59,8 @@ def nginx_config(config: MeshConfig, target: Target, modules: Iterable[type]) ->
         for r in routes(config, modules)
     ]
     files = Files(Path(TLS_DIR) / "tls.crt", Path(TLS_DIR) / "tls.key", Path(TLS_DIR) / "ca.crt", Path("/tmp"), False)
-    return nginx_conf(f"0.0.0.0:{FRONT_DOOR_PORT}", found, files, health_port=FRONT_DOOR_HEALTH_PORT)
+    listen = f"0.0.0.0:{FRONT_DOOR_PORT}"
+    return nginx_conf(listen, found, files, health_port=FRONT_DOOR_HEALTH_PORT, proxied_from=target.proxied_from)
 
 
 def routed_processes(config: MeshConfig, modules: Iterable[type]) -> list[str]:

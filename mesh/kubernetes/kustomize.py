@@ -19,6 +19,7 @@ from mesh.config import MeshConfig, ProcessSpec
 from mesh.kubernetes.database import dsn_of, roles_sql
 from mesh.kubernetes.meta import (
     FRONT_DOOR,
+    GRPC_PORT,
     MESH_CONFIG,
     PAYMENT_NETWORK,
     SIMULATOR,
@@ -87,7 +88,7 @@ def dev_kustomization(config: MeshConfig, target: Target, resources: list[str]) 
         {
             "resources": ["../../base", *resources],
             "configMapGenerator": [
-                _network(f"dns:///{service_host(SIMULATOR, target)}:7100"),
+                _network(f"dns:///{service_host(SIMULATOR, target)}:{GRPC_PORT}"),
                 {"name": ROLES_CONFIG, "files": ["roles.sql"]},
             ],
             "secretGenerator": [

@@ -36,6 +36,9 @@ class Target:
     front_door_image: str = "nginxinc/nginx-unprivileged:1.26-alpine"  # nginx as user 101 (no root, no port below 1024)
     front_door_host: str = "bank.example.net"  # the name callers reach the front door by (its certificate's)
     gateway_class: str = "ogpgy-gateway"  # the cluster's GatewayClass that passes TLS through to the door
+    # where the Gateway's proxies connect to the door from, when they send the PROXY protocol ("":
+    # they do not, and every caller is the Gateway's address to the door: see the README)
+    proxied_from: str = ""
 
 
 def service_name(process: str) -> str:

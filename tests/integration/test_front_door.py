@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import ssl
 import struct
 import subprocess
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +28,9 @@ from ogpgy_client import BankClient
 from common.grpc.tls import channel_credentials
 from common.security.pki import CertificateAuthority, load, save, spiffe_id
 from mesh.distributed import Mesh
+from mesh.embedded import ALL_MODULES
+from mesh.front_door import FrontDoor
+from mesh.local_servers import free_port
 from mesh.pki import pki_of
 from mesh.status import front_door_status
 from ogpgy.customer.v1 import customer_service_pb2 as cpb
@@ -256,11 +260,11 @@ def _connect_login(door: Door, source: str, username: str, password: str, *heade
     return int(done.stdout)
 
 
-def _grpc_login(door: Door, source: str, password: str, username: str = "admin") -> int:
+def _grpc_login(door: Door, source: str, password: str, username: str = "admin", *headers: str) -> int:
     """IssueToken over gRPC (curl, HTTP/2, a framed message) from `source`: the grpc-status."""
     message = idpb.IssueTokenRequest(username=username, password=password).SerializeToString()
     curl = ["curl", "-sS", "--http2", "-D", "-", "-o", "/dev/null", "--interface", source, "--cacert", str(door.ca)]
-    sent = ["-H", "content-type: application/grpc", "-H", "te: trailers", "--data-binary", "@-"]
+    sent = ["-H", "content-type: application/grpc", "-H", "te: trailers", *(f"-H{h}" for h in headers), "--data-binary", "@-"]
     url = f"https://{door.address}/ogpgy.identity.v1.IdentityService/IssueToken"
     done = subprocess.run(
         [*curl, *sent, url], input=struct.pack(">BI", 0, len(message)) + message, capture_output=True, timeout=10
@@ -279,7 +283,8 @@ def test_the_door_passes_on_each_callers_address_so_a_stranger_slows_only_their_
     assert over_grpc[0] == 16 and over_grpc[-1] == 8, "and one over gRPC theirs"
     assert _connect_login(door, "127.0.0.3", "admin", ADMIN_PASSWORD) == 200, "another address is not slowed (Connect)"
     assert _grpc_login(door, "127.0.0.4", ADMIN_PASSWORD) == 0, "nor over gRPC (the door's identity vouches for the address)"
-    # a caller cannot pose as another address: the door sets the header over theirs
+    # a caller cannot pose as another address: the door sets the header over theirs (gRPC and Connect)
+    assert _grpc_login(door, "127.0.0.5", ADMIN_PASSWORD, "admin", "x-ogpgy-client-address: 127.0.0.9") == 8
     assert _connect_login(door, "127.0.0.2", "admin", ADMIN_PASSWORD, "x-ogpgy-client-address: 127.0.0.9") == 429
 
 
@@ -298,3 +303,34 @@ def test_a_processs_connect_port_admits_the_doors_certificate_alone(door: Door) 
     assert as_the_door.returncode == 0 and "jwksJson" in as_the_door.stdout, as_the_door.stderr
     as_the_operator = get_keys(door.pki / "clients", "operator")
     assert as_the_operator.returncode != 0 and "jwksJson" not in as_the_operator.stdout
+
+
+def _login_behind_a_proxy(address: str, ca: Path, claimed: str, password: str) -> int:
+    """IssueToken over Connect through a TCP proxy's PROXY protocol header naming `claimed` as the
+    caller (as a Gateway passing TLS through sends it): the HTTP status."""
+    host, port = address.rsplit(":", 1)
+    raw = socket.create_connection((host, int(port)), timeout=10)
+    raw.sendall(f"PROXY TCP4 {claimed} {host} 40000 {port}\r\n".encode())
+    context = ssl.create_default_context(cafile=str(ca))
+    with context.wrap_socket(raw, server_hostname=host) as tls:
+        body = json.dumps({"username": "admin", "password": password}).encode()
+        head = f"POST /ogpgy.identity.v1.IdentityService/IssueToken HTTP/1.1\r\nHost: {host}\r\n"
+        head += f"content-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        tls.sendall(head.encode() + body)
+        return int(tls.recv(64).split()[1])
+
+
+def test_behind_a_tcp_proxy_the_door_takes_the_callers_address_from_the_proxy_protocol(door: Door) -> None:
+    """A Gateway passing TLS through (or a load balancer) is every caller's address to the door;
+    with front_door_proxied_from, the address the proxy names in the PROXY protocol is the caller's,
+    and only the stranger's is slowed. (A second door, with that setting, on the same mesh.)"""
+    config = replace(door.mesh.config, front_door=f"127.0.0.1:{free_port()}", front_door_proxied_from="127.0.0.0/8")
+    config = replace(config, data_dir=door.mesh.config.data_dir / "proxied")
+    proxied = FrontDoor(config, ALL_MODULES, door.pki)
+    proxied.start()
+    try:
+        refused = [_login_behind_a_proxy(config.front_door, door.ca, "198.51.100.7", f"wrong-{i}") for i in range(55)]
+        assert refused[0] == 401 and refused[-1] == 429, "the stranger the proxy names is slowed"
+        assert _login_behind_a_proxy(config.front_door, door.ca, "198.51.100.8", ADMIN_PASSWORD) == 200, "another caller is not"
+    finally:
+        proxied.stop()

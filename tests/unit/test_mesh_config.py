@@ -67,3 +67,12 @@ def test_status_finds_the_mesh_a_running_up_serves(tmp_path: Path, monkeypatch: 
     assert dead is None, "forgotten when the mesh stops"
     (tmp_path / f"ogpgy-mesh-{os.getuid()}.json").write_text(json.dumps({"config": str(mine), "pid": 2**22 + 1}))
     assert running_config() == DEFAULT_CONFIG, "a mesh whose launcher is gone is not running"
+
+
+def test_a_front_door_needs_the_mesh_s_mutual_tls(tmp_path: Path) -> None:
+    """The door speaks mutual TLS to the processes: a plaintext mesh with a door is refused, not
+    started without it in silence."""
+    text = DEFAULT_CONFIG.read_text().replace("[mesh]\n", "[mesh]\nmutual_tls = false\n", 1)
+    (tmp_path / "mesh.toml").write_text(text)
+    with pytest.raises(MeshConfigError, match="front door speaks mutual TLS"):
+        load_mesh_config(tmp_path / "mesh.toml", environ={})
