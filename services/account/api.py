@@ -34,6 +34,7 @@ from services.account.domain import (
 )
 from services.account.messages import ACCOUNT_STATUS, ACCOUNT_TYPE, HOLD_STATUS, INTERNAL_ACCOUNT
 from services.account.service import AccountUseCases
+from services.account.statements import TrialLine
 
 _ACCESS = {pb.ACCOUNT_ACCESS_READ: Access.READ, pb.ACCOUNT_ACCESS_DEBIT: Access.DEBIT, pb.ACCOUNT_ACCESS_CREDIT: Access.CREDIT}
 
@@ -109,6 +110,16 @@ def entry_pb(e: Entry) -> pb.Entry:
         counterparty_account_id=e.counterparty_account_id,
         description=e.description,
         post_time=timestamp(e.posted_at),
+    )
+
+
+def trial_line_pb(line: TrialLine, currency: str) -> pb.TrialBalanceLine:
+    return pb.TrialBalanceLine(
+        account_id=line.account_id,
+        customer_id=line.customer_id,
+        type=ACCOUNT_TYPE.pb(line.type),
+        status=ACCOUNT_STATUS.pb(line.status),
+        balance=money_pb(Money(currency, line.balance_minor)),
     )
 
 
@@ -338,6 +349,47 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         v.raise_if_any()
         entries, token = await self._service.entries(request.account_id, page)
         return pb.ListEntriesResponse(entries=[entry_pb(e) for e in entries], next_page_token=token)
+
+    async def GetStatement(self, request: pb.GetStatementRequest, context: aio.ServicerContext) -> pb.GetStatementResponse:
+        v = Violations()
+        first, last = date_of(request.from_date), date_of(request.to_date)
+        v.check(first is not None, "from_date", "required: a valid calendar date")
+        v.check(last is not None, "to_date", "required: a valid calendar date")
+        v.check(first is None or last is None or first <= last, "to_date", "must not be before from_date")
+        query = ("statement", request.account_id, str(first), str(last), request.newest_first)
+        page = self._pages.request(v, request.page_size, request.page_token, query)
+        currency, within, entries, token = await self._service.statement(
+            request.account_id, v.valid(first), v.valid(last), request.newest_first, page
+        )
+        return pb.GetStatementResponse(
+            account_id=request.account_id,
+            opening_balance=money_pb(Money(currency, within.opening_minor)),
+            closing_balance=money_pb(Money(currency, within.closing_minor)),
+            entries=[entry_pb(e) for e in entries],
+            next_page_token=token,
+            total_credits=money_pb(Money(currency, within.credits_minor)),
+            total_debits=money_pb(Money(currency, within.debits_minor)),
+            entry_count=within.count,
+        )
+
+    @gated(ADMIN, action="read the trial balance")
+    async def GetTrialBalance(
+        self, request: pb.GetTrialBalanceRequest, context: aio.ServicerContext
+    ) -> pb.GetTrialBalanceResponse:
+        v = Violations()
+        currency = request.currency_code
+        v.check(currency in CURRENCY_EXPONENTS, "currency_code", "required: a supported currency")
+        page = self._pages.request(v, request.page_size, request.page_token, ("trial balance", currency))
+        v.raise_if_any()
+        lines, totals, token = await self._service.trial_balance(currency, page)
+        return pb.GetTrialBalanceResponse(
+            lines=[trial_line_pb(line, currency) for line in lines],
+            next_page_token=token,
+            account_count=totals.count,
+            total_credit_balances=money_pb(Money(currency, totals.credit_balances_minor)),
+            total_debit_balances=money_pb(Money(currency, totals.debit_balances_minor)),
+            net=money_pb(Money(currency, totals.net_minor)),
+        )
 
 
 def _tiers(v: Violations, request: pb.AccrueInterestRequest) -> tuple[InterestTier, ...]:

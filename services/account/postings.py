@@ -254,10 +254,10 @@ class Transfers:
             "SELECT e.seq AS seq, e.transfer_id, e.amount_minor, e.balance_after_minor, e.counterparty_account_id,"
             " e.description, e.posted_at, a.currency FROM entries e JOIN accounts a ON a.account_id = e.account_id"
         )
-        return await keyset_page(self._tx, select, "e.account_id = ?", [account_id], after, limit, _entry, key="e.seq")
+        return await keyset_page(self._tx, select, "e.account_id = ?", [account_id], after, limit, entry_of, key="e.seq")
 
 
-def _entry(row: Row) -> Entry:
+def entry_of(row: Row) -> Entry:
     return Entry(
         transfer_id=row["transfer_id"],
         amount=Money(row["currency"], row["amount_minor"]),

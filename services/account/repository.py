@@ -4,7 +4,8 @@ A use case holds the unit (`AccountUnit`): it locks the rows a movement decides 
 repositories below, the domain decides on them, and the repositories save the result. Every
 movement commits whole (the idempotency key, both balances, the transfer, its two entries and
 its event) or not at all. Accounts and transfers are in postings.py, holds in holds.py, charges
-in charges.py, and the set-based postings in bulk_postings.py (interest) and bulk_fees.py (fees).
+in charges.py, the reads of statements and the trial balance in statements.py, and the
+set-based postings in bulk_postings.py (interest) and bulk_fees.py (fees).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from services.account.charges import Charges
 from services.account.holds import Holds
 from services.account.messages import OUTGOING
 from services.account.postings import Accounts, Transfers
+from services.account.statements import Statements
 
 
 class Batches:
@@ -53,6 +55,7 @@ class AccountUnit(Unit):
         self.holds = Holds(tx)
         self.charges = Charges(tx)
         self.batches = Batches(tx)
+        self.statements = Statements(tx)
 
 
 @og_component()

@@ -52,6 +52,7 @@ from services.account.domain import (
 )
 from services.account.ports import Customers
 from services.account.repository import AccountUnit, AccountUnits
+from services.account.statements import StatementRange, TrialLine, TrialTotals
 
 PRODUCTS_FILE = Path(__file__).parent / "products.toml"
 ACCOUNT_PREFIX = "acc"
@@ -404,6 +405,25 @@ class AccountUseCases(BaseComponent):
 
     async def entries(self, account_id: str, request: PageRequest) -> tuple[list[Entry], str]:
         return await self._account_page(account_id, request, lambda uow: uow.transfers.entries)
+
+    async def statement(
+        self, account_id: str, first: date, last: date, newest_first: bool, request: PageRequest
+    ) -> tuple[str, StatementRange, list[Entry], str]:
+        """The days first..last (UTC) of an account, for whoever may read it: its currency, the range
+        (balances at both ends, sums), one page of its entries and the next page's token."""
+        currency = (await self._require_account(account_id, write=False, action="read this account"))[1]
+        start, end = f"{first}T00:00:00+00:00", f"{last}T24:00:00+00:00"  # 24:00: no day after 9999-12-31
+        page_at = (request.after_seq, request.limit)
+        within, page = await self._units.read(lambda uow: uow.statements.statement(account_id, start, end, page_at, newest_first))
+        return currency, within, page.items, request.next_token(page.next_after)
+
+    async def trial_balance(self, currency: str, request: PageRequest) -> tuple[list[TrialLine], TrialTotals, str]:
+        """Every account of a currency with its balance, one page, and the sums of all (admins)."""
+        require_role(ADMIN, action="read the trial balance")
+        page, totals = await self._units.read(
+            lambda uow: uow.statements.trial_balance(currency, request.after_key, request.limit)
+        )
+        return page.items, totals, request.next_token(page.next_after)
 
     def internal_account(self, kind: InternalAccount, currency: str) -> str:
         """The id of one of the bank's own accounts: formed here, so that no other context types it."""

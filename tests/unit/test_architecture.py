@@ -26,6 +26,7 @@ REPOSITORY_ROOM = {
     "charges",
     "bulk_postings",
     "bulk_fees",
+    "statements",
 }
 # What only a decision raises: a refusal of the caller, their input or the state. A repository
 # may raise what a write itself finds (Aborted: a conditional write lost; AlreadyExists: a unique

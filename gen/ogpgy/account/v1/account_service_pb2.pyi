@@ -1449,6 +1449,236 @@ class ListEntriesResponse(_message.Message):
 Global___ListEntriesResponse: _TypeAlias = ListEntriesResponse  # noqa: Y015
 
 @_typing.final
+class GetStatementRequest(_message.Message):
+    """Request of GetStatement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    FROM_DATE_FIELD_NUMBER: _builtins.int
+    TO_DATE_FIELD_NUMBER: _builtins.int
+    NEWEST_FIRST_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """Account whose statement to read."""
+    newest_first: _builtins.bool
+    """Newest entry first; oldest first when false."""
+    page_size: _builtins.int
+    """Items per page: 0 means 50, more than 500 means 500, negative is INVALID_ARGUMENT."""
+    page_token: _builtins.str
+    """next_page_token of the previous page, unchanged and with the same other fields (empty: the first page);
+    opaque and signed: an edited, foreign or day-old token is INVALID_ARGUMENT.
+    """
+    @_builtins.property
+    def from_date(self) -> _date_pb2.Date:
+        """First business date (UTC) of the statement, inclusive."""
+
+    @_builtins.property
+    def to_date(self) -> _date_pb2.Date:
+        """Last business date (UTC) of the statement, inclusive; not before from_date."""
+
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        from_date: _date_pb2.Date | None = ...,
+        to_date: _date_pb2.Date | None = ...,
+        newest_first: _builtins.bool = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["from_date", b"from_date", "to_date", b"to_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "from_date", b"from_date", "newest_first", b"newest_first", "page_size", b"page_size", "page_token", b"page_token", "to_date", b"to_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatementRequest: _TypeAlias = GetStatementRequest  # noqa: Y015
+
+@_typing.final
+class GetStatementResponse(_message.Message):
+    """Response of GetStatement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    OPENING_BALANCE_FIELD_NUMBER: _builtins.int
+    CLOSING_BALANCE_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TOTAL_CREDITS_FIELD_NUMBER: _builtins.int
+    TOTAL_DEBITS_FIELD_NUMBER: _builtins.int
+    ENTRY_COUNT_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account."""
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    entry_count: _builtins.int
+    """Number of entries in the whole range."""
+    @_builtins.property
+    def opening_balance(self) -> _money_pb2.Money:
+        """Balance at the start of from_date: after the last entry before it (zero when none)."""
+
+    @_builtins.property
+    def closing_balance(self) -> _money_pb2.Money:
+        """Balance at the end of to_date: after the last entry on or before it."""
+
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Entry]:
+        """One page of the entries posted from from_date to to_date, in the order asked."""
+
+    @_builtins.property
+    def total_credits(self) -> _money_pb2.Money:
+        """Sum of the credits in the whole range (positive)."""
+
+    @_builtins.property
+    def total_debits(self) -> _money_pb2.Money:
+        """Sum of the debits in the whole range (positive)."""
+
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        opening_balance: _money_pb2.Money | None = ...,
+        closing_balance: _money_pb2.Money | None = ...,
+        entries: _abc.Iterable[Global___Entry] | None = ...,
+        next_page_token: _builtins.str = ...,
+        total_credits: _money_pb2.Money | None = ...,
+        total_debits: _money_pb2.Money | None = ...,
+        entry_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closing_balance", b"closing_balance", "opening_balance", b"opening_balance", "total_credits", b"total_credits", "total_debits", b"total_debits"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "closing_balance", b"closing_balance", "entries", b"entries", "entry_count", b"entry_count", "next_page_token", b"next_page_token", "opening_balance", b"opening_balance", "total_credits", b"total_credits", "total_debits", b"total_debits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatementResponse: _TypeAlias = GetStatementResponse  # noqa: Y015
+
+@_typing.final
+class GetTrialBalanceRequest(_message.Message):
+    """Request of GetTrialBalance."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    currency_code: _builtins.str
+    """Currency whose accounts to list (ISO 4217, a supported one)."""
+    page_size: _builtins.int
+    """Items per page: 0 means 50, more than 500 means 500, negative is INVALID_ARGUMENT."""
+    page_token: _builtins.str
+    """next_page_token of the previous page, unchanged and with the same other fields (empty: the first page);
+    opaque and signed: an edited, foreign or day-old token is INVALID_ARGUMENT.
+    """
+    def __init__(
+        self,
+        *,
+        currency_code: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency_code", b"currency_code", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTrialBalanceRequest: _TypeAlias = GetTrialBalanceRequest  # noqa: Y015
+
+@_typing.final
+class TrialBalanceLine(_message.Message):
+    """One account of a trial balance."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account."""
+    customer_id: _builtins.str
+    """Owner; empty for the bank's own accounts."""
+    type: Global___AccountType.ValueType
+    """Product (INTERNAL for the bank's own accounts)."""
+    status: Global___AccountStatus.ValueType
+    """Lifecycle state."""
+    @_builtins.property
+    def balance(self) -> _money_pb2.Money:
+        """Posted balance: positive is a credit balance (what the bank owes), negative a debit balance."""
+
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        customer_id: _builtins.str = ...,
+        type: Global___AccountType.ValueType = ...,
+        status: Global___AccountStatus.ValueType = ...,
+        balance: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "balance", b"balance", "customer_id", b"customer_id", "status", b"status", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrialBalanceLine: _TypeAlias = TrialBalanceLine  # noqa: Y015
+
+@_typing.final
+class GetTrialBalanceResponse(_message.Message):
+    """Response of GetTrialBalance."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    ACCOUNT_COUNT_FIELD_NUMBER: _builtins.int
+    TOTAL_CREDIT_BALANCES_FIELD_NUMBER: _builtins.int
+    TOTAL_DEBIT_BALANCES_FIELD_NUMBER: _builtins.int
+    NET_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    account_count: _builtins.int
+    """Number of accounts in the currency, all pages."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___TrialBalanceLine]:
+        """One page of accounts, by account id."""
+
+    @_builtins.property
+    def total_credit_balances(self) -> _money_pb2.Money:
+        """Sum of the credit (positive) balances, all pages."""
+
+    @_builtins.property
+    def total_debit_balances(self) -> _money_pb2.Money:
+        """Sum of the debit (negative) balances as a positive amount, all pages."""
+
+    @_builtins.property
+    def net(self) -> _money_pb2.Money:
+        """Sum of every balance: zero when the ledger balances."""
+
+    def __init__(
+        self,
+        *,
+        lines: _abc.Iterable[Global___TrialBalanceLine] | None = ...,
+        next_page_token: _builtins.str = ...,
+        account_count: _builtins.int = ...,
+        total_credit_balances: _money_pb2.Money | None = ...,
+        total_debit_balances: _money_pb2.Money | None = ...,
+        net: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["net", b"net", "total_credit_balances", b"total_credit_balances", "total_debit_balances", b"total_debit_balances"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_count", b"account_count", "lines", b"lines", "net", b"net", "next_page_token", b"next_page_token", "total_credit_balances", b"total_credit_balances", "total_debit_balances", b"total_debit_balances"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTrialBalanceResponse: _TypeAlias = GetTrialBalanceResponse  # noqa: Y015
+
+@_typing.final
 class InterestTier(_message.Message):
     """A balance band and its annual rate: the whole balance earns the rate of the first tier whose
     upper bound it does not exceed.

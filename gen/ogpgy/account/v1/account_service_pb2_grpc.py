@@ -121,6 +121,16 @@ class AccountServiceStub:
                 request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ListEntriesRequest.SerializeToString,
                 response_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ListEntriesResponse.FromString,
                 _registered_method=True)
+        self.GetStatement = channel.unary_unary(
+                '/ogpgy.account.v1.AccountService/GetStatement',
+                request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetStatementRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetStatementResponse.FromString,
+                _registered_method=True)
+        self.GetTrialBalance = channel.unary_unary(
+                '/ogpgy.account.v1.AccountService/GetTrialBalance',
+                request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetTrialBalanceRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetTrialBalanceResponse.FromString,
+                _registered_method=True)
         self.AccrueInterest = channel.unary_unary(
                 '/ogpgy.account.v1.AccountService/AccrueInterest',
                 request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.AccrueInterestRequest.SerializeToString,
@@ -285,6 +295,25 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStatement(self, request, context):
+        """Statement of one account over a range of business dates (UTC days, both inclusive): the
+        balance before the first day (opening), the balance at the end of the last (closing) and the
+        entries between, oldest or newest first, paginated. Every page carries both balances. For
+        whoever may read the account (its owner or an admin), refused as GetAccount is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTrialBalance(self, request, context):
+        """The trial balance of one currency: every account of the ledger (customers' and the bank's
+        own) with its posted balance, by account id and paginated, and the totals of all of them on
+        every page; in a double-entry ledger the balances sum to zero. Admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AccrueInterest(self, request, context):
         """Posts one business date's interest to a chunk of interest-bearing accounts (set-based), from
         the interest expense account. At most once per (account, date); a repeated chunk reports what
@@ -426,6 +455,16 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.ListEntries,
                     request_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ListEntriesRequest.FromString,
                     response_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ListEntriesResponse.SerializeToString,
+            ),
+            'GetStatement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStatement,
+                    request_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetStatementRequest.FromString,
+                    response_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetStatementResponse.SerializeToString,
+            ),
+            'GetTrialBalance': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrialBalance,
+                    request_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetTrialBalanceRequest.FromString,
+                    response_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetTrialBalanceResponse.SerializeToString,
             ),
             'AccrueInterest': grpc.unary_unary_rpc_method_handler(
                     servicer.AccrueInterest,
@@ -914,6 +953,60 @@ class AccountService:
             '/ogpgy.account.v1.AccountService/ListEntries',
             ogpgy_dot_account_dot_v1_dot_account__service__pb2.ListEntriesRequest.SerializeToString,
             ogpgy_dot_account_dot_v1_dot_account__service__pb2.ListEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStatement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.account.v1.AccountService/GetStatement',
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetStatementRequest.SerializeToString,
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetStatementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrialBalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.account.v1.AccountService/GetTrialBalance',
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetTrialBalanceRequest.SerializeToString,
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetTrialBalanceResponse.FromString,
             options,
             channel_credentials,
             insecure,

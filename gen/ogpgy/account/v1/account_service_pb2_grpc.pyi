@@ -87,6 +87,17 @@ class AccountServiceStub:
     """
     ListEntries: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ListEntriesRequest, _account_service_pb2.ListEntriesResponse]
     """Statement: the entries of one account, oldest first."""
+    GetStatement: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.GetStatementRequest, _account_service_pb2.GetStatementResponse]
+    """Statement of one account over a range of business dates (UTC days, both inclusive): the
+    balance before the first day (opening), the balance at the end of the last (closing) and the
+    entries between, oldest or newest first, paginated. Every page carries both balances. For
+    whoever may read the account (its owner or an admin), refused as GetAccount is.
+    """
+    GetTrialBalance: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.GetTrialBalanceRequest, _account_service_pb2.GetTrialBalanceResponse]
+    """The trial balance of one currency: every account of the ledger (customers' and the bank's
+    own) with its posted balance, by account id and paginated, and the totals of all of them on
+    every page; in a double-entry ledger the balances sum to zero. Admins only.
+    """
     AccrueInterest: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.AccrueInterestRequest, _account_service_pb2.AccrueInterestResponse]
     """Posts one business date's interest to a chunk of interest-bearing accounts (set-based), from
     the interest expense account. At most once per (account, date); a repeated chunk reports what
@@ -181,6 +192,17 @@ class AccountServiceAsyncStub(AccountServiceStub):
     """
     ListEntries: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ListEntriesRequest, _account_service_pb2.ListEntriesResponse]  # type: ignore[assignment]
     """Statement: the entries of one account, oldest first."""
+    GetStatement: _aio.UnaryUnaryMultiCallable[_account_service_pb2.GetStatementRequest, _account_service_pb2.GetStatementResponse]  # type: ignore[assignment]
+    """Statement of one account over a range of business dates (UTC days, both inclusive): the
+    balance before the first day (opening), the balance at the end of the last (closing) and the
+    entries between, oldest or newest first, paginated. Every page carries both balances. For
+    whoever may read the account (its owner or an admin), refused as GetAccount is.
+    """
+    GetTrialBalance: _aio.UnaryUnaryMultiCallable[_account_service_pb2.GetTrialBalanceRequest, _account_service_pb2.GetTrialBalanceResponse]  # type: ignore[assignment]
+    """The trial balance of one currency: every account of the ledger (customers' and the bank's
+    own) with its posted balance, by account id and paginated, and the totals of all of them on
+    every page; in a double-entry ledger the balances sum to zero. Admins only.
+    """
     AccrueInterest: _aio.UnaryUnaryMultiCallable[_account_service_pb2.AccrueInterestRequest, _account_service_pb2.AccrueInterestResponse]  # type: ignore[assignment]
     """Posts one business date's interest to a chunk of interest-bearing accounts (set-based), from
     the interest expense account. At most once per (account, date); a repeated chunk reports what
@@ -374,6 +396,29 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.ListEntriesResponse, _abc.Awaitable[_account_service_pb2.ListEntriesResponse]]:
         """Statement: the entries of one account, oldest first."""
+
+    @_abc_1.abstractmethod
+    def GetStatement(
+        self,
+        request: _account_service_pb2.GetStatementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.GetStatementResponse, _abc.Awaitable[_account_service_pb2.GetStatementResponse]]:
+        """Statement of one account over a range of business dates (UTC days, both inclusive): the
+        balance before the first day (opening), the balance at the end of the last (closing) and the
+        entries between, oldest or newest first, paginated. Every page carries both balances. For
+        whoever may read the account (its owner or an admin), refused as GetAccount is.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTrialBalance(
+        self,
+        request: _account_service_pb2.GetTrialBalanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.GetTrialBalanceResponse, _abc.Awaitable[_account_service_pb2.GetTrialBalanceResponse]]:
+        """The trial balance of one currency: every account of the ledger (customers' and the bank's
+        own) with its posted balance, by account id and paginated, and the totals of all of them on
+        every page; in a double-entry ledger the balances sum to zero. Admins only.
+        """
 
     @_abc_1.abstractmethod
     def AccrueInterest(

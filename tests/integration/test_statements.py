@@ -1,0 +1,164 @@
+"""Statements by date range and the trial balance, over real gRPC on SQLite and PostgreSQL: the
+opening balance plus the range's entries is the closing balance, in either order and on every
+page; a customer reads only their own accounts' statements; the trial balance (admins) lists
+every account of a currency and sums to zero."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import grpc
+import pytest
+from grpc import aio
+
+from common.clock import Clock, FixedClock
+from common.config import Settings
+from common.di import ContextModuleBuilder
+from common.grpc.client import bearer_channel
+from mesh.embedded import start_embedded
+from ogpgy.account.v1 import account_service_pb2 as apb
+from ogpgy.identity.v1 import identity_service_pb2 as ipb
+from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
+from ogpgy.type.v1 import date_pb2
+from tests.bank_helpers import Bank, create_user, eur
+from tests.conftest import issue_token
+from tests.grpc_assert import field_violations, rpc_error
+
+PASSWORD = "a-statement-password"
+
+
+def day(d: date) -> date_pb2.Date:
+    return date_pb2.Date(year=d.year, month=d.month, day=d.day)
+
+
+@dataclass
+class Ledger:
+    """Alice's account after three days: 100.00 in on June 1, 30.00 to Bob on June 2, 5.00 in on June 3."""
+
+    admin: Bank
+    alice: aio.Channel
+    bob: aio.Channel
+    account: str
+    bobs: str
+
+
+@pytest.fixture
+async def ledger(settings: Settings) -> AsyncIterator[Ledger]:
+    clock = FixedClock(datetime(2026, 6, 1, 9, 0, tzinfo=UTC))
+
+    def movable(builder: ContextModuleBuilder) -> None:
+        builder.override(Clock, clock)
+
+    bank = await start_embedded(settings, customize=movable)
+    try:
+        async with bearer_channel(bank.target, await issue_token(bank.target)) as admin_channel:
+            admin = Bank(admin_channel)
+            identity = igrpc.IdentityServiceStub(admin_channel)
+            alice_id, bob_id = await admin.verified_customer("stmt-a"), await admin.verified_customer("stmt-b")
+            account = (await admin.default_account(alice_id)).account_id
+            bobs = (await admin.default_account(bob_id)).account_id
+            await create_user(identity, "stmt.alice", ipb.ROLE_CUSTOMER, PASSWORD, alice_id)
+            await create_user(identity, "stmt.bob", ipb.ROLE_CUSTOMER, PASSWORD, bob_id)
+            await admin.deposit(account, "100.00", "stmt-1")
+            clock.move_to(datetime(2026, 6, 2, 23, 59, 59, tzinfo=UTC))
+            move = apb.TransferRequest(
+                request_id="stmt-2", debit_account_id=account, credit_account_id=bobs, amount=eur("30.00"), description="rent"
+            )
+            await admin.accounts.Transfer(move)
+            clock.move_to(datetime(2026, 6, 3, 0, 0, tzinfo=UTC))
+            await admin.deposit(account, "5.00", "stmt-3")
+            alice_token = await issue_token(bank.target, "stmt.alice", PASSWORD)
+            bob_token = await issue_token(bank.target, "stmt.bob", PASSWORD)
+            async with bearer_channel(bank.target, alice_token) as alice, bearer_channel(bank.target, bob_token) as bob:
+                yield Ledger(admin, alice, bob, account, bobs)
+    finally:
+        await bank.stop(grace=1)
+
+
+def request(account: str, first: date, last: date, **more: object) -> apb.GetStatementRequest:
+    return apb.GetStatementRequest(account_id=account, from_date=day(first), to_date=day(last), **more)  # type: ignore[arg-type]
+
+
+async def test_a_days_statement_opens_where_the_day_before_closed(ledger: Ledger) -> None:
+    stub = ledger.admin.accounts
+    june2 = await stub.GetStatement(request(ledger.account, date(2026, 6, 2), date(2026, 6, 2)))
+    assert (june2.opening_balance.amount, june2.closing_balance.amount) == ("100.00", "70.00")
+    assert [(e.amount.amount, e.counterparty_account_id, e.description) for e in june2.entries] == [
+        ("-30.00", ledger.bobs, "rent")
+    ]
+    assert (june2.total_debits.amount, june2.total_credits.amount, june2.entry_count) == ("30.00", "0.00", 1)
+    before = await stub.GetStatement(request(ledger.account, date(2026, 5, 1), date(2026, 5, 31)))
+    assert (before.opening_balance.amount, before.closing_balance.amount, list(before.entries)) == ("0.00", "0.00", [])
+    after = await stub.GetStatement(request(ledger.account, date(2026, 7, 1), date(9999, 12, 31)))
+    assert (after.opening_balance.amount, after.closing_balance.amount, after.entry_count) == ("75.00", "75.00", 0)
+
+
+@pytest.mark.parametrize("newest_first", [False, True])
+async def test_every_page_carries_both_balances_and_the_entries_add_up(ledger: Ledger, newest_first: bool) -> None:
+    first, last = date(2026, 6, 1), date(2026, 6, 3)
+    seen: list[apb.Entry] = []
+    token = ""
+    while True:
+        asked = request(ledger.account, first, last, newest_first=newest_first, page_size=1, page_token=token)
+        page = await Bank(ledger.alice).accounts.GetStatement(asked)
+        assert (page.opening_balance.amount, page.closing_balance.amount, page.entry_count) == ("0.00", "75.00", 3)
+        assert len(page.entries) <= 1
+        seen += page.entries
+        token = page.next_page_token
+        if not token:
+            break
+    amounts = [e.amount.amount for e in seen]
+    assert amounts == (["5.00", "-30.00", "100.00"] if newest_first else ["100.00", "-30.00", "5.00"])
+    assert sum(Decimal(a) for a in amounts) == Decimal("75.00")
+    oldest = sorted(seen, key=lambda e: e.post_time.ToDatetime())
+    assert [e.balance_after.amount for e in oldest] == ["100.00", "70.00", "75.00"]
+
+
+async def test_a_statement_is_refused_canonically(ledger: Ledger) -> None:
+    stub = ledger.admin.accounts
+    backwards = request(ledger.account, date(2026, 6, 3), date(2026, 6, 2))
+    assert "to_date" in await field_violations(stub.GetStatement(backwards))
+    page = await stub.GetStatement(request(ledger.account, date(2026, 6, 1), date(2026, 6, 3), page_size=1))
+    other_range = request(ledger.account, date(2026, 6, 1), date(2026, 6, 2), page_size=1, page_token=page.next_page_token)
+    assert "page_token" in await field_violations(stub.GetStatement(other_range))
+    other_order = request(ledger.account, date(2026, 6, 1), date(2026, 6, 3), newest_first=True, page_token=page.next_page_token)
+    assert "page_token" in await field_violations(stub.GetStatement(other_order))
+    no_dates = apb.GetStatementRequest(account_id=ledger.account)
+    assert {"from_date", "to_date"} <= set(await field_violations(stub.GetStatement(no_dates)))
+    bobs_view = Bank(ledger.bob).accounts
+    await rpc_error(
+        bobs_view.GetStatement(request(ledger.account, date(2026, 6, 1), date(2026, 6, 3))), grpc.StatusCode.PERMISSION_DENIED
+    )
+    unknown = request("acc_01ARZ3NDEKTSV4RRFFQ69G5FAV", date(2026, 6, 1), date(2026, 6, 3))
+    await rpc_error(bobs_view.GetStatement(unknown), grpc.StatusCode.PERMISSION_DENIED)
+    await rpc_error(stub.GetStatement(unknown), grpc.StatusCode.NOT_FOUND)
+    own = await bobs_view.GetStatement(request(ledger.bobs, date(2026, 6, 1), date(2026, 6, 3)))
+    assert own.closing_balance.amount == "30.00"
+
+
+async def test_the_trial_balance_lists_every_account_and_sums_to_zero(ledger: Ledger) -> None:
+    stub = ledger.admin.accounts
+    lines: list[apb.TrialBalanceLine] = []
+    token = ""
+    while True:
+        page = await stub.GetTrialBalance(apb.GetTrialBalanceRequest(currency_code="EUR", page_size=2, page_token=token))
+        assert page.net.amount == "0.00" and page.total_credit_balances == page.total_debit_balances
+        lines += page.lines
+        token = page.next_page_token
+        if not token:
+            break
+    assert len(lines) == page.account_count and len({line.account_id for line in lines}) == len(lines)
+    assert sum(Decimal(line.balance.amount) for line in lines) == 0
+    balances = {line.account_id: line.balance.amount for line in lines}
+    assert balances[ledger.account] == "75.00" and balances[ledger.bobs] == "30.00"
+    assert balances["acc_CASH_EUR"] == "-105.00"
+    assert any(line.type == apb.ACCOUNT_TYPE_INTERNAL for line in lines)
+    assert page.total_credit_balances.amount == "105.00"
+    await rpc_error(
+        Bank(ledger.alice).accounts.GetTrialBalance(apb.GetTrialBalanceRequest(currency_code="EUR")),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    assert "currency_code" in await field_violations(stub.GetTrialBalance(apb.GetTrialBalanceRequest(currency_code="XXX")))
