@@ -21,6 +21,7 @@ from mesh import kubernetes
 from mesh.cli_embedded import add_up_command, up_embedded
 from mesh.cli_operator import Subcommands, add_operator_commands, run_operator
 from mesh.cli_simulators import add_simulator_commands, run_simulator
+from mesh.cli_statements import add_statement_command, run_statement
 from mesh.config import DEFAULT_CONFIG, LOCAL, MeshConfigError, forget_running, load_mesh_config, remember_running, running_config
 from mesh.distributed import Mesh, serve_settings
 from mesh.embedded import ALL_MODULES, CONTEXT_NAMES, module_named, start_process
@@ -54,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     _status_command(commands)
     add_simulator_commands(commands)
     add_operator_commands(commands)
+    add_statement_command(commands)
     return parser
 
 
@@ -301,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, MeshConfigError, LocalServerError, RuntimeError) as exc:
         print(f"ogpgy: cannot start: {exc}", file=sys.stderr)
         return 1
-    for run in (run_simulator, run_operator):
+    for run in (run_simulator, run_operator, run_statement):
         if (status := run(args)) is not None:
             return status
     return 2

@@ -3,23 +3,26 @@ input is INVALID_ARGUMENT here, before any use case runs), an answer becomes its
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
 from grpc import aio
 
 from common.clock import Clock
 from common.di import og_component
+from common.errors import FieldViolation, ValidationFailed
 from common.grpc.convert import calendar_date, idempotency_key, timestamp
 from common.grpc.gates import gated
+from common.ids import new_id
 from common.money import CURRENCY_EXPONENTS, MAX_MINOR, Money
-from common.pagination import PageTokens
+from common.pagination import PageRequest, PageTokens
 from common.security.context import ADMIN
 from common.validation import Violations, decimal_fraction
 from kernel.convert import date_of, money_pb, requested_money
 from kernel.interest import InterestTier
 from ogpgy.account.v1 import account_service_pb2 as pb
 from ogpgy.account.v1 import account_service_pb2_grpc as pb_grpc
-from ogpgy.type.v1 import money_pb2
+from ogpgy.type.v1 import date_pb2, money_pb2
 from services.account.domain import (
     CUSTOMER_TYPES,
     Access,
@@ -32,6 +35,7 @@ from services.account.domain import (
     Transfer,
     TransferOrder,
 )
+from services.account.exports import FORMATS, MAX_EXPORTED_ENTRIES, exported
 from services.account.messages import ACCOUNT_STATUS, ACCOUNT_TYPE, HOLD_STATUS, INTERNAL_ACCOUNT
 from services.account.service import AccountUseCases
 from services.account.statements import TrialLine
@@ -352,17 +356,38 @@ class AccountApi(pb_grpc.AccountServiceServicer):
 
     async def GetStatement(self, request: pb.GetStatementRequest, context: aio.ServicerContext) -> pb.GetStatementResponse:
         v = Violations()
-        first, last = date_of(request.from_date), date_of(request.to_date)
-        v.check(first is not None, "from_date", "required: a valid calendar date")
-        v.check(last is not None, "to_date", "required: a valid calendar date")
-        v.check(first is None or last is None or first <= last, "to_date", "must not be before from_date")
+        first, last = _date_range(v, request.from_date, request.to_date)
         query = ("statement", request.account_id, str(first), str(last), request.newest_first)
         page = self._pages.request(v, request.page_size, request.page_token, query)
-        currency, within, entries, token = await self._service.statement(
-            request.account_id, v.valid(first), v.valid(last), request.newest_first, page
+        return await self._statement(request.account_id, v.valid(first), v.valid(last), request.newest_first, page)
+
+    async def ExportStatement(
+        self, request: pb.ExportStatementRequest, context: aio.ServicerContext
+    ) -> pb.ExportStatementResponse:
+        v = Violations()
+        first, last = _date_range(v, request.from_date, request.to_date)
+        v.check(request.format in FORMATS, "format", "required: CSV or CAMT053")
+        first, last = v.valid(first), v.valid(last)
+        whole = PageRequest(None, MAX_EXPORTED_ENTRIES, ("export",), self._pages)
+        statement = await self._statement(request.account_id, first, last, False, whole)
+        if statement.next_page_token:
+            raise ValidationFailed([FieldViolation("to_date", f"more than {MAX_EXPORTED_ENTRIES} entries: narrow the range")])
+        content, kind, suffix = exported(statement, request.format, first, last, self._clock.now(), new_id("stm"))
+        return pb.ExportStatementResponse(
+            content=content,
+            content_type=kind,
+            file_name=f"{request.account_id}_{first}_{last}.{suffix}",
+            opening_balance=statement.opening_balance,
+            closing_balance=statement.closing_balance,
+            entry_count=len(statement.entries),
         )
+
+    async def _statement(
+        self, account_id: str, first: date, last: date, newest_first: bool, page: PageRequest
+    ) -> pb.GetStatementResponse:
+        currency, within, entries, token = await self._service.statement(account_id, first, last, newest_first, page)
         return pb.GetStatementResponse(
-            account_id=request.account_id,
+            account_id=account_id,
             opening_balance=money_pb(Money(currency, within.opening_minor)),
             closing_balance=money_pb(Money(currency, within.closing_minor)),
             entries=[entry_pb(e) for e in entries],
@@ -390,6 +415,14 @@ class AccountApi(pb_grpc.AccountServiceServicer):
             total_debit_balances=money_pb(Money(currency, totals.debit_balances_minor)),
             net=money_pb(Money(currency, totals.net_minor)),
         )
+
+
+def _date_range(v: Violations, from_date: date_pb2.Date, to_date: date_pb2.Date) -> tuple[date | None, date | None]:
+    first, last = date_of(from_date), date_of(to_date)
+    v.check(first is not None, "from_date", "required: a valid calendar date")
+    v.check(last is not None, "to_date", "required: a valid calendar date")
+    v.check(first is None or last is None or first <= last, "to_date", "must not be before from_date")
+    return first, last
 
 
 def _tiers(v: Violations, request: pb.AccrueInterestRequest) -> tuple[InterestTier, ...]:

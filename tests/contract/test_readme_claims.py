@@ -104,6 +104,11 @@ VALID_REST: dict[str, dict[str, Any]] = {
     "ReverseTransfer": {"reason": "probe"},
     "CheckAccountAccess": {"access": "ACCOUNT_ACCESS_READ"},
     "GetStatement": {"from_date": {"year": 2026, "month": 1, "day": 1}, "to_date": {"year": 2026, "month": 1, "day": 31}},
+    "ExportStatement": {
+        "from_date": {"year": 2026, "month": 1, "day": 1},
+        "to_date": {"year": 2026, "month": 1, "day": 31},
+        "format": "STATEMENT_FORMAT_CSV",
+    },
     "UpdateCustomer": {"customer": {"email": "new@example.com"}, "update_mask": "email", "expected_version": 1},
     "ReviewKyc": {"decision": "KYC_DECISION_CLEAR"},
     "CreateUser": {"username": "probe-user", "password": "a-long-password-1", "roles": ["ROLE_CUSTOMER"]},

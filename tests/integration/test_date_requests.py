@@ -31,7 +31,7 @@ DATE = "ogpgy.type.v1.Date"
 NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 # Who may call each RPC that takes a date: a new one fails the test until it is named here.
 ADMINS_ONLY = {"AccrueInterest", "ChargeMonthlyFees", "RunDailyInterest", "GetInterestRun", "RunCollection", "OnboardCustomer"}
-OWNERS_TOO = {"UpdateCustomer", "GetStatement"}  # the customer themself: their own data, their own statement
+OWNERS_TOO = {"UpdateCustomer", "GetStatement", "ExportStatement"}  # the customer themself: their own data, their own statement
 # (year, month, day): the calendar's last day and month, its first day, and parts beyond it.
 EDGES = [
     (9999, 12, 31),

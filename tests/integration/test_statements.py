@@ -5,24 +5,33 @@ every account of a currency and sums to zero."""
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
+from xml.etree import ElementTree
 
 import grpc
 import pytest
 from grpc import aio
+from pycamt.parser import Camt053Parser
 
 from common.clock import Clock, FixedClock
 from common.config import Settings
 from common.di import ContextModuleBuilder
 from common.grpc.client import bearer_channel
+from mesh.cli import main
 from mesh.embedded import start_embedded
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.identity.v1 import identity_service_pb2 as ipb
 from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
 from ogpgy.type.v1 import date_pb2
+from services.account import api as account_api
+from services.account.exports import statement_camt053
 from tests.bank_helpers import Bank, create_user, eur
 from tests.conftest import issue_token
 from tests.grpc_assert import field_violations, rpc_error
@@ -43,6 +52,7 @@ class Ledger:
     bob: aio.Channel
     account: str
     bobs: str
+    target: str
 
 
 @pytest.fixture
@@ -73,7 +83,7 @@ async def ledger(settings: Settings) -> AsyncIterator[Ledger]:
             alice_token = await issue_token(bank.target, "stmt.alice", PASSWORD)
             bob_token = await issue_token(bank.target, "stmt.bob", PASSWORD)
             async with bearer_channel(bank.target, alice_token) as alice, bearer_channel(bank.target, bob_token) as bob:
-                yield Ledger(admin, alice, bob, account, bobs)
+                yield Ledger(admin, alice, bob, account, bobs, bank.target)
     finally:
         await bank.stop(grace=1)
 
@@ -162,3 +172,102 @@ async def test_the_trial_balance_lists_every_account_and_sums_to_zero(ledger: Le
         grpc.StatusCode.PERMISSION_DENIED,
     )
     assert "currency_code" in await field_violations(stub.GetTrialBalance(apb.GetTrialBalanceRequest(currency_code="XXX")))
+
+
+def export(account: str, fmt: int, first: date = date(2026, 6, 1), last: date = date(2026, 6, 3)) -> apb.ExportStatementRequest:
+    return apb.ExportStatementRequest(account_id=account, from_date=day(first), to_date=day(last), format=fmt)  # type: ignore[arg-type]
+
+
+async def test_camt053_export_is_read_back_by_pycamt_with_the_ledgers_balances(ledger: Ledger) -> None:
+    alice = Bank(ledger.alice).accounts
+    answer = await alice.ExportStatement(export(ledger.account, apb.STATEMENT_FORMAT_CAMT053))
+    assert answer.content_type == "application/xml" and answer.file_name == f"{ledger.account}_2026-06-01_2026-06-03.xml"
+    parsed = Camt053Parser(answer.content)
+    assert parsed.version == "camt.053.001.08"
+    [info] = parsed.get_statement_info()
+    assert (info["OpeningBalance"], info["ClosingBalance"], info["Currency"]) == ("0.00", "75.00", "EUR")
+    assert (info["OpeningBalanceDate"], info["ClosingBalanceDate"]) == ("2026-06-01", "2026-06-03")
+    account = (await alice.GetAccount(apb.GetAccountRequest(account_id=ledger.account))).account
+    statement = await alice.GetStatement(request(ledger.account, date(2026, 6, 1), date(2026, 6, 3)))
+    assert info["ClosingBalance"] == account.balance.amount == statement.closing_balance.amount
+    rows = parsed.get_transactions()
+    assert [(r["Amount"], r["CreditDebitIndicator"], r["Status"]) for r in rows] == [
+        ("100.00", "CRDT", "BOOK"),
+        ("30.00", "DBIT", "BOOK"),
+        ("5.00", "CRDT", "BOOK"),
+    ]
+    assert [r["TransactionID"] for r in rows] == [e.transfer_id for e in statement.entries]
+    assert rows[1]["RemittanceInformation"] == "rent" and rows[1]["AdditionalEntryInformation"] == "rent"
+    assert [r["BookingDate"][:10] for r in rows] == ["2026-06-01", "2026-06-02", "2026-06-03"]
+    signed = sum(Decimal(r["Amount"]) * (1 if r["CreditDebitIndicator"] == "CRDT" else -1) for r in rows)
+    assert Decimal(info["OpeningBalance"]) + signed == Decimal(info["ClosingBalance"])
+    assert parsed.get_group_header()["MessageID"].startswith("stm_")
+
+
+def test_the_camt053_document_has_the_schemas_structure() -> None:
+    """What the schema asks of the parts written, checked without it (the XSD is not brought
+    offline): the namespace, the order of a statement's and an entry's elements, unsigned amounts."""
+    statement = apb.GetStatementResponse(
+        account_id="acc_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        opening_balance=eur("-10.00"),
+        closing_balance=eur("-5.00"),
+        total_credits=eur("5.00"),
+        total_debits=eur("0.00"),
+        entries=[
+            apb.Entry(transfer_id="trf_1", amount=eur("5.00"), balance_after=eur("-5.00"), counterparty_account_id="acc_CASH_EUR")
+        ],
+    )
+    content = statement_camt053(statement, date(2026, 6, 1), date(2026, 6, 2), datetime(2026, 6, 3, tzinfo=UTC), "stm_1")
+    root = ElementTree.fromstring(content)
+    ns = "{urn:iso:std:iso:20022:tech:xsd:camt.053.001.08}"
+    assert root.tag == f"{ns}Document"
+    [stmt] = root.iter(f"{ns}Stmt")
+    assert [c.tag.removeprefix(ns) for c in stmt] == ["Id", "CreDtTm", "FrToDt", "Acct", "Bal", "Bal", "TxsSummry", "Ntry"]
+    [entry] = stmt.iter(f"{ns}Ntry")
+    order = ["NtryRef", "Amt", "CdtDbtInd", "Sts", "BookgDt", "ValDt", "AcctSvcrRef", "BkTxCd", "NtryDtls"]
+    assert [c.tag.removeprefix(ns) for c in entry] == order
+    opening = stmt.find(f"{ns}Bal")
+    assert opening is not None
+    assert opening.findtext(f"{ns}Amt") == "10.00" and opening.findtext(f"{ns}CdtDbtInd") == "DBIT"
+    [info] = Camt053Parser(content).get_statement_info()
+    assert Decimal(info["OpeningBalance"]) == Decimal("-10.00")
+
+
+async def test_csv_export_opens_and_closes_with_the_statements_balances(ledger: Ledger) -> None:
+    answer = await ledger.admin.accounts.ExportStatement(export(ledger.account, apb.STATEMENT_FORMAT_CSV, last=date(2026, 6, 2)))
+    assert answer.content_type == "text/csv; charset=utf-8" and answer.entry_count == 2
+    rows = list(csv.DictReader(io.StringIO(answer.content.decode())))
+    assert [(r["kind"], r["amount"], r["balance_after"]) for r in rows] == [
+        ("OPENING", "", "0.00"),
+        ("ENTRY", "100.00", "100.00"),
+        ("ENTRY", "-30.00", "70.00"),
+        ("CLOSING", "", "70.00"),
+    ]
+    assert rows[2]["counterparty_account_id"] == ledger.bobs and rows[2]["description"] == "rent"
+
+
+async def test_an_export_is_refused_canonically(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    bobs_view = Bank(ledger.bob).accounts
+    await rpc_error(
+        bobs_view.ExportStatement(export(ledger.account, apb.STATEMENT_FORMAT_CSV)), grpc.StatusCode.PERMISSION_DENIED
+    )
+    assert "format" in await field_violations(bobs_view.ExportStatement(export(ledger.bobs, apb.STATEMENT_FORMAT_UNSPECIFIED)))
+    monkeypatch.setattr(account_api, "MAX_EXPORTED_ENTRIES", 2)
+    assert "to_date" in await field_violations(
+        ledger.admin.accounts.ExportStatement(export(ledger.account, apb.STATEMENT_FORMAT_CSV))
+    )
+
+
+async def test_ogpgy_statement_writes_the_file(
+    ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OGPGY_PASSWORD", PASSWORD)
+    out = tmp_path / "june.xml"
+    argv = ["statement", ledger.account, "--from", "2026-06-01", "--to", "2026-06-03", "--format", "camt053", "-o", str(out)]
+    status = await asyncio.to_thread(main, [*argv, "--target", ledger.target, "--username", "stmt.alice"])
+    assert status == 0
+    assert f"{out}: 3 entries, opening 0.00 EUR, closing 75.00 EUR" in capsys.readouterr().out
+    [info] = Camt053Parser.from_file(out).get_statement_info()
+    assert info["ClosingBalance"] == "75.00"
+    refused = await asyncio.to_thread(main, [*argv, "--target", ledger.target, "--username", "stmt.bob"])
+    assert refused == 1 and "PERMISSION_DENIED" in capsys.readouterr().err

@@ -190,6 +190,38 @@ ACCOUNT_ACCESS_CREDIT: AccountAccess.ValueType  # 3
 """Pay money into it (the beneficiary of a transfer or a payment)."""
 Global___AccountAccess: _TypeAlias = AccountAccess  # noqa: Y015
 
+class _StatementFormat:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StatementFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StatementFormat.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STATEMENT_FORMAT_UNSPECIFIED: _StatementFormat.ValueType  # 0
+    """Never valid in a request."""
+    STATEMENT_FORMAT_CSV: _StatementFormat.ValueType  # 1
+    """Comma-separated values (RFC 4180, UTF-8) with a header row: an OPENING row, one ENTRY row
+    per entry and a CLOSING row.
+    """
+    STATEMENT_FORMAT_CAMT053: _StatementFormat.ValueType  # 2
+    """ISO 20022 camt.053.001.08 XML (BkToCstmrStmt): opening (OPBD) and closing (CLBD) balances,
+    the entries with their counterparty and description.
+    """
+
+class StatementFormat(_StatementFormat, metaclass=_StatementFormatEnumTypeWrapper):
+    """The file format of an exported statement."""
+
+STATEMENT_FORMAT_UNSPECIFIED: StatementFormat.ValueType  # 0
+"""Never valid in a request."""
+STATEMENT_FORMAT_CSV: StatementFormat.ValueType  # 1
+"""Comma-separated values (RFC 4180, UTF-8) with a header row: an OPENING row, one ENTRY row
+per entry and a CLOSING row.
+"""
+STATEMENT_FORMAT_CAMT053: StatementFormat.ValueType  # 2
+"""ISO 20022 camt.053.001.08 XML (BkToCstmrStmt): opening (OPBD) and closing (CLBD) balances,
+the entries with their counterparty and description.
+"""
+Global___StatementFormat: _TypeAlias = StatementFormat  # noqa: Y015
+
 class _ChargeStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -1555,6 +1587,90 @@ class GetStatementResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetStatementResponse: _TypeAlias = GetStatementResponse  # noqa: Y015
+
+@_typing.final
+class ExportStatementRequest(_message.Message):
+    """Request of ExportStatement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    FROM_DATE_FIELD_NUMBER: _builtins.int
+    TO_DATE_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """Account whose statement to export."""
+    format: Global___StatementFormat.ValueType
+    """The file's format."""
+    @_builtins.property
+    def from_date(self) -> _date_pb2.Date:
+        """First business date (UTC) of the statement, inclusive."""
+
+    @_builtins.property
+    def to_date(self) -> _date_pb2.Date:
+        """Last business date (UTC) of the statement, inclusive; not before from_date."""
+
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        from_date: _date_pb2.Date | None = ...,
+        to_date: _date_pb2.Date | None = ...,
+        format: Global___StatementFormat.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["from_date", b"from_date", "to_date", b"to_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "format", b"format", "from_date", b"from_date", "to_date", b"to_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportStatementRequest: _TypeAlias = ExportStatementRequest  # noqa: Y015
+
+@_typing.final
+class ExportStatementResponse(_message.Message):
+    """Response of ExportStatement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTENT_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    FILE_NAME_FIELD_NUMBER: _builtins.int
+    OPENING_BALANCE_FIELD_NUMBER: _builtins.int
+    CLOSING_BALANCE_FIELD_NUMBER: _builtins.int
+    ENTRY_COUNT_FIELD_NUMBER: _builtins.int
+    content: _builtins.bytes
+    """The file."""
+    content_type: _builtins.str
+    """Its media type: "text/csv; charset=utf-8" or "application/xml"."""
+    file_name: _builtins.str
+    """A file name for it, e.g. "acc_..._2026-06-01_2026-06-30.csv"."""
+    entry_count: _builtins.int
+    """Number of entries in the file."""
+    @_builtins.property
+    def opening_balance(self) -> _money_pb2.Money:
+        """Opening balance, as in GetStatement."""
+
+    @_builtins.property
+    def closing_balance(self) -> _money_pb2.Money:
+        """Closing balance, as in GetStatement."""
+
+    def __init__(
+        self,
+        *,
+        content: _builtins.bytes = ...,
+        content_type: _builtins.str = ...,
+        file_name: _builtins.str = ...,
+        opening_balance: _money_pb2.Money | None = ...,
+        closing_balance: _money_pb2.Money | None = ...,
+        entry_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closing_balance", b"closing_balance", "opening_balance", b"opening_balance"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closing_balance", b"closing_balance", "content", b"content", "content_type", b"content_type", "entry_count", b"entry_count", "file_name", b"file_name", "opening_balance", b"opening_balance"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportStatementResponse: _TypeAlias = ExportStatementResponse  # noqa: Y015
 
 @_typing.final
 class GetTrialBalanceRequest(_message.Message):

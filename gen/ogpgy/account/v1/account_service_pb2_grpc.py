@@ -131,6 +131,11 @@ class AccountServiceStub:
                 request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetTrialBalanceRequest.SerializeToString,
                 response_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetTrialBalanceResponse.FromString,
                 _registered_method=True)
+        self.ExportStatement = channel.unary_unary(
+                '/ogpgy.account.v1.AccountService/ExportStatement',
+                request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ExportStatementRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ExportStatementResponse.FromString,
+                _registered_method=True)
         self.AccrueInterest = channel.unary_unary(
                 '/ogpgy.account.v1.AccountService/AccrueInterest',
                 request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.AccrueInterestRequest.SerializeToString,
@@ -314,6 +319,16 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportStatement(self, request, context):
+        """The statement of GetStatement as one file, oldest entry first, for accounting software or
+        an auditor: CSV, or ISO 20022 camt.053 (BankToCustomerStatement, version 001.08) XML. A range
+        of more than 2000 entries is refused (INVALID_ARGUMENT on to_date: narrow it, or page through
+        GetStatement). For whoever may read the account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AccrueInterest(self, request, context):
         """Posts one business date's interest to a chunk of interest-bearing accounts (set-based), from
         the interest expense account. At most once per (account, date); a repeated chunk reports what
@@ -465,6 +480,11 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.GetTrialBalance,
                     request_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetTrialBalanceRequest.FromString,
                     response_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetTrialBalanceResponse.SerializeToString,
+            ),
+            'ExportStatement': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportStatement,
+                    request_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ExportStatementRequest.FromString,
+                    response_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.ExportStatementResponse.SerializeToString,
             ),
             'AccrueInterest': grpc.unary_unary_rpc_method_handler(
                     servicer.AccrueInterest,
@@ -1007,6 +1027,33 @@ class AccountService:
             '/ogpgy.account.v1.AccountService/GetTrialBalance',
             ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetTrialBalanceRequest.SerializeToString,
             ogpgy_dot_account_dot_v1_dot_account__service__pb2.GetTrialBalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportStatement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.account.v1.AccountService/ExportStatement',
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.ExportStatementRequest.SerializeToString,
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.ExportStatementResponse.FromString,
             options,
             channel_credentials,
             insecure,

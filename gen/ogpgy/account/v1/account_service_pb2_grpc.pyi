@@ -98,6 +98,12 @@ class AccountServiceStub:
     own) with its posted balance, by account id and paginated, and the totals of all of them on
     every page; in a double-entry ledger the balances sum to zero. Admins only.
     """
+    ExportStatement: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.ExportStatementRequest, _account_service_pb2.ExportStatementResponse]
+    """The statement of GetStatement as one file, oldest entry first, for accounting software or
+    an auditor: CSV, or ISO 20022 camt.053 (BankToCustomerStatement, version 001.08) XML. A range
+    of more than 2000 entries is refused (INVALID_ARGUMENT on to_date: narrow it, or page through
+    GetStatement). For whoever may read the account.
+    """
     AccrueInterest: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.AccrueInterestRequest, _account_service_pb2.AccrueInterestResponse]
     """Posts one business date's interest to a chunk of interest-bearing accounts (set-based), from
     the interest expense account. At most once per (account, date); a repeated chunk reports what
@@ -202,6 +208,12 @@ class AccountServiceAsyncStub(AccountServiceStub):
     """The trial balance of one currency: every account of the ledger (customers' and the bank's
     own) with its posted balance, by account id and paginated, and the totals of all of them on
     every page; in a double-entry ledger the balances sum to zero. Admins only.
+    """
+    ExportStatement: _aio.UnaryUnaryMultiCallable[_account_service_pb2.ExportStatementRequest, _account_service_pb2.ExportStatementResponse]  # type: ignore[assignment]
+    """The statement of GetStatement as one file, oldest entry first, for accounting software or
+    an auditor: CSV, or ISO 20022 camt.053 (BankToCustomerStatement, version 001.08) XML. A range
+    of more than 2000 entries is refused (INVALID_ARGUMENT on to_date: narrow it, or page through
+    GetStatement). For whoever may read the account.
     """
     AccrueInterest: _aio.UnaryUnaryMultiCallable[_account_service_pb2.AccrueInterestRequest, _account_service_pb2.AccrueInterestResponse]  # type: ignore[assignment]
     """Posts one business date's interest to a chunk of interest-bearing accounts (set-based), from
@@ -418,6 +430,18 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         """The trial balance of one currency: every account of the ledger (customers' and the bank's
         own) with its posted balance, by account id and paginated, and the totals of all of them on
         every page; in a double-entry ledger the balances sum to zero. Admins only.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportStatement(
+        self,
+        request: _account_service_pb2.ExportStatementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.ExportStatementResponse, _abc.Awaitable[_account_service_pb2.ExportStatementResponse]]:
+        """The statement of GetStatement as one file, oldest entry first, for accounting software or
+        an auditor: CSV, or ISO 20022 camt.053 (BankToCustomerStatement, version 001.08) XML. A range
+        of more than 2000 entries is refused (INVALID_ARGUMENT on to_date: narrow it, or page through
+        GetStatement). For whoever may read the account.
         """
 
     @_abc_1.abstractmethod
