@@ -56,6 +56,15 @@ class Payment:
     attempts: int = 0  # background attempts that failed for a passing reason
     next_attempt_at: datetime | None = None  # None: due now
 
+    @property
+    def statement_text(self) -> str:
+        """What the ledger's entries of the payment say (the hold's description): to another bank,
+        the payee's name and IBAN before the reference, since the ledger's counterparty is then the
+        clearing account; at most the 140 characters an entry keeps."""
+        if not self.beneficiary.external:
+            return self.reference
+        return " ".join(part for part in (self.beneficiary.name, self.beneficiary.iban, self.reference) if part)[:140]
+
     def moved_to(self, status: PaymentStatus, at: datetime, **changes: Any) -> Payment:
         return replace(self, status=status, updated_at=at, **changes)
 

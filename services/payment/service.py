@@ -173,7 +173,7 @@ class PaymentProcessor(BaseComponent):
             with _account_step(p):
                 creditor = await self._accounts.clearing_account(p.amount.currency) if external else p.beneficiary.account_id
                 hold = await self._accounts.place_hold(
-                    self._hold_request_id(p), p.debtor_account_id, creditor, p.amount, p.reference, capture=not external
+                    self._hold_request_id(p), p.debtor_account_id, creditor, p.amount, p.statement_text, capture=not external
                 )
         except CalleeRefused as refused:
             return await self._hold_refused(p, refused)

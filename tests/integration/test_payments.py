@@ -95,6 +95,24 @@ async def setup(tmp_path: Path, network: str) -> AsyncIterator[Setup]:
     await bank.stop(grace=1)
 
 
+async def test_an_external_payment_names_its_payee_on_the_payers_statement(setup: Setup) -> None:
+    """The ledger's counterparty of a payment to another bank is the clearing account: the entry's
+    description names the payee (name, IBAN) before the reference."""
+    payee = ppb.ExternalBeneficiary(iban=GOOD_IBAN, name="Max Muster")
+    request = ppb.CreatePaymentRequest(
+        request_id="named-1", debtor_account_id=setup.accounts[0], amount=eur("12.00"), external=payee, reference="Invoice 42"
+    )
+    payment = (await setup.payments.CreatePayment(request)).payment
+
+    async def completed() -> bool:
+        got = await setup.payments.GetPayment(ppb.GetPaymentRequest(payment_id=payment.payment_id))
+        return bool(got.payment.status == ppb.PAYMENT_STATUS_COMPLETED)
+
+    await eventually(completed, 15, "the payment completed")
+    entries = (await setup.client.accounts.ListEntries(apb.ListEntriesRequest(account_id=setup.accounts[0]))).entries
+    assert (entries[-1].amount.amount, entries[-1].description) == ("-12.00", f"Max Muster {GOOD_IBAN} Invoice 42")
+
+
 async def test_outage_queues_payments_then_the_queue_drains_once(setup: Setup) -> None:
     await setup.control.SetFaults(vpb.SetFaultsRequest(faults=faults_pb(outage=True)))
     gateway = setup.bank.contexts["payment"].resolve(PaymentNetwork)
