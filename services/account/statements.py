@@ -75,15 +75,10 @@ class Statements:
     async def range(self, account_id: str, start: str, end: str) -> StatementRange:
         """The entries posted at or after `start` and before `end` (ISO 8601 texts, compared as
         posted_at is stored)."""
-        bounds = await aggregate(
-            self._tx,
-            "SELECT COALESCE(MAX(CASE WHEN posted_at < ? THEN seq END), 0) AS lo,"
-            " COALESCE(MAX(CASE WHEN posted_at < ? THEN seq END), 0) AS hi FROM entries WHERE account_id = ?",
-            start,
-            end,
-            account_id,
-        )
-        lo, hi = int(bounds["lo"]), int(bounds["hi"])
+        lo, opening = await self._last_before(account_id, start)
+        hi, closing = await self._last_before(account_id, end)
+        if hi < lo:  # posted in another order than sequenced, across the range's start: an empty range
+            hi, closing = lo, opening
         sums = await aggregate(
             self._tx,
             "SELECT COUNT(*) AS n, COALESCE(SUM(CASE WHEN amount_minor > 0 THEN amount_minor ELSE 0 END), 0) AS credits,"
@@ -93,21 +88,18 @@ class Statements:
             lo,
             hi,
         )
-        return StatementRange(
-            lo,
-            hi,
-            await self._balance_at(lo),
-            await self._balance_at(hi),
-            int(sums["credits"]),
-            int(sums["debits"]),
-            int(sums["n"]),
-        )
+        return StatementRange(lo, hi, opening, closing, int(sums["credits"]), int(sums["debits"]), int(sums["n"]))
 
-    async def _balance_at(self, seq: int) -> int:
-        if not seq:
-            return 0
-        row = await aggregate(self._tx, "SELECT COALESCE(MAX(balance_after_minor), 0) AS b FROM entries WHERE seq = ?", seq)
-        return int(row["b"])
+    async def _last_before(self, account_id: str, instant: str) -> tuple[int, int]:
+        """(seq, balance after it) of the account's last entry posted before `instant`; (0, 0)
+        when none (index entries_account_posted)."""
+        row = await self._tx.fetchone(
+            "SELECT seq, balance_after_minor FROM entries WHERE account_id = ? AND posted_at < ?"
+            " ORDER BY posted_at DESC, seq DESC LIMIT 1",
+            account_id,
+            instant,
+        )
+        return (int(row["seq"]), int(row["balance_after_minor"])) if row else (0, 0)
 
     async def entries(
         self, account_id: str, within: StatementRange, after: int, limit: int, *, newest_first: bool
