@@ -5,6 +5,9 @@ TARGET2 holidays skipped, and a rerun or a replay changing nothing."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -21,6 +24,7 @@ from ogpgy.type.v1 import date_pb2
 from tests.bank_helpers import Bank, bank_on_clock
 from tests.conftest import ADMIN_PASSWORD
 from tests.grpc_assert import field_violations
+from tests.processes import BIN, BankProcess
 
 CLOCK = FixedClock(datetime(2026, 3, 27, 21, 30, tzinfo=UTC))  # Friday 22:30 in Amsterdam: the 27th may close
 
@@ -97,3 +101,31 @@ async def test_a_currency_without_a_calendar_is_refused(channel: aio.Channel) ->
     days = igrpc.InterestServiceStub(channel)
     assert "currency_code" in await field_violations(days.GetBusinessDay(ipb.GetBusinessDayRequest(currency_code="XTS")))
     assert "currency_code" in await field_violations(days.GetBusinessDay(ipb.GetBusinessDayRequest(currency_code="eur")))
+
+
+@pytest.mark.slow
+async def test_ogpgy_cob_run_and_status_on_a_running_bank(tmp_path: Path) -> None:
+    """The commands an operator (or the daily CronJob) runs, on a bank on the real clock."""
+    bank = BankProcess(tmp_path).start()
+
+    def ogpgy(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "OGPGY_PASSWORD": ADMIN_PASSWORD}
+        command = [str(BIN / "ogpgy"), "cob", *args, "--target", bank.target]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+
+    try:
+        before = await asyncio.to_thread(ogpgy, "status")
+        assert before.returncode == 0, before.stderr
+        assert "last closed     none yet" in before.stdout and "Europe/Amsterdam" in before.stdout
+        due = before.stdout.split("due, not closed ")[1].strip()
+        ran = await asyncio.to_thread(ogpgy, "run")
+        assert ran.returncode == 0, ran.stderr
+        assert f"{due} EUR: closed, interest of " in ran.stdout and "EUR: 1 business date closed" in ran.stdout
+        again = await asyncio.to_thread(ogpgy, "run")
+        assert again.returncode == 0 and f"EUR: nothing due; last closed {due}" in again.stdout, again.stdout
+        after = await asyncio.to_thread(ogpgy, "status")
+        assert f"last closed     {due}" in after.stdout and "due, not closed none" in after.stdout
+        refused = await asyncio.to_thread(ogpgy, "status", "--currency", "XTS")
+        assert refused.returncode == 1 and "INVALID_ARGUMENT" in refused.stderr
+    finally:
+        bank.stop()
