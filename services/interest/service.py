@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -19,6 +20,7 @@ from common.di import BaseComponent, og_component
 from common.errors import PreconditionFailed
 from common.idempotency import IdempotencyKey
 from common.money import Money
+from common.observability.metrics import BUSINESS_DATES_DUE, CLOSE_OF_BUSINESS_SUCCEEDED
 from common.pagination import PageRequest
 from common.security.context import ADMIN
 from common.security.policy import require_role
@@ -160,9 +162,14 @@ class InterestUseCases(BaseComponent):
 
     async def business_day(self, calendar: BusinessCalendar) -> BusinessDay:
         require_role(ADMIN, action="read the business day")
+        return await self._business_day(calendar)
+
+    async def _business_day(self, calendar: BusinessCalendar) -> BusinessDay:
+        """The day as it stands, the dates due counted for operators (ogpgy_business_dates_due)."""
         through = closing_through(self._clock.now(), self._zone, self._settings.close_of_business_at)
         last, running = await self._state(calendar)
         due = due_dates(calendar, last, running.plan.day if running else None, through, self._settings.first_business_date)
+        BUSINESS_DATES_DUE.labels(calendar.currency).set(len(due))
         return BusinessDay(last, running, due, through, self._settings.bank_time_zone)
 
     async def close(self, calendar: BusinessCalendar, key: IdempotencyKey) -> AsyncIterator[CloseProgress]:
@@ -178,6 +185,19 @@ class InterestUseCases(BaseComponent):
             closed = await self._batches.get(close_job(currency), last.isoformat())
             if closed is not None:
                 yield CloseProgress(close_plan(calendar, last), currency, closed)
+        try:
+            async for progress in self._close_all(calendar, due):
+                yield progress
+        except Exception:
+            with suppress(Exception):  # the dates left due, for the missed-date alarm; the failure is the answer
+                await self._business_day(calendar)
+            raise
+        await self._business_day(calendar)
+        CLOSE_OF_BUSINESS_SUCCEEDED.labels(currency).set(self._clock.now().timestamp())
+
+    async def _close_all(self, calendar: BusinessCalendar, due: list[date]) -> AsyncIterator[CloseProgress]:
+        """Each date in order; the next one starts only once this one completed."""
+        currency = calendar.currency
         for day in due:
             plan = close_plan(calendar, day)
 

@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from common.clock import Clock, FixedClock
 from common.db.base import Tx
@@ -177,6 +178,7 @@ async def test_a_close_cut_short_resumes_at_its_step_and_no_later_date_starts_be
     with acting_as(ADMIN_CALLER):
         with pytest.raises(Unavailable):
             [c async for c in interest.runs.close(calendar, closing("cob", interest))]
+        assert _due_metric() == 4, "the missed-date alarm's gauge: 1 April (in progress), 2, 7 and 8 April"
         day = await interest.runs.business_day(calendar)
         assert (day.last_closed, day.in_progress and day.in_progress.run.cursor) == (date(2026, 3, 31), "FEES")
         assert day.missed[:2] == [date(2026, 4, 1), date(2026, 4, 2)]
@@ -189,6 +191,13 @@ async def test_a_close_cut_short_resumes_at_its_step_and_no_later_date_starts_be
         f"collect {d}" for d in ("2026-03-30", "2026-03-31", "2026-04-01", "2026-04-02", "2026-04-07", "2026-04-08")
     ]
     assert (day.last_closed, day.in_progress, day.missed) == (date(2026, 4, 8), None, [])
+    assert _due_metric() == 0
+    succeeded = REGISTRY.get_sample_value("ogpgy_close_of_business_last_success_timestamp_seconds", {"calendar": "EUR"})
+    assert succeeded == interest.clock.now().timestamp()
+
+
+def _due_metric() -> float | None:
+    return REGISTRY.get_sample_value("ogpgy_business_dates_due", {"calendar": "EUR"})
 
 
 async def test_only_admins_close_the_day_or_read_it(interest: Interest) -> None:
