@@ -29,9 +29,12 @@ from tests.processes import BIN, BankProcess
 CLOCK = FixedClock(datetime(2026, 3, 27, 21, 30, tzinfo=UTC))  # Friday 22:30 in Amsterdam: the 27th may close
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, port=0, admin_password=ADMIN_PASSWORD, first_business_date=date(2026, 3, 27))
+@pytest.fixture(params=["sqlite", "postgres"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    engine = {}
+    if request.param == "postgres":
+        engine = {"database": "postgres", "postgres_dsn": request.getfixturevalue("postgres").new_database()}
+    return Settings(data_dir=tmp_path, port=0, admin_password=ADMIN_PASSWORD, first_business_date=date(2026, 3, 27), **engine)
 
 
 @pytest.fixture
