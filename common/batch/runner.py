@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from common.db.base import Row, Tx, stored
 from common.db.databases import ContextDatabase
-from common.db.idempotency import once
+from common.db.idempotency import claim, once
 from common.db.keyset import Page, keyset_page
 from common.di import BaseComponent, og_component
 from common.errors import Aborted, PreconditionFailed
@@ -220,6 +220,16 @@ class BatchRunner(BaseComponent):
 
     async def get(self, job: str, key: str) -> BatchProgress | None:
         return await self._db.read(_load, job, key)
+
+    async def claim(self, request: IdempotencyKey, resource: str) -> str:
+        """What `request` is for: `resource` claimed now, or what an identical request claimed
+        before (a key used for another request is refused: IDEMPOTENCY_KEY_REUSED). For an
+        operation of many runs, so that its replay runs the same ones."""
+
+        async def claimed(tx: Tx) -> str:
+            return await claim(tx, request, resource) or resource
+
+        return await self._db.write(claimed)
 
     async def page(self, job: str, before_key: str, limit: int) -> Page[BatchProgress, str]:
         return await self._db.read(_page, job, before_key, limit)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import date, time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -23,6 +24,10 @@ SECRET_FIELDS = ("admin_password", "postgres_dsn", "redis_url", "smtp_url")  # m
 REDACTED = "***"
 # About 10,000 US dollars in each currency the bank keeps, in minor units.
 FOUR_EYES_ABOVE_MINOR = {"EUR": 1_000_000, "USD": 1_000_000, "GBP": 800_000, "CHF": 900_000, "SEK": 10_000_000, "JPY": 1_500_000}
+
+
+# Each currency's business calendar: the market whose closing days it keeps.
+BUSINESS_CALENDARS = {"EUR": "ECB", "USD": "NYSE", "GBP": "XLON", "CHF": "XSWX", "SEK": "SE", "JPY": "JPX"}
 
 
 def _secrets_dir() -> str | None:
@@ -103,6 +108,12 @@ class Settings(BaseSettings):
     queue_poll_seconds: float = 0.2
     payment_stale_seconds: float = 10.0  # a PENDING payment untouched this long is the worker's (a lost answer, a crash)
     interest_chunk_size: int = 1000
+    bank_time_zone: str = "Europe/Amsterdam"  # the bank's business dates are this zone's dates
+    close_of_business_at: time = time(22, 0)  # a date may be closed from this local time on
+    first_business_date: date | None = None  # the first date the close of business runs; None: the latest due
+    business_calendars: dict[str, str] = Field(
+        default_factory=lambda: dict(BUSINESS_CALENDARS)
+    )  # per currency: a financial market of the `holidays` library (ECB: TARGET2) or a country code
     loan_four_eyes_minor: dict[str, int] = Field(
         default_factory=lambda: dict(FOUR_EYES_ABOVE_MINOR)
     )  # per currency: a loan above this principal needs two approving admins; a currency not named: always

@@ -49,6 +49,16 @@ PASSWORD_CHECKS = Counter(
     "Password checks asked for: matched or mismatched (each one argon2id hash), or throttled before any hash",
     ["outcome"],
 )
+BUSINESS_DATES_DUE = Gauge(
+    "ogpgy_business_dates_due",
+    "Business dates due and not yet closed, as the last close of business or status read found them",
+    ["calendar"],
+)
+CLOSE_OF_BUSINESS_SUCCEEDED = Gauge(
+    "ogpgy_close_of_business_last_success_timestamp_seconds",
+    "When a close of business last ended with every date due closed (Unix time; nothing due counts)",
+    ["calendar"],
+)
 DEAD_LETTERED = Counter(
     "ogpgy_events_dead_lettered", "Events a consumer gave up on after its retries (kept as dead letters)", ["consumer"]
 )

@@ -1,10 +1,12 @@
-"""The bank's scheduled runs as CronJobs: the day's interest, the loans' collection, the month's fees.
+"""The bank's scheduled run as a CronJob: the close of business (`ogpgy cob run`), which closes
+every business date due in order: the day's interest, the month's fees when a month ended, the
+loans' collection; a date missed (the cluster down) is caught up by the next run.
 
-Each runs the bank's image as a client (mesh/cli_operator.py), presenting the operator's
+It runs the bank's image as a client (mesh/cli_cob.py), presenting the operator's
 certificate and logging in as the admin with the password from the Secret `ogpgy-admin` (the
-token comes from the identity process, the run from the process serving the context). A rerun of
-the same date is safe: a completed interest run or collection says so and does nothing, one cut
-short resumes, and a month's fee is charged at most once per account. So a Job retried
+token comes from the identity process, the run from the process serving the context). A rerun is
+safe: a date closed is not closed again, one cut short resumes at its step, and each step is
+idempotent per date. So a Job retried
 (backoffLimit) or started again by hand does no harm, and concurrencyPolicy Forbid keeps two runs
 from racing each other.
 """
@@ -44,12 +46,10 @@ class Run:
 
 
 RUNS = (
-    # The interest of the day that has just ended, once it has.
-    Run("ogpgy-interest-daily", "30 0 * * *", "interest", ("interest", "run", "--date", "yesterday")),
-    # The installments due today, collected early in the morning.
-    Run("ogpgy-loans-collect", "0 6 * * *", "lending", ("loans", "collect", "--date", "today")),
-    # The month that has just ended, on the first of the next.
-    Run("ogpgy-fees-monthly", "0 2 1 * *", "account", ("fees", "charge", "--month", "last")),
+    # Every evening at 21:30 UTC (22:30 CET, 23:30 CEST: after the bank's close time, 22:00 in
+    # Europe/Amsterdam), the euro's business dates due; the interest context calls the account and
+    # lending contexts itself, so the pod reaches identity and interest only.
+    Run("ogpgy-close-of-business", "30 21 * * *", "interest", ("cob", "run", "--currency", "EUR")),
 )
 
 
@@ -106,9 +106,8 @@ def cronjob(config: MeshConfig, run: Run, target: Target) -> dict[str, Any]:
             "schedule": run.schedule,
             "timeZone": "Etc/UTC",
             "concurrencyPolicy": "Forbid",
-            # A run the cluster could not start on time (down, no capacity) still starts within 20 h:
-            # its date is fixed by the schedule's day. A day missed entirely is not run by a later
-            # one (each runs its own date): the close of business catches dates up in order.
+            # A run the cluster could not start on time (down, no capacity) still starts within 20 h;
+            # a day missed entirely is closed by the next run (the close catches dates up in order).
             "startingDeadlineSeconds": 20 * 3600,
             "successfulJobsHistoryLimit": 3,
             "failedJobsHistoryLimit": 5,

@@ -20,8 +20,10 @@ from common.validation import Violations
 from kernel.convert import date_of, date_pb, money_pb
 from ogpgy.interest.v1 import interest_service_pb2 as pb
 from ogpgy.interest.v1 import interest_service_pb2_grpc as pb_grpc
-from services.interest.domain import business_date
-from services.interest.service import InterestUseCases
+from services.interest.domain import COLLECTION, FEES, INTEREST, BusinessCalendar, business_date
+from services.interest.service import BusinessDay, CloseProgress, InterestUseCases
+
+STEPS_PB = {INTEREST: pb.CLOSE_STEP_INTEREST, FEES: pb.CLOSE_STEP_FEES, COLLECTION: pb.CLOSE_STEP_COLLECTION}
 
 
 def run_pb(p: BatchProgress, currency: str) -> pb.InterestRun:
@@ -34,6 +36,30 @@ def run_pb(p: BatchProgress, currency: str) -> pb.InterestRun:
         total_interest=money_pb(Money(currency, p.amount_minor)),
         duration=milliseconds(p.elapsed_ms),
         start_time=timestamp(p.started_at),
+    )
+
+
+def close_pb(c: CloseProgress) -> pb.BusinessDayClose:
+    return pb.BusinessDayClose(
+        business_date=date_pb(c.plan.day),
+        currency_code=c.currency,
+        completed=c.run.status == COMPLETED,
+        step_done=STEPS_PB.get(c.run.cursor, pb.CLOSE_STEP_UNSPECIFIED),
+        steps=[STEPS_PB[s] for s in c.plan.steps],
+        interest_days=[date_pb(d) for d in c.plan.interest_days],
+        fee_months=[date_pb(m) for m in c.plan.fee_months],
+        start_time=timestamp(c.run.started_at),
+        duration=milliseconds(c.run.elapsed_ms),
+    )
+
+
+def day_pb(day: BusinessDay) -> pb.GetBusinessDayResponse:
+    return pb.GetBusinessDayResponse(
+        last_closed=date_pb(day.last_closed) if day.last_closed else None,
+        in_progress=close_pb(day.in_progress) if day.in_progress else None,
+        missed=[date_pb(d) for d in day.missed],
+        closing_through=date_pb(day.through),
+        time_zone=day.time_zone,
     )
 
 
@@ -79,3 +105,25 @@ class InterestApi(pb_grpc.InterestServiceServicer):
         v.raise_if_any()
         runs, token = await self._service.runs(page)
         return pb.ListInterestRunsResponse(runs=[run_pb(r, self._service.currency) for r in runs], next_page_token=token)
+
+    def _calendar(self, currency: str) -> BusinessCalendar:
+        v = Violations()
+        calendar = self._service.calendar(currency)
+        v.check(
+            calendar is not None, "currency_code", f"no business calendar for '{currency}' (business_calendars in the settings)"
+        )
+        v.raise_if_any()
+        assert calendar is not None
+        return calendar
+
+    @gated(ADMIN, action="close the business day")
+    async def CloseBusinessDay(
+        self, request: pb.CloseBusinessDayRequest, context: aio.ServicerContext
+    ) -> AsyncIterator[pb.CloseBusinessDayResponse]:
+        calendar = self._calendar(request.currency_code)
+        async for progress in self._service.close(calendar, idempotency_key(request, "CloseBusinessDay")):
+            yield pb.CloseBusinessDayResponse(close=close_pb(progress))
+
+    @gated(ADMIN, action="read the business day")
+    async def GetBusinessDay(self, request: pb.GetBusinessDayRequest, context: aio.ServicerContext) -> pb.GetBusinessDayResponse:
+        return day_pb(await self._service.business_day(self._calendar(request.currency_code)))

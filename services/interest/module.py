@@ -11,19 +11,21 @@ from common.events.bus import EventBus
 from common.events.outbox import OutboxRelay
 from common.pagination import PageTokens
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
-from services.interest.adapters import AccountLedger, OutboxAnnouncements
+from ogpgy.lending.v1.lending_service_pb2_grpc import LendingServiceStub
+from services.interest.adapters import AccountFees, AccountLedger, LendingCollections, OutboxAnnouncements
 from services.interest.api import InterestApi
 from services.interest.messages import OUTGOING
-from services.interest.ports import Announcements, Ledger
+from services.interest.ports import Announcements, Collections, Fees, Ledger
 from services.interest.service import InterestUseCases
 
 
 @og_context(
     name="interest",
-    description="Daily interest accrual for a business date, as a restartable batch with streamed progress",
+    description="The bank's day: daily interest accrual, and the close of business that runs interest, month-end fees and loan collection for each business date in order",
     business_owner="Treasury Team",
     imports=[
-        ModuleContextImport(AccountServiceStub, from_context="account", methods=["AccrueInterest"]),
+        ModuleContextImport(AccountServiceStub, from_context="account", methods=["AccrueInterest", "ChargeMonthlyFees"]),
+        ModuleContextImport(LendingServiceStub, from_context="lending", methods=["RunCollection"]),
         ModuleContextImport(Databases, from_context="infrastructure"),
         ModuleContextImport(PageTokens, from_context="infrastructure"),
         ModuleContextImport(Settings, from_context="infrastructure"),
@@ -36,6 +38,8 @@ from services.interest.service import InterestUseCases
         BatchRunner,
         provide(AccountLedger, provides=Ledger),
         provide(OutboxAnnouncements, provides=Announcements),
+        provide(AccountFees, provides=Fees),
+        provide(LendingCollections, provides=Collections),
         InterestUseCases,
         InterestApi,
     ],

@@ -37,3 +37,28 @@ class Announcements(Protocol):
     """Where the context's events go: into its outbox, in the transaction that completes a run."""
 
     async def interest_posted(self, tx: Tx, event: InterestPosted) -> None: ...
+
+
+@dataclass(frozen=True)
+class FeesChunk:
+    """What the ledger charged for one chunk of a month's fees."""
+
+    processed: int
+    last_account_id: str
+    done: bool
+
+
+class Fees(Protocol):
+    """The accounts' monthly fees (the account context), charged a chunk of accounts at a time."""
+
+    async def charge(self, request_id: str, month: date, currency: str, after_account_id: str, limit: int) -> FeesChunk:
+        """Charges one chunk of a month that has ended; asked again with the same request id it
+        answers what it charged (a fee is charged once per account and month)."""
+
+
+class Collections(Protocol):
+    """The loans' daily collection (the lending context)."""
+
+    async def collect(self, request_id: str, day: date, currency: str) -> None:
+        """Runs (or resumes) the collection of `day` to its end; a collection completed before is
+        done (not an error)."""

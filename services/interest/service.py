@@ -6,33 +6,92 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import AsyncIterator
+from contextlib import suppress
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
-from common.batch.runner import BatchProgress, BatchRunner, ChunkResult
+from common.batch.runner import RUNNING, BatchProgress, BatchRunner, ChunkResult
 from common.clock import Clock
 from common.config import Settings
 from common.db.base import Tx
 from common.di import BaseComponent, og_component
+from common.errors import PreconditionFailed
 from common.idempotency import IdempotencyKey
 from common.money import Money
+from common.observability.metrics import BUSINESS_DATES_DUE, CLOSE_OF_BUSINESS_SUCCEEDED
 from common.pagination import PageRequest
 from common.security.context import ADMIN
 from common.security.policy import require_role
 from common.validation import Violations
 from kernel.interest import InterestTier
-from services.interest.domain import JOB, InterestPosted, business_date, chunk_request_id, configured_tier
-from services.interest.ports import Announcements, Ledger
+from services.interest.domain import (
+    CLOSE_JOB,
+    COLLECTION,
+    FEES,
+    INTEREST,
+    JOB,
+    BusinessCalendar,
+    ClosePlan,
+    InterestPosted,
+    business_calendar,
+    business_date,
+    chunk_request_id,
+    close_plan,
+    closing_through,
+    configured_tier,
+    due_dates,
+    next_step,
+)
+from services.interest.ports import Announcements, Collections, Fees, Ledger
 
 TIERS_FILE = Path(__file__).parent / "tiers.toml"
+ALREADY_CLOSED = "BUSINESS_DATE_ALREADY_CLOSED"
+
+
+@dataclass(frozen=True)
+class CloseProgress:
+    """A business date's close as it stands: its plan and its run (the cursor: the last step done)."""
+
+    plan: ClosePlan
+    currency: str
+    run: BatchProgress
+
+
+@dataclass(frozen=True)
+class BusinessDay:
+    """A currency's day as the close of business sees it."""
+
+    last_closed: date | None
+    in_progress: CloseProgress | None
+    missed: list[date]
+    through: date
+    time_zone: str
+
+
+def close_job(currency: str) -> str:
+    return f"{CLOSE_JOB}-{currency}"
 
 
 @og_component()
 class InterestUseCases(BaseComponent):
     def __init__(
-        self, ledger: Ledger, announcements: Announcements, batches: BatchRunner, settings: Settings, clock: Clock
+        self,
+        ledger: Ledger,
+        announcements: Announcements,
+        batches: BatchRunner,
+        settings: Settings,
+        clock: Clock,
+        fees: Fees,
+        collections: Collections,
     ) -> None:
         self._ledger = ledger
+        self._fees = fees
+        self._collections = collections
+        self._settings = settings
+        self._zone = ZoneInfo(settings.bank_time_zone)
+        self._calendars: dict[str, BusinessCalendar] = {}
         self._clock = clock
         self._announcements = announcements
         self._batches = batches
@@ -78,3 +137,98 @@ class InterestUseCases(BaseComponent):
         require_role(ADMIN, action="read interest runs")
         page = await self._batches.page(JOB, request.after_key, request.limit)
         return page.items, request.next_token(page.next_after)
+
+    # --- the close of business ---------------------------------------------------------------
+
+    def calendar(self, currency: str) -> BusinessCalendar | None:
+        """The currency's business calendar, None for a currency without one (api.py refuses it)."""
+        market = self._settings.business_calendars.get(currency)
+        if market is None:
+            return None
+        if currency not in self._calendars:
+            self._calendars[currency] = business_calendar(currency, market)
+        return self._calendars[currency]
+
+    async def _state(self, calendar: BusinessCalendar) -> tuple[date | None, CloseProgress | None]:
+        """The last date closed and the close in progress: dates close in order, so the newest run
+        is the one in progress if any, and the one before it completed."""
+        runs = (await self._batches.page(close_job(calendar.currency), "", 2)).items
+        running = runs[0] if runs and runs[0].status == RUNNING else None
+        closed = [r for r in runs if r.status != RUNNING]
+        last = date.fromisoformat(closed[0].run_key) if closed else None
+        if running is None:
+            return last, None
+        return last, CloseProgress(close_plan(calendar, date.fromisoformat(running.run_key)), calendar.currency, running)
+
+    async def business_day(self, calendar: BusinessCalendar) -> BusinessDay:
+        require_role(ADMIN, action="read the business day")
+        return await self._business_day(calendar)
+
+    async def _business_day(self, calendar: BusinessCalendar) -> BusinessDay:
+        """The day as it stands, the dates due counted for operators (ogpgy_business_dates_due)."""
+        through = closing_through(self._clock.now(), self._zone, self._settings.close_of_business_at)
+        last, running = await self._state(calendar)
+        due = due_dates(calendar, last, running.plan.day if running else None, through, self._settings.first_business_date)
+        BUSINESS_DATES_DUE.labels(calendar.currency).set(len(due))
+        return BusinessDay(last, running, due, through, self._settings.bank_time_zone)
+
+    async def close(self, calendar: BusinessCalendar, key: IdempotencyKey) -> AsyncIterator[CloseProgress]:
+        """Closes every business date due, in order, each once the one before completed; a replay
+        of `key` closes through the date its first asking did."""
+        require_role(ADMIN, action="close the business day")
+        currency = calendar.currency
+        now = closing_through(self._clock.now(), self._zone, self._settings.close_of_business_at)
+        through = date.fromisoformat(await self._batches.claim(key, now.isoformat()))
+        last, running = await self._state(calendar)
+        due = due_dates(calendar, last, running.plan.day if running else None, through, self._settings.first_business_date)
+        if not due and last is not None:
+            closed = await self._batches.get(close_job(currency), last.isoformat())
+            if closed is not None:
+                yield CloseProgress(close_plan(calendar, last), currency, closed)
+        try:
+            async for progress in self._close_all(calendar, due):
+                yield progress
+        except Exception:
+            with suppress(Exception):  # the dates left due, for the missed-date alarm; the failure is the answer
+                await self._business_day(calendar)
+            raise
+        await self._business_day(calendar)
+        CLOSE_OF_BUSINESS_SUCCEEDED.labels(currency).set(self._clock.now().timestamp())
+
+    async def _close_all(self, calendar: BusinessCalendar, due: list[date]) -> AsyncIterator[CloseProgress]:
+        """Each date in order; the next one starts only once this one completed."""
+        currency = calendar.currency
+        for day in due:
+            plan = close_plan(calendar, day)
+
+            async def chunk(cursor: str, plan: ClosePlan = plan) -> ChunkResult:
+                step = next_step(plan, cursor)
+                assert step is not None  # a run whose last step is done is COMPLETED
+                await self._step(step, plan, currency)
+                return ChunkResult(1, 0, step, next_step(plan, step) is None, len(plan.steps))
+
+            async for progress in self._batches.run(
+                close_job(currency), day.isoformat(), chunk, already_completed=ALREADY_CLOSED
+            ):
+                yield CloseProgress(plan, currency, progress)
+
+    async def _step(self, step: str, plan: ClosePlan, currency: str) -> None:
+        """One step of a date's close, to its end; each is idempotent, so a close cut short runs
+        the step it was in again."""
+        if step == INTEREST and currency == self.currency:  # interest is configured for one currency
+            for day in plan.interest_days:
+                try:
+                    async for _ in self.run(day):
+                        pass
+                except PreconditionFailed as refused:
+                    if refused.reason != "INTEREST_RUN_ALREADY_COMPLETED":
+                        raise
+        elif step == FEES:
+            for month in plan.fee_months:
+                after, done = "", False
+                while not done:
+                    request_id = f"cob-fees-{currency}-{month:%Y%m}-{self._chunk}-{after or 'start'}"[:64].replace("_", "-")
+                    charged = await self._fees.charge(request_id, month, currency, after, self._chunk)
+                    after, done = charged.last_account_id, charged.done
+        elif step == COLLECTION:
+            await self._collections.collect(f"cob-collect-{currency}-{plan.day.isoformat()}", plan.day, currency)

@@ -344,6 +344,34 @@ INTERACTIONS: tuple[Interaction, ...] = (
         },
         relies_on=("processed", "interest_posted.amount", "last_account_id", "done", "eligible"),
     ),
+    # interest -> account: one chunk of a month's fees, at the close of business after the month ended
+    Interaction(
+        "interest",
+        "account",
+        "AccountService/ChargeMonthlyFees",
+        "nothing",
+        {"request_id": "{key}-fees", "month": {"year": 2026, "month": 5, "day": 1}, "currency_code": "EUR", "limit": 100},
+        relies_on=("done",),
+    ),
+    # interest -> lending: the date's collection, at the close of business (read to its end)
+    Interaction(
+        "interest",
+        "lending",
+        "LendingService/RunCollection",
+        "nothing",
+        {"request_id": "{key}-collect", "business_date": {"year": 2026, "month": 6, "day": 15}, "currency_code": "EUR"},
+        relies_on=("run.status",),
+    ),
+    # interest -> lending: a date collected before is done, which the close of business branches on
+    Interaction(
+        "interest",
+        "lending",
+        "LendingService/RunCollection",
+        "nothing",
+        {"request_id": "{key}-collect-again", "business_date": {"year": 2026, "month": 6, "day": 15}, "currency_code": "EUR"},
+        expect="FAILED_PRECONDITION",
+        reason="COLLECTION_RUN_ALREADY_COMPLETED",
+    ),
     # payment -> velocitypay (the outside world's contract, served by the simulator)
     Interaction(
         "payment",

@@ -170,6 +170,16 @@ async def _run_interest_again(w: ReplayWorld, tag: str) -> Refused:
     return Refused(Sent(w.admin, request), "INTEREST_RUN_ALREADY_COMPLETED", final="a completed run is never run again")
 
 
+async def _close_day(w: ReplayWorld, tag: str) -> Sent:
+    """In US dollars: the EUR days' interest and collection are the other cases' (a run per date and currency)."""
+    return Sent(w.admin, inpb.CloseBusinessDayRequest(request_id=rid(tag), currency_code="USD"))
+
+
+def _closed_date(closes: Any) -> str:
+    day = closes[-1].close.business_date
+    return f"{day.year}-{day.month:02}-{day.day:02}"
+
+
 async def _preferences(w: ReplayWorld, tag: str) -> Sent:
     request = npb.UpdateNotificationPreferencesRequest(request_id=rid(tag), opted_out_kinds=["PAYMENT_COMPLETED"])
     return Sent(w.alice, request)
@@ -188,5 +198,11 @@ CASES: dict[str, Case] = {
     "ChangePassword": Case(_user_id, _change_password, (_change_password_wrong,)),
     "RevokeTokens": Case(_user_id, _revoke, no_refusal=NO_STATE),
     "RunDailyInterest": Case(run_date, _run_interest, (_run_interest_again,), outcome=run_status),
+    "CloseBusinessDay": Case(
+        _closed_date,
+        _close_day,
+        no_refusal="it closes what is due and answers what was closed: refused only a currency without a calendar or a caller",
+        outcome=lambda closes: str(closes[-1].close.completed),
+    ),
     "UpdateNotificationPreferences": Case(lambda r: str(r.preferences.customer_id), _preferences, no_refusal=NO_STATE),
 }

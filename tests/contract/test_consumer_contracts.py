@@ -150,9 +150,18 @@ def _relied_on_field_is_set(message: Message, path: str) -> bool:
 
 async def _replay(channel: aio.Channel, rpc: Rpc, interaction: Interaction, values: dict[str, str], consumer: Metadata) -> None:
     request = json_format.ParseDict(_filled(interaction.request, values), rpc.request())
-    call = channel.unary_unary(
+    call: Any = channel.unary_unary(
         rpc.path, request_serializer=rpc.request.SerializeToString, response_deserializer=rpc.response.FromString
     )
+    if rpc.server_streaming:  # the consumer reads the stream to its end: the last message is its answer
+        stream = channel.unary_stream(
+            rpc.path, request_serializer=rpc.request.SerializeToString, response_deserializer=rpc.response.FromString
+        )
+
+        async def last(request: Message, metadata: Metadata) -> Any:
+            return [answer async for answer in stream(request, metadata=metadata)][-1]
+
+        call = last
     if interaction.reason:
         info = await error_reason(call(request, metadata=consumer), grpc.StatusCode[interaction.expect])
         assert info.reason == interaction.reason, (interaction, info.reason)

@@ -22,7 +22,9 @@ def test_edges_come_from_imports_and_event_declarations() -> None:
     } <= calls
     assert not any(e.target == "infrastructure" for e in edges)
     interest = next(e for e in edges if (e.source, e.target) == ("interest", "account"))
-    assert interest.methods == ("AccrueInterest",), "the edge names the RPCs the import declares, nothing more"
+    assert interest.methods == ("AccrueInterest", "ChargeMonthlyFees"), (
+        "the edge names the RPCs the import declares, nothing more"
+    )
     events = {(e.source, e.target, e.label) for e in edges if e.kind == "event"}
     assert ("customer", "account", "CustomerOnboarded") in events
     payment = next(n for n in nodes if n.name == "payment")
@@ -31,10 +33,13 @@ def test_edges_come_from_imports_and_event_declarations() -> None:
 
 def test_mermaid_and_svg_from_the_command_line() -> None:
     mermaid = subprocess.run([sys.executable, "-m", "mesh.cli", "graph"], capture_output=True, text=True, check=True).stdout
-    assert mermaid.startswith("flowchart LR") and "interest -->|AccountService<br/>AccrueInterest| account" in mermaid
+    assert (
+        mermaid.startswith("flowchart LR")
+        and "interest -->|AccountService<br/>AccrueInterest, ChargeMonthlyFees| account" in mermaid
+    )
     assert "customer -.->|CustomerOnboarded| account" in mermaid
     svg = subprocess.run(
         [sys.executable, "-m", "mesh.cli", "graph", "--format", "svg"], capture_output=True, text=True, check=True
     ).stdout
     texts = {t.text for t in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text")}
-    assert set(CONTEXT_NAMES) <= texts and "AccountService" in texts and "AccrueInterest" in texts
+    assert set(CONTEXT_NAMES) <= texts and "AccountService" in texts and "AccrueInterest, ChargeMonthlyFees" in texts

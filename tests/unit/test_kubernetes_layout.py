@@ -151,7 +151,7 @@ def test_the_cronjobs_run_the_operators_commands_once_at_a_time(files: dict[str,
     objects = documents(files, "base/cronjobs.yaml")
     cronjobs = {o["metadata"]["name"]: o for o in objects if o["kind"] == "CronJob"}
     policies = {o["metadata"]["name"]: o for o in objects if o["kind"] == "NetworkPolicy"}
-    commands = {"ogpgy-interest-daily": "interest", "ogpgy-loans-collect": "lending", "ogpgy-fees-monthly": "account"}
+    commands = {"ogpgy-close-of-business": "interest"}
     assert set(cronjobs) == set(commands)
     for name, context in commands.items():
         spec = cronjobs[name]["spec"]

@@ -30,7 +30,7 @@ from ogpgy.type.v1 import money_pb2 as ogpgy_dot_type_dot_v1_dot_money__pb2
 from ogpgy.type.v1 import rules_pb2 as ogpgy_dot_type_dot_v1_dot_rules__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(ogpgy/interest/v1/interest_service.proto\x12\x11ogpgy.interest.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18ogpgy/type/v1/date.proto\x1a\x19ogpgy/type/v1/money.proto\x1a\x19ogpgy/type/v1/rules.proto\"\xac\x02\n\x0bInterestRun\x12*\n\rbusiness_date\x18\x01 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.ogpgy.interest.v1.InterestRunStatus\x12\x11\n\tprocessed\x18\x03 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x04 \x01(\x03\x12\r\n\x05total\x18\x05 \x01(\x03\x12,\n\x0etotal_interest\x18\x06 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12+\n\x08\x64uration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x17RunDailyInterestRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\xa0\x8e\'\x01\x12*\n\rbusiness_date\x18\x02 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\"G\n\x18RunDailyInterestResponse\x12+\n\x03run\x18\x01 \x01(\x0b\x32\x1e.ogpgy.interest.v1.InterestRun\"C\n\x15GetInterestRunRequest\x12*\n\rbusiness_date\x18\x01 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\"E\n\x16GetInterestRunResponse\x12+\n\x03run\x18\x01 \x01(\x0b\x32\x1e.ogpgy.interest.v1.InterestRun\"I\n\x17ListInterestRunsRequest\x12\x1a\n\tpage_size\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12\x12\n\npage_token\x18\x02 \x01(\t\"a\n\x18ListInterestRunsResponse\x12,\n\x04runs\x18\x01 \x03(\x0b\x32\x1e.ogpgy.interest.v1.InterestRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*|\n\x11InterestRunStatus\x12#\n\x1fINTEREST_RUN_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bINTEREST_RUN_STATUS_RUNNING\x10\x01\x12!\n\x1dINTEREST_RUN_STATUS_COMPLETED\x10\x02\x32\xd4\x02\n\x0fInterestService\x12m\n\x10RunDailyInterest\x12*.ogpgy.interest.v1.RunDailyInterestRequest\x1a+.ogpgy.interest.v1.RunDailyInterestResponse0\x01\x12\x65\n\x0eGetInterestRun\x12(.ogpgy.interest.v1.GetInterestRunRequest\x1a).ogpgy.interest.v1.GetInterestRunResponse\x12k\n\x10ListInterestRuns\x12*.ogpgy.interest.v1.ListInterestRunsRequest\x1a+.ogpgy.interest.v1.ListInterestRunsResponseBm\n\x15\x63om.ogpgy.interest.v1P\x01Z>github.com/ogpgy/bank-mesh/gen/go/ogpgy/interest/v1;interestv1\xaa\x02\x11Ogpgy.Interest.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(ogpgy/interest/v1/interest_service.proto\x12\x11ogpgy.interest.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18ogpgy/type/v1/date.proto\x1a\x19ogpgy/type/v1/money.proto\x1a\x19ogpgy/type/v1/rules.proto\"\xf8\x02\n\x10\x42usinessDayClose\x12*\n\rbusiness_date\x18\x01 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12\x15\n\rcurrency_code\x18\x02 \x01(\t\x12\x11\n\tcompleted\x18\x03 \x01(\x08\x12/\n\tstep_done\x18\x04 \x01(\x0e\x32\x1c.ogpgy.interest.v1.CloseStep\x12+\n\x05steps\x18\x05 \x03(\x0e\x32\x1c.ogpgy.interest.v1.CloseStep\x12*\n\rinterest_days\x18\x06 \x03(\x0b\x32\x13.ogpgy.type.v1.Date\x12\'\n\nfee_months\x18\x07 \x03(\x0b\x32\x13.ogpgy.type.v1.Date\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08\x64uration\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\"b\n\x17\x43loseBusinessDayRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\xa0\x8e\'\x01\x12(\n\rcurrency_code\x18\x02 \x01(\tB\x11\xbaH\x0er\x0c\x32\n^[A-Z]{3}$\"N\n\x18\x43loseBusinessDayResponse\x12\x32\n\x05\x63lose\x18\x01 \x01(\x0b\x32#.ogpgy.interest.v1.BusinessDayClose\"A\n\x15GetBusinessDayRequest\x12(\n\rcurrency_code\x18\x01 \x01(\tB\x11\xbaH\x0er\x0c\x32\n^[A-Z]{3}$\"\xe2\x01\n\x16GetBusinessDayResponse\x12(\n\x0blast_closed\x18\x01 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12\x38\n\x0bin_progress\x18\x02 \x01(\x0b\x32#.ogpgy.interest.v1.BusinessDayClose\x12#\n\x06missed\x18\x03 \x03(\x0b\x32\x13.ogpgy.type.v1.Date\x12,\n\x0f\x63losing_through\x18\x04 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12\x11\n\ttime_zone\x18\x05 \x01(\t\"\xac\x02\n\x0bInterestRun\x12*\n\rbusiness_date\x18\x01 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.ogpgy.interest.v1.InterestRunStatus\x12\x11\n\tprocessed\x18\x03 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x04 \x01(\x03\x12\r\n\x05total\x18\x05 \x01(\x03\x12,\n\x0etotal_interest\x18\x06 \x01(\x0b\x32\x14.ogpgy.type.v1.Money\x12+\n\x08\x64uration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x17RunDailyInterestRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\xa0\x8e\'\x01\x12*\n\rbusiness_date\x18\x02 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\"G\n\x18RunDailyInterestResponse\x12+\n\x03run\x18\x01 \x01(\x0b\x32\x1e.ogpgy.interest.v1.InterestRun\"C\n\x15GetInterestRunRequest\x12*\n\rbusiness_date\x18\x01 \x01(\x0b\x32\x13.ogpgy.type.v1.Date\"E\n\x16GetInterestRunResponse\x12+\n\x03run\x18\x01 \x01(\x0b\x32\x1e.ogpgy.interest.v1.InterestRun\"I\n\x17ListInterestRunsRequest\x12\x1a\n\tpage_size\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12\x12\n\npage_token\x18\x02 \x01(\t\"a\n\x18ListInterestRunsResponse\x12,\n\x04runs\x18\x01 \x03(\x0b\x32\x1e.ogpgy.interest.v1.InterestRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*p\n\tCloseStep\x12\x1a\n\x16\x43LOSE_STEP_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43LOSE_STEP_INTEREST\x10\x01\x12\x13\n\x0f\x43LOSE_STEP_FEES\x10\x02\x12\x19\n\x15\x43LOSE_STEP_COLLECTION\x10\x03*|\n\x11InterestRunStatus\x12#\n\x1fINTEREST_RUN_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bINTEREST_RUN_STATUS_RUNNING\x10\x01\x12!\n\x1dINTEREST_RUN_STATUS_COMPLETED\x10\x02\x32\xaa\x04\n\x0fInterestService\x12m\n\x10RunDailyInterest\x12*.ogpgy.interest.v1.RunDailyInterestRequest\x1a+.ogpgy.interest.v1.RunDailyInterestResponse0\x01\x12\x65\n\x0eGetInterestRun\x12(.ogpgy.interest.v1.GetInterestRunRequest\x1a).ogpgy.interest.v1.GetInterestRunResponse\x12k\n\x10ListInterestRuns\x12*.ogpgy.interest.v1.ListInterestRunsRequest\x1a+.ogpgy.interest.v1.ListInterestRunsResponse\x12m\n\x10\x43loseBusinessDay\x12*.ogpgy.interest.v1.CloseBusinessDayRequest\x1a+.ogpgy.interest.v1.CloseBusinessDayResponse0\x01\x12\x65\n\x0eGetBusinessDay\x12(.ogpgy.interest.v1.GetBusinessDayRequest\x1a).ogpgy.interest.v1.GetBusinessDayResponseBm\n\x15\x63om.ogpgy.interest.v1P\x01Z>github.com/ogpgy/bank-mesh/gen/go/ogpgy/interest/v1;interestv1\xaa\x02\x11Ogpgy.Interest.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,26 +38,44 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ogpgy.interest.v1.interest_
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\025com.ogpgy.interest.v1P\001Z>github.com/ogpgy/bank-mesh/gen/go/ogpgy/interest/v1;interestv1\252\002\021Ogpgy.Interest.V1'
+  _globals['_CLOSEBUSINESSDAYREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CLOSEBUSINESSDAYREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\006r\004\240\216\'\001'
+  _globals['_CLOSEBUSINESSDAYREQUEST'].fields_by_name['currency_code']._loaded_options = None
+  _globals['_CLOSEBUSINESSDAYREQUEST'].fields_by_name['currency_code']._serialized_options = b'\272H\016r\0142\n^[A-Z]{3}$'
+  _globals['_GETBUSINESSDAYREQUEST'].fields_by_name['currency_code']._loaded_options = None
+  _globals['_GETBUSINESSDAYREQUEST'].fields_by_name['currency_code']._serialized_options = b'\272H\016r\0142\n^[A-Z]{3}$'
   _globals['_RUNDAILYINTERESTREQUEST'].fields_by_name['request_id']._loaded_options = None
   _globals['_RUNDAILYINTERESTREQUEST'].fields_by_name['request_id']._serialized_options = b'\272H\006r\004\240\216\'\001'
   _globals['_LISTINTERESTRUNSREQUEST'].fields_by_name['page_size']._loaded_options = None
   _globals['_LISTINTERESTRUNSREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\004\032\002(\000'
-  _globals['_INTERESTRUNSTATUS']._serialized_start=1029
-  _globals['_INTERESTRUNSTATUS']._serialized_end=1153
-  _globals['_INTERESTRUN']._serialized_start=238
-  _globals['_INTERESTRUN']._serialized_end=538
-  _globals['_RUNDAILYINTERESTREQUEST']._serialized_start=540
-  _globals['_RUNDAILYINTERESTREQUEST']._serialized_end=640
-  _globals['_RUNDAILYINTERESTRESPONSE']._serialized_start=642
-  _globals['_RUNDAILYINTERESTRESPONSE']._serialized_end=713
-  _globals['_GETINTERESTRUNREQUEST']._serialized_start=715
-  _globals['_GETINTERESTRUNREQUEST']._serialized_end=782
-  _globals['_GETINTERESTRUNRESPONSE']._serialized_start=784
-  _globals['_GETINTERESTRUNRESPONSE']._serialized_end=853
-  _globals['_LISTINTERESTRUNSREQUEST']._serialized_start=855
-  _globals['_LISTINTERESTRUNSREQUEST']._serialized_end=928
-  _globals['_LISTINTERESTRUNSRESPONSE']._serialized_start=930
-  _globals['_LISTINTERESTRUNSRESPONSE']._serialized_end=1027
-  _globals['_INTERESTSERVICE']._serialized_start=1156
-  _globals['_INTERESTSERVICE']._serialized_end=1496
+  _globals['_CLOSESTEP']._serialized_start=1884
+  _globals['_CLOSESTEP']._serialized_end=1996
+  _globals['_INTERESTRUNSTATUS']._serialized_start=1998
+  _globals['_INTERESTRUNSTATUS']._serialized_end=2122
+  _globals['_BUSINESSDAYCLOSE']._serialized_start=238
+  _globals['_BUSINESSDAYCLOSE']._serialized_end=614
+  _globals['_CLOSEBUSINESSDAYREQUEST']._serialized_start=616
+  _globals['_CLOSEBUSINESSDAYREQUEST']._serialized_end=714
+  _globals['_CLOSEBUSINESSDAYRESPONSE']._serialized_start=716
+  _globals['_CLOSEBUSINESSDAYRESPONSE']._serialized_end=794
+  _globals['_GETBUSINESSDAYREQUEST']._serialized_start=796
+  _globals['_GETBUSINESSDAYREQUEST']._serialized_end=861
+  _globals['_GETBUSINESSDAYRESPONSE']._serialized_start=864
+  _globals['_GETBUSINESSDAYRESPONSE']._serialized_end=1090
+  _globals['_INTERESTRUN']._serialized_start=1093
+  _globals['_INTERESTRUN']._serialized_end=1393
+  _globals['_RUNDAILYINTERESTREQUEST']._serialized_start=1395
+  _globals['_RUNDAILYINTERESTREQUEST']._serialized_end=1495
+  _globals['_RUNDAILYINTERESTRESPONSE']._serialized_start=1497
+  _globals['_RUNDAILYINTERESTRESPONSE']._serialized_end=1568
+  _globals['_GETINTERESTRUNREQUEST']._serialized_start=1570
+  _globals['_GETINTERESTRUNREQUEST']._serialized_end=1637
+  _globals['_GETINTERESTRUNRESPONSE']._serialized_start=1639
+  _globals['_GETINTERESTRUNRESPONSE']._serialized_end=1708
+  _globals['_LISTINTERESTRUNSREQUEST']._serialized_start=1710
+  _globals['_LISTINTERESTRUNSREQUEST']._serialized_end=1783
+  _globals['_LISTINTERESTRUNSRESPONSE']._serialized_start=1785
+  _globals['_LISTINTERESTRUNSRESPONSE']._serialized_end=1882
+  _globals['_INTERESTSERVICE']._serialized_start=2125
+  _globals['_INTERESTSERVICE']._serialized_end=2679
 # @@protoc_insertion_point(module_scope)

@@ -23,6 +23,34 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _CloseStep:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CloseStepEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CloseStep.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CLOSE_STEP_UNSPECIFIED: _CloseStep.ValueType  # 0
+    """Never set by the server."""
+    CLOSE_STEP_INTEREST: _CloseStep.ValueType  # 1
+    """The daily interest of every calendar day since the business date before."""
+    CLOSE_STEP_FEES: _CloseStep.ValueType  # 2
+    """The monthly fees of a month that ended since the business date before."""
+    CLOSE_STEP_COLLECTION: _CloseStep.ValueType  # 3
+    """The loans' collection of the date."""
+
+class CloseStep(_CloseStep, metaclass=_CloseStepEnumTypeWrapper):
+    """A step of a date's close, in their order."""
+
+CLOSE_STEP_UNSPECIFIED: CloseStep.ValueType  # 0
+"""Never set by the server."""
+CLOSE_STEP_INTEREST: CloseStep.ValueType  # 1
+"""The daily interest of every calendar day since the business date before."""
+CLOSE_STEP_FEES: CloseStep.ValueType  # 2
+"""The monthly fees of a month that ended since the business date before."""
+CLOSE_STEP_COLLECTION: CloseStep.ValueType  # 3
+"""The loans' collection of the date."""
+Global___CloseStep: _TypeAlias = CloseStep  # noqa: Y015
+
 class _InterestRunStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -46,6 +74,190 @@ INTEREST_RUN_STATUS_RUNNING: InterestRunStatus.ValueType  # 1
 INTEREST_RUN_STATUS_COMPLETED: InterestRunStatus.ValueType  # 2
 """Every eligible account processed."""
 Global___InterestRunStatus: _TypeAlias = InterestRunStatus  # noqa: Y015
+
+@_typing.final
+class BusinessDayClose(_message.Message):
+    """The close of one business date."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUSINESS_DATE_FIELD_NUMBER: _builtins.int
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    COMPLETED_FIELD_NUMBER: _builtins.int
+    STEP_DONE_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    INTEREST_DAYS_FIELD_NUMBER: _builtins.int
+    FEE_MONTHS_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    DURATION_FIELD_NUMBER: _builtins.int
+    currency_code: _builtins.str
+    """The currency whose day it is."""
+    completed: _builtins.bool
+    """Whether every step completed."""
+    step_done: Global___CloseStep.ValueType
+    """The last step completed (unspecified: none yet)."""
+    @_builtins.property
+    def business_date(self) -> _date_pb2.Date:
+        """The business date closed."""
+
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedScalarFieldContainer[Global___CloseStep.ValueType]:
+        """The steps of this date, in order (fees only when a month ended)."""
+
+    @_builtins.property
+    def interest_days(self) -> _containers.RepeatedCompositeFieldContainer[_date_pb2.Date]:
+        """The calendar days whose interest this close accrues."""
+
+    @_builtins.property
+    def fee_months(self) -> _containers.RepeatedCompositeFieldContainer[_date_pb2.Date]:
+        """The months (their first day) whose fees this close charges."""
+
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """When the close started."""
+
+    @_builtins.property
+    def duration(self) -> _duration_pb2.Duration:
+        """Wall time spent."""
+
+    def __init__(
+        self,
+        *,
+        business_date: _date_pb2.Date | None = ...,
+        currency_code: _builtins.str = ...,
+        completed: _builtins.bool = ...,
+        step_done: Global___CloseStep.ValueType = ...,
+        steps: _abc.Iterable[Global___CloseStep.ValueType] | None = ...,
+        interest_days: _abc.Iterable[_date_pb2.Date] | None = ...,
+        fee_months: _abc.Iterable[_date_pb2.Date] | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        duration: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["business_date", b"business_date", "duration", b"duration", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_date", b"business_date", "completed", b"completed", "currency_code", b"currency_code", "duration", b"duration", "fee_months", b"fee_months", "interest_days", b"interest_days", "start_time", b"start_time", "step_done", b"step_done", "steps", b"steps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BusinessDayClose: _TypeAlias = BusinessDayClose  # noqa: Y015
+
+@_typing.final
+class CloseBusinessDayRequest(_message.Message):
+    """Request of CloseBusinessDay."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Client-chosen idempotency key."""
+    currency_code: _builtins.str
+    """The currency whose day is closed (ISO 4217), one with a business calendar."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        currency_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency_code", b"currency_code", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseBusinessDayRequest: _TypeAlias = CloseBusinessDayRequest  # noqa: Y015
+
+@_typing.final
+class CloseBusinessDayResponse(_message.Message):
+    """One progress message of CloseBusinessDay."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLOSE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def close(self) -> Global___BusinessDayClose:
+        """The date's close as it stands."""
+
+    def __init__(
+        self,
+        *,
+        close: Global___BusinessDayClose | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["close", b"close"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["close", b"close"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseBusinessDayResponse: _TypeAlias = CloseBusinessDayResponse  # noqa: Y015
+
+@_typing.final
+class GetBusinessDayRequest(_message.Message):
+    """Request of GetBusinessDay."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    currency_code: _builtins.str
+    """The currency (ISO 4217), one with a business calendar."""
+    def __init__(
+        self,
+        *,
+        currency_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency_code", b"currency_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetBusinessDayRequest: _TypeAlias = GetBusinessDayRequest  # noqa: Y015
+
+@_typing.final
+class GetBusinessDayResponse(_message.Message):
+    """Response of GetBusinessDay."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAST_CLOSED_FIELD_NUMBER: _builtins.int
+    IN_PROGRESS_FIELD_NUMBER: _builtins.int
+    MISSED_FIELD_NUMBER: _builtins.int
+    CLOSING_THROUGH_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    time_zone: _builtins.str
+    """The bank's time zone (IANA)."""
+    @_builtins.property
+    def last_closed(self) -> _date_pb2.Date:
+        """The last business date closed (unset: none yet)."""
+
+    @_builtins.property
+    def in_progress(self) -> Global___BusinessDayClose:
+        """The close in progress (or interrupted), if any."""
+
+    @_builtins.property
+    def missed(self) -> _containers.RepeatedCompositeFieldContainer[_date_pb2.Date]:
+        """The business dates due and not closed, in order (the one in progress first)."""
+
+    @_builtins.property
+    def closing_through(self) -> _date_pb2.Date:
+        """The last date that may be closed now (today in the bank's time zone from its close time on)."""
+
+    def __init__(
+        self,
+        *,
+        last_closed: _date_pb2.Date | None = ...,
+        in_progress: Global___BusinessDayClose | None = ...,
+        missed: _abc.Iterable[_date_pb2.Date] | None = ...,
+        closing_through: _date_pb2.Date | None = ...,
+        time_zone: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closing_through", b"closing_through", "in_progress", b"in_progress", "last_closed", b"last_closed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closing_through", b"closing_through", "in_progress", b"in_progress", "last_closed", b"last_closed", "missed", b"missed", "time_zone", b"time_zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetBusinessDayResponse: _TypeAlias = GetBusinessDayResponse  # noqa: Y015
 
 @_typing.final
 class InterestRun(_message.Message):

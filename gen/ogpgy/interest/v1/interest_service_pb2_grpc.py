@@ -50,6 +50,16 @@ class InterestServiceStub:
                 request_serializer=ogpgy_dot_interest_dot_v1_dot_interest__service__pb2.ListInterestRunsRequest.SerializeToString,
                 response_deserializer=ogpgy_dot_interest_dot_v1_dot_interest__service__pb2.ListInterestRunsResponse.FromString,
                 _registered_method=True)
+        self.CloseBusinessDay = channel.unary_stream(
+                '/ogpgy.interest.v1.InterestService/CloseBusinessDay',
+                request_serializer=ogpgy_dot_interest_dot_v1_dot_interest__service__pb2.CloseBusinessDayRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_interest_dot_v1_dot_interest__service__pb2.CloseBusinessDayResponse.FromString,
+                _registered_method=True)
+        self.GetBusinessDay = channel.unary_unary(
+                '/ogpgy.interest.v1.InterestService/GetBusinessDay',
+                request_serializer=ogpgy_dot_interest_dot_v1_dot_interest__service__pb2.GetBusinessDayRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_interest_dot_v1_dot_interest__service__pb2.GetBusinessDayResponse.FromString,
+                _registered_method=True)
 
 
 class InterestServiceServicer:
@@ -79,6 +89,28 @@ class InterestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CloseBusinessDay(self, request, context):
+        """The close of business of a currency: every business date due (on the currency's calendar, in
+        the bank's time zone, from its close time on) and not yet closed, in order, each only once the
+        one before it completed: the interest of every calendar day since the business date before it,
+        the fees of a month that ended since then (AccountService.ChargeMonthlyFees), then the loans'
+        collection of the date (LendingService.RunCollection). Each step is restartable and idempotent;
+        a close cut short resumes at its step. Missed dates are caught up in order. Idempotent by
+        request_id: a replay closes the same dates as the first (those due when it was first asked).
+        Streams each date's progress. Admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBusinessDay(self, request, context):
+        """The bank's day for a currency: the last date closed, the one in progress and its step, the
+        dates due and not closed (missed). Admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InterestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +128,16 @@ def add_InterestServiceServicer_to_server(servicer, server):
                     servicer.ListInterestRuns,
                     request_deserializer=ogpgy_dot_interest_dot_v1_dot_interest__service__pb2.ListInterestRunsRequest.FromString,
                     response_serializer=ogpgy_dot_interest_dot_v1_dot_interest__service__pb2.ListInterestRunsResponse.SerializeToString,
+            ),
+            'CloseBusinessDay': grpc.unary_stream_rpc_method_handler(
+                    servicer.CloseBusinessDay,
+                    request_deserializer=ogpgy_dot_interest_dot_v1_dot_interest__service__pb2.CloseBusinessDayRequest.FromString,
+                    response_serializer=ogpgy_dot_interest_dot_v1_dot_interest__service__pb2.CloseBusinessDayResponse.SerializeToString,
+            ),
+            'GetBusinessDay': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBusinessDay,
+                    request_deserializer=ogpgy_dot_interest_dot_v1_dot_interest__service__pb2.GetBusinessDayRequest.FromString,
+                    response_serializer=ogpgy_dot_interest_dot_v1_dot_interest__service__pb2.GetBusinessDayResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,6 +222,60 @@ class InterestService:
             '/ogpgy.interest.v1.InterestService/ListInterestRuns',
             ogpgy_dot_interest_dot_v1_dot_interest__service__pb2.ListInterestRunsRequest.SerializeToString,
             ogpgy_dot_interest_dot_v1_dot_interest__service__pb2.ListInterestRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseBusinessDay(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ogpgy.interest.v1.InterestService/CloseBusinessDay',
+            ogpgy_dot_interest_dot_v1_dot_interest__service__pb2.CloseBusinessDayRequest.SerializeToString,
+            ogpgy_dot_interest_dot_v1_dot_interest__service__pb2.CloseBusinessDayResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBusinessDay(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.interest.v1.InterestService/GetBusinessDay',
+            ogpgy_dot_interest_dot_v1_dot_interest__service__pb2.GetBusinessDayRequest.SerializeToString,
+            ogpgy_dot_interest_dot_v1_dot_interest__service__pb2.GetBusinessDayResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,20 @@ class InterestServiceStub:
     """Reads the result of one run."""
     ListInterestRuns: _grpc.UnaryUnaryMultiCallable[_interest_service_pb2.ListInterestRunsRequest, _interest_service_pb2.ListInterestRunsResponse]
     """Lists runs, newest business date first."""
+    CloseBusinessDay: _grpc.UnaryStreamMultiCallable[_interest_service_pb2.CloseBusinessDayRequest, _interest_service_pb2.CloseBusinessDayResponse]
+    """The close of business of a currency: every business date due (on the currency's calendar, in
+    the bank's time zone, from its close time on) and not yet closed, in order, each only once the
+    one before it completed: the interest of every calendar day since the business date before it,
+    the fees of a month that ended since then (AccountService.ChargeMonthlyFees), then the loans'
+    collection of the date (LendingService.RunCollection). Each step is restartable and idempotent;
+    a close cut short resumes at its step. Missed dates are caught up in order. Idempotent by
+    request_id: a replay closes the same dates as the first (those due when it was first asked).
+    Streams each date's progress. Admins only.
+    """
+    GetBusinessDay: _grpc.UnaryUnaryMultiCallable[_interest_service_pb2.GetBusinessDayRequest, _interest_service_pb2.GetBusinessDayResponse]
+    """The bank's day for a currency: the last date closed, the one in progress and its step, the
+    dates due and not closed (missed). Admins only.
+    """
 
 @_typing.type_check_only
 class InterestServiceAsyncStub(InterestServiceStub):
@@ -57,6 +71,20 @@ class InterestServiceAsyncStub(InterestServiceStub):
     """Reads the result of one run."""
     ListInterestRuns: _aio.UnaryUnaryMultiCallable[_interest_service_pb2.ListInterestRunsRequest, _interest_service_pb2.ListInterestRunsResponse]  # type: ignore[assignment]
     """Lists runs, newest business date first."""
+    CloseBusinessDay: _aio.UnaryStreamMultiCallable[_interest_service_pb2.CloseBusinessDayRequest, _interest_service_pb2.CloseBusinessDayResponse]  # type: ignore[assignment]
+    """The close of business of a currency: every business date due (on the currency's calendar, in
+    the bank's time zone, from its close time on) and not yet closed, in order, each only once the
+    one before it completed: the interest of every calendar day since the business date before it,
+    the fees of a month that ended since then (AccountService.ChargeMonthlyFees), then the loans'
+    collection of the date (LendingService.RunCollection). Each step is restartable and idempotent;
+    a close cut short resumes at its step. Missed dates are caught up in order. Idempotent by
+    request_id: a replay closes the same dates as the first (those due when it was first asked).
+    Streams each date's progress. Admins only.
+    """
+    GetBusinessDay: _aio.UnaryUnaryMultiCallable[_interest_service_pb2.GetBusinessDayRequest, _interest_service_pb2.GetBusinessDayResponse]  # type: ignore[assignment]
+    """The bank's day for a currency: the last date closed, the one in progress and its step, the
+    dates due and not closed (missed). Admins only.
+    """
 
 class InterestServiceServicer(metaclass=_abc_1.ABCMeta):
     """Daily interest accrual, run as a restartable batch per business date."""
@@ -87,5 +115,31 @@ class InterestServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_interest_service_pb2.ListInterestRunsResponse, _abc.Awaitable[_interest_service_pb2.ListInterestRunsResponse]]:
         """Lists runs, newest business date first."""
+
+    @_abc_1.abstractmethod
+    def CloseBusinessDay(
+        self,
+        request: _interest_service_pb2.CloseBusinessDayRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_interest_service_pb2.CloseBusinessDayResponse], _abc.AsyncIterator[_interest_service_pb2.CloseBusinessDayResponse]]:
+        """The close of business of a currency: every business date due (on the currency's calendar, in
+        the bank's time zone, from its close time on) and not yet closed, in order, each only once the
+        one before it completed: the interest of every calendar day since the business date before it,
+        the fees of a month that ended since then (AccountService.ChargeMonthlyFees), then the loans'
+        collection of the date (LendingService.RunCollection). Each step is restartable and idempotent;
+        a close cut short resumes at its step. Missed dates are caught up in order. Idempotent by
+        request_id: a replay closes the same dates as the first (those due when it was first asked).
+        Streams each date's progress. Admins only.
+        """
+
+    @_abc_1.abstractmethod
+    def GetBusinessDay(
+        self,
+        request: _interest_service_pb2.GetBusinessDayRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_interest_service_pb2.GetBusinessDayResponse, _abc.Awaitable[_interest_service_pb2.GetBusinessDayResponse]]:
+        """The bank's day for a currency: the last date closed, the one in progress and its step, the
+        dates due and not closed (missed). Admins only.
+        """
 
 def add_InterestServiceServicer_to_server(servicer: InterestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
