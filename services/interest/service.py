@@ -7,7 +7,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import AsyncIterator
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -186,7 +186,7 @@ class InterestUseCases(BaseComponent):
             if closed is not None:
                 yield CloseProgress(close_plan(calendar, last), currency, closed)
         try:
-            async for progress in self._close_all(calendar, due):
+            async for progress in self._close_all(calendar, due, key):
                 yield progress
         except Exception:
             with suppress(Exception):  # the dates left due, for the missed-date alarm; the failure is the answer
@@ -195,8 +195,10 @@ class InterestUseCases(BaseComponent):
         await self._business_day(calendar)
         CLOSE_OF_BUSINESS_SUCCEEDED.labels(currency).set(self._clock.now().timestamp())
 
-    async def _close_all(self, calendar: BusinessCalendar, due: list[date]) -> AsyncIterator[CloseProgress]:
-        """Each date in order; the next one starts only once this one completed."""
+    async def _close_all(self, calendar: BusinessCalendar, due: list[date], key: IdempotencyKey) -> AsyncIterator[CloseProgress]:
+        """Each date in order; the next one starts only once this one completed. Each date's run
+        is the request's own (a key derived from it per date): an identical request arriving while
+        it runs waits for it and answers as it, instead of hearing RUN_IN_PROGRESS."""
         currency = calendar.currency
         for day in due:
             plan = close_plan(calendar, day)
@@ -207,10 +209,21 @@ class InterestUseCases(BaseComponent):
                 await self._step(step, plan, currency)
                 return ChunkResult(1, 0, step, next_step(plan, step) is None, len(plan.steps))
 
-            async for progress in self._batches.run(
-                close_job(currency), day.isoformat(), chunk, already_completed=ALREADY_CLOSED
-            ):
-                yield CloseProgress(plan, currency, progress)
+            own = replace(key, request_id=f"{key.request_id}/{day.isoformat()}", operation=f"{key.operation}.date")
+            try:
+                async for progress in self._batches.run(
+                    close_job(currency), day.isoformat(), chunk, already_completed=ALREADY_CLOSED, request=own
+                ):
+                    yield CloseProgress(plan, currency, progress)
+            except PreconditionFailed as refused:
+                # an identical request (or another admin's) closed this date meanwhile: the date is
+                # closed, which is this request's answer too (its twins must all hear the same)
+                closed = (
+                    await self._batches.get(close_job(currency), day.isoformat()) if refused.reason == ALREADY_CLOSED else None
+                )
+                if closed is None:
+                    raise
+                yield CloseProgress(plan, currency, closed)
 
     async def _step(self, step: str, plan: ClosePlan, currency: str) -> None:
         """One step of a date's close, to its end; each is idempotent, so a close cut short runs

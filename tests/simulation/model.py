@@ -103,6 +103,8 @@ def _op_args(rng: random.Random, kind: str) -> tuple[str, dict[str, object]]:
         return _actor(rng, OWNER), {"loan": rng.randrange(16), "amount": rng.choice(["0.01", "50.00", "103.27", "400.00"])}
     if kind in ("RunCollection", "RunDailyInterest", "ChargeMonthlyFees", "AccrueInterest"):
         return _actor(rng, ADMIN), {"days_ago": rng.choice([0, 1, 2, 31]), "far": rng.random() < 0.05}
+    if kind == "CloseBusinessDay":  # now and then a currency with no calendar (refused)
+        return _actor(rng, ADMIN), {"currency": rng.choice(["EUR", "EUR", "EUR", "USD", "XTS"])}
     if kind in ("DisableUser", "EnableUser", "UpdateUser"):
         return WARRING, {"target": rng.randrange(2), "role": rng.choice(["ROLE_ADMIN", "ROLE_RELATIONSHIP_MANAGER"])}
     if kind == "ChangePassword":
@@ -133,6 +135,7 @@ WEIGHTS: dict[str, int] = {
     "RunDailyInterest": 1,
     "ChargeMonthlyFees": 1,
     "AccrueInterest": 1,
+    "CloseBusinessDay": 1,
     "DisableUser": 2,
     "EnableUser": 2,
     "UpdateUser": 2,
@@ -150,7 +153,7 @@ WEIGHTS: dict[str, int] = {
 }
 TIME_PASSES = "TimePasses"
 REPLAY = "Replay"  # not an RPC: operation `of` sent again, its very request, some waves later
-BATCHES = ("RunCollection", "RunDailyInterest", "ChargeMonthlyFees", "AccrueInterest")
+BATCHES = ("RunCollection", "RunDailyInterest", "ChargeMonthlyFees", "AccrueInterest", "CloseBusinessDay")
 # Decided on a state that moves on: their replays come late often, others' now and then.
 REPLAYED_OFTEN = ("ApproveLoan", "DisburseLoan", "RepayLoan", "PayOffLoan", "CloseAccount", *BATCHES)
 REPLAY_N, RIVAL_N, EARLY_N = 1_000_000, 2_000_000, 3_000_000  # the numbers of added operations: op.n + this

@@ -157,6 +157,8 @@ def _batches(op: Op, made: Made) -> Request | None:
         body = {"month": month, "currency_code": "EUR", "limit": (1, 100)[op.n % 2], "after_account_id": ""}
         body["after_account_id"] = made.account(op.n)[0] if op.n % 3 else ""
         return Request(op.kind, _sender(op, -1, made), body)
+    if op.kind == "CloseBusinessDay":  # every business date due, in order: its interest, fees, collection
+        return Request(op.kind, _sender(op, -1, made), {"currency_code": op.args["currency"]})
     if op.kind == "AccrueInterest":  # chunks of 1, 3 or 100 accounts, at rates that pay cents on small balances
         tiers = [{"up_to": _eur("1000.00"), "annual_rate": ("0.5", "0.05")[op.n % 2]}, {"annual_rate": "0.01"}]
         body = {"business_date": _day(made, op), "currency_code": "EUR", "tiers": tiers, "limit": (1, 3, 100)[op.n % 3]}
