@@ -78,8 +78,7 @@ async def racing(request: pytest.FixtureRequest, tmp_path: Path, network: str) -
         admin_password=ADMIN_PASSWORD,
         addresses={"velocitypay": network},
         fraud_rules_path=generous_fraud_rules(tmp_path),
-        **database,  # type: ignore[arg-type]
-    )
+    ).model_copy(update=database)
     bank = await start_embedded(settings)
     async with admin_channel(bank.target) as channel:
         client = Bank(channel)

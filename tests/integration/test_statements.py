@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import grpc
@@ -88,8 +89,9 @@ async def ledger(settings: Settings) -> AsyncIterator[Ledger]:
         await bank.stop(grace=1)
 
 
-def request(account: str, first: date, last: date, **more: object) -> apb.GetStatementRequest:
-    return apb.GetStatementRequest(account_id=account, from_date=day(first), to_date=day(last), **more)  # type: ignore[arg-type]
+def request(account: str, first: date, last: date, **more: Any) -> apb.GetStatementRequest:
+    """A GetStatementRequest for the range; `more`: its other fields (page_size, newest_first, ...)."""
+    return apb.GetStatementRequest(account_id=account, from_date=day(first), to_date=day(last), **more)
 
 
 async def test_a_days_statement_opens_where_the_day_before_closed(ledger: Ledger) -> None:
@@ -174,8 +176,10 @@ async def test_the_trial_balance_lists_every_account_and_sums_to_zero(ledger: Le
     assert "currency_code" in await field_violations(stub.GetTrialBalance(apb.GetTrialBalanceRequest(currency_code="XXX")))
 
 
-def export(account: str, fmt: int, first: date = date(2026, 6, 1), last: date = date(2026, 6, 3)) -> apb.ExportStatementRequest:
-    return apb.ExportStatementRequest(account_id=account, from_date=day(first), to_date=day(last), format=fmt)  # type: ignore[arg-type]
+def export(
+    account: str, fmt: apb.StatementFormat.ValueType, first: date = date(2026, 6, 1), last: date = date(2026, 6, 3)
+) -> apb.ExportStatementRequest:
+    return apb.ExportStatementRequest(account_id=account, from_date=day(first), to_date=day(last), format=fmt)
 
 
 async def test_camt053_export_is_read_back_by_pycamt_with_the_ledgers_balances(ledger: Ledger) -> None:
