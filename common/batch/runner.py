@@ -23,6 +23,7 @@ from common.faults import crash_point
 from common.idempotency import IdempotencyKey
 
 RUNNING, COMPLETED = "RUNNING", "COMPLETED"
+RUN_IN_PROGRESS = "RUN_IN_PROGRESS"  # the refusal of a run another request drives here now
 _TURN_SECONDS = 0.02  # how often a replay looks whether the request it repeats still drives the run
 
 
@@ -180,7 +181,7 @@ class BatchRunner(BaseComponent):
         while self._driven(run):
             driver = self._active[run]
             if driver.opened and (request is None or driver.request != request):
-                raise PreconditionFailed("RUN_IN_PROGRESS", f"{run[0]} {run[1]} is running", {"run": run[1]})
+                raise PreconditionFailed(RUN_IN_PROGRESS, f"{run[0]} {run[1]} is running", {"run": run[1]})
             await asyncio.sleep(_TURN_SECONDS)
 
     async def run(

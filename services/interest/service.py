@@ -4,6 +4,8 @@ accounts at a time (set-based there), never one call per account. Input arrives 
 
 from __future__ import annotations
 
+import asyncio
+import time
 import tomllib
 from collections.abc import AsyncIterator
 from contextlib import suppress
@@ -12,7 +14,7 @@ from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from common.batch.runner import RUNNING, BatchProgress, BatchRunner, ChunkResult
+from common.batch.runner import COMPLETED, RUN_IN_PROGRESS, RUNNING, BatchProgress, BatchRunner, ChunkResult
 from common.clock import Clock
 from common.config import Settings
 from common.db.base import Tx
@@ -48,6 +50,8 @@ from services.interest.ports import Announcements, Collections, Fees, Ledger
 
 TIERS_FILE = Path(__file__).parent / "tiers.toml"
 ALREADY_CLOSED = "BUSINESS_DATE_ALREADY_CLOSED"
+_WAIT_FOR_CLOSE_SECONDS = 300.0  # a date's close run by another request, waited for
+_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -216,14 +220,26 @@ class InterestUseCases(BaseComponent):
                 ):
                     yield CloseProgress(plan, currency, progress)
             except PreconditionFailed as refused:
-                # an identical request (or another admin's) closed this date meanwhile: the date is
-                # closed, which is this request's answer too (its twins must all hear the same)
-                closed = (
-                    await self._batches.get(close_job(currency), day.isoformat()) if refused.reason == ALREADY_CLOSED else None
-                )
+                # another request closes (or closed) this date: once it is closed, that is this
+                # request's answer too, so identical twins racing a third request hear the same
+                if refused.reason not in (ALREADY_CLOSED, RUN_IN_PROGRESS):
+                    raise
+                closed = await self._closed(currency, day)
                 if closed is None:
                     raise
                 yield CloseProgress(plan, currency, closed)
+
+    async def _closed(self, currency: str, day: date) -> BatchProgress | None:
+        """The date's completed run, waited for while another request drives it (bounded: a close
+        that does not end in time leaves the refusal as the answer)."""
+        deadline = time.monotonic() + _WAIT_FOR_CLOSE_SECONDS
+        while True:
+            run = await self._batches.get(close_job(currency), day.isoformat())
+            if run is not None and run.status == COMPLETED:
+                return run
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(_POLL_SECONDS)
 
     async def _step(self, step: str, plan: ClosePlan, currency: str) -> None:
         """One step of a date's close, to its end; each is idempotent, so a close cut short runs

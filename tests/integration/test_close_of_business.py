@@ -100,6 +100,20 @@ async def test_business_dates_close_in_order_once_and_catch_up_after_downtime(ch
     assert (_iso(status.last_closed), list(status.missed), _iso(status.closing_through)) == ("2026-04-08", [], "2026-04-08")
 
 
+async def test_racing_closes_and_their_twins_all_answer_with_the_closed_dates(channel: aio.Channel) -> None:
+    """Admins (and their retries) closing at once: one request drives each date, every other one
+    waits for it and answers with the date closed, never RUN_IN_PROGRESS to one twin and OK to
+    the other."""
+    days = igrpc.InterestServiceStub(channel)
+    CLOCK.move_to(datetime(2026, 4, 8, 20, 30, tzinfo=UTC))
+    asked = ["cob-a", "cob-a", "cob-b", "cob-b", "cob-c"]
+    answers = await asyncio.gather(*(_close(days, r) for r in asked))
+    for request_id, answer in zip(asked, answers, strict=True):
+        assert answer and answer[-1].completed and _iso(answer[-1].business_date) == "2026-04-08", request_id
+    every_day = [f"2026-03-{d}" for d in range(27, 32)] + [f"2026-04-0{d}" for d in range(1, 9)]
+    assert await _interest_days(days) == every_day, "each date's interest once"
+
+
 async def test_a_currency_without_a_calendar_is_refused(channel: aio.Channel) -> None:
     days = igrpc.InterestServiceStub(channel)
     assert "currency_code" in await field_violations(days.GetBusinessDay(ipb.GetBusinessDayRequest(currency_code="XTS")))
