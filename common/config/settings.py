@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     loan_four_eyes_minor: dict[str, int] = Field(
         default_factory=lambda: dict(FOUR_EYES_ABOVE_MINOR)
     )  # per currency: a loan above this principal needs two approving admins; a currency not named: always
+    operator_four_eyes_minor: dict[str, int] = Field(
+        default_factory=lambda: dict(FOUR_EYES_ABOVE_MINOR)
+    )  # per currency: an operator's refund or compensation above this amount needs two admins; not named: always
     smtp_url: str = Field(
         default="", repr=False
     )  # smtp://host:port of the mail server; empty: the mail simulator beside the bank

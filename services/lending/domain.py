@@ -9,6 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from common.errors import PreconditionFailed
+from common.four_eyes import needs_two
 from common.money import Money
 from common.validation import Violations, decimal_fraction
 from services.lending.schedule import Installment
@@ -138,8 +139,7 @@ def approval_step(loan: Loan, approver: str, rate: str, four_eyes_above: Mapping
         return _second_approval(loan, approver, asked)
     if loan.status is not LoanStatus.APPLIED:
         raise PreconditionFailed("LOAN_NOT_APPLIED", f"the loan is {loan.status.value}", {"loan_id": loan.loan_id})
-    threshold = four_eyes_above.get(loan.principal.currency)
-    if threshold is not None and loan.principal.minor <= threshold:
+    if not needs_two(loan.principal.minor, loan.principal.currency, four_eyes_above):
         return ApprovalStep.FINAL
     _require_not_maker(loan, approver)
     return ApprovalStep.FIRST
