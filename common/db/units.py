@@ -60,9 +60,10 @@ class Unit:
         """`make` for a new key, `replay` for a known one, and a refusal kept as the key's answer."""
         return await once(self.tx, key, resource_id, make, replay)
 
-    async def record(self, operation: str, changes: Sequence[tuple[str, str | None]]) -> None:
-        """Records changes the unit made (each a resource and its request id) in the audit trail."""
-        await record_changes(self.tx, operation, changes)
+    async def record(self, operation: str, changes: Sequence[tuple[str, str | None]], reason: str = "") -> None:
+        """Records changes the unit made (each a resource and its request id) in the audit trail,
+        with the reason a person gave for them, if any."""
+        await record_changes(self.tx, operation, changes, reason)
 
     async def first_delivery(self, consumer: str, event_id: str) -> bool:
         """True the first time `consumer` handles `event_id` in a unit (remembered with its writes)."""

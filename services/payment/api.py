@@ -3,9 +3,12 @@ input is INVALID_ARGUMENT here, before any use case runs), an answer becomes its
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from grpc import aio
 
 from common.di import og_component
+from common.filtering import FilterField, Kind, parse_filter
 from common.grpc.convert import idempotency_key, timestamp
 from common.grpc.gates import gated
 from common.money import CURRENCY_EXPONENTS
@@ -15,9 +18,19 @@ from common.validation import Violations
 from kernel.convert import money_pb, requested_money
 from ogpgy.payment.v1 import payment_service_pb2 as pb
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pb_grpc
-from services.payment.domain import Beneficiary, Payment, Reconciliation, validate_beneficiary
+from services.payment.domain import Beneficiary, Payment, PaymentStatus, Reconciliation, validate_beneficiary
 from services.payment.messages import PAYMENT_STATUS
+from services.payment.operations import PaymentOperations
 from services.payment.service import PaymentUseCases
+
+PAYMENT_FILTER = (
+    FilterField("status", "status", Kind.ENUM, {s.value: s.value for s in PaymentStatus}),
+    FilterField("currency_code", "currency", Kind.TEXT),
+    FilterField("amount_minor", "amount_minor", Kind.INTEGER),
+    FilterField("create_time", "created_epoch", Kind.TIMESTAMP, stored=datetime.timestamp),
+    FilterField("update_time", "updated_at", Kind.TIMESTAMP),
+    FilterField("debtor_account_id", "debtor_account_id", Kind.TEXT),
+)
 
 
 def payment_pb(p: Payment) -> pb.Payment:
@@ -31,6 +44,8 @@ def payment_pb(p: Payment) -> pb.Payment:
         transfer_id=p.transfer_id,
         create_time=timestamp(p.created_at),
         update_time=timestamp(p.updated_at),
+        refund_first_approver=p.refund_first_approver,
+        refund_decided_by=p.refund_decided_by,
     )
     if p.beneficiary.external:
         message.external.CopyFrom(pb.ExternalBeneficiary(iban=p.beneficiary.iban, name=p.beneficiary.name))
@@ -66,8 +81,9 @@ def _beneficiary(request: pb.CreatePaymentRequest) -> Beneficiary:
 class PaymentApi(pb_grpc.PaymentServiceServicer):
     """ogpgy.payment.v1.PaymentService."""
 
-    def __init__(self, service: PaymentUseCases, pages: PageTokens) -> None:
+    def __init__(self, service: PaymentUseCases, operations: PaymentOperations, pages: PageTokens) -> None:
         self._service = service
+        self._operations = operations
         self._pages = pages
 
     async def CreatePayment(self, request: pb.CreatePaymentRequest, context: aio.ServicerContext) -> pb.CreatePaymentResponse:
@@ -85,9 +101,11 @@ class PaymentApi(pb_grpc.PaymentServiceServicer):
 
     async def ListPayments(self, request: pb.ListPaymentsRequest, context: aio.ServicerContext) -> pb.ListPaymentsResponse:
         v = Violations()
-        page = self._pages.request(v, request.page_size, request.page_token, ("payments", request.debtor_account_id))
+        matching = parse_filter(v, request.filter, PAYMENT_FILTER)
+        query = ("payments", request.debtor_account_id, matching.text)
+        page = self._pages.request(v, request.page_size, request.page_token, query)
         v.raise_if_any()
-        payments, token = await self._service.payments_of(request.debtor_account_id, page)
+        payments, token = await self._service.payments_of(request.debtor_account_id, matching, page)
         return pb.ListPaymentsResponse(payments=[payment_pb(p) for p in payments], next_page_token=token)
 
     @gated(ADMIN, action="reconcile with the payment network")
@@ -102,3 +120,15 @@ class PaymentApi(pb_grpc.PaymentServiceServicer):
         )
         v.raise_if_any()
         return reconciliation_pb(await self._service.reconcile(request.currency_code))
+
+    @gated(ADMIN, action="retry payments")
+    async def RetryPayment(self, request: pb.RetryPaymentRequest, context: aio.ServicerContext) -> pb.RetryPaymentResponse:
+        key = idempotency_key(request, "RetryPayment")
+        return pb.RetryPaymentResponse(payment=payment_pb(await self._operations.retry(request.payment_id, request.reason, key)))
+
+    @gated(ADMIN, action="refund payments")
+    async def RefundPayment(self, request: pb.RefundPaymentRequest, context: aio.ServicerContext) -> pb.RefundPaymentResponse:
+        key = idempotency_key(request, "RefundPayment")
+        return pb.RefundPaymentResponse(
+            payment=payment_pb(await self._operations.refund(request.payment_id, request.reason, key))
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 from schwifty import IBAN
 from schwifty.exceptions import SchwiftyException
 
+from common.errors import PreconditionFailed
+from common.four_eyes import Approval, approval
 from common.money import Money
 from common.validation import Violations
 
@@ -20,10 +23,13 @@ class PaymentStatus(enum.Enum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     REJECTED = "REJECTED"
-    NEEDS_OPERATOR = "NEEDS_OPERATOR"  # stopped where only a person can go on; never retried
+    NEEDS_OPERATOR = "NEEDS_OPERATOR"  # stopped where only a person can go on; never retried by itself
+    REFUNDED = "REFUNDED"  # an operator gave the held funds back: nothing left the debtor's account
 
 
-FINAL = frozenset({PaymentStatus.COMPLETED, PaymentStatus.FAILED, PaymentStatus.REJECTED, PaymentStatus.NEEDS_OPERATOR})
+FINAL = frozenset(
+    {PaymentStatus.COMPLETED, PaymentStatus.FAILED, PaymentStatus.REJECTED, PaymentStatus.NEEDS_OPERATOR, PaymentStatus.REFUNDED}
+)
 RETRY_BASE = timedelta(seconds=0.2)
 RETRY_MAX = timedelta(seconds=60)
 
@@ -55,6 +61,8 @@ class Payment:
     authorized_by: str = ""  # the authority verified when the request was handled ("usr_1 via ...")
     attempts: int = 0  # background attempts that failed for a passing reason
     next_attempt_at: datetime | None = None  # None: due now
+    refund_first_approver: str = ""  # the admin whose refund waits for a second one (four eyes)
+    refund_decided_by: str = ""  # the admin whose approval decided the refund: the hold is to be released
 
     @property
     def statement_text(self) -> str:
@@ -154,11 +162,72 @@ def events_of(p: Payment) -> list[PaymentEvent]:
     """What a payment's new state announces (nothing while it is pending, nor for an operator)."""
     if p.status is PaymentStatus.COMPLETED:
         return [PaymentCompleted(p)]
-    if p.status in (PaymentStatus.FAILED, PaymentStatus.REJECTED):
+    if p.status in (PaymentStatus.FAILED, PaymentStatus.REJECTED, PaymentStatus.REFUNDED):
         return [PaymentFailed(p)]
     if p.status is PaymentStatus.QUEUED:
         return [PaymentQueued(p)]
     return []
+
+
+# --- an operator's actions on a payment stopped for one ---------------------------------------
+
+
+def _require_needs_operator(p: Payment) -> None:
+    if p.status is not PaymentStatus.NEEDS_OPERATOR:
+        raise PreconditionFailed(
+            "PAYMENT_NOT_NEEDS_OPERATOR",
+            f"the payment is {p.status.value}: only one stopped for an operator is retried or refunded",
+            {"payment_id": p.payment_id, "status": p.status.value},
+        )
+
+
+def retried_by_operator(p: Payment, at: datetime) -> Payment:
+    """A payment stopped for an operator, due again at once: the bank's worker takes it on from
+    where it stands (its hold, if found, is kept). Refused once a refund of it is decided."""
+    _require_needs_operator(p)
+    if p.refund_decided_by:
+        raise PreconditionFailed("REFUND_UNDER_WAY", "a refund of the payment is decided", {"payment_id": p.payment_id})
+    return replace(
+        p,
+        status=PaymentStatus.PENDING,
+        failure_reason="",
+        attempts=0,
+        next_attempt_at=None,
+        refund_first_approver="",
+        updated_at=at,
+    )
+
+
+def refund_approval(p: Payment, approver: str, four_eyes_above: Mapping[str, int]) -> Approval:
+    """What `approver`'s refund does to a payment stopped for an operator (decided on the locked
+    row): its held funds go back to the debtor, above the four-eyes amount once two admins asked.
+    A payment whose hold is not known yet is refused: retry it first, which finds the hold."""
+    if p.status is PaymentStatus.REFUNDED or p.refund_decided_by:
+        return Approval.NONE
+    _require_needs_operator(p)
+    if not p.hold_id:
+        raise PreconditionFailed(
+            "HOLD_UNKNOWN", "the payment's hold is not known: retry the payment, which finds it", {"payment_id": p.payment_id}
+        )
+    return approval(p.amount.minor, p.amount.currency, four_eyes_above, approver, p.refund_first_approver)
+
+
+def refund_approved(p: Payment, approver: str, step: Approval, at: datetime) -> Payment:
+    """The payment with `approver`'s approval recorded: waiting for a second admin, or decided."""
+    if step is Approval.FIRST:
+        return replace(p, refund_first_approver=approver, updated_at=at)
+    return replace(p, refund_decided_by=approver, updated_at=at)
+
+
+def refunded(p: Payment, at: datetime) -> Payment:
+    """The decided refund done: the hold released, the payment over."""
+    return replace(p, status=PaymentStatus.REFUNDED, failure_reason="REFUNDED_BY_OPERATOR", updated_at=at)
+
+
+def refund_refused(p: Payment, reason: str, at: datetime) -> Payment:
+    """The account context refused to release the hold: the payment stays with the operators,
+    the refund undecided and the reason shown."""
+    return replace(p, failure_reason=f"REFUND_REFUSED_{reason}", refund_first_approver="", refund_decided_by="", updated_at=at)
 
 
 # --- reconciliation with the payment network ---------------------------------------------------

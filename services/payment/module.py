@@ -12,10 +12,12 @@ from common.pagination import PageTokens
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
 from services.payment.adapters import AccountsClient, VelocityPayGateway
 from services.payment.api import PaymentApi
+from services.payment.forwarding import StoreAndForward
 from services.payment.messages import OUTGOING
+from services.payment.operations import PaymentOperations
 from services.payment.ports import Accounts, PaymentNetwork
 from services.payment.repository import PaymentUnits
-from services.payment.service import FraudScreening, PaymentProcessor, PaymentUseCases, StoreAndForward
+from services.payment.service import FraudScreening, PaymentProcessor, PaymentUseCases
 from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
 
 
@@ -53,6 +55,7 @@ from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
         provide(VelocityPayGateway, provides=PaymentNetwork),
         PaymentProcessor,
         PaymentUseCases,
+        PaymentOperations,
         StoreAndForward,
         PaymentApi,
     ],

@@ -15,6 +15,7 @@ from common.db.keyset import Page, keyset_page
 from common.db.units import Unit, Units
 from common.di import BaseComponent, og_component
 from common.errors import Aborted
+from common.filtering import Filter
 from common.money import Money
 from services.payment.domain import Beneficiary, Payment, PaymentStatus
 from services.payment.messages import OUTGOING
@@ -22,7 +23,7 @@ from services.payment.messages import OUTGOING
 _COLUMNS = (
     "payment_id, debtor_account_id, beneficiary_account_id, beneficiary_iban, beneficiary_name, amount_minor,"
     " currency, reference, status, failure_reason, hold_id, transfer_id, created_epoch, created_at, updated_at,"
-    " authorized_by, attempts, next_attempt_at"
+    " authorized_by, attempts, next_attempt_at, refund_first_approver, refund_decided_by"
 )
 COUNTED = (PaymentStatus.PENDING.value, PaymentStatus.QUEUED.value, PaymentStatus.COMPLETED.value)
 
@@ -43,6 +44,8 @@ def _payment(row: Row) -> Payment:
         authorized_by=row["authorized_by"],
         attempts=row["attempts"],
         next_attempt_at=datetime.fromisoformat(row["next_attempt_at"]) if row["next_attempt_at"] else None,
+        refund_first_approver=row["refund_first_approver"],
+        refund_decided_by=row["refund_decided_by"],
     )
 
 
@@ -71,6 +74,8 @@ def _values(p: Payment) -> tuple[object, ...]:
         p.authorized_by,
         p.attempts,
         _when(p.next_attempt_at),
+        p.refund_first_approver,
+        p.refund_decided_by,
     )
 
 
@@ -113,14 +118,14 @@ class Payments:
         return Window(int(row["n"]), int(row["total"]))
 
     async def add(self, payment: Payment) -> None:
-        await self._tx.execute(f"INSERT INTO payments ({_COLUMNS}) VALUES ({', '.join('?' * 18)})", *_values(payment))
+        await self._tx.execute(f"INSERT INTO payments ({_COLUMNS}) VALUES ({', '.join('?' * 20)})", *_values(payment))
 
     async def move(self, payment: Payment, expected: PaymentStatus) -> None:
         """Saves `payment` over the state the caller read under the lock (`locked`); the condition is
         a guard only: one that trips is a bug, ABORTED, never a payment moved twice."""
         changed = await self._tx.execute(
             "UPDATE payments SET status = ?, failure_reason = ?, hold_id = ?, transfer_id = ?, updated_at = ?, attempts = ?,"
-            " next_attempt_at = ? WHERE payment_id = ? AND status = ?",
+            " next_attempt_at = ?, refund_first_approver = ?, refund_decided_by = ? WHERE payment_id = ? AND status = ?",
             payment.status.value,
             payment.failure_reason,
             payment.hold_id,
@@ -128,6 +133,8 @@ class Payments:
             payment.updated_at.isoformat(),
             payment.attempts,
             _when(payment.next_attempt_at),
+            payment.refund_first_approver,
+            payment.refund_decided_by,
             payment.payment_id,
             expected.value,
         )
@@ -135,20 +142,23 @@ class Payments:
             raise Aborted("PAYMENT_MOVED_ON", "the payment changed meanwhile", {"payment_id": payment.payment_id})
         await record_change(self._tx, f"AdvancePayment.{payment.status.value}", payment.payment_id)
 
-    async def page(self, debtor: str, after: int, limit: int) -> Page[Payment, int]:
-        return await keyset_page(
-            self._tx, f"SELECT seq, {_COLUMNS} FROM payments", "debtor_account_id = ?", [debtor], after, limit, _payment
-        )
+    async def page(self, debtor: str, matching: Filter, after: int, limit: int) -> Page[Payment, int]:
+        """A page of the debtor's payments (every debtor's: empty) that match the filter, oldest first."""
+        condition, params = matching.sql()
+        if debtor:
+            condition, params = f"debtor_account_id = ? AND {condition}", [debtor, *params]
+        return await keyset_page(self._tx, f"SELECT seq, {_COLUMNS} FROM payments", condition, params, after, limit, _payment)
 
     async def due(self, stale_before: datetime, now: datetime, external: bool, limit: int) -> list[Payment]:
         """Queued payments (unless `external` is off: the network is not being called), and pending
-        ones a crash or a lost answer left behind; those retried soonest first."""
+        ones a crash or a lost answer left behind, refunds decided included; those retried soonest first."""
         rows = await self._tx.fetchall(
-            f"SELECT {_COLUMNS} FROM payments WHERE ((status = ? AND ?) OR (status = ? AND updated_at < ?))"
-            " AND next_attempt_at <= ? ORDER BY next_attempt_at, seq LIMIT ?",
+            f"SELECT {_COLUMNS} FROM payments WHERE ((status = ? AND ?) OR ((status = ? OR (status = ? AND refund_decided_by <> ''))"
+            " AND updated_at < ?)) AND next_attempt_at <= ? ORDER BY next_attempt_at, seq LIMIT ?",
             PaymentStatus.QUEUED.value,
             external,
             PaymentStatus.PENDING.value,
+            PaymentStatus.NEEDS_OPERATOR.value,
             stale_before.isoformat(),
             now.isoformat(),
             limit,

@@ -25,18 +25,17 @@ import tomllib
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from common.background import Background, every
 from common.callee import SILENCE, CalleeRefused, callee_refusals, denial
 from common.clock import Clock
 from common.config import Settings
 from common.db.base import stored
-from common.db.databases import ContextDatabase
 from common.di import BaseComponent, og_component
-from common.errors import AppError, DeadlineExceeded, NotFound, PermissionDenied, Unavailable
+from common.errors import DeadlineExceeded, NotFound, PermissionDenied, Unavailable
+from common.filtering import Filter
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.money import Money
@@ -54,6 +53,8 @@ from services.payment.domain import (
     advanced,
     events_of,
     reconcile,
+    refund_refused,
+    refunded,
     screened,
 )
 from services.payment.ports import Accounts, FoundHold, NetworkRefused, NetworkUnavailable, PaymentNetwork
@@ -143,6 +144,8 @@ class PaymentProcessor(BaseComponent):
     async def process(self, p: Payment, *, live: bool) -> Payment:
         """`live`: on the request path, with the caller's authority, which may reserve the funds;
         otherwise the worker, which may only find the hold the request placed."""
+        if p.status is PaymentStatus.NEEDS_OPERATOR and p.refund_decided_by:
+            return await self._refund(p)
         if p.status in FINAL:
             return p
         if not p.hold_id:
@@ -250,6 +253,32 @@ class PaymentProcessor(BaseComponent):
             return await self._release(p, f"CAPTURE_REFUSED_{refused.reason}")
         return await self._completed(p, FoundHold(p.hold_id, released=False, transfer_id=transfer_id))
 
+    async def _refund(self, p: Payment) -> Payment:
+        """Releases the hold of a payment whose refund an operator decided (its own request id:
+        the account context keeps the answer of the payment's earlier release, if it tried one)."""
+        try:
+            await self._resolving(p, functools.partial(self._accounts.release_hold, f"{p.payment_id}-refund", p.hold_id))
+        except CalleeRefused as refused:
+            reason = refused.reason
+            return await self._settle_refund(p, lambda current, at: refund_refused(current, reason, at))
+        return await self._settle_refund(p, refunded)
+
+    async def _settle_refund(self, p: Payment, outcome: Callable[[Payment, datetime], Payment]) -> Payment:
+        """The refund's outcome saved on the payment as it stands, if its refund is still decided
+        (an identical request or the worker may have settled it first)."""
+        now = self._clock.now()
+
+        async def save(uow: PaymentUnit) -> Payment:
+            current = stored(await uow.payments.locked(p.payment_id), p.payment_id)
+            if current.status is not PaymentStatus.NEEDS_OPERATOR or not current.refund_decided_by:
+                return current
+            settled = outcome(current, now)
+            await uow.payments.move(settled, current.status)
+            await uow.publish(events_of(settled))
+            return settled
+
+        return await self._units.write(save)
+
     async def _release(self, p: Payment, reason: str) -> Payment:
         try:
             await self._resolving(p, functools.partial(self._accounts.release_hold, f"{p.payment_id}-release", p.hold_id))
@@ -336,9 +365,14 @@ class PaymentUseCases(BaseComponent):
         await self._require_debtor(payment.debtor_account_id, debit=False, action="read this payment")
         return payment
 
-    async def payments_of(self, debtor: str, request: PageRequest) -> tuple[list[Payment], str]:
-        await self._require_debtor(debtor, debit=False, action="read this account's payments")
-        page = await self._units.read(lambda uow: uow.payments.page(debtor, request.after_seq, request.limit))
+    async def payments_of(self, debtor: str, matching: Filter, request: PageRequest) -> tuple[list[Payment], str]:
+        """The payments of a debtor account its readers may see; every account's (`debtor`
+        empty) for admins, the operators' bank-wide list."""
+        if debtor:
+            await self._require_debtor(debtor, debit=False, action="read this account's payments")
+        else:
+            require_role(ADMIN, action="list every account's payments")
+        page = await self._units.read(lambda uow: uow.payments.page(debtor, matching, request.after_seq, request.limit))
         return page.items, request.next_token(page.next_after)
 
     async def reconcile(self, currency: str) -> Reconciliation:
@@ -355,75 +389,3 @@ class PaymentUseCases(BaseComponent):
     async def _clearing_credits(self, currency: str) -> list[BookedTransfer]:
         """What the ledger booked into the clearing account: the money that left for the network."""
         return await self._accounts.credits_of(await self._accounts.clearing_account(currency))
-
-
-@og_component()
-class StoreAndForward(BaseComponent):
-    """Completes what requests started and could not finish (QUEUED payments once the circuit lets
-    calls through; PENDING ones a crash or a lost answer left behind), as this context alone.
-    With replicas, one forwards (the holder of the "payment-queue" lease): each step is
-    idempotent, but two would double the calls."""
-
-    BATCH = 50
-
-    def __init__(
-        self,
-        units: PaymentUnits,
-        processor: PaymentProcessor,
-        network: PaymentNetwork,
-        settings: Settings,
-        clock: Clock,
-        database: ContextDatabase,
-    ) -> None:
-        self._units = units
-        self._processor = processor
-        self._network = network
-        self._poll = settings.queue_poll_seconds
-        self._stale = timedelta(seconds=settings.payment_stale_seconds)
-        self._clock = clock
-        self._loop = Background(
-            "payment-store-and-forward",
-            self.forward_once,
-            every(self._poll),
-            self.logger,
-            lead=lambda: database.lead("payment-queue"),
-        )
-
-    async def start(self) -> None:
-        self._loop.start()
-
-    async def shutdown(self) -> None:
-        await self._loop.stop()
-
-    async def forward_once(self) -> int:
-        """One pass over what is due; returns how many payments reached a final state."""
-        now = self._clock.now()
-        finished = 0
-        external = self._network.accepts_calls()
-        due = await self._units.read(lambda uow: uow.payments.due(now - self._stale, now, external, self.BATCH))
-        for payment in due:
-            finished += await self._forward(payment)
-        return finished
-
-    async def _forward(self, payment: Payment) -> int:
-        try:
-            done = await self._processor.process(payment, live=False)
-        except AppError as passing:  # no answer now: this one waits, the others go on
-            self.logger.info("payment %s waits: %s", payment.payment_id, passing)
-            await self._later(payment)
-            return 0
-        except Exception:
-            self.logger.exception("forwarding %s failed", payment.payment_id)
-            await self._later(payment)
-            return 0
-        return int(done.status in FINAL)
-
-    async def _later(self, payment: Payment) -> None:
-        now = self._clock.now()
-
-        async def postpone(uow: PaymentUnit) -> None:  # decided on the payment as it is now
-            current = await uow.payments.locked(payment.payment_id)
-            if current is not None and current.status not in FINAL:
-                await uow.payments.move(current.retried_later(now), current.status)
-
-        await self._units.write(postpone)

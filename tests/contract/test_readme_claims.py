@@ -102,6 +102,8 @@ VALID_REST: dict[str, dict[str, Any]] = {
     "Transfer": {"amount": {"currency_code": "EUR", "amount": "1.00"}},
     "PlaceHold": {"amount": {"currency_code": "EUR", "amount": "1.00"}},
     "ReverseTransfer": {"reason": "probe"},
+    "RetryPayment": {"reason": "probe"},
+    "RefundPayment": {"reason": "probe"},
     "CheckAccountAccess": {"access": "ACCOUNT_ACCESS_READ"},
     "GetStatement": {"from_date": {"year": 2026, "month": 1, "day": 1}, "to_date": {"year": 2026, "month": 1, "day": 31}},
     "ExportStatement": {

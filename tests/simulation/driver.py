@@ -291,6 +291,8 @@ class Driver:
             self.made.accounts.append((first, owner))
         elif request.method == "PlaceHold" and first not in dict(self.made.holds):
             self.made.holds.append((first, owner))
+        elif request.method == "CreatePayment" and first and first not in self.made.payments:
+            self.made.payments.append(first)
         elif request.method in ("Transfer", "Withdraw", "Deposit") and first not in self.made.transfers:
             self.made.transfers.append(first)
         elif request.method == "ApplyForLoan" and first not in dict(self.made.loans):

@@ -97,6 +97,8 @@ def _op_args(rng: random.Random, kind: str) -> tuple[str, dict[str, object]]:
             "loan": rng.randrange(16),
             "rate": rng.choice(["0.05", "0.050", "0.07"]),
         }
+    if kind in ("RetryPayment", "RefundPayment"):  # admins, now and then the two who act on each other
+        return _actor(rng, rng.choice([ADMIN, WARRING])), {"payment": rng.randrange(64)}
     if kind == "DisburseLoan":
         return _actor(rng, ADMIN), {"loan": rng.randrange(16)}
     if kind in ("RepayLoan", "PayOffLoan"):
@@ -126,6 +128,8 @@ WEIGHTS: dict[str, int] = {
     "OpenAccount": 2,
     "CloseAccount": 1,
     "CreatePayment": 6,
+    "RetryPayment": 1,
+    "RefundPayment": 1,
     "ApplyForLoan": 3,
     "ApproveLoan": 5,
     "DisburseLoan": 5,

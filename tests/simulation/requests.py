@@ -10,7 +10,13 @@ from datetime import date, timedelta
 
 from tests.simulation.model import ADMIN, MANAGER, OTHER, OWNER, STRANGER, WARRING, Op
 
-MISSING = {"account": "acc_missing", "hold": "hld_missing", "transfer": "trf_missing", "loan": "lon_missing"}
+MISSING = {
+    "account": "acc_missing",
+    "hold": "hld_missing",
+    "transfer": "trf_missing",
+    "loan": "lon_missing",
+    "payment": "pay_missing",
+}
 EXTERNAL_IBAN = "DE89370400440532013000"
 OPENED = ("PERSONAL_SAVINGS", "BUSINESS_CHECKING", "PERSONAL_CHECKING")  # savings earn interest, business pays fees
 NOTIFICATION_KINDS = ["PAYMENT_COMPLETED", "PAYMENT_RECEIVED", "LOAN_REPAID", "WELCOME"]
@@ -26,6 +32,7 @@ class Made:
     accounts: list[tuple[str, int]] = field(default_factory=list)
     holds: list[tuple[str, int]] = field(default_factory=list)
     transfers: list[str] = field(default_factory=list)
+    payments: list[str] = field(default_factory=list)
     loans: list[tuple[str, int]] = field(default_factory=list)
     war: list[str] = field(default_factory=list)  # the user ids of the two admins who act on each other
     passwords: dict[int, str] = field(default_factory=dict)  # customer index -> the password the driver last set
@@ -44,6 +51,9 @@ class Made:
 
     def transfer(self, i: object) -> str:
         return self.transfers[int(str(i)) % len(self.transfers)] if self.transfers else MISSING["transfer"]
+
+    def payment(self, i: object) -> str:
+        return self.payments[int(str(i)) % len(self.payments)] if self.payments else MISSING["payment"]
 
     def customer(self, i: object) -> int:
         return int(str(i)) % max(1, len(self.customers))
@@ -105,6 +115,8 @@ def _holds_and_transfers(op: Op, made: Made) -> Request | None:
         return Request(op.kind, _sender(op, owner, made), body)
     if op.kind == "ReverseTransfer":
         return Request(op.kind, _sender(op, -1, made), {"transfer_id": made.transfer(op.args["transfer"]), "reason": "sim"})
+    if op.kind in ("RetryPayment", "RefundPayment"):  # an operator's, on a payment stopped for one (or not)
+        return Request(op.kind, _sender(op, -1, made), {"payment_id": made.payment(op.args["payment"]), "reason": "sim"})
     if op.kind in ("LookupHold", "LookupCharge"):  # contexts only: every user is refused
         return Request(op.kind, _sender(op, 0, made), {})
     return None

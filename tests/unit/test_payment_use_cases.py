@@ -13,13 +13,15 @@ import pytest
 
 from common.clock import Clock, FixedClock
 from common.errors import NotFound, PermissionDenied, PreconditionFailed, Unauthenticated, Unavailable
+from common.filtering import Filter
 from common.idempotency import IdempotencyKey
 from common.money import Money
 from common.security.context import ADMIN, SecurityContext, caller_var, current_caller
 from services.payment.domain import Beneficiary, BookedTransfer, NetworkSettlement, Payment, PaymentStatus
+from services.payment.forwarding import StoreAndForward
 from services.payment.module import PaymentModule
 from services.payment.ports import Accounts, FoundHold, NetworkAnswer, NetworkUnavailable, PaymentNetwork
-from services.payment.service import PaymentUseCases, StoreAndForward
+from services.payment.service import PaymentUseCases
 from tests.unit.contexts import ADMIN_CALLER, FIRST_PAGE, NOW, acting_as, context_under_test, customer_caller
 from tests.unit.holds import HoldBook
 
@@ -189,7 +191,7 @@ async def test_a_caller_who_may_not_spend_leaves_no_trace(bank: Bank) -> None:
     with acting_as(customer_caller("cus_bob")), pytest.raises(PermissionDenied):
         await bank.payments.create("acc_ada", TO_BOB, eur(1), "theft", key("p1"))
     with acting_as(ADMIN_CALLER):
-        assert await bank.payments.payments_of("acc_ada", FIRST_PAGE) == ([], "")
+        assert await bank.payments.payments_of("acc_ada", Filter(), FIRST_PAGE) == ([], "")
     assert bank.ledger.holds == {}
 
 
@@ -212,7 +214,7 @@ async def test_a_payment_to_an_unknown_account_is_not_found_before_anything_is_w
     with acting_as(customer_caller("cus_ada")):
         with pytest.raises(NotFound):
             await bank.payments.create("acc_ada", Beneficiary(account_id="acc_nobody"), eur(1), "", key("p1"))
-        assert await bank.payments.payments_of("acc_ada", FIRST_PAGE) == ([], "")
+        assert await bank.payments.payments_of("acc_ada", Filter(), FIRST_PAGE) == ([], "")
 
 
 async def test_insufficient_funds_fail_the_payment_and_hold_nothing(bank: Bank) -> None:

@@ -43,6 +43,10 @@ class _PaymentStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Payment
     """Stopped where only an operator can go on (failure_reason says why, e.g. the network settled
     but the ledger refused the capture); final for the bank's workers, listed by ReconcileNetwork.
     """
+    PAYMENT_STATUS_REFUNDED: _PaymentStatus.ValueType  # 7
+    """An operator refunded a NEEDS_OPERATOR payment: its hold released, nothing taken from the
+    debtor's account (failure_reason REFUNDED_BY_OPERATOR).
+    """
 
 class PaymentStatus(_PaymentStatus, metaclass=_PaymentStatusEnumTypeWrapper):
     """Lifecycle of a payment."""
@@ -62,6 +66,10 @@ PAYMENT_STATUS_REJECTED: PaymentStatus.ValueType  # 5
 PAYMENT_STATUS_NEEDS_OPERATOR: PaymentStatus.ValueType  # 6
 """Stopped where only an operator can go on (failure_reason says why, e.g. the network settled
 but the ledger refused the capture); final for the bank's workers, listed by ReconcileNetwork.
+"""
+PAYMENT_STATUS_REFUNDED: PaymentStatus.ValueType  # 7
+"""An operator refunded a NEEDS_OPERATOR payment: its hold released, nothing taken from the
+debtor's account (failure_reason REFUNDED_BY_OPERATOR).
 """
 Global___PaymentStatus: _TypeAlias = PaymentStatus  # noqa: Y015
 
@@ -132,6 +140,8 @@ class Payment(_message.Message):
     TRANSFER_ID_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    REFUND_FIRST_APPROVER_FIELD_NUMBER: _builtins.int
+    REFUND_DECIDED_BY_FIELD_NUMBER: _builtins.int
     payment_id: _builtins.str
     """Server-assigned id, "pay_" followed by 26 characters."""
     debtor_account_id: _builtins.str
@@ -144,6 +154,10 @@ class Payment(_message.Message):
     """UPPER_SNAKE reason when FAILED, REJECTED or NEEDS_OPERATOR."""
     transfer_id: _builtins.str
     """Ledger transfer that moved the money, when COMPLETED."""
+    refund_first_approver: _builtins.str
+    """The admin whose refund waits for a second admin's (four eyes); empty otherwise."""
+    refund_decided_by: _builtins.str
+    """The admin whose approval decided the refund, while the hold is being released."""
     @_builtins.property
     def internal(self) -> Global___InternalBeneficiary:
         """An account of this bank."""
@@ -178,10 +192,12 @@ class Payment(_message.Message):
         transfer_id: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        refund_first_approver: _builtins.str = ...,
+        refund_decided_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "beneficiary", b"beneficiary", "create_time", b"create_time", "external", b"external", "internal", b"internal", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "beneficiary", b"beneficiary", "create_time", b"create_time", "debtor_account_id", b"debtor_account_id", "external", b"external", "failure_reason", b"failure_reason", "internal", b"internal", "payment_id", b"payment_id", "reference", b"reference", "status", b"status", "transfer_id", b"transfer_id", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "beneficiary", b"beneficiary", "create_time", b"create_time", "debtor_account_id", b"debtor_account_id", "external", b"external", "failure_reason", b"failure_reason", "internal", b"internal", "payment_id", b"payment_id", "reference", b"reference", "refund_decided_by", b"refund_decided_by", "refund_first_approver", b"refund_first_approver", "status", b"status", "transfer_id", b"transfer_id", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_beneficiary: _TypeAlias = _typing.Literal["internal", "external"]  # noqa: Y015
     _WhichOneofArgType_beneficiary: _TypeAlias = _typing.Literal["beneficiary", b"beneficiary"]  # noqa: Y015
@@ -318,13 +334,19 @@ class ListPaymentsRequest(_message.Message):
     DEBTOR_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     debtor_account_id: _builtins.str
-    """Debtor account whose payments to list."""
+    """Debtor account whose payments to list; empty: every account's (admins only)."""
     page_size: _builtins.int
     """Items per page: 0 means 50, more than 500 means 500, negative is INVALID_ARGUMENT."""
     page_token: _builtins.str
     """next_page_token of the previous page, unchanged and with the same other fields (empty: the first page);
     opaque and signed: an edited, foreign or day-old token is INVALID_ARGUMENT.
+    """
+    filter: _builtins.str
+    """AIP-160 filter: comparisons joined by AND over status (e.g. NEEDS_OPERATOR), currency_code,
+    amount_minor, create_time and update_time (RFC 3339 in quotes) and debtor_account_id; e.g.
+    `status = QUEUED AND amount_minor > 100000`. Empty: every payment. At most 1024 characters.
     """
     def __init__(
         self,
@@ -332,10 +354,11 @@ class ListPaymentsRequest(_message.Message):
         debtor_account_id: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        filter: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["debtor_account_id", b"debtor_account_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["debtor_account_id", b"debtor_account_id", "filter", b"filter", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -470,3 +493,113 @@ class ReconcileNetworkResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReconcileNetworkResponse: _TypeAlias = ReconcileNetworkResponse  # noqa: Y015
+
+@_typing.final
+class RetryPaymentRequest(_message.Message):
+    """Request of RetryPayment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Client-chosen idempotency key."""
+    payment_id: _builtins.str
+    """The NEEDS_OPERATOR payment."""
+    reason: _builtins.str
+    """Why, for the audit trail: 1 to 500 characters."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment_id", b"payment_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryPaymentRequest: _TypeAlias = RetryPaymentRequest  # noqa: Y015
+
+@_typing.final
+class RetryPaymentResponse(_message.Message):
+    """Response of RetryPayment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def payment(self) -> Global___Payment:
+        """The payment, in its state when the call returned."""
+
+    def __init__(
+        self,
+        *,
+        payment: Global___Payment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryPaymentResponse: _TypeAlias = RetryPaymentResponse  # noqa: Y015
+
+@_typing.final
+class RefundPaymentRequest(_message.Message):
+    """Request of RefundPayment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Client-chosen idempotency key."""
+    payment_id: _builtins.str
+    """The NEEDS_OPERATOR payment."""
+    reason: _builtins.str
+    """Why, for the audit trail: 1 to 500 characters."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        payment_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment_id", b"payment_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefundPaymentRequest: _TypeAlias = RefundPaymentRequest  # noqa: Y015
+
+@_typing.final
+class RefundPaymentResponse(_message.Message):
+    """Response of RefundPayment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def payment(self) -> Global___Payment:
+        """The payment: REFUNDED, or NEEDS_OPERATOR with refund_first_approver set while it waits for a
+        second admin.
+        """
+
+    def __init__(
+        self,
+        *,
+        payment: Global___Payment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefundPaymentResponse: _TypeAlias = RefundPaymentResponse  # noqa: Y015

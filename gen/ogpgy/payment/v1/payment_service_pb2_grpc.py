@@ -51,6 +51,16 @@ class PaymentServiceStub:
                 request_serializer=ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.ListPaymentsRequest.SerializeToString,
                 response_deserializer=ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.ListPaymentsResponse.FromString,
                 _registered_method=True)
+        self.RetryPayment = channel.unary_unary(
+                '/ogpgy.payment.v1.PaymentService/RetryPayment',
+                request_serializer=ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.RetryPaymentRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.RetryPaymentResponse.FromString,
+                _registered_method=True)
+        self.RefundPayment = channel.unary_unary(
+                '/ogpgy.payment.v1.PaymentService/RefundPayment',
+                request_serializer=ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.RefundPaymentRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.RefundPaymentResponse.FromString,
+                _registered_method=True)
         self.ReconcileNetwork = channel.unary_unary(
                 '/ogpgy.payment.v1.PaymentService/ReconcileNetwork',
                 request_serializer=ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.ReconcileNetworkRequest.SerializeToString,
@@ -78,7 +88,25 @@ class PaymentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListPayments(self, request, context):
-        """Lists the payments of one debtor account, newest last.
+        """Lists the payments of one debtor account, or (admins) of every account, oldest first,
+        filtered (AIP-160), e.g. `status = NEEDS_OPERATOR AND create_time >= "2026-12-01T00:00:00Z"`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryPayment(self, request, context):
+        """Admins: hands a payment stopped for an operator (NEEDS_OPERATOR) back to the bank, which
+        drives it on from where it stands (finds its hold, asks the network again, captures).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RefundPayment(self, request, context):
+        """Admins: gives a NEEDS_OPERATOR payment's held funds back to the debtor (the hold is
+        released; the payment ends REFUNDED). Above the configured amount two admins must ask: the
+        first one's request is recorded (refund_first_approver) and the payment waits.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -110,6 +138,16 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.ListPayments,
                     request_deserializer=ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.ListPaymentsRequest.FromString,
                     response_serializer=ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.ListPaymentsResponse.SerializeToString,
+            ),
+            'RetryPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryPayment,
+                    request_deserializer=ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.RetryPaymentRequest.FromString,
+                    response_serializer=ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.RetryPaymentResponse.SerializeToString,
+            ),
+            'RefundPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefundPayment,
+                    request_deserializer=ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.RefundPaymentRequest.FromString,
+                    response_serializer=ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.RefundPaymentResponse.SerializeToString,
             ),
             'ReconcileNetwork': grpc.unary_unary_rpc_method_handler(
                     servicer.ReconcileNetwork,
@@ -200,6 +238,60 @@ class PaymentService:
             '/ogpgy.payment.v1.PaymentService/ListPayments',
             ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.ListPaymentsRequest.SerializeToString,
             ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.ListPaymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.payment.v1.PaymentService/RetryPayment',
+            ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.RetryPaymentRequest.SerializeToString,
+            ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.RetryPaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefundPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.payment.v1.PaymentService/RefundPayment',
+            ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.RefundPaymentRequest.SerializeToString,
+            ogpgy_dot_payment_dot_v1_dot_payment__service__pb2.RefundPaymentResponse.FromString,
             options,
             channel_credentials,
             insecure,

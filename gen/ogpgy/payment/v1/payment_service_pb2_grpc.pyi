@@ -40,7 +40,18 @@ class PaymentServiceStub:
     GetPayment: _grpc.UnaryUnaryMultiCallable[_payment_service_pb2.GetPaymentRequest, _payment_service_pb2.GetPaymentResponse]
     """Reads one payment."""
     ListPayments: _grpc.UnaryUnaryMultiCallable[_payment_service_pb2.ListPaymentsRequest, _payment_service_pb2.ListPaymentsResponse]
-    """Lists the payments of one debtor account, newest last."""
+    """Lists the payments of one debtor account, or (admins) of every account, oldest first,
+    filtered (AIP-160), e.g. `status = NEEDS_OPERATOR AND create_time >= "2026-12-01T00:00:00Z"`.
+    """
+    RetryPayment: _grpc.UnaryUnaryMultiCallable[_payment_service_pb2.RetryPaymentRequest, _payment_service_pb2.RetryPaymentResponse]
+    """Admins: hands a payment stopped for an operator (NEEDS_OPERATOR) back to the bank, which
+    drives it on from where it stands (finds its hold, asks the network again, captures).
+    """
+    RefundPayment: _grpc.UnaryUnaryMultiCallable[_payment_service_pb2.RefundPaymentRequest, _payment_service_pb2.RefundPaymentResponse]
+    """Admins: gives a NEEDS_OPERATOR payment's held funds back to the debtor (the hold is
+    released; the payment ends REFUNDED). Above the configured amount two admins must ask: the
+    first one's request is recorded (refund_first_approver) and the payment waits.
+    """
     ReconcileNetwork: _grpc.UnaryUnaryMultiCallable[_payment_service_pb2.ReconcileNetworkRequest, _payment_service_pb2.ReconcileNetworkResponse]
     """Compares what the VelocityPay network settled with what the ledger booked: every settled
     network payment must have exactly one booked transfer to the clearing account, and every
@@ -59,7 +70,18 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     GetPayment: _aio.UnaryUnaryMultiCallable[_payment_service_pb2.GetPaymentRequest, _payment_service_pb2.GetPaymentResponse]  # type: ignore[assignment]
     """Reads one payment."""
     ListPayments: _aio.UnaryUnaryMultiCallable[_payment_service_pb2.ListPaymentsRequest, _payment_service_pb2.ListPaymentsResponse]  # type: ignore[assignment]
-    """Lists the payments of one debtor account, newest last."""
+    """Lists the payments of one debtor account, or (admins) of every account, oldest first,
+    filtered (AIP-160), e.g. `status = NEEDS_OPERATOR AND create_time >= "2026-12-01T00:00:00Z"`.
+    """
+    RetryPayment: _aio.UnaryUnaryMultiCallable[_payment_service_pb2.RetryPaymentRequest, _payment_service_pb2.RetryPaymentResponse]  # type: ignore[assignment]
+    """Admins: hands a payment stopped for an operator (NEEDS_OPERATOR) back to the bank, which
+    drives it on from where it stands (finds its hold, asks the network again, captures).
+    """
+    RefundPayment: _aio.UnaryUnaryMultiCallable[_payment_service_pb2.RefundPaymentRequest, _payment_service_pb2.RefundPaymentResponse]  # type: ignore[assignment]
+    """Admins: gives a NEEDS_OPERATOR payment's held funds back to the debtor (the hold is
+    released; the payment ends REFUNDED). Above the configured amount two admins must ask: the
+    first one's request is recorded (refund_first_approver) and the payment waits.
+    """
     ReconcileNetwork: _aio.UnaryUnaryMultiCallable[_payment_service_pb2.ReconcileNetworkRequest, _payment_service_pb2.ReconcileNetworkResponse]  # type: ignore[assignment]
     """Compares what the VelocityPay network settled with what the ledger booked: every settled
     network payment must have exactly one booked transfer to the clearing account, and every
@@ -93,7 +115,30 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _payment_service_pb2.ListPaymentsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_payment_service_pb2.ListPaymentsResponse, _abc.Awaitable[_payment_service_pb2.ListPaymentsResponse]]:
-        """Lists the payments of one debtor account, newest last."""
+        """Lists the payments of one debtor account, or (admins) of every account, oldest first,
+        filtered (AIP-160), e.g. `status = NEEDS_OPERATOR AND create_time >= "2026-12-01T00:00:00Z"`.
+        """
+
+    @_abc_1.abstractmethod
+    def RetryPayment(
+        self,
+        request: _payment_service_pb2.RetryPaymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_service_pb2.RetryPaymentResponse, _abc.Awaitable[_payment_service_pb2.RetryPaymentResponse]]:
+        """Admins: hands a payment stopped for an operator (NEEDS_OPERATOR) back to the bank, which
+        drives it on from where it stands (finds its hold, asks the network again, captures).
+        """
+
+    @_abc_1.abstractmethod
+    def RefundPayment(
+        self,
+        request: _payment_service_pb2.RefundPaymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_service_pb2.RefundPaymentResponse, _abc.Awaitable[_payment_service_pb2.RefundPaymentResponse]]:
+        """Admins: gives a NEEDS_OPERATOR payment's held funds back to the debtor (the hold is
+        released; the payment ends REFUNDED). Above the configured amount two admins must ask: the
+        first one's request is recorded (refund_first_approver) and the payment waits.
+        """
 
     @_abc_1.abstractmethod
     def ReconcileNetwork(
