@@ -266,3 +266,122 @@ def _check_settled(
         )
     else:
         result.matched += 1
+
+
+# --- batches (bulk payments) ------------------------------------------------------------------
+
+MAX_BATCH_LINES = 10_000
+MAX_LINE_VIOLATIONS = 100  # a file with more bad lines than this is told about its first ones
+
+
+class BatchStatus(enum.Enum):
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    PARTIALLY_COMPLETED = "PARTIALLY_COMPLETED"
+    REFUSED = "REFUSED"
+
+
+@dataclass(frozen=True)
+class BatchLine:
+    """One line of a batch as the customer sent it (pain.001 CdtTrfTxInf), numbered from 1."""
+
+    number: int
+    end_to_end_id: str
+    beneficiary: Beneficiary
+    amount: Money
+    reference: str
+
+
+@dataclass(frozen=True)
+class BatchHeader:
+    """What the sender says of the batch as a whole, checked against its lines."""
+
+    number_of_transactions: int
+    control_sum: Money | None  # None: not a decimal in the batch's currency (a violation already)
+    message_id: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch accepted whole; its lines are payments (Payment rows that name it). Its status is
+    counted from them, so that a batch has no state of its own to leave behind: REFUSED (its
+    funds were refused whole, `failure_reason`) is the only one it keeps."""
+
+    batch_id: str
+    debtor_account_id: str
+    message_id: str
+    line_count: int
+    total: Money
+    created_at: datetime
+    failure_reason: str = ""
+    counts: dict[PaymentStatus, int] = field(default_factory=dict)
+
+    @property
+    def completed(self) -> int:
+        return self.counts.get(PaymentStatus.COMPLETED, 0)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(self.counts.get(s, 0) for s in IN_FLIGHT)
+
+    @property
+    def failed(self) -> int:
+        return self.line_count - self.completed - self.in_flight
+
+    @property
+    def status(self) -> BatchStatus:
+        if self.failure_reason:
+            return BatchStatus.REFUSED
+        if self.in_flight:
+            return BatchStatus.IN_PROGRESS
+        return BatchStatus.COMPLETED if self.completed == self.line_count else BatchStatus.PARTIALLY_COMPLETED
+
+
+def validate_batch(v: Violations, debtor_account_id: str, lines: list[BatchLine], header: BatchHeader, prefix: str) -> None:
+    """The batch whole, before anything is stored: every line as a payment's (IBAN check digits and
+    length per country, not the debtor itself), one currency, end-to-end ids unique, and the
+    header's count and control sum equal to the lines'. `prefix`: the field path of the lines."""
+    bad = 0
+    seen: dict[str, int] = {}
+    currencies = {line.amount.currency for line in lines}
+    for line in lines:
+        if bad >= MAX_LINE_VIOLATIONS:
+            break
+        before = len(v)
+        path = f"{prefix}[{line.number - 1}]"
+        if line.beneficiary.external:
+            v.check(
+                iban_is_valid(line.beneficiary.iban),
+                f"{path}.external.iban",
+                "not an IBAN: its length or check digits are wrong for its country",
+            )
+        else:
+            v.check(
+                line.beneficiary.account_id != debtor_account_id,
+                f"{path}.internal.account_id",
+                "must differ from the debtor account",
+            )
+        first = seen.setdefault(line.end_to_end_id, line.number)
+        v.check(
+            first == line.number, f"{path}.end_to_end_id", f"the same as line {first}'s: each line's id is unique in the batch"
+        )
+        bad += len(v) > before
+    v.check(
+        len(currencies) <= 1, f"{prefix}.amount.currency_code", f"one currency per batch, not {', '.join(sorted(currencies))}"
+    )
+    v.check(
+        header.number_of_transactions == len(lines),
+        "number_of_transactions",
+        f"says {header.number_of_transactions}, but the batch has {len(lines)} lines",
+    )
+    if header.control_sum is not None and len(currencies) == 1:
+        total = sum(line.amount.minor for line in lines)
+        v.check(
+            header.control_sum.minor == total,
+            "control_sum",
+            f"says {header.control_sum.amount}, but the lines add up to {Money(header.control_sum.currency, total).amount}",
+        )
+
+
+def batch_total(lines: list[BatchLine]) -> Money:
+    return Money(lines[0].amount.currency, sum(line.amount.minor for line in lines))

@@ -11,7 +11,8 @@ from common.events.outbox import OutboxRelay
 from common.pagination import PageTokens
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
 from services.payment.adapters import AccountsClient, VelocityPayGateway
-from services.payment.api import PaymentApi
+from services.payment.api import BulkPaymentApi, PaymentApi
+from services.payment.batches import BatchUseCases
 from services.payment.messages import OUTGOING
 from services.payment.ports import Accounts, PaymentNetwork
 from services.payment.repository import PaymentUnits
@@ -21,7 +22,7 @@ from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
 
 @og_context(
     name="payment",
-    description="Payments to accounts of this bank and, through VelocityPay, to other banks; fraud screening",
+    description="Payments to accounts of this bank and, through VelocityPay, to other banks, one by one or in batches (pain.001); fraud screening",
     business_owner="Payments Team",
     imports=[
         ModuleContextImport(
@@ -31,6 +32,7 @@ from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
                 "CheckAccountAccess",
                 "GetInternalAccount",
                 "PlaceHold",
+                "PlaceHolds",
                 "LookupHold",
                 "CaptureHold",
                 "ReleaseHold",
@@ -54,9 +56,11 @@ from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
         PaymentProcessor,
         PaymentUseCases,
         StoreAndForward,
+        BatchUseCases,
         PaymentApi,
+        BulkPaymentApi,
     ],
-    exports=[PaymentApi],
+    exports=[PaymentApi, BulkPaymentApi],
     publishes=OUTGOING.messages,
 )
 class PaymentModule:
