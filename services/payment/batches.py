@@ -27,7 +27,7 @@ from common.callee import SILENCE, CalleeRefused, callee_refusals, denial
 from common.clock import Clock
 from common.db.base import stored
 from common.di import BaseComponent, og_component
-from common.errors import AppError, FieldViolation, NotFound, PermissionDenied, Unavailable, ValidationFailed
+from common.errors import AppError, DeadlineExceeded, FieldViolation, NotFound, PermissionDenied, Unavailable, ValidationFailed
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.pagination import PageRequest
@@ -136,7 +136,11 @@ class BatchUseCases(BaseComponent):
                         for p in waiting
                     ]
                     holds = await self._accounts.place_holds(orders)
-            except SILENCE as silent:
+            except SILENCE as silent:  # a deadline stays one (the caller's ran out): a retry learns the outcome
+                if isinstance(silent, DeadlineExceeded):
+                    raise DeadlineExceeded(
+                        silent.reason, silent.message, {**silent.metadata, "batch_id": batch.batch_id}
+                    ) from silent
                 raise Unavailable(
                     "ACCOUNTS_UNAVAILABLE",
                     "the account context did not answer; the batch is kept and completes by itself (GetPaymentBatch shows it)",
