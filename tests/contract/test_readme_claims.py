@@ -67,11 +67,13 @@ ID_KINDS = {
     "user_id": "usr",
     "relationship_manager_id": "usr",
     "notification_id": "ntf",
+    "batch_id": "pbt",
 }
 NOT_AN_ID = {
     "request_id",  # an idempotency key
     "after_account_id",  # a batch cursor: any position, not a resource
     "charges.request_id",  # an idempotency key of one charge
+    "holds.request_id",  # an idempotency key of one hold (PlaceHolds)
     "customer.customer_id",  # UpdateCustomer's patch: output-only fields of the resource
     "customer.relationship_manager_id",
 }
