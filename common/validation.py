@@ -46,6 +46,9 @@ class Violations:
     def __bool__(self) -> bool:
         return bool(self._items)
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def raise_if_any(self) -> None:
         if self._items:
             raise ValidationFailed(self._items)

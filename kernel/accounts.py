@@ -55,6 +55,11 @@ class AccountCalls:
         hold: apb.Hold = (await self._call(self._stub.PlaceHold, request)).hold
         return hold
 
+    async def place_holds(self, orders: list[apb.PlaceHoldRequest]) -> list[apb.Hold]:
+        """Every order's hold, all placed together or none (PlaceHolds)."""
+        answer = await self._call(self._stub.PlaceHolds, apb.PlaceHoldsRequest(holds=orders))
+        return list(answer.holds)
+
     async def lookup_hold(self, request_id: str) -> apb.Hold:
         hold: apb.Hold = (await self._call(self._stub.LookupHold, apb.LookupHoldRequest(request_id=request_id))).hold
         return hold
@@ -67,9 +72,12 @@ class AccountCalls:
     async def release_hold(self, request_id: str, hold_id: str) -> None:
         await self._call(self._stub.ReleaseHold, apb.ReleaseHoldRequest(request_id=request_id, hold_id=hold_id))
 
-    async def check_access(self, account_id: str, access: apb.AccountAccess.ValueType) -> None:
-        """Refuses (as the account context decides) unless the caller has `access` to the account."""
-        await self._call(self._stub.CheckAccountAccess, apb.CheckAccountAccessRequest(account_id=account_id, access=access))
+    async def check_access(self, account_id: str, access: apb.AccountAccess.ValueType) -> str:
+        """Refuses (as the account context decides) unless the caller has `access` to the account;
+        the account's currency."""
+        request = apb.CheckAccountAccessRequest(account_id=account_id, access=access)
+        currency: str = (await self._call(self._stub.CheckAccountAccess, request)).currency_code
+        return currency
 
     async def get_account(self, account_id: str) -> apb.Account:
         account: apb.Account = (await self._call(self._stub.GetAccount, apb.GetAccountRequest(account_id=account_id))).account

@@ -18,6 +18,7 @@ from common.grpc.server import stop_signal
 from common.observability.logs import RPC_LOGGER, JsonFormatter
 from common.observability.metrics import serve_metrics
 from mesh import kubernetes
+from mesh.cli_batches import add_batch_command, run_batch
 from mesh.cli_cob import add_cob_command, run_cob
 from mesh.cli_embedded import add_up_command, up_embedded
 from mesh.cli_operator import Subcommands, add_operator_commands, run_operator
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     add_operator_commands(commands)
     add_statement_command(commands)
     add_cob_command(commands)
+    add_batch_command(commands)
     return parser
 
 
@@ -305,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, MeshConfigError, LocalServerError, RuntimeError) as exc:
         print(f"ogpgy: cannot start: {exc}", file=sys.stderr)
         return 1
-    for run in (run_simulator, run_operator, run_statement, run_cob):
+    for run in (run_simulator, run_operator, run_statement, run_cob, run_batch):
         if (status := run(args)) is not None:
             return status
     return 2

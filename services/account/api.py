@@ -133,11 +133,9 @@ def _order(
     credit: str,
     amount: money_pb2.Money,
     description: str,
-    debit_field: str = "debit_account_id",
     credit_field: str = "credit_account_id",
 ) -> TransferOrder | None:
-    """Validates the parts of any movement the contract's rules do not; None (with violations)
-    when something is wrong."""
+    """Validates what the contract's rules do not (None, with violations, when something is wrong)."""
     v.check(debit != credit, credit_field, "must differ from the debited account")
     money = requested_money(v, amount, "amount")
     return TransferOrder(debit, credit, money, description) if money else None
@@ -215,7 +213,7 @@ class AccountApi(pb_grpc.AccountServiceServicer):
     async def Withdraw(self, request: pb.WithdrawRequest, context: aio.ServicerContext) -> pb.WithdrawResponse:
         v = Violations()
         cash = InternalAccount.CASH.account_id(request.amount.currency_code)
-        order = _order(v, request.account_id, cash, request.amount, request.description, debit_field="account_id")
+        order = _order(v, request.account_id, cash, request.amount, request.description)
         transfer = await self._service.withdraw(v.valid(order), idempotency_key(request, "Withdraw"))
         return pb.WithdrawResponse(transfer=transfer_pb(transfer))
 
@@ -239,6 +237,13 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         order = _order(v, request.debit_account_id, request.credit_account_id, request.amount, request.description)
         hold = await self._service.place_hold(v.valid(order), idempotency_key(request, "PlaceHold"), capture=request.capture)
         return pb.PlaceHoldResponse(hold=hold_pb(hold))
+
+    async def PlaceHolds(self, request: pb.PlaceHoldsRequest, context: aio.ServicerContext) -> pb.PlaceHoldsResponse:
+        v = Violations()
+        orders = [(_order(v, h.debit_account_id, h.credit_account_id, h.amount, h.description), h) for h in request.holds]
+        v.check(not any(h.capture for h in request.holds), "holds.capture", "PlaceHolds only reserves: capture each on its own")
+        holds = await self._service.place_holds([(v.valid(o), idempotency_key(h, "PlaceHold")) for o, h in orders])
+        return pb.PlaceHoldsResponse(holds=[hold_pb(h) for h in holds])
 
     async def CaptureHold(self, request: pb.CaptureHoldRequest, context: aio.ServicerContext) -> pb.CaptureHoldResponse:
         v = Violations()

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date, datetime
 
+from common.db.base import Settled
 from common.errors import NotFound, PreconditionFailed
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
@@ -164,6 +165,56 @@ async def place_hold(
         return hold
 
     return await uow.once(key, hold_id, place, uow.holds.stored)
+
+
+async def place_holds(
+    uow: AccountUnit, orders: Sequence[tuple[TransferOrder, IdempotencyKey]], at: datetime, owner: str, placed_by: str
+) -> list[Hold]:
+    """Reserves every new order's funds together, or none: each debited account is locked and
+    judged once for the sum of its new holds (an order whose key an earlier request used answers
+    the hold it made, as PlaceHold does). A refusal is kept on every new key, so that no order of
+    the set is placed later alone, nor answered otherwise than the set was."""
+    debtors = sorted({order.debit_account_id for order, _ in orders})
+    payees = await uow.accounts.read(sorted({order.credit_account_id for order, _ in orders} - set(debtors)))
+    accounts = {**payees, **await uow.accounts.locked(debtors)}
+    made: list[Hold | None] = []
+    new: list[tuple[TransferOrder, IdempotencyKey, Hold]] = []
+    for order, key in orders:
+        hold = Hold(
+            new_id("hld"),
+            order.debit_account_id,
+            order.credit_account_id,
+            order.amount,
+            HoldStatus.PLACED,
+            order.description,
+            owner_context=owner,
+            placed_by=placed_by,
+            placed_at=at,
+        )
+        replayed = await uow.claim(key, hold.hold_id, record=False)
+        made.append(await uow.holds.stored(replayed) if replayed is not None else None)
+        if replayed is None:
+            new.append((order, key, hold))
+    sums: dict[tuple[str, str], int] = {}
+    for order, _, _ in new:
+        side = (order.debit_account_id, order.amount.currency)
+        sums[side] = sums.get(side, 0) + order.amount.minor
+    try:
+        for order, _, _ in new:
+            known(accounts, order.credit_account_id).require_usable(order.amount.currency)
+        for (account_id, currency), total in sorted(sums.items()):
+            known(accounts, account_id).require_reserve(Money(currency, total))
+    except PreconditionFailed as refused:
+        for _, key, _ in new:
+            await uow.refuse(key, refused)
+        raise Settled(refused) from refused
+    for (account_id, currency), total in sorted(sums.items()):
+        await uow.accounts.reserve(account_id, Money(currency, total))
+    for _, _, hold in new:
+        await uow.holds.add(hold)
+    await uow.record("PlaceHold", [(hold.hold_id, key.request_id) for _, key, hold in new])
+    placed = iter(hold for _, _, hold in new)
+    return [hold if hold is not None else next(placed) for hold in made]
 
 
 async def _locked_hold(uow: AccountUnit, hold_id: str) -> Hold:

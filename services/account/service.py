@@ -306,6 +306,14 @@ class AccountUseCases(BaseComponent):
             lambda uow: movements.place_hold(uow, order, key, now, caller.service, caller.chain, capture=capture)
         )
 
+    async def place_holds(self, orders: list[tuple[TransferOrder, IdempotencyKey]]) -> list[Hold]:
+        """PlaceHold for a set, all or none (bulk payments): every debited account judged first."""
+        caller, now = current_caller(), self._clock.now()
+        require_movable(sorted({a for o, _ in orders for a in (o.debit_account_id, o.credit_account_id)}), caller.service)
+        for debtor in sorted({order.debit_account_id for order, _ in orders}):
+            await self._require_account(debtor, write=True, action="reserve funds of this account")
+        return await self._units.write(lambda uow: movements.place_holds(uow, orders, now, caller.service, caller.chain))
+
     async def _hold_for(self, hold_id: str, *, resolve: bool) -> Hold:
         """The hold, if the caller may see it (resolve: and capture or release it)."""
         action = "resolve this hold" if resolve else "read this hold"

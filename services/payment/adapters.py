@@ -14,15 +14,20 @@ from common.resilience.breaker import BreakerPolicy, CircuitBreaker, CircuitOpen
 from common.resilience.shared import SharedBreakerState
 from common.security.secrets import shared_key
 from kernel.accounts import AccountCalls
-from kernel.convert import money_of
+from kernel.convert import money_of, money_pb
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
-from services.payment.domain import (
-    BookedTransfer,
-    NetworkSettlement,
-    Payment,
+from services.payment.domain import Payment
+from services.payment.ports import (
+    Accounts,
+    FoundHold,
+    HoldOrder,
+    NetworkAnswer,
+    NetworkRefused,
+    NetworkUnavailable,
+    PaymentNetwork,
 )
-from services.payment.ports import Accounts, FoundHold, NetworkAnswer, NetworkRefused, NetworkUnavailable, PaymentNetwork
+from services.payment.reconciliation import BookedTransfer, NetworkSettlement
 from velocitypay.v1 import network_pb2 as vpb
 from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
 
@@ -49,6 +54,9 @@ class AccountsClient(BaseComponent, Accounts):
     async def require_read(self, account_id: str) -> None:
         await self._check(account_id, apb.ACCOUNT_ACCESS_READ)
 
+    async def debit_currency(self, account_id: str) -> str:
+        return await self._calls.check_access(account_id, apb.ACCOUNT_ACCESS_DEBIT)
+
     async def require_payee(self, account_id: str) -> None:
         await self._check(account_id, apb.ACCOUNT_ACCESS_CREDIT)
 
@@ -59,6 +67,19 @@ class AccountsClient(BaseComponent, Accounts):
         self, request_id: str, debtor: str, creditor: str, amount: Money, description: str, *, capture: bool
     ) -> FoundHold:
         return _found(await self._calls.place_hold(request_id, debtor, creditor, amount, description, capture=capture))
+
+    async def place_holds(self, orders: list[HoldOrder]) -> list[FoundHold]:
+        requests = [
+            apb.PlaceHoldRequest(
+                request_id=o.request_id,
+                debit_account_id=o.debtor,
+                credit_account_id=o.creditor,
+                amount=money_pb(o.amount),
+                description=o.description,
+            )
+            for o in orders
+        ]
+        return [_found(hold) for hold in await self._calls.place_holds(requests)]
 
     async def lookup_hold(self, request_id: str) -> FoundHold:
         return _found(await self._calls.lookup_hold(request_id))

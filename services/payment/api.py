@@ -3,6 +3,7 @@ input is INVALID_ARGUMENT here, before any use case runs), an answer becomes its
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 from grpc import aio
@@ -16,11 +17,27 @@ from common.pagination import PageTokens
 from common.security.context import ADMIN
 from common.validation import Violations
 from kernel.convert import money_pb, requested_money
+from ogpgy.payment.v1 import bulk_payment_service_pb2 as bpb
+from ogpgy.payment.v1 import bulk_payment_service_pb2_grpc as bpb_grpc
 from ogpgy.payment.v1 import payment_service_pb2 as pb
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pb_grpc
-from services.payment.domain import Beneficiary, Payment, PaymentStatus, Reconciliation, validate_beneficiary
-from services.payment.messages import PAYMENT_STATUS
+from ogpgy.type.v1 import money_pb2
+from services.payment.batches import BatchUseCases
+from services.payment.domain import (
+    Batch,
+    BatchHeader,
+    BatchLine,
+    Beneficiary,
+    Payment,
+    PaymentStatus,
+    validate_batch,
+    validate_beneficiary,
+)
+from services.payment.exports import pain002, read_pain001
+from services.payment.messages import BATCH_STATUS, PAYMENT_STATUS
 from services.payment.operations import PaymentOperations
+from services.payment.reconciliation import Reconciliation
+from services.payment.repository import StoredLine
 from services.payment.service import PaymentUseCases
 
 PAYMENT_FILTER = (
@@ -68,7 +85,7 @@ def reconciliation_pb(r: Reconciliation) -> pb.ReconcileNetworkResponse:
     )
 
 
-def _beneficiary(request: pb.CreatePaymentRequest) -> Beneficiary:
+def _beneficiary(request: pb.CreatePaymentRequest | bpb.PaymentBatchLine) -> Beneficiary:
     kind = request.WhichOneof("beneficiary")
     if kind == "internal":
         return Beneficiary(account_id=request.internal.account_id)
@@ -131,4 +148,85 @@ class PaymentApi(pb_grpc.PaymentServiceServicer):
         key = idempotency_key(request, "RefundPayment")
         return pb.RefundPaymentResponse(
             payment=payment_pb(await self._operations.refund(request.payment_id, request.reason, key))
+        )
+
+
+def batch_pb(b: Batch) -> bpb.PaymentBatch:
+    return bpb.PaymentBatch(
+        batch_id=b.batch_id,
+        debtor_account_id=b.debtor_account_id,
+        status=BATCH_STATUS.pb(b.status),
+        failure_reason=b.failure_reason,
+        message_id=b.message_id,
+        line_count=b.line_count,
+        control_sum=money_pb(b.total),
+        completed=b.completed,
+        failed=b.failed,
+        in_flight=b.in_flight,
+        create_time=timestamp(b.created_at),
+    )
+
+
+def line_pb(line: StoredLine) -> bpb.PaymentBatchLineStatus:
+    return bpb.PaymentBatchLineStatus(line_number=line.number, end_to_end_id=line.end_to_end_id, payment=payment_pb(line.payment))
+
+
+def _batch_lines(v: Violations, debtor: str, batch: bpb.PaymentBatchLines) -> tuple[list[BatchLine], str]:
+    """The batch's lines in domain terms and its message id, validated whole (the same for both
+    forms: a pain.001 file has become `PaymentBatchLines` by then)."""
+    lines: list[BatchLine] = []
+    for n, line in enumerate(batch.lines):
+        amount = requested_money(v, line.amount, f"lines[{n}].amount")
+        if amount is not None:
+            lines.append(BatchLine(n + 1, line.end_to_end_id, _beneficiary(line), amount, line.reference))
+    if not v.check(bool(lines), "lines", "at least one line with a valid amount"):
+        return [], ""
+    control_sum = None
+    if batch.control_sum:
+        given = money_pb2.Money(currency_code=lines[0].amount.currency, amount=batch.control_sum)
+        control_sum = requested_money(v, given, "control_sum")
+    validate_batch(v, debtor, lines, BatchHeader(batch.number_of_transactions, control_sum, batch.message_id), "lines")
+    return lines, batch.message_id
+
+
+@og_component()
+class BulkPaymentApi(bpb_grpc.BulkPaymentServiceServicer):
+    """ogpgy.payment.v1.BulkPaymentService."""
+
+    def __init__(self, service: BatchUseCases, pages: PageTokens) -> None:
+        self._service = service
+        self._pages = pages
+
+    async def SubmitPaymentBatch(
+        self, request: bpb.SubmitPaymentBatchRequest, context: aio.ServicerContext
+    ) -> AsyncIterator[bpb.SubmitPaymentBatchResponse]:
+        v = Violations()
+        batch = read_pain001(v, request.pain001) if request.WhichOneof("content") == "pain001" else request.lines
+        lines, message_id = _batch_lines(v, request.debtor_account_id, batch) if batch is not None else ([], "")
+        v.raise_if_any()
+        key = idempotency_key(request, "SubmitPaymentBatch")
+        async for progress in self._service.submit(request.debtor_account_id, lines, message_id, key):
+            yield bpb.SubmitPaymentBatchResponse(batch=batch_pb(progress))
+
+    async def GetPaymentBatch(
+        self, request: bpb.GetPaymentBatchRequest, context: aio.ServicerContext
+    ) -> bpb.GetPaymentBatchResponse:
+        return bpb.GetPaymentBatchResponse(batch=batch_pb(await self._service.get(request.batch_id)))
+
+    async def ListPaymentBatchLines(
+        self, request: bpb.ListPaymentBatchLinesRequest, context: aio.ServicerContext
+    ) -> bpb.ListPaymentBatchLinesResponse:
+        v = Violations()
+        page = self._pages.request(v, request.page_size, request.page_token, ("batch-lines", request.batch_id))
+        v.raise_if_any()
+        lines, token = await self._service.lines(request.batch_id, page)
+        return bpb.ListPaymentBatchLinesResponse(lines=[line_pb(line) for line in lines], next_page_token=token)
+
+    async def GetPaymentBatchReport(
+        self, request: bpb.GetPaymentBatchReportRequest, context: aio.ServicerContext
+    ) -> bpb.GetPaymentBatchReportResponse:
+        batch, lines, at = await self._service.report(request.batch_id)
+        content = pain002(batch_pb(batch), [line_pb(line) for line in lines], at)
+        return bpb.GetPaymentBatchReportResponse(
+            content=content, media_type="application/xml", file_name=f"{batch.batch_id}.pain.002.xml"
         )

@@ -30,6 +30,7 @@ class PaymentStatus(enum.Enum):
 FINAL = frozenset(
     {PaymentStatus.COMPLETED, PaymentStatus.FAILED, PaymentStatus.REJECTED, PaymentStatus.NEEDS_OPERATOR, PaymentStatus.REFUNDED}
 )
+IN_FLIGHT = frozenset({PaymentStatus.PENDING, PaymentStatus.QUEUED})  # the bank is still completing it
 RETRY_BASE = timedelta(seconds=0.2)
 RETRY_MAX = timedelta(seconds=60)
 
@@ -230,108 +231,120 @@ def refund_refused(p: Payment, reason: str, at: datetime) -> Payment:
     return replace(p, failure_reason=f"REFUND_REFUSED_{reason}", refund_first_approver="", refund_decided_by="", updated_at=at)
 
 
-# --- reconciliation with the payment network ---------------------------------------------------
+# --- batches (bulk payments) ------------------------------------------------------------------
 
-MAX_DISCREPANCIES = 1000
+MAX_BATCH_LINES = 10_000
+MAX_LINE_VIOLATIONS = 100  # a file with more bad lines than this is told about its first ones
+
+
+class BatchStatus(enum.Enum):
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    PARTIALLY_COMPLETED = "PARTIALLY_COMPLETED"
+    REFUSED = "REFUSED"
 
 
 @dataclass(frozen=True)
-class NetworkSettlement:
-    """A payment the network accepted: settled (money left the bank) or rejected."""
+class BatchLine:
+    """One line of a batch as the customer sent it (pain.001 CdtTrfTxInf), numbered from 1."""
 
-    payment_id: str
-    settled: bool
+    number: int
+    end_to_end_id: str
+    beneficiary: Beneficiary
     amount: Money
+    reference: str
 
 
 @dataclass(frozen=True)
-class BookedTransfer:
-    """A credit of the clearing account in the ledger: money booked as gone to the network."""
+class BatchHeader:
+    """What the sender says of the batch as a whole, checked against its lines."""
 
-    transfer_id: str
-    amount: Money
+    number_of_transactions: int
+    control_sum: Money | None  # None: not a decimal in the batch's currency (a violation already)
+    message_id: str
 
 
 @dataclass(frozen=True)
-class Discrepancy:
-    kind: str
-    payment_id: str = ""
-    transfer_id: str = ""
-    detail: str = ""
+class Batch:
+    """A batch accepted whole; its lines are payments (Payment rows that name it). Its status is
+    counted from them, so that a batch has no state of its own to leave behind: REFUSED (its
+    funds were refused whole, `failure_reason`) is the only one it keeps."""
+
+    batch_id: str
+    debtor_account_id: str
+    message_id: str
+    line_count: int
+    total: Money
+    created_at: datetime
+    failure_reason: str = ""
+    counts: dict[PaymentStatus, int] = field(default_factory=dict)
+
+    @property
+    def completed(self) -> int:
+        return self.counts.get(PaymentStatus.COMPLETED, 0)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(self.counts.get(s, 0) for s in IN_FLIGHT)
+
+    @property
+    def failed(self) -> int:
+        return self.line_count - self.completed - self.in_flight
+
+    @property
+    def status(self) -> BatchStatus:
+        if self.failure_reason:
+            return BatchStatus.REFUSED
+        if self.in_flight:
+            return BatchStatus.IN_PROGRESS
+        return BatchStatus.COMPLETED if self.completed == self.line_count else BatchStatus.PARTIALLY_COMPLETED
 
 
-@dataclass
-class Reconciliation:
-    network_settled: int = 0
-    booked_transfers: int = 0
-    matched: int = 0
-    in_flight: int = 0
-    discrepancies: list[Discrepancy] = field(default_factory=list)
-    truncated: bool = False
-
-    def found(self, discrepancy: Discrepancy) -> None:
-        if len(self.discrepancies) < MAX_DISCREPANCIES:
-            self.discrepancies.append(discrepancy)
+def validate_batch(v: Violations, debtor_account_id: str, lines: list[BatchLine], header: BatchHeader, prefix: str) -> None:
+    """The batch whole, before anything is stored: every line as a payment's (IBAN check digits and
+    length per country, not the debtor itself), one currency, end-to-end ids unique, and the
+    header's count and control sum equal to the lines'. `prefix`: the field path of the lines."""
+    bad = 0
+    seen: dict[str, int] = {}
+    currencies = {line.amount.currency for line in lines}
+    for line in lines:
+        if bad >= MAX_LINE_VIOLATIONS:
+            break
+        before = len(v)
+        path = f"{prefix}[{line.number - 1}]"
+        if line.beneficiary.external:
+            v.check(
+                iban_is_valid(line.beneficiary.iban),
+                f"{path}.external.iban",
+                "not an IBAN: its length or check digits are wrong for its country",
+            )
         else:
-            self.truncated = True
-
-
-IN_FLIGHT = frozenset({PaymentStatus.PENDING, PaymentStatus.QUEUED})
-
-
-def reconcile(network: list[NetworkSettlement], payments: list[Payment], booked: list[BookedTransfer]) -> Reconciliation:
-    """Every settled network payment booked exactly once for its amount, every booked transfer
-    settled; a payment an operator must finish is listed too."""
-    result = Reconciliation(network_settled=sum(s.settled for s in network), booked_transfers=len(booked))
-    by_id = {p.payment_id: p for p in payments}
-    bookings: dict[str, list[BookedTransfer]] = {}
-    for b in booked:
-        bookings.setdefault(b.transfer_id, []).append(b)
-    known = {s.payment_id for s in network}
-    for s in network:
-        payment = by_id.get(s.payment_id)
-        if s.settled:
-            _check_settled(result, s, payment, bookings)
-        elif payment is not None and payment.status is PaymentStatus.COMPLETED:
-            result.found(Discrepancy("BOOKED_NOT_SETTLED", payment.payment_id, payment.transfer_id, "the network rejected it"))
-    paid = {p.transfer_id: p for p in payments if p.status is PaymentStatus.COMPLETED and p.transfer_id}
-    for transfer_id in bookings:
-        payment = paid.get(transfer_id)
-        if payment is None:
-            result.found(
-                Discrepancy("BOOKED_WITHOUT_PAYMENT", transfer_id=transfer_id, detail="a clearing credit no payment made")
+            v.check(
+                line.beneficiary.account_id != debtor_account_id,
+                f"{path}.internal.account_id",
+                "must differ from the debtor account",
             )
-        elif payment.payment_id not in known:
-            result.found(Discrepancy("BOOKED_NOT_SETTLED", payment.payment_id, transfer_id, "the network has no record of it"))
-    for p in payments:
-        if p.status is PaymentStatus.NEEDS_OPERATOR:
-            result.found(Discrepancy("NEEDS_OPERATOR", p.payment_id, p.transfer_id, p.failure_reason))
-    return result
+        first = seen.setdefault(line.end_to_end_id, line.number)
+        v.check(
+            first == line.number, f"{path}.end_to_end_id", f"the same as line {first}'s: each line's id is unique in the batch"
+        )
+        bad += len(v) > before
+    v.check(
+        len(currencies) <= 1, f"{prefix}.amount.currency_code", f"one currency per batch, not {', '.join(sorted(currencies))}"
+    )
+    v.check(
+        header.number_of_transactions == len(lines),
+        "number_of_transactions",
+        f"says {header.number_of_transactions}, but the batch has {len(lines)} lines",
+    )
+    if header.control_sum is not None and len(currencies) == 1:
+        total = sum(line.amount.minor for line in lines)
+        v.check(
+            header.control_sum.minor == total,
+            "control_sum",
+            f"says {header.control_sum.amount}, but the lines add up to {Money(header.control_sum.currency, total).amount}",
+        )
 
 
-def _check_settled(
-    result: Reconciliation, s: NetworkSettlement, payment: Payment | None, bookings: dict[str, list[BookedTransfer]]
-) -> None:
-    if payment is None:
-        result.found(Discrepancy("SETTLED_UNKNOWN_PAYMENT", s.payment_id, detail=f"the network settled {s.amount}"))
-    elif payment.status in IN_FLIGHT:
-        result.in_flight += 1
-    elif payment.status is not PaymentStatus.COMPLETED:
-        result.found(
-            Discrepancy("SETTLED_NOT_BOOKED", payment.payment_id, detail=f"settled, but the payment is {payment.status.value}")
-        )
-    elif not bookings.get(payment.transfer_id):
-        result.found(Discrepancy("TRANSFER_MISSING", payment.payment_id, payment.transfer_id, "no such clearing credit"))
-    elif len(bookings[payment.transfer_id]) > 1:
-        result.found(Discrepancy("BOOKED_TWICE", payment.payment_id, payment.transfer_id, "booked more than once"))
-    elif bookings[payment.transfer_id][0].amount != s.amount or payment.amount != s.amount:
-        result.found(
-            Discrepancy(
-                "AMOUNT_MISMATCH",
-                payment.payment_id,
-                payment.transfer_id,
-                f"network {s.amount}, ledger {bookings[payment.transfer_id][0].amount}",
-            )
-        )
-    else:
-        result.matched += 1
+def batch_total(lines: list[BatchLine]) -> Money:
+    return Money(lines[0].amount.currency, sum(line.amount.minor for line in lines))

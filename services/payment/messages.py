@@ -8,11 +8,13 @@ from typing import Any
 from common.events.outgoing import Outgoing
 from common.grpc.convert import timestamp
 from kernel.convert import ProtoEnum, money_pb
+from ogpgy.payment.v1 import bulk_payment_service_pb2 as bpb
 from ogpgy.payment.v1 import events_pb2
 from ogpgy.payment.v1 import payment_service_pb2 as pb
-from services.payment.domain import Payment, PaymentCompleted, PaymentFailed, PaymentQueued, PaymentStatus
+from services.payment.domain import BatchStatus, Payment, PaymentCompleted, PaymentFailed, PaymentQueued, PaymentStatus
 
 PAYMENT_STATUS = ProtoEnum(PaymentStatus, pb.PaymentStatus, "PAYMENT_STATUS_")
+BATCH_STATUS = ProtoEnum(BatchStatus, bpb.PaymentBatchStatus, "PAYMENT_BATCH_STATUS_")
 
 
 def _about(p: Payment) -> dict[str, Any]:

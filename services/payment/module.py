@@ -11,7 +11,8 @@ from common.events.outbox import OutboxRelay
 from common.pagination import PageTokens
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
 from services.payment.adapters import AccountsClient, VelocityPayGateway
-from services.payment.api import PaymentApi
+from services.payment.api import BulkPaymentApi, PaymentApi
+from services.payment.batches import BatchUseCases
 from services.payment.forwarding import StoreAndForward
 from services.payment.messages import OUTGOING
 from services.payment.operations import PaymentOperations
@@ -23,7 +24,7 @@ from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
 
 @og_context(
     name="payment",
-    description="Payments to accounts of this bank and, through VelocityPay, to other banks; fraud screening",
+    description="Payments to accounts of this bank and, through VelocityPay, to other banks, one by one or in batches (pain.001); fraud screening",
     business_owner="Payments Team",
     imports=[
         ModuleContextImport(
@@ -33,6 +34,7 @@ from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
                 "CheckAccountAccess",
                 "GetInternalAccount",
                 "PlaceHold",
+                "PlaceHolds",
                 "LookupHold",
                 "CaptureHold",
                 "ReleaseHold",
@@ -57,9 +59,11 @@ from velocitypay.v1.network_pb2_grpc import PaymentNetworkServiceStub
         PaymentUseCases,
         PaymentOperations,
         StoreAndForward,
+        BatchUseCases,
         PaymentApi,
+        BulkPaymentApi,
     ],
-    exports=[PaymentApi],
+    exports=[PaymentApi, BulkPaymentApi],
     publishes=OUTGOING.messages,
 )
 class PaymentModule:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from common.money import Money
-from services.payment.domain import BookedTransfer, NetworkSettlement, Payment
+from services.payment.domain import Payment
+from services.payment.reconciliation import BookedTransfer, NetworkSettlement
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,17 @@ class FoundHold:
     hold_id: str
     released: bool  # released already: the funds are no longer reserved
     transfer_id: str = ""  # the transfer that captured it; "" while it is not captured
+
+
+@dataclass(frozen=True)
+class HoldOrder:
+    """One hold of a set placed together (a batch's line)."""
+
+    request_id: str
+    debtor: str
+    creditor: str
+    amount: Money
+    description: str
 
 
 class Accounts(Protocol):
@@ -29,6 +41,9 @@ class Accounts(Protocol):
 
     async def require_read(self, account_id: str) -> None: ...
 
+    async def debit_currency(self, account_id: str) -> str:
+        """Whether the caller may move money out of the account, and its currency."""
+
     async def require_payee(self, account_id: str) -> None:
         """Whether the account exists to be paid into (NotFound if not, to anyone)."""
 
@@ -40,6 +55,10 @@ class Accounts(Protocol):
     ) -> FoundHold:
         """Reserves `amount` of the debtor's funds for the creditor (`capture`: and posts them to
         the creditor in the same step)."""
+
+    async def place_holds(self, orders: list[HoldOrder]) -> list[FoundHold]:
+        """Reserves every order's funds in one step, or none (a refusal of one refuses all): each
+        hold is the one `place_hold` with its request id would place (lookup_hold finds it)."""
 
     async def lookup_hold(self, request_id: str) -> FoundHold:
         """The hold the PlaceHold of `request_id` placed; NotFound (and the request id closed for

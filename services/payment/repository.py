@@ -17,7 +17,7 @@ from common.di import BaseComponent, og_component
 from common.errors import Aborted
 from common.filtering import Filter
 from common.money import Money
-from services.payment.domain import Beneficiary, Payment, PaymentStatus
+from services.payment.domain import Batch, BatchLine, Beneficiary, Payment, PaymentStatus
 from services.payment.messages import OUTGOING
 
 _COLUMNS = (
@@ -25,6 +25,7 @@ _COLUMNS = (
     " currency, reference, status, failure_reason, hold_id, transfer_id, created_epoch, created_at, updated_at,"
     " authorized_by, attempts, next_attempt_at, refund_first_approver, refund_decided_by"
 )
+_MARKS = ", ".join("?" * len(_COLUMNS.split(",")))  # one placeholder per column
 COUNTED = (PaymentStatus.PENDING.value, PaymentStatus.QUEUED.value, PaymentStatus.COMPLETED.value)
 
 
@@ -109,7 +110,8 @@ class Payments:
         row = await aggregate(
             self._tx,
             "SELECT COUNT(*) AS n, COALESCE(SUM(amount_minor), 0) AS total FROM payments"
-            f" WHERE debtor_account_id = ? AND currency = ? AND created_epoch >= ? AND status IN ({', '.join('?' * len(COUNTED))})",
+            " WHERE debtor_account_id = ? AND currency = ? AND created_epoch >= ? AND batch_id = ''"
+            f" AND status IN ({', '.join('?' * len(COUNTED))})",
             debtor,
             currency,
             since.timestamp(),
@@ -118,7 +120,7 @@ class Payments:
         return Window(int(row["n"]), int(row["total"]))
 
     async def add(self, payment: Payment) -> None:
-        await self._tx.execute(f"INSERT INTO payments ({_COLUMNS}) VALUES ({', '.join('?' * 20)})", *_values(payment))
+        await self._tx.execute(f"INSERT INTO payments ({_COLUMNS}) VALUES ({_MARKS})", *_values(payment))
 
     async def move(self, payment: Payment, expected: PaymentStatus) -> None:
         """Saves `payment` over the state the caller read under the lock (`locked`); the condition is
@@ -175,6 +177,106 @@ class Payments:
         return [_payment(r) for r in rows]
 
 
+_BATCH_COLUMNS = "batch_id, debtor_account_id, message_id, line_count, total_minor, currency, failure_reason, created_at"
+_LINE_COLUMNS = f"batch_line, end_to_end_id, {_COLUMNS}"
+
+
+def _batch(row: Row, counts: dict[PaymentStatus, int]) -> Batch:
+    return Batch(
+        batch_id=row["batch_id"],
+        debtor_account_id=row["debtor_account_id"],
+        message_id=row["message_id"],
+        line_count=row["line_count"],
+        total=Money(row["currency"], row["total_minor"]),
+        created_at=datetime.fromisoformat(row["created_at"]),
+        failure_reason=row["failure_reason"],
+        counts=counts,
+    )
+
+
+@dataclass(frozen=True)
+class StoredLine:
+    """A batch's line and its payment."""
+
+    number: int
+    end_to_end_id: str
+    payment: Payment
+
+
+def _line(row: Row) -> StoredLine:
+    return StoredLine(row["batch_line"], row["end_to_end_id"], _payment(row))
+
+
+class Batches:
+    """The batches of one transaction, and their lines (payments that name them)."""
+
+    def __init__(self, tx: Tx) -> None:
+        self._tx = tx
+
+    async def add(self, batch: Batch, lines: list[tuple[BatchLine, Payment]], authorized_by: str) -> None:
+        """The batch and every line's payment, in two statements."""
+        await self._tx.execute(
+            f"INSERT INTO payment_batches ({_BATCH_COLUMNS}, authorized_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            batch.batch_id,
+            batch.debtor_account_id,
+            batch.message_id,
+            batch.line_count,
+            batch.total.minor,
+            batch.total.currency,
+            batch.failure_reason,
+            batch.created_at.isoformat(),
+            authorized_by,
+        )
+        await self._tx.executemany(
+            f"INSERT INTO payments ({_COLUMNS}, batch_id, batch_line, end_to_end_id) VALUES ({_MARKS}, ?, ?, ?)",
+            [(*_values(p), batch.batch_id, line.number, line.end_to_end_id) for line, p in lines],
+        )
+
+    async def get(self, batch_id: str) -> Batch | None:
+        row = await self._tx.fetchone(f"SELECT {_BATCH_COLUMNS} FROM payment_batches WHERE batch_id = ?", batch_id)
+        if row is None:
+            return None
+        counted = await self._tx.fetchall(
+            "SELECT status, COUNT(*) AS n FROM payments WHERE batch_id = ? GROUP BY status", batch_id
+        )
+        return _batch(row, {PaymentStatus(r["status"]): int(r["n"]) for r in counted})
+
+    async def unfinished(self, batch_id: str) -> list[Payment]:
+        """The lines still on their way (pending or queued), in line order."""
+        rows = await self._tx.fetchall(
+            f"SELECT {_COLUMNS} FROM payments WHERE batch_id = ? AND status IN (?, ?) ORDER BY batch_line",
+            batch_id,
+            PaymentStatus.PENDING.value,
+            PaymentStatus.QUEUED.value,
+        )
+        return [_payment(r) for r in rows]
+
+    async def held(self, holds: list[tuple[str, str]]) -> None:
+        """Records each line's hold (payment id, hold id) on a line that has none yet."""
+        await self._tx.executemany(
+            "UPDATE payments SET hold_id = ? WHERE payment_id = ? AND hold_id = '' AND status = ?",
+            [(hold_id, payment_id, PaymentStatus.PENDING.value) for payment_id, hold_id in holds],
+        )
+
+    async def refuse(self, batch_id: str, reason: str, at: datetime) -> None:
+        """The batch refused whole: it keeps the reason, and every line still pending fails with it."""
+        await self._tx.execute("UPDATE payment_batches SET failure_reason = ? WHERE batch_id = ?", reason, batch_id)
+        await self._tx.execute(
+            "UPDATE payments SET status = ?, failure_reason = ?, updated_at = ? WHERE batch_id = ? AND status = ?",
+            PaymentStatus.FAILED.value,
+            reason,
+            at.isoformat(),
+            batch_id,
+            PaymentStatus.PENDING.value,
+        )
+        await record_change(self._tx, "RefusePaymentBatch", batch_id)
+
+    async def lines(self, batch_id: str, after: int, limit: int) -> Page[StoredLine, int]:
+        return await keyset_page(
+            self._tx, f"SELECT seq, {_LINE_COLUMNS} FROM payments", "batch_id = ?", [batch_id], after, limit, _line
+        )
+
+
 class PaymentUnit(Unit):
     """One transaction of the payment context."""
 
@@ -183,6 +285,7 @@ class PaymentUnit(Unit):
     def __init__(self, tx: Tx) -> None:
         super().__init__(tx)
         self.payments = Payments(tx)
+        self.batches = Batches(tx)
 
 
 @og_component()

@@ -45,19 +45,17 @@ from common.security.policy import denied, require_role, unknown
 from services.payment.domain import (
     FINAL,
     Beneficiary,
-    BookedTransfer,
     FraudRules,
     Payment,
     PaymentStatus,
-    Reconciliation,
     advanced,
     events_of,
-    reconcile,
     refund_refused,
     refunded,
     screened,
 )
 from services.payment.ports import Accounts, FoundHold, NetworkRefused, NetworkUnavailable, PaymentNetwork
+from services.payment.reconciliation import BookedTransfer, Reconciliation, reconcile
 from services.payment.repository import PaymentUnit, PaymentUnits
 
 FRAUD_FILE = Path(__file__).parent / "fraud.toml"
@@ -165,7 +163,7 @@ class PaymentProcessor(BaseComponent):
         return await self._release(p, answer.reject_reason or "NETWORK_REJECTED")
 
     @staticmethod
-    def _hold_request_id(p: Payment) -> str:
+    def hold_request_id(p: Payment) -> str:
         return f"{p.payment_id}-hold"
 
     async def _hold(self, p: Payment) -> Payment:
@@ -176,7 +174,7 @@ class PaymentProcessor(BaseComponent):
             with _account_step(p):
                 creditor = await self._accounts.clearing_account(p.amount.currency) if external else p.beneficiary.account_id
                 hold = await self._accounts.place_hold(
-                    self._hold_request_id(p), p.debtor_account_id, creditor, p.amount, p.statement_text, capture=not external
+                    self.hold_request_id(p), p.debtor_account_id, creditor, p.amount, p.statement_text, capture=not external
                 )
         except CalleeRefused as refused:
             return await self._hold_refused(p, refused)
@@ -208,7 +206,7 @@ class PaymentProcessor(BaseComponent):
         request id when there is none, so the answer is final: the payment fails `not_placed`)."""
         try:
             with _account_step(p):
-                found = await self._accounts.lookup_hold(self._hold_request_id(p))
+                found = await self._accounts.lookup_hold(self.hold_request_id(p))
         except CalleeRefused as refused:
             if not isinstance(refused.error, NotFound):
                 return await self._move(p, PaymentStatus.NEEDS_OPERATOR, failure_reason=f"HOLD_LOOKUP_REFUSED_{refused.reason}")

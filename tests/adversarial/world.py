@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grpc import aio
+
 from common.config import Settings
 from common.di import context_spec
 from common.grpc.client import bearer_channel
@@ -28,6 +30,8 @@ from ogpgy.lending.v1 import lending_service_pb2 as lpb
 from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
 from ogpgy.notification.v1 import notification_service_pb2 as npb
 from ogpgy.notification.v1 import notification_service_pb2_grpc as ngrpc
+from ogpgy.payment.v1 import bulk_payment_service_pb2 as bpb
+from ogpgy.payment.v1 import bulk_payment_service_pb2_grpc as bgrpc
 from ogpgy.payment.v1 import payment_service_pb2 as ppb
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
 from services.velocitypay.simulator import faults_pb
@@ -81,6 +85,7 @@ class Victim:
     transfer: str  # from her account to her savings, made by her
     loan: str  # approved, not disbursed
     notification: str  # her welcome
+    batch: str  # her bulk payment of one line, to Bob, paid
 
 
 @dataclass
@@ -205,6 +210,7 @@ async def _alice_does_her_banking(target: str, token: str, alice: str, account: 
         assert payment.status == ppb.PAYMENT_STATUS_QUEUED
         holds = (await accounts.ListHolds(apb.ListHoldsRequest(account_id=account))).holds
         payment_hold = next(h.hold_id for h in holds if h.owner_context == "payment")
+        batch = await _alice_pays_a_batch(channel, account, bob_account)
         loan = (
             await lgrpc.LendingServiceStub(channel).ApplyForLoan(
                 lpb.ApplyForLoanRequest(
@@ -220,8 +226,29 @@ async def _alice_does_her_banking(target: str, token: str, alice: str, account: 
         await eventually(welcomed, what="Alice's welcome")
         welcome = (await welcomed())[0].notification_id
     return Victim(
-        alice, account, savings, own_hold, payment.payment_id, payment_hold, f"{payment.payment_id}-hold", transfer, loan, welcome
+        alice,
+        account,
+        savings,
+        own_hold,
+        payment.payment_id,
+        payment_hold,
+        f"{payment.payment_id}-hold",
+        transfer,
+        loan,
+        welcome,
+        batch,
     )
+
+
+async def _alice_pays_a_batch(channel: aio.Channel, account: str, payee: str) -> str:
+    """Her bulk payment: one line to Bob, paid (after her payment out, whose hold the tests look up first)."""
+    line = bpb.PaymentBatchLine(
+        end_to_end_id="alice-line-1", internal=ppb.InternalBeneficiary(account_id=payee), amount=eur("1.00")
+    )
+    lines = bpb.PaymentBatchLines(lines=[line], number_of_transactions=1, control_sum="1.00")
+    request = bpb.SubmitPaymentBatchRequest(request_id="alice-batch", debtor_account_id=account, lines=lines)
+    answers = [answer async for answer in bgrpc.BulkPaymentServiceStub(channel).SubmitPaymentBatch(request)]
+    return answers[-1].batch.batch_id
 
 
 async def quiet(world: World) -> None:

@@ -125,6 +125,51 @@ INTERACTIONS: tuple[Interaction, ...] = (
         },
         relies_on=("hold.hold_id",),
     ),
+    # a bulk payment's lines reserved together, all or none
+    Interaction(
+        "payment",
+        "account",
+        "AccountService/PlaceHolds",
+        "a funded account",
+        {
+            "holds": [
+                {
+                    "request_id": "{key}-line-1",
+                    "debit_account_id": "{account_id}",
+                    "credit_account_id": "acc_CLEARING_EUR",
+                    "amount": {"currency_code": "EUR", "amount": "3.00"},
+                    "description": "salary 1",
+                },
+                {
+                    "request_id": "{key}-line-2",
+                    "debit_account_id": "{account_id}",
+                    "credit_account_id": "acc_CLEARING_EUR",
+                    "amount": {"currency_code": "EUR", "amount": "4.00"},
+                    "description": "salary 2",
+                },
+            ]
+        },
+        relies_on=("holds.hold_id",),
+    ),
+    Interaction(
+        "payment",
+        "account",
+        "AccountService/PlaceHolds",
+        "a funded account",
+        {
+            "holds": [
+                {
+                    "request_id": "{key}-lines-big",
+                    "debit_account_id": "{account_id}",
+                    "credit_account_id": "acc_CLEARING_EUR",
+                    "amount": {"currency_code": "EUR", "amount": "1000000.00"},
+                    "description": "salaries",
+                }
+            ]
+        },
+        expect="FAILED_PRECONDITION",
+        reason="INSUFFICIENT_FUNDS",
+    ),
     Interaction(
         "payment",
         "account",

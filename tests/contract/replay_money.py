@@ -8,10 +8,12 @@ stage) before it returns the request."""
 from __future__ import annotations
 
 import itertools
+from decimal import Decimal
 from typing import Any
 
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.lending.v1 import lending_service_pb2 as lpb
+from ogpgy.payment.v1 import bulk_payment_service_pb2 as bpb
 from ogpgy.payment.v1 import payment_service_pb2 as ppb
 from ogpgy.type.v1 import date_pb2
 from tests.bank_helpers import eur
@@ -338,6 +340,56 @@ async def _pay_short(w: ReplayWorld, tag: str) -> Refused:
     return Refused(sent, "INSUFFICIENT_FUNDS", lambda: w.deposit(account, "5.00"))
 
 
+def _holds(r: Any) -> str:
+    return ",".join(h.hold_id for h in r.holds)
+
+
+def _holds_request(tag: str, debit: str, credit: str, amount: str) -> apb.PlaceHoldsRequest:
+    return apb.PlaceHoldsRequest(holds=[_hold_request(f"{tag}-{n}", debit, credit, amount) for n in range(2)])
+
+
+async def _place_many(w: ReplayWorld, tag: str) -> Sent:
+    return Sent(w.alice, _holds_request(tag, w.alice_account, w.bob_account, "1.00"))
+
+
+async def _place_many_short(w: ReplayWorld, tag: str) -> Refused:
+    """Funds for one of the two holds and not both: neither is placed."""
+    account = await w.savings()
+    await w.deposit(account, "5.00")
+    sent = Sent(w.alice, _holds_request(tag, account, w.bob_account, "5.00"))
+    return Refused(sent, "INSUFFICIENT_FUNDS", lambda: w.deposit(account, "5.00"))
+
+
+def _batch(runs: Any) -> str:
+    """The batch made; a refusal of its funds is part of it (it answers OK, REFUSED with the reason)."""
+    return f"{runs[-1].batch.batch_id}:{runs[-1].batch.failure_reason}"
+
+
+def _batch_status(runs: Any) -> str:
+    return str(runs[-1].batch.status)
+
+
+def _batch_request(tag: str, debtor: str, creditor: str, amount: str) -> bpb.SubmitPaymentBatchRequest:
+    lines = [
+        bpb.PaymentBatchLine(end_to_end_id=f"l{n}", internal=ppb.InternalBeneficiary(account_id=creditor), amount=eur(amount))
+        for n in range(2)
+    ]
+    total = str(Decimal(amount) * 2)
+    batch = bpb.PaymentBatchLines(lines=lines, number_of_transactions=2, control_sum=total)
+    return bpb.SubmitPaymentBatchRequest(request_id=rid(tag), debtor_account_id=debtor, lines=batch)
+
+
+async def _submit_batch(w: ReplayWorld, tag: str) -> Sent:
+    return Sent(w.alice, _batch_request(tag, w.alice_account, w.bob_account, "1.00"))
+
+
+async def _submit_batch_short(w: ReplayWorld, tag: str) -> Refused:
+    account = await w.savings()
+    await w.deposit(account, "5.00")
+    sent = Sent(w.alice, _batch_request(tag, account, w.bob_account, "5.00"))
+    return Refused(sent, "INSUFFICIENT_FUNDS", lambda: w.deposit(account, "5.00"))
+
+
 MONEY_CASES: dict[str, Case] = {
     "OpenAccount": Case(_account_id, _open, (_open_unverified,)),
     "CloseAccount": Case(_account_id, _close, (_close_not_empty,)),
@@ -346,6 +398,7 @@ MONEY_CASES: dict[str, Case] = {
     "Transfer": Case(_transfer_id, _transfer, (_transfer_short,)),
     "ReverseTransfer": Case(_transfer_id, _reverse, (_reverse_short,)),
     "PlaceHold": Case(_hold_id, _place, (_place_short,)),
+    "PlaceHolds": Case(_holds, _place_many, (_place_many_short,)),
     "CaptureHold": Case(_transfer_id, _capture, (_capture_released,)),
     "ReleaseHold": Case(_hold_id, _release, (_release_released,)),
     "LookupHold": Case(_hold_id, _lookup_hold, (_lookup_no_hold,)),
@@ -360,4 +413,5 @@ MONEY_CASES: dict[str, Case] = {
     "PayOffLoan": Case(_repayment_id, _pay_off, (_pay_off_undisbursed,), outcome=_repayment_status),
     "RunCollection": Case(run_date, _collect, (_collect_again,), outcome=run_status),
     "CreatePayment": Case(_payment, _pay, (_pay_short,)),
+    "SubmitPaymentBatch": Case(_batch, _submit_batch, (_submit_batch_short,), outcome=_batch_status),
 }

@@ -35,6 +35,8 @@ from ogpgy.interest.v1 import interest_service_pb2 as irpb
 from ogpgy.interest.v1 import interest_service_pb2_grpc as irgrpc
 from ogpgy.lending.v1 import lending_service_pb2 as lpb
 from ogpgy.lending.v1 import lending_service_pb2_grpc as lgrpc
+from ogpgy.payment.v1 import bulk_payment_service_pb2 as bpb
+from ogpgy.payment.v1 import bulk_payment_service_pb2_grpc as bgrpc
 from ogpgy.payment.v1 import payment_service_pb2 as ppb
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
 from ogpgy.type.v1 import date_pb2
@@ -100,8 +102,10 @@ async def _world(channel: aio.Channel) -> dict[str, str]:
     await lending.DisburseLoan(lpb.DisburseLoanRequest(request_id="page-disburse", loan_id=loans[0]))
     for i in range(ITEMS):
         await lending.RepayLoan(lpb.RepayLoanRequest(request_id=f"page-repay-{i}", loan_id=loans[0], amount=eur("1.00")))
+    batch = await _batch(channel, account, payee)
     admin_id = await _settled_audit_trail(igrpc.IdentityServiceStub(channel))
     return {
+        "batch_id": batch,
         "customer_id": parent,
         "account_id": account,
         "debtor_account_id": account,
@@ -109,6 +113,21 @@ async def _world(channel: aio.Channel) -> dict[str, str]:
         "resource": "",
         "loan_id": loans[0],
     }
+
+
+async def _batch(channel: aio.Channel, account: str, payee: str) -> str:
+    """A bulk payment of ITEMS lines, paid to its end."""
+    lines = [
+        bpb.PaymentBatchLine(end_to_end_id=f"line-{i}", internal=ppb.InternalBeneficiary(account_id=payee), amount=eur("1.00"))
+        for i in range(ITEMS)
+    ]
+    request = bpb.SubmitPaymentBatchRequest(
+        request_id="page-batch",
+        debtor_account_id=account,
+        lines=bpb.PaymentBatchLines(lines=lines, number_of_transactions=ITEMS, control_sum=f"{ITEMS}.00"),
+    )
+    answers = [answer async for answer in bgrpc.BulkPaymentServiceStub(channel).SubmitPaymentBatch(request)]
+    return answers[-1].batch.batch_id
 
 
 async def _settled_audit_trail(identity: igrpc.IdentityServiceStub) -> str:

@@ -67,17 +67,21 @@ ID_KINDS = {
     "user_id": "usr",
     "relationship_manager_id": "usr",
     "notification_id": "ntf",
+    "batch_id": "pbt",
 }
 NOT_AN_ID = {
     "request_id",  # an idempotency key
     "after_account_id",  # a batch cursor: any position, not a resource
     "charges.request_id",  # an idempotency key of one charge
+    "holds.request_id",  # an idempotency key of one hold (PlaceHolds)
+    "lines.message_id",  # a bulk payment file's own ids, the sender's (pain.001 MsgId, EndToEndId)
+    "lines.end_to_end_id",
     "customer.customer_id",  # UpdateCustomer's patch: output-only fields of the resource
     "customer.relationship_manager_id",
 }
 # Paid into: an account that exists is no secret from a payer (a payment into it goes through), so
 # an unknown one is NOT_FOUND to anyone.
-PAID_INTO = {"credit_account_id", "internal.account_id"}
+PAID_INTO = {"credit_account_id", "internal.account_id", "holds.credit_account_id"}
 # Not looked up, by design (the README says so).
 NOT_LOOKED_UP: dict[str, str] = {}
 
@@ -102,6 +106,20 @@ VALID_REST: dict[str, dict[str, Any]] = {
     "Transfer": {"amount": {"currency_code": "EUR", "amount": "1.00"}},
     "PlaceHold": {"amount": {"currency_code": "EUR", "amount": "1.00"}},
     "ReverseTransfer": {"reason": "probe"},
+    "PlaceHolds": {"holds": [{"request_id": "claim-hold", "amount": {"currency_code": "EUR", "amount": "1.00"}}]},
+    "SubmitPaymentBatch": {
+        "lines": {
+            "lines": [
+                {
+                    "end_to_end_id": "probe",
+                    "external": {"iban": "DE89370400440532013000", "name": "Max"},
+                    "amount": {"currency_code": "EUR", "amount": "1.00"},
+                }
+            ],
+            "number_of_transactions": 1,
+            "control_sum": "1.00",
+        }
+    },
     "RetryPayment": {"reason": "probe"},
     "RefundPayment": {"reason": "probe"},
     "CheckAccountAccess": {"access": "ACCOUNT_ACCESS_READ"},
@@ -232,6 +250,9 @@ def _hers(world: World) -> dict[str, str]:
         "debtor_account_id": v.account,
         "internal.account_id": v.savings,
         "charges.account_id": v.account,
+        "holds.debit_account_id": v.account,
+        "holds.credit_account_id": v.savings,
+        "batch_id": v.batch,
         "transfer_id": v.transfer,
         "hold_id": v.own_hold,
         "payment_id": v.payment_id,
@@ -249,6 +270,7 @@ def _his(world: World) -> dict[str, str]:
         "account_id": world.bob_account,
         "debit_account_id": world.bob_account,
         "charges.account_id": world.bob_account,
+        "holds.debit_account_id": world.bob_account,
     }
     return _hers(world) | own | {"debtor_account_id": world.bob_account}
 

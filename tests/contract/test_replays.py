@@ -213,6 +213,6 @@ def _twin(request: Message) -> Message:
     twin.CopyFrom(request)
     if "request_id" in type(request).DESCRIPTOR.fields_by_name:
         twin.request_id = f"{twin.request_id}-twin"
-    for item in getattr(twin, "charges", []):
+    for item in [*getattr(twin, "charges", []), *getattr(twin, "holds", [])]:  # PostCharges, PlaceHolds
         item.request_id = f"{item.request_id}-twin"
     return twin

@@ -97,6 +97,9 @@ def _op_args(rng: random.Random, kind: str) -> tuple[str, dict[str, object]]:
             "loan": rng.randrange(16),
             "rate": rng.choice(["0.05", "0.050", "0.07"]),
         }
+    if kind == "SubmitPaymentBatch":  # a few lines, inside and outside the bank; now and then miscounted
+        lines = [(rng.choice(["external", rng.randrange(64)]), _amount(rng)) for _ in range(rng.randint(1, 4))]
+        return _actor(rng, OWNER), {"account": rng.randrange(64), "lines": lines, "miscounted": rng.random() < 0.1}
     if kind in ("RetryPayment", "RefundPayment"):  # admins, now and then the two who act on each other
         return _actor(rng, rng.choice([ADMIN, WARRING])), {"payment": rng.randrange(64)}
     if kind == "DisburseLoan":
@@ -128,6 +131,7 @@ WEIGHTS: dict[str, int] = {
     "OpenAccount": 2,
     "CloseAccount": 1,
     "CreatePayment": 6,
+    "SubmitPaymentBatch": 2,
     "RetryPayment": 1,
     "RefundPayment": 1,
     "ApplyForLoan": 3,

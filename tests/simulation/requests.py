@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from decimal import Decimal
 
 from tests.simulation.model import ADMIN, MANAGER, OTHER, OWNER, STRANGER, WARRING, Op
 
@@ -103,6 +104,23 @@ def _money_moves(op: Op, made: Made) -> Request | None:
     body = {"debit_account_id": account, "credit_account_id": made.account(a["to"])[0], "amount": amount}
     if op.kind == "PlaceHold":
         body["capture"] = bool(a.get("capture"))
+    return Request(op.kind, _sender(op, owner, made), body, account)
+
+
+def _batch(op: Op, made: Made) -> Request | None:
+    """A bulk payment in the contract's own form, its header counted and summed as a sender
+    would (or miscounted: refused whole)."""
+    if op.kind != "SubmitPaymentBatch":
+        return None
+    account, owner = made.account(op.args["account"])
+    lines: list[dict[str, object]] = []
+    for n, (to, amount) in enumerate(op.args["lines"]):  # type: ignore[arg-type]  # the model's (payee, amount) pairs
+        payee = {"external": {"iban": EXTERNAL_IBAN, "name": "Max"}} if to == "external" else {}
+        payee = payee or {"internal": {"account_id": made.account(to)[0]}}
+        lines.append({"end_to_end_id": f"sim-{op.n}-{n}", "amount": _eur(amount), **payee})
+    total = sum(Decimal(str(line["amount"]["amount"])) for line in lines)  # type: ignore[index]
+    header = {"number_of_transactions": len(lines) + int(bool(op.args["miscounted"])), "control_sum": f"{total:.2f}"}
+    body = {"debtor_account_id": account, "lines": {"lines": lines, **header}}
     return Request(op.kind, _sender(op, owner, made), body, account)
 
 
@@ -221,6 +239,7 @@ def _people(op: Op, made: Made) -> Request | None:
 
 BUILDERS: tuple[Callable[[Op, Made], Request | None], ...] = (
     _money_moves,
+    _batch,
     _holds_and_transfers,
     _accounts,
     _loans,

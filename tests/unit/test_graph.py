@@ -28,7 +28,7 @@ def test_edges_come_from_imports_and_event_declarations() -> None:
     events = {(e.source, e.target, e.label) for e in edges if e.kind == "event"}
     assert ("customer", "account", "CustomerOnboarded") in events
     payment = next(n for n in nodes if n.name == "payment")
-    assert payment.services == ("PaymentService",) and "PaymentCompleted" in payment.publishes
+    assert payment.services == ("PaymentService", "BulkPaymentService") and "PaymentCompleted" in payment.publishes
 
 
 def test_mermaid_and_svg_from_the_command_line() -> None:

@@ -17,10 +17,11 @@ from common.filtering import Filter
 from common.idempotency import IdempotencyKey
 from common.money import Money
 from common.security.context import ADMIN, SecurityContext, caller_var, current_caller
-from services.payment.domain import Beneficiary, BookedTransfer, NetworkSettlement, Payment, PaymentStatus
+from services.payment.domain import Beneficiary, Payment, PaymentStatus
 from services.payment.forwarding import StoreAndForward
 from services.payment.module import PaymentModule
 from services.payment.ports import Accounts, FoundHold, NetworkAnswer, NetworkUnavailable, PaymentNetwork
+from services.payment.reconciliation import BookedTransfer, NetworkSettlement
 from services.payment.service import PaymentUseCases
 from tests.unit.contexts import ADMIN_CALLER, FIRST_PAGE, NOW, acting_as, context_under_test, customer_caller
 from tests.unit.holds import HoldBook

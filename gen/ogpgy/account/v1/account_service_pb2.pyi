@@ -1105,6 +1105,54 @@ class PlaceHoldResponse(_message.Message):
 Global___PlaceHoldResponse: _TypeAlias = PlaceHoldResponse  # noqa: Y015
 
 @_typing.final
+class PlaceHoldsRequest(_message.Message):
+    """Request of PlaceHolds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def holds(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlaceHoldRequest]:
+        """The holds, each with its own request_id; capture must be false."""
+
+    def __init__(
+        self,
+        *,
+        holds: _abc.Iterable[Global___PlaceHoldRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["holds", b"holds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlaceHoldsRequest: _TypeAlias = PlaceHoldsRequest  # noqa: Y015
+
+@_typing.final
+class PlaceHoldsResponse(_message.Message):
+    """Response of PlaceHolds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def holds(self) -> _containers.RepeatedCompositeFieldContainer[Global___Hold]:
+        """The holds, in the order of the request."""
+
+    def __init__(
+        self,
+        *,
+        holds: _abc.Iterable[Global___Hold] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["holds", b"holds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlaceHoldsResponse: _TypeAlias = PlaceHoldsResponse  # noqa: Y015
+
+@_typing.final
 class CaptureHoldRequest(_message.Message):
     """Request of CaptureHold."""
 

@@ -86,6 +86,11 @@ class AccountServiceStub:
                 request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.PlaceHoldRequest.SerializeToString,
                 response_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.PlaceHoldResponse.FromString,
                 _registered_method=True)
+        self.PlaceHolds = channel.unary_unary(
+                '/ogpgy.account.v1.AccountService/PlaceHolds',
+                request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.PlaceHoldsRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.PlaceHoldsResponse.FromString,
+                _registered_method=True)
         self.CaptureHold = channel.unary_unary(
                 '/ogpgy.account.v1.AccountService/CaptureHold',
                 request_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.CaptureHoldRequest.SerializeToString,
@@ -237,6 +242,17 @@ class AccountServiceServicer:
     def PlaceHold(self, request, context):
         """Reserves funds (phase one of a two-phase transfer), or with capture set reserves and posts
         them in one step. The bank's own accounts as in Transfer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PlaceHolds(self, request, context):
+        """Reserves several holds' funds in one transaction, all or none: each hold is idempotent by its
+        own request_id exactly as PlaceHold's (LookupHold finds it), and the new ones are reserved
+        together against each debited account's available balance, decided under its row lock; one
+        refusal (INSUFFICIENT_FUNDS, say) refuses every new hold and is kept on each request_id. No
+        capture here: a hold placed this way is captured or released one by one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -435,6 +451,11 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.PlaceHold,
                     request_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.PlaceHoldRequest.FromString,
                     response_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.PlaceHoldResponse.SerializeToString,
+            ),
+            'PlaceHolds': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlaceHolds,
+                    request_deserializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.PlaceHoldsRequest.FromString,
+                    response_serializer=ogpgy_dot_account_dot_v1_dot_account__service__pb2.PlaceHoldsResponse.SerializeToString,
             ),
             'CaptureHold': grpc.unary_unary_rpc_method_handler(
                     servicer.CaptureHold,
@@ -784,6 +805,33 @@ class AccountService:
             '/ogpgy.account.v1.AccountService/PlaceHold',
             ogpgy_dot_account_dot_v1_dot_account__service__pb2.PlaceHoldRequest.SerializeToString,
             ogpgy_dot_account_dot_v1_dot_account__service__pb2.PlaceHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlaceHolds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.account.v1.AccountService/PlaceHolds',
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.PlaceHoldsRequest.SerializeToString,
+            ogpgy_dot_account_dot_v1_dot_account__service__pb2.PlaceHoldsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,6 +61,13 @@ class AccountServiceStub:
     """Reserves funds (phase one of a two-phase transfer), or with capture set reserves and posts
     them in one step. The bank's own accounts as in Transfer.
     """
+    PlaceHolds: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.PlaceHoldsRequest, _account_service_pb2.PlaceHoldsResponse]
+    """Reserves several holds' funds in one transaction, all or none: each hold is idempotent by its
+    own request_id exactly as PlaceHold's (LookupHold finds it), and the new ones are reserved
+    together against each debited account's available balance, decided under its row lock; one
+    refusal (INSUFFICIENT_FUNDS, say) refuses every new hold and is kept on each request_id. No
+    capture here: a hold placed this way is captured or released one by one.
+    """
     CaptureHold: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.CaptureHoldRequest, _account_service_pb2.CaptureHoldResponse]
     """Posts all or part of a hold as a transfer and resolves it. A hold placed by a context (see
     Hold.owner_context) is captured only by that context.
@@ -171,6 +178,13 @@ class AccountServiceAsyncStub(AccountServiceStub):
     PlaceHold: _aio.UnaryUnaryMultiCallable[_account_service_pb2.PlaceHoldRequest, _account_service_pb2.PlaceHoldResponse]  # type: ignore[assignment]
     """Reserves funds (phase one of a two-phase transfer), or with capture set reserves and posts
     them in one step. The bank's own accounts as in Transfer.
+    """
+    PlaceHolds: _aio.UnaryUnaryMultiCallable[_account_service_pb2.PlaceHoldsRequest, _account_service_pb2.PlaceHoldsResponse]  # type: ignore[assignment]
+    """Reserves several holds' funds in one transaction, all or none: each hold is idempotent by its
+    own request_id exactly as PlaceHold's (LookupHold finds it), and the new ones are reserved
+    together against each debited account's available balance, decided under its row lock; one
+    refusal (INSUFFICIENT_FUNDS, say) refuses every new hold and is kept on each request_id. No
+    capture here: a hold placed this way is captured or released one by one.
     """
     CaptureHold: _aio.UnaryUnaryMultiCallable[_account_service_pb2.CaptureHoldRequest, _account_service_pb2.CaptureHoldResponse]  # type: ignore[assignment]
     """Posts all or part of a hold as a transfer and resolves it. A hold placed by a context (see
@@ -339,6 +353,19 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_account_service_pb2.PlaceHoldResponse, _abc.Awaitable[_account_service_pb2.PlaceHoldResponse]]:
         """Reserves funds (phase one of a two-phase transfer), or with capture set reserves and posts
         them in one step. The bank's own accounts as in Transfer.
+        """
+
+    @_abc_1.abstractmethod
+    def PlaceHolds(
+        self,
+        request: _account_service_pb2.PlaceHoldsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.PlaceHoldsResponse, _abc.Awaitable[_account_service_pb2.PlaceHoldsResponse]]:
+        """Reserves several holds' funds in one transaction, all or none: each hold is idempotent by its
+        own request_id exactly as PlaceHold's (LookupHold finds it), and the new ones are reserved
+        together against each debited account's available balance, decided under its row lock; one
+        refusal (INSUFFICIENT_FUNDS, say) refuses every new hold and is kept on each request_id. No
+        capture here: a hold placed this way is captured or released one by one.
         """
 
     @_abc_1.abstractmethod
