@@ -289,6 +289,7 @@ class AuditEvent:
     on_behalf_of: tuple[str, ...]
     request_id: str
     service: str
+    reason: str = ""  # why, when the actor gave a reason (an operator's action)
 
 
 @dataclass(frozen=True)
