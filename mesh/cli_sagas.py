@@ -50,7 +50,7 @@ def add_sagas_commands(commands: Subcommands) -> None:
         "arrears",
         help="list the loans in arrears (admins)",
         description="Lists the loans owing something on installments already due, oldest loan first. Filter fields: "
-        "days_past_due and overdue_amount_minor (whole numbers), currency and customer_id (exact text), status.",
+        "days_past_due and overdue_amount_minor (whole numbers), currency and customer_id (exact text).",
     )
     arrears.add_argument("--filter", default="", help=FILTER_HELP % "'days_past_due > 30 AND currency = \"EUR\"'")
     arrears.add_argument("--page-size", type=int, default=50, help="loans per call (default: %(default)s)")

@@ -35,13 +35,13 @@ _MOVES = {
 
 # What the operators' list of loans in arrears may be filtered on (common.filtering): the loan's
 # position today as its view reports it (servicing.position: owed on installments due by today,
-# days since the oldest of them fell due), its currency, customer and status.
+# days since the oldest of them fell due), its currency and customer. Only a DISBURSED loan owes
+# (an approved loan has its schedule before the money leaves; one paid off owes nothing).
 ARREARS_FIELDS = (
     FilterField("days_past_due", "days_past_due", Kind.INTEGER),
     FilterField("overdue_amount_minor", "overdue_minor", Kind.INTEGER),
     FilterField("currency", "currency", Kind.TEXT),
     FilterField("customer_id", "customer_id", Kind.TEXT),
-    FilterField("status", "status", Kind.ENUM, {s.value: s.value for s in LoanStatus}),
 )
 _OWED = (
     "penalty_minor + interest_minor + principal_minor"
@@ -149,10 +149,10 @@ class Loans:
         select = (
             f"SELECT * FROM (SELECT l.*, a.overdue_minor, {_DAYS[self._tx.dialect]} AS days_past_due FROM loans l"
             f" JOIN (SELECT loan_id, MIN(due_date) AS oldest_due, SUM({_OWED}) AS overdue_minor FROM installments"
-            f" WHERE due_date <= ? AND {OPEN_INSTALLMENT} GROUP BY loan_id) a ON a.loan_id = l.loan_id) arrears"
+            f" WHERE due_date <= ? AND {OPEN_INSTALLMENT} GROUP BY loan_id) a ON a.loan_id = l.loan_id WHERE l.status = ?) arrears"
         )
         day = today.isoformat()
-        return await keyset_page(self._tx, select, condition, [day, day, *params], after, limit, loan_of)
+        return await keyset_page(self._tx, select, condition, [day, day, LoanStatus.DISBURSED.value, *params], after, limit, loan_of)
 
     async def chunk(self, currency: str, statuses: Sequence[LoanStatus], after_seq: int, limit: int) -> list[ChunkLoan]:
         rows = await self._tx.fetchall(

@@ -240,10 +240,10 @@ class LendingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListLoansInArrears(self, request, context):
-        """The bank's loans in arrears (admins): loans owing something on installments already due, by
-        loan, filtered (AIP-160) over `days_past_due` and `overdue_amount_minor` (whole numbers),
-        `currency` and `customer_id` (exact text) and `status` (a LoanStatus without its prefix), e.g.
-        `days_past_due > 30 AND currency = "EUR"`.
+        """The bank's loans in arrears (admins): disbursed loans owing something on installments already
+        due, by loan, filtered (AIP-160) over `days_past_due` and `overdue_amount_minor` (whole
+        numbers, as the loan's days_in_arrears and overdue_amount), `currency` and `customer_id`
+        (exact text), e.g. `days_past_due > 30 AND currency = "EUR"`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

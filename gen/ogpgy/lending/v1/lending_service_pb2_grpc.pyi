@@ -96,10 +96,10 @@ class LendingServiceStub:
     Refusals as RetrySaga's. Idempotent by request_id.
     """
     ListLoansInArrears: _grpc.UnaryUnaryMultiCallable[_lending_service_pb2.ListLoansInArrearsRequest, _lending_service_pb2.ListLoansInArrearsResponse]
-    """The bank's loans in arrears (admins): loans owing something on installments already due, by
-    loan, filtered (AIP-160) over `days_past_due` and `overdue_amount_minor` (whole numbers),
-    `currency` and `customer_id` (exact text) and `status` (a LoanStatus without its prefix), e.g.
-    `days_past_due > 30 AND currency = "EUR"`.
+    """The bank's loans in arrears (admins): disbursed loans owing something on installments already
+    due, by loan, filtered (AIP-160) over `days_past_due` and `overdue_amount_minor` (whole
+    numbers, as the loan's days_in_arrears and overdue_amount), `currency` and `customer_id`
+    (exact text), e.g. `days_past_due > 30 AND currency = "EUR"`.
     """
 
 @_typing.type_check_only
@@ -170,10 +170,10 @@ class LendingServiceAsyncStub(LendingServiceStub):
     Refusals as RetrySaga's. Idempotent by request_id.
     """
     ListLoansInArrears: _aio.UnaryUnaryMultiCallable[_lending_service_pb2.ListLoansInArrearsRequest, _lending_service_pb2.ListLoansInArrearsResponse]  # type: ignore[assignment]
-    """The bank's loans in arrears (admins): loans owing something on installments already due, by
-    loan, filtered (AIP-160) over `days_past_due` and `overdue_amount_minor` (whole numbers),
-    `currency` and `customer_id` (exact text) and `status` (a LoanStatus without its prefix), e.g.
-    `days_past_due > 30 AND currency = "EUR"`.
+    """The bank's loans in arrears (admins): disbursed loans owing something on installments already
+    due, by loan, filtered (AIP-160) over `days_past_due` and `overdue_amount_minor` (whole
+    numbers, as the loan's days_in_arrears and overdue_amount), `currency` and `customer_id`
+    (exact text), e.g. `days_past_due > 30 AND currency = "EUR"`.
     """
 
 class LendingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -331,10 +331,10 @@ class LendingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _lending_service_pb2.ListLoansInArrearsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_lending_service_pb2.ListLoansInArrearsResponse, _abc.Awaitable[_lending_service_pb2.ListLoansInArrearsResponse]]:
-        """The bank's loans in arrears (admins): loans owing something on installments already due, by
-        loan, filtered (AIP-160) over `days_past_due` and `overdue_amount_minor` (whole numbers),
-        `currency` and `customer_id` (exact text) and `status` (a LoanStatus without its prefix), e.g.
-        `days_past_due > 30 AND currency = "EUR"`.
+        """The bank's loans in arrears (admins): disbursed loans owing something on installments already
+        due, by loan, filtered (AIP-160) over `days_past_due` and `overdue_amount_minor` (whole
+        numbers, as the loan's days_in_arrears and overdue_amount), `currency` and `customer_id`
+        (exact text), e.g. `days_past_due > 30 AND currency = "EUR"`.
         """
 
 def add_LendingServiceServicer_to_server(servicer: LendingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
