@@ -152,7 +152,9 @@ class Loans:
             f" WHERE due_date <= ? AND {OPEN_INSTALLMENT} GROUP BY loan_id) a ON a.loan_id = l.loan_id WHERE l.status = ?) arrears"
         )
         day = today.isoformat()
-        return await keyset_page(self._tx, select, condition, [day, day, LoanStatus.DISBURSED.value, *params], after, limit, loan_of)
+        return await keyset_page(
+            self._tx, select, condition, [day, day, LoanStatus.DISBURSED.value, *params], after, limit, loan_of
+        )
 
     async def chunk(self, currency: str, statuses: Sequence[LoanStatus], after_seq: int, limit: int) -> list[ChunkLoan]:
         rows = await self._tx.fetchall(

@@ -216,7 +216,7 @@ async def test_a_compensation_above_the_amount_needs_a_second_admin_and_moves_th
 
 async def test_two_admins_acting_at_once_exactly_one_acts_and_a_customer_is_refused(console: Console) -> None:
     c = console
-    saga_id, loan_id, account = await _stopped(c, "race", "500.00")  # below the amount: one admin compensates
+    saga_id, _, account = await _stopped(c, "race", "500.00")  # below the amount: one admin compensates
     retry = c.admin.RetrySaga(lpb.RetrySagaRequest(request_id="race-r", saga_id=saga_id, reason="retry it"))
     compensate = c.other.CompensateSaga(lpb.CompensateSagaRequest(request_id="race-c", saga_id=saga_id, reason="undo it"))
     answers = await asyncio.gather(retry, compensate, return_exceptions=True)
