@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from common import faults
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.lending.v1 import lending_service_pb2 as lpb
 from ogpgy.payment.v1 import payment_service_pb2 as ppb
@@ -338,6 +339,53 @@ async def _pay_short(w: ReplayWorld, tag: str) -> Refused:
     return Refused(sent, "INSUFFICIENT_FUNDS", lambda: w.deposit(account, "5.00"))
 
 
+async def _stopped_saga(w: ReplayWorld, tag: str) -> str:
+    """The saga of an approved loan stopped FAILED_NEEDS_OPERATOR: its last step failed, then the
+    reversal of its transfer kept failing (the faults disarmed again at once)."""
+    loan, _ = await w.loan(lpb.LOAN_STATUS_APPROVED)
+    points = ("lending.mark_disbursed", "lending.reverse")
+    faults.arm(*points)
+    try:
+        request = lpb.DisburseLoanRequest(request_id=rid(f"{tag}-stop"), loan_id=loan)
+        stopped = (await w.lending.DisburseLoan(request, metadata=await w.metadata(w.admin))).loan
+    finally:
+        faults.disarm(*points)
+    assert stopped.saga_status == lpb.SAGA_STATUS_FAILED_NEEDS_OPERATOR, stopped
+    return f"sag-{loan}"
+
+
+async def _completed_saga(w: ReplayWorld) -> str:
+    loan, _ = await w.loan(lpb.LOAN_STATUS_DISBURSED)
+    return f"sag-{loan}"
+
+
+def _saga_id(r: Any) -> str:
+    return str(r.saga.saga_id)
+
+
+def _saga_status(r: Any) -> str:
+    return lpb.SagaStatus.Name(r.saga.status)
+
+
+async def _retry_saga(w: ReplayWorld, tag: str) -> Sent:
+    return Sent(w.admin, lpb.RetrySagaRequest(request_id=rid(tag), saga_id=await _stopped_saga(w, tag), reason="replayed"))
+
+
+async def _retry_completed(w: ReplayWorld, tag: str) -> Refused:
+    request = lpb.RetrySagaRequest(request_id=rid(tag), saga_id=await _completed_saga(w), reason="replayed")
+    return Refused(Sent(w.admin, request), "SAGA_NOT_FAILED", final="a completed saga never stops again")
+
+
+async def _compensate_saga(w: ReplayWorld, tag: str) -> Sent:
+    saga_id = await _stopped_saga(w, tag)  # 100.00: below the operators' four-eyes amount, one admin compensates
+    return Sent(w.admin, lpb.CompensateSagaRequest(request_id=rid(tag), saga_id=saga_id, reason="replayed"))
+
+
+async def _compensate_completed(w: ReplayWorld, tag: str) -> Refused:
+    request = lpb.CompensateSagaRequest(request_id=rid(tag), saga_id=await _completed_saga(w), reason="replayed")
+    return Refused(Sent(w.admin, request), "SAGA_NOT_FAILED", final="a completed saga never stops again")
+
+
 MONEY_CASES: dict[str, Case] = {
     "OpenAccount": Case(_account_id, _open, (_open_unverified,)),
     "CloseAccount": Case(_account_id, _close, (_close_not_empty,)),
@@ -356,6 +404,8 @@ MONEY_CASES: dict[str, Case] = {
     "ApplyForLoan": Case(_loan_id, _apply, (_apply_foreign_account,)),
     "ApproveLoan": Case(_loan_id, _approve, (_approve_approved,)),
     "DisburseLoan": Case(_loan_id, _disburse, (_disburse_unapproved,), outcome=_loan_status),
+    "RetrySaga": Case(_saga_id, _retry_saga, (_retry_completed,), outcome=_saga_status),
+    "CompensateSaga": Case(_saga_id, _compensate_saga, (_compensate_completed,), outcome=_saga_status),
     "RepayLoan": Case(_repayment_id, _repay, (_repay_short, _repay_undisbursed), outcome=_repayment_status),
     "PayOffLoan": Case(_repayment_id, _pay_off, (_pay_off_undisbursed,), outcome=_repayment_status),
     "RunCollection": Case(run_date, _collect, (_collect_again,), outcome=run_status),
