@@ -30,15 +30,15 @@ def acting(context: str) -> str:
     return caller.chain if caller is not None else f"svc:{context}"
 
 
-async def record_change(tx: Tx, operation: str, resource: str, request_id: str | None = None, reason: str = "") -> None:
+async def record_change(tx: Tx, operation: str, resource: str, request_id: str | None = None, *, reason: str = "") -> None:
     """Records `operation` on `resource` with the authority of the current call: its end user
-    (none when a context acts on its own), the contexts that relayed it, the request id (the
-    idempotency key's; else the call's or the event's that caused the change), and the reason a
-    person gave (an operator's action on stuck work is not done without one)."""
-    await record_changes(tx, operation, [(resource, request_id)], reason)
+    (none when a context acts on its own), the contexts that relayed it, and the request id (the
+    idempotency key's; else the call's or the event's that caused the change). `reason`: why, when
+    the actor had to say (an operator acting on what the bank's own processes could not finish)."""
+    await record_changes(tx, operation, [(resource, request_id)], reason=reason)
 
 
-async def record_changes(tx: Tx, operation: str, changes: Sequence[tuple[str, str | None]], reason: str = "") -> None:
+async def record_changes(tx: Tx, operation: str, changes: Sequence[tuple[str, str | None]], *, reason: str = "") -> None:
     """record_change for many resources (each with its request id) in one statement."""
     caller = caller_var.get()
     at = timestamp(datetime.now(UTC))

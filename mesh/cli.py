@@ -22,6 +22,7 @@ from mesh.cli_batches import add_batch_command, run_batch
 from mesh.cli_cob import add_cob_command, run_cob
 from mesh.cli_embedded import add_up_command, up_embedded
 from mesh.cli_operator import Subcommands, add_operator_commands, run_operator
+from mesh.cli_sagas import add_sagas_commands, run_sagas
 from mesh.cli_simulators import add_simulator_commands, run_simulator
 from mesh.cli_statements import add_statement_command, run_statement
 from mesh.config import DEFAULT_CONFIG, LOCAL, MeshConfigError, forget_running, load_mesh_config, remember_running, running_config
@@ -60,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     add_statement_command(commands)
     add_cob_command(commands)
     add_batch_command(commands)
+    add_sagas_commands(commands)
     return parser
 
 
@@ -307,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, MeshConfigError, LocalServerError, RuntimeError) as exc:
         print(f"ogpgy: cannot start: {exc}", file=sys.stderr)
         return 1
-    for run in (run_simulator, run_operator, run_statement, run_cob, run_batch):
+    for run in (run_simulator, run_sagas, run_operator, run_statement, run_cob, run_batch):
         if (status := run(args)) is not None:
             return status
     return 2

@@ -58,7 +58,9 @@ def _interest_command(commands: Subcommands) -> None:
 
 
 def _loans_command(commands: Subcommands) -> None:
-    loans = commands.add_parser("loans", help="the loans' daily collection").add_subparsers(dest="action", required=True)
+    loans = commands.add_parser("loans", help="the loans' daily collection, the loans in arrears").add_subparsers(
+        dest="action", required=True
+    )
     collect = loans.add_parser("collect", help="run (or resume) the collection of a business date, with a progress bar (admins)")
     collect.add_argument("--date", required=True, type=business_day, help="business date: YYYY-MM-DD, today or yesterday (UTC)")
     collect.add_argument("--currency", default="EUR", help="the loans' currency (default: %(default)s)")

@@ -55,15 +55,22 @@ class Unit:
         return await replayed_resource(self.tx, key)
 
     async def once(
-        self, key: IdempotencyKey, resource_id: str, make: Callable[[], Awaitable[T]], replay: Callable[[str], Awaitable[T]]
+        self,
+        key: IdempotencyKey,
+        resource_id: str,
+        make: Callable[[], Awaitable[T]],
+        replay: Callable[[str], Awaitable[T]],
+        *,
+        reason: str = "",
     ) -> T:
-        """`make` for a new key, `replay` for a known one, and a refusal kept as the key's answer."""
-        return await once(self.tx, key, resource_id, make, replay)
+        """`make` for a new key, `replay` for a known one, and a refusal kept as the key's answer
+        (`reason`: the actor's, recorded with the change in the audit trail)."""
+        return await once(self.tx, key, resource_id, make, replay, reason=reason)
 
     async def record(self, operation: str, changes: Sequence[tuple[str, str | None]], reason: str = "") -> None:
         """Records changes the unit made (each a resource and its request id) in the audit trail,
         with the reason a person gave for them, if any."""
-        await record_changes(self.tx, operation, changes, reason)
+        await record_changes(self.tx, operation, changes, reason=reason)
 
     async def first_delivery(self, consumer: str, event_id: str) -> bool:
         """True the first time `consumer` handles `event_id` in a unit (remembered with its writes)."""

@@ -11,11 +11,13 @@ from grpc import aio
 from common.batch.runner import COMPLETED, BatchProgress
 from common.clock import Clock
 from common.di import og_component
+from common.filtering import parse_filter
 from common.grpc.convert import idempotency_key, milliseconds, timestamp
 from common.grpc.gates import gated
 from common.money import CURRENCY_EXPONENTS, Money
 from common.pagination import PageTokens
 from common.saga.log import SagaRecord
+from common.saga.operator import FILTER_FIELDS, SagaRun
 from common.security.context import ADMIN
 from common.validation import Violations
 from kernel.convert import date_of, date_pb, money_pb, requested_money
@@ -23,6 +25,8 @@ from ogpgy.lending.v1 import lending_service_pb2 as pb
 from ogpgy.lending.v1 import lending_service_pb2_grpc as pb_grpc
 from services.lending.domain import Loan, LoanView, Repayment, ScheduledInstallment, parse_rate, validate_terms
 from services.lending.messages import LOAN_STATUS, REPAYMENT_KIND, REPAYMENT_STATUS
+from services.lending.operations import OperatorUseCases, saga_amount
+from services.lending.repository import ARREARS_FIELDS
 from services.lending.service import LendingUseCases
 from services.lending.servicing import Allocation
 
@@ -54,11 +58,34 @@ def loan_pb(view: Loan | LoanView, saga: SagaRecord | None) -> pb.Loan:
             message.next_due_date.CopyFrom(date_pb(p.next_due_date))
     if saga is not None:
         message.saga_status = pb.SagaStatus.Value(f"SAGA_STATUS_{saga.status}")
-        for index in sorted(saga.steps):
-            step = saga.steps[index]
-            message.saga_steps.append(
-                pb.SagaStep(name=step.name, state=step.state, attempts=step.attempts, last_error=step.last_error)
-            )
+        message.saga_steps.extend(steps_pb(saga))
+    return message
+
+
+def steps_pb(saga: SagaRecord) -> list[pb.SagaStep]:
+    return [
+        pb.SagaStep(name=step.name, state=step.state, attempts=step.attempts, last_error=step.last_error)
+        for _, step in sorted(saga.steps.items())
+    ]
+
+
+def saga_pb(run: SagaRun) -> pb.Saga:
+    record = run.record
+    message = pb.Saga(
+        saga_id=record.saga_id,
+        saga_type=record.saga_type,
+        status=pb.SagaStatus.Value(f"SAGA_STATUS_{record.status}"),
+        error=record.error,
+        steps=steps_pb(record),
+        create_time=timestamp(run.created_at),
+        update_time=timestamp(run.updated_at),
+        loan_id=record.payload.get("loan_id", ""),
+        pending_action=run.pending_action,
+        first_approver=run.first_approver,
+    )
+    amount = saga_amount(record)
+    if amount is not None:
+        message.amount.CopyFrom(money_pb(amount))
     return message
 
 
@@ -132,8 +159,9 @@ def _payment(v: Violations, request: pb.RepayLoanRequest | pb.PayOffLoanRequest)
 class LendingApi(pb_grpc.LendingServiceServicer):
     """ogpgy.lending.v1.LendingService."""
 
-    def __init__(self, service: LendingUseCases, pages: PageTokens, clock: Clock) -> None:
+    def __init__(self, service: LendingUseCases, operators: OperatorUseCases, pages: PageTokens, clock: Clock) -> None:
         self._service = service
+        self._operators = operators
         self._pages = pages
         self._clock = clock
 
@@ -217,3 +245,34 @@ class LendingApi(pb_grpc.LendingServiceServicer):
         key = idempotency_key(request, "RunCollection")
         async for progress in self._service.collect(v.valid(day), request.currency_code, key):
             yield pb.RunCollectionResponse(run=run_pb(progress, request.currency_code))
+
+    @gated(ADMIN, action="list sagas")
+    async def ListSagas(self, request: pb.ListSagasRequest, context: aio.ServicerContext) -> pb.ListSagasResponse:
+        v = Violations()
+        where = parse_filter(v, request.filter, FILTER_FIELDS)
+        page = self._pages.request(v, request.page_size, request.page_token, ("sagas", where.text))
+        v.raise_if_any()
+        runs, token = await self._operators.sagas(where, page)
+        return pb.ListSagasResponse(sagas=[saga_pb(run) for run in runs], next_page_token=token)
+
+    @gated(ADMIN, action="retry sagas")
+    async def RetrySaga(self, request: pb.RetrySagaRequest, context: aio.ServicerContext) -> pb.RetrySagaResponse:
+        run = await self._operators.retry(request.saga_id, request.reason.strip(), idempotency_key(request, "RetrySaga"))
+        return pb.RetrySagaResponse(saga=saga_pb(run))
+
+    @gated(ADMIN, action="compensate sagas")
+    async def CompensateSaga(self, request: pb.CompensateSagaRequest, context: aio.ServicerContext) -> pb.CompensateSagaResponse:
+        key = idempotency_key(request, "CompensateSaga")
+        run = await self._operators.compensate(request.saga_id, request.reason.strip(), key)
+        return pb.CompensateSagaResponse(saga=saga_pb(run))
+
+    @gated(ADMIN, action="list loans in arrears")
+    async def ListLoansInArrears(
+        self, request: pb.ListLoansInArrearsRequest, context: aio.ServicerContext
+    ) -> pb.ListLoansInArrearsResponse:
+        v = Violations()
+        where = parse_filter(v, request.filter, ARREARS_FIELDS)
+        page = self._pages.request(v, request.page_size, request.page_token, ("arrears", where.text))
+        v.raise_if_any()
+        views, token = await self._operators.arrears(where, page)
+        return pb.ListLoansInArrearsResponse(loans=[loan_pb(view, None) for view in views], next_page_token=token)

@@ -16,6 +16,7 @@ from ogpgy.customer.v1.customer_service_pb2_grpc import CustomerServiceStub
 from services.lending.adapters import AccountsClient, CustomerDirectory
 from services.lending.api import LendingApi
 from services.lending.messages import OUTGOING
+from services.lending.operations import OperatorUseCases
 from services.lending.ports import Accounts, Customers
 from services.lending.repository import LendingUnits
 from services.lending.service import LendingUseCases, PaymentResolver
@@ -58,6 +59,7 @@ from services.lending.service import LendingUseCases, PaymentResolver
         provide(AccountsClient, provides=Accounts),
         provide(CustomerDirectory, provides=Customers),
         LendingUseCases,
+        OperatorUseCases,
         PaymentResolver,
         LendingApi,
     ],

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from common.audit import record_change
 from common.db.base import Tx, row_lock
@@ -18,9 +18,11 @@ from common.db.databases import ContextDatabase
 from common.db.keyset import Page, keyset_page
 from common.db.units import Unit, Units
 from common.di import BaseComponent, og_component
+from common.filtering import Filter, FilterField, Kind
+from common.saga.operator import SagaRuns
 from services.lending.domain import Loan, LoanStatus
 from services.lending.messages import OUTGOING
-from services.lending.rows import LOAN_COLUMNS, loan_of
+from services.lending.rows import LOAN_COLUMNS, OPEN_INSTALLMENT, loan_of
 from services.lending.servicing_sql import Installments, Repayments, marks
 
 # The audit trail's name for each move of a loan (a move is a change no idempotency key claims).
@@ -29,6 +31,26 @@ _MOVES = {
     LoanStatus.DISBURSED: "DisburseLoan.completed",
     LoanStatus.DISBURSEMENT_FAILED: "DisburseLoan.failed",
     LoanStatus.PAID_OFF: "RepayLoan.paid_off",
+}
+
+# What the operators' list of loans in arrears may be filtered on (common.filtering): the loan's
+# position today as its view reports it (servicing.position: owed on installments due by today,
+# days since the oldest of them fell due), its currency and customer. Only a DISBURSED loan owes
+# (an approved loan has its schedule before the money leaves; one paid off owes nothing).
+ARREARS_FIELDS = (
+    FilterField("days_past_due", "days_past_due", Kind.INTEGER),
+    FilterField("overdue_amount_minor", "overdue_minor", Kind.INTEGER),
+    FilterField("currency", "currency", Kind.TEXT),
+    FilterField("customer_id", "customer_id", Kind.TEXT),
+)
+_OWED = (
+    "penalty_minor + interest_minor + principal_minor"
+    " - paid_penalty_minor - paid_interest_minor - paid_principal_minor - waived_interest_minor"
+)
+# Days from a date column to a date parameter, as whole days, in each dialect.
+_DAYS = {
+    "sqlite": "CAST(julianday(?) - julianday(a.oldest_due) AS INTEGER)",
+    "postgres": "(CAST(? AS DATE) - CAST(a.oldest_due AS DATE))",
 }
 
 
@@ -120,6 +142,20 @@ class Loans:
         select = f"SELECT seq, {LOAN_COLUMNS} FROM loans"
         return await keyset_page(self._tx, select, "customer_id = ?", [customer_id], after, limit, loan_of)
 
+    async def in_arrears(self, where: Filter, today: date, after: int, limit: int) -> Page[Loan, int]:
+        """Loans owing something on installments due by `today` that match `where`, by seq: the
+        position is computed per loan in one query (filtered on it), its rows read once."""
+        condition, params = where.sql()
+        select = (
+            f"SELECT * FROM (SELECT l.*, a.overdue_minor, {_DAYS[self._tx.dialect]} AS days_past_due FROM loans l"
+            f" JOIN (SELECT loan_id, MIN(due_date) AS oldest_due, SUM({_OWED}) AS overdue_minor FROM installments"
+            f" WHERE due_date <= ? AND {OPEN_INSTALLMENT} GROUP BY loan_id) a ON a.loan_id = l.loan_id WHERE l.status = ?) arrears"
+        )
+        day = today.isoformat()
+        return await keyset_page(
+            self._tx, select, condition, [day, day, LoanStatus.DISBURSED.value, *params], after, limit, loan_of
+        )
+
     async def chunk(self, currency: str, statuses: Sequence[LoanStatus], after_seq: int, limit: int) -> list[ChunkLoan]:
         rows = await self._tx.fetchall(
             f"SELECT seq, loan_id, account_id FROM loans WHERE currency = ? AND status IN ({marks(statuses)}) AND seq > ?"
@@ -162,6 +198,7 @@ class LendingUnit(Unit):
         self.loans = Loans(tx)
         self.installments = Installments(tx)
         self.repayments = Repayments(tx)
+        self.sagas = SagaRuns(tx)
 
 
 @og_component()

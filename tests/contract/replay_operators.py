@@ -1,11 +1,13 @@
 """The operators' state-changing RPCs in the replay suite: each acts on stuck work it finds
-(a payment stopped for an operator), and each replays as it first answered."""
+(a payment or a saga stopped for an operator), and each replays as it first answered."""
 
 from __future__ import annotations
 
 import itertools
 from typing import Any
 
+from common import faults
+from ogpgy.lending.v1 import lending_service_pb2 as lpb
 from ogpgy.payment.v1 import payment_service_pb2 as ppb
 from ogpgy.payment.v1 import payment_service_pb2_grpc as pgrpc
 from services.payment.repository import PaymentUnit, PaymentUnits
@@ -86,7 +88,56 @@ async def _refund_completed(w: ReplayWorld, tag: str) -> Refused:
     return Refused(Sent(w.admin, request), "PAYMENT_NOT_NEEDS_OPERATOR", final="a completed payment stays completed")
 
 
+async def _stopped_saga(w: ReplayWorld, tag: str) -> str:
+    """The saga of an approved loan stopped FAILED_NEEDS_OPERATOR: its last step failed, then the
+    reversal of its transfer kept failing (the faults disarmed again at once)."""
+    loan, _ = await w.loan(lpb.LOAN_STATUS_APPROVED)
+    points = ("lending.mark_disbursed", "lending.reverse")
+    faults.arm(*points)
+    try:
+        request = lpb.DisburseLoanRequest(request_id=rid(f"{tag}-stop"), loan_id=loan)
+        stopped = (await w.lending.DisburseLoan(request, metadata=await w.metadata(w.admin))).loan
+    finally:
+        faults.disarm(*points)
+    assert stopped.saga_status == lpb.SAGA_STATUS_FAILED_NEEDS_OPERATOR, stopped
+    return f"sag-{loan}"
+
+
+async def _completed_saga(w: ReplayWorld) -> str:
+    loan, _ = await w.loan(lpb.LOAN_STATUS_DISBURSED)
+    return f"sag-{loan}"
+
+
+def _saga_id(r: Any) -> str:
+    return str(r.saga.saga_id)
+
+
+def _saga_status(r: Any) -> str:
+    return lpb.SagaStatus.Name(r.saga.status)
+
+
+async def _retry_saga(w: ReplayWorld, tag: str) -> Sent:
+    return Sent(w.admin, lpb.RetrySagaRequest(request_id=rid(tag), saga_id=await _stopped_saga(w, tag), reason="replayed"))
+
+
+async def _retry_saga_completed(w: ReplayWorld, tag: str) -> Refused:
+    request = lpb.RetrySagaRequest(request_id=rid(tag), saga_id=await _completed_saga(w), reason="replayed")
+    return Refused(Sent(w.admin, request), "SAGA_NOT_FAILED", final="a completed saga never stops again")
+
+
+async def _compensate_saga(w: ReplayWorld, tag: str) -> Sent:
+    saga_id = await _stopped_saga(w, tag)  # 100.00: below the operators' four-eyes amount, one admin compensates
+    return Sent(w.admin, lpb.CompensateSagaRequest(request_id=rid(tag), saga_id=saga_id, reason="replayed"))
+
+
+async def _compensate_saga_completed(w: ReplayWorld, tag: str) -> Refused:
+    request = lpb.CompensateSagaRequest(request_id=rid(tag), saga_id=await _completed_saga(w), reason="replayed")
+    return Refused(Sent(w.admin, request), "SAGA_NOT_FAILED", final="a completed saga never stops again")
+
+
 OPERATOR_CASES: dict[str, Case] = {
+    "RetrySaga": Case(_saga_id, _retry_saga, (_retry_saga_completed,), outcome=_saga_status),
+    "CompensateSaga": Case(_saga_id, _compensate_saga, (_compensate_saga_completed,), outcome=_saga_status),
     "RetryPayment": Case(_payment_id, _retry, (_retry_completed,), outcome=_status),
     "RefundPayment": Case(_payment_id, _refund, (_refund_completed,), outcome=_status),
 }

@@ -23,6 +23,7 @@ import pytest
 from google.protobuf.message import Message
 from grpc import aio
 
+from common.clock import Clock, FixedClock
 from common.config import Settings
 from common.grpc.client import bearer_channel
 from common.pagination import PageTokens
@@ -100,6 +101,11 @@ async def _world(channel: aio.Channel) -> dict[str, str]:
     lending = lgrpc.LendingServiceStub(channel)
     await lending.ApproveLoan(approval)  # its schedule: 12 installments
     await lending.DisburseLoan(lpb.DisburseLoanRequest(request_id="page-disburse", loan_id=loans[0]))
+    for i, loan in enumerate(loans[1:], 1):  # ITEMS sagas for ListSagas
+        await lending.ApproveLoan(
+            lpb.ApproveLoanRequest(request_id=f"page-approve-{i}", loan_id=loan, annual_interest_rate="0.05")
+        )
+        await lending.DisburseLoan(lpb.DisburseLoanRequest(request_id=f"page-disburse-{i}", loan_id=loan))
     for i in range(ITEMS):
         await lending.RepayLoan(lpb.RepayLoanRequest(request_id=f"page-repay-{i}", loan_id=loans[0], amount=eur("1.00")))
     batch = await _batch(channel, account, payee)
@@ -112,6 +118,7 @@ async def _world(channel: aio.Channel) -> dict[str, str]:
         "actor": admin_id,
         "resource": "",
         "loan_id": loans[0],
+        "filter": "",  # an operator's list unfiltered: every item
     }
 
 
@@ -196,6 +203,9 @@ async def _walk(channel: aio.Channel, rpc: Rpc, parents: dict[str, str], size: i
 async def lists(bank: RunningBank, admin_token: str) -> AsyncIterator[tuple[aio.Channel, list[Rpc], dict[str, str]]]:
     async with bearer_channel(bank.target, admin_token) as channel:
         parents = await _world(channel)
+        clock = bank.contexts["lending"].resolve(Clock)
+        assert isinstance(clock, FixedClock)
+        clock.move_to(clock.now() + timedelta(days=75))  # two installments of every disbursed loan due: each in arrears
         yield channel, _lists(await asyncio.to_thread(served_rpcs, bank.target)), parents
 
 

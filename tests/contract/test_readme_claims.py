@@ -68,6 +68,7 @@ ID_KINDS = {
     "relationship_manager_id": "usr",
     "notification_id": "ntf",
     "batch_id": "pbt",
+    "saga_id": "sag-lon",  # a loan's disbursement saga: "sag-" and the loan's id
 }
 NOT_AN_ID = {
     "request_id",  # an idempotency key
@@ -87,6 +88,8 @@ NOT_LOOKED_UP: dict[str, str] = {}
 
 # The other fields of each RPC that takes an id, valid (JSON as grpcurl takes it).
 VALID_REST: dict[str, dict[str, Any]] = {
+    "RetrySaga": {"reason": "an operator's reason"},
+    "CompensateSaga": {"reason": "an operator's reason"},
     "PostCharges": {
         "charges": [
             {
@@ -257,6 +260,7 @@ def _hers(world: World) -> dict[str, str]:
         "hold_id": v.own_hold,
         "payment_id": v.payment_id,
         "loan_id": v.loan,
+        "saga_id": f"sag-{v.loan}",
         "notification_id": v.notification,
         "user_id": world.users["alice"],
         "relationship_manager_id": world.users["rita"],

@@ -104,6 +104,8 @@ def _op_args(rng: random.Random, kind: str) -> tuple[str, dict[str, object]]:
         return _actor(rng, rng.choice([ADMIN, WARRING])), {"payment": rng.randrange(64)}
     if kind == "DisburseLoan":
         return _actor(rng, ADMIN), {"loan": rng.randrange(16)}
+    if kind in ("RetrySaga", "CompensateSaga"):  # a loan's saga: stopped for an operator, or (mostly) not
+        return _actor(rng, rng.choice([ADMIN, WARRING])), {"loan": rng.randrange(16)}
     if kind in ("RepayLoan", "PayOffLoan"):
         return _actor(rng, OWNER), {"loan": rng.randrange(16), "amount": rng.choice(["0.01", "50.00", "103.27", "400.00"])}
     if kind in ("RunCollection", "RunDailyInterest", "ChargeMonthlyFees", "AccrueInterest"):
@@ -137,6 +139,8 @@ WEIGHTS: dict[str, int] = {
     "ApplyForLoan": 3,
     "ApproveLoan": 5,
     "DisburseLoan": 5,
+    "RetrySaga": 1,
+    "CompensateSaga": 1,
     "RepayLoan": 8,
     "PayOffLoan": 3,
     "RunCollection": 1,

@@ -162,10 +162,12 @@ def _loans(op: Op, made: Made) -> Request | None:
         customer = made.customers[owner] if made.customers else "cus_missing"
         body = {"customer_id": customer, "account_id": account, "principal": _eur(op.args["principal"]), "term_months": 12}
         return Request(op.kind, _sender(op, owner, made), body)
-    if op.kind not in ("ApproveLoan", "DisburseLoan", "RepayLoan", "PayOffLoan"):
+    if op.kind not in ("ApproveLoan", "DisburseLoan", "RepayLoan", "PayOffLoan", "RetrySaga", "CompensateSaga"):
         return None
     loan, owner = made.loan(op.args["loan"])
     body: dict[str, object] = {"loan_id": loan}
+    if op.kind in ("RetrySaga", "CompensateSaga"):  # an operator's action on the loan's disbursement saga
+        body = {"saga_id": f"sag-{loan}", "reason": f"simulated operator {op.n}"}
     if op.kind == "ApproveLoan":
         body["annual_interest_rate"] = op.args["rate"]
     if op.kind in ("RepayLoan", "PayOffLoan"):

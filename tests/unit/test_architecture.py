@@ -106,7 +106,7 @@ def test_use_cases_hold_the_unit_of_work(context: str) -> None:
         return
     assert _uses_units(context)
     for path in (ROOT / "services" / context).glob("*.py"):
-        if path.stem in {"service", "repaying", "disbursement", "movements", "events"}:
+        if path.stem in {"service", "operations", "repaying", "disbursement", "movements", "events"}:
             text = path.read_text()
             assert "._db." not in text and "Repository" not in text, f"{path.name} reaches the database around its units"
 

@@ -1211,3 +1211,303 @@ class ListLoansResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListLoansResponse: _TypeAlias = ListLoansResponse  # noqa: Y015
+
+@_typing.final
+class Saga(_message.Message):
+    """A saga as its durable log records it, for operators."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SAGA_ID_FIELD_NUMBER: _builtins.int
+    SAGA_TYPE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    LOAN_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    PENDING_ACTION_FIELD_NUMBER: _builtins.int
+    FIRST_APPROVER_FIELD_NUMBER: _builtins.int
+    saga_id: _builtins.str
+    """The saga's id (a disbursement's: "sag-" and its loan's id)."""
+    saga_type: _builtins.str
+    """What kind of saga, e.g. "loan-disbursement"."""
+    status: Global___SagaStatus.ValueType
+    """Where it stands."""
+    error: _builtins.str
+    """Why it turned back or stopped, if it did."""
+    loan_id: _builtins.str
+    """The loan a disbursement saga disburses."""
+    pending_action: _builtins.str
+    """An operator's action approved by one admin and waiting for another ("COMPENSATE"); empty when none."""
+    first_approver: _builtins.str
+    """The admin who approved pending_action first."""
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___SagaStep]:
+        """Its steps, first first."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When it began."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When its status last changed."""
+
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """The money it moves (a disbursement's principal)."""
+
+    def __init__(
+        self,
+        *,
+        saga_id: _builtins.str = ...,
+        saga_type: _builtins.str = ...,
+        status: Global___SagaStatus.ValueType = ...,
+        error: _builtins.str = ...,
+        steps: _abc.Iterable[Global___SagaStep] | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+        loan_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        pending_action: _builtins.str = ...,
+        first_approver: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "error", b"error", "first_approver", b"first_approver", "loan_id", b"loan_id", "pending_action", b"pending_action", "saga_id", b"saga_id", "saga_type", b"saga_type", "status", b"status", "steps", b"steps", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Saga: _TypeAlias = Saga  # noqa: Y015
+
+@_typing.final
+class ListSagasRequest(_message.Message):
+    """Request of ListSagas."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    filter: _builtins.str
+    """AIP-160 filter, e.g. `state = FAILED_NEEDS_OPERATOR`; empty: every saga."""
+    page_size: _builtins.int
+    """Items per page: 0 means 50, more than 500 means 500, negative is INVALID_ARGUMENT."""
+    page_token: _builtins.str
+    """next_page_token of the previous page, unchanged and with the same filter (empty: the first page);
+    opaque and signed: an edited, foreign or day-old token is INVALID_ARGUMENT.
+    """
+    def __init__(
+        self,
+        *,
+        filter: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSagasRequest: _TypeAlias = ListSagasRequest  # noqa: Y015
+
+@_typing.final
+class ListSagasResponse(_message.Message):
+    """Response of ListSagas."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SAGAS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def sagas(self) -> _containers.RepeatedCompositeFieldContainer[Global___Saga]:
+        """One page of sagas, by saga id."""
+
+    def __init__(
+        self,
+        *,
+        sagas: _abc.Iterable[Global___Saga] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "sagas", b"sagas"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSagasResponse: _TypeAlias = ListSagasResponse  # noqa: Y015
+
+@_typing.final
+class RetrySagaRequest(_message.Message):
+    """Request of RetrySaga."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    SAGA_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Client-chosen idempotency key."""
+    saga_id: _builtins.str
+    """The saga (FAILED_NEEDS_OPERATOR)."""
+    reason: _builtins.str
+    """Why, for the audit trail: 1 to 500 characters."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        saga_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "request_id", b"request_id", "saga_id", b"saga_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetrySagaRequest: _TypeAlias = RetrySagaRequest  # noqa: Y015
+
+@_typing.final
+class RetrySagaResponse(_message.Message):
+    """Response of RetrySaga."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SAGA_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def saga(self) -> Global___Saga:
+        """The saga once it ended again."""
+
+    def __init__(
+        self,
+        *,
+        saga: Global___Saga | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["saga", b"saga"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["saga", b"saga"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetrySagaResponse: _TypeAlias = RetrySagaResponse  # noqa: Y015
+
+@_typing.final
+class CompensateSagaRequest(_message.Message):
+    """Request of CompensateSaga."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    SAGA_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Client-chosen idempotency key."""
+    saga_id: _builtins.str
+    """The saga (FAILED_NEEDS_OPERATOR)."""
+    reason: _builtins.str
+    """Why, for the audit trail: 1 to 500 characters."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        saga_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "request_id", b"request_id", "saga_id", b"saga_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompensateSagaRequest: _TypeAlias = CompensateSagaRequest  # noqa: Y015
+
+@_typing.final
+class CompensateSagaResponse(_message.Message):
+    """Response of CompensateSaga."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SAGA_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def saga(self) -> Global___Saga:
+        """The saga: compensated (or stopped again), or still FAILED_NEEDS_OPERATOR with pending_action
+        set while it waits for a second admin.
+        """
+
+    def __init__(
+        self,
+        *,
+        saga: Global___Saga | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["saga", b"saga"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["saga", b"saga"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompensateSagaResponse: _TypeAlias = CompensateSagaResponse  # noqa: Y015
+
+@_typing.final
+class ListLoansInArrearsRequest(_message.Message):
+    """Request of ListLoansInArrears."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    filter: _builtins.str
+    """AIP-160 filter, e.g. `days_past_due > 30`; empty: every loan in arrears."""
+    page_size: _builtins.int
+    """Items per page: 0 means 50, more than 500 means 500, negative is INVALID_ARGUMENT."""
+    page_token: _builtins.str
+    """next_page_token of the previous page, unchanged and with the same filter (empty: the first page);
+    opaque and signed: an edited, foreign or day-old token is INVALID_ARGUMENT.
+    """
+    def __init__(
+        self,
+        *,
+        filter: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLoansInArrearsRequest: _TypeAlias = ListLoansInArrearsRequest  # noqa: Y015
+
+@_typing.final
+class ListLoansInArrearsResponse(_message.Message):
+    """Response of ListLoansInArrears."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOANS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def loans(self) -> _containers.RepeatedCompositeFieldContainer[Global___Loan]:
+        """One page of loans in arrears, oldest loan first, each with overdue_amount and days_in_arrears."""
+
+    def __init__(
+        self,
+        *,
+        loans: _abc.Iterable[Global___Loan] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["loans", b"loans", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLoansInArrearsResponse: _TypeAlias = ListLoansInArrearsResponse  # noqa: Y015

@@ -90,6 +90,26 @@ class LendingServiceStub:
                 request_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.RunCollectionRequest.SerializeToString,
                 response_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.RunCollectionResponse.FromString,
                 _registered_method=True)
+        self.ListSagas = channel.unary_unary(
+                '/ogpgy.lending.v1.LendingService/ListSagas',
+                request_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListSagasRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListSagasResponse.FromString,
+                _registered_method=True)
+        self.RetrySaga = channel.unary_unary(
+                '/ogpgy.lending.v1.LendingService/RetrySaga',
+                request_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.RetrySagaRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.RetrySagaResponse.FromString,
+                _registered_method=True)
+        self.CompensateSaga = channel.unary_unary(
+                '/ogpgy.lending.v1.LendingService/CompensateSaga',
+                request_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.CompensateSagaRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.CompensateSagaResponse.FromString,
+                _registered_method=True)
+        self.ListLoansInArrears = channel.unary_unary(
+                '/ogpgy.lending.v1.LendingService/ListLoansInArrears',
+                request_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListLoansInArrearsRequest.SerializeToString,
+                response_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListLoansInArrearsResponse.FromString,
+                _registered_method=True)
 
 
 class LendingServiceServicer:
@@ -187,6 +207,48 @@ class LendingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSagas(self, request, context):
+        """The bank's sagas (admins), by saga id, filtered (AIP-160: comparisons joined by AND) over
+        `state` (RUNNING, COMPENSATING, COMPLETED, COMPENSATED, FAILED_NEEDS_OPERATOR), `saga_type`
+        (e.g. "loan-disbursement"), `create_time` and `update_time` (RFC 3339), e.g.
+        `state = FAILED_NEEDS_OPERATOR AND update_time >= "2026-12-01T00:00:00Z"`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetrySaga(self, request, context):
+        """Sends a saga stopped FAILED_NEEDS_OPERATOR forward again from its failed step, its attempts
+        reset (admins, with a reason kept in the audit trail); answers once it ended again. Exactly one
+        of two operators acting at once acts: the other hears SAGA_NOT_FAILED, as does any saga not
+        FAILED_NEEDS_OPERATOR; a saga some of whose steps were already compensated can only be
+        compensated (SAGA_PARTLY_COMPENSATED). Idempotent by request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompensateSaga(self, request, context):
+        """Runs the compensations of a saga stopped FAILED_NEEDS_OPERATOR backward (admins, with a reason
+        kept in the audit trail): a disbursement's money goes back to the loan book. Above the
+        currency's operator four-eyes amount the first admin's approval is recorded and the saga waits
+        (first_approver); the same admin again changes nothing; another admin's carries it out.
+        Refusals as RetrySaga's. Idempotent by request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLoansInArrears(self, request, context):
+        """The bank's loans in arrears (admins): disbursed loans owing something on installments already
+        due, by loan, filtered (AIP-160) over `days_past_due` and `overdue_amount_minor` (whole
+        numbers, as the loan's days_in_arrears and overdue_amount), `currency` and `customer_id`
+        (exact text), e.g. `days_past_due > 30 AND currency = "EUR"`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LendingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -244,6 +306,26 @@ def add_LendingServiceServicer_to_server(servicer, server):
                     servicer.RunCollection,
                     request_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.RunCollectionRequest.FromString,
                     response_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.RunCollectionResponse.SerializeToString,
+            ),
+            'ListSagas': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSagas,
+                    request_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListSagasRequest.FromString,
+                    response_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListSagasResponse.SerializeToString,
+            ),
+            'RetrySaga': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetrySaga,
+                    request_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.RetrySagaRequest.FromString,
+                    response_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.RetrySagaResponse.SerializeToString,
+            ),
+            'CompensateSaga': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompensateSaga,
+                    request_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.CompensateSagaRequest.FromString,
+                    response_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.CompensateSagaResponse.SerializeToString,
+            ),
+            'ListLoansInArrears': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLoansInArrears,
+                    request_deserializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListLoansInArrearsRequest.FromString,
+                    response_serializer=ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListLoansInArrearsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -544,6 +626,114 @@ class LendingService:
             '/ogpgy.lending.v1.LendingService/RunCollection',
             ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.RunCollectionRequest.SerializeToString,
             ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.RunCollectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSagas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.lending.v1.LendingService/ListSagas',
+            ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListSagasRequest.SerializeToString,
+            ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListSagasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetrySaga(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.lending.v1.LendingService/RetrySaga',
+            ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.RetrySagaRequest.SerializeToString,
+            ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.RetrySagaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompensateSaga(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.lending.v1.LendingService/CompensateSaga',
+            ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.CompensateSagaRequest.SerializeToString,
+            ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.CompensateSagaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLoansInArrears(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ogpgy.lending.v1.LendingService/ListLoansInArrears',
+            ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListLoansInArrearsRequest.SerializeToString,
+            ogpgy_dot_lending_dot_v1_dot_lending__service__pb2.ListLoansInArrearsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -75,6 +75,32 @@ class LendingServiceStub:
     stopped) and at most once per date (COLLECTION_RUN_ALREADY_COMPLETED, except to a replay of the
     request that ran it: it is answered with the run). Streams the run's progress. Admins only.
     """
+    ListSagas: _grpc.UnaryUnaryMultiCallable[_lending_service_pb2.ListSagasRequest, _lending_service_pb2.ListSagasResponse]
+    """The bank's sagas (admins), by saga id, filtered (AIP-160: comparisons joined by AND) over
+    `state` (RUNNING, COMPENSATING, COMPLETED, COMPENSATED, FAILED_NEEDS_OPERATOR), `saga_type`
+    (e.g. "loan-disbursement"), `create_time` and `update_time` (RFC 3339), e.g.
+    `state = FAILED_NEEDS_OPERATOR AND update_time >= "2026-12-01T00:00:00Z"`.
+    """
+    RetrySaga: _grpc.UnaryUnaryMultiCallable[_lending_service_pb2.RetrySagaRequest, _lending_service_pb2.RetrySagaResponse]
+    """Sends a saga stopped FAILED_NEEDS_OPERATOR forward again from its failed step, its attempts
+    reset (admins, with a reason kept in the audit trail); answers once it ended again. Exactly one
+    of two operators acting at once acts: the other hears SAGA_NOT_FAILED, as does any saga not
+    FAILED_NEEDS_OPERATOR; a saga some of whose steps were already compensated can only be
+    compensated (SAGA_PARTLY_COMPENSATED). Idempotent by request_id.
+    """
+    CompensateSaga: _grpc.UnaryUnaryMultiCallable[_lending_service_pb2.CompensateSagaRequest, _lending_service_pb2.CompensateSagaResponse]
+    """Runs the compensations of a saga stopped FAILED_NEEDS_OPERATOR backward (admins, with a reason
+    kept in the audit trail): a disbursement's money goes back to the loan book. Above the
+    currency's operator four-eyes amount the first admin's approval is recorded and the saga waits
+    (first_approver); the same admin again changes nothing; another admin's carries it out.
+    Refusals as RetrySaga's. Idempotent by request_id.
+    """
+    ListLoansInArrears: _grpc.UnaryUnaryMultiCallable[_lending_service_pb2.ListLoansInArrearsRequest, _lending_service_pb2.ListLoansInArrearsResponse]
+    """The bank's loans in arrears (admins): disbursed loans owing something on installments already
+    due, by loan, filtered (AIP-160) over `days_past_due` and `overdue_amount_minor` (whole
+    numbers, as the loan's days_in_arrears and overdue_amount), `currency` and `customer_id`
+    (exact text), e.g. `days_past_due > 30 AND currency = "EUR"`.
+    """
 
 @_typing.type_check_only
 class LendingServiceAsyncStub(LendingServiceStub):
@@ -122,6 +148,32 @@ class LendingServiceAsyncStub(LendingServiceStub):
     charged the late fee once. Restartable (call again with the same date: it resumes where it
     stopped) and at most once per date (COLLECTION_RUN_ALREADY_COMPLETED, except to a replay of the
     request that ran it: it is answered with the run). Streams the run's progress. Admins only.
+    """
+    ListSagas: _aio.UnaryUnaryMultiCallable[_lending_service_pb2.ListSagasRequest, _lending_service_pb2.ListSagasResponse]  # type: ignore[assignment]
+    """The bank's sagas (admins), by saga id, filtered (AIP-160: comparisons joined by AND) over
+    `state` (RUNNING, COMPENSATING, COMPLETED, COMPENSATED, FAILED_NEEDS_OPERATOR), `saga_type`
+    (e.g. "loan-disbursement"), `create_time` and `update_time` (RFC 3339), e.g.
+    `state = FAILED_NEEDS_OPERATOR AND update_time >= "2026-12-01T00:00:00Z"`.
+    """
+    RetrySaga: _aio.UnaryUnaryMultiCallable[_lending_service_pb2.RetrySagaRequest, _lending_service_pb2.RetrySagaResponse]  # type: ignore[assignment]
+    """Sends a saga stopped FAILED_NEEDS_OPERATOR forward again from its failed step, its attempts
+    reset (admins, with a reason kept in the audit trail); answers once it ended again. Exactly one
+    of two operators acting at once acts: the other hears SAGA_NOT_FAILED, as does any saga not
+    FAILED_NEEDS_OPERATOR; a saga some of whose steps were already compensated can only be
+    compensated (SAGA_PARTLY_COMPENSATED). Idempotent by request_id.
+    """
+    CompensateSaga: _aio.UnaryUnaryMultiCallable[_lending_service_pb2.CompensateSagaRequest, _lending_service_pb2.CompensateSagaResponse]  # type: ignore[assignment]
+    """Runs the compensations of a saga stopped FAILED_NEEDS_OPERATOR backward (admins, with a reason
+    kept in the audit trail): a disbursement's money goes back to the loan book. Above the
+    currency's operator four-eyes amount the first admin's approval is recorded and the saga waits
+    (first_approver); the same admin again changes nothing; another admin's carries it out.
+    Refusals as RetrySaga's. Idempotent by request_id.
+    """
+    ListLoansInArrears: _aio.UnaryUnaryMultiCallable[_lending_service_pb2.ListLoansInArrearsRequest, _lending_service_pb2.ListLoansInArrearsResponse]  # type: ignore[assignment]
+    """The bank's loans in arrears (admins): disbursed loans owing something on installments already
+    due, by loan, filtered (AIP-160) over `days_past_due` and `overdue_amount_minor` (whole
+    numbers, as the loan's days_in_arrears and overdue_amount), `currency` and `customer_id`
+    (exact text), e.g. `days_past_due > 30 AND currency = "EUR"`.
     """
 
 class LendingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -233,6 +285,56 @@ class LendingServiceServicer(metaclass=_abc_1.ABCMeta):
         charged the late fee once. Restartable (call again with the same date: it resumes where it
         stopped) and at most once per date (COLLECTION_RUN_ALREADY_COMPLETED, except to a replay of the
         request that ran it: it is answered with the run). Streams the run's progress. Admins only.
+        """
+
+    @_abc_1.abstractmethod
+    def ListSagas(
+        self,
+        request: _lending_service_pb2.ListSagasRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lending_service_pb2.ListSagasResponse, _abc.Awaitable[_lending_service_pb2.ListSagasResponse]]:
+        """The bank's sagas (admins), by saga id, filtered (AIP-160: comparisons joined by AND) over
+        `state` (RUNNING, COMPENSATING, COMPLETED, COMPENSATED, FAILED_NEEDS_OPERATOR), `saga_type`
+        (e.g. "loan-disbursement"), `create_time` and `update_time` (RFC 3339), e.g.
+        `state = FAILED_NEEDS_OPERATOR AND update_time >= "2026-12-01T00:00:00Z"`.
+        """
+
+    @_abc_1.abstractmethod
+    def RetrySaga(
+        self,
+        request: _lending_service_pb2.RetrySagaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lending_service_pb2.RetrySagaResponse, _abc.Awaitable[_lending_service_pb2.RetrySagaResponse]]:
+        """Sends a saga stopped FAILED_NEEDS_OPERATOR forward again from its failed step, its attempts
+        reset (admins, with a reason kept in the audit trail); answers once it ended again. Exactly one
+        of two operators acting at once acts: the other hears SAGA_NOT_FAILED, as does any saga not
+        FAILED_NEEDS_OPERATOR; a saga some of whose steps were already compensated can only be
+        compensated (SAGA_PARTLY_COMPENSATED). Idempotent by request_id.
+        """
+
+    @_abc_1.abstractmethod
+    def CompensateSaga(
+        self,
+        request: _lending_service_pb2.CompensateSagaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lending_service_pb2.CompensateSagaResponse, _abc.Awaitable[_lending_service_pb2.CompensateSagaResponse]]:
+        """Runs the compensations of a saga stopped FAILED_NEEDS_OPERATOR backward (admins, with a reason
+        kept in the audit trail): a disbursement's money goes back to the loan book. Above the
+        currency's operator four-eyes amount the first admin's approval is recorded and the saga waits
+        (first_approver); the same admin again changes nothing; another admin's carries it out.
+        Refusals as RetrySaga's. Idempotent by request_id.
+        """
+
+    @_abc_1.abstractmethod
+    def ListLoansInArrears(
+        self,
+        request: _lending_service_pb2.ListLoansInArrearsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lending_service_pb2.ListLoansInArrearsResponse, _abc.Awaitable[_lending_service_pb2.ListLoansInArrearsResponse]]:
+        """The bank's loans in arrears (admins): disbursed loans owing something on installments already
+        due, by loan, filtered (AIP-160) over `days_past_due` and `overdue_amount_minor` (whole
+        numbers, as the loan's days_in_arrears and overdue_amount), `currency` and `customer_id`
+        (exact text), e.g. `days_past_due > 30 AND currency = "EUR"`.
         """
 
 def add_LendingServiceServicer_to_server(servicer: LendingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
