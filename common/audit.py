@@ -30,14 +30,15 @@ def acting(context: str) -> str:
     return caller.chain if caller is not None else f"svc:{context}"
 
 
-async def record_change(tx: Tx, operation: str, resource: str, request_id: str | None = None) -> None:
+async def record_change(tx: Tx, operation: str, resource: str, request_id: str | None = None, reason: str = "") -> None:
     """Records `operation` on `resource` with the authority of the current call: its end user
     (none when a context acts on its own), the contexts that relayed it, and the request id (the
-    idempotency key's; else the call's or the event's that caused the change)."""
-    await record_changes(tx, operation, [(resource, request_id)])
+    idempotency key's; else the call's or the event's that caused the change); with the `reason`
+    the caller gave, for an operation that asks for one (an operator's replay of a dead letter)."""
+    await record_changes(tx, operation, [(resource, request_id)], reason)
 
 
-async def record_changes(tx: Tx, operation: str, changes: Sequence[tuple[str, str | None]]) -> None:
+async def record_changes(tx: Tx, operation: str, changes: Sequence[tuple[str, str | None]], reason: str = "") -> None:
     """record_change for many resources (each with its request id) in one statement."""
     caller = caller_var.get()
     at = timestamp(datetime.now(UTC))
@@ -53,6 +54,7 @@ async def record_changes(tx: Tx, operation: str, changes: Sequence[tuple[str, st
                 on_behalf_of=list(caller.via) if caller is not None else [],
                 request_id=request_id if request_id is not None else request_id_var.get() or "",
                 service=caller.service if caller is not None else tx.context,
+                reason=reason,
             )
             for resource, request_id in changes
         ],

@@ -80,13 +80,19 @@ async def refuse(tx: Tx, key: IdempotencyKey, refused: Refusal) -> None:
 
 
 async def once(
-    tx: Tx, key: IdempotencyKey, resource_id: str, make: Callable[[], Awaitable[T]], replay: Callable[[str], Awaitable[T]]
+    tx: Tx,
+    key: IdempotencyKey,
+    resource_id: str,
+    make: Callable[[], Awaitable[T]],
+    replay: Callable[[str], Awaitable[T]],
+    reason: str = "",
 ) -> T:
     """Makes `resource_id` once for `key`: `make()` on a new key, `replay(resource)` on one an
     earlier request made it with. A refusal that `make` raises for the state it met (funds short,
     a row moved on, an actor's authority gone, a field that does not match it) undoes what it wrote and stays the key's answer: the unit commits the key
     with the refusal, so an identical request racing this one, or sent later when the state has
-    changed, hears the same refusal instead of making the resource after all."""
+    changed, hears the same refusal instead of making the resource after all. `reason`, the
+    caller's own (an operator's), goes on the audit record."""
     replayed = await claim(tx, key, resource_id, record=False)
     if replayed is not None:
         return await replay(replayed)
@@ -99,7 +105,7 @@ async def once(
         await refuse(tx, key, refused)
         raise Settled(refused) from refused
     await tx.execute("RELEASE SAVEPOINT once")
-    await record_change(tx, key.operation, resource_id, key.request_id)
+    await record_change(tx, key.operation, resource_id, key.request_id, reason)
     return made
 
 

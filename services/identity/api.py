@@ -56,6 +56,7 @@ def audit_event_pb(event: AuditEvent) -> pb.AuditEvent:
         on_behalf_of=list(event.on_behalf_of),
         request_id=event.request_id,
         service=event.service,
+        reason=event.reason,
     )
 
 

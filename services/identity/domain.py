@@ -289,6 +289,7 @@ class AuditEvent:
     on_behalf_of: tuple[str, ...]
     request_id: str
     service: str
+    reason: str = ""  # what the person said, for a change that asks for it
 
 
 @dataclass(frozen=True)

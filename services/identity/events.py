@@ -48,4 +48,5 @@ def _audit_event(event: ChangeRecorded, envelope: Envelope) -> AuditEvent:
         tuple(event.on_behalf_of),
         event.request_id,
         event.service,
+        event.reason,
     )

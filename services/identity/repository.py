@@ -20,7 +20,7 @@ from services.identity.domain import (
 )
 
 _COLUMNS = "user_id, username, password_hash, roles, customer_id, created_at, disabled, token_generation, updated_at"
-_AUDIT_COLUMNS = "audit_event_id, recorded_at, context, operation, resource, actor, on_behalf_of, request_id, service"
+_AUDIT_COLUMNS = "audit_event_id, recorded_at, context, operation, resource, actor, on_behalf_of, request_id, service, reason"
 _TIME = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width: text order is time order
 
 
@@ -150,6 +150,7 @@ def _audit_event(row: Row) -> AuditEvent:
         tuple(c for c in row["on_behalf_of"].split(",") if c),
         row["request_id"],
         row["service"],
+        row["reason"],
     )
 
 
@@ -162,7 +163,7 @@ class AuditTrail:
     async def record(self, events: list[AuditEvent]) -> None:
         """Once per event: a redelivered record changes nothing."""
         await self._tx.executemany(
-            f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (audit_event_id) DO NOTHING",
             [
                 (
@@ -175,6 +176,7 @@ class AuditTrail:
                     ",".join(e.on_behalf_of),
                     e.request_id,
                     e.service,
+                    e.reason,
                 )
                 for e in events
             ],

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17og/audit/v1/audit.proto\x12\x0bog.audit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xba\x01\n\x0e\x43hangeRecorded\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63ontext\x18\x02 \x01(\t\x12\x11\n\toperation\x18\x03 \x01(\t\x12\x10\n\x08resource\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x14\n\x0con_behalf_of\x18\x06 \x03(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x0f\n\x07service\x18\x08 \x01(\tBX\n\x0f\x63om.og.audit.v1P\x01Z5github.com/ogpgy/bank-mesh/gen/go/og/audit/v1;auditv1\xaa\x02\x0bOg.Audit.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17og/audit/v1/audit.proto\x12\x0bog.audit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xca\x01\n\x0e\x43hangeRecorded\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63ontext\x18\x02 \x01(\t\x12\x11\n\toperation\x18\x03 \x01(\t\x12\x10\n\x08resource\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x14\n\x0con_behalf_of\x18\x06 \x03(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x0f\n\x07service\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\tBX\n\x0f\x63om.og.audit.v1P\x01Z5github.com/ogpgy/bank-mesh/gen/go/og/audit/v1;auditv1\xaa\x02\x0bOg.Audit.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,5 +34,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017com.og.audit.v1P\001Z5github.com/ogpgy/bank-mesh/gen/go/og/audit/v1;auditv1\252\002\013Og.Audit.V1'
   _globals['_CHANGERECORDED']._serialized_start=74
-  _globals['_CHANGERECORDED']._serialized_end=260
+  _globals['_CHANGERECORDED']._serialized_end=276
 # @@protoc_insertion_point(module_scope)

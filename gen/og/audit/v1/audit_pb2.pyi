@@ -36,6 +36,7 @@ class ChangeRecorded(_message.Message):
     ON_BEHALF_OF_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     SERVICE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     context: _builtins.str
     """The context that made the change."""
     operation: _builtins.str
@@ -48,6 +49,10 @@ class ChangeRecorded(_message.Message):
     """The request_id the change was made under."""
     service: _builtins.str
     """The context that made the call (the last of on_behalf_of), or the context acting alone."""
+    reason: _builtins.str
+    """Why, when the change asks the person making it to say (an operator's replay or drop of a
+    dead letter); empty otherwise.
+    """
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """When the change was made."""
@@ -67,10 +72,11 @@ class ChangeRecorded(_message.Message):
         on_behalf_of: _abc.Iterable[_builtins.str] | None = ...,
         request_id: _builtins.str = ...,
         service: _builtins.str = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "context", b"context", "on_behalf_of", b"on_behalf_of", "operation", b"operation", "request_id", b"request_id", "resource", b"resource", "service", b"service", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "context", b"context", "on_behalf_of", b"on_behalf_of", "operation", b"operation", "reason", b"reason", "request_id", b"request_id", "resource", b"resource", "service", b"service", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

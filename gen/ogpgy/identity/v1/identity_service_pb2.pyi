@@ -723,6 +723,7 @@ class AuditEvent(_message.Message):
     ON_BEHALF_OF_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     SERVICE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     audit_event_id: _builtins.str
     """Server-assigned id ("aud_" + 26 characters): the event that carried the record."""
     context: _builtins.str
@@ -737,6 +738,10 @@ class AuditEvent(_message.Message):
     """The request_id of the change (the idempotency key it was made under)."""
     service: _builtins.str
     """For a context acting on its own (actor empty): its name."""
+    reason: _builtins.str
+    """Why, for a change that asks the person making it to say (an operator's replay or drop of a
+    dead letter); empty otherwise.
+    """
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """When the change was made."""
@@ -757,10 +762,11 @@ class AuditEvent(_message.Message):
         on_behalf_of: _abc.Iterable[_builtins.str] | None = ...,
         request_id: _builtins.str = ...,
         service: _builtins.str = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "audit_event_id", b"audit_event_id", "context", b"context", "on_behalf_of", b"on_behalf_of", "operation", b"operation", "request_id", b"request_id", "resource", b"resource", "service", b"service", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "audit_event_id", b"audit_event_id", "context", b"context", "on_behalf_of", b"on_behalf_of", "operation", b"operation", "reason", b"reason", "request_id", b"request_id", "resource", b"resource", "service", b"service", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
