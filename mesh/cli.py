@@ -19,6 +19,7 @@ from common.observability.logs import RPC_LOGGER, JsonFormatter
 from common.observability.metrics import serve_metrics
 from mesh import kubernetes
 from mesh.cli_cob import add_cob_command, run_cob
+from mesh.cli_dead_letters import add_dead_letters_command, run_dead_letters
 from mesh.cli_embedded import add_up_command, up_embedded
 from mesh.cli_operator import Subcommands, add_operator_commands, run_operator
 from mesh.cli_simulators import add_simulator_commands, run_simulator
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     add_operator_commands(commands)
     add_statement_command(commands)
     add_cob_command(commands)
+    add_dead_letters_command(commands)
     return parser
 
 
@@ -305,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, MeshConfigError, LocalServerError, RuntimeError) as exc:
         print(f"ogpgy: cannot start: {exc}", file=sys.stderr)
         return 1
-    for run in (run_simulator, run_operator, run_statement, run_cob):
+    for run in (run_simulator, run_operator, run_statement, run_cob, run_dead_letters):
         if (status := run(args)) is not None:
             return status
     return 2
