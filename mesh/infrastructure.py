@@ -10,6 +10,8 @@ from common.config import Settings
 from common.db.databases import Databases
 from common.di import og_component, og_context, provide
 from common.events.bus import EventBus
+from common.operations.api import DeadLetterApi
+from common.operations.dead_letters import DeadLetters
 from common.pagination import PageTokens
 from common.security.component import Security
 
@@ -25,10 +27,24 @@ class ServerPageTokens(PageTokens):
 
 @og_context(
     name="infrastructure",
-    description="Shared technical services: settings, clock, databases, event bus, caches, security, page tokens",
+    description="Shared technical services: settings, clock, databases, event bus, caches, security, page tokens;"
+    " the operators' dead letters",
     business_owner="Platform Team",
-    providers=[Clock, Databases, EventBus, Caches, Security, provide(ServerPageTokens, provides=PageTokens)],
+    providers=[
+        Clock,
+        Databases,
+        EventBus,
+        Caches,
+        Security,
+        provide(ServerPageTokens, provides=PageTokens),
+        DeadLetters,
+        DeadLetterApi,
+    ],
     shares=[Settings, Clock, Databases, EventBus, Caches, Security, PageTokens],
+    exports=[DeadLetterApi],
 )
 class InfrastructureModule:
-    """Settings and Security are supplied by the process (ContextModuleBuilder.supply)."""
+    """Settings and Security are supplied by the process (ContextModuleBuilder.supply).
+
+    It serves og.operations.v1.DeadLetterService in every process, for the consumers whose
+    databases the process opened: the dead letters are kept where the bus gave up on them."""

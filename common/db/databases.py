@@ -21,6 +21,18 @@ class Databases(BaseComponent):
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._open: dict[str, Database] = {}
+
+    def opened(self) -> dict[str, Database]:
+        """The contexts' databases open in this process, by context: what the platform's own
+        records kept in a context's database (its dead letters) are reached through."""
+        return dict(self._open)
+
+    def remember(self, context: str, db: Database) -> None:
+        self._open[context] = db
+
+    def forget(self, context: str) -> None:
+        self._open.pop(context, None)
 
     async def initialize(self) -> None:
         """Refuses, before any context opens its database, a PostgreSQL server that may lose what
@@ -64,6 +76,8 @@ class ContextDatabase(BaseComponent):
     def __init__(self, databases: Databases, context: ContextInfo) -> None:
         self._db = databases.for_context(context.name)
         self._migrations = context.package
+        self._databases = databases
+        self._name = context.name
 
     @property
     def dialect(self) -> str:
@@ -71,8 +85,10 @@ class ContextDatabase(BaseComponent):
 
     async def initialize(self) -> None:
         await self._db.open(load_migrations(self._migrations, self._db.dialect))
+        self._databases.remember(self._name, self._db)
 
     async def shutdown(self) -> None:
+        self._databases.forget(self._name)
         await self._db.close()
 
     async def read(self, fn: UnitOfWork[R], *args: Any) -> R:

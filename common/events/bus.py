@@ -11,12 +11,30 @@ from google.protobuf.message import Message
 from common.config import Settings
 from common.di import BaseComponent, og_component
 from common.events.envelope import Envelope, event_type_of
+from common.faults import fail_point
 from common.grpc.call_context import request_id_var
 from common.observability.logs import log_fields
 from common.observability.tracing import consuming
 
 Handler = Callable[[Envelope], Awaitable[None]]
 BatchHandler = Callable[[list[Envelope]], Awaitable[None]]  # all or nothing: a failure redelivers the batch
+# Where a backend hands the events a consumer gave up on: (consumer, envelopes, last error). It
+# keeps them durably before the backend lets go of them (the outbox marked them published, the
+# stream entry is acknowledged): a failure here leaves them to be delivered again.
+DeadLetterSink = Callable[[str, list[Envelope], str], Awaitable[None]]
+# An envelope re-delivered to one consumer (an operator's replay of its dead letter): the header
+# names that consumer, and every other consumer of the event type lets it pass unhandled.
+REDELIVERED_TO = "og-redelivered-to"
+
+
+def meant_for(envelope: Envelope, consumer: str) -> bool:
+    """Whether `consumer` handles `envelope`: every event, except one re-delivered to another."""
+    return envelope.headers.get(REDELIVERED_TO, consumer) == consumer
+
+
+def error_text(error: BaseException) -> str:
+    """A handler's failure as a dead letter keeps it: its type and message, bounded."""
+    return f"{type(error).__name__}: {error}"[:2000]
 
 
 def singly(handler: Handler) -> BatchHandler:
@@ -52,6 +70,8 @@ class BusBackend(Protocol):
     async def subscribe_batches(self, event_types: list[str], consumer: str, handler: BatchHandler) -> Subscription: ...
 
     def dead_letters(self, consumer: str) -> list[Envelope]: ...
+
+    sink: DeadLetterSink | None
 
     async def reachable(self) -> None:
         """Returns when the backend answers; raises when it does not."""
@@ -106,8 +126,13 @@ class EventBus(BaseComponent):
         )
 
     def dead_letters(self, consumer: str) -> list[Envelope]:
-        """Events `consumer` gave up on after MAX_ATTEMPTS (for operators and tests)."""
+        """Events `consumer` gave up on after MAX_ATTEMPTS in this process since it started (for
+        tests); operators see the durable ones through og.operations.v1.DeadLetterService."""
         return self._backend.dead_letters(consumer)
+
+    def keep_dead_letters(self, sink: DeadLetterSink) -> None:
+        """From now on, the events a consumer gives up on are handed to `sink` to be kept."""
+        self._backend.sink = sink
 
 
 def _traced(consumer: str, handler: Handler) -> Handler:
@@ -119,6 +144,7 @@ def _traced(consumer: str, handler: Handler) -> Handler:
             request_id_var.set(envelope.headers.get("request_id"))
             outcome = "failed"
             try:
+                fail_point(f"consumer.{consumer}.handle")  # a consumer's handler failing, as one would
                 await handler(envelope)
                 outcome = "handled"
             finally:
@@ -134,6 +160,7 @@ def _traced_batch(consumer: str, handler: BatchHandler) -> BatchHandler:
         with consuming(consumer, envelopes[0].event_type, len(envelopes), envelopes[0].headers):
             outcome = "failed"
             try:
+                fail_point(f"consumer.{consumer}.handle")
                 await handler(envelopes)
                 outcome = "handled"
             finally:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from common.events.bus import MAX_ATTEMPTS, BatchHandler, Handler, log, singly
+from common.events.bus import MAX_ATTEMPTS, BatchHandler, DeadLetterSink, Handler, error_text, log, meant_for, singly
 from common.events.envelope import Envelope
 from common.observability.metrics import DEAD_LETTERED
 
@@ -34,6 +34,7 @@ class _MemorySubscription:
 class InMemoryBackend:
     subscriptions: list[_MemorySubscription] = field(default_factory=list)
     dead: dict[str, list[Envelope]] = field(default_factory=dict)
+    sink: DeadLetterSink | None = None
 
     async def start(self) -> None:
         return None
@@ -46,7 +47,9 @@ class InMemoryBackend:
 
     async def publish_many(self, envelopes: list[Envelope]) -> None:
         """Each subscriber gets its share of the envelopes in order; subscribers run side by side."""
-        shares = [(s, [e for e in envelopes if e.event_type in s.event_types]) for s in self.subscriptions]
+        shares = [
+            (s, [e for e in envelopes if e.event_type in s.event_types and meant_for(e, s.consumer)]) for s in self.subscriptions
+        ]
         await asyncio.gather(*(self._deliver(s, share) for s, share in shares if share))
 
     async def _deliver(self, subscription: _MemorySubscription, envelopes: list[Envelope]) -> None:
@@ -55,15 +58,19 @@ class InMemoryBackend:
             await self._deliver_batch(subscription, batch)
 
     async def _deliver_batch(self, subscription: _MemorySubscription, envelopes: list[Envelope]) -> None:
+        error = ""
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if not subscription.active:
                 return
             try:
                 await subscription.handler(envelopes)
                 return
-            except Exception:  # noqa: BLE001 - retried, then dead-lettered
+            except Exception as failed:  # noqa: BLE001 - retried, then dead-lettered
+                error = error_text(failed)
                 log.exception("%s failed on %s (attempt %d)", subscription.consumer, envelopes[0].event_id, attempt)
                 await asyncio.sleep(RETRY_DELAY * attempt)
+        if self.sink is not None:  # kept before the relay marks them published; if it fails, they come again
+            await self.sink(subscription.consumer, envelopes, error)
         self.dead.setdefault(subscription.consumer, []).extend(envelopes)
         DEAD_LETTERED.labels(subscription.consumer).inc(len(envelopes))
         log.error("%s dead-lettered %d x %s", subscription.consumer, len(envelopes), envelopes[0].event_type)

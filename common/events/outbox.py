@@ -59,6 +59,16 @@ async def append_events(tx: Tx, events: Sequence[Message]) -> list[str]:
     return [e.event_id for e in envelopes]
 
 
+async def append_envelopes(tx: Tx, envelopes: Sequence[Envelope]) -> None:
+    """Adds envelopes as they are (ids, headers and all) to the outbox inside the caller's
+    transaction: an event published once before, sent again (an operator's replay)."""
+    await tx.executemany(
+        "INSERT INTO outbox (event_id, event_type, payload, headers, occurred_at) VALUES (?, ?, ?, ?, ?)",
+        [(e.event_id, e.event_type, e.payload, e.headers_json(), e.occurred_at) for e in envelopes],
+    )
+    tx.notify(OUTBOX)
+
+
 async def _unpublished(tx: Tx, limit: int) -> list[tuple[int, Envelope]]:
     rows = await tx.fetchall(
         "SELECT seq, event_id, event_type, payload, headers, occurred_at FROM outbox"

@@ -30,13 +30,15 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
 
-from common.events.bus import MAX_ATTEMPTS, BatchHandler, Handler, log, singly
+from common.events.bus import MAX_ATTEMPTS, BatchHandler, DeadLetterSink, Handler, error_text, log, meant_for, singly
 from common.events.envelope import Envelope
 from common.faults import crash_point
 from common.observability.metrics import CONSUMER_LAG, DEAD_LETTERED
 
 STREAM_PREFIX = "ogpgy:events:"
 DLQ_PREFIX = "ogpgy:dead-letters:"
+ERROR_PREFIX = "ogpgy:event-errors:"  # <group>:<entry id> -> the last error its handler raised
+ERROR_TTL_SECONDS = 7 * 24 * 3600
 _REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 _names = itertools.count(1)
 _ReadAnswer = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]  # XREADGROUP: per stream, its messages
@@ -112,6 +114,7 @@ class RedisStreamsBackend:
         self._lag_alarm = lag_alarm
         self._subscriptions: list[_StreamSubscription] = []
         self._dead: dict[str, list[Envelope]] = {}
+        self.sink: DeadLetterSink | None = None
         self._trimmed_at: dict[str, float] = {}
         self._behind: dict[tuple[str, str], int] = {}  # (group, subscription) -> entries behind
 
@@ -218,10 +221,13 @@ class RedisStreamsBackend:
         if sub.closing:  # redis-py may swallow the cancellation of a read: what it read stays pending
             return
         envelopes = [_envelope(fields) for _, fields in messages]
+        mine = [e for e in envelopes if meant_for(e, sub.group)]  # not one re-delivered to another group
         try:
-            await sub.handler(envelopes)
-        except Exception:  # noqa: BLE001 - left pending: XAUTOCLAIM redelivers it later
+            if mine:
+                await sub.handler(mine)
+        except Exception as failed:  # noqa: BLE001 - left pending: XAUTOCLAIM redelivers it later
             log.exception("%s failed on %s; it stays pending", sub.group, envelopes[0].event_id)
+            await self._remember_error(sub.group, messages, error_text(failed))
             return
         crash_point(f"consumer.{sub.group}.before_ack")  # one consumer (context) crashes, as one would
         await self._redis.xack(stream, sub.group, *(message_id for message_id, _ in messages))
@@ -258,12 +264,33 @@ class RedisStreamsBackend:
                 else:
                     await self._handle(sub, stream, [(message_id, fields)])
 
+    async def _remember_error(self, group: str, messages: list[tuple[bytes, dict[bytes, bytes]]], error: str) -> None:
+        """The last error of each entry, for its dead letter: the delivery that gives up on it may
+        happen in another replica, which never saw it."""
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for message_id, _ in messages:
+                    pipe.set(f"{ERROR_PREFIX}{group}:{message_id.decode()}", error, ex=ERROR_TTL_SECONDS)
+                await pipe.execute()
+        except _REDIS_DOWN:
+            log.warning("could not keep the error of %s's failed delivery", group)
+
     async def _dead_letter(self, sub: _StreamSubscription, stream: str, message_id: bytes, fields: dict[bytes, bytes]) -> None:
         envelope = _envelope(fields)
+        error_key = f"{ERROR_PREFIX}{sub.group}:{message_id.decode()}"
+        if self.sink is not None:  # kept before the entry is acknowledged; if keeping fails, it stays pending
+            error = await self._redis.get(error_key)
+            text = error.decode() if isinstance(error, bytes) else str(error or f"its handler failed {MAX_ATTEMPTS} times")
+            try:
+                await self.sink(sub.group, [envelope], text)
+            except Exception:  # noqa: BLE001 - left pending: the next reclaim tries to keep it again
+                log.exception("%s could not keep dead letter %s; it stays pending", sub.group, envelope.event_id)
+                return
         dead: dict[FieldT, EncodableT] = {key: value for key, value in fields.items()}
         dead |= {b"stream": stream, b"message_id": message_id}
         await self._redis.xadd(f"{DLQ_PREFIX}{sub.group}", dead, maxlen=self._max_len, approximate=True)
         await self._redis.xack(stream, sub.group, message_id)
+        await self._redis.delete(error_key)
         self._dead.setdefault(sub.group, []).append(envelope)
         DEAD_LETTERED.labels(sub.group).inc()
         log.error("%s dead-lettered %s %s after %d attempts", sub.group, envelope.event_type, envelope.event_id, MAX_ATTEMPTS)

@@ -62,6 +62,11 @@ CLOSE_OF_BUSINESS_SUCCEEDED = Gauge(
 DEAD_LETTERED = Counter(
     "ogpgy_events_dead_lettered", "Events a consumer gave up on after its retries (kept as dead letters)", ["consumer"]
 )
+# A counter says letters arrived; an operator needs to know some still wait (an alert on the
+# counter's rate goes quiet after the first hour although nobody acted on them).
+DEAD_LETTERS_WAITING = Gauge(
+    "ogpgy_dead_letters_waiting", "Dead letters of a consumer waiting for an operator to replay or drop them", ["consumer"]
+)
 
 
 def code_label(name: str) -> str:

@@ -18,6 +18,7 @@ from tests.bank_helpers import fresh_document
 from tests.conftest import document, onboarding
 from tests.contract.replay_money import DONE, MONEY_CASES, NO_STATE, run_date, run_day, run_status
 from tests.contract.replay_operators import OPERATOR_CASES
+from tests.contract.replay_operations import OPERATIONS_CASES
 from tests.contract.replay_world import PASSWORD, Case, Refused, ReplayWorld, Sent, rid
 
 
@@ -189,6 +190,7 @@ async def _preferences(w: ReplayWorld, tag: str) -> Sent:
 CASES: dict[str, Case] = {
     **MONEY_CASES,
     **OPERATOR_CASES,
+    **OPERATIONS_CASES,
     "OnboardCustomer": Case(_customer_id, _onboard, (_onboard_twice,)),
     "UpdateCustomer": Case(_customer_id, _update, (_update_stale,)),
     "AssignRelationshipManager": Case(_customer_id, _assign, (_assign_not_a_manager,)),

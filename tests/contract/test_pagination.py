@@ -25,10 +25,13 @@ from grpc import aio
 
 from common.clock import Clock, FixedClock
 from common.config import Settings
+from common.faults import arm, disarm
 from common.grpc.client import bearer_channel
 from common.pagination import PageTokens
 from common.validation import MAX_PAGE_SIZE
 from mesh.embedded import RunningBank
+from og.operations.v1 import dead_letters_pb2 as odpb
+from og.operations.v1 import dead_letters_pb2_grpc as odgrpc
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.identity.v1 import identity_service_pb2 as ipb
 from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
@@ -46,6 +49,7 @@ from tests.conftest import ADMIN_PASSWORD, issue_token
 from tests.grpc_assert import field_violations
 from tests.rpc_catalog import Rpc, served_rpcs
 
+FAILING_CONSUMER = "consumer.notification.handle"
 ITEMS = 9  # of every kind: several pages at every size below the maximum
 SIZES = (1, 2, 7, MAX_PAGE_SIZE)
 NOT_OURS = ("velocitypay.",)  # the outside world's simulator has its own tokens
@@ -109,6 +113,7 @@ async def _world(channel: aio.Channel) -> dict[str, str]:
     for i in range(ITEMS):
         await lending.RepayLoan(lpb.RepayLoanRequest(request_id=f"page-repay-{i}", loan_id=loans[0], amount=eur("1.00")))
     batch = await _batch(channel, account, payee)
+    await _dead_letters(channel, bank)
     admin_id = await _settled_audit_trail(igrpc.IdentityServiceStub(channel))
     return {
         "batch_id": batch,
@@ -135,6 +140,21 @@ async def _batch(channel: aio.Channel, account: str, payee: str) -> str:
     )
     answers = [answer async for answer in bgrpc.BulkPaymentServiceStub(channel).SubmitPaymentBatch(request)]
     return answers[-1].batch.batch_id
+
+
+async def _dead_letters(channel: aio.Channel, bank: Bank) -> None:
+    """ITEMS dead letters: customers onboarded while the notification context's handler fails."""
+    arm(FAILING_CONSUMER)
+    try:
+        for i in range(ITEMS):
+            await bank.verified_customer(f"page-dead-{i}")
+        letters = odgrpc.DeadLetterServiceStub(channel)
+        deadline = time.monotonic() + 20
+        while len((await letters.ListDeadLetters(odpb.ListDeadLettersRequest(page_size=500))).dead_letters) < ITEMS:
+            assert time.monotonic() < deadline, "the dead letters did not arrive"
+            await asyncio.sleep(0.1)
+    finally:
+        disarm(FAILING_CONSUMER)
 
 
 async def _settled_audit_trail(identity: igrpc.IdentityServiceStub) -> str:

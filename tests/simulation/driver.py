@@ -26,6 +26,7 @@ from ogpgy.identity.v1 import identity_service_pb2_grpc as igrpc
 from tests.bank_helpers import Bank, create_user, fresh_document
 from tests.conftest import ADMIN_PASSWORD, document, issue_token, onboarding
 from tests.rpc_catalog import Rpc
+from tests.simulation.letters import dead_letters
 from tests.simulation.model import REPLAY, TIME_PASSES, History, Op
 from tests.simulation.requests import ONBOARDING, Made, Request, request_for
 
@@ -128,6 +129,7 @@ class Driver:
         self.logins = {"admin": ("admin", ADMIN_PASSWORD)}
         async with bearer_channel(self.target, self.tokens["admin"]) as channel:
             await self._people(Bank(channel), igrpc.IdentityServiceStub(channel))
+            self.made.letters = await dead_letters(channel, self.tag)
 
     async def _people(self, bank: Bank, identity: igrpc.IdentityServiceStub) -> None:
         for i in range(CUSTOMERS):

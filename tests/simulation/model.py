@@ -112,6 +112,8 @@ def _op_args(rng: random.Random, kind: str) -> tuple[str, dict[str, object]]:
         return _actor(rng, ADMIN), {"days_ago": rng.choice([0, 1, 2, 31]), "far": rng.random() < 0.05}
     if kind == "CloseBusinessDay":  # now and then a currency with no calendar (refused)
         return _actor(rng, ADMIN), {"currency": rng.choice(["EUR", "EUR", "EUR", "USD", "XTS"])}
+    if kind in ("ReplayDeadLetter", "DropDeadLetter"):  # the dead letters the driver made at the start
+        return _actor(rng, ADMIN), {"letter": rng.randrange(4)}
     if kind in ("DisableUser", "EnableUser", "UpdateUser"):
         return WARRING, {"target": rng.randrange(2), "role": rng.choice(["ROLE_ADMIN", "ROLE_RELATIONSHIP_MANAGER"])}
     if kind == "ChangePassword":
@@ -162,6 +164,8 @@ WEIGHTS: dict[str, int] = {
     "LookupHold": 1,
     "LookupCharge": 1,
     "PostCharges": 1,
+    "ReplayDeadLetter": 1,
+    "DropDeadLetter": 1,
 }
 TIME_PASSES = "TimePasses"
 REPLAY = "Replay"  # not an RPC: operation `of` sent again, its very request, some waves later

@@ -36,6 +36,7 @@ class Made:
     payments: list[str] = field(default_factory=list)
     loans: list[tuple[str, int]] = field(default_factory=list)
     war: list[str] = field(default_factory=list)  # the user ids of the two admins who act on each other
+    letters: list[str] = field(default_factory=list)  # dead letters of the notification context, WAITING at the start
     passwords: dict[int, str] = field(default_factory=dict)  # customer index -> the password the driver last set
     today: date = date(2026, 3, 2)
 
@@ -239,7 +240,17 @@ def _people(op: Op, made: Made) -> Request | None:
     return None
 
 
+def _operations(op: Op, made: Made) -> Request | None:
+    """An operator's replay or drop of one of the dead letters (racing, retried, replayed late)."""
+    if op.kind not in ("ReplayDeadLetter", "DropDeadLetter"):
+        return None
+    i = int(str(op.args["letter"]))
+    letter = made.letters[i % len(made.letters)] if made.letters else "dlq_missing"
+    return Request(op.kind, _sender(op, -1, made), {"dead_letter_id": letter, "reason": f"simulated {op.n}"})
+
+
 BUILDERS: tuple[Callable[[Op, Made], Request | None], ...] = (
+    _operations,
     _money_moves,
     _batch,
     _holds_and_transfers,
