@@ -18,11 +18,11 @@ from common.grpc.server import stop_signal
 from common.observability.logs import RPC_LOGGER, JsonFormatter
 from common.observability.metrics import serve_metrics
 from mesh import kubernetes
-from mesh.cli_batches import add_batch_command, run_batch
 from mesh.cli_cob import add_cob_command, run_cob
 from mesh.cli_dead_letters import add_dead_letters_command, run_dead_letters
 from mesh.cli_embedded import add_up_command, up_embedded
 from mesh.cli_operator import Subcommands, add_operator_commands, run_operator
+from mesh.cli_payments import add_payments_command, run_payments
 from mesh.cli_sagas import add_sagas_commands, run_sagas
 from mesh.cli_simulators import add_simulator_commands, run_simulator
 from mesh.cli_statements import add_statement_command, run_statement
@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     add_operator_commands(commands)
     add_statement_command(commands)
     add_cob_command(commands)
-    add_batch_command(commands)
+    add_payments_command(commands)
     add_sagas_commands(commands)
     add_dead_letters_command(commands)
     return parser
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, MeshConfigError, LocalServerError, RuntimeError) as exc:
         print(f"ogpgy: cannot start: {exc}", file=sys.stderr)
         return 1
-    for run in (run_simulator, run_sagas, run_operator, run_statement, run_cob, run_batch, run_dead_letters):
+    for run in (run_simulator, run_sagas, run_operator, run_statement, run_cob, run_payments, run_dead_letters):
         if (status := run(args)) is not None:
             return status
     return 2

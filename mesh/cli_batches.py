@@ -12,11 +12,9 @@ from typing import Any
 from mesh.cli_operator import Subcommands, _as_client, _client_arguments, _issue_token, _tls
 
 
-def add_batch_command(commands: Subcommands) -> None:
-    payments = commands.add_parser("payments", help="payments: batches from pain.001 files")
-    batch = payments.add_subparsers(dest="payments_command", required=True).add_parser(
-        "batch", help="bulk payments from a pain.001 file"
-    )
+def add_batch_command(payments: Subcommands) -> None:
+    """`payments batch ...`, under the `payments` command's subcommands."""
+    batch = payments.add_parser("batch", help="bulk payments from a pain.001 file")
     actions = batch.add_subparsers(dest="batch_command", required=True)
     submit = actions.add_parser(
         "submit",
@@ -83,6 +81,6 @@ async def _batch(args: argparse.Namespace) -> int:
 
 def run_batch(args: argparse.Namespace) -> int | None:
     """The exit status of `ogpgy payments batch ...`; None when `args` names another command."""
-    if args.command != "payments":
+    if args.command != "payments" or args.payments_command != "batch":
         return None
     return _as_client(_batch(args), "batch command failed")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -26,6 +28,7 @@ from services.velocitypay.simulator import faults_pb
 from tests.bank_helpers import Bank, admin_channel, bearer_channel, create_user, eur
 from tests.conftest import ADMIN_PASSWORD, issue_token
 from tests.grpc_assert import error_reason, field_violations
+from tests.processes import BIN
 from velocitypay.v1 import network_pb2 as vpb
 from velocitypay.v1 import network_pb2_grpc as vgrpc
 
@@ -211,3 +214,26 @@ async def test_two_admins_acting_on_one_payment_at_once_move_it_once(console: Co
         final = await console.get(payment_id)
         assert final.status in (ppb.PAYMENT_STATUS_COMPLETED, ppb.PAYMENT_STATUS_REFUNDED)
     assert (await console.money())[1] == "0.00", "nothing left held"
+
+
+async def test_ogpgy_payments_list_retry_and_refund_as_an_operator_runs_them(console: Console) -> None:
+    """The commands as printed in the README, against the running bank."""
+
+    def ogpgy(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "OGPGY_PASSWORD": ADMIN_PASSWORD}
+        command = [str(BIN / "ogpgy"), "payments", *args, "--target", console.bank.target]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+
+    stuck = [await console.stuck("2.00"), await console.stuck("3.00")]
+    listed = await asyncio.to_thread(ogpgy, "list", "--filter", "status = NEEDS_OPERATOR", "--page-size", "1")
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split()[0] for line in listed.stdout.splitlines()[:-1]] == stuck
+    assert listed.stdout.splitlines()[-1] == "2 payments"
+    retried = await asyncio.to_thread(ogpgy, "retry", stuck[0], "--reason", "ledger fixed", "--request-id", "cli-retry-1")
+    assert retried.returncode == 0 and f"{stuck[0]}  COMPLETED" in retried.stdout, retried.stdout + retried.stderr
+    refunded = await asyncio.to_thread(ogpgy, "refund", stuck[1], "--reason", "customer asked")
+    assert refunded.returncode == 0 and f"{stuck[1]}  REFUNDED" in refunded.stdout, refunded.stdout + refunded.stderr
+    again = await asyncio.to_thread(ogpgy, "retry", stuck[1], "--reason", "too late")
+    assert again.returncode == 1 and "FAILED_PRECONDITION" in again.stderr, again.stderr
+    bad = await asyncio.to_thread(ogpgy, "list", "--filter", "status = STUCK")
+    assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr
