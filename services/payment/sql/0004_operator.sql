@@ -4,3 +4,6 @@ ALTER TABLE payments ADD COLUMN refund_first_approver TEXT NOT NULL DEFAULT '';
 ALTER TABLE payments ADD COLUMN refund_decided_by TEXT NOT NULL DEFAULT '';
 -- Bank-wide lists for operators, by status (payments_due leads with it) and by time.
 CREATE INDEX payments_created ON payments (created_epoch, seq);
+-- The fraud screen's window (a debtor's payments of a currency since a moment) read by its index,
+-- whatever the account's history: its cost is the window's, not every payment the debtor made.
+CREATE INDEX payments_window ON payments (debtor_account_id, currency, created_epoch);
