@@ -108,7 +108,7 @@ def _conjuncts(tokens: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
     for kind, token in tokens:
         if kind == "word" and token == "AND":
             parts.append([])
-        elif (kind == "word" and token in ("OR", "NOT")) or token.startswith(("-", "(")) or (":" in token and kind == "word"):
+        elif kind == "word" and (token in ("OR", "NOT") or "(" in token or ":" in token or (token[0] == "-" and not parts[-1])):
             raise _Refused(f"{token!r} is not supported")
         else:
             parts[-1].append((kind, token))
@@ -150,7 +150,10 @@ def _value(spec: FilterField, value: str) -> Any:
             raise _Refused(f'{spec.name} is an RFC 3339 time, e.g. "2026-12-01T00:00:00Z"') from None
         if moment.tzinfo is None:
             raise _Refused(f"{spec.name} needs a time zone (Z or an offset)")
-        return spec.stored(moment.astimezone(UTC))
+        try:
+            return spec.stored(moment.astimezone(UTC))
+        except (OverflowError, ValueError):  # an offset that moves it out of years 1 to 9999
+            raise _Refused(f"{spec.name} is a time in years 1 to 9999 in UTC") from None
     if not value.isprintable():
         raise _Refused(f"{spec.name} is printable text")
     return value

@@ -42,6 +42,10 @@ IN_PARALLEL = 16  # lines driven at once: each waits on the account context, not
 PROGRESS_EVERY = 500  # lines finished between two progress answers
 
 
+_PAYEE_CHECKS = 16  # payee accounts asked about at once
+_MAX_VIOLATIONS = 100  # as many bad lines named as the file's own checks name
+
+
 @og_component()
 class BatchUseCases(BaseComponent):
     def __init__(
@@ -58,6 +62,7 @@ class BatchUseCases(BaseComponent):
         currency = await self._debtor_currency(debtor)
         if lines[0].amount.currency != currency:
             raise ValidationFailed([FieldViolation("lines.amount.currency_code", f"the debtor account is in {currency}")])
+        await self._require_payees(lines)
         batch = await self._units.write(self._admission(debtor, lines, message_id, key))
         if batch.status is BatchStatus.REFUSED:
             yield batch
@@ -68,6 +73,30 @@ class BatchUseCases(BaseComponent):
             return
         async for progress in self._drive(batch.batch_id):
             yield progress
+
+    async def _require_payees(self, lines: list[BatchLine]) -> None:
+        """Every account of this bank a line pays into may be paid into, as a single payment's
+        (the bank's own accounts may not): asked once per account, a few at a time; the lines
+        paying into one that may not are refused whole, each named."""
+        gate = asyncio.Semaphore(_PAYEE_CHECKS)
+
+        async def refusal(account_id: str) -> str:
+            async with gate:
+                try:
+                    await self._accounts.require_payee(account_id)
+                except (PermissionDenied, NotFound) as refused:
+                    return "not an account that may be paid into" if isinstance(refused, PermissionDenied) else "no such account"
+                return ""
+
+        payees = sorted({line.beneficiary.account_id for line in lines if not line.beneficiary.external})
+        refused = dict(zip(payees, await asyncio.gather(*(refusal(a) for a in payees)), strict=True))
+        violations = [
+            FieldViolation(f"lines[{n}].internal.account_id", refused[line.beneficiary.account_id])
+            for n, line in enumerate(lines)
+            if not line.beneficiary.external and refused[line.beneficiary.account_id]
+        ]
+        if violations:
+            raise ValidationFailed(violations[:_MAX_VIOLATIONS])
 
     async def _debtor_currency(self, debtor: str) -> str:
         try:

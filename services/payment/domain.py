@@ -64,6 +64,7 @@ class Payment:
     next_attempt_at: datetime | None = None  # None: due now
     refund_first_approver: str = ""  # the admin whose refund waits for a second one (four eyes)
     refund_decided_by: str = ""  # the admin whose approval decided the refund: the hold is to be released
+    operator_retries: int = 0  # times an operator handed it back to the bank (RetryPayment)
 
     @property
     def statement_text(self) -> str:
@@ -73,6 +74,13 @@ class Payment:
         if not self.beneficiary.external:
             return self.reference
         return " ".join(part for part in (self.beneficiary.name, self.beneficiary.iban, self.reference) if part)[:140]
+
+    def step_key(self, step: str) -> str:
+        """The request id of a step at the account context ("capture", "release"): one per
+        operator's retry, since the account context keeps each request id's first answer (a
+        refusal too) and a retry is asked because the state behind it changed. The hold itself
+        is resolved once whatever the key: a new key never moves its money twice."""
+        return f"{self.payment_id}-{step}" + (f"-r{self.operator_retries}" if self.operator_retries else "")
 
     def moved_to(self, status: PaymentStatus, at: datetime, **changes: Any) -> Payment:
         return replace(self, status=status, updated_at=at, **changes)
@@ -195,8 +203,12 @@ def retried_by_operator(p: Payment, at: datetime) -> Payment:
         attempts=0,
         next_attempt_at=None,
         refund_first_approver="",
+        operator_retries=p.operator_retries + 1,
         updated_at=at,
     )
+
+
+SETTLED = "SETTLED_"  # the prefix of a failure after the network settled: the money has left
 
 
 def refund_approval(p: Payment, approver: str, four_eyes_above: Mapping[str, int]) -> Approval:
@@ -206,6 +218,12 @@ def refund_approval(p: Payment, approver: str, four_eyes_above: Mapping[str, int
     if p.status is PaymentStatus.REFUNDED or p.refund_decided_by:
         return Approval.NONE
     _require_needs_operator(p)
+    if p.failure_reason.startswith(SETTLED):
+        raise PreconditionFailed(
+            "PAYMENT_SETTLED",
+            "the network paid the beneficiary: the held funds are what the bank paid out; retry the capture instead",
+            {"payment_id": p.payment_id, "failure_reason": p.failure_reason},
+        )
     if not p.hold_id:
         raise PreconditionFailed(
             "HOLD_UNKNOWN", "the payment's hold is not known: retry the payment, which finds it", {"payment_id": p.payment_id}

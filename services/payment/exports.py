@@ -86,7 +86,7 @@ def read_pain001(v: Violations, data: bytes) -> bpb.PaymentBatchLines | None:
         return str(node.findtext(path, default="", namespaces=ns)).strip()
 
     batch = bpb.PaymentBatchLines(
-        number_of_transactions=int(text(root, "p:CstmrCdtTrfInitn/p:GrpHdr/p:NbOfTxs")),
+        number_of_transactions=_count(text(root, "p:CstmrCdtTrfInitn/p:GrpHdr/p:NbOfTxs")),
         control_sum=text(root, "p:CstmrCdtTrfInitn/p:GrpHdr/p:CtrlSum"),
         message_id=text(root, "p:CstmrCdtTrfInitn/p:GrpHdr/p:MsgId"),
     )
@@ -127,7 +127,14 @@ LINE_STATUS = {  # NEEDS_OPERATOR is not final for the customer: an operator fin
     pb.PAYMENT_STATUS_PENDING: "PDNG",
     pb.PAYMENT_STATUS_QUEUED: "PDNG",
     pb.PAYMENT_STATUS_NEEDS_OPERATOR: "PDNG",
+    pb.PAYMENT_STATUS_REFUNDED: "RJCT",  # an operator gave the funds back: not paid
 }
+
+
+def _count(text: str) -> int:
+    """NbOfTxs as the contract's int32 holds it: the schema allows 15 digits, a batch at most
+    MAX lines, so anything beyond int32 is simply a count that cannot match (int32's maximum)."""
+    return min(int(text), 2**31 - 1)
 
 
 def _sub(parent: etree._Element, tag: str, text: str = "", **attributes: str) -> etree._Element:

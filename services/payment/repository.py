@@ -23,7 +23,7 @@ from services.payment.messages import OUTGOING
 _COLUMNS = (
     "payment_id, debtor_account_id, beneficiary_account_id, beneficiary_iban, beneficiary_name, amount_minor,"
     " currency, reference, status, failure_reason, hold_id, transfer_id, created_epoch, created_at, updated_at,"
-    " authorized_by, attempts, next_attempt_at, refund_first_approver, refund_decided_by"
+    " authorized_by, attempts, next_attempt_at, refund_first_approver, refund_decided_by, operator_retries"
 )
 _MARKS = ", ".join("?" * len(_COLUMNS.split(",")))  # one placeholder per column
 COUNTED = (PaymentStatus.PENDING.value, PaymentStatus.QUEUED.value, PaymentStatus.COMPLETED.value)
@@ -47,6 +47,7 @@ def _payment(row: Row) -> Payment:
         next_attempt_at=datetime.fromisoformat(row["next_attempt_at"]) if row["next_attempt_at"] else None,
         refund_first_approver=row["refund_first_approver"],
         refund_decided_by=row["refund_decided_by"],
+        operator_retries=row["operator_retries"],
     )
 
 
@@ -77,6 +78,7 @@ def _values(p: Payment) -> tuple[object, ...]:
         _when(p.next_attempt_at),
         p.refund_first_approver,
         p.refund_decided_by,
+        p.operator_retries,
     )
 
 
@@ -127,7 +129,7 @@ class Payments:
         a guard only: one that trips is a bug, ABORTED, never a payment moved twice."""
         changed = await self._tx.execute(
             "UPDATE payments SET status = ?, failure_reason = ?, hold_id = ?, transfer_id = ?, updated_at = ?, attempts = ?,"
-            " next_attempt_at = ?, refund_first_approver = ?, refund_decided_by = ? WHERE payment_id = ? AND status = ?",
+            " next_attempt_at = ?, refund_first_approver = ?, refund_decided_by = ?, operator_retries = ? WHERE payment_id = ? AND status = ?",
             payment.status.value,
             payment.failure_reason,
             payment.hold_id,
@@ -137,6 +139,7 @@ class Payments:
             _when(payment.next_attempt_at),
             payment.refund_first_approver,
             payment.refund_decided_by,
+            payment.operator_retries,
             payment.payment_id,
             expected.value,
         )

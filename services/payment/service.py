@@ -44,6 +44,7 @@ from common.security.context import ADMIN, as_itself, current_caller
 from common.security.policy import denied, require_role, unknown
 from services.payment.domain import (
     FINAL,
+    SETTLED,
     Beneficiary,
     FraudRules,
     Payment,
@@ -241,12 +242,15 @@ class PaymentProcessor(BaseComponent):
         """Posts the held funds. Refused for good: an internal payment is undone (release); an
         external one the network settled is left to an operator, funds still held."""
         try:
-            capture = functools.partial(self._accounts.capture_hold, f"{p.payment_id}-capture", p.hold_id)
+            capture = functools.partial(self._accounts.capture_hold, p.step_key("capture"), p.hold_id)
             transfer_id = await self._resolving(p, capture)
         except CalleeRefused as refused:
             if settled:
                 return await self._move(
-                    p, PaymentStatus.NEEDS_OPERATOR, failure_reason=f"SETTLED_CAPTURE_REFUSED_{refused.reason}", hold_id=p.hold_id
+                    p,
+                    PaymentStatus.NEEDS_OPERATOR,
+                    failure_reason=f"{SETTLED}CAPTURE_REFUSED_{refused.reason}",
+                    hold_id=p.hold_id,
                 )
             return await self._release(p, f"CAPTURE_REFUSED_{refused.reason}")
         return await self._completed(p, FoundHold(p.hold_id, released=False, transfer_id=transfer_id))
@@ -279,7 +283,7 @@ class PaymentProcessor(BaseComponent):
 
     async def _release(self, p: Payment, reason: str) -> Payment:
         try:
-            await self._resolving(p, functools.partial(self._accounts.release_hold, f"{p.payment_id}-release", p.hold_id))
+            await self._resolving(p, functools.partial(self._accounts.release_hold, p.step_key("release"), p.hold_id))
         except CalleeRefused as refused:
             return await self._move(
                 p, PaymentStatus.NEEDS_OPERATOR, failure_reason=f"{reason}; RELEASE_REFUSED_{refused.reason}", hold_id=p.hold_id

@@ -23,8 +23,8 @@ _ids = itertools.count()
 
 async def stuck_payment(w: ReplayWorld) -> str:
     """Alice's payment to another bank, stopped for an operator with its funds held: queued while
-    the network is down, then marked as the bank marks a settled payment whose capture the ledger
-    refused (done in its database: no request of a user leads there)."""
+    the network is down, then marked as the bank marks one the network rejected and whose hold the
+    ledger would not release (done in its database: no request of a user leads there)."""
     control, payments = vgrpc.SimulatorControlServiceStub(w.channel), pgrpc.PaymentServiceStub(w.channel)
     admin = await w.metadata(w.admin)
     await control.SetFaults(vpb.SetFaultsRequest(faults=faults_pb(outage=True)), metadata=admin)
@@ -40,7 +40,7 @@ async def stuck_payment(w: ReplayWorld) -> str:
 
         async def stop(uow: PaymentUnit) -> int:
             return await uow.tx.execute(
-                "UPDATE payments SET status = 'NEEDS_OPERATOR', failure_reason = 'SETTLED_CAPTURE_REFUSED_PROBE'"
+                "UPDATE payments SET status = 'NEEDS_OPERATOR', failure_reason = 'NETWORK_REJECTED; RELEASE_REFUSED_PROBE'"
                 " WHERE payment_id = ? AND status = 'QUEUED'",
                 payment.payment_id,
             )

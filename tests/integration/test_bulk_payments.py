@@ -132,11 +132,14 @@ async def test_a_bad_file_is_refused_whole_with_a_violation_per_bad_line(world: 
         "lines.amount.currency_code": pain001(
             [Line(line.end_to_end_id, line.amount, line.iban, line.account_id, currency="USD") for line in good]
         ),
+        "lines[1].internal.account_id": pain001([good[0], Line("inv-2", "5.00", account_id="acc_CLEARING_EUR"), good[2]]),
         "pain001": b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x "boom">]><Document>&x;</Document>',
     }
     for n, (field, data) in enumerate(cases.items()):
         violations = await field_violations(world.submit(f"bad-{n}", data))
         assert field in violations, (field, violations)
+    huge_count = await field_violations(world.submit("bad-count", pain001(good, count=99_999_999_999)))
+    assert "number_of_transactions" in huge_count, "a count beyond int32 is a count that does not match, not an error"
     schema = await field_violations(world.submit("bad-schema", pain001(good).replace(b"<PmtMtd>TRF</PmtMtd>", b"")))
     assert "pain001" in schema
     assert await world.client.balance(world.payer) == ("1000.00", "1500.00"), "nothing moved, nothing held"

@@ -49,9 +49,10 @@ class Console:
     debtor: str
     overdraft: Decimal
 
-    async def stuck(self, amount: str = "1.00") -> str:
+    async def stuck(self, amount: str = "1.00", reason: str = "NETWORK_REJECTED; RELEASE_REFUSED_PROBE") -> str:
         """A payment to another bank stopped for an operator, its funds held (queued while the
-        network is down, then marked as a settled payment whose capture the ledger refused)."""
+        network is down, then marked as the bank marks one it could not finish: by default, one
+        the network rejected whose hold the ledger would not release)."""
         await self.control.SetFaults(vpb.SetFaultsRequest(faults=faults_pb(outage=True)))
         try:
             request = ppb.CreatePaymentRequest(
@@ -62,8 +63,8 @@ class Console:
 
             async def stop(uow: PaymentUnit) -> int:
                 return await uow.tx.execute(
-                    "UPDATE payments SET status = 'NEEDS_OPERATOR', failure_reason = 'SETTLED_CAPTURE_REFUSED_PROBE'"
-                    " WHERE payment_id = ? AND status = 'QUEUED'",
+                    "UPDATE payments SET status = 'NEEDS_OPERATOR', failure_reason = ? WHERE payment_id = ? AND status = 'QUEUED'",
+                    reason,
                     payment.payment_id,
                 )
 
@@ -237,3 +238,14 @@ async def test_ogpgy_payments_list_retry_and_refund_as_an_operator_runs_them(con
     assert again.returncode == 1 and "FAILED_PRECONDITION" in again.stderr, again.stderr
     bad = await asyncio.to_thread(ogpgy, "list", "--filter", "status = STUCK")
     assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr
+
+
+async def test_a_payment_the_network_settled_is_never_refunded_only_retried(console: Console) -> None:
+    """Its held funds are what the bank paid out through the network: a refund would pay twice."""
+    payment_id = await console.stuck("8.00", "SETTLED_CAPTURE_REFUSED_PROBE")
+    refund = ppb.RefundPaymentRequest(request_id="refund-settled", payment_id=payment_id, reason="customer asked")
+    assert (await error_reason(console.payments.RefundPayment(refund), FAILED)).reason == "PAYMENT_SETTLED"
+    assert (await error_reason(console.payments.RefundPayment(refund), FAILED)).reason == "PAYMENT_SETTLED", "kept"
+    retry = ppb.RetryPaymentRequest(request_id="retry-settled", payment_id=payment_id, reason="ledger fixed")
+    assert (await console.payments.RetryPayment(retry)).payment.status == ppb.PAYMENT_STATUS_COMPLETED
+    assert await console.money() == ("92.00", "0.00"), "captured once"

@@ -87,6 +87,8 @@ def test_a_generated_filter_selects_exactly_the_rows_it_says(
         "amount_minor > 99999999999999999999",
         'create_time > "yesterday"',
         'create_time > "2026-12-01T00:00:00"',  # no zone
+        'create_time > "0001-01-01T00:00:00+05:00"',  # before year 1 in UTC
+        'create_time > "9999-12-31T23:59:59-05:00"',  # after year 9999 in UTC
         "status = QUEUED AND",
         'debtor_account_id = "unterminated',
         "status = QUEUED " + "AND amount_minor > 1 " * 16,
@@ -104,3 +106,4 @@ def test_the_empty_filter_is_everything_and_quotes_may_hold_anything() -> None:
     assert _parsed("  ") == ("1 = 1", [])
     assert _parsed("debtor_account_id = 'a b' AND amount_minor >= 5") == ("debtor = ? AND amount_minor >= ?", ["a b", 5])
     assert _parsed('debtor_account_id != "a \\" b"') == ("debtor <> ?", ['a " b'])
+    assert _parsed("amount_minor > -1") == ("amount_minor > ?", [-1]), "a negative number is a value, not a negation"
