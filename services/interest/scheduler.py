@@ -81,7 +81,6 @@ class CloseOfBusinessScheduler(BaseComponent):
                 except Exception as exc:  # noqa: BLE001 - one currency's failure must not stop the others' close
                     self.logger.warning("close of business of %s failed: %r", currency, exc)
                     failure = failure or exc
-        self.closed += closed
         if failure is not None:
             raise failure
         return closed
@@ -97,5 +96,6 @@ class CloseOfBusinessScheduler(BaseComponent):
         async for progress in self._days.close(calendar, key):
             if progress.run.status == COMPLETED and progress.plan.day in day.missed and progress.plan.day not in done:
                 done.append(progress.plan.day)
+                self.closed.append((currency, progress.plan.day))
                 self.logger.info("%s: closed %s %s on schedule", self._instance, currency, progress.plan.day)
         return done

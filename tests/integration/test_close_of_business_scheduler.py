@@ -89,12 +89,13 @@ async def test_one_replica_closes_each_date_once_in_order_and_the_other_takes_ov
         empty = await bank.open(customer, "sched-empty", apb.ACCOUNT_TYPE_BUSINESS_CHECKING)  # March's fee
         assert await _last_closed(days) == "", "nothing closes before the bank's close time"
 
-        clock.move_to(FRIDAY)
-        await eventually(lambda: _is(days, "2026-03-27"), what="the 27th closed on schedule")
-        clock.move_to(datetime(2026, 4, 8, 20, 30, tzinfo=UTC))  # down from Saturday to Wednesday 8 April, 22:30
-        await eventually(lambda: _is(days, "2026-04-08"), what="the missed dates caught up")
-
         schedulers = {name: _scheduler(b) for name, b in (("first", first), ("second", second))}
+        clock.move_to(FRIDAY)
+        await eventually(lambda: _closed_by(schedulers, "2026-03-27"), what="the 27th closed on schedule")
+        clock.move_to(datetime(2026, 4, 8, 20, 30, tzinfo=UTC))  # down from Saturday to Wednesday 8 April, 22:30
+        await eventually(lambda: _closed_by(schedulers, "2026-04-08"), what="the missed dates caught up")
+        assert await _is(days, "2026-04-08")
+
         drivers = {name: s.closed for name, s in schedulers.items() if s.closed}
         assert len(drivers) == 1, f"exactly one replica drives the day: {drivers}"
         [(leader, closed)] = drivers.items()
@@ -109,7 +110,8 @@ async def test_one_replica_closes_each_date_once_in_order_and_the_other_takes_ov
     clock.move_to(datetime(2026, 4, 9, 20, 30, tzinfo=UTC))
     async with admin_channel(survivor.target) as channel:
         days = igrpc.InterestServiceStub(channel)
-        await eventually(lambda: _is(days, "2026-04-09"), what="the other replica closing the next date")
+        await eventually(lambda: _closed_by({"": _scheduler(survivor)}, "2026-04-09"), what="the other replica closing the 9th")
+        assert await _is(days, "2026-04-09")
         assert [d.isoformat() for _, d in _scheduler(survivor).closed] == ["2026-04-09"]
         assert (await Bank(channel).balance(savings)) != balance, "the 9th's interest posted"
         assert await _interest_days(days) == [*every_day, "2026-04-09"]
@@ -117,3 +119,8 @@ async def test_one_replica_closes_each_date_once_in_order_and_the_other_takes_ov
 
 async def _is(days: igrpc.InterestServiceStub, last: str) -> bool:
     return await _last_closed(days) == last
+
+
+async def _closed_by(schedulers: dict[str, CloseOfBusinessScheduler], day: str) -> bool:
+    """Whether a scheduler reported `day` closed (what GetBusinessDay shows a moment before)."""
+    return any(d.isoformat() == day for s in schedulers.values() for _, d in s.closed)
