@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import sys
 import tempfile
@@ -123,7 +122,7 @@ def main() -> None:
                 postgres.stop()
                 postgres.remove()
     base = rows[0]
-    print(f"engine {args.engine}, {args.accounts} interest-bearing accounts, first business date {first}, pid {os.getpid()}")
+    print(f"engine {args.engine}, {args.accounts} interest-bearing accounts, first business date {first}")
     header = (
         f"{'payments':<28} {'in flight':>9} {'QPS':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'QPS/base':>9} {'p99/base':>9}"
     )
