@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
 DAY_COUNT = Decimal(365)  # Actual/365 Fixed: every day, 29 February included, is 1/365 of a year
+# The context whose close of business, started on its own schedule (nobody's token behind it), may
+# post the day's interest and the month's fees and run the collection as an admin may; the account
+# context lets that collection charge the loans' accounts (the loan agreement's mandate).
+BANKS_DAY = "interest"
 
 
 @dataclass(frozen=True)

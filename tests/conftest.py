@@ -26,6 +26,9 @@ from tests.servers import VOLATILE_DATABASE_ENV, PostgresServer, RedisServer
 # The tests' PostgreSQL clusters run with fsync off; every bank the tests start (here or in a
 # process of its own, which inherits the environment) is told it may use one.
 os.environ.setdefault(VOLATILE_DATABASE_ENV, "true")
+# The close of business would run on its own schedule in every bank the tests start and post a
+# day's interest beside what a test asserts; a test of the scheduler turns it on.
+os.environ.setdefault("OGPGY_CLOSE_OF_BUSINESS_SCHEDULER", "false")
 
 # "Today" for every test that builds the bank: rules that depend on the date stay reproducible.
 TODAY = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)

@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     bank_time_zone: str = "Europe/Amsterdam"  # the bank's business dates are this zone's dates
     close_of_business_at: time = time(22, 0)  # a date may be closed from this local time on
     first_business_date: date | None = None  # the first date the close of business runs; None: the latest due
+    close_of_business_scheduler: bool = True  # the interest context closes the dates due itself (one replica: a lease)
+    close_of_business_poll_seconds: float = 60.0  # how often that scheduler looks whether a date is due
     business_calendars: dict[str, str] = Field(
         default_factory=lambda: dict(BUSINESS_CALENDARS)
     )  # per currency: a financial market of the `holidays` library (ECB: TARGET2) or a country code

@@ -28,18 +28,20 @@ class RoleGate:
 
     roles: tuple[str, ...]
     action: str  # what the refusal says the caller may not do
+    started_by: str = ""  # a context whose own work (no user behind it) passes too
 
     def check(self) -> None:
-        require_role(*self.roles, action=self.action)
+        require_role(*self.roles, action=self.action, or_started_by=self.started_by)
 
 
-def gated(*roles: str, action: str) -> Callable[[H], H]:
-    """Marks a servicer method: callers without one of `roles` are refused before anything else."""
+def gated(*roles: str, action: str, or_started_by: str = "") -> Callable[[H], H]:
+    """Marks a servicer method: callers without one of `roles` (nor, with `or_started_by`, that
+    context acting on its own) are refused before anything else."""
     if not roles:
         raise ValueError("a gate names at least one role")
 
     def mark(handler: H) -> H:
-        setattr(handler, _MARK, RoleGate(roles, action))
+        setattr(handler, _MARK, RoleGate(roles, action, or_started_by))
         return handler
 
     return mark

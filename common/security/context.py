@@ -102,3 +102,15 @@ def as_itself() -> Iterator[None]:
         yield
     finally:
         caller_var.reset(token)
+
+
+@contextmanager
+def on_its_own(context: str) -> Iterator[None]:
+    """Within the block, `context` is the caller of its own use cases: work it starts on its own
+    schedule (no one asked), judged as the context alone (no subject, no role) here and, across
+    the wire, by the contexts it calls; recorded as "svc:<context>"."""
+    token = caller_var.set(SecurityContext("", f"service-{context}", (), service=context))
+    try:
+        yield
+    finally:
+        caller_var.reset(token)

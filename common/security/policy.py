@@ -30,10 +30,20 @@ def unknown(resource_type: str, resource_id: str, action: str) -> NotFound | Per
     return denied(action)
 
 
-def require_role(*roles: str, action: str) -> SecurityContext:
-    """The caller, if they hold one of `roles`; PERMISSION_DENIED otherwise."""
+def started_by(caller: SecurityContext, context: str) -> bool:
+    """Whether the call is `context` acting on its own (no user's authority), itself or relayed
+    by the contexts it called: the chain begins at it, each hop authenticated by the next."""
+    if caller.has_subject:
+        return False
+    return caller.via[0] == context if caller.via else caller.service == context
+
+
+def require_role(*roles: str, action: str, or_started_by: str = "") -> SecurityContext:
+    """The caller, if they hold one of `roles` (or, with `or_started_by`, if the call is that
+    context acting on its own: work it runs on its own schedule, which the allow-list of what it
+    imports bounds); PERMISSION_DENIED otherwise."""
     caller = current_caller()
-    if not any(caller.has_role(role) for role in roles):
+    if not any(caller.has_role(role) for role in roles) and not (or_started_by and started_by(caller, or_started_by)):
         raise denied(action)
     return caller
 

@@ -85,6 +85,9 @@ def _env(secrets: list[SecretFile], network: bool) -> list[dict[str, Any]]:
         {"name": "OGPGY_INSTANCE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "OGPGY_PKI_DIR", "value": PKI_DIR},
         {"name": "OGPGY_DATA_DIR", "value": DATA_DIR},
+        # The CronJob ogpgy-close-of-business is the cluster's scheduler of the bank's day (cronjobs.py):
+        # one driver, its runs listed by kubectl; the in-process one would be safe beside it, but redundant.
+        {"name": "OGPGY_CLOSE_OF_BUSINESS_SCHEDULER", "value": "false"},
     ]
     if network:
         # Where the payment network is: the overlay's ConfigMap (a simulator in dev, the real one in prod).

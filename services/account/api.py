@@ -19,7 +19,7 @@ from common.pagination import PageRequest, PageTokens
 from common.security.context import ADMIN
 from common.validation import Violations, decimal_fraction
 from kernel.convert import date_of, money_pb, requested_money
-from kernel.interest import InterestTier
+from kernel.interest import BANKS_DAY, InterestTier
 from ogpgy.account.v1 import account_service_pb2 as pb
 from ogpgy.account.v1 import account_service_pb2_grpc as pb_grpc
 from ogpgy.type.v1 import date_pb2, money_pb2
@@ -295,7 +295,7 @@ class AccountApi(pb_grpc.AccountServiceServicer):
         currency = await self._service.check_access(request.account_id, _ACCESS[request.access])
         return pb.CheckAccountAccessResponse(account_id=request.account_id, currency_code=currency)
 
-    @gated(ADMIN, action="post interest")
+    @gated(ADMIN, action="post interest", or_started_by=BANKS_DAY)
     async def AccrueInterest(self, request: pb.AccrueInterestRequest, context: aio.ServicerContext) -> pb.AccrueInterestResponse:
         v = Violations()
         day = date_of(request.business_date)
@@ -319,7 +319,7 @@ class AccountApi(pb_grpc.AccountServiceServicer):
             eligible=chunk.eligible,
         )
 
-    @gated(ADMIN, action="charge fees")
+    @gated(ADMIN, action="charge fees", or_started_by=BANKS_DAY)
     async def ChargeMonthlyFees(
         self, request: pb.ChargeMonthlyFeesRequest, context: aio.ServicerContext
     ) -> pb.ChargeMonthlyFeesResponse:

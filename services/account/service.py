@@ -23,8 +23,8 @@ from common.ids import new_id
 from common.money import CURRENCY_EXPONENTS, Money
 from common.pagination import PageRequest
 from common.security.context import ADMIN, SecurityContext, current_caller
-from common.security.policy import denied, require_customer_access, require_role, unknown
-from kernel.interest import InterestTier
+from common.security.policy import denied, require_customer_access, require_role, started_by, unknown
+from kernel.interest import BANKS_DAY, InterestTier
 from services.account import movements
 from services.account.bulk_fees import FeeChunk
 from services.account.bulk_postings import AccrualChunk
@@ -359,12 +359,13 @@ class AccountUseCases(BaseComponent):
 
     async def post_charges(self, orders: list[tuple[ChargeOrder, IdempotencyKey]]) -> list[Charge]:
         """For the bank's own processes: admins, and contexts for the user they relay. Every
-        account must be the caller's to debit, all judged before anything is posted."""
+        account must be the caller's to debit (BANKS_DAY's collection: it exists), all judged first."""
         caller = current_caller()
         if not caller.service and ADMIN not in caller.roles:
             raise denied("post charges (admins and contexts only)")
+        mandated = caller.service == "lending" and started_by(caller, BANKS_DAY)
         accounts = sorted({order.account_id for order, _ in orders})  # read at once: the reads share their trips
-        await asyncio.gather(*(self._require_account(a, write=True, action="charge this account") for a in accounts))
+        await asyncio.gather(*(self._require_account(a, write=not mandated, action="charge this account") for a in accounts))
         credited = {kind.account_id(amount.currency) for order, _ in orders for kind, amount in order.lines}
         require_movable(sorted(credited), current_caller().service)
         now = self._clock.now()
@@ -392,7 +393,7 @@ class AccountUseCases(BaseComponent):
         """Bulk interest posting: an admin's (directly, or relayed by the interest context's batch),
         for a day that has begun, to the accounts opened on or before it. Whoever asks is known
         before the day is looked at."""
-        require_role(ADMIN, action="post interest")
+        require_role(ADMIN, action="post interest", or_started_by=BANKS_DAY)
         today = self._clock.today()
         if not day_has_begun(business_date, today):
             raise ValidationFailed(
@@ -404,7 +405,7 @@ class AccountUseCases(BaseComponent):
     async def charge_monthly_fees(self, month: date, currency: str, after: str, limit: int, key: IdempotencyKey) -> FeeChunk:
         """One chunk of a month's maintenance fees (admins, known before the month is looked at;
         a month that has ended)."""
-        require_role(ADMIN, action="charge fees")
+        require_role(ADMIN, action="charge fees", or_started_by=BANKS_DAY)
         today = self._clock.today()
         if not month_has_ended(month, today):
             raise ValidationFailed([FieldViolation("month", f"must have ended (today is {today})")])

@@ -16,6 +16,7 @@ from services.interest.adapters import AccountFees, AccountLedger, LendingCollec
 from services.interest.api import InterestApi
 from services.interest.messages import OUTGOING
 from services.interest.ports import Announcements, Collections, Fees, Ledger
+from services.interest.scheduler import CloseOfBusinessScheduler
 from services.interest.service import InterestUseCases
 
 
@@ -41,6 +42,7 @@ from services.interest.service import InterestUseCases
         provide(AccountFees, provides=Fees),
         provide(LendingCollections, provides=Collections),
         InterestUseCases,
+        CloseOfBusinessScheduler,
         InterestApi,
     ],
     exports=[InterestApi],

@@ -27,7 +27,7 @@ from common.pagination import PageRequest
 from common.security.context import ADMIN
 from common.security.policy import require_role
 from common.validation import Violations
-from kernel.interest import InterestTier
+from kernel.interest import BANKS_DAY, InterestTier
 from services.interest.domain import (
     CLOSE_JOB,
     COLLECTION,
@@ -111,7 +111,7 @@ class InterestUseCases(BaseComponent):
     async def run(self, day: date, key: IdempotencyKey | None = None) -> AsyncIterator[BatchProgress]:
         """Runs or resumes the accrual of `day`, a day that has begun; a completed day is refused
         (but to a replay of the request `key` that ran it)."""
-        require_role(ADMIN, action="run the daily interest")
+        require_role(ADMIN, action="run the daily interest", or_started_by=BANKS_DAY)
         v = Violations()
         business_date(v, day, self._clock.today())
         v.raise_if_any()
@@ -165,7 +165,7 @@ class InterestUseCases(BaseComponent):
         return last, CloseProgress(close_plan(calendar, date.fromisoformat(running.run_key)), calendar.currency, running)
 
     async def business_day(self, calendar: BusinessCalendar) -> BusinessDay:
-        require_role(ADMIN, action="read the business day")
+        require_role(ADMIN, action="read the business day", or_started_by=BANKS_DAY)
         return await self._business_day(calendar)
 
     async def _business_day(self, calendar: BusinessCalendar) -> BusinessDay:
@@ -179,7 +179,7 @@ class InterestUseCases(BaseComponent):
     async def close(self, calendar: BusinessCalendar, key: IdempotencyKey) -> AsyncIterator[CloseProgress]:
         """Closes every business date due, in order, each once the one before completed; a replay
         of `key` closes through the date its first asking did."""
-        require_role(ADMIN, action="close the business day")
+        require_role(ADMIN, action="close the business day", or_started_by=BANKS_DAY)
         currency = calendar.currency
         now = closing_through(self._clock.now(), self._zone, self._settings.close_of_business_at)
         through = date.fromisoformat(await self._batches.claim(key, now.isoformat()))

@@ -21,6 +21,7 @@ from common.saga.operator import FILTER_FIELDS, SagaRun
 from common.security.context import ADMIN
 from common.validation import Violations
 from kernel.convert import date_of, date_pb, money_pb, requested_money
+from kernel.interest import BANKS_DAY
 from ogpgy.lending.v1 import lending_service_pb2 as pb
 from ogpgy.lending.v1 import lending_service_pb2_grpc as pb_grpc
 from services.lending.domain import Loan, LoanView, Repayment, ScheduledInstallment, parse_rate, validate_terms
@@ -232,7 +233,7 @@ class LendingApi(pb_grpc.LendingServiceServicer):
         repayments, token = await self._service.repayments(request.loan_id, page)
         return pb.ListRepaymentsResponse(repayments=[repayment_pb(r) for r in repayments], next_page_token=token)
 
-    @gated(ADMIN, action="run the loan collection")
+    @gated(ADMIN, action="run the loan collection", or_started_by=BANKS_DAY)
     async def RunCollection(
         self, request: pb.RunCollectionRequest, context: aio.ServicerContext
     ) -> AsyncIterator[pb.RunCollectionResponse]:

@@ -40,6 +40,7 @@ from common.saga.log import SagaRecord
 from common.saga.runner import SagaDefinition, SagaRunner, Step
 from common.security.context import ADMIN, SecurityContext, as_itself, current_caller, service_identity
 from common.security.policy import require_customer_access, require_role, unknown
+from kernel.interest import BANKS_DAY
 from services.lending import repaying
 from services.lending.disbursement import NOT_ALLOWED, DisbursementSteps
 from services.lending.domain import (
@@ -341,8 +342,8 @@ class LendingUseCases(BaseComponent, DisbursementSteps):
     async def collect(self, day: date, currency: str, key: IdempotencyKey | None = None) -> AsyncIterator[BatchProgress]:
         """Runs or resumes the collection of `day` for loans in `currency`; a completed one is
         refused (but to a replay of the request `key` that ran it).
-        Each chunk debits with the authority of the admin who runs it."""
-        require_role(ADMIN, action="run the loan collection")
+        Each chunk debits with the authority of the admin, or of interest's scheduled close, running it."""
+        require_role(ADMIN, action="run the loan collection", or_started_by=BANKS_DAY)
 
         def order_for(loan_id: str) -> PaymentOrder:
             key = IdempotencyKey(f"col-{loan_id[4:]}-{day:%Y%m%d}", COLLECTION_JOB, day.isoformat(), COLLECTOR)

@@ -150,6 +150,9 @@ def test_each_pod_gets_only_the_secrets_it_reads(files: dict[str, str]) -> None:
         assert not {s for s in secrets if s.startswith("ogpgy-db-")} - {f"ogpgy-db-{process}"}, "and no other's"
     env = {e["name"] for e in pods["payment"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert "OGPGY_VELOCITYPAY_TARGET" in env, "the payment network, where the overlay's ConfigMap says"
+    for pod in pods.values():  # the CronJob ogpgy-close-of-business closes the day in the cluster
+        values = {e["name"]: e.get("value") for e in pod["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert values["OGPGY_CLOSE_OF_BUSINESS_SCHEDULER"] == "false"
 
 
 def test_the_clusters_mesh_configuration_listens_on_the_pod_and_dials_the_services_names(
