@@ -23,6 +23,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 SECRET_FIELDS = ("admin_password", "postgres_dsn", "redis_url", "smtp_url")  # may carry a password
 REDACTED = "***"
 # About 10,000 US dollars in each currency the bank keeps, in minor units.
+# An operator's refund or compensation moves money the bank's processes did not: a tenth of a
+# loan's amount (below the largest single payment the fraud screen lets through, so it can apply).
+OPERATOR_FOUR_EYES_ABOVE_MINOR = {"EUR": 100_000, "USD": 100_000, "GBP": 80_000, "CHF": 90_000, "SEK": 1_000_000, "JPY": 150_000}
 FOUR_EYES_ABOVE_MINOR = {"EUR": 1_000_000, "USD": 1_000_000, "GBP": 800_000, "CHF": 900_000, "SEK": 10_000_000, "JPY": 1_500_000}
 
 
@@ -120,7 +123,7 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(FOUR_EYES_ABOVE_MINOR)
     )  # per currency: a loan above this principal needs two approving admins; a currency not named: always
     operator_four_eyes_minor: dict[str, int] = Field(
-        default_factory=lambda: dict(FOUR_EYES_ABOVE_MINOR)
+        default_factory=lambda: dict(OPERATOR_FOUR_EYES_ABOVE_MINOR)
     )  # per currency: an operator's refund or compensation above this amount needs two admins; not named: always
     smtp_url: str = Field(
         default="", repr=False

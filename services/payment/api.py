@@ -10,6 +10,7 @@ from grpc import aio
 
 from common.di import og_component
 from common.filtering import FilterField, Kind, parse_filter
+from common.grpc.contract_rules import contract_violations
 from common.grpc.convert import idempotency_key, timestamp
 from common.grpc.gates import gated
 from common.money import CURRENCY_EXPONENTS
@@ -189,6 +190,16 @@ def _batch_lines(v: Violations, debtor: str, batch: bpb.PaymentBatchLines) -> tu
     return lines, batch.message_id
 
 
+def _file_rules(v: Violations, batch: bpb.PaymentBatchLines) -> None:
+    """The contract's field rules on the lines a pain.001 file became (a request's own lines met
+    them before the handler ran): a name with control or format characters, an id too long."""
+    for found in contract_violations(batch)[:_MAX_FILE_VIOLATIONS]:
+        v.add(found.field, found.description, found.reason)
+
+
+_MAX_FILE_VIOLATIONS = 100
+
+
 @og_component()
 class BulkPaymentApi(bpb_grpc.BulkPaymentServiceServicer):
     """ogpgy.payment.v1.BulkPaymentService."""
@@ -202,6 +213,8 @@ class BulkPaymentApi(bpb_grpc.BulkPaymentServiceServicer):
     ) -> AsyncIterator[bpb.SubmitPaymentBatchResponse]:
         v = Violations()
         batch = read_pain001(v, request.pain001) if request.WhichOneof("content") == "pain001" else request.lines
+        if batch is not None and request.WhichOneof("content") == "pain001":
+            _file_rules(v, batch)
         lines, message_id = _batch_lines(v, request.debtor_account_id, batch) if batch is not None else ([], "")
         v.raise_if_any()
         key = idempotency_key(request, "SubmitPaymentBatch")

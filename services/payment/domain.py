@@ -215,9 +215,9 @@ def refund_approval(p: Payment, approver: str, four_eyes_above: Mapping[str, int
     """What `approver`'s refund does to a payment stopped for an operator (decided on the locked
     row): its held funds go back to the debtor, above the four-eyes amount once two admins asked.
     A payment whose hold is not known yet is refused: retry it first, which finds the hold."""
-    if p.status is PaymentStatus.REFUNDED or p.refund_decided_by:
-        return Approval.NONE
     _require_needs_operator(p)
+    if p.refund_decided_by:
+        raise PreconditionFailed("REFUND_UNDER_WAY", "a refund of the payment is decided", {"payment_id": p.payment_id})
     if p.failure_reason.startswith(SETTLED):
         raise PreconditionFailed(
             "PAYMENT_SETTLED",
