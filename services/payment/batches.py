@@ -132,6 +132,7 @@ class BatchUseCases(BaseComponent):
                             clearing if p.beneficiary.external else p.beneficiary.account_id,
                             p.amount,
                             p.statement_text,
+                            p.remittance,
                         )
                         for p in waiting
                     ]

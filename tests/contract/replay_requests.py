@@ -17,8 +17,8 @@ from ogpgy.notification.v1 import notification_service_pb2 as npb
 from tests.bank_helpers import fresh_document
 from tests.conftest import document, onboarding
 from tests.contract.replay_money import DONE, MONEY_CASES, NO_STATE, run_date, run_day, run_status
-from tests.contract.replay_operators import OPERATOR_CASES
 from tests.contract.replay_operations import OPERATIONS_CASES
+from tests.contract.replay_operators import OPERATOR_CASES
 from tests.contract.replay_world import PASSWORD, Case, Refused, ReplayWorld, Sent, rid
 
 
