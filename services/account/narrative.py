@@ -66,8 +66,9 @@ def entry_texts(
     account's id and, for one of the bank's own accounts, its kind (InternalAccount's value)."""
     (debit_id, debit_kind), (credit_id, credit_kind) = debit, credit
     name = remittance.counterparty_name
-    out = description or ("Withdrawal" if credit_kind == CASH else f"Transfer to {name or credit_id}")
-    into = description or ("Deposit" if debit_kind == CASH else f"Transfer from {debit_id}")
+    cash = "Deposit" if debit_kind == CASH else "Withdrawal" if credit_kind == CASH else ""  # both sides say so
+    out = description or cash or f"Transfer to {name or credit_id}"
+    into = description or cash or f"Transfer from {debit_id}"
     outside = (name, remittance.counterparty_iban)
     shown_out, shown_in = (outside if credit_kind else ("", "")), (outside if debit_kind else ("", ""))
     return (EntryText(out, *shown_out, remittance.reference), EntryText(into, *shown_in, remittance.reference))
