@@ -42,8 +42,18 @@ class AccountCalls:
         return self._internal[(kind, currency)]
 
     async def place_hold(
-        self, request_id: str, debtor: str, creditor: str, amount: Money, description: str, *, capture: bool = False
+        self,
+        request_id: str,
+        debtor: str,
+        creditor: str,
+        amount: Money,
+        description: str,
+        *,
+        capture: bool = False,
+        remittance: tuple[str, str, str] = ("", "", ""),
     ) -> apb.Hold:
+        """`remittance`: the payee's name and IBAN and the reference, kept with the entries."""
+        name, iban, reference = remittance
         request = apb.PlaceHoldRequest(
             request_id=request_id,
             debit_account_id=debtor,
@@ -51,6 +61,9 @@ class AccountCalls:
             amount=money_pb(amount),
             description=description,
             capture=capture,
+            counterparty_name=name,
+            counterparty_iban=iban,
+            reference=reference,
         )
         hold: apb.Hold = (await self._call(self._stub.PlaceHold, request)).hold
         return hold

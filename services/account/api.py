@@ -29,14 +29,13 @@ from services.account.domain import (
     Account,
     Charge,
     ChargeOrder,
-    Entry,
     Hold,
     InternalAccount,
     Transfer,
     TransferOrder,
 )
 from services.account.exports import FORMATS, MAX_EXPORTED_ENTRIES, exported
-from services.account.messages import ACCOUNT_STATUS, ACCOUNT_TYPE, HOLD_STATUS, INTERNAL_ACCOUNT
+from services.account.messages import ACCOUNT_STATUS, ACCOUNT_TYPE, HOLD_STATUS, INTERNAL_ACCOUNT, entry_pb, remittance_of
 from services.account.service import AccountUseCases
 from services.account.statements import TrialLine
 
@@ -106,17 +105,6 @@ def charge_pb(c: Charge) -> pb.Charge:
     )
 
 
-def entry_pb(e: Entry) -> pb.Entry:
-    return pb.Entry(
-        transfer_id=e.transfer_id,
-        amount=money_pb(e.amount),
-        balance_after=money_pb(e.balance_after),
-        counterparty_account_id=e.counterparty_account_id,
-        description=e.description,
-        post_time=timestamp(e.posted_at),
-    )
-
-
 def trial_line_pb(line: TrialLine, currency: str) -> pb.TrialBalanceLine:
     return pb.TrialBalanceLine(
         account_id=line.account_id,
@@ -134,11 +122,13 @@ def _order(
     amount: money_pb2.Money,
     description: str,
     credit_field: str = "credit_account_id",
+    hold: pb.PlaceHoldRequest | None = None,
 ) -> TransferOrder | None:
-    """Validates what the contract's rules do not (None, with violations, when something is wrong)."""
+    """Validates what the contract's rules do not (None, with violations, when something is wrong);
+    a hold's order carries what its request says of the payee and the reference."""
     v.check(debit != credit, credit_field, "must differ from the debited account")
     money = requested_money(v, amount, "amount")
-    return TransferOrder(debit, credit, money, description) if money else None
+    return TransferOrder(debit, credit, money, description, remittance=remittance_of(hold)) if money else None
 
 
 def _charge(v: Violations, order: pb.ChargeOrder, field: str) -> ChargeOrder | None:
@@ -234,13 +224,13 @@ class AccountApi(pb_grpc.AccountServiceServicer):
 
     async def PlaceHold(self, request: pb.PlaceHoldRequest, context: aio.ServicerContext) -> pb.PlaceHoldResponse:
         v = Violations()
-        order = _order(v, request.debit_account_id, request.credit_account_id, request.amount, request.description)
+        order = _order(v, request.debit_account_id, request.credit_account_id, request.amount, request.description, hold=request)
         hold = await self._service.place_hold(v.valid(order), idempotency_key(request, "PlaceHold"), capture=request.capture)
         return pb.PlaceHoldResponse(hold=hold_pb(hold))
 
     async def PlaceHolds(self, request: pb.PlaceHoldsRequest, context: aio.ServicerContext) -> pb.PlaceHoldsResponse:
         v = Violations()
-        orders = [(_order(v, h.debit_account_id, h.credit_account_id, h.amount, h.description), h) for h in request.holds]
+        orders = [(_order(v, h.debit_account_id, h.credit_account_id, h.amount, h.description, hold=h), h) for h in request.holds]
         v.check(not any(h.capture for h in request.holds), "holds.capture", "PlaceHolds only reserves: capture each on its own")
         holds = await self._service.place_holds([(v.valid(o), idempotency_key(h, "PlaceHold")) for o, h in orders])
         return pb.PlaceHoldsResponse(holds=[hold_pb(h) for h in holds])

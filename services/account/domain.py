@@ -20,6 +20,9 @@ from decimal import Decimal
 
 from common.errors import NotFound, PermissionDenied, PreconditionFailed
 from common.money import CURRENCY_EXPONENTS, MAX_MINOR, Money
+from services.account.narrative import NO_REMITTANCE, EntryText, entry_texts
+from services.account.narrative import Entry as Entry  # a statement's terms (narrative.py) are the ledger's too
+from services.account.narrative import Remittance as Remittance
 
 
 class AccountType(enum.Enum):
@@ -243,6 +246,12 @@ class Transfer:
     hold_id: str = ""
     reversed_by: str = ""  # the transfer that reversed this one, if any
     actor: str = ""  # whose authority posted it, through which contexts (common.audit.acting)
+    remittance: Remittance = NO_REMITTANCE
+
+    def entry_texts(self) -> tuple[EntryText, EntryText]:
+        """What its debited and credited accounts' entries say (narrative.entry_texts)."""
+        sides = [(a, kind.value if (kind := internal_kind(a)) else None) for a in (self.debit_account_id, self.credit_account_id)]
+        return entry_texts(self.description, self.remittance, sides[0], sides[1])
 
     def reversal(self, reason: str) -> TransferOrder:
         """The order that undoes this transfer: the same amount back. Once only; never of a reversal."""
@@ -260,6 +269,7 @@ class Transfer:
             self.amount,
             reason or f"reversal of {self.transfer_id}",
             reverses_transfer_id=self.transfer_id,
+            remittance=self.remittance,  # the payee a payment went to is who sent it back
         )
 
 
@@ -276,6 +286,7 @@ class Hold:
     owner_context: str = ""  # the context that placed it for a user; "" when placed directly
     placed_by: str = ""  # the authority it was placed on (SecurityContext.chain)
     placed_at: datetime | None = None
+    remittance: Remittance = NO_REMITTANCE  # carried onto the transfer its capture posts
 
     def resolved_only_by_owner(self) -> bool:
         """A hold a context placed for its own process (a payment, a loan) is captured or
@@ -311,18 +322,6 @@ class Hold:
 
 
 @dataclass(frozen=True)
-class Entry:
-    """One line of a statement: a signed movement and the balance after it."""
-
-    transfer_id: str
-    amount: Money
-    balance_after: Money
-    counterparty_account_id: str
-    description: str
-    posted_at: datetime
-
-
-@dataclass(frozen=True)
 class TransferOrder:
     """A validated request to move money."""
 
@@ -332,6 +331,7 @@ class TransferOrder:
     description: str
     reverses_transfer_id: str = ""
     hold_id: str = ""
+    remittance: Remittance = NO_REMITTANCE
 
 
 def known(accounts: Mapping[str, Account], account_id: str) -> Account:

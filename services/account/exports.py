@@ -22,6 +22,9 @@ CSV_COLUMNS = (
     "amount",
     "currency",
     "balance_after",
+    "counterparty_name",
+    "counterparty_iban",
+    "reference",
 )
 # What ExportStatement answers in one message, well within gRPC's 4 MiB (a camt.053 entry is under 1 KiB).
 MAX_EXPORTED_ENTRIES = 2000
@@ -45,7 +48,7 @@ def statement_csv(statement: pb.GetStatementResponse, first: date, last: date) -
     rows = csv.writer(out, lineterminator="\r\n")
     rows.writerow(CSV_COLUMNS)
     currency = statement.opening_balance.currency_code
-    rows.writerow(("OPENING", f"{first}T00:00:00Z", "", "", "", "", currency, statement.opening_balance.amount))
+    rows.writerow(("OPENING", f"{first}T00:00:00Z", "", "", "", "", currency, statement.opening_balance.amount, "", "", ""))
     for e in statement.entries:
         posted = _iso(e.post_time.ToDatetime())
         rows.writerow(
@@ -58,9 +61,12 @@ def statement_csv(statement: pb.GetStatementResponse, first: date, last: date) -
                 e.amount.amount,
                 currency,
                 e.balance_after.amount,
+                e.counterparty_name,
+                e.counterparty_iban,
+                e.reference,
             )
         )
-    rows.writerow(("CLOSING", f"{last}T23:59:59Z", "", "", "", "", currency, statement.closing_balance.amount))
+    rows.writerow(("CLOSING", f"{last}T23:59:59Z", "", "", "", "", currency, statement.closing_balance.amount, "", "", ""))
     return out.getvalue().encode()
 
 
@@ -79,8 +85,12 @@ def _path(parent: ET.Element, tags: str, text: str) -> ET.Element:
     return _text(parent, inner, text)
 
 
-def _other_account(parent: ET.Element, tag: str, account_id: str) -> None:
-    _path(parent, f"{tag}/Id/Othr/Id", account_id)
+def _party(parties: ET.Element, role: str, name: str, account_id: str, iban: str) -> None:
+    """One side of a transaction (role Dbtr or Cdtr): its name when known, then its account, by
+    IBAN when the party is outside the bank, else by the ledger's account id."""
+    if name:
+        _path(parties, f"{role}/Pty/Nm", name[:MAX_TEXT])
+    _path(parties, f"{role}Acct/Id/IBAN" if iban else f"{role}Acct/Id/Othr/Id", iban or account_id)
 
 
 def _balance(parent: ET.Element, code: str, money: money_pb2.Money, day: date) -> None:
@@ -109,17 +119,23 @@ def _entry(statement: ET.Element, e: pb.Entry, account_id: str) -> None:
     _text(tx, "Amt", amount, Ccy=e.amount.currency_code)
     _text(tx, "CdtDbtInd", sign)
     parties = ET.SubElement(tx, "RltdPties")
-    debtor, creditor = (account_id, e.counterparty_account_id) if sign == "DBIT" else (e.counterparty_account_id, account_id)
-    _other_account(parties, "DbtrAcct", debtor)
-    _other_account(parties, "CdtrAcct", creditor)
+    ours, theirs = ("", account_id, ""), (e.counterparty_name, e.counterparty_account_id, e.counterparty_iban)
+    debtor, creditor = (ours, theirs) if sign == "DBIT" else (theirs, ours)
+    _party(parties, "Dbtr", *debtor)
+    _party(parties, "Cdtr", *creditor)
+    remittance = e.reference or e.description  # what the payer said; else what the ledger says
+    if remittance:
+        _path(tx, "RmtInf/Ustrd", remittance[:MAX_TEXT])
     if e.description:
-        _path(tx, "RmtInf/Ustrd", e.description[:MAX_TEXT])
         _text(entry, "AddtlNtryInf", e.description[:MAX_TEXT])
 
 
 def statement_camt053(statement: pb.GetStatementResponse, first: date, last: date, created: datetime, message_id: str) -> bytes:
     """camt.053.001.08: a group header, one statement of the account with its opening (OPBD)
-    and closing (CLBD) balances, a transaction summary and one booked entry per entry."""
+    and closing (CLBD) balances, a transaction summary and one booked entry per entry: the other
+    party's name (`Dbtr|Cdtr/Pty/Nm`) and account (`IBAN` outside the bank, else `Othr/Id`), the
+    request's reference as `RmtInf/Ustrd` (the description when it carried none) and the
+    description as `AddtlNtryInf`."""
     document = ET.Element("Document", {"xmlns": CAMT053})
     root = ET.SubElement(document, "BkToCstmrStmt")
     header = ET.SubElement(root, "GrpHdr")

@@ -8,7 +8,7 @@ from common.db.base import Tx, row_lock, stored
 from common.db.keyset import Page, keyset_page
 from common.errors import Aborted
 from services.account.domain import Hold, HoldStatus
-from services.account.tables import HOLD_COLUMNS, hold_of
+from services.account.tables import HOLD_COLUMNS, hold_of, remittance_row
 
 
 class Holds:
@@ -33,7 +33,7 @@ class Holds:
     async def add(self, hold: Hold) -> None:
         placed_at = hold.placed_at.isoformat() if hold.placed_at else ""
         await self._tx.execute(
-            f"INSERT INTO holds ({HOLD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO holds ({HOLD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             hold.hold_id,
             hold.debit_account_id,
             hold.credit_account_id,
@@ -46,6 +46,7 @@ class Holds:
             hold.owner_context,
             hold.placed_by,
             placed_at,
+            *remittance_row(hold.remittance),
         )
 
     async def resolve(self, resolved: Hold) -> None:

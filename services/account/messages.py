@@ -13,15 +13,39 @@ from services.account.domain import (
     AccountOpened,
     AccountStatus,
     AccountType,
+    Entry,
     HoldStatus,
     InternalAccount,
+    Remittance,
     TransferPosted,
 )
+from services.account.narrative import NO_REMITTANCE
 
 ACCOUNT_TYPE = ProtoEnum(AccountType, pb.AccountType, "ACCOUNT_TYPE_")
 ACCOUNT_STATUS = ProtoEnum(AccountStatus, pb.AccountStatus, "ACCOUNT_STATUS_")
 HOLD_STATUS = ProtoEnum(HoldStatus, pb.HoldStatus, "HOLD_STATUS_")
 INTERNAL_ACCOUNT = ProtoEnum(InternalAccount, pb.InternalAccount, "INTERNAL_ACCOUNT_")
+
+
+def remittance_of(hold: pb.PlaceHoldRequest | None) -> Remittance:
+    """What a hold's request says of the party it pays and its reference (none for other orders)."""
+    if hold is None:
+        return NO_REMITTANCE
+    return Remittance(hold.counterparty_name, hold.counterparty_iban, hold.reference)
+
+
+def entry_pb(e: Entry) -> pb.Entry:
+    return pb.Entry(
+        transfer_id=e.transfer_id,
+        amount=money_pb(e.amount),
+        balance_after=money_pb(e.balance_after),
+        counterparty_account_id=e.counterparty_account_id,
+        description=e.description,
+        post_time=timestamp(e.posted_at),
+        counterparty_name=e.counterparty_name,
+        counterparty_iban=e.counterparty_iban,
+        reference=e.reference,
+    )
 
 
 OUTGOING = Outgoing()

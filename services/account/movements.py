@@ -154,6 +154,7 @@ async def place_hold(
             owner_context=owner,
             placed_by=placed_by,
             placed_at=at,
+            remittance=order.remittance,
         )
         if capture:
             posted = await post(uow, replace(order, hold_id=hold_id), new_id("trf"), at, locked=accounts)
@@ -190,6 +191,7 @@ async def place_holds(
             owner_context=owner,
             placed_by=placed_by,
             placed_at=at,
+            remittance=order.remittance,
         )
         replayed = await uow.claim(key, hold.hold_id, record=False)
         made.append(await uow.holds.stored(replayed) if replayed is not None else None)
@@ -235,7 +237,9 @@ async def capture_hold(
         taken = hold.capture(amount)
         captured = replace(hold, status=HoldStatus.CAPTURED, captured=taken, transfer_id=transfer_id)
         await uow.holds.resolve(captured)
-        order = TransferOrder(hold.debit_account_id, hold.credit_account_id, taken, hold.description, hold_id=hold_id)
+        order = TransferOrder(
+            hold.debit_account_id, hold.credit_account_id, taken, hold.description, hold_id=hold_id, remittance=hold.remittance
+        )
         return captured, await post(uow, order, transfer_id, at, release=hold.amount.minor)
 
     async def replayed(done_id: str) -> tuple[Hold, Transfer]:

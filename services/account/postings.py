@@ -22,18 +22,27 @@ from common.errors import Aborted
 from common.events.inbox import first_delivery
 from common.money import MAX_MINOR, Money
 from services.account.domain import Account, AccountStatus, Entry, Transfer, TransferOrder
+from services.account.narrative import EntryText
 from services.account.tables import (
     ACCOUNT_COLUMNS,
     ENTRY_COLUMNS,
+    REMITTANCE_COLUMNS,
     TRANSFER_COLUMNS,
     TRANSFER_READ_COLUMNS,
     account_of,
     features_json,
+    remittance_row,
     transfer_of,
 )
 
-INSERT_TRANSFER = f"INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-INSERT_ENTRY = f"INSERT INTO entries ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+INSERT_TRANSFER = f"INSERT INTO transfers ({TRANSFER_COLUMNS}, {REMITTANCE_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+INSERT_ENTRY = f"INSERT INTO entries ({ENTRY_COLUMNS}, {REMITTANCE_COLUMNS}) VALUES ({', '.join('?' * 10)})"
+# What a statement reads of an entry (statements.py reads the same).
+ENTRY_SELECT = (
+    "SELECT e.seq AS seq, e.transfer_id, e.amount_minor, e.balance_after_minor, e.counterparty_account_id,"
+    " e.description, e.posted_at, e.counterparty_name, e.counterparty_iban, e.reference, a.currency"
+    " FROM entries e JOIN accounts a ON a.account_id = e.account_id"
+)
 
 
 def _moved(row: Row | None, account_id: str) -> int:
@@ -229,6 +238,7 @@ class Transfers:
             order.reverses_transfer_id,
             order.hold_id,
             actor=self.actor(),
+            remittance=order.remittance,
         )
         await self.add_many([(transfer, balances[transfer.debit_account_id], balances[transfer.credit_account_id])])
         return transfer
@@ -250,11 +260,7 @@ class Transfers:
             raise Aborted("CONCURRENT_MOVEMENT", "the transfer changed under its lock", {"transfer_id": transfer_id})
 
     async def entries(self, account_id: str, after: int, limit: int) -> Page[Entry, int]:
-        select = (
-            "SELECT e.seq AS seq, e.transfer_id, e.amount_minor, e.balance_after_minor, e.counterparty_account_id,"
-            " e.description, e.posted_at, a.currency FROM entries e JOIN accounts a ON a.account_id = e.account_id"
-        )
-        return await keyset_page(self._tx, select, "e.account_id = ?", [account_id], after, limit, entry_of, key="e.seq")
+        return await keyset_page(self._tx, ENTRY_SELECT, "e.account_id = ?", [account_id], after, limit, entry_of, key="e.seq")
 
 
 def entry_of(row: Row) -> Entry:
@@ -265,6 +271,9 @@ def entry_of(row: Row) -> Entry:
         counterparty_account_id=row["counterparty_account_id"],
         description=row["description"],
         posted_at=datetime.fromisoformat(row["posted_at"]),
+        counterparty_name=row["counterparty_name"],
+        counterparty_iban=row["counterparty_iban"],
+        reference=row["reference"],
     )
 
 
@@ -280,13 +289,20 @@ def transfer_row(t: Transfer) -> tuple[object, ...]:
         t.hold_id or None,
         t.posted_at.isoformat(),
         t.actor,
+        *remittance_row(t.remittance),
     )
 
 
 def entry_rows(t: Transfer, debit_after: int, credit_after: int) -> list[tuple[object, ...]]:
-    """The transfer's two entries, each with its account's balance after it."""
+    """The transfer's two entries, each with its account's balance after it and what it says
+    (the domain's Transfer.entry_texts)."""
     posted, debit, credit = t.posted_at.isoformat(), t.debit_account_id, t.credit_account_id
+    out, into = t.entry_texts()
     return [
-        (debit, t.transfer_id, -t.amount.minor, debit_after, credit, t.description, posted),
-        (credit, t.transfer_id, t.amount.minor, credit_after, debit, t.description, posted),
+        (debit, t.transfer_id, -t.amount.minor, debit_after, credit, out.description, posted, *_texts(out)),
+        (credit, t.transfer_id, t.amount.minor, credit_after, debit, into.description, posted, *_texts(into)),
     ]
+
+
+def _texts(text: EntryText) -> tuple[str, str, str]:
+    return (text.counterparty_name, text.counterparty_iban, text.reference)

@@ -13,12 +13,7 @@ from dataclasses import dataclass
 from common.db.base import Row, Tx, aggregate
 from common.db.keyset import Page, keyset_page
 from services.account.domain import AccountStatus, AccountType, Entry
-from services.account.postings import entry_of
-
-_ENTRY_SELECT = (
-    "SELECT e.seq AS seq, e.transfer_id, e.amount_minor, e.balance_after_minor, e.counterparty_account_id,"
-    " e.description, e.posted_at, a.currency FROM entries e JOIN accounts a ON a.account_id = e.account_id"
-)
+from services.account.postings import ENTRY_SELECT, entry_of
 
 
 @dataclass(frozen=True)
@@ -108,7 +103,7 @@ class Statements:
         where = "e.account_id = ? AND e.seq > ? AND e.seq <= ?"
         params = [account_id, within.after_seq, within.last_seq]
         return await keyset_page(
-            self._tx, _ENTRY_SELECT, where, params, after, limit, entry_of, key="e.seq", descending=newest_first
+            self._tx, ENTRY_SELECT, where, params, after, limit, entry_of, key="e.seq", descending=newest_first
         )
 
     async def trial_lines(self, currency: str, after: str, limit: int) -> Page[TrialLine, str]:

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from common.db.base import Row
 from common.money import Money
-from services.account.domain import Account, AccountFeatures, AccountStatus, AccountType, Hold, HoldStatus, Transfer
+from services.account.domain import Account, AccountFeatures, AccountStatus, AccountType, Hold, HoldStatus, Remittance, Transfer
 
 ACCOUNT_COLUMNS = (
     "account_id, customer_id, type, status, currency, features_json, balance_minor, held_minor, floor_minor, opened_at"
@@ -20,11 +20,14 @@ TRANSFER_COLUMNS = (
     "transfer_id, debit_account_id, credit_account_id, amount_minor, currency, description,"
     " reverses_transfer_id, hold_id, posted_at, actor"
 )
-TRANSFER_READ_COLUMNS = f"{TRANSFER_COLUMNS}, reversed_by"  # what transfer_of reads
+# What narrative.Remittance keeps, on holds, transfers and entries alike (the set-based postings
+# of interest and fees write none: their columns' defaults are theirs).
+REMITTANCE_COLUMNS = "counterparty_name, counterparty_iban, reference"
+TRANSFER_READ_COLUMNS = f"{TRANSFER_COLUMNS}, reversed_by, {REMITTANCE_COLUMNS}"  # what transfer_of reads
 ENTRY_COLUMNS = "account_id, transfer_id, amount_minor, balance_after_minor, counterparty_account_id, description, posted_at"
 HOLD_COLUMNS = (
     "hold_id, debit_account_id, credit_account_id, amount_minor, currency, status, description, captured_minor, transfer_id,"
-    " owner_context, placed_by, placed_at"
+    " owner_context, placed_by, placed_at, counterparty_name, counterparty_iban, reference"
 )
 
 
@@ -69,6 +72,7 @@ def transfer_of(row: Row) -> Transfer:
         hold_id=row["hold_id"] or "",
         reversed_by=row["reversed_by"] or "",
         actor=row["actor"],
+        remittance=remittance_of(row),
     )
 
 
@@ -86,4 +90,13 @@ def hold_of(row: Row) -> Hold:
         owner_context=row["owner_context"],
         placed_by=row["placed_by"],
         placed_at=datetime.fromisoformat(row["placed_at"]),
+        remittance=remittance_of(row),
     )
+
+
+def remittance_of(row: Row) -> Remittance:
+    return Remittance(row["counterparty_name"], row["counterparty_iban"], row["reference"])
+
+
+def remittance_row(r: Remittance) -> tuple[str, str, str]:
+    return (r.counterparty_name, r.counterparty_iban, r.reference)

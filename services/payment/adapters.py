@@ -17,7 +17,7 @@ from kernel.accounts import AccountCalls
 from kernel.convert import money_of, money_pb
 from ogpgy.account.v1 import account_service_pb2 as apb
 from ogpgy.account.v1.account_service_pb2_grpc import AccountServiceStub
-from services.payment.domain import Payment
+from services.payment.domain import NO_REMITTANCE, Payment, Remittance
 from services.payment.ports import (
     Accounts,
     FoundHold,
@@ -64,9 +64,27 @@ class AccountsClient(BaseComponent, Accounts):
         return await self._calls.internal_account(apb.INTERNAL_ACCOUNT_CLEARING, currency)
 
     async def place_hold(
-        self, request_id: str, debtor: str, creditor: str, amount: Money, description: str, *, capture: bool
+        self,
+        request_id: str,
+        debtor: str,
+        creditor: str,
+        amount: Money,
+        description: str,
+        *,
+        capture: bool,
+        remittance: Remittance = NO_REMITTANCE,
     ) -> FoundHold:
-        return _found(await self._calls.place_hold(request_id, debtor, creditor, amount, description, capture=capture))
+        r = remittance
+        held = await self._calls.place_hold(
+            request_id,
+            debtor,
+            creditor,
+            amount,
+            description,
+            capture=capture,
+            remittance=(r.payee_name, r.payee_iban, r.reference),
+        )
+        return _found(held)
 
     async def place_holds(self, orders: list[HoldOrder]) -> list[FoundHold]:
         requests = [
@@ -76,6 +94,9 @@ class AccountsClient(BaseComponent, Accounts):
                 credit_account_id=o.creditor,
                 amount=money_pb(o.amount),
                 description=o.description,
+                counterparty_name=o.remittance.payee_name,
+                counterparty_iban=o.remittance.payee_iban,
+                reference=o.remittance.reference,
             )
             for o in orders
         ]

@@ -161,6 +161,7 @@ class BatchUseCases(BaseComponent):
                             clearing if p.beneficiary.external else p.beneficiary.account_id,
                             p.amount,
                             p.statement_text,
+                            p.remittance,
                         )
                         for p in waiting
                     ]

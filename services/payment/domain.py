@@ -47,6 +47,19 @@ class Beneficiary:
 
 
 @dataclass(frozen=True)
+class Remittance:
+    """What the ledger keeps beside a payment's entries (the account context's PlaceHold fields):
+    the payee outside the bank, by name and IBAN, and the payment's reference."""
+
+    payee_name: str = ""
+    payee_iban: str = ""
+    reference: str = ""
+
+
+NO_REMITTANCE = Remittance()
+
+
+@dataclass(frozen=True)
 class Payment:
     payment_id: str
     debtor_account_id: str
@@ -68,12 +81,18 @@ class Payment:
 
     @property
     def statement_text(self) -> str:
-        """What the ledger's entries of the payment say (the hold's description): to another bank,
-        the payee's name and IBAN before the reference, since the ledger's counterparty is then the
-        clearing account; at most the 140 characters an entry keeps."""
-        if not self.beneficiary.external:
-            return self.reference
-        return " ".join(part for part in (self.beneficiary.name, self.beneficiary.iban, self.reference) if part)[:140]
+        """What the ledger's entries of the payment say (the hold's description), never blank:
+        "Payment to" the payee by name (else by IBAN or account); the reference and the payee's
+        IBAN travel as fields of their own (`remittance`). At most the 140 characters an entry keeps."""
+        b = self.beneficiary
+        return f"Payment to {b.name or b.iban or b.account_id}"[:140]
+
+    @property
+    def remittance(self) -> Remittance:
+        """The payee outside the bank (an external payment's; an internal one's is the ledger's
+        own account) and the reference, for the ledger to keep with the entries."""
+        b = self.beneficiary
+        return Remittance(b.name, b.iban, self.reference) if b.external else Remittance(reference=self.reference)
 
     def step_key(self, step: str) -> str:
         """The request id of a step at the account context ("capture", "release"): one per

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from common.money import Money
-from services.payment.domain import Payment
+from services.payment.domain import NO_REMITTANCE, Payment, Remittance
 from services.payment.reconciliation import BookedTransfer, NetworkSettlement
 
 
@@ -28,6 +28,7 @@ class HoldOrder:
     creditor: str
     amount: Money
     description: str
+    remittance: Remittance = NO_REMITTANCE
 
 
 class Accounts(Protocol):
@@ -51,10 +52,18 @@ class Accounts(Protocol):
         """The bank's account for money on its way to other banks, in `currency`."""
 
     async def place_hold(
-        self, request_id: str, debtor: str, creditor: str, amount: Money, description: str, *, capture: bool
+        self,
+        request_id: str,
+        debtor: str,
+        creditor: str,
+        amount: Money,
+        description: str,
+        *,
+        capture: bool,
+        remittance: Remittance = NO_REMITTANCE,
     ) -> FoundHold:
         """Reserves `amount` of the debtor's funds for the creditor (`capture`: and posts them to
-        the creditor in the same step)."""
+        the creditor in the same step); the ledger keeps `remittance` with the entries it posts."""
 
     async def place_holds(self, orders: list[HoldOrder]) -> list[FoundHold]:
         """Reserves every order's funds in one step, or none (a refusal of one refuses all): each

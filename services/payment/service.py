@@ -175,7 +175,13 @@ class PaymentProcessor(BaseComponent):
             with _account_step(p):
                 creditor = await self._accounts.clearing_account(p.amount.currency) if external else p.beneficiary.account_id
                 hold = await self._accounts.place_hold(
-                    self.hold_request_id(p), p.debtor_account_id, creditor, p.amount, p.statement_text, capture=not external
+                    self.hold_request_id(p),
+                    p.debtor_account_id,
+                    creditor,
+                    p.amount,
+                    p.statement_text,
+                    capture=not external,
+                    remittance=p.remittance,
                 )
         except CalleeRefused as refused:
             return await self._hold_refused(p, refused)

@@ -96,8 +96,9 @@ async def setup(tmp_path: Path, network: str) -> AsyncIterator[Setup]:
 
 
 async def test_an_external_payment_names_its_payee_on_the_payers_statement(setup: Setup) -> None:
-    """The ledger's counterparty of a payment to another bank is the clearing account: the entry's
-    description names the payee (name, IBAN) before the reference."""
+    """The ledger's counterparty of a payment to another bank is the clearing account: the payer's
+    entry names the payee (name, IBAN) and the reference as fields of their own; the clearing
+    account's entry carries the reference, not the payee (its counterparty is the payer)."""
     payee = ppb.ExternalBeneficiary(iban=GOOD_IBAN, name="Max Muster")
     request = ppb.CreatePaymentRequest(
         request_id="named-1", debtor_account_id=setup.accounts[0], amount=eur("12.00"), external=payee, reference="Invoice 42"
@@ -110,7 +111,16 @@ async def test_an_external_payment_names_its_payee_on_the_payers_statement(setup
 
     await eventually(completed, 15, "the payment completed")
     entries = (await setup.client.accounts.ListEntries(apb.ListEntriesRequest(account_id=setup.accounts[0]))).entries
-    assert (entries[-1].amount.amount, entries[-1].description) == ("-12.00", f"Max Muster {GOOD_IBAN} Invoice 42")
+    mine = entries[-1]
+    assert (mine.amount.amount, mine.description, mine.reference) == ("-12.00", "Payment to Max Muster", "Invoice 42")
+    assert (mine.counterparty_name, mine.counterparty_iban, mine.counterparty_account_id) == (
+        "Max Muster",
+        GOOD_IBAN,
+        "acc_CLEARING_EUR",
+    )
+    clearing = await setup.client.accounts.ListEntries(apb.ListEntriesRequest(account_id="acc_CLEARING_EUR", page_size=1000))
+    [theirs] = [e for e in clearing.entries if e.transfer_id == mine.transfer_id]
+    assert (theirs.counterparty_name, theirs.reference, theirs.description) == ("", "Invoice 42", "Payment to Max Muster")
 
 
 async def test_outage_queues_payments_then_the_queue_drains_once(setup: Setup) -> None:

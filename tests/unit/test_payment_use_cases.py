@@ -17,7 +17,7 @@ from common.filtering import Filter
 from common.idempotency import IdempotencyKey
 from common.money import Money
 from common.security.context import ADMIN, SecurityContext, caller_var, current_caller
-from services.payment.domain import Beneficiary, Payment, PaymentStatus
+from services.payment.domain import NO_REMITTANCE, Beneficiary, Payment, PaymentStatus, Remittance
 from services.payment.forwarding import StoreAndForward
 from services.payment.module import PaymentModule
 from services.payment.ports import Accounts, FoundHold, NetworkAnswer, NetworkUnavailable, PaymentNetwork
@@ -65,7 +65,15 @@ class FakeLedger(HoldBook, Accounts):
         return self.balances[account_id] - held
 
     async def place_hold(
-        self, request_id: str, debtor: str, creditor: str, amount: Money, description: str, *, capture: bool
+        self,
+        request_id: str,
+        debtor: str,
+        creditor: str,
+        amount: Money,
+        description: str,
+        *,
+        capture: bool,
+        remittance: Remittance = NO_REMITTANCE,
     ) -> FoundHold:
         # As the account context does: the caller and the account are judged before a request id
         # is replayed, so an identical request's copy can be refused a hold that exists.

@@ -499,12 +499,24 @@ class Entry(_message.Message):
     COUNTERPARTY_ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     POST_TIME_FIELD_NUMBER: _builtins.int
+    COUNTERPARTY_NAME_FIELD_NUMBER: _builtins.int
+    COUNTERPARTY_IBAN_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
     transfer_id: _builtins.str
     """Transfer the entry belongs to."""
     counterparty_account_id: _builtins.str
     """The other account of the transfer."""
     description: _builtins.str
     """Description of the transfer."""
+    counterparty_name: _builtins.str
+    """The party on the other side outside the bank, when the entry's counterparty account is one
+    of the bank's own (an external payment: the payee, as the payment named them). Empty for a
+    transfer between two customers' accounts: the ledger does not keep holders' names.
+    """
+    counterparty_iban: _builtins.str
+    """That party's IBAN, when known."""
+    reference: _builtins.str
+    """The remittance information the request carried (a payment's reference), on both entries."""
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
         """Signed amount: negative for a debit, positive for a credit."""
@@ -526,10 +538,13 @@ class Entry(_message.Message):
         counterparty_account_id: _builtins.str = ...,
         description: _builtins.str = ...,
         post_time: _timestamp_pb2.Timestamp | None = ...,
+        counterparty_name: _builtins.str = ...,
+        counterparty_iban: _builtins.str = ...,
+        reference: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "balance_after", b"balance_after", "post_time", b"post_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "balance_after", b"balance_after", "counterparty_account_id", b"counterparty_account_id", "description", b"description", "post_time", b"post_time", "transfer_id", b"transfer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "balance_after", b"balance_after", "counterparty_account_id", b"counterparty_account_id", "counterparty_iban", b"counterparty_iban", "counterparty_name", b"counterparty_name", "description", b"description", "post_time", b"post_time", "reference", b"reference", "transfer_id", b"transfer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1045,6 +1060,9 @@ class PlaceHoldRequest(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     CAPTURE_FIELD_NUMBER: _builtins.int
+    COUNTERPARTY_NAME_FIELD_NUMBER: _builtins.int
+    COUNTERPARTY_IBAN_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Client-chosen idempotency key."""
     debit_account_id: _builtins.str
@@ -1058,6 +1076,14 @@ class PlaceHoldRequest(_message.Message):
     back CAPTURED with its transfer_id. For a caller that would capture right away, one call
     instead of two; the hold stays the record a lost answer is found by (LookupHold).
     """
+    counterparty_name: _builtins.str
+    """The party outside the bank the money goes to (an external payment's payee), shown on the
+    debtor's statement entry when captured.
+    """
+    counterparty_iban: _builtins.str
+    """That party's IBAN."""
+    reference: _builtins.str
+    """Remittance information (the payment's reference), shown on both entries when captured."""
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
         """Positive amount to reserve."""
@@ -1071,10 +1097,13 @@ class PlaceHoldRequest(_message.Message):
         amount: _money_pb2.Money | None = ...,
         description: _builtins.str = ...,
         capture: _builtins.bool = ...,
+        counterparty_name: _builtins.str = ...,
+        counterparty_iban: _builtins.str = ...,
+        reference: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "capture", b"capture", "credit_account_id", b"credit_account_id", "debit_account_id", b"debit_account_id", "description", b"description", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "capture", b"capture", "counterparty_iban", b"counterparty_iban", "counterparty_name", b"counterparty_name", "credit_account_id", b"credit_account_id", "debit_account_id", b"debit_account_id", "description", b"description", "reference", b"reference", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
