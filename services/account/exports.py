@@ -42,6 +42,13 @@ def _unsigned(money: money_pb2.Money) -> tuple[str, str]:
     return money.amount.lstrip("-"), "DBIT" if negative else "CRDT"
 
 
+def _cell(text: str) -> str:
+    """A text another person wrote (a payer's reference, a payee's name), as a spreadsheet cannot
+    take it for a formula: one starting with = + - @ (or a tab or carriage return) gets a leading
+    apostrophe, as OWASP advises against CSV injection. Amounts are written as they are."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def statement_csv(statement: pb.GetStatementResponse, first: date, last: date) -> bytes:
     """An OPENING row (at the start of `first`), one ENTRY row per entry, a CLOSING row."""
     out = io.StringIO()
@@ -57,13 +64,13 @@ def statement_csv(statement: pb.GetStatementResponse, first: date, last: date) -
                 posted,
                 e.transfer_id,
                 e.counterparty_account_id,
-                e.description,
+                _cell(e.description),
                 e.amount.amount,
                 currency,
                 e.balance_after.amount,
-                e.counterparty_name,
+                _cell(e.counterparty_name),
                 e.counterparty_iban,
-                e.reference,
+                _cell(e.reference),
             )
         )
     rows.writerow(("CLOSING", f"{last}T23:59:59Z", "", "", "", "", currency, statement.closing_balance.amount, "", "", ""))
