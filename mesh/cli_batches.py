@@ -5,6 +5,7 @@ printed as lines finish), a batch's status (GetPaymentBatch), and its pain.002 s
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,12 @@ def add_batch_command(payments: Subcommands) -> None:
         _client_arguments(command)
 
 
+def _default_request_id(file: Path) -> str:
+    """batch-<the file's name> in the characters a request id takes: the same file sent again is
+    the same batch."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", f"batch-{file.name}")[:64]
+
+
 def _line(batch: Any) -> str:
     from ogpgy.payment.v1 import bulk_payment_service_pb2 as bpb
 
@@ -57,7 +64,7 @@ async def _batch(args: argparse.Namespace) -> int:
         stub = bgrpc.BulkPaymentServiceStub(channel)
         if args.batch_command == "submit":
             request = bpb.SubmitPaymentBatchRequest(
-                request_id=args.request_id or f"batch-{args.file.name}"[:64],
+                request_id=args.request_id or _default_request_id(args.file),
                 debtor_account_id=args.account,
                 pain001=args.file.read_bytes(),
             )
