@@ -173,7 +173,8 @@ class BatchUseCases(BaseComponent):
                     ) from silent
                 raise Unavailable(
                     "ACCOUNTS_UNAVAILABLE",
-                    "the account context did not answer; the batch is kept and completes by itself (GetPaymentBatch shows it)",
+                    "the account context did not answer; the batch is kept: send the same request again to reserve its funds"
+                    " (lines still without funds fail on their own after a while; GetPaymentBatch shows them)",
                     {**silent.metadata, "batch_id": batch.batch_id},
                 ) from silent
             except CalleeRefused as refused:

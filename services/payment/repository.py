@@ -25,6 +25,7 @@ _COLUMNS = (
     " currency, reference, status, failure_reason, hold_id, transfer_id, created_epoch, created_at, updated_at,"
     " authorized_by, attempts, next_attempt_at, refund_first_approver, refund_decided_by, operator_retries"
 )
+BATCH_RESERVE_WAIT = 30  # a batch line without its hold is the worker's after 30 times the usual wait
 _MARKS = ", ".join("?" * len(_COLUMNS.split(",")))  # one placeholder per column
 COUNTED = (PaymentStatus.PENDING.value, PaymentStatus.QUEUED.value, PaymentStatus.COMPLETED.value)
 
@@ -156,16 +157,23 @@ class Payments:
 
     async def due(self, stale_before: datetime, now: datetime, external: bool, limit: int) -> list[Payment]:
         """Queued payments (unless `external` is off: the network is not being called), and pending
-        ones a crash or a lost answer left behind, refunds decided included; those retried soonest first."""
+        ones a crash or a lost answer left behind, refunds decided included; those retried soonest
+        first. A batch's line whose hold is not placed yet waits BATCH_RESERVE_WAIT times longer:
+        its batch reserves every line's funds in one step (a large one takes a while, and a replay
+        of the batch places what is missing), and the worker looking its hold up first would close
+        the hold's request id for good."""
+        batch_stale_before = now - (now - stale_before) * BATCH_RESERVE_WAIT
         rows = await self._tx.fetchall(
             f"SELECT {_COLUMNS} FROM payments WHERE ((status = ? AND ?) OR ((status = ? OR (status = ? AND refund_decided_by <> ''))"
-            " AND updated_at < ?)) AND next_attempt_at <= ? ORDER BY next_attempt_at, seq LIMIT ?",
+            " AND updated_at < ?)) AND next_attempt_at <= ? AND NOT (batch_id <> '' AND hold_id = '' AND updated_at >= ?)"
+            " ORDER BY next_attempt_at, seq LIMIT ?",
             PaymentStatus.QUEUED.value,
             external,
             PaymentStatus.PENDING.value,
             PaymentStatus.NEEDS_OPERATOR.value,
             stale_before.isoformat(),
             now.isoformat(),
+            batch_stale_before.isoformat(),
             limit,
         )
         return [_payment(r) for r in rows]
