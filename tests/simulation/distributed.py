@@ -149,6 +149,8 @@ class Chaos:
 class ChaoticDriver(Driver):
     """The driver, with a chaos task killing processes while its history runs."""
 
+    makes_dead_letters = False  # the mesh's consumers run in processes of their own
+
     def __init__(self, target: str, rpcs: dict[str, Rpc], clock: ShiftedClock, chaos: Chaos) -> None:
         super().__init__(target, rpcs, clock)
         self.chaos = chaos
