@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import date, datetime
 
 from common.db.base import Settled
-from common.errors import NotFound, PreconditionFailed
+from common.errors import FieldViolation, NotFound, PreconditionFailed, ValidationFailed
 from common.idempotency import IdempotencyKey
 from common.ids import new_id
 from common.money import Money
@@ -174,7 +174,11 @@ async def place_holds(
     """Reserves every new order's funds together, or none: each debited account is locked and
     judged once for the sum of its new holds (an order whose key an earlier request used answers
     the hold it made, as PlaceHold does). A refusal is kept on every new key, so that no order of
-    the set is placed later alone, nor answered otherwise than the set was."""
+    the set is placed later alone, nor answered otherwise than the set was. A request_id twice
+    is refused: each names one hold (checked here, not as a contract rule: CEL's iteration budget
+    is below the 10,000 holds a request may carry)."""
+    if len({key.request_id for _, key in orders}) != len(orders):
+        raise ValidationFailed([FieldViolation("holds", "each hold's request_id appears once in the request")])
     debtors = sorted({order.debit_account_id for order, _ in orders})
     payees = await uow.accounts.read(sorted({order.credit_account_id for order, _ in orders} - set(debtors)))
     accounts = {**payees, **await uow.accounts.locked(debtors)}

@@ -81,11 +81,14 @@ class Payment:
 
     @property
     def statement_text(self) -> str:
-        """What the ledger's entries of the payment say (the hold's description), never blank:
-        "Payment to" the payee by name (else by IBAN or account); the reference and the payee's
-        IBAN travel as fields of their own (`remittance`). At most the 140 characters an entry keeps."""
+        """What the ledger's entries of the payment say (the hold's description, both sides), never
+        blank: to another bank, "Payment to" the payee by name (else IBAN); inside the bank, from
+        which account to which, true on the payer's side and the payee's alike. The reference and
+        the payee's IBAN travel as fields of their own (`remittance`). At most 140 characters."""
         b = self.beneficiary
-        return f"Payment to {b.name or b.iban or b.account_id}"[:140]
+        if b.external:
+            return f"Payment to {b.name or b.iban}"[:140]
+        return f"Payment from {self.debtor_account_id} to {b.account_id}"[:140]
 
     @property
     def remittance(self) -> Remittance:

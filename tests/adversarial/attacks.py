@@ -43,6 +43,7 @@ class Attack:
     path: str
     build: Build  # (victim, world, tag) -> the request; `tag` makes its request_id unique
     exempt: tuple[str, ...] = ()  # contexts for which the call is legitimately their own (the target's owner)
+    scheduled_by: str = ""  # the context whose own schedule runs it (alone; relaying for Bob it is refused)
     streaming: bool = False
 
 
@@ -186,6 +187,7 @@ def _account_attacks() -> list[Attack]:
             lambda v, w, t: apb.ChargeMonthlyFeesRequest(
                 request_id=f"adv-fee-{t}", month=date_pb2.Date(year=2026, month=1, day=1), currency_code="EUR", limit=100
             ),
+            scheduled_by="interest",  # the bank's day: its scheduled close posts every account's interest and fees
         ),
         Attack(
             "post interest",
@@ -197,6 +199,7 @@ def _account_attacks() -> list[Attack]:
                 limit=100,
                 tiers=[apb.InterestTier(annual_rate="0.5")],
             ),
+            scheduled_by="interest",  # the bank's day: its scheduled close posts every account's interest and fees
         ),
         # a context looks up (and may close) request ids in its own scope only: not the victim's
         Attack(

@@ -61,7 +61,7 @@ async def test_no_caller_but_the_owner_changes_anything_of_hers(world: World) ->
     cases = 0
     async with aio.insecure_channel(world.bank.target) as channel:
         for a, attack in enumerate(ATTACKS):
-            attackers = world.attackers(attack.path, attack.exempt)
+            attackers = world.attackers(attack.path, attack.exempt, attack.scheduled_by)
             answers = await asyncio.gather(
                 *(_attack(channel, world, attack, who, f"{a}x{p}", rng) for p, who in enumerate(attackers))
             )

@@ -113,25 +113,29 @@ class World:
     def service_token(self, context: str) -> str:
         return self.bank.contexts["infrastructure"].resolve(Security).service_token(context)
 
-    def attackers(self, path: str, exempt: tuple[str, ...] = ()) -> list[Principal]:
+    def attackers(self, path: str, exempt: tuple[str, ...] = (), scheduled_by: str = "") -> list[Principal]:
         """Everyone who must be refused `path` on the victim's resources: the users; every
         context alone; a context that imports the RPC relaying for Bob. `exempt`: contexts for
-        which the call is their own business (the owner of the targeted hold)."""
+        which the call is their own business (the owner of the targeted hold); `scheduled_by`:
+        the context whose own schedule runs it, alone (relaying for Bob it is still refused)."""
         found = [p for p in self.principals if not p.context]
         for context in CONTEXTS:
             if context in exempt:
                 continue
+            if context == scheduled_by:
+                found += self._relaying(path, context)
+                continue
             found.append(Principal(f"{context} alone", (("authorization", f"Bearer {self.service_token(context)}"),), context))
-            if context in self.importers.get(path, ()):
-                bob = self.principals[0].metadata[0][1].removeprefix("Bearer ")
-                found.append(
-                    Principal(
-                        f"{context} for Bob",
-                        (("authorization", f"Bearer {self.service_token(context)}"), (SUBJECT_HEADER, bob)),
-                        context,
-                    )
-                )
+            found += self._relaying(path, context)
         return found
+
+    def _relaying(self, path: str, context: str) -> list[Principal]:
+        """`context` relaying for Bob, when it imports the RPC."""
+        if context not in self.importers.get(path, ()):
+            return []
+        bob = self.principals[0].metadata[0][1].removeprefix("Bearer ")
+        token = (("authorization", f"Bearer {self.service_token(context)}"), (SUBJECT_HEADER, bob))
+        return [Principal(f"{context} for Bob", token, context)]
 
 
 async def build_world(bank: RunningBank, settings: Settings) -> World:

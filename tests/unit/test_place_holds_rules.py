@@ -1,18 +1,27 @@
-"""PlaceHolds' own rule, in its contract (so every client can check it before sending): one
-request_id per hold, since a hold's request_id is the idempotency key of that hold alone."""
+"""PlaceHolds refuses one request_id twice in a request (each names one hold); the refusal is
+INVALID_ARGUMENT on `holds`, decided before anything is read or written."""
 
 from __future__ import annotations
 
-from common.grpc.contract_rules import contract_violations
-from ogpgy.account.v1 import account_service_pb2 as pb
+from datetime import UTC, datetime
+from typing import Any
 
-DEBTOR, PAYEE = "acc_01M99SPDADX6S1HVCJ972JP106", "acc_01M99SPDADX6S1HVCJ972JP107"
+import pytest
+
+from common.errors import ValidationFailed
+from common.idempotency import IdempotencyKey
+from common.money import Money
+from services.account import movements
+from services.account.domain import TransferOrder
 
 
-def _hold(request_id: str) -> pb.PlaceHoldRequest:
-    return pb.PlaceHoldRequest(request_id=request_id, debit_account_id=DEBTOR, credit_account_id=PAYEE)
+def _order(request_id: str) -> tuple[TransferOrder, IdempotencyKey]:
+    order = TransferOrder("acc_a", "acc_b", Money("EUR", 100), "rent")
+    return order, IdempotencyKey(request_id, "PlaceHold", "-", "svc:payment")
 
 
-def test_a_request_id_twice_in_one_request_is_refused_on_holds() -> None:
-    assert [v.field for v in contract_violations(pb.PlaceHoldsRequest(holds=[_hold("a"), _hold("b"), _hold("a")]))] == ["holds"]
-    assert contract_violations(pb.PlaceHoldsRequest(holds=[_hold("a"), _hold("b")])) == []
+async def test_a_request_id_twice_in_one_request_is_refused_on_holds_before_anything_is_read() -> None:
+    untouchable: Any = object()  # any read or write of the unit would fail on it
+    with pytest.raises(ValidationFailed) as refused:
+        await movements.place_holds(untouchable, [_order("a"), _order("b"), _order("a")], datetime.now(UTC), "payment", "")
+    assert [v.field for v in refused.value.violations] == ["holds"]

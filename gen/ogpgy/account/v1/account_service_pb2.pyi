@@ -1142,7 +1142,9 @@ class PlaceHoldsRequest(_message.Message):
     HOLDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def holds(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlaceHoldRequest]:
-        """The holds, each with its own request_id; capture must be false."""
+        """The holds, each with its own request_id (one request_id twice is INVALID_ARGUMENT on holds);
+        capture must be false.
+        """
 
     def __init__(
         self,
