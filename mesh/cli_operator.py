@@ -155,6 +155,21 @@ def _optional_path(name: str) -> Path | None:
     return Path(found) if found else None
 
 
+def add_operator_action(actions: Subcommands, name: str, text: str, target: str, example: str) -> None:
+    """An operator's action on one stuck thing (`ogpgy payments retry`, `ogpgy sagas compensate`):
+    its id, the reason the audit trail keeps, and the request's idempotency key."""
+    action = actions.add_parser(
+        name,
+        help=text,
+        description=f"{text[0].upper()}{text[1:]}. Admins only; the reason is kept in the audit trail. Send the "
+        "same --request-id again to learn how a call that was cut short ended: it acts at most once.",
+    )
+    action.add_argument(f"{target}_id", metavar=f"{target.upper()}_ID", help=example)
+    action.add_argument("--reason", required=True, help="why, for the audit trail (1 to 500 characters)")
+    action.add_argument("--request-id", default="", help="the request's idempotency key (default: a new one)")
+    _client_arguments(action)
+
+
 def _client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target",

@@ -10,7 +10,15 @@ from datetime import UTC
 from typing import Any
 
 from mesh.cli_batches import add_batch_command, run_batch
-from mesh.cli_operator import Subcommands, _as_client, _client_arguments, _invocation, _issue_token, _tls
+from mesh.cli_operator import (
+    Subcommands,
+    _as_client,
+    _client_arguments,
+    _invocation,
+    _issue_token,
+    _tls,
+    add_operator_action,
+)
 
 FILTERS = (
     "Filter fields: status (PENDING, QUEUED, COMPLETED, FAILED, REJECTED, NEEDS_OPERATOR, REFUNDED), currency_code "
@@ -38,16 +46,7 @@ def add_payments_command(commands: Subcommands) -> None:
         ("retry", "hand a payment stopped NEEDS_OPERATOR back to the bank, which drives it on from where it stands"),
         ("refund", "give a NEEDS_OPERATOR payment's held funds back to the payer (two admins above the four-eyes amount)"),
     ):
-        action = payments.add_parser(
-            name,
-            help=text,
-            description=f"{text[0].upper()}{text[1:]}. Admins only; the reason is kept in the audit trail. Send the "
-            "same --request-id again to learn how a call that was cut short ended: it acts at most once.",
-        )
-        action.add_argument("payment_id", metavar="PAYMENT_ID", help="e.g. pay_01J... (ogpgy payments list)")
-        action.add_argument("--reason", required=True, help="why, for the audit trail (1 to 500 characters)")
-        action.add_argument("--request-id", default="", help="the request's idempotency key (default: a new one)")
-        _client_arguments(action)
+        add_operator_action(payments, name, text, "payment", "e.g. pay_01J... (ogpgy payments list)")
     add_batch_command(payments)
 
 

@@ -10,7 +10,15 @@ from collections.abc import AsyncIterator
 from datetime import UTC
 from typing import Any
 
-from mesh.cli_operator import Subcommands, _as_client, _client_arguments, _invocation, _issue_token, _tls
+from mesh.cli_operator import (
+    Subcommands,
+    _as_client,
+    _client_arguments,
+    _invocation,
+    _issue_token,
+    _tls,
+    add_operator_action,
+)
 
 FILTER_HELP = "AIP-160 filter: comparisons joined by AND, e.g. %s (quote it for the shell; an empty filter lists everything)"
 
@@ -35,16 +43,7 @@ def add_sagas_commands(commands: Subcommands) -> None:
         ("retry", "drive a saga stopped FAILED_NEEDS_OPERATOR forward again from its failed step"),
         ("compensate", "run the compensations of a saga stopped FAILED_NEEDS_OPERATOR (money back; four eyes above an amount)"),
     ):
-        action = sagas.add_parser(
-            name,
-            help=text,
-            description=f"{text[0].upper()}{text[1:]}. The reason is kept in the audit trail. Send the same "
-            "--request-id again to learn how a call that was cut short ended; it acts at most once.",
-        )
-        action.add_argument("saga_id", metavar="SAGA_ID", help="e.g. sag-lon_01J... (ogpgy sagas list)")
-        action.add_argument("--reason", required=True, help="why, for the audit trail (1 to 500 characters)")
-        action.add_argument("--request-id", default="", help="the request's idempotency key (default: a new one)")
-        _client_arguments(action)
+        add_operator_action(sagas, name, text, "saga", "e.g. sag-lon_01J... (ogpgy sagas list)")
     loans = _subcommands(commands.choices["loans"])
     arrears = loans.add_parser(
         "arrears",
