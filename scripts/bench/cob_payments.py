@@ -22,6 +22,7 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -41,7 +42,9 @@ from scripts.bench.payments import funded_accounts  # noqa: E402
 from tests.bank_helpers import admin_channel, eur, generous_fraud_rules  # noqa: E402
 
 
-def payment_load(channel: aio.Channel, accounts: list[str], tag: str) -> tuple[pgrpc.PaymentServiceStub, object]:
+def payment_load(
+    channel: aio.Channel, accounts: list[str], tag: str
+) -> tuple[pgrpc.PaymentServiceStub, Callable[[int], Awaitable[object]]]:
     stub, rng = pgrpc.PaymentServiceStub(channel), random.Random(tag)
 
     async def one(i: int) -> object:
@@ -64,7 +67,7 @@ async def measure(target: str, seconds: float, in_flight: int) -> tuple[list[Res
         accounts = await funded_accounts(channel, "cob")
         days = igrpc.InterestServiceStub(channel)
         _, before = payment_load(channel, accounts, "before")
-        rows = [await closed_loop("payments, no close", before, in_flight, seconds)]  # type: ignore[arg-type]
+        rows = [await closed_loop("payments, no close", before, in_flight, seconds)]
 
         closed: list[ipb.BusinessDayClose] = []
         ended: list[float] = []
@@ -79,12 +82,12 @@ async def measure(target: str, seconds: float, in_flight: int) -> tuple[list[Res
         started = time.perf_counter()
         closing = asyncio.create_task(close())
         _, during = payment_load(channel, accounts, "during")
-        rows.append(await closed_loop("payments, close running", during, in_flight, seconds))  # type: ignore[arg-type]
+        rows.append(await closed_loop("payments, close running", during, in_flight, seconds))
         outlasted = not closing.done()
         await closing
         close_seconds = ended[0] - started
         _, after = payment_load(channel, accounts, "after")
-        rows.append(await closed_loop("payments, after the close", after, in_flight, seconds))  # type: ignore[arg-type]
+        rows.append(await closed_loop("payments, after the close", after, in_flight, seconds))
         return (
             rows,
             close_seconds,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import pytest
@@ -208,6 +209,6 @@ async def test_the_protobuf_form_is_checked_as_the_file_is(world: World) -> None
     assert "control_sum" in await field_violations(_drain(world.batches.SubmitPaymentBatch(wrong)))
 
 
-async def _drain(stream: aio.UnaryStreamCall) -> None:  # type: ignore[type-arg]
+async def _drain(stream: aio.UnaryStreamCall[Any, Any]) -> None:
     async for _ in stream:
         pass

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import cast
 
 from tests.simulation.model import ADMIN, MANAGER, OTHER, OWNER, STRANGER, WARRING, Op
 
@@ -114,12 +115,13 @@ def _batch(op: Op, made: Made) -> Request | None:
     if op.kind != "SubmitPaymentBatch":
         return None
     account, owner = made.account(op.args["account"])
+    pairs = cast(list[tuple[object, str]], op.args["lines"])  # the model's (payee, amount) pairs
     lines: list[dict[str, object]] = []
-    for n, (to, amount) in enumerate(op.args["lines"]):  # type: ignore[arg-type]  # the model's (payee, amount) pairs
+    for n, (to, amount) in enumerate(pairs):
         payee = {"external": {"iban": EXTERNAL_IBAN, "name": "Max"}} if to == "external" else {}
         payee = payee or {"internal": {"account_id": made.account(to)[0]}}
         lines.append({"end_to_end_id": f"sim-{op.n}-{n}", "amount": _eur(amount), **payee})
-    total = sum(Decimal(str(line["amount"]["amount"])) for line in lines)  # type: ignore[index]
+    total = sum(Decimal(amount) for _, amount in pairs)
     header = {"number_of_transactions": len(lines) + int(bool(op.args["miscounted"])), "control_sum": f"{total:.2f}"}
     body = {"debtor_account_id": account, "lines": {"lines": lines, **header}}
     return Request(op.kind, _sender(op, owner, made), body, account)
